@@ -1,0 +1,1 @@
+"""us3l deploy package."""

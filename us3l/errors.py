@@ -1,0 +1,27 @@
+"""User-facing errors: the CLI prints their message as one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class US3LError(Exception):
+    """An error caused by user input or environment, reported without a traceback.
+
+    ``exit_code`` is the process exit status the CLI uses (2 is reserved for "infeasible"/"usage").
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class MissingDependencyError(US3LError):
+    """A backend or feature needs an optional package that is not installed."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        super().__init__(
+            f"{feature} needs the '{package}' package, which is not installed: "
+            f"pip install 'us3l[{extra}]'"
+        )
