@@ -1,0 +1,189 @@
+"""The one interface every deploy backend implements: ``export() -> Artifact`` and ``load() -> Runner``.
+
+A backend module (``deploy/backends/<name>.py``) defines one ``Backend`` subclass and keeps its heavy imports
+(onnx, onnxruntime, openvino, tensorrt) inside functions, so that importing it is cheap and a missing package
+is reported only when that backend is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from us3l.errors import US3LError
+
+#: Tensor names of every exported artifact (the manifest's input/output spec repeats them).
+INPUT_NAME = "input"
+OUTPUT_NAME = "embedding"
+
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a backend wrote: the primary file (``path``) and every file belonging to it.
+
+    ``extras`` carries backend facts the manifest records (ONNX opset and exporter, TensorRT version and GPU
+    compute capability, ...).
+    """
+
+    backend: str
+    path: Path
+    files: tuple[Path, ...]
+    precision: str
+    dynamic_batch: bool
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    runtime_version: str | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(ABC):
+    """A loaded artifact, ready to run. Use as a context manager; ``close()`` releases the session.
+
+    ``infer`` takes and returns float32 NCHW / (B, D) numpy arrays. ``time_once`` returns the wall time in
+    seconds of one inference, synchronised the way the runtime itself synchronises (the call returns only
+    when the output is on the host). Latency statistics are computed elsewhere (``profiler/stats.py``).
+    """
+
+    backend: str = ""
+    device: str = "cpu"
+
+    @abstractmethod
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Run one batch and return the embedding as a new float32 array."""
+
+    @abstractmethod
+    def time_once(self, x: np.ndarray) -> float:
+        """Seconds taken by one synchronous inference of ``x`` (input already prepared)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most runtimes free themselves
+        """Release the runtime objects (idempotent)."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Backend(ABC):
+    """A deploy target: exports a static ``nn.Module`` and loads the result into a ``Runner``."""
+
+    #: Registered lowercase name (CLI, manifests, file names).
+    name: str = ""
+    #: The pip package the runtime comes from and the us3l extra that installs it.
+    package: str = ""
+    extra: str = ""
+    #: Precisions this backend can export.
+    precisions: tuple[str, ...] = ("fp32",)
+    #: File name of the primary artifact inside an export directory.
+    filename: str = ""
+
+    @abstractmethod
+    def available(self) -> bool:
+        """True when the runtime (and any hardware it needs) is present; never raises."""
+
+    @abstractmethod
+    def runtime_version(self) -> str | None:
+        """Version of the installed runtime, or None when it is not installed."""
+
+    @abstractmethod
+    def export(
+        self,
+        model: Any,
+        example: Any,
+        out_dir: str | Path,
+        precision: str = "fp32",
+        dynamic_batch: bool = False,
+    ) -> Artifact:
+        """Export the static module ``model`` traced with ``example`` (N, C, H, W) into ``out_dir``."""
+
+    @abstractmethod
+    def load(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+    ) -> Runner:
+        """Load an exported artifact; ``device`` is the runtime's device name (``cpu`` by default)."""
+
+    def check_runtime_compat(self, recorded: str | None) -> None:
+        """Refuse (``US3LError``) when the installed runtime cannot be trusted to run an artifact written
+        with runtime version ``recorded``. Default: same major version, and not older than the writer."""
+        current = self.runtime_version()
+        if current is None:
+            raise self.missing()
+        if recorded is None:
+            return
+        cur, rec = version_tuple(current), version_tuple(recorded)
+        if cur[:1] != rec[:1] or cur[:2] < rec[:2]:
+            raise US3LError(
+                f"artifact was exported with {self.package} {recorded}, installed is {current}: "
+                f"install {self.package}=={'.'.join(map(str, rec[:2]))}.* or re-export"
+            )
+
+    def check_precision(self, precision: str) -> None:
+        if precision not in self.precisions:
+            raise US3LError(
+                f"backend '{self.name}' exports precision {'/'.join(self.precisions)}, not '{precision}'"
+            )
+
+    def missing(self) -> US3LError:
+        from us3l.errors import MissingDependencyError
+
+        return MissingDependencyError(self.package, self.extra, f"the '{self.name}' deploy backend")
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"1.32.0"`` -> ``(1, 32, 0)``; ``"2026.4.1-22982-..."`` -> ``(2026, 4, 1)``; stops at the first
+    non-numeric part."""
+    parts: list[int] = []
+    for piece in version.split("-")[0].split("+")[0].split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def as_input(x: Any) -> np.ndarray:
+    """A C-contiguous float32 array from a numpy array or a torch tensor."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@contextmanager
+def staging_dir(out_dir: str | Path) -> Iterator[Path]:
+    """A temporary directory inside ``out_dir`` whose files are moved into ``out_dir`` on success.
+
+    Each file lands by ``os.replace`` (atomic per file); on error the staging directory is removed and
+    ``out_dir`` keeps no partial file.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        yield tmp
+        for item in sorted(tmp.iterdir()):
+            os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

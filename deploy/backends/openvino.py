@@ -1,0 +1,146 @@
+"""OpenVINO backend: IR (``model.xml`` + ``model.bin``) converted from the ONNX export, run by OpenVINO.
+
+``openvino.convert_model`` reads the same ONNX file the ONNX backend writes (one tracing path for every
+backend); ``openvino.save_model(compress_to_fp16=...)`` stores FP32 or FP16 weights. The runner compiles for
+``CPU`` by default (``GPU``/``NPU`` where present) with a latency hint and ``INFERENCE_NUM_THREADS``. For fp32
+artifacts it pins ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AVX512-BF16/AMX OpenVINO otherwise runs bf16
+by default, which would not be the model that was verified.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.backends.base import Artifact, Backend, Runner, as_input, staging_dir, version_tuple
+from us3l.errors import US3LError
+
+
+class OpenVinoRunner(Runner):
+    """A compiled OpenVINO model and one synchronous infer request."""
+
+    backend = "openvino"
+
+    def __init__(self, path: Path, threads: int | None, device: str, precision: str | None) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        if device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
+            raise US3LError(
+                f"OpenVINO device '{device}' is not present (available: {', '.join(core.available_devices)})"
+            )
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads and device.startswith("CPU"):
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if precision in (None, "fp32"):
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        elif device.startswith(("GPU", "NPU")):
+            config["INFERENCE_PRECISION_HINT"] = "f16"
+        self.device = device
+        self.compiled = core.compile_model(str(path), device, config)
+        self.request = self.compiled.create_infer_request()
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        self.request.infer({0: as_input(x)})
+        return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+    def time_once(self, x: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        self.request.infer({0: x})  # synchronous: returns when the output tensor is ready
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.request = None
+        self.compiled = None
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    package = "openvino"
+    extra = "openvino"
+    precisions = ("fp32", "fp16")
+    filename = "model.xml"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("openvino") is not None
+
+    def runtime_version(self) -> str | None:
+        if not self.available():
+            return None
+        import openvino
+
+        return str(openvino.get_version())
+
+    def check_runtime_compat(self, recorded: str | None) -> None:
+        """IR files are read by the same or a newer OpenVINO release; refuse an older one."""
+        current = self.runtime_version()
+        if current is None:
+            raise self.missing()
+        if recorded is not None and version_tuple(current)[:2] < version_tuple(recorded)[:2]:
+            raise US3LError(
+                f"artifact was exported with openvino {recorded}, installed {current} is older: "
+                f"upgrade openvino or re-export"
+            )
+
+    def export(
+        self,
+        model: Any,
+        example: Any,
+        out_dir: str | Path,
+        precision: str = "fp32",
+        dynamic_batch: bool = False,
+    ) -> Artifact:
+        self.check_precision(precision)
+        if not self.available():
+            raise self.missing()
+        import openvino as ov
+        import torch
+
+        from deploy.backends.onnx import export_onnx_file
+
+        with torch.no_grad():
+            out_shape = tuple(model.eval()(example).shape)
+        with staging_dir(out_dir) as tmp:
+            onnx_dir = tmp / "onnx"
+            onnx_dir.mkdir()
+            extras = export_onnx_file(model, example, onnx_dir / "model.onnx", dynamic_batch)
+            ov_model = ov.convert_model(str(onnx_dir / "model.onnx"))
+            ov.save_model(ov_model, str(tmp / self.filename), compress_to_fp16=(precision == "fp16"))
+            del ov_model
+            shutil.rmtree(onnx_dir)  # the intermediate ONNX file is not part of this artifact
+        out = Path(out_dir)
+        extras["converted_from"] = "onnx"
+        extras["weights"] = "fp16 (compressed)" if precision == "fp16" else "fp32"
+        return Artifact(
+            backend=self.name,
+            path=out / self.filename,
+            files=(out / self.filename, out / "model.bin"),
+            precision=precision,
+            dynamic_batch=dynamic_batch,
+            input_shape=tuple(example.shape),
+            output_shape=out_shape,
+            runtime_version=self.runtime_version(),
+            extras=extras,
+        )
+
+    def load(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+    ) -> Runner:
+        if not self.available():
+            raise self.missing()
+        path = Path(path)
+        if not path.is_file() or not path.with_suffix(".bin").is_file():
+            raise US3LError(f"OpenVINO IR not found: {path} (+ {path.with_suffix('.bin').name})")
+        return OpenVinoRunner(path, threads, (device or "CPU").upper(), precision)
+
+
+BACKEND = OpenVinoBackend()

@@ -1,0 +1,284 @@
+"""TensorRT backend: a serialized engine (``model.engine``) built from the ONNX export.
+
+Engines only run where they were built: same TensorRT version, same GPU architecture (compute capability).
+So the engine is built
+
+* here, with the TensorRT Python API, when ``tensorrt`` imports and a CUDA GPU is present, or
+* on the target (a Jetson, a remote GPU box) with ``trtexec`` over SSH: ``trtexec_build_command`` gives the
+  argument list, ``devices/`` runs it on the device.
+
+The manifest records the TensorRT version and compute capability; ``check_engine_compat`` refuses an engine
+from another version or architecture before TensorRT is asked to deserialize it. The runner follows the
+TensorRT 10 API (named I/O tensors, ``set_tensor_address``, ``execute_async_v3``) with torch CUDA buffers.
+It cannot be tested on a machine without an NVIDIA GPU; its tests skip there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.backends.base import INPUT_NAME, Artifact, Backend, Runner, as_input, staging_dir, version_tuple
+from us3l.errors import US3LError
+
+NO_TENSORRT_HERE = (
+    "the tensorrt backend needs TensorRT and an NVIDIA GPU on this machine ({why}): install TensorRT "
+    "(pip install 'us3l[tensorrt]') on an NVIDIA machine, or export to a Jetson/remote device, where the "
+    "engine is built on the device with trtexec over SSH (engines only run where they were built)"
+)
+
+
+def _shape_arg(name: str, shape: Sequence[int]) -> str:
+    return f"{name}:{'x'.join(str(int(d)) for d in shape)}"
+
+
+def trtexec_build_command(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    fp16: bool = True,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    workspace_mb: int | None = None,
+    min_shapes: Mapping[str, Sequence[int]] | None = None,
+    max_shapes: Mapping[str, Sequence[int]] | None = None,
+    trtexec: str = "trtexec",
+) -> list[str]:
+    """The ``trtexec`` argument list (never a shell string) that builds ``engine_path`` from ``onnx_path``.
+
+    ``shapes`` fixes the input shape (``--shapes``); with ``min_shapes``/``max_shapes`` it is the optimisation
+    shape of a dynamic-batch profile (``--minShapes/--optShapes/--maxShapes``). ``workspace_mb`` limits the
+    builder's scratch memory (TensorRT 10: ``--memPoolSize=workspace:<N>M``).
+    """
+    cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={engine_path}", "--skipInference"]
+    if fp16:
+        cmd.append("--fp16")
+    if (min_shapes is None) != (max_shapes is None):
+        raise ValueError("min_shapes and max_shapes go together")
+    if min_shapes is not None and max_shapes is not None:
+        if not shapes:
+            raise ValueError("a dynamic profile needs shapes= as its optimisation shape")
+        cmd.append("--minShapes=" + ",".join(_shape_arg(k, v) for k, v in min_shapes.items()))
+        cmd.append("--optShapes=" + ",".join(_shape_arg(k, v) for k, v in shapes.items()))
+        cmd.append("--maxShapes=" + ",".join(_shape_arg(k, v) for k, v in max_shapes.items()))
+    elif shapes:
+        cmd.append("--shapes=" + ",".join(_shape_arg(k, v) for k, v in shapes.items()))
+    if workspace_mb is not None:
+        if workspace_mb <= 0:
+            raise ValueError(f"workspace_mb must be positive, got {workspace_mb}")
+        cmd.append(f"--memPoolSize=workspace:{int(workspace_mb)}M")
+    return cmd
+
+
+def check_engine_compat(
+    recorded: Mapping[str, Any], tensorrt_version: str | None, compute_capability: str | None
+) -> None:
+    """Refuse an engine built with another TensorRT version or for another GPU architecture.
+
+    ``recorded`` is the manifest's ``tensorrt`` section (``version``, ``compute_capability``).
+    """
+    want_v, want_cc = recorded.get("version"), recorded.get("compute_capability")
+    if tensorrt_version is None:
+        raise US3LError(
+            f"this engine needs TensorRT {want_v} on a GPU with compute capability {want_cc}; "
+            "TensorRT is not installed here"
+        )
+    if want_v is not None and version_tuple(str(want_v))[:3] != version_tuple(tensorrt_version)[:3]:
+        raise US3LError(
+            f"engine was built with TensorRT {want_v}, installed is {tensorrt_version}: "
+            "engines only run with the TensorRT version that built them; rebuild the engine on this machine"
+        )
+    if want_cc is not None and str(want_cc) != str(compute_capability):
+        raise US3LError(
+            f"engine was built for GPU compute capability {want_cc}, this GPU is {compute_capability}: "
+            "rebuild the engine on this machine"
+        )
+
+
+def current_compute_capability() -> str | None:
+    """``"8.7"`` for the current CUDA device, None without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    return f"{major}.{minor}"
+
+
+def _build_engine(onnx_path: Path, fp16: bool, example_shape: tuple[int, ...], dynamic_batch: bool) -> bytes:
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise US3LError(f"TensorRT could not parse {onnx_path.name}: {errors}")
+    config = builder.create_builder_config()
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if dynamic_batch:
+        profile = builder.create_optimization_profile()
+        rest = tuple(example_shape[1:])
+        batch = example_shape[0]
+        profile.set_shape(INPUT_NAME, (1, *rest), (batch, *rest), (max(batch, 64), *rest))
+        config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise US3LError("TensorRT failed to build the engine (see the TensorRT log above)")
+    return bytes(serialized)
+
+
+class TensorRtRunner(Runner):
+    """A deserialized engine with one execution context, torch CUDA buffers and a dedicated CUDA stream."""
+
+    backend = "tensorrt"
+
+    def __init__(self, path: Path) -> None:
+        import tensorrt as trt
+        import torch
+
+        self._torch = torch
+        self.device = "cuda"
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise US3LError(f"TensorRT could not deserialize {path} (built by another version or GPU?)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        mode = trt.TensorIOMode.INPUT
+        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == mode)
+        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) != mode)
+        self.stream = torch.cuda.Stream()
+        self._shape: tuple[int, ...] | None = None
+
+    def _bind(self, x: np.ndarray) -> Any:
+        torch = self._torch
+        if self._shape != x.shape:
+            self.context.set_input_shape(self.input_name, tuple(x.shape))
+            self._in = torch.empty(tuple(x.shape), dtype=torch.float32, device="cuda")
+            out_shape = tuple(self.context.get_tensor_shape(self.output_name))
+            self._out = torch.empty(out_shape, dtype=torch.float32, device="cuda")
+            self.context.set_tensor_address(self.input_name, self._in.data_ptr())
+            self.context.set_tensor_address(self.output_name, self._out.data_ptr())
+            self._shape = tuple(x.shape)
+        return self._in
+
+    def _run(self, x: np.ndarray) -> None:
+        buf = self._bind(x)
+        with self._torch.cuda.stream(self.stream):
+            buf.copy_(self._torch.from_numpy(x), non_blocking=False)
+            self.context.execute_async_v3(self.stream.cuda_stream)
+        self.stream.synchronize()
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        self._run(as_input(x))
+        return self._out.float().cpu().numpy().copy()
+
+    def time_once(self, x: np.ndarray) -> float:
+        """Host-to-device copy, execution and stream synchronisation (the output stays on the GPU)."""
+        t0 = time.perf_counter()
+        self._run(x)
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.context = None
+        self.engine = None
+
+
+class TensorRtBackend(Backend):
+    name = "tensorrt"
+    package = "tensorrt"
+    extra = "tensorrt"
+    precisions = ("fp32", "fp16")
+    filename = "model.engine"
+
+    def runtime_version(self) -> str | None:
+        if importlib.util.find_spec("tensorrt") is None:
+            return None
+        try:
+            import tensorrt
+        except Exception:  # a broken install (missing libnvinfer) counts as absent
+            return None
+        return str(tensorrt.__version__)
+
+    def available(self) -> bool:
+        return self.runtime_version() is not None and current_compute_capability() is not None
+
+    def _require_here(self) -> None:
+        if self.runtime_version() is None:
+            raise US3LError(NO_TENSORRT_HERE.format(why="the tensorrt package is not installed"))
+        if current_compute_capability() is None:
+            raise US3LError(NO_TENSORRT_HERE.format(why="no CUDA GPU is visible"))
+
+    def check_runtime_compat(self, recorded: str | None) -> None:
+        """Exact TensorRT version (the GPU architecture is checked by ``check_engine_compat``)."""
+        check_engine_compat({"version": recorded}, self.runtime_version(), current_compute_capability())
+
+    def export(
+        self,
+        model: Any,
+        example: Any,
+        out_dir: str | Path,
+        precision: str = "fp16",
+        dynamic_batch: bool = False,
+    ) -> Artifact:
+        self.check_precision(precision)
+        self._require_here()
+        import torch
+
+        from deploy.backends.onnx import export_onnx_file
+
+        with torch.no_grad():
+            out_shape = tuple(model.eval()(example).shape)
+        with staging_dir(out_dir) as tmp:
+            extras = export_onnx_file(model, example, tmp / "model.onnx", dynamic_batch)
+            fp16 = precision == "fp16"
+            engine = _build_engine(tmp / "model.onnx", fp16, tuple(example.shape), dynamic_batch)
+            (tmp / self.filename).write_bytes(engine)
+        out = Path(out_dir)
+        extras["tensorrt"] = {
+            "version": self.runtime_version(),
+            "compute_capability": current_compute_capability(),
+            "gpu_name": torch.cuda.get_device_name(),
+            "built_with": "python-api",
+        }
+        return Artifact(
+            backend=self.name,
+            path=out / self.filename,
+            files=(out / self.filename, out / "model.onnx"),
+            precision=precision,
+            dynamic_batch=dynamic_batch,
+            input_shape=tuple(example.shape),
+            output_shape=out_shape,
+            runtime_version=self.runtime_version(),
+            extras=extras,
+        )
+
+    def load(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+    ) -> Runner:
+        self._require_here()
+        path = Path(path)
+        if not path.is_file():
+            raise US3LError(f"TensorRT engine not found: {path}")
+        return TensorRtRunner(path)
+
+
+def which_trtexec() -> str | None:
+    """Path of a local ``trtexec`` (installed with TensorRT under /usr/src/tensorrt/bin on Jetson)."""
+    return shutil.which("trtexec") or (
+        "/usr/src/tensorrt/bin/trtexec" if Path("/usr/src/tensorrt/bin/trtexec").is_file() else None
+    )
+
+
+BACKEND = TensorRtBackend()

@@ -1,0 +1,61 @@
+"""Device registry: the built-in device files plus the user's own, looked up by name.
+
+Order of precedence (a later source replaces a device of the same name): built-ins
+(``devices/builtin/*.toml``), then the user folder (``$US3L_DEVICES_DIR`` or ``~/.config/us3l/devices/``),
+then an explicit ``--device-file``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from devices.spec import DeviceSpec, load_device_file
+from us3l.errors import US3LError
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+
+
+def user_devices_dir() -> Path:
+    """``$US3L_DEVICES_DIR`` if set, else ``~/.config/us3l/devices``."""
+    env = os.environ.get("US3L_DEVICES_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".config" / "us3l" / "devices"
+
+
+def _load_dir(folder: Path, builtin: bool) -> dict[str, DeviceSpec]:
+    found: dict[str, DeviceSpec] = {}
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("*.toml")):
+        spec = load_device_file(path)
+        if builtin:
+            spec = replace(spec, source=f"built-in ({path.name})")
+        found[spec.name] = spec
+    return found
+
+
+def list_devices(device_file: str | Path | None = None) -> list[DeviceSpec]:
+    """Every known device (built-in, user folder, ``device_file``), sorted by name."""
+    devices = _load_dir(BUILTIN_DIR, builtin=True)
+    devices.update(_load_dir(user_devices_dir(), builtin=False))
+    if device_file is not None:
+        spec = load_device_file(device_file)
+        devices[spec.name] = spec
+    return sorted(devices.values(), key=lambda s: s.name)
+
+
+def get_device(name: str | None, device_file: str | Path | None = None) -> DeviceSpec:
+    """The device called ``name``; with only ``device_file``, the device that file describes."""
+    if name is None:
+        if device_file is None:
+            raise US3LError("give a device: --device NAME or --device-file PATH (list them with: us3l devices)")
+        return load_device_file(device_file)
+    name = name.strip().lower()
+    devices = {s.name: s for s in list_devices(device_file)}
+    if name not in devices:
+        raise US3LError(
+            f"unknown device '{name}' (known: {', '.join(sorted(devices))}); "
+            f"add one with --device-file PATH or a .toml file in {user_devices_dir()}"
+        )
+    return devices[name]

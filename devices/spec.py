@@ -1,0 +1,259 @@
+"""``DeviceSpec``: one declarative description of a profiling target, read from a small TOML file.
+
+A device file looks like this (every key but ``name`` and ``backends`` is optional)::
+
+    name = "raspberry-pi-5"
+    description = "Raspberry Pi 5 (Cortex-A76), onnxruntime on ARM over SSH"
+    backends = ["onnx"]            # preference order: onnx (onnxruntime), openvino, tensorrt, torch
+    precision = "fp32"             # fp32 | fp16
+    batch = 1
+    input_size = 224               # optional: override the model's input side
+    threads = 4                    # optional: pinned thread count (default: cores usable by the process)
+    openvino_device = "CPU"        # OpenVINO device name (CPU, GPU, NPU)
+
+    [measure]                      # profiler.measure.MeasurementPolicy
+    warmup = 10
+    min_repeats = 30
+    max_repeats = 3000
+    target_rel_ci = 0.02
+    max_seconds = 20.0             # per width
+    chunk = 10
+
+    [reach]
+    host = "ssh://pi@raspberrypi.local:22"   # or "local" (default)
+    key = "~/.ssh/id_ed25519"                # optional (default: ssh agent / ~/.ssh keys)
+    known_hosts = "~/.ssh/known_hosts"       # optional (default shown)
+    python = "python3"                       # remote interpreter that has the runtime
+    connect_timeout_s = 10
+    command_timeout_s = 600
+
+    [requires]
+    cuda = false                   # a local run needs an NVIDIA GPU
+    tegra = false                  # a local run needs an NVIDIA Jetson (/etc/nv_tegra_release)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from profiler.measure import MeasurementPolicy
+from us3l.errors import US3LError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the tomli backport
+    try:
+        import tomli as tomllib
+    except ImportError:  # pragma: no cover
+        tomllib = None  # type: ignore[assignment]
+
+#: Backend names a device may list, and accepted aliases.
+BACKENDS = ("onnx", "openvino", "tensorrt", "torch")
+_ALIASES = {"onnxruntime": "onnx", "ort": "onnx", "ov": "openvino", "trt": "tensorrt", "trtexec": "tensorrt"}
+PRECISIONS = ("fp32", "fp16")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How to reach a device: ``local`` or an SSH host, with the files SSH needs."""
+
+    kind: str = "local"  # "local" | "ssh"
+    user: str | None = None
+    host: str | None = None
+    port: int = 22
+    key: str | None = None
+    known_hosts: str | None = None
+    python: str = "python3"
+    connect_timeout_s: float = 10.0
+    command_timeout_s: float = 600.0
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind == "local"
+
+    @property
+    def url(self) -> str:
+        if self.is_local:
+            return "local"
+        user = f"{self.user}@" if self.user else ""
+        return f"ssh://{user}{self.host}:{self.port}"
+
+    def with_host(self, url: str) -> Reach:
+        """A copy reaching ``url`` (``local`` or ``ssh://user@host[:port]``), keeping key/python settings."""
+        kind, user, host, port = parse_host(url)
+        return replace(self, kind=kind, user=user, host=host, port=port)
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A profiling target. See the module docstring for the file format."""
+
+    name: str
+    backends: tuple[str, ...]
+    description: str = ""
+    precision: str = "fp32"
+    batch: int = 1
+    input_size: int | None = None
+    threads: int | None = None
+    openvino_device: str = "CPU"
+    policy: MeasurementPolicy = field(default_factory=MeasurementPolicy)
+    reach: Reach = field(default_factory=Reach)
+    requires_cuda: bool = False
+    requires_tegra: bool = False
+    source: str = "<built-in>"
+
+    def with_host(self, url: str) -> DeviceSpec:
+        return replace(self, reach=self.reach.with_host(url))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (used by ``us3l devices --json`` and recorded in profiles)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "backends": list(self.backends),
+            "precision": self.precision,
+            "batch": self.batch,
+            "input_size": self.input_size,
+            "threads": self.threads,
+            "openvino_device": self.openvino_device,
+            "policy": self.policy.to_dict(),
+            "reach": self.reach.url,
+            "requires": {"cuda": self.requires_cuda, "tegra": self.requires_tegra},
+            "source": self.source,
+        }
+
+
+def parse_host(url: str) -> tuple[str, str | None, str | None, int]:
+    """``"local"`` or ``"ssh://[user@]host[:port]"`` -> ``(kind, user, host, port)``; ValueError otherwise."""
+    url = url.strip()
+    if url in ("", "local"):
+        return "local", None, None, 22
+    if not url.startswith("ssh://"):
+        raise ValueError(f"host must be 'local' or 'ssh://user@host[:port]', got {url!r}")
+    parts = urlsplit(url)
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"host must be 'ssh://user@host[:port]', got {url!r}")
+    try:
+        port = parts.port or 22
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    return "ssh", parts.username, parts.hostname, port
+
+
+def _expect(d: dict[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    value = d[key]
+    # bool is an int subclass: refuse true/false where a number is expected
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise US3LError(f"{where}: '{key}' must be {_tname(types)}, got {value!r}")
+    if not isinstance(value, types):
+        raise US3LError(f"{where}: '{key}' must be {_tname(types)}, got {value!r}")
+    return value
+
+
+def _tname(types: type | tuple[type, ...]) -> str:
+    ts = types if isinstance(types, tuple) else (types,)
+    return " or ".join(t.__name__ for t in ts)
+
+
+def _check_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise US3LError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+
+
+_TOP = {"name", "description", "backends", "precision", "batch", "input_size", "threads", "openvino_device",
+        "measure", "reach", "requires"}
+_REACH = {"host", "key", "known_hosts", "python", "connect_timeout_s", "command_timeout_s"}
+_REQUIRES = {"cuda", "tegra"}
+_POLICY = {f.name for f in fields(MeasurementPolicy)}
+
+
+def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
+    """Validate a parsed device document; every problem is a one-line ``US3LError`` naming ``source``."""
+    where = f"device file {source}"
+    _check_keys(d, _TOP, where)
+    if "name" not in d or "backends" not in d:
+        raise US3LError(f"{where}: 'name' and 'backends' are required")
+    name = _expect(d, "name", str, where)
+    if not _NAME_RE.match(name):
+        raise US3LError(f"{where}: name {name!r} must be lowercase letters, digits, '.', '_' or '-'")
+    raw_backends = _expect(d, "backends", list, where)
+    if not raw_backends:
+        raise US3LError(f"{where}: 'backends' must list at least one of {', '.join(BACKENDS)}")
+    backends = []
+    for b in raw_backends:
+        b = _ALIASES.get(str(b).lower(), str(b).lower())
+        if b not in BACKENDS:
+            raise US3LError(f"{where}: unknown backend {b!r} (known: {', '.join(BACKENDS)})")
+        backends.append(b)
+    kw: dict[str, Any] = {"name": name, "backends": tuple(backends), "source": source}
+    if "description" in d:
+        kw["description"] = _expect(d, "description", str, where)
+    if "precision" in d:
+        kw["precision"] = _expect(d, "precision", str, where)
+        if kw["precision"] not in PRECISIONS:
+            raise US3LError(f"{where}: precision must be one of {', '.join(PRECISIONS)}")
+    for key in ("batch", "input_size", "threads"):
+        if key in d:
+            value = _expect(d, key, int, where)
+            if value < 1:
+                raise US3LError(f"{where}: '{key}' must be >= 1, got {value}")
+            kw[key] = value
+    if "openvino_device" in d:
+        kw["openvino_device"] = _expect(d, "openvino_device", str, where).upper()
+    if "measure" in d:
+        m = _expect(d, "measure", dict, where)
+        _check_keys(m, _POLICY, f"{where} [measure]")
+        try:
+            kw["policy"] = MeasurementPolicy(**m)
+        except (TypeError, ValueError) as exc:
+            raise US3LError(f"{where} [measure]: {exc}") from None
+    if "reach" in d:
+        kw["reach"] = _reach_from_dict(_expect(d, "reach", dict, where), f"{where} [reach]")
+    if "requires" in d:
+        r = _expect(d, "requires", dict, where)
+        _check_keys(r, _REQUIRES, f"{where} [requires]")
+        kw["requires_cuda"] = bool(_expect(r, "cuda", bool, where)) if "cuda" in r else False
+        kw["requires_tegra"] = bool(_expect(r, "tegra", bool, where)) if "tegra" in r else False
+    return DeviceSpec(**kw)
+
+
+def _reach_from_dict(r: dict[str, Any], where: str) -> Reach:
+    _check_keys(r, _REACH, where)
+    reach = Reach()
+    if "host" in r:
+        try:
+            reach = reach.with_host(_expect(r, "host", str, where))
+        except ValueError as exc:
+            raise US3LError(f"{where}: {exc}") from None
+    changes: dict[str, Any] = {}
+    for key in ("key", "known_hosts", "python"):
+        if key in r:
+            changes[key] = _expect(r, key, str, where)
+    for key in ("connect_timeout_s", "command_timeout_s"):
+        if key in r:
+            value = float(_expect(r, key, (int, float), where))
+            if value <= 0:
+                raise US3LError(f"{where}: '{key}' must be > 0")
+            changes[key] = value
+    return replace(reach, **changes)
+
+
+def load_device_file(path: str | Path) -> DeviceSpec:
+    """Read and validate one device TOML file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise US3LError(f"device file not found: {path}")
+    if tomllib is None:  # pragma: no cover
+        raise US3LError("reading device files on Python 3.10 needs the 'tomli' package: pip install tomli")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise US3LError(f"device file {path} is not valid TOML: {exc}") from None
+    return spec_from_dict(doc, str(path))

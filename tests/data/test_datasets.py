@@ -1,0 +1,278 @@
+"""Tests for us3l.data.datasets: builtin digits, fake CIFAR pickles, a tiny ImageFolder, batching, errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from us3l.data import (
+    BUILTIN_MEAN,
+    BUILTIN_STD,
+    CIFAR_MEAN,
+    IMAGENET_MEAN,
+    FolderDataset,
+    ImageDataset,
+    as_torch_dataset,
+    iterate_batches,
+    load_dataset,
+)
+from us3l.data.datasets import _builtin_split_indices, safe_unpickle, stratified_split
+from us3l.errors import US3LError
+
+# ------------------------------------------------------------------------------------------ builtin
+
+
+def test_builtin_shapes_and_dtypes():
+    train, test = load_dataset("builtin", "train"), load_dataset("builtin", "test")
+    assert isinstance(train, ImageDataset)
+    assert len(train) + len(test) == 1797
+    assert 0.18 < len(test) / 1797 < 0.22
+    for ds in (train, test):
+        assert ds.images.dtype == torch.uint8 and ds.images.shape[1:] == (3, 32, 32)
+        assert ds.labels.dtype == torch.int64 and ds.labels.shape == (len(ds),)
+        assert ds.classes == [str(i) for i in range(10)] and ds.num_classes == 10
+        assert ds.name == "builtin-digits" and ds.image_size == 32
+        assert torch.equal(ds.images[:, 0], ds.images[:, 1]) and torch.equal(ds.images[:, 0], ds.images[:, 2])
+    assert int(train.images.max()) >= 250 and int(train.images.min()) == 0
+
+
+def test_builtin_split_deterministic_disjoint_stratified():
+    tr, te = _builtin_split_indices()
+    assert not set(tr.tolist()) & set(te.tolist())
+    assert len(tr) + len(te) == 1797
+    both = torch.cat([load_dataset("builtin", "train").labels, load_dataset("builtin", "test").labels])
+    labels = both.numpy()
+    a = stratified_split(labels, 0.2, 0)
+    b = stratified_split(labels, 0.2, 0)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(stratified_split(labels, 0.2, 1)[1], a[1])
+    t1, t2 = load_dataset("builtin", "test"), load_dataset("builtin", "val")
+    assert torch.equal(t1.images, t2.images) and torch.equal(t1.labels, t2.labels)
+    counts_train = torch.bincount(load_dataset("builtin", "train").labels, minlength=10).float()
+    counts_test = torch.bincount(t1.labels, minlength=10).float()
+    frac = counts_test / (counts_train + counts_test)
+    assert bool(((frac > 0.17) & (frac < 0.23)).all())
+
+
+def test_builtin_normalisation_constants_match_train_split():
+    x = load_dataset("builtin", "train").images.double() / 255
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3), correction=0)
+    assert torch.allclose(mean, torch.tensor(BUILTIN_MEAN, dtype=torch.double), atol=1e-4)
+    assert torch.allclose(std, torch.tensor(BUILTIN_STD, dtype=torch.double), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------- CIFAR
+
+
+def _dump(path: Path, obj: object, protocol: int = 2) -> None:
+    data = pickle.dumps(obj, protocol=protocol)
+    if (
+        protocol == 2
+    ):  # the real files are protocol-2 pickles naming numpy.core.multiarray (text GLOBAL opcode)
+        data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    path.write_bytes(data)
+
+
+def _batch(n: int, num_classes: int, seed: int, label_key: bytes) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        b"batch_label": b"fake",
+        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+        label_key: [int(v) for v in rng.integers(0, num_classes, size=n)],
+    }
+
+
+def _fake_cifar10(root: Path, protocol: int = 2) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for i in range(1, 6):
+        _dump(folder / f"data_batch_{i}", _batch(4, 10, i, b"labels"), protocol)
+    _dump(folder / "test_batch", _batch(4, 10, 9, b"labels"), protocol)
+    names = [n.encode() for n in "airplane car bird cat deer dog frog horse ship truck".split()]
+    _dump(folder / "batches.meta", {b"label_names": names, b"num_vis": 3072}, protocol)
+    return folder
+
+
+def test_cifar10_parent_and_folder(tmp_path: Path):
+    folder = _fake_cifar10(tmp_path)
+    for spec in (f"cifar10:{tmp_path}", f"cifar10:{folder}"):
+        train = load_dataset(spec, "train")
+        assert (
+            len(train) == 20 and train.images.shape == (20, 3, 32, 32) and train.images.dtype == torch.uint8
+        )
+        assert train.labels.dtype == torch.int64 and train.classes[1] == "car" and train.name == "cifar10"
+        assert train.mean == CIFAR_MEAN
+    raw = _batch(4, 10, 1, b"labels")
+    assert np.array_equal(train.images[:4].reshape(4, -1).numpy(), raw[b"data"])  # row = R plane, G, B
+    assert train.labels[:4].tolist() == raw[b"labels"]
+    assert len(load_dataset(f"cifar10:{tmp_path}", "test")) == 4
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_cifar_newer_pickle_protocols(tmp_path: Path, protocol: int):
+    _fake_cifar10(tmp_path, protocol)
+    assert len(load_dataset(f"cifar10:{tmp_path}", "train")) == 20
+
+
+def test_cifar100(tmp_path: Path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    _dump(folder / "train", _batch(6, 100, 1, b"fine_labels") | {b"coarse_labels": [0] * 6})
+    _dump(folder / "test", _batch(2, 100, 2, b"fine_labels") | {b"coarse_labels": [0] * 2})
+    _dump(folder / "meta", {b"fine_label_names": [f"c{i}".encode() for i in range(100)]})
+    ds = load_dataset(f"cifar100:{tmp_path}", "train")
+    assert len(ds) == 6 and ds.num_classes == 100 and ds.name == "cifar100"
+    assert len(load_dataset(f"cifar100:{folder}", "test")) == 2
+
+
+@pytest.mark.parametrize(
+    "corrupt, match",
+    [
+        (lambda b: {b"labels": b[b"labels"]}, "needs keys"),
+        (lambda b: b | {b"data": b[b"data"][:, :100]}, "uint8 \\(N, 3072\\)"),
+        (lambda b: b | {b"labels": b[b"labels"][:2]}, "4 images but 2 labels"),
+        (lambda b: b | {b"labels": [99, 0, 0, 0]}, "labels outside"),
+        (lambda b: [1, 2, 3], "needs keys"),
+    ],
+)
+def test_cifar_malformed(tmp_path: Path, corrupt, match):
+    folder = _fake_cifar10(tmp_path)
+    _dump(folder / "data_batch_3", corrupt(_batch(4, 10, 3, b"labels")))
+    with pytest.raises(US3LError, match=match):
+        load_dataset(f"cifar10:{tmp_path}", "train")
+
+
+def test_cifar_missing_files(tmp_path: Path):
+    folder = _fake_cifar10(tmp_path)
+    (folder / "data_batch_5").unlink()
+    with pytest.raises(US3LError, match="missing CIFAR file"):
+        load_dataset(f"cifar10:{tmp_path}", "train")
+    (folder / "batches.meta").write_bytes(b"not a pickle")
+    with pytest.raises(US3LError, match="not a valid pickle"):
+        load_dataset(f"cifar10:{tmp_path}", "test")
+    with pytest.raises(US3LError, match="no cifar100 data"):
+        load_dataset(f"cifar100:{tmp_path}", "test")
+
+
+class _Evil:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_restricted_unpickler_refuses_code(tmp_path: Path):
+    marker = tmp_path / "pwned"
+    folder = _fake_cifar10(tmp_path)
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": _Evil(str(marker)), b"labels": []}))
+    with pytest.raises(US3LError, match="refusing to unpickle") as info:
+        load_dataset(f"cifar10:{folder}", "test")
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+    evil_eval = tmp_path / "eval.pkl"
+    evil_eval.write_bytes(b"cbuiltins\neval\n(S'1+1'\ntR.")
+    with pytest.raises(US3LError, match="builtins.eval"):
+        safe_unpickle(evil_eval)
+
+
+# ------------------------------------------------------------------------------------------ folder
+
+
+def _png(path: Path, size: tuple[int, int], color: tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def test_folder_without_splits(tmp_path: Path):
+    for c, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+        for i in range(5):
+            _png(tmp_path / c / f"{i}.png", (20 + i, 12), color)
+    (tmp_path / "cat" / "notes.txt").write_text("ignored")
+    train = load_dataset(f"folder:{tmp_path}", "train", image_size=8)
+    test = load_dataset(str(tmp_path), "test", image_size=8)
+    assert isinstance(train, FolderDataset) and train.classes == ["cat", "dog"]
+    assert len(train) == 8 and len(test) == 2
+    assert not {p for p, _ in train.samples} & {p for p, _ in test.samples}
+    assert train.mean == IMAGENET_MEAN and train.name.startswith("folder:")
+    img, label = train[0]
+    assert img.dtype == torch.uint8 and img.shape == (3, 8, 8)
+    expected = torch.tensor((255, 0, 0) if label == 0 else (0, 0, 255), dtype=torch.uint8)
+    assert torch.equal(img[:, 4, 4], expected)
+    assert test.labels.tolist() == [0, 1]
+    assert [p for p, _ in load_dataset(str(tmp_path), "test").samples] == [p for p, _ in test.samples]
+    assert load_dataset(str(tmp_path), "test").image_size == 224
+
+
+def test_folder_with_splits_and_batches(tmp_path: Path):
+    for split, n in (("train", 3), ("val", 1)):
+        for c in ("a", "b", "c"):
+            for i in range(n):
+                _png(tmp_path / split / c / f"{i}.jpg", (10, 16), (10, 20, 30))
+    train = load_dataset(f"folder:{tmp_path}", "train", image_size=6)
+    test = load_dataset(f"folder:{tmp_path}", "test", image_size=6)
+    assert len(train) == 9 and len(test) == 3 and test.classes == ["a", "b", "c"]
+    batches = list(iterate_batches(train, 4, shuffle=True, generator=torch.Generator().manual_seed(1)))
+    assert [b[0].shape[0] for b in batches] == [4, 4, 1]
+    assert batches[0][0].dtype == torch.uint8 and batches[0][0].shape[1:] == (3, 6, 6)
+    assert batches[0][1].dtype == torch.int64
+    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == sorted(train.labels.tolist())
+    again = list(iterate_batches(train, 4, shuffle=True, generator=torch.Generator().manual_seed(1)))
+    assert all(torch.equal(x[1], y[1]) for x, y in zip(batches, again, strict=True))
+    loader = torch.utils.data.DataLoader(as_torch_dataset(test), batch_size=3)
+    images, labels = next(iter(loader))
+    assert images.shape == (3, 3, 6, 6) and labels.tolist() == [0, 1, 2]
+
+
+def test_folder_errors(tmp_path: Path):
+    with pytest.raises(US3LError, match="no class subfolders"):
+        load_dataset(f"folder:{tmp_path}", "train")
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "x.txt").write_text("no image")
+    with pytest.raises(US3LError, match="no images found"):
+        load_dataset(f"folder:{tmp_path}", "train")
+    (tmp_path / "cls" / "broken.png").write_bytes(b"not a png")
+    ds = load_dataset(f"folder:{tmp_path}", "train")
+    with pytest.raises(US3LError, match="cannot read image"):
+        ds[0]
+
+
+# ---------------------------------------------------------------------------------- batching, specs
+
+
+def test_iterate_batches_in_memory():
+    ds = load_dataset("builtin", "test")
+    batches = list(iterate_batches(ds, 100, shuffle=False))
+    assert [b[0].shape[0] for b in batches] == [100, 100, 100, 59]
+    assert torch.equal(batches[1][0], ds.images[100:200])
+    dropped = list(iterate_batches(ds, 100, True, torch.Generator().manual_seed(0), drop_last=True))
+    assert len(dropped) == 3
+    same = list(iterate_batches(ds, 100, True, torch.Generator().manual_seed(0), drop_last=True))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(dropped, same, strict=True))
+    assert not torch.equal(dropped[0][1], batches[0][1])
+    item = as_torch_dataset(ds)[3]
+    assert torch.equal(item[0], ds.images[3]) and item[1] == int(ds.labels[3])
+
+
+@pytest.mark.parametrize(
+    "spec, split, match",
+    [
+        ("imagenet:/x", "train", "unknown data spec.*cifar10:PATH"),
+        ("nonsense", "train", "unknown data spec"),
+        ("cifar10:", "train", "no path"),
+        ("cifar10:/definitely/not/here", "train", "not found"),
+        ("folder:/definitely/not/here", "train", "not found"),
+        ("builtin", "validation", "unknown split"),
+    ],
+)
+def test_bad_specs_are_one_line_errors(spec: str, split: str, match: str):
+    with pytest.raises(US3LError, match=match) as info:
+        load_dataset(spec, split)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,229 @@
+"""The run-folder checkpoint written by ``us3l train`` and read by every later stage.
+
+Layout (see docs/CONTRACT.md)::
+
+    RUN/checkpoint.safetensors   "backbone.*": the one slimmable weight copy; "train.*": heads, EMA teacher, ...
+    RUN/checkpoint.json          kind "checkpoint", schema 1: how to rebuild the model and what produced it
+    RUN/train_state.pt           optimizer / scheduler / sampler / RNG state (torch.load(weights_only=True))
+
+The three files are first written to temporary files in the run folder and then renamed into place one
+right after the other (``checkpoint.json`` last), so a reader (or a run killed by SIGKILL) sees either the
+previous or the new checkpoint; ``epoch`` is recorded in all three and checked on resume.
+Loading never unpickles arbitrary objects: weights come from safetensors, the train state is loaded with
+``weights_only=True`` and therefore holds only tensors and primitive containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from us3l.errors import US3LError
+from us3l.io import check_schema, file_sha256, header, read_json
+
+CHECKPOINT_KIND = "checkpoint"
+CHECKPOINT_SCHEMA = 1
+WEIGHTS_FILE = "checkpoint.safetensors"
+META_FILE = "checkpoint.json"
+STATE_FILE = "train_state.pt"
+BN_STATS_FILE = "bn_stats.safetensors"
+BACKBONE_PREFIX = "backbone."
+TRAIN_PREFIX = "train."
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A rebuilt backbone with its checkpoint metadata.
+
+    ``model`` is the registered slimmable model (``num_classes=0``) with ``backbone.*`` loaded, in eval mode;
+    ``meta`` the parsed ``checkpoint.json``; ``sha256`` the digest of ``checkpoint.safetensors``.
+    """
+
+    model: nn.Module
+    meta: dict[str, Any]
+    sha256: str
+    path: Path
+
+
+def run_dir_of(path: str | Path) -> Path:
+    """The run folder of ``path`` (a run folder or a ``checkpoint.safetensors`` inside one)."""
+    p = Path(path)
+    return p if p.is_dir() else p.parent
+
+
+def checkpoint_meta(
+    *,
+    model: str,
+    model_kwargs: Mapping[str, Any],
+    width_range: Mapping[str, Any],
+    method: str,
+    normalization: Mapping[str, Any],
+    input_size: int,
+    data: Any,
+    epoch: int,
+    config: Mapping[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build the ``checkpoint.json`` document (kind "checkpoint", schema 1)."""
+    doc = header(CHECKPOINT_KIND, CHECKPOINT_SCHEMA)
+    doc.update(
+        model=model,
+        model_kwargs=dict(model_kwargs),
+        width_range=dict(width_range),
+        method=method,
+        normalization=dict(normalization),
+        input_size=int(input_size),
+        data=data,
+        epoch=int(epoch),
+        config=dict(config),
+    )
+    doc.update(extra)
+    return doc
+
+
+def _tensors_for_safetensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared storage and non-contiguous tensors: store independent contiguous copies.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    *,
+    backbone_state: Mapping[str, torch.Tensor],
+    train_tensors: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any],
+    train_state: Mapping[str, Any] | None,
+) -> Path:
+    """Write the checkpoint files of ``run_dir`` as one near-atomic commit; returns the weights path.
+
+    ``backbone_state`` is the backbone's state dict (stored as ``backbone.*``), ``train_tensors`` everything
+    else needed to resume (stored as ``train.*``), ``train_state`` a weights-only-loadable dict.
+    """
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    epoch = str(int(meta["epoch"]))
+    tensors = {BACKBONE_PREFIX + k: v for k, v in backbone_state.items()}
+    tensors.update({TRAIN_PREFIX + k: v for k, v in train_tensors.items()})
+    tensors = _tensors_for_safetensors(tensors)
+
+    writers: dict[str, Callable[[Path], None]] = {
+        WEIGHTS_FILE: lambda p: save_file(tensors, str(p), metadata={"format": "pt", "epoch": epoch}),
+    }
+    if train_state is not None:
+        state = dict(train_state)
+        state["epoch"] = int(meta["epoch"])
+        writers[STATE_FILE] = lambda p: torch.save(state, p)
+    text = json.dumps(dict(meta), indent=2, default=str) + "\n"
+    writers[META_FILE] = lambda p: p.write_text(text, encoding="utf-8")
+    _commit(run_dir, writers)
+    return run_dir / WEIGHTS_FILE
+
+
+def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> None:
+    """Write every file to a temporary name, fsync, then rename all into place in order."""
+    tmps: list[tuple[Path, Path]] = []
+    try:
+        for name, write in writers.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=run_dir)
+            os.close(fd)
+            tmp_path = Path(tmp)
+            tmps.append((tmp_path, run_dir / name))
+            write(tmp_path)
+            with open(tmp_path, "rb") as fh:
+                os.fsync(fh.fileno())
+        for tmp_path, final in tmps:
+            os.replace(tmp_path, final)
+    finally:
+        for tmp_path, _ in tmps:
+            tmp_path.unlink(missing_ok=True)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Read and schema-check ``checkpoint.json`` of a run folder or weights file."""
+    meta_path = run_dir_of(path) / META_FILE
+    doc = read_json(meta_path, "checkpoint metadata")
+    check_schema(doc, CHECKPOINT_KIND, CHECKPOINT_SCHEMA, meta_path)
+    return doc
+
+
+def weights_path(path: str | Path) -> Path:
+    """``checkpoint.safetensors`` of a run folder (or the file itself); one-line error when missing."""
+    p = Path(path)
+    w = p / WEIGHTS_FILE if p.is_dir() else p
+    if not w.is_file():
+        raise US3LError(f"no checkpoint found at {path} (expected a run folder or {WEIGHTS_FILE})")
+    return w
+
+
+def read_tensors(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of ``checkpoint.safetensors`` whose name starts with ``prefix``, with the prefix removed."""
+    from safetensors import safe_open
+
+    out: dict[str, torch.Tensor] = {}
+    with safe_open(str(weights_path(path)), framework="pt", device="cpu") as fh:
+        for key in fh.keys():
+            if key.startswith(prefix):
+                out[key[len(prefix) :]] = fh.get_tensor(key)
+    return out
+
+
+def read_weights_epoch(path: str | Path) -> int | None:
+    """The epoch recorded in the safetensors metadata (``None`` if absent)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights_path(path)), framework="pt", device="cpu") as fh:
+        md = fh.metadata() or {}
+    return int(md["epoch"]) if "epoch" in md else None
+
+
+def load_train_state(run_dir: str | Path) -> dict[str, Any]:
+    """Load ``train_state.pt`` with ``weights_only=True`` (no arbitrary unpickling)."""
+    p = run_dir_of(run_dir) / STATE_FILE
+    if not p.is_file():
+        raise US3LError(f"cannot resume: {p} not found")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a corrupt/foreign file
+        raise US3LError(f"cannot read {p}: {type(exc).__name__}: {exc}") from None
+
+
+def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the registered slimmable model of a checkpoint and load its ``backbone.*`` weights.
+
+    ``path`` is a run folder or its ``checkpoint.safetensors``. Calibrated per-width BN statistics from
+    ``bn_stats.safetensors`` are loaded too when that file exists. The model is returned in eval mode.
+    """
+    from us3l.models import create_model
+
+    wpath = weights_path(path)
+    meta = read_meta(wpath)
+    try:
+        model = create_model(meta["model"], num_classes=0, **meta.get("model_kwargs", {}))
+    except KeyError as exc:
+        raise US3LError(f"checkpoint {wpath} names an unknown model: {exc}") from None
+    state = read_tensors(wpath, BACKBONE_PREFIX)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise US3LError(
+            f"checkpoint {wpath} does not match model {meta['model']!r}: "
+            f"missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}"
+        )
+    bn_path = wpath.parent / BN_STATS_FILE
+    if bn_path.is_file():
+        from safetensors.torch import load_file
+
+        from us3l.slim import load_bn_stats_state
+
+        load_bn_stats_state(model, load_file(str(bn_path)))
+    model.to(device).eval()
+    return LoadedCheckpoint(model=model, meta=meta, sha256=file_sha256(wpath), path=wpath)

@@ -1,0 +1,43 @@
+"""The data layer: datasets (``load_dataset`` specs, batching) and batched tensor augmentations."""
+
+from us3l.data.augment import (
+    EvalTransform,
+    LinearTrainAugment,
+    SSLAugment,
+    data_kind,
+    ssl_augment_for,
+    two_views,
+)
+from us3l.data.datasets import (
+    BUILTIN_MEAN,
+    BUILTIN_STD,
+    CIFAR_MEAN,
+    CIFAR_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FolderDataset,
+    ImageDataset,
+    as_torch_dataset,
+    iterate_batches,
+    load_dataset,
+)
+
+__all__ = [
+    "BUILTIN_MEAN",
+    "BUILTIN_STD",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "EvalTransform",
+    "FolderDataset",
+    "ImageDataset",
+    "LinearTrainAugment",
+    "SSLAugment",
+    "as_torch_dataset",
+    "data_kind",
+    "iterate_batches",
+    "load_dataset",
+    "ssl_augment_for",
+    "two_views",
+]

@@ -1,0 +1,460 @@
+"""Datasets: an in-memory uint8 image tensor type, a lazy ImageFolder type and the ``load_dataset`` specs.
+
+Specs (see ``docs/data.md``):
+
+- ``builtin``: scikit-learn's bundled ``load_digits`` (no download), upsampled to 32x32 RGB.
+- ``cifar10:PATH`` / ``cifar100:PATH``: the python-pickle CIFAR folders, read with a restricted unpickler.
+- ``folder:PATH`` (or a bare existing directory): an ImageFolder tree, loaded lazily with PIL.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from us3l.errors import US3LError
+
+Stats = tuple[float, float, float]
+
+CIFAR_MEAN: Stats = (0.4914, 0.4822, 0.4465)
+CIFAR_STD: Stats = (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN: Stats = (0.485, 0.456, 0.406)
+IMAGENET_STD: Stats = (0.229, 0.224, 0.225)
+# Computed once from the builtin train split (32x32, values / 255); tests/data checks them.
+BUILTIN_MEAN: Stats = (0.3055, 0.3055, 0.3055)
+BUILTIN_STD: Stats = (0.3237, 0.3237, 0.3237)
+
+BUILTIN_SIZE = 32
+BUILTIN_SEED = 0
+FOLDER_SEED = 0
+TEST_FRACTION = 0.2
+DEFAULT_FOLDER_SIZE = 224
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
+)
+SPLITS = ("train", "test")
+SPEC_FORMS = "builtin, cifar10:PATH, cifar100:PATH, folder:PATH, or an existing ImageFolder directory"
+
+
+@dataclass
+class ImageDataset:
+    """A dataset held in memory: ``images`` uint8 (N,3,H,W), ``labels`` int64 (N,).
+
+    ``mean``/``std`` are the per-channel normalisation (on [0,1] pixel values) to use with this data.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    name: str
+    mean: Stats
+    std: Stats
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        """The stored image side (images are square for every builtin spec)."""
+        return int(self.images.shape[-1])
+
+
+@dataclass
+class FolderDataset(Dataset):
+    """A lazily loaded image dataset: ``samples`` is a list of (path, label).
+
+    ``__getitem__`` opens the file with PIL, converts it to RGB, resizes the shorter side to ``image_size``
+    and center-crops to ``image_size`` x ``image_size``; it returns (uint8 (3,S,S) tensor, int label).
+    It is a ``torch.utils.data.Dataset`` and works with a ``DataLoader`` (and its workers) directly.
+    """
+
+    samples: list[tuple[Path, int]]
+    classes: list[str]
+    name: str
+    mean: Stats
+    std: Stats
+    image_size: int = DEFAULT_FOLDER_SIZE
+    _labels: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        return load_image(path, self.image_size), label
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """All labels as an int64 (N,) tensor (no image is opened)."""
+        if self._labels is None:
+            self._labels = torch.tensor([label for _, label in self.samples], dtype=torch.int64)
+        return self._labels
+
+
+AnyDataset = ImageDataset | FolderDataset
+
+
+class _TensorImageDataset(Dataset):
+    """``torch.utils.data.Dataset`` view of an :class:`ImageDataset`."""
+
+    def __init__(self, ds: ImageDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.ds.images[index], int(self.ds.labels[index])
+
+
+def as_torch_dataset(ds: AnyDataset) -> Dataset:
+    """A ``torch.utils.data.Dataset`` yielding (uint8 (3,H,W) image, int label) for either dataset type."""
+    if isinstance(ds, FolderDataset):
+        return ds
+    if isinstance(ds, ImageDataset):
+        return _TensorImageDataset(ds)
+    raise TypeError(f"expected ImageDataset or FolderDataset, got {type(ds).__name__}")
+
+
+def iterate_batches(
+    ds: AnyDataset,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    num_workers: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (uint8 images (B,3,H,W), int64 labels (B,)) batches from either dataset type.
+
+    The order is ``torch.randperm(len(ds), generator=generator)`` when ``shuffle``, else sequential. For an
+    :class:`ImageDataset` a batch is plain index slicing; a :class:`FolderDataset` is read through a
+    ``DataLoader`` with ``num_workers`` worker processes (the batch order is the same either way).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(ds)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    index_batches = [order[i : min(i + batch_size, stop)] for i in range(0, stop, batch_size)]
+    if isinstance(ds, ImageDataset):
+        for idx in index_batches:
+            yield ds.images[idx], ds.labels[idx]
+        return
+    loader = DataLoader(ds, batch_sampler=[idx.tolist() for idx in index_batches], num_workers=num_workers)
+    for images, labels in loader:
+        yield images, labels.to(torch.int64)
+
+
+# ----------------------------------------------------------------------------------------------- load
+
+
+def load_dataset(spec: str, split: str, image_size: int | None = None) -> AnyDataset:
+    """Load a dataset from a spec string (``builtin``, ``cifar10:PATH``, ``cifar100:PATH``, ``folder:PATH``).
+
+    ``split`` is ``train`` or ``test`` (``val`` is accepted as an alias of ``test``). ``image_size`` is the
+    stored image side of folder datasets (default 224); in-memory datasets keep their native size (32) and
+    the augmentations resample to the model's input size. Bad input raises a one-line ``US3LError``.
+    """
+    split = _check_split(split)
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise US3LError(f"image_size must be a positive integer, got {image_size!r}")
+    spec = spec.strip()
+    if spec == "builtin":
+        return load_builtin(split)
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in ("cifar10", "cifar100"):
+        return load_cifar(kind, _existing_path(rest, spec), split)
+    if sep and kind == "folder":
+        return load_folder(_existing_path(rest, spec), split, image_size or DEFAULT_FOLDER_SIZE)
+    if Path(spec).expanduser().is_dir():
+        return load_folder(Path(spec).expanduser(), split, image_size or DEFAULT_FOLDER_SIZE)
+    raise US3LError(f"unknown data spec {spec!r} (valid: {SPEC_FORMS})")
+
+
+def _check_split(split: str) -> str:
+    split = {"val": "test"}.get(split, split)
+    if split not in SPLITS:
+        raise US3LError(f"unknown split {split!r} (valid: train, test; 'val' is an alias of 'test')")
+    return split
+
+
+def _existing_path(text: str, spec: str) -> Path:
+    if not text:
+        raise US3LError(f"data spec {spec!r} has no path after ':'")
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise US3LError(f"data path not found: {path}")
+    return path
+
+
+# -------------------------------------------------------------------------------------------- builtin
+
+
+def load_builtin(split: str) -> ImageDataset:
+    """scikit-learn's digits as 32x32 RGB uint8 with a fixed stratified 80/20 train/test split."""
+    split = _check_split(split)
+    images, labels = _builtin_all()
+    train_idx, test_idx = _builtin_split_indices()
+    idx = torch.from_numpy(train_idx if split == "train" else test_idx)
+    return ImageDataset(
+        images=images[idx].clone(),
+        labels=labels[idx].clone(),
+        classes=[str(d) for d in range(10)],
+        name="builtin-digits",
+        mean=BUILTIN_MEAN,
+        std=BUILTIN_STD,
+    )
+
+
+@lru_cache(maxsize=1)
+def _builtin_all() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    grey = torch.from_numpy(digits.images.astype(np.float32) * (255.0 / 16.0)).unsqueeze(1)  # (N,1,8,8)
+    big = F.interpolate(grey, size=(BUILTIN_SIZE, BUILTIN_SIZE), mode="bilinear", align_corners=False)
+    images = big.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    return images, labels
+
+
+@lru_cache(maxsize=1)
+def _builtin_split_indices() -> tuple[np.ndarray, np.ndarray]:
+    _, labels = _builtin_all()
+    return stratified_split(labels.numpy(), TEST_FRACTION, BUILTIN_SEED)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic per-class split: sorted (train indices, test indices).
+
+    Each class puts ``round(test_fraction * n)`` of its ``n`` samples (at least 1 when n >= 2) into test,
+    chosen by a ``numpy.random.default_rng(seed)`` permutation, classes visited in sorted order.
+    """
+    rng = np.random.default_rng(seed)
+    train: list[np.ndarray] = []
+    test: list[np.ndarray] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        perm = idx[rng.permutation(len(idx))]
+        n_test = int(round(test_fraction * len(idx)))
+        if len(idx) >= 2:
+            n_test = min(max(n_test, 1), len(idx) - 1)
+        test.append(perm[:n_test])
+        train.append(perm[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+# ---------------------------------------------------------------------------------------------- CIFAR
+
+
+_NUMPY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that only resolves the globals needed to rebuild numpy arrays.
+
+    Everything else (``os.system``, ``builtins.eval``, arbitrary classes, ...) raises ``US3LError``, so a
+    malicious file cannot run code. Plain containers (dict, list, bytes, str, numbers) need no globals.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _NUMPY_GLOBALS:
+            raise US3LError(
+                f"refusing to unpickle '{module}.{name}': only numpy arrays and plain containers are allowed"
+            )
+        return super().find_class(module, name)
+
+
+def safe_unpickle(path: Path) -> Any:
+    """Read a pickle file with :class:`RestrictedUnpickler` (``encoding="bytes"``); errors are US3LError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise US3LError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except US3LError as exc:
+        raise US3LError(f"{path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
+        raise US3LError(f"{path}: not a valid pickle file ({type(exc).__name__}: {exc})") from None
+
+
+_CIFAR_LAYOUT = {
+    # kind: (folder name, train files, test files, meta file, label key, label-names key)
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "batches.meta",
+        b"labels",
+        b"label_names",
+    ),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", b"fine_labels", b"fine_label_names"),
+}
+
+
+def load_cifar(kind: str, path: Path, split: str) -> ImageDataset:
+    """Load CIFAR-10/100 from the python-pickle folder ``path`` (or its parent)."""
+    split = _check_split(split)
+    folder_name, train_files, test_files, meta_file, label_key, names_key = _CIFAR_LAYOUT[kind]
+    root = _cifar_root(path, folder_name, meta_file, kind)
+    classes = _cifar_classes(root / meta_file, names_key)
+    parts = [
+        _cifar_batch(root / f, label_key, len(classes))
+        for f in (train_files if split == "train" else test_files)
+    ]
+    images = torch.from_numpy(np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32))
+    labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+    return ImageDataset(
+        images=images, labels=labels, classes=classes, name=kind, mean=CIFAR_MEAN, std=CIFAR_STD
+    )
+
+
+def _cifar_root(path: Path, folder_name: str, meta_file: str, kind: str) -> Path:
+    for candidate in (path, path / folder_name):
+        if (candidate / meta_file).is_file():
+            return candidate
+    raise US3LError(
+        f"no {kind} data at {path}: expected the '{folder_name}' folder (with '{meta_file}') or its parent"
+    )
+
+
+def _cifar_classes(meta_path: Path, names_key: bytes) -> list[str]:
+    meta = safe_unpickle(meta_path)
+    names = meta.get(names_key) if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not names:
+        raise US3LError(f"{meta_path}: malformed CIFAR meta file (no {names_key.decode()} list)")
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise US3LError(f"missing CIFAR file: {path}")
+    batch = safe_unpickle(path)
+    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+        raise US3LError(f"{path}: malformed CIFAR batch (needs keys 'data' and '{label_key.decode()}')")
+    data = batch[b"data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise US3LError(
+            f"{path}: malformed CIFAR batch ('data' must be a uint8 (N, 3072) array, got {shape})"
+        )
+    try:
+        labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        raise US3LError(
+            f"{path}: malformed CIFAR batch ('{label_key.decode()}' is not a list of ints)"
+        ) from None
+    if labels.shape[0] != data.shape[0]:
+        raise US3LError(
+            f"{path}: malformed CIFAR batch ({data.shape[0]} images but {labels.shape[0]} labels)"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise US3LError(f"{path}: malformed CIFAR batch (labels outside 0..{num_classes - 1})")
+    return data, labels
+
+
+# --------------------------------------------------------------------------------------------- folder
+
+
+def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -> FolderDataset:
+    """An ImageFolder tree: ``path/<split>/<class>/*`` if ``path/train`` exists, else ``path/<class>/*``.
+
+    Without split folders, each class is split 80/20 (train/test) deterministically. With split folders,
+    ``test`` falls back to ``val`` (and ``val`` to ``test``); the class list comes from ``path/train``.
+    """
+    split = _check_split(split)
+    path = Path(path)
+    if not path.is_dir():
+        raise US3LError(f"not a directory: {path}")
+    name = f"folder:{path.resolve().name}"
+    if (path / "train").is_dir():
+        classes = _class_dirs(path / "train")
+        split_dir = path / "train" if split == "train" else _first_dir(path, ["test", "val"])
+        samples = _scan(split_dir, classes)
+    else:
+        classes = _class_dirs(path)
+        everything = _scan(path, classes)
+        labels = np.array([label for _, label in everything], dtype=np.int64)
+        train_idx, test_idx = stratified_split(labels, TEST_FRACTION, FOLDER_SEED)
+        samples = [everything[i] for i in (train_idx if split == "train" else test_idx)]
+    if not samples:
+        raise US3LError(f"no images for split '{split}' under {path}")
+    return FolderDataset(samples, classes, name, IMAGENET_MEAN, IMAGENET_STD, image_size)
+
+
+def _first_dir(path: Path, names: list[str]) -> Path:
+    for n in names:
+        if (path / n).is_dir():
+            return path / n
+    raise US3LError(f"{path} has a 'train' folder but no {' or '.join(repr(n) for n in names)} folder")
+
+
+def _class_dirs(path: Path) -> list[str]:
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise US3LError(
+            f"{path} has no class subfolders (expected ImageFolder layout: {path}/<class>/<image>)"
+        )
+    return classes
+
+
+def _scan(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    extra = sorted(set(_class_dirs(split_dir)) - set(classes))
+    if extra:
+        raise US3LError(f"{split_dir} has class folders not in the train split: {', '.join(extra[:5])}")
+    samples: list[tuple[Path, int]] = []
+    for label, cls in enumerate(classes):
+        cdir = split_dir / cls
+        if cdir.is_dir():
+            files = sorted(p for p in cdir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            samples.extend((p, label) for p in files)
+    if not samples:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise US3LError(f"no images found under {split_dir} (extensions: {exts})")
+    return samples
+
+
+def load_image(path: Path, image_size: int) -> torch.Tensor:
+    """Open an image as RGB, resize the shorter side to ``image_size``, center-crop; uint8 (3,S,S)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = image_size / min(w, h)
+            nw, nh = max(image_size, int(round(w * scale))), max(image_size, int(round(h * scale)))
+            im = im.resize((nw, nh), Image.BILINEAR)
+            left, top = int(round((nw - image_size) / 2.0)), int(round((nh - image_size) / 2.0))
+            im = im.crop((left, top, left + image_size, top + image_size))
+            arr = np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise US3LError(f"cannot read image {path}: {exc}") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()

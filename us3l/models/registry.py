@@ -1,0 +1,72 @@
+"""Model registry: one lowercase name per architecture, shared by the CLI, configs and result files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from us3l.errors import US3LError
+from us3l.models.base import SlimNet
+from us3l.slim.rounding import WidthRange
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    factory: Callable[..., SlimNet]
+    description: str
+    input_size: int
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, description: str, input_size: int) -> Callable:
+    """Register ``factory(width_range=..., **kwargs) -> SlimNet`` under ``name``."""
+
+    def deco(fn: Callable[..., SlimNet]) -> Callable[..., SlimNet]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelEntry(name, fn, description, input_size)
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise US3LError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    width_min: float = 0.25,
+    width_max: float = 1.0,
+    divisor: int = 8,
+    **kwargs: object,
+) -> SlimNet:
+    """Create a registered slimmable model.
+
+    Common keyword arguments: ``width_min``/``width_max``/``divisor`` (the width range), ``num_classes``
+    (0 = no head; ``forward`` returns the embedding), ``bn_track_stats`` (False like US3L training; True for
+    the single-width baseline). Architecture-specific ones are listed by ``us3l models``.
+    """
+    entry = model_entry(name)
+    try:
+        wr = WidthRange(width_min, width_max, divisor)
+    except ValueError as exc:
+        raise US3LError(str(exc)) from None
+    try:
+        return entry.factory(width_range=wr, **kwargs)
+    except TypeError as exc:
+        msg = str(exc)
+        if "unexpected keyword argument" in msg or "got multiple values" in msg:
+            bad = msg.rsplit(" ", 1)[-1].strip("'")
+            raise US3LError(f"model {name!r} has no option {bad!r}") from None
+        raise

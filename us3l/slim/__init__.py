@@ -1,0 +1,41 @@
+"""Universally slimmable layers, the width context, BN recalibration and ``materialize``."""
+
+from us3l.slim.context import (
+    bn_stats_state,
+    calibrated_widths,
+    calibrating,
+    canonical_width,
+    channel_config,
+    current_width,
+    load_bn_stats_state,
+    slim_modules,
+    width,
+    width_grid,
+    width_range_of,
+)
+from us3l.slim.layers import SlimBatchNorm2d, SlimConv2d, SlimLinear, SlimModule, StatsCollector
+from us3l.slim.materialize import FirstFeatures, materialize
+from us3l.slim.rounding import WidthRange, make_divisible
+
+__all__ = [
+    "FirstFeatures",
+    "SlimBatchNorm2d",
+    "SlimConv2d",
+    "SlimLinear",
+    "SlimModule",
+    "StatsCollector",
+    "WidthRange",
+    "bn_stats_state",
+    "calibrated_widths",
+    "calibrating",
+    "canonical_width",
+    "channel_config",
+    "current_width",
+    "load_bn_stats_state",
+    "make_divisible",
+    "materialize",
+    "slim_modules",
+    "width",
+    "width_grid",
+    "width_range_of",
+]

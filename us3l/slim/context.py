@@ -1,0 +1,210 @@
+"""Width as a scoped context, the distinct-width grid, and BN recalibration at a width."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from us3l.errors import US3LError
+from us3l.slim.layers import SlimBatchNorm2d, SlimModule, StatsCollector
+from us3l.slim.rounding import WidthRange
+
+_GRID_STEP = 1 / 4000  # finer than the narrowest channel step of any registered model (8 / 2048 channels)
+
+
+def slim_modules(model: nn.Module) -> list[tuple[str, SlimModule]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SlimModule)]
+
+
+def width_range_of(model: nn.Module) -> WidthRange:
+    """The ``WidthRange`` of a slimmable model (its own attribute, or the first submodule's)."""
+    wr = getattr(model, "width_range", None)
+    if isinstance(wr, WidthRange):
+        return wr
+    for m in model.modules():
+        wr = getattr(m, "width_range", None)
+        if isinstance(wr, WidthRange):
+            return wr
+    if getattr(model, "materialized_width", None) is not None:
+        raise US3LError("this model is a materialized static network; it has one fixed width")
+    raise US3LError(f"{type(model).__name__} is not a slimmable us3l model (no width_range)")
+
+
+def channel_config(model: nn.Module, w: float) -> tuple[tuple[int, ...], ...]:
+    """Active channels of every slimmable layer at width ``w`` (what makes two widths the same network)."""
+    return tuple(m.channel_signature(w) for _, m in slim_modules(model))
+
+
+def _grid_cache(model: nn.Module) -> dict:
+    cache = model.__dict__.setdefault("_us3l_grid_cache", {})
+    return cache
+
+
+def width_grid(model: nn.Module, max_points: int | None = None) -> tuple[float, ...]:
+    """The distinct widths of ``model``: one width per distinct channel configuration, ascending.
+
+    Each configuration is represented by the smallest width that produces it (so the range minimum is
+    always first), except the full-width configuration, which is represented by the range maximum.
+    ``max_points`` thins the grid to at most that many widths, evenly spread over the width range and
+    always keeping both ends (a full sweep of ResNet-50 has several hundred configurations).
+    """
+    grid = _full_grid(model)
+    if max_points is None or len(grid) <= max_points:
+        return grid
+    if max_points < 2:
+        raise ValueError("max_points must be at least 2")
+    lo, hi = grid[0], grid[-1]
+    picked: list[float] = []
+    for i in range(max_points):
+        target = lo + (hi - lo) * i / (max_points - 1)
+        best = min(grid, key=lambda g: (abs(g - target), g))
+        if best not in picked:
+            picked.append(best)
+    return tuple(sorted(picked))
+
+
+def _full_grid(model: nn.Module) -> tuple[float, ...]:
+    wr = width_range_of(model)
+    cache = _grid_cache(model)
+    key = ("grid", wr)
+    if key in cache:
+        return cache[key]
+    mods = [m for _, m in slim_modules(model)]
+    reps: list[float] = []
+    configs: list[tuple] = []
+    n = max(1, round((wr.max - wr.min) / _GRID_STEP))
+    prev = None
+    for i in range(n + 1):
+        w = round(wr.min + (wr.max - wr.min) * i / n, 6)
+        cfg = tuple(m.channel_signature(w) for m in mods)
+        if cfg != prev:
+            reps.append(round(w, 4))
+            configs.append(cfg)
+            prev = cfg
+    reps[-1] = round(wr.max, 4)  # the full configuration is named by the range maximum
+    grid = tuple(reps)
+    cache[key] = grid
+    cache[("configs", wr)] = dict(zip(configs, grid, strict=True))
+    return grid
+
+
+def canonical_width(model: nn.Module, w: float) -> float:
+    """The grid width with the same channel configuration as ``w`` (the key of calibrated BN statistics)."""
+    wr = width_range_of(model)
+    w = wr.check(w)
+    _full_grid(model)
+    table = _grid_cache(model)[("configs", wr)]
+    cfg = channel_config(model, w)
+    return table.get(cfg, round(w, 4))
+
+
+@contextmanager
+def width(model: nn.Module, w: float) -> Iterator[nn.Module]:
+    """Run ``model`` at width ``w`` inside the block; the previous widths are restored on exit.
+
+    Raises ``ValueError`` for a width outside the model's range, NaN or a non-number.
+    """
+    wr = width_range_of(model)
+    w = wr.check(w)
+    key = canonical_width(model, w)
+    mods = slim_modules(model)
+    saved = [(m, m.width, getattr(m, "stats_key", None)) for _, m in mods]
+    try:
+        for _, m in mods:
+            m.width = w
+            if isinstance(m, SlimBatchNorm2d):
+                m.stats_key = key
+        yield model
+    finally:
+        for m, old_w, old_key in saved:
+            m.width = old_w
+            if isinstance(m, SlimBatchNorm2d):
+                m.stats_key = old_key
+
+
+def current_width(model: nn.Module) -> float:
+    """The width the model currently runs at (its range maximum when none was set)."""
+    mods = slim_modules(model)
+    for _, m in mods:
+        if m.width is not None:
+            return m.width
+    return width_range_of(model).max
+
+
+@contextmanager
+def calibrating(model: nn.Module, w: float, momentum: float | None = None) -> Iterator[nn.Module]:
+    """Re-estimate BN statistics at width ``w``: forward batches inside the block (no grad needed).
+
+    Every ``SlimBatchNorm2d`` normalises with batch statistics and accumulates them: cumulative average
+    (``momentum=None``, US-Nets) or an EMA from mean 0 / var 1 (``momentum=0.1``, the reference). On a
+    normal exit the result is stored as that width's calibrated statistics (replacing earlier ones); an
+    exception stores nothing. Weights are never touched.
+    """
+    bns = [m for _, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)]
+    was_training = model.training
+    with width(model, w):
+        key = canonical_width(model, w)
+        collectors = [StatsCollector(momentum) for _ in bns]
+        for bn, col in zip(bns, collectors, strict=True):
+            bn.collector = col
+        model.train()
+        try:
+            yield model
+        except BaseException:
+            for bn in bns:
+                bn.collector = None
+            model.train(was_training)
+            raise
+        for bn, col in zip(bns, collectors, strict=True):
+            bn.collector = None
+            if col.mean is None or col.var is None:
+                continue  # the layer was not reached at this width
+            bn.width_stats[key] = (col.mean.detach().clone(), col.var.detach().clone())
+        model.train(was_training)
+
+
+def calibrated_widths(model: nn.Module) -> tuple[float, ...]:
+    """Widths for which every BN layer has calibrated statistics."""
+    bns = [m for _, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)]
+    if not bns:
+        return ()
+    keys = set(bns[0].width_stats)
+    for bn in bns[1:]:
+        keys &= set(bn.width_stats)
+    return tuple(sorted(keys))
+
+
+def bn_stats_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Calibrated per-width BN statistics as a flat tensor dict (for ``bn_stats.safetensors``)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, m in slim_modules(model):
+        if isinstance(m, SlimBatchNorm2d):
+            for key, (mean, var) in m.width_stats.items():
+                out[f"{key:.4f}/{name}.mean"] = mean.detach().contiguous().cpu()
+                out[f"{key:.4f}/{name}.var"] = var.detach().contiguous().cpu()
+    return out
+
+
+def load_bn_stats_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`bn_stats_state`; rejects names or shapes that do not fit the model."""
+    bns = {n: m for n, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)}
+    staged: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
+    for k, t in state.items():
+        try:
+            wkey, rest = k.split("/", 1)
+            name, kind = rest.rsplit(".", 1)
+            w = round(float(wkey), 4)
+        except ValueError:
+            raise US3LError(f"BN statistics entry {k!r} is malformed") from None
+        if name not in bns or kind not in ("mean", "var"):
+            raise US3LError(f"BN statistics entry {k!r} does not belong to this model")
+        staged.setdefault((name, w), {})[kind] = t
+    for (name, w), d in staged.items():
+        bn = bns[name]
+        expect = bn.active_channels(w)
+        if set(d) != {"mean", "var"} or any(t.shape != (expect,) for t in d.values()):
+            raise US3LError(f"BN statistics for {name} at width {w} do not fit this model ({expect} channels)")
+        bn.width_stats[w] = (d["mean"].float(), d["var"].float())

@@ -1,0 +1,287 @@
+"""Universally slimmable layers: one weight tensor, the first ``c`` channels active at a width.
+
+The active width is state set by :func:`us3l.slim.width` (never written inside ``forward``); each layer
+computes its active channel counts as locals. ``width=None`` means full width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from us3l.slim.rounding import WidthRange
+
+_DEFAULT_RANGE = WidthRange()
+
+
+class SlimModule(nn.Module):
+    """Mixin for layers whose active channels follow the network width."""
+
+    width: float | None
+    width_range: WidthRange
+
+    def _init_slim(self, width_range: WidthRange | None) -> None:
+        self.width = None
+        self.slim_range = width_range or _DEFAULT_RANGE
+
+    def _w(self) -> float:
+        return 1.0 if self.width is None else self.width
+
+    def channel_signature(self, w: float) -> tuple[int, ...]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def _active(range_: WidthRange, full: int, w: float, slim: bool, ratio: int) -> int:
+    return range_.channels(full, w, ratio) if slim else full
+
+
+class SlimConv2d(SlimModule):
+    """A slimmable ``Conv2d``: ``weight[:out, :in]`` at a width.
+
+    ``slim_in``/``slim_out`` say which sides follow the width (the RGB input of the stem does not);
+    ``ratio=(r_in, r_out)`` keeps a side a multiple of an expansion ratio; ``depthwise=True`` makes
+    ``groups`` equal to the active channels. A fixed ``groups>1`` (grouped conv) keeps the group count and
+    slices each group's input channels; active channels must stay divisible by ``groups``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+        depthwise: bool = False,
+        slim_in: bool = True,
+        slim_out: bool = True,
+        ratio: tuple[int, int] = (1, 1),
+        width_range: WidthRange | None = None,
+    ) -> None:
+        super().__init__()
+        self._init_slim(width_range)
+        if depthwise and in_channels != out_channels:
+            raise ValueError("a depthwise conv needs in_channels == out_channels")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = (kernel_size, kernel_size)
+        self.stride, self.padding, self.dilation = (stride, stride), (padding, padding), (dilation, dilation)
+        self.depthwise = depthwise
+        self.groups = in_channels if depthwise else groups
+        self.slim_in, self.slim_out, self.ratio = slim_in, slim_out, tuple(ratio)
+        in_per_group = 1 if depthwise else in_channels // groups
+        self.weight = nn.Parameter(torch.empty(out_channels, in_per_group, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # PyTorch's default Conv2d init
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        if self.bias is not None:
+            fan_in = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
+            bound = 1 / fan_in**0.5
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def active_channels(self, w: float) -> tuple[int, int, int]:
+        """(in, out, groups) at width ``w``."""
+        cin = _active(self.slim_range, self.in_channels, w, self.slim_in, self.ratio[0])
+        cout = _active(self.slim_range, self.out_channels, w, self.slim_out, self.ratio[1])
+        if self.depthwise:
+            return cin, cin, cin
+        return cin, cout, self.groups
+
+    def channel_signature(self, w: float) -> tuple[int, ...]:
+        return self.active_channels(w)[:2]
+
+    def sliced(self, w: float) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        cin, cout, groups = self.active_channels(w)
+        weight = self.weight[:cout] if self.depthwise else self.weight[:cout, : cin // groups]
+        bias = self.bias[:cout] if self.bias is not None else None
+        return weight, bias, groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self._w()
+        cin = self.active_channels(w)[0]
+        if x.shape[1] != cin:
+            raise RuntimeError(
+                f"SlimConv2d at width {w:g} expects {cin} input channels, got {x.shape[1]}"
+            )
+        weight, bias, groups = self.sliced(w)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"groups={'depthwise' if self.depthwise else self.groups}, slim=({self.slim_in}, {self.slim_out}), "
+            f"ratio={self.ratio}"
+        )
+
+
+class SlimLinear(SlimModule):
+    """A slimmable ``Linear``: ``weight[:out, :in]`` at a width.
+
+    With ``slice_input=True`` the layer slices its input to the first active features itself (the
+    reference ViT: the residual stream stays full width, each block Linear reads only its first channels).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        slim_in: bool = True,
+        slim_out: bool = False,
+        slice_input: bool = False,
+        width_range: WidthRange | None = None,
+    ) -> None:
+        super().__init__()
+        self._init_slim(width_range)
+        self.in_features, self.out_features = in_features, out_features
+        self.slim_in, self.slim_out, self.slice_input = slim_in, slim_out, slice_input
+        ref = nn.Linear(in_features, out_features, bias=bias)  # PyTorch's default init
+        self.weight = nn.Parameter(ref.weight.detach().clone())
+        self.bias = nn.Parameter(ref.bias.detach().clone()) if bias else None
+
+    def active_features(self, w: float) -> tuple[int, int]:
+        cin = _active(self.slim_range, self.in_features, w, self.slim_in, 1)
+        cout = _active(self.slim_range, self.out_features, w, self.slim_out, 1)
+        return cin, cout
+
+    def channel_signature(self, w: float) -> tuple[int, ...]:
+        return self.active_features(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self._w()
+        cin, cout = self.active_features(w)
+        if self.slice_input:
+            x = x[..., :cin]
+        elif x.shape[-1] != cin:
+            raise RuntimeError(f"SlimLinear at width {w:g} expects {cin} input features, got {x.shape[-1]}")
+        bias = self.bias[:cout] if self.bias is not None else None
+        return F.linear(x, self.weight[:cout, :cin], bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_features}, {self.out_features}, slim=({self.slim_in}, {self.slim_out}), "
+            f"slice_input={self.slice_input}"
+        )
+
+
+class SlimBatchNorm2d(SlimModule):
+    """BatchNorm with one shared affine sliced to the first ``c`` channels (no switchable/private BN).
+
+    Running statistics (method.md §4): by default the layer always normalises with batch statistics, like
+    the reference during US3L training. ``track_running_stats=True`` keeps sliced running statistics (the
+    single-width baseline). Calibrated statistics per width live in ``width_stats`` (keyed by the
+    canonical width, see :func:`us3l.slim.canonical_width`); in eval mode they take precedence.
+    ``slim=False`` keeps all channels (MobileNetV2's last BN) while still holding per-width statistics.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        track_running_stats: bool = False,
+        slim: bool = True,
+        ratio: int = 1,
+        width_range: WidthRange | None = None,
+    ) -> None:
+        super().__init__()
+        self._init_slim(width_range)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.slim, self.ratio = slim, ratio
+        self.track_running_stats = track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.running_mean = None
+            self.running_var = None
+        self.width_stats: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.stats_key: float | None = None  # canonical width of the current width, set with the width
+        self.collector: StatsCollector | None = None
+
+    def active_channels(self, w: float) -> int:
+        return _active(self.slim_range, self.num_features, w, self.slim, self.ratio)
+
+    def channel_signature(self, w: float) -> tuple[int, ...]:
+        return (self.active_channels(w),)
+
+    def eval_stats(self, w: float, key: float | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The statistics eval mode uses at width ``w``: calibrated, else sliced running, else None."""
+        c = self.active_channels(w)
+        if key is not None and key in self.width_stats:
+            return self.width_stats[key]
+        if self.running_mean is not None and self.running_var is not None:
+            return self.running_mean[:c], self.running_var[:c]
+        return None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self._w()
+        c = self.active_channels(w)
+        if x.shape[1] != c:
+            raise RuntimeError(f"SlimBatchNorm2d at width {w:g} expects {c} channels, got {x.shape[1]}")
+        weight, bias = self.weight[:c], self.bias[:c]
+        if self.collector is not None:
+            self.collector.update(x)
+            return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+        if self.training:
+            if self.running_mean is not None and self.running_var is not None:
+                # In-place updates through the slice views update the shared running buffers.
+                self.num_batches_tracked.add_(1)
+                return F.batch_norm(
+                    x, self.running_mean[:c], self.running_var[:c], weight, bias, True, self.momentum, self.eps
+                )
+            return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+        stats = self.eval_stats(w, self.stats_key)
+        if stats is None:  # no statistics at all: batch statistics, as the reference does
+            return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+        return F.batch_norm(x, stats[0], stats[1], weight, bias, False, 0.0, self.eps)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, track_running_stats={self.track_running_stats}, "
+            f"slim={self.slim}, ratio={self.ratio}, calibrated_widths={len(self.width_stats)}"
+        )
+
+
+class StatsCollector:
+    """Accumulates per-channel batch mean and unbiased variance during BN recalibration.
+
+    ``momentum=None``: cumulative average over batches (US-Nets, PyTorch ``momentum=None``);
+    a float: exponential moving average from mean 0 / var 1 (the reference's momentum-0.1 variant).
+    """
+
+    def __init__(self, momentum: float | None = None) -> None:
+        self.momentum = momentum
+        self.mean: torch.Tensor | None = None
+        self.var: torch.Tensor | None = None
+        self.n = 0
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        dims = [0, *range(2, x.dim())]
+        count = x.numel() // x.shape[1]
+        mean = x.mean(dim=dims).float()
+        var = x.var(dim=dims, unbiased=count > 1).float()
+        if self.mean is None or self.var is None:
+            if self.momentum is None:
+                self.mean, self.var = mean.clone(), var.clone()
+            else:
+                m = self.momentum
+                self.mean = m * mean
+                self.var = (1 - m) * torch.ones_like(var) + m * var
+        elif self.momentum is None:
+            self.mean += (mean - self.mean) / (self.n + 1)
+            self.var += (var - self.var) / (self.n + 1)
+        else:
+            m = self.momentum
+            self.mean.mul_(1 - m).add_(m * mean)
+            self.var.mul_(1 - m).add_(m * var)
+        self.n += 1

@@ -1,0 +1,117 @@
+"""``materialize(model, w)``: the one weight copy at width ``w`` as a static network of standard layers.
+
+Exporters and profilers only ever see this network. It is a deep, independent copy: slimmable layers are
+replaced by ``nn.Conv2d`` / ``nn.Linear`` / ``nn.BatchNorm2d`` holding sliced weights and that width's BN
+statistics; the containers (blocks, stems) are kept, so the forward code is the same as the dynamic model's.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from us3l.errors import US3LError
+from us3l.slim.context import canonical_width, channel_config, slim_modules, width_range_of
+from us3l.slim.layers import SlimBatchNorm2d, SlimConv2d, SlimLinear, SlimModule
+
+
+class FirstFeatures(nn.Module):
+    """Keeps the first ``k`` features of the last dimension (a single ONNX ``Slice``).
+
+    Needed where the reference slices a layer's *input* (ViT block Linears read the first channels of a
+    full-width residual stream).
+    """
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : self.k]
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
+
+
+def _static_conv(m: SlimConv2d, w: float) -> nn.Conv2d:
+    cin, cout, groups = m.active_channels(w)
+    weight, bias, groups = m.sliced(w)
+    conv = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups, bias=bias is not None)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return conv
+
+
+def _static_linear(m: SlimLinear, w: float) -> nn.Module:
+    cin, cout = m.active_features(w)
+    lin = nn.Linear(cin, cout, bias=m.bias is not None)
+    with torch.no_grad():
+        lin.weight.copy_(m.weight[:cout, :cin])
+        if m.bias is not None:
+            lin.bias.copy_(m.bias[:cout])
+    if m.slice_input and cin < m.in_features:
+        return nn.Sequential(FirstFeatures(cin), lin)
+    return lin
+
+
+def _static_bn(m: SlimBatchNorm2d, w: float, key: float, require_stats: bool, name: str) -> nn.BatchNorm2d:
+    c = m.active_channels(w)
+    stats = m.eval_stats(w, key)
+    if stats is None and require_stats:
+        raise US3LError(
+            f"width {w:g} has no calibrated BN statistics (layer {name}); calibrate it first "
+            "(us3l calibrate --ckpt ... --data ...)"
+        )
+    bn = nn.BatchNorm2d(c, eps=m.eps, momentum=m.momentum, track_running_stats=stats is not None)
+    with torch.no_grad():
+        bn.weight.copy_(m.weight[:c])
+        bn.bias.copy_(m.bias[:c])
+        if stats is not None:
+            bn.running_mean.copy_(stats[0])
+            bn.running_var.copy_(stats[1])
+    return bn
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, new)
+
+
+def materialize(model: nn.Module, w: float, require_bn_stats: bool = False) -> nn.Module:
+    """Return a static, independent copy of ``model`` at width ``w`` (in eval mode).
+
+    BN layers get the calibrated statistics of ``w`` (or sliced running statistics where the model tracks
+    them). Without either, ``require_bn_stats=True`` raises ``US3LError``; otherwise the static BN
+    normalises with batch statistics, exactly like the dynamic model in eval mode.
+    """
+    wr = width_range_of(model)
+    w = wr.check(w)
+    key = canonical_width(model, w)
+    config = channel_config(model, w)
+    static = copy.deepcopy(model)
+    static.__dict__.pop("_us3l_grid_cache", None)
+    for name, m in slim_modules(static):
+        new: nn.Module
+        if isinstance(m, SlimConv2d):
+            new = _static_conv(m, w)
+        elif isinstance(m, SlimLinear):
+            new = _static_linear(m, w)
+        elif isinstance(m, SlimBatchNorm2d):
+            new = _static_bn(m, w, key, require_bn_stats, name)
+        else:  # pragma: no cover - every slimmable layer type is handled above
+            raise TypeError(f"cannot materialize {type(m).__name__}")
+        new.train(m.training)
+        _replace(static, name, new)
+    for m in static.modules():
+        if "width_range" in m.__dict__:
+            m.width_range = None
+    static.materialized_width = w
+    static.canonical_width = key
+    static.channel_config = config
+    assert not any(isinstance(m, SlimModule) for m in static.modules())
+    return static.eval()

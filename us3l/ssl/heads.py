@@ -1,0 +1,61 @@
+"""Projector, predictor and feature-adapter heads (method.md §1.1, §1.4).
+
+The heads are not slimmable, except that the first projector layer and the feature adapters take the first
+``c`` input channels of a width-``w`` backbone output (the reference's ``USLinear/USConv2d(us=[True, False])``).
+Head BatchNorm1d layers use batch statistics only (``track_running_stats=False``): the reference trains them
+in train mode and drops them before evaluation, so their running statistics are never used; not tracking
+them keeps monitors (which run the heads under ``no_grad``) from mutating training state.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class InputSlicedLinear(nn.Linear):
+    """A Linear whose input may be the first ``k ≤ in_features`` features: uses ``weight[:, :k]``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        k = x.shape[-1]
+        return F.linear(x, self.weight[:, :k], self.bias)
+
+
+class InputSlicedConv1x1(nn.Conv2d):
+    """1×1 conv from the first ``k`` of ``C`` channels to all ``C`` (the reference ``proj_conv``)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, channels, kernel_size=1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight[:, : x.shape[1]])
+
+
+def _bn1d(dim: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(dim, track_running_stats=False)
+
+
+def projector(in_features: int, hidden: int, out: int, middle_bias: bool) -> nn.Sequential:
+    """fc0 (input-sliced) → BN → ReLU → Linear → BN → ReLU → Linear(→out).
+
+    ``middle_bias`` is True for SimCLR-type methods and False for BYOL/SimSiam (method.md §1.1).
+    """
+    return nn.Sequential(
+        InputSlicedLinear(in_features, hidden),
+        _bn1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, hidden, bias=middle_bias),
+        _bn1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, out),
+    )
+
+
+def predictor(dim: int, hidden: int) -> nn.Sequential:
+    """Linear(D→hidden, no bias) → BN → ReLU → Linear(hidden→D)."""
+    return nn.Sequential(
+        nn.Linear(dim, hidden, bias=False),
+        _bn1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, dim),
+    )

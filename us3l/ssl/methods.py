@@ -1,0 +1,312 @@
+"""SSL methods for universally slimmable training, registered by name (method.md §1).
+
+Each method is an ``nn.Module`` whose parameter names follow the reference, which the group regularizer's
+name-based exclusions rely on (``us3l.train.groupreg``):
+
+=====================  ============================================================  ======================
+name prefix            what                                                          group-reg
+=====================  ============================================================  ======================
+``encoder_q.backbone``  the slimmable backbone (saved as ``backbone.*``)              yes
+``encoder_q.projector`` 3-layer projector, first layer input-sliced                   yes
+``encoder_k.*``         EMA teacher (backbone + projector), width fixed at max        never
+``predictor.*``         base predictor, or (``us3l``) the auxiliary distillation head  not at max width
+``predictor_new.*``     auxiliary distillation head of BYOL/SimSiam/MoCo v3 variants  not at max width
+``proj_conv.*``         1×1 adapters of the optional feature distillation             never
+=====================  ============================================================  ======================
+
+``forward(x1, x2, w)`` runs the base (max-width) branch and returns ``(loss, targets)``; the targets hold
+the stop-gradient teacher outputs of this iteration. ``forward(x1, x2, w, targets)`` runs a sub-network
+and returns ``(loss, None)``. Routing both through ``forward`` keeps them DDP-compatible.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from us3l.slim import width as width_ctx
+from us3l.ssl import heads, losses
+from us3l.ssl.ema import ema_update
+
+Targets = dict[str, Any]
+METHODS: dict[str, type[SSLMethod]] = {}
+
+
+def register_method(cls: type[SSLMethod]) -> type[SSLMethod]:
+    """Class decorator: register a method under ``cls.name``."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def create_method(name: str, backbone: nn.Module, cfg: Any) -> SSLMethod:
+    """Build method ``name`` around ``backbone`` with settings from a ``TrainConfig``."""
+    from us3l.errors import US3LError
+
+    if name not in METHODS:
+        raise US3LError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+    return METHODS[name](backbone, cfg)
+
+
+def default_feature_layers(backbone: nn.Module) -> tuple[str, ...]:
+    """The reference's hooked BN layers: last block's ``bn2`` of stages 2–4 of a ResNet."""
+    names = dict(backbone.named_modules())
+    out = []
+    for stage in ("layer2", "layer3", "layer4"):
+        blocks = [n for n in names if n.startswith(stage + ".") and n.count(".") == 1]
+        if blocks:
+            cand = f"{blocks[-1]}.bn2"
+            if cand in names:
+                out.append(cand)
+    return tuple(out)
+
+
+class Encoder(nn.Module):
+    """Backbone + projector; records the outputs of ``feature_layers`` when ``capture`` is on."""
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module, feature_layers: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projector = projector
+        self.feature_layers = tuple(feature_layers)
+        self._captured: list[Tensor] = []
+        self.capture = False
+        mods = dict(backbone.named_modules())
+        for name in self.feature_layers:
+            mods[name].register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inp: Any, out: Tensor) -> None:
+        if self.capture:
+            self._captured.append(out)
+
+    def forward(self, x: Tensor, w: float, features: bool = False) -> tuple[Tensor, list[Tensor]]:
+        self._captured = []
+        self.capture = features
+        try:
+            with width_ctx(self.backbone, w):
+                z = self.projector(self.backbone(x))
+        finally:
+            self.capture = False
+        feats, self._captured = self._captured, []
+        return z, feats
+
+
+class SSLMethod(nn.Module):
+    """Common structure: ``encoder_q`` (+ ``encoder_k`` EMA teacher) and the method's heads."""
+
+    name: ClassVar[str] = ""
+    uses_ema: ClassVar[bool] = True
+    simclr_type: ClassVar[bool] = False  # D=256 and a biased middle projector layer
+    base_head: ClassVar[str | None] = None  # head applied to the base output ("predictor" or None)
+    aux_head: ClassVar[str | None] = "predictor_new"  # head applied to sub-network outputs
+
+    def __init__(self, backbone: nn.Module, cfg: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        wr = backbone.width_range
+        self.w_max = float(cfg.width_max if cfg.width_max is not None else wr.max)
+        dim = cfg.proj_dim or (256 if self.simclr_type else 2048)
+        self.dim = dim
+        layers: tuple[str, ...] = ()
+        if cfg.feature_distill:
+            layers = tuple(cfg.feature_layers) or default_feature_layers(backbone)
+            missing = [n for n in layers if n not in dict(backbone.named_modules())]
+            if missing or not layers:
+                from us3l.errors import US3LError
+
+                raise US3LError(f"feature_layers not found in {cfg.model}: {missing or 'none configured'}")
+        proj = heads.projector(backbone.num_features, cfg.proj_hidden, dim, middle_bias=self.simclr_type)
+        self.encoder_q = Encoder(backbone, proj, layers)
+        if self.uses_ema:
+            self.encoder_k = copy.deepcopy(self.encoder_q)
+            for p in self.encoder_k.parameters():
+                p.requires_grad_(False)
+        for head in {self.base_head, self.aux_head} - {None}:
+            self.add_module(head, heads.predictor(dim, cfg.pred_hidden))
+        if layers:
+            mods = dict(backbone.named_modules())
+            self.proj_conv = nn.ModuleDict(
+                {n.replace(".", "_"): heads.InputSlicedConv1x1(mods[n].num_features) for n in layers}
+            )
+        self.momentum_now = float(cfg.ema_momentum)
+
+    # -- building blocks ------------------------------------------------------------------------------
+    def _head(self, name: str | None, z: Tensor) -> Tensor:
+        return z if name is None else getattr(self, name)(z)
+
+    @torch.no_grad()
+    def _teacher(self, x1: Tensor, x2: Tensor, features: bool) -> Targets:
+        k1, f1 = self.encoder_k(x1, self.w_max, features)
+        k2, f2 = self.encoder_k(x2, self.w_max, features)
+        return {"k": (k1.detach(), k2.detach()), "feats": [(a.detach(), b.detach()) for a, b in zip(f1, f2)]}
+
+    def _distill(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        if self.cfg.distill_criterion == "ntxent":
+            crit: Callable[[Tensor, Tensor], Tensor] = lambda a, b: losses.nt_xent_target(  # noqa: E731
+                a, b, self.cfg.temperature
+            )
+        else:
+            crit = losses.neg_cosine
+        return losses.cross_view(crit, online, targets)
+
+    def _feature_loss(self, student: Sequence[list[Tensor]], targets: Targets) -> Tensor:
+        s1, s2 = student
+        terms = []
+        for i, key in enumerate(self.proj_conv):
+            adapt = self.proj_conv[key]
+            t1, t2 = targets["feats"][i]
+            terms.append(losses.feature_mse((adapt(s1[i]), adapt(s2[i])), (t1, t2)))
+        return torch.stack(terms).mean()
+
+    # -- the two branches -----------------------------------------------------------------------------
+    def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    def base(self, x1: Tensor, x2: Tensor, w: float) -> tuple[Tensor, Targets]:
+        feats = bool(self.encoder_q.feature_layers)
+        z1, _ = self.encoder_q(x1, w)
+        z2, _ = self.encoder_q(x2, w)
+        # Reference order: EMA update inside the max-width pass, before the teacher forward.
+        ema_update(self.encoder_k, self.encoder_q, self.momentum_now)
+        t = self._teacher(x1, x2, feats)
+        p = (self._head(self.base_head, z1), self._head(self.base_head, z2))
+        return self.base_loss(p, t["k"]), t
+
+    def sub(self, x1: Tensor, x2: Tensor, w: float, targets: Targets) -> Tensor:
+        feats = bool(self.encoder_q.feature_layers)
+        z1, f1 = self.encoder_q(x1, w, feats)
+        z2, f2 = self.encoder_q(x2, w, feats)
+        p = (self._head(self.aux_head, z1), self._head(self.aux_head, z2))
+        loss = self.cfg.distill_lambda * self._distill(p, targets["k"])
+        if feats:
+            loss = loss + self.cfg.feature_lambda * self._feature_loss((f1, f2), targets)
+        return loss
+
+    def forward(
+        self, x1: Tensor, x2: Tensor, w: float, targets: Targets | None = None
+    ) -> tuple[Tensor, Targets | None]:
+        if targets is None:
+            return self.base(x1, x2, w)
+        return self.sub(x1, x2, w, targets), None
+
+
+@register_method
+class US3L(SSLMethod):
+    """The US3L recipe (SimCLR_Momentum): base NT-Xent(z, sg k) vs the EMA teacher, no base head;
+    sub-networks: −cos(predictor(z_w), sg k) against this iteration's EMA teacher output."""
+
+    name = "us3l"
+    simclr_type = True
+    base_head = None
+    aux_head = "predictor"
+
+    def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        return losses.cross_view(
+            lambda a, b: losses.nt_xent_target(a, b, self.cfg.temperature), online, targets
+        )
+
+
+@register_method
+class US3LBYOL(SSLMethod):
+    """BYOL base (−cos(predictor(z), sg k)); sub-networks distil through ``predictor_new``."""
+
+    name = "us3l_byol"
+    base_head = "predictor"
+    aux_head = "predictor_new"
+
+    def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        return losses.cross_view(losses.neg_cosine, online, targets)
+
+
+@register_method
+class US3LSimSiam(US3LBYOL):
+    """SimSiam_Momentum: identical in form to BYOL (predictor + EMA target), method.md §1.4."""
+
+    name = "us3l_simsiam"
+
+
+@register_method
+class US3LMoCoV3(SSLMethod):
+    """MoCo v3 for ViTs: ctr(h(z1), k2) + ctr(h(z2), k1) with τ; sub-networks through ``predictor_new``.
+    The EMA momentum follows a cosine schedule to 1 (set by the loop in ``momentum_now``)."""
+
+    name = "us3l_mocov3"
+    simclr_type = True  # D = 256
+    base_head = "predictor"
+    aux_head = "predictor_new"
+
+    def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        return losses.mocov3_pair(online, targets, self.cfg.mocov3_tau)
+
+    def _distill(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        return losses.mocov3_pair(online, targets, self.cfg.mocov3_tau)
+
+
+class _Naive(SSLMethod):
+    """No EMA teacher: the online max network is its own target; sub-networks use US-Nets inplace
+    distillation from the online max network's (stop-gradient) output."""
+
+    uses_ema = False
+
+    def base(self, x1: Tensor, x2: Tensor, w: float) -> tuple[Tensor, Targets]:
+        z1, _ = self.encoder_q(x1, w)
+        z2, _ = self.encoder_q(x2, w)
+        p = (self._head(self.base_head, z1), self._head(self.base_head, z2))
+        return self.base_loss(p, (z1, z2)), {"k": (z1.detach(), z2.detach()), "feats": []}
+
+
+@register_method
+class NaiveSimSiam(_Naive):
+    """SimSiam + US-Nets: ½Σ −cos(h(z_s), sg z_t) at max width; sub-networks −cos(h(z_s^w), sg z_t^max)
+    through the *same* predictor (no separate head)."""
+
+    name = "naive_simsiam"
+    base_head = "predictor"
+    aux_head = "predictor"
+
+    def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        return losses.cross_view(losses.neg_cosine, online, targets)
+
+
+@register_method
+class NaiveSimCLR(_Naive):
+    """SimCLR + US-Nets: NT-Xent(z1, z2) (gradient through both) at max width; sub-networks
+    −cos(z_s^w, sg z_t^max) without a head."""
+
+    name = "naive_simclr"
+    simclr_type = True
+    base_head = None
+    aux_head = None
+
+    def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        return losses.nt_xent(online[0], online[1], self.cfg.temperature)
+
+
+@register_method
+class Single(SSLMethod):
+    """The individually trained baseline: one fixed width (``single_width``), BN with running statistics,
+    the base loss of ``single_base`` (SimCLR_Momentum by default, or BYOL) against an EMA teacher at the
+    same width."""
+
+    name = "single"
+    aux_head = None
+
+    def __init__(self, backbone: nn.Module, cfg: Any) -> None:
+        if cfg.single_base == "byol":
+            self.base_head = "predictor"  # type: ignore[misc]
+            self.simclr_type = False  # type: ignore[misc]
+        else:
+            self.base_head = None  # type: ignore[misc]
+            self.simclr_type = True  # type: ignore[misc]
+        super().__init__(backbone, cfg)
+        self.w_max = float(cfg.single_width)  # the teacher runs at the same fixed width
+
+    def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        if self.cfg.single_base == "byol":
+            return losses.cross_view(losses.neg_cosine, online, targets)
+        return losses.cross_view(
+            lambda a, b: losses.nt_xent_target(a, b, self.cfg.temperature), online, targets
+        )

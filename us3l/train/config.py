@@ -1,0 +1,220 @@
+"""The training configuration: one frozen dataclass, resolved once (CLI > config file > defaults) and saved.
+
+``load_config(path)`` reads YAML or TOML; ``resolve_config(file, overrides)`` merges and validates. Unknown
+keys and bad values raise a one-line ``US3LError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from us3l.errors import US3LError
+from us3l.train.sampling import SAMPLINGS, SCHEDULES, check_schedule
+
+DEFAULT_CONFIG_NAME = "default.yaml"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of one training run (see ``docs/training.md`` for each field)."""
+
+    # what
+    method: str = "us3l"
+    model: str = "cifar_resnet18"
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    data: str = "builtin"
+    image_size: int | None = None  # None: the model's input_size
+    out: str = "runs/us3l"
+    # optimisation
+    epochs: int = 400
+    batch_size: int = 128  # per process
+    lr: float = 0.5
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # ignored (set to 0) when the group regularizer is on
+    lr_schedule: str = "epoch"  # "epoch" (reference) or "iter" (per-iteration cosine with warm-up)
+    warmup_epochs: int = 0
+    step_per_width: bool = True  # reference: one SGD step per sampled width; False: accumulate (US-Nets)
+    drop_last: bool = True
+    seed: int = 100
+    amp: bool = True  # CUDA only
+    device: str = "auto"
+    # widths
+    width_min: float | None = None  # None: the model's width range
+    width_max: float | None = None
+    num_samples: int = 3
+    sampling: str = "sandwich"
+    schedule: str = "A"
+    faithful_sandwich_bug: bool = False
+    single_width: float = 1.0  # the `single` baseline's width
+    # SSL heads and losses
+    proj_dim: int | None = None  # None: 256 for SimCLR-type methods, 2048 otherwise
+    proj_hidden: int = 2048
+    pred_hidden: int = 2048
+    ema_momentum: float = 0.99
+    temperature: float = 0.5
+    mocov3_tau: float = 0.2
+    distill_lambda: float = 1.0
+    distill_criterion: str = "cosine"  # or "ntxent"
+    feature_distill: bool = False
+    feature_lambda: float = 1.0
+    feature_layers: tuple[str, ...] = ()  # default per model family when feature_distill is on
+    single_base: str = "simclr_momentum"  # base loss of the `single` baseline: simclr_momentum | byol
+    # group regularization
+    regularizer: bool = True
+    reg_lambda: float = 5e-5
+    reg_alpha: float = 0.05
+    reg_bins: int = 8
+    reg_warmup_epochs: int = 0
+    reg_decay: str = "linear"
+    # monitoring / output
+    knn_every: int = 0  # 0: only at the end
+    knn_widths: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+    knn_k: int = 200
+    knn_t: float = 0.1
+    knn_max_train: int = 10000  # subsample the feature bank for large data sets
+    collapse_warn: float = 0.1  # warn when std(L2-normalised z)·sqrt(D) falls below this
+    collapse_stop: bool = False
+    save_every: int = 10
+    sync_bn: bool = False
+    num_workers: int = 0
+    quiet: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model_kwargs"] = dict(self.model_kwargs)
+        d["feature_layers"] = list(self.feature_layers)
+        d["knn_widths"] = list(self.knn_widths)
+        return d
+
+
+FIELD_NAMES = {f.name for f in fields(TrainConfig)}
+_TUPLE_FIELDS = {"feature_layers", "knn_widths"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _TUPLE_FIELDS and value is not None:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        value = tuple(float(v) for v in value) if name == "knn_widths" else tuple(str(v) for v in value)
+    if name == "model_kwargs":
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise US3LError(f"config 'model_kwargs' must be a mapping, got {value!r}")
+        value = dict(value)
+    return value
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file into a flat mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise US3LError(f"config file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix == ".toml":
+            import tomllib
+
+            doc = tomllib.loads(text)
+        else:
+            import yaml
+
+            doc = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error is a user error
+        msg = str(exc).replace("\n", " ")
+        raise US3LError(f"cannot parse config {p}: {msg}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise US3LError(f"config {p} must be a mapping of settings")
+    return doc
+
+
+def default_config_path() -> Path:
+    """The packaged ``us3l/configs/default.yaml``."""
+    return Path(__file__).resolve().parent.parent / "configs" / DEFAULT_CONFIG_NAME
+
+
+def make_config(values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """Build a config from ``values`` over ``base`` (unknown keys are an error); not yet validated."""
+    unknown = sorted(set(values) - FIELD_NAMES)
+    if unknown:
+        raise US3LError(f"unknown config key(s): {', '.join(unknown)}")
+    kw = {k: _coerce(k, v) for k, v in values.items()}
+    try:
+        return dataclasses.replace(base or TrainConfig(), **kw)
+    except TypeError as exc:
+        raise US3LError(f"bad config: {exc}") from None
+
+
+def resolve_config(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    use_default_file: bool = True,
+) -> TrainConfig:
+    """CLI ``overrides`` > ``config_file`` > packaged ``default.yaml`` > dataclass defaults; validated."""
+    values: dict[str, Any] = {}
+    if config_file is None and use_default_file and default_config_path().is_file():
+        values.update(load_config_file(default_config_path()))
+    if config_file is not None:
+        values.update(load_config_file(config_file))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cfg = make_config(values)
+    validate(cfg)
+    return cfg
+
+
+def _check_width(name: str, w: float | None) -> None:
+    if w is None:
+        return
+    if not isinstance(w, int | float) or math.isnan(w) or not 0.0 < float(w) <= 1.0:
+        raise US3LError(f"{name} must be in (0, 1], got {w!r}")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject bad values with one clear line (models are checked against the registry)."""
+    from us3l.ssl.methods import METHODS
+
+    if cfg.method not in METHODS:
+        raise US3LError(f"unknown method {cfg.method!r}; choose one of {', '.join(sorted(METHODS))}")
+    try:
+        from us3l.models import list_models
+    except ImportError:  # pragma: no cover - foundation missing
+        list_models = None
+    if list_models is not None and cfg.model not in list_models():
+        raise US3LError(f"unknown model {cfg.model!r}; choose one of {', '.join(list_models())}")
+    for name in ("width_min", "width_max", "single_width"):
+        _check_width(name, getattr(cfg, name))
+    for w in cfg.knn_widths:
+        _check_width("knn_widths", w)
+    if cfg.width_min is not None and cfg.width_max is not None and cfg.width_min > cfg.width_max:
+        raise US3LError(f"width_min ({cfg.width_min}) must not exceed width_max ({cfg.width_max})")
+    if cfg.epochs < 1:
+        raise US3LError(f"epochs must be >= 1, got {cfg.epochs}")
+    if cfg.batch_size < 2:
+        raise US3LError(f"batch_size must be >= 2 (BatchNorm and contrastive losses), got {cfg.batch_size}")
+    if not cfg.lr > 0:
+        raise US3LError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.sampling not in SAMPLINGS:
+        raise US3LError(f"unknown sampling {cfg.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+    if cfg.schedule not in SCHEDULES:
+        raise US3LError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if cfg.method != "single":
+        check_schedule(cfg.schedule, cfg.epochs)
+    if cfg.lr_schedule not in ("epoch", "iter"):
+        raise US3LError(f"lr_schedule must be 'epoch' or 'iter', got {cfg.lr_schedule!r}")
+    if cfg.distill_criterion not in ("cosine", "ntxent"):
+        raise US3LError(f"distill_criterion must be 'cosine' or 'ntxent', got {cfg.distill_criterion!r}")
+    if cfg.reg_decay not in ("linear", "exp"):
+        raise US3LError(f"reg_decay must be 'linear' or 'exp', got {cfg.reg_decay!r}")
+    if cfg.single_base not in ("simclr_momentum", "byol"):
+        raise US3LError(f"single_base must be 'simclr_momentum' or 'byol', got {cfg.single_base!r}")
+    if cfg.num_samples < 1 or cfg.save_every < 0 or cfg.knn_every < 0 or cfg.reg_bins < 1:
+        raise US3LError("num_samples and reg_bins must be >= 1; save_every and knn_every >= 0")
+    if cfg.method == "us3l_mocov3" and not cfg.model.startswith("vit"):
+        raise US3LError(f"method us3l_mocov3 needs a ViT model (e.g. vit_tiny), got {cfg.model!r}")
