@@ -58,6 +58,8 @@ class Runner(ABC):
 
     backend: str = ""
     device: str = "cpu"
+    #: The manifest document when loaded through ``deploy.load`` (None when loaded from a bare file).
+    manifest: dict[str, Any] | None = None
 
     @abstractmethod
     def infer(self, x: np.ndarray) -> np.ndarray:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 
 from us3l.errors import US3LError
 from us3l.slim.layers import SlimBatchNorm2d, SlimModule, StatsCollector
 from us3l.slim.rounding import WidthRange
-
-_GRID_STEP = 1 / 4000  # finer than the narrowest channel step of any registered model (8 / 2048 channels)
 
 
 def slim_modules(model: nn.Module) -> list[tuple[str, SlimModule]]:
@@ -66,28 +66,43 @@ def width_grid(model: nn.Module, max_points: int | None = None) -> tuple[float, 
     return tuple(sorted(picked))
 
 
+def _channels_vec(full: int, slim: bool, ratio: int, ws: np.ndarray, divisor: int) -> np.ndarray:
+    """``WidthRange.channels`` for many widths at once (same float operations, same results)."""
+    if not slim:
+        return np.full(ws.shape, full, dtype=np.int64)
+    v = full * ws / ratio
+    new = np.maximum(1, np.floor((v + divisor / 2) // divisor) * divisor)
+    new = np.where(new < 0.9 * v, new + divisor, new)
+    c = np.minimum(full, np.maximum(1, new).astype(np.int64) * ratio)
+    return np.where(ws >= 1.0, full, c)
+
+
 def _full_grid(model: nn.Module) -> tuple[float, ...]:
     wr = width_range_of(model)
     cache = _grid_cache(model)
     key = ("grid", wr)
     if key in cache:
         return cache[key]
-    mods = [m for _, m in slim_modules(model)]
-    reps: list[float] = []
-    configs: list[tuple] = []
-    n = max(1, round((wr.max - wr.min) / _GRID_STEP))
-    prev = None
-    for i in range(n + 1):
-        w = round(wr.min + (wr.max - wr.min) * i / n, 6)
-        cfg = tuple(m.channel_signature(w) for m in mods)
-        if cfg != prev:
-            reps.append(round(w, 4))
-            configs.append(cfg)
-            prev = cfg
-    reps[-1] = round(wr.max, 4)  # the full configuration is named by the range maximum
+    # Candidate widths: every multiple of 1e-4 in the range (finer than any layer's channel step).
+    lo, hi = math.ceil(wr.min * 10_000 - 1e-6), math.floor(wr.max * 10_000 + 1e-6)
+    ws = np.round(np.arange(lo, hi + 1) / 10_000, 4)
+    if ws.size == 0 or ws[-1] != wr.max:
+        ws = np.append(ws, wr.max)
+    if ws[0] != wr.min:
+        ws = np.insert(ws, 0, wr.min)
+    specs = [s for _, m in slim_modules(model) for s in m.signature_spec()]
+    table = np.stack([_channels_vec(f, sl, r, ws, wr.divisor) for f, sl, r in specs], axis=1) if specs else (
+        np.zeros((ws.size, 0), dtype=np.int64))
+    # make_divisible is not monotone below 4 channels (1 → 9 → 8), so a configuration can recur:
+    # keep each configuration once, at the smallest width that produces it.
+    _, first = np.unique(table, axis=0, return_index=True)
+    order = sorted(int(i) for i in first)
+    full_row = table[-1]
+    reps = [float(ws[i]) for i in order if not np.array_equal(table[i], full_row)] + [float(wr.max)]
     grid = tuple(reps)
     cache[key] = grid
-    cache[("configs", wr)] = dict(zip(configs, grid, strict=True))
+    mods = [m for _, m in slim_modules(model)]
+    cache[("configs", wr)] = {tuple(m.channel_signature(w) for m in mods): w for w in grid}
     return grid
 
 

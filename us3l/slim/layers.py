@@ -31,6 +31,10 @@ class SlimModule(nn.Module):
     def channel_signature(self, w: float) -> tuple[int, ...]:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def signature_spec(self) -> tuple[tuple[int, bool, int], ...]:  # pragma: no cover - overridden
+        """(full channels, slimmed?, ratio) of each entry of ``channel_signature`` (vectorised grid scans)."""
+        raise NotImplementedError
+
 
 def _active(range_: WidthRange, full: int, w: float, slim: bool, ratio: int) -> int:
     return range_.channels(full, w, ratio) if slim else full
@@ -95,6 +99,10 @@ class SlimConv2d(SlimModule):
     def channel_signature(self, w: float) -> tuple[int, ...]:
         return self.active_channels(w)[:2]
 
+    def signature_spec(self) -> tuple[tuple[int, bool, int], ...]:
+        a = (self.in_channels, self.slim_in, self.ratio[0])
+        return (a, a) if self.depthwise else (a, (self.out_channels, self.slim_out, self.ratio[1]))
+
     def sliced(self, w: float) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         cin, cout, groups = self.active_channels(w)
         weight = self.weight[:cout] if self.depthwise else self.weight[:cout, : cin // groups]
@@ -151,6 +159,9 @@ class SlimLinear(SlimModule):
 
     def channel_signature(self, w: float) -> tuple[int, ...]:
         return self.active_features(w)
+
+    def signature_spec(self) -> tuple[tuple[int, bool, int], ...]:
+        return ((self.in_features, self.slim_in, 1), (self.out_features, self.slim_out, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._w()
@@ -212,6 +223,9 @@ class SlimBatchNorm2d(SlimModule):
 
     def channel_signature(self, w: float) -> tuple[int, ...]:
         return (self.active_channels(w),)
+
+    def signature_spec(self) -> tuple[tuple[int, bool, int], ...]:
+        return ((self.num_features, self.slim, self.ratio),)
 
     def eval_stats(self, w: float, key: float | None) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The statistics eval mode uses at width ``w``: calibrated, else sliced running, else None."""

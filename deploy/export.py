@@ -1,0 +1,285 @@
+"""The export pipeline: one width of the one weight copy -> a verified artifact with its manifest.
+
+``export_width`` materializes the width (static standard layers, that width's BN statistics), exports it with
+a backend, runs the artifact through its own runtime on a fixed input batch, compares with the same static
+PyTorch module, and writes ``manifest.json``. Everything is written into a staging directory first and
+renamed into place only after it passed verification, so ``OUT/<device>/<name>/`` always holds a complete,
+verified artifact (or nothing). A failed verification keeps the files, with ``"valid": false``, in
+``<name>.failed/`` for inspection and raises ``VerificationFailed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deploy.backends import get_backend
+from deploy.backends.base import INPUT_NAME, Artifact
+from deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from deploy.verify import Verification, batches, compare, seeded_inputs
+from us3l.errors import US3LError
+
+#: Normalisation recorded for a freshly initialised model (no checkpoint says otherwise).
+CIFAR_NORM = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
+IMAGENET_NORM = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+VERIFY_SAMPLES = 8
+VERIFY_SEED = 0
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A finished export: where it is, what it is, and how verification went."""
+
+    directory: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    artifact: Artifact
+    verification: Verification
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.manifest.get("valid"))
+
+
+class VerificationFailed(US3LError):
+    """The artifact's outputs differ from PyTorch beyond tolerance; ``result`` describes the failed export."""
+
+    def __init__(self, result: ExportResult) -> None:
+        super().__init__(
+            f"verification {result.verification.summary()}; artifact NOT valid, kept for inspection in "
+            f"{result.directory}"
+        )
+        self.result = result
+
+
+@dataclass(frozen=True)
+class _Source:
+    model: nn.Module
+    name: str
+    checkpoint: str | None
+    checkpoint_sha256: str | None
+    normalization: dict[str, Any]
+    input_size: int
+    from_checkpoint: bool
+
+
+def artifact_name(model: str, width: float, backend: str, precision: str) -> str:
+    """Directory name of one export: ``<model>-w<width>-<backend>-<precision>`` (width as ``%g``)."""
+    return f"{model}-w{width:g}-{backend}-{precision}"
+
+
+def _resolve_source(model_or_ckpt: Any, model_name: str | None) -> _Source:
+    if isinstance(model_or_ckpt, str | Path):
+        from us3l.checkpoint import load_backbone
+
+        model_or_ckpt = load_backbone(model_or_ckpt)
+    if hasattr(model_or_ckpt, "meta") and hasattr(model_or_ckpt, "model"):  # a LoadedCheckpoint
+        meta = model_or_ckpt.meta
+        norm = dict(meta.get("normalization") or {})
+        return _Source(
+            model=model_or_ckpt.model,
+            name=str(meta.get("model", model_name)),
+            checkpoint=str(model_or_ckpt.path),
+            checkpoint_sha256=model_or_ckpt.sha256,
+            normalization={"mean": norm.get("mean"), "std": norm.get("std"), "source": "checkpoint"},
+            input_size=int(meta.get("input_size") or model_or_ckpt.model.input_size),
+            from_checkpoint=True,
+        )
+    if not isinstance(model_or_ckpt, nn.Module):
+        kind = type(model_or_ckpt).__name__
+        raise TypeError(f"expected a model, a LoadedCheckpoint or a checkpoint path, got {kind}")
+    size = int(getattr(model_or_ckpt, "input_size", 224))
+    norm = CIFAR_NORM if size <= 64 else IMAGENET_NORM
+    return _Source(
+        model=model_or_ckpt,
+        name=model_name or type(model_or_ckpt).__name__.lower(),
+        checkpoint=None,
+        checkpoint_sha256=None,
+        normalization={**norm, "source": "default for the input size (no checkpoint)"},
+        input_size=size,
+        from_checkpoint=False,
+    )
+
+
+def _bn_stats_kind(model: nn.Module, w: float) -> str:
+    from us3l.slim import SlimBatchNorm2d, calibrated_widths, canonical_width, slim_modules
+
+    bns = [m for _, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)]
+    if not bns:
+        return "none (no BatchNorm)"
+    if canonical_width(model, w) in calibrated_widths(model):
+        return "calibrated"
+    if all(m.running_mean is not None for m in bns):
+        return "running"
+    return "uncalibrated"
+
+
+def _freeze_batch_stat_bns(static: nn.Module) -> None:
+    """Give BN layers that would normalise with batch statistics the initial running statistics (0, 1).
+
+    Only for a fresh, uncalibrated model: the exported graph is then the deployable one (BN folded into the
+    convolution, batch-independent); its outputs are meaningless until the model is trained and calibrated.
+    """
+    for name, m in list(static.named_modules()):
+        if isinstance(m, nn.BatchNorm2d) and m.running_mean is None:
+            bn = nn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum)
+            with torch.no_grad():
+                bn.weight.copy_(m.weight)
+                bn.bias.copy_(m.bias)
+            parent_name, _, attr = name.rpartition(".")
+            setattr(static.get_submodule(parent_name) if parent_name else static, attr, bn.eval())
+
+
+def _static_model(src: _Source, w: float) -> tuple[nn.Module, str]:
+    from us3l.slim import materialize
+
+    kind = _bn_stats_kind(src.model, w)
+    static = materialize(src.model, w, require_bn_stats=src.from_checkpoint and kind != "none (no BatchNorm)")
+    if kind == "uncalibrated":
+        _freeze_batch_stat_bns(static)
+    return static.eval(), kind
+
+
+def _costs(static: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
+    params = sum(p.numel() for p in static.parameters())
+    try:
+        from profiler.costs import count_costs
+    except ImportError:  # profiler not installed: parameters only
+        return {"macs": None, "params": params}
+    costs = count_costs(static, (1, *shape[1:]))
+    return {"macs": int(costs.macs), "params": int(costs.params)}
+
+
+def _verify(
+    artifact: Artifact,
+    static: nn.Module,
+    inputs: np.ndarray,
+    runtime_device: str | None,
+) -> Verification:
+    backend = get_backend(artifact.backend)
+    groups = batches(inputs, None if artifact.dynamic_batch else artifact.input_shape[0])
+    refs, outs = [], []
+    with backend.load(artifact.path, device=runtime_device, precision=artifact.precision) as runner:
+        for x in groups:
+            with torch.no_grad():
+                refs.append(static(torch.from_numpy(x)).numpy())
+            outs.append(runner.infer(x))
+    return compare(np.concatenate(refs), np.concatenate(outs), artifact.precision)
+
+
+def _move_into_place(staging: Path, final: Path) -> None:
+    """Replace ``final`` by ``staging`` (old one renamed aside first, then removed)."""
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old / final.name)
+    os.replace(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_width(
+    model_or_ckpt: Any,
+    width: float,
+    backend: str,
+    out_dir: str | Path,
+    precision: str | None = None,
+    device_name: str | None = None,
+    dynamic_batch: bool = False,
+    verify_inputs: np.ndarray | None = None,
+    *,
+    model_name: str | None = None,
+    batch: int = 1,
+    runtime_device: str | None = None,
+) -> ExportResult:
+    """Export width ``width`` of a slimmable model and verify it; returns the ``ExportResult``.
+
+    ``model_or_ckpt``: a checkpoint path (run folder or ``checkpoint.safetensors``), a ``LoadedCheckpoint``,
+    or a registered model instance (fresh: pass ``model_name``). From a checkpoint the width must have BN
+    statistics (calibrated or running); a fresh model is exported with initial statistics and the manifest
+    says ``"bn_stats": "uncalibrated"``. Files go to ``out_dir/<device_name or "local">/<name>/`` (see
+    ``artifact_name``). ``verify_inputs`` (N, C, H, W) normalised images; default a seeded batch of 8.
+    ``precision`` defaults to the backend's first precision (fp32; fp16 for TensorRT).
+    Raises ``VerificationFailed`` when the artifact's outputs are outside tolerance.
+    """
+    be = get_backend(backend)
+    precision = precision or ("fp16" if be.name == "tensorrt" else "fp32")
+    be.check_precision(precision)
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    src = _resolve_source(model_or_ckpt, model_name)
+    w = src.model.width_range.check(float(width))
+    static, bn_kind = _static_model(src, w)
+    shape = (batch, 3, src.input_size, src.input_size)
+    norm = src.normalization
+    if verify_inputs is None:
+        verify_inputs = seeded_inputs(shape, norm["mean"], norm["std"], VERIFY_SAMPLES, VERIFY_SEED)
+        inputs_note = f"seeded batch (seed {VERIFY_SEED}, {VERIFY_SAMPLES} smooth random images, normalised)"
+    else:
+        verify_inputs = np.ascontiguousarray(verify_inputs, dtype=np.float32)
+        inputs_note = f"provided batch ({len(verify_inputs)} samples)"
+
+    device_dir = Path(out_dir) / (device_name or "local")
+    device_dir.mkdir(parents=True, exist_ok=True)
+    name = artifact_name(src.name, w, be.name, precision)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=device_dir))
+    try:
+        example = torch.from_numpy(verify_inputs[:batch].copy()) if len(verify_inputs) >= batch else None
+        example = example if example is not None else torch.zeros(shape)
+        artifact = be.export(static, example, staging, precision=precision, dynamic_batch=dynamic_batch)
+        verification = _verify(artifact, static, verify_inputs, runtime_device)
+        model_doc = {
+            "name": src.name,
+            "width": w,
+            "canonical_width": getattr(static, "canonical_width", w),
+            "width_range": dataclasses.asdict(src.model.width_range),
+            "channel_config": [list(c) for c in getattr(static, "channel_config", ())],
+            "feature_dim": int(artifact.output_shape[-1]),
+            **_costs(static, shape),
+            "macs_unit": "multiply-accumulates per image (fvcore 'flops')",
+            "bn_stats": bn_kind,
+        }
+        mean, std = np.asarray(norm["mean"]), np.asarray(norm["std"])
+        input_spec = {
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "layout": "NCHW",
+            "color": "RGB",
+            "normalization": norm,
+            "preprocessing": "x = (rgb / 255 - mean) / std, per channel",
+            "value_range": [float(np.min(-mean / std)), float(np.max((1 - mean) / std))],
+        }
+        default_rt = {"onnx": "cpu", "openvino": "CPU", "tensorrt": "cuda"}[be.name]
+        target = {"device": device_name or "local", "runtime_device": runtime_device or default_rt}
+        source = {"checkpoint": src.checkpoint, "checkpoint_sha256": src.checkpoint_sha256}
+        manifest = build_manifest(
+            artifact=artifact,
+            model=model_doc,
+            source=source,
+            input_spec=input_spec,
+            target=target,
+            verification=verification,
+            verification_inputs=inputs_note,
+        )
+        write_manifest(staging, manifest)
+        final = device_dir / (name if verification else f"{name}.failed")
+        _move_into_place(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    moved = dataclasses.replace(
+        artifact, path=final / artifact.path.name, files=tuple(final / f.name for f in artifact.files)
+    )
+    result = ExportResult(final, final / MANIFEST_FILE, manifest, moved, verification)
+    if not verification:
+        raise VerificationFailed(result)
+    return result

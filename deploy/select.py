@@ -1,0 +1,384 @@
+"""Budget solver: per device, the most accurate width whose measured cost fits every budget.
+
+Inputs are profile files (kind "profile": per-width latency distribution, MACs, params, memory, measured on
+the device) and optionally an accuracy file (kind "accuracy": per-width kNN/linear top-1). Each width is
+checked independently against each budget, so non-monotone latency curves (a wider net that runs faster
+because of better kernel shapes) are handled: nothing assumes latency grows with width.
+
+Latency is compared conservatively: by default the upper end of the 95% confidence interval of p90
+(``statistic="p90"``, ``bound="ci95_upper"``), then multiplied by ``1 + margin``. For ``mean`` the bound is
+``mean + 1.96 * std / sqrt(n)``.
+
+Ranking of the feasible widths (documented tie-break): higher accuracy, then lower latency, then smaller
+width. Without an accuracy file, MACs stand in for accuracy (more compute is assumed more accurate) and the
+result says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from us3l.errors import US3LError
+from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
+
+SELECTION_KIND = "selection"
+SELECTION_SCHEMA = 1
+STATISTICS = ("p50", "p90", "p99", "mean")
+METRICS = ("auto", "linear", "knn")
+TIE_BREAK = "higher accuracy, then lower latency, then smaller width"
+MB = 1_000_000  # --memory-mb counts decimal megabytes of weights + activations
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Upper limits; ``None`` means unconstrained. ``memory_mb`` is weights + activations in 10**6 bytes."""
+
+    latency_ms: float | None = None
+    macs: float | None = None
+    params: float | None = None
+    memory_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        for k, v in asdict(self).items():
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                raise US3LError(f"budget {k} must be a positive number, got {v}")
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in asdict(self).values())
+
+    def active(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class LatencyRule:
+    """How one latency number is taken from a LatencyStats record."""
+
+    statistic: str = "p90"
+    conservative: bool = True  # use the upper 95% CI bound of the statistic
+    margin: float = 0.0  # fraction added on top, e.g. 0.1 = +10 %
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise US3LError(f"unknown latency statistic '{self.statistic}' (choose {', '.join(STATISTICS)})")
+        if not (0.0 <= self.margin < 10.0):
+            raise US3LError(f"margin must be a fraction in [0, 10), got {self.margin}")
+
+    def describe(self) -> str:
+        bound = "upper 95% CI bound of " if self.conservative else ""
+        margin = f" + {self.margin:.0%} margin" if self.margin else ""
+        return f"{bound}{self.statistic}{margin}"
+
+    def value_ms(self, latency: Mapping[str, Any]) -> float:
+        """The latency (ms) compared with the budget."""
+        s = self.statistic
+        point = float(latency[f"{s}_ms"])
+        value = point
+        if self.conservative:
+            if s == "mean":
+                n, std = latency.get("n"), latency.get("std_ms")
+                if n and std is not None:
+                    value = point + 1.96 * float(std) / math.sqrt(float(n))
+            else:
+                ci = (latency.get("ci95_ms") or {}).get(s)
+                if ci is not None and ci[1] is not None:
+                    value = max(point, float(ci[1]))
+        return value * (1.0 + self.margin)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One width of one profile, with what the solver compared."""
+
+    width: float
+    accuracy: float | None
+    latency_ms: float  # the conservative value compared with the budget
+    latency: dict[str, Any]  # p50/p90/p99/mean and CIs from the profile (no raw samples)
+    macs: int | None
+    params: int | None
+    memory_mb: float | None
+    violations: tuple[str, ...] = ()
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["violations"] = list(self.violations)
+        return d
+
+
+@dataclass(frozen=True)
+class DeviceSelection:
+    """The solver's answer for one profile (one device/backend/precision)."""
+
+    device: str
+    model: str
+    backend: str
+    precision: str
+    profile: str
+    chosen: Candidate | None
+    runner_up: Candidate | None
+    slack: dict[str, float]
+    minimum: dict[str, float]  # smallest achievable value of each quantity over the usable widths
+    candidates: list[Candidate]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def feasible(self) -> bool:
+        return self.chosen is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "model": self.model,
+            "backend": self.backend,
+            "precision": self.precision,
+            "profile": self.profile,
+            "feasible": self.feasible,
+            "chosen": self.chosen.to_dict() if self.chosen else None,
+            "runner_up": self.runner_up.to_dict() if self.runner_up else None,
+            "slack": self.slack,
+            "minimum": self.minimum,
+            "notes": self.notes,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+    def infeasible_reason(self, budget: Budget, rule: LatencyRule) -> str:
+        parts = []
+        if "latency_ms" in self.minimum:
+            best = self.minimum["latency_ms"]
+            parts.append(f"smallest achievable latency is {best:.3f} ms ({rule.describe()})")
+        for k in ("macs", "params", "memory_mb"):
+            if getattr(budget, k) is not None and k in self.minimum:
+                parts.append(f"smallest {k} is {self.minimum[k]:.4g}")
+        limits = ", ".join(f"{k} <= {v:g}" for k, v in budget.active().items())
+        return f"{self.device} ({self.model}, {self.backend}): no width fits {limits}; " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Answers for every profile of one ``select`` call, plus what produced them."""
+
+    devices: list[DeviceSelection]
+    budget: Budget
+    rule: LatencyRule
+    accuracy_source: str  # "accuracy file" or "MACs proxy"
+    metric: str | None
+    inputs: dict[str, Any]
+
+    @property
+    def feasible(self) -> bool:
+        return all(d.feasible for d in self.devices)
+
+    def to_document(self) -> dict[str, Any]:
+        doc = header(SELECTION_KIND, SELECTION_SCHEMA)
+        doc.update(
+            inputs=self.inputs,
+            budget=self.budget.active(),
+            latency_rule={**asdict(self.rule), "describe": self.rule.describe()},
+            accuracy={"source": self.accuracy_source, "metric": self.metric},
+            tie_break=TIE_BREAK,
+            feasible=self.feasible,
+            devices=[d.to_dict() for d in self.devices],
+        )
+        return doc
+
+    def raise_if_infeasible(self) -> None:
+        """``US3LError`` with exit code 2 naming the smallest achievable latency of each infeasible device."""
+        bad = [d.infeasible_reason(self.budget, self.rule) for d in self.devices if not d.feasible]
+        if bad:
+            raise US3LError("infeasible budget: " + " | ".join(bad), exit_code=2)
+
+
+def width_key(w: float) -> float:
+    """Widths are matched across files after rounding to 4 decimals."""
+    return round(float(w), 4)
+
+
+def load_profile(path: str | Path) -> dict[str, Any]:
+    doc = read_json(path, "profile")
+    check_schema(doc, "profile", 1, path)
+    if not doc.get("records"):
+        raise US3LError(f"profile {path} has no records")
+    return doc
+
+
+def load_accuracy(path: str | Path) -> dict[str, Any]:
+    doc = read_json(path, "accuracy file")
+    check_schema(doc, "accuracy", 1, path)
+    if not doc.get("widths"):
+        raise US3LError(f"accuracy file {path} has no widths")
+    return doc
+
+
+def accuracy_table(doc: Mapping[str, Any], metric: str = "auto") -> tuple[dict[float, float], str]:
+    """Map rounded width -> top-1 accuracy, and the field used.
+
+    ``auto`` uses ``linear_top1`` when any width has it, else ``knn_top1`` (one metric for the whole file,
+    never mixed across widths).
+    """
+    if metric not in METRICS:
+        raise US3LError(f"unknown accuracy metric '{metric}' (choose {', '.join(METRICS)})")
+    rows = doc.get("widths") or []
+    if metric == "auto":
+        metric = "linear" if any(r.get("linear_top1") is not None for r in rows) else "knn"
+    name = f"{metric}_top1"
+    table = {width_key(r["width"]): float(r[name]) for r in rows if r.get(name) is not None}
+    if not table:
+        other = "knn" if metric == "linear" else "linear"
+        raise US3LError(f"accuracy file has no {name} values (try --metric {other})")
+    return table, name
+
+
+def _memory_mb(rec: Mapping[str, Any]) -> float | None:
+    wb, ab = rec.get("weight_bytes"), rec.get("activation_bytes")
+    if wb is None or ab is None:
+        return None
+    return (float(wb) + float(ab)) / MB
+
+
+def _summary(lat: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("n", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "ci95_ms", "stable")
+    return {k: lat.get(k) for k in keys if k in lat}
+
+
+def _rank_key(c: Candidate) -> tuple[float, float, float]:
+    acc = c.accuracy if c.accuracy is not None else -math.inf
+    return (-acc, c.latency_ms, c.width)
+
+
+def select_profile(
+    profile: Mapping[str, Any],
+    budget: Budget,
+    rule: LatencyRule = LatencyRule(),
+    accuracy: Mapping[float, float] | None = None,
+    profile_name: str = "",
+) -> DeviceSelection:
+    """Solve one profile: check every width against every budget and rank the feasible ones."""
+    notes: list[str] = []
+    candidates: list[Candidate] = []
+    for rec in profile["records"]:
+        w = width_key(rec["width"])
+        if accuracy is not None and w not in accuracy:
+            notes.append(f"width {w:g} has no accuracy: excluded")
+            continue
+        lat = rec.get("latency") or {}
+        try:
+            latency_ms = rule.value_ms(lat)
+        except (KeyError, TypeError, ValueError):
+            notes.append(f"width {w:g} has no usable latency: excluded")
+            continue
+        macs, params, mem = rec.get("macs"), rec.get("params"), _memory_mb(rec)
+        acc = accuracy[w] if accuracy is not None else (float(macs) if macs is not None else None)
+        violations = []
+        checks = (("latency_ms", latency_ms), ("macs", macs), ("params", params), ("memory_mb", mem))
+        for name, value in checks:
+            limit = getattr(budget, name)
+            if limit is None:
+                continue
+            if value is None:
+                raise US3LError(f"profile {profile_name} has no {name} figures, needed by the {name} budget")
+            if float(value) > limit:
+                violations.append(f"{name} {float(value):.4g} > {limit:g}")
+        candidates.append(Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations)))
+    if not candidates:
+        raise US3LError(f"profile {profile_name}: no width is usable ({'; '.join(notes[:3])})")
+    feasible = sorted((c for c in candidates if c.feasible), key=_rank_key)
+    chosen = feasible[0] if feasible else None
+    runner_up = feasible[1] if len(feasible) > 1 else None
+    slack: dict[str, float] = {}
+    if chosen is not None:
+        values = {
+            "latency_ms": chosen.latency_ms,
+            "macs": chosen.macs,
+            "params": chosen.params,
+            "memory_mb": chosen.memory_mb,
+        }
+        slack = {k: float(limit - float(values[k])) for k, limit in budget.active().items()}
+    minimum: dict[str, float] = {"latency_ms": min(c.latency_ms for c in candidates)}
+    for k in ("macs", "params", "memory_mb"):
+        vals = [getattr(c, k) for c in candidates if getattr(c, k) is not None]
+        if vals:
+            minimum[k] = float(min(vals))
+    return DeviceSelection(
+        device=str(profile.get("device", "?")),
+        model=str(profile.get("model", "?")),
+        backend=str(profile.get("backend", "?")),
+        precision=str(profile.get("precision", "?")),
+        profile=profile_name,
+        chosen=chosen,
+        runner_up=runner_up,
+        slack=slack,
+        minimum=minimum,
+        candidates=sorted(candidates, key=lambda c: c.width),
+        notes=notes,
+    )
+
+
+def find_profiles(devices: Sequence[str], profiles_dir: str | Path = "profiles") -> list[Path]:
+    """Profile files of the named devices: ``<profiles_dir>/*-<device>-*.json`` whose ``device`` matches."""
+    root = Path(profiles_dir)
+    if not root.is_dir():
+        raise US3LError(f"profiles directory not found: {root}")
+    found: list[Path] = []
+    for name in devices:
+        hits = []
+        for p in sorted(root.glob(f"*-{name}-*.json")):
+            doc = read_json(p, "profile")
+            if isinstance(doc, dict) and doc.get("kind") == "profile" and doc.get("device") == name:
+                hits.append(p)
+        if not hits:
+            raise US3LError(f"no profile for device '{name}' in {root} (expected {root}/*-{name}-*.json)")
+        found.extend(hits)
+    return found
+
+
+def select(
+    profiles: Sequence[str | Path],
+    budget: Budget,
+    accuracy: str | Path | None = None,
+    rule: LatencyRule = LatencyRule(),
+    metric: str = "auto",
+) -> Selection:
+    """Solve every profile file under the same budget; the result knows the inputs' sha256."""
+    if not profiles:
+        raise US3LError("no profile given (use --profile FILE or --device NAME)")
+    if budget.is_empty():
+        raise US3LError("no budget given (use --latency-ms, --macs, --params and/or --memory-mb)")
+    acc_table = None
+    metric_name = None
+    inputs: dict[str, Any] = {"profiles": [], "accuracy": None}
+    if accuracy is not None:
+        acc_doc = load_accuracy(accuracy)
+        acc_table, metric_name = accuracy_table(acc_doc, metric)
+        inputs["accuracy"] = {"path": str(accuracy), "sha256": file_sha256(accuracy)}
+    results = []
+    for p in profiles:
+        doc = load_profile(p)
+        inputs["profiles"].append({"path": str(p), "sha256": file_sha256(p)})
+        results.append(select_profile(doc, budget, rule, acc_table, str(p)))
+    return Selection(
+        devices=results,
+        budget=budget,
+        rule=rule,
+        accuracy_source="accuracy file" if acc_table is not None else "MACs proxy (no accuracy file)",
+        metric=metric_name if acc_table is not None else "macs",
+        inputs=inputs,
+    )
+
+
+def write_selection(path: str | Path, selection: Selection) -> Path:
+    return atomic_write_json(path, selection.to_document())
+
+
+def read_selection(path: str | Path) -> dict[str, Any]:
+    """Read a ``selection.json`` (kind "selection", schema 1)."""
+    doc = read_json(path, "selection")
+    check_schema(doc, SELECTION_KIND, SELECTION_SCHEMA, path)
+    return doc

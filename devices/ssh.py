@@ -1,0 +1,194 @@
+"""SSH transport (paramiko) with checked host keys, argv-built commands, timeouts and one-line errors.
+
+* Host keys: the device's ``known_hosts`` file (default ``~/.ssh/known_hosts``) is loaded and paramiko's
+  ``RejectPolicy`` refuses any host not in it; nothing is ever added silently.
+* Commands are lists joined with ``shlex.join`` (every argument quoted), never formatted shell strings.
+* Every connect and command has a timeout; failures become ``US3LError`` with what to do next.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from devices.spec import Reach
+from us3l.errors import MissingDependencyError, US3LError
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """Exit status and decoded output of one remote command."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _paramiko() -> Any:
+    try:
+        import paramiko
+    except ImportError:
+        raise MissingDependencyError("paramiko", "ssh", "profiling over SSH") from None
+    return paramiko
+
+
+def keyscan_hint(reach: Reach, known_hosts: str) -> str:
+    """The command that adds the host's key to ``known_hosts`` (after the user verified the host)."""
+    scan = ["ssh-keyscan", "-p", str(reach.port), str(reach.host)]
+    return f"{shlex.join(scan)} >> {shlex.quote(known_hosts)}"
+
+
+class SSHSession:
+    """An open SSH connection to one device. Use as a context manager."""
+
+    def __init__(self, reach: Reach) -> None:
+        if reach.is_local or not reach.host:
+            raise ValueError("SSHSession needs an ssh:// reach")
+        self.reach = reach
+        self.client: Any = None
+        self._sftp: Any = None
+
+    # -- connection -------------------------------------------------------------------------------------
+    def connect(self) -> SSHSession:
+        paramiko = _paramiko()
+        reach = self.reach
+        known_hosts = str(Path(reach.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser())
+        client = paramiko.SSHClient()
+        if Path(known_hosts).is_file():
+            client.get_host_keys().load(known_hosts)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        key = str(Path(reach.key).expanduser()) if reach.key else None
+        if key is not None and not Path(key).is_file():
+            raise US3LError(f"SSH key file not found: {key}")
+        target = reach.url
+        try:
+            client.connect(
+                hostname=reach.host,
+                port=reach.port,
+                username=reach.user,
+                key_filename=key,
+                look_for_keys=key is None,
+                allow_agent=key is None,
+                timeout=reach.connect_timeout_s,
+                banner_timeout=reach.connect_timeout_s,
+                auth_timeout=reach.connect_timeout_s,
+            )
+        except paramiko.BadHostKeyException:
+            client.close()
+            raise US3LError(
+                f"host key of {target} does NOT match the one in {known_hosts}: refusing to connect "
+                f"(if the device was reinstalled, remove its old line with: ssh-keygen -R "
+                f"{shlex.quote(_known_hosts_name(reach))} -f {shlex.quote(known_hosts)})"
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            how = f"key {key}" if key else "the ssh agent / default keys in ~/.ssh"
+            raise US3LError(f"SSH authentication failed for {target} with {how}: {exc}") from None
+        except paramiko.SSHException as exc:
+            client.close()
+            if "known_hosts" in str(exc) or "not found in" in str(exc):
+                raise US3LError(
+                    f"unknown SSH host key for {target} (not in {known_hosts}); verify the device, then add "
+                    f"its key: {keyscan_hint(reach, known_hosts)}"
+                ) from None
+            raise US3LError(f"SSH connection to {target} failed: {exc}") from None
+        except (socket.timeout, TimeoutError):
+            client.close()
+            raise US3LError(
+                f"cannot reach {target}: no answer within {reach.connect_timeout_s:g} s (host down or firewalled?)"
+            ) from None
+        except OSError as exc:  # refused, no route, DNS failure, paramiko.NoValidConnectionsError
+            client.close()
+            raise US3LError(f"cannot reach {target}: {exc.strerror or exc}") from None
+        self.client = client
+        return self
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def __enter__(self) -> SSHSession:
+        return self.connect() if self.client is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- commands ---------------------------------------------------------------------------------------
+    def run(self, argv: list[str], timeout: float | None = None, check: bool = False) -> CommandResult:
+        """Run ``argv`` (quoted with ``shlex.join``) and wait for it; ``check`` raises on non-zero exit."""
+        timeout = self.reach.command_timeout_s if timeout is None else timeout
+        cmd = shlex.join(argv)
+        try:
+            _stdin, stdout, stderr = self.client.exec_command(cmd, timeout=timeout)
+            _stdin.close()
+            out = stdout.read().decode("utf-8", errors="replace")
+            err = stderr.read().decode("utf-8", errors="replace")
+            rc = stdout.channel.recv_exit_status()
+        except (socket.timeout, TimeoutError):
+            raise US3LError(f"remote command timed out after {timeout:g} s on {self.reach.url}: {cmd}") from None
+        result = CommandResult(rc, out, err)
+        if check and rc != 0:
+            raise US3LError(f"remote command failed on {self.reach.url} (exit {rc}): {cmd}: {_last_line(err)}")
+        return result
+
+    def start(self, argv: list[str], timeout: float | None = None) -> tuple[Any, Any, Any]:
+        """Start ``argv`` without waiting: returns paramiko's (stdin, stdout, stderr) file objects."""
+        timeout = self.reach.command_timeout_s if timeout is None else timeout
+        return self.client.exec_command(shlex.join(argv), timeout=timeout)
+
+    # -- files ------------------------------------------------------------------------------------------
+    @property
+    def sftp(self) -> Any:
+        if self._sftp is None:
+            self._sftp = self.client.open_sftp()
+            self._sftp.get_channel().settimeout(self.reach.command_timeout_s)
+        return self._sftp
+
+    def mkdtemp(self, prefix: str = "us3l") -> str:
+        """A fresh private directory on the remote (``mktemp -d``); its absolute path."""
+        res = self.run(["mktemp", "-d", "-t", f"{prefix}.XXXXXXXX"], timeout=30, check=True)
+        path = res.stdout.strip()
+        if not path.startswith("/"):
+            raise US3LError(f"unexpected output of mktemp on {self.reach.url}: {path!r}")
+        return path
+
+    def rmtree(self, path: str) -> None:
+        """``rm -rf -- path`` on the remote."""
+        self.run(["rm", "-rf", "--", path], timeout=60, check=True)
+
+    def exists(self, path: str) -> bool:
+        return self.run(["test", "-e", path], timeout=30).returncode == 0
+
+    def mkdir(self, path: str) -> None:
+        self.sftp.mkdir(path)
+
+    def put(self, local: str | Path, remote: str) -> None:
+        self.sftp.put(str(local), remote)
+
+    def get(self, remote: str, local: str | Path) -> None:
+        self.sftp.get(remote, str(local))
+
+    def read_text(self, remote: str) -> str:
+        with self.sftp.open(remote, "r") as fh:
+            return fh.read().decode("utf-8", errors="replace")
+
+
+def _known_hosts_name(reach: Reach) -> str:
+    return str(reach.host) if reach.port == 22 else f"[{reach.host}]:{reach.port}"
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no error output)"

@@ -1,0 +1,169 @@
+"""The profile result file: schema, atomic write (JSON + CSV), load with a schema check, table rows.
+
+``profiles/<model>-<device>-<backend>-<precision>.json`` (kind ``profile``, schema 1; see docs/CONTRACT.md):
+``us3l.io.header`` + model, checkpoint_sha256, device, backend, precision, input_shape, threads, policy,
+fingerprint, records. The CSV next to it has one row per width without the raw samples.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from profiler.stats import LatencyStats
+from us3l.errors import US3LError
+from us3l.io import atomic_write_json, atomic_write_text, check_schema, header, read_json
+
+KIND = "profile"
+SCHEMA_VERSION = 1
+
+CSV_COLUMNS = (
+    "width", "channels", "macs", "params", "weight_bytes", "activation_bytes", "n", "mean_ms", "std_ms",
+    "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "p50_ci_lo_ms", "p50_ci_hi_ms", "p90_ci_lo_ms",
+    "p90_ci_hi_ms", "p99_ci_lo_ms", "p99_ci_hi_ms", "rel_ci_halfwidth", "stable", "stop_reason",
+)
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """One width: its static network's size and cost, and its measured latency."""
+
+    width: float
+    channels: int
+    macs: int
+    params: int
+    weight_bytes: int
+    activation_bytes: int
+    latency: LatencyStats
+    stop_reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "channels": self.channels,
+            "macs": self.macs,
+            "params": self.params,
+            "weight_bytes": self.weight_bytes,
+            "activation_bytes": self.activation_bytes,
+            "stop_reason": self.stop_reason,
+            "latency": self.latency.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProfileRecord:
+        return cls(
+            width=float(d["width"]),
+            channels=int(d["channels"]),
+            macs=int(d["macs"]),
+            params=int(d["params"]),
+            weight_bytes=int(d["weight_bytes"]),
+            activation_bytes=int(d["activation_bytes"]),
+            latency=LatencyStats.from_dict(d["latency"]),
+            stop_reason=str(d.get("stop_reason", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A full sweep of one model on one device with one backend and precision."""
+
+    model: str
+    device: str
+    backend: str
+    precision: str
+    input_shape: tuple[int, ...]
+    threads: int | None
+    policy: dict[str, Any]
+    fingerprint: dict[str, Any]
+    records: tuple[ProfileRecord, ...]
+    checkpoint_sha256: str | None = None
+    reach: str = "local"
+    runtime_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        return profile_stem(self.model, self.device, self.backend, self.precision)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **header(KIND, SCHEMA_VERSION),
+            "model": self.model,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "device": self.device,
+            "backend": self.backend,
+            "precision": self.precision,
+            "runtime_version": self.runtime_version,
+            "reach": self.reach,
+            "input_shape": list(self.input_shape),
+            "threads": self.threads,
+            "policy": dict(self.policy),
+            "fingerprint": self.fingerprint,
+            "extra": dict(self.extra),
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: str | Path = "<profile>") -> Profile:
+        check_schema(d, KIND, SCHEMA_VERSION, path)
+        try:
+            return cls(
+                model=str(d["model"]),
+                device=str(d["device"]),
+                backend=str(d["backend"]),
+                precision=str(d["precision"]),
+                input_shape=tuple(int(v) for v in d["input_shape"]),
+                threads=None if d.get("threads") is None else int(d["threads"]),
+                policy=dict(d.get("policy") or {}),
+                fingerprint=dict(d.get("fingerprint") or {}),
+                records=tuple(ProfileRecord.from_dict(r) for r in d["records"]),
+                checkpoint_sha256=d.get("checkpoint_sha256"),
+                reach=str(d.get("reach", "local")),
+                runtime_version=d.get("runtime_version"),
+                extra=dict(d.get("extra") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise US3LError(f"{path} is a damaged profile file ({type(exc).__name__}: {exc})") from None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def profile_stem(model: str, device: str, backend: str, precision: str) -> str:
+    """``<model>-<device>-<backend>-<precision>`` with unsafe characters replaced."""
+    return "-".join(_slug(p) for p in (model, device, backend, precision))
+
+
+def csv_text(profile: Profile) -> str:
+    """The per-width table as CSV (no raw samples)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in profile.records:
+        s = r.latency
+        writer.writerow([
+            r.width, r.channels, r.macs, r.params, r.weight_bytes, r.activation_bytes, s.n,
+            f"{s.mean_ms:.6f}", f"{s.std_ms:.6f}", f"{s.p50_ms:.6f}", f"{s.p90_ms:.6f}", f"{s.p99_ms:.6f}",
+            f"{s.min_ms:.6f}", f"{s.max_ms:.6f}",
+            *(f"{v:.6f}" for q in ("p50", "p90", "p99") for v in s.ci95_ms[q]),
+            f"{s.rel_ci_halfwidth:.6f}", int(s.stable), r.stop_reason,
+        ])
+    return buf.getvalue()
+
+
+def write_profile(profile: Profile, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` and ``<stem>.csv`` into ``out_dir`` atomically; returns both paths."""
+    out = Path(out_dir)
+    json_path = atomic_write_json(out / f"{profile.stem}.json", profile.to_dict())
+    csv_path = atomic_write_text(out / f"{profile.stem}.csv", csv_text(profile))
+    return json_path, csv_path
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read a profile file; a file of another kind or schema version is refused with a clear message."""
+    return Profile.from_dict(read_json(path, "profile file"), path)

@@ -1,0 +1,142 @@
+"""Remote profiling over SSH with onnxruntime / OpenVINO: ship artifacts + ``remote_runner.py``, drive it.
+
+The exported models, ``remote_runner.py`` and ``fingerprint.py`` go into a fresh ``mktemp -d`` directory on
+the device; the runner is started there with the device's Python and answers timing requests over
+stdin/stdout (JSON lines), so the host runs the same interleaved loop and statistics as for a local device.
+The remote directory is removed when the session closes, also after an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from devices.ssh import SSHSession
+from us3l.errors import US3LError
+
+HERE = Path(__file__).resolve().parent
+RUNNER_FILES = (HERE / "remote_runner.py", HERE / "fingerprint.py")
+EXIT_MISSING_RUNTIME = 3
+
+
+class RemoteRunner:
+    """``remote_runner.py`` running on the device, with one timer per uploaded model."""
+
+    def __init__(
+        self,
+        session: SSHSession,
+        backend: str,
+        models: dict[str, tuple[Sequence[Path], Sequence[int]]],
+        threads: int | None,
+        device: str = "CPU",
+        precision: str = "fp32",
+    ) -> None:
+        """``models`` maps a key to (files of the artifact, primary file first; input shape)."""
+        if backend not in ("onnx", "openvino"):
+            raise US3LError(f"the remote runner handles onnx and openvino, not '{backend}'")
+        self.session = session
+        self.backend = backend
+        self.models = models
+        self.threads = threads
+        self.device = device
+        self.precision = precision
+        self.workdir: str | None = None
+        self.ready: dict[str, Any] = {}
+        self._proc: tuple[Any, Any, Any] | None = None
+
+    def __enter__(self) -> RemoteRunner:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        s = self.session
+        self.workdir = s.mkdtemp("us3l-profile")
+        for f in RUNNER_FILES:
+            s.put(f, f"{self.workdir}/{f.name}")
+        manifest: dict[str, Any] = {"seed": 0, "models": {}}
+        for key, (files, shape) in self.models.items():
+            s.mkdir(f"{self.workdir}/{key}")
+            for f in files:
+                s.put(f, f"{self.workdir}/{key}/{Path(f).name}")
+            manifest["models"][key] = {"path": f"{key}/{Path(files[0]).name}", "input_shape": list(shape)}
+        local_manifest = json.dumps(manifest).encode()
+        with s.sftp.open(f"{self.workdir}/manifest.json", "wb") as fh:
+            fh.write(local_manifest)
+        argv = [
+            s.reach.python, f"{self.workdir}/remote_runner.py", "--backend", self.backend,
+            "--manifest", f"{self.workdir}/manifest.json", "--threads", str(self.threads or 0),
+            "--device", self.device, "--precision", self.precision,
+        ]
+        self._proc = s.start(argv)
+        self.ready = self._read()
+        if not self.ready.get("ready"):
+            raise US3LError(f"remote runner on {s.reach.url} did not start: {self.ready}")
+
+    def _read(self) -> dict[str, Any]:
+        assert self._proc is not None
+        _stdin, stdout, stderr = self._proc
+        try:
+            line = stdout.readline()
+        except TimeoutError:
+            raise US3LError(f"remote runner on {self.session.reach.url} stopped answering (timeout)") from None
+        if not line:
+            rc = stdout.channel.recv_exit_status()
+            err = stderr.read().decode("utf-8", errors="replace").strip()
+            tail = err.splitlines()[-1] if err else "(no error output)"
+            if rc == 127:
+                raise US3LError(
+                    f"remote python '{self.session.reach.python}' not found on {self.session.reach.url}: "
+                    f"set [reach] python in the device file"
+                )
+            raise US3LError(f"remote runner on {self.session.reach.url} exited with status {rc}: {tail}")
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            raise US3LError(f"remote runner sent something that is not JSON: {line[:200]!r}") from None
+        if "error" in doc:
+            if doc.get("kind") == "missing_runtime":
+                raise US3LError(f"runtime missing on {self.session.reach.url}: {doc['error']}")
+            raise US3LError(f"remote runner on {self.session.reach.url}: {doc['error']}")
+        return doc
+
+    def timer(self, key: str) -> Callable[[int], list[float]]:
+        """``timer(k)``: k remote single-inference timings of model ``key``, in seconds."""
+
+        def run(k: int) -> list[float]:
+            assert self._proc is not None
+            self._proc[0].write(json.dumps({"cmd": "time", "key": key, "n": int(k)}) + "\n")
+            self._proc[0].flush()
+            return [float(v) for v in self._read()["samples"]]
+
+        return run
+
+    def close(self) -> None:
+        if self._proc is not None:
+            stdin, stdout, _ = self._proc
+            try:
+                stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                stdin.flush()
+                stdin.close()
+                stdout.channel.recv_exit_status()
+            except (TimeoutError, OSError, EOFError):
+                pass
+            finally:
+                stdout.channel.close()
+            self._proc = None
+        if self.workdir is not None:
+            try:
+                self.session.rmtree(self.workdir)
+            finally:
+                self.workdir = None

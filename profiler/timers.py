@@ -1,0 +1,66 @@
+"""Local timers: PyTorch eager on the materialized model, and a deploy backend's ``Runner.time_once``.
+
+A timer is ``timer(k) -> k latencies in seconds`` (see ``profiler.measure``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from deploy.backends.base import Runner
+
+
+def resolve_threads(threads: int | None) -> int:
+    """The thread count to pin: ``threads`` or the number of cores this process may run on."""
+    if threads:
+        return int(threads)
+    try:
+        import os
+
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        import os
+
+        return os.cpu_count() or 1
+
+
+def example_input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """A reproducible standard-normal input of ``shape`` (latency does not depend on the values)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=gen)
+
+
+def torch_timer(model: nn.Module, x: torch.Tensor, threads: int, device: str = "cpu") -> Callable[[int], list[float]]:
+    """Eager PyTorch under ``torch.inference_mode``; on CUDA each call is synchronised."""
+    model = model.eval().to(device)
+    x = x.to(device)
+    cuda = device.startswith("cuda")
+
+    def timer(k: int) -> list[float]:
+        torch.set_num_threads(threads)  # pinned before every chunk: other code may change it in between
+        out = []
+        with torch.inference_mode():
+            for _ in range(k):
+                t0 = time.perf_counter()
+                model(x)
+                if cuda:
+                    torch.cuda.synchronize()
+                out.append(time.perf_counter() - t0)
+        return out
+
+    return timer
+
+
+def runner_timer(runner: Runner, x: np.ndarray) -> Callable[[int], list[float]]:
+    """A deploy backend runner's own synchronous timing (``Runner.time_once``)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+
+    def timer(k: int) -> list[float]:
+        return [runner.time_once(x) for _ in range(k)]
+
+    return timer

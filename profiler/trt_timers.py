@@ -1,0 +1,78 @@
+"""TensorRT timing through ``trtexec``, on the board itself (``LocalExecutor``) or over SSH (``SSHSession``).
+
+Engines are built *on the device* from the ONNX export (a TensorRT engine runs only where it was built: same
+TensorRT version and GPU), then every chunk of the measurement loop is one ``trtexec --loadEngine`` run with
+``--exportTimes``, whose per-inference ``latencyMs`` become the samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from profiler.executors import Executor
+from profiler.trtexec import parse_times, parse_version, timing_command
+from us3l.errors import US3LError
+
+TRTEXEC_CANDIDATES = ("trtexec", "/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
+
+
+def find_trtexec(ex: Executor) -> str | None:
+    """The first ``trtexec`` that answers ``--help`` on the executor's machine."""
+    for cand in TRTEXEC_CANDIDATES:
+        try:
+            res = ex.run([cand, "--help"], timeout=60)
+        except US3LError:
+            continue
+        if "TensorRT" in res.stdout + res.stderr or "--onnx" in res.stdout + res.stderr:
+            return cand
+    return None
+
+
+class TrtexecSession:
+    """Engines built in a private work directory on the device; removed by ``close()``."""
+
+    def __init__(self, ex: Executor, precision: str = "fp16", warmup_ms: int = 200, metric: str = "latencyMs"):
+        self.ex = ex
+        self.precision = precision
+        self.warmup_ms = warmup_ms
+        self.metric = metric
+        trtexec = find_trtexec(ex)
+        if trtexec is None:
+            raise US3LError(
+                "trtexec (TensorRT) not found on the device: install TensorRT (JetPack ships it in "
+                "/usr/src/tensorrt/bin) or put trtexec on PATH"
+            )
+        self.trtexec = trtexec
+        self.workdir = ex.mkdtemp("us3l-trt")
+        self.engines: dict[str, str] = {}
+        self.version: str | None = None
+
+    def build(self, key: str, onnx_path: str | Path) -> str:
+        """Copy the ONNX file to the device and build its engine there; returns the engine path."""
+        from deploy.backends.tensorrt import trtexec_build_command
+
+        folder = f"{self.workdir}/{key}"
+        self.ex.mkdir(folder)
+        remote_onnx = f"{folder}/model.onnx"
+        self.ex.put(onnx_path, remote_onnx)
+        engine = f"{folder}/model.plan"
+        argv = trtexec_build_command(remote_onnx, engine, fp16=self.precision == "fp16", trtexec=self.trtexec)
+        res = self.ex.run(argv, check=True)
+        self.version = self.version or parse_version(res.stdout + res.stderr)
+        self.engines[key] = engine
+        return engine
+
+    def timer(self, key: str) -> Callable[[int], Sequence[float]]:
+        engine = self.engines[key]
+        times = f"{self.workdir}/{key}/times.json"
+
+        def run(k: int) -> list[float]:
+            argv = timing_command(engine, times, k, self.warmup_ms, trtexec=self.trtexec)
+            self.ex.run(argv, check=True)
+            return [ms / 1e3 for ms in parse_times(self.ex.read_text(times), self.metric)]
+
+        return run
+
+    def close(self) -> None:
+        self.ex.rmtree(self.workdir)

@@ -1,0 +1,114 @@
+"""``trtexec`` timing runs: command construction and parsing of its ``--exportTimes`` JSON.
+
+``trtexec --exportTimes=FILE`` writes one JSON array with one record per timed inference (warm-up excluded).
+TensorRT 8.x/10.x (samples/common/sampleReporting.cpp, ``exportJSONTrace``) writes the keys ``startEnqMs``,
+``endEnqMs``, ``startH2dMs``, ``endH2dMs``, ``startComputeMs``, ``endComputeMs``, ``startD2hMs``, ``endD2hMs``,
+``h2dMs``, ``computeMs``, ``d2hMs``, ``latencyMs`` (= h2d + compute + d2h); TensorRT 7 used ``startInMs``/``inMs``
+and ``startOutMs``/``outMs`` instead of the H2D/D2H names, plus ``endToEndMs``. Keys are matched
+case-insensitively, and records without the requested metric (e.g. a ``{"count": N}`` head) are skipped.
+
+Engines are built with ``deploy.backends.tensorrt.trtexec_build_command`` (one place for build flags).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from us3l.errors import US3LError
+
+#: Metrics a caller may choose as "the latency" of one inference.
+METRICS = ("latencyMs", "computeMs", "endToEndMs")
+_FALLBACK_DURATIONS = {
+    "computems": ("startcomputems", "endcomputems"),
+    "h2dms": ("starth2dms", "endh2dms"),
+    "d2hms": ("startd2hms", "endd2hms"),
+}
+
+
+def timing_command(
+    engine_path: str | Path,
+    times_path: str | Path,
+    iterations: int,
+    warmup_ms: int = 200,
+    trtexec: str = "trtexec",
+    spin_wait: bool = True,
+) -> list[str]:
+    """Argument list of a ``trtexec`` run that times ``iterations`` inferences of a built engine.
+
+    ``--duration=0`` makes ``iterations`` the exact count (trtexec otherwise runs for at least 3 s);
+    ``--warmUp`` (milliseconds) warms the GPU up inside this process before the timed inferences;
+    ``--useSpinWait`` synchronises by spinning, which gives steadier timings than blocking sync.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if warmup_ms < 0:
+        raise ValueError(f"warmup_ms must be >= 0, got {warmup_ms}")
+    cmd = [
+        trtexec,
+        f"--loadEngine={engine_path}",
+        f"--iterations={int(iterations)}",
+        f"--warmUp={int(warmup_ms)}",
+        "--duration=0",
+        f"--exportTimes={times_path}",
+    ]
+    if spin_wait:
+        cmd.append("--useSpinWait")
+    return cmd
+
+
+def _lower_keys(record: dict[str, Any]) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in record.items()}
+
+
+def parse_times(text: str, metric: str = "latencyMs") -> list[float]:
+    """Per-inference ``metric`` values in milliseconds from the text of an ``--exportTimes`` file."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise US3LError(f"trtexec --exportTimes output is not valid JSON: {exc}") from None
+    if not isinstance(doc, list):
+        raise US3LError("trtexec --exportTimes output is not a JSON array of inference records")
+    key = metric.lower()
+    out: list[float] = []
+    for rec in doc:
+        if not isinstance(rec, dict):
+            continue
+        low = _lower_keys(rec)
+        if key in low:
+            out.append(float(low[key]))
+        elif key == "latencyms" and all(k in low for k in ("computems",)):
+            # very old traces: latency = in + compute + out
+            out.append(float(low.get("inms", 0.0)) + float(low["computems"]) + float(low.get("outms", 0.0)))
+        elif key in _FALLBACK_DURATIONS and all(k in low for k in _FALLBACK_DURATIONS[key]):
+            start, end = _FALLBACK_DURATIONS[key]
+            out.append(float(low[end]) - float(low[start]))
+    if not out:
+        raise US3LError(f"trtexec --exportTimes output has no '{metric}' values")
+    return out
+
+
+_VERSION_RE = re.compile(r"TensorRT(?:\.trtexec)?\s*\[?\s*v?(\d{4,6})\]?", re.IGNORECASE)
+
+
+def parse_version(output: str) -> str | None:
+    """TensorRT version from trtexec's banner (``[TensorRT v100300]`` -> ``"10.3.0"``), if present."""
+    m = _VERSION_RE.search(output)
+    if not m:
+        return None
+    code = m.group(1)
+    # v8601 -> 8.6.1 ; v100300 -> 10.3.0 (major*10000 + minor*100 + patch for 10.x; major*1000+minor*100+patch 8.x)
+    num = int(code)
+    if len(code) >= 6:
+        return f"{num // 10000}.{num // 100 % 100}.{num % 100}"
+    return f"{num // 1000}.{num // 100 % 10}.{num % 100}"
+
+
+def summarize_command(argv: Sequence[str]) -> str:
+    """A short, readable form of a trtexec command for error messages."""
+    return " ".join(argv[:3]) + (" ..." if len(argv) > 3 else "")

@@ -1,0 +1,143 @@
+"""BN recalibration per width: only statistics change, they match a static network, materialize uses them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from tests.eval.conftest import batches, make_run, tiny_model
+from us3l.checkpoint import load_backbone
+from us3l.errors import US3LError
+from us3l.eval import (
+    BN_STATS_FILE,
+    calibrate_widths,
+    load_bn_stats,
+    missing_widths,
+    require_calibrated,
+    save_bn_stats,
+)
+from us3l.slim import SlimBatchNorm2d, calibrated_widths, canonical_width, materialize, width
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("track", [False, True])
+def test_calibration_changes_statistics_only(track: bool) -> None:
+    model = tiny_model(bn_track_stats=track)
+    before = _state(model)
+    done = calibrate_widths(model, [1.0, 0.5, 0.25], batches())
+    assert done == tuple(sorted(canonical_width(model, w) for w in (1.0, 0.5, 0.25)))
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k  # bit-identical weights (and running stats, if any)
+    assert set(done) <= set(calibrated_widths(model))
+    assert not model.training
+
+
+@pytest.mark.parametrize("momentum", [None, 0.1])
+@pytest.mark.parametrize("w", [1.0, 0.5, 0.3])
+def test_statistics_equal_static_network(w: float, momentum: float | None) -> None:
+    model = tiny_model()
+    data = batches(n=4)
+    calibrate_widths(model, [w], data, momentum=momentum)
+
+    static = materialize(model, w, require_bn_stats=False)  # same weights, plain nn layers
+    bns = {n: m for n, m in static.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    for m in bns.values():
+        m.track_running_stats = True
+        m.register_buffer("running_mean", torch.zeros(m.num_features))
+        m.register_buffer("running_var", torch.ones(m.num_features))
+        m.register_buffer("num_batches_tracked", torch.tensor(0))
+        m.momentum = momentum
+        m.reset_running_stats()
+    static.train()
+    with torch.no_grad():
+        for x in data:
+            static(x)
+    key = canonical_width(model, w)
+    slim = {n: m for n, m in model.named_modules() if isinstance(m, SlimBatchNorm2d)}
+    assert slim.keys() == bns.keys()
+    for name, bn in bns.items():
+        mean, var = slim[name].width_stats[key]
+        torch.testing.assert_close(mean, bn.running_mean, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(var, bn.running_var, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("w", [1.0, 0.6, 0.25])
+def test_materialize_uses_calibrated_statistics(w: float) -> None:
+    model = tiny_model()
+    with pytest.raises(US3LError, match="no calibrated BN statistics"):
+        materialize(model, w, require_bn_stats=True)
+    calibrate_widths(model, [w], batches())
+    static = materialize(model, w, require_bn_stats=True)
+    x = batches(n=1, b=2, seed=7)[0]
+    with torch.no_grad(), width(model, w):
+        dyn = model.eval()(x)
+    with torch.no_grad():
+        sta = static(x)
+        one = static(x[:1])  # running statistics: a batch of one gives the same row
+    torch.testing.assert_close(dyn, sta, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(one, sta[:1], rtol=1e-4, atol=1e-5)
+
+
+def test_recalibration_resets_previous_statistics() -> None:
+    model = tiny_model()
+    calibrate_widths(model, [0.5], batches(seed=1))
+    calibrate_widths(model, [0.5], batches(seed=2))
+    fresh = tiny_model()
+    calibrate_widths(fresh, [0.5], batches(seed=2))
+    key = canonical_width(model, 0.5)
+    for a, b in zip(model.modules(), fresh.modules(), strict=True):
+        if isinstance(a, SlimBatchNorm2d):
+            torch.testing.assert_close(a.width_stats[key], b.width_stats[key])
+
+
+def test_save_load_and_load_backbone_picks_up(tmp_path: Path) -> None:
+    model = tiny_model()
+    run = make_run(tmp_path / "run", model)
+    calibrate_widths(model, [1.0, 0.5], batches())
+    save_bn_stats(model, run)
+    assert (run / BN_STATS_FILE).is_file()
+    other = tiny_model()
+    assert load_bn_stats(other, run) == calibrated_widths(model)
+    loaded = load_backbone(run)
+    assert calibrated_widths(loaded.model) == calibrated_widths(model)
+    x = batches(n=1, b=3, seed=3)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(materialize(loaded.model, 0.5, require_bn_stats=True)(x),
+                                   materialize(model, 0.5, require_bn_stats=True)(x))
+
+
+def test_missing_width_without_data_is_a_clear_error() -> None:
+    model = tiny_model()
+    calibrate_widths(model, [1.0], batches())
+    assert missing_widths(model, [1.0, 0.5]) == [0.5]
+    require_calibrated(model, [1.0])
+    with pytest.raises(US3LError, match=r"0\.5 have no calibrated BN statistics and no calibration data"):
+        require_calibrated(model, [1.0, 0.5])
+
+
+def test_corrupted_bn_stats_file_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / BN_STATS_FILE).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(US3LError, match="cannot read BN statistics"):
+        load_bn_stats(tiny_model(), tmp_path)
+
+
+def test_bn_stats_of_another_model_are_rejected(tmp_path: Path) -> None:
+    model = tiny_model()
+    calibrate_widths(model, [1.0], batches())
+    save_bn_stats(model, tmp_path)
+    bigger = tiny_model(seed=0, base_channels=16)
+    with pytest.raises(US3LError, match="do not fit"):
+        load_bn_stats(bigger, tmp_path)
+
+
+def test_bad_momentum_is_rejected() -> None:
+    with pytest.raises(US3LError, match="momentum"):
+        calibrate_widths(tiny_model(), [1.0], batches(), momentum=1.5)

@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+import us3l
+from us3l.errors import US3LError
+from us3l.slim import width
+
+SMALL_INPUT = {
+    "cifar_resnet18": 32,
+    "cifar_resnet50": 32,
+    "cifar_mobilenetv2": 32,
+    "resnet18": 64,
+    "resnet50": 64,
+    "mobilenetv2": 64,
+    "vit_tiny": 32,
+    "vit_small": 32,
+}
+
+
+def make(name: str, **kw: object) -> us3l.SlimNet:
+    if name.startswith("vit"):
+        kw.setdefault("img_size", 32)
+    return us3l.create_model(name, **kw)
+
+
+def test_registry_lists_required_models() -> None:
+    names = set(us3l.list_models())
+    assert {"cifar_resnet18", "cifar_resnet50", "resnet18", "resnet50", "cifar_mobilenetv2", "mobilenetv2",
+            "vit_tiny"} <= names
+
+
+def test_unknown_model_and_option_are_clear_errors() -> None:
+    with pytest.raises(US3LError, match="unknown model 'resnet19'; choose one of: .*cifar_resnet18"):
+        us3l.create_model("resnet19")
+    with pytest.raises(US3LError, match="has no option 'bogus'"):
+        us3l.create_model("resnet18", bogus=1)
+    with pytest.raises(US3LError, match="width range"):
+        us3l.create_model("resnet18", width_min=0.0)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_INPUT))
+def test_forward_backward_min_and_max(name: str) -> None:
+    model = make(name)
+    s = SMALL_INPUT[name]
+    x = torch.randn(2, 3, s, s)
+    lo, hi = model.width_range.min, model.width_range.max
+    for w in (lo, hi):
+        model.zero_grad(set_to_none=True)
+        with width(model, w):
+            y = model.forward_features(x)
+            assert y.shape == (2, model.feature_dim(w))
+            y.pow(2).mean().backward()
+        if w == hi:
+            missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+            assert not missing, f"parameters without gradient at full width: {missing[:5]}"
+
+
+def test_narrow_width_leaves_inactive_channels_without_gradient() -> None:
+    model = make("cifar_resnet18", base_channels=16)
+    with width(model, 0.25):
+        model(torch.randn(2, 3, 16, 16)).sum().backward()
+    g = model.layer1[0].conv1.weight.grad
+    active = model.layer1[0].conv1.active_channels(0.25)[1]
+    assert g[:active].abs().sum() > 0
+    assert torch.count_nonzero(g[active:]) == 0
+
+
+def test_classifier_head_output_is_never_slimmed() -> None:
+    for name in ("cifar_resnet18", "cifar_mobilenetv2", "vit_tiny"):
+        model = make(name, num_classes=7)
+        with width(model, 0.25):
+            assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+
+
+def test_designated_non_slim_parts_stay_full() -> None:
+    r = make("resnet18")
+    assert r.conv1.active_channels(0.25)[0] == 3  # RGB input side of the stem
+    mb = make("mobilenetv2")
+    last_conv = mb.features[-1][0]
+    assert last_conv.active_channels(0.25)[1] == 1280
+    assert mb.feature_dim(0.25) == 1280
+    vit = make("vit_tiny")
+    assert vit.feature_dim(0.25) == 192
+    assert vit.blocks[0].attn.qkv.active_features(0.25) == (48, 576)  # only the input side is sliced
+
+
+def test_mobilenet_expansion_follows_slimmed_input() -> None:
+    mb = make("mobilenetv2")
+    block = mb.features[2]  # t=6, 16 -> 24
+    expand = block.body[0]
+    cin, cout, _ = expand.active_channels(0.5)
+    assert cout == 6 * cin

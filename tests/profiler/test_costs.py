@@ -1,0 +1,49 @@
+import pytest
+
+import us3l
+from profiler.costs import count_costs
+from profiler.layers import layer_table
+from us3l.slim import materialize
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("resnet50", 4.1e9), ("resnet18", 1.8e9), ("mobilenetv2", 300e6)],
+)
+def test_literature_anchors_at_224(name: str, expected: float) -> None:
+    c = count_costs(materialize(us3l.create_model(name), 1.0), (1, 3, 224, 224))
+    assert abs(c.macs - expected) / expected <= 0.03, c.macs
+
+
+def test_reference_cost_table_at_quarter_width() -> None:
+    # method.md §7 reference costs (backbone conv MACs, make_divisible channels): C-R18 0.25 = 0.035 G
+    c = count_costs(materialize(us3l.create_model("cifar_resnet18"), 0.25), (1, 3, 32, 32))
+    assert abs(c.macs - 0.035e9) / 0.035e9 <= 0.03
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet18", "cifar_mobilenetv2", "vit_tiny"])
+def test_macs_and_params_non_decreasing_in_width(name: str) -> None:
+    kw = {"img_size": 32} if name.startswith("vit") else {}
+    model = us3l.create_model(name, **kw)
+    costs = [count_costs(materialize(model, w), (1, 3, 32, 32)) for w in model.width_grid(max_points=8)]
+    macs = [c.macs for c in costs]
+    params = [c.params for c in costs]
+    assert macs == sorted(macs) and macs[0] < macs[-1]
+    assert params == sorted(params)
+
+
+def test_skipped_and_elementwise_ops_are_listed() -> None:
+    c = count_costs(materialize(us3l.create_model("resnet18"), 1.0), (1, 3, 64, 64))
+    assert "aten::max_pool2d" in c.skipped_ops
+    assert "batch_norm" in c.elementwise_ops
+
+
+def test_slimmable_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="materialize"):
+        count_costs(us3l.create_model("cifar_resnet18"), (1, 3, 32, 32))
+
+
+def test_layer_table_sums_to_total() -> None:
+    rows, costs = layer_table(materialize(us3l.create_model("cifar_resnet18", base_channels=16), 0.5), (1, 3, 32, 32))
+    assert sum(r.macs for r in rows) == costs.macs
+    assert sum(r.params for r in rows) == costs.params

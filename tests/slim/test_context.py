@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+import us3l
+from us3l.slim import current_width, slim_modules, width
+
+
+def _tiny():
+    return us3l.create_model("cifar_resnet18", base_channels=16)
+
+
+def _widths(model):
+    return {m.width for _, m in slim_modules(model)}
+
+
+def test_width_sets_every_layer_and_restores() -> None:
+    m = _tiny()
+    assert _widths(m) == {None}
+    with width(m, 0.5) as inner:
+        assert inner is m
+        assert _widths(m) == {0.5}
+        assert current_width(m) == 0.5
+    assert _widths(m) == {None}
+    assert current_width(m) == 1.0
+
+
+def test_width_restores_after_exception() -> None:
+    m = _tiny()
+    with pytest.raises(RuntimeError, match="boom"), width(m, 0.5):
+        raise RuntimeError("boom")
+    assert _widths(m) == {None}
+
+
+def test_nesting_restores_outer_width() -> None:
+    m = _tiny()
+    with width(m, 0.75):
+        with width(m, 0.25):
+            assert _widths(m) == {0.25}
+        assert _widths(m) == {0.75}
+    assert _widths(m) == {None}
+
+
+def test_two_models_do_not_share_state() -> None:
+    a, b = _tiny(), _tiny()
+    x = torch.randn(2, 3, 16, 16)
+    with width(a, 0.25):
+        assert _widths(b) == {None}
+        assert a(x).shape[1] == a.feature_dim(0.25)
+        assert b(x).shape[1] == b.num_features
+
+
+@pytest.mark.parametrize("bad", [0.1, 1.5, float("nan"), "half", None])
+def test_bad_widths_raise_value_error_naming_range(bad: object) -> None:
+    m = _tiny()
+    with pytest.raises(ValueError, match=r"\[0.25, 1\]"), width(m, bad):  # type: ignore[arg-type]
+        pass
+    assert _widths(m) == {None}
+
+
+def test_custom_width_range_is_enforced() -> None:
+    m = us3l.create_model("cifar_resnet18", base_channels=16, width_min=0.5)
+    with pytest.raises(ValueError, match=r"\[0.5, 1\]"), width(m, 0.25):
+        pass
+
+
+def test_grid_is_distinct_and_sorted() -> None:
+    m = _tiny()
+    grid = m.width_grid()
+    assert grid[0] == 0.25 and grid[-1] == 1.0
+    assert list(grid) == sorted(set(grid))
+    from us3l.slim import channel_config
+
+    configs = [channel_config(m, w) for w in grid]
+    assert len(set(configs)) == len(configs)
+    thin = m.width_grid(max_points=4)
+    assert len(thin) <= 4 and thin[0] == 0.25 and thin[-1] == 1.0 and set(thin) <= set(grid)

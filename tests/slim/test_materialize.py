@@ -1,0 +1,75 @@
+import pytest
+import torch
+from torch import nn
+
+import us3l
+from tests.models.test_models import SMALL_INPUT, make
+from us3l.errors import US3LError
+from us3l.slim import SlimModule, calibrating, materialize, width
+
+STANDARD = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.GELU, nn.Identity,
+            nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Sequential, us3l.slim.FirstFeatures)
+
+
+def _check_parity(name: str, widths: tuple[float, ...]) -> None:
+    model = make(name)
+    s = SMALL_INPUT[name]
+    calib = torch.randn(4, 3, s, s)
+    x = torch.randn(2, 3, s, s)
+    with torch.no_grad():
+        for w in widths:  # give every width its own BN statistics so eval mode uses stored stats
+            with calibrating(model, w):
+                model(calib)
+        model.eval()
+        for w in widths:
+            with width(model, w):
+                ref = model(x)
+            static = materialize(model, w, require_bn_stats=name[:3] != "vit")
+            out = static(x)
+            assert out.shape == ref.shape
+            assert (out - ref).abs().max().item() <= 1e-5, f"{name} at width {w}"
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_INPUT))
+def test_parity_dynamic_vs_materialized_thinned_grid(name: str) -> None:
+    model = make(name)
+    _check_parity(name, model.width_grid(max_points=4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALL_INPUT))
+def test_parity_dynamic_vs_materialized_full_grid(name: str) -> None:
+    _check_parity(name, make(name).width_grid())
+
+
+def test_materialized_is_static_independent_and_smaller() -> None:
+    model = make("cifar_mobilenetv2")
+    static = materialize(model, 0.5)
+    kinds = {type(m) for m in static.modules()} - {type(static)}
+    leaf_kinds = {k for k in kinds if not issubclass(k, nn.Sequential)}
+    assert not any(issubclass(k, SlimModule) for k in kinds)
+    assert all(issubclass(k, STANDARD) or k.__module__.startswith("us3l.models") for k in leaf_kinds)
+    assert sum(p.numel() for p in static.parameters()) < sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        next(static.parameters()).add_(1.0)
+    assert not torch.equal(next(static.parameters())[:1], next(model.parameters())[:1])
+    with pytest.raises(US3LError, match="materialized"), width(static, 0.5):
+        pass
+
+
+def test_running_stats_are_sliced_when_tracked() -> None:
+    model = make("cifar_resnet18", base_channels=16, bn_track_stats=True)
+    model.train()
+    with width(model, 0.5):
+        model(torch.randn(4, 3, 16, 16))
+    model.eval()
+    x = torch.randn(2, 3, 16, 16)
+    with width(model, 0.5):
+        ref = model(x)
+    assert (materialize(model, 0.5, require_bn_stats=True)(x) - ref).abs().max() <= 1e-5
+
+
+def test_require_bn_stats_is_a_clear_error() -> None:
+    model = make("cifar_resnet18", base_channels=16)
+    with pytest.raises(US3LError, match="width 0.5 has no calibrated BN statistics"):
+        materialize(model, 0.5, require_bn_stats=True)

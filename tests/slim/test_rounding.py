@@ -1,0 +1,46 @@
+import math
+
+import pytest
+
+from us3l.slim import WidthRange, make_divisible
+
+
+@pytest.mark.parametrize(
+    ("v", "expected"),
+    [(16.0, 16), (64 * 0.25, 16), (100, 104), (12, 16), (20, 24), (10, 16), (3, 9), (0.5, 1), (512 * 0.75, 384)],
+)
+def test_make_divisible_matches_reference_rule(v: float, expected: int) -> None:
+    # reference: new = max(1, int(v + 4) // 8 * 8); if new < 0.9 v: new += 8
+    assert make_divisible(v) == expected
+
+
+def test_make_divisible_other_divisor() -> None:
+    assert make_divisible(30, divisor=4) == 32
+    assert make_divisible(30, divisor=1) == 30
+
+
+def test_channels_never_exceed_max_and_full_width_is_full() -> None:
+    wr = WidthRange()
+    assert wr.channels(3, 1.0) == 3
+    assert wr.channels(12, 0.9) <= 12
+    assert wr.channels(64, 0.25) == 16
+    assert wr.channels(96 * 6, 0.5, ratio=6) == make_divisible(96 * 0.5) * 6
+
+
+@pytest.mark.parametrize("bad", [(0.0, 1.0), (0.5, 0.25), (0.25, 1.5), (-0.1, 1.0), (math.nan, 1.0)])
+def test_width_range_rejects_bad_bounds(bad: tuple[float, float]) -> None:
+    with pytest.raises(ValueError, match="width range"):
+        WidthRange(*bad)
+
+
+def test_width_range_check_names_valid_range() -> None:
+    wr = WidthRange(0.25, 1.0)
+    assert wr.check(0.5) == 0.5
+    for bad in (1.01, 0.2, math.nan, math.inf, "0.5", None, True):
+        with pytest.raises(ValueError, match=r"\[0.25, 1\]"):
+            wr.check(bad)
+
+
+def test_width_range_round_trip() -> None:
+    wr = WidthRange(0.3, 0.9, 4)
+    assert WidthRange.from_dict(wr.to_dict()) == wr

@@ -1,0 +1,159 @@
+"""``us3l calibrate`` and ``us3l eval``: per-width BN recalibration and accuracy of a trained checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from us3l.cli_app import app, console, emit_json
+from us3l.errors import US3LError
+
+
+def _momentum(value: float | None) -> float | None:
+    from us3l.eval.calibrate import check_momentum
+
+    return check_momentum(value)
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def _macs(v: Any) -> str:
+    return "-" if v is None else f"{v / 1e6:.1f}M"
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    ckpt: Path = typer.Option(..., "--ckpt", help="Run folder (or its checkpoint.safetensors)."),
+    data: str | None = typer.Option(
+        None, "--data", help="Calibration data spec; default: the checkpoint's data if it is 'builtin'."
+    ),
+    batches: int = typer.Option(20, "--batches", help="Calibration batches per width (same for all)."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Images per calibration batch."),
+    widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default: the grid)."),
+    grid: int | None = typer.Option(
+        None, "--grid", help="Calibrate N evenly spread grid widths (default: every distinct width)."
+    ),
+    bn_momentum: float | None = typer.Option(
+        None, "--bn-momentum", help="EMA momentum (reference: 0.1); default: cumulative average (US-Nets)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Reset and re-estimate BN statistics at every width; store them in RUN/bn_stats.safetensors."""
+    import time
+
+    from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings
+    from us3l.eval.runner import calibrate_checkpoint, open_checkpoint, parse_widths
+    from us3l.slim import calibrated_widths
+
+    settings = CalibrationSettings(batches=batches, batch_size=batch_size, momentum=_momentum(bn_momentum))
+    loaded = open_checkpoint(ckpt)
+    if widths is None and grid is None:
+        todo = list(loaded.model.width_grid())
+    else:
+        todo = parse_widths(loaded.model, widths, grid)
+    t0 = time.perf_counter()
+    done = calibrate_checkpoint(loaded, data, todo, settings, recalibrate=True, save=True)
+    elapsed = time.perf_counter() - t0
+    out = loaded.path.parent / BN_STATS_FILE
+    doc = {
+        "checkpoint": str(loaded.path),
+        "bn_stats": str(out),
+        "calibrated": list(done),
+        "stored_widths": list(calibrated_widths(loaded.model)),
+        "settings": settings.to_dict(),
+        "seconds": round(elapsed, 2),
+    }
+    if json_out:
+        emit_json(doc)
+        return
+    mode = "cumulative average" if settings.momentum is None else f"EMA momentum {settings.momentum:g}"
+    console.print(
+        f"calibrated {len(done)} width(s) ({min(done):g}..{max(done):g}) over {batches} batch(es) of "
+        f"{batch_size}, {mode}, in {elapsed:.1f}s"
+    )
+    console.print(f"wrote {out} ({len(doc['stored_widths'])} width(s) stored)")
+
+
+@app.command("eval")
+def eval_cmd(
+    ckpt: Path = typer.Option(..., "--ckpt", help="Run folder (or its checkpoint.safetensors)."),
+    data: str | None = typer.Option(
+        None, "--data", help="Data spec; default: the checkpoint's data if it is 'builtin'."
+    ),
+    protocol: str = typer.Option("knn", "--protocol", help="knn, linear or both."),
+    widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default 1,.75,.5,.25)"),
+    grid: int | None = typer.Option(None, "--grid", help="Evaluate N evenly spread grid widths instead."),
+    k: int = typer.Option(200, "--k", help="kNN neighbours."),
+    temperature: float = typer.Option(0.1, "--temperature", help="kNN temperature."),
+    knn_max_train: int | None = typer.Option(None, "--knn-max-train", help="Cap the kNN feature bank."),
+    linear_epochs: int = typer.Option(100, "--linear-epochs", help="Linear-probe epochs (reference 100)."),
+    linear_lr: float = typer.Option(30.0, "--linear-lr", help="Linear-probe SGD lr (reference 30)."),
+    linear_batch_size: int = typer.Option(512, "--linear-batch-size", help="Linear-probe batch (ref. 512)."),
+    linear_augment: bool = typer.Option(
+        False, "--linear-augment", help="Reference augmentation (slow); default: cached features."
+    ),
+    batches: int = typer.Option(20, "--batches", help="Calibration batches for uncalibrated widths."),
+    bn_momentum: float | None = typer.Option(None, "--bn-momentum", help="Calibration EMA momentum."),
+    recalibrate: bool = typer.Option(False, "--recalibrate", help="Re-estimate already calibrated widths."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder for accuracy.json (default: RUN)."),
+    plot: bool = typer.Option(False, "--plot", help="Also write accuracy-vs-width/MACs PNGs."),
+    json_out: bool = typer.Option(False, "--json", help="Print the accuracy document as JSON."),
+) -> None:
+    """Accuracy per width (kNN and/or linear probe), MACs/params and embedding std -> accuracy.json."""
+    from us3l.eval.accuracy import save_accuracy
+    from us3l.eval.calibrate import CalibrationSettings
+    from us3l.eval.linear import LinearProbeSettings
+    from us3l.eval.runner import EvalSettings, KnnSettings, evaluate_checkpoint, open_checkpoint, parse_widths
+
+    settings = EvalSettings(
+        protocol=protocol,
+        knn=KnnSettings(k=k, temperature=temperature, max_train=knn_max_train),
+        linear=LinearProbeSettings(
+            epochs=linear_epochs, lr=linear_lr, batch_size=linear_batch_size, augment=linear_augment
+        ),
+        calibration=CalibrationSettings(batches=batches, momentum=_momentum(bn_momentum)),
+        recalibrate=recalibrate,
+    )
+    loaded = open_checkpoint(ckpt)
+    todo = parse_widths(loaded.model, widths, grid)
+    log = None if json_out else (lambda msg: console.print(f"[dim]{msg}[/dim]"))
+    doc = evaluate_checkpoint(loaded, data, todo, settings, progress=log)
+    out_dir = out if out is not None else loaded.path.parent
+    if out_dir.exists() and not out_dir.is_dir():
+        raise US3LError(f"--out must be a folder, got the file {out_dir}")
+    path = save_accuracy(doc, out_dir)
+    pngs = []
+    if plot:
+        from us3l.eval.plot import plot_accuracy
+
+        pngs = plot_accuracy(doc, out_dir)
+    if json_out:
+        emit_json(doc)
+        return
+    _print_table(doc)
+    console.print(f"wrote {path}" + "".join(f", {p}" for p in pngs))
+
+
+def _print_table(doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{doc['model']} on {doc['data']} (accuracy %, {doc['num_classes']} classes)")
+    for col in ("width", "channels", "kNN@1", "kNN@5", "linear@1", "linear@5", "MACs", "params", "emb std"):
+        table.add_column(col, justify="right")
+    for r in doc["widths"]:
+        table.add_row(
+            f"{r['width']:g}",
+            str(r["feature_dim"]),
+            _pct(r["knn_top1"]),
+            _pct(r["knn_top5"]),
+            _pct(r["linear_top1"]),
+            _pct(r["linear_top5"]),
+            _macs(r["macs"]),
+            "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}M",
+            f"{r['embedding_std']:.3f}",
+        )
+    console.print(table)

@@ -1,0 +1,197 @@
+"""Post-training BN recalibration per width (method.md §4), stored beside the one weight copy.
+
+US3L trains with batch-statistics BN (no running statistics), so every width needs its own statistics before
+it can be evaluated or deployed. For each width of the grid the statistics are *reset and re-estimated* over
+the same N calibration batches:
+
+- ``momentum=None`` (default): cumulative average over the batches, like US-Nets' ``bn_calibration_init``;
+- ``momentum=0.1``: the reference's EMA from mean 0 / var 1 (its CIFAR linear worker runs 3 epochs of it).
+
+Calibration batches use the deterministic evaluation transform (``EvalTransform``) of a fixed-seed shuffle of
+the *train* split, so every width sees exactly the same images (the reference uses its linear-probe train
+augmentation on CIFAR and the SSL augmentation on ImageNet; deterministic batches make the result
+reproducible and match the statistics of the images the width is evaluated on).
+
+The result goes to ``RUN/bn_stats.safetensors`` (only BN mean/var per width, a few hundred kB for ResNet-18's
+90-width grid), which ``us3l.checkpoint.load_backbone`` reloads, so ``materialize(model, w)`` and every
+exporter use the calibrated statistics. Weights (and any running statistics in the state dict) are never
+modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from us3l.errors import US3LError
+from us3l.slim import bn_stats_state, calibrated_widths, calibrating, canonical_width, load_bn_stats_state
+
+BN_STATS_FILE = "bn_stats.safetensors"
+DEFAULT_BATCHES = 20
+DEFAULT_BATCH_SIZE = 128
+CALIBRATION_SEED = 0
+_CACHE_BYTES = 512 * 2**20  # keep transformed calibration batches in memory below this size
+
+BatchSource = Sequence[torch.Tensor] | Callable[[], Iterable[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How statistics were estimated (recorded in ``bn_stats.safetensors`` metadata and accuracy.json)."""
+
+    batches: int = DEFAULT_BATCHES
+    batch_size: int = DEFAULT_BATCH_SIZE
+    momentum: float | None = None
+    data: str | None = None
+    seed: int = CALIBRATION_SEED
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "batches": self.batches,
+            "batch_size": self.batch_size,
+            "momentum": self.momentum,
+            "mode": "cumulative" if self.momentum is None else "ema",
+            "data": self.data,
+            "seed": self.seed,
+        }
+
+
+def _iter_source(source: BatchSource) -> Iterator[torch.Tensor]:
+    return iter(source() if callable(source) else source)
+
+
+def check_momentum(momentum: float | None) -> float | None:
+    """``None`` (cumulative) or a float in (0, 1]; anything else is a one-line error."""
+    if momentum is None:
+        return None
+    if not isinstance(momentum, int | float) or not 0.0 < float(momentum) <= 1.0:
+        raise US3LError(f"BN momentum must be in (0, 1] (omit it for a cumulative average), got {momentum!r}")
+    return float(momentum)
+
+
+@torch.no_grad()
+def calibrate_widths(
+    model: nn.Module,
+    widths: Iterable[float],
+    batches: BatchSource,
+    momentum: float | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[float, ...]:
+    """Reset and re-estimate the BN statistics of ``model`` at each width over the same ``batches``.
+
+    ``batches`` is a sequence of (already transformed, float) input tensors, or a callable returning a fresh
+    iterable of them (called once per width; it must yield the same batches each time). Widths with the same
+    channel configuration are calibrated once. Returns the canonical widths calibrated, ascending.
+    Only ``SlimBatchNorm2d.width_stats`` changes; the state dict is untouched.
+    """
+    momentum = check_momentum(momentum)
+    keys: dict[float, float] = {}
+    for w in widths:
+        keys.setdefault(canonical_width(model, w), w)
+    if not keys:
+        raise US3LError("no widths to calibrate")
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    for w in keys.values():
+        n = 0
+        with calibrating(model, w, momentum=momentum):
+            for x in _iter_source(batches):
+                if x.shape[0] < 2:
+                    continue  # a 1-sample batch has no variance; skip it like drop_last would
+                model(x.to(device))
+                n += 1
+        if n == 0:
+            raise US3LError("calibration data produced no batch with at least 2 images")
+    return tuple(sorted(keys))
+
+
+def calibration_batches(
+    ds: object,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    num_batches: int = DEFAULT_BATCHES,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seed: int = CALIBRATION_SEED,
+) -> BatchSource:
+    """The first ``num_batches`` batches of a fixed-seed shuffle of ``ds``, transformed by ``transform``.
+
+    Returns a list (transformed once and kept) when it fits in 512 MiB, else a callable that re-reads the
+    same batches for every width. Fewer batches are used when ``ds`` is smaller.
+    """
+    from us3l.data import iterate_batches
+
+    if num_batches < 1:
+        raise US3LError(f"the number of calibration batches must be >= 1, got {num_batches}")
+    if batch_size < 2:
+        raise US3LError(f"the calibration batch size must be >= 2, got {batch_size}")
+
+    def gen() -> Iterator[torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        for i, (images, _) in enumerate(iterate_batches(ds, batch_size, shuffle=True, generator=g)):  # type: ignore[arg-type]
+            if i >= num_batches:
+                break
+            yield transform(images)
+
+    first = next(gen(), None)
+    if first is None:
+        raise US3LError("the calibration data set is empty")
+    if first.numel() * first.element_size() * num_batches <= _CACHE_BYTES:
+        return list(gen())
+    return gen
+
+
+def missing_widths(model: nn.Module, widths: Iterable[float]) -> list[float]:
+    """The widths among ``widths`` that have no calibrated statistics yet."""
+    have = set(calibrated_widths(model))
+    return [w for w in widths if canonical_width(model, w) not in have]
+
+
+def require_calibrated(model: nn.Module, widths: Iterable[float]) -> None:
+    """Raise a clear ``US3LError`` when some width has no calibrated statistics (and no data was given)."""
+    missing = missing_widths(model, widths)
+    if missing:
+        shown = ", ".join(f"{w:g}" for w in missing[:6]) + (" ..." if len(missing) > 6 else "")
+        raise US3LError(
+            f"width(s) {shown} have no calibrated BN statistics and no calibration data was given; "
+            "run `us3l calibrate --ckpt RUN --data SPEC` or pass --data"
+        )
+
+
+def save_bn_stats(model: nn.Module, run_dir: str | Path, settings: CalibrationSettings | None = None) -> Path:
+    """Write every calibrated width of ``model`` to ``run_dir/bn_stats.safetensors`` atomically."""
+    from safetensors.torch import save_file
+
+    from us3l.io import atomic_write
+
+    state = bn_stats_state(model)
+    if not state:
+        raise US3LError("the model has no calibrated BN statistics to save")
+    meta = {"format": "pt", "widths": ",".join(f"{w:.4f}" for w in calibrated_widths(model))}
+    if settings is not None:
+        meta.update({k: str(v) for k, v in settings.to_dict().items()})
+    path = Path(run_dir) / BN_STATS_FILE
+    return atomic_write(path, lambda p: save_file(state, str(p), metadata=meta))
+
+
+def load_bn_stats(model: nn.Module, path: str | Path) -> tuple[float, ...]:
+    """Load ``bn_stats.safetensors`` (a file or the run folder holding it) into ``model``; one-line errors."""
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / BN_STATS_FILE
+    if not p.is_file():
+        raise US3LError(f"BN statistics file not found: {p}")
+    try:
+        state = load_file(str(p))
+    except Exception as exc:  # noqa: BLE001 - any safetensors parse error means a corrupt file
+        raise US3LError(f"cannot read BN statistics {p}: {_one_line(exc)}") from None
+    load_bn_stats_state(model, state)
+    return calibrated_widths(model)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")

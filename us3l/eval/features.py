@@ -1,0 +1,63 @@
+"""Frozen backbone features at a width (eval-mode BN: the width's calibrated statistics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from us3l.slim import width as width_ctx
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    w: float,
+    ds: object,
+    transform: Callable[[Tensor], Tensor],
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(features (N, feature_dim(w)) float32 on CPU, labels (N,) int64) of ``ds`` at width ``w``.
+
+    The model runs in eval mode (restored afterwards); ``limit`` keeps only the first samples.
+    """
+    from us3l.data import iterate_batches
+
+    was = model.training
+    model.eval()
+    feats: list[Tensor] = []
+    labels: list[Tensor] = []
+    seen = 0
+    try:
+        with width_ctx(model, w):
+            for images, y in iterate_batches(ds, batch_size):  # type: ignore[arg-type]
+                if limit is not None and seen >= limit:
+                    break
+                x = transform(images).to(device)
+                f = model.forward_features(x) if hasattr(model, "forward_features") else model(x)
+                feats.append(f.float().cpu())
+                labels.append(y.to(torch.int64).cpu())
+                seen += int(y.shape[0])
+    finally:
+        model.train(was)
+    if not feats:
+        raise ValueError("no samples to extract features from")
+    f_all, y_all = torch.cat(feats), torch.cat(labels)
+    if limit is not None:
+        f_all, y_all = f_all[:limit], y_all[:limit]
+    return f_all, y_all
+
+
+def embedding_std(features: Tensor) -> float:
+    """Collapse indicator: sqrt(D) · mean over dims of the std over samples of L2-normalised features.
+
+    About 1 for well-spread embeddings, 0 for a collapsed (constant) output; the same formula as the training
+    monitor (``us3l.train.monitor.collapse_std``), here on backbone features.
+    """
+    import math
+
+    zn = nn.functional.normalize(features.float(), dim=1)
+    return float(zn.std(dim=0).mean() * math.sqrt(features.shape[1]))

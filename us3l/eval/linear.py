@@ -1,0 +1,143 @@
+"""Linear probe on frozen backbone features at one width (method.md §7, CIFAR protocol).
+
+Reference settings: 100 epochs, SGD lr 30, momentum 0.9, weight decay 0, lr ×0.1 at epochs 60 and 80, batch
+512 (4×128), RandomResizedCrop(scale 0.8–1) + flip on the train images, BN calibrated first, frozen eval-mode
+backbone. The probe is ``Linear(feature_dim(w), classes)`` on the width-w feature (the reference's
+``USLinear(us=[True, False])`` sliced to that width is the same map).
+
+CPU scaling: by default (``augment=False``) the train and test features are computed **once per width** with
+the deterministic evaluation transform and the probe trains on the cached feature matrix, which makes the
+100 epochs take seconds; ``augment=True`` follows the reference (fresh augmented views through the frozen
+backbone every epoch, ~``epochs`` times slower). Epochs, lr, batch size and the milestones are flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from us3l.errors import US3LError
+
+
+@dataclass(frozen=True)
+class LinearProbeSettings:
+    """Linear-probe hyper-parameters (defaults: the reference CIFAR protocol)."""
+
+    epochs: int = 100
+    lr: float = 30.0
+    batch_size: int = 512
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    milestones: tuple[float, ...] = (0.6, 0.8)  # fractions of ``epochs`` where lr is multiplied by 0.1
+    augment: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise US3LError(f"linear-probe epochs must be >= 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise US3LError(f"linear-probe lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise US3LError(f"linear-probe batch size must be >= 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    def milestone_epochs(self) -> list[int]:
+        return sorted({max(1, round(m * self.epochs)) for m in self.milestones if 0 < m < 1})
+
+
+def _make_probe(dim: int, num_classes: int, s: LinearProbeSettings) -> tuple[nn.Linear, torch.optim.Optimizer,
+                                                                              torch.optim.lr_scheduler.LRScheduler]:
+    probe = nn.Linear(dim, num_classes)
+    # MoCo/US3L linear workers: weight ~ N(0, 0.01), bias 0
+    nn.init.normal_(probe.weight, std=0.01)
+    nn.init.zeros_(probe.bias)
+    opt = torch.optim.SGD(probe.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=s.milestone_epochs(), gamma=0.1)
+    return probe, opt, sched
+
+
+@torch.no_grad()
+def topk_accuracy(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> tuple[float, ...]:
+    """Top-k accuracies (fractions); k is clipped to the number of classes."""
+    ranked = logits.argsort(dim=1, descending=True)
+    hits = ranked == labels.view(-1, 1)
+    return tuple(float(hits[:, : min(k, logits.shape[1])].any(dim=1).float().mean()) for k in ks)
+
+
+def train_linear_probe(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    settings: LinearProbeSettings | None = None,
+) -> tuple[float, float]:
+    """Train a linear classifier on precomputed features; return (top-1, top-5) on the test features."""
+    s = settings or LinearProbeSettings()
+    g = torch.Generator().manual_seed(s.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.seed)
+        probe, opt, sched = _make_probe(train_features.shape[1], num_classes, s)
+    x, y = train_features.float(), train_labels.long()
+    n = x.shape[0]
+    for _ in range(s.epochs):
+        order = torch.randperm(n, generator=g)
+        for i in range(0, n, s.batch_size):
+            idx = order[i : i + s.batch_size]
+            loss = F.cross_entropy(probe(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    with torch.no_grad():
+        logits = probe(test_features.float())
+    top1, top5 = topk_accuracy(logits, test_labels.long())
+    return top1, top5
+
+
+def train_linear_probe_augmented(
+    model: nn.Module,
+    w: float,
+    train_ds: object,
+    augment: Callable[[Tensor, torch.Generator | None], Tensor],
+    test_features: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    settings: LinearProbeSettings | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[float, float]:
+    """The reference protocol: fresh augmented train views through the frozen backbone every epoch."""
+    from us3l.data import iterate_batches
+    from us3l.slim import width as width_ctx
+
+    s = settings or LinearProbeSettings()
+    g = torch.Generator().manual_seed(s.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.seed)
+        probe, opt, sched = _make_probe(test_features.shape[1], num_classes, s)
+    was = model.training
+    model.eval()
+    try:
+        for _ in range(s.epochs):
+            for images, y in iterate_batches(train_ds, s.batch_size, shuffle=True, generator=g):  # type: ignore[arg-type]
+                with torch.no_grad(), width_ctx(model, w):
+                    f = model.forward_features(augment(images, g).to(device)).float().cpu()
+                loss = F.cross_entropy(probe(f), y.long())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            sched.step()
+    finally:
+        model.train(was)
+    with torch.no_grad():
+        logits = probe(test_features.float())
+    top1, top5 = topk_accuracy(logits, test_labels.long())
+    return top1, top5

@@ -1,0 +1,84 @@
+"""DDP set-up from torchrun's environment (gloo on CPU, NCCL on GPU) and the small collectives the loop uses.
+
+``torchrun --nproc_per_node N -m us3l train ...`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_*``;
+:func:`init_distributed` reads them. ``us3l train --nproc N`` re-launches itself through
+``python -m torch.distributed.run`` (:func:`torchrun_command`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(requested: str, local_rank: int = 0) -> torch.device:
+    """``auto``: ``cuda:<local_rank>`` when CUDA is available, else CPU."""
+    if requested == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(requested)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def init_distributed(requested_device: str = "auto") -> DistInfo:
+    """Join the process group when launched by torchrun (``WORLD_SIZE > 1``); a no-op otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(requested_device, local)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean over ranks (identity in a single process)."""
+    if not info.enabled:
+        return t
+    t = t.detach().clone()
+    dist.all_reduce(t)
+    return t / info.world_size
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def torchrun_command(nproc: int, args: list[str]) -> list[str]:
+    """The command that runs ``us3l <args>`` under torchrun on this machine with ``nproc`` processes."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "us3l", *args,
+    ]

@@ -1,0 +1,503 @@
+"""The US3L training recipe, top to bottom: ``run_training(config) -> RunResult``.
+
+One iteration (method.md §1.3): draw widths (descending); the first runs the base branch (online network vs
+EMA teacher, which is EMA-updated first and gives this iteration's targets), the others distil from those
+targets; the group regularizer is added at every width; one SGD step per width (reference) or one step
+after accumulating all widths (US-Nets, ``step_per_width=False``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from us3l import checkpoint as ckpt
+from us3l.errors import US3LError
+from us3l.ssl.ema import cosine_momentum
+from us3l.ssl.methods import SSLMethod, create_method
+from us3l.train.config import TrainConfig, validate
+from us3l.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
+from us3l.train.sampling import FixedWidth, WidthSampler
+from us3l.train.state import epoch_seed, join_state, rng_state, set_rng_state, split_state
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class RunResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    final_knn: dict[float, float]
+    status: str = "completed"  # completed | nan | collapsed
+    epochs_done: int = 0
+    collapse_std: dict[float, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    message: str = ""
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+def build_backbone(cfg: TrainConfig) -> nn.Module:
+    from us3l.models import create_model
+
+    kw = dict(model_kwargs_for(cfg))
+    return create_model(cfg.model, num_classes=0, **kw)
+
+
+def model_kwargs_for(cfg: TrainConfig) -> dict[str, Any]:
+    """Model kwargs as recorded in the checkpoint (the single baseline tracks BN running statistics)."""
+    kw = dict(cfg.model_kwargs)
+    if cfg.method == "single" and not cfg.model.startswith("vit"):
+        kw["bn_track_stats"] = True
+    if cfg.width_min is not None:
+        kw["width_min"] = cfg.width_min
+    if cfg.width_max is not None:
+        kw["width_max"] = cfg.width_max
+    return kw
+
+
+def lr_at(cfg: TrainConfig, epoch: int, it: int, iters: int) -> float:
+    """Per-epoch cosine (reference) or per-iteration cosine with linear warm-up."""
+    if cfg.lr_schedule == "epoch":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+    step, total = epoch * iters + it, cfg.epochs * iters
+    warm = cfg.warmup_epochs * iters
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def _index_batches(n: int, cfg: TrainConfig, epoch: int, info: DistInfo) -> list[torch.Tensor]:
+    """This rank's batches of sample indices for ``epoch`` (same permutation on every rank, sharded)."""
+    g = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0, 0))
+    perm = torch.randperm(n, generator=g)
+    per_rank = n // info.world_size
+    shard = perm[info.rank :: info.world_size][:per_rank]
+    bs = cfg.batch_size
+    stop = per_rank - per_rank % bs if cfg.drop_last else per_rank
+    return [shard[i : min(i + bs, stop)] for i in range(0, stop, bs) if min(i + bs, stop) - i >= 2]
+
+
+def _batches(ds: Any, idx_batches: list[torch.Tensor], num_workers: int) -> Iterator[torch.Tensor]:
+    from us3l.data import ImageDataset
+
+    if isinstance(ds, ImageDataset):
+        for idx in idx_batches:
+            yield ds.images[idx]
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(ds, batch_sampler=[i.tolist() for i in idx_batches], num_workers=num_workers)
+    for images, _ in loader:
+        yield images
+
+
+# ------------------------------------------------------------------------------------------ progress
+
+
+class _Progress:
+    """A rich progress bar on stderr (TTY only, not quiet) or one summary line per epoch."""
+
+    def __init__(self, enabled: bool, quiet: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.bar = None
+        if enabled and not quiet and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), console=self.console, transient=False,
+            )
+            self.bar.start()
+        self.task = None
+
+    def start_epoch(self, epoch: int, epochs: int, iters: int) -> None:
+        if self.bar is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(f"epoch {epoch + 1}/{epochs}", total=iters, info="")
+
+    def step(self, info: str) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, advance=1, info=info)
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, highlight=False)
+
+    def warn(self, text: str) -> None:
+        self.console.print(f"[bold red]WARNING[/]: {text}", highlight=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _fmt_losses(role_loss: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in role_loss.items())
+
+
+def _role(i: int, n: int, w: float) -> str:
+    if i == 0:
+        return f"w{w:.2f}"
+    return "min" if i == n - 1 else f"mid{i}"
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if resume or not (run_dir / ckpt.WEIGHTS_FILE).exists():
+        return
+    if not overwrite:
+        raise US3LError(
+            f"{run_dir} already holds a checkpoint; pass --resume to continue it, --overwrite to start over, "
+            "or choose another --out"
+        )
+    for name in (ckpt.WEIGHTS_FILE, ckpt.META_FILE, ckpt.STATE_FILE, METRICS_FILE, ckpt.BN_STATS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def _resumed_config(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    """On resume the saved config wins; only run-local settings come from ``cfg``."""
+    from us3l.train.config import make_config
+
+    saved = ckpt.read_meta(run_dir)["config"]
+    keep = {k: getattr(cfg, k) for k in ("out", "quiet", "num_workers", "device")}
+    return replace(make_config(saved), **keep)
+
+
+def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> RunResult:
+    """Train ``cfg.method`` on ``cfg.data``; write checkpoints/metrics into ``cfg.out``; return the result.
+
+    Under torchrun every rank calls this; only rank 0 writes files. ``resume=True`` continues from the run
+    folder's checkpoint (with the config saved there) or starts fresh when there is none.
+    """
+    t_start = time.perf_counter()
+    run_dir = Path(cfg.out)
+    info = init_distributed(cfg.device)
+    if resume and (run_dir / ckpt.META_FILE).is_file():
+        cfg = _resumed_config(cfg, run_dir)
+    else:
+        resume = False
+    validate(cfg)
+    if info.is_main:
+        _check_run_dir(run_dir, resume, overwrite)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    barrier(info)
+    device = info.device
+    torch.manual_seed(cfg.seed + info.rank)
+
+    from us3l.data import EvalTransform, load_dataset, ssl_augment_for
+
+    train_ds = load_dataset(cfg.data, "train")
+    test_ds = load_dataset(cfg.data, "test")
+    backbone = build_backbone(cfg)
+    image_size = int(cfg.image_size or backbone.input_size)
+    aug = ssl_augment_for(train_ds.name, image_size, train_ds.mean, train_ds.std)
+    eval_tf = EvalTransform(image_size, train_ds.mean, train_ds.std)
+    method = create_method(cfg.method, backbone, cfg).to(device)
+    wr = backbone.width_range
+    w_min = float(cfg.width_min if cfg.width_min is not None else wr.min)
+    w_max = float(cfg.width_max if cfg.width_max is not None else wr.max)
+    if cfg.method == "single":
+        sampler: WidthSampler | FixedWidth = FixedWidth(wr.check(cfg.single_width))
+        knn_widths = [float(cfg.single_width)]
+    else:
+        sampler = WidthSampler(w_min, w_max, cfg.epochs, cfg.num_samples, cfg.sampling, cfg.schedule,
+                               cfg.faithful_sandwich_bug, cfg.seed)
+        knn_widths = [w for w in cfg.knn_widths if w_min - 1e-9 <= w <= w_max + 1e-9]
+
+    params = [p for p in method.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=0.0 if cfg.regularizer else cfg.weight_decay)
+    reg = None
+    if cfg.regularizer:
+        reg = GroupRegularizer(
+            method.named_parameters(),
+            GroupRegConfig(cfg.reg_lambda, cfg.reg_alpha, cfg.reg_bins, cfg.reg_warmup_epochs, cfg.reg_decay,
+                           vit=cfg.model.startswith("vit")),
+            cfg.epochs, max_width=w_max,
+        )
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch = 0
+    if resume:
+        start_epoch = _restore(run_dir, method, opt, scaler, sampler)
+    model: nn.Module = method
+    if info.enabled:
+        if cfg.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+
+    meta_base = _meta_base(cfg, backbone, train_ds, test_ds, image_size, w_min, w_max, info, device)
+    if info.is_main:
+        _write_config(run_dir, cfg)
+        if resume:
+            _trim_metrics(run_dir, start_epoch)
+    progress = _Progress(info.is_main, cfg.quiet)
+    n_iters = len(_index_batches(len(train_ds), cfg, 0, info))
+    if n_iters == 0:
+        raise US3LError(f"batch size {cfg.batch_size} x {info.world_size} process(es) exceeds the {len(train_ds)} "
+                        "training images")
+    result = RunResult(run_dir=run_dir, final_knn={}, epochs_done=start_epoch)
+    last_reports: list[Any] = []
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            method.train()
+            t0 = time.perf_counter()
+            sums: dict[str, float] = {}
+            counts: dict[str, int] = {}
+            images_seen = 0
+            idx_batches = _index_batches(len(train_ds), cfg, epoch, info)
+            gen = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, epoch, info.rank, 1))
+            progress.start_epoch(epoch, cfg.epochs, len(idx_batches))
+            for it, images in enumerate(_batches(train_ds, idx_batches, cfg.num_workers)):
+                lr = lr_at(cfg, epoch, it, len(idx_batches))
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                if cfg.method == "us3l_mocov3":
+                    method.momentum_now = cosine_momentum(cfg.ema_momentum, (epoch * n_iters + it) /
+                                                          (cfg.epochs * n_iters))
+                images = images.to(device, non_blocking=True)
+                x1, x2 = aug(images, gen), aug(images, gen)
+                widths = sampler.widths(epoch)
+                losses = _train_step(model, method, opt, scaler, reg, x1, x2, widths, epoch, cfg, use_amp, info)
+                for i, (w, lv) in enumerate(zip(widths, losses, strict=True)):
+                    if not math.isfinite(lv):
+                        raise _NonFinite(epoch, it, w, lv)
+                    r = _role(i, len(widths), w) if i else "base"
+                    sums[r] = sums.get(r, 0.0) + lv
+                    counts[r] = counts.get(r, 0) + 1
+                images_seen += images.shape[0] * info.world_size
+                dt = time.perf_counter() - t0
+                progress.step(f"{_fmt_losses({k: sums[k] / counts[k] for k in sums})} "
+                              f"{images_seen / max(dt, 1e-9):.0f} img/s")
+            epoch_time = time.perf_counter() - t0
+            done = epoch + 1
+            record: dict[str, Any] = {
+                "epoch": done, "lr": lr_at(cfg, epoch, 0, len(idx_batches)),
+                "min_width": sampler.min_width(epoch),
+                "loss": {k: sums[k] / counts[k] for k in sums}, "seconds": round(epoch_time, 3),
+                "img_per_s": round(images_seen / max(epoch_time, 1e-9), 1),
+            }
+            is_last = done == cfg.epochs
+            if info.is_main and (is_last or (cfg.knn_every and done % cfg.knn_every == 0)):
+                last_reports = _run_monitor(method, train_ds, test_ds, knn_widths, eval_tf, device, cfg)
+                record["knn_top1"] = {f"{r.width:g}": r.knn_top1 for r in last_reports}
+                record["collapse_std"] = {f"{r.width:g}": r.collapse_std for r in last_reports}
+                collapsed = [r for r in last_reports if r.collapse_std < cfg.collapse_warn]
+                if collapsed:
+                    progress.warn(
+                        "representation collapse suspected at width(s) "
+                        + ", ".join(f"{r.width:g} (std·√D={r.collapse_std:.3f})" for r in collapsed)
+                    )
+                    if cfg.collapse_stop:
+                        result.status = "collapsed"
+            if info.is_main:
+                _append_metrics(run_dir, record)
+                progress.line(_epoch_line(record))
+                if is_last or (cfg.save_every and done % cfg.save_every == 0) or result.status == "collapsed":
+                    _save(run_dir, method, opt, scaler, sampler, meta_base, cfg, done)
+            result.epochs_done = done
+            stop = torch.tensor([1.0 if result.status == "collapsed" else 0.0], device=device)
+            if info.enabled:
+                torch.distributed.broadcast(stop, 0)
+            if stop.item() > 0:
+                result.status = "collapsed"
+                result.message = "stopped: representation collapse (collapse_stop is on)"
+                break
+            barrier(info)
+    except _NonFinite as exc:
+        result.status = "nan"
+        result.message = (f"loss became {exc.value} at epoch {exc.epoch + 1}, iteration {exc.it}, width "
+                          f"{exc.width:.3f}; the last good checkpoint (epoch {_saved_epoch(run_dir)}) is kept in "
+                          f"{run_dir}")
+        if info.is_main:
+            _append_metrics(run_dir, {"epoch": exc.epoch + 1, "status": "nan", "message": result.message})
+    finally:
+        progress.close()
+    if result.status == "completed" and start_epoch >= cfg.epochs and info.is_main:
+        last_reports = _run_monitor(method, train_ds, test_ds, knn_widths, eval_tf, device, cfg)
+    result.final_knn = {r.width: r.knn_top1 for r in last_reports}
+    result.collapse_std = {r.width: r.collapse_std for r in last_reports}
+    result.seconds = time.perf_counter() - t_start
+    barrier(info)
+    return result
+
+
+class _NonFinite(Exception):
+    def __init__(self, epoch: int, it: int, width: float, value: float) -> None:
+        super().__init__(f"non-finite loss {value}")
+        self.epoch, self.it, self.width, self.value = epoch, it, width, value
+
+
+def _train_step(
+    model: nn.Module, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+    reg: GroupRegularizer | None, x1: torch.Tensor, x2: torch.Tensor, widths: list[float], epoch: int,
+    cfg: TrainConfig, use_amp: bool, info: DistInfo,
+) -> list[float]:
+    """One iteration over ``widths`` (descending); returns the loss per width (mean over ranks)."""
+    targets = None
+    out: list[float] = []
+    if not cfg.step_per_width:
+        opt.zero_grad(set_to_none=True)
+    for w in widths:
+        if cfg.step_per_width:
+            opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=x1.device.type, dtype=torch.float16, enabled=use_amp):
+            loss, new_targets = model(x1, x2, w, targets)
+        if targets is None:
+            targets = new_targets
+        loss = loss.float()
+        if reg is not None:
+            loss = loss + reg(w, epoch)
+        lv = float(all_reduce_mean(loss.detach(), info).item())
+        out.append(lv)
+        if not math.isfinite(lv):
+            return out + [lv] * (len(widths) - len(out))
+        scaler.scale(loss).backward()
+        if cfg.step_per_width:
+            scaler.step(opt)
+            scaler.update()
+    if not cfg.step_per_width:
+        scaler.step(opt)
+        scaler.update()
+    return out
+
+
+def _run_monitor(method: SSLMethod, train_ds: Any, test_ds: Any, widths: list[float], tf: Any,
+                 device: torch.device, cfg: TrainConfig) -> list[Any]:
+    from us3l.train.monitor import monitor
+
+    return monitor(method, train_ds, test_ds, widths, tf, device, len(train_ds.classes), cfg.knn_k, cfg.knn_t,
+                   cfg.knn_max_train)
+
+
+def _epoch_line(rec: dict[str, Any]) -> str:
+    parts = [f"epoch {rec['epoch']}", f"lr {rec['lr']:.4g}", f"min_w {rec['min_width']:.2f}",
+             _fmt_losses(rec["loss"]), f"{rec['img_per_s']:.0f} img/s", f"{rec['seconds']:.1f}s"]
+    if "knn_top1" in rec:
+        parts.append("knn " + " ".join(f"{w}:{a * 100:.1f}" for w, a in rec["knn_top1"].items()))
+        parts.append("std " + " ".join(f"{w}:{s:.2f}" for w, s in rec["collapse_std"].items()))
+    return " | ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def _meta_base(cfg: TrainConfig, backbone: Any, train_ds: Any, test_ds: Any, image_size: int, w_min: float,
+               w_max: float, info: DistInfo, device: torch.device) -> dict[str, Any]:
+    kw = model_kwargs_for(cfg)
+    kw.pop("width_min", None)
+    kw.pop("width_max", None)
+    return {
+        "model": cfg.model,
+        "model_kwargs": kw,
+        "width_range": {"min": w_min, "max": w_max, "divisor": backbone.width_range.divisor},
+        "method": cfg.method,
+        "normalization": {"mean": list(train_ds.mean), "std": list(train_ds.std)},
+        "input_size": image_size,
+        "data": {"spec": cfg.data, "name": train_ds.name, "num_classes": len(train_ds.classes),
+                 "train_size": len(train_ds), "test_size": len(test_ds)},
+        "config": cfg.to_dict(),
+        "bn": "running_stats" if cfg.method == "single" else "batch_stats",
+        "single_width": cfg.single_width if cfg.method == "single" else None,
+        "distributed": {"world_size": info.world_size, "device": str(device)},
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _save(run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+          sampler: Any, meta_base: dict[str, Any], cfg: TrainConfig, epoch: int) -> None:
+    backbone, rest = split_state(method)
+    state = {"optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "sampler": sampler.state_dict(),
+             "rng": rng_state(), "momentum_now": float(method.momentum_now)}
+    meta = ckpt.checkpoint_meta(**{**meta_base, "epoch": epoch})
+    ckpt.save_checkpoint(run_dir, backbone_state=backbone, train_tensors=rest, meta=meta, train_state=state)
+
+
+def _restore(run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+             sampler: Any) -> int:
+    meta = ckpt.read_meta(run_dir)
+    state = ckpt.load_train_state(run_dir)
+    epochs = {int(meta["epoch"]), int(state["epoch"]), ckpt.read_weights_epoch(run_dir)}
+    if len(epochs) != 1:
+        raise US3LError(f"checkpoint files in {run_dir} disagree on the epoch ({sorted(epochs, key=str)}); "
+                        "the run was interrupted while saving")
+    sd = join_state(ckpt.read_tensors(run_dir, ckpt.BACKBONE_PREFIX), ckpt.read_tensors(run_dir, ckpt.TRAIN_PREFIX))
+    method.load_state_dict(sd, strict=True)
+    opt.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    sampler.load_state_dict(state["sampler"])
+    set_rng_state(state["rng"])
+    method.momentum_now = float(state.get("momentum_now", method.momentum_now))
+    return int(meta["epoch"])
+
+
+def _saved_epoch(run_dir: Path) -> str:
+    try:
+        return str(ckpt.read_meta(run_dir)["epoch"])
+    except US3LError:
+        return "none"
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    import yaml
+
+    from us3l.io import atomic_write_text
+
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _trim_metrics(run_dir: Path, start_epoch: int) -> None:
+    """Drop metric lines of epochs after the checkpoint we resume from (they will be re-run)."""
+    p = run_dir / METRICS_FILE
+    if not p.is_file():
+        return
+    keep = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            if int(json.loads(line).get("epoch", 0)) <= start_epoch:
+                keep.append(line)
+        except (ValueError, json.JSONDecodeError):
+            continue
+    from us3l.io import atomic_write_text
+
+    atomic_write_text(p, "".join(k + "\n" for k in keep))
+
+
+def format_knn_table(result: RunResult) -> str:
+    """A plain-text table of the final kNN accuracy per width."""
+    lines = ["width  knn_top1  collapse_std"]
+    for w in sorted(result.final_knn, reverse=True):
+        lines.append(f"{w:5.2f}  {result.final_knn[w] * 100:7.2f}%  {result.collapse_std.get(w, float('nan')):.3f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: us3l train")

@@ -1,0 +1,81 @@
+"""Training monitors: kNN accuracy per width on the held-out split, and a collapse indicator.
+
+BN during monitoring: the model is put in ``eval()`` mode under ``no_grad``. The slimmable BN layers have no
+running statistics during US3L training (like the reference), so in eval mode they normalise each feature
+batch with its own statistics (``monitor_batch`` images); the head BN1d layers do the same. Nothing in the
+model is modified. (The ``single`` baseline tracks running statistics and uses them.) Calibrating BN per
+width first (``us3l.slim.calibrating``) is what ``us3l eval`` does; the monitor skips it for speed.
+
+Collapse: the std over the batch of the L2-normalised projector output, averaged over dimensions and
+multiplied by sqrt(D): about 1 for well-spread embeddings, 0 for a collapsed (constant) output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from us3l.data import EvalTransform, iterate_batches
+from us3l.ssl.methods import SSLMethod
+from us3l.train.knn import knn_accuracy
+
+
+@dataclass
+class WidthReport:
+    """Monitor results at one width."""
+
+    width: float
+    knn_top1: float
+    collapse_std: float
+
+
+@torch.no_grad()
+def embed(
+    method: SSLMethod, ds: object, w: float, transform: EvalTransform, device: torch.device,
+    batch: int = 256, limit: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(backbone features, projector outputs, labels) of ``ds`` at width ``w`` (first ``limit`` samples)."""
+    from us3l.slim import width as width_ctx
+
+    was = method.training
+    method.eval()
+    feats, zs, labels = [], [], []
+    seen = 0
+    try:
+        for images, y in iterate_batches(ds, batch):  # type: ignore[arg-type]
+            if limit is not None and seen >= limit:
+                break
+            x = transform(images.to(device))
+            with width_ctx(method.encoder_q.backbone, w):
+                f = method.encoder_q.backbone(x)
+            zs.append(method.encoder_q.projector(f).float().cpu())
+            feats.append(f.float().cpu())
+            labels.append(y)
+            seen += y.shape[0]
+    finally:
+        method.train(was)
+    return torch.cat(feats), torch.cat(zs), torch.cat(labels)
+
+
+def collapse_std(z: Tensor) -> float:
+    """sqrt(D) · mean over dims of std over samples of L2-normalised ``z`` (≈1 healthy, 0 collapsed)."""
+    zn = F.normalize(z.float(), dim=1)
+    return float(zn.std(dim=0).mean() * math.sqrt(z.shape[1]))
+
+
+def monitor(
+    method: SSLMethod, train_ds: object, test_ds: object, widths: list[float], transform: EvalTransform,
+    device: torch.device, num_classes: int, k: int = 200, t: float = 0.1, max_train: int = 10000,
+) -> list[WidthReport]:
+    """kNN top-1 on ``test_ds`` with a ``train_ds`` feature bank, and collapse std, at each width."""
+    out = []
+    for w in widths:
+        ftr, _, ytr = embed(method, train_ds, w, transform, device, limit=max_train)
+        fte, zte, yte = embed(method, test_ds, w, transform, device)
+        (top1,) = knn_accuracy(ftr, ytr, fte, yte, num_classes, k, t)
+        out.append(WidthReport(width=w, knn_top1=top1, collapse_std=collapse_std(zte)))
+    return out
