@@ -1,0 +1,86 @@
+"""``us3l devices --check``: is each device reachable, and is its runtime there?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from devices.spec import DeviceSpec
+from us3l.errors import US3LError
+
+#: Python module that provides each backend's runtime.
+RUNTIME_MODULES = {"onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of checking one device: reachable, and which of its backends have a runtime."""
+
+    device: str
+    reachable: bool
+    runtimes: dict[str, bool]
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and any(self.runtimes.values())
+
+    def to_dict(self) -> dict[str, object]:
+        return {"device": self.device, "ok": self.ok, "reachable": self.reachable, "runtimes": self.runtimes,
+                "message": self.message}
+
+
+def _local_runtime(backend: str, spec: DeviceSpec) -> bool:
+    from devices.detect import find_trtexec, module_available
+
+    if backend == "tensorrt":
+        return find_trtexec() is not None
+    if not module_available(RUNTIME_MODULES[backend]):
+        return False
+    if backend == "openvino" and spec.openvino_device != "CPU":
+        import openvino as ov
+
+        return spec.openvino_device in {d.split(".")[0] for d in ov.Core().available_devices}
+    return True
+
+
+def check_local(spec: DeviceSpec) -> CheckResult:
+    """Hardware requirements (Jetson / CUDA) and runtimes on this machine."""
+    from devices.detect import has_cuda_gpu, is_jetson
+
+    if spec.requires_tegra and not is_jetson():
+        return CheckResult(spec.name, False, {}, "not a Jetson here; reach it with --host ssh://user@board")
+    if spec.requires_cuda and not has_cuda_gpu():
+        return CheckResult(spec.name, False, {}, "no NVIDIA GPU here")
+    runtimes = {b: _local_runtime(b, spec) for b in spec.backends}
+    missing = [b for b, ok in runtimes.items() if not ok]
+    what = {"openvino": f"openvino (device {spec.openvino_device})"} if spec.openvino_device != "CPU" else {}
+    msg = "local" + (f"; missing runtime: {', '.join(what.get(b, b) for b in missing)}" if missing else "")
+    return CheckResult(spec.name, True, runtimes, msg)
+
+
+def check_ssh(spec: DeviceSpec) -> CheckResult:
+    """Connect (host key checked) and probe each backend's runtime with the device's Python / trtexec."""
+    from devices.ssh import SSHSession
+    from profiler.trt_timers import find_trtexec
+
+    try:
+        with SSHSession(spec.reach) as s:
+            runtimes: dict[str, bool] = {}
+            for b in spec.backends:
+                if b == "tensorrt":
+                    runtimes[b] = find_trtexec(s) is not None
+                elif b == "torch":
+                    runtimes[b] = False  # eager torch is measured only locally
+                else:
+                    res = s.run([spec.reach.python, "-c", f"import {RUNTIME_MODULES[b]}"], timeout=60)
+                    runtimes[b] = res.returncode == 0
+    except US3LError as exc:
+        return CheckResult(spec.name, False, {}, str(exc))
+    missing = [b for b, ok in runtimes.items() if not ok]
+    msg = spec.reach.url + (f"; missing runtime: {', '.join(missing)}" if missing else "")
+    return CheckResult(spec.name, True, runtimes, msg)
+
+
+def check_device(spec: DeviceSpec) -> CheckResult:
+    """``check_local`` or ``check_ssh`` depending on how the device is reached."""
+    return check_local(spec) if spec.reach.is_local else check_ssh(spec)

@@ -1,0 +1,67 @@
+"""accuracy.json: round trip through its loader; wrong kind / version / values rejected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from us3l.errors import US3LError
+from us3l.eval import accuracy_doc, best_top1, load_accuracy, save_accuracy
+
+
+def _doc() -> dict:
+    return accuracy_doc(
+        checkpoint={"path": "run/checkpoint.safetensors", "sha256": "ab" * 32, "method": "us3l", "epoch": 3},
+        model="cifar_resnet18",
+        model_kwargs={"base_channels": 8},
+        data="builtin",
+        num_classes=10,
+        input_size=32,
+        calibration={"batches": 20, "batch_size": 128, "momentum": None, "mode": "cumulative"},
+        protocols={"knn": {"k": 200, "temperature": 0.1, "max_train": None}, "linear": None},
+        widths=[
+            {"width": 1.0, "canonical_width": 1.0, "feature_dim": 64, "knn_top1": 0.9, "knn_top5": 1.0,
+             "macs": 1000, "params": 10, "embedding_std": 0.5},
+            {"width": 0.25, "canonical_width": 0.25, "feature_dim": 16, "knn_top1": 0.7, "knn_top5": 0.95,
+             "macs": 100, "params": 2, "embedding_std": 0.4},
+        ],
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    doc = _doc()
+    assert [r["width"] for r in doc["widths"]] == [0.25, 1.0]  # sorted
+    assert doc["widths"][0]["linear_top1"] is None  # absent protocol -> null
+    assert doc["kind"] == "accuracy" and doc["schema_version"] == 1 and doc["tool"] == "us3l"
+    path = save_accuracy(doc, tmp_path)
+    assert path == tmp_path / "accuracy.json"
+    back = load_accuracy(path)
+    assert back == json.loads(json.dumps(doc))
+    assert load_accuracy(tmp_path) == back
+    assert best_top1(back["widths"][1]) == 0.9
+
+
+def test_wrong_schema_version_rejected(tmp_path: Path) -> None:
+    doc = _doc()
+    doc["schema_version"] = 2
+    (tmp_path / "accuracy.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match="schema version 2"):
+        load_accuracy(tmp_path / "accuracy.json")
+
+
+def test_wrong_kind_and_bad_values_rejected(tmp_path: Path) -> None:
+    doc = _doc()
+    doc["kind"] = "profile"
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match="not a us3l accuracy file"):
+        load_accuracy(tmp_path / "a.json")
+    doc = _doc()
+    doc["widths"][0]["knn_top1"] = 93.0  # percent instead of a fraction
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match="fraction"):
+        load_accuracy(tmp_path / "b.json")
+    (tmp_path / "c.json").write_text("{broken")
+    with pytest.raises(US3LError, match="not valid JSON"):
+        load_accuracy(tmp_path / "c.json")

@@ -1,0 +1,69 @@
+"""kNN (reused from us3l.train.knn) on a hand-made set, and the linear probe."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from us3l.eval import LinearProbeSettings, embedding_std, topk_accuracy, train_linear_probe
+from us3l.errors import US3LError
+from us3l.train.knn import knn_accuracy, knn_predict
+
+
+def test_knn_hand_computed() -> None:
+    # train bank on the unit circle (features are L2-normalised inside, so scale does not matter)
+    train = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, -1.0], [3.0, 3.0]])
+    labels = torch.tensor([0, 1, 1, 0])
+    test = torch.tensor([[1.0, 1.0]])
+    # cosines: a=1/sqrt2, b=1/sqrt2, c=-1/sqrt2, d=1; k=3 keeps d, a, b; T=0.5
+    scores = knn_predict(train, labels, test, num_classes=2, k=3, temperature=0.5)
+    e = math.exp
+    s = 1 / math.sqrt(2)
+    expected = torch.tensor([[e(1 / 0.5) + e(s / 0.5), e(s / 0.5)]])
+    torch.testing.assert_close(scores, expected)
+    # k=4 adds c's vote for class 1
+    scores4 = knn_predict(train, labels, test, num_classes=2, k=4, temperature=0.5)
+    torch.testing.assert_close(scores4, expected + torch.tensor([[0.0, e(-s / 0.5)]]))
+
+
+def test_knn_accuracy_top1_top5() -> None:
+    train = torch.eye(3).repeat(2, 1)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    test = torch.tensor([[1.0, 0.1, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.2]])
+    top1, top5 = knn_accuracy(train, labels, test, torch.tensor([0, 1, 1]), 3, k=2, temperature=0.1,
+                              topk=(1, 5))
+    assert top1 == pytest.approx(2 / 3)
+    assert top5 == 1.0  # k clipped to the number of classes
+
+
+def test_topk_accuracy() -> None:
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.3]])
+    assert topk_accuracy(logits, torch.tensor([1, 2]), (1, 2)) == (0.5, 1.0)
+
+
+def test_linear_probe_separable() -> None:
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 16, generator=g) * 3
+    y = torch.arange(200) % 4
+    x = centers[y] + 0.3 * torch.randn(200, 16, generator=g)
+    s = LinearProbeSettings(epochs=20, lr=0.5, batch_size=32)
+    top1, top5 = train_linear_probe(x[:160], y[:160], x[160:], y[160:], 4, s)
+    assert top1 == 1.0 and top5 == 1.0
+    # deterministic given the seed
+    assert train_linear_probe(x[:160], y[:160], x[160:], y[160:], 4, s) == (top1, top5)
+
+
+def test_linear_settings_validation() -> None:
+    with pytest.raises(US3LError):
+        LinearProbeSettings(epochs=0)
+    assert LinearProbeSettings(epochs=10).milestone_epochs() == [6, 8]
+
+
+def test_embedding_std_detects_collapse() -> None:
+    g = torch.Generator().manual_seed(0)
+    spread = torch.randn(500, 64, generator=g)
+    assert 0.8 < embedding_std(spread) < 1.2
+    collapsed = torch.ones(500, 64) + 1e-4 * torch.randn(500, 64, generator=g)
+    assert embedding_std(collapsed) < 0.01

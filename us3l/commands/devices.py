@@ -1,0 +1,47 @@
+"""``us3l devices [--check] [--json]``: list the known profiling targets (and check them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from us3l.cli_app import app, console, emit_json
+
+
+@app.command("devices")
+def devices_cmd(
+    check: bool = typer.Option(False, "--check", help="Check that each device is reachable and has its runtime."),
+    device_file: Path | None = typer.Option(None, "--device-file", help="Also read this device TOML file."),
+    host: str | None = typer.Option(None, "--host", help="With --check and one device: reach it here."),
+    name: str | None = typer.Option(None, "--device", help="Only this device."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """List the built-in and user-defined devices ($US3L_DEVICES_DIR or ~/.config/us3l/devices)."""
+    from devices.check import check_device
+    from devices.registry import get_device, list_devices, user_devices_dir
+
+    specs = [get_device(name, device_file)] if name else list_devices(device_file)
+    if host:
+        specs = [s.with_host(host) for s in specs]
+    checks = {s.name: check_device(s) for s in specs} if check else {}
+    if json_out:
+        emit_json({
+            "user_dir": str(user_devices_dir()),
+            "devices": [{**s.to_dict(), **({"check": checks[s.name].to_dict()} if check else {})} for s in specs],
+        })
+        return
+    table = Table(title=f"us3l devices (user folder: {user_devices_dir()})")
+    cols = ["name", "backends", "precision", "batch", "reach"] + (["check"] if check else ["description"])
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for s in specs:
+        row = [s.name, ",".join(s.backends), s.precision, str(s.batch), s.reach.url]
+        if not check:
+            row.append(s.description)
+        else:
+            c = checks[s.name]
+            row.append(("[green]ok[/]" if c.ok else "[red]no[/]") + f": {c.message}")
+        table.add_row(*row)
+    console.print(table)
