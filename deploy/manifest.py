@@ -103,7 +103,7 @@ def check_manifest(doc: Mapping[str, Any], directory: Path) -> Backend:
         raise US3LError(f"{where}: this artifact did not pass verification (valid: false); re-export it")
     spec = doc.get("backend") or {}
     backend = get_backend(str(spec.get("name", "")))
-    if backend.runtime_version() is None:
+    if backend.name != "tensorrt" and backend.runtime_version() is None:
         raise backend.missing()
     if backend.name == "tensorrt":
         from deploy.backends.tensorrt import check_engine_compat, current_compute_capability

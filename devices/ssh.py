@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import shlex
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -98,7 +97,7 @@ class SSHSession:
                     f"its key: {keyscan_hint(reach, known_hosts)}"
                 ) from None
             raise US3LError(f"SSH connection to {target} failed: {exc}") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             client.close()
             raise US3LError(
                 f"cannot reach {target}: no answer within {reach.connect_timeout_s:g} s (host down or firewalled?)"
@@ -136,7 +135,7 @@ class SSHSession:
             out = stdout.read().decode("utf-8", errors="replace")
             err = stderr.read().decode("utf-8", errors="replace")
             rc = stdout.channel.recv_exit_status()
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise US3LError(f"remote command timed out after {timeout:g} s on {self.reach.url}: {cmd}") from None
         result = CommandResult(rc, out, err)
         if check and rc != 0:

@@ -1,4 +1,5 @@
-# ruff: noqa: UP  (this script must also run on the Python 3.8 of older JetPack releases)
+# ruff: noqa: UP031
+# (no f-strings with = and no 3.10 syntax: this script also runs on the Python 3.8 of older JetPack releases)
 """Self-contained latency runner copied to a remote device (needs Python >= 3.8, numpy, and onnxruntime or
 openvino; nothing from us3l). It is driven over stdin/stdout, one JSON document per line:
 

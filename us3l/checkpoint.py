@@ -141,11 +141,20 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
             write(tmp_path)
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
+        mode = 0o666 & ~_umask()
+        for tmp_path, _ in tmps:
+            os.chmod(tmp_path, mode)  # mkstemp creates 0600; give the files the usual permissions
         for tmp_path, final in tmps:
             os.replace(tmp_path, final)
     finally:
         for tmp_path, _ in tmps:
             tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -212,7 +221,11 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> Loade
     except KeyError as exc:
         raise US3LError(f"checkpoint {wpath} names an unknown model: {exc}") from None
     state = read_tensors(wpath, BACKBONE_PREFIX)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatch
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise US3LError(f"checkpoint {wpath} does not match model {meta['model']!r}: {first}") from None
     if missing or unexpected:
         raise US3LError(
             f"checkpoint {wpath} does not match model {meta['model']!r}: "

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from us3l.eval import LinearProbeSettings, embedding_std, topk_accuracy, train_linear_probe
 from us3l.errors import US3LError
+from us3l.eval import LinearProbeSettings, embedding_std, topk_accuracy, train_linear_probe
 from us3l.train.knn import knn_accuracy, knn_predict
 
 

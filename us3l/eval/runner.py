@@ -86,9 +86,15 @@ def open_checkpoint(path: str | Path) -> Any:
     except US3LError:
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors / torch errors from foreign or damaged files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if "size mismatch" in str(exc):
-            first = "its weights have other shapes than the model it names (another model or model_kwargs?)"
+            from us3l.checkpoint import read_meta
+
+            meta = read_meta(path)
+            raise US3LError(
+                f"checkpoint {path} does not match model {meta.get('model')!r} "
+                f"{meta.get('model_kwargs') or {}}: its weights have other shapes (another model?)"
+            ) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise US3LError(f"cannot load checkpoint {path}: {type(exc).__name__}: {first[:300]}") from None
 
 

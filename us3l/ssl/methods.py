@@ -141,7 +141,8 @@ class SSLMethod(nn.Module):
     def _teacher(self, x1: Tensor, x2: Tensor, features: bool) -> Targets:
         k1, f1 = self.encoder_k(x1, self.w_max, features)
         k2, f2 = self.encoder_k(x2, self.w_max, features)
-        return {"k": (k1.detach(), k2.detach()), "feats": [(a.detach(), b.detach()) for a, b in zip(f1, f2)]}
+        feats = [(a.detach(), b.detach()) for a, b in zip(f1, f2, strict=True)]
+        return {"k": (k1.detach(), k2.detach()), "feats": feats}
 
     def _distill(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
         if self.cfg.distill_criterion == "ntxent":

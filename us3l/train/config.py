@@ -29,11 +29,13 @@ class TrainConfig:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     data: str = "builtin"
     image_size: int | None = None  # None: the model's input_size
+    crop_min: float | None = None  # RandomResizedCrop min scale; None: the data set's recipe (0.2)
     out: str = "runs/us3l"
     # optimisation
     epochs: int = 400
     batch_size: int = 128  # per process
-    lr: float = 0.5
+    lr: float | None = None  # None: the method's reference value (0.5 SimCLR-type, 0.05 BYOL/SimSiam-type)
+    optimizer: str = "sgd"  # "sgd" (CNN recipes) or "adamw" (MoCo v3 ViT recipe)
     momentum: float = 0.9
     weight_decay: float = 1e-4  # ignored (set to 0) when the group regularizer is on
     lr_schedule: str = "epoch"  # "epoch" (reference) or "iter" (per-iteration cosine with warm-up)
@@ -43,6 +45,7 @@ class TrainConfig:
     seed: int = 100
     amp: bool = True  # CUDA only
     device: str = "auto"
+    threads: int | None = None  # CPU threads per process (None: torch's default); recorded for resume
     # widths
     width_min: float | None = None  # None: the model's width range
     width_max: float | None = None
@@ -164,9 +167,32 @@ def resolve_config(
     if config_file is not None:
         values.update(load_config_file(config_file))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    cfg = make_config(values)
+    cfg = fill_method_defaults(make_config(values))
     validate(cfg)
     return cfg
+
+
+#: Reference learning rates per method (method.md §1.6): 0.5 for SimCLR-type, 0.05 for BYOL/SimSiam-type.
+METHOD_LR = {"us3l": 0.5, "naive_simclr": 0.5, "us3l_byol": 0.05, "us3l_simsiam": 0.05, "naive_simsiam": 0.05,
+             "us3l_mocov3": 1.5e-4}
+
+
+def fill_method_defaults(cfg: TrainConfig) -> TrainConfig:
+    """Resolve ``lr=None`` and ``proj_dim=None`` to the method's reference values (so they are saved)."""
+    simclr_type = cfg.method in ("us3l", "naive_simclr", "us3l_mocov3") or (
+        cfg.method == "single" and cfg.single_base == "simclr_momentum"
+    )
+    changes: dict[str, Any] = {}
+    if cfg.lr is None:
+        if cfg.method == "single":
+            changes["lr"] = 0.5 if simclr_type else 0.05
+        else:
+            changes["lr"] = METHOD_LR.get(cfg.method, 0.05)
+        if cfg.method == "us3l_mocov3":
+            changes["lr"] = 1.5e-4 * cfg.batch_size / 256  # MoCo v3: lr·bs/256 (per-process batch)
+    if cfg.proj_dim is None:
+        changes["proj_dim"] = 256 if simclr_type else 2048
+    return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
 def _check_width(name: str, w: float | None) -> None:
@@ -198,7 +224,7 @@ def validate(cfg: TrainConfig) -> None:
         raise US3LError(f"epochs must be >= 1, got {cfg.epochs}")
     if cfg.batch_size < 2:
         raise US3LError(f"batch_size must be >= 2 (BatchNorm and contrastive losses), got {cfg.batch_size}")
-    if not cfg.lr > 0:
+    if cfg.lr is not None and not cfg.lr > 0:
         raise US3LError(f"lr must be > 0, got {cfg.lr}")
     if cfg.sampling not in SAMPLINGS:
         raise US3LError(f"unknown sampling {cfg.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
@@ -206,6 +232,10 @@ def validate(cfg: TrainConfig) -> None:
         raise US3LError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if cfg.method != "single":
         check_schedule(cfg.schedule, cfg.epochs)
+    if cfg.crop_min is not None and not 0.0 < cfg.crop_min <= 1.0:
+        raise US3LError(f"crop_min must be in (0, 1], got {cfg.crop_min}")
+    if cfg.optimizer not in ("sgd", "adamw"):
+        raise US3LError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
     if cfg.lr_schedule not in ("epoch", "iter"):
         raise US3LError(f"lr_schedule must be 'epoch' or 'iter', got {cfg.lr_schedule!r}")
     if cfg.distill_criterion not in ("cosine", "ntxent"):

@@ -24,7 +24,7 @@ from us3l import checkpoint as ckpt
 from us3l.errors import US3LError
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
-from us3l.train.config import TrainConfig, validate
+from us3l.train.config import TrainConfig, fill_method_defaults, validate
 from us3l.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
 from us3l.train.sampling import FixedWidth, WidthSampler
@@ -139,10 +139,10 @@ class _Progress:
 
     def line(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text, highlight=False)
+            self.console.print(text, highlight=False, soft_wrap=True)
 
     def warn(self, text: str) -> None:
-        self.console.print(f"[bold red]WARNING[/]: {text}", highlight=False)
+        self.console.print(f"[bold red]WARNING[/]: {text}", highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -196,21 +196,26 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         cfg = _resumed_config(cfg, run_dir)
     else:
         resume = False
+    cfg = fill_method_defaults(cfg)
     validate(cfg)
     if info.is_main:
         _check_run_dir(run_dir, resume, overwrite)
         run_dir.mkdir(parents=True, exist_ok=True)
     barrier(info)
     device = info.device
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + info.rank)
 
     from us3l.data import EvalTransform, load_dataset, ssl_augment_for
 
-    train_ds = load_dataset(cfg.data, "train")
-    test_ds = load_dataset(cfg.data, "test")
     backbone = build_backbone(cfg)
     image_size = int(cfg.image_size or backbone.input_size)
+    train_ds = load_dataset(cfg.data, "train", image_size)
+    test_ds = load_dataset(cfg.data, "test", image_size)
     aug = ssl_augment_for(train_ds.name, image_size, train_ds.mean, train_ds.std)
+    if cfg.crop_min is not None:
+        aug.crop_scale = (float(cfg.crop_min), 1.0)
     eval_tf = EvalTransform(image_size, train_ds.mean, train_ds.std)
     method = create_method(cfg.method, backbone, cfg).to(device)
     wr = backbone.width_range
@@ -225,8 +230,11 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         knn_widths = [w for w in cfg.knn_widths if w_min - 1e-9 <= w <= w_max + 1e-9]
 
     params = [p for p in method.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=0.0 if cfg.regularizer else cfg.weight_decay)
+    wd = 0.0 if cfg.regularizer else cfg.weight_decay  # the group regularizer replaces weight decay
+    if cfg.optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
     reg = None
     if cfg.regularizer:
         reg = GroupRegularizer(
@@ -338,11 +346,24 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         progress.close()
     if result.status == "completed" and start_epoch >= cfg.epochs and info.is_main:
         last_reports = _run_monitor(method, train_ds, test_ds, knn_widths, eval_tf, device, cfg)
+    _check_replicas(method, info)
     result.final_knn = {r.width: r.knn_top1 for r in last_reports}
     result.collapse_std = {r.width: r.collapse_std for r in last_reports}
     result.seconds = time.perf_counter() - t_start
     barrier(info)
     return result
+
+
+def _check_replicas(method: nn.Module, info: DistInfo) -> None:
+    """DDP sanity check at the end: every rank must hold the same weights (same widths, synced gradients)."""
+    if not info.enabled:
+        return
+    with torch.no_grad():
+        sig = torch.stack([p.double().sum() for p in method.parameters()]).sum().reshape(1)
+    sigs = [torch.zeros_like(sig) for _ in range(info.world_size)]
+    torch.distributed.all_gather(sigs, sig)
+    if any(not torch.equal(s, sigs[0]) for s in sigs):
+        raise US3LError(f"DDP replicas diverged (weight checksums {[float(s) for s in sigs]})")
 
 
 class _NonFinite(Exception):

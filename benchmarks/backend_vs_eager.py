@@ -1,0 +1,55 @@
+"""onnxruntime and OpenVINO latency relative to PyTorch eager, per width, measured interleaved in one loop.
+
+Every (backend, width) pair is one timer of the same ``measure_interleaved`` loop, so all of them see the same
+machine state. Ratio = p50(backend) / p50(torch eager) on the same materialized network; < 1 means faster.
+
+    python benchmarks/backend_vs_eager.py [--model cifar_resnet18] [--points 4] [--max-seconds 3] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from deploy.backends import get_backend
+from profiler.measure import MeasurementPolicy, measure_interleaved
+from profiler.timers import example_input, resolve_threads, runner_timer, torch_timer
+from us3l.models import create_model
+from us3l.slim import materialize
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--points", type=int, default=4)
+    ap.add_argument("--max-seconds", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    net = create_model(args.model, num_classes=0)
+    threads = resolve_threads(args.threads)
+    x = example_input((1, 3, net.input_size, net.input_size))
+    widths = list(net.width_grid(args.points))
+    timers = {}
+    with ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        for i, w in enumerate(widths):
+            static = materialize(net, w).eval()
+            timers[("torch", w)] = torch_timer(static, x, threads)
+            for name in ("onnx", "openvino"):
+                be = get_backend(name)
+                art = be.export(static, x, root / f"{name}-{i}")
+                runner = stack.enter_context(be.load(art.path, threads=threads))
+                timers[(name, w)] = runner_timer(runner, x.numpy())
+        policy = MeasurementPolicy(max_seconds=args.max_seconds)
+        res = measure_interleaved(timers, policy)
+    print(f"# {args.model}, batch 1, {threads} threads, interleaved; ratio = p50(backend) / p50(torch eager)")
+    print(f"{'width':>7} {'eager ms':>9} {'onnx ms':>8} {'onnx/eager':>10} {'ov ms':>8} {'ov/eager':>9}")
+    for w in widths:
+        e, o, v = (res[(n, w)].stats.p50_ms for n in ("torch", "onnx", "openvino"))
+        print(f"{w:7.4g} {e:9.3f} {o:8.3f} {o / e:10.2f} {v:8.3f} {v / e:9.2f}")
+
+
+if __name__ == "__main__":
+    main()

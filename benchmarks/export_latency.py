@@ -1,0 +1,89 @@
+"""Exported-artifact latency vs PyTorch eager, per width, measured interleaved in one run.
+
+For each width: materialize (PyTorch eager, the baseline), export to ONNX and OpenVINO IR (fp32, verified),
+then time all of them round-robin with ``profiler.measure.measure_interleaved`` so that drift (thermal,
+neighbours) hits every runtime alike. Prints the median (p50) per runtime and the speed-up over eager.
+
+    python benchmarks/export_latency.py [--model cifar_resnet18] [--widths 0.25,0.5,0.75,1.0] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from deploy import get_backend
+from deploy.export import export_width
+from profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.models import create_model
+from us3l.slim import materialize
+
+
+def torch_timer(model: torch.nn.Module, x: torch.Tensor) -> Callable[[int], Sequence[float]]:
+    def run(n: int) -> list[float]:
+        out = []
+        with torch.inference_mode():
+            for _ in range(n):
+                t0 = time.perf_counter()
+                model(x)
+                out.append(time.perf_counter() - t0)
+        return out
+
+    return run
+
+
+def runner_timer(runner, x: np.ndarray) -> Callable[[int], Sequence[float]]:
+    return lambda n: [runner.time_once(x) for _ in range(n)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--widths", default="0.25,0.5,0.75,1.0")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-seconds", type=float, default=4.0, help="time cap per (width, runtime)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = create_model(args.model, num_classes=0).eval()
+    size = model.input_size
+    x = torch.randn(1, 3, size, size)
+    xn = x.numpy()
+    widths = [float(w) for w in args.widths.split(",")]
+    backends = [b for b in ("onnx", "openvino") if get_backend(b).available()]
+    timers: dict[tuple[float, str], Callable[[int], Sequence[float]]] = {}
+    runners = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in widths:
+            timers[(w, "eager")] = torch_timer(materialize(model, w), x)
+            for b in backends:
+                res = export_width(model, w, b, tmp, model_name=args.model)
+                r = get_backend(b).load(res.artifact.path, threads=args.threads, precision="fp32")
+                runners.append(r)
+                timers[(w, b)] = runner_timer(r, xn)
+        policy = MeasurementPolicy(warmup=20, min_repeats=50, max_repeats=2000, max_seconds=args.max_seconds)
+        res = measure_interleaved(timers, policy)
+        for r in runners:
+            r.close()
+    print(f"model {args.model}, input 1x3x{size}x{size}, {args.threads} thread(s), torch {torch.__version__}")
+    head = f"{'width':>6} {'eager p50 ms':>13}" + "".join(f" {b + ' p50 ms':>16} {'x eager':>8}" for b in backends)
+    print(head)
+    for w in widths:
+        eager = res[(w, "eager")].stats.p50_ms
+        line = f"{w:>6g} {eager:>13.3f}"
+        for b in backends:
+            p50 = res[(w, b)].stats.p50_ms
+            line += f" {p50:>16.3f} {eager / p50:>7.2f}x"
+        print(line)
+    print(
+        "x eager = eager p50 / runtime p50 (> 1: the exported artifact is faster); n per cell: "
+        + ", ".join(sorted({str(m.stats.n) for m in res.values()}))
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Profiler reproducibility: two consecutive sweeps of the same model/device/backend, per-width relative
+difference of the median latency, |p50_b - p50_a| / p50_a, next to each sweep's own CI half-width.
+
+    python benchmarks/profiler_repro.py [--model cifar_resnet18] [--backend onnx] [--points 4] [--max-seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from devices.registry import get_device
+from profiler.sweep import run_sweep
+from us3l.models import create_model
+from us3l.slim import materialize
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backend", default="onnx")
+    ap.add_argument("--points", type=int, default=4)
+    ap.add_argument("--max-seconds", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    net = create_model(args.model, num_classes=0)
+    spec = get_device(args.device)
+    policy = spec.policy.replace(max_seconds=args.max_seconds)
+    widths = list(net.width_grid(args.points))
+    sweeps = [
+        run_sweep(lambda w: materialize(net, w), args.model, widths, spec, net.input_size, backend=args.backend,
+                  threads=args.threads, policy=policy)
+        for _ in range(2)
+    ]
+    a, b = sweeps
+    print(f"# {args.model} on {spec.name} ({a.backend}, {a.threads} threads), two consecutive sweeps")
+    print(f"{'width':>7} {'p50_a ms':>9} {'±a %':>6} {'p50_b ms':>9} {'±b %':>6} {'|rel diff| %':>12} stable a/b")
+    diffs = []
+    for ra, rb in zip(a.records, b.records, strict=True):
+        d = abs(rb.latency.p50_ms - ra.latency.p50_ms) / ra.latency.p50_ms
+        diffs.append(d)
+        print(f"{ra.width:7.4g} {ra.latency.p50_ms:9.3f} {100 * ra.latency.rel_ci_halfwidth:6.1f} "
+              f"{rb.latency.p50_ms:9.3f} {100 * rb.latency.rel_ci_halfwidth:6.1f} {100 * d:12.1f} "
+              f"{ra.latency.stable}/{rb.latency.stable}")
+    print(f"median |rel diff| {100 * sorted(diffs)[len(diffs) // 2]:.1f} %, max {100 * max(diffs):.1f} %")
+
+
+if __name__ == "__main__":
+    main()

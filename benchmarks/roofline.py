@@ -1,0 +1,61 @@
+"""Achieved MACs/s per width relative to the best of a large dense fp32 matmul on the same cores.
+
+The reference is the best of several ``torch.matmul`` runs of an N x N by N x N product (N^3 MACs) with the
+same thread count; each width's achieved rate is MACs / p50 latency (onnxruntime on the materialized network).
+
+    python benchmarks/roofline.py [--model cifar_resnet18] [--points 4] [--max-seconds 3] [--n 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from devices.registry import get_device
+from profiler.sweep import run_sweep
+from profiler.timers import resolve_threads
+from us3l.models import create_model
+from us3l.slim import materialize
+
+
+def matmul_peak(n: int, threads: int, repeats: int = 10) -> float:
+    """Best MACs/s of an n x n fp32 matmul over ``repeats`` runs."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return n**3 / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--backend", default="onnx")
+    ap.add_argument("--points", type=int, default=4)
+    ap.add_argument("--max-seconds", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--n", type=int, default=2048)
+    args = ap.parse_args()
+    threads = resolve_threads(args.threads)
+    peak = matmul_peak(args.n, threads)
+    net = create_model(args.model, num_classes=0)
+    spec = get_device("cpu")
+    prof = run_sweep(lambda w: materialize(net, w), args.model, list(net.width_grid(args.points)), spec,
+                     net.input_size, backend=args.backend, threads=threads,
+                     policy=spec.policy.replace(max_seconds=args.max_seconds))
+    print(f"# dense {args.n}x{args.n} fp32 matmul, {threads} threads: best {peak / 1e9:.1f} GMAC/s")
+    print(f"# {args.model} ({prof.backend}, batch 1, input {prof.input_shape[-1]})")
+    print(f"{'width':>7} {'MMACs':>8} {'p50 ms':>8} {'GMAC/s':>7} {'of peak':>8}")
+    for r in prof.records:
+        rate = r.macs / (r.latency.p50_ms / 1e3)
+        print(f"{r.width:7.4g} {r.macs / 1e6:8.1f} {r.latency.p50_ms:8.3f} {rate / 1e9:7.2f} {100 * rate / peak:7.1f}%")
+
+
+if __name__ == "__main__":
+    main()

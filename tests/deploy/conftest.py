@@ -1,0 +1,139 @@
+"""Tiny static models and hand-made profile/accuracy documents for the deploy tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from us3l.io import header
+
+
+class TinyNet(nn.Module):
+    """Conv-BN-ReLU-pool-Linear: what a materialized width looks like to a backend, in miniature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn(self.conv(x)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+@pytest.fixture
+def tiny_net() -> nn.Module:
+    net = TinyNet()
+    with torch.no_grad():  # non-trivial BN statistics, so a wrong fold would show
+        net.bn.running_mean.uniform_(-0.5, 0.5)
+        net.bn.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def latency(
+    p50: float,
+    p90: float,
+    p99: float,
+    ci90_hi: float | None = None,
+    mean: float | None = None,
+    std: float = 0.1,
+    n: int = 100,
+) -> dict[str, Any]:
+    """A LatencyStats record (CONTRACT.md) with the given quantiles; CIs hug the point values."""
+    hi = p90 if ci90_hi is None else ci90_hi
+    return {
+        "n": n,
+        "mean_ms": p50 if mean is None else mean,
+        "std_ms": std,
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "min_ms": p50 * 0.9,
+        "max_ms": p99 * 1.1,
+        "ci95_ms": {"p50": [p50, p50], "p90": [p90, hi], "p99": [p99, p99]},
+        "rel_ci_halfwidth": 0.01,
+        "stable": True,
+        "samples_ms": [p50] * 5,
+    }
+
+
+@pytest.fixture
+def write_profile(tmp_path: Path) -> Callable[..., Path]:
+    """``write_profile(rows, device="cpu")``; rows: dicts with width, latency, macs, params, ...bytes."""
+
+    def make(
+        rows: Sequence[dict[str, Any]],
+        device: str = "cpu",
+        model: str = "tiny",
+        backend: str = "onnx",
+        precision: str = "fp32",
+    ) -> Path:
+        doc = header("profile", 1)
+        records = []
+        for r in rows:
+            rec = {
+                "width": r["width"],
+                "channels": [1],
+                "macs": r.get("macs", int(r["width"] * 1e6)),
+                "params": r.get("params", int(r["width"] * 1e5)),
+                "weight_bytes": r.get("weight_bytes", int(r["width"] * 4e5)),
+                "activation_bytes": r.get("activation_bytes", int(r["width"] * 1e5)),
+                "latency": r["latency"],
+            }
+            records.append(rec)
+        doc.update(
+            model=model,
+            checkpoint_sha256=None,
+            device=device,
+            backend=backend,
+            precision=precision,
+            input_shape=[1, 3, 32, 32],
+            threads=1,
+            policy={},
+            fingerprint={},
+            records=records,
+        )
+        path = tmp_path / "profiles" / f"{model}-{device}-{backend}-{precision}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(doc))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def write_accuracy(tmp_path: Path) -> Callable[..., Path]:
+    """``write_accuracy({width: linear_top1 or None}, knn={width: knn_top1})``."""
+
+    def make(linear: dict[float, float | None], knn: dict[float, float] | None = None) -> Path:
+        doc = header("accuracy", 1)
+        widths = sorted(set(linear) | set(knn or {}))
+        doc.update(
+            checkpoint_sha256="0" * 64,
+            model="tiny",
+            data="synthetic",
+            widths=[
+                {
+                    "width": w,
+                    "linear_top1": linear.get(w),
+                    "knn_top1": (knn or {}).get(w),
+                    "linear_top5": None,
+                    "knn_top5": None,
+                    "macs": None,
+                    "params": None,
+                }
+                for w in widths
+            ],
+        )
+        path = tmp_path / "accuracy.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    return make

@@ -1,0 +1,129 @@
+"""One contract for every backend: export -> load -> infer -> compare with PyTorch (real runtimes, no fakes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deploy.backends import available_backends, get_backend, list_backends
+from deploy.backends.base import version_tuple
+from deploy.verify import compare
+from us3l.errors import MissingDependencyError, US3LError
+
+CPU_BACKENDS = [b for b in ("onnx", "openvino") if get_backend(b).available()]
+
+
+@pytest.mark.parametrize("name", available_backends())
+@pytest.mark.parametrize("dynamic_batch", [False, True])
+def test_backend_contract(name: str, dynamic_batch: bool, tiny_net: torch.nn.Module, tmp_path: Path) -> None:
+    backend = get_backend(name)
+    x = torch.randn(2, 3, 16, 16)
+    art = backend.export(tiny_net, x, tmp_path, precision=backend.precisions[0], dynamic_batch=dynamic_batch)
+    assert art.path.is_file() and all(f.is_file() for f in art.files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in art.files)  # no leftovers
+    assert art.input_shape == (2, 3, 16, 16) and art.output_shape == (2, 6)
+    with torch.no_grad():
+        ref = tiny_net(x).numpy()
+    with backend.load(art.path, threads=1, precision=art.precision) as runner:
+        out = runner.infer(x.numpy())
+        assert out.dtype == np.float32 and out.shape == (2, 6)
+        assert compare(ref, out, art.precision)
+        assert np.abs(out - ref).max() < 1e-4
+        assert runner.time_once(x.numpy()) > 0
+        if dynamic_batch:
+            x5 = torch.randn(5, 3, 16, 16)
+            with torch.no_grad():
+                assert compare(tiny_net(x5).numpy(), runner.infer(x5.numpy()), art.precision)
+
+
+@pytest.mark.skipif("openvino" not in CPU_BACKENDS, reason="openvino not installed")
+def test_openvino_fp16_weights_are_smaller_and_close(tiny_net: torch.nn.Module, tmp_path: Path) -> None:
+    be = get_backend("openvino")
+    x = torch.randn(1, 3, 16, 16)
+    a32 = be.export(tiny_net, x, tmp_path / "a", "fp32")
+    a16 = be.export(tiny_net, x, tmp_path / "b", "fp16")
+    assert (tmp_path / "b" / "model.bin").stat().st_size < (tmp_path / "a" / "model.bin").stat().st_size
+    with be.load(a16.path, precision="fp16") as r, torch.no_grad():
+        assert compare(tiny_net(x).numpy(), r.infer(x), "fp16")
+    assert a32.extras["weights"] == "fp32"
+
+
+def test_onnx_is_one_self_contained_file_with_named_tensors(tiny_net: torch.nn.Module, tmp_path: Path) -> None:
+    import onnx
+
+    art = get_backend("onnx").export(tiny_net, torch.randn(1, 3, 16, 16), tmp_path, dynamic_batch=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no side .data file
+    proto = onnx.load(str(art.path))
+    assert [i.name for i in proto.graph.input] == ["input"]
+    assert [o.name for o in proto.graph.output] == ["embedding"]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    assert "BatchNormalization" not in {n.op_type for n in proto.graph.node}  # folded into Conv
+
+
+def test_exported_onnx_runs_without_us3l(tiny_net: torch.nn.Module, tmp_path: Path) -> None:
+    """The artifact is usable by a plain onnxruntime session in a process that never imports us3l."""
+    x = torch.randn(1, 3, 16, 16)
+    art = get_backend("onnx").export(tiny_net, x, tmp_path)
+    np.save(tmp_path / "x.npy", x.numpy())
+    code = (
+        "import sys, json, numpy as np, onnxruntime as ort\n"
+        "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+        "y = s.run(['embedding'], {'input': np.load(sys.argv[2])})[0]\n"
+        "assert not any(m.split('.')[0] in ('us3l', 'deploy', 'torch') for m in sys.modules)\n"
+        "print(json.dumps(y.tolist()))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(art.path), str(tmp_path / "x.npy")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with torch.no_grad():
+        assert compare(tiny_net(x).numpy(), np.array(json.loads(proc.stdout), dtype=np.float32))
+
+
+def test_registry_names_and_unknown_backend() -> None:
+    assert list_backends() == ["onnx", "openvino", "tensorrt"]
+    assert get_backend(" ONNX ").name == "onnx"
+    with pytest.raises(US3LError, match="unknown backend 'tflite'.*onnx, openvino, tensorrt"):
+        get_backend("tflite")
+
+
+def test_onnx_refuses_fp16_with_a_pointer(tiny_net: torch.nn.Module, tmp_path: Path) -> None:
+    with pytest.raises(US3LError, match="fp32, not 'fp16'"):
+        get_backend("onnx").export(tiny_net, torch.randn(1, 3, 8, 8), tmp_path, precision="fp16")
+
+
+def test_missing_runtime_is_reported_only_when_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a))
+    be = get_backend("openvino")  # importing and looking up the backend still works
+    assert not be.available() and be.runtime_version() is None
+    with pytest.raises(MissingDependencyError, match=r"pip install 'us3l\[openvino\]'"):
+        be.load(tmp_path / "model.xml")
+
+
+def test_onnx_runner_rejects_absent_provider(tiny_net: torch.nn.Module, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    art = get_backend("onnx").export(tiny_net, torch.randn(1, 3, 8, 8), tmp_path)
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA provider present")
+    with pytest.raises(US3LError, match="no CUDAExecutionProvider"):
+        get_backend("onnx").load(art.path, device="cuda")
+
+
+def test_version_tuple() -> None:
+    assert version_tuple("1.32.0") == (1, 32, 0)
+    assert version_tuple("2026.4.1-22982-e213a147257-releases/2026/4") == (2026, 4, 1)
+    assert version_tuple("10.3.0.post12.dev1") == (10, 3, 0)
+    assert version_tuple("2.13.0+cpu") == (2, 13, 0)

@@ -1,0 +1,103 @@
+"""``us3l export`` / ``us3l select`` through the real CLI entry point: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from us3l.cli import main
+
+from .conftest import latency
+
+
+def test_select_cli_writes_selection_and_plot(write_profile, write_accuracy, tmp_path: Path, capsys) -> None:
+    write_profile([{"width": w, "latency": latency(p, p, p)} for w, p in ((0.25, 1.0), (0.5, 2.0))])
+    acc = write_accuracy({0.25: 50.0, 0.5: 60.0})
+    out, png = tmp_path / "selection.json", tmp_path / "sel.png"
+    code = main(
+        [
+            "select",
+            "--device",
+            "cpu",
+            "--profiles-dir",
+            str(tmp_path / "profiles"),
+            "--accuracy",
+            str(acc),
+            "--latency-ms",
+            "3",
+            "--out",
+            str(out),
+            "--plot",
+            str(png),
+            "--json",
+        ]
+    )
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["devices"][0]["chosen"]["width"] == 0.5
+    assert json.loads(out.read_text())["kind"] == "selection"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_select_cli_infeasible_exit_2(write_profile, tmp_path: Path, capsys) -> None:
+    prof = write_profile([{"width": 0.25, "latency": latency(5, 5, 5)}])
+    code = main(["select", "--profile", str(prof), "--latency-ms", "1", "--out", str(tmp_path / "s.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: infeasible budget" in err and "smallest achievable latency is 5.000 ms" in err
+    assert "MACs stand in for accuracy" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "--backend", "tflite", "--width", "0.5", "--model", "cifar_resnet18"], "unknown backend"),
+        (["export", "--backend", "onnx", "--width", "1.5", "--model", "cifar_resnet18"], "[0.25, 1]"),
+        (["export", "--backend", "onnx", "--width", "0.5"], "exactly one of --ckpt PATH or --model NAME"),
+        (["export", "--backend", "onnx", "--model", "cifar_resnet18"], "exactly one of --width W or --selection"),
+        (["export", "--backend", "onnx", "--width", "0.5", "--ckpt", "/nonexistent"], "/nonexistent"),
+        (
+            ["export", "--backend", "onnx", "--selection", "/nonexistent.json", "--model", "cifar_resnet18"],
+            "selection not found",
+        ),
+        (["select", "--profile", "/nonexistent.json", "--latency-ms", "1"], "profile not found"),
+        (
+            ["select", "--device", "cpu", "--profiles-dir", "/nonexistent", "--latency-ms", "1"],
+            "profiles directory not found",
+        ),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(args, message, tmp_path: Path, capsys) -> None:
+    code = main([*args, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_select_then_export_cli(write_profile, tmp_path: Path, capsys) -> None:
+    prof = write_profile(
+        [{"width": w, "latency": latency(p, p, p)} for w, p in ((0.25, 1.0), (0.5, 9.0))], model="cifar_resnet18"
+    )
+    sel = tmp_path / "selection.json"
+    assert main(["select", "--profile", str(prof), "--latency-ms", "2", "--out", str(sel)]) == 0
+    code = main(
+        [
+            "export",
+            "--backend",
+            "onnx",
+            "--selection",
+            str(sel),
+            "--model",
+            "cifar_resnet18",
+            "--out",
+            str(tmp_path / "art"),
+            "--json",
+        ]
+    )
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    (exp,) = doc["exports"]
+    assert exp["valid"] and exp["directory"].endswith("cpu/cifar_resnet18-w0.25-onnx-fp32")
+    assert exp["verification"]["max_abs_error"] <= 1e-4

@@ -1,0 +1,185 @@
+"""Export pipeline on a real registered model: materialize -> export -> verify -> manifest -> deploy.load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import deploy
+from deploy.export import VerificationFailed, artifact_name, export_width
+from deploy.manifest import read_manifest
+from us3l.errors import US3LError
+from us3l.io import file_sha256
+
+MODEL = "cifar_resnet18"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint run folder of cifar_resnet18 with calibrated BN statistics at width 0.25 only."""
+    from safetensors.torch import save_file
+
+    from us3l.checkpoint import BN_STATS_FILE, checkpoint_meta, save_checkpoint
+    from us3l.models import create_model
+    from us3l.slim import bn_stats_state, calibrating
+
+    torch.manual_seed(0)
+    model = create_model(MODEL, num_classes=0)
+    with torch.no_grad(), calibrating(model, 0.25):
+        model(torch.randn(16, 3, 32, 32))
+    run = tmp_path_factory.mktemp("run")
+    meta = checkpoint_meta(
+        model=MODEL,
+        model_kwargs={},
+        width_range={"min": 0.25, "max": 1.0, "divisor": 8},
+        method="simclr",
+        normalization={"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+        input_size=32,
+        data="synthetic",
+        epoch=1,
+        config={},
+    )
+    save_checkpoint(run, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state=None)
+    save_file({k: v.contiguous() for k, v in bn_stats_state(model).items()}, str(run / BN_STATS_FILE))
+    return run
+
+
+@pytest.fixture(scope="module")
+def onnx_export(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> deploy.export.ExportResult:
+    return export_width(run_dir, 0.25, "onnx", tmp_path_factory.mktemp("out"), device_name="cpu")
+
+
+def test_export_from_checkpoint_is_verified_and_described(onnx_export, run_dir: Path) -> None:
+    res = onnx_export
+    assert res.valid and res.verification and res.verification.max_abs_error <= 1e-4
+    assert res.directory.name == artifact_name(MODEL, 0.25, "onnx", "fp32") == "cifar_resnet18-w0.25-onnx-fp32"
+    assert res.directory.parent.name == "cpu"
+    assert sorted(p.name for p in res.directory.iterdir()) == ["manifest.json", "model.onnx"]
+    assert not [p for p in res.directory.parent.iterdir() if p.name.startswith(".")]  # no staging left
+    m, _ = read_manifest(res.directory)
+    assert m["kind"] == "manifest" and m["schema_version"] == 1 and m["valid"] is True
+    assert m["model"]["name"] == MODEL and m["model"]["width"] == 0.25 and m["model"]["bn_stats"] == "calibrated"
+    assert m["model"]["macs"] > 0 and m["model"]["params"] > 0 and m["model"]["channel_config"]
+    assert m["source"]["checkpoint_sha256"] == file_sha256(run_dir / "checkpoint.safetensors")
+    assert m["input"]["shape"] == [1, 3, 32, 32] and m["input"]["layout"] == "NCHW"
+    assert m["input"]["normalization"]["mean"] == [0.5, 0.5, 0.5]
+    assert m["output"]["shape"] == [1, m["model"]["feature_dim"]]
+    assert m["backend"]["runtime_version"] and m["artifact"]["sha256"] == file_sha256(res.artifact.path)
+    assert m["target"] == {"device": "cpu", "runtime_device": "cpu"}
+
+
+def test_loaded_artifact_matches_pytorch_at_that_width(onnx_export, run_dir: Path) -> None:
+    from us3l.checkpoint import load_backbone
+    from us3l.slim import width
+
+    ck = load_backbone(run_dir)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad(), width(ck.model, 0.25):
+        ref = ck.model(x).numpy()
+    with deploy.load(onnx_export.directory) as runner:
+        assert runner.manifest["model"]["width"] == 0.25
+        assert deploy.compare(ref, runner.infer(x.numpy()), "fp32")
+
+
+def test_checkpoint_width_without_statistics_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(US3LError, match="width 0.5 has no calibrated BN statistics"):
+        export_width(run_dir, 0.5, "onnx", tmp_path)
+    assert not any(tmp_path.rglob("*.onnx"))
+
+
+def test_width_outside_range(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\[0.25, 1\]"):
+        export_width(run_dir, 1.5, "onnx", tmp_path)
+
+
+def _copy(res, tmp_path: Path) -> Path:
+    dst = tmp_path / res.directory.name
+    shutil.copytree(res.directory, dst)
+    return dst
+
+
+def test_tampered_artifact_is_refused(onnx_export, tmp_path: Path) -> None:
+    d = _copy(onnx_export, tmp_path)
+    with open(d / "model.onnx", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(US3LError, match="does not match its recorded sha256"):
+        deploy.load(d)
+    (d / "model.onnx").unlink()
+    with pytest.raises(US3LError, match="model.onnx is missing"):
+        deploy.load(d / "manifest.json")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("runtime_version", "99.0.0", "exported with onnxruntime 99.0.0"),
+        ("name", "tflite", "unknown backend 'tflite'"),
+    ],
+)
+def test_manifest_runtime_mismatch_is_refused(onnx_export, tmp_path: Path, field, value, message) -> None:
+    d = _copy(onnx_export, tmp_path)
+    doc = json.loads((d / "manifest.json").read_text())
+    doc["backend"][field] = value
+    (d / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match=message):
+        deploy.load(d)
+
+
+def test_tensorrt_manifest_mismatch_is_refused(onnx_export, tmp_path: Path) -> None:
+    d = _copy(onnx_export, tmp_path)
+    doc = json.loads((d / "manifest.json").read_text())
+    doc["backend"]["name"] = "tensorrt"
+    doc["tensorrt"] = {"version": "10.3.0", "compute_capability": "8.7"}
+    (d / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match="TensorRT 10.3.0"):
+        deploy.load(d)
+
+
+def test_other_schema_or_kind_is_refused(onnx_export, tmp_path: Path) -> None:
+    d = _copy(onnx_export, tmp_path)
+    doc = json.loads((d / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps({**doc, "schema_version": 2}))
+    with pytest.raises(US3LError, match="schema version 2"):
+        deploy.load(d)
+    with pytest.raises(US3LError, match="manifest not found"):
+        deploy.load(tmp_path / "nowhere")
+
+
+def test_failed_verification_leaves_nothing_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from deploy import verify
+    from us3l.models import create_model
+
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", verify.Tolerance(max_abs=-1.0, min_cosine=2.0))
+    with pytest.raises(VerificationFailed, match="NOT valid") as info:
+        export_width(create_model(MODEL, num_classes=0), 0.25, "onnx", tmp_path, model_name=MODEL)
+    failed = info.value.result.directory
+    assert failed.name.endswith(".failed") and not info.value.result.valid
+    assert json.loads((failed / "manifest.json").read_text())["valid"] is False
+    assert not (tmp_path / "local" / artifact_name(MODEL, 0.25, "onnx", "fp32")).exists()
+    with pytest.raises(US3LError, match="did not pass verification"):
+        deploy.load(failed)
+
+
+@pytest.mark.skipif(not deploy.get_backend("openvino").available(), reason="openvino not installed")
+def test_fresh_model_to_openvino_fp16_dynamic(tmp_path: Path) -> None:
+    from us3l.models import create_model
+
+    res = export_width(
+        create_model(MODEL, num_classes=0),
+        0.25,
+        "openvino",
+        tmp_path,
+        precision="fp16",
+        dynamic_batch=True,
+        model_name=MODEL,
+    )
+    m = res.manifest
+    assert m["model"]["bn_stats"] == "uncalibrated" and m["input"]["shape"] == ["batch", 3, 32, 32]
+    assert set(m["artifact"]["files"]) == {"model.xml", "model.bin"}
+    with deploy.load(res.directory) as r:
+        assert r.infer(np.zeros((3, 3, 32, 32), np.float32)).shape == (3, m["model"]["feature_dim"])

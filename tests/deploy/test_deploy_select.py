@@ -1,0 +1,170 @@
+"""The budget solver on hand-made profile/accuracy tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.select import Budget, LatencyRule, find_profiles, read_selection, select, write_selection
+from us3l.errors import US3LError
+
+from .conftest import latency
+
+
+def rows(*spec: tuple[float, float]) -> list[dict]:
+    """(width, p90) pairs; p50 = 0.8 p90, p99 = 1.2 p90, CI upper bound = p90."""
+    return [{"width": w, "latency": latency(0.8 * p, p, 1.2 * p)} for w, p in spec]
+
+
+def test_exact_fit_is_feasible(write_profile, write_accuracy) -> None:
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (0.75, 3.0), (1.0, 4.0)))
+    acc = write_accuracy({0.25: 50.0, 0.5: 60.0, 0.75: 70.0, 1.0: 80.0})
+    d = select([prof], Budget(latency_ms=3.0), acc).devices[0]
+    assert d.chosen.width == 0.75 and d.chosen.accuracy == 70.0
+    assert d.slack == {"latency_ms": 0.0}
+    assert d.runner_up.width == 0.5
+
+
+def test_no_fit_exits_2_naming_the_smallest_latency(write_profile, write_accuracy) -> None:
+    prof = write_profile(rows((0.25, 1.5), (0.5, 1.2), (1.0, 4.0)))  # non-monotone: 0.5 is fastest
+    sel = select([prof], Budget(latency_ms=1.0), write_accuracy({0.25: 1, 0.5: 2, 1.0: 3}))
+    assert not sel.feasible and sel.devices[0].chosen is None
+    with pytest.raises(US3LError, match=r"smallest achievable latency is 1\.200 ms") as info:
+        sel.raise_if_infeasible()
+    assert info.value.exit_code == 2
+
+
+def test_ties_prefer_accuracy_then_latency_then_width(write_profile, write_accuracy) -> None:
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (0.75, 2.0), (1.0, 3.0)))
+    acc = write_accuracy({0.25: 70.0, 0.5: 70.0, 0.75: 70.0, 1.0: 70.0})
+    d = select([prof], Budget(latency_ms=5), acc).devices[0]
+    assert d.chosen.width == 0.25  # equal accuracy: lowest latency
+    prof2 = write_profile(rows((0.25, 2.0), (0.5, 2.0)), device="gpu")
+    d2 = select([prof2], Budget(latency_ms=5), write_accuracy({0.25: 70.0, 0.5: 70.0})).devices[0]
+    assert d2.chosen.width == 0.25 and d2.runner_up.width == 0.5  # equal accuracy and latency: smaller
+    d3 = select([prof], Budget(latency_ms=5), write_accuracy({0.25: 1, 0.5: 3, 0.75: 2, 1.0: 3})).devices[0]
+    assert d3.chosen.width == 0.5  # accuracy 3 twice: the faster of the two
+
+
+def test_several_budgets_at_once(write_profile, write_accuracy) -> None:
+    spec = [
+        {
+            "width": 0.25,
+            "latency": latency(1, 1, 1),
+            "macs": 100,
+            "params": 10,
+            "weight_bytes": 1e6,
+            "activation_bytes": 0,
+        },
+        {
+            "width": 0.5,
+            "latency": latency(1, 1, 1),
+            "macs": 200,
+            "params": 20,
+            "weight_bytes": 2e6,
+            "activation_bytes": 0,
+        },
+        {
+            "width": 0.75,
+            "latency": latency(1, 1, 1),
+            "macs": 300,
+            "params": 15,
+            "weight_bytes": 3e6,
+            "activation_bytes": 0,
+        },
+        {
+            "width": 1.0,
+            "latency": latency(9, 9, 9),
+            "macs": 400,
+            "params": 40,
+            "weight_bytes": 4e6,
+            "activation_bytes": 0,
+        },
+    ]
+    acc = write_accuracy({0.25: 1, 0.5: 2, 0.75: 3, 1.0: 4})
+    prof = write_profile(spec)
+    assert select([prof], Budget(latency_ms=5), acc).devices[0].chosen.width == 0.75
+    assert select([prof], Budget(latency_ms=5, macs=250), acc).devices[0].chosen.width == 0.5
+    assert select([prof], Budget(latency_ms=5, params=12), acc).devices[0].chosen.width == 0.25
+    d = select([prof], Budget(memory_mb=2.5, macs=1000), acc).devices[0]
+    assert d.chosen.width == 0.5 and d.slack["memory_mb"] == pytest.approx(0.5)
+    viol = {c.width: c.violations for c in d.candidates}
+    assert viol[1.0] == ("memory_mb 4 > 2.5",)
+
+
+def test_non_monotone_latency_curve(write_profile, write_accuracy) -> None:
+    prof = write_profile(rows((0.25, 2.0), (0.5, 5.0), (0.75, 1.8), (1.0, 6.0)))
+    d = select([prof], Budget(latency_ms=2.0), write_accuracy({0.25: 50, 0.5: 60, 0.75: 70, 1.0: 80})).devices[0]
+    assert d.chosen.width == 0.75  # a wider net that happens to be faster than a narrower one
+    assert d.runner_up.width == 0.25
+
+
+def test_macs_proxy_without_accuracy(write_profile) -> None:
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 4.0)))
+    sel = select([prof], Budget(latency_ms=2.5))
+    assert sel.metric == "macs" and "MACs proxy" in sel.accuracy_source
+    assert sel.devices[0].chosen.width == 0.5 and sel.devices[0].chosen.accuracy == 500000
+
+
+def test_statistic_and_margin(write_profile) -> None:
+    spec = [{"width": 0.5, "latency": latency(1.0, 2.0, 3.0, ci90_hi=2.4, mean=1.1, std=1.0, n=100)}]
+    lat = spec[0]["latency"]
+    assert LatencyRule().value_ms(lat) == 2.4  # default: upper CI bound of p90
+    assert LatencyRule("p90", conservative=False).value_ms(lat) == 2.0
+    assert LatencyRule("p50", margin=0.5).value_ms(lat) == pytest.approx(1.5)
+    assert LatencyRule("p99").value_ms(lat) == 3.0
+    assert LatencyRule("mean").value_ms(lat) == pytest.approx(1.1 + 1.96 * 1.0 / 10)
+    prof = write_profile(spec)
+    assert select([prof], Budget(latency_ms=2.2)).devices[0].chosen is None
+    assert select([prof], Budget(latency_ms=2.2), rule=LatencyRule(conservative=False)).devices[0].chosen
+    assert (
+        select([prof], Budget(latency_ms=2.15), rule=LatencyRule(margin=0.1, conservative=False)).devices[0].chosen
+        is None
+    )
+    with pytest.raises(US3LError, match="unknown latency statistic"):
+        LatencyRule("p95")
+
+
+def test_width_without_accuracy_is_excluded_with_a_note(write_profile, write_accuracy) -> None:
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (0.75, 3.0)))
+    acc = write_accuracy({0.25: 50.0, 0.50001: 60.0})  # matched after rounding to 4 decimals
+    d = select([prof], Budget(latency_ms=10), acc).devices[0]
+    assert d.chosen.width == 0.5
+    assert d.notes == ["width 0.75 has no accuracy: excluded"]
+
+
+def test_metric_choice(write_profile, write_accuracy) -> None:
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0)))
+    acc = write_accuracy({0.25: 60.0, 0.5: 50.0}, knn={0.25: 40.0, 0.5: 45.0})
+    assert select([prof], Budget(latency_ms=9), acc).devices[0].chosen.width == 0.25  # linear preferred
+    assert select([prof], Budget(latency_ms=9), acc, metric="knn").devices[0].chosen.width == 0.5
+    knn_only = write_accuracy({0.25: None, 0.5: None}, knn={0.25: 40.0, 0.5: 45.0})
+    sel = select([prof], Budget(latency_ms=9), knn_only)
+    assert sel.metric == "knn_top1"
+
+
+def test_many_devices_and_document(write_profile, write_accuracy, tmp_path) -> None:
+    cpu = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 4.0)), device="cpu")
+    jet = write_profile(rows((0.25, 3.0), (0.5, 5.0), (1.0, 9.0)), device="jetson")
+    acc = write_accuracy({0.25: 50, 0.5: 60, 1.0: 70})
+    assert find_profiles(["cpu", "jetson"], tmp_path / "profiles") == [cpu, jet]
+    sel = select([cpu, jet], Budget(latency_ms=4.0), acc)
+    assert [(d.device, d.chosen.width) for d in sel.devices] == [("cpu", 1.0), ("jetson", 0.25)]
+    path = write_selection(tmp_path / "selection.json", sel)
+    doc = read_selection(path)
+    assert doc["kind"] == "selection" and doc["schema_version"] == 1 and doc["feasible"]
+    assert len(doc["inputs"]["profiles"]) == 2 and len(doc["inputs"]["accuracy"]["sha256"]) == 64
+    assert doc["devices"][1]["chosen"]["width"] == 0.25 and doc["budget"] == {"latency_ms": 4.0}
+
+
+def test_bad_inputs(write_profile, tmp_path) -> None:
+    prof = write_profile(rows((0.25, 1.0)))
+    with pytest.raises(US3LError, match="no budget given"):
+        select([prof], Budget())
+    with pytest.raises(US3LError, match="must be a positive number"):
+        Budget(latency_ms=-1)
+    with pytest.raises(US3LError, match="profile not found"):
+        select([tmp_path / "missing.json"], Budget(latency_ms=1))
+    with pytest.raises(US3LError, match="no profile for device 'tpu'"):
+        find_profiles(["tpu"], tmp_path / "profiles")
+    with pytest.raises(US3LError, match="is not a us3l accuracy file"):
+        select([prof], Budget(latency_ms=1), accuracy=prof)

@@ -1,0 +1,78 @@
+"""TensorRT: the pure parts (trtexec command, engine compatibility) here; the runtime only with a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from deploy.backends import get_backend
+from deploy.backends.tensorrt import check_engine_compat, trtexec_build_command
+from us3l.errors import US3LError
+
+TRT = get_backend("tensorrt")
+
+
+def test_trtexec_fixed_shape_fp16() -> None:
+    cmd = trtexec_build_command("m.onnx", "m.engine", fp16=True, shapes={"input": (1, 3, 32, 32)}, workspace_mb=512)
+    assert cmd == [
+        "trtexec",
+        "--onnx=m.onnx",
+        "--saveEngine=m.engine",
+        "--skipInference",
+        "--fp16",
+        "--shapes=input:1x3x32x32",
+        "--memPoolSize=workspace:512M",
+    ]
+
+
+def test_trtexec_dynamic_profile_fp32_and_paths_with_spaces() -> None:
+    cmd = trtexec_build_command(
+        Path("/a b/m.onnx"),
+        Path("/a b/m.engine"),
+        fp16=False,
+        shapes={"input": (8, 3, 32, 32)},
+        min_shapes={"input": (1, 3, 32, 32)},
+        max_shapes={"input": (64, 3, 32, 32)},
+        trtexec="/usr/src/tensorrt/bin/trtexec",
+    )
+    assert isinstance(cmd, list) and cmd[0] == "/usr/src/tensorrt/bin/trtexec"
+    assert "--onnx=/a b/m.onnx" in cmd and "--fp16" not in cmd  # one argv item, no shell quoting needed
+    assert cmd[-3:] == ["--minShapes=input:1x3x32x32", "--optShapes=input:8x3x32x32", "--maxShapes=input:64x3x32x32"]
+
+
+def test_trtexec_rejects_half_a_profile_and_bad_workspace() -> None:
+    with pytest.raises(ValueError):
+        trtexec_build_command("m.onnx", "m.engine", min_shapes={"input": (1, 3, 8, 8)})
+    with pytest.raises(ValueError):
+        trtexec_build_command("m.onnx", "m.engine", workspace_mb=0)
+
+
+def test_engine_compat() -> None:
+    rec = {"version": "10.3.0", "compute_capability": "8.7"}
+    check_engine_compat(rec, "10.3.0.30", "8.7")  # same x.y.z build line: accepted
+    with pytest.raises(US3LError, match="built with TensorRT 10.3.0, installed is 10.4.0"):
+        check_engine_compat(rec, "10.4.0", "8.7")
+    with pytest.raises(US3LError, match="compute capability 8.7, this GPU is 8.9"):
+        check_engine_compat(rec, "10.3.0", "8.9")
+    with pytest.raises(US3LError, match="TensorRT is not installed"):
+        check_engine_compat(rec, None, None)
+
+
+@pytest.mark.skipif(TRT.available(), reason="TensorRT and a GPU are present")
+def test_export_without_tensorrt_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(US3LError, match="install TensorRT .* on an NVIDIA machine, or .*trtexec over SSH"):
+        TRT.export(torch.nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not TRT.available(), reason="needs TensorRT and a CUDA GPU")
+def test_tensorrt_contract(tiny_net: torch.nn.Module, tmp_path: Path) -> None:  # pragma: no cover
+    from deploy.verify import compare
+
+    x = torch.randn(1, 3, 16, 16)
+    art = TRT.export(tiny_net, x, tmp_path, precision="fp16")
+    assert art.extras["tensorrt"]["compute_capability"]
+    with TRT.load(art.path) as r, torch.no_grad():
+        assert compare(tiny_net(x).numpy(), r.infer(x.numpy()), "fp16")

@@ -1,0 +1,126 @@
+"""A real OpenSSH server on 127.0.0.1 for the SSH end-to-end tests (skipped when /usr/sbin/sshd is absent).
+
+The fixture generates a host key and a client key in ``tmp_path``, writes an ``sshd_config`` (free port,
+``ListenAddress 127.0.0.1``, ``AuthorizedKeysFile`` and ``PidFile`` in ``tmp_path``, ``StrictModes no``,
+``UsePAM no``), starts ``/usr/sbin/sshd -D -e -f CONFIG`` and stops it at teardown.
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SSHD = "/usr/sbin/sshd"
+
+
+@dataclass(frozen=True)
+class LoopbackSSH:
+    """A running sshd and what a device file needs to reach it."""
+
+    port: int
+    user: str
+    key: Path
+    known_hosts: Path
+    host_pubkey: str
+    python: str
+    tmp: Path
+
+    @property
+    def url(self) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}"
+
+    def device_toml(self, name: str = "loopback", python: str | None = None, known_hosts: Path | None = None,
+                    port: int | None = None, backends: str = '["onnx", "openvino"]') -> str:
+        return f"""
+name = "{name}"
+description = "sshd on 127.0.0.1 (tests)"
+backends = {backends}
+precision = "fp32"
+threads = 1
+
+[measure]
+warmup = 2
+min_repeats = 10
+max_repeats = 40
+target_rel_ci = 0.5
+max_seconds = 1.0
+chunk = 5
+
+[reach]
+host = "ssh://{self.user}@127.0.0.1:{port or self.port}"
+key = "{self.key}"
+known_hosts = "{known_hosts or self.known_hosts}"
+python = "{python or self.python}"
+connect_timeout_s = 5
+command_timeout_s = 120
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def loopback_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSSH]:
+    if not Path(SSHD).is_file() or shutil.which("ssh-keygen") is None:
+        pytest.skip("OpenSSH server not installed (/usr/sbin/sshd): apt-get install -y openssh-server")
+    try:
+        Path("/run/sshd").mkdir(exist_ok=True)  # privilege-separation directory sshd insists on
+    except OSError:
+        if not Path("/run/sshd").is_dir():
+            pytest.skip("sshd needs /run/sshd and it cannot be created here (run: mkdir -p /run/sshd)")
+    tmp = tmp_path_factory.mktemp("sshd")
+    host_key, client_key = tmp / "host_ed25519", tmp / "id_ed25519"
+    _keygen(host_key)
+    _keygen(client_key)
+    (tmp / "authorized_keys").write_text((tmp / "id_ed25519.pub").read_text())
+    port = free_port()
+    config = tmp / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {tmp}/authorized_keys\n"
+        f"PidFile {tmp}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
+        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+    )
+    host_pub = (tmp / "host_ed25519.pub").read_text().split()
+    known_hosts = tmp / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    log = open(tmp / "sshd.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                pytest.skip(f"sshd exited at start: {(tmp / 'sshd.log').read_text()[-500:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("sshd did not open its port within 15 s")
+                time.sleep(0.1)
+        yield LoopbackSSH(port, getpass.getuser(), client_key, known_hosts, f"{host_pub[0]} {host_pub[1]}",
+                          sys.executable, tmp)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

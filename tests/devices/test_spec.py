@@ -1,0 +1,91 @@
+"""Device files: built-ins, parsing and validation errors, registry lookups, local requirement errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devices.registry import get_device, list_devices
+from devices.spec import load_device_file, parse_host
+from us3l.cli import main
+from us3l.errors import US3LError
+
+BUILTINS = {"cpu", "cuda", "jetson-orin-nano", "jetson-agx-orin", "jetson-xavier-nx", "raspberry-pi-5",
+            "intel-igpu", "intel-npu"}
+
+
+def test_builtins_load():
+    specs = {s.name: s for s in list_devices()}
+    assert BUILTINS <= set(specs)
+    assert specs["cpu"].backends == ("onnx", "openvino", "torch") and specs["cpu"].reach.is_local
+    assert specs["jetson-orin-nano"].backends == ("tensorrt",) and specs["jetson-orin-nano"].precision == "fp16"
+    assert specs["jetson-orin-nano"].requires_tegra and specs["cuda"].requires_cuda
+    assert specs["raspberry-pi-5"].reach.kind == "ssh"
+    assert specs["intel-npu"].openvino_device == "NPU"
+
+
+def test_parse_host():
+    assert parse_host("ssh://pi@board:2222") == ("ssh", "pi", "board", 2222)
+    assert parse_host("ssh://board") == ("ssh", None, "board", 22)
+    assert parse_host("local")[0] == "local"
+    for bad in ("pi@board", "ssh://", "ssh://b:notaport", "ssh://b/path"):
+        with pytest.raises(ValueError):
+            parse_host(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('name = "x"\n', "'name' and 'backends' are required"),
+        ('name = "x"\nbackends = ["cuda-magic"]\n', "unknown backend 'cuda-magic'"),
+        ('name = "x"\nbackends = ["onnx"]\nbatch = 0\n', "'batch' must be >= 1"),
+        ('name = "x"\nbackends = ["onnx"]\nbatch = true\n', "'batch' must be int"),
+        ('name = "x"\nbackends = ["onnx"]\ncolour = "red"\n', "unknown key"),
+        ('name = "x"\nbackends = ["onnx"]\n[measure]\ntarget_rel_ci = 2.0\n', "target_rel_ci must be in"),
+        ('name = "x"\nbackends = ["onnx"]\n[reach]\nhost = "pi@board"\n', "host must be"),
+        ('name = "X Y"\nbackends = ["onnx"]\n', "must be lowercase"),
+        ('name = "x"\nbackends = ["onnx"\n', "not valid TOML"),
+    ],
+)
+def test_device_file_errors(tmp_path, text, match):
+    p = tmp_path / "d.toml"
+    p.write_text(text)
+    with pytest.raises(US3LError, match=match):
+        load_device_file(p)
+
+
+def test_user_folder_and_device_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("US3L_DEVICES_DIR", str(tmp_path))
+    (tmp_path / "mine.toml").write_text(
+        'name = "mine"\nbackends = ["onnxruntime"]\nthreads = 2\n[reach]\nhost = "ssh://me@box:2200"\n'
+        'python = "/opt/py/bin/python3"\n'
+    )
+    spec = get_device("mine")
+    assert spec.backends == ("onnx",) and spec.reach.port == 2200 and spec.reach.python == "/opt/py/bin/python3"
+    assert spec.with_host("ssh://other@h").reach.url == "ssh://other@h:22"
+    with pytest.raises(US3LError, match="unknown device 'nope'.*known: .*cpu"):
+        get_device("nope")
+    assert get_device(None, tmp_path / "mine.toml").name == "mine"
+
+
+def test_cli_devices_json_and_errors(capsys):
+    assert main(["devices", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert BUILTINS <= {d["name"] for d in doc["devices"]}
+    assert main(["devices", "--device", "cpu", "--check", "--json"]) == 0
+    (cpu,) = json.loads(capsys.readouterr().out)["devices"]
+    assert cpu["check"]["ok"] and cpu["check"]["runtimes"]["onnx"]
+    assert main(["profile", "--device", "nope", "--model", "cifar_resnet18"]) == 1
+    assert "unknown device 'nope'" in capsys.readouterr().err
+
+
+def test_jetson_and_cuda_without_hardware_say_how_to_reach(capsys):
+    from devices.detect import has_cuda_gpu, is_jetson
+
+    if is_jetson() or has_cuda_gpu():
+        pytest.skip("this machine has the hardware")
+    for dev in ("jetson-orin-nano", "cuda"):
+        assert main(["profile", "--device", dev, "--model", "cifar_resnet18", "--widths", "0.25"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--host ssh://user@" in err

@@ -1,0 +1,103 @@
+"""End to end over a real sshd on 127.0.0.1: profile with onnxruntime, host keys, unreachable, missing runtime."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from devices.spec import load_device_file
+from devices.ssh import SSHSession
+from us3l.cli import main
+from us3l.errors import US3LError
+
+
+def _tmp_profile_dirs() -> set[str]:
+    return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "us3l-profile.*")))
+
+
+def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, tmp_path, capsys):
+    dev = tmp_path / "loopback.toml"
+    dev.write_text(loopback_ssh.device_toml())
+    before = _tmp_profile_dirs()
+    out = tmp_path / "profiles"
+    rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25,0.5",
+               "--backend", "onnx", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    doc = json.loads(captured.out)
+    assert doc["kind"] == "profile" and doc["device"] == "loopback" and doc["backend"] == "onnx"
+    assert doc["reach"] == loopback_ssh.url
+    assert doc["threads"] == 1
+    assert [r["width"] for r in doc["records"]] == [0.25, 0.5]
+    for r in doc["records"]:
+        assert r["latency"]["n"] >= 10 and len(r["latency"]["samples_ms"]) == r["latency"]["n"]
+        assert r["macs"] > 0 and r["latency"]["p50_ms"] > 0
+    assert doc["fingerprint"]["cpu"]["logical_cores"] >= 1  # measured by the remote side
+    assert "onnxruntime" in doc["fingerprint"]["packages"]
+    assert (out / "cifar_resnet18-loopback-onnx-fp32.json").is_file()
+    assert (out / "cifar_resnet18-loopback-onnx-fp32.csv").is_file()
+    assert _tmp_profile_dirs() == before, "remote temp folder was not removed"
+
+
+def test_devices_check_over_ssh(loopback_ssh, tmp_path, capsys):
+    dev = tmp_path / "loopback.toml"
+    dev.write_text(loopback_ssh.device_toml())
+    assert main(["devices", "--device-file", str(dev), "--device", "loopback", "--check", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["devices"]
+    assert entry["check"]["reachable"] and entry["check"]["runtimes"] == {"onnx": True, "openvino": True}
+
+
+def test_unknown_host_key_is_refused(loopback_ssh, tmp_path):
+    empty = tmp_path / "known_hosts_empty"
+    empty.write_text("")
+    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=empty)))
+    with pytest.raises(US3LError, match="unknown SSH host key.*ssh-keyscan -p"):
+        SSHSession(spec.reach).connect()
+
+
+def test_wrong_host_key_is_refused(loopback_ssh, tmp_path):
+    other = tmp_path / "other_key"
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    kh = tmp_path / "known_hosts_wrong"
+    kh.write_text(f"[127.0.0.1]:{loopback_ssh.port} {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
+    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=kh)))
+    with pytest.raises(US3LError, match="does NOT match"):
+        SSHSession(spec.reach).connect()
+
+
+def test_unreachable_port_is_a_clear_error(loopback_ssh, tmp_path, capsys):
+    from tests.devices.conftest import free_port
+
+    dev = _write(tmp_path, loopback_ssh.device_toml(port=free_port()))
+    rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("error: cannot reach ssh://") and err.count("\n") == 1
+
+
+def test_missing_runtime_is_a_clear_error(loopback_ssh, tmp_path, capsys):
+    # a real interpreter without onnxruntime: the venv's python with site-packages disabled (-S)
+    wrapper = tmp_path / "python-no-runtime"
+    wrapper.write_text(f'#!/bin/sh\nexec "{loopback_ssh.python}" -S "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    dev = _write(tmp_path, loopback_ssh.device_toml(python=str(wrapper)))
+    before = _tmp_profile_dirs()
+    rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
+               "--backend", "onnx", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "runtime missing on ssh://" in err and "onnxruntime is not installed" in err
+    assert _tmp_profile_dirs() == before
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "dev.toml"
+    p.write_text(text)
+    return p

@@ -1,0 +1,90 @@
+"""``us3l calibrate`` / ``us3l eval`` end to end on a tiny run folder, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.eval.conftest import make_run, tiny_model
+from us3l.checkpoint import load_backbone
+from us3l.cli import main
+from us3l.errors import US3LError
+from us3l.eval import load_accuracy, open_checkpoint
+from us3l.slim import calibrated_widths
+
+
+def test_calibrate_then_eval(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["calibrate", "--ckpt", str(run_dir), "--batches", "2", "--grid", "3", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["calibrated"]) == 3 and (run_dir / "bn_stats.safetensors").is_file()
+    assert calibrated_widths(load_backbone(run_dir).model) == tuple(doc["stored_widths"])
+
+    out = tmp_path / "out"
+    code = main(["eval", "--ckpt", str(run_dir), "--widths", "1.0,0.25", "--protocol", "both",
+                 "--linear-epochs", "3", "--batches", "2", "--out", str(out), "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    doc = load_accuracy(out)
+    assert printed == doc
+    assert [r["width"] for r in doc["widths"]] == [0.25, 1.0]
+    for r in doc["widths"]:
+        assert 0 <= r["knn_top1"] <= 1 and 0 <= r["linear_top1"] <= 1
+        assert r["macs"] > 0 and r["params"] > 0
+    assert doc["checkpoint_sha256"] == load_backbone(run_dir).sha256
+    assert doc["protocols"]["knn"]["k"] == 200
+
+
+def _err(code: int, capsys: pytest.CaptureFixture[str], match: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert match in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--widths", "2.0"], "width must be in"),
+        (["--widths", "a,b"], "comma-separated"),
+        (["--grid", "0"], "--grid must be >= 1"),
+        (["--protocol", "svm"], "unknown protocol"),
+        (["--k", "0"], "k must be >= 1"),
+        (["--data", "nosuch:thing"], "unknown data spec"),
+    ],
+)
+def test_eval_bad_input(run_dir: Path, capsys: pytest.CaptureFixture[str], args: list[str], match: str) -> None:
+    _err(main(["eval", "--ckpt", str(run_dir), *args]), capsys, match)
+
+
+def test_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _err(main(["eval", "--ckpt", str(tmp_path / "nope")]), capsys, "no checkpoint found")
+    _err(main(["calibrate", "--ckpt", str(tmp_path / "nope")]), capsys, "no checkpoint found")
+
+
+def test_bad_momentum(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _err(main(["calibrate", "--ckpt", str(run_dir), "--bn-momentum", "2"]), capsys, "momentum")
+
+
+def test_non_builtin_checkpoint_needs_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path / "run", data="cifar10:/somewhere")
+    _err(main(["eval", "--ckpt", str(run)]), capsys, "--data is required")
+    _err(main(["calibrate", "--ckpt", str(run)]), capsys, "no calibration data")
+
+
+def test_corrupted_checkpoint_rejected(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights = run_dir / "checkpoint.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(US3LError, match="cannot load checkpoint"):
+        open_checkpoint(run_dir)
+    _err(main(["eval", "--ckpt", str(run_dir)]), capsys, "cannot load checkpoint")
+
+
+def test_checkpoint_of_another_model_rejected(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a", tiny_model(), model_name="cifar_resnet50")
+    with pytest.raises(US3LError, match="does not match model"):
+        open_checkpoint(run)
+    run = make_run(tmp_path / "b", tiny_model(), model_kwargs={"base_channels": 16})
+    with pytest.raises(US3LError, match="does not match model .cifar_resnet18. .*other shapes"):
+        open_checkpoint(run)

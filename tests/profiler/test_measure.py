@@ -1,0 +1,78 @@
+"""The stopping rule and the interleaving of the measurement loop, with fake samplers and a fake clock."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from profiler.measure import MeasurementPolicy, measure_interleaved, stop_reason
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def sampler(clock: FakeClock, median_s: float, rel_noise: float, seed: int, log: list | None = None, key=None):
+    rng = np.random.default_rng(seed)
+
+    def timer(k: int) -> list[float]:
+        xs = (median_s * np.exp(rng.normal(0, rel_noise, size=k))).tolist()
+        clock.t += sum(xs)
+        if log is not None:
+            log.append((key, k))
+        return xs
+
+    return timer
+
+
+def test_tight_sampler_stops_early_on_target():
+    clock = FakeClock()
+    policy = MeasurementPolicy(warmup=3, min_repeats=20, max_repeats=1000, target_rel_ci=0.02, max_seconds=60, chunk=10)
+    res = measure_interleaved({"a": sampler(clock, 0.005, 0.005, 0)}, policy, clock=clock)
+    assert res["a"].stop_reason == "target"
+    assert res["a"].stats.n == 20  # min_repeats, reached in two chunks
+    assert res["a"].stats.rel_ci_halfwidth <= 0.02 and res["a"].stats.stable
+
+
+def test_noisy_sampler_hits_the_time_cap():
+    clock = FakeClock()
+    policy = MeasurementPolicy(warmup=0, min_repeats=20, max_repeats=100000, target_rel_ci=0.02, max_seconds=2.0,
+                               chunk=10)
+    res = measure_interleaved({"a": sampler(clock, 0.01, 1.0, 0)}, policy, clock=clock)
+    assert res["a"].stop_reason == "time_cap"
+    assert res["a"].elapsed_s >= 2.0 and res["a"].stats.rel_ci_halfwidth > 0.02
+    assert not res["a"].stats.stable
+
+
+def test_max_repeats_caps_samples():
+    clock = FakeClock()
+    policy = MeasurementPolicy(warmup=0, min_repeats=10, max_repeats=35, target_rel_ci=0.001, max_seconds=1e9, chunk=10)
+    res = measure_interleaved({"a": sampler(clock, 0.01, 0.5, 0)}, policy, clock=clock)
+    assert res["a"].stop_reason == "max_repeats" and res["a"].stats.n == 35
+
+
+def test_widths_are_interleaved_with_rotating_order():
+    clock, log = FakeClock(), []
+    keys = ["w1", "w2", "w3"]
+    timers = {k: sampler(clock, 0.01, 0.3, i, log, k) for i, k in enumerate(keys)}
+    policy = MeasurementPolicy(warmup=2, min_repeats=10, max_repeats=30, target_rel_ci=0.001, max_seconds=1e9, chunk=5)
+    measure_interleaved(timers, policy, clock=clock)
+    assert log[:3] == [("w1", 2), ("w2", 2), ("w3", 2)]  # warm-up of every width first
+    rounds = [[k for k, _ in log[3 + 3 * r : 6 + 3 * r]] for r in range(3)]
+    assert rounds == [["w1", "w2", "w3"], ["w2", "w3", "w1"], ["w3", "w1", "w2"]]
+
+
+def test_stop_reason_and_policy_validation():
+    policy = MeasurementPolicy(min_repeats=5, max_repeats=10, target_rel_ci=0.05, max_seconds=1.0)
+    assert stop_reason([1.0] * 4, 0.1, policy) is None
+    assert stop_reason([1.0] * 5, 0.1, policy) == "target"
+    assert stop_reason([1.0, 3.0] * 3, 2.0, policy) == "time_cap"
+    with pytest.raises(ValueError, match="target_rel_ci"):
+        MeasurementPolicy(target_rel_ci=0)
+    with pytest.raises(ValueError, match="max_repeats"):
+        MeasurementPolicy(min_repeats=50, max_repeats=10)
+    assert policy.replace(max_seconds=None, chunk=3).chunk == 3

@@ -1,0 +1,66 @@
+"""Profile file: round trip, CSV, schema version check, ``us3l profile show``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from profiler.profile_file import Profile, ProfileRecord, csv_text, load_profile, write_profile
+from profiler.stats import summarize
+from us3l.cli import main
+from us3l.errors import US3LError
+
+
+def make_profile() -> Profile:
+    recs = tuple(
+        ProfileRecord(width=w, channels=int(512 * w), macs=int(1e6 * w), params=int(1e5 * w),
+                      weight_bytes=int(4e5 * w), activation_bytes=1024, latency=summarize([1.0 * w, 1.1 * w, 1.2 * w]),
+                      stop_reason="target")
+        for w in (0.25, 0.5, 1.0)
+    )
+    return Profile(model="toy", device="cpu", backend="onnx", precision="fp32", input_shape=(1, 3, 32, 32),
+                   threads=2, policy={"warmup": 1}, fingerprint={"cpu": {"model": "x"}}, records=recs)
+
+
+def test_round_trip_and_csv(tmp_path):
+    prof = make_profile()
+    jp, cp = write_profile(prof, tmp_path)
+    assert jp.name == "toy-cpu-onnx-fp32.json" and cp.name == "toy-cpu-onnx-fp32.csv"
+    back = load_profile(jp)
+    assert back.records == prof.records and back.input_shape == prof.input_shape
+    doc = json.loads(jp.read_text())
+    assert doc["kind"] == "profile" and doc["schema_version"] == 1 and doc["tool"] == "us3l"
+    lat = doc["records"][0]["latency"]
+    assert set(lat) >= {"n", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "ci95_ms",
+                        "rel_ci_halfwidth", "stable", "samples_ms"}
+    assert set(lat["ci95_ms"]) == {"p50", "p90", "p99"}
+    lines = cp.read_text().splitlines()
+    assert lines[0].startswith("width,channels,macs") and len(lines) == 4
+    assert csv_text(prof) == cp.read_text()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_other_schema_version_is_rejected(tmp_path, capsys):
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    doc["schema_version"] = 2
+    jp.write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match="profile schema version 2, this us3l .* reads version 1"):
+        load_profile(jp)
+    assert main(["profile", "show", str(jp)]) == 1
+    assert "schema version 2" in capsys.readouterr().err
+    doc["kind"] = "accuracy"
+    jp.write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match="not a us3l profile file"):
+        load_profile(jp)
+
+
+def test_profile_show_table_and_json(tmp_path, capsys):
+    jp, _ = write_profile(make_profile(), tmp_path)
+    assert main(["profile", "show", str(jp)]) == 0
+    assert "toy on cpu" in capsys.readouterr().err
+    assert main(["profile", "show", str(jp), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "toy"
+    assert main(["profile", "show", str(tmp_path / "missing.json")]) == 1
+    assert "profile file not found" in capsys.readouterr().err

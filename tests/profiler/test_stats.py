@@ -1,0 +1,78 @@
+"""Statistics on synthetic arrays, against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from profiler.stats import (
+    LatencyStats,
+    drift_detected,
+    order_statistic_ranks,
+    percentile,
+    quantile_ci,
+    rel_ci_halfwidth,
+    summarize,
+)
+
+ONE_TO_TEN = [float(v) for v in range(1, 11)]
+
+
+def test_percentiles_linear_interpolation():
+    # rank (n-1)*q: 4.5 -> 5.5 ; 8.1 -> 9 + 0.1 ; 8.91 -> 9 + 0.91
+    assert percentile(ONE_TO_TEN, 50) == pytest.approx(5.5)
+    assert percentile(ONE_TO_TEN, 90) == pytest.approx(9.1)
+    assert percentile(ONE_TO_TEN, 99) == pytest.approx(9.91)
+    assert percentile([3.0], 99) == 3.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_median_ci_ranks_n10_by_hand():
+    # Binomial(10, 1/2): P(B<=1) = 11/1024 <= 0.025 < P(B<=2) = 56/1024 -> l = 2
+    #                    P(B<=7) = 968/1024 < 0.975 <= P(B<=8) = 1013/1024 -> u = 9
+    assert order_statistic_ranks(10, 0.5) == (2, 9)
+    assert quantile_ci(ONE_TO_TEN[::-1], 0.5) == (2.0, 9.0)  # order of the input does not matter
+    assert rel_ci_halfwidth(ONE_TO_TEN) == pytest.approx((9 - 2) / 2 / 5.5)
+
+
+def test_small_n_bounds_are_clipped():
+    # n = 5: P(B=0) = 1/32 > 0.025, no lower rank exists; the bound is clipped to the minimum
+    assert order_statistic_ranks(5, 0.5) == (0, 6)
+    assert quantile_ci([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == (1.0, 5.0)
+    # p99 needs hundreds of samples for a finite upper rank
+    assert order_statistic_ranks(100, 0.99)[1] == 101
+
+
+def test_ci_coverage_is_at_least_95_percent():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(400):
+        x = rng.exponential(1.0, size=60)  # true median ln 2
+        lo, hi = quantile_ci(x, 0.5)
+        hits += lo <= math.log(2) <= hi
+    assert hits / 400 >= 0.93
+
+
+def test_summarize_fields_and_roundtrip():
+    s = summarize(ONE_TO_TEN, target_rel_ci=0.02)
+    assert (s.n, s.min_ms, s.max_ms, s.mean_ms) == (10, 1.0, 10.0, 5.5)
+    assert s.std_ms == pytest.approx(np.std(ONE_TO_TEN, ddof=1))
+    assert (s.p50_ms, s.p90_ms, s.p99_ms) == pytest.approx((5.5, 9.1, 9.91))
+    assert s.ci95_ms["p50"] == (2.0, 9.0)
+    assert s.stable is False  # +-64 % is far from the 2 % target
+    assert s.samples_ms == tuple(ONE_TO_TEN)
+    assert LatencyStats.from_dict(s.to_dict()) == s
+
+
+def test_tight_samples_are_stable_and_drift_is_not():
+    rng = np.random.default_rng(1)
+    tight = 10.0 + rng.normal(0, 0.01, size=200)
+    assert summarize(tight).stable
+    drifting = np.concatenate([10.0 + rng.normal(0, 0.01, 100), 12.0 + rng.normal(0, 0.01, 100)])
+    assert drift_detected(drifting)
+    assert not drift_detected(tight)
+    s = summarize(drifting, target_rel_ci=0.1)
+    assert s.rel_ci_halfwidth <= 0.1 and not s.stable  # CI target met, but 18 % drift

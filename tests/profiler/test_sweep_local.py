@@ -1,0 +1,86 @@
+"""Local sweeps with real onnxruntime / OpenVINO sessions and eager torch; memory definitions by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from devices.registry import get_device
+from profiler.measure import MeasurementPolicy
+from profiler.memory import activation_bytes, weight_bytes
+from profiler.sweep import run_sweep
+from us3l.cli import main
+
+FAST = MeasurementPolicy(warmup=2, min_repeats=10, max_repeats=60, target_rel_ci=0.05, max_seconds=0.5, chunk=5)
+
+
+def toy(width: float) -> nn.Module:
+    c = max(1, int(8 * width))
+    return nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+
+
+def test_activation_and_weight_bytes_by_hand():
+    x = torch.zeros(1, 3, 8, 8)
+    # live sets: {input 768 B, conv out 256c B} then {conv out, relu out} -> max(768 + 256c, 512c)
+    assert activation_bytes(toy(0.5), x) == max(768 + 256 * 4, 512 * 4)
+    assert activation_bytes(toy(0.25), x) == max(768 + 256 * 2, 512 * 2)
+    m = toy(0.5)  # conv 3->4, 3x3: 108 weights + 4 bias
+    assert weight_bytes(m) == 112 * 4 and weight_bytes(m, "fp16") == 112 * 2
+    inplace = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True))
+    assert activation_bytes(inplace, x) == 768 + 256 * 4  # in-place output shares storage: counted once
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino", "torch"])
+def test_local_sweep_real_runtimes(backend):
+    prof = run_sweep(toy, "toy", [0.25, 1.0], get_device("cpu"), 16, backend=backend, threads=1, policy=FAST)
+    assert prof.backend == backend and prof.threads == 1 and prof.input_shape == (1, 3, 16, 16)
+    assert [r.width for r in prof.records] == [0.25, 1.0]
+    assert prof.records[0].macs < prof.records[1].macs and prof.records[1].channels == 8
+    for r in prof.records:
+        assert r.latency.n >= 10 and r.stop_reason in ("target", "max_repeats", "time_cap")
+        assert r.latency.min_ms <= r.latency.p50_ms <= r.latency.p90_ms <= r.latency.p99_ms <= r.latency.max_ms
+    assert prof.runtime_version
+    assert "cpu" in prof.fingerprint and prof.fingerprint["packages"]
+
+
+def test_cli_profile_cpu_openvino_json_and_plot(tmp_path, capsys):
+    rc = main(["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "0.25", "--backend", "openvino",
+               "--threads", "1", "--max-seconds", "0.3", "--target-ci", "0.05", "--out", str(tmp_path), "--plot",
+               "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    doc = json.loads(out)  # --json: stdout is exactly one JSON document
+    assert doc["backend"] == "openvino" and doc["policy"]["max_seconds"] == 0.3 and doc["threads"] == 1
+    assert (tmp_path / "cifar_resnet18-cpu-openvino-fp32.png").stat().st_size > 1000
+    assert (tmp_path / "cifar_resnet18-cpu-openvino-fp32.csv").is_file()
+
+
+def test_cli_bad_arguments(capsys):
+    assert main(["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "0.1"]) == 1
+    assert capsys.readouterr().err.startswith("error:")
+    assert main(["profile", "--device", "cpu", "--model", "cifar_resnet18", "--backend", "tensorrt"]) == 1
+    assert "supports backends onnx, openvino, torch" in capsys.readouterr().err
+    assert main(["profile", "--device", "cpu"]) == 1
+    assert "--model NAME or --ckpt PATH" in capsys.readouterr().err
+
+
+def test_cli_profile_from_checkpoint_torch(tmp_path, capsys):
+    from us3l.checkpoint import checkpoint_meta, save_checkpoint
+    from us3l.models import create_model
+
+    net = create_model("cifar_resnet18", num_classes=0, base_channels=8)
+    wr = net.width_range
+    meta = checkpoint_meta(model="cifar_resnet18", model_kwargs={"base_channels": 8},
+                           width_range={"min": wr.min, "max": wr.max, "divisor": wr.divisor}, method="us3l",
+                           normalization={"mean": [0.5] * 3, "std": [0.25] * 3}, input_size=16, data={}, epoch=1,
+                           config={})
+    save_checkpoint(tmp_path / "run", backbone_state=net.state_dict(), train_tensors={}, meta=meta,
+                    train_state=None)
+    rc = main(["profile", "--device", "cpu", "--ckpt", str(tmp_path / "run"), "--backend", "torch", "--points", "2",
+               "--threads", "1", "--max-seconds", "0.2", "--out", str(tmp_path / "p"), "--json"])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["checkpoint_sha256"] and doc["input_shape"] == [1, 3, 16, 16] and len(doc["records"]) == 2

@@ -1,0 +1,58 @@
+"""trtexec timing command and ``--exportTimes`` parsing (format of TensorRT's sampleReporting.cpp)."""
+
+from __future__ import annotations
+
+import pytest
+
+from profiler.trtexec import parse_times, parse_version, timing_command
+from us3l.errors import US3LError
+
+# Hand-written in the layout trtexec (TensorRT 8.6/10.x) writes: one record per timed inference.
+EXPORT_TIMES = """[
+  { "startEnqMs" : 1200.5, "endEnqMs" : 1200.61, "startH2dMs" : 1200.62, "endH2dMs" : 1200.70,
+    "startComputeMs" : 1200.70, "endComputeMs" : 1202.20, "startD2hMs" : 1202.21, "endD2hMs" : 1202.25,
+    "h2dMs" : 0.08, "computeMs" : 1.5, "d2hMs" : 0.04, "latencyMs" : 1.62, "endToEndMs" : 1.75 }
+, { "startEnqMs" : 1202.3, "endEnqMs" : 1202.4, "startH2dMs" : 1202.41, "endH2dMs" : 1202.49,
+    "startComputeMs" : 1202.49, "endComputeMs" : 1204.09, "startD2hMs" : 1204.10, "endD2hMs" : 1204.14,
+    "h2dMs" : 0.08, "computeMs" : 1.6, "d2hMs" : 0.04, "latencyMs" : 1.72, "endToEndMs" : 1.84 }
+]
+"""
+
+# TensorRT 7 layout (in/out instead of h2d/d2h)
+EXPORT_TIMES_TRT7 = """[
+  { "startInMs" : 10.0, "endInMs" : 10.1, "startComputeMs" : 10.1, "endComputeMs" : 12.1,
+    "startOutMs" : 12.1, "endOutMs" : 12.15, "inMs" : 0.1, "computeMs" : 2.0, "outMs" : 0.05,
+    "latencyMs" : 2.15, "endToEndMs" : 2.15 }
+]"""
+
+
+def test_timing_command():
+    cmd = timing_command("/tmp/x y/model.plan", "/tmp/x y/times.json", iterations=200, warmup_ms=150)
+    assert cmd == ["trtexec", "--loadEngine=/tmp/x y/model.plan", "--iterations=200", "--warmUp=150",
+                   "--duration=0", "--exportTimes=/tmp/x y/times.json", "--useSpinWait"]
+    assert timing_command("e", "t", 1, trtexec="/usr/src/tensorrt/bin/trtexec", spin_wait=False)[0].endswith("trtexec")
+    with pytest.raises(ValueError):
+        timing_command("e", "t", 0)
+
+
+def test_parse_times():
+    assert parse_times(EXPORT_TIMES) == pytest.approx([1.62, 1.72])
+    assert parse_times(EXPORT_TIMES, "computeMs") == pytest.approx([1.5, 1.6])
+    assert parse_times(EXPORT_TIMES_TRT7) == pytest.approx([2.15])
+    # a head record without timings is skipped; computeMs falls back to end - start
+    text = '[{"count": 1}, {"startComputeMs": 1.0, "endComputeMs": 3.5, "latencyMs": 2.6}]'
+    assert parse_times(text, "computeMs") == pytest.approx([2.5])
+    with pytest.raises(US3LError, match="not valid JSON"):
+        parse_times("[{")
+    with pytest.raises(US3LError, match="no 'latencyMs'"):
+        parse_times("[]")
+
+
+def test_parse_version_and_build_command():
+    assert parse_version("&&&& RUNNING TensorRT.trtexec [TensorRT v8601] # trtexec --onnx=a") == "8.6.1"
+    assert parse_version("&&&& RUNNING TensorRT.trtexec [TensorRT v100300] # trtexec") == "10.3.0"
+    assert parse_version("no banner") is None
+    from deploy.backends.tensorrt import trtexec_build_command
+
+    cmd = trtexec_build_command("/d/model.onnx", "/d/model.plan", fp16=True)
+    assert "--fp16" in cmd and "--onnx=/d/model.onnx" in cmd and "--saveEngine=/d/model.plan" in cmd

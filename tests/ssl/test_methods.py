@@ -1,0 +1,145 @@
+"""SSL methods: the EMA teacher gets no gradient, targets are this iteration's teacher outputs, aux heads."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from us3l.models import create_model
+from us3l.ssl import METHODS, create_method
+from us3l.ssl.ema import ema_update
+from us3l.train import make_config
+
+CFG = dict(model="cifar_resnet18", model_kwargs={"base_channels": 8}, proj_hidden=16, pred_hidden=16,
+           proj_dim=8, epochs=4)
+
+
+def _method(name: str, **kw: object):
+    cfg = make_config({**CFG, "method": name, **kw})
+    torch.manual_seed(0)
+    bb = create_model("cifar_resnet18", num_classes=0, base_channels=8,
+                      bn_track_stats=(name == "single"))
+    return create_method(name, bb, cfg)
+
+
+def _views() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(4, 3, 16, 16, generator=g), torch.randn(4, 3, 16, 16, generator=g)
+
+
+def test_registry_has_all_methods() -> None:
+    assert {"us3l", "us3l_byol", "us3l_simsiam", "us3l_mocov3", "naive_simsiam", "naive_simclr",
+            "single"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", ["us3l", "us3l_byol", "us3l_simsiam", "single"])
+def test_no_gradient_into_ema_teacher(name: str) -> None:
+    m = _method(name)
+    x1, x2 = _views()
+    loss, targets = m(x1, x2, 1.0)
+    assert all(not t.requires_grad for t in targets["k"])
+    if name != "single":
+        sub, _ = m(x1, x2, 0.25, targets)
+        loss = loss + sub
+    loss.backward()
+    assert all(p.grad is None for p in m.encoder_k.parameters())
+    assert all(not p.requires_grad for p in m.encoder_k.parameters())
+    assert any(p.grad is not None for p in m.encoder_q.parameters())
+
+
+def test_ema_update_formula() -> None:
+    m = _method("us3l")
+    with torch.no_grad():
+        for p in m.encoder_q.parameters():
+            p.add_(1.0)
+    before_k = [p.clone() for p in m.encoder_k.parameters()]
+    q = [p.clone() for p in m.encoder_q.parameters()]
+    ema_update(m.encoder_k, m.encoder_q, 0.99)
+    for k0, qp, k1 in zip(before_k, q, m.encoder_k.parameters(), strict=True):
+        assert torch.allclose(k1, 0.99 * k0 + 0.01 * qp)
+
+
+def test_us3l_targets_are_same_iteration_teacher_outputs() -> None:
+    m = _method("us3l")
+    x1, x2 = _views()
+    ref = copy.deepcopy(m)
+    _, targets = m(x1, x2, 1.0)
+    # the base pass EMA-updates the teacher first, then computes the targets with it at width 1.0
+    ema_update(ref.encoder_k, ref.encoder_q, 0.99)
+    with torch.no_grad():
+        k1, _ = ref.encoder_k(x1, 1.0)
+    assert torch.equal(targets["k"][0], k1)
+
+
+def test_us3l_heads_base_uses_no_predictor_sub_uses_aux_head() -> None:
+    m = _method("us3l")
+    x1, x2 = _views()
+    loss, targets = m(x1, x2, 1.0)
+    loss.backward()
+    assert all(p.grad is None for p in m.predictor.parameters())  # base: no head
+    m.zero_grad(set_to_none=True)
+    sub, _ = m(x1, x2, 0.5, targets)
+    sub.backward()
+    assert all(p.grad is not None for p in m.predictor.parameters())
+
+
+def test_byol_sub_networks_use_separate_head() -> None:
+    m = _method("us3l_byol")
+    x1, x2 = _views()
+    loss, targets = m(x1, x2, 1.0)
+    loss.backward()
+    assert all(p.grad is None for p in m.predictor_new.parameters())
+    assert all(p.grad is not None for p in m.predictor.parameters())
+    m.zero_grad(set_to_none=True)
+    m(x1, x2, 0.5, targets)[0].backward()
+    assert all(p.grad is None for p in m.predictor.parameters())
+    assert all(p.grad is not None for p in m.predictor_new.parameters())
+
+
+def test_naive_simsiam_targets_are_online_and_stop_gradient() -> None:
+    m = _method("naive_simsiam")
+    assert not hasattr(m, "encoder_k")
+    x1, x2 = _views()
+    loss, targets = m(x1, x2, 1.0)
+    with torch.no_grad():
+        z1, _ = m.encoder_q(x1, 1.0)
+    assert torch.allclose(targets["k"][0], z1, atol=1e-6)
+    assert not targets["k"][0].requires_grad
+
+
+@pytest.mark.parametrize("name", ["us3l", "us3l_byol", "naive_simsiam", "naive_simclr"])
+def test_losses_symmetric_in_views(name: str) -> None:
+    m = _method(name)
+    x1, x2 = _views()
+    a, b = copy.deepcopy(m), copy.deepcopy(m)
+    la, ta = a(x1, x2, 1.0)
+    lb, tb = b(x2, x1, 1.0)
+    assert la.item() == pytest.approx(lb.item(), rel=1e-5, abs=1e-6)
+    sa, _ = a(x1, x2, 0.5, ta)
+    sb, _ = b(x2, x1, 0.5, tb)
+    assert sa.item() == pytest.approx(sb.item(), rel=1e-5, abs=1e-6)
+
+
+def test_feature_distillation_runs_and_proj_conv_gets_gradient() -> None:
+    m = _method("us3l", feature_distill=True)
+    assert sorted(m.proj_conv) == ["layer2_1_bn2", "layer3_1_bn2", "layer4_1_bn2"]
+    x1, x2 = _views()
+    _, targets = m(x1, x2, 1.0)
+    assert len(targets["feats"]) == 3
+    sub, _ = m(x1, x2, 0.25, targets)
+    sub.backward()
+    assert all(p.grad is not None for p in m.proj_conv.parameters())
+
+
+def test_mocov3_on_tiny_vit() -> None:
+    cfg = make_config({**CFG, "method": "us3l_mocov3", "model": "vit_tiny", "model_kwargs": {"img_size": 32}})
+    bb = create_model("vit_tiny", num_classes=0, img_size=32)
+    m = create_method("us3l_mocov3", bb, cfg)
+    x1, x2 = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    loss, targets = m(x1, x2, 1.0)
+    sub, _ = m(x1, x2, 0.25, targets)
+    (loss + sub).backward()
+    assert torch.isfinite(loss) and torch.isfinite(sub)
+    assert all(p.grad is None for p in m.encoder_k.parameters())

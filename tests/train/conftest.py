@@ -1,0 +1,59 @@
+"""Tiny data and configs for training tests: an 8-image ImageFolder of 16-px PNGs and a 8-channel ResNet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from us3l.train import TrainConfig, make_config
+
+
+def write_tiny_folder(root: Path, per_class_train: int = 4, per_class_test: int = 2, size: int = 16) -> Path:
+    """Two classes (bright/dark noise) of ``size``-px RGB PNGs under ``root/{train,test}/{a,b}``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class_train), ("test", per_class_test)):
+        for label, base in (("a", 40), ("b", 200)):
+            d = root / split / label
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                arr = np.clip(base + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(arr).save(d / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_folder(tmp_path_factory.mktemp("tinydata"))
+
+
+TINY: dict[str, Any] = {
+    "model": "cifar_resnet18",
+    "model_kwargs": {"base_channels": 8},
+    "image_size": 16,
+    "epochs": 4,
+    "batch_size": 4,
+    "lr": 0.05,
+    "proj_hidden": 16,
+    "pred_hidden": 16,
+    "proj_dim": 8,
+    "knn_widths": (1.0, 0.25),
+    "knn_k": 3,
+    "save_every": 1,
+    "quiet": True,
+    "device": "cpu",
+}
+
+
+@pytest.fixture
+def tiny_cfg(tiny_folder: Path, tmp_path: Path) -> Callable[..., TrainConfig]:
+    def make(**kw: Any) -> TrainConfig:
+        values = {**TINY, "data": f"folder:{tiny_folder}", "out": str(tmp_path / "run"), **kw}
+        return make_config(values)
+
+    return make

@@ -1,0 +1,61 @@
+"""Config resolution (defaults < file < CLI) and one-line errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from us3l.cli import main
+from us3l.errors import US3LError
+from us3l.train import resolve_config
+from us3l.train.config import default_config_path
+
+
+def test_default_config_is_packaged_and_valid() -> None:
+    assert default_config_path().is_file()
+    cfg = resolve_config()
+    assert cfg.method == "us3l" and cfg.data == "builtin" and cfg.epochs % 4 == 0
+
+
+def test_file_then_cli_overrides(tmp_path: Path) -> None:
+    y = tmp_path / "c.yaml"
+    y.write_text("method: us3l_byol\nepochs: 8\nlr: 0.05\n")
+    cfg = resolve_config(y, {"lr": 0.1, "seed": None})
+    assert (cfg.method, cfg.epochs, cfg.lr) == ("us3l_byol", 8, 0.1)
+    t = tmp_path / "c.toml"
+    t.write_text('method = "naive_simsiam"\nepochs = 12\nknn_widths = [1.0, 0.5]\n')
+    cfg = resolve_config(t)
+    assert (cfg.method, cfg.epochs, cfg.knn_widths) == ("naive_simsiam", 12, (1.0, 0.5))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"method": "dino"}, "unknown method 'dino'"),
+        ({"model": "resnet9000"}, "unknown model 'resnet9000'"),
+        ({"width_min": 0.0}, r"width_min must be in \(0, 1\]"),
+        ({"width_max": 1.5}, r"width_max must be in \(0, 1\]"),
+        ({"epochs": 10, "schedule": "A"}, "multiple of 4"),
+        ({"schedule": "B"}, "unknown schedule"),
+    ],
+)
+def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None:
+    with pytest.raises(US3LError, match=message) as exc:
+        resolve_config(None, overrides)
+    assert "\n" not in str(exc.value)
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    y = tmp_path / "c.yaml"
+    y.write_text("methd: us3l\n")
+    with pytest.raises(US3LError, match="unknown config key"):
+        resolve_config(y)
+
+
+def test_cli_prints_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--method", "nope", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: unknown method 'nope'")
+    assert main(["train", "--epochs", "10", "--quiet"]) == 1
+    assert "multiple of 4" in capsys.readouterr().err

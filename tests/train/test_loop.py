@@ -1,0 +1,140 @@
+"""The training loop on tiny data: checkpoint files, metrics, per-width steps vs accumulation, resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from us3l import checkpoint as ckpt
+from us3l.train import loop as loop_mod
+from us3l.train import run_training
+from us3l.train.distributed import DistInfo
+
+
+def test_tiny_run_writes_checkpoint_metrics_and_knn(tiny_cfg) -> None:
+    cfg = tiny_cfg(epochs=4, knn_every=2)
+    res = run_training(cfg)
+    assert res.status == "completed" and res.epochs_done == 4
+    assert set(res.final_knn) == {1.0, 0.25}
+    run = Path(cfg.out)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3, 4]
+    assert "knn_top1" in lines[1] and "knn_top1" not in lines[0]
+    assert [x["min_width"] for x in lines] == [1.0, 0.75, 0.5, 0.25]
+    assert set(lines[0]["loss"]) == {"base"} and set(lines[3]["loss"]) == {"base", "mid1", "min"}
+    meta = ckpt.read_meta(run)
+    assert meta["kind"] == "checkpoint" and meta["schema_version"] == 1 and meta["epoch"] == 4
+    assert meta["width_range"] == {"min": 0.25, "max": 1.0, "divisor": 8}
+    assert meta["config"]["method"] == "us3l" and "environment" in meta and "tool_version" in meta
+    tensors = load_file(str(run / "checkpoint.safetensors"))
+    assert any(k.startswith("backbone.") for k in tensors) and any(k.startswith("train.encoder_k.") for k in tensors)
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 4
+    loaded = ckpt.load_backbone(run)
+    assert loaded.meta["model"] == "cifar_resnet18" and len(loaded.sha256) == 64
+    for k, v in loaded.model.state_dict().items():
+        assert torch.equal(v, tensors["backbone." + k])
+
+
+def test_existing_checkpoint_needs_resume_or_overwrite(tiny_cfg) -> None:
+    from us3l.errors import US3LError
+
+    cfg = tiny_cfg(epochs=4, save_every=0)
+    run_training(cfg)
+    with pytest.raises(US3LError, match="--resume"):
+        run_training(cfg)
+
+
+def _final_tensors(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoint.safetensors"))
+
+
+def test_resume_in_process_is_bit_identical(tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = tiny_cfg(epochs=4, out=str(tmp_path / "full"))
+    run_training(full)
+    part = tiny_cfg(epochs=4, out=str(tmp_path / "part"))
+    real_save = loop_mod._save
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(*args, **kw):
+        real_save(*args, **kw)
+        if args[-1] == 2:
+            raise Killed()
+
+    monkeypatch.setattr(loop_mod, "_save", save_then_die)
+    with pytest.raises(Killed):
+        run_training(part)
+    monkeypatch.setattr(loop_mod, "_save", real_save)
+    assert ckpt.read_meta(tmp_path / "part")["epoch"] == 2
+    res = run_training(part, resume=True)
+    assert res.epochs_done == 4
+    a, b = _final_tensors(tmp_path / "full"), _final_tensors(tmp_path / "part")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
+
+
+def _setup_step(tiny_cfg, **kw):
+    from us3l.ssl import create_method
+
+    cfg = tiny_cfg(momentum=0.0, regularizer=False, weight_decay=0.0, **kw)
+    torch.manual_seed(0)
+    method = create_method(cfg.method, loop_mod.build_backbone(cfg), cfg)
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = torch.randn(4, 3, 16, 16, generator=g), torch.randn(4, 3, 16, 16, generator=g)
+    return cfg, method, x1, x2
+
+
+def _step(cfg, method, x1, x2, widths):
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=cfg.lr, momentum=0.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    return loop_mod._train_step(method, method, opt, scaler, None, x1, x2, widths, 0, cfg, False, DistInfo())
+
+
+def test_step_per_width_vs_accumulation(tiny_cfg) -> None:
+    widths = [1.0, 0.25]
+    cfg_s, m_step, x1, x2 = _setup_step(tiny_cfg, step_per_width=True)
+    cfg_a, m_acc, _, _ = _setup_step(tiny_cfg, step_per_width=False)
+    ref = copy.deepcopy(m_acc)
+    _step(cfg_s, m_step, x1, x2, widths)
+    _step(cfg_a, m_acc, x1, x2, widths)
+
+    # accumulation: one SGD step with the sum of the base and sub-network gradients, both at θ0
+    base, targets = ref(x1, x2, 1.0)
+    sub, _ = ref(x1, x2, 0.25, targets)
+    params = [p for p in ref.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(base + sub, params, allow_unused=True)
+    expected = [p - cfg_a.lr * (g if g is not None else 0) for p, g in zip(params, grads, strict=True)]
+    got = [p for p in m_acc.parameters() if p.requires_grad]
+    assert all(torch.allclose(e, g, atol=1e-6) for e, g in zip(expected, got, strict=True))
+
+    # one step per width: the sub-network step runs on already-updated weights, so the results differ
+    stepped = [p for p in m_step.parameters() if p.requires_grad]
+    assert any(not torch.allclose(a, b, atol=1e-7) for a, b in zip(stepped, got, strict=True))
+    # ... and the EMA teacher was updated exactly once per iteration in both
+    assert all(torch.equal(a, b) for a, b in zip(m_step.encoder_k.parameters(), m_acc.encoder_k.parameters(),
+                                                  strict=True))
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tiny_cfg(epochs=4)
+    real = loop_mod._train_step
+    calls = {"n": 0}
+
+    def sometimes_nan(*args, **kw):
+        calls["n"] += 1
+        out = real(*args, **kw)
+        return [float("nan")] + out[1:] if calls["n"] > 3 else out  # epoch 2 (2 iterations per epoch)
+
+    monkeypatch.setattr(loop_mod, "_train_step", sometimes_nan)
+    res = run_training(cfg)
+    assert res.status == "nan" and "epoch 2" in res.message
+    assert ckpt.read_meta(cfg.out)["epoch"] == 1

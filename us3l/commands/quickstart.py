@@ -1,0 +1,362 @@
+"""``us3l quickstart``: the whole pipeline on the built-in data, every step re-runnable on its own.
+
+train → calibrate + kNN per width → profile every width on this CPU (onnxruntime, OpenVINO) → select the best
+width for a latency budget → export it (ONNX, OpenVINO IR) with verification → report. Every intermediate file
+lands in ``--out`` in its documented format; a re-run reuses each step whose output is complete and still
+matches its inputs (checkpoint hash, widths, budget), unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from us3l.cli_app import app, console, emit_json
+from us3l.errors import US3LError
+from us3l.io import atomic_write_json, file_sha256, header, read_json
+
+SUMMARY_KIND, SUMMARY_SCHEMA = "quickstart", 1
+DEFAULT_BACKENDS = ("onnx", "openvino")
+
+
+@dataclass(frozen=True)
+class QuickstartOptions:
+    out: Path = Path("quickstart")
+    config: Path | None = None
+    epochs: int | None = None
+    latency_ms: float | None = None
+    points: int = 8
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    max_seconds: float = 2.0
+    threads: int | None = None
+    force: bool = False
+
+
+@dataclass
+class StepLog:
+    name: str
+    status: str  # "ran" | "reused"
+    seconds: float
+    outputs: list[str] = field(default_factory=list)
+
+
+def _say(msg: str) -> None:
+    console.print(f"[bold cyan]quickstart[/] {msg}")
+
+
+def _timed(name: str, logs: list[StepLog], fn: Callable[[], tuple[str, list[str]]]) -> None:
+    t0 = time.perf_counter()
+    _say(f"[bold]{name}[/] …")
+    status, outputs = fn()
+    logs.append(StepLog(name, status, round(time.perf_counter() - t0, 2), outputs))
+    _say(f"{name}: {status} in {logs[-1].seconds:.1f}s → {', '.join(outputs)}")
+
+
+# ------------------------------------------------------------------------------------------------ steps
+
+
+def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
+    from us3l.train.config import resolve_config
+    from us3l.train.loop import run_training
+
+    overrides: dict[str, Any] = {"out": str(run_dir)}
+    if opts.epochs is not None:
+        overrides["epochs"] = opts.epochs
+    cfg = resolve_config(opts.config, overrides)
+    meta_path = run_dir / "checkpoint.json"
+    if meta_path.is_file() and not opts.force:
+        meta = read_json(meta_path, "checkpoint metadata")
+        saved = meta.get("config") or {}
+        same = all(saved.get(k) == getattr(cfg, k) for k in ("method", "model", "epochs", "seed", "data"))
+        if same and int(meta.get("epoch", -1)) >= cfg.epochs:
+            return "reused", [str(run_dir)]
+        if same:
+            result = run_training(cfg, resume=True)
+            _check_training(result)
+            return "resumed", [str(run_dir)]
+    result = run_training(cfg, resume=False, overwrite=True)
+    _check_training(result)
+    return "ran", [str(run_dir)]
+
+
+def _check_training(result: Any) -> None:
+    if getattr(result, "status", "completed") != "completed":
+        raise US3LError(f"training stopped ({result.status}): {result.message}")
+
+
+def _widths(run_dir: Path, points: int) -> list[float]:
+    from us3l.checkpoint import load_backbone
+
+    model = load_backbone(run_dir).model
+    grid = set(model.width_grid(max_points=points))
+    grid.update(_canonical(model, w) for w in (1.0, 0.75, 0.5, 0.25) if model.width_range.min <= w)
+    return sorted(grid, reverse=True)
+
+
+def _canonical(model: Any, w: float) -> float:
+    from us3l.slim import canonical_width
+
+    return canonical_width(model, w)
+
+
+def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -> tuple[str, list[str]]:
+    from us3l.eval.accuracy import load_accuracy, save_accuracy
+    from us3l.eval.runner import EvalSettings, evaluate_checkpoint, open_checkpoint
+
+    sha = file_sha256(run_dir / "checkpoint.safetensors")
+    if acc_path.is_file() and not force:
+        try:
+            doc = load_accuracy(acc_path)
+            done = sorted(round(r["width"], 4) for r in doc["widths"])
+            if doc["checkpoint"]["sha256"] == sha and done == sorted(round(w, 4) for w in widths):
+                return "reused", [str(acc_path)]
+        except (US3LError, KeyError, TypeError):
+            pass
+    loaded = open_checkpoint(run_dir)
+    doc = evaluate_checkpoint(loaded, None, widths, EvalSettings(protocol="knn"), progress=_say)
+    save_accuracy(doc, acc_path)
+    return "ran", [str(acc_path), str(run_dir / "bn_stats.safetensors")]
+
+
+def _profile_path(profiles_dir: Path, model: str, backend: str) -> Path:
+    from profiler.profile_file import profile_stem
+
+    return profiles_dir / f"{profile_stem(model, 'cpu', backend, 'fp32')}.json"
+
+
+def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profiles_dir: Path) -> tuple[str, list[str]]:
+    from devices.registry import get_device
+    from profiler.measure import MeasurementPolicy
+    from profiler.profile_file import load_profile, write_profile
+    from profiler.sweep import run_sweep
+    from us3l.checkpoint import load_backbone
+    from us3l.slim import materialize
+
+    loaded = load_backbone(run_dir)
+    spec = get_device("cpu")
+    statuses, outputs = [], []
+    for backend in opts.backends:
+        path = _profile_path(profiles_dir, loaded.meta["model"], backend)
+        if path.is_file() and not opts.force:
+            try:
+                prof = load_profile(path)
+                done = sorted(round(r.width, 4) for r in prof.records)
+                if prof.checkpoint_sha256 == loaded.sha256 and done == sorted(round(w, 4) for w in widths):
+                    statuses.append("reused")
+                    outputs.append(str(path))
+                    continue
+            except US3LError:
+                pass
+        policy = MeasurementPolicy(warmup=5, min_repeats=20, max_seconds=opts.max_seconds)
+        model = loaded.model
+        profile = run_sweep(
+            lambda w, m=model: materialize(m, w, require_bn_stats=True),
+            loaded.meta["model"],
+            widths,
+            spec,
+            int(loaded.meta.get("input_size") or model.input_size),
+            backend=backend,
+            threads=opts.threads,
+            policy=policy,
+            checkpoint_sha256=loaded.sha256,
+        )
+        json_path, _ = write_profile(profile, profiles_dir)
+        if json_path != path:  # pragma: no cover - the file name is the profile's stem
+            path = json_path
+        statuses.append("ran")
+        outputs.append(str(path))
+    return ("reused" if set(statuses) == {"reused"} else "ran"), outputs
+
+
+def default_budget_ms(profile_paths: list[Path]) -> float:
+    """A budget that is meaningful on this machine: halfway between the fastest and the slowest width's
+    conservative latency (upper 95 % CI bound of p90) of the first profile."""
+    from deploy.select import Budget, LatencyRule, load_profile, select_profile
+
+    doc = load_profile(profile_paths[0])
+    rule = LatencyRule()
+    probe = select_profile(doc, Budget(latency_ms=1e12), rule, None, str(profile_paths[0]))
+    lat = sorted(c.latency_ms for c in probe.candidates)
+    return round((lat[0] + lat[-1]) / 2, 3)
+
+
+def _select(
+    profile_paths: list[Path], acc_path: Path, sel_path: Path, budget_ms: float, force: bool
+) -> tuple[str, list[str]]:
+    from deploy.select import Budget, read_selection, select, write_selection
+
+    if sel_path.is_file() and not force:
+        try:
+            old = read_selection(sel_path)
+            hashes = {p["path"]: p["sha256"] for p in old["inputs"]["profiles"]}
+            same_inputs = all(hashes.get(str(p)) == file_sha256(p) for p in profile_paths) and len(hashes) == len(
+                profile_paths
+            )
+            same_acc = (old["inputs"].get("accuracy") or {}).get("sha256") == file_sha256(acc_path)
+            if same_inputs and same_acc and old["budget"].get("latency_ms") == budget_ms:
+                return "reused", [str(sel_path)]
+        except (US3LError, KeyError, TypeError):
+            pass
+    selection = select(profile_paths, Budget(latency_ms=budget_ms), accuracy=acc_path)
+    write_selection(sel_path, selection)
+    selection.raise_if_infeasible()
+    return "ran", [str(sel_path)]
+
+
+def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[str, list[str]]:
+    from deploy.export import artifact_name, export_width
+    from deploy.select import read_selection
+
+    sel = read_selection(sel_path)
+    sha = file_sha256(run_dir / "checkpoint.safetensors")
+    statuses, outputs = [], []
+    for dev in sel["devices"]:
+        w, backend, model = dev["chosen"]["width"], dev["backend"], dev["model"]
+        target = art_dir / dev["device"] / artifact_name(model, w, backend, "fp32") / "manifest.json"
+        if target.is_file() and not force:
+            try:
+                man = read_json(target, "manifest")
+                if man.get("valid") and (man.get("source") or {}).get("checkpoint_sha256") == sha:
+                    statuses.append("reused")
+                    outputs.append(str(target.parent))
+                    continue
+            except US3LError:
+                pass
+        res = export_width(run_dir, w, backend, art_dir, precision="fp32", device_name=dev["device"])
+        statuses.append("ran")
+        outputs.append(str(res.directory))
+    return ("reused" if set(statuses) == {"reused"} else "ran"), outputs
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
+    """Run (or resume) the pipeline into ``opts.out``; return the summary document (also written)."""
+    for b in opts.backends:
+        if b not in DEFAULT_BACKENDS:
+            raise US3LError(f"quickstart profiles and exports with onnx and/or openvino, not {b!r}")
+    if opts.points < 2:
+        raise US3LError(f"--points must be at least 2, got {opts.points}")
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir, acc_path = out / "run", out / "accuracy.json"
+    profiles_dir, sel_path, art_dir = out / "profiles", out / "selection.json", out / "artifacts"
+    logs: list[StepLog] = []
+    t0 = time.perf_counter()
+
+    _timed("train", logs, lambda: _train(opts, run_dir))
+    widths = _widths(run_dir, opts.points)
+    _timed("evaluate", logs, lambda: _evaluate(run_dir, acc_path, widths, opts.force))
+    _timed("profile", logs, lambda: _profile(opts, run_dir, widths, profiles_dir))
+    meta = read_json(run_dir / "checkpoint.json", "checkpoint metadata")
+    profile_paths = [_profile_path(profiles_dir, meta["model"], b) for b in opts.backends]
+    budget_ms = opts.latency_ms if opts.latency_ms is not None else default_budget_ms(profile_paths)
+    _say(f"latency budget: {budget_ms:.3f} ms per image ({'given' if opts.latency_ms else 'default: midway'})")
+    _timed("select", logs, lambda: _select(profile_paths, acc_path, sel_path, budget_ms, opts.force))
+    _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force))
+
+    from us3l.report import write_report
+
+    _timed("report", logs, lambda: ("ran", [str(write_report(out))]))
+    summary = _summary(out, meta, budget_ms, logs, time.perf_counter() - t0)
+    atomic_write_json(out / "summary.json", summary)
+    # the report reads summary.json too: render it once more now that it exists
+    write_report(out)
+    return summary
+
+
+def _summary(out: Path, meta: dict[str, Any], budget_ms: float, logs: list[StepLog], seconds: float) -> dict:
+    from deploy.select import read_selection
+    from us3l.eval.accuracy import load_accuracy
+
+    acc = load_accuracy(out / "accuracy.json")
+    sel = read_selection(out / "selection.json")
+    doc = header(SUMMARY_KIND, SUMMARY_SCHEMA)
+    doc.update(
+        model=meta.get("model"),
+        method=meta.get("method"),
+        data=meta.get("data"),
+        budget_ms=budget_ms,
+        seconds=round(seconds, 1),
+        steps=[asdict(s) for s in logs],
+        accuracy=[{"width": r["width"], "knn_top1": r.get("knn_top1"), "macs": r.get("macs")} for r in acc["widths"]],
+        selection=[
+            {
+                "device": d["device"],
+                "backend": d["backend"],
+                "width": d["chosen"]["width"] if d["chosen"] else None,
+                "accuracy": d["chosen"]["accuracy"] if d["chosen"] else None,
+                "latency_ms": d["chosen"]["latency_ms"] if d["chosen"] else None,
+            }
+            for d in sel["devices"]
+        ],
+        report=str(out / "report.html"),
+    )
+    return doc
+
+
+def _print_summary(doc: dict[str, Any]) -> None:
+    t = Table(title=f"us3l quickstart: {doc['model']} / {doc['method']} on {doc['data']} ({doc['seconds']:.0f}s)")
+    for col in ("step", "status", "seconds", "output"):
+        t.add_column(col)
+    for s in doc["steps"]:
+        t.add_row(s["name"], s["status"], f"{s['seconds']:.1f}", "\n".join(s["outputs"]))
+    console.print(t)
+    a = Table(title="kNN accuracy per width")
+    for col in ("width", "kNN top-1", "MMACs"):
+        a.add_column(col, justify="right")
+    for r in doc["accuracy"]:
+        top1 = "-" if r["knn_top1"] is None else f"{100 * r['knn_top1']:.1f}%"
+        macs = "-" if r["macs"] is None else f"{r['macs'] / 1e6:.1f}"
+        a.add_row(f"{r['width']:g}", top1, macs)
+    console.print(a)
+    s = Table(title=f"selected width per backend for a {doc['budget_ms']:.3f} ms budget (upper 95% CI of p90)")
+    for col in ("device", "backend", "width", "kNN top-1", "latency ms"):
+        s.add_column(col)
+    for r in doc["selection"]:
+        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
+        lat = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"
+        s.add_row(r["device"], r["backend"], f"{r['width']:g}" if r["width"] else "none", acc, lat)
+    console.print(s)
+    console.print(f"report: {doc['report']}")
+
+
+@app.command("quickstart")
+def quickstart_cmd(
+    out: Path = typer.Option(Path("quickstart"), "--out", help="Folder for every file the pipeline writes."),
+    latency_ms: float = typer.Option(None, "--latency-ms", help="Latency budget per image (default: midway)."),
+    config: Path = typer.Option(None, "--config", help="Training config (default: the packaged default.yaml)."),
+    epochs: int = typer.Option(None, "--epochs", help="Override the training epochs (multiple of 4)."),
+    points: int = typer.Option(8, "--points", help="Widths to evaluate and profile (thinned width grid)."),
+    backends: str = typer.Option("onnx,openvino", "--backends", help="Comma-separated: onnx, openvino."),
+    max_seconds: float = typer.Option(2.0, "--max-seconds", help="Latency measurement cap per width (s)."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for inference (default: all cores)."),
+    force: bool = typer.Option(False, "--force", help="Re-run every step even if its output is complete."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON document."),
+) -> None:
+    """Run the whole pipeline on the built-in data: train, evaluate, profile, select, export, report."""
+    if latency_ms is not None and not latency_ms > 0:
+        raise US3LError(f"--latency-ms must be positive, got {latency_ms}")
+    opts = QuickstartOptions(
+        out=out,
+        config=config,
+        epochs=epochs,
+        latency_ms=latency_ms,
+        points=points,
+        backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
+        max_seconds=max_seconds,
+        threads=threads,
+        force=force,
+    )
+    doc = run_quickstart(opts)
+    if json_out:
+        emit_json(doc)
+    else:
+        _print_summary(doc)

@@ -1,0 +1,107 @@
+"""``us3l train``: self-supervised training of a universally slimmable network (US3L and baselines)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from us3l.cli_app import app, console, emit_json
+from us3l.errors import US3LError
+
+
+def _nproc_args(argv: list[str]) -> list[str]:
+    """``argv`` without ``--nproc N`` / ``--nproc=N`` (the torchrun children must not spawn again)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        out.append(a)
+    return out
+
+
+@app.command("train")
+def train_cmd(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML or TOML config (default: packaged default.yaml)."
+    ),
+    method: str | None = typer.Option(
+        None, help="us3l | us3l_byol | us3l_simsiam | us3l_mocov3 | naive_simsiam | naive_simclr | single"
+    ),
+    model: str | None = typer.Option(None, help="Registered model name (see `us3l models`)."),
+    data: str | None = typer.Option(None, help="builtin | cifar10:PATH | cifar100:PATH | folder:PATH"),
+    epochs: int | None = typer.Option(None, help="Number of epochs (a multiple of 4 for schedule A)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process."),
+    lr: float | None = typer.Option(None, help="Base learning rate."),
+    seed: int | None = typer.Option(None, help="Random seed (identical widths on every rank)."),
+    out: str | None = typer.Option(None, help="Run folder (checkpoints, metrics.jsonl, config.yaml)."),
+    schedule: str | None = typer.Option(None, help="Width schedule: A | none."),
+    sampling: str | None = typer.Option(None, help="Width sampling: sandwich | uniform."),
+    width_min: float | None = typer.Option(None, "--width-min", help="Smallest width (default: the model's)."),
+    single_width: float | None = typer.Option(None, "--single-width", help="Width of the `single` baseline."),
+    knn_every: int | None = typer.Option(None, "--knn-every", help="kNN monitor every K epochs (0: end only)."),
+    save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N epochs (and at the end)."),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
+    set_: list[str] | None = typer.Option(None, "--set", help="Any config key: --set key=value (YAML value)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint in --out."),
+    nproc: int = typer.Option(1, "--nproc", help="Spawn N local processes with torchrun (DDP)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
+) -> None:
+    """Train a universally slimmable network with self-supervision; report kNN accuracy per width."""
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from us3l.train.distributed import torchrun_command
+
+        if "train" not in sys.argv:
+            raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
+        cmd = torchrun_command(nproc, ["train", *_nproc_args(sys.argv[sys.argv.index("train") + 1 :])])
+        raise typer.Exit(subprocess.call(cmd))
+
+    import yaml
+
+    from us3l.train import format_knn_table, resolve_config, run_training
+
+    overrides = {
+        "method": method, "model": model, "data": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "seed": seed, "out": out, "schedule": schedule, "sampling": sampling, "width_min": width_min,
+        "single_width": single_width, "knn_every": knn_every, "save_every": save_every, "device": device,
+        "quiet": quiet or None,
+    }
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise US3LError(f"--set expects key=value, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    cfg = resolve_config(config, overrides)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main and not cfg.quiet and not json_out:
+        console.print("[bold]resolved config[/]")
+        console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip(), highlight=False, soft_wrap=True)
+    result = run_training(cfg, resume=resume, overwrite=overwrite)
+    if not is_main:
+        return
+    if result.status == "nan":
+        raise US3LError(result.message)
+    if json_out:
+        emit_json({
+            "run_dir": str(result.run_dir), "status": result.status, "epochs": result.epochs_done,
+            "seconds": round(result.seconds, 1),
+            "knn_top1": {f"{w:g}": a for w, a in sorted(result.final_knn.items(), reverse=True)},
+            "collapse_std": {f"{w:g}": s for w, s in sorted(result.collapse_std.items(), reverse=True)},
+        })
+        return
+    if result.message:
+        console.print(f"[bold red]{result.message}[/]")
+    console.print(f"run folder: {result.run_dir}  ({result.epochs_done} epochs, {result.seconds:.0f}s)")
+    console.print("kNN accuracy on the held-out split (k=200, T=0.1):", highlight=False)
+    console.print(format_knn_table(result), highlight=False)

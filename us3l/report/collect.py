@@ -1,0 +1,198 @@
+"""Find and load the files of a pipeline folder (the layout ``us3l quickstart`` writes).
+
+Every file is read with the loader of the package that owns its format (``us3l.eval.accuracy``,
+``profiler.profile_file``, ``deploy.select``, ``deploy.manifest``, ``us3l.checkpoint``), so the report never
+re-parses a format on its own. A file that is absent is recorded as *missing*; a file that is present but
+unreadable (invalid JSON, another kind or schema version, damaged fields) is kept as a :class:`Loaded` with
+``error`` set, so the page can say so in one line and still render everything else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from us3l.errors import US3LError
+
+T = TypeVar("T")
+
+RUN_DIR = "run"
+ACCURACY_FILE = "accuracy.json"
+PROFILES_DIR = "profiles"
+SELECTION_FILE = "selection.json"
+ARTIFACTS_DIR = "artifacts"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_META = "checkpoint.json"
+METRICS_FILE = "metrics.jsonl"
+
+#: How each input is produced, for the "missing" notes of the page.
+PRODUCERS: dict[str, str] = {
+    "run": "us3l train (or us3l quickstart)",
+    "accuracy": "us3l eval",
+    "profiles": "us3l profile",
+    "selection": "us3l select",
+    "artifacts": "us3l export",
+    "summary": "us3l quickstart",
+}
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[T]):
+    """One input file: its path and either the loaded document or the one-line reason it could not be read."""
+
+    path: Path
+    doc: T | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.doc is not None
+
+
+@dataclass
+class PipelineFiles:
+    """Everything found in a pipeline folder; ``None`` / empty lists mean the input is missing."""
+
+    root: Path
+    checkpoint: Loaded[dict[str, Any]] | None = None
+    metrics: Loaded[list[dict[str, Any]]] | None = None
+    accuracy: Loaded[dict[str, Any]] | None = None
+    profiles: list[Loaded[Any]] = field(default_factory=list)  # doc: profiler.profile_file.Profile
+    selection: Loaded[dict[str, Any]] | None = None
+    manifests: list[Loaded[dict[str, Any]]] = field(default_factory=list)
+    summary: Loaded[dict[str, Any]] | None = None
+
+    def present(self) -> dict[str, bool]:
+        """Which inputs were found (readable or not), by input name."""
+        return {
+            "run": self.checkpoint is not None or self.metrics is not None,
+            "accuracy": self.accuracy is not None,
+            "profiles": bool(self.profiles),
+            "selection": self.selection is not None,
+            "artifacts": bool(self.manifests),
+            "summary": self.summary is not None,
+        }
+
+    def missing(self) -> list[str]:
+        """Names of the inputs that are absent."""
+        return [name for name, found in self.present().items() if not found]
+
+    def errors(self) -> list[str]:
+        """One line per file that is present but could not be read."""
+        items: list[Loaded[Any] | None] = [
+            self.checkpoint, self.metrics, self.accuracy, self.selection, self.summary,
+            *self.profiles, *self.manifests,
+        ]
+        return [f"{item.path}: {item.error}" for item in items if item is not None and item.error]
+
+    def found_any(self) -> bool:
+        return any(self.present().values())
+
+
+def _load(path: Path, loader: Callable[[Path], T]) -> Loaded[T]:
+    """Run ``loader``; turn any failure into a one-line error kept with the path."""
+    try:
+        return Loaded(path, doc=loader(path))
+    except US3LError as exc:
+        return Loaded(path, error=_one_line(str(exc)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Loaded(path, error=_one_line(f"{type(exc).__name__}: {exc}"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    from us3l.checkpoint import read_meta
+
+    return read_meta(path.parent)
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    """``metrics.jsonl``: one JSON object per epoch; an unreadable line is an error for the whole file."""
+    rows: list[dict[str, Any]] = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise US3LError(f"line {i} is not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise US3LError(f"line {i} is not a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _read_accuracy(path: Path) -> dict[str, Any]:
+    from us3l.eval.accuracy import load_accuracy
+
+    return load_accuracy(path)
+
+
+def _read_profile(path: Path) -> Any:
+    from profiler.profile_file import load_profile
+
+    return load_profile(path)
+
+
+def _read_selection(path: Path) -> dict[str, Any]:
+    from deploy.select import read_selection
+
+    doc = read_selection(path)
+    if not isinstance(doc.get("devices"), list):
+        raise US3LError(f"{path}: selection file has no 'devices' list")
+    return doc
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    from deploy.manifest import read_manifest
+
+    doc, _ = read_manifest(path)
+    return doc
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    from us3l.io import read_json
+
+    doc = read_json(path, "summary")
+    if not isinstance(doc, dict):
+        raise US3LError("summary file is not a JSON object")
+    return doc
+
+
+def _optional(path: Path, loader: Callable[[Path], T]) -> Loaded[T] | None:
+    return _load(path, loader) if path.is_file() else None
+
+
+def collect(directory: str | Path) -> PipelineFiles:
+    """Load every known file of the pipeline folder ``directory``.
+
+    Raises ``US3LError`` (one line) when the folder does not exist or holds none of the pipeline's files.
+    """
+    root = Path(directory)
+    if not root.exists():
+        raise US3LError(f"pipeline folder not found: {root}")
+    if not root.is_dir():
+        raise US3LError(f"{root} is not a folder (expected a pipeline folder written by us3l quickstart)")
+    run = root / RUN_DIR
+    files = PipelineFiles(
+        root=root,
+        checkpoint=_optional(run / CHECKPOINT_META, _read_checkpoint),
+        metrics=_optional(run / METRICS_FILE, _read_metrics),
+        accuracy=_optional(root / ACCURACY_FILE, _read_accuracy),
+        profiles=[_load(p, _read_profile) for p in sorted((root / PROFILES_DIR).glob("*.json"))],
+        selection=_optional(root / SELECTION_FILE, _read_selection),
+        manifests=[_load(p, _read_manifest) for p in sorted((root / ARTIFACTS_DIR).glob("*/*/manifest.json"))],
+        summary=_optional(root / SUMMARY_FILE, _read_summary),
+    )
+    if not files.found_any():
+        raise US3LError(
+            f"{root} contains no us3l pipeline files (expected run/checkpoint.json, accuracy.json, "
+            "profiles/*.json, selection.json or artifacts/<device>/<name>/manifest.json)"
+        )
+    return files

@@ -1,0 +1,503 @@
+"""Render one self-contained HTML page from a :class:`~us3l.report.collect.PipelineFiles`.
+
+The page has no external reference: the stylesheet is inline and every figure is a ``data:`` URI. Every piece
+of text taken from the input files goes through :func:`html.escape`. Each section is rendered on its own; a
+section whose input is missing says so, and one whose input is unreadable (or malformed in a way the loaders
+do not catch) shows one error line, without stopping the rest of the page.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from us3l.report import plots
+from us3l.report.collect import PRODUCERS, Loaded, PipelineFiles
+from us3l.version import __version__
+
+RENDERED, MISSING, ERROR = "rendered", "missing", "error"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+padding:0 1rem;color:#1d1d1f;line-height:1.4}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;
+margin-top:2rem}h3{font-size:1rem;margin-bottom:.3rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#f4f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.8rem;word-break:break-all}
+img{max-width:100%;height:auto;border:1px solid #eee}
+.missing{color:#8a6d00;background:#fff8e1;padding:.3rem .6rem;border-left:3px solid #f0c000}
+.error{color:#a00;background:#fdecea;padding:.3rem .6rem;border-left:3px solid #d33}
+.ok{color:#0a7d28;font-weight:600}.bad{color:#c00;font-weight:600}.muted{color:#777;font-size:.85rem}
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the page: ``state`` is ``rendered``, ``missing`` (input absent) or ``error``."""
+
+    key: str
+    title: str
+    body: str
+    state: str
+
+
+# ------------------------------------------------------------------------------------------ formatting
+
+
+def esc(value: Any) -> str:
+    """Escape any value for HTML text or attribute context."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def fmt_num(value: Any, spec: str = ".3f") -> str:
+    """A number formatted with ``spec``; ``—`` for None or non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—"
+    return format(value, spec)
+
+
+def fmt_pct(value: Any) -> str:
+    """A fraction in [0, 1] as a percentage with 2 decimals."""
+    return "—" if not isinstance(value, int | float) else f"{100 * value:.2f}"
+
+
+def fmt_count(value: Any) -> str:
+    """A large count (MACs, params) in millions."""
+    return "—" if not isinstance(value, int | float) else f"{value / 1e6:.2f}M"
+
+
+def fmt_yes(value: Any) -> str:
+    """``yes``/``no`` with a colour class (already HTML)."""
+    if value is True:
+        return '<span class="ok">yes</span>'
+    if value is False:
+        return '<span class="bad">no</span>'
+    return "—"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
+    """An HTML table; ``headers`` are escaped here, cells must already be HTML (escape with :func:`esc`)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
+                         for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def kv_table(pairs: Iterable[tuple[str, Any]]) -> str:
+    """A two-column key/value table; values are escaped (None values are skipped)."""
+    return table(["field", "value"], [(esc(k), esc(v)) for k, v in pairs if v is not None and v != ""])
+
+
+def img(uri: str, alt: str) -> str:
+    return f'<p><img src="{esc(uri)}" alt="{esc(alt)}"></p>'
+
+
+def missing_note(what: str, producer: str) -> str:
+    return f'<p class="missing">missing: {esc(what)} (written by <code>{esc(producer)}</code>)</p>'
+
+
+def error_note(text: str) -> str:
+    return f'<p class="error">{esc(text)}</p>'
+
+
+def _errors(items: Iterable[Loaded[Any] | None]) -> str:
+    return "".join(error_note(f"{it.path}: {it.error}") for it in items if it is not None and it.error)
+
+
+def _short(text: Any, n: int = 12) -> str | None:
+    return None if not text else str(text)[:n]
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+
+def _model_name(files: PipelineFiles) -> str | None:
+    for item in (files.checkpoint, files.accuracy):
+        if item is not None and item.ok and item.doc.get("model"):
+            return str(item.doc["model"])
+    for p in files.profiles:
+        if p.ok:
+            return str(p.doc.model)
+    return None
+
+
+def training_seconds(metrics: list[dict[str, Any]]) -> float | None:
+    """Sum of the per-epoch ``seconds`` recorded in ``metrics.jsonl`` (None when none is recorded)."""
+    secs = [float(r["seconds"]) for r in metrics if isinstance(r.get("seconds"), int | float)]
+    return sum(secs) if secs else None
+
+
+def _duration(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    minutes, sec = divmod(seconds, 60)
+    return f"{seconds:.1f} s" if minutes < 1 else f"{int(minutes)} min {sec:.0f} s ({seconds:.1f} s)"
+
+
+def _data_text(data: Any) -> str | None:
+    if isinstance(data, dict):
+        parts = [str(data.get("name") or data.get("spec") or "?")]
+        if data.get("spec") and data.get("spec") != data.get("name"):
+            parts.append(f"spec {data['spec']}")
+        for key in ("num_classes", "train_size", "test_size"):
+            if data.get(key) is not None:
+                parts.append(f"{key.replace('_', ' ')} {data[key]}")
+        return ", ".join(parts)
+    return None if data is None else str(data)
+
+
+def section_run(files: PipelineFiles) -> Section:
+    """Model, method, epochs, data, training time and the checkpoint's identity."""
+    items = [files.checkpoint, files.metrics]
+    if all(it is None for it in items):
+        return Section("run", "Run", missing_note("run/checkpoint.json and run/metrics.jsonl", PRODUCERS["run"]),
+                       MISSING)
+    meta = files.checkpoint.doc if files.checkpoint is not None and files.checkpoint.ok else {}
+    metrics = files.metrics.doc if files.metrics is not None and files.metrics.ok else []
+    acc = files.accuracy.doc if files.accuracy is not None and files.accuracy.ok else {}
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    wr = meta.get("width_range") if isinstance(meta.get("width_range"), dict) else {}
+    last = metrics[-1] if metrics else {}
+    pairs = [
+        ("model", meta.get("model") or acc.get("model")),
+        ("method", meta.get("method")),
+        ("epochs", _epochs_text(meta.get("epoch"), config.get("epochs"), len(metrics) if metrics else None)),
+        ("data", _data_text(meta.get("data") if meta else acc.get("data"))),
+        ("input size", meta.get("input_size")),
+        ("width range", f"{wr.get('min')} … {wr.get('max')} (divisor {wr.get('divisor')})" if wr else None),
+        ("training time", _duration(training_seconds(metrics))),
+        ("last epoch loss", _loss_text(last.get("loss"))),
+        ("training device", (meta.get("distributed") or {}).get("device") if isinstance(
+            meta.get("distributed"), dict) else None),
+        ("checkpoint sha256", acc.get("checkpoint_sha256")),
+        ("trained with", f"{meta.get('tool', 'us3l')} {meta.get('tool_version')}" if meta.get("tool_version")
+         else None),
+    ]
+    body = kv_table(pairs) + _errors(items)
+    if files.metrics is None:
+        body += missing_note("run/metrics.jsonl", PRODUCERS["run"])
+    state = RENDERED if meta or metrics else ERROR
+    return Section("run", "Run", body, state)
+
+
+def _epochs_text(epoch: Any, planned: Any, recorded: int | None) -> str | None:
+    if epoch is None and recorded is None:
+        return None
+    done = epoch if epoch is not None else recorded
+    return f"{done} of {planned}" if planned is not None and planned != done else str(done)
+
+
+def _loss_text(loss: Any) -> str | None:
+    if isinstance(loss, dict):
+        return ", ".join(f"{k} {fmt_num(v, '.4f')}" for k, v in loss.items())
+    return None if loss is None else fmt_num(loss, ".4f")
+
+
+def section_accuracy(files: PipelineFiles) -> Section:
+    """Accuracy against width."""
+    if files.accuracy is None:
+        return Section("accuracy", "Accuracy vs width", missing_note("accuracy.json", PRODUCERS["accuracy"]),
+                       MISSING)
+    if not files.accuracy.ok:
+        return Section("accuracy", "Accuracy vs width", _errors([files.accuracy]), ERROR)
+    doc = files.accuracy.doc
+    uri = plots.accuracy_vs_width(doc)
+    if uri is None:
+        return Section("accuracy", "Accuracy vs width",
+                       error_note(f"{files.accuracy.path}: no width has a kNN or linear accuracy"), ERROR)
+    protocols = doc.get("protocols") if isinstance(doc.get("protocols"), dict) else {}
+    run = [name for name, v in protocols.items() if v]
+    note = f'<p class="muted">protocols: {esc(", ".join(run) or "none")}; data: {esc(_data_text(doc.get("data")))}'
+    return Section("accuracy", "Accuracy vs width", img(uri, "accuracy vs width") + note + "</p>", RENDERED)
+
+
+def _good_profiles(files: PipelineFiles) -> list[Any]:
+    return [p.doc for p in files.profiles if p.ok]
+
+
+def section_latency(files: PipelineFiles) -> Section:
+    """p50 latency against width, one line per profile, CI band."""
+    title = "Latency vs width"
+    if not files.profiles:
+        return Section("latency", title, missing_note("profiles/*.json", PRODUCERS["profiles"]), MISSING)
+    uri = plots.latency_vs_width(_good_profiles(files))
+    errors = _errors(files.profiles)
+    if uri is None:
+        return Section("latency", title, errors or error_note("no profile has records"), ERROR)
+    return Section("latency", title, img(uri, "latency vs width") + errors, RENDERED)
+
+
+def section_tradeoff(files: PipelineFiles) -> Section:
+    """Accuracy against latency per device, with the budget and the chosen width (from selection.json)."""
+    title = "Accuracy vs latency (selection)"
+    sel = files.selection
+    if sel is not None and sel.ok:
+        uri = plots.accuracy_vs_latency(plots.panels_from_selection(sel.doc))
+        if uri is not None:
+            return Section("tradeoff", title, img(uri, "accuracy vs latency per device"), RENDERED)
+    notes = _errors([sel]) if sel is not None else missing_note("selection.json", PRODUCERS["selection"])
+    profiles = _good_profiles(files)
+    if files.accuracy is not None and files.accuracy.ok and profiles:
+        uri = plots.accuracy_vs_latency(plots.panels_from_profiles(profiles, files.accuracy.doc))
+        if uri is not None:
+            note = '<p class="muted">without a selection: p50 latency, no budget, no chosen width.</p>'
+            return Section("tradeoff", title, notes + img(uri, "accuracy vs latency per profile") + note, RENDERED)
+    state = MISSING if sel is None else ERROR
+    return Section("tradeoff", title, notes, state)
+
+
+def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]:
+    from deploy.select import width_key
+
+    acc_rows = {}
+    if files.accuracy is not None and files.accuracy.ok:
+        acc_rows = {width_key(r["width"]): r for r in files.accuracy.doc.get("widths") or []}
+    profiles = _good_profiles(files)
+    recs = [{width_key(r.width): r for r in p.records} for p in profiles]
+    widths = sorted(set(acc_rows) | {w for m in recs for w in m})
+    has_linear = any(r.get("linear_top1") is not None for r in acc_rows.values())
+    headers = ["width", "kNN top-1 %"] + (["linear top-1 %"] if has_linear else []) + ["MACs", "params"]
+    for p in profiles:
+        headers += [f"{plots.profile_label(p)} p50 ms", "p90 ms"]
+    unstable = False
+    rows = []
+    for w in widths:
+        a = acc_rows.get(w, {})
+        first = next((m[w] for m in recs if w in m), None)
+        row = [f"{w:g}", fmt_pct(a.get("knn_top1"))] + ([fmt_pct(a.get("linear_top1"))] if has_linear else [])
+        row += [fmt_count(a.get("macs") if a.get("macs") is not None else getattr(first, "macs", None)),
+                fmt_count(a.get("params") if a.get("params") is not None else getattr(first, "params", None))]
+        for m in recs:
+            r = m.get(w)
+            mark = "" if r is None or r.latency.stable else " †"
+            unstable = unstable or bool(mark)
+            row += [fmt_num(r.latency.p50_ms if r else None) + mark, fmt_num(r.latency.p90_ms if r else None)]
+        rows.append(row)
+    return headers, rows, unstable
+
+
+def section_widths(files: PipelineFiles) -> Section:
+    """Per width: accuracy, MACs, params, latency p50/p90 per profile."""
+    title = "Per-width table"
+    if files.accuracy is None and not files.profiles:
+        return Section("widths", title, missing_note("accuracy.json and profiles/*.json",
+                                                     f"{PRODUCERS['accuracy']} / {PRODUCERS['profiles']}"), MISSING)
+    headers, rows, unstable = _width_rows(files)
+    if not rows:
+        return Section("widths", title, error_note("no readable accuracy or profile file"), ERROR)
+    body = table(headers, rows, numeric=range(len(headers)))
+    if unstable:
+        body += '<p class="muted">† the median\'s 95% CI did not reach the target or drift was seen (not stable).</p>'
+    return Section("widths", title, body, RENDERED)
+
+
+def _acc_text(value: Any, metric: str | None) -> str:
+    if metric == "macs":
+        return fmt_count(value)
+    if isinstance(value, int | float) and 0 <= value <= 1:
+        return fmt_pct(value) + " %"
+    return fmt_num(value, ".4g")
+
+
+def _candidate_text(c: dict[str, Any] | None, metric: str | None) -> str:
+    if not c:
+        return "—"
+    return f"w={c.get('width')} ({_acc_text(c.get('accuracy'), metric)}, {fmt_num(c.get('latency_ms'))} ms)"
+
+
+def section_selection(files: PipelineFiles) -> Section:
+    """The budget, the latency statistic, and per device the chosen width, its slack and the runner-up."""
+    title = "Selection"
+    sel = files.selection
+    if sel is None:
+        return Section("selection", title, missing_note("selection.json", PRODUCERS["selection"]), MISSING)
+    if not sel.ok:
+        return Section("selection", title, _errors([sel]), ERROR)
+    doc = sel.doc
+    rule = doc.get("latency_rule") or {}
+    acc = doc.get("accuracy") or {}
+    metric = acc.get("metric")
+    budget = ", ".join(f"{k} ≤ {v:g}" if isinstance(v, int | float) else f"{k} ≤ {v}"
+                       for k, v in (doc.get("budget") or {}).items())
+    head = kv_table([
+        ("budget", budget or "—"),
+        ("latency statistic", rule.get("describe") or rule.get("statistic")),
+        ("accuracy", f"{acc.get('source')} ({metric})" if acc else None),
+        ("tie-break", doc.get("tie_break")),
+        ("feasible", "yes" if doc.get("feasible") else "no"),
+    ])
+    rows = []
+    for d in doc.get("devices") or []:
+        c = d.get("chosen") or {}
+        lat = c.get("latency") or {}
+        slack = ", ".join(f"{k} {fmt_num(v, '.3f')}" for k, v in (d.get("slack") or {}).items())
+        minimum = (d.get("minimum") or {}).get("latency_ms")
+        rows.append([
+            esc(d.get("device")), esc(d.get("model")), esc(f"{d.get('backend')}/{d.get('precision')}"),
+            esc(c.get("width", "none fits")), esc(_acc_text(c.get("accuracy"), metric) if c else "—"),
+            fmt_num(c.get("latency_ms")), fmt_num(lat.get("p50_ms")), fmt_num(lat.get("p90_ms")),
+            esc(slack or "—"), esc(_candidate_text(d.get("runner_up"), metric)), fmt_num(minimum),
+            esc("; ".join(str(n) for n in d.get("notes") or []) or "—"),
+        ])
+    headers = ["device", "model", "backend", "chosen width", "accuracy", "latency ms (compared)", "p50 ms",
+               "p90 ms", "slack", "runner-up", "min latency ms", "notes"]
+    return Section("selection", title, head + table(headers, rows, numeric=(5, 6, 7, 10)), RENDERED)
+
+
+def _packages(pkgs: Any) -> str | None:
+    if not isinstance(pkgs, dict) or not pkgs:
+        return None
+    return ", ".join(f"{k} {v}" for k, v in pkgs.items())
+
+
+def _fingerprint_pairs(p: Any) -> list[tuple[str, Any]]:
+    fp = p.fingerprint if isinstance(p.fingerprint, dict) else {}
+    cpu = fp.get("cpu") if isinstance(fp.get("cpu"), dict) else {}
+    cores = ", ".join(f"{k.replace('_cores', '')} {cpu[k]}" for k in ("logical_cores", "physical_cores",
+                                                                         "usable_cores") if k in cpu)
+    freq = " / ".join(f"{cpu[k]} MHz" for k in ("cur_freq_mhz", "max_freq_mhz") if k in cpu)
+    stable = sum(1 for r in p.records if r.latency.stable)
+    pairs: list[tuple[str, Any]] = [
+        ("model", p.model), ("runtime version", p.runtime_version), ("reach", p.reach),
+        ("threads", p.threads if p.threads is not None else "default"),
+        ("input shape", "×".join(str(v) for v in p.input_shape)),
+        ("widths (stable)", f"{len(p.records)} ({stable} stable)"),
+        ("CPU", cpu.get("model")), ("cores", cores or None), ("governor", cpu.get("governor")),
+        ("frequency (cur / max)", freq or None), ("versions", _packages(fp.get("packages"))),
+        ("python", fp.get("python")), ("OS", fp.get("os")), ("machine", fp.get("machine")),
+        ("host", fp.get("hostname")),
+    ]
+    for key in ("jetson", "nvidia_gpus"):
+        if fp.get(key):
+            pairs.append((key, json.dumps(fp[key], sort_keys=True, default=str)))
+    if p.policy:
+        pairs.append(("measurement policy", json.dumps(p.policy, sort_keys=True, default=str)))
+    return pairs
+
+
+def section_environment(files: PipelineFiles) -> Section:
+    """The environment fingerprint of every profile: CPU, threads, runtime and package versions."""
+    title = "Environment (per profile)"
+    if not files.profiles:
+        return Section("environment", title, missing_note("profiles/*.json", PRODUCERS["profiles"]), MISSING)
+    parts = []
+    for item in files.profiles:
+        if item.ok:
+            p = item.doc
+            parts.append(f"<h3>{esc(plots.profile_label(p))} <span class=\"muted\">{esc(item.path.name)}</span>"
+                         f"</h3>{kv_table(_fingerprint_pairs(p))}")
+    body = "".join(parts) + _errors(files.profiles)
+    return Section("environment", title, body, RENDERED if parts else ERROR)
+
+
+def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
+    m = item.doc or {}
+    model = m.get("model") or {}
+    be = m.get("backend") or {}
+    ver = m.get("verification") or {}
+    tol = ver.get("tolerance") or {}
+    art = m.get("artifact") or {}
+    try:
+        where = item.path.parent.relative_to(root).as_posix()
+    except ValueError:
+        where = str(item.path.parent)
+    return [
+        esc((m.get("target") or {}).get("device")), f"<code>{esc(where)}</code>",
+        esc(f"{be.get('name')} ({be.get('runtime')} {be.get('runtime_version')})"), esc(be.get("precision")),
+        esc(model.get("width")), esc(model.get("bn_stats")), fmt_num(ver.get("max_abs_error"), ".2e"),
+        fmt_num(ver.get("min_cosine"), ".6f"),
+        esc(f"≤ {tol.get('max_abs')}, cos ≥ {tol.get('min_cosine')}" if tol else "—"), fmt_yes(ver.get("passed")),
+        f"<code>{esc(art.get('file'))}</code>", f'<span class="mono">{esc(art.get("sha256"))}</span>',
+        fmt_yes(m.get("valid")),
+    ]
+
+
+def section_artifacts(files: PipelineFiles) -> Section:
+    """Each exported artifact's manifest: backend, precision, width, verification errors, sha256, valid."""
+    title = "Artifacts"
+    if not files.manifests:
+        return Section("artifacts", title, missing_note("artifacts/<device>/<name>/manifest.json",
+                                                        PRODUCERS["artifacts"]), MISSING)
+    good = [m for m in files.manifests if m.ok]
+    headers = ["device", "artifact", "backend", "precision", "width", "BN stats", "max abs error", "min cosine",
+               "tolerance", "verified", "file", "sha256", "valid"]
+    body = (table(headers, [_manifest_row(m, files.root) for m in good], numeric=(6, 7)) if good else "")
+    body += _errors(files.manifests)
+    return Section("artifacts", title, body, RENDERED if good else ERROR)
+
+
+def _flatten(doc: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    if isinstance(doc, dict) and depth < 3:
+        out: list[tuple[str, Any]] = []
+        for k, v in doc.items():
+            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k), depth + 1)
+        return out
+    if isinstance(doc, list | dict):
+        return [(prefix, json.dumps(doc, default=str)[:300])]
+    return [(prefix, doc)]
+
+
+def section_summary(files: PipelineFiles) -> Section:
+    """``summary.json`` (written by quickstart), shown as flattened key/value pairs."""
+    title = "Pipeline summary"
+    if files.summary is None:
+        return Section("summary", title, missing_note("summary.json", PRODUCERS["summary"]), MISSING)
+    if not files.summary.ok:
+        return Section("summary", title, _errors([files.summary]), ERROR)
+    skip = {"kind", "schema_version", "tool", "environment"}
+    pairs = [(k, v) for k, v in _flatten({k: v for k, v in files.summary.doc.items() if k not in skip})]
+    return Section("summary", title, kv_table(pairs[:200]), RENDERED)
+
+
+SECTIONS: tuple[Callable[[PipelineFiles], Section], ...] = (
+    section_run, section_accuracy, section_latency, section_tradeoff, section_widths, section_selection,
+    section_environment, section_artifacts, section_summary,
+)
+
+
+def _safe(builder: Callable[[PipelineFiles], Section], files: PipelineFiles) -> Section:
+    """Run one section builder; an unexpected document shape becomes one error line, not a crash."""
+    try:
+        return builder(files)
+    except Exception as exc:  # noqa: BLE001 - documents are untrusted input; the rest of the page must render
+        key = builder.__name__.removeprefix("section_")
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return Section(key, key.capitalize(), error_note(f"could not render this section ({msg})"), ERROR)
+
+
+def build_sections(files: PipelineFiles) -> list[Section]:
+    """Every section of the report, in page order."""
+    return [_safe(b, files) for b in SECTIONS]
+
+
+def _inputs_list(files: PipelineFiles) -> str:
+    items = []
+    for name, found in files.present().items():
+        status = "found" if found else f"missing (written by {PRODUCERS[name]})"
+        items.append(f"<li><b>{esc(name)}</b>: {esc(status)}</li>")
+    errs = "".join(error_note(e) for e in files.errors())
+    return f"<ul>{''.join(items)}</ul>{errs}"
+
+
+def render_html(files: PipelineFiles, sections: Sequence[Section]) -> str:
+    """The complete page."""
+    model = _model_name(files)
+    title = f"us3l report · {model}" if model else "us3l report"
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = "".join(f'<section id="{esc(s.key)}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"
+        f"<p class=\"muted\">pipeline folder <code>{esc(files.root)}</code> · generated {esc(now)} by us3l "
+        f"{esc(__version__)}</p><h2>Inputs</h2>{_inputs_list(files)}{body}</body></html>\n"
+    )
