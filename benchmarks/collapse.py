@@ -43,7 +43,7 @@ BENCH_SCHEMA = 1
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/collapse", help="folder for the runs and collapse.json")
-    p.add_argument("--epochs", type=int, default=12, help="epochs per run (the fixed budget); multiple of 4")
+    p.add_argument("--epochs", type=int, default=16, help="epochs per run (the fixed budget); multiple of 4")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--model", default="cifar_resnet18")
     p.add_argument("--base-channels", type=int, default=32, help="ResNet stage-1 channels (64 = full size)")

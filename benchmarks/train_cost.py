@@ -40,31 +40,40 @@ def predicted_ratio(macs_of, w_min: float | None) -> float:
     return (base + 6 * (macs_of(w_min) + mid)) / base
 
 
-def time_iterations(method_name: str, epoch: int, args: argparse.Namespace, batches: list) -> float:
-    """Median seconds per iteration of ``method_name`` in ``epoch`` of a 4-epoch schedule-A run."""
-    from us3l.ssl import create_method
-    from us3l.train import make_config
-    from us3l.train.distributed import DistInfo
-    from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
-    from us3l.train.loop import _train_step, build_backbone
-    from us3l.train.sampling import FixedWidth, WidthSampler
+class _Runner:
+    """One method at one epoch of a 4-epoch schedule-A run, stepping on the shared batches."""
 
-    cfg = make_config({"method": method_name, "model": args.model, "epochs": 4, "image_size": args.image_size,
-                       "model_kwargs": {"base_channels": args.base_channels}, "batch_size": args.batch_size,
-                       "proj_hidden": args.hidden, "pred_hidden": args.hidden, "device": "cpu"})
-    torch.manual_seed(0)
-    method = create_method(method_name, build_backbone(cfg), cfg)
-    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
-    reg = GroupRegularizer(method.named_parameters(), GroupRegConfig(), cfg.epochs)
-    sampler = FixedWidth(1.0) if method_name == "single" else WidthSampler(0.25, 1.0, 4, seed=0)
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-    times = []
-    for i, (x1, x2) in enumerate(batches):
+    def __init__(self, method_name: str, epoch: int, args: argparse.Namespace) -> None:
+        from us3l.ssl import create_method
+        from us3l.train import make_config
+        from us3l.train.config import fill_method_defaults
+        from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
+        from us3l.train.loop import build_backbone
+        from us3l.train.sampling import FixedWidth, WidthSampler
+
+        self.cfg = fill_method_defaults(make_config({
+            "method": method_name, "model": args.model, "epochs": 4, "image_size": args.image_size,
+            "model_kwargs": {"base_channels": args.base_channels}, "batch_size": args.batch_size,
+            "proj_hidden": args.hidden, "pred_hidden": args.hidden, "device": "cpu"}))
+        torch.manual_seed(0)
+        self.method = create_method(method_name, build_backbone(self.cfg), self.cfg)
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        self.opt = torch.optim.SGD(params, lr=0.05, momentum=0.9)
+        self.reg = GroupRegularizer(self.method.named_parameters(), GroupRegConfig(), self.cfg.epochs)
+        self.sampler = FixedWidth(1.0) if method_name == "single" else WidthSampler(0.25, 1.0, 4, seed=0)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=False)
+        self.epoch = epoch
+        self.times: list[float] = []
+
+    def step(self, x1: torch.Tensor, x2: torch.Tensor, record: bool) -> None:
+        from us3l.train.distributed import DistInfo
+        from us3l.train.loop import _train_step
+
         t0 = time.perf_counter()
-        _train_step(method, method, opt, scaler, reg, x1, x2, sampler.widths(epoch), epoch, cfg, False, DistInfo())
-        if i >= 1:  # first iteration is warm-up
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        _train_step(self.method, self.method, self.opt, self.scaler, self.reg, x1, x2,
+                    self.sampler.widths(self.epoch), self.epoch, self.cfg, False, DistInfo())
+        if record:
+            self.times.append(time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -75,7 +84,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--iters", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is robust to other load)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     from us3l.data import load_dataset, ssl_augment_for
 
@@ -93,16 +104,28 @@ def main() -> None:
     def macs_of(w: float) -> int:
         return macs[min(macs, key=lambda g_: abs(g_ - w))]
 
-    single = time_iterations("single", 0, args, batches)
+    runners = {"single": _Runner("single", 0, args)}
+    stages = ((1, 0, None), (2, 1, 0.75), (3, 2, 0.5), (4, 3, 0.25))
+    for stage, epoch, _ in stages:
+        runners[f"stage{stage}"] = _Runner("us3l", epoch, args)
+    # Round-robin over the configurations, one iteration each, so that load changes hit all of them alike.
+    for i, (x1, x2) in enumerate(batches):
+        for r in runners.values():
+            r.step(x1, x2, record=i >= 1)
+    single = statistics.median(runners["single"].times)
     print(f"model {args.model} (base_channels {args.base_channels}), input {args.image_size}px, "
-          f"batch {args.batch_size}, {torch.get_num_threads()} threads; "
+          f"batch {args.batch_size}, {torch.get_num_threads()} thread(s), {args.iters} timed iterations each; "
           f"backbone MACs at w=1: {macs_of(1.0) / 1e6:.1f}M")
     print(f"single @ w=1.0: {single * 1000:.1f} ms/iteration (= 1.00)")
     print(f"{'stage':>5} {'widths':>22} {'ms/iter':>8} {'measured':>9} {'MAC model':>9}")
-    for stage, epoch, w_min in ((1, 0, None), (2, 1, 0.75), (3, 2, 0.5), (4, 3, 0.25)):
-        t = time_iterations("us3l", epoch, args, batches)
+    for stage, _, w_min in stages:
+        t = statistics.median(runners[f"stage{stage}"].times)
         label = "{1.0}" if w_min is None else f"{{1.0, U({w_min},1), {w_min}}}"
         print(f"{stage:>5} {label:>22} {t * 1000:8.1f} {t / single:9.2f} {predicted_ratio(macs_of, w_min):9.2f}")
+    mean_us3l = sum(statistics.median(runners[f"stage{s_}"].times) for s_, _, _ in stages) / 4 / single
+    mean_pred = sum(predicted_ratio(macs_of, w) for _, _, w in stages) / 4
+    print(f"whole schedule-A run vs. single: measured {mean_us3l:.2f}x, MAC model {mean_pred:.2f}x "
+          f"(sandwich without the schedule, every epoch like stage 4: {predicted_ratio(macs_of, 0.25):.2f}x)")
 
 
 if __name__ == "__main__":

@@ -59,3 +59,20 @@ def test_cli_prints_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert err[-1].startswith("error: unknown method 'nope'")
     assert main(["train", "--epochs", "10", "--quiet"]) == 1
     assert "multiple of 4" in capsys.readouterr().err
+
+
+def test_nproc_is_removed_from_relaunched_arguments() -> None:
+    from us3l.commands.train import _nproc_args
+    from us3l.train.distributed import torchrun_command
+
+    assert _nproc_args(["--nproc", "2", "--epochs", "4", "--nproc=3", "-q"]) == ["--epochs", "4", "-q"]
+    cmd = torchrun_command(2, ["train", "--epochs", "4"])
+    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    assert cmd[6:] == ["us3l", "train", "--epochs", "4"]
+
+
+def test_method_defaults_are_resolved_and_saved() -> None:
+    assert resolve_config(None, {"method": "us3l"}).lr == 0.5
+    assert resolve_config(None, {"method": "naive_simsiam"}).lr == 0.05
+    assert resolve_config(None, {"method": "us3l_byol"}).proj_dim == 2048
+    assert resolve_config(None, {"method": "us3l", "lr": 0.1}).lr == 0.1

@@ -175,15 +175,19 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
 
 
 def default_budget_ms(profile_paths: list[Path]) -> float:
-    """A budget that is meaningful on this machine: halfway between the fastest and the slowest width's
-    conservative latency (upper 95 % CI bound of p90) of the first profile."""
+    """A budget that is meaningful on this machine: the lower median, over the profiled widths, of the
+    conservative latency (upper 95 % CI bound of p90), the largest over the profiled backends. At least half
+    of the widths fit on every backend, the slowest ones do not, and one noisy width cannot move it far."""
+    import math
+
     from deploy.select import Budget, LatencyRule, load_profile, select_profile
 
-    doc = load_profile(profile_paths[0])
-    rule = LatencyRule()
-    probe = select_profile(doc, Budget(latency_ms=1e12), rule, None, str(profile_paths[0]))
-    lat = sorted(c.latency_ms for c in probe.candidates)
-    return round((lat[0] + lat[-1]) / 2, 3)
+    worst = 0.0
+    for path in profile_paths:
+        probe = select_profile(load_profile(path), Budget(latency_ms=1e12), LatencyRule(), None, str(path))
+        lat = sorted(c.latency_ms for c in probe.candidates)
+        worst = max(worst, lat[(len(lat) - 1) // 2])
+    return math.ceil(worst * 1000) / 1000
 
 
 def _select(
@@ -258,7 +262,7 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
     meta = read_json(run_dir / "checkpoint.json", "checkpoint metadata")
     profile_paths = [_profile_path(profiles_dir, meta["model"], b) for b in opts.backends]
     budget_ms = opts.latency_ms if opts.latency_ms is not None else default_budget_ms(profile_paths)
-    _say(f"latency budget: {budget_ms:.3f} ms per image ({'given' if opts.latency_ms else 'default: midway'})")
+    _say(f"latency budget: {budget_ms:.3f} ms per image ({'given' if opts.latency_ms else 'default: lower median over widths'})")
     _timed("select", logs, lambda: _select(profile_paths, acc_path, sel_path, budget_ms, opts.force))
     _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force))
 
@@ -282,7 +286,7 @@ def _summary(out: Path, meta: dict[str, Any], budget_ms: float, logs: list[StepL
     doc.update(
         model=meta.get("model"),
         method=meta.get("method"),
-        data=meta.get("data"),
+        data=(meta.get("data") or {}).get("spec") if isinstance(meta.get("data"), dict) else meta.get("data"),
         budget_ms=budget_ms,
         seconds=round(seconds, 1),
         steps=[asdict(s) for s in logs],

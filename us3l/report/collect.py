@@ -169,7 +169,7 @@ def _optional(path: Path, loader: Callable[[Path], T]) -> Loaded[T] | None:
     return _load(path, loader) if path.is_file() else None
 
 
-def collect(directory: str | Path) -> PipelineFiles:
+def collect_pipeline(directory: str | Path) -> PipelineFiles:
     """Load every known file of the pipeline folder ``directory``.
 
     Raises ``US3LError`` (one line) when the folder does not exist or holds none of the pipeline's files.

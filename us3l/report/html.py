@@ -72,6 +72,13 @@ def fmt_count(value: Any) -> str:
     return "—" if not isinstance(value, int | float) else f"{value / 1e6:.2f}M"
 
 
+def fmt_width(value: Any) -> str:
+    """A width multiplier without trailing zeros (``1``, ``0.4167``); ``—`` for None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—" if value is None else str(value)
+    return f"{value:g}"
+
+
 def fmt_yes(value: Any) -> str:
     """``yes``/``no`` with a colour class (already HTML)."""
     if value is True:
@@ -215,7 +222,7 @@ def section_accuracy(files: PipelineFiles) -> Section:
         return Section("accuracy", "Accuracy vs width",
                        error_note(f"{files.accuracy.path}: no width has a kNN or linear accuracy"), ERROR)
     protocols = doc.get("protocols") if isinstance(doc.get("protocols"), dict) else {}
-    run = [name for name, v in protocols.items() if v]
+    run = [name for name in ("knn", "linear") if protocols.get(name)]
     note = f'<p class="muted">protocols: {esc(", ".join(run) or "none")}; data: {esc(_data_text(doc.get("data")))}'
     return Section("accuracy", "Accuracy vs width", img(uri, "accuracy vs width") + note + "</p>", RENDERED)
 
@@ -311,7 +318,7 @@ def _acc_text(value: Any, metric: str | None) -> str:
 def _candidate_text(c: dict[str, Any] | None, metric: str | None) -> str:
     if not c:
         return "—"
-    return f"w={c.get('width')} ({_acc_text(c.get('accuracy'), metric)}, {fmt_num(c.get('latency_ms'))} ms)"
+    return f"w={fmt_width(c.get('width'))} ({_acc_text(c.get('accuracy'), metric)}, {fmt_num(c.get('latency_ms'))} ms)"
 
 
 def section_selection(files: PipelineFiles) -> Section:
@@ -343,7 +350,7 @@ def section_selection(files: PipelineFiles) -> Section:
         minimum = (d.get("minimum") or {}).get("latency_ms")
         rows.append([
             esc(d.get("device")), esc(d.get("model")), esc(f"{d.get('backend')}/{d.get('precision')}"),
-            esc(c.get("width", "none fits")), esc(_acc_text(c.get("accuracy"), metric) if c else "—"),
+            esc(fmt_width(c["width"]) if c else "none fits"), esc(_acc_text(c.get("accuracy"), metric) if c else "—"),
             fmt_num(c.get("latency_ms")), fmt_num(lat.get("p50_ms")), fmt_num(lat.get("p90_ms")),
             esc(slack or "—"), esc(_candidate_text(d.get("runner_up"), metric)), fmt_num(minimum),
             esc("; ".join(str(n) for n in d.get("notes") or []) or "—"),
@@ -413,7 +420,7 @@ def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
     return [
         esc((m.get("target") or {}).get("device")), f"<code>{esc(where)}</code>",
         esc(f"{be.get('name')} ({be.get('runtime')} {be.get('runtime_version')})"), esc(be.get("precision")),
-        esc(model.get("width")), esc(model.get("bn_stats")), fmt_num(ver.get("max_abs_error"), ".2e"),
+        esc(fmt_width(model.get("width"))), esc(model.get("bn_stats")), fmt_num(ver.get("max_abs_error"), ".2e"),
         fmt_num(ver.get("min_cosine"), ".6f"),
         esc(f"≤ {tol.get('max_abs')}, cos ≥ {tol.get('min_cosine')}" if tol else "—"), fmt_yes(ver.get("passed")),
         f"<code>{esc(art.get('file'))}</code>", f'<span class="mono">{esc(art.get("sha256"))}</span>',
@@ -453,9 +460,26 @@ def section_summary(files: PipelineFiles) -> Section:
         return Section("summary", title, missing_note("summary.json", PRODUCERS["summary"]), MISSING)
     if not files.summary.ok:
         return Section("summary", title, _errors([files.summary]), ERROR)
-    skip = {"kind", "schema_version", "tool", "environment"}
-    pairs = [(k, v) for k, v in _flatten({k: v for k, v in files.summary.doc.items() if k not in skip})]
-    return Section("summary", title, kv_table(pairs[:200]), RENDERED)
+    skip = {"kind", "schema_version", "tool", "tool_version", "environment"}
+    doc = {k: v for k, v in files.summary.doc.items() if k not in skip}
+    lists = {k: v for k, v in doc.items() if _is_records(v)}
+    body = kv_table(_flatten({k: v for k, v in doc.items() if k not in lists})[:200])
+    for key, rows in lists.items():
+        cols = list(dict.fromkeys(c for r in rows for c in r))
+        body += f"<h3>{esc(key)}</h3>" + table(cols, [[esc(_cell(r.get(c))) for c in cols] for r in rows[:200]])
+    return Section("summary", title, body, RENDERED)
+
+
+def _is_records(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(r, dict) for r in value)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str)[:300]
+    return "—" if value is None else str(value)
 
 
 SECTIONS: tuple[Callable[[PipelineFiles], Section], ...] = (

@@ -17,6 +17,7 @@ from us3l.errors import MissingDependencyError
 
 _ACC_SERIES = (("knn_top1", "kNN top-1", "o-"), ("linear_top1", "linear top-1", "s-"))
 _DPI = 110
+_MAX_LABELS = 16  # width labels on trade-off points up to this many widths
 
 
 @dataclass(frozen=True)
@@ -190,13 +191,16 @@ def accuracy_vs_latency(panels: Sequence[TradeoffPanel]) -> str | None:
 
 def _draw_panel(ax: Any, panel: TradeoffPanel) -> None:
     pts = panel.points
-    ax.plot([p.latency_ms for p in pts], [p.accuracy for p in pts], "-", color="0.75", zorder=1)
     for fits, color, marker, label in ((True, "tab:blue", "o", "fits the budget"),
                                        (False, "tab:gray", "x", "over budget")):
         sel = [p for p in pts if p.fits == fits]
         if sel:
             ax.scatter([p.latency_ms for p in sel], [p.accuracy for p in sel], s=14, color=color,
                        marker=marker, label=label if panel.budget_ms is not None else "width", zorder=2)
+    if len(pts) <= _MAX_LABELS:
+        for p in pts:
+            ax.annotate(f"{p.width:g}", (p.latency_ms, p.accuracy), textcoords="offset points", xytext=(4, -9),
+                        fontsize=6, color="0.35")
     if panel.budget_ms is not None:
         ax.axvline(panel.budget_ms, color="tab:red", ls="--", label=f"budget {panel.budget_ms:g} ms")
     if panel.runner_up is not None:

@@ -1,0 +1,137 @@
+"""`us3l report`: one self-contained HTML page from a pipeline folder, robust to partial or broken inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from us3l.cli import main
+from us3l.errors import US3LError
+from us3l.report import REPORT_FILE, render_report, write_report
+
+from .conftest import BUDGET_MS, make_accuracy, make_profile, make_run
+
+IMG = re.compile(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"')
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def test_full_folder_renders_every_section(pipeline: Path) -> None:
+    path = write_report(pipeline)
+    assert path == pipeline / REPORT_FILE
+    page = _read(path)
+    assert len(IMG.findall(page)) == 3  # accuracy/width, latency/width, accuracy/latency
+    for text in ("us3l report · cifar_resnet18", "61.25", "65.50", "25.00M", "latency_ms ≤ 3.5",
+                 "upper 95% CI bound of p90", "Test CPU 9000", "torch 2.13.0", "onnxruntime 1.32.0",
+                 "2 min 3 s", "cifar_resnet18-w0.5-onnx-fp32", "calibrated", "w=0.5 (53.75 %"):
+        assert text in page, text
+    sel = json.loads(_read(pipeline / "selection.json"))
+    chosen = sel["devices"][0]["chosen"]
+    assert f"{chosen['latency_ms']:.3f}" in page and f"<td>{chosen['width']:g}</td>" in page
+    manifest = json.loads(_read(next((pipeline / "artifacts").glob("*/*/manifest.json"))))
+    assert manifest["artifact"]["sha256"] in page
+    assert "<td>reused</td>" in page and "<td>budget_ms</td>" in page  # summary.json, steps as a table
+    assert "missing:" not in page and 'class="error"' not in page
+
+
+def test_page_is_self_contained(pipeline: Path) -> None:
+    page = _read(write_report(pipeline))
+    assert "http://" not in page and "https://" not in page
+    assert 'src="file' not in page and "<link" not in page and "<script" not in page
+    assert all(src.startswith("data:") for src in re.findall(r'src="([^"]*)"', page))
+
+
+def test_text_from_files_is_escaped(tmp_path: Path) -> None:
+    root = tmp_path / "evil"
+    make_run(root, model="<script>alert(1)</script>")
+    page = render_report(root).html
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_partial_folder_names_what_is_missing(tmp_path: Path) -> None:
+    root = tmp_path / "partial"
+    make_accuracy(root)
+    make_profile(root)
+    rep = render_report(root)
+    assert set(rep.missing()) == {"run", "selection", "artifacts", "summary"}
+    assert {"accuracy", "latency", "tradeoff", "widths", "environment"} <= set(rep.rendered())
+    assert rep.html.count('class="missing"') >= 4 and "missing: selection.json" in rep.html
+    assert len(IMG.findall(rep.html)) == 3  # trade-off drawn from accuracy + p50 without a selection
+    assert "without a selection" in rep.html
+
+
+def test_broken_files_give_one_line_each(pipeline: Path) -> None:
+    (pipeline / "accuracy.json").write_text("{not json", encoding="utf-8")
+    (pipeline / "selection.json").write_text(json.dumps({"kind": "profile", "schema_version": 1}), encoding="utf-8")
+    prof = next((pipeline / "profiles").glob("*onnx*.json"))
+    doc = json.loads(_read(prof))
+    del doc["records"][0]["latency"]
+    prof.write_text(json.dumps(doc), encoding="utf-8")
+    rep = render_report(pipeline)
+    assert rep.files.accuracy.error and "not valid JSON" in rep.files.accuracy.error
+    assert "not a us3l selection file" in rep.files.selection.error
+    assert len(rep.errors()) == 3 and all("\n" not in e for e in rep.errors())
+    assert {"accuracy", "selection"} <= set(rep.failed())
+    assert "latency" in rep.rendered()  # the other profile still draws
+    assert rep.html.count('class="error"') >= 3
+
+
+def test_unexpected_shape_inside_a_valid_file_does_not_crash(pipeline: Path) -> None:
+    sel = json.loads(_read(pipeline / "selection.json"))
+    sel["devices"][0]["candidates"] = [{"width": "wide", "accuracy": "x", "latency_ms": None}]
+    sel["devices"][0]["chosen"] = "nonsense"
+    (pipeline / "selection.json").write_text(json.dumps(sel), encoding="utf-8")
+    rep = render_report(pipeline)
+    assert "could not render this section" in rep.html
+    assert "artifacts" in rep.rendered()
+
+
+def test_cli_writes_default_path_and_json(pipeline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(pipeline)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == str(pipeline / REPORT_FILE) and Path(out).is_file()
+    target = pipeline / "elsewhere" / "r.html"
+    assert main(["report", str(pipeline), "--out", str(target), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["report"] == str(target) and target.is_file()
+    assert doc["missing"] == [] and "selection" in doc["rendered"] and doc["errors"] == []
+    assert not list(target.parent.glob(".*.tmp"))
+
+
+def test_cli_json_lists_missing_sections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "only_run"
+    make_run(root)
+    assert main(["report", str(root), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["rendered"] == ["run"] and "selection" in doc["missing"] and "profiles" in doc["missing_inputs"]
+
+
+@pytest.mark.parametrize("kind", ["absent", "empty", "file"])
+def test_bad_folder_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    target = tmp_path / "x"
+    if kind == "empty":
+        target.mkdir()
+        (target / "notes.txt").write_text("hello", encoding="utf-8")
+    elif kind == "file":
+        target.write_text("x", encoding="utf-8")
+    assert main(["report", str(target)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    with pytest.raises(US3LError):
+        write_report(target)
+    assert not (tmp_path / "x" / REPORT_FILE).exists()
+
+
+def test_a_moved_folder_renders_the_same(pipeline: Path, tmp_path: Path) -> None:
+    """Paths recorded inside the files (e.g. selection inputs) are not needed to render."""
+    moved = tmp_path / "moved"
+    shutil.copytree(pipeline, moved)
+    rep = render_report(moved)
+    assert rep.missing() == [] and f"latency_ms ≤ {BUDGET_MS:g}" in rep.html

@@ -1,0 +1,88 @@
+"""``us3l report``: one self-contained HTML page for a pipeline folder.
+
+Public API::
+
+    from us3l.report import write_report, render_report
+    path = write_report("quickstart_out")               # -> quickstart_out/report.html (atomic write)
+    rep = render_report("quickstart_out")               # Report(html, sections, files); nothing written
+    rep.rendered(), rep.missing(), rep.errors()
+
+The folder layout is the one ``us3l quickstart`` writes: ``run/``, ``accuracy.json``, ``profiles/*.json``,
+``selection.json``, ``artifacts/<device>/<name>/manifest.json`` and ``summary.json``. Whatever is present is
+rendered; missing inputs and unreadable files are named on the page. A folder that does not exist or holds
+none of these files raises ``US3LError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from us3l.report.collect import PipelineFiles, collect_pipeline
+from us3l.report.html import ERROR, MISSING, RENDERED, Section, build_sections, render_html
+
+REPORT_FILE = "report.html"
+
+__all__ = [
+    "REPORT_FILE", "PipelineFiles", "Report", "Section", "collect_pipeline", "render_report", "save_report",
+    "write_report",
+]
+
+
+@dataclass(frozen=True)
+class Report:
+    """A rendered page and what went into it."""
+
+    html: str
+    sections: list[Section]
+    files: PipelineFiles
+
+    def rendered(self) -> list[str]:
+        """Keys of the sections drawn from their inputs."""
+        return [s.key for s in self.sections if s.state == RENDERED]
+
+    def missing(self) -> list[str]:
+        """Keys of the sections whose inputs are absent."""
+        return [s.key for s in self.sections if s.state == MISSING]
+
+    def failed(self) -> list[str]:
+        """Keys of the sections whose inputs are present but unreadable."""
+        return [s.key for s in self.sections if s.state == ERROR]
+
+    def errors(self) -> list[str]:
+        """One line per unreadable input file."""
+        return self.files.errors()
+
+    def to_dict(self, path: Path | None = None) -> dict[str, Any]:
+        """The ``--json`` document of ``us3l report``."""
+        return {
+            "report": None if path is None else str(path),
+            "directory": str(self.files.root),
+            "sections": {s.key: s.state for s in self.sections},
+            "rendered": self.rendered(),
+            "missing": self.missing(),
+            "failed": self.failed(),
+            "missing_inputs": self.files.missing(),
+            "errors": self.errors(),
+        }
+
+
+def render_report(directory: str | Path) -> Report:
+    """Load the pipeline folder and render the page in memory (``US3LError`` for a missing/empty folder)."""
+    files = collect_pipeline(directory)
+    sections = build_sections(files)
+    return Report(html=render_html(files, sections), sections=sections, files=files)
+
+
+def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
+    """Render the report of ``directory`` and write it atomically to ``out`` (default ``DIR/report.html``)."""
+    return save_report(render_report(directory), out)
+
+
+def save_report(report: Report, out: str | Path | None = None) -> Path:
+    """Write a rendered report atomically; returns the path written."""
+    from us3l.io import atomic_write_text
+
+    path = Path(out) if out is not None else report.files.root / REPORT_FILE
+    return atomic_write_text(path, report.html)
