@@ -103,7 +103,22 @@ def _same_finished_run(run_dir: Path, cfg: Any) -> bool:
     doc = json.loads(meta.read_text())
     saved = dict(doc.get("config") or {})
     want = cfg.to_dict()
-    return doc.get("epoch") == cfg.epochs and all(saved.get(k) == v for k, v in want.items() if k != "quiet")
+    ignore = ("quiet", "threads")  # settings that do not change what is trained
+    return doc.get("epoch") == cfg.epochs and all(saved.get(k) == v for k, v in want.items() if k not in ignore)
+
+
+def _finished_run_info(run_dir: Path) -> dict[str, Any]:
+    """Training time and final monitor values of a finished run, from its metrics.jsonl."""
+    seconds, last = 0.0, {}
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            seconds += float(rec.get("seconds", 0.0))
+            if "knn_top1" in rec:
+                last = rec
+    return {"train_seconds": round(seconds, 1), "monitor_knn": last.get("knn_top1"),
+            "monitor_std": last.get("collapse_std")}
 
 
 def train_all(args: argparse.Namespace, out: Path, log: Any) -> dict[str, dict[str, Any]]:
@@ -116,7 +131,7 @@ def train_all(args: argparse.Namespace, out: Path, log: Any) -> dict[str, dict[s
         info: dict[str, Any] = {"method": method, "single_width": sw, "run_dir": str(run_dir)}
         if not args.fresh and _same_finished_run(run_dir, cfg):
             log(f"[{name}] reusing the finished run in {run_dir}")
-            info.update(status="reused", train_seconds=None, monitor_std=None)
+            info.update(status="reused", **_finished_run_info(run_dir))
         else:
             log(f"[{name}] training {cfg.epochs} epochs ...")
             t0 = time.perf_counter()

@@ -51,10 +51,21 @@ class _Runner:
         from us3l.train.loop import build_backbone
         from us3l.train.sampling import FixedWidth, WidthSampler
 
-        self.cfg = fill_method_defaults(make_config({
-            "method": method_name, "model": args.model, "epochs": 4, "image_size": args.image_size,
-            "model_kwargs": {"base_channels": args.base_channels}, "batch_size": args.batch_size,
-            "proj_hidden": args.hidden, "pred_hidden": args.hidden, "device": "cpu"}))
+        self.cfg = fill_method_defaults(
+            make_config(
+                {
+                    "method": method_name,
+                    "model": args.model,
+                    "epochs": 4,
+                    "image_size": args.image_size,
+                    "model_kwargs": {"base_channels": args.base_channels},
+                    "batch_size": args.batch_size,
+                    "proj_hidden": args.hidden,
+                    "pred_hidden": args.hidden,
+                    "device": "cpu",
+                }
+            )
+        )
         torch.manual_seed(0)
         self.method = create_method(method_name, build_backbone(self.cfg), self.cfg)
         params = [p for p in self.method.parameters() if p.requires_grad]
@@ -70,8 +81,20 @@ class _Runner:
         from us3l.train.loop import _train_step
 
         t0 = time.perf_counter()
-        _train_step(self.method, self.method, self.opt, self.scaler, self.reg, x1, x2,
-                    self.sampler.widths(self.epoch), self.epoch, self.cfg, False, DistInfo())
+        _train_step(
+            self.method,
+            self.method,
+            self.opt,
+            self.scaler,
+            self.reg,
+            x1,
+            x2,
+            self.sampler.widths(self.epoch),
+            self.epoch,
+            self.cfg,
+            False,
+            DistInfo(),
+        )
         if record:
             self.times.append(time.perf_counter() - t0)
 
@@ -113,9 +136,11 @@ def main() -> None:
         for r in runners.values():
             r.step(x1, x2, record=i >= 1)
     single = statistics.median(runners["single"].times)
-    print(f"model {args.model} (base_channels {args.base_channels}), input {args.image_size}px, "
-          f"batch {args.batch_size}, {torch.get_num_threads()} thread(s), {args.iters} timed iterations each; "
-          f"backbone MACs at w=1: {macs_of(1.0) / 1e6:.1f}M")
+    print(
+        f"model {args.model} (base_channels {args.base_channels}), input {args.image_size}px, "
+        f"batch {args.batch_size}, {torch.get_num_threads()} thread(s), {args.iters} timed iterations each; "
+        f"backbone MACs at w=1: {macs_of(1.0) / 1e6:.1f}M"
+    )
     print(f"single @ w=1.0: {single * 1000:.1f} ms/iteration (= 1.00)")
     print(f"{'stage':>5} {'widths':>22} {'ms/iter':>8} {'measured':>9} {'MAC model':>9}")
     for stage, _, w_min in stages:
@@ -124,8 +149,10 @@ def main() -> None:
         print(f"{stage:>5} {label:>22} {t * 1000:8.1f} {t / single:9.2f} {predicted_ratio(macs_of, w_min):9.2f}")
     mean_us3l = sum(statistics.median(runners[f"stage{s_}"].times) for s_, _, _ in stages) / 4 / single
     mean_pred = sum(predicted_ratio(macs_of, w) for _, _, w in stages) / 4
-    print(f"whole schedule-A run vs. single: measured {mean_us3l:.2f}x, MAC model {mean_pred:.2f}x "
-          f"(sandwich without the schedule, every epoch like stage 4: {predicted_ratio(macs_of, 0.25):.2f}x)")
+    print(
+        f"whole schedule-A run vs. single: measured {mean_us3l:.2f}x, MAC model {mean_pred:.2f}x "
+        f"(sandwich without the schedule, every epoch like stage 4: {predicted_ratio(macs_of, 0.25):.2f}x)"
+    )
 
 
 if __name__ == "__main__":

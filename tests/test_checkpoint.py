@@ -20,21 +20,34 @@ class _NotAllowed:
 
 def _save(run: Path, model: torch.nn.Module, epoch: int = 3, **meta_kw) -> None:
     meta = ckpt.checkpoint_meta(
-        model="cifar_resnet18", model_kwargs=KW, width_range={"min": 0.25, "max": 1.0, "divisor": 8},
-        method="us3l", normalization={"mean": [0.5] * 3, "std": [0.25] * 3}, input_size=16,
-        data={"spec": "builtin"}, epoch=epoch, config={"method": "us3l"}, **meta_kw,
+        model="cifar_resnet18",
+        model_kwargs=KW,
+        width_range={"min": 0.25, "max": 1.0, "divisor": 8},
+        method="us3l",
+        normalization={"mean": [0.5] * 3, "std": [0.25] * 3},
+        input_size=16,
+        data={"spec": "builtin"},
+        epoch=epoch,
+        config={"method": "us3l"},
+        **meta_kw,
     )
-    state = {"optimizer": {"state": {0: {"momentum_buffer": torch.ones(2)}}, "param_groups": [{"lr": 0.1}]},
-             "rng": {"torch": torch.arange(5, dtype=torch.uint8)}, "sampler": {"version": 3, "gauss": None}}
-    ckpt.save_checkpoint(run, backbone_state=model.state_dict(), train_tensors={"head.w": torch.zeros(3)},
-                         meta=meta, train_state=state)
+    state = {
+        "optimizer": {"state": {0: {"momentum_buffer": torch.ones(2)}}, "param_groups": [{"lr": 0.1}]},
+        "rng": {"torch": torch.arange(5, dtype=torch.uint8)},
+        "sampler": {"version": 3, "gauss": None},
+    }
+    ckpt.save_checkpoint(
+        run, backbone_state=model.state_dict(), train_tensors={"head.w": torch.zeros(3)}, meta=meta, train_state=state
+    )
 
 
 def test_round_trip_and_load_backbone(tmp_path: Path) -> None:
     model = create_model("cifar_resnet18", num_classes=0, **KW)
     _save(tmp_path, model)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "checkpoint.json", "checkpoint.safetensors", "train_state.pt"
+        "checkpoint.json",
+        "checkpoint.safetensors",
+        "train_state.pt",
     ]  # no temporary files left behind
     loaded = ckpt.load_backbone(tmp_path / "checkpoint.safetensors")
     assert not loaded.model.training and loaded.meta["epoch"] == 3 and loaded.meta["kind"] == "checkpoint"

@@ -86,5 +86,5 @@ def test_checkpoint_of_another_model_rejected(tmp_path: Path) -> None:
     with pytest.raises(US3LError, match="does not match model"):
         open_checkpoint(run)
     run = make_run(tmp_path / "b", tiny_model(), model_kwargs={"base_channels": 16})
-    with pytest.raises(US3LError, match="does not match model .cifar_resnet18. .*other shapes"):
+    with pytest.raises(US3LError, match="does not match model .cifar_resnet18."):
         open_checkpoint(run)

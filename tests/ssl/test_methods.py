@@ -12,15 +12,15 @@ from us3l.ssl import METHODS, create_method
 from us3l.ssl.ema import ema_update
 from us3l.train import make_config
 
-CFG = dict(model="cifar_resnet18", model_kwargs={"base_channels": 8}, proj_hidden=16, pred_hidden=16,
-           proj_dim=8, epochs=4)
+CFG = dict(
+    model="cifar_resnet18", model_kwargs={"base_channels": 8}, proj_hidden=16, pred_hidden=16, proj_dim=8, epochs=4
+)
 
 
 def _method(name: str, **kw: object):
     cfg = make_config({**CFG, "method": name, **kw})
     torch.manual_seed(0)
-    bb = create_model("cifar_resnet18", num_classes=0, base_channels=8,
-                      bn_track_stats=(name == "single"))
+    bb = create_model("cifar_resnet18", num_classes=0, base_channels=8, bn_track_stats=(name == "single"))
     return create_method(name, bb, cfg)
 
 
@@ -30,8 +30,9 @@ def _views() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_registry_has_all_methods() -> None:
-    assert {"us3l", "us3l_byol", "us3l_simsiam", "us3l_mocov3", "naive_simsiam", "naive_simclr",
-            "single"} <= set(METHODS)
+    assert {"us3l", "us3l_byol", "us3l_simsiam", "us3l_mocov3", "naive_simsiam", "naive_simclr", "single"} <= set(
+        METHODS
+    )
 
 
 @pytest.mark.parametrize("name", ["us3l", "us3l_byol", "us3l_simsiam", "single"])

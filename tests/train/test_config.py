@@ -72,7 +72,11 @@ def test_nproc_is_removed_from_relaunched_arguments() -> None:
 
 
 def test_method_defaults_are_resolved_and_saved() -> None:
-    assert resolve_config(None, {"method": "us3l"}).lr == 0.5
-    assert resolve_config(None, {"method": "naive_simsiam"}).lr == 0.05
-    assert resolve_config(None, {"method": "us3l_byol"}).proj_dim == 2048
-    assert resolve_config(None, {"method": "us3l", "lr": 0.1}).lr == 0.1
+    def rc(**kw):
+        return resolve_config(None, kw, use_default_file=False)
+
+    assert rc(method="us3l").lr == 0.5
+    assert rc(method="naive_simsiam").lr == 0.05
+    assert rc(method="us3l_byol").proj_dim == 2048
+    assert rc(method="us3l", lr=0.1).lr == 0.1
+    assert resolve_config(None, {"method": "naive_simsiam"}).lr == 0.2  # the default recipe sets lr

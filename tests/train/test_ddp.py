@@ -17,14 +17,32 @@ from tests.train.conftest import TINY
 
 @pytest.mark.slow
 def test_torchrun_two_processes(tiny_folder: Path, tmp_path: Path) -> None:
-    cfg = {**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}", "epochs": 4,
-           "batch_size": 2}
+    cfg = {
+        **TINY,
+        "knn_widths": list(TINY["knn_widths"]),
+        "data": f"folder:{tiny_folder}",
+        "epochs": 4,
+        "batch_size": 2,
+    }
     p = tmp_path / "tiny.yaml"
     p.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "us3l", "train", "--config", str(p), "--out", str(out), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "us3l",
+        "train",
+        "--config",
+        str(p),
+        "--out",
+        str(out),
+        "--json",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)  # exactly one JSON document: only rank 0 prints

@@ -120,8 +120,9 @@ def test_step_per_width_vs_accumulation(tiny_cfg) -> None:
     stepped = [p for p in m_step.parameters() if p.requires_grad]
     assert any(not torch.allclose(a, b, atol=1e-7) for a, b in zip(stepped, got, strict=True))
     # ... and the EMA teacher was updated exactly once per iteration in both
-    assert all(torch.equal(a, b) for a, b in zip(m_step.encoder_k.parameters(), m_acc.encoder_k.parameters(),
-                                                  strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(m_step.encoder_k.parameters(), m_acc.encoder_k.parameters(), strict=True)
+    )
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_cfg, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,8 +49,9 @@ def test_sandwich_without_schedule_and_identical_across_ranks() -> None:
 def test_sandwich_n4_fixed_and_faithful_bug() -> None:
     fixed = WidthSampler(0.25, 1.0, epochs=4, num_samples=4, schedule="none", seed=0).widths(0)
     assert len(fixed) == 4 and fixed[0] == 1.0 and fixed[-1] == 0.25
-    buggy = WidthSampler(0.25, 1.0, epochs=4, num_samples=4, schedule="none", seed=0,
-                         faithful_sandwich_bug=True).widths(0)
+    buggy = WidthSampler(
+        0.25, 1.0, epochs=4, num_samples=4, schedule="none", seed=0, faithful_sandwich_bug=True
+    ).widths(0)
     # the reference concatenates [max, min] inside the loop: max and min appear twice for N = 4
     assert len(buggy) == 6 and buggy.count(1.0) == 2 and buggy.count(0.25) == 2
     n3 = dict(w_min=0.25, w_max=1.0, epochs=4, num_samples=3, schedule="none", seed=3)

@@ -142,7 +142,7 @@ def _print_table(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{doc['model']} on {doc['data']} (accuracy %, {doc['num_classes']} classes)")
-    for col in ("width", "channels", "kNN@1", "kNN@5", "linear@1", "linear@5", "MACs", "params", "emb std"):
+    for col in ("width", "feat dim", "kNN@1", "kNN@5", "linear@1", "linear@5", "MACs", "params", "emb std"):
         table.add_column(col, justify="right")
     for r in doc["widths"]:
         table.add_row(

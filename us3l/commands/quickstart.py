@@ -262,7 +262,8 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
     meta = read_json(run_dir / "checkpoint.json", "checkpoint metadata")
     profile_paths = [_profile_path(profiles_dir, meta["model"], b) for b in opts.backends]
     budget_ms = opts.latency_ms if opts.latency_ms is not None else default_budget_ms(profile_paths)
-    _say(f"latency budget: {budget_ms:.3f} ms per image ({'given' if opts.latency_ms else 'default: lower median over widths'})")
+    origin = "given" if opts.latency_ms else "default: lower median over widths"
+    _say(f"latency budget: {budget_ms:.3f} ms per image ({origin})")
     _timed("select", logs, lambda: _select(profile_paths, acc_path, sel_path, budget_ms, opts.force))
     _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force))
 

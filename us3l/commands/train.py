@@ -51,6 +51,7 @@ def train_cmd(
     knn_every: int | None = typer.Option(None, "--knn-every", help="kNN monitor every K epochs (0: end only)."),
     save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N epochs (and at the end)."),
     device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
+    threads: int | None = typer.Option(None, help="CPU threads per process (default config: 1)."),
     set_: list[str] | None = typer.Option(None, "--set", help="Any config key: --set key=value (YAML value)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint in --out."),
@@ -72,9 +73,22 @@ def train_cmd(
     from us3l.train import format_knn_table, resolve_config, run_training
 
     overrides = {
-        "method": method, "model": model, "data": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "seed": seed, "out": out, "schedule": schedule, "sampling": sampling, "width_min": width_min,
-        "single_width": single_width, "knn_every": knn_every, "save_every": save_every, "device": device,
+        "method": method,
+        "model": model,
+        "data": data,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "out": out,
+        "schedule": schedule,
+        "sampling": sampling,
+        "width_min": width_min,
+        "single_width": single_width,
+        "knn_every": knn_every,
+        "save_every": save_every,
+        "device": device,
+        "threads": threads,
         "quiet": quiet or None,
     }
     for item in set_ or []:
@@ -93,12 +107,16 @@ def train_cmd(
     if result.status == "nan":
         raise US3LError(result.message)
     if json_out:
-        emit_json({
-            "run_dir": str(result.run_dir), "status": result.status, "epochs": result.epochs_done,
-            "seconds": round(result.seconds, 1),
-            "knn_top1": {f"{w:g}": a for w, a in sorted(result.final_knn.items(), reverse=True)},
-            "collapse_std": {f"{w:g}": s for w, s in sorted(result.collapse_std.items(), reverse=True)},
-        })
+        emit_json(
+            {
+                "run_dir": str(result.run_dir),
+                "status": result.status,
+                "epochs": result.epochs_done,
+                "seconds": round(result.seconds, 1),
+                "knn_top1": {f"{w:g}": a for w, a in sorted(result.final_knn.items(), reverse=True)},
+                "collapse_std": {f"{w:g}": s for w, s in sorted(result.collapse_std.items(), reverse=True)},
+            }
+        )
         return
     if result.message:
         console.print(f"[bold red]{result.message}[/]")

@@ -193,5 +193,22 @@ def load_bn_stats(model: nn.Module, path: str | Path) -> tuple[float, ...]:
     return calibrated_widths(model)
 
 
+def read_bn_stats_settings(run_dir: str | Path) -> dict[str, str] | None:
+    """The calibration settings recorded in ``run_dir/bn_stats.safetensors`` (``None`` if absent/unreadable)."""
+    from safetensors import safe_open
+
+    p = Path(run_dir) / BN_STATS_FILE
+    if not p.is_file():
+        return None
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as fh:
+            meta = dict(fh.metadata() or {})
+    except Exception:  # noqa: BLE001 - a damaged file is reported when it is loaded
+        return None
+    meta.pop("format", None)
+    meta.pop("widths", None)
+    return meta
+
+
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")

@@ -17,6 +17,7 @@ from us3l.eval.calibrate import (
     calibrate_widths,
     calibration_batches,
     missing_widths,
+    read_bn_stats_settings,
     require_calibrated,
     save_bn_stats,
 )
@@ -230,8 +231,11 @@ def evaluate_checkpoint(
     s = settings or EvalSettings()
     model, meta = loaded.model, loaded.meta
     spec = resolve_data_spec(meta, data)
-    calibrate_checkpoint(loaded, spec, widths, s.calibration, s.recalibrate, s.save_bn_stats, progress)
+    done = calibrate_checkpoint(loaded, spec, widths, s.calibration, s.recalibrate, s.save_bn_stats, progress)
     require_calibrated(model, widths)
+    calibration: dict[str, Any] | None = _with_data(s.calibration, spec).to_dict()
+    if not done:  # every width came calibrated: report how the stored statistics were made
+        calibration = read_bn_stats_settings(loaded.path.parent)
 
     input_size = int(meta.get("input_size") or model.input_size)
     train_ds = load_dataset(spec, "train", image_size=input_size)
@@ -289,7 +293,7 @@ def evaluate_checkpoint(
         data=spec,
         num_classes=num_classes,
         input_size=input_size,
-        calibration=_with_data(s.calibration, spec).to_dict(),
+        calibration=calibration,
         protocols=protocols,
         widths=rows,
     )

@@ -40,9 +40,7 @@ def neg_cosine(p: Tensor, target: Tensor) -> Tensor:
     return -F.cosine_similarity(p, target.detach(), dim=1).mean()
 
 
-def cross_view(
-    loss: Callable[[Tensor, Tensor], Tensor], online: Sequence[Tensor], targets: Sequence[Tensor]
-) -> Tensor:
+def cross_view(loss: Callable[[Tensor, Tensor], Tensor], online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
     """½ Σ over (s,t) ∈ {(1,2),(2,1)} of ``loss(online[s], targets[t])``: symmetric in the two views."""
     o1, o2 = online
     t1, t2 = targets

@@ -205,9 +205,7 @@ class US3L(SSLMethod):
     aux_head = "predictor"
 
     def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
-        return losses.cross_view(
-            lambda a, b: losses.nt_xent_target(a, b, self.cfg.temperature), online, targets
-        )
+        return losses.cross_view(lambda a, b: losses.nt_xent_target(a, b, self.cfg.temperature), online, targets)
 
 
 @register_method
@@ -308,6 +306,4 @@ class Single(SSLMethod):
     def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
         if self.cfg.single_base == "byol":
             return losses.cross_view(losses.neg_cosine, online, targets)
-        return losses.cross_view(
-            lambda a, b: losses.nt_xent_target(a, b, self.cfg.temperature), online, targets
-        )
+        return losses.cross_view(lambda a, b: losses.nt_xent_target(a, b, self.cfg.temperature), online, targets)

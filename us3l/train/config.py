@@ -121,8 +121,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix == ".toml":
-            import tomllib
-
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                try:
+                    import tomli as tomllib  # type: ignore[no-redef]
+                except ImportError:
+                    raise US3LError("TOML configs need Python >= 3.11 or the 'tomli' package") from None
             doc = tomllib.loads(text)
         else:
             import yaml
@@ -173,8 +178,14 @@ def resolve_config(
 
 
 #: Reference learning rates per method (method.md §1.6): 0.5 for SimCLR-type, 0.05 for BYOL/SimSiam-type.
-METHOD_LR = {"us3l": 0.5, "naive_simclr": 0.5, "us3l_byol": 0.05, "us3l_simsiam": 0.05, "naive_simsiam": 0.05,
-             "us3l_mocov3": 1.5e-4}
+METHOD_LR = {
+    "us3l": 0.5,
+    "naive_simclr": 0.5,
+    "us3l_byol": 0.05,
+    "us3l_simsiam": 0.05,
+    "naive_simsiam": 0.05,
+    "us3l_mocov3": 1.5e-4,
+}
 
 
 def fill_method_defaults(cfg: TrainConfig) -> TrainConfig:

@@ -79,6 +79,12 @@ def barrier(info: DistInfo) -> None:
 def torchrun_command(nproc: int, args: list[str]) -> list[str]:
     """The command that runs ``us3l <args>`` under torchrun on this machine with ``nproc`` processes."""
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "us3l", *args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "us3l",
+        *args,
     ]

@@ -74,8 +74,9 @@ def is_excluded(name: str, at_max_width: bool) -> bool:
 class GroupRegularizer:
     """Callable computing R(θ, e) at a width; build once from ``named_parameters()``."""
 
-    def __init__(self, named_params: Iterable[tuple[str, nn.Parameter]], cfg: GroupRegConfig, epochs: int,
-                 max_width: float = 1.0) -> None:
+    def __init__(
+        self, named_params: Iterable[tuple[str, nn.Parameter]], cfg: GroupRegConfig, epochs: int, max_width: float = 1.0
+    ) -> None:
         self.cfg = cfg
         self.epochs = epochs
         self.max_width = max_width

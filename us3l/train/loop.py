@@ -121,8 +121,13 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"), console=self.console, transient=False,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=self.console,
+                transient=False,
             )
             self.bar.start()
         self.task = None
@@ -225,8 +230,9 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         sampler: WidthSampler | FixedWidth = FixedWidth(wr.check(cfg.single_width))
         knn_widths = [float(cfg.single_width)]
     else:
-        sampler = WidthSampler(w_min, w_max, cfg.epochs, cfg.num_samples, cfg.sampling, cfg.schedule,
-                               cfg.faithful_sandwich_bug, cfg.seed)
+        sampler = WidthSampler(
+            w_min, w_max, cfg.epochs, cfg.num_samples, cfg.sampling, cfg.schedule, cfg.faithful_sandwich_bug, cfg.seed
+        )
         knn_widths = [w for w in cfg.knn_widths if w_min - 1e-9 <= w <= w_max + 1e-9]
 
     params = [p for p in method.parameters() if p.requires_grad]
@@ -239,9 +245,16 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
     if cfg.regularizer:
         reg = GroupRegularizer(
             method.named_parameters(),
-            GroupRegConfig(cfg.reg_lambda, cfg.reg_alpha, cfg.reg_bins, cfg.reg_warmup_epochs, cfg.reg_decay,
-                           vit=cfg.model.startswith("vit")),
-            cfg.epochs, max_width=w_max,
+            GroupRegConfig(
+                cfg.reg_lambda,
+                cfg.reg_alpha,
+                cfg.reg_bins,
+                cfg.reg_warmup_epochs,
+                cfg.reg_decay,
+                vit=cfg.model.startswith("vit"),
+            ),
+            cfg.epochs,
+            max_width=w_max,
         )
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -265,8 +278,9 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
     progress = _Progress(info.is_main, cfg.quiet)
     n_iters = len(_index_batches(len(train_ds), cfg, 0, info))
     if n_iters == 0:
-        raise US3LError(f"batch size {cfg.batch_size} x {info.world_size} process(es) exceeds the {len(train_ds)} "
-                        "training images")
+        raise US3LError(
+            f"batch size {cfg.batch_size} x {info.world_size} process(es) exceeds the {len(train_ds)} training images"
+        )
     result = RunResult(run_dir=run_dir, final_knn={}, epochs_done=start_epoch)
     last_reports: list[Any] = []
     try:
@@ -284,8 +298,9 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
                 for g in opt.param_groups:
                     g["lr"] = lr
                 if cfg.method == "us3l_mocov3":
-                    method.momentum_now = cosine_momentum(cfg.ema_momentum, (epoch * n_iters + it) /
-                                                          (cfg.epochs * n_iters))
+                    method.momentum_now = cosine_momentum(
+                        cfg.ema_momentum, (epoch * n_iters + it) / (cfg.epochs * n_iters)
+                    )
                 images = images.to(device, non_blocking=True)
                 x1, x2 = aug(images, gen), aug(images, gen)
                 widths = sampler.widths(epoch)
@@ -298,14 +313,17 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
                     counts[r] = counts.get(r, 0) + 1
                 images_seen += images.shape[0] * info.world_size
                 dt = time.perf_counter() - t0
-                progress.step(f"{_fmt_losses({k: sums[k] / counts[k] for k in sums})} "
-                              f"{images_seen / max(dt, 1e-9):.0f} img/s")
+                progress.step(
+                    f"{_fmt_losses({k: sums[k] / counts[k] for k in sums})} {images_seen / max(dt, 1e-9):.0f} img/s"
+                )
             epoch_time = time.perf_counter() - t0
             done = epoch + 1
             record: dict[str, Any] = {
-                "epoch": done, "lr": lr_at(cfg, epoch, 0, len(idx_batches)),
+                "epoch": done,
+                "lr": lr_at(cfg, epoch, 0, len(idx_batches)),
                 "min_width": sampler.min_width(epoch),
-                "loss": {k: sums[k] / counts[k] for k in sums}, "seconds": round(epoch_time, 3),
+                "loss": {k: sums[k] / counts[k] for k in sums},
+                "seconds": round(epoch_time, 3),
                 "img_per_s": round(images_seen / max(epoch_time, 1e-9), 1),
             }
             is_last = done == cfg.epochs
@@ -337,9 +355,11 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
             barrier(info)
     except _NonFinite as exc:
         result.status = "nan"
-        result.message = (f"loss became {exc.value} at epoch {exc.epoch + 1}, iteration {exc.it}, width "
-                          f"{exc.width:.3f}; the last good checkpoint (epoch {_saved_epoch(run_dir)}) is kept in "
-                          f"{run_dir}")
+        result.message = (
+            f"loss became {exc.value} at epoch {exc.epoch + 1}, iteration {exc.it}, width "
+            f"{exc.width:.3f}; the last good checkpoint (epoch {_saved_epoch(run_dir)}) is kept in "
+            f"{run_dir}"
+        )
         if info.is_main:
             _append_metrics(run_dir, {"epoch": exc.epoch + 1, "status": "nan", "message": result.message})
     finally:
@@ -373,9 +393,18 @@ class _NonFinite(Exception):
 
 
 def _train_step(
-    model: nn.Module, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-    reg: GroupRegularizer | None, x1: torch.Tensor, x2: torch.Tensor, widths: list[float], epoch: int,
-    cfg: TrainConfig, use_amp: bool, info: DistInfo,
+    model: nn.Module,
+    method: SSLMethod,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    reg: GroupRegularizer | None,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    widths: list[float],
+    epoch: int,
+    cfg: TrainConfig,
+    use_amp: bool,
+    info: DistInfo,
 ) -> list[float]:
     """One iteration over ``widths`` (descending); returns the loss per width (mean over ranks)."""
     targets = None
@@ -406,17 +435,25 @@ def _train_step(
     return out
 
 
-def _run_monitor(method: SSLMethod, train_ds: Any, test_ds: Any, widths: list[float], tf: Any,
-                 device: torch.device, cfg: TrainConfig) -> list[Any]:
+def _run_monitor(
+    method: SSLMethod, train_ds: Any, test_ds: Any, widths: list[float], tf: Any, device: torch.device, cfg: TrainConfig
+) -> list[Any]:
     from us3l.train.monitor import monitor
 
-    return monitor(method, train_ds, test_ds, widths, tf, device, len(train_ds.classes), cfg.knn_k, cfg.knn_t,
-                   cfg.knn_max_train)
+    return monitor(
+        method, train_ds, test_ds, widths, tf, device, len(train_ds.classes), cfg.knn_k, cfg.knn_t, cfg.knn_max_train
+    )
 
 
 def _epoch_line(rec: dict[str, Any]) -> str:
-    parts = [f"epoch {rec['epoch']}", f"lr {rec['lr']:.4g}", f"min_w {rec['min_width']:.2f}",
-             _fmt_losses(rec["loss"]), f"{rec['img_per_s']:.0f} img/s", f"{rec['seconds']:.1f}s"]
+    parts = [
+        f"epoch {rec['epoch']}",
+        f"lr {rec['lr']:.4g}",
+        f"min_w {rec['min_width']:.2f}",
+        _fmt_losses(rec["loss"]),
+        f"{rec['img_per_s']:.0f} img/s",
+        f"{rec['seconds']:.1f}s",
+    ]
     if "knn_top1" in rec:
         parts.append("knn " + " ".join(f"{w}:{a * 100:.1f}" for w, a in rec["knn_top1"].items()))
         parts.append("std " + " ".join(f"{w}:{s:.2f}" for w, s in rec["collapse_std"].items()))
@@ -426,8 +463,17 @@ def _epoch_line(rec: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------ files
 
 
-def _meta_base(cfg: TrainConfig, backbone: Any, train_ds: Any, test_ds: Any, image_size: int, w_min: float,
-               w_max: float, info: DistInfo, device: torch.device) -> dict[str, Any]:
+def _meta_base(
+    cfg: TrainConfig,
+    backbone: Any,
+    train_ds: Any,
+    test_ds: Any,
+    image_size: int,
+    w_min: float,
+    w_max: float,
+    info: DistInfo,
+    device: torch.device,
+) -> dict[str, Any]:
     kw = model_kwargs_for(cfg)
     kw.pop("width_min", None)
     kw.pop("width_max", None)
@@ -438,8 +484,13 @@ def _meta_base(cfg: TrainConfig, backbone: Any, train_ds: Any, test_ds: Any, ima
         "method": cfg.method,
         "normalization": {"mean": list(train_ds.mean), "std": list(train_ds.std)},
         "input_size": image_size,
-        "data": {"spec": cfg.data, "name": train_ds.name, "num_classes": len(train_ds.classes),
-                 "train_size": len(train_ds), "test_size": len(test_ds)},
+        "data": {
+            "spec": cfg.data,
+            "name": train_ds.name,
+            "num_classes": len(train_ds.classes),
+            "train_size": len(train_ds),
+            "test_size": len(test_ds),
+        },
         "config": cfg.to_dict(),
         "bn": "running_stats" if cfg.method == "single" else "batch_stats",
         "single_width": cfg.single_width if cfg.method == "single" else None,
@@ -448,23 +499,39 @@ def _meta_base(cfg: TrainConfig, backbone: Any, train_ds: Any, test_ds: Any, ima
     }
 
 
-def _save(run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-          sampler: Any, meta_base: dict[str, Any], cfg: TrainConfig, epoch: int) -> None:
+def _save(
+    run_dir: Path,
+    method: SSLMethod,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    sampler: Any,
+    meta_base: dict[str, Any],
+    cfg: TrainConfig,
+    epoch: int,
+) -> None:
     backbone, rest = split_state(method)
-    state = {"optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "sampler": sampler.state_dict(),
-             "rng": rng_state(), "momentum_now": float(method.momentum_now)}
+    state = {
+        "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict(),
+        "sampler": sampler.state_dict(),
+        "rng": rng_state(),
+        "momentum_now": float(method.momentum_now),
+    }
     meta = ckpt.checkpoint_meta(**{**meta_base, "epoch": epoch})
     ckpt.save_checkpoint(run_dir, backbone_state=backbone, train_tensors=rest, meta=meta, train_state=state)
 
 
-def _restore(run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-             sampler: Any) -> int:
+def _restore(
+    run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, sampler: Any
+) -> int:
     meta = ckpt.read_meta(run_dir)
     state = ckpt.load_train_state(run_dir)
     epochs = {int(meta["epoch"]), int(state["epoch"]), ckpt.read_weights_epoch(run_dir)}
     if len(epochs) != 1:
-        raise US3LError(f"checkpoint files in {run_dir} disagree on the epoch ({sorted(epochs, key=str)}); "
-                        "the run was interrupted while saving")
+        raise US3LError(
+            f"checkpoint files in {run_dir} disagree on the epoch ({sorted(epochs, key=str)}); "
+            "the run was interrupted while saving"
+        )
     sd = join_state(ckpt.read_tensors(run_dir, ckpt.BACKBONE_PREFIX), ckpt.read_tensors(run_dir, ckpt.TRAIN_PREFIX))
     method.load_state_dict(sd, strict=True)
     opt.load_state_dict(state["optimizer"])

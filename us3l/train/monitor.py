@@ -35,8 +35,13 @@ class WidthReport:
 
 @torch.no_grad()
 def embed(
-    method: SSLMethod, ds: object, w: float, transform: EvalTransform, device: torch.device,
-    batch: int = 256, limit: int | None = None,
+    method: SSLMethod,
+    ds: object,
+    w: float,
+    transform: EvalTransform,
+    device: torch.device,
+    batch: int = 256,
+    limit: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(backbone features, projector outputs, labels) of ``ds`` at width ``w`` (first ``limit`` samples)."""
     from us3l.slim import width as width_ctx
@@ -68,8 +73,16 @@ def collapse_std(z: Tensor) -> float:
 
 
 def monitor(
-    method: SSLMethod, train_ds: object, test_ds: object, widths: list[float], transform: EvalTransform,
-    device: torch.device, num_classes: int, k: int = 200, t: float = 0.1, max_train: int = 10000,
+    method: SSLMethod,
+    train_ds: object,
+    test_ds: object,
+    widths: list[float],
+    transform: EvalTransform,
+    device: torch.device,
+    num_classes: int,
+    k: int = 200,
+    t: float = 0.1,
+    max_train: int = 10000,
 ) -> list[WidthReport]:
     """kNN top-1 on ``test_ds`` with a ``train_ds`` feature bank, and collapse std, at each width."""
     out = []

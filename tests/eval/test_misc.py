@@ -1,0 +1,63 @@
+"""Calibration batches, augmented linear probe, plots, width parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.eval.conftest import SIZE, tiny_model
+from tests.eval.test_accuracy import _doc
+from us3l.data import EvalTransform, LinearTrainAugment, load_dataset
+from us3l.errors import US3LError
+from us3l.eval import calibration_batches, extract_features, parse_widths
+from us3l.eval.linear import LinearProbeSettings, train_linear_probe_augmented
+from us3l.eval.plot import plot_accuracy
+
+
+@pytest.fixture(scope="module")
+def digits_test() -> object:
+    return load_dataset("builtin", "test")
+
+
+def test_calibration_batches_are_fixed(digits_test: object) -> None:
+    tf = EvalTransform(SIZE, (0.3,) * 3, (0.3,) * 3)
+    a = calibration_batches(digits_test, tf, num_batches=3, batch_size=50)
+    b = calibration_batches(digits_test, tf, num_batches=3, batch_size=50)
+    assert isinstance(a, list) and len(a) == 3 and a[0].shape == (50, 3, SIZE, SIZE)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert len(calibration_batches(digits_test, tf, num_batches=100, batch_size=128)) == 3  # 360 images
+    with pytest.raises(US3LError):
+        calibration_batches(digits_test, tf, num_batches=0)
+
+
+def test_augmented_linear_probe_runs(digits_test: object) -> None:
+    model = tiny_model()
+    tf = EvalTransform(SIZE, (0.3,) * 3, (0.3,) * 3)
+    fte, yte = extract_features(model, 0.5, digits_test, tf, limit=100)
+    assert fte.shape == (100, model.feature_dim(0.5))
+    aug = LinearTrainAugment(SIZE, (0.3,) * 3, (0.3,) * 3)
+    top1, top5 = train_linear_probe_augmented(
+        model, 0.5, digits_test, aug, fte, yte, 10, LinearProbeSettings(epochs=1, lr=1.0, batch_size=120)
+    )
+    assert 0 <= top1 <= top5 <= 1
+
+
+def test_plot_writes_pngs(tmp_path: Path) -> None:
+    paths = plot_accuracy(_doc(), tmp_path)
+    assert [p.name for p in paths] == ["accuracy_vs_width.png", "accuracy_vs_macs.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_parse_widths() -> None:
+    model = tiny_model()
+    assert parse_widths(model, None, None) == [1.0, 0.75, 0.5, 0.25]
+    assert parse_widths(model, "1, 0.5,0.5", None) == [1.0, 0.5]
+    assert parse_widths(model, None, 1) == [1.0]
+    assert parse_widths(model, None, 1000) == list(model.width_grid())
+    assert len(parse_widths(model, None, 3)) == 3
+    with pytest.raises(US3LError, match="either --widths or --grid"):
+        parse_widths(model, "1.0", 3)
+    with pytest.raises(US3LError, match="width must be in"):
+        parse_widths(model, "0.1", None)
