@@ -162,11 +162,16 @@ def open_timers(
 
             be = get_backend(backend)
             device = spec.openvino_device if backend == "openvino" else "cpu"
+            # several onnxruntime sessions take turns: no spin-waiting (see deploy.backends.onnx.OnnxRunner)
+            extra = {"spin": False} if backend == "onnx" and len(items) > 1 else {}
             for it in items:
-                runner = stack.enter_context(be.load(arts[it.key].path, threads=threads, device=device,
-                                                     precision=precision))
+                runner = stack.enter_context(
+                    be.load(arts[it.key].path, threads=threads, device=device, precision=precision, **extra)
+                )
                 timers[it.key] = runner_timer(runner, x.numpy())
             facts["runtime_version"] = be.runtime_version()
+            if extra:
+                facts["extra"] = {"onnxruntime_allow_spinning": False}
             yield timers, facts
             return
         from devices.ssh import SSHSession
@@ -180,6 +185,8 @@ def open_timers(
         facts["runtime_version"] = remote.ready.get("version")
         facts["fingerprint"] = remote.ready.get("fingerprint")
         facts["threads"] = remote.ready.get("threads")
+        if backend == "onnx":
+            facts["extra"] = {"onnxruntime_allow_spinning": False}
         timers = {it.key: remote.timer(it.key) for it in items}
         yield timers, facts
 
@@ -256,5 +263,8 @@ def run_sweep(
         checkpoint_sha256=checkpoint_sha256,
         reach=spec.reach.url,
         runtime_version=facts.get("runtime_version"),
-        extra={"openvino_device": spec.openvino_device} if be == "openvino" else {},
+        extra={
+            **({"openvino_device": spec.openvino_device} if be == "openvino" else {}),
+            **facts.get("extra", {}),
+        },
     )

@@ -86,3 +86,25 @@ def test_bn_stats_are_loaded_when_present(tmp_path: Path) -> None:
         model(torch.randn(4, 3, 16, 16))
     save_file(bn_stats_state(model), str(tmp_path / ckpt.BN_STATS_FILE))
     assert calibrated_widths(ckpt.load_backbone(tmp_path).model) == calibrated_widths(model)
+
+
+def test_load_backbone_restores_the_trained_width_range(tmp_path: Path) -> None:
+    """A run trained with width_min 0.5 must come back with that range, not the architecture's default."""
+    model = create_model("cifar_resnet18", num_classes=0, width_min=0.5, **KW)
+    meta_kw = {"width_range": {"min": 0.5, "max": 1.0, "divisor": 8}}
+    meta = ckpt.checkpoint_meta(
+        model="cifar_resnet18",
+        model_kwargs=KW,
+        method="us3l",
+        normalization={"mean": [0.5] * 3, "std": [0.25] * 3},
+        input_size=16,
+        data={"spec": "builtin"},
+        epoch=1,
+        config={"method": "us3l"},
+        **meta_kw,
+    )
+    ckpt.save_checkpoint(tmp_path, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state={})
+    loaded = ckpt.load_backbone(tmp_path)
+    assert (loaded.model.width_range.min, loaded.model.width_range.max) == (0.5, 1.0)
+    with pytest.raises(ValueError, match="0.5"):
+        loaded.model.width_range.check(0.25)

@@ -216,8 +216,13 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> Loade
 
     wpath = weights_path(path)
     meta = read_meta(wpath)
+    kwargs = dict(meta.get("model_kwargs") or {})
+    wr = meta.get("width_range") or {}
+    for key, name in (("min", "width_min"), ("max", "width_max"), ("divisor", "divisor")):
+        if key in wr and name not in kwargs:
+            kwargs[name] = wr[key]
     try:
-        model = create_model(meta["model"], num_classes=0, **meta.get("model_kwargs", {}))
+        model = create_model(meta["model"], num_classes=0, **kwargs)
     except KeyError as exc:
         raise US3LError(f"checkpoint {wpath} names an unknown model: {exc}") from None
     state = read_tensors(wpath, BACKBONE_PREFIX)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -18,7 +19,15 @@ app = typer.Typer(
 )
 
 #: Human-facing output (tables, progress) goes to stderr so that ``--json`` keeps stdout one JSON document.
-console = Console(stderr=True)
+def make_console() -> Console:
+    """A stderr console; when stderr is not a terminal (logs, CI, pipes) tables get 160 columns, not 80."""
+    con = Console(stderr=True)
+    if not con.is_terminal and "COLUMNS" not in os.environ:
+        con = Console(stderr=True, width=160)
+    return con
+
+
+console = make_console()
 
 
 def emit_json(doc: Any) -> None:

@@ -43,6 +43,8 @@ def test_local_sweep_real_runtimes(backend):
         assert r.latency.n >= 10 and r.stop_reason in ("target", "max_repeats", "time_cap")
         assert r.latency.min_ms <= r.latency.p50_ms <= r.latency.p90_ms <= r.latency.p99_ms <= r.latency.max_ms
     assert prof.runtime_version
+    # interleaved onnxruntime sessions must not spin-wait (idle sessions would steal the measured one's cores)
+    assert prof.extra.get("onnxruntime_allow_spinning") is (False if backend == "onnx" else None)
     assert "cpu" in prof.fingerprint and prof.fingerprint["packages"]
 
 

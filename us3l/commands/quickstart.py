@@ -72,8 +72,7 @@ def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
     meta_path = run_dir / "checkpoint.json"
     if meta_path.is_file() and not opts.force:
         meta = read_json(meta_path, "checkpoint metadata")
-        saved = meta.get("config") or {}
-        same = all(saved.get(k) == getattr(cfg, k) for k in ("method", "model", "epochs", "seed", "data"))
+        same = _same_training(meta.get("config") or {}, cfg.to_dict())
         if same and int(meta.get("epoch", -1)) >= cfg.epochs:
             return "reused", [str(run_dir)]
         if same:
@@ -83,6 +82,20 @@ def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
     result = run_training(cfg, resume=False, overwrite=True)
     _check_training(result)
     return "ran", [str(run_dir)]
+
+
+#: Config fields that do not change the trained weights.
+_NOT_TRAINING = ("out", "quiet", "knn_every", "save_every", "num_workers", "collapse_warn")
+
+
+def _same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a finished (or interrupted) run was trained with the config now asked for."""
+    import json
+
+    def norm(d: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(json.dumps({k: v for k, v in d.items() if k not in _NOT_TRAINING}, default=str))
+
+    return norm(saved) == norm(wanted)
 
 
 def _check_training(result: Any) -> None:
@@ -215,6 +228,7 @@ def _select(
 
 def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[str, list[str]]:
     from deploy.export import artifact_name, export_width
+    from deploy.manifest import check_manifest, read_manifest
     from deploy.select import read_selection
 
     sel = read_selection(sel_path)
@@ -225,8 +239,9 @@ def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[
         target = art_dir / dev["device"] / artifact_name(model, w, backend, "fp32") / "manifest.json"
         if target.is_file() and not force:
             try:
-                man = read_json(target, "manifest")
-                if man.get("valid") and (man.get("source") or {}).get("checkpoint_sha256") == sha:
+                man, directory = read_manifest(target)
+                check_manifest(man, directory)  # valid, files present with their recorded sha256
+                if (man.get("source") or {}).get("checkpoint_sha256") == sha:
                     statuses.append("reused")
                     outputs.append(str(target.parent))
                     continue

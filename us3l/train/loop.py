@@ -112,9 +112,9 @@ class _Progress:
     """A rich progress bar on stderr (TTY only, not quiet) or one summary line per epoch."""
 
     def __init__(self, enabled: bool, quiet: bool) -> None:
-        from rich.console import Console
+        from us3l.cli_app import make_console
 
-        self.console = Console(stderr=True)
+        self.console = make_console()
         self.quiet = quiet
         self.bar = None
         if enabled and not quiet and self.console.is_terminal:
