@@ -15,7 +15,7 @@ from pathlib import Path
 
 from deploy.backends import get_backend
 from profiler.measure import MeasurementPolicy, measure_interleaved
-from profiler.timers import example_input, resolve_threads, runner_timer, torch_timer
+from profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer, torch_timer
 from us3l.models import create_model
 from us3l.slim import materialize
 
@@ -38,9 +38,8 @@ def main() -> None:
             static = materialize(net, w).eval()
             timers[("torch", w)] = torch_timer(static, x, threads)
             for name in ("onnx", "openvino"):
-                be = get_backend(name)
-                art = be.export(static, x, root / f"{name}-{i}")
-                runner = stack.enter_context(be.load(art.path, threads=threads))
+                art = get_backend(name).export(static, x, root / f"{name}-{i}")
+                runner = stack.enter_context(load_interleaved(name, art.path, threads))
                 timers[(name, w)] = runner_timer(runner, x.numpy())
         policy = MeasurementPolicy(max_seconds=args.max_seconds)
         res = measure_interleaved(timers, policy)

@@ -20,6 +20,7 @@ import torch
 from deploy import get_backend
 from deploy.export import export_width
 from profiler.measure import MeasurementPolicy, measure_interleaved
+from profiler.timers import load_interleaved
 from us3l.models import create_model
 from us3l.slim import materialize
 
@@ -62,7 +63,7 @@ def main() -> None:
             timers[(w, "eager")] = torch_timer(materialize(model, w), x)
             for b in backends:
                 res = export_width(model, w, b, tmp, model_name=args.model)
-                r = get_backend(b).load(res.artifact.path, threads=args.threads, precision="fp32")
+                r = load_interleaved(b, res.artifact.path, args.threads, precision="fp32")
                 runners.append(r)
                 timers[(w, b)] = runner_timer(r, xn)
         policy = MeasurementPolicy(warmup=20, min_repeats=50, max_repeats=2000, max_seconds=args.max_seconds)

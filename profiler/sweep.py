@@ -118,7 +118,7 @@ def open_timers(
     precision: str,
 ) -> Iterator[tuple[dict[str, Timer], dict[str, Any]]]:
     """Timers for every width on the device, plus facts to record (runtime version, remote fingerprint)."""
-    from profiler.timers import example_input, runner_timer, torch_timer
+    from profiler.timers import example_input, load_interleaved, runner_timer, torch_timer
 
     x = example_input(input_shape)
     facts: dict[str, Any] = {}
@@ -162,15 +162,11 @@ def open_timers(
 
             be = get_backend(backend)
             device = spec.openvino_device if backend == "openvino" else "cpu"
-            # several onnxruntime sessions take turns: no spin-waiting (see deploy.backends.onnx.OnnxRunner)
-            extra = {"spin": False} if backend == "onnx" and len(items) > 1 else {}
             for it in items:
-                runner = stack.enter_context(
-                    be.load(arts[it.key].path, threads=threads, device=device, precision=precision, **extra)
-                )
+                runner = stack.enter_context(load_interleaved(backend, arts[it.key].path, threads, device, precision))
                 timers[it.key] = runner_timer(runner, x.numpy())
             facts["runtime_version"] = be.runtime_version()
-            if extra:
+            if backend == "onnx":
                 facts["extra"] = {"onnxruntime_allow_spinning": False}
             yield timers, facts
             return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,3 +65,17 @@ def runner_timer(runner: Runner, x: np.ndarray) -> Callable[[int], list[float]]:
         return [runner.time_once(x) for _ in range(k)]
 
     return timer
+
+
+def load_interleaved(
+    backend: str, path: str | Path, threads: int | None = None, device: str | None = None, precision: str | None = None
+) -> Runner:
+    """Load a runner that takes turns with other runners on the same cores (an interleaved measurement).
+
+    onnxruntime sessions are opened without spin-waiting: an idle session's spinning workers would otherwise
+    steal the cores from the session being timed (see ``deploy.backends.onnx.OnnxRunner``).
+    """
+    from deploy.backends import get_backend
+
+    extra = {"spin": False} if backend == "onnx" else {}
+    return get_backend(backend).load(path, threads=threads, device=device, precision=precision, **extra)

@@ -101,3 +101,23 @@ def test_select_then_export_cli(write_profile, tmp_path: Path, capsys) -> None:
     (exp,) = doc["exports"]
     assert exp["valid"] and exp["directory"].endswith("cpu/cifar_resnet18-w0.25-onnx-fp32")
     assert exp["verification"]["max_abs_error"] <= 1e-4
+
+
+def test_export_from_selection_takes_the_choice_made_on_that_backend(write_profile, tmp_path: Path, capsys) -> None:
+    """One device profiled with onnx and openvino: `--backend onnx` exports the onnx choice only."""
+    from us3l.commands.export import _jobs
+
+    fast_ov = ((0.25, 1.0), (0.5, 1.5), (0.75, 9.0))
+    slow_ort = ((0.25, 1.0), (0.5, 9.0), (0.75, 9.0))
+    profiles = [
+        write_profile([{"width": w, "latency": latency(p, p, p)} for w, p in rows], backend=b)
+        for b, rows in (("onnx", slow_ort), ("openvino", fast_ov))
+    ]
+    sel = tmp_path / "selection.json"
+    args = ["select", *[a for p in profiles for a in ("--profile", str(p))], "--latency-ms", "2", "--out", str(sel)]
+    assert main(args) == 0
+    assert _jobs(None, sel, "cpu", "onnx") == [(0.25, "cpu")]
+    assert _jobs(None, sel, "cpu", "openvino") == [(0.5, "cpu")]
+    capsys.readouterr()
+    assert _jobs(None, sel, "cpu", "tensorrt") == [(0.25, "cpu"), (0.5, "cpu")]  # no tensorrt profile: both
+    assert "chosen on onnx, openvino latencies, exported to tensorrt" in capsys.readouterr().err

@@ -12,8 +12,15 @@ from us3l.cli_app import app, console, emit_json
 from us3l.errors import US3LError
 
 
-def _jobs(width: float | None, selection: Path | None, device: str | None) -> list[tuple[float, str | None]]:
-    """(width, device name) pairs to export."""
+def _jobs(
+    width: float | None, selection: Path | None, device: str | None, backend: str | None = None
+) -> list[tuple[float, str | None]]:
+    """(width, device name) pairs to export.
+
+    From a selection: every device's choice (or only ``device``'s). Where a device was profiled with several
+    backends, the choice made on ``backend`` is the one exported; a device profiled only with other backends
+    exports its choice with a note (the width was chosen on another runtime's latencies).
+    """
     if (width is None) == (selection is None):
         raise US3LError("give exactly one of --width W or --selection selection.json")
     if width is not None:
@@ -25,13 +32,26 @@ def _jobs(width: float | None, selection: Path | None, device: str | None) -> li
     if not entries:
         names = ", ".join(sorted({d["device"] for d in doc["devices"]}))
         raise US3LError(f"{selection} has no device '{device}' (it has: {names})")
-    jobs = []
+    if backend is not None:
+        by_device: dict[str, list[dict[str, Any]]] = {}
+        for d in entries:
+            by_device.setdefault(d["device"], []).append(d)
+        entries = []
+        for name, ds in by_device.items():
+            same = [d for d in ds if d.get("backend") == backend]
+            if not same:
+                others = ", ".join(sorted({str(d.get("backend")) for d in ds}))
+                console.print(f"note: {name}: the width was chosen on {others} latencies, exported to {backend}")
+            entries.extend(same or ds)
+    jobs: list[tuple[float, str | None]] = []
     for d in entries:
         if d.get("chosen") is None:
             raise US3LError(
                 f"{selection}: no width fits the budget on device '{d['device']}'; nothing to export"
             )
-        jobs.append((float(d["chosen"]["width"]), d["device"]))
+        job = (float(d["chosen"]["width"]), d["device"])
+        if job not in jobs:
+            jobs.append(job)
     return jobs
 
 
@@ -88,7 +108,7 @@ def export_cmd(
     from deploy.export import VerificationFailed, export_width
 
     be = get_backend(backend)  # unknown backend: fail before loading anything
-    jobs = _jobs(width, selection, device)
+    jobs = _jobs(width, selection, device, be.name)
     src, model_name = _source(ckpt, model)
     prec = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     table = Table(title=f"us3l export → {be.name} {prec} (errors on L2-normalised embeddings)")

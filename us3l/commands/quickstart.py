@@ -351,7 +351,9 @@ def _print_summary(doc: dict[str, Any]) -> None:
 @app.command("quickstart")
 def quickstart_cmd(
     out: Path = typer.Option(Path("quickstart"), "--out", help="Folder for every file the pipeline writes."),
-    latency_ms: float = typer.Option(None, "--latency-ms", help="Latency budget per image (default: midway)."),
+    latency_ms: float = typer.Option(
+        None, "--latency-ms", help="Latency budget per image, ms (default: lower median of the widths' p90 bounds)."
+    ),
     config: Path = typer.Option(None, "--config", help="Training config (default: the packaged default.yaml)."),
     epochs: int = typer.Option(None, "--epochs", help="Override the training epochs (multiple of 4)."),
     points: int = typer.Option(8, "--points", help="Widths to evaluate and profile (thinned width grid)."),
