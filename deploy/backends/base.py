@@ -123,6 +123,28 @@ class Backend(ABC):
     ) -> Runner:
         """Load an exported artifact; ``device`` is the runtime's device name (``cpu`` by default)."""
 
+    def artifact(
+        self,
+        files: tuple[Path, ...],
+        precision: str,
+        dynamic_batch: bool,
+        example: Any,
+        output_shape: tuple[int, ...],
+        extras: dict[str, Any],
+    ) -> Artifact:
+        """The ``Artifact`` this backend wrote: ``files[0]`` is the primary file."""
+        return Artifact(
+            backend=self.name,
+            path=files[0],
+            files=files,
+            precision=precision,
+            dynamic_batch=dynamic_batch,
+            input_shape=tuple(example.shape),
+            output_shape=output_shape,
+            runtime_version=self.runtime_version(),
+            extras=extras,
+        )
+
     def check_runtime_compat(self, recorded: str | None) -> None:
         """Refuse (``US3LError``) when the installed runtime cannot be trusted to run an artifact written
         with runtime version ``recorded``. Default: same major version, and not older than the writer."""

@@ -176,17 +176,7 @@ class OnnxBackend(Backend):
         with staging_dir(out_dir) as tmp:
             extras = export_onnx_file(model, example, tmp / self.filename, dynamic_batch)
         path = Path(out_dir) / self.filename
-        return Artifact(
-            backend=self.name,
-            path=path,
-            files=(path,),
-            precision=precision,
-            dynamic_batch=dynamic_batch,
-            input_shape=tuple(example.shape),
-            output_shape=out_shape,
-            runtime_version=self.runtime_version(),
-            extras=extras,
-        )
+        return self.artifact((path,), precision, dynamic_batch, example, out_shape, extras)
 
     def load(
         self,

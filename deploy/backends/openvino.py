@@ -116,17 +116,8 @@ class OpenVinoBackend(Backend):
         out = Path(out_dir)
         extras["converted_from"] = "onnx"
         extras["weights"] = "fp16 (compressed)" if precision == "fp16" else "fp32"
-        return Artifact(
-            backend=self.name,
-            path=out / self.filename,
-            files=(out / self.filename, out / "model.bin"),
-            precision=precision,
-            dynamic_batch=dynamic_batch,
-            input_shape=tuple(example.shape),
-            output_shape=out_shape,
-            runtime_version=self.runtime_version(),
-            extras=extras,
-        )
+        files = (out / self.filename, out / "model.bin")
+        return self.artifact(files, precision, dynamic_batch, example, out_shape, extras)
 
     def load(
         self,

@@ -248,17 +248,8 @@ class TensorRtBackend(Backend):
             "gpu_name": torch.cuda.get_device_name(),
             "built_with": "python-api",
         }
-        return Artifact(
-            backend=self.name,
-            path=out / self.filename,
-            files=(out / self.filename, out / "model.onnx"),
-            precision=precision,
-            dynamic_batch=dynamic_batch,
-            input_shape=tuple(example.shape),
-            output_shape=out_shape,
-            runtime_version=self.runtime_version(),
-            extras=extras,
-        )
+        files = (out / self.filename, out / "model.onnx")
+        return self.artifact(files, precision, dynamic_batch, example, out_shape, extras)
 
     def load(
         self,
