@@ -190,3 +190,29 @@ def test_linear_train_augment():
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
     raw = y * std + mean
     assert float(raw.min()) >= -1e-5 and float(raw.max()) <= 1 + 1e-5
+
+
+def test_solarize_inverts_only_bright_values_of_picked_samples():
+    from us3l.data.augment import random_solarize
+
+    x = torch.tensor([0.1, 0.5, 0.9]).view(1, 3, 1, 1).repeat(4, 1, 1, 1)
+    assert torch.equal(random_solarize(x, 0.0, _gen(0)), x)
+    out = random_solarize(x, 1.0, _gen(0))
+    assert torch.allclose(out[:, :, 0, 0], torch.tensor([0.1, 0.5, 0.1]).expand(4, 3))  # 1 - 0.5 = 0.5, 1 - 0.9
+    aug = _plain(solarize_p=1.0)
+    img = torch.full((1, 3, 16, 16), 230, dtype=torch.uint8)
+    assert torch.allclose(aug(img, _gen(0)), torch.full((1, 3, 16, 16), 1 - 230 / 255))
+    with pytest.raises(US3LError, match="solarize_p must be in"):
+        _plain(solarize_p=1.5)
+
+
+def test_byol_pair_is_asymmetric():
+    from us3l.data import byol_augment_pair
+
+    first, second = byol_augment_pair(16, MEAN, STD)
+    assert (first.blur_p, first.solarize_p) == (1.0, 0.0) and (second.blur_p, second.solarize_p) == (0.1, 0.2)
+    assert first.crop_scale == second.crop_scale == (0.08, 1.0) and first.jitter == (0.4, 0.4, 0.2, 0.1)
+    x = _images(8, 16)
+    a, b = two_views(x, (first, second), _gen(3))
+    g = _gen(3)
+    assert torch.equal(a, first(x, g)) and torch.equal(b, second(x, g))  # view 1 by the first, view 2 by the second

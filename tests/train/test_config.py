@@ -38,6 +38,7 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"width_max": 1.5}, r"width_max must be in \(0, 1\]"),
         ({"epochs": 10, "schedule": "A"}, "multiple of 4"),
         ({"schedule": "B"}, "unknown schedule"),
+        ({"augment": "simclr"}, "augment must be 'symmetric' or 'byol'"),
     ],
 )
 def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None:

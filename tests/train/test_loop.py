@@ -139,3 +139,11 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_cfg, monkeypatch: pytest.
     res = run_training(cfg)
     assert res.status == "nan" and "epoch 2" in res.message
     assert ckpt.read_meta(cfg.out)["epoch"] == 1
+
+
+def test_asymmetric_byol_views_train(tiny_cfg) -> None:
+    """The MoCo v3 recipe's asymmetric views (augment: byol) run through the loop and are recorded."""
+    cfg = tiny_cfg(epochs=4, augment="byol", crop_min=0.5)
+    res = run_training(cfg)
+    assert res.status == "completed"
+    assert ckpt.read_meta(Path(cfg.out))["config"]["augment"] == "byol"

@@ -1,9 +1,11 @@
 """The data layer: datasets (``load_dataset`` specs, batching) and batched tensor augmentations."""
 
 from us3l.data.augment import (
+    AUGMENTS,
     EvalTransform,
     LinearTrainAugment,
     SSLAugment,
+    byol_augment_pair,
     data_kind,
     ssl_augment_for,
     two_views,
@@ -39,5 +41,7 @@ __all__ = [
     "iterate_batches",
     "load_dataset",
     "ssl_augment_for",
+    "AUGMENTS",
+    "byol_augment_pair",
     "two_views",
 ]

@@ -255,6 +255,14 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> tor
     return y.view(b, c, h, w)
 
 
+def random_solarize(
+    x: torch.Tensor, p: float, generator: torch.Generator | None, threshold: float = 0.5
+) -> torch.Tensor:
+    """Solarize with probability ``p`` per sample: values >= ``threshold`` become ``1 - value`` (x in [0, 1])."""
+    pick = (_rand(x.shape[0], generator) < p).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(pick & (x >= threshold), 1.0 - x, x)
+
+
 def random_blur(
     x: torch.Tensor, p: float, sigma: Range, kernel_size: int, generator: torch.Generator | None
 ) -> torch.Tensor:
@@ -278,7 +286,8 @@ class SSLAugment:
 
     RandomResizedCrop(image_size, crop_scale, crop_ratio) + horizontal flip (one grid_sample), ColorJitter
     with probability ``jitter_p``, grayscale with probability ``gray_p``, Gaussian blur with probability
-    ``blur_p`` (sigma ~ U(blur_sigma), kernel ~10 % of image_size), then normalisation with ``mean``/``std``.
+    ``blur_p`` (sigma ~ U(blur_sigma), kernel ~10 % of image_size), solarization with probability
+    ``solarize_p``, then normalisation with ``mean``/``std``.
     ``__call__(images, generator)``: uint8 (B,3,H,W) -> float32 (B,3,S,S) on the images' device.
     """
 
@@ -296,6 +305,7 @@ class SSLAugment:
         flip_p: float = 0.5,
         crop_ratio: Range = (3 / 4, 4 / 3),
         interpolation: str = "bilinear",
+        solarize_p: float = 0.0,
     ) -> None:
         if image_size < 1:
             raise US3LError(f"image_size must be positive, got {image_size}")
@@ -306,10 +316,15 @@ class SSLAugment:
         if any(s < 0 for s in jitter) or jitter[3] > 0.5:
             raise US3LError(f"jitter strengths must be >= 0 (hue <= 0.5), got {jitter}")
         self.jitter = tuple(float(s) for s in jitter)
-        for name, p in (("jitter_p", jitter_p), ("gray_p", gray_p), ("blur_p", blur_p), ("flip_p", flip_p)):
+        probabilities = (
+            ("jitter_p", jitter_p), ("gray_p", gray_p), ("blur_p", blur_p), ("flip_p", flip_p),
+            ("solarize_p", solarize_p),
+        )
+        for name, p in probabilities:
             if not 0.0 <= p <= 1.0:
                 raise US3LError(f"{name} must be in [0, 1], got {p}")
         self.jitter_p, self.gray_p, self.blur_p, self.flip_p = jitter_p, gray_p, blur_p, flip_p
+        self.solarize_p = solarize_p
         self.blur_sigma = _check_range("blur_sigma", blur_sigma, 1e-6, math.inf)
         self.blur_kernel = blur_kernel_size(self.image_size)
         if interpolation not in ("bilinear", "bicubic", "nearest"):
@@ -326,20 +341,41 @@ class SSLAugment:
         x = random_grayscale(x, self.gray_p, generator)
         if self.blur_p > 0:
             x = random_blur(x, self.blur_p, self.blur_sigma, self.blur_kernel, generator)
+        if self.solarize_p > 0:
+            x = random_solarize(x, self.solarize_p, generator)
         return _normalize(x, self.mean, self.std)
 
     def __repr__(self) -> str:
         return (
             f"SSLAugment(image_size={self.image_size}, crop_scale={self.crop_scale}, jitter={self.jitter}, "
-            f"jitter_p={self.jitter_p}, gray_p={self.gray_p}, blur_p={self.blur_p}, flip_p={self.flip_p})"
+            f"jitter_p={self.jitter_p}, gray_p={self.gray_p}, blur_p={self.blur_p}, flip_p={self.flip_p}, "
+            f"solarize_p={self.solarize_p})"
         )
 
 
 def two_views(
-    images: torch.Tensor, aug: SSLAugment, generator: torch.Generator | None
+    images: torch.Tensor, aug: SSLAugment | tuple[SSLAugment, SSLAugment], generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independently augmented views of the same batch (the same pipeline, called twice)."""
-    return aug(images, generator), aug(images, generator)
+    """Two independently augmented views of the same batch: one pipeline called twice (symmetric), or a
+    pair of pipelines, one per view (asymmetric, e.g. ``byol_augment_pair``)."""
+    first, second = aug if isinstance(aug, tuple) else (aug, aug)
+    return first(images, generator), second(images, generator)
+
+
+#: ``augment`` config values: the recipe's symmetric pipeline, or BYOL's asymmetric pair (MoCo v3 recipe).
+AUGMENTS = ("symmetric", "byol")
+
+
+def byol_augment_pair(
+    image_size: int, mean: Stats, std: Stats, crop_scale: Range = (0.08, 1.0)
+) -> tuple[SSLAugment, SSLAugment]:
+    """BYOL's asymmetric views as MoCo v3 uses them (method.md: blur 1.0 / 0.1, solarize 0 / 0.2), with
+    ColorJitter(0.4, 0.4, 0.2, 0.1) at p 0.8 and grayscale p 0.2 on both views."""
+    common = {"crop_scale": crop_scale, "jitter": (0.4, 0.4, 0.2, 0.1), "jitter_p": 0.8, "gray_p": 0.2}
+    return (
+        SSLAugment(image_size, mean, std, blur_p=1.0, solarize_p=0.0, **common),
+        SSLAugment(image_size, mean, std, blur_p=0.1, solarize_p=0.2, **common),
+    )
 
 
 _NO_BLUR_KINDS = ("cifar", "builtin")

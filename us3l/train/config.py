@@ -30,6 +30,7 @@ class TrainConfig:
     data: str = "builtin"
     image_size: int | None = None  # None: the model's input_size
     crop_min: float | None = None  # RandomResizedCrop min scale; None: the data set's recipe (0.2)
+    augment: str = "symmetric"  # "symmetric" (CNN recipes) or "byol": asymmetric views (MoCo v3 ViT recipe)
     out: str = "runs/us3l"
     # optimisation
     epochs: int = 400
@@ -245,6 +246,8 @@ def validate(cfg: TrainConfig) -> None:
         check_schedule(cfg.schedule, cfg.epochs)
     if cfg.crop_min is not None and not 0.0 < cfg.crop_min <= 1.0:
         raise US3LError(f"crop_min must be in (0, 1], got {cfg.crop_min}")
+    if cfg.augment not in ("symmetric", "byol"):
+        raise US3LError(f"augment must be 'symmetric' or 'byol', got {cfg.augment!r}")
     if cfg.optimizer not in ("sgd", "adamw"):
         raise US3LError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
     if cfg.lr_schedule not in ("epoch", "iter"):

@@ -212,15 +212,20 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + info.rank)
 
-    from us3l.data import EvalTransform, load_dataset, ssl_augment_for
+    from us3l.data import EvalTransform, byol_augment_pair, load_dataset, ssl_augment_for, two_views
 
     backbone = build_backbone(cfg)
     image_size = int(cfg.image_size or backbone.input_size)
     train_ds = load_dataset(cfg.data, "train", image_size)
     test_ds = load_dataset(cfg.data, "test", image_size)
-    aug = ssl_augment_for(train_ds.name, image_size, train_ds.mean, train_ds.std)
-    if cfg.crop_min is not None:
-        aug.crop_scale = (float(cfg.crop_min), 1.0)
+    aug: Any
+    if cfg.augment == "byol":
+        crop = (float(cfg.crop_min if cfg.crop_min is not None else 0.08), 1.0)
+        aug = byol_augment_pair(image_size, train_ds.mean, train_ds.std, crop)
+    else:
+        aug = ssl_augment_for(train_ds.name, image_size, train_ds.mean, train_ds.std)
+        if cfg.crop_min is not None:
+            aug.crop_scale = (float(cfg.crop_min), 1.0)
     eval_tf = EvalTransform(image_size, train_ds.mean, train_ds.std)
     method = create_method(cfg.method, backbone, cfg).to(device)
     wr = backbone.width_range
@@ -302,7 +307,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
                         cfg.ema_momentum, (epoch * n_iters + it) / (cfg.epochs * n_iters)
                     )
                 images = images.to(device, non_blocking=True)
-                x1, x2 = aug(images, gen), aug(images, gen)
+                x1, x2 = two_views(images, aug, gen)
                 widths = sampler.widths(epoch)
                 losses = _train_step(model, method, opt, scaler, reg, x1, x2, widths, epoch, cfg, use_amp, info)
                 for i, (w, lv) in enumerate(zip(widths, losses, strict=True)):
