@@ -89,8 +89,13 @@ _NOT_TRAINING = ("out", "quiet", "knn_every", "save_every", "num_workers", "coll
 
 
 def _same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Whether a finished (or interrupted) run was trained with the config now asked for."""
+    """Whether a finished (or interrupted) run was trained with the config now asked for. Keys a run saved
+    before they existed count as their defaults."""
     import json
+
+    from us3l.train.config import TrainConfig
+
+    saved = {**TrainConfig().to_dict(), **saved}
 
     def norm(d: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps({k: v for k, v in d.items() if k not in _NOT_TRAINING}, default=str))
