@@ -76,6 +76,9 @@ def test_cli_devices_json_and_errors(capsys):
     assert main(["devices", "--device", "cpu", "--check", "--json"]) == 0
     (cpu,) = json.loads(capsys.readouterr().out)["devices"]
     assert cpu["check"]["ok"] and cpu["check"]["runtimes"]["onnx"]
+    # a failed check is a non-zero exit (scripts can test reachability), with the reason in the table
+    assert main(["devices", "--device", "jetson-orin-nano", "--check"]) == 1
+    assert "not a Jetson here" in capsys.readouterr().err
     assert main(["profile", "--device", "nope", "--model", "cifar_resnet18"]) == 1
     assert "unknown device 'nope'" in capsys.readouterr().err
 

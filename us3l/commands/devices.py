@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from us3l.cli_app import app, console, emit_json
+
+if TYPE_CHECKING:
+    from devices.check import CheckResult
+    from devices.spec import DeviceSpec
 
 
 @app.command("devices")
@@ -18,7 +23,9 @@ def devices_cmd(
     name: str | None = typer.Option(None, "--device", help="Only this device."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """List the built-in and user-defined devices ($US3L_DEVICES_DIR or ~/.config/us3l/devices)."""
+    """List the built-in and user-defined devices ($US3L_DEVICES_DIR or ~/.config/us3l/devices).
+
+    With --check the exit code is 1 when a checked device is unreachable or lacks its runtime."""
     from devices.check import check_device
     from devices.registry import get_device, list_devices, user_devices_dir
 
@@ -31,8 +38,14 @@ def devices_cmd(
             "user_dir": str(user_devices_dir()),
             "devices": [{**s.to_dict(), **({"check": checks[s.name].to_dict()} if check else {})} for s in specs],
         })
-        return
-    table = Table(title=f"us3l devices (user folder: {user_devices_dir()})")
+    else:
+        _print_table(specs, checks, check, str(user_devices_dir()))
+    if check and not all(c.ok for c in checks.values()):
+        raise typer.Exit(1)
+
+
+def _print_table(specs: list[DeviceSpec], checks: dict[str, CheckResult], check: bool, user_dir: str) -> None:
+    table = Table(title=f"us3l devices (user folder: {user_dir})")
     cols = ["name", "backends", "precision", "batch", "reach"] + (["check"] if check else ["description"])
     for col in cols:
         table.add_column(col, overflow="fold")
