@@ -118,7 +118,7 @@ def open_timers(
     precision: str,
 ) -> Iterator[tuple[dict[str, Timer], dict[str, Any]]]:
     """Timers for every width on the device, plus facts to record (runtime version, remote fingerprint)."""
-    from profiler.timers import example_input, load_interleaved, runner_timer, torch_timer
+    from profiler.timers import example_input, interleaved_notes, load_interleaved, runner_timer, torch_timer
 
     x = example_input(input_shape)
     facts: dict[str, Any] = {}
@@ -166,8 +166,7 @@ def open_timers(
                 runner = stack.enter_context(load_interleaved(backend, arts[it.key].path, threads, device, precision))
                 timers[it.key] = runner_timer(runner, x.numpy())
             facts["runtime_version"] = be.runtime_version()
-            if backend == "onnx":
-                facts["extra"] = {"onnxruntime_allow_spinning": False}
+            facts["extra"] = interleaved_notes(backend)
             yield timers, facts
             return
         from devices.ssh import SSHSession
@@ -181,8 +180,7 @@ def open_timers(
         facts["runtime_version"] = remote.ready.get("version")
         facts["fingerprint"] = remote.ready.get("fingerprint")
         facts["threads"] = remote.ready.get("threads")
-        if backend == "onnx":
-            facts["extra"] = {"onnxruntime_allow_spinning": False}
+        facts["extra"] = interleaved_notes(backend)
         timers = {it.key: remote.timer(it.key) for it in items}
         yield timers, facts
 

@@ -79,3 +79,8 @@ def load_interleaved(
 
     extra = {"spin": False} if backend == "onnx" else {}
     return get_backend(backend).load(path, threads=threads, device=device, precision=precision, **extra)
+
+
+def interleaved_notes(backend: str) -> dict[str, bool]:
+    """What a profile records about how ``load_interleaved`` (and the remote runner) opened ``backend``."""
+    return {"onnxruntime_allow_spinning": False} if backend == "onnx" else {}

@@ -123,7 +123,6 @@ class OnnxRunner(Runner):
             opts.intra_op_num_threads = int(threads)
         if not spin:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.spin = spin
         self.device = device
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
         self.input_name = self.session.get_inputs()[0].name

@@ -367,11 +367,13 @@ AUGMENTS = ("symmetric", "byol")
 
 
 def byol_augment_pair(
-    image_size: int, mean: Stats, std: Stats, crop_scale: Range = (0.08, 1.0)
+    image_size: int, mean: Stats, std: Stats, crop_min: float | None = None
 ) -> tuple[SSLAugment, SSLAugment]:
     """BYOL's asymmetric views as MoCo v3 uses them (method.md: blur 1.0 / 0.1, solarize 0 / 0.2), with
-    ColorJitter(0.4, 0.4, 0.2, 0.1) at p 0.8 and grayscale p 0.2 on both views."""
-    common = {"crop_scale": crop_scale, "jitter": (0.4, 0.4, 0.2, 0.1), "jitter_p": 0.8, "gray_p": 0.2}
+    ColorJitter(0.4, 0.4, 0.2, 0.1) at p 0.8 and grayscale p 0.2 on both views; crops of at least
+    ``crop_min`` of the image (default 0.08, the recipe's)."""
+    crop = (0.08 if crop_min is None else float(crop_min), 1.0)
+    common = {"crop_scale": crop, "jitter": (0.4, 0.4, 0.2, 0.1), "jitter_p": 0.8, "gray_p": 0.2}
     return (
         SSLAugment(image_size, mean, std, blur_p=1.0, solarize_p=0.0, **common),
         SSLAugment(image_size, mean, std, blur_p=0.1, solarize_p=0.2, **common),

@@ -246,8 +246,10 @@ def validate(cfg: TrainConfig) -> None:
         check_schedule(cfg.schedule, cfg.epochs)
     if cfg.crop_min is not None and not 0.0 < cfg.crop_min <= 1.0:
         raise US3LError(f"crop_min must be in (0, 1], got {cfg.crop_min}")
-    if cfg.augment not in ("symmetric", "byol"):
-        raise US3LError(f"augment must be 'symmetric' or 'byol', got {cfg.augment!r}")
+    from us3l.data.augment import AUGMENTS
+
+    if cfg.augment not in AUGMENTS:
+        raise US3LError(f"augment must be {' or '.join(repr(a) for a in AUGMENTS)}, got {cfg.augment!r}")
     if cfg.optimizer not in ("sgd", "adamw"):
         raise US3LError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
     if cfg.lr_schedule not in ("epoch", "iter"):

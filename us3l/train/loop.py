@@ -220,8 +220,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
     test_ds = load_dataset(cfg.data, "test", image_size)
     aug: Any
     if cfg.augment == "byol":
-        crop = (float(cfg.crop_min if cfg.crop_min is not None else 0.08), 1.0)
-        aug = byol_augment_pair(image_size, train_ds.mean, train_ds.std, crop)
+        aug = byol_augment_pair(image_size, train_ds.mean, train_ds.std, cfg.crop_min)
     else:
         aug = ssl_augment_for(train_ds.name, image_size, train_ds.mean, train_ds.std)
         if cfg.crop_min is not None:
