@@ -144,3 +144,48 @@ def test_mocov3_on_tiny_vit() -> None:
     (loss + sub).backward()
     assert torch.isfinite(loss) and torch.isfinite(sub)
     assert all(p.grad is None for p in m.encoder_k.parameters())
+
+
+def test_naive_simsiam_projector_ends_with_affine_free_bn_and_frozen_bias() -> None:
+    m = _method("naive_simsiam")
+    proj = m.encoder_q.projector
+    last, linear = proj[-1], proj[-2]
+    assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine and last.num_features == m.dim
+    assert isinstance(linear, torch.nn.Linear) and linear.bias is not None and not linear.bias.requires_grad
+    # the output is batch-normalised per dimension (mean 0, var 1 over the batch), as in the reference
+    x1, x2 = _views()
+    z, _ = m.encoder_q(torch.cat([x1, x2]), 0.5)
+    assert torch.allclose(z.mean(0), torch.zeros(m.dim), atol=1e-5)
+    assert torch.allclose(z.var(0, unbiased=False), torch.ones(m.dim), atol=1e-3)
+    # the frozen bias gets no gradient at any width, everything else in the projector does
+    loss, targets = m(x1, x2, 1.0)
+    sub, _ = m(x1, x2, 0.25, targets)
+    (loss + sub).backward()
+    assert linear.bias.grad is None
+    assert linear.weight.grad is not None and proj[0].weight.grad is not None
+    # the other methods keep the plain projector
+    for name in ("us3l", "us3l_simsiam", "naive_simclr"):
+        assert isinstance(_method(name).encoder_q.projector[-1], torch.nn.Linear)
+
+
+def test_naive_simclr_sub_networks_go_through_the_predictor() -> None:
+    m = _method("naive_simclr")
+    assert not hasattr(m, "encoder_k") and not hasattr(m, "predictor_new")
+    x1, x2 = _views()
+    loss, targets = m(x1, x2, 1.0)
+    loss.backward()
+    assert all(p.grad is None for p in m.predictor.parameters())  # base: NT-Xent on z, no head
+    for w in (0.75, 0.25):
+        m.zero_grad(set_to_none=True)
+        sub, _ = m(x1, x2, w, targets)
+        sub.backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.predictor.parameters())
+        # the sub-network loss is −cos(predictor(z_s^w), sg z_t^max), cross-view
+        with torch.no_grad():
+            z1, _ = m.encoder_q(x1, w)
+            z2, _ = m.encoder_q(x2, w)
+            p1, p2 = m.predictor(z1), m.predictor(z2)
+            k1, k2 = targets["k"]
+            cos = torch.nn.functional.cosine_similarity
+            want = -0.5 * (cos(p1, k2).mean() + cos(p2, k1).mean())
+        assert sub.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-6)

@@ -80,4 +80,54 @@ def test_method_defaults_are_resolved_and_saved() -> None:
     assert rc(method="naive_simsiam").lr == 0.05
     assert rc(method="us3l_byol").proj_dim == 2048
     assert rc(method="us3l", lr=0.1).lr == 0.1
-    assert resolve_config(None, {"method": "naive_simsiam"}).lr == 0.2  # the default recipe sets lr
+    assert resolve_config(None, {"method": "us3l"}).lr == 0.2  # the packaged default recipe sets lr
+
+
+def test_naive_methods_get_the_reference_naive_recipe_not_the_default_files() -> None:
+    simsiam = resolve_config(None, {"method": "naive_simsiam"})
+    assert (simsiam.schedule, simsiam.regularizer, simsiam.weight_decay, simsiam.lr) == ("none", False, 5e-4, 0.05)
+    simclr = resolve_config(None, {"method": "naive_simclr"})
+    assert (simclr.schedule, simclr.regularizer, simclr.weight_decay, simclr.lr) == ("none", False, 1e-4, 0.5)
+    # every other key of the packaged default file still applies (data scale, model, epochs)
+    us3l = resolve_config()
+    for key in ("data", "model", "model_kwargs", "image_size", "epochs", "batch_size", "crop_min", "proj_hidden"):
+        assert getattr(simsiam, key) == getattr(us3l, key)
+    # the us3l recipe and the other methods are unchanged
+    assert (us3l.schedule, us3l.regularizer, us3l.weight_decay, us3l.lr) == ("A", True, 1e-4, 0.2)
+    byol = resolve_config(None, {"method": "us3l_byol"})
+    assert (byol.schedule, byol.regularizer, byol.weight_decay, byol.lr) == ("A", True, 1e-4, 0.2)
+    # without any file: dataclass defaults filled per method
+    bare = resolve_config(None, {"method": "naive_simsiam"}, use_default_file=False)
+    assert (bare.schedule, bare.regularizer, bare.weight_decay) == ("none", False, 5e-4)
+    assert resolve_config(None, {"method": "single"}, use_default_file=False).schedule == "A"
+
+
+def test_explicit_values_beat_the_naive_recipe(tmp_path: Path) -> None:
+    cli = resolve_config(None, {"method": "naive_simsiam", "schedule": "A", "regularizer": True, "lr": 0.1})
+    assert (cli.schedule, cli.regularizer, cli.lr, cli.weight_decay) == ("A", True, 0.1, 5e-4)
+    y = tmp_path / "naive.yaml"
+    y.write_text("method: naive_simsiam\nepochs: 8\nweight_decay: 1.0e-3\nschedule: A\n")
+    f = resolve_config(y)
+    assert (f.schedule, f.regularizer, f.weight_decay, f.lr) == ("A", False, 1e-3, 0.05)
+    assert resolve_config(y, {"schedule": "none"}).schedule == "none"
+    # a user file that sets the method back to us3l gets the us3l recipe
+    u = tmp_path / "u.yaml"
+    u.write_text("method: us3l\nepochs: 8\n")
+    assert (resolve_config(u).schedule, resolve_config(u).regularizer, resolve_config(u).lr) == ("A", True, 0.5)
+
+
+def test_the_run_saves_the_resolved_naive_recipe(tiny_folder: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from us3l.train import run_training
+    from us3l.train.config import make_config
+
+    from .conftest import TINY
+
+    over = {**TINY, "method": "naive_simsiam", "epochs": 1, "data": f"folder:{tiny_folder}", "out": str(tmp_path / "r")}
+    over.pop("lr")
+    cfg = resolve_config(None, over)
+    res = run_training(cfg)
+    saved = yaml.safe_load((res.run_dir / "config.yaml").read_text())
+    assert (saved["schedule"], saved["regularizer"], saved["weight_decay"], saved["lr"]) == ("none", False, 5e-4, 0.05)
+    assert make_config(saved) == cfg

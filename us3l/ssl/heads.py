@@ -35,12 +35,15 @@ def _bn1d(dim: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(dim, track_running_stats=False)
 
 
-def projector(in_features: int, hidden: int, out: int, middle_bias: bool) -> nn.Sequential:
-    """fc0 (input-sliced) → BN → ReLU → Linear → BN → ReLU → Linear(→out).
+def projector(in_features: int, hidden: int, out: int, middle_bias: bool, out_bn: bool = False) -> nn.Sequential:
+    """fc0 (input-sliced) → BN → ReLU → Linear → BN → ReLU → Linear(→out) [→ BN(out, affine=False)].
 
-    ``middle_bias`` is True for SimCLR-type methods and False for BYOL/SimSiam (method.md §1.1).
+    ``middle_bias`` is True for SimCLR-type methods and False for BYOL/SimSiam (method.md §1.1). ``out_bn``
+    appends the reference SimSiam's output ``BatchNorm1d(out, affine=False)`` and freezes the last Linear's
+    bias (``requires_grad=False``: a bias in front of a BN without affine has no effect on the output; the
+    reference sets ``fc[6].bias.requires_grad = False``), so the optimizer never sees it.
     """
-    return nn.Sequential(
+    layers: list[nn.Module] = [
         InputSlicedLinear(in_features, hidden),
         _bn1d(hidden),
         nn.ReLU(inplace=True),
@@ -48,7 +51,13 @@ def projector(in_features: int, hidden: int, out: int, middle_bias: bool) -> nn.
         _bn1d(hidden),
         nn.ReLU(inplace=True),
         nn.Linear(hidden, out),
-    )
+    ]
+    if out_bn:
+        last = layers[-1]
+        assert isinstance(last, nn.Linear) and last.bias is not None
+        last.bias.requires_grad_(False)
+        layers.append(nn.BatchNorm1d(out, affine=False, track_running_stats=False))
+    return nn.Sequential(*layers)
 
 
 def predictor(dim: int, hidden: int) -> nn.Sequential:

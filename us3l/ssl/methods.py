@@ -9,7 +9,7 @@ name prefix            what                                                     
 ``encoder_q.backbone``  the slimmable backbone (saved as ``backbone.*``)              yes
 ``encoder_q.projector`` 3-layer projector, first layer input-sliced                   yes
 ``encoder_k.*``         EMA teacher (backbone + projector), width fixed at max        never
-``predictor.*``         base predictor, or (``us3l``) the auxiliary distillation head  not at max width
+``predictor.*``         base predictor; sub-network-only head of us3l, naive_simclr   not at max width
 ``predictor_new.*``     auxiliary distillation head of BYOL/SimSiam/MoCo v3 variants  not at max width
 ``proj_conv.*``         1×1 adapters of the optional feature distillation             never
 =====================  ============================================================  ======================
@@ -102,6 +102,7 @@ class SSLMethod(nn.Module):
     simclr_type: ClassVar[bool] = False  # D=256 and a biased middle projector layer
     base_head: ClassVar[str | None] = None  # head applied to the base output ("predictor" or None)
     aux_head: ClassVar[str | None] = "predictor_new"  # head applied to sub-network outputs
+    proj_out_bn: ClassVar[bool] = False  # projector ends with BatchNorm1d(affine=False) (reference SimSiam)
 
     def __init__(self, backbone: nn.Module, cfg: Any) -> None:
         super().__init__()
@@ -118,7 +119,9 @@ class SSLMethod(nn.Module):
                 from us3l.errors import US3LError
 
                 raise US3LError(f"feature_layers not found in {cfg.model}: {missing or 'none configured'}")
-        proj = heads.projector(backbone.num_features, cfg.proj_hidden, dim, middle_bias=self.simclr_type)
+        proj = heads.projector(
+            backbone.num_features, cfg.proj_hidden, dim, middle_bias=self.simclr_type, out_bn=self.proj_out_bn
+        )
         self.encoder_q = Encoder(backbone, proj, layers)
         if self.uses_ema:
             self.encoder_k = copy.deepcopy(self.encoder_q)
@@ -246,7 +249,9 @@ class US3LMoCoV3(SSLMethod):
 
 class _Naive(SSLMethod):
     """No EMA teacher: the online max network is its own target; sub-networks use US-Nets inplace
-    distillation from the online max network's (stop-gradient) output."""
+    distillation from the online max network's (stop-gradient) output of this iteration. The recipe-level
+    defaults (no width schedule, no group regularizer, plain weight decay, the reference lr) come from
+    ``us3l.train.config.METHOD_RECIPES``."""
 
     uses_ema = False
 
@@ -259,12 +264,14 @@ class _Naive(SSLMethod):
 
 @register_method
 class NaiveSimSiam(_Naive):
-    """SimSiam + US-Nets: ½Σ −cos(h(z_s), sg z_t) at max width; sub-networks −cos(h(z_s^w), sg z_t^max)
-    through the *same* predictor (no separate head)."""
+    """SimSiam + US-Nets (the reference ``SimSiam`` class): ½Σ −cos(h(z_s), sg z_t) at max width; sub-networks
+    −cos(h(z_s^w), sg z_t^max) through the *same* predictor (no separate head). The projector ends with
+    ``BatchNorm1d(D, affine=False)`` and its last Linear's bias is frozen, as in the reference."""
 
     name = "naive_simsiam"
     base_head = "predictor"
     aux_head = "predictor"
+    proj_out_bn = True
 
     def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
         return losses.cross_view(losses.neg_cosine, online, targets)
@@ -272,13 +279,14 @@ class NaiveSimSiam(_Naive):
 
 @register_method
 class NaiveSimCLR(_Naive):
-    """SimCLR + US-Nets: NT-Xent(z1, z2) (gradient through both) at max width; sub-networks
-    −cos(z_s^w, sg z_t^max) without a head."""
+    """SimCLR + US-Nets (the reference ``SimCLR`` class with ``PREDICTOR: True``, its default): NT-Xent(z1, z2)
+    (gradient through both) at max width without a head; sub-networks −cos(predictor(z_s^w), sg z_t^max), the
+    predictor being applied only to sub-network outputs."""
 
     name = "naive_simclr"
     simclr_type = True
     base_head = None
-    aux_head = None
+    aux_head = "predictor"
 
     def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
         return losses.nt_xent(online[0], online[1], self.cfg.temperature)

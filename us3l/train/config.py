@@ -2,6 +2,15 @@
 
 ``load_config(path)`` reads YAML or TOML; ``resolve_config(file, overrides)`` merges and validates. Unknown
 keys and bad values raise a one-line ``US3LError``.
+
+Layering, lowest first: dataclass defaults < the packaged ``default.yaml`` (only when no config file is given)
+< the method's recipe (``METHOD_RECIPES``) < the user's config file < CLI overrides. The method's recipe sits
+*above* the packaged default file: ``default.yaml`` is written for the ``us3l`` recipe (schedule A, group
+regularization, its lr), so ``us3l train --method naive_simsiam`` gets the reference's naive recipe (no width
+schedule, no regularizer, its weight decay and lr) instead of inheriting the us3l recipe's keys, while every
+other key of ``default.yaml`` (data, model, image size, epochs, ...) still applies. Recipe keys left unset
+(``None``) are filled by ``fill_method_defaults``, so a ``TrainConfig`` built in code gets them too, and the
+resolved values are what the run saves.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ class TrainConfig:
     lr: float | None = None  # None: the method's reference value (0.5 SimCLR-type, 0.05 BYOL/SimSiam-type)
     optimizer: str = "sgd"  # "sgd" (CNN recipes) or "adamw" (MoCo v3 ViT recipe)
     momentum: float = 0.9
-    weight_decay: float = 1e-4  # ignored (set to 0) when the group regularizer is on
+    weight_decay: float | None = None  # None: the method's recipe (METHOD_RECIPES); 0 when the regularizer is on
     lr_schedule: str = "epoch"  # "epoch" (reference) or "iter" (per-iteration cosine with warm-up)
     warmup_epochs: int = 0
     step_per_width: bool = True  # reference: one SGD step per sampled width; False: accumulate (US-Nets)
@@ -52,7 +61,7 @@ class TrainConfig:
     width_max: float | None = None
     num_samples: int = 3
     sampling: str = "sandwich"
-    schedule: str = "A"
+    schedule: str | None = None  # None: the method's recipe ("A"; "none" for the naive baselines)
     faithful_sandwich_bug: bool = False
     single_width: float = 1.0  # the `single` baseline's width
     # SSL heads and losses
@@ -69,7 +78,7 @@ class TrainConfig:
     feature_layers: tuple[str, ...] = ()  # default per model family when feature_distill is on
     single_base: str = "simclr_momentum"  # base loss of the `single` baseline: simclr_momentum | byol
     # group regularization
-    regularizer: bool = True
+    regularizer: bool | None = None  # None: the method's recipe (on; off for the naive baselines)
     reg_lambda: float = 5e-5
     reg_alpha: float = 0.05
     reg_bins: int = 8
@@ -170,27 +179,44 @@ def resolve_config(
     values: dict[str, Any] = {}
     if config_file is None and use_default_file and default_config_path().is_file():
         values.update(load_config_file(default_config_path()))
+    user: dict[str, Any] = {}
     if config_file is not None:
-        values.update(load_config_file(config_file))
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        user.update(load_config_file(config_file))
+    user.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    # The method's recipe beats the packaged default file (written for another recipe), not the user's keys.
+    method = user.get("method", values.get("method", TrainConfig.method))
+    for key in METHOD_RECIPES.get(str(method), {}):
+        values.pop(key, None)
+    values.update(user)
     cfg = fill_method_defaults(make_config(values))
     validate(cfg)
     return cfg
 
 
+#: Recipe keys whose default depends on the method (``None`` in ``TrainConfig``): the US3L recipes' values.
+RECIPE_DEFAULTS: dict[str, Any] = {"weight_decay": 1e-4, "schedule": "A", "regularizer": True}
+
+#: The reference's naive collapse baselines (``configs/cifar/us_resnet18_{simsiam,simclr}_cifar.yaml`` of the
+#: reference, method.md §10): no width schedule (sandwich over the full range every iteration), no group
+#: regularizer, plain weight decay, the method's reference lr. These keys beat the packaged ``default.yaml``.
+METHOD_RECIPES: dict[str, dict[str, Any]] = {
+    "naive_simsiam": {"lr": 0.05, "weight_decay": 5e-4, "schedule": "none", "regularizer": False},
+    "naive_simclr": {"lr": 0.5, "weight_decay": 1e-4, "schedule": "none", "regularizer": False},
+}
+
 #: Reference learning rates per method (method.md §1.6): 0.5 for SimCLR-type, 0.05 for BYOL/SimSiam-type.
 METHOD_LR = {
     "us3l": 0.5,
-    "naive_simclr": 0.5,
     "us3l_byol": 0.05,
     "us3l_simsiam": 0.05,
-    "naive_simsiam": 0.05,
     "us3l_mocov3": 1.5e-4,
+    **{name: float(recipe["lr"]) for name, recipe in METHOD_RECIPES.items()},
 }
 
 
 def fill_method_defaults(cfg: TrainConfig) -> TrainConfig:
-    """Resolve ``lr=None`` and ``proj_dim=None`` to the method's reference values (so they are saved)."""
+    """Resolve ``None`` recipe keys (``lr``, ``proj_dim``, ``weight_decay``, ``schedule``, ``regularizer``) to
+    the method's reference values (so they are saved); keys already set are kept."""
     simclr_type = cfg.method in ("us3l", "naive_simclr", "us3l_mocov3") or (
         cfg.method == "single" and cfg.single_base == "simclr_momentum"
     )
@@ -204,6 +230,10 @@ def fill_method_defaults(cfg: TrainConfig) -> TrainConfig:
             changes["lr"] = 1.5e-4 * cfg.batch_size / 256  # MoCo v3: lr·bs/256 (per-process batch)
     if cfg.proj_dim is None:
         changes["proj_dim"] = 256 if simclr_type else 2048
+    recipe = {**RECIPE_DEFAULTS, **METHOD_RECIPES.get(cfg.method, {})}
+    for key in RECIPE_DEFAULTS:
+        if getattr(cfg, key) is None:
+            changes[key] = recipe[key]
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
