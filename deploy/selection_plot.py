@@ -1,77 +1,51 @@
-"""``us3l select --plot``: accuracy against latency per device, with the budget line and the chosen width."""
+"""``us3l select --plot``: accuracy against latency per device, with the budget line and the chosen width.
+
+The figure is the report's (:func:`us3l.report.plots.tradeoff_figure`): accuracy on a fixed 0–100 % axis
+rising upward, latency (the statistic the solver compared) across, 95 % intervals as error bars and the
+random-init / raw-pixel / chance baselines when the accuracy file records them, widths with an unstable
+latency hollow, the chosen width ringed, the runner-up a diamond, one legend below the panels.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from deploy.select import Selection
 
 
-def plot_selection(selection: Selection, path: str | Path) -> Path:
-    """Draw one panel per profile and save a PNG (matplotlib, Agg backend)."""
+def _accuracy_doc(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The accuracy file the selection read (``inputs.accuracy.path``), when it is still there and readable."""
+    ref = (doc.get("inputs") or {}).get("accuracy")
+    path = ref.get("path") if isinstance(ref, Mapping) else None
+    if not path or not Path(path).is_file():
+        return None
+    from us3l.errors import US3LError
+    from us3l.eval.accuracy import load_accuracy
+
     try:
-        import matplotlib
-    except ImportError:
-        from us3l.errors import MissingDependencyError
+        return load_accuracy(path)
+    except (US3LError, OSError, ValueError):
+        return None
 
-        raise MissingDependencyError("matplotlib", "plot", "--plot") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    n = len(selection.devices)
-    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
-    ylabel = "accuracy proxy: MACs" if selection.metric == "macs" else f"{selection.metric} (%)"
-    for ax, d in zip(axes[0], selection.devices, strict=True):
-        cands = sorted(d.candidates, key=lambda c: c.width)
-        xs = [c.latency_ms for c in cands]
-        ys = [c.accuracy if c.accuracy is not None else float("nan") for c in cands]
-        ok = [c.feasible for c in cands]
-        ax.plot(xs, ys, "-", color="0.7", zorder=1)
-        ax.scatter(
-            [x for x, f in zip(xs, ok, strict=True) if f],
-            [y for y, f in zip(ys, ok, strict=True) if f],
-            s=14,
-            color="tab:blue",
-            label="fits the budget",
-            zorder=2,
-        )
-        ax.scatter(
-            [x for x, f in zip(xs, ok, strict=True) if not f],
-            [y for y, f in zip(ys, ok, strict=True) if not f],
-            s=14,
-            color="tab:gray",
-            marker="x",
-            label="over budget",
-            zorder=2,
-        )
-        if selection.budget.latency_ms is not None:
-            ax.axvline(
-                selection.budget.latency_ms,
-                color="tab:red",
-                ls="--",
-                label=f"budget {selection.budget.latency_ms:g} ms",
-            )
-        if d.chosen is not None:
-            ax.scatter(
-                [d.chosen.latency_ms],
-                [d.chosen.accuracy],
-                s=90,
-                facecolors="none",
-                edgecolors="tab:green",
-                linewidths=2,
-                zorder=3,
-                label=f"chosen w={d.chosen.width:g}",
-            )
-        ax.set_title(f"{d.device} · {d.model} · {d.backend}/{d.precision}", fontsize=9)
-        ax.set_xlabel(f"latency (ms, {selection.rule.describe()})")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from us3l.io import atomic_write
+def plot_selection(selection: Selection | Mapping[str, Any], path: str | Path,
+                   accuracy: Mapping[str, Any] | None = None) -> Path:
+    """Draw one panel per profile and save a PNG; ``selection`` is a result or a selection document.
 
-    atomic_write(out, lambda p: fig.savefig(p, dpi=120, format="png"))
-    plt.close(fig)
-    return out
+    ``accuracy`` (an accuracy document) adds intervals and baselines; by default the file named in the
+    selection's inputs is read when it exists.
+    """
+    from us3l.io import atomic_write_bytes
+    from us3l.report.plots import panels_from_selection, png_bytes, tradeoff_figure
+
+    doc = selection.to_document() if isinstance(selection, Selection) else selection
+    if accuracy is None:
+        accuracy = _accuracy_doc(doc)
+    fig = tradeoff_figure(panels_from_selection(doc, accuracy))
+    if fig is None:
+        from us3l.errors import US3LError
+
+        raise US3LError("nothing to plot: no candidate width has an accuracy and a latency")
+    return atomic_write_bytes(Path(path), png_bytes(fig))

@@ -34,6 +34,12 @@ img{max-width:100%;height:auto;border:1px solid #eee}
 .missing{color:#8a6d00;background:#fff8e1;padding:.3rem .6rem;border-left:3px solid #f0c000}
 .error{color:#a00;background:#fdecea;padding:.3rem .6rem;border-left:3px solid #d33}
 .ok{color:#0a7d28;font-weight:600}.bad{color:#c00;font-weight:600}.muted{color:#777;font-size:.85rem}
+td.num{white-space:nowrap}
+.answer{border:1px solid #cfd8dc;border-left:5px solid #2e7d32;border-radius:4px;padding:.4rem .9rem;margin:.6rem 0;
+background:#f7fbf7}.answer.bad-answer{border-left-color:#c62828;background:#fdf4f4}.answer h3{margin:.2rem 0}
+.answer p{margin:.25rem 0}.answer .big{font-size:1.1rem}
+.warn{color:#7a4a00;background:#fff3e0;padding:.25rem .6rem;border-left:3px solid #fb8c00;margin:.3rem 0}
+nav{font-size:.85rem;color:#555}nav a{color:#1565c0;margin-right:.8rem;text-decoration:none}
 """
 
 
@@ -63,8 +69,8 @@ def fmt_num(value: Any, spec: str = ".3f") -> str:
 
 
 def fmt_pct(value: Any) -> str:
-    """A fraction in [0, 1] as a percentage with 2 decimals."""
-    return "—" if not isinstance(value, int | float) else f"{100 * value:.2f}"
+    """A fraction in [0, 1] as ``83.4 %`` (the page's one percent format); ``n/a`` when absent."""
+    return plots.pct(value)
 
 
 def fmt_count(value: Any) -> str:
@@ -209,22 +215,60 @@ def _loss_text(loss: Any) -> str | None:
     return None if loss is None else fmt_num(loss, ".4f")
 
 
+def _protocol_text(doc: dict[str, Any]) -> str:
+    protocols = doc.get("protocols") if isinstance(doc.get("protocols"), dict) else {}
+    parts = []
+    knn = protocols.get("knn")
+    if isinstance(knn, dict):
+        k = f"k={knn.get('k')}"
+        if knn.get("k_requested") is not None and knn.get("k_requested") != knn.get("k"):
+            k += f" (requested {knn.get('k_requested')}, capped by the class sizes)"
+        parts.append(f"kNN {k}")
+    elif knn:
+        parts.append("kNN")
+    if protocols.get("linear"):
+        parts.append("linear probe")
+    return ", ".join(parts) or "none"
+
+
+def _baseline_text(doc: dict[str, Any]) -> str:
+    """Raw pixels, chance and the random-init seed, as one line of HTML; ``n/a`` for what is not recorded."""
+    raw = plots.raw_pixels(doc)
+    raw_text = "n/a (not recorded)"
+    if raw is not None:
+        k = f" (kNN, k={raw.get('k')})" if raw.get("k") is not None else ""
+        raw_text = plots.pct_with_ci(raw["knn_top1"], raw.get("knn_top1_ci")) + k
+    chance, label = plots.chance_level(doc)
+    base = doc.get("baselines") if isinstance(doc.get("baselines"), dict) else {}
+    seed = base.get("random_init_seed")
+    random_text = "per width in the table below" if any(
+        plots.random_init(r)[0] is not None for r in doc.get("widths") or [] if isinstance(r, dict)) else "n/a"
+    if seed is not None and random_text != "n/a":
+        random_text += f" (seed {seed})"
+    return (f"raw pixels {esc(raw_text)} · {esc(label)} {esc(plots.pct(chance))} · "
+            f"random init {esc(random_text)}")
+
+
 def section_accuracy(files: PipelineFiles) -> Section:
-    """Accuracy against width."""
+    """Accuracy against width, with intervals and the baselines as reference lines."""
+    title = "Accuracy vs width"
     if files.accuracy is None:
-        return Section("accuracy", "Accuracy vs width", missing_note("accuracy.json", PRODUCERS["accuracy"]),
-                       MISSING)
+        return Section("accuracy", title, missing_note("accuracy.json", PRODUCERS["accuracy"]), MISSING)
     if not files.accuracy.ok:
-        return Section("accuracy", "Accuracy vs width", _errors([files.accuracy]), ERROR)
+        return Section("accuracy", title, _errors([files.accuracy]), ERROR)
     doc = files.accuracy.doc
     uri = plots.accuracy_vs_width(doc)
     if uri is None:
-        return Section("accuracy", "Accuracy vs width",
+        return Section("accuracy", title,
                        error_note(f"{files.accuracy.path}: no width has a kNN or linear accuracy"), ERROR)
-    protocols = doc.get("protocols") if isinstance(doc.get("protocols"), dict) else {}
-    run = [name for name in ("knn", "linear") if protocols.get(name)]
-    note = f'<p class="muted">protocols: {esc(", ".join(run) or "none")}; data: {esc(_data_text(doc.get("data")))}'
-    return Section("accuracy", "Accuracy vs width", img(uri, "accuracy vs width") + note + "</p>", RENDERED)
+    n_test = doc.get("num_test")
+    intervals = ("error bars: 95 % Wilson interval of each accuracy" if plots.has_intervals(doc)
+                 else "no confidence intervals recorded (accuracy.json schema "
+                      f"{esc(doc.get('schema_version'))}): small differences may be noise")
+    note = (f'<p class="muted">protocols: {esc(_protocol_text(doc))} · test images: '
+            f"{esc(n_test if isinstance(n_test, int) else 'n/a')} · data: {esc(_data_text(doc.get('data')))}<br>"
+            f"baselines: {_baseline_text(doc)}<br>{intervals}; y axis: the full 0–100 % range.</p>")
+    return Section("accuracy", title, img(uri, "accuracy vs width") + note, RENDERED)
 
 
 def _good_profiles(files: PipelineFiles) -> list[Any]:
@@ -248,31 +292,52 @@ def section_tradeoff(files: PipelineFiles) -> Section:
     title = "Accuracy vs latency (selection)"
     sel = files.selection
     if sel is not None and sel.ok:
-        uri = plots.accuracy_vs_latency(plots.panels_from_selection(sel.doc))
+        acc_doc = files.accuracy.doc if files.accuracy is not None and files.accuracy.ok else None
+        panels = plots.panels_from_selection(sel.doc, acc_doc)
+        uri = plots.accuracy_vs_latency(panels)
         if uri is not None:
-            return Section("tradeoff", title, img(uri, "accuracy vs latency per device"), RENDERED)
+            return Section("tradeoff", title, img(uri, "accuracy vs latency per device") + _tradeoff_note(panels),
+                           RENDERED)
     notes = _errors([sel]) if sel is not None else missing_note("selection.json", PRODUCERS["selection"])
     profiles = _good_profiles(files)
     if files.accuracy is not None and files.accuracy.ok and profiles:
-        uri = plots.accuracy_vs_latency(plots.panels_from_profiles(profiles, files.accuracy.doc))
+        panels = plots.panels_from_profiles(profiles, files.accuracy.doc)
+        uri = plots.accuracy_vs_latency(panels)
         if uri is not None:
             note = '<p class="muted">without a selection: p50 latency, no budget, no chosen width.</p>'
-            return Section("tradeoff", title, notes + img(uri, "accuracy vs latency per profile") + note, RENDERED)
+            return Section("tradeoff", title, notes + img(uri, "accuracy vs latency per profile") + note
+                           + _tradeoff_note(panels), RENDERED)
     state = MISSING if sel is None else ERROR
     return Section("tradeoff", title, notes, state)
+
+
+def _tradeoff_note(panels: Sequence[plots.TradeoffPanel]) -> str:
+    unstable = sum(1 for p in panels for q in p.points if q.stable is False)
+    total = sum(len(p.points) for p in panels)
+    parts = ["accuracy rises upward, latency runs across; error bars: 95 % interval of the accuracy"
+             if any(q.ci for p in panels for q in p.points) else "no accuracy intervals recorded (n/a)"]
+    if unstable:
+        parts.append(f"⚠ {unstable} of {total} points have an unstable latency (hollow markers): their position "
+                     "on the latency axis is uncertain")
+    return f'<p class="muted">{esc("; ".join(parts))}.</p>'
 
 
 def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]:
     from deploy.select import width_key
 
-    acc_rows = {}
+    acc_rows: dict[float, dict[str, Any]] = {}
     if files.accuracy is not None and files.accuracy.ok:
         acc_rows = {width_key(r["width"]): r for r in files.accuracy.doc.get("widths") or []}
     profiles = _good_profiles(files)
     recs = [{width_key(r.width): r for r in p.records} for p in profiles]
     widths = sorted(set(acc_rows) | {w for m in recs for w in m})
+    has_knn = any(r.get("knn_top1") is not None for r in acc_rows.values())
     has_linear = any(r.get("linear_top1") is not None for r in acc_rows.values())
-    headers = ["width", "kNN top-1 %"] + (["linear top-1 %"] if has_linear else []) + ["MACs", "params"]
+    headers = ["width"]
+    if acc_rows:
+        headers += (["kNN top-1 [95 % CI]", "random init kNN [95 % CI]"] if has_knn else [])
+        headers += ["linear top-1 [95 % CI]"] if has_linear else []
+    headers += ["MACs", "params"]
     for p in profiles:
         headers += [f"{plots.profile_label(p)} p50 ms", "p90 ms"]
     unstable = False
@@ -280,7 +345,13 @@ def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]
     for w in widths:
         a = acc_rows.get(w, {})
         first = next((m[w] for m in recs if w in m), None)
-        row = [f"{w:g}", fmt_pct(a.get("knn_top1"))] + ([fmt_pct(a.get("linear_top1"))] if has_linear else [])
+        row = [f"{w:g}"]
+        if acc_rows and has_knn:
+            base, base_ci = plots.random_init(a)
+            row += [esc(plots.pct_with_ci(a.get("knn_top1"), a.get("knn_top1_ci"))),
+                    esc(plots.pct_with_ci(base, base_ci))]
+        if acc_rows and has_linear:
+            row += [esc(plots.pct_with_ci(a.get("linear_top1"), a.get("linear_top1_ci")))]
         row += [fmt_count(a.get("macs") if a.get("macs") is not None else getattr(first, "macs", None)),
                 fmt_count(a.get("params") if a.get("params") is not None else getattr(first, "params", None))]
         for m in recs:
@@ -293,7 +364,7 @@ def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]
 
 
 def section_widths(files: PipelineFiles) -> Section:
-    """Per width: accuracy, MACs, params, latency p50/p90 per profile."""
+    """Per width: accuracy with interval, random-init baseline, MACs, params, latency p50/p90 per profile."""
     title = "Per-width table"
     if files.accuracy is None and not files.profiles:
         return Section("widths", title, missing_note("accuracy.json and profiles/*.json",
@@ -302,16 +373,20 @@ def section_widths(files: PipelineFiles) -> Section:
     if not rows:
         return Section("widths", title, error_note("no readable accuracy or profile file"), ERROR)
     body = table(headers, rows, numeric=range(len(headers)))
+    if files.accuracy is not None and files.accuracy.ok:
+        body += f'<p class="muted">baselines: {_baseline_text(files.accuracy.doc)}; n/a: not recorded.</p>'
     if unstable:
-        body += '<p class="muted">† the median\'s 95% CI did not reach the target or drift was seen (not stable).</p>'
+        body += ('<p class="warn">† latency not stable: the median\'s 95 % CI did not reach the target or drift '
+                 "was seen; re-profile before relying on these widths.</p>")
     return Section("widths", title, body, RENDERED)
 
 
-def _acc_text(value: Any, metric: str | None) -> str:
+def _acc_text(value: Any, metric: str | None, ci: Any = None, with_ci: bool = False) -> str:
+    """An accuracy as the page writes it: ``83.4 % [79.1–87.0 %]`` (fractions), millions of MACs for the proxy."""
     if metric == "macs":
         return fmt_count(value)
-    if isinstance(value, int | float) and 0 <= value <= 1:
-        return fmt_pct(value) + " %"
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return plots.pct_with_ci(value, ci) if with_ci else plots.pct(value)
     return fmt_num(value, ".4g")
 
 
@@ -321,9 +396,122 @@ def _candidate_text(c: dict[str, Any] | None, metric: str | None) -> str:
     return f"w={fmt_width(c.get('width'))} ({_acc_text(c.get('accuracy'), metric)}, {fmt_num(c.get('latency_ms'))} ms)"
 
 
+def _tied_widths(d: dict[str, Any]) -> list[Any]:
+    """The widths the selection found tied with the chosen one (any of the names a selection may use)."""
+    for key in ("tied_widths", "ties", "tied"):
+        value = d.get(key)
+        if isinstance(value, list):
+            return [v.get("width") if isinstance(v, dict) else v for v in value]
+    return []
+
+
+def _decision(d: dict[str, Any], metric: str | None) -> str:
+    """Why the chosen width won, in words (already HTML-escaped)."""
+    if not d.get("chosen"):
+        return "no width fits the budget"
+    decided = d.get("decided_by")
+    tied = ", ".join(fmt_width(w) for w in _tied_widths(d))
+    if metric == "macs":
+        return "largest MACs that fit (no accuracy file: MACs stand in for accuracy)"
+    if decided is None:
+        return "highest accuracy among the widths that fit (decided_by n/a: the selection predates it)"
+    if decided == "accuracy":
+        return "highest accuracy among the widths that fit" + (f"; tied widths: {esc(tied)}" if tied else "")
+    if str(decided).startswith("tie"):
+        text = "accuracy tied within the 95 % intervals"
+        text += f" with w={esc(tied)}" if tied else ""
+        return text + "; the faster width was taken"
+    return f"decided by {esc(decided)}" + (f"; tied widths: {esc(tied)}" if tied else "")
+
+
+def _warning_text(item: Any) -> str:
+    if isinstance(item, dict):
+        return str(item.get("message") or item.get("text") or json.dumps(item, sort_keys=True, default=str))
+    return str(item)
+
+
+def device_warnings(d: dict[str, Any], budget_ms: Any, metric: str | None,
+                    rows: dict[float, dict[str, Any]]) -> list[str]:
+    """The selection's own warnings for one device, plus what the page can tell from the numbers.
+
+    Derived here: an unstable latency of the chosen width or the runner-up (only for selections that carry no
+    ``warnings`` list), a latency slack under 5 % of the budget, and, for selections without ``decided_by``,
+    a runner-up whose accuracy lies inside the chosen width's 95 % interval.
+    """
+    out = [_warning_text(w) for w in d.get("warnings") or []]
+    chosen, runner = d.get("chosen") or {}, d.get("runner_up") or {}
+    if "warnings" not in d:
+        for label, c in (("chosen width", chosen), ("runner-up", runner)):
+            if c and plots.latency_stable(c) is False:
+                out.append(f"latency of the {label} w={fmt_width(c.get('width'))} was not stable "
+                           "(its CI did not reach the target, or drift was seen): re-profile before trusting it")
+    slack = (d.get("slack") or {}).get("latency_ms")
+    if isinstance(slack, int | float) and isinstance(budget_ms, int | float) and budget_ms > 0 \
+            and 0 <= slack < 0.05 * budget_ms:
+        out.append(f"slack {slack:.3f} ms is under 5 % of the {budget_ms:g} ms budget: the choice sits on the line")
+    if "decided_by" not in d and chosen and runner and metric != "macs":
+        ci = plots.candidate_ci(chosen, metric, rows)
+        acc = runner.get("accuracy")
+        if ci is not None and isinstance(acc, int | float) and ci[0] <= acc <= ci[1]:
+            out.append(f"runner-up w={fmt_width(runner.get('width'))} ({plots.pct(acc)}) is inside the chosen "
+                       f"width's 95 % interval {plots.pct_ci(ci)}: the accuracy difference is noise")
+    return out
+
+
+def _budget_text(budget: dict[str, Any]) -> str:
+    units = {"latency_ms": ("latency", " ms"), "memory_mb": ("memory", " MB")}
+    parts = []
+    for k, v in budget.items():
+        name, unit = units.get(k, (k, ""))
+        parts.append(f"{name} ≤ {v:g}{unit}" if isinstance(v, int | float) else f"{name} ≤ {v}")
+    return ", ".join(parts) or "—"
+
+
+def _slack_text(slack: Any) -> str:
+    if not isinstance(slack, dict) or not slack:
+        return "—"
+    units = {"latency_ms": " ms", "memory_mb": " MB"}
+    return ", ".join(f"{fmt_num(v, '.3f')}{units.get(k, '')}" if k in units else f"{k} {fmt_num(v, '.4g')}"
+                     for k, v in slack.items())
+
+
+def _accuracy_rows(files: PipelineFiles) -> dict[float, dict[str, Any]]:
+    if files.accuracy is None or not files.accuracy.ok:
+        return {}
+    return plots.rows_by_width(files.accuracy.doc)  # type: ignore[return-value]
+
+
+def _answer_card(d: dict[str, Any], doc: dict[str, Any], rows: dict[float, dict[str, Any]]) -> str:
+    metric = (doc.get("accuracy") or {}).get("metric")
+    rule = (doc.get("latency_rule") or {}).get("describe") or "latency"
+    budget = doc.get("budget") or {}
+    c = d.get("chosen") or {}
+    where = f"{d.get('device')} · {d.get('backend')}/{d.get('precision')} · {d.get('model')}"
+    warnings = device_warnings(d, budget.get("latency_ms"), metric, rows)
+    warn = "".join(f'<p class="warn">⚠ {esc(w)}</p>' for w in warnings)
+    if not c:
+        minimum = (d.get("minimum") or {}).get("latency_ms")
+        return (f'<div class="answer bad-answer"><h3>{esc(where)}: no width fits</h3><p>budget '
+                f'{esc(_budget_text(budget))}; smallest achievable latency {fmt_num(minimum)} ms ({esc(rule)})</p>'
+                f"{warn}</div>")
+    ci = plots.candidate_ci(c, metric, rows)
+    metric_name = "MACs (accuracy proxy)" if metric == "macs" else plots.metric_label(metric)
+    stable = plots.latency_stable(c)
+    stable_text = "" if stable is None else (" · latency stable" if stable else " · latency NOT stable")
+    return (
+        f'<div class="answer"><h3>{esc(where)}</h3>'
+        f'<p class="big">width <b>{esc(fmt_width(c.get("width")))}</b> · {esc(metric_name)} '
+        f'<b>{esc(_acc_text(c.get("accuracy"), metric, ci, with_ci=True))}</b> · '
+        f'<b>{fmt_num(c.get("latency_ms"))} ms</b> <span class="muted">({esc(rule)})</span></p>'
+        f'<p>budget {esc(_budget_text(budget))} · slack {esc(_slack_text(d.get("slack")))}{esc(stable_text)}</p>'
+        f'<p>why: {_decision(d, metric)}; runner-up {esc(_candidate_text(d.get("runner_up"), metric))}</p>'
+        f"{warn}</div>"
+    )
+
+
 def section_selection(files: PipelineFiles) -> Section:
-    """The budget, the latency statistic, and per device the chosen width, its slack and the runner-up."""
-    title = "Selection"
+    """The answer: per device the chosen width, accuracy ± interval, latency, budget, slack, why, warnings."""
+    title = "Answer: the width to deploy per device"
     sel = files.selection
     if sel is None:
         return Section("selection", title, missing_note("selection.json", PRODUCERS["selection"]), MISSING)
@@ -333,12 +521,16 @@ def section_selection(files: PipelineFiles) -> Section:
     rule = doc.get("latency_rule") or {}
     acc = doc.get("accuracy") or {}
     metric = acc.get("metric")
-    budget = ", ".join(f"{k} ≤ {v:g}" if isinstance(v, int | float) else f"{k} ≤ {v}"
-                       for k, v in (doc.get("budget") or {}).items())
+    rows_by_width = _accuracy_rows(files)
+    cards = "".join(_answer_card(d, doc, rows_by_width) for d in doc.get("devices") or [])
     head = kv_table([
-        ("budget", budget or "—"),
+        ("budget", _budget_text(doc.get("budget") or {})),
         ("latency statistic", rule.get("describe") or rule.get("statistic")),
         ("accuracy", f"{acc.get('source')} ({metric})" if acc else None),
+        ("accuracy interval", "95 % interval from accuracy.json" if any(
+            plots.candidate_ci(d.get("chosen") or {}, metric, rows_by_width) for d in doc.get("devices") or []
+            if d.get("chosen")) else "n/a (no intervals recorded)"),
+        ("tie rule", doc.get("tie_rule") if isinstance(doc.get("tie_rule"), str) else None),
         ("tie-break", doc.get("tie_break")),
         ("feasible", "yes" if doc.get("feasible") else "no"),
     ])
@@ -346,18 +538,21 @@ def section_selection(files: PipelineFiles) -> Section:
     for d in doc.get("devices") or []:
         c = d.get("chosen") or {}
         lat = c.get("latency") or {}
-        slack = ", ".join(f"{k} {fmt_num(v, '.3f')}" for k, v in (d.get("slack") or {}).items())
         minimum = (d.get("minimum") or {}).get("latency_ms")
+        ci = plots.candidate_ci(c, metric, rows_by_width) if c else None
         rows.append([
             esc(d.get("device")), esc(d.get("model")), esc(f"{d.get('backend')}/{d.get('precision')}"),
-            esc(fmt_width(c["width"]) if c else "none fits"), esc(_acc_text(c.get("accuracy"), metric) if c else "—"),
+            esc(fmt_width(c["width"]) if c else "none fits"),
+            esc(_acc_text(c.get("accuracy"), metric, ci, with_ci=True) if c else "—"),
             fmt_num(c.get("latency_ms")), fmt_num(lat.get("p50_ms")), fmt_num(lat.get("p90_ms")),
-            esc(slack or "—"), esc(_candidate_text(d.get("runner_up"), metric)), fmt_num(minimum),
+            fmt_yes(plots.latency_stable(c)) if c else "—", esc(_slack_text(d.get("slack"))),
+            esc(d.get("decided_by") or "n/a"), esc(_candidate_text(d.get("runner_up"), metric)), fmt_num(minimum),
             esc("; ".join(str(n) for n in d.get("notes") or []) or "—"),
         ])
-    headers = ["device", "model", "backend", "chosen width", "accuracy", "latency ms (compared)", "p50 ms",
-               "p90 ms", "slack", "runner-up", "min latency ms", "notes"]
-    return Section("selection", title, head + table(headers, rows, numeric=(5, 6, 7, 10)), RENDERED)
+    headers = ["device", "model", "backend", "chosen width", "accuracy [95 % CI]", "latency ms (compared)",
+               "p50 ms", "p90 ms", "latency stable", "slack", "decided by", "runner-up", "min latency ms",
+               "notes"]
+    return Section("selection", title, cards + head + table(headers, rows, numeric=(4, 5, 6, 7, 12)), RENDERED)
 
 
 def _packages(pkgs: Any) -> str | None:
@@ -482,8 +677,9 @@ def _cell(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+#: Page order: the answer first, then the evidence behind it, then provenance.
 SECTIONS: tuple[Callable[[PipelineFiles], Section], ...] = (
-    section_run, section_accuracy, section_latency, section_tradeoff, section_widths, section_selection,
+    section_selection, section_tradeoff, section_accuracy, section_latency, section_widths, section_run,
     section_environment, section_artifacts, section_summary,
 )
 
@@ -518,10 +714,12 @@ def render_html(files: PipelineFiles, sections: Sequence[Section]) -> str:
     title = f"us3l report · {model}" if model else "us3l report"
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = "".join(f'<section id="{esc(s.key)}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections)
+    nav = "".join(f'<a href="#{esc(s.key)}">{esc(s.title)}</a>' for s in sections)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"
         f"<p class=\"muted\">pipeline folder <code>{esc(files.root)}</code> · generated {esc(now)} by us3l "
-        f"{esc(__version__)}</p><h2>Inputs</h2>{_inputs_list(files)}{body}</body></html>\n"
+        f"{esc(__version__)}</p><nav>{nav}<a href=\"#inputs\">Inputs</a></nav>{body}"
+        f"<section id=\"inputs\"><h2>Inputs</h2>{_inputs_list(files)}</section></body></html>\n"
     )
