@@ -51,6 +51,7 @@ class LoadedCheckpoint:
     meta: dict[str, Any]
     sha256: str
     path: Path
+    bn_stats_note: str | None = None  # why bn_stats.safetensors was left out (stale), when it was
 
 
 def run_dir_of(path: str | Path) -> Path:
@@ -206,11 +207,16 @@ def load_train_state(run_dir: str | Path) -> dict[str, Any]:
         raise US3LError(f"cannot read {p}: {type(exc).__name__}: {exc}") from None
 
 
-def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+def load_backbone(
+    path: str | Path, device: str | torch.device = "cpu", stale_bn_stats: str = "refuse"
+) -> LoadedCheckpoint:
     """Rebuild the registered slimmable model of a checkpoint and load its ``backbone.*`` weights.
 
     ``path`` is a run folder or its ``checkpoint.safetensors``. Calibrated per-width BN statistics from
-    ``bn_stats.safetensors`` are loaded too when that file exists. The model is returned in eval mode.
+    ``bn_stats.safetensors`` are loaded too when that file exists and records the sha256 of these weights.
+    Statistics computed for other weights (stale) raise ``StaleBNStats`` (``stale_bn_stats="refuse"``) or
+    are left out with ``bn_stats_note`` saying so (``"ignore"``: for callers that recalibrate anyway).
+    The model is returned in eval mode.
     """
     from us3l.models import create_model
 
@@ -236,12 +242,17 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> Loade
             f"checkpoint {wpath} does not match model {meta['model']!r}: "
             f"missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}"
         )
+    sha = file_sha256(wpath)
     bn_path = wpath.parent / BN_STATS_FILE
+    bn_note = None
     if bn_path.is_file():
-        from safetensors.torch import load_file
+        from us3l.eval.calibrate import StaleBNStats, load_bn_stats
 
-        from us3l.slim import load_bn_stats_state
-
-        load_bn_stats_state(model, load_file(str(bn_path)))
+        try:
+            load_bn_stats(model, bn_path, checkpoint_sha256=sha)
+        except StaleBNStats as exc:
+            if stale_bn_stats != "ignore":
+                raise
+            bn_note = str(exc)
     model.to(device).eval()
-    return LoadedCheckpoint(model=model, meta=meta, sha256=file_sha256(wpath), path=wpath)
+    return LoadedCheckpoint(model=model, meta=meta, sha256=sha, path=wpath, bn_stats_note=bn_note)

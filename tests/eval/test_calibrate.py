@@ -141,3 +141,114 @@ def test_bn_stats_of_another_model_are_rejected(tmp_path: Path) -> None:
 def test_bad_momentum_is_rejected() -> None:
     with pytest.raises(US3LError, match="momentum"):
         calibrate_widths(tiny_model(), [1.0], batches(), momentum=1.5)
+
+
+# ------------------------------------------------------------------ bn_stats bound to their checkpoint (issue 11.1)
+
+
+def test_bn_stats_record_the_checkpoint_hash(tmp_path: Path) -> None:
+    from us3l.eval.calibrate import bn_stats_checkpoint_sha256
+
+    model = tiny_model()
+    run = make_run(tmp_path / "run", model)
+    calibrate_widths(model, [0.5], batches())
+    save_bn_stats(model, run)
+    assert bn_stats_checkpoint_sha256(run) == load_backbone(run).sha256
+
+
+def test_bn_stats_of_changed_weights_are_refused_or_ignored(tmp_path: Path) -> None:
+    from us3l.eval import open_checkpoint
+    from us3l.eval.calibrate import StaleBNStats
+
+    model = tiny_model()
+    run = make_run(tmp_path / "run", model)
+    calibrate_widths(model, [0.5], batches())
+    save_bn_stats(model, run)
+    make_run(run, tiny_model(seed=1))  # the weights change (training continued), the statistics stay
+    with pytest.raises(StaleBNStats, match=r"bn_stats\.safetensors .*stale; run `us3l calibrate --ckpt ") as exc:
+        load_backbone(run)
+    assert "\n" not in str(exc.value)
+    loaded = open_checkpoint(run)  # commands that calibrate anyway leave them out and recompute
+    assert calibrated_widths(loaded.model) == () and "stale" in (loaded.bn_stats_note or "")
+
+
+def test_unbound_bn_stats_are_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from us3l.slim import bn_stats_state
+
+    model = tiny_model()
+    run = make_run(tmp_path / "run", model)
+    calibrate_widths(model, [0.5], batches())
+    save_file(bn_stats_state(model), str(run / BN_STATS_FILE), metadata={"format": "pt"})  # an older us3l
+    with pytest.raises(US3LError, match="records no checkpoint hash.*us3l calibrate --ckpt"):
+        load_backbone(run)
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL right after a checkpoint was written."""
+
+
+def test_issue_scenario_calibrate_then_resume_then_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Train, die after the epoch-2 checkpoint, calibrate width 0.5, resume: the statistics are gone (stale),
+    a restored stale copy is refused by export, and eval recomputes them to exactly a fresh calibration."""
+    from tests.train.conftest import TINY, write_tiny_folder
+    from us3l.cli import main
+    from us3l.eval import CalibrationSettings, calibrate_checkpoint, open_checkpoint
+    from us3l.train import loop
+    from us3l.train.config import make_config
+
+    data = f"folder:{write_tiny_folder(tmp_path / 'data')}"
+    run = tmp_path / "run"
+    cfg = make_config({**TINY, "data": data, "out": str(run)})
+    real_save = loop._save
+
+    def save_then_die(*args: object) -> None:
+        real_save(*args)  # type: ignore[arg-type]
+        if args[-1] == 2:
+            raise _Killed
+
+    monkeypatch.setattr(loop, "_save", save_then_die)
+    with pytest.raises(_Killed):
+        loop.run_training(cfg)
+    monkeypatch.undo()
+    settings = CalibrationSettings(batches=2, batch_size=4)
+    calibrate_checkpoint(open_checkpoint(run), data, [0.5], settings)
+    stale = (run / BN_STATS_FILE).read_bytes()
+
+    assert loop.run_training(cfg, resume=True).status == "completed"
+    assert not (run / BN_STATS_FILE).exists()  # invalidated when the new checkpoint was written
+
+    (run / BN_STATS_FILE).write_bytes(stale)  # e.g. copied back, or written by a tool that does not know
+    code = main(["export", "--backend", "onnx", "--width", "0.5", "--ckpt", str(run), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "stale" in err and "us3l calibrate --ckpt" in err and BN_STATS_FILE in err
+    assert not (tmp_path / "o" / "local").exists() or not any((tmp_path / "o" / "local").iterdir())
+
+    loaded = open_checkpoint(run)  # eval/quickstart recompute instead of refusing
+    done = calibrate_checkpoint(loaded, data, [0.5], settings, recalibrate=False)
+    assert done == (canonical_width(loaded.model, 0.5),)
+    fresh = load_backbone(run, stale_bn_stats="ignore").model
+    assert calibrated_widths(fresh) == done  # the file now holds the recomputed statistics, bound to the weights
+    from us3l.eval.calibrate import bn_stats_checkpoint_sha256
+
+    assert bn_stats_checkpoint_sha256(run) == loaded.sha256
+
+
+def test_invalidate_stale_keeps_bound_files(tmp_path: Path) -> None:
+    from us3l.derived import invalidate_stale
+    from us3l.io import atomic_write_json
+
+    model = tiny_model()
+    run = make_run(tmp_path / "run", model)
+    calibrate_widths(model, [0.5], batches())
+    save_bn_stats(model, run)
+    sha = load_backbone(run).sha256
+    atomic_write_json(run / "accuracy.json", {"checkpoint_sha256": sha})
+    assert invalidate_stale(run) == []
+    make_run(run, tiny_model(seed=2))
+    removed = invalidate_stale(run)
+    assert sorted(p.name for p in removed) == ["accuracy.json", BN_STATS_FILE]

@@ -111,7 +111,7 @@ def _check_training(result: Any) -> None:
 def _widths(run_dir: Path, points: int) -> list[float]:
     from us3l.checkpoint import load_backbone
 
-    model = load_backbone(run_dir).model
+    model = load_backbone(run_dir, stale_bn_stats="ignore").model  # the evaluate step recomputes stale ones
     grid = set(model.width_grid(max_points=points))
     grid.update(_canonical(model, w) for w in (1.0, 0.75, 0.5, 0.25) if model.width_range.min <= w)
     return sorted(grid, reverse=True)
@@ -125,6 +125,7 @@ def _canonical(model: Any, w: float) -> float:
 
 def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -> tuple[str, list[str]]:
     from us3l.eval.accuracy import load_accuracy, save_accuracy
+    from us3l.eval.calibrate import bn_stats_checkpoint_sha256
     from us3l.eval.runner import EvalSettings, evaluate_checkpoint, open_checkpoint
 
     sha = file_sha256(run_dir / "checkpoint.safetensors")
@@ -132,7 +133,8 @@ def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -
         try:
             doc = load_accuracy(acc_path)
             done = sorted(round(r["width"], 4) for r in doc["widths"])
-            if doc["checkpoint"]["sha256"] == sha and done == sorted(round(w, 4) for w in widths):
+            fresh_bn = bn_stats_checkpoint_sha256(run_dir) == sha  # the profile/export steps load them
+            if doc["checkpoint"]["sha256"] == sha and fresh_bn and done == sorted(round(w, 4) for w in widths):
                 return "reused", [str(acc_path)]
         except (US3LError, KeyError, TypeError):
             pass

@@ -13,9 +13,10 @@ augmentation on CIFAR and the SSL augmentation on ImageNet; deterministic batche
 reproducible and match the statistics of the images the width is evaluated on).
 
 The result goes to ``RUN/bn_stats.safetensors`` (only BN mean/var per width, a few hundred kB for ResNet-18's
-90-width grid), which ``us3l.checkpoint.load_backbone`` reloads, so ``materialize(model, w)`` and every
-exporter use the calibrated statistics. Weights (and any running statistics in the state dict) are never
-modified.
+90-width grid; its metadata records the sha256 of the weights it was computed for), which
+``us3l.checkpoint.load_backbone`` reloads only when that digest matches the weights it loads, so
+``materialize(model, w)`` and every exporter use the calibrated statistics. Weights (and any running
+statistics in the state dict) are never modified.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from us3l.errors import US3LError
 from us3l.slim import bn_stats_state, calibrated_widths, calibrating, canonical_width, load_bn_stats_state
 
 BN_STATS_FILE = "bn_stats.safetensors"
+WEIGHTS_FILE = "checkpoint.safetensors"  # us3l.checkpoint.WEIGHTS_FILE (not imported: no cycle)
+CHECKPOINT_SHA_KEY = "checkpoint_sha256"
 DEFAULT_BATCHES = 20
 DEFAULT_BATCH_SIZE = 128
 CALIBRATION_SEED = 0
@@ -160,24 +163,43 @@ def require_calibrated(model: nn.Module, widths: Iterable[float]) -> None:
         )
 
 
-def save_bn_stats(model: nn.Module, run_dir: str | Path, settings: CalibrationSettings | None = None) -> Path:
-    """Write every calibrated width of ``model`` to ``run_dir/bn_stats.safetensors`` atomically."""
+def save_bn_stats(
+    model: nn.Module,
+    run_dir: str | Path,
+    settings: CalibrationSettings | None = None,
+    checkpoint_sha256: str | None = None,
+) -> Path:
+    """Write every calibrated width of ``model`` to ``run_dir/bn_stats.safetensors`` atomically.
+
+    The file is bound to the checkpoint it was computed for: its metadata records ``checkpoint_sha256`` (the
+    digest of the weights the model was loaded from; default: of ``run_dir/checkpoint.safetensors`` now).
+    A loader refuses or recomputes statistics whose recorded digest differs from the weights it loads.
+    """
     from safetensors.torch import save_file
 
-    from us3l.io import atomic_write
+    from us3l.io import atomic_write, file_sha256
 
     state = bn_stats_state(model)
     if not state:
         raise US3LError("the model has no calibrated BN statistics to save")
+    if checkpoint_sha256 is None:
+        weights = Path(run_dir) / WEIGHTS_FILE
+        checkpoint_sha256 = file_sha256(weights) if weights.is_file() else None
     meta = {"format": "pt", "widths": ",".join(f"{w:.4f}" for w in calibrated_widths(model))}
+    if checkpoint_sha256 is not None:
+        meta[CHECKPOINT_SHA_KEY] = checkpoint_sha256
     if settings is not None:
         meta.update({k: str(v) for k, v in settings.to_dict().items()})
     path = Path(run_dir) / BN_STATS_FILE
     return atomic_write(path, lambda p: save_file(state, str(p), metadata=meta))
 
 
-def load_bn_stats(model: nn.Module, path: str | Path) -> tuple[float, ...]:
-    """Load ``bn_stats.safetensors`` (a file or the run folder holding it) into ``model``; one-line errors."""
+def load_bn_stats(model: nn.Module, path: str | Path, checkpoint_sha256: str | None = None) -> tuple[float, ...]:
+    """Load ``bn_stats.safetensors`` (a file or the run folder holding it) into ``model``; one-line errors.
+
+    With ``checkpoint_sha256``, statistics computed for other weights (or not bound to any) are refused
+    (``StaleBNStats``) before anything is loaded.
+    """
     from safetensors.torch import load_file
 
     p = Path(path)
@@ -185,12 +207,51 @@ def load_bn_stats(model: nn.Module, path: str | Path) -> tuple[float, ...]:
         p = p / BN_STATS_FILE
     if not p.is_file():
         raise US3LError(f"BN statistics file not found: {p}")
+    if checkpoint_sha256 is not None:
+        check_bn_stats_binding(p, checkpoint_sha256)
     try:
         state = load_file(str(p))
     except Exception as exc:  # noqa: BLE001 - any safetensors parse error means a corrupt file
-        raise US3LError(f"cannot read BN statistics {p}: {_one_line(exc)}") from None
+        raise US3LError(
+            f"cannot read BN statistics {p} ({_one_line(exc)}); delete it and run `us3l calibrate --ckpt {p.parent}`"
+        ) from None
     load_bn_stats_state(model, state)
     return calibrated_widths(model)
+
+
+class StaleBNStats(US3LError):
+    """``bn_stats.safetensors`` was computed for other weights than the checkpoint beside it."""
+
+
+def bn_stats_checkpoint_sha256(path: str | Path) -> str | None:
+    """The checkpoint digest recorded in a ``bn_stats.safetensors`` (``None``: unbound or unreadable)."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / BN_STATS_FILE
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as fh:
+            return (fh.metadata() or {}).get(CHECKPOINT_SHA_KEY)
+    except Exception:  # noqa: BLE001 - a damaged file is reported when it is loaded
+        return None
+
+
+def check_bn_stats_binding(path: str | Path, checkpoint_sha256: str) -> None:
+    """Raise ``StaleBNStats`` (one line, with the fix) unless ``path`` records ``checkpoint_sha256``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / BN_STATS_FILE
+    recorded = bn_stats_checkpoint_sha256(p)
+    if recorded == checkpoint_sha256:
+        return
+    why = (
+        "records no checkpoint hash (written by an older us3l or damaged)"
+        if recorded is None
+        else f"were computed for another checkpoint (sha256 {recorded[:12]}…, the weights now are "
+        f"{checkpoint_sha256[:12]}…): stale"
+    )
+    raise StaleBNStats(f"BN statistics {p} {why}; run `us3l calibrate --ckpt {p.parent}` to recompute them")
 
 
 def read_bn_stats_settings(run_dir: str | Path) -> dict[str, str] | None:
@@ -205,8 +266,8 @@ def read_bn_stats_settings(run_dir: str | Path) -> dict[str, str] | None:
             meta = dict(fh.metadata() or {})
     except Exception:  # noqa: BLE001 - a damaged file is reported when it is loaded
         return None
-    meta.pop("format", None)
-    meta.pop("widths", None)
+    for key in ("format", "widths", CHECKPOINT_SHA_KEY):
+        meta.pop(key, None)
     return meta
 
 

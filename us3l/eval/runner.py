@@ -83,7 +83,7 @@ def open_checkpoint(path: str | Path) -> Any:
     from us3l.checkpoint import load_backbone
 
     try:
-        return load_backbone(path)
+        return load_backbone(path, stale_bn_stats="ignore")  # stale statistics are recomputed, not used
     except US3LError:
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors / torch errors from foreign or damaged files
@@ -193,8 +193,13 @@ def calibrate_checkpoint(
     todo = list(widths) if recalibrate else missing_widths(model, widths)
     if not todo:
         return ()
+    stale = getattr(loaded, "bn_stats_note", None)
     if data is None and checkpoint_data_spec(meta) != "builtin":
+        if stale and missing_widths(model, widths):
+            raise US3LError(f"{stale} (with --data SPEC)")
         require_calibrated(model, widths)
+    if stale and progress:
+        progress(f"ignoring stale {stale.split(';')[0]}; recalibrating")
     spec = resolve_data_spec(meta, data)
     input_size = int(meta.get("input_size") or model.input_size)
     ds = load_dataset(spec, "train", image_size=input_size)
@@ -206,7 +211,7 @@ def calibrate_checkpoint(
     if progress:
         progress(f"calibrated {len(done)} width(s) on {spec} in {time.perf_counter() - t0:.1f}s")
     if save:
-        save_bn_stats(model, loaded.path.parent, _with_data(settings, spec))
+        save_bn_stats(model, loaded.path.parent, _with_data(settings, spec), getattr(loaded, "sha256", None))
     return done
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from us3l import checkpoint as ckpt
+from us3l.derived import invalidate_stale
 from us3l.errors import US3LError
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
@@ -279,6 +280,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
         _write_config(run_dir, cfg)
         if resume:
             _trim_metrics(run_dir, start_epoch)
+            invalidate_stale(run_dir)  # a run killed right after a checkpoint may have left stale derived files
     progress = _Progress(info.is_main, cfg.quiet)
     n_iters = len(_index_batches(len(train_ds), cfg, 0, info))
     if n_iters == 0:
@@ -523,6 +525,7 @@ def _save(
     }
     meta = ckpt.checkpoint_meta(**{**meta_base, "epoch": epoch})
     ckpt.save_checkpoint(run_dir, backbone_state=backbone, train_tensors=rest, meta=meta, train_state=state)
+    invalidate_stale(run_dir)  # bn_stats / accuracy.json of the previous weights no longer apply
 
 
 def _restore(

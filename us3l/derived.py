@@ -1,0 +1,56 @@
+"""Files derived from a run's checkpoint, bound to its sha256, and their invalidation when the weights change.
+
+Every file computed from a checkpoint records the sha256 of ``checkpoint.safetensors`` it was computed for:
+``bn_stats.safetensors`` (safetensors metadata ``checkpoint_sha256``), ``accuracy.json``
+(``checkpoint_sha256``), profiles (``checkpoint_sha256``), manifests (``source.checkpoint_sha256``). Loaders
+refuse or recompute on mismatch; ``invalidate_stale`` removes the run folder's own derived files once the
+checkpoint beside them changed (``us3l train`` calls it after every checkpoint and on ``--resume``), so a
+stale file is never picked up by a tool that does not check.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BN_STATS_FILE = "bn_stats.safetensors"
+ACCURACY_FILE = "accuracy.json"
+ACCURACY_PLOTS = ("accuracy_vs_width.png", "accuracy_vs_macs.png")
+WEIGHTS_FILE = "checkpoint.safetensors"
+
+
+def _accuracy_sha(path: Path) -> str | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc.get("checkpoint_sha256") if isinstance(doc, dict) else None
+
+
+def invalidate_stale(run_dir: str | Path, checkpoint_sha256: str | None = None) -> list[Path]:
+    """Delete the derived files of ``run_dir`` not bound to its current checkpoint; return what was removed.
+
+    ``checkpoint_sha256`` defaults to the digest of ``run_dir/checkpoint.safetensors``; without a checkpoint
+    nothing is removed. A file that records no digest (older us3l, damaged) counts as stale.
+    """
+    from us3l.eval.calibrate import bn_stats_checkpoint_sha256
+    from us3l.io import file_sha256
+
+    run_dir = Path(run_dir)
+    if checkpoint_sha256 is None:
+        weights = run_dir / WEIGHTS_FILE
+        if not weights.is_file():
+            return []
+        checkpoint_sha256 = file_sha256(weights)
+    removed: list[Path] = []
+    bn = run_dir / BN_STATS_FILE
+    if bn.is_file() and bn_stats_checkpoint_sha256(bn) != checkpoint_sha256:
+        bn.unlink(missing_ok=True)
+        removed.append(bn)
+    acc = run_dir / ACCURACY_FILE
+    if acc.is_file() and _accuracy_sha(acc) != checkpoint_sha256:
+        for p in (acc, *(run_dir / n for n in ACCURACY_PLOTS)):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
