@@ -76,15 +76,14 @@ def test_load_errors(tmp_path: Path) -> None:
 
 
 def test_bn_stats_are_loaded_when_present(tmp_path: Path) -> None:
-    from safetensors.torch import save_file
-
-    from us3l.slim import bn_stats_state, calibrated_widths, calibrating
+    from us3l.eval.calibrate import save_bn_stats
+    from us3l.slim import calibrated_widths, calibrating
 
     model = create_model("cifar_resnet18", num_classes=0, **KW)
     _save(tmp_path, model)
     with torch.no_grad(), calibrating(model, 0.5):
         model(torch.randn(4, 3, 16, 16))
-    save_file(bn_stats_state(model), str(tmp_path / ckpt.BN_STATS_FILE))
+    save_bn_stats(model, tmp_path)  # bound to the checkpoint's sha256
     assert calibrated_widths(ckpt.load_backbone(tmp_path).model) == calibrated_widths(model)
 
 
