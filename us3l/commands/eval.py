@@ -87,9 +87,16 @@ def eval_cmd(
     protocol: str = typer.Option("knn", "--protocol", help="knn, linear or both."),
     widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default 1,.75,.5,.25)"),
     grid: int | None = typer.Option(None, "--grid", help="Evaluate N evenly spread grid widths instead."),
-    k: int = typer.Option(200, "--k", help="kNN neighbours."),
+    k: int = typer.Option(
+        200, "--k", help="kNN neighbours requested; capped at half the smallest class of the bank."
+    ),
     temperature: float = typer.Option(0.1, "--temperature", help="kNN temperature."),
-    knn_max_train: int | None = typer.Option(None, "--knn-max-train", help="Cap the kNN feature bank."),
+    knn_max_train: int | None = typer.Option(
+        None, "--knn-max-train", help="Cap the kNN feature bank (seeded stratified subset)."
+    ),
+    baselines: bool = typer.Option(
+        True, "--baselines/--no-baselines", help="Also score a random-init network and raw pixels (kNN)."
+    ),
     linear_epochs: int = typer.Option(100, "--linear-epochs", help="Linear-probe epochs (reference 100)."),
     linear_lr: float = typer.Option(30.0, "--linear-lr", help="Linear-probe SGD lr (reference 30)."),
     linear_batch_size: int = typer.Option(512, "--linear-batch-size", help="Linear-probe batch (ref. 512)."),
@@ -117,6 +124,7 @@ def eval_cmd(
         ),
         calibration=CalibrationSettings(batches=batches, momentum=_momentum(bn_momentum)),
         recalibrate=recalibrate,
+        baselines=baselines,
     )
     loaded = open_checkpoint(ckpt)
     todo = parse_widths(loaded.model, widths, grid)
@@ -138,22 +146,57 @@ def eval_cmd(
     console.print(f"wrote {path}" + "".join(f", {p}" for p in pngs))
 
 
+def _pm(v: Any, ci: Any) -> str:
+    """``75.2 ±4.5`` (percent; the larger distance from the value to its 95 % interval's ends)."""
+    if v is None:
+        return "-"
+    if not ci:
+        return _pct(v)
+    return f"{100 * v:.1f} ±{100 * max(v - ci[0], ci[1] - v):.1f}"
+
+
 def _print_table(doc: dict[str, Any]) -> None:
+    """The accuracy table on stdout: kNN top-1 with its 95 % interval beside the random-init baseline at the
+    same width; raw pixels and chance in the caption."""
+    import sys
+
+    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{doc['model']} on {doc['data']} (accuracy %, {doc['num_classes']} classes)")
-    for col in ("width", "feat dim", "kNN@1", "kNN@5", "linear@1", "linear@5", "MACs", "params", "emb std"):
+    n = doc.get("num_test")
+    knn = (doc.get("protocols") or {}).get("knn") or {}
+    k = ""
+    if knn:
+        asked = knn.get("k_requested")
+        k = f", kNN k={knn['k']}" + (f" (asked {asked})" if asked not in (None, knn["k"]) else "")
+    title = f"{doc['model']} on {doc['data']} (accuracy %, ± 95% Wilson interval, {doc['num_classes']} classes"
+    title += (f", {n} test images" if n else "") + k + ")"
+    table = Table(title=title)
+    cols = ("width", "feat dim", "kNN@1", "random-init kNN@1", "kNN@5", "linear@1", "linear@5", "MACs", "params",
+            "emb std")
+    for col in cols:
         table.add_column(col, justify="right")
     for r in doc["widths"]:
+        base = r.get("baseline_random_init") or {}
         table.add_row(
             f"{r['width']:g}",
             str(r["feature_dim"]),
-            _pct(r["knn_top1"]),
+            _pm(r["knn_top1"], r.get("knn_top1_ci")),
+            _pm(base.get("knn_top1"), base.get("knn_top1_ci")),
             _pct(r["knn_top5"]),
-            _pct(r["linear_top1"]),
+            _pm(r["linear_top1"], r.get("linear_top1_ci")),
             _pct(r["linear_top5"]),
             _macs(r["macs"]),
             "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}M",
             f"{r['embedding_std']:.3f}",
         )
-    console.print(table)
+    b = doc.get("baselines")
+    if b:
+        raw = b.get("raw_pixels")
+        raw_s = "skipped (too large)" if raw is None else _pm(raw["knn_top1"], raw.get("knn_top1_ci"))
+        table.caption = (
+            f"baselines (same kNN): raw pixels {raw_s}, chance {100 * b['chance']:.1f}; random-init network "
+            f"seed {b['random_init_seed']}, BN calibrated like the trained one"
+        )
+    out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
+    out.print(table)

@@ -24,25 +24,36 @@ from us3l.eval.calibrate import (
 from us3l.eval.features import embedding_std, extract_features
 from us3l.eval.linear import LinearProbeSettings, train_linear_probe, train_linear_probe_augmented
 from us3l.slim import canonical_width
+from us3l.train.knn import BANK_SEED
 
 DEFAULT_WIDTHS = (1.0, 0.75, 0.5, 0.25)
+RANDOM_INIT_SEED = 0
+RAW_PIXEL_MAX_BYTES = 2**30  # raw-pixel baseline skipped when bank + test pixels exceed this (float32)
 PROTOCOLS = ("knn", "linear", "both")
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class KnnSettings:
-    """Weighted kNN on L2-normalised features (k=200, T=0.1: the InstDisc/MoCo monitor protocol)."""
+    """Weighted kNN on L2-normalised features (T=0.1: the InstDisc/MoCo monitor protocol).
+
+    ``k`` is the *requested* k (200 as in InstDisc); the k used is ``min(k, max(1, n_min // 2))`` with
+    ``n_min`` the smallest class's count in the feature bank (``us3l.train.knn.effective_k``). With
+    ``max_train`` the bank is a seeded (``bank_seed``) stratified subset of that many train images.
+    """
 
     k: int = 200
     temperature: float = 0.1
     max_train: int | None = None  # None: the whole train split is the feature bank
+    bank_seed: int = BANK_SEED
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise US3LError(f"kNN k must be >= 1, got {self.k}")
         if not self.temperature > 0:
             raise US3LError(f"kNN temperature must be > 0, got {self.temperature}")
+        if self.max_train is not None and self.max_train < 1:
+            raise US3LError(f"kNN max_train must be >= 1, got {self.max_train}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +71,8 @@ class EvalSettings:
     save_bn_stats: bool = True  # write newly calibrated widths to RUN/bn_stats.safetensors
     feature_batch_size: int = 256
     costs: bool = True
+    baselines: bool = True  # kNN of a random-init network per width and of raw pixels (with the kNN protocol)
+    random_init_seed: int = RANDOM_INIT_SEED
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -226,12 +239,14 @@ def evaluate_checkpoint(
     settings: EvalSettings | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Calibrate (missing) widths, then measure kNN / linear accuracy, costs and embedding std per width.
+    """Calibrate (missing) widths, then measure kNN / linear accuracy (with 95 % Wilson intervals), costs,
+    embedding std and (``settings.baselines``, with kNN) the random-init and raw-pixel kNN baselines.
 
-    Returns the ``accuracy.json`` document (not written).
+    Returns the ``accuracy.json`` document (schema 2, not written).
     """
     from us3l.data import EvalTransform, LinearTrainAugment, load_dataset
-    from us3l.train.knn import knn_accuracy
+    from us3l.eval.intervals import wilson_interval
+    from us3l.train.knn import dataset_labels, effective_k, knn_accuracy, stratified_indices, subset_dataset
 
     s = settings or EvalSettings()
     model, meta = loaded.model, loaded.meta
@@ -246,13 +261,26 @@ def evaluate_checkpoint(
     train_ds = load_dataset(spec, "train", image_size=input_size)
     test_ds = load_dataset(spec, "test", image_size=input_size)
     num_classes = int(train_ds.num_classes)
+    num_test = len(test_ds)
     mean, std = input_normalization(meta, train_ds)
     transform = EvalTransform(input_size, mean, std)
+
+    # the kNN feature bank: the train split, or its seeded stratified subset of max_train images
+    bank_idx = None
+    if s.knn.max_train is not None and len(train_ds) > s.knn.max_train:
+        bank_idx = stratified_indices(dataset_labels(train_ds), s.knn.max_train, s.knn.bank_seed)
+    bank_ds = train_ds if bank_idx is None else subset_dataset(train_ds, bank_idx)
+    k = effective_k(s.knn.k, dataset_labels(bank_ds))
+    full_train = s.run_linear and not s.linear.augment  # the cached-feature probe needs every train image
+
+    def ci(v: float | None) -> list[float] | None:
+        return None if v is None else wilson_interval(v, num_test)
+
+    random_net = _random_init_network(meta, s, spec, train_ds, transform, widths) if s.baselines and s.run_knn else None
     rows: list[dict[str, Any]] = []
     for w in widths:
         t0 = time.perf_counter()
-        limit = s.knn.max_train if not s.run_linear else None
-        ftr, ytr = extract_features(model, w, train_ds, transform, s.feature_batch_size, limit=limit)
+        ftr, ytr = extract_features(model, w, train_ds if full_train else bank_ds, transform, s.feature_batch_size)
         fte, yte = extract_features(model, w, test_ds, transform, s.feature_batch_size)
         row: dict[str, Any] = {
             "width": float(w),
@@ -261,11 +289,14 @@ def evaluate_checkpoint(
             "embedding_std": embedding_std(fte),
         }
         if s.run_knn:
-            bank, bank_y = ftr, ytr
-            if s.knn.max_train is not None:
-                bank, bank_y = ftr[: s.knn.max_train], ytr[: s.knn.max_train]
-            top1, top5 = knn_accuracy(bank, bank_y, fte, yte, num_classes, s.knn.k, s.knn.temperature, (1, 5))
-            row.update(knn_top1=top1, knn_top5=top5)
+            bank, bank_y = (ftr[bank_idx], ytr[bank_idx]) if full_train and bank_idx is not None else (ftr, ytr)
+            top1, top5 = knn_accuracy(bank, bank_y, fte, yte, num_classes, k, s.knn.temperature, (1, 5))
+            row.update(knn_top1=top1, knn_top1_ci=ci(top1), knn_top5=top5)
+        if random_net is not None:
+            rtr, rtr_y = extract_features(random_net, w, bank_ds, transform, s.feature_batch_size)
+            rte, _ = extract_features(random_net, w, test_ds, transform, s.feature_batch_size)
+            (rtop1,) = knn_accuracy(rtr, rtr_y, rte, yte, num_classes, k, s.knn.temperature)
+            row["baseline_random_init"] = {"knn_top1": rtop1, "knn_top1_ci": ci(rtop1)}
         if s.run_linear:
             if s.linear.augment:
                 aug = LinearTrainAugment(input_size, mean, std)
@@ -274,15 +305,35 @@ def evaluate_checkpoint(
                 )
             else:
                 top1, top5 = train_linear_probe(ftr, ytr, fte, yte, num_classes, s.linear)
-            row.update(linear_top1=top1, linear_top5=top5)
+            row.update(linear_top1=top1, linear_top1_ci=ci(top1), linear_top5=top5)
         if s.costs:
             row["macs"], row["params"] = width_costs(model, w, input_size)
         rows.append(row)
         if progress:
             progress(f"width {w:g}: done in {time.perf_counter() - t0:.1f}s")
 
+    baselines = None
+    if s.baselines and s.run_knn:
+        raw = _raw_pixel_knn(bank_ds, test_ds, transform, num_classes, k, s.knn.temperature, s.feature_batch_size)
+        if raw is None and progress:
+            progress("raw-pixel baseline skipped: the pixels of bank + test exceed 1 GiB")
+        baselines = {
+            "raw_pixels": None if raw is None else {"knn_top1": raw, "knn_top1_ci": ci(raw), "k": k},
+            "chance": 1.0 / num_classes,
+            "random_init_seed": s.random_init_seed,
+        }
+    knn_protocol = None
+    if s.run_knn:
+        knn_protocol = {
+            "k": k,
+            "k_requested": s.knn.k,
+            "temperature": s.knn.temperature,
+            "max_train": s.knn.max_train,
+            "bank_size": len(bank_ds),
+            "bank_seed": s.knn.bank_seed if bank_idx is not None else None,
+        }
     protocols = {
-        "knn": s.knn.to_dict() if s.run_knn else None,
+        "knn": knn_protocol,
         "linear": s.linear.to_dict() if s.run_linear else None,
         "feature_transform": repr(transform),
     }
@@ -298,9 +349,59 @@ def evaluate_checkpoint(
         data=spec,
         num_classes=num_classes,
         input_size=input_size,
+        num_test=num_test,
         calibration=calibration,
         protocols=protocols,
+        baselines=baselines,
         widths=rows,
     )
 
 
+def _random_init_network(
+    meta: dict[str, Any], s: EvalSettings, spec: str, train_ds: Any, transform: Any, widths: Sequence[float]
+) -> nn.Module:
+    """The checkpoint's model and model_kwargs, freshly initialised with ``s.random_init_seed`` (global torch
+    RNG untouched), its BN statistics calibrated at ``widths`` exactly like the trained model's (same batches,
+    same momentum: ``s.calibration``), so the baseline differs from the trained network in the weights only."""
+    import torch
+
+    from us3l.models import create_model
+
+    kwargs = dict(meta.get("model_kwargs") or {})
+    wr = meta.get("width_range") or {}
+    for key, name in (("min", "width_min"), ("max", "width_max"), ("divisor", "divisor")):
+        if key in wr and name not in kwargs:
+            kwargs[name] = wr[key]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.random_init_seed)
+        net = create_model(meta["model"], num_classes=0, **kwargs)
+    c = _with_data(s.calibration, spec)
+    batches = calibration_batches(train_ds, transform, c.batches, c.batch_size, c.seed)
+    calibrate_widths(net, widths, batches, momentum=c.momentum)
+    return net.eval()
+
+
+def _raw_pixel_knn(
+    bank_ds: Any, test_ds: Any, transform: Any, num_classes: int, k: int, temperature: float, batch_size: int
+) -> float | None:
+    """kNN top-1 on flattened eval-transform (normalised) pixels; ``None`` when they would not fit in 1 GiB."""
+    import torch
+
+    from us3l.data import iterate_batches
+    from us3l.train.knn import knn_accuracy
+
+    def pixels(ds: Any) -> tuple[Any, Any]:
+        xs, ys = [], []
+        for images, y in iterate_batches(ds, batch_size):
+            xs.append(transform(images).flatten(1).float())
+            ys.append(y.to(torch.int64))
+        return torch.cat(xs), torch.cat(ys)
+
+    first, _ = next(iterate_batches(test_ds, 1))
+    dim = int(transform(first).numel())
+    if (len(bank_ds) + len(test_ds)) * dim * 4 > RAW_PIXEL_MAX_BYTES:
+        return None
+    xtr, ytr = pixels(bank_ds)
+    xte, yte = pixels(test_ds)
+    (top1,) = knn_accuracy(xtr, ytr, xte, yte, num_classes, k, temperature)
+    return top1

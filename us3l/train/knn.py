@@ -1,11 +1,97 @@
 """Weighted k-nearest-neighbour classification on L2-normalised features (Wu et al. 2018, as in InstDisc/
-MoCo/DINO monitors): each of the k most similar train features votes for its label with ``exp(cos/T)``."""
+MoCo/DINO monitors): each of the k most similar train features votes for its label with ``exp(cos/T)``.
+
+Two rules keep the number honest on small or class-sorted data (shared by ``us3l eval`` and the training
+monitor):
+
+- **k is capped by the data** (:func:`effective_k`): ``k = min(k_requested, max(1, n_min // 2))`` where
+  ``n_min`` is the smallest class's count in the feature bank. A vote over more neighbours than the smallest
+  class has members is dominated by the other classes (k=200 over classes of ~140 images is mostly noise).
+- **a capped bank is a seeded stratified subset** (:func:`stratified_indices`): the same fraction of every
+  class, drawn with a seeded numpy RNG, never the first N rows (the first N of class-sorted folder data
+  are a handful of classes).
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from us3l.errors import US3LError
+
+#: Seed of the stratified feature-bank subset when the bank is capped (``us3l eval`` and the monitor).
+BANK_SEED = 0
+
+
+def effective_k(k_requested: int, bank_labels: Tensor) -> int:
+    """``min(k_requested, max(1, n_min // 2))``; ``n_min`` = the smallest count of a class present in the bank.
+
+    Classes absent from the bank do not count (they cannot be voted for anyway).
+    """
+    if k_requested < 1:
+        raise US3LError(f"kNN k must be >= 1, got {k_requested}")
+    counts = torch.bincount(bank_labels.to(torch.int64).flatten())
+    counts = counts[counts > 0]
+    if counts.numel() == 0:
+        raise US3LError("the kNN feature bank is empty")
+    return int(min(int(k_requested), max(1, int(counts.min()) // 2)))
+
+
+def stratified_indices(labels: Tensor, max_n: int, seed: int = BANK_SEED) -> Tensor:
+    """Sorted indices of a seeded stratified subset of at most ``max_n`` rows (all rows if there are fewer).
+
+    Each class keeps ``count_c * max_n / N`` rows, rounded by largest remainder so that the total is exactly
+    ``max_n``; every class present keeps at least one row when ``max_n`` allows. Rows within a class are
+    drawn without replacement by ``numpy.random.default_rng(seed)``.
+    """
+    if max_n < 1:
+        raise US3LError(f"the kNN bank cap must be >= 1, got {max_n}")
+    y = labels.to(torch.int64).flatten().cpu().numpy()
+    n = y.shape[0]
+    if n <= max_n:
+        return torch.arange(n)
+    classes, counts = np.unique(y, return_counts=True)
+    exact = counts * (max_n / n)
+    quota = np.floor(exact).astype(np.int64)
+    order = np.lexsort((classes, -(exact - quota)))  # largest remainder first, then class id
+    quota[order[: max_n - int(quota.sum())]] += 1
+    if max_n >= classes.size:
+        while (quota == 0).any():  # a tiny class rounded to zero: take one row from the largest quota
+            quota[int(np.argmax(quota))] -= 1
+            quota[int(np.argmax(quota == 0))] = 1
+    rng = np.random.default_rng(seed)
+    picked = [
+        rng.choice(np.flatnonzero(y == c), size=int(q), replace=False) for c, q in zip(classes, quota, strict=True)
+    ]
+    return torch.from_numpy(np.sort(np.concatenate(picked)))
+
+
+def subset_dataset(ds: Any, indices: Tensor) -> Any:
+    """The rows ``indices`` of an in-memory ``ImageDataset`` (``images``/``labels``) or a ``FolderDataset``
+    (``samples``), as a dataset of the same type."""
+    idx = indices.to(torch.int64)
+    if hasattr(ds, "images"):
+        return replace(ds, images=ds.images[idx], labels=ds.labels[idx])
+    if hasattr(ds, "samples"):
+        return replace(ds, samples=[ds.samples[i] for i in idx.tolist()])
+    raise TypeError(f"cannot subset a {type(ds).__name__} (expected images/labels or samples)")
+
+
+def dataset_labels(ds: Any) -> Tensor:
+    """All labels of a dataset as int64 (N,), without reading images."""
+    return torch.as_tensor(ds.labels, dtype=torch.int64)
+
+
+def bank_dataset(ds: Any, max_train: int | None, seed: int = BANK_SEED) -> Any:
+    """``ds`` itself, or its seeded stratified subset of ``max_train`` rows when it is larger."""
+    if max_train is None or len(ds) <= max_train:
+        return ds
+    return subset_dataset(ds, stratified_indices(dataset_labels(ds), max_train, seed))
 
 
 @torch.no_grad()
@@ -18,7 +104,8 @@ def knn_predict(
     temperature: float = 0.1,
     chunk: int = 1024,
 ) -> Tensor:
-    """Class scores (N_test, num_classes); ``k`` is clipped to the number of train features."""
+    """Class scores (N_test, num_classes) with exactly ``k`` neighbours (clipped to the number of train
+    features only); apply :func:`effective_k` first for the data-supported k."""
     train = F.normalize(train_features.float(), dim=1)
     test = F.normalize(test_features.float(), dim=1)
     k = max(1, min(int(k), train.shape[0]))
@@ -43,7 +130,8 @@ def knn_accuracy(
     temperature: float = 0.1,
     topk: tuple[int, ...] = (1,),
 ) -> tuple[float, ...]:
-    """Top-k accuracies (fractions in [0, 1]) of :func:`knn_predict`."""
+    """Top-k accuracies (fractions in [0, 1]) of :func:`knn_predict` with the given ``k`` (not capped here:
+    callers pass ``effective_k(k_requested, train_labels)``)."""
     scores = knn_predict(train_features, train_labels, test_features, num_classes, k, temperature)
     ranked = scores.argsort(dim=1, descending=True)
     hits = ranked == test_labels.view(-1, 1)
