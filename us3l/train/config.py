@@ -87,9 +87,9 @@ class TrainConfig:
     # monitoring / output
     knn_every: int = 0  # 0: only at the end
     knn_widths: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
-    knn_k: int = 200
+    knn_k: int = 200  # requested; the monitor uses min(knn_k, max(1, smallest bank class // 2))
     knn_t: float = 0.1
-    knn_max_train: int = 10000  # subsample the feature bank for large data sets
+    knn_max_train: int = 10000  # larger train splits: a seeded stratified subset of this many images is the bank
     collapse_warn: float = 0.1  # warn when std(L2-normalised z)·sqrt(D) falls below this
     collapse_stop: bool = False
     save_every: int = 10
@@ -290,6 +290,10 @@ def validate(cfg: TrainConfig) -> None:
         raise US3LError(f"reg_decay must be 'linear' or 'exp', got {cfg.reg_decay!r}")
     if cfg.single_base not in ("simclr_momentum", "byol"):
         raise US3LError(f"single_base must be 'simclr_momentum' or 'byol', got {cfg.single_base!r}")
+    if cfg.knn_k < 1 or cfg.knn_max_train < 1 or not cfg.knn_t > 0:
+        raise US3LError(
+            f"knn_k and knn_max_train must be >= 1 and knn_t > 0, got {cfg.knn_k}, {cfg.knn_max_train}, {cfg.knn_t}"
+        )
     if cfg.num_samples < 1 or cfg.save_every < 0 or cfg.knn_every < 0 or cfg.reg_bins < 1:
         raise US3LError("num_samples and reg_bins must be >= 1; save_every and knn_every >= 0")
     if cfg.method == "us3l_mocov3" and not cfg.model.startswith("vit"):

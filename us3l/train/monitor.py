@@ -6,6 +6,10 @@ batch with its own statistics (``monitor_batch`` images); the head BN1d layers d
 model is modified. (The ``single`` baseline tracks running statistics and uses them.) Calibrating BN per
 width first (``us3l.slim.calibrating``) is what ``us3l eval`` does; the monitor skips it for speed.
 
+kNN: the same honest protocol as ``us3l eval`` (``us3l.train.knn``): the feature bank is the train split, or
+when it has more than ``knn_max_train`` images a seeded stratified subset (same fraction of every class, never
+the first N rows), and k is capped at half the bank's smallest class.
+
 Collapse: the std over the batch of the L2-normalised projector output, averaged over dimensions and
 multiplied by sqrt(D): about 1 for well-spread embeddings, 0 for a collapsed (constant) output.
 """
@@ -21,16 +25,20 @@ from torch import Tensor
 
 from us3l.data import EvalTransform, iterate_batches
 from us3l.ssl.methods import SSLMethod
-from us3l.train.knn import knn_accuracy
+from us3l.train.knn import BANK_SEED, bank_dataset, dataset_labels, effective_k, knn_accuracy
 
 
 @dataclass
 class WidthReport:
-    """Monitor results at one width."""
+    """Monitor results at one width (``k``: the k used; ``bank_size``: images in the kNN feature bank)."""
 
     width: float
     knn_top1: float
     collapse_std: float
+    k: int | None = None
+    k_requested: int | None = None
+    bank_size: int | None = None
+    bank_seed: int | None = None
 
 
 @torch.no_grad()
@@ -82,13 +90,28 @@ def monitor(
     num_classes: int,
     k: int = 200,
     t: float = 0.1,
-    max_train: int = 10000,
+    max_train: int | None = 10000,
+    bank_seed: int = BANK_SEED,
 ) -> list[WidthReport]:
-    """kNN top-1 on ``test_ds`` with a ``train_ds`` feature bank, and collapse std, at each width."""
+    """kNN top-1 on ``test_ds`` with a ``train_ds`` feature bank (a seeded stratified subset of ``max_train``
+    images when larger; k capped by ``effective_k``), and collapse std, at each width."""
+    bank_ds = bank_dataset(train_ds, max_train, bank_seed)
+    capped = bank_ds is not train_ds
+    k_used = effective_k(k, dataset_labels(bank_ds))
     out = []
     for w in widths:
-        ftr, _, ytr = embed(method, train_ds, w, transform, device, limit=max_train)
+        ftr, _, ytr = embed(method, bank_ds, w, transform, device)
         fte, zte, yte = embed(method, test_ds, w, transform, device)
-        (top1,) = knn_accuracy(ftr, ytr, fte, yte, num_classes, k, t)
-        out.append(WidthReport(width=w, knn_top1=top1, collapse_std=collapse_std(zte)))
+        (top1,) = knn_accuracy(ftr, ytr, fte, yte, num_classes, k_used, t)
+        out.append(
+            WidthReport(
+                width=w,
+                knn_top1=top1,
+                collapse_std=collapse_std(zte),
+                k=k_used,
+                k_requested=k,
+                bank_size=len(bank_ds),  # type: ignore[arg-type]
+                bank_seed=bank_seed if capped else None,
+            )
+        )
     return out
