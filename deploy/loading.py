@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from deploy.backends.base import Runner
 from deploy.manifest import check_manifest, read_manifest
 
 
-def load(path: str | Path, threads: int | None = None, device: str | None = None) -> Runner:
+def load(
+    path: str | Path,
+    threads: int | None = None,
+    device: str | None = None,
+    *,
+    model: str | None = None,
+    width: float | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    checkpoint_sha256: str | None = None,
+) -> Runner:
     """Return a ``Runner`` for the artifact at ``path`` (its directory or its ``manifest.json``).
 
-    The manifest is checked first (verification passed, backend installed, runtime version compatible, file
-    hashes, TensorRT version and GPU); a mismatch raises ``US3LError`` and nothing is loaded. ``device`` is
-    the runtime's device name (default: the one recorded at export, else CPU). The runner's ``manifest``
+    The manifest is checked first (verification passed, backend installed, runtime version compatible, TensorRT
+    version and GPU; the file to load is a plain name in the artifact folder listed in the manifest's hashed
+    files, and every listed file has its recorded sha256); a mismatch raises ``US3LError`` and nothing is
+    loaded. Optional expectations: ``model`` name, ``width``, ``input_shape`` (``None`` for a dimension of any
+    size; a dynamic batch axis accepts any batch) and the source ``checkpoint_sha256``. ``device`` is the
+    runtime's device name (default: the one recorded at export, else CPU). The runner's ``manifest``
     attribute holds the manifest document.
     """
     doc, directory = read_manifest(path)
-    backend = check_manifest(doc, directory)
+    backend = check_manifest(
+        doc, directory, model=model, width=width, input_shape=input_shape, checkpoint_sha256=checkpoint_sha256
+    )
     runtime_device = device or (doc.get("target") or {}).get("runtime_device")
+    file = directory / doc["artifact"]["file"]  # a plain name listed and hashed in the manifest (checked above)
     runner = backend.load(
-        directory / doc["artifact"]["file"],
+        file,
         threads=threads,
         device=runtime_device,
         precision=(doc.get("backend") or {}).get("precision"),

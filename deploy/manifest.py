@@ -6,8 +6,8 @@ touches the file. Schema: kind "manifest", version 1 (see docs/deploy.md for eve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deploy.backends import get_backend
@@ -91,36 +91,141 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     return doc, p.parent
 
 
-def check_manifest(doc: Mapping[str, Any], directory: Path) -> Backend:
+def check_manifest(
+    doc: Mapping[str, Any],
+    directory: Path,
+    *,
+    model: str | None = None,
+    width: float | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    checkpoint_sha256: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> Backend:
     """Check a manifest against the files and this machine's runtime; return the backend to load with.
 
     Refuses (``US3LError``): an artifact that failed verification, an unknown or uninstalled backend, an
-    incompatible runtime version, a missing file or one whose sha256 differs from the recorded one, a
-    TensorRT engine from another TensorRT version or GPU architecture.
+    incompatible runtime version, an ``artifact.file`` that is not a plain file name listed (with the same
+    sha256) in ``artifact.files``, a listed path outside the artifact folder or a link, a missing file or one
+    whose sha256 differs from the recorded one, a TensorRT engine from another TensorRT version or GPU
+    architecture; and, when given, another model name, width, input shape (``None`` for any size, a dynamic
+    batch axis accepts any batch), source checkpoint sha256, backend or precision than expected.
     """
     where = directory / MANIFEST_FILE
     if doc.get("valid") is not True:
         raise US3LError(f"{where}: this artifact did not pass verification (valid: false); re-export it")
     spec = doc.get("backend") or {}
-    backend = get_backend(str(spec.get("name", "")))
-    if backend.name != "tensorrt" and backend.runtime_version() is None:
-        raise backend.missing()
-    if backend.name == "tensorrt":
+    be = get_backend(str(spec.get("name", "")))
+    if be.name != "tensorrt" and be.runtime_version() is None:
+        raise be.missing()
+    if be.name == "tensorrt":
         from deploy.backends.tensorrt import check_engine_compat, current_compute_capability
 
         recorded = doc.get("tensorrt") or {}
-        check_engine_compat(recorded, backend.runtime_version(), current_compute_capability())
+        check_engine_compat(recorded, be.runtime_version(), current_compute_capability())
     else:
-        backend.check_runtime_compat(spec.get("runtime_version"))
-    files = (doc.get("artifact") or {}).get("files") or {}
-    if not files:
-        raise US3LError(f"{where} lists no artifact files")
+        be.check_runtime_compat(spec.get("runtime_version"))
+    check_artifact_files(doc, directory)
+    check_expected(
+        doc,
+        where,
+        model=model,
+        width=width,
+        input_shape=input_shape,
+        checkpoint_sha256=checkpoint_sha256,
+        backend=backend,
+        precision=precision,
+    )
+    return be
+
+
+def _safe_relative(name: object, where: Path, what: str) -> str:
+    """``name`` as a relative POSIX path that stays inside the artifact folder, else a one-line error."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        raise US3LError(f"{where}: {what} {name!r} is not a file name; re-export the artifact")
+    parts = PurePosixPath(name).parts
+    if PurePosixPath(name).is_absolute() or any(p in ("", ".", "..") for p in parts) or name != "/".join(parts):
+        raise US3LError(f"{where}: {what} {name!r} points outside the artifact folder; re-export the artifact")
+    return name
+
+
+def check_artifact_files(doc: Mapping[str, Any], directory: Path) -> Path:
+    """Verify every file the manifest lists (inside the folder, no links, sha256 as recorded) and that the
+    file to load (``artifact.file``: a plain name) is one of them; return its path."""
+    where = directory / MANIFEST_FILE
+    art = doc.get("artifact") or {}
+    files = art.get("files") or {}
+    if not isinstance(files, Mapping) or not files:
+        raise US3LError(f"{where} lists no artifact files; re-export the artifact")
+    main = _safe_relative(art.get("file"), where, "artifact.file")
+    if "/" in main:
+        raise US3LError(f"{where}: artifact.file {main!r} is not a plain file name; re-export the artifact")
+    if main not in files:
+        raise US3LError(
+            f"{where}: artifact.file {main!r} is not among the hashed artifact files ({', '.join(sorted(files))}); "
+            "re-export the artifact"
+        )
+    if art.get("sha256") is not None and art.get("sha256") != files[main]:
+        raise US3LError(f"{where}: artifact.sha256 differs from the hash listed for {main}; re-export the artifact")
+    root = directory.resolve()
     for name, digest in files.items():
+        _safe_relative(name, where, "artifact file")
         f = directory / name
+        if f.is_symlink() or (f.exists() and not f.resolve().is_relative_to(root)):
+            raise US3LError(f"{where}: artifact file {name} is a link; re-export the artifact")
         if not f.is_file():
             raise US3LError(f"{where}: artifact file {name} is missing")
-        if file_sha256(f) != digest:
+        if not isinstance(digest, str) or file_sha256(f) != digest:
             raise US3LError(
                 f"{where}: {name} does not match its recorded sha256 (modified or corrupted); re-export it"
             )
-    return backend
+    return directory / main
+
+
+def check_expected(
+    doc: Mapping[str, Any],
+    where: Path,
+    *,
+    model: str | None = None,
+    width: float | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    checkpoint_sha256: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> None:
+    """Refuse (one line) an artifact that is not what the caller expects; ``None`` means "any"."""
+    m = doc.get("model") or {}
+    b = doc.get("backend") or {}
+    wrong: list[str] = []
+    if model is not None and m.get("name") != model:
+        wrong.append(f"model {m.get('name')!r}, expected {model!r}")
+    if width is not None:
+        got = m.get("width")
+        if not isinstance(got, int | float) or isinstance(got, bool) or round(float(got), 4) != round(float(width), 4):
+            wrong.append(f"width {got!r}, expected {float(width):g}")
+    if input_shape is not None:
+        shape = (doc.get("input") or {}).get("shape")
+        if not _shape_matches(shape, input_shape):
+            wrong.append(f"input shape {shape!r}, expected {list(input_shape)!r}")
+    if checkpoint_sha256 is not None:
+        got_sha = (doc.get("source") or {}).get("checkpoint_sha256")
+        if got_sha != checkpoint_sha256:
+            shown = f"{got_sha[:12]}…" if isinstance(got_sha, str) else repr(got_sha)
+            wrong.append(f"checkpoint sha256 {shown}, expected {checkpoint_sha256[:12]}…")
+    if backend is not None and b.get("name") != backend:
+        wrong.append(f"backend {b.get('name')!r}, expected {backend!r}")
+    if precision is not None and b.get("precision") != precision:
+        wrong.append(f"precision {b.get('precision')!r}, expected {precision!r}")
+    if wrong:
+        raise US3LError(f"{where}: not the expected artifact ({'; '.join(wrong)}); re-export it")
+
+
+def _shape_matches(shape: object, expected: Sequence[int | None]) -> bool:
+    if not isinstance(shape, list) or len(shape) != len(expected):
+        return False
+    for i, (got, want) in enumerate(zip(shape, expected, strict=True)):
+        if want is None or (i == 0 and got == "batch"):
+            continue
+        if isinstance(got, bool) or not isinstance(got, int) or got != int(want):
+            return False
+    return True

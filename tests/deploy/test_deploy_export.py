@@ -45,7 +45,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         config={},
     )
     save_checkpoint(run, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state=None)
-    save_file({k: v.contiguous() for k, v in bn_stats_state(model).items()}, str(run / BN_STATS_FILE))
+    sha = {"checkpoint_sha256": file_sha256(run / "checkpoint.safetensors")}  # bound to these weights
+    save_file({k: v.contiguous() for k, v in bn_stats_state(model).items()}, str(run / BN_STATS_FILE), metadata=sha)
     return run
 
 

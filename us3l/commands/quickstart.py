@@ -240,6 +240,7 @@ def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[
 
     sel = read_selection(sel_path)
     sha = file_sha256(run_dir / "checkpoint.safetensors")
+    size = int(read_json(run_dir / "checkpoint.json", "checkpoint metadata").get("input_size") or 0) or None
     statuses, outputs = [], []
     for dev in sel["devices"]:
         w, backend, model = dev["chosen"]["width"], dev["backend"], dev["model"]
@@ -247,11 +248,14 @@ def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[
         if target.is_file() and not force:
             try:
                 man, directory = read_manifest(target)
-                check_manifest(man, directory)  # valid, files present with their recorded sha256
-                if (man.get("source") or {}).get("checkpoint_sha256") == sha:
-                    statuses.append("reused")
-                    outputs.append(str(target.parent))
-                    continue
+                # valid, every listed file re-hashed, and the artifact this step would export now
+                check_manifest(
+                    man, directory, model=model, width=w, input_shape=(1, 3, size, size), checkpoint_sha256=sha,
+                    backend=backend, precision="fp32",
+                )
+                statuses.append("reused")
+                outputs.append(str(target.parent))
+                continue
             except US3LError:
                 pass
         res = export_width(run_dir, w, backend, art_dir, precision="fp32", device_name=dev["device"])

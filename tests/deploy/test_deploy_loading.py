@@ -1,0 +1,201 @@
+"""``deploy.load`` loads only the hashed file of the manifest, checks what the caller expects, and quickstart's
+export reuse re-verifies the artifact it would export now (issue 11.4). Real onnxruntime sessions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import deploy
+from deploy.export import ExportResult, artifact_name, export_width
+from us3l.errors import US3LError
+from us3l.io import file_sha256, header
+
+MODEL = "cifar_resnet18"
+SHAPE = (1, 3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cifar_resnet18 run folder with BN statistics (bound to its weights) at widths 0.25 and 1.0."""
+    from us3l.checkpoint import checkpoint_meta, save_checkpoint
+    from us3l.eval.calibrate import save_bn_stats
+    from us3l.models import create_model
+    from us3l.slim import calibrating
+
+    torch.manual_seed(0)
+    model = create_model(MODEL, num_classes=0)
+    for w in (0.25, 1.0):
+        with torch.no_grad(), calibrating(model, w):
+            model(torch.randn(8, 3, 32, 32))
+    run = tmp_path_factory.mktemp("run")
+    meta = checkpoint_meta(
+        model=MODEL,
+        model_kwargs={},
+        width_range={"min": 0.25, "max": 1.0, "divisor": 8},
+        method="simclr",
+        normalization={"mean": [0.5] * 3, "std": [0.25] * 3},
+        input_size=32,
+        data="synthetic",
+        epoch=1,
+        config={},
+    )
+    save_checkpoint(run, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state=None)
+    save_bn_stats(model, run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run: Path, tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    return export_width(run, 0.25, "onnx", tmp_path_factory.mktemp("out"), device_name="cpu")
+
+
+def _copy(res: ExportResult, tmp_path: Path) -> Path:
+    dst = tmp_path / res.directory.name
+    shutil.copytree(res.directory, dst)
+    return dst
+
+
+def _edit(d: Path, fn: Any) -> None:
+    doc = json.loads((d / "manifest.json").read_text())
+    fn(doc)
+    (d / "manifest.json").write_text(json.dumps(doc))
+
+
+def _one_line(exc: pytest.ExceptionInfo[US3LError]) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and "manifest.json" in text
+    return text
+
+
+def test_expected_model_width_shape_and_checkpoint_load(exported: ExportResult, run: Path) -> None:
+    sha = file_sha256(run / "checkpoint.safetensors")
+    x = np.zeros(SHAPE, dtype=np.float32)
+    with deploy.load(exported.directory, model=MODEL, width=0.25, input_shape=SHAPE, checkpoint_sha256=sha) as r:
+        assert r.infer(x).shape[0] == 1
+    with deploy.load(exported.directory, input_shape=(None, 3, 32, 32)) as r:
+        assert r.manifest["model"]["width"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "mobilenet_v2"}, r"model 'cifar_resnet18', expected 'mobilenet_v2'"),
+        ({"width": 0.5}, r"width 0.25, expected 0.5"),
+        ({"input_shape": (1, 3, 64, 64)}, r"input shape \[1, 3, 32, 32\], expected \[1, 3, 64, 64\]"),
+        ({"input_shape": (8, 3, 32, 32)}, r"input shape"),
+        ({"checkpoint_sha256": "0" * 64}, r"checkpoint sha256 .*expected 000000000000"),
+    ],
+)
+def test_unexpected_artifact_is_refused(exported: ExportResult, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(US3LError, match=rf"not the expected artifact \({message}") as exc:
+        deploy.load(exported.directory, **kwargs)
+    assert "re-export" in _one_line(exc)
+
+
+def test_unlisted_file_is_never_loaded(exported: ExportResult, tmp_path: Path) -> None:
+    d = _copy(exported, tmp_path)
+    (d / "evil.onnx").write_bytes(b"not what the manifest hashed")
+    _edit(d, lambda doc: doc["artifact"].__setitem__("file", "evil.onnx"))
+    with pytest.raises(US3LError, match=r"artifact.file 'evil.onnx' is not among the hashed artifact files") as exc:
+        deploy.load(d)
+    _one_line(exc)
+
+
+def test_listed_file_must_match_the_artifact_hash(exported: ExportResult, tmp_path: Path) -> None:
+    d = _copy(exported, tmp_path)
+    (d / "evil.onnx").write_bytes(b"evil")
+
+    def add(doc: dict[str, Any]) -> None:
+        doc["artifact"]["files"]["evil.onnx"] = file_sha256(d / "evil.onnx")
+        doc["artifact"]["file"] = "evil.onnx"
+
+    _edit(d, add)
+    with pytest.raises(US3LError, match=r"artifact.sha256 differs from the hash listed for evil.onnx"):
+        deploy.load(d)
+
+
+@pytest.mark.parametrize("name", ["../model.onnx", "/tmp/model.onnx", "sub/model.onnx", "./model.onnx", ""])
+def test_artifact_file_must_be_a_plain_name_inside_the_folder(
+    exported: ExportResult, tmp_path: Path, name: str
+) -> None:
+    d = _copy(exported, tmp_path)
+    _edit(d, lambda doc: doc["artifact"].__setitem__("file", name))
+    with pytest.raises(US3LError, match=r"artifact.file .*(outside the artifact folder|not a .*file name)") as exc:
+        deploy.load(d)
+    _one_line(exc)
+
+
+def test_listed_files_outside_the_folder_or_links_are_refused(exported: ExportResult, tmp_path: Path) -> None:
+    d = _copy(exported, tmp_path / "a")
+    outside = tmp_path / "model.onnx"
+    shutil.copy(d / "model.onnx", outside)
+
+    def escape(doc: dict[str, Any]) -> None:
+        doc["artifact"]["files"]["../model.onnx"] = file_sha256(outside)
+
+    _edit(d, escape)
+    with pytest.raises(US3LError, match=r"'\.\./model\.onnx' points outside the artifact folder"):
+        deploy.load(d)
+
+    d = _copy(exported, tmp_path / "b")
+    (d / "model.onnx").unlink()
+    (d / "model.onnx").symlink_to(outside)  # same bytes, same hash, but not the file that was verified
+    with pytest.raises(US3LError, match=r"artifact file model.onnx is a link"):
+        deploy.load(d)
+
+
+# ------------------------------------------------------------------------------------------ quickstart reuse
+
+
+def _selection(path: Path, width: float) -> Path:
+    doc = header("selection", 1)
+    doc["devices"] = [
+        {
+            "device": "cpu",
+            "model": MODEL,
+            "backend": "onnx",
+            "precision": "fp32",
+            "chosen": {"width": width, "latency_ms": 1.0, "accuracy": 0.5},
+            "runner_up": None,
+        }
+    ]
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_quickstart_reuse_reverifies_the_artifact(run: Path, tmp_path: Path) -> None:
+    from us3l.commands.quickstart import _export
+
+    sel = _selection(tmp_path / "selection.json", 0.25)
+    art = tmp_path / "artifacts"
+    status, (out,) = _export(run, sel, art, force=False)
+    assert status == "ran" and Path(out).name == artifact_name(MODEL, 0.25, "onnx", "fp32")
+    assert _export(run, sel, art, force=False)[0] == "reused"
+
+    # the folder replaced by a valid, verified export of another width: not reused
+    other = export_width(run, 1.0, "onnx", tmp_path / "other", device_name="cpu")
+    shutil.rmtree(out)
+    shutil.copytree(other.directory, out)
+    assert _export(run, sel, art, force=False)[0] == "ran"
+    assert json.loads((Path(out) / "manifest.json").read_text())["model"]["width"] == 0.25
+
+    # an unlisted file swapped in as the artifact: not reused
+    (Path(out) / "evil.onnx").write_bytes(b"evil")
+    _edit(Path(out), lambda doc: doc["artifact"].__setitem__("file", "evil.onnx"))
+    assert _export(run, sel, art, force=False)[0] == "ran"
+
+    # one byte flipped in the model: not reused
+    model = Path(out) / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 1
+    model.write_bytes(bytes(data))
+    assert _export(run, sel, art, force=False)[0] == "ran"
+    with deploy.load(out, model=MODEL, width=0.25, input_shape=SHAPE) as r:
+        assert np.isfinite(r.infer(np.zeros(SHAPE, dtype=np.float32))).all()
