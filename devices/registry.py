@@ -13,6 +13,7 @@ from pathlib import Path
 
 from devices.spec import DeviceSpec, load_device_file
 from us3l.errors import US3LError
+from us3l.validate import safe_name
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
@@ -51,7 +52,7 @@ def get_device(name: str | None, device_file: str | Path | None = None) -> Devic
         if device_file is None:
             raise US3LError("give a device: --device NAME or --device-file PATH (list them with: us3l devices)")
         return load_device_file(device_file)
-    name = name.strip().lower()
+    name = safe_name(name.strip(), "--device").lower()  # refused before any file is read or measured
     devices = {s.name: s for s in list_devices(device_file)}
     if name not in devices:
         raise US3LError(

@@ -34,6 +34,7 @@ A device file looks like this (every key but ``name`` and ``backends`` is option
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass, field, fields, replace
@@ -43,6 +44,7 @@ from urllib.parse import urlsplit
 
 from profiler.measure import MeasurementPolicy
 from us3l.errors import US3LError
+from us3l.validate import safe_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -182,7 +184,8 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
         raise US3LError(f"{where}: 'name' and 'backends' are required")
     name = _expect(d, "name", str, where)
     if not _NAME_RE.match(name):
-        raise US3LError(f"{where}: name {name!r} must be lowercase letters, digits, '.', '_' or '-'")
+        raise US3LError(f"{where}: name {name!r:.80} must be lowercase letters, digits, '.', '_' or '-'")
+    safe_name(name, f"{where}: name")  # it becomes a folder/file name: also at most 64 characters
     raw_backends = _expect(d, "backends", list, where)
     if not raw_backends:
         raise US3LError(f"{where}: 'backends' must list at least one of {', '.join(BACKENDS)}")
@@ -239,8 +242,8 @@ def _reach_from_dict(r: dict[str, Any], where: str) -> Reach:
     for key in ("connect_timeout_s", "command_timeout_s"):
         if key in r:
             value = float(_expect(r, key, (int, float), where))
-            if value <= 0:
-                raise US3LError(f"{where}: '{key}' must be > 0")
+            if not (math.isfinite(value) and value > 0):  # nan/inf would make every network wait unbounded
+                raise US3LError(f"{where}: '{key}' must be a finite number of seconds > 0, got {value!r}")
             changes[key] = value
     return replace(reach, **changes)
 

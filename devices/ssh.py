@@ -134,7 +134,7 @@ class SSHSession:
             _stdin.close()
             out = stdout.read().decode("utf-8", errors="replace")
             err = stderr.read().decode("utf-8", errors="replace")
-            rc = stdout.channel.recv_exit_status()
+            rc = exit_status(stdout.channel, timeout)
         except TimeoutError:
             raise US3LError(f"remote command timed out after {timeout:g} s on {self.reach.url}: {cmd}") from None
         result = CommandResult(rc, out, err)
@@ -182,6 +182,14 @@ class SSHSession:
     def read_text(self, remote: str) -> str:
         with self.sftp.open(remote, "r") as fh:
             return fh.read().decode("utf-8", errors="replace")
+
+
+def exit_status(channel: Any, timeout: float) -> int:
+    """The exit status of a remote command, waiting at most ``timeout`` seconds (paramiko's
+    ``recv_exit_status`` waits forever); ``TimeoutError`` when it does not come."""
+    if not channel.status_event.wait(timeout):
+        raise TimeoutError(f"no exit status within {timeout:g} s")
+    return int(channel.recv_exit_status())
 
 
 def _known_hosts_name(reach: Reach) -> str:

@@ -11,12 +11,15 @@ reached ``max_seconds``.
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from profiler.stats import DEFAULT_TARGET_REL_CI, LatencyStats, rel_ci_halfwidth, summarize
+from us3l.errors import US3LError
 
 K = TypeVar("K", bound=Hashable)
 Timer = Callable[[int], Sequence[float]]
@@ -38,6 +41,12 @@ class MeasurementPolicy:
     chunk: int = 10
 
     def __post_init__(self) -> None:
+        for name, value in asdict(self).items():  # NaN passes every comparison below: refuse it first
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        for name in ("warmup", "min_repeats", "max_repeats", "chunk"):
+            if not float(getattr(self, name)).is_integer():
+                raise ValueError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.min_repeats < 2:
@@ -82,6 +91,22 @@ def stop_reason(samples_s: Sequence[float], elapsed_s: float, policy: Measuremen
     return None
 
 
+def check_samples(got: Sequence[float], need: int, key: Hashable) -> list[float]:
+    """The ``need`` timings a timer returned, each a finite positive number of seconds; ``US3LError`` if not.
+
+    A runtime (or a remote runner) that answers NaN, a negative or zero time, or the wrong count is refused:
+    its statistics would be meaningless and a budget solver could pick the width for it.
+    """
+    values = list(got)
+    if len(values) != need:
+        raise US3LError(f"timer of width {key} returned {len(values)} samples, asked for {need}")
+    for j, v in enumerate(values):
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        if not ok:
+            raise US3LError(f"timer of width {key}: sample {j} must be a finite positive time, got {v!r}")
+    return [float(v) for v in values]
+
+
 def measure_interleaved(
     timers: Mapping[K, Timer],
     policy: MeasurementPolicy,
@@ -108,7 +133,7 @@ def measure_interleaved(
             t0 = clock()
             got = timers[k](need)
             elapsed[k] += clock() - t0
-            samples[k].extend(float(s) for s in got)
+            samples[k].extend(check_samples(got, need, k))
         for k in active:
             why = stop_reason(samples[k], elapsed[k], policy)
             if why is not None:

@@ -1,8 +1,9 @@
 """The profile result file: schema, atomic write (JSON + CSV), load with a schema check, table rows.
 
 ``profiles/<model>-<device>-<backend>-<precision>.json`` (kind ``profile``, schema 1; see docs/CONTRACT.md):
-``us3l.io.header`` + model, checkpoint_sha256, device, backend, precision, input_shape, threads, policy,
-fingerprint, records. The CSV next to it has one row per width without the raw samples.
+``us3l.io.header`` + model, checkpoint_sha256, init_seed, device, backend, precision, input_shape, threads,
+policy, fingerprint, records (each with the timed graph's ``bn``, ``graph_sha256`` and
+``graph_structure_sha256``). The CSV next to it has one row per width without the raw samples.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from profiler.stats import LatencyStats
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, atomic_write_text, check_schema, header, read_json
+from us3l.validate import number, safe_name
 
 KIND = "profile"
 SCHEMA_VERSION = 1
@@ -24,13 +26,20 @@ SCHEMA_VERSION = 1
 CSV_COLUMNS = (
     "width", "channels", "macs", "params", "weight_bytes", "activation_bytes", "n", "mean_ms", "std_ms",
     "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "p50_ci_lo_ms", "p50_ci_hi_ms", "p90_ci_lo_ms",
-    "p90_ci_hi_ms", "p99_ci_lo_ms", "p99_ci_hi_ms", "rel_ci_halfwidth", "stable", "stop_reason",
+    "p90_ci_hi_ms", "p99_ci_lo_ms", "p99_ci_hi_ms", "rel_ci_halfwidth", "stable", "stop_reason", "bn",
+    "graph_sha256",
 )
 
 
 @dataclass(frozen=True)
 class ProfileRecord:
-    """One width: its static network's size and cost, and its measured latency."""
+    """One width: its static network's size and cost, and its measured latency.
+
+    ``bn``: how the timed graph's BatchNorm was frozen (``deploy.graph.BN_KINDS``: calibrated, running,
+    frozen-uncalibrated -- initial statistics, same graph and latency as calibrated -- or none).
+    ``graph_sha256`` / ``graph_structure_sha256``: the timed graph (see ``deploy.graph``); None for eager torch
+    and for profiles written before they were recorded.
+    """
 
     width: float
     channels: int
@@ -40,6 +49,9 @@ class ProfileRecord:
     activation_bytes: int
     latency: LatencyStats
     stop_reason: str = ""
+    bn: str | None = None
+    graph_sha256: str | None = None
+    graph_structure_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +62,9 @@ class ProfileRecord:
             "weight_bytes": self.weight_bytes,
             "activation_bytes": self.activation_bytes,
             "stop_reason": self.stop_reason,
+            "bn": self.bn,
+            "graph_sha256": self.graph_sha256,
+            "graph_structure_sha256": self.graph_structure_sha256,
             "latency": self.latency.to_dict(),
         }
 
@@ -64,6 +79,9 @@ class ProfileRecord:
             activation_bytes=int(d["activation_bytes"]),
             latency=LatencyStats.from_dict(d["latency"]),
             stop_reason=str(d.get("stop_reason", "")),
+            bn=d.get("bn"),
+            graph_sha256=d.get("graph_sha256"),
+            graph_structure_sha256=d.get("graph_structure_sha256"),
         )
 
 
@@ -81,6 +99,7 @@ class Profile:
     fingerprint: dict[str, Any]
     records: tuple[ProfileRecord, ...]
     checkpoint_sha256: str | None = None
+    init_seed: int | None = None  # seed of a fresh model's random init (None: checkpoint or unknown)
     reach: str = "local"
     runtime_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +113,7 @@ class Profile:
             **header(KIND, SCHEMA_VERSION),
             "model": self.model,
             "checkpoint_sha256": self.checkpoint_sha256,
+            "init_seed": self.init_seed,
             "device": self.device,
             "backend": self.backend,
             "precision": self.precision,
@@ -109,7 +129,7 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], path: str | Path = "<profile>") -> Profile:
-        check_schema(d, KIND, SCHEMA_VERSION, path)
+        validate_profile(d, path)
         try:
             return cls(
                 model=str(d["model"]),
@@ -122,12 +142,64 @@ class Profile:
                 fingerprint=dict(d.get("fingerprint") or {}),
                 records=tuple(ProfileRecord.from_dict(r) for r in d["records"]),
                 checkpoint_sha256=d.get("checkpoint_sha256"),
+                init_seed=None if d.get("init_seed") is None else int(d["init_seed"]),
                 reach=str(d.get("reach", "local")),
                 runtime_version=d.get("runtime_version"),
                 extra=dict(d.get("extra") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise US3LError(f"{path} is a damaged profile file ({type(exc).__name__}: {exc})") from None
+
+
+#: Latency fields every record has (milliseconds, finite and > 0; ``std_ms`` may be 0).
+_LATENCY_MS = ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms")
+#: Record fields that are counts (``macs`` and ``params`` finite and > 0, the byte counts >= 0 or absent).
+_COUNTS = (("macs", True), ("params", True), ("weight_bytes", False), ("activation_bytes", False))
+
+
+def validate_profile(doc: Any, path: str | Path) -> None:
+    """Schema check plus every number a profile holds: finite, positive where it must be (one-line errors).
+
+    E.g. ``profiles/cpu.json: records[3].latency.p50_ms must be a finite positive number, got nan``. A profile
+    with NaN, infinite, zero or negative latencies, samples or MACs is refused rather than selected from.
+    """
+    check_schema(doc, KIND, SCHEMA_VERSION, path)
+    for key in ("model", "device", "backend", "precision"):
+        if key in doc:
+            safe_name(doc[key], f"{path}: {key}")
+    records = doc.get("records")
+    if not isinstance(records, list) or not records:
+        raise US3LError(f"{path}: 'records' must be a non-empty list")
+    for i, rec in enumerate(records):
+        where = f"{path}: records[{i}]"
+        if not isinstance(rec, dict):
+            raise US3LError(f"{where} is not an object")
+        number(rec.get("width"), f"{where}.width", positive=True, at_most=1.0)
+        for key, positive in _COUNTS:
+            if key in rec or positive:
+                number(rec.get(key), f"{where}.{key}", positive=positive, nonnegative=True, optional=not positive)
+        lat = rec.get("latency")
+        if not isinstance(lat, dict):
+            raise US3LError(f"{where}.latency must be an object, got {lat!r}")
+        where = f"{where}.latency"
+        number(lat.get("n"), f"{where}.n", positive=True, integer=True)
+        for key in _LATENCY_MS:
+            number(lat.get(key), f"{where}.{key}", positive=True)
+        number(lat.get("std_ms"), f"{where}.std_ms", nonnegative=True)
+        number(lat.get("rel_ci_halfwidth"), f"{where}.rel_ci_halfwidth", nonnegative=True, optional=True)
+        ci = lat.get("ci95_ms")
+        if not isinstance(ci, dict):
+            raise US3LError(f"{where}.ci95_ms must be an object, got {ci!r}")
+        for q, bounds in ci.items():
+            if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+                raise US3LError(f"{where}.ci95_ms.{q} must be [low, high], got {bounds!r}")
+            for j, v in enumerate(bounds):
+                number(v, f"{where}.ci95_ms.{q}[{j}]", positive=True)
+        samples = lat.get("samples_ms")
+        if not isinstance(samples, list) or not samples:
+            raise US3LError(f"{where}.samples_ms must be a non-empty list, got {samples!r}")
+        for j, v in enumerate(samples):
+            number(v, f"{where}.samples_ms[{j}]", positive=True)
 
 
 def _slug(text: str) -> str:
@@ -151,7 +223,7 @@ def csv_text(profile: Profile) -> str:
             f"{s.mean_ms:.6f}", f"{s.std_ms:.6f}", f"{s.p50_ms:.6f}", f"{s.p90_ms:.6f}", f"{s.p99_ms:.6f}",
             f"{s.min_ms:.6f}", f"{s.max_ms:.6f}",
             *(f"{v:.6f}" for q in ("p50", "p90", "p99") for v in s.ci95_ms[q]),
-            f"{s.rel_ci_halfwidth:.6f}", int(s.stable), r.stop_reason,
+            f"{s.rel_ci_halfwidth:.6f}", int(s.stable), r.stop_reason, r.bn or "", r.graph_sha256 or "",
         ])
     return buf.getvalue()
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from devices.ssh import SSHSession
+from devices.ssh import SSHSession, exit_status
 from us3l.errors import US3LError
+from us3l.validate import number
 
 HERE = Path(__file__).resolve().parent
 RUNNER_FILES = (HERE / "remote_runner.py", HERE / "fingerprint.py")
@@ -83,6 +84,7 @@ class RemoteRunner:
         self.ready = self._read()
         if not self.ready.get("ready"):
             raise US3LError(f"remote runner on {s.reach.url} did not start: {self.ready}")
+        number(self.ready.get("threads"), f"remote runner on {s.reach.url}: threads", positive=True, integer=True)
 
     def _read(self) -> dict[str, Any]:
         assert self._proc is not None
@@ -92,7 +94,11 @@ class RemoteRunner:
         except TimeoutError:
             raise US3LError(f"remote runner on {self.session.reach.url} stopped answering (timeout)") from None
         if not line:
-            rc = stdout.channel.recv_exit_status()
+            try:
+                rc = exit_status(stdout.channel, self.session.reach.connect_timeout_s)
+            except TimeoutError:
+                url = self.session.reach.url
+                raise US3LError(f"remote runner on {url} closed its output but did not exit") from None
             err = stderr.read().decode("utf-8", errors="replace").strip()
             tail = err.splitlines()[-1] if err else "(no error output)"
             if rc == 127:
@@ -118,9 +124,18 @@ class RemoteRunner:
             assert self._proc is not None
             self._proc[0].write(json.dumps({"cmd": "time", "key": key, "n": int(k)}) + "\n")
             self._proc[0].flush()
-            return [float(v) for v in self._read()["samples"]]
+            return self._samples(self._read(), int(k))
 
         return run
+
+    def _samples(self, doc: dict[str, Any], k: int) -> list[float]:
+        """The ``k`` timings of a runner answer: finite positive seconds (NaN, <= 0 or a wrong count refused)."""
+        where = f"remote runner on {self.session.reach.url}"
+        samples = doc.get("samples")
+        if not isinstance(samples, list) or len(samples) != k:
+            got = f"{len(samples)} samples" if isinstance(samples, list) else repr(samples)[:80]
+            raise US3LError(f"{where} answered {got}, asked for {k} samples")
+        return [number(v, f"{where}: samples[{j}]", positive=True) for j, v in enumerate(samples)]
 
     def close(self) -> None:
         if self._proc is not None:
@@ -129,7 +144,7 @@ class RemoteRunner:
                 stdin.write(json.dumps({"cmd": "quit"}) + "\n")
                 stdin.flush()
                 stdin.close()
-                stdout.channel.recv_exit_status()
+                exit_status(stdout.channel, self.session.reach.connect_timeout_s)
             except (TimeoutError, OSError, EOFError):
                 pass
             finally:

@@ -141,8 +141,12 @@ def main(argv=None):
         if msg.get("cmd") != "time" or msg.get("key") not in models:
             _emit({"error": "bad request: %s" % line[:200], "kind": "protocol"})
             sys.exit(EXIT_BAD_INPUT)
+        n = msg.get("n")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1000000:
+            _emit({"error": "bad request: n must be an integer in [1, 1000000], got %r" % (n,), "kind": "protocol"})
+            sys.exit(EXIT_BAD_INPUT)
         model, x = models[msg["key"]], inputs[msg["key"]]
-        _emit({"samples": [model.time_once(x) for _ in range(int(msg["n"]))]})
+        _emit({"samples": [model.time_once(x) for _ in range(n)]})
     return 0
 
 

@@ -9,6 +9,7 @@ import platform
 import sys
 import tempfile
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +17,73 @@ from us3l.errors import US3LError
 from us3l.version import __version__
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it where the OS allows (``/proc/self/status`` on Linux).
+
+    Elsewhere it is read once (``os.umask`` can only be read by setting it, which is not thread-safe) and
+    cached.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _umask_once()
+
+
+@cache
+def _umask_once() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a regular file created the usual way (``0o666`` less the umask): 0644 under umask 022."""
+    return 0o666 & ~process_umask()
+
+
+def dir_mode() -> int:
+    """Mode of a folder created the usual way (``0o777`` less the umask): 0755 under umask 022."""
+    return 0o777 & ~process_umask()
+
+
+def follow_umask(path: str | Path) -> None:
+    """Give a file or folder created private (``mkstemp`` 0600, ``mkdtemp`` 0700) the umask's usual mode."""
+    os.chmod(path, dir_mode() if Path(path).is_dir() else file_mode())
+
+
+def temp_file(directory: str | Path, prefix: str, suffix: str = ".tmp") -> Path:
+    """A new empty temporary file in ``directory`` with the umask's usual mode (not ``mkstemp``'s 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
+def temp_dir(directory: str | Path, prefix: str) -> Path:
+    """A new temporary folder in ``directory`` with the umask's usual mode (not ``mkdtemp``'s 0700)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+    follow_umask(tmp)
+    return tmp
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file over ``path``.
 
     A reader never sees a half-written file: an interrupted write leaves only a ``.tmp`` file behind,
-    which is removed on error.
+    which is removed on error. The file gets the umask's usual mode (0644 under umask 022).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temp_file(path.parent, prefix=f".{path.name}.")
     try:
         write(tmp_path)
+        follow_umask(tmp_path)  # a writer that replaced the file (e.g. by rename) gets the mode back
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from us3l.errors import US3LError
+from us3l.io import temp_dir
 
 #: Tensor names of every exported artifact (the manifest's input/output spec repeats them).
 INPUT_NAME = "input"
@@ -204,7 +204,7 @@ def staging_dir(out_dir: str | Path) -> Iterator[Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    tmp = temp_dir(out, prefix=".staging-")  # the umask's usual mode: files moved out keep theirs
     try:
         yield tmp
         for item in sorted(tmp.iterdir()):

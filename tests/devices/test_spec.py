@@ -92,3 +92,45 @@ def test_jetson_and_cuda_without_hardware_say_how_to_reach(capsys):
         assert main(["profile", "--device", dev, "--model", "cifar_resnet18", "--widths", "0.25"]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--host ssh://user@" in err
+
+
+@pytest.mark.parametrize("key", ["connect_timeout_s", "command_timeout_s"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1.0", "0"])
+def test_non_finite_or_negative_timeouts_are_refused(tmp_path, key, value):
+    p = tmp_path / "d.toml"
+    p.write_text(f'name = "x"\nbackends = ["onnx"]\n[reach]\nhost = "ssh://pi@board"\n{key} = {value}\n')
+    shown = repr(float(value))
+    with pytest.raises(US3LError) as info:
+        load_device_file(p)
+    assert str(info.value) == f"device file {p} [reach]: '{key}' must be a finite number of seconds > 0, got {shown}"
+
+
+@pytest.mark.parametrize(("key", "value"), [("max_seconds", "nan"), ("max_seconds", "inf"), ("warmup", "nan")])
+def test_non_finite_measurement_policy_is_refused(tmp_path, key, value):
+    p = tmp_path / "d.toml"
+    p.write_text(f'name = "x"\nbackends = ["onnx"]\n[measure]\n{key} = {value}\n')
+    with pytest.raises(US3LError) as info:
+        load_device_file(p)
+    assert str(info.value) == f"device file {p} [measure]: {key} must be a finite number, got {float(value)!r}"
+
+
+def test_device_names_must_be_one_short_path_component(tmp_path, monkeypatch, capsys):
+    from devices.registry import get_device
+    from us3l.cli import main
+    from us3l.validate import NAME_RULE
+
+    long = "a" * 300
+    p = tmp_path / "d.toml"
+    p.write_text(f'name = "{long}"\nbackends = ["onnx"]\n')
+    with pytest.raises(US3LError) as info:
+        load_device_file(p)
+    assert str(info.value) == f"device file {p}: name must be a name ({NAME_RULE}), got '{'a' * 40}…(300 characters)'"
+    for bad in ("../../ESCAPED", "/abs", ".", "..", "a/b", long):
+        with pytest.raises(US3LError, match=r"^--device must be a name \("):
+            get_device(bad)
+    # refused up front: before any model is built or measured
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "--device", long, "--model", "cifar_resnet18", "--out", "p"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device must be a name (") and err.count("\n") == 1
+    assert not (tmp_path / "p").exists()

@@ -76,3 +76,28 @@ def test_stop_reason_and_policy_validation():
     with pytest.raises(ValueError, match="max_repeats"):
         MeasurementPolicy(min_repeats=50, max_repeats=10)
     assert policy.replace(max_seconds=None, chunk=3).chunk == 3
+
+
+@pytest.mark.parametrize(
+    ("samples", "message"),
+    [
+        ([0.001, float("nan")], "timer of width a: sample 1 must be a finite positive time, got nan"),
+        ([0.001, -0.002], "timer of width a: sample 1 must be a finite positive time, got -0.002"),
+        ([0.0, 0.001], "timer of width a: sample 0 must be a finite positive time, got 0.0"),
+        ([0.001], "timer of width a returned 1 samples, asked for 2"),
+    ],
+)
+def test_bad_samples_from_a_timer_are_refused(samples, message):
+    from us3l.errors import US3LError
+
+    policy = MeasurementPolicy(warmup=0, min_repeats=2, max_repeats=4, chunk=2)
+    with pytest.raises(US3LError) as info:
+        measure_interleaved({"a": lambda k: samples}, policy)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("key", ["max_seconds", "target_rel_ci", "warmup"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_policy_refuses_non_finite_values(key, value):
+    with pytest.raises(ValueError, match=f"^{key} must be a finite number, got {value!r}$"):
+        MeasurementPolicy(**{key: value})

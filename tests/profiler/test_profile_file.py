@@ -64,3 +64,47 @@ def test_profile_show_table_and_json(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["model"] == "toy"
     assert main(["profile", "show", str(tmp_path / "missing.json")]) == 1
     assert "profile file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "need"),
+    [
+        ("latency.p50_ms", float("nan"), "a finite positive number"),
+        ("latency.p90_ms", -1.0, "a finite positive number"),
+        ("latency.mean_ms", float("inf"), "a finite positive number"),
+        ("latency.std_ms", float("nan"), "a finite non-negative number"),
+        ("latency.n", 0, "a finite positive integer"),
+        ("latency.samples_ms[1]", float("nan"), "a finite positive number"),
+        ("latency.ci95_ms.p90[1]", float("nan"), "a finite positive number"),
+        ("macs", float("nan"), "a finite positive number"),
+        ("macs", 0, "a finite positive number"),
+        ("params", -5, "a finite positive number"),
+        ("weight_bytes", float("inf"), "a finite non-negative number or null"),
+        ("width", float("nan"), "a finite positive number <= 1"),
+        ("width", 1.5, "a finite positive number <= 1"),
+    ],
+)
+def test_measurements_are_validated_on_load(tmp_path, field, value, need):
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    target, key = doc["records"][2], field
+    *parents, last = field.replace("[", ".").replace("]", "").split(".")
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    jp.write_text(json.dumps(doc))  # json writes NaN / Infinity, as a tampered or buggy writer would
+    with pytest.raises(US3LError) as info:
+        load_profile(jp)
+    assert str(info.value) == f"{jp}: records[2].{key} must be {need}, got {value!r}"
+
+
+def test_unsafe_names_in_a_profile_are_refused(tmp_path):
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    doc["device"] = "../../ESCAPED"
+    jp.write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match=r"^.*: device must be a name \(.*\), got '\.\./\.\./ESCAPED'$"):
+        load_profile(jp)

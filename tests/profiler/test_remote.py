@@ -1,0 +1,48 @@
+"""The host side of the remote runner refuses answers that are not measurements (NaN, <= 0, wrong count)."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import pytest
+
+from devices.spec import Reach
+from profiler.remote import RemoteRunner
+from us3l.errors import US3LError
+
+
+class _Out(io.StringIO):
+    channel = None
+
+
+def _runner(answer: str) -> RemoteRunner:
+    reach = Reach(kind="ssh", user="pi", host="board", port=22)
+    session = SimpleNamespace(reach=reach)
+    r = RemoteRunner(session, "onnx", {}, threads=1)  # type: ignore[arg-type]
+    r._proc = (io.StringIO(), _Out(answer + "\n"), io.StringIO())
+    return r
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ('{"samples": [NaN, 0.001]}', "remote runner on ssh://pi@board:22: samples[0] must be a finite positive "
+                                     "number, got nan"),
+        ('{"samples": [0.001, -Infinity]}', "remote runner on ssh://pi@board:22: samples[1] must be a finite "
+                                           "positive number, got -inf"),
+        ('{"samples": [0.001, "fast"]}', "remote runner on ssh://pi@board:22: samples[1] must be a finite "
+                                        "positive number, got 'fast'"),
+        ('{"samples": [0.001]}', "remote runner on ssh://pi@board:22 answered 1 samples, asked for 2 samples"),
+        ('{"ready": true}', "remote runner on ssh://pi@board:22 answered None, asked for 2 samples"),
+    ],
+)
+def test_remote_samples_are_validated(answer: str, message: str) -> None:
+    timer = _runner(answer).timer("w0.5")
+    with pytest.raises(US3LError) as info:
+        timer(2)
+    assert str(info.value) == message
+
+
+def test_valid_remote_samples_pass() -> None:
+    assert _runner('{"samples": [0.001, 0.002]}').timer("w0.5")(2) == [0.001, 0.002]

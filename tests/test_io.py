@@ -1,0 +1,55 @@
+"""Atomic writes and temporary folders follow the process umask (0644/0755 under 022, 0600/0700 under 077)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from us3l.io import atomic_write, atomic_write_json, atomic_write_text, process_umask, temp_dir, temp_file
+
+
+@pytest.fixture(params=[(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)])
+def umask(request: pytest.FixtureRequest) -> Iterator[tuple[int, int]]:
+    mask, fmode, dmode = request.param
+    old = os.umask(mask)
+    try:
+        yield fmode, dmode
+    finally:
+        os.umask(old)
+
+
+def _mode(p: Path) -> int:
+    return p.stat().st_mode & 0o777
+
+
+def test_process_umask_reads_without_changing(umask: tuple[int, int]) -> None:
+    fmode, _ = umask
+    assert 0o666 & ~process_umask() == fmode
+    assert 0o666 & ~process_umask() == fmode  # unchanged by reading it
+
+
+def test_atomic_writes_follow_the_umask(tmp_path: Path, umask: tuple[int, int]) -> None:
+    fmode, dmode = umask
+    a = atomic_write_json(tmp_path / "a.json", {"x": 1})
+    b = atomic_write_text(tmp_path / "sub" / "b.txt", "hi")
+
+    def replace_by_rename(p: Path) -> None:  # a writer that creates its own file and renames it over p
+        other = p.with_name(p.name + ".other")
+        fd = os.open(other, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.replace(other, p)
+
+    c = atomic_write(tmp_path / "c.bin", replace_by_rename)
+    for p in (a, b, c):
+        assert _mode(p) == fmode, p
+    assert _mode(tmp_path / "sub") == dmode
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.json", "c.bin", "sub"]  # no temporary left
+
+
+def test_temp_file_and_dir_follow_the_umask(tmp_path: Path, umask: tuple[int, int]) -> None:
+    fmode, dmode = umask
+    assert _mode(temp_file(tmp_path, ".x.")) == fmode
+    assert _mode(temp_dir(tmp_path, ".staging-")) == dmode

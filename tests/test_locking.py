@@ -1,0 +1,61 @@
+"""Exclusive folder locks between real processes: the second fails at once naming the holder; a crash frees."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from us3l.errors import US3LError
+from us3l.locking import LOCK_FILE, folder_lock
+
+HOLD = """
+import sys, time
+from us3l.locking import folder_lock
+with folder_lock(sys.argv[1], "run folder"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def _holder(folder: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_second_process_fails_then_succeeds_after_a_crash(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    proc = _holder(folder)
+    try:
+        with pytest.raises(US3LError) as info:
+            with folder_lock(folder, "run folder"):
+                pass
+        assert str(info.value) == (
+            f"run folder {folder} is in use by another us3l process (pid {proc.pid}); wait for it to finish "
+            "or choose another folder"
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no clean-up runs: the kernel releases the lock
+        proc.wait()
+    with folder_lock(folder) as key:
+        assert key == folder.resolve() and (folder / LOCK_FILE).read_text().strip() == str(os.getpid())
+
+
+def test_reentrant_within_one_process(tmp_path: Path) -> None:
+    with folder_lock(tmp_path / "out"):
+        with folder_lock(tmp_path / "out"):
+            pass
+        proc = subprocess.run(
+            [sys.executable, "-c", HOLD, str(tmp_path / "out")], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 1 and "is in use by another us3l process" in proc.stderr  # still held here
+    t0 = time.monotonic()
+    with folder_lock(tmp_path / "out"):  # released by the outermost exit
+        pass
+    assert time.monotonic() - t0 < 5

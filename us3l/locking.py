@@ -1,0 +1,94 @@
+"""Exclusive locks on the folders a command writes (run folders, export roots, profile and quickstart outputs).
+
+``folder_lock(folder)`` takes a non-blocking ``fcntl.flock`` on ``folder/.us3l.lock`` for as long as the
+``with`` block runs. The kernel drops the lock when the process exits, also on a crash or SIGKILL, so a stale
+lock never needs cleaning up; the lock file itself stays (removing it would race with a new holder). A second
+process asking for the same folder fails at once with one line naming the folder and the holder's PID.
+Within one process the lock is re-entrant (quickstart locks its output folder and then runs the steps that
+lock their own folders, some of them the same).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from us3l.errors import US3LError
+
+LOCK_FILE = ".us3l.lock"
+
+_held: dict[Path, tuple[int, int]] = {}  # resolved folder -> (fd, depth)
+_guard = threading.Lock()
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        text = lock_path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return f" (pid {int(text)})" if text.isdigit() else ""
+
+
+def acquire(folder: str | Path, what: str = "folder") -> Path:
+    """Lock ``folder`` (created if needed) for this process; ``US3LError`` if another process holds it.
+
+    Returns the resolved folder; pair every call with ``release``. Prefer ``folder_lock``.
+    """
+    import fcntl
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    key = path.resolve()
+    with _guard:
+        if key in _held:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth + 1)
+            return key
+        lock_path = key / LOCK_FILE
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise US3LError(
+                f"{what} {path} is in use by another us3l process{_holder(lock_path)}; wait for it to finish "
+                "or choose another folder"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        _held[key] = (fd, 1)
+        return key
+
+
+def release(key: Path) -> None:
+    """Undo one ``acquire`` (the lock goes when the outermost one is released)."""
+    import fcntl
+
+    with _guard:
+        if key not in _held:
+            return
+        fd, depth = _held[key]
+        if depth > 1:
+            _held[key] = (fd, depth - 1)
+            return
+        del _held[key]
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str = "folder") -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` for the ``with`` block (see the module docstring)."""
+    key = acquire(folder, what)
+    try:
+        yield key
+    finally:
+        release(key)

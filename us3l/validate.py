@@ -1,0 +1,80 @@
+"""Checks for values that come from outside: names that become path components, and measured numbers.
+
+``safe_name`` is the one validator for every name that ends up in a path (device, model, backend names;
+a device name from ``--device``, a device file or ``selection.json``). ``number`` checks one number read
+from a file or a remote device. Both raise a one-line ``US3LError`` naming where the value came from.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from us3l.errors import US3LError
+
+#: One path component: starts with a letter or digit, then letters, digits, '.', '_' or '-'; at most 64.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RULE = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
+
+
+def safe_name(value: Any, what: str) -> str:
+    """``value`` if it is one safe path component (see ``NAME_RE``), else a one-line ``US3LError``.
+
+    ``what`` says where the name came from, e.g. ``"--device"`` or ``"selection.json: devices[0].device"``.
+    """
+    if not isinstance(value, str):
+        raise US3LError(f"{what} must be a name ({NAME_RULE}), got {value!r}")
+    if not NAME_RE.match(value):
+        shown = value if len(value) <= 80 else f"{value[:40]}…({len(value)} characters)"
+        raise US3LError(f"{what} must be a name ({NAME_RULE}), got {shown!r}")
+    return value
+
+
+def number(
+    value: Any,
+    what: str,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    integer: bool = False,
+    at_most: float | None = None,
+    optional: bool = False,
+) -> float:
+    """``float(value)`` if it is a finite number meeting the bounds, else a one-line ``US3LError``.
+
+    ``what`` names the file and field (``"profiles/cpu.json: records[3].latency.p50_ms"``). JSON booleans are
+    not numbers. ``optional`` lets ``None`` through (returned as NaN: the caller keeps its ``None``).
+    """
+    if value is None and optional:
+        return math.nan
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if ok and positive:
+        ok = value > 0
+    if ok and nonnegative:
+        ok = value >= 0
+    if ok and at_most is not None:
+        ok = value <= at_most
+    if not ok:
+        kind = "integer" if integer else "number"
+        if positive:
+            need = f"a finite positive {kind}"
+        elif nonnegative:
+            need = f"a finite non-negative {kind}"
+        else:
+            need = f"a finite {kind}"
+        if at_most is not None:
+            need += f" <= {at_most:g}"
+        if optional:
+            need += " or null"
+        raise US3LError(f"{what} must be {need}, got {_show(value)}")
+    return float(value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)  # nan, inf, -1.0
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
