@@ -12,7 +12,6 @@ import pytest
 from us3l.cli import main
 from us3l.errors import US3LError
 from us3l.report import REPORT_FILE, render_report, write_report
-
 from us3l.report.plots import pct
 
 from .conftest import BUDGET_MS, KNN, make_accuracy, make_profile, make_run
@@ -30,7 +29,7 @@ def test_full_folder_renders_every_section(pipeline: Path) -> None:
     page = _read(path)
     assert len(IMG.findall(page)) == 3  # accuracy/width, latency/width, accuracy/latency
     for text in ("us3l report · cifar_resnet18", pct(KNN[0.75]), pct(KNN[1.0]), "25.00M", "latency ≤ 3.5 ms",
-                 "upper 95% CI bound of p90", "Test CPU 9000", "torch 2.13.0", "onnxruntime 1.32.0",
+                 "upper 95 % CI bound of p90", "Test CPU 9000", "torch 2.13.0", "onnxruntime 1.32.0",
                  "2 min 3 s", "cifar_resnet18-w0.5-onnx-fp32", "calibrated", f"w=0.75 ({pct(KNN[0.75])}"):
         assert text in page, text
     sel = json.loads(_read(pipeline / "selection.json"))

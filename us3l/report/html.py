@@ -396,21 +396,12 @@ def _candidate_text(c: dict[str, Any] | None, metric: str | None) -> str:
     return f"w={fmt_width(c.get('width'))} ({_acc_text(c.get('accuracy'), metric)}, {fmt_num(c.get('latency_ms'))} ms)"
 
 
-def _tied_widths(d: dict[str, Any]) -> list[Any]:
-    """The widths the selection found tied with the chosen one (any of the names a selection may use)."""
-    for key in ("tied_widths", "ties", "tied"):
-        value = d.get(key)
-        if isinstance(value, list):
-            return [v.get("width") if isinstance(v, dict) else v for v in value]
-    return []
-
-
 def _decision(d: dict[str, Any], metric: str | None) -> str:
     """Why the chosen width won, in words (already HTML-escaped)."""
     if not d.get("chosen"):
         return "no width fits the budget"
     decided = d.get("decided_by")
-    tied = ", ".join(fmt_width(w) for w in _tied_widths(d))
+    tied = ", ".join(fmt_width(w) for w in plots.tied_widths(d))
     if metric == "macs":
         return "largest MACs that fit (no accuracy file: MACs stand in for accuracy)"
     if decided is None:
@@ -483,7 +474,7 @@ def _accuracy_rows(files: PipelineFiles) -> dict[float, dict[str, Any]]:
 
 def _answer_card(d: dict[str, Any], doc: dict[str, Any], rows: dict[float, dict[str, Any]]) -> str:
     metric = (doc.get("accuracy") or {}).get("metric")
-    rule = (doc.get("latency_rule") or {}).get("describe") or "latency"
+    rule = plots.pct_text((doc.get("latency_rule") or {}).get("describe") or "latency")
     budget = doc.get("budget") or {}
     c = d.get("chosen") or {}
     where = f"{d.get('device')} · {d.get('backend')}/{d.get('precision')} · {d.get('model')}"
@@ -523,9 +514,12 @@ def section_selection(files: PipelineFiles) -> Section:
     metric = acc.get("metric")
     rows_by_width = _accuracy_rows(files)
     cards = "".join(_answer_card(d, doc, rows_by_width) for d in doc.get("devices") or [])
+    per_device = {_warning_text(w) for d in doc.get("devices") or [] for w in d.get("warnings") or []}
+    cards += "".join(f'<p class="warn">⚠ {esc(t)}</p>' for t in dict.fromkeys(
+        _warning_text(w) for w in doc.get("warnings") or []) if t not in per_device)
     head = kv_table([
         ("budget", _budget_text(doc.get("budget") or {})),
-        ("latency statistic", rule.get("describe") or rule.get("statistic")),
+        ("latency statistic", plots.pct_text(rule.get("describe") or rule.get("statistic"))),
         ("accuracy", f"{acc.get('source')} ({metric})" if acc else None),
         ("accuracy interval", "95 % interval from accuracy.json" if any(
             plots.candidate_ci(d.get("chosen") or {}, metric, rows_by_width) for d in doc.get("devices") or []

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,11 @@ def pct_with_ci(value: Any, ci: Any) -> str:
     if pct(value) == "n/a":
         return "n/a"
     return f"{pct(value)} {pct_ci(ci)}"
+
+
+def pct_text(text: Any) -> str:
+    """A text from an input file with its percent signs in the page's format (``95%`` -> ``95 %``)."""
+    return re.sub(r"(\d)%", r"\1 %", str(text))
 
 
 def _tick_pct(v: float, _pos: Any = None) -> str:
@@ -402,6 +408,14 @@ def _point(c: Any, scale: float, metric: str | None, rows: Mapping[float, Mappin
                          None if base is None else scale * base)
 
 
+def tied_widths(dev: Mapping[str, Any]) -> list[Any]:
+    """The widths a selection found tied with the chosen one (``tied_widths``, or ``ties`` / ``tied``)."""
+    for key in ("tied_widths", "ties", "tied"):
+        if isinstance(dev.get(key), list):
+            return [t.get("width") if isinstance(t, Mapping) else t for t in dev[key]]
+    return []
+
+
 def panels_from_selection(selection: Mapping[str, Any],
                           accuracy: Mapping[str, Any] | None = None) -> list[TradeoffPanel]:
     """One panel per device of a selection document (latency = the statistic the solver compared).
@@ -409,7 +423,7 @@ def panels_from_selection(selection: Mapping[str, Any],
     ``accuracy`` (the accuracy document the selection was made from) adds the intervals and baselines.
     """
     metric = (selection.get("accuracy") or {}).get("metric")
-    rule = (selection.get("latency_rule") or {}).get("describe") or "latency"
+    rule = pct_text((selection.get("latency_rule") or {}).get("describe") or "latency")
     budget = (selection.get("budget") or {}).get("latency_ms")
     rows = rows_by_width(accuracy)
     panels = []
@@ -422,9 +436,13 @@ def panels_from_selection(selection: Mapping[str, Any],
         if percent and metric != "knn_top1" and accuracy:
             refs = [r for r in references(accuracy) if r.label.startswith("chance")]
         chosen = _point(dev.get("chosen"), scale, metric, rows)
+        why = ""
+        if chosen and str(dev.get("decided_by") or "").startswith("tie"):
+            tied_text = ", ".join(f"{float(t):g}" for t in tied_widths(dev) if isinstance(t, int | float))
+            why = f" (accuracy tie{' with ' + tied_text if tied_text else ''} → faster)"
         panels.append(TradeoffPanel(
             title=f"{dev.get('device', '?')} · {dev.get('backend', '?')}/{dev.get('precision', '?')} · "
-                  + (f"chosen w={chosen.width:g}" if chosen else "no width fits"),
+                  + (f"chosen w={chosen.width:g}{why}" if chosen else "no width fits"),
             xlabel=f"latency (ms, {rule})",
             ylabel=ylabel,
             points=sorted(points, key=lambda p: p.width),
