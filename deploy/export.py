@@ -25,6 +25,7 @@ from torch import nn
 from deploy.backends import get_backend
 from deploy.backends.base import INPUT_NAME, Artifact
 from deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from deploy.staging import clean_stale, staging_prefix
 from deploy.verify import Verification, batches, compare, seeded_inputs
 from us3l.errors import US3LError
 
@@ -180,7 +181,7 @@ def _move_into_place(staging: Path, final: Path) -> None:
     """Replace ``final`` by ``staging`` (old one renamed aside first, then removed)."""
     old = None
     if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        old = Path(tempfile.mkdtemp(prefix=staging_prefix(final.name, "old"), dir=final.parent))
         os.replace(final, old / final.name)
     os.replace(staging, final)
     if old is not None:
@@ -230,8 +231,9 @@ def export_width(
 
     device_dir = Path(out_dir) / (device_name or "local")
     device_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale(out_dir)  # staging folders of killed exports (dead PID) and stale $TMPDIR/us3l-* folders
     name = artifact_name(src.name, w, be.name, precision)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=device_dir))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(name), dir=device_dir))
     try:
         example = torch.from_numpy(verify_inputs[:batch].copy()) if len(verify_inputs) >= batch else None
         example = example if example is not None else torch.zeros(shape)

@@ -27,6 +27,9 @@ ARTIFACTS_DIR = "artifacts"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_META = "checkpoint.json"
 METRICS_FILE = "metrics.jsonl"
+WEIGHTS_FILE = "checkpoint.safetensors"
+#: Set by the report in a manifest document whose files it re-hashed and found different (never written).
+REHASH_KEY = "report_rehash"
 
 #: How each input is produced, for the "missing" notes of the page.
 PRODUCERS: dict[str, str] = {
@@ -64,6 +67,7 @@ class PipelineFiles:
     selection: Loaded[dict[str, Any]] | None = None
     manifests: list[Loaded[dict[str, Any]]] = field(default_factory=list)
     summary: Loaded[dict[str, Any]] | None = None
+    stale: list[str] = field(default_factory=list)  # readable files not bound to what they were computed from
 
     def present(self) -> dict[str, bool]:
         """Which inputs were found (readable or not), by input name."""
@@ -86,7 +90,11 @@ class PipelineFiles:
             self.checkpoint, self.metrics, self.accuracy, self.selection, self.summary,
             *self.profiles, *self.manifests,
         ]
-        return [f"{item.path}: {item.error}" for item in items if item is not None and item.error]
+        lines = [f"{item.path}: {item.error}" for item in items if item is not None and item.error]
+        for m in self.manifests:  # re-hashed here: a manifest saying "valid" is not trusted on its own word
+            if m.doc is not None and m.doc.get(REHASH_KEY):
+                lines.append(f"{m.path}: valid: no ({m.doc[REHASH_KEY]['reason']}): {m.doc[REHASH_KEY]['detail']}")
+        return lines + self.stale
 
     def found_any(self) -> bool:
         return any(self.present().values())
@@ -150,10 +158,68 @@ def _read_selection(path: Path) -> dict[str, Any]:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    from deploy.manifest import read_manifest
+    """The manifest, with every listed file re-hashed: on a difference ``valid`` becomes False and
+    ``REHASH_KEY`` says why ("hash mismatch", "file missing", ...)."""
+    from deploy.manifest import check_artifact_files, read_manifest
 
-    doc, _ = read_manifest(path)
+    doc, directory = read_manifest(path)
+    try:
+        check_artifact_files(doc, directory)
+    except US3LError as exc:
+        text = _one_line(str(exc))
+        reason = (
+            "hash mismatch" if "sha256" in text else "file missing" if "is missing" in text else "files not as listed"
+        )
+        detail = text.split(": ", 1)[1] if text.startswith(str(directory)) and ": " in text else text
+        doc = {**doc, "valid": False, REHASH_KEY: {"reason": reason, "detail": detail}}
     return doc
+
+
+def _artifact_manifests(root: Path) -> list[Path]:
+    """``artifacts/<device>/<name>/manifest.json``, leaving out hidden folders: the staging and swapped-aside
+    folders of an export (``.<name>.staging-*``, ``.<name>.old-*``) are never artifacts, even when complete."""
+    return [
+        p
+        for p in sorted((root / ARTIFACTS_DIR).glob("*/*/manifest.json"))
+        if not p.parent.name.startswith(".") and not p.parent.parent.name.startswith(".")
+    ]
+
+
+def _bindings(files: PipelineFiles) -> list[str]:
+    """One line per readable file computed from another checkpoint or other inputs than the folder holds."""
+    from us3l.io import file_sha256
+
+    root, lines = files.root, []
+    weights = root / RUN_DIR / WEIGHTS_FILE
+    sha = file_sha256(weights) if weights.is_file() else None
+
+    def other(recorded: object) -> bool:
+        return sha is not None and isinstance(recorded, str) and recorded != sha
+
+    def note(path: Path, what: str, fix: str) -> None:
+        lines.append(f"{path}: stale: {what} than {weights} (sha256 {str(sha)[:12]}…); {fix}")
+
+    if files.accuracy is not None and files.accuracy.ok and other(files.accuracy.doc.get("checkpoint_sha256")):
+        note(files.accuracy.path, "computed for another checkpoint", "re-run us3l eval")
+    for prof in files.profiles:
+        if prof.ok and other(getattr(prof.doc, "checkpoint_sha256", None)):
+            note(prof.path, "profiled from another checkpoint", "re-run us3l profile")
+    for man in files.manifests:
+        if man.ok and other((man.doc.get("source") or {}).get("checkpoint_sha256")):
+            note(man.path, "exported from another checkpoint", "re-run us3l export")
+    sel = files.selection
+    if sel is not None and sel.ok and isinstance(sel.doc.get("inputs"), dict):
+        inputs = sel.doc["inputs"]
+        recorded = [(root / ACCURACY_FILE, (inputs.get("accuracy") or {}).get("sha256"))]
+        for p in inputs.get("profiles") or []:
+            if isinstance(p, dict) and isinstance(p.get("path"), str):
+                recorded.append((root / PROFILES_DIR / Path(p["path"]).name, p.get("sha256")))
+        changed = [f.name for f, digest in recorded if digest and f.is_file() and file_sha256(f) != digest]
+        if changed:
+            lines.append(
+                f"{sel.path}: stale: made from other versions of {', '.join(changed)}; re-run us3l select"
+            )
+    return lines
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
@@ -187,9 +253,10 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
         accuracy=_optional(root / ACCURACY_FILE, _read_accuracy),
         profiles=[_load(p, _read_profile) for p in sorted((root / PROFILES_DIR).glob("*.json"))],
         selection=_optional(root / SELECTION_FILE, _read_selection),
-        manifests=[_load(p, _read_manifest) for p in sorted((root / ARTIFACTS_DIR).glob("*/*/manifest.json"))],
+        manifests=[_load(p, _read_manifest) for p in _artifact_manifests(root)],
         summary=_optional(root / SUMMARY_FILE, _read_summary),
     )
+    files.stale = _bindings(files)
     if not files.found_any():
         raise US3LError(
             f"{root} contains no us3l pipeline files (expected run/checkpoint.json, accuracy.json, "

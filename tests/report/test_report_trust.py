@@ -1,0 +1,142 @@
+"""The report re-hashes artifacts, never lists an export's staging folders, and flags files not bound to the
+folder's checkpoint; exports clean up the stale staging and ``$TMPDIR`` leftovers of killed exports (issue 11.6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.staging import clean_stale, is_staging, staging_prefix
+from us3l.report import render_report
+from us3l.report.collect import collect_pipeline
+
+ARTIFACT = Path("artifacts") / "cpu" / "cifar_resnet18-w0.5-onnx-fp32"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_one_flipped_byte_shows_valid_no_hash_mismatch(pipeline: Path) -> None:
+    assert render_report(pipeline).errors() == []
+    model = pipeline / ARTIFACT / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[0] ^= 1
+    model.write_bytes(bytes(data))
+    rep = render_report(pipeline)
+    (man,) = rep.files.manifests
+    assert man.ok and man.doc["valid"] is False  # shown as "valid: no" in the artifacts table
+    (line,) = rep.errors()
+    assert "valid: no (hash mismatch)" in line and "model.onnx" in line and "\n" not in line
+    assert '<span class="bad">no</span>' in rep.html and "valid: no (hash mismatch)" in rep.html
+    assert json.loads((pipeline / ARTIFACT / "manifest.json").read_text())["valid"] is True  # not rewritten
+
+
+def test_missing_artifact_file_is_not_valid(pipeline: Path) -> None:
+    (pipeline / ARTIFACT / "model.onnx").unlink()
+    (man,) = collect_pipeline(pipeline).manifests
+    assert man.doc["valid"] is False and man.doc["report_rehash"]["reason"] == "file missing"
+
+
+def test_staging_folders_are_never_listed(pipeline: Path) -> None:
+    """What a SIGKILL during the final rename leaves: a complete, verified artifact in a hidden staging
+    folder (and a swapped-aside old one). Neither is an artifact."""
+    art = pipeline / ARTIFACT
+    staging = art.parent / f".{art.name}.staging-{_dead_pid()}-k1ll3d"
+    old = art.parent / f".{art.name}.old-abc123"
+    shutil.copytree(art, staging)
+    (old / art.name).mkdir(parents=True)
+    shutil.copy(art / "manifest.json", old / art.name / "manifest.json")
+    shutil.copytree(art, pipeline / "artifacts" / ".hidden-device" / art.name)
+    files = collect_pipeline(pipeline)
+    assert [m.path.parent for m in files.manifests] == [art]
+    assert is_staging(staging.name) and is_staging(old.name) and not is_staging(art.name)
+
+
+def test_clean_stale_removes_only_our_dead_or_old_leftovers(tmp_path: Path) -> None:
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    dev = out / "local"
+    dev.mkdir(parents=True)
+    tmp.mkdir()
+    dead = dev / f".m-w0.5-onnx-fp32.staging-{_dead_pid()}-abc"
+    live = Path(tempfile.mkdtemp(prefix=staging_prefix("m-w0.5-onnx-fp32"), dir=dev))
+    old_no_pid = dev / ".m-w1-onnx-fp32.old-q1w2e3"
+    fresh_no_pid = dev / ".m-w1-onnx-fp32.staging-z9y8x7"
+    artifact = dev / "m-w0.5-onnx-fp32"
+    user_hidden = dev / ".git"
+    tmp_old, tmp_fresh, tmp_other = tmp / "us3l-profile-abc", tmp / "us3l-trt.def", tmp / "other-old"
+    for d in (dead, old_no_pid, fresh_no_pid, artifact, user_hidden, tmp_old, tmp_fresh, tmp_other):
+        d.mkdir()
+        (d / "f").write_text("x")
+    day_ago = time.time() - 2 * 24 * 3600
+    for d in (old_no_pid, tmp_old, tmp_other, artifact, user_hidden):
+        os.utime(d / "f", (day_ago, day_ago))
+        os.utime(d, (day_ago, day_ago))
+    removed = clean_stale(out, tmp)
+    assert sorted(removed) == sorted([dead, old_no_pid, tmp_old])
+    for kept in (live, fresh_no_pid, artifact, user_hidden, tmp_fresh, tmp_other):
+        assert kept.is_dir()
+
+
+def test_export_cleans_leftovers_and_stages_with_its_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy.export import artifact_name, export_width
+    from us3l.models import create_model
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    out = tmp_path / "out"
+    name = artifact_name("cifar_resnet18", 0.25, "onnx", "fp32")
+    leftover = out / "local" / f".{name}.staging-{_dead_pid()}-xyz"
+    leftover.mkdir(parents=True)
+    (leftover / "model.onnx").write_bytes(b"half written")
+    killed_tmp = tmp / "us3l-profile-killed"
+    killed_tmp.mkdir()
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(killed_tmp, (day_ago, day_ago))
+
+    seen: list[str] = []
+    import deploy.export as export_mod
+
+    real = export_mod._move_into_place
+
+    def spy(staging: Path, final: Path) -> None:
+        seen.append(staging.name)
+        real(staging, final)
+
+    monkeypatch.setattr(export_mod, "_move_into_place", spy)
+    import torch
+
+    from us3l.slim import calibrating
+
+    torch.manual_seed(0)
+    model = create_model("cifar_resnet18", num_classes=0)
+    with torch.no_grad(), calibrating(model, 0.25):
+        model(torch.randn(8, 3, 32, 32))
+    res = export_width(model, 0.25, "onnx", out, model_name="cifar_resnet18")
+    assert res.valid and not leftover.exists() and not killed_tmp.exists()
+    assert seen and seen[0].startswith(f".{name}.staging-{os.getpid()}-") and is_staging(seen[0])
+    assert sorted(p.name for p in (out / "local").iterdir()) == [name]
+
+
+def test_files_of_another_checkpoint_or_other_inputs_are_flagged(pipeline: Path) -> None:
+    (pipeline / "run" / "checkpoint.safetensors").write_bytes(b"the weights now")  # accuracy.json says "ab"*32
+    sel = json.loads((pipeline / "selection.json").read_text())
+    sel["inputs"] = {"profiles": [], "accuracy": {"path": "elsewhere/accuracy.json", "sha256": "cd" * 32}}
+    (pipeline / "selection.json").write_text(json.dumps(sel))
+    errors = render_report(pipeline).errors()
+    assert any("accuracy.json: stale: computed for another checkpoint" in e and "us3l eval" in e for e in errors)
+    assert any("selection.json: stale: made from other versions of accuracy.json" in e for e in errors)
+    assert all("\n" not in e for e in errors)
