@@ -361,6 +361,8 @@ def select(
     results = []
     for p in profiles:
         doc = load_profile(p)
+        if accuracy is not None:
+            check_same_checkpoint(acc_doc, accuracy, doc, p)
         inputs["profiles"].append({"path": str(p), "sha256": file_sha256(p)})
         results.append(select_profile(doc, budget, rule, acc_table, str(p)))
     return Selection(
@@ -382,3 +384,16 @@ def read_selection(path: str | Path) -> dict[str, Any]:
     doc = read_json(path, "selection")
     check_schema(doc, SELECTION_KIND, SELECTION_SCHEMA, path)
     return doc
+
+
+def check_same_checkpoint(
+    acc_doc: Mapping[str, Any], acc_path: str | Path, profile: Mapping[str, Any], profile_path: str | Path
+) -> None:
+    """Refuse (one line) to combine accuracies and latencies measured on different checkpoints (both record
+    ``checkpoint_sha256``; a file without one, e.g. a profile of a fresh model, is not compared)."""
+    a, p = acc_doc.get("checkpoint_sha256"), profile.get("checkpoint_sha256")
+    if isinstance(a, str) and isinstance(p, str) and a != p:
+        raise US3LError(
+            f"{profile_path} was profiled from checkpoint {p[:12]}… but {acc_path} was computed for {a[:12]}…; "
+            "re-run us3l eval or us3l profile on the same checkpoint"
+        )
