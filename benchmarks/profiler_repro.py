@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+from deploy.graph import fresh_model
 from devices.registry import get_device
 from profiler.sweep import run_sweep
-from us3l.models import create_model
-from us3l.slim import materialize
 
 
 def main() -> None:
@@ -23,12 +22,12 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    net = create_model(args.model, num_classes=0)
+    net = fresh_model(args.model)
     spec = get_device(args.device)
     policy = spec.policy.replace(max_seconds=args.max_seconds)
     widths = list(net.width_grid(args.points))
     sweeps = [
-        run_sweep(lambda w: materialize(net, w), args.model, widths, spec, net.input_size, backend=args.backend,
+        run_sweep(net, args.model, widths, spec, net.input_size, backend=args.backend,
                   threads=args.threads, policy=policy)
         for _ in range(2)
     ]

@@ -1,7 +1,9 @@
 """Achieved MACs/s per width relative to the best of a large dense fp32 matmul on the same cores.
 
 The reference is the best of several ``torch.matmul`` runs of an N x N by N x N product (N^3 MACs) with the
-same thread count; each width's achieved rate is MACs / p50 latency (onnxruntime on the materialized network).
+same thread count; each width's achieved rate is MACs / p50 latency of the width's deployable graph, timed by
+``profiler.sweep.run_sweep`` (onnxruntime by default), which builds it with ``deploy.graph.build_deployable_graph``
+like ``us3l export``: BN frozen and folded into the convolutions.
 
     python benchmarks/roofline.py [--model cifar_resnet18] [--points 4] [--max-seconds 3] [--n 2048]
 """
@@ -13,11 +15,10 @@ import time
 
 import torch
 
+from deploy.graph import fresh_model
 from devices.registry import get_device
 from profiler.sweep import run_sweep
 from profiler.timers import resolve_threads
-from us3l.models import create_model
-from us3l.slim import materialize
 
 
 def matmul_peak(n: int, threads: int, repeats: int = 10) -> float:
@@ -44,9 +45,9 @@ def main() -> None:
     args = ap.parse_args()
     threads = resolve_threads(args.threads)
     peak = matmul_peak(args.n, threads)
-    net = create_model(args.model, num_classes=0)
+    net = fresh_model(args.model)
     spec = get_device("cpu")
-    prof = run_sweep(lambda w: materialize(net, w), args.model, list(net.width_grid(args.points)), spec,
+    prof = run_sweep(net, args.model, list(net.width_grid(args.points)), spec,
                      net.input_size, backend=args.backend, threads=threads,
                      policy=spec.policy.replace(max_seconds=args.max_seconds))
     print(f"# dense {args.n}x{args.n} fp32 matmul, {threads} threads: best {peak / 1e9:.1f} GMAC/s")

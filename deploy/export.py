@@ -1,7 +1,9 @@
 """The export pipeline: one width of the one weight copy -> a verified artifact with its manifest.
 
-``export_width`` materializes the width (static standard layers, that width's BN statistics), exports it with
-a backend, runs the artifact through its own runtime on a fixed input batch, compares with the same static
+``export_width`` builds the width's deployable graph with ``deploy.graph.build_deployable_graph`` (static
+standard layers, that width's BN statistics frozen and folded, exported with a backend) -- the function the
+profiler times with, so the shipped graph is byte for byte the profiled one (``manifest.model.graph`` holds its
+hashes) -- runs the artifact through its own runtime on a fixed input batch, compares with the same static
 PyTorch module, and writes ``manifest.json``. Everything is written into a staging directory first and
 renamed into place only after it passed verification, so ``OUT/<device>/<name>/`` always holds a complete,
 verified artifact (or nothing). A failed verification keeps the files, with ``"valid": false``, in
@@ -24,6 +26,7 @@ from torch import nn
 
 from deploy.backends import get_backend
 from deploy.backends.base import INPUT_NAME, Artifact
+from deploy.graph import build_deployable_graph
 from deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from deploy.staging import clean_stale, staging_prefix
 from deploy.verify import Verification, batches, compare, seeded_inputs
@@ -71,6 +74,7 @@ class _Source:
     normalization: dict[str, Any]
     input_size: int
     from_checkpoint: bool
+    init_seed: int | None = None
 
 
 def artifact_name(model: str, width: float, backend: str, precision: str) -> str:
@@ -108,46 +112,12 @@ def _resolve_source(model_or_ckpt: Any, model_name: str | None) -> _Source:
         normalization={**norm, "source": "default for the input size (no checkpoint)"},
         input_size=size,
         from_checkpoint=False,
+        init_seed=getattr(model_or_ckpt, "init_seed", None),
     )
 
 
-def _bn_stats_kind(model: nn.Module, w: float) -> str:
-    from us3l.slim import SlimBatchNorm2d, calibrated_widths, canonical_width, slim_modules
-
-    bns = [m for _, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)]
-    if not bns:
-        return "none (no BatchNorm)"
-    if canonical_width(model, w) in calibrated_widths(model):
-        return "calibrated"
-    if all(m.running_mean is not None for m in bns):
-        return "running"
-    return "uncalibrated"
-
-
-def _freeze_batch_stat_bns(static: nn.Module) -> None:
-    """Give BN layers that would normalise with batch statistics the initial running statistics (0, 1).
-
-    Only for a fresh, uncalibrated model: the exported graph is then the deployable one (BN folded into the
-    convolution, batch-independent); its outputs are meaningless until the model is trained and calibrated.
-    """
-    for name, m in list(static.named_modules()):
-        if isinstance(m, nn.BatchNorm2d) and m.running_mean is None:
-            bn = nn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum)
-            with torch.no_grad():
-                bn.weight.copy_(m.weight)
-                bn.bias.copy_(m.bias)
-            parent_name, _, attr = name.rpartition(".")
-            setattr(static.get_submodule(parent_name) if parent_name else static, attr, bn.eval())
-
-
-def _static_model(src: _Source, w: float) -> tuple[nn.Module, str]:
-    from us3l.slim import materialize
-
-    kind = _bn_stats_kind(src.model, w)
-    static = materialize(src.model, w, require_bn_stats=src.from_checkpoint and kind != "none (no BatchNorm)")
-    if kind == "uncalibrated":
-        _freeze_batch_stat_bns(static)
-    return static.eval(), kind
+#: The manifest's historical ``model.bn_stats`` values for each ``deploy.graph`` BN kind.
+LEGACY_BN_STATS = {"frozen-uncalibrated": "uncalibrated", "none": "none (no BatchNorm)"}
 
 
 def _costs(static: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -219,7 +189,6 @@ def export_width(
         raise ValueError(f"batch must be >= 1, got {batch}")
     src = _resolve_source(model_or_ckpt, model_name)
     w = src.model.width_range.check(float(width))
-    static, bn_kind = _static_model(src, w)
     shape = (batch, 3, src.input_size, src.input_size)
     norm = src.normalization
     if verify_inputs is None:
@@ -237,7 +206,11 @@ def export_width(
     try:
         example = torch.from_numpy(verify_inputs[:batch].copy()) if len(verify_inputs) >= batch else None
         example = example if example is not None else torch.zeros(shape)
-        artifact = be.export(static, example, staging, precision=precision, dynamic_batch=dynamic_batch)
+        graph = build_deployable_graph(
+            src.model, w, be.name, staging, shape, precision=precision, dynamic_batch=dynamic_batch,
+            require_bn_stats=src.from_checkpoint, example=example,
+        )  # the same function ``us3l profile`` times with: the shipped graph is the profiled graph
+        static, artifact = graph.module, graph.artifact
         verification = _verify(artifact, static, verify_inputs, runtime_device)
         model_doc = {
             "name": src.name,
@@ -248,7 +221,8 @@ def export_width(
             "feature_dim": int(artifact.output_shape[-1]),
             **_costs(static, shape),
             "macs_unit": "multiply-accumulates per image (fvcore 'flops')",
-            "bn_stats": bn_kind,
+            "bn_stats": LEGACY_BN_STATS.get(graph.bn, graph.bn),
+            "graph": graph.facts(),
         }
         mean, std = np.asarray(norm["mean"]), np.asarray(norm["std"])
         input_spec = {
@@ -263,6 +237,8 @@ def export_width(
         default_rt = {"onnx": "cpu", "openvino": "CPU", "tensorrt": "cuda"}[be.name]
         target = {"device": device_name or "local", "runtime_device": runtime_device or default_rt}
         source = {"checkpoint": src.checkpoint, "checkpoint_sha256": src.checkpoint_sha256}
+        if src.init_seed is not None:
+            source["init_seed"] = src.init_seed
         manifest = build_manifest(
             artifact=artifact,
             model=model_doc,

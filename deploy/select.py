@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.graph import chosen_graph_warnings, profiled_graph
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
 
@@ -102,6 +103,7 @@ class Candidate:
     params: int | None
     memory_mb: float | None
     violations: tuple[str, ...] = ()
+    graph: dict[str, Any] | None = None  # the profiled graph (deploy.graph.profiled_graph), for export to compare
 
     @property
     def feasible(self) -> bool:
@@ -171,6 +173,7 @@ class Selection:
     accuracy_source: str  # "accuracy file" or "MACs proxy"
     metric: str | None
     inputs: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def feasible(self) -> bool:
@@ -186,6 +189,7 @@ class Selection:
             tie_break=TIE_BREAK,
             feasible=self.feasible,
             devices=[d.to_dict() for d in self.devices],
+            warnings=list(self.warnings),
         )
         return doc
 
@@ -286,7 +290,8 @@ def select_profile(
                 raise US3LError(f"profile {profile_name} has no {name} figures, needed by the {name} budget")
             if float(value) > limit:
                 violations.append(f"{name} {float(value):.4g} > {limit:g}")
-        candidates.append(Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations)))
+        graph = profiled_graph(profile, rec)
+        candidates.append(Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations), graph))
     if not candidates:
         raise US3LError(f"profile {profile_name}: no width is usable ({'; '.join(notes[:3])})")
     feasible = sorted((c for c in candidates if c.feasible), key=_rank_key)
@@ -372,6 +377,7 @@ def select(
         accuracy_source="accuracy file" if acc_table is not None else "MACs proxy (no accuracy file)",
         metric=metric_name if acc_table is not None else "macs",
         inputs=inputs,
+        warnings=[w for d in results for w in chosen_graph_warnings(d.chosen, d.backend, d.device)],
     )
 
 

@@ -1,8 +1,11 @@
 """One profiling sweep: every width of a model on one device with one backend -> a ``Profile``.
 
-For each width: materialize the static network, count MACs/params (``profiler.costs``), weight bytes and peak
-activation memory (``profiler.memory``), export it with the deploy backend, then measure all widths together
-with the interleaved loop (``profiler.measure``) -- locally, on the board itself, or over SSH.
+For each width: build the deployable graph with ``deploy.graph.build_deployable_graph`` -- the function
+``us3l export`` ships with: materialize, freeze BN (calibrated, running, or -- for a width without statistics
+-- the initial 0/1 ones; never batch statistics), export with the deploy backend -- count MACs/params
+(``profiler.costs``), weight bytes and peak activation memory (``profiler.memory``), then measure all widths
+together with the interleaved loop (``profiler.measure``) -- locally, on the board itself, or over SSH. Each
+record names the graph it timed (``graph_sha256``, ``graph_structure_sha256``) and how BN was handled (``bn``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from us3l.errors import US3LError
 
 @dataclass(frozen=True)
 class StaticWidth:
-    """One materialized width with its size and cost."""
+    """One width as it will be timed: its deployable graph (module + artifact), size and cost."""
 
     width: float
     key: str
@@ -35,6 +38,10 @@ class StaticWidth:
     params: int
     weight_bytes: int
     activation_bytes: int
+    bn: str = "none"
+    artifact: Any = None  # deploy.backends.Artifact; None for the eager torch backend
+    graph_sha256: str | None = None
+    graph_structure_sha256: str | None = None
 
 
 def channels_of(model: nn.Module) -> int:
@@ -44,32 +51,52 @@ def channels_of(model: nn.Module) -> int:
     return max(widths) if widths else 0
 
 
+def export_backend(backend: str) -> str | None:
+    """The deploy backend whose artifact a profiling backend times (TensorRT engines are built on the device
+    from the ONNX file, as ``us3l export`` builds them from the same file; eager torch exports nothing)."""
+    return {"torch": None, "tensorrt": "onnx"}.get(backend, backend)
+
+
 def prepare_widths(
-    materialize: Callable[[float], nn.Module],
+    model: nn.Module,
     widths: Sequence[float],
     input_shape: tuple[int, ...],
     precision: str,
+    backend: str = "torch",
+    root: Path | None = None,
+    require_bn_stats: bool = False,
 ) -> list[StaticWidth]:
-    """Materialize and measure the size/cost of every width."""
+    """Build every width's deployable graph (into ``root/<key>``) and measure its size and cost."""
+    from deploy.graph import build_deployable_graph
     from profiler.costs import count_costs
     from profiler.memory import activation_bytes, weight_bytes
     from profiler.timers import example_input
 
     x = example_input(input_shape)
+    be = export_backend(backend)
     out = []
     for i, w in enumerate(widths):
-        static = materialize(w).eval()
+        key = f"w{i:03d}"
+        graph = build_deployable_graph(
+            model, float(w), be, None if root is None or be is None else root / key, input_shape,
+            precision="fp32" if be != "openvino" else precision, require_bn_stats=require_bn_stats, example=x,
+        )
+        static = graph.module
         costs = count_costs(static, input_shape)
         out.append(
             StaticWidth(
                 width=float(w),
-                key=f"w{i:03d}",
+                key=key,
                 model=static,
                 channels=channels_of(static),
                 macs=int(costs.macs),
                 params=int(costs.params),
                 weight_bytes=weight_bytes(static, precision),
                 activation_bytes=activation_bytes(static, x),
+                bn=graph.bn,
+                artifact=graph.artifact,
+                graph_sha256=graph.graph_sha256,
+                graph_structure_sha256=graph.graph_structure_sha256,
             )
         )
     return out
@@ -99,15 +126,6 @@ def resolve_backend(spec: DeviceSpec, backend: str | None) -> str:
     return b
 
 
-def _export(backend: str, sw: StaticWidth, x: torch.Tensor, root: Path, precision: str) -> Any:
-    from deploy.backends import get_backend
-
-    be = get_backend("onnx" if backend == "tensorrt" else backend)  # TensorRT engines are built on the device
-    if not be.available():
-        raise be.missing()
-    return be.export(sw.model, x, root / sw.key, precision="fp32" if backend != "openvino" else precision)
-
-
 @contextmanager
 def open_timers(
     spec: DeviceSpec,
@@ -117,13 +135,13 @@ def open_timers(
     threads: int,
     precision: str,
 ) -> Iterator[tuple[dict[str, Timer], dict[str, Any]]]:
-    """Timers for every width on the device, plus facts to record (runtime version, remote fingerprint)."""
+    """Timers for every width's artifact (``items`` from ``prepare_widths``) on the device, plus facts to
+    record (runtime version, remote fingerprint)."""
     from profiler.timers import example_input, interleaved_notes, load_interleaved, runner_timer, torch_timer
 
     x = example_input(input_shape)
     facts: dict[str, Any] = {}
     with ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="us3l-profile-")))
         timers: dict[str, Timer] = {}
         if backend == "torch":
             if not spec.reach.is_local:
@@ -137,7 +155,7 @@ def open_timers(
                 timers[it.key] = torch_timer(model, x.half() if precision == "fp16" else x, threads, dev)
             yield timers, facts
             return
-        arts = {it.key: _export(backend, it, x, root, precision) for it in items}
+        arts = {it.key: it.artifact for it in items}  # built by prepare_widths: the graphs export ships
         if backend == "tensorrt":
             from profiler.executors import LocalExecutor
             from profiler.trt_timers import TrtexecSession
@@ -204,7 +222,7 @@ def _remote_fingerprint(session: Any) -> dict[str, Any]:
 
 
 def run_sweep(
-    materialize: Callable[[float], nn.Module],
+    model: nn.Module,
     model_name: str,
     widths: Sequence[float],
     spec: DeviceSpec,
@@ -216,8 +234,13 @@ def run_sweep(
     policy: MeasurementPolicy | None = None,
     checkpoint_sha256: str | None = None,
     on_round: Callable[[int, dict[str, int]], None] | None = None,
+    require_bn_stats: bool = False,
 ) -> Profile:
-    """Profile ``widths`` of a model (given by ``materialize(w) -> static nn.Module``) on ``spec``."""
+    """Profile ``widths`` of a slimmable ``model`` on ``spec``: each width's deployable graph, as exported.
+
+    A width without calibrated (or running) BN statistics is timed with frozen initial statistics and recorded
+    as ``bn: "frozen-uncalibrated"``; ``require_bn_stats=True`` refuses such a width instead.
+    """
     from profiler import fingerprint
     from profiler.timers import resolve_threads
 
@@ -232,15 +255,17 @@ def run_sweep(
     policy = policy or spec.policy
     input_shape = (batch or spec.batch, 3, spec.input_size or input_size, spec.input_size or input_size)
     pinned = resolve_threads(threads or spec.threads) if spec.reach.is_local else (threads or spec.threads)
-    items = prepare_widths(materialize, widths, input_shape, precision)
-    with open_timers(spec, be, items, input_shape, pinned or 0, precision) as (timers, facts):
-        results = measure_interleaved(timers, policy, on_round=on_round)
+    with tempfile.TemporaryDirectory(prefix="us3l-profile-") as tmp:
+        items = prepare_widths(model, widths, input_shape, precision, be, Path(tmp), require_bn_stats)
+        with open_timers(spec, be, items, input_shape, pinned or 0, precision) as (timers, facts):
+            results = measure_interleaved(timers, policy, on_round=on_round)
     fp = facts.get("fingerprint") or fingerprint.collect()
     records = tuple(
         ProfileRecord(
             width=it.width, channels=it.channels, macs=it.macs, params=it.params, weight_bytes=it.weight_bytes,
             activation_bytes=it.activation_bytes, latency=results[it.key].stats,
-            stop_reason=results[it.key].stop_reason,
+            stop_reason=results[it.key].stop_reason, bn=it.bn, graph_sha256=it.graph_sha256,
+            graph_structure_sha256=it.graph_structure_sha256,
         )
         for it in items
     )
@@ -255,6 +280,7 @@ def run_sweep(
         fingerprint=fp,
         records=records,
         checkpoint_sha256=checkpoint_sha256,
+        init_seed=None if checkpoint_sha256 else getattr(model, "init_seed", None),
         reach=spec.reach.url,
         runtime_version=facts.get("runtime_version"),
         extra={

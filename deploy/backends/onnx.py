@@ -60,7 +60,9 @@ def export_onnx_file(
     """Write ``model`` (a static ``nn.Module`` in eval mode) as one ONNX file and check it.
 
     Input ``"input"`` (N, C, H, W) float32, output ``"embedding"`` (N, D); the batch axis is symbolic
-    (``"batch"``) when ``dynamic_batch``. Returns facts for the manifest (opset, exporter).
+    (``"batch"``) when ``dynamic_batch``. Returns facts for the manifest (opset, exporter) and the graph's
+    structure hash (``deploy.graph.onnx_structure_sha256``; ``build_deployable_graph`` moves it out of the
+    backend facts into the graph facts).
     """
     for package in ("onnx", "onnxscript"):
         if importlib.util.find_spec(package) is None:
@@ -86,9 +88,34 @@ def export_onnx_file(
             verbose=False,
         )
     proto = onnx.load(str(path))
+    if _strip_debug_metadata(proto):
+        onnx.save(proto, str(path))
     onnx.checker.check_model(proto, full_check=True)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    return {"onnx_opset": opset, "exporter": f"torch.onnx dynamo (torch {torch.__version__})"}
+    from deploy.graph import onnx_structure_sha256
+
+    return {
+        "onnx_opset": opset,
+        "exporter": f"torch.onnx dynamo (torch {torch.__version__})",
+        "graph_structure_sha256": onnx_structure_sha256(path),
+    }
+
+
+def _strip_debug_metadata(proto: Any) -> bool:
+    """Drop the exporter's per-node debug metadata (Python stack traces with this machine's absolute paths and
+    line numbers, FX node dumps, rewrite-rule names) and doc strings; True when anything was dropped.
+
+    They do not change what runs, but they would make the same model's export differ from machine to machine
+    (and reveal local paths); without them the file is a function of the weights, shapes and exporter version,
+    so a profiled graph and the exported one can be compared by sha256 (``deploy.graph``).
+    """
+    changed = False
+    for node in proto.graph.node:
+        if len(node.metadata_props) or node.doc_string:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            changed = True
+    return changed
 
 
 class OnnxRunner(Runner):

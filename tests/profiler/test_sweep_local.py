@@ -35,10 +35,18 @@ def test_activation_and_weight_bytes_by_hand():
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino", "torch"])
 def test_local_sweep_real_runtimes(backend):
-    prof = run_sweep(toy, "toy", [0.25, 1.0], get_device("cpu"), 16, backend=backend, threads=1, policy=FAST)
+    from deploy.graph import fresh_model
+
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    prof = run_sweep(net, "tiny", [0.25, 1.0], get_device("cpu"), 16, backend=backend, threads=1, policy=FAST)
     assert prof.backend == backend and prof.threads == 1 and prof.input_shape == (1, 3, 16, 16)
-    assert [r.width for r in prof.records] == [0.25, 1.0]
-    assert prof.records[0].macs < prof.records[1].macs and prof.records[1].channels == 8
+    assert [r.width for r in prof.records] == [0.25, 1.0] and prof.init_seed == 0
+    assert prof.records[0].macs < prof.records[1].macs and prof.records[1].channels == 64
+    # a fresh model has no BN statistics: timed frozen (never batch statistics), and the graph is named
+    assert all(r.bn == "frozen-uncalibrated" for r in prof.records)
+    exported = backend != "torch"
+    assert all((r.graph_sha256 is not None) == exported for r in prof.records)
+    assert all((r.graph_structure_sha256 is not None) == exported for r in prof.records)
     for r in prof.records:
         assert r.latency.n >= 10 and r.stop_reason in ("target", "max_repeats", "time_cap")
         assert r.latency.min_ms <= r.latency.p50_ms <= r.latency.p90_ms <= r.latency.p99_ms <= r.latency.max_ms

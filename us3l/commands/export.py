@@ -55,6 +55,51 @@ def _jobs(
     return jobs
 
 
+def _chosen_graphs(selection: Path, backend: str) -> dict[tuple[float, str], dict[str, Any]]:
+    """(width, device) -> the profiled graph of that choice (``deploy.graph.profiled_graph``), preferring the
+    choice made on ``backend``'s profile; an entry from a selection made before graphs were recorded is ``{}``
+    plus the profile's backend."""
+    from deploy.select import read_selection
+
+    out: dict[tuple[float, str], dict[str, Any]] = {}
+    for d in read_selection(selection)["devices"]:
+        c = d.get("chosen")
+        if c is None:
+            continue
+        key = (float(c["width"]), str(d["device"]))
+        graph = {"backend": d.get("backend"), "precision": d.get("precision"), **(c.get("graph") or {})}
+        if key not in out or d.get("backend") == backend:
+            out[key] = graph
+    return out
+
+
+def _graph_warnings(selection: Path, backend: str, results: list[Any]) -> tuple[list[str], list[str]]:
+    """(warnings, notes): each exported graph against the graph its width was profiled with."""
+    from deploy.graph import compare_graphs
+
+    graphs = _chosen_graphs(selection, backend)
+    warnings: list[str] = []
+    notes: list[str] = []
+    for r in results:
+        m = r.manifest
+        dev = str(m["target"]["device"])
+        profiled = graphs.get((float(m["model"]["width"]), dev))
+        if profiled is None:
+            continue
+        exported = {
+            **(m["model"].get("graph") or {}),
+            "backend": m["backend"]["name"],
+            "precision": m["backend"]["precision"],
+            "checkpoint_sha256": m["source"].get("checkpoint_sha256"),
+            "init_seed": m["source"].get("init_seed"),
+            "label": f"{dev} width {m['model']['width']:g}",
+        }
+        w, n = compare_graphs(profiled, exported)
+        warnings += w
+        notes += n
+    return warnings, notes
+
+
 def _source(ckpt: Path | None, model: str | None) -> tuple[Any, str | None]:
     if (ckpt is None) == (model is None):
         raise US3LError("give exactly one of --ckpt PATH or --model NAME")
@@ -62,9 +107,9 @@ def _source(ckpt: Path | None, model: str | None) -> tuple[Any, str | None]:
         from us3l.checkpoint import load_backbone
 
         return load_backbone(ckpt), None
-    from us3l.models import create_model
+    from deploy.graph import fresh_model
 
-    return create_model(model, num_classes=0), model
+    return fresh_model(model), model  # seeded like `us3l profile --model`: the same weights, the same graph
 
 
 def _row(table: Table, device: str, res: Any) -> None:
@@ -135,14 +180,20 @@ def export_cmd(
         _row(table, exc.result.manifest["target"]["device"], exc.result)
         console.print(table)
         raise
+    warnings, notes = _graph_warnings(selection, be.name, results) if selection is not None else ([], [])
+    for warning in warnings:  # stderr, and "warnings" in the --json document
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     if json_out:
         emit_json(
             {
+                "warnings": warnings,
+                "notes": notes,
                 "exports": [
                     {
                         "directory": str(r.directory),
                         "manifest": str(r.manifest_path),
                         "valid": r.valid,
+                        "graph": r.manifest["model"].get("graph"),
                         "verification": r.verification.to_dict(),
                     }
                     for r in results
@@ -151,10 +202,12 @@ def export_cmd(
         )
     else:
         console.print(table)
+        for note in notes:
+            console.print(f"[dim]{note}[/dim]")
         for r in results:
             console.print(f"wrote {r.directory}")
     if any(r.manifest["model"]["bn_stats"] == "uncalibrated" for r in results):
         console.print(
-            "[yellow]note:[/yellow] exported a fresh, uncalibrated model (BN statistics 0/1): "
+            "[yellow]note:[/yellow] exported a fresh, uncalibrated model (placeholder BN statistics): "
             "the graph and latency are real, the embeddings are not meaningful"
         )

@@ -42,9 +42,9 @@ def _load_model(model_name: str | None, ckpt: Path | None) -> tuple[Any, str, st
         loaded = load_backbone(ckpt)
         size = int(loaded.meta.get("input_size") or loaded.model.input_size)
         return loaded.model, str(loaded.meta.get("model", "model")), loaded.sha256, size
-    from us3l.models import create_model
+    from deploy.graph import fresh_model
 
-    net = create_model(str(model_name), num_classes=0)
+    net = fresh_model(str(model_name))  # seeded: a fresh export of the same model ships the same bytes
     return net, str(model_name), None, int(net.input_size)
 
 
@@ -53,7 +53,7 @@ def profile_table(doc: Any) -> Table:
     t = Table(title=f"{doc.model} on {doc.device} ({doc.backend}, {doc.precision}, input "
                     f"{'x'.join(map(str, doc.input_shape))}, {doc.threads} threads)")
     for col in ("width", "ch", "MMACs", "params", "weights", "act. mem", "n", "p50 ms", "95% CI", "±%",
-                "p90 ms", "p99 ms", "stable"):
+                "p90 ms", "p99 ms", "stable", "BN"):
         t.add_column(col, justify="right")
     for r in sorted(doc.records, key=lambda r: r.width):
         s = r.latency
@@ -62,7 +62,7 @@ def profile_table(doc: Any) -> Table:
             f"{r.width:.4g}", str(r.channels), f"{r.macs / 1e6:.1f}", f"{r.params / 1e6:.2f}M",
             f"{r.weight_bytes / 2**20:.2f} MiB", f"{r.activation_bytes / 2**10:.0f} KiB", str(s.n),
             f"{s.p50_ms:.3f}", f"{lo:.3f}-{hi:.3f}", f"{100 * s.rel_ci_halfwidth:.1f}", f"{s.p90_ms:.3f}",
-            f"{s.p99_ms:.3f}", "yes" if s.stable else f"[red]no[/] ({r.stop_reason})",
+            f"{s.p99_ms:.3f}", "yes" if s.stable else f"[red]no[/] ({r.stop_reason})", r.bn or "?",
         )
     return t
 
@@ -92,7 +92,6 @@ def profile_cmd(
     from devices.registry import get_device
     from profiler.profile_file import write_profile
     from profiler.sweep import run_sweep
-    from us3l.slim import materialize
 
     spec = get_device(device, device_file)
     if host:
@@ -115,7 +114,7 @@ def profile_cmd(
     if status is not None:
         status.start()
     try:
-        prof = run_sweep(lambda w: materialize(net, w), name, grid, spec, size, backend=backend,
+        prof = run_sweep(net, name, grid, spec, size, backend=backend,
                          batch=batch, threads=threads, policy=policy, checkpoint_sha256=sha, on_round=on_round)
     finally:
         if status is not None:
@@ -126,6 +125,13 @@ def profile_cmd(
         from profiler.plot import plot_profile
 
         png = plot_profile(prof, json_path.with_suffix(".png"))
+    frozen = [r.width for r in prof.records if r.bn == "frozen-uncalibrated"]
+    if frozen:
+        console.print(
+            f"[yellow]note:[/yellow] {len(frozen)} of {len(prof.records)} widths have no calibrated BN statistics: "
+            "timed with frozen placeholder statistics (the graph export ships, same latency)"
+            + ("; calibrate them before exporting (us3l calibrate)" if sha else "")
+        )
     if json_out:
         emit_json(prof.to_dict())
         return

@@ -156,7 +156,6 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
     from profiler.profile_file import load_profile, write_profile
     from profiler.sweep import run_sweep
     from us3l.checkpoint import load_backbone
-    from us3l.slim import materialize
 
     loaded = load_backbone(run_dir)
     spec = get_device("cpu")
@@ -176,7 +175,7 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
         policy = MeasurementPolicy(warmup=5, min_repeats=20, max_seconds=opts.max_seconds)
         model = loaded.model
         profile = run_sweep(
-            lambda w, m=model: materialize(m, w, require_bn_stats=True),
+            model,
             loaded.meta["model"],
             widths,
             spec,
@@ -185,6 +184,7 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
             threads=opts.threads,
             policy=policy,
             checkpoint_sha256=loaded.sha256,
+            require_bn_stats=True,
         )
         json_path, _ = write_profile(profile, profiles_dir)
         if json_path != path:  # pragma: no cover - the file name is the profile's stem

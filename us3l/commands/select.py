@@ -44,6 +44,8 @@ def select_cmd(
     files = list(profile) + (find_profiles(device, profiles_dir) if device else [])
     result = select(files, budget, accuracy, rule, metric)
     write_selection(out, result)
+    for warning in result.warnings:  # stderr, and the selection's "warnings" list
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     if plot is not None:
         from deploy.selection_plot import plot_selection
 

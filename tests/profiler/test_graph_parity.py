@@ -1,0 +1,155 @@
+"""The profiler times exactly the graph ``us3l export`` ships (issue 18), with real onnxruntime sessions.
+
+The bug this guards against: a width without BN statistics (a fresh model, or a checkpoint width that was not
+calibrated) was profiled with batch-statistics BN -- BatchNormalization plus ReduceMean/Sub/Mul chains -- while
+export froze BN and folded it into the convolutions, so the measured graph was 1.2-1.4x heavier than the shipped
+one. Here the profiled ONNX graph (what ``run_sweep`` hands to the timers) and the exported one are compared
+operator by operator, and by hash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from deploy.graph import compare_graphs, fresh_model
+from profiler.sweep import prepare_widths
+from us3l.cli import main
+
+FAST = ["--threads", "1", "--max-seconds", "0.2", "--target-ci", "0.2"]
+
+
+def ops(path: Path) -> Counter[str]:
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+def profiled_ops(model: torch.nn.Module, width: float, shape: tuple[int, ...], root: Path) -> tuple[Counter, str]:
+    """Operator counts and hash of the ONNX graph the profiler times at ``width`` (run_sweep's own builder)."""
+    (item,) = prepare_widths(model, [width], shape, "fp32", "onnx", root)
+    return ops(item.artifact.path), str(item.graph_sha256)
+
+
+ERR: list[str] = []  # stderr of the last cli_json call
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
+    rc = main(argv)
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    ERR[:] = [cap.err]
+    return json.loads(cap.out)
+
+
+def test_fresh_model_profiled_graph_is_the_exported_graph(tmp_path: Path, capsys) -> None:
+    model = "cifar_resnet18"
+    prof = cli_json(capsys, ["profile", "--device", "cpu", "--model", model, "--widths", "0.25", "--backend", "onnx",
+                             "--out", str(tmp_path / "p"), "--json", *FAST])
+    (rec,) = prof["records"]
+    assert rec["bn"] == "frozen-uncalibrated" and prof["init_seed"] == 0
+    cli_json(capsys, ["export", "--model", model, "--width", "0.25", "--backend", "onnx", "--out",
+                      str(tmp_path / "x"), "--json"])
+    mdir = tmp_path / "x" / "local" / f"{model}-w0.25-onnx-fp32"
+    manifest = json.loads((mdir / "manifest.json").read_text())
+    exported = ops(mdir / "model.onnx")
+    profiled, digest = profiled_ops(fresh_model(model), 0.25, (1, 3, 32, 32), tmp_path / "g")
+    assert profiled == exported
+    assert exported["BatchNormalization"] == 0 and exported["ReduceMean"] == 1  # BN folded; only the global pool
+    # byte for byte: the CLI profile, the builder and the shipped file are the same graph
+    assert rec["graph_sha256"] == digest == manifest["model"]["graph"]["graph_sha256"]
+    assert rec["graph_structure_sha256"] == manifest["model"]["graph"]["graph_structure_sha256"]
+    assert manifest["model"]["graph"]["bn"] == "frozen-uncalibrated" and manifest["source"]["init_seed"] == 0
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small cifar_resnet18 checkpoint with calibrated BN statistics at width 1.0 only."""
+    from us3l.checkpoint import checkpoint_meta, save_checkpoint
+    from us3l.eval.calibrate import save_bn_stats
+    from us3l.slim import calibrating
+
+    torch.manual_seed(0)
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    with torch.no_grad(), calibrating(net, 1.0):
+        net(torch.randn(8, 3, 16, 16))
+    run = tmp_path_factory.mktemp("run")
+    wr = net.width_range
+    meta = checkpoint_meta(model="cifar_resnet18", model_kwargs={"base_channels": 8},
+                           width_range={"min": wr.min, "max": wr.max, "divisor": wr.divisor}, method="us3l",
+                           normalization={"mean": [0.5] * 3, "std": [0.25] * 3}, input_size=16, data={}, epoch=1,
+                           config={})
+    save_checkpoint(run, backbone_state=net.state_dict(), train_tensors={}, meta=meta, train_state=None)
+    save_bn_stats(net, run)  # bound to the checkpoint just written
+    return run
+
+
+def test_checkpoint_uncalibrated_width_is_profiled_frozen(run_dir: Path, tmp_path: Path, capsys) -> None:
+    from us3l.checkpoint import load_backbone
+
+    prof = cli_json(capsys, ["profile", "--device", "cpu", "--ckpt", str(run_dir), "--widths", "0.25,1.0",
+                             "--backend", "onnx", "--out", str(tmp_path / "p"), "--json", *FAST])
+    assert "1 of 2 widths have no calibrated BN statistics" in ERR[0]
+    low, full = sorted(prof["records"], key=lambda r: r["width"])
+    assert (low["bn"], full["bn"]) == ("frozen-uncalibrated", "calibrated")
+    loaded = load_backbone(run_dir)
+    profiled_low, _ = profiled_ops(loaded.model, 0.25, (1, 3, 16, 16), tmp_path / "g")
+    assert profiled_low["BatchNormalization"] == 0 and profiled_low["ReduceMean"] == 1
+
+    # export ships calibrated widths only; the calibrated one is byte-identical to its profiled graph, and the
+    # uncalibrated width's profiled graph has the same operators as what export writes
+    cli_json(capsys, ["export", "--ckpt", str(run_dir), "--width", "1.0", "--backend", "onnx", "--out",
+                      str(tmp_path / "x"), "--json"])
+    mdir = tmp_path / "x" / "local" / "cifar_resnet18-w1-onnx-fp32"
+    manifest = json.loads((mdir / "manifest.json").read_text())
+    assert ops(mdir / "model.onnx") == profiled_low
+    assert manifest["model"]["graph"]["graph_sha256"] == full["graph_sha256"]
+    assert main(["export", "--ckpt", str(run_dir), "--width", "0.25", "--backend", "onnx", "--out",
+                 str(tmp_path / "x")]) == 1
+    assert "no calibrated BN statistics" in capsys.readouterr().err
+
+    # once calibrated, the width exports with the structure that was profiled (other BN values: a note only)
+    from us3l.slim import calibrating
+
+    with torch.no_grad(), calibrating(loaded.model, 0.25):
+        loaded.model(torch.randn(8, 3, 16, 16))
+    from deploy.export import export_width
+
+    res = export_width(loaded, 0.25, "onnx", tmp_path / "y")
+    g = res.manifest["model"]["graph"]
+    assert g["bn"] == "calibrated" and g["graph_structure_sha256"] == low["graph_structure_sha256"]
+    assert g["graph_sha256"] != low["graph_sha256"]
+    side = {"backend": "onnx", "precision": "fp32", "checkpoint_sha256": prof["checkpoint_sha256"]}
+    warnings, notes = compare_graphs({**low, **side}, {**g, **side, "label": "w0.25"})
+    assert warnings == [] and "same graph structure" in notes[0]
+
+
+def test_select_and_export_warn_on_a_graph_mismatch(tmp_path: Path, capsys) -> None:
+    model = "cifar_resnet18"
+    cli_json(capsys, ["profile", "--device", "cpu", "--model", model, "--widths", "0.25", "--backend", "onnx",
+                      "--out", str(tmp_path / "p"), "--json", *FAST])
+    pfile = tmp_path / "p" / f"{model}-cpu-onnx-fp32.json"
+    sel = cli_json(capsys, ["select", "--profile", str(pfile), "--macs", "1e12", "--out", str(tmp_path / "s.json"),
+                            "--json"])
+    assert sel["warnings"] == [] and sel["devices"][0]["chosen"]["graph"]["graph_sha256"]
+    out = cli_json(capsys, ["export", "--model", model, "--selection", str(tmp_path / "s.json"), "--backend", "onnx",
+                            "--out", str(tmp_path / "x"), "--json"])
+    assert out["warnings"] == [] and out["notes"] == []  # the same seeded weights: byte-identical, nothing to say
+    # exported at another batch size: the latency was measured on another graph
+    out = cli_json(capsys, ["export", "--model", model, "--selection", str(tmp_path / "s.json"), "--backend", "onnx",
+                            "--batch", "2", "--out", str(tmp_path / "x2"), "--json"])
+    assert len(out["warnings"]) == 1 and "structure" in out["warnings"][0]
+    assert "warning:" in ERR[0]
+    # a profile from before graphs were recorded: select says so
+    doc = json.loads(pfile.read_text())
+    for r in doc["records"]:
+        for k in ("bn", "graph_sha256", "graph_structure_sha256"):
+            r.pop(k)
+    pfile.write_text(json.dumps(doc))
+    sel = cli_json(capsys, ["select", "--profile", str(pfile), "--macs", "1e12", "--out", str(tmp_path / "s2.json"),
+                            "--json"])
+    assert len(sel["warnings"]) == 1 and "no graph hash" in sel["warnings"][0]
+    assert "no graph hash" in ERR[0]
