@@ -1,188 +1,421 @@
-"""Reproduction benchmark: naive SSL on a universally slimmable network collapses, US3L does not.
+"""Reproduction benchmark: naive SSL on a universally slimmable network collapses, US3L does not, and US3L's
+sub-networks come close to networks trained alone at their width for the same wall-clock time.
 
-Trains, on the built-in data and under one fixed compute budget (the same model, image size, batch size,
-epochs, lr schedule and seed for every run):
+Runs, on the configured data (``--data``, default the built-in set), with every other setting taken from the
+packaged default config (model, image size, batch size, heads, augmentation; ``--set key=value`` changes one
+for every run):
 
-- ``us3l``: the US3L recipe (EMA teacher, sandwich rule with schedule A, auxiliary head, group reg.);
-- ``naive_simsiam``: SimSiam + US-Nets (online target, inplace distillation through the same predictor);
-- ``single``: the individually trained baseline, one run per width (1.0, 0.75, 0.5, 0.25).
+- ``us3l``: the US3L recipe as ``us3l train`` resolves it (EMA teacher, schedule A, auxiliary head, group reg.);
+- ``naive_simsiam``: SimSiam + US-Nets inplace distillation with the reference's naive recipe (no width
+  schedule, no regularizer, wd 5e-4, lr 0.05, projector ending in BatchNorm1d(affine=False));
+- ``single`` at each of ``--single-widths`` (0.25, 0.5, 0.75): the individually trained baseline.
 
-Then every run is BN-recalibrated per width and evaluated with the weighted kNN protocol (k=200, T=0.1) on
-the held-out split; the embedding std (sqrt(D) * mean std of L2-normalised backbone features; ~1 spread,
-0 collapsed) and the training monitor's projector-output std are reported next to it. Prints one table
-(method x width) and writes ``collapse.json`` (kind "collapse_benchmark", schema 1).
+**Equal-time rule.** Every training run gets the same wall-clock *training* time (the sum of its epochs'
+seconds in ``metrics.jsonl``; monitors and checkpoint writes excluded): ``T``, the time the us3l run
+actually trained. Epoch counts are derived from a one-epoch probe run of each configuration (the us3l probe
+uses the sandwich rule without schedule, whose cost per epoch matches schedule A's average:
+docs/training.md "Cost of dynamic sampling"):
+
+- the budget ``--minutes`` (total wall clock, probes and evaluation included) minus the probes and the
+  evaluation reserve (``--eval-share`` of the budget) is split evenly over the 2 + len(single widths) runs;
+- us3l gets the largest multiple of 4 epochs (schedule A) that fits its share (at least 4);
+- naive_simsiam and every ``single`` get ``round(T / t_epoch)`` epochs (at least 1), ``t_epoch`` from their
+  probe, so that they train for about ``T``; the measured training seconds of every run are reported.
+
+Then every run is BN-recalibrated per width and evaluated with the library's kNN protocol (``us3l.eval``: k
+capped by the data, 95 % Wilson intervals, random-init and raw-pixel baselines from the us3l run). Collapse
+indicators per width: embedding std (sqrt(D) * mean std of the L2-normalised backbone features; ~1 spread,
+0 collapsed), the training monitor's projector-output std, and whether the kNN interval contains chance.
+
+Writes ``OUT/collapse.json`` (kind "collapse_benchmark", schema 2) and regenerates the section of
+docs/evaluation.md between ``<!-- collapse:begin -->`` and ``<!-- collapse:end -->`` from it (full runs only;
+``--docs PATH`` / ``--no-docs`` to choose; ``--render JSON`` re-renders from an existing result).
 
 Usage::
 
-    python benchmarks/collapse.py --out runs/collapse          # ~25 min on 2 CPU cores
-    python benchmarks/collapse.py --epochs 2 --out /tmp/smoke  # a quick smoke run
-
-Runs whose checkpoint already exists with the same settings are reused (``--fresh`` retrains everything).
+    python benchmarks/collapse.py                      # the benchmark: <= 30 min on 2 CPU cores
+    python benchmarks/collapse.py --quick --out /tmp/c # smoke run (~1-2 min), does not touch the docs
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import math
 import os
 import platform
+import shlex
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-WIDTHS = (1.0, 0.75, 0.5, 0.25)
-METHODS = ("us3l", "naive_simsiam", "single")
-# The reference lr of each method's base loss (method.md §1.6): 0.5 for SimCLR-type (us3l = SimCLR_Momentum,
-# single = SimCLR_Momentum at one width), 0.05 for SimSiam/BYOL-type.
-METHOD_LR = {"us3l": 0.5, "naive_simsiam": 0.05, "single": 0.5}
+ROOT = Path(__file__).resolve().parent.parent
 BENCH_KIND = "collapse_benchmark"
-BENCH_SCHEMA = 1
+BENCH_SCHEMA = 2
+BEGIN = "<!-- collapse:begin -->"
+END = "<!-- collapse:end -->"
+DOCS = ROOT / "docs" / "evaluation.md"
+EVAL_WIDTHS = (1.0, 0.75, 0.5, 0.25)
+SINGLE_WIDTHS = (0.25, 0.5, 0.75)
+COLLAPSE_STD = 0.1  # std·sqrt(D) below this = collapsed (the training monitor's collapse_warn default)
+WITHIN_POINTS = 2.0  # issue 10 item 5: US3L within 2 kNN points of (or above) single
+Log = Callable[[str], None]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--out", default="runs/collapse", help="folder for the runs and collapse.json")
-    p.add_argument("--epochs", type=int, default=16, help="epochs per run (the fixed budget); multiple of 4")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--model", default="cifar_resnet18")
-    p.add_argument("--base-channels", type=int, default=32, help="ResNet stage-1 channels (64 = full size)")
-    p.add_argument("--image-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=None, help="one lr for all (default: each method's reference lr)")
-    p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--widths", default=",".join(f"{w:g}" for w in WIDTHS))
-    p.add_argument("--calib-batches", type=int, default=10, help="BN calibration batches per width")
-    p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--fresh", action="store_true", help="retrain runs that already exist")
-    p.add_argument("--json", dest="json_out", default=None, help="result path (default OUT/collapse.json)")
-    return p.parse_args(argv)
+    p.add_argument("--data", default="builtin", help="data spec for every run (default: builtin)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="total wall-clock budget, probes and evaluation included (default 30; 1.5 with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run (~1-2 min): --subset 20, small model, minimum epochs; does not touch the docs")
+    p.add_argument("--subset", type=int, default=None, metavar="K",
+                   help="train on K images per class of --data (test: K/2 per class), written as an ImageFolder")
+    p.add_argument("--eval-share", type=float, default=0.2, help="fraction of the budget reserved for evaluation")
+    p.add_argument("--single-widths", default=",".join(f"{w:g}" for w in SINGLE_WIDTHS))
+    p.add_argument("--eval-widths", default=",".join(f"{w:g}" for w in EVAL_WIDTHS), help="widths of us3l/naive")
+    p.add_argument("--us3l-epochs", type=int, default=None, help="fix the us3l epochs instead of the budget rule")
+    p.add_argument("--calib-batches", type=int, default=None, help="BN calibration batches (library default)")
+    p.add_argument("--knn-k", type=int, default=None, help="requested kNN k (library default; capped by the data)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the config's)")
+    p.add_argument("--seed", type=int, default=None, help="seed of every run (default: the config's)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run (YAML value), e.g. --set image_size=32")
+    p.add_argument("--docs", default=None, help=f"markdown file to update (default for full runs: {DOCS})")
+    p.add_argument("--no-docs", action="store_true", help="do not update any markdown file")
+    p.add_argument("--render", default=None, metavar="JSON", help="only re-render the docs from this result file")
+    args = p.parse_args(argv)
+    args.data_source = args.data
+    if args.minutes is None:
+        args.minutes = 1.5 if args.quick else 30.0
+    if args.quick and args.subset is None:
+        args.subset = 20
+    if args.subset is not None and args.subset < 4:
+        p.error("--subset must be >= 4 images per class")
+    if not args.minutes > 0 or not 0.0 <= args.eval_share < 1.0:
+        p.error("--minutes must be > 0 and --eval-share in [0, 1)")
+    if args.us3l_epochs is not None and (args.us3l_epochs < 4 or args.us3l_epochs % 4):
+        p.error("--us3l-epochs must be a positive multiple of 4 (schedule A)")
+    return args
 
 
-def run_specs(args: argparse.Namespace) -> list[tuple[str, float | None, str]]:
-    """(method, single width or None, run name) for every training run."""
-    specs: list[tuple[str, float | None, str]] = []
-    widths = [float(w) for w in args.widths.split(",")]
-    for m in args.methods.split(","):
-        if m == "single":
-            specs += [("single", w, f"single_w{w:g}") for w in widths]
-        else:
-            specs.append((m, None, m))
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+# ------------------------------------------------------------------------------------------ budget rule
+
+
+def us3l_epochs(share_s: float, t_epoch: float) -> int:
+    """The largest multiple of 4 epochs (schedule A) whose training fits ``share_s`` seconds; at least 4."""
+    return max(4, 4 * int(share_s / max(t_epoch, 1e-9) / 4))
+
+
+def equal_time_epochs(target_s: float, t_epoch: float) -> int:
+    """Epochs whose training time is closest to ``target_s`` at ``t_epoch`` seconds each; at least 1."""
+    return max(1, round(target_s / max(t_epoch, 1e-9)))
+
+
+def per_run_share(budget_s: float, elapsed_s: float, eval_share: float, overhead_s: float, runs: int) -> float:
+    """Training seconds per run: what is left of the budget after the probes (``elapsed_s``), the evaluation
+    reserve and the per-run overheads (monitor, checkpoint), split evenly over ``runs``."""
+    left = budget_s * (1.0 - eval_share) - elapsed_s - overhead_s
+    return max(0.0, left / max(1, runs))
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def write_subset(spec: str, per_class: int, root: Path, image_size: int | None) -> str:
+    """The first ``per_class`` train (``per_class // 2`` test) images of every class of ``spec``, written as an
+    ImageFolder (PNG) under ``root``; returns its ``folder:`` spec. For smoke runs only: a folder data set
+    keeps the images but not the source's normalisation statistics."""
+    from PIL import Image
+
+    from us3l.data import iterate_batches, load_dataset
+
+    if root.exists():
+        import shutil
+
+        shutil.rmtree(root)  # this benchmark's own folder: no stale images of an earlier subset
+    for split, k in (("train", per_class), ("test", max(2, per_class // 2))):
+        ds = load_dataset(spec, split, image_size=image_size)
+        counts = [0] * len(ds.classes)
+        for images, labels in iterate_batches(ds, 256):
+            for img, y in zip(images, labels.tolist(), strict=True):
+                if counts[y] >= k:
+                    continue
+                d = root / split / f"{y:03d}"
+                d.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).save(d / f"{counts[y]:05d}.png")
+                counts[y] += 1
+            if min(counts) >= k:
+                break
+    return f"folder:{root}"
+
+
+def base_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings shared by every run (everything else comes from the packaged default config)."""
+    import yaml
+
+    from us3l.errors import US3LError
+    from us3l.train.config import resolve_config
+
+    over: dict[str, Any] = {"data": args.data, "quiet": True, "knn_every": 0}
+    for item in args.sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise US3LError(f"--set expects key=value, got {item!r}")
+        over[key.strip()] = yaml.safe_load(value)
+    if args.threads:
+        over["threads"] = args.threads
+    if args.seed is not None:
+        over["seed"] = args.seed
+    if args.quick:  # a smaller network of the same family, when the model has the knob
+        kw = dict(resolve_config(None, over).model_kwargs)
+        if "base_channels" in kw:
+            over["model_kwargs"] = {**kw, "base_channels": 8}
+        over.setdefault("proj_hidden", 64)
+        over.setdefault("pred_hidden", 64)
+    return over
+
+
+def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, single_width: float | None,
+                probe: bool = False) -> Any:
+    from us3l.train.config import resolve_config
+
+    over = {**base_overrides(args), "method": method, "epochs": epochs, "out": str(out), "save_every": epochs}
+    if single_width is not None:
+        over["single_width"] = single_width
+    if probe:
+        # one epoch; schedule A needs 4 stages, the plain sandwich costs the same per epoch on average
+        over["knn_widths"] = [single_width if single_width is not None else 1.0]
+        if method == "us3l":
+            over["schedule"] = "none"
+    return resolve_config(None, over)
+
+
+def _epoch_seconds(run_dir: Path) -> float:
+    total = 0.0
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            total += float(rec.get("seconds", 0.0))
+    return total
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    """``run_training`` with the numbers the benchmark needs."""
+    from us3l.train.loop import run_training
+
+    t0 = time.perf_counter()
+    res = run_training(cfg, overwrite=True)
+    wall = time.perf_counter() - t0
+    return {
+        "status": res.status,
+        "message": res.message,
+        "epochs": cfg.epochs,
+        "epochs_done": res.epochs_done,
+        "train_seconds": round(_epoch_seconds(Path(cfg.out)), 1),
+        "wall_seconds": round(wall, 1),
+        "monitor_knn": {f"{w:g}": a for w, a in res.final_knn.items()},
+        "monitor_std": {f"{w:g}": s for w, s in res.collapse_std.items()},
+    }
+
+
+def run_specs(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
+    """(run name, method, single width) of every training run, us3l first."""
+    specs: list[tuple[str, str, float | None]] = [("us3l", "us3l", None), ("naive_simsiam", "naive_simsiam", None)]
+    specs += [(f"single_w{w:g}", "single", w) for w in _floats(args.single_widths)]
     return specs
 
 
-def train_config(args: argparse.Namespace, method: str, single_width: float | None, run_dir: Path) -> Any:
-    from us3l.train.config import resolve_config
+def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    budget_s = args.minutes * 60.0
+    if args.subset is not None:
+        from us3l.train.config import resolve_config
 
-    overrides: dict[str, Any] = {
-        "method": method,
-        "model": args.model,
-        "model_kwargs": {"base_channels": args.base_channels},
-        "data": "builtin",
-        "image_size": args.image_size,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "out": str(run_dir),
-        "quiet": True,
-        "save_every": args.epochs,
-        "knn_every": 0,
-    }
-    overrides["lr"] = args.lr if args.lr is not None else METHOD_LR.get(method, 0.5)
-    if args.threads:
-        overrides["threads"] = args.threads
-    if single_width is not None:
-        overrides["single_width"] = single_width
-    return resolve_config(None, overrides)
-
-
-def _same_finished_run(run_dir: Path, cfg: Any) -> bool:
-    meta = run_dir / "checkpoint.json"
-    if not meta.is_file():
-        return False
-    doc = json.loads(meta.read_text())
-    saved = dict(doc.get("config") or {})
-    want = cfg.to_dict()
-    ignore = ("quiet", "threads")  # settings that do not change what is trained
-    return doc.get("epoch") == cfg.epochs and all(saved.get(k) == v for k, v in want.items() if k not in ignore)
-
-
-def _finished_run_info(run_dir: Path) -> dict[str, Any]:
-    """Training time and final monitor values of a finished run, from its metrics.jsonl."""
-    seconds, last = 0.0, {}
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            seconds += float(rec.get("seconds", 0.0))
-            if "knn_top1" in rec:
-                last = rec
-    return {"train_seconds": round(seconds, 1), "monitor_knn": last.get("knn_top1"),
-            "monitor_std": last.get("collapse_std")}
-
-
-def train_all(args: argparse.Namespace, out: Path, log: Any) -> dict[str, dict[str, Any]]:
-    from us3l.train.loop import run_training
+        size = resolve_config(None, base_overrides(args)).image_size
+        args.data = write_subset(args.data, args.subset, out / "_subset", size)
+        log(f"subset of {args.data_source}: {args.subset} train images per class in {args.data}")
+    specs = run_specs(args)
+    probes: dict[str, dict[str, Any]] = {}
+    for name, method, sw in specs:
+        if name == "us3l" and args.us3l_epochs is not None:
+            continue  # its epochs are given; the others follow its measured time
+        cfg = make_config(args, method, 1, out / "_probe" / name, sw, probe=True)
+        info = train(cfg)
+        probes[name] = {"epoch_seconds": info["train_seconds"], "wall_seconds": info["wall_seconds"],
+                        "status": info["status"]}
+        log(f"probe {name}: {info['train_seconds']:.1f}s per epoch ({info['wall_seconds']:.1f}s wall)")
+    probe_s = time.perf_counter() - t_start
+    overhead = sum(max(0.0, p["wall_seconds"] - p["epoch_seconds"]) for p in probes.values())
+    share = per_run_share(budget_s, probe_s, args.eval_share, overhead, len(specs))
+    e_us3l = args.us3l_epochs or us3l_epochs(share, probes["us3l"]["epoch_seconds"])
+    if args.us3l_epochs:
+        share = 0.0  # not used: the us3l epochs were given
+    log(f"budget {args.minutes:g} min: probes took {probe_s:.0f}s; {share:.0f}s of training per run; "
+        f"us3l gets {e_us3l} epochs")
 
     runs: dict[str, dict[str, Any]] = {}
-    for method, sw, name in run_specs(args):
-        run_dir = out / name
-        cfg = train_config(args, method, sw, run_dir)
-        info: dict[str, Any] = {"method": method, "single_width": sw, "run_dir": str(run_dir)}
-        if not args.fresh and _same_finished_run(run_dir, cfg):
-            log(f"[{name}] reusing the finished run in {run_dir}")
-            info.update(status="reused", **_finished_run_info(run_dir))
+    target = None
+    for name, method, sw in specs:
+        if name == "us3l":
+            epochs = e_us3l
         else:
-            log(f"[{name}] training {cfg.epochs} epochs ...")
-            t0 = time.perf_counter()
-            res = run_training(cfg, overwrite=True)
-            dt = time.perf_counter() - t0
-            log(f"[{name}] {res.status} in {dt:.0f}s; monitor kNN "
-                + " ".join(f"{w:g}:{100 * a:.1f}" for w, a in sorted(res.final_knn.items(), reverse=True)))
-            info.update(
-                status=res.status,
-                train_seconds=round(dt, 1),
-                monitor_knn={f"{w:g}": a for w, a in res.final_knn.items()},
-                monitor_std={f"{w:g}": s for w, s in res.collapse_std.items()},
-            )
+            assert target is not None
+            epochs = equal_time_epochs(target, probes[name]["epoch_seconds"])
+        cfg = make_config(args, method, epochs, out / name, sw)
+        log(f"[{name}] training {epochs} epochs ...")
+        info = train(cfg)
+        info.update(method=method, single_width=sw, run_dir=str(out / name), config=cfg.to_dict())
         runs[name] = info
-    return runs
+        if name == "us3l":
+            target = info["train_seconds"]
+        log(f"[{name}] {info['status']}: {info['train_seconds']:.0f}s training ({info['wall_seconds']:.0f}s wall)")
+    budget = {
+        "minutes": args.minutes,
+        "eval_share": args.eval_share,
+        "rule": (
+            "every run trains for the wall-clock training time T of the us3l run (sum of epoch seconds; "
+            "monitor and checkpoint writes excluded): us3l gets the largest multiple of 4 epochs fitting an "
+            "even share of the budget left after one-epoch probes and the evaluation reserve; naive_simsiam "
+            "and each single get round(T / probe epoch seconds) epochs"
+        ),
+        "probes": probes,
+        "probe_seconds": round(probe_s, 1),
+        "share_seconds": round(share, 1),
+        "target_train_seconds": target,
+    }
+    return runs, budget
 
 
-def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log: Any) -> list[dict[str, Any]]:
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def eval_settings(args: argparse.Namespace, baselines: bool) -> Any:
+    import dataclasses
+
     from us3l.eval.calibrate import CalibrationSettings
-    from us3l.eval.runner import EvalSettings, KnnSettings, evaluate_checkpoint, open_checkpoint
+    from us3l.eval.runner import EvalSettings, KnnSettings
 
-    settings = EvalSettings(
-        protocol="knn",
-        knn=KnnSettings(k=200, temperature=0.1),
-        calibration=CalibrationSettings(batches=args.calib_batches, batch_size=args.batch_size),
-        recalibrate=True,
-    )
-    widths = [float(w) for w in args.widths.split(",")]
+    calib = CalibrationSettings() if args.calib_batches is None else CalibrationSettings(batches=args.calib_batches)
+    if args.quick and args.calib_batches is None:
+        calib = CalibrationSettings(batches=2)
+    kw: dict[str, Any] = {
+        "protocol": "knn",
+        "knn": KnnSettings() if args.knn_k is None else KnnSettings(k=args.knn_k),
+        "calibration": calib,
+        "recalibrate": True,
+    }
+    if "baselines" in {f.name for f in dataclasses.fields(EvalSettings)}:
+        kw["baselines"] = baselines  # the random-init net is the same for every run: measure it once
+    return EvalSettings(**kw)
+
+
+def _interval(row: dict[str, Any], num_test: int | None) -> list[float] | None:
+    if row.get("knn_top1_ci") is not None:
+        return list(row["knn_top1_ci"])
+    if num_test is None or row.get("knn_top1") is None:
+        return None
+    from us3l.eval.intervals import wilson_interval
+
+    return wilson_interval(float(row["knn_top1"]), int(num_test))
+
+
+def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log: Log) -> dict[str, Any]:
+    from us3l.errors import US3LError
+    from us3l.eval.accuracy import save_accuracy
+    from us3l.eval.runner import evaluate_checkpoint, open_checkpoint
+
+    widths = _floats(args.eval_widths)
     rows: list[dict[str, Any]] = []
+    data: dict[str, Any] = {"spec": args.data, "source": args.data_source, "subset_per_class": args.subset}
+    baselines: dict[str, Any] = {"random_init": {}, "raw_pixels": None}
     for name, info in runs.items():
         t0 = time.perf_counter()
-        loaded = open_checkpoint(info["run_dir"])
-        ws = [info["single_width"]] if info["single_width"] is not None else widths
-        doc = evaluate_checkpoint(loaded, "builtin", ws, settings)
-        from us3l.eval.accuracy import save_accuracy
-
+        try:
+            loaded = open_checkpoint(info["run_dir"])
+            ws = [info["single_width"]] if info["single_width"] is not None else widths
+            doc = evaluate_checkpoint(loaded, args.data, ws, eval_settings(args, baselines=name == "us3l"))
+        except US3LError as exc:
+            info["eval_error"] = str(exc)
+            log(f"[{name}] not evaluated: {exc}")
+            continue
         save_accuracy(doc, info["run_dir"])
+        meta_data = loaded.meta.get("data") or {}
+        num_test = doc.get("num_test") or meta_data.get("test_size")
+        num_classes = int(doc["num_classes"])
+        data.update(name=meta_data.get("name"), num_classes=num_classes, num_train=meta_data.get("train_size"),
+                    num_test=num_test, chance=1.0 / num_classes, input_size=doc.get("input_size"))
+        knn = (doc.get("protocols") or {}).get("knn") or {}
+        data["knn"] = {k: knn.get(k) for k in ("k", "k_requested", "temperature", "bank_size") if k in knn}
+        if doc.get("baselines"):
+            baselines["raw_pixels"] = doc["baselines"].get("raw_pixels")
         for r in doc["widths"]:
-            mon = (info.get("monitor_std") or {}).get(f"{r['width']:g}")
+            if r.get("baseline_random_init"):
+                baselines["random_init"][f"{r['width']:g}"] = r["baseline_random_init"]
+            ci = _interval(r, num_test)
+            proj = (info.get("monitor_std") or {}).get(f"{r['width']:g}")
+            emb = r.get("embedding_std")
             rows.append({
                 "method": info["method"],
                 "run": name,
                 "width": r["width"],
-                "knn_top1": r["knn_top1"],
-                "knn_top5": r["knn_top5"],
-                "embedding_std": r["embedding_std"],
-                "projector_std": mon,
-                "macs": r["macs"],
+                "knn_top1": r.get("knn_top1"),
+                "knn_top1_ci": ci,
+                "knn_top5": r.get("knn_top5"),
+                "embedding_std": emb,
+                "projector_std": proj,
+                "chance_in_ci": None if ci is None else bool(ci[0] <= 1.0 / num_classes <= ci[1]),
+                "collapsed": is_collapsed(emb, proj, ci, 1.0 / num_classes),
+                "macs": r.get("macs"),
             })
         log(f"[{name}] evaluated in {time.perf_counter() - t0:.0f}s")
-    return rows
+    return {"rows": rows, "data": data, "baselines": baselines}
+
+
+def is_collapsed(emb_std: float | None, proj_std: float | None, ci: Sequence[float] | None, chance: float) -> bool:
+    """Collapsed: an embedding std·sqrt(D) below COLLAPSE_STD (backbone or projector), or a kNN top-1 whose
+    95 % interval contains chance."""
+    low_std = any(s is not None and s < COLLAPSE_STD for s in (emb_std, proj_std))
+    return bool(low_std or (ci is not None and ci[0] <= chance <= ci[1]))
+
+
+def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float]) -> dict[str, Any]:
+    """The two claims of issue 10 item 5, computed from the rows."""
+    def find(method: str, w: float) -> dict[str, Any] | None:
+        return next((r for r in rows if r["method"] == method and abs(r["width"] - w) < 1e-9), None)
+
+    naive = [r for r in rows if r["method"] == "naive_simsiam"]
+    us3l = [r for r in rows if r["method"] == "us3l"]
+    compare = []
+    for w in single_widths:
+        u, s = find("us3l", w), find("single", w)
+        if u is None or s is None or u["knn_top1"] is None or s["knn_top1"] is None:
+            continue
+        diff = round(100.0 * (u["knn_top1"] - s["knn_top1"]), 6)
+        overlap = None
+        if u["knn_top1_ci"] and s["knn_top1_ci"]:
+            overlap = bool(u["knn_top1_ci"][0] <= s["knn_top1_ci"][1] and s["knn_top1_ci"][0] <= u["knn_top1_ci"][1])
+        compare.append({"width": w, "us3l": u["knn_top1"], "single": s["knn_top1"], "diff_points": round(diff, 2),
+                        "within": diff >= -WITHIN_POINTS, "intervals_overlap": overlap})
+    return {
+        "naive_collapsed_widths": [r["width"] for r in naive if r["collapsed"]],
+        "naive_widths": [r["width"] for r in naive],
+        "us3l_collapsed_widths": [r["width"] for r in us3l if r["collapsed"]],
+        "us3l_vs_single": compare,
+        "within_points": WITHIN_POINTS,
+    }
+
+
+# ------------------------------------------------------------------------------------------ provenance
 
 
 def machine() -> dict[str, Any]:
@@ -196,37 +429,155 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores_available": affinity, "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "torch": torch.__version__}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores_available": cores, "torch_threads": torch.get_num_threads(),
+            "load_average_at_end": load, "platform": platform.platform(), "torch": torch.__version__}
 
 
-def table_text(rows: list[dict[str, Any]], widths: list[float]) -> str:
-    """Markdown table: one line per method, kNN top-1 % / embedding std per width."""
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    head = "| method | " + " | ".join(f"w={w:g} kNN% / emb std / proj std" for w in widths) + " |"
-    lines = [head, "|---" * (len(widths) + 1) + "|"]
-    for m in methods:
-        cells = []
-        for w in widths:
-            r = next((r for r in rows if r["method"] == m and abs(r["width"] - w) < 1e-9), None)
-            if r is None:
-                cells.append("-")
-            else:
-                ps = "-" if r["projector_std"] is None else f"{r['projector_std']:.2f}"
-                cells.append(f"{100 * r['knn_top1']:.1f} / {r['embedding_std']:.2f} / {ps}")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+def git_commit() -> dict[str, Any]:
+    def git(*a: str) -> str | None:
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
+
+
+# ------------------------------------------------------------------------------------------ markdown
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    return "" if not ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def _std(v: float | None) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def render_markdown(doc: dict[str, Any], json_path: str) -> str:
+    """The docs section for one result document (everything in it comes from ``doc``)."""
+    data, runs, budget, v = doc["data"], doc["runs"], doc["budget"], doc["verdict"]
+    git, mach, secs = doc["git"], doc["machine"], doc["seconds"]
+    commit = (git.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if git.get("dirty") else "")
+    chance = data.get("chance")
+    knn = data.get("knn") or {}
+    lines = [
+        f"_Generated by `benchmarks/collapse.py` from `{json_path}`; do not edit by hand (re-run, or "
+        f"`--render {json_path}`)._",
+        "",
+        f"- **Run**: {doc['date']}, commit `{commit}`, command `{doc['command']}`",
+        f"- **Machine**: {mach.get('cpu')}, {mach.get('cores_available')} cores available, "
+        f"{mach.get('torch_threads')} torch thread(s) per run, load average at the end "
+        f"{mach.get('load_average_at_end')}, torch {mach.get('torch')}",
+        f"- **Data**: `{data.get('source')}`"
+        + (f" (subset: {data['subset_per_class']} train images per class)" if data.get("subset_per_class") else "")
+        + f" ({data.get('name')}: {data.get('num_classes')} classes, "
+        f"{data.get('num_train')} train / {data.get('num_test')} test images, {data.get('input_size')} px); "
+        f"chance {_pct(chance)} %; kNN k={knn.get('k')} (requested {knn.get('k_requested')}), "
+        f"T={knn.get('temperature')}",
+        f"- **Time**: {secs['total'] / 60:.1f} min in all (budget {budget['minutes']:g} min): probes "
+        f"{secs['probe'] / 60:.1f}, training {secs['train'] / 60:.1f}, evaluation {secs['eval'] / 60:.1f}",
+        f"- **Equal-time rule**: {budget['rule']}. T = {budget.get('target_train_seconds')} s.",
+        "",
+        "| run | epochs | training s | recipe |",
+        "|---|---|---|---|",
+    ]
+    for name, r in runs.items():
+        c = r.get("config") or {}
+        schedule = "fixed width" if r.get("method") == "single" else f"schedule {c.get('schedule')}"
+        recipe = (f"lr {c.get('lr')}, wd {c.get('weight_decay')}, {schedule}, "
+                  f"regularizer {'on' if c.get('regularizer') else 'off'}")
+        status = "" if r.get("status") == "completed" else f" ({r.get('status')})"
+        lines.append(f"| {name}{status} | {r.get('epochs_done')} | {r.get('train_seconds')} | {recipe} |")
+    lines += [
+        "",
+        "kNN top-1 % with its 95 % Wilson interval; std = sqrt(D)·mean std of L2-normalised features (≈1 spread, "
+        f"0 collapsed; backbone at evaluation, projector at the end of training); collapsed = a std below "
+        f"{COLLAPSE_STD} or an interval containing chance.",
+        "",
+        "| method | width | kNN top-1 % [95 % CI] | backbone std | projector std | random init kNN % | collapsed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rand = (doc.get("baselines") or {}).get("random_init") or {}
+    for r in sorted(doc["results"], key=lambda r: (r["method"] != "us3l", r["method"], -r["width"])):
+        base = rand.get(f"{r['width']:g}") or {}
+        lines.append(
+            f"| {r['method']} | {r['width']:g} | {_pct(r['knn_top1'])}{_ci(r['knn_top1_ci'])} | "
+            f"{_std(r['embedding_std'])} | {_std(r['projector_std'])} | "
+            f"{_pct(base.get('knn_top1'))}{_ci(base.get('knn_top1_ci'))} | {'**yes**' if r['collapsed'] else 'no'} |"
+        )
+    raw = (doc.get("baselines") or {}).get("raw_pixels")
+    if raw:
+        lines += ["", f"Raw-pixel kNN: {_pct(raw.get('knn_top1'))}{_ci(raw.get('knn_top1_ci'))} %."]
+    nc, nw = v["naive_collapsed_widths"], v["naive_widths"]
+    lines += [
+        "",
+        "**Checks** (issue 10, item 5):",
+        f"- naive_simsiam collapsed at {len(nc)} of {len(nw)} widths"
+        + (f" ({', '.join(f'{w:g}' for w in nc)})" if nc else "")
+        + f"; us3l collapsed at {len(v['us3l_collapsed_widths'])}.",
+    ]
+    for c in v["us3l_vs_single"]:
+        ok = "yes" if c["within"] else "**no**"
+        ov = "" if c["intervals_overlap"] is None else (", intervals overlap" if c["intervals_overlap"]
+                                                        else ", intervals do not overlap")
+        lines.append(f"- width {c['width']:g}: us3l − single = {c['diff_points']:+.1f} points "
+                     f"(within {v['within_points']:g} points or above: {ok}{ov})")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        import torch
+def update_docs(path: Path, section: str) -> None:
+    """Replace the text between the collapse markers of ``path`` with ``section`` (atomic write)."""
+    from us3l.errors import US3LError
+    from us3l.io import atomic_write_text
 
-        torch.set_num_threads(args.threads)
-    from us3l.io import atomic_write_json, header
+    text = path.read_text(encoding="utf-8")
+    i, j = text.find(BEGIN), text.find(END)
+    if i < 0 or j < i:
+        raise US3LError(f"{path} has no '{BEGIN}' ... '{END}' markers to regenerate")
+    atomic_write_text(path, text[: i + len(BEGIN)] + "\n" + section.rstrip() + "\n" + text[j:])
 
+
+def _display_path(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from us3l.errors import US3LError
+    from us3l.io import atomic_write_json, header, read_json
+
+    cli = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(cli)
+    docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else DOCS)
+    try:
+        if args.render:
+            doc = read_json(args.render, "collapse result")
+            if docs is None:
+                raise US3LError("--render needs a markdown file to update (--docs PATH or the default)")
+            update_docs(docs, render_markdown(doc, _display_path(Path(args.render))))
+            print(f"updated {docs}")
+            return 0
+        return _run(args, cli, docs, atomic_write_json, header)
+    except US3LError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_write_json: Any, header: Any) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -234,29 +585,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    runs = train_all(args, out, log)
-    t_train = time.perf_counter() - t0
-    rows = evaluate_all(args, runs, log)
-    total = time.perf_counter() - t0
-    widths = [float(w) for w in args.widths.split(",")]
+    runs, budget = train_all(args, out, log, t0)
+    t_train = time.perf_counter()
+    ev = evaluate_all(args, runs, log)
+    t_end = time.perf_counter()
+    probe_s = float(budget["probe_seconds"])
     doc = header(BENCH_KIND, BENCH_SCHEMA)
     doc.update(
-        settings={k: v for k, v in vars(args).items() if k not in ("json_out",)},
+        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        command=f"python benchmarks/collapse.py {shlex.join(cli)}".strip(),
+        git=git_commit(),
         machine=machine(),
-        budget=("same model, image size, batch size, epochs, lr schedule and seed for every run; "
-                "single = one run per width"),
+        settings={k: v for k, v in vars(args).items() if k != "render"},
+        data=ev["data"],
+        budget=budget,
         runs=runs,
-        results=rows,
-        seconds={"train": round(t_train, 1), "total": round(total, 1)},
-        table_markdown=table_text(rows, widths),
+        results=ev["rows"],
+        baselines=ev["baselines"],
+        verdict=verdict(ev["rows"], _floats(args.single_widths)),
+        seconds={"probe": round(probe_s, 1), "train": round(t_train - t0 - probe_s, 1),
+                 "eval": round(t_end - t_train, 1), "total": round(t_end - t0, 1)},
     )
-    path = Path(args.json_out) if args.json_out else out / "collapse.json"
+    path = out / "collapse.json"
     atomic_write_json(path, doc)
-    print(doc["table_markdown"])
-    print(f"\ntotal {total / 60:.1f} min (training {t_train / 60:.1f} min); wrote {path}")
+    section = render_markdown(doc, _display_path(path))
+    print(section)
+    if docs is not None:
+        update_docs(docs, section)
+        log(f"updated {docs}")
+    over = " (over budget)" if t_end - t0 > args.minutes * 60 else ""
+    log(f"total {(t_end - t0) / 60:.1f} min{over}; wrote {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(ROOT))
     sys.exit(main())

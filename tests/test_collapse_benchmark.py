@@ -1,0 +1,146 @@
+"""benchmarks/collapse.py: the equal-time budget rule, the collapse criteria, and the generated docs section."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from us3l.errors import US3LError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("collapse_bench", ROOT / "benchmarks" / "collapse.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["collapse_bench"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+cb = _bench()
+
+
+def test_budget_rule() -> None:
+    # us3l: the largest multiple of 4 epochs that fits (schedule A), never fewer than 4
+    assert cb.us3l_epochs(300.0, 20.0) == 12
+    assert cb.us3l_epochs(319.0, 20.0) == 12 and cb.us3l_epochs(320.0, 20.0) == 16
+    assert cb.us3l_epochs(10.0, 20.0) == 4
+    # the others: the epoch count whose time is closest to the us3l run's, at least 1
+    assert cb.equal_time_epochs(300.0, 40.0) == 8  # 7.5 -> 8
+    assert cb.equal_time_epochs(300.0, 70.0) == 4
+    assert cb.equal_time_epochs(1.0, 70.0) == 1
+    # per-run share: budget minus probes, eval reserve and overheads, split evenly; never negative
+    assert cb.per_run_share(1800.0, 200.0, 0.2, 40.0, 5) == pytest.approx((1440.0 - 240.0) / 5)
+    assert cb.per_run_share(100.0, 200.0, 0.2, 0.0, 5) == 0.0
+
+
+def test_collapse_criterion() -> None:
+    chance = 0.1
+    assert cb.is_collapsed(0.05, 0.9, [0.6, 0.7], chance)  # backbone std ~ 0
+    assert cb.is_collapsed(0.6, 0.02, [0.6, 0.7], chance)  # projector std ~ 0
+    assert cb.is_collapsed(0.6, 0.9, [0.08, 0.14], chance)  # kNN indistinguishable from chance
+    assert not cb.is_collapsed(0.6, 0.9, [0.12, 0.2], chance)
+    assert not cb.is_collapsed(0.6, None, None, chance)
+
+
+def _row(method: str, w: float, acc: float, ci: list[float], collapsed: bool) -> dict[str, Any]:
+    return {"method": method, "run": method, "width": w, "knn_top1": acc, "knn_top1_ci": ci, "knn_top5": None,
+            "embedding_std": 0.5, "projector_std": 0.9, "chance_in_ci": False, "collapsed": collapsed, "macs": 1}
+
+
+def _doc() -> dict[str, Any]:
+    rows = [
+        _row("us3l", 1.0, 0.62, [0.59, 0.65], False),
+        _row("us3l", 0.5, 0.60, [0.57, 0.63], False),
+        _row("us3l", 0.25, 0.55, [0.52, 0.58], False),
+        _row("naive_simsiam", 1.0, 0.11, [0.09, 0.13], True),
+        _row("naive_simsiam", 0.5, 0.10, [0.08, 0.12], True),
+        _row("single", 0.5, 0.61, [0.58, 0.64], False),
+        _row("single", 0.25, 0.63, [0.60, 0.66], False),
+    ]
+    cfg = {"lr": 0.05, "weight_decay": 5e-4, "schedule": "none", "regularizer": False}
+    return {
+        "date": "2026-12-01 12:00 UTC",
+        "command": "python benchmarks/collapse.py",
+        "git": {"commit": "0123456789abcdef", "dirty": False},
+        "machine": {"cpu": "cpu", "cores_available": 2, "torch_threads": 1, "load_average_at_end": [1.0, 1.0, 1.0],
+                    "torch": "2"},
+        "data": {"spec": "builtin", "source": "builtin", "subset_per_class": None, "name": "shapes",
+                 "num_classes": 10, "num_train": 5000, "num_test": 1000, "chance": 0.1, "input_size": 32,
+                 "knn": {"k": 20, "k_requested": 200, "temperature": 0.1}},
+        "budget": {"minutes": 30, "rule": "equal time", "target_train_seconds": 250.0},
+        "runs": {"us3l": {"method": "us3l", "epochs_done": 12, "train_seconds": 250.0, "status": "completed",
+                          "config": cfg},
+                 "naive_simsiam": {"method": "naive_simsiam", "epochs_done": 9, "train_seconds": 240.0,
+                                   "status": "completed", "config": cfg}},
+        "results": rows,
+        "baselines": {"random_init": {"1": {"knn_top1": 0.2, "knn_top1_ci": [0.18, 0.23]}},
+                      "raw_pixels": {"knn_top1": 0.25, "knn_top1_ci": [0.22, 0.28]}},
+        "verdict": cb.verdict(rows, [0.25, 0.5, 0.75]),
+        "seconds": {"probe": 120.0, "train": 1200.0, "eval": 240.0, "total": 1560.0},
+    }
+
+
+def test_verdict_reads_the_rows() -> None:
+    v = _doc()["verdict"]
+    assert v["naive_collapsed_widths"] == [1.0, 0.5] and v["us3l_collapsed_widths"] == []
+    by_w = {c["width"]: c for c in v["us3l_vs_single"]}
+    assert set(by_w) == {0.25, 0.5}  # no single run at 0.75 in this document
+    assert by_w[0.5]["diff_points"] == pytest.approx(-1.0) and by_w[0.5]["within"]
+    assert by_w[0.25]["diff_points"] == pytest.approx(-8.0) and not by_w[0.25]["within"]
+    assert by_w[0.25]["intervals_overlap"] is False and by_w[0.5]["intervals_overlap"] is True
+
+
+def test_docs_section_is_generated_between_markers(tmp_path: Path) -> None:
+    md = tmp_path / "evaluation.md"
+    md.write_text(f"# Eval\n\nbefore\n\n{cb.BEGIN}\nold numbers\n{cb.END}\n\nafter\n", encoding="utf-8")
+    res = tmp_path / "collapse.json"
+    res.write_text(json.dumps(_doc()), encoding="utf-8")
+    assert cb.main(["--render", str(res), "--docs", str(md)]) == 0
+    text = md.read_text(encoding="utf-8")
+    assert text.startswith("# Eval\n\nbefore\n\n" + cb.BEGIN) and text.endswith(cb.END + "\n\nafter\n")
+    assert "old numbers" not in text
+    body = text[text.index(cb.BEGIN) : text.index(cb.END)]
+    assert "| us3l | 0.5 | 60.0 [57.0, 63.0] |" in body
+    assert "| naive_simsiam | 1 | 11.0 [9.0, 13.0] |" in body and "**yes**" in body
+    assert "commit `0123456789`" in body and "2 cores available" in body and "2026-12-01" in body
+    assert "python benchmarks/collapse.py" in body and "chance 10.0 %" in body
+    assert "us3l − single = -8.0 points" in body and "Raw-pixel kNN: 25.0 [22.0, 28.0] %" in body
+    # idempotent: rendering again gives the same file
+    assert cb.main(["--render", str(res), "--docs", str(md)]) == 0
+    assert md.read_text(encoding="utf-8") == text
+
+
+def test_missing_markers_are_a_one_line_error(tmp_path: Path) -> None:
+    md = tmp_path / "x.md"
+    md.write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(US3LError, match="markers") as exc:
+        cb.update_docs(md, "section")
+    assert "\n" not in str(exc.value)
+    assert md.read_text(encoding="utf-8") == "no markers\n"
+
+
+def test_the_evaluation_docs_hold_the_markers_once() -> None:
+    text = (ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    assert text.count(cb.BEGIN) == 1 and text.count(cb.END) == 1 and text.index(cb.BEGIN) < text.index(cb.END)
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end(tmp_path: Path) -> None:
+    assert cb.main(["--quick", "--out", str(tmp_path), "--no-docs"]) == 0
+    doc = json.loads((tmp_path / "collapse.json").read_text())
+    assert doc["kind"] == "collapse_benchmark"
+    assert set(doc["runs"]) == {"us3l", "naive_simsiam", "single_w0.25", "single_w0.5", "single_w0.75"}
+    naive = doc["runs"]["naive_simsiam"]["config"]
+    assert (naive["schedule"], naive["regularizer"], naive["weight_decay"]) == ("none", False, 5e-4)
+    assert doc["runs"]["us3l"]["epochs_done"] % 4 == 0
+    assert all(r["knn_top1_ci"] is not None for r in doc["results"])
+    assert doc["data"]["chance"] == pytest.approx(1 / doc["data"]["num_classes"])
