@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from deploy.staging import clean_stale, staging_prefix
 from deploy.verify import Verification, batches, compare, seeded_inputs
 from us3l.errors import US3LError
+from us3l.io import temp_dir
+from us3l.validate import safe_name
 
 #: Normalisation recorded for a freshly initialised model (no checkpoint says otherwise).
 CIFAR_NORM = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
@@ -151,7 +152,7 @@ def _move_into_place(staging: Path, final: Path) -> None:
     """Replace ``final`` by ``staging`` (old one renamed aside first, then removed)."""
     old = None
     if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=staging_prefix(final.name, "old"), dir=final.parent))
+        old = temp_dir(final.parent, prefix=staging_prefix(final.name, "old"))
         os.replace(final, old / final.name)
     os.replace(staging, final)
     if old is not None:
@@ -183,6 +184,7 @@ def export_width(
     Raises ``VerificationFailed`` when the artifact's outputs are outside tolerance.
     """
     be = get_backend(backend)
+    device_folder = safe_name(device_name or "local", "device name")  # one folder inside out_dir, checked first
     precision = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(precision)
     if batch < 1:
@@ -198,11 +200,11 @@ def export_width(
         verify_inputs = np.ascontiguousarray(verify_inputs, dtype=np.float32)
         inputs_note = f"provided batch ({len(verify_inputs)} samples)"
 
-    device_dir = Path(out_dir) / (device_name or "local")
+    device_dir = Path(out_dir) / device_folder
+    name = safe_name(artifact_name(src.name, w, be.name, precision), "artifact name")
     device_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(out_dir)  # staging folders of killed exports (dead PID) and stale $TMPDIR/us3l-* folders
-    name = artifact_name(src.name, w, be.name, precision)
-    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(name), dir=device_dir))
+    staging = temp_dir(device_dir, prefix=staging_prefix(name))  # the umask's usual mode, not mkdtemp's 0700
     try:
         example = torch.from_numpy(verify_inputs[:batch].copy()) if len(verify_inputs) >= batch else None
         example = example if example is not None else torch.zeros(shape)

@@ -25,6 +25,7 @@ from typing import Any
 from deploy.graph import chosen_graph_warnings, profiled_graph
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
+from us3l.validate import number, safe_name
 
 SELECTION_KIND = "selection"
 SELECTION_SCHEMA = 1
@@ -206,18 +207,24 @@ def width_key(w: float) -> float:
 
 
 def load_profile(path: str | Path) -> dict[str, Any]:
+    from profiler.profile_file import validate_profile
+
     doc = read_json(path, "profile")
-    check_schema(doc, "profile", 1, path)
-    if not doc.get("records"):
-        raise US3LError(f"profile {path} has no records")
+    validate_profile(doc, path)  # schema, and every latency/sample/MACs figure finite and positive
     return doc
 
 
 def load_accuracy(path: str | Path) -> dict[str, Any]:
     doc = read_json(path, "accuracy file")
     check_schema(doc, "accuracy", 1, path)
-    if not doc.get("widths"):
+    if not doc.get("widths") or not isinstance(doc["widths"], list):
         raise US3LError(f"accuracy file {path} has no widths")
+    for i, row in enumerate(doc["widths"]):  # NaN/inf/negative accuracies are refused, never ranked
+        if not isinstance(row, dict):
+            raise US3LError(f"{path}: widths[{i}] is not an object")
+        number(row.get("width"), f"{path}: widths[{i}].width", positive=True)
+        for key in ("linear_top1", "knn_top1"):
+            number(row.get(key), f"{path}: widths[{i}].{key}", nonnegative=True, optional=True)
     return doc
 
 
@@ -333,6 +340,7 @@ def find_profiles(devices: Sequence[str], profiles_dir: str | Path = "profiles")
         raise US3LError(f"profiles directory not found: {root}")
     found: list[Path] = []
     for name in devices:
+        safe_name(name, "--device")  # it becomes part of a glob pattern
         hits = []
         for p in sorted(root.glob(f"*-{name}-*.json")):
             doc = read_json(p, "profile")
@@ -389,7 +397,30 @@ def read_selection(path: str | Path) -> dict[str, Any]:
     """Read a ``selection.json`` (kind "selection", schema 1)."""
     doc = read_json(path, "selection")
     check_schema(doc, SELECTION_KIND, SELECTION_SCHEMA, path)
+    validate_selection(doc, path)
     return doc
+
+
+def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
+    """Device/model/backend names are safe path components; chosen widths and latencies finite and > 0."""
+    devices = doc.get("devices")
+    if not isinstance(devices, list) or not devices:
+        raise US3LError(f"{path}: 'devices' must be a non-empty list")
+    for i, d in enumerate(devices):
+        where = f"{path}: devices[{i}]"
+        if not isinstance(d, dict):
+            raise US3LError(f"{where} is not an object")
+        for key in ("device", "model", "backend", "precision"):  # they become folder and file names
+            safe_name(d.get(key), f"{where}.{key}")
+        for pick in ("chosen", "runner_up"):
+            c = d.get(pick)
+            if c is None:
+                continue
+            if not isinstance(c, dict):
+                raise US3LError(f"{where}.{pick} must be an object or null")
+            number(c.get("width"), f"{where}.{pick}.width", positive=True, at_most=1.0)
+            number(c.get("latency_ms"), f"{where}.{pick}.latency_ms", positive=True)
+            number(c.get("accuracy"), f"{where}.{pick}.accuracy", nonnegative=True, optional=True)
 
 
 def check_same_checkpoint(

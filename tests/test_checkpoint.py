@@ -60,10 +60,118 @@ def test_round_trip_and_load_backbone(tmp_path: Path) -> None:
     assert state["epoch"] == 3 and torch.equal(state["rng"]["torch"], torch.arange(5, dtype=torch.uint8))
 
 
+def _refusal(path: Path, why: str) -> str:
+    return (
+        f"{path} is not a safe us3l training state ({why}); delete it and start over with "
+        f"`us3l train --out {path.parent} --overwrite`, or put back the train_state.pt that us3l wrote"
+    )
+
+
 def test_train_state_refuses_arbitrary_objects(tmp_path: Path) -> None:
     torch.save({"x": _NotAllowed()}, tmp_path / "train_state.pt")
-    with pytest.raises(US3LError, match="cannot read"):
+    with pytest.raises(US3LError) as info:
         ckpt.load_train_state(tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path / 'train_state.pt'} is not a safe us3l training state (")
+    assert msg == _refusal(
+        tmp_path / "train_state.pt", f"it refers to {__name__}._NotAllowed, which a weights-only file may not"
+    )
+
+
+class _Exploit:
+    """A pickle that would run a command when unpickled without weights_only."""
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_malicious_train_state_is_one_line_saying_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "train_state.pt"
+    torch.save({"epoch": 1, "x": _Exploit()}, p)
+    with pytest.raises(US3LError) as info:
+        ckpt.load_train_state(tmp_path)
+    why = "it refers to posix.system, which a weights-only file may not"
+    assert str(info.value) == _refusal(p, why)
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        ([1, 2], "it holds a list, not a dict"),
+        ({"optimizer": {}}, "no 'epoch' entry"),
+        ({"epoch": "3"}, "'epoch' is a str, not a int"),
+        ({"epoch": 3, "scaler": {}}, "no 'optimizer' entry"),
+    ],
+)
+def test_train_state_without_what_us3l_writes_is_refused(tmp_path: Path, state: object, why: str) -> None:
+    p = tmp_path / "train_state.pt"
+    torch.save(state, p)
+    with pytest.raises(US3LError) as info:
+        ckpt.load_train_state(tmp_path, {"optimizer": dict})
+    assert str(info.value) == _refusal(p, why)
+
+
+def test_checkpoint_json_without_model_key(tmp_path: Path) -> None:
+    import json
+
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    meta_path = tmp_path / "checkpoint.json"
+    doc = json.loads(meta_path.read_text())
+    del doc["model"]
+    meta_path.write_text(json.dumps(doc))
+    fix = "it was not written by us3l train or was edited; re-train or restore the original"
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path)
+    assert str(info.value) == f"{meta_path} has no 'model' key ({fix})"
+    doc["model"], doc["model_kwargs"] = "cifar_resnet18", [1]
+    meta_path.write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path)
+    assert str(info.value) == f"{meta_path}: 'model_kwargs' must be dict or null, got [1] ({fix})"
+
+
+def test_int64_weights_are_refused_not_cast(tmp_path: Path) -> None:
+    model = create_model("cifar_resnet18", num_classes=0, **KW)
+    _save(tmp_path, model)
+    from safetensors.torch import load_file, save_file
+
+    w = tmp_path / "checkpoint.safetensors"
+    tensors = load_file(str(w))
+    key = next(k for k, v in tensors.items() if k.startswith("backbone.") and v.is_floating_point())
+    tensors[key] = tensors[key].round().to(torch.int64)
+    save_file(tensors, str(w), metadata={"format": "pt", "epoch": "3"})
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path)
+    name = key.removeprefix("backbone.")
+    assert str(info.value) == (
+        f"checkpoint {w}: tensor {name!r} is int64, the model expects float32 (not a us3l checkpoint, or edited); "
+        "re-train or restore the original"
+    )
+
+
+def test_damaged_weights_are_one_line(tmp_path: Path) -> None:
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    w = tmp_path / "checkpoint.safetensors"
+    w.write_bytes(b"\xff" * 64)
+    with pytest.raises(US3LError, match=r"^checkpoint .* is damaged \(.*\); re-train or restore it$"):
+        ckpt.load_backbone(tmp_path)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_checkpoint_files_follow_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
+    import os
+
+    old = os.umask(mask)
+    try:
+        _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    finally:
+        os.umask(old)
+    for name in ("checkpoint.json", "checkpoint.safetensors", "train_state.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
 
 
 def test_load_errors(tmp_path: Path) -> None:

@@ -33,3 +33,31 @@ def test_bad_input_is_one_line_error(args: list[str], message: str, capsys: pyte
     err = capsys.readouterr().err.strip()
     assert err.startswith(message)
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["quickstart", "--latency-ms", "inf"], "error: --latency-ms must be a finite positive number, got inf"),
+        (["quickstart", "--latency-ms", "nan"], "error: --latency-ms must be a finite positive number, got nan"),
+        (["quickstart", "--latency-ms", "-1"], "error: --latency-ms must be a finite positive number, got -1.0"),
+        (["quickstart", "--max-seconds", "nan"], "error: --max-seconds must be a finite positive number, got nan"),
+        (["quickstart", "--threads", "0"], "error: --threads must be >= 1, got 0"),
+        (["quickstart", "--backends", "tflite"], "error: quickstart profiles and exports with onnx and/or openvino"),
+        (["quickstart", "--config", "/nonexistent.yaml"], "error: config file not found: /nonexistent.yaml"),
+        (
+            ["train", "--set", 'x=!!python/object/apply:os.system ["touch PWNED"]'],
+            "error: --set x=...: not a plain YAML value (could not determine a constructor for the tag "
+            "'tag:yaml.org,2002:python/object/apply:os.system'); quote it as a string or give a number, list or "
+            "mapping",
+        ),
+    ],
+)
+def test_options_are_refused_before_any_work(
+    args: list[str], message: str, tmp_path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # nothing trained, measured or written (not even the folder)

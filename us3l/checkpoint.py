@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from us3l.errors import US3LError
-from us3l.io import check_schema, file_sha256, header, read_json
+from us3l.io import check_schema, file_sha256, follow_umask, header, read_json, temp_file
 
 CHECKPOINT_KIND = "checkpoint"
 CHECKPOINT_SCHEMA = 1
@@ -135,16 +134,12 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
     tmps: list[tuple[Path, Path]] = []
     try:
         for name, write in writers.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=run_dir)
-            os.close(fd)
-            tmp_path = Path(tmp)
+            tmp_path = temp_file(run_dir, prefix=f".{name}.")  # the umask's usual mode, not mkstemp's 0600
             tmps.append((tmp_path, run_dir / name))
             write(tmp_path)
+            follow_umask(tmp_path)
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
-        mode = 0o666 & ~_umask()
-        for tmp_path, _ in tmps:
-            os.chmod(tmp_path, mode)  # mkstemp creates 0600; give the files the usual permissions
         for tmp_path, final in tmps:
             os.replace(tmp_path, final)
     finally:
@@ -152,18 +147,35 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
             tmp_path.unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def read_meta(path: str | Path) -> dict[str, Any]:
     """Read and schema-check ``checkpoint.json`` of a run folder or weights file."""
     meta_path = run_dir_of(path) / META_FILE
     doc = read_json(meta_path, "checkpoint metadata")
     check_schema(doc, CHECKPOINT_KIND, CHECKPOINT_SCHEMA, meta_path)
+    fix = "it was not written by us3l train or was edited; re-train or restore the original"
+    for key, kinds in _META_TYPES.items():
+        if key not in doc:
+            if key in _META_REQUIRED:
+                raise US3LError(f"{meta_path} has no {key!r} key ({fix})")
+            continue
+        value = doc[key]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in kinds)
+            raise US3LError(f"{meta_path}: {key!r} must be {names}, got {value!r:.80} ({fix})")
     return doc
+
+
+#: ``checkpoint.json`` entries every reader relies on, and their JSON types.
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,),
+    "epoch": (int,),
+    "model_kwargs": (dict, type(None)),
+    "width_range": (dict, type(None)),
+    "normalization": (dict, type(None)),
+    "input_size": (int, type(None)),
+    "config": (dict,),
+}
+_META_REQUIRED = ("model", "epoch")
 
 
 def weights_path(path: str | Path) -> Path:
@@ -180,31 +192,92 @@ def read_tensors(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
     from safetensors import safe_open
 
     out: dict[str, torch.Tensor] = {}
-    with safe_open(str(weights_path(path)), framework="pt", device="cpu") as fh:
-        for key in fh.keys():
-            if key.startswith(prefix):
-                out[key[len(prefix) :]] = fh.get_tensor(key)
+    wpath = weights_path(path)
+    try:
+        with safe_open(str(wpath), framework="pt", device="cpu") as fh:
+            for key in fh.keys():
+                if key.startswith(prefix):
+                    out[key[len(prefix) :]] = fh.get_tensor(key)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
+        why = " ".join(str(exc).split())[:160]
+        raise US3LError(f"checkpoint {wpath} is damaged ({why}); re-train or restore it") from None
     return out
+
+
+def check_dtypes(state: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse tensors whose kind differs from the model's (int64 weights are not silently cast to float)."""
+    for key, tensor in state.items():
+        ref = reference.get(key)
+        if ref is None:
+            continue  # reported as unexpected by load_state_dict
+        if tensor.is_floating_point() != ref.is_floating_point() or tensor.is_complex() != ref.is_complex():
+            raise US3LError(
+                f"checkpoint {path}: tensor {key!r} is {str(tensor.dtype).removeprefix('torch.')}, the model "
+                f"expects {str(ref.dtype).removeprefix('torch.')} (not a us3l checkpoint, or edited); "
+                "re-train or restore the original"
+            )
 
 
 def read_weights_epoch(path: str | Path) -> int | None:
     """The epoch recorded in the safetensors metadata (``None`` if absent)."""
     from safetensors import safe_open
 
-    with safe_open(str(weights_path(path)), framework="pt", device="cpu") as fh:
-        md = fh.metadata() or {}
-    return int(md["epoch"]) if "epoch" in md else None
+    wpath = weights_path(path)
+    try:
+        with safe_open(str(wpath), framework="pt", device="cpu") as fh:
+            md = fh.metadata() or {}
+        return int(md["epoch"]) if "epoch" in md else None
+    except Exception as exc:  # noqa: BLE001 - a damaged header or a non-integer epoch
+        why = " ".join(str(exc).split())[:160]
+        raise US3LError(f"checkpoint {wpath} is damaged ({why}); re-train or restore it") from None
 
 
-def load_train_state(run_dir: str | Path) -> dict[str, Any]:
-    """Load ``train_state.pt`` with ``weights_only=True`` (no arbitrary unpickling)."""
+#: Entries every ``train_state.pt`` has (``save_checkpoint`` adds the epoch), with their types.
+TRAIN_STATE_KEYS: dict[str, type] = {"epoch": int}
+
+
+def not_a_train_state(path: Path, why: str) -> US3LError:
+    """The one-line refusal of a ``train_state.pt`` that us3l cannot trust or use, with what to do."""
+    run = path.parent
+    return US3LError(
+        f"{path} is not a safe us3l training state ({why}); delete it and start over with "
+        f"`us3l train --out {run} --overwrite`, or put back the {STATE_FILE} that us3l wrote"
+    )
+
+
+def _unpickle_reason(exc: Exception) -> str:
+    """Why torch's weights-only loader refused a file, as one short phrase (not torch's paragraphs)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it refers to {found.group(1).rstrip('.')}, which a weights-only file may not"
+    first = next((" ".join(line.split()) for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
+def load_train_state(run_dir: str | Path, required: Mapping[str, type] | None = None) -> dict[str, Any]:
+    """Load ``train_state.pt`` with ``weights_only=True`` (no arbitrary unpickling).
+
+    A file holding anything but tensors and plain containers (a pickled object, a foreign or damaged file),
+    or one without the entries ``TRAIN_STATE_KEYS`` and ``required`` (name -> type), is refused with one line.
+    """
     p = run_dir_of(run_dir) / STATE_FILE
     if not p.is_file():
         raise US3LError(f"cannot resume: {p} not found")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a corrupt/foreign file
-        raise US3LError(f"cannot read {p}: {type(exc).__name__}: {exc}") from None
+        raise not_a_train_state(p, _unpickle_reason(exc)) from None
+    if not isinstance(state, dict):
+        raise not_a_train_state(p, f"it holds a {type(state).__name__}, not a dict")
+    for key, kind in {**TRAIN_STATE_KEYS, **(required or {})}.items():
+        if key not in state:
+            raise not_a_train_state(p, f"no {key!r} entry")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise not_a_train_state(p, f"{key!r} is a {type(state[key]).__name__}, not a {kind.__name__}")
+    return state
 
 
 def load_backbone(
@@ -231,7 +304,11 @@ def load_backbone(
         model = create_model(meta["model"], num_classes=0, **kwargs)
     except KeyError as exc:
         raise US3LError(f"checkpoint {wpath} names an unknown model: {exc}") from None
+    except (TypeError, ValueError) as exc:  # model_kwargs / width_range the model does not take
+        raise US3LError(f"checkpoint {wpath}: cannot build model {meta['model']!r} from checkpoint.json "
+                        f"({' '.join(str(exc).split())})") from None
     state = read_tensors(wpath, BACKBONE_PREFIX)
+    check_dtypes(state, model.state_dict(), wpath)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch

@@ -121,3 +121,69 @@ def test_export_from_selection_takes_the_choice_made_on_that_backend(write_profi
     capsys.readouterr()
     assert _jobs(None, sel, "cpu", "tensorrt") == [(0.25, "cpu"), (0.5, "cpu")]  # no tensorrt profile: both
     assert "chosen on onnx, openvino latencies, exported to tensorrt" in capsys.readouterr().err
+
+
+def _selection_with(tmp_path: Path, write_profile, capsys, **changes) -> Path:
+    prof = write_profile([{"width": 0.25, "latency": latency(1.0, 1.0, 1.0)}], model="cifar_resnet18")
+    sel = tmp_path / "selection.json"
+    assert main(["select", "--profile", str(prof), "--latency-ms", "2", "--out", str(sel)]) == 0
+    capsys.readouterr()
+    doc = json.loads(sel.read_text())
+    doc["devices"][0].update(changes)
+    sel.write_text(json.dumps(doc))
+    return sel
+
+
+@pytest.mark.parametrize("name", ["../../ESCAPED", "/tmp/abs", "..", "a/b", "x" * 300])
+def test_export_device_names_cannot_leave_out(name: str, write_profile, tmp_path: Path, capsys) -> None:
+    from us3l.validate import NAME_RULE
+
+    out = tmp_path / "work" / "art"
+    shown = repr(name) if len(name) <= 80 else repr(f"{name[:40]}…(300 characters)")
+    code = main(["export", "--backend", "onnx", "--width", "0.5", "--model", "cifar_resnet18", "--device", name,
+                 "--out", str(out)])
+    assert code == 1
+    assert capsys.readouterr().err == f"error: --device must be a name ({NAME_RULE}), got {shown}\n"
+    sel = _selection_with(tmp_path, write_profile, capsys, device=name)
+    code = main(["export", "--backend", "onnx", "--selection", str(sel), "--model", "cifar_resnet18",
+                 "--out", str(out)])
+    assert code == 1
+    assert capsys.readouterr().err == f"error: {sel}: devices[0].device must be a name ({NAME_RULE}), got {shown}\n"
+    assert not (tmp_path / "ESCAPED").exists() and not out.exists()
+
+
+def test_export_refuses_a_nan_width_in_a_selection(write_profile, tmp_path: Path, capsys) -> None:
+    sel = _selection_with(tmp_path, write_profile, capsys)
+    doc = json.loads(sel.read_text())
+    doc["devices"][0]["chosen"]["width"] = float("nan")
+    sel.write_text(json.dumps(doc))
+    code = main(["export", "--backend", "onnx", "--selection", str(sel), "--model", "cifar_resnet18",
+                 "--out", str(tmp_path / "art")])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"error: {sel}: devices[0].chosen.width must be a finite positive number <= 1, got nan\n"
+    )
+
+
+def test_second_export_into_a_locked_folder_fails_naming_the_holder(tmp_path: Path, capsys) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "art"
+    hold = ("import sys, time\nfrom us3l.locking import folder_lock\nwith folder_lock(sys.argv[1]):\n"
+            "    print('locked', flush=True)\n    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        code = main(["export", "--backend", "onnx", "--width", "0.5", "--model", "cifar_resnet18", "--out", str(out)])
+        assert code == 1
+        assert capsys.readouterr().err == (
+            f"error: export folder {out} is in use by another us3l process (pid {proc.pid}); wait for it to finish "
+            "or choose another folder\n"
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert sorted(p.name for p in out.iterdir()) == [".us3l.lock"]  # nothing written

@@ -168,3 +168,53 @@ def test_bad_inputs(write_profile, tmp_path) -> None:
         find_profiles(["tpu"], tmp_path / "profiles")
     with pytest.raises(US3LError, match="is not a us3l accuracy file"):
         select([prof], Budget(latency_ms=1), accuracy=prof)
+
+
+@pytest.mark.parametrize("field", ["p50_ms", "p90_ms", "p99_ms", "mean_ms"])
+def test_nan_latency_is_refused_not_chosen(field: str, write_profile, write_accuracy) -> None:
+    lat = latency(1.0, 1.0, 1.0)
+    lat[field] = float("nan")
+    prof = write_profile([{"width": 0.25, "latency": latency(1.0, 1.0, 1.0)}, {"width": 1.0, "latency": lat}])
+    with pytest.raises(US3LError) as info:
+        select([prof], Budget(latency_ms=2.0), write_accuracy({0.25: 0.5, 1.0: 0.9}))
+    assert str(info.value) == f"{prof}: records[1].latency.{field} must be a finite positive number, got nan"
+
+
+def test_negative_latency_and_nan_accuracy_are_refused(write_profile, write_accuracy) -> None:
+    lat = latency(1.0, 1.0, 1.0)
+    lat["ci95_ms"]["p90"] = [1.0, -3.0]
+    prof = write_profile([{"width": 0.5, "latency": lat}])
+    with pytest.raises(US3LError) as info:
+        select([prof], Budget(latency_ms=2.0))
+    assert str(info.value) == f"{prof}: records[0].latency.ci95_ms.p90[1] must be a finite positive number, got -3.0"
+    good = write_profile([{"width": w, "latency": latency(1.0, 1.0, 1.0)} for w in (0.25, 0.5)])
+    acc = write_accuracy({0.25: 0.5, 0.5: float("nan")})
+    with pytest.raises(US3LError) as info:
+        select([good], Budget(latency_ms=2.0), acc)
+    assert str(info.value) == f"{acc}: widths[1].linear_top1 must be a finite non-negative number or null, got nan"
+
+
+def test_device_names_for_profile_lookup_are_safe(tmp_path) -> None:
+    from deploy.select import find_profiles
+
+    (tmp_path / "profiles").mkdir()
+    with pytest.raises(US3LError, match=r"^--device must be a name \("):
+        find_profiles(["../x"], tmp_path / "profiles")
+
+
+def test_quickstart_default_budget_leaves_real_slack(write_profile) -> None:
+    from us3l.commands.quickstart import default_budget_ms
+
+    onnx = write_profile(rows((0.25, 1.0), (0.5, 2.0), (0.75, 3.0), (1.0, 4.0)), backend="onnx")
+    ov = write_profile(rows((0.25, 0.9), (0.5, 1.8), (0.75, 2.7), (1.0, 3.6)), backend="openvino")
+    budget = default_budget_ms([onnx, ov])
+    assert budget == pytest.approx(2.35)  # midway in the first >=10 % gap above the lower medians: (2.0, 2.7)
+    for d in select([onnx, ov], Budget(latency_ms=budget)).devices:
+        every = sorted(c.latency_ms for c in d.candidates)
+        assert min(abs(budget - v) for v in every) >= 0.35 - 1e-9  # no width sits on the line
+        assert d.chosen is not None and d.slack["latency_ms"] >= 0.35 - 1e-9
+    # a near-duplicate latency right above the median is skipped: the budget goes into the next real gap
+    crowded = write_profile(rows((0.25, 1.0), (0.4, 1.95), (0.5, 2.0), (0.75, 2.02), (1.0, 3.0)), device="x")
+    budget = default_budget_ms([crowded])
+    assert budget == pytest.approx(2.51)
+    assert select([crowded], Budget(latency_ms=budget)).devices[0].slack["latency_ms"] == pytest.approx(0.49)

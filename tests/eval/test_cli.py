@@ -76,9 +76,9 @@ def test_non_builtin_checkpoint_needs_data(tmp_path: Path, capsys: pytest.Captur
 def test_corrupted_checkpoint_rejected(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     weights = run_dir / "checkpoint.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
-    with pytest.raises(US3LError, match="cannot load checkpoint"):
+    with pytest.raises(US3LError, match=r"^checkpoint .* is damaged \(.*\); re-train or restore it$"):
         open_checkpoint(run_dir)
-    _err(main(["eval", "--ckpt", str(run_dir)]), capsys, "cannot load checkpoint")
+    _err(main(["eval", "--ckpt", str(run_dir)]), capsys, "is damaged")
 
 
 def test_checkpoint_of_another_model_rejected(tmp_path: Path) -> None:

@@ -25,8 +25,21 @@ def _macs(v: Any) -> str:
     return "-" if v is None else f"{v / 1e6:.1f}M"
 
 
+def _lock(ctx: typer.Context, folder: Path, what: str, create: bool = False) -> None:
+    """Hold an exclusive lock on ``folder`` until the command ends (another us3l process writing it: fail).
+
+    A missing folder is locked (and created) only with ``create``: a missing run folder is reported by
+    ``open_checkpoint``, not created here."""
+    from us3l.locking import acquire, release
+
+    if create or folder.is_dir():
+        key = acquire(folder, what)
+        ctx.call_on_close(lambda: release(key))
+
+
 @app.command("calibrate")
 def calibrate_cmd(
+    ctx: typer.Context,
     ckpt: Path = typer.Option(..., "--ckpt", help="Run folder (or its checkpoint.safetensors)."),
     data: str | None = typer.Option(
         None, "--data", help="Calibration data spec; default: the checkpoint's data if it is 'builtin'."
@@ -45,11 +58,13 @@ def calibrate_cmd(
     """Reset and re-estimate BN statistics at every width; store them in RUN/bn_stats.safetensors."""
     import time
 
+    from us3l.checkpoint import run_dir_of
     from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings
     from us3l.eval.runner import calibrate_checkpoint, open_checkpoint, parse_widths
     from us3l.slim import calibrated_widths
 
     settings = CalibrationSettings(batches=batches, batch_size=batch_size, momentum=_momentum(bn_momentum))
+    _lock(ctx, run_dir_of(ckpt), "run folder")  # bn_stats.safetensors is written there
     loaded = open_checkpoint(ckpt)
     if widths is None and grid is None:
         todo = list(loaded.model.width_grid())
@@ -80,6 +95,7 @@ def calibrate_cmd(
 
 @app.command("eval")
 def eval_cmd(
+    ctx: typer.Context,
     ckpt: Path = typer.Option(..., "--ckpt", help="Run folder (or its checkpoint.safetensors)."),
     data: str | None = typer.Option(
         None, "--data", help="Data spec; default: the checkpoint's data if it is 'builtin'."
@@ -126,13 +142,17 @@ def eval_cmd(
         recalibrate=recalibrate,
         baselines=baselines,
     )
+    from us3l.checkpoint import run_dir_of
+
+    out_dir = out if out is not None else run_dir_of(ckpt)
+    if out_dir.exists() and not out_dir.is_dir():  # checked before any work
+        raise US3LError(f"--out must be a folder, got the file {out_dir}")
+    _lock(ctx, run_dir_of(ckpt), "run folder")  # calibrated BN statistics may be written there
     loaded = open_checkpoint(ckpt)
     todo = parse_widths(loaded.model, widths, grid)
+    _lock(ctx, out_dir, "output folder", create=True)
     log = None if json_out else (lambda msg: console.print(f"[dim]{msg}[/dim]"))
     doc = evaluate_checkpoint(loaded, data, todo, settings, progress=log)
-    out_dir = out if out is not None else loaded.path.parent
-    if out_dir.exists() and not out_dir.is_dir():
-        raise US3LError(f"--out must be a folder, got the file {out_dir}")
     path = save_accuracy(doc, out_dir)
     pngs = []
     if plot:

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from us3l.cli_app import app, console, emit_json
 from us3l.errors import US3LError
+from us3l.locking import acquire, release
+from us3l.validate import number, safe_name
 
 
 def _jobs(
@@ -23,8 +25,10 @@ def _jobs(
     """
     if (width is None) == (selection is None):
         raise US3LError("give exactly one of --width W or --selection selection.json")
+    if device is not None:
+        safe_name(device, "--device")  # a folder under --out: one safe name, checked before any work
     if width is not None:
-        return [(width, device)]
+        return [(number(width, "--width", positive=True), device)]  # the model checks its range
     from deploy.select import read_selection
 
     doc = read_selection(selection)
@@ -153,9 +157,13 @@ def export_cmd(
     from deploy.export import VerificationFailed, export_width
 
     be = get_backend(backend)  # unknown backend: fail before loading anything
+    prec = precision or ("fp16" if be.name == "tensorrt" else "fp32")
+    be.check_precision(prec)
+    if batch < 1:
+        raise US3LError(f"--batch must be >= 1, got {batch}")
     jobs = _jobs(width, selection, device, be.name)
     src, model_name = _source(ckpt, model)
-    prec = precision or ("fp16" if be.name == "tensorrt" else "fp32")
+    out_lock = acquire(out, "export folder")  # a second export into the same --out fails at once
     table = Table(title=f"us3l export → {be.name} {prec} (errors on L2-normalised embeddings)")
     for col in ("device", "width", "max abs err", "mean abs err", "min cosine", "BN stats", "status"):
         table.add_column(col)
@@ -180,6 +188,8 @@ def export_cmd(
         _row(table, exc.result.manifest["target"]["device"], exc.result)
         console.print(table)
         raise
+    finally:
+        release(out_lock)
     warnings, notes = _graph_warnings(selection, be.name, results) if selection is not None else ([], [])
     for warning in warnings:  # stderr, and "warnings" in the --json document
         console.print(f"[yellow]warning:[/yellow] {warning}")

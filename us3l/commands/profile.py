@@ -14,6 +14,7 @@ from rich.table import Table
 
 from us3l.cli_app import app, console, emit_json
 from us3l.errors import US3LError
+from us3l.locking import acquire, release
 
 profile_app = typer.Typer(
     help="Measure MACs, params, memory and latency of every width on a device (locally or over SSH).",
@@ -91,7 +92,7 @@ def profile_cmd(
         return
     from devices.registry import get_device
     from profiler.profile_file import write_profile
-    from profiler.sweep import run_sweep
+    from profiler.sweep import check_local_requirements, resolve_backend, run_sweep
 
     spec = get_device(device, device_file)
     if host:
@@ -99,10 +100,18 @@ def profile_cmd(
             spec = spec.with_host(host)
         except ValueError as exc:
             raise US3LError(str(exc)) from None
+    try:  # nan / inf / out of range: refused before any model is built
+        policy = spec.policy.replace(target_rel_ci=target_ci, max_seconds=max_seconds)
+    except ValueError as exc:
+        raise US3LError(f"--target-ci / --max-seconds: {exc}") from None
+    resolve_backend(spec, backend)  # a backend the device lacks, or hardware missing here: before any work
+    if spec.reach.is_local:
+        check_local_requirements(spec)
     net, name, sha, size = _load_model(model, ckpt)
     grid = _parse_widths(widths) if widths else list(net.width_grid(points))
     grid = [net.width_range.check(w) for w in grid]
-    policy = spec.policy.replace(target_rel_ci=target_ci, max_seconds=max_seconds)
+    out_lock = acquire(out, "profile folder")  # before measuring: a second profile into --out fails at once
+    ctx.call_on_close(lambda: release(out_lock))
 
     status = None if json_out else console.status(f"profiling {len(grid)} widths of {name} on {spec.name}")
 

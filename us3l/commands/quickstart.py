@@ -20,6 +20,8 @@ from rich.table import Table
 from us3l.cli_app import app, console, emit_json
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, file_sha256, header, read_json
+from us3l.locking import folder_lock
+from us3l.validate import number
 
 SUMMARY_KIND, SUMMARY_SCHEMA = "quickstart", 1
 DEFAULT_BACKENDS = ("onnx", "openvino")
@@ -267,15 +269,42 @@ def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[
 # ------------------------------------------------------------------------------------------------ driver
 
 
-def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
-    """Run (or resume) the pipeline into ``opts.out``; return the summary document (also written)."""
+def check_options(opts: QuickstartOptions) -> None:
+    """Refuse (one line) any option the pipeline would reject later: nothing runs on a bad option."""
+    if not opts.backends:
+        raise US3LError("--backends must name onnx and/or openvino")
     for b in opts.backends:
         if b not in DEFAULT_BACKENDS:
             raise US3LError(f"quickstart profiles and exports with onnx and/or openvino, not {b!r}")
     if opts.points < 2:
         raise US3LError(f"--points must be at least 2, got {opts.points}")
+    if opts.latency_ms is not None:
+        number(opts.latency_ms, "--latency-ms", positive=True)
+    number(opts.max_seconds, "--max-seconds", positive=True)
+    for name, value in (("--threads", opts.threads), ("--epochs", opts.epochs)):
+        if value is not None and value < 1:
+            raise US3LError(f"{name} must be >= 1, got {value}")
+    from us3l.train.config import resolve_config
+
+    overrides: dict[str, Any] = {"out": str(opts.out / "run")}
+    if opts.epochs is not None:
+        overrides["epochs"] = opts.epochs
+    resolve_config(opts.config, overrides)  # config file present, parsable and valid with these epochs
+
+
+def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
+    """Run (or resume) the pipeline into ``opts.out``; return the summary document (also written).
+
+    Every option is checked first (``check_options``); ``opts.out`` is locked for the whole run, so a second
+    quickstart into the same folder fails at once.
+    """
+    check_options(opts)
+    with folder_lock(opts.out, "quickstart folder"):
+        return _run_pipeline(opts)
+
+
+def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
     out = opts.out
-    out.mkdir(parents=True, exist_ok=True)
     run_dir, acc_path = out / "run", out / "accuracy.json"
     profiles_dir, sel_path, art_dir = out / "profiles", out / "selection.json", out / "artifacts"
     logs: list[StepLog] = []
@@ -375,8 +404,6 @@ def quickstart_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON document."),
 ) -> None:
     """Run the whole pipeline on the built-in data: train, evaluate, profile, select, export, report."""
-    if latency_ms is not None and not latency_ms > 0:
-        raise US3LError(f"--latency-ms must be positive, got {latency_ms}")
     opts = QuickstartOptions(
         out=out,
         config=config,

@@ -95,7 +95,12 @@ def train_cmd(
         key, sep, value = item.partition("=")
         if not sep:
             raise US3LError(f"--set expects key=value, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:  # e.g. a !!python/... tag: safe_load refuses it; say so in one line
+            why = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise US3LError(f"--set {key.strip()}=...: not a plain YAML value ({why}); quote it as a string "
+                            "or give a number, list or mapping") from None
     cfg = resolve_config(config, overrides)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main and not cfg.quiet and not json_out:

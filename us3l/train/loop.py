@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -193,8 +194,18 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
     """Train ``cfg.method`` on ``cfg.data``; write checkpoints/metrics into ``cfg.out``; return the result.
 
     Under torchrun every rank calls this; only rank 0 writes files. ``resume=True`` continues from the run
-    folder's checkpoint (with the config saved there) or starts fresh when there is none.
+    folder's checkpoint (with the config saved there) or starts fresh when there is none. Rank 0 holds an
+    exclusive lock on the run folder throughout: a second training into the same folder fails at once.
     """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _run_training(cfg, resume, overwrite)
+    from us3l.locking import folder_lock
+
+    with folder_lock(cfg.out, "run folder"):
+        return _run_training(cfg, resume, overwrite)
+
+
+def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
     t_start = time.perf_counter()
     run_dir = Path(cfg.out)
     info = init_distributed(cfg.device)
@@ -528,11 +539,15 @@ def _save(
     invalidate_stale(run_dir)  # bn_stats / accuracy.json of the previous weights no longer apply
 
 
+#: What ``_save`` puts into ``train_state.pt`` besides the epoch.
+_STATE_KEYS = {"optimizer": dict, "scaler": dict, "sampler": dict, "rng": dict}
+
+
 def _restore(
     run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, sampler: Any
 ) -> int:
     meta = ckpt.read_meta(run_dir)
-    state = ckpt.load_train_state(run_dir)
+    state = ckpt.load_train_state(run_dir, _STATE_KEYS)
     epochs = {int(meta["epoch"]), int(state["epoch"]), ckpt.read_weights_epoch(run_dir)}
     if len(epochs) != 1:
         raise US3LError(
@@ -540,12 +555,21 @@ def _restore(
             "the run was interrupted while saving"
         )
     sd = join_state(ckpt.read_tensors(run_dir, ckpt.BACKBONE_PREFIX), ckpt.read_tensors(run_dir, ckpt.TRAIN_PREFIX))
-    method.load_state_dict(sd, strict=True)
-    opt.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    sampler.load_state_dict(state["sampler"])
-    set_rng_state(state["rng"])
-    method.momentum_now = float(state.get("momentum_now", method.momentum_now))
+    try:
+        method.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise US3LError(f"checkpoint in {run_dir} does not match this run's model ({first}); resume with the "
+                        "config it was trained with, or start over with --overwrite") from None
+    try:
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        method.momentum_now = float(state.get("momentum_now", method.momentum_now))
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # foreign or edited state
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        raise ckpt.not_a_train_state(run_dir / ckpt.STATE_FILE, why) from None
     return int(meta["epoch"])
 
 
