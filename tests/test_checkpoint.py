@@ -215,3 +215,13 @@ def test_load_backbone_restores_the_trained_width_range(tmp_path: Path) -> None:
     assert (loaded.model.width_range.min, loaded.model.width_range.max) == (0.5, 1.0)
     with pytest.raises(ValueError, match="0.5"):
         loaded.model.width_range.check(0.25)
+
+
+def test_corrupt_bn_stats_is_reported_as_bn_stats_not_as_the_checkpoint(tmp_path: Path) -> None:
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    bn = tmp_path / "bn_stats.safetensors"
+    bn.write_bytes(b"\x00" * 50)
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"BN statistics {bn} ") and "us3l calibrate" in msg and "\n" not in msg

@@ -184,3 +184,31 @@ def test_fresh_model_to_openvino_fp16_dynamic(tmp_path: Path) -> None:
     assert set(m["artifact"]["files"]) == {"model.xml", "model.bin"}
     with deploy.load(res.directory) as r:
         assert r.infer(np.zeros((3, 3, 32, 32), np.float32)).shape == (3, m["model"]["feature_dim"])
+
+
+@pytest.mark.parametrize(("mask", "fmode", "dmode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_export_follows_the_umask(tmp_path: Path, mask: int, fmode: int, dmode: int) -> None:
+    import os
+
+    from us3l.models import create_model
+
+    old = os.umask(mask)
+    try:
+        res = export_width(create_model("cifar_resnet18", num_classes=0, base_channels=8), 0.25, "onnx",
+                           tmp_path / "art", model_name="cifar_resnet18", device_name="cpu")
+    finally:
+        os.umask(old)
+    assert res.directory.stat().st_mode & 0o777 == dmode  # not mkdtemp's 0700 under umask 022
+    assert (tmp_path / "art" / "cpu").stat().st_mode & 0o777 == dmode
+    for f in res.directory.iterdir():
+        assert f.stat().st_mode & 0o777 == fmode, f.name
+
+
+@pytest.mark.parametrize("device", ["../../ESCAPED", "/abs", "..", "a" * 65])
+def test_export_width_refuses_unsafe_device_names(device: str, tmp_path: Path) -> None:
+    from us3l.models import create_model
+
+    with pytest.raises(US3LError, match=r"^device name must be a name \("):
+        export_width(create_model("cifar_resnet18", num_classes=0, base_channels=8), 0.25, "onnx",
+                     tmp_path / "work" / "art", model_name="cifar_resnet18", device_name=device)
+    assert not (tmp_path / "work").exists() and not (tmp_path / "ESCAPED").exists()
