@@ -9,9 +9,19 @@ Latency is compared conservatively: by default the upper end of the 95% confiden
 (``statistic="p90"``, ``bound="ci95_upper"``), then multiplied by ``1 + margin``. For ``mean`` the bound is
 ``mean + 1.96 * std / sqrt(n)``.
 
-Ranking of the feasible widths (documented tie-break): higher accuracy, then lower latency, then smaller
-width. Without an accuracy file, MACs stand in for accuracy (more compute is assumed more accurate) and the
-result says so.
+Choosing among the feasible widths (the tie rule, ``TIE_RULE``): accuracy is measured on a finite test set, so
+a difference inside its noise must not decide. With an accuracy file that has 95 % intervals (schema 2:
+``knn_top1_ci`` / ``linear_top1_ci``), every feasible width whose interval overlaps the interval of the most
+accurate feasible width is *tied* with it, and the fastest of the tied widths (lowest compared latency, then
+smaller width) is chosen: ``decided_by: "tie->latency"`` with the ``tied_widths`` recorded. A width outside
+the noise of the best is never preferred for speed, and a width alone at the top wins on
+``decided_by: "accuracy"``. ``strict_accuracy`` (``--strict-accuracy``), an accuracy file without intervals
+(schema 1) and the MACs proxy use plain ranking: higher accuracy, then lower latency, then smaller width
+(``TIE_BREAK``). Without an accuracy file, MACs stand in for accuracy (more compute is assumed more accurate)
+and the result says so.
+
+Each device's answer carries ``warnings`` for a chosen or tied width whose latency the profile marked
+``stable: false`` (its confidence interval did not reach the target, or drift was seen).
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ SELECTION_SCHEMA = 1
 STATISTICS = ("p50", "p90", "p99", "mean")
 METRICS = ("auto", "linear", "knn")
 TIE_BREAK = "higher accuracy, then lower latency, then smaller width"
+TIE_RULE = (
+    "widths whose 95% accuracy interval overlaps the most accurate feasible width's are tied; "
+    "the fastest tied width wins (then the smaller); --strict-accuracy: plain highest accuracy"
+)
 MB = 1_000_000  # --memory-mb counts decimal megabytes of weights + activations
 
 
@@ -105,6 +119,7 @@ class Candidate:
     memory_mb: float | None
     violations: tuple[str, ...] = ()
     graph: dict[str, Any] | None = None  # the profiled graph (deploy.graph.profiled_graph), for export to compare
+    accuracy_ci: tuple[float, float] | None = None  # 95 % interval of ``accuracy`` (schema-2 accuracy files)
 
     @property
     def feasible(self) -> bool:
@@ -113,6 +128,7 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["violations"] = list(self.violations)
+        d["accuracy_ci"] = None if self.accuracy_ci is None else list(self.accuracy_ci)
         return d
 
 
@@ -131,6 +147,9 @@ class DeviceSelection:
     minimum: dict[str, float]  # smallest achievable value of each quantity over the usable widths
     candidates: list[Candidate]
     notes: list[str] = field(default_factory=list)
+    decided_by: str | None = None  # "accuracy" | "tie->latency"; None when nothing fits
+    tied_widths: list[float] = field(default_factory=list)  # the tie group, chosen width included
+    warnings: list[str] = field(default_factory=list)  # unstable latency of the chosen or a tied width
 
     @property
     def feasible(self) -> bool:
@@ -148,6 +167,9 @@ class DeviceSelection:
             "runner_up": self.runner_up.to_dict() if self.runner_up else None,
             "slack": self.slack,
             "minimum": self.minimum,
+            "decided_by": self.decided_by,
+            "tied_widths": list(self.tied_widths),
+            "warnings": list(self.warnings),
             "notes": self.notes,
             "candidates": [c.to_dict() for c in self.candidates],
         }
@@ -175,6 +197,7 @@ class Selection:
     metric: str | None
     inputs: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    strict_accuracy: bool = False
 
     @property
     def feasible(self) -> bool:
@@ -186,8 +209,9 @@ class Selection:
             inputs=self.inputs,
             budget=self.budget.active(),
             latency_rule={**asdict(self.rule), "describe": self.rule.describe()},
-            accuracy={"source": self.accuracy_source, "metric": self.metric},
+            accuracy={"source": self.accuracy_source, "metric": self.metric, "strict": self.strict_accuracy},
             tie_break=TIE_BREAK,
+            tie_rule=None if self.strict_accuracy else TIE_RULE,
             feasible=self.feasible,
             devices=[d.to_dict() for d in self.devices],
             warnings=list(self.warnings),
@@ -216,7 +240,8 @@ def load_profile(path: str | Path) -> dict[str, Any]:
 
 def load_accuracy(path: str | Path) -> dict[str, Any]:
     doc = read_json(path, "accuracy file")
-    check_schema(doc, "accuracy", 1, path)
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    check_schema(doc, "accuracy", version if version in (1, 2) else 2, path)  # schema 1: no intervals
     if not doc.get("widths") or not isinstance(doc["widths"], list):
         raise US3LError(f"accuracy file {path} has no widths")
     for i, row in enumerate(doc["widths"]):  # NaN/inf/negative accuracies are refused, never ranked
@@ -247,6 +272,22 @@ def accuracy_table(doc: Mapping[str, Any], metric: str = "auto") -> tuple[dict[f
     return table, name
 
 
+def accuracy_intervals(doc: Mapping[str, Any], name: str) -> dict[float, tuple[float, float]]:
+    """Map rounded width -> 95 % interval ``(lo, hi)`` of the ``name`` accuracy (``name + "_ci"``); empty for
+    a schema-1 file. A malformed interval is a one-line error."""
+    out: dict[float, tuple[float, float]] = {}
+    for i, r in enumerate(doc.get("widths") or []):
+        ci = r.get(f"{name}_ci")
+        if ci is None:
+            continue
+        ok = isinstance(ci, list | tuple) and len(ci) == 2
+        ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in ci)
+        if not ok or not 0 <= ci[0] <= ci[1] <= 1:
+            raise US3LError(f"accuracy file: widths[{i}].{name}_ci must be [lo, hi] in [0, 1], got {ci!r}")
+        out[width_key(r["width"])] = (float(ci[0]), float(ci[1]))
+    return out
+
+
 def _memory_mb(rec: Mapping[str, Any]) -> float | None:
     wb, ab = rec.get("weight_bytes"), rec.get("activation_bytes")
     if wb is None or ab is None:
@@ -255,7 +296,8 @@ def _memory_mb(rec: Mapping[str, Any]) -> float | None:
 
 
 def _summary(lat: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("n", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "ci95_ms", "stable")
+    keys = ("n", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "ci95_ms", "rel_ci_halfwidth",
+            "stable")
     return {k: lat.get(k) for k in keys if k in lat}
 
 
@@ -264,14 +306,47 @@ def _rank_key(c: Candidate) -> tuple[float, float, float]:
     return (-acc, c.latency_ms, c.width)
 
 
+def _decide(feasible: list[Candidate], strict: bool) -> tuple[Candidate | None, str | None, list[Candidate]]:
+    """(chosen, decided_by, tie group) over the feasible candidates sorted by ``_rank_key`` (see ``TIE_RULE``)."""
+    if not feasible:
+        return None, None, []
+    best = feasible[0]
+    if strict or best.accuracy_ci is None:
+        return best, "accuracy", []
+    lo, hi = best.accuracy_ci
+    tied = [c for c in feasible if c.accuracy_ci is not None and c.accuracy_ci[1] >= lo and c.accuracy_ci[0] <= hi]
+    if len(tied) < 2:
+        return best, "accuracy", []
+    return min(tied, key=lambda c: (c.latency_ms, c.width)), "tie->latency", tied
+
+
+def _stability_warnings(chosen: Candidate | None, tied: list[Candidate], device: str) -> list[str]:
+    """One line per chosen/tied width whose profiled latency is marked ``stable: false``."""
+    out = []
+    for c in ([chosen] if chosen is not None else []) + [t for t in tied if t is not chosen]:
+        if c.latency.get("stable") is False:
+            role = "chosen width" if c is chosen else "tied width"
+            rel = c.latency.get("rel_ci_halfwidth")
+            extra = f" (relative CI half-width {rel:.1%})" if isinstance(rel, int | float) else ""
+            out.append(
+                f"{device}: latency of the {role} {c.width:g} is not stable in the profile{extra}; "
+                "re-profile before trusting the choice"
+            )
+    return out
+
+
 def select_profile(
     profile: Mapping[str, Any],
     budget: Budget,
     rule: LatencyRule = LatencyRule(),
     accuracy: Mapping[float, float] | None = None,
     profile_name: str = "",
+    intervals: Mapping[float, tuple[float, float]] | None = None,
+    strict_accuracy: bool = False,
 ) -> DeviceSelection:
-    """Solve one profile: check every width against every budget and rank the feasible ones."""
+    """Solve one profile: check every width against every budget, then choose among the feasible ones by the
+    tie rule (``TIE_RULE``: accuracies inside each other's 95 % ``intervals`` are tied, the fastest tied width
+    wins) or, with ``strict_accuracy`` or without intervals, by plain ranking (``TIE_BREAK``)."""
     notes: list[str] = []
     candidates: list[Candidate] = []
     for rec in profile["records"]:
@@ -298,12 +373,15 @@ def select_profile(
             if float(value) > limit:
                 violations.append(f"{name} {float(value):.4g} > {limit:g}")
         graph = profiled_graph(profile, rec)
-        candidates.append(Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations), graph))
+        ci = (intervals or {}).get(w) if accuracy is not None else None
+        candidates.append(
+            Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations), graph, accuracy_ci=ci)
+        )
     if not candidates:
         raise US3LError(f"profile {profile_name}: no width is usable ({'; '.join(notes[:3])})")
     feasible = sorted((c for c in candidates if c.feasible), key=_rank_key)
-    chosen = feasible[0] if feasible else None
-    runner_up = feasible[1] if len(feasible) > 1 else None
+    chosen, decided_by, tied = _decide(feasible, strict_accuracy)
+    runner_up = next((c for c in feasible if c is not chosen), None)  # the most accurate other feasible width
     slack: dict[str, float] = {}
     if chosen is not None:
         values = {
@@ -330,6 +408,9 @@ def select_profile(
         minimum=minimum,
         candidates=sorted(candidates, key=lambda c: c.width),
         notes=notes,
+        decided_by=decided_by,
+        tied_widths=sorted(c.width for c in tied),
+        warnings=_stability_warnings(chosen, tied, str(profile.get("device", "?"))),
     )
 
 
@@ -358,18 +439,25 @@ def select(
     accuracy: str | Path | None = None,
     rule: LatencyRule = LatencyRule(),
     metric: str = "auto",
+    strict_accuracy: bool = False,
 ) -> Selection:
-    """Solve every profile file under the same budget; the result knows the inputs' sha256."""
+    """Solve every profile file under the same budget; the result knows the inputs' sha256.
+
+    Accuracies inside each other's 95 % intervals are a tie that the faster width wins (``TIE_RULE``) unless
+    ``strict_accuracy``; an accuracy file without intervals (schema 1) is ranked by plain accuracy, with a note.
+    """
     if not profiles:
         raise US3LError("no profile given (use --profile FILE or --device NAME)")
     if budget.is_empty():
         raise US3LError("no budget given (use --latency-ms, --macs, --params and/or --memory-mb)")
     acc_table = None
     metric_name = None
+    intervals: dict[float, tuple[float, float]] = {}
     inputs: dict[str, Any] = {"profiles": [], "accuracy": None}
     if accuracy is not None:
         acc_doc = load_accuracy(accuracy)
         acc_table, metric_name = accuracy_table(acc_doc, metric)
+        intervals = accuracy_intervals(acc_doc, metric_name)
         inputs["accuracy"] = {"path": str(accuracy), "sha256": file_sha256(accuracy)}
     results = []
     for p in profiles:
@@ -377,7 +465,10 @@ def select(
         if accuracy is not None:
             check_same_checkpoint(acc_doc, accuracy, doc, p)
         inputs["profiles"].append({"path": str(p), "sha256": file_sha256(p)})
-        results.append(select_profile(doc, budget, rule, acc_table, str(p)))
+        d = select_profile(doc, budget, rule, acc_table, str(p), intervals, strict_accuracy)
+        if acc_table is not None and not intervals and not strict_accuracy:
+            d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
+        results.append(d)
     return Selection(
         devices=results,
         budget=budget,
@@ -386,6 +477,7 @@ def select(
         metric=metric_name if acc_table is not None else "macs",
         inputs=inputs,
         warnings=[w for d in results for w in chosen_graph_warnings(d.chosen, d.backend, d.device)],
+        strict_accuracy=strict_accuracy,
     )
 
 

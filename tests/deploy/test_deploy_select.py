@@ -129,7 +129,10 @@ def test_width_without_accuracy_is_excluded_with_a_note(write_profile, write_acc
     acc = write_accuracy({0.25: 50.0, 0.50001: 60.0})  # matched after rounding to 4 decimals
     d = select([prof], Budget(latency_ms=10), acc).devices[0]
     assert d.chosen.width == 0.5
-    assert d.notes == ["width 0.75 has no accuracy: excluded"]
+    assert d.notes == [
+        "width 0.75 has no accuracy: excluded",
+        "the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided",
+    ]
 
 
 def test_metric_choice(write_profile, write_accuracy) -> None:
@@ -168,6 +171,102 @@ def test_bad_inputs(write_profile, tmp_path) -> None:
         find_profiles(["tpu"], tmp_path / "profiles")
     with pytest.raises(US3LError, match="is not a us3l accuracy file"):
         select([prof], Budget(latency_ms=1), accuracy=prof)
+
+
+# ------------------------------------------------------------------ the tie rule (accuracy within the noise)
+
+N_TEST = 200
+
+
+def write_accuracy_v2(tmp_path, knn: dict[float, float]):
+    """A schema-2 accuracy file: kNN top-1 with its 95 % Wilson interval over ``N_TEST`` images."""
+    import json
+
+    from us3l.eval.intervals import wilson_interval
+    from us3l.io import header
+
+    doc = header("accuracy", 2)
+    doc.update(
+        checkpoint_sha256="0" * 64, model="tiny", data="synthetic", num_test=N_TEST, protocols={}, baselines=None,
+        widths=[{"width": w, "knn_top1": a, "knn_top1_ci": wilson_interval(a, N_TEST), "linear_top1": None,
+                 "linear_top1_ci": None} for w, a in sorted(knn.items())],
+    )
+    path = tmp_path / "accuracy-v2.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_tie_inside_the_noise_goes_to_the_faster_width(write_profile, tmp_path) -> None:
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 3.0)))
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.78, 0.5: 0.79, 1.0: 0.80})  # +-5.6 points at n=200: noise
+    d = select([prof], Budget(latency_ms=5), acc).devices[0]
+    assert d.chosen.width == 0.25 and d.decided_by == "tie->latency"
+    assert d.tied_widths == [0.25, 0.5, 1.0]
+    assert d.runner_up.width == 1.0  # the most accurate of the others
+    lo, hi = d.chosen.accuracy_ci
+    assert lo < 0.78 < hi
+
+
+def test_a_real_accuracy_gap_is_never_traded_for_speed(write_profile, tmp_path) -> None:
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 3.0)))
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.50, 0.5: 0.79, 1.0: 0.80})  # 0.25 is 30 points below: not noise
+    d = select([prof], Budget(latency_ms=5), acc).devices[0]
+    assert d.chosen.width == 0.5 and d.decided_by == "tie->latency" and d.tied_widths == [0.5, 1.0]
+    alone = write_accuracy_v2(tmp_path, {0.25: 0.40, 0.5: 0.60, 1.0: 0.90})  # no two intervals overlap
+    d = select([prof], Budget(latency_ms=5), alone).devices[0]
+    assert d.chosen.width == 1.0 and d.decided_by == "accuracy" and d.tied_widths == []
+    d = select([prof], Budget(latency_ms=2.5), alone).devices[0]  # 1.0 does not fit: 0.5 is alone at the top
+    assert d.chosen.width == 0.5 and d.decided_by == "accuracy"
+
+
+def test_strict_accuracy_takes_the_plain_maximum(write_profile, tmp_path) -> None:
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 3.0)))
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.78, 0.5: 0.79, 1.0: 0.80})
+    sel = select([prof], Budget(latency_ms=5), acc, strict_accuracy=True)
+    d = sel.devices[0]
+    assert d.chosen.width == 1.0 and d.decided_by == "accuracy" and d.tied_widths == []
+    doc = sel.to_document()
+    assert doc["accuracy"]["strict"] is True and doc["tie_rule"] is None
+
+
+def test_unstable_latency_of_chosen_or_tied_width_is_warned(write_profile, tmp_path) -> None:
+    spec = rows((0.25, 1.0), (0.5, 2.0), (1.0, 3.0))
+    spec[0]["latency"] = {**spec[0]["latency"], "stable": False}
+    spec[2]["latency"] = {**spec[2]["latency"], "stable": False, "rel_ci_halfwidth": 0.12}
+    prof = write_profile(spec)
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.78, 0.5: 0.79, 1.0: 0.80})
+    sel = select([prof], Budget(latency_ms=5), acc)
+    d = sel.devices[0]
+    assert d.chosen.width == 0.25 and len(d.warnings) == 2
+    assert "chosen width 0.25 is not stable" in d.warnings[0]
+    assert "tied width 1 is not stable" in d.warnings[1] and "12.0%" in d.warnings[1]
+    out = write_selection(tmp_path / "selection.json", sel)
+    dev = read_selection(out)["devices"][0]
+    assert dev["decided_by"] == "tie->latency" and dev["tied_widths"] == [0.25, 0.5, 1.0]
+    assert dev["warnings"] == d.warnings and dev["chosen"]["accuracy_ci"] == list(d.chosen.accuracy_ci)
+    # stable widths only: no warning
+    d2 = select([write_profile(rows((0.25, 1.0), (0.5, 2.0)), device="gpu")], Budget(latency_ms=5), acc).devices[0]
+    assert d2.warnings == []
+
+
+def test_select_cli_strict_flag_and_warnings(write_profile, tmp_path, capsys) -> None:
+    import json
+
+    from us3l.cli import main
+
+    spec = rows((0.25, 1.0), (1.0, 3.0))
+    spec[0]["latency"] = {**spec[0]["latency"], "stable": False}
+    prof = write_profile(spec)
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.79, 1.0: 0.80})
+    out = tmp_path / "sel.json"
+    base = ["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "5", "--out", str(out)]
+    assert main(base) == 0
+    captured = capsys.readouterr()
+    assert "tie->latency" in captured.err and "warning:" in captured.err and "not stable" in captured.err
+    assert json.loads(out.read_text())["devices"][0]["chosen"]["width"] == 0.25
+    assert main([*base, "--strict-accuracy", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["devices"][0]["chosen"]["width"] == 1.0 and doc["devices"][0]["decided_by"] == "accuracy"
 
 
 @pytest.mark.parametrize("field", ["p50_ms", "p90_ms", "p99_ms", "mean_ms"])

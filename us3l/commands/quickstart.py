@@ -136,6 +136,7 @@ def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -
             doc = load_accuracy(acc_path)
             done = sorted(round(r["width"], 4) for r in doc["widths"])
             fresh_bn = bn_stats_checkpoint_sha256(run_dir) == sha  # the profile/export steps load them
+            fresh_bn = fresh_bn and doc.get("baselines") is not None  # schema 2 with intervals and baselines
             if doc["checkpoint"]["sha256"] == sha and fresh_bn and done == sorted(round(w, 4) for w in widths):
                 return "reused", [str(acc_path)]
         except (US3LError, KeyError, TypeError):
@@ -196,20 +197,42 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
     return ("reused" if set(statuses) == {"reused"} else "ran"), outputs
 
 
-def default_budget_ms(profile_paths: list[Path]) -> float:
-    """A budget that is meaningful on this machine: the lower median, over the profiled widths, of the
-    conservative latency (upper 95 % CI bound of p90), the largest over the profiled backends. At least half
-    of the widths fit on every backend, the slowest ones do not, and one noisy width cannot move it far."""
-    import math
+#: Smallest relative gap (b - a) / b between two adjacent conservative latencies that the default budget may sit in.
+BUDGET_MIN_GAP = 0.10
+BUDGET_RULE = (
+    "midway between two adjacent conservative latencies (upper 95% CI of p90, all backends pooled), in the "
+    "first gap of at least 10% above the largest lower median over backends (else the widest gap)"
+)
 
+
+def default_budget_ms(profile_paths: list[Path]) -> float:
+    """A budget that is meaningful on this machine and leaves real slack: *midway* between two adjacent
+    conservative latencies (upper 95 % CI bound of p90), never on one of them.
+
+    The latencies of every profiled backend are pooled. The gap ``(a, b)`` between adjacent pooled values is
+    taken above ``lo`` = the largest lower median over the backends (so at least half of the widths fit on every
+    backend) and at most ``hi`` = the smallest per-backend maximum (so some backend's slowest width does not):
+    the first such gap with ``(b - a) / b >= BUDGET_MIN_GAP``, else the widest one. Every width on every backend
+    then sits at least ``(b - a) / 2`` from the budget. With a single latency level the budget is 10 % above it.
+    """
     from deploy.select import Budget, LatencyRule, load_profile, select_profile
 
-    worst = 0.0
+    per_backend = []
     for path in profile_paths:
         probe = select_profile(load_profile(path), Budget(latency_ms=1e12), LatencyRule(), None, str(path))
-        lat = sorted(c.latency_ms for c in probe.candidates)
-        worst = max(worst, lat[(len(lat) - 1) // 2])
-    return math.ceil(worst * 1000) / 1000
+        per_backend.append(sorted(c.latency_ms for c in probe.candidates))
+    lo = max(lat[(len(lat) - 1) // 2] for lat in per_backend)
+    hi = min(lat[-1] for lat in per_backend)
+    pooled = sorted({v for lat in per_backend for v in lat})
+    gaps = [(a, b) for a, b in zip(pooled, pooled[1:], strict=False) if a >= lo]
+    gaps = [(a, b) for a, b in gaps if b <= hi] or gaps
+    if not gaps:
+        return round(lo * 1.1, 3)
+    wide = [(a, b) for a, b in gaps if (b - a) / b >= BUDGET_MIN_GAP]
+    a, b = wide[0] if wide else max(gaps, key=lambda g: (g[1] - g[0]) / g[1])
+    budget = (a + b) / 2
+    rounded = round(budget, 3)  # a readable number when that keeps it strictly inside the gap
+    return rounded if a < rounded < b else budget
 
 
 def _select(
@@ -225,7 +248,8 @@ def _select(
                 profile_paths
             )
             same_acc = (old["inputs"].get("accuracy") or {}).get("sha256") == file_sha256(acc_path)
-            if same_inputs and same_acc and old["budget"].get("latency_ms") == budget_ms:
+            same_rule = all("decided_by" in d for d in old["devices"])  # made with the tie rule
+            if same_inputs and same_acc and same_rule and old["budget"].get("latency_ms") == budget_ms:
                 return "reused", [str(sel_path)]
         except (US3LError, KeyError, TypeError):
             pass
@@ -317,7 +341,7 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
     meta = read_json(run_dir / "checkpoint.json", "checkpoint metadata")
     profile_paths = [_profile_path(profiles_dir, meta["model"], b) for b in opts.backends]
     budget_ms = opts.latency_ms if opts.latency_ms is not None else default_budget_ms(profile_paths)
-    origin = "given" if opts.latency_ms else "default: lower median over widths"
+    origin = "given" if opts.latency_ms else "default: midway between two adjacent widths' latencies"
     _say(f"latency budget: {budget_ms:.3f} ms per image ({origin})")
     _timed("select", logs, lambda: _select(profile_paths, acc_path, sel_path, budget_ms, opts.force))
     _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force))
@@ -325,14 +349,36 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
     from us3l.report import write_report
 
     _timed("report", logs, lambda: ("ran", [str(write_report(out))]))
-    summary = _summary(out, meta, budget_ms, logs, time.perf_counter() - t0)
+    rule = "given (--latency-ms)" if opts.latency_ms is not None else BUDGET_RULE
+    summary = _summary(out, meta, budget_ms, logs, time.perf_counter() - t0, rule)
     atomic_write_json(out / "summary.json", summary)
     # the report reads summary.json too: render it once more now that it exists
     write_report(out)
     return summary
 
 
-def _summary(out: Path, meta: dict[str, Any], budget_ms: float, logs: list[StepLog], seconds: float) -> dict:
+def _selection_row(d: dict[str, Any], budget_ms: float) -> dict[str, Any]:
+    """One device of selection.json as the summary shows it: the choice, its interval, slack and why."""
+    c = d.get("chosen") or {}
+    slack = (d.get("slack") or {}).get("latency_ms")
+    return {
+        "device": d["device"],
+        "backend": d["backend"],
+        "width": c.get("width"),
+        "accuracy": c.get("accuracy"),
+        "accuracy_ci": c.get("accuracy_ci"),
+        "latency_ms": c.get("latency_ms"),
+        "slack_ms": slack,
+        "slack_fraction": None if slack is None else slack / budget_ms,
+        "decided_by": d.get("decided_by"),
+        "tied_widths": d.get("tied_widths") or [],
+        "warnings": d.get("warnings") or [],
+    }
+
+
+def _summary(
+    out: Path, meta: dict[str, Any], budget_ms: float, logs: list[StepLog], seconds: float, budget_rule: str = "given"
+) -> dict:
     from deploy.select import read_selection
     from us3l.eval.accuracy import load_accuracy
 
@@ -346,20 +392,33 @@ def _summary(out: Path, meta: dict[str, Any], budget_ms: float, logs: list[StepL
         budget_ms=budget_ms,
         seconds=round(seconds, 1),
         steps=[asdict(s) for s in logs],
-        accuracy=[{"width": r["width"], "knn_top1": r.get("knn_top1"), "macs": r.get("macs")} for r in acc["widths"]],
-        selection=[
+        budget_rule=budget_rule,
+        num_test=acc.get("num_test"),
+        accuracy=[
             {
-                "device": d["device"],
-                "backend": d["backend"],
-                "width": d["chosen"]["width"] if d["chosen"] else None,
-                "accuracy": d["chosen"]["accuracy"] if d["chosen"] else None,
-                "latency_ms": d["chosen"]["latency_ms"] if d["chosen"] else None,
+                "width": r["width"],
+                "knn_top1": r.get("knn_top1"),
+                "knn_top1_ci": r.get("knn_top1_ci"),
+                "random_init_knn_top1": (r.get("baseline_random_init") or {}).get("knn_top1"),
+                "random_init_knn_top1_ci": (r.get("baseline_random_init") or {}).get("knn_top1_ci"),
+                "macs": r.get("macs"),
             }
-            for d in sel["devices"]
+            for r in acc["widths"]
         ],
+        baselines=acc.get("baselines"),
+        selection=[_selection_row(d, budget_ms) for d in sel["devices"]],
         report=str(out / "report.html"),
     )
     return doc
+
+
+def _pm(v: Any, ci: Any) -> str:
+    """``83.4 ±2.1`` (percent, the larger distance to the 95 % interval's ends); ``-`` when absent."""
+    if v is None:
+        return "-"
+    if not ci:
+        return f"{100 * v:.1f}"
+    return f"{100 * v:.1f} ±{100 * max(v - ci[0], ci[1] - v):.1f}"
 
 
 def _print_summary(doc: dict[str, Any]) -> None:
@@ -369,22 +428,44 @@ def _print_summary(doc: dict[str, Any]) -> None:
     for s in doc["steps"]:
         t.add_row(s["name"], s["status"], f"{s['seconds']:.1f}", "\n".join(s["outputs"]))
     console.print(t)
-    a = Table(title="kNN accuracy per width")
-    for col in ("width", "kNN top-1", "MMACs"):
+    n = doc.get("num_test")
+    a = Table(title="kNN top-1 per width (%, ± 95% Wilson interval" + (f" over {n} test images)" if n else ")"))
+    for col in ("width", "kNN top-1", "random-init kNN top-1", "MMACs"):
         a.add_column(col, justify="right")
     for r in doc["accuracy"]:
-        top1 = "-" if r["knn_top1"] is None else f"{100 * r['knn_top1']:.1f}%"
         macs = "-" if r["macs"] is None else f"{r['macs'] / 1e6:.1f}"
-        a.add_row(f"{r['width']:g}", top1, macs)
+        a.add_row(
+            f"{r['width']:g}",
+            _pm(r.get("knn_top1"), r.get("knn_top1_ci")),
+            _pm(r.get("random_init_knn_top1"), r.get("random_init_knn_top1_ci")),
+            macs,
+        )
+    b = doc.get("baselines")
+    if b:
+        raw = b.get("raw_pixels") or {}
+        a.caption = (
+            f"baselines (same kNN): raw pixels {_pm(raw.get('knn_top1'), raw.get('knn_top1_ci'))}, "
+            f"chance {100 * b['chance']:.1f}; random-init: seed {b['random_init_seed']}"
+        )
     console.print(a)
     s = Table(title=f"selected width per backend for a {doc['budget_ms']:.3f} ms budget (upper 95% CI of p90)")
-    for col in ("device", "backend", "width", "kNN top-1", "latency ms"):
+    for col in ("device", "backend", "width", "kNN top-1", "latency ms", "slack ms", "decided by"):
         s.add_column(col)
     for r in doc["selection"]:
-        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
         lat = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"
-        s.add_row(r["device"], r["backend"], f"{r['width']:g}" if r["width"] else "none", acc, lat)
+        slack = "-" if r.get("slack_ms") is None else f"{r['slack_ms']:.3f} ({100 * r['slack_fraction']:.0f}%)"
+        decided = r.get("decided_by") or "-"
+        if decided == "tie->latency":
+            decided += " (tied: " + ", ".join(f"{w:g}" for w in r.get("tied_widths") or []) + ")"
+        s.add_row(
+            r["device"], r["backend"], f"{r['width']:g}" if r["width"] else "none",
+            _pm(r["accuracy"], r.get("accuracy_ci")), lat, slack, decided,
+        )
     console.print(s)
+    console.print(f"budget: {doc.get('budget_rule', 'given')}")
+    for r in doc["selection"]:
+        for w in r.get("warnings") or []:
+            console.print(f"[yellow]warning:[/yellow] {w}")
     console.print(f"report: {doc['report']}")
 
 
@@ -392,7 +473,7 @@ def _print_summary(doc: dict[str, Any]) -> None:
 def quickstart_cmd(
     out: Path = typer.Option(Path("quickstart"), "--out", help="Folder for every file the pipeline writes."),
     latency_ms: float = typer.Option(
-        None, "--latency-ms", help="Latency budget per image, ms (default: lower median of the widths' p90 bounds)."
+        None, "--latency-ms", help="Latency budget per image, ms (default: midway between two widths' p90 bounds)."
     ),
     config: Path = typer.Option(None, "--config", help="Training config (default: the packaged default.yaml)."),
     epochs: int = typer.Option(None, "--epochs", help="Override the training epochs (multiple of 4)."),

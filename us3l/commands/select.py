@@ -32,20 +32,33 @@ def select_cmd(
         False, "--point", help="Use the statistic itself, not its upper 95% CI bound."
     ),
     margin: float = typer.Option(0.0, "--margin", help="Fraction added to the latency, e.g. 0.1."),
+    strict_accuracy: bool = typer.Option(
+        False,
+        "--strict-accuracy",
+        help="Highest accuracy wins even inside the noise (default: widths whose 95% intervals overlap the best "
+        "one's are tied and the fastest of them wins).",
+    ),
     out: Path = typer.Option(Path("selection.json"), "--out", help="Where to write selection.json."),
     plot: Path | None = typer.Option(None, "--plot", help="Write accuracy-vs-latency PNG here."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Pick, per device, the most accurate width that fits every budget (exit 2 when none fits)."""
+    """Pick, per device, the most accurate width that fits every budget (exit 2 when none fits).
+
+    Accuracies within each other's 95 % intervals count as a tie that the fastest width wins, unless
+    --strict-accuracy. Unstable latencies of the chosen or tied widths are warned about.
+    """
     from deploy.select import Budget, LatencyRule, find_profiles, select, write_selection
 
     budget = Budget(latency_ms=latency_ms, macs=macs, params=params, memory_mb=memory_mb)
     rule = LatencyRule(statistic=statistic, conservative=not point, margin=margin)
     files = list(profile) + (find_profiles(device, profiles_dir) if device else [])
-    result = select(files, budget, accuracy, rule, metric)
+    result = select(files, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
     write_selection(out, result)
     for warning in result.warnings:  # stderr, and the selection's "warnings" list
         console.print(f"[yellow]warning:[/yellow] {warning}")
+    for d in result.devices:  # unstable latencies: stderr, and each device's "warnings" list
+        for warning in d.warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
     if plot is not None:
         from deploy.selection_plot import plot_selection
 
@@ -69,6 +82,7 @@ def select_cmd(
             "p90",
             "p99",
             "slack ms",
+            "decided by",
             "runner-up",
         ):
             t.add_column(col)
@@ -87,10 +101,17 @@ def select_cmd(
                     "—",
                     "—",
                     "—",
+                    "—",
                 )
                 continue
             ru = d.runner_up
             acc = f"{c.accuracy:.4g}" if c.accuracy is not None else "—"
+            if c.accuracy_ci is not None and c.accuracy is not None:
+                half = max(c.accuracy - c.accuracy_ci[0], c.accuracy_ci[1] - c.accuracy)
+                acc = f"{100 * c.accuracy:.1f} % ±{100 * half:.1f}"
+            decided = d.decided_by or "—"
+            if d.decided_by == "tie->latency":
+                decided += " (tied: " + ", ".join(f"{w:g}" for w in d.tied_widths) + ")"
             t.add_row(
                 d.device,
                 d.model,
@@ -102,6 +123,7 @@ def select_cmd(
                 _fmt(c.latency.get("p90_ms")),
                 _fmt(c.latency.get("p99_ms")),
                 _fmt(d.slack.get("latency_ms")),
+                decided,
                 f"w={ru.width:g} ({ru.accuracy:.4g}, {ru.latency_ms:.3f} ms)" if ru else "—",
             )
         console.print(t)

@@ -348,6 +348,10 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
                 last_reports = _run_monitor(method, train_ds, test_ds, knn_widths, eval_tf, device, cfg)
                 record["knn_top1"] = {f"{r.width:g}": r.knn_top1 for r in last_reports}
                 record["collapse_std"] = {f"{r.width:g}": r.collapse_std for r in last_reports}
+                if last_reports:  # how the kNN was taken (us3l.train.knn: capped k, stratified bank)
+                    r0 = last_reports[0]
+                    record["knn"] = {"k": r0.k, "k_requested": r0.k_requested, "bank_size": r0.bank_size,
+                                     "bank_seed": r0.bank_seed}
                 collapsed = [r for r in last_reports if r.collapse_std < cfg.collapse_warn]
                 if collapsed:
                     progress.warn(
