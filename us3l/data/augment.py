@@ -337,6 +337,14 @@ class SSLAugment:
         boxes = sample_crop_boxes(b, h, w, self.crop_scale, self.crop_ratio, generator)
         flip = _rand(b, generator) < self.flip_p
         x = resample_boxes(x, boxes, flip, self.image_size, self.interpolation)
+        return self._photometric(x, generator)
+
+    def after_crop(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Everything but the crop and flip, on (B,3,S,S) crops taken per image beforehand (folder data:
+        ``us3l.data.folder``): colour jitter, grayscale, blur, solarize, normalise."""
+        return self._photometric(_to_float(images), generator)
+
+    def _photometric(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         x = color_jitter(x, self.jitter, self.jitter_p, generator)
         x = random_grayscale(x, self.gray_p, generator)
         if self.blur_p > 0:
@@ -464,6 +472,10 @@ class LinearTrainAugment:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return self._aug(images, generator)
+
+    def after_crop(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Normalisation only: the crop and flip were taken per image beforehand (folder data)."""
+        return self._aug.after_crop(images, generator)
 
     def __repr__(self) -> str:
         return f"LinearTrainAugment(image_size={self.image_size}, crop_scale={self._aug.crop_scale})"

@@ -77,9 +77,11 @@ class ImageDataset:
 class FolderDataset(Dataset):
     """A lazily loaded image dataset: ``samples`` is a list of (path, label).
 
-    ``__getitem__`` opens the file with PIL, converts it to RGB, resizes the shorter side to ``image_size``
-    and center-crops to ``image_size`` x ``image_size``; it returns (uint8 (3,S,S) tensor, int label).
-    It is a ``torch.utils.data.Dataset`` and works with a ``DataLoader`` (and its workers) directly.
+    ``__getitem__`` decodes the original file with PIL (RGB) and returns its evaluation view, torchvision's
+    Resize(``round(S*256/224)``) + CenterCrop(S) with an antialiased bilinear resize (Resize(256) +
+    CenterCrop(224) at S = ``image_size`` = 224), as (uint8 (3,S,S) tensor, int label). Training crops are
+    taken per image from the original by ``us3l.data.folder.FolderViews``. It is a ``torch.utils.data.Dataset``
+    and works with a ``DataLoader`` (and its workers) directly.
     """
 
     samples: list[tuple[Path, int]]
@@ -442,19 +444,8 @@ def _scan(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
 
 
 def load_image(path: Path, image_size: int) -> torch.Tensor:
-    """Open an image as RGB, resize the shorter side to ``image_size``, center-crop; uint8 (3,S,S)."""
-    from PIL import Image, UnidentifiedImageError
+    """The evaluation view of an image file: the original decoded as RGB, then Resize(round(S*256/224)) +
+    CenterCrop(S) (``us3l.data.folder.eval_crop``); uint8 (3,S,S)."""
+    from us3l.data.folder import eval_crop, open_rgb, to_tensor
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            scale = image_size / min(w, h)
-            nw, nh = max(image_size, int(round(w * scale))), max(image_size, int(round(h * scale)))
-            im = im.resize((nw, nh), Image.BILINEAR)
-            left, top = int(round((nw - image_size) / 2.0)), int(round((nh - image_size) / 2.0))
-            im = im.crop((left, top, left + image_size, top + image_size))
-            arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise US3LError(f"cannot read image {path}: {exc}") from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+    return to_tensor(eval_crop(open_rgb(path), image_size))

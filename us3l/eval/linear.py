@@ -114,8 +114,13 @@ def train_linear_probe_augmented(
     settings: LinearProbeSettings | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[float, float]:
-    """The reference protocol: fresh augmented train views through the frozen backbone every epoch."""
+    """The reference protocol: fresh augmented train views through the frozen backbone every epoch.
+
+    Folder data sets get the crop and flip per image from the original (``us3l.data.folder``; seeded per epoch
+    and image), then ``augment.after_crop``; in-memory sets the batched ``augment``.
+    """
     from us3l.data import iterate_batches
+    from us3l.data.folder import augmented_views, is_folder
     from us3l.slim import width as width_ctx
 
     s = settings or LinearProbeSettings()
@@ -126,10 +131,13 @@ def train_linear_probe_augmented(
     was = model.training
     model.eval()
     try:
-        for _ in range(s.epochs):
-            for images, y in iterate_batches(train_ds, s.batch_size, shuffle=True, generator=g):  # type: ignore[arg-type]
+        for epoch in range(s.epochs):
+            folder = is_folder(train_ds)
+            source = augmented_views(train_ds, augment, 1, s.seed * 1_000_003 + epoch) if folder else train_ds
+            for images, y in iterate_batches(source, s.batch_size, shuffle=True, generator=g):  # type: ignore[arg-type]
+                x = augment.after_crop(images[:, 0], g) if folder else augment(images, g)  # type: ignore[attr-defined]
                 with torch.no_grad(), width_ctx(model, w):
-                    f = model.forward_features(augment(images, g).to(device)).float().cpu()
+                    f = model.forward_features(x.to(device)).float().cpu()
                 loss = F.cross_entropy(probe(f), y.long())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

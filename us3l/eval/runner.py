@@ -200,7 +200,8 @@ def calibrate_checkpoint(
 ) -> tuple[float, ...]:
     """Calibrate ``widths`` of a loaded checkpoint (all of them, or only the missing ones when
     ``recalibrate=False``) and store every calibrated width beside the weights. Returns the widths done."""
-    from us3l.data import EvalTransform, load_dataset
+    from us3l.data import load_dataset
+    from us3l.data.folder import eval_transform_for
 
     model, meta = loaded.model, loaded.meta
     todo = list(widths) if recalibrate else missing_widths(model, widths)
@@ -217,7 +218,7 @@ def calibrate_checkpoint(
     input_size = int(meta.get("input_size") or model.input_size)
     ds = load_dataset(spec, "train", image_size=input_size)
     mean, std = input_normalization(meta, ds)
-    transform = EvalTransform(input_size, mean, std)
+    transform = eval_transform_for(ds, input_size, mean, std)
     batches = calibration_batches(ds, transform, settings.batches, settings.batch_size, settings.seed)
     t0 = time.perf_counter()
     done = calibrate_widths(model, todo, batches, momentum=settings.momentum)
@@ -244,7 +245,8 @@ def evaluate_checkpoint(
 
     Returns the ``accuracy.json`` document (schema 2, not written).
     """
-    from us3l.data import EvalTransform, LinearTrainAugment, load_dataset
+    from us3l.data import LinearTrainAugment, load_dataset
+    from us3l.data.folder import eval_transform_for
     from us3l.eval.intervals import wilson_interval
     from us3l.train.knn import dataset_labels, effective_k, knn_accuracy, stratified_indices, subset_dataset
 
@@ -263,7 +265,7 @@ def evaluate_checkpoint(
     num_classes = int(train_ds.num_classes)
     num_test = len(test_ds)
     mean, std = input_normalization(meta, train_ds)
-    transform = EvalTransform(input_size, mean, std)
+    transform = eval_transform_for(train_ds, input_size, mean, std)
 
     # the kNN feature bank: the train split, or its seeded stratified subset of max_train images
     bank_idx = None

@@ -224,7 +224,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + info.rank)
 
-    from us3l.data import EvalTransform, byol_augment_pair, load_dataset, ssl_augment_for, two_views
+    from us3l.data import byol_augment_pair, load_dataset, ssl_augment_for, two_views
+    from us3l.data.folder import augmented_views, eval_transform_for, finish_views, is_folder
 
     backbone = build_backbone(cfg)
     image_size = int(cfg.image_size or backbone.input_size)
@@ -237,7 +238,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
         aug = ssl_augment_for(train_ds.name, image_size, train_ds.mean, train_ds.std)
         if cfg.crop_min is not None:
             aug.crop_scale = (float(cfg.crop_min), 1.0)
-    eval_tf = EvalTransform(image_size, train_ds.mean, train_ds.std)
+    eval_tf = eval_transform_for(train_ds, image_size, train_ds.mean, train_ds.std)
+    per_image_crops = is_folder(train_ds)  # folder data: crops of the original, per image in the workers
     method = create_method(cfg.method, backbone, cfg).to(device)
     wr = backbone.width_range
     w_min = float(cfg.width_min if cfg.width_min is not None else wr.min)
@@ -310,7 +312,10 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
             idx_batches = _index_batches(len(train_ds), cfg, epoch, info)
             gen = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, epoch, info.rank, 1))
             progress.start_epoch(epoch, cfg.epochs, len(idx_batches))
-            for it, images in enumerate(_batches(train_ds, idx_batches, cfg.num_workers)):
+            source = train_ds
+            if per_image_crops:  # two RandomResizedCrop+flip views per image, seeded per (epoch, rank, index)
+                source = augmented_views(train_ds, aug, 2, epoch_seed(cfg.seed, epoch, info.rank, 2))
+            for it, images in enumerate(_batches(source, idx_batches, cfg.num_workers)):
                 lr = lr_at(cfg, epoch, it, len(idx_batches))
                 for g in opt.param_groups:
                     g["lr"] = lr
@@ -319,7 +324,10 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
                         cfg.ema_momentum, (epoch * n_iters + it) / (cfg.epochs * n_iters)
                     )
                 images = images.to(device, non_blocking=True)
-                x1, x2 = two_views(images, aug, gen)
+                if per_image_crops:
+                    x1, x2 = finish_views(images, aug, gen)  # (B,2,3,S,S) crops: jitter, blur, ..., normalise
+                else:
+                    x1, x2 = two_views(images, aug, gen)
                 widths = sampler.widths(epoch)
                 losses = _train_step(model, method, opt, scaler, reg, x1, x2, widths, epoch, cfg, use_amp, info)
                 for i, (w, lv) in enumerate(zip(widths, losses, strict=True)):

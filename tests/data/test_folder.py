@@ -1,0 +1,130 @@
+"""Folder data keeps its originals: random crops on the full aspect ratio, Resize+CenterCrop evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from us3l.data import IMAGENET_MEAN, IMAGENET_STD, SSLAugment, iterate_batches, load_dataset
+from us3l.data.folder import (
+    CropSpec,
+    FolderEvalTransform,
+    FolderViews,
+    augmented_views,
+    crop_box,
+    eval_resize_size,
+    eval_transform_for,
+    finish_views,
+)
+
+W, H = 80, 60  # 4:3 landscape; the old pipeline only ever saw the central 60x60 square
+
+
+def _striped(path: Path, w: int = W, h: int = H) -> None:
+    """Green image with a red band (x < 8) on the left and a blue band (x >= w - 8) on the right: both lie
+    outside the central h x h square."""
+    arr = np.zeros((h, w, 3), dtype=np.uint8)
+    arr[:, :, 1] = 255
+    arr[:, :8] = (255, 0, 0)
+    arr[:, w - 8 :] = (0, 0, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def _noise(path: Path, w: int, h: int, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.fixture
+def striped(tmp_path: Path) -> Path:
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            for i in range(2):
+                _striped(tmp_path / split / c / f"{i}.png")
+    return tmp_path
+
+
+def test_crop_boxes_cover_the_whole_original() -> None:
+    rng = np.random.default_rng(0)
+    boxes = np.array([crop_box(H, W, (0.2, 1.0), (3 / 4, 4 / 3), rng) for _ in range(4000)])
+    top, left, h, w = boxes.T
+    assert top.min() == 0 and left.min() == 0 and (top + h).max() == H and (left + w).max() == W
+    area = h * w / (H * W)  # the scale range is relative to the original, not to a centre square
+    assert area.min() >= 0.19 and area.max() <= 1.0 and area.max() > 0.9 and np.quantile(area, 0.05) < 0.3
+    assert ((w / h) > 0.72).all() and ((w / h) < 1.38).all()  # 3/4..4/3 up to the rounding of the sides
+
+
+def test_random_views_reach_the_image_borders(striped: Path) -> None:
+    ds = load_dataset(f"folder:{striped}", "train", image_size=16)
+    views = FolderViews(ds, (CropSpec(16), CropSpec(16)), seed=3)
+    red = blue = 0
+    for seed in range(40):
+        views.seed = seed
+        for i in range(len(ds)):
+            v, _ = views[i]
+            assert v.shape == (2, 3, 16, 16) and v.dtype == torch.uint8
+            r, g, b = v[:, 0].int(), v[:, 1].int(), v[:, 2].int()
+            red += int(((r > 200) & (g < 60)).any(dim=(1, 2)).sum())
+            blue += int(((b > 200) & (g < 60)).any(dim=(1, 2)).sum())
+    # the bands lie outside the central 60x60 square: a centre-cropped pipeline never shows them
+    assert red > 20 and blue > 20
+    center = ds[0][0]
+    assert not ((center[0] > 200) & (center[1] < 60)).any()
+
+
+def test_views_are_seeded_per_image_and_independent_of_workers(striped: Path) -> None:
+    ds = load_dataset(f"folder:{striped}", "train", image_size=12)
+    aug = SSLAugment(12, IMAGENET_MEAN, IMAGENET_STD)
+    a = augmented_views(ds, aug, 2, seed=7)
+    direct = torch.stack([a[i][0] for i in range(len(ds))])
+    batched = torch.cat([x for x, _ in iterate_batches(a, 3)])
+    assert torch.equal(direct, batched)
+    shuffled = list(iterate_batches(a, 2, shuffle=True, generator=torch.Generator().manual_seed(0), num_workers=2))
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.cat([x for x, _ in shuffled]), direct[order])
+    assert not torch.equal(direct, torch.stack([augmented_views(ds, aug, 2, 8)[i][0] for i in range(len(ds))]))
+    x1, x2 = finish_views(direct, aug, torch.Generator().manual_seed(0))
+    assert x1.shape == x2.shape == (len(ds), 3, 12, 12) and x1.dtype == torch.float32
+
+
+def _reference_eval(path: Path, size: int) -> torch.Tensor:
+    """torchvision's Resize(r) + CenterCrop(size) on a PIL image, written out with Pillow."""
+    im = Image.open(path).convert("RGB")
+    r = round(size * 256 / 224)
+    w, h = im.size
+    if w <= h:
+        nw, nh = r, int(r * h / w)
+    else:
+        nw, nh = int(r * w / h), r
+    im = im.resize((nw, nh), Image.Resampling.BILINEAR)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    im = im.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+
+def test_eval_view_is_resize_then_center_crop_of_the_original(tmp_path: Path) -> None:
+    for i, (w, h) in enumerate([(97, 61), (50, 90), (64, 64), (33, 120)]):
+        _noise(tmp_path / "train" / "c" / f"{i}.png", w, h, i)
+        _noise(tmp_path / "test" / "c" / f"{i}.png", w, h, 10 + i)
+    assert eval_resize_size(224) == 256 and eval_resize_size(24) == 27
+    for size in (24, 31):
+        ds = load_dataset(f"folder:{tmp_path}", "train", image_size=size)
+        for i, (path, _) in enumerate(ds.samples):
+            assert torch.equal(ds[i][0], _reference_eval(path, size)), (path, size)
+    ds = load_dataset(f"folder:{tmp_path}", "test", image_size=24)
+    tf = eval_transform_for(ds, 24, IMAGENET_MEAN, IMAGENET_STD)
+    assert isinstance(tf, FolderEvalTransform) and "Resize(27" in repr(tf)
+    batch = torch.stack([ds[i][0] for i in range(len(ds))])
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(tf(batch), (batch.float() / 255 - mean) / std)  # normalisation only
+    from us3l.errors import US3LError
+
+    with pytest.raises(US3LError, match="24x24 crops"):
+        tf(torch.zeros(1, 3, 30, 30, dtype=torch.uint8))
