@@ -17,3 +17,33 @@ def test_monitor_uses_a_stratified_bank_and_a_capped_k(tiny_cfg) -> None:
     # bank: 2 + 2 images (stratified), k = min(3, 2 // 2) = 1
     assert last["knn"] == {"k": 1, "k_requested": 3, "bank_size": 4, "bank_seed": 0}
     assert all(0.0 <= v <= 1.0 for v in last["knn_top1"].values())
+
+
+def test_monitor_batches_are_a_seeded_shuffle_of_class_sorted_folder_data(tiny_folder: Path) -> None:
+    """Batch-statistics BN in the monitor: a class-sorted folder must not be embedded one class per batch."""
+    import torch
+    from torch import nn
+
+    from us3l.data import load_dataset
+    from us3l.data.folder import eval_transform_for
+    from us3l.models import create_model
+    from us3l.train.knn import bank_dataset
+    from us3l.train.monitor import MONITOR_SEED, embed
+
+    ds = load_dataset(f"folder:{tiny_folder}", "train", image_size=16)
+    assert ds.labels.tolist() == sorted(ds.labels.tolist())  # class-sorted on disk
+    enc = nn.Module()
+    enc.backbone = create_model("cifar_resnet18", num_classes=0, base_channels=8)
+    enc.projector = nn.Identity()
+    method = nn.Module()
+    method.encoder_q = enc
+    tf = eval_transform_for(ds, 16, ds.mean, ds.std)
+    _, _, labels = embed(method, ds, 1.0, tf, torch.device("cpu"), batch=4)  # type: ignore[arg-type]
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(MONITOR_SEED))
+    assert torch.equal(labels, ds.labels[order])
+    assert all(len(set(labels[i : i + 4].tolist())) == 2 for i in range(0, len(ds), 4))  # mixed batches
+    again = embed(method, ds, 1.0, tf, torch.device("cpu"), batch=4)  # type: ignore[arg-type]
+    assert torch.equal(again[2], labels)
+    # a capped folder bank is the stratified subset, never the first rows (one class)
+    bank = bank_dataset(ds, 4)
+    assert sorted(bank.labels.tolist()) == [0, 0, 1, 1]

@@ -2,9 +2,11 @@
 
 BN during monitoring: the model is put in ``eval()`` mode under ``no_grad``. The slimmable BN layers have no
 running statistics during US3L training (like the reference), so in eval mode they normalise each feature
-batch with its own statistics (``monitor_batch`` images); the head BN1d layers do the same. Nothing in the
-model is modified. (The ``single`` baseline tracks running statistics and uses them.) Calibrating BN per
-width first (``us3l.slim.calibrating``) is what ``us3l eval`` does; the monitor skips it for speed.
+batch with its own statistics (``monitor_batch`` images); the head BN1d layers do the same, so the batches are
+a seeded shuffle (``MONITOR_SEED``) of the split: class-sorted folder data would otherwise be normalised one
+class at a time. Nothing in the model is modified. (The ``single`` baseline tracks running statistics and uses
+them.) Calibrating BN per width first (``us3l.slim.calibrating``) is what ``us3l eval`` does; the monitor skips
+it for speed.
 
 kNN: the same honest protocol as ``us3l eval`` (``us3l.train.knn``): the feature bank is the train split, or
 when it has more than ``knn_max_train`` images a seeded stratified subset (same fraction of every class, never
@@ -26,6 +28,9 @@ from torch import Tensor
 from us3l.data import EvalTransform, iterate_batches
 from us3l.ssl.methods import SSLMethod
 from us3l.train.knn import BANK_SEED, bank_dataset, dataset_labels, effective_k, knn_accuracy
+
+#: Seed of the shuffled monitor batches (the same order at every width and epoch).
+MONITOR_SEED = 0
 
 
 @dataclass
@@ -51,7 +56,8 @@ def embed(
     batch: int = 256,
     limit: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(backbone features, projector outputs, labels) of ``ds`` at width ``w`` (first ``limit`` samples)."""
+    """(backbone features, projector outputs, labels) of ``ds`` at width ``w``, in the order of a seeded
+    shuffle (``MONITOR_SEED``; batch statistics then mix classes), the first ``limit`` samples of it."""
     from us3l.slim import width as width_ctx
 
     was = method.training
@@ -59,7 +65,8 @@ def embed(
     feats, zs, labels = [], [], []
     seen = 0
     try:
-        for images, y in iterate_batches(ds, batch):  # type: ignore[arg-type]
+        order = torch.Generator().manual_seed(MONITOR_SEED)
+        for images, y in iterate_batches(ds, batch, shuffle=True, generator=order):  # type: ignore[arg-type]
             if limit is not None and seen >= limit:
                 break
             x = transform(images.to(device))
