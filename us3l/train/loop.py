@@ -64,6 +64,8 @@ def model_kwargs_for(cfg: TrainConfig) -> dict[str, Any]:
     kw = dict(cfg.model_kwargs)
     if cfg.method == "single" and not cfg.model.startswith("vit"):
         kw["bn_track_stats"] = True
+    if cfg.method == "us3l_simsiam" and cfg.model.startswith("resnet"):
+        kw.setdefault("zero_init_residual", True)  # the reference's SimSiam_Momentum builds ImageNet ResNets so
     if cfg.width_min is not None:
         kw["width_min"] = cfg.width_min
     if cfg.width_max is not None:
@@ -438,11 +440,15 @@ def _train_step(
     """One iteration over ``widths`` (descending); returns the loss per width (mean over ranks)."""
     targets = None
     out: list[float] = []
+    # idle_heads_zero_grad: torch 1.10's zero_grad() (the reference's) zeroed gradients instead of dropping
+    # them, so a head unused at this width (the auxiliary head at max width, BYOL's predictor at sub-widths)
+    # still gets its momentum (and weight-decay) update once it has had a gradient
+    set_to_none = not cfg.idle_heads_zero_grad
     if not cfg.step_per_width:
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=set_to_none)
     for w in widths:
         if cfg.step_per_width:
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=set_to_none)
         with torch.autocast(device_type=x1.device.type, dtype=torch.float16, enabled=use_amp):
             loss, new_targets = model(x1, x2, w, targets)
         if targets is None:
