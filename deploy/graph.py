@@ -8,11 +8,13 @@ export ships exactly this artifact, so the latency a selection rests on is the l
 
 Two hashes identify a graph (both recorded per profile record and in every manifest's ``graph`` section):
 
-* ``graph_sha256``: the bytes of the backend's graph files -- ``model.onnx`` for onnx (the file's own
-  sha256) and for tensorrt (the engine is built from it; engine builds are not bit-reproducible), the sha256
-  of ``model.xml``'s and ``model.bin``'s sha256 lines for openvino. ``torch.onnx.export`` (dynamo) writes the
-  same bytes for the same module and input shape whatever the example values (checked by the tests), so an
-  export of the same weights at the same width matches the profiled graph byte for byte.
+* ``graph_sha256``: the sha256 of the ONNX file the artifact is (onnx) or was built from (openvino IR,
+  tensorrt engine) -- ``onnx_sha256`` in the backend facts. ``torch.onnx.export`` (dynamo) writes the same bytes
+  for the same module and input shape whatever the example values (checked by the tests), so an export of the
+  same weights at the same width matches the profiled graph byte for byte. The derived files are not hashed:
+  TensorRT engine builds are not bit-reproducible, and OpenVINO's IR serialisation names some nodes with a
+  process-wide counter, so the same ONNX converted after other models in one process gives other bytes (seen in
+  ``benchmarks/profiler_vs_benchmark_app.py``); both are functions of the ONNX graph and the runtime version.
 * ``graph_structure_sha256``: the ONNX graph without initializer data (ops, attributes, tensor names, shapes,
   dtypes) -- what latency depends on. Same for every backend, and for any weights of the same architecture.
 
@@ -187,14 +189,14 @@ def _sha256(path: Path) -> str:
 
 
 def artifact_graph_sha256(artifact: Any) -> str:
-    """``graph_sha256`` of an artifact: its graph files' bytes (see the module docstring)."""
-    files = [Path(f) for f in artifact.files]
-    if artifact.backend == "tensorrt":
-        files = [f for f in files if f.suffix == ".onnx"]
-    if len(files) == 1:
-        return _sha256(files[0])
-    lines = "".join(f"{f.name} {_sha256(f)}\n" for f in sorted(files, key=lambda p: p.name))
-    return hashlib.sha256(lines.encode()).hexdigest()
+    """``graph_sha256`` of an artifact: the sha256 of its ONNX graph (see the module docstring)."""
+    recorded = artifact.extras.get("onnx_sha256")
+    if recorded:
+        return str(recorded)
+    onnx_files = [Path(f) for f in artifact.files if Path(f).suffix == ".onnx"]
+    if not onnx_files:
+        raise ValueError(f"{artifact.backend} artifact {artifact.path} records no ONNX graph hash")
+    return _sha256(onnx_files[0])
 
 
 def onnx_structure_sha256(path: str | Path) -> str:

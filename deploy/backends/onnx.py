@@ -10,6 +10,7 @@ a TensorRT FP16 engine).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import time
@@ -98,6 +99,7 @@ def export_onnx_file(
         "onnx_opset": opset,
         "exporter": f"torch.onnx dynamo (torch {torch.__version__})",
         "graph_structure_sha256": onnx_structure_sha256(path),
+        "onnx_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),  # every backend's graph_sha256
     }
 
 
