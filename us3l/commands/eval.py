@@ -122,6 +122,11 @@ def eval_cmd(
     batches: int = typer.Option(20, "--batches", help="Calibration batches for uncalibrated widths."),
     bn_momentum: float | None = typer.Option(None, "--bn-momentum", help="Calibration EMA momentum."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Re-estimate already calibrated widths."),
+    preset: str = typer.Option(
+        "fast", "--preset",
+        help="fast (default) or reference: the reference's BN calibration and linear probe for the checkpoint's "
+        "data/model (replaces the calibration and --linear-* settings; recorded in accuracy.json).",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Output folder for accuracy.json (default: RUN)."),
     plot: bool = typer.Option(False, "--plot", help="Also write accuracy-vs-width/MACs PNGs."),
     json_out: bool = typer.Option(False, "--json", help="Print the accuracy document as JSON."),
@@ -141,6 +146,7 @@ def eval_cmd(
         calibration=CalibrationSettings(batches=batches, momentum=_momentum(bn_momentum)),
         recalibrate=recalibrate,
         baselines=baselines,
+        preset=preset,
     )
     from us3l.checkpoint import run_dir_of
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,6 +41,7 @@ CALIBRATION_SEED = 0
 _CACHE_BYTES = 512 * 2**20  # keep transformed calibration batches in memory below this size
 
 BatchSource = Sequence[torch.Tensor] | Callable[[], Iterable[torch.Tensor]]
+CALIBRATION_AUGMENTS = ("eval", "linear", "ssl")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,17 @@ class CalibrationSettings:
     momentum: float | None = None
     data: str | None = None
     seed: int = CALIBRATION_SEED
+    #: input pipeline: "eval" (deterministic EvalTransform), "linear" (the linear-probe train augmentation: the
+    #: reference CIFAR calibration) or "ssl" (the SSL augmentation: the reference ImageNet calibration)
+    augment: str = "eval"
+    epochs: int | None = None  # passes over the train split instead of ``batches`` (reference CIFAR: 3)
+
+    def __post_init__(self) -> None:
+        if self.augment not in CALIBRATION_AUGMENTS:
+            valid = ", ".join(CALIBRATION_AUGMENTS)
+            raise US3LError(f"calibration augment must be one of {valid}, got {self.augment!r}")
+        if self.epochs is not None and self.epochs < 1:
+            raise US3LError(f"calibration epochs must be >= 1, got {self.epochs}")
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -60,6 +73,8 @@ class CalibrationSettings:
             "mode": "cumulative" if self.momentum is None else "ema",
             "data": self.data,
             "seed": self.seed,
+            "augment": self.augment,
+            "epochs": self.epochs,
         }
 
 
@@ -143,6 +158,52 @@ def calibration_batches(
         raise US3LError("the calibration data set is empty")
     if first.numel() * first.element_size() * num_batches <= _CACHE_BYTES:
         return list(gen())
+    return gen
+
+
+def calibration_source(
+    ds: object,
+    settings: CalibrationSettings,
+    eval_transform: Callable[[torch.Tensor], torch.Tensor],
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> BatchSource:
+    """The calibration batches ``settings`` asks for: :func:`calibration_batches` of the evaluation transform, or
+    (``augment`` "linear" / "ssl") seeded augmented batches, ``settings.batches`` of them or ``settings.epochs``
+    passes over ``ds`` -- re-generated identically for every width. Folder data get their crops per image."""
+    if settings.augment == "eval" and settings.epochs is None:
+        return calibration_batches(ds, eval_transform, settings.batches, settings.batch_size, settings.seed)
+    import math
+
+    from us3l.data import LinearTrainAugment, iterate_batches, ssl_augment_for
+    from us3l.data.folder import augmented_views, is_folder
+
+    n = len(ds)  # type: ignore[arg-type]
+    bs = settings.batch_size
+    total = settings.batches if settings.epochs is None else settings.epochs * math.ceil(n / bs)
+    aug: Any = None
+    if settings.augment == "linear":
+        aug = LinearTrainAugment(image_size, mean, std)  # type: ignore[arg-type]
+    elif settings.augment == "ssl":
+        aug = ssl_augment_for("folder" if is_folder(ds) else "cifar", image_size, mean, std)  # type: ignore[arg-type]
+    folder = is_folder(ds)
+
+    def gen() -> Iterator[torch.Tensor]:
+        g = torch.Generator().manual_seed(settings.seed)
+        done, epoch = 0, 0
+        while done < total:
+            source = augmented_views(ds, aug, 1, settings.seed * 1_000_003 + epoch) if folder and aug else ds
+            for images, _ in iterate_batches(source, bs, shuffle=True, generator=g):  # type: ignore[arg-type]
+                if done >= total:
+                    return
+                if aug is None:
+                    yield eval_transform(images)
+                else:
+                    yield aug.after_crop(images[:, 0], g) if folder else aug(images, g)
+                done += 1
+            epoch += 1
+
     return gen
 
 

@@ -13,8 +13,10 @@ backbone every epoch, ~``epochs`` times slower). Epochs, lr, batch size and the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +37,10 @@ class LinearProbeSettings:
     milestones: tuple[float, ...] = (0.6, 0.8)  # fractions of ``epochs`` where lr is multiplied by 0.1
     augment: bool = False
     seed: int = 0
+    optimizer: str = "sgd"  # "lars": SGD wrapped in LARC (trust 0.001, no clipping; reference ImageNet probe)
+    schedule: str = "step"  # "step": x0.1 at ``milestones``; "cosine": per-epoch cosine to 0
+    crop_min: float = 0.8  # augmented probe: RandomResizedCrop scale (crop_min, 1)
+    interpolation: str = "bicubic"  # augmented probe: crop resize (CIFAR reference bicubic, ImageNet bilinear)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -43,6 +49,11 @@ class LinearProbeSettings:
             raise US3LError(f"linear-probe lr must be > 0, got {self.lr}")
         if self.batch_size < 1:
             raise US3LError(f"linear-probe batch size must be >= 1, got {self.batch_size}")
+        if self.optimizer not in ("sgd", "lars") or self.schedule not in ("step", "cosine"):
+            raise US3LError(
+                f"linear-probe optimizer must be sgd or lars and schedule step or cosine, got {self.optimizer!r}, "
+                f"{self.schedule!r}"
+            )
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -59,9 +70,43 @@ def _make_probe(dim: int, num_classes: int, s: LinearProbeSettings) -> tuple[nn.
     # MoCo/US3L linear workers: weight ~ N(0, 0.01), bias 0
     nn.init.normal_(probe.weight, std=0.01)
     nn.init.zeros_(probe.bias)
-    opt = torch.optim.SGD(probe.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=s.milestone_epochs(), gamma=0.1)
+    sgd = LARSSGD if s.optimizer == "lars" else torch.optim.SGD
+    opt = sgd(probe.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    sched: torch.optim.lr_scheduler.LRScheduler
+    if s.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5 * (1.0 + math.cos(math.pi * e / s.epochs)))
+    else:
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=s.milestone_epochs(), gamma=0.1)
     return probe, opt, sched
+
+
+class LARSSGD(torch.optim.SGD):
+    """SGD behind apex's ``LARC(trust_coefficient=0.001, clip=False)`` (the SimSiam/US3L ImageNet linear probe):
+    each gradient is scaled by ``trust * ||p|| / (||g|| + wd * ||p|| + eps)`` (weight decay folded in first)
+    before the SGD step; parameters or gradients with zero norm are left as they are."""
+
+    trust: float = 0.001
+    eps: float = 1e-8
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        saved_wd = []
+        for group in self.param_groups:
+            wd = float(group["weight_decay"])
+            saved_wd.append(wd)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                p_norm, g_norm = torch.norm(p), torch.norm(p.grad)
+                if p_norm != 0 and g_norm != 0:
+                    scale = self.trust * p_norm / (g_norm + p_norm * wd + self.eps)
+                    p.grad.add_(p, alpha=wd).mul_(scale)
+            group["weight_decay"] = 0.0
+        try:
+            return super().step(closure)
+        finally:
+            for group, wd in zip(self.param_groups, saved_wd, strict=True):
+                group["weight_decay"] = wd
 
 
 @torch.no_grad()

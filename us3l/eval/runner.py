@@ -15,7 +15,7 @@ from us3l.eval.accuracy import accuracy_doc
 from us3l.eval.calibrate import (
     CalibrationSettings,
     calibrate_widths,
-    calibration_batches,
+    calibration_source,
     missing_widths,
     read_bn_stats_settings,
     require_calibrated,
@@ -73,10 +73,13 @@ class EvalSettings:
     costs: bool = True
     baselines: bool = True  # kNN of a random-init network per width and of raw pixels (with the kNN protocol)
     random_init_seed: int = RANDOM_INIT_SEED
+    preset: str = "fast"  # "reference": the reference's calibration + linear probe (us3l.eval.presets)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise US3LError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.preset not in ("fast", "reference"):
+            raise US3LError(f"unknown evaluation preset {self.preset!r}; choose one of fast, reference")
 
     @property
     def run_knn(self) -> bool:
@@ -219,7 +222,7 @@ def calibrate_checkpoint(
     ds = load_dataset(spec, "train", image_size=input_size)
     mean, std = input_normalization(meta, ds)
     transform = eval_transform_for(ds, input_size, mean, std)
-    batches = calibration_batches(ds, transform, settings.batches, settings.batch_size, settings.seed)
+    batches = calibration_source(ds, settings, transform, input_size, mean, std)
     t0 = time.perf_counter()
     done = calibrate_widths(model, todo, batches, momentum=settings.momentum)
     if progress:
@@ -230,7 +233,9 @@ def calibrate_checkpoint(
 
 
 def _with_data(s: CalibrationSettings, spec: str) -> CalibrationSettings:
-    return CalibrationSettings(s.batches, s.batch_size, s.momentum, spec, s.seed)
+    from dataclasses import replace
+
+    return replace(s, data=spec)
 
 
 def evaluate_checkpoint(
@@ -248,11 +253,13 @@ def evaluate_checkpoint(
     from us3l.data import LinearTrainAugment, load_dataset
     from us3l.data.folder import eval_transform_for
     from us3l.eval.intervals import wilson_interval
+    from us3l.eval.presets import apply_preset
     from us3l.train.knn import dataset_labels, effective_k, knn_accuracy, stratified_indices, subset_dataset
 
     s = settings or EvalSettings()
     model, meta = loaded.model, loaded.meta
     spec = resolve_data_spec(meta, data)
+    s = apply_preset(s, spec, str(meta.get("model") or ""))
     done = calibrate_checkpoint(loaded, spec, widths, s.calibration, s.recalibrate, s.save_bn_stats, progress)
     require_calibrated(model, widths)
     calibration: dict[str, Any] | None = _with_data(s.calibration, spec).to_dict()
@@ -301,7 +308,8 @@ def evaluate_checkpoint(
             row["baseline_random_init"] = {"knn_top1": rtop1, "knn_top1_ci": ci(rtop1)}
         if s.run_linear:
             if s.linear.augment:
-                aug = LinearTrainAugment(input_size, mean, std)
+                aug = LinearTrainAugment(input_size, mean, std, crop_scale=(s.linear.crop_min, 1.0),
+                                         interpolation=s.linear.interpolation)
                 top1, top5 = train_linear_probe_augmented(
                     model, w, train_ds, aug, fte, yte, num_classes, s.linear
                 )
@@ -335,6 +343,7 @@ def evaluate_checkpoint(
             "bank_seed": s.knn.bank_seed if bank_idx is not None else None,
         }
     protocols = {
+        "preset": s.preset,
         "knn": knn_protocol,
         "linear": s.linear.to_dict() if s.run_linear else None,
         "feature_transform": repr(transform),
@@ -378,7 +387,7 @@ def _random_init_network(
         torch.manual_seed(s.random_init_seed)
         net = create_model(meta["model"], num_classes=0, **kwargs)
     c = _with_data(s.calibration, spec)
-    batches = calibration_batches(train_ds, transform, c.batches, c.batch_size, c.seed)
+    batches = calibration_source(train_ds, c, transform, transform.image_size, transform.mean, transform.std)
     calibrate_widths(net, widths, batches, momentum=c.momentum)
     return net.eval()
 
