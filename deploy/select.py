@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.graph import chosen_graph_warnings, profiled_graph
-from us3l.errors import US3LError
+from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
 from us3l.validate import number, safe_name
 
@@ -219,10 +219,10 @@ class Selection:
         return doc
 
     def raise_if_infeasible(self) -> None:
-        """``US3LError`` with exit code 2 naming the smallest achievable latency of each infeasible device."""
+        """``InfeasibleError`` (exit code 3) naming the smallest achievable latency of each infeasible device."""
         bad = [d.infeasible_reason(self.budget, self.rule) for d in self.devices if not d.feasible]
         if bad:
-            raise US3LError("infeasible budget: " + " | ".join(bad), exit_code=2)
+            raise InfeasibleError("infeasible budget: " + " | ".join(bad))
 
 
 def width_key(w: float) -> float:

@@ -1,7 +1,8 @@
 """Console entry point: ``us3l``. Command modules in ``us3l/commands`` register themselves on ``app``.
 
 Errors derived from ``US3LError`` (and ``ValueError`` from the library's argument checks) are printed as one
-line on stderr with a non-zero exit; set ``US3L_DEBUG=1`` to see the traceback instead.
+line on stderr with a non-zero exit; set ``US3L_DEBUG=1`` to see the traceback instead. Exit codes: 0 ok,
+1 error, 2 usage error (typer/Click), 3 no width fits the budget, 130 interrupted (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pkgutil
 import sys
 
 from us3l.cli_app import app
+from us3l.cli_output import EXIT_INTERRUPTED
 from us3l.errors import US3LError
 
 _loaded = False
@@ -29,17 +31,32 @@ def load_commands() -> None:
     _loaded = True
 
 
+def legacy_argv(argv: list[str]) -> list[str]:
+    """Old spellings that an option declaration cannot keep: ``us3l select --plot FILE`` (``--plot`` is now a
+    switch, as in eval and profile) becomes the hidden ``--plot-file FILE`` (the command prints a deprecation
+    note)."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command != "select":
+        return argv
+    out = list(argv)
+    for i, a in enumerate(out[:-1]):
+        if a == "--plot" and not out[i + 1].startswith("-"):
+            out[i] = "--plot-file"
+    return [("--plot-file=" + a.split("=", 1)[1]) if a.startswith("--plot=") else a for a in out]
+
+
 def main(argv: list[str] | None = None) -> int:
     load_commands()
     debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
+    args = legacy_argv(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=argv, prog_name="us3l")  # standalone: typer reports usage errors itself (exit 2)
+        app(args=args, prog_name="us3l")  # standalone: typer reports usage errors itself (exit 2)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except KeyboardInterrupt:
         print("us3l: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except US3LError as exc:
         if debug:
             raise

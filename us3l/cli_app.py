@@ -9,16 +9,35 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+#: ``us3l --help`` lists the commands in pipeline order, then the utilities.
+COMMAND_ORDER = (
+    "train", "calibrate", "eval", "profile", "select", "export", "report", "quickstart",
+    "models", "info", "devices", "version",
+)
+
+
+class PipelineOrderGroup(TyperGroup):
+    """The root command group: subcommands listed in ``COMMAND_ORDER`` (unknown ones last, as registered)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), names.index(n)))
+
 
 app = typer.Typer(
     name="us3l",
+    cls=PipelineOrderGroup,
     help="Train a universally slimmable network once (US3L), then profile, select and deploy any width.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )
 
-#: Human-facing output (tables, progress) goes to stderr so that ``--json`` keeps stdout one JSON document.
+
+#: Progress, notes, warnings and errors go to stderr; results (tables, JSON) go to stdout (us3l.cli_output).
 def make_console() -> Console:
     """A stderr console; when stderr is not a terminal (logs, CI, pipes) tables get 160 columns, not 80."""
     con = Console(stderr=True)
@@ -36,6 +55,21 @@ def emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from us3l.version import __version__
+
+        sys.stdout.write(f"us3l {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
-    """us3l: universally slimmable self-supervised learning, from training to deployment."""
+def _root(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """us3l: universally slimmable self-supervised learning, from training to deployment.
+
+    Results go to stdout, progress and notes to stderr. Exit codes: 0 ok, 1 error, 2 usage error,
+    3 no width fits the budget, 130 interrupted (docs/cli.md)."""

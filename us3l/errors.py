@@ -6,7 +6,8 @@ from __future__ import annotations
 class US3LError(Exception):
     """An error caused by user input or environment, reported without a traceback.
 
-    ``exit_code`` is the process exit status the CLI uses (2 is reserved for "infeasible"/"usage").
+    ``exit_code`` is the process exit status the CLI uses: 1, or ``InfeasibleError``'s 3 (2 is Click's usage
+    error; see docs/cli.md).
     """
 
     exit_code: int = 1
@@ -15,6 +16,16 @@ class US3LError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+#: Exit status of "no width fits the budget" (select, quickstart, export --selection); 2 stays Click's usage error.
+EXIT_INFEASIBLE = 3
+
+
+class InfeasibleError(US3LError):
+    """No width fits the budget (exit status ``EXIT_INFEASIBLE``)."""
+
+    exit_code = EXIT_INFEASIBLE
 
 
 class MissingDependencyError(US3LError):

@@ -59,7 +59,7 @@ def test_other_schema_version_is_rejected(tmp_path, capsys):
 def test_profile_show_table_and_json(tmp_path, capsys):
     jp, _ = write_profile(make_profile(), tmp_path)
     assert main(["profile", "show", str(jp)]) == 0
-    assert "toy on cpu" in capsys.readouterr().err
+    assert "toy on cpu" in capsys.readouterr().out  # the table is the result: stdout
     assert main(["profile", "show", str(jp), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == "toy"
     assert main(["profile", "show", str(tmp_path / "missing.json")]) == 1

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from us3l.cli_app import app, console, emit_json
+from us3l.cli_app import app, emit_json
+from us3l.cli_output import Col, print_table
 
 if TYPE_CHECKING:
     from devices.check import CheckResult
@@ -21,6 +21,7 @@ def devices_cmd(
     device_file: Path | None = typer.Option(None, "--device-file", help="Also read this device TOML file."),
     host: str | None = typer.Option(None, "--host", help="With --check and one device: reach it here."),
     name: str | None = typer.Option(None, "--device", help="Only this device."),
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """List the built-in and user-defined devices ($US3L_DEVICES_DIR or ~/.config/us3l/devices).
@@ -39,16 +40,17 @@ def devices_cmd(
             "devices": [{**s.to_dict(), **({"check": checks[s.name].to_dict()} if check else {})} for s in specs],
         })
     else:
-        _print_table(specs, checks, check, str(user_devices_dir()))
+        _print_table(specs, checks, check, str(user_devices_dir()), wide)
     if check and not all(c.ok for c in checks.values()):
         raise typer.Exit(1)
 
 
-def _print_table(specs: list[DeviceSpec], checks: dict[str, CheckResult], check: bool, user_dir: str) -> None:
-    table = Table(title=f"us3l devices (user folder: {user_dir})")
-    cols = ["name", "backends", "precision", "batch", "reach"] + (["check"] if check else ["description"])
-    for col in cols:
-        table.add_column(col, overflow="fold")
+def _print_table(specs: list[DeviceSpec], checks: dict[str, CheckResult], check: bool, user_dir: str,
+                 wide: bool = False) -> None:
+    cols = [Col("name", key=True), Col("backends", key=True), Col("precision", rank=2), Col("batch", rank=2),
+            Col("reach", rank=3, fold=True)]
+    cols.append(Col("check", key=True, fold=True) if check else Col("description", rank=1, fold=True))
+    rows = []
     for s in specs:
         row = [s.name, ",".join(s.backends), s.precision, str(s.batch), s.reach.url]
         if not check:
@@ -56,5 +58,5 @@ def _print_table(specs: list[DeviceSpec], checks: dict[str, CheckResult], check:
         else:
             c = checks[s.name]
             row.append(("[green]ok[/]" if c.ok else "[red]no[/]") + f": {c.message}")
-        table.add_row(*row)
-    console.print(table)
+        rows.append(row)
+    print_table(f"us3l devices (user folder: {user_dir})", cols, rows, wide=wide)

@@ -7,7 +7,8 @@ from typing import Any
 
 import typer
 
-from us3l.cli_app import app, console, emit_json
+from us3l.cli_app import app, emit_json
+from us3l.cli_output import Col, Progress, deprecated, note, print_table, result, set_quiet, set_threads
 from us3l.errors import US3LError
 
 
@@ -47,12 +48,15 @@ def calibrate_cmd(
     batches: int = typer.Option(20, "--batches", help="Calibration batches per width (same for all)."),
     batch_size: int = typer.Option(128, "--batch-size", help="Images per calibration batch."),
     widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default: the grid)."),
-    grid: int | None = typer.Option(
-        None, "--grid", help="Calibrate N evenly spread grid widths (default: every distinct width)."
+    points: int | None = typer.Option(
+        None, "--points", help="Calibrate N evenly spread grid widths (default: every distinct width)."
     ),
+    grid: int | None = typer.Option(None, "--grid", hidden=True),  # deprecated spelling of --points
     bn_momentum: float | None = typer.Option(
         None, "--bn-momentum", help="EMA momentum (reference: 0.1); default: cumulative average (US-Nets)."
     ),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: PyTorch's)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or notes."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Reset and re-estimate BN statistics at every width; store them in RUN/bn_stats.safetensors."""
@@ -61,17 +65,32 @@ def calibrate_cmd(
     from us3l.checkpoint import run_dir_of
     from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings
     from us3l.eval.runner import calibrate_checkpoint, open_checkpoint, parse_widths
-    from us3l.slim import calibrated_widths
+    from us3l.slim import calibrated_widths, canonical_width
 
+    set_quiet(quiet)
+    points = _points(points, grid, "calibrate")
+    set_threads(threads)
     settings = CalibrationSettings(batches=batches, batch_size=batch_size, momentum=_momentum(bn_momentum))
     _lock(ctx, run_dir_of(ckpt), "run folder")  # bn_stats.safetensors is written there
     loaded = open_checkpoint(ckpt)
-    if widths is None and grid is None:
+    if widths is None and points is None:
         todo = list(loaded.model.width_grid())
     else:
-        todo = parse_widths(loaded.model, widths, grid)
+        todo = parse_widths(loaded.model, widths, points)
+    distinct = len({canonical_width(loaded.model, w) for w in todo})
     t0 = time.perf_counter()
-    done = calibrate_checkpoint(loaded, data, todo, settings, recalibrate=True, save=True)
+    with Progress("calibrating", distinct, "widths", enabled=not json_out) as bar:
+        bar.update(0, detail="loading the calibration data")
+        started = [0]
+
+        def on_width_start() -> None:
+            started[0] += 1
+            bar.update(started[0] - 1, detail=f"{batches} batch(es) of {batch_size} per width")
+
+        done = calibrate_checkpoint(
+            loaded, data, todo, settings, recalibrate=True, save=True, on_width_start=on_width_start
+        )
+        bar.update(distinct, detail="done")
     elapsed = time.perf_counter() - t0
     out = loaded.path.parent / BN_STATS_FILE
     doc = {
@@ -86,11 +105,19 @@ def calibrate_cmd(
         emit_json(doc)
         return
     mode = "cumulative average" if settings.momentum is None else f"EMA momentum {settings.momentum:g}"
-    console.print(
+    result(
         f"calibrated {len(done)} width(s) ({min(done):g}..{max(done):g}) over {batches} batch(es) of "
         f"{batch_size}, {mode}, in {elapsed:.1f}s"
     )
-    console.print(f"wrote {out} ({len(doc['stored_widths'])} width(s) stored)")
+    note(f"wrote {out} ({len(doc['stored_widths'])} width(s) stored)", markup=False)
+
+
+def _points(points: int | None, grid: int | None, command: str) -> int | None:
+    """``--points N``, or the deprecated ``--grid N`` (one stderr note)."""
+    if grid is not None:
+        deprecated(f"--grid {grid}", f"--points {grid}", command)
+        return points if points is not None else grid
+    return points
 
 
 @app.command("eval")
@@ -102,7 +129,8 @@ def eval_cmd(
     ),
     protocol: str = typer.Option("knn", "--protocol", help="knn, linear or both."),
     widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default 1,.75,.5,.25)"),
-    grid: int | None = typer.Option(None, "--grid", help="Evaluate N evenly spread grid widths instead."),
+    points: int | None = typer.Option(None, "--points", help="Evaluate N evenly spread grid widths instead."),
+    grid: int | None = typer.Option(None, "--grid", hidden=True),  # deprecated spelling of --points
     k: int = typer.Option(
         200, "--k", help="kNN neighbours requested; capped at half the smallest class of the bank."
     ),
@@ -129,6 +157,9 @@ def eval_cmd(
     ),
     out: Path | None = typer.Option(None, "--out", help="Output folder for accuracy.json (default: RUN)."),
     plot: bool = typer.Option(False, "--plot", help="Also write accuracy-vs-width/MACs PNGs."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: PyTorch's)."),
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines or notes."),
     json_out: bool = typer.Option(False, "--json", help="Print the accuracy document as JSON."),
 ) -> None:
     """Accuracy per width (kNN and/or linear probe), MACs/params and embedding std -> accuracy.json."""
@@ -137,6 +168,9 @@ def eval_cmd(
     from us3l.eval.linear import LinearProbeSettings
     from us3l.eval.runner import EvalSettings, KnnSettings, evaluate_checkpoint, open_checkpoint, parse_widths
 
+    set_quiet(quiet)
+    points = _points(points, grid, "eval")
+    set_threads(threads)
     settings = EvalSettings(
         protocol=protocol,
         knn=KnnSettings(k=k, temperature=temperature, max_train=knn_max_train),
@@ -155,9 +189,9 @@ def eval_cmd(
         raise US3LError(f"--out must be a folder, got the file {out_dir}")
     _lock(ctx, run_dir_of(ckpt), "run folder")  # calibrated BN statistics may be written there
     loaded = open_checkpoint(ckpt)
-    todo = parse_widths(loaded.model, widths, grid)
+    todo = parse_widths(loaded.model, widths, points)
     _lock(ctx, out_dir, "output folder", create=True)
-    log = None if json_out else (lambda msg: console.print(f"[dim]{msg}[/dim]"))
+    log = None if json_out else (lambda msg: note(f"[dim]{msg}[/dim]"))
     doc = evaluate_checkpoint(loaded, data, todo, settings, progress=log)
     path = save_accuracy(doc, out_dir)
     pngs = []
@@ -168,8 +202,8 @@ def eval_cmd(
     if json_out:
         emit_json(doc)
         return
-    _print_table(doc)
-    console.print(f"wrote {path}" + "".join(f", {p}" for p in pngs))
+    _print_table(doc, wide)
+    note(f"wrote {path}" + "".join(f", {p}" for p in pngs), markup=False)
 
 
 def _pm(v: Any, ci: Any) -> str:
@@ -181,14 +215,9 @@ def _pm(v: Any, ci: Any) -> str:
     return f"{100 * v:.1f} ±{100 * max(v - ci[0], ci[1] - v):.1f}"
 
 
-def _print_table(doc: dict[str, Any]) -> None:
+def _print_table(doc: dict[str, Any], wide: bool = False) -> None:
     """The accuracy table on stdout: kNN top-1 with its 95 % interval beside the random-init baseline at the
-    same width; raw pixels and chance in the caption."""
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
+    same width; raw pixels and chance in the caption. Width and the top-1 accuracies are never dropped."""
     n = doc.get("num_test")
     knn = (doc.get("protocols") or {}).get("knn") or {}
     k = ""
@@ -197,14 +226,19 @@ def _print_table(doc: dict[str, Any]) -> None:
         k = f", kNN k={knn['k']}" + (f" (asked {asked})" if asked not in (None, knn["k"]) else "")
     title = f"{doc['model']} on {doc['data']} (accuracy %, ± 95% Wilson interval, {doc['num_classes']} classes"
     title += (f", {n} test images" if n else "") + k + ")"
-    table = Table(title=title)
-    cols = ("width", "feat dim", "kNN@1", "random-init kNN@1", "kNN@5", "linear@1", "linear@5", "MACs", "params",
-            "emb std")
-    for col in cols:
-        table.add_column(col, justify="right")
+    has_knn = any(r["knn_top1"] is not None for r in doc["widths"])
+    has_linear = any(r["linear_top1"] is not None for r in doc["widths"])
+    cols = [
+        Col("width", key=True, justify="right"), Col("feat dim", justify="right", rank=3),
+        Col("kNN@1", key=has_knn, justify="right", rank=9), Col("random-init kNN@1", justify="right", rank=1),
+        Col("kNN@5", justify="right", rank=2), Col("linear@1", key=has_linear, justify="right", rank=9),
+        Col("linear@5", justify="right", rank=2), Col("MACs", justify="right", rank=1),
+        Col("params", justify="right", rank=3), Col("emb std", justify="right", rank=2),
+    ]
+    rows = []
     for r in doc["widths"]:
         base = r.get("baseline_random_init") or {}
-        table.add_row(
+        rows.append([
             f"{r['width']:g}",
             str(r["feature_dim"]),
             _pm(r["knn_top1"], r.get("knn_top1_ci")),
@@ -215,14 +249,14 @@ def _print_table(doc: dict[str, Any]) -> None:
             _macs(r["macs"]),
             "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}M",
             f"{r['embedding_std']:.3f}",
-        )
+        ])
+    caption = None
     b = doc.get("baselines")
     if b:
         raw = b.get("raw_pixels")
         raw_s = "skipped (too large)" if raw is None else _pm(raw["knn_top1"], raw.get("knn_top1_ci"))
-        table.caption = (
+        caption = (
             f"baselines (same kNN): raw pixels {raw_s}, chance {100 * b['chance']:.1f}; random-init network "
             f"seed {b['random_init_seed']}, BN calibrated like the trained one"
         )
-    out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
-    out.print(table)
+    print_table(title, cols, rows, wide=wide, caption=caption)

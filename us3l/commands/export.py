@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from us3l.cli_app import app, console, emit_json
-from us3l.errors import US3LError
+from us3l.cli_app import app, emit_json
+from us3l.cli_output import Col, Progress, deprecated, note, print_table, set_quiet, set_threads, warn
+from us3l.errors import InfeasibleError, US3LError
 from us3l.locking import acquire, release
 from us3l.validate import number, safe_name
 
@@ -45,12 +45,12 @@ def _jobs(
             same = [d for d in ds if d.get("backend") == backend]
             if not same:
                 others = ", ".join(sorted({str(d.get("backend")) for d in ds}))
-                console.print(f"note: {name}: the width was chosen on {others} latencies, exported to {backend}")
+                note(f"note: {name}: the width was chosen on {others} latencies, exported to {backend}", markup=False)
             entries.extend(same or ds)
     jobs: list[tuple[float, str | None]] = []
     for d in entries:
         if d.get("chosen") is None:
-            raise US3LError(
+            raise InfeasibleError(
                 f"{selection}: no width fits the budget on device '{d['device']}'; nothing to export"
             )
         job = (float(d["chosen"]["width"]), d["device"])
@@ -116,9 +116,17 @@ def _source(ckpt: Path | None, model: str | None) -> tuple[Any, str | None]:
     return fresh_model(model), model  # seeded like `us3l profile --model`: the same weights, the same graph
 
 
-def _row(table: Table, device: str, res: Any) -> None:
+#: The export table: device, width, worst errors and the verdict are never dropped.
+EXPORT_COLS = [
+    Col("device", key=True), Col("width", key=True, justify="right"), Col("max abs err", key=True, justify="right"),
+    Col("mean abs err", justify="right", rank=2), Col("min cosine", key=True, justify="right"),
+    Col("BN stats", rank=1), Col("status", key=True),
+]
+
+
+def _row(device: str, res: Any) -> list[str]:
     v, m = res.verification, res.manifest
-    table.add_row(
+    return [
         device,
         f"{m['model']['width']:g}",
         f"{v.max_abs_error:.1e}",
@@ -126,7 +134,7 @@ def _row(table: Table, device: str, res: Any) -> None:
         f"{v.min_cosine:.6f}",
         m["model"]["bn_stats"],
         "[green]valid[/green]" if res.valid else "[red]FAILED[/red]",
-    )
+    ]
 
 
 @app.command("export")
@@ -146,53 +154,67 @@ def export_cmd(
         None, "--precision", help="fp32 | fp16 (default fp32; tensorrt fp16)."
     ),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Symbolic batch axis."),
-    batch: int = typer.Option(1, "--batch", help="Batch size of a fixed-batch artifact."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Batch size of a fixed-batch artifact."),
+    batch_old: int | None = typer.Option(None, "--batch", hidden=True),  # deprecated spelling of --batch-size
     runtime_device: str | None = typer.Option(
         None, "--runtime-device", help="Runtime device used for verification (OpenVINO: CPU/GPU/NPU)."
     ),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: PyTorch's)."),
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or notes."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Export a width to ONNX / OpenVINO IR / a TensorRT engine, verified against PyTorch, with a manifest."""
     from deploy.backends import get_backend
     from deploy.export import VerificationFailed, export_width
 
+    set_quiet(quiet)
+    if batch_old is not None:
+        deprecated(f"--batch {batch_old}", f"--batch-size {batch_old}", "export")
+        batch_size = batch_old
     be = get_backend(backend)  # unknown backend: fail before loading anything
     prec = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(prec)
-    if batch < 1:
-        raise US3LError(f"--batch must be >= 1, got {batch}")
+    if batch_size < 1:
+        raise US3LError(f"--batch-size must be >= 1, got {batch_size}")
+    set_threads(threads)
     jobs = _jobs(width, selection, device, be.name)
     src, model_name = _source(ckpt, model)
+    net = getattr(src, "model", src)
+    for w, _ in jobs:  # out-of-range widths: one line, before any progress or work
+        net.width_range.check(w)
     out_lock = acquire(out, "export folder")  # a second export into the same --out fails at once
-    table = Table(title=f"us3l export → {be.name} {prec} (errors on L2-normalised embeddings)")
-    for col in ("device", "width", "max abs err", "mean abs err", "min cosine", "BN stats", "status"):
-        table.add_column(col)
+    title = f"us3l export → {be.name} {prec} (errors on L2-normalised embeddings)"
+    rows: list[list[str]] = []
     results = []
     try:
-        for w, dev in jobs:
-            res = export_width(
-                src,
-                w,
-                be.name,
-                out,
-                precision,
-                dev,
-                dynamic_batch,
-                model_name=model_name,
-                batch=batch,
-                runtime_device=runtime_device,
-            )
-            results.append(res)
-            _row(table, dev or "local", res)
+        with Progress(f"exporting to {be.name}", len(jobs), "artifacts", enabled=not json_out) as bar:
+            for w, dev in jobs:
+                bar.update(len(results), detail=f"{dev or 'local'} width {w:g}: export, build, verify")
+                res = export_width(
+                    src,
+                    w,
+                    be.name,
+                    out,
+                    precision,
+                    dev,
+                    dynamic_batch,
+                    model_name=model_name,
+                    batch=batch_size,
+                    runtime_device=runtime_device,
+                )
+                results.append(res)
+                rows.append(_row(dev or "local", res))
+            bar.update(len(results), detail="done")
     except VerificationFailed as exc:
-        _row(table, exc.result.manifest["target"]["device"], exc.result)
-        console.print(table)
+        rows.append(_row(exc.result.manifest["target"]["device"], exc.result))
+        print_table(title, EXPORT_COLS, rows, wide=wide)
         raise
     finally:
         release(out_lock)
     warnings, notes = _graph_warnings(selection, be.name, results) if selection is not None else ([], [])
     for warning in warnings:  # stderr, and "warnings" in the --json document
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        warn(warning)
     if json_out:
         emit_json(
             {
@@ -211,13 +233,13 @@ def export_cmd(
             }
         )
     else:
-        console.print(table)
-        for note in notes:
-            console.print(f"[dim]{note}[/dim]")
+        print_table(title, EXPORT_COLS, rows, wide=wide)
+        for text in notes:
+            note(f"[dim]{text}[/dim]")
         for r in results:
-            console.print(f"wrote {r.directory}")
+            note(f"wrote {r.directory}", markup=False)
     if any(r.manifest["model"]["bn_stats"] == "uncalibrated" for r in results):
-        console.print(
+        note(
             "[yellow]note:[/yellow] exported a fresh, uncalibrated model (placeholder BN statistics): "
             "the graph and latency are real, the embeddings are not meaningful"
         )

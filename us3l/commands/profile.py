@@ -12,7 +12,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from us3l.cli_app import app, console, emit_json
+from us3l.cli_app import app, emit_json
+from us3l.cli_output import Col, Progress, deprecated, fit_table, note, print_table, set_quiet
 from us3l.errors import US3LError
 from us3l.locking import acquire, release
 
@@ -49,23 +50,41 @@ def _load_model(model_name: str | None, ckpt: Path | None) -> tuple[Any, str, st
     return net, str(model_name), None, int(net.input_size)
 
 
-def profile_table(doc: Any) -> Table:
-    """The per-width table of a ``Profile``."""
-    t = Table(title=f"{doc.model} on {doc.device} ({doc.backend}, {doc.precision}, input "
-                    f"{'x'.join(map(str, doc.input_shape))}, {doc.threads} threads)")
-    for col in ("width", "ch", "MMACs", "params", "weights", "act. mem", "n", "p50 ms", "95% CI", "±%",
-                "p90 ms", "p99 ms", "stable", "BN"):
-        t.add_column(col, justify="right")
+def _profile_rows(doc: Any) -> tuple[str, list[Col], list[list[str]]]:
+    title = (f"{doc.model} on {doc.device} ({doc.backend}, {doc.precision}, input "
+             f"{'x'.join(map(str, doc.input_shape))}, {doc.threads} threads)")
+    cols = [
+        Col("width", key=True, justify="right"), Col("ch", justify="right", rank=3),
+        Col("MMACs", justify="right", rank=1), Col("params", justify="right", rank=2),
+        Col("weights", justify="right", rank=3), Col("act. mem", justify="right", rank=3),
+        Col("n", justify="right", rank=2), Col("p50 ms", key=True, justify="right"),
+        Col("95% CI", key=True, justify="right"), Col("±%", justify="right", rank=2),
+        Col("p90 ms", key=True, justify="right"), Col("p99 ms", justify="right", rank=1),
+        Col("stable", key=True), Col("BN", rank=3),
+    ]
+    rows = []
     for r in sorted(doc.records, key=lambda r: r.width):
         s = r.latency
         lo, hi = s.ci95_ms["p50"]
-        t.add_row(
+        rows.append([
             f"{r.width:.4g}", str(r.channels), f"{r.macs / 1e6:.1f}", f"{r.params / 1e6:.2f}M",
             f"{r.weight_bytes / 2**20:.2f} MiB", f"{r.activation_bytes / 2**10:.0f} KiB", str(s.n),
             f"{s.p50_ms:.3f}", f"{lo:.3f}-{hi:.3f}", f"{100 * s.rel_ci_halfwidth:.1f}", f"{s.p90_ms:.3f}",
             f"{s.p99_ms:.3f}", "yes" if s.stable else f"[red]no[/] ({r.stop_reason})", r.bn or "?",
-        )
-    return t
+        ])
+    return title, cols, rows
+
+
+def profile_table(doc: Any) -> Table:
+    """The per-width table of a ``Profile`` (every column)."""
+    title, cols, rows = _profile_rows(doc)
+    return fit_table(title, cols, rows, wide=True)[0]
+
+
+def print_profile(doc: Any, wide: bool = False) -> None:
+    """The per-width table on stdout; width, p50, its 95 % CI, p90 and stability are never dropped."""
+    title, cols, rows = _profile_rows(doc)
+    print_table(title, cols, rows, wide=wide)
 
 
 @profile_app.callback()
@@ -79,17 +98,26 @@ def profile_cmd(
     backend: str | None = typer.Option(None, "--backend", help="onnx | openvino | tensorrt | torch."),
     widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default: the grid)."),
     points: int | None = typer.Option(None, "--points", help="At most this many widths from the grid."),
-    batch: int | None = typer.Option(None, "--batch", min=1, help="Batch size (default: the device's)."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Images per inference batch (default: the device's)."
+    ),
+    batch_old: int | None = typer.Option(None, "--batch", min=1, hidden=True),
     threads: int | None = typer.Option(None, "--threads", min=1, help="Pinned thread count."),
     target_ci: float | None = typer.Option(None, "--target-ci", help="Target relative 95% CI half-width."),
     max_seconds: float | None = typer.Option(None, "--max-seconds", help="Time cap per width (s)."),
     out: Path = typer.Option(Path("profiles"), "--out", help="Output folder."),
     plot: bool = typer.Option(False, "--plot", help="Also write <stem>.png (latency and MACs vs width)."),
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or notes."),
     json_out: bool = typer.Option(False, "--json", help="Print only the profile JSON document."),
 ) -> None:
     """Profile every width of a model on a device; writes <out>/<model>-<device>-<backend>-<precision>.json/.csv."""
     if ctx.invoked_subcommand is not None:
         return
+    set_quiet(quiet)
+    if batch_old is not None:
+        deprecated("--batch", "--batch-size", "profile")
+        batch_size = batch_size or batch_old
     from devices.registry import get_device
     from profiler.profile_file import write_profile
     from profiler.sweep import check_local_requirements, resolve_backend, run_sweep
@@ -113,21 +141,22 @@ def profile_cmd(
     out_lock = acquire(out, "profile folder")  # before measuring: a second profile into --out fails at once
     ctx.call_on_close(lambda: release(out_lock))
 
-    status = None if json_out else console.status(f"profiling {len(grid)} widths of {name} on {spec.name}")
+    finished: set[Any] = set()
+    last: dict[Any, int] = {}
 
-    def on_round(rnd: int, counts: dict[str, int]) -> None:
-        if status is not None:
-            status.update(f"{name} on {spec.name}: round {rnd + 1}, samples per width "
-                          f"{min(counts.values())}-{max(counts.values())}")
+    with Progress(f"profiling {name} on {spec.name}", len(grid), "widths", enabled=not json_out) as bar:
+        bar.update(0, detail="exporting and loading the graphs")
 
-    if status is not None:
-        status.start()
-    try:
+        def on_round(rnd: int, counts: dict[Any, int]) -> None:
+            # a width whose sample count stopped growing has met its stopping rule (measure_interleaved)
+            finished.update(k for k, n in counts.items() if last.get(k) == n)
+            last.update(counts)
+            bar.update(len(finished), detail=f"round {rnd + 1}, samples per width "
+                                             f"{min(counts.values())}-{max(counts.values())}")
+
         prof = run_sweep(net, name, grid, spec, size, backend=backend,
-                         batch=batch, threads=threads, policy=policy, checkpoint_sha256=sha, on_round=on_round)
-    finally:
-        if status is not None:
-            status.stop()
+                         batch=batch_size, threads=threads, policy=policy, checkpoint_sha256=sha, on_round=on_round)
+        bar.update(len(grid), detail="done")
     json_path, csv_path = write_profile(prof, out)
     png = None
     if plot:
@@ -136,7 +165,7 @@ def profile_cmd(
         png = plot_profile(prof, json_path.with_suffix(".png"))
     frozen = [r.width for r in prof.records if r.bn == "frozen-uncalibrated"]
     if frozen:
-        console.print(
+        note(
             f"[yellow]note:[/yellow] {len(frozen)} of {len(prof.records)} widths have no calibrated BN statistics: "
             "timed with frozen placeholder statistics (the graph export ships, same latency)"
             + ("; calibrate them before exporting (us3l calibrate)" if sha else "")
@@ -144,16 +173,17 @@ def profile_cmd(
     if json_out:
         emit_json(prof.to_dict())
         return
-    console.print(profile_table(prof))
-    console.print(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""))
+    print_profile(prof, wide)
+    note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
 
 
 @profile_app.command("show")
 def show_cmd(
     file: Path = typer.Argument(..., help="A profile JSON file."),
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
     json_out: bool = typer.Option(False, "--json", help="Print the profile JSON document."),
 ) -> None:
-    """Print the per-width table of a profile file."""
+    """Print the per-width table of a profile file (stdout)."""
     from profiler.profile_file import Profile
     from us3l.io import read_json
 
@@ -162,4 +192,4 @@ def show_cmd(
     if json_out:
         emit_json(doc)
         return
-    console.print(profile_table(prof))
+    print_profile(prof, wide)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from us3l.cli_app import app, console, emit_json
+from us3l.cli_output import Col, deprecated, is_quiet, print_table, set_quiet, warn
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, file_sha256, header, read_json
 from us3l.locking import folder_lock
@@ -49,7 +49,8 @@ class StepLog:
 
 
 def _say(msg: str) -> None:
-    console.print(f"[bold cyan]quickstart[/] {msg}")
+    if not is_quiet():
+        console.print(f"[bold cyan]quickstart[/] {msg}")
 
 
 def _timed(name: str, logs: list[StepLog], fn: Callable[[], tuple[str, list[str]]]) -> None:
@@ -296,7 +297,7 @@ def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[
 def check_options(opts: QuickstartOptions) -> None:
     """Refuse (one line) any option the pipeline would reject later: nothing runs on a bad option."""
     if not opts.backends:
-        raise US3LError("--backends must name onnx and/or openvino")
+        raise US3LError("--backend must name onnx and/or openvino")
     for b in opts.backends:
         if b not in DEFAULT_BACKENDS:
             raise US3LError(f"quickstart profiles and exports with onnx and/or openvino, not {b!r}")
@@ -421,52 +422,62 @@ def _pm(v: Any, ci: Any) -> str:
     return f"{100 * v:.1f} ±{100 * max(v - ci[0], ci[1] - v):.1f}"
 
 
-def _print_summary(doc: dict[str, Any]) -> None:
-    t = Table(title=f"us3l quickstart: {doc['model']} / {doc['method']} on {doc['data']} ({doc['seconds']:.0f}s)")
-    for col in ("step", "status", "seconds", "output"):
-        t.add_column(col)
-    for s in doc["steps"]:
-        t.add_row(s["name"], s["status"], f"{s['seconds']:.1f}", "\n".join(s["outputs"]))
-    console.print(t)
+def _print_summary(doc: dict[str, Any], wide: bool = False) -> None:
+    """The steps, the accuracy per width and the selected width per backend, on stdout."""
+    print_table(
+        f"us3l quickstart: {doc['model']} / {doc['method']} on {doc['data']} ({doc['seconds']:.0f}s)",
+        [Col("step", key=True), Col("status", key=True), Col("seconds", key=True, justify="right"),
+         Col("output", key=True, fold=True)],
+        [[s["name"], s["status"], f"{s['seconds']:.1f}", "\n".join(s["outputs"])] for s in doc["steps"]],
+        wide=wide,
+    )
     n = doc.get("num_test")
-    a = Table(title="kNN top-1 per width (%, ± 95% Wilson interval" + (f" over {n} test images)" if n else ")"))
-    for col in ("width", "kNN top-1", "random-init kNN top-1", "MMACs"):
-        a.add_column(col, justify="right")
+    rows = []
     for r in doc["accuracy"]:
         macs = "-" if r["macs"] is None else f"{r['macs'] / 1e6:.1f}"
-        a.add_row(
+        rows.append([
             f"{r['width']:g}",
             _pm(r.get("knn_top1"), r.get("knn_top1_ci")),
             _pm(r.get("random_init_knn_top1"), r.get("random_init_knn_top1_ci")),
             macs,
-        )
+        ])
+    caption = None
     b = doc.get("baselines")
     if b:
         raw = b.get("raw_pixels") or {}
-        a.caption = (
+        caption = (
             f"baselines (same kNN): raw pixels {_pm(raw.get('knn_top1'), raw.get('knn_top1_ci'))}, "
             f"chance {100 * b['chance']:.1f}; random-init: seed {b['random_init_seed']}"
         )
-    console.print(a)
-    s = Table(title=f"selected width per backend for a {doc['budget_ms']:.3f} ms budget (upper 95% CI of p90)")
-    for col in ("device", "backend", "width", "kNN top-1", "latency ms", "slack ms", "decided by"):
-        s.add_column(col)
+    print_table(
+        "kNN top-1 per width (%, ± 95% Wilson interval" + (f" over {n} test images)" if n else ")"),
+        [Col("width", key=True, justify="right"), Col("kNN top-1", key=True, justify="right"),
+         Col("random-init kNN top-1", key=True, justify="right"), Col("MMACs", justify="right", rank=1)],
+        rows, wide=wide, caption=caption,
+    )
+    rows = []
     for r in doc["selection"]:
         lat = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"
         slack = "-" if r.get("slack_ms") is None else f"{r['slack_ms']:.3f} ({100 * r['slack_fraction']:.0f}%)"
         decided = r.get("decided_by") or "-"
         if decided == "tie->latency":
             decided += " (tied: " + ", ".join(f"{w:g}" for w in r.get("tied_widths") or []) + ")"
-        s.add_row(
+        rows.append([
             r["device"], r["backend"], f"{r['width']:g}" if r["width"] else "none",
             _pm(r["accuracy"], r.get("accuracy_ci")), lat, slack, decided,
-        )
-    console.print(s)
-    console.print(f"budget: {doc.get('budget_rule', 'given')}")
+        ])
+    print_table(
+        f"selected width per backend for a {doc['budget_ms']:.3f} ms budget (upper 95% CI of p90)",
+        [Col("device", key=True), Col("backend", key=True), Col("width", key=True, justify="right"),
+         Col("kNN top-1", key=True, justify="right"), Col("latency ms", key=True, justify="right"),
+         Col("slack ms", justify="right", rank=1), Col("decided by", rank=1, fold=True)],
+        rows, wide=wide,
+    )
+    _say(f"budget: {doc.get('budget_rule', 'given')}")
     for r in doc["selection"]:
         for w in r.get("warnings") or []:
-            console.print(f"[yellow]warning:[/yellow] {w}")
-    console.print(f"report: {doc['report']}")
+            warn(w)
+    _say(f"report: {doc['report']}")
 
 
 @app.command("quickstart")
@@ -478,20 +489,33 @@ def quickstart_cmd(
     config: Path = typer.Option(None, "--config", help="Training config (default: the packaged default.yaml)."),
     epochs: int = typer.Option(None, "--epochs", help="Override the training epochs (multiple of 4)."),
     points: int = typer.Option(8, "--points", help="Widths to evaluate and profile (thinned width grid)."),
-    backends: str = typer.Option("onnx,openvino", "--backends", help="Comma-separated: onnx, openvino."),
+    backend: list[str] = typer.Option(
+        [], "--backend", help="onnx and/or openvino (repeat or comma-separate; default: both)."
+    ),
+    backends_old: str | None = typer.Option(None, "--backends", hidden=True),  # deprecated spelling of --backend
     max_seconds: float = typer.Option(2.0, "--max-seconds", help="Latency measurement cap per width (s)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for inference (default: all cores)."),
     force: bool = typer.Option(False, "--force", help="Re-run every step even if its output is complete."),
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No step lines or notes (warnings still print)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON document."),
 ) -> None:
-    """Run the whole pipeline on the built-in data: train, evaluate, profile, select, export, report."""
+    """Run the whole pipeline on the built-in data: train, evaluate, profile, select, export, report.
+
+    Exit 3 when no profiled width fits the --latency-ms budget."""
+    set_quiet(quiet)
+    names = list(backend)
+    if backends_old is not None:
+        deprecated(f"--backends {backends_old}", f"--backend {backends_old}", "quickstart")
+        names.append(backends_old)
+    picked = tuple(b.strip() for item in names for b in item.split(",") if b.strip())
     opts = QuickstartOptions(
         out=out,
         config=config,
         epochs=epochs,
         latency_ms=latency_ms,
         points=points,
-        backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
+        backends=picked or DEFAULT_BACKENDS,
         max_seconds=max_seconds,
         threads=threads,
         force=force,
@@ -500,4 +524,4 @@ def quickstart_cmd(
     if json_out:
         emit_json(doc)
     else:
-        _print_summary(doc)
+        _print_summary(doc, wide)

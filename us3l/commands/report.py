@@ -6,25 +6,43 @@ from pathlib import Path
 
 import typer
 
-from us3l.cli_app import app, console, emit_json
+from us3l.cli_app import app, emit_json
+from us3l.cli_output import deprecated, note, result, set_quiet, warn
 
 
 @app.command("report")
 def report_cmd(
     directory: Path = typer.Argument(..., metavar="DIR", help="Pipeline folder (as written by us3l quickstart)."),
-    out: Path | None = typer.Option(None, "--out", help="Where to write the page (default: DIR/report.html)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder: writes OUT/report.html (default: DIR; a path ending in .html: that file)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes about missing sections."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document: sections rendered and missing."),
 ) -> None:
-    """Write DIR/report.html: accuracy, latency and trade-off plots, tables, environment and artifacts."""
-    from us3l.report import render_report, save_report
+    """Write DIR/report.html: accuracy, latency and trade-off plots, tables, environment and artifacts.
 
+    Prints the page's path on stdout. DIR is the folder of `us3l quickstart --out`, or the folder the step-by-step
+    commands ran in (run/, run/accuracy.json or accuracy.json, profiles/, selection.json, artifacts/)."""
+    from rich.markup import escape
+
+    from us3l.report import REPORT_FILE, render_report, save_report
+
+    set_quiet(quiet)
+    target = None
+    if out is not None:
+        if out.suffix.lower() in (".html", ".htm") and not out.is_dir():
+            deprecated(f"--out {out}", f"--out {out.parent} (the folder; the file is always {REPORT_FILE})",
+                       "report")
+            target = out
+        else:
+            target = out / REPORT_FILE
     report = render_report(directory)
-    path = save_report(report, out)
+    path = save_report(report, target)
     if json_out:
         emit_json(report.to_dict(path))
         return
     for key in report.missing():
-        console.print(f"note: section '{key}' is missing its input", highlight=False)
+        note(f"note: section '{key}' is missing its input", markup=False)
     for line in report.errors():
-        console.print(f"warning: {line}", highlight=False, markup=False)
-    typer.echo(str(path))
+        warn(escape(line))
+    result(str(path))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.table import Table
 
-from us3l.cli_app import app, console, emit_json
+from us3l.cli_app import app, emit_json
+from us3l.cli_output import Col, deprecated, note, print_table, set_quiet, warn
+
+SELECTION_FILE = "selection.json"
 
 
 def _fmt(v: float | None, spec: str = ".3f") -> str:
@@ -38,102 +41,92 @@ def select_cmd(
         help="Highest accuracy wins even inside the noise (default: widths whose 95% intervals overlap the best "
         "one's are tied and the fastest of them wins).",
     ),
-    out: Path = typer.Option(Path("selection.json"), "--out", help="Where to write selection.json."),
-    plot: Path | None = typer.Option(None, "--plot", help="Write accuracy-vs-latency PNG here."),
+    out: Path = typer.Option(
+        Path("."), "--out", help=f"Output folder: writes OUT/{SELECTION_FILE} (a path ending in .json: that file)."
+    ),
+    plot: bool = typer.Option(False, "--plot", help="Also write OUT/selection.png (accuracy vs latency)."),
+    plot_file: Path | None = typer.Option(None, "--plot-file", hidden=True),  # old `--plot FILE` (cli.main)
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr (warnings still print)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Pick, per device, the most accurate width that fits every budget (exit 2 when none fits).
+    """Pick, per device, the most accurate width that fits every budget (exit 3 when none fits).
 
     Accuracies within each other's 95 % intervals count as a tie that the fastest width wins, unless
     --strict-accuracy. Unstable latencies of the chosen or tied widths are warned about.
     """
     from deploy.select import Budget, LatencyRule, find_profiles, select, write_selection
 
+    set_quiet(quiet)
+    path = out
+    if out.suffix == ".json" and not out.is_dir():
+        deprecated(f"--out {out}", f"--out {out.parent} (the folder; the file is always {SELECTION_FILE})", "select")
+    else:
+        path = out / SELECTION_FILE
+    png: Path | None = path.with_suffix(".png") if plot else None
+    if plot_file is not None:
+        deprecated(f"--plot {plot_file}", "--plot (a switch: writes the PNG next to the selection)", "select")
+        png = plot_file
     budget = Budget(latency_ms=latency_ms, macs=macs, params=params, memory_mb=memory_mb)
     rule = LatencyRule(statistic=statistic, conservative=not point, margin=margin)
     files = list(profile) + (find_profiles(device, profiles_dir) if device else [])
     result = select(files, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
-    write_selection(out, result)
+    write_selection(path, result)
     for warning in result.warnings:  # stderr, and the selection's "warnings" list
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        warn(warning)
     for d in result.devices:  # unstable latencies: stderr, and each device's "warnings" list
         for warning in d.warnings:
-            console.print(f"[yellow]warning:[/yellow] {warning}")
-    if plot is not None:
+            warn(warning)
+    if png is not None:
         from deploy.selection_plot import plot_selection
 
-        plot_selection(result, plot)
+        plot_selection(result, png)
     if json_out:
         emit_json(result.to_document())
     else:
-        acc_head = "MACs (proxy)" if result.metric == "macs" else result.metric
-        t = Table(
-            title=f"us3l select · latency = {rule.describe()} · budget "
-            + ", ".join(f"{k} ≤ {v:g}" for k, v in budget.active().items())
-        )
-        for col in (
-            "device",
-            "model",
-            "backend",
-            "width",
-            acc_head,
-            "latency ms",
-            "p50",
-            "p90",
-            "p99",
-            "slack ms",
-            "decided by",
-            "runner-up",
-        ):
-            t.add_column(col)
-        for d in result.devices:
-            c = d.chosen
-            if c is None:
-                t.add_row(
-                    d.device,
-                    d.model,
-                    f"{d.backend}/{d.precision}",
-                    "[red]none[/red]",
-                    "—",
-                    f"min {d.minimum['latency_ms']:.3f}",
-                    "—",
-                    "—",
-                    "—",
-                    "—",
-                    "—",
-                    "—",
-                )
-                continue
-            ru = d.runner_up
-            acc = f"{c.accuracy:.4g}" if c.accuracy is not None else "—"
-            if c.accuracy_ci is not None and c.accuracy is not None:
-                half = max(c.accuracy - c.accuracy_ci[0], c.accuracy_ci[1] - c.accuracy)
-                acc = f"{100 * c.accuracy:.1f} % ±{100 * half:.1f}"
-            decided = d.decided_by or "—"
-            if d.decided_by == "tie->latency":
-                decided += " (tied: " + ", ".join(f"{w:g}" for w in d.tied_widths) + ")"
-            t.add_row(
-                d.device,
-                d.model,
-                f"{d.backend}/{d.precision}",
-                f"{c.width:g}",
-                acc,
-                f"{c.latency_ms:.3f}",
-                _fmt(c.latency.get("p50_ms")),
-                _fmt(c.latency.get("p90_ms")),
-                _fmt(c.latency.get("p99_ms")),
-                _fmt(d.slack.get("latency_ms")),
-                decided,
-                f"w={ru.width:g} ({ru.accuracy:.4g}, {ru.latency_ms:.3f} ms)" if ru else "—",
-            )
-        console.print(t)
+        _print_selection(result, rule, budget, wide)
         if result.metric == "macs":
-            console.print(
-                "[yellow]note:[/yellow] no --accuracy file: MACs stand in for accuracy "
-                "(the widest width that fits wins)"
-            )
+            note("[yellow]note:[/yellow] no --accuracy file: MACs stand in for accuracy "
+                 "(the widest width that fits wins)")
         for d in result.devices:
             for n in d.notes:
-                console.print(f"[dim]{d.device}: {n}[/dim]")
-        console.print(f"wrote {out}" + (f" and {plot}" if plot else ""))
+                note(f"[dim]{d.device}: {n}[/dim]")
+        note(f"wrote {path}" + (f" and {png}" if png else ""), markup=False)
     result.raise_if_infeasible()
+
+
+def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
+    """The choice per device on stdout: device, width, accuracy and compared latency are never dropped."""
+    acc_head = "MACs (proxy)" if result.metric == "macs" else result.metric
+    title = f"us3l select · latency = {rule.describe()} · budget " + ", ".join(
+        f"{k} ≤ {v:g}" for k, v in budget.active().items()
+    )
+    cols = [
+        Col("device", key=True), Col("model", rank=3), Col("backend", rank=2), Col("width", key=True, justify="right"),
+        Col(acc_head, key=True, justify="right"), Col("latency ms", key=True, justify="right"),
+        Col("p50", justify="right", rank=4), Col("p90", justify="right", rank=4), Col("p99", justify="right", rank=5),
+        Col("slack ms", justify="right", rank=1), Col("decided by", rank=1, fold=True),
+        Col("runner-up", rank=3, fold=True),
+    ]
+    rows = []
+    for d in result.devices:
+        c = d.chosen
+        if c is None:
+            rows.append([d.device, d.model, f"{d.backend}/{d.precision}", "[red]none[/red]", "—",
+                         f"min {d.minimum['latency_ms']:.3f}", "—", "—", "—", "—", "—", "—"])
+            continue
+        ru = d.runner_up
+        acc = f"{c.accuracy:.4g}" if c.accuracy is not None else "—"
+        if c.accuracy_ci is not None and c.accuracy is not None:
+            half = max(c.accuracy - c.accuracy_ci[0], c.accuracy_ci[1] - c.accuracy)
+            acc = f"{100 * c.accuracy:.1f} % ±{100 * half:.1f}"
+        decided = d.decided_by or "—"
+        if d.decided_by == "tie->latency":
+            decided += " (tied: " + ", ".join(f"{w:g}" for w in d.tied_widths) + ")"
+        rows.append([
+            d.device, d.model, f"{d.backend}/{d.precision}", f"{c.width:g}", acc, f"{c.latency_ms:.3f}",
+            _fmt(c.latency.get("p50_ms")), _fmt(c.latency.get("p90_ms")), _fmt(c.latency.get("p99_ms")),
+            _fmt(d.slack.get("latency_ms")), decided,
+            f"w={ru.width:g} ({ru.accuracy:.4g}, {ru.latency_ms:.3f} ms)" if ru else "—",
+        ])
+    print_table(title, cols, rows, wide=wide)

@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.markup import escape
 
-from us3l.cli_app import app, console, emit_json
+from us3l.cli_app import app, emit_json
+from us3l.cli_output import deprecated, note, result, set_quiet, warn
 from us3l.errors import US3LError
 
 
@@ -50,9 +53,14 @@ def train_cmd(
     single_width: float | None = typer.Option(None, "--single-width", help="Width of the `single` baseline."),
     knn_every: int | None = typer.Option(None, "--knn-every", help="kNN monitor every K epochs (0: end only)."),
     save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N epochs (and at the end)."),
-    device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
+    torch_device: str | None = typer.Option(
+        None, "--torch-device", help="Where PyTorch trains: auto | cpu | cuda | cuda:N."
+    ),
+    device_old: str | None = typer.Option(None, "--device", hidden=True),  # deprecated: --device is a target
     threads: int | None = typer.Option(None, help="CPU threads per process (default config: 1)."),
-    set_: list[str] | None = typer.Option(None, "--set", help="Any config key: --set key=value (YAML value)."),
+    set_: list[str] | None = typer.Option(
+        None, "--set", help="Any config key: --set key=value (YAML value); mapping entries: --set model_kwargs.k=v."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint in --out."),
     nproc: int = typer.Option(1, "--nproc", help="Spawn N local processes with torchrun (DDP)."),
@@ -60,6 +68,11 @@ def train_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ) -> None:
     """Train a universally slimmable network with self-supervision; report kNN accuracy per width."""
+    set_quiet(quiet)
+    if device_old is not None:
+        deprecated(f"--device {device_old}", f"--torch-device {device_old} (--device names a deployment target "
+                   "in profile, select and export)", "train")
+        torch_device = torch_device or device_old
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from us3l.train.distributed import torchrun_command
 
@@ -87,7 +100,7 @@ def train_cmd(
         "single_width": single_width,
         "knn_every": knn_every,
         "save_every": save_every,
-        "device": device,
+        "device": torch_device,
         "threads": threads,
         "quiet": quiet or None,
     }
@@ -101,30 +114,47 @@ def train_cmd(
             why = " ".join(str(getattr(exc, "problem", None) or exc).split())
             raise US3LError(f"--set {key.strip()}=...: not a plain YAML value ({why}); quote it as a string "
                             "or give a number, list or mapping") from None
-    cfg = resolve_config(config, overrides)
+    cfg = resolve_config(config, overrides)  # values checked here
+    _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main and not cfg.quiet and not json_out:
-        console.print("[bold]resolved config[/]")
-        console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip(), highlight=False, soft_wrap=True)
-    result = run_training(cfg, resume=resume, overwrite=overwrite)
+        note("[bold]resolved config[/]")
+        note(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip(), markup=False)
+    run = run_training(cfg, resume=resume, overwrite=overwrite)
     if not is_main:
         return
-    if result.status == "nan":
-        raise US3LError(result.message)
+    if run.status == "nan":
+        raise US3LError(run.message)
     if json_out:
         emit_json(
             {
-                "run_dir": str(result.run_dir),
-                "status": result.status,
-                "epochs": result.epochs_done,
-                "seconds": round(result.seconds, 1),
-                "knn_top1": {f"{w:g}": a for w, a in sorted(result.final_knn.items(), reverse=True)},
-                "collapse_std": {f"{w:g}": s for w, s in sorted(result.collapse_std.items(), reverse=True)},
+                "run_dir": str(run.run_dir),
+                "status": run.status,
+                "epochs": run.epochs_done,
+                "seconds": round(run.seconds, 1),
+                "knn_top1": {f"{w:g}": a for w, a in sorted(run.final_knn.items(), reverse=True)},
+                "collapse_std": {f"{w:g}": s for w, s in sorted(run.collapse_std.items(), reverse=True)},
             }
         )
         return
-    if result.message:
-        console.print(f"[bold red]{result.message}[/]")
-    console.print(f"run folder: {result.run_dir}  ({result.epochs_done} epochs, {result.seconds:.0f}s)")
-    console.print("kNN accuracy on the held-out split (k=200, T=0.1):", highlight=False)
-    console.print(format_knn_table(result), highlight=False)
+    if run.message:
+        warn(escape(run.message))
+    result(f"run folder: {run.run_dir}  ({run.epochs_done} epochs, {run.seconds:.0f}s)")
+    result("kNN accuracy on the held-out split (k=200, T=0.1):")
+    result(format_knn_table(run))
+
+
+def _check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:
+    """The data path exists and the run folder may be written (no checkpoint there unless --resume or
+    --overwrite): one-line errors before the resolved config is printed or any model is built."""
+    from us3l.train.loop import _check_run_dir
+
+    spec = str(cfg.data).strip()
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in ("cifar10", "cifar100", "folder"):
+        if not rest:
+            raise US3LError(f"data spec {spec!r} has no path after ':'")
+        if not Path(rest).expanduser().exists():
+            raise US3LError(f"data path not found: {Path(rest).expanduser()}")
+    if not overwrite:  # with --overwrite the loop deletes the old checkpoint itself
+        _check_run_dir(Path(cfg.out), resume, overwrite=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from us3l.cli_app import app, console, emit_json
+from us3l.cli_app import app, emit_json
+from us3l.cli_output import result
 from us3l.io import basic_environment
 from us3l.version import __version__
 
@@ -17,4 +18,4 @@ def version_cmd(json_out: bool = typer.Option(False, "--json", help="Print one J
         emit_json(doc)
         return
     for k, v in doc.items():
-        console.print(f"{k}: {v}")
+        result(f"{k}: {v}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,9 +200,12 @@ def calibrate_checkpoint(
     recalibrate: bool = True,
     save: bool = True,
     progress: Progress | None = None,
+    on_width_start: Callable[[], None] | None = None,
 ) -> tuple[float, ...]:
     """Calibrate ``widths`` of a loaded checkpoint (all of them, or only the missing ones when
-    ``recalibrate=False``) and store every calibrated width beside the weights. Returns the widths done."""
+    ``recalibrate=False``) and store every calibrated width beside the weights. Returns the widths done.
+
+    ``on_width_start()`` is called as each distinct width (channel configuration) starts (progress display)."""
     from us3l.data import load_dataset
     from us3l.data.folder import eval_transform_for
 
@@ -223,6 +226,14 @@ def calibrate_checkpoint(
     mean, std = input_normalization(meta, ds)
     transform = eval_transform_for(ds, input_size, mean, std)
     batches = calibration_source(ds, settings, transform, input_size, mean, std)
+    if on_width_start is not None:  # calibrate_widths reads the batch source once per distinct width
+        source = batches
+
+        def counted() -> Iterator[Any]:
+            on_width_start()
+            return iter(source() if callable(source) else source)
+
+        batches = counted
     t0 = time.perf_counter()
     done = calibrate_widths(model, todo, batches, momentum=settings.momentum)
     if progress:

@@ -165,7 +165,7 @@ def make_config(values: Mapping[str, Any], base: TrainConfig | None = None) -> T
     """Build a config from ``values`` over ``base`` (unknown keys are an error); not yet validated."""
     unknown = sorted(set(values) - FIELD_NAMES)
     if unknown:
-        raise US3LError(f"unknown config key(s): {', '.join(unknown)}")
+        raise US3LError(unknown_keys_message(unknown))
     kw = {k: _coerce(k, v) for k, v in values.items()}
     try:
         return dataclasses.replace(base or TrainConfig(), **kw)
@@ -173,24 +173,67 @@ def make_config(values: Mapping[str, Any], base: TrainConfig | None = None) -> T
         raise US3LError(f"bad config: {exc}") from None
 
 
+def unknown_keys_message(unknown: list[str]) -> str:
+    """``unknown config key(s): X (did you mean Y?); valid keys: ...`` on one line."""
+    import difflib
+
+    close = [m for k in unknown for m in difflib.get_close_matches(k, FIELD_NAMES, n=1)]
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    valid = ", ".join(sorted(FIELD_NAMES))
+    return f"unknown config key(s): {', '.join(unknown)}{hint}; valid keys: {valid}"
+
+
+#: Config keys whose value is a mapping: ``--set KEY.SUBKEY=VALUE`` sets one entry of them.
+MAPPING_KEYS = ("model_kwargs",)
+
+
+def set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``values[a][b]... = value`` for ``key`` = ``a.b...`` (``--set model_kwargs.base_channels=8``), copying
+    the mappings on the way so that the caller's nested dicts are not changed."""
+    head, *path = key.split(".")
+    if head not in FIELD_NAMES:
+        raise US3LError(unknown_keys_message([head]))
+    if not path:
+        values[head] = value
+        return
+    if head not in MAPPING_KEYS or any(not p for p in path):
+        nested = ", ".join(MAPPING_KEYS)
+        raise US3LError(f"config key {key!r}: only {nested} take dotted sub-keys (KEY.SUBKEY=VALUE)")
+    node = dict(values.get(head) or {})
+    values[head] = node
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is not None and not isinstance(child, Mapping):
+            raise US3LError(f"config key {key!r}: {part!r} is not a mapping")
+        node[part] = dict(child or {})
+        node = node[part]
+    node[path[-1]] = value
+
+
 def resolve_config(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     use_default_file: bool = True,
 ) -> TrainConfig:
-    """CLI ``overrides`` > ``config_file`` > packaged ``default.yaml`` > dataclass defaults; validated."""
+    """CLI ``overrides`` > ``config_file`` > packaged ``default.yaml`` > dataclass defaults; validated.
+
+    An override key ``a.b`` sets entry ``b`` of the mapping key ``a`` (``model_kwargs``), keeping its other
+    entries."""
     values: dict[str, Any] = {}
     if config_file is None and use_default_file and default_config_path().is_file():
         values.update(load_config_file(default_config_path()))
     user: dict[str, Any] = {}
     if config_file is not None:
         user.update(load_config_file(config_file))
-    user.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    user.update({k: v for k, v in (overrides or {}).items() if v is not None and "." not in k})
+    dotted = {k: v for k, v in (overrides or {}).items() if v is not None and "." in k}
     # The method's recipe beats the packaged default file (written for another recipe), not the user's keys.
     method = user.get("method", values.get("method", TrainConfig.method))
     for key in METHOD_RECIPES.get(str(method), {}):
         values.pop(key, None)
     values.update(user)
+    for key, value in dotted.items():  # --set model_kwargs.base_channels=8: one entry over the files' mapping
+        set_dotted(values, key, value)
     cfg = fill_method_defaults(make_config(values))
     validate(cfg)
     return cfg
