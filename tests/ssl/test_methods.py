@@ -189,3 +189,31 @@ def test_naive_simclr_sub_networks_go_through_the_predictor() -> None:
             cos = torch.nn.functional.cosine_similarity
             want = -0.5 * (cos(p1, k2).mean() + cos(p2, k1).mean())
         assert sub.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-6)
+
+
+def test_mocov3_heads_are_the_references_and_the_patch_embedding_is_frozen() -> None:
+    """MoCo_USViT: bias-free Linears, projector (3 layers) and predictors (2) ending in BatchNorm1d(affine=False),
+    predictor_new a copy of predictor, and --stop-grad-conv1 (the patch embedding gets no update)."""
+    from us3l.train.distributed import DistInfo
+    from us3l.train.loop import _train_step
+
+    kw = {"img_size": 32, "stop_grad_conv1": True}
+    cfg = make_config({**CFG, "method": "us3l_mocov3", "model": "vit_tiny", "model_kwargs": kw, "amp": False})
+    torch.manual_seed(0)
+    m = create_method("us3l_mocov3", create_model("vit_tiny", num_classes=0, **kw), cfg)
+    for head, n_linear in ((m.encoder_q.projector, 3), (m.predictor, 2), (m.predictor_new, 2)):
+        linears = [x for x in head if isinstance(x, torch.nn.Linear)]
+        assert len(linears) == n_linear and all(x.bias is None for x in linears)
+        last = list(head)[-1]
+        assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine
+    assert all(torch.equal(a, b) for a, b in zip(m.predictor.parameters(), m.predictor_new.parameters(), strict=True))
+    pe = m.encoder_q.backbone.patch_embed
+    assert not pe.weight.requires_grad and not pe.bias.requires_grad
+    before = pe.weight.detach().clone()
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.1)
+    x1, x2 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    _train_step(m, m, opt, scaler, None, x1, x2, [1.0, 0.5], 0, cfg, False, DistInfo())
+    assert torch.equal(pe.weight, before)
+    assert not torch.equal(m.predictor_new[0].weight, m.predictor[0].weight)  # trained apart from then on

@@ -79,6 +79,7 @@ class SlimViT(SlimNet):
         patch_size: int = 16,
         mlp_ratio: float = 4.0,
         num_classes: int = 0,
+        stop_grad_conv1: bool = False,
     ) -> None:
         super().__init__(width_range)
         if img_size % patch_size:
@@ -94,6 +95,9 @@ class SlimViT(SlimNet):
         if num_classes > 0:
             self.head = nn.Linear(embed_dim, num_classes)
         self._init_weights()
+        if stop_grad_conv1:  # MoCo v3 --stop-grad-conv1: a frozen random patch embedding (run_ofa.sh passes it)
+            self.patch_embed.weight.requires_grad_(False)
+            self.patch_embed.bias.requires_grad_(False)
 
     def _init_weights(self) -> None:
         for m in self.modules():

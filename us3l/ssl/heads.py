@@ -68,3 +68,18 @@ def predictor(dim: int, hidden: int) -> nn.Sequential:
         nn.ReLU(inplace=True),
         nn.Linear(hidden, dim),
     )
+
+
+def mocov3_mlp(num_layers: int, in_features: int, hidden: int, out: int, last_bn: bool = True) -> nn.Sequential:
+    """MoCo v3's ``_build_mlp``: bias-free Linears, BN + ReLU between them, and (``last_bn``) a final
+    ``BatchNorm1d(out, affine=False)``. The first Linear is input-sliced like :func:`projector`'s ``fc0``."""
+    layers: list[nn.Module] = []
+    for i in range(num_layers):
+        d_in = in_features if i == 0 else hidden
+        d_out = out if i == num_layers - 1 else hidden
+        layers.append(InputSlicedLinear(d_in, d_out, bias=False) if i == 0 else nn.Linear(d_in, d_out, bias=False))
+        if i < num_layers - 1:
+            layers += [_bn1d(d_out), nn.ReLU(inplace=True)]
+        elif last_bn:
+            layers.append(nn.BatchNorm1d(d_out, affine=False, track_running_stats=False))
+    return nn.Sequential(*layers)

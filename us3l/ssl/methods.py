@@ -119,16 +119,13 @@ class SSLMethod(nn.Module):
                 from us3l.errors import US3LError
 
                 raise US3LError(f"feature_layers not found in {cfg.model}: {missing or 'none configured'}")
-        proj = heads.projector(
-            backbone.num_features, cfg.proj_hidden, dim, middle_bias=self.simclr_type, out_bn=self.proj_out_bn
-        )
-        self.encoder_q = Encoder(backbone, proj, layers)
+        self.encoder_q = Encoder(backbone, self.make_projector(backbone.num_features, cfg.proj_hidden, dim), layers)
         if self.uses_ema:
             self.encoder_k = copy.deepcopy(self.encoder_q)
             for p in self.encoder_k.parameters():
                 p.requires_grad_(False)
-        for head in {self.base_head, self.aux_head} - {None}:
-            self.add_module(head, heads.predictor(dim, cfg.pred_hidden))
+        for head in sorted({self.base_head, self.aux_head} - {None}):
+            self.add_module(head, self.make_predictor(dim, cfg.pred_hidden))
         if layers:
             mods = dict(backbone.named_modules())
             self.proj_conv = nn.ModuleDict(
@@ -137,6 +134,12 @@ class SSLMethod(nn.Module):
         self.momentum_now = float(cfg.ema_momentum)
 
     # -- building blocks ------------------------------------------------------------------------------
+    def make_projector(self, in_features: int, hidden: int, dim: int) -> nn.Module:
+        return heads.projector(in_features, hidden, dim, middle_bias=self.simclr_type, out_bn=self.proj_out_bn)
+
+    def make_predictor(self, dim: int, hidden: int) -> nn.Module:
+        return heads.predictor(dim, hidden)
+
     def _head(self, name: str | None, z: Tensor) -> Tensor:
         return z if name is None else getattr(self, name)(z)
 
@@ -239,6 +242,18 @@ class US3LMoCoV3(SSLMethod):
     simclr_type = True  # D = 256
     base_head = "predictor"
     aux_head = "predictor_new"
+
+    def __init__(self, backbone: nn.Module, cfg: Any) -> None:
+        super().__init__(backbone, cfg)
+        self.predictor_new.load_state_dict(self.predictor.state_dict())  # MoCo_USViT: deepcopy(self.predictor)
+
+    def make_projector(self, in_features: int, hidden: int, dim: int) -> nn.Module:
+        """MoCo_ViT's projector: 3 bias-free Linears, the last followed by ``BatchNorm1d(dim, affine=False)``."""
+        return heads.mocov3_mlp(3, in_features, hidden, dim)
+
+    def make_predictor(self, dim: int, hidden: int) -> nn.Module:
+        """MoCo_ViT's predictor (and ``predictor_new``, its copy): 2 bias-free Linears + final BN(affine=False)."""
+        return heads.mocov3_mlp(2, dim, hidden, dim)
 
     def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
         return losses.mocov3_pair(online, targets, self.cfg.mocov3_tau)
