@@ -76,3 +76,28 @@ def test_tight_samples_are_stable_and_drift_is_not():
     assert not drift_detected(tight)
     s = summarize(drifting, target_rel_ci=0.1)
     assert s.rel_ci_halfwidth <= 0.1 and not s.stable  # CI target met, but 18 % drift
+
+
+def _ranks_ci(x: list[float], q: float) -> tuple[float, float]:
+    """The documented rule computed from the order-statistic ranks (clipped to the sample min/max)."""
+    s = sorted(x)
+    low, up = order_statistic_ranks(len(s), q)
+    return s[max(low, 1) - 1], s[min(up, len(s)) - 1]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 10, 20, 31, 50, 100, 257, 1000])
+@pytest.mark.parametrize("q", [0.5, 0.9, 0.99])
+def test_quantile_ci_is_scipy_quantile_test_where_both_bounds_exist(n: int, q: float) -> None:
+    """``quantile_ci`` is scipy.stats.quantile_test's interval; a bound scipy leaves undefined (nan: too few
+    samples) is the sample min / max, as documented."""
+    import math
+
+    import numpy as np
+    import scipy.stats
+
+    x = list(np.random.default_rng(n).lognormal(size=n))
+    ci = scipy.stats.quantile_test(x, q=float(np.median(x)), p=q).confidence_interval(0.95)
+    ours = quantile_ci(x, q)
+    assert ours == _ranks_ci(x, q)
+    for got, ref, clip in ((ours[0], ci.low, min(x)), (ours[1], ci.high, max(x))):
+        assert got == (clip if math.isnan(ref) else ref)

@@ -210,7 +210,7 @@ def _bindings(files: PipelineFiles) -> list[str]:
     sel = files.selection
     if sel is not None and sel.ok and isinstance(sel.doc.get("inputs"), dict):
         inputs = sel.doc["inputs"]
-        recorded = [(root / ACCURACY_FILE, (inputs.get("accuracy") or {}).get("sha256"))]
+        recorded = [(accuracy_path(root), (inputs.get("accuracy") or {}).get("sha256"))]
         for p in inputs.get("profiles") or []:
             if isinstance(p, dict) and isinstance(p.get("path"), str):
                 recorded.append((root / PROFILES_DIR / Path(p["path"]).name, p.get("sha256")))
@@ -235,6 +235,14 @@ def _optional(path: Path, loader: Callable[[Path], T]) -> Loaded[T] | None:
     return _load(path, loader) if path.is_file() else None
 
 
+def accuracy_path(root: Path) -> Path:
+    """``root/accuracy.json`` (quickstart), else ``root/run/accuracy.json`` (the step-by-step flow: ``us3l eval
+    --ckpt run`` writes beside the checkpoint)."""
+    top = root / ACCURACY_FILE
+    nested = root / RUN_DIR / ACCURACY_FILE
+    return nested if not top.is_file() and nested.is_file() else top
+
+
 def collect_pipeline(directory: str | Path) -> PipelineFiles:
     """Load every known file of the pipeline folder ``directory``.
 
@@ -250,7 +258,7 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
         root=root,
         checkpoint=_optional(run / CHECKPOINT_META, _read_checkpoint),
         metrics=_optional(run / METRICS_FILE, _read_metrics),
-        accuracy=_optional(root / ACCURACY_FILE, _read_accuracy),
+        accuracy=_optional(accuracy_path(root), _read_accuracy),
         profiles=[_load(p, _read_profile) for p in sorted((root / PROFILES_DIR).glob("*.json"))],
         selection=_optional(root / SELECTION_FILE, _read_selection),
         manifests=[_load(p, _read_manifest) for p in _artifact_manifests(root)],
@@ -259,7 +267,8 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
     files.stale = _bindings(files)
     if not files.found_any():
         raise US3LError(
-            f"{root} contains no us3l pipeline files (expected run/checkpoint.json, accuracy.json, "
+            f"{root} contains no us3l pipeline files (expected run/checkpoint.json, accuracy.json or "
+            "run/accuracy.json, "
             "profiles/*.json, selection.json or artifacts/<device>/<name>/manifest.json)"
         )
     return files
