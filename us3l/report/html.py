@@ -1,7 +1,8 @@
 """Render one self-contained HTML page from a :class:`~us3l.report.collect.PipelineFiles`.
 
-The page has no external reference: the stylesheet is inline and every figure is a ``data:`` URI. Every piece
-of text taken from the input files goes through :func:`html.escape`. Each section is rendered on its own; a
+The page has no external reference: the stylesheet is inline and every figure is a ``data:`` URI. The markup
+lives in the jinja2 template ``templates/report.html.j2``, rendered with autoescape: every piece of text taken
+from the input files is escaped unless it was built here as HTML (``Markup``). Each section is rendered on its own; a
 section whose input is missing says so, and one whose input is unreadable (or malformed in a way the loaders
 do not catch) shows one error line, without stopping the rest of the page.
 """
@@ -13,7 +14,11 @@ import html
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+from markupsafe import Markup
 
 from us3l.report import plots
 from us3l.report.collect import PRODUCERS, Loaded, PipelineFiles
@@ -41,6 +46,26 @@ background:#f7fbf7}.answer.bad-answer{border-left-color:#c62828;background:#fdf4
 .warn{color:#7a4a00;background:#fff3e0;padding:.25rem .6rem;border-left:3px solid #fb8c00;margin:.3rem 0}
 nav{font-size:.85rem;color:#555}nav a{color:#1565c0;margin-right:.8rem;text-decoration:none}
 """
+
+
+@cache
+def _template() -> Any:
+    """The page template's module (its macros), from ``templates/report.html.j2``; autoescape on."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2").module
+
+
+def _macro(name: str, *args: Any) -> str:
+    """A template macro's HTML as a plain ``str`` (fragments are joined with ``+`` and later handed to the
+    template as ``Markup``; a ``Markup`` here would escape the plain strings added to it)."""
+    return str(getattr(_template(), name)(*args))
 
 
 @dataclass(frozen=True)
@@ -95,14 +120,9 @@ def fmt_yes(value: Any) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
-    """An HTML table; ``headers`` are escaped here, cells must already be HTML (escape with :func:`esc`)."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    """An HTML table; ``headers`` are escaped by the template, cells must already be HTML (escape with
+    :func:`esc`)."""
+    return _macro("table", list(headers), [[Markup(c) for c in row] for row in rows], list(numeric))
 
 
 def kv_table(pairs: Iterable[tuple[str, Any]]) -> str:
@@ -111,15 +131,15 @@ def kv_table(pairs: Iterable[tuple[str, Any]]) -> str:
 
 
 def img(uri: str, alt: str) -> str:
-    return f'<p><img src="{esc(uri)}" alt="{esc(alt)}"></p>'
+    return _macro("img", uri, alt)
 
 
 def missing_note(what: str, producer: str) -> str:
-    return f'<p class="missing">missing: {esc(what)} (written by <code>{esc(producer)}</code>)</p>'
+    return _macro("missing_note", what, producer)
 
 
 def error_note(text: str) -> str:
-    return f'<p class="error">{esc(text)}</p>'
+    return _macro("error_note", text)
 
 
 def _errors(items: Iterable[Loaded[Any] | None]) -> str:
@@ -479,25 +499,25 @@ def _answer_card(d: dict[str, Any], doc: dict[str, Any], rows: dict[float, dict[
     c = d.get("chosen") or {}
     where = f"{d.get('device')} · {d.get('backend')}/{d.get('precision')} · {d.get('model')}"
     warnings = device_warnings(d, budget.get("latency_ms"), metric, rows)
-    warn = "".join(f'<p class="warn">⚠ {esc(w)}</p>' for w in warnings)
     if not c:
         minimum = (d.get("minimum") or {}).get("latency_ms")
-        return (f'<div class="answer bad-answer"><h3>{esc(where)}: no width fits</h3><p>budget '
-                f'{esc(_budget_text(budget))}; smallest achievable latency {fmt_num(minimum)} ms ({esc(rule)})</p>'
-                f"{warn}</div>")
+        return _macro("answer_none", where, _budget_text(budget), fmt_num(minimum), rule, warnings)
     ci = plots.candidate_ci(c, metric, rows)
-    metric_name = "MACs (accuracy proxy)" if metric == "macs" else plots.metric_label(metric)
     stable = plots.latency_stable(c)
-    stable_text = "" if stable is None else (" · latency stable" if stable else " · latency NOT stable")
-    return (
-        f'<div class="answer"><h3>{esc(where)}</h3>'
-        f'<p class="big">width <b>{esc(fmt_width(c.get("width")))}</b> · {esc(metric_name)} '
-        f'<b>{esc(_acc_text(c.get("accuracy"), metric, ci, with_ci=True))}</b> · '
-        f'<b>{fmt_num(c.get("latency_ms"))} ms</b> <span class="muted">({esc(rule)})</span></p>'
-        f'<p>budget {esc(_budget_text(budget))} · slack {esc(_slack_text(d.get("slack")))}{esc(stable_text)}</p>'
-        f'<p>why: {_decision(d, metric)}; runner-up {esc(_candidate_text(d.get("runner_up"), metric))}</p>'
-        f"{warn}</div>"
-    )
+    return _macro("answer", {
+        "where": where,
+        "width": fmt_width(c.get("width")),
+        "metric_name": "MACs (accuracy proxy)" if metric == "macs" else plots.metric_label(metric),
+        "accuracy": _acc_text(c.get("accuracy"), metric, ci, with_ci=True),
+        "latency": fmt_num(c.get("latency_ms")),
+        "rule": rule,
+        "budget": _budget_text(budget),
+        "slack": _slack_text(d.get("slack")),
+        "stable_text": "" if stable is None else (" · latency stable" if stable else " · latency NOT stable"),
+        "why": Markup(_decision(d, metric)),  # built (and escaped) by _decision
+        "runner_up": _candidate_text(d.get("runner_up"), metric),
+        "warnings": warnings,
+    })
 
 
 def section_selection(files: PipelineFiles) -> Section:
@@ -515,7 +535,7 @@ def section_selection(files: PipelineFiles) -> Section:
     rows_by_width = _accuracy_rows(files)
     cards = "".join(_answer_card(d, doc, rows_by_width) for d in doc.get("devices") or [])
     per_device = {_warning_text(w) for d in doc.get("devices") or [] for w in d.get("warnings") or []}
-    cards += "".join(f'<p class="warn">⚠ {esc(t)}</p>' for t in dict.fromkeys(
+    cards += "".join(_macro("warning", t) for t in dict.fromkeys(
         _warning_text(w) for w in doc.get("warnings") or []) if t not in per_device)
     head = kv_table([
         ("budget", _budget_text(doc.get("budget") or {})),
@@ -693,27 +713,13 @@ def build_sections(files: PipelineFiles) -> list[Section]:
     return [_safe(b, files) for b in SECTIONS]
 
 
-def _inputs_list(files: PipelineFiles) -> str:
-    items = []
-    for name, found in files.present().items():
-        status = "found" if found else f"missing (written by {PRODUCERS[name]})"
-        items.append(f"<li><b>{esc(name)}</b>: {esc(status)}</li>")
-    errs = "".join(error_note(e) for e in files.errors())
-    return f"<ul>{''.join(items)}</ul>{errs}"
-
-
 def render_html(files: PipelineFiles, sections: Sequence[Section]) -> str:
-    """The complete page."""
+    """The complete page (template ``templates/report.html.j2``)."""
     model = _model_name(files)
     title = f"us3l report · {model}" if model else "us3l report"
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = "".join(f'<section id="{esc(s.key)}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections)
-    nav = "".join(f'<a href="#{esc(s.key)}">{esc(s.title)}</a>' for s in sections)
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"
-        f"<p class=\"muted\">pipeline folder <code>{esc(files.root)}</code> · generated {esc(now)} by us3l "
-        f"{esc(__version__)}</p><nav>{nav}<a href=\"#inputs\">Inputs</a></nav>{body}"
-        f"<section id=\"inputs\"><h2>Inputs</h2>{_inputs_list(files)}</section></body></html>\n"
-    )
+    shown = [{"key": s.key, "title": s.title, "body": Markup(s.body)} for s in sections]  # bodies: built as HTML
+    inputs = [(name, "found" if found else f"missing (written by {PRODUCERS[name]})")
+              for name, found in files.present().items()]
+    return str(_template().page(title, str(files.root), now, __version__, shown, inputs, files.errors(),
+                                Markup(_CSS)))
