@@ -31,6 +31,8 @@ app = typer.Typer(
     name="us3l",
     cls=PipelineOrderGroup,
     help="Train a universally slimmable network once (US3L), then profile, select and deploy any width.",
+    epilog="Results go to stdout; progress, notes and errors to stderr. Exit codes: 0 ok, 1 error, 2 usage error, "
+    "3 no width fits the budget, 130 interrupted (docs/cli.md).",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
@@ -69,7 +71,4 @@ def _root(
         False, "--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """us3l: universally slimmable self-supervised learning, from training to deployment.
-
-    Results go to stdout, progress and notes to stderr. Exit codes: 0 ok, 1 error, 2 usage error,
-    3 no width fits the budget, 130 interrupted (docs/cli.md)."""
+    """us3l: universally slimmable self-supervised learning, from training to deployment."""

@@ -64,17 +64,18 @@ def set_threads(threads: int | None) -> None:
 def note(message: str, markup: bool = True) -> None:
     """A note on stderr (suppressed by ``--quiet``)."""
     if not _quiet:
-        err_console().print(message, markup=markup, highlight=False)
+        err_console().print(message, markup=markup, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     """A warning on stderr (always printed)."""
-    err_console().print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    err_console().print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 def deprecated(old: str, new: str, command: str) -> None:
     """One stderr line for an old option spelling that still works."""
-    err_console().print(f"note: `us3l {command} {old}` is deprecated; use {new}", markup=False, highlight=False)
+    err_console().print(f"note: `us3l {command} {old}` is deprecated; use {new}", markup=False, highlight=False,
+                        soft_wrap=True)
 
 
 def result(text: str) -> None:
@@ -224,7 +225,7 @@ class Progress:
             self._rich.start()
             self._task = self._rich.add_task(self.label, total=self.total, detail="")
         else:
-            self._line()
+            self._last_line = time.perf_counter()  # off a terminal: a line per finished item, or every 10 s
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -241,7 +242,7 @@ class Progress:
             text += f" · eta {_fmt_s(elapsed / self.done * (self.total - self.done))}"
         if detail:
             text += f" · {detail}"
-        err_console().print(text, markup=False, highlight=False)
+        err_console().print(text, markup=False, highlight=False, soft_wrap=True)
         self._last_line = time.perf_counter()
 
     def update(self, completed: int | None = None, detail: str = "") -> None:

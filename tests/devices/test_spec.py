@@ -78,7 +78,7 @@ def test_cli_devices_json_and_errors(capsys):
     assert cpu["check"]["ok"] and cpu["check"]["runtimes"]["onnx"]
     # a failed check is a non-zero exit (scripts can test reachability), with the reason in the table
     assert main(["devices", "--device", "jetson-orin-nano", "--check"]) == 1
-    assert "not a Jetson here" in capsys.readouterr().err
+    assert "not a Jetson here" in capsys.readouterr().out  # the table is the result: stdout
     assert main(["profile", "--device", "nope", "--model", "cifar_resnet18"]) == 1
     assert "unknown device 'nope'" in capsys.readouterr().err
 

@@ -16,7 +16,7 @@ from us3l.slim import calibrated_widths
 
 
 def test_calibrate_then_eval(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["calibrate", "--ckpt", str(run_dir), "--batches", "2", "--grid", "3", "--json"]) == 0
+    assert main(["calibrate", "--ckpt", str(run_dir), "--batches", "2", "--points", "3", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["calibrated"]) == 3 and (run_dir / "bn_stats.safetensors").is_file()
     assert calibrated_widths(load_backbone(run_dir).model) == tuple(doc["stored_widths"])
@@ -49,7 +49,7 @@ def _err(code: int, capsys: pytest.CaptureFixture[str], match: str) -> None:
     [
         (["--widths", "2.0"], "width must be in"),
         (["--widths", "a,b"], "comma-separated"),
-        (["--grid", "0"], "--grid must be >= 1"),
+        (["--points", "0"], "--points must be >= 1"),
         (["--protocol", "svm"], "unknown protocol"),
         (["--k", "0"], "k must be >= 1"),
         (["--data", "nosuch:thing"], "unknown data spec"),

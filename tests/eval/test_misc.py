@@ -58,7 +58,7 @@ def test_parse_widths() -> None:
     assert parse_widths(model, None, 1) == [1.0]
     assert parse_widths(model, None, 1000) == list(model.width_grid())
     assert len(parse_widths(model, None, 3)) == 3
-    with pytest.raises(US3LError, match="either --widths or --grid"):
+    with pytest.raises(US3LError, match="either --widths or --points"):
         parse_widths(model, "1.0", 3)
     with pytest.raises(US3LError, match="width must be in"):
         parse_widths(model, "0.1", None)

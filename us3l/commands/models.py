@@ -27,7 +27,7 @@ def _default_width_range() -> tuple[float, float]:
     """``create_model``'s default width range (read from its signature: no model is built)."""
     import inspect
 
-    from us3l.models import create_model
+    from us3l.models.registry import create_model
 
     params = inspect.signature(create_model).parameters
     return float(params["width_min"].default), float(params["width_max"].default)

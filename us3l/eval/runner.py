@@ -140,10 +140,10 @@ def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: i
     """The widths to evaluate: an explicit list, ``grid`` points of the model's width grid, or the default
     1.0/0.75/0.5/0.25 (restricted to the model's width range). Bad values are a one-line error."""
     if widths is not None and grid is not None:
-        raise US3LError("give either --widths or --grid, not both")
+        raise US3LError("give either --widths or --points, not both")
     if grid is not None:
         if grid < 1:
-            raise US3LError(f"--grid must be >= 1 (0 is not allowed), got {grid}")
+            raise US3LError(f"--points must be >= 1 (0 is not allowed), got {grid}")
         full = model.width_grid()  # type: ignore[operator]
         return list(full if grid >= len(full) else (full[-1:] if grid == 1 else model.width_grid(grid)))  # type: ignore[operator]
     if widths is None:

@@ -1,0 +1,83 @@
+"""``us3l select`` output conventions (issue 13): the table on stdout, notes on stderr, key columns whole at
+80 columns, ``--out`` a folder, ``--plot`` a switch, old spellings still working with a note, exit 3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from us3l.cli import legacy_argv, main
+from us3l.cli_output import EXIT_INFEASIBLE, EXIT_USAGE
+
+from .conftest import latency
+
+ROWS = ((0.25, 1.0), (0.5, 2.0), (0.75, 3.25), (1.0, 4.5))
+
+
+@pytest.fixture
+def setup(write_profile, write_accuracy, tmp_path: Path) -> tuple[Path, Path]:
+    prof = write_profile([{"width": w, "latency": latency(p, p * 1.1, p * 1.2)} for w, p in ROWS])
+    return prof, write_accuracy({0.25: 50.0, 0.5: 60.0, 0.75: 70.5, 1.0: 80.0})
+
+
+def test_table_on_stdout_notes_on_stderr_key_columns_whole_at_80(setup, tmp_path, monkeypatch, capsys) -> None:
+    prof, acc = setup
+    monkeypatch.setenv("COLUMNS", "80")
+    args = ["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "4", "--out", str(tmp_path)]
+    assert main(args) == 0
+    cap = capsys.readouterr()
+    assert "…" not in cap.out and max(len(line) for line in cap.out.splitlines()) <= 80
+    assert "0.75" in cap.out and "70.5" in cap.out and "3.575" in cap.out  # width, accuracy, latency (p90 bound)
+    assert f"wrote {tmp_path / 'selection.json'}" in cap.err and "wrote" not in cap.out
+    assert "--wide shows every column" in cap.err
+    assert json.loads((tmp_path / "selection.json").read_text())["kind"] == "selection"
+    assert main([*args, "--wide"]) == 0
+    cap = capsys.readouterr()
+    assert "runner-up" in cap.out and "p99" in cap.out and "--wide" not in cap.err
+
+
+def test_out_is_a_folder_plot_a_switch_old_spellings_still_work(setup, tmp_path, capsys) -> None:
+    prof, acc = setup
+    base = ["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "4"]
+    assert main([*base, "--out", str(tmp_path / "new"), "--plot"]) == 0
+    assert (tmp_path / "new" / "selection.json").is_file()
+    assert (tmp_path / "new" / "selection.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    old_file, old_png = tmp_path / "old" / "mine.json", tmp_path / "p.png"
+    assert main([*base, "--out", str(old_file), "--plot", str(old_png)]) == 0
+    err = capsys.readouterr().err
+    assert old_file.is_file() and old_png.is_file()
+    assert f"note: `us3l select --out {old_file}` is deprecated; use --out {old_file.parent}" in err
+    assert f"note: `us3l select --plot {old_png}` is deprecated; use --plot (a switch" in err
+
+
+def test_legacy_argv_rewrites_only_select_plot_paths() -> None:
+    assert legacy_argv(["select", "--plot", "a.png", "--json"]) == ["select", "--plot-file", "a.png", "--json"]
+    assert legacy_argv(["select", "--plot=a.png"]) == ["select", "--plot-file=a.png"]
+    assert legacy_argv(["select", "--plot", "--json"]) == ["select", "--plot", "--json"]
+    assert legacy_argv(["eval", "--plot", "--ckpt", "run"]) == ["eval", "--plot", "--ckpt", "run"]
+
+
+def test_infeasible_is_exit_3_and_a_mistyped_flag_exit_2(setup, tmp_path, capsys) -> None:
+    prof, acc = setup
+    base = ["select", "--profile", str(prof), "--accuracy", str(acc), "--out", str(tmp_path)]
+    assert main([*base, "--latency-ms", "0.1"]) == EXIT_INFEASIBLE == 3
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: infeasible budget: ")
+    assert main([*base, "--latency-msx", "0.1"]) == EXIT_USAGE == 2
+    assert "No such option: --latency-msx" in capsys.readouterr().err
+
+
+def test_export_of_an_infeasible_selection_is_exit_3(setup, tmp_path, capsys) -> None:
+    prof, acc = setup
+    assert main(["select", "--profile", str(prof), "--latency-ms", "0.1", "--out", str(tmp_path)]) == 3
+    capsys.readouterr()
+    sel = tmp_path / "selection.json"
+    rc = main(["export", "--backend", "onnx", "--selection", str(sel), "--model", "cifar_resnet18",
+               "--out", str(tmp_path / "art")])
+    assert rc == 3
+    assert capsys.readouterr().err == (
+        f"error: {sel}: no width fits the budget on device 'cpu'; nothing to export\n"
+    )

@@ -1,0 +1,173 @@
+"""CLI conventions of issue 13: stdout for results, stderr for the rest; --version; pipeline order; lazy models;
+tables that never truncate key columns; progress lines off a terminal; deprecated spellings; --set a.b=c."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from us3l.cli import main
+from us3l.cli_output import Col, Progress, fit_table, natural_width
+from us3l.version import __version__
+
+
+def test_version_flag_and_command_print_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == f"us3l {__version__}\n" and cap.err == ""
+    assert main(["version"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.startswith(f"us3l: {__version__}\n") and cap.err == ""
+
+
+def test_help_lists_commands_in_pipeline_order_with_completion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    order = ["train", "calibrate", "eval", "profile", "select", "export", "report", "quickstart", "models", "info",
+             "devices", "version"]
+    positions = [out.index(f"│ {name} ") for name in order]
+    assert positions == sorted(positions)
+    assert "--install-completion" in out and "--version" in out
+
+
+def test_models_answers_without_building_a_model(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import us3l.models
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("us3l models built a model without --costs")
+
+    monkeypatch.setattr(us3l.models, "create_model", refuse)
+    assert main(["models", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    names = [r["name"] for r in doc["models"]]
+    assert "cifar_resnet18" in names and "macs_min" not in doc["models"][0]
+    assert main(["models"]) == 0
+    cap = capsys.readouterr()
+    assert "cifar_resnet18" in cap.out and "--costs" in cap.err
+
+
+def test_models_costs_are_counted_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    from us3l.commands.models import _costs
+
+    row = _costs("cifar_resnet18")
+    assert row["distinct_widths"] == 90 and row["macs_max"] > row["macs_min"] > 0
+
+
+def test_fit_table_drops_secondary_columns_never_truncates_key_ones() -> None:
+    cols = [Col("width", key=True), Col("p50 ms", key=True), Col("95% CI", key=True), Col("detail", rank=1),
+            Col("notes", fold=True)]
+    rows = [["0.8125", "0.123456789", "0.120000000-0.130000000", "x" * 30, "a long free text " * 4]]
+    table, width, hidden = fit_table("t", cols, rows, width=80)
+    assert hidden == ["detail"] and width <= 80  # notes fold (wraps), detail is dropped
+    from io import StringIO
+
+    from rich.console import Console
+
+    buf = StringIO()
+    Console(file=buf, width=width).print(table)
+    text = buf.getvalue()
+    assert "…" not in text and "0.120000000-0.130000000" in text and "0.123456789" in text
+    table, width, hidden = fit_table("t", cols, rows, width=80, wide=True)
+    assert hidden == [] and width == natural_width(table) > 80
+    table, width, hidden = fit_table("t", cols[:3], rows, width=20)  # key columns alone too wide: wider, whole
+    assert hidden == [] and width == natural_width(table) > 20
+
+
+def test_progress_off_a_terminal_prints_plain_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    with Progress("calibrating", 2, "widths") as bar:
+        bar.advance()
+        bar.advance()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("calibrating: 1/2 widths · 0s elapsed · eta ")
+    assert lines[1] == "calibrating: 2/2 widths · 0s elapsed"
+
+
+def test_quiet_silences_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    from us3l.cli_output import set_quiet
+
+    set_quiet(True)
+    try:
+        with Progress("x", 3) as bar:
+            bar.advance()
+    finally:
+        set_quiet(False)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "note", "error"),
+    [
+        (["eval", "--ckpt", "/nonexistent", "--grid", "4"], "note: `us3l eval --grid 4` is deprecated; use --points 4",
+         "error: "),
+        (["calibrate", "--ckpt", "/nonexistent", "--grid", "4"],
+         "note: `us3l calibrate --grid 4` is deprecated; use --points 4", "error: "),
+        (["train", "--device", "cpu", "--method", "nope"],
+         "note: `us3l train --device cpu` is deprecated; use --torch-device cpu", "error: unknown method 'nope'"),
+        (["quickstart", "--backends", "tflite"], "note: `us3l quickstart --backends tflite` is deprecated; use "
+         "--backend tflite", "error: quickstart profiles and exports with onnx and/or openvino, not 'tflite'"),
+        (["export", "--backend", "onnx", "--model", "cifar_resnet18", "--width", "1.5", "--batch", "2", "--out",
+          "/nonexistent/x"], "note: `us3l export --batch 2` is deprecated; use --batch-size 2",
+         "error: width must be in [0.25, 1], got 1.5"),
+    ],
+)
+def test_old_spellings_work_with_a_note(args: list[str], note: str, error: str, capsys) -> None:
+    assert main(args) == 1
+    cap = capsys.readouterr()
+    lines = cap.err.splitlines()
+    assert lines[0].startswith(note) and lines[-1].startswith(error) and cap.out == ""
+
+
+def test_set_dotted_keys_and_unknown_keys_name_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    from us3l.errors import US3LError
+    from us3l.train.config import resolve_config
+
+    cfg = resolve_config(None, {"model_kwargs.base_channels": 8, "model_kwargs.stem.kind": "cifar"})
+    assert cfg.model_kwargs["base_channels"] == 8 and cfg.model_kwargs["stem"] == {"kind": "cifar"}
+    with pytest.raises(US3LError, match=r"^config key 'epochs.x': only model_kwargs take dotted sub-keys"):
+        resolve_config(None, {"epochs.x": 1})
+    assert main(["train", "--set", "methd=us3l"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown config key(s): methd (did you mean method?); valid keys: ")
+    assert "batch_size" in err and "model_kwargs" in err and err.count("\n") == 1
+    assert main(["train", "--set", "model_kwargz.base_channels=8"]) == 1
+    assert capsys.readouterr().err.startswith("error: unknown config key(s): model_kwargz (did you mean model_kwargs?)")
+
+
+def test_train_checks_paths_before_printing_its_config(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "nope"
+    assert main(["train", "--data", f"cifar10:{missing}", "--out", str(tmp_path / "run")]) == 1
+    cap = capsys.readouterr()
+    assert cap.err == f"error: data path not found: {missing}\n" and cap.out == ""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(b"x")
+    assert main(["train", "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run} already holds a checkpoint") and err.count("\n") == 1
+
+
+def test_report_finds_the_step_by_step_accuracy_file(tmp_path: Path, capsys) -> None:
+    from tests.report.conftest import accuracy_v2, make_run
+    from us3l.io import atomic_write_json
+
+    make_run(tmp_path)
+    atomic_write_json(tmp_path / "run" / "accuracy.json", accuracy_v2())  # where `us3l eval --ckpt run` writes it
+    assert main(["report", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "accuracy" in doc["rendered"] and "accuracy" not in doc["missing"]
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "site")]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == f"{tmp_path / 'site' / 'report.html'}\n" and (tmp_path / "site" / "report.html").is_file()
+
+
+def test_a_pipe_gets_the_results_and_only_them(tmp_path: Path) -> None:
+    """Through a real pipe (not a terminal): the table on stdout, whole; nothing else there."""
+    proc = subprocess.run([sys.executable, "-m", "us3l", "info", "--model", "cifar_resnet18", "--width", "0.25"],
+                          capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "US3L_DEBUG": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "layer4.1.conv2" in proc.stdout and "total: " in proc.stdout and "…" not in proc.stdout
