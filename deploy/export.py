@@ -28,6 +28,7 @@ from deploy.backends.base import INPUT_NAME, Artifact
 from deploy.graph import build_deployable_graph
 from deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from deploy.staging import clean_stale, staging_prefix
+from deploy.timing import phase
 from deploy.verify import Verification, batches, compare, seeded_inputs
 from us3l.errors import US3LError
 from us3l.io import temp_dir
@@ -127,7 +128,8 @@ def _costs(static: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
         from profiler.costs import count_costs
     except ImportError:  # profiler not installed: parameters only
         return {"macs": None, "params": params}
-    costs = count_costs(static, (1, *shape[1:]))
+    with phase("costs (fvcore)"):
+        costs = count_costs(static, (1, *shape[1:]))
     return {"macs": int(costs.macs), "params": int(costs.params)}
 
 
@@ -137,13 +139,26 @@ def _verify(
     inputs: np.ndarray,
     runtime_device: str | None,
 ) -> Verification:
+    """Run every group of ``inputs`` through the artifact's runtime and compare with ``static`` (PyTorch).
+
+    The reference is one PyTorch forward over all the inputs (frozen BN: each sample's output does not depend on
+    the batch), sliced like the runtime's groups; the runtime runs each group the artifact accepts.
+    """
     backend = get_backend(artifact.backend)
     groups = batches(inputs, None if artifact.dynamic_batch else artifact.input_shape[0])
-    refs, outs = [], []
-    with backend.load(artifact.path, device=runtime_device, precision=artifact.precision) as runner:
+    if artifact.dynamic_batch:  # the whole array, then its first sample alone
+        used, take = inputs, [len(inputs), 1]
+    else:
+        take = [len(x) for x in groups]
+        used = inputs[: sum(take)]
+    with phase("verify: pytorch reference"), torch.no_grad():
+        full = static(torch.from_numpy(np.ascontiguousarray(used))).numpy()
+    refs = [full[:n] for n in take] if artifact.dynamic_batch else [full]
+    outs = []
+    with phase("verify: load runtime"):
+        runner = backend.load(artifact.path, device=runtime_device, precision=artifact.precision)
+    with runner, phase("verify: run runtime"):
         for x in groups:
-            with torch.no_grad():
-                refs.append(static(torch.from_numpy(x)).numpy())
             outs.append(runner.infer(x))
     return compare(np.concatenate(refs), np.concatenate(outs), artifact.precision)
 
@@ -250,9 +265,10 @@ def export_width(
             verification=verification,
             verification_inputs=inputs_note,
         )
-        write_manifest(staging, manifest)
-        final = device_dir / (name if verification else f"{name}.failed")
-        _move_into_place(staging, final)
+        with phase("manifest + move into place"):
+            write_manifest(staging, manifest)
+            final = device_dir / (name if verification else f"{name}.failed")
+            _move_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -9,12 +9,13 @@ export ships exactly this artifact, so the latency a selection rests on is the l
 Two hashes identify a graph (both recorded per profile record and in every manifest's ``graph`` section):
 
 * ``graph_sha256``: the sha256 of the ONNX file the artifact is (onnx) or was built from (openvino IR,
-  tensorrt engine) -- ``onnx_sha256`` in the backend facts. ``torch.onnx.export`` (dynamo) writes the same bytes
-  for the same module and input shape whatever the example values (checked by the tests), so an export of the
-  same weights at the same width matches the profiled graph byte for byte. The derived files are not hashed:
-  TensorRT engine builds are not bit-reproducible, and OpenVINO's IR serialisation names some nodes with a
-  process-wide counter, so the same ONNX converted after other models in one process gives other bytes (seen in
-  ``benchmarks/profiler_vs_benchmark_app.py``); both are functions of the ONNX graph and the runtime version.
+  tensorrt engine) -- ``onnx_sha256`` in the backend facts. ``torch.onnx.export`` (TorchScript exporter, see
+  ``deploy.backends.onnx``) writes the same bytes for the same module and input shape whatever the example values
+  (checked by the tests), so an export of the same weights at the same width matches the profiled graph byte for
+  byte. The derived files are not hashed: TensorRT engine builds are not bit-reproducible, and OpenVINO's IR
+  serialisation names some nodes with a process-wide counter, so the same ONNX converted after other models in one
+  process gives other bytes (seen in ``benchmarks/profiler_vs_benchmark_app.py``); both are functions of the ONNX
+  graph and the runtime version.
 * ``graph_structure_sha256``: the ONNX graph without initializer data (ops, attributes, tensor names, shapes,
   dtypes) -- what latency depends on. Same for every backend, and for any weights of the same architecture.
 
@@ -62,9 +63,10 @@ def fresh_model(name: str, seed: int = INIT_SEED, **kwargs: Any) -> Any:
     """A registered model (``num_classes=0``) with the seeded random initialisation; global RNG untouched."""
     import torch
 
+    from deploy.timing import phase
     from us3l.models import create_model
 
-    with torch.random.fork_rng(devices=[]):
+    with phase("create model"), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = create_model(name, num_classes=0, **kwargs)
     net.init_seed = seed
@@ -155,8 +157,10 @@ def build_deployable_graph(
     import torch
 
     from deploy.backends import get_backend
+    from deploy.timing import phase
 
-    static, kind = deployable_module(model, width, require_bn_stats)
+    with phase("materialize width"):
+        static, kind = deployable_module(model, width, require_bn_stats)
     w = float(getattr(static, "materialized_width", width))
     if backend is None:
         return DeployableGraph(width=w, module=static, bn=kind)
@@ -199,11 +203,16 @@ def artifact_graph_sha256(artifact: Any) -> str:
     return _sha256(onnx_files[0])
 
 
-def onnx_structure_sha256(path: str | Path) -> str:
-    """sha256 of an ONNX model with every initializer's data removed (names, dims and dtypes kept)."""
+def onnx_structure_sha256(path_or_proto: Any) -> str:
+    """sha256 of an ONNX model (a file, or a loaded ``ModelProto``, left unchanged) with every initializer's data
+    removed (names, dims and dtypes kept)."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
+    if isinstance(path_or_proto, str | Path):
+        proto = onnx.load(str(path_or_proto), load_external_data=False)
+    else:  # copy without the initializers' data (the bulk of the file)
+        proto = onnx.ModelProto()
+        proto.CopyFrom(path_or_proto)
     for init in proto.graph.initializer:
         for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data",
                       "string_data", "external_data"):

@@ -1,22 +1,30 @@
 """ONNX backend: one self-contained ``model.onnx`` (weights inside), run with ONNX Runtime.
 
-Export uses ``torch.onnx.export(dynamo=True, external_data=False)``, the default exporter of torch >= 2.9
-(the TorchScript exporter is deprecated and scheduled for removal). ``external_data=False`` keeps the weights
-inside the one file (fine below the 2 GB protobuf limit, far above any model here); ``optimize=True`` folds
-the exported graph to plain Conv/Relu/ReduceMean/Gemm nodes. Only fp32 is exported: ONNX Runtime's CPU kernels
-are fp32, and the fp16 paths are built from this file by the other backends (OpenVINO weight compression,
-a TensorRT FP16 engine).
+Export traces the static module with the TorchScript exporter (``torch.onnx.export(dynamo=False)``, opset 18,
+constant folding on), which writes plain Conv/Relu/Add/GlobalAveragePool/Flatten nodes (BN folded into the
+convolutions) with the weights inside the one file. It is chosen over the dynamo exporter (torch's default since
+2.9) on export time: the dynamo path (``torch.export`` + decompositions + the onnxscript torchlib registry +
+the onnxscript optimiser) costs seconds of CPU per process for the same graph and the same latency
+(``benchmarks/export_time.py``, docs/deploy.md "Export time"). ``ONNX_EXPORTER`` names the exporter
+(``US3L_ONNX_EXPORTER=dynamo`` selects the other one); where the TorchScript exporter is missing (a future torch)
+or fails on a module, the dynamo exporter is used and the manifest's ``backend.exporter`` says so. Either way the
+exporter's per-node debug metadata is stripped, so the bytes are a function of the weights, shapes and exporter
+version (``deploy.graph``). Only fp32 is exported: ONNX Runtime's CPU kernels are fp32, and the fp16 paths are
+built from this file by the other backends (OpenVINO weight compression, a TensorRT FP16 engine).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import logging
+import os
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,7 @@ from deploy.backends.base import (
     as_input,
     staging_dir,
 )
+from deploy.timing import phase
 from us3l.errors import US3LError
 
 #: ONNX Runtime execution providers for each device name ``load(device=...)`` accepts.
@@ -55,17 +64,79 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def export_onnx_file(
-    model: Any, example: Any, path: str | Path, dynamic_batch: bool = False
-) -> dict[str, Any]:
+#: Exporters ``export_onnx`` can use; the first is the default (``US3L_ONNX_EXPORTER`` overrides it).
+EXPORTERS = ("torchscript", "dynamo")
+#: ONNX opset of the TorchScript exporter (the dynamo exporter's default in torch 2.13 is 18 as well).
+OPSET = 18
+
+
+def onnx_exporter() -> str:
+    """The exporter in use: ``US3L_ONNX_EXPORTER`` if set (``torchscript`` or ``dynamo``), else ``torchscript``."""
+    name = (os.environ.get("US3L_ONNX_EXPORTER") or EXPORTERS[0]).strip().lower()
+    if name not in EXPORTERS:
+        raise US3LError(f"US3L_ONNX_EXPORTER={name!r}: choose {' or '.join(EXPORTERS)}")
+    return name
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """What ``export_onnx`` wrote: the manifest facts and the output shape read from the graph."""
+
+    facts: dict[str, Any]
+    output_shape: tuple[int, ...]
+
+
+def _torchscript_export(model: Any, example: Any, dynamic_batch: bool) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    torch.onnx.export(
+        model,
+        (example,),
+        buf,
+        dynamo=False,
+        opset_version=OPSET,
+        do_constant_folding=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes=axes,
+        verbose=False,
+    )
+    return buf.getvalue()
+
+
+def _dynamo_export(model: Any, example: Any, dynamic_batch: bool, path: Path) -> bytes:
+    import torch
+
+    dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=True,
+        external_data=False,
+        optimize=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=dynamic_shapes,
+        verbose=False,
+    )
+    return path.read_bytes()
+
+
+def export_onnx(
+    model: Any, example: Any, path: str | Path, dynamic_batch: bool = False, exporter: str | None = None
+) -> OnnxExport:
     """Write ``model`` (a static ``nn.Module`` in eval mode) as one ONNX file and check it.
 
     Input ``"input"`` (N, C, H, W) float32, output ``"embedding"`` (N, D); the batch axis is symbolic
-    (``"batch"``) when ``dynamic_batch``. Returns facts for the manifest (opset, exporter) and the graph's
-    structure hash (``deploy.graph.onnx_structure_sha256``; ``build_deployable_graph`` moves it out of the
-    backend facts into the graph facts).
+    (``"batch"``) when ``dynamic_batch``. ``exporter``: ``"torchscript"`` or ``"dynamo"`` (default
+    ``onnx_exporter()``). The facts hold the opset, the exporter, the file's sha256 (``onnx_sha256``, every
+    backend's ``graph_sha256``) and the graph's structure hash (``deploy.graph.onnx_structure_sha256``;
+    ``build_deployable_graph`` moves it out of the backend facts into the graph facts).
     """
-    for package in ("onnx", "onnxscript"):
+    for package in ("onnx", "onnxscript") if (exporter or onnx_exporter()) == "dynamo" else ("onnx",):
         if importlib.util.find_spec(package) is None:
             from us3l.errors import MissingDependencyError
 
@@ -73,34 +144,50 @@ def export_onnx_file(
     import onnx
     import torch
 
-    model = model.eval()
-    dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
-    with _quiet_exporter(), torch.no_grad():
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            dynamo=True,
-            external_data=False,
-            optimize=True,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=dynamic_shapes,
-            verbose=False,
-        )
-    proto = onnx.load(str(path))
-    if _strip_debug_metadata(proto):
-        onnx.save(proto, str(path))
-    onnx.checker.check_model(proto, full_check=True)
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     from deploy.graph import onnx_structure_sha256
 
-    return {
-        "onnx_opset": opset,
-        "exporter": f"torch.onnx dynamo (torch {torch.__version__})",
-        "graph_structure_sha256": onnx_structure_sha256(path),
-        "onnx_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),  # every backend's graph_sha256
-    }
+    path = Path(path)
+    exporter = exporter or onnx_exporter()
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown ONNX exporter {exporter!r} (choose {' or '.join(EXPORTERS)})")
+    model = model.eval()
+    fallback = None
+    with phase(f"onnx export ({exporter})"), _quiet_exporter(), torch.no_grad():
+        if exporter == "torchscript":
+            try:
+                data = _torchscript_export(model, example, dynamic_batch)
+            except Exception as exc:  # removed from a future torch, or an op it cannot trace: use dynamo
+                fallback = f"torchscript exporter failed ({type(exc).__name__}: {str(exc)[:200]})"
+                exporter = "dynamo"
+        if exporter == "dynamo":
+            data = _dynamo_export(model, example, dynamic_batch, path)
+    with phase("onnx check + hash"):
+        proto = onnx.load_model_from_string(data)
+        if _strip_debug_metadata(proto):
+            data = proto.SerializeToString()
+        onnx.checker.check_model(proto, full_check=True)
+        path.write_bytes(data)
+        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        dims = proto.graph.output[0].type.tensor_type.shape.dim
+        output_shape = tuple(
+            int(d.dim_value) if d.HasField("dim_value") else int(example.shape[0]) for d in dims
+        )
+        facts: dict[str, Any] = {
+            "onnx_opset": opset,
+            "exporter": f"torch.onnx {exporter} (torch {torch.__version__})",
+            "graph_structure_sha256": onnx_structure_sha256(proto),
+            "onnx_sha256": hashlib.sha256(data).hexdigest(),
+        }
+        if fallback:
+            facts["exporter_note"] = fallback
+    return OnnxExport(facts, output_shape)
+
+
+def export_onnx_file(
+    model: Any, example: Any, path: str | Path, dynamic_batch: bool = False, exporter: str | None = None
+) -> dict[str, Any]:
+    """``export_onnx``'s manifest facts (opset, exporter, ``onnx_sha256``, ``graph_structure_sha256``)."""
+    return export_onnx(model, example, path, dynamic_batch, exporter).facts
 
 
 def _strip_debug_metadata(proto: Any) -> bool:
@@ -197,14 +284,10 @@ class OnnxBackend(Backend):
         dynamic_batch: bool = False,
     ) -> Artifact:
         self.check_precision(precision)
-        import torch
-
-        with torch.no_grad():
-            out_shape = tuple(model.eval()(example).shape)
         with staging_dir(out_dir) as tmp:
-            extras = export_onnx_file(model, example, tmp / self.filename, dynamic_batch)
+            done = export_onnx(model, example, tmp / self.filename, dynamic_batch)
         path = Path(out_dir) / self.filename
-        return self.artifact((path,), precision, dynamic_batch, example, out_shape, extras)
+        return self.artifact((path,), precision, dynamic_batch, example, done.output_shape, dict(done.facts))
 
     def load(
         self,

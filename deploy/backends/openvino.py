@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from deploy.backends.base import Artifact, Backend, Runner, as_input, staging_dir, version_tuple
+from deploy.timing import phase
 from us3l.errors import US3LError
 
 
@@ -98,20 +99,19 @@ class OpenVinoBackend(Backend):
         self.check_precision(precision)
         if not self.available():
             raise self.missing()
-        import openvino as ov
-        import torch
+        from deploy.backends.onnx import export_onnx
 
-        from deploy.backends.onnx import export_onnx_file
-
-        with torch.no_grad():
-            out_shape = tuple(model.eval()(example).shape)
         with staging_dir(out_dir) as tmp:
             onnx_dir = tmp / "onnx"
             onnx_dir.mkdir()
-            extras = export_onnx_file(model, example, onnx_dir / "model.onnx", dynamic_batch)
-            ov_model = ov.convert_model(str(onnx_dir / "model.onnx"))
-            ov.save_model(ov_model, str(tmp / self.filename), compress_to_fp16=(precision == "fp16"))
-            del ov_model
+            done = export_onnx(model, example, onnx_dir / "model.onnx", dynamic_batch)
+            extras, out_shape = dict(done.facts), done.output_shape
+            with phase("openvino convert + save"):
+                import openvino as ov
+
+                ov_model = ov.convert_model(str(onnx_dir / "model.onnx"))
+                ov.save_model(ov_model, str(tmp / self.filename), compress_to_fp16=(precision == "fp16"))
+                del ov_model
             shutil.rmtree(onnx_dir)  # the intermediate ONNX file is not part of this artifact
         out = Path(out_dir)
         extras["converted_from"] = "onnx"

@@ -232,12 +232,11 @@ class TensorRtBackend(Backend):
         self._require_here()
         import torch
 
-        from deploy.backends.onnx import export_onnx_file
+        from deploy.backends.onnx import export_onnx
 
-        with torch.no_grad():
-            out_shape = tuple(model.eval()(example).shape)
         with staging_dir(out_dir) as tmp:
-            extras = export_onnx_file(model, example, tmp / "model.onnx", dynamic_batch)
+            done = export_onnx(model, example, tmp / "model.onnx", dynamic_batch)
+            extras, out_shape = dict(done.facts), done.output_shape
             fp16 = precision == "fp16"
             engine = _build_engine(tmp / "model.onnx", fp16, tuple(example.shape), dynamic_batch)
             (tmp / self.filename).write_bytes(engine)

@@ -1,0 +1,172 @@
+"""Where ``us3l export`` spends its time: per-phase wall and CPU time, TorchScript vs dynamo exporter, one run.
+
+Each export runs in a fresh process, exactly as a user runs ``us3l export --model M --width W --backend B``
+(interpreter start and imports included: they are part of what the user waits for), with
+``deploy.timing.recording()`` collecting the pipeline's phases. The two ONNX exporters
+(``US3L_ONNX_EXPORTER=torchscript|dynamo``) are interleaved repeat by repeat, so on a shared machine both see the
+same load; the ratio dynamo/torchscript is computed per configuration from the medians. CPU time is the child
+process's user+system time (all threads): it measures the work even when the wall time is inflated by other
+processes (the load average before and after is printed).
+
+    python benchmarks/export_time.py                           # cifar_resnet18 1.0/0.5 and resnet50 1.0, onnx
+    python benchmarks/export_time.py --backends onnx,openvino --repeats 3
+    python benchmarks/export_time.py --configs resnet50:1.0 --exporters torchscript
+
+Results in docs/deploy.md ("Export time") come from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIGS = "cifar_resnet18:1.0,cifar_resnet18:0.5,resnet50:1.0"
+
+
+def _child(args: argparse.Namespace) -> int:
+    """One export in this fresh process; prints one JSON line of phases."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    sys.path.insert(0, str(ROOT))
+    import us3l.cli as cli
+    from deploy.timing import phase, recording
+
+    cli.load_commands()
+    import deploy.export  # noqa: F401  (imported by the command on first use; counted with the imports)
+
+    imports = (time.perf_counter() - w0, time.process_time() - c0)
+    argv = ["export", "--backend", args.backend, "--width", str(args.width), "--out", args.out, "--quiet", "--json"]
+    argv += ["--ckpt", args.ckpt] if args.ckpt else ["--model", args.model]
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with recording() as phases, phase("whole command"), contextlib.redirect_stdout(buf):
+        rc = cli.main(argv)
+    doc = json.loads(buf.getvalue()) if rc == 0 else {}
+    valid = bool(doc.get("exports")) and all(e["valid"] for e in doc["exports"])
+    rows = [{"name": "imports (us3l.cli, commands, deploy)", "wall_s": imports[0], "cpu_s": imports[1]}]
+    inner = [p for p in phases if p.name != "whole command"]
+    rows += [{"name": p.name, "wall_s": p.wall_s, "cpu_s": p.cpu_s} for p in inner]
+    whole = next(p for p in phases if p.name == "whole command")
+    rest = (whole.wall_s - sum(p.wall_s for p in inner), whole.cpu_s - sum(p.cpu_s for p in inner))
+    rows.append({"name": "rest of the command (CLI, checks, table)", "wall_s": rest[0], "cpu_s": rest[1]})
+    print("PHASES " + json.dumps({"rc": rc, "valid": valid, "phases": rows}), flush=True)
+    return rc
+
+
+def _run_one(model: str, width: float, backend: str, exporter: str, ckpt: str | None) -> dict[str, object]:
+    env = {**os.environ, "US3L_ONNX_EXPORTER": exporter, "PYTHONWARNINGS": "ignore"}
+    with tempfile.TemporaryDirectory(prefix="us3l-export-time-") as out:
+        cmd = [sys.executable, __file__, "--child", "--model", model, "--width", str(width), "--backend", backend,
+               "--out", out]
+        cmd += ["--ckpt", ckpt] if ckpt else []
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("PHASES ")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"export failed ({model} {width} {backend} {exporter}):\n{proc.stdout}\n{proc.stderr}")
+    doc = json.loads(line[len("PHASES "):])
+    if not doc["valid"]:
+        raise SystemExit(f"export not valid ({model} {width} {backend} {exporter})")
+    return {"wall_s": wall, "cpu_s": cpu, "phases": doc["phases"]}
+
+
+def _median_phases(runs: list[dict[str, object]]) -> dict[str, tuple[float, float]]:
+    names: list[str] = []
+    for r in runs:
+        for p in r["phases"]:  # type: ignore[union-attr]
+            if p["name"] not in names:
+                names.append(p["name"])
+    out = {}
+    for n in names:
+        walls = [sum(p["wall_s"] for p in r["phases"] if p["name"] == n) for r in runs]  # type: ignore[union-attr]
+        cpus = [sum(p["cpu_s"] for p in r["phases"] if p["name"] == n) for r in runs]  # type: ignore[union-attr]
+        out[n] = (statistics.median(walls), statistics.median(cpus))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default=DEFAULT_CONFIGS, help="model:width,... (default %(default)s)")
+    ap.add_argument("--backends", default="onnx", help="comma-separated: onnx,openvino (default onnx)")
+    ap.add_argument("--exporters", default="torchscript,dynamo", help="interleaved (default %(default)s)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--ckpt", default=None, help="export from this checkpoint instead of fresh models")
+    ap.add_argument("--json", dest="json_path", default=None, help="also write the results here")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--width", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--backend", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return _child(args)
+
+    exporters = [e.strip() for e in args.exporters.split(",") if e.strip()]
+    configs = [(c.split(":")[0], float(c.split(":")[1])) for c in args.configs.split(",") if c.strip()]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    print(f"# us3l export time, {platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}; "
+          f"load average before {os.getloadavg()[0]:.2f}")
+    print(f"# command: python benchmarks/export_time.py --configs {args.configs} --backends {args.backends} "
+          f"--exporters {args.exporters} --repeats {args.repeats}")
+    results: list[dict[str, object]] = []
+    for model, width in configs:
+        for backend in backends:
+            runs: dict[str, list[dict[str, object]]] = {e: [] for e in exporters}
+            for r in range(args.repeats):
+                order = exporters if r % 2 == 0 else exporters[::-1]  # alternate who goes first
+                for e in order:
+                    runs[e].append(_run_one(model, width, backend, e, args.ckpt))
+            print(f"\n## {model} width {width:g} -> {backend} ({args.repeats} repeat(s), medians)")
+            head = "".join(f" | {e + ' wall':>17} | {e + ' cpu':>17}" for e in exporters)
+            print(f"{'phase':40s}{head}")
+            med = {e: _median_phases(runs[e]) for e in exporters}
+            names: list[str] = []
+            for e in exporters:
+                names += [n for n in med[e] if n not in names]
+            for n in names:
+                cells = "".join(
+                    f" | {med[e].get(n, (0.0, 0.0))[0]:17.2f} | {med[e].get(n, (0.0, 0.0))[1]:17.2f}"
+                    for e in exporters
+                )
+                print(f"{n:40s}{cells}")
+            totals = {
+                e: (statistics.median(float(x["wall_s"]) for x in runs[e]),  # type: ignore[arg-type]
+                    statistics.median(float(x["cpu_s"]) for x in runs[e]))  # type: ignore[arg-type]
+                for e in exporters
+            }
+            cells = "".join(f" | {totals[e][0]:17.2f} | {totals[e][1]:17.2f}" for e in exporters)
+            print(f"{'PROCESS TOTAL (start to exit)':40s}{cells}")
+            entry: dict[str, object] = {
+                "model": model, "width": width, "backend": backend,
+                "totals": {e: {"wall_s": totals[e][0], "cpu_s": totals[e][1]} for e in exporters},
+                "phases": {e: {n: {"wall_s": v[0], "cpu_s": v[1]} for n, v in med[e].items()} for e in exporters},
+            }
+            if "dynamo" in totals and "torchscript" in totals:
+                rw = totals["dynamo"][0] / totals["torchscript"][0]
+                rc = totals["dynamo"][1] / totals["torchscript"][1]
+                print(f"ratio dynamo/torchscript: wall {rw:.2f}x, cpu {rc:.2f}x")
+                entry["ratio_dynamo_over_torchscript"] = {"wall": rw, "cpu": rc}
+            results.append(entry)
+    print(f"\n# load average after {os.getloadavg()[0]:.2f}")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps({"results": results, "argv": sys.argv[1:]}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
