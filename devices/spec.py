@@ -10,6 +10,8 @@ A device file looks like this (every key but ``name`` and ``backends`` is option
     input_size = 224               # optional: override the model's input side
     threads = 4                    # optional: pinned thread count (default: cores usable by the process)
     openvino_device = "CPU"        # OpenVINO device name (CPU, GPU, NPU)
+    max_memory_mb = 2048           # optional: resident memory a profiling sweep may hold (sessions rotated in
+                                   # and out to stay under it; default: half the memory available at start)
 
     [measure]                      # profiler.measure.MeasurementPolicy
     warmup = 10
@@ -104,6 +106,7 @@ class DeviceSpec:
     input_size: int | None = None
     threads: int | None = None
     openvino_device: str = "CPU"
+    max_memory_mb: float | None = None
     policy: MeasurementPolicy = field(default_factory=MeasurementPolicy)
     reach: Reach = field(default_factory=Reach)
     requires_cuda: bool = False
@@ -124,6 +127,7 @@ class DeviceSpec:
             "input_size": self.input_size,
             "threads": self.threads,
             "openvino_device": self.openvino_device,
+            "max_memory_mb": self.max_memory_mb,
             "policy": self.policy.to_dict(),
             "reach": self.reach.url,
             "requires": {"cuda": self.requires_cuda, "tegra": self.requires_tegra},
@@ -170,7 +174,7 @@ def _check_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
 
 
 _TOP = {"name", "description", "backends", "precision", "batch", "input_size", "threads", "openvino_device",
-        "measure", "reach", "requires"}
+        "max_memory_mb", "measure", "reach", "requires"}
 _REACH = {"host", "key", "known_hosts", "python", "connect_timeout_s", "command_timeout_s"}
 _REQUIRES = {"cuda", "tegra"}
 _POLICY = {f.name for f in fields(MeasurementPolicy)}
@@ -210,6 +214,11 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
             kw[key] = value
     if "openvino_device" in d:
         kw["openvino_device"] = _expect(d, "openvino_device", str, where).upper()
+    if "max_memory_mb" in d:
+        value = float(_expect(d, "max_memory_mb", (int, float), where))
+        if not (math.isfinite(value) and value > 0):
+            raise US3LError(f"{where}: 'max_memory_mb' must be a finite number of MiB > 0, got {value!r}")
+        kw["max_memory_mb"] = value
     if "measure" in d:
         m = _expect(d, "measure", dict, where)
         _check_keys(m, _POLICY, f"{where} [measure]")

@@ -7,6 +7,11 @@ width that has not stopped yet takes ``chunk`` samples, in a rotating order, so 
 A width stops when (a) it has at least ``min_repeats`` samples and the 95 % interval of its median is within
 ``target_rel_ci`` of the median, or (b) it reached ``max_repeats`` samples, or (c) its accumulated timing time
 reached ``max_seconds``.
+
+``measure_windowed`` holds at most ``window`` widths' timers open at once: a width's timer is opened (and warmed
+up) when a slot is free and closed as soon as it stops, so memory is bounded by the window, not by the grid.
+Under a total budget each width gets a share of the time left when it is opened (``profiler.window``); one
+that does not reach the target within its share stops with (d) ``budget`` and is flagged unstable.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import math
 import numbers
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 from profiler.stats import DEFAULT_TARGET_REL_CI, LatencyStats, rel_ci_halfwidth, summarize
@@ -72,15 +79,20 @@ class MeasurementPolicy:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One width's outcome: its statistics and why it stopped (``target``, ``max_repeats``, ``time_cap``)."""
+    """One width's outcome: its statistics and why it stopped (``target``, ``max_repeats``, ``time_cap``,
+    ``budget``), the timing seconds it took and, under a total budget, the share it was given."""
 
     stats: LatencyStats
     stop_reason: str
     elapsed_s: float
+    share_s: float | None = None
 
 
-def stop_reason(samples_s: Sequence[float], elapsed_s: float, policy: MeasurementPolicy) -> str | None:
-    """The stopping rule: the reason to stop now, or None to keep measuring."""
+def stop_reason(
+    samples_s: Sequence[float], elapsed_s: float, policy: MeasurementPolicy, share_s: float | None = None
+) -> str | None:
+    """The stopping rule: the reason to stop now, or None to keep measuring (``share_s``: the width's share of
+    a total budget, ``budget`` when it is used up before the other rules fire)."""
     n = len(samples_s)
     if n >= policy.min_repeats and rel_ci_halfwidth(samples_s) <= policy.target_rel_ci:
         return "target"
@@ -88,6 +100,8 @@ def stop_reason(samples_s: Sequence[float], elapsed_s: float, policy: Measuremen
         return "max_repeats"
     if elapsed_s >= policy.max_seconds:
         return "time_cap"
+    if share_s is not None and elapsed_s >= share_s:
+        return "budget"
     return None
 
 
@@ -113,39 +127,178 @@ def measure_interleaved(
     clock: Callable[[], float] = time.perf_counter,
     on_round: Callable[[int, dict[K, int]], None] | None = None,
 ) -> dict[K, Measurement]:
-    """Measure every timer until its stopping rule fires; see the module docstring.
+    """Measure every timer until its stopping rule fires, all of them interleaved (one window holding every
+    width); see the module docstring.
 
     ``on_round(round_index, {key: n_samples})`` is called after each round (progress display).
     """
-    keys = list(timers)
-    samples: dict[K, list[float]] = {k: [] for k in keys}
-    elapsed: dict[K, float] = dict.fromkeys(keys, 0.0)
+    return measure_windowed(
+        list(timers), lambda k, _live: nullcontext(timers[k]), policy, window=max(1, len(timers)), clock=clock,
+        on_round=on_round,
+    ).results
+
+
+class WindowFull(Exception):  # noqa: N818 - a signal, not an error: the width is opened later
+    """Raised by an ``open_timer`` that cannot hold one more session now (memory); the width waits until
+    another one closes. Never raised with no session open (``live == 0``)."""
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where a windowed measurement stands (for a progress display).
+
+    ``eta_s``: estimated seconds left (under a budget, never more than the budget left); None before any
+    width has finished.
+    """
+
+    done: int
+    live: int
+    pending: int
+    stable: int
+    elapsed_s: float
+    eta_s: float | None
+    budget_left_s: float | None
+
+
+@dataclass(frozen=True)
+class WindowedResult:
+    """``results`` per key, the most timers that were open at once, and the measurement's wall time."""
+
+    results: dict[Any, Measurement]
+    max_live: int
+    wall_s: float
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _summary(samples: list[float], reason: str, policy: MeasurementPolicy) -> LatencyStats:
+    stats = summarize([s * 1e3 for s in samples], policy.target_rel_ci)
+    if reason == "budget" and stats.stable and stats.n < policy.min_repeats:
+        stats = replace(stats, stable=False)  # cut short by the budget before min_repeats: not called stable
+    return stats
+
+
+def measure_windowed(
+    keys: Sequence[K],
+    open_timer: Callable[[K, int], AbstractContextManager[Timer]],
+    policy: MeasurementPolicy,
+    *,
+    window: int,
+    max_total_s: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    on_round: Callable[[int, dict[K, int]], None] | None = None,
+    on_progress: Callable[[SweepProgress], None] | None = None,
+) -> WindowedResult:
+    """Measure ``keys`` in order with at most ``window`` timers open at once; see the module docstring.
+
+    ``open_timer(key, live)`` returns a context manager that yields the key's timer (``live``: how many are
+    open now); it may raise ``WindowFull`` when ``live > 0``. A width's timer is warmed up when opened and
+    closed as soon as the width stops. ``max_total_s``: the total budget of this call (opening, warm-up and
+    timing), spread over the widths with ``profiler.window.width_share``. ``on_round(round, {key: n})`` gets
+    the sample counts of the widths opened so far after each round.
+    """
+    from profiler.window import width_share
+
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if len(set(keys)) != len(keys):
+        raise ValueError("keys must be distinct")
+    t0 = clock()
+    pending: deque[K] = deque(keys)
+    live: dict[K, Timer] = {}
+    stacks: dict[K, ExitStack] = {}
+    samples: dict[K, list[float]] = {}
+    elapsed: dict[K, float] = {}
+    shares: dict[K, float | None] = {}
     reasons: dict[K, str] = {}
-    if policy.warmup:
-        for k in keys:
-            timers[k](policy.warmup)
-    rnd = 0
-    while len(reasons) < len(keys):
-        active = [k for k in keys if k not in reasons]
-        shift = rnd % len(active)
-        for k in active[shift:] + active[:shift]:  # rotate who goes first each round
-            need = min(policy.chunk, policy.max_repeats - len(samples[k]))
-            t0 = clock()
-            got = timers[k](need)
-            elapsed[k] += clock() - t0
-            samples[k].extend(check_samples(got, need, k))
-        for k in active:
-            why = stop_reason(samples[k], elapsed[k], policy)
-            if why is not None:
-                reasons[k] = why
-        if on_round is not None:
-            on_round(rnd, {k: len(v) for k, v in samples.items()})
-        rnd += 1
-    return {
-        k: Measurement(
-            stats=summarize([s * 1e3 for s in samples[k]], policy.target_rel_ci),
-            stop_reason=reasons[k],
-            elapsed_s=elapsed[k],
-        )
-        for k in keys
-    }
+    results: dict[K, Measurement] = {}
+    opening: list[float] = []  # seconds each width took to open and warm up
+    max_live = 0
+
+    def budget_left() -> float | None:
+        return None if max_total_s is None else max_total_s - (clock() - t0)
+
+    def reserved() -> float:
+        return sum(max(0.0, (shares[k] or 0.0) - elapsed[k]) for k in live)
+
+    def fill() -> None:
+        nonlocal max_live
+        while pending and len(live) < window:
+            k = pending[0]
+            start = clock()
+            stack = ExitStack()
+            try:
+                timer = stack.enter_context(open_timer(k, len(live)))
+            except WindowFull:
+                stack.close()
+                if not live:
+                    raise RuntimeError(f"open_timer({k!r}) raised WindowFull with no timer open") from None
+                return  # retried when a width closes
+            except BaseException:
+                stack.close()
+                raise
+            pending.popleft()
+            live[k], stacks[k], samples[k], elapsed[k] = timer, stack, [], 0.0
+            max_live = max(max_live, len(live))
+            if policy.warmup:
+                timer(policy.warmup)
+            opening.append(clock() - start)
+            left = budget_left()
+            shares[k] = None
+            if left is not None:
+                overhead = sum(opening) / len(opening)
+                shares[k] = width_share(left, reserved(), len(pending), overhead)
+
+    def close(k: K, why: str) -> None:
+        reasons[k] = why
+        del live[k]
+        stacks.pop(k).close()
+        results[k] = Measurement(_summary(samples[k], why, policy), why, elapsed[k], shares[k])
+
+    def progress() -> None:
+        if on_progress is None:
+            return
+        done = [results[k] for k in results]
+        left = budget_left()
+        eta = None
+        if done:
+            per_timing = sum(m.elapsed_s for m in done) / len(done)
+            per_open = sum(opening) / len(opening)
+            cap = policy.max_seconds
+            eta = sum(max(0.0, min(cap, _or(shares[k], cap), per_timing) - elapsed[k]) for k in live)
+            eta += len(pending) * (per_open + min(cap, per_timing))
+            if left is not None:
+                eta = min(eta, max(0.0, left))
+        stable = sum(1 for m in done if m.stats.stable)
+        on_progress(SweepProgress(len(done), len(live), len(pending), stable, clock() - t0, eta, left))
+
+    try:
+        fill()
+        rnd = 0
+        while live:
+            active = list(live)
+            shift = rnd % len(active)
+            for k in active[shift:] + active[:shift]:  # rotate who goes first each round
+                need = min(policy.chunk, policy.max_repeats - len(samples[k]))
+                t1 = clock()
+                got = live[k](need)
+                elapsed[k] += clock() - t1
+                samples[k].extend(check_samples(got, need, k))
+            spent = (budget_left() or 0.0) <= 0.0 if max_total_s is not None else False
+            for k in active:
+                why = stop_reason(samples[k], elapsed[k], policy, shares[k])
+                if why is None and spent:
+                    why = "budget"
+                if why is not None:
+                    close(k, why)
+            if on_round is not None:
+                on_round(rnd, {k: len(v) for k, v in samples.items()})
+            progress()
+            fill()
+            rnd += 1
+    finally:
+        for k in list(stacks):
+            stacks.pop(k).close()
+    return WindowedResult({k: results[k] for k in keys}, max_live, clock() - t0)

@@ -4,6 +4,13 @@
 ``us3l.io.header`` + model, checkpoint_sha256, init_seed, device, backend, precision, input_shape, threads,
 policy, fingerprint, records (each with the timed graph's ``bn``, ``graph_sha256`` and
 ``graph_structure_sha256``). The CSV next to it has one row per width without the raw samples.
+
+Optional fields (absent or null in profiles written before them; schema 1 still): ``peak_rss_bytes`` (peak
+resident memory of the process that held the sessions: this one during the sweep, or the remote runner),
+``window`` (how many sessions were held at once and why: ``profiler.window.WindowPlan`` plus ``max_live`` and
+``peak_scope``), ``time_budget`` (``max_total_seconds`` or null, ``wall_s``, ``prepare_s``, ``measure_s``,
+``stable_widths``, ``unstable_widths``, ``budget_stopped``) and, per record, ``share_s`` (the width's share of
+the budget, null without one) and ``timing_s`` (seconds it spent being timed).
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ class ProfileRecord:
     bn: str | None = None
     graph_sha256: str | None = None
     graph_structure_sha256: str | None = None
+    share_s: float | None = None
+    timing_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +74,8 @@ class ProfileRecord:
             "bn": self.bn,
             "graph_sha256": self.graph_sha256,
             "graph_structure_sha256": self.graph_structure_sha256,
+            "share_s": self.share_s,
+            "timing_s": self.timing_s,
             "latency": self.latency.to_dict(),
         }
 
@@ -82,6 +93,8 @@ class ProfileRecord:
             bn=d.get("bn"),
             graph_sha256=d.get("graph_sha256"),
             graph_structure_sha256=d.get("graph_structure_sha256"),
+            share_s=None if d.get("share_s") is None else float(d["share_s"]),
+            timing_s=None if d.get("timing_s") is None else float(d["timing_s"]),
         )
 
 
@@ -103,6 +116,9 @@ class Profile:
     reach: str = "local"
     runtime_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    peak_rss_bytes: int | None = None
+    window: dict[str, Any] | None = None
+    time_budget: dict[str, Any] | None = None
 
     @property
     def stem(self) -> str:
@@ -124,6 +140,9 @@ class Profile:
             "policy": dict(self.policy),
             "fingerprint": self.fingerprint,
             "extra": dict(self.extra),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "window": None if self.window is None else dict(self.window),
+            "time_budget": None if self.time_budget is None else dict(self.time_budget),
             "records": [r.to_dict() for r in self.records],
         }
 
@@ -146,6 +165,9 @@ class Profile:
                 reach=str(d.get("reach", "local")),
                 runtime_version=d.get("runtime_version"),
                 extra=dict(d.get("extra") or {}),
+                peak_rss_bytes=None if d.get("peak_rss_bytes") is None else int(d["peak_rss_bytes"]),
+                window=None if d.get("window") is None else dict(d["window"]),
+                time_budget=None if d.get("time_budget") is None else dict(d["time_budget"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise US3LError(f"{path} is a damaged profile file ({type(exc).__name__}: {exc})") from None
@@ -167,6 +189,13 @@ def validate_profile(doc: Any, path: str | Path) -> None:
     for key in ("model", "device", "backend", "precision"):
         if key in doc:
             safe_name(doc[key], f"{path}: {key}")
+    number(doc.get("peak_rss_bytes"), f"{path}: peak_rss_bytes", positive=True, integer=True, optional=True)
+    for key in ("window", "time_budget"):
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            raise US3LError(f"{path}: {key} must be an object, got {doc[key]!r:.80}")
+    window = doc.get("window") or {}
+    if "size" in window:
+        number(window["size"], f"{path}: window.size", positive=True, integer=True)
     records = doc.get("records")
     if not isinstance(records, list) or not records:
         raise US3LError(f"{path}: 'records' must be a non-empty list")
@@ -175,6 +204,8 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         if not isinstance(rec, dict):
             raise US3LError(f"{where} is not an object")
         number(rec.get("width"), f"{where}.width", positive=True, at_most=1.0)
+        for key in ("share_s", "timing_s"):
+            number(rec.get(key), f"{where}.{key}", nonnegative=True, optional=True)
         for key, positive in _COUNTS:
             if key in rec or positive:
                 number(rec.get(key), f"{where}.{key}", positive=positive, nonnegative=True, optional=not positive)

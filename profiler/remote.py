@@ -1,15 +1,18 @@
 """Remote profiling over SSH with onnxruntime / OpenVINO: ship artifacts + ``remote_runner.py``, drive it.
 
 The exported models, ``remote_runner.py`` and ``fingerprint.py`` go into a fresh ``mktemp -d`` directory on
-the device; the runner is started there with the device's Python and answers timing requests over
-stdin/stdout (JSON lines), so the host runs the same interleaved loop and statistics as for a local device.
-The remote directory is removed when the session closes, also after an error.
+the device; the runner is started there with the device's Python and answers load / time / unload requests
+over stdin/stdout (JSON lines), so the host runs the same windowed loop and statistics as for a local device:
+only the widths in the window are loaded on the device, and the runner itself refuses a load that would take
+it over ``max_memory_mb`` (``WindowFull``: the width waits for a slot). The remote directory is removed when
+the session closes, also after an error.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,8 +37,10 @@ class RemoteRunner:
         threads: int | None,
         device: str = "CPU",
         precision: str = "fp32",
+        max_memory_mb: float | None = None,
     ) -> None:
-        """``models`` maps a key to (files of the artifact, primary file first; input shape)."""
+        """``models`` maps a key to (files of the artifact, primary file first; input shape);
+        ``max_memory_mb``: the runner's resident-memory limit (None: none)."""
         if backend not in ("onnx", "openvino"):
             raise US3LError(f"the remote runner handles onnx and openvino, not '{backend}'")
         self.session = session
@@ -44,6 +49,8 @@ class RemoteRunner:
         self.threads = threads
         self.device = device
         self.precision = precision
+        self.max_memory_mb = max_memory_mb
+        self.session_bytes = 0  # the largest session the runner measured
         self.workdir: str | None = None
         self.ready: dict[str, Any] = {}
         self._proc: tuple[Any, Any, Any] | None = None
@@ -79,6 +86,7 @@ class RemoteRunner:
             s.reach.python, f"{self.workdir}/remote_runner.py", "--backend", self.backend,
             "--manifest", f"{self.workdir}/manifest.json", "--threads", str(self.threads or 0),
             "--device", self.device, "--precision", self.precision,
+            "--max-memory-mb", str(float(self.max_memory_mb or 0)),
         ]
         self._proc = s.start(argv)
         self.ready = self._read()
@@ -116,6 +124,42 @@ class RemoteRunner:
                 raise US3LError(f"runtime missing on {self.session.reach.url}: {doc['error']}")
             raise US3LError(f"remote runner on {self.session.reach.url}: {doc['error']}")
         return doc
+
+    def _ask(self, msg: dict[str, Any]) -> dict[str, Any]:
+        assert self._proc is not None
+        self._proc[0].write(json.dumps(msg) + "\n")
+        self._proc[0].flush()
+        return self._read()
+
+    def load(self, key: str) -> dict[str, Any]:
+        """Load model ``key`` on the device (one warm inference); ``WindowFull`` when the runner's memory limit
+        leaves no room for it now."""
+        from profiler.measure import WindowFull
+
+        doc = self._ask({"cmd": "load", "key": key})
+        if doc.get("full"):
+            raise WindowFull(key)
+        if doc.get("loaded") != key:
+            raise US3LError(f"remote runner on {self.session.reach.url} answered {str(doc)[:120]} to a load")
+        grew = doc.get("session_bytes")
+        if isinstance(grew, int) and not isinstance(grew, bool):
+            self.session_bytes = max(self.session_bytes, grew)
+        return doc
+
+    def unload(self, key: str) -> dict[str, Any]:
+        """Release model ``key`` on the device."""
+        return self._ask({"cmd": "unload", "key": key})
+
+    def stat(self) -> dict[str, Any]:
+        """The runner's memory: ``rss_bytes``, ``peak_rss_bytes``, ``available_bytes`` (None where unknown)."""
+        return self._ask({"cmd": "stat"})
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[Callable[[int], list[float]]]:
+        """Model ``key`` loaded for the duration of the block, as a timer."""
+        self.load(key)
+        yield self.timer(key)  # after an error the runner is closed as a whole: no unload then
+        self.unload(key)
 
     def timer(self, key: str) -> Callable[[int], list[float]]:
         """``timer(k)``: k remote single-inference timings of model ``key``, in seconds."""

@@ -4,17 +4,31 @@
 openvino; nothing from us3l). It is driven over stdin/stdout, one JSON document per line:
 
     start:   python3 remote_runner.py --backend onnx --manifest manifest.json [--threads N] [--device CPU]
-    out:     {"ready": true, "runtime": "onnxruntime", "version": "...", "threads": N, "fingerprint": {...}}
+                                      [--max-memory-mb M]
+    out:     {"ready": true, "runtime": "onnxruntime", "version": "...", "threads": N, "fingerprint": {...},
+              "rss_bytes": ..., "peak_rss_bytes": ..., "available_bytes": ..., "max_memory_bytes": ...}
+    in:      {"cmd": "load", "key": "w0.5"}
+    out:     {"loaded": "w0.5", "session_bytes": ..., "rss_bytes": ..., "live": 1}
+         or  {"full": true, "rss_bytes": ..., "limit_bytes": ..., "live": 3}
     in:      {"cmd": "time", "key": "w0.5", "n": 10}
     out:     {"samples": [seconds, ...]}
+    in:      {"cmd": "unload", "key": "w0.5"}
+    out:     {"unloaded": "w0.5", "rss_bytes": ..., "live": 0}
+    in:      {"cmd": "stat"}
+    out:     {"rss_bytes": ..., "peak_rss_bytes": ..., "available_bytes": ..., "live": 0}
     in:      {"cmd": "quit"}
 
-The host side runs the interleaved measurement loop and the statistics; this script only times single
-inferences. A missing runtime is reported as {"error": "...", "kind": "missing_runtime"} with exit status 3.
-The manifest maps each key to a model file (relative to the manifest) and its input shape.
+The host side runs the interleaved measurement loop and the statistics; this script only loads, times and
+unloads single models. Nothing is loaded at start: the host opens a window of models at a time. With
+``--max-memory-mb`` a load is answered ``full`` (and nothing loaded) when a model is loaded already and the
+resident memory plus the largest session measured so far (RSS after loading and one inference, less RSS
+before) would exceed the limit; the first model is always loaded. A missing runtime is reported as
+{"error": "...", "kind": "missing_runtime"} with exit status 3. The manifest maps each key to a model file
+(relative to the manifest) and its input shape.
 """
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -88,6 +102,70 @@ def _import_runtime(backend):
         sys.exit(EXIT_MISSING_RUNTIME)
 
 
+def _proc_bytes(field, path="/proc/self/status"):
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_facts():
+    """This process's resident and peak memory, and the system's available memory (None where unknown)."""
+    return {"rss_bytes": _proc_bytes("VmRSS"), "peak_rss_bytes": _proc_bytes("VmHWM"),
+            "available_bytes": _proc_bytes("MemAvailable", "/proc/meminfo")}
+
+
+class Models:
+    """The loaded models (at most what the memory limit allows) and their inputs."""
+
+    def __init__(self, backend, entries, base, threads, device, precision, max_memory_bytes, seed):
+        import numpy as np
+
+        self.backend, self.entries, self.base = backend, entries, base
+        self.threads, self.device, self.precision = threads, device, precision
+        self.limit = max_memory_bytes
+        self.rng_seed = seed
+        self.np = np
+        self.loaded = {}
+        self.inputs = {}
+        self.session_bytes = 0  # the largest session measured so far
+
+    def _input(self, key):
+        if key not in self.inputs:  # the same input for a key whenever it is loaded
+            index = sorted(self.entries).index(key)
+            rng = self.np.random.default_rng([int(self.rng_seed), index])
+            shape = self.entries[key]["input_shape"]
+            self.inputs[key] = self.np.ascontiguousarray(rng.standard_normal(shape), dtype=self.np.float32)
+        return self.inputs[key]
+
+    def load(self, key):
+        if key in self.loaded:
+            return {"loaded": key, "session_bytes": 0, "rss_bytes": _proc_bytes("VmRSS"), "live": len(self.loaded)}
+        before = _proc_bytes("VmRSS")
+        if self.limit and self.loaded and before is not None and before + self.session_bytes > self.limit:
+            return {"full": True, "rss_bytes": before, "limit_bytes": self.limit, "live": len(self.loaded)}
+        path = os.path.join(self.base, self.entries[key]["path"])
+        if self.backend == "onnx":
+            model = OrtModel(path, self.threads)
+        else:
+            model = OvModel(path, self.threads, self.device.upper(), self.precision)
+        model.time_once(self._input(key))  # the runtime allocates its buffers on the first inference
+        self.loaded[key] = model
+        after = _proc_bytes("VmRSS")
+        grew = max(0, after - before) if after is not None and before is not None else 0
+        self.session_bytes = max(self.session_bytes, grew)
+        return {"loaded": key, "session_bytes": grew, "rss_bytes": after, "live": len(self.loaded)}
+
+    def unload(self, key):
+        self.loaded.pop(key, None)
+        gc.collect()
+        return {"unloaded": key, "rss_bytes": _proc_bytes("VmRSS"), "live": len(self.loaded)}
+
+
 def _fingerprint():
     try:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -105,6 +183,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="CPU")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--max-memory-mb", type=float, default=0.0)
     args = ap.parse_args(argv)
     runtime, version = _import_runtime(args.backend)
     if not args.threads:  # pin to the cores this process may use (recorded in the ready message)
@@ -113,39 +192,51 @@ def main(argv=None):
         except (AttributeError, OSError):
             args.threads = os.cpu_count() or 1
     try:
-        import numpy as np
+        import numpy  # noqa: F401 - checked here so a missing numpy is a clear message, not a traceback
     except ImportError as exc:
         _emit({"error": "numpy is not installed for %s: %s" % (sys.executable, exc), "kind": "missing_runtime"})
         sys.exit(EXIT_MISSING_RUNTIME)
     base = os.path.dirname(os.path.abspath(args.manifest))
     with open(args.manifest) as fh:
         manifest = json.load(fh)
-    rng = np.random.default_rng(int(manifest.get("seed", 0)))
-    models, inputs = {}, {}
-    for key, entry in manifest["models"].items():
-        path = os.path.join(base, entry["path"])
-        if args.backend == "onnx":
-            models[key] = OrtModel(path, args.threads)
-        else:
-            models[key] = OvModel(path, args.threads, args.device.upper(), args.precision)
-        inputs[key] = np.ascontiguousarray(rng.standard_normal(entry["input_shape"]), dtype=np.float32)
-    _emit({"ready": True, "runtime": runtime, "version": str(version), "threads": args.threads,
-           "python": sys.executable, "fingerprint": _fingerprint()})
+    limit = int(args.max_memory_mb * 1024 * 1024) if args.max_memory_mb > 0 else None
+    models = Models(args.backend, manifest["models"], base, args.threads, args.device, args.precision, limit,
+                    manifest.get("seed", 0))
+    ready = {"ready": True, "runtime": runtime, "version": str(version), "threads": args.threads,
+             "python": sys.executable, "fingerprint": _fingerprint(), "max_memory_bytes": limit}
+    ready.update(memory_facts())
+    _emit(ready)
     for line in sys.stdin:
         line = line.strip()
         if not line:
             continue
         msg = json.loads(line)
-        if msg.get("cmd") == "quit":
+        cmd = msg.get("cmd")
+        if cmd == "quit":
             break
-        if msg.get("cmd") != "time" or msg.get("key") not in models:
+        if cmd == "stat":
+            facts = memory_facts()
+            facts["live"] = len(models.loaded)
+            _emit(facts)
+            continue
+        key = msg.get("key")
+        if cmd not in ("time", "load", "unload") or key not in manifest["models"]:
             _emit({"error": "bad request: %s" % line[:200], "kind": "protocol"})
+            sys.exit(EXIT_BAD_INPUT)
+        if cmd == "load":
+            _emit(models.load(key))
+            continue
+        if cmd == "unload":
+            _emit(models.unload(key))
+            continue
+        if key not in models.loaded:
+            _emit({"error": "bad request: model %s is not loaded" % key, "kind": "protocol"})
             sys.exit(EXIT_BAD_INPUT)
         n = msg.get("n")
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1000000:
             _emit({"error": "bad request: n must be an integer in [1, 1000000], got %r" % (n,), "kind": "protocol"})
             sys.exit(EXIT_BAD_INPUT)
-        model, x = models[msg["key"]], inputs[msg["key"]]
+        model, x = models.loaded[key], models._input(key)
         _emit({"samples": [model.time_once(x) for _ in range(n)]})
     return 0
 

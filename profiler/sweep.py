@@ -3,17 +3,21 @@
 For each width: build the deployable graph with ``deploy.graph.build_deployable_graph`` -- the function
 ``us3l export`` ships with: materialize, freeze BN (calibrated, running, or -- for a width without statistics
 -- the initial 0/1 ones; never batch statistics), export with the deploy backend -- count MACs/params
-(``profiler.costs``), weight bytes and peak activation memory (``profiler.memory``), then measure all widths
-together with the interleaved loop (``profiler.measure``) -- locally, on the board itself, or over SSH. Each
-record names the graph it timed (``graph_sha256``, ``graph_structure_sha256``) and how BN was handled (``bn``).
+(``profiler.costs``), weight bytes and peak activation memory (``profiler.memory``), then measure the widths
+with the windowed interleaved loop (``profiler.measure.measure_windowed``) -- locally, on the board itself, or
+over SSH. At most a window of widths' sessions is loaded at once, sized from the memory one session takes and
+the memory limit (``profiler.window``); a total time budget is spread over the widths. Each record names the
+graph it timed (``graph_sha256``, ``graph_structure_sha256``) and how BN was handled (``bn``); the profile
+records the peak resident memory, the window and the budget.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +25,9 @@ import torch
 from torch import nn
 
 from devices.spec import DeviceSpec
-from profiler.measure import MeasurementPolicy, Timer, measure_interleaved
+from profiler.measure import MeasurementPolicy, SweepProgress, Timer, WindowFull, measure_windowed
 from profiler.profile_file import Profile, ProfileRecord
+from profiler.window import WindowPlan, choose_window, coverage_order, estimate_session_bytes
 from us3l.errors import US3LError
 
 
@@ -32,7 +37,7 @@ class StaticWidth:
 
     width: float
     key: str
-    model: nn.Module
+    model: nn.Module | None  # None once measured when the sweep does not time the module itself
     channels: int
     macs: int
     params: int
@@ -65,8 +70,15 @@ def prepare_widths(
     backend: str = "torch",
     root: Path | None = None,
     require_bn_stats: bool = False,
+    keep_models: bool = True,
+    on_item: Callable[[int, int], None] | None = None,
 ) -> list[StaticWidth]:
-    """Build every width's deployable graph (into ``root/<key>``) and measure its size and cost."""
+    """Build every width's deployable graph (into ``root/<key>``) and measure its size and cost.
+
+    ``keep_models=False`` drops each static module once counted (a sweep of exported artifacts needs only
+    the files: holding 90 modules would cost more memory than the sessions); ``on_item(done, total)`` after
+    each width.
+    """
     from deploy.graph import build_deployable_graph
     from profiler.costs import count_costs
     from profiler.memory import activation_bytes, weight_bytes
@@ -99,6 +111,11 @@ def prepare_widths(
                 graph_structure_sha256=graph.graph_structure_sha256,
             )
         )
+        if not keep_models:
+            out[-1] = replace(out[-1], model=None)
+        del graph, static
+        if on_item is not None:
+            on_item(i + 1, len(widths))
     return out
 
 
@@ -126,23 +143,47 @@ def resolve_backend(spec: DeviceSpec, backend: str | None) -> str:
     return b
 
 
+@dataclass(frozen=True)
+class Site:
+    """Where the sessions live: ``open(item)`` loads one width's session as a timer for a ``with`` block;
+    ``rss`` / ``peak`` / ``available`` read the memory of the process holding them (this one, or the runner on
+    the device; None where unknown, e.g. trtexec, which runs a process per measurement); ``guard``: the host
+    checks the memory limit before each load (locally; a remote runner checks it itself)."""
+
+    open: Callable[[StaticWidth], AbstractContextManager[Timer]]
+    rss: Callable[[], int | None]
+    peak: Callable[[], int | None]
+    available: Callable[[], int | None]
+    guard: bool
+    scope: str  # what ``peak`` measures, recorded in the profile
+
+
+def _none() -> None:
+    return None
+
+
 @contextmanager
-def open_timers(
+def open_site(
     spec: DeviceSpec,
     backend: str,
     items: list[StaticWidth],
     input_shape: tuple[int, ...],
     threads: int,
     precision: str,
-) -> Iterator[tuple[dict[str, Timer], dict[str, Any]]]:
-    """Timers for every width's artifact (``items`` from ``prepare_widths``) on the device, plus facts to
-    record (runtime version, remote fingerprint)."""
+    model: nn.Module | None = None,
+    require_bn_stats: bool = False,
+    max_memory_mb: float | None = None,
+) -> Iterator[tuple[Site, dict[str, Any]]]:
+    """A ``Site`` for every width's artifact (``items`` from ``prepare_widths``) on the device, plus facts to
+    record (runtime version, remote fingerprint). Nothing is loaded until ``Site.open``; the eager torch
+    backend rebuilds a width's static module from ``model`` when it was dropped."""
+    from profiler import window as mem
     from profiler.timers import example_input, interleaved_notes, load_interleaved, runner_timer, torch_timer
 
     x = example_input(input_shape)
     facts: dict[str, Any] = {}
+    local = (mem.rss_bytes, mem.peak_rss_bytes, mem.available_bytes)
     with ExitStack() as stack:
-        timers: dict[str, Timer] = {}
         if backend == "torch":
             if not spec.reach.is_local:
                 raise US3LError("the torch backend measures only locally (eager PyTorch on this machine)")
@@ -150,10 +191,23 @@ def open_timers(
             if precision != "fp32" and dev == "cpu":
                 raise US3LError("the torch backend runs fp32 on CPU; use --backend onnx/openvino for fp16")
             facts["runtime_version"] = torch.__version__
-            for it in items:
-                model = it.model.half() if precision == "fp16" else it.model
-                timers[it.key] = torch_timer(model, x.half() if precision == "fp16" else x, threads, dev)
-            yield timers, facts
+
+            @contextmanager
+            def open_torch(it: StaticWidth) -> Iterator[Timer]:
+                static = it.model
+                if static is None:
+                    from deploy.graph import build_deployable_graph
+
+                    if model is None:
+                        raise ValueError("open_site needs the slimmable model to rebuild a dropped width")
+                    static = build_deployable_graph(
+                        model, it.width, None, None, input_shape, precision="fp32",
+                        require_bn_stats=require_bn_stats, example=x,
+                    ).module
+                static = static.half() if precision == "fp16" else static
+                yield torch_timer(static, x.half() if precision == "fp16" else x, threads, dev)
+
+            yield Site(open_torch, *local, guard=True, scope="process"), facts
             return
         arts = {it.key: it.artifact for it in items}  # built by prepare_widths: the graphs export ships
         if backend == "tensorrt":
@@ -167,25 +221,33 @@ def open_timers(
                 ex = stack.enter_context(SSHSession(spec.reach))
             trt = TrtexecSession(ex, precision=precision)
             stack.callback(trt.close)
-            for it in items:
+            for it in items:  # engines are files on the device; trtexec holds one only while it measures
                 trt.build(it.key, arts[it.key].path)
-                timers[it.key] = trt.timer(it.key)
             facts["runtime_version"] = trt.version
             if not spec.reach.is_local:
                 facts["fingerprint"] = _remote_fingerprint(ex)
-            yield timers, facts
+
+            @contextmanager
+            def open_trt(it: StaticWidth) -> Iterator[Timer]:
+                yield trt.timer(it.key)
+
+            yield Site(open_trt, _none, _none, _none, guard=False, scope="none"), facts
             return
         if spec.reach.is_local:
             from deploy.backends import get_backend
 
             be = get_backend(backend)
             device = spec.openvino_device if backend == "openvino" else "cpu"
-            for it in items:
-                runner = stack.enter_context(load_interleaved(backend, arts[it.key].path, threads, device, precision))
-                timers[it.key] = runner_timer(runner, x.numpy())
+            xn = x.numpy()
+
+            @contextmanager
+            def open_local(it: StaticWidth) -> Iterator[Timer]:
+                with load_interleaved(backend, arts[it.key].path, threads, device, precision) as runner:
+                    yield runner_timer(runner, xn)
+
             facts["runtime_version"] = be.runtime_version()
             facts["extra"] = interleaved_notes(backend)
-            yield timers, facts
+            yield Site(open_local, *local, guard=True, scope="process"), facts
             return
         from devices.ssh import SSHSession
         from profiler.remote import RemoteRunner
@@ -193,14 +255,43 @@ def open_timers(
         session = stack.enter_context(SSHSession(spec.reach))
         models = {it.key: (arts[it.key].files, input_shape) for it in items}
         remote = stack.enter_context(
-            RemoteRunner(session, backend, models, threads or None, spec.openvino_device, precision)
+            RemoteRunner(session, backend, models, threads or None, spec.openvino_device, precision, max_memory_mb)
         )
         facts["runtime_version"] = remote.ready.get("version")
         facts["fingerprint"] = remote.ready.get("fingerprint")
         facts["threads"] = remote.ready.get("threads")
         facts["extra"] = interleaved_notes(backend)
-        timers = {it.key: remote.timer(it.key) for it in items}
-        yield timers, facts
+
+        def stat(name: str) -> Callable[[], int | None]:
+            def read() -> int | None:
+                v = remote.stat().get(name)
+                return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+            return read
+
+        site = Site(lambda it: remote.open(it.key), stat("rss_bytes"), stat("peak_rss_bytes"),
+                    stat("available_bytes"), guard=False, scope="remote runner")
+        yield site, facts
+
+
+def plan_window(
+    site: Site, items: list[StaticWidth], backend: str, max_memory_mb: float | None, max_window: int | None = None
+) -> WindowPlan:
+    """Load the widest width's session once (the first of ``items``' coverage order) to measure what a session
+    takes, and choose the window (``profiler.window.choose_window``)."""
+    from profiler.window import MAX_WINDOW
+
+    widest = items[coverage_order(len(items))[0]]
+    session = estimate_session_bytes(backend, widest.weight_bytes, widest.activation_bytes)
+    limit = None if max_memory_mb is None else int(max_memory_mb * 2**20)
+    before = site.rss()
+    if before is not None:
+        with site.open(widest) as timer:
+            timer(1)
+            after = site.rss()
+        if after is not None:
+            session = max(session, after - before)
+    return choose_window(len(items), session, before, site.available(), limit, max_window or MAX_WINDOW)
 
 
 def _remote_fingerprint(session: Any) -> dict[str, Any]:
@@ -235,17 +326,37 @@ def run_sweep(
     checkpoint_sha256: str | None = None,
     on_round: Callable[[int, dict[str, int]], None] | None = None,
     require_bn_stats: bool = False,
+    max_memory_mb: float | None = None,
+    max_total_seconds: float | None = None,
+    max_window: int | None = None,
+    on_progress: Callable[[SweepProgress], None] | None = None,
+    on_prepare: Callable[[int, int], None] | None = None,
 ) -> Profile:
     """Profile ``widths`` of a slimmable ``model`` on ``spec``: each width's deployable graph, as exported.
 
     A width without calibrated (or running) BN statistics is timed with frozen initial statistics and recorded
     as ``bn: "frozen-uncalibrated"``; ``require_bn_stats=True`` refuses such a width instead.
+
+    Memory: at most a window of sessions is loaded at once (``plan_window``), within ``max_memory_mb``
+    (default: the device file's ``max_memory_mb``) of resident memory of the process that holds them;
+    ``max_window`` caps the window (default ``profiler.window.MAX_WINDOW``). Time: ``max_total_seconds``
+    bounds the whole sweep (export included); every width gets a share, and one that misses the CI target
+    within it stops with ``stop_reason = "budget"``, unstable. Each width takes at least one chunk of samples,
+    so a budget too small for the grid is overrun by that much. ``on_progress`` gets a ``SweepProgress`` (ETA)
+    after each round, ``on_prepare(done, total)`` after each width's export.
     """
     from profiler import fingerprint
     from profiler.timers import resolve_threads
+    from profiler.window import reset_peak_rss
 
+    t_start = time.perf_counter()
     if not widths:
         raise US3LError("no widths to profile")
+    if max_memory_mb is None:
+        max_memory_mb = spec.max_memory_mb
+    for name, value in (("max_memory_mb", max_memory_mb), ("max_total_seconds", max_total_seconds)):
+        if value is not None and not (isinstance(value, int | float) and 0 < value < float("inf")):
+            raise US3LError(f"{name} must be a finite number > 0, got {value!r}")
     be = resolve_backend(spec, backend)
     precision = spec.precision
     if be == "onnx" and precision != "fp32":
@@ -255,20 +366,42 @@ def run_sweep(
     policy = policy or spec.policy
     input_shape = (batch or spec.batch, 3, spec.input_size or input_size, spec.input_size or input_size)
     pinned = resolve_threads(threads or spec.threads) if spec.reach.is_local else (threads or spec.threads)
+    swept = reset_peak_rss()
     with tempfile.TemporaryDirectory(prefix="us3l-profile-") as tmp:
-        items = prepare_widths(model, widths, input_shape, precision, be, Path(tmp), require_bn_stats)
-        with open_timers(spec, be, items, input_shape, pinned or 0, precision) as (timers, facts):
-            results = measure_interleaved(timers, policy, on_round=on_round)
+        items = prepare_widths(model, widths, input_shape, precision, be, Path(tmp), require_bn_stats,
+                               keep_models=False, on_item=on_prepare)
+        prepared_s = time.perf_counter() - t_start
+        with open_site(spec, be, items, input_shape, pinned or 0, precision, model, require_bn_stats,
+                       max_memory_mb) as (site, facts):
+            plan = plan_window(site, items, be, max_memory_mb, max_window)
+            by_key = {it.key: it for it in items}
+            order = [items[i].key for i in coverage_order(len(items))]
+
+            def open_timer(key: str, live: int) -> AbstractContextManager[Timer]:
+                if site.guard and live and plan.limit_bytes is not None:
+                    now = site.rss()
+                    if now is not None and now + plan.session_bytes > plan.limit_bytes:
+                        raise WindowFull(key)
+                return site.open(by_key[key])
+
+            left = None if max_total_seconds is None else max(0.0, max_total_seconds - (time.perf_counter() - t_start))
+            res = measure_windowed(order, open_timer, policy, window=plan.size, max_total_s=left,
+                                   on_round=on_round, on_progress=on_progress)
+            peak = site.peak()
+    results = res.results
+    wall = time.perf_counter() - t_start
     fp = facts.get("fingerprint") or fingerprint.collect()
     records = tuple(
         ProfileRecord(
             width=it.width, channels=it.channels, macs=it.macs, params=it.params, weight_bytes=it.weight_bytes,
             activation_bytes=it.activation_bytes, latency=results[it.key].stats,
             stop_reason=results[it.key].stop_reason, bn=it.bn, graph_sha256=it.graph_sha256,
-            graph_structure_sha256=it.graph_structure_sha256,
+            graph_structure_sha256=it.graph_structure_sha256, share_s=results[it.key].share_s,
+            timing_s=results[it.key].elapsed_s,
         )
         for it in items
     )
+    stable = sum(1 for r in records if r.latency.stable)
     return Profile(
         model=model_name,
         device=spec.name,
@@ -286,5 +419,15 @@ def run_sweep(
         extra={
             **({"openvino_device": spec.openvino_device} if be == "openvino" else {}),
             **facts.get("extra", {}),
+        },
+        peak_rss_bytes=peak,
+        window={
+            **plan.to_dict(), "max_live": res.max_live,
+            "peak_scope": "sweep" if site.scope == "process" and swept else site.scope,
+        },
+        time_budget={
+            "max_total_seconds": max_total_seconds, "wall_s": wall, "prepare_s": prepared_s,
+            "measure_s": res.wall_s, "stable_widths": stable, "unstable_widths": len(records) - stable,
+            "budget_stopped": sum(1 for r in records if r.stop_reason == "budget"),
         },
     )

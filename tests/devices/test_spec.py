@@ -134,3 +134,17 @@ def test_device_names_must_be_one_short_path_component(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert err.startswith("error: --device must be a name (") and err.count("\n") == 1
     assert not (tmp_path / "p").exists()
+
+
+def test_max_memory_mb_in_device_files(tmp_path):
+    base = 'name = "board"\nbackends = ["onnx"]\n'
+    good = tmp_path / "good.toml"
+    good.write_text(base + "max_memory_mb = 1536\n")
+    spec = load_device_file(good)
+    assert spec.max_memory_mb == 1536 and spec.to_dict()["max_memory_mb"] == 1536
+    assert get_device("raspberry-pi-5").max_memory_mb == 1536 and get_device("cpu").max_memory_mb is None
+    for value in ("0", "-1", "nan", "inf", "true", '"2G"'):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(base + f"max_memory_mb = {value}\n")
+        with pytest.raises(US3LError, match="max_memory_mb"):
+            load_device_file(bad)

@@ -108,3 +108,38 @@ def test_unsafe_names_in_a_profile_are_refused(tmp_path):
     jp.write_text(json.dumps(doc))
     with pytest.raises(US3LError, match=r"^.*: device must be a name \(.*\), got '\.\./\.\./ESCAPED'$"):
         load_profile(jp)
+
+
+def test_new_optional_fields_round_trip_and_old_files_still_load(tmp_path):
+    from dataclasses import replace
+
+    prof = make_profile()
+    recs = tuple(replace(r, share_s=1.5, timing_s=1.25, stop_reason="budget") for r in prof.records)
+    window = {"size": 3, "session_bytes": 10 << 20, "baseline_bytes": 400 << 20, "limit_bytes": 1 << 30,
+              "available_bytes": 8 << 30, "max_memory_bytes": 1 << 30, "reason": "memory", "max_live": 3,
+              "peak_scope": "sweep"}
+    budget = {"max_total_seconds": 180.0, "wall_s": 170.2, "prepare_s": 20.0, "measure_s": 150.0,
+              "stable_widths": 2, "unstable_widths": 1, "budget_stopped": 1}
+    full = replace(prof, records=recs, peak_rss_bytes=700 << 20, window=window, time_budget=budget)
+    jp, _ = write_profile(full, tmp_path)
+    back = load_profile(jp)
+    assert back == full
+    assert back.peak_rss_bytes == 700 << 20 and back.window == window and back.time_budget == budget
+    assert back.records[0].share_s == 1.5 and back.records[0].timing_s == 1.25
+    # a profile written before these fields existed: still schema 1, loads with None
+    doc = json.loads(jp.read_text())
+    for key in ("peak_rss_bytes", "window", "time_budget"):
+        del doc[key]
+    for r in doc["records"]:
+        del r["share_s"], r["timing_s"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    back = load_profile(old)
+    assert back.peak_rss_bytes is None and back.window is None and back.records[0].share_s is None
+    # and damaged values are one-line errors
+    for key, value, match in (("peak_rss_bytes", -1, "peak_rss_bytes"), ("window", "big", "window must be"),
+                              ("window", {"size": 0}, "window.size")):
+        bad = dict(doc, **{key: value})
+        old.write_text(json.dumps(bad))
+        with pytest.raises(US3LError, match=match):
+            load_profile(old)

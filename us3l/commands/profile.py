@@ -105,6 +105,12 @@ def profile_cmd(
     threads: int | None = typer.Option(None, "--threads", min=1, help="Pinned thread count."),
     target_ci: float | None = typer.Option(None, "--target-ci", help="Target relative 95% CI half-width."),
     max_seconds: float | None = typer.Option(None, "--max-seconds", help="Time cap per width (s)."),
+    max_memory_mb: float | None = typer.Option(
+        None, "--max-memory-mb", help="Resident memory the sweep may hold (MiB; sessions rotated to stay under it)."
+    ),
+    max_total_seconds: float | None = typer.Option(
+        None, "--max-total-seconds", help="Time budget of the whole sweep (s), spread over the widths."
+    ),
     out: Path = typer.Option(Path("profiles"), "--out", help="Output folder."),
     plot: bool = typer.Option(False, "--plot", help="Also write <stem>.png (latency and MACs vs width)."),
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
@@ -132,6 +138,9 @@ def profile_cmd(
         policy = spec.policy.replace(target_rel_ci=target_ci, max_seconds=max_seconds)
     except ValueError as exc:
         raise US3LError(f"--target-ci / --max-seconds: {exc}") from None
+    for flag, value in (("--max-memory-mb", max_memory_mb), ("--max-total-seconds", max_total_seconds)):
+        if value is not None and not 0 < value < float("inf"):
+            raise US3LError(f"{flag} must be a finite number > 0, got {value}")
     resolve_backend(spec, backend)  # a backend the device lacks, or hardware missing here: before any work
     if spec.reach.is_local:
         check_local_requirements(spec)
@@ -141,21 +150,21 @@ def profile_cmd(
     out_lock = acquire(out, "profile folder")  # before measuring: a second profile into --out fails at once
     ctx.call_on_close(lambda: release(out_lock))
 
-    finished: set[Any] = set()
-    last: dict[Any, int] = {}
-
     with Progress(f"profiling {name} on {spec.name}", len(grid), "widths", enabled=not json_out) as bar:
-        bar.update(0, detail="exporting and loading the graphs")
+        bar.update(0, detail="exporting the graphs")
 
-        def on_round(rnd: int, counts: dict[Any, int]) -> None:
-            # a width whose sample count stopped growing has met its stopping rule (measure_interleaved)
-            finished.update(k for k, n in counts.items() if last.get(k) == n)
-            last.update(counts)
-            bar.update(len(finished), detail=f"round {rnd + 1}, samples per width "
-                                             f"{min(counts.values())}-{max(counts.values())}")
+        def on_prepare(done: int, total: int) -> None:
+            bar.update(0, detail=f"exported {done}/{total} graphs")
+
+        def on_progress(p: Any) -> None:  # profiler.measure.SweepProgress
+            eta = "" if p.eta_s is None else f", eta {p.eta_s:.0f} s"
+            budget = "" if p.budget_left_s is None else f", budget left {max(0.0, p.budget_left_s):.0f} s"
+            bar.update(p.done, detail=f"{p.live} loaded, {p.stable} stable{eta}{budget}")
 
         prof = run_sweep(net, name, grid, spec, size, backend=backend,
-                         batch=batch_size, threads=threads, policy=policy, checkpoint_sha256=sha, on_round=on_round)
+                         batch=batch_size, threads=threads, policy=policy, checkpoint_sha256=sha,
+                         max_memory_mb=max_memory_mb, max_total_seconds=max_total_seconds,
+                         on_progress=on_progress, on_prepare=on_prepare)
         bar.update(len(grid), detail="done")
     json_path, csv_path = write_profile(prof, out)
     png = None
@@ -174,6 +183,10 @@ def profile_cmd(
         emit_json(prof.to_dict())
         return
     print_profile(prof, wide)
+    tb, win = prof.time_budget or {}, prof.window or {}
+    peak = f", peak memory {prof.peak_rss_bytes / 2**20:.0f} MiB" if prof.peak_rss_bytes else ""
+    note(f"{tb.get('stable_widths')} of {len(prof.records)} widths stable in {tb.get('wall_s', 0):.0f} s"
+         f" (window of {win.get('size')} sessions{peak})", markup=False)
     note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
 
 
