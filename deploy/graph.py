@@ -203,14 +203,16 @@ def artifact_graph_sha256(artifact: Any) -> str:
     return _sha256(onnx_files[0])
 
 
-def onnx_structure_sha256(path_or_proto: Any) -> str:
-    """sha256 of an ONNX model (a file, or a loaded ``ModelProto``, left unchanged) with every initializer's data
-    removed (names, dims and dtypes kept)."""
+def onnx_structure_sha256(path_or_proto: Any, consume: bool = False) -> str:
+    """sha256 of an ONNX model (a file, or a loaded ``ModelProto``) with every initializer's data removed (names,
+    dims and dtypes kept). A proto is copied first, unless ``consume`` (its initializers' data is then cleared)."""
     import onnx
 
     if isinstance(path_or_proto, str | Path):
         proto = onnx.load(str(path_or_proto), load_external_data=False)
-    else:  # copy without the initializers' data (the bulk of the file)
+    elif consume:
+        proto = path_or_proto
+    else:
         proto = onnx.ModelProto()
         proto.CopyFrom(path_or_proto)
     for init in proto.graph.initializer:

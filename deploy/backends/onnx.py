@@ -165,7 +165,7 @@ def export_onnx(
         proto = onnx.load_model_from_string(data)
         if _strip_debug_metadata(proto):
             data = proto.SerializeToString()
-        onnx.checker.check_model(proto, full_check=True)
+        onnx.checker.check_model(data, full_check=True)  # the bytes: no second serialisation of the proto
         path.write_bytes(data)
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         dims = proto.graph.output[0].type.tensor_type.shape.dim
@@ -175,8 +175,8 @@ def export_onnx(
         facts: dict[str, Any] = {
             "onnx_opset": opset,
             "exporter": f"torch.onnx {exporter} (torch {torch.__version__})",
-            "graph_structure_sha256": onnx_structure_sha256(proto),
             "onnx_sha256": hashlib.sha256(data).hexdigest(),
+            "graph_structure_sha256": onnx_structure_sha256(proto, consume=True),  # proto not used after this
         }
         if fallback:
             facts["exporter_note"] = fallback
