@@ -1,4 +1,4 @@
-"""Tests for us3l.data.datasets: builtin digits, fake CIFAR pickles, a tiny ImageFolder, batching, errors."""
+"""Tests for us3l.data.datasets: builtin shapes, digits, fake CIFAR pickles, a tiny ImageFolder, batching, errors."""
 
 from __future__ import annotations
 
@@ -22,7 +22,16 @@ from us3l.data import (
     iterate_batches,
     load_dataset,
 )
-from us3l.data.datasets import _builtin_split_indices, safe_unpickle, stratified_split
+from us3l.data.datasets import (
+    BUILTIN_TEST,
+    BUILTIN_TRAIN,
+    DIGITS_MEAN,
+    _digits_split_indices,
+    safe_unpickle,
+    stratified_split,
+)
+from us3l.data.shapes import CLASSES as SHAPE_CLASSES
+from us3l.data.shapes import generate_shapes
 from us3l.errors import US3LError
 
 # ------------------------------------------------------------------------------------------ builtin
@@ -31,33 +40,64 @@ from us3l.errors import US3LError
 def test_builtin_shapes_and_dtypes():
     train, test = load_dataset("builtin", "train"), load_dataset("builtin", "test")
     assert isinstance(train, ImageDataset)
-    assert len(train) + len(test) == 1797
-    assert 0.18 < len(test) / 1797 < 0.22
+    assert (len(train), len(test)) == (BUILTIN_TRAIN, BUILTIN_TEST)
     for ds in (train, test):
         assert ds.images.dtype == torch.uint8 and ds.images.shape[1:] == (3, 32, 32)
         assert ds.labels.dtype == torch.int64 and ds.labels.shape == (len(ds),)
-        assert ds.classes == [str(i) for i in range(10)] and ds.num_classes == 10
-        assert ds.name == "builtin-digits" and ds.image_size == 32
-        assert torch.equal(ds.images[:, 0], ds.images[:, 1]) and torch.equal(ds.images[:, 0], ds.images[:, 2])
-    assert int(train.images.max()) >= 250 and int(train.images.min()) == 0
+        assert ds.classes == list(SHAPE_CLASSES) and ds.num_classes == 10
+        assert ds.name == "builtin-shapes" and ds.image_size == 32
+        counts = torch.bincount(ds.labels, minlength=10)
+        assert int(counts.max() - counts.min()) <= 1  # balanced classes
+    t1, t2 = load_dataset("builtin", "test"), load_dataset("builtin", "val")
+    assert torch.equal(t1.images, t2.images) and torch.equal(t1.labels, t2.labels)
 
 
-def test_builtin_split_deterministic_disjoint_stratified():
-    tr, te = _builtin_split_indices()
-    assert not set(tr.tolist()) & set(te.tolist())
-    assert len(tr) + len(te) == 1797
-    both = torch.cat([load_dataset("builtin", "train").labels, load_dataset("builtin", "test").labels])
-    labels = both.numpy()
+def test_builtin_is_seeded_and_splits_are_independent():
+    a_img, a_lab = generate_shapes(50, 32, seed=3)
+    b_img, b_lab = generate_shapes(50, 32, seed=3)
+    assert torch.equal(a_img, b_img) and torch.equal(a_lab, b_lab)
+    c_img, _ = generate_shapes(50, 32, seed=4)
+    assert not torch.equal(a_img, c_img)
+    train, test = load_dataset("builtin", "train"), load_dataset("builtin", "test")
+    flat_train = {bytes(x.numpy().tobytes()) for x in train.images[:200]}
+    assert not any(bytes(x.numpy().tobytes()) in flat_train for x in test.images[:200])
+
+
+def test_builtin_class_is_in_the_shape_not_the_nuisances():
+    """Each class appears at every grey level pair; the shape is drawn (foreground covers part of the image)."""
+    img, lab = generate_shapes(400, 32, seed=0)
+    grey = img.float().mean(dim=1)  # (N,32,32)
+    brightness = grey.mean(dim=(1, 2))
+    per_class = torch.stack([brightness[lab == c].mean() for c in range(10)])
+    # mean brightness hardly depends on the class (it is a nuisance), while within a class it varies a lot
+    assert float(per_class.std()) < 0.5 * float(brightness.std())
+    # the foreground differs from the background: every image has real contrast
+    spread = grey.flatten(1).quantile(0.95, dim=1) - grey.flatten(1).quantile(0.05, dim=1)
+    assert bool((spread > 40).all())
+
+
+def test_generate_shapes_rejects_bad_sizes():
+    with pytest.raises(ValueError):
+        generate_shapes(0)
+    with pytest.raises(ValueError):
+        generate_shapes(10, size=2)
+
+
+def test_digits_still_available():
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    assert len(train) + len(test) == 1797
+    assert 0.18 < len(test) / 1797 < 0.22
+    assert train.name == "builtin-digits" and train.classes == [str(i) for i in range(10)]
+    assert torch.equal(train.images[:, 0], train.images[:, 1])
+    tr, te = _digits_split_indices()
+    assert not set(tr.tolist()) & set(te.tolist()) and len(tr) + len(te) == 1797
+    labels = torch.cat([train.labels, test.labels]).numpy()
     a = stratified_split(labels, 0.2, 0)
     b = stratified_split(labels, 0.2, 0)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.array_equal(stratified_split(labels, 0.2, 1)[1], a[1])
-    t1, t2 = load_dataset("builtin", "test"), load_dataset("builtin", "val")
-    assert torch.equal(t1.images, t2.images) and torch.equal(t1.labels, t2.labels)
-    counts_train = torch.bincount(load_dataset("builtin", "train").labels, minlength=10).float()
-    counts_test = torch.bincount(t1.labels, minlength=10).float()
-    frac = counts_test / (counts_train + counts_test)
-    assert bool(((frac > 0.17) & (frac < 0.23)).all())
+    x = train.images.double() / 255
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.tensor(DIGITS_MEAN, dtype=torch.double), atol=1e-4)
 
 
 def test_builtin_normalisation_constants_match_train_split():
@@ -248,7 +288,7 @@ def test_folder_errors(tmp_path: Path):
 
 
 def test_iterate_batches_in_memory():
-    ds = load_dataset("builtin", "test")
+    ds = load_dataset("digits", "test")
     batches = list(iterate_batches(ds, 100, shuffle=False))
     assert [b[0].shape[0] for b in batches] == [100, 100, 100, 59]
     assert torch.equal(batches[1][0], ds.images[100:200])

@@ -41,7 +41,7 @@ def train_cmd(
         None, help="us3l | us3l_byol | us3l_simsiam | us3l_mocov3 | naive_simsiam | naive_simclr | single"
     ),
     model: str | None = typer.Option(None, help="Registered model name (see `us3l models`)."),
-    data: str | None = typer.Option(None, help="builtin | cifar10:PATH | cifar100:PATH | folder:PATH"),
+    data: str | None = typer.Option(None, help="builtin | digits | cifar10:PATH | cifar100:PATH | folder:PATH"),
     epochs: int | None = typer.Option(None, help="Number of epochs (a multiple of 4 for schedule A)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process."),
     lr: float | None = typer.Option(None, help="Base learning rate."),

@@ -395,6 +395,8 @@ _BLUR_KINDS = ("folder", "imagenet")
 def data_kind(name_or_spec: str) -> str:
     """``"cifar"``, ``"builtin"`` or ``"folder"`` for a dataset name (``ImageDataset.name``) or data spec."""
     key = name_or_spec.strip().lower()
+    if key == "digits":
+        return "builtin"
     for kind in _NO_BLUR_KINDS + _BLUR_KINDS:
         if key.startswith(kind):
             return "folder" if kind == "imagenet" else kind

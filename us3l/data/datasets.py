@@ -2,7 +2,8 @@
 
 Specs (see ``docs/data.md``):
 
-- ``builtin``: scikit-learn's bundled ``load_digits`` (no download), upsampled to 32x32 RGB.
+- ``builtin``: ten procedurally generated shape classes (us3l/data/shapes.py; seeded, no download), 32x32 RGB.
+- ``digits``: scikit-learn's bundled ``load_digits`` (no download), upsampled to 32x32 RGB.
 - ``cifar10:PATH`` / ``cifar100:PATH``: the python-pickle CIFAR folders, read with a restricted unpickler.
 - ``folder:PATH`` (or a bare existing directory): an ImageFolder tree, loaded lazily with PIL.
 """
@@ -22,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from us3l.data.shapes import CLASSES as SHAPE_CLASSES
+from us3l.data.shapes import generate_shapes
 from us3l.errors import US3LError
 
 Stats = tuple[float, float, float]
@@ -30,9 +33,13 @@ CIFAR_MEAN: Stats = (0.4914, 0.4822, 0.4465)
 CIFAR_STD: Stats = (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN: Stats = (0.485, 0.456, 0.406)
 IMAGENET_STD: Stats = (0.229, 0.224, 0.225)
-# Computed once from the builtin train split (32x32, values / 255); tests/data checks them.
-BUILTIN_MEAN: Stats = (0.3055, 0.3055, 0.3055)
-BUILTIN_STD: Stats = (0.3237, 0.3237, 0.3237)
+# Computed once from the train splits (32x32, values / 255); tests/data checks them.
+BUILTIN_MEAN: Stats = (0.5415, 0.5415, 0.5415)
+BUILTIN_STD: Stats = (0.3059, 0.306, 0.3059)
+DIGITS_MEAN: Stats = (0.3055, 0.3055, 0.3055)
+DIGITS_STD: Stats = (0.3237, 0.3237, 0.3237)
+BUILTIN_TRAIN = 2000
+BUILTIN_TEST = 1000
 
 BUILTIN_SIZE = 32
 BUILTIN_SEED = 0
@@ -43,7 +50,7 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
 )
 SPLITS = ("train", "test")
-SPEC_FORMS = "builtin, cifar10:PATH, cifar100:PATH, folder:PATH, or an existing ImageFolder directory"
+SPEC_FORMS = "builtin, digits, cifar10:PATH, cifar100:PATH, folder:PATH, or an existing ImageFolder directory"
 
 
 @dataclass
@@ -181,6 +188,8 @@ def load_dataset(spec: str, split: str, image_size: int | None = None) -> AnyDat
     spec = spec.strip()
     if spec == "builtin":
         return load_builtin(split)
+    if spec == "digits":
+        return load_digits_builtin(split)
     kind, sep, rest = spec.partition(":")
     if sep and kind in ("cifar10", "cifar100"):
         return load_cifar(kind, _existing_path(rest, spec), split)
@@ -211,23 +220,44 @@ def _existing_path(text: str, spec: str) -> Path:
 
 
 def load_builtin(split: str) -> ImageDataset:
+    """The built-in shapes set (us3l/data/shapes.py): ``BUILTIN_TRAIN`` train and ``BUILTIN_TEST`` test images,
+    32x32 RGB uint8, generated from two independent seeds (cached in memory after the first call)."""
+    split = _check_split(split)
+    images, labels = _shapes(split)
+    return ImageDataset(
+        images=images.clone(),
+        labels=labels.clone(),
+        classes=list(SHAPE_CLASSES),
+        name="builtin-shapes",
+        mean=BUILTIN_MEAN,
+        std=BUILTIN_STD,
+    )
+
+
+@lru_cache(maxsize=2)
+def _shapes(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    n, seed = (BUILTIN_TRAIN, BUILTIN_SEED) if split == "train" else (BUILTIN_TEST, BUILTIN_SEED + 1)
+    return generate_shapes(n, BUILTIN_SIZE, seed)
+
+
+def load_digits_builtin(split: str) -> ImageDataset:
     """scikit-learn's digits as 32x32 RGB uint8 with a fixed stratified 80/20 train/test split."""
     split = _check_split(split)
-    images, labels = _builtin_all()
-    train_idx, test_idx = _builtin_split_indices()
+    images, labels = _digits_all()
+    train_idx, test_idx = _digits_split_indices()
     idx = torch.from_numpy(train_idx if split == "train" else test_idx)
     return ImageDataset(
         images=images[idx].clone(),
         labels=labels[idx].clone(),
         classes=[str(d) for d in range(10)],
         name="builtin-digits",
-        mean=BUILTIN_MEAN,
-        std=BUILTIN_STD,
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
     )
 
 
 @lru_cache(maxsize=1)
-def _builtin_all() -> tuple[torch.Tensor, torch.Tensor]:
+def _digits_all() -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -239,8 +269,8 @@ def _builtin_all() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @lru_cache(maxsize=1)
-def _builtin_split_indices() -> tuple[np.ndarray, np.ndarray]:
-    _, labels = _builtin_all()
+def _digits_split_indices() -> tuple[np.ndarray, np.ndarray]:
+    _, labels = _digits_all()
     return stratified_split(labels.numpy(), TEST_FRACTION, BUILTIN_SEED)
 
 
