@@ -1,0 +1,72 @@
+"""scripts/readme_outputs.py: marker substitution and stderr filtering (the script is imported by path)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parent.parent / "scripts" / "readme_outputs.py"
+
+
+@pytest.fixture(scope="module")
+def ro():
+    spec = importlib.util.spec_from_file_location("readme_outputs", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["readme_outputs"] = mod  # dataclasses look the module up while the class is created
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop("readme_outputs", None)
+
+
+def test_block_markers_replace_only_their_content(ro):
+    text = ("intro\n<!-- readme:a:begin -->\nold a\nmore\n<!-- readme:a:end -->\nmiddle\n"
+            "<!-- readme:b:begin -->\n<!-- readme:b:end -->\nend\n")
+    new, missing = ro.substitute(text, {"a": "new a\n", "b": "```text\n$ us3l version\n```"})
+    assert missing == []
+    assert new == ("intro\n<!-- readme:a:begin -->\nnew a\n<!-- readme:a:end -->\nmiddle\n"
+                   "<!-- readme:b:begin -->\n```text\n$ us3l version\n```\n<!-- readme:b:end -->\nend\n")
+    again, _ = ro.substitute(new, {"a": "new a\n", "b": "```text\n$ us3l version\n```"})
+    assert again == new  # idempotent
+
+
+def test_inline_markers_stay_inline(ro):
+    text = "quickstart took <!-- readme:t:begin -->~4 min<!-- readme:t:end --> here\n"
+    new, _ = ro.substitute(text, {"t": "8 min 14 s (2026-12-01)"})
+    assert new == "quickstart took <!-- readme:t:begin -->8 min 14 s (2026-12-01)<!-- readme:t:end --> here\n"
+    with pytest.raises(ro.Fail):
+        ro.substitute(text, {"t": "two\nlines"})
+
+
+def test_missing_or_duplicate_markers_are_reported_and_untouched(ro):
+    text = "<!-- readme:d:begin -->x<!-- readme:d:end --> <!-- readme:d:begin -->y<!-- readme:d:end -->\n"
+    new, missing = ro.substitute(text, {"d": "z", "absent": "w"})
+    assert new == text
+    assert missing == ["d", "absent"]
+
+
+def test_backslashes_and_group_references_in_content_are_literal(ro):
+    text = "<!-- readme:p:begin -->\n<!-- readme:p:end -->\n"
+    new, _ = ro.substitute(text, {"p": r"C:\path \1 \g<0>"})
+    assert r"C:\path \1 \g<0>" in new
+
+
+def test_stderr_filter_and_elisions(ro):
+    step = ro.Step("s", "us3l x", keep=r"^epoch", head=1, tail=1)
+    stream = [("e", "config"), ("e", "epoch 1"), ("e", "epoch 2"), ("e", "epoch 3"), ("o", "table"),
+              ("e", "wrote x")]
+    res = ro.Result(step, "us3l x", 0, 1.0, "2026-12-01 00:00", "0.1 0.2 0.3", stream)
+    assert ro.render_lines(res) == ["$ us3l x", "...", "epoch 1", "...", "epoch 3", "table", "..."]
+    step.rc = 3
+    res.rc = 3
+    assert ro.render_lines(res)[0] == "$ us3l x; echo $?"
+    assert ro.render_lines(res)[-1] == "3"
+
+
+def test_atomic_write_keeps_mode(ro, tmp_path):
+    p = tmp_path / "README.md"
+    p.write_text("a")
+    p.chmod(0o644)
+    ro.write_atomic(p, "b")
+    assert p.read_text() == "b" and (p.stat().st_mode & 0o777) == 0o644
+    assert [q.name for q in tmp_path.iterdir()] == ["README.md"]
