@@ -71,10 +71,10 @@ STEPS: list[Step] = [
     Step("devices-check", "us3l devices --check --device cpu"),
     Step("devices-check-jetson", "us3l devices --check --device jetson-orin-nano", rc=1),
     Step("profile", "us3l profile --device cpu --ckpt run --widths 1,0.75,0.5,0.25 --max-seconds 2 --plot",
-         needs=("eval",), keep=r"^(warning|note|wrote|error)"),
+         needs=("eval",), keep=r"^(warning|note|wrote|error)|widths stable"),
     Step("profile-openvino",
          "us3l profile --device cpu --ckpt run --backend openvino --widths 1,0.75,0.5,0.25 --max-seconds 2",
-         needs=("eval",), keep=r"^(warning|note|wrote|error)"),
+         needs=("eval",), keep=r"^(warning|note|wrote|error)|widths stable"),
     Step("profile-cuda", "us3l profile --device cuda --model cifar_resnet18", rc=1),
     Step("select", f"us3l select --device cpu --accuracy run/accuracy.json --latency-ms {BUDGET_TOKEN} --plot",
          needs=("profile", "profile-openvino")),
@@ -84,9 +84,9 @@ STEPS: list[Step] = [
     Step("select-infeasible", "us3l select --device cpu --latency-ms 0.01 --out infeasible", rc=3,
          needs=("profile", "profile-openvino")),
     Step("export", "us3l export --backend onnx --selection selection.json --device cpu --ckpt run --out artifacts",
-         needs=("select",), keep=r"^(warning|note|wrote|error)"),
+         needs=("select",), keep=r"^(warning|note|wrote|error)|widths stable"),
     Step("export-openvino", "us3l export --backend openvino --width 0.5 --ckpt run --precision fp16 --out artifacts",
-         needs=("eval",), keep=r"^(warning|note|wrote|error)"),
+         needs=("eval",), keep=r"^(warning|note|wrote|error)|widths stable"),
     Step("export-tensorrt", "us3l export --backend tensorrt --width 0.5 --ckpt run --out artifacts", rc=1,
          needs=("train",)),
     Step("export-bad-width", "us3l export --backend onnx --width 1.5 --ckpt run --out artifacts", rc=1,
@@ -373,10 +373,11 @@ def main(argv: list[str] | None = None) -> int:
             if s.kind == "block":
                 blocks[s.name] = render_block(results[s.name], ctx)
             elif s.kind == "time" and s.name == "time-quickstart":
-                extra = f" + {fmt_duration(install[0])} first-time install" if install else ""
+                extra = (f" + {fmt_duration(install[0])} first-time install" if install
+                         else " (install not timed: venv reused)")
                 blocks[s.name] = render_time(results["quickstart"], ctx, extra)
             elif s.kind == "time":
-                blocks[s.name] = render_time(results[s.name], ctx)
+                blocks[s.name] = render_time(results[s.name], ctx, "" if install else " (install not timed)")
         text, missing = substitute(readme.read_text(encoding="utf-8"), blocks)
         for name in missing:
             print(f"note: {readme.name} has no single readme:{name} marker pair; its output is left out",
