@@ -85,3 +85,13 @@ def test_wilson_against_hand_computed_values() -> None:
         wilson_interval(0.5, 0)
     with pytest.raises(US3LError):
         wilson_interval(1.5, 10)
+
+
+def test_requested_k_defaults_to_the_runs_training_knn_k():
+    from us3l.eval.runner import DEFAULT_KNN_K, KnnSettings
+
+    assert KnnSettings().requested_k({"config": {"knn_k": 20}}) == 20
+    assert KnnSettings(k=7).requested_k({"config": {"knn_k": 20}}) == 7
+    assert KnnSettings().requested_k({}) == DEFAULT_KNN_K
+    assert KnnSettings().requested_k({"config": {"knn_k": True}}) == DEFAULT_KNN_K
+    assert KnnSettings().requested_k({"config": "garbage"}) == DEFAULT_KNN_K

@@ -131,8 +131,11 @@ def eval_cmd(
     widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default 1,.75,.5,.25)"),
     points: int | None = typer.Option(None, "--points", help="Evaluate N evenly spread grid widths instead."),
     grid: int | None = typer.Option(None, "--grid", hidden=True),  # deprecated spelling of --points
-    k: int = typer.Option(
-        200, "--k", help="kNN neighbours requested; capped at half the smallest class of the bank."
+    k: int | None = typer.Option(
+        None,
+        "--k",
+        help="kNN neighbours requested (default: the run's training knn_k, else 200); capped at half the "
+        "smallest class of the bank.",
     ),
     temperature: float = typer.Option(0.1, "--temperature", help="kNN temperature."),
     knn_max_train: int | None = typer.Option(

@@ -27,6 +27,7 @@ from us3l.slim import canonical_width
 from us3l.train.knn import BANK_SEED
 
 DEFAULT_WIDTHS = (1.0, 0.75, 0.5, 0.25)
+DEFAULT_KNN_K = 200  # requested k when neither --k nor the checkpoint's training config gives one
 RANDOM_INIT_SEED = 0
 RAW_PIXEL_MAX_BYTES = 2**30  # raw-pixel baseline skipped when bank + test pixels exceed this (float32)
 PROTOCOLS = ("knn", "linear", "both")
@@ -37,18 +38,19 @@ Progress = Callable[[str], None]
 class KnnSettings:
     """Weighted kNN on L2-normalised features (T=0.1: the InstDisc/MoCo monitor protocol).
 
-    ``k`` is the *requested* k (200 as in InstDisc); the k used is ``min(k, max(1, n_min // 2))`` with
+    ``k`` is the *requested* k: ``None`` means the checkpoint's training ``knn_k`` (so ``us3l eval`` and the
+    training monitor agree), else 200 as in InstDisc; the k used is ``min(k, max(1, n_min // 2))`` with
     ``n_min`` the smallest class's count in the feature bank (``us3l.train.knn.effective_k``). With
     ``max_train`` the bank is a seeded (``bank_seed``) stratified subset of that many train images.
     """
 
-    k: int = 200
+    k: int | None = None
     temperature: float = 0.1
     max_train: int | None = None  # None: the whole train split is the feature bank
     bank_seed: int = BANK_SEED
 
     def __post_init__(self) -> None:
-        if self.k < 1:
+        if self.k is not None and self.k < 1:
             raise US3LError(f"kNN k must be >= 1, got {self.k}")
         if not self.temperature > 0:
             raise US3LError(f"kNN temperature must be > 0, got {self.temperature}")
@@ -57,6 +59,16 @@ class KnnSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def requested_k(self, meta: dict[str, Any]) -> int:
+        """The k asked for: ``k``, else the checkpoint's training ``knn_k``, else ``DEFAULT_KNN_K``."""
+        if self.k is not None:
+            return int(self.k)
+        config = meta.get("config")
+        trained = config.get("knn_k") if isinstance(config, dict) else None
+        if isinstance(trained, int) and not isinstance(trained, bool) and trained >= 1:
+            return trained
+        return DEFAULT_KNN_K
 
 
 @dataclass(frozen=True)
@@ -290,7 +302,8 @@ def evaluate_checkpoint(
     if s.knn.max_train is not None and len(train_ds) > s.knn.max_train:
         bank_idx = stratified_indices(dataset_labels(train_ds), s.knn.max_train, s.knn.bank_seed)
     bank_ds = train_ds if bank_idx is None else subset_dataset(train_ds, bank_idx)
-    k = effective_k(s.knn.k, dataset_labels(bank_ds))
+    k_requested = s.knn.requested_k(meta)
+    k = effective_k(k_requested, dataset_labels(bank_ds))
     full_train = s.run_linear and not s.linear.augment  # the cached-feature probe needs every train image
 
     def ci(v: float | None) -> list[float] | None:
@@ -347,7 +360,7 @@ def evaluate_checkpoint(
     if s.run_knn:
         knn_protocol = {
             "k": k,
-            "k_requested": s.knn.k,
+            "k_requested": k_requested,
             "temperature": s.knn.temperature,
             "max_train": s.knn.max_train,
             "bank_size": len(bank_ds),
