@@ -140,7 +140,7 @@ def train_cmd(
     if run.message:
         warn(escape(run.message))
     result(f"run folder: {run.run_dir}  ({run.epochs_done} epochs, {run.seconds:.0f}s)")
-    result("kNN accuracy on the held-out split (k=200, T=0.1):")
+    result(f"kNN accuracy on the held-out split (k asked {cfg.knn_k}, capped at half a class; T={cfg.knn_t}):")
     result(format_knn_table(run))
 
 
