@@ -9,7 +9,7 @@ export ships exactly this artifact, so the latency a selection rests on is the l
 Two hashes identify a graph (both recorded per profile record and in every manifest's ``graph`` section):
 
 * ``graph_sha256``: the sha256 of the ONNX file the artifact is (onnx) or was built from (openvino IR,
-  tensorrt engine) -- ``onnx_sha256`` in the backend facts. ``torch.onnx.export`` (TorchScript exporter, see
+  tensorrt engine) -- ``onnx_sha256`` in the backend facts. ``torch.onnx.export`` (either exporter, see
   ``deploy.backends.onnx``) writes the same bytes for the same module and input shape whatever the example values
   (checked by the tests), so an export of the same weights at the same width matches the profiled graph byte for
   byte. The derived files are not hashed: TensorRT engine builds are not bit-reproducible, and OpenVINO's IR
