@@ -95,6 +95,7 @@ def _check_every_file(out: Path, summary: dict) -> list[Path]:
     return dirs
 
 
+@pytest.mark.slow  # three full quickstart runs, about a minute on 2 cores: CI runs it with `./test.sh -m slow`
 def test_quickstart_end_to_end_files_parity_and_reuse(tmp_path: Path, tiny_config: Path, capsys) -> None:
     import onnxruntime as ort
 
