@@ -11,8 +11,13 @@ from torch import nn
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     """ξ ← m·ξ + (1−m)·θ over parameters (buffers are not averaged, like the reference)."""
-    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
-        t.mul_(momentum).add_(s.detach(), alpha=1.0 - momentum)
+    t_params = list(teacher.parameters())
+    s_params = [s.detach() for s in student.parameters()]
+    if len(t_params) != len(s_params):
+        raise ValueError(f"teacher has {len(t_params)} parameters, student {len(s_params)}")
+    # One multi-tensor call per operation (same element-wise ops as a per-tensor mul_/add_ loop, bit for bit).
+    torch._foreach_mul_(t_params, momentum)
+    torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
 
 
 def cosine_momentum(base: float, progress: float) -> float:
