@@ -105,6 +105,10 @@ class SlimConv2d(SlimModule):
 
     def sliced(self, w: float) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         cin, cout, groups = self.active_channels(w)
+        if cout == self.out_channels and (self.depthwise or cin == self.in_channels):
+            # Full width: the parameters themselves (a no-op slice would still cost a view and, in backward,
+            # a zero-filled full-size gradient buffer).
+            return self.weight, self.bias, groups
         weight = self.weight[:cout] if self.depthwise else self.weight[:cout, : cin // groups]
         bias = self.bias[:cout] if self.bias is not None else None
         return weight, bias, groups
@@ -170,6 +174,8 @@ class SlimLinear(SlimModule):
             x = x[..., :cin]
         elif x.shape[-1] != cin:
             raise RuntimeError(f"SlimLinear at width {w:g} expects {cin} input features, got {x.shape[-1]}")
+        if cout == self.out_features and cin == self.in_features:
+            return F.linear(x, self.weight, self.bias)
         bias = self.bias[:cout] if self.bias is not None else None
         return F.linear(x, self.weight[:cout, :cin], bias)
 
@@ -241,7 +247,7 @@ class SlimBatchNorm2d(SlimModule):
         c = self.active_channels(w)
         if x.shape[1] != c:
             raise RuntimeError(f"SlimBatchNorm2d at width {w:g} expects {c} channels, got {x.shape[1]}")
-        weight, bias = self.weight[:c], self.bias[:c]
+        weight, bias = (self.weight, self.bias) if c == self.num_features else (self.weight[:c], self.bias[:c])
         if self.collector is not None:
             self.collector.update(x)
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
