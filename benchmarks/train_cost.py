@@ -8,9 +8,15 @@ the per-iteration time ratio is the per-epoch ratio). Next to it: the ratio pred
     stage k ≥ 2 (min width m):      8·M(1) + 2 views × 3 × (M(m) + E_u~U(m,1)[M(u)])
 
 Heads (projector/predictor), the EMA update, the group regularizer and the optimizer steps are not in the
-MAC model; they are in the measurement. Usage::
+MAC model; they are in the measurement.
 
-    python benchmarks/train_cost.py [--model cifar_resnet18 --base-channels 32 --image-size 16 --iters 8]
+``--memory-format both`` (the default) runs every configuration twice, NCHW (``contiguous``) and NHWC
+(``channels_last``, what ``us3l train`` uses for conv nets on CPU, ``us3l.train.loop.train_memory_format``),
+interleaved, so the before/after ratio is measured under the same load. The training MAC rate of ``single``
+(8·M(1)·batch MACs per iteration) is reported against the best single-process fp32 matmul rate
+(``benchmarks/roofline.py``) at the same thread count. Usage::
+
+    python benchmarks/train_cost.py [--model cifar_resnet18 --base-channels 16 --batch-size 32 --iters 8]
 """
 
 from __future__ import annotations
@@ -20,6 +26,19 @@ import statistics
 import time
 
 import torch
+
+
+def matmul_peak(n: int, threads: int, repeats: int = 10) -> float:
+    """Best MACs/s of an n x n fp32 matmul over ``repeats`` runs (as ``benchmarks/roofline.py``)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return n**3 / best
 
 
 def backbone_macs(model_name: str, kwargs: dict, widths: list[float], image_size: int) -> dict[float, int]:
@@ -43,7 +62,9 @@ def predicted_ratio(macs_of, w_min: float | None) -> float:
 class _Runner:
     """One method at one epoch of a 4-epoch schedule-A run, stepping on the shared batches."""
 
-    def __init__(self, method_name: str, epoch: int, args: argparse.Namespace) -> None:
+    def __init__(
+        self, method_name: str, epoch: int, args: argparse.Namespace, memory_format: torch.memory_format
+    ) -> None:
         from us3l.ssl import create_method
         from us3l.train import make_config
         from us3l.train.config import fill_method_defaults
@@ -68,6 +89,8 @@ class _Runner:
         )
         torch.manual_seed(0)
         self.method = create_method(method_name, build_backbone(self.cfg), self.cfg)
+        self.memory_format = memory_format
+        self.method.to(memory_format=memory_format)
         params = [p for p in self.method.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(params, lr=0.05, momentum=0.9)
         self.reg = GroupRegularizer(self.method.named_parameters(), GroupRegConfig(), self.cfg.epochs)
@@ -81,6 +104,7 @@ class _Runner:
         from us3l.train.loop import _train_step
 
         t0 = time.perf_counter()
+        x1, x2 = x1.contiguous(memory_format=self.memory_format), x2.contiguous(memory_format=self.memory_format)
         _train_step(
             self.method,
             self.method,
@@ -102,12 +126,14 @@ class _Runner:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
-    ap.add_argument("--base-channels", type=int, default=32)
+    ap.add_argument("--base-channels", type=int, default=16)
     ap.add_argument("--image-size", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--iters", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is robust to other load)")
+    ap.add_argument("--memory-format", choices=("both", "contiguous", "channels_last"), default="both")
+    ap.add_argument("--matmul-n", type=int, default=512, help="size of the reference matmul (MAC rate)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -127,32 +153,50 @@ def main() -> None:
     def macs_of(w: float) -> int:
         return macs[min(macs, key=lambda g_: abs(g_ - w))]
 
-    runners = {"single": _Runner("single", 0, args)}
+    formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    names = list(formats) if args.memory_format == "both" else [args.memory_format]
     stages = ((1, 0, None), (2, 1, 0.75), (3, 2, 0.5), (4, 3, 0.25))
-    for stage, epoch, _ in stages:
-        runners[f"stage{stage}"] = _Runner("us3l", epoch, args)
+    runners: dict[tuple[str, str], _Runner] = {}
+    for fmt in names:
+        runners[(fmt, "single")] = _Runner("single", 0, args, formats[fmt])
+        for stage, epoch, _ in stages:
+            runners[(fmt, f"stage{stage}")] = _Runner("us3l", epoch, args, formats[fmt])
     # Round-robin over the configurations, one iteration each, so that load changes hit all of them alike.
     for i, (x1, x2) in enumerate(batches):
         for r in runners.values():
             r.step(x1, x2, record=i >= 1)
-    single = statistics.median(runners["single"].times)
+    peak = matmul_peak(args.matmul_n, args.threads)
+    med = {k: statistics.median(r.times) for k, r in runners.items()}
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {args.image_size}px, "
-        f"batch {args.batch_size}, {torch.get_num_threads()} thread(s), {args.iters} timed iterations each; "
-        f"backbone MACs at w=1: {macs_of(1.0) / 1e6:.1f}M"
+        f"batch {args.batch_size}, {torch.get_num_threads()} thread(s), {args.iters} timed iterations each, "
+        f"configurations interleaved; backbone MACs at w=1: {macs_of(1.0) / 1e6:.1f}M; "
+        f"{args.matmul_n}x{args.matmul_n} fp32 matmul: {peak / 1e9:.1f} GMAC/s"
     )
-    print(f"single @ w=1.0: {single * 1000:.1f} ms/iteration (= 1.00)")
-    print(f"{'stage':>5} {'widths':>22} {'ms/iter':>8} {'measured':>9} {'MAC model':>9}")
-    for stage, _, w_min in stages:
-        t = statistics.median(runners[f"stage{stage}"].times)
-        label = "{1.0}" if w_min is None else f"{{1.0, U({w_min},1), {w_min}}}"
-        print(f"{stage:>5} {label:>22} {t * 1000:8.1f} {t / single:9.2f} {predicted_ratio(macs_of, w_min):9.2f}")
-    mean_us3l = sum(statistics.median(runners[f"stage{s_}"].times) for s_, _, _ in stages) / 4 / single
-    mean_pred = sum(predicted_ratio(macs_of, w) for _, _, w in stages) / 4
-    print(
-        f"whole schedule-A run vs. single: measured {mean_us3l:.2f}x, MAC model {mean_pred:.2f}x "
-        f"(sandwich without the schedule, every epoch like stage 4: {predicted_ratio(macs_of, 0.25):.2f}x)"
-    )
+    for fmt in names:
+        single = med[(fmt, "single")]
+        rate = 8 * macs_of(1.0) * args.batch_size / single
+        print(
+            f"\n[{fmt}] single @ w=1.0: {single * 1000:.1f} ms/iteration (= 1.00); training MAC rate "
+            f"{rate / 1e9:.1f} GMAC/s = {rate / peak:.2f} of matmul"
+        )
+        print(f"{'stage':>5} {'widths':>22} {'ms/iter':>8} {'measured':>9} {'MAC model':>9} {'over':>6}")
+        for stage, _, w_min in stages:
+            t = med[(fmt, f"stage{stage}")]
+            label = "{1.0}" if w_min is None else f"{{1.0, U({w_min},1), {w_min}}}"
+            pred = predicted_ratio(macs_of, w_min)
+            print(f"{stage:>5} {label:>22} {t * 1000:8.1f} {t / single:9.2f} {pred:9.2f} {t / single / pred:6.2f}")
+        mean_us3l = sum(med[(fmt, f"stage{s_}")] for s_, _, _ in stages) / 4 / single
+        mean_pred = sum(predicted_ratio(macs_of, w) for _, _, w in stages) / 4
+        print(
+            f"whole schedule-A run vs. single: measured {mean_us3l:.2f}x, MAC model {mean_pred:.2f}x "
+            f"(sandwich without the schedule, every epoch like stage 4: {predicted_ratio(macs_of, 0.25):.2f}x)"
+        )
+    if len(names) == 2:
+        a, b = names
+        print(f"\n{b} / {a}, ms per iteration: " + ", ".join(
+            f"{k} {med[(b, k)] / med[(a, k)]:.2f}" for k in ["single"] + [f"stage{s_}" for s_, _, _ in stages]
+        ))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,14 @@ def build_backbone(cfg: TrainConfig) -> nn.Module:
     return create_model(cfg.model, num_classes=0, **kw)
 
 
+def train_memory_format(method: nn.Module, device: torch.device) -> torch.memory_format:
+    """channels_last for convolutional networks on CPU: oneDNN's convolutions and BatchNorm run in NHWC
+    without reordering (docs/training.md: 0.82-0.90x the iteration time of NCHW on the default recipe);
+    contiguous elsewhere (GPUs, ViTs, whose only 4-D weight is the patch embedding)."""
+    convs = sum(1 for p in method.parameters() if p.dim() == 4)
+    return torch.channels_last if device.type == "cpu" and convs > 1 else torch.contiguous_format
+
+
 def model_kwargs_for(cfg: TrainConfig) -> dict[str, Any]:
     """Model kwargs as recorded in the checkpoint (the single baseline tracks BN running statistics)."""
     kw = dict(cfg.model_kwargs)
@@ -243,6 +251,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
     eval_tf = eval_transform_for(train_ds, image_size, train_ds.mean, train_ds.std)
     per_image_crops = is_folder(train_ds)  # folder data: crops of the original, per image in the workers
     method = create_method(cfg.method, backbone, cfg).to(device)
+    memory_format = train_memory_format(method, device)
+    method.to(memory_format=memory_format)
     wr = backbone.width_range
     w_min = float(cfg.width_min if cfg.width_min is not None else wr.min)
     w_max = float(cfg.width_max if cfg.width_max is not None else wr.max)
@@ -330,6 +340,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
                     x1, x2 = finish_views(images, aug, gen)  # (B,2,3,S,S) crops: jitter, blur, ..., normalise
                 else:
                     x1, x2 = two_views(images, aug, gen)
+                x1, x2 = x1.contiguous(memory_format=memory_format), x2.contiguous(memory_format=memory_format)
                 widths = sampler.widths(epoch)
                 losses = _train_step(model, method, opt, scaler, reg, x1, x2, widths, epoch, cfg, use_amp, info)
                 for i, (w, lv) in enumerate(zip(widths, losses, strict=True)):
