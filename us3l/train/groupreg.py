@@ -82,6 +82,7 @@ class GroupRegularizer:
         self.max_width = max_width
         self.params = [(n, p) for n, p in named_params if p.requires_grad]
         self._cache: dict[tuple[int, str], Tensor] = {}
+        self._fused: dict[tuple[int, bool], tuple[list[Tensor], list[Tensor]]] = {}
 
     def _grouped_dim(self, p: Tensor) -> int | None:
         if self.cfg.vit:
@@ -116,3 +117,57 @@ class GroupRegularizer:
         if total is None:
             return torch.zeros(())
         return total
+
+    # -- the training loop's path: the value without an autograd graph, the gradient added in place ------------
+    def _twice_coeffs(self, epoch: int, at_max: bool) -> tuple[list[Tensor], list[Tensor]]:
+        """The included parameters and, per parameter, 2·λ of each element (p's shape and memory layout)."""
+        key = (epoch, at_max)
+        hit = self._fused.get(key)
+        if hit is None:
+            if len(self._fused) > 8:
+                self._fused.clear()
+            params, coeffs = [], []
+            for name, p in self.params:
+                if is_excluded(name, at_max):
+                    continue
+                dim = self._grouped_dim(p)
+                c = torch.empty_like(p)  # preserves p's strides (channels_last stays channels_last)
+                if dim is None or p.dim() == 0:
+                    c.fill_(2 * self.cfg.lam)
+                else:
+                    shape = [1] * p.dim()
+                    shape[dim] = -1
+                    c.copy_(2 * self._row_coeffs(epoch, name, p, dim).view(shape).expand(p.shape))
+                params.append(p)
+                coeffs.append(c)
+            hit = self._fused[key] = (params, coeffs)
+        return hit
+
+    @torch.no_grad()
+    def value(self, width: float, epoch: int) -> Tensor:
+        """R(θ, e) as a detached scalar (``__call__`` up to float summation order), a few multi-tensor ops."""
+        params, coeffs = self._twice_coeffs(epoch, width >= self.max_width)
+        if not params:
+            return torch.zeros(())
+        sq = torch._foreach_mul(params, params)
+        torch._foreach_mul_(sq, coeffs)
+        return torch.stack(torch._foreach_norm(sq, 1)).sum() / 2  # every term is ≥ 0: the L1 norm is the sum
+
+    @torch.no_grad()
+    def add_grad_(self, width: float, epoch: int, scale: float = 1.0) -> None:
+        """``p.grad += scale·2·λ_i·p`` for every included parameter (a missing gradient counts as zero).
+
+        After ``loss.backward()`` this gives the gradients of ``loss + R`` that autograd computes through
+        ``__call__`` at ``scale`` 1: autograd forms ``λ_i·(2·p)``, here ``(2·λ_i)·p`` is added (the same number,
+        scaling by 2 is exact). Bit for bit where the loss reaches ``p`` once; where several loss terms reach it
+        (both views through the same weight), autograd may add the terms in another order (1 ulp).
+        """
+        params, coeffs = self._twice_coeffs(epoch, width >= self.max_width)
+        have = [i for i, p in enumerate(params) if p.grad is not None]
+        for i, p in enumerate(params):
+            if p.grad is None:
+                p.grad = coeffs[i] * p if scale == 1.0 else coeffs[i] * p * scale
+        if have:
+            torch._foreach_addcmul_(
+                [params[i].grad for i in have], [coeffs[i] for i in have], [params[i] for i in have], value=scale
+            )
