@@ -120,24 +120,23 @@ class GroupRegularizer:
 
     # -- the training loop's path: the value without an autograd graph, the gradient added in place ------------
     def _twice_coeffs(self, epoch: int, at_max: bool) -> tuple[list[Tensor], list[Tensor]]:
-        """The included parameters and, per parameter, 2·λ of each element (p's shape and memory layout)."""
+        """The included parameters and, per parameter, 2·λ broadcastable to it (a column of rows, or a scalar)."""
         key = (epoch, at_max)
         hit = self._fused.get(key)
         if hit is None:
-            if len(self._fused) > 8:
-                self._fused.clear()
+            if any(e != epoch for e, _ in self._fused):
+                self._fused.clear()  # coefficients change with the epoch: keep the current one's only
             params, coeffs = [], []
             for name, p in self.params:
                 if is_excluded(name, at_max):
                     continue
                 dim = self._grouped_dim(p)
-                c = torch.empty_like(p)  # preserves p's strides (channels_last stays channels_last)
                 if dim is None or p.dim() == 0:
-                    c.fill_(2 * self.cfg.lam)
+                    c = torch.full((), 2 * self.cfg.lam, dtype=p.dtype, device=p.device)
                 else:
                     shape = [1] * p.dim()
                     shape[dim] = -1
-                    c.copy_(2 * self._row_coeffs(epoch, name, p, dim).view(shape).expand(p.shape))
+                    c = 2 * self._row_coeffs(epoch, name, p, dim).view(shape)
                 params.append(p)
                 coeffs.append(c)
             hit = self._fused[key] = (params, coeffs)
