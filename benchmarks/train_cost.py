@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -123,6 +124,33 @@ class _Runner:
             self.times.append(time.perf_counter() - t0)
 
 
+def backbone_rates(
+    args: argparse.Namespace, macs_of: Callable[[float], int], batches: list, names: list[str], formats: dict
+) -> dict[str, dict[float, float]]:
+    """Training MAC rate of the backbone alone per width (why narrow sub-networks cost more than their MACs)."""
+    from us3l.models import create_model
+    from us3l.slim import width
+
+    widths = (1.0, 0.75, 0.5, 0.25)
+    torch.manual_seed(0)
+    nets = {f: create_model(args.model, num_classes=0, base_channels=args.base_channels) for f in names}
+    times: dict[tuple[str, float], list[float]] = {(f, w): [] for f in names for w in widths}
+    for i, (x1, _) in enumerate(batches):
+        for f in names:
+            net = nets[f].to(memory_format=formats[f]).train()
+            x = x1.contiguous(memory_format=formats[f])
+            for w in widths:
+                t0 = time.perf_counter()
+                with width(net, w):
+                    net(x).square().mean().backward()
+                if i >= 1:
+                    times[(f, w)].append(time.perf_counter() - t0)
+                net.zero_grad(set_to_none=True)
+    return {
+        f: {w: 3 * macs_of(w) * args.batch_size / statistics.median(times[(f, w)]) for w in widths} for f in names
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
@@ -166,6 +194,7 @@ def main() -> None:
         for r in runners.values():
             r.step(x1, x2, record=i >= 1)
     peak = matmul_peak(args.matmul_n, args.threads)
+    eff = backbone_rates(args, macs_of, batches, names, formats)
     med = {k: statistics.median(r.times) for k, r in runners.items()}
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {args.image_size}px, "
@@ -192,6 +221,9 @@ def main() -> None:
             f"whole schedule-A run vs. single: measured {mean_us3l:.2f}x, MAC model {mean_pred:.2f}x "
             f"(sandwich without the schedule, every epoch like stage 4: {predicted_ratio(macs_of, 0.25):.2f}x)"
         )
+    print("\nbackbone alone, forward+backward at one width (3·M(w)·batch MACs), GMAC/s and fraction of matmul:")
+    for fmt in names:
+        print(f"  [{fmt}] " + ", ".join(f"w={w:g}: {r / 1e9:.1f} ({r / peak:.2f})" for w, r in eff[fmt].items()))
     if len(names) == 2:
         a, b = names
         print(f"\n{b} / {a}, ms per iteration: " + ", ".join(
