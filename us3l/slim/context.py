@@ -116,6 +116,27 @@ def canonical_width(model: nn.Module, w: float) -> float:
     return table.get(cfg, round(w, 4))
 
 
+def _width_plan(model: nn.Module, wr: WidthRange, w: float) -> tuple[list[SlimModule], list[SlimBatchNorm2d], float]:
+    """The slimmable modules, the BN ones, and the canonical width of ``w``, cached on ``model`` (entering a width
+    context is on every eager forward: walking the modules and computing every channel signature each time cost
+    more than a batch-1 forward of a narrow network). The cache is tied to this model object (a deep copy, which
+    copies the cache dict, misses it) and, like the grid cache, assumes the module structure does not change."""
+    cache = _grid_cache(model)
+    mods_key = ("modules", id(model))
+    hit = cache.get(mods_key)
+    if hit is None:
+        mods = [m for _, m in slim_modules(model)]
+        hit = cache[mods_key] = (mods, [m for m in mods if isinstance(m, SlimBatchNorm2d)])
+    key = ("canonical", wr, w)
+    canon = cache.get(key)
+    if canon is None:
+        if sum(1 for k in cache if isinstance(k, tuple) and k[0] == "canonical") > 4096:
+            for k in [k for k in cache if isinstance(k, tuple) and k[0] == "canonical"]:
+                del cache[k]
+        canon = cache[key] = canonical_width(model, w)
+    return hit[0], hit[1], canon
+
+
 @contextmanager
 def width(model: nn.Module, w: float) -> Iterator[nn.Module]:
     """Run ``model`` at width ``w`` inside the block; the previous widths are restored on exit.
@@ -124,20 +145,24 @@ def width(model: nn.Module, w: float) -> Iterator[nn.Module]:
     """
     wr = width_range_of(model)
     w = wr.check(w)
-    key = canonical_width(model, w)
-    mods = slim_modules(model)
-    saved = [(m, m.width, getattr(m, "stats_key", None)) for _, m in mods]
+    mods, bns, key = _width_plan(model, wr, w)
+    # ``width``/``stats_key`` are plain float attributes: written straight into the instance dicts, skipping
+    # nn.Module.__setattr__'s parameter/buffer/module bookkeeping (which made up most of entering a context).
+    dicts = [m.__dict__ for m in mods]
+    bn_dicts = [m.__dict__ for m in bns]
+    saved_w = [d["width"] for d in dicts]
+    saved_key = [d["stats_key"] for d in bn_dicts]
     try:
-        for _, m in mods:
-            m.width = w
-            if isinstance(m, SlimBatchNorm2d):
-                m.stats_key = key
+        for d in dicts:
+            d["width"] = w
+        for d in bn_dicts:
+            d["stats_key"] = key
         yield model
     finally:
-        for m, old_w, old_key in saved:
-            m.width = old_w
-            if isinstance(m, SlimBatchNorm2d):
-                m.stats_key = old_key
+        for d, old_w in zip(dicts, saved_w, strict=True):
+            d["width"] = old_w
+        for d, old_key in zip(bn_dicts, saved_key, strict=True):
+            d["stats_key"] = old_key
 
 
 def current_width(model: nn.Module) -> float:

@@ -1,0 +1,131 @@
+"""Eager slimming overhead: the slimmable model in its width context against ``materialize(model, w)``.
+
+Per width, the same weights run two ways: the dynamic model inside ``us3l.slim.width(model, w)`` (what training
+and ``us3l eval`` run) and the static network of standard layers that ``materialize`` builds (what exporters
+and profilers see). Inference: eval mode, ``torch.no_grad``, batch 1, BN statistics calibrated at the width
+first (so both normalise with the same statistics). Training step: train mode, forward + backward at the
+recipe's batch. All (mode, width, variant) timers are interleaved round by round, so load changes hit them
+alike; ratio = median(eager) / median(static), 1.00 means no overhead. Usage::
+
+    python benchmarks/slim_overhead.py [--model cifar_resnet18 --base-channels 16 --image-size 16 --rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def _timed(fn: Callable[[], object], calls: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--base-channels", type=int, default=16)
+    ap.add_argument("--image-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=32, help="training-step batch")
+    ap.add_argument("--widths", default="1.0,0.75,0.5,0.25")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--calls", type=int, default=20, help="inference calls per round and timer")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from us3l.models import create_model
+    from us3l.slim import materialize, width
+    from us3l.slim.context import calibrating
+
+    widths = [float(w) for w in args.widths.split(",")]
+    torch.manual_seed(0)
+    model = create_model(args.model, num_classes=0, base_channels=args.base_channels)
+    s = args.image_size
+    g = torch.Generator().manual_seed(0)
+    calib = torch.randn(args.batch_size, 3, s, s, generator=g)
+    for w in widths:
+        with torch.no_grad(), calibrating(model, w):
+            model(calib)
+    model.eval()
+    static = {w: materialize(model, w) for w in widths}
+    train_static = {w: materialize(model, w).train() for w in widths}
+    x1 = torch.randn(1, 3, s, s, generator=g)
+    xb = torch.randn(args.batch_size, 3, s, s, generator=g)
+
+    def eager_infer(w: float) -> Callable[[], object]:
+        def run() -> object:
+            with torch.no_grad(), width(model, w):
+                return model(x1)
+
+        return run
+
+    def static_infer(w: float) -> Callable[[], object]:
+        def run() -> object:
+            with torch.no_grad():
+                return static[w](x1)
+
+        return run
+
+    def eager_train(w: float) -> Callable[[], object]:
+        def run() -> object:
+            model.train()
+            with width(model, w):
+                model(xb).square().mean().backward()
+            model.zero_grad(set_to_none=True)
+            model.eval()
+            return None
+
+        return run
+
+    def static_train(w: float) -> Callable[[], object]:
+        def run() -> object:
+            net = train_static[w]
+            net(xb).square().mean().backward()
+            net.zero_grad(set_to_none=True)
+            return None
+
+        return run
+
+    with torch.no_grad():  # same function both ways
+        for w in widths:
+            with width(model, w):
+                ref = model(x1)
+            torch.testing.assert_close(static[w](x1), ref, rtol=1e-4, atol=1e-5)
+    timers: dict[tuple[str, float, str], tuple[Callable[[], object], int]] = {}
+    for w in widths:
+        timers[("infer", w, "eager")] = (eager_infer(w), args.calls)
+        timers[("infer", w, "static")] = (static_infer(w), args.calls)
+        timers[("train", w, "eager")] = (eager_train(w), 1)
+        timers[("train", w, "static")] = (static_train(w), 1)
+    times: dict[tuple[str, float, str], list[float]] = {k: [] for k in timers}
+    for r in range(args.rounds + 1):
+        for k, (fn, calls) in timers.items():
+            t = _timed(fn, calls)
+            if r:
+                times[k].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(
+        f"model {args.model} (base_channels {args.base_channels}), input {s}px, {torch.get_num_threads()} thread(s), "
+        f"{args.rounds} interleaved rounds; inference batch 1 ({args.calls} calls per round), "
+        f"training step batch {args.batch_size}"
+    )
+    head = f"{'width':>6} {'infer eager':>12} {'static':>9} {'ratio':>6}"
+    print(f"{head}   {'train eager':>12} {'static':>9} {'ratio':>6}")
+    for w in widths:
+        ie, is_ = med[("infer", w, "eager")], med[("infer", w, "static")]
+        te, ts = med[("train", w, "eager")], med[("train", w, "static")]
+        print(
+            f"{w:>6g} {ie * 1e3:10.3f}ms {is_ * 1e3:7.3f}ms {ie / is_:6.2f}   "
+            f"{te * 1e3:10.2f}ms {ts * 1e3:7.2f}ms {te / ts:6.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
