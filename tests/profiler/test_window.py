@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from devices.registry import get_device
 from profiler import timers as timers_mod
@@ -174,8 +172,29 @@ def test_real_sweep_under_a_spent_budget_flags_every_width():
 
 
 def _tiny_onnx(path: Path, channels: int) -> None:
-    model = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(), nn.Flatten()).eval()
-    torch.onnx.export(model, torch.zeros(1, 3, 16, 16), str(path), dynamo=False)
+    """Conv(3->channels, 3x3, pad 1) + Relu + Flatten, written with onnx.helper: no torch exporter runs inside
+    the pytest process (the TorchScript exporter crashed it now and then after many tests, exit 139)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(channels)
+    weight = numpy_helper.from_array(rng.standard_normal((channels, 3, 3, 3)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(np.zeros(channels, dtype=np.float32), "b")
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels * 16 * 16])],
+        [weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def _runner(tmp_path: Path, max_memory_mb: float) -> subprocess.Popen:
