@@ -99,6 +99,36 @@ def _median_phases(runs: list[dict[str, object]]) -> dict[str, tuple[float, floa
     return out
 
 
+def _latency(model: str, width: float, rounds: int) -> dict[str, float]:
+    """onnxruntime median latency (ms, 1 thread, batch 1) of the TorchScript- and the dynamo-exported graph of the
+    same static module, interleaved round by round; returns the medians and the ratio dynamo/torchscript."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import torch
+
+    from deploy.backends.onnx import OnnxRunner, export_onnx
+    from deploy.graph import deployable_module, fresh_model
+
+    net = fresh_model(model)
+    static, _ = deployable_module(net, width)
+    x = torch.zeros(1, 3, net.input_size, net.input_size)
+    feed = np.zeros(tuple(x.shape), dtype=np.float32)
+    times: dict[str, list[float]] = {"torchscript": [], "dynamo": []}
+    with tempfile.TemporaryDirectory(prefix="us3l-export-time-") as tmp:
+        runners = {}
+        for e in times:
+            export_onnx(static, x, Path(tmp) / f"{e}.onnx", exporter=e)
+            runners[e] = OnnxRunner(Path(tmp) / f"{e}.onnx", 1, "cpu")
+            for _ in range(5):
+                runners[e].time_once(feed)  # warm-up
+        for _ in range(rounds):
+            for e, r in runners.items():
+                times[e].append(min(r.time_once(feed) for _ in range(5)))
+    med = {e: 1e3 * statistics.median(v) for e, v in times.items()}
+    return {"torchscript_ms": med["torchscript"], "dynamo_ms": med["dynamo"],
+            "ratio_dynamo_over_torchscript": med["dynamo"] / med["torchscript"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help="model:width,... (default %(default)s)")
@@ -106,6 +136,8 @@ def main() -> int:
     ap.add_argument("--exporters", default="torchscript,dynamo", help="interleaved (default %(default)s)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--ckpt", default=None, help="export from this checkpoint instead of fresh models")
+    ap.add_argument("--latency", type=int, default=0, metavar="ROUNDS",
+                    help="also time both exporters' graphs in onnxruntime (1 thread, batch 1), ROUNDS interleaved")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the results here")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -161,6 +193,12 @@ def main() -> int:
                 rc = totals["dynamo"][1] / totals["torchscript"][1]
                 print(f"ratio dynamo/torchscript: wall {rw:.2f}x, cpu {rc:.2f}x")
                 entry["ratio_dynamo_over_torchscript"] = {"wall": rw, "cpu": rc}
+            if args.latency:
+                lat = _latency(model, width, args.latency)
+                print(f"onnxruntime latency (1 thread, batch 1, median of {args.latency} interleaved rounds): "
+                      f"torchscript graph {lat['torchscript_ms']:.3f} ms, dynamo graph {lat['dynamo_ms']:.3f} ms, "
+                      f"ratio {lat['ratio_dynamo_over_torchscript']:.3f}")
+                entry["latency"] = lat
             results.append(entry)
     print(f"\n# load average after {os.getloadavg()[0]:.2f}")
     if args.json_path:
