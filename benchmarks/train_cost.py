@@ -27,19 +27,7 @@ import time
 from collections.abc import Callable
 
 import torch
-
-
-def matmul_peak(n: int, threads: int, repeats: int = 10) -> float:
-    """Best MACs/s of an n x n fp32 matmul over ``repeats`` runs (as ``benchmarks/roofline.py``)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return n**3 / best
+from roofline import matmul_peak  # benchmarks/ is on sys.path when this script runs
 
 
 def backbone_macs(model_name: str, kwargs: dict, widths: list[float], image_size: int) -> dict[float, int]:
