@@ -13,6 +13,7 @@ import torch
 import deploy
 from deploy.export import VerificationFailed, artifact_name, export_width
 from deploy.manifest import read_manifest
+from tests.deploy.conftest import calibrated_run
 from us3l.errors import US3LError
 from us3l.io import file_sha256
 
@@ -22,32 +23,7 @@ MODEL = "cifar_resnet18"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint run folder of cifar_resnet18 with calibrated BN statistics at width 0.25 only."""
-    from safetensors.torch import save_file
-
-    from us3l.checkpoint import BN_STATS_FILE, checkpoint_meta, save_checkpoint
-    from us3l.models import create_model
-    from us3l.slim import bn_stats_state, calibrating
-
-    torch.manual_seed(0)
-    model = create_model(MODEL, num_classes=0)
-    with torch.no_grad(), calibrating(model, 0.25):
-        model(torch.randn(16, 3, 32, 32))
-    run = tmp_path_factory.mktemp("run")
-    meta = checkpoint_meta(
-        model=MODEL,
-        model_kwargs={},
-        width_range={"min": 0.25, "max": 1.0, "divisor": 8},
-        method="simclr",
-        normalization={"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
-        input_size=32,
-        data="synthetic",
-        epoch=1,
-        config={},
-    )
-    save_checkpoint(run, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state=None)
-    sha = {"checkpoint_sha256": file_sha256(run / "checkpoint.safetensors")}  # bound to these weights
-    save_file({k: v.contiguous() for k, v in bn_stats_state(model).items()}, str(run / BN_STATS_FILE), metadata=sha)
-    return run
+    return calibrated_run(tmp_path_factory.mktemp("run"), (0.25,), batch=16, model_name=MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import deploy
 from deploy.export import ExportResult, artifact_name, export_width
+from tests.deploy.conftest import calibrated_run
 from us3l.errors import US3LError
 from us3l.io import file_sha256, header
 
@@ -24,31 +24,7 @@ SHAPE = (1, 3, 32, 32)
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cifar_resnet18 run folder with BN statistics (bound to its weights) at widths 0.25 and 1.0."""
-    from us3l.checkpoint import checkpoint_meta, save_checkpoint
-    from us3l.eval.calibrate import save_bn_stats
-    from us3l.models import create_model
-    from us3l.slim import calibrating
-
-    torch.manual_seed(0)
-    model = create_model(MODEL, num_classes=0)
-    for w in (0.25, 1.0):
-        with torch.no_grad(), calibrating(model, w):
-            model(torch.randn(8, 3, 32, 32))
-    run = tmp_path_factory.mktemp("run")
-    meta = checkpoint_meta(
-        model=MODEL,
-        model_kwargs={},
-        width_range={"min": 0.25, "max": 1.0, "divisor": 8},
-        method="simclr",
-        normalization={"mean": [0.5] * 3, "std": [0.25] * 3},
-        input_size=32,
-        data="synthetic",
-        epoch=1,
-        config={},
-    )
-    save_checkpoint(run, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state=None)
-    save_bn_stats(model, run)
-    return run
+    return calibrated_run(tmp_path_factory.mktemp("run"), (0.25, 1.0), batch=8, model_name=MODEL)
 
 
 @pytest.fixture(scope="module")
