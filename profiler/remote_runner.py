@@ -102,9 +102,12 @@ def _import_runtime(backend):
         sys.exit(EXIT_MISSING_RUNTIME)
 
 
-def _proc_bytes(field, path="/proc/self/status"):
+def proc_bytes(field, path="/proc/self/status"):
+    """A ``kB`` field of a /proc status file (``VmRSS``, ``VmHWM``, ``MemAvailable``) in bytes; None without it.
+
+    The host's memory accounting (profiler/window.py) uses this same reader."""
     try:
-        with open(path) as fh:
+        with open(path, encoding="ascii", errors="replace") as fh:
             for line in fh:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
@@ -115,8 +118,8 @@ def _proc_bytes(field, path="/proc/self/status"):
 
 def memory_facts():
     """This process's resident and peak memory, and the system's available memory (None where unknown)."""
-    return {"rss_bytes": _proc_bytes("VmRSS"), "peak_rss_bytes": _proc_bytes("VmHWM"),
-            "available_bytes": _proc_bytes("MemAvailable", "/proc/meminfo")}
+    return {"rss_bytes": proc_bytes("VmRSS"), "peak_rss_bytes": proc_bytes("VmHWM"),
+            "available_bytes": proc_bytes("MemAvailable", "/proc/meminfo")}
 
 
 class Models:
@@ -144,8 +147,8 @@ class Models:
 
     def load(self, key):
         if key in self.loaded:
-            return {"loaded": key, "session_bytes": 0, "rss_bytes": _proc_bytes("VmRSS"), "live": len(self.loaded)}
-        before = _proc_bytes("VmRSS")
+            return {"loaded": key, "session_bytes": 0, "rss_bytes": proc_bytes("VmRSS"), "live": len(self.loaded)}
+        before = proc_bytes("VmRSS")
         if self.limit and self.loaded and before is not None and before + self.session_bytes > self.limit:
             return {"full": True, "rss_bytes": before, "limit_bytes": self.limit, "live": len(self.loaded)}
         path = os.path.join(self.base, self.entries[key]["path"])
@@ -155,7 +158,7 @@ class Models:
             model = OvModel(path, self.threads, self.device.upper(), self.precision)
         model.time_once(self._input(key))  # the runtime allocates its buffers on the first inference
         self.loaded[key] = model
-        after = _proc_bytes("VmRSS")
+        after = proc_bytes("VmRSS")
         grew = max(0, after - before) if after is not None and before is not None else 0
         self.session_bytes = max(self.session_bytes, grew)
         return {"loaded": key, "session_bytes": grew, "rss_bytes": after, "live": len(self.loaded)}
@@ -163,7 +166,7 @@ class Models:
     def unload(self, key):
         self.loaded.pop(key, None)
         gc.collect()
-        return {"unloaded": key, "rss_bytes": _proc_bytes("VmRSS"), "live": len(self.loaded)}
+        return {"unloaded": key, "rss_bytes": proc_bytes("VmRSS"), "live": len(self.loaded)}
 
 
 def _fingerprint():

@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from profiler.remote_runner import proc_bytes  # one /proc reader for host and device (the runner is stdlib-only)
+
 #: The most sessions held at once when memory allows more (see the module docstring).
 MAX_WINDOW = 8
 #: Share of the system's available memory a sweep may take when no limit is set.
@@ -31,26 +33,15 @@ SESSION_OVERHEAD = {"onnx": 8 << 20, "openvino": 24 << 20, "tensorrt": 0, "torch
 MIB = 1 << 20
 
 
-def _status_kib(field: str, path: str = "/proc/self/status") -> int | None:
-    try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def rss_bytes() -> int | None:
     """Resident memory of this process now (Linux ``VmRSS``; None elsewhere)."""
-    return _status_kib("VmRSS")
+    return proc_bytes("VmRSS")
 
 
 def peak_rss_bytes() -> int | None:
     """Peak resident memory of this process (``VmHWM``, since start or the last ``reset_peak_rss``), falling
     back to ``getrusage`` where /proc is missing."""
-    peak = _status_kib("VmHWM")
+    peak = proc_bytes("VmHWM")
     if peak is not None:
         return peak
     try:
@@ -76,7 +67,7 @@ def reset_peak_rss() -> bool:
 
 def available_bytes() -> int | None:
     """Memory the system can give without swapping (``MemAvailable`` of /proc/meminfo; None elsewhere)."""
-    return _status_kib("MemAvailable", "/proc/meminfo")
+    return proc_bytes("MemAvailable", "/proc/meminfo")
 
 
 def estimate_session_bytes(backend: str, weight_bytes: int, activation_bytes: int) -> int:
