@@ -1,5 +1,5 @@
 """Reproduction benchmark: naive SSL on a universally slimmable network collapses, US3L does not, and US3L's
-sub-networks come close to networks trained alone at their width for the same wall-clock time.
+sub-networks come close to networks trained alone at their width for the same training time.
 
 Runs, on the configured data (``--data``, default the built-in set), with every other setting taken from the
 packaged default config (model, image size, batch size, heads, augmentation; ``--set key=value`` changes one
@@ -8,19 +8,24 @@ for every run):
 - ``us3l``: the US3L recipe as ``us3l train`` resolves it (EMA teacher, schedule A, auxiliary head, group reg.);
 - ``naive_simsiam``: SimSiam + US-Nets inplace distillation with the reference's naive recipe (no width
   schedule, no regularizer, wd 5e-4, lr 0.05, projector ending in BatchNorm1d(affine=False));
-- ``single`` at each of ``--single-widths`` (0.25, 0.5, 0.75): the individually trained baseline.
+- ``single`` at each of ``--single-widths`` (0.25, 0.5, 0.75, 1): the individually trained baseline (the claim
+  concerns 0.25-0.75; width 1 is the reference point of the us3l base network).
 
-**Equal-time rule.** Every training run gets the same wall-clock *training* time (the sum of its epochs'
-seconds in ``metrics.jsonl``; monitors and checkpoint writes excluded): ``T``, the time the us3l run
-actually trained. Epoch counts are derived from a one-epoch probe run of each configuration (the us3l probe
+**Equal-time rule.** Every training run gets the same *CPU* time of training ``T`` (the sum of its epochs'
+``cpu_seconds`` in ``metrics.jsonl``: process CPU time, one torch thread per process; monitors and checkpoint
+writes excluded). Runs are separate ``us3l train`` processes, ``--jobs`` at a time (default 2 on 2 cores), so
+CPU time rather than wall time is what is equal when other work shares the machine; the wall seconds are
+reported beside it. Epoch counts are derived from a one-epoch probe run of each configuration (the us3l probe
 uses the sandwich rule without schedule, whose cost per epoch matches schedule A's average:
 docs/training.md "Cost of dynamic sampling"):
 
 - the budget ``--minutes`` (total wall clock, probes and evaluation included) minus the probes and the
-  evaluation reserve (``--eval-share`` of the budget) is split evenly over the 2 + len(single widths) runs;
-- us3l gets the largest multiple of 4 epochs (schedule A) that fits its share (at least 4);
-- naive_simsiam and every ``single`` get ``round(T / t_epoch)`` epochs (at least 1), ``t_epoch`` from their
-  probe, so that they train for about ``T``; the measured training seconds of every run are reported.
+  evaluation reserve (``--eval-share`` of the budget) is split over ceil(runs / jobs) rounds;
+- us3l gets the largest multiple of 4 epochs (schedule A) that fits one round (at least 4), and
+  ``T`` = its epochs x its probe's CPU seconds per epoch;
+- naive_simsiam and every ``single`` get ``round(T / t_epoch)`` epochs (at least 1), ``t_epoch`` the CPU
+  seconds per epoch of their probe; the measured CPU seconds of every run, and their ratio to the us3l run's,
+  are reported.
 
 Then every run is BN-recalibrated per width and evaluated with the library's kNN protocol (``us3l.eval``: k
 capped by the data, 95 % Wilson intervals, random-init and raw-pixel baselines from the us3l run). Collapse
@@ -60,7 +65,8 @@ BEGIN = "<!-- collapse:begin -->"
 END = "<!-- collapse:end -->"
 DOCS = ROOT / "docs" / "evaluation.md"
 EVAL_WIDTHS = (1.0, 0.75, 0.5, 0.25)
-SINGLE_WIDTHS = (0.25, 0.5, 0.75)
+SINGLE_WIDTHS = (0.25, 0.5, 0.75, 1.0)
+CLAIM_WIDTHS = (0.25, 0.5, 0.75)  # issue 10 item 5: us3l within 2 points of single at these widths
 COLLAPSE_STD = 0.1  # std·sqrt(D) below this = collapsed (the training monitor's collapse_warn default)
 WITHIN_POINTS = 2.0  # issue 10 item 5: US3L within 2 kNN points of (or above) single
 Log = Callable[[str], None]
@@ -76,9 +82,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="smoke run (~1-2 min): --subset 20, small model, minimum epochs; does not touch the docs")
     p.add_argument("--subset", type=int, default=None, metavar="K",
                    help="train on K images per class of --data (test: K/2 per class), written as an ImageFolder")
-    p.add_argument("--eval-share", type=float, default=0.2, help="fraction of the budget reserved for evaluation")
+    p.add_argument("--eval-share", type=float, default=0.1, help="fraction of the budget reserved for evaluation")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="training processes at a time, one torch thread each (default: min(2, cores))")
     p.add_argument("--single-widths", default=",".join(f"{w:g}" for w in SINGLE_WIDTHS))
     p.add_argument("--eval-widths", default=",".join(f"{w:g}" for w in EVAL_WIDTHS), help="widths of us3l/naive")
+    p.add_argument("--no-same-epochs", dest="same_epochs", action="store_false",
+                   help="skip the singles trained for as many epochs as us3l (the paper-style comparison)")
     p.add_argument("--us3l-epochs", type=int, default=None, help="fix the us3l epochs instead of the budget rule")
     p.add_argument("--calib-batches", type=int, default=None, help="BN calibration batches (library default)")
     p.add_argument("--knn-k", type=int, default=None, help="requested kNN k (library default; capped by the data)")
@@ -93,6 +103,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.data_source = args.data
     if args.minutes is None:
         args.minutes = 1.5 if args.quick else 30.0
+    if args.jobs is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        args.jobs = max(1, min(2, cores))
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
     if args.quick and args.subset is None:
         args.subset = 20
     if args.subset is not None and args.subset < 4:
@@ -200,33 +215,44 @@ def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, s
     return resolve_config(None, over)
 
 
-def _epoch_seconds(run_dir: Path) -> float:
-    total = 0.0
+def epoch_seconds(run_dir: Path) -> tuple[float, float]:
+    """(wall, CPU) training seconds of a run: the sums of its epochs' ``seconds`` and ``cpu_seconds`` in
+    ``metrics.jsonl`` (monitor and checkpoint writes excluded)."""
+    wall = cpu = 0.0
     path = run_dir / "metrics.jsonl"
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
-            total += float(rec.get("seconds", 0.0))
-    return total
+            wall += float(rec.get("seconds", 0.0))
+            cpu += float(rec.get("cpu_seconds", rec.get("seconds", 0.0)))
+    return wall, cpu
 
 
 def train(cfg: Any) -> dict[str, Any]:
-    """``run_training`` with the numbers the benchmark needs."""
-    from us3l.train.loop import run_training
+    """One ``us3l train`` process for ``cfg`` (its resolved config written to ``OUT/config.input.yaml``),
+    with the numbers the benchmark needs. A run that fails (a NaN loss, say) is recorded, not raised."""
+    import yaml
 
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_file = out.parent / f"{out.name}.input.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    cmd = [sys.executable, "-m", "us3l", "train", "--config", str(cfg_file), "--overwrite", "--quiet", "--json"]
     t0 = time.perf_counter()
-    res = run_training(cfg, overwrite=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
-    return {
-        "status": res.status,
-        "message": res.message,
-        "epochs": cfg.epochs,
-        "epochs_done": res.epochs_done,
-        "train_seconds": round(_epoch_seconds(Path(cfg.out)), 1),
-        "wall_seconds": round(wall, 1),
-        "monitor_knn": {f"{w:g}": a for w, a in res.final_knn.items()},
-        "monitor_std": {f"{w:g}": s for w, s in res.collapse_std.items()},
-    }
+    train_s, cpu_s = epoch_seconds(out)
+    info: dict[str, Any] = {"epochs": cfg.epochs, "train_seconds": round(train_s, 1),
+                            "train_cpu_seconds": round(cpu_s, 1), "wall_seconds": round(wall, 1)}
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        info.update(status="failed", message=lines[-1] if lines else f"exit {proc.returncode}", epochs_done=0,
+                    monitor_knn={}, monitor_std={})
+        return info
+    res = json.loads(proc.stdout)
+    info.update(status=res["status"], message="", epochs_done=res["epochs"], monitor_knn=res["knn_top1"],
+                monitor_std=res["collapse_std"])
+    return info
 
 
 def run_specs(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
@@ -234,6 +260,22 @@ def run_specs(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
     specs: list[tuple[str, str, float | None]] = [("us3l", "us3l", None), ("naive_simsiam", "naive_simsiam", None)]
     specs += [(f"single_w{w:g}", "single", w) for w in _floats(args.single_widths)]
     return specs
+
+
+def run_parallel(jobs: int, tasks: list[tuple[str, Any]], log: Log) -> dict[str, dict[str, Any]]:
+    """Train every ``(name, cfg)`` of ``tasks``, ``jobs`` processes at a time, in the given order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[str, Any]) -> tuple[str, dict[str, Any]]:
+        name, cfg = item
+        log(f"[{name}] training {cfg.epochs} epoch(s) ...")
+        info = train(cfg)
+        log(f"[{name}] {info['status']}: {info['train_cpu_seconds']:.0f} CPU s of training "
+            f"({info['train_seconds']:.0f} s wall in epochs, {info['wall_seconds']:.0f} s wall in all)")
+        return name, info
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return dict(pool.map(one, tasks))
 
 
 def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -245,53 +287,69 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         args.data = write_subset(args.data, args.subset, out / "_subset", size)
         log(f"subset of {args.data_source}: {args.subset} train images per class in {args.data}")
     specs = run_specs(args)
-    probes: dict[str, dict[str, Any]] = {}
-    for name, method, sw in specs:
-        if name == "us3l" and args.us3l_epochs is not None:
-            continue  # its epochs are given; the others follow its measured time
-        cfg = make_config(args, method, 1, out / "_probe" / name, sw, probe=True)
-        info = train(cfg)
-        probes[name] = {"epoch_seconds": info["train_seconds"], "wall_seconds": info["wall_seconds"],
-                        "status": info["status"]}
-        log(f"probe {name}: {info['train_seconds']:.1f}s per epoch ({info['wall_seconds']:.1f}s wall)")
-    probe_s = time.perf_counter() - t_start
-    overhead = sum(max(0.0, p["wall_seconds"] - p["epoch_seconds"]) for p in probes.values())
-    share = per_run_share(budget_s, probe_s, args.eval_share, overhead, len(specs))
-    e_us3l = args.us3l_epochs or us3l_epochs(share, probes["us3l"]["epoch_seconds"])
-    if args.us3l_epochs:
-        share = 0.0  # not used: the us3l epochs were given
-    log(f"budget {args.minutes:g} min: probes took {probe_s:.0f}s; {share:.0f}s of training per run; "
-        f"us3l gets {e_us3l} epochs")
+    probe_tasks = [(name, make_config(args, method, 1, out / "_probe" / name, sw, probe=True))
+                   for name, method, sw in specs if not (name == "us3l" and args.us3l_epochs is not None)]
+    probes = {}
+    for name, info in run_parallel(args.jobs, probe_tasks, log).items():
+        if info["status"] == "failed":
+            from us3l.errors import US3LError
 
-    runs: dict[str, dict[str, Any]] = {}
-    target = None
+            raise US3LError(f"probe {name} failed: {info['message']}")
+        probes[name] = {"epoch_seconds": info["train_seconds"], "epoch_cpu_seconds": info["train_cpu_seconds"],
+                        "wall_seconds": info["wall_seconds"]}
+    probe_s = time.perf_counter() - t_start
+    # a run's fixed cost (process start, data, monitor, checkpoint) is paid once per run; rounds of `jobs`
+    rounds = math.ceil(len(specs) / max(1, args.jobs))
+    overhead = max((max(0.0, p["wall_seconds"] - p["epoch_seconds"]) for p in probes.values()), default=0.0)
+    t_us3l = probes["us3l"]["epoch_cpu_seconds"] if "us3l" in probes else None
+    same_epochs = [w for w in _floats(args.single_widths) if args.same_epochs and f"single_w{w:g}" in probes]
+    # the same-epochs singles cost (their epoch time / us3l's) of one share each, spread over the slots
+    extra = sum(probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs) if t_us3l else 0.0
+    share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / (rounds + extra / args.jobs)
+    e_us3l = args.us3l_epochs or us3l_epochs(share, t_us3l or 1.0)
+    # every run gets the us3l run's predicted CPU time; the measured times are reported beside it
+    target = e_us3l * t_us3l if t_us3l else None
+    log(f"budget {args.minutes:g} min: probes took {probe_s:.0f}s; {rounds} round(s) of {args.jobs} parallel "
+        f"run(s), {share:.0f} CPU s of training per run; us3l gets {e_us3l} epochs")
+    tasks = []
     for name, method, sw in specs:
         if name == "us3l":
             epochs = e_us3l
         else:
-            assert target is not None
-            epochs = equal_time_epochs(target, probes[name]["epoch_seconds"])
-        cfg = make_config(args, method, epochs, out / name, sw)
-        log(f"[{name}] training {epochs} epochs ...")
-        info = train(cfg)
-        info.update(method=method, single_width=sw, run_dir=str(out / name), config=cfg.to_dict())
-        runs[name] = info
-        if name == "us3l":
-            target = info["train_seconds"]
-        log(f"[{name}] {info['status']}: {info['train_seconds']:.0f}s training ({info['wall_seconds']:.0f}s wall)")
+            if target is None:
+                from us3l.errors import US3LError
+
+                raise US3LError("--us3l-epochs needs the us3l probe for the equal-time rule; drop it")
+            epochs = equal_time_epochs(target, probes[name]["epoch_cpu_seconds"])
+        tasks.append((name, make_config(args, method, epochs, out / name, sw)))
+    # the paper-style comparison beside the equal-time one: single trained for as many epochs as us3l
+    for w in same_epochs:
+        name = f"single_w{w:g}_same_epochs"
+        specs.append((name, "single", w))
+        tasks.append((name, make_config(args, "single", e_us3l, out / name, w)))
+    runs = run_parallel(args.jobs, tasks, log)
+    for (name, method, sw), (_, cfg) in zip(specs, tasks, strict=True):
+        runs[name].update(method=method, single_width=sw, run_dir=str(out / name), config=cfg.to_dict(),
+                          label="single_same_epochs" if name.endswith("_same_epochs") else method)
+    actual = runs["us3l"]["train_cpu_seconds"]
+    for info in runs.values():
+        info["cpu_ratio_to_us3l"] = round(info["train_cpu_seconds"] / actual, 3) if actual else None
     budget = {
         "minutes": args.minutes,
         "eval_share": args.eval_share,
+        "jobs": args.jobs,
         "rule": (
-            "every run trains for the wall-clock training time T of the us3l run (sum of epoch seconds; "
-            "monitor and checkpoint writes excluded): us3l gets the largest multiple of 4 epochs fitting an "
-            "even share of the budget left after one-epoch probes and the evaluation reserve; naive_simsiam "
-            "and each single get round(T / probe epoch seconds) epochs"
+            f"every run trains for the same CPU time T (one torch thread per process, {args.jobs} processes at "
+            "a time; the sum of the epochs' process CPU seconds, monitor and checkpoint writes excluded): us3l "
+            "gets the largest multiple of 4 epochs fitting an even share of the budget left after one-epoch "
+            "probes and the evaluation reserve, T = its epochs x its probe's CPU seconds per epoch; "
+            "naive_simsiam and each single get round(T / their probe's CPU seconds per epoch) epochs"
         ),
         "probes": probes,
         "probe_seconds": round(probe_s, 1),
         "share_seconds": round(share, 1),
-        "target_train_seconds": target,
+        "target_train_seconds": None if target is None else round(target, 1),
+        "us3l_train_cpu_seconds": actual,
     }
     return runs, budget
 
@@ -365,7 +423,7 @@ def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log:
             proj = (info.get("monitor_std") or {}).get(f"{r['width']:g}")
             emb = r.get("embedding_std")
             rows.append({
-                "method": info["method"],
+                "method": info.get("label", info["method"]),
                 "run": name,
                 "width": r["width"],
                 "knn_top1": r.get("knn_top1"),
@@ -395,22 +453,28 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float]) -> dict[
 
     naive = [r for r in rows if r["method"] == "naive_simsiam"]
     us3l = [r for r in rows if r["method"] == "us3l"]
-    compare = []
-    for w in single_widths:
-        u, s = find("us3l", w), find("single", w)
-        if u is None or s is None or u["knn_top1"] is None or s["knn_top1"] is None:
-            continue
-        diff = round(100.0 * (u["knn_top1"] - s["knn_top1"]), 6)
-        overlap = None
-        if u["knn_top1_ci"] and s["knn_top1_ci"]:
-            overlap = bool(u["knn_top1_ci"][0] <= s["knn_top1_ci"][1] and s["knn_top1_ci"][0] <= u["knn_top1_ci"][1])
-        compare.append({"width": w, "us3l": u["knn_top1"], "single": s["knn_top1"], "diff_points": round(diff, 2),
-                        "within": diff >= -WITHIN_POINTS, "intervals_overlap": overlap})
+    def compare(baseline: str) -> list[dict[str, Any]]:
+        out = []
+        for w in single_widths:
+            u, s = find("us3l", w), find(baseline, w)
+            if u is None or s is None or u["knn_top1"] is None or s["knn_top1"] is None:
+                continue
+            diff = round(100.0 * (u["knn_top1"] - s["knn_top1"]), 6)
+            overlap = None
+            if u["knn_top1_ci"] and s["knn_top1_ci"]:
+                overlap = bool(u["knn_top1_ci"][0] <= s["knn_top1_ci"][1]
+                               and s["knn_top1_ci"][0] <= u["knn_top1_ci"][1])
+            out.append({"width": w, "us3l": u["knn_top1"], "single": s["knn_top1"], "diff_points": round(diff, 2),
+                        "within": diff >= -WITHIN_POINTS, "intervals_overlap": overlap,
+                        "claimed": any(abs(w - c) < 1e-9 for c in CLAIM_WIDTHS)})
+        return out
+
     return {
         "naive_collapsed_widths": [r["width"] for r in naive if r["collapsed"]],
         "naive_widths": [r["width"] for r in naive],
         "us3l_collapsed_widths": [r["width"] for r in us3l if r["collapsed"]],
-        "us3l_vs_single": compare,
+        "us3l_vs_single": compare("single"),
+        "us3l_vs_single_same_epochs": compare("single_same_epochs"),
         "within_points": WITHIN_POINTS,
     }
 
@@ -462,6 +526,12 @@ def _std(v: float | None) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
 
+def _overlap(c: dict[str, Any]) -> str:
+    if c.get("intervals_overlap") is None:
+        return ""
+    return ", intervals overlap" if c["intervals_overlap"] else ", intervals do not overlap"
+
+
 def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     """The docs section for one result document (everything in it comes from ``doc``)."""
     data, runs, budget, v = doc["data"], doc["runs"], doc["budget"], doc["verdict"]
@@ -475,7 +545,8 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         "",
         f"- **Run**: {doc['date']}, commit `{commit}`, command `{doc['command']}`",
         f"- **Machine**: {mach.get('cpu')}, {mach.get('cores_available')} cores available, "
-        f"{mach.get('torch_threads')} torch thread(s) per run, load average at the end "
+        f"{budget.get('jobs', 1)} run(s) at a time with {mach.get('torch_threads')} torch thread(s) each, "
+        "load average at the end "
         f"{mach.get('load_average_at_end')}, torch {mach.get('torch')}",
         f"- **Data**: `{data.get('source')}`"
         + (f" (subset: {data['subset_per_class']} train images per class)" if data.get("subset_per_class") else "")
@@ -487,8 +558,8 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         f"{secs['probe'] / 60:.1f}, training {secs['train'] / 60:.1f}, evaluation {secs['eval'] / 60:.1f}",
         f"- **Equal-time rule**: {budget['rule']}. T = {budget.get('target_train_seconds')} s.",
         "",
-        "| run | epochs | training s | recipe |",
-        "|---|---|---|---|",
+        "| run | epochs | training CPU s (x us3l) | training wall s | recipe |",
+        "|---|---|---|---|---|",
     ]
     for name, r in runs.items():
         c = r.get("config") or {}
@@ -496,7 +567,10 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         recipe = (f"lr {c.get('lr')}, wd {c.get('weight_decay')}, {schedule}, "
                   f"regularizer {'on' if c.get('regularizer') else 'off'}")
         status = "" if r.get("status") == "completed" else f" ({r.get('status')})"
-        lines.append(f"| {name}{status} | {r.get('epochs_done')} | {r.get('train_seconds')} | {recipe} |")
+        cpu = r.get("train_cpu_seconds", r.get("train_seconds"))
+        ratio = f" ({r['cpu_ratio_to_us3l']:.2f})" if r.get("cpu_ratio_to_us3l") is not None else ""
+        lines.append(f"| {name}{status} | {r.get('epochs_done')} | {cpu}{ratio} | {r.get('train_seconds')} | "
+                     f"{recipe} |")
     lines += [
         "",
         "kNN top-1 % with its 95 % Wilson interval; std = sqrt(D)·mean std of L2-normalised features (≈1 spread, "
@@ -527,10 +601,18 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     ]
     for c in v["us3l_vs_single"]:
         ok = "yes" if c["within"] else "**no**"
-        ov = "" if c["intervals_overlap"] is None else (", intervals overlap" if c["intervals_overlap"]
-                                                        else ", intervals do not overlap")
-        lines.append(f"- width {c['width']:g}: us3l − single = {c['diff_points']:+.1f} points "
-                     f"(within {v['within_points']:g} points or above: {ok}{ov})")
+        if c.get("claimed", True):
+            lines.append(f"- width {c['width']:g}, same training time: us3l − single = {c['diff_points']:+.1f} "
+                         f"points (within {v['within_points']:g} points or above: {ok}{_overlap(c)})")
+        else:
+            lines.append(f"- width {c['width']:g}, same training time (reference point, not part of the claim): "
+                         f"us3l − single = {c['diff_points']:+.1f} points{_overlap(c)}")
+    same = v.get("us3l_vs_single_same_epochs") or []
+    if same:
+        lines += ["", "Paper-style comparison (not the claim): single trained for as many epochs as us3l, i.e. "
+                      "for less time:"]
+        lines += [f"- width {c['width']:g}, same epochs: us3l − single = {c['diff_points']:+.1f} points{_overlap(c)}"
+                  for c in same]
     return "\n".join(lines)
 
 
@@ -595,7 +677,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
         date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         command=f"python benchmarks/collapse.py {shlex.join(cli)}".strip(),
         git=git_commit(),
-        machine=machine(),
+        machine={**machine(), "torch_threads": runs["us3l"]["config"].get("threads")},  # per training process
         settings={k: v for k, v in vars(args).items() if k != "render"},
         data=ev["data"],
         budget=budget,

@@ -113,7 +113,7 @@ def test_docs_section_is_generated_between_markers(tmp_path: Path) -> None:
     assert "| naive_simsiam | 1 | 11.0 [9.0, 13.0] |" in body and "**yes**" in body
     assert "commit `0123456789`" in body and "2 cores available" in body and "2026-12-01" in body
     assert "python benchmarks/collapse.py" in body and "chance 10.0 %" in body
-    assert "us3l − single = -8.0 points" in body and "Raw-pixel kNN: 25.0 [22.0, 28.0] %" in body
+    assert "same training time: us3l − single = -8.0 points" in body and "Raw-pixel kNN: 25.0 [22.0, 28.0] %" in body
     # idempotent: rendering again gives the same file
     assert cb.main(["--render", str(res), "--docs", str(md)]) == 0
     assert md.read_text(encoding="utf-8") == text
@@ -138,7 +138,10 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert cb.main(["--quick", "--out", str(tmp_path), "--no-docs"]) == 0
     doc = json.loads((tmp_path / "collapse.json").read_text())
     assert doc["kind"] == "collapse_benchmark"
-    assert set(doc["runs"]) == {"us3l", "naive_simsiam", "single_w0.25", "single_w0.5", "single_w0.75"}
+    singles = {f"single_w{w}" for w in ("0.25", "0.5", "0.75", "1")}
+    assert set(doc["runs"]) == {"us3l", "naive_simsiam", *singles, *(f"{s}_same_epochs" for s in singles)}
+    assert all(doc["runs"][f"{s}_same_epochs"]["epochs"] == doc["runs"]["us3l"]["epochs"] for s in singles)
+    assert all(r["train_cpu_seconds"] > 0 and r["status"] == "completed" for r in doc["runs"].values())
     naive = doc["runs"]["naive_simsiam"]["config"]
     assert (naive["schedule"], naive["regularizer"], naive["weight_decay"]) == ("none", False, 5e-4)
     assert doc["runs"]["us3l"]["epochs_done"] % 4 == 0

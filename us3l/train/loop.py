@@ -318,6 +318,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
         for epoch in range(start_epoch, cfg.epochs):
             method.train()
             t0 = time.perf_counter()
+            c0 = time.process_time()  # CPU seconds of this process: robust to other load with 1 thread
             sums: dict[str, float] = {}
             counts: dict[str, int] = {}
             images_seen = 0
@@ -355,6 +356,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
                     f"{_fmt_losses({k: sums[k] / counts[k] for k in sums})} {images_seen / max(dt, 1e-9):.0f} img/s"
                 )
             epoch_time = time.perf_counter() - t0
+            epoch_cpu = time.process_time() - c0
             done = epoch + 1
             record: dict[str, Any] = {
                 "epoch": done,
@@ -362,6 +364,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
                 "min_width": sampler.min_width(epoch),
                 "loss": {k: sums[k] / counts[k] for k in sums},
                 "seconds": round(epoch_time, 3),
+                "cpu_seconds": round(epoch_cpu, 3),
                 "img_per_s": round(images_seen / max(epoch_time, 1e-9), 1),
             }
             is_last = done == cfg.epochs
