@@ -87,6 +87,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="training processes at a time, one torch thread each (default: min(2, cores))")
     p.add_argument("--single-widths", default=",".join(f"{w:g}" for w in SINGLE_WIDTHS))
     p.add_argument("--eval-widths", default=",".join(f"{w:g}" for w in EVAL_WIDTHS), help="widths of us3l/naive")
+    p.add_argument("--curve-every", type=int, default=4, metavar="K",
+                   help="training-monitor kNN of us3l and naive_simsiam every K epochs (0: at the end only)")
     p.add_argument("--no-same-epochs", dest="same_epochs", action="store_false",
                    help="skip the singles trained for as many epochs as us3l (the paper-style comparison)")
     p.add_argument("--us3l-epochs", type=int, default=None, help="fix the us3l epochs instead of the budget rule")
@@ -207,12 +209,24 @@ def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, s
     over = {**base_overrides(args), "method": method, "epochs": epochs, "out": str(out), "save_every": epochs}
     if single_width is not None:
         over["single_width"] = single_width
+    if not probe and single_width is None and args.curve_every:
+        over["knn_every"] = args.curve_every  # the learning curve of us3l and naive_simsiam (training monitor)
     if probe:
         # one epoch; schedule A needs 4 stages, the plain sandwich costs the same per epoch on average
         over["knn_widths"] = [single_width if single_width is not None else 1.0]
         if method == "us3l":
             over["schedule"] = "none"
     return resolve_config(None, over)
+
+
+def monitor_curve(run_dir: Path) -> list[dict[str, Any]]:
+    """The training monitor's kNN top-1 and projector std per width at each monitored epoch (metrics.jsonl)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [{"epoch": r["epoch"], "knn_top1": r["knn_top1"], "collapse_std": r.get("collapse_std", {}),
+             "loss_base": (r.get("loss") or {}).get("base")} for r in recs if r.get("knn_top1")]
 
 
 def epoch_seconds(run_dir: Path) -> tuple[float, float]:
@@ -243,7 +257,8 @@ def train(cfg: Any) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     train_s, cpu_s = epoch_seconds(out)
     info: dict[str, Any] = {"epochs": cfg.epochs, "train_seconds": round(train_s, 1),
-                            "train_cpu_seconds": round(cpu_s, 1), "wall_seconds": round(wall, 1)}
+                            "train_cpu_seconds": round(cpu_s, 1), "wall_seconds": round(wall, 1),
+                            "curve": monitor_curve(out) if cfg.knn_every else []}
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         info.update(status="failed", message=lines[-1] if lines else f"exit {proc.returncode}", epochs_done=0,
@@ -446,8 +461,10 @@ def is_collapsed(emb_std: float | None, proj_std: float | None, ci: Sequence[flo
     return bool(low_std or (ci is not None and ci[0] <= chance <= ci[1]))
 
 
-def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float]) -> dict[str, Any]:
-    """The two claims of issue 10 item 5, computed from the rows."""
+def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
+            random_init: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The two claims of issue 10 item 5, computed from the rows (plus, beside the collapse criterion, the
+    widths whose kNN interval overlaps the random-init network's: nothing learned that survives)."""
     def find(method: str, w: float) -> dict[str, Any] | None:
         return next((r for r in rows if r["method"] == method and abs(r["width"] - w) < 1e-9), None)
 
@@ -472,6 +489,8 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float]) -> dict[
     return {
         "naive_collapsed_widths": [r["width"] for r in naive if r["collapsed"]],
         "naive_widths": [r["width"] for r in naive],
+        "naive_at_random_init_widths": [r["width"] for r in naive if _overlaps(r["knn_top1_ci"], (random_init or {})
+                                                                             .get(f"{r['width']:g}"))],
         "us3l_collapsed_widths": [r["width"] for r in us3l if r["collapsed"]],
         "us3l_vs_single": compare("single"),
         "us3l_vs_single_same_epochs": compare("single_same_epochs"),
@@ -480,6 +499,11 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float]) -> dict[
 
 
 # ------------------------------------------------------------------------------------------ provenance
+
+
+def _overlaps(ci: Sequence[float] | None, base: dict[str, Any] | None) -> bool:
+    other = (base or {}).get("knn_top1_ci")
+    return bool(ci and other and ci[0] <= other[1] and other[0] <= ci[1])
 
 
 def machine() -> dict[str, Any]:
@@ -524,6 +548,27 @@ def _ci(ci: Sequence[float] | None) -> str:
 
 def _std(v: float | None) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def render_curves(runs: dict[str, Any]) -> list[str]:
+    """The training monitor's kNN top-1 % per epoch of the runs that recorded a curve (batch-statistics BN,
+    the monitor's quick bank: a trend, not the evaluation above)."""
+    curves = {name: r["curve"] for name, r in runs.items() if len(r.get("curve") or []) > 1}
+    if not curves:
+        return []
+    cols = [(name, w) for name, c in curves.items() for w in c[-1]["knn_top1"]]
+    epochs = sorted({p["epoch"] for c in curves.values() for p in c})
+    lines = ["", "Training monitor (kNN top-1 % during training, the monitor's own settings; a trend, not the "
+                 "evaluation above):", "",
+             "| epoch | " + " | ".join(f"{n} w{w}" for n, w in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for e in epochs:
+        cells = []
+        for name, w in cols:
+            p = next((p for p in curves[name] if p["epoch"] == e), None)
+            v = None if p is None else p["knn_top1"].get(w)
+            cells.append("" if v is None else f"{100 * v:.1f}")
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _overlap(c: dict[str, Any]) -> str:
@@ -588,6 +633,7 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
             f"{_std(r['embedding_std'])} | {_std(r['projector_std'])} | "
             f"{_pct(base.get('knn_top1'))}{_ci(base.get('knn_top1_ci'))} | {'**yes**' if r['collapsed'] else 'no'} |"
         )
+    lines += render_curves(runs)
     raw = (doc.get("baselines") or {}).get("raw_pixels")
     if raw:
         lines += ["", f"Raw-pixel kNN: {_pct(raw.get('knn_top1'))}{_ci(raw.get('knn_top1_ci'))} %."]
@@ -599,6 +645,11 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         + (f" ({', '.join(f'{w:g}' for w in nc)})" if nc else "")
         + f"; us3l collapsed at {len(v['us3l_collapsed_widths'])}.",
     ]
+    at_rand = v.get("naive_at_random_init_widths")
+    if at_rand is not None:
+        lines.append(f"- naive_simsiam's kNN interval overlaps the random-init network's at {len(at_rand)} of "
+                     f"{len(nw)} widths" + (f" ({', '.join(f'{w:g}' for w in at_rand)})" if at_rand else "")
+                     + " (not the collapse criterion: a network no better than untrained)")
     for c in v["us3l_vs_single"]:
         ok = "yes" if c["within"] else "**no**"
         if c.get("claimed", True):
@@ -684,7 +735,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
         runs=runs,
         results=ev["rows"],
         baselines=ev["baselines"],
-        verdict=verdict(ev["rows"], _floats(args.single_widths)),
+        verdict=verdict(ev["rows"], _floats(args.single_widths), ev["baselines"]["random_init"]),
         seconds={"probe": round(probe_s, 1), "train": round(t_train - t0 - probe_s, 1),
                  "eval": round(t_end - t_train, 1), "total": round(t_end - t0, 1)},
     )

@@ -147,3 +147,14 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert doc["runs"]["us3l"]["epochs_done"] % 4 == 0
     assert all(r["knn_top1_ci"] is not None for r in doc["results"])
     assert doc["data"]["chance"] == pytest.approx(1 / doc["data"]["num_classes"])
+
+
+def test_naive_at_random_init_and_monitor_curves() -> None:
+    rows = _doc()["results"]
+    v = cb.verdict(rows, [0.5], {"1": {"knn_top1_ci": [0.12, 0.16]}, "0.5": {"knn_top1_ci": [0.3, 0.4]}})
+    assert v["naive_at_random_init_widths"] == [1.0]  # [0.09, 0.13] meets [0.12, 0.16]; 0.5 does not
+    curve = [{"epoch": 4, "knn_top1": {"1": 0.3, "0.25": 0.2}}, {"epoch": 8, "knn_top1": {"1": 0.2, "0.25": 0.15}}]
+    lines = cb.render_curves({"naive_simsiam": {"curve": curve}, "single_w1": {"curve": []}})
+    assert "| epoch | naive_simsiam w1 | naive_simsiam w0.25 |" in lines
+    assert "| 4 | 30.0 | 20.0 |" in lines and "| 8 | 20.0 | 15.0 |" in lines
+    assert cb.render_curves({"us3l": {"curve": curve[:1]}}) == []  # one point is not a curve
