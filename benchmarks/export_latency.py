@@ -1,7 +1,7 @@
 """Exported-artifact latency vs PyTorch eager, per width, measured interleaved in one run.
 
 For each width: materialize (PyTorch eager, the baseline), export to ONNX and OpenVINO IR (fp32, verified),
-then time all of them round-robin with ``profiler.measure.measure_interleaved`` so that drift (thermal,
+then time all of them round-robin with ``us3l.profiler.measure.measure_interleaved`` so that drift (thermal,
 neighbours) hits every runtime alike. Prints the median (p50) per runtime and the speed-up over eager.
 
     python benchmarks/export_latency.py [--model cifar_resnet18] [--widths 0.25,0.5,0.75,1.0] [--threads 1]
@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from us3l.deploy import get_backend
+from us3l.deploy.export import export_width
+from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.timers import load_interleaved
 
-from deploy import get_backend
-from deploy.export import export_width
-from profiler.measure import MeasurementPolicy, measure_interleaved
-from profiler.timers import load_interleaved
 from us3l.models import create_model
 from us3l.slim import materialize
 

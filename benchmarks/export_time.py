@@ -2,7 +2,7 @@
 
 Each export runs in a fresh process, exactly as a user runs ``us3l export --model M --width W --backend B``
 (interpreter start and imports included: they are part of what the user waits for), with
-``deploy.timing.recording()`` collecting the pipeline's phases. The two ONNX exporters
+``us3l.deploy.timing.recording()`` collecting the pipeline's phases. The two ONNX exporters
 (``US3L_ONNX_EXPORTER=torchscript|dynamo``) are interleaved repeat by repeat, so on a shared machine both see the
 same load; the ratio dynamo/torchscript is computed per configuration from the medians. CPU time is the child
 process's user+system time (all threads): it measures the work even when the wall time is inflated by other
@@ -37,11 +37,12 @@ def _child(args: argparse.Namespace) -> int:
     """One export in this fresh process; prints one JSON line of phases."""
     w0, c0 = time.perf_counter(), time.process_time()
     sys.path.insert(0, str(ROOT))
+    from us3l.deploy.timing import phase, recording
+
     import us3l.cli as cli
-    from deploy.timing import phase, recording
 
     cli.load_commands()
-    import deploy.export  # noqa: F401  (imported by the command on first use; counted with the imports)
+    import us3l.deploy.export  # noqa: F401  (imported by the command on first use; counted with the imports)
 
     imports = (time.perf_counter() - w0, time.process_time() - c0)
     argv = ["export", "--backend", args.backend, "--width", str(args.width), "--out", args.out, "--quiet", "--json"]
@@ -105,9 +106,8 @@ def _latency(model: str, width: float, rounds: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     import numpy as np
     import torch
-
-    from deploy.backends.onnx import OnnxRunner, export_onnx
-    from deploy.graph import deployable_module, fresh_model
+    from us3l.deploy.backends.onnx import OnnxRunner, export_onnx
+    from us3l.deploy.graph import deployable_module, fresh_model
 
     net = fresh_model(model)
     static, _ = deployable_module(net, width)

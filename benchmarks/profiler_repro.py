@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from deploy.graph import fresh_model
-from devices.registry import get_device
-from profiler.sweep import run_sweep
+from us3l.deploy.graph import fresh_model
+from us3l.devices.registry import get_device
+from us3l.profiler.sweep import run_sweep
 
 
 def main() -> None:

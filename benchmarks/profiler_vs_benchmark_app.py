@@ -51,7 +51,7 @@ def benchmark_app(xml: Path, threads: int, seconds: float) -> float:
 
 def lone_ort(onnx_path: Path, threads: int, seconds: float, shape: tuple[int, ...]) -> float:
     """Median latency (ms) of one onnxruntime session with the profiler's session options, alone."""
-    from deploy.backends.onnx import OnnxRunner
+    from us3l.deploy.backends.onnx import OnnxRunner
 
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     runner = OnnxRunner(onnx_path, threads, "cpu", spin=False)
@@ -76,8 +76,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
-    from deploy.export import export_width
-    from deploy.graph import fresh_model
+    from us3l.deploy.export import export_width
+    from us3l.deploy.graph import fresh_model
 
     widths = [float(w) for w in args.widths.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="us3l-xcheck-"))

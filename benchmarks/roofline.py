@@ -2,8 +2,8 @@
 
 The reference is the best of several ``torch.matmul`` runs of an N x N by N x N product (N^3 MACs) with the
 same thread count; each width's achieved rate is MACs / p50 latency of the width's deployable graph, timed by
-``profiler.sweep.run_sweep`` (onnxruntime by default), which builds it with ``deploy.graph.build_deployable_graph``
-like ``us3l export``: BN frozen and folded into the convolutions.
+``us3l.profiler.sweep.run_sweep`` (onnxruntime by default), which builds it with
+``us3l.deploy.graph.build_deployable_graph`` like ``us3l export``: BN frozen and folded into the convolutions.
 
     python benchmarks/roofline.py [--model cifar_resnet18] [--points 4] [--max-seconds 3] [--n 2048]
 """
@@ -14,11 +14,10 @@ import argparse
 import time
 
 import torch
-
-from deploy.graph import fresh_model
-from devices.registry import get_device
-from profiler.sweep import run_sweep
-from profiler.timers import resolve_threads
+from us3l.deploy.graph import fresh_model
+from us3l.devices.registry import get_device
+from us3l.profiler.sweep import run_sweep
+from us3l.profiler.timers import resolve_threads
 
 
 def matmul_peak(n: int, threads: int, repeats: int = 10) -> float:

@@ -1,7 +1,7 @@
 """Does the selected width hold its budget when measured again?
 
-Solves the budget on a profile (``deploy.select``), exports the chosen width to the profile's backend, then
-re-measures it ``--trials`` times (each trial: ``--repeats`` fresh timings summarised by ``profiler.stats``)
+Solves the budget on a profile (``us3l.deploy.select``), exports the chosen width to the profile's backend, then
+re-measures it ``--trials`` times (each trial: ``--repeats`` fresh timings summarised by ``us3l.profiler.stats``)
 and reports how often the trial's statistic (the same one the solver used, point value) is within budget.
 
     python benchmarks/selection_holds.py --profile profiles/cifar_resnet18-cpu-onnx-fp32.json --latency-ms 5
@@ -13,11 +13,11 @@ import argparse
 import tempfile
 
 import numpy as np
+from us3l.deploy import get_backend
+from us3l.deploy.export import export_width
+from us3l.deploy.select import Budget, LatencyRule, select
+from us3l.profiler.stats import summarize
 
-from deploy import get_backend
-from deploy.export import export_width
-from deploy.select import Budget, LatencyRule, select
-from profiler.stats import summarize
 from us3l.models import create_model
 
 

@@ -2,7 +2,7 @@
 
 Both are measured in the same process on the same batches (an epoch is a fixed number of iterations, so
 the per-iteration time ratio is the per-epoch ratio). Next to it: the ratio predicted from backbone MACs
-(fvcore on ``us3l.slim.materialize``, via ``profiler.costs``), counting a backward pass as 2× the forward:
+(fvcore on ``us3l.slim.materialize``, via ``us3l.profiler.costs``), counting a backward pass as 2× the forward:
 
     single / stage 1 (only w = 1):  2 views × (3·M(1) student fwd+bwd + 1·M(1) EMA-teacher fwd) = 8·M(1)
     stage k ≥ 2 (min width m):      8·M(1) + 2 views × 3 × (M(m) + E_u~U(m,1)[M(u)])
@@ -31,7 +31,8 @@ from roofline import matmul_peak  # benchmarks/ is on sys.path when this script 
 
 
 def backbone_macs(model_name: str, kwargs: dict, widths: list[float], image_size: int) -> dict[float, int]:
-    from profiler.costs import count_costs
+    from us3l.profiler.costs import count_costs
+
     from us3l.models import create_model
     from us3l.slim import materialize
 

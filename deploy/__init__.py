@@ -2,16 +2,16 @@
 
 Public API::
 
-    from deploy import get_backend, export_width, load, compare, select
+    from us3l.deploy import get_backend, export_width, load, compare, select
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from deploy.backends import Artifact, Runner, available_backends, get_backend, list_backends
-from deploy.loading import load
-from deploy.verify import Verification, compare
+from us3l.deploy.backends import Artifact, Runner, available_backends, get_backend, list_backends
+from us3l.deploy.loading import load
+from us3l.deploy.verify import Verification, compare
 
 __all__ = [
     "Artifact",
@@ -28,13 +28,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # export (imports torch) and select are loaded on first use, keeping `import deploy` light.
+    # export and select are loaded on first use: `import us3l.deploy` imports no backend runtime.
     if name == "export_width":
-        from deploy.export import export_width
+        from us3l.deploy.export import export_width
 
         return export_width
     if name == "select":
-        from deploy.select import select
+        from us3l.deploy.select import select
 
         return select
     raise AttributeError(name)

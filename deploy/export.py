@@ -1,6 +1,6 @@
 """The export pipeline: one width of the one weight copy -> a verified artifact with its manifest.
 
-``export_width`` builds the width's deployable graph with ``deploy.graph.build_deployable_graph`` (static
+``export_width`` builds the width's deployable graph with ``us3l.deploy.graph.build_deployable_graph`` (static
 standard layers, that width's BN statistics frozen and folded, exported with a backend) -- the function the
 profiler times with, so the shipped graph is byte for byte the profiled one (``manifest.model.graph`` holds its
 hashes) -- runs the artifact through its own runtime on a fixed input batch, compares with the same static
@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from us3l.deploy.backends import get_backend
+from us3l.deploy.backends.base import INPUT_NAME, Artifact
+from us3l.deploy.graph import build_deployable_graph
+from us3l.deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from us3l.deploy.staging import clean_stale, staging_prefix
+from us3l.deploy.timing import phase
+from us3l.deploy.verify import Verification, batches, compare, seeded_inputs
 
-from deploy.backends import get_backend
-from deploy.backends.base import INPUT_NAME, Artifact
-from deploy.graph import build_deployable_graph
-from deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
-from deploy.staging import clean_stale, staging_prefix
-from deploy.timing import phase
-from deploy.verify import Verification, batches, compare, seeded_inputs
 from us3l.errors import US3LError
 from us3l.io import temp_dir
 from us3l.validate import safe_name
@@ -118,14 +118,14 @@ def _resolve_source(model_or_ckpt: Any, model_name: str | None) -> _Source:
     )
 
 
-#: The manifest's historical ``model.bn_stats`` values for each ``deploy.graph`` BN kind.
+#: The manifest's historical ``model.bn_stats`` values for each ``us3l.deploy.graph`` BN kind.
 LEGACY_BN_STATS = {"frozen-uncalibrated": "uncalibrated", "none": "none (no BatchNorm)"}
 
 
 def _costs(static: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
     params = sum(p.numel() for p in static.parameters())
     try:
-        from profiler.costs import count_costs
+        from us3l.profiler.costs import count_costs
     except ImportError:  # profiler not installed: parameters only
         return {"macs": None, "params": params}
     with phase("costs (fvcore)"):

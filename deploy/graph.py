@@ -10,7 +10,7 @@ Two hashes identify a graph (both recorded per profile record and in every manif
 
 * ``graph_sha256``: the sha256 of the ONNX file the artifact is (onnx) or was built from (openvino IR,
   tensorrt engine) -- ``onnx_sha256`` in the backend facts. ``torch.onnx.export`` (either exporter, see
-  ``deploy.backends.onnx``) writes the same bytes for the same module and input shape whatever the example values
+  ``us3l.deploy.backends.onnx``) writes the same bytes for the same module and input shape whatever the example values
   (checked by the tests), so an export of the same weights at the same width matches the profiled graph byte for
   byte. The derived files are not hashed: TensorRT engine builds are not bit-reproducible, and OpenVINO's IR
   serialisation names some nodes with a process-wide counter, so the same ONNX converted after other models in one
@@ -46,7 +46,7 @@ class DeployableGraph:
     width: float
     module: Any  # the static nn.Module that was exported (BN frozen, eval mode)
     bn: str  # one of BN_KINDS
-    artifact: Any = None  # deploy.backends.Artifact
+    artifact: Any = None  # us3l.deploy.backends.Artifact
     graph_sha256: str | None = None
     graph_structure_sha256: str | None = None
 
@@ -62,8 +62,8 @@ class DeployableGraph:
 def fresh_model(name: str, seed: int = INIT_SEED, **kwargs: Any) -> Any:
     """A registered model (``num_classes=0``) with the seeded random initialisation; global RNG untouched."""
     import torch
+    from us3l.deploy.timing import phase
 
-    from deploy.timing import phase
     from us3l.models import create_model
 
     with phase("create model"), torch.random.fork_rng(devices=[]):
@@ -155,9 +155,8 @@ def build_deployable_graph(
     tracing input (values do not change the graph; default zeros of ``input_shape``).
     """
     import torch
-
-    from deploy.backends import get_backend
-    from deploy.timing import phase
+    from us3l.deploy.backends import get_backend
+    from us3l.deploy.timing import phase
 
     with phase("materialize width"):
         static, kind = deployable_module(model, width, require_bn_stats)

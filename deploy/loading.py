@@ -1,12 +1,12 @@
-"""``deploy.load(path)``: open an exported artifact after checking its manifest against this machine."""
+"""``us3l.deploy.load(path)``: open an exported artifact after checking its manifest against this machine."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from deploy.backends.base import Runner
-from deploy.manifest import check_manifest, read_manifest
+from us3l.deploy.backends.base import Runner
+from us3l.deploy.manifest import check_manifest, read_manifest
 
 
 def load(

@@ -1,6 +1,6 @@
 """``manifest.json``: what an exported artifact is, how it was made and checked, and how to feed it.
 
-Written beside each artifact by ``deploy.export``; read and checked by ``deploy.load`` before a runtime
+Written beside each artifact by ``us3l.deploy.export``; read and checked by ``us3l.deploy.load`` before a runtime
 touches the file. Schema: kind "manifest", version 1 (see docs/deploy.md for every field).
 """
 
@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from deploy.backends import get_backend
-from deploy.backends.base import Artifact, Backend
-from deploy.verify import Verification
+from us3l.deploy.backends import get_backend
+from us3l.deploy.backends.base import Artifact, Backend
+from us3l.deploy.verify import Verification
+
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
 
@@ -119,7 +120,7 @@ def check_manifest(
     if be.name != "tensorrt" and be.runtime_version() is None:
         raise be.missing()
     if be.name == "tensorrt":
-        from deploy.backends.tensorrt import check_engine_compat, current_compute_capability
+        from us3l.deploy.backends.tensorrt import check_engine_compat, current_compute_capability
 
         recorded = doc.get("tensorrt") or {}
         check_engine_compat(recorded, be.runtime_version(), current_compute_capability())

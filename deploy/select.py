@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.graph import chosen_graph_warnings, profiled_graph
+from us3l.deploy.graph import chosen_graph_warnings, profiled_graph
+
 from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
 from us3l.validate import number, safe_name
@@ -118,7 +119,7 @@ class Candidate:
     params: int | None
     memory_mb: float | None
     violations: tuple[str, ...] = ()
-    graph: dict[str, Any] | None = None  # the profiled graph (deploy.graph.profiled_graph), for export to compare
+    graph: dict[str, Any] | None = None  # the profiled graph (us3l.deploy.graph.profiled_graph), for export to compare
     accuracy_ci: tuple[float, float] | None = None  # 95 % interval of ``accuracy`` (schema-2 accuracy files)
 
     @property
@@ -231,7 +232,7 @@ def width_key(w: float) -> float:
 
 
 def load_profile(path: str | Path) -> dict[str, Any]:
-    from profiler.profile_file import validate_profile
+    from us3l.profiler.profile_file import validate_profile
 
     doc = read_json(path, "profile")
     validate_profile(doc, path)  # schema, and every latency/sample/MACs figure finite and positive

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deploy.select import Selection
+from us3l.deploy.select import Selection
 
 
 def _accuracy_doc(doc: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -1,6 +1,6 @@
 """Leftovers of interrupted exports: recognise them (never list them as artifacts) and remove the stale ones.
 
-``deploy.export`` builds an artifact in ``OUT/<device>/.<name>.staging-<pid>-<random>/`` and swaps an older
+``us3l.deploy.export`` builds an artifact in ``OUT/<device>/.<name>.staging-<pid>-<random>/`` and swaps an older
 artifact aside into ``.<name>.old-<pid>-<random>/`` before removing it; a SIGKILL at the wrong moment leaves
 such a folder behind, and runtimes or profilers killed mid-way leave ``$TMPDIR/us3l-*`` folders. They are never
 artifacts (hidden names), and ``clean_stale`` (run by every export) removes the ones that are clearly ours and

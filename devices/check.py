@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from devices.spec import DeviceSpec
+from us3l.devices.spec import DeviceSpec
+
 from us3l.errors import US3LError
 
 #: Python module that provides each backend's runtime.
@@ -30,7 +31,7 @@ class CheckResult:
 
 
 def _local_runtime(backend: str, spec: DeviceSpec) -> bool:
-    from devices.detect import find_trtexec, module_available
+    from us3l.devices.detect import find_trtexec, module_available
 
     if backend == "tensorrt":
         return find_trtexec() is not None
@@ -45,7 +46,7 @@ def _local_runtime(backend: str, spec: DeviceSpec) -> bool:
 
 def check_local(spec: DeviceSpec) -> CheckResult:
     """Hardware requirements (Jetson / CUDA) and runtimes on this machine."""
-    from devices.detect import has_cuda_gpu, is_jetson
+    from us3l.devices.detect import has_cuda_gpu, is_jetson
 
     if spec.requires_tegra and not is_jetson():
         return CheckResult(spec.name, False, {}, "not a Jetson here; reach it with --host ssh://user@board")
@@ -60,8 +61,8 @@ def check_local(spec: DeviceSpec) -> CheckResult:
 
 def check_ssh(spec: DeviceSpec) -> CheckResult:
     """Connect (host key checked) and probe each backend's runtime with the device's Python / trtexec."""
-    from devices.ssh import SSHSession
-    from profiler.trt_timers import find_trtexec
+    from us3l.devices.ssh import SSHSession
+    from us3l.profiler.trt_timers import find_trtexec
 
     try:
         with SSHSession(spec.reach) as s:

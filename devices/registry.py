@@ -11,7 +11,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from devices.spec import DeviceSpec, load_device_file
+from us3l.devices.spec import DeviceSpec, load_device_file
+
 from us3l.errors import US3LError
 from us3l.validate import safe_name
 

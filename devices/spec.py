@@ -13,7 +13,7 @@ A device file looks like this (every key but ``name`` and ``backends`` is option
     max_memory_mb = 2048           # optional: resident memory a profiling sweep may hold (sessions rotated in
                                    # and out to stay under it; default: half the memory available at start)
 
-    [measure]                      # profiler.measure.MeasurementPolicy
+    [measure]                      # us3l.profiler.measure.MeasurementPolicy
     warmup = 10
     min_repeats = 30
     max_repeats = 3000
@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from profiler.measure import MeasurementPolicy
+from us3l.profiler.measure import MeasurementPolicy
+
 from us3l.errors import US3LError
 from us3l.validate import safe_name
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from devices.spec import Reach
+from us3l.devices.spec import Reach
+
 from us3l.errors import MissingDependencyError, US3LError
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"

@@ -1,6 +1,6 @@
-"""Run commands and move files on *this* machine with the same methods as ``devices.ssh.SSHSession``.
+"""Run commands and move files on *this* machine with the same methods as ``us3l.devices.ssh.SSHSession``.
 
-The TensorRT timing code (``profiler.trt_timers``) is written once against this small interface
+The TensorRT timing code (``us3l.profiler.trt_timers``) is written once against this small interface
 (``run``, ``mkdtemp``, ``rmtree``, ``put``, ``mkdir``, ``read_text``) and works locally (on the board) or over SSH.
 """
 
@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from devices.ssh import CommandResult
+from us3l.devices.ssh import CommandResult
+
 from us3l.errors import US3LError
 
 

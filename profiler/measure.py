@@ -10,7 +10,7 @@ reached ``max_seconds``.
 
 ``measure_windowed`` holds at most ``window`` widths' timers open at once: a width's timer is opened (and warmed
 up) when a slot is free and closed as soon as it stops, so memory is bounded by the window, not by the grid.
-Under a total budget each width gets a share of the time left when it is opened (``profiler.window``); one
+Under a total budget each width gets a share of the time left when it is opened (``us3l.profiler.window``); one
 that does not reach the target within its share stops with (d) ``budget`` and is flagged unstable.
 """
 
@@ -25,7 +25,8 @@ from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
-from profiler.stats import DEFAULT_TARGET_REL_CI, LatencyStats, rel_ci_halfwidth, summarize
+from us3l.profiler.stats import DEFAULT_TARGET_REL_CI, LatencyStats, rel_ci_halfwidth, summarize
+
 from us3l.errors import US3LError
 
 K = TypeVar("K", bound=Hashable)
@@ -196,10 +197,10 @@ def measure_windowed(
     ``open_timer(key, live)`` returns a context manager that yields the key's timer (``live``: how many are
     open now); it may raise ``WindowFull`` when ``live > 0``. A width's timer is warmed up when opened and
     closed as soon as the width stops. ``max_total_s``: the total budget of this call (opening, warm-up and
-    timing), spread over the widths with ``profiler.window.width_share``. ``on_round(round, {key: n})`` gets
+    timing), spread over the widths with ``us3l.profiler.window.width_share``. ``on_round(round, {key: n})`` gets
     the sample counts of the widths opened so far after each round.
     """
-    from profiler.window import width_share
+    from us3l.profiler.window import width_share
 
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from profiler.profile_file import Profile
+from us3l.profiler.profile_file import Profile
+
 from us3l.errors import MissingDependencyError
 from us3l.io import atomic_write
 

@@ -7,7 +7,7 @@ policy, fingerprint, records (each with the timed graph's ``bn``, ``graph_sha256
 
 Optional fields (absent or null in profiles written before them; schema 1 still): ``peak_rss_bytes`` (peak
 resident memory of the process that held the sessions: this one during the sweep, or the remote runner),
-``window`` (how many sessions were held at once and why: ``profiler.window.WindowPlan`` plus ``max_live`` and
+``window`` (how many sessions were held at once and why: ``us3l.profiler.window.WindowPlan`` plus ``max_live`` and
 ``peak_scope``), ``time_budget`` (``max_total_seconds`` or null, ``wall_s``, ``prepare_s``, ``measure_s``,
 ``stable_widths``, ``unstable_widths``, ``budget_stopped``) and, per record, ``share_s`` (the width's share of
 the budget, null without one) and ``timing_s`` (seconds it spent being timed).
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from profiler.stats import LatencyStats
+from us3l.profiler.stats import LatencyStats
+
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, atomic_write_text, check_schema, header, read_json
 from us3l.validate import number, safe_name
@@ -42,9 +43,9 @@ CSV_COLUMNS = (
 class ProfileRecord:
     """One width: its static network's size and cost, and its measured latency.
 
-    ``bn``: how the timed graph's BatchNorm was frozen (``deploy.graph.BN_KINDS``: calibrated, running,
+    ``bn``: how the timed graph's BatchNorm was frozen (``us3l.deploy.graph.BN_KINDS``: calibrated, running,
     frozen-uncalibrated -- initial statistics, same graph and latency as calibrated -- or none).
-    ``graph_sha256`` / ``graph_structure_sha256``: the timed graph (see ``deploy.graph``); None for eager torch
+    ``graph_sha256`` / ``graph_structure_sha256``: the timed graph (see ``us3l.deploy.graph``); None for eager torch
     and for profiles written before they were recorded.
     """
 

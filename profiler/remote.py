@@ -17,7 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from devices.ssh import SSHSession, exit_status
+from us3l.devices.ssh import SSHSession, exit_status
+
 from us3l.errors import US3LError
 from us3l.validate import number
 
@@ -134,7 +135,7 @@ class RemoteRunner:
     def load(self, key: str) -> dict[str, Any]:
         """Load model ``key`` on the device (one warm inference); ``WindowFull`` when the runner's memory limit
         leaves no room for it now."""
-        from profiler.measure import WindowFull
+        from us3l.profiler.measure import WindowFull
 
         doc = self._ask({"cmd": "load", "key": key})
         if doc.get("full"):

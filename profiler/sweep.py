@@ -1,12 +1,12 @@
 """One profiling sweep: every width of a model on one device with one backend -> a ``Profile``.
 
-For each width: build the deployable graph with ``deploy.graph.build_deployable_graph`` -- the function
+For each width: build the deployable graph with ``us3l.deploy.graph.build_deployable_graph`` -- the function
 ``us3l export`` ships with: materialize, freeze BN (calibrated, running, or -- for a width without statistics
 -- the initial 0/1 ones; never batch statistics), export with the deploy backend -- count MACs/params
-(``profiler.costs``), weight bytes and peak activation memory (``profiler.memory``), then measure the widths
-with the windowed interleaved loop (``profiler.measure.measure_windowed``) -- locally, on the board itself, or
+(``us3l.profiler.costs``), weight bytes and peak activation memory (``us3l.profiler.memory``), then measure the widths
+with the windowed interleaved loop (``us3l.profiler.measure.measure_windowed``) -- locally, on the board itself, or
 over SSH. At most a window of widths' sessions is loaded at once, sized from the memory one session takes and
-the memory limit (``profiler.window``); a total time budget is spread over the widths. Each record names the
+the memory limit (``us3l.profiler.window``); a total time budget is spread over the widths. Each record names the
 graph it timed (``graph_sha256``, ``graph_structure_sha256``) and how BN was handled (``bn``); the profile
 records the peak resident memory, the window and the budget.
 """
@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from us3l.devices.spec import DeviceSpec
+from us3l.profiler.measure import MeasurementPolicy, SweepProgress, Timer, WindowFull, measure_windowed
+from us3l.profiler.profile_file import Profile, ProfileRecord
+from us3l.profiler.window import WindowPlan, choose_window, coverage_order, estimate_session_bytes
 
-from devices.spec import DeviceSpec
-from profiler.measure import MeasurementPolicy, SweepProgress, Timer, WindowFull, measure_windowed
-from profiler.profile_file import Profile, ProfileRecord
-from profiler.window import WindowPlan, choose_window, coverage_order, estimate_session_bytes
 from us3l.errors import US3LError
 
 
@@ -44,7 +44,7 @@ class StaticWidth:
     weight_bytes: int
     activation_bytes: int
     bn: str = "none"
-    artifact: Any = None  # deploy.backends.Artifact; None for the eager torch backend
+    artifact: Any = None  # us3l.deploy.backends.Artifact; None for the eager torch backend
     graph_sha256: str | None = None
     graph_structure_sha256: str | None = None
 
@@ -79,10 +79,10 @@ def prepare_widths(
     the files: holding 90 modules would cost more memory than the sessions); ``on_item(done, total)`` after
     each width.
     """
-    from deploy.graph import build_deployable_graph
-    from profiler.costs import count_costs
-    from profiler.memory import activation_bytes, weight_bytes
-    from profiler.timers import example_input
+    from us3l.deploy.graph import build_deployable_graph
+    from us3l.profiler.costs import count_costs
+    from us3l.profiler.memory import activation_bytes, weight_bytes
+    from us3l.profiler.timers import example_input
 
     x = example_input(input_shape)
     be = export_backend(backend)
@@ -121,7 +121,7 @@ def prepare_widths(
 
 def check_local_requirements(spec: DeviceSpec) -> None:
     """A local run of a Jetson / CUDA device needs that hardware here; otherwise say how to reach it."""
-    from devices.detect import has_cuda_gpu, is_jetson
+    from us3l.devices.detect import has_cuda_gpu, is_jetson
 
     how = (
         f"run us3l on the board itself, or reach it over SSH: us3l profile --device {spec.name} "
@@ -177,8 +177,8 @@ def open_site(
     """A ``Site`` for every width's artifact (``items`` from ``prepare_widths``) on the device, plus facts to
     record (runtime version, remote fingerprint). Nothing is loaded until ``Site.open``; the eager torch
     backend rebuilds a width's static module from ``model`` when it was dropped."""
-    from profiler import window as mem
-    from profiler.timers import example_input, interleaved_notes, load_interleaved, runner_timer, torch_timer
+    from us3l.profiler import window as mem
+    from us3l.profiler.timers import example_input, interleaved_notes, load_interleaved, runner_timer, torch_timer
 
     x = example_input(input_shape)
     facts: dict[str, Any] = {}
@@ -196,7 +196,7 @@ def open_site(
             def open_torch(it: StaticWidth) -> Iterator[Timer]:
                 static = it.model
                 if static is None:
-                    from deploy.graph import build_deployable_graph
+                    from us3l.deploy.graph import build_deployable_graph
 
                     if model is None:
                         raise ValueError("open_site needs the slimmable model to rebuild a dropped width")
@@ -211,12 +211,12 @@ def open_site(
             return
         arts = {it.key: it.artifact for it in items}  # built by prepare_widths: the graphs export ships
         if backend == "tensorrt":
-            from profiler.executors import LocalExecutor
-            from profiler.trt_timers import TrtexecSession
+            from us3l.profiler.executors import LocalExecutor
+            from us3l.profiler.trt_timers import TrtexecSession
 
             ex: Any = LocalExecutor(spec.reach.command_timeout_s)
             if not spec.reach.is_local:
-                from devices.ssh import SSHSession
+                from us3l.devices.ssh import SSHSession
 
                 ex = stack.enter_context(SSHSession(spec.reach))
             trt = TrtexecSession(ex, precision=precision)
@@ -234,7 +234,7 @@ def open_site(
             yield Site(open_trt, _none, _none, _none, guard=False, scope="none"), facts
             return
         if spec.reach.is_local:
-            from deploy.backends import get_backend
+            from us3l.deploy.backends import get_backend
 
             be = get_backend(backend)
             device = spec.openvino_device if backend == "openvino" else "cpu"
@@ -249,8 +249,8 @@ def open_site(
             facts["extra"] = interleaved_notes(backend)
             yield Site(open_local, *local, guard=True, scope="process"), facts
             return
-        from devices.ssh import SSHSession
-        from profiler.remote import RemoteRunner
+        from us3l.devices.ssh import SSHSession
+        from us3l.profiler.remote import RemoteRunner
 
         session = stack.enter_context(SSHSession(spec.reach))
         models = {it.key: (arts[it.key].files, input_shape) for it in items}
@@ -278,8 +278,8 @@ def plan_window(
     site: Site, items: list[StaticWidth], backend: str, max_memory_mb: float | None, max_window: int | None = None
 ) -> WindowPlan:
     """Load the widest width's session once (the first of ``items``' coverage order) to measure what a session
-    takes, and choose the window (``profiler.window.choose_window``)."""
-    from profiler.window import MAX_WINDOW
+    takes, and choose the window (``us3l.profiler.window.choose_window``)."""
+    from us3l.profiler.window import MAX_WINDOW
 
     widest = items[coverage_order(len(items))[0]]
     session = estimate_session_bytes(backend, widest.weight_bytes, widest.activation_bytes)
@@ -298,7 +298,7 @@ def _remote_fingerprint(session: Any) -> dict[str, Any]:
     """Run ``fingerprint.py`` with the device's Python (best effort)."""
     import json
 
-    from profiler.remote import RUNNER_FILES
+    from us3l.profiler.remote import RUNNER_FILES
 
     try:
         tmp = session.mkdtemp("us3l-fp")
@@ -339,15 +339,15 @@ def run_sweep(
 
     Memory: at most a window of sessions is loaded at once (``plan_window``), within ``max_memory_mb``
     (default: the device file's ``max_memory_mb``) of resident memory of the process that holds them;
-    ``max_window`` caps the window (default ``profiler.window.MAX_WINDOW``). Time: ``max_total_seconds``
+    ``max_window`` caps the window (default ``us3l.profiler.window.MAX_WINDOW``). Time: ``max_total_seconds``
     bounds the whole sweep (export included); every width gets a share, and one that misses the CI target
     within it stops with ``stop_reason = "budget"``, unstable. Each width takes at least one chunk of samples,
     so a budget too small for the grid is overrun by that much. ``on_progress`` gets a ``SweepProgress`` (ETA)
     after each round, ``on_prepare(done, total)`` after each width's export.
     """
-    from profiler import fingerprint
-    from profiler.timers import resolve_threads
-    from profiler.window import reset_peak_rss
+    from us3l.profiler import fingerprint
+    from us3l.profiler.timers import resolve_threads
+    from us3l.profiler.window import reset_peak_rss
 
     t_start = time.perf_counter()
     if not widths:

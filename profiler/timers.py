@@ -1,6 +1,6 @@
 """Local timers: PyTorch eager on the materialized model, and a deploy backend's ``Runner.time_once``.
 
-A timer is ``timer(k) -> k latencies in seconds`` (see ``profiler.measure``).
+A timer is ``timer(k) -> k latencies in seconds`` (see ``us3l.profiler.measure``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-
-from deploy.backends.base import Runner
+from us3l.deploy.backends.base import Runner
 
 
 def resolve_threads(threads: int | None) -> int:
@@ -73,9 +72,9 @@ def load_interleaved(
     """Load a runner that takes turns with other runners on the same cores (an interleaved measurement).
 
     onnxruntime sessions are opened without spin-waiting: an idle session's spinning workers would otherwise
-    steal the cores from the session being timed (see ``deploy.backends.onnx.OnnxRunner``).
+    steal the cores from the session being timed (see ``us3l.deploy.backends.onnx.OnnxRunner``).
     """
-    from deploy.backends import get_backend
+    from us3l.deploy.backends import get_backend
 
     extra = {"spin": False} if backend == "onnx" else {}
     return get_backend(backend).load(path, threads=threads, device=device, precision=precision, **extra)

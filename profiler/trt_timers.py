@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from profiler.executors import Executor
-from profiler.trtexec import parse_times, parse_version, timing_command
+from us3l.profiler.executors import Executor
+from us3l.profiler.trtexec import parse_times, parse_version, timing_command
+
 from us3l.errors import US3LError
 
 TRTEXEC_CANDIDATES = ("trtexec", "/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
@@ -50,7 +51,7 @@ class TrtexecSession:
 
     def build(self, key: str, onnx_path: str | Path) -> str:
         """Copy the ONNX file to the device and build its engine there; returns the engine path."""
-        from deploy.backends.tensorrt import trtexec_build_command
+        from us3l.deploy.backends.tensorrt import trtexec_build_command
 
         folder = f"{self.workdir}/{key}"
         self.ex.mkdir(folder)

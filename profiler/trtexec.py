@@ -7,7 +7,7 @@ TensorRT 8.x/10.x (samples/common/sampleReporting.cpp, ``exportJSONTrace``) writ
 and ``startOutMs``/``outMs`` instead of the H2D/D2H names, plus ``endToEndMs``. Keys are matched
 case-insensitively, and records without the requested metric (e.g. a ``{"count": N}`` head) are skipped.
 
-Engines are built with ``deploy.backends.tensorrt.trtexec_build_command`` (one place for build flags).
+Engines are built with ``us3l.deploy.backends.tensorrt.trtexec_build_command`` (one place for build flags).
 """
 
 from __future__ import annotations

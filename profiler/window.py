@@ -1,7 +1,7 @@
 """Bounded memory and time for a sweep: process memory readings, the session window, the per-width time share.
 
 A sweep interleaves the widths' runtime sessions to cancel drift, but holds at most ``window`` of them at once
-(sessions are rotated in as others finish, ``profiler.measure.measure_windowed``). The window is chosen from
+(sessions are rotated in as others finish, ``us3l.profiler.measure.measure_windowed``). The window is chosen from
 
 * the memory one session takes: the widest width's session is loaded first and the process's resident memory
   (RSS) measured before and after one inference (``probe``), never less than ``estimate_session_bytes``;
@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from profiler.remote_runner import proc_bytes  # one /proc reader for host and device (the runner is stdlib-only)
+from us3l.profiler.remote_runner import proc_bytes  # one /proc reader for host and device (the runner is stdlib-only)
 
 #: The most sessions held at once when memory allows more (see the module docstring).
 MAX_WINDOW = 8

@@ -345,9 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             ctx["venv_note"] = f"fresh install {fmt_duration(install[0])}"
         env.update(PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", VIRTUAL_ENV=str(venv), PYTHONPATH=str(clone),
                    PYTHONUNBUFFERED="1", COLUMNS=str(args.columns))
-        check = subprocess.run([str(venv / "bin" / "python"), "-c", "import us3l; print(us3l.__file__)"],
+        # us3l.profiler/.devices/.deploy live beside us3l/ in the clone (us3l/__init__.py finds them there).
+        imported = "import us3l.profiler, us3l.devices, us3l.deploy as d; print(us3l.__file__, d.__file__, sep='\\n')"
+        check = subprocess.run([str(venv / "bin" / "python"), "-c", imported],
                                cwd=clone, env=env, capture_output=True, text=True)
-        if check.returncode or not check.stdout.strip().startswith(str(clone)):
+        if check.returncode or not all(f.startswith(str(clone)) for f in check.stdout.splitlines() or ["?"]):
             raise Fail(f"the clone's us3l is not the one imported ({check.stdout.strip() or check.stderr.strip()})")
 
         budget = None

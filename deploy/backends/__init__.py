@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-from deploy.backends.base import INPUT_NAME, OUTPUT_NAME, Artifact, Backend, Runner
+from us3l.deploy.backends.base import INPUT_NAME, OUTPUT_NAME, Artifact, Backend, Runner
+
 from us3l.errors import US3LError
 
 __all__ = [
@@ -24,9 +25,9 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, str] = {
-    "onnx": "deploy.backends.onnx",
-    "openvino": "deploy.backends.openvino",
-    "tensorrt": "deploy.backends.tensorrt",
+    "onnx": "us3l.deploy.backends.onnx",
+    "openvino": "us3l.deploy.backends.openvino",
+    "tensorrt": "us3l.deploy.backends.tensorrt",
 }
 
 

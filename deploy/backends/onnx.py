@@ -7,7 +7,7 @@ exporter (``dynamo=False``, opset 18, constant folding), which costs 1.5-1.8x le
 ``EXPORTERS`` is understood. Where the TorchScript exporter is chosen but missing (a future torch) or fails on a
 module, the dynamo exporter is used and the manifest's ``backend.exporter``/``exporter_note`` say so. Either way
 the exporter's per-node debug metadata is stripped, so the bytes are a function of the weights, shapes and
-exporter version (``deploy.graph``); profile and export use the same exporter, so the graphs still match. Only
+exporter version (``us3l.deploy.graph``); profile and export use the same exporter, so the graphs still match. Only
 fp32 is exported: ONNX Runtime's CPU kernels are fp32, and the fp16 paths are built from this file by the other
 backends (OpenVINO weight compression, a TensorRT FP16 engine).
 """
@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from deploy.backends.base import (
+from us3l.deploy.backends.base import (
     INPUT_NAME,
     OUTPUT_NAME,
     Artifact,
@@ -38,7 +37,8 @@ from deploy.backends.base import (
     as_input,
     staging_dir,
 )
-from deploy.timing import phase
+from us3l.deploy.timing import phase
+
 from us3l.errors import US3LError
 
 #: ONNX Runtime execution providers for each device name ``load(device=...)`` accepts.
@@ -136,7 +136,7 @@ def export_onnx(
     Input ``"input"`` (N, C, H, W) float32, output ``"embedding"`` (N, D); the batch axis is symbolic
     (``"batch"``) when ``dynamic_batch``. ``exporter``: ``"torchscript"`` or ``"dynamo"`` (default
     ``onnx_exporter()``). The facts hold the opset, the exporter, the file's sha256 (``onnx_sha256``, every
-    backend's ``graph_sha256``) and the graph's structure hash (``deploy.graph.onnx_structure_sha256``;
+    backend's ``graph_sha256``) and the graph's structure hash (``us3l.deploy.graph.onnx_structure_sha256``;
     ``build_deployable_graph`` moves it out of the backend facts into the graph facts).
     """
     for package in ("onnx", "onnxscript") if (exporter or onnx_exporter()) == "dynamo" else ("onnx",):
@@ -146,8 +146,7 @@ def export_onnx(
             raise MissingDependencyError(package, "onnx", "ONNX export")
     import onnx
     import torch
-
-    from deploy.graph import onnx_structure_sha256
+    from us3l.deploy.graph import onnx_structure_sha256
 
     path = Path(path)
     exporter = exporter or onnx_exporter()
@@ -199,7 +198,7 @@ def _strip_debug_metadata(proto: Any) -> bool:
 
     They do not change what runs, but they would make the same model's export differ from machine to machine
     (and reveal local paths); without them the file is a function of the weights, shapes and exporter version,
-    so a profiled graph and the exported one can be compared by sha256 (``deploy.graph``).
+    so a profiled graph and the exported one can be compared by sha256 (``us3l.deploy.graph``).
     """
     changed = False
     for node in proto.graph.node:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from us3l.deploy.backends.base import Artifact, Backend, Runner, as_input, staging_dir, version_tuple
+from us3l.deploy.timing import phase
 
-from deploy.backends.base import Artifact, Backend, Runner, as_input, staging_dir, version_tuple
-from deploy.timing import phase
 from us3l.errors import US3LError
 
 
@@ -99,7 +99,7 @@ class OpenVinoBackend(Backend):
         self.check_precision(precision)
         if not self.available():
             raise self.missing()
-        from deploy.backends.onnx import export_onnx
+        from us3l.deploy.backends.onnx import export_onnx
 
         with staging_dir(out_dir) as tmp:
             onnx_dir = tmp / "onnx"

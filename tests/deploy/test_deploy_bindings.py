@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from us3l.deploy.select import Budget, select
 
-from deploy.select import Budget, select
 from tests.deploy.conftest import latency
 from us3l.errors import US3LError
 

@@ -1,4 +1,4 @@
-"""``deploy.load`` loads only the hashed file of the manifest, checks what the caller expects, and quickstart's
+"""``us3l.deploy.load`` loads only the hashed file of the manifest, checks what the caller expects, and quickstart's
 export reuse re-verifies the artifact it would export now (issue 11.4). Real onnxruntime sessions."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from us3l.deploy.export import ExportResult, artifact_name, export_width
 
-import deploy
-from deploy.export import ExportResult, artifact_name, export_width
 from tests.deploy.conftest import calibrated_run
+from us3l import deploy
 from us3l.errors import US3LError
 from us3l.io import file_sha256, header
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from us3l.deploy.select import Budget, LatencyRule, find_profiles, read_selection, select, write_selection
 
-from deploy.select import Budget, LatencyRule, find_profiles, read_selection, select, write_selection
 from us3l.errors import US3LError
 
 from .conftest import latency
@@ -295,7 +295,7 @@ def test_negative_latency_and_nan_accuracy_are_refused(write_profile, write_accu
 
 
 def test_device_names_for_profile_lookup_are_safe(tmp_path) -> None:
-    from deploy.select import find_profiles
+    from us3l.deploy.select import find_profiles
 
     (tmp_path / "profiles").mkdir()
     with pytest.raises(US3LError, match=r"^--device must be a name \("):

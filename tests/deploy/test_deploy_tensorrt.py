@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from us3l.deploy.backends import get_backend
+from us3l.deploy.backends.tensorrt import check_engine_compat, trtexec_build_command
 
-from deploy.backends import get_backend
-from deploy.backends.tensorrt import check_engine_compat, trtexec_build_command
 from us3l.errors import US3LError
 
 TRT = get_backend("tensorrt")
@@ -69,7 +69,7 @@ def test_export_without_tensorrt_says_what_to_do(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not TRT.available(), reason="needs TensorRT and a CUDA GPU")
 def test_tensorrt_contract(tiny_net: torch.nn.Module, tmp_path: Path) -> None:  # pragma: no cover
-    from deploy.verify import compare
+    from us3l.deploy.verify import compare
 
     x = torch.randn(1, 3, 16, 16)
     art = TRT.export(tiny_net, x, tmp_path, precision="fp16")

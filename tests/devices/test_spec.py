@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from us3l.devices.registry import get_device, list_devices
+from us3l.devices.spec import load_device_file, parse_host
 
-from devices.registry import get_device, list_devices
-from devices.spec import load_device_file, parse_host
 from us3l.cli import main
 from us3l.errors import US3LError
 
@@ -84,7 +84,7 @@ def test_cli_devices_json_and_errors(capsys):
 
 
 def test_jetson_and_cuda_without_hardware_say_how_to_reach(capsys):
-    from devices.detect import has_cuda_gpu, is_jetson
+    from us3l.devices.detect import has_cuda_gpu, is_jetson
 
     if is_jetson() or has_cuda_gpu():
         pytest.skip("this machine has the hardware")
@@ -115,7 +115,8 @@ def test_non_finite_measurement_policy_is_refused(tmp_path, key, value):
 
 
 def test_device_names_must_be_one_short_path_component(tmp_path, monkeypatch, capsys):
-    from devices.registry import get_device
+    from us3l.devices.registry import get_device
+
     from us3l.cli import main
     from us3l.validate import NAME_RULE
 

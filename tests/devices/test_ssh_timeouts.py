@@ -6,8 +6,7 @@ import threading
 import time
 
 import pytest
-
-from devices.ssh import exit_status
+from us3l.devices.ssh import exit_status
 
 
 class _Channel:

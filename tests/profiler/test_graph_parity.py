@@ -16,9 +16,9 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
+from us3l.deploy.graph import compare_graphs, fresh_model
+from us3l.profiler.sweep import prepare_widths
 
-from deploy.graph import compare_graphs, fresh_model
-from profiler.sweep import prepare_widths
 from us3l.cli import main
 
 FAST = ["--threads", "1", "--max-seconds", "0.2", "--target-ci", "0.2"]
@@ -122,7 +122,7 @@ def test_checkpoint_uncalibrated_width_is_profiled_frozen(run_dir: Path, tmp_pat
 
     with torch.no_grad(), calibrating(loaded.model, 0.25):
         loaded.model(torch.randn(8, 3, 16, 16))
-    from deploy.export import export_width
+    from us3l.deploy.export import export_width
 
     res = export_width(loaded, 0.25, "onnx", tmp_path / "y")
     g = res.manifest["model"]["graph"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from profiler.measure import MeasurementPolicy, measure_interleaved, stop_reason
+from us3l.profiler.measure import MeasurementPolicy, measure_interleaved, stop_reason
 
 
 class FakeClock:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from us3l.profiler.profile_file import Profile, ProfileRecord, csv_text, load_profile, write_profile
+from us3l.profiler.stats import summarize
 
-from profiler.profile_file import Profile, ProfileRecord, csv_text, load_profile, write_profile
-from profiler.stats import summarize
 from us3l.cli import main
 from us3l.errors import US3LError
 

@@ -6,9 +6,9 @@ import io
 from types import SimpleNamespace
 
 import pytest
+from us3l.devices.spec import Reach
+from us3l.profiler.remote import RemoteRunner
 
-from devices.spec import Reach
-from profiler.remote import RemoteRunner
 from us3l.errors import US3LError
 
 

@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
-from profiler.stats import (
+from us3l.profiler.stats import (
     LatencyStats,
     drift_detected,
     order_statistic_ranks,

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 from torch import nn
+from us3l.devices.registry import get_device
+from us3l.profiler.measure import MeasurementPolicy
+from us3l.profiler.memory import activation_bytes, weight_bytes
+from us3l.profiler.sweep import run_sweep
 
-from devices.registry import get_device
-from profiler.measure import MeasurementPolicy
-from profiler.memory import activation_bytes, weight_bytes
-from profiler.sweep import run_sweep
 from us3l.cli import main
 
 FAST = MeasurementPolicy(warmup=2, min_repeats=10, max_repeats=60, target_rel_ci=0.05, max_seconds=0.5, chunk=5)
@@ -35,7 +35,7 @@ def test_activation_and_weight_bytes_by_hand():
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino", "torch"])
 def test_local_sweep_real_runtimes(backend):
-    from deploy.graph import fresh_model
+    from us3l.deploy.graph import fresh_model
 
     net = fresh_model("cifar_resnet18", base_channels=8)
     prof = run_sweep(net, "tiny", [0.25, 1.0], get_device("cpu"), 16, backend=backend, threads=1, policy=FAST)

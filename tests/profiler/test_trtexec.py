@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from us3l.profiler.trtexec import parse_times, parse_version, timing_command
 
-from profiler.trtexec import parse_times, parse_version, timing_command
 from us3l.errors import US3LError
 
 # Hand-written in the layout trtexec (TensorRT 8.6/10.x) writes: one record per timed inference.
@@ -52,7 +52,7 @@ def test_parse_version_and_build_command():
     assert parse_version("&&&& RUNNING TensorRT.trtexec [TensorRT v8601] # trtexec --onnx=a") == "8.6.1"
     assert parse_version("&&&& RUNNING TensorRT.trtexec [TensorRT v100300] # trtexec") == "10.3.0"
     assert parse_version("no banner") is None
-    from deploy.backends.tensorrt import trtexec_build_command
+    from us3l.deploy.backends.tensorrt import trtexec_build_command
 
     cmd = trtexec_build_command("/d/model.onnx", "/d/model.plan", fp16=True)
     assert "--fp16" in cmd and "--onnx=/d/model.onnx" in cmd and "--saveEngine=/d/model.plan" in cmd

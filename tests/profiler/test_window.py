@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from us3l.devices.registry import get_device
+from us3l.profiler import timers as timers_mod
+from us3l.profiler.measure import MeasurementPolicy, WindowFull, measure_windowed, stop_reason
+from us3l.profiler.remote import RUNNER_FILES
+from us3l.profiler.sweep import run_sweep
+from us3l.profiler.window import choose_window, coverage_order, width_share
 
-from devices.registry import get_device
-from profiler import timers as timers_mod
-from profiler.measure import MeasurementPolicy, WindowFull, measure_windowed, stop_reason
-from profiler.remote import RUNNER_FILES
-from profiler.sweep import run_sweep
-from profiler.window import choose_window, coverage_order, width_share
 from tests.profiler.test_measure import FakeClock, sampler
 
 FAST = MeasurementPolicy(warmup=2, min_repeats=10, max_repeats=40, target_rel_ci=0.05, max_seconds=0.3, chunk=5)
@@ -146,7 +146,7 @@ def counted_sessions(monkeypatch):
 
 @pytest.mark.parametrize(("kwargs", "size"), [({"max_window": 2}, 2), ({"max_memory_mb": 1}, 1)])
 def test_real_sweep_holds_at_most_the_window(counted_sessions, kwargs, size):
-    from deploy.graph import fresh_model
+    from us3l.deploy.graph import fresh_model
 
     net = fresh_model("cifar_resnet18", base_channels=8)
     widths = [0.25, 0.5, 0.75, 1.0]
@@ -162,7 +162,7 @@ def test_real_sweep_holds_at_most_the_window(counted_sessions, kwargs, size):
 
 
 def test_real_sweep_under_a_spent_budget_flags_every_width():
-    from deploy.graph import fresh_model
+    from us3l.deploy.graph import fresh_model
 
     net = fresh_model("cifar_resnet18", base_channels=8)
     prof = run_sweep(net, "tiny", [0.25, 1.0], get_device("cpu"), 16, backend="onnx", threads=1, policy=FAST,

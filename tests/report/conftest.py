@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from us3l.deploy.backends.base import Artifact
+from us3l.deploy.manifest import build_manifest, write_manifest
+from us3l.deploy.select import SELECTION_KIND, SELECTION_SCHEMA, TIE_BREAK
+from us3l.deploy.verify import compare
+from us3l.profiler.profile_file import Profile, ProfileRecord, write_profile
+from us3l.profiler.stats import summarize
 
-from deploy.backends.base import Artifact
-from deploy.manifest import build_manifest, write_manifest
-from deploy.select import SELECTION_KIND, SELECTION_SCHEMA, TIE_BREAK
-from deploy.verify import compare
-from profiler.profile_file import Profile, ProfileRecord, write_profile
-from profiler.stats import summarize
 from us3l.checkpoint import checkpoint_meta
 from us3l.eval.accuracy import ACCURACY_KIND, ACCURACY_SCHEMA, save_accuracy
 from us3l.io import atomic_write_json, atomic_write_text, header

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from us3l.deploy.staging import clean_stale, is_staging, staging_prefix
 
-from deploy.staging import clean_stale, is_staging, staging_prefix
 from us3l.report import render_report
 from us3l.report.collect import collect_pipeline
 
@@ -91,7 +91,8 @@ def test_clean_stale_removes_only_our_dead_or_old_leftovers(tmp_path: Path) -> N
 def test_export_cleans_leftovers_and_stages_with_its_pid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deploy.export import artifact_name, export_width
+    from us3l.deploy.export import artifact_name, export_width
+
     from us3l.models import create_model
 
     tmp = tmp_path / "tmp"
@@ -108,7 +109,7 @@ def test_export_cleans_leftovers_and_stages_with_its_pid(
     os.utime(killed_tmp, (day_ago, day_ago))
 
     seen: list[str] = []
-    import deploy.export as export_mod
+    import us3l.deploy.export as export_mod
 
     real = export_mod._move_into_place
 

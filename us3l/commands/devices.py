@@ -11,8 +11,8 @@ from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, print_table
 
 if TYPE_CHECKING:
-    from devices.check import CheckResult
-    from devices.spec import DeviceSpec
+    from us3l.devices.check import CheckResult
+    from us3l.devices.spec import DeviceSpec
 
 
 @app.command("devices")
@@ -27,8 +27,8 @@ def devices_cmd(
     """List the built-in and user-defined devices ($US3L_DEVICES_DIR or ~/.config/us3l/devices).
 
     With --check the exit code is 1 when a checked device is unreachable or lacks its runtime."""
-    from devices.check import check_device
-    from devices.registry import get_device, list_devices, user_devices_dir
+    from us3l.devices.check import check_device
+    from us3l.devices.registry import get_device, list_devices, user_devices_dir
 
     specs = [get_device(name, device_file)] if name else list_devices(device_file)
     if host:

@@ -29,7 +29,7 @@ def _jobs(
         safe_name(device, "--device")  # a folder under --out: one safe name, checked before any work
     if width is not None:
         return [(number(width, "--width", positive=True), device)]  # the model checks its range
-    from deploy.select import read_selection
+    from us3l.deploy.select import read_selection
 
     doc = read_selection(selection)
     entries = [d for d in doc["devices"] if device is None or d["device"] == device]
@@ -60,10 +60,10 @@ def _jobs(
 
 
 def _chosen_graphs(selection: Path, backend: str) -> dict[tuple[float, str], dict[str, Any]]:
-    """(width, device) -> the profiled graph of that choice (``deploy.graph.profiled_graph``), preferring the
+    """(width, device) -> the profiled graph of that choice (``us3l.deploy.graph.profiled_graph``), preferring the
     choice made on ``backend``'s profile; an entry from a selection made before graphs were recorded is ``{}``
     plus the profile's backend."""
-    from deploy.select import read_selection
+    from us3l.deploy.select import read_selection
 
     out: dict[tuple[float, str], dict[str, Any]] = {}
     for d in read_selection(selection)["devices"]:
@@ -79,7 +79,7 @@ def _chosen_graphs(selection: Path, backend: str) -> dict[tuple[float, str], dic
 
 def _graph_warnings(selection: Path, backend: str, results: list[Any]) -> tuple[list[str], list[str]]:
     """(warnings, notes): each exported graph against the graph its width was profiled with."""
-    from deploy.graph import compare_graphs
+    from us3l.deploy.graph import compare_graphs
 
     graphs = _chosen_graphs(selection, backend)
     warnings: list[str] = []
@@ -111,7 +111,7 @@ def _source(ckpt: Path | None, model: str | None) -> tuple[Any, str | None]:
         from us3l.checkpoint import load_backbone
 
         return load_backbone(ckpt), None
-    from deploy.graph import fresh_model
+    from us3l.deploy.graph import fresh_model
 
     return fresh_model(model), model  # seeded like `us3l profile --model`: the same weights, the same graph
 
@@ -165,8 +165,8 @@ def export_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Export a width to ONNX / OpenVINO IR / a TensorRT engine, verified against PyTorch, with a manifest."""
-    from deploy.backends import get_backend
-    from deploy.export import VerificationFailed, export_width
+    from us3l.deploy.backends import get_backend
+    from us3l.deploy.export import VerificationFailed, export_width
 
     set_quiet(quiet)
     if batch_old is not None:

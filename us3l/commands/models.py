@@ -93,8 +93,8 @@ def models_cmd(
 
 def _costs(name: str) -> dict[str, object]:
     """Distinct widths, params and MACs at the min and max width of one registered model (builds it)."""
-    from profiler.costs import count_costs
     from us3l.models import create_model
+    from us3l.profiler.costs import count_costs
     from us3l.slim import materialize
 
     model = create_model(name)
@@ -115,8 +115,8 @@ def info_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Per-layer channels, params and MACs of one model at one width."""
-    from profiler.layers import layer_table, rows_as_dicts
     from us3l.models import create_model
+    from us3l.profiler.layers import layer_table, rows_as_dicts
     from us3l.slim import canonical_width, materialize
 
     model = create_model(model_name)

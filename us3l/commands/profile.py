@@ -44,7 +44,7 @@ def _load_model(model_name: str | None, ckpt: Path | None) -> tuple[Any, str, st
         loaded = load_backbone(ckpt)
         size = int(loaded.meta.get("input_size") or loaded.model.input_size)
         return loaded.model, str(loaded.meta.get("model", "model")), loaded.sha256, size
-    from deploy.graph import fresh_model
+    from us3l.deploy.graph import fresh_model
 
     net = fresh_model(str(model_name))  # seeded: a fresh export of the same model ships the same bytes
     return net, str(model_name), None, int(net.input_size)
@@ -124,9 +124,9 @@ def profile_cmd(
     if batch_old is not None:
         deprecated("--batch", "--batch-size", "profile")
         batch_size = batch_size or batch_old
-    from devices.registry import get_device
-    from profiler.profile_file import write_profile
-    from profiler.sweep import check_local_requirements, resolve_backend, run_sweep
+    from us3l.devices.registry import get_device
+    from us3l.profiler.profile_file import write_profile
+    from us3l.profiler.sweep import check_local_requirements, resolve_backend, run_sweep
 
     spec = get_device(device, device_file)
     if host:
@@ -156,7 +156,7 @@ def profile_cmd(
         def on_prepare(done: int, total: int) -> None:
             bar.update(0, detail=f"exported {done}/{total} graphs")
 
-        def on_progress(p: Any) -> None:  # profiler.measure.SweepProgress
+        def on_progress(p: Any) -> None:  # us3l.profiler.measure.SweepProgress
             eta = "" if p.eta_s is None else f", eta {p.eta_s:.0f} s"
             budget = "" if p.budget_left_s is None else f", budget left {max(0.0, p.budget_left_s):.0f} s"
             bar.update(p.done, detail=f"{p.live} loaded, {p.stable} stable{eta}{budget}")
@@ -169,7 +169,7 @@ def profile_cmd(
     json_path, csv_path = write_profile(prof, out)
     png = None
     if plot:
-        from profiler.plot import plot_profile
+        from us3l.profiler.plot import plot_profile
 
         png = plot_profile(prof, json_path.with_suffix(".png"))
     frozen = [r.width for r in prof.records if r.bn == "frozen-uncalibrated"]
@@ -197,8 +197,8 @@ def show_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the profile JSON document."),
 ) -> None:
     """Print the per-width table of a profile file (stdout)."""
-    from profiler.profile_file import Profile
     from us3l.io import read_json
+    from us3l.profiler.profile_file import Profile
 
     doc = read_json(file, "profile file")
     prof = Profile.from_dict(doc, file)  # schema check

@@ -149,17 +149,17 @@ def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -
 
 
 def _profile_path(profiles_dir: Path, model: str, backend: str) -> Path:
-    from profiler.profile_file import profile_stem
+    from us3l.profiler.profile_file import profile_stem
 
     return profiles_dir / f"{profile_stem(model, 'cpu', backend, 'fp32')}.json"
 
 
 def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profiles_dir: Path) -> tuple[str, list[str]]:
-    from devices.registry import get_device
-    from profiler.measure import MeasurementPolicy
-    from profiler.profile_file import load_profile, write_profile
-    from profiler.sweep import run_sweep
     from us3l.checkpoint import load_backbone
+    from us3l.devices.registry import get_device
+    from us3l.profiler.measure import MeasurementPolicy
+    from us3l.profiler.profile_file import load_profile, write_profile
+    from us3l.profiler.sweep import run_sweep
 
     loaded = load_backbone(run_dir)
     spec = get_device("cpu")
@@ -216,7 +216,7 @@ def default_budget_ms(profile_paths: list[Path]) -> float:
     the first such gap with ``(b - a) / b >= BUDGET_MIN_GAP``, else the widest one. Every width on every backend
     then sits at least ``(b - a) / 2`` from the budget. With a single latency level the budget is 10 % above it.
     """
-    from deploy.select import Budget, LatencyRule, load_profile, select_profile
+    from us3l.deploy.select import Budget, LatencyRule, load_profile, select_profile
 
     per_backend = []
     for path in profile_paths:
@@ -239,7 +239,7 @@ def default_budget_ms(profile_paths: list[Path]) -> float:
 def _select(
     profile_paths: list[Path], acc_path: Path, sel_path: Path, budget_ms: float, force: bool
 ) -> tuple[str, list[str]]:
-    from deploy.select import Budget, read_selection, select, write_selection
+    from us3l.deploy.select import Budget, read_selection, select, write_selection
 
     if sel_path.is_file() and not force:
         try:
@@ -261,9 +261,9 @@ def _select(
 
 
 def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[str, list[str]]:
-    from deploy.export import artifact_name, export_width
-    from deploy.manifest import check_manifest, read_manifest
-    from deploy.select import read_selection
+    from us3l.deploy.export import artifact_name, export_width
+    from us3l.deploy.manifest import check_manifest, read_manifest
+    from us3l.deploy.select import read_selection
 
     sel = read_selection(sel_path)
     sha = file_sha256(run_dir / "checkpoint.safetensors")
@@ -380,7 +380,7 @@ def _selection_row(d: dict[str, Any], budget_ms: float) -> dict[str, Any]:
 def _summary(
     out: Path, meta: dict[str, Any], budget_ms: float, logs: list[StepLog], seconds: float, budget_rule: str = "given"
 ) -> dict:
-    from deploy.select import read_selection
+    from us3l.deploy.select import read_selection
     from us3l.eval.accuracy import load_accuracy
 
     acc = load_accuracy(out / "accuracy.json")

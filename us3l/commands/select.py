@@ -55,7 +55,7 @@ def select_cmd(
     Accuracies within each other's 95 % intervals count as a tie that the fastest width wins, unless
     --strict-accuracy. Unstable latencies of the chosen or tied widths are warned about.
     """
-    from deploy.select import Budget, LatencyRule, find_profiles, select, write_selection
+    from us3l.deploy.select import Budget, LatencyRule, find_profiles, select, write_selection
 
     set_quiet(quiet)
     path = out
@@ -78,7 +78,7 @@ def select_cmd(
         for warning in d.warnings:
             warn(warning)
     if png is not None:
-        from deploy.selection_plot import plot_selection
+        from us3l.deploy.selection_plot import plot_selection
 
         plot_selection(result, png)
     if json_out:

@@ -182,10 +182,10 @@ def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: i
 
 
 def width_costs(model: nn.Module, w: float, input_size: int) -> tuple[int | None, int | None]:
-    """(MACs, params) of the static network at width ``w`` via ``profiler.costs.count_costs``;
+    """(MACs, params) of the static network at width ``w`` via ``us3l.profiler.costs.count_costs``;
     ``(None, None)`` when the profiler package is not available."""
     try:
-        from profiler.costs import count_costs
+        from us3l.profiler.costs import count_costs
     except ImportError:
         return None, None
     from us3l.slim import materialize

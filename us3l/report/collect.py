@@ -1,8 +1,8 @@
 """Find and load the files of a pipeline folder (the layout ``us3l quickstart`` writes).
 
 Every file is read with the loader of the package that owns its format (``us3l.eval.accuracy``,
-``profiler.profile_file``, ``deploy.select``, ``deploy.manifest``, ``us3l.checkpoint``), so the report never
-re-parses a format on its own. A file that is absent is recorded as *missing*; a file that is present but
+``us3l.profiler.profile_file``, ``us3l.deploy.select``, ``us3l.deploy.manifest``, ``us3l.checkpoint``), so the
+report never re-parses a format on its own. A file that is absent is recorded as *missing*; a file that is present but
 unreadable (invalid JSON, another kind or schema version, damaged fields) is kept as a :class:`Loaded` with
 ``error`` set, so the page can say so in one line and still render everything else.
 """
@@ -63,7 +63,7 @@ class PipelineFiles:
     checkpoint: Loaded[dict[str, Any]] | None = None
     metrics: Loaded[list[dict[str, Any]]] | None = None
     accuracy: Loaded[dict[str, Any]] | None = None
-    profiles: list[Loaded[Any]] = field(default_factory=list)  # doc: profiler.profile_file.Profile
+    profiles: list[Loaded[Any]] = field(default_factory=list)  # doc: us3l.profiler.profile_file.Profile
     selection: Loaded[dict[str, Any]] | None = None
     manifests: list[Loaded[dict[str, Any]]] = field(default_factory=list)
     summary: Loaded[dict[str, Any]] | None = None
@@ -143,13 +143,13 @@ def _read_accuracy(path: Path) -> dict[str, Any]:
 
 
 def _read_profile(path: Path) -> Any:
-    from profiler.profile_file import load_profile
+    from us3l.profiler.profile_file import load_profile
 
     return load_profile(path)
 
 
 def _read_selection(path: Path) -> dict[str, Any]:
-    from deploy.select import read_selection
+    from us3l.deploy.select import read_selection
 
     doc = read_selection(path)
     if not isinstance(doc.get("devices"), list):
@@ -160,7 +160,7 @@ def _read_selection(path: Path) -> dict[str, Any]:
 def _read_manifest(path: Path) -> dict[str, Any]:
     """The manifest, with every listed file re-hashed: on a difference ``valid`` becomes False and
     ``REHASH_KEY`` says why ("hash mismatch", "file missing", ...)."""
-    from deploy.manifest import check_artifact_files, read_manifest
+    from us3l.deploy.manifest import check_artifact_files, read_manifest
 
     doc, directory = read_manifest(path)
     try:

@@ -343,7 +343,7 @@ def _tradeoff_note(panels: Sequence[plots.TradeoffPanel]) -> str:
 
 
 def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]:
-    from deploy.select import width_key
+    from us3l.deploy.select import width_key
 
     acc_rows: dict[float, dict[str, Any]] = {}
     if files.accuracy is not None and files.accuracy.ok:

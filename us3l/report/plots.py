@@ -273,7 +273,7 @@ def accuracy_vs_width(accuracy: Mapping[str, Any]) -> str | None:
 
 
 def profile_label(profile: Any) -> str:
-    """``device backend/precision`` of a ``profiler.profile_file.Profile``."""
+    """``device backend/precision`` of a ``us3l.profiler.profile_file.Profile``."""
     return f"{profile.device} {profile.backend}/{profile.precision}"
 
 
@@ -457,7 +457,7 @@ def panels_from_selection(selection: Mapping[str, Any],
 
 def panels_from_profiles(profiles: Sequence[Any], accuracy: Mapping[str, Any]) -> list[TradeoffPanel]:
     """Without a selection: accuracy (linear, else kNN top-1) against p50 latency per profile, no budget."""
-    from deploy.select import accuracy_table, width_key
+    from us3l.deploy.select import accuracy_table, width_key
 
     table, metric = accuracy_table(accuracy)
     rows = rows_by_width(accuracy)

@@ -1,0 +1,111 @@
+"""Packaging (issue 13 item 9): profiler/, devices/ and deploy/ stay at the top of the repository but install as
+us3l.profiler, us3l.devices and us3l.deploy, so no generic top-level name lands in site-packages and a
+``deploy.py`` or ``profiler/`` in the current folder cannot shadow them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+MAPPED = ("profiler", "devices", "deploy")
+DECOY = "raise SystemExit('imported the decoy {} from the current folder')\n"
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+
+
+def _packages_on_disk() -> set[str]:
+    """Every folder with an __init__.py, by the name it installs under."""
+    names = set()
+    for folder, prefix in [("us3l", "us3l"), *((m, f"us3l.{m}") for m in MAPPED)]:
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            names.add(".".join((prefix, *rel)))
+    return names
+
+
+def test_pyproject_maps_the_folders_inside_us3l() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert config["package-dir"] == {f"us3l.{m}": m for m in MAPPED}
+    listed = set(config["packages"])
+    assert all(p == "us3l" or p.startswith("us3l.") for p in listed)
+    missing = _packages_on_disk() - listed
+    assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
+    for name in listed:  # each listed name is a folder (data folders without __init__.py included)
+        head, *rest = name.split(".")[1:] or [""]
+        base = ROOT / head if head in MAPPED else ROOT / "us3l" / head
+        assert base.joinpath(*rest).is_dir(), name
+    for data_pkg, globs in config["package-data"].items():
+        assert data_pkg in listed and globs
+    for m in MAPPED:  # a folder us3l/<m> would shadow (or half-shadow, as a namespace package) the mapped one
+        assert not (ROOT / "us3l" / m).exists(), f"us3l/{m} collides with {m}/ (installed as us3l.{m})"
+
+
+def test_installed_distribution_has_no_generic_top_level_names(tmp_path: Path) -> None:
+    dist = metadata.distribution("us3l")
+    top = dist.read_text("top_level.txt")
+    if top is not None:
+        assert set(top.split()) == {"us3l"}
+    owners = metadata.packages_distributions()
+    assert not [m for m in MAPPED if "us3l" in owners.get(m, [])]
+    # What the installed files (wheel or editable finder) really make importable, from an empty folder.
+    code = f"import importlib.util as u; print([m for m in {MAPPED!r} if u.find_spec(m) is not None])"
+    proc = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", f"importable as top-level modules: {proc.stdout.strip()}"
+
+
+@pytest.fixture
+def decoy_folder(tmp_path: Path) -> Path:
+    """A current folder holding a deploy.py, a profiler.py and a devices/ package that fail when imported."""
+    (tmp_path / "deploy.py").write_text(DECOY.format("deploy.py"))
+    (tmp_path / "profiler.py").write_text(DECOY.format("profiler.py"))
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "devices" / "__init__.py").write_text(DECOY.format("devices/"))
+    return tmp_path
+
+
+def test_cli_runs_beside_a_deploy_py_and_a_profiler_py(decoy_folder: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "us3l", "version"], cwd=decoy_folder, capture_output=True,
+                          text=True, timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("us3l: ")
+    code = (
+        "from us3l.deploy.backends import get_backend\n"
+        "from us3l.devices.registry import get_device\n"
+        "import us3l.profiler.sweep\n"
+        "print(get_backend('onnx').name, get_device('cpu').name)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=decoy_folder, capture_output=True, text=True,
+                          timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["onnx", "cpu"]
+
+
+def test_checkout_finds_its_own_packages_without_the_installed_finder(decoy_folder: Path) -> None:
+    """Beside the decoys, a checkout put on sys.path (as PYTHONPATH=<checkout> does) resolves us3l.deploy & co. to
+    its own folders, with the editable install's finder taken out (us3l/__init__.py adds the checkout's root)."""
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]\n"
+        f"sys.path.insert(1, {str(ROOT)!r})\n"
+        "import us3l.deploy.backends, us3l.devices.registry, us3l.profiler.remote\n"
+        "print(us3l.deploy.__file__, us3l.devices.__file__, us3l.profiler.__file__, sep='\\n')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=decoy_folder, capture_output=True, text=True,
+                          timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(ROOT / m / "__init__.py") for m in MAPPED[::-1]]
