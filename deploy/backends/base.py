@@ -58,7 +58,7 @@ class Runner(ABC):
 
     backend: str = ""
     device: str = "cpu"
-    #: The manifest document when loaded through ``deploy.load`` (None when loaded from a bare file).
+    #: The manifest document when loaded through ``us3l.deploy.load`` (None when loaded from a bare file).
     manifest: dict[str, Any] | None = None
 
     @abstractmethod
