@@ -14,10 +14,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from us3l.deploy.backends import get_backend
+from us3l.models import create_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer, torch_timer
-
-from us3l.models import create_model
 from us3l.slim import materialize
 
 

@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
 from us3l.deploy import get_backend
 from us3l.deploy.export import export_width
+from us3l.models import create_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.timers import load_interleaved
-
-from us3l.models import create_model
 from us3l.slim import materialize
 
 

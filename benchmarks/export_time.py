@@ -37,9 +37,8 @@ def _child(args: argparse.Namespace) -> int:
     """One export in this fresh process; prints one JSON line of phases."""
     w0, c0 = time.perf_counter(), time.process_time()
     sys.path.insert(0, str(ROOT))
-    from us3l.deploy.timing import phase, recording
-
     import us3l.cli as cli
+    from us3l.deploy.timing import phase, recording
 
     cli.load_commands()
     import us3l.deploy.export  # noqa: F401  (imported by the command on first use; counted with the imports)
@@ -106,6 +105,7 @@ def _latency(model: str, width: float, rounds: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     import numpy as np
     import torch
+
     from us3l.deploy.backends.onnx import OnnxRunner, export_onnx
     from us3l.deploy.graph import deployable_module, fresh_model
 

@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+
 from us3l.deploy.graph import fresh_model
 from us3l.devices.registry import get_device
 from us3l.profiler.sweep import run_sweep

@@ -13,12 +13,12 @@ import argparse
 import tempfile
 
 import numpy as np
+
 from us3l.deploy import get_backend
 from us3l.deploy.export import export_width
 from us3l.deploy.select import Budget, LatencyRule, select
-from us3l.profiler.stats import summarize
-
 from us3l.models import create_model
+from us3l.profiler.stats import summarize
 
 
 def main() -> None:

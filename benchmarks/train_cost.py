@@ -31,9 +31,8 @@ from roofline import matmul_peak  # benchmarks/ is on sys.path when this script 
 
 
 def backbone_macs(model_name: str, kwargs: dict, widths: list[float], image_size: int) -> dict[float, int]:
-    from us3l.profiler.costs import count_costs
-
     from us3l.models import create_model
+    from us3l.profiler.costs import count_costs
     from us3l.slim import materialize
 
     m = create_model(model_name, num_classes=0, **kwargs)

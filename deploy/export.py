@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import INPUT_NAME, Artifact
 from us3l.deploy.graph import build_deployable_graph
@@ -29,7 +30,6 @@ from us3l.deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from us3l.deploy.staging import clean_stale, staging_prefix
 from us3l.deploy.timing import phase
 from us3l.deploy.verify import Verification, batches, compare, seeded_inputs
-
 from us3l.errors import US3LError
 from us3l.io import temp_dir
 from us3l.validate import safe_name

@@ -62,8 +62,8 @@ class DeployableGraph:
 def fresh_model(name: str, seed: int = INIT_SEED, **kwargs: Any) -> Any:
     """A registered model (``num_classes=0``) with the seeded random initialisation; global RNG untouched."""
     import torch
-    from us3l.deploy.timing import phase
 
+    from us3l.deploy.timing import phase
     from us3l.models import create_model
 
     with phase("create model"), torch.random.fork_rng(devices=[]):
@@ -155,6 +155,7 @@ def build_deployable_graph(
     tracing input (values do not change the graph; default zeros of ``input_shape``).
     """
     import torch
+
     from us3l.deploy.backends import get_backend
     from us3l.deploy.timing import phase
 

@@ -13,7 +13,6 @@ from typing import Any
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import Artifact, Backend
 from us3l.deploy.verify import Verification
-
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
 

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from us3l.deploy.graph import chosen_graph_warnings, profiled_graph
-
 from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
 from us3l.validate import number, safe_name

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from us3l.devices.spec import DeviceSpec
-
 from us3l.errors import US3LError
 
 #: Python module that provides each backend's runtime.

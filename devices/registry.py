@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from us3l.devices.spec import DeviceSpec, load_device_file
-
 from us3l.errors import US3LError
 from us3l.validate import safe_name
 

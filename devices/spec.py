@@ -44,9 +44,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from us3l.profiler.measure import MeasurementPolicy
-
 from us3l.errors import US3LError
+from us3l.profiler.measure import MeasurementPolicy
 from us3l.validate import safe_name
 
 if sys.version_info >= (3, 11):

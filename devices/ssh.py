@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Any
 
 from us3l.devices.spec import Reach
-
 from us3l.errors import MissingDependencyError, US3LError
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Protocol
 
 from us3l.devices.ssh import CommandResult
-
 from us3l.errors import US3LError
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from torch import nn
+
 from us3l.profiler.costs import Costs, count_costs
 
 

@@ -25,9 +25,8 @@ from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
-from us3l.profiler.stats import DEFAULT_TARGET_REL_CI, LatencyStats, rel_ci_halfwidth, summarize
-
 from us3l.errors import US3LError
+from us3l.profiler.stats import DEFAULT_TARGET_REL_CI, LatencyStats, rel_ci_halfwidth, summarize
 
 K = TypeVar("K", bound=Hashable)
 Timer = Callable[[int], Sequence[float]]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from us3l.profiler.profile_file import Profile
-
 from us3l.errors import MissingDependencyError
 from us3l.io import atomic_write
+from us3l.profiler.profile_file import Profile
 
 
 def plot_profile(profile: Profile, path: str | Path) -> Path:

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from us3l.profiler.stats import LatencyStats
-
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, atomic_write_text, check_schema, header, read_json
+from us3l.profiler.stats import LatencyStats
 from us3l.validate import number, safe_name
 
 KIND = "profile"

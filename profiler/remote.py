@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Any
 
 from us3l.devices.ssh import SSHSession, exit_status
-
 from us3l.errors import US3LError
 from us3l.validate import number
 

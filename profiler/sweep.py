@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from us3l.devices.spec import DeviceSpec
+from us3l.errors import US3LError
 from us3l.profiler.measure import MeasurementPolicy, SweepProgress, Timer, WindowFull, measure_windowed
 from us3l.profiler.profile_file import Profile, ProfileRecord
 from us3l.profiler.window import WindowPlan, choose_window, coverage_order, estimate_session_bytes
-
-from us3l.errors import US3LError
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
 from us3l.deploy.backends.base import Runner
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from us3l.errors import US3LError
 from us3l.profiler.executors import Executor
 from us3l.profiler.trtexec import parse_times, parse_version, timing_command
-
-from us3l.errors import US3LError
 
 TRTEXEC_CANDIDATES = ("trtexec", "/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
 

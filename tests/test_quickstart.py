@@ -56,12 +56,11 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _check_every_file(out: Path, summary: dict) -> list[Path]:
     """Load every file the pipeline wrote with its own loader; return the artifact folders."""
+    from us3l.checkpoint import read_meta
     from us3l.deploy.manifest import check_manifest, read_manifest
     from us3l.deploy.select import read_selection
-    from us3l.profiler.profile_file import load_profile
-
-    from us3l.checkpoint import read_meta
     from us3l.eval.accuracy import load_accuracy
+    from us3l.profiler.profile_file import load_profile
 
     meta = read_meta(out / "run" / "checkpoint.safetensors")
     assert meta["kind"] == "checkpoint" and meta["epoch"] == 4 and meta["model"] == "cifar_resnet18"
@@ -99,9 +98,9 @@ def _check_every_file(out: Path, summary: dict) -> list[Path]:
 @pytest.mark.slow  # three full quickstart runs, about a minute on 2 cores: CI runs it with `./test.sh -m slow`
 def test_quickstart_end_to_end_files_parity_and_reuse(tmp_path: Path, tiny_config: Path, capsys) -> None:
     import onnxruntime as ort
-    from us3l.deploy.manifest import read_manifest
 
     from us3l.checkpoint import load_backbone
+    from us3l.deploy.manifest import read_manifest
     from us3l.slim import materialize
 
     out = tmp_path / "qs"

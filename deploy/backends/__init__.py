@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 
 from us3l.deploy.backends.base import INPUT_NAME, OUTPUT_NAME, Artifact, Backend, Runner
-
 from us3l.errors import US3LError
 
 __all__ = [

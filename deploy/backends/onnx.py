@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from us3l.deploy.backends.base import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -38,7 +39,6 @@ from us3l.deploy.backends.base import (
     staging_dir,
 )
 from us3l.deploy.timing import phase
-
 from us3l.errors import US3LError
 
 #: ONNX Runtime execution providers for each device name ``load(device=...)`` accepts.
@@ -146,6 +146,7 @@ def export_onnx(
             raise MissingDependencyError(package, "onnx", "ONNX export")
     import onnx
     import torch
+
     from us3l.deploy.graph import onnx_structure_sha256
 
     path = Path(path)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from us3l.deploy.backends.base import Artifact, Backend, Runner, as_input, staging_dir, version_tuple
 from us3l.deploy.timing import phase
-
 from us3l.errors import US3LError
 
 

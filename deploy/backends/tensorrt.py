@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from us3l.deploy.backends.base import INPUT_NAME, Artifact, Backend, Runner, as_input, staging_dir, version_tuple
 
+from us3l.deploy.backends.base import INPUT_NAME, Artifact, Backend, Runner, as_input, staging_dir, version_tuple
 from us3l.errors import US3LError
 
 NO_TENSORRT_HERE = (
@@ -231,6 +231,7 @@ class TensorRtBackend(Backend):
         self.check_precision(precision)
         self._require_here()
         import torch
+
         from us3l.deploy.backends.onnx import export_onnx
 
         with staging_dir(out_dir) as tmp:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from us3l.deploy.backends import available_backends, get_backend, list_backends
 from us3l.deploy.backends.base import version_tuple
 from us3l.deploy.verify import compare
-
 from us3l.errors import MissingDependencyError, US3LError
 
 CPU_BACKENDS = [b for b in ("onnx", "openvino") if get_backend(b).available()]

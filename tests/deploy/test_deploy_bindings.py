@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from us3l.deploy.select import Budget, select
 
 from tests.deploy.conftest import latency
+from us3l.deploy.select import Budget, select
 from us3l.errors import US3LError
 
 

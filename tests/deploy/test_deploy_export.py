@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from us3l.deploy.export import VerificationFailed, artifact_name, export_width
-from us3l.deploy.manifest import read_manifest
 
 from tests.deploy.conftest import calibrated_run
 from us3l import deploy
+from us3l.deploy.export import VerificationFailed, artifact_name, export_width
+from us3l.deploy.manifest import read_manifest
 from us3l.errors import US3LError
 from us3l.io import file_sha256
 
@@ -129,7 +129,6 @@ def test_other_schema_or_kind_is_refused(onnx_export, tmp_path: Path) -> None:
 
 def test_failed_verification_leaves_nothing_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from us3l.deploy import verify
-
     from us3l.models import create_model
 
     monkeypatch.setitem(verify.TOLERANCES, "fp32", verify.Tolerance(max_abs=-1.0, min_cosine=2.0))

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from us3l.deploy.export import ExportResult, artifact_name, export_width
 
 from tests.deploy.conftest import calibrated_run
 from us3l import deploy
+from us3l.deploy.export import ExportResult, artifact_name, export_width
 from us3l.errors import US3LError
 from us3l.io import file_sha256, header
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from us3l.deploy.select import Budget, LatencyRule, find_profiles, read_selection, select, write_selection
 
+from us3l.deploy.select import Budget, LatencyRule, find_profiles, read_selection, select, write_selection
 from us3l.errors import US3LError
 
 from .conftest import latency

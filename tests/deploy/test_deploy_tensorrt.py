@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.tensorrt import check_engine_compat, trtexec_build_command
-
 from us3l.errors import US3LError
 
 TRT = get_backend("tensorrt")

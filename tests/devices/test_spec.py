@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from us3l.devices.registry import get_device, list_devices
-from us3l.devices.spec import load_device_file, parse_host
 
 from us3l.cli import main
+from us3l.devices.registry import get_device, list_devices
+from us3l.devices.spec import load_device_file, parse_host
 from us3l.errors import US3LError
 
 BUILTINS = {"cpu", "cuda", "jetson-orin-nano", "jetson-agx-orin", "jetson-xavier-nx", "raspberry-pi-5",
@@ -115,9 +115,8 @@ def test_non_finite_measurement_policy_is_refused(tmp_path, key, value):
 
 
 def test_device_names_must_be_one_short_path_component(tmp_path, monkeypatch, capsys):
-    from us3l.devices.registry import get_device
-
     from us3l.cli import main
+    from us3l.devices.registry import get_device
     from us3l.validate import NAME_RULE
 
     long = "a" * 300

@@ -9,10 +9,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from us3l.devices.spec import load_device_file
-from us3l.devices.ssh import SSHSession
 
 from us3l.cli import main
+from us3l.devices.spec import load_device_file
+from us3l.devices.ssh import SSHSession
 from us3l.errors import US3LError
 
 

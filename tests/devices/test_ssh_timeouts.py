@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+
 from us3l.devices.ssh import exit_status
 
 

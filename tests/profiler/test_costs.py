@@ -1,8 +1,8 @@
 import pytest
-from us3l.profiler.costs import count_costs
-from us3l.profiler.layers import layer_table
 
 import us3l
+from us3l.profiler.costs import count_costs
+from us3l.profiler.layers import layer_table
 from us3l.slim import materialize
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from us3l.deploy.graph import compare_graphs, fresh_model
-from us3l.profiler.sweep import prepare_widths
 
 from us3l.cli import main
+from us3l.deploy.graph import compare_graphs, fresh_model
+from us3l.profiler.sweep import prepare_widths
 
 FAST = ["--threads", "1", "--max-seconds", "0.2", "--target-ci", "0.2"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved, stop_reason
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from us3l.profiler.profile_file import Profile, ProfileRecord, csv_text, load_profile, write_profile
-from us3l.profiler.stats import summarize
 
 from us3l.cli import main
 from us3l.errors import US3LError
+from us3l.profiler.profile_file import Profile, ProfileRecord, csv_text, load_profile, write_profile
+from us3l.profiler.stats import summarize
 
 
 def make_profile() -> Profile:

@@ -6,10 +6,10 @@ import io
 from types import SimpleNamespace
 
 import pytest
-from us3l.devices.spec import Reach
-from us3l.profiler.remote import RemoteRunner
 
+from us3l.devices.spec import Reach
 from us3l.errors import US3LError
+from us3l.profiler.remote import RemoteRunner
 
 
 class _Out(io.StringIO):

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from us3l.profiler.stats import (
     LatencyStats,
     drift_detected,

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 from torch import nn
+
+from us3l.cli import main
 from us3l.devices.registry import get_device
 from us3l.profiler.measure import MeasurementPolicy
 from us3l.profiler.memory import activation_bytes, weight_bytes
 from us3l.profiler.sweep import run_sweep
-
-from us3l.cli import main
 
 FAST = MeasurementPolicy(warmup=2, min_repeats=10, max_repeats=60, target_rel_ci=0.05, max_seconds=0.5, chunk=5)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from us3l.profiler.trtexec import parse_times, parse_version, timing_command
 
 from us3l.errors import US3LError
+from us3l.profiler.trtexec import parse_times, parse_version, timing_command
 
 # Hand-written in the layout trtexec (TensorRT 8.6/10.x) writes: one record per timed inference.
 EXPORT_TIMES = """[

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.profiler.test_measure import FakeClock, sampler
 from us3l.devices.registry import get_device
 from us3l.profiler import timers as timers_mod
 from us3l.profiler.measure import MeasurementPolicy, WindowFull, measure_windowed, stop_reason
 from us3l.profiler.remote import RUNNER_FILES
 from us3l.profiler.sweep import run_sweep
 from us3l.profiler.window import choose_window, coverage_order, width_share
-
-from tests.profiler.test_measure import FakeClock, sampler
 
 FAST = MeasurementPolicy(warmup=2, min_repeats=10, max_repeats=40, target_rel_ci=0.05, max_seconds=0.3, chunk=5)
 

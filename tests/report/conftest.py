@@ -15,16 +15,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from us3l.checkpoint import checkpoint_meta
 from us3l.deploy.backends.base import Artifact
 from us3l.deploy.manifest import build_manifest, write_manifest
 from us3l.deploy.select import SELECTION_KIND, SELECTION_SCHEMA, TIE_BREAK
 from us3l.deploy.verify import compare
-from us3l.profiler.profile_file import Profile, ProfileRecord, write_profile
-from us3l.profiler.stats import summarize
-
-from us3l.checkpoint import checkpoint_meta
 from us3l.eval.accuracy import ACCURACY_KIND, ACCURACY_SCHEMA, save_accuracy
 from us3l.io import atomic_write_json, atomic_write_text, header
+from us3l.profiler.profile_file import Profile, ProfileRecord, write_profile
+from us3l.profiler.stats import summarize
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 KNN = {0.25: 0.4125, 0.5: 0.5375, 0.75: 0.6125, 1.0: 0.6550}

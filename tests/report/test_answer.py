@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from us3l.deploy.selection_plot import plot_selection
 
+from us3l.deploy.selection_plot import plot_selection
 from us3l.eval.plot import plot_accuracy
 from us3l.io import atomic_write_json
 from us3l.report import render_report

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from us3l.deploy.staging import clean_stale, is_staging, staging_prefix
 
+from us3l.deploy.staging import clean_stale, is_staging, staging_prefix
 from us3l.report import render_report
 from us3l.report.collect import collect_pipeline
 
@@ -92,7 +92,6 @@ def test_export_cleans_leftovers_and_stages_with_its_pid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from us3l.deploy.export import artifact_name, export_width
-
     from us3l.models import create_model
 
     tmp = tmp_path / "tmp"
