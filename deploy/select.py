@@ -354,6 +354,9 @@ def select_profile(
         if accuracy is not None and w not in accuracy:
             notes.append(f"width {w:g} has no accuracy: excluded")
             continue
+        if rec.get("interpolated"):  # us3l profile --adaptive: a predicted latency is never committed to
+            notes.append(f"width {w:g} was interpolated, not measured: excluded")
+            continue
         lat = rec.get("latency") or {}
         try:
             latency_ms = rule.value_ms(lat)

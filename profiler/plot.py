@@ -26,7 +26,11 @@ def plot_profile(profile: Profile, path: str | Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.errorbar(w, p50, yerr=[lo, hi], fmt="o-", ms=3, capsize=2, label="median (95% CI)")
     ax1.plot(w, [r.latency.p90_ms for r in recs], "s--", ms=2, alpha=0.7, label="p90")
-    unstable = [r for r in recs if not r.latency.stable]
+    unstable = [r for r in recs if not r.latency.stable and not r.interpolated]
+    interp = [r for r in recs if r.interpolated]
+    if interp:
+        ax1.plot([r.width for r in interp], [r.latency.p50_ms for r in interp], "o", mfc="white", ms=5,
+                 label="interpolated (--adaptive)")
     if unstable:
         ax1.plot([r.width for r in unstable], [r.latency.p50_ms for r in unstable], "rx", label="not stable")
     ax1.set_xlabel("width")

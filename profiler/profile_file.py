@@ -10,7 +10,9 @@ resident memory of the process that held the sessions: this one during the sweep
 ``window`` (how many sessions were held at once and why: ``us3l.profiler.window.WindowPlan`` plus ``max_live`` and
 ``peak_scope``), ``time_budget`` (``max_total_seconds`` or null, ``wall_s``, ``prepare_s``, ``measure_s``,
 ``stable_widths``, ``unstable_widths``, ``budget_stopped``) and, per record, ``share_s`` (the width's share of
-the budget, null without one) and ``timing_s`` (seconds it spent being timed).
+the budget, null without one), ``timing_s`` (seconds it spent being timed) and ``interpolated`` (true: an
+adaptive sweep predicted its latency from measured neighbours, ``us3l.profiler.interpolate``; n = 0, never stable,
+never selected), plus ``adaptive`` at the top (null, or the fit: measured/interpolated counts, rounds, error).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class ProfileRecord:
     graph_structure_sha256: str | None = None
     share_s: float | None = None
     timing_s: float | None = None
+    interpolated: bool = False  # us3l profile --adaptive: latency predicted from measured neighbours (n = 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class ProfileRecord:
             "graph_structure_sha256": self.graph_structure_sha256,
             "share_s": self.share_s,
             "timing_s": self.timing_s,
+            "interpolated": self.interpolated,
             "latency": self.latency.to_dict(),
         }
 
@@ -95,6 +99,7 @@ class ProfileRecord:
             graph_structure_sha256=d.get("graph_structure_sha256"),
             share_s=None if d.get("share_s") is None else float(d["share_s"]),
             timing_s=None if d.get("timing_s") is None else float(d["timing_s"]),
+            interpolated=bool(d.get("interpolated", False)),
         )
 
 
@@ -119,6 +124,7 @@ class Profile:
     peak_rss_bytes: int | None = None
     window: dict[str, Any] | None = None
     time_budget: dict[str, Any] | None = None
+    adaptive: dict[str, Any] | None = None
 
     @property
     def stem(self) -> str:
@@ -143,6 +149,7 @@ class Profile:
             "peak_rss_bytes": self.peak_rss_bytes,
             "window": None if self.window is None else dict(self.window),
             "time_budget": None if self.time_budget is None else dict(self.time_budget),
+            "adaptive": None if self.adaptive is None else dict(self.adaptive),
             "records": [r.to_dict() for r in self.records],
         }
 
@@ -168,6 +175,7 @@ class Profile:
                 peak_rss_bytes=None if d.get("peak_rss_bytes") is None else int(d["peak_rss_bytes"]),
                 window=None if d.get("window") is None else dict(d["window"]),
                 time_budget=None if d.get("time_budget") is None else dict(d["time_budget"]),
+                adaptive=None if d.get("adaptive") is None else dict(d["adaptive"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise US3LError(f"{path} is a damaged profile file ({type(exc).__name__}: {exc})") from None
@@ -190,7 +198,7 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         if key in doc:
             safe_name(doc[key], f"{path}: {key}")
     number(doc.get("peak_rss_bytes"), f"{path}: peak_rss_bytes", positive=True, integer=True, optional=True)
-    for key in ("window", "time_budget"):
+    for key in ("window", "time_budget", "adaptive"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             raise US3LError(f"{path}: {key} must be an object, got {doc[key]!r:.80}")
     window = doc.get("window") or {}
@@ -212,8 +220,15 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         lat = rec.get("latency")
         if not isinstance(lat, dict):
             raise US3LError(f"{where}.latency must be an object, got {lat!r}")
+        interpolated = rec.get("interpolated", False)
+        if not isinstance(interpolated, bool):
+            raise US3LError(f"{where}.interpolated must be true or false, got {interpolated!r:.80}")
         where = f"{where}.latency"
-        number(lat.get("n"), f"{where}.n", positive=True, integer=True)
+        if interpolated:  # predicted, not measured: no samples, never stable
+            if lat.get("n") != 0 or lat.get("samples_ms") or lat.get("stable") is not False:
+                raise US3LError(f"{where}: an interpolated record must have n 0, no samples and stable false")
+        else:
+            number(lat.get("n"), f"{where}.n", positive=True, integer=True)
         for key in _LATENCY_MS:
             number(lat.get(key), f"{where}.{key}", positive=True)
         number(lat.get("std_ms"), f"{where}.std_ms", nonnegative=True)
@@ -227,6 +242,8 @@ def validate_profile(doc: Any, path: str | Path) -> None:
             for j, v in enumerate(bounds):
                 number(v, f"{where}.ci95_ms.{q}[{j}]", positive=True)
         samples = lat.get("samples_ms")
+        if interpolated:
+            continue
         if not isinstance(samples, list) or not samples:
             raise US3LError(f"{where}.samples_ms must be a non-empty list, got {samples!r}")
         for j, v in enumerate(samples):

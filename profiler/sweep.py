@@ -312,6 +312,44 @@ def _remote_fingerprint(session: Any) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
+def _measure_adaptive(
+    items: Sequence[StaticWidth], order: Sequence[str], measure: Callable[[list[str]], Any],
+    policy: MeasurementPolicy,
+) -> tuple[dict[str, Any], float, int, dict[str, Any]]:
+    """The adaptive sweep: ``measure`` the covering subset, then the midpoints of rough intervals until the fit
+    is smooth; interpolate every other width. Returns (results by key, measuring seconds, max live sessions,
+    the profile's ``adaptive`` document)."""
+    from us3l.profiler import interpolate as ip
+    from us3l.profiler.measure import Measurement
+
+    macs = {it.key: float(it.macs) for it in items}
+    rank = {k: i for i, k in enumerate(order)}  # the sweep's coverage order (widest first: the memory probe)
+    results: dict[str, Any] = {}
+    wall, live, rounds = 0.0, 0, 0
+    keys = sorted(ip.initial_keys(macs), key=rank.__getitem__)
+    while keys:
+        res = measure(keys)
+        results.update(res.results)
+        wall += res.wall_s
+        live = max(live, res.max_live)
+        rounds += 1
+        points = {k: ip.point_of(macs[k], results[k].stats) for k in results}
+        keys = sorted(ip.next_keys(macs, points, policy.target_rel_ci), key=rank.__getitem__)
+    measured = {k: (macs[k], results[k].stats) for k in list(results)}
+    err = ip.fit_error([ip.point_of(m, s) for m, s in measured.values()])
+    for it in items:
+        if it.key not in results:
+            results[it.key] = Measurement(stats=ip.interpolated_stats(macs[it.key], measured, err),
+                                          stop_reason="interpolated", elapsed_s=0.0)
+    doc = {
+        "method": "piecewise-linear in MACs between measured neighbours; refined at the midpoint of every "
+                  "interval whose leave-one-out error exceeds the CI (or the CI target)",
+        "measured": len(measured), "interpolated": len(items) - len(measured), "rounds": rounds,
+        "fit_rel_error": round(err, 6),
+    }
+    return results, wall, live, doc
+
+
 def run_sweep(
     model: nn.Module,
     model_name: str,
@@ -331,6 +369,7 @@ def run_sweep(
     max_window: int | None = None,
     on_progress: Callable[[SweepProgress], None] | None = None,
     on_prepare: Callable[[int, int], None] | None = None,
+    adaptive: bool = False,
 ) -> Profile:
     """Profile ``widths`` of a slimmable ``model`` on ``spec``: each width's deployable graph, as exported.
 
@@ -344,6 +383,9 @@ def run_sweep(
     within it stops with ``stop_reason = "budget"``, unstable. Each width takes at least one chunk of samples,
     so a budget too small for the grid is overrun by that much. ``on_progress`` gets a ``SweepProgress`` (ETA)
     after each round, ``on_prepare(done, total)`` after each width's export.
+
+    ``adaptive``: measure a covering subset first, then only where latency is not linear in MACs between
+    measured neighbours; interpolate the rest (``us3l.profiler.interpolate``; records flagged ``interpolated``).
     """
     from us3l.profiler import fingerprint
     from us3l.profiler.timers import resolve_threads
@@ -384,11 +426,24 @@ def run_sweep(
                         raise WindowFull(key)
                 return site.open(by_key[key])
 
-            left = None if max_total_seconds is None else max(0.0, max_total_seconds - (time.perf_counter() - t_start))
-            res = measure_windowed(order, open_timer, policy, window=plan.size, max_total_s=left,
-                                   on_round=on_round, on_progress=on_progress)
+            def measure(keys: list[str]) -> Any:
+                """One windowed measurement of ``keys``; under a total budget they get their fair part of what
+                is left (in proportion to the widths not measured yet)."""
+                left = None
+                if max_total_seconds is not None:
+                    left = max(0.0, max_total_seconds - (time.perf_counter() - t_start))
+                    left *= len(keys) / max(1, len(items) - len(results))
+                return measure_windowed(keys, open_timer, policy, window=plan.size, max_total_s=left,
+                                        on_round=on_round, on_progress=on_progress)
+
+            results: dict[str, Any] = {}
+            measure_s, max_live, adaptive_doc = 0.0, 0, None
+            if not adaptive:
+                res = measure(order)
+                results, measure_s, max_live = dict(res.results), res.wall_s, res.max_live
+            else:
+                results, measure_s, max_live, adaptive_doc = _measure_adaptive(items, order, measure, policy)
             peak = site.peak()
-    results = res.results
     wall = time.perf_counter() - t_start
     fp = facts.get("fingerprint") or fingerprint.collect()
     records = tuple(
@@ -397,7 +452,7 @@ def run_sweep(
             activation_bytes=it.activation_bytes, latency=results[it.key].stats,
             stop_reason=results[it.key].stop_reason, bn=it.bn, graph_sha256=it.graph_sha256,
             graph_structure_sha256=it.graph_structure_sha256, share_s=results[it.key].share_s,
-            timing_s=results[it.key].elapsed_s,
+            timing_s=results[it.key].elapsed_s, interpolated=results[it.key].stop_reason == "interpolated",
         )
         for it in items
     )
@@ -421,13 +476,15 @@ def run_sweep(
             **facts.get("extra", {}),
         },
         peak_rss_bytes=peak,
+        adaptive=adaptive_doc,
         window={
-            **plan.to_dict(), "max_live": res.max_live,
+            **plan.to_dict(), "max_live": max_live,
             "peak_scope": "sweep" if site.scope == "process" and swept else site.scope,
         },
         time_budget={
             "max_total_seconds": max_total_seconds, "wall_s": wall, "prepare_s": prepared_s,
-            "measure_s": res.wall_s, "stable_widths": stable, "unstable_widths": len(records) - stable,
+            "measure_s": measure_s, "stable_widths": stable,
+            "unstable_widths": sum(1 for r in records if not r.latency.stable and not r.interpolated),
             "budget_stopped": sum(1 for r in records if r.stop_reason == "budget"),
         },
     )

@@ -70,7 +70,8 @@ def _profile_rows(doc: Any) -> tuple[str, list[Col], list[list[str]]]:
             f"{r.width:.4g}", str(r.channels), f"{r.macs / 1e6:.1f}", f"{r.params / 1e6:.2f}M",
             f"{r.weight_bytes / 2**20:.2f} MiB", f"{r.activation_bytes / 2**10:.0f} KiB", str(s.n),
             f"{s.p50_ms:.3f}", f"{lo:.3f}-{hi:.3f}", f"{100 * s.rel_ci_halfwidth:.1f}", f"{s.p90_ms:.3f}",
-            f"{s.p99_ms:.3f}", "yes" if s.stable else f"[red]no[/] ({r.stop_reason})", r.bn or "?",
+            f"{s.p99_ms:.3f}",
+            "interp." if r.interpolated else "yes" if s.stable else f"[red]no[/] ({r.stop_reason})", r.bn or "?",
         ])
     return title, cols, rows
 
@@ -110,6 +111,10 @@ def profile_cmd(
     ),
     max_total_seconds: float | None = typer.Option(
         None, "--max-total-seconds", help="Time budget of the whole sweep (s), spread over the widths."
+    ),
+    adaptive: bool = typer.Option(
+        False, "--adaptive", help="Measure a covering subset, then only where latency is not linear in MACs; "
+        "interpolate the other widths (flagged, never selected)."
     ),
     out: Path = typer.Option(Path("profiles"), "--out", help="Output folder."),
     plot: bool = typer.Option(False, "--plot", help="Also write <stem>.png (latency and MACs vs width)."),
@@ -164,7 +169,7 @@ def profile_cmd(
         prof = run_sweep(net, name, grid, spec, size, backend=backend,
                          batch=batch_size, threads=threads, policy=policy, checkpoint_sha256=sha,
                          max_memory_mb=max_memory_mb, max_total_seconds=max_total_seconds,
-                         on_progress=on_progress, on_prepare=on_prepare)
+                         on_progress=on_progress, on_prepare=on_prepare, adaptive=adaptive)
         bar.update(len(grid), detail="done")
     json_path, csv_path = write_profile(prof, out)
     png = None
@@ -187,6 +192,11 @@ def profile_cmd(
     peak = f", peak memory {prof.peak_rss_bytes / 2**20:.0f} MiB" if prof.peak_rss_bytes else ""
     note(f"{tb.get('stable_widths')} of {len(prof.records)} widths stable in {tb.get('wall_s', 0):.0f} s"
          f" (window of {win.get('size')} sessions{peak})", markup=False)
+    if prof.adaptive:
+        ad = prof.adaptive
+        note(f"adaptive: {ad['measured']} widths measured in {ad['rounds']} round(s), {ad['interpolated']} "
+             f"interpolated (largest leave-one-out error of the fit {100 * ad['fit_rel_error']:.1f} %); "
+             "interpolated widths are never selected", markup=False)
     note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
 
 
