@@ -82,7 +82,7 @@ def bn_kind(model: Any, w: float) -> str:
         return "none"
     if canonical_width(model, w) in calibrated_widths(model):
         return "calibrated"
-    if all(m.running_mean is not None for m in bns):
+    if all(m.track_running_stats for m in bns):  # sliced shared buffers, or an S-Nets switch's own
         return "running"
     return "frozen-uncalibrated"
 

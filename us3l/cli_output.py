@@ -67,6 +67,17 @@ def note(message: str, markup: bool = True) -> None:
         err_console().print(message, markup=markup, highlight=False, soft_wrap=True)
 
 
+def note_switches(model: Any, what: str) -> None:
+    """For an S-Nets model (switchable BN): say on stderr that ``what`` (a grid sweep) is restricted to its
+    switches, the only widths it runs at (``us3l.slim.width_grid`` returns them)."""
+    from us3l.slim import bn_switches
+
+    switches = bn_switches(model)
+    if switches is not None:
+        note(f"S-Nets checkpoint (switchable BN): {what} restricted to its switches "
+             f"{', '.join(f'{s:g}' for s in switches)}", markup=False)
+
+
 def warn(message: str) -> None:
     """A warning on stderr (always printed)."""
     err_console().print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)

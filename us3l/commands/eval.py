@@ -8,7 +8,17 @@ from typing import Any
 import typer
 
 from us3l.cli_app import app, emit_json
-from us3l.cli_output import Col, Progress, deprecated, note, print_table, result, set_quiet, set_threads
+from us3l.cli_output import (
+    Col,
+    Progress,
+    deprecated,
+    note,
+    note_switches,
+    print_table,
+    result,
+    set_quiet,
+    set_threads,
+)
 from us3l.errors import US3LError
 
 
@@ -77,6 +87,8 @@ def calibrate_cmd(
         todo = list(loaded.model.width_grid())
     else:
         todo = parse_widths(loaded.model, widths, points)
+    if widths is None:
+        note_switches(loaded.model, "the width grid is")
     distinct = len({canonical_width(loaded.model, w) for w in todo})
     t0 = time.perf_counter()
     with Progress("calibrating", distinct, "widths", enabled=not json_out) as bar:
@@ -128,7 +140,9 @@ def eval_cmd(
         None, "--data", help="Data spec; default: the checkpoint's data if it is 'builtin'."
     ),
     protocol: str = typer.Option("knn", "--protocol", help="knn, linear or both."),
-    widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default 1,.75,.5,.25)"),
+    widths: str | None = typer.Option(
+        None, "--widths", help="Comma-separated widths (default 1,.75,.5,.25; an S-Nets run: its switches)."
+    ),
     points: int | None = typer.Option(None, "--points", help="Evaluate N evenly spread grid widths instead."),
     grid: int | None = typer.Option(None, "--grid", hidden=True),  # deprecated spelling of --points
     k: int | None = typer.Option(
@@ -193,6 +207,8 @@ def eval_cmd(
     _lock(ctx, run_dir_of(ckpt), "run folder")  # calibrated BN statistics may be written there
     loaded = open_checkpoint(ckpt)
     todo = parse_widths(loaded.model, widths, points)
+    if points is not None:
+        note_switches(loaded.model, "--points is")
     _lock(ctx, out_dir, "output folder", create=True)
     log = None if json_out else (lambda msg: note(f"[dim]{msg}[/dim]"))
     doc = evaluate_checkpoint(loaded, data, todo, settings, progress=log)

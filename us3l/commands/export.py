@@ -181,8 +181,10 @@ def export_cmd(
     jobs = _jobs(width, selection, device, be.name)
     src, model_name = _source(ckpt, model)
     net = getattr(src, "model", src)
-    for w, _ in jobs:  # out-of-range widths: one line, before any progress or work
-        net.width_range.check(w)
+    from us3l.slim import check_width
+
+    for w, _ in jobs:  # out-of-range widths (or, for S-Nets, not a switch): one line, before any work
+        check_width(net, w)
     out_lock = acquire(out, "export folder")  # a second export into the same --out fails at once
     title = f"us3l export → {be.name} {prec} (errors on L2-normalised embeddings)"
     rows: list[list[str]] = []

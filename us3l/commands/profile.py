@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from us3l.cli_app import app, emit_json
-from us3l.cli_output import Col, Progress, deprecated, fit_table, note, print_table, set_quiet
+from us3l.cli_output import Col, Progress, deprecated, fit_table, note, note_switches, print_table, set_quiet
 from us3l.errors import US3LError
 from us3l.locking import acquire, release
 
@@ -132,6 +132,7 @@ def profile_cmd(
     from us3l.devices.registry import get_device
     from us3l.profiler.profile_file import write_profile
     from us3l.profiler.sweep import check_local_requirements, resolve_backend, run_sweep
+    from us3l.slim import check_width
 
     spec = get_device(device, device_file)
     if host:
@@ -151,7 +152,9 @@ def profile_cmd(
         check_local_requirements(spec)
     net, name, sha, size = _load_model(model, ckpt)
     grid = _parse_widths(widths) if widths else list(net.width_grid(points))
-    grid = [net.width_range.check(w) for w in grid]
+    if not widths:
+        note_switches(net, "the width grid is")
+    grid = [check_width(net, w) for w in grid]  # in range and, for an S-Nets checkpoint, a switch
     out_lock = acquire(out, "profile folder")  # before measuring: a second profile into --out fails at once
     ctx.call_on_close(lambda: release(out_lock))
 

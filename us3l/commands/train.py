@@ -38,7 +38,9 @@ def train_cmd(
         None, "--config", "-c", help="YAML or TOML config (default: packaged default.yaml)."
     ),
     method: str | None = typer.Option(
-        None, help="us3l | us3l_byol | us3l_simsiam | us3l_mocov3 | naive_simsiam | naive_simclr | single"
+        None,
+        help="us3l | us3l_byol | us3l_simsiam | us3l_mocov3 | naive_simsiam | naive_simclr | single | snets "
+        "(S-Nets: switchable BN, every width of bn_switches each iteration)",
     ),
     model: str | None = typer.Option(None, help="Registered model name (see `us3l models`)."),
     data: str | None = typer.Option(None, help="builtin | digits | cifar10:PATH | cifar100:PATH | folder:PATH"),

@@ -23,7 +23,7 @@ from us3l.eval.calibrate import (
 )
 from us3l.eval.features import embedding_std, extract_features
 from us3l.eval.linear import LinearProbeSettings, train_linear_probe, train_linear_probe_augmented
-from us3l.slim import canonical_width
+from us3l.slim import bn_switches, canonical_width, check_width
 from us3l.train.knn import BANK_SEED
 
 DEFAULT_WIDTHS = (1.0, 0.75, 0.5, 0.25)
@@ -150,15 +150,20 @@ def resolve_data_spec(meta: dict[str, Any], data: str | None) -> str:
 
 def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: int | None) -> list[float]:
     """The widths to evaluate: an explicit list, ``grid`` points of the model's width grid, or the default
-    1.0/0.75/0.5/0.25 (restricted to the model's width range). Bad values are a one-line error."""
+    1.0/0.75/0.5/0.25 (restricted to the model's width range). An S-Nets model (switchable BN) runs only at its
+    switches: they are its default and its grid, and any other width is refused. Bad values are a one-line
+    error."""
     if widths is not None and grid is not None:
         raise US3LError("give either --widths or --points, not both")
+    switches = bn_switches(model)
     if grid is not None:
         if grid < 1:
             raise US3LError(f"--points must be >= 1 (0 is not allowed), got {grid}")
         full = model.width_grid()  # type: ignore[operator]
         return list(full if grid >= len(full) else (full[-1:] if grid == 1 else model.width_grid(grid)))  # type: ignore[operator]
     if widths is None:
+        if switches is not None:
+            return list(switches)
         wr = model.width_range  # type: ignore[attr-defined]
         return [w for w in DEFAULT_WIDTHS if wr.min <= w <= wr.max] or [wr.max]
     if isinstance(widths, str):
@@ -172,10 +177,7 @@ def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: i
         raise US3LError("no widths given")
     out: list[float] = []
     for v in values:
-        try:
-            v = model.width_range.check(v)  # type: ignore[attr-defined]
-        except ValueError as exc:
-            raise US3LError(str(exc)) from None
+        v = check_width(model, v)  # in range and, for S-Nets, a switch
         if v not in out:
             out.append(v)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -44,6 +45,7 @@ class SlimMobileNetV2(SlimNet):
     full, as in the reference. The reference's plain ``BatchNorm2d(1280)`` is a non-slimmed
     ``SlimBatchNorm2d`` here so that it too gets statistics per width (deviation: documented in docs/).
     ``cifar=True`` uses stride 1 in the stem and in the 24-channel stage (32×32 inputs).
+    ``bn_switches`` makes every BN switchable (S-Nets), the last one included (a private affine per switch).
     """
 
     def __init__(
@@ -53,11 +55,14 @@ class SlimMobileNetV2(SlimNet):
         num_classes: int = 0,
         bn_track_stats: bool = False,
         last_channels: int = 1280,
+        bn_switches: Sequence[float] | None = None,
     ) -> None:
         super().__init__(width_range)
         self.input_size = 32 if cifar else 224
         conv = partial(SlimConv2d, width_range=width_range)
-        bn = partial(SlimBatchNorm2d, track_running_stats=bn_track_stats, width_range=width_range)
+        bn = partial(
+            SlimBatchNorm2d, track_running_stats=bn_track_stats, width_range=width_range, switches=bn_switches
+        )
         inp = 32
         features: list[nn.Module] = [
             nn.Sequential(
@@ -94,8 +99,10 @@ class SlimMobileNetV2(SlimNet):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, SlimBatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+                for p in m.affine_weights():
+                    nn.init.ones_(p)
+                for p in m.affine_biases():
+                    nn.init.zeros_(p)
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)

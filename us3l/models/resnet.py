@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -71,6 +72,8 @@ class SlimResNet(SlimNet):
     ``cifar=True``: 3×3 stride-1 stem, no max-pool (32×32 inputs); the reference's ``avg_pool2d(out, 4)`` is
     an adaptive average pool here (identical at 32×32, and it also accepts other sizes).
     ``base_channels`` scales the four stages (64/128/256/512 by default) for small experiments.
+    ``bn_switches`` (e.g. ``[1.0, 0.75, 0.5, 0.25]``) makes every BN switchable (S-Nets: a private BN per switch
+    width, the model then runs only at those widths; see ``us3l.slim.SlimBatchNorm2d``).
     """
 
     def __init__(
@@ -83,13 +86,16 @@ class SlimResNet(SlimNet):
         bn_track_stats: bool = False,
         zero_init_residual: bool = False,
         base_channels: int = 64,
+        bn_switches: Sequence[float] | None = None,
     ) -> None:
         super().__init__(width_range)
         if base_channels < 8 or base_channels % 8:
             raise ValueError(f"base_channels must be a positive multiple of 8, got {base_channels}")
         self.input_size = 32 if cifar else 224
         conv = partial(SlimConv2d, width_range=width_range)
-        bn = partial(SlimBatchNorm2d, track_running_stats=bn_track_stats, width_range=width_range)
+        bn = partial(
+            SlimBatchNorm2d, track_running_stats=bn_track_stats, width_range=width_range, switches=bn_switches
+        )
         c = base_channels
         if cifar:
             self.conv1 = SlimConv2d(3, c, 3, 1, 1, slim_in=False, width_range=width_range)
@@ -119,12 +125,15 @@ class SlimResNet(SlimNet):
                 if isinstance(m, SlimConv2d):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 elif isinstance(m, SlimBatchNorm2d):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
+                    for p in m.affine_weights():
+                        nn.init.ones_(p)
+                    for p in m.affine_biases():
+                        nn.init.zeros_(p)
             if zero_init_residual:
                 for m in self.modules():
                     if isinstance(m, BasicBlock | Bottleneck):
-                        nn.init.zeros_(m.last_bn().weight)
+                        for p in m.last_bn().affine_weights():
+                            nn.init.zeros_(p)
 
     def feature_dim(self, w: float) -> int:
         return self.width_range.channels(self.num_features, self.width_range.check(w))

@@ -2,10 +2,12 @@
 
 from us3l.slim.context import (
     bn_stats_state,
+    bn_switches,
     calibrated_widths,
     calibrating,
     canonical_width,
     channel_config,
+    check_width,
     current_width,
     load_bn_stats_state,
     slim_modules,
@@ -13,7 +15,7 @@ from us3l.slim.context import (
     width_grid,
     width_range_of,
 )
-from us3l.slim.layers import SlimBatchNorm2d, SlimConv2d, SlimLinear, SlimModule, StatsCollector
+from us3l.slim.layers import SlimBatchNorm2d, SlimConv2d, SlimLinear, SlimModule, StatsCollector, switch_error
 from us3l.slim.materialize import FirstFeatures, materialize
 from us3l.slim.rounding import WidthRange, make_divisible
 
@@ -26,15 +28,18 @@ __all__ = [
     "StatsCollector",
     "WidthRange",
     "bn_stats_state",
+    "bn_switches",
     "calibrated_widths",
     "calibrating",
     "canonical_width",
     "channel_config",
+    "check_width",
     "current_width",
     "load_bn_stats_state",
     "make_divisible",
     "materialize",
     "slim_modules",
+    "switch_error",
     "width",
     "width_grid",
     "width_range_of",

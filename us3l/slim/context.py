@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from us3l.errors import US3LError
-from us3l.slim.layers import SlimBatchNorm2d, SlimModule, StatsCollector
+from us3l.slim.layers import SWITCH_TOL, SlimBatchNorm2d, SlimModule, StatsCollector, switch_error
 from us3l.slim.rounding import WidthRange
 
 
@@ -33,6 +33,37 @@ def width_range_of(model: nn.Module) -> WidthRange:
     raise US3LError(f"{type(model).__name__} is not a slimmable us3l model (no width_range)")
 
 
+def bn_switches(model: nn.Module) -> tuple[float, ...] | None:
+    """The switch widths of a model with switchable BN (S-Nets), largest first; ``None`` for US-Nets models.
+
+    An S-Nets model runs only at its switches: :func:`width`, :func:`canonical_width` and ``materialize``
+    refuse any other width with one line, and its width grid is the switches."""
+    cache = _grid_cache(model)
+    if "switches" not in cache:
+        found = {m.switches for _, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)}
+        found.discard(None)
+        if len(found) > 1:
+            raise US3LError(f"{type(model).__name__} mixes BN layers with different switches: {sorted(found)}")
+        cache["switches"] = next(iter(found)) if found else None
+    return cache["switches"]
+
+
+def check_width(model: nn.Module, w: object) -> float:
+    """``w`` as a float if ``model`` runs at it: inside its width range and, for an S-Nets model, one of its
+    switches (returned exactly). Otherwise one ``US3LError`` line."""
+    try:
+        v = width_range_of(model).check(w)
+    except ValueError as exc:
+        raise US3LError(str(exc)) from None
+    switches = bn_switches(model)
+    if switches is None:
+        return v
+    for s in switches:
+        if abs(s - v) <= SWITCH_TOL:
+            return s
+    raise US3LError(switch_error(switches, v))
+
+
 def channel_config(model: nn.Module, w: float) -> tuple[tuple[int, ...], ...]:
     """Active channels of every slimmable layer at width ``w`` (what makes two widths the same network)."""
     return tuple(m.channel_signature(w) for _, m in slim_modules(model))
@@ -51,7 +82,7 @@ def width_grid(model: nn.Module, max_points: int | None = None) -> tuple[float, 
     ``max_points`` thins the grid to at most that many widths, evenly spread over the width range and
     always keeping both ends (a full sweep of ResNet-50 has several hundred configurations).
     """
-    grid = _full_grid(model)
+    grid = _full_grid(model)  # an S-Nets model: its switches
     if max_points is None or len(grid) <= max_points:
         return grid
     if max_points < 2:
@@ -83,6 +114,10 @@ def _full_grid(model: nn.Module) -> tuple[float, ...]:
     key = ("grid", wr)
     if key in cache:
         return cache[key]
+    switches = bn_switches(model)
+    if switches is not None:  # S-Nets: two switches are different networks even with equal channel counts
+        cache[key] = tuple(sorted(switches))
+        return cache[key]
     # Candidate widths: every multiple of 1e-4 in the range (finer than any layer's channel step).
     lo, hi = math.ceil(wr.min * 10_000 - 1e-6), math.floor(wr.max * 10_000 + 1e-6)
     ws = np.round(np.arange(lo, hi + 1) / 10_000, 4)
@@ -107,9 +142,14 @@ def _full_grid(model: nn.Module) -> tuple[float, ...]:
 
 
 def canonical_width(model: nn.Module, w: float) -> float:
-    """The grid width with the same channel configuration as ``w`` (the key of calibrated BN statistics)."""
+    """The grid width with the same channel configuration as ``w`` (the key of calibrated BN statistics).
+
+    For an S-Nets model (switchable BN) it is the switch ``w`` itself: every switch has its own BN, so two
+    switches with the same channel counts are still different networks; another width raises ``US3LError``."""
     wr = width_range_of(model)
     w = wr.check(w)
+    if bn_switches(model) is not None:
+        return check_width(model, w)
     _full_grid(model)
     table = _grid_cache(model)[("configs", wr)]
     cfg = channel_config(model, w)
@@ -141,11 +181,14 @@ def _width_plan(model: nn.Module, wr: WidthRange, w: float) -> tuple[list[SlimMo
 def width(model: nn.Module, w: float) -> Iterator[nn.Module]:
     """Run ``model`` at width ``w`` inside the block; the previous widths are restored on exit.
 
-    Raises ``ValueError`` for a width outside the model's range, NaN or a non-number.
+    Raises ``ValueError`` for a width outside the model's range, NaN or a non-number, and ``US3LError`` for a
+    width that is not one of an S-Nets model's switches.
     """
     wr = width_range_of(model)
     w = wr.check(w)
     mods, bns, key = _width_plan(model, wr, w)
+    if bn_switches(model) is not None:
+        w = key  # S-Nets: exactly the switch (a width within half a 1e-4 step of it is that switch)
     # ``width``/``stats_key`` are plain float attributes: written straight into the instance dicts, skipping
     # nn.Module.__setattr__'s parameter/buffer/module bookkeeping (which made up most of entering a context).
     dicts = [m.__dict__ for m in mods]
@@ -242,8 +285,11 @@ def load_bn_stats_state(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
         if name not in bns or kind not in ("mean", "var"):
             raise US3LError(f"BN statistics entry {k!r} does not belong to this model")
         staged.setdefault((name, w), {})[kind] = t
+    switches = bn_switches(model)
     for (name, w), d in staged.items():
         bn = bns[name]
+        if switches is not None and not any(abs(s - w) <= SWITCH_TOL for s in switches):
+            raise US3LError(f"BN statistics for width {w:g} do not fit this model: {switch_error(switches, w)}")
         expect = bn.active_channels(w)
         if set(d) != {"mean", "var"} or any(t.shape != (expect,) for t in d.values()):
             raise US3LError(f"BN statistics for {name} at width {w} do not fit this model ({expect} channels)")

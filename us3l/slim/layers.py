@@ -6,7 +6,7 @@ computes its active channel counts as locals. ``width=None`` means full width.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -248,14 +248,52 @@ class SlimLinear(SlimModule):
         )
 
 
-class SlimBatchNorm2d(SlimModule):
-    """BatchNorm with one shared affine sliced to the first ``c`` channels (no switchable/private BN).
+def switch_error(switches: tuple[float, ...], w: float) -> str:
+    """The one-line refusal of a width that is not one of an S-Nets model's switches."""
+    return f"S-Nets run only at widths {', '.join(f'{s:g}' for s in switches)} (got {w:g})"
 
-    Running statistics (method.md §4): by default the layer always normalises with batch statistics, like
-    the reference during US3L training. ``track_running_stats=True`` keeps sliced running statistics (the
-    single-width baseline). Calibrated statistics per width live in ``width_stats`` (keyed by the
-    canonical width, see :func:`us3l.slim.canonical_width`); in eval mode they take precedence.
-    ``slim=False`` keeps all channels (MobileNetV2's last BN) while still holding per-width statistics.
+
+#: Switch widths are kept to 4 decimals (like every key of calibrated statistics, ``bn_stats.safetensors``);
+#: a width within half of that step of a switch is that switch.
+SWITCH_TOL = 5e-5
+
+
+def check_switches(switches: Sequence[float], width_range: WidthRange) -> tuple[float, ...]:
+    """Validate S-Nets switch widths against ``width_range``: the distinct widths, largest first."""
+    from us3l.errors import US3LError
+
+    if isinstance(switches, str | bytes) or not isinstance(switches, Sequence) or not switches:
+        raise US3LError(f"bn_switches must be a non-empty list of widths, got {switches!r}")
+    out: list[float] = []
+    for s in switches:
+        try:
+            v = round(width_range.check(s), 4)
+        except ValueError as exc:
+            raise US3LError(f"bn_switches: {exc}") from None
+        if any(abs(v - o) <= SWITCH_TOL for o in out):
+            raise US3LError(f"bn_switches lists width {v:g} twice: {list(switches)}")
+        out.append(v)
+    return tuple(sorted(out, reverse=True))
+
+
+class SlimBatchNorm2d(SlimModule):
+    """Slimmable BatchNorm: one shared affine sliced to the first ``c`` channels, or switchable (S-Nets).
+
+    Shared (default, US-Nets / US3L, method.md §4): ``weight``/``bias`` are sliced to the first ``c`` channels.
+    Running statistics: by default the layer always normalises with batch statistics, like the reference during
+    US3L training; ``track_running_stats=True`` keeps sliced running statistics (the single-width baseline).
+
+    Switchable (``switches=(1.0, 0.75, 0.5, 0.25)``, S-Nets, Yu et al. 2018): a *private* BatchNorm per switch
+    width, with its own affine (``switch_weight[i]``/``switch_bias[i]``, exactly the switch's active channels)
+    and, with ``track_running_stats=True``, its own running statistics (``switch_running_mean_{i}``/
+    ``switch_running_var_{i}``); ``weight``/``bias`` are ``None``. Only the convolutions and linears share
+    (sliced) weights. Running the layer at a width that is not a switch raises ``US3LError``
+    (:func:`switch_error`); it never falls back to another switch's BN. ``switches`` are sorted largest first.
+
+    Calibrated statistics per width live in ``width_stats`` (keyed by the canonical width, see
+    :func:`us3l.slim.canonical_width`: the switch itself for a switchable model); in eval mode they take
+    precedence over running statistics. ``slim=False`` keeps all channels (MobileNetV2's last BN) while still
+    holding per-width statistics (and, when switchable, a private affine per switch).
     """
 
     def __init__(
@@ -267,21 +305,37 @@ class SlimBatchNorm2d(SlimModule):
         slim: bool = True,
         ratio: int = 1,
         width_range: WidthRange | None = None,
+        switches: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self._init_slim(width_range)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.slim, self.ratio = slim, ratio
         self.track_running_stats = track_running_stats
-        self.weight = nn.Parameter(torch.ones(num_features))
-        self.bias = nn.Parameter(torch.zeros(num_features))
-        if track_running_stats:
+        self.switches: tuple[float, ...] | None = None
+        if switches is None:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.switches = check_switches(switches, self.slim_range)
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+            sizes = [self.active_channels(s) for s in self.switches]
+            self.switch_weight = nn.ParameterList([nn.Parameter(torch.ones(c)) for c in sizes])
+            self.switch_bias = nn.ParameterList([nn.Parameter(torch.zeros(c)) for c in sizes])
+        if track_running_stats and self.switches is None:
             self.register_buffer("running_mean", torch.zeros(num_features))
             self.register_buffer("running_var", torch.ones(num_features))
             self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         else:
             self.running_mean = None
             self.running_var = None
+        if track_running_stats and self.switches is not None:
+            for i, s in enumerate(self.switches):
+                c = self.active_channels(s)
+                self.register_buffer(f"switch_running_mean_{i}", torch.zeros(c))
+                self.register_buffer(f"switch_running_var_{i}", torch.ones(c))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         self.width_stats: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
         self.stats_key: float | None = None  # canonical width of the current width, set with the width
         self.collector: StatsCollector | None = None
@@ -299,25 +353,64 @@ class SlimBatchNorm2d(SlimModule):
     def signature_spec(self) -> tuple[tuple[int, bool, int], ...]:
         return ((self.num_features, self.slim, self.ratio),)
 
+    def switch_index(self, w: float) -> int:
+        """The index of switch ``w`` (``US3LError`` when ``w`` is not a switch of this switchable layer)."""
+        assert self.switches is not None
+        for i, s in enumerate(self.switches):
+            if abs(s - w) <= SWITCH_TOL:
+                return i
+        from us3l.errors import US3LError
+
+        raise US3LError(switch_error(self.switches, w))
+
+    def affine_weights(self) -> list[nn.Parameter]:
+        """Every γ of the layer: the shared one, or one per switch (for initialisation)."""
+        return [self.weight] if self.switches is None else list(self.switch_weight)
+
+    def affine_biases(self) -> list[nn.Parameter]:
+        """Every β of the layer: the shared one, or one per switch (for initialisation)."""
+        return [self.bias] if self.switches is None else list(self.switch_bias)
+
     def _affine(self, w: float) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.active_channels(w)
         return self.weight[:c], self.bias[:c]
 
-    def eval_stats(self, w: float, key: float | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The statistics eval mode uses at width ``w``: calibrated, else sliced running, else None."""
+    def affine(self, w: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(γ, β) at width ``w``: the shared affine's first channels, or the switch's private affine."""
+        if self.switches is not None:
+            i = self.switch_index(w)
+            return self.switch_weight[i], self.switch_bias[i]
+        return self._affine(w)
+
+    def running_stats(self, w: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The running statistics used at width ``w`` (views that training updates in place), or None."""
+        if self.switches is not None:
+            if not self.track_running_stats:
+                return None
+            i = self.switch_index(w)
+            return getattr(self, f"switch_running_mean_{i}"), getattr(self, f"switch_running_var_{i}")
+        if self.running_mean is None or self.running_var is None:
+            return None
         c = self.active_channels(w)
+        return self.running_mean[:c], self.running_var[:c]
+
+    def eval_stats(self, w: float, key: float | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The statistics eval mode uses at width ``w``: calibrated, else running (sliced or the switch's own),
+        else None."""
+        if self.switches is not None:
+            self.switch_index(w)  # a width that is not a switch has no statistics of its own
         if key is not None and key in self.width_stats:
             return self.width_stats[key]
-        if self.running_mean is not None and self.running_var is not None:
-            return self.running_mean[:c], self.running_var[:c]
-        return None
+        return self.running_stats(w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._w()
         c = self.active_channels(w)
         if x.shape[1] != c:
             raise RuntimeError(f"SlimBatchNorm2d at width {w:g} expects {c} channels, got {x.shape[1]}")
-        if c == self.num_features:
+        if self.switches is not None:
+            weight, bias = self.affine(w)
+        elif c == self.num_features:
             weight, bias = self.weight, self.bias
         elif self.weight.requires_grad and torch.is_grad_enabled():
             weight, bias = self.weight[:c], self.bias[:c]
@@ -327,12 +420,11 @@ class SlimBatchNorm2d(SlimModule):
             self.collector.update(x)
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
         if self.training:
-            if self.running_mean is not None and self.running_var is not None:
-                # In-place updates through the slice views update the shared running buffers.
+            running = self.running_stats(w)
+            if running is not None:
+                # In-place updates through the views update the running buffers (shared, or the switch's own).
                 self.num_batches_tracked.add_(1)
-                return F.batch_norm(
-                    x, self.running_mean[:c], self.running_var[:c], weight, bias, True, self.momentum, self.eps
-                )
+                return F.batch_norm(x, running[0], running[1], weight, bias, True, self.momentum, self.eps)
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
         stats = self.eval_stats(w, self.stats_key)
         if stats is None:  # no statistics at all: batch statistics, as the reference does
@@ -340,9 +432,10 @@ class SlimBatchNorm2d(SlimModule):
         return F.batch_norm(x, stats[0], stats[1], weight, bias, False, 0.0, self.eps)
 
     def extra_repr(self) -> str:
+        sw = "" if self.switches is None else f", switches={self.switches}"
         return (
             f"{self.num_features}, eps={self.eps}, track_running_stats={self.track_running_stats}, "
-            f"slim={self.slim}, ratio={self.ratio}, calibrated_widths={len(self.width_stats)}"
+            f"slim={self.slim}, ratio={self.ratio}{sw}, calibrated_widths={len(self.width_stats)}"
         )
 
 

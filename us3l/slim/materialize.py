@@ -67,9 +67,10 @@ def _static_bn(m: SlimBatchNorm2d, w: float, key: float, require_stats: bool, na
             "(us3l calibrate --ckpt ... --data ...)"
         )
     bn = nn.BatchNorm2d(c, eps=m.eps, momentum=m.momentum, track_running_stats=stats is not None)
+    weight, bias = m.affine(w)  # the shared affine's first c channels, or the switch's private affine (S-Nets)
     with torch.no_grad():
-        bn.weight.copy_(m.weight[:c])
-        bn.bias.copy_(m.bias[:c])
+        bn.weight.copy_(weight)
+        bn.bias.copy_(bias)
         if stats is not None:
             bn.running_mean.copy_(stats[0])
             bn.running_var.copy_(stats[1])
@@ -87,11 +88,13 @@ def materialize(model: nn.Module, w: float, require_bn_stats: bool = False) -> n
 
     BN layers get the calibrated statistics of ``w`` (or sliced running statistics where the model tracks
     them). Without either, ``require_bn_stats=True`` raises ``US3LError``; otherwise the static BN
-    normalises with batch statistics, exactly like the dynamic model in eval mode.
+    normalises with batch statistics, exactly like the dynamic model in eval mode. An S-Nets model
+    (switchable BN) materializes only at its switches, each with that switch's private affine and statistics;
+    another width raises ``US3LError``.
     """
     wr = width_range_of(model)
     w = wr.check(w)
-    key = canonical_width(model, w)
+    key = canonical_width(model, w)  # S-Nets: the switch itself; another width is refused here
     config = channel_config(model, w)
     originals = list(slim_modules(model))
     # Copy everything but the slimmable layers (placeholders stand in for them): their full weights and every

@@ -9,7 +9,8 @@ name prefix            what                                                     
 ``encoder_q.backbone``  the slimmable backbone (saved as ``backbone.*``)              yes
 ``encoder_q.projector`` 3-layer projector, first layer input-sliced                   yes
 ``encoder_k.*``         EMA teacher (backbone + projector), width fixed at max        never
-``predictor.*``         base predictor; sub-network-only head of us3l, naive_simclr   not at max width
+``predictor.*``         base predictor; sub-network-only head of us3l, naive_simclr,  not at max width
+                        snets
 ``predictor_new.*``     auxiliary distillation head of BYOL/SimSiam/MoCo v3 variants  not at max width
 ``proj_conv.*``         1×1 adapters of the optional feature distillation             never
 =====================  ============================================================  ======================
@@ -330,3 +331,48 @@ class Single(SSLMethod):
         if self.cfg.single_base == "byol":
             return losses.cross_view(losses.neg_cosine, online, targets)
         return losses.cross_view(lambda a, b: losses.nt_xent_target(a, b, self.cfg.temperature), online, targets)
+
+
+@register_method
+class SNets(SSLMethod):
+    """S-Nets (4 switches), the paper's slimmable-network comparison: a backbone with switchable BN (a private
+    BN per switch width, ``bn_switches``; convolutions shared and sliced) trained at *every* switch in every
+    iteration, largest first. The losses are ``us3l``'s (``snets_base: simclr_momentum``): the base network
+    (largest switch) learns NT-Xent against the EMA teacher, which is EMA-updated once in that pass; every smaller
+    switch distils −cos(``predictor``(z_w), sg k) from this iteration's teacher output. ``snets_base: byol``:
+    BYOL base (−cos through ``predictor``), sub-networks through ``predictor_new``; with
+    ``snets_momentum_update`` (the reference's ``s_*`` recipes, whose ``MOMENTUM_UPDATE`` stays at its default
+    True) the teacher is EMA-updated again in every sub-network pass and sub-networks use the base predictor."""
+
+    name = "snets"
+
+    def __init__(self, backbone: nn.Module, cfg: Any) -> None:
+        from us3l.errors import US3LError
+        from us3l.slim import bn_switches
+
+        switches = bn_switches(backbone)
+        if switches is None:
+            raise US3LError("method snets needs a backbone with switchable BN (model option bn_switches)")
+        if cfg.snets_base == "byol":
+            self.base_head = "predictor"  # type: ignore[misc]
+            self.aux_head = "predictor" if cfg.snets_momentum_update else "predictor_new"  # type: ignore[misc]
+            self.simclr_type = False  # type: ignore[misc]
+        else:
+            self.base_head = None  # type: ignore[misc]
+            self.aux_head = "predictor"  # type: ignore[misc]
+            self.simclr_type = True  # type: ignore[misc]
+        super().__init__(backbone, cfg)
+        self.switches = switches
+        self.w_max = max(switches)  # the base network and the EMA teacher run at the largest switch
+
+    def base_loss(self, online: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        if self.cfg.snets_base == "byol":
+            return losses.cross_view(losses.neg_cosine, online, targets)
+        return losses.cross_view(lambda a, b: losses.nt_xent_target(a, b, self.cfg.temperature), online, targets)
+
+    def sub(self, x1: Tensor, x2: Tensor, w: float, targets: Targets) -> Tensor:
+        if self.cfg.snets_momentum_update:
+            # the reference's BYOL.forward(momentum_update=True) in a sub-network pass: the teacher moves again
+            # (its outputs there are discarded; the distillation targets stay those of the max-width pass)
+            ema_update(self.encoder_k, self.encoder_q, self.momentum_now)
+        return super().sub(x1, x2, w, targets)

@@ -80,6 +80,12 @@ class TrainConfig:
     feature_lambda: float = 1.0
     feature_layers: tuple[str, ...] = ()  # default per model family when feature_distill is on
     single_base: str = "simclr_momentum"  # base loss of the `single` baseline: simclr_momentum | byol
+    # S-Nets (`snets`): switchable BN at these widths, all trained every iteration
+    bn_switches: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+    snets_base: str = "simclr_momentum"  # base loss of `snets`: simclr_momentum (the us3l losses) | byol
+    # reference s_* recipes (MOMENTUM_UPDATE left at True): EMA update at every width step, sub-networks through
+    # the base predictor (byol base only)
+    snets_momentum_update: bool = False
     # group regularization
     regularizer: bool | None = None  # None: the method's recipe (on; off for the naive baselines)
     reg_lambda: float = 5e-5
@@ -105,18 +111,28 @@ class TrainConfig:
         d["model_kwargs"] = dict(self.model_kwargs)
         d["feature_layers"] = list(self.feature_layers)
         d["knn_widths"] = list(self.knn_widths)
+        d["bn_switches"] = list(self.bn_switches)
         return d
 
 
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
-_TUPLE_FIELDS = {"feature_layers", "knn_widths"}
+_TUPLE_FIELDS = {"feature_layers", "knn_widths", "bn_switches"}
+_FLOAT_TUPLE_FIELDS = {"knn_widths", "bn_switches"}
 
 
 def _coerce(name: str, value: Any) -> Any:
     if name in _TUPLE_FIELDS and value is not None:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
-        value = tuple(float(v) for v in value) if name == "knn_widths" else tuple(str(v) for v in value)
+        if isinstance(value, int | float):
+            value = [value]
+        if name in _FLOAT_TUPLE_FIELDS:
+            try:
+                value = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                raise US3LError(f"config {name!r} must be a list of numbers, got {value!r}") from None
+        else:
+            value = tuple(str(v) for v in value)
     if name == "model_kwargs":
         if value is None:
             value = {}
@@ -248,6 +264,8 @@ RECIPE_DEFAULTS: dict[str, Any] = {"weight_decay": 1e-4, "schedule": "A", "regul
 METHOD_RECIPES: dict[str, dict[str, Any]] = {
     "naive_simsiam": {"lr": 0.05, "weight_decay": 5e-4, "schedule": "none", "regularizer": False},
     "naive_simclr": {"lr": 0.5, "weight_decay": 1e-4, "schedule": "none", "regularizer": False},
+    # S-Nets trains every switch every iteration: no width schedule (everything else is the us3l recipe)
+    "snets": {"schedule": "none"},
 }
 
 #: Reference learning rates per method (method.md §1.6): 0.5 for SimCLR-type, 0.05 for BYOL/SimSiam-type.
@@ -256,19 +274,21 @@ METHOD_LR = {
     "us3l_byol": 0.05,
     "us3l_simsiam": 0.05,
     "us3l_mocov3": 1.5e-4,
-    **{name: float(recipe["lr"]) for name, recipe in METHOD_RECIPES.items()},
+    **{name: float(recipe["lr"]) for name, recipe in METHOD_RECIPES.items() if "lr" in recipe},
 }
 
 
 def fill_method_defaults(cfg: TrainConfig) -> TrainConfig:
     """Resolve ``None`` recipe keys (``lr``, ``proj_dim``, ``weight_decay``, ``schedule``, ``regularizer``) to
     the method's reference values (so they are saved); keys already set are kept."""
-    simclr_type = cfg.method in ("us3l", "naive_simclr", "us3l_mocov3") or (
-        cfg.method == "single" and cfg.single_base == "simclr_momentum"
+    simclr_type = (
+        cfg.method in ("us3l", "naive_simclr", "us3l_mocov3")
+        or (cfg.method == "single" and cfg.single_base == "simclr_momentum")
+        or (cfg.method == "snets" and cfg.snets_base == "simclr_momentum")
     )
     changes: dict[str, Any] = {}
     if cfg.lr is None:
-        if cfg.method == "single":
+        if cfg.method in ("single", "snets"):
             changes["lr"] = 0.5 if simclr_type else 0.05
         else:
             changes["lr"] = METHOD_LR.get(cfg.method, 0.05)
@@ -344,3 +364,34 @@ def validate(cfg: TrainConfig) -> None:
         raise US3LError("num_samples and reg_bins must be >= 1; save_every and knn_every >= 0")
     if cfg.method == "us3l_mocov3" and not cfg.model.startswith("vit"):
         raise US3LError(f"method us3l_mocov3 needs a ViT model (e.g. vit_tiny), got {cfg.model!r}")
+    _validate_snets(cfg)
+
+
+def _validate_snets(cfg: TrainConfig) -> None:
+    """S-Nets settings: switchable BN only through ``--method snets``, whose switches include the max width."""
+    if "bn_switches" in cfg.model_kwargs:
+        raise US3LError(
+            "set switchable BN with the config key bn_switches and --method snets, not model_kwargs.bn_switches"
+        )
+    if cfg.snets_base not in ("simclr_momentum", "byol"):
+        raise US3LError(f"snets_base must be 'simclr_momentum' or 'byol', got {cfg.snets_base!r}")
+    if cfg.snets_momentum_update and (cfg.method != "snets" or cfg.snets_base != "byol"):
+        raise US3LError("snets_momentum_update (the reference s_* recipe) needs --method snets with snets_base: byol")
+    if cfg.method != "snets":
+        return
+    if cfg.model.startswith("vit"):
+        raise US3LError(f"method snets needs a model with BatchNorm (switchable BN); {cfg.model!r} has none")
+    if not cfg.bn_switches:
+        raise US3LError("bn_switches must list at least one width")
+    for w in cfg.bn_switches:
+        _check_width("bn_switches", w)
+    w_max = 1.0 if cfg.width_max is None else float(cfg.width_max)
+    if abs(max(cfg.bn_switches) - w_max) > 5e-5:
+        raise US3LError(
+            f"the largest of bn_switches ({max(cfg.bn_switches):g}) must be the max width {w_max:g}: the base "
+            "network and the EMA teacher run there"
+        )
+    if cfg.schedule != "none":
+        raise US3LError(
+            f"method snets trains every switch width in every iteration; schedule must be 'none', got {cfg.schedule!r}"
+        )

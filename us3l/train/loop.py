@@ -24,12 +24,13 @@ from torch import nn
 from us3l import checkpoint as ckpt
 from us3l.derived import invalidate_stale
 from us3l.errors import US3LError
+from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, validate
 from us3l.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
-from us3l.train.sampling import FixedWidth, WidthSampler
+from us3l.train.sampling import FixedWidth, SwitchWidths, WidthSampler
 from us3l.train.state import epoch_seed, join_state, rng_state, set_rng_state, split_state
 
 METRICS_FILE = "metrics.jsonl"
@@ -72,6 +73,9 @@ def model_kwargs_for(cfg: TrainConfig) -> dict[str, Any]:
     kw = dict(cfg.model_kwargs)
     if cfg.method == "single" and not cfg.model.startswith("vit"):
         kw["bn_track_stats"] = True
+    if cfg.method == "snets":  # S-Nets: a private BN (affine and running statistics) per switch width
+        kw["bn_switches"] = list(cfg.bn_switches)
+        kw.setdefault("bn_track_stats", True)
     if cfg.method == "us3l_simsiam" and cfg.model.startswith("resnet"):
         kw.setdefault("zero_init_residual", True)  # the reference's SimSiam_Momentum builds ImageNet ResNets so
     if cfg.width_min is not None:
@@ -257,8 +261,12 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
     w_min = float(cfg.width_min if cfg.width_min is not None else wr.min)
     w_max = float(cfg.width_max if cfg.width_max is not None else wr.max)
     if cfg.method == "single":
-        sampler: WidthSampler | FixedWidth = FixedWidth(wr.check(cfg.single_width))
+        sampler: WidthSampler | FixedWidth | SwitchWidths = FixedWidth(wr.check(cfg.single_width))
         knn_widths = [float(cfg.single_width)]
+    elif cfg.method == "snets":  # every switch, every iteration; the monitor too only runs at switches
+        switches = method.switches  # type: ignore[attr-defined]
+        sampler = SwitchWidths(switches)
+        knn_widths = [s for s in switches if any(abs(s - w) <= SWITCH_TOL for w in cfg.knn_widths)] or list(switches)
     else:
         sampler = WidthSampler(
             w_min, w_max, cfg.epochs, cfg.num_samples, cfg.sampling, cfg.schedule, cfg.faithful_sandwich_bug, cfg.seed
@@ -545,11 +553,20 @@ def _meta_base(
             "test_size": len(test_ds),
         },
         "config": cfg.to_dict(),
-        "bn": "running_stats" if cfg.method == "single" else "batch_stats",
+        "bn": _bn_kind(cfg, kw),
         "single_width": cfg.single_width if cfg.method == "single" else None,
+        "bn_switches": kw.get("bn_switches"),
         "distributed": {"world_size": info.world_size, "device": str(device)},
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def _bn_kind(cfg: TrainConfig, model_kwargs: dict[str, Any]) -> str:
+    """How the backbone's BN is built, for ``checkpoint.json`` (the structure itself is rebuilt from
+    ``model_kwargs``, which carries ``bn_switches`` for S-Nets)."""
+    if model_kwargs.get("bn_switches"):
+        return "switchable_running_stats" if model_kwargs.get("bn_track_stats") else "switchable_batch_stats"
+    return "running_stats" if cfg.method == "single" else "batch_stats"
 
 
 def _save(

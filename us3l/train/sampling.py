@@ -116,3 +116,25 @@ class FixedWidth:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+
+@dataclass
+class SwitchWidths:
+    """The ``snets`` baseline: every switch width in every iteration, largest first (the base network)."""
+
+    switches: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        self.switches = tuple(sorted(self.switches, reverse=True))
+
+    def min_width(self, epoch: int) -> float:
+        return self.switches[-1]
+
+    def widths(self, epoch: int) -> list[float]:
+        return list(self.switches)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
