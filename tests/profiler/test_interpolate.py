@@ -15,7 +15,7 @@ def test_initial_keys_cover_the_range() -> None:
     keys = ip.initial_keys(macs)
     assert len(keys) == 10  # a quarter of 40
     assert keys[0] == "w0" and keys[-1] == "w39"  # both extremes
-    gaps = [macs[b] - macs[a] for a, b in zip(keys, keys[1:])]
+    gaps = [macs[b] - macs[a] for a, b in zip(keys, keys[1:], strict=False)]
     assert max(gaps) <= 2 * min(gaps)  # evenly spread
     small = {"a": 1.0, "b": 2.0, "c": 3.0}
     assert ip.initial_keys(small) == ["a", "b", "c"]  # fewer than the minimum: measure everything
