@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,8 @@ def torch_timer(model: nn.Module, x: torch.Tensor, threads: int, device: str = "
 
 
 def runner_timer(runner: Runner, x: np.ndarray) -> Callable[[int], list[float]]:
-    """A deploy backend runner's own synchronous timing (``Runner.time_once``)."""
+    """A deploy backend runner's own synchronous timing (``Runner.time_once``: the runtime's inference on the
+    input bound once, the same array every call)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
 
     def timer(k: int) -> list[float]:
@@ -81,6 +83,16 @@ def load_interleaved(
     return get_backend(backend).load(path, threads=threads, device=device, precision=precision, **extra)
 
 
-def interleaved_notes(backend: str) -> dict[str, bool]:
-    """What a profile records about how ``load_interleaved`` (and the remote runner) opened ``backend``."""
-    return {"onnxruntime_allow_spinning": False} if backend == "onnx" else {}
+def interleaved_notes(backend: str) -> dict[str, Any]:
+    """What a profile records about how ``load_interleaved`` (and the remote runner) opened and timed ``backend``:
+    ``timed_call``, the runtime call inside the timed region (``Runner.time_once``), and for onnx
+    ``onnxruntime_allow_spinning``."""
+    if backend == "onnx":
+        from us3l.deploy.backends.onnx import TIMED_CALL
+
+        return {"onnxruntime_allow_spinning": False, "timed_call": TIMED_CALL}
+    if backend == "openvino":
+        from us3l.deploy.backends.openvino import TIMED_CALL as OV_TIMED_CALL
+
+        return {"timed_call": OV_TIMED_CALL}
+    return {}

@@ -67,7 +67,11 @@ class Runner(ABC):
 
     @abstractmethod
     def time_once(self, x: np.ndarray) -> float:
-        """Seconds taken by one synchronous inference of ``x`` (input already prepared)."""
+        """Seconds taken by one synchronous inference of ``x`` (input already prepared).
+
+        Only the runtime's inference is timed: an implementation may bind ``x`` (and an output buffer) on the
+        first call with that array and reuse the binding while the same array comes back, as a C++ deployment
+        would; ``infer`` must stay correct around it and never write into ``x``."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most runtimes free themselves
         """Release the runtime objects (idempotent)."""

@@ -21,9 +21,19 @@ from us3l.deploy.backends.base import Artifact, Backend, Runner, as_input, stagi
 from us3l.deploy.timing import phase
 from us3l.errors import US3LError
 
+#: What ``OpenVinoRunner.time_once`` (and the remote runner) times; profiles record it (``extra.timed_call``).
+TIMED_CALL = "openvino InferRequest.infer() (sync), input tensor bound once (shared memory)"
+
 
 class OpenVinoRunner(Runner):
-    """A compiled OpenVINO model and one synchronous infer request."""
+    """A compiled OpenVINO model and one synchronous infer request.
+
+    ``time_once`` times the runtime's synchronous ``infer()`` on an input tensor bound once (``set_input_tensor``
+    on the caller's array, shared memory; rebound only when a different array comes), the call ``benchmark_app
+    -api sync`` times: the Python dict/copy of ``infer({0: x})`` cost 0.15-0.35 ms per call here, +28 % at
+    width 0.25 (issue 18, docs/profiling.md). ``infer`` binds its own copy of the input, so it never writes into
+    a timed array.
+    """
 
     backend = "openvino"
 
@@ -45,19 +55,32 @@ class OpenVinoRunner(Runner):
         self.device = device
         self.compiled = core.compile_model(str(path), device, config)
         self.request = self.compiled.create_infer_request()
+        #: (the caller's array, the float32 array whose memory the input tensor shares: x itself when it is one)
+        self._bound: tuple[np.ndarray, np.ndarray] | None = None
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        self.request.infer({0: as_input(x)})
+        import openvino as ov
+
+        self._bound = None  # the input tensor now holds a copy of x: the next time_once rebinds
+        self.request.set_input_tensor(ov.Tensor(as_input(x), shared_memory=False))
+        self.request.infer()
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def time_once(self, x: np.ndarray) -> float:
+        if self._bound is None or x is not self._bound[0]:
+            import openvino as ov
+
+            data = as_input(x)  # shared memory needs a C-contiguous float32 array; kept alive in _bound
+            self.request.set_input_tensor(ov.Tensor(data, shared_memory=True))
+            self._bound = (x, data)
         t0 = time.perf_counter()
-        self.request.infer({0: x})  # synchronous: returns when the output tensor is ready
+        self.request.infer()  # synchronous: returns when the output tensor is ready
         return time.perf_counter() - t0
 
     def close(self) -> None:
         self.request = None
         self.compiled = None
+        self._bound = None
 
 
 class OpenVinoBackend(Backend):
