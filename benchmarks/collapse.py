@@ -16,8 +16,8 @@ for every run):
 writes excluded). Runs are separate ``us3l train`` processes, ``--jobs`` at a time (default 2 on 2 cores), so
 CPU time rather than wall time is what is equal when other work shares the machine; the wall seconds are
 reported beside it. Epoch counts are derived from a one-epoch probe run of each configuration (the us3l probe
-uses the sandwich rule without schedule, whose cost per epoch matches schedule A's average:
-docs/training.md "Cost of dynamic sampling"):
+uses the sandwich rule without schedule; schedule A's mean epoch is a quarter of a full-width-only epoch, the
+single_w1 probe's, plus three quarters of a sandwich epoch: ``schedule_a_epoch_seconds``):
 
 - the budget ``--minutes`` (total wall clock, probes and evaluation included) minus the probes and the
   evaluation reserve (``--eval-share`` of the budget) is split over ceil(runs / jobs) rounds;
@@ -131,6 +131,12 @@ def _floats(text: str) -> list[float]:
 def us3l_epochs(share_s: float, t_epoch: float) -> int:
     """The largest multiple of 4 epochs (schedule A) whose training fits ``share_s`` seconds; at least 4."""
     return max(4, 4 * int(share_s / max(t_epoch, 1e-9) / 4))
+
+
+def schedule_a_epoch_seconds(t_full_only: float, t_sandwich: float) -> float:
+    """Mean seconds per epoch of schedule A: its first quarter trains the full width only (``t_full_only`` per
+    epoch), the other three quarters three widths per batch (about ``t_sandwich``, the plain sandwich's cost)."""
+    return 0.25 * t_full_only + 0.75 * t_sandwich
 
 
 def equal_time_epochs(target_s: float, t_epoch: float) -> int:
@@ -316,7 +322,14 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
     # a run's fixed cost (process start, data, monitor, checkpoint) is paid once per run; rounds of `jobs`
     rounds = math.ceil(len(specs) / max(1, args.jobs))
     overhead = max((max(0.0, p["wall_seconds"] - p["epoch_seconds"]) for p in probes.values()), default=0.0)
-    t_us3l = probes["us3l"]["epoch_cpu_seconds"] if "us3l" in probes else None
+    t_us3l = None
+    if "us3l" in probes:
+        # schedule A: a quarter of the epochs at full width only (the cost of a single_w1 epoch: EMA teacher +
+        # full-width student), three quarters with three widths (the sandwich probe's cost)
+        t_full = probes.get(f"single_w{max(_floats(args.single_widths), default=0.0):g}")
+        t_us3l = probes["us3l"]["epoch_cpu_seconds"]
+        if t_full is not None and max(_floats(args.single_widths), default=0.0) == 1.0:
+            t_us3l = schedule_a_epoch_seconds(t_full["epoch_cpu_seconds"], t_us3l)
     same_epochs = [w for w in _floats(args.single_widths) if args.same_epochs and f"single_w{w:g}" in probes]
     # the same-epochs singles cost (their epoch time / us3l's) of one share each, spread over the slots
     extra = sum(probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs) if t_us3l else 0.0
@@ -357,7 +370,8 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
             f"every run trains for the same CPU time T (one torch thread per process, {args.jobs} processes at "
             "a time; the sum of the epochs' process CPU seconds, monitor and checkpoint writes excluded): us3l "
             "gets the largest multiple of 4 epochs fitting an even share of the budget left after one-epoch "
-            "probes and the evaluation reserve, T = its epochs x its probe's CPU seconds per epoch; "
+            "probes and the evaluation reserve, T = its epochs x schedule A's CPU seconds per epoch predicted "
+            "from the probes (1/4 single_w1 + 3/4 sandwich); "
             "naive_simsiam and each single get round(T / their probe's CPU seconds per epoch) epochs"
         ),
         "probes": probes,
