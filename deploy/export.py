@@ -27,9 +27,17 @@ from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import INPUT_NAME, Artifact
 from us3l.deploy.graph import build_deployable_graph
 from us3l.deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from us3l.deploy.quantize import (
+    CALIB_SEED,
+    DEFAULT_CALIB_IMAGES,
+    VERIFY_IMAGES,
+    CalibrationSet,
+    calibration_set,
+    check_calibration,
+)
 from us3l.deploy.staging import clean_stale, staging_prefix
 from us3l.deploy.timing import phase
-from us3l.deploy.verify import Verification, batches, compare, seeded_inputs
+from us3l.deploy.verify import MIN_TOPK_SAMPLES, Verification, batches, compare, seeded_inputs
 from us3l.errors import US3LError
 from us3l.io import temp_dir
 from us3l.validate import safe_name
@@ -77,6 +85,7 @@ class _Source:
     input_size: int
     from_checkpoint: bool
     init_seed: int | None = None
+    data_spec: str | None = None  # the data the checkpoint was trained on (INT8 calibration images)
 
 
 def artifact_name(model: str, width: float, backend: str, precision: str) -> str:
@@ -100,6 +109,7 @@ def _resolve_source(model_or_ckpt: Any, model_name: str | None) -> _Source:
             normalization={"mean": norm.get("mean"), "std": norm.get("std"), "source": "checkpoint"},
             input_size=int(meta.get("input_size") or model_or_ckpt.model.input_size),
             from_checkpoint=True,
+            data_spec=_data_spec(meta),
         )
     if not isinstance(model_or_ckpt, nn.Module):
         kind = type(model_or_ckpt).__name__
@@ -116,6 +126,26 @@ def _resolve_source(model_or_ckpt: Any, model_name: str | None) -> _Source:
         from_checkpoint=False,
         init_seed=getattr(model_or_ckpt, "init_seed", None),
     )
+
+
+def _data_spec(meta: dict[str, Any]) -> str | None:
+    data = meta.get("data")
+    if isinstance(data, dict):
+        data = data.get("spec") or data.get("name")
+    return data if isinstance(data, str) and data else None
+
+
+def int8_calibration(
+    src: _Source, calib_images: int, calib_data: str | None, seed: int = CALIB_SEED
+) -> CalibrationSet:
+    """The INT8 calibration set of an export: ``calib_images`` seeded, stratified training images of the run's own
+    data (``calib_data`` overrides the data spec; a fresh model has none and needs it)."""
+    spec = calib_data or src.data_spec
+    if not spec:
+        why = "a fresh --model has no training data" if not src.from_checkpoint else "the checkpoint records no data"
+        raise US3LError(f"INT8 needs calibration images and {why}: pass --calib-data SPEC (e.g. builtin)")
+    norm = src.normalization
+    return calibration_set(spec, src.input_size, norm["mean"], norm["std"], calib_images, seed)
 
 
 #: The manifest's historical ``model.bn_stats`` values for each ``us3l.deploy.graph`` BN kind.
@@ -163,6 +193,48 @@ def _verify(
     return compare(np.concatenate(refs), np.concatenate(outs), artifact.precision)
 
 
+def _int8_inputs(
+    src: _Source,
+    w: float,
+    backend: str,
+    shape: tuple[int, ...],
+    runtime_device: str | None,
+    calibration: CalibrationSet | None,
+    calib_images: int,
+    calib_data: str | None,
+    verify_inputs: np.ndarray | None,
+) -> tuple[CalibrationSet, np.ndarray, str]:
+    """(calibration set, verification images, their description) of an INT8 export, every input checked first:
+    a device that cannot run the artifact, a checkpoint width without BN statistics (before any data is read),
+    a calibration set that is too small or of another image size."""
+    if backend == "tensorrt":
+        get_backend("tensorrt")._require_here()  # type: ignore[attr-defined]  # before any data is read
+    if backend == "onnx" and (runtime_device or "cpu").lower() == "tensorrt":
+        raise US3LError(
+            "INT8 ONNX artifacts have asymmetric uint8 activations, which onnxruntime's TensorRT provider cannot run: "
+            "export with --backend tensorrt --precision int8 (symmetric), or verify on --runtime-device cpu"
+        )
+    if src.from_checkpoint:
+        from us3l.deploy.graph import bn_kind, deployable_module
+
+        if bn_kind(src.model, w) == "frozen-uncalibrated":
+            deployable_module(src.model, w, require_bn_stats=True)  # raises: "width W has no calibrated BN ..."
+    if calibration is None:
+        calibration = int8_calibration(src, calib_images, calib_data)
+    check_calibration(calibration, shape)
+    if verify_inputs is not None:
+        x = np.ascontiguousarray(verify_inputs, dtype=np.float32)
+        return calibration, x, f"provided batch ({len(x)} samples)"
+    if calibration.holdout is not None and len(calibration.holdout) >= MIN_TOPK_SAMPLES:
+        return calibration, calibration.holdout, str(calibration.holdout_note)
+    norm = src.normalization
+    x = seeded_inputs(shape, norm["mean"], norm["std"], VERIFY_IMAGES, VERIFY_SEED)
+    return calibration, x, (
+        f"seeded batch (seed {VERIFY_SEED}, {VERIFY_IMAGES} smooth random images, normalised): "
+        f"{calibration.holdout_note or 'no held-out training images'}"
+    )
+
+
 def _move_into_place(staging: Path, final: Path) -> None:
     """Replace ``final`` by ``staging`` (old one renamed aside first, then removed)."""
     old = None
@@ -187,6 +259,9 @@ def export_width(
     model_name: str | None = None,
     batch: int = 1,
     runtime_device: str | None = None,
+    calibration: CalibrationSet | None = None,
+    calib_images: int = DEFAULT_CALIB_IMAGES,
+    calib_data: str | None = None,
 ) -> ExportResult:
     """Export width ``width`` of a slimmable model and verify it; returns the ``ExportResult``.
 
@@ -196,6 +271,13 @@ def export_width(
     says ``"bn_stats": "uncalibrated"``. Files go to ``out_dir/<device_name or "local">/<name>/`` (see
     ``artifact_name``). ``verify_inputs`` (N, C, H, W) normalised images; default a seeded batch of 8.
     ``precision`` defaults to the backend's first precision (fp32; fp16 for TensorRT).
+
+    ``precision="int8"``: post-training quantization calibrated on ``calibration``, by default
+    ``calib_images`` seeded, class-stratified training images of the run's data (``calib_data`` overrides the
+    data spec) through the evaluation transform (``us3l.deploy.quantize.calibration_set``); it is verified on
+    held-out training images against PyTorch FP32 with the quantization tolerance (``us3l.deploy.verify``), and
+    the manifest's ``quantization`` section records the quantizer, its version, the scheme and the calibration
+    set (size, sha256, seed, per class).
     Raises ``VerificationFailed`` when the artifact's outputs are outside tolerance.
     """
     be = get_backend(backend)
@@ -208,7 +290,11 @@ def export_width(
     w = src.model.width_range.check(float(width))
     shape = (batch, 3, src.input_size, src.input_size)
     norm = src.normalization
-    if verify_inputs is None:
+    if precision == "int8":
+        calibration, verify_inputs, inputs_note = _int8_inputs(
+            src, w, be.name, shape, runtime_device, calibration, calib_images, calib_data, verify_inputs
+        )
+    elif verify_inputs is None:
         verify_inputs = seeded_inputs(shape, norm["mean"], norm["std"], VERIFY_SAMPLES, VERIFY_SEED)
         inputs_note = f"seeded batch (seed {VERIFY_SEED}, {VERIFY_SAMPLES} smooth random images, normalised)"
     else:
@@ -225,7 +311,7 @@ def export_width(
         example = example if example is not None else torch.zeros(shape)
         graph = build_deployable_graph(
             src.model, w, be.name, staging, shape, precision=precision, dynamic_batch=dynamic_batch,
-            require_bn_stats=src.from_checkpoint, example=example,
+            require_bn_stats=src.from_checkpoint, example=example, calibration=calibration,
         )  # the same function ``us3l profile`` times with: the shipped graph is the profiled graph
         static, artifact = graph.module, graph.artifact
         verification = _verify(artifact, static, verify_inputs, runtime_device)
@@ -264,6 +350,7 @@ def export_width(
             target=target,
             verification=verification,
             verification_inputs=inputs_note,
+            calibration=None if calibration is None else calibration.describe(),
         )
         with phase("manifest + move into place"):
             write_manifest(staging, manifest)

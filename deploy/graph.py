@@ -148,11 +148,15 @@ def build_deployable_graph(
     dynamic_batch: bool = False,
     require_bn_stats: bool = False,
     example: Any = None,
+    calibration: Any = None,
 ) -> DeployableGraph:
     """Materialize width ``width``, freeze its BN, export it with ``backend`` into ``out_dir`` and hash it.
 
     ``backend=None`` stops after freezing (eager torch timing: no artifact, no hashes). ``example`` is the
-    tracing input (values do not change the graph; default zeros of ``input_shape``).
+    tracing input (values do not change the graph; default zeros of ``input_shape``). ``calibration`` (a
+    ``us3l.deploy.quantize.CalibrationSet``) is required for ``precision="int8"``: the graph is then the width's
+    post-training INT8 model (``graph_sha256`` / ``graph_structure_sha256`` of the Q/DQ ONNX; for OpenVINO the
+    FP32 ONNX it was converted from, and a structure hash that includes the quantization scheme).
     """
     import torch
 
@@ -170,7 +174,12 @@ def build_deployable_graph(
     if not be.available() and be.name != "tensorrt":
         raise be.missing()
     x = example if example is not None else torch.zeros(input_shape)
-    artifact = be.export(static, x, Path(out_dir), precision=precision, dynamic_batch=dynamic_batch)
+    if precision == "int8":
+        artifact = be.export(
+            static, x, Path(out_dir), precision=precision, dynamic_batch=dynamic_batch, calibration=calibration
+        )
+    else:
+        artifact = be.export(static, x, Path(out_dir), precision=precision, dynamic_batch=dynamic_batch)
     extras = dict(artifact.extras)
     structure = extras.pop("graph_structure_sha256", None)
     artifact = dataclasses.replace(artifact, extras=extras)

@@ -30,12 +30,17 @@ def build_manifest(
     target: Mapping[str, Any],
     verification: Verification,
     verification_inputs: str,
+    calibration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the manifest document for ``artifact`` (paths are recorded relative to its directory)."""
+    """Assemble the manifest document for ``artifact`` (paths are recorded relative to its directory).
+
+    An INT8 artifact's quantizer facts (``artifact.extras["quantization"]``) and its ``calibration`` set's
+    description become the top-level ``quantization`` section."""
     backend = get_backend(artifact.backend)
     root = artifact.path.parent
     extras = dict(artifact.extras)
     trt = extras.pop("tensorrt", None)
+    quant = extras.pop("quantization", None)
     doc = header(MANIFEST_KIND, MANIFEST_SCHEMA)
     doc.update(
         valid=bool(verification),
@@ -67,6 +72,8 @@ def build_manifest(
             "files": {f.relative_to(root).as_posix(): file_sha256(f) for f in artifact.files},
         },
     )
+    if quant is not None or calibration is not None:
+        doc["quantization"] = {**(quant or {}), "calibration": None if calibration is None else dict(calibration)}
     if trt is not None:
         doc["tensorrt"] = trt
     return doc

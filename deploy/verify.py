@@ -11,6 +11,15 @@ Tolerances (on L2-normalised embeddings, components are O(1/sqrt(D))):
 * fp32: max abs error <= 1e-4 and cosine >= 0.9999 (export reorders float sums; errors are ~1e-7);
 * fp16: max abs error <= 1e-2 and cosine >= 0.999 (fp16 has a 2**-11 relative step and a ResNet-18
   accumulates it over ~20 layers; measured errors are a few 1e-3).
+* int8: a tolerance that fits quantization instead of an element-wise bound (int8 has 256 levels per tensor, so
+  single components move by a few 1e-2 while the embedding's direction and its neighbours hold): **mean cosine
+  >= 0.99**, **min cosine >= 0.95** and **top-5 neighbour agreement >= 0.8** -- for each sample, the share of its
+  5 nearest other samples (cosine) that are the same under the artifact's embeddings as under PyTorch FP32,
+  averaged over the samples; that is what a kNN classifier or a retrieval system built on the embedding sees.
+  Measured on 64 held-out training images (cifar_resnet18 base 16 trained 4 epochs on the builtin data, widths
+  0.25/0.5/1.0): onnxruntime Q/DQ mean cosine >= 0.99993, top-5 agreement 0.975-0.988; NNCF/OpenVINO >= 0.99995,
+  0.978-0.988. A random-init network embeds every image in nearly one direction, so its neighbours hinge on
+  differences as small as int8 rounding: 0.82-0.89 there. The max abs error is reported, not bounded.
 """
 
 from __future__ import annotations
@@ -24,16 +33,38 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Acceptance limits for one precision."""
+    """Acceptance limits for one precision. ``None`` leaves a quantity unbounded (still reported).
 
-    max_abs: float
+    ``rule`` names the kind: ``elementwise`` (max abs error and per-sample cosine) or ``quantization`` (mean and
+    min cosine and top-``topk`` neighbour agreement, see ``topk_agreement``).
+    """
+
+    max_abs: float | None
     min_cosine: float
+    min_mean_cosine: float | None = None
+    min_topk_agreement: float | None = None
+    topk: int | None = None
+    rule: str = "elementwise"
+
+    def describe(self) -> str:
+        parts = [] if self.max_abs is None else [f"max abs <= {self.max_abs:g}"]
+        if self.min_mean_cosine is not None:
+            parts.append(f"mean cosine >= {self.min_mean_cosine:g}")
+        parts.append(f"min cosine >= {self.min_cosine:g}")
+        if self.min_topk_agreement is not None:
+            parts.append(f"top-{self.topk} neighbour agreement >= {self.min_topk_agreement:g}")
+        return ", ".join(parts)
 
 
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-4, min_cosine=0.9999),
     "fp16": Tolerance(max_abs=1e-2, min_cosine=0.999),
+    "int8": Tolerance(
+        max_abs=None, min_cosine=0.95, min_mean_cosine=0.99, min_topk_agreement=0.8, topk=5, rule="quantization"
+    ),
 }
+#: Fewest samples a neighbour-agreement check is run on (below it the neighbour sets are too small to mean much).
+MIN_TOPK_SAMPLES = 16
 
 
 @dataclass(frozen=True)
@@ -48,19 +79,33 @@ class Verification:
     mean_cosine: float
     tolerance: Tolerance
     passed: bool
+    topk_agreement: float | None = None
 
     def __bool__(self) -> bool:
         return self.passed
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        tol = {k: v for k, v in doc["tolerance"].items() if v is not None or k == "max_abs"}
+        doc["tolerance"] = {**tol, "describe": self.tolerance.describe()}
+        if self.topk_agreement is None:
+            del doc["topk_agreement"]
+        return doc
 
     def summary(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
+        tol = self.tolerance
+        if tol.rule == "quantization":
+            return (
+                f"{verdict}: mean cosine {self.mean_cosine:.5f} (>= {tol.min_mean_cosine:g}), min cosine "
+                f"{self.min_cosine:.5f} (>= {tol.min_cosine:g}), top-{tol.topk} neighbour agreement "
+                f"{self.topk_agreement:.3f} (>= {tol.min_topk_agreement:g}), max abs {self.max_abs_error:.2e} "
+                f"over {self.samples} samples"
+            )
         return (
-            f"{verdict}: max abs {self.max_abs_error:.2e} (<= {self.tolerance.max_abs:g}), "
+            f"{verdict}: max abs {self.max_abs_error:.2e} (<= {tol.max_abs:g}), "
             f"mean abs {self.mean_abs_error:.2e}, min cosine {self.min_cosine:.6f} "
-            f"(>= {self.tolerance.min_cosine:g}) over {self.samples} samples"
+            f"(>= {tol.min_cosine:g}) over {self.samples} samples"
         )
 
 
@@ -70,8 +115,30 @@ def l2_normalize(a: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), eps)
 
 
+def topk_agreement(reference: np.ndarray, output: np.ndarray, k: int = 5) -> float:
+    """Mean over samples of |N_ref(i) ∩ N_out(i)| / k, where N(i) are the ``k`` nearest *other* samples of ``i``
+    by cosine similarity of the L2-normalised rows (ties broken by index). 1.0: every sample keeps its
+    neighbours; a kNN classifier over these embeddings then votes with the same neighbours."""
+    r, o = l2_normalize(reference), l2_normalize(output)
+    n = len(r)
+    if n < 2:
+        raise ValueError("neighbour agreement needs at least 2 samples")
+    k = min(int(k), n - 1)
+
+    def neighbours(a: np.ndarray) -> np.ndarray:
+        sim = a @ a.T
+        np.fill_diagonal(sim, -np.inf)
+        return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+    nr, no = neighbours(r), neighbours(o)
+    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(nr, no, strict=True)]))
+
+
 def compare(reference: np.ndarray, output: np.ndarray, precision: str = "fp32") -> Verification:
-    """Compare two (N, D) outputs after L2 normalisation against ``TOLERANCES[precision]``."""
+    """Compare two (N, D) outputs after L2 normalisation against ``TOLERANCES[precision]``.
+
+    A quantization tolerance (int8) needs at least ``MIN_TOPK_SAMPLES`` samples for its neighbour agreement.
+    """
     if precision not in TOLERANCES:
         raise ValueError(f"no tolerance for precision '{precision}' (known: {', '.join(TOLERANCES)})")
     reference, output = np.asarray(reference), np.asarray(output)
@@ -84,15 +151,29 @@ def compare(reference: np.ndarray, output: np.ndarray, precision: str = "fp32") 
     finite = bool(np.all(np.isfinite(output)))
     max_abs = float(err.max()) if err.size else 0.0
     min_cos = float(cos.min()) if cos.size else 1.0
+    mean_cos = float(cos.mean()) if cos.size else 1.0
+    passed = finite and min_cos >= tol.min_cosine and (tol.max_abs is None or max_abs <= tol.max_abs)
+    agreement = None
+    if tol.min_topk_agreement is not None:
+        if len(r) < MIN_TOPK_SAMPLES:
+            raise ValueError(
+                f"{precision} verification needs at least {MIN_TOPK_SAMPLES} samples for its top-{tol.topk} "
+                f"neighbour agreement, got {len(r)}"
+            )
+        agreement = topk_agreement(r, o, tol.topk or 5) if finite else 0.0
+        passed = passed and agreement >= tol.min_topk_agreement
+    if tol.min_mean_cosine is not None:
+        passed = passed and mean_cos >= tol.min_mean_cosine
     return Verification(
         precision=precision,
         samples=int(len(r)),
         max_abs_error=max_abs,
         mean_abs_error=float(err.mean()) if err.size else 0.0,
         min_cosine=min_cos,
-        mean_cosine=float(cos.mean()) if cos.size else 1.0,
+        mean_cosine=mean_cos,
         tolerance=tol,
-        passed=finite and max_abs <= tol.max_abs and min_cos >= tol.min_cosine,
+        passed=passed,
+        topk_agreement=agreement,
     )
 
 

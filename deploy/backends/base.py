@@ -26,7 +26,7 @@ from us3l.io import temp_dir
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,11 @@ class Backend(ABC):
         out_dir: str | Path,
         precision: str = "fp32",
         dynamic_batch: bool = False,
+        calibration: Any = None,
     ) -> Artifact:
-        """Export the static module ``model`` traced with ``example`` (N, C, H, W) into ``out_dir``."""
+        """Export the static module ``model`` traced with ``example`` (N, C, H, W) into ``out_dir``.
+
+        ``calibration``: a ``us3l.deploy.quantize.CalibrationSet``, required for ``precision="int8"``."""
 
     @abstractmethod
     def load(
@@ -169,6 +172,19 @@ class Backend(ABC):
             raise US3LError(
                 f"backend '{self.name}' exports precision {'/'.join(self.precisions)}, not '{precision}'"
             )
+
+    def check_int8_inputs(self, precision: str, calibration: Any, example: Any) -> None:
+        """Refuse an INT8 export without a calibration set or with one of another input size / too small."""
+        if precision != "int8":
+            return
+        if calibration is None:
+            raise US3LError(
+                f"INT8 export to '{self.name}' needs calibration images (a us3l.deploy.quantize.CalibrationSet; "
+                "us3l export takes them from the run's training data)"
+            )
+        from us3l.deploy.quantize import check_calibration
+
+        check_calibration(calibration, tuple(example.shape))
 
     def missing(self) -> US3LError:
         from us3l.errors import MissingDependencyError

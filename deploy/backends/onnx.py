@@ -7,9 +7,11 @@ exporter (``dynamo=False``, opset 18, constant folding), which costs 1.5-1.8x le
 ``EXPORTERS`` is understood. Where the TorchScript exporter is chosen but missing (a future torch) or fails on a
 module, the dynamo exporter is used and the manifest's ``backend.exporter``/``exporter_note`` say so. Either way
 the exporter's per-node debug metadata is stripped, so the bytes are a function of the weights, shapes and
-exporter version (``us3l.deploy.graph``); profile and export use the same exporter, so the graphs still match. Only
-fp32 is exported: ONNX Runtime's CPU kernels are fp32, and the fp16 paths are built from this file by the other
-backends (OpenVINO weight compression, a TensorRT FP16 engine).
+exporter version (``us3l.deploy.graph``); profile and export use the same exporter, so the graphs still match.
+Precisions: fp32, and int8 as an explicit Q/DQ model from ``onnxruntime.quantization.quantize_static``
+(``export_onnx_int8``, ``us3l.deploy.quantize``), which plain onnxruntime runs with its int8 kernels. fp16 is not
+offered (ONNX Runtime's CPU kernels are fp32); the fp16 paths are built from the fp32 file by the other backends
+(OpenVINO weight compression, a TensorRT FP16 engine).
 """
 
 from __future__ import annotations
@@ -193,6 +195,41 @@ def export_onnx_file(
     return export_onnx(model, example, path, dynamic_batch, exporter).facts
 
 
+def export_onnx_int8(
+    model: Any,
+    example: Any,
+    path: str | Path,
+    calibration: Any,
+    dynamic_batch: bool = False,
+    symmetric_activations: bool = False,
+) -> OnnxExport:
+    """Export ``model`` as FP32 ONNX (``export_onnx``) next to ``path``, then write its Q/DQ INT8 model
+    (``us3l.deploy.quantize.quantize_onnx_qdq``, calibrated on ``calibration``) to ``path``; the FP32 file is
+    removed. The facts describe the Q/DQ file (``onnx_sha256``, ``graph_structure_sha256``: what runs) and keep
+    the FP32 graph's hashes as ``fp32_onnx_sha256`` / ``fp32_graph_structure_sha256``; ``quantization`` holds the
+    quantizer facts."""
+    from us3l.deploy.graph import onnx_structure_sha256
+    from us3l.deploy.quantize import quantize_onnx_qdq
+
+    path = Path(path)
+    fp32 = path.with_name(f".fp32-{path.name}")
+    try:
+        done = export_onnx(model, example, fp32, dynamic_batch)
+        with phase("int8 quantization (onnxruntime)"):
+            batch = None if dynamic_batch else int(example.shape[0])
+            quant = quantize_onnx_qdq(fp32, path, calibration, batch, symmetric_activations, INPUT_NAME)
+    finally:
+        fp32.unlink(missing_ok=True)
+    facts = dict(done.facts)
+    facts["fp32_onnx_sha256"] = facts.pop("onnx_sha256")
+    facts["fp32_graph_structure_sha256"] = facts.pop("graph_structure_sha256")
+    data = path.read_bytes()
+    facts["onnx_sha256"] = hashlib.sha256(data).hexdigest()
+    facts["graph_structure_sha256"] = onnx_structure_sha256(path)
+    facts["quantization"] = quant
+    return OnnxExport(facts, done.output_shape)
+
+
 def _strip_debug_metadata(proto: Any) -> bool:
     """Drop the exporter's per-node debug metadata (Python stack traces with this machine's absolute paths and
     line numbers, FX node dumps, rewrite-rule names) and doc strings; True when anything was dropped.
@@ -288,7 +325,7 @@ class OnnxBackend(Backend):
     name = "onnx"
     package = "onnxruntime"
     extra = "onnx"
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
     filename = "model.onnx"
 
     def available(self) -> bool:
@@ -308,10 +345,15 @@ class OnnxBackend(Backend):
         out_dir: str | Path,
         precision: str = "fp32",
         dynamic_batch: bool = False,
+        calibration: Any = None,
     ) -> Artifact:
         self.check_precision(precision)
+        self.check_int8_inputs(precision, calibration, example)
         with staging_dir(out_dir) as tmp:
-            done = export_onnx(model, example, tmp / self.filename, dynamic_batch)
+            if precision == "int8":
+                done = export_onnx_int8(model, example, tmp / self.filename, calibration, dynamic_batch)
+            else:
+                done = export_onnx(model, example, tmp / self.filename, dynamic_batch)
         path = Path(out_dir) / self.filename
         return self.artifact((path,), precision, dynamic_batch, example, done.output_shape, dict(done.facts))
 

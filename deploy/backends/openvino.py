@@ -1,14 +1,17 @@
 """OpenVINO backend: IR (``model.xml`` + ``model.bin``) converted from the ONNX export, run by OpenVINO.
 
 ``openvino.convert_model`` reads the same ONNX file the ONNX backend writes (one tracing path for every
-backend); ``openvino.save_model(compress_to_fp16=...)`` stores FP32 or FP16 weights. The runner compiles for
-``CPU`` by default (``GPU``/``NPU`` where present) with a latency hint and ``INFERENCE_NUM_THREADS``. For fp32
-artifacts it pins ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AVX512-BF16/AMX OpenVINO otherwise runs bf16
-by default, which would not be the model that was verified.
+backend); ``openvino.save_model(compress_to_fp16=...)`` stores FP32 or FP16 weights. INT8: the converted FP32
+model is quantized by NNCF post-training quantization (``nncf.quantize``, ``us3l.deploy.quantize``) on the
+calibration images before it is saved (FakeQuantize nodes, int8 weights; the CPU plugin runs them in int8).
+The runner compiles for ``CPU`` by default (``GPU``/``NPU`` where present) with a latency hint and
+``INFERENCE_NUM_THREADS``. For fp32 (and int8) artifacts it pins ``INFERENCE_PRECISION_HINT=f32``: on CPUs with
+AVX512-BF16/AMX OpenVINO otherwise runs bf16 by default, which would not be the model that was verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import shutil
 import time
@@ -48,7 +51,8 @@ class OpenVinoRunner(Runner):
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads and device.startswith("CPU"):
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        if precision in (None, "fp32"):
+        if precision in (None, "fp32", "int8"):
+            # int8: the quantized layers run in int8 whatever the hint; the hint keeps the rest f32, not bf16
             config["INFERENCE_PRECISION_HINT"] = "f32"
         elif device.startswith(("GPU", "NPU")):
             config["INFERENCE_PRECISION_HINT"] = "f16"
@@ -87,7 +91,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     package = "openvino"
     extra = "openvino"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
     filename = "model.xml"
 
     def available(self) -> bool:
@@ -118,12 +122,18 @@ class OpenVinoBackend(Backend):
         out_dir: str | Path,
         precision: str = "fp32",
         dynamic_batch: bool = False,
+        calibration: Any = None,
     ) -> Artifact:
         self.check_precision(precision)
         if not self.available():
             raise self.missing()
+        self.check_int8_inputs(precision, calibration, example)
         from us3l.deploy.backends.onnx import export_onnx
 
+        if precision == "int8":
+            from us3l.deploy.quantize import import_nncf
+
+            import_nncf()  # missing NNCF: one line naming the extra, before the ONNX export
         with staging_dir(out_dir) as tmp:
             onnx_dir = tmp / "onnx"
             onnx_dir.mkdir()
@@ -133,12 +143,26 @@ class OpenVinoBackend(Backend):
                 import openvino as ov
 
                 ov_model = ov.convert_model(str(onnx_dir / "model.onnx"))
+                if precision == "int8":
+                    from us3l.deploy.quantize import quantize_openvino
+
+                    with phase("int8 quantization (nncf)"):
+                        batch = None if dynamic_batch else int(example.shape[0])
+                        ov_model, extras["quantization"] = quantize_openvino(ov_model, calibration, batch)
                 ov.save_model(ov_model, str(tmp / self.filename), compress_to_fp16=(precision == "fp16"))
                 del ov_model
             shutil.rmtree(onnx_dir)  # the intermediate ONNX file is not part of this artifact
         out = Path(out_dir)
         extras["converted_from"] = "onnx"
-        extras["weights"] = "fp16 (compressed)" if precision == "fp16" else "fp32"
+        extras["weights"] = {"fp16": "fp16 (compressed)", "int8": "int8 (NNCF)"}.get(precision, "fp32")
+        if precision == "int8":
+            # the FP32 ONNX graph is what the IR was converted from (graph_sha256); the structure hash must say
+            # that the graph that runs is not the FP32 one (its latency differs): FP32 structure + the scheme
+            q = extras["quantization"]
+            scheme = f"int8|{q['quantizer']}|{q['weights']}|{q['activations']}|{q['fake_quantize_nodes']}"
+            extras["graph_structure_sha256"] = hashlib.sha256(
+                f"{extras['graph_structure_sha256']}|{scheme}".encode()
+            ).hexdigest()
         files = (out / self.filename, out / "model.bin")
         return self.artifact(files, precision, dynamic_batch, example, out_shape, extras)
 

@@ -7,6 +7,11 @@ So the engine is built
 * on the target (a Jetson, a remote GPU box) with ``trtexec`` over SSH: ``trtexec_build_command`` gives the
   argument list, ``devices/`` runs it on the device.
 
+INT8 engines are built from the width's explicit Q/DQ ONNX (``us3l.deploy.backends.onnx.export_onnx_int8`` with
+symmetric activations, calibrated on the run's training images): the engine uses the model's own scales, no
+TensorRT calibrator or calibration cache is involved, and the same Q/DQ file (kept beside the engine) builds the
+engine on a remote device (``trtexec_build_command(..., int8=True)``).
+
 The manifest records the TensorRT version and compute capability; ``check_engine_compat`` refuses an engine
 from another version or architecture before TensorRT is asked to deserialize it. The runner follows the
 TensorRT 10 API (named I/O tensors, ``set_tensor_address``, ``execute_async_v3``) with torch CUDA buffers.
@@ -47,8 +52,13 @@ def trtexec_build_command(
     min_shapes: Mapping[str, Sequence[int]] | None = None,
     max_shapes: Mapping[str, Sequence[int]] | None = None,
     trtexec: str = "trtexec",
+    int8: bool = False,
 ) -> list[str]:
     """The ``trtexec`` argument list (never a shell string) that builds ``engine_path`` from ``onnx_path``.
+
+    ``int8``: ``onnx_path`` is an explicitly quantized (Q/DQ) model, ``--int8`` lets TensorRT run its quantized
+    layers in INT8 with the model's own scales (no calibration cache); with ``fp16`` too the unquantized layers
+    may run in FP16.
 
     ``shapes`` fixes the input shape (``--shapes``); with ``min_shapes``/``max_shapes`` it is the optimisation
     shape of a dynamic-batch profile (``--minShapes/--optShapes/--maxShapes``). ``workspace_mb`` limits the
@@ -57,6 +67,8 @@ def trtexec_build_command(
     cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={engine_path}", "--skipInference"]
     if fp16:
         cmd.append("--fp16")
+    if int8:
+        cmd.append("--int8")
     if (min_shapes is None) != (max_shapes is None):
         raise ValueError("min_shapes and max_shapes go together")
     if min_shapes is not None and max_shapes is not None:
@@ -109,19 +121,42 @@ def current_compute_capability() -> str | None:
     return f"{major}.{minor}"
 
 
-def _build_engine(onnx_path: Path, fp16: bool, example_shape: tuple[int, ...], dynamic_batch: bool) -> bytes:
+def builder_flags(precision: str) -> tuple[str, ...]:
+    """Names of the ``tensorrt.BuilderFlag`` members set for ``precision`` (fp32: none; fp16: FP16; int8: INT8 --
+    an explicitly quantized Q/DQ network, whose quantized layers run in INT8 with the model's scales)."""
+    flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8",)}
+    if precision not in flags:
+        raise US3LError(f"TensorRT builds fp32, fp16 or int8 engines, not '{precision}'")
+    return flags[precision]
+
+
+def check_fast_int8(builder: Any, compute_capability: str | None) -> None:
+    """Refuse INT8 on a GPU without fast INT8 (TensorRT's ``platform_has_fast_int8``; compute capability < 6.1)."""
+    fast = getattr(builder, "platform_has_fast_int8", True)
+    if not fast:
+        raise US3LError(
+            f"this GPU (compute capability {compute_capability}) has no fast INT8 in TensorRT: export fp16 instead"
+        )
+
+
+def _build_engine(
+    onnx_path: Path, fp16: bool, example_shape: tuple[int, ...], dynamic_batch: bool, precision: str | None = None
+) -> bytes:
     import tensorrt as trt
 
+    precision = precision or ("fp16" if fp16 else "fp32")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
+    if precision == "int8":
+        check_fast_int8(builder, current_compute_capability())
     network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise US3LError(f"TensorRT could not parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
+    for flag in builder_flags(precision):
+        config.set_flag(getattr(trt.BuilderFlag, flag))
     if dynamic_batch:
         profile = builder.create_optimization_profile()
         rest = tuple(example_shape[1:])
@@ -195,7 +230,7 @@ class TensorRtBackend(Backend):
     name = "tensorrt"
     package = "tensorrt"
     extra = "tensorrt"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
     filename = "model.engine"
 
     def runtime_version(self) -> str | None:
@@ -227,18 +262,25 @@ class TensorRtBackend(Backend):
         out_dir: str | Path,
         precision: str = "fp16",
         dynamic_batch: bool = False,
+        calibration: Any = None,
     ) -> Artifact:
         self.check_precision(precision)
         self._require_here()
+        self.check_int8_inputs(precision, calibration, example)
         import torch
 
-        from us3l.deploy.backends.onnx import export_onnx
+        from us3l.deploy.backends.onnx import export_onnx, export_onnx_int8
 
         with staging_dir(out_dir) as tmp:
-            done = export_onnx(model, example, tmp / "model.onnx", dynamic_batch)
+            if precision == "int8":  # explicit quantization: TensorRT needs zero-point 0, so symmetric activations
+                done = export_onnx_int8(
+                    model, example, tmp / "model.onnx", calibration, dynamic_batch, symmetric_activations=True
+                )
+            else:
+                done = export_onnx(model, example, tmp / "model.onnx", dynamic_batch)
             extras, out_shape = dict(done.facts), done.output_shape
             fp16 = precision == "fp16"
-            engine = _build_engine(tmp / "model.onnx", fp16, tuple(example.shape), dynamic_batch)
+            engine = _build_engine(tmp / "model.onnx", fp16, tuple(example.shape), dynamic_batch, precision)
             (tmp / self.filename).write_bytes(engine)
         out = Path(out_dir)
         extras["tensorrt"] = {

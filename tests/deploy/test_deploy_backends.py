@@ -99,7 +99,7 @@ def test_registry_names_and_unknown_backend() -> None:
 
 
 def test_onnx_refuses_fp16_with_a_pointer(tiny_net: torch.nn.Module, tmp_path: Path) -> None:
-    with pytest.raises(US3LError, match="fp32, not 'fp16'"):
+    with pytest.raises(US3LError, match="exports precision fp32/int8, not 'fp16'"):
         get_backend("onnx").export(tiny_net, torch.randn(1, 3, 8, 8), tmp_path, precision="fp16")
 
 

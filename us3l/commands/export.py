@@ -124,8 +124,30 @@ EXPORT_COLS = [
 ]
 
 
+#: The INT8 export table: the quantization tolerance's quantities (us3l.deploy.verify) instead of abs errors.
+INT8_COLS = [
+    Col("device", key=True), Col("width", key=True, justify="right"), Col("mean cosine", key=True, justify="right"),
+    Col("min cosine", key=True, justify="right"), Col("top-5 agree", key=True, justify="right"),
+    Col("max abs err", justify="right", rank=2), Col("calib imgs", justify="right", rank=1),
+    Col("BN stats", rank=1), Col("status", key=True),
+]
+
+
 def _row(device: str, res: Any) -> list[str]:
     v, m = res.verification, res.manifest
+    if v.precision == "int8":
+        calib = (m.get("quantization") or {}).get("calibration") or {}
+        return [
+            device,
+            f"{m['model']['width']:g}",
+            f"{v.mean_cosine:.5f}",
+            f"{v.min_cosine:.5f}",
+            "-" if v.topk_agreement is None else f"{v.topk_agreement:.3f}",
+            f"{v.max_abs_error:.1e}",
+            str(calib.get("size", "-")),
+            m["model"]["bn_stats"],
+            "[green]valid[/green]" if res.valid else "[red]FAILED[/red]",
+        ]
     return [
         device,
         f"{m['model']['width']:g}",
@@ -151,7 +173,13 @@ def export_cmd(
         ..., "--out", help="Output root: OUT/<device|local>/<model>-w<W>-<backend>-<prec>/"
     ),
     precision: str | None = typer.Option(
-        None, "--precision", help="fp32 | fp16 (default fp32; tensorrt fp16)."
+        None, "--precision", help="fp32 | fp16 | int8 (default fp32; tensorrt fp16). int8: post-training quantization."
+    ),
+    calib_images: int = typer.Option(
+        300, "--calib-images", help="int8: calibration images (seeded, class-stratified subset of the training data)."
+    ),
+    calib_data: str | None = typer.Option(
+        None, "--calib-data", help="int8: data spec of the calibration images (default: the checkpoint's data)."
     ),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Symbolic batch axis."),
     batch_size: int = typer.Option(1, "--batch-size", help="Batch size of a fixed-batch artifact."),
@@ -175,6 +203,14 @@ def export_cmd(
     be = get_backend(backend)  # unknown backend: fail before loading anything
     prec = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(prec)
+    if prec == "int8":
+        from us3l.deploy.quantize import MIN_CALIB_IMAGES
+
+        if calib_images < MIN_CALIB_IMAGES:
+            raise US3LError(
+                f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {calib_images}"
+            )
+
     if batch_size < 1:
         raise US3LError(f"--batch-size must be >= 1, got {batch_size}")
     set_threads(threads)
@@ -186,7 +222,9 @@ def export_cmd(
     for w, _ in jobs:  # out-of-range widths (or, for S-Nets, not a switch): one line, before any work
         check_width(net, w)
     out_lock = acquire(out, "export folder")  # a second export into the same --out fails at once
-    title = f"us3l export → {be.name} {prec} (errors on L2-normalised embeddings)"
+    what = "quantization tolerance" if prec == "int8" else "errors"
+    title = f"us3l export → {be.name} {prec} ({what} on L2-normalised embeddings)"
+    cols = INT8_COLS if prec == "int8" else EXPORT_COLS
     rows: list[list[str]] = []
     results = []
     try:
@@ -204,13 +242,15 @@ def export_cmd(
                     model_name=model_name,
                     batch=batch_size,
                     runtime_device=runtime_device,
+                    calib_images=calib_images,
+                    calib_data=calib_data,
                 )
                 results.append(res)
                 rows.append(_row(dev or "local", res))
             bar.update(len(results), detail="done")
     except VerificationFailed as exc:
         rows.append(_row(exc.result.manifest["target"]["device"], exc.result))
-        print_table(title, EXPORT_COLS, rows, wide=wide)
+        print_table(title, cols, rows, wide=wide)
         raise
     finally:
         release(out_lock)
@@ -229,13 +269,14 @@ def export_cmd(
                         "valid": r.valid,
                         "graph": r.manifest["model"].get("graph"),
                         "verification": r.verification.to_dict(),
+                        **({"quantization": r.manifest["quantization"]} if "quantization" in r.manifest else {}),
                     }
                     for r in results
                 ]
             }
         )
     else:
-        print_table(title, EXPORT_COLS, rows, wide=wide)
+        print_table(title, cols, rows, wide=wide)
         for text in notes:
             note(f"[dim]{text}[/dim]")
         for r in results:

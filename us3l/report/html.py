@@ -631,7 +631,8 @@ def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
         esc(f"{be.get('name')} ({be.get('runtime')} {be.get('runtime_version')})"), esc(be.get("precision")),
         esc(fmt_width(model.get("width"))), esc(model.get("bn_stats")), fmt_num(ver.get("max_abs_error"), ".2e"),
         fmt_num(ver.get("min_cosine"), ".6f"),
-        esc(f"≤ {tol.get('max_abs')}, cos ≥ {tol.get('min_cosine')}" if tol else "—"), fmt_yes(ver.get("passed")),
+        esc(tol.get("describe") or (f"≤ {tol.get('max_abs')}, cos ≥ {tol.get('min_cosine')}" if tol else "—")),
+        fmt_yes(ver.get("passed")),
         f"<code>{esc(art.get('file'))}</code>", f'<span class="mono">{esc(art.get("sha256"))}</span>',
         fmt_yes(m.get("valid")),
     ]

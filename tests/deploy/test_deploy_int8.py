@@ -1,0 +1,282 @@
+"""INT8 export (issue 15): calibration set, Q/DQ ONNX and NNCF OpenVINO artifacts from one width of a real
+checkpoint, their verification and manifest, the TensorRT INT8 pure parts, and the one-line refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from us3l import deploy
+from us3l.deploy import quantize
+from us3l.deploy.export import export_width
+from us3l.deploy.quantize import CalibrationSet, calibration_set, check_calibration
+from us3l.deploy.verify import TOLERANCES, compare, topk_agreement
+from us3l.errors import US3LError
+
+MODEL = "cifar_resnet18"
+SIZE = 16
+CALIB = 40
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cifar_resnet18 (base 8 channels, 16 px) trained for one epoch on 'builtin' (~10 s), BN statistics
+    calibrated at width 0.25 only.
+
+    A trained network, because a random-init one embeds every image in nearly the same direction: its
+    neighbours are decided by differences as small as int8 rounding, so top-5 agreement sits near the 0.8 bound
+    (0.82-0.89 measured) and would test the quantizer's luck, not its correctness (trained: 0.90-0.99)."""
+    from us3l.eval.calibrate import CalibrationSettings
+    from us3l.eval.runner import calibrate_checkpoint, open_checkpoint
+    from us3l.train import make_config, run_training
+
+    out = tmp_path_factory.mktemp("int8") / "run"
+    cfg = make_config({
+        "method": "single", "model": MODEL, "model_kwargs": {"base_channels": 8}, "data": "builtin",
+        "image_size": SIZE, "epochs": 1, "batch_size": 64, "lr": 0.2, "proj_hidden": 64, "pred_hidden": 64,
+        "knn_every": 0, "knn_widths": (), "save_every": 1, "threads": 1, "quiet": True, "out": str(out),
+    })
+    assert run_training(cfg).status == "completed"
+    calibrate_checkpoint(open_checkpoint(out), None, [0.25], CalibrationSettings(batches=2, batch_size=64))
+    return out
+
+
+@pytest.fixture(scope="module")
+def norm(run_dir: Path) -> tuple[list[float], list[float]]:
+    meta = json.loads((run_dir / "checkpoint.json").read_text())["normalization"]
+    return meta["mean"], meta["std"]
+
+
+@pytest.fixture(scope="module")
+def onnx_int8(run_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    return export_width(run_dir, 0.25, "onnx", tmp_path_factory.mktemp("out"), "int8", "cpu", calib_images=CALIB)
+
+
+# ------------------------------------------------------------------------------------------ calibration set
+
+
+def test_calibration_set_is_seeded_stratified_and_reproducible() -> None:
+    from us3l.data import EvalTransform, load_dataset
+
+    ms = ([0.5] * 3, [0.25] * 3)
+    a = calibration_set("builtin", SIZE, *ms, size=50, seed=0)
+    b = calibration_set("builtin", SIZE, *ms, size=50, seed=0)
+    c = calibration_set("builtin", SIZE, *ms, size=50, seed=1)
+    assert a.sha256 == b.sha256 and a.indices == b.indices and np.array_equal(a.inputs, b.inputs)
+    assert c.sha256 != a.sha256 and c.indices != a.indices
+    assert a.inputs.shape == (50, 3, SIZE, SIZE) and a.inputs.dtype == np.float32
+    assert sorted(a.per_class.values()) == [5] * 10  # builtin: 10 balanced classes -> 5 each
+    ds = load_dataset("builtin", "train")
+    assert np.bincount(ds.labels[list(a.indices)].numpy(), minlength=10).tolist() == [5] * 10
+    # the evaluation transform of exactly those training images, not random tensors
+    expected = EvalTransform(SIZE, *ms)(ds.images[list(a.indices)]).numpy()
+    np.testing.assert_array_equal(a.inputs, expected)
+    # held-out verification images: other training images, also stratified
+    assert a.holdout is not None and len(a.holdout) == quantize.VERIFY_IMAGES
+    doc = a.describe()
+    assert doc["size"] == 50 and doc["sha256"] == a.sha256 and doc["seed"] == 0 and doc["split"] == "train"
+    assert doc["data"] == "builtin" and "stratified" in doc["selection"]
+
+
+def test_calibration_refusals() -> None:
+    with pytest.raises(US3LError, match=r"^--calib-images must be an integer >= 32 .*got 10$"):
+        calibration_set("builtin", SIZE, [0.5] * 3, [0.25] * 3, size=10)
+    x = np.zeros((40, 3, 32, 32), np.float32)
+    with pytest.raises(US3LError) as err:
+        check_calibration(CalibrationSet(x, "provided array"), (1, 3, SIZE, SIZE))
+    assert str(err.value) == (
+        "calibration images are 3x32x32 but the model takes 3x16x16: calibrate with images of the model's "
+        "input size (its evaluation transform)"
+    )
+    small = CalibrationSet(np.zeros((8, 3, SIZE, SIZE), np.float32), "provided array")
+    with pytest.raises(US3LError, match=r"^calibration set too small: 8 image\(s\) from provided array, need at "
+                                        r"least 32 "):
+        check_calibration(small, (1, 3, SIZE, SIZE))
+
+
+# --------------------------------------------------------------------------------------------- verification
+
+
+def test_int8_tolerance_is_cosine_and_neighbour_agreement() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((32, 24))
+    ok = compare(ref, ref + 0.01 * rng.standard_normal(ref.shape), "int8")
+    assert ok and ok.topk_agreement is not None and ok.topk_agreement > 0.9
+    assert not compare(ref, rng.permutation(ref), "int8")  # rows shuffled: same values, wrong embeddings
+    doc = ok.to_dict()
+    assert doc["tolerance"]["rule"] == "quantization" and doc["tolerance"]["max_abs"] is None
+    assert doc["tolerance"]["describe"] == "mean cosine >= 0.99, min cosine >= 0.95, top-5 neighbour agreement >= 0.8"
+    with pytest.raises(ValueError, match="at least 16 samples"):
+        compare(ref[:8], ref[:8], "int8")
+    fp32 = compare(ref, ref, "fp32").to_dict()
+    assert "topk_agreement" not in fp32 and fp32["tolerance"]["max_abs"] == 1e-4
+    assert fp32["tolerance"]["rule"] == "elementwise"
+    assert topk_agreement(ref, ref, 5) == 1.0
+    assert TOLERANCES["int8"].min_mean_cosine == 0.99
+
+
+# ----------------------------------------------------------------------------------------------- ONNX Q/DQ
+
+
+def test_onnx_int8_is_explicit_qdq_with_per_channel_weights(onnx_int8) -> None:
+    import onnx
+
+    res = onnx_int8
+    assert res.valid and res.directory.name == "cifar_resnet18-w0.25-onnx-int8"
+    model = onnx.load(str(res.artifact.path))
+    ops = [n.op_type for n in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    inits = {t.name: t for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert convs
+    for conv in convs:  # every conv weight: int8, dequantized with one scale per output channel (axis 0)
+        dq = producers[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear"
+        weight, scale = inits[dq.input[0]], inits[dq.input[1]]
+        assert weight.data_type == onnx.TensorProto.INT8
+        assert list(scale.dims) == [weight.dims[0]] and weight.dims[0] > 1
+        assert {a.name: a.i for a in dq.attribute}.get("axis", 1) == 0
+
+
+def test_onnx_int8_runs_in_plain_onnxruntime_within_cosine_tolerance(onnx_int8, run_dir: Path, norm) -> None:
+    import onnxruntime as ort
+
+    from us3l.checkpoint import load_backbone
+    from us3l.slim import materialize
+
+    calib = calibration_set("builtin", SIZE, *norm, size=CALIB)
+    x = calib.holdout
+    sess = ort.InferenceSession(str(onnx_int8.artifact.path), providers=["CPUExecutionProvider"])
+    out = np.concatenate([sess.run(None, {"input": x[i : i + 1]})[0] for i in range(len(x))])
+    static = materialize(load_backbone(run_dir).model, 0.25).eval()
+    with torch.no_grad():
+        ref = static(torch.from_numpy(x)).numpy()
+    v = compare(ref, out, "int8")
+    assert v, v.summary()
+    assert v.max_abs_error > 1e-5  # really quantized: not the FP32 graph
+    with deploy.load(onnx_int8.directory) as runner:  # manifest checks pass for an int8 artifact
+        assert np.array_equal(runner.infer(x[:1]), out[:1])
+
+
+def test_onnx_int8_manifest_records_quantizer_calibration_and_rule(onnx_int8, norm) -> None:
+    import onnxruntime as ort
+
+    m = json.loads(onnx_int8.manifest_path.read_text())
+    assert m["backend"]["precision"] == "int8" and m["valid"] is True
+    q = m["quantization"]
+    assert q["quantizer"] == "onnxruntime.quantization.quantize_static" and q["quantizer_version"] == ort.__version__
+    assert q["weights"] == {"dtype": "int8", "symmetric": True, "granularity": "per-channel (output channel)"}
+    assert q["activations"]["granularity"] == "per-tensor"
+    assert q["qdq"]["per_channel_weights"] >= 1
+    expected = calibration_set("builtin", SIZE, *norm, size=CALIB)
+    assert q["calibration"]["size"] == CALIB and q["calibration"]["sha256"] == expected.sha256
+    assert q["calibration"]["seed"] == 0 and q["calibration"]["data"] == "builtin"
+    v = m["verification"]
+    assert v["tolerance"]["rule"] == "quantization" and v["passed"] is True and v["samples"] == 64
+    assert v["mean_cosine"] >= 0.99 and v["topk_agreement"] >= 0.8
+    assert "held-out training images" in v["inputs"]
+    # the graph hashes describe the Q/DQ graph that runs, the FP32 one is kept beside them
+    assert m["model"]["graph"]["graph_sha256"] == m["backend"]["onnx_sha256"] != m["backend"]["fp32_onnx_sha256"]
+
+
+# ----------------------------------------------------------------------------------------------- OpenVINO
+
+
+def test_openvino_int8_is_nncf_quantized_and_verified(run_dir: Path, tmp_path: Path) -> None:
+    import nncf
+    import openvino as ov
+
+    res = export_width(run_dir, 0.25, "openvino", tmp_path, "int8", "cpu", calib_images=CALIB)
+    assert res.valid, res.verification.summary()
+    ir = ov.Core().read_model(str(res.artifact.path))
+    types = [op.get_type_name() for op in ir.get_ops()]
+    assert "FakeQuantize" in types
+    assert any(op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8 for op in ir.get_ops())
+    m = json.loads(res.manifest_path.read_text())
+    assert m["quantization"]["quantizer_version"] == nncf.__version__
+    assert m["quantization"]["calibration"]["size"] == CALIB
+    assert m["backend"]["weights"] == "int8 (NNCF)" and m["verification"]["tolerance"]["rule"] == "quantization"
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+
+
+def test_int8_width_without_bn_statistics_is_refused_before_reading_data(tmp_path: Path, monkeypatch) -> None:
+    import us3l.deploy.export as export_mod
+    from tests.deploy.conftest import calibrated_run
+
+    run = calibrated_run(tmp_path / "run", (0.25,), batch=4)  # BN statistics at 0.25 only (no running stats)
+
+    def boom(*a, **k):
+        raise AssertionError("calibration data must not be read for a width without BN statistics")
+
+    monkeypatch.setattr(export_mod, "calibration_set", boom)
+    with pytest.raises(US3LError, match=r"^width 0.5 has no calibrated BN statistics"):
+        export_width(run, 0.5, "onnx", tmp_path / "out", "int8")
+
+
+def test_int8_on_a_runtime_that_cannot_run_it(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(US3LError, match="asymmetric uint8 activations, which onnxruntime's TensorRT provider"):
+        export_width(run_dir, 0.25, "onnx", tmp_path, "int8", runtime_device="tensorrt")
+    if not deploy.get_backend("tensorrt").available():
+        with pytest.raises(US3LError, match="^the tensorrt backend needs TensorRT and an NVIDIA GPU"):
+            export_width(run_dir, 0.25, "tensorrt", tmp_path, "int8")
+
+
+def test_int8_calibration_of_another_input_size_is_refused(run_dir: Path, tmp_path: Path, norm) -> None:
+    wrong = calibration_set("builtin", 32, *norm, size=CALIB)
+    with pytest.raises(US3LError, match=r"^calibration images are 3x32x32 but the model takes 3x16x16"):
+        export_width(run_dir, 0.25, "onnx", tmp_path, "int8", calibration=wrong)
+    assert not any(tmp_path.rglob("*.onnx"))
+
+
+def test_int8_without_calibration_images_is_refused(tiny_net, tmp_path: Path) -> None:
+    be = deploy.get_backend("onnx")
+    with pytest.raises(US3LError, match="^INT8 export to 'onnx' needs calibration images"):
+        be.export(tiny_net, torch.zeros(1, 3, 8, 8), tmp_path, precision="int8")
+    with pytest.raises(US3LError, match=r"^backend 'onnx' exports precision fp32/int8, not 'fp16'$"):
+        be.export(tiny_net, torch.zeros(1, 3, 8, 8), tmp_path, precision="fp16")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--calib-images", "10"], "error: --calib-images must be >= 32 (stable INT8 activation ranges), got 10"),
+        (["--model", MODEL], "error: INT8 needs calibration images and a fresh --model has no training data: "
+                             "pass --calib-data SPEC (e.g. builtin)"),
+    ],
+)
+def test_int8_cli_errors_are_one_line(args, message, tmp_path: Path, capsys) -> None:
+    from us3l.cli import main
+
+    base = ["export", "--backend", "onnx", "--width", "0.25", "--precision", "int8", "--out", str(tmp_path)]
+    if "--model" not in args:
+        base += ["--model", MODEL]
+    code = main(base + args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1] == message
+
+
+# --------------------------------------------------------------------------------------- TensorRT, pure parts
+
+
+def test_tensorrt_int8_build_flags_and_command() -> None:
+    from us3l.deploy.backends.tensorrt import builder_flags, check_fast_int8, trtexec_build_command
+
+    assert builder_flags("int8") == ("INT8",) and builder_flags("fp16") == ("FP16",) and builder_flags("fp32") == ()
+    cmd = trtexec_build_command("m.onnx", "m.engine", fp16=False, int8=True, shapes={"input": (1, 3, 16, 16)})
+    assert cmd == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine", "--skipInference", "--int8",
+                   "--shapes=input:1x3x16x16"]
+    assert "--int8" not in trtexec_build_command("m.onnx", "m.engine")
+
+    class NoFastInt8:  # the one builder attribute the check reads (TensorRT's platform_has_fast_int8)
+        platform_has_fast_int8 = False
+
+    with pytest.raises(US3LError, match=r"^this GPU \(compute capability 5.3\) has no fast INT8"):
+        check_fast_int8(NoFastInt8(), "5.3")
+    assert "int8" in deploy.get_backend("tensorrt").precisions
