@@ -280,3 +280,38 @@ def test_tensorrt_int8_build_flags_and_command() -> None:
     with pytest.raises(US3LError, match=r"^this GPU \(compute capability 5.3\) has no fast INT8"):
         check_fast_int8(NoFastInt8(), "5.3")
     assert "int8" in deploy.get_backend("tensorrt").precisions
+
+
+# ----------------------------------------------------------------------------- accuracy of the artifact itself
+
+
+def test_int8_artifact_accuracy_beside_fp32_is_stored_and_kept_by_eval(onnx_int8, run_dir: Path, tmp_path, capsys):
+    from us3l.cli import main
+    from us3l.eval.accuracy import load_accuracy
+    from us3l.eval.intervals import wilson_interval
+
+    out = tmp_path / "acc"
+    base = ["eval", "--ckpt", str(run_dir), "--knn-max-train", "500", "--out", str(out), "--json"]
+    assert main([*base, "--artifact", str(onnx_int8.directory)]) == 0
+    res = json.loads(capsys.readouterr().out)["results"][0]
+    assert (res["width"], res["precision"], res["backend"]) == (0.25, "int8", "onnx")
+    doc = load_accuracy(out)
+    row = doc["widths"][0]
+    entry = row["precisions"]["int8"]["onnx"]
+    assert entry["knn_top1"] == res["knn_top1"] and entry["knn_top1_ci"] == wilson_interval(entry["knn_top1"], 1000)
+    assert entry["fp32_knn_top1"] == row["knn_top1"] and doc["num_test"] == 1000  # FP32 measured in the same run
+    # a 1-epoch network: weak, near-tied kNN votes flip easily; the accuracy itself moves little
+    assert abs(entry["knn_top1_drop"]) <= 0.05 and 0.5 <= entry["prediction_agreement"] <= 1.0
+    assert entry["artifact"]["calibration_sha256"] == onnx_int8.manifest["quantization"]["calibration"]["sha256"]
+    assert entry["artifact"]["quantizer"] == "onnxruntime.quantization.quantize_static"
+
+    # `us3l eval` of that width with the same protocol: the same FP32 number, and the artifact entry is kept
+    assert main([*base, "--widths", "0.25", "--no-baselines"]) == 0
+    capsys.readouterr()
+    again = load_accuracy(out)["widths"][0]
+    assert again["knn_top1"] == entry["fp32_knn_top1"] and again["precisions"] == row["precisions"]
+
+    # another kNN protocol cannot be stored beside it: one line, exit 1
+    assert main([*base, "--artifact", str(onnx_int8.directory), "--k", "3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "cannot add the artifact accuracies, its kNN protocol differs (k " in err

@@ -173,6 +173,11 @@ def eval_cmd(
         "data/model (replaces the calibration and --linear-* settings; recorded in accuracy.json).",
     ),
     out: Path | None = typer.Option(None, "--out", help="Output folder for accuracy.json (default: RUN)."),
+    artifact: list[Path] | None = typer.Option(
+        None, "--artifact",
+        help="Exported artifact folder (repeatable): accuracy with its own runtime's embeddings (e.g. INT8) beside "
+        "FP32 PyTorch at its width, stored in accuracy.json under precisions.<precision>.<backend>.",
+    ),
     plot: bool = typer.Option(False, "--plot", help="Also write accuracy-vs-width/MACs PNGs."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: PyTorch's)."),
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
@@ -180,7 +185,7 @@ def eval_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the accuracy document as JSON."),
 ) -> None:
     """Accuracy per width (kNN and/or linear probe), MACs/params and embedding std -> accuracy.json."""
-    from us3l.eval.accuracy import save_accuracy
+    from us3l.eval.accuracy import carry_precisions, save_accuracy
     from us3l.eval.calibrate import CalibrationSettings
     from us3l.eval.linear import LinearProbeSettings
     from us3l.eval.runner import EvalSettings, KnnSettings, evaluate_checkpoint, open_checkpoint, parse_widths
@@ -206,12 +211,20 @@ def eval_cmd(
         raise US3LError(f"--out must be a folder, got the file {out_dir}")
     _lock(ctx, run_dir_of(ckpt), "run folder")  # calibrated BN statistics may be written there
     loaded = open_checkpoint(ckpt)
+    log = None if json_out else (lambda msg: note(f"[dim]{msg}[/dim]"))
+    if artifact:
+        if widths is not None or points is not None:
+            raise US3LError("--artifact evaluates each artifact at its own width: drop --widths/--points")
+        _lock(ctx, out_dir, "output folder", create=True)
+        _eval_artifacts(loaded, data, artifact, settings, out_dir, threads, log, wide, json_out)
+        return
     todo = parse_widths(loaded.model, widths, points)
     if points is not None:
         note_switches(loaded.model, "--points is")
     _lock(ctx, out_dir, "output folder", create=True)
-    log = None if json_out else (lambda msg: note(f"[dim]{msg}[/dim]"))
     doc = evaluate_checkpoint(loaded, data, todo, settings, progress=log)
+    for text in carry_precisions(_previous_accuracy(out_dir), doc):
+        note(f"note: {text}", markup=False)
     path = save_accuracy(doc, out_dir)
     pngs = []
     if plot:
@@ -223,6 +236,105 @@ def eval_cmd(
         return
     _print_table(doc, wide)
     note(f"wrote {path}" + "".join(f", {p}" for p in pngs), markup=False)
+
+
+def _previous_accuracy(out_dir: Path) -> dict[str, Any] | None:
+    """The accuracy.json already in ``out_dir`` (None when absent or unreadable: it is then replaced)."""
+    from us3l.eval.accuracy import ACCURACY_FILE, load_accuracy
+
+    path = out_dir / ACCURACY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return load_accuracy(path)
+    except US3LError:
+        return None
+
+
+def _eval_artifacts(
+    loaded: Any, data: str | None, artifacts: list[Path], settings: Any, out_dir: Path, threads: int | None,
+    log: Any, wide: bool, json_out: bool,
+) -> None:
+    """``us3l eval --artifact``: each artifact's accuracy with its own runtime beside FP32 PyTorch at its width,
+    merged into ``out_dir/accuracy.json`` (created when absent) under ``precisions.<precision>.<backend>``."""
+    from us3l.deploy.accuracy import evaluate_artifact
+    from us3l.eval.accuracy import ACCURACY_FILE, accuracy_doc, add_precision_entry, protocol_mismatch, save_accuracy
+    from us3l.eval.calibrate import read_bn_stats_settings
+
+    results = [evaluate_artifact(loaded, a, data, settings, threads, log) for a in artifacts]
+    first = results[0]
+    doc = _previous_accuracy(out_dir)
+    path = out_dir / ACCURACY_FILE
+    if doc is not None:
+        why = protocol_mismatch(doc, loaded.sha256, first["data"], first["num_test"], first["protocols"])
+        if why:
+            raise US3LError(
+                f"{path}: cannot add the artifact accuracies, {why}: use the same --k/--knn-max-train/--data or "
+                "another --out"
+            )
+    else:
+        meta = loaded.meta
+        rows = {r["width"]: r["fp32"] for r in results}
+        doc = accuracy_doc(
+            checkpoint={"path": str(loaded.path), "sha256": loaded.sha256, "method": meta.get("method"),
+                        "epoch": meta.get("epoch")},
+            model=str(meta.get("model")),
+            model_kwargs=dict(meta.get("model_kwargs") or {}),
+            data=first["data"],
+            num_classes=first["num_classes"],
+            input_size=first["input_size"],
+            num_test=first["num_test"],
+            calibration=read_bn_stats_settings(loaded.path.parent),
+            protocols=first["protocols"],
+            baselines=None,
+            widths=list(rows.values()),
+        )
+    for r in results:
+        add_precision_entry(doc, r["width"], r["precision"], r["backend"], r["entry"], r["fp32"])
+    save_accuracy(doc, out_dir)
+    if json_out:
+        emit_json({"accuracy": str(path), "results": [
+            {"width": r["width"], "precision": r["precision"], "backend": r["backend"], **r["entry"],
+             "fp32": {k: r["fp32"][k] for k in ("knn_top1", "knn_top1_ci", "knn_top5", "linear_top1",
+                                                "linear_top1_ci", "linear_top5")}}
+            for r in results
+        ]})
+        return
+    _print_artifact_table(results, first, wide)
+    note(f"wrote {path}", markup=False)
+
+
+def _print_artifact_table(results: list[dict[str, Any]], first: dict[str, Any], wide: bool) -> None:
+    """Artifact vs FP32 PyTorch at the same width, on the same images: accuracies with 95 % intervals, the drop in
+    points, and how often the two kNN classifiers predict the same class."""
+    def pts(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:+.1f}"
+
+    has_linear = any(r["entry"]["linear_top1"] is not None for r in results)
+    cols = [
+        Col("width", key=True, justify="right"), Col("artifact", key=True),
+        Col("kNN@1", key=True, justify="right"), Col("FP32 kNN@1", key=True, justify="right"),
+        Col("Δ pts", key=True, justify="right"), Col("same kNN pred", justify="right", rank=2),
+        Col("linear@1", key=has_linear, justify="right", rank=3), Col("FP32 linear@1", justify="right", rank=3),
+        Col("kNN@5", justify="right", rank=1),
+    ]
+    rows = []
+    for r in results:
+        e, f = r["entry"], r["fp32"]
+        agree = e.get("prediction_agreement")
+        rows.append([
+            f"{r['width']:g}", f"{r['backend']}/{r['precision']}",
+            _pm(e["knn_top1"], e.get("knn_top1_ci")), _pm(f["knn_top1"], f.get("knn_top1_ci")),
+            pts(None if e["knn_top1_drop"] is None else -e["knn_top1_drop"]),
+            "-" if agree is None else f"{100 * agree:.1f}%",
+            _pm(e["linear_top1"], e.get("linear_top1_ci")), _pm(f["linear_top1"], f.get("linear_top1_ci")),
+            _pct(e["knn_top5"]),
+        ])
+    knn = first["protocols"].get("knn") or {}
+    title = (f"artifact accuracy vs FP32 PyTorch at the same width (%, ± 95% Wilson interval, {first['num_test']} "
+             f"test images" + (f", kNN k={knn['k']}" if knn else "") + ")")
+    print_table(title, cols, rows, wide=wide,
+                caption="Δ pts: artifact minus FP32, in points; same kNN pred: test images classified alike by both")
 
 
 def _pm(v: Any, ci: Any) -> str:

@@ -13,7 +13,11 @@ Document::
      baselines: {raw_pixels: {knn_top1, knn_top1_ci, k} | null, chance, random_init_seed} | null,
      widths: [{width, canonical_width, feature_dim, knn_top1, knn_top1_ci, knn_top5,
                linear_top1, linear_top1_ci, linear_top5, macs, params, embedding_std,
-               baseline_random_init: {knn_top1, knn_top1_ci} | null}]}
+               baseline_random_init: {knn_top1, knn_top1_ci} | null,
+               precisions: {<precision>: {<backend>: {knn_top1, knn_top1_ci, knn_top5, linear_top1,
+                            linear_top1_ci, linear_top5, fp32_knn_top1, fp32_linear_top1, knn_top1_drop,
+                            linear_top1_drop, prediction_agreement, embedding_std, artifact: {...}}}}}]}
+                                                                    # precisions: optional (us3l eval --artifact)
 
 Accuracies are fractions in [0, 1]; ``*_ci`` are 95 % Wilson score intervals ``[lo, hi]`` over the
 ``num_test`` test images (``us3l.eval.intervals``). ``protocols.knn.k`` is the k actually used (capped by
@@ -24,6 +28,14 @@ when baselines were skipped (``us3l eval --no-baselines``). Widths are sorted as
 
 Schema 1 files (no intervals, baselines or ``num_test``) still load: :func:`load_accuracy` fills those
 fields with ``null`` and keeps ``schema_version: 1``.
+
+``precisions`` (optional, still schema 2: readers that do not know it ignore it) holds the accuracy of exported
+artifacts at the width, measured with their own runtime's embeddings (``us3l.deploy.accuracy``), keyed by
+precision then backend: the same fields and intervals as the row, the FP32 PyTorch accuracy measured in the
+same run beside it (``fp32_*``; ``*_drop`` = FP32 - artifact, in fractions), the share of test images whose kNN
+prediction is the same (``prediction_agreement``), and which artifact (path, manifest sha256, runtime,
+quantizer, calibration sha256). The width's own fields stay the PyTorch FP32 ones. ``us3l eval`` carries the
+entries over when it rewrites the file for the same checkpoint and kNN protocol (:func:`carry_precisions`).
 """
 
 from __future__ import annotations
@@ -90,10 +102,17 @@ def accuracy_doc(
         calibration=calibration,
         protocols=protocols,
         baselines=baselines,
-        widths=sorted(({k: row.get(k) for k in WIDTH_FIELDS} for row in widths), key=lambda r: r["width"]),
+        widths=sorted((_row_fields(row) for row in widths), key=lambda r: r["width"]),
     )
     validate_accuracy(doc, "<accuracy document>")
     return doc
+
+
+def _row_fields(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: row.get(k) for k in WIDTH_FIELDS}
+    if row.get("precisions"):
+        out["precisions"] = row["precisions"]
+    return out
 
 
 def _check_fraction(v: Any, where: str, path: str | Path) -> None:
@@ -154,10 +173,93 @@ def validate_accuracy(doc: Any, path: str | Path) -> None:
         for key in _INTERVALS:
             _check_interval(row.get(key), f"widths[{i}].{key}", path)
         _check_baseline(row.get("baseline_random_init"), f"widths[{i}].baseline_random_init", path)
+        _check_precisions(row.get("precisions"), f"widths[{i}].precisions", path)
         for key in ("macs", "params"):
             v = row.get(key)
             if v is not None and (not isinstance(v, int | float) or not math.isfinite(v) or v < 0):
                 raise US3LError(f"{path}: widths[{i}].{key} must be a non-negative number or null, got {v!r}")
+
+
+def _check_precisions(v: Any, where: str, path: str | Path) -> None:
+    if v is None:
+        return
+    if not isinstance(v, dict):
+        raise US3LError(f"{path}: {where} must be an object or null, got {v!r}")
+    for prec, by_backend in v.items():
+        if not isinstance(by_backend, dict) or not by_backend:
+            raise US3LError(f"{path}: {where}.{prec} must map backend names to results")
+        for backend, entry in by_backend.items():
+            at = f"{where}.{prec}.{backend}"
+            if not isinstance(entry, dict):
+                raise US3LError(f"{path}: {at} must be an object")
+            for key in (*_FRACTIONS, "fp32_knn_top1", "fp32_linear_top1", "prediction_agreement"):
+                _check_fraction(entry.get(key), f"{at}.{key}", path)
+            for key in _INTERVALS:
+                _check_interval(entry.get(key), f"{at}.{key}", path)
+
+
+#: What must agree between an accuracy file and a new measurement for both to stand in one file.
+_SAME_PROTOCOL = ("k", "k_requested", "temperature", "bank_size", "bank_seed")
+
+
+def protocol_mismatch(doc: dict[str, Any], checkpoint_sha256: str | None, data: str, num_test: int | None,
+                      protocols: dict[str, Any]) -> str | None:
+    """Why the measurement (``checkpoint_sha256``, ``data``, ``num_test``, ``protocols``) cannot be stored in
+    ``doc``, or None: another checkpoint, data, test split or kNN protocol gives incomparable numbers."""
+    if doc.get("checkpoint_sha256") != checkpoint_sha256:
+        return "it is for another checkpoint"
+    if doc.get("data") != data or (doc.get("num_test") not in (None, num_test)):
+        return f"it was measured on {doc.get('data')} ({doc.get('num_test')} test images)"
+    old = (doc.get("protocols") or {}).get("knn") or {}
+    new = protocols.get("knn") or {}
+    if old and new:
+        differ = [k for k in _SAME_PROTOCOL if old.get(k) != new.get(k)]
+        if differ:
+            return "its kNN protocol differs (" + ", ".join(f"{k} {old.get(k)} vs {new.get(k)}" for k in differ) + ")"
+    return None
+
+
+def add_precision_entry(doc: dict[str, Any], width: float, precision: str, backend: str, entry: dict[str, Any],
+                        fp32_row: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Store ``entry`` under ``precisions[precision][backend]`` of the row of ``width`` (matched to 4 decimals);
+    a width the document lacks gets ``fp32_row`` (the PyTorch row measured with the entry). Returns ``doc``."""
+    key = round(float(width), 4)
+    rows = doc["widths"]
+    row = next((r for r in rows if round(float(r["width"]), 4) == key), None)
+    if row is None:
+        if fp32_row is None:
+            raise US3LError(f"width {width:g} has no row to store the {precision}/{backend} accuracy under")
+        row = _row_fields(fp32_row)
+        rows.append(row)
+        rows.sort(key=lambda r: r["width"])
+    row.setdefault("precisions", {}).setdefault(precision, {})[backend] = dict(entry)
+    return doc
+
+
+def carry_precisions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """Copy ``old``'s per-precision artifact results into ``new`` (same widths) when both are of the same
+    checkpoint, data and kNN protocol; returns notes about entries that could not be kept."""
+    if not old:
+        return []
+    kept = [(r["width"], r["precisions"]) for r in old.get("widths") or [] if r.get("precisions")]
+    if not kept:
+        return []
+    why = protocol_mismatch(old, new.get("checkpoint_sha256"), new.get("data"), new.get("num_test"),
+                            new.get("protocols") or {})
+    if why:
+        return [f"dropped the artifact accuracies of the previous accuracy.json: {why}"]
+    notes = []
+    by_width = {round(float(r["width"]), 4): r for r in new["widths"]}
+    for w, precisions in kept:
+        row = by_width.get(round(float(w), 4))
+        if row is None:
+            notes.append(f"dropped the artifact accuracies of width {w:g}: not evaluated this time")
+            continue
+        for prec, by_backend in precisions.items():
+            row.setdefault("precisions", {}).setdefault(prec, {}).update(
+                {b: e for b, e in by_backend.items() if b not in (row["precisions"].get(prec) or {})}
+            )
+    return notes
 
 
 def save_accuracy(doc: dict[str, Any], path: str | Path) -> Path:

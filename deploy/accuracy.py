@@ -1,0 +1,207 @@
+"""Accuracy of an exported artifact itself: kNN (and the linear probe) on the embeddings its own runtime computes.
+
+``us3l eval`` measures the PyTorch model at each width. An INT8 artifact is another function of the image (its
+weights and activations are rounded), so ``evaluate_artifact`` runs the artifact's runtime (``us3l.deploy.load``:
+manifest, hashes and source checkpoint checked first) over the same feature bank and test split, with the same
+evaluation transform, kNN protocol (k, temperature, seeded stratified bank) and 95 % Wilson intervals as
+``us3l eval``, and -- in the same run, on the same images -- the FP32 PyTorch model at the artifact's width, so
+the two numbers are side by side and their difference is the cost of the precision. It also reports how often
+the two kNN classifiers predict the same class (``prediction_agreement``).
+
+The result is stored in ``accuracy.json`` under the width's ``precisions.<precision>.<backend>``
+(``us3l.eval.accuracy.add_precision_entry``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from us3l.errors import US3LError
+
+#: Images per runtime call for a dynamic-batch artifact (a fixed-batch one gets its own batch size).
+FEATURE_CHUNK = 256
+
+
+@torch.no_grad()
+def runner_features(runner: Any, ds: Any, transform: Any, batch: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings (N, D) float32, labels (N,) int64) of ``ds`` through ``runner``.
+
+    ``batch``: the artifact's fixed batch size (the last partial batch is padded by repeating its last image,
+    and the padding's outputs dropped), ``None`` for a dynamic batch axis."""
+    from us3l.data import iterate_batches
+
+    chunk = FEATURE_CHUNK if batch is None else max(1, FEATURE_CHUNK // int(batch)) * int(batch)
+    feats: list[np.ndarray] = []
+    labels: list[torch.Tensor] = []
+    for images, y in iterate_batches(ds, chunk):  # transform a chunk at once, feed the runtime its batch size
+        xs = np.ascontiguousarray(transform(images).numpy(), dtype=np.float32)
+        step = len(xs) if batch is None else int(batch)
+        for i in range(0, len(xs), step):
+            x = xs[i : i + step]
+            n = len(x)
+            if batch is not None and n < batch:
+                x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
+            feats.append(np.asarray(runner.infer(x), dtype=np.float32)[:n])
+        labels.append(y.to(torch.int64))
+    if not feats:
+        raise ValueError("no samples to extract features from")
+    return torch.from_numpy(np.concatenate(feats)), torch.cat(labels)
+
+
+def evaluate_artifact(
+    loaded: Any,
+    artifact: str | Path,
+    data: str | None = None,
+    settings: Any = None,
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Accuracy of the artifact at ``artifact`` (its folder or manifest) and of the FP32 PyTorch model at the
+    same width, on the same images and protocol; ``loaded`` is the checkpoint it was exported from
+    (``us3l.eval.runner.open_checkpoint``; a manifest from another checkpoint is refused).
+
+    Returns ``{"width", "precision", "backend", "entry", "fp32", "protocols", "data", ...}``: ``entry`` is what
+    ``us3l.eval.accuracy.add_precision_entry`` stores, ``fp32`` the PyTorch width row (knn/linear fields).
+    """
+    from us3l.data import load_dataset
+    from us3l.data.folder import eval_transform_for
+    from us3l.deploy.loading import load
+    from us3l.deploy.manifest import read_manifest
+    from us3l.eval.features import embedding_std, extract_features
+    from us3l.eval.intervals import wilson_interval
+    from us3l.eval.linear import train_linear_probe
+    from us3l.eval.runner import EvalSettings, input_normalization, resolve_data_spec
+    from us3l.io import file_sha256
+    from us3l.slim import canonical_width
+    from us3l.train.knn import dataset_labels, effective_k, knn_predict, stratified_indices, subset_dataset
+
+    s = settings or EvalSettings()
+    if s.run_linear and s.linear.augment:
+        raise US3LError("an artifact's linear probe uses cached features: drop --linear-augment")
+    doc, directory = read_manifest(artifact)
+    model, meta = loaded.model, loaded.meta
+    width = float(doc["model"]["width"])
+    runner = load(directory, threads=threads, checkpoint_sha256=loaded.sha256)
+    backend, precision = str(doc["backend"]["name"]), str(doc["backend"]["precision"])
+    spec = resolve_data_spec(meta, data)
+    input_size = int(meta.get("input_size") or model.input_size)
+    shape = doc["input"]["shape"]
+    if int(shape[-1]) != input_size:
+        raise US3LError(f"{directory}: the artifact takes {shape[-1]} px images, the checkpoint {input_size} px")
+    train_ds = load_dataset(spec, "train", image_size=input_size)
+    test_ds = load_dataset(spec, "test", image_size=input_size)
+    mean, std = input_normalization(meta, train_ds)
+    recorded = doc["input"].get("normalization") or {}
+    if recorded.get("mean") is not None and not np.allclose(recorded["mean"], mean):
+        raise US3LError(f"{directory}: the artifact expects another input normalisation than the checkpoint's")
+    transform = eval_transform_for(train_ds, input_size, mean, std)
+    num_classes, num_test = int(train_ds.num_classes), len(test_ds)
+
+    bank_idx = None
+    if s.knn.max_train is not None and len(train_ds) > s.knn.max_train:
+        bank_idx = stratified_indices(dataset_labels(train_ds), s.knn.max_train, s.knn.bank_seed)
+    bank_ds = train_ds if bank_idx is None else subset_dataset(train_ds, bank_idx)
+    k_requested = s.knn.requested_k(meta)
+    k = effective_k(k_requested, dataset_labels(bank_ds))
+    full_train = s.run_linear
+    feature_ds = train_ds if full_train else bank_ds
+    batch = None if shape[0] == "batch" else int(shape[0])
+
+    t0 = time.perf_counter()
+    with runner:
+        qtr, ytr = runner_features(runner, feature_ds, transform, batch)
+        qte, yte = runner_features(runner, test_ds, transform, batch)
+    if progress:
+        progress(f"{backend}/{precision} width {width:g}: runtime embeddings in {time.perf_counter() - t0:.1f}s")
+    ftr, _ = extract_features(model, width, feature_ds, transform, s.feature_batch_size)
+    fte, _ = extract_features(model, width, test_ds, transform, s.feature_batch_size)
+
+    def ci(v: float | None) -> list[float] | None:
+        return None if v is None else wilson_interval(v, num_test)
+
+    def scores(train_f: torch.Tensor, test_f: torch.Tensor) -> dict[str, Any]:
+        out: dict[str, Any] = {"knn_top1": None, "knn_top1_ci": None, "knn_top5": None, "linear_top1": None,
+                               "linear_top1_ci": None, "linear_top5": None, "_pred": None}
+        if s.run_knn:
+            bank = train_f[bank_idx] if full_train and bank_idx is not None else train_f
+            bank_y = ytr[bank_idx] if full_train and bank_idx is not None else ytr
+            sc = knn_predict(bank, bank_y, test_f, num_classes, k, s.knn.temperature)
+            ranked = sc.argsort(dim=1, descending=True)
+            hits = ranked == yte.view(-1, 1)
+            top1 = float(hits[:, :1].any(dim=1).float().mean())
+            out.update(knn_top1=top1, knn_top1_ci=ci(top1), _pred=ranked[:, 0],
+                       knn_top5=float(hits[:, : min(5, num_classes)].any(dim=1).float().mean()))
+        if s.run_linear:
+            l1, l5 = train_linear_probe(train_f, ytr, test_f, yte, num_classes, s.linear)
+            out.update(linear_top1=l1, linear_top1_ci=ci(l1), linear_top5=l5)
+        return out
+
+    art, ref = scores(qtr, qte), scores(ftr, fte)
+    agreement = None
+    if art["_pred"] is not None:
+        agreement = float((art.pop("_pred") == ref.pop("_pred")).float().mean())
+    art.pop("_pred", None)
+    ref.pop("_pred", None)
+
+    def drop(key: str) -> float | None:
+        return None if art[key] is None or ref[key] is None else ref[key] - art[key]
+
+    quant = doc.get("quantization") or {}
+    entry = {
+        **art,
+        "fp32_knn_top1": ref["knn_top1"],
+        "fp32_linear_top1": ref["linear_top1"],
+        "knn_top1_drop": drop("knn_top1"),
+        "linear_top1_drop": drop("linear_top1"),
+        "prediction_agreement": agreement,
+        "embedding_std": embedding_std(qte),
+        "artifact": {
+            "path": str(directory),
+            "manifest_sha256": file_sha256(directory / "manifest.json"),
+            "file_sha256": doc["artifact"]["sha256"],
+            "runtime": doc["backend"].get("runtime"),
+            "runtime_version": doc["backend"].get("runtime_version"),
+            "quantizer": quant.get("quantizer"),
+            "quantizer_version": quant.get("quantizer_version"),
+            "calibration_sha256": (quant.get("calibration") or {}).get("sha256"),
+        },
+    }
+    fp32_row = {
+        "width": width,
+        "canonical_width": canonical_width(model, width),
+        "feature_dim": int(fte.shape[1]),
+        **ref,
+        "macs": doc["model"].get("macs"),
+        "params": doc["model"].get("params"),
+        "embedding_std": embedding_std(fte),
+        "baseline_random_init": None,
+    }
+    knn_protocol = None
+    if s.run_knn:
+        knn_protocol = {
+            "k": k, "k_requested": k_requested, "temperature": s.knn.temperature, "max_train": s.knn.max_train,
+            "bank_size": len(bank_ds), "bank_seed": s.knn.bank_seed if bank_idx is not None else None,
+        }
+    return {
+        "width": width,
+        "precision": precision,
+        "backend": backend,
+        "entry": entry,
+        "fp32": fp32_row,
+        "data": spec,
+        "num_classes": num_classes,
+        "num_test": num_test,
+        "input_size": input_size,
+        "protocols": {
+            "preset": s.preset,
+            "knn": knn_protocol,
+            "linear": s.linear.to_dict() if s.run_linear else None,
+            "feature_transform": repr(transform),
+        },
+    }
