@@ -148,6 +148,15 @@ def int8_calibration(
     return calibration_set(spec, src.input_size, norm["mean"], norm["std"], calib_images, seed)
 
 
+def int8_calibration_for(
+    model_or_ckpt: Any, calib_images: int = DEFAULT_CALIB_IMAGES, calib_data: str | None = None,
+    model_name: str | None = None,
+) -> CalibrationSet:
+    """``int8_calibration`` of a checkpoint path, ``LoadedCheckpoint`` or fresh model: the calibration set an INT8
+    export of it uses (``us3l profile --precision int8`` times the same quantized graphs)."""
+    return int8_calibration(_resolve_source(model_or_ckpt, model_name), calib_images, calib_data)
+
+
 #: The manifest's historical ``model.bn_stats`` values for each ``us3l.deploy.graph`` BN kind.
 LEGACY_BN_STATS = {"frozen-uncalibrated": "uncalibrated", "none": "none (no BatchNorm)"}
 

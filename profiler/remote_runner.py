@@ -86,7 +86,7 @@ class OvModel:
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if threads and device.startswith("CPU"):
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        if precision == "fp32":
+        if precision in ("fp32", "int8"):  # int8: quantized layers run int8 anyway; the rest f32, not bf16
             config["INFERENCE_PRECISION_HINT"] = "f32"
         self.compiled = core.compile_model(path, device, config)
         self.request = self.compiled.create_infer_request()

@@ -72,12 +72,14 @@ def prepare_widths(
     require_bn_stats: bool = False,
     keep_models: bool = True,
     on_item: Callable[[int, int], None] | None = None,
+    calibration: Any = None,
 ) -> list[StaticWidth]:
     """Build every width's deployable graph (into ``root/<key>``) and measure its size and cost.
 
     ``keep_models=False`` drops each static module once counted (a sweep of exported artifacts needs only
     the files: holding 90 modules would cost more memory than the sessions); ``on_item(done, total)`` after
-    each width.
+    each width. ``precision="int8"`` builds each width's post-training INT8 graph (as ``us3l export`` does)
+    calibrated on ``calibration`` (a ``us3l.deploy.quantize.CalibrationSet``).
     """
     from us3l.deploy.graph import build_deployable_graph
     from us3l.profiler.costs import count_costs
@@ -89,9 +91,11 @@ def prepare_widths(
     out = []
     for i, w in enumerate(widths):
         key = f"w{i:03d}"
+        graph_precision = precision if precision == "int8" or be == "openvino" else "fp32"
         graph = build_deployable_graph(
             model, float(w), be, None if root is None or be is None else root / key, input_shape,
-            precision="fp32" if be != "openvino" else precision, require_bn_stats=require_bn_stats, example=x,
+            precision=graph_precision, require_bn_stats=require_bn_stats, example=x,
+            calibration=calibration if graph_precision == "int8" else None,
         )
         static = graph.module
         costs = count_costs(static, input_shape)
@@ -117,6 +121,27 @@ def prepare_widths(
         if on_item is not None:
             on_item(i + 1, len(widths))
     return out
+
+
+#: What a profile records of its INT8 calibration set (enough to rebuild the same quantized graphs).
+CALIB_FACTS = ("size", "sha256", "data", "split", "seed")
+
+#: Profiling backends that time INT8 artifacts (eager torch has no int8 kernels here; TensorRT INT8 engines are
+#: built by ``us3l export --backend tensorrt --precision int8`` but not yet timed by the trtexec sweep).
+INT8_BACKENDS = ("onnx", "openvino")
+
+
+def check_int8(backend: str, calibration: Any) -> None:
+    """Refuse (one line) INT8 profiling on a backend that cannot run it here, or without calibration images."""
+    if backend == "torch":
+        raise US3LError("the torch backend times eager PyTorch in fp32; profile int8 with --backend onnx or openvino")
+    if backend not in INT8_BACKENDS:
+        raise US3LError(
+            f"profiling int8 on {backend} is not implemented (int8 profiles: {', '.join(INT8_BACKENDS)}); "
+            "export the INT8 engine with us3l export --backend tensorrt --precision int8"
+        )
+    if calibration is None:
+        raise US3LError("int8 profiling needs calibration images (us3l.deploy.quantize.CalibrationSet)")
 
 
 def check_local_requirements(spec: DeviceSpec) -> None:
@@ -370,8 +395,14 @@ def run_sweep(
     on_progress: Callable[[SweepProgress], None] | None = None,
     on_prepare: Callable[[int, int], None] | None = None,
     adaptive: bool = False,
+    precision: str | None = None,
+    calibration: Any = None,
 ) -> Profile:
     """Profile ``widths`` of a slimmable ``model`` on ``spec``: each width's deployable graph, as exported.
+
+    ``precision`` overrides the device's (``spec.precision``); ``"int8"`` times each width's post-training INT8
+    artifact (onnx: Q/DQ, openvino: NNCF), quantized with ``calibration`` as ``us3l export --precision int8``
+    would (see ``check_int8``).
 
     A width without calibrated (or running) BN statistics is timed with frozen initial statistics and recorded
     as ``bn: "frozen-uncalibrated"``; ``require_bn_stats=True`` refuses such a width instead.
@@ -400,8 +431,10 @@ def run_sweep(
         if value is not None and not (isinstance(value, int | float) and 0 < value < float("inf")):
             raise US3LError(f"{name} must be a finite number > 0, got {value!r}")
     be = resolve_backend(spec, backend)
-    precision = spec.precision
-    if be == "onnx" and precision != "fp32":
+    precision = precision or spec.precision
+    if precision == "int8":
+        check_int8(be, calibration)
+    elif be == "onnx" and precision != "fp32":
         precision = "fp32"  # onnxruntime runs the fp32 export; recorded as such
     if spec.reach.is_local:
         check_local_requirements(spec)
@@ -411,7 +444,7 @@ def run_sweep(
     swept = reset_peak_rss()
     with tempfile.TemporaryDirectory(prefix="us3l-profile-") as tmp:
         items = prepare_widths(model, widths, input_shape, precision, be, Path(tmp), require_bn_stats,
-                               keep_models=False, on_item=on_prepare)
+                               keep_models=False, on_item=on_prepare, calibration=calibration)
         prepared_s = time.perf_counter() - t_start
         with open_site(spec, be, items, input_shape, pinned or 0, precision, model, require_bn_stats,
                        max_memory_mb) as (site, facts):
@@ -474,6 +507,8 @@ def run_sweep(
         extra={
             **({"openvino_device": spec.openvino_device} if be == "openvino" else {}),
             **facts.get("extra", {}),
+            **({"int8_calibration": {k: v for k, v in calibration.describe().items() if k in CALIB_FACTS}}
+               if precision == "int8" and calibration is not None else {}),
         },
         peak_rss_bytes=peak,
         adaptive=adaptive_doc,

@@ -315,3 +315,24 @@ def test_int8_artifact_accuracy_beside_fp32_is_stored_and_kept_by_eval(onnx_int8
     assert main([*base, "--artifact", str(onnx_int8.directory), "--k", "3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and "cannot add the artifact accuracies, its kNN protocol differs (k " in err
+
+
+# ------------------------------------------------------------------------------- profile --precision int8
+
+
+def test_profile_int8_times_the_graph_export_ships(onnx_int8, run_dir: Path, tmp_path: Path, capsys) -> None:
+    from us3l.cli import main
+
+    fast = ["--threads", "1", "--max-seconds", "0.2", "--target-ci", "0.2"]
+    argv = ["profile", "--device", "cpu", "--ckpt", str(run_dir), "--widths", "0.25", "--backend", "onnx",
+            "--precision", "int8", "--calib-images", str(CALIB), "--out", str(tmp_path), "--json", *fast]
+    assert main(argv) == 0
+    prof = json.loads(capsys.readouterr().out)
+    assert prof["precision"] == "int8" and (tmp_path / "cifar_resnet18-cpu-onnx-int8.json").is_file()
+    (rec,) = prof["records"]
+    graph = onnx_int8.manifest["model"]["graph"]
+    # the same calibration set (seed, size, data) -> the same Q/DQ file, byte for byte
+    assert rec["graph_sha256"] == graph["graph_sha256"]
+    assert rec["graph_structure_sha256"] == graph["graph_structure_sha256"]
+    assert prof["extra"]["int8_calibration"]["sha256"] == onnx_int8.manifest["quantization"]["calibration"]["sha256"]
+    assert rec["params"] <= rec["weight_bytes"] < 2 * rec["params"]  # int8: one byte per weight (fp32 would be 4)

@@ -32,8 +32,8 @@ def _parse_widths(text: str) -> list[float]:
         raise US3LError(f"--widths must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}") from None
 
 
-def _load_model(model_name: str | None, ckpt: Path | None) -> tuple[Any, str, str | None, int]:
-    """(slimmable model, model name, checkpoint sha256 or None, input side)."""
+def _load_model(model_name: str | None, ckpt: Path | None) -> tuple[Any, str, str | None, int, Any]:
+    """(slimmable model, model name, checkpoint sha256 or None, input side, the loaded checkpoint or the model)."""
     if (model_name is None) == (ckpt is None):
         raise US3LError("give exactly one of --model NAME or --ckpt PATH")
     if ckpt is not None:
@@ -43,11 +43,11 @@ def _load_model(model_name: str | None, ckpt: Path | None) -> tuple[Any, str, st
             raise US3LError("--ckpt needs us3l.checkpoint, which this installation lacks") from None
         loaded = load_backbone(ckpt)
         size = int(loaded.meta.get("input_size") or loaded.model.input_size)
-        return loaded.model, str(loaded.meta.get("model", "model")), loaded.sha256, size
+        return loaded.model, str(loaded.meta.get("model", "model")), loaded.sha256, size, loaded
     from us3l.deploy.graph import fresh_model
 
     net = fresh_model(str(model_name))  # seeded: a fresh export of the same model ships the same bytes
-    return net, str(model_name), None, int(net.input_size)
+    return net, str(model_name), None, int(net.input_size), net
 
 
 def _profile_rows(doc: Any) -> tuple[str, list[Col], list[list[str]]]:
@@ -97,6 +97,14 @@ def profile_cmd(
     model: str | None = typer.Option(None, "--model", help="A registered model, freshly created."),
     ckpt: Path | None = typer.Option(None, "--ckpt", help="A run folder or checkpoint.safetensors."),
     backend: str | None = typer.Option(None, "--backend", help="onnx | openvino | tensorrt | torch."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="fp32 | fp16 | int8 (default: the device's). int8: each width's post-training "
+        "INT8 artifact, as us3l export --precision int8 builds it (onnx, openvino)."
+    ),
+    calib_images: int = typer.Option(300, "--calib-images", help="int8: calibration images (as us3l export)."),
+    calib_data: str | None = typer.Option(
+        None, "--calib-data", help="int8: data spec of the calibration images (default: the checkpoint's data)."
+    ),
     widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default: the grid)."),
     points: int | None = typer.Option(None, "--points", help="At most this many widths from the grid."),
     batch_size: int | None = typer.Option(
@@ -147,14 +155,33 @@ def profile_cmd(
     for flag, value in (("--max-memory-mb", max_memory_mb), ("--max-total-seconds", max_total_seconds)):
         if value is not None and not 0 < value < float("inf"):
             raise US3LError(f"{flag} must be a finite number > 0, got {value}")
-    resolve_backend(spec, backend)  # a backend the device lacks, or hardware missing here: before any work
+    be_name = resolve_backend(spec, backend)  # a backend the device lacks, or hardware missing here: before any work
+    if precision is not None and precision not in ("fp32", "fp16", "int8"):
+        raise US3LError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
+    if precision == "int8":
+        from us3l.deploy.quantize import MIN_CALIB_IMAGES
+        from us3l.profiler.sweep import INT8_BACKENDS
+
+        if be_name not in INT8_BACKENDS:
+            from us3l.profiler.sweep import check_int8
+
+            check_int8(be_name, None)
+        if calib_images < MIN_CALIB_IMAGES:
+            raise US3LError(
+                f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {calib_images}"
+            )
     if spec.reach.is_local:
         check_local_requirements(spec)
-    net, name, sha, size = _load_model(model, ckpt)
+    net, name, sha, size, source = _load_model(model, ckpt)
     grid = _parse_widths(widths) if widths else list(net.width_grid(points))
     if not widths:
         note_switches(net, "the width grid is")
     grid = [check_width(net, w) for w in grid]  # in range and, for an S-Nets checkpoint, a switch
+    calibration = None
+    if precision == "int8":  # the calibration set us3l export --precision int8 would use (same seed and size)
+        from us3l.deploy.export import int8_calibration_for
+
+        calibration = int8_calibration_for(source, calib_images, calib_data, model_name=name)
     out_lock = acquire(out, "profile folder")  # before measuring: a second profile into --out fails at once
     ctx.call_on_close(lambda: release(out_lock))
 
@@ -172,7 +199,8 @@ def profile_cmd(
         prof = run_sweep(net, name, grid, spec, size, backend=backend,
                          batch=batch_size, threads=threads, policy=policy, checkpoint_sha256=sha,
                          max_memory_mb=max_memory_mb, max_total_seconds=max_total_seconds,
-                         on_progress=on_progress, on_prepare=on_prepare, adaptive=adaptive)
+                         on_progress=on_progress, on_prepare=on_prepare, adaptive=adaptive,
+                         precision=precision, calibration=calibration)
         bar.update(len(grid), detail="done")
     json_path, csv_path = write_profile(prof, out)
     png = None
