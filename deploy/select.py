@@ -22,6 +22,16 @@ and the result says so.
 
 Each device's answer carries ``warnings`` for a chosen or tied width whose latency the profile marked
 ``stable: false`` (its confidence interval did not reach the target, or drift was seen).
+
+Width × precision (issue 15): an INT8 profile (``us3l profile --precision int8``) is ranked with the accuracy of
+the INT8 artifacts themselves -- ``precisions.int8.<backend>`` of each width in the accuracy file, written by
+``us3l eval --artifact`` -- never with the FP32 numbers; a width without that entry is excluded with a note.
+When the profiles given hold several precisions of the same device, model and backend and an accuracy file is
+given, their candidates are pooled into one answer for that device/backend: every (width, precision) pair with
+both an accuracy and a latency competes under the same budget and tie rule, the answer's ``precision`` is the
+chosen pair's, ``by_precision`` keeps each precision's own best, and ``reason`` says why, e.g. "int8 at width
+0.75 (38.2 % ±3.0, 4.1 ms) beats fp32 at width 0.5 (37.9 % ±3.0, 6.0 ms) under latency_ms <= 7: tied accuracy,
+faster". ``us3l export --selection`` exports the chosen precision.
 """
 
 from __future__ import annotations
@@ -120,6 +130,8 @@ class Candidate:
     violations: tuple[str, ...] = ()
     graph: dict[str, Any] | None = None  # the profiled graph (us3l.deploy.graph.profiled_graph), for export to compare
     accuracy_ci: tuple[float, float] | None = None  # 95 % interval of ``accuracy`` (schema-2 accuracy files)
+    precision: str | None = None  # the profile's precision (fp32, fp16, int8): a candidate is a (width, precision)
+    profile: str | None = None  # the profile file it came from
 
     @property
     def feasible(self) -> bool:
@@ -150,6 +162,8 @@ class DeviceSelection:
     decided_by: str | None = None  # "accuracy" | "tie->latency"; None when nothing fits
     tied_widths: list[float] = field(default_factory=list)  # the tie group, chosen width included
     warnings: list[str] = field(default_factory=list)  # unstable latency of the chosen or a tied width
+    by_precision: dict[str, Any] | None = None  # pooled answers: each precision's own choice (see the module doc)
+    reason: str | None = None  # pooled answers: why the chosen (width, precision) beat the other precisions
 
     @property
     def feasible(self) -> bool:
@@ -172,6 +186,7 @@ class DeviceSelection:
             "warnings": list(self.warnings),
             "notes": self.notes,
             "candidates": [c.to_dict() for c in self.candidates],
+            **({"by_precision": self.by_precision, "reason": self.reason} if self.by_precision is not None else {}),
         }
 
     def infeasible_reason(self, budget: Budget, rule: LatencyRule) -> str:
@@ -272,6 +287,25 @@ def accuracy_table(doc: Mapping[str, Any], metric: str = "auto") -> tuple[dict[f
     return table, name
 
 
+def precision_accuracy(
+    doc: Mapping[str, Any], name: str, precision: str, backend: str
+) -> tuple[dict[float, float], dict[float, tuple[float, float]]]:
+    """(rounded width -> ``name`` accuracy, -> its 95 % interval) of the ``precision`` artifacts of ``backend``
+    (``widths[].precisions[precision][backend]``, ``us3l eval --artifact``); empty when the file has none."""
+    table: dict[float, float] = {}
+    ivs: dict[float, tuple[float, float]] = {}
+    for r in doc.get("widths") or []:
+        entry = ((r.get("precisions") or {}).get(precision) or {}).get(backend) or {}
+        v, ci = entry.get(name), entry.get(f"{name}_ci")
+        if v is None:
+            continue
+        number(v, f"accuracy file: width {r['width']:g} {precision}/{backend} {name}", nonnegative=True)
+        table[width_key(r["width"])] = float(v)
+        if isinstance(ci, list | tuple) and len(ci) == 2 and 0 <= ci[0] <= ci[1] <= 1:
+            ivs[width_key(r["width"])] = (float(ci[0]), float(ci[1]))
+    return table, ivs
+
+
 def accuracy_intervals(doc: Mapping[str, Any], name: str) -> dict[float, tuple[float, float]]:
     """Map rounded width -> 95 % interval ``(lo, hi)`` of the ``name`` accuracy (``name + "_ci"``); empty for
     a schema-1 file. A malformed interval is a one-line error."""
@@ -343,6 +377,7 @@ def select_profile(
     profile_name: str = "",
     intervals: Mapping[float, tuple[float, float]] | None = None,
     strict_accuracy: bool = False,
+    accuracy_label: str = "",
 ) -> DeviceSelection:
     """Solve one profile: check every width against every budget, then choose among the feasible ones by the
     tie rule (``TIE_RULE``: accuracies inside each other's 95 % ``intervals`` are tied, the fastest tied width
@@ -352,7 +387,7 @@ def select_profile(
     for rec in profile["records"]:
         w = width_key(rec["width"])
         if accuracy is not None and w not in accuracy:
-            notes.append(f"width {w:g} has no accuracy: excluded")
+            notes.append(f"width {w:g} has no {accuracy_label}accuracy: excluded")
             continue
         if rec.get("interpolated"):  # us3l profile --adaptive: a predicted latency is never committed to
             notes.append(f"width {w:g} was interpolated, not measured: excluded")
@@ -378,7 +413,8 @@ def select_profile(
         graph = profiled_graph(profile, rec)
         ci = (intervals or {}).get(w) if accuracy is not None else None
         candidates.append(
-            Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations), graph, accuracy_ci=ci)
+            Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations), graph, accuracy_ci=ci,
+                      precision=str(profile.get("precision", "?")), profile=profile_name)
         )
     if not candidates:
         raise US3LError(f"profile {profile_name}: no width is usable ({'; '.join(notes[:3])})")
@@ -468,10 +504,21 @@ def select(
         if accuracy is not None:
             check_same_checkpoint(acc_doc, accuracy, doc, p)
         inputs["profiles"].append({"path": str(p), "sha256": file_sha256(p)})
-        d = select_profile(doc, budget, rule, acc_table, str(p), intervals, strict_accuracy)
+        table, ivs, label = acc_table, intervals, ""
+        if acc_table is not None and doc.get("precision") == "int8":  # the artifact's own accuracy, never FP32's
+            table, ivs = precision_accuracy(acc_doc, str(metric_name), "int8", str(doc.get("backend")))
+            label = f"int8/{doc.get('backend')} {metric_name} (us3l eval --artifact) "
+        try:
+            d = select_profile(doc, budget, rule, table, str(p), ivs, strict_accuracy, label)
+        except US3LError as exc:
+            if not label:
+                raise
+            raise US3LError(f"{exc}: measure the INT8 artifacts' accuracy with us3l eval --artifact") from None
         if acc_table is not None and not intervals and not strict_accuracy:
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
         results.append(d)
+    if acc_table is not None:
+        results = pool_precisions(results, budget, strict_accuracy)
     return Selection(
         devices=results,
         budget=budget,
@@ -481,6 +528,87 @@ def select(
         inputs=inputs,
         warnings=[w for d in results for w in chosen_graph_warnings(d.chosen, d.backend, d.device)],
         strict_accuracy=strict_accuracy,
+    )
+
+
+def _describe(c: Candidate) -> str:
+    acc = "—" if c.accuracy is None else f"{100 * c.accuracy:.1f} %"
+    if c.accuracy_ci is not None and c.accuracy is not None:
+        acc += f" ±{100 * max(c.accuracy - c.accuracy_ci[0], c.accuracy_ci[1] - c.accuracy):.1f}"
+    return f"{c.precision} at width {c.width:g} ({acc}, {c.latency_ms:.3g} ms)"
+
+
+def pool_precisions(results: list[DeviceSelection], budget: Budget, strict: bool) -> list[DeviceSelection]:
+    """Merge the answers of one device/model/backend profiled at several precisions into one answer over every
+    (width, precision) pair (see the module docstring); other answers pass through unchanged, in order."""
+    groups: dict[tuple[str, str, str], list[DeviceSelection]] = {}
+    for d in results:
+        groups.setdefault((d.device, d.model, d.backend), []).append(d)
+    out: list[DeviceSelection] = []
+    done: set[tuple[str, str, str]] = set()
+    for d in results:
+        key = (d.device, d.model, d.backend)
+        group = groups[key]
+        if len({g.precision for g in group}) < 2:
+            out.append(d)
+            continue
+        if key in done:
+            continue
+        done.add(key)
+        out.append(_pooled(group, budget, strict))
+    return out
+
+
+def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool) -> DeviceSelection:
+    candidates = [c for g in group for c in g.candidates]
+    feasible = sorted((c for c in candidates if c.feasible), key=lambda c: (*_rank_key(c), str(c.precision)))
+    chosen, decided_by, tied = _decide(feasible, strict)
+    runner_up = next((c for c in feasible if c is not chosen), None)
+    first = group[0]
+    by_precision = {
+        g.precision: None if g.chosen is None else {
+            "width": g.chosen.width, "accuracy": g.chosen.accuracy, "latency_ms": g.chosen.latency_ms,
+            "profile": g.profile,
+        }
+        for g in group
+    }
+    limits = ", ".join(f"{k} <= {v:g}" for k, v in budget.active().items())
+    reason = f"no (width, precision) pair fits {limits}"
+    slack: dict[str, float] = {}
+    if chosen is not None:
+        others = [g.chosen for g in group if g.precision != chosen.precision and g.chosen is not None]
+        why = "tied accuracy, faster" if decided_by == "tie->latency" else "more accurate"
+        if others:
+            best_other = min(others, key=_rank_key)
+            reason = f"{_describe(chosen)} beats {_describe(best_other)} under {limits}: {why}"
+        else:
+            missing = sorted({g.precision for g in group} - {chosen.precision})
+            reason = f"{_describe(chosen)}: no {'/'.join(missing)} width fits {limits}"
+        values = {"latency_ms": chosen.latency_ms, "macs": chosen.macs, "params": chosen.params,
+                  "memory_mb": chosen.memory_mb}
+        slack = {k: float(limit - float(values[k])) for k, limit in budget.active().items()}
+    minimum: dict[str, float] = {}
+    for k in ("latency_ms", "macs", "params", "memory_mb"):
+        vals = [g.minimum[k] for g in group if k in g.minimum]
+        if vals:
+            minimum[k] = float(min(vals))
+    return DeviceSelection(
+        device=first.device,
+        model=first.model,
+        backend=first.backend,
+        precision=chosen.precision if chosen is not None and chosen.precision else "mixed",
+        profile=chosen.profile if chosen is not None and chosen.profile else first.profile,
+        chosen=chosen,
+        runner_up=runner_up,
+        slack=slack,
+        minimum=minimum,
+        candidates=sorted(candidates, key=lambda c: (c.width, str(c.precision))),
+        notes=[f"{g.precision}: {n}" for g in group for n in g.notes],  # which precision a note is about
+        decided_by=decided_by,
+        tied_widths=sorted({c.width for c in tied}),
+        warnings=_stability_warnings(chosen, tied, first.device),
+        by_precision=by_precision,
+        reason=reason,
     )
 
 

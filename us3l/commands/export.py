@@ -59,6 +59,23 @@ def _jobs(
     return jobs
 
 
+def _chosen_precisions(selection: Path, backend: str) -> dict[tuple[float, str], str]:
+    """(width, device) -> the precision the selection chose it at (``us3l select`` pools several precisions of a
+    device into one (width, precision) answer), preferring the choice made on ``backend``'s profile."""
+    from us3l.deploy.select import read_selection
+
+    out: dict[tuple[float, str], str] = {}
+    for d in read_selection(selection)["devices"]:
+        c = d.get("chosen")
+        if c is None:
+            continue
+        key = (float(c["width"]), str(d["device"]))
+        prec = c.get("precision") or d.get("precision")
+        if prec and (key not in out or d.get("backend") == backend):
+            out[key] = str(prec)
+    return out
+
+
 def _chosen_graphs(selection: Path, backend: str) -> dict[tuple[float, str], dict[str, Any]]:
     """(width, device) -> the profiled graph of that choice (``us3l.deploy.graph.profiled_graph``), preferring the
     choice made on ``backend``'s profile; an entry from a selection made before graphs were recorded is ``{}``
@@ -159,6 +176,13 @@ def _row(device: str, res: Any) -> list[str]:
     ]
 
 
+def _print_tables(backend: str, tables: dict[str, list[list[str]]], wide: bool) -> None:
+    for prec, rows in tables.items():
+        what = "quantization tolerance" if prec == "int8" else "errors"
+        title = f"us3l export → {backend} {prec} ({what} on L2-normalised embeddings)"
+        print_table(title, INT8_COLS if prec == "int8" else EXPORT_COLS, rows, wide=wide)
+
+
 @app.command("export")
 def export_cmd(
     backend: str = typer.Option(..., "--backend", help="onnx | openvino | tensorrt"),
@@ -173,7 +197,9 @@ def export_cmd(
         ..., "--out", help="Output root: OUT/<device|local>/<model>-w<W>-<backend>-<prec>/"
     ),
     precision: str | None = typer.Option(
-        None, "--precision", help="fp32 | fp16 | int8 (default fp32; tensorrt fp16). int8: post-training quantization."
+        None, "--precision",
+        help="fp32 | fp16 | int8 (default: the precision --selection chose, else fp32; tensorrt fp16). int8: "
+        "post-training quantization.",
     ),
     calib_images: int = typer.Option(
         300, "--calib-images", help="int8: calibration images (seeded, class-stratified subset of the training data)."
@@ -203,18 +229,24 @@ def export_cmd(
     be = get_backend(backend)  # unknown backend: fail before loading anything
     prec = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(prec)
-    if prec == "int8":
+    if batch_size < 1:
+        raise US3LError(f"--batch-size must be >= 1, got {batch_size}")
+    set_threads(threads)
+    jobs = _jobs(width, selection, device, be.name)
+    chosen_prec = _chosen_precisions(selection, be.name) if selection is not None and precision is None else {}
+
+    def job_precision(w: float, dev: str | None) -> str:
+        """--precision, else the precision the selection chose for this width (when the backend exports it)."""
+        picked = chosen_prec.get((w, str(dev)))
+        return picked if picked in be.precisions else prec
+
+    if any(job_precision(w, dev) == "int8" for w, dev in jobs):
         from us3l.deploy.quantize import MIN_CALIB_IMAGES
 
         if calib_images < MIN_CALIB_IMAGES:
             raise US3LError(
                 f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {calib_images}"
             )
-
-    if batch_size < 1:
-        raise US3LError(f"--batch-size must be >= 1, got {batch_size}")
-    set_threads(threads)
-    jobs = _jobs(width, selection, device, be.name)
     src, model_name = _source(ckpt, model)
     net = getattr(src, "model", src)
     from us3l.slim import check_width
@@ -222,10 +254,7 @@ def export_cmd(
     for w, _ in jobs:  # out-of-range widths (or, for S-Nets, not a switch): one line, before any work
         check_width(net, w)
     out_lock = acquire(out, "export folder")  # a second export into the same --out fails at once
-    what = "quantization tolerance" if prec == "int8" else "errors"
-    title = f"us3l export → {be.name} {prec} ({what} on L2-normalised embeddings)"
-    cols = INT8_COLS if prec == "int8" else EXPORT_COLS
-    rows: list[list[str]] = []
+    tables: dict[str, list[list[str]]] = {}  # one table per precision (INT8 shows other quantities)
     results = []
     try:
         with Progress(f"exporting to {be.name}", len(jobs), "artifacts", enabled=not json_out) as bar:
@@ -236,7 +265,7 @@ def export_cmd(
                     w,
                     be.name,
                     out,
-                    precision,
+                    job_precision(w, dev) if selection is not None and precision is None else precision,
                     dev,
                     dynamic_batch,
                     model_name=model_name,
@@ -246,11 +275,13 @@ def export_cmd(
                     calib_data=calib_data,
                 )
                 results.append(res)
-                rows.append(_row(dev or "local", res))
+                tables.setdefault(res.verification.precision, []).append(_row(dev or "local", res))
             bar.update(len(results), detail="done")
     except VerificationFailed as exc:
-        rows.append(_row(exc.result.manifest["target"]["device"], exc.result))
-        print_table(title, cols, rows, wide=wide)
+        tables.setdefault(exc.result.verification.precision, []).append(
+            _row(exc.result.manifest["target"]["device"], exc.result)
+        )
+        _print_tables(be.name, tables, wide)
         raise
     finally:
         release(out_lock)
@@ -276,7 +307,7 @@ def export_cmd(
             }
         )
     else:
-        print_table(title, cols, rows, wide=wide)
+        _print_tables(be.name, tables, wide)
         for text in notes:
             note(f"[dim]{text}[/dim]")
         for r in results:

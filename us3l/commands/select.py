@@ -129,4 +129,5 @@ def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
             _fmt(d.slack.get("latency_ms")), decided,
             f"w={ru.width:g} ({ru.accuracy:.4g}, {ru.latency_ms:.3f} ms)" if ru else "—",
         ])
-    print_table(title, cols, rows, wide=wide)
+    reasons = [f"{d.device} ({d.backend}): {d.reason}" for d in result.devices if d.reason]
+    print_table(title, cols, rows, wide=wide, caption="why: " + "; ".join(reasons) if reasons else None)

@@ -1,0 +1,99 @@
+"""``us3l select`` over (width, precision) pairs (issue 15): INT8 profiles ranked with the INT8 artifacts' own
+accuracy, several precisions of one device/backend pooled into one answer with the reason, and ``us3l export
+--selection`` exporting the chosen precision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from us3l.deploy.select import Budget, select
+from us3l.errors import US3LError
+from us3l.io import header
+
+from .conftest import latency
+
+N = 1000  # test images behind every accuracy
+
+
+def _ci(v: float) -> list[float]:
+    from us3l.eval.intervals import wilson_interval
+
+    return wilson_interval(v, N)
+
+
+def _accuracy(tmp_path: Path, fp32: dict[float, float], int8: dict[float, float]) -> Path:
+    """An accuracy.json (schema 2): FP32 rows, and int8/onnx artifact entries where ``int8`` has the width."""
+    doc = header("accuracy", 2)
+    rows = []
+    for w, acc in sorted(fp32.items()):
+        row = {"width": w, "knn_top1": acc, "knn_top1_ci": _ci(acc), "linear_top1": None, "knn_top5": None,
+               "linear_top5": None, "macs": None, "params": None}
+        if w in int8:
+            row["precisions"] = {"int8": {"onnx": {"knn_top1": int8[w], "knn_top1_ci": _ci(int8[w]),
+                                                   "fp32_knn_top1": acc, "knn_top1_drop": acc - int8[w]}}}
+        rows.append(row)
+    doc.update(checkpoint_sha256=None, model="tiny", data="builtin", num_test=N, protocols={}, widths=rows)
+    path = tmp_path / "accuracy.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def profiles(write_profile) -> tuple[Path, Path]:
+    """FP32 and INT8 onnx profiles of the same device: INT8 about 0.6x the FP32 latency at every width."""
+    fp32 = write_profile([{"width": w, "latency": latency(ms, ms, ms)} for w, ms in ((0.25, 2.0), (0.5, 6.0),
+                                                                                     (0.75, 12.0), (1.0, 20.0))])
+    int8 = write_profile([{"width": w, "latency": latency(ms, ms, ms)} for w, ms in ((0.25, 1.2), (0.5, 3.6),
+                                                                                     (0.75, 7.0), (1.0, 12.0))],
+                         precision="int8")
+    return fp32, int8
+
+
+def test_int8_at_a_wider_width_beats_fp32_under_the_budget(profiles, tmp_path: Path) -> None:
+    acc = _accuracy(tmp_path, {0.25: 0.30, 0.5: 0.36, 0.75: 0.45, 1.0: 0.47}, {0.25: 0.29, 0.5: 0.355, 0.75: 0.445})
+    sel = select(list(profiles), Budget(latency_ms=10.0), acc)
+    (d,) = sel.devices  # one pooled answer for cpu/onnx
+    assert (d.precision, d.chosen.width, d.chosen.precision) == ("int8", 0.75, "int8")
+    assert d.by_precision["fp32"]["width"] == 0.5 and d.by_precision["int8"]["width"] == 0.75
+    assert d.reason == (
+        "int8 at width 0.75 (44.5 % ±3.1, 7 ms) beats fp32 at width 0.5 (36.0 % ±3.0, 6 ms) under latency_ms <= 10: "
+        "more accurate"
+    )
+    assert "int8: width 1 has no int8/onnx knn_top1 (us3l eval --artifact) accuracy: excluded" in d.notes
+    doc = sel.to_document()["devices"][0]
+    assert doc["precision"] == "int8" and doc["chosen"]["precision"] == "int8" and doc["reason"] == d.reason
+    assert {(c["width"], c["precision"]) for c in doc["candidates"]} >= {(0.5, "fp32"), (0.5, "int8")}
+
+
+def test_tied_accuracy_goes_to_the_faster_pair(profiles, tmp_path: Path) -> None:
+    # INT8 at 0.5 is inside FP32 0.5's interval and faster: the tie rule picks it
+    acc = _accuracy(tmp_path, {0.25: 0.20, 0.5: 0.40, 0.75: 0.60, 1.0: 0.70}, {0.5: 0.39})
+    (d,) = select(list(profiles), Budget(latency_ms=6.5), acc).devices
+    assert (d.chosen.width, d.chosen.precision, d.decided_by) == (0.5, "int8", "tie->latency")
+    assert d.reason.endswith("under latency_ms <= 6.5: tied accuracy, faster")
+
+
+def test_an_int8_profile_needs_the_artifacts_accuracy(write_profile, tmp_path: Path) -> None:
+    int8 = write_profile([{"width": 0.5, "latency": latency(1.0, 1.0, 1.0)}], precision="int8")
+    acc = _accuracy(tmp_path, {0.5: 0.4}, {})
+    with pytest.raises(US3LError, match="no width is usable.*int8/onnx knn_top1.*measure the INT8 artifacts' "
+                                        "accuracy with us3l eval --artifact"):
+        select([int8], Budget(latency_ms=5.0), acc)
+
+
+def test_without_an_accuracy_file_precisions_are_not_pooled(profiles) -> None:
+    sel = select(list(profiles), Budget(latency_ms=10.0))
+    assert [d.precision for d in sel.devices] == ["fp32", "int8"] and all(d.reason is None for d in sel.devices)
+    assert "by_precision" not in sel.to_document()["devices"][0]
+
+
+def test_export_takes_the_precision_the_selection_chose(profiles, tmp_path: Path) -> None:
+    from us3l.commands.export import _chosen_precisions
+    from us3l.deploy.select import write_selection
+
+    acc = _accuracy(tmp_path, {0.25: 0.30, 0.5: 0.36, 0.75: 0.45, 1.0: 0.47}, {0.25: 0.29, 0.5: 0.355, 0.75: 0.445})
+    path = write_selection(tmp_path / "selection.json", select(list(profiles), Budget(latency_ms=10.0), acc))
+    assert _chosen_precisions(path, "onnx") == {(0.75, "cpu"): "int8"}
