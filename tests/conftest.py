@@ -1,6 +1,24 @@
-"""Shared test settings: deterministic, single-threaded torch so that tests are fast on 2 shared cores."""
+"""Shared test settings: deterministic, single-threaded torch so that tests are fast on 2 shared cores; and a guard
+against the silent SIGSEGV (exit 139, no faulthandler output) that used to kill the whole pytest process.
+
+That crash: OpenVINO's CPU plugin (``SigAltStackSetup`` in its ``Plugin`` constructor/destructor) gives the calling
+thread a new mmap'ed alternate signal stack and, when destroyed, unmaps it and restores the previous one only if its
+own is still current. Every ``ov.Core`` compiles with its own plugin, so two OpenVINO sessions released first-in
+first-out (as a sweep's window releases them) leave the main thread's ``sigaltstack`` pointing at unmapped memory.
+From then on any signal whose handler runs on the alternate stack (``SA_ONSTACK``: every Python-level handler and
+faulthandler's) cannot be delivered: the kernel forces SIGSEGV (``si_code`` SI_KERNEL), whose handler cannot be
+delivered either, and the process dies silently. The signal was SIGCHLD from a subprocess exit -- torch's
+``DataLoader`` installs a Python SIGCHLD handler once a loader with workers ran (tests/data/test_folder.py) -- which
+is why it hit late in the suite, in whichever test next waited for a subprocess (a core dump showed the main thread
+in ``Popen.wait``'s sleep in tests/profiler/test_window.py, its ``sigaltstack`` unmapped). So after each test the
+SIGCHLD disposition is put back as it was before the test, and a dangling alternate signal stack is replaced.
+"""
 
 from __future__ import annotations
+
+import ctypes
+import signal
+import sys
 
 import pytest
 import torch
@@ -11,3 +29,49 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+class _StackT(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+_SS_DISABLE = 2
+_ENOMEM = 12
+_ALT_STACKS: list[ctypes.Array] = []  # replacement alternate stacks: kept for the life of the process
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _repair_sigaltstack() -> bool:
+    """Give the calling (main) thread a fresh alternate signal stack if its current one lies in unmapped memory;
+    True if it did. Linux only; any failure leaves things as they are."""
+    libc = _LIBC
+    if libc is None:
+        return False
+    try:
+        cur = _StackT()
+        if libc.sigaltstack(None, ctypes.byref(cur)) != 0 or cur.ss_flags & _SS_DISABLE or not cur.ss_sp:
+            return False
+        page = 4096
+        start = cur.ss_sp // page * page
+        length = (cur.ss_sp + cur.ss_size - start + page - 1) // page * page
+        vec = ctypes.create_string_buffer(length // page)
+        if libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) == 0 or ctypes.get_errno() != _ENOMEM:
+            return False  # mapped (or not ENOMEM): nothing to repair
+        buf = ctypes.create_string_buffer(64 * 1024)
+        new = _StackT(ctypes.cast(buf, ctypes.c_void_p).value, 0, len(buf))
+        if libc.sigaltstack(ctypes.byref(new), None) != 0:
+            return False
+        _ALT_STACKS.append(buf)
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _signal_state() -> object:
+    """Undo what a test left in the process's signal state (see the module docstring)."""
+    chld = signal.getsignal(signal.SIGCHLD)
+    yield
+    if signal.getsignal(signal.SIGCHLD) is not chld:
+        signal.signal(signal.SIGCHLD, chld)
+    _repair_sigaltstack()

@@ -3,6 +3,7 @@ export reuse re-verifies the artifact it would export now (issue 11.4). Real onn
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -146,17 +147,44 @@ def _selection(path: Path, width: float) -> Path:
     return path
 
 
-def test_quickstart_reuse_reverifies_the_artifact(run: Path, tmp_path: Path) -> None:
+@pytest.fixture()
+def quickstart_exports(exported: ExportResult, run: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Quickstart's export step gets a copy of the module's real, verified export of the same (run, width 0.25,
+    onnx, fp32, cpu) instead of exporting it again; returns the folders it was asked to export into. What the test
+    below checks is the decision to reuse or redo -- the export itself is checked by the other tests here."""
+    import us3l.deploy.export as export_mod
+
+    calls: list[Path] = []
+
+    def export_copy(run_dir: Path, w: float, backend: str, art_dir: Path, precision: str = "fp32",
+                    device_name: str = "local") -> ExportResult:
+        assert (run_dir, w, backend, precision, device_name) == (run, 0.25, "onnx", "fp32", "cpu")
+        dst = Path(art_dir) / device_name / exported.directory.name
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(exported.directory, dst)
+        calls.append(dst)
+        return dataclasses.replace(exported, directory=dst, manifest_path=dst / "manifest.json")
+
+    monkeypatch.setattr(export_mod, "export_width", export_copy)
+    return calls
+
+
+def test_quickstart_reuse_reverifies_the_artifact(
+    run: Path, tmp_path: Path, quickstart_exports: list[Path]
+) -> None:
     from us3l.commands.quickstart import _export
 
     sel = _selection(tmp_path / "selection.json", 0.25)
     art = tmp_path / "artifacts"
     status, (out,) = _export(run, sel, art, force=False)
     assert status == "ran" and Path(out).name == artifact_name(MODEL, 0.25, "onnx", "fp32")
+    assert quickstart_exports == [Path(out)]
     assert _export(run, sel, art, force=False)[0] == "reused"
+    assert len(quickstart_exports) == 1  # reused: nothing exported
 
     # the folder replaced by a valid, verified export of another width: not reused
-    other = export_width(run, 1.0, "onnx", tmp_path / "other", device_name="cpu")
+    other = export_width(run, 1.0, "onnx", tmp_path / "other", device_name="cpu")  # the real export, imported above
     shutil.rmtree(out)
     shutil.copytree(other.directory, out)
     assert _export(run, sel, art, force=False)[0] == "ran"
@@ -173,5 +201,6 @@ def test_quickstart_reuse_reverifies_the_artifact(run: Path, tmp_path: Path) -> 
     data[-1] ^= 1
     model.write_bytes(bytes(data))
     assert _export(run, sel, art, force=False)[0] == "ran"
+    assert quickstart_exports == [Path(out)] * 4  # every refused reuse exported again, into the same folder
     with deploy.load(out, model=MODEL, width=0.25, input_shape=SHAPE) as r:
         assert np.isfinite(r.infer(np.zeros(SHAPE, dtype=np.float32))).all()

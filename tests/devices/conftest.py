@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_exports import Prepared, prepare_once, reuse_prepared
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -124,3 +126,19 @@ def loopback_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackS
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def profile_exports(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
+    """Widths 0.25 and 0.5 of the fresh seeded cifar_resnet18 (``us3l profile --model cifar_resnet18``) exported to
+    ONNX once for the SSH profiles: they check the transport, the remote runner and the errors, not the export."""
+    from us3l.deploy.graph import fresh_model
+
+    return prepare_once(fresh_model("cifar_resnet18"), [0.25, 0.5], (1, 3, 32, 32), "onnx",
+                        tmp_path_factory.mktemp("profile-exports"))
+
+
+@pytest.fixture()
+def shared_exports(monkeypatch: pytest.MonkeyPatch, profile_exports: Prepared) -> list[list[float]]:
+    """``us3l profile`` takes its widths from ``profile_exports``; the width lists it asked for, one per sweep."""
+    return reuse_prepared(monkeypatch, profile_exports)

@@ -1,4 +1,8 @@
-"""End to end over a real sshd on 127.0.0.1: profile with onnxruntime, host keys, unreachable, missing runtime."""
+"""End to end over a real sshd on 127.0.0.1: profile with onnxruntime, host keys, unreachable, missing runtime.
+
+The profiles here take their exported widths from one export per session (``shared_exports`` in conftest.py: the
+graphs ``us3l profile`` would export, checked against its arguments); the export itself is local and is run by
+``us3l profile`` in tests/profiler/test_graph_parity.py and test_sweep_local.py."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ def _tmp_profile_dirs() -> set[str]:
     return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "us3l-profile.*")))
 
 
-def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, tmp_path, capsys):
+def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, shared_exports, tmp_path, capsys):
     dev = tmp_path / "loopback.toml"
     dev.write_text(loopback_ssh.device_toml())
     before = _tmp_profile_dirs()
@@ -33,7 +37,7 @@ def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, tmp_path, capsys):
     assert doc["kind"] == "profile" and doc["device"] == "loopback" and doc["backend"] == "onnx"
     assert doc["reach"] == loopback_ssh.url
     assert doc["threads"] == 1
-    assert [r["width"] for r in doc["records"]] == [0.25, 0.5]
+    assert [r["width"] for r in doc["records"]] == [0.25, 0.5] and shared_exports == [[0.25, 0.5]]
     for r in doc["records"]:
         assert r["latency"]["n"] >= 10 and len(r["latency"]["samples_ms"]) == r["latency"]["n"]
         assert r["macs"] > 0 and r["latency"]["p50_ms"] > 0
@@ -72,7 +76,7 @@ def test_wrong_host_key_is_refused(loopback_ssh, tmp_path):
         SSHSession(spec.reach).connect()
 
 
-def test_unreachable_port_is_a_clear_error(loopback_ssh, tmp_path, capsys):
+def test_unreachable_port_is_a_clear_error(loopback_ssh, shared_exports, tmp_path, capsys):
     from tests.devices.conftest import free_port
 
     dev = _write(tmp_path, loopback_ssh.device_toml(port=free_port()))
@@ -82,7 +86,7 @@ def test_unreachable_port_is_a_clear_error(loopback_ssh, tmp_path, capsys):
     assert err.startswith("error: cannot reach ssh://") and err.count("\n") == 1
 
 
-def test_missing_runtime_is_a_clear_error(loopback_ssh, tmp_path, capsys):
+def test_missing_runtime_is_a_clear_error(loopback_ssh, shared_exports, tmp_path, capsys):
     # a real interpreter without onnxruntime: the venv's python with site-packages disabled (-S)
     wrapper = tmp_path / "python-no-runtime"
     wrapper.write_text(f'#!/bin/sh\nexec "{loopback_ssh.python}" -S "$@"\n')

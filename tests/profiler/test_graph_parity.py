@@ -9,8 +9,10 @@ operator by operator, and by hash.
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import onnx
@@ -19,7 +21,6 @@ import torch
 
 from us3l.cli import main
 from us3l.deploy.graph import compare_graphs, fresh_model
-from us3l.profiler.sweep import prepare_widths
 
 FAST = ["--threads", "1", "--max-seconds", "0.2", "--target-ci", "0.2"]
 
@@ -34,12 +35,6 @@ def means(counts: Counter[str]) -> int:
     return counts["ReduceMean"] + counts["GlobalAveragePool"]
 
 
-def profiled_ops(model: torch.nn.Module, width: float, shape: tuple[int, ...], root: Path) -> tuple[Counter, str]:
-    """Operator counts and hash of the ONNX graph the profiler times at ``width`` (run_sweep's own builder)."""
-    (item,) = prepare_widths(model, [width], shape, "fp32", "onnx", root)
-    return ops(item.artifact.path), str(item.graph_sha256)
-
-
 ERR: list[str] = []  # stderr of the last cli_json call
 
 
@@ -51,22 +46,43 @@ def cli_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
     return json.loads(cap.out)
 
 
-def test_fresh_model_profiled_graph_is_the_exported_graph(tmp_path: Path, capsys) -> None:
-    model = "cifar_resnet18"
-    prof = cli_json(capsys, ["profile", "--device", "cpu", "--model", model, "--widths", "0.25", "--backend", "onnx",
-                             "--out", str(tmp_path / "p"), "--json", *FAST])
+def cli_quiet(argv: list[str]) -> tuple[dict, str]:
+    """``cli_json`` for module fixtures (no capsys there): (stdout JSON, stderr) of ``us3l ARGV``."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        rc = main(argv)
+    assert rc == 0, err.getvalue()
+    return json.loads(out.getvalue()), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The fresh seeded cifar_resnet18 at width 0.25 through the CLI, once for the tests below: profiled with onnx,
+    selected from that profile, and exported from that selection (two exports, each a real run of the exporter)."""
+    model, tmp = "cifar_resnet18", tmp_path_factory.mktemp("fresh")
+    prof, _ = cli_quiet(["profile", "--device", "cpu", "--model", model, "--widths", "0.25", "--backend", "onnx",
+                         "--out", str(tmp / "p"), "--json", *FAST])
+    pfile = tmp / "p" / f"{model}-cpu-onnx-fp32.json"
+    sel, _ = cli_quiet(["select", "--profile", str(pfile), "--macs", "1e12", "--out", str(tmp / "s.json"), "--json"])
+    out, _ = cli_quiet(["export", "--model", model, "--selection", str(tmp / "s.json"), "--backend", "onnx",
+                        "--out", str(tmp / "x"), "--json"])
+    (exp,) = out["exports"]
+    return {"model": model, "prof": prof, "pfile": pfile, "sel": sel, "selection": tmp / "s.json", "out": out,
+            "mdir": Path(exp["directory"])}
+
+
+def test_fresh_model_profiled_graph_is_the_exported_graph(fresh: dict) -> None:
+    prof = fresh["prof"]
     (rec,) = prof["records"]
     assert rec["bn"] == "frozen-uncalibrated" and prof["init_seed"] == 0
-    cli_json(capsys, ["export", "--model", model, "--width", "0.25", "--backend", "onnx", "--out",
-                      str(tmp_path / "x"), "--json"])
-    mdir = tmp_path / "x" / "local" / f"{model}-w0.25-onnx-fp32"
+    mdir = fresh["mdir"]
+    assert mdir.name == f"{fresh['model']}-w0.25-onnx-fp32"
     manifest = json.loads((mdir / "manifest.json").read_text())
     exported = ops(mdir / "model.onnx")
-    profiled, digest = profiled_ops(fresh_model(model), 0.25, (1, 3, 32, 32), tmp_path / "g")
-    assert profiled == exported
     assert exported["BatchNormalization"] == 0 and means(exported) == 1  # BN folded; only the global pool
-    # byte for byte: the CLI profile, the builder and the shipped file are the same graph
-    assert rec["graph_sha256"] == digest == manifest["model"]["graph"]["graph_sha256"]
+    # byte for byte: the graph the CLI profile timed (run_sweep's own builder, prepare_widths) is the shipped file,
+    # written by a second, separate export -- so the two graphs have the same operators as well
+    assert rec["graph_sha256"] == manifest["model"]["graph"]["graph_sha256"]
     assert rec["graph_structure_sha256"] == manifest["model"]["graph"]["graph_structure_sha256"]
     assert manifest["model"]["graph"]["bn"] == "frozen-uncalibrated" and manifest["source"]["init_seed"] == 0
 
@@ -101,59 +117,54 @@ def test_checkpoint_uncalibrated_width_is_profiled_frozen(run_dir: Path, tmp_pat
     assert "1 of 2 widths have no calibrated BN statistics" in ERR[0]
     low, full = sorted(prof["records"], key=lambda r: r["width"])
     assert (low["bn"], full["bn"]) == ("frozen-uncalibrated", "calibrated")
-    loaded = load_backbone(run_dir)
-    profiled_low, _ = profiled_ops(loaded.model, 0.25, (1, 3, 16, 16), tmp_path / "g")
-    assert profiled_low["BatchNormalization"] == 0 and means(profiled_low) == 1
 
-    # export ships calibrated widths only; the calibrated one is byte-identical to its profiled graph, and the
-    # uncalibrated width's profiled graph has the same operators as what export writes
+    # export ships calibrated widths only; the calibrated one is byte-identical to its profiled graph
     cli_json(capsys, ["export", "--ckpt", str(run_dir), "--width", "1.0", "--backend", "onnx", "--out",
                       str(tmp_path / "x"), "--json"])
     mdir = tmp_path / "x" / "local" / "cifar_resnet18-w1-onnx-fp32"
     manifest = json.loads((mdir / "manifest.json").read_text())
-    assert ops(mdir / "model.onnx") == profiled_low
     assert manifest["model"]["graph"]["graph_sha256"] == full["graph_sha256"]
     assert main(["export", "--ckpt", str(run_dir), "--width", "0.25", "--backend", "onnx", "--out",
                  str(tmp_path / "x")]) == 1
     assert "no calibrated BN statistics" in capsys.readouterr().err
 
     # once calibrated, the width exports with the structure that was profiled (other BN values: a note only)
+    from us3l.deploy.export import export_width
     from us3l.slim import calibrating
 
+    loaded = load_backbone(run_dir)
     with torch.no_grad(), calibrating(loaded.model, 0.25):
         loaded.model(torch.randn(8, 3, 16, 16))
-    from us3l.deploy.export import export_width
-
     res = export_width(loaded, 0.25, "onnx", tmp_path / "y")
     g = res.manifest["model"]["graph"]
     assert g["bn"] == "calibrated" and g["graph_structure_sha256"] == low["graph_structure_sha256"]
     assert g["graph_sha256"] != low["graph_sha256"]
+    # the structure hash covers every node (only initializer data is left out), so the uncalibrated width's
+    # profiled graph has exactly these operators: BN frozen and folded (never batch statistics), the same
+    # operators as the shipped width-1.0 file
+    profiled_low = ops(res.directory / "model.onnx")
+    assert profiled_low["BatchNormalization"] == 0 and means(profiled_low) == 1
+    assert ops(mdir / "model.onnx") == profiled_low
     side = {"backend": "onnx", "precision": "fp32", "checkpoint_sha256": prof["checkpoint_sha256"]}
     warnings, notes = compare_graphs({**low, **side}, {**g, **side, "label": "w0.25"})
     assert warnings == [] and "same graph structure" in notes[0]
 
 
-def test_select_and_export_warn_on_a_graph_mismatch(tmp_path: Path, capsys) -> None:
-    model = "cifar_resnet18"
-    cli_json(capsys, ["profile", "--device", "cpu", "--model", model, "--widths", "0.25", "--backend", "onnx",
-                      "--out", str(tmp_path / "p"), "--json", *FAST])
-    pfile = tmp_path / "p" / f"{model}-cpu-onnx-fp32.json"
-    sel = cli_json(capsys, ["select", "--profile", str(pfile), "--macs", "1e12", "--out", str(tmp_path / "s.json"),
-                            "--json"])
+def test_select_and_export_warn_on_a_graph_mismatch(fresh: dict, tmp_path: Path, capsys) -> None:
+    model, sel, out = fresh["model"], fresh["sel"], fresh["out"]
     assert sel["warnings"] == [] and sel["devices"][0]["chosen"]["graph"]["graph_sha256"]
-    out = cli_json(capsys, ["export", "--model", model, "--selection", str(tmp_path / "s.json"), "--backend", "onnx",
-                            "--out", str(tmp_path / "x"), "--json"])
     assert out["warnings"] == [] and out["notes"] == []  # the same seeded weights: byte-identical, nothing to say
     # exported at another batch size: the latency was measured on another graph
-    out = cli_json(capsys, ["export", "--model", model, "--selection", str(tmp_path / "s.json"), "--backend", "onnx",
+    out = cli_json(capsys, ["export", "--model", model, "--selection", str(fresh["selection"]), "--backend", "onnx",
                             "--batch", "2", "--out", str(tmp_path / "x2"), "--json"])
     assert len(out["warnings"]) == 1 and "structure" in out["warnings"][0]
     assert "warning:" in ERR[0]
     # a profile from before graphs were recorded: select says so
-    doc = json.loads(pfile.read_text())
+    doc = json.loads(fresh["pfile"].read_text())
     for r in doc["records"]:
         for k in ("bn", "graph_sha256", "graph_structure_sha256"):
             r.pop(k)
+    pfile = tmp_path / fresh["pfile"].name
     pfile.write_text(json.dumps(doc))
     sel = cli_json(capsys, ["select", "--profile", str(pfile), "--macs", "1e12", "--out", str(tmp_path / "s2.json"),
                             "--json"])

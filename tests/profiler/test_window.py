@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.profiler.test_measure import FakeClock, sampler
+from tests.shared_exports import Prepared, prepare_once, reuse_prepared
 from us3l.devices.registry import get_device
 from us3l.profiler import timers as timers_mod
 from us3l.profiler.measure import MeasurementPolicy, WindowFull, measure_windowed, stop_reason
@@ -144,13 +145,32 @@ def counted_sessions(monkeypatch):
     return state
 
 
+TINY_WIDTHS = [0.25, 0.5, 1.0]  # three widths: a window of two must still defer one
+
+
+@pytest.fixture(scope="module")
+def tiny_exports(tmp_path_factory) -> Prepared:
+    """Every width of the fresh tiny cifar_resnet18 (16x16) exported to ONNX once for this module's real sweeps (what
+    they check is the window and the budget over real onnxruntime sessions, not the export)."""
+    from us3l.deploy.graph import fresh_model
+
+    return prepare_once(fresh_model("cifar_resnet18", base_channels=8), TINY_WIDTHS, (1, 3, 16, 16), "onnx",
+                        tmp_path_factory.mktemp("tiny-exports"))
+
+
+@pytest.fixture()
+def shared_exports(monkeypatch, tiny_exports: Prepared) -> list[list[float]]:
+    return reuse_prepared(monkeypatch, tiny_exports)
+
+
 @pytest.mark.parametrize(("kwargs", "size"), [({"max_window": 2}, 2), ({"max_memory_mb": 1}, 1)])
-def test_real_sweep_holds_at_most_the_window(counted_sessions, kwargs, size):
+def test_real_sweep_holds_at_most_the_window(counted_sessions, shared_exports, kwargs, size):
     from us3l.deploy.graph import fresh_model
 
     net = fresh_model("cifar_resnet18", base_channels=8)
-    widths = [0.25, 0.5, 0.75, 1.0]
+    widths = TINY_WIDTHS
     prof = run_sweep(net, "tiny", widths, get_device("cpu"), 16, backend="onnx", threads=1, policy=FAST, **kwargs)
+    assert shared_exports == [widths]
     assert counted_sessions["most"] == size and counted_sessions["live"] == 0
     assert counted_sessions["opened"] == len(widths) + 1  # + the memory probe of the widest
     assert prof.window is not None and prof.window["size"] == size and prof.window["max_live"] == size
@@ -158,15 +178,17 @@ def test_real_sweep_holds_at_most_the_window(counted_sessions, kwargs, size):
     assert prof.peak_rss_bytes and prof.peak_rss_bytes > 0
     assert [r.width for r in prof.records] == widths and all(r.latency.n >= 1 for r in prof.records)
     tb = prof.time_budget
-    assert tb is not None and tb["max_total_seconds"] is None and tb["stable_widths"] + tb["unstable_widths"] == 4
+    assert tb is not None and tb["max_total_seconds"] is None
+    assert tb["stable_widths"] + tb["unstable_widths"] == len(widths)
 
 
-def test_real_sweep_under_a_spent_budget_flags_every_width():
+def test_real_sweep_under_a_spent_budget_flags_every_width(shared_exports):
     from us3l.deploy.graph import fresh_model
 
     net = fresh_model("cifar_resnet18", base_channels=8)
     prof = run_sweep(net, "tiny", [0.25, 1.0], get_device("cpu"), 16, backend="onnx", threads=1, policy=FAST,
                      max_total_seconds=1e-6)
+    assert shared_exports == [[0.25, 1.0]]
     assert all(r.stop_reason == "budget" and r.share_s == 0.0 and not r.latency.stable for r in prof.records)
     assert prof.time_budget["budget_stopped"] == 2 and prof.time_budget["stable_widths"] == 0
 
