@@ -1,0 +1,150 @@
+"""INT8 vs FP32 per width and backend, measured side by side in one run: latency ratio and the kNN drop.
+
+For each model and width: export FP32 and post-training INT8 artifacts with ``us3l.deploy.export.export_width``
+(ONNX: onnxruntime Q/DQ; OpenVINO: NNCF; each verified), then time all of them round-robin with
+``us3l.profiler.measure.measure_interleaved`` (the runtimes' own synchronous calls, as ``us3l profile`` times
+them), so drift hits every artifact alike. Prints p50 per precision and the INT8/FP32 ratio (< 1: INT8 faster).
+
+Fresh models (``--models``, seeded init, calibration images from ``--calib-data``) give latency only; with
+``--ckpt RUN`` (a trained run whose widths are calibrated) the run's model is added and, per width and backend,
+the kNN top-1 of the INT8 artifact's own embeddings beside FP32 PyTorch (``us3l.deploy.accuracy``, the
+``us3l eval --artifact`` protocol: same bank, k, temperature, 95 % Wilson intervals). The CPU's instruction set
+is printed: INT8 convolutions are fast with AVX512-VNNI / AVX-VNNI (``vpdpbusd``) or AMX; with AVX2 only they
+use ``vpmaddubsw`` + ``vpmaddwd`` and often do not beat FP32.
+
+    python benchmarks/int8_vs_fp32.py [--models cifar_resnet18,resnet50] [--widths 1.0,0.5,0.25] \\
+        [--ckpt RUN] [--threads 1] [--max-seconds 3] [--calib-images 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from us3l.deploy import get_backend
+from us3l.deploy.export import VerificationFailed, export_width, int8_calibration_for
+from us3l.deploy.graph import fresh_model
+from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.timers import load_interleaved
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_tile")
+
+
+def cpu_isa() -> str:
+    """The INT8-relevant instruction-set flags of this CPU (``/proc/cpuinfo``), and its model name."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    have = [f for f in ISA_FLAGS if f in flags]
+    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return f"{name}; {' '.join(have) or 'no AVX2'}; int8 dot-product instructions (VNNI/AMX): {'yes' if vnni else 'no'}"
+
+
+def runner_timer(runner: Any, x: np.ndarray) -> Callable[[int], Sequence[float]]:
+    return lambda n: [runner.time_once(x) for _ in range(n)]
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="cifar_resnet18,resnet50", help="fresh registered models ('' for none)")
+    ap.add_argument("--ckpt", default=None, help="a trained run (calibrated widths): adds it, with the kNN drop")
+    ap.add_argument("--widths", default="1.0,0.5,0.25")
+    ap.add_argument("--backends", default="onnx,openvino")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-seconds", type=float, default=3.0, help="time cap per artifact")
+    ap.add_argument("--calib-images", type=int, default=300)
+    ap.add_argument("--calib-data", default="builtin", help="calibration data of the fresh models")
+    ap.add_argument("--knn-max-train", type=int, default=None, help="cap the kNN bank (seeded stratified)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    widths = [float(w) for w in args.widths.split(",")]
+    backends = [b for b in args.backends.split(",") if get_backend(b).available()]
+    sources: list[tuple[str, Any, str | None]] = [(m, fresh_model(m), m) for m in args.models.split(",") if m]
+    loaded = None
+    if args.ckpt:
+        from us3l.eval.runner import open_checkpoint
+
+        loaded = open_checkpoint(args.ckpt)
+        sources.append((f"{loaded.meta['model']} (trained: {args.ckpt})", loaded, None))
+
+    print(f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_commit()}, "
+          f"{args.threads} thread(s), batch 1, torch {torch.__version__}, "
+          + ", ".join(f"{b} {get_backend(b).runtime_version()}" for b in backends))
+    print(f"# CPU: {cpu_isa()}")
+    timers: dict[tuple[str, float, str, str], Callable[[int], Sequence[float]]] = {}
+    runners, exported = [], {}
+    with tempfile.TemporaryDirectory(prefix="us3l-int8-bench-") as tmp:
+        for i, (label, src, name) in enumerate(sources):
+            calib = int8_calibration_for(src, args.calib_images, None if name is None else args.calib_data,
+                                         model_name=name)
+            for w in widths:
+                for b in backends:
+                    for prec in ("fp32", "int8"):
+                        try:
+                            res = export_width(src, w, b, Path(tmp) / f"s{i}", prec, "bench", model_name=name,
+                                               calibration=calib if prec == "int8" else None)
+                        except VerificationFailed as exc:  # timed anyway; the table says it failed
+                            res = exc.result
+                        exported[(label, w, b, prec)] = res
+                        r = load_interleaved(b, res.artifact.path, args.threads, precision=prec)
+                        runners.append(r)
+                        x = np.ascontiguousarray(calib.inputs[:1])
+                        timers[(label, w, b, prec)] = runner_timer(r, x)
+        policy = MeasurementPolicy(warmup=20, min_repeats=50, max_repeats=3000, max_seconds=args.max_seconds)
+        lat = measure_interleaved(timers, policy)
+        for r in runners:
+            r.close()
+        knn: dict[tuple[float, str], dict[str, Any]] = {}
+        if loaded is not None:
+            from us3l.deploy.accuracy import evaluate_artifact
+            from us3l.eval.runner import EvalSettings, KnnSettings
+
+            settings = EvalSettings(knn=KnnSettings(max_train=args.knn_max_train))
+            label = sources[-1][0]
+            for w in widths:
+                for b in backends:
+                    out = evaluate_artifact(loaded, exported[(label, w, b, "int8")].directory, settings=settings,
+                                            threads=args.threads)
+                    knn[(w, b)] = out["entry"]
+
+    print(f"{'model':<38} {'width':>5} {'backend':>9} {'fp32 p50 ms':>12} {'int8 p50 ms':>12} {'int8/fp32':>10}"
+          f" {'verify cos':>10}" + (f" {'fp32 kNN@1':>11} {'int8 kNN@1':>11} {'drop pts':>9}" if knn else ""))
+    for label, _, name in sources:
+        for w in widths:
+            for b in backends:
+                f, q = lat[(label, w, b, "fp32")].stats, lat[(label, w, b, "int8")].stats
+                v = exported[(label, w, b, "int8")].verification
+                line = (f"{label:<38} {w:>5g} {b:>9} {f.p50_ms:>12.3f} {q.p50_ms:>12.3f} {q.p50_ms / f.p50_ms:>9.2f}x"
+                        f" {v.mean_cosine:>10.5f}" + ("" if v else " (int8 verification FAILED)"))
+                if knn and name is None:
+                    e = knn[(w, b)]
+                    line += (f" {100 * e['fp32_knn_top1']:>11.1f} {100 * e['knn_top1']:>11.1f}"
+                             f" {100 * e['knn_top1_drop']:>+9.1f}")
+                print(line)
+    print("int8/fp32 = INT8 p50 / FP32 p50 of the same width and backend, timed interleaved (< 1: INT8 faster); "
+          "verify cos = mean cosine of the INT8 artifact to FP32 PyTorch on held-out images; drop = FP32 - INT8 "
+          "kNN top-1 (same bank, k, test images); n per cell: "
+          + ", ".join(sorted({str(m.stats.n) for m in lat.values()})))
+
+
+if __name__ == "__main__":
+    main()
