@@ -33,7 +33,7 @@ def test_activation_and_weight_bytes_by_hand():
     assert activation_bytes(inplace, x) == 768 + 256 * 4  # in-place output shares storage: counted once
 
 
-@pytest.mark.parametrize("backend", ["onnx", "openvino", "torch"])
+@pytest.mark.parametrize("backend", ["onnx", "torch"])  # openvino: through the CLI, below
 def test_local_sweep_real_runtimes(backend):
     from us3l.deploy.graph import fresh_model
 
@@ -57,13 +57,27 @@ def test_local_sweep_real_runtimes(backend):
 
 
 def test_cli_profile_cpu_openvino_json_and_plot(tmp_path, capsys):
-    rc = main(["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "0.25", "--backend", "openvino",
-               "--threads", "1", "--max-seconds", "0.3", "--target-ci", "0.05", "--out", str(tmp_path), "--plot",
-               "--json"])
+    """The local OpenVINO sweep, through ``us3l profile`` (what test_local_sweep_real_runtimes checks for onnx and
+    torch, here on the CLI's JSON document), plus the plot and CSV."""
+    rc = main(["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "0.25,1.0", "--backend",
+               "openvino", "--threads", "1", "--max-seconds", "0.3", "--target-ci", "0.05", "--out", str(tmp_path),
+               "--plot", "--json"])
     out = capsys.readouterr().out
     assert rc == 0
     doc = json.loads(out)  # --json: stdout is exactly one JSON document
     assert doc["backend"] == "openvino" and doc["policy"]["max_seconds"] == 0.3 and doc["threads"] == 1
+    assert doc["input_shape"] == [1, 3, 32, 32] and doc["init_seed"] == 0
+    recs = doc["records"]
+    assert [r["width"] for r in recs] == [0.25, 1.0] and recs[0]["macs"] < recs[1]["macs"]
+    assert recs[1]["channels"] == 512  # cifar_resnet18's widest layer at width 1.0
+    # a fresh model has no BN statistics: timed frozen (never batch statistics), and the graph is named
+    assert all(r["bn"] == "frozen-uncalibrated" and r["graph_sha256"] and r["graph_structure_sha256"] for r in recs)
+    for r in recs:
+        lat = r["latency"]
+        assert lat["n"] >= 10 and r["stop_reason"] in ("target", "max_repeats", "time_cap")
+        assert lat["min_ms"] <= lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    assert doc["runtime_version"] and "onnxruntime_allow_spinning" not in doc.get("extra", {})
+    assert "cpu" in doc["fingerprint"] and doc["fingerprint"]["packages"]
     assert (tmp_path / "cifar_resnet18-cpu-openvino-fp32.png").stat().st_size > 1000
     assert (tmp_path / "cifar_resnet18-cpu-openvino-fp32.csv").is_file()
 
