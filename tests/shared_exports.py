@@ -4,8 +4,8 @@
 a module-scoped fixture; ``reuse_prepared`` then makes ``run_sweep`` -- called directly or through ``us3l profile``
 -- take its widths from there, after checking that it asks for exactly what was prepared: the same weights (and BN
 buffers), input shape, backend and precision. Only for tests whose property is what happens after the export (the
-window, the budget, the SSH transport, error messages); test_sweep_local.py, test_graph_parity.py and
-test_ssh_window.py run the sweep's exports end to end.
+window, the budget, the SSH transport, error messages); tests/profiler/test_sweep_local.py and
+test_graph_parity.py run the sweep's exports end to end.
 """
 
 from __future__ import annotations
