@@ -78,11 +78,17 @@ class OrtModel:
         return time.perf_counter() - t0
 
 
+_OV_CORE = []  # one openvino.Core per process (see us3l.deploy.backends.openvino.shared_core: released Cores
+# leave the thread's signal stack dangling, and the next signal is a silent SIGSEGV)
+
+
 class OvModel:
     def __init__(self, path, threads, device, precision):
         import openvino as ov
 
-        core = ov.Core()
+        if not _OV_CORE:
+            _OV_CORE.append(ov.Core())
+        core = _OV_CORE[0]
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if threads and device.startswith("CPU"):
             config["INFERENCE_NUM_THREADS"] = int(threads)

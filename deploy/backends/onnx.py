@@ -66,10 +66,10 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 #: Exporters ``export_onnx`` can use; the first is the default (``US3L_ONNX_EXPORTER`` overrides it). The
-#: TorchScript exporter is 1.5-1.8x cheaper per export process (docs/deploy.md "Export time") but stays opt-in
-#: until an intermittent segfault is understood: with it as the default, the default test suite crashed in 3 of
-#: 5 runs inside tests/profiler/test_window.py::test_remote_runner_honours_max_memory (an in-process TorchScript
-#: export after many others in the same process); with dynamo it passed every time.
+#: TorchScript exporter is 1.5-1.8x cheaper per export process (docs/deploy.md "Export time"). It stayed opt-in
+#: because the default test suite crashed (exit 139) in tests/profiler/test_window.py with it as the default; that
+#: crash was later traced to OpenVINO, not the exporter: released ov.Core objects left the signal stack dangling
+#: (fixed by one shared Core, us3l.deploy.backends.openvino.shared_core). Making TorchScript the default is open.
 EXPORTERS = ("dynamo", "torchscript")
 #: ONNX opset of the TorchScript exporter (the dynamo exporter's default in torch 2.13 is 18 as well).
 OPSET = 18

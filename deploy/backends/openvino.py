@@ -28,6 +28,23 @@ from us3l.errors import US3LError
 TIMED_CALL = "openvino InferRequest.infer() (sync), input tensor bound once (shared memory)"
 
 
+_CORE: Any = None
+
+
+def shared_core() -> Any:
+    """The process's one ``openvino.Core``. OpenVINO's CPU plugin (2026.4) gives every Core its own alternate
+    signal stack and, when that Core is destroyed, restores the previous one only if its own is still current:
+    two Cores released oldest first (as a sweep window releases sessions) leave the thread's signal stack on
+    unmapped memory, and the next signal handled in Python (SIGCHLD, Ctrl-C) kills the process with a silent
+    SIGSEGV. One Core for the whole process is never released before exit."""
+    global _CORE
+    if _CORE is None:
+        import openvino as ov
+
+        _CORE = ov.Core()
+    return _CORE
+
+
 class OpenVinoRunner(Runner):
     """A compiled OpenVINO model and one synchronous infer request.
 
@@ -41,9 +58,7 @@ class OpenVinoRunner(Runner):
     backend = "openvino"
 
     def __init__(self, path: Path, threads: int | None, device: str, precision: str | None) -> None:
-        import openvino as ov
-
-        core = ov.Core()
+        core = shared_core()
         if device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise US3LError(
                 f"OpenVINO device '{device}' is not present (available: {', '.join(core.available_devices)})"
