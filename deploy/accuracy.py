@@ -69,17 +69,15 @@ def evaluate_artifact(
     Returns ``{"width", "precision", "backend", "entry", "fp32", "protocols", "data", ...}``: ``entry`` is what
     ``us3l.eval.accuracy.add_precision_entry`` stores, ``fp32`` the PyTorch width row (knn/linear fields).
     """
-    from us3l.data import load_dataset
-    from us3l.data.folder import eval_transform_for
     from us3l.deploy.loading import load
     from us3l.deploy.manifest import read_manifest
     from us3l.eval.features import embedding_std, extract_features
     from us3l.eval.intervals import wilson_interval
     from us3l.eval.linear import train_linear_probe
-    from us3l.eval.runner import EvalSettings, input_normalization, resolve_data_spec
+    from us3l.eval.runner import EvalSettings, knn_data, resolve_data_spec
     from us3l.io import file_sha256
     from us3l.slim import canonical_width
-    from us3l.train.knn import dataset_labels, effective_k, knn_predict, stratified_indices, subset_dataset
+    from us3l.train.knn import knn_predict
 
     s = settings or EvalSettings()
     if s.run_linear and s.linear.augment:
@@ -94,21 +92,13 @@ def evaluate_artifact(
     shape = doc["input"]["shape"]
     if int(shape[-1]) != input_size:
         raise US3LError(f"{directory}: the artifact takes {shape[-1]} px images, the checkpoint {input_size} px")
-    train_ds = load_dataset(spec, "train", image_size=input_size)
-    test_ds = load_dataset(spec, "test", image_size=input_size)
-    mean, std = input_normalization(meta, train_ds)
+    d = knn_data(spec, meta, s, input_size)
     recorded = doc["input"].get("normalization") or {}
-    if recorded.get("mean") is not None and not np.allclose(recorded["mean"], mean):
+    if recorded.get("mean") is not None and not np.allclose(recorded["mean"], d.mean):
         raise US3LError(f"{directory}: the artifact expects another input normalisation than the checkpoint's")
-    transform = eval_transform_for(train_ds, input_size, mean, std)
+    train_ds, test_ds, transform, bank_idx, bank_ds, k_requested, k = (
+        d.train, d.test, d.transform, d.bank_idx, d.bank, d.k_requested, d.k)
     num_classes, num_test = int(train_ds.num_classes), len(test_ds)
-
-    bank_idx = None
-    if s.knn.max_train is not None and len(train_ds) > s.knn.max_train:
-        bank_idx = stratified_indices(dataset_labels(train_ds), s.knn.max_train, s.knn.bank_seed)
-    bank_ds = train_ds if bank_idx is None else subset_dataset(train_ds, bank_idx)
-    k_requested = s.knn.requested_k(meta)
-    k = effective_k(k_requested, dataset_labels(bank_ds))
     full_train = s.run_linear
     feature_ds = train_ds if full_train else bank_ds
     batch = None if shape[0] == "batch" else int(shape[0])

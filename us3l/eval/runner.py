@@ -206,6 +206,42 @@ def input_normalization(meta: dict[str, Any], ds: Any) -> tuple[tuple[float, ...
     return tuple(ds.mean), tuple(ds.std)
 
 
+@dataclass(frozen=True)
+class KnnData:
+    """The evaluation data of one checkpoint: both splits, the input normalisation and eval transform, and the
+    kNN feature bank (the train split, or its seeded stratified subset of ``max_train`` images: ``bank_idx``)
+    with the requested and the effective (data-capped) k."""
+
+    train: Any
+    test: Any
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    transform: Any
+    bank_idx: Any
+    bank: Any
+    k_requested: int
+    k: int
+
+
+def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int) -> KnnData:
+    """Load ``spec``'s splits at ``input_size`` and choose the kNN bank and k (``us3l eval`` and the artifact's
+    own accuracy, ``us3l.deploy.accuracy``, use the same)."""
+    from us3l.data import load_dataset
+    from us3l.data.folder import eval_transform_for
+    from us3l.train.knn import dataset_labels, effective_k, stratified_indices, subset_dataset
+
+    train_ds = load_dataset(spec, "train", image_size=input_size)
+    test_ds = load_dataset(spec, "test", image_size=input_size)
+    mean, std = input_normalization(meta, train_ds)
+    bank_idx = None
+    if s.knn.max_train is not None and len(train_ds) > s.knn.max_train:
+        bank_idx = stratified_indices(dataset_labels(train_ds), s.knn.max_train, s.knn.bank_seed)
+    bank_ds = train_ds if bank_idx is None else subset_dataset(train_ds, bank_idx)
+    k_requested = s.knn.requested_k(meta)
+    return KnnData(train_ds, test_ds, mean, std, eval_transform_for(train_ds, input_size, mean, std), bank_idx,
+                   bank_ds, k_requested, effective_k(k_requested, dataset_labels(bank_ds)))
+
+
 def calibrate_checkpoint(
     loaded: Any,
     data: str | None,
@@ -275,11 +311,10 @@ def evaluate_checkpoint(
 
     Returns the ``accuracy.json`` document (schema 2, not written).
     """
-    from us3l.data import LinearTrainAugment, load_dataset
-    from us3l.data.folder import eval_transform_for
+    from us3l.data import LinearTrainAugment
     from us3l.eval.intervals import wilson_interval
     from us3l.eval.presets import apply_preset
-    from us3l.train.knn import dataset_labels, effective_k, knn_accuracy, stratified_indices, subset_dataset
+    from us3l.train.knn import knn_accuracy
 
     s = settings or EvalSettings()
     model, meta = loaded.model, loaded.meta
@@ -292,20 +327,11 @@ def evaluate_checkpoint(
         calibration = read_bn_stats_settings(loaded.path.parent)
 
     input_size = int(meta.get("input_size") or model.input_size)
-    train_ds = load_dataset(spec, "train", image_size=input_size)
-    test_ds = load_dataset(spec, "test", image_size=input_size)
+    d = knn_data(spec, meta, s, input_size)
+    train_ds, test_ds, mean, std, transform, bank_idx, bank_ds, k_requested, k = (
+        d.train, d.test, d.mean, d.std, d.transform, d.bank_idx, d.bank, d.k_requested, d.k)
     num_classes = int(train_ds.num_classes)
     num_test = len(test_ds)
-    mean, std = input_normalization(meta, train_ds)
-    transform = eval_transform_for(train_ds, input_size, mean, std)
-
-    # the kNN feature bank: the train split, or its seeded stratified subset of max_train images
-    bank_idx = None
-    if s.knn.max_train is not None and len(train_ds) > s.knn.max_train:
-        bank_idx = stratified_indices(dataset_labels(train_ds), s.knn.max_train, s.knn.bank_seed)
-    bank_ds = train_ds if bank_idx is None else subset_dataset(train_ds, bank_idx)
-    k_requested = s.knn.requested_k(meta)
-    k = effective_k(k_requested, dataset_labels(bank_ds))
     full_train = s.run_linear and not s.linear.augment  # the cached-feature probe needs every train image
 
     def ci(v: float | None) -> list[float] | None:
