@@ -326,9 +326,9 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
     if "us3l" in probes:
         # schedule A: a quarter of the epochs at full width only (the cost of a single_w1 epoch: EMA teacher +
         # full-width student), three quarters with three widths (the sandwich probe's cost)
-        t_full = probes.get(f"single_w{max(_floats(args.single_widths), default=0.0):g}")
+        t_full = probes.get("single_w1")  # present when width 1 is among --single-widths
         t_us3l = probes["us3l"]["epoch_cpu_seconds"]
-        if t_full is not None and max(_floats(args.single_widths), default=0.0) == 1.0:
+        if t_full is not None:
             t_us3l = schedule_a_epoch_seconds(t_full["epoch_cpu_seconds"], t_us3l)
     same_epochs = [w for w in _floats(args.single_widths) if args.same_epochs and f"single_w{w:g}" in probes]
     # the same-epochs singles cost (their epoch time / us3l's) of one share each, spread over the slots
