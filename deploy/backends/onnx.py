@@ -1,11 +1,11 @@
 """ONNX backend: one self-contained ``model.onnx`` (weights inside), run with ONNX Runtime.
 
 Two exporters write the same operators with the same latency (``benchmarks/export_time.py --latency``):
-``torch.onnx.export(dynamo=True, optimize=True)`` (the default, torch's default since 2.9) and the TorchScript
-exporter (``dynamo=False``, opset 18, constant folding), which costs 1.5-1.8x less CPU per export process
-(docs/deploy.md "Export time") but is opt-in (``US3L_ONNX_EXPORTER=torchscript``) until the crash noted at
-``EXPORTERS`` is understood. Where the TorchScript exporter is chosen but missing (a future torch) or fails on a
-module, the dynamo exporter is used and the manifest's ``backend.exporter``/``exporter_note`` say so. Either way
+the TorchScript exporter (``dynamo=False``, opset 18, constant folding; the default) and
+``torch.onnx.export(dynamo=True, optimize=True)`` (torch's default since 2.9), which costs about twice the time per
+export process (docs/deploy.md "Export time"; ``US3L_ONNX_EXPORTER=dynamo`` selects it). Where the TorchScript
+exporter is missing (a future torch) or fails on a module, the dynamo exporter is used and the manifest's
+``backend.exporter``/``exporter_note`` say so. Either way
 the exporter's per-node debug metadata is stripped, so the bytes are a function of the weights, shapes and
 exporter version (``us3l.deploy.graph``); profile and export use the same exporter, so the graphs still match.
 Precisions: fp32, and int8 as an explicit Q/DQ model from ``onnxruntime.quantization.quantize_static``
@@ -66,11 +66,12 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 #: Exporters ``export_onnx`` can use; the first is the default (``US3L_ONNX_EXPORTER`` overrides it). The
-#: TorchScript exporter is 1.5-1.8x cheaper per export process (docs/deploy.md "Export time"). It stayed opt-in
-#: because the default test suite crashed (exit 139) in tests/profiler/test_window.py with it as the default; that
-#: crash was later traced to OpenVINO, not the exporter: released ov.Core objects left the signal stack dangling
-#: (fixed by one shared Core, us3l.deploy.backends.openvino.shared_core). Making TorchScript the default is open.
-EXPORTERS = ("dynamo", "torchscript")
+#: TorchScript exporter takes half the wall time of a whole ``us3l export`` (4.9 s against 10.0 s for cifar_resnet18
+#: on a quiet 2-core machine, docs/deploy.md "Export time") and its graphs run at the same speed. It was once kept
+#: opt-in because the test suite crashed (exit 139) with it; that crash was OpenVINO's, not the exporter's (released
+#: ov.Core objects left the signal stack dangling; fixed by one shared Core,
+#: us3l.deploy.backends.openvino.shared_core).
+EXPORTERS = ("torchscript", "dynamo")
 #: ONNX opset of the TorchScript exporter (the dynamo exporter's default in torch 2.13 is 18 as well).
 OPSET = 18
 
