@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from us3l.models import create_model
 from us3l.slim import materialize, width
+
+pytestmark = pytest.mark.usefixtures("layers_eager")  # compare the slimmable layers themselves
 
 
 def _net() -> torch.nn.Module:

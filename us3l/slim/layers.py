@@ -6,6 +6,7 @@ computes its active channel counts as locals. ``width=None`` means full width.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -47,6 +48,9 @@ class SlimModule(nn.Module):
         raise NotImplementedError
 
 
+_SLICES: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+
 def _no_grad_slices(
     module: nn.Module, w: float, weight: torch.Tensor, bias: torch.Tensor | None, make: Callable[[float], tuple]
 ) -> tuple:
@@ -57,9 +61,13 @@ def _no_grad_slices(
 
     Validity follows the parameters' version counters, like autograd's checks of saved tensors: in-place updates
     (optimizer, EMA, ``load_state_dict``, writes under ``torch.no_grad``) and replaced parameters are seen;
-    writes through ``.data``, which bypass version counting by design, are not.
+    writes through ``.data``, which bypass version counting by design, are not. The memo lives outside the
+    module (``_SLICES``): ``copy.deepcopy`` of a model whose parameters changed in place after a no-grad call
+    used to fail on the memoised views.
     """
-    cache: dict = module.__dict__.setdefault("_us3l_slices", {})
+    cache = _SLICES.get(module)
+    if cache is None:
+        cache = _SLICES[module] = {}
     key = (
         id(weight), weight.data_ptr(), weight._version,
         None if bias is None else (id(bias), bias.data_ptr(), bias._version),
