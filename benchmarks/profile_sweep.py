@@ -6,7 +6,7 @@ Each sweep is one ``us3l profile --json`` child process; its peak resident memor
 profile records (``peak_rss_bytes``: the sweep itself) and the window it chose.
 
     python benchmarks/profile_sweep.py [--models cifar_resnet18,resnet50] [--backends onnx,openvino]
-        [--points N] [--max-total-seconds S] [--max-memory-mb M] [--threads T]
+        [--points N] [--max-total-seconds S] [--max-memory-mb M] [--threads T] [--adaptive]
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def sweep(model: str, backend: str, args: argparse.Namespace, out: str) -> dict:
                         ("--max-memory-mb", args.max_memory_mb), ("--threads", args.threads)):
         if value is not None:
             argv += [flag, str(value)]
+    if args.adaptive:
+        argv.append("--adaptive")
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
@@ -43,6 +45,7 @@ def sweep(model: str, backend: str, args: argparse.Namespace, out: str) -> dict:
     tb, win = doc.get("time_budget") or {}, doc.get("window") or {}
     return {
         "model": model, "backend": backend, "widths": len(doc["records"]), "stable": tb.get("stable_widths"),
+        "measured": sum(1 for r in doc["records"] if not r.get("interpolated")),
         "budget_stopped": tb.get("budget_stopped"), "wall_s": wall, "sweep_s": tb.get("wall_s"),
         "export_s": tb.get("prepare_s"), "process_peak_mib": usage.ru_maxrss / 1024,
         "sweep_peak_mib": (doc.get("peak_rss_bytes") or 0) / 2**20, "window": win.get("size"),
@@ -58,11 +61,16 @@ def main() -> None:
     ap.add_argument("--max-total-seconds", type=float, default=None)
     ap.add_argument("--max-memory-mb", type=float, default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--adaptive", action="store_true",
+                    help="us3l profile --adaptive: time a covering subset, interpolate the rest")
     args = ap.parse_args()
     print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}  {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}  points={args.points or 'grid'}  budget={args.max_total_seconds} s  "
-          f"max_memory_mb={args.max_memory_mb}")
-    head = (f"{'model':<15} {'backend':<9} {'widths':>6} {'stable':>6} {'budget':>6} {'wall s':>7} {'export s':>8} "
+          f"max_memory_mb={args.max_memory_mb}  adaptive={args.adaptive}")
+    print("# timed: widths measured (the rest interpolated with --adaptive); export s: the sweep's preparation "
+          "(exports, or only sizes and costs with --adaptive, which exports as it times)")
+    head = (f"{'model':<15} {'backend':<9} {'widths':>6} {'timed':>6} {'stable':>6} {'budget':>6} {'wall s':>7} "
+            f"{'export s':>8} "
             f"{'peak MiB':>8} {'sweep MiB':>9} {'window':>6} {'session MiB':>11}")
     print(head)
     with tempfile.TemporaryDirectory(prefix="us3l-bench-") as out:
@@ -72,7 +80,8 @@ def main() -> None:
                 if "error" in r:
                     print(f"{model:<15} {backend:<9} error: {r['error']}", flush=True)
                     continue
-                print(f"{model:<15} {backend:<9} {r['widths']:>6} {r['stable']:>6} {r['budget_stopped']:>6} "
+                print(f"{model:<15} {backend:<9} {r['widths']:>6} {r['measured']:>6} {r['stable']:>6} "
+                      f"{r['budget_stopped']:>6} "
                       f"{r['wall_s']:>7.1f} {r['export_s']:>8.1f} {r['process_peak_mib']:>8.0f} "
                       f"{r['sweep_peak_mib']:>9.0f} {r['window']:>6} {r['session_mib']:>11.1f}", flush=True)
 

@@ -73,8 +73,12 @@ def prepare_widths(
     keep_models: bool = True,
     on_item: Callable[[int, int], None] | None = None,
     calibration: Any = None,
+    export: bool = True,
 ) -> list[StaticWidth]:
     """Build every width's deployable graph (into ``root/<key>``) and measure its size and cost.
+
+    ``export=False`` stops at the frozen static module (size and cost only, no artifact): the adaptive sweep
+    exports a width only when it is about to be timed (:func:`export_item`).
 
     ``keep_models=False`` drops each static module once counted (a sweep of exported artifacts needs only
     the files: holding 90 modules would cost more memory than the sessions); ``on_item(done, total)`` after
@@ -91,11 +95,11 @@ def prepare_widths(
     out = []
     for i, w in enumerate(widths):
         key = f"w{i:03d}"
-        graph_precision = precision if precision == "int8" or be == "openvino" else "fp32"
+        graph_precision = _graph_precision(precision, be)
         graph = build_deployable_graph(
-            model, float(w), be, None if root is None or be is None else root / key, input_shape,
-            precision=graph_precision, require_bn_stats=require_bn_stats, example=x,
-            calibration=calibration if graph_precision == "int8" else None,
+            model, float(w), be if export else None, None if root is None or be is None else root / key,
+            input_shape, precision=graph_precision, require_bn_stats=require_bn_stats, example=x,
+            calibration=calibration if graph_precision == "int8" and export else None,
         )
         static = graph.module
         costs = count_costs(static, input_shape)
@@ -121,6 +125,31 @@ def prepare_widths(
         if on_item is not None:
             on_item(i + 1, len(widths))
     return out
+
+
+def _graph_precision(precision: str, backend: str | None) -> str:
+    """The precision of the graph a backend times (onnxruntime runs the fp32 export for fp16 requests)."""
+    return precision if precision == "int8" or backend == "openvino" else "fp32"
+
+
+def export_item(
+    item: StaticWidth, model: nn.Module, backend: str, root: Path, input_shape: tuple[int, ...], precision: str,
+    require_bn_stats: bool = False, calibration: Any = None,
+) -> StaticWidth:
+    """``item`` (prepared with ``export=False``) with its artifact exported into ``root/<key>`` and hashed: the
+    same deployable graph ``prepare_widths`` would have built."""
+    from us3l.deploy.graph import build_deployable_graph
+    from us3l.profiler.timers import example_input
+
+    be = export_backend(backend)
+    graph_precision = _graph_precision(precision, be)
+    graph = build_deployable_graph(
+        model, item.width, be, root / item.key, input_shape, precision=graph_precision,
+        require_bn_stats=require_bn_stats, example=example_input(input_shape),
+        calibration=calibration if graph_precision == "int8" else None,
+    )
+    return replace(item, bn=graph.bn, artifact=graph.artifact, graph_sha256=graph.graph_sha256,
+                   graph_structure_sha256=graph.graph_structure_sha256)
 
 
 #: What a profile records of its INT8 calibration set (enough to rebuild the same quantized graphs).
@@ -198,10 +227,12 @@ def open_site(
     model: nn.Module | None = None,
     require_bn_stats: bool = False,
     max_memory_mb: float | None = None,
+    export_on_open: Callable[[str], StaticWidth] | None = None,
 ) -> Iterator[tuple[Site, dict[str, Any]]]:
     """A ``Site`` for every width's artifact (``items`` from ``prepare_widths``) on the device, plus facts to
     record (runtime version, remote fingerprint). Nothing is loaded until ``Site.open``; the eager torch
-    backend rebuilds a width's static module from ``model`` when it was dropped."""
+    backend rebuilds a width's static module from ``model`` when it was dropped. On this machine, a width
+    prepared without its artifact is exported when first opened, by ``export_on_open(key)``."""
     from us3l.profiler import window as mem
     from us3l.profiler.timers import example_input, interleaved_notes, load_interleaved, runner_timer, torch_timer
 
@@ -235,6 +266,8 @@ def open_site(
             yield Site(open_torch, *local, guard=True, scope="process"), facts
             return
         arts = {it.key: it.artifact for it in items}  # built by prepare_widths: the graphs export ships
+        if not spec.reach.is_local and any(a is None for a in arts.values()):
+            raise ValueError("a remote sweep needs every width's artifact before it starts")
         if backend == "tensorrt":
             from us3l.profiler.executors import LocalExecutor
             from us3l.profiler.trt_timers import TrtexecSession
@@ -267,7 +300,12 @@ def open_site(
 
             @contextmanager
             def open_local(it: StaticWidth) -> Iterator[Timer]:
-                with load_interleaved(backend, arts[it.key].path, threads, device, precision) as runner:
+                art = arts.get(it.key)
+                if art is None:
+                    if export_on_open is None:
+                        raise ValueError(f"width {it.width:g} was prepared without its artifact")
+                    art = arts[it.key] = export_on_open(it.key).artifact
+                with load_interleaved(backend, art.path, threads, device, precision) as runner:
                     yield runner_timer(runner, xn)
 
             facts["runtime_version"] = be.runtime_version()
@@ -442,14 +480,23 @@ def run_sweep(
     input_shape = (batch or spec.batch, 3, spec.input_size or input_size, spec.input_size or input_size)
     pinned = resolve_threads(threads or spec.threads) if spec.reach.is_local else (threads or spec.threads)
     swept = reset_peak_rss()
+    # The adaptive sweep on this machine exports a width only when it is about to be timed: a 378-width
+    # ResNet-50 grid then exports the few dozen widths it measures, not all of them.
+    lazy = adaptive and spec.reach.is_local and be in ("onnx", "openvino")
     with tempfile.TemporaryDirectory(prefix="us3l-profile-") as tmp:
         items = prepare_widths(model, widths, input_shape, precision, be, Path(tmp), require_bn_stats,
-                               keep_models=False, on_item=on_prepare, calibration=calibration)
+                               keep_models=False, on_item=on_prepare, calibration=calibration, export=not lazy)
         prepared_s = time.perf_counter() - t_start
+        by_key = {it.key: it for it in items}
+
+        def export_on_open(key: str) -> StaticWidth:
+            by_key[key] = export_item(by_key[key], model, be, Path(tmp), input_shape, precision, require_bn_stats,
+                                      calibration)
+            return by_key[key]
+
         with open_site(spec, be, items, input_shape, pinned or 0, precision, model, require_bn_stats,
-                       max_memory_mb) as (site, facts):
+                       max_memory_mb, export_on_open if lazy else None) as (site, facts):
             plan = plan_window(site, items, be, max_memory_mb, max_window)
-            by_key = {it.key: it for it in items}
             order = [items[i].key for i in coverage_order(len(items))]
 
             def open_timer(key: str, live: int) -> AbstractContextManager[Timer]:
@@ -479,6 +526,7 @@ def run_sweep(
             peak = site.peak()
     wall = time.perf_counter() - t_start
     fp = facts.get("fingerprint") or fingerprint.collect()
+    items = [by_key[it.key] for it in items]  # with the artifacts exported during the sweep
     records = tuple(
         ProfileRecord(
             width=it.width, channels=it.channels, macs=it.macs, params=it.params, weight_bytes=it.weight_bytes,

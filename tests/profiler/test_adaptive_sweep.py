@@ -75,3 +75,26 @@ def test_an_interpolated_record_must_carry_no_samples(adaptive_profile) -> None:
     rec["interpolated"] = "yes"
     with pytest.raises(US3LError, match=r"records\[0\]\.interpolated must be true or false"):
         validate_profile(doc, "p.json")
+
+
+def test_adaptive_onnx_sweep_exports_only_the_widths_it_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.deploy.graph import fresh_model
+    from us3l.profiler import sweep
+
+    exported: list[float] = []
+    real = sweep.export_item
+
+    def counting(item, *args, **kwargs):  # type: ignore[no-untyped-def]
+        exported.append(item.width)
+        return real(item, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "export_item", counting)
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    widths = [round(0.25 + 0.0625 * i, 4) for i in range(13)]
+    prof = run_sweep(net, "tiny", widths, get_device("cpu"), 16, backend="onnx", threads=1, policy=FAST,
+                     adaptive=True)
+    measured = [r for r in prof.records if not r.interpolated]
+    assert sorted(exported) == sorted(r.width for r in measured)  # each timed width exported once, no other
+    assert all(r.graph_sha256 and r.graph_structure_sha256 for r in measured)
+    assert all(r.graph_sha256 is None for r in prof.records if r.interpolated)
+    assert all(r.bn == "frozen-uncalibrated" for r in prof.records)
