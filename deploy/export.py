@@ -244,6 +244,18 @@ def _int8_inputs(
     )
 
 
+def check_device_precision(device_name: str | None, backend: str, precision: str) -> None:
+    """Refuse (one line) ``precision`` on ``backend`` for a known device (``us3l devices``) whose file lists that
+    backend but not that precision (``[precisions]``). Another device name is a free target folder: unchecked."""
+    if device_name is None:
+        return
+    from us3l.devices.registry import find_device
+
+    spec = find_device(device_name)
+    if spec is not None and backend in spec.backends:
+        spec.check_precision(backend, precision)
+
+
 def _move_into_place(staging: Path, final: Path) -> None:
     """Replace ``final`` by ``staging`` (old one renamed aside first, then removed)."""
     old = None
@@ -279,7 +291,8 @@ def export_width(
     statistics (calibrated or running); a fresh model is exported with initial statistics and the manifest
     says ``"bn_stats": "uncalibrated"``. Files go to ``out_dir/<device_name or "local">/<name>/`` (see
     ``artifact_name``). ``verify_inputs`` (N, C, H, W) normalised images; default a seeded batch of 8.
-    ``precision`` defaults to the backend's first precision (fp32; fp16 for TensorRT).
+    ``precision`` defaults to the backend's first precision (fp32; fp16 for TensorRT); on a known device
+    (``device_name`` in ``us3l devices``) it must be one its device file's ``[precisions]`` allows for the backend.
 
     ``precision="int8"``: post-training quantization calibrated on ``calibration``, by default
     ``calib_images`` seeded, class-stratified training images of the run's data (``calib_data`` overrides the
@@ -293,6 +306,7 @@ def export_width(
     device_folder = safe_name(device_name or "local", "device name")  # one folder inside out_dir, checked first
     precision = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(precision)
+    check_device_precision(device_name, be.name, precision)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     src = _resolve_source(model_or_ckpt, model_name)

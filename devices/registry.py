@@ -60,3 +60,10 @@ def get_device(name: str | None, device_file: str | Path | None = None) -> Devic
             f"add one with --device-file PATH or a .toml file in {user_devices_dir()}"
         )
     return devices[name]
+
+
+def find_device(name: str) -> DeviceSpec | None:
+    """The known device called ``name`` (built-in or the user folder's), or None: for commands whose ``--device``
+    may also be a free target name (``us3l export`` writes into ``OUT/<name>/``)."""
+    wanted = name.strip().lower()
+    return next((s for s in list_devices() if s.name == wanted), None)

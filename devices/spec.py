@@ -32,6 +32,11 @@ A device file looks like this (every key but ``name`` and ``backends`` is option
     [requires]
     cuda = false                   # a local run needs an NVIDIA GPU
     tegra = false                  # a local run needs an NVIDIA Jetson (/etc/nv_tegra_release)
+
+    [precisions]                   # optional: what each listed backend runs on this device (profile and export
+    onnx = ["fp32", "int8"]        # refuse anything else with one line); a backend left out runs everything
+                                   # it can (BACKEND_PRECISIONS); the device's `precision` must be in its first
+                                   # backend's list
 """
 
 from __future__ import annotations
@@ -60,6 +65,14 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
 BACKENDS = ("onnx", "openvino", "tensorrt", "torch")
 _ALIASES = {"onnxruntime": "onnx", "ort": "onnx", "ov": "openvino", "trt": "tensorrt", "trtexec": "tensorrt"}
 PRECISIONS = ("fp32", "fp16")
+#: What each backend can run at all: the precisions ``us3l export`` builds for it (``us3l.deploy.backends``) and
+#: ``us3l profile`` times (torch: eager PyTorch; fp16 on CUDA only). A device's ``[precisions]`` narrows these.
+BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnx": ("fp32", "int8"),
+    "openvino": ("fp32", "fp16", "int8"),
+    "tensorrt": ("fp32", "fp16", "int8"),
+    "torch": ("fp32", "fp16"),
+}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -111,10 +124,28 @@ class DeviceSpec:
     reach: Reach = field(default_factory=Reach)
     requires_cuda: bool = False
     requires_tegra: bool = False
+    #: the file's ``[precisions]`` table as (backend, precisions) pairs; a backend not in it runs everything it can
+    precisions: tuple[tuple[str, tuple[str, ...]], ...] = ()
     source: str = "<built-in>"
 
     def with_host(self, url: str) -> DeviceSpec:
         return replace(self, reach=self.reach.with_host(url))
+
+    def supported_precisions(self, backend: str) -> tuple[str, ...]:
+        """The precisions ``backend`` runs on this device: the file's ``[precisions]`` entry, else everything
+        the backend can run (``BACKEND_PRECISIONS``)."""
+        return dict(self.precisions).get(backend, BACKEND_PRECISIONS.get(backend, ()))
+
+    def check_precision(self, backend: str, precision: str) -> None:
+        """Refuse (one line) ``precision`` on ``backend`` where this device does not run it."""
+        allowed = self.supported_precisions(backend)
+        if precision in allowed:
+            return
+        if backend in dict(self.precisions):
+            why = f"its device file allows {', '.join(allowed)} ([precisions] {backend} in {self.source})"
+        else:
+            why = f"{backend} runs {', '.join(allowed)}"
+        raise US3LError(f"device '{self.name}' does not run {precision} on {backend}: {why}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (used by ``us3l devices --json`` and recorded in profiles)."""
@@ -131,6 +162,7 @@ class DeviceSpec:
             "policy": self.policy.to_dict(),
             "reach": self.reach.url,
             "requires": {"cuda": self.requires_cuda, "tegra": self.requires_tegra},
+            "precisions": {b: list(self.supported_precisions(b)) for b in self.backends},
             "source": self.source,
         }
 
@@ -174,7 +206,7 @@ def _check_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
 
 
 _TOP = {"name", "description", "backends", "precision", "batch", "input_size", "threads", "openvino_device",
-        "max_memory_mb", "measure", "reach", "requires"}
+        "max_memory_mb", "measure", "reach", "requires", "precisions"}
 _REACH = {"host", "key", "known_hosts", "python", "connect_timeout_s", "command_timeout_s"}
 _REQUIRES = {"cuda", "tegra"}
 _POLICY = {f.name for f in fields(MeasurementPolicy)}
@@ -233,7 +265,42 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
         _check_keys(r, _REQUIRES, f"{where} [requires]")
         kw["requires_cuda"] = bool(_expect(r, "cuda", bool, where)) if "cuda" in r else False
         kw["requires_tegra"] = bool(_expect(r, "tegra", bool, where)) if "tegra" in r else False
+    if "precisions" in d:
+        table = _expect(d, "precisions", dict, where)
+        kw["precisions"] = _precisions_from_dict(table, backends, f"{where} [precisions]")
+        first = dict(kw["precisions"]).get(backends[0])
+        default = kw.get("precision", "fp32")
+        if first is not None and default not in first:
+            raise US3LError(
+                f"{where}: precision {default!r} is not one its first backend {backends[0]} runs "
+                f"([precisions] {backends[0]}: {', '.join(first)})"
+            )
     return DeviceSpec(**kw)
+
+
+def _precisions_from_dict(
+    p: dict[str, Any], backends: list[str], where: str
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{backend: [precision, ...]}``: keys among the device's backends (aliases accepted), each list non-empty,
+    without repeats, of precisions that backend can run (``BACKEND_PRECISIONS``)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for key in p:
+        b = _ALIASES.get(key.lower(), key.lower())
+        if b not in backends:
+            raise US3LError(f"{where}: {key!r} is not one of the device's backends ({', '.join(backends)})")
+        if b in out:
+            raise US3LError(f"{where}: backend {b} is listed twice")
+        values = _expect(p, key, list, where)
+        if not values:
+            raise US3LError(f"{where}: '{key}' must list at least one precision")
+        can = BACKEND_PRECISIONS[b]
+        for v in values:
+            if not isinstance(v, str) or v not in can:
+                raise US3LError(f"{where}: {b} runs {', '.join(can)}, not {v!r}")
+        if len(set(values)) != len(values):
+            raise US3LError(f"{where}: '{key}' lists a precision twice")
+        out[b] = tuple(values)
+    return tuple(sorted(out.items()))
 
 
 def _reach_from_dict(r: dict[str, Any], where: str) -> Reach:

@@ -148,3 +148,98 @@ def test_max_memory_mb_in_device_files(tmp_path):
         bad.write_text(base + f"max_memory_mb = {value}\n")
         with pytest.raises(US3LError, match="max_memory_mb"):
             load_device_file(bad)
+
+
+# ------------------------------------------------------------------------------------------ [precisions]
+
+
+def test_builtin_precisions_and_what_the_backends_export():
+    from us3l.deploy.backends import get_backend
+    from us3l.devices.spec import BACKEND_PRECISIONS
+
+    for name in ("onnx", "openvino", "tensorrt"):  # the device table's view of a backend is the backend's own
+        assert BACKEND_PRECISIONS[name] == get_backend(name).precisions
+    specs = {s.name: s for s in list_devices()}
+    assert specs["cpu"].supported_precisions("onnx") == ("fp32", "int8")
+    assert specs["cpu"].supported_precisions("torch") == ("fp32",)
+    assert specs["intel-npu"].supported_precisions("openvino") == ("fp16", "int8")
+    for spec in specs.values():  # every built-in declares each backend, and its default precision runs
+        assert {b for b, _ in spec.precisions} == set(spec.backends), spec.name
+        assert spec.precision in spec.supported_precisions(spec.backends[0]), spec.name
+    assert specs["cpu"].to_dict()["precisions"] == {"onnx": ["fp32", "int8"], "openvino": ["fp32", "fp16", "int8"],
+                                                    "torch": ["fp32"]}
+
+
+def test_precisions_table_is_read_and_a_missing_one_allows_what_the_backend_runs(tmp_path):
+    p = tmp_path / "d.toml"
+    p.write_text('name = "edge"\nbackends = ["onnxruntime", "openvino"]\n[precisions]\nort = ["fp32"]\n')
+    spec = load_device_file(p)
+    assert spec.precisions == (("onnx", ("fp32",)),)
+    assert spec.supported_precisions("onnx") == ("fp32",)
+    assert spec.supported_precisions("openvino") == ("fp32", "fp16", "int8")  # not in the table: the backend's own
+    spec.check_precision("onnx", "fp32")
+    spec.check_precision("openvino", "int8")
+    with pytest.raises(US3LError) as info:
+        spec.check_precision("onnx", "int8")
+    assert str(info.value) == (
+        f"device 'edge' does not run int8 on onnx: its device file allows fp32 ([precisions] onnx in {p})"
+    )
+    with pytest.raises(US3LError) as info:
+        load_device_file(tmp_path / "d.toml").check_precision("openvino", "int4")
+    assert str(info.value) == "device 'edge' does not run int4 on openvino: openvino runs fp32, fp16, int8"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('onnx = ["fp32", "int4"]', " [precisions]: onnx runs fp32, int8, not 'int4'"),
+        ('onnx = ["fp16"]', " [precisions]: onnx runs fp32, int8, not 'fp16'"),
+        ('onnx = []', " [precisions]: 'onnx' must list at least one precision"),
+        ('onnx = ["fp32", "fp32"]', " [precisions]: 'onnx' lists a precision twice"),
+        ('onnx = "fp32"', " [precisions]: 'onnx' must be list, got 'fp32'"),
+        ('onnx = [32]', " [precisions]: onnx runs fp32, int8, not 32"),
+        ('tensorrt = ["int8"]', " [precisions]: 'tensorrt' is not one of the device's backends (onnx)"),
+        ('onnx = ["fp32"]\nort = ["int8"]', " [precisions]: backend onnx is listed twice"),
+        ('onnx = ["int8"]', ": precision 'fp32' is not one its first backend onnx runs ([precisions] onnx: int8)"),
+    ],
+)
+def test_bad_precisions_tables_are_one_line(tmp_path, table, message):
+    p = tmp_path / "d.toml"
+    p.write_text(f'name = "edge"\nbackends = ["onnx"]\n[precisions]\n{table}\n')
+    with pytest.raises(US3LError) as info:
+        load_device_file(p)
+    assert str(info.value) == f"device file {p}{message}"
+    p.write_text('name = "edge"\nbackends = ["onnx"]\nprecisions = ["fp32"]\n')
+    with pytest.raises(US3LError) as info:
+        load_device_file(p)
+    assert str(info.value) == f"device file {p}: 'precisions' must be dict, got ['fp32']"
+
+
+def test_devices_json_lists_the_precisions(capsys):
+    assert main(["devices", "--device", "raspberry-pi-5", "--json"]) == 0
+    (pi,) = json.loads(capsys.readouterr().out)["devices"]
+    assert pi["precisions"] == {"onnx": ["fp32", "int8"]}
+
+
+def test_export_refuses_a_precision_the_device_file_does_not_allow(tmp_path, monkeypatch, capsys):
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    (devices / "edge.toml").write_text('name = "edge"\nbackends = ["onnx"]\n[precisions]\nonnx = ["fp32"]\n')
+    monkeypatch.setenv("US3L_DEVICES_DIR", str(devices))
+    out = tmp_path / "art"
+    argv = ["export", "--backend", "onnx", "--width", "0.25", "--model", "cifar_resnet18", "--precision", "int8",
+            "--calib-data", "builtin", "--device", "edge", "--out", str(out)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (
+        "error: device 'edge' does not run int8 on onnx: its device file allows fp32 "
+        f"([precisions] onnx in {devices / 'edge.toml'})\n"
+    )
+    assert not (out / "edge").exists()  # refused before anything was exported
+    # the same export to a name that is no known device is a free target folder: not checked
+    from us3l.deploy.export import check_device_precision
+
+    check_device_precision("my-target", "onnx", "int8")
+    check_device_precision(None, "onnx", "int8")
+    check_device_precision("edge", "openvino", "int8")  # a backend the device does not list: nothing to check
+    with pytest.raises(US3LError, match=r"^device 'edge' does not run int8 on onnx"):
+        check_device_precision("edge", "onnx", "int8")
