@@ -32,6 +32,25 @@ def _parse_widths(text: str) -> list[float]:
         raise US3LError(f"--widths must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}") from None
 
 
+#: What ``--precision`` accepts (each entry of its comma-separated list).
+PRECISION_CHOICES = ("fp32", "fp16", "int8")
+
+
+def parse_precisions(text: str | None) -> list[str | None]:
+    """``--precision``: one value or a comma-separated list, each checked (one line naming the bad entry);
+    ``None`` gives ``[None]`` (the device's precision). A precision listed twice is refused."""
+    if text is None:
+        return [None]
+    entries = [p.strip() for p in text.split(",")]
+    for p in entries:
+        if p not in PRECISION_CHOICES:
+            raise US3LError(f"--precision must be fp32, fp16 or int8, got {p!r}")
+    twice = sorted({p for p in entries if entries.count(p) > 1})
+    if twice:
+        raise US3LError(f"--precision lists {', '.join(twice)} more than once, got {text!r}")
+    return list(entries)
+
+
 def _load_model(model_name: str | None, ckpt: Path | None) -> tuple[Any, str, str | None, int, Any]:
     """(slimmable model, model name, checkpoint sha256 or None, input side, the loaded checkpoint or the model)."""
     if (model_name is None) == (ckpt is None):
@@ -98,8 +117,9 @@ def profile_cmd(
     ckpt: Path | None = typer.Option(None, "--ckpt", help="A run folder or checkpoint.safetensors."),
     backend: str | None = typer.Option(None, "--backend", help="onnx | openvino | tensorrt | torch."),
     precision: str | None = typer.Option(
-        None, "--precision", help="fp32 | fp16 | int8 (default: the device's). int8: each width's post-training "
-        "INT8 artifact, as us3l export --precision int8 builds it (onnx, openvino)."
+        None, "--precision", help="fp32 | fp16 | int8, or a comma-separated list (one sweep and one profile file "
+        "each; default: the device's). int8: each width's post-training INT8 artifact, as us3l export "
+        "--precision int8 builds it (onnx, openvino)."
     ),
     calib_images: int = typer.Option(300, "--calib-images", help="int8: calibration images (as us3l export)."),
     calib_data: str | None = typer.Option(
@@ -130,7 +150,8 @@ def profile_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or notes."),
     json_out: bool = typer.Option(False, "--json", help="Print only the profile JSON document."),
 ) -> None:
-    """Profile every width of a model on a device; writes <out>/<model>-<device>-<backend>-<precision>.json/.csv."""
+    """Profile every width of a model on a device, once per --precision entry; writes
+    <out>/<model>-<device>-<backend>-<precision>.json/.csv for each."""
     if ctx.invoked_subcommand is not None:
         return
     set_quiet(quiet)
@@ -156,16 +177,20 @@ def profile_cmd(
         if value is not None and not 0 < value < float("inf"):
             raise US3LError(f"{flag} must be a finite number > 0, got {value}")
     be_name = resolve_backend(spec, backend)  # a backend the device lacks, or hardware missing here: before any work
-    if precision is not None and precision not in ("fp32", "fp16", "int8"):
-        raise US3LError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
-    if precision == "int8":
-        from us3l.deploy.quantize import MIN_CALIB_IMAGES
+    precisions = parse_precisions(precision)  # [None]: the device's own
+    if "int8" in precisions:  # a backend that cannot time INT8 at all says so first
         from us3l.profiler.sweep import INT8_BACKENDS
 
         if be_name not in INT8_BACKENDS:
             from us3l.profiler.sweep import check_int8
 
             check_int8(be_name, None)
+    for p in precisions:  # what the device file's [precisions] allows on this backend
+        if p is not None:
+            spec.check_precision(be_name, p)
+    if "int8" in precisions:
+        from us3l.deploy.quantize import MIN_CALIB_IMAGES
+
         if calib_images < MIN_CALIB_IMAGES:
             raise US3LError(
                 f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {calib_images}"
@@ -178,57 +203,62 @@ def profile_cmd(
         note_switches(net, "the width grid is")
     grid = [check_width(net, w) for w in grid]  # in range and, for an S-Nets checkpoint, a switch
     calibration = None
-    if precision == "int8":  # the calibration set us3l export --precision int8 would use (same seed and size)
+    if "int8" in precisions:  # the calibration set us3l export --precision int8 would use (same seed and size)
         from us3l.deploy.export import int8_calibration_for
 
         calibration = int8_calibration_for(source, calib_images, calib_data, model_name=name)
     out_lock = acquire(out, "profile folder")  # before measuring: a second profile into --out fails at once
     ctx.call_on_close(lambda: release(out_lock))
 
-    with Progress(f"profiling {name} on {spec.name}", len(grid), "widths", enabled=not json_out) as bar:
-        bar.update(0, detail="exporting the graphs")
+    docs = []
+    for i, prec in enumerate(precisions):  # one sweep per precision, each written and shown as it finishes
+        label = f"profiling {name} on {spec.name}" + (f" ({prec})" if len(precisions) > 1 else "")
+        with Progress(label, len(grid), "widths", enabled=not json_out) as bar:
+            bar.update(0, detail="exporting the graphs")
 
-        def on_prepare(done: int, total: int) -> None:
-            bar.update(0, detail=f"exported {done}/{total} graphs")
+            def on_prepare(done: int, total: int, bar: Progress = bar) -> None:
+                bar.update(0, detail=f"exported {done}/{total} graphs")
 
-        def on_progress(p: Any) -> None:  # us3l.profiler.measure.SweepProgress
-            eta = "" if p.eta_s is None else f", eta {p.eta_s:.0f} s"
-            budget = "" if p.budget_left_s is None else f", budget left {max(0.0, p.budget_left_s):.0f} s"
-            bar.update(p.done, detail=f"{p.live} loaded, {p.stable} stable{eta}{budget}")
+            def on_progress(p: Any, bar: Progress = bar) -> None:  # us3l.profiler.measure.SweepProgress
+                eta = "" if p.eta_s is None else f", eta {p.eta_s:.0f} s"
+                budget = "" if p.budget_left_s is None else f", budget left {max(0.0, p.budget_left_s):.0f} s"
+                bar.update(p.done, detail=f"{p.live} loaded, {p.stable} stable{eta}{budget}")
 
-        prof = run_sweep(net, name, grid, spec, size, backend=backend,
-                         batch=batch_size, threads=threads, policy=policy, checkpoint_sha256=sha,
-                         max_memory_mb=max_memory_mb, max_total_seconds=max_total_seconds,
-                         on_progress=on_progress, on_prepare=on_prepare, adaptive=adaptive,
-                         precision=precision, calibration=calibration)
-        bar.update(len(grid), detail="done")
-    json_path, csv_path = write_profile(prof, out)
-    png = None
-    if plot:
-        from us3l.profiler.plot import plot_profile
+            prof = run_sweep(net, name, grid, spec, size, backend=backend,
+                             batch=batch_size, threads=threads, policy=policy, checkpoint_sha256=sha,
+                             max_memory_mb=max_memory_mb, max_total_seconds=max_total_seconds,
+                             on_progress=on_progress, on_prepare=on_prepare, adaptive=adaptive,
+                             precision=prec, calibration=calibration)
+            bar.update(len(grid), detail="done")
+        json_path, csv_path = write_profile(prof, out)
+        png = None
+        if plot:
+            from us3l.profiler.plot import plot_profile
 
-        png = plot_profile(prof, json_path.with_suffix(".png"))
-    frozen = [r.width for r in prof.records if r.bn == "frozen-uncalibrated"]
-    if frozen:
-        note(
-            f"[yellow]note:[/yellow] {len(frozen)} of {len(prof.records)} widths have no calibrated BN statistics: "
-            "timed with frozen placeholder statistics (the graph export ships, same latency)"
-            + ("; calibrate them before exporting (us3l calibrate)" if sha else "")
-        )
-    if json_out:
-        emit_json(prof.to_dict())
-        return
-    print_profile(prof, wide)
-    tb, win = prof.time_budget or {}, prof.window or {}
-    peak = f", peak memory {prof.peak_rss_bytes / 2**20:.0f} MiB" if prof.peak_rss_bytes else ""
-    note(f"{tb.get('stable_widths')} of {len(prof.records)} widths stable in {tb.get('wall_s', 0):.0f} s"
-         f" (window of {win.get('size')} sessions{peak})", markup=False)
-    if prof.adaptive:
-        ad = prof.adaptive
-        note(f"adaptive: {ad['measured']} widths measured in {ad['rounds']} round(s), {ad['interpolated']} "
-             f"interpolated (largest leave-one-out error of the fit {100 * ad['fit_rel_error']:.1f} %); "
-             "interpolated widths are never selected", markup=False)
-    note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
+            png = plot_profile(prof, json_path.with_suffix(".png"))
+        frozen = [r.width for r in prof.records if r.bn == "frozen-uncalibrated"]
+        if frozen and i == 0:  # the same widths in every precision's sweep: said once
+            note(
+                f"[yellow]note:[/yellow] {len(frozen)} of {len(prof.records)} widths have no calibrated BN "
+                "statistics: timed with frozen placeholder statistics (the graph export ships, same latency)"
+                + ("; calibrate them before exporting (us3l calibrate)" if sha else "")
+            )
+        if json_out:
+            docs.append(prof.to_dict())
+            continue
+        print_profile(prof, wide)
+        tb, win = prof.time_budget or {}, prof.window or {}
+        peak = f", peak memory {prof.peak_rss_bytes / 2**20:.0f} MiB" if prof.peak_rss_bytes else ""
+        note(f"{tb.get('stable_widths')} of {len(prof.records)} widths stable in {tb.get('wall_s', 0):.0f} s"
+             f" (window of {win.get('size')} sessions{peak})", markup=False)
+        if prof.adaptive:
+            ad = prof.adaptive
+            note(f"adaptive: {ad['measured']} widths measured in {ad['rounds']} round(s), {ad['interpolated']} "
+                 f"interpolated (largest leave-one-out error of the fit {100 * ad['fit_rel_error']:.1f} %); "
+                 "interpolated widths are never selected", markup=False)
+        note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
+    if json_out:  # one document: the profile itself for one precision, {"profiles": [...]} for a list
+        emit_json(docs[0] if len(docs) == 1 else {"profiles": docs})
 
 
 @profile_app.command("show")
