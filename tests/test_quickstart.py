@@ -79,12 +79,15 @@ def _check_every_file(out: Path, summary: dict) -> list[Path]:
     assert {d["backend"] for d in sel["devices"]} == {"onnx", "openvino"}
     assert sel["budget"]["latency_ms"] == summary["budget_ms"] > 0
     dirs = sorted(p for p in (out / "artifacts" / "cpu").iterdir() if not p.name.startswith("."))
-    assert len(dirs) == 2
+    assert len(dirs) == 3 and [d.name.endswith("-int8") for d in dirs].count(True) == 1  # fp32 onnx, openvino; int8
     for d in dirs:
         man, directory = read_manifest(d)
         check_manifest(man, directory)  # valid, files present with their recorded sha256, runtime matches
         assert man["valid"] is True and man["verification"]["passed"] is True
-        assert man["verification"]["max_abs_error"] <= man["verification"]["tolerance"]["max_abs"] == 1e-4
+        if man["backend"]["precision"] == "fp32":
+            assert man["verification"]["max_abs_error"] <= man["verification"]["tolerance"]["max_abs"] == 1e-4
+        else:  # the INT8 line's artifact: the quantization tolerance, the default calibration set
+            assert man["backend"]["name"] == "onnx" and man["quantization"]["calibration"]["size"] == 300
     summary_doc = read_json(out / "summary.json", "summary")
     check_schema(summary_doc, "quickstart", 1, out / "summary.json")
     assert summary_doc["selection"] == summary["selection"]
@@ -105,9 +108,29 @@ def test_quickstart_end_to_end_files_parity_and_reuse(tmp_path: Path, tiny_confi
 
     out = tmp_path / "qs"
     summary = _run(out, tiny_config, capsys)
-    assert [s["name"] for s in summary["steps"]] == ["train", "evaluate", "profile", "select", "export", "report"]
+    assert [s["name"] for s in summary["steps"]] == [
+        "train", "evaluate", "profile", "select", "export", "int8", "report"]
     assert all(s["status"] == "ran" for s in summary["steps"])
     dirs = _check_every_file(out, summary)
+
+    # The INT8 line: the onnx choice as INT8 ONNX, timed beside its FP32 artifact, kNN beside FP32 PyTorch.
+    from us3l.commands.quickstart import _print_summary, int8_line
+    from us3l.eval.accuracy import load_accuracy
+
+    e = summary["int8"]
+    chosen_onnx = next(s for s in summary["selection"] if s["backend"] == "onnx")
+    assert e["status"] == "ok" and e["backend"] == "onnx" and e["width"] == chosen_onnx["width"]
+    assert Path(e["artifact"]).name == f"cifar_resnet18-w{e['width']:g}-onnx-int8"
+    assert str(next(d for d in dirs if d.name.endswith("-int8"))) == e["artifact"]
+    lat = e["latency"]
+    assert lat["fp32_n"] >= 20 and lat["int8_n"] >= 20 and lat["ratio"] == lat["int8_p50_ms"] / lat["fp32_p50_ms"]
+    row = next(r for r in load_accuracy(out / "accuracy.json")["widths"] if r["width"] == e["width"])
+    assert e["fp32_knn_top1"] == row["knn_top1"]  # FP32 in the same run = the evaluate step's number
+    assert e["knn_top1_drop"] == e["fp32_knn_top1"] - e["knn_top1"] and 0 <= e["prediction_agreement"] <= 1
+    assert e["knn_top1_ci"][0] <= e["knn_top1"] <= e["knn_top1_ci"][1]
+    _print_summary(summary)
+    shown = capsys.readouterr().out.splitlines()
+    assert int8_line(e) in shown and int8_line(e).startswith(f"INT8 (onnx, width {e['width']:g}, 300 calibration")
 
     # The exported ONNX file reproduces PyTorch at the chosen width (plain onnxruntime, no us3l runtime).
     onnx_dir = next(d for d in dirs if "-onnx-" in d.name)
@@ -129,15 +152,76 @@ def test_quickstart_end_to_end_files_parity_and_reuse(tmp_path: Path, tiny_confi
     again = _run(out, tiny_config, capsys)
     assert {s["name"]: s["status"] for s in again["steps"]} == {
         "train": "reused", "evaluate": "reused", "profile": "reused", "select": "reused", "export": "reused",
-        "report": "ran",
+        "int8": "reused", "report": "ran",
     }
-    assert again["selection"] == summary["selection"]
+    assert again["selection"] == summary["selection"] and again["int8"] == summary["int8"]
 
-    # A damaged artifact is not trusted: the re-run exports it again.
+    # A damaged artifact is not trusted: the re-run exports it again (--no-int8: no INT8 step this time).
     (onnx_dir / "model.onnx").write_bytes(b"not an onnx model")
-    third = _run(out, tiny_config, capsys)
+    third = _run(out, tiny_config, capsys, "--no-int8")
     assert {s["name"]: s["status"] for s in third["steps"]}["export"] == "ran"
+    assert "int8" not in {s["name"] for s in third["steps"]} and third["int8"] is None
     _check_every_file(out, third)
+
+
+def _selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.deploy import select as select_mod
+
+    devices = [{"device": "cpu", "backend": "openvino", "model": "m", "chosen": {"width": 0.5}},
+               {"device": "cpu", "backend": "onnx", "model": "m", "chosen": {"width": 0.25}}]
+    monkeypatch.setattr(select_mod, "read_selection", lambda path: {"devices": devices})
+
+
+@pytest.mark.parametrize(
+    ("exc", "shown"),
+    [
+        ("us3l", "INT8 verification failed at width 0.25 [cosine 0.5 < 0.99]"),
+        ("runtime", "RuntimeError: [ONNXRuntimeError] : 1 : FAIL (set US3L_DEBUG=1 for the traceback)"),
+    ],
+)
+def test_a_failed_int8_step_is_a_warning_and_the_quickstart_goes_on(
+    exc: str, shown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from us3l.commands import quickstart as qs
+    from us3l.errors import US3LError
+
+    _selection(monkeypatch)
+    asked = []
+
+    def export(run_dir, art_dir, device, model, w, backend, precision, force):  # the onnx choice, fp32 then int8
+        asked.append((device, model, w, backend, precision))
+        if precision == "int8":
+            if exc == "us3l":
+                raise US3LError("INT8 verification failed at width 0.25 [cosine 0.5 < 0.99]")
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL")
+        return "reused", tmp_path / "fp32"
+
+    monkeypatch.setattr(qs, "_artifact", export)
+    monkeypatch.delenv("US3L_DEBUG", raising=False)
+    entry: dict = {}
+    opts = qs.QuickstartOptions(out=tmp_path)
+    assert qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", entry) == ("failed", [])
+    assert asked == [("cpu", "m", 0.25, "onnx", "fp32"), ("cpu", "m", 0.25, "onnx", "int8")]
+    assert entry == {"backend": "onnx", "device": "cpu", "width": 0.25, "status": "failed", "error": shown}
+    assert capsys.readouterr().err == f"warning: INT8 line skipped, the quickstart goes on without it: {shown}\n"
+    assert qs.int8_line(entry) is None  # no INT8 line on stdout
+    if exc == "runtime":  # US3L_DEBUG=1 shows the traceback instead
+        monkeypatch.setenv("US3L_DEBUG", "1")
+        with pytest.raises(RuntimeError):
+            qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", {})
+
+
+def test_int8_line() -> None:
+    from us3l.commands.quickstart import int8_line
+
+    e = {"status": "ok", "backend": "onnx", "width": 0.3438, "calibration": {"size": 300},
+         "latency": {"int8_p50_ms": 0.1012, "fp32_p50_ms": 0.1634, "ratio": 0.1012 / 0.1634},
+         "knn_top1": 0.348, "knn_top1_ci": [0.319, 0.378], "fp32_knn_top1": 0.351, "fp32_knn_top1_ci": [0.322, 0.381],
+         "knn_top1_drop": 0.351 - 0.348, "prediction_agreement": 0.971}
+    assert int8_line(e) == ("INT8 (onnx, width 0.3438, 300 calibration images): p50 0.101 ms vs 0.163 ms FP32 "
+                            "(0.62x, timed interleaved); kNN top-1 34.8 ±3.0 vs 35.1 ±3.0 FP32 (-0.3 pts, "
+                            "97.1% same predictions)")
+    assert int8_line(None) is None and int8_line({"status": "failed", "error": "x"}) is None
 
 
 def test_quickstart_bad_input_is_one_line(tmp_path: Path, capsys) -> None:

@@ -1,13 +1,15 @@
 """``us3l quickstart``: the whole pipeline on the built-in data, every step re-runnable on its own.
 
 train → calibrate + kNN per width → profile every width on this CPU (onnxruntime, OpenVINO) → select the best
-width for a latency budget → export it (ONNX, OpenVINO IR) with verification → report. Every intermediate file
+width for a latency budget → export it (ONNX, OpenVINO IR) with verification → the INT8 line (that width as
+post-training INT8 ONNX: latency and kNN top-1 against FP32; ``--no-int8`` skips it) → report. Every intermediate file
 lands in ``--out`` in its documented format; a re-run reuses each step whose output is complete and still
 matches its inputs (checkpoint hash, widths, budget), unless ``--force``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from us3l.cli_app import app, console, emit_json
 from us3l.cli_output import Col, deprecated, is_quiet, print_table, set_quiet, warn
+from us3l.cli_output import result as result_line
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, file_sha256, header, read_json
 from us3l.locking import folder_lock
@@ -38,12 +42,13 @@ class QuickstartOptions:
     max_seconds: float = 2.0
     threads: int | None = None
     force: bool = False
+    int8: bool = True  # the INT8 line (``--no-int8`` skips it)
 
 
 @dataclass
 class StepLog:
     name: str
-    status: str  # "ran" | "reused"
+    status: str  # "ran" | "reused" | "failed" (the int8 step only: the quickstart goes on)
     seconds: float
     outputs: list[str] = field(default_factory=list)
 
@@ -154,10 +159,16 @@ def _profile_path(profiles_dir: Path, model: str, backend: str) -> Path:
     return profiles_dir / f"{profile_stem(model, 'cpu', backend, 'fp32')}.json"
 
 
+def _profile_policy(opts: QuickstartOptions) -> Any:
+    """The quickstart's timing policy (``us3l.profiler.measure.MeasurementPolicy``): short, capped per width."""
+    from us3l.profiler.measure import MeasurementPolicy
+
+    return MeasurementPolicy(warmup=5, min_repeats=20, max_seconds=opts.max_seconds)
+
+
 def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profiles_dir: Path) -> tuple[str, list[str]]:
     from us3l.checkpoint import load_backbone
     from us3l.devices.registry import get_device
-    from us3l.profiler.measure import MeasurementPolicy
     from us3l.profiler.profile_file import load_profile, write_profile
     from us3l.profiler.sweep import run_sweep
 
@@ -176,7 +187,7 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
                     continue
             except US3LError:
                 pass
-        policy = MeasurementPolicy(warmup=5, min_repeats=20, max_seconds=opts.max_seconds)
+        policy = _profile_policy(opts)
         model = loaded.model
         profile = run_sweep(
             model,
@@ -260,35 +271,161 @@ def _select(
     return "ran", [str(sel_path)]
 
 
-def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[str, list[str]]:
+def _artifact(
+    run_dir: Path, art_dir: Path, device: str, model: str, w: float, backend: str, precision: str, force: bool
+) -> tuple[str, Path]:
+    """("reused" | "ran", folder) of the artifact of width ``w``: the one in ``art_dir`` when it is valid, its
+    files match their hashes and it is what this export would write now (checkpoint, width, input, backend,
+    precision; int8: the default calibration set size), else a fresh ``export_width``."""
     from us3l.deploy.export import artifact_name, export_width
     from us3l.deploy.manifest import check_manifest, read_manifest
+    from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
+
+    sha = file_sha256(run_dir / "checkpoint.safetensors")
+    size = int(read_json(run_dir / "checkpoint.json", "checkpoint metadata").get("input_size") or 0) or None
+    target = art_dir / device / artifact_name(model, w, backend, precision) / "manifest.json"
+    if target.is_file() and not force:
+        try:
+            man, directory = read_manifest(target)
+            # valid, every listed file re-hashed, and the artifact this step would export now
+            check_manifest(
+                man, directory, model=model, width=w, input_shape=(1, 3, size, size), checkpoint_sha256=sha,
+                backend=backend, precision=precision,
+            )
+            calib = ((man.get("quantization") or {}).get("calibration") or {}).get("size")
+            if precision != "int8" or calib == DEFAULT_CALIB_IMAGES:
+                return "reused", directory
+        except US3LError:
+            pass
+    res = export_width(run_dir, w, backend, art_dir, precision=precision, device_name=device)
+    return "ran", res.directory
+
+
+def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[str, list[str]]:
     from us3l.deploy.select import read_selection
 
     sel = read_selection(sel_path)
-    sha = file_sha256(run_dir / "checkpoint.safetensors")
-    size = int(read_json(run_dir / "checkpoint.json", "checkpoint metadata").get("input_size") or 0) or None
     statuses, outputs = [], []
     for dev in sel["devices"]:
-        w, backend, model = dev["chosen"]["width"], dev["backend"], dev["model"]
-        target = art_dir / dev["device"] / artifact_name(model, w, backend, "fp32") / "manifest.json"
-        if target.is_file() and not force:
-            try:
-                man, directory = read_manifest(target)
-                # valid, every listed file re-hashed, and the artifact this step would export now
-                check_manifest(
-                    man, directory, model=model, width=w, input_shape=(1, 3, size, size), checkpoint_sha256=sha,
-                    backend=backend, precision="fp32",
-                )
-                statuses.append("reused")
-                outputs.append(str(target.parent))
-                continue
-            except US3LError:
-                pass
-        res = export_width(run_dir, w, backend, art_dir, precision="fp32", device_name=dev["device"])
-        statuses.append("ran")
-        outputs.append(str(res.directory))
+        status, directory = _artifact(
+            run_dir, art_dir, dev["device"], dev["model"], dev["chosen"]["width"], dev["backend"], "fp32", force
+        )
+        statuses.append(status)
+        outputs.append(str(directory))
     return ("reused" if set(statuses) == {"reused"} else "ran"), outputs
+
+
+#: The INT8 line's runtime: onnxruntime's Q/DQ model (``us3l export --backend onnx --precision int8``).
+INT8_BACKEND = "onnx"
+
+
+def _int8(
+    opts: QuickstartOptions, run_dir: Path, sel_path: Path, art_dir: Path, entry: dict[str, Any]
+) -> tuple[str, list[str]]:
+    """The INT8 line: the post-training INT8 ONNX artifact of the selected width (the onnx choice, else the first
+    device's), timed interleaved with the FP32 ONNX artifact of the same width and scored with its own
+    embeddings beside FP32 PyTorch (``us3l eval --artifact``). Fills ``entry`` (summary.json ``int8``).
+
+    A failed INT8 export, verification or measurement is a warning, and the quickstart goes on: ``entry`` then
+    says ``"status": "failed"`` with the error, and the step ``failed``."""
+    from us3l.deploy.select import read_selection
+
+    sel = read_selection(sel_path)
+    dev = next((d for d in sel["devices"] if d["backend"] == INT8_BACKEND), sel["devices"][0])
+    device, model, w = str(dev["device"]), str(dev["model"]), float(dev["chosen"]["width"])
+    entry.update(backend=INT8_BACKEND, device=device, width=w)
+    try:
+        _, fp32_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "fp32", opts.force)
+        _, int8_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "int8", opts.force)
+        outputs = [str(int8_dir)] + ([str(fp32_dir)] if INT8_BACKEND not in opts.backends else [])
+        inputs = _int8_inputs(fp32_dir, int8_dir, opts)
+        old = _previous_int8(opts.out)
+        if not opts.force and old.get("status") == "ok" and old.get("inputs") == inputs:
+            entry.update(old)  # the same two artifact files, timed with the same settings: measured already
+            return "reused", outputs
+        entry.update(_int8_measure(run_dir, fp32_dir, int8_dir, opts), inputs=inputs, status="ok")
+        return "ran", outputs
+    except US3LError as exc:
+        error = str(exc)
+    except Exception as exc:  # a runtime's own failure (onnxruntime, the quantizer): the quickstart goes on
+        if os.environ.get("US3L_DEBUG") not in (None, "", "0"):
+            raise
+        error = f"{type(exc).__name__}: {exc} (set US3L_DEBUG=1 for the traceback)"
+    entry.update(status="failed", error=error)
+    warn(escape(f"INT8 line skipped, the quickstart goes on without it: {error}"))
+    return "failed", []
+
+
+def _int8_inputs(fp32_dir: Path, int8_dir: Path, opts: QuickstartOptions) -> dict[str, Any]:
+    """What the INT8 line's numbers depend on: both artifact files (sha256) and the timing settings."""
+    from us3l.deploy.manifest import read_manifest
+
+    return {
+        "fp32_sha256": read_manifest(fp32_dir)[0]["artifact"]["sha256"],
+        "int8_sha256": read_manifest(int8_dir)[0]["artifact"]["sha256"],
+        "threads": opts.threads,
+        "max_seconds": opts.max_seconds,
+    }
+
+
+def _previous_int8(out: Path) -> dict[str, Any]:
+    """The ``int8`` entry of the summary.json a previous run left in ``out`` (``{}`` when there is none)."""
+    path = out / "summary.json"
+    try:
+        doc = read_json(path, "summary") if path.is_file() else {}
+    except US3LError:
+        return {}
+    entry = doc.get("int8") if isinstance(doc, dict) else None
+    return entry if isinstance(entry, dict) else {}
+
+
+def _int8_measure(run_dir: Path, fp32_dir: Path, int8_dir: Path, opts: QuickstartOptions) -> dict[str, Any]:
+    """INT8 vs FP32 latency (the two ONNX artifacts timed round-robin, as ``us3l profile`` times widths, with the
+    profile step's policy) and kNN top-1 (``us3l.deploy.accuracy.evaluate_artifact``, the quickstart's kNN
+    protocol: the same numbers ``us3l eval --artifact`` stores)."""
+    from contextlib import ExitStack
+
+    from us3l.deploy.accuracy import evaluate_artifact
+    from us3l.deploy.manifest import read_manifest
+    from us3l.eval.runner import EvalSettings, open_checkpoint
+    from us3l.profiler.measure import measure_interleaved
+    from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer
+
+    dirs = {"fp32": fp32_dir, "int8": int8_dir}
+    mans = {p: read_manifest(d)[0] for p, d in dirs.items()}
+    threads = resolve_threads(opts.threads)
+    x = example_input(tuple(int(v) for v in mans["fp32"]["input"]["shape"])).numpy()
+    with ExitStack() as stack:
+        timers = {
+            p: runner_timer(stack.enter_context(
+                load_interleaved(INT8_BACKEND, d / mans[p]["artifact"]["file"], threads, precision=p)), x)
+            for p, d in dirs.items()
+        }
+        lat = {p: m.stats for p, m in measure_interleaved(timers, _profile_policy(opts)).items()}
+    res = evaluate_artifact(open_checkpoint(run_dir), int8_dir, settings=EvalSettings(protocol="knn"),
+                            threads=opts.threads, progress=_say)
+    e, f = res["entry"], res["fp32"]
+    calib = (mans["int8"].get("quantization") or {}).get("calibration") or {}
+    return {
+        "artifact": str(int8_dir),
+        "fp32_artifact": str(fp32_dir),
+        "calibration": {"size": calib.get("size"), "sha256": calib.get("sha256")},
+        "latency": {
+            "rule": "p50 of the two artifacts timed interleaved (round-robin) in one run",
+            "threads": threads,
+            **{f"{p}_p50_ms": s.p50_ms for p, s in lat.items()},
+            **{f"{p}_p50_ci95_ms": list(s.ci95_ms["p50"]) for p, s in lat.items()},
+            **{f"{p}_n": s.n for p, s in lat.items()},
+            "ratio": lat["int8"].p50_ms / lat["fp32"].p50_ms,
+        },
+        "num_test": res["num_test"],
+        "knn_top1": e["knn_top1"],
+        "knn_top1_ci": e["knn_top1_ci"],
+        "fp32_knn_top1": f["knn_top1"],
+        "fp32_knn_top1_ci": f["knn_top1_ci"],
+        "knn_top1_drop": e["knn_top1_drop"],
+        "prediction_agreement": e["prediction_agreement"],
+    }
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -346,12 +483,15 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
     _say(f"latency budget: {budget_ms:.3f} ms per image ({origin})")
     _timed("select", logs, lambda: _select(profile_paths, acc_path, sel_path, budget_ms, opts.force))
     _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force))
+    int8: dict[str, Any] = {}
+    if opts.int8:
+        _timed("int8", logs, lambda: _int8(opts, run_dir, sel_path, art_dir, int8))
 
     from us3l.report import write_report
 
     _timed("report", logs, lambda: ("ran", [str(write_report(out))]))
     rule = "given (--latency-ms)" if opts.latency_ms is not None else BUDGET_RULE
-    summary = _summary(out, meta, budget_ms, logs, time.perf_counter() - t0, rule)
+    summary = _summary(out, meta, budget_ms, logs, time.perf_counter() - t0, rule, int8 if opts.int8 else None)
     atomic_write_json(out / "summary.json", summary)
     # the report reads summary.json too: render it once more now that it exists
     write_report(out)
@@ -378,7 +518,8 @@ def _selection_row(d: dict[str, Any], budget_ms: float) -> dict[str, Any]:
 
 
 def _summary(
-    out: Path, meta: dict[str, Any], budget_ms: float, logs: list[StepLog], seconds: float, budget_rule: str = "given"
+    out: Path, meta: dict[str, Any], budget_ms: float, logs: list[StepLog], seconds: float, budget_rule: str = "given",
+    int8: dict[str, Any] | None = None,
 ) -> dict:
     from us3l.deploy.select import read_selection
     from us3l.eval.accuracy import load_accuracy
@@ -408,6 +549,7 @@ def _summary(
         ],
         baselines=acc.get("baselines"),
         selection=[_selection_row(d, budget_ms) for d in sel["devices"]],
+        int8=int8,
         report=str(out / "report.html"),
     )
     return doc
@@ -473,11 +615,33 @@ def _print_summary(doc: dict[str, Any], wide: bool = False) -> None:
          Col("slack ms", justify="right", rank=1), Col("decided by", rank=1, fold=True)],
         rows, wide=wide,
     )
+    line = int8_line(doc.get("int8"))
+    if line:
+        result_line(line)
     _say(f"budget: {doc.get('budget_rule', 'given')}")
     for r in doc["selection"]:
         for w in r.get("warnings") or []:
             warn(w)
     _say(f"report: {doc['report']}")
+
+
+def int8_line(e: dict[str, Any] | None) -> str | None:
+    """The quickstart's INT8 line (stdout), or None when the INT8 step was skipped or failed."""
+    if not e or e.get("status") not in ("ok",):
+        return None
+    lat = e["latency"]
+    calib = (e.get("calibration") or {}).get("size")
+    extra = []
+    if e.get("knn_top1_drop") is not None:
+        extra.append(f"{-100 * e['knn_top1_drop']:+.1f} pts")
+    if e.get("prediction_agreement") is not None:
+        extra.append(f"{100 * e['prediction_agreement']:.1f}% same predictions")
+    return (
+        f"INT8 ({e['backend']}, width {e['width']:g}, {calib} calibration images): p50 {lat['int8_p50_ms']:.3f} ms vs "
+        f"{lat['fp32_p50_ms']:.3f} ms FP32 ({lat['ratio']:.2f}x, timed interleaved); kNN top-1 "
+        f"{_pm(e['knn_top1'], e.get('knn_top1_ci'))} vs {_pm(e['fp32_knn_top1'], e.get('fp32_knn_top1_ci'))} FP32"
+        + (f" ({', '.join(extra)})" if extra else "")
+    )
 
 
 @app.command("quickstart")
@@ -496,6 +660,10 @@ def quickstart_cmd(
     max_seconds: float = typer.Option(2.0, "--max-seconds", help="Latency measurement cap per width (s)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for inference (default: all cores)."),
     force: bool = typer.Option(False, "--force", help="Re-run every step even if its output is complete."),
+    int8: bool = typer.Option(
+        True, "--int8/--no-int8", help="Also export the selected width as INT8 ONNX and print its latency and kNN "
+        "top-1 against FP32 (one line; a failure is a warning, not an error)."
+    ),
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No step lines or notes (warnings still print)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON document."),
@@ -519,6 +687,7 @@ def quickstart_cmd(
         max_seconds=max_seconds,
         threads=threads,
         force=force,
+        int8=int8,
     )
     doc = run_quickstart(opts)
     if json_out:
