@@ -92,6 +92,12 @@ STEPS: list[Step] = [
     Step("export-bad-width", "us3l export --backend onnx --width 1.5 --ckpt run --out artifacts", rc=1,
          needs=("train",)),
     Step("report", "us3l report .", needs=("eval", "select", "export")),
+    # INT8 after the report: eval --artifact adds precisions.int8.onnx to run/accuracy.json, which the blocks above
+    # read; the steps before are left exactly as they were
+    Step("export-int8", "us3l export --backend onnx --width 0.5 --ckpt run --precision int8 --device cpu "
+         "--out artifacts", needs=("eval",), keep=r"^(warning|note|wrote|error)"),
+    Step("eval-int8", "us3l eval --ckpt run --artifact artifacts/cpu/cifar_resnet18-w0.5-onnx-int8",
+         needs=("export-int8",), keep=r"^(warning|note|wrote|error)"),
     Step("time-tests", "python -m pytest", kind="time"),
 ]
 BY_NAME = {s.name: s for s in STEPS}
