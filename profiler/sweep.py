@@ -377,18 +377,20 @@ def _remote_fingerprint(session: Any) -> dict[str, Any]:
 
 def _measure_adaptive(
     items: Sequence[StaticWidth], order: Sequence[str], measure: Callable[[list[str]], Any],
-    policy: MeasurementPolicy,
+    policy: MeasurementPolicy, budget_spent: Callable[[], bool] = lambda: False,
 ) -> tuple[dict[str, Any], float, int, dict[str, Any]]:
     """The adaptive sweep: ``measure`` the covering subset, then the midpoints of rough intervals until the fit
-    is smooth; interpolate every other width. Returns (results by key, measuring seconds, max live sessions,
-    the profile's ``adaptive`` document)."""
+    is smooth; interpolate every other width. Once ``budget_spent()`` no further round starts: widths timed
+    with a chunk each are too noisy for the fit to ever look smooth, so refining would time (and export) the
+    whole grid. Returns (results by key, measuring seconds, max live sessions, the profile's ``adaptive``
+    document)."""
     from us3l.profiler import interpolate as ip
     from us3l.profiler.measure import Measurement
 
     macs = {it.key: float(it.macs) for it in items}
     rank = {k: i for i, k in enumerate(order)}  # the sweep's coverage order (widest first: the memory probe)
     results: dict[str, Any] = {}
-    wall, live, rounds = 0.0, 0, 0
+    wall, live, rounds, stopped = 0.0, 0, 0, False
     keys = sorted(ip.initial_keys(macs), key=rank.__getitem__)
     while keys:
         res = measure(keys)
@@ -396,6 +398,9 @@ def _measure_adaptive(
         wall += res.wall_s
         live = max(live, res.max_live)
         rounds += 1
+        if budget_spent():
+            stopped = True
+            break
         points = {k: ip.point_of(macs[k], results[k].stats) for k in results}
         keys = sorted(ip.next_keys(macs, points, policy.target_rel_ci), key=rank.__getitem__)
     measured = {k: (macs[k], results[k].stats) for k in list(results)}
@@ -408,7 +413,7 @@ def _measure_adaptive(
         "method": "piecewise-linear in MACs between measured neighbours; refined at the midpoint of every "
                   "interval whose leave-one-out error exceeds the CI (or the CI target)",
         "measured": len(measured), "interpolated": len(items) - len(measured), "rounds": rounds,
-        "fit_rel_error": round(err, 6),
+        "fit_rel_error": round(err, 6), "stopped_by_budget": stopped,
     }
     return results, wall, live, doc
 
@@ -522,7 +527,11 @@ def run_sweep(
                 res = measure(order)
                 results, measure_s, max_live = dict(res.results), res.wall_s, res.max_live
             else:
-                results, measure_s, max_live, adaptive_doc = _measure_adaptive(items, order, measure, policy)
+                def budget_spent() -> bool:
+                    return max_total_seconds is not None and time.perf_counter() - t_start >= max_total_seconds
+
+                results, measure_s, max_live, adaptive_doc = _measure_adaptive(items, order, measure, policy,
+                                                                               budget_spent)
             peak = site.peak()
     wall = time.perf_counter() - t_start
     fp = facts.get("fingerprint") or fingerprint.collect()

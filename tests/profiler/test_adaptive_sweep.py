@@ -98,3 +98,16 @@ def test_adaptive_onnx_sweep_exports_only_the_widths_it_times(monkeypatch: pytes
     assert all(r.graph_sha256 and r.graph_structure_sha256 for r in measured)
     assert all(r.graph_sha256 is None for r in prof.records if r.interpolated)
     assert all(r.bn == "frozen-uncalibrated" for r in prof.records)
+
+
+def test_adaptive_sweep_starts_no_round_once_its_budget_is_spent() -> None:
+    from us3l.deploy.graph import fresh_model
+    from us3l.profiler import interpolate as ip
+
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    widths = [round(0.25 + 0.0625 * i, 4) for i in range(13)]
+    prof = run_sweep(net, "tiny", widths, get_device("cpu"), 16, backend="torch", threads=1, policy=FAST,
+                     adaptive=True, max_total_seconds=0.01)
+    covering = ip.initial_keys({f"w{i:03d}": float(r.macs) for i, r in enumerate(prof.records)})
+    assert prof.adaptive["stopped_by_budget"] is True and prof.adaptive["rounds"] == 1
+    assert prof.adaptive["measured"] == len(covering)
