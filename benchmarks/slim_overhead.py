@@ -43,7 +43,6 @@ def main() -> None:
     from us3l.models import create_model
     from us3l.slim import materialize, width
     from us3l.slim.context import calibrating
-    from us3l.slim.inference import eager_layers
 
     widths = [float(w) for w in args.widths.split(",")]
     torch.manual_seed(0)
@@ -63,13 +62,6 @@ def main() -> None:
     def eager_infer(w: float) -> Callable[[], object]:
         def run() -> object:
             with torch.no_grad(), width(model, w):
-                return model(x1)
-
-        return run
-
-    def layers_infer(w: float) -> Callable[[], object]:
-        def run() -> object:
-            with torch.no_grad(), eager_layers(), width(model, w):
                 return model(x1)
 
         return run
@@ -106,12 +98,9 @@ def main() -> None:
             with width(model, w):
                 ref = model(x1)
             torch.testing.assert_close(static[w](x1), ref, rtol=1e-4, atol=1e-5)
-            with eager_layers(), width(model, w):
-                torch.testing.assert_close(model(x1), ref, rtol=1e-4, atol=1e-5)
     timers: dict[tuple[str, float, str], tuple[Callable[[], object], int]] = {}
     for w in widths:
         timers[("infer", w, "eager")] = (eager_infer(w), args.calls)
-        timers[("infer", w, "layers")] = (layers_infer(w), args.calls)
         timers[("infer", w, "static")] = (static_infer(w), args.calls)
         timers[("train", w, "eager")] = (eager_train(w), 1)
         timers[("train", w, "static")] = (static_train(w), 1)
@@ -127,19 +116,15 @@ def main() -> None:
         f"{args.rounds} interleaved rounds; inference batch 1 ({args.calls} calls per round), "
         f"training step batch {args.batch_size}"
     )
-    head = f"{'width':>6} {'infer eager':>12} {'static':>9} {'ratio':>6} {'layers':>9} {'ratio':>6}"
+    head = f"{'width':>6} {'infer eager':>12} {'static':>9} {'ratio':>6}"
     print(f"{head}   {'train eager':>12} {'static':>9} {'ratio':>6}")
     for w in widths:
         ie, is_ = med[("infer", w, "eager")], med[("infer", w, "static")]
-        il = med[("infer", w, "layers")]
         te, ts = med[("train", w, "eager")], med[("train", w, "static")]
         print(
-            f"{w:>6g} {ie * 1e3:10.3f}ms {is_ * 1e3:7.3f}ms {ie / is_:6.2f} {il * 1e3:7.3f}ms {il / is_:6.2f}   "
+            f"{w:>6g} {ie * 1e3:10.3f}ms {is_ * 1e3:7.3f}ms {ie / is_:6.2f}   "
             f"{te * 1e3:10.2f}ms {ts * 1e3:7.2f}ms {te / ts:6.2f}"
         )
-    print("infer eager: the model in its width context, as users and us3l eval run it (no_grad, eval mode: the cached")
-    print("static network of us3l.slim.inference); layers: the slimmable layers themselves (eager_layers());")
-    print("ratio = time / static (materialize(model, w) called directly)")
 
 
 if __name__ == "__main__":

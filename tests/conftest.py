@@ -75,13 +75,3 @@ def _signal_state() -> object:
     if signal.getsignal(signal.SIGCHLD) is not chld:
         signal.signal(signal.SIGCHLD, chld)
     _repair_sigaltstack()
-
-
-@pytest.fixture
-def layers_eager() -> object:
-    """Slimmable networks run their slimmable layers in this test, never the cached static network that
-    ``us3l.slim.inference`` substitutes under no_grad: for tests that compare the layers with ``materialize``."""
-    from us3l.slim.inference import eager_layers
-
-    with eager_layers():
-        yield

@@ -21,8 +21,6 @@ from us3l.eval import (
 )
 from us3l.slim import SlimBatchNorm2d, calibrated_widths, canonical_width, materialize, width
 
-pytestmark = pytest.mark.usefixtures("layers_eager")  # compare the slimmable layers themselves
-
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}

@@ -7,8 +7,6 @@ from tests.models.test_models import SMALL_INPUT, make
 from us3l.errors import US3LError
 from us3l.slim import SlimModule, calibrating, materialize, width
 
-pytestmark = pytest.mark.usefixtures("layers_eager")  # compare the slimmable layers themselves
-
 STANDARD = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.GELU, nn.Identity,
             nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Sequential, us3l.slim.FirstFeatures)
 

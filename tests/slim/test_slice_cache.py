@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from us3l.models import create_model
 from us3l.slim import materialize, width
-
-pytestmark = pytest.mark.usefixtures("layers_eager")  # compare the slimmable layers themselves
 
 
 def _net() -> torch.nn.Module:
@@ -48,3 +45,20 @@ def test_replaced_parameters_and_other_widths_are_new_entries() -> None:
     net.load_state_dict(src.state_dict())  # copies into the same parameters
     with torch.no_grad(), width(net, 0.5):
         torch.testing.assert_close(net(x), materialize(src, 0.5)(x), rtol=1e-5, atol=1e-6)
+
+
+def test_deepcopy_after_no_grad_calls_and_in_place_updates() -> None:
+    """The memo lives outside the modules: deepcopy used to fail on memoised no-grad views whose base had since
+    been updated in place."""
+    import copy
+
+    net = _net()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        with width(net, 0.5):
+            net(x)
+        for p in net.parameters():
+            p.add_(0.01)
+    clone = copy.deepcopy(net)
+    with torch.no_grad(), width(clone, 0.5), width(net, 0.5):
+        torch.testing.assert_close(clone(x), net(x))

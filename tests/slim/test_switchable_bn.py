@@ -24,8 +24,6 @@ from us3l.slim import (
     width_grid,
 )
 
-pytestmark = pytest.mark.usefixtures("layers_eager")  # compare the slimmable layers themselves
-
 SWITCHES = [1.0, 0.75, 0.5, 0.25]
 MESSAGE = "S-Nets run only at widths 1, 0.75, 0.5, 0.25 (got 0.6)"
 

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from us3l.slim.context import width_grid
-from us3l.slim.inference import bump_generation, cached_static, drop_cached
 from us3l.slim.rounding import WidthRange
 
 
@@ -35,27 +34,8 @@ class SlimNet(nn.Module):
         :func:`us3l.slim.width_grid` for ``max_points``."""
         return width_grid(self, max_points)
 
-    def eager_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The embedding computed by the slimmable layers themselves (subclasses implement it)."""
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The embedding at the current width. Without autograd, in eval mode and inside a width context this
-        runs the cached ``materialize``d network of that width (same function, no per-layer Python;
-        ``us3l.slim.inference``); otherwise the slimmable layers."""
-        static = cached_static(self)
-        if static is not None:
-            return static.forward_features(x)
-        return self.eager_features(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        static = cached_static(self)
-        if static is not None:
-            return static(x)
-        return self.head(self.eager_features(x))
-
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        # .to()/.float()/.half() may replace tensors without bumping their version counters.
-        drop_cached(self)
-        bump_generation()
-        return super()._apply(fn, recurse)
+        return self.head(self.forward_features(x))

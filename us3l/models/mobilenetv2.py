@@ -111,7 +111,7 @@ class SlimMobileNetV2(SlimNet):
         self.width_range.check(w)
         return self.num_features
 
-    def eager_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.avgpool(self.features(x)), 1)
 
 

@@ -138,7 +138,7 @@ class SlimResNet(SlimNet):
     def feature_dim(self, w: float) -> int:
         return self.width_range.channels(self.num_features, self.width_range.check(w))
 
-    def eager_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)

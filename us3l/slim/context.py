@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from us3l.errors import US3LError
-from us3l.slim.inference import bump_generation
 from us3l.slim.layers import SWITCH_TOL, SlimBatchNorm2d, SlimModule, StatsCollector, switch_error
 from us3l.slim.rounding import WidthRange
 
@@ -247,7 +246,6 @@ def calibrating(model: nn.Module, w: float, momentum: float | None = None) -> It
             if col.mean is None or col.var is None:
                 continue  # the layer was not reached at this width
             bn.width_stats[key] = (col.mean.detach().clone(), col.var.detach().clone())
-            bump_generation()
         model.train(was_training)
 
 
@@ -296,4 +294,3 @@ def load_bn_stats_state(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
         if set(d) != {"mean", "var"} or any(t.shape != (expect,) for t in d.values()):
             raise US3LError(f"BN statistics for {name} at width {w} do not fit this model ({expect} channels)")
         bn.width_stats[w] = (d["mean"].float(), d["var"].float())
-        bump_generation()
