@@ -9,7 +9,8 @@ Optional fields (absent or null in profiles written before them; schema 1 still)
 resident memory of the process that held the sessions: this one during the sweep, or the remote runner),
 ``window`` (how many sessions were held at once and why: ``us3l.profiler.window.WindowPlan`` plus ``max_live`` and
 ``peak_scope``), ``time_budget`` (``max_total_seconds`` or null, ``wall_s``, ``prepare_s``, ``measure_s``,
-``stable_widths``, ``unstable_widths``, ``budget_stopped``) and, per record, ``share_s`` (the width's share of
+``stable_widths``, ``unstable_widths``, ``budget_stopped``, ``requested_widths``, ``prepared_widths``: fewer
+when preparation reached half the budget) and, per record, ``share_s`` (the width's share of
 the budget, null without one), ``timing_s`` (seconds it spent being timed) and ``interpolated`` (true: an
 adaptive sweep predicted its latency from measured neighbours, ``us3l.profiler.interpolate``; n = 0, never stable,
 never selected), plus ``adaptive`` at the top (null, or the fit: measured/interpolated counts, rounds, error).

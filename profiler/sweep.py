@@ -74,11 +74,17 @@ def prepare_widths(
     on_item: Callable[[int, int], None] | None = None,
     calibration: Any = None,
     export: bool = True,
+    order: Sequence[int] | None = None,
+    deadline: float | None = None,
 ) -> list[StaticWidth]:
     """Build every width's deployable graph (into ``root/<key>``) and measure its size and cost.
 
     ``export=False`` stops at the frozen static module (size and cost only, no artifact): the adaptive sweep
     exports a width only when it is about to be timed (:func:`export_item`).
+
+    ``order`` (indices into ``widths``) is the order of preparation; with a ``deadline`` (``time.perf_counter``
+    time) no further width is started once it has passed, so the returned list (always in ``widths`` order, keys
+    by position in ``widths``) may hold only the first of ``order`` -- at least one.
 
     ``keep_models=False`` drops each static module once counted (a sweep of exported artifacts needs only
     the files: holding 90 modules would cost more memory than the sessions); ``on_item(done, total)`` after
@@ -93,7 +99,10 @@ def prepare_widths(
     x = example_input(input_shape)
     be = export_backend(backend)
     out = []
-    for i, w in enumerate(widths):
+    for n, i in enumerate(range(len(widths)) if order is None else order):
+        if deadline is not None and n and _clock() > deadline:
+            break
+        w = widths[i]
         key = f"w{i:03d}"
         graph_precision = _graph_precision(precision, be)
         graph = build_deployable_graph(
@@ -123,8 +132,16 @@ def prepare_widths(
             out[-1] = replace(out[-1], model=None)
         del graph, static
         if on_item is not None:
-            on_item(i + 1, len(widths))
-    return out
+            on_item(n + 1, len(widths))
+    return sorted(out, key=lambda it: int(it.key[1:]))
+
+
+#: The part of ``--max-total-seconds`` that preparing widths (export, hashes, costs) may take before the sweep
+#: stops preparing more and times what it has.
+PREPARE_SHARE = 0.5
+
+#: The clock of ``prepare_widths``' deadline (``time.perf_counter``; a seam for tests).
+_clock = time.perf_counter
 
 
 def _graph_precision(precision: str, backend: str | None) -> str:
@@ -490,9 +507,13 @@ def run_sweep(
     # The adaptive sweep on this machine exports a width only when it is about to be timed: a 378-width
     # ResNet-50 grid then exports the few dozen widths it measures, not all of them.
     lazy = adaptive and spec.reach.is_local and be in ("onnx", "openvino")
+    # Under a budget, preparation (export, hashes, costs) may use PREPARE_SHARE of it, widest width first then
+    # spread over the range; widths it does not reach are not profiled, and the profile says how many.
+    deadline = None if max_total_seconds is None else t_start + PREPARE_SHARE * max_total_seconds
     with tempfile.TemporaryDirectory(prefix="us3l-profile-") as tmp:
         items = prepare_widths(model, widths, input_shape, precision, be, Path(tmp), require_bn_stats,
-                               keep_models=False, on_item=on_prepare, calibration=calibration, export=not lazy)
+                               keep_models=False, on_item=on_prepare, calibration=calibration, export=not lazy,
+                               order=coverage_order(len(widths)), deadline=deadline)
         prepared_s = time.perf_counter() - t_start
         by_key = {it.key: it for it in items}
 
@@ -589,5 +610,6 @@ def run_sweep(
             "measure_s": measure_s, "stable_widths": stable,
             "unstable_widths": sum(1 for r in records if not r.latency.stable and not r.interpolated),
             "budget_stopped": sum(1 for r in records if r.stop_reason == "budget"),
+            "requested_widths": len(widths), "prepared_widths": len(items),
         },
     )

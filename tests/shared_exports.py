@@ -11,6 +11,7 @@ test_graph_parity.py run the sweep's exports end to end.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,10 @@ def prepare_once(
 def reuse_prepared(monkeypatch: pytest.MonkeyPatch, prepared: Prepared) -> list[list[float]]:
     """Make ``run_sweep`` use ``prepared``; returns the list of the width lists it asked for (one per sweep).
 
-    The stand-in takes ``prepare_widths``' own signature; any argument besides the model, widths, input shape,
-    precision, backend, root and progress callback must be at its default (``keep_models`` False, as a sweep asks),
-    so a sweep that would build other graphs (INT8 calibration, required BN statistics, ...) fails here."""
+    The stand-in takes ``prepare_widths``' own signature and honours its preparation order and deadline; any
+    other argument besides the model, widths, input shape, precision, backend, root and progress callback must be
+    at its default (``keep_models`` False, as a sweep asks), so a sweep that would build other graphs (INT8
+    calibration, required BN statistics, ...) fails here."""
     import inspect
 
     from us3l.profiler import sweep as sweep_mod
@@ -62,17 +64,21 @@ def reuse_prepared(monkeypatch: pytest.MonkeyPatch, prepared: Prepared) -> list[
         assert (tuple(a.pop("input_shape")), a.pop("precision"), a.pop("backend"), a.pop("keep_models")) == (
             prepared.input_shape, prepared.precision, prepared.backend, False)
         a.pop("root", None)  # where the sweep would export to: the shared files are elsewhere
+        order, deadline = a.pop("order", None), a.pop("deadline", None)
         defaults = {k: p.default for k, p in signature.parameters.items()}
         assert all(v == defaults[k] for k, v in a.items()), a
         state = model.state_dict()  # the very weights (and BN buffers) the shared exports were made from
         assert state.keys() == prepared.state.keys()
         assert all(torch.equal(state[k], v) for k, v in prepared.state.items())
         calls.append([float(w) for w in widths])
-        out = [dataclasses.replace(prepared.items[float(w)], key=f"w{i:03d}") for i, w in enumerate(widths)]
-        for i in range(len(out)):
+        out = []
+        for n, i in enumerate(range(len(widths)) if order is None else order):  # prepare_widths' own rule
+            if deadline is not None and n and time.perf_counter() > deadline:
+                break
+            out.append(dataclasses.replace(prepared.items[float(widths[i])], key=f"w{i:03d}"))
             if on_item is not None:
-                on_item(i + 1, len(out))
-        return out
+                on_item(n + 1, len(widths))
+        return sorted(out, key=lambda it: int(it.key[1:]))
 
     monkeypatch.setattr(sweep_mod, "prepare_widths", prepare)
     return calls

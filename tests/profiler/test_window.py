@@ -189,8 +189,31 @@ def test_real_sweep_under_a_spent_budget_flags_every_width(shared_exports):
     prof = run_sweep(net, "tiny", [0.25, 1.0], get_device("cpu"), 16, backend="onnx", threads=1, policy=FAST,
                      max_total_seconds=1e-6)
     assert shared_exports == [[0.25, 1.0]]
+    # Preparation may use half the budget; spent, only the first width of the coverage order (the widest) is
+    # prepared and timed, and the profile says how many were asked for.
+    assert [r.width for r in prof.records] == [1.0]
     assert all(r.stop_reason == "budget" and r.share_s == 0.0 and not r.latency.stable for r in prof.records)
-    assert prof.time_budget["budget_stopped"] == 2 and prof.time_budget["stable_widths"] == 0
+    tb = prof.time_budget
+    assert tb["budget_stopped"] == 1 and tb["stable_widths"] == 0
+    assert (tb["requested_widths"], tb["prepared_widths"]) == (2, 1)
+
+
+def test_preparation_stops_at_half_the_budget_in_coverage_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.deploy.graph import fresh_model
+    from us3l.profiler import sweep
+
+    clock = iter(range(1000))  # each deadline check: one more second
+    monkeypatch.setattr(sweep, "_clock", lambda: float(next(clock)))
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    widths = [0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
+    items = sweep.prepare_widths(net, widths, (1, 3, 16, 16), "fp32", "torch", None, keep_models=False,
+                                 order=sweep.coverage_order(len(widths)), deadline=2.5)
+    # checks after the 2nd, 3rd and 4th width read 0, 1, 2 s; the 5th reads 3 s > 2.5 s: four widths, the widest
+    # first and then spread over the range (coverage order), returned in grid order with their grid keys
+    order = sweep.coverage_order(len(widths))[:4]
+    assert [it.key for it in items] == [f"w{i:03d}" for i in sorted(order)]
+    assert [it.width for it in items] == [widths[i] for i in sorted(order)]
+    assert 6 in order and 0 in order
 
 
 def _tiny_onnx(path: Path, channels: int) -> None:

@@ -251,6 +251,11 @@ def profile_cmd(
         peak = f", peak memory {prof.peak_rss_bytes / 2**20:.0f} MiB" if prof.peak_rss_bytes else ""
         note(f"{tb.get('stable_widths')} of {len(prof.records)} widths stable in {tb.get('wall_s', 0):.0f} s"
              f" (window of {win.get('size')} sessions{peak})", markup=False)
+        if tb.get("prepared_widths") is not None and tb["prepared_widths"] < tb.get("requested_widths", 0):
+            note(f"budget: {tb['prepared_widths']} of {tb['requested_widths']} widths prepared within half of "
+                 f"--max-total-seconds (widest first, then spread over the range); the other "
+                 f"{tb['requested_widths'] - tb['prepared_widths']} were not profiled: raise --max-total-seconds, "
+                 "or thin the grid with --points", markup=False)
         if prof.adaptive:
             ad = prof.adaptive
             note(f"adaptive: {ad['measured']} widths measured in {ad['rounds']} round(s), {ad['interpolated']} "
