@@ -225,3 +225,34 @@ def test_corrupt_bn_stats_is_reported_as_bn_stats_not_as_the_checkpoint(tmp_path
         ckpt.load_backbone(tmp_path)
     msg = str(info.value)
     assert msg.startswith(f"BN statistics {bn} ") and "us3l calibrate" in msg and "\n" not in msg
+
+
+def test_a_commit_killed_between_its_renames_is_rolled_forward(tmp_path: Path) -> None:
+    """SIGKILL between the renames of _commit: weights at the new epoch, state and metadata still at the old one,
+    their new versions complete under their temporary names (no finally runs). Resume finishes the commit."""
+    import shutil
+
+    model = create_model("cifar_resnet18", num_classes=0, **KW)
+    run, newer = tmp_path / "run", tmp_path / "newer"
+    _save(run, model, epoch=3)
+    _save(newer, model, epoch=4)
+    shutil.copy(newer / ckpt.WEIGHTS_FILE, run / ckpt.WEIGHTS_FILE)  # renamed before the kill
+    shutil.copy(newer / ckpt.STATE_FILE, run / f".{ckpt.STATE_FILE}.abc123.tmp")  # not yet renamed
+    shutil.copy(newer / ckpt.META_FILE, run / f".{ckpt.META_FILE}.def456.tmp")
+    (run / f".{ckpt.META_FILE}.zzz.tmp").write_text("{partial")  # a write the kill cut short: never used
+    assert ckpt.finish_interrupted_commit(run) is True
+    assert ckpt.read_meta(run)["epoch"] == 4 and ckpt.load_train_state(run)["epoch"] == 4
+    assert ckpt.read_weights_epoch(run) == 4
+    assert ckpt.finish_interrupted_commit(run) is False  # consistent: nothing to do
+
+
+def test_a_commit_without_its_new_files_is_not_guessed(tmp_path: Path) -> None:
+    import shutil
+
+    model = create_model("cifar_resnet18", num_classes=0, **KW)
+    run, newer = tmp_path / "run", tmp_path / "newer"
+    _save(run, model, epoch=3)
+    _save(newer, model, epoch=4)
+    shutil.copy(newer / ckpt.WEIGHTS_FILE, run / ckpt.WEIGHTS_FILE)  # no temporary files left: cannot roll forward
+    assert ckpt.finish_interrupted_commit(run) is False
+    assert ckpt.read_meta(run)["epoch"] == 3 and ckpt.read_weights_epoch(run) == 4

@@ -147,6 +147,51 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
             tmp_path.unlink(missing_ok=True)
 
 
+def _file_epoch(name: str, path: Path) -> int | None:
+    """The epoch a checkpoint file (or a temporary file of ``_commit``) records, or None if unreadable."""
+    try:
+        if name == WEIGHTS_FILE:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt", device="cpu") as fh:
+                return int((fh.metadata() or {})["epoch"])
+        if name == STATE_FILE:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            return int(state["epoch"]) if isinstance(state, dict) else None
+        return int(json.loads(path.read_text(encoding="utf-8"))["epoch"])
+    except Exception:  # noqa: BLE001 - unreadable, partial or foreign: not a candidate
+        return None
+
+
+def finish_interrupted_commit(run_dir: str | Path) -> bool:
+    """Roll an interrupted checkpoint commit forward; True if it did.
+
+    ``_commit`` writes and fsyncs every file under a temporary name before it renames any, in the order weights,
+    train state, metadata. A process killed between two renames (SIGKILL, power loss) leaves the weights at the
+    new epoch and the later files at the old one, with their new versions, complete, still under their temporary
+    names (no ``finally`` runs on SIGKILL). For each file behind the weights' epoch, a temporary file of the same
+    name that records the weights' epoch is renamed into place, as the commit would have done.
+    """
+    run = Path(run_dir)
+    weights = run / WEIGHTS_FILE
+    if not weights.is_file():
+        return False
+    target = _file_epoch(WEIGHTS_FILE, weights)
+    if target is None:
+        return False
+    done = False
+    for name in (STATE_FILE, META_FILE):
+        final = run / name
+        if final.is_file() and _file_epoch(name, final) == target:
+            continue
+        for tmp in sorted(run.glob(f".{name}.*")):
+            if _file_epoch(name, tmp) == target:
+                os.replace(tmp, final)
+                done = True
+                break
+    return done
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """Read and schema-check ``checkpoint.json`` of a run folder or weights file."""
     meta_path = run_dir_of(path) / META_FILE

@@ -599,6 +599,7 @@ _STATE_KEYS = {"optimizer": dict, "scaler": dict, "sampler": dict, "rng": dict}
 def _restore(
     run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, sampler: Any
 ) -> int:
+    ckpt.finish_interrupted_commit(run_dir)  # killed between the renames of a checkpoint commit
     meta = ckpt.read_meta(run_dir)
     state = ckpt.load_train_state(run_dir, _STATE_KEYS)
     epochs = {int(meta["epoch"]), int(state["epoch"]), ckpt.read_weights_epoch(run_dir)}
