@@ -91,7 +91,6 @@ def prepare_widths(
     each width. ``precision="int8"`` builds each width's post-training INT8 graph (as ``us3l export`` does)
     calibrated on ``calibration`` (a ``us3l.deploy.quantize.CalibrationSet``).
     """
-    from us3l.deploy.graph import build_deployable_graph
     from us3l.profiler.costs import count_costs
     from us3l.profiler.memory import activation_bytes, weight_bytes
     from us3l.profiler.timers import example_input
@@ -104,12 +103,8 @@ def prepare_widths(
             break
         w = widths[i]
         key = f"w{i:03d}"
-        graph_precision = _graph_precision(precision, be)
-        graph = build_deployable_graph(
-            model, float(w), be if export else None, None if root is None or be is None else root / key,
-            input_shape, precision=graph_precision, require_bn_stats=require_bn_stats, example=x,
-            calibration=calibration if graph_precision == "int8" and export else None,
-        )
+        graph = _width_graph(model, float(w), be if export else None, None if root is None else root / key,
+                             input_shape, precision, require_bn_stats, calibration, x)
         static = graph.module
         costs = count_costs(static, input_shape)
         out.append(
@@ -149,22 +144,33 @@ def _graph_precision(precision: str, backend: str | None) -> str:
     return precision if precision == "int8" or backend == "openvino" else "fp32"
 
 
+def _width_graph(
+    model: nn.Module, w: float, be: str | None, out_dir: Path | None, input_shape: tuple[int, ...], precision: str,
+    require_bn_stats: bool, calibration: Any, example: Any,
+) -> Any:
+    """The deployable graph a sweep times at width ``w``, exported by export backend ``be`` into ``out_dir``
+    (``be=None``: the frozen static module only, no artifact): the one builder of ``prepare_widths`` and
+    ``export_item``."""
+    from us3l.deploy.graph import build_deployable_graph
+
+    graph_precision = _graph_precision(precision, be)
+    return build_deployable_graph(
+        model, w, be, None if be is None else out_dir, input_shape, precision=graph_precision,
+        require_bn_stats=require_bn_stats, example=example,
+        calibration=calibration if graph_precision == "int8" and be is not None else None,
+    )
+
+
 def export_item(
     item: StaticWidth, model: nn.Module, backend: str, root: Path, input_shape: tuple[int, ...], precision: str,
     require_bn_stats: bool = False, calibration: Any = None,
 ) -> StaticWidth:
     """``item`` (prepared with ``export=False``) with its artifact exported into ``root/<key>`` and hashed: the
     same deployable graph ``prepare_widths`` would have built."""
-    from us3l.deploy.graph import build_deployable_graph
     from us3l.profiler.timers import example_input
 
-    be = export_backend(backend)
-    graph_precision = _graph_precision(precision, be)
-    graph = build_deployable_graph(
-        model, item.width, be, root / item.key, input_shape, precision=graph_precision,
-        require_bn_stats=require_bn_stats, example=example_input(input_shape),
-        calibration=calibration if graph_precision == "int8" else None,
-    )
+    graph = _width_graph(model, item.width, export_backend(backend), root / item.key, input_shape, precision,
+                         require_bn_stats, calibration, example_input(input_shape))
     return replace(item, bn=graph.bn, artifact=graph.artifact, graph_sha256=graph.graph_sha256,
                    graph_structure_sha256=graph.graph_structure_sha256)
 
@@ -542,12 +548,17 @@ def run_sweep(
                         raise WindowFull(key)
                 return site.open(by_key[key])
 
+            def budget_left() -> float | None:
+                """Seconds of ``max_total_seconds`` not spent yet (0 when spent), None without a budget."""
+                if max_total_seconds is None:
+                    return None
+                return max(0.0, max_total_seconds - (time.perf_counter() - t_start))
+
             def measure(keys: list[str]) -> Any:
                 """One windowed measurement of ``keys``; under a total budget they get their fair part of what
                 is left (in proportion to the widths not measured yet)."""
-                left = None
-                if max_total_seconds is not None:
-                    left = max(0.0, max_total_seconds - (time.perf_counter() - t_start))
+                left = budget_left()
+                if left is not None:
                     left *= len(keys) / max(1, len(items) - len(results))
                 return measure_windowed(keys, open_timer, policy, window=plan.size, max_total_s=left,
                                         on_round=on_round, on_progress=on_progress)
@@ -558,11 +569,9 @@ def run_sweep(
                 res = measure(order)
                 results, measure_s, max_live = dict(res.results), res.wall_s, res.max_live
             else:
-                def budget_spent() -> bool:
-                    return max_total_seconds is not None and time.perf_counter() - t_start >= max_total_seconds
-
                 results, measure_s, max_live, adaptive_doc = _measure_adaptive(
-                    items, order, measure, policy, budget_spent, export_round if lazy else lambda keys: None
+                    items, order, measure, policy, lambda: budget_left() == 0.0,
+                    export_round if lazy else lambda keys: None,
                 )
             peak = site.peak()
     wall = time.perf_counter() - t_start

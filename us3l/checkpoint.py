@@ -148,13 +148,9 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
 
 
 def _file_epoch(name: str, path: Path) -> int | None:
-    """The epoch a checkpoint file (or a temporary file of ``_commit``) records, or None if unreadable."""
+    """The epoch a train state or metadata file (or a temporary file of ``_commit``) records, or None if
+    unreadable."""
     try:
-        if name == WEIGHTS_FILE:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt", device="cpu") as fh:
-                return int((fh.metadata() or {})["epoch"])
         if name == STATE_FILE:
             state = torch.load(path, map_location="cpu", weights_only=True)
             return int(state["epoch"]) if isinstance(state, dict) else None
@@ -173,10 +169,12 @@ def finish_interrupted_commit(run_dir: str | Path) -> bool:
     name that records the weights' epoch is renamed into place, as the commit would have done.
     """
     run = Path(run_dir)
-    weights = run / WEIGHTS_FILE
-    if not weights.is_file():
+    if not (run / WEIGHTS_FILE).is_file():
         return False
-    target = _file_epoch(WEIGHTS_FILE, weights)
+    try:
+        target = read_weights_epoch(run)
+    except US3LError:  # damaged weights: resume reports them itself
+        return False
     if target is None:
         return False
     done = False

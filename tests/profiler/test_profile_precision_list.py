@@ -29,6 +29,16 @@ def test_parse_precisions() -> None:
     assert str(info.value) == "--precision lists fp32 more than once, got 'fp32,int8,fp32'"
 
 
+def _assert_refused(device: list[str], extra: list[str], message: str, tmp_path: Path, capsys) -> None:
+    """``us3l profile`` on one width exits 1 with exactly ``message`` on stderr and writes nothing."""
+    out = tmp_path / "p"
+    argv = ["profile", *device, "--model", "cifar_resnet18", "--widths", "0.25", *extra,
+            "--calib-data", "builtin", "--out", str(out)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == message + "\n"
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("precision", "backend", "message"),
     [
@@ -44,26 +54,17 @@ def test_parse_precisions() -> None:
 )
 def test_a_bad_entry_is_refused_before_any_work(precision: str, backend: str, message: str, tmp_path: Path,
                                                 capsys) -> None:
-    out = tmp_path / "p"
-    argv = ["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "0.25", "--backend", backend,
-            "--precision", precision, "--calib-data", "builtin", "--out", str(out)]
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    assert err == message + "\n"
-    assert not out.exists()
+    _assert_refused(["--device", "cpu"], ["--backend", backend, "--precision", precision], message, tmp_path, capsys)
 
 
 def test_int8_on_a_device_whose_file_does_not_allow_it(tmp_path: Path, capsys) -> None:
     dev = tmp_path / "edge.toml"
     dev.write_text('name = "edge"\nbackends = ["onnx"]\n[precisions]\nonnx = ["fp32"]\n')
-    out = tmp_path / "p"
-    argv = ["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
-            "--precision", "int8", "--calib-data", "builtin", "--out", str(out)]
-    assert main(argv) == 1
-    assert capsys.readouterr().err == (
-        f"error: device 'edge' does not run int8 on onnx: its device file allows fp32 ([precisions] onnx in {dev})\n"
+    _assert_refused(
+        ["--device-file", str(dev)], ["--precision", "int8"],
+        f"error: device 'edge' does not run int8 on onnx: its device file allows fp32 ([precisions] onnx in {dev})",
+        tmp_path, capsys,
     )
-    assert not out.exists()
 
 
 def test_a_list_writes_one_profile_and_one_table_per_precision(tmp_path: Path, capsys) -> None:
