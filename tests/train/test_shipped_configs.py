@@ -22,3 +22,10 @@ def test_shipped_config_resolves_and_has_a_line_in_training_md(path: Path) -> No
     assert reproduces, path.name
     if path.name != "default.yaml":
         assert "configs/" in reproduces or "ViT_experiments/" in reproduces, path.name
+
+
+def test_configs_default_is_the_packaged_default() -> None:
+    """configs/default.yaml is what `us3l train` runs without --config, byte for byte (it once went stale)."""
+    shipped = (ROOT / "configs" / "default.yaml").read_bytes()
+    packaged = (ROOT / "us3l" / "configs" / "default.yaml").read_bytes()
+    assert shipped == packaged, "configs/default.yaml differs from us3l/configs/default.yaml: copy the packaged one"
