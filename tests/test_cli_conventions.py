@@ -34,6 +34,33 @@ def test_help_lists_commands_in_pipeline_order_with_completion(capsys: pytest.Ca
     assert "--install-completion" in out and "--version" in out
 
 
+def test_each_command_is_registered_by_the_module_the_lazy_loader_imports() -> None:
+    """``main`` imports only the invoked command's module (us3l.cli.COMMAND_MODULES): a command missing from the
+    table, or registered by another module, would be unknown or slow to start."""
+    from us3l.cli import COMMAND_MODULES, load_commands
+    from us3l.cli_app import COMMAND_ORDER, app
+
+    load_commands()
+    owners = {c.name: c.callback.__module__ for c in app.registered_commands if c.callback}
+    owners |= {
+        g.name: g.typer_instance.registered_callback.callback.__module__  # sub-apps (profile, profile show)
+        for g in app.registered_groups
+        if g.typer_instance and g.typer_instance.registered_callback and g.typer_instance.registered_callback.callback
+    }
+    assert set(owners) == set(COMMAND_MODULES) == set(COMMAND_ORDER)
+    assert owners == {name: f"us3l.commands.{module}" for name, module in COMMAND_MODULES.items()}
+
+
+def test_a_command_starts_without_importing_the_others() -> None:
+    code = (
+        "import sys; from us3l.cli import main; rc = main(['version']); "
+        "print(sorted(m for m in sys.modules if m.startswith('us3l.commands.')), file=sys.stderr); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "['us3l.commands.version']"
+
+
 def test_models_answers_without_building_a_model(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
     import us3l.models
 

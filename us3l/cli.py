@@ -18,11 +18,26 @@ from us3l.errors import US3LError
 
 _loaded = False
 
+#: The module of ``us3l/commands`` that registers each command. ``main`` imports only the invoked command's
+#: module (typer then builds one command, not twelve: ~0.5-1 s of every invocation went to importing and
+#: building the others); ``us3l``, ``us3l --help`` and unknown names load every module.
+#: tests/test_cli_conventions.py checks this table against what the modules register.
+COMMAND_MODULES = {
+    "train": "train", "calibrate": "eval", "eval": "eval", "profile": "profile", "select": "select",
+    "export": "export", "report": "report", "quickstart": "quickstart", "models": "models", "info": "models",
+    "devices": "devices", "version": "version",
+}
 
-def load_commands() -> None:
+
+def load_commands(argv: list[str] | None = None) -> None:
+    """Register the commands: only the invoked one's module when ``argv`` names a known command, else all."""
     global _loaded
     if _loaded:
         return
+    command = next((a for a in argv or () if not a.startswith("-")), None)
+    if command in COMMAND_MODULES:
+        importlib.import_module(f"us3l.commands.{COMMAND_MODULES[command]}")
+        return  # a later call without argv still loads the rest
     import us3l.commands as pkg
 
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
@@ -46,9 +61,9 @@ def legacy_argv(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    load_commands()
     debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
     args = legacy_argv(list(sys.argv[1:] if argv is None else argv))
+    load_commands(args)
     try:
         app(args=args, prog_name="us3l")  # standalone: typer reports usage errors itself (exit 2)
     except SystemExit as exc:
