@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from us3l.models import create_model
@@ -48,8 +49,8 @@ def test_replaced_parameters_and_other_widths_are_new_entries() -> None:
 
 
 def test_deepcopy_after_no_grad_calls_and_in_place_updates() -> None:
-    """The memo lives outside the modules: deepcopy used to fail on memoised no-grad views whose base had since
-    been updated in place."""
+    """deepcopy used to fail on memoised no-grad views whose base had since been updated in place: the memo is
+    never copied (a copy starts with an empty one)."""
     import copy
 
     net = _net()
@@ -60,5 +61,36 @@ def test_deepcopy_after_no_grad_calls_and_in_place_updates() -> None:
         for p in net.parameters():
             p.add_(0.01)
     clone = copy.deepcopy(net)
+    assert any(m.__dict__.get("_us3l_infer") for m in net.modules())
+    assert not any(m.__dict__.get("_us3l_infer") for m in clone.modules())
     with torch.no_grad(), width(clone, 0.5), width(net, 0.5):
         torch.testing.assert_close(clone(x), net(x))
+
+
+def test_dtype_conversion_and_frozen_weights_with_grad_enabled() -> None:
+    """``.double()`` changes the parameters' storage without bumping their versions: the memo must see it. With
+    frozen weights and grad enabled (input gradients), the inference path runs and the input still gets one."""
+    net = _net()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad(), width(net, 0.5):
+        net(x)
+    net.double()
+    with torch.no_grad(), width(net, 0.5):
+        out = net(x.double())
+    assert out.dtype == torch.float64
+    with width(net, 0.5):
+        fresh = net(x.double())  # grad mode: slices taken anew
+    torch.testing.assert_close(out, fresh.detach())
+    for p in net.parameters():
+        p.requires_grad_(False)
+    xg = x.double().requires_grad_()
+    with width(net, 0.5):
+        net(xg).sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
+
+
+def test_wrong_input_channels_fail_in_the_inference_path() -> None:
+    net = _net()
+    with torch.no_grad(), width(net, 0.5):
+        with pytest.raises(RuntimeError, match="expects 3 input channels, got 2"):
+            net(torch.randn(1, 2, 16, 16))

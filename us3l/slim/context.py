@@ -156,17 +156,19 @@ def canonical_width(model: nn.Module, w: float) -> float:
     return table.get(cfg, round(w, 4))
 
 
-def _width_plan(model: nn.Module, wr: WidthRange, w: float) -> tuple[list[SlimModule], list[SlimBatchNorm2d], float]:
-    """The slimmable modules, the BN ones, and the canonical width of ``w``, cached on ``model`` (entering a width
-    context is on every eager forward: walking the modules and computing every channel signature each time cost
-    more than a batch-1 forward of a narrow network). The cache is tied to this model object (a deep copy, which
-    copies the cache dict, misses it) and, like the grid cache, assumes the module structure does not change."""
+def _width_plan(model: nn.Module, wr: WidthRange, w: float) -> tuple[list[dict], list[dict], float]:
+    """The instance dicts of the slimmable modules and of the BN ones, and the canonical width of ``w``, cached
+    on ``model`` (entering a width context is on every eager forward: walking the modules and computing every
+    channel signature each time cost more than a batch-1 forward of a narrow network). The cache is tied to this
+    model object (a deep copy, which copies the cache dict, misses it) and, like the grid cache, assumes the
+    module structure does not change."""
     cache = _grid_cache(model)
     mods_key = ("modules", id(model))
     hit = cache.get(mods_key)
     if hit is None:
         mods = [m for _, m in slim_modules(model)]
-        hit = cache[mods_key] = (mods, [m for m in mods if isinstance(m, SlimBatchNorm2d)])
+        bns = [m.__dict__ for m in mods if isinstance(m, SlimBatchNorm2d)]
+        hit = cache[mods_key] = ([m.__dict__ for m in mods], bns)
     key = ("canonical", wr, w)
     canon = cache.get(key)
     if canon is None:
@@ -177,35 +179,46 @@ def _width_plan(model: nn.Module, wr: WidthRange, w: float) -> tuple[list[SlimMo
     return hit[0], hit[1], canon
 
 
-@contextmanager
-def width(model: nn.Module, w: float) -> Iterator[nn.Module]:
-    """Run ``model`` at width ``w`` inside the block; the previous widths are restored on exit.
+class _WidthContext:
+    """What :func:`width` returns: a plain class rather than a generator context manager, since it is entered
+    on every eager forward and its own cost counts against a narrow batch-1 network."""
+
+    __slots__ = ("model", "w", "key", "dicts", "bn_dicts", "saved_w", "saved_key")
+
+    def __init__(self, model: nn.Module, w: float) -> None:
+        wr = width_range_of(model)
+        w = wr.check(w)
+        self.dicts, self.bn_dicts, self.key = _width_plan(model, wr, w)
+        if bn_switches(model) is not None:
+            w = self.key  # S-Nets: exactly the switch (a width within half a 1e-4 step of it is that switch)
+        self.model, self.w = model, w
+
+    def __enter__(self) -> nn.Module:
+        # ``width``/``stats_key`` are plain float attributes: written straight into the instance dicts, skipping
+        # nn.Module.__setattr__'s parameter/buffer/module bookkeeping (which made up most of entering a context).
+        w, key = self.w, self.key
+        self.saved_w = [d["width"] for d in self.dicts]
+        self.saved_key = [d["stats_key"] for d in self.bn_dicts]
+        for d in self.dicts:
+            d["width"] = w
+        for d in self.bn_dicts:
+            d["stats_key"] = key
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        for d, old_w in zip(self.dicts, self.saved_w, strict=True):
+            d["width"] = old_w
+        for d, old_key in zip(self.bn_dicts, self.saved_key, strict=True):
+            d["stats_key"] = old_key
+
+
+def width(model: nn.Module, w: float) -> _WidthContext:
+    """Run ``model`` at width ``w`` inside the ``with`` block; the previous widths are restored on exit.
 
     Raises ``ValueError`` for a width outside the model's range, NaN or a non-number, and ``US3LError`` for a
-    width that is not one of an S-Nets model's switches.
+    width that is not one of an S-Nets model's switches (when called, before the block).
     """
-    wr = width_range_of(model)
-    w = wr.check(w)
-    mods, bns, key = _width_plan(model, wr, w)
-    if bn_switches(model) is not None:
-        w = key  # S-Nets: exactly the switch (a width within half a 1e-4 step of it is that switch)
-    # ``width``/``stats_key`` are plain float attributes: written straight into the instance dicts, skipping
-    # nn.Module.__setattr__'s parameter/buffer/module bookkeeping (which made up most of entering a context).
-    dicts = [m.__dict__ for m in mods]
-    bn_dicts = [m.__dict__ for m in bns]
-    saved_w = [d["width"] for d in dicts]
-    saved_key = [d["stats_key"] for d in bn_dicts]
-    try:
-        for d in dicts:
-            d["width"] = w
-        for d in bn_dicts:
-            d["stats_key"] = key
-        yield model
-    finally:
-        for d, old_w in zip(dicts, saved_w, strict=True):
-            d["width"] = old_w
-        for d, old_key in zip(bn_dicts, saved_key, strict=True):
-            d["stats_key"] = old_key
+    return _WidthContext(model, w)
 
 
 def current_width(model: nn.Module) -> float:

@@ -6,7 +6,6 @@ computes its active channel counts as locals. ``width=None`` means full width.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 from us3l.slim.rounding import WidthRange
 
 _DEFAULT_RANGE = WidthRange()
+_CUDNN = torch.backends.cudnn
 
 
 class SlimModule(nn.Module):
@@ -48,37 +48,53 @@ class SlimModule(nn.Module):
         raise NotImplementedError
 
 
-_SLICES: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+class _InferenceMemo(dict):
+    """A layer's dense no-grad slices per width (``_inference_slices``). Never copied: ``copy.deepcopy`` and
+    pickling give an empty memo (the copy's parameters are other tensors), so a copied model never carries
+    views of the original's parameters (``copy.deepcopy`` of a model updated in place after a no-grad call
+    used to fail on them)."""
+
+    def __deepcopy__(self, memo: dict) -> _InferenceMemo:
+        return _InferenceMemo()
+
+    def __reduce__(self) -> tuple:
+        return (_InferenceMemo, ())
 
 
-def _no_grad_slices(
-    module: nn.Module, w: float, weight: torch.Tensor, bias: torch.Tensor | None, make: Callable[[float], tuple]
-) -> tuple:
-    """``make(w)`` (a layer's sliced parameters) without autograd, as dense copies memoised for the last few
-    widths while the parameters are unchanged. Slicing on every call (a few aten view ops per layer) and
-    convolving strided weight slices (1.2-1.5x a dense weight at batch 1) made batch-1 eager inference up to
-    2.5x slower than ``materialize``. Same values, same operations.
+def _inference_slices(module: nn.Module, w: float, make: Callable[[float], tuple]) -> tuple:
+    """``make(w)`` (a layer's active channels and sliced parameters) for a forward without autograd, with the
+    sliced parameters as dense copies, memoised for the last few widths while the parameters are unchanged.
+    Slicing on every call (a few aten view ops per layer), convolving strided weight slices (1.2-1.5x a dense
+    weight at batch 1) and the per-layer lookups around them made batch-1 eager inference up to 2.5x slower
+    than ``materialize``; this path is one dict lookup and a validity check. Same values, same operations.
 
-    Validity follows the parameters' version counters, like autograd's checks of saved tensors: in-place updates
-    (optimizer, EMA, ``load_state_dict``, writes under ``torch.no_grad``) and replaced parameters are seen;
-    writes through ``.data``, which bypass version counting by design, are not. The memo lives outside the
-    module (``_SLICES``): ``copy.deepcopy`` of a model whose parameters changed in place after a no-grad call
-    used to fail on the memoised views.
+    Validity follows the parameters' identity, storage and version counters, like autograd's checks of saved
+    tensors: in-place updates (optimizer, EMA, ``load_state_dict``, writes under ``torch.no_grad``), replaced
+    parameters and ``.to()``/``.double()`` conversions are seen; writes through ``.data`` (which bypass version
+    counting by design) that keep the storage are not.
     """
-    cache = _SLICES.get(module)
-    if cache is None:
-        cache = _SLICES[module] = {}
-    key = (
-        id(weight), weight.data_ptr(), weight._version,
-        None if bias is None else (id(bias), bias.data_ptr(), bias._version),
-    )
-    hit = cache.get(w)
-    if hit is None or hit[0] != key:
-        if len(cache) >= 4 and w not in cache:
-            cache.pop(next(iter(cache)))
-        with torch.no_grad():
-            hit = cache[w] = (key, tuple(_dense_like(t, weight) for t in make(w)))
-    return hit[1]
+    d = module.__dict__
+    memo = d.get("_us3l_infer")
+    if memo is None:
+        memo = d["_us3l_infer"] = _InferenceMemo()
+    params = d["_parameters"]
+    weight, bias = params["weight"], params.get("bias")
+    hit = memo.get(w)
+    if (
+        hit is not None
+        and hit[0] is weight
+        and hit[1] == weight._version
+        and hit[2] == weight.data_ptr()
+        and hit[3] is bias
+        and (bias is None or hit[4] == bias._version)
+    ):
+        return hit[5]
+    if len(memo) >= 4 and w not in memo:
+        memo.pop(next(iter(memo)))
+    with torch.no_grad():
+        value = tuple(_dense_like(t, weight) for t in make(w))
+    memo[w] = (weight, weight._version, weight.data_ptr(), bias, None if bias is None else bias._version, value)
+    return value
 
 
 def _dense_like(t: object, param: torch.Tensor) -> object:
@@ -173,18 +189,22 @@ class SlimConv2d(SlimModule):
         bias = self.bias[:cout] if self.bias is not None else None
         return weight, bias, groups
 
+    def _inference(self, w: float) -> tuple[int, torch.Tensor, torch.Tensor | None, int]:
+        return (self.active_channels(w)[0], *self.sliced(w))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self._w()
-        cin = self.active_channels(w)[0]
-        if x.shape[1] != cin:
-            raise RuntimeError(
-                f"SlimConv2d at width {w:g} expects {cin} input channels, got {x.shape[1]}"
-            )
-        if self.weight.requires_grad and torch.is_grad_enabled():
+        d = self.__dict__
+        w = d["width"]
+        if w is None:
+            w = 1.0
+        if torch.is_grad_enabled() and d["_parameters"]["weight"].requires_grad:
+            cin = self.active_channels(w)[0]
             weight, bias, groups = self.sliced(w)
-        else:
-            weight, bias, groups = _no_grad_slices(self, w, self.weight, self.bias, self.sliced)
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
+        else:  # inference: dense slices memoised per width (the per-layer cost is most of a narrow batch-1 call)
+            cin, weight, bias, groups = _inference_slices(self, w, self._inference)
+        if x.shape[1] != cin:
+            raise RuntimeError(f"SlimConv2d at width {w:g} expects {cin} input channels, got {x.shape[1]}")
+        return torch.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
     def extra_repr(self) -> str:
         return (
@@ -411,8 +431,32 @@ class SlimBatchNorm2d(SlimModule):
             return self.width_stats[key]
         return self.running_stats(w)
 
+    def _inference(self, w: float) -> tuple[int, torch.Tensor, torch.Tensor]:
+        return (self.active_channels(w), *self._affine(w))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self._w()
+        d = self.__dict__
+        w = d["width"]
+        if w is None:
+            w = 1.0
+        if (
+            not d["training"]
+            and d["switches"] is None
+            and d["collector"] is None
+            and not (torch.is_grad_enabled() and d["_parameters"]["weight"].requires_grad)
+        ):
+            # eval inference, the common deployment call: memoised dense affine, calibrated statistics, and
+            # the aten op directly (F.batch_norm's checks are for training)
+            c, weight, bias = _inference_slices(self, w, self._inference)
+            if x.shape[1] != c:
+                raise RuntimeError(f"SlimBatchNorm2d at width {w:g} expects {c} channels, got {x.shape[1]}")
+            key = d["stats_key"]
+            stats = d["width_stats"].get(key) if key is not None else None
+            if stats is None:
+                stats = self.running_stats(w)
+            if stats is None:  # no statistics at all: batch statistics, as the reference does
+                return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+            return torch.batch_norm(x, weight, bias, stats[0], stats[1], False, 0.0, self.eps, _CUDNN.enabled)
         c = self.active_channels(w)
         if x.shape[1] != c:
             raise RuntimeError(f"SlimBatchNorm2d at width {w:g} expects {c} channels, got {x.shape[1]}")
@@ -423,7 +467,7 @@ class SlimBatchNorm2d(SlimModule):
         elif self.weight.requires_grad and torch.is_grad_enabled():
             weight, bias = self.weight[:c], self.bias[:c]
         else:
-            weight, bias = _no_grad_slices(self, w, self.weight, self.bias, self._affine)
+            weight, bias = _inference_slices(self, w, self._inference)[1:]
         if self.collector is not None:
             self.collector.update(x)
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
