@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -156,19 +157,23 @@ def canonical_width(model: nn.Module, w: float) -> float:
     return table.get(cfg, round(w, 4))
 
 
+#: model -> (instance dicts of its slimmable modules, those of its BN layers), see _width_plan
+_MODULE_DICTS: weakref.WeakKeyDictionary[nn.Module, tuple[list[dict], list[dict]]] = weakref.WeakKeyDictionary()
+
+
 def _width_plan(model: nn.Module, wr: WidthRange, w: float) -> tuple[list[dict], list[dict], float]:
     """The instance dicts of the slimmable modules and of the BN ones, and the canonical width of ``w``, cached
     on ``model`` (entering a width context is on every eager forward: walking the modules and computing every
-    channel signature each time cost more than a batch-1 forward of a narrow network). The cache is tied to this
-    model object (a deep copy, which copies the cache dict, misses it) and, like the grid cache, assumes the
-    module structure does not change."""
-    cache = _grid_cache(model)
-    mods_key = ("modules", id(model))
-    hit = cache.get(mods_key)
+    channel signature each time cost more than a batch-1 forward of a narrow network). The module dicts are held
+    outside the model (``_MODULE_DICTS``, weakly keyed by the model object): kept in the model's own cache, a deep
+    copy (``materialize`` deep-copies submodules) copied every module's dict with it, 7x the cost of
+    materializing. Like the grid cache, it assumes the module structure does not change."""
+    hit = _MODULE_DICTS.get(model)
     if hit is None:
         mods = [m for _, m in slim_modules(model)]
         bns = [m.__dict__ for m in mods if isinstance(m, SlimBatchNorm2d)]
-        hit = cache[mods_key] = ([m.__dict__ for m in mods], bns)
+        hit = _MODULE_DICTS[model] = ([m.__dict__ for m in mods], bns)
+    cache = _grid_cache(model)
     key = ("canonical", wr, w)
     canon = cache.get(key)
     if canon is None:
