@@ -14,7 +14,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,31 @@ TIMED_CALL = "openvino InferRequest.infer() (sync), input tensor bound once (sha
 
 
 _CORE: Any = None
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block returns, then raise it as usual.
+
+    ``openvino.convert_model`` calls back into Python (its ONNX frontend submits work to a Python thread pool). A
+    ``KeyboardInterrupt`` raised in there came out of the converter as ``RuntimeError: Check 'false' failed ...
+    KeyboardInterrupt`` (exit 1 instead of 130), was lost (the run went on), or the process died (SIGSEGV): seen in
+    tests/test_quickstart.py's Ctrl-C test. The conversion takes about a second, so Ctrl-C waits at most that long.
+    Outside the main thread (where Python signal handlers cannot be set) the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if got and previous is not signal.SIG_IGN:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+            else:
+                raise KeyboardInterrupt
 
 
 def shared_core() -> Any:
@@ -157,14 +186,16 @@ class OpenVinoBackend(Backend):
             with phase("openvino convert + save"):
                 import openvino as ov
 
-                ov_model = ov.convert_model(str(onnx_dir / "model.onnx"))
+                with sigint_deferred():
+                    ov_model = ov.convert_model(str(onnx_dir / "model.onnx"))
                 if precision == "int8":
                     from us3l.deploy.quantize import quantize_openvino
 
                     with phase("int8 quantization (nncf)"):
                         batch = None if dynamic_batch else int(example.shape[0])
                         ov_model, extras["quantization"] = quantize_openvino(ov_model, calibration, batch)
-                ov.save_model(ov_model, str(tmp / self.filename), compress_to_fp16=(precision == "fp16"))
+                with sigint_deferred():
+                    ov.save_model(ov_model, str(tmp / self.filename), compress_to_fp16=(precision == "fp16"))
                 del ov_model
             shutil.rmtree(onnx_dir)  # the intermediate ONNX file is not part of this artifact
         out = Path(out_dir)
