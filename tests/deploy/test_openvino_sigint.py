@@ -13,6 +13,14 @@ import pytest
 from us3l.deploy.backends.openvino import sigint_deferred
 
 
+@pytest.fixture(autouse=True)
+def _default_sigint() -> object:
+    """Python's own SIGINT handler for each test, whatever an earlier test (in any order) left."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_inside_the_block_is_raised_after_it() -> None:
     done = []
     with pytest.raises(KeyboardInterrupt):
