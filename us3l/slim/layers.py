@@ -29,7 +29,9 @@ class SlimModule(nn.Module):
         self.slim_range = width_range or _DEFAULT_RANGE
 
     def _w(self) -> float:
-        return 1.0 if self.width is None else self.width
+        """The active width (1.0 when unset), read straight from the instance dict: it runs on every forward."""
+        w = self.__dict__["width"]
+        return 1.0 if w is None else w
 
     def _active_cache(self) -> dict:
         """Active channel counts per width, memoised: they run on every eager forward, and the channel
@@ -103,6 +105,12 @@ def _dense_like(t: object, param: torch.Tensor) -> object:
         return t
     cl = param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last) and not param.is_contiguous()
     return t.contiguous(memory_format=torch.channels_last if cl and t.dim() == 4 else torch.contiguous_format)
+
+
+def _check_channels(layer: str, w: float, expected: int, got: int, unit: str = "channels") -> None:
+    """The one-line error of a slim layer given an input of the wrong size for its width."""
+    if got != expected:
+        raise RuntimeError(f"{layer} at width {w:g} expects {expected} {unit}, got {got}")
 
 
 def _active(range_: WidthRange, full: int, w: float, slim: bool, ratio: int) -> int:
@@ -193,17 +201,13 @@ class SlimConv2d(SlimModule):
         return (self.active_channels(w)[0], *self.sliced(w))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.__dict__
-        w = d["width"]
-        if w is None:
-            w = 1.0
-        if torch.is_grad_enabled() and d["_parameters"]["weight"].requires_grad:
+        w = self._w()
+        if torch.is_grad_enabled() and self.__dict__["_parameters"]["weight"].requires_grad:
             cin = self.active_channels(w)[0]
             weight, bias, groups = self.sliced(w)
         else:  # inference: dense slices memoised per width (the per-layer cost is most of a narrow batch-1 call)
             cin, weight, bias, groups = _inference_slices(self, w, self._inference)
-        if x.shape[1] != cin:
-            raise RuntimeError(f"SlimConv2d at width {w:g} expects {cin} input channels, got {x.shape[1]}")
+        _check_channels("SlimConv2d", w, cin, x.shape[1], "input channels")
         return torch.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
     def extra_repr(self) -> str:
@@ -262,8 +266,8 @@ class SlimLinear(SlimModule):
         cin, cout = self.active_features(w)
         if self.slice_input:
             x = x[..., :cin]
-        elif x.shape[-1] != cin:
-            raise RuntimeError(f"SlimLinear at width {w:g} expects {cin} input features, got {x.shape[-1]}")
+        else:
+            _check_channels("SlimLinear", w, cin, x.shape[-1], "input features")
         if cout == self.out_features and cin == self.in_features:
             return F.linear(x, self.weight, self.bias)
         bias = self.bias[:cout] if self.bias is not None else None
@@ -436,9 +440,9 @@ class SlimBatchNorm2d(SlimModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.__dict__
-        w = d["width"]
-        if w is None:
-            w = 1.0
+        w = self._w()
+        c = self.active_channels(w)
+        _check_channels("SlimBatchNorm2d", w, c, x.shape[1])
         if (
             not d["training"]
             and d["switches"] is None
@@ -447,9 +451,7 @@ class SlimBatchNorm2d(SlimModule):
         ):
             # eval inference, the common deployment call: memoised dense affine, calibrated statistics, and
             # the aten op directly (F.batch_norm's checks are for training)
-            c, weight, bias = _inference_slices(self, w, self._inference)
-            if x.shape[1] != c:
-                raise RuntimeError(f"SlimBatchNorm2d at width {w:g} expects {c} channels, got {x.shape[1]}")
+            weight, bias = _inference_slices(self, w, self._inference)[1:]
             key = d["stats_key"]
             stats = d["width_stats"].get(key) if key is not None else None
             if stats is None:
@@ -457,9 +459,6 @@ class SlimBatchNorm2d(SlimModule):
             if stats is None:  # no statistics at all: batch statistics, as the reference does
                 return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
             return torch.batch_norm(x, weight, bias, stats[0], stats[1], False, 0.0, self.eps, _CUDNN.enabled)
-        c = self.active_channels(w)
-        if x.shape[1] != c:
-            raise RuntimeError(f"SlimBatchNorm2d at width {w:g} expects {c} channels, got {x.shape[1]}")
         if self.switches is not None:
             weight, bias = self.affine(w)
         elif c == self.num_features:
