@@ -241,9 +241,15 @@ def test_ctrl_c_leaves_nothing_a_rerun_would_trust(tmp_path: Path, tiny_config: 
     out = tmp_path / "qs"
     cmd = [sys.executable, "-m", "us3l", "quickstart", "--config", str(tiny_config), "--out", str(out), *ARGS]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C as a terminal delivers it: SIGINT at its default disposition in the child whatever this process
+    # inherited. A shell without job control starts background jobs (`cmd &`) with SIGINT ignored, that is
+    # inherited across exec, and Python then never installs its KeyboardInterrupt handler: run that way, the
+    # quickstart rightly ignored the signal and this test failed (2026-12-02).
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # stderr is read as it comes, each line stamped, so that a failure shows which step the signal landed in
-    # (a lost Ctrl-C was seen once in CI, 2026-12-02, and not reproduced in ~80 tries)
     t0 = time.monotonic()
     lines: list[str] = []
     reader = threading.Thread(
