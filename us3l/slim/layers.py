@@ -435,9 +435,6 @@ class SlimBatchNorm2d(SlimModule):
             return self.width_stats[key]
         return self.running_stats(w)
 
-    def _inference(self, w: float) -> tuple[int, torch.Tensor, torch.Tensor]:
-        return (self.active_channels(w), *self._affine(w))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.__dict__
         w = self._w()
@@ -451,7 +448,7 @@ class SlimBatchNorm2d(SlimModule):
         ):
             # eval inference, the common deployment call: memoised dense affine, calibrated statistics, and
             # the aten op directly (F.batch_norm's checks are for training)
-            weight, bias = _inference_slices(self, w, self._inference)[1:]
+            weight, bias = _inference_slices(self, w, self._affine)
             key = d["stats_key"]
             stats = d["width_stats"].get(key) if key is not None else None
             if stats is None:
@@ -466,7 +463,7 @@ class SlimBatchNorm2d(SlimModule):
         elif self.weight.requires_grad and torch.is_grad_enabled():
             weight, bias = self.weight[:c], self.bias[:c]
         else:
-            weight, bias = _inference_slices(self, w, self._inference)[1:]
+            weight, bias = _inference_slices(self, w, self._affine)
         if self.collector is not None:
             self.collector.update(x)
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
