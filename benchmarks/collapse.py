@@ -92,6 +92,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-same-epochs", dest="same_epochs", action="store_false",
                    help="skip the singles trained for as many epochs as us3l (the paper-style comparison)")
     p.add_argument("--us3l-epochs", type=int, default=None, help="fix the us3l epochs instead of the budget rule")
+    p.add_argument("--us3l-stage1", type=float, default=0.25, metavar="F",
+                   help="share of the us3l run's epochs in schedule A's first stage, full width only (config key "
+                        "schedule_stage1; default 0.25, the reference's four equal stages)")
     p.add_argument("--calib-batches", type=int, default=None, help="BN calibration batches (library default)")
     p.add_argument("--knn-k", type=int, default=None, help="requested kNN k (library default; capped by the data)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the config's)")
@@ -116,8 +119,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--subset must be >= 4 images per class")
     if not args.minutes > 0 or not 0.0 <= args.eval_share < 1.0:
         p.error("--minutes must be > 0 and --eval-share in [0, 1)")
-    if args.us3l_epochs is not None and (args.us3l_epochs < 4 or args.us3l_epochs % 4):
-        p.error("--us3l-epochs must be a positive multiple of 4 (schedule A)")
+    from us3l.errors import US3LError
+    from us3l.train.sampling import check_schedule
+
+    try:
+        check_schedule("A", args.us3l_epochs or min_us3l_epochs(args.us3l_stage1), args.us3l_stage1)
+    except US3LError as e:
+        p.error(f"--us3l-epochs/--us3l-stage1: {e}")
     return args
 
 
@@ -128,15 +136,42 @@ def _floats(text: str) -> list[float]:
 # ------------------------------------------------------------------------------------------ budget rule
 
 
-def us3l_epochs(share_s: float, t_epoch: float) -> int:
-    """The largest multiple of 4 epochs (schedule A) whose training fits ``share_s`` seconds; at least 4."""
-    return max(4, 4 * int(share_s / max(t_epoch, 1e-9) / 4))
+def _valid_epochs(epochs: int, stage1: float) -> bool:
+    from us3l.errors import US3LError
+    from us3l.train.sampling import check_schedule
+
+    try:
+        check_schedule("A", epochs, stage1)
+    except US3LError:
+        return False
+    return True
 
 
-def schedule_a_epoch_seconds(t_full_only: float, t_sandwich: float) -> float:
-    """Mean seconds per epoch of schedule A: its first quarter trains the full width only (``t_full_only`` per
-    epoch), the other three quarters three widths per batch (about ``t_sandwich``, the plain sandwich's cost)."""
-    return 0.25 * t_full_only + 0.75 * t_sandwich
+def min_us3l_epochs(stage1: float) -> int:
+    """The fewest epochs schedule A accepts with first-stage share ``stage1`` (4 for the reference's 0.25)."""
+    return next(e for e in range(1, 10_000) if _valid_epochs(e, stage1))
+
+
+def schedule_a_seconds(epochs: int, t_full_only: float, t_sandwich: float, stage1: float) -> float:
+    """Predicted training seconds of ``epochs`` epochs of schedule A: its first stage (``stage1`` of the epochs)
+    trains the full width only (``t_full_only`` per epoch), the rest three widths per batch (about
+    ``t_sandwich``, the plain sandwich's cost per epoch)."""
+    from us3l.train.sampling import stage1_epochs
+
+    first = stage1_epochs(epochs, stage1)
+    return first * t_full_only + (epochs - first) * t_sandwich
+
+
+def us3l_epochs(share_s: float, t_full_only: float, t_sandwich: float, stage1: float = 0.25) -> int:
+    """The most epochs schedule A accepts (a multiple of 4 for the reference's ``stage1`` 0.25) whose predicted
+    training time fits ``share_s`` seconds; at least :func:`min_us3l_epochs`."""
+    best = min_us3l_epochs(stage1)
+    e = best
+    while schedule_a_seconds(e + 1, t_full_only, t_sandwich, stage1) <= share_s:
+        e += 1
+        if _valid_epochs(e, stage1):
+            best = e
+    return best
 
 
 def equal_time_epochs(target_s: float, t_epoch: float) -> int:
@@ -222,6 +257,8 @@ def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, s
         over["knn_widths"] = [single_width if single_width is not None else 1.0]
         if method == "us3l":
             over["schedule"] = "none"
+    elif method == "us3l":
+        over["schedule_stage1"] = args.us3l_stage1
     return resolve_config(None, over)
 
 
@@ -322,21 +359,25 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
     # a run's fixed cost (process start, data, monitor, checkpoint) is paid once per run; rounds of `jobs`
     rounds = math.ceil(len(specs) / max(1, args.jobs))
     overhead = max((max(0.0, p["wall_seconds"] - p["epoch_seconds"]) for p in probes.values()), default=0.0)
-    t_us3l = None
+    t_us3l = t_full = None
+    stage1 = args.us3l_stage1
     if "us3l" in probes:
-        # schedule A: a quarter of the epochs at full width only (the cost of a single_w1 epoch: EMA teacher +
-        # full-width student), three quarters with three widths (the sandwich probe's cost)
-        t_full = probes.get("single_w1")  # present when width 1 is among --single-widths
-        t_us3l = probes["us3l"]["epoch_cpu_seconds"]
-        if t_full is not None:
-            t_us3l = schedule_a_epoch_seconds(t_full["epoch_cpu_seconds"], t_us3l)
+        # schedule A: its first stage at full width only (the cost of a single_w1 epoch: EMA teacher +
+        # full-width student), the rest with three widths (the sandwich probe's cost)
+        t_us3l = t_full = probes["us3l"]["epoch_cpu_seconds"]
+        if "single_w1" in probes:  # present when width 1 is among --single-widths
+            t_full = probes["single_w1"]["epoch_cpu_seconds"]
+        # mean seconds per epoch over the reference's stages, to size the same-epochs singles' share below
+        t_us3l = schedule_a_seconds(400, t_full, t_us3l, stage1) / 400
     same_epochs = [w for w in _floats(args.single_widths) if args.same_epochs and f"single_w{w:g}" in probes]
     # the same-epochs singles cost (their epoch time / us3l's) of one share each, spread over the slots
     extra = sum(probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs) if t_us3l else 0.0
     share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / (rounds + extra / args.jobs)
-    e_us3l = args.us3l_epochs or us3l_epochs(share, t_us3l or 1.0)
+    e_us3l = args.us3l_epochs or (us3l_epochs(share, t_full, probes["us3l"]["epoch_cpu_seconds"], stage1)
+                                  if t_full is not None else min_us3l_epochs(stage1))
     # every run gets the us3l run's predicted CPU time; the measured times are reported beside it
-    target = e_us3l * t_us3l if t_us3l else None
+    target = (schedule_a_seconds(e_us3l, t_full, probes["us3l"]["epoch_cpu_seconds"], stage1)
+              if t_full is not None else None)
     log(f"budget {args.minutes:g} min: probes took {probe_s:.0f}s; {rounds} round(s) of {args.jobs} parallel "
         f"run(s), {share:.0f} CPU s of training per run; us3l gets {e_us3l} epochs")
     tasks = []
@@ -369,11 +410,13 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         "rule": (
             f"every run trains for the same CPU time T (one torch thread per process, {args.jobs} processes at "
             "a time; the sum of the epochs' process CPU seconds, monitor and checkpoint writes excluded): us3l "
-            "gets the largest multiple of 4 epochs fitting an even share of the budget left after one-epoch "
-            "probes and the evaluation reserve, T = its epochs x schedule A's CPU seconds per epoch predicted "
-            "from the probes (1/4 single_w1 + 3/4 sandwich); "
+            + ("gets the largest multiple of 4 epochs" if stage1 == 0.25 else "gets the most epochs")
+            + " fitting an even share of the budget left after one-epoch "
+            "probes and the evaluation reserve, T = schedule A's CPU seconds for them predicted "
+            f"from the probes ({stage1:g} of the epochs at single_w1's cost, the rest at the sandwich's); "
             "naive_simsiam and each single get round(T / their probe's CPU seconds per epoch) epochs"
         ),
+        "us3l_stage1": stage1,
         "probes": probes,
         "probe_seconds": round(probe_s, 1),
         "share_seconds": round(share, 1),
@@ -623,6 +666,8 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     for name, r in runs.items():
         c = r.get("config") or {}
         schedule = "fixed width" if r.get("method") == "single" else f"schedule {c.get('schedule')}"
+        if c.get("schedule") == "A" and c.get("schedule_stage1", 0.25) != 0.25:
+            schedule += f" (stage 1: {c['schedule_stage1']:g} of the epochs)"
         recipe = (f"lr {c.get('lr')}, wd {c.get('weight_decay')}, {schedule}, "
                   f"regularizer {'on' if c.get('regularizer') else 'off'}")
         status = "" if r.get("status") == "completed" else f" ({r.get('status')})"

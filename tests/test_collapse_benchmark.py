@@ -30,9 +30,16 @@ cb = _bench()
 
 def test_budget_rule() -> None:
     # us3l: the largest multiple of 4 epochs that fits (schedule A), never fewer than 4
-    assert cb.us3l_epochs(300.0, 20.0) == 12
-    assert cb.us3l_epochs(319.0, 20.0) == 12 and cb.us3l_epochs(320.0, 20.0) == 16
-    assert cb.us3l_epochs(10.0, 20.0) == 4
+    assert cb.us3l_epochs(300.0, 20.0, 20.0) == 12
+    assert cb.us3l_epochs(319.0, 20.0, 20.0) == 12 and cb.us3l_epochs(320.0, 20.0, 20.0) == 16
+    assert cb.us3l_epochs(10.0, 20.0, 20.0) == 4
+    # stage 1 (full width only) at 10 s an epoch, the sandwich stages at 20 s: 4 epochs cost 1 x 10 + 3 x 20
+    assert cb.schedule_a_seconds(4, 10.0, 20.0, 0.25) == 70.0 and cb.us3l_epochs(139.0, 10.0, 20.0) == 4
+    assert cb.us3l_epochs(140.0, 10.0, 20.0) == 8
+    # another first-stage share: any epoch count that leaves stages 2-4 an epoch each; 0.75 of 12 = 9 epochs
+    assert cb.schedule_a_seconds(12, 10.0, 20.0, 0.75) == 9 * 10.0 + 3 * 20.0
+    assert cb.us3l_epochs(150.0, 10.0, 20.0, 0.75) == 12 and cb.us3l_epochs(149.0, 10.0, 20.0, 0.75) == 11
+    assert cb.min_us3l_epochs(0.25) == 4 and cb.min_us3l_epochs(0.75) == 11  # 0.75 of 11 rounds to 8
     # the others: the epoch count whose time is closest to the us3l run's, at least 1
     assert cb.equal_time_epochs(300.0, 40.0) == 8  # 7.5 -> 8
     assert cb.equal_time_epochs(300.0, 70.0) == 4

@@ -38,6 +38,7 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"width_max": 1.5}, r"width_max must be in \(0, 1\]"),
         ({"epochs": 10, "schedule": "A"}, "multiple of 4"),
         ({"schedule": "B"}, "unknown schedule"),
+        ({"schedule_stage1": -0.1}, r"schedule_stage1 must be in \[0, 1\)"),
         ({"augment": "simclr"}, "augment must be 'symmetric' or 'byol'"),
     ],
 )

@@ -19,6 +19,28 @@ def test_schedule_a_min_width_per_stage() -> None:
     )
 
 
+def test_schedule_a_stage1_share_matches_reference_and_moves_the_first_stage() -> None:
+    # the reference's share reproduces its four equal stages epoch for epoch, for every multiple of 4
+    for epochs in (4, 8, 12, 52, 400):
+        interval = epochs // 4
+        ref = [1.0 if e // interval == 0 else 0.25 + (3 - e // interval) * 0.25 for e in range(epochs)]
+        assert [schedule_a_min_width(e, epochs, 0.25, 1.0, 0.25) for e in range(epochs)] == pytest.approx(ref)
+    # 0.7 of 20 epochs: 14 full-width-only epochs, then 6 split 2/2/2 over the minimum widths 0.75/0.5/0.25
+    got = [schedule_a_min_width(e, 20, 0.25, 1.0, 0.7) for e in range(20)]
+    assert got == pytest.approx([1.0] * 14 + [0.75] * 2 + [0.5] * 2 + [0.25] * 2)
+    # share 0: no full-width-only stage; 7 epochs split 3/2/2 over stages 2-4, each non-empty
+    got = [schedule_a_min_width(e, 7, 0.25, 1.0, 0.0) for e in range(7)]
+    assert got == pytest.approx([0.75, 0.75, 0.75, 0.5, 0.5, 0.25, 0.25])
+
+
+def test_schedule_a_stage1_share_bad_values() -> None:
+    with pytest.raises(US3LError, match=r"schedule_stage1 must be in \[0, 1\), got 1.0"):
+        WidthSampler(0.25, 1.0, epochs=8, schedule="A", stage1=1.0)
+    with pytest.raises(US3LError, match="leaves 2 of 10 epochs for stages 2-4"):
+        WidthSampler(0.25, 1.0, epochs=10, schedule="A", stage1=0.8)
+    WidthSampler(0.25, 1.0, epochs=10, schedule="A", stage1=0.7)  # not a multiple of 4: fine off the reference
+
+
 def test_schedule_a_sampler_widths() -> None:
     s = WidthSampler(0.25, 1.0, epochs=8, num_samples=3, schedule="A", seed=1)
     for epoch, lo in [(0, None), (1, None), (2, 0.75), (3, 0.75), (4, 0.5), (5, 0.5), (6, 0.25), (7, 0.25)]:

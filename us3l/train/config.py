@@ -65,6 +65,7 @@ class TrainConfig:
     num_samples: int = 3
     sampling: str = "sandwich"
     schedule: str | None = None  # None: the method's recipe ("A"; "none" for the naive baselines)
+    schedule_stage1: float = 0.25  # share of schedule A's epochs in stage 1 (full width only); reference 0.25
     faithful_sandwich_bug: bool = False
     single_width: float = 1.0  # the `single` baseline's width
     # SSL heads and losses
@@ -339,7 +340,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.schedule not in SCHEDULES:
         raise US3LError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if cfg.method != "single":
-        check_schedule(cfg.schedule, cfg.epochs)
+        check_schedule(cfg.schedule, cfg.epochs, cfg.schedule_stage1)
     if cfg.crop_min is not None and not 0.0 < cfg.crop_min <= 1.0:
         raise US3LError(f"crop_min must be in (0, 1], got {cfg.crop_min}")
     from us3l.data.augment import AUGMENTS

@@ -269,7 +269,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
         knn_widths = [s for s in switches if any(abs(s - w) <= SWITCH_TOL for w in cfg.knn_widths)] or list(switches)
     else:
         sampler = WidthSampler(
-            w_min, w_max, cfg.epochs, cfg.num_samples, cfg.sampling, cfg.schedule, cfg.faithful_sandwich_bug, cfg.seed
+            w_min, w_max, cfg.epochs, cfg.num_samples, cfg.sampling, cfg.schedule, cfg.faithful_sandwich_bug, cfg.seed,
+            cfg.schedule_stage1,
         )
         knn_widths = [w for w in cfg.knn_widths if w_min - 1e-9 <= w <= w_max + 1e-9]
 

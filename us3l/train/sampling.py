@@ -6,6 +6,7 @@ the same widths (the reference seeds Python's ``random`` with the same seed ever
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,23 +19,48 @@ SAMPLINGS = ("sandwich", "uniform")
 SCHEDULES = ("A", "none")
 
 
-def check_schedule(schedule: str, epochs: int) -> None:
-    """Schedule "A" splits training into 4 equal stages: ``epochs`` must be a positive multiple of 4."""
+#: The reference's share of schedule A's first stage (full width only): four equal stages.
+REFERENCE_STAGE1 = 0.25
+
+
+def stage1_epochs(epochs: int, stage1: float = REFERENCE_STAGE1) -> int:
+    """Epochs of schedule A's first stage (the full width only): ``stage1`` of ``epochs``, rounded half up."""
+    return math.floor(stage1 * epochs + 0.5)
+
+
+def check_schedule(schedule: str, epochs: int, stage1: float = REFERENCE_STAGE1) -> None:
+    """Schedule "A" with the reference's four equal stages needs a positive multiple of 4 epochs; with another
+    first-stage share ``stage1`` (in [0, 1)) each of stages 2-4 needs at least one epoch."""
     if schedule not in SCHEDULES:
         raise US3LError(f"unknown width schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    if schedule == "A" and (epochs < 4 or epochs % 4):
+    if not 0.0 <= stage1 < 1.0:
+        raise US3LError(f"schedule_stage1 must be in [0, 1), got {stage1}")
+    if schedule != "A":
+        return
+    if stage1 == REFERENCE_STAGE1 and (epochs < 4 or epochs % 4):
         raise US3LError(
             f"schedule 'A' splits training into 4 equal stages, so epochs must be a multiple of 4 "
             f"(got {epochs}); use e.g. --epochs {max(4, (epochs + 3) // 4 * 4)} or schedule 'none'"
         )
+    if epochs - stage1_epochs(epochs, stage1) < 3:
+        raise US3LError(
+            f"schedule 'A' with schedule_stage1 {stage1:g} leaves {epochs - stage1_epochs(epochs, stage1)} of "
+            f"{epochs} epochs for stages 2-4, which need at least one epoch each; train more epochs"
+        )
 
 
-def schedule_a_min_width(epoch: int, epochs: int, w_min: float, w_max: float) -> float:
-    """The smallest width of epoch ``epoch`` under schedule "A": max, then 0.75 → 0.5 → 0.25 (for [0.25, 1])."""
-    interval = epochs // 4
-    stage = epoch // interval + 1
-    if stage == 1:
+def schedule_a_min_width(
+    epoch: int, epochs: int, w_min: float, w_max: float, stage1: float = REFERENCE_STAGE1
+) -> float:
+    """The smallest width of epoch ``epoch`` under schedule "A": max, then 0.75 → 0.5 → 0.25 (for [0.25, 1]).
+
+    Stage 1 (the full width only) takes ``stage1`` of the epochs and stages 2-4 split the rest equally; with
+    the reference's 0.25 and a multiple of 4 epochs these are its four equal stages, epoch for epoch.
+    """
+    first = stage1_epochs(epochs, stage1)
+    if epoch < first:
         return w_max
+    stage = 2 + (epoch - first) * 3 // (epochs - first)
     return w_min + (4 - stage) * (w_max - w_min) / 3
 
 
@@ -55,6 +81,7 @@ class WidthSampler:
     schedule: str = "A"
     faithful_sandwich_bug: bool = False
     seed: int = 100
+    stage1: float = REFERENCE_STAGE1
     rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -62,13 +89,13 @@ class WidthSampler:
             raise US3LError(f"unknown width sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
         if self.num_samples < 1:
             raise US3LError(f"num_samples must be >= 1 (got {self.num_samples})")
-        check_schedule(self.schedule, self.epochs)
+        check_schedule(self.schedule, self.epochs, self.stage1)
         self.rng = random.Random(self.seed)
 
     def min_width(self, epoch: int) -> float:
         """The smallest width sampled in ``epoch`` (schedule "A" raises it in the early stages)."""
         if self.schedule == "A":
-            return schedule_a_min_width(epoch, self.epochs, self.w_min, self.w_max)
+            return schedule_a_min_width(epoch, self.epochs, self.w_min, self.w_max, self.stage1)
         return self.w_min
 
     def widths(self, epoch: int) -> list[float]:
