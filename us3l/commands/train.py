@@ -44,7 +44,9 @@ def train_cmd(
     ),
     model: str | None = typer.Option(None, help="Registered model name (see `us3l models`)."),
     data: str | None = typer.Option(None, help="builtin | digits | cifar10:PATH | cifar100:PATH | folder:PATH"),
-    epochs: int | None = typer.Option(None, help="Number of epochs (a multiple of 4 for schedule A)."),
+    epochs: int | None = typer.Option(
+        None, help="Number of epochs (a multiple of 4 for schedule A's four equal stages)."
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process."),
     lr: float | None = typer.Option(None, help="Base learning rate."),
     seed: int | None = typer.Option(None, help="Random seed (identical widths on every rank)."),
