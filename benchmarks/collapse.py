@@ -68,6 +68,7 @@ EVAL_WIDTHS = (1.0, 0.75, 0.5, 0.25)
 SINGLE_WIDTHS = (0.25, 0.5, 0.75, 1.0)
 CLAIM_WIDTHS = (0.25, 0.5, 0.75)  # issue 10 item 5: us3l within 2 points of single at these widths
 COLLAPSE_STD = 0.1  # std·sqrt(D) below this = collapsed (the training monitor's collapse_warn default)
+TIME_TOLERANCE = 0.05  # a single run whose CPU time is off the us3l run's by more is flagged in the docs
 WITHIN_POINTS = 2.0  # issue 10 item 5: US3L within 2 kNN points of (or above) single
 Log = Callable[[str], None]
 
@@ -628,6 +629,14 @@ def render_curves(runs: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _time_share(runs: dict[str, Any], w: float) -> str:
+    """``; single had 1.21x us3l's CPU time`` when the equal-time rule missed by more than the tolerance."""
+    ratio = (runs.get(f"single_w{w:g}") or {}).get("cpu_ratio_to_us3l")
+    if ratio is None or abs(ratio - 1.0) <= TIME_TOLERANCE:
+        return ""
+    return f"; single had {ratio:.2f}x us3l's CPU time"
+
+
 def _overlap(c: dict[str, Any]) -> str:
     if c.get("intervals_overlap") is None:
         return ""
@@ -711,12 +720,22 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
                      + " (not the collapse criterion: a network no better than untrained)")
     for c in v["us3l_vs_single"]:
         ok = "yes" if c["within"] else "**no**"
+        took = _time_share(runs, c["width"])
         if c.get("claimed", True):
             lines.append(f"- width {c['width']:g}, same training time: us3l − single = {c['diff_points']:+.1f} "
-                         f"points (within {v['within_points']:g} points or above: {ok}{_overlap(c)})")
+                         f"points (within {v['within_points']:g} points or above: {ok}{_overlap(c)}){took}")
         else:
             lines.append(f"- width {c['width']:g}, same training time (reference point, not part of the claim): "
-                         f"us3l − single = {c['diff_points']:+.1f} points{_overlap(c)}")
+                         f"us3l − single = {c['diff_points']:+.1f} points{_overlap(c)}{took}")
+    off = [r for n, r in runs.items() if r.get("method") == "single" and not n.endswith("_same_epochs")
+           and r.get("cpu_ratio_to_us3l") is not None and abs(r["cpu_ratio_to_us3l"] - 1.0) > TIME_TOLERANCE]
+    if off:
+        lo = min(r["cpu_ratio_to_us3l"] for r in off)
+        hi = max(r["cpu_ratio_to_us3l"] for r in off)
+        n_single = sum(1 for n, r in runs.items() if r.get("method") == "single" and not n.endswith("_same_epochs"))
+        lines.append(f"- equal time missed by more than ±{TIME_TOLERANCE:.0%} for {len(off)} of {n_single} single "
+                     f"runs: {lo:.2f}-{hi:.2f}x the us3l run's CPU time (epoch counts are fixed up front from "
+                     "one-epoch probes, and an epoch's CPU cost moves with the run sharing the cores)")
     same = v.get("us3l_vs_single_same_epochs") or []
     if same:
         lines += ["", "Paper-style comparison (not the claim): single trained for as many epochs as us3l, i.e. "
@@ -731,6 +750,8 @@ def update_docs(path: Path, section: str) -> None:
     from us3l.errors import US3LError
     from us3l.io import atomic_write_text
 
+    if not path.is_file():
+        raise US3LError(f"{path} is not a file: --docs names the markdown file whose collapse section to regenerate")
     text = path.read_text(encoding="utf-8")
     i, j = text.find(BEGIN), text.find(END)
     if i < 0 or j < i:

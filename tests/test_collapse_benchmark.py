@@ -133,6 +133,19 @@ def test_missing_markers_are_a_one_line_error(tmp_path: Path) -> None:
         cb.update_docs(md, "section")
     assert "\n" not in str(exc.value)
     assert md.read_text(encoding="utf-8") == "no markers\n"
+    with pytest.raises(US3LError, match="is not a file: --docs names the markdown file"):
+        cb.update_docs(tmp_path / "missing.md", "section")
+    assert not (tmp_path / "missing.md").exists()
+
+
+def test_docs_flag_runs_whose_time_missed_the_equal_time_rule() -> None:
+    runs = {"us3l": {"method": "us3l", "cpu_ratio_to_us3l": 1.0},
+            "single_w0.5": {"method": "single", "cpu_ratio_to_us3l": 1.21},
+            "single_w1": {"method": "single", "cpu_ratio_to_us3l": 0.97},
+            "single_w0.5_same_epochs": {"method": "single", "cpu_ratio_to_us3l": 0.5}}
+    assert cb._time_share(runs, 0.5) == "; single had 1.21x us3l's CPU time"
+    assert cb._time_share(runs, 1.0) == ""  # within the tolerance
+    assert cb._time_share(runs, 0.25) == ""  # no such run
 
 
 def test_the_evaluation_docs_hold_the_markers_once() -> None:
