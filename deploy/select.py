@@ -354,8 +354,9 @@ def _decide(feasible: list[Candidate], strict: bool) -> tuple[Candidate | None, 
     return min(tied, key=lambda c: (c.latency_ms, c.width)), "tie->latency", tied
 
 
-def _stability_warnings(chosen: Candidate | None, tied: list[Candidate], device: str) -> list[str]:
-    """One line per chosen/tied width whose profiled latency is marked ``stable: false``."""
+def _stability_warnings(chosen: Candidate | None, tied: list[Candidate], where: str) -> list[str]:
+    """One line per chosen/tied width whose profiled latency is marked ``stable: false``; ``where`` names the
+    device and backend (a selection per backend may tie the same width on each)."""
     out = []
     for c in ([chosen] if chosen is not None else []) + [t for t in tied if t is not chosen]:
         if c.latency.get("stable") is False:
@@ -363,7 +364,8 @@ def _stability_warnings(chosen: Candidate | None, tied: list[Candidate], device:
             rel = c.latency.get("rel_ci_halfwidth")
             extra = f" (relative CI half-width {rel:.1%})" if isinstance(rel, int | float) else ""
             out.append(
-                f"{device}: latency of the {role} {c.width:g} is not stable in the profile{extra}; "
+                f"{where}: latency of the {role} {c.width:g}{f' ({c.precision})' if c.precision else ''} is not "
+                f"stable in the profile{extra}; "
                 "re-profile before trusting the choice"
             )
     return out
@@ -449,7 +451,9 @@ def select_profile(
         notes=notes,
         decided_by=decided_by,
         tied_widths=sorted(c.width for c in tied),
-        warnings=_stability_warnings(chosen, tied, str(profile.get("device", "?"))),
+        warnings=_stability_warnings(
+            chosen, tied, f"{profile.get('device', '?')}/{profile.get('backend', '?')}"
+        ),
     )
 
 
@@ -606,7 +610,7 @@ def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool) -> Devic
         notes=[f"{g.precision}: {n}" for g in group for n in g.notes],  # which precision a note is about
         decided_by=decided_by,
         tied_widths=sorted({c.width for c in tied}),
-        warnings=_stability_warnings(chosen, tied, first.device),
+        warnings=_stability_warnings(chosen, tied, f"{first.device}/{first.backend}"),
         by_precision=by_precision,
         reason=reason,
     )
