@@ -1,0 +1,73 @@
+"""benchmarks/if_branch_slicing.py: the switchable test file computes what the static files compute, in real
+onnxruntime and OpenVINO sessions, and onnxruntime folds its slices (the property the docs report)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import onnx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("if_branch_slicing", ROOT / "benchmarks" / "if_branch_slicing.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["if_branch_slicing"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ib = _bench()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], np.ndarray]:
+    rng = np.random.default_rng(0)
+    weights = [(rng.standard_normal((8, 3 if i == 0 else 8, 3, 3)) * 0.1).astype(np.float32) for i in range(2)]
+    channels = [8, 4, 2]
+    tmp = tmp_path_factory.mktemp("ifs")
+    onnx.save(ib.switchable_model(weights, channels, 6), tmp / "sw.onnx")
+    statics = []
+    for k, c in enumerate(channels):
+        statics.append(tmp / f"st{k}.onnx")
+        onnx.save(ib.static_model(weights, c, 6), statics[-1])
+    return tmp / "sw.onnx", statics, rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+
+
+def test_switchable_equals_static_per_width_in_onnxruntime_and_slices_fold(models, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    sw, statics, x = models
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    s = ort.InferenceSession(str(sw), so, providers=["CPUExecutionProvider"])
+    outs = []
+    for k, st in enumerate(statics):
+        a = s.run(None, {"X": x, "idx": np.array(k, np.int64)})[0]
+        b = ort.InferenceSession(str(st), providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
+        assert a.shape == (1, [8, 4, 2][k], 1, 1)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        outs.append(a)
+    assert not np.allclose(outs[1], outs[0][:, :4])  # the widths really differ (narrower inputs to layer 2)
+    assert ib.count_ops(onnx.load(str(sw)).graph, "Slice") == 2 * 3
+    assert ib.count_ops(onnx.load(str(tmp_path / "opt.onnx")).graph, "Slice") == 0
+
+
+def test_switchable_equals_static_per_width_in_openvino(models) -> None:
+    import openvino as ov
+
+    sw, statics, x = models
+    core = ov.Core()
+    req = core.compile_model(core.read_model(str(sw)), "CPU").create_infer_request()
+    for k, st in enumerate(statics):
+        a = next(iter(req.infer({"X": x, "idx": np.array(k, np.int64)}).values()))
+        b = next(iter(core.compile_model(core.read_model(str(st)), "CPU").create_infer_request()
+                      .infer({"X": x}).values()))
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
