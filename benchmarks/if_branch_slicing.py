@@ -7,7 +7,9 @@ branches) or on every call? Side by side, interleaved in one run, per runtime (o
 thread each) and width: median latency of the switchable file / median latency of a static file holding that
 width's weights only, the same outputs checked first; then the mean latency when the width changes on every
 call (the switch cost); the Slice nodes left in onnxruntime's optimized graph; and each session's resident
-memory growth. No us3l code is involved: it measures the runtimes, not our exporter. Usage::
+memory growth. A third variant, ``ov-bound``, loads the same file in OpenVINO with ``idx`` bound to each width
+before compiling (one compiled model per width, switching = choosing one). No us3l code is involved: it
+measures the runtimes, not our exporter. Usage::
 
     python benchmarks/if_branch_slicing.py [--channels 128 --layers 6 --size 16 --rounds 5]
 """
@@ -94,6 +96,19 @@ def static_model(weights: list[np.ndarray], c: int, size: int) -> onnx.ModelProt
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
+def bind_width(model: object, k: int) -> object:
+    """The OpenVINO model ``model`` (``ov.Model``, changed in place and returned) with its ``idx`` input replaced
+    by the constant ``k``: compiled, OpenVINO folds the ``If`` chain to the one width's static network."""
+    import openvino.opset13 as ops
+
+    param = next(p for p in model.get_parameters() if p.get_friendly_name() == "idx")
+    const = ops.constant(np.array(k, np.int64))
+    for target in param.output(0).get_target_inputs():
+        target.replace_source_output(const.output(0))
+    model.remove_parameter(param)
+    return model
+
+
 def count_ops(graph: onnx.GraphProto, op: str) -> int:
     """``op`` nodes in ``graph`` and all its subgraphs."""
     n = 0
@@ -124,13 +139,21 @@ def session_mib(runtime: str, path: Path) -> float:
 
 def _session_mib(runtime: str, path: str) -> None:
     proc = psutil.Process(os.getpid())
-    if runtime == "onnxruntime":
+    keep: object
+    if runtime.startswith("openvino-bound:"):
+        import openvino as ov
+
+        core = ov.Core()
+        before = proc.memory_info().rss
+        keep = [core.compile_model(bind_width(core.read_model(path), k), "CPU", {"INFERENCE_NUM_THREADS": 1})
+                .create_infer_request() for k in range(int(runtime.split(":")[1]))]
+    elif runtime == "onnxruntime":
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = so.inter_op_num_threads = 1
         before = proc.memory_info().rss
-        keep: object = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        keep = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     else:
         import openvino as ov
 
@@ -192,10 +215,16 @@ def main() -> None:
     req = ov_request(sw_path)
     runs["openvino"] = {"switchable": lambda k, r=req: next(iter(r.infer({"X": x, "idx": np.array(k, np.int64)})
                                                                   .values()))}
+    # OpenVINO with idx bound at compile time: one compiled model per width of the grid, from the one file
+    bound = [core.compile_model(bind_width(core.read_model(str(sw_path)), k), "CPU", ov_cfg).create_infer_request()
+             for k in range(len(channels))]
+    runs["ov-bound"] = {"switchable": lambda k: next(iter(bound[k].infer({"X": x}).values()))}
     for k, p in enumerate(st_paths):
         s_k, r_k = ort_session(p), ov_request(p)
         runs["onnxruntime"][f"static{k}"] = lambda _k, s=s_k: s.run(None, {"X": x})[0]
-        runs["openvino"][f"static{k}"] = lambda _k, r=r_k: next(iter(r.infer({"X": x}).values()))
+        runs["openvino"][f"static{k}"] = runs["ov-bound"][f"static{k}"] = (
+            lambda _k, r=r_k: next(iter(r.infer({"X": x}).values()))
+        )
 
     for fns in runs.values():  # same outputs first
         for k in range(len(channels)):
@@ -218,6 +247,8 @@ def main() -> None:
     print(f"{args.layers} convs 3x3 at {c_full} channels full width, input {args.size}px, batch 1, 1 thread, "
           f"{args.rounds} interleaved rounds of {args.calls} calls; file {sw_path.stat().st_size / 2**20:.2f} MiB "
           f"switchable vs {st_paths[0].stat().st_size / 2**20:.2f} MiB static widest")
+    print("ov-bound: the same file in OpenVINO with idx bound to each width at compile time (one compiled model "
+          "per width, switching = choosing one)")
     print(f"{'runtime':>12} {'width':>6} {'switchable':>11} {'static':>9} {'ratio':>6}")
     for rt in runs:
         for k, w in enumerate(widths):
@@ -230,8 +261,9 @@ def main() -> None:
     opt = onnx.load(str(tmp / "switchable_ort_opt.onnx"), load_external_data=False)
     print(f"onnxruntime's optimized graph keeps {count_ops(opt.graph, 'Slice')} of "
           f"{count_ops(onnx.load(str(sw_path)).graph, 'Slice')} Slice nodes")
-    mem = {f"{rt} {kind}": session_mib(rt, path) for rt in runs
+    mem = {f"{rt} {kind}": session_mib(rt, path) for rt in ("onnxruntime", "openvino")
            for kind, path in (("switchable", sw_path), ("static widest", st_paths[0]))}
+    mem[f"ov-bound, all {len(channels)} widths"] = session_mib(f"openvino-bound:{len(channels)}", sw_path)
     print("resident MiB a fresh process adds to build one session: "
           + ", ".join(f"{k} {v:.1f}" for k, v in mem.items()))
 

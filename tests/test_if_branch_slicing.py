@@ -71,3 +71,17 @@ def test_switchable_equals_static_per_width_in_openvino(models) -> None:
         b = next(iter(core.compile_model(core.read_model(str(st)), "CPU").create_infer_request()
                       .infer({"X": x}).values()))
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_binding_idx_before_compiling_gives_each_width_in_openvino(models) -> None:
+    import openvino as ov
+
+    sw, statics, x = models
+    core = ov.Core()
+    for k, st in enumerate(statics):
+        bound = ib.bind_width(core.read_model(str(sw)), k)
+        assert [p.get_friendly_name() for p in bound.get_parameters()] == ["X"]
+        a = next(iter(core.compile_model(bound, "CPU").create_infer_request().infer({"X": x}).values()))
+        b = next(iter(core.compile_model(core.read_model(str(st)), "CPU").create_infer_request()
+                      .infer({"X": x}).values()))
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
