@@ -66,6 +66,16 @@ def order_statistic_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> t
     return low, up
 
 
+def min_samples_for_upper_bound(q: float, below_max: int = 2, confidence: float = CONFIDENCE) -> int:
+    """The fewest samples for which the upper ``confidence`` bound of the ``q``-quantile is the order statistic
+    ``below_max`` places under the sample maximum or lower (with fewer, it does not exist or is the maximum
+    itself, so a single tail sample sets it)."""
+    n = 2
+    while order_statistic_ranks(n, q, confidence)[1] > n - below_max:
+        n += 1
+    return n
+
+
 def quantile_ci(
     samples: Sequence[float] | np.ndarray, q: float, confidence: float = CONFIDENCE
 ) -> tuple[float, float]:

@@ -101,3 +101,14 @@ def test_quantile_ci_is_scipy_quantile_test_where_both_bounds_exist(n: int, q: f
     assert ours == _ranks_ci(x, q)
     for got, ref, clip in ((ours[0], ci.low, min(x)), (ours[1], ci.high, max(x))):
         assert got == (clip if math.isnan(ref) else ref)
+
+
+def test_min_samples_for_upper_bound_is_the_first_n_with_an_interior_bound() -> None:
+    from us3l.profiler.stats import min_samples_for_upper_bound, order_statistic_ranks
+
+    for q, below in ((0.9, 2), (0.9, 1), (0.5, 2), (0.99, 1)):
+        n = min_samples_for_upper_bound(q, below)
+        assert order_statistic_ranks(n, q)[1] <= n - below
+        assert order_statistic_ranks(n - 1, q)[1] > n - 1 - below
+    # p90 at 95 %: with 20 samples the bound does not exist (rank 21 > n), at 70 it is the 68th
+    assert order_statistic_ranks(20, 0.9)[1] == 21 and min_samples_for_upper_bound(0.9) == 70
