@@ -93,7 +93,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-same-epochs", dest="same_epochs", action="store_false",
                    help="skip the singles trained for as many epochs as us3l (the paper-style comparison)")
     p.add_argument("--us3l-epochs", type=int, default=None, help="fix the us3l epochs instead of the budget rule")
-    p.add_argument("--us3l-stage1", type=float, default=0.25, metavar="F",
+    p.add_argument("--us3l-stage1", type=float, default=None, metavar="F",
                    help="share of the us3l run's epochs in schedule A's first stage, full width only (config key "
                         "schedule_stage1; default 0.25, the reference's four equal stages)")
     p.add_argument("--calib-batches", type=int, default=None, help="BN calibration batches (library default)")
@@ -121,10 +121,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not args.minutes > 0 or not 0.0 <= args.eval_share < 1.0:
         p.error("--minutes must be > 0 and --eval-share in [0, 1)")
     from us3l.errors import US3LError
-    from us3l.train.sampling import check_schedule
+    from us3l.train.sampling import REFERENCE_STAGE1, check_schedule, check_stage1
 
+    if args.us3l_stage1 is None:
+        args.us3l_stage1 = REFERENCE_STAGE1
     try:
-        check_schedule("A", args.us3l_epochs or min_us3l_epochs(args.us3l_stage1), args.us3l_stage1)
+        check_stage1(args.us3l_stage1)
+        if args.us3l_epochs is not None:
+            check_schedule("A", args.us3l_epochs, args.us3l_stage1)
     except US3LError as e:
         p.error(f"--us3l-epochs/--us3l-stage1: {e}")
     return args
@@ -360,25 +364,28 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
     # a run's fixed cost (process start, data, monitor, checkpoint) is paid once per run; rounds of `jobs`
     rounds = math.ceil(len(specs) / max(1, args.jobs))
     overhead = max((max(0.0, p["wall_seconds"] - p["epoch_seconds"]) for p in probes.values()), default=0.0)
-    t_us3l = t_full = None
+    from us3l.train.sampling import REFERENCE_STAGE1
+
+    t_us3l = t_full = t_sandwich = None
     stage1 = args.us3l_stage1
     if "us3l" in probes:
         # schedule A: its first stage at full width only (the cost of a single_w1 epoch: EMA teacher +
         # full-width student), the rest with three widths (the sandwich probe's cost)
-        t_us3l = t_full = probes["us3l"]["epoch_cpu_seconds"]
+        t_full = t_sandwich = probes["us3l"]["epoch_cpu_seconds"]
         if "single_w1" in probes:  # present when width 1 is among --single-widths
             t_full = probes["single_w1"]["epoch_cpu_seconds"]
-        # mean seconds per epoch over the reference's stages, to size the same-epochs singles' share below
-        t_us3l = schedule_a_seconds(400, t_full, t_us3l, stage1) / 400
+        # mean seconds per epoch, to size the same-epochs singles' share below
+        t_us3l = stage1 * t_full + (1.0 - stage1) * t_sandwich
     same_epochs = [w for w in _floats(args.single_widths) if args.same_epochs and f"single_w{w:g}" in probes]
     # the same-epochs singles cost (their epoch time / us3l's) of one share each, spread over the slots
     extra = sum(probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs) if t_us3l else 0.0
     share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / (rounds + extra / args.jobs)
-    e_us3l = args.us3l_epochs or (us3l_epochs(share, t_full, probes["us3l"]["epoch_cpu_seconds"], stage1)
-                                  if t_full is not None else min_us3l_epochs(stage1))
-    # every run gets the us3l run's predicted CPU time; the measured times are reported beside it
-    target = (schedule_a_seconds(e_us3l, t_full, probes["us3l"]["epoch_cpu_seconds"], stage1)
-              if t_full is not None else None)
+    if t_full is None or t_sandwich is None:  # no us3l probe: --us3l-epochs was given
+        e_us3l, target = args.us3l_epochs or min_us3l_epochs(stage1), None
+    else:
+        e_us3l = args.us3l_epochs or us3l_epochs(share, t_full, t_sandwich, stage1)
+        # every run gets the us3l run's predicted CPU time; the measured times are reported beside it
+        target = schedule_a_seconds(e_us3l, t_full, t_sandwich, stage1)
     log(f"budget {args.minutes:g} min: probes took {probe_s:.0f}s; {rounds} round(s) of {args.jobs} parallel "
         f"run(s), {share:.0f} CPU s of training per run; us3l gets {e_us3l} epochs")
     tasks = []
@@ -411,7 +418,7 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         "rule": (
             f"every run trains for the same CPU time T (one torch thread per process, {args.jobs} processes at "
             "a time; the sum of the epochs' process CPU seconds, monitor and checkpoint writes excluded): us3l "
-            + ("gets the largest multiple of 4 epochs" if stage1 == 0.25 else "gets the most epochs")
+            + ("gets the largest multiple of 4 epochs" if stage1 == REFERENCE_STAGE1 else "gets the most epochs")
             + " fitting an even share of the budget left after one-epoch "
             "probes and the evaluation reserve, T = schedule A's CPU seconds for them predicted "
             f"from the probes ({stage1:g} of the epochs at single_w1's cost, the rest at the sandwich's); "
@@ -646,6 +653,8 @@ def _overlap(c: dict[str, Any]) -> str:
 def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     """The docs section for one result document (everything in it comes from ``doc``)."""
     data, runs, budget, v = doc["data"], doc["runs"], doc["budget"], doc["verdict"]
+    from us3l.train.sampling import REFERENCE_STAGE1
+
     git, mach, secs = doc["git"], doc["machine"], doc["seconds"]
     commit = (git.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if git.get("dirty") else "")
     chance = data.get("chance")
@@ -675,7 +684,7 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     for name, r in runs.items():
         c = r.get("config") or {}
         schedule = "fixed width" if r.get("method") == "single" else f"schedule {c.get('schedule')}"
-        if c.get("schedule") == "A" and c.get("schedule_stage1", 0.25) != 0.25:
+        if c.get("schedule") == "A" and c.get("schedule_stage1", REFERENCE_STAGE1) != REFERENCE_STAGE1:
             schedule += f" (stage 1: {c['schedule_stage1']:g} of the epochs)"
         recipe = (f"lr {c.get('lr')}, wd {c.get('weight_decay')}, {schedule}, "
                   f"regularizer {'on' if c.get('regularizer') else 'off'}")
@@ -727,13 +736,12 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         else:
             lines.append(f"- width {c['width']:g}, same training time (reference point, not part of the claim): "
                          f"us3l − single = {c['diff_points']:+.1f} points{_overlap(c)}{took}")
-    off = [r for n, r in runs.items() if r.get("method") == "single" and not n.endswith("_same_epochs")
-           and r.get("cpu_ratio_to_us3l") is not None and abs(r["cpu_ratio_to_us3l"] - 1.0) > TIME_TOLERANCE]
+    singles = [r for n, r in runs.items() if r.get("method") == "single" and not n.endswith("_same_epochs")]
+    off = [r["cpu_ratio_to_us3l"] for r in singles
+           if r.get("cpu_ratio_to_us3l") is not None and abs(r["cpu_ratio_to_us3l"] - 1.0) > TIME_TOLERANCE]
     if off:
-        lo = min(r["cpu_ratio_to_us3l"] for r in off)
-        hi = max(r["cpu_ratio_to_us3l"] for r in off)
-        n_single = sum(1 for n, r in runs.items() if r.get("method") == "single" and not n.endswith("_same_epochs"))
-        lines.append(f"- equal time missed by more than ±{TIME_TOLERANCE:.0%} for {len(off)} of {n_single} single "
+        lo, hi = min(off), max(off)
+        lines.append(f"- equal time missed by more than ±{TIME_TOLERANCE:.0%} for {len(off)} of {len(singles)} single "
                      f"runs: {lo:.2f}-{hi:.2f}x the us3l run's CPU time (epoch counts are fixed up front from "
                      "one-epoch probes, and an epoch's CPU cost moves with the run sharing the cores)")
     same = v.get("us3l_vs_single_same_epochs") or []

@@ -28,13 +28,18 @@ def stage1_epochs(epochs: int, stage1: float = REFERENCE_STAGE1) -> int:
     return math.floor(stage1 * epochs + 0.5)
 
 
+def check_stage1(stage1: float) -> None:
+    """Schedule A's first-stage share must be in [0, 1): stages 2-4 need some of the epochs."""
+    if not 0.0 <= stage1 < 1.0:
+        raise US3LError(f"schedule_stage1 must be in [0, 1), got {stage1}")
+
+
 def check_schedule(schedule: str, epochs: int, stage1: float = REFERENCE_STAGE1) -> None:
     """Schedule "A" with the reference's four equal stages needs a positive multiple of 4 epochs; with another
     first-stage share ``stage1`` (in [0, 1)) each of stages 2-4 needs at least one epoch."""
     if schedule not in SCHEDULES:
         raise US3LError(f"unknown width schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    if not 0.0 <= stage1 < 1.0:
-        raise US3LError(f"schedule_stage1 must be in [0, 1), got {stage1}")
+    check_stage1(stage1)
     if schedule != "A":
         return
     if stage1 == REFERENCE_STAGE1 and (epochs < 4 or epochs % 4):
@@ -42,10 +47,11 @@ def check_schedule(schedule: str, epochs: int, stage1: float = REFERENCE_STAGE1)
             f"schedule 'A' splits training into 4 equal stages, so epochs must be a multiple of 4 "
             f"(got {epochs}); use e.g. --epochs {max(4, (epochs + 3) // 4 * 4)} or schedule 'none'"
         )
-    if epochs - stage1_epochs(epochs, stage1) < 3:
+    rest = epochs - stage1_epochs(epochs, stage1)
+    if rest < 3:
         raise US3LError(
-            f"schedule 'A' with schedule_stage1 {stage1:g} leaves {epochs - stage1_epochs(epochs, stage1)} of "
-            f"{epochs} epochs for stages 2-4, which need at least one epoch each; train more epochs"
+            f"schedule 'A' with schedule_stage1 {stage1:g} leaves {rest} of {epochs} epochs for stages 2-4, "
+            "which need at least one epoch each; train more epochs"
         )
 
 
