@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.script_module import ROOT, load_script
 from us3l.errors import US3LError
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("collapse_bench", ROOT / "benchmarks" / "collapse.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["collapse_bench"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cb = _bench()
+cb = load_script("benchmarks/collapse.py", "collapse_bench")
 
 
 def test_budget_rule() -> None:

@@ -3,28 +3,15 @@ onnxruntime and OpenVINO sessions, and onnxruntime folds its slices (the propert
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.script_module import load_script
 
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("if_branch_slicing", ROOT / "benchmarks" / "if_branch_slicing.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["if_branch_slicing"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ib = _bench()
+ib = load_script("benchmarks/if_branch_slicing.py", "if_branch_slicing")
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,15 @@
 """scripts/readme_outputs.py: marker substitution and stderr filtering (the script is imported by path)."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parent.parent / "scripts" / "readme_outputs.py"
+from tests.script_module import load_script
 
 
 @pytest.fixture(scope="module")
 def ro():
-    spec = importlib.util.spec_from_file_location("readme_outputs", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["readme_outputs"] = mod  # dataclasses look the module up while the class is created
-    spec.loader.exec_module(mod)
-    yield mod
+    yield load_script("scripts/readme_outputs.py", "readme_outputs")
     sys.modules.pop("readme_outputs", None)
 
 
