@@ -21,7 +21,9 @@ the noise of the best is never preferred for speed, and a width alone at the top
 and the result says so.
 
 Each device's answer carries ``warnings`` for a chosen or tied width whose latency the profile marked
-``stable: false`` (its confidence interval did not reach the target, or drift was seen).
+``stable: false`` (its confidence interval did not reach the target, or drift was seen), and for one whose
+compared bound does not exist at its sample count (the upper 95 % bound of p90 needs at least 36 samples, of
+p99 368; with fewer the sample maximum stands in, so one slow sample sets the compared latency).
 
 Width × precision (issue 15): an INT8 profile (``us3l profile --precision int8``) is ranked with the accuracy of
 the INT8 artifacts themselves -- ``precisions.int8.<backend>`` of each width in the accuracy file, written by
@@ -45,6 +47,7 @@ from typing import Any
 from us3l.deploy.graph import chosen_graph_warnings, profiled_graph
 from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
+from us3l.profiler.stats import min_samples_for_upper_bound
 from us3l.validate import number, safe_name
 
 SELECTION_KIND = "selection"
@@ -98,6 +101,17 @@ class LatencyRule:
         bound = "upper 95% CI bound of " if self.conservative else ""
         margin = f" + {self.margin:.0%} margin" if self.margin else ""
         return f"{bound}{self.statistic}{margin}"
+
+    def missing_bound(self, latency: Mapping[str, Any]) -> str | None:
+        """Why the compared upper bound is not a real 95 % bound for this record (too few samples for the
+        quantile's order statistic to exist: the profile's maximum stands in), or None."""
+        if not self.conservative or self.statistic == "mean":
+            return None
+        n = latency.get("n")
+        need = min_samples_for_upper_bound(float(self.statistic[1:]) / 100.0, below_max=0)
+        if isinstance(n, int) and not isinstance(n, bool) and 0 < n < need:
+            return f"the upper 95% bound of {self.statistic} needs >= {need} samples, the profile has {n}"
+        return None
 
     def value_ms(self, latency: Mapping[str, Any]) -> float:
         """The latency (ms) compared with the budget."""
@@ -354,20 +368,21 @@ def _decide(feasible: list[Candidate], strict: bool) -> tuple[Candidate | None, 
     return min(tied, key=lambda c: (c.latency_ms, c.width)), "tie->latency", tied
 
 
-def _stability_warnings(chosen: Candidate | None, tied: list[Candidate], where: str) -> list[str]:
-    """One line per chosen/tied width whose profiled latency is marked ``stable: false``; ``where`` names the
-    device and backend (a selection per backend may tie the same width on each)."""
+def _latency_warnings(chosen: Candidate | None, tied: list[Candidate], where: str, rule: LatencyRule) -> list[str]:
+    """One line per chosen/tied width whose profiled latency is marked ``stable: false`` or whose compared bound
+    rests on too few samples (``LatencyRule.missing_bound``); ``where`` names the device and backend (a
+    selection per backend may tie the same width on each)."""
     out = []
     for c in ([chosen] if chosen is not None else []) + [t for t in tied if t is not chosen]:
+        role = "chosen width" if c is chosen else "tied width"
+        name = f"{where}: latency of the {role} {c.width:g}{f' ({c.precision})' if c.precision else ''}"
         if c.latency.get("stable") is False:
-            role = "chosen width" if c is chosen else "tied width"
             rel = c.latency.get("rel_ci_halfwidth")
             extra = f" (relative CI half-width {rel:.1%})" if isinstance(rel, int | float) else ""
-            out.append(
-                f"{where}: latency of the {role} {c.width:g}{f' ({c.precision})' if c.precision else ''} is not "
-                f"stable in the profile{extra}; "
-                "re-profile before trusting the choice"
-            )
+            out.append(f"{name} is not stable in the profile{extra}; re-profile before trusting the choice")
+        missing = rule.missing_bound(c.latency)
+        if missing is not None:
+            out.append(f"{name} is compared at its slowest sample: {missing}; re-profile with more samples")
     return out
 
 
@@ -451,8 +466,8 @@ def select_profile(
         notes=notes,
         decided_by=decided_by,
         tied_widths=sorted(c.width for c in tied),
-        warnings=_stability_warnings(
-            chosen, tied, f"{profile.get('device', '?')}/{profile.get('backend', '?')}"
+        warnings=_latency_warnings(
+            chosen, tied, f"{profile.get('device', '?')}/{profile.get('backend', '?')}", rule
         ),
     )
 
@@ -522,7 +537,7 @@ def select(
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
         results.append(d)
     if acc_table is not None:
-        results = pool_precisions(results, budget, strict_accuracy)
+        results = pool_precisions(results, budget, strict_accuracy, rule)
     return Selection(
         devices=results,
         budget=budget,
@@ -542,7 +557,9 @@ def _describe(c: Candidate) -> str:
     return f"{c.precision} at width {c.width:g} ({acc}, {c.latency_ms:.3g} ms)"
 
 
-def pool_precisions(results: list[DeviceSelection], budget: Budget, strict: bool) -> list[DeviceSelection]:
+def pool_precisions(
+    results: list[DeviceSelection], budget: Budget, strict: bool, rule: LatencyRule = LatencyRule()
+) -> list[DeviceSelection]:
     """Merge the answers of one device/model/backend profiled at several precisions into one answer over every
     (width, precision) pair (see the module docstring); other answers pass through unchanged, in order."""
     groups: dict[tuple[str, str, str], list[DeviceSelection]] = {}
@@ -559,11 +576,11 @@ def pool_precisions(results: list[DeviceSelection], budget: Budget, strict: bool
         if key in done:
             continue
         done.add(key)
-        out.append(_pooled(group, budget, strict))
+        out.append(_pooled(group, budget, strict, rule))
     return out
 
 
-def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool) -> DeviceSelection:
+def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool, rule: LatencyRule) -> DeviceSelection:
     candidates = [c for g in group for c in g.candidates]
     feasible = sorted((c for c in candidates if c.feasible), key=lambda c: (*_rank_key(c), str(c.precision)))
     chosen, decided_by, tied = _decide(feasible, strict)
@@ -610,7 +627,7 @@ def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool) -> Devic
         notes=[f"{g.precision}: {n}" for g in group for n in g.notes],  # which precision a note is about
         decided_by=decided_by,
         tied_widths=sorted({c.width for c in tied}),
-        warnings=_stability_warnings(chosen, tied, f"{first.device}/{first.backend}"),
+        warnings=_latency_warnings(chosen, tied, f"{first.device}/{first.backend}", rule),
         by_precision=by_precision,
         reason=reason,
     )

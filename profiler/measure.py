@@ -4,9 +4,10 @@ Every width gets a *timer*: a callable ``timer(k) -> list of k latencies in seco
 runner over SSH, or a ``trtexec`` run). The loop warms every timer up, then runs rounds; in each round every
 width that has not stopped yet takes ``chunk`` samples, in a rotating order, so that slow drift of the machine
 (thermal, frequency, background load) spreads evenly over the widths instead of landing on the last ones.
-A width stops when (a) it has at least ``min_repeats`` samples and the 95 % interval of its median is within
-``target_rel_ci`` of the median, or (b) it reached ``max_repeats`` samples, or (c) its accumulated timing time
-reached ``max_seconds``.
+A width stops when (a) it has at least ``min_samples`` samples (``min_repeats``, raised to what the upper 95 % bound
+of the ``tail_quantile`` needs to be an order statistic below the sample maximum) and the 95 % interval of its
+median is within ``target_rel_ci`` of the median, or (b) it reached ``max_repeats`` samples, or (c) its accumulated
+timing time reached ``max_seconds``.
 
 ``measure_windowed`` holds at most ``window`` widths' timers open at once: a width's timer is opened (and warmed
 up) when a slot is free and closed as soon as it stops, so memory is bounded by the window, not by the grid.
@@ -26,7 +27,13 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 from us3l.errors import US3LError
-from us3l.profiler.stats import DEFAULT_TARGET_REL_CI, LatencyStats, rel_ci_halfwidth, summarize
+from us3l.profiler.stats import (
+    DEFAULT_TARGET_REL_CI,
+    LatencyStats,
+    min_samples_for_upper_bound,
+    rel_ci_halfwidth,
+    summarize,
+)
 
 K = TypeVar("K", bound=Hashable)
 Timer = Callable[[int], Sequence[float]]
@@ -37,7 +44,11 @@ class MeasurementPolicy:
     """How long to measure one width.
 
     ``max_seconds`` caps the accumulated timing time *per width*; ``chunk`` is the number of consecutive
-    samples a width takes per round.
+    samples a width takes per round. ``tail_quantile`` is the quantile whose upper 95 % bound a latency budget
+    compares (``us3l select``'s default: p90): a width is not stopped for reaching the median's target before
+    that bound is an order statistic two places under the sample maximum (70 samples for p90; with fewer it does
+    not exist and one slow sample sets it). 0 turns this off (``min_repeats`` alone); ``max_repeats`` and
+    ``max_seconds`` still cap a width below that count (``us3l select`` then warns that the bound is missing).
     """
 
     warmup: int = 10
@@ -46,6 +57,7 @@ class MeasurementPolicy:
     target_rel_ci: float = DEFAULT_TARGET_REL_CI
     max_seconds: float = 20.0
     chunk: int = 10
+    tail_quantile: float = 0.9
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():  # NaN passes every comparison below: refuse it first
@@ -58,6 +70,8 @@ class MeasurementPolicy:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.min_repeats < 2:
             raise ValueError(f"min_repeats must be >= 2, got {self.min_repeats}")
+        if self.tail_quantile != 0 and not 0.5 <= self.tail_quantile < 1.0:
+            raise ValueError(f"tail_quantile must be 0 (off) or in [0.5, 1), got {self.tail_quantile}")
         if self.max_repeats < self.min_repeats:
             raise ValueError(f"max_repeats ({self.max_repeats}) < min_repeats ({self.min_repeats})")
         if not 0.0 < self.target_rel_ci < 1.0:
@@ -66,6 +80,13 @@ class MeasurementPolicy:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+
+    @property
+    def min_samples(self) -> int:
+        """The fewest samples before the ``target`` rule may stop a width."""
+        if not self.tail_quantile:
+            return int(self.min_repeats)
+        return max(int(self.min_repeats), min_samples_for_upper_bound(float(self.tail_quantile)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,7 +115,7 @@ def stop_reason(
     """The stopping rule: the reason to stop now, or None to keep measuring (``share_s``: the width's share of
     a total budget, ``budget`` when it is used up before the other rules fire)."""
     n = len(samples_s)
-    if n >= policy.min_repeats and rel_ci_halfwidth(samples_s) <= policy.target_rel_ci:
+    if n >= policy.min_samples and rel_ci_halfwidth(samples_s) <= policy.target_rel_ci:
         return "target"
     if n >= policy.max_repeats:
         return "max_repeats"
@@ -175,8 +196,8 @@ def _or(value: float | None, default: float) -> float:
 
 def _summary(samples: list[float], reason: str, policy: MeasurementPolicy) -> LatencyStats:
     stats = summarize([s * 1e3 for s in samples], policy.target_rel_ci)
-    if reason == "budget" and stats.stable and stats.n < policy.min_repeats:
-        stats = replace(stats, stable=False)  # cut short by the budget before min_repeats: not called stable
+    if reason == "budget" and stats.stable and stats.n < policy.min_samples:
+        stats = replace(stats, stable=False)  # cut short by the budget before min_samples: not called stable
     return stats
 
 

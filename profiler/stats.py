@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -66,10 +67,12 @@ def order_statistic_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> t
     return low, up
 
 
+@lru_cache(maxsize=64)
 def min_samples_for_upper_bound(q: float, below_max: int = 2, confidence: float = CONFIDENCE) -> int:
     """The fewest samples for which the upper ``confidence`` bound of the ``q``-quantile is the order statistic
     ``below_max`` places under the sample maximum or lower (with fewer, it does not exist or is the maximum
-    itself, so a single tail sample sets it)."""
+    itself, so a single tail sample sets it). ``below_max=0``: the fewest for which the bound exists at all
+    (p90: 36, p99: 368)."""
     n = 2
     while order_statistic_ranks(n, q, confidence)[1] > n - below_max:
         n += 1

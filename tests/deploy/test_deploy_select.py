@@ -254,6 +254,28 @@ def test_unstable_latency_of_chosen_or_tied_width_is_warned(write_profile, tmp_p
     assert d2.warnings == []
 
 
+def test_a_bound_resting_on_the_sample_max_is_warned(write_profile, tmp_path) -> None:
+    """With 30 samples the upper 95 % bound of p90 does not exist (36 needed): the profile's slowest sample
+    stands in, so the compared latency is one draw. The chosen width says so; with 36 samples it does not."""
+    spec = rows((0.25, 1.0), (0.5, 2.0), (1.0, 3.0))
+    spec[0]["latency"] = {**spec[0]["latency"], "n": 30}
+    spec[1]["latency"] = {**spec[1]["latency"], "n": 36}
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.78, 0.5: 0.79, 1.0: 0.80})
+    d = select([write_profile(spec)], Budget(latency_ms=5), acc).devices[0]
+    assert d.chosen.width == 0.25 and d.warnings == [
+        "cpu/onnx: latency of the chosen width 0.25 (fp32) is compared at its slowest sample: the upper 95% bound "
+        "of p90 needs >= 36 samples, the profile has 30; re-profile with more samples"
+    ]
+    assert select([write_profile(spec)], Budget(latency_ms=5), acc, LatencyRule(conservative=False)).devices[0] \
+        .warnings == []  # the point p90 is compared: no bound to miss
+    d99 = select([write_profile(spec)], Budget(latency_ms=6), acc, LatencyRule(statistic="p99")).devices[0]
+    # chosen first, then the tied widths most accurate first; 100 samples are still too few for p99's bound
+    assert [w.split(": ", 2)[2] for w in d99.warnings] == [
+        f"the upper 95% bound of p99 needs >= 368 samples, the profile has {n}; re-profile with more samples"
+        for n in (30, 100, 36)
+    ]
+
+
 def test_select_cli_strict_flag_and_warnings(write_profile, tmp_path, capsys) -> None:
     import json
 

@@ -31,11 +31,38 @@ def sampler(clock: FakeClock, median_s: float, rel_noise: float, seed: int, log:
 
 def test_tight_sampler_stops_early_on_target():
     clock = FakeClock()
-    policy = MeasurementPolicy(warmup=3, min_repeats=20, max_repeats=1000, target_rel_ci=0.02, max_seconds=60, chunk=10)
+    policy = MeasurementPolicy(warmup=3, min_repeats=20, max_repeats=1000, target_rel_ci=0.02, max_seconds=60, chunk=10,
+                               tail_quantile=0)
     res = measure_interleaved({"a": sampler(clock, 0.005, 0.005, 0)}, policy, clock=clock)
     assert res["a"].stop_reason == "target"
     assert res["a"].stats.n == 20  # min_repeats, reached in two chunks
     assert res["a"].stats.rel_ci_halfwidth <= 0.02 and res["a"].stats.stable
+
+
+@pytest.mark.parametrize(("tail", "need"), [(0.9, 70), (0.5, 20), (0.99, 720)])
+def test_target_waits_for_the_budget_quantiles_upper_bound(tail, need):
+    """A width whose median settled at min_repeats keeps sampling until the upper 95 % bound of the budget's
+    quantile is an order statistic two under the maximum: with fewer, one slow sample is that bound."""
+    from us3l.profiler.stats import order_statistic_ranks
+
+    clock = FakeClock()
+    policy = MeasurementPolicy(warmup=0, min_repeats=20, max_repeats=5000, target_rel_ci=0.02, max_seconds=1e9, chunk=1,
+                               tail_quantile=tail)
+    assert policy.min_samples == need
+    res = measure_interleaved({"a": sampler(clock, 0.005, 0.005, 0)}, policy, clock=clock)
+    assert res["a"].stop_reason == "target" and res["a"].stats.n == need
+    if tail != 0.5:  # below min_repeats' 20 for the median, the bound is already inside the sample
+        assert order_statistic_ranks(need - 1, tail)[1] > need - 3  # one fewer sample would not do
+    assert order_statistic_ranks(need, tail)[1] <= need - 2
+
+
+def test_tail_quantile_default_and_validation():
+    assert MeasurementPolicy().tail_quantile == 0.9 and MeasurementPolicy().min_samples == 70
+    assert MeasurementPolicy(min_repeats=100).min_samples == 100
+    assert MeasurementPolicy(tail_quantile=0).min_samples == 30
+    for bad in (0.3, 1.0, -0.1):
+        with pytest.raises(ValueError, match=rf"^tail_quantile must be 0 \(off\) or in \[0.5, 1\), got {bad}$"):
+            MeasurementPolicy(tail_quantile=bad)
 
 
 def test_noisy_sampler_hits_the_time_cap():
@@ -67,7 +94,7 @@ def test_widths_are_interleaved_with_rotating_order():
 
 
 def test_stop_reason_and_policy_validation():
-    policy = MeasurementPolicy(min_repeats=5, max_repeats=10, target_rel_ci=0.05, max_seconds=1.0)
+    policy = MeasurementPolicy(min_repeats=5, max_repeats=10, target_rel_ci=0.05, max_seconds=1.0, tail_quantile=0)
     assert stop_reason([1.0] * 4, 0.1, policy) is None
     assert stop_reason([1.0] * 5, 0.1, policy) == "target"
     assert stop_reason([1.0, 3.0] * 3, 2.0, policy) == "time_cap"

@@ -97,7 +97,8 @@ def test_spent_budget_gives_each_width_one_chunk():
 
 
 def test_stop_reason_budget_after_the_policy_rules():
-    policy = MeasurementPolicy(warmup=0, min_repeats=5, max_repeats=100, target_rel_ci=0.02, max_seconds=10, chunk=5)
+    policy = MeasurementPolicy(warmup=0, min_repeats=5, max_repeats=100, target_rel_ci=0.02, max_seconds=10, chunk=5,
+                               tail_quantile=0)
     assert stop_reason([1.0, 3.0] * 3, 2.0, policy, share_s=1.5) == "budget"
     assert stop_reason([1.0] * 5, 2.0, policy, share_s=1.5) == "target"
     assert stop_reason([1.0, 3.0] * 3, 10.0, policy, share_s=1.5) == "time_cap"

@@ -162,16 +162,15 @@ def _profile_path(profiles_dir: Path, model: str, backend: str) -> Path:
 def _profile_policy(opts: QuickstartOptions) -> Any:
     """The quickstart's timing policy (``us3l.profiler.measure.MeasurementPolicy``): short, capped per width.
 
-    At least as many samples per width as make the budget's statistic, the upper 95 % bound of p90, an order
-    statistic two places under the sample maximum (70). With the former 20, that bound did not exist and was
-    clipped to the maximum: one tail sample moved a width past its neighbours and the OpenVINO choice jumped
-    between runs (0.3438 in one, 0.9063 in the next)."""
+    The default ``tail_quantile`` (p90, the budget's statistic) keeps every width sampling until the upper 95 %
+    bound of p90 is an order statistic two places under the sample maximum (70 samples). The quickstart once
+    stopped at 20: that bound did not exist and was clipped to the maximum, so one tail sample moved a width
+    past its neighbours and the OpenVINO choice jumped between runs (0.3438 in one, 0.9063 in the next)."""
     from us3l.deploy.select import LatencyRule
     from us3l.profiler.measure import MeasurementPolicy
-    from us3l.profiler.stats import min_samples_for_upper_bound
 
     q = float(LatencyRule().statistic.lstrip("p")) / 100.0
-    return MeasurementPolicy(warmup=5, min_repeats=min_samples_for_upper_bound(q), max_seconds=opts.max_seconds)
+    return MeasurementPolicy(warmup=5, max_seconds=opts.max_seconds, tail_quantile=q)
 
 
 def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profiles_dir: Path) -> tuple[str, list[str]]:
