@@ -1,0 +1,118 @@
+"""Running a switchable-width artifact: one session, the width chosen per call (``index`` into the grid).
+
+* ``OrtSwitchable``: one onnxruntime session; ``width_index`` is fed with every call. onnxruntime folds each
+  ``If`` branch's weight slices (and the BN into the convolutions) once, at session creation, so every width
+  runs on dense weights; a call pays only the ``Less``/``If`` tests (log2(n) of them).
+* ``OvSwitchable``: OpenVINO. ``bound=True`` (the default) compiles the one file once per width with
+  ``width_index`` bound to a constant (``us3l.deploy.switchable.bind_width``), lazily, on the first call at that
+  width: each width then runs as its static network and switching is picking another compiled model.
+  ``bound=False`` compiles once with ``width_index`` as an input: OpenVINO evaluates the ``If`` nodes at run time
+  (a fixed cost per call, docs/deploy.md).
+
+Both take float32 NCHW arrays and return (N, D) float32 embeddings, D the width's feature size.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from us3l.deploy.backends.base import INPUT_NAME, OUTPUT_NAME, as_input
+from us3l.deploy.switchable import INDEX_NAME
+from us3l.errors import US3LError
+
+
+def _index(index: int, n: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, int | np.integer) or not -n <= int(index) < n:
+        raise US3LError(f"width index must be an integer in [{-n}, {n}) for this {n}-width artifact, got {index!r}")
+    return int(index) % n
+
+
+class OrtSwitchable:
+    """An onnxruntime session on a switchable ONNX file (``n`` widths)."""
+
+    def __init__(self, path: str | Path, n: int, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.inter_op_num_threads = 1
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        self.n = n
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._indices = [np.array(k, np.int64) for k in range(n)]
+
+    def infer(self, x: np.ndarray, index: int) -> np.ndarray:
+        k = _index(index, self.n)
+        (out,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: as_input(x), INDEX_NAME: self._indices[k]})
+        return np.asarray(out, dtype=np.float32)
+
+    def time_once(self, x: np.ndarray, index: int) -> float:
+        """Seconds of one ``run`` at ``index`` (``x`` already a float32 C-contiguous array)."""
+        feed = {INPUT_NAME: x, INDEX_NAME: self._indices[_index(index, self.n)]}
+        t0 = time.perf_counter()
+        self.session.run([OUTPUT_NAME], feed)
+        return time.perf_counter() - t0
+
+
+class OvSwitchable:
+    """OpenVINO on a switchable file (IR or ONNX); see the module docstring for ``bound``."""
+
+    def __init__(
+        self, path: str | Path, n: int, threads: int | None = None, device: str = "CPU", bound: bool = True
+    ) -> None:
+        from us3l.deploy.backends.openvino import shared_core
+
+        self.core = shared_core()
+        self.path, self.n, self.device, self.bound = str(path), n, device, bound
+        self.config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads and device.startswith("CPU"):
+            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        self._requests: dict[int, Any] = {}
+        if not bound:
+            self._requests[-1] = self.core.compile_model(self.path, device, self.config).create_infer_request()
+
+    def request(self, index: int) -> Any:
+        """The infer request that runs ``index`` (bound: compiled on first use)."""
+        k = _index(index, self.n)
+        if not self.bound:
+            return self._requests[-1]
+        if k not in self._requests:
+            from us3l.deploy.switchable import bind_width
+
+            model = bind_width(self.core.read_model(self.path), k)
+            self._requests[k] = self.core.compile_model(model, self.device, self.config).create_infer_request()
+        return self._requests[k]
+
+    def _feed(self, x: np.ndarray, index: int) -> dict[str, Any]:
+        feed: dict[str, Any] = {INPUT_NAME: as_input(x)}
+        if not self.bound:
+            feed[INDEX_NAME] = np.array(_index(index, self.n), np.int64)
+        return feed
+
+    def infer(self, x: np.ndarray, index: int) -> np.ndarray:
+        req = self.request(index)
+        req.infer(self._feed(x, index))
+        return np.array(req.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+    def time_once(self, x: np.ndarray, index: int) -> float:
+        """Seconds of one synchronous ``infer`` at ``index``."""
+        req = self.request(index)
+        feed = self._feed(x, index)
+        t0 = time.perf_counter()
+        req.infer(feed)
+        return time.perf_counter() - t0
+
+
+def open_switchable(backend: str, path: str | Path, n: int, threads: int | None = None, bound: bool = True) -> Any:
+    """``OrtSwitchable`` (``backend="onnx"``) or ``OvSwitchable`` (``"openvino"``) on ``path``."""
+    if backend == "onnx":
+        return OrtSwitchable(path, n, threads)
+    if backend == "openvino":
+        return OvSwitchable(path, n, threads, bound=bound)
+    raise US3LError(f"switchable artifacts exist for onnx and openvino, not '{backend}'")
