@@ -138,11 +138,12 @@ def _verify(
     return out
 
 
-def _write_graph(backend: str, graph: Any, staging: Path, name: str) -> tuple[Path, tuple[Path, ...], dict[str, Any]]:
-    """The artifact's file(s) in ``staging``: ``<name>.onnx``, or OpenVINO IR ``<name>.xml`` + ``.bin``."""
+def _write_graph(backend: str, graph: Any, staging: Path) -> tuple[Path, tuple[Path, ...], dict[str, Any]]:
+    """The artifact's file(s) in ``staging``: ``model.onnx``, or OpenVINO IR ``model.xml`` + ``model.bin`` (the
+    static exports' names)."""
     import onnx
 
-    onnx_path = staging / f"{name}.onnx"
+    onnx_path = staging / "model.onnx"
     with phase("write onnx"):
         onnx.save(graph.model, str(onnx_path))
     facts: dict[str, Any] = {"opset": OPSET, "exporter": "torchscript (per width, BN kept) + us3l If tree"}
@@ -154,7 +155,7 @@ def _write_graph(backend: str, graph: Any, staging: Path, name: str) -> tuple[Pa
 
     from us3l.deploy.backends.openvino import shared_core, sigint_deferred
 
-    xml = staging / f"{name}.xml"
+    xml = staging / "model.xml"
     # read_model, not convert_model: convert_model's transformations fold each branch's weight slices into
     # constants of their own (the IR then holds every width's weights: 1.88x the static widest file for the
     # grid 1 / 0.75 / 0.5 / 0.25 of cifar_resnet18); read_model keeps the one shared copy (1.00x)
@@ -231,7 +232,7 @@ def export_switchable(
             graph = build_switchable(
                 src.model, grid, shape, dynamic_batch=dynamic_batch, require_bn_stats=src.from_checkpoint
             )
-        path, files, facts = _write_graph(be.name, graph, staging, name)
+        path, files, facts = _write_graph(be.name, graph, staging)
         checks = _verify(be.name, path, src.model, grid, verify_inputs, None if dynamic_batch else batch,
                          src.from_checkpoint)
         valid = all(all(vs) for vs in checks.values())

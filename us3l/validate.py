@@ -73,6 +73,15 @@ def number(
     return float(value)
 
 
+def width_list(text: str, flag: str = "--widths") -> list[float]:
+    """A comma-separated list of widths (``"1,0.5,0.25"``) as floats, in the order given; one line otherwise.
+    The model checks each against its range."""
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise US3LError(f"{flag} must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}") from None
+
+
 def _show(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)  # nan, inf, -1.0

@@ -214,6 +214,16 @@ def export_cmd(
         None, "--runtime-device", help="Runtime device used for verification (OpenVINO: CPU/GPU/NPU)."
     ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: PyTorch's)."),
+    switchable: bool = typer.Option(
+        False, "--switchable",
+        help="One file for every width of --widths (onnx | openvino): the width is chosen per call by the "
+        "int64 input width_index.",
+    ),
+    widths: str | None = typer.Option(
+        None, "--widths",
+        help="--switchable: comma-separated widths, index i = i-th width (default: the checkpoint's calibrated "
+        "widths, widest first; a fresh --model: 1,0.75,0.5,0.25).",
+    ),
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or notes."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
@@ -226,6 +236,12 @@ def export_cmd(
     if batch_old is not None:
         deprecated(f"--batch {batch_old}", f"--batch-size {batch_old}", "export")
         batch_size = batch_old
+    if switchable:
+        _switchable(backend, widths, width, selection, precision, ckpt, model, out, device, dynamic_batch,
+                    batch_size, threads, wide, json_out)
+        return
+    if widths is not None:
+        raise US3LError("--widths needs --switchable (one width: --width W)")
     be = get_backend(backend)  # unknown backend: fail before loading anything
     prec = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(prec)
@@ -317,3 +333,87 @@ def export_cmd(
             "[yellow]note:[/yellow] exported a fresh, uncalibrated model (placeholder BN statistics): "
             "the graph and latency are real, the embeddings are not meaningful"
         )
+
+
+#: The switchable export's table: one row per width of the grid, the worst of the runtime's modes.
+SWITCHABLE_COLS = [
+    Col("index", key=True, justify="right"), Col("width", key=True, justify="right"),
+    Col("features", justify="right", rank=1), Col("MMACs", justify="right", rank=2),
+    Col("max abs err", key=True, justify="right"), Col("min cosine", key=True, justify="right"),
+    Col("BN stats", rank=1), Col("status", key=True),
+]
+
+
+def _switchable(
+    backend: str, widths: str | None, width: float | None, selection: Path | None, precision: str | None,
+    ckpt: Path | None, model: str | None, out: Path, device: str | None, dynamic_batch: bool, batch_size: int,
+    threads: int | None, wide: bool, json_out: bool,
+) -> None:
+    """``us3l export --switchable``: the checks of its flags, the export, the table."""
+    from us3l.deploy.backends import get_backend
+    from us3l.deploy.switchable_export import BACKENDS, SwitchableVerificationFailed, export_switchable
+    from us3l.validate import width_list
+
+    backend = get_backend(backend).name  # unknown backend: one line; "onnxruntime" is onnx
+    if backend not in BACKENDS:
+        raise US3LError(f"--switchable exports to onnx or openvino, not '{backend}' (TensorRT: docs/deploy.md)")
+    if width is not None or selection is not None:
+        raise US3LError("--switchable exports a grid of widths: give --widths W1,W2,... instead of --width/--selection")
+    if precision not in (None, "fp32"):
+        raise US3LError(f"--switchable exports fp32 only, got --precision {precision}")
+    if batch_size < 1:
+        raise US3LError(f"--batch-size must be >= 1, got {batch_size}")
+    if device is not None:
+        safe_name(device, "--device")
+    grid = width_list(widths) if widths is not None else None
+    set_threads(threads)
+    src, model_name = _source(ckpt, model)
+    out_lock = acquire(out, "export folder")
+    try:
+        with Progress(f"exporting switchable {backend}", 1, "artifacts", enabled=not json_out) as bar:
+            bar.update(0, detail="export every width, build, verify")
+            try:
+                res = export_switchable(src, backend, out, grid, device, dynamic_batch, model_name=model_name,
+                                        batch=batch_size)
+            except SwitchableVerificationFailed as exc:
+                _print_switchable(exc.result.manifest, wide)
+                raise
+            bar.update(1, detail="done")
+    finally:
+        release(out_lock)
+    doc = res.manifest
+    if json_out:
+        emit_json({"directory": str(res.directory), "manifest": str(res.manifest_path), "valid": res.valid,
+                   "switchable": doc["switchable"], "per_width": doc["model"]["per_width"]})
+        return
+    _print_switchable(doc, wide)
+    sw = doc["switchable"]
+    note(
+        f"one file for {len(sw['widths'])} widths: {sw['artifact_bytes'] / 1e6:.1f} MB, "
+        f"{sw['size_ratio_to_static_widest']:.3f}x the static widest export; per-width BN statistics "
+        f"{sw['per_width_bytes_total'] / 1e3:.1f} kB; choose the width with input '{sw['index_input']}' "
+        f"(0 = width {sw['widths'][0]:g})",
+        markup=False,
+    )
+    note(f"wrote {res.directory}", markup=False)
+    if any(p["bn_stats"] == "uncalibrated" for p in doc["model"]["per_width"]):
+        note(
+            "[yellow]note:[/yellow] exported a fresh, uncalibrated model (placeholder BN statistics): "
+            "the graph and latency are real, the embeddings are not meaningful"
+        )
+
+
+def _print_switchable(doc: dict[str, Any], wide: bool) -> None:
+    rows = []
+    for p in doc["model"]["per_width"]:
+        checks = list(p["verification"].values())
+        ok = all(c["passed"] for c in checks)
+        rows.append([
+            str(p["index"]), f"{p['width']:g}", str(p["feature_dim"]),
+            "-" if p.get("macs") is None else f"{p['macs'] / 1e6:.1f}",
+            f"{max(c['max_abs_error'] for c in checks):.1e}", f"{min(c['min_cosine'] for c in checks):.6f}",
+            p["bn_stats"], "[green]valid[/green]" if ok else "[red]FAILED[/red]",
+        ])
+    modes = ", ".join(doc["verification"]["modes"])
+    title = f"us3l export --switchable → {doc['backend']['name']} fp32 (errors on L2-normalised embeddings; {modes})"
+    print_table(title, SWITCHABLE_COLS, rows, wide=wide)

@@ -16,6 +16,7 @@ from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, deprecated, fit_table, note, note_switches, print_table, set_quiet
 from us3l.errors import US3LError
 from us3l.locking import acquire, release
+from us3l.validate import width_list
 
 profile_app = typer.Typer(
     help="Measure MACs, params, memory and latency of every width on a device (locally or over SSH).",
@@ -23,13 +24,6 @@ profile_app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(profile_app, name="profile")
-
-
-def _parse_widths(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise US3LError(f"--widths must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}") from None
 
 
 #: What ``--precision`` accepts (each entry of its comma-separated list).
@@ -198,7 +192,7 @@ def profile_cmd(
     if spec.reach.is_local:
         check_local_requirements(spec)
     net, name, sha, size, source = _load_model(model, ckpt)
-    grid = _parse_widths(widths) if widths else list(net.width_grid(points))
+    grid = width_list(widths) if widths else list(net.width_grid(points))
     if not widths:
         note_switches(net, "the width grid is")
     grid = [check_width(net, w) for w in grid]  # in range and, for an S-Nets checkpoint, a switch

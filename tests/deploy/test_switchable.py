@@ -1,0 +1,238 @@
+"""Switchable-width artifacts (issue 16): one file, every width of a grid, chosen per call by ``width_index``.
+
+Real onnxruntime and OpenVINO sessions on a small cifar_resnet18 (base_channels 8, 16 px); every width is
+compared with PyTorch's static network of that width.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.deploy.conftest import calibrated_run
+from us3l.deploy.graph import deployable_module, fresh_model
+from us3l.deploy.switchable import (
+    INDEX_NAME,
+    META_FEATURES,
+    META_WIDTHS,
+    SHARED_PREFIX,
+    build_switchable,
+    check_grid,
+)
+from us3l.deploy.switchable_export import check_widths, default_grid, export_switchable
+from us3l.deploy.switchable_runtime import OrtSwitchable, OvSwitchable
+from us3l.errors import US3LError
+
+GRID = (1.0, 0.75, 0.5, 0.25, 0.375)  # not sorted: index i is the i-th width given
+SHAPE = (2, 3, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def net() -> torch.nn.Module:
+    return fresh_model("cifar_resnet18", base_channels=8).eval()
+
+
+@pytest.fixture(scope="module")
+def built(net, tmp_path_factory) -> tuple[object, Path]:
+    graph = build_switchable(net, GRID, SHAPE)
+    path = tmp_path_factory.mktemp("sw") / "switchable.onnx"
+    onnx.save(graph.model, str(path))
+    return graph, path
+
+
+@pytest.fixture(scope="module")
+def x() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+
+
+def reference(net, w: float, x: np.ndarray) -> np.ndarray:
+    static, _ = deployable_module(net, w)
+    with torch.no_grad():
+        return static(torch.from_numpy(x)).numpy()
+
+
+def _initializers(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+    out = list(graph.initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                out += _initializers(attr.g)
+    return out
+
+
+def _ops(graph: onnx.GraphProto, op: str) -> int:
+    n = 0
+    for node in graph.node:
+        n += node.op_type == op
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                n += _ops(attr.g, op)
+    return n
+
+
+def test_one_copy_of_the_weights_and_only_bn_statistics_per_width(net, built) -> None:
+    graph, _ = built
+    proto = graph.model
+    params = {n: p for n, p in net.state_dict().items() if p.dtype.is_floating_point}
+    shared = [t for t in proto.graph.initializer if t.name.startswith(SHARED_PREFIX)]
+    # every learned weight once, at full size; nothing else of that size anywhere
+    assert {t.name[len(SHARED_PREFIX):] for t in shared} >= {n for n in params if n.endswith(("conv1.weight",))}
+    for t in shared:
+        assert tuple(t.dims) == tuple(params[t.name[len(SHARED_PREFIX):]].shape)
+    total = sum(onnx.numpy_helper.to_array(t).nbytes for t in _initializers(proto.graph))
+    slice_bounds = 3 * 8 * sum(graph.slices) * 4  # starts/ends/axes, at most 4 axes of int64 each
+    assert total <= graph.shared_bytes + sum(graph.per_width_bytes) + slice_bounds + 8 * (len(GRID) + 8)
+    assert sum(graph.per_width_bytes) < 0.05 * graph.shared_bytes  # the BN statistics, small
+    assert graph.slices[0] == 0 and all(s > 0 for s in graph.slices[1:])  # the widest width reads the weights as is
+    assert _ops(proto.graph, "If") == len(GRID) - 1  # a tree over n leaves has n - 1 tests
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert meta[META_WIDTHS] == list(GRID) and meta[META_FEATURES] == list(graph.feature_dims)
+    assert graph.feature_dims == (64, 48, 32, 16, 24)
+
+
+def test_every_width_matches_its_static_network_in_onnxruntime(net, built, x) -> None:
+    _, path = built
+    sess = OrtSwitchable(path, len(GRID), threads=1)
+    for k, w in enumerate(GRID):
+        out = sess.infer(x, k)
+        ref = reference(net, w, x)
+        assert out.shape == ref.shape
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    # switching back and forth on the one session gives the same numbers
+    np.testing.assert_array_equal(sess.infer(x, 3), sess.infer(x, -2))
+    np.testing.assert_array_equal(sess.infer(x, 0), OrtSwitchable(path, len(GRID)).infer(x, 0))
+
+
+def test_an_index_outside_the_grid_is_refused(built, x) -> None:
+    import onnxruntime as ort
+
+    _, path = built
+    raw = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception, match="out of data bounds"):  # the graph itself refuses it
+        raw.run(None, {"input": x, INDEX_NAME: np.array(len(GRID), np.int64)})
+    sess = OrtSwitchable(path, len(GRID))
+    with pytest.raises(US3LError, match=r"^width index must be an integer in \[-5, 5\) for this 5-width artifact, "
+                                        r"got 5$"):
+        sess.infer(x, 5)
+    with pytest.raises(US3LError, match="got 0.5"):
+        sess.infer(x, 0.5)  # type: ignore[arg-type]
+
+
+def test_openvino_runs_it_with_the_index_as_input_and_bound(net, built, x) -> None:
+    _, path = built
+    as_input = OvSwitchable(path, len(GRID), threads=1, bound=False)
+    bound = OvSwitchable(path, len(GRID), threads=1, bound=True)
+    for k, w in enumerate(GRID):
+        ref = reference(net, w, x)
+        np.testing.assert_allclose(as_input.infer(x, k), ref, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(bound.infer(x, k), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_grid_checks(net) -> None:
+    with pytest.raises(US3LError, match="^a switchable artifact needs at least 2 widths, got 1$"):
+        check_grid([0.5])
+    with pytest.raises(US3LError, match="^width 0.5 is given twice$"):
+        check_grid([0.5, 1.0, 0.5])
+    with pytest.raises(US3LError, match=r"^widths 0.5 and 0.51 give the same network \(channels of width 0.4167\)$"):
+        check_widths(net, [1.0, 0.5, 0.51])
+    with pytest.raises(US3LError, match=r"width must be in \[0.25, 1\], got 0.1"):
+        check_widths(net, [1.0, 0.1])
+    assert default_grid(net) == (1.0, 0.75, 0.5, 0.25)  # a fresh model: no calibrated widths
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return calibrated_run(tmp_path_factory.mktemp("run"), (1.0, 0.5, 0.25), batch=8)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_export_from_a_checkpoint_verifies_every_width(run_dir, tmp_path, backend) -> None:
+    res = export_switchable(run_dir, backend, tmp_path, device_name="cpu")
+    doc = res.manifest
+    assert res.valid and doc["kind"] == "switchable_manifest" and doc["schema_version"] == 1
+    # the calibrated widths, widest first, as their canonical grid widths (0.5 of this model is the grid's 0.4922)
+    assert doc["model"]["widths"] == [1.0, 0.4922, 0.25]
+    assert [p["bn_stats"] for p in doc["model"]["per_width"]] == ["calibrated"] * 3
+    modes = ["onnxruntime"] if backend == "onnx" else ["openvino (width_index input)", "openvino (bound per width)"]
+    assert doc["verification"]["modes"] == modes
+    for p in doc["model"]["per_width"]:
+        assert list(p["verification"]) == modes
+        assert all(v["passed"] and v["max_abs_error"] <= 1e-4 for v in p["verification"].values())
+    sw = doc["switchable"]
+    assert sw["size_ratio_to_static_widest"] <= 1.1  # OpenVINO IR too: the slices are not folded into copies
+    files = sorted(p.name for p in res.directory.iterdir())
+    stem = f"cifar_resnet18-switchable-{backend}-fp32"
+    assert res.directory.name == stem and res.directory.parent.name == "cpu"
+    assert files == (["manifest.json", "model.onnx"] if backend == "onnx"
+                     else ["manifest.json", "model.bin", "model.xml"])
+    assert not [p for p in res.directory.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_a_checkpoint_width_without_bn_statistics_is_refused(run_dir, tmp_path) -> None:
+    with pytest.raises(US3LError, match="0.75"):
+        export_switchable(run_dir, "onnx", tmp_path, widths=[1.0, 0.75])
+    assert not list(tmp_path.rglob("*.onnx"))
+
+
+def test_the_readme_snippet_runs_without_us3l(run_dir, tmp_path) -> None:
+    """The README's snippet: plain onnxruntime, width switched between two calls on one session."""
+    res = export_switchable(run_dir, "onnx", tmp_path)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("<!-- switchable-snippet:begin -->")
+    code = readme[start:readme.index("<!-- switchable-snippet:end -->")].split("```python\n", 1)[1].split("```")[0]
+    artifact = res.directory / res.manifest["artifact"]["file"]
+    code = code.replace("artifacts/local/cifar_resnet18-switchable-onnx-fp32/model.onnx", artifact.as_posix())
+    guard = "import sys; sys.modules['us3l'] = None  # any import of us3l fails\n"
+    done = subprocess.run([sys.executable, "-c", guard + code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "width 1: (1, 512)" in done.stdout and "width 0.25: (1, 128)" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "tensorrt"], "error: --switchable exports to onnx or openvino, not 'tensorrt' (TensorRT: "
+                                    "docs/deploy.md)"),
+        (["--backend", "onnx", "--width", "0.5"], "error: --switchable exports a grid of widths: give --widths "
+                                                  "W1,W2,... instead of --width/--selection"),
+        (["--backend", "onnx", "--precision", "int8"], "error: --switchable exports fp32 only, got --precision int8"),
+        (["--backend", "onnx", "--widths", "1,x"], "error: --widths must be comma-separated numbers like "
+                                                   "0.25,0.5,1.0, got '1,x'"),
+        (["--backend", "onnx", "--widths", "1,1.5"], "error: width must be in [0.25, 1], got 1.5"),
+        (["--backend", "onnx", "--widths", "0.5"], "error: a switchable artifact needs at least 2 widths, got 1"),
+    ],
+)
+def test_cli_refuses_bad_switchable_flags_in_one_line(tmp_path, capsys, args, message) -> None:
+    from us3l.cli import main
+
+    code = main(["export", "--switchable", "--model", "cifar_resnet18", "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1] == message
+    assert not list(tmp_path.rglob("*.onnx"))
+
+
+def test_cli_widths_without_switchable_is_refused(tmp_path, capsys) -> None:
+    from us3l.cli import main
+
+    code = main(["export", "--backend", "onnx", "--widths", "1,0.5", "--model", "cifar_resnet18", "--out",
+                 str(tmp_path)])
+    assert code == 1 and capsys.readouterr().err.strip() == "error: --widths needs --switchable (one width: --width W)"
+
+
+def test_cli_switchable_export_prints_every_width(run_dir, tmp_path, capsys) -> None:
+    from us3l.cli import main
+
+    code = main(["export", "--backend", "onnx", "--switchable", "--widths", "1,0.25", "--ckpt", str(run_dir),
+                 "--out", str(tmp_path), "--json"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["valid"] and [p["width"] for p in doc["per_width"]] == [1.0, 0.25]
+    assert [p["feature_dim"] for p in doc["per_width"]] == [512, 128]
+    assert Path(doc["manifest"]).is_file()
