@@ -32,9 +32,10 @@ def _index(index: int, n: int) -> int:
 
 
 class OrtSwitchable:
-    """An onnxruntime session on a switchable ONNX file (``n`` widths)."""
+    """An onnxruntime session on a switchable ONNX file (``n`` widths); ``spin=False`` as in
+    ``us3l.deploy.backends.onnx.OnnxRunner`` (sessions taking turns on the same cores)."""
 
-    def __init__(self, path: str | Path, n: int, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, n: int, threads: int | None = None, spin: bool = True) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -43,9 +44,14 @@ class OrtSwitchable:
         opts.inter_op_num_threads = 1
         if threads:
             opts.intra_op_num_threads = int(threads)
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.n = n
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         self._indices = [np.array(k, np.int64) for k in range(n)]
+        #: time_once's IOBinding per index for the array last timed (input, index and an output buffer bound)
+        self._bindings: dict[int, Any] = {}
+        self._bound_x: np.ndarray | None = None
 
     def infer(self, x: np.ndarray, index: int) -> np.ndarray:
         k = _index(index, self.n)
@@ -53,10 +59,23 @@ class OrtSwitchable:
         return np.asarray(out, dtype=np.float32)
 
     def time_once(self, x: np.ndarray, index: int) -> float:
-        """Seconds of one ``run`` at ``index`` (``x`` already a float32 C-contiguous array)."""
-        feed = {INPUT_NAME: x, INDEX_NAME: self._indices[_index(index, self.n)]}
+        """Seconds of one ``run_with_iobinding`` at ``index``: input, index and output buffer bound once per
+        (array, index), as ``OnnxRunner.time_once`` times a static artifact."""
+        k = _index(index, self.n)
+        if x is not self._bound_x:
+            self._bindings, self._bound_x = {}, x
+        if k not in self._bindings:
+            data = as_input(x)
+            out = self.infer(data, k)  # the output shape (untimed)
+            buffer = np.empty(out.shape, dtype=np.float32)
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(INPUT_NAME, data)
+            binding.bind_cpu_input(INDEX_NAME, self._indices[k])
+            binding.bind_output(OUTPUT_NAME, "cpu", 0, np.float32, list(buffer.shape), buffer.ctypes.data)
+            self._bindings[k] = (binding, data, buffer)  # the arrays stay alive with the binding
+        binding = self._bindings[k][0]
         t0 = time.perf_counter()
-        self.session.run([OUTPUT_NAME], feed)
+        self.session.run_with_iobinding(binding)
         return time.perf_counter() - t0
 
 
@@ -74,6 +93,7 @@ class OvSwitchable:
         if threads and device.startswith("CPU"):
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
         self._requests: dict[int, Any] = {}
+        self._timed: dict[int, tuple[np.ndarray, Any]] = {}  # time_once's input bound per request (shared memory)
         if not bound:
             self._requests[-1] = self.core.compile_model(self.path, device, self.config).create_infer_request()
 
@@ -97,22 +117,36 @@ class OvSwitchable:
 
     def infer(self, x: np.ndarray, index: int) -> np.ndarray:
         req = self.request(index)
+        self._timed.pop(-1 if not self.bound else _index(index, self.n), None)  # infer binds its own copy
         req.infer(self._feed(x, index))
         return np.array(req.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def time_once(self, x: np.ndarray, index: int) -> float:
-        """Seconds of one synchronous ``infer`` at ``index``."""
-        req = self.request(index)
-        feed = self._feed(x, index)
+        """Seconds of one synchronous ``infer()`` at ``index`` on an input tensor bound once per request (shared
+        memory), as ``OpenVinoRunner.time_once`` times a static artifact; with ``width_index`` as an input, its
+        tensor is set before the timed call (a deployment sets it when the width changes)."""
+        import openvino as ov
+
+        k = _index(index, self.n)
+        req = self.request(k)
+        key = -1 if not self.bound else k
+        if key not in self._timed or self._timed[key][0] is not x:
+            data = as_input(x)
+            req.set_tensor(INPUT_NAME, ov.Tensor(data, shared_memory=True))
+            self._timed[key] = (x, data)
+        if not self.bound:
+            req.set_tensor(INDEX_NAME, ov.Tensor(np.array(k, np.int64)))
         t0 = time.perf_counter()
-        req.infer(feed)
+        req.infer()
         return time.perf_counter() - t0
 
 
-def open_switchable(backend: str, path: str | Path, n: int, threads: int | None = None, bound: bool = True) -> Any:
+def open_switchable(
+    backend: str, path: str | Path, n: int, threads: int | None = None, bound: bool = True, spin: bool = True
+) -> Any:
     """``OrtSwitchable`` (``backend="onnx"``) or ``OvSwitchable`` (``"openvino"``) on ``path``."""
     if backend == "onnx":
-        return OrtSwitchable(path, n, threads)
+        return OrtSwitchable(path, n, threads, spin)
     if backend == "openvino":
         return OvSwitchable(path, n, threads, bound=bound)
     raise US3LError(f"switchable artifacts exist for onnx and openvino, not '{backend}'")

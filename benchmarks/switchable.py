@@ -1,0 +1,177 @@
+"""The switchable-width artifact against the static artifact of each width, side by side in one run (issue 16).
+
+Exports, with the library's own functions, one switchable artifact (``us3l export --switchable``) per backend
+and the static artifact of every measured width (``us3l export --width``), then times them in one interleaved
+loop (``measure_interleaved``: every timer takes turns, in rotating order, so all see the same machine):
+
+* ``static``: the static artifact of the width (``Runner.time_once``: input bound once);
+* ``steady``: the switchable artifact at that width, called at that width every time;
+* ``switch``: the same, but every timed call comes right after an untimed call at another width of the grid
+  (the next one), so each timed call is the first after a width change;
+* ``static switch``: the control for ``switch``: the static artifact of the width, each timed call right after
+  an untimed call of the other width's static artifact (what switching between two loaded static files costs:
+  the other network has evicted this one's weights from the caches).
+
+Modes: onnxruntime (``width_index`` fed each call); OpenVINO with ``width_index`` as an input; OpenVINO bound per
+width (one compiled model per width from the one file, ``bind_width``). Ratios: steady / static (target
+<= 1.15) and switch / steady (target <= 2), p50 each; file size of the switchable artifact / the static widest
+one (target <= 1.1). The outputs of every mode are compared with the static artifact's first.
+
+    python benchmarks/switchable.py [--model cifar_resnet18] [--size 32] [--widths 1,0.75,0.5,0.25]
+        [--max-seconds 1.5] [--threads 1] [--ckpt RUN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from us3l.deploy.export import export_width
+from us3l.deploy.graph import fresh_model
+from us3l.deploy.switchable_export import export_switchable
+from us3l.deploy.switchable_runtime import OrtSwitchable, OvSwitchable
+from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.timers import example_input, load_interleaved, runner_timer
+from us3l.validate import width_list
+
+MODES = ("onnxruntime", "openvino input", "openvino bound")
+STATIC_OF = {"onnxruntime": "onnx", "openvino input": "openvino", "openvino bound": "openvino"}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def static_switch_timer(runner: object, other: object, x: np.ndarray):
+    """``timer(n)``: n timed calls of ``runner``, each after one untimed call of ``other``."""
+
+    def timer(n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            other.time_once(x)  # type: ignore[attr-defined]
+            out.append(runner.time_once(x))  # type: ignore[attr-defined]
+        return out
+
+    return timer
+
+
+def switch_timer(runner: object, x: np.ndarray, k: int, other: int, switch: bool):
+    """``timer(n)``: n timed calls at index ``k``; with ``switch`` each after one untimed call at ``other``."""
+
+    def timer(n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            if switch:
+                runner.time_once(x, other)  # type: ignore[attr-defined]
+            out.append(runner.time_once(x, k))  # type: ignore[attr-defined]
+        return out
+
+    return timer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--size", type=int, default=None, help="input side (default: the model's)")
+    ap.add_argument("--widths", default="1,0.75,0.5,0.25", help="the grid (index i = i-th width)")
+    ap.add_argument("--max-seconds", type=float, default=1.5, help="timing time per timer")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ckpt", default=None, help="a run folder (default: the seeded fresh model)")
+    args = ap.parse_args()
+    grid = width_list(args.widths)
+    if args.ckpt and args.size:
+        ap.error("--size applies to a fresh --model; a checkpoint has its own input size")
+    if args.ckpt:
+        from us3l.checkpoint import load_backbone
+
+        source, name = load_backbone(args.ckpt), None
+        net = source.model
+    else:
+        net = source = fresh_model(args.model)
+        if args.size:
+            net.input_size = args.size  # the side every export traces and verifies with
+        name = args.model
+    size = args.size or int(net.input_size)
+    x = example_input((1, 3, size, size)).numpy()
+    with ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="us3l-switchable-")))
+        t0 = time.perf_counter()
+        sw = {b: export_switchable(source, b, root / "sw", grid, model_name=name) for b in ("onnx", "openvino")}
+        sw_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        static = {(b, w): export_width(source, w, b, root / "static", model_name=name)
+                  for b in ("onnx", "openvino") for w in grid}
+        static_s = time.perf_counter() - t0
+        widest = max(grid)
+        n = len(grid)
+        runners = {
+            "onnxruntime": OrtSwitchable(sw["onnx"].directory / "model.onnx", n, args.threads, spin=False),
+            "openvino input": OvSwitchable(sw["openvino"].directory / "model.xml", n, args.threads, bound=False),
+            "openvino bound": OvSwitchable(sw["openvino"].directory / "model.xml", n, args.threads, bound=True),
+        }
+        compile_s = []
+        for k in range(n):  # bound: one compiled model per width, compiled on first use; time it here
+            t0 = time.perf_counter()
+            runners["openvino bound"].request(k)
+            compile_s.append(time.perf_counter() - t0)
+        statics = {key: stack.enter_context(load_interleaved(key[0], res.artifact.path, args.threads))
+                   for key, res in static.items()}
+        worst = 0.0
+        for (b, w), r in statics.items():  # same numbers first
+            ref = r.infer(x)
+            for mode in MODES:
+                if STATIC_OF[mode] == b:
+                    worst = max(worst, float(np.max(np.abs(runners[mode].infer(x, grid.index(w)) - ref))))
+        timers = {}
+        for k, w in enumerate(grid):
+            other = (k + 1) % n
+            for b in ("onnx", "openvino"):
+                timers[("static", b, w)] = runner_timer(statics[(b, w)], x)
+                timers[("static switch", b, w)] = static_switch_timer(statics[(b, w)], statics[(b, grid[other])], x)
+            for mode in MODES:
+                timers[("steady", mode, w)] = switch_timer(runners[mode], x, k, other, False)
+                timers[("switch", mode, w)] = switch_timer(runners[mode], x, k, other, True)
+        res = measure_interleaved(timers, MeasurementPolicy(warmup=20, max_seconds=args.max_seconds, tail_quantile=0))
+        static_bytes = {b: sum(f.stat().st_size for f in static[(b, widest)].artifact.files)
+                        for b in ("onnx", "openvino")}
+    p50 = {key: m.stats.p50_ms for key, m in res.items()}
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"# {now}, commit {commit()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"# {net.__class__.__name__ if name is None else name}, input {size}px, batch 1, {args.threads} thread(s), "
+          f"grid {','.join(f'{w:g}' for w in grid)}; {len(timers)} timers interleaved, "
+          f"<= {args.max_seconds:g} s each; p50 in ms")
+    print(f"# export: switchable onnx + openvino {sw_s:.1f} s (both verified at every width), static "
+          f"{len(static)} artifacts {static_s:.1f} s; max |switchable - static| over all outputs {worst:.1e}")
+    print(f"{'width':>6} {'mode':<15} {'static':>8} {'steady':>8} {'switch':>8} {'steady/static':>13} "
+          f"{'switch/steady':>13} {'static switch/static':>20}")
+    for w in grid:
+        for mode in MODES:
+            b = STATIC_OF[mode]
+            st, sd, sc = p50[("static", b, w)], p50[("steady", mode, w)], p50[("switch", mode, w)]
+            ss = p50[("static switch", b, w)]
+            print(f"{w:6g} {mode:<15} {st:8.3f} {sd:8.3f} {sc:8.3f} {sd / st:13.2f} {sc / sd:13.2f} {ss / st:20.2f}")
+    for b in ("onnx", "openvino"):
+        s = sw[b].manifest["switchable"]
+        print(f"size {b}: switchable {s['artifact_bytes'] / 1e6:.2f} MB / static width {widest:g} "
+              f"{static_bytes[b] / 1e6:.2f} MB = {s['artifact_bytes'] / static_bytes[b]:.3f} "
+              f"(per-width BN statistics {s['per_width_bytes_total'] / 1e3:.1f} kB)")
+    print("openvino bound: compile per width on first use " + ", ".join(
+        f"{w:g} {t * 1e3:.0f} ms" for w, t in zip(grid, compile_s, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
