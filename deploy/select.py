@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,7 @@ class Selection:
     inputs: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     strict_accuracy: bool = False
+    schedule: list[dict[str, Any]] | None = None  # ``latency_schedule``: a width per latency budget, per device
 
     @property
     def feasible(self) -> bool:
@@ -245,6 +246,8 @@ class Selection:
             devices=[d.to_dict() for d in self.devices],
             warnings=list(self.warnings),
         )
+        if self.schedule is not None:
+            doc["schedule"] = self.schedule
         return doc
 
     def raise_if_infeasible(self) -> None:
@@ -252,6 +255,57 @@ class Selection:
         bad = [d.infeasible_reason(self.budget, self.rule) for d in self.devices if not d.feasible]
         if bad:
             raise InfeasibleError("infeasible budget: " + " | ".join(bad))
+
+
+def latency_schedule(
+    profiles: Sequence[str | Path],
+    latencies_ms: Sequence[float],
+    budget: Budget = Budget(),
+    accuracy: str | Path | None = None,
+    rule: LatencyRule = LatencyRule(),
+    metric: str = "auto",
+    strict_accuracy: bool = False,
+) -> Selection:
+    """A width schedule: for every device answer, the width chosen under each latency budget of
+    ``latencies_ms`` (ascending; the other limits of ``budget`` apply to all), for a device whose latency budget
+    changes at run time. The returned selection is the one at the largest latency (``devices``), with
+    ``schedule``: per device answer, ``steps`` of (latency_ms, width, width_index, accuracy, compared latency,
+    decided_by), width None where nothing fits. ``width_index`` is the width's index in a switchable artifact's
+    grid when the profile was measured through one (``us3l profile --artifact``), else None."""
+    if budget.latency_ms is not None:
+        raise US3LError("give --latency-ms or --latency-schedule, not both")
+    steps = sorted({number(v, "--latency-schedule entry", positive=True) for v in latencies_ms})
+    if not steps:
+        raise US3LError("--latency-schedule needs at least one latency")
+    each = [
+        select(profiles, replace(budget, latency_ms=b), accuracy, rule, metric, strict_accuracy=strict_accuracy)
+        for b in steps
+    ]
+    main = each[-1]
+    schedule = []
+    for i, d in enumerate(main.devices):
+        sw = (load_profile(d.profile).get("extra") or {}).get("switchable") if d.profile else None
+        grid = [width_key(w) for w in sw["widths"]] if sw else None
+        entries = []
+        for b, sel in zip(steps, each, strict=True):
+            di = sel.devices[i]
+            c = di.chosen
+            entries.append({
+                "latency_ms": b,
+                "width": None if c is None else c.width,
+                "width_index": grid.index(width_key(c.width)) if c is not None and grid else None,
+                "precision": None if c is None else c.precision,
+                "accuracy": None if c is None else c.accuracy,
+                "accuracy_ci": None if c is None or c.accuracy_ci is None else list(c.accuracy_ci),
+                "compared_latency_ms": None if c is None else c.latency_ms,
+                "decided_by": di.decided_by,
+            })
+        schedule.append({
+            "device": d.device, "model": d.model, "backend": d.backend, "precision": d.precision,
+            "profile": d.profile, "switchable": None if not sw else {k: sw[k] for k in ("artifact", "sha256")},
+            "steps": entries,
+        })
+    return replace(main, schedule=schedule)
 
 
 def width_key(w: float) -> float:

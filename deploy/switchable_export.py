@@ -262,7 +262,11 @@ def _manifest(
     mean, std = np.asarray(src.normalization["mean"]), np.asarray(src.normalization["std"])
     batch: int | str = "batch" if dynamic_batch else shape[0]
     artifact_bytes = sum(f.stat().st_size for f in files)
+    from us3l.profiler.memory import activation_bytes, weight_bytes
+    from us3l.profiler.sweep import channels_of
+
     per_width = []
+    x = torch.zeros(shape)  # as the profiler counts a static width's activations
     for k, w in enumerate(grid):
         static, _ = deployable_module(src.model, w)
         per_width.append({
@@ -271,6 +275,9 @@ def _manifest(
             "feature_dim": graph.feature_dims[k],
             "bn_stats": LEGACY_BN_STATS.get(bn_kind(src.model, w), bn_kind(src.model, w)),
             **_costs(static, shape),
+            "channels": channels_of(static),
+            "weight_bytes": weight_bytes(static, "fp32"),
+            "activation_bytes": activation_bytes(static, x),
             "own_bytes": graph.per_width_bytes[k],
             "verification": {mode: vs[k].to_dict() for mode, vs in checks.items()},
         })

@@ -345,3 +345,23 @@ def test_quickstart_default_budget_leaves_real_slack(write_profile) -> None:
     budget = default_budget_ms([crowded])
     assert budget == pytest.approx(2.51)
     assert select([crowded], Budget(latency_ms=budget)).devices[0].slack["latency_ms"] == pytest.approx(0.49)
+
+
+def test_latency_schedule_gives_a_width_per_budget(write_profile, tmp_path) -> None:
+    from us3l.deploy.select import latency_schedule
+
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 4.0)))
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.40, 0.5: 0.60, 1.0: 0.90})  # intervals apart: accuracy decides
+    sel = latency_schedule([prof], [5, 0.5, 2.5, 1.5])
+    assert sel.devices[0].chosen.width == 1.0  # the largest budget's answer
+    steps = sel.schedule[0]["steps"]
+    assert [s["latency_ms"] for s in steps] == [0.5, 1.5, 2.5, 5]  # ascending
+    assert [s["width"] for s in steps] == [None, 0.25, 0.5, 1.0]  # nothing fits 0.5 ms
+    assert all(s["width_index"] is None for s in steps) and sel.schedule[0]["switchable"] is None  # static profile
+    doc = latency_schedule([prof], [2.5, 5], accuracy=acc).to_document()
+    assert [s["width"] for s in doc["schedule"][0]["steps"]] == [0.5, 1.0]
+    assert doc["schedule"][0]["steps"][1]["accuracy_ci"] is not None
+    with pytest.raises(US3LError, match="^give --latency-ms or --latency-schedule, not both$"):
+        latency_schedule([prof], [1.0], Budget(latency_ms=2))
+    with pytest.raises(US3LError, match=r"^--latency-schedule entry must be a finite positive number, got -1\.0$"):
+        latency_schedule([prof], [-1.0, 2.0])

@@ -138,6 +138,10 @@ def profile_cmd(
         False, "--adaptive", help="Measure a covering subset, then only where latency is not linear in MACs; "
         "interpolate the other widths (flagged, never selected)."
     ),
+    artifact: Path | None = typer.Option(
+        None, "--artifact", help="A switchable export folder (us3l export --switchable): time every width of its "
+        "grid through that one file, on this machine."
+    ),
     out: Path = typer.Option(Path("profiles"), "--out", help="Output folder."),
     plot: bool = typer.Option(False, "--plot", help="Also write <stem>.png (latency and MACs vs width)."),
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
@@ -170,6 +174,16 @@ def profile_cmd(
     for flag, value in (("--max-memory-mb", max_memory_mb), ("--max-total-seconds", max_total_seconds)):
         if value is not None and not 0 < value < float("inf"):
             raise US3LError(f"{flag} must be a finite number > 0, got {value}")
+    if artifact is not None:
+        given = [flag for flag, v in (("--model", model), ("--ckpt", ckpt), ("--backend", backend),
+                                      ("--precision", precision), ("--widths", widths), ("--points", points),
+                                      ("--batch-size", batch_size), ("--max-memory-mb", max_memory_mb),
+                                      ("--max-total-seconds", max_total_seconds), ("--adaptive", adaptive or None))
+                 if v is not None]
+        if given:
+            raise US3LError(f"--artifact profiles the artifact's own grid, backend and input: drop {', '.join(given)}")
+        _profile_artifact(ctx, artifact, spec, threads, policy, out, plot, wide, json_out)
+        return
     be_name = resolve_backend(spec, backend)  # a backend the device lacks, or hardware missing here: before any work
     precisions = parse_precisions(precision)  # [None]: the device's own
     if "int8" in precisions:  # a backend that cannot time INT8 at all says so first
@@ -258,6 +272,41 @@ def profile_cmd(
         note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
     if json_out:  # one document: the profile itself for one precision, {"profiles": [...]} for a list
         emit_json(docs[0] if len(docs) == 1 else {"profiles": docs})
+
+
+def _profile_artifact(
+    ctx: typer.Context, artifact: Path, spec: Any, threads: int | None, policy: Any, out: Path, plot: bool,
+    wide: bool, json_out: bool,
+) -> None:
+    """``us3l profile --artifact DIR``: every width of a switchable artifact, through the one file."""
+    from us3l.profiler.profile_file import write_profile
+    from us3l.profiler.sweep import check_local_requirements
+    from us3l.profiler.switchable_profile import profile_switchable, read_switchable
+
+    doc, _ = read_switchable(artifact)  # a bad folder: one line before anything is loaded
+    if spec.reach.is_local:
+        check_local_requirements(spec)
+    out_lock = acquire(out, "profile folder")
+    ctx.call_on_close(lambda: release(out_lock))
+    n = len(doc["model"]["widths"])
+    with Progress(f"profiling {artifact.name} on {spec.name}", n, "widths", enabled=not json_out) as bar:
+        bar.update(0, detail="timing every width through the one file")
+        prof = profile_switchable(artifact, spec, threads=threads, policy=policy)
+        bar.update(n, detail="done")
+    json_path, csv_path = write_profile(prof, out)
+    png = None
+    if plot:
+        from us3l.profiler.plot import plot_profile
+
+        png = plot_profile(prof, json_path.with_suffix(".png"))
+    if json_out:
+        emit_json(prof.to_dict())
+        return
+    print_profile(prof, wide)
+    sw = prof.extra["switchable"]
+    note(f"{prof.time_budget['stable_widths']} of {n} widths stable in {prof.time_budget['wall_s']:.0f} s, "
+         f"one file ({sw['mode']})", markup=False)
+    note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
 
 
 @profile_app.command("show")

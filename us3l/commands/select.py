@@ -27,6 +27,12 @@ def select_cmd(
     accuracy: Path | None = typer.Option(None, "--accuracy", help="accuracy.json (else MACs are the proxy)."),
     metric: str = typer.Option("auto", "--metric", help="auto (linear, else knn) | linear | knn"),
     latency_ms: float | None = typer.Option(None, "--latency-ms", help="Latency budget in ms."),
+    latency_schedule: str | None = typer.Option(
+        None, "--latency-schedule",
+        help="Comma-separated latency budgets in ms (e.g. 1,2,5): a width per budget for a device whose budget "
+        "changes at run time (with a switchable-artifact profile, its width_index too); the main answer is the "
+        "largest budget's.",
+    ),
     macs: float | None = typer.Option(None, "--macs", help="MACs budget (multiply-adds per image)."),
     params: float | None = typer.Option(None, "--params", help="Parameter-count budget."),
     memory_mb: float | None = typer.Option(None, "--memory-mb", help="Weights + activations budget, 10^6 B."),
@@ -56,6 +62,7 @@ def select_cmd(
     --strict-accuracy. Unstable latencies of the chosen or tied widths are warned about.
     """
     from us3l.deploy.select import Budget, LatencyRule, find_profiles, select, write_selection
+    from us3l.deploy.select import latency_schedule as latency_schedule_fn
 
     set_quiet(quiet)
     path = out
@@ -70,7 +77,13 @@ def select_cmd(
     budget = Budget(latency_ms=latency_ms, macs=macs, params=params, memory_mb=memory_mb)
     rule = LatencyRule(statistic=statistic, conservative=not point, margin=margin)
     files = list(profile) + (find_profiles(device, profiles_dir) if device else [])
-    result = select(files, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
+    if latency_schedule is not None:
+        from us3l.validate import width_list
+
+        steps = width_list(latency_schedule, "--latency-schedule")
+        result = latency_schedule_fn(files, steps, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
+    else:
+        result = select(files, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
     write_selection(path, result)
     for warning in result.warnings:  # stderr, and the selection's "warnings" list
         warn(warning)
@@ -85,6 +98,8 @@ def select_cmd(
         emit_json(result.to_document())
     else:
         _print_selection(result, rule, budget, wide)
+        if result.schedule is not None:
+            _print_schedule(result, wide)
         if result.metric == "macs":
             note("[yellow]note:[/yellow] no --accuracy file: MACs stand in for accuracy "
                  "(the widest width that fits wins)")
@@ -131,3 +146,26 @@ def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
         ])
     reasons = [f"{d.device} ({d.backend}): {d.reason}" for d in result.devices if d.reason]
     print_table(title, cols, rows, wide=wide, caption="why: " + "; ".join(reasons) if reasons else None)
+
+
+def _print_schedule(result: Any, wide: bool) -> None:
+    """The width schedule on stdout: one table per device answer, a row per latency budget."""
+    for d in result.schedule:
+        rows = []
+        for st in d["steps"]:
+            acc, ci = st["accuracy"], st["accuracy_ci"]
+            text = "—" if acc is None else f"{acc:.4g}"
+            if acc is not None and ci is not None:  # as the main table shows it
+                text = f"{100 * acc:.1f} % ±{100 * max(acc - ci[0], ci[1] - acc):.1f}"
+            rows.append([
+                f"{st['latency_ms']:g}", "none fits" if st["width"] is None else f"{st['width']:g}",
+                "—" if st["width_index"] is None else str(st["width_index"]), text,
+                _fmt(st["compared_latency_ms"]), st["decided_by"] or "—",
+            ])
+        acc_head = "MACs (proxy)" if result.metric == "macs" else str(result.metric)
+        cols = [Col("latency ≤ ms", key=True, justify="right"), Col("width", key=True, justify="right"),
+                Col("width_index", key=True, justify="right"), Col(acc_head, justify="right", rank=1),
+                Col("compared ms", justify="right", rank=1), Col("decided by", rank=2)]
+        where = "switchable artifact" if d["switchable"] else "static artifacts"
+        print_table(f"width schedule: {d['device']} ({d['backend']}, {d['precision']}; {where})", cols, rows,
+                    wide=wide)

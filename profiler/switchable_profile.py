@@ -1,0 +1,132 @@
+"""``us3l profile --artifact DIR``: every width of a switchable artifact timed through that one file.
+
+The artifact's manifest (kind "switchable_manifest") is read and checked first (valid, each listed file's
+sha256); then one runtime object holds the file (onnxruntime: one session fed ``width_index``; OpenVINO: the file
+compiled once per width with ``width_index`` bound, the mode that runs at static speed) and the widths of the grid
+take turns in one ``measure_interleaved`` loop under the device's measurement policy. The result is an ordinary
+profile (kind "profile"), one record per grid width with the sizes and costs the export recorded, so ``us3l
+select`` reads it like any other; ``extra.switchable`` names the artifact, its sha256, the grid and the mode, and
+the model is ``<model>-switchable`` (its own profile file beside the static sweep's). Runs on this machine only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from us3l.devices.spec import DeviceSpec
+from us3l.errors import US3LError
+from us3l.io import check_schema, file_sha256, read_json
+from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.profile_file import Profile, ProfileRecord
+
+KIND = "switchable_manifest"
+SCHEMA = 1
+#: How each backend's runtime holds the file while it is profiled (recorded as ``extra.switchable.mode``).
+MODES = {"onnx": "onnxruntime, width_index fed per call", "openvino": "openvino, width_index bound per width"}
+
+
+def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
+    """(manifest, artifact file) of a switchable export folder, checked: kind and schema, ``valid``, and the
+    sha256 of every file it lists. One ``US3LError`` line otherwise."""
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise US3LError(f"{folder} is not an export folder (no manifest.json)")
+    doc = read_json(path, "switchable manifest")
+    if doc.get("kind") == "manifest":
+        raise US3LError(f"{folder} holds a one-width export: profile it with --model/--ckpt, or export with "
+                        "--switchable")
+    check_schema(doc, KIND, SCHEMA, path)
+    need = {"model": ("name", "widths", "per_width"), "backend": ("name",), "input": ("shape",),
+            "width_input": ("name",), "artifact": ("file", "sha256", "files")}
+    for section, keys in need.items():
+        if not isinstance(doc.get(section), dict) or any(k not in doc[section] for k in keys):
+            raise US3LError(f"{path}: malformed switchable manifest (section '{section}' needs {', '.join(keys)})")
+    if not doc.get("valid"):
+        raise US3LError(f"{folder}: the artifact failed its verification (manifest valid: false)")
+    for name, sha in doc["artifact"]["files"].items():
+        f = folder / name
+        if not f.is_file():
+            raise US3LError(f"{folder}: {name} is missing")
+        if file_sha256(f) != sha:
+            raise US3LError(f"{folder}: {name} does not match its sha256 in the manifest (changed after export)")
+    return doc, folder / doc["artifact"]["file"]
+
+
+def profile_switchable(
+    folder: str | Path,
+    spec: DeviceSpec,
+    *,
+    threads: int | None = None,
+    policy: MeasurementPolicy | None = None,
+    on_round: Callable[[int, dict[Any, int]], None] | None = None,
+) -> Profile:
+    """Profile every width of the switchable artifact in ``folder`` on ``spec`` (this machine)."""
+    import numpy as np
+
+    from us3l.deploy.switchable_runtime import open_switchable
+    from us3l.profiler import fingerprint
+    from us3l.profiler.timers import example_input, resolve_threads
+
+    doc, path = read_switchable(folder)
+    backend = doc["backend"]["name"]
+    if not spec.reach.is_local:
+        raise US3LError("a switchable artifact is profiled on this machine only (device reached over SSH: export "
+                        "the grid's widths as static artifacts, or run us3l on the device)")
+    if backend not in spec.backends:
+        raise US3LError(f"device '{spec.name}' has no {backend} backend (it has: {', '.join(spec.backends)})")
+    t0 = time.perf_counter()
+    per_width = doc["model"]["per_width"]
+    batch = doc["input"]["shape"][0]
+    shape = (spec.batch if isinstance(batch, str) else int(batch), *(int(v) for v in doc["input"]["shape"][1:]))
+    pinned = resolve_threads(threads or spec.threads)
+    runner = open_switchable(backend, path, len(per_width), pinned, bound=True)
+    x = np.ascontiguousarray(example_input(shape).numpy())
+
+    def timer_of(k: int) -> Callable[[int], list[float]]:
+        return lambda n: [runner.time_once(x, k) for _ in range(n)]
+
+    policy = policy or spec.policy
+    res = measure_interleaved({p["index"]: timer_of(p["index"]) for p in per_width}, policy, on_round=on_round)
+    sha = doc["artifact"]["sha256"]
+    records = tuple(
+        ProfileRecord(
+            width=float(p["width"]), channels=int(p["channels"]), macs=int(p["macs"]), params=int(p["params"]),
+            weight_bytes=int(p["weight_bytes"]), activation_bytes=int(p["activation_bytes"]),
+            latency=res[p["index"]].stats, stop_reason=res[p["index"]].stop_reason, bn=p["bn_stats"],
+            graph_sha256=sha, timing_s=res[p["index"]].elapsed_s,
+        )
+        for p in per_width
+    )
+    wall = time.perf_counter() - t0
+    source = doc.get("source") or {}
+    return Profile(
+        model=f"{doc['model']['name']}-switchable",
+        device=spec.name,
+        backend=backend,
+        precision="fp32",
+        input_shape=shape,
+        threads=pinned,
+        policy=policy.to_dict(),
+        fingerprint=fingerprint.collect(),
+        records=records,
+        checkpoint_sha256=source.get("checkpoint_sha256"),
+        init_seed=source.get("init_seed"),
+        reach=spec.reach.url,
+        runtime_version=doc["backend"].get("runtime_version"),
+        extra={
+            "switchable": {
+                "artifact": str(Path(folder)), "sha256": sha, "widths": doc["model"]["widths"],
+                "index_input": doc["width_input"]["name"], "mode": MODES[backend],
+            },
+        },
+        time_budget={
+            "max_total_seconds": None, "wall_s": wall, "prepare_s": 0.0, "measure_s": wall,
+            "stable_widths": sum(1 for r in records if r.latency.stable),
+            "unstable_widths": sum(1 for r in records if not r.latency.stable),
+            "budget_stopped": 0, "requested_widths": len(records), "prepared_widths": len(records),
+        },
+    )

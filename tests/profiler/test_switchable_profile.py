@@ -1,0 +1,94 @@
+"""``us3l profile --artifact DIR``: every width of a switchable artifact timed through the one file, in a real
+onnxruntime session, written as an ordinary profile that ``us3l select`` reads (with its width schedule)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from us3l.cli import main
+from us3l.deploy.graph import fresh_model
+from us3l.deploy.switchable_export import export_switchable
+
+FAST = ["--max-seconds", "0.2", "--target-ci", "0.2", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory) -> Path:
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    net.input_size = 16
+    res = export_switchable(net, "onnx", tmp_path_factory.mktemp("sw"), [1.0, 0.5, 0.25], model_name="tiny")
+    return res.directory
+
+
+def test_profile_times_every_width_of_the_grid_through_the_one_file(artifact, tmp_path, capsys) -> None:
+    code = main(["profile", "--device", "cpu", "--artifact", str(artifact), "--out", str(tmp_path), "--json", *FAST])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "profile" and doc["model"] == "tiny-switchable" and doc["backend"] == "onnx"
+    assert [r["width"] for r in doc["records"]] == [1.0, 0.5, 0.25]
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    sw = doc["extra"]["switchable"]
+    assert sw["sha256"] == manifest["artifact"]["sha256"] and sw["widths"] == [1.0, 0.5, 0.25]
+    for r, p in zip(doc["records"], manifest["model"]["per_width"], strict=True):
+        assert r["graph_sha256"] == sw["sha256"] and r["macs"] == p["macs"] and r["latency"]["n"] >= 10
+    macs = [r["macs"] for r in doc["records"]]
+    assert macs == sorted(macs, reverse=True)  # monotone in width
+    assert (tmp_path / "tiny-switchable-cpu-onnx-fp32.json").is_file()
+
+    # a width schedule over that profile names each width's index in the artifact's grid
+    p50 = {r["width"]: r["latency"]["p50_ms"] for r in doc["records"]}
+    fastest = min(p50, key=p50.get)  # at 16 px the narrow widths' fixed costs can put 0.5 under 0.25
+    tight, loose = p50[fastest] * 1.0001, max(p50.values()) * 1.01
+    code = main(["select", "--profile", str(tmp_path / "tiny-switchable-cpu-onnx-fp32.json"), "--point",
+                 "--statistic", "p50", "--latency-schedule", f"{tight},{loose}",
+                 "--out", str(tmp_path), "--json"])
+    sel = json.loads(capsys.readouterr().out)
+    assert code == 0
+    (entry,) = sel["schedule"]
+    assert entry["switchable"]["sha256"] == sw["sha256"]
+    first, last = entry["steps"]
+    # the tight budget: only the fastest width fits, named by its index in the artifact's grid
+    assert (first["width"], first["width_index"]) == (fastest, [1.0, 0.5, 0.25].index(fastest))
+    assert (last["width"], last["width_index"]) == (1.0, 0)
+    assert sel["devices"][0]["chosen"]["width"] == 1.0  # the main answer is the largest budget's
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "cifar_resnet18"], "error: --artifact profiles the artifact's own grid, backend and input: "
+                                        "drop --model"),
+        (["--widths", "1,0.5", "--adaptive"], "error: --artifact profiles the artifact's own grid, backend and "
+                                               "input: drop --widths, --adaptive"),
+    ],
+)
+def test_profile_artifact_refuses_flags_it_does_not_use(artifact, tmp_path, capsys, extra, message) -> None:
+    code = main(["profile", "--device", "cpu", "--artifact", str(artifact), "--out", str(tmp_path), *extra])
+    assert code == 1 and capsys.readouterr().err.strip().splitlines()[-1] == message
+
+
+def test_a_changed_or_wrong_folder_is_refused_in_one_line(artifact, tmp_path, capsys) -> None:
+    changed = tmp_path / "changed"
+    shutil.copytree(artifact, changed)
+    with (changed / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    code = main(["profile", "--device", "cpu", "--artifact", str(changed), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and err == f"error: {changed}: model.onnx does not match its sha256 in the manifest (changed " \
+                                "after export)"
+    code = main(["profile", "--device", "cpu", "--artifact", str(tmp_path / "nothing"), "--out", str(tmp_path)])
+    assert code == 1 and capsys.readouterr().err.strip().endswith("is not an export folder (no manifest.json)")
+    failed = tmp_path / "failed"
+    shutil.copytree(artifact, failed)
+    doc = json.loads((failed / "manifest.json").read_text())
+    doc["valid"] = False
+    (failed / "manifest.json").write_text(json.dumps(doc))
+    code = main(["profile", "--device", "cpu", "--artifact", str(failed), "--out", str(tmp_path)])
+    assert code == 1 and capsys.readouterr().err.strip() == (
+        f"error: {failed}: the artifact failed its verification (manifest valid: false)"
+    )
+    assert not list(tmp_path.glob("*.json"))  # nothing written
