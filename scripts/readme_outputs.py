@@ -98,6 +98,16 @@ STEPS: list[Step] = [
          "--out artifacts", needs=("eval",), keep=r"^(warning|note|wrote|error)"),
     Step("eval-int8", "us3l eval --ckpt run --artifact artifacts/cpu/cifar_resnet18-w0.5-onnx-int8",
          needs=("export-int8",), keep=r"^(warning|note|wrote|error)"),
+    # the switchable artifact: one file for the calibrated widths, profiled through that file, a width schedule
+    Step("export-switchable", "us3l export --backend onnx --switchable --ckpt run --out artifacts",
+         needs=("eval",), keep=r"^(warning|note|wrote|error|one file)"),
+    Step("profile-switchable",
+         "us3l profile --device cpu --artifact artifacts/local/cifar_resnet18-switchable-onnx-fp32 --max-seconds 2 "
+         "--out profiles-switchable", needs=("export-switchable",), keep=r"^(warning|note|wrote|error)|widths stable"),
+    Step("select-schedule",
+         "us3l select --profile profiles-switchable/cifar_resnet18-switchable-cpu-onnx-fp32.json "
+         "--accuracy run/accuracy.json --latency-schedule 0.3,0.6,1,2 --out schedule",
+         needs=("profile-switchable",)),
     Step("time-tests", "python -m pytest", kind="time"),
 ]
 BY_NAME = {s.name: s for s in STEPS}
