@@ -336,8 +336,19 @@ def load_accuracy(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def _put(table: dict[float, Any], row: Mapping[str, Any], value: Any) -> None:
+    """``table[width] = value`` for an accuracy row, and the same under its ``canonical_width`` (the grid width
+    with the same channels: the same network, e.g. a calibrated 0.4688 for an evaluated 0.5) unless that width
+    has a row of its own."""
+    table[width_key(row["width"])] = value
+    canonical = row.get("canonical_width")
+    if isinstance(canonical, int | float) and not isinstance(canonical, bool):
+        table.setdefault(width_key(canonical), value)
+
+
 def accuracy_table(doc: Mapping[str, Any], metric: str = "auto") -> tuple[dict[float, float], str]:
-    """Map rounded width -> top-1 accuracy, and the field used.
+    """Map rounded width -> top-1 accuracy, and the field used. A width is also found under its canonical
+    width (``_put``).
 
     ``auto`` uses ``linear_top1`` when any width has it, else ``knn_top1`` (one metric for the whole file,
     never mixed across widths).
@@ -348,7 +359,10 @@ def accuracy_table(doc: Mapping[str, Any], metric: str = "auto") -> tuple[dict[f
     if metric == "auto":
         metric = "linear" if any(r.get("linear_top1") is not None for r in rows) else "knn"
     name = f"{metric}_top1"
-    table = {width_key(r["width"]): float(r[name]) for r in rows if r.get(name) is not None}
+    table: dict[float, float] = {}
+    for r in rows:
+        if r.get(name) is not None:
+            _put(table, r, float(r[name]))
     if not table:
         other = "knn" if metric == "linear" else "linear"
         raise US3LError(f"accuracy file has no {name} values (try --metric {other})")
@@ -368,9 +382,9 @@ def precision_accuracy(
         if v is None:
             continue
         number(v, f"accuracy file: width {r['width']:g} {precision}/{backend} {name}", nonnegative=True)
-        table[width_key(r["width"])] = float(v)
+        _put(table, r, float(v))
         if isinstance(ci, list | tuple) and len(ci) == 2 and 0 <= ci[0] <= ci[1] <= 1:
-            ivs[width_key(r["width"])] = (float(ci[0]), float(ci[1]))
+            _put(ivs, r, (float(ci[0]), float(ci[1])))
     return table, ivs
 
 
@@ -386,7 +400,7 @@ def accuracy_intervals(doc: Mapping[str, Any], name: str) -> dict[float, tuple[f
         ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in ci)
         if not ok or not 0 <= ci[0] <= ci[1] <= 1:
             raise US3LError(f"accuracy file: widths[{i}].{name}_ci must be [lo, hi] in [0, 1], got {ci!r}")
-        out[width_key(r["width"])] = (float(ci[0]), float(ci[1]))
+        _put(out, r, (float(ci[0]), float(ci[1])))
     return out
 
 

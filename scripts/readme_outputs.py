@@ -106,7 +106,7 @@ STEPS: list[Step] = [
          "--out profiles-switchable", needs=("export-switchable",), keep=r"^(warning|note|wrote|error)|widths stable"),
     Step("select-schedule",
          "us3l select --profile profiles-switchable/cifar_resnet18-switchable-cpu-onnx-fp32.json "
-         "--accuracy run/accuracy.json --latency-schedule 0.1,0.15,0.2,0.3 --out schedule",
+         "--accuracy run/accuracy.json --latency-schedule 0.12,0.15,0.2,0.3 --out schedule",
          needs=("profile-switchable",)),
     Step("time-tests", "python -m pytest", kind="time"),
 ]

@@ -365,3 +365,23 @@ def test_latency_schedule_gives_a_width_per_budget(write_profile, tmp_path) -> N
         latency_schedule([prof], [1.0], Budget(latency_ms=2))
     with pytest.raises(US3LError, match=r"^--latency-schedule entry must be a finite positive number, got -1\.0$"):
         latency_schedule([prof], [-1.0, 2.0])
+
+
+def test_a_profile_width_finds_the_accuracy_of_its_canonical_width(write_profile, tmp_path) -> None:
+    """The switchable export's grid holds calibrated (canonical) widths such as 0.4688; accuracy.json holds the
+    evaluated 0.5 with canonical_width 0.4688: the same network, so the same accuracy and interval."""
+    import json
+
+    acc = write_accuracy_v2(tmp_path, {0.5: 0.60, 1.0: 0.90})
+    doc = json.loads(acc.read_text())
+    for r in doc["widths"]:
+        r["canonical_width"] = {0.5: 0.4688, 1.0: 1.0}[r["width"]]
+    acc.write_text(json.dumps(doc))
+    d = select([write_profile(rows((0.4688, 1.0), (1.0, 2.0)))], Budget(latency_ms=1.5), acc).devices[0]
+    assert d.chosen.width == 0.4688 and d.chosen.accuracy == 0.60 and d.chosen.accuracy_ci is not None
+    assert not any("no accuracy" in n for n in d.notes)
+    # an exact row wins over an alias
+    doc["widths"].append({**doc["widths"][0], "width": 0.4688, "knn_top1": 0.55, "canonical_width": 0.4688})
+    acc.write_text(json.dumps(doc))
+    d = select([write_profile(rows((0.4688, 1.0), (1.0, 2.0)))], Budget(latency_ms=1.5), acc).devices[0]
+    assert d.chosen.accuracy == 0.55
