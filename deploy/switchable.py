@@ -109,6 +109,21 @@ def _prefix_slice(arr: np.ndarray, full: np.ndarray | None) -> tuple[int, ...] |
     return tuple(arr.shape) if np.array_equal(view, arr) else None
 
 
+def _shared_name(name: str, shared: dict[str, np.ndarray]) -> str | None:
+    """The slimmable model's tensor that static initializer ``name`` was cut from: the same name, or the name
+    without one numeric path component (``materialize`` wraps a Linear that slices its input in a Sequential:
+    ``blocks.0.fc1.1.weight`` is ``blocks.0.fc1.weight``). The caller still checks the values."""
+    if name in shared:
+        return name
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            candidate = ".".join(parts[:i] + parts[i + 1 :])
+            if candidate in shared:
+                return candidate
+    return None
+
+
 def _leaf(static_model: Any, k: int, shared: dict[str, np.ndarray], used: set[str]) -> tuple[Any, int, int, int]:
     """Branch ``k``: the static graph with its names prefixed ``b<k>.`` and every initializer that is a prefix
     slice of the shared tensor of the same name replaced by a ``Slice`` of it. Returns (graph, feature size,
@@ -126,14 +141,15 @@ def _leaf(static_model: Any, k: int, shared: dict[str, np.ndarray], used: set[st
     own_bytes = n_slices = 0
     for init in g.initializer:
         arr = numpy_helper.to_array(init)
-        shape = _prefix_slice(arr, shared.get(init.name))
-        if shape is None:
+        source = _shared_name(init.name, shared)
+        shape = None if source is None else _prefix_slice(arr, shared[source])
+        if source is None or shape is None:
             inits.append(numpy_helper.from_array(arr, pre + init.name))
             own_bytes += arr.nbytes
             continue
-        src = SHARED_PREFIX + init.name
+        src = SHARED_PREFIX + source
         used.add(src)
-        full_shape = shared[init.name].shape
+        full_shape = shared[source].shape
         axes = [i for i, (s, f) in enumerate(zip(shape, full_shape, strict=True)) if s != f]
         if not axes:
             nodes.append(helper.make_node("Identity", [src], [pre + init.name], name=f"{pre}{init.name}/shared"))

@@ -21,6 +21,7 @@ from us3l.errors import US3LError
 from us3l.io import check_schema, file_sha256, read_json
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.profile_file import Profile, ProfileRecord
+from us3l.validate import number, safe_name
 
 KIND = "switchable_manifest"
 SCHEMA = 1
@@ -47,13 +48,38 @@ def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
             raise US3LError(f"{path}: malformed switchable manifest (section '{section}' needs {', '.join(keys)})")
     if not doc.get("valid"):
         raise US3LError(f"{folder}: the artifact failed its verification (manifest valid: false)")
-    for name, sha in doc["artifact"]["files"].items():
+    files = doc["artifact"]["files"]
+    if not isinstance(files, dict) or doc["artifact"]["file"] not in files:
+        raise US3LError(f"{path}: artifact.file must be one of artifact.files")
+    for name in files:  # plain names inside the folder: a manifest never points elsewhere
+        safe_name(name, f"{path}: artifact.files entry")
+    _check_grid(doc, path)
+    for name, sha in files.items():
         f = folder / name
         if not f.is_file():
             raise US3LError(f"{folder}: {name} is missing")
         if file_sha256(f) != sha:
             raise US3LError(f"{folder}: {name} does not match its sha256 in the manifest (changed after export)")
     return doc, folder / doc["artifact"]["file"]
+
+
+#: The per-width sizes a profile record needs, each a non-negative integer in the manifest.
+SIZES = ("channels", "macs", "params", "weight_bytes", "activation_bytes")
+
+
+def _check_grid(doc: dict[str, Any], path: Path) -> None:
+    """``model.widths`` and ``model.per_width`` agree (index i is width i) and every size is a count."""
+    widths, per_width = doc["model"]["widths"], doc["model"]["per_width"]
+    if not isinstance(widths, list) or not isinstance(per_width, list) or len(widths) != len(per_width) \
+            or len(widths) < 2:
+        raise US3LError(f"{path}: model.widths and model.per_width must list the same widths (at least 2)")
+    for i, (w, p) in enumerate(zip(widths, per_width, strict=True)):
+        where = f"{path}: model.per_width[{i}]"
+        if not isinstance(p, dict) or p.get("index") != i or p.get("width") != w:
+            raise US3LError(f"{where} must be index {i}, width {w!r}")
+        number(w, f"{where}.width", positive=True)
+        for key in SIZES:
+            number(p.get(key), f"{where}.{key}", integer=True, nonnegative=True)
 
 
 def profile_switchable(

@@ -253,3 +253,15 @@ def test_the_openvino_snippet_runs_without_us3l(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     # width 0.25 of base 8: 16 features both ways, the same numbers
     assert done.stdout.startswith("(1, 16) (1, 16) ") and float(done.stdout.split()[-1]) < 1e-5
+
+
+def test_vit_linears_are_sliced_from_the_shared_weights_too(tmp_path, x) -> None:
+    """materialize wraps a ViT block Linear as Sequential(FirstFeatures, Linear): its static name gains a '.1'
+    that must still find the shared weight, or every width would carry its own copy."""
+    net = fresh_model("vit_tiny", img_size=16, patch_size=8).eval()  # 12 blocks of dim 192: small at 16 px
+    graph = build_switchable(net, (1.0, 0.5), SHAPE)
+    assert graph.per_width_bytes == (0, 0) and graph.slices[1] > 0
+    path = tmp_path / "vit.onnx"
+    onnx.save(graph.model, str(path))
+    out = OrtSwitchable(path, 2).infer(x, 1)
+    np.testing.assert_allclose(out, reference(net, 0.5, x), rtol=1e-4, atol=1e-5)

@@ -92,3 +92,30 @@ def test_a_changed_or_wrong_folder_is_refused_in_one_line(artifact, tmp_path, ca
         f"error: {failed}: the artifact failed its verification (manifest valid: false)"
     )
     assert not list(tmp_path.glob("*.json"))  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["artifact"]["files"].update({"../outside.onnx": "0" * 64}),
+         "manifest.json: artifact.files entry must be a name"),
+        (lambda d: d["artifact"].update(file="other.onnx"),
+         "manifest.json: artifact.file must be one of artifact.files"),
+        (lambda d: d["model"]["per_width"].pop(), "manifest.json: model.widths and model.per_width must list the same "
+                                                  "widths (at least 2)"),
+        (lambda d: d["model"]["per_width"][1].update(macs=-5), "manifest.json: model.per_width[1].macs must be a "
+                                                               "finite non-negative integer, got -5"),
+        (lambda d: d["model"]["per_width"][2].update(index=0), "manifest.json: model.per_width[2] must be index 2, "
+                                                               "width 0.25"),
+    ],
+)
+def test_a_malformed_manifest_is_refused_in_one_line(artifact, tmp_path, capsys, edit, message) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(artifact, bad)
+    doc = json.loads((bad / "manifest.json").read_text())
+    edit(doc)
+    (bad / "manifest.json").write_text(json.dumps(doc))
+    code = main(["profile", "--device", "cpu", "--artifact", str(bad), "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "p").exists() or not list((tmp_path / "p").glob("*.json"))
