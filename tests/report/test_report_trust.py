@@ -140,3 +140,25 @@ def test_files_of_another_checkpoint_or_other_inputs_are_flagged(pipeline: Path)
     assert any("accuracy.json: stale: computed for another checkpoint" in e and "us3l eval" in e for e in errors)
     assert any("selection.json: stale: made from other versions of accuracy.json" in e for e in errors)
     assert all("\n" not in e for e in errors)
+
+
+def test_a_switchable_export_is_listed_and_rehashed(pipeline: Path) -> None:
+    """``us3l export --switchable`` writes a switchable_manifest beside the static ones: the report lists it with
+    its grid and worst verification, and a changed file turns it to valid: no like any artifact."""
+    from us3l.deploy.graph import fresh_model
+    from us3l.deploy.switchable_export import export_switchable
+
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    net.input_size = 16
+    res = export_switchable(net, "onnx", pipeline / "artifacts", [1.0, 0.25], device_name="cpu",
+                            model_name="cifar_resnet18")
+    rep = render_report(pipeline)
+    assert rep.errors() == []
+    assert len(rep.files.manifests) == 2 and all(m.ok and m.doc["valid"] for m in rep.files.manifests)
+    assert "switchable: 1, 0.25" in rep.html
+    data = bytearray((res.directory / "model.onnx").read_bytes())
+    data[-1] ^= 1
+    (res.directory / "model.onnx").write_bytes(bytes(data))
+    rep = render_report(pipeline)
+    (line,) = rep.errors()
+    assert "valid: no (hash mismatch)" in line and "model.onnx" in line

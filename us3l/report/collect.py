@@ -158,20 +158,35 @@ def _read_selection(path: Path) -> dict[str, Any]:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest, with every listed file re-hashed: on a difference ``valid`` becomes False and
-    ``REHASH_KEY`` says why ("hash mismatch", "file missing", ...)."""
+    """The manifest, with every listed file re-hashed (``_rehashed``). A switchable export's manifest (kind
+    "switchable_manifest") is checked by ``us3l.profiler.switchable_profile.read_switchable``; one that failed its
+    own verification is shown as it is."""
     from us3l.deploy.manifest import check_artifact_files, read_manifest
+    from us3l.io import read_json
 
+    raw = read_json(path, "manifest")
+    if isinstance(raw, dict) and raw.get("kind") == "switchable_manifest":
+        from us3l.profiler.switchable_profile import read_switchable
+
+        if not raw.get("valid"):
+            return raw
+        return _rehashed(raw, path.parent, lambda: read_switchable(path.parent))
     doc, directory = read_manifest(path)
+    return _rehashed(doc, directory, lambda: check_artifact_files(doc, directory))
+
+
+def _rehashed(doc: dict[str, Any], directory: Path, check: Callable[[], object]) -> dict[str, Any]:
+    """``doc`` if ``check()`` (the re-hash of its files) passes; otherwise ``valid`` becomes False and
+    ``REHASH_KEY`` says why ("hash mismatch", "file missing", ...)."""
     try:
-        check_artifact_files(doc, directory)
+        check()
     except US3LError as exc:
         text = _one_line(str(exc))
         reason = (
             "hash mismatch" if "sha256" in text else "file missing" if "is missing" in text else "files not as listed"
         )
         detail = text.split(": ", 1)[1] if text.startswith(str(directory)) and ": " in text else text
-        doc = {**doc, "valid": False, REHASH_KEY: {"reason": reason, "detail": detail}}
+        return {**doc, "valid": False, REHASH_KEY: {"reason": reason, "detail": detail}}
     return doc
 
 

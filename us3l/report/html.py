@@ -615,8 +615,28 @@ def section_environment(files: PipelineFiles) -> Section:
     return Section("environment", title, body, RENDERED if parts else ERROR)
 
 
+def _switchable_facts(m: dict[str, Any]) -> tuple[str, str, Any, Any, str]:
+    """(width cell, BN cell, worst max abs error, worst min cosine, tolerance) of a switchable manifest: over
+    every width of its grid and every runtime mode it was verified in."""
+    model = m.get("model") or {}
+    checks = [v for p in model.get("per_width") or [] for v in (p.get("verification") or {}).values()]
+    errs = [c.get("max_abs_error") for c in checks if isinstance(c.get("max_abs_error"), int | float)]
+    coss = [c.get("min_cosine") for c in checks if isinstance(c.get("min_cosine"), int | float)]
+    widths = ", ".join(fmt_width(w) for w in model.get("widths") or [])
+    bns = sorted({str(p.get("bn_stats")) for p in model.get("per_width") or []})
+    return (f"switchable: {widths}", ", ".join(bns), max(errs) if errs else None, min(coss) if coss else None,
+            str((m.get("verification") or {}).get("rule") or "—"))
+
+
 def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
     m = item.doc or {}
+    if m.get("kind") == "switchable_manifest":
+        width, bn, err, cos, rule = _switchable_facts(m)
+        m = {**m, "model": {"width": None, "bn_stats": bn},
+             "verification": {"max_abs_error": err, "min_cosine": cos, "tolerance": {"describe": rule},
+                              "passed": (m.get("verification") or {}).get("passed")}}
+    else:
+        width = None
     model = m.get("model") or {}
     be = m.get("backend") or {}
     ver = m.get("verification") or {}
@@ -629,8 +649,8 @@ def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
     return [
         esc((m.get("target") or {}).get("device")), f"<code>{esc(where)}</code>",
         esc(f"{be.get('name')} ({be.get('runtime')} {be.get('runtime_version')})"), esc(be.get("precision")),
-        esc(fmt_width(model.get("width"))), esc(model.get("bn_stats")), fmt_num(ver.get("max_abs_error"), ".2e"),
-        fmt_num(ver.get("min_cosine"), ".6f"),
+        esc(width or fmt_width(model.get("width"))), esc(model.get("bn_stats")),
+        fmt_num(ver.get("max_abs_error"), ".2e"), fmt_num(ver.get("min_cosine"), ".6f"),
         esc(tol.get("describe") or (f"≤ {tol.get('max_abs')}, cos ≥ {tol.get('min_cosine')}" if tol else "—")),
         fmt_yes(ver.get("passed")),
         f"<code>{esc(art.get('file'))}</code>", f'<span class="mono">{esc(art.get("sha256"))}</span>',
