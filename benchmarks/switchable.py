@@ -28,6 +28,7 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -82,7 +83,39 @@ def switch_timer(runner: object, x: np.ndarray, k: int, other: int, switch: bool
     return timer
 
 
+def resident_mib(mode: str, paths: list[Path], n: int, threads: int, size: int) -> float:
+    """Resident MiB that holding ``paths`` in ``mode`` and running every width once adds to a fresh interpreter
+    (after the runtimes are imported), measured in a child process (``--resident``)."""
+    argv = [sys.executable, __file__, "--resident", mode, str(n), str(threads), str(size), *map(str, paths)]
+    return float(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()[-1])
+
+
+def _resident(mode: str, n: int, threads: int, size: int, paths: list[str]) -> None:
+    import psutil
+
+    from us3l.deploy.backends import get_backend
+
+    proc = psutil.Process(os.getpid())
+    x = example_input((1, 3, size, size)).numpy()
+    import onnxruntime  # noqa: F401 - both runtimes imported before the baseline
+    import openvino  # noqa: F401
+
+    before = proc.memory_info().rss
+    if mode.startswith("static-"):
+        runners = [get_backend(mode[len("static-"):]).load(p, threads=threads) for p in paths]
+        outs = [r.infer(x) for r in runners]
+    else:
+        runner = (OrtSwitchable(paths[0], n, threads) if mode == "onnxruntime"
+                  else OvSwitchable(paths[0], n, threads, bound=mode == "openvino bound"))
+        outs = [runner.infer(x, k) for k in range(n)]
+    print(len(outs), (proc.memory_info().rss - before) / 2**20)
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--resident":  # the child of resident_mib
+        mode, n, threads, size, *paths = sys.argv[2:]
+        _resident(mode, int(n), int(threads), int(size), paths)
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--size", type=int, default=None, help="input side (default: the model's)")
@@ -147,6 +180,15 @@ def main() -> None:
         res = measure_interleaved(timers, MeasurementPolicy(warmup=20, max_seconds=args.max_seconds, tail_quantile=0))
         static_bytes = {b: sum(f.stat().st_size for f in static[(b, widest)].artifact.files)
                         for b in ("onnx", "openvino")}
+        sw_path = {"onnxruntime": sw["onnx"].directory / "model.onnx",
+                   "openvino input": sw["openvino"].directory / "model.xml",
+                   "openvino bound": sw["openvino"].directory / "model.xml"}
+        mem = {mode: resident_mib(mode, [sw_path[mode]], n, args.threads, size) for mode in MODES}
+        for b in ("onnx", "openvino"):
+            mem[f"static-{b}"] = resident_mib(f"static-{b}", [static[(b, w)].artifact.path for w in grid], n,
+                                              args.threads, size)
+            mem[f"static-{b}-widest"] = resident_mib(f"static-{b}", [static[(b, widest)].artifact.path], n,
+                                                     args.threads, size)
     p50 = {key: m.stats.p50_ms for key, m in res.items()}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"# {now}, commit {commit()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -169,6 +211,10 @@ def main() -> None:
         print(f"size {b}: switchable {s['artifact_bytes'] / 1e6:.2f} MB / static width {widest:g} "
               f"{static_bytes[b] / 1e6:.2f} MB = {s['artifact_bytes'] / static_bytes[b]:.3f} "
               f"(per-width BN statistics {s['per_width_bytes_total'] / 1e3:.1f} kB)")
+    for mode in MODES:
+        b = STATIC_OF[mode]
+        print(f"resident MiB {mode}: switchable {mem[mode]:.1f}, static artifacts of all {n} widths "
+              f"{mem[f'static-{b}']:.1f}, static widest alone {mem[f'static-{b}-widest']:.1f} (every width run once)")
     print("openvino bound: compile per width on first use " + ", ".join(
         f"{w:g} {t * 1e3:.0f} ms" for w, t in zip(grid, compile_s, strict=True)))
 
