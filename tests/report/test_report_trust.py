@@ -162,3 +162,28 @@ def test_a_switchable_export_is_listed_and_rehashed(pipeline: Path) -> None:
     rep = render_report(pipeline)
     (line,) = rep.errors()
     assert "valid: no (hash mismatch)" in line and "model.onnx" in line
+
+
+def test_a_width_schedule_is_shown_beside_the_answer(pipeline: Path) -> None:
+    """``select --latency-schedule`` adds ``schedule`` to selection.json: the answer section shows it per device,
+    with each width's index in the switchable artifact and 'none fits' where no width fits."""
+    from us3l.io import atomic_write_json
+
+    doc = json.loads((pipeline / "selection.json").read_text())
+    doc["schedule"] = [{
+        "device": "cpu", "model": "m-switchable", "backend": "onnx", "precision": "fp32", "profile": "p.json",
+        "switchable": {"artifact": "artifacts/local/m-switchable-onnx-fp32", "sha256": "0" * 64},
+        "steps": [
+            {"latency_ms": 0.5, "width": None, "width_index": None, "precision": None, "accuracy": None,
+             "accuracy_ci": None, "compared_latency_ms": None, "decided_by": None},
+            {"latency_ms": 2.0, "width": 0.25, "width_index": 3, "precision": "fp32", "accuracy": 0.41,
+             "accuracy_ci": [0.38, 0.44], "compared_latency_ms": 1.2, "decided_by": "tie->latency"},
+        ],
+    }]
+    atomic_write_json(pipeline / "selection.json", doc)
+    rep = render_report(pipeline)
+    assert rep.errors() == []
+    html = rep.html
+    assert "Width schedule: cpu (onnx/fp32; switchable artifact <code>artifacts/local/m-switchable-onnx-fp32</code>)" \
+        in html
+    assert "none fits" in html and ">3<" in html and "tie-&gt;latency" in html and "41.0 %" in html

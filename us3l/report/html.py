@@ -566,7 +566,35 @@ def section_selection(files: PipelineFiles) -> Section:
     headers = ["device", "model", "backend", "chosen width", "accuracy [95 % CI]", "latency ms (compared)",
                "p50 ms", "p90 ms", "latency stable", "slack", "decided by", "runner-up", "min latency ms",
                "notes"]
-    return Section("selection", title, cards + head + table(headers, rows, numeric=(4, 5, 6, 7, 12)), RENDERED)
+    body = cards + head + table(headers, rows, numeric=(4, 5, 6, 7, 12)) + _schedule_tables(doc, metric)
+    return Section("selection", title, body, RENDERED)
+
+
+def _schedule_tables(doc: dict[str, Any], metric: str | None) -> str:
+    """``us3l select --latency-schedule``: per device answer, the width (and its index in a switchable artifact)
+    under each latency budget; empty without a schedule."""
+    out = []
+    for d in doc.get("schedule") or []:
+        if not isinstance(d, dict):
+            continue
+        rows = []
+        for st in d.get("steps") or []:
+            ci = st.get("accuracy_ci")
+            rows.append([
+                fmt_num(st.get("latency_ms"), "g"), esc("none fits" if st.get("width") is None
+                                                        else fmt_width(st.get("width"))),
+                esc("—" if st.get("width_index") is None else str(st.get("width_index"))),
+                esc(_acc_text(st.get("accuracy"), metric, ci, with_ci=ci is not None) if st.get("width") is not None
+                    else "—"),
+                fmt_num(st.get("compared_latency_ms")), esc(st.get("decided_by") or "—"),
+            ])
+        sw = d.get("switchable")
+        where = f"switchable artifact <code>{esc(sw.get('artifact'))}</code>" if isinstance(sw, dict) else \
+            "static artifacts"
+        out.append(f"<h3>Width schedule: {esc(d.get('device'))} ({esc(d.get('backend'))}/{esc(d.get('precision'))};"
+                   f" {where})</h3>" + table(["latency ≤ ms", "width", "width_index", "accuracy [95 % CI]",
+                                               "latency ms (compared)", "decided by"], rows, numeric=(0, 4)))
+    return "".join(out)
 
 
 def _packages(pkgs: Any) -> str | None:
