@@ -2,7 +2,8 @@
 
 Layout (docs/deploy.md, "Switchable-width artifacts"): the full (widest) weights of the slimmable network are the
 top-level initializers ``shared.<parameter name>``; an int64 scalar input ``width_index`` picks a width of the
-grid through a balanced tree of ``If`` nodes (``Less(index, mid)``: log2(n) tests per call, not n), and each
+grid through a weight-balanced tree of ``If`` nodes (``Less(index, mid)``; the cheap widths, where a test's cost
+shows, near the root: one test for the narrowest of 1 / 0.75 / 0.5 / 0.25, about log2(n) on average), and each
 leaf is the static network of one width whose weights are ``Slice``\\ s of the shared ones. Only what is not a
 slice of a shared tensor stays in the leaf: that width's BatchNorm running statistics (calibrated per width).
 The output ``embedding`` is (batch, D) with D the width's feature size (a dynamic axis, ``features``).
@@ -54,6 +55,7 @@ class SwitchableGraph:
     shared_bytes: int  # the one copy of the weights (top-level initializers)
     per_width_bytes: tuple[int, ...]  # each leaf's own tensors (BN statistics), slice bounds excluded
     slices: tuple[int, ...]  # Slice nodes per leaf
+    depths: tuple[int, ...] = ()  # If tests a call at each width passes
 
     def facts(self) -> dict[str, Any]:
         return {
@@ -64,7 +66,8 @@ class SwitchableGraph:
             "per_width_bytes": list(self.per_width_bytes),
             "per_width_bytes_total": int(sum(self.per_width_bytes)),
             "slices_per_width": list(self.slices),
-            "selection": "balanced tree of If nodes over width_index (Less)",
+            "selection": "weight-balanced tree of If nodes over width_index (Less), cheap widths near the root",
+            "depths": list(self.depths),
         }
 
 
@@ -179,18 +182,49 @@ def _output_info(name: str, batch: int | str) -> Any:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, "features"])
 
 
-def _tree(leaves: list[Any], lo: int, hi: int, batch: int | str, out_name: str) -> tuple[list[Any], list[Any]]:
+def split_point(weights: Sequence[float], lo: int, hi: int) -> int:
+    """Where to split leaves ``lo..hi-1`` (at least two): the ``mid`` that makes the two sides' total weight
+    most equal (a weight-balanced search tree: a leaf of weight p lands at depth about log2(total / p))."""
+    total = sum(weights[lo:hi])
+    best, best_gap, left = lo + 1, float("inf"), 0.0
+    for mid in range(lo + 1, hi):
+        left += weights[mid - 1]
+        gap = abs(total - 2 * left)
+        if gap < best_gap:
+            best, best_gap = mid, gap
+    return best
+
+
+def leaf_depths(weights: Sequence[float]) -> list[int]:
+    """How many ``If`` tests a call at each leaf passes in the tree ``_tree`` builds over ``weights``."""
+    out = [0] * len(weights)
+
+    def walk(lo: int, hi: int, depth: int) -> None:
+        if hi - lo == 1:
+            out[lo] = depth
+            return
+        mid = split_point(weights, lo, hi)
+        walk(lo, mid, depth + 1)
+        walk(mid, hi, depth + 1)
+
+    walk(0, len(weights), 0)
+    return out
+
+
+def _tree(
+    leaves: list[Any], weights: Sequence[float], lo: int, hi: int, batch: int | str, out_name: str
+) -> tuple[list[Any], list[Any]]:
     """Nodes and initializers that compute the output of leaf ``index`` (``lo <= index < hi``, at least two
-    leaves) into ``out_name``: ``If(index < mid)`` with each half a leaf or a subtree."""
+    leaves) into ``out_name``: ``If(index < mid)`` with each side a leaf or a subtree, split by ``split_point``."""
     from onnx import helper, numpy_helper
 
-    mid = (lo + hi) // 2
+    mid = split_point(weights, lo, hi)
 
     def branch(a: int, b: int) -> Any:
         if b - a == 1:
             return leaves[a]
         name = f"t{a}_{b}.out"
-        nodes, inits = _tree(leaves, a, b, batch, name)
+        nodes, inits = _tree(leaves, weights, a, b, batch, name)
         return helper.make_graph(nodes, f"widths_{a}_{b}", [], [_output_info(name, batch)], initializer=inits)
 
     cond, bound = f"t{lo}_{hi}.less", f"t{lo}_{hi}.mid"
@@ -222,11 +256,12 @@ def build_switchable(
     grid = check_grid(widths)
     shared = {name: t.detach().cpu().numpy() for name, t in model.state_dict().items() if t.dtype.is_floating_point}
     example = torch.zeros(input_shape)
-    leaves, dims, own, slices = [], [], [], []
+    leaves, dims, own, slices, params = [], [], [], [], []
     used: set[str] = set()
     ir_version = None
     for k, w in enumerate(grid):
         static, _kind = deployable_module(model, w, require_bn_stats)
+        params.append(sum(p.numel() for p in static.parameters()))
         proto = export_static(static, example, dynamic_batch)
         ir_version = proto.ir_version
         leaf, dim, nbytes, n_slices = _leaf(proto, k, shared, used)
@@ -240,7 +275,10 @@ def build_switchable(
         helper.make_node("Gather", ["grid_indices", INDEX_NAME], [INDEX_NAME + ".checked"], name="check_index", axis=0)
     ]
     inits = [numpy_helper.from_array(np.arange(n, dtype=np.int64), "grid_indices")]
-    tree_nodes, tree_inits = _tree(leaves, 0, n, batch, OUTPUT_NAME)
+    # every If test costs a runtime a few microseconds per call (onnxruntime: about 10): weigh each leaf by the
+    # inverse of its parameter count, so the cheap widths, where that cost shows, sit near the root
+    weights = [1.0 / max(1, p) for p in params]
+    tree_nodes, tree_inits = _tree(leaves, weights, 0, n, batch, OUTPUT_NAME)
     nodes += tree_nodes
     inits += tree_inits
     shared_inits = [numpy_helper.from_array(shared[name[len(SHARED_PREFIX):]], name) for name in sorted(used)]
@@ -266,6 +304,7 @@ def build_switchable(
         shared_bytes=int(sum(shared[name[len(SHARED_PREFIX):]].nbytes for name in used)),
         per_width_bytes=tuple(own),
         slices=tuple(slices),
+        depths=tuple(leaf_depths(weights)),
     )
 
 

@@ -95,6 +95,18 @@ def test_one_copy_of_the_weights_and_only_bn_statistics_per_width(net, built) ->
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
     assert meta[META_WIDTHS] == list(GRID) and meta[META_FEATURES] == list(graph.feature_dims)
     assert graph.feature_dims == (64, 48, 32, 16, 24)
+    # cheap widths near the root: 0.25 (index 3) and 0.375 (index 4) take fewer If tests than width 1
+    assert graph.depths[3] < graph.depths[0] and graph.depths[4] < graph.depths[0]
+
+
+def test_the_tree_puts_cheap_widths_near_the_root() -> None:
+    from us3l.deploy.switchable import leaf_depths, split_point
+
+    assert leaf_depths([1.0, 1.0, 1.0, 1.0]) == [2, 2, 2, 2]  # equal weights: the balanced tree
+    assert leaf_depths([1 / w**2 for w in (1.0, 0.75, 0.5, 0.25)]) == [3, 3, 2, 1]  # 0.25 after one test
+    assert split_point([1.0, 1.0, 8.0], 0, 3) == 2
+    depths = leaf_depths([1 / w**2 for w in np.linspace(1.0, 0.25, 90)])
+    assert max(depths) <= 10 and depths[-1] <= 4  # 90 widths: the narrowest after 4 tests, none after more than 10
 
 
 def test_every_width_matches_its_static_network_in_onnxruntime(net, built, x) -> None:
