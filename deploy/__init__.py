@@ -2,7 +2,7 @@
 
 Public API::
 
-    from us3l.deploy import get_backend, export_width, load, compare, select
+    from us3l.deploy import get_backend, export_width, load, load_switchable, compare, select
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ __all__ = [
     "get_backend",
     "list_backends",
     "load",
+    "load_switchable",
     "select",
 ]
 
@@ -33,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from us3l.deploy.export import export_width
 
         return export_width
+    if name == "load_switchable":
+        from us3l.deploy.switchable_runtime import load_switchable
+
+        return load_switchable
     if name == "select":
         from us3l.deploy.select import select
 

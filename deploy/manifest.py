@@ -94,6 +94,11 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     if p.is_dir():
         p = p / MANIFEST_FILE
     doc = read_json(p, "manifest")
+    if isinstance(doc, dict) and doc.get("kind") == "switchable_manifest":
+        raise US3LError(
+            f"{p.parent} is a switchable artifact (every width in one file): open it with "
+            "us3l.deploy.load_switchable, profile it with us3l profile --artifact; this takes a one-width export"
+        )
     check_schema(doc, MANIFEST_KIND, MANIFEST_SCHEMA, p)
     return doc, p.parent
 

@@ -10,6 +10,8 @@
   (a fixed cost per call, docs/deploy.md).
 
 Both take float32 NCHW arrays and return (N, D) float32 embeddings, D the width's feature size.
+``load_switchable(folder)`` (``us3l.deploy.load_switchable``) opens an exported folder after checking its manifest
+(``read_switchable``), as ``us3l.deploy.load`` opens a one-width export.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ import numpy as np
 from us3l.deploy.backends.base import INPUT_NAME, OUTPUT_NAME, as_input
 from us3l.deploy.switchable import INDEX_NAME
 from us3l.errors import US3LError
+from us3l.io import check_schema, read_json
+from us3l.validate import number
+
+#: The manifest of a switchable export (``us3l.deploy.switchable_export``).
+KIND = "switchable_manifest"
+SCHEMA = 1
+#: The per-width sizes a profile record needs, each a non-negative integer in the manifest.
+SIZES = ("channels", "macs", "params", "weight_bytes", "activation_bytes")
 
 
 def _index(index: int, n: int) -> int:
@@ -150,3 +160,64 @@ def open_switchable(
     if backend == "openvino":
         return OvSwitchable(path, n, threads, bound=bound)
     raise US3LError(f"switchable artifacts exist for onnx and openvino, not '{backend}'")
+
+
+def _check_grid(doc: dict[str, Any], path: Path) -> None:
+    """``model.widths`` and ``model.per_width`` agree (index i is width i) and every size is a count."""
+    widths, per_width = doc["model"]["widths"], doc["model"]["per_width"]
+    if not isinstance(widths, list) or not isinstance(per_width, list) or len(widths) != len(per_width) \
+            or len(widths) < 2:
+        raise US3LError(f"{path}: model.widths and model.per_width must list the same widths (at least 2)")
+    for i, (w, p) in enumerate(zip(widths, per_width, strict=True)):
+        where = f"{path}: model.per_width[{i}]"
+        if not isinstance(p, dict) or p.get("index") != i or p.get("width") != w:
+            raise US3LError(f"{where} must be index {i}, width {w!r}")
+        number(w, f"{where}.width", positive=True)
+        for key in SIZES:
+            number(p.get(key), f"{where}.{key}", integer=True, nonnegative=True)
+
+
+def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
+    """(manifest, artifact file) of a switchable export folder, checked: kind and schema, the sections used,
+    ``valid``, the grid, and every listed file (plain names inside the folder, no links, sha256 as recorded:
+    ``us3l.deploy.manifest.check_artifact_files``). One ``US3LError`` line otherwise."""
+    from us3l.deploy.manifest import MANIFEST_FILE, check_artifact_files
+
+    folder = Path(folder)
+    if folder.name == MANIFEST_FILE:
+        folder = folder.parent
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise US3LError(f"{folder} is not an export folder (no {MANIFEST_FILE})")
+    doc = read_json(path, "switchable manifest")
+    if isinstance(doc, dict) and doc.get("kind") == "manifest":
+        raise US3LError(f"{folder} holds a one-width export (open it with us3l.deploy.load; profile it with "
+                        "--model/--ckpt), not a switchable one (us3l export --switchable)")
+    check_schema(doc, KIND, SCHEMA, path)
+    need = {"model": ("name", "widths", "per_width"), "backend": ("name",), "input": ("shape",),
+            "width_input": ("name",), "artifact": ("file", "sha256", "files")}
+    for section, keys in need.items():
+        if not isinstance(doc.get(section), dict) or any(k not in doc[section] for k in keys):
+            raise US3LError(f"{path}: malformed switchable manifest (section '{section}' needs {', '.join(keys)})")
+    if doc.get("valid") is not True:
+        raise US3LError(f"{folder}: the artifact failed its verification (manifest valid: false)")
+    _check_grid(doc, path)
+    return doc, check_artifact_files(doc, folder)
+
+
+def load_switchable(path: str | Path, threads: int | None = None, bound: bool = True) -> Any:
+    """Open the switchable export at ``path`` (its folder or ``manifest.json``) after checking its manifest
+    (``read_switchable``) and this machine's runtime (installed, compatible version): an ``OrtSwitchable`` or
+    ``OvSwitchable`` (``bound``: OpenVINO compiles one model per width on first use, else feeds the index), with
+    ``manifest`` and ``widths`` attributes. ``runner.infer(x, index)`` runs width ``runner.widths[index]``."""
+    from us3l.deploy.backends import get_backend
+
+    doc, file = read_switchable(path)
+    be = get_backend(str(doc["backend"]["name"]))
+    if be.runtime_version() is None:
+        raise be.missing()
+    be.check_runtime_compat(doc["backend"].get("runtime_version"))
+    runner = open_switchable(be.name, file, len(doc["model"]["widths"]), threads, bound=bound)
+    runner.manifest = doc
+    runner.widths = tuple(float(w) for w in doc["model"]["widths"])
+    return runner

@@ -1,12 +1,13 @@
 """``us3l profile --artifact DIR``: every width of a switchable artifact timed through that one file.
 
-The artifact's manifest (kind "switchable_manifest") is read and checked first (valid, each listed file's
-sha256); then one runtime object holds the file (onnxruntime: one session fed ``width_index``; OpenVINO: the file
-compiled once per width with ``width_index`` bound, the mode that runs at static speed) and the widths of the grid
-take turns in one ``measure_interleaved`` loop under the device's measurement policy. The result is an ordinary
-profile (kind "profile"), one record per grid width with the sizes and costs the export recorded, so ``us3l
-select`` reads it like any other; ``extra.switchable`` names the artifact, its sha256, the grid and the mode, and
-the model is ``<model>-switchable`` (its own profile file beside the static sweep's). Runs on this machine only.
+The artifact's manifest (kind "switchable_manifest") is read and checked first
+(``us3l.deploy.switchable_runtime.read_switchable``). Then one runtime object holds the file: onnxruntime, one
+session fed ``width_index``; OpenVINO, the file compiled once per width with ``width_index`` bound, the mode that
+runs at static speed. The widths of the grid take turns in one ``measure_interleaved`` loop under the device's
+measurement policy. The result is an ordinary profile (kind "profile"), one record per grid width with the sizes
+and costs the export recorded, so ``us3l select`` reads it like any other; ``extra.switchable`` names the
+artifact, its sha256, the grid and the mode, and the model is ``<model>-switchable`` (its own profile file beside
+the static sweep's). Runs on this machine only.
 """
 
 from __future__ import annotations
@@ -18,68 +19,11 @@ from typing import Any
 
 from us3l.devices.spec import DeviceSpec
 from us3l.errors import US3LError
-from us3l.io import check_schema, file_sha256, read_json
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.profile_file import Profile, ProfileRecord
-from us3l.validate import number, safe_name
 
-KIND = "switchable_manifest"
-SCHEMA = 1
 #: How each backend's runtime holds the file while it is profiled (recorded as ``extra.switchable.mode``).
 MODES = {"onnx": "onnxruntime, width_index fed per call", "openvino": "openvino, width_index bound per width"}
-
-
-def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
-    """(manifest, artifact file) of a switchable export folder, checked: kind and schema, ``valid``, and the
-    sha256 of every file it lists. One ``US3LError`` line otherwise."""
-    folder = Path(folder)
-    path = folder / "manifest.json"
-    if not path.is_file():
-        raise US3LError(f"{folder} is not an export folder (no manifest.json)")
-    doc = read_json(path, "switchable manifest")
-    if doc.get("kind") == "manifest":
-        raise US3LError(f"{folder} holds a one-width export: profile it with --model/--ckpt, or export with "
-                        "--switchable")
-    check_schema(doc, KIND, SCHEMA, path)
-    need = {"model": ("name", "widths", "per_width"), "backend": ("name",), "input": ("shape",),
-            "width_input": ("name",), "artifact": ("file", "sha256", "files")}
-    for section, keys in need.items():
-        if not isinstance(doc.get(section), dict) or any(k not in doc[section] for k in keys):
-            raise US3LError(f"{path}: malformed switchable manifest (section '{section}' needs {', '.join(keys)})")
-    if not doc.get("valid"):
-        raise US3LError(f"{folder}: the artifact failed its verification (manifest valid: false)")
-    files = doc["artifact"]["files"]
-    if not isinstance(files, dict) or doc["artifact"]["file"] not in files:
-        raise US3LError(f"{path}: artifact.file must be one of artifact.files")
-    for name in files:  # plain names inside the folder: a manifest never points elsewhere
-        safe_name(name, f"{path}: artifact.files entry")
-    _check_grid(doc, path)
-    for name, sha in files.items():
-        f = folder / name
-        if not f.is_file():
-            raise US3LError(f"{folder}: {name} is missing")
-        if file_sha256(f) != sha:
-            raise US3LError(f"{folder}: {name} does not match its sha256 in the manifest (changed after export)")
-    return doc, folder / doc["artifact"]["file"]
-
-
-#: The per-width sizes a profile record needs, each a non-negative integer in the manifest.
-SIZES = ("channels", "macs", "params", "weight_bytes", "activation_bytes")
-
-
-def _check_grid(doc: dict[str, Any], path: Path) -> None:
-    """``model.widths`` and ``model.per_width`` agree (index i is width i) and every size is a count."""
-    widths, per_width = doc["model"]["widths"], doc["model"]["per_width"]
-    if not isinstance(widths, list) or not isinstance(per_width, list) or len(widths) != len(per_width) \
-            or len(widths) < 2:
-        raise US3LError(f"{path}: model.widths and model.per_width must list the same widths (at least 2)")
-    for i, (w, p) in enumerate(zip(widths, per_width, strict=True)):
-        where = f"{path}: model.per_width[{i}]"
-        if not isinstance(p, dict) or p.get("index") != i or p.get("width") != w:
-            raise US3LError(f"{where} must be index {i}, width {w!r}")
-        number(w, f"{where}.width", positive=True)
-        for key in SIZES:
-            number(p.get(key), f"{where}.{key}", integer=True, nonnegative=True)
 
 
 def profile_switchable(
@@ -93,7 +37,7 @@ def profile_switchable(
     """Profile every width of the switchable artifact in ``folder`` on ``spec`` (this machine)."""
     import numpy as np
 
-    from us3l.deploy.switchable_runtime import open_switchable
+    from us3l.deploy.switchable_runtime import open_switchable, read_switchable
     from us3l.profiler import fingerprint
     from us3l.profiler.timers import example_input, resolve_threads
 

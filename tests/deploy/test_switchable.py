@@ -277,3 +277,20 @@ def test_vit_linears_are_sliced_from_the_shared_weights_too(tmp_path, x) -> None
     onnx.save(graph.model, str(path))
     out = OrtSwitchable(path, 2).infer(x, 1)
     np.testing.assert_allclose(out, reference(net, 0.5, x), rtol=1e-4, atol=1e-5)
+
+
+def test_load_switchable_checks_the_manifest_and_runs_every_width(run_dir, tmp_path, x) -> None:
+    import us3l.deploy as deploy
+
+    res = export_switchable(run_dir, "onnx", tmp_path, [1.0, 0.25])
+    runner = deploy.load_switchable(res.directory)
+    assert runner.widths == (1.0, 0.25) and runner.manifest["kind"] == "switchable_manifest"
+    x32 = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    assert runner.infer(x32, 0).shape == (1, 512) and runner.infer(x32, 1).shape == (1, 128)
+    # the one-width loader and the switchable one each name the other
+    with pytest.raises(US3LError, match=r"is a switchable artifact \(every width in one file\): open it with "
+                                        r"us3l.deploy.load_switchable"):
+        deploy.load(res.directory)
+    static = deploy.export_width(run_dir, 0.25, "onnx", tmp_path / "static")
+    with pytest.raises(US3LError, match="holds a one-width export"):
+        deploy.load_switchable(static.directory)

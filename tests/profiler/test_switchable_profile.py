@@ -78,8 +78,8 @@ def test_a_changed_or_wrong_folder_is_refused_in_one_line(artifact, tmp_path, ca
         f.write(b"\0")
     code = main(["profile", "--device", "cpu", "--artifact", str(changed), "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 1 and err == f"error: {changed}: model.onnx does not match its sha256 in the manifest (changed " \
-                                "after export)"
+    assert code == 1 and err == (f"error: {changed}/manifest.json: model.onnx does not match its recorded sha256 "
+                                 "(modified or corrupted); re-export it")
     code = main(["profile", "--device", "cpu", "--artifact", str(tmp_path / "nothing"), "--out", str(tmp_path)])
     assert code == 1 and capsys.readouterr().err.strip().endswith("is not an export folder (no manifest.json)")
     failed = tmp_path / "failed"
@@ -98,9 +98,10 @@ def test_a_changed_or_wrong_folder_is_refused_in_one_line(artifact, tmp_path, ca
     ("edit", "message"),
     [
         (lambda d: d["artifact"]["files"].update({"../outside.onnx": "0" * 64}),
-         "manifest.json: artifact.files entry must be a name"),
+         "manifest.json: artifact file '../outside.onnx' points outside the artifact folder; re-export the artifact"),
         (lambda d: d["artifact"].update(file="other.onnx"),
-         "manifest.json: artifact.file must be one of artifact.files"),
+         "manifest.json: artifact.file 'other.onnx' is not among the hashed artifact files (model.onnx); re-export "
+         "the artifact"),
         (lambda d: d["model"]["per_width"].pop(), "manifest.json: model.widths and model.per_width must list the same "
                                                   "widths (at least 2)"),
         (lambda d: d["model"]["per_width"][1].update(macs=-5), "manifest.json: model.per_width[1].macs must be a "

@@ -279,9 +279,10 @@ def _profile_artifact(
     wide: bool, json_out: bool,
 ) -> None:
     """``us3l profile --artifact DIR``: every width of a switchable artifact, through the one file."""
+    from us3l.deploy.switchable_runtime import read_switchable
     from us3l.profiler.profile_file import write_profile
     from us3l.profiler.sweep import check_local_requirements
-    from us3l.profiler.switchable_profile import profile_switchable, read_switchable
+    from us3l.profiler.switchable_profile import profile_switchable
 
     doc, _ = read_switchable(artifact)  # a bad folder: one line before anything is loaded
     if spec.reach.is_local:

@@ -166,7 +166,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
     raw = read_json(path, "manifest")
     if isinstance(raw, dict) and raw.get("kind") == "switchable_manifest":
-        from us3l.profiler.switchable_profile import read_switchable
+        from us3l.deploy.switchable_runtime import read_switchable
 
         if not raw.get("valid"):
             return raw
