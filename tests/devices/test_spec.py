@@ -43,6 +43,8 @@ def test_parse_host():
         ('name = "x"\nbackends = ["onnx"]\nbatch = true\n', "'batch' must be int"),
         ('name = "x"\nbackends = ["onnx"]\ncolour = "red"\n', "unknown key"),
         ('name = "x"\nbackends = ["onnx"]\n[measure]\ntarget_rel_ci = 2.0\n', "target_rel_ci must be in"),
+        ('name = "x"\nbackends = ["onnx"]\n[measure]\ntail_quantile = 1.5\n',
+         r"\[measure\]: tail_quantile must be 0 \(off\) or in \[0.5, 1\), got 1.5"),
         ('name = "x"\nbackends = ["onnx"]\n[reach]\nhost = "pi@board"\n', "host must be"),
         ('name = "X Y"\nbackends = ["onnx"]\n', "must be lowercase"),
         ('name = "x"\nbackends = ["onnx"\n', "not valid TOML"),
@@ -243,3 +245,11 @@ def test_export_refuses_a_precision_the_device_file_does_not_allow(tmp_path, mon
     check_device_precision("edge", "openvino", "int8")  # a backend the device does not list: nothing to check
     with pytest.raises(US3LError, match=r"^device 'edge' does not run int8 on onnx"):
         check_device_precision("edge", "onnx", "int8")
+
+
+def test_device_file_sets_the_budget_quantile_the_stopping_rule_waits_for(tmp_path):
+    p = tmp_path / "d.toml"
+    p.write_text('name = "x"\nbackends = ["onnx"]\n[measure]\ntail_quantile = 0.99\n')
+    assert load_device_file(p).policy.min_samples == 720  # p99's upper bound two under the max
+    p.write_text('name = "x"\nbackends = ["onnx"]\n[measure]\ntail_quantile = 0\nmin_repeats = 12\n')
+    assert load_device_file(p).policy.min_samples == 12  # off: min_repeats alone
