@@ -244,6 +244,32 @@ def _int8_inputs(
     )
 
 
+def verification_inputs(
+    shape: tuple[int, ...], norm: dict[str, Any], given: np.ndarray | None
+) -> tuple[np.ndarray, str]:
+    """(the FP32 verification images, their description for the manifest): ``given`` (N, C, H, W) normalised
+    images, or a seeded batch of ``VERIFY_SAMPLES`` smooth random images normalised with ``norm``."""
+    if given is None:
+        x = seeded_inputs(shape, norm["mean"], norm["std"], VERIFY_SAMPLES, VERIFY_SEED)
+        return x, f"seeded batch (seed {VERIFY_SEED}, {VERIFY_SAMPLES} smooth random images, normalised)"
+    x = np.ascontiguousarray(given, dtype=np.float32)
+    return x, f"provided batch ({len(x)} samples)"
+
+
+def input_description(norm: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``input`` section without the shape: name, dtype, layout, normalization, value range."""
+    mean, std = np.asarray(norm["mean"]), np.asarray(norm["std"])
+    return {
+        "name": INPUT_NAME,
+        "dtype": "float32",
+        "layout": "NCHW",
+        "color": "RGB",
+        "normalization": norm,
+        "preprocessing": "x = (rgb / 255 - mean) / std, per channel",
+        "value_range": [float(np.min(-mean / std)), float(np.max((1 - mean) / std))],
+    }
+
+
 def check_device_precision(device_name: str | None, backend: str, precision: str) -> None:
     """Refuse (one line) ``precision`` on ``backend`` for a known device (``us3l devices``) whose file lists that
     backend but not that precision (``[precisions]``). Another device name is a free target folder: unchecked."""
@@ -317,12 +343,8 @@ def export_width(
         calibration, verify_inputs, inputs_note = _int8_inputs(
             src, w, be.name, shape, runtime_device, calibration, calib_images, calib_data, verify_inputs
         )
-    elif verify_inputs is None:
-        verify_inputs = seeded_inputs(shape, norm["mean"], norm["std"], VERIFY_SAMPLES, VERIFY_SEED)
-        inputs_note = f"seeded batch (seed {VERIFY_SEED}, {VERIFY_SAMPLES} smooth random images, normalised)"
     else:
-        verify_inputs = np.ascontiguousarray(verify_inputs, dtype=np.float32)
-        inputs_note = f"provided batch ({len(verify_inputs)} samples)"
+        verify_inputs, inputs_note = verification_inputs(shape, norm, verify_inputs)
 
     device_dir = Path(out_dir) / device_folder
     name = safe_name(artifact_name(src.name, w, be.name, precision), "artifact name")
@@ -350,16 +372,7 @@ def export_width(
             "bn_stats": LEGACY_BN_STATS.get(graph.bn, graph.bn),
             "graph": graph.facts(),
         }
-        mean, std = np.asarray(norm["mean"]), np.asarray(norm["std"])
-        input_spec = {
-            "name": INPUT_NAME,
-            "dtype": "float32",
-            "layout": "NCHW",
-            "color": "RGB",
-            "normalization": norm,
-            "preprocessing": "x = (rgb / 255 - mean) / std, per channel",
-            "value_range": [float(np.min(-mean / std)), float(np.max((1 - mean) / std))],
-        }
+        input_spec = input_description(norm)
         default_rt = {"onnx": "cpu", "openvino": "CPU", "tensorrt": "cuda"}[be.name]
         target = {"device": device_name or "local", "runtime_device": runtime_device or default_rt}
         source = {"checkpoint": src.checkpoint, "checkpoint_sha256": src.checkpoint_sha256}

@@ -22,21 +22,21 @@ import numpy as np
 import torch
 
 from us3l.deploy.backends import get_backend
-from us3l.deploy.backends.base import INPUT_NAME, OUTPUT_NAME
+from us3l.deploy.backends.base import OUTPUT_NAME
 from us3l.deploy.export import (
     LEGACY_BN_STATS,
-    VERIFY_SAMPLES,
-    VERIFY_SEED,
     _costs,
     _move_into_place,
     _resolve_source,
+    input_description,
+    verification_inputs,
 )
 from us3l.deploy.manifest import MANIFEST_FILE
 from us3l.deploy.staging import clean_stale, staging_prefix
 from us3l.deploy.switchable import INDEX_NAME, OPSET, build_switchable
 from us3l.deploy.switchable_runtime import open_switchable
 from us3l.deploy.timing import phase
-from us3l.deploy.verify import TOLERANCES, Verification, compare, seeded_inputs
+from us3l.deploy.verify import TOLERANCES, Verification, compare
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, file_sha256, header, temp_dir
 from us3l.validate import safe_name
@@ -110,29 +110,47 @@ def check_widths(model: Any, widths: Any) -> tuple[float, ...]:
     return grid
 
 
-def _verify(
-    backend: str, path: Path, model: Any, grid: tuple[float, ...], inputs: np.ndarray, batch: int | None,
-    require_bn_stats: bool,
-) -> dict[str, list[Verification]]:
-    """Every width through the runtime (OpenVINO: as an input and bound) against PyTorch's static network."""
+def _widths(
+    model: Any, grid: tuple[float, ...], shape: tuple[int, ...], inputs: np.ndarray, require_bn_stats: bool
+) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """One pass over the grid, each width materialized once: PyTorch's output on ``inputs`` (the verification
+    reference) and the manifest's facts of that width (BN kind, MACs, params, channels, weight and activation
+    bytes). A width without BN statistics (``require_bn_stats``) is refused here, before any export."""
     from us3l.deploy.graph import deployable_module
+    from us3l.profiler.memory import activation_bytes, weight_bytes
+    from us3l.profiler.sweep import channels_of
 
+    refs, facts = [], []
+    x = torch.zeros(shape)  # as the profiler counts a static width's activations
+    with phase("pytorch reference and costs per width"), torch.no_grad():
+        for w in grid:
+            static, kind = deployable_module(model, w, require_bn_stats)
+            refs.append(static(torch.from_numpy(np.ascontiguousarray(inputs))).numpy())
+            facts.append({
+                "bn_stats": LEGACY_BN_STATS.get(kind, kind),
+                **_costs(static, shape),
+                "channels": channels_of(static),
+                "weight_bytes": weight_bytes(static, "fp32"),
+                "activation_bytes": activation_bytes(static, x),
+            })
+    return refs, facts
+
+
+def _verify(
+    backend: str, path: Path, refs: list[np.ndarray], inputs: np.ndarray, batch: int | None
+) -> dict[str, list[Verification]]:
+    """Every width through the runtime (OpenVINO: as an input and bound) against its PyTorch output ``refs``."""
     modes = {"onnxruntime": False} if backend == "onnx" else {"openvino (width_index input)": False,
                                                               "openvino (bound per width)": True}
-    refs = []
-    with phase("verify: pytorch reference"), torch.no_grad():
-        for w in grid:
-            static, _ = deployable_module(model, w, require_bn_stats)
-            refs.append(static(torch.from_numpy(np.ascontiguousarray(inputs))).numpy())
     groups = [inputs] if batch is None else [inputs[i : i + batch] for i in range(0, len(inputs) - batch + 1, batch)]
     used = sum(len(g) for g in groups)
     out: dict[str, list[Verification]] = {}
     for mode, bound in modes.items():
         with phase(f"verify: {mode}"):
-            runner = open_switchable(backend, path, len(grid), bound=bound)
+            runner = open_switchable(backend, path, len(refs), bound=bound)
             out[mode] = [
-                compare(refs[k][:used], np.concatenate([runner.infer(g, k) for g in groups]), "fp32")
-                for k in range(len(grid))
+                compare(ref[:used], np.concatenate([runner.infer(g, k) for g in groups]), "fp32")
+                for k, ref in enumerate(refs)
             ]
             del runner
     return out
@@ -209,19 +227,9 @@ def export_switchable(
         raise ValueError(f"batch must be >= 1, got {batch}")
     src = _resolve_source(model_or_ckpt, model_name)
     grid = check_widths(src.model, default_grid(src.model) if widths is None else widths)
-    if src.from_checkpoint:
-        from us3l.deploy.graph import deployable_module
-
-        for w in grid:  # a width without BN statistics: one line, before anything is exported
-            deployable_module(src.model, w, require_bn_stats=True)
     shape = (batch, 3, src.input_size, src.input_size)
-    norm = src.normalization
-    if verify_inputs is None:
-        verify_inputs = seeded_inputs(shape, norm["mean"], norm["std"], VERIFY_SAMPLES, VERIFY_SEED)
-        inputs_note = f"seeded batch (seed {VERIFY_SEED}, {VERIFY_SAMPLES} smooth random images, normalised)"
-    else:
-        verify_inputs = np.ascontiguousarray(verify_inputs, dtype=np.float32)
-        inputs_note = f"provided batch ({len(verify_inputs)} samples)"
+    verify_inputs, inputs_note = verification_inputs(shape, src.normalization, verify_inputs)
+    refs, width_facts = _widths(src.model, grid, shape, verify_inputs, src.from_checkpoint)
     name = safe_name(artifact_name(src.name, be.name), "artifact name")
     device_dir = Path(out_dir) / device_folder
     device_dir.mkdir(parents=True, exist_ok=True)
@@ -233,12 +241,11 @@ def export_switchable(
                 src.model, grid, shape, dynamic_batch=dynamic_batch, require_bn_stats=src.from_checkpoint
             )
         path, files, facts = _write_graph(be.name, graph, staging)
-        checks = _verify(be.name, path, src.model, grid, verify_inputs, None if dynamic_batch else batch,
-                         src.from_checkpoint)
+        checks = _verify(be.name, path, refs, verify_inputs, None if dynamic_batch else batch)
         valid = all(all(vs) for vs in checks.values())
         static_bytes = _static_size(src.model, max(grid), shape, staging)
-        manifest = _manifest(src, be.name, grid, graph, path, files, facts, checks, valid, inputs_note, shape,
-                             dynamic_batch, device_name, static_bytes)
+        manifest = _manifest(src, be.name, grid, graph, width_facts, path, files, facts, checks, valid, inputs_note,
+                             shape, dynamic_batch, device_name, static_bytes)
         with phase("manifest + move into place"):
             atomic_write_json(staging / MANIFEST_FILE, manifest)
             final = device_dir / (name if valid else f"{name}.failed")
@@ -253,34 +260,23 @@ def export_switchable(
 
 
 def _manifest(
-    src: Any, backend: str, grid: tuple[float, ...], graph: Any, path: Path, files: tuple[Path, ...],
-    facts: dict[str, Any], checks: dict[str, list[Verification]], valid: bool, inputs_note: str,
-    shape: tuple[int, ...], dynamic_batch: bool, device_name: str | None, static_bytes: int,
+    src: Any, backend: str, grid: tuple[float, ...], graph: Any, width_facts: list[dict[str, Any]], path: Path,
+    files: tuple[Path, ...], facts: dict[str, Any], checks: dict[str, list[Verification]], valid: bool,
+    inputs_note: str, shape: tuple[int, ...], dynamic_batch: bool, device_name: str | None, static_bytes: int,
 ) -> dict[str, Any]:
-    from us3l.deploy.graph import bn_kind, deployable_module
-
-    mean, std = np.asarray(src.normalization["mean"]), np.asarray(src.normalization["std"])
     batch: int | str = "batch" if dynamic_batch else shape[0]
     artifact_bytes = sum(f.stat().st_size for f in files)
-    from us3l.profiler.memory import activation_bytes, weight_bytes
-    from us3l.profiler.sweep import channels_of
-
-    per_width = []
-    x = torch.zeros(shape)  # as the profiler counts a static width's activations
-    for k, w in enumerate(grid):
-        static, _ = deployable_module(src.model, w)
-        per_width.append({
+    per_width = [
+        {
             "index": k,
             "width": w,
             "feature_dim": graph.feature_dims[k],
-            "bn_stats": LEGACY_BN_STATS.get(bn_kind(src.model, w), bn_kind(src.model, w)),
-            **_costs(static, shape),
-            "channels": channels_of(static),
-            "weight_bytes": weight_bytes(static, "fp32"),
-            "activation_bytes": activation_bytes(static, x),
+            **width_facts[k],
             "own_bytes": graph.per_width_bytes[k],
             "verification": {mode: vs[k].to_dict() for mode, vs in checks.items()},
-        })
+        }
+        for k, w in enumerate(grid)
+    ]
     doc = header(SWITCHABLE_KIND, SWITCHABLE_SCHEMA)
     doc.update(
         valid=valid,
@@ -295,11 +291,7 @@ def _manifest(
                 **({"init_seed": src.init_seed} if src.init_seed is not None else {})},
         backend={"name": backend, "runtime": get_backend(backend).package, "precision": "fp32",
                  "dynamic_batch": dynamic_batch, **facts},
-        input={
-            "name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "color": "RGB", "shape": [batch, *shape[1:]],
-            "normalization": src.normalization, "preprocessing": "x = (rgb / 255 - mean) / std, per channel",
-            "value_range": [float(np.min(-mean / std)), float(np.max((1 - mean) / std))],
-        },
+        input={**input_description(src.normalization), "shape": [batch, *shape[1:]]},
         width_input={
             "name": INDEX_NAME, "dtype": "int64", "shape": [],
             "meaning": "index into model.widths (negative counts from the end); onnxruntime refuses one outside "

@@ -48,16 +48,11 @@ class OrtSwitchable:
     def __init__(self, path: str | Path, n: int, threads: int | None = None, spin: bool = True) -> None:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.inter_op_num_threads = 1
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        if not spin:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        from us3l.deploy.backends.onnx import session_options
+
         self.n = n
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), sess_options=session_options(threads, spin),
+                                            providers=["CPUExecutionProvider"])
         self._indices = [np.array(k, np.int64) for k in range(n)]
         #: time_once's IOBinding per index for the array last timed (input, index and an output buffer bound)
         self._bindings: dict[int, Any] = {}
@@ -95,13 +90,11 @@ class OvSwitchable:
     def __init__(
         self, path: str | Path, n: int, threads: int | None = None, device: str = "CPU", bound: bool = True
     ) -> None:
-        from us3l.deploy.backends.openvino import shared_core
+        from us3l.deploy.backends.openvino import compile_config, shared_core
 
         self.core = shared_core()
         self.path, self.n, self.device, self.bound = str(path), n, device, bound
-        self.config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        if threads and device.startswith("CPU"):
-            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.config = compile_config(threads, device, "fp32")
         self._requests: dict[int, Any] = {}
         self._timed: dict[int, tuple[np.ndarray, Any]] = {}  # time_once's input bound per request (shared memory)
         if not bound:

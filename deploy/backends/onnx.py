@@ -252,6 +252,23 @@ def _strip_debug_metadata(proto: Any) -> bool:
 TIMED_CALL = "onnxruntime run_with_iobinding, input and output bound once"
 
 
+def session_options(threads: int | None, spin: bool = True) -> Any:
+    """The ``onnxruntime.SessionOptions`` every us3l session uses: all graph optimizations, sequential execution,
+    ``threads`` intra-op threads (None: the runtime's default) and, with ``spin=False``, no spin-waiting
+    (see ``OnnxRunner``)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
 class OnnxRunner(Runner):
     """An ONNX Runtime ``InferenceSession`` (sequential execution, ``intra_op`` threads as given).
 
@@ -281,16 +298,8 @@ class OnnxRunner(Runner):
                 f"(available: {', '.join(sorted(present))}); "
                 f"install onnxruntime-gpu on a CUDA machine or use device 'cpu'"
             )
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.inter_op_num_threads = 1
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        if not spin:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.device = device
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
+        self.session = ort.InferenceSession(str(path), sess_options=session_options(threads, spin), providers=wanted)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         #: time_once's (caller's array, IOBinding with that input and the output buffer bound, output buffer)

@@ -75,6 +75,20 @@ def shared_core() -> Any:
     return _CORE
 
 
+def compile_config(threads: int | None, device: str, precision: str | None) -> dict[str, Any]:
+    """The ``compile_model`` configuration every us3l OpenVINO model uses: the latency hint, ``threads`` on a CPU
+    and the precision hint (f32 for fp32 and int8, f16 for fp16 on GPU/NPU)."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads and device.startswith("CPU"):
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    if precision in (None, "fp32", "int8"):
+        # int8: the quantized layers run in int8 whatever the hint; the hint keeps the rest f32, not bf16
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    elif device.startswith(("GPU", "NPU")):
+        config["INFERENCE_PRECISION_HINT"] = "f16"
+    return config
+
+
 class OpenVinoRunner(Runner):
     """A compiled OpenVINO model and one synchronous infer request.
 
@@ -93,16 +107,8 @@ class OpenVinoRunner(Runner):
             raise US3LError(
                 f"OpenVINO device '{device}' is not present (available: {', '.join(core.available_devices)})"
             )
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if threads and device.startswith("CPU"):
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        if precision in (None, "fp32", "int8"):
-            # int8: the quantized layers run in int8 whatever the hint; the hint keeps the rest f32, not bf16
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        elif device.startswith(("GPU", "NPU")):
-            config["INFERENCE_PRECISION_HINT"] = "f16"
         self.device = device
-        self.compiled = core.compile_model(str(path), device, config)
+        self.compiled = core.compile_model(str(path), device, compile_config(threads, device, precision))
         self.request = self.compiled.create_infer_request()
         #: (the caller's array, the float32 array whose memory the input tensor shares: x itself when it is one)
         self._bound: tuple[np.ndarray, np.ndarray] | None = None

@@ -58,23 +58,21 @@ def reference(net, w: float, x: np.ndarray) -> np.ndarray:
         return static(torch.from_numpy(x)).numpy()
 
 
-def _initializers(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
-    out = list(graph.initializer)
+def _graphs(graph: onnx.GraphProto):
+    """``graph`` and every subgraph in it (the If branches), depth first."""
+    yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                out += _initializers(attr.g)
-    return out
+                yield from _graphs(attr.g)
+
+
+def _initializers(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+    return [t for g in _graphs(graph) for t in g.initializer]
 
 
 def _ops(graph: onnx.GraphProto, op: str) -> int:
-    n = 0
-    for node in graph.node:
-        n += node.op_type == op
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                n += _ops(attr.g, op)
-    return n
+    return sum(node.op_type == op for g in _graphs(graph) for node in g.node)
 
 
 def test_one_copy_of_the_weights_and_only_bn_statistics_per_width(net, built) -> None:

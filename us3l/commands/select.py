@@ -17,6 +17,15 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
     return "—" if v is None else format(v, spec)
 
 
+def _acc_cell(acc: float | None, ci: Any) -> str:
+    """An accuracy cell: ``83.4 % ±3.0`` with its 95 % interval, the bare value without one (schema 1, MACs)."""
+    if acc is None:
+        return "—"
+    if ci is None:
+        return f"{acc:.4g}"
+    return f"{100 * acc:.1f} % ±{100 * max(acc - ci[0], ci[1] - acc):.1f}"
+
+
 @app.command("select")
 def select_cmd(
     profile: list[Path] = typer.Option([], "--profile", help="Profile file(s) (repeat for many devices)."),
@@ -131,10 +140,7 @@ def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
                          f"min {d.minimum['latency_ms']:.3f}", "—", "—", "—", "—", "—", "—"])
             continue
         ru = d.runner_up
-        acc = f"{c.accuracy:.4g}" if c.accuracy is not None else "—"
-        if c.accuracy_ci is not None and c.accuracy is not None:
-            half = max(c.accuracy - c.accuracy_ci[0], c.accuracy_ci[1] - c.accuracy)
-            acc = f"{100 * c.accuracy:.1f} % ±{100 * half:.1f}"
+        acc = _acc_cell(c.accuracy, c.accuracy_ci)
         decided = d.decided_by or "—"
         if d.decided_by == "tie->latency":
             decided += " (tied: " + ", ".join(f"{w:g}" for w in d.tied_widths) + ")"
@@ -153,10 +159,7 @@ def _print_schedule(result: Any, wide: bool) -> None:
     for d in result.schedule:
         rows = []
         for st in d["steps"]:
-            acc, ci = st["accuracy"], st["accuracy_ci"]
-            text = "—" if acc is None else f"{acc:.4g}"
-            if acc is not None and ci is not None:  # as the main table shows it
-                text = f"{100 * acc:.1f} % ±{100 * max(acc - ci[0], ci[1] - acc):.1f}"
+            text = _acc_cell(st["accuracy"], st["accuracy_ci"])
             rows.append([
                 f"{st['latency_ms']:g}", "none fits" if st["width"] is None else f"{st['width']:g}",
                 "—" if st["width_index"] is None else str(st["width_index"]), text,
