@@ -52,7 +52,12 @@ class _Runner:
     """One method at one epoch of a 4-epoch schedule-A run, stepping on the shared batches."""
 
     def __init__(
-        self, method_name: str, epoch: int, args: argparse.Namespace, memory_format: torch.memory_format
+        self,
+        method_name: str,
+        epoch: int,
+        args: argparse.Namespace,
+        memory_format: torch.memory_format,
+        view_batching: bool = True,
     ) -> None:
         from us3l.ssl import create_method
         from us3l.train import make_config
@@ -73,6 +78,7 @@ class _Runner:
                     "proj_hidden": args.hidden,
                     "pred_hidden": args.hidden,
                     "device": "cpu",
+                    "view_batching": view_batching,
                 }
             )
         )
@@ -149,6 +155,13 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is robust to other load)")
     ap.add_argument("--memory-format", choices=("both", "contiguous", "channels_last"), default="both")
+    ap.add_argument(
+        "--views",
+        choices=("both", "batched", "separate"),
+        default="both",
+        help="both views as one batch with per-view BN statistics (view_batching, the default), one call per "
+        "view (the reference), or both, interleaved",
+    )
     ap.add_argument("--matmul-n", type=int, default=512, help="size of the reference matmul (MAC rate)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -170,19 +183,24 @@ def main() -> None:
         return macs[min(macs, key=lambda g_: abs(g_ - w))]
 
     formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-    names = list(formats) if args.memory_format == "both" else [args.memory_format]
+    fmt_names = list(formats) if args.memory_format == "both" else [args.memory_format]
+    view_names = ["separate", "batched"] if args.views == "both" else [args.views]
+    # a variant: memory format + whether both views run as one batch (us3l.ssl.views)
+    names = [f"{f}, views {v}" for f in fmt_names for v in view_names]
+    variant = {f"{f}, views {v}": (f, v) for f in fmt_names for v in view_names}
     stages = ((1, 0, None), (2, 1, 0.75), (3, 2, 0.5), (4, 3, 0.25))
     runners: dict[tuple[str, str], _Runner] = {}
-    for fmt in names:
-        runners[(fmt, "single")] = _Runner("single", 0, args, formats[fmt])
+    for name in names:
+        fmt, views = variant[name]
+        runners[(name, "single")] = _Runner("single", 0, args, formats[fmt], views == "batched")
         for stage, epoch, _ in stages:
-            runners[(fmt, f"stage{stage}")] = _Runner("us3l", epoch, args, formats[fmt])
+            runners[(name, f"stage{stage}")] = _Runner("us3l", epoch, args, formats[fmt], views == "batched")
     # Round-robin over the configurations, one iteration each, so that load changes hit all of them alike.
     for i, (x1, x2) in enumerate(batches):
         for r in runners.values():
             r.step(x1, x2, record=i >= 1)
     peak = matmul_peak(args.matmul_n, args.threads)
-    eff = backbone_rates(args, macs_of, batches, names, formats)
+    eff = backbone_rates(args, macs_of, batches, fmt_names, formats)
     med = {k: statistics.median(r.times) for k, r in runners.items()}
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {args.image_size}px, "
@@ -209,14 +227,22 @@ def main() -> None:
             f"whole schedule-A run vs. single: measured {mean_us3l:.2f}x, MAC model {mean_pred:.2f}x "
             f"(sandwich without the schedule, every epoch like stage 4: {predicted_ratio(macs_of, 0.25):.2f}x)"
         )
-    print("\nbackbone alone, forward+backward at one width (3·M(w)·batch MACs), GMAC/s and fraction of matmul:")
-    for fmt in names:
+    print(
+        "\nbackbone alone (one view), forward+backward at one width (3·M(w)·batch MACs), GMAC/s and fraction "
+        "of matmul:"
+    )
+    for fmt in fmt_names:
         print(f"  [{fmt}] " + ", ".join(f"w={w:g}: {r / 1e9:.1f} ({r / peak:.2f})" for w, r in eff[fmt].items()))
-    if len(names) == 2:
-        a, b = names
-        print(f"\n{b} / {a}, ms per iteration: " + ", ".join(
-            f"{k} {med[(b, k)] / med[(a, k)]:.2f}" for k in ["single"] + [f"stage{s_}" for s_, _, _ in stages]
-        ))
+    keys = ["single"] + [f"stage{s_}" for s_, _, _ in stages]
+    pairs = []
+    if len(fmt_names) == 2:
+        pairs += [(f"contiguous, views {v}", f"channels_last, views {v}") for v in view_names]
+    if len(view_names) == 2:
+        pairs += [(f"{f}, views separate", f"{f}, views batched") for f in fmt_names]
+    if pairs:
+        print()
+    for a, b in pairs:
+        print(f"[{b}] / [{a}], ms per iteration: " + ", ".join(f"{k} {med[(b, k)] / med[(a, k)]:.2f}" for k in keys))
 
 
 if __name__ == "__main__":

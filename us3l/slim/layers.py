@@ -371,6 +371,8 @@ class SlimBatchNorm2d(SlimModule):
         self.width_stats: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
         self.stats_key: float | None = None  # canonical width of the current width, set with the width
         self.collector: StatsCollector | None = None
+        # > 1 while several views run as one batch (us3l.ssl.views): batch statistics per view, see batch_groups
+        self.batch_groups = 1
 
     def active_channels(self, w: float) -> int:
         cache = self._active_cache()
@@ -471,9 +473,16 @@ class SlimBatchNorm2d(SlimModule):
             running = self.running_stats(w)
             if running is not None:
                 # In-place updates through the views update the running buffers (shared, or the switch's own).
-                self.num_batches_tracked.add_(1)
-                return F.batch_norm(x, running[0], running[1], weight, bias, True, self.momentum, self.eps)
-            return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+                mean, var, momentum = running[0], running[1], self.momentum
+            else:
+                mean, var, momentum = None, None, 0.0
+            groups = d["batch_groups"]
+            if groups == 1:
+                if running is not None:
+                    self.num_batches_tracked.add_(1)
+                return F.batch_norm(x, mean, var, weight, bias, True, momentum, self.eps)
+            tracked = self.num_batches_tracked if running is not None else None
+            return grouped_batch_norm(x, groups, mean, var, weight, bias, momentum, self.eps, tracked)
         stats = self.eval_stats(w, self.stats_key)
         if stats is None:  # no statistics at all: batch statistics, as the reference does
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
@@ -485,6 +494,31 @@ class SlimBatchNorm2d(SlimModule):
             f"{self.num_features}, eps={self.eps}, track_running_stats={self.track_running_stats}, "
             f"slim={self.slim}, ratio={self.ratio}{sw}, calibrated_widths={len(self.width_stats)}"
         )
+
+
+def grouped_batch_norm(
+    x: torch.Tensor,
+    groups: int,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+    num_batches_tracked: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Training-mode batch norm of ``x`` as ``groups`` equal consecutive batches, each with its own batch
+    statistics: the same function as normalising each group in a separate forward, running statistics updated
+    once per group in order. ``x``'s first dimension must be a multiple of ``groups``."""
+    n = x.shape[0]
+    if n % groups:
+        raise ValueError(f"batch of {n} does not split into {groups} equal groups")
+    outs = []
+    for part in x.chunk(groups):
+        if running_mean is not None and num_batches_tracked is not None:
+            num_batches_tracked.add_(1)
+        outs.append(F.batch_norm(part, running_mean, running_var, weight, bias, True, momentum, eps))
+    return torch.cat(outs)
 
 
 class StatsCollector:

@@ -9,6 +9,7 @@ them keeps monitors (which run the heads under ``no_grad``) from mutating traini
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -31,8 +32,24 @@ class InputSlicedConv1x1(nn.Conv2d):
         return F.conv2d(x, self.weight[:, : x.shape[1]])
 
 
-def _bn1d(dim: int) -> nn.BatchNorm1d:
-    return nn.BatchNorm1d(dim, track_running_stats=False)
+class GroupedBatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that, while ``batch_groups`` > 1 in training mode, normalises its batch as that many
+    equal consecutive groups, each with its own statistics: several views in one call compute what one call per
+    view computes (:mod:`us3l.ssl.views`). Same parameters, buffers and state-dict keys as ``nn.BatchNorm1d``."""
+
+    batch_groups = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        groups = self.batch_groups
+        if groups == 1 or not self.training:
+            return super().forward(x)
+        if x.shape[0] % groups:
+            raise ValueError(f"batch of {x.shape[0]} does not split into {groups} equal groups")
+        return torch.cat([super(GroupedBatchNorm1d, self).forward(part) for part in x.chunk(groups)])
+
+
+def _bn1d(dim: int, affine: bool = True) -> GroupedBatchNorm1d:
+    return GroupedBatchNorm1d(dim, affine=affine, track_running_stats=False)
 
 
 def projector(in_features: int, hidden: int, out: int, middle_bias: bool, out_bn: bool = False) -> nn.Sequential:
@@ -56,7 +73,7 @@ def projector(in_features: int, hidden: int, out: int, middle_bias: bool, out_bn
         last = layers[-1]
         assert isinstance(last, nn.Linear) and last.bias is not None
         last.bias.requires_grad_(False)
-        layers.append(nn.BatchNorm1d(out, affine=False, track_running_stats=False))
+        layers.append(_bn1d(out, affine=False))
     return nn.Sequential(*layers)
 
 
@@ -81,5 +98,5 @@ def mocov3_mlp(num_layers: int, in_features: int, hidden: int, out: int, last_bn
         if i < num_layers - 1:
             layers += [_bn1d(d_out), nn.ReLU(inplace=True)]
         elif last_bn:
-            layers.append(nn.BatchNorm1d(d_out, affine=False, track_running_stats=False))
+            layers.append(_bn1d(d_out, affine=False))
     return nn.Sequential(*layers)

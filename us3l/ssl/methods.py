@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from us3l.slim import width as width_ctx
 from us3l.ssl import heads, losses
 from us3l.ssl.ema import ema_update
+from us3l.ssl.views import run_views
 
 Targets = dict[str, Any]
 METHODS: dict[str, type[SSLMethod]] = {}
@@ -94,6 +95,13 @@ class Encoder(nn.Module):
         feats, self._captured = self._captured, []
         return z, feats
 
+    def forward_views(
+        self, xs: Sequence[Tensor], w: float, features: bool = False, batched: bool = True
+    ) -> list[tuple[Tensor, list[Tensor]]]:
+        """``[self(x, w, features) for x in xs]``, as one call with per-view batch statistics when ``batched``
+        (:func:`us3l.ssl.views.run_views`)."""
+        return run_views(self, lambda x: self(x, w, features), xs, batched)
+
 
 class SSLMethod(nn.Module):
     """Common structure: ``encoder_q`` (+ ``encoder_k`` EMA teacher) and the method's heads."""
@@ -133,6 +141,8 @@ class SSLMethod(nn.Module):
                 {n.replace(".", "_"): heads.InputSlicedConv1x1(mods[n].num_features) for n in layers}
             )
         self.momentum_now = float(cfg.ema_momentum)
+        # both views in one call per network and head (us3l.ssl.views; the reference calls once per view)
+        self.view_batching = bool(getattr(cfg, "view_batching", True))
 
     # -- building blocks ------------------------------------------------------------------------------
     def make_projector(self, in_features: int, hidden: int, dim: int) -> nn.Module:
@@ -141,13 +151,24 @@ class SSLMethod(nn.Module):
     def make_predictor(self, dim: int, hidden: int) -> nn.Module:
         return heads.predictor(dim, hidden)
 
-    def _head(self, name: str | None, z: Tensor) -> Tensor:
-        return z if name is None else getattr(self, name)(z)
+    def _heads(self, name: str | None, z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor]:
+        """The head ``name`` on both views' outputs (one call, per-view batch statistics; docs/training.md)."""
+        if name is None:
+            return z1, z2
+        head = getattr(self, name)
+        p1, p2 = run_views(head, head, (z1, z2), self.view_batching)
+        return p1, p2
+
+    def _encode(
+        self, encoder: Encoder, x1: Tensor, x2: Tensor, w: float, features: bool = False
+    ) -> tuple[tuple[Tensor, list[Tensor]], tuple[Tensor, list[Tensor]]]:
+        """``(encoder(x1, w), encoder(x2, w))``: one call on both views unless ``view_batching`` is off."""
+        a, b = encoder.forward_views((x1, x2), w, features, self.view_batching)
+        return a, b
 
     @torch.no_grad()
     def _teacher(self, x1: Tensor, x2: Tensor, features: bool) -> Targets:
-        k1, f1 = self.encoder_k(x1, self.w_max, features)
-        k2, f2 = self.encoder_k(x2, self.w_max, features)
+        (k1, f1), (k2, f2) = self._encode(self.encoder_k, x1, x2, self.w_max, features)
         feats = [(a.detach(), b.detach()) for a, b in zip(f1, f2, strict=True)]
         return {"k": (k1.detach(), k2.detach()), "feats": feats}
 
@@ -175,19 +196,17 @@ class SSLMethod(nn.Module):
 
     def base(self, x1: Tensor, x2: Tensor, w: float) -> tuple[Tensor, Targets]:
         feats = bool(self.encoder_q.feature_layers)
-        z1, _ = self.encoder_q(x1, w)
-        z2, _ = self.encoder_q(x2, w)
+        (z1, _), (z2, _) = self._encode(self.encoder_q, x1, x2, w)
         # Reference order: EMA update inside the max-width pass, before the teacher forward.
         ema_update(self.encoder_k, self.encoder_q, self.momentum_now)
         t = self._teacher(x1, x2, feats)
-        p = (self._head(self.base_head, z1), self._head(self.base_head, z2))
+        p = self._heads(self.base_head, z1, z2)
         return self.base_loss(p, t["k"]), t
 
     def sub(self, x1: Tensor, x2: Tensor, w: float, targets: Targets) -> Tensor:
         feats = bool(self.encoder_q.feature_layers)
-        z1, f1 = self.encoder_q(x1, w, feats)
-        z2, f2 = self.encoder_q(x2, w, feats)
-        p = (self._head(self.aux_head, z1), self._head(self.aux_head, z2))
+        (z1, f1), (z2, f2) = self._encode(self.encoder_q, x1, x2, w, feats)
+        p = self._heads(self.aux_head, z1, z2)
         loss = self.cfg.distill_lambda * self._distill(p, targets["k"])
         if feats:
             loss = loss + self.cfg.feature_lambda * self._feature_loss((f1, f2), targets)
@@ -272,9 +291,8 @@ class _Naive(SSLMethod):
     uses_ema = False
 
     def base(self, x1: Tensor, x2: Tensor, w: float) -> tuple[Tensor, Targets]:
-        z1, _ = self.encoder_q(x1, w)
-        z2, _ = self.encoder_q(x2, w)
-        p = (self._head(self.base_head, z1), self._head(self.base_head, z2))
+        (z1, _), (z2, _) = self._encode(self.encoder_q, x1, x2, w)
+        p = self._heads(self.base_head, z1, z2)
         return self.base_loss(p, (z1, z2)), {"k": (z1.detach(), z2.detach()), "feats": []}
 
 

@@ -51,6 +51,7 @@ class TrainConfig:
     lr_schedule: str = "epoch"  # "epoch" (reference) or "iter" (per-iteration cosine with warm-up)
     warmup_epochs: int = 0
     step_per_width: bool = True  # reference: one SGD step per sampled width; False: accumulate (US-Nets)
+    view_batching: bool = True  # both views in one call, BN statistics per view (same math); False: one call per view
     # reference (torch 1.10): zero_grad() left zero gradients, so heads idle at a width step still got momentum
     # and weight-decay updates; False: zero_grad(set_to_none=True) skips them (method.md §10)
     idle_heads_zero_grad: bool = False
