@@ -40,12 +40,29 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"schedule": "B"}, "unknown schedule"),
         ({"schedule_stage1": -0.1}, r"schedule_stage1 must be in \[0, 1\)"),
         ({"augment": "simclr"}, "augment must be 'symmetric' or 'byol'"),
+        ({"epochs": "abc"}, "config 'epochs' must be a whole number, got 'abc'"),
+        ({"batch_size": 2.5}, "config 'batch_size' must be a whole number, got 2.5"),
+        ({"lr": "fast"}, r"config 'lr' must be a number \(or null\), got 'fast'"),
+        ({"view_batching": "maybe"}, "config 'view_batching' must be true or false, got 'maybe'"),
+        ({"amp": [1]}, r"config 'amp' must be true or false, got \[1\]"),
+        ({"epochs": True}, "config 'epochs' must be a whole number, got True"),
+        ({"method": 3}, "config 'method' must be a string, got 3"),
     ],
 )
 def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None:
     with pytest.raises(US3LError, match=message) as exc:
         resolve_config(None, overrides)
     assert "\n" not in str(exc.value)
+
+
+def test_numbers_are_converted_where_the_type_allows(tmp_path: Path) -> None:
+    cfg = resolve_config(None, {"epochs": 8.0, "temperature": 1, "out": tmp_path / "run"})
+    assert (cfg.epochs, type(cfg.epochs), cfg.temperature, type(cfg.temperature)) == (8, int, 1.0, float)
+    assert cfg.out == str(tmp_path / "run")
+    y = tmp_path / "c.toml"
+    y.write_text('epochs = "12"\n')
+    with pytest.raises(US3LError, match="config 'epochs' must be a whole number, got '12'"):
+        resolve_config(y)
 
 
 def test_unknown_key_in_file(tmp_path: Path) -> None:

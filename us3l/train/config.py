@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -179,12 +180,66 @@ def default_config_path() -> Path:
     return Path(__file__).resolve().parent.parent / "configs" / DEFAULT_CONFIG_NAME
 
 
+def _scalar_types() -> dict[str, tuple[type, bool]]:
+    """(type, None allowed) of every bool/int/float/str field, from the dataclass annotations."""
+    import types
+    import typing
+
+    out: dict[str, tuple[type, bool]] = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        if hint in (bool, int, float, str):
+            out[name] = (hint, False)
+            continue
+        args = typing.get_args(hint)
+        is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        if is_union and len(args) == 2 and type(None) in args:
+            base = next(a for a in args if a is not type(None))
+            if base in (bool, int, float, str):
+                out[name] = (base, True)
+    return out
+
+
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _check_type(name: str, value: Any) -> Any:
+    """``value`` for the scalar field ``name`` (an integral float becomes an int, an int a float), or a one-line
+    ``US3LError`` naming the field, the expected type and the value (``--set epochs=abc``, ``amp=[1]``)."""
+    spec = _SCALAR_TYPES.get(name)
+    if spec is None:
+        return value
+    kind, optional = spec
+    if value is None and optional:
+        return value
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        if isinstance(value, os.PathLike):  # out=Path(...) from Python
+            value = os.fspath(value)
+        ok = isinstance(value, str)
+    if not ok:
+        none = " (or null)" if optional else ""
+        raise US3LError(f"config {name!r} must be {_TYPE_WORDS[kind]}{none}, got {value!r}")
+    return value
+
+
+_SCALAR_TYPES = _scalar_types()
+
+
 def make_config(values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-    """Build a config from ``values`` over ``base`` (unknown keys are an error); not yet validated."""
+    """Build a config from ``values`` over ``base`` (unknown keys and values of the wrong type are an error);
+    not yet validated."""
     unknown = sorted(set(values) - FIELD_NAMES)
     if unknown:
         raise US3LError(unknown_keys_message(unknown))
-    kw = {k: _coerce(k, v) for k, v in values.items()}
+    kw = {k: _check_type(k, _coerce(k, v)) for k, v in values.items()}
     try:
         return dataclasses.replace(base or TrainConfig(), **kw)
     except TypeError as exc:
