@@ -9,7 +9,11 @@ for every run):
 - ``naive_simsiam``: SimSiam + US-Nets inplace distillation with the reference's naive recipe (no width
   schedule, no regularizer, wd 5e-4, lr 0.05, projector ending in BatchNorm1d(affine=False));
 - ``single`` at each of ``--single-widths`` (0.25, 0.5, 0.75, 1): the individually trained baseline (the claim
-  concerns 0.25-0.75; width 1 is the reference point of the us3l base network).
+  concerns 0.25-0.75; width 1 is the reference point of the us3l base network);
+- beside the claim, ``single`` at the same widths for as many epochs as us3l (``*_same_epochs``, the paper's
+  comparison; ``--no-same-epochs`` skips it) and for ``T / n`` each, n the number of single widths
+  (``*_split_budget``: one run per width with the us3l run's time split over them, what getting these widths
+  costs without a slimmable network; ``--no-split-budget`` skips it).
 
 **Equal-time rule.** Every training run gets the same *CPU* time of training ``T`` (the sum of its epochs'
 ``cpu_seconds`` in ``metrics.jsonl``: process CPU time, one torch thread per process; monitors and checkpoint
@@ -92,6 +96,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="training-monitor kNN of us3l and naive_simsiam every K epochs (0: at the end only)")
     p.add_argument("--no-same-epochs", dest="same_epochs", action="store_false",
                    help="skip the singles trained for as many epochs as us3l (the paper-style comparison)")
+    p.add_argument("--no-split-budget", dest="split_budget", action="store_false",
+                   help="skip the singles that share the us3l run's time over the single widths (train once for "
+                        "every width vs. one run per width with the same total time)")
     p.add_argument("--us3l-epochs", type=int, default=None, help="fix the us3l epochs instead of the budget rule")
     p.add_argument("--us3l-stage1", type=float, default=None, metavar="F",
                    help="share of the us3l run's epochs in schedule A's first stage, full width only (config key "
@@ -177,6 +184,18 @@ def us3l_epochs(share_s: float, t_full_only: float, t_sandwich: float, stage1: f
         if _valid_epochs(e, stage1):
             best = e
     return best
+
+
+SPLIT_SUFFIX = "_split_budget"
+
+
+def run_label(name: str, method: str) -> str:
+    """The results-table label of run ``name``: the two extra kinds of single runs get their own."""
+    if name.endswith("_same_epochs"):
+        return "single_same_epochs"
+    if name.endswith(SPLIT_SUFFIX):
+        return "single_split_budget"
+    return method
 
 
 def equal_time_epochs(target_s: float, t_epoch: float) -> int:
@@ -377,8 +396,11 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         # mean seconds per epoch, to size the same-epochs singles' share below
         t_us3l = stage1 * t_full + (1.0 - stage1) * t_sandwich
     same_epochs = [w for w in _floats(args.single_widths) if args.same_epochs and f"single_w{w:g}" in probes]
-    # the same-epochs singles cost (their epoch time / us3l's) of one share each, spread over the slots
+    split = [w for w in _floats(args.single_widths) if args.split_budget and f"single_w{w:g}" in probes]
+    # the same-epochs singles cost (their epoch time / us3l's) of one share each, the split-budget singles one
+    # share together, spread over the slots
     extra = sum(probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs) if t_us3l else 0.0
+    extra += 1.0 if split and t_us3l else 0.0
     share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / (rounds + extra / args.jobs)
     if t_full is None or t_sandwich is None:  # no us3l probe: --us3l-epochs was given
         e_us3l, target = args.us3l_epochs or min_us3l_epochs(stage1), None
@@ -404,10 +426,16 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         name = f"single_w{w:g}_same_epochs"
         specs.append((name, "single", w))
         tasks.append((name, make_config(args, "single", e_us3l, out / name, w)))
+    # what a user without US3L does for the same widths: one run per width, the us3l run's time split over them
+    for w in split if target is not None else []:
+        name = f"single_w{w:g}{SPLIT_SUFFIX}"
+        specs.append((name, "single", w))
+        epochs = equal_time_epochs(target / len(split), probes[f"single_w{w:g}"]["epoch_cpu_seconds"])
+        tasks.append((name, make_config(args, "single", epochs, out / name, w)))
     runs = run_parallel(args.jobs, tasks, log)
     for (name, method, sw), (_, cfg) in zip(specs, tasks, strict=True):
         runs[name].update(method=method, single_width=sw, run_dir=str(out / name), config=cfg.to_dict(),
-                          label="single_same_epochs" if name.endswith("_same_epochs") else method)
+                          label=run_label(name, method))
     actual = runs["us3l"]["train_cpu_seconds"]
     for info in runs.values():
         info["cpu_ratio_to_us3l"] = round(info["train_cpu_seconds"] / actual, 3) if actual else None
@@ -559,6 +587,7 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
         "us3l_collapsed_widths": [r["width"] for r in us3l if r["collapsed"]],
         "us3l_vs_single": compare("single"),
         "us3l_vs_single_same_epochs": compare("single_same_epochs"),
+        "us3l_vs_single_split_budget": compare("single_split_budget"),
         "within_points": WITHIN_POINTS,
     }
 
@@ -736,7 +765,7 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         else:
             lines.append(f"- width {c['width']:g}, same training time (reference point, not part of the claim): "
                          f"us3l − single = {c['diff_points']:+.1f} points{_overlap(c)}{took}")
-    singles = [r for n, r in runs.items() if r.get("method") == "single" and not n.endswith("_same_epochs")]
+    singles = [r for n, r in runs.items() if r.get("method") == "single" and run_label(n, "single") == "single"]
     off = [r["cpu_ratio_to_us3l"] for r in singles
            if r.get("cpu_ratio_to_us3l") is not None and abs(r["cpu_ratio_to_us3l"] - 1.0) > TIME_TOLERANCE]
     if off:
@@ -750,6 +779,15 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
                       "for less time:"]
         lines += [f"- width {c['width']:g}, same epochs: us3l − single = {c['diff_points']:+.1f} points{_overlap(c)}"
                   for c in same]
+    split = v.get("us3l_vs_single_split_budget") or []
+    if split:
+        names = [n for n in runs if n.endswith(SPLIT_SUFFIX)]
+        total = sum(runs[n].get("cpu_ratio_to_us3l") or 0.0 for n in names)
+        lines += ["", f"Train once vs. one run per width (not the claim): each of the {len(names)} widths trained "
+                      f"alone with 1/{len(names)} of the us3l run's time (together {total:.2f}x its CPU time), "
+                      "what a user without a slimmable network would run to get these widths:"]
+        lines += [f"- width {c['width']:g}, time split over the widths: us3l − single = {c['diff_points']:+.1f} "
+                  f"points{_overlap(c)}" for c in split]
     return "\n".join(lines)
 
 

@@ -58,6 +58,7 @@ def _doc() -> dict[str, Any]:
         _row("naive_simsiam", 0.5, 0.10, [0.08, 0.12], True),
         _row("single", 0.5, 0.61, [0.58, 0.64], False),
         _row("single", 0.25, 0.63, [0.60, 0.66], False),
+        _row("single_split_budget", 0.5, 0.50, [0.47, 0.53], False),
     ]
     cfg = {"lr": 0.05, "weight_decay": 5e-4, "schedule": "none", "regularizer": False}
     return {
@@ -73,7 +74,10 @@ def _doc() -> dict[str, Any]:
         "runs": {"us3l": {"method": "us3l", "epochs_done": 12, "train_seconds": 250.0, "status": "completed",
                           "config": cfg},
                  "naive_simsiam": {"method": "naive_simsiam", "epochs_done": 9, "train_seconds": 240.0,
-                                   "status": "completed", "config": cfg}},
+                                   "status": "completed", "config": cfg},
+                 "single_w0.5_split_budget": {"method": "single", "label": "single_split_budget", "epochs_done": 5,
+                                              "train_seconds": 60.0, "status": "completed", "config": cfg,
+                                              "cpu_ratio_to_us3l": 0.26}},
         "results": rows,
         "baselines": {"random_init": {"1": {"knn_top1": 0.2, "knn_top1_ci": [0.18, 0.23]}},
                       "raw_pixels": {"knn_top1": 0.25, "knn_top1_ci": [0.22, 0.28]}},
@@ -90,6 +94,12 @@ def test_verdict_reads_the_rows() -> None:
     assert by_w[0.5]["diff_points"] == pytest.approx(-1.0) and by_w[0.5]["within"]
     assert by_w[0.25]["diff_points"] == pytest.approx(-8.0) and not by_w[0.25]["within"]
     assert by_w[0.25]["intervals_overlap"] is False and by_w[0.5]["intervals_overlap"] is True
+    # train once vs one run per width with the time split: compared only where such a run exists
+    split = v["us3l_vs_single_split_budget"]
+    assert [c["width"] for c in split] == [0.5] and split[0]["diff_points"] == pytest.approx(10.0)
+    assert cb.run_label("single_w0.5_split_budget", "single") == "single_split_budget"
+    assert cb.run_label("single_w1_same_epochs", "single") == "single_same_epochs"
+    assert cb.run_label("single_w1", "single") == "single"
 
 
 def test_docs_section_is_generated_between_markers(tmp_path: Path) -> None:
@@ -107,6 +117,8 @@ def test_docs_section_is_generated_between_markers(tmp_path: Path) -> None:
     assert "commit `0123456789`" in body and "2 cores available" in body and "2026-12-01" in body
     assert "python benchmarks/collapse.py" in body and "chance 10.0 %" in body
     assert "same training time: us3l − single = -8.0 points" in body and "Raw-pixel kNN: 25.0 [22.0, 28.0] %" in body
+    assert "each of the 1 widths trained alone with 1/1 of the us3l run's time (together 0.26x" in body
+    assert "- width 0.5, time split over the widths: us3l − single = +10.0 points, intervals do not overlap" in body
     # idempotent: rendering again gives the same file
     assert cb.main(["--render", str(res), "--docs", str(md)]) == 0
     assert md.read_text(encoding="utf-8") == text
@@ -145,8 +157,11 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "collapse.json").read_text())
     assert doc["kind"] == "collapse_benchmark"
     singles = {f"single_w{w}" for w in ("0.25", "0.5", "0.75", "1")}
-    assert set(doc["runs"]) == {"us3l", "naive_simsiam", *singles, *(f"{s}_same_epochs" for s in singles)}
+    extra = {f"{s}{suffix}" for s in singles for suffix in ("_same_epochs", "_split_budget")}
+    assert set(doc["runs"]) == {"us3l", "naive_simsiam", *singles, *extra}
     assert all(doc["runs"][f"{s}_same_epochs"]["epochs"] == doc["runs"]["us3l"]["epochs"] for s in singles)
+    assert all(doc["runs"][f"{s}_split_budget"]["epochs"] <= doc["runs"][s]["epochs"] for s in singles)
+    assert {r["method"] for r in doc["results"]} >= {"single_split_budget", "single_same_epochs"}
     assert all(r["train_cpu_seconds"] > 0 and r["status"] == "completed" for r in doc["runs"].values())
     naive = doc["runs"]["naive_simsiam"]["config"]
     assert (naive["schedule"], naive["regularizer"], naive["weight_decay"]) == ("none", False, 5e-4)
