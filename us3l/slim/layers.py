@@ -476,7 +476,7 @@ class SlimBatchNorm2d(SlimModule):
                 mean, var, momentum = running[0], running[1], self.momentum
             else:
                 mean, var, momentum = None, None, 0.0
-            groups = d["batch_groups"]
+            groups = d.get("batch_groups", 1)
             if groups == 1:
                 if running is not None:
                     self.num_batches_tracked.add_(1)
