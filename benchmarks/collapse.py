@@ -13,7 +13,11 @@ for every run):
 - beside the claim, ``single`` at the same widths for as many epochs as us3l (``*_same_epochs``, the paper's
   comparison; ``--no-same-epochs`` skips it) and for ``T / n`` each, n the number of single widths
   (``*_split_budget``: one run per width with the us3l run's time split over them, what getting these widths
-  costs without a slimmable network; ``--no-split-budget`` skips it).
+  costs without a slimmable network; ``--no-split-budget`` skips it);
+- beside the collapse check, ``naive_simsiam_one_width``: the same naive recipe at width 1 only (no sub-widths,
+  no inplace distillation) for as many epochs as naive_simsiam, so that naive_simsiam's width-1 network minus it
+  is what slimming SimSiam naively costs, apart from what SimSiam itself learns here (``--no-naive-control``
+  skips it).
 
 **Equal-time rule.** Every training run gets the same *CPU* time of training ``T`` (the sum of its epochs'
 ``cpu_seconds`` in ``metrics.jsonl``: process CPU time, one torch thread per process; monitors and checkpoint
@@ -99,6 +103,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-split-budget", dest="split_budget", action="store_false",
                    help="skip the singles that share the us3l run's time over the single widths (train once for "
                         "every width vs. one run per width with the same total time)")
+    p.add_argument("--no-naive-control", dest="naive_control", action="store_false",
+                   help="skip the naive recipe trained at width 1 only for as many epochs as naive_simsiam (what "
+                        "SimSiam learns here without the slimmable network)")
     p.add_argument("--us3l-epochs", type=int, default=None, help="fix the us3l epochs instead of the budget rule")
     p.add_argument("--us3l-stage1", type=float, default=None, metavar="F",
                    help="share of the us3l run's epochs in schedule A's first stage, full width only (config key "
@@ -187,6 +194,7 @@ def us3l_epochs(share_s: float, t_full_only: float, t_sandwich: float, stage1: f
 
 
 SPLIT_SUFFIX = "_split_budget"
+NAIVE_CONTROL = "naive_simsiam_one_width"  # run name and results label of the naive recipe at width 1 only
 
 
 def run_label(name: str, method: str) -> str:
@@ -195,6 +203,8 @@ def run_label(name: str, method: str) -> str:
         return "single_same_epochs"
     if name.endswith(SPLIT_SUFFIX):
         return "single_split_budget"
+    if name == NAIVE_CONTROL:
+        return NAIVE_CONTROL
     return method
 
 
@@ -268,7 +278,7 @@ def base_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, single_width: float | None,
-                probe: bool = False) -> Any:
+                probe: bool = False, extra: dict[str, Any] | None = None) -> Any:
     from us3l.train.config import resolve_config
 
     over = {**base_overrides(args), "method": method, "epochs": epochs, "out": str(out), "save_every": epochs}
@@ -283,6 +293,7 @@ def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, s
             over["schedule"] = "none"
     elif method == "us3l":
         over["schedule_stage1"] = args.us3l_stage1
+    over.update(extra or {})
     return resolve_config(None, over)
 
 
@@ -401,6 +412,11 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
     # share together, spread over the slots
     extra = sum(probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs) if t_us3l else 0.0
     extra += 1.0 if split and t_us3l else 0.0
+    # the naive recipe at width 1 only costs about a single_w1 epoch per epoch, for naive_simsiam's epochs
+    control = args.naive_control and "naive_simsiam" in probes
+    if control and t_us3l:
+        one = probes.get("single_w1", probes["naive_simsiam"])["epoch_cpu_seconds"]
+        extra += one / max(probes["naive_simsiam"]["epoch_cpu_seconds"], 1e-9)
     share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / (rounds + extra / args.jobs)
     if t_full is None or t_sandwich is None:  # no us3l probe: --us3l-epochs was given
         e_us3l, target = args.us3l_epochs or min_us3l_epochs(stage1), None
@@ -432,10 +448,19 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         specs.append((name, "single", w))
         epochs = equal_time_epochs(target / len(split), probes[f"single_w{w:g}"]["epoch_cpu_seconds"])
         tasks.append((name, make_config(args, "single", epochs, out / name, w)))
+    # what SimSiam with the naive recipe learns here without the slimmable network: one width (1), no sub-width
+    # distillation, as many epochs as naive_simsiam; naive_simsiam - this = what slimming it naively costs
+    naive_task = next((cfg for name, cfg in tasks if name == "naive_simsiam"), None)
+    if control and naive_task is not None:
+        specs.append((NAIVE_CONTROL, "naive_simsiam", None))
+        tasks.append((NAIVE_CONTROL, make_config(args, "naive_simsiam", naive_task.epochs, out / NAIVE_CONTROL,
+                                                 None, extra={"num_samples": 1, "knn_widths": [1.0]})))
     runs = run_parallel(args.jobs, tasks, log)
     for (name, method, sw), (_, cfg) in zip(specs, tasks, strict=True):
         runs[name].update(method=method, single_width=sw, run_dir=str(out / name), config=cfg.to_dict(),
                           label=run_label(name, method))
+        if name == NAIVE_CONTROL:
+            runs[name]["eval_widths"] = [1.0]
     actual = runs["us3l"]["train_cpu_seconds"]
     for info in runs.values():
         info["cpu_ratio_to_us3l"] = round(info["train_cpu_seconds"] / actual, 3) if actual else None
@@ -508,7 +533,7 @@ def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log:
         t0 = time.perf_counter()
         try:
             loaded = open_checkpoint(info["run_dir"])
-            ws = [info["single_width"]] if info["single_width"] is not None else widths
+            ws = info.get("eval_widths") or ([info["single_width"]] if info["single_width"] is not None else widths)
             doc = evaluate_checkpoint(loaded, args.data, ws, eval_settings(args, baselines=name == "us3l"))
         except US3LError as exc:
             info["eval_error"] = str(exc)
@@ -579,7 +604,15 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
                         "claimed": any(abs(w - c) < 1e-9 for c in CLAIM_WIDTHS)})
         return out
 
+    plain, naive1 = find(NAIVE_CONTROL, 1.0), find("naive_simsiam", 1.0)
+    control = None
+    if plain and naive1 and plain["knn_top1"] is not None and naive1["knn_top1"] is not None:
+        a, b = naive1["knn_top1_ci"], plain["knn_top1_ci"]
+        control = {"width": 1.0, "naive_simsiam": naive1["knn_top1"], "one_width": plain["knn_top1"],
+                   "diff_points": round(100.0 * (naive1["knn_top1"] - plain["knn_top1"]), 2),
+                   "intervals_overlap": None if not (a and b) else bool(a[0] <= b[1] and b[0] <= a[1])}
     return {
+        "naive_vs_one_width": control,
         "naive_collapsed_widths": [r["width"] for r in naive if r["collapsed"]],
         "naive_widths": [r["width"] for r in naive],
         "naive_at_random_init_widths": [r["width"] for r in naive if _overlaps(r["knn_top1_ci"], (random_init or {})
@@ -713,6 +746,8 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     for name, r in runs.items():
         c = r.get("config") or {}
         schedule = "fixed width" if r.get("method") == "single" else f"schedule {c.get('schedule')}"
+        if r.get("method") != "single" and c.get("num_samples") == 1:
+            schedule = "width 1 only"
         if c.get("schedule") == "A" and c.get("schedule_stage1", REFERENCE_STAGE1) != REFERENCE_STAGE1:
             schedule += f" (stage 1: {c['schedule_stage1']:g} of the epochs)"
         recipe = (f"lr {c.get('lr')}, wd {c.get('weight_decay')}, {schedule}, "
@@ -756,6 +791,11 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         lines.append(f"- naive_simsiam's kNN interval overlaps the random-init network's at {len(at_rand)} of "
                      f"{len(nw)} widths" + (f" ({', '.join(f'{w:g}' for w in at_rand)})" if at_rand else "")
                      + " (not the collapse criterion: a network no better than untrained)")
+    ctl = v.get("naive_vs_one_width")
+    if ctl:
+        lines.append(f"- naive_simsiam at width 1 against the same recipe trained at width 1 only, same epochs "
+                     f"({NAIVE_CONTROL}): {ctl['diff_points']:+.1f} points{_overlap(ctl)} (what slimming SimSiam "
+                     "naively costs its full-width network here)")
     for c in v["us3l_vs_single"]:
         ok = "yes" if c["within"] else "**no**"
         took = _time_share(runs, c["width"])

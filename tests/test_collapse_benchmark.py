@@ -59,6 +59,7 @@ def _doc() -> dict[str, Any]:
         _row("single", 0.5, 0.61, [0.58, 0.64], False),
         _row("single", 0.25, 0.63, [0.60, 0.66], False),
         _row("single_split_budget", 0.5, 0.50, [0.47, 0.53], False),
+        _row(cb.NAIVE_CONTROL, 1.0, 0.30, [0.27, 0.33], False),
     ]
     cfg = {"lr": 0.05, "weight_decay": 5e-4, "schedule": "none", "regularizer": False}
     return {
@@ -77,7 +78,10 @@ def _doc() -> dict[str, Any]:
                                    "status": "completed", "config": cfg},
                  "single_w0.5_split_budget": {"method": "single", "label": "single_split_budget", "epochs_done": 5,
                                               "train_seconds": 60.0, "status": "completed", "config": cfg,
-                                              "cpu_ratio_to_us3l": 0.26}},
+                                              "cpu_ratio_to_us3l": 0.26},
+                 cb.NAIVE_CONTROL: {"method": "naive_simsiam", "label": cb.NAIVE_CONTROL, "epochs_done": 9,
+                                    "train_seconds": 90.0, "status": "completed",
+                                    "config": {**cfg, "num_samples": 1}}},
         "results": rows,
         "baselines": {"random_init": {"1": {"knn_top1": 0.2, "knn_top1_ci": [0.18, 0.23]}},
                       "raw_pixels": {"knn_top1": 0.25, "knn_top1_ci": [0.22, 0.28]}},
@@ -100,6 +104,13 @@ def test_verdict_reads_the_rows() -> None:
     assert cb.run_label("single_w0.5_split_budget", "single") == "single_split_budget"
     assert cb.run_label("single_w1_same_epochs", "single") == "single_same_epochs"
     assert cb.run_label("single_w1", "single") == "single"
+    # the naive recipe at width 1 only: naive_simsiam's width-1 network against it, same epochs
+    ctl = v["naive_vs_one_width"]
+    assert ctl["diff_points"] == pytest.approx(-19.0) and ctl["intervals_overlap"] is False
+    assert cb.run_label(cb.NAIVE_CONTROL, "naive_simsiam") == cb.NAIVE_CONTROL
+    assert v["naive_widths"] == [1.0, 0.5]  # the control is not one of naive_simsiam's widths
+    assert cb.verdict([r for r in _doc()["results"] if r["method"] != cb.NAIVE_CONTROL], [0.5])[
+        "naive_vs_one_width"] is None
 
 
 def test_docs_section_is_generated_between_markers(tmp_path: Path) -> None:
@@ -119,6 +130,9 @@ def test_docs_section_is_generated_between_markers(tmp_path: Path) -> None:
     assert "same training time: us3l − single = -8.0 points" in body and "Raw-pixel kNN: 25.0 [22.0, 28.0] %" in body
     assert "each of the 1 widths trained alone with 1/1 of the us3l run's time (together 0.26x" in body
     assert "- width 0.5, time split over the widths: us3l − single = +10.0 points, intervals do not overlap" in body
+    assert (f"- naive_simsiam at width 1 against the same recipe trained at width 1 only, same epochs "
+            f"({cb.NAIVE_CONTROL}): -19.0 points, intervals do not overlap") in body
+    assert f"| {cb.NAIVE_CONTROL} | 9 | 90.0 | 90.0 | lr 0.05, wd 0.0005, width 1 only, regularizer off |" in body
     # idempotent: rendering again gives the same file
     assert cb.main(["--render", str(res), "--docs", str(md)]) == 0
     assert md.read_text(encoding="utf-8") == text
@@ -158,7 +172,11 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert doc["kind"] == "collapse_benchmark"
     singles = {f"single_w{w}" for w in ("0.25", "0.5", "0.75", "1")}
     extra = {f"{s}{suffix}" for s in singles for suffix in ("_same_epochs", "_split_budget")}
-    assert set(doc["runs"]) == {"us3l", "naive_simsiam", *singles, *extra}
+    assert set(doc["runs"]) == {"us3l", "naive_simsiam", *singles, *extra, cb.NAIVE_CONTROL}
+    control = doc["runs"][cb.NAIVE_CONTROL]
+    assert control["epochs"] == doc["runs"]["naive_simsiam"]["epochs"] and control["config"]["num_samples"] == 1
+    assert [r["width"] for r in doc["results"] if r["method"] == cb.NAIVE_CONTROL] == [1.0]
+    assert doc["verdict"]["naive_vs_one_width"] is not None
     assert all(doc["runs"][f"{s}_same_epochs"]["epochs"] == doc["runs"]["us3l"]["epochs"] for s in singles)
     assert all(doc["runs"][f"{s}_split_budget"]["epochs"] <= doc["runs"][s]["epochs"] for s in singles)
     assert {r["method"] for r in doc["results"]} >= {"single_split_budget", "single_same_epochs"}
