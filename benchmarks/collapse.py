@@ -595,10 +595,7 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
             if u is None or s is None or u["knn_top1"] is None or s["knn_top1"] is None:
                 continue
             diff = round(100.0 * (u["knn_top1"] - s["knn_top1"]), 6)
-            overlap = None
-            if u["knn_top1_ci"] and s["knn_top1_ci"]:
-                overlap = bool(u["knn_top1_ci"][0] <= s["knn_top1_ci"][1]
-                               and s["knn_top1_ci"][0] <= u["knn_top1_ci"][1])
+            overlap = intervals_overlap(u["knn_top1_ci"], s["knn_top1_ci"])
             out.append({"width": w, "us3l": u["knn_top1"], "single": s["knn_top1"], "diff_points": round(diff, 2),
                         "within": diff >= -WITHIN_POINTS, "intervals_overlap": overlap,
                         "claimed": any(abs(w - c) < 1e-9 for c in CLAIM_WIDTHS)})
@@ -607,10 +604,9 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
     plain, naive1 = find(NAIVE_CONTROL, 1.0), find("naive_simsiam", 1.0)
     control = None
     if plain and naive1 and plain["knn_top1"] is not None and naive1["knn_top1"] is not None:
-        a, b = naive1["knn_top1_ci"], plain["knn_top1_ci"]
         control = {"width": 1.0, "naive_simsiam": naive1["knn_top1"], "one_width": plain["knn_top1"],
                    "diff_points": round(100.0 * (naive1["knn_top1"] - plain["knn_top1"]), 2),
-                   "intervals_overlap": None if not (a and b) else bool(a[0] <= b[1] and b[0] <= a[1])}
+                   "intervals_overlap": intervals_overlap(naive1["knn_top1_ci"], plain["knn_top1_ci"])}
     return {
         "naive_vs_one_width": control,
         "naive_collapsed_widths": [r["width"] for r in naive if r["collapsed"]],
@@ -628,9 +624,13 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
 # ------------------------------------------------------------------------------------------ provenance
 
 
+def intervals_overlap(a: Sequence[float] | None, b: Sequence[float] | None) -> bool | None:
+    """Whether two intervals share a point; None when either is missing."""
+    return bool(a[0] <= b[1] and b[0] <= a[1]) if a and b else None
+
+
 def _overlaps(ci: Sequence[float] | None, base: dict[str, Any] | None) -> bool:
-    other = (base or {}).get("knn_top1_ci")
-    return bool(ci and other and ci[0] <= other[1] and other[0] <= ci[1])
+    return bool(intervals_overlap(ci, (base or {}).get("knn_top1_ci")))
 
 
 def machine() -> dict[str, Any]:
