@@ -520,7 +520,10 @@ def _interval(row: dict[str, Any], num_test: int | None) -> list[float] | None:
     return wilson_interval(float(row["knn_top1"]), int(num_test))
 
 
-def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log: Log) -> dict[str, Any]:
+def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log: Log,
+                 baseline_run: str = "us3l") -> dict[str, Any]:
+    """Evaluate every run (kNN per width, Wilson intervals, collapse indicators); the random-init and raw-pixel
+    baselines are measured once, with ``baseline_run``'s architecture."""
     from us3l.errors import US3LError
     from us3l.eval.accuracy import save_accuracy
     from us3l.eval.runner import evaluate_checkpoint, open_checkpoint
@@ -534,7 +537,7 @@ def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log:
         try:
             loaded = open_checkpoint(info["run_dir"])
             ws = info.get("eval_widths") or ([info["single_width"]] if info["single_width"] is not None else widths)
-            doc = evaluate_checkpoint(loaded, args.data, ws, eval_settings(args, baselines=name == "us3l"))
+            doc = evaluate_checkpoint(loaded, args.data, ws, eval_settings(args, baselines=name == baseline_run))
         except US3LError as exc:
             info["eval_error"] = str(exc)
             log(f"[{name}] not evaluated: {exc}")

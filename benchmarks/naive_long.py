@@ -1,0 +1,301 @@
+"""Naive SimSiam on a universally slimmable network, trained far beyond the collapse benchmark's budget.
+
+``benchmarks/collapse.py`` fits every run into 30 minutes, so naive SimSiam gets about 40-70 epochs there. This
+script asks what happens with several times that: it trains, with the same library code and the packaged
+default config (``--set key=value`` changes a setting for both runs),
+
+- ``naive_simsiam``: SimSiam + US-Nets inplace distillation with the reference's naive recipe (sandwich rule,
+  3 widths per batch, no schedule, no regularizer, wd 5e-4, lr 0.05);
+- ``naive_simsiam_one_width``: the same recipe at width 1 only (no sub-widths, no distillation),
+
+for the same number of epochs (``--epochs``, default 300; about 50 and 20 CPU minutes on this 2-core machine,
+run side by side), with the training monitor every ``--curve-every`` epochs. Both are then BN-recalibrated and
+evaluated like ``us3l eval`` (kNN, k capped by the data, 95 % Wilson intervals, random-init and raw-pixel
+baselines). The difference at width 1 is what naive slimming costs SimSiam; a width counts as collapsed by the
+collapse benchmark's criterion (an embedding std below 0.1, or a kNN interval containing chance).
+
+Writes ``OUT/naive_long.json`` (kind "naive_long_benchmark", schema 1) and regenerates the section of
+docs/evaluation.md between ``<!-- naive-long:begin -->`` and ``<!-- naive-long:end -->`` (``--docs PATH``,
+``--no-docs``; ``--render JSON`` re-renders from a result). ``--reuse`` evaluates run folders already in OUT
+instead of training them again, after checking that their recorded config is the one this command would train.
+
+Usage::
+
+    python benchmarks/naive_long.py                          # ~50 min on 2 cores; updates docs/evaluation.md
+    python benchmarks/naive_long.py --quick --out /tmp/nl    # smoke run (~1 min), does not touch the docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_KIND = "naive_long_benchmark"
+BENCH_SCHEMA = 1
+BEGIN = "<!-- naive-long:begin -->"
+END = "<!-- naive-long:end -->"
+DOCS = ROOT / "docs" / "evaluation.md"
+NAIVE = "naive_simsiam"
+# config keys that do not change what a run trains (where it writes, how it reports, how often it saves)
+NOT_TRAINING = frozenset({"out", "quiet", "json", "save_every", "knn_every", "threads", "num_workers"})
+
+
+def _collapse_module() -> Any:
+    """benchmarks/collapse.py, whose run, evaluation and rendering helpers this script shares."""
+    name = "us3l_bench_collapse"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "collapse.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+cb = _collapse_module()
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=None, help="epochs of both runs (default 300; --quick: 2)")
+    p.add_argument("--curve-every", type=int, default=None, metavar="K",
+                   help="training-monitor kNN every K epochs (default 20; --quick: 1)")
+    p.add_argument("--out", default="runs/naive_long", help="folder for the runs and naive_long.json")
+    p.add_argument("--data", default="builtin", help="data spec of both runs (default: builtin)")
+    p.add_argument("--jobs", type=int, default=None, help="training processes at a time (default: min(2, cores))")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the config's)")
+    p.add_argument("--seed", type=int, default=None, help="seed of both runs (default: the config's)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key for both runs (YAML value), repeatable")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 epochs on 20 images per class, small heads")
+    p.add_argument("--reuse", action="store_true",
+                   help="evaluate the finished runs already in OUT (their config must match) instead of training")
+    p.add_argument("--docs", default=None, help=f"markdown file to update (default for full runs: {DOCS})")
+    p.add_argument("--no-docs", action="store_true", help="do not update any markdown file")
+    p.add_argument("--render", default=None, metavar="JSON", help="only re-render the docs from this result file")
+    args = p.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = 2 if args.quick else 300
+    if args.curve_every is None:
+        args.curve_every = 1 if args.quick else 20
+    if args.epochs < 1 or args.curve_every < 0:
+        p.error("--epochs must be >= 1 and --curve-every >= 0")
+    # the collapse benchmark's settings object, for its config, evaluation and subset helpers
+    shared = ["--data", args.data, "--curve-every", str(args.curve_every), "--out", args.out]
+    for flag, value in (("--jobs", args.jobs), ("--threads", args.threads), ("--seed", args.seed)):
+        if value is not None:
+            shared += [flag, str(value)]
+    shared += [x for s in args.sets for x in ("--set", s)]
+    args.collapse = cb.parse_args(shared + (["--quick"] if args.quick else []))
+    return args
+
+
+def run_tasks(args: argparse.Namespace, out: Path) -> list[tuple[str, Any]]:
+    """(run name, resolved config) of the two runs: the slimmed naive recipe and its width-1-only control."""
+    ca = args.collapse
+    return [
+        (NAIVE, cb.make_config(ca, NAIVE, args.epochs, out / NAIVE, None)),
+        (cb.NAIVE_CONTROL, cb.make_config(ca, NAIVE, args.epochs, out / cb.NAIVE_CONTROL, None,
+                                          extra={"num_samples": 1, "knn_widths": [1.0]})),
+    ]
+
+
+def config_mismatch(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The training settings in which a finished run's recorded config differs from the wanted one."""
+    keys = (set(recorded) | set(wanted)) - NOT_TRAINING
+    return sorted(k for k in keys if recorded.get(k) != wanted.get(k))
+
+
+def reuse_run(cfg: Any) -> dict[str, Any]:
+    """The numbers ``collapse.train`` reports, read from a finished run folder whose config matches ``cfg``."""
+    import yaml
+
+    from us3l.errors import US3LError
+
+    out = Path(cfg.out)
+    cfg_path, ckpt = out / "config.yaml", out / "checkpoint.safetensors"
+    if not (cfg_path.is_file() and ckpt.is_file()):
+        raise US3LError(f"--reuse: {out} has no finished run (config.yaml and checkpoint.safetensors)")
+    recorded = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    wanted = cfg.to_dict()
+    diff = config_mismatch(recorded, wanted)
+    if diff:
+        shown = ", ".join(f"{k}: {recorded.get(k)!r} != {wanted.get(k)!r}" for k in diff[:4])
+        raise US3LError(f"--reuse: {out} was trained with other settings ({shown})")
+    curve = cb.monitor_curve(out)
+    done = sum(1 for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
+    if done != cfg.epochs:
+        raise US3LError(f"--reuse: {out} recorded {done} of {cfg.epochs} epochs")
+    train_s, cpu_s = cb.epoch_seconds(out)
+    last = curve[-1] if curve else {}
+    return {"epochs": cfg.epochs, "train_seconds": round(train_s, 1), "train_cpu_seconds": round(cpu_s, 1),
+            "wall_seconds": None, "curve": curve if cfg.knn_every else [], "status": "reused", "message": "",
+            "epochs_done": done, "monitor_knn": last.get("knn_top1", {}), "monitor_std": last.get("collapse_std", {})}
+
+
+def summarize(rows: list[dict[str, Any]], random_init: dict[str, Any]) -> dict[str, Any]:
+    """naive_simsiam against its one-width control at width 1 and against the random-init network per width."""
+    def find(method: str, w: float) -> dict[str, Any] | None:
+        return next((r for r in rows if r["method"] == method and r["width"] == w), None)
+
+    out: dict[str, Any] = {"collapsed_widths": [r["width"] for r in rows if r["method"] == NAIVE and r["collapsed"]],
+                           "vs_random_init": []}
+    naive1, ctl = find(NAIVE, 1.0), find(cb.NAIVE_CONTROL, 1.0)
+    if naive1 and ctl and naive1["knn_top1"] is not None and ctl["knn_top1"] is not None:
+        out["naive_vs_one_width"] = {
+            "naive_simsiam": naive1["knn_top1"], "one_width": ctl["knn_top1"],
+            "diff_points": round(100.0 * (naive1["knn_top1"] - ctl["knn_top1"]), 2),
+            "intervals_overlap": cb.intervals_overlap(naive1["knn_top1_ci"], ctl["knn_top1_ci"])}
+    for r in sorted(rows, key=lambda r: -r["width"]):
+        base = random_init.get(f"{r['width']:g}")
+        if r["method"] != NAIVE or not base or r["knn_top1"] is None:
+            continue
+        out["vs_random_init"].append({
+            "width": r["width"], "diff_points": round(100.0 * (r["knn_top1"] - base["knn_top1"]), 2),
+            "intervals_overlap": cb.intervals_overlap(r["knn_top1_ci"], base.get("knn_top1_ci"))})
+    return out
+
+
+def render_markdown(doc: dict[str, Any], json_path: str) -> str:
+    """The docs section for one result document (everything in it comes from ``doc``)."""
+    data, runs, s, git = doc["data"], doc["runs"], doc["summary"], doc["git"]
+    ri, raw = doc["baselines"]["random_init"], doc["baselines"].get("raw_pixels")
+    dirty = " (uncommitted changes)" if git.get("dirty") else ""
+    lines = [
+        f"Generated by `{doc['command']}` on {doc['date']}, commit `{(git.get('commit') or '?')[:7]}`{dirty}; "
+        f"raw output [{Path(json_path).name}]({json_path}). Data: {data.get('name')} "
+        f"({data.get('num_classes')} classes, {data.get('num_train')} training / {data.get('num_test')} test "
+        f"images, {data.get('input_size')} px); chance {cb._pct(data.get('chance'))} %.",
+        "",
+        "| run | epochs | CPU s of training | status |",
+        "|---|---|---|---|",
+    ]
+    for name, r in runs.items():
+        lines.append(f"| {name} | {r['epochs_done']} | {r['train_cpu_seconds']:.0f} | {r['status']} |")
+    lines += ["", "| width | naive_simsiam | naive_simsiam_one_width | random init "
+                  "| backbone std (naive / one width) |", "|---|---|---|---|---|"]
+    rows = doc["results"]
+    for w in sorted({r["width"] for r in rows}, reverse=True):
+        nv = next((r for r in rows if r["method"] == NAIVE and r["width"] == w), None)
+        ct = next((r for r in rows if r["method"] == cb.NAIVE_CONTROL and r["width"] == w), None)
+        base = ri.get(f"{w:g}") or {}
+
+        def cell(r: dict[str, Any] | None) -> str:
+            return "–" if r is None else f"{cb._pct(r['knn_top1'])}{cb._ci(r['knn_top1_ci'])}"
+
+        stds = " / ".join(cb._std(None if r is None else r["embedding_std"]) for r in (nv, ct))
+        lines.append(f"| {w:g} | {cell(nv)} | {cell(ct)} | {cb._pct(base.get('knn_top1'))}"
+                     f"{cb._ci(base.get('knn_top1_ci'))} | {stds} |")
+    if raw:
+        lines += ["", f"Raw pixels (same kNN): {cb._pct(raw.get('knn_top1'))}{cb._ci(raw.get('knn_top1_ci'))} %."]
+    lines.append("")
+    ctl = s.get("naive_vs_one_width")
+    if ctl:
+        lines.append(f"- naive_simsiam − naive_simsiam_one_width at width 1: {ctl['diff_points']:+.1f} points"
+                     f"{cb._overlap(ctl)} (what slimming SimSiam naively costs after {doc['epochs']} epochs).")
+    vs = s.get("vs_random_init") or []
+    if vs:
+        parts = ", ".join(f"{v['width']:g}: {v['diff_points']:+.1f}" + (" (overlap)" if v["intervals_overlap"] else "")
+                          for v in vs)
+        lines.append(f"- naive_simsiam − random init, points per width: {parts}.")
+    cw = s.get("collapsed_widths") or []
+    lines.append("- Collapsed (embedding std < 0.1 or kNN interval containing chance): "
+                 + (", ".join(f"{w:g}" for w in cw) if cw else "no width") + ".")
+    lines += cb.render_curves(runs)
+    return "\n".join(lines) + "\n"
+
+
+def update_docs(path: Path, section: str) -> None:
+    """Replace the text between this script's markers in ``path`` with ``section`` (atomic write)."""
+    from us3l.errors import US3LError
+    from us3l.io import atomic_write_text
+
+    if not path.is_file():
+        raise US3LError(f"{path} is not a file: --docs names the markdown file whose naive-long section to regenerate")
+    text = path.read_text(encoding="utf-8")
+    i, j = text.find(BEGIN), text.find(END)
+    if i < 0 or j < i:
+        raise US3LError(f"{path} has no '{BEGIN}' ... '{END}' markers to regenerate")
+    atomic_write_text(path, text[: i + len(BEGIN)] + "\n" + section.rstrip() + "\n" + text[j:])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from us3l.errors import US3LError
+    from us3l.io import atomic_write_json, header, read_json
+
+    cli = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(cli)
+    docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else DOCS)
+    try:
+        if args.render:
+            doc = read_json(args.render, "naive-long result")
+            if docs is None:
+                raise US3LError("--render needs a markdown file to update (--docs PATH or the default)")
+            update_docs(docs, render_markdown(doc, cb._display_path(Path(args.render))))
+            print(f"updated {docs}")
+            return 0
+        return _run(args, cli, docs, atomic_write_json, header)
+    except US3LError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_write_json: Any, header: Any) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ca = args.collapse
+
+    def log(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    if ca.subset is not None:
+        from us3l.train.config import resolve_config
+
+        size = resolve_config(None, cb.base_overrides(ca)).image_size
+        ca.data = cb.write_subset(ca.data, ca.subset, out / "_subset", size)
+    tasks = run_tasks(args, out)
+    runs = {name: reuse_run(cfg) for name, cfg in tasks} if args.reuse else cb.run_parallel(ca.jobs, tasks, log)
+    for name, cfg in tasks:
+        runs[name].update(method=NAIVE, single_width=None, run_dir=str(out / name), config=cfg.to_dict(),
+                          label=cb.run_label(name, NAIVE), eval_widths=[1.0] if name == cb.NAIVE_CONTROL else None)
+    t_train = time.perf_counter()
+    ev = cb.evaluate_all(ca, runs, log, baseline_run=NAIVE)
+    t_end = time.perf_counter()
+    doc = header(BENCH_KIND, BENCH_SCHEMA)
+    doc.update(
+        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        command=f"python benchmarks/naive_long.py {shlex.join(cli)}".strip(),
+        git=cb.git_commit(),
+        machine={**cb.machine(), "torch_threads": runs[NAIVE]["config"].get("threads")},
+        epochs=args.epochs,
+        data=ev["data"],
+        runs=runs,
+        results=ev["rows"],
+        baselines=ev["baselines"],
+        summary=summarize(ev["rows"], ev["baselines"]["random_init"]),
+        seconds={"train": round(t_train - t0, 1), "eval": round(t_end - t_train, 1), "total": round(t_end - t0, 1)},
+    )
+    path = out / "naive_long.json"
+    atomic_write_json(path, doc)
+    section = render_markdown(doc, cb._display_path(path))
+    print(section)
+    if docs is not None:
+        update_docs(docs, section)
+        log(f"updated {docs}")
+    log(f"total {(t_end - t0) / 60:.1f} min; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
