@@ -304,7 +304,8 @@ def monitor_curve(run_dir: Path) -> list[dict[str, Any]]:
         return []
     recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [{"epoch": r["epoch"], "knn_top1": r["knn_top1"], "collapse_std": r.get("collapse_std", {}),
-             "loss_base": (r.get("loss") or {}).get("base")} for r in recs if r.get("knn_top1")]
+             "backbone_std": r.get("backbone_std", {}), "loss_base": (r.get("loss") or {}).get("base")}
+            for r in recs if r.get("knn_top1")]
 
 
 def epoch_seconds(run_dir: Path) -> tuple[float, float]:
@@ -680,23 +681,28 @@ def _std(v: float | None) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
 
-def render_curves(runs: dict[str, Any]) -> list[str]:
-    """The training monitor's kNN top-1 % per epoch of the runs that recorded a curve (batch-statistics BN,
-    the monitor's quick bank: a trend, not the evaluation above)."""
-    curves = {name: r["curve"] for name, r in runs.items() if len(r.get("curve") or []) > 1}
+CURVE_TITLE = ("Training monitor (kNN top-1 % during training, the monitor's own settings; a trend, not the "
+               "evaluation above):")
+
+
+def render_curves(runs: dict[str, Any], key: str = "knn_top1", title: str = CURVE_TITLE,
+                  fmt: Callable[[float], str] = lambda v: f"{100 * v:.1f}") -> list[str]:
+    """The training monitor's ``key`` per width and epoch (default: kNN top-1 %) of the runs that recorded a
+    curve (batch-statistics BN, the monitor's quick bank: a trend, not the evaluation)."""
+    curves = {name: r["curve"] for name, r in runs.items()
+              if len(r.get("curve") or []) > 1 and (r["curve"][-1].get(key) or {})}
     if not curves:
         return []
-    cols = [(name, w) for name, c in curves.items() for w in c[-1]["knn_top1"]]
+    cols = [(name, w) for name, c in curves.items() for w in c[-1][key]]
     epochs = sorted({p["epoch"] for c in curves.values() for p in c})
-    lines = ["", "Training monitor (kNN top-1 % during training, the monitor's own settings; a trend, not the "
-                 "evaluation above):", "",
+    lines = ["", title, "",
              "| epoch | " + " | ".join(f"{n} w{w}" for n, w in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for e in epochs:
         cells = []
         for name, w in cols:
             p = next((p for p in curves[name] if p["epoch"] == e), None)
-            v = None if p is None else p["knn_top1"].get(w)
-            cells.append("" if v is None else f"{100 * v:.1f}")
+            v = None if p is None else (p.get(key) or {}).get(w)
+            cells.append("" if v is None else fmt(v))
         lines.append(f"| {e} | " + " | ".join(cells) + " |")
     return lines
 

@@ -212,6 +212,8 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     lines.append("- Collapsed (embedding std < 0.1 or kNN interval containing chance): "
                  + (", ".join(f"{w:g}" for w in cw) if cw else "no width") + ".")
     lines += cb.render_curves(runs)
+    lines += cb.render_curves(runs, "backbone_std", "Training monitor, backbone std·√D of the L2-normalised features "
+                              "(≈1 spread, 0 collapsed; batch-statistics BN):", lambda v: f"{v:.2f}")
     return "\n".join(lines) + "\n"
 
 

@@ -25,7 +25,8 @@ def _doc() -> dict[str, Any]:
             _row("naive_simsiam_one_width", 1.0, 0.575, [0.544, 0.605], 0.55)]
     random_init = {"1": {"knn_top1": 0.205, "knn_top1_ci": [0.181, 0.231]},
                    "0.25": {"knn_top1": 0.155, "knn_top1_ci": [0.134, 0.179]}}
-    curve = [{"epoch": 20, "knn_top1": {"1": 0.26}}, {"epoch": 40, "knn_top1": {"1": 0.31}}]
+    curve = [{"epoch": 20, "knn_top1": {"1": 0.26}, "backbone_std": {"1": 0.41}},
+             {"epoch": 40, "knn_top1": {"1": 0.31}, "backbone_std": {"1": 0.33}}]
     runs = {"naive_simsiam": {"epochs_done": 300, "train_cpu_seconds": 2917.0, "status": "completed", "curve": curve},
             "naive_simsiam_one_width": {"epochs_done": 300, "train_cpu_seconds": 1147.0, "status": "reused",
                                         "curve": []}}
@@ -54,6 +55,10 @@ def test_docs_section_comes_from_the_document(tmp_path: Path) -> None:
     assert "at width 1: -27.5 points, intervals do not overlap (what slimming SimSiam naively costs after 300" in md
     assert "Collapsed (embedding std < 0.1 or kNN interval containing chance): 0.25." in md
     assert "| naive_simsiam_one_width | 300 | 1147 | reused |" in md and "| 40 | 31.0 |" in md
+    assert "| 40 | 0.33 |" in md and "backbone std·√D" in md  # the monitor's backbone indicator, when recorded
+    old_runs = {n: {**r, "curve": [{k: v for k, v in p.items() if k != "backbone_std"} for p in r["curve"]]}
+                for n, r in _doc()["runs"].items()}
+    assert "backbone std·√D" not in nl.render_markdown({**_doc(), "runs": old_runs}, "r.json")
     page = tmp_path / "e.md"
     page.write_text(f"intro\n{nl.BEGIN}\nold\n{nl.END}\nafter\n", encoding="utf-8")
     nl.update_docs(page, md)

@@ -17,6 +17,25 @@ def test_monitor_uses_a_stratified_bank_and_a_capped_k(tiny_cfg) -> None:
     # bank: 2 + 2 images (stratified), k = min(3, 2 // 2) = 1
     assert last["knn"] == {"k": 1, "k_requested": 3, "bank_size": 4, "bank_seed": 0}
     assert all(0.0 <= v <= 1.0 for v in last["knn_top1"].values())
+    # both collapse indicators, per width: the projector output's and the backbone features'
+    assert set(last["backbone_std"]) == set(last["collapse_std"]) == set(last["knn_top1"])
+    assert all(0.0 < v < 2.0 for v in last["backbone_std"].values())
+
+
+def test_collapse_warning_reads_the_lower_indicator() -> None:
+    from us3l.train.loop import _epoch_line, _lowest_std
+    from us3l.train.monitor import WidthReport, collapse_std
+
+    assert _lowest_std(WidthReport(1.0, 0.5, collapse_std=0.98, backbone_std=0.05)) == 0.05
+    assert _lowest_std(WidthReport(1.0, 0.5, collapse_std=0.03)) == 0.03  # no backbone reading
+    rec = {"epoch": 2, "lr": 0.1, "min_width": 0.25, "loss": {"base": -0.5}, "img_per_s": 10.0, "seconds": 1.0,
+           "knn_top1": {"1": 0.5}, "collapse_std": {"1": 0.98}, "backbone_std": {"1": 0.27}}
+    assert _epoch_line(rec).endswith("| knn 1:50.0 | std 1:0.98 | backbone std 1:0.27")
+    # the indicator: ~1 for spread rows, 0 for identical rows
+    import torch
+
+    assert collapse_std(torch.ones(8, 4)) == 0.0
+    assert 0.5 < collapse_std(torch.eye(16)) <= 1.0
 
 
 def test_monitor_batches_are_a_seeded_shuffle_of_class_sorted_folder_data(tiny_folder: Path) -> None:

@@ -381,15 +381,16 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
                 last_reports = _run_monitor(method, train_ds, test_ds, knn_widths, eval_tf, device, cfg)
                 record["knn_top1"] = {f"{r.width:g}": r.knn_top1 for r in last_reports}
                 record["collapse_std"] = {f"{r.width:g}": r.collapse_std for r in last_reports}
+                record["backbone_std"] = {f"{r.width:g}": r.backbone_std for r in last_reports}
                 if last_reports:  # how the kNN was taken (us3l.train.knn: capped k, stratified bank)
                     r0 = last_reports[0]
                     record["knn"] = {"k": r0.k, "k_requested": r0.k_requested, "bank_size": r0.bank_size,
                                      "bank_seed": r0.bank_seed}
-                collapsed = [r for r in last_reports if r.collapse_std < cfg.collapse_warn]
+                collapsed = [r for r in last_reports if _lowest_std(r) < cfg.collapse_warn]
                 if collapsed:
                     progress.warn(
                         "representation collapse suspected at width(s) "
-                        + ", ".join(f"{r.width:g} (std·√D={r.collapse_std:.3f})" for r in collapsed)
+                        + ", ".join(f"{r.width:g} (std·√D={_lowest_std(r):.3f})" for r in collapsed)
                     )
                     if cfg.collapse_stop:
                         result.status = "collapsed"
@@ -507,6 +508,12 @@ def _run_monitor(
     )
 
 
+def _lowest_std(report: Any) -> float:
+    """The lower of a monitor report's two collapse indicators (projector output, backbone features)."""
+    stds = [s for s in (report.collapse_std, report.backbone_std) if s is not None]
+    return min(stds)
+
+
 def _epoch_line(rec: dict[str, Any]) -> str:
     parts = [
         f"epoch {rec['epoch']}",
@@ -519,6 +526,8 @@ def _epoch_line(rec: dict[str, Any]) -> str:
     if "knn_top1" in rec:
         parts.append("knn " + " ".join(f"{w}:{a * 100:.1f}" for w, a in rec["knn_top1"].items()))
         parts.append("std " + " ".join(f"{w}:{s:.2f}" for w, s in rec["collapse_std"].items()))
+        if rec.get("backbone_std"):
+            parts.append("backbone std " + " ".join(f"{w}:{s:.2f}" for w, s in rec["backbone_std"].items()))
     return " | ".join(parts)
 
 

@@ -39,11 +39,14 @@ class WidthReport:
 
     width: float
     knn_top1: float
-    collapse_std: float
+    collapse_std: float  # of the projector output
     k: int | None = None
     k_requested: int | None = None
     bank_size: int | None = None
     bank_seed: int | None = None
+    #: the same indicator on the backbone features: a projector ending in ``BatchNorm1d(affine=False)`` (naive
+    #: SimSiam) rescales every output dimension to unit variance, which hides a collapse of the features under it
+    backbone_std: float | None = None
 
 
 @torch.no_grad()
@@ -101,7 +104,8 @@ def monitor(
     bank_seed: int = BANK_SEED,
 ) -> list[WidthReport]:
     """kNN top-1 on ``test_ds`` with a ``train_ds`` feature bank (a seeded stratified subset of ``max_train``
-    images when larger; k capped by ``effective_k``), and collapse std, at each width."""
+    images when larger; k capped by ``effective_k``), and the collapse std of the projector output and of the backbone
+    features, at each width."""
     bank_ds = bank_dataset(train_ds, max_train, bank_seed)
     capped = bank_ds is not train_ds
     k_used = effective_k(k, dataset_labels(bank_ds))
@@ -115,6 +119,7 @@ def monitor(
                 width=w,
                 knn_top1=top1,
                 collapse_std=collapse_std(zte),
+                backbone_std=collapse_std(fte),
                 k=k_used,
                 k_requested=k,
                 bank_size=len(bank_ds),  # type: ignore[arg-type]
