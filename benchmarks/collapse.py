@@ -854,6 +854,12 @@ def update_docs(path: Path, section: str) -> None:
     atomic_write_text(path, text[: i + len(BEGIN)] + "\n" + section.rstrip() + "\n" + text[j:])
 
 
+def log(msg: str) -> None:
+    """A timestamped progress line on stderr, written in one call (runs report from parallel threads)."""
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
+
+
 def _display_path(p: Path) -> str:
     try:
         return str(p.resolve().relative_to(ROOT))
@@ -888,9 +894,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_write_json: Any, header: Any) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
     runs, budget = train_all(args, out, log, t0)

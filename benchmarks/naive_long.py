@@ -257,9 +257,6 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     out.mkdir(parents=True, exist_ok=True)
     ca = args.collapse
 
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
     t0 = time.perf_counter()
     if ca.subset is not None:
         from us3l.train.config import resolve_config
@@ -267,12 +264,12 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
         size = resolve_config(None, cb.base_overrides(ca)).image_size
         ca.data = cb.write_subset(ca.data, ca.subset, out / "_subset", size)
     tasks = run_tasks(args, out)
-    runs = {name: reuse_run(cfg) for name, cfg in tasks} if args.reuse else cb.run_parallel(ca.jobs, tasks, log)
+    runs = {name: reuse_run(cfg) for name, cfg in tasks} if args.reuse else cb.run_parallel(ca.jobs, tasks, cb.log)
     for name, cfg in tasks:
         runs[name].update(method=NAIVE, single_width=None, run_dir=str(out / name), config=cfg.to_dict(),
                           label=cb.run_label(name, NAIVE), eval_widths=[1.0] if name == cb.NAIVE_CONTROL else None)
     t_train = time.perf_counter()
-    ev = cb.evaluate_all(ca, runs, log, baseline_run=NAIVE)
+    ev = cb.evaluate_all(ca, runs, cb.log, baseline_run=NAIVE)
     t_end = time.perf_counter()
     doc = header(BENCH_KIND, BENCH_SCHEMA)
     doc.update(
@@ -294,8 +291,8 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     print(section)
     if docs is not None:
         update_docs(docs, section)
-        log(f"updated {docs}")
-    log(f"total {(t_end - t0) / 60:.1f} min; wrote {path}")
+        cb.log(f"updated {docs}")
+    cb.log(f"total {(t_end - t0) / 60:.1f} min; wrote {path}")
     return 0
 
 
