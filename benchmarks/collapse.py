@@ -872,7 +872,7 @@ def _display_path(p: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from us3l.errors import US3LError
-    from us3l.io import atomic_write_json, header, read_json
+    from us3l.io import atomic_write_json, check_schema, header, read_json
 
     cli = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(cli)
@@ -880,6 +880,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.render:
             doc = read_json(args.render, "collapse result")
+            check_schema(doc, BENCH_KIND, BENCH_SCHEMA, args.render)
             if docs is None:
                 raise US3LError("--render needs a markdown file to update (--docs PATH or the default)")
             update_docs(docs, render_markdown(doc, _display_path(Path(args.render))))

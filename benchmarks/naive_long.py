@@ -233,7 +233,7 @@ def update_docs(path: Path, section: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from us3l.errors import US3LError
-    from us3l.io import atomic_write_json, header, read_json
+    from us3l.io import atomic_write_json, check_schema, header, read_json
 
     cli = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(cli)
@@ -241,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.render:
             doc = read_json(args.render, "naive-long result")
+            check_schema(doc, BENCH_KIND, BENCH_SCHEMA, args.render)
             if docs is None:
                 raise US3LError("--render needs a markdown file to update (--docs PATH or the default)")
             update_docs(docs, render_markdown(doc, cb._display_path(Path(args.render))))

@@ -128,3 +128,12 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert nl.main(["--quick", "--out", str(tmp_path), "--no-docs", "--reuse"]) == 0
     again = json.loads((tmp_path / "naive_long.json").read_text())
     assert {r["status"] for r in again["runs"].values()} == {"reused"}
+
+
+def test_render_rejects_another_benchmarks_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = ROOT / "docs" / "results" / "collapse.json"
+    page = tmp_path / "e.md"
+    page.write_text(f"{nl.BEGIN}\n{nl.END}\n", encoding="utf-8")
+    assert nl.main(["--render", str(other), "--docs", str(page)]) == 1
+    assert capsys.readouterr().err == f"error: {other} is not a us3l naive_long_benchmark file\n"
+    assert page.read_text(encoding="utf-8") == f"{nl.BEGIN}\n{nl.END}\n"
