@@ -117,7 +117,7 @@ def test_docs_section_is_generated_between_markers(tmp_path: Path) -> None:
     md = tmp_path / "evaluation.md"
     md.write_text(f"# Eval\n\nbefore\n\n{cb.BEGIN}\nold numbers\n{cb.END}\n\nafter\n", encoding="utf-8")
     res = tmp_path / "collapse.json"
-    res.write_text(json.dumps(_doc()), encoding="utf-8")
+    res.write_text(json.dumps({**_doc(), "kind": cb.BENCH_KIND, "schema_version": cb.BENCH_SCHEMA}), encoding="utf-8")
     assert cb.main(["--render", str(res), "--docs", str(md)]) == 0
     text = md.read_text(encoding="utf-8")
     assert text.startswith("# Eval\n\nbefore\n\n" + cb.BEGIN) and text.endswith(cb.END + "\n\nafter\n")

@@ -30,7 +30,8 @@ def _doc() -> dict[str, Any]:
     runs = {"naive_simsiam": {"epochs_done": 300, "train_cpu_seconds": 2917.0, "status": "completed", "curve": curve},
             "naive_simsiam_one_width": {"epochs_done": 300, "train_cpu_seconds": 1147.0, "status": "reused",
                                         "curve": []}}
-    return {"command": "python benchmarks/naive_long.py", "date": "2026-12-03 07:28 UTC", "epochs": 300,
+    return {"kind": nl.BENCH_KIND, "schema_version": nl.BENCH_SCHEMA,
+            "command": "python benchmarks/naive_long.py", "date": "2026-12-03 07:28 UTC", "epochs": 300,
             "git": {"commit": "abcdef0123", "dirty": False},
             "data": {"name": "builtin-shapes", "num_classes": 10, "num_train": 2000, "num_test": 1000,
                      "input_size": 16, "chance": 0.1},
