@@ -20,6 +20,12 @@ def test_monitor_uses_a_stratified_bank_and_a_capped_k(tiny_cfg) -> None:
     # both collapse indicators, per width: the projector output's and the backbone features'
     assert set(last["backbone_std"]) == set(last["collapse_std"]) == set(last["knn_top1"])
     assert all(0.0 < v < 2.0 for v in last["backbone_std"].values())
+    assert res.backbone_std == {float(w): v for w, v in last["backbone_std"].items()}
+    from us3l.train.loop import format_knn_table
+
+    table = format_knn_table(res).splitlines()
+    assert table[0] == "width  knn_top1  collapse_std  backbone_std" and len(table) == 1 + len(res.final_knn)
+    assert table[1].endswith(f"{res.backbone_std[max(res.final_knn)]:12.3f}")
 
 
 def test_collapse_warning_reads_the_lower_indicator() -> None:

@@ -138,6 +138,7 @@ def train_cmd(
                 "seconds": round(run.seconds, 1),
                 "knn_top1": {f"{w:g}": a for w, a in sorted(run.final_knn.items(), reverse=True)},
                 "collapse_std": {f"{w:g}": s for w, s in sorted(run.collapse_std.items(), reverse=True)},
+                "backbone_std": {f"{w:g}": s for w, s in sorted(run.backbone_std.items(), reverse=True)},
             }
         )
         return

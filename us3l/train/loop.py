@@ -45,7 +45,8 @@ class RunResult:
     final_knn: dict[float, float]
     status: str = "completed"  # completed | nan | collapsed
     epochs_done: int = 0
-    collapse_std: dict[float, float] = field(default_factory=dict)
+    collapse_std: dict[float, float] = field(default_factory=dict)  # projector output, per width
+    backbone_std: dict[float, float] = field(default_factory=dict)  # backbone features, per width
     seconds: float = 0.0
     message: str = ""
 
@@ -424,6 +425,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
     _check_replicas(method, info)
     result.final_knn = {r.width: r.knn_top1 for r in last_reports}
     result.collapse_std = {r.width: r.collapse_std for r in last_reports}
+    result.backbone_std = {r.width: r.backbone_std for r in last_reports if r.backbone_std is not None}
     result.seconds = time.perf_counter() - t_start
     barrier(info)
     return result
@@ -676,9 +678,10 @@ def _trim_metrics(run_dir: Path, start_epoch: int) -> None:
 
 def format_knn_table(result: RunResult) -> str:
     """A plain-text table of the final kNN accuracy per width."""
-    lines = ["width  knn_top1  collapse_std"]
+    lines = ["width  knn_top1  collapse_std  backbone_std"]
     for w in sorted(result.final_knn, reverse=True):
-        lines.append(f"{w:5.2f}  {result.final_knn[w] * 100:7.2f}%  {result.collapse_std.get(w, float('nan')):.3f}")
+        lines.append(f"{w:5.2f}  {result.final_knn[w] * 100:7.2f}%  {result.collapse_std.get(w, float('nan')):12.3f}"
+                     f"  {result.backbone_std.get(w, float('nan')):12.3f}")
     return "\n".join(lines)
 
 
