@@ -896,6 +896,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    git = git_commit()  # the code that trains, recorded before a long run lets the tree move on
     t0 = time.perf_counter()
     runs, budget = train_all(args, out, log, t0)
     t_train = time.perf_counter()
@@ -906,7 +907,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     doc.update(
         date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         command=f"python benchmarks/collapse.py {shlex.join(cli)}".strip(),
-        git=git_commit(),
+        git=git,
         machine={**machine(), "torch_threads": runs["us3l"]["config"].get("threads")},  # per training process
         settings={k: v for k, v in vars(args).items() if k != "render"},
         data=ev["data"],

@@ -258,6 +258,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     out.mkdir(parents=True, exist_ok=True)
     ca = args.collapse
 
+    git = cb.git_commit()  # the code that trains, recorded before a long run lets the tree move on
     t0 = time.perf_counter()
     if ca.subset is not None:
         from us3l.train.config import resolve_config
@@ -276,7 +277,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     doc.update(
         date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         command=f"python benchmarks/naive_long.py {shlex.join(cli)}".strip(),
-        git=cb.git_commit(),
+        git=git,
         machine={**cb.machine(), "torch_threads": runs[NAIVE]["config"].get("threads")},
         epochs=args.epochs,
         data=ev["data"],
