@@ -588,7 +588,7 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
     """The two claims of issue 10 item 5, computed from the rows (plus, beside the collapse criterion, the
     widths whose kNN interval overlaps the random-init network's: nothing learned that survives)."""
     def find(method: str, w: float) -> dict[str, Any] | None:
-        return next((r for r in rows if r["method"] == method and abs(r["width"] - w) < 1e-9), None)
+        return find_row(rows, method, w)
 
     naive = [r for r in rows if r["method"] == "naive_simsiam"]
     us3l = [r for r in rows if r["method"] == "us3l"]
@@ -605,14 +605,8 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
                         "claimed": any(abs(w - c) < 1e-9 for c in CLAIM_WIDTHS)})
         return out
 
-    plain, naive1 = find(NAIVE_CONTROL, 1.0), find("naive_simsiam", 1.0)
-    control = None
-    if plain and naive1 and plain["knn_top1"] is not None and naive1["knn_top1"] is not None:
-        control = {"width": 1.0, "naive_simsiam": naive1["knn_top1"], "one_width": plain["knn_top1"],
-                   "diff_points": round(100.0 * (naive1["knn_top1"] - plain["knn_top1"]), 2),
-                   "intervals_overlap": intervals_overlap(naive1["knn_top1_ci"], plain["knn_top1_ci"])}
     return {
-        "naive_vs_one_width": control,
+        "naive_vs_one_width": naive_vs_one_width(rows),
         "naive_collapsed_widths": [r["width"] for r in naive if r["collapsed"]],
         "naive_widths": [r["width"] for r in naive],
         "naive_at_random_init_widths": [r["width"] for r in naive if _overlaps(r["knn_top1_ci"], (random_init or {})
@@ -623,6 +617,21 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
         "us3l_vs_single_split_budget": compare("single_split_budget"),
         "within_points": WITHIN_POINTS,
     }
+
+
+def find_row(rows: list[dict[str, Any]], method: str, w: float) -> dict[str, Any] | None:
+    """The result row of ``method`` at width ``w``, if any."""
+    return next((r for r in rows if r["method"] == method and abs(r["width"] - w) < 1e-9), None)
+
+
+def naive_vs_one_width(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """naive_simsiam against the same recipe trained at width 1 only, at width 1: what naive slimming costs."""
+    plain, naive1 = find_row(rows, NAIVE_CONTROL, 1.0), find_row(rows, "naive_simsiam", 1.0)
+    if not (plain and naive1 and plain["knn_top1"] is not None and naive1["knn_top1"] is not None):
+        return None
+    return {"width": 1.0, "naive_simsiam": naive1["knn_top1"], "one_width": plain["knn_top1"],
+            "diff_points": round(100.0 * (naive1["knn_top1"] - plain["knn_top1"]), 2),
+            "intervals_overlap": intervals_overlap(naive1["knn_top1_ci"], plain["knn_top1_ci"])}
 
 
 # ------------------------------------------------------------------------------------------ provenance
@@ -840,18 +849,36 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     return "\n".join(lines)
 
 
-def update_docs(path: Path, section: str) -> None:
-    """Replace the text between the collapse markers of ``path`` with ``section`` (atomic write)."""
+def update_docs(path: Path, section: str, begin: str = BEGIN, end: str = END, name: str = "collapse") -> None:
+    """Replace the text between the ``begin`` and ``end`` markers of ``path`` (this script's by default; another
+    benchmark passes its own and its section's ``name``) with ``section`` (atomic write)."""
     from us3l.errors import US3LError
     from us3l.io import atomic_write_text
 
     if not path.is_file():
-        raise US3LError(f"{path} is not a file: --docs names the markdown file whose collapse section to regenerate")
+        raise US3LError(f"{path} is not a file: --docs names the markdown file whose {name} section to regenerate")
     text = path.read_text(encoding="utf-8")
-    i, j = text.find(BEGIN), text.find(END)
+    i, j = text.find(begin), text.find(end)
     if i < 0 or j < i:
-        raise US3LError(f"{path} has no '{BEGIN}' ... '{END}' markers to regenerate")
-    atomic_write_text(path, text[: i + len(BEGIN)] + "\n" + section.rstrip() + "\n" + text[j:])
+        raise US3LError(f"{path} has no '{begin}' ... '{end}' markers to regenerate")
+    atomic_write_text(path, text[: i + len(begin)] + "\n" + section.rstrip() + "\n" + text[j:])
+
+
+def rerender(result: str, docs: Path | None, kind: str, schema: int, what: str,
+             render: Callable[[dict[str, Any], str], str], begin: str = BEGIN, end: str = END,
+             name: str = "collapse") -> int:
+    """``--render``: regenerate the docs section from an existing result file of ``kind`` (``what`` names it
+    in errors)."""
+    from us3l.errors import US3LError
+    from us3l.io import check_schema, read_json
+
+    doc = read_json(result, what)
+    check_schema(doc, kind, schema, result)
+    if docs is None:
+        raise US3LError("--render needs a markdown file to update (--docs PATH or the default)")
+    update_docs(docs, render(doc, _display_path(Path(result))), begin, end, name)
+    print(f"updated {docs}")
+    return 0
 
 
 def log(msg: str) -> None:
@@ -872,20 +899,14 @@ def _display_path(p: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from us3l.errors import US3LError
-    from us3l.io import atomic_write_json, check_schema, header, read_json
+    from us3l.io import atomic_write_json, header
 
     cli = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(cli)
     docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else DOCS)
     try:
         if args.render:
-            doc = read_json(args.render, "collapse result")
-            check_schema(doc, BENCH_KIND, BENCH_SCHEMA, args.render)
-            if docs is None:
-                raise US3LError("--render needs a markdown file to update (--docs PATH or the default)")
-            update_docs(docs, render_markdown(doc, _display_path(Path(args.render))))
-            print(f"updated {docs}")
-            return 0
+            return rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "collapse result", render_markdown)
         return _run(args, cli, docs, atomic_write_json, header)
     except US3LError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -42,6 +42,7 @@ BENCH_KIND = "naive_long_benchmark"
 BENCH_SCHEMA = 1
 BEGIN = "<!-- naive-long:begin -->"
 END = "<!-- naive-long:end -->"
+SECTION = "naive-long"  # the section's name in error messages
 DOCS = ROOT / "docs" / "evaluation.md"
 NAIVE = "naive_simsiam"
 # config keys that do not change what a run trains (where it writes, how it reports, how often it saves)
@@ -144,17 +145,11 @@ def reuse_run(cfg: Any) -> dict[str, Any]:
 
 def summarize(rows: list[dict[str, Any]], random_init: dict[str, Any]) -> dict[str, Any]:
     """naive_simsiam against its one-width control at width 1 and against the random-init network per width."""
-    def find(method: str, w: float) -> dict[str, Any] | None:
-        return next((r for r in rows if r["method"] == method and r["width"] == w), None)
-
     out: dict[str, Any] = {"collapsed_widths": [r["width"] for r in rows if r["method"] == NAIVE and r["collapsed"]],
                            "vs_random_init": []}
-    naive1, ctl = find(NAIVE, 1.0), find(cb.NAIVE_CONTROL, 1.0)
-    if naive1 and ctl and naive1["knn_top1"] is not None and ctl["knn_top1"] is not None:
-        out["naive_vs_one_width"] = {
-            "naive_simsiam": naive1["knn_top1"], "one_width": ctl["knn_top1"],
-            "diff_points": round(100.0 * (naive1["knn_top1"] - ctl["knn_top1"]), 2),
-            "intervals_overlap": cb.intervals_overlap(naive1["knn_top1_ci"], ctl["knn_top1_ci"])}
+    control = cb.naive_vs_one_width(rows)
+    if control:
+        out["naive_vs_one_width"] = control
     for r in sorted(rows, key=lambda r: -r["width"]):
         base = random_init.get(f"{r['width']:g}")
         if r["method"] != NAIVE or not base or r["knn_top1"] is None:
@@ -186,8 +181,7 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
                   "| backbone std (naive / one width) |", "|---|---|---|---|---|"]
     rows = doc["results"]
     for w in sorted({r["width"] for r in rows}, reverse=True):
-        nv = next((r for r in rows if r["method"] == NAIVE and r["width"] == w), None)
-        ct = next((r for r in rows if r["method"] == cb.NAIVE_CONTROL and r["width"] == w), None)
+        nv, ct = cb.find_row(rows, NAIVE, w), cb.find_row(rows, cb.NAIVE_CONTROL, w)
         base = ri.get(f"{w:g}") or {}
 
         def cell(r: dict[str, Any] | None) -> str:
@@ -217,36 +211,17 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_docs(path: Path, section: str) -> None:
-    """Replace the text between this script's markers in ``path`` with ``section`` (atomic write)."""
-    from us3l.errors import US3LError
-    from us3l.io import atomic_write_text
-
-    if not path.is_file():
-        raise US3LError(f"{path} is not a file: --docs names the markdown file whose naive-long section to regenerate")
-    text = path.read_text(encoding="utf-8")
-    i, j = text.find(BEGIN), text.find(END)
-    if i < 0 or j < i:
-        raise US3LError(f"{path} has no '{BEGIN}' ... '{END}' markers to regenerate")
-    atomic_write_text(path, text[: i + len(BEGIN)] + "\n" + section.rstrip() + "\n" + text[j:])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from us3l.errors import US3LError
-    from us3l.io import atomic_write_json, check_schema, header, read_json
+    from us3l.io import atomic_write_json, header
 
     cli = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(cli)
     docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else DOCS)
     try:
         if args.render:
-            doc = read_json(args.render, "naive-long result")
-            check_schema(doc, BENCH_KIND, BENCH_SCHEMA, args.render)
-            if docs is None:
-                raise US3LError("--render needs a markdown file to update (--docs PATH or the default)")
-            update_docs(docs, render_markdown(doc, cb._display_path(Path(args.render))))
-            print(f"updated {docs}")
-            return 0
+            return cb.rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "naive-long result", render_markdown,
+                               BEGIN, END, SECTION)
         return _run(args, cli, docs, atomic_write_json, header)
     except US3LError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -292,7 +267,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     section = render_markdown(doc, cb._display_path(path))
     print(section)
     if docs is not None:
-        update_docs(docs, section)
+        cb.update_docs(docs, section, BEGIN, END, SECTION)
         cb.log(f"updated {docs}")
     cb.log(f"total {(t_end - t0) / 60:.1f} min; wrote {path}")
     return 0

@@ -62,7 +62,7 @@ def test_docs_section_comes_from_the_document(tmp_path: Path) -> None:
     assert "backbone std·√D" not in nl.render_markdown({**_doc(), "runs": old_runs}, "r.json")
     page = tmp_path / "e.md"
     page.write_text(f"intro\n{nl.BEGIN}\nold\n{nl.END}\nafter\n", encoding="utf-8")
-    nl.update_docs(page, md)
+    nl.cb.update_docs(page, md, nl.BEGIN, nl.END, nl.SECTION)  # collapse.py's, with this script's markers
     text = page.read_text(encoding="utf-8")
     assert "old" not in text and text.startswith("intro\n") and text.endswith(f"{nl.END}\nafter\n")
 

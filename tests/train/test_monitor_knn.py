@@ -29,11 +29,11 @@ def test_monitor_uses_a_stratified_bank_and_a_capped_k(tiny_cfg) -> None:
 
 
 def test_collapse_warning_reads_the_lower_indicator() -> None:
-    from us3l.train.loop import _epoch_line, _lowest_std
+    from us3l.train.loop import _epoch_line
     from us3l.train.monitor import WidthReport, collapse_std
 
-    assert _lowest_std(WidthReport(1.0, 0.5, collapse_std=0.98, backbone_std=0.05)) == 0.05
-    assert _lowest_std(WidthReport(1.0, 0.5, collapse_std=0.03)) == 0.03  # no backbone reading
+    assert WidthReport(1.0, 0.5, collapse_std=0.98, backbone_std=0.05).lowest_std == 0.05
+    assert WidthReport(1.0, 0.5, collapse_std=0.03).lowest_std == 0.03  # no backbone reading
     rec = {"epoch": 2, "lr": 0.1, "min_width": 0.25, "loss": {"base": -0.5}, "img_per_s": 10.0, "seconds": 1.0,
            "knn_top1": {"1": 0.5}, "collapse_std": {"1": 0.98}, "backbone_std": {"1": 0.27}}
     assert _epoch_line(rec).endswith("| knn 1:50.0 | std 1:0.98 | backbone std 1:0.27")

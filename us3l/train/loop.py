@@ -387,11 +387,11 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
                     r0 = last_reports[0]
                     record["knn"] = {"k": r0.k, "k_requested": r0.k_requested, "bank_size": r0.bank_size,
                                      "bank_seed": r0.bank_seed}
-                collapsed = [r for r in last_reports if _lowest_std(r) < cfg.collapse_warn]
+                collapsed = [r for r in last_reports if r.lowest_std < cfg.collapse_warn]
                 if collapsed:
                     progress.warn(
                         "representation collapse suspected at width(s) "
-                        + ", ".join(f"{r.width:g} (std·√D={_lowest_std(r):.3f})" for r in collapsed)
+                        + ", ".join(f"{r.width:g} (std·√D={r.lowest_std:.3f})" for r in collapsed)
                     )
                     if cfg.collapse_stop:
                         result.status = "collapsed"
@@ -508,12 +508,6 @@ def _run_monitor(
     return monitor(
         method, train_ds, test_ds, widths, tf, device, len(train_ds.classes), cfg.knn_k, cfg.knn_t, cfg.knn_max_train
     )
-
-
-def _lowest_std(report: Any) -> float:
-    """The lower of a monitor report's two collapse indicators (projector output, backbone features)."""
-    stds = [s for s in (report.collapse_std, report.backbone_std) if s is not None]
-    return min(stds)
 
 
 def _epoch_line(rec: dict[str, Any]) -> str:

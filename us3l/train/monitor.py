@@ -48,6 +48,11 @@ class WidthReport:
     #: SimSiam) rescales every output dimension to unit variance, which hides a collapse of the features under it
     backbone_std: float | None = None
 
+    @property
+    def lowest_std(self) -> float:
+        """The lower of the two collapse indicators (the projector output's alone when there is no backbone one)."""
+        return min(s for s in (self.collapse_std, self.backbone_std) if s is not None)
+
 
 @torch.no_grad()
 def embed(
