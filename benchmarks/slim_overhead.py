@@ -5,7 +5,9 @@ and ``us3l eval`` run) and the static network of standard layers that ``material
 and profilers see). Inference: eval mode, ``torch.no_grad``, batch 1, BN statistics calibrated at the width
 first (so both normalise with the same statistics). Training step: train mode, forward + backward at the
 recipe's batch, each side on its own train-mode copy of the weights. All (mode, width, variant) timers are
-interleaved round by round, so load changes hit them alike; ratio = median(eager) / median(static), 1.00 means
+interleaved round by round, so load changes hit them alike; within each (mode, width) pair the order alternates
+between rounds (ABBA) and every timer makes one untimed call first, so neither side is the one that always runs
+right after a switch (cold caches, another allocation pattern); ratio = median(eager) / median(static), 1.00 means
 no overhead. Usage::
 
     python benchmarks/slim_overhead.py [--model cifar_resnet18 --base-channels 16 --image-size 16 --rounds 15]
@@ -27,6 +29,14 @@ def _timed(fn: Callable[[], object], calls: int) -> float:
     for _ in range(calls):
         fn()
     return (time.perf_counter() - t0) / calls
+
+
+def round_order(r: int, widths: list[float]) -> list[tuple[str, float, str]]:
+    """The timers of round ``r`` in the order they run. Each (mode, width) pair alternates its order by round
+    (ABBA), so the side that runs right after another mode's or width's timer (cold caches, the allocator in
+    another state) is eager in half the rounds and static in the other half."""
+    variants = ("eager", "static") if r % 2 else ("static", "eager")
+    return [(mode, w, v) for mode in ("infer", "train") for w in widths for v in variants]
 
 
 def main() -> None:
@@ -109,10 +119,12 @@ def main() -> None:
         timers[("train", w, "static")] = (static_train(w), 1)
     times: dict[tuple[str, float, str], list[float]] = {k: [] for k in timers}
     for r in range(args.rounds + 1):
-        for k, (fn, calls) in timers.items():
+        for key in round_order(r, widths):
+            fn, calls = timers[key]
+            fn()  # untimed warm-up call after the switch
             t = _timed(fn, calls)
             if r:
-                times[k].append(t)
+                times[key].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {s}px, {torch.get_num_threads()} thread(s), "

@@ -1,0 +1,34 @@
+"""benchmarks/slim_overhead.py: its timing order (ABBA per pair) and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.script_module import ROOT, load_script
+
+
+def test_round_order_alternates_each_pair_and_times_every_timer_once() -> None:
+    mod = load_script("benchmarks/slim_overhead.py", "slim_overhead_bench")
+    widths = [1.0, 0.25]
+    for r in range(4):
+        order = mod.round_order(r, widths)
+        assert len(order) == len(set(order)) == 8  # 2 modes x 2 widths x 2 variants
+        for mode in ("infer", "train"):
+            for w in widths:
+                first = min(i for i, k in enumerate(order) if k[:2] == (mode, w))
+                assert order[first][2] == ("eager" if r % 2 else "static")
+                assert order[first + 1] == (mode, w, "static" if r % 2 else "eager")  # the pair runs back to back
+
+
+def test_slim_overhead_runs_and_reports_every_width() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/slim_overhead.py", "--base-channels", "8", "--image-size", "8",
+         "--batch-size", "4", "--widths", "1,0.25", "--rounds", "2", "--calls", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [ln.split() for ln in done.stdout.splitlines() if ln.split() and ln.split()[0] in ("1", "0.25")]
+    assert [r[0] for r in rows] == ["1", "0.25"]
+    for row in rows:
+        assert float(row[3]) > 0 and float(row[6]) > 0  # inference and training-step ratios
