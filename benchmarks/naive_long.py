@@ -9,20 +9,25 @@ default config (``--set key=value`` changes a setting for both runs),
 - ``naive_simsiam_one_width``: the same recipe at width 1 only (no sub-widths, no distillation),
 
 for the same number of epochs (``--epochs``, default 300; about 50 and 20 CPU minutes on this 2-core machine,
-run side by side), with the training monitor every ``--curve-every`` epochs. Both are then BN-recalibrated and
+run side by side), with the training monitor every ``--curve-every`` epochs. ``--lr-schedule constant`` holds
+the base lr instead of the reference's per-epoch cosine (the first epochs of a much longer run, which is where
+the naive recipe collapses on the built-in data); ``--with-us3l`` adds a third run, ``us3l`` with its own
+recipe, under the same epochs and schedule. Both are then BN-recalibrated and
 evaluated like ``us3l eval`` (kNN, k capped by the data, 95 % Wilson intervals, random-init and raw-pixel
 baselines). The difference at width 1 is what naive slimming costs SimSiam; a width counts as collapsed by the
 collapse benchmark's criterion (an embedding std below 0.1, or a kNN interval containing chance).
 
 Writes ``OUT/naive_long.json`` (kind "naive_long_benchmark", schema 1) and regenerates the section of
-docs/evaluation.md between ``<!-- naive-long:begin -->`` and ``<!-- naive-long:end -->`` (``--docs PATH``,
-``--no-docs``; ``--render JSON`` re-renders from a result). ``--reuse`` evaluates run folders already in OUT
-instead of training them again, after checking that their recorded config is the one this command would train.
+docs/evaluation.md between ``<!-- SECTION:begin -->`` and ``<!-- SECTION:end -->`` (``--section``, default
+``naive-long``; ``--docs PATH``, ``--no-docs``; ``--render JSON`` re-renders from a result). ``--reuse``
+evaluates run folders already in OUT instead of training them again, after checking that their recorded config
+is the one this command would train.
 
 Usage::
 
     python benchmarks/naive_long.py                          # ~50 min on 2 cores; updates docs/evaluation.md
     python benchmarks/naive_long.py --quick --out /tmp/nl    # smoke run (~1 min), does not touch the docs
+    python benchmarks/naive_long.py --epochs 150 --lr-schedule constant --with-us3l --section naive-constant
 """
 
 from __future__ import annotations
@@ -40,13 +45,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_KIND = "naive_long_benchmark"
 BENCH_SCHEMA = 1
-BEGIN = "<!-- naive-long:begin -->"
-END = "<!-- naive-long:end -->"
-SECTION = "naive-long"  # the section's name in error messages
+SECTION = "naive-long"  # the default docs section (--section)
 DOCS = ROOT / "docs" / "evaluation.md"
 NAIVE = "naive_simsiam"
+US3L = "us3l"
 # config keys that do not change what a run trains (where it writes, how it reports, how often it saves)
 NOT_TRAINING = frozenset({"out", "quiet", "json", "save_every", "knn_every", "threads", "num_workers"})
+
+
+def markers(section: str) -> tuple[str, str]:
+    """The begin and end markers of a generated docs section."""
+    return f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+
+
+BEGIN, END = markers(SECTION)
 
 
 def _collapse_module() -> Any:
@@ -67,7 +79,7 @@ cb = _collapse_module()
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=None, help="epochs of both runs (default 300; --quick: 2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default 300; --quick: 2, or 4 with --with-us3l)")
     p.add_argument("--curve-every", type=int, default=None, metavar="K",
                    help="training-monitor kNN every K epochs (default 20; --quick: 1)")
     p.add_argument("--out", default="runs/naive_long", help="folder for the runs and naive_long.json")
@@ -77,6 +89,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="seed of both runs (default: the config's)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for both runs (YAML value), repeatable")
+    p.add_argument("--lr-schedule", choices=("epoch", "constant"), default=None,
+                   help="lr schedule of every run (default: the config's, the reference's per-epoch cosine)")
+    p.add_argument("--with-us3l", action="store_true",
+                   help="also train us3l (its own recipe) for the same epochs under the same schedule")
+    p.add_argument("--section", default=SECTION, help=f"name of the docs section to regenerate (default {SECTION})")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 epochs on 20 images per class, small heads")
     p.add_argument("--reuse", action="store_true",
                    help="evaluate the finished runs already in OUT (their config must match) instead of training")
@@ -85,7 +102,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--render", default=None, metavar="JSON", help="only re-render the docs from this result file")
     args = p.parse_args(argv)
     if args.epochs is None:
-        args.epochs = 2 if args.quick else 300
+        args.epochs = (4 if args.with_us3l else 2) if args.quick else 300  # us3l's schedule A: a multiple of 4
     if args.curve_every is None:
         args.curve_every = 1 if args.quick else 20
     if args.epochs < 1 or args.curve_every < 0:
@@ -95,19 +112,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     for flag, value in (("--jobs", args.jobs), ("--threads", args.threads), ("--seed", args.seed)):
         if value is not None:
             shared += [flag, str(value)]
-    shared += [x for s in args.sets for x in ("--set", s)]
+    sets = args.sets + ([f"lr_schedule={args.lr_schedule}"] if args.lr_schedule else [])
+    shared += [x for s in sets for x in ("--set", s)]
     args.collapse = cb.parse_args(shared + (["--quick"] if args.quick else []))
     return args
 
 
 def run_tasks(args: argparse.Namespace, out: Path) -> list[tuple[str, Any]]:
-    """(run name, resolved config) of the two runs: the slimmed naive recipe and its width-1-only control."""
+    """(run name, resolved config) of the runs: the slimmed naive recipe, its width-1-only control, and with
+    ``--with-us3l`` the us3l recipe."""
     ca = args.collapse
-    return [
+    tasks = [
         (NAIVE, cb.make_config(ca, NAIVE, args.epochs, out / NAIVE, None)),
         (cb.NAIVE_CONTROL, cb.make_config(ca, NAIVE, args.epochs, out / cb.NAIVE_CONTROL, None,
                                           extra={"num_samples": 1, "knn_widths": [1.0]})),
     ]
+    if args.with_us3l:
+        tasks.append((US3L, cb.make_config(ca, US3L, args.epochs, out / US3L, None)))
+    return tasks
 
 
 def config_mismatch(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -144,9 +166,12 @@ def reuse_run(cfg: Any) -> dict[str, Any]:
 
 
 def summarize(rows: list[dict[str, Any]], random_init: dict[str, Any]) -> dict[str, Any]:
-    """naive_simsiam against its one-width control at width 1 and against the random-init network per width."""
+    """naive_simsiam against its one-width control at width 1 and against the random-init network per width
+    (and which us3l widths collapsed, when it ran)."""
     out: dict[str, Any] = {"collapsed_widths": [r["width"] for r in rows if r["method"] == NAIVE and r["collapsed"]],
                            "vs_random_init": []}
+    if any(r["method"] == US3L for r in rows):
+        out["us3l_collapsed_widths"] = [r["width"] for r in rows if r["method"] == US3L and r["collapsed"]]
     control = cb.naive_vs_one_width(rows)
     if control:
         out["naive_vs_one_width"] = control
@@ -177,18 +202,24 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     ]
     for name, r in runs.items():
         lines.append(f"| {name} | {r['epochs_done']} | {r['train_cpu_seconds']:.0f} | {r['status']} |")
-    lines += ["", "| width | naive_simsiam | naive_simsiam_one_width | random init "
-                  "| backbone std (naive / one width) |", "|---|---|---|---|---|"]
+    schedule = (runs.get(NAIVE, {}).get("config") or {}).get("lr_schedule")
+    if schedule:
+        lines += ["", f"lr schedule of every run: `{schedule}`"
+                      + (" (the base lr throughout)." if schedule == "constant" else " (per-epoch cosine).")]
+    names = [n for n in (NAIVE, cb.NAIVE_CONTROL, US3L) if n in runs]
+    short = {NAIVE: "naive", cb.NAIVE_CONTROL: "one width", US3L: "us3l"}
+    lines += ["", f"| width | {' | '.join(names)} | random init "
+                  f"| backbone std ({' / '.join(short[n] for n in names)}) |", "|---" * (len(names) + 3) + "|"]
     rows = doc["results"]
+
+    def cell(r: dict[str, Any] | None) -> str:
+        return "–" if r is None else f"{cb._pct(r['knn_top1'])}{cb._ci(r['knn_top1_ci'])}"
+
     for w in sorted({r["width"] for r in rows}, reverse=True):
-        nv, ct = cb.find_row(rows, NAIVE, w), cb.find_row(rows, cb.NAIVE_CONTROL, w)
+        found = [cb.find_row(rows, n, w) for n in names]
         base = ri.get(f"{w:g}") or {}
-
-        def cell(r: dict[str, Any] | None) -> str:
-            return "–" if r is None else f"{cb._pct(r['knn_top1'])}{cb._ci(r['knn_top1_ci'])}"
-
-        stds = " / ".join(cb._std(None if r is None else r["embedding_std"]) for r in (nv, ct))
-        lines.append(f"| {w:g} | {cell(nv)} | {cell(ct)} | {cb._pct(base.get('knn_top1'))}"
+        stds = " / ".join(cb._std(None if r is None else r["embedding_std"]) for r in found)
+        lines.append(f"| {w:g} | {' | '.join(cell(r) for r in found)} | {cb._pct(base.get('knn_top1'))}"
                      f"{cb._ci(base.get('knn_top1_ci'))} | {stds} |")
     if raw:
         lines += ["", f"Raw pixels (same kNN): {cb._pct(raw.get('knn_top1'))}{cb._ci(raw.get('knn_top1_ci'))} %."]
@@ -205,6 +236,9 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     cw = s.get("collapsed_widths") or []
     lines.append("- Collapsed (embedding std < 0.1 or kNN interval containing chance): "
                  + (", ".join(f"{w:g}" for w in cw) if cw else "no width") + ".")
+    if "us3l_collapsed_widths" in s:
+        uw = s["us3l_collapsed_widths"]
+        lines.append("- us3l collapsed: " + (", ".join(f"{w:g}" for w in uw) if uw else "no width") + ".")
     lines += cb.render_curves(runs)
     lines += cb.render_curves(runs, "backbone_std", "Training monitor, backbone std·√D of the L2-normalised features "
                               "(≈1 spread, 0 collapsed; batch-statistics BN):", lambda v: f"{v:.2f}")
@@ -221,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.render:
             return cb.rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "naive-long result", render_markdown,
-                               BEGIN, END, SECTION)
+                               *markers(args.section), args.section)
         return _run(args, cli, docs, atomic_write_json, header)
     except US3LError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -243,8 +277,9 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     tasks = run_tasks(args, out)
     runs = {name: reuse_run(cfg) for name, cfg in tasks} if args.reuse else cb.run_parallel(ca.jobs, tasks, cb.log)
     for name, cfg in tasks:
-        runs[name].update(method=NAIVE, single_width=None, run_dir=str(out / name), config=cfg.to_dict(),
-                          label=cb.run_label(name, NAIVE), eval_widths=[1.0] if name == cb.NAIVE_CONTROL else None)
+        method = US3L if name == US3L else NAIVE
+        runs[name].update(method=method, single_width=None, run_dir=str(out / name), config=cfg.to_dict(),
+                          label=cb.run_label(name, method), eval_widths=[1.0] if name == cb.NAIVE_CONTROL else None)
     t_train = time.perf_counter()
     ev = cb.evaluate_all(ca, runs, cb.log, baseline_run=NAIVE)
     t_end = time.perf_counter()
@@ -267,7 +302,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     section = render_markdown(doc, cb._display_path(path))
     print(section)
     if docs is not None:
-        cb.update_docs(docs, section, BEGIN, END, SECTION)
+        cb.update_docs(docs, section, *markers(args.section), args.section)
         cb.log(f"updated {docs}")
     cb.log(f"total {(t_end - t0) / 60:.1f} min; wrote {path}")
     return 0

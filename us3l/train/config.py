@@ -27,6 +27,8 @@ from us3l.errors import US3LError
 from us3l.train.sampling import SAMPLINGS, SCHEDULES, check_schedule
 
 DEFAULT_CONFIG_NAME = "default.yaml"
+#: ``lr_schedule`` values: per-epoch cosine (reference), per-iteration cosine with warm-up, constant lr.
+LR_SCHEDULES = ("epoch", "iter", "constant")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # "sgd" (CNN recipes) or "adamw" (MoCo v3 ViT recipe)
     momentum: float = 0.9
     weight_decay: float | None = None  # None: the method's recipe (METHOD_RECIPES); 0 when the regularizer is on
-    lr_schedule: str = "epoch"  # "epoch" (reference) or "iter" (per-iteration cosine with warm-up)
+    lr_schedule: str = "epoch"  # "epoch" (reference), "iter" (per-iteration cosine with warm-up) or "constant"
     warmup_epochs: int = 0
     step_per_width: bool = True  # reference: one SGD step per sampled width; False: accumulate (US-Nets)
     view_batching: bool = True  # both views in one call, BN statistics per view (same math); False: one call per view
@@ -405,8 +407,8 @@ def validate(cfg: TrainConfig) -> None:
         raise US3LError(f"augment must be {' or '.join(repr(a) for a in AUGMENTS)}, got {cfg.augment!r}")
     if cfg.optimizer not in ("sgd", "adamw"):
         raise US3LError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
-    if cfg.lr_schedule not in ("epoch", "iter"):
-        raise US3LError(f"lr_schedule must be 'epoch' or 'iter', got {cfg.lr_schedule!r}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise US3LError(f"lr_schedule must be 'epoch', 'iter' or 'constant', got {cfg.lr_schedule!r}")
     if cfg.distill_criterion not in ("cosine", "ntxent"):
         raise US3LError(f"distill_criterion must be 'cosine' or 'ntxent', got {cfg.distill_criterion!r}")
     if cfg.reg_decay not in ("linear", "exp"):

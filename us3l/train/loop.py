@@ -87,7 +87,9 @@ def model_kwargs_for(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def lr_at(cfg: TrainConfig, epoch: int, it: int, iters: int) -> float:
-    """Per-epoch cosine (reference) or per-iteration cosine with linear warm-up."""
+    """Per-epoch cosine (reference), per-iteration cosine with linear warm-up, or constant."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
     if cfg.lr_schedule == "epoch":
         return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
     step, total = epoch * iters + it, cfg.epochs * iters
