@@ -27,7 +27,7 @@ Usage::
 
     python benchmarks/naive_long.py                          # ~50 min on 2 cores; updates docs/evaluation.md
     python benchmarks/naive_long.py --quick --out /tmp/nl    # smoke run (~1 min), does not touch the docs
-    python benchmarks/naive_long.py --epochs 150 --lr-schedule constant --with-us3l --section naive-constant
+    python benchmarks/naive_long.py --epochs 152 --lr-schedule constant --with-us3l --section naive-constant
 """
 
 from __future__ import annotations
