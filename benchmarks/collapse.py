@@ -526,7 +526,7 @@ def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log:
     """Evaluate every run (kNN per width, Wilson intervals, collapse indicators); the random-init and raw-pixel
     baselines are measured once, with ``baseline_run``'s architecture."""
     from us3l.errors import US3LError
-    from us3l.eval.accuracy import save_accuracy
+    from us3l.eval.accuracy import ACCURACY_FILE, save_accuracy
     from us3l.eval.runner import evaluate_checkpoint, open_checkpoint
 
     widths = _floats(args.eval_widths)
@@ -543,7 +543,7 @@ def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log:
             info["eval_error"] = str(exc)
             log(f"[{name}] not evaluated: {exc}")
             continue
-        save_accuracy(doc, info["run_dir"])
+        save_accuracy(doc, Path(info["run_dir"]) / ACCURACY_FILE)
         meta_data = loaded.meta.get("data") or {}
         num_test = doc.get("num_test") or meta_data.get("test_size")
         num_classes = int(doc["num_classes"])

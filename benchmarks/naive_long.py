@@ -79,7 +79,8 @@ cb = _collapse_module()
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default 300; --quick: 2, or 4 with --with-us3l)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of every run (default 300; --quick: 2, or 4 with --with-us3l)")
     p.add_argument("--curve-every", type=int, default=None, metavar="K",
                    help="training-monitor kNN every K epochs (default 20; --quick: 1)")
     p.add_argument("--out", default="runs/naive_long", help="folder for the runs and naive_long.json")

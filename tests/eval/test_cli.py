@@ -89,3 +89,10 @@ def test_checkpoint_of_another_model_rejected(tmp_path: Path) -> None:
     run = make_run(tmp_path / "b", tiny_model(), model_kwargs={"base_channels": 16})
     with pytest.raises(US3LError, match="does not match model .cifar_resnet18."):
         open_checkpoint(run)
+
+
+def test_eval_out_folder_named_like_a_json_file(run_dir: Path, tmp_path: Path) -> None:
+    # --out is a folder, whatever its name: accuracy.json goes inside it (it once became a rename onto the folder)
+    out = tmp_path / "acc.json"
+    assert main(["eval", "--ckpt", str(run_dir), "--widths", "1.0", "--batches", "2", "--out", str(out)]) == 0
+    assert out.is_dir() and load_accuracy(out / "accuracy.json")["widths"][0]["width"] == 1.0

@@ -185,7 +185,7 @@ def eval_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the accuracy document as JSON."),
 ) -> None:
     """Accuracy per width (kNN and/or linear probe), MACs/params and embedding std -> accuracy.json."""
-    from us3l.eval.accuracy import carry_precisions, save_accuracy
+    from us3l.eval.accuracy import ACCURACY_FILE, carry_precisions, save_accuracy
     from us3l.eval.calibrate import CalibrationSettings
     from us3l.eval.linear import LinearProbeSettings
     from us3l.eval.runner import EvalSettings, KnnSettings, evaluate_checkpoint, open_checkpoint, parse_widths
@@ -225,7 +225,7 @@ def eval_cmd(
     doc = evaluate_checkpoint(loaded, data, todo, settings, progress=log)
     for text in carry_precisions(_previous_accuracy(out_dir), doc):
         note(f"note: {text}", markup=False)
-    path = save_accuracy(doc, out_dir)
+    path = save_accuracy(doc, out_dir / ACCURACY_FILE)
     pngs = []
     if plot:
         from us3l.eval.plot import plot_accuracy
@@ -291,7 +291,7 @@ def _eval_artifacts(
         )
     for r in results:
         add_precision_entry(doc, r["width"], r["precision"], r["backend"], r["entry"], r["fp32"])
-    save_accuracy(doc, out_dir)
+    save_accuracy(doc, out_dir / ACCURACY_FILE)
     if json_out:
         emit_json({"accuracy": str(path), "results": [
             {"width": r["width"], "precision": r["precision"], "backend": r["backend"], **r["entry"],
