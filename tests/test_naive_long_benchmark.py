@@ -113,7 +113,8 @@ def test_reuse_checks_config_and_epochs(tmp_path: Path) -> None:
 
 def test_the_evaluation_docs_hold_the_markers_once() -> None:
     text = (ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8")
-    assert text.count(nl.BEGIN) == 1 and text.count(nl.END) == 1 and text.index(nl.BEGIN) < text.index(nl.END)
+    for begin, end in (nl.markers(nl.SECTION), nl.markers("naive-constant")):
+        assert text.count(begin) == 1 and text.count(end) == 1 and text.index(begin) < text.index(end)
 
 
 @pytest.mark.slow
@@ -138,3 +139,40 @@ def test_render_rejects_another_benchmarks_result(tmp_path: Path, capsys: pytest
     assert nl.main(["--render", str(other), "--docs", str(page)]) == 1
     assert capsys.readouterr().err == f"error: {other} is not a us3l naive_long_benchmark file\n"
     assert page.read_text(encoding="utf-8") == f"{nl.BEGIN}\n{nl.END}\n"
+
+
+def test_us3l_column_schedule_line_and_its_collapse_summary() -> None:
+    doc = _doc()
+    rows = doc["results"] + [_row("us3l", 1.0, 0.52, [0.49, 0.55], 0.55), _row("us3l", 0.25, 0.50, [0.47, 0.53])]
+    doc["results"], doc["summary"] = rows, nl.summarize(rows, doc["baselines"]["random_init"])
+    doc["runs"] = {**doc["runs"], "us3l": {"epochs_done": 300, "train_cpu_seconds": 1650.0, "status": "completed",
+                                           "curve": []}}
+    doc["runs"]["naive_simsiam"]["config"] = {"lr_schedule": "constant"}
+    assert doc["summary"]["us3l_collapsed_widths"] == [] and doc["summary"]["collapsed_widths"] == [0.25]
+    md = nl.render_markdown(doc, "r.json")
+    assert "| width | naive_simsiam | naive_simsiam_one_width | us3l | random init " \
+           "| backbone std (naive / one width / us3l) |" in md
+    assert "| 0.25 | 11.0 [9.0, 13.0] | – | 50.0 [47.0, 53.0] | 15.5 [13.4, 17.9] | 0.50 / – / 0.50 |" in md
+    assert "lr schedule of every run: `constant` (the base lr throughout)." in md
+    assert "- us3l collapsed: no width." in md
+    assert "us3l collapsed" not in nl.render_markdown(_doc(), "r.json")  # only when us3l ran
+
+
+def test_with_us3l_adds_its_recipe_under_the_same_schedule(tmp_path: Path) -> None:
+    args = nl.parse_args(["--epochs", "8", "--out", str(tmp_path), "--with-us3l", "--lr-schedule", "constant"])
+    tasks = dict(nl.run_tasks(args, tmp_path))
+    assert list(tasks) == ["naive_simsiam", "naive_simsiam_one_width", "us3l"]
+    assert {c.lr_schedule for c in tasks.values()} == {"constant"} and {c.epochs for c in tasks.values()} == {8}
+    assert tasks["us3l"].method == "us3l" and tasks["us3l"].schedule == "A" and tasks["naive_simsiam"].lr == 0.05
+    assert nl.parse_args(["--quick", "--with-us3l"]).epochs == 4 and nl.parse_args(["--quick"]).epochs == 2
+
+
+def test_section_option_picks_the_markers(tmp_path: Path) -> None:
+    result = tmp_path / "r.json"
+    result.write_text(json.dumps(_doc()), encoding="utf-8")
+    page = tmp_path / "e.md"
+    begin, end = nl.markers("naive-constant")
+    page.write_text(f"{nl.BEGIN}\nkeep\n{nl.END}\n{begin}\nold\n{end}\n", encoding="utf-8")
+    assert nl.main(["--render", str(result), "--docs", str(page), "--section", "naive-constant"]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert "keep" in text and "old" not in text and "| 1 | 30.0 [27.0, 33.0]" in text.split(begin)[1]
