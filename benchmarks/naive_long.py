@@ -11,7 +11,8 @@ default config (``--set key=value`` changes a setting for both runs),
 for the same number of epochs (``--epochs``, default 300; about 50 and 20 CPU minutes on this 2-core machine,
 run side by side), with the training monitor every ``--curve-every`` epochs. ``--lr-schedule constant`` holds
 the base lr instead of the reference's per-epoch cosine (the first epochs of a much longer run, which is where
-the naive recipe collapses on the built-in data); ``--with-us3l`` adds a third run, ``us3l`` with its own
+the naive recipe collapses on the built-in data), and ``--lr-schedule-epochs L`` trains the first ``--epochs``
+epochs of an L-epoch cosine; ``--with-us3l`` adds a third run, ``us3l`` with its own
 recipe, under the same epochs and schedule. Both are then BN-recalibrated and
 evaluated like ``us3l eval`` (kNN, k capped by the data, 95 % Wilson intervals, random-init and raw-pixel
 baselines). The difference at width 1 is what naive slimming costs SimSiam; a width counts as collapsed by the
@@ -28,6 +29,7 @@ Usage::
     python benchmarks/naive_long.py                          # ~50 min on 2 cores; updates docs/evaluation.md
     python benchmarks/naive_long.py --quick --out /tmp/nl    # smoke run (~1 min), does not touch the docs
     python benchmarks/naive_long.py --epochs 152 --lr-schedule constant --with-us3l --section naive-constant
+    python benchmarks/naive_long.py --epochs 160 --lr-schedule-epochs 1000 --with-us3l --section naive-cosine1000
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="a config key for both runs (YAML value), repeatable")
     p.add_argument("--lr-schedule", choices=("epoch", "constant"), default=None,
                    help="lr schedule of every run (default: the config's, the reference's per-epoch cosine)")
+    p.add_argument("--lr-schedule-epochs", type=int, default=None, metavar="L",
+                   help="train the first --epochs epochs of an L-epoch schedule (default: L = --epochs)")
     p.add_argument("--with-us3l", action="store_true",
                    help="also train us3l (its own recipe) for the same epochs under the same schedule")
     p.add_argument("--section", default=SECTION, help=f"name of the docs section to regenerate (default {SECTION})")
@@ -114,6 +118,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         if value is not None:
             shared += [flag, str(value)]
     sets = args.sets + ([f"lr_schedule={args.lr_schedule}"] if args.lr_schedule else [])
+    sets += [f"lr_schedule_epochs={args.lr_schedule_epochs}"] if args.lr_schedule_epochs else []
     shared += [x for s in sets for x in ("--set", s)]
     args.collapse = cb.parse_args(shared + (["--quick"] if args.quick else []))
     return args
@@ -203,10 +208,13 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     ]
     for name, r in runs.items():
         lines.append(f"| {name} | {r['epochs_done']} | {r['train_cpu_seconds']:.0f} | {r['status']} |")
-    schedule = (runs.get(NAIVE, {}).get("config") or {}).get("lr_schedule")
+    ncfg = runs.get(NAIVE, {}).get("config") or {}
+    schedule, length = ncfg.get("lr_schedule"), ncfg.get("lr_schedule_epochs")
     if schedule:
-        lines += ["", f"lr schedule of every run: `{schedule}`"
-                      + (" (the base lr throughout)." if schedule == "constant" else " (per-epoch cosine).")]
+        what = "the base lr throughout" if schedule == "constant" else "per-epoch cosine"
+        if length and schedule != "constant":
+            what += f" over {length} epochs, of which the runs train the first {ncfg.get('epochs')}"
+        lines += ["", f"lr schedule of every run: `{schedule}` ({what})."]
     names = [n for n in (NAIVE, cb.NAIVE_CONTROL, US3L) if n in runs]
     short = {NAIVE: "naive", cb.NAIVE_CONTROL: "one width", US3L: "us3l"}
     lines += ["", f"| width | {' | '.join(names)} | random init "

@@ -113,7 +113,7 @@ def test_reuse_checks_config_and_epochs(tmp_path: Path) -> None:
 
 def test_the_evaluation_docs_hold_the_markers_once() -> None:
     text = (ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8")
-    for begin, end in (nl.markers(nl.SECTION), nl.markers("naive-constant")):
+    for begin, end in (nl.markers(nl.SECTION), nl.markers("naive-constant"), nl.markers("naive-cosine1000")):
         assert text.count(begin) == 1 and text.count(end) == 1 and text.index(begin) < text.index(end)
 
 

@@ -53,6 +53,7 @@ class TrainConfig:
     weight_decay: float | None = None  # None: the method's recipe (METHOD_RECIPES); 0 when the regularizer is on
     lr_schedule: str = "epoch"  # "epoch" (reference), "iter" (per-iteration cosine with warm-up) or "constant"
     warmup_epochs: int = 0
+    lr_schedule_epochs: int | None = None  # cosine length in epochs (None: ``epochs``); longer: train its start
     step_per_width: bool = True  # reference: one SGD step per sampled width; False: accumulate (US-Nets)
     view_batching: bool = True  # both views in one call, BN statistics per view (same math); False: one call per view
     # reference (torch 1.10): zero_grad() left zero gradients, so heads idle at a width step still got momentum
@@ -407,6 +408,8 @@ def validate(cfg: TrainConfig) -> None:
         raise US3LError(f"augment must be {' or '.join(repr(a) for a in AUGMENTS)}, got {cfg.augment!r}")
     if cfg.optimizer not in ("sgd", "adamw"):
         raise US3LError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+    if cfg.lr_schedule_epochs is not None and cfg.lr_schedule_epochs < cfg.epochs:
+        raise US3LError(f"lr_schedule_epochs must be >= epochs ({cfg.epochs}), got {cfg.lr_schedule_epochs}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise US3LError(f"lr_schedule must be 'epoch', 'iter' or 'constant', got {cfg.lr_schedule!r}")
     if cfg.distill_criterion not in ("cosine", "ntxent"):

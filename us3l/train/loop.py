@@ -90,9 +90,10 @@ def lr_at(cfg: TrainConfig, epoch: int, it: int, iters: int) -> float:
     """Per-epoch cosine (reference), per-iteration cosine with linear warm-up, or constant."""
     if cfg.lr_schedule == "constant":
         return cfg.lr
+    length = cfg.lr_schedule_epochs or cfg.epochs  # a longer schedule, of which this run trains the start
     if cfg.lr_schedule == "epoch":
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
-    step, total = epoch * iters + it, cfg.epochs * iters
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / length))
+    step, total = epoch * iters + it, length * iters
     warm = cfg.warmup_epochs * iters
     if step < warm:
         return cfg.lr * (step + 1) / warm
