@@ -587,15 +587,12 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
             random_init: dict[str, Any] | None = None) -> dict[str, Any]:
     """The two claims of issue 10 item 5, computed from the rows (plus, beside the collapse criterion, the
     widths whose kNN interval overlaps the random-init network's: nothing learned that survives)."""
-    def find(method: str, w: float) -> dict[str, Any] | None:
-        return find_row(rows, method, w)
-
     naive = [r for r in rows if r["method"] == "naive_simsiam"]
     us3l = [r for r in rows if r["method"] == "us3l"]
     def compare(baseline: str) -> list[dict[str, Any]]:
         out = []
         for w in single_widths:
-            u, s = find("us3l", w), find(baseline, w)
+            u, s = find_row(rows, "us3l", w), find_row(rows, baseline, w)
             if u is None or s is None or u["knn_top1"] is None or s["knn_top1"] is None:
                 continue
             diff = round(100.0 * (u["knn_top1"] - s["knn_top1"]), 6)

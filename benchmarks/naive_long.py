@@ -242,12 +242,13 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         parts = ", ".join(f"{v['width']:g}: {v['diff_points']:+.1f}" + (" (overlap)" if v["intervals_overlap"] else "")
                           for v in vs)
         lines.append(f"- naive_simsiam − random init, points per width: {parts}.")
-    cw = s.get("collapsed_widths") or []
+    def listed(ws: list[float]) -> str:
+        return ", ".join(f"{w:g}" for w in ws) if ws else "no width"
+
     lines.append("- Collapsed (embedding std < 0.1 or kNN interval containing chance): "
-                 + (", ".join(f"{w:g}" for w in cw) if cw else "no width") + ".")
+                 f"{listed(s.get('collapsed_widths') or [])}.")
     if "us3l_collapsed_widths" in s:
-        uw = s["us3l_collapsed_widths"]
-        lines.append("- us3l collapsed: " + (", ".join(f"{w:g}" for w in uw) if uw else "no width") + ".")
+        lines.append(f"- us3l collapsed: {listed(s['us3l_collapsed_widths'])}.")
     lines += cb.render_curves(runs)
     lines += cb.render_curves(runs, "backbone_std", "Training monitor, backbone std·√D of the L2-normalised features "
                               "(≈1 spread, 0 collapsed; batch-statistics BN):", lambda v: f"{v:.2f}")

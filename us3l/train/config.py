@@ -53,7 +53,7 @@ class TrainConfig:
     weight_decay: float | None = None  # None: the method's recipe (METHOD_RECIPES); 0 when the regularizer is on
     lr_schedule: str = "epoch"  # "epoch" (reference), "iter" (per-iteration cosine with warm-up) or "constant"
     warmup_epochs: int = 0
-    lr_schedule_epochs: int | None = None  # cosine length in epochs (None: ``epochs``); longer: train its start
+    lr_schedule_epochs: int | None = None  # lr cosine length in epochs (None: ``epochs``); only the lr follows it
     step_per_width: bool = True  # reference: one SGD step per sampled width; False: accumulate (US-Nets)
     view_batching: bool = True  # both views in one call, BN statistics per view (same math); False: one call per view
     # reference (torch 1.10): zero_grad() left zero gradients, so heads idle at a width step still got momentum
@@ -411,7 +411,8 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.lr_schedule_epochs is not None and cfg.lr_schedule_epochs < cfg.epochs:
         raise US3LError(f"lr_schedule_epochs must be >= epochs ({cfg.epochs}), got {cfg.lr_schedule_epochs}")
     if cfg.lr_schedule not in LR_SCHEDULES:
-        raise US3LError(f"lr_schedule must be 'epoch', 'iter' or 'constant', got {cfg.lr_schedule!r}")
+        allowed = ", ".join(repr(v) for v in LR_SCHEDULES[:-1]) + f" or {LR_SCHEDULES[-1]!r}"
+        raise US3LError(f"lr_schedule must be {allowed}, got {cfg.lr_schedule!r}")
     if cfg.distill_criterion not in ("cosine", "ntxent"):
         raise US3LError(f"distill_criterion must be 'cosine' or 'ntxent', got {cfg.distill_criterion!r}")
     if cfg.reg_decay not in ("linear", "exp"):
