@@ -1,0 +1,312 @@
+"""How often naive SimSiam collapses: the naive recipe and its width-1 control, trained once per seed.
+
+``benchmarks/naive_long.py`` trains one seed, so a collapse there is one trajectory, not a rate. This script
+trains, for every seed of ``--seeds`` (default 101,102,103), the same two runs as naive_long.py with that
+seed: ``naive_simsiam`` (the reference's naive recipe on the slimmable network, sandwich rule with inplace
+distillation) and ``naive_simsiam_one_width`` (the same recipe at width 1 only), under the same epochs and lr
+schedule. Every run is then BN-recalibrated and evaluated like ``us3l eval`` (kNN with 95 % Wilson intervals,
+random-init and raw-pixel baselines), a width counts as collapsed by the collapse benchmark's criterion
+(embedding std below 0.1, or a kNN interval containing chance), and the script reports per seed which widths
+collapsed and from which monitored epoch, and over the seeds how many collapsed, with a 95 % Wilson interval
+on that rate (with a handful of seeds it is wide: it bounds the rate, it does not pin it).
+
+Every other option is naive_long.py's (``--epochs``, ``--lr-schedule``, ``--lr-schedule-epochs``, ``--jobs``,
+``--threads``, ``--set``, ``--out``, ``--quick``, ``--reuse``, ``--docs``, ``--no-docs``, ``--render``,
+``--section``, default section ``naive-seeds``); ``--seed`` and ``--with-us3l`` do not apply. Writes
+``OUT/naive_seeds.json`` (kind "naive_seeds_benchmark", schema 1) and the docs section from it.
+
+Usage::
+
+    python benchmarks/naive_seeds.py --seeds 101,102,103 --epochs 160 --lr-schedule-epochs 1000 --out runs/seeds
+    python benchmarks/naive_seeds.py --quick --seeds 1,2 --out /tmp/ns     # smoke run (~1 min), no docs
+    python benchmarks/naive_seeds.py --render docs/results/naive_seeds/naive_seeds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_KIND = "naive_seeds_benchmark"
+BENCH_SCHEMA = 1
+SECTION = "naive-seeds"
+DEFAULT_SEEDS = "101,102,103"
+
+
+def _naive_long_module() -> Any:
+    """benchmarks/naive_long.py, whose option parsing, run reuse and provenance this script shares."""
+    name = "us3l_bench_naive_long"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "naive_long.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+nl = _naive_long_module()
+cb = nl.cb
+NAIVE, CONTROL = nl.NAIVE, cb.NAIVE_CONTROL
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: distinct non-negative integers, comma-separated."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds expects distinct non-negative integers separated by commas, got {text!r}")
+    return seeds
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False, allow_abbrev=False)
+    p.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"seeds, comma-separated (default {DEFAULT_SEEDS})")
+    p.add_argument("-h", "--help", action="store_true")
+    own, rest = p.parse_known_args(argv)
+    if own.help:
+        p.print_help()
+        print("\nEvery other option is benchmarks/naive_long.py's (see its --help) except --seed and --with-us3l.")
+        raise SystemExit(0)
+    for flag in ("--seed", "--with-us3l"):
+        if any(a == flag or a.startswith(flag + "=") for a in rest):
+            p.error(f"{flag} does not apply here: every seed of --seeds trains the naive recipe and its control")
+    try:
+        seeds = parse_seeds(own.seeds)
+    except ValueError as exc:
+        p.error(str(exc))
+    if "--section" not in rest:
+        rest = [*rest, "--section", SECTION]
+    args = nl.parse_args(rest)
+    args.seeds = seeds
+    return args
+
+
+def run_name(base: str, seed: int) -> str:
+    return f"{base}_seed{seed}"
+
+
+def run_tasks(args: argparse.Namespace, out: Path) -> list[tuple[str, Any]]:
+    """(run name, resolved config) of every run: all the slimmed naive runs first (the long ones), then the
+    width-1 controls, so that ``--jobs`` processes finish close together."""
+    ca, tasks = args.collapse, []
+    for base, extra in ((NAIVE, {}), (CONTROL, {"num_samples": 1, "knn_widths": [1.0]})):
+        for s in args.seeds:
+            cfg = cb.make_config(ca, NAIVE, args.epochs, out / f"seed{s}" / base, None, extra={**extra, "seed": s})
+            tasks.append((run_name(base, s), cfg))
+    return tasks
+
+
+def collapse_epoch(curve: list[dict[str, Any]]) -> int | None:
+    """The first monitored epoch at which the backbone std of some width fell below the collapse threshold."""
+    for p in curve:
+        stds = [v for v in (p.get("backbone_std") or {}).values() if v is not None]
+        if stds and min(stds) < cb.COLLAPSE_STD:
+            return int(p["epoch"])
+    return None
+
+
+def rate(k: int, n: int) -> dict[str, Any]:
+    """``k`` of ``n`` seeds, with the 95 % Wilson interval of the rate."""
+    from us3l.eval.intervals import wilson_interval
+
+    return {"count": k, "of": n, "ci": wilson_interval(k / n, n) if n else None}
+
+
+def summarize(seeds: Sequence[int], rows: list[dict[str, Any]], runs: dict[str, Any]) -> dict[str, Any]:
+    """Per seed: the collapsed widths of the naive run and of its control, the first collapsed monitor epoch,
+    naive − control at width 1; over the seeds: how many collapsed at every width, at some width, and how
+    many controls collapsed."""
+    per_seed = []
+    for s in seeds:
+        naive = [r for r in rows if r["run"] == run_name(NAIVE, s)]
+        ctrl = [r for r in rows if r["run"] == run_name(CONTROL, s)]
+        n1 = next((r for r in naive if abs(r["width"] - 1.0) < 1e-9), None)
+        c1 = ctrl[0] if ctrl else None
+        entry: dict[str, Any] = {
+            "seed": s, "evaluated": bool(naive),
+            "collapsed_widths": sorted((r["width"] for r in naive if r["collapsed"]), reverse=True),
+            "widths": sorted((r["width"] for r in naive), reverse=True),
+            "collapse_epoch": collapse_epoch((runs.get(run_name(NAIVE, s)) or {}).get("curve") or []),
+            "control_evaluated": c1 is not None, "control_collapsed": bool(c1 and c1["collapsed"]),
+            "control_collapse_epoch": collapse_epoch((runs.get(run_name(CONTROL, s)) or {}).get("curve") or []),
+        }
+        if n1 and c1 and n1["knn_top1"] is not None and c1["knn_top1"] is not None:
+            entry["naive_minus_control_w1"] = {
+                "diff_points": round(100.0 * (n1["knn_top1"] - c1["knn_top1"]), 2),
+                "intervals_overlap": cb.intervals_overlap(n1["knn_top1_ci"], c1["knn_top1_ci"])}
+        per_seed.append(entry)
+    done = [e for e in per_seed if e["evaluated"]]
+    ctrls = [e for e in per_seed if e["control_evaluated"]]
+    return {
+        "per_seed": per_seed,
+        "naive_collapsed_all_widths": rate(sum(1 for e in done if e["widths"]
+                                               and e["collapsed_widths"] == e["widths"]), len(done)),
+        "naive_collapsed_any_width": rate(sum(1 for e in done if e["collapsed_widths"]), len(done)),
+        "control_collapsed": rate(sum(1 for e in ctrls if e["control_collapsed"]), len(ctrls)),
+    }
+
+
+def _rate_text(r: dict[str, Any]) -> str:
+    if not r["of"]:
+        return "no evaluated seed"
+    lo, hi = r["ci"]
+    return f"{r['count']} of {r['of']} seeds (95 % interval of the rate {100 * lo:.0f}-{100 * hi:.0f} %)"
+
+
+def render_markdown(doc: dict[str, Any], json_path: str) -> str:
+    """The docs section for one result document (everything in it comes from ``doc``)."""
+    data, runs, s, git, rows = doc["data"], doc["runs"], doc["summary"], doc["git"], doc["results"]
+    ri, raw = doc["baselines"]["random_init"], doc["baselines"].get("raw_pixels")
+    dirty = " (uncommitted changes)" if git.get("dirty") else ""
+    seeds = doc["seeds"]
+    cfg = (runs.get(run_name(NAIVE, seeds[0])) or {}).get("config") or {}
+    schedule, length = cfg.get("lr_schedule"), cfg.get("lr_schedule_epochs")
+    what = "the base lr throughout" if schedule == "constant" else "per-epoch cosine"
+    if length and schedule != "constant":
+        what += f" over {length} epochs, of which the runs train the first {cfg.get('epochs')}"
+    lines = [
+        f"Generated by `{doc['command']}` on {doc['date']}, commit `{(git.get('commit') or '?')[:7]}`{dirty}; "
+        f"raw output `{json_path}` (do not edit this section by hand: re-run, or `--render {json_path}`). "
+        f"Data: {data.get('name')} ({data.get('num_classes')} classes, {data.get('num_train')} training / "
+        f"{data.get('num_test')} test images, {data.get('input_size')} px); chance {cb._pct(data.get('chance'))} %. "
+        f"Seeds {', '.join(str(x) for x in seeds)}; {doc['epochs']} epochs per run; lr schedule `{schedule}` "
+        f"({what}); {doc['seconds']['total'] / 60:.0f} min in all.",
+        "",
+        "| seed | naive_simsiam kNN % per width | naive backbone std | naive collapsed at | first monitored epoch "
+        "with a std < 0.1 | one width kNN % (w1) | one width std | one width collapsed | naive − one width at w1 |",
+        "|---" * 9 + "|",
+    ]
+    for e in s["per_seed"]:
+        sd = e["seed"]
+        naive = sorted((r for r in rows if r["run"] == run_name(NAIVE, sd)), key=lambda r: -r["width"])
+        ctrl = next((r for r in rows if r["run"] == run_name(CONTROL, sd)), None)
+        accs = " / ".join(f"{r['width']:g}: {cb._pct(r['knn_top1'])}{cb._ci(r['knn_top1_ci'])}" for r in naive)
+        stds = [r["embedding_std"] for r in naive if r["embedding_std"] is not None]
+        std_text = "–" if not stds else f"{min(stds):.2f}-{max(stds):.2f}"
+        where = "–" if not e["evaluated"] else (", ".join(f"{w:g}" for w in e["collapsed_widths"]) or "no width")
+        first = e["collapse_epoch"] if e["collapse_epoch"] is not None else "–"
+        diff = e.get("naive_minus_control_w1")
+        diff_text = "–" if not diff else f"{diff['diff_points']:+.1f}" + {
+            True: " (intervals overlap)", False: " (intervals apart)"}.get(diff.get("intervals_overlap"), "")
+        cacc = "–" if ctrl is None else f"{cb._pct(ctrl['knn_top1'])}{cb._ci(ctrl['knn_top1_ci'])}"
+        cstd = "–" if ctrl is None else cb._std(ctrl["embedding_std"])
+        ccol = "–" if ctrl is None else ("yes" if ctrl["collapsed"] else "no")
+        lines.append(f"| {sd} | {accs or '–'} | {std_text} | {where} | {first} | {cacc} | {cstd} | {ccol} "
+                     f"| {diff_text} |")
+    base = " / ".join(f"{w}: {cb._pct(b.get('knn_top1'))}{cb._ci(b.get('knn_top1_ci'))}"
+                      for w, b in sorted(ri.items(), key=lambda kv: -float(kv[0])))
+    lines += ["", f"Random-init network (same kNN, per width): {base or '–'}."]
+    if raw:
+        lines.append(f"Raw pixels: {cb._pct(raw.get('knn_top1'))}{cb._ci(raw.get('knn_top1_ci'))} %.")
+    lines += [
+        "",
+        f"- naive_simsiam collapsed at every width: {_rate_text(s['naive_collapsed_all_widths'])}.",
+        f"- naive_simsiam collapsed at one width or more: {_rate_text(s['naive_collapsed_any_width'])}.",
+        f"- The width-1 control collapsed: {_rate_text(s['control_collapsed'])}.",
+        "",
+        "| run | epochs | CPU s of training | status |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {n} | {r['epochs_done']} | {r['train_cpu_seconds']:.0f} | {r['status']} |" for n, r in runs.items()]
+    lines += std_curves(runs, seeds)
+    return "\n".join(lines) + "\n"
+
+
+def std_curves(runs: dict[str, Any], seeds: Sequence[int]) -> list[str]:
+    """The training monitor's lowest backbone std over the widths, per run and monitored epoch."""
+    names = [run_name(b, s) for s in seeds for b in (NAIVE, CONTROL) if (runs.get(run_name(b, s)) or {}).get("curve")]
+    if not names:
+        return []
+    epochs = sorted({p["epoch"] for n in names for p in runs[n]["curve"]})
+    lines = ["", "Training monitor: the lowest backbone std·√D over the monitored widths (≈1 spread, 0 collapsed; "
+                 "batch-statistics BN):", "", "| epoch | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for ep in epochs:
+        cells = []
+        for n in names:
+            p = next((p for p in runs[n]["curve"] if p["epoch"] == ep), None)
+            stds = [v for v in ((p or {}).get("backbone_std") or {}).values() if v is not None]
+            cells.append(f"{min(stds):.2f}" if stds else "")
+        lines.append(f"| {ep} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from us3l.errors import US3LError
+    from us3l.io import atomic_write_json, header
+
+    cli = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(cli)
+    docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else nl.DOCS)
+    try:
+        if args.render:
+            return cb.rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "naive-seeds result", render_markdown,
+                               *nl.markers(args.section), args.section)
+        return _run(args, cli, docs, atomic_write_json, header)
+    except US3LError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_write_json: Any, header: Any) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ca = args.collapse
+    git = cb.git_commit()
+    t0 = time.perf_counter()
+    if ca.subset is not None:
+        from us3l.train.config import resolve_config
+
+        size = resolve_config(None, cb.base_overrides(ca)).image_size
+        ca.data = cb.write_subset(ca.data, ca.subset, out / "_subset", size)
+    tasks = run_tasks(args, out)
+    runs = ({name: nl.reuse_run(cfg) for name, cfg in tasks} if args.reuse
+            else cb.run_parallel(ca.jobs, tasks, cb.log))
+    for name, cfg in tasks:
+        control = name.startswith(CONTROL)
+        runs[name].update(method=NAIVE, single_width=None, run_dir=str(cfg.out), config=cfg.to_dict(),
+                          seed=cfg.seed, label=CONTROL if control else NAIVE,
+                          eval_widths=[1.0] if control else None)
+    t_train = time.perf_counter()
+    ev = cb.evaluate_all(ca, runs, cb.log, baseline_run=run_name(NAIVE, args.seeds[0]))
+    t_end = time.perf_counter()
+    doc = header(BENCH_KIND, BENCH_SCHEMA)
+    doc.update(
+        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        command=f"python benchmarks/naive_seeds.py {shlex.join(cli)}".strip(),
+        git=git,
+        machine={**cb.machine(), "torch_threads": runs[tasks[0][0]]["config"].get("threads")},
+        seeds=args.seeds,
+        epochs=args.epochs,
+        data=ev["data"],
+        runs=runs,
+        results=ev["rows"],
+        baselines=ev["baselines"],
+        summary=summarize(args.seeds, ev["rows"], runs),
+        seconds={"train": round(t_train - t0, 1), "eval": round(t_end - t_train, 1), "total": round(t_end - t0, 1)},
+    )
+    path = out / "naive_seeds.json"
+    atomic_write_json(path, doc)
+    section = render_markdown(doc, cb._display_path(path))
+    print(section)
+    if docs is not None:
+        cb.update_docs(docs, section, *nl.markers(args.section), args.section)
+        cb.log(f"updated {docs}")
+    cb.log(f"total {(t_end - t0) / 60:.1f} min; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
