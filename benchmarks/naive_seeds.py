@@ -12,12 +12,16 @@ on that rate (with a handful of seeds it is wide: it bounds the rate, it does no
 
 Every other option is naive_long.py's (``--epochs``, ``--lr-schedule``, ``--lr-schedule-epochs``, ``--jobs``,
 ``--threads``, ``--set``, ``--out``, ``--quick``, ``--reuse``, ``--docs``, ``--no-docs``, ``--render``,
-``--section``, default section ``naive-seeds``); ``--seed`` and ``--with-us3l`` do not apply. Writes
+``--section``, default section ``naive-seeds``); ``--seed`` and ``--with-us3l`` do not apply. ``--resume``
+evaluates the runs already finished in OUT with the config this command would train (an error if one was
+trained otherwise) and trains the rest, so a sweep can be extended by seeds or finished after a stop. Writes
 ``OUT/naive_seeds.json`` (kind "naive_seeds_benchmark", schema 1) and the docs section from it.
 
 Usage::
 
     python benchmarks/naive_seeds.py --seeds 101,102,103 --epochs 160 --lr-schedule-epochs 1000 --out runs/seeds
+    python benchmarks/naive_seeds.py --seeds 101,102,103,104,105 --epochs 160 --lr-schedule-epochs 1000 \
+        --out runs/seeds --resume                                            # two more seeds, one section
     python benchmarks/naive_seeds.py --quick --seeds 1,2 --out /tmp/ns     # smoke run (~1 min), no docs
     python benchmarks/naive_seeds.py --render docs/results/naive_seeds/naive_seeds.json
 """
@@ -73,6 +77,8 @@ def parse_seeds(text: str) -> list[int]:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False, allow_abbrev=False)
     p.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"seeds, comma-separated (default {DEFAULT_SEEDS})")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the finished runs in OUT whose config matches, train the missing ones")
     p.add_argument("-h", "--help", action="store_true")
     own, rest = p.parse_known_args(argv)
     if own.help:
@@ -89,7 +95,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if "--section" not in rest:
         rest = [*rest, "--section", SECTION]
     args = nl.parse_args(rest)
-    args.seeds = seeds
+    if own.resume and args.reuse:
+        p.error("--resume trains what is missing, --reuse trains nothing: give one of them")
+    args.seeds, args.resume = seeds, own.resume
     return args
 
 
@@ -242,6 +250,23 @@ def std_curves(runs: dict[str, Any], seeds: Sequence[int]) -> list[str]:
     return lines
 
 
+def finished(cfg: Any) -> bool:
+    """Whether ``cfg``'s run folder holds a finished run (its config and checkpoint)."""
+    out = Path(cfg.out)
+    return (out / "config.yaml").is_file() and (out / "checkpoint.safetensors").is_file()
+
+
+def train_or_reuse(args: argparse.Namespace, tasks: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``--reuse``: every run from its folder; ``--resume``: the finished ones from their folders (checked like
+    ``--reuse``), the others trained; otherwise every run trained. In the order of ``tasks``."""
+    reuse = [(n, c) for n, c in tasks if args.reuse or (args.resume and finished(c))]
+    runs = {name: nl.reuse_run(cfg) for name, cfg in reuse}
+    if runs:
+        cb.log(f"reusing {len(runs)} finished run(s): {', '.join(runs)}")
+    runs.update(cb.run_parallel(args.collapse.jobs, [t for t in tasks if t[0] not in runs], cb.log))
+    return {name: runs[name] for name, _ in tasks}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from us3l.errors import US3LError
     from us3l.io import atomic_write_json, header
@@ -271,8 +296,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
         size = resolve_config(None, cb.base_overrides(ca)).image_size
         ca.data = cb.write_subset(ca.data, ca.subset, out / "_subset", size)
     tasks = run_tasks(args, out)
-    runs = ({name: nl.reuse_run(cfg) for name, cfg in tasks} if args.reuse
-            else cb.run_parallel(ca.jobs, tasks, cb.log))
+    runs = train_or_reuse(args, tasks)
     for name, cfg in tasks:
         control = name.startswith(CONTROL)
         runs[name].update(method=NAIVE, single_width=None, run_dir=str(cfg.out), config=cfg.to_dict(),

@@ -71,6 +71,12 @@ def test_seeds_must_be_distinct_non_negative_integers(capsys: pytest.CaptureFixt
     assert exc.value.code == 2 and "--seeds expects distinct" in capsys.readouterr().err
 
 
+def test_resume_and_reuse_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        ns.parse_args(["--resume", "--reuse"])
+    assert exc.value.code == 2 and "--resume trains what is missing, --reuse trains nothing" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flag", [["--seed", "3"], ["--with-us3l"]])
 def test_single_seed_options_are_refused(flag: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -148,7 +154,7 @@ def test_the_evaluation_docs_hold_the_markers_once() -> None:
 
 
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path: Path) -> None:
+def test_quick_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert ns.main(["--quick", "--seeds", "1,2", "--out", str(tmp_path), "--no-docs"]) == 0
     doc = json.loads((tmp_path / "naive_seeds.json").read_text())
     assert doc["kind"] == "naive_seeds_benchmark" and doc["seeds"] == [1, 2]
@@ -162,3 +168,15 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     # each seed trains its own network
     a, b = ((tmp_path / f"seed{s}" / "naive_simsiam" / "checkpoint.safetensors").read_bytes() for s in (1, 2))
     assert a != b
+    # --resume: the two finished seeds are evaluated again, a third one is trained, one section for all three
+    assert ns.main(["--quick", "--seeds", "1,2,3", "--out", str(tmp_path), "--no-docs", "--resume"]) == 0
+    again = json.loads((tmp_path / "naive_seeds.json").read_text())
+    status = {n: r["status"] for n, r in again["runs"].items()}
+    assert status == {"naive_simsiam_seed1": "reused", "naive_simsiam_seed2": "reused",
+                      "naive_simsiam_one_width_seed1": "reused", "naive_simsiam_one_width_seed2": "reused",
+                      "naive_simsiam_seed3": "completed", "naive_simsiam_one_width_seed3": "completed"}
+    assert again["summary"]["naive_collapsed_any_width"]["of"] == 3
+    # a finished run trained with other settings is not taken for this command's
+    assert ns.main(["--quick", "--seeds", "1", "--epochs", "3", "--out", str(tmp_path), "--no-docs",
+                    "--resume"]) == 1
+    assert "was trained with other settings (epochs: 2 != 3" in capsys.readouterr().err
