@@ -40,7 +40,7 @@ import importlib.util
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -255,35 +255,73 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def bench_main(argv: Sequence[str] | None, parse: Callable[[list[str]], argparse.Namespace],
+               run: Callable[[argparse.Namespace, list[str], Path | None], int], kind: str, schema: int, what: str,
+               render: Callable[[dict[str, Any], str], str]) -> int:
+    """The command line of this script and of naive_seeds.py: parse, pick the docs file (the default for full
+    runs only), re-render (``--render``) or run; a US3LError is a one-line error and exit 1."""
     from us3l.errors import US3LError
-    from us3l.io import atomic_write_json, header
 
     cli = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(cli)
+    args = parse(cli)
     docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else DOCS)
     try:
         if args.render:
-            return cb.rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "naive-long result", render_markdown,
-                               *markers(args.section), args.section)
-        return _run(args, cli, docs, atomic_write_json, header)
+            return cb.rerender(args.render, docs, kind, schema, what, render, *markers(args.section), args.section)
+        return run(args, cli, docs)
     except US3LError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
 
-def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_write_json: Any, header: Any) -> int:
+def prepare_out(args: argparse.Namespace) -> Path:
+    """The output folder, created; with ``--subset`` (quick runs) the subset data written into it."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ca = args.collapse
-
-    git = cb.git_commit()  # the code that trains, recorded before a long run lets the tree move on
-    t0 = time.perf_counter()
     if ca.subset is not None:
         from us3l.train.config import resolve_config
 
         size = resolve_config(None, cb.base_overrides(ca)).image_size
         ca.data = cb.write_subset(ca.data, ca.subset, out / "_subset", size)
+    return out
+
+
+def write_result(args: argparse.Namespace, cli: list[str], docs: Path | None, out: Path, script: str, kind: str,
+                 schema: int, fields: dict[str, Any], times: tuple[float, float, float],
+                 render: Callable[[dict[str, Any], str], str]) -> int:
+    """Write ``OUT/<script stem>.json`` (header, date, command, ``fields``, seconds), print its docs section and
+    regenerate it in ``docs``."""
+    from us3l.io import atomic_write_json, header
+
+    t0, t_train, t_end = times
+    doc = header(kind, schema)
+    doc.update(
+        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        command=f"python benchmarks/{script} {shlex.join(cli)}".strip(),
+        **fields,
+        seconds={"train": round(t_train - t0, 1), "eval": round(t_end - t_train, 1), "total": round(t_end - t0, 1)},
+    )
+    path = out / f"{Path(script).stem}.json"
+    atomic_write_json(path, doc)
+    section = render(doc, cb._display_path(path))
+    print(section)
+    if docs is not None:
+        cb.update_docs(docs, section, *markers(args.section), args.section)
+        cb.log(f"updated {docs}")
+    cb.log(f"total {(t_end - t0) / 60:.1f} min; wrote {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return bench_main(argv, parse_args, _run, BENCH_KIND, BENCH_SCHEMA, "naive-long result", render_markdown)
+
+
+def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
+    ca = args.collapse
+    git = cb.git_commit()  # the code that trains, recorded before a long run lets the tree move on
+    t0 = time.perf_counter()
+    out = prepare_out(args)
     tasks = run_tasks(args, out)
     runs = {name: reuse_run(cfg) for name, cfg in tasks} if args.reuse else cb.run_parallel(ca.jobs, tasks, cb.log)
     for name, cfg in tasks:
@@ -292,30 +330,11 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
                           label=cb.run_label(name, method), eval_widths=[1.0] if name == cb.NAIVE_CONTROL else None)
     t_train = time.perf_counter()
     ev = cb.evaluate_all(ca, runs, cb.log, baseline_run=NAIVE)
-    t_end = time.perf_counter()
-    doc = header(BENCH_KIND, BENCH_SCHEMA)
-    doc.update(
-        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        command=f"python benchmarks/naive_long.py {shlex.join(cli)}".strip(),
-        git=git,
-        machine={**cb.machine(), "torch_threads": runs[NAIVE]["config"].get("threads")},
-        epochs=args.epochs,
-        data=ev["data"],
-        runs=runs,
-        results=ev["rows"],
-        baselines=ev["baselines"],
-        summary=summarize(ev["rows"], ev["baselines"]["random_init"]),
-        seconds={"train": round(t_train - t0, 1), "eval": round(t_end - t_train, 1), "total": round(t_end - t0, 1)},
-    )
-    path = out / "naive_long.json"
-    atomic_write_json(path, doc)
-    section = render_markdown(doc, cb._display_path(path))
-    print(section)
-    if docs is not None:
-        cb.update_docs(docs, section, *markers(args.section), args.section)
-        cb.log(f"updated {docs}")
-    cb.log(f"total {(t_end - t0) / 60:.1f} min; wrote {path}")
-    return 0
+    fields = dict(git=git, machine={**cb.machine(), "torch_threads": runs[NAIVE]["config"].get("threads")},
+                  epochs=args.epochs, data=ev["data"], runs=runs, results=ev["rows"], baselines=ev["baselines"],
+                  summary=summarize(ev["rows"], ev["baselines"]["random_init"]))
+    return write_result(args, cli, docs, out, "naive_long.py", BENCH_KIND, BENCH_SCHEMA, fields,
+                        (t0, t_train, time.perf_counter()), render_markdown)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -268,33 +266,13 @@ def train_or_reuse(args: argparse.Namespace, tasks: list[tuple[str, Any]]) -> di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from us3l.errors import US3LError
-    from us3l.io import atomic_write_json, header
-
-    cli = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(cli)
-    docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else nl.DOCS)
-    try:
-        if args.render:
-            return cb.rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "naive-seeds result", render_markdown,
-                               *nl.markers(args.section), args.section)
-        return _run(args, cli, docs, atomic_write_json, header)
-    except US3LError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return nl.bench_main(argv, parse_args, _run, BENCH_KIND, BENCH_SCHEMA, "naive-seeds result", render_markdown)
 
 
-def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_write_json: Any, header: Any) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ca = args.collapse
-    git = cb.git_commit()
+def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
+    git = cb.git_commit()  # the code that trains, recorded before a long run lets the tree move on
     t0 = time.perf_counter()
-    if ca.subset is not None:
-        from us3l.train.config import resolve_config
-
-        size = resolve_config(None, cb.base_overrides(ca)).image_size
-        ca.data = cb.write_subset(ca.data, ca.subset, out / "_subset", size)
+    out = nl.prepare_out(args)
     tasks = run_tasks(args, out)
     runs = train_or_reuse(args, tasks)
     for name, cfg in tasks:
@@ -303,32 +281,12 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
                           seed=cfg.seed, label=CONTROL if control else NAIVE,
                           eval_widths=[1.0] if control else None)
     t_train = time.perf_counter()
-    ev = cb.evaluate_all(ca, runs, cb.log, baseline_run=run_name(NAIVE, args.seeds[0]))
-    t_end = time.perf_counter()
-    doc = header(BENCH_KIND, BENCH_SCHEMA)
-    doc.update(
-        date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        command=f"python benchmarks/naive_seeds.py {shlex.join(cli)}".strip(),
-        git=git,
-        machine={**cb.machine(), "torch_threads": runs[tasks[0][0]]["config"].get("threads")},
-        seeds=args.seeds,
-        epochs=args.epochs,
-        data=ev["data"],
-        runs=runs,
-        results=ev["rows"],
-        baselines=ev["baselines"],
-        summary=summarize(args.seeds, ev["rows"], runs),
-        seconds={"train": round(t_train - t0, 1), "eval": round(t_end - t_train, 1), "total": round(t_end - t0, 1)},
-    )
-    path = out / "naive_seeds.json"
-    atomic_write_json(path, doc)
-    section = render_markdown(doc, cb._display_path(path))
-    print(section)
-    if docs is not None:
-        cb.update_docs(docs, section, *nl.markers(args.section), args.section)
-        cb.log(f"updated {docs}")
-    cb.log(f"total {(t_end - t0) / 60:.1f} min; wrote {path}")
-    return 0
+    ev = cb.evaluate_all(args.collapse, runs, cb.log, baseline_run=run_name(NAIVE, args.seeds[0]))
+    fields = dict(git=git, machine={**cb.machine(), "torch_threads": runs[tasks[0][0]]["config"].get("threads")},
+                  seeds=args.seeds, epochs=args.epochs, data=ev["data"], runs=runs, results=ev["rows"],
+                  baselines=ev["baselines"], summary=summarize(args.seeds, ev["rows"], runs))
+    return nl.write_result(args, cli, docs, out, "naive_seeds.py", BENCH_KIND, BENCH_SCHEMA, fields,
+                           (t0, t_train, time.perf_counter()), render_markdown)
 
 
 if __name__ == "__main__":
