@@ -1,4 +1,4 @@
-"""How often naive SimSiam collapses: the naive recipe and its width-1 control, trained once per seed.
+"""How often naive SimSiam collapses: the naive recipe and its width-1 control (and US3L), trained once per seed.
 
 ``benchmarks/naive_long.py`` trains one seed, so a collapse there is one trajectory, not a rate. This script
 trains, for every seed of ``--seeds`` (default 101,102,103), the same two runs as naive_long.py with that
@@ -8,11 +8,14 @@ schedule. Every run is then BN-recalibrated and evaluated like ``us3l eval`` (kN
 random-init and raw-pixel baselines), a width counts as collapsed by the collapse benchmark's criterion
 (embedding std below 0.1, or a kNN interval containing chance), and the script reports per seed which widths
 collapsed and from which monitored epoch, and over the seeds how many collapsed, with a 95 % Wilson interval
-on that rate (with a handful of seeds it is wide: it bounds the rate, it does not pin it).
+on that rate (with a handful of seeds it is wide: it bounds the rate, it does not pin it). ``--with-us3l``
+adds a third run per seed, ``us3l`` with its own recipe under the same epochs and lr schedule, and reports its
+collapse rate over the same seeds and, per seed, naive_simsiam − us3l at every width (a paired comparison: same
+seed, data order and schedule).
 
 Every other option is naive_long.py's (``--epochs``, ``--lr-schedule``, ``--lr-schedule-epochs``, ``--jobs``,
 ``--threads``, ``--set``, ``--out``, ``--quick``, ``--reuse``, ``--docs``, ``--no-docs``, ``--render``,
-``--section``, default section ``naive-seeds``); ``--seed`` and ``--with-us3l`` do not apply. ``--resume``
+``--section``, default section ``naive-seeds``); ``--seed`` does not apply. ``--resume``
 evaluates the runs already finished in OUT with the config this command would train (an error if one was
 trained otherwise) and trains the rest, so a sweep can be extended by seeds or finished after a stop. Writes
 ``OUT/naive_seeds.json`` (kind "naive_seeds_benchmark", schema 1) and the docs section from it.
@@ -22,6 +25,8 @@ Usage::
     python benchmarks/naive_seeds.py --seeds 101,102,103 --epochs 160 --lr-schedule-epochs 1000 --out runs/seeds
     python benchmarks/naive_seeds.py --seeds 101,102,103,104,105 --epochs 160 --lr-schedule-epochs 1000 \
         --out runs/seeds --resume                                            # two more seeds, one section
+    python benchmarks/naive_seeds.py --seeds 101,102,103,104 --epochs 160 --lr-schedule-epochs 1000 \
+        --out runs/seeds --resume --with-us3l                         # US3L over the same seeds, one section
     python benchmarks/naive_seeds.py --quick --seeds 1,2 --out /tmp/ns     # smoke run (~1 min), no docs
     python benchmarks/naive_seeds.py --render docs/results/naive_seeds/naive_seeds.json
 """
@@ -58,7 +63,7 @@ def _naive_long_module() -> Any:
 
 nl = _naive_long_module()
 cb = nl.cb
-NAIVE, CONTROL = nl.NAIVE, cb.NAIVE_CONTROL
+NAIVE, CONTROL, US3L = nl.NAIVE, cb.NAIVE_CONTROL, nl.US3L
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -81,11 +86,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     own, rest = p.parse_known_args(argv)
     if own.help:
         p.print_help()
-        print("\nEvery other option is benchmarks/naive_long.py's (see its --help) except --seed and --with-us3l.")
+        print("\nEvery other option is benchmarks/naive_long.py's (see its --help) except --seed; --with-us3l "
+              "trains us3l once per seed too.")
         raise SystemExit(0)
-    for flag in ("--seed", "--with-us3l"):
-        if any(a == flag or a.startswith(flag + "=") for a in rest):
-            p.error(f"{flag} does not apply here: every seed of --seeds trains the naive recipe and its control")
+    if any(a == "--seed" or a.startswith("--seed=") for a in rest):
+        p.error("--seed does not apply here: every seed of --seeds trains the naive recipe and its control")
     try:
         seeds = parse_seeds(own.seeds)
     except ValueError as exc:
@@ -104,12 +109,13 @@ def run_name(base: str, seed: int) -> str:
 
 
 def run_tasks(args: argparse.Namespace, out: Path) -> list[tuple[str, Any]]:
-    """(run name, resolved config) of every run: all the slimmed naive runs first (the long ones), then the
-    width-1 controls, so that ``--jobs`` processes finish close together."""
+    """(run name, resolved config) of every run, longest first so that ``--jobs`` processes finish close
+    together: all the slimmed naive runs, then with ``--with-us3l`` the us3l runs, then the width-1 controls."""
     ca, tasks = args.collapse, []
-    for base, extra in ((NAIVE, {}), (CONTROL, {"num_samples": 1, "knn_widths": [1.0]})):
+    kinds = [(NAIVE, NAIVE, {})] + ([(US3L, US3L, {})] if args.with_us3l else [])
+    for base, method, extra in kinds + [(CONTROL, NAIVE, {"num_samples": 1, "knn_widths": [1.0]})]:
         for s in args.seeds:
-            cfg = cb.make_config(ca, NAIVE, args.epochs, out / f"seed{s}" / base, None, extra={**extra, "seed": s})
+            cfg = cb.make_config(ca, method, args.epochs, out / f"seed{s}" / base, None, extra={**extra, "seed": s})
             tasks.append((run_name(base, s), cfg))
     return tasks
 
@@ -130,10 +136,22 @@ def rate(k: int, n: int) -> dict[str, Any]:
     return {"count": k, "of": n, "ci": wilson_interval(k / n, n) if n else None}
 
 
+def paired(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``a`` − ``b`` in kNN points at every width both evaluated, widest first, with whether the intervals overlap."""
+    out = []
+    for ra in sorted(a, key=lambda r: -r["width"]):
+        rb = next((r for r in b if abs(r["width"] - ra["width"]) < 1e-9), None)
+        if rb is None or ra["knn_top1"] is None or rb["knn_top1"] is None:
+            continue
+        out.append({"width": ra["width"], "diff_points": round(100.0 * (ra["knn_top1"] - rb["knn_top1"]), 2),
+                    "intervals_overlap": cb.intervals_overlap(ra["knn_top1_ci"], rb["knn_top1_ci"])})
+    return out
+
+
 def summarize(seeds: Sequence[int], rows: list[dict[str, Any]], runs: dict[str, Any]) -> dict[str, Any]:
     """Per seed: the collapsed widths of the naive run and of its control, the first collapsed monitor epoch,
-    naive − control at width 1; over the seeds: how many collapsed at every width, at some width, and how
-    many controls collapsed."""
+    naive − control at width 1 (and, where us3l ran, its collapsed widths and naive − us3l per width); over the
+    seeds: how many collapsed at every width, at some width, and how many controls (and us3l runs) collapsed."""
     per_seed = []
     for s in seeds:
         naive = [r for r in rows if r["run"] == run_name(NAIVE, s)]
@@ -152,16 +170,28 @@ def summarize(seeds: Sequence[int], rows: list[dict[str, Any]], runs: dict[str, 
             entry["naive_minus_control_w1"] = {
                 "diff_points": round(100.0 * (n1["knn_top1"] - c1["knn_top1"]), 2),
                 "intervals_overlap": cb.intervals_overlap(n1["knn_top1_ci"], c1["knn_top1_ci"])}
+        us3l = [r for r in rows if r["run"] == run_name(US3L, s)]
+        if run_name(US3L, s) in runs:
+            entry.update(
+                us3l_evaluated=bool(us3l),
+                us3l_collapsed_widths=sorted((r["width"] for r in us3l if r["collapsed"]), reverse=True),
+                us3l_collapse_epoch=collapse_epoch((runs.get(run_name(US3L, s)) or {}).get("curve") or []),
+                naive_minus_us3l=paired(naive, us3l))
         per_seed.append(entry)
     done = [e for e in per_seed if e["evaluated"]]
     ctrls = [e for e in per_seed if e["control_evaluated"]]
-    return {
+    out = {
         "per_seed": per_seed,
         "naive_collapsed_all_widths": rate(sum(1 for e in done if e["widths"]
                                                and e["collapsed_widths"] == e["widths"]), len(done)),
         "naive_collapsed_any_width": rate(sum(1 for e in done if e["collapsed_widths"]), len(done)),
         "control_collapsed": rate(sum(1 for e in ctrls if e["control_collapsed"]), len(ctrls)),
     }
+    if any("us3l_evaluated" in e for e in per_seed):
+        us3l_done = [e for e in per_seed if e.get("us3l_evaluated")]
+        out["us3l_collapsed_any_width"] = rate(sum(1 for e in us3l_done if e["us3l_collapsed_widths"]),
+                                               len(us3l_done))
+    return out
 
 
 def _rate_text(r: dict[str, Any]) -> str:
@@ -221,6 +251,11 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         f"- naive_simsiam collapsed at every width: {_rate_text(s['naive_collapsed_all_widths'])}.",
         f"- naive_simsiam collapsed at one width or more: {_rate_text(s['naive_collapsed_any_width'])}.",
         f"- The width-1 control collapsed: {_rate_text(s['control_collapsed'])}.",
+    ]
+    if "us3l_collapsed_any_width" in s:
+        lines.append(f"- us3l collapsed at one width or more: {_rate_text(s['us3l_collapsed_any_width'])}.")
+    lines += us3l_table(s, rows)
+    lines += [
         "",
         "| run | epochs | CPU s of training | status |",
         "|---|---|---|---|",
@@ -230,9 +265,32 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def us3l_table(s: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """Per seed, where us3l ran: its kNN per width, std range and collapsed widths, and naive − us3l per width."""
+    entries = [e for e in s["per_seed"] if "us3l_evaluated" in e]
+    if not entries:
+        return []
+    lines = ["", "US3L (its own recipe) with the same seed, epochs and lr schedule; naive − us3l is paired by seed:",
+             "", "| seed | us3l kNN % per width | us3l backbone std | us3l collapsed at | first monitored epoch "
+             "with a std < 0.1 | naive − us3l, points per width |", "|---" * 6 + "|"]
+    for e in entries:
+        us3l = sorted((r for r in rows if r["run"] == run_name(US3L, e["seed"])), key=lambda r: -r["width"])
+        accs = " / ".join(f"{r['width']:g}: {cb._pct(r['knn_top1'])}{cb._ci(r['knn_top1_ci'])}" for r in us3l)
+        stds = [r["embedding_std"] for r in us3l if r["embedding_std"] is not None]
+        std_text = "–" if not stds else f"{min(stds):.2f}-{max(stds):.2f}"
+        where = "–" if not e["us3l_evaluated"] else (", ".join(f"{w:g}" for w in e["us3l_collapsed_widths"])
+                                                      or "no width")
+        first = e["us3l_collapse_epoch"] if e["us3l_collapse_epoch"] is not None else "–"
+        diffs = " / ".join(f"{d['width']:g}: {d['diff_points']:+.1f}" + (" (overlap)" if d["intervals_overlap"] else "")
+                           for d in e["naive_minus_us3l"])
+        lines.append(f"| {e['seed']} | {accs or '–'} | {std_text} | {where} | {first} | {diffs or '–'} |")
+    return lines
+
+
 def std_curves(runs: dict[str, Any], seeds: Sequence[int]) -> list[str]:
     """The training monitor's lowest backbone std over the widths, per run and monitored epoch."""
-    names = [run_name(b, s) for s in seeds for b in (NAIVE, CONTROL) if (runs.get(run_name(b, s)) or {}).get("curve")]
+    names = [run_name(b, s) for s in seeds for b in (NAIVE, CONTROL, US3L)
+             if (runs.get(run_name(b, s)) or {}).get("curve")]
     if not names:
         return []
     epochs = sorted({p["epoch"] for n in names for p in runs[n]["curve"]})
@@ -276,9 +334,9 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
     tasks = run_tasks(args, out)
     runs = train_or_reuse(args, tasks)
     for name, cfg in tasks:
-        control = name.startswith(CONTROL)
-        runs[name].update(method=NAIVE, single_width=None, run_dir=str(cfg.out), config=cfg.to_dict(),
-                          seed=cfg.seed, label=CONTROL if control else NAIVE,
+        control, us3l = name.startswith(CONTROL), name.startswith(US3L + "_seed")
+        runs[name].update(method=US3L if us3l else NAIVE, single_width=None, run_dir=str(cfg.out),
+                          config=cfg.to_dict(), seed=cfg.seed, label=CONTROL if control else US3L if us3l else NAIVE,
                           eval_widths=[1.0] if control else None)
     t_train = time.perf_counter()
     ev = cb.evaluate_all(args.collapse, runs, cb.log, baseline_run=run_name(NAIVE, args.seeds[0]))

@@ -14,7 +14,7 @@ ns = load_script("benchmarks/naive_seeds.py", "naive_seeds_bench")
 
 
 def _row(run: str, w: float, acc: float, ci: list[float], std: float) -> dict[str, Any]:
-    label = "naive_simsiam_one_width" if run.startswith("naive_simsiam_one_width") else "naive_simsiam"
+    label = run.rsplit("_seed", 1)[0]
     collapsed = ci[0] <= 0.1 <= ci[1] or std < 0.1
     return {"method": label, "run": run, "width": w, "knn_top1": acc, "knn_top1_ci": ci, "knn_top5": None,
             "embedding_std": std, "projector_std": None, "chance_in_ci": ci[0] <= 0.1 <= ci[1],
@@ -77,12 +77,26 @@ def test_resume_and_reuse_are_exclusive(capsys: pytest.CaptureFixture[str]) -> N
     assert exc.value.code == 2 and "--resume trains what is missing, --reuse trains nothing" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", [["--seed", "3"], ["--with-us3l"]])
-def test_single_seed_options_are_refused(flag: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("flag", [["--seed", "3"], ["--seed=3"]])
+def test_a_single_seed_is_refused(flag: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         ns.parse_args(flag)
     assert exc.value.code == 2
-    assert f"{flag[0]} does not apply here" in capsys.readouterr().err
+    assert "--seed does not apply here" in capsys.readouterr().err
+
+
+def test_with_us3l_trains_us3l_once_per_seed_under_the_same_schedule(tmp_path: Path) -> None:
+    args = ns.parse_args(["--seeds", "7,8", "--epochs", "12", "--lr-schedule-epochs", "100", "--with-us3l",
+                          "--out", str(tmp_path)])
+    tasks = ns.run_tasks(args, tmp_path)
+    assert [n for n, _ in tasks] == ["naive_simsiam_seed7", "naive_simsiam_seed8", "us3l_seed7", "us3l_seed8",
+                                     "naive_simsiam_one_width_seed7", "naive_simsiam_one_width_seed8"]
+    cfgs = dict(tasks)
+    for seed in (7, 8):
+        u, n = cfgs[f"us3l_seed{seed}"], cfgs[f"naive_simsiam_seed{seed}"]
+        assert u.method == "us3l" and u.seed == seed and Path(u.out) == tmp_path / f"seed{seed}" / "us3l"
+        assert (u.epochs, u.lr_schedule, u.lr_schedule_epochs) == (n.epochs, n.lr_schedule, n.lr_schedule_epochs)
+        assert u.lr != n.lr  # its own recipe, not the naive one
 
 
 def test_every_seed_trains_the_naive_recipe_and_its_control(tmp_path: Path) -> None:
@@ -117,6 +131,45 @@ def test_summary_counts_the_collapsed_seeds_with_an_interval() -> None:
     assert s["naive_collapsed_any_width"]["count"] == 2 and s["control_collapsed"]["count"] == 0
     lo, hi = s["naive_collapsed_all_widths"]["ci"]
     assert lo < 0.5 < hi and 0.0 <= lo and hi <= 1.0
+
+
+def _doc_with_us3l() -> dict[str, Any]:
+    doc = _doc()
+    rows = doc["results"] + [
+        _row("us3l_seed1", 1.0, 0.72, [0.69, 0.75], 0.68),
+        _row("us3l_seed1", 0.25, 0.74, [0.71, 0.77], 0.67),
+        _row("us3l_seed2", 1.0, 0.31, [0.28, 0.34], 0.6),
+        _row("us3l_seed2", 0.25, 0.08, [0.06, 0.10], 0.6),  # interval contains chance: collapsed
+    ]
+    runs = {**doc["runs"],
+            "us3l_seed1": {"epochs_done": 160, "train_cpu_seconds": 1245.0, "status": "completed",
+                           "curve": _curve([0.55, 0.6, 0.65, 0.68])},
+            "us3l_seed2": {"epochs_done": 160, "train_cpu_seconds": 1250.0, "status": "completed", "curve": []}}
+    return {**doc, "results": rows, "runs": runs, "summary": ns.summarize([1, 2], rows, runs)}
+
+
+def test_summary_with_us3l_pairs_it_with_the_naive_run_of_the_same_seed() -> None:
+    s = _doc_with_us3l()["summary"]
+    first, second = s["per_seed"]
+    assert first["us3l_collapsed_widths"] == [] and first["us3l_collapse_epoch"] is None
+    assert first["naive_minus_us3l"] == [
+        {"width": 1.0, "diff_points": pytest.approx(-62.3), "intervals_overlap": False},
+        {"width": 0.25, "diff_points": pytest.approx(-62.5), "intervals_overlap": False}]
+    assert second["us3l_collapsed_widths"] == [0.25]
+    assert second["naive_minus_us3l"][0] == {"width": 1.0, "diff_points": pytest.approx(-1.0),
+                                             "intervals_overlap": True}
+    assert (s["us3l_collapsed_any_width"]["count"], s["us3l_collapsed_any_width"]["of"]) == (1, 2)
+    assert "us3l_collapsed_any_width" not in _doc()["summary"]  # without us3l runs, no us3l rate
+
+
+def test_docs_section_shows_us3l_per_seed() -> None:
+    md = ns.render_markdown(_doc_with_us3l(), "x.json")
+    assert "- us3l collapsed at one width or more: 1 of 2 seeds (95 % interval of the rate" in md
+    assert ("| 1 | 1: 72.0 [69.0, 75.0] / 0.25: 74.0 [71.0, 77.0] | 0.67-0.68 | no width | – "
+            "| 1: -62.3 / 0.25: -62.5 |") in md
+    assert "| 2 | 1: 31.0 [28.0, 34.0] / 0.25: 8.0 [6.0, 10.0] | 0.60-0.60 | 0.25 | – | 1: -1.0 (overlap)" in md
+    assert "| epoch | naive_simsiam_seed1 | naive_simsiam_one_width_seed1 | us3l_seed1 | naive_simsiam_seed2 |" in md
+    assert "us3l kNN % per width" not in ns.render_markdown(_doc(), "x.json")
 
 
 def test_docs_section_comes_from_the_document() -> None:
