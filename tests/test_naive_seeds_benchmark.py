@@ -208,7 +208,7 @@ def test_the_evaluation_docs_hold_the_markers_once() -> None:
 
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert ns.main(["--quick", "--seeds", "1,2", "--out", str(tmp_path), "--no-docs"]) == 0
+    assert ns.main(["--quick", "--seeds", "1,2", "--epochs", "4", "--out", str(tmp_path), "--no-docs"]) == 0
     doc = json.loads((tmp_path / "naive_seeds.json").read_text())
     assert doc["kind"] == "naive_seeds_benchmark" and doc["seeds"] == [1, 2]
     assert set(doc["runs"]) == {"naive_simsiam_seed1", "naive_simsiam_seed2",
@@ -221,15 +221,21 @@ def test_quick_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     # each seed trains its own network
     a, b = ((tmp_path / f"seed{s}" / "naive_simsiam" / "checkpoint.safetensors").read_bytes() for s in (1, 2))
     assert a != b
-    # --resume: the two finished seeds are evaluated again, a third one is trained, one section for all three
-    assert ns.main(["--quick", "--seeds", "1,2,3", "--out", str(tmp_path), "--no-docs", "--resume"]) == 0
+    # --resume --with-us3l: the two finished seeds are evaluated again, a third one and us3l for every seed are
+    # trained, one section for all of them
+    assert ns.main(["--quick", "--seeds", "1,2,3", "--epochs", "4", "--out", str(tmp_path), "--no-docs", "--resume",
+                    "--with-us3l"]) == 0
     again = json.loads((tmp_path / "naive_seeds.json").read_text())
     status = {n: r["status"] for n, r in again["runs"].items()}
     assert status == {"naive_simsiam_seed1": "reused", "naive_simsiam_seed2": "reused",
                       "naive_simsiam_one_width_seed1": "reused", "naive_simsiam_one_width_seed2": "reused",
-                      "naive_simsiam_seed3": "completed", "naive_simsiam_one_width_seed3": "completed"}
+                      "naive_simsiam_seed3": "completed", "naive_simsiam_one_width_seed3": "completed",
+                      "us3l_seed1": "completed", "us3l_seed2": "completed", "us3l_seed3": "completed"}
     assert again["summary"]["naive_collapsed_any_width"]["of"] == 3
+    assert again["summary"]["us3l_collapsed_any_width"]["of"] == 3
+    assert {r["run"] for r in again["results"] if r["method"] == "us3l"} == {"us3l_seed1", "us3l_seed2", "us3l_seed3"}
+    assert all(len(e["naive_minus_us3l"]) == 4 for e in again["summary"]["per_seed"])
     # a finished run trained with other settings is not taken for this command's
     assert ns.main(["--quick", "--seeds", "1", "--epochs", "3", "--out", str(tmp_path), "--no-docs",
                     "--resume"]) == 1
-    assert "was trained with other settings (epochs: 2 != 3" in capsys.readouterr().err
+    assert "was trained with other settings (epochs: 4 != 3" in capsys.readouterr().err
