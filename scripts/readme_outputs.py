@@ -35,6 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TIME_BIN = "/usr/bin/time"
 BUDGET_TOKEN = "{budget}"
+SCHEDULE_TOKEN = "{schedule}"
+SWITCHABLE_PROFILE = "profiles-switchable/cifar_resnet18-switchable-cpu-onnx-fp32.json"
 
 
 class Fail(Exception):
@@ -44,7 +46,7 @@ class Fail(Exception):
 @dataclass
 class Step:
     name: str
-    cmd: str  # shown as `$ cmd` and run with shlex.split (no shell); {budget} is filled in before running
+    cmd: str  # shown as `$ cmd` and run with shlex.split (no shell); {budget} / {schedule} filled in first
     rc: int = 0  # expected exit code; non-zero ones are shown with `; echo $?`
     needs: tuple[str, ...] = ()
     keep: str | None = ".*"  # stderr lines kept (regex, re.search); None: no stderr
@@ -105,8 +107,8 @@ STEPS: list[Step] = [
          "us3l profile --device cpu --artifact artifacts/local/cifar_resnet18-switchable-onnx-fp32 --max-seconds 2 "
          "--out profiles-switchable", needs=("export-switchable",), keep=r"^(warning|note|wrote|error)|widths stable"),
     Step("select-schedule",
-         "us3l select --profile profiles-switchable/cifar_resnet18-switchable-cpu-onnx-fp32.json "
-         "--accuracy run/accuracy.json --latency-schedule 0.12,0.15,0.2,0.3 --out schedule",
+         f"us3l select --profile {SWITCHABLE_PROFILE} --accuracy run/accuracy.json "
+         f"--latency-schedule {SCHEDULE_TOKEN} --out schedule",
          needs=("profile-switchable",)),
     Step("time-tests", "python -m pytest", kind="time"),
 ]
@@ -287,6 +289,31 @@ def budget_ms(python: str, cwd: Path, env: dict) -> str:
     return f"{float(r.stdout.strip()):.3f}".rstrip("0").rstrip(".")
 
 
+def schedule_ms(python: str, cwd: Path, env: dict) -> str:
+    """The schedule example's budgets, from the switchable profile just measured (a fixed list fails on a slower
+    machine): midway between adjacent conservative latencies at the bottom, a third and two thirds up the
+    profiled widths, and 10 % above the slowest, so that each budget sits between two widths."""
+    code = ("from us3l.deploy.select import Budget, LatencyRule, load_profile, select_profile; "
+            f"p = {SWITCHABLE_PROFILE!r}; "
+            "c = select_profile(load_profile(p), Budget(latency_ms=1e12), LatencyRule(), None, p).candidates; "
+            "print(*sorted(x.latency_ms for x in c))")
+    r = subprocess.run([python, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise Fail(f"cannot compute the schedule budgets: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return ",".join(f"{b:.3f}".rstrip("0").rstrip(".") for b in schedule_budgets([float(v) for v in r.stdout.split()]))
+
+
+def schedule_budgets(lat: list[float]) -> list[float]:
+    """Budgets between adjacent latencies of ``lat`` (sorted) at its bottom, a third and two thirds up, and one
+    10 % above the slowest; distinct and increasing."""
+    if not lat:
+        raise Fail("the switchable profile has no width to schedule")
+    n = len(lat)
+    picks = sorted({i for i in (0, n // 3, (2 * n) // 3) if i + 1 < n})
+    budgets = [(lat[i] + lat[i + 1]) / 2 for i in picks] + [lat[-1] * 1.1]
+    return sorted({round(b, 3) for b in budgets})
+
+
 def plan(only: str | None, with_tests: bool) -> list[Step]:
     if not only:
         return [s for s in STEPS if s.name not in DEFAULT_SKIP or with_tests]
@@ -376,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
             if BUDGET_TOKEN in cmd:
                 budget = budget or budget_ms(str(venv / "bin" / "python"), clone, env)
                 cmd = cmd.replace(BUDGET_TOKEN, budget)
+            if SCHEDULE_TOKEN in cmd:
+                cmd = cmd.replace(SCHEDULE_TOKEN, schedule_ms(str(venv / "bin" / "python"), clone, env))
             load = " ".join(f"{x:.2f}" for x in os.getloadavg())
             started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
             print(f"[{started}] {s.name}: {cmd}", file=sys.stderr, flush=True)

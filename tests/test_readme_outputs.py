@@ -64,3 +64,14 @@ def test_atomic_write_keeps_mode(ro, tmp_path):
     ro.write_atomic(p, "b")
     assert p.read_text() == "b" and (p.stat().st_mode & 0o777) == 0o644
     assert [q.name for q in tmp_path.iterdir()] == ["README.md"]
+
+
+def test_schedule_budgets_fall_between_profiled_latencies(ro):
+    lat = [0.30, 0.34, 0.41, 0.47, 0.52, 0.60, 0.71, 0.80]
+    budgets = ro.schedule_budgets(lat)
+    assert budgets == sorted(set(budgets)) and len(budgets) == 4
+    assert budgets[0] == 0.32 and budgets[-1] == 0.88  # above the fastest width, 10 % above the slowest
+    assert all(b not in lat for b in budgets)
+    assert ro.schedule_budgets([0.5]) == [0.55]
+    with pytest.raises(ro.Fail, match="no width to schedule"):
+        ro.schedule_budgets([])
