@@ -624,11 +624,19 @@ def find_row(rows: list[dict[str, Any]], method: str, w: float) -> dict[str, Any
 def naive_vs_one_width(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """naive_simsiam against the same recipe trained at width 1 only, at width 1: what naive slimming costs."""
     plain, naive1 = find_row(rows, NAIVE_CONTROL, 1.0), find_row(rows, "naive_simsiam", 1.0)
-    if not (plain and naive1 and plain["knn_top1"] is not None and naive1["knn_top1"] is not None):
+    diff = knn_diff(naive1, plain)
+    if diff is None:
         return None
-    return {"width": 1.0, "naive_simsiam": naive1["knn_top1"], "one_width": plain["knn_top1"],
-            "diff_points": round(100.0 * (naive1["knn_top1"] - plain["knn_top1"]), 2),
-            "intervals_overlap": intervals_overlap(naive1["knn_top1_ci"], plain["knn_top1_ci"])}
+    return {"width": 1.0, "naive_simsiam": naive1["knn_top1"], "one_width": plain["knn_top1"], **diff}
+
+
+def knn_diff(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Row ``a`` − row ``b`` in kNN top-1 points (2 decimals) and whether their 95 % intervals overlap; None when
+    either row or its kNN is missing."""
+    if not (a and b and a["knn_top1"] is not None and b["knn_top1"] is not None):
+        return None
+    return {"diff_points": round(100.0 * (a["knn_top1"] - b["knn_top1"]), 2),
+            "intervals_overlap": intervals_overlap(a["knn_top1_ci"], b["knn_top1_ci"])}
 
 
 # ------------------------------------------------------------------------------------------ provenance

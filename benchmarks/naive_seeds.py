@@ -140,11 +140,9 @@ def paired(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[dict[str, A
     """``a`` − ``b`` in kNN points at every width both evaluated, widest first, with whether the intervals overlap."""
     out = []
     for ra in sorted(a, key=lambda r: -r["width"]):
-        rb = next((r for r in b if abs(r["width"] - ra["width"]) < 1e-9), None)
-        if rb is None or ra["knn_top1"] is None or rb["knn_top1"] is None:
-            continue
-        out.append({"width": ra["width"], "diff_points": round(100.0 * (ra["knn_top1"] - rb["knn_top1"]), 2),
-                    "intervals_overlap": cb.intervals_overlap(ra["knn_top1_ci"], rb["knn_top1_ci"])})
+        diff = cb.knn_diff(ra, next((r for r in b if abs(r["width"] - ra["width"]) < 1e-9), None))
+        if diff is not None:
+            out.append({"width": ra["width"], **diff})
     return out
 
 
@@ -166,10 +164,9 @@ def summarize(seeds: Sequence[int], rows: list[dict[str, Any]], runs: dict[str, 
             "control_evaluated": c1 is not None, "control_collapsed": bool(c1 and c1["collapsed"]),
             "control_collapse_epoch": collapse_epoch((runs.get(run_name(CONTROL, s)) or {}).get("curve") or []),
         }
-        if n1 and c1 and n1["knn_top1"] is not None and c1["knn_top1"] is not None:
-            entry["naive_minus_control_w1"] = {
-                "diff_points": round(100.0 * (n1["knn_top1"] - c1["knn_top1"]), 2),
-                "intervals_overlap": cb.intervals_overlap(n1["knn_top1_ci"], c1["knn_top1_ci"])}
+        diff = cb.knn_diff(n1, c1)
+        if diff is not None:
+            entry["naive_minus_control_w1"] = diff
         us3l = [r for r in rows if r["run"] == run_name(US3L, s)]
         if run_name(US3L, s) in runs:
             entry.update(
@@ -226,21 +223,15 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     ]
     for e in s["per_seed"]:
         sd = e["seed"]
-        naive = sorted((r for r in rows if r["run"] == run_name(NAIVE, sd)), key=lambda r: -r["width"])
         ctrl = next((r for r in rows if r["run"] == run_name(CONTROL, sd)), None)
-        accs = " / ".join(f"{r['width']:g}: {cb._pct(r['knn_top1'])}{cb._ci(r['knn_top1_ci'])}" for r in naive)
-        stds = [r["embedding_std"] for r in naive if r["embedding_std"] is not None]
-        std_text = "–" if not stds else f"{min(stds):.2f}-{max(stds):.2f}"
-        where = "–" if not e["evaluated"] else (", ".join(f"{w:g}" for w in e["collapsed_widths"]) or "no width")
-        first = e["collapse_epoch"] if e["collapse_epoch"] is not None else "–"
+        naive = run_cells(rows, run_name(NAIVE, sd), e["evaluated"], e["collapsed_widths"], e["collapse_epoch"])
         diff = e.get("naive_minus_control_w1")
         diff_text = "–" if not diff else f"{diff['diff_points']:+.1f}" + {
             True: " (intervals overlap)", False: " (intervals apart)"}.get(diff.get("intervals_overlap"), "")
         cacc = "–" if ctrl is None else f"{cb._pct(ctrl['knn_top1'])}{cb._ci(ctrl['knn_top1_ci'])}"
         cstd = "–" if ctrl is None else cb._std(ctrl["embedding_std"])
         ccol = "–" if ctrl is None else ("yes" if ctrl["collapsed"] else "no")
-        lines.append(f"| {sd} | {accs or '–'} | {std_text} | {where} | {first} | {cacc} | {cstd} | {ccol} "
-                     f"| {diff_text} |")
+        lines.append(f"| {sd} | {naive} | {cacc} | {cstd} | {ccol} | {diff_text} |")
     base = " / ".join(f"{w}: {cb._pct(b.get('knn_top1'))}{cb._ci(b.get('knn_top1_ci'))}"
                       for w, b in sorted(ri.items(), key=lambda kv: -float(kv[0])))
     lines += ["", f"Random-init network (same kNN, per width): {base or '–'}."]
@@ -265,6 +256,18 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_cells(rows: list[dict[str, Any]], run: str, evaluated: bool, collapsed: list[float],
+              epoch: int | None) -> str:
+    """A slimmed run's table cells: kNN per width (widest first), backbone std range, collapsed widths, first
+    monitored epoch with a std below the threshold."""
+    mine = sorted((r for r in rows if r["run"] == run), key=lambda r: -r["width"])
+    accs = " / ".join(f"{r['width']:g}: {cb._pct(r['knn_top1'])}{cb._ci(r['knn_top1_ci'])}" for r in mine)
+    stds = [r["embedding_std"] for r in mine if r["embedding_std"] is not None]
+    std_text = "–" if not stds else f"{min(stds):.2f}-{max(stds):.2f}"
+    where = "–" if not evaluated else (", ".join(f"{w:g}" for w in collapsed) or "no width")
+    return f"{accs or '–'} | {std_text} | {where} | {epoch if epoch is not None else '–'}"
+
+
 def us3l_table(s: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     """Per seed, where us3l ran: its kNN per width, std range and collapsed widths, and naive − us3l per width."""
     entries = [e for e in s["per_seed"] if "us3l_evaluated" in e]
@@ -274,16 +277,11 @@ def us3l_table(s: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
              "", "| seed | us3l kNN % per width | us3l backbone std | us3l collapsed at | first monitored epoch "
              "with a std < 0.1 | naive − us3l, points per width |", "|---" * 6 + "|"]
     for e in entries:
-        us3l = sorted((r for r in rows if r["run"] == run_name(US3L, e["seed"])), key=lambda r: -r["width"])
-        accs = " / ".join(f"{r['width']:g}: {cb._pct(r['knn_top1'])}{cb._ci(r['knn_top1_ci'])}" for r in us3l)
-        stds = [r["embedding_std"] for r in us3l if r["embedding_std"] is not None]
-        std_text = "–" if not stds else f"{min(stds):.2f}-{max(stds):.2f}"
-        where = "–" if not e["us3l_evaluated"] else (", ".join(f"{w:g}" for w in e["us3l_collapsed_widths"])
-                                                      or "no width")
-        first = e["us3l_collapse_epoch"] if e["us3l_collapse_epoch"] is not None else "–"
+        cells = run_cells(rows, run_name(US3L, e["seed"]), e["us3l_evaluated"], e["us3l_collapsed_widths"],
+                          e["us3l_collapse_epoch"])
         diffs = " / ".join(f"{d['width']:g}: {d['diff_points']:+.1f}" + (" (overlap)" if d["intervals_overlap"] else "")
                            for d in e["naive_minus_us3l"])
-        lines.append(f"| {e['seed']} | {accs or '–'} | {std_text} | {where} | {first} | {diffs or '–'} |")
+        lines.append(f"| {e['seed']} | {cells} | {diffs or '–'} |")
     return lines
 
 

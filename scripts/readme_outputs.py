@@ -283,10 +283,15 @@ def budget_ms(python: str, cwd: Path, env: dict) -> str:
     """The select examples' latency budget: quickstart's default rule over the step-by-step profiles."""
     code = ("import glob, pathlib; from us3l.commands.quickstart import default_budget_ms; "
             "print(default_budget_ms([pathlib.Path(p) for p in sorted(glob.glob('profiles/*-cpu-*.json'))]))")
+    return f"{float(clone_python(python, cwd, env, code, 'the select budget')):.3f}".rstrip("0").rstrip(".")
+
+
+def clone_python(python: str, cwd: Path, env: dict, code: str, what: str) -> str:
+    """The stdout of ``code`` run by the clone's python in the clone; a failure is a one-line ``Fail``."""
     r = subprocess.run([python, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
     if r.returncode:
-        raise Fail(f"cannot compute the select budget: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
-    return f"{float(r.stdout.strip()):.3f}".rstrip("0").rstrip(".")
+        raise Fail(f"cannot compute {what}: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return r.stdout.strip()
 
 
 def schedule_ms(python: str, cwd: Path, env: dict) -> str:
@@ -297,10 +302,8 @@ def schedule_ms(python: str, cwd: Path, env: dict) -> str:
             f"p = {SWITCHABLE_PROFILE!r}; "
             "c = select_profile(load_profile(p), Budget(latency_ms=1e12), LatencyRule(), None, p).candidates; "
             "print(*sorted(x.latency_ms for x in c))")
-    r = subprocess.run([python, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
-    if r.returncode:
-        raise Fail(f"cannot compute the schedule budgets: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
-    return ",".join(f"{b:.3f}".rstrip("0").rstrip(".") for b in schedule_budgets([float(v) for v in r.stdout.split()]))
+    lat = [float(v) for v in clone_python(python, cwd, env, code, "the schedule budgets").split()]
+    return ",".join(f"{b:.3f}".rstrip("0").rstrip(".") for b in schedule_budgets(lat))
 
 
 def schedule_budgets(lat: list[float]) -> list[float]:
