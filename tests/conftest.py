@@ -31,6 +31,14 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI tables size themselves to ``$COLUMNS`` (us3l.cli_output.stdout_width); a test that wants a width sets
+    it, so that the output does not depend on the terminal or on the test runner (pytest-xdist's workers see a
+    different environment from a plain run)."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 class _StackT(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
 
