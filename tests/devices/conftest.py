@@ -2,7 +2,8 @@
 
 The fixture generates a host key and a client key in ``tmp_path``, writes an ``sshd_config`` (free port,
 ``ListenAddress 127.0.0.1``, ``AuthorizedKeysFile`` and ``PidFile`` in ``tmp_path``, ``StrictModes no``,
-``UsePAM no``), starts ``/usr/sbin/sshd -D -e -f CONFIG`` and stops it at teardown.
+``UsePAM no``, ``SetEnv TMPDIR`` to a private folder), starts ``/usr/sbin/sshd -D -e -f CONFIG`` and stops it
+at teardown.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ class LoopbackSSH:
     host_pubkey: str
     python: str
     tmp: Path
+
+    @property
+    def remote_tmp(self) -> Path:
+        """``$TMPDIR`` of the remote sessions (sshd's ``SetEnv``): private to this sshd, so that a test can see
+        what the remote side left there while other test processes use the machine's own temp folder."""
+        return self.tmp / "remote-tmp"
 
     @property
     def url(self) -> str:
@@ -98,7 +105,9 @@ def loopback_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackS
         f"PidFile {tmp}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
         "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+        f"SetEnv TMPDIR={tmp / 'remote-tmp'}\n"
     )
+    (tmp / "remote-tmp").mkdir()
     host_pub = (tmp / "host_ed25519.pub").read_text().split()
     known_hosts = tmp / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")

@@ -19,15 +19,21 @@ from us3l.devices.spec import load_device_file
 from us3l.devices.ssh import SSHSession
 from us3l.errors import US3LError
 
+from .conftest import LoopbackSSH
 
-def _tmp_profile_dirs() -> set[str]:
-    return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "us3l-profile.*")))
+
+def _tmp_profile_dirs(ssh: LoopbackSSH) -> set[str]:
+    return set(glob.glob(os.path.join(ssh.remote_tmp, "us3l-profile.*")))
 
 
 def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, shared_exports, tmp_path, capsys):
     dev = tmp_path / "loopback.toml"
     dev.write_text(loopback_ssh.device_toml())
-    before = _tmp_profile_dirs()
+    with SSHSession(load_device_file(dev).reach).connect() as ssh:  # remote temp folders land where we look
+        probe = ssh.mkdtemp("us3l-probe")
+        assert os.path.dirname(probe) == str(loopback_ssh.remote_tmp)
+        ssh.rmtree(probe)
+    before = _tmp_profile_dirs(loopback_ssh)
     out = tmp_path / "profiles"
     rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25,0.5",
                "--backend", "onnx", "--out", str(out), "--json"])
@@ -45,7 +51,7 @@ def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, shared_exports, tmp_path
     assert "onnxruntime" in doc["fingerprint"]["packages"]
     assert (out / "cifar_resnet18-loopback-onnx-fp32.json").is_file()
     assert (out / "cifar_resnet18-loopback-onnx-fp32.csv").is_file()
-    assert _tmp_profile_dirs() == before, "remote temp folder was not removed"
+    assert _tmp_profile_dirs(loopback_ssh) == before, "remote temp folder was not removed"
 
 
 def test_devices_check_over_ssh(loopback_ssh, tmp_path, capsys):
@@ -92,13 +98,13 @@ def test_missing_runtime_is_a_clear_error(loopback_ssh, shared_exports, tmp_path
     wrapper.write_text(f'#!/bin/sh\nexec "{loopback_ssh.python}" -S "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     dev = _write(tmp_path, loopback_ssh.device_toml(python=str(wrapper)))
-    before = _tmp_profile_dirs()
+    before = _tmp_profile_dirs(loopback_ssh)
     rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
                "--backend", "onnx", "--out", str(tmp_path / "p")])
     err = capsys.readouterr().err
     assert rc == 1
     assert "runtime missing on ssh://" in err and "onnxruntime is not installed" in err
-    assert _tmp_profile_dirs() == before
+    assert _tmp_profile_dirs(loopback_ssh) == before
 
 
 def _write(tmp_path: Path, text: str) -> Path:
