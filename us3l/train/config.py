@@ -151,9 +151,14 @@ def _coerce(name: str, value: Any) -> Any:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file into a flat mapping."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise US3LError(f"config file not found: {p}")
-    text = p.read_text(encoding="utf-8")
+    if not p.is_file():
+        raise US3LError(f"config {p} is not a regular file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise US3LError(f"cannot read config {p}: {exc}") from None
     try:
         if p.suffix == ".toml":
             try:
