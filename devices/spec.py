@@ -53,6 +53,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from us3l.errors import US3LError
+from us3l.io import read_input_text
 from us3l.profiler.measure import MeasurementPolicy
 from us3l.validate import safe_name
 
@@ -330,12 +331,11 @@ def _reach_from_dict(r: dict[str, Any], where: str) -> Reach:
 def load_device_file(path: str | Path) -> DeviceSpec:
     """Read and validate one device TOML file."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise US3LError(f"device file not found: {path}")
+    text = read_input_text(path, "device file")
     if tomllib is None:  # pragma: no cover
         raise US3LError("reading device files on Python 3.10 needs the 'tomli' package: pip install tomli")
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise US3LError(f"device file {path} is not valid TOML: {exc}") from None
     return spec_from_dict(doc, str(path))

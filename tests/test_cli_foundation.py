@@ -45,8 +45,8 @@ def test_bad_input_is_one_line_error(args: list[str], message: str, capsys: pyte
         (["quickstart", "--threads", "0"], "error: --threads must be >= 1, got 0"),
         (["quickstart", "--backend", "tflite"], "error: quickstart profiles and exports with onnx and/or openvino"),
         (["quickstart", "--config", "/nonexistent.yaml"], "error: config file not found: /nonexistent.yaml"),
-        (["train", "--config", "/dev/null"], "error: config /dev/null is not a regular file"),
-        (["train", "--config", "/"], "error: config / is not a regular file"),
+        (["train", "--config", "/dev/null"], "error: config file /dev/null is not a regular file"),
+        (["train", "--config", "/"], "error: config file / is not a regular file"),
         (
             ["train", "--set", 'x=!!python/object/apply:os.system ["touch PWNED"]'],
             "error: --set x=...: not a plain YAML value (could not determine a constructor for the tag "

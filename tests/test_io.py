@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from us3l.io import atomic_write, atomic_write_json, atomic_write_text, process_umask, temp_dir, temp_file
+from us3l.errors import US3LError
+from us3l.io import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    process_umask,
+    read_input_text,
+    read_json,
+    temp_dir,
+    temp_file,
+)
 
 
 @pytest.fixture(params=[(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)])
@@ -53,3 +63,34 @@ def test_temp_file_and_dir_follow_the_umask(tmp_path: Path, umask: tuple[int, in
     fmode, dmode = umask
     assert _mode(temp_file(tmp_path, ".x.")) == fmode
     assert _mode(temp_dir(tmp_path, ".staging-")) == dmode
+
+
+def test_input_files_that_cannot_be_read_are_one_line_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text('{"a": 1}', encoding="utf-8")
+    assert read_input_text(good, "accuracy file") == '{"a": 1}' and read_json(good) == {"a": 1}
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"\xff\xfe{}")
+    cases = {
+        tmp_path / "missing.json": f"accuracy file not found: {tmp_path / 'missing.json'}",
+        tmp_path: f"accuracy file {tmp_path} is not a regular file",
+        Path("/dev/null"): "accuracy file /dev/null is not a regular file",
+        bad: f"accuracy file {bad} is not UTF-8 text: 'utf-8' codec can't decode byte 0xff in position 0",
+    }
+    for path, message in cases.items():
+        for read in (read_input_text, read_json):
+            with pytest.raises(US3LError) as err:
+                read(path, "accuracy file")
+            assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    (tmp_path / "text.json").write_text("not json", encoding="utf-8")
+    with pytest.raises(US3LError, match=r"^accuracy file .*text.json is not valid JSON: Expecting value"):
+        read_json(tmp_path / "text.json", "accuracy file")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_input_file(tmp_path: Path) -> None:
+    locked = tmp_path / "locked.toml"
+    locked.write_text("x = 1", encoding="utf-8")
+    locked.chmod(0)
+    with pytest.raises(US3LError, match=r"^cannot read device file .*locked.toml: Permission denied$"):
+        read_input_text(locked, "device file")

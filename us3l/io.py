@@ -113,14 +113,28 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+def read_input_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of a file the user named; a missing path, a folder or device (``/dev/null``), an
+    unreadable or non-UTF-8 file each become a one-line ``US3LError`` naming ``what`` and the path."""
+    path = Path(path)
+    if not path.exists():
+        raise US3LError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise US3LError(f"{what} {path} is not a regular file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise US3LError(f"{what} {path} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise US3LError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
 def read_json(path: str | Path, what: str = "file") -> Any:
     """Read a JSON file, turning a missing or malformed file into a one-line ``US3LError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise US3LError(f"{what} not found: {path}")
+    text = read_input_text(path, what)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
         raise US3LError(f"{what} {path} is not valid JSON: {exc}") from None
 
 

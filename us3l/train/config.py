@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from us3l.errors import US3LError
+from us3l.io import read_input_text
 from us3l.train.sampling import SAMPLINGS, SCHEDULES, check_schedule
 
 DEFAULT_CONFIG_NAME = "default.yaml"
@@ -151,14 +152,7 @@ def _coerce(name: str, value: Any) -> Any:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file into a flat mapping."""
     p = Path(path)
-    if not p.exists():
-        raise US3LError(f"config file not found: {p}")
-    if not p.is_file():
-        raise US3LError(f"config {p} is not a regular file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise US3LError(f"cannot read config {p}: {exc}") from None
+    text = read_input_text(p, "config file")
     try:
         if p.suffix == ".toml":
             try:
