@@ -256,3 +256,31 @@ def test_a_commit_without_its_new_files_is_not_guessed(tmp_path: Path) -> None:
     shutil.copy(newer / ckpt.WEIGHTS_FILE, run / ckpt.WEIGHTS_FILE)  # no temporary files left: cannot roll forward
     assert ckpt.finish_interrupted_commit(run) is False
     assert ckpt.read_meta(run)["epoch"] == 3 and ckpt.read_weights_epoch(run) == 4
+
+
+def test_weights_digest_is_recorded_and_checked(tmp_path: Path) -> None:
+    import json
+
+    from us3l.io import file_sha256
+
+    model = create_model("cifar_resnet18", num_classes=0, **KW)
+    _save(tmp_path, model)
+    w, meta_path = tmp_path / "checkpoint.safetensors", tmp_path / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["weights_sha256"] == file_sha256(w) == ckpt.load_backbone(tmp_path).sha256
+    # bytes inside a tensor changed, same length, header intact: safetensors itself reads it without complaint
+    blob = bytearray(w.read_bytes())
+    blob[len(blob) // 2 : len(blob) // 2 + 16] = bytes(16)
+    w.write_bytes(bytes(blob))
+    ckpt.read_tensors(tmp_path)
+    expected = (
+        f"checkpoint {w} is damaged or was replaced: its sha256 {file_sha256(w)[:12]}... differs from the "
+        f"{meta['weights_sha256'][:12]}... recorded in checkpoint.json when it was saved; re-train or restore it"
+    )
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path)
+    assert str(info.value) == expected
+    # a checkpoint from before the digest was recorded is read as it is
+    del meta["weights_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    assert ckpt.load_backbone(tmp_path).sha256 == file_sha256(w)

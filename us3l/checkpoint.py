@@ -15,6 +15,7 @@ Loading never unpickles arbitrary objects: weights come from safetensors, the tr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -107,23 +108,22 @@ def save_checkpoint(
     ``backbone_state`` is the backbone's state dict (stored as ``backbone.*``), ``train_tensors`` everything
     else needed to resume (stored as ``train.*``), ``train_state`` a weights-only-loadable dict.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     epoch = str(int(meta["epoch"]))
     tensors = {BACKBONE_PREFIX + k: v for k, v in backbone_state.items()}
     tensors.update({TRAIN_PREFIX + k: v for k, v in train_tensors.items()})
-    tensors = _tensors_for_safetensors(tensors)
+    blob = save(_tensors_for_safetensors(tensors), metadata={"format": "pt", "epoch": epoch})
 
-    writers: dict[str, Callable[[Path], None]] = {
-        WEIGHTS_FILE: lambda p: save_file(tensors, str(p), metadata={"format": "pt", "epoch": epoch}),
-    }
+    writers: dict[str, Callable[[Path], None]] = {WEIGHTS_FILE: lambda p: p.write_bytes(blob)}
     if train_state is not None:
         state = dict(train_state)
         state["epoch"] = int(meta["epoch"])
         writers[STATE_FILE] = lambda p: torch.save(state, p)
-    text = json.dumps(dict(meta), indent=2, default=str) + "\n"
+    # the digest of the weights as written: readers refuse a file whose bytes changed since (verify_weights)
+    text = json.dumps({**meta, "weights_sha256": hashlib.sha256(blob).hexdigest()}, indent=2, default=str) + "\n"
     writers[META_FILE] = lambda p: p.write_text(text, encoding="utf-8")
     _commit(run_dir, writers)
     return run_dir / WEIGHTS_FILE
@@ -217,6 +217,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "normalization": (dict, type(None)),
     "input_size": (int, type(None)),
     "config": (dict,),
+    "weights_sha256": (str,),  # since 2026-12-03; older checkpoints have none and are read unchecked
 }
 _META_REQUIRED = ("model", "epoch")
 
@@ -228,6 +229,21 @@ def weights_path(path: str | Path) -> Path:
     if not w.is_file():
         raise US3LError(f"no checkpoint found at {path} (expected a run folder or {WEIGHTS_FILE})")
     return w
+
+
+def verify_weights(path: str | Path, meta: Mapping[str, Any]) -> str:
+    """The sha256 of ``checkpoint.safetensors``; a one-line error when ``checkpoint.json`` recorded another
+    digest at save time (the weights were damaged, e.g. by a partial copy or bad storage, or replaced).
+    Checkpoints written before the digest was recorded are returned unchecked."""
+    wpath = weights_path(path)
+    sha = file_sha256(wpath)
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and recorded != sha:
+        raise US3LError(
+            f"checkpoint {wpath} is damaged or was replaced: its sha256 {sha[:12]}... differs from the "
+            f"{str(recorded)[:12]}... recorded in {META_FILE} when it was saved; re-train or restore it"
+        )
+    return sha
 
 
 def read_tensors(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -362,7 +378,7 @@ def load_backbone(
             f"checkpoint {wpath} does not match model {meta['model']!r}: "
             f"missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}"
         )
-    sha = file_sha256(wpath)
+    sha = verify_weights(wpath, meta)
     bn_path = wpath.parent / BN_STATS_FILE
     bn_note = None
     if bn_path.is_file():

@@ -50,6 +50,19 @@ def test_existing_checkpoint_needs_resume_or_overwrite(tiny_cfg) -> None:
         run_training(cfg)
 
 
+def test_resume_refuses_damaged_weights(tiny_cfg, tmp_path: Path) -> None:
+    from us3l.errors import US3LError
+
+    cfg = tiny_cfg(epochs=4, save_every=0, out=str(tmp_path / "run"))
+    run_training(cfg)
+    w = tmp_path / "run" / "checkpoint.safetensors"
+    blob = bytearray(w.read_bytes())
+    blob[-8:] = bytes(8)  # the last tensor's last bytes: the file still parses
+    w.write_bytes(bytes(blob))
+    with pytest.raises(US3LError, match=r"^checkpoint .* is damaged or was replaced: its sha256 "):
+        run_training(tiny_cfg(epochs=8, save_every=0, out=str(tmp_path / "run")), resume=True)
+
+
 def _final_tensors(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "checkpoint.safetensors"))
 

@@ -618,6 +618,7 @@ def _restore(
             "the run was interrupted while saving"
         )
     sd = join_state(ckpt.read_tensors(run_dir, ckpt.BACKBONE_PREFIX), ckpt.read_tensors(run_dir, ckpt.TRAIN_PREFIX))
+    ckpt.verify_weights(run_dir, meta)
     try:
         method.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
