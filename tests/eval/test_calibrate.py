@@ -172,6 +172,28 @@ def test_bn_stats_of_changed_weights_are_refused_or_ignored(tmp_path: Path) -> N
     assert calibrated_widths(loaded.model) == () and "stale" in (loaded.bn_stats_note or "")
 
 
+def test_damaged_bn_stats_are_refused(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from us3l.eval.calibrate import TENSORS_SHA_KEY, tensors_sha256
+
+    model = tiny_model()
+    run = make_run(tmp_path / "run", model)
+    calibrate_widths(model, [0.5], batches())
+    path = save_bn_stats(model, run)
+    with safe_open(str(path), framework="pt", device="cpu") as fh:
+        assert fh.metadata()[TENSORS_SHA_KEY] == tensors_sha256({k: fh.get_tensor(k) for k in fh.keys()})
+    blob = bytearray(path.read_bytes())
+    blob[-4:] = b"\x7f\x7f\x7f\x7f"  # the last statistic's bytes: the file still parses
+    path.write_bytes(bytes(blob))
+    with pytest.raises(US3LError) as exc:
+        load_backbone(run)
+    assert str(exc.value) == (
+        f"BN statistics {path} are damaged (their content differs from the digest recorded when they were "
+        f"saved); delete it and run `us3l calibrate --ckpt {run}`"
+    )
+
+
 def test_unbound_bn_stats_are_refused(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

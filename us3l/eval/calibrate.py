@@ -35,6 +35,8 @@ from us3l.slim import bn_stats_state, calibrated_widths, calibrating, canonical_
 BN_STATS_FILE = "bn_stats.safetensors"
 WEIGHTS_FILE = "checkpoint.safetensors"  # us3l.checkpoint.WEIGHTS_FILE (not imported: no cycle)
 CHECKPOINT_SHA_KEY = "checkpoint_sha256"
+#: metadata key of the statistics' own digest (``tensors_sha256``), checked when they are loaded
+TENSORS_SHA_KEY = "tensors_sha256"
 DEFAULT_BATCHES = 20
 DEFAULT_BATCH_SIZE = 128
 CALIBRATION_SEED = 0
@@ -246,7 +248,11 @@ def save_bn_stats(
     if checkpoint_sha256 is None:
         weights = Path(run_dir) / WEIGHTS_FILE
         checkpoint_sha256 = file_sha256(weights) if weights.is_file() else None
-    meta = {"format": "pt", "widths": ",".join(f"{w:.4f}" for w in calibrated_widths(model))}
+    meta = {
+        "format": "pt",
+        "widths": ",".join(f"{w:.4f}" for w in calibrated_widths(model)),
+        TENSORS_SHA_KEY: tensors_sha256(state),
+    }
     if checkpoint_sha256 is not None:
         meta[CHECKPOINT_SHA_KEY] = checkpoint_sha256
     if settings is not None:
@@ -261,7 +267,7 @@ def load_bn_stats(model: nn.Module, path: str | Path, checkpoint_sha256: str | N
     With ``checkpoint_sha256``, statistics computed for other weights (or not bound to any) are refused
     (``StaleBNStats``) before anything is loaded.
     """
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     p = Path(path)
     if p.is_dir():
@@ -270,14 +276,31 @@ def load_bn_stats(model: nn.Module, path: str | Path, checkpoint_sha256: str | N
         raise US3LError(f"BN statistics file not found: {p}")
     if checkpoint_sha256 is not None:
         check_bn_stats_binding(p, checkpoint_sha256)
+    redo = f"delete it and run `us3l calibrate --ckpt {p.parent}`"
     try:
-        state = load_file(str(p))
+        with safe_open(str(p), framework="pt", device="cpu") as fh:
+            recorded = (fh.metadata() or {}).get(TENSORS_SHA_KEY)
+            state = {key: fh.get_tensor(key) for key in fh.keys()}
     except Exception as exc:  # noqa: BLE001 - any safetensors parse error means a corrupt file
-        raise US3LError(
-            f"cannot read BN statistics {p} ({_one_line(exc)}); delete it and run `us3l calibrate --ckpt {p.parent}`"
-        ) from None
+        raise US3LError(f"cannot read BN statistics {p} ({_one_line(exc)}); {redo}") from None
+    if recorded is not None and recorded != tensors_sha256(state):  # files from before 2026-12-03 have none
+        raise US3LError(f"BN statistics {p} are damaged (their content differs from the digest recorded when they "
+                        f"were saved); {redo}")
     load_bn_stats_state(model, state)
     return calibrated_widths(model)
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes, in name order (what a file holds, independent
+    of how it is laid out)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 class StaleBNStats(US3LError):
