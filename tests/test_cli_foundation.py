@@ -46,6 +46,7 @@ def test_bad_input_is_one_line_error(args: list[str], message: str, capsys: pyte
         (["quickstart", "--backend", "tflite"], "error: quickstart profiles and exports with onnx and/or openvino"),
         (["quickstart", "--config", "/nonexistent.yaml"], "error: config file not found: /nonexistent.yaml"),
         (["train", "--config", "/dev/null"], "error: config file /dev/null is not a regular file"),
+        (["train", "--data", "/nonexistent-data"], "error: unknown data spec '/nonexistent-data' (valid: builtin,"),
         (["train", "--config", "/"], "error: config file / is not a regular file"),
         (
             ["train", "--set", 'x=!!python/object/apply:os.system ["touch PWNED"]'],

@@ -152,14 +152,9 @@ def train_cmd(
 def _check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:
     """The data path exists and the run folder may be written (no checkpoint there unless --resume or
     --overwrite): one-line errors before the resolved config is printed or any model is built."""
+    from us3l.data.datasets import parse_data_spec
     from us3l.train.loop import _check_run_dir
 
-    spec = str(cfg.data).strip()
-    kind, sep, rest = spec.partition(":")
-    if sep and kind in ("cifar10", "cifar100", "folder"):
-        if not rest:
-            raise US3LError(f"data spec {spec!r} has no path after ':'")
-        if not Path(rest).expanduser().exists():
-            raise US3LError(f"data path not found: {Path(rest).expanduser()}")
+    parse_data_spec(str(cfg.data))
     if not overwrite:  # with --overwrite the loop deletes the old checkpoint itself
         _check_run_dir(Path(cfg.out), resume, overwrite=False)

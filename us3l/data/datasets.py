@@ -185,18 +185,28 @@ def load_dataset(spec: str, split: str, image_size: int | None = None) -> AnyDat
     split = _check_split(split)
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise US3LError(f"image_size must be a positive integer, got {image_size!r}")
-    spec = spec.strip()
-    if spec == "builtin":
+    kind, path = parse_data_spec(spec)
+    if kind == "builtin":
         return load_builtin(split)
-    if spec == "digits":
+    if kind == "digits":
         return load_digits_builtin(split)
+    assert path is not None
+    if kind in ("cifar10", "cifar100"):
+        return load_cifar(kind, path, split)
+    return load_folder(path, split, image_size or DEFAULT_FOLDER_SIZE)
+
+
+def parse_data_spec(spec: str) -> tuple[str, Path | None]:
+    """The kind of a data spec (``builtin``, ``digits``, ``cifar10``, ``cifar100``, ``folder``) and its path,
+    checked to exist, without loading anything; bad input raises a one-line ``US3LError``."""
+    spec = spec.strip()
+    if spec in ("builtin", "digits"):
+        return spec, None
     kind, sep, rest = spec.partition(":")
-    if sep and kind in ("cifar10", "cifar100"):
-        return load_cifar(kind, _existing_path(rest, spec), split)
-    if sep and kind == "folder":
-        return load_folder(_existing_path(rest, spec), split, image_size or DEFAULT_FOLDER_SIZE)
+    if sep and kind in ("cifar10", "cifar100", "folder"):
+        return kind, _existing_path(rest, spec)
     if Path(spec).expanduser().is_dir():
-        return load_folder(Path(spec).expanduser(), split, image_size or DEFAULT_FOLDER_SIZE)
+        return "folder", Path(spec).expanduser()
     raise US3LError(f"unknown data spec {spec!r} (valid: {SPEC_FORMS})")
 
 
