@@ -103,14 +103,26 @@ class LatencyRule:
         return f"{bound}{self.statistic}{margin}"
 
     def missing_bound(self, latency: Mapping[str, Any]) -> str | None:
-        """Why the compared upper bound is not a real 95 % bound for this record (too few samples for the
-        quantile's order statistic to exist: the profile's maximum stands in), or None."""
-        if not self.conservative or self.statistic == "mean":
+        """What stands in for the compared upper 95 % bound of this record when it is not a real one, and
+        why (``"is compared at ...: why; fix"``), or None. Too few samples for the quantile's order statistic
+        to exist: the profile's maximum stands in. No bound in the profile at all (an edited or foreign file):
+        the point value stands in."""
+        if not self.conservative:
             return None
+        if self.statistic == "mean":
+            if not latency.get("n") or latency.get("std_ms") is None:  # e.g. an interpolated width (n 0)
+                return ("is compared at its point value: the profile has no samples for the mean's upper 95% "
+                        "bound; re-profile it with us3l profile")
+            return None
+        ci = (latency.get("ci95_ms") or {}).get(self.statistic)
+        if not isinstance(ci, list | tuple) or len(ci) != 2 or ci[1] is None:
+            return (f"is compared at its point value: the profile records no upper 95% bound of {self.statistic} "
+                    "(ci95_ms); re-profile it with us3l profile")
         n = latency.get("n")
         need = min_samples_for_upper_bound(float(self.statistic[1:]) / 100.0, below_max=0)
         if isinstance(n, int) and not isinstance(n, bool) and 0 < n < need:
-            return f"the upper 95% bound of {self.statistic} needs >= {need} samples, the profile has {n}"
+            return (f"is compared at its slowest sample: the upper 95% bound of {self.statistic} needs >= {need} "
+                    f"samples, the profile has {n}; re-profile with more samples")
         return None
 
     def value_ms(self, latency: Mapping[str, Any]) -> float:
@@ -438,7 +450,7 @@ def _decide(feasible: list[Candidate], strict: bool) -> tuple[Candidate | None, 
 
 def _latency_warnings(chosen: Candidate | None, tied: list[Candidate], where: str, rule: LatencyRule) -> list[str]:
     """One line per chosen/tied width whose profiled latency is marked ``stable: false`` or whose compared bound
-    rests on too few samples (``LatencyRule.missing_bound``); ``where`` names the device and backend (a
+    rests on too few samples or is missing (``LatencyRule.missing_bound``); ``where`` names the device and backend (a
     selection per backend may tie the same width on each)."""
     out = []
     for c in ([chosen] if chosen is not None else []) + [t for t in tied if t is not chosen]:
@@ -450,7 +462,7 @@ def _latency_warnings(chosen: Candidate | None, tied: list[Candidate], where: st
             out.append(f"{name} is not stable in the profile{extra}; re-profile before trusting the choice")
         missing = rule.missing_bound(c.latency)
         if missing is not None:
-            out.append(f"{name} is compared at its slowest sample: {missing}; re-profile with more samples")
+            out.append(f"{name} {missing}")
     return out
 
 

@@ -254,6 +254,25 @@ def test_unstable_latency_of_chosen_or_tied_width_is_warned(write_profile, tmp_p
     assert d2.warnings == []
 
 
+def test_a_bound_missing_from_the_profile_is_warned(write_profile, tmp_path) -> None:
+    """A profile without the upper bound (edited, or written by another tool): the point value stands in for the
+    bound the header promises, and the selection says so instead of comparing it silently."""
+    spec = rows((0.25, 1.0), (1.0, 3.0))
+    del spec[0]["latency"]["ci95_ms"]["p90"]
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.78, 1.0: 0.80})
+    d = select([write_profile(spec)], Budget(latency_ms=5), acc).devices[0]
+    assert d.chosen.width == 0.25 and d.warnings == [
+        "cpu/onnx: latency of the chosen width 0.25 (fp32) is compared at its point value: the profile records no "
+        "upper 95% bound of p90 (ci95_ms); re-profile it with us3l profile"
+    ]
+    # the mean's bound needs samples: an interpolated width (n 0) has none
+    assert LatencyRule(statistic="mean").missing_bound({"n": 0, "mean_ms": 1.0, "std_ms": 0.0}) == (
+        "is compared at its point value: the profile has no samples for the mean's upper 95% bound; re-profile it "
+        "with us3l profile"
+    )
+    assert LatencyRule(statistic="mean").missing_bound({"n": 50, "mean_ms": 1.0, "std_ms": 0.1}) is None
+
+
 def test_a_bound_resting_on_the_sample_max_is_warned(write_profile, tmp_path) -> None:
     """With 30 samples the upper 95 % bound of p90 does not exist (36 needed): the profile's slowest sample
     stands in, so the compared latency is one draw. The chosen width says so; with 36 samples it does not."""
