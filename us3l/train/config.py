@@ -229,7 +229,15 @@ def _check_type(name: str, value: Any) -> Any:
     if not ok:
         none = " (or null)" if optional else ""
         raise US3LError(f"config {name!r} must be {_TYPE_WORDS[kind]}{none}, got {value!r}")
+    # every number ends up in torch: a float must fit float32 (1e300 overflows inside the loss), an int int64
+    if kind is float and not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+        raise US3LError(f"config {name!r} must be a finite number within float32's range, got {value!r}")
+    if kind is int and not -(2**63) <= value < 2**63:
+        raise US3LError(f"config {name!r} must be a whole number within int64's range, got {value!r}")
     return value
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 _SCALAR_TYPES = _scalar_types()
@@ -424,9 +432,46 @@ def validate(cfg: TrainConfig) -> None:
         )
     if cfg.num_samples < 1 or cfg.save_every < 0 or cfg.knn_every < 0 or cfg.reg_bins < 1:
         raise US3LError("num_samples and reg_bins must be >= 1; save_every and knn_every >= 0")
+    _validate_ranges(cfg)
     if cfg.method == "us3l_mocov3" and not cfg.model.startswith("vit"):
         raise US3LError(f"method us3l_mocov3 needs a ViT model (e.g. vit_tiny), got {cfg.model!r}")
     _validate_snets(cfg)
+
+
+#: (field, lowest, highest, whether the lowest is allowed): numeric settings the checks above do not cover.
+_RANGES: tuple[tuple[str, float, float, bool], ...] = (
+    ("threads", 1, math.inf, True),
+    ("num_workers", 0, math.inf, True),
+    ("image_size", 1, math.inf, True),
+    ("batch_size", 2, 2**31 - 1, True),
+    ("momentum", 0.0, 1.0, True),
+    ("ema_momentum", 0.0, 1.0, True),
+    ("weight_decay", 0.0, math.inf, True),
+    ("temperature", 0.0, math.inf, False),
+    ("mocov3_tau", 0.0, math.inf, False),
+    ("distill_lambda", 0.0, math.inf, True),
+    ("feature_lambda", 0.0, math.inf, True),
+    ("reg_lambda", 0.0, math.inf, True),
+    ("reg_alpha", 0.0, math.inf, True),
+    ("collapse_warn", 0.0, math.inf, True),
+    ("warmup_epochs", 0, math.inf, True),
+    ("reg_warmup_epochs", 0, math.inf, True),
+    ("proj_dim", 1, math.inf, True),
+    ("proj_hidden", 1, math.inf, True),
+    ("pred_hidden", 1, math.inf, True),
+)
+
+
+def _validate_ranges(cfg: TrainConfig) -> None:
+    """One line for a number outside its range (``threads: -1`` used to fail inside torch)."""
+    for name, lo, hi, lo_ok in _RANGES:
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        if not ((value >= lo if lo_ok else value > lo) and value <= hi):
+            low = f">= {lo}" if lo_ok else f"> {lo}"
+            rng = low if hi == math.inf else f"{low} and <= {hi}"
+            raise US3LError(f"{name} must be {rng}, got {value!r}")
 
 
 def _validate_snets(cfg: TrainConfig) -> None:
