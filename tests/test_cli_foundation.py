@@ -47,6 +47,10 @@ def test_bad_input_is_one_line_error(args: list[str], message: str, capsys: pyte
         (["quickstart", "--config", "/nonexistent.yaml"], "error: config file not found: /nonexistent.yaml"),
         (["train", "--config", "/dev/null"], "error: config file /dev/null is not a regular file"),
         (["train", "--data", "/nonexistent-data"], "error: unknown data spec '/nonexistent-data' (valid: builtin,"),
+        (["profile", "--device", "cpu", "--model", "cifar_resnet18", "--points", "1"],
+         "error: --points must be >= 2 (the grid's two ends), got 1"),
+        (["profile", "--device", "cpu", "--model", "cifar_resnet18", "--points", "3", "--widths", "0.5"],
+         "error: give either --widths or --points, not both"),
         (["train", "--config", "/"], "error: config file / is not a regular file"),
         (
             ["train", "--set", 'x=!!python/object/apply:os.system ["touch PWNED"]'],

@@ -95,3 +95,20 @@ def test_requested_k_defaults_to_the_runs_training_knn_k():
     assert KnnSettings().requested_k({}) == DEFAULT_KNN_K
     assert KnnSettings().requested_k({"config": {"knn_k": True}}) == DEFAULT_KNN_K
     assert KnnSettings().requested_k({"config": "garbage"}) == DEFAULT_KNN_K
+
+
+@pytest.mark.parametrize("t", [0.0, -0.1, float("inf"), float("nan")])
+def test_knn_temperature_must_be_finite_and_positive(t: float) -> None:
+    """T = inf turns the weighted vote into a plain majority vote without saying so; NaN poisons every weight."""
+    from us3l.eval.runner import KnnSettings
+
+    with pytest.raises(US3LError, match=r"^kNN temperature must be a finite number > 0, got "):
+        KnnSettings(temperature=t)
+
+
+@pytest.mark.parametrize("lr", [0.0, float("inf"), float("nan")])
+def test_linear_probe_lr_must_be_finite_and_positive(lr: float) -> None:
+    from us3l.eval.linear import LinearProbeSettings
+
+    with pytest.raises(US3LError, match=r"^linear-probe lr must be a finite number > 0, got "):
+        LinearProbeSettings(lr=lr)

@@ -205,6 +205,10 @@ def profile_cmd(
             )
     if spec.reach.is_local:
         check_local_requirements(spec)
+    if widths and points is not None:
+        raise US3LError("give either --widths or --points, not both")
+    if points is not None and points < 2:
+        raise US3LError(f"--points must be >= 2 (the grid's two ends), got {points}")
     net, name, sha, size, source = _load_model(model, ckpt)
     grid = width_list(widths) if widths else list(net.width_grid(points))
     if not widths:

@@ -45,8 +45,8 @@ class LinearProbeSettings:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise US3LError(f"linear-probe epochs must be >= 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise US3LError(f"linear-probe lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise US3LError(f"linear-probe lr must be a finite number > 0, got {self.lr}")
         if self.batch_size < 1:
             raise US3LError(f"linear-probe batch size must be >= 1, got {self.batch_size}")
         if self.optimizer not in ("sgd", "lars") or self.schedule not in ("step", "cosine"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,8 +53,8 @@ class KnnSettings:
     def __post_init__(self) -> None:
         if self.k is not None and self.k < 1:
             raise US3LError(f"kNN k must be >= 1, got {self.k}")
-        if not self.temperature > 0:
-            raise US3LError(f"kNN temperature must be > 0, got {self.temperature}")
+        if not 0 < self.temperature < math.inf:
+            raise US3LError(f"kNN temperature must be a finite number > 0, got {self.temperature}")
         if self.max_train is not None and self.max_train < 1:
             raise US3LError(f"kNN max_train must be >= 1, got {self.max_train}")
 
