@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from us3l.io import file_sha256
+
 #: Seed of the random initialisation of a fresh model (``--model NAME`` in profile and export).
 INIT_SEED = 0
 
@@ -193,14 +195,6 @@ def build_deployable_graph(
     )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def artifact_graph_sha256(artifact: Any) -> str:
     """``graph_sha256`` of an artifact: the sha256 of its ONNX graph (see the module docstring)."""
     recorded = artifact.extras.get("onnx_sha256")
@@ -209,7 +203,7 @@ def artifact_graph_sha256(artifact: Any) -> str:
     onnx_files = [Path(f) for f in artifact.files if Path(f).suffix == ".onnx"]
     if not onnx_files:
         raise ValueError(f"{artifact.backend} artifact {artifact.path} records no ONNX graph hash")
-    return _sha256(onnx_files[0])
+    return file_sha256(onnx_files[0])
 
 
 def onnx_structure_sha256(path_or_proto: Any, consume: bool = False) -> str:
