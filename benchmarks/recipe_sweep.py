@@ -94,6 +94,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--render", default=None, metavar="JSON", help="only re-render the docs from this result file")
     args = p.parse_args(argv)
     args.section = SECTION
+    if args.docs is None and not args.quick:
+        args.docs = str(DOCS)  # the shared command line would pick docs/evaluation.md
     try:
         args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
