@@ -38,13 +38,13 @@ DEFAULT_VARIANTS = ("reference_heads temperature=0.5 ema_momentum=0.99", "defaul
 DEFAULT_SEEDS = "100,1,2"
 
 
-def _naive_long_module() -> Any:
-    """benchmarks/naive_long.py (and through it collapse.py), whose run, evaluation and output helpers this
-    script shares."""
-    name = "us3l_bench_naive_long"
+def _naive_seeds_module() -> Any:
+    """benchmarks/naive_seeds.py (and through it naive_long.py and collapse.py), whose seed parsing, run,
+    evaluation and output helpers this script shares."""
+    name = "us3l_bench_naive_seeds"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "naive_long.py")
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "naive_seeds.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
@@ -52,7 +52,8 @@ def _naive_long_module() -> Any:
     return mod
 
 
-nl = _naive_long_module()
+ns = _naive_seeds_module()
+nl = ns.nl
 cb = nl.cb
 
 
@@ -97,11 +98,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.docs is None and not args.quick:
         args.docs = str(DOCS)  # the shared command line would pick docs/evaluation.md
     try:
-        args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        p.error(f"--seeds expects comma-separated integers, got {args.seeds!r}")
-    if not args.seed_list:
-        p.error("--seeds: give at least one seed")
+        args.seed_list = ns.parse_seeds(args.seeds)  # distinct: a repeated seed would train into one folder twice
+    except ValueError as exc:
+        p.error(str(exc))
     from us3l.errors import US3LError
 
     try:

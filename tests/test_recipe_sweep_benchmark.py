@@ -30,7 +30,8 @@ def test_args_default_variants_docs_and_bad_input(capsys: pytest.CaptureFixture[
     assert [n for n, _ in args.variant_list] == ["reference_heads", "default"]
     assert args.seed_list == [100, 1, 2] and Path(args.docs) == ROOT / "docs" / "training.md"
     assert rs.parse_args(["--quick"]).docs is None
-    for bad, msg in ((["--seeds", "a,b"], "--seeds expects"), (["--variant", "a", "--variant", "a"], "must differ")):
+    for bad, msg in ((["--seeds", "a,b"], "--seeds expects"), (["--seeds", "1,1"], "--seeds expects distinct"),
+                     (["--variant", "a", "--variant", "a"], "must differ")):
         with pytest.raises(SystemExit):
             rs.parse_args(bad)
         assert msg in capsys.readouterr().err
