@@ -106,7 +106,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-naive-control", dest="naive_control", action="store_false",
                    help="skip the naive recipe trained at width 1 only for as many epochs as naive_simsiam (what "
                         "SimSiam learns here without the slimmable network)")
-    p.add_argument("--us3l-epochs", type=int, default=None, help="fix the us3l epochs instead of the budget rule")
+    p.add_argument("--us3l-epochs", type=int, default=None,
+                   help="fix the us3l epochs instead of the budget rule (the other runs still get their CPU time)")
     p.add_argument("--us3l-stage1", type=float, default=None, metavar="F",
                    help="share of the us3l run's epochs in schedule A's first stage, full width only (config key "
                         "schedule_stage1; default 0.25, the reference's four equal stages)")
@@ -381,8 +382,9 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         args.data = write_subset(args.data, args.subset, out / "_subset", size)
         log(f"subset of {args.data_source}: {args.subset} train images per class in {args.data}")
     specs = run_specs(args)
+    # us3l is probed also when --us3l-epochs fixes its epochs: T (every other run's CPU time) follows from them
     probe_tasks = [(name, make_config(args, method, 1, out / "_probe" / name, sw, probe=True))
-                   for name, method, sw in specs if not (name == "us3l" and args.us3l_epochs is not None)]
+                   for name, method, sw in specs]
     probes = {}
     for name, info in run_parallel(args.jobs, probe_tasks, log).items():
         if info["status"] == "failed":
@@ -397,16 +399,14 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
     overhead = max((max(0.0, p["wall_seconds"] - p["epoch_seconds"]) for p in probes.values()), default=0.0)
     from us3l.train.sampling import REFERENCE_STAGE1
 
-    t_us3l = t_full = t_sandwich = None
     stage1 = args.us3l_stage1
-    if "us3l" in probes:
-        # schedule A: its first stage at full width only (the cost of a single_w1 epoch: EMA teacher +
-        # full-width student), the rest with three widths (the sandwich probe's cost)
-        t_full = t_sandwich = probes["us3l"]["epoch_cpu_seconds"]
-        if "single_w1" in probes:  # present when width 1 is among --single-widths
-            t_full = probes["single_w1"]["epoch_cpu_seconds"]
-        # mean seconds per epoch, to size the same-epochs singles' share below
-        t_us3l = stage1 * t_full + (1.0 - stage1) * t_sandwich
+    # schedule A: its first stage at full width only (the cost of a single_w1 epoch: EMA teacher + full-width
+    # student), the rest with three widths (the sandwich probe's cost); us3l is always probed
+    t_full = t_sandwich = probes["us3l"]["epoch_cpu_seconds"]
+    if "single_w1" in probes:  # present when width 1 is among --single-widths
+        t_full = probes["single_w1"]["epoch_cpu_seconds"]
+    # mean seconds per epoch, to size the same-epochs singles' share below
+    t_us3l = stage1 * t_full + (1.0 - stage1) * t_sandwich
     same_epochs = [w for w in _floats(args.single_widths) if args.same_epochs and f"single_w{w:g}" in probes]
     split = [w for w in _floats(args.single_widths) if args.split_budget and f"single_w{w:g}" in probes]
     # the same-epochs singles cost (their epoch time / us3l's) of one share each, the split-budget singles one
@@ -419,12 +419,9 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         one = probes.get("single_w1", probes["naive_simsiam"])["epoch_cpu_seconds"]
         extra += one / max(probes["naive_simsiam"]["epoch_cpu_seconds"], 1e-9)
     share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / (rounds + extra / args.jobs)
-    if t_full is None or t_sandwich is None:  # no us3l probe: --us3l-epochs was given
-        e_us3l, target = args.us3l_epochs or min_us3l_epochs(stage1), None
-    else:
-        e_us3l = args.us3l_epochs or us3l_epochs(share, t_full, t_sandwich, stage1)
-        # every run gets the us3l run's predicted CPU time; the measured times are reported beside it
-        target = schedule_a_seconds(e_us3l, t_full, t_sandwich, stage1)
+    e_us3l = args.us3l_epochs or us3l_epochs(share, t_full, t_sandwich, stage1)
+    # every run gets the us3l run's predicted CPU time; the measured times are reported beside it
+    target = schedule_a_seconds(e_us3l, t_full, t_sandwich, stage1)
     log(f"budget {args.minutes:g} min: probes took {probe_s:.0f}s; {rounds} round(s) of {args.jobs} parallel "
         f"run(s), {share:.0f} CPU s of training per run; us3l gets {e_us3l} epochs")
     tasks = []
@@ -432,10 +429,6 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         if name == "us3l":
             epochs = e_us3l
         else:
-            if target is None:
-                from us3l.errors import US3LError
-
-                raise US3LError("--us3l-epochs needs the us3l probe for the equal-time rule; drop it")
             epochs = equal_time_epochs(target, probes[name]["epoch_cpu_seconds"])
         tasks.append((name, make_config(args, method, epochs, out / name, sw)))
     # the paper-style comparison beside the equal-time one: single trained for as many epochs as us3l
@@ -444,7 +437,7 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         specs.append((name, "single", w))
         tasks.append((name, make_config(args, "single", e_us3l, out / name, w)))
     # what a user without US3L does for the same widths: one run per width, the us3l run's time split over them
-    for w in split if target is not None else []:
+    for w in split:
         name = f"single_w{w:g}{SPLIT_SUFFIX}"
         specs.append((name, "single", w))
         epochs = equal_time_epochs(target / len(split), probes[f"single_w{w:g}"]["epoch_cpu_seconds"])
@@ -472,9 +465,10 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         "rule": (
             f"every run trains for the same CPU time T (one torch thread per process, {args.jobs} processes at "
             "a time; the sum of the epochs' process CPU seconds, monitor and checkpoint writes excluded): us3l "
-            + ("gets the largest multiple of 4 epochs" if stage1 == REFERENCE_STAGE1 else "gets the most epochs")
-            + " fitting an even share of the budget left after one-epoch "
-            "probes and the evaluation reserve, T = schedule A's CPU seconds for them predicted "
+            + (f"gets {e_us3l} epochs (--us3l-epochs)" if args.us3l_epochs
+               else ("gets the largest multiple of 4 epochs" if stage1 == REFERENCE_STAGE1 else "gets the most epochs")
+               + " fitting an even share of the budget left after one-epoch probes and the evaluation reserve")
+            + ", T = schedule A's CPU seconds for them predicted "
             f"from the probes ({stage1:g} of the epochs at single_w1's cost, the rest at the sandwich's); "
             "naive_simsiam and each single get round(T / their probe's CPU seconds per epoch) epochs"
         ),
@@ -482,7 +476,7 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         "probes": probes,
         "probe_seconds": round(probe_s, 1),
         "share_seconds": round(share, 1),
-        "target_train_seconds": None if target is None else round(target, 1),
+        "target_train_seconds": round(target, 1),
         "us3l_train_cpu_seconds": actual,
     }
     return runs, budget
