@@ -225,7 +225,8 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
             if f"single_w{w:g}" in runs else "–" for w in s["widths"])
         naive = s["naive_collapsed_widths"][str(seed)]
         lines.append(
-            f"| {seed} | {p['date']} | `{(p['git'].get('commit') or '?')[:7]}` | "
+            f"| {seed} | {p['date']} | `{(p['git'].get('commit') or '?')[:7]}`"
+            f"{' (uncommitted changes)' if p['git'].get('dirty') else ''} | "
             f"{runs['us3l']['train_cpu_seconds']:.0f} | {singles} | {runs['naive_simsiam']['epochs']} | "
             f"{', '.join(f'{w:g}' for w in naive) if naive else 'none'} of "
             f"{len(p['verdict']['naive_widths'])} |")

@@ -112,6 +112,9 @@ def test_summary_mean_t_interval_and_seeds_meeting_the_claim() -> None:
 
 def test_end_to_end_from_results_and_rendered_section(tmp_path: Path) -> None:
     paths = {seed: _write(tmp_path, seed, _seed_doc(seed, shift)) for seed, shift in ((100, 0.0), (1, -0.05))}
+    dirty = json.loads(paths[1].read_text())
+    dirty["git"] = {"commit": "0123456789abcdef", "dirty": True}
+    paths[1].write_text(json.dumps(dirty))
     docs = tmp_path / "doc.md"
     docs.write_text("# x\n<!-- collapse-seeds:begin -->\nold\n<!-- collapse-seeds:end -->\ntail\n")
     out = tmp_path / "out"
@@ -125,7 +128,7 @@ def test_end_to_end_from_results_and_rendered_section(tmp_path: Path) -> None:
     assert "old" not in text and text.endswith("tail\n")
     assert "| seed | run date | commit | us3l CPU s |" in text and "| 0.25 | us3l |" in text
     assert "mean [95 % t interval over seeds]" in text and "of 2 |" in text
-    assert "1 (reference point, not claimed)" in text
+    assert "1 (reference point, not claimed)" in text and "| `0123456` (uncommitted changes) |" in text
     # a seed whose result trained another seed is refused before anything is written
     (out / "collapse_seeds.json").unlink()
     bad = argv[:-1] + [f"1={paths[100]}"]
