@@ -23,14 +23,15 @@ for every run):
 ``cpu_seconds`` in ``metrics.jsonl``: process CPU time, one torch thread per process; monitors and checkpoint
 writes excluded). Runs are separate ``us3l train`` processes, ``--jobs`` at a time (default 2 on 2 cores), so
 CPU time rather than wall time is what is equal when other work shares the machine; the wall seconds are
-reported beside it. Epoch counts are derived from a one-epoch probe run of each configuration (the us3l probe
-uses the sandwich rule without schedule; schedule A's mean epoch is a quarter of a full-width-only epoch, the
-single_w1 probe's, plus three quarters of a sandwich epoch: ``schedule_a_epoch_seconds``):
+reported beside it. Epoch counts are derived from probe runs: one epoch of every configuration, and four of
+us3l under schedule A, one per stage, because its stages cost differently (stage 1 trains the full width only;
+stages 2 and 3 train larger sub-networks than stage 4); ``schedule_a_seconds`` adds the stage costs up over the
+epochs of each stage:
 
 - the budget ``--minutes`` (total wall clock, probes and evaluation included) minus the probes and the
   evaluation reserve (``--eval-share`` of the budget) is split over ceil(runs / jobs) rounds;
 - us3l gets the largest multiple of 4 epochs (schedule A) that fits one round (at least 4), and
-  ``T`` = its epochs x its probe's CPU seconds per epoch;
+  ``T`` = the predicted CPU seconds of those epochs;
 - naive_simsiam and every ``single`` get ``round(T / t_epoch)`` epochs (at least 1), ``t_epoch`` the CPU
   seconds per epoch of their probe; the measured CPU seconds of every run, and their ratio to the us3l run's,
   are reported.
@@ -172,28 +173,30 @@ def min_us3l_epochs(stage1: float) -> int:
     return next(e for e in range(1, 10_000) if _valid_epochs(e, stage1))
 
 
-def schedule_a_seconds(epochs: int, t_full_only: float, t_sandwich: float, stage1: float) -> float:
-    """Predicted training seconds of ``epochs`` epochs of schedule A: its first stage (``stage1`` of the epochs)
-    trains the full width only (``t_full_only`` per epoch), the rest three widths per batch (about
-    ``t_sandwich``, the plain sandwich's cost per epoch)."""
+def schedule_a_seconds(epochs: int, stage_s: Sequence[float], stage1: float) -> float:
+    """Predicted training seconds of ``epochs`` epochs of schedule A, ``stage_s`` the seconds of one epoch in
+    each of its 4 stages: the first (``stage1`` of the epochs) trains the full width only, stages 2-4 split
+    the rest equally (``us3l.train.sampling.schedule_a_min_width``'s rule)."""
     from us3l.train.sampling import stage1_epochs
 
     first = stage1_epochs(epochs, stage1)
-    return first * t_full_only + (epochs - first) * t_sandwich
+    rest = epochs - first
+    return first * stage_s[0] + sum(stage_s[1 + (e * 3) // rest] for e in range(rest))
 
 
-def us3l_epochs(share_s: float, t_full_only: float, t_sandwich: float, stage1: float = 0.25) -> int:
+def us3l_epochs(share_s: float, stage_s: Sequence[float], stage1: float = 0.25) -> int:
     """The most epochs schedule A accepts (a multiple of 4 for the reference's ``stage1`` 0.25) whose predicted
     training time fits ``share_s`` seconds; at least :func:`min_us3l_epochs`."""
     best = min_us3l_epochs(stage1)
     e = best
-    while schedule_a_seconds(e + 1, t_full_only, t_sandwich, stage1) <= share_s:
+    while schedule_a_seconds(e + 1, stage_s, stage1) <= share_s:
         e += 1
         if _valid_epochs(e, stage1):
             best = e
     return best
 
 
+US3L_PROBE_EPOCHS = 4  # the us3l probe: schedule A with four equal stages, one epoch each
 SPLIT_SUFFIX = "_split_budget"
 NAIVE_CONTROL = "naive_simsiam_one_width"  # run name and results label of the naive recipe at width 1 only
 
@@ -281,6 +284,7 @@ def base_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, single_width: float | None,
                 probe: bool = False, extra: dict[str, Any] | None = None) -> Any:
     from us3l.train.config import resolve_config
+    from us3l.train.sampling import REFERENCE_STAGE1
 
     over = {**base_overrides(args), "method": method, "epochs": epochs, "out": str(out), "save_every": epochs}
     if single_width is not None:
@@ -288,10 +292,9 @@ def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, s
     if not probe and single_width is None and args.curve_every:
         over["knn_every"] = args.curve_every  # the learning curve of us3l and naive_simsiam (training monitor)
     if probe:
-        # one epoch; schedule A needs 4 stages, the plain sandwich costs the same per epoch on average
         over["knn_widths"] = [single_width if single_width is not None else 1.0]
-        if method == "us3l":
-            over["schedule"] = "none"
+        if method == "us3l":  # one epoch per stage of schedule A (US3L_PROBE_EPOCHS), whose costs differ
+            over["schedule_stage1"] = REFERENCE_STAGE1
     elif method == "us3l":
         over["schedule_stage1"] = args.us3l_stage1
     over.update(extra or {})
@@ -309,17 +312,18 @@ def monitor_curve(run_dir: Path) -> list[dict[str, Any]]:
             for r in recs if r.get("knn_top1")]
 
 
-def epoch_seconds(run_dir: Path) -> tuple[float, float]:
-    """(wall, CPU) training seconds of a run: the sums of its epochs' ``seconds`` and ``cpu_seconds`` in
-    ``metrics.jsonl`` (monitor and checkpoint writes excluded)."""
-    wall = cpu = 0.0
+def epoch_seconds(run_dir: Path) -> tuple[float, float, list[float]]:
+    """(wall, CPU, CPU per epoch) training seconds of a run: the sums of its epochs' ``seconds`` and
+    ``cpu_seconds`` in ``metrics.jsonl`` (monitor and checkpoint writes excluded), and the latter per epoch."""
+    wall = 0.0
+    cpu: list[float] = []
     path = run_dir / "metrics.jsonl"
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
             wall += float(rec.get("seconds", 0.0))
-            cpu += float(rec.get("cpu_seconds", rec.get("seconds", 0.0)))
-    return wall, cpu
+            cpu.append(float(rec.get("cpu_seconds", rec.get("seconds", 0.0))))
+    return wall, sum(cpu), cpu
 
 
 def train(cfg: Any) -> dict[str, Any]:
@@ -335,9 +339,10 @@ def train(cfg: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
-    train_s, cpu_s = epoch_seconds(out)
+    train_s, cpu_s, per_epoch = epoch_seconds(out)
     info: dict[str, Any] = {"epochs": cfg.epochs, "train_seconds": round(train_s, 1),
-                            "train_cpu_seconds": round(cpu_s, 1), "wall_seconds": round(wall, 1),
+                            "train_cpu_seconds": round(cpu_s, 1),
+                            "epoch_cpu_seconds": [round(c, 2) for c in per_epoch], "wall_seconds": round(wall, 1),
                             "curve": monitor_curve(out) if cfg.knn_every else []}
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -383,30 +388,36 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         log(f"subset of {args.data_source}: {args.subset} train images per class in {args.data}")
     specs = run_specs(args)
     # us3l is probed also when --us3l-epochs fixes its epochs: T (every other run's CPU time) follows from them
-    probe_tasks = [(name, make_config(args, method, 1, out / "_probe" / name, sw, probe=True))
-                   for name, method, sw in specs]
+    probe_tasks = [(name, make_config(args, method, US3L_PROBE_EPOCHS if name == "us3l" else 1,
+                                      out / "_probe" / name, sw, probe=True)) for name, method, sw in specs]
     probes = {}
     for name, info in run_parallel(args.jobs, probe_tasks, log).items():
         if info["status"] == "failed":
             from us3l.errors import US3LError
 
             raise US3LError(f"probe {name} failed: {info['message']}")
-        probes[name] = {"epoch_seconds": info["train_seconds"], "epoch_cpu_seconds": info["train_cpu_seconds"],
+        n = max(1, len(info["epoch_cpu_seconds"]))
+        probes[name] = {"epochs": n, "train_seconds": info["train_seconds"],
+                        "epoch_seconds": round(info["train_seconds"] / n, 2),
+                        "epoch_cpu_seconds": round(info["train_cpu_seconds"] / n, 2),
                         "wall_seconds": info["wall_seconds"]}
+        if name == "us3l":  # one epoch per stage of schedule A
+            probes[name]["stage_cpu_seconds"] = info["epoch_cpu_seconds"]
     probe_s = time.perf_counter() - t_start
     # a run's fixed cost (process start, data, monitor, checkpoint) is paid once per run; rounds of `jobs`
     rounds = math.ceil(len(specs) / max(1, args.jobs))
-    overhead = max((max(0.0, p["wall_seconds"] - p["epoch_seconds"]) for p in probes.values()), default=0.0)
+    overhead = max((max(0.0, p["wall_seconds"] - p["train_seconds"]) for p in probes.values()), default=0.0)
     from us3l.train.sampling import REFERENCE_STAGE1
 
     stage1 = args.us3l_stage1
-    # schedule A: its first stage at full width only (the cost of a single_w1 epoch: EMA teacher + full-width
-    # student), the rest with three widths (the sandwich probe's cost); us3l is always probed
-    t_full = t_sandwich = probes["us3l"]["epoch_cpu_seconds"]
-    if "single_w1" in probes:  # present when width 1 is among --single-widths
-        t_full = probes["single_w1"]["epoch_cpu_seconds"]
+    # schedule A's CPU seconds per epoch in each of its 4 stages (us3l is always probed, one epoch per stage)
+    stage_s = probes["us3l"]["stage_cpu_seconds"]
+    if len(stage_s) != US3L_PROBE_EPOCHS:
+        from us3l.errors import US3LError
+
+        raise US3LError(f"the us3l probe recorded {len(stage_s)} epoch(s), not {US3L_PROBE_EPOCHS}")
     # mean seconds per epoch, to size the same-epochs singles' share below
-    t_us3l = stage1 * t_full + (1.0 - stage1) * t_sandwich
+    t_us3l = stage1 * stage_s[0] + (1.0 - stage1) * sum(stage_s[1:]) / 3
     same_epochs = [w for w in _floats(args.single_widths) if args.same_epochs and f"single_w{w:g}" in probes]
     split = [w for w in _floats(args.single_widths) if args.split_budget and f"single_w{w:g}" in probes]
     # the same-epochs singles cost (their epoch time / us3l's) of one share each, the split-budget singles one
@@ -419,9 +430,9 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         one = probes.get("single_w1", probes["naive_simsiam"])["epoch_cpu_seconds"]
         extra += one / max(probes["naive_simsiam"]["epoch_cpu_seconds"], 1e-9)
     share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / (rounds + extra / args.jobs)
-    e_us3l = args.us3l_epochs or us3l_epochs(share, t_full, t_sandwich, stage1)
+    e_us3l = args.us3l_epochs or us3l_epochs(share, stage_s, stage1)
     # every run gets the us3l run's predicted CPU time; the measured times are reported beside it
-    target = schedule_a_seconds(e_us3l, t_full, t_sandwich, stage1)
+    target = schedule_a_seconds(e_us3l, stage_s, stage1)
     log(f"budget {args.minutes:g} min: probes took {probe_s:.0f}s; {rounds} round(s) of {args.jobs} parallel "
         f"run(s), {share:.0f} CPU s of training per run; us3l gets {e_us3l} epochs")
     tasks = []
@@ -467,9 +478,9 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
             "a time; the sum of the epochs' process CPU seconds, monitor and checkpoint writes excluded): us3l "
             + (f"gets {e_us3l} epochs (--us3l-epochs)" if args.us3l_epochs
                else ("gets the largest multiple of 4 epochs" if stage1 == REFERENCE_STAGE1 else "gets the most epochs")
-               + " fitting an even share of the budget left after one-epoch probes and the evaluation reserve")
-            + ", T = schedule A's CPU seconds for them predicted "
-            f"from the probes ({stage1:g} of the epochs at single_w1's cost, the rest at the sandwich's); "
+               + " fitting an even share of the budget left after the probes and the evaluation reserve")
+            + ", T = schedule A's CPU seconds for them predicted from the us3l probe's epoch in each stage "
+            f"({stage1:g} of the epochs in stage 1); "
             "naive_simsiam and each single get round(T / their probe's CPU seconds per epoch) epochs"
         ),
         "us3l_stage1": stage1,
@@ -829,7 +840,7 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         lo, hi = min(off), max(off)
         lines.append(f"- equal time missed by more than ±{TIME_TOLERANCE:.0%} for {len(off)} of {len(singles)} single "
                      f"runs: {lo:.2f}-{hi:.2f}x the us3l run's CPU time (epoch counts are fixed up front from "
-                     "one-epoch probes, and an epoch's CPU cost moves with the run sharing the cores)")
+                     "probe epochs, and an epoch's CPU cost moves with the run sharing the cores)")
     same = v.get("us3l_vs_single_same_epochs") or []
     if same:
         lines += ["", "Paper-style comparison (not the claim): single trained for as many epochs as us3l, i.e. "

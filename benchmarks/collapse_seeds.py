@@ -42,8 +42,10 @@ SECTION = "collapse-seeds"
 DEFAULT_SEEDS = "100,1,2"
 DEFAULT_US3L_EPOCHS = 32
 QUICK_US3L_EPOCHS = 4
-# run keys that may differ between the seeds of one comparison
-PER_RUN_KEYS = frozenset({"seed", "out", "epochs", "save_every"})
+# run keys that may differ between the seeds of one comparison ("data": a --subset run's folder is per seed;
+# the data themselves are compared through the result's data record, DATA_KEYS)
+PER_RUN_KEYS = frozenset({"seed", "out", "epochs", "save_every", "data"})
+DATA_KEYS = ("source", "subset_per_class", "name", "num_classes", "num_train", "num_test", "input_size")
 
 
 def _naive_seeds_module() -> Any:
@@ -148,8 +150,9 @@ def check_comparable(docs: dict[int, dict[str, Any]]) -> None:
         e0, e = d0["runs"]["us3l"]["epochs"], d["runs"]["us3l"]["epochs"]
         if e0 != e:
             raise US3LError(f"us3l trained {e} epochs in seed {s} and {e0} in seed {s0}; use one --us3l-epochs")
-        if d0["data"].get("name") != d["data"].get("name") or d0["data"].get("num_test") != d["data"].get("num_test"):
-            raise US3LError(f"seed {s} evaluated on other data than seed {s0}")
+        diff = [k for k in DATA_KEYS if d0["data"].get(k) != d["data"].get(k)]
+        if diff:
+            raise US3LError(f"seed {s} trained on other data than seed {s0}: {', '.join(diff)}")
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> list[float] | None:

@@ -164,7 +164,7 @@ def reuse_run(cfg: Any) -> dict[str, Any]:
     done = sum(1 for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
     if done != cfg.epochs:
         raise US3LError(f"--reuse: {out} recorded {done} of {cfg.epochs} epochs")
-    train_s, cpu_s = cb.epoch_seconds(out)
+    train_s, cpu_s, _ = cb.epoch_seconds(out)
     last = curve[-1] if curve else {}
     return {"epochs": cfg.epochs, "train_seconds": round(train_s, 1), "train_cpu_seconds": round(cpu_s, 1),
             "wall_seconds": None, "curve": curve if cfg.knn_every else [], "status": "reused", "message": "",

@@ -198,3 +198,37 @@ def test_a_pipe_gets_the_results_and_only_them(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "US3L_DEBUG": ""})
     assert proc.returncode == 0, proc.stderr
     assert "layer4.1.conv2" in proc.stdout and "total: " in proc.stdout and "…" not in proc.stdout
+
+
+def test_ctrl_c_inside_an_extension_import_still_exits_as_interrupted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGINT that lands while an extension module initialises reaches the CLI as ``ImportError:
+    initialization failed`` (pybind11 modules); it is still a Ctrl-C: exit 130, not an error."""
+    import os
+    import signal
+    import time
+
+    import us3l.cli as cli
+
+    def app(args: list[str], prog_name: str) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None  # what the extension's init turns it into
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(cli._SigintWatch, "received", False)
+    try:
+        assert cli.main(["version"]) == 130
+        assert capsys.readouterr().err == "us3l: interrupted\n"
+        # an ImportError without a Ctrl-C stays an error
+        monkeypatch.setattr(cli._SigintWatch, "received", False)
+        monkeypatch.setattr(cli, "app", lambda args, prog_name: (_ for _ in ()).throw(ImportError("no module x")))
+        assert cli.main(["version"]) == 1
+        assert "error: ImportError: no module x" in capsys.readouterr().err
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -16,15 +16,20 @@ cb = load_script("benchmarks/collapse.py", "collapse_bench")
 
 def test_budget_rule() -> None:
     # us3l: the largest multiple of 4 epochs that fits (schedule A), never fewer than 4
-    assert cb.us3l_epochs(300.0, 20.0, 20.0) == 12
-    assert cb.us3l_epochs(319.0, 20.0, 20.0) == 12 and cb.us3l_epochs(320.0, 20.0, 20.0) == 16
-    assert cb.us3l_epochs(10.0, 20.0, 20.0) == 4
-    # stage 1 (full width only) at 10 s an epoch, the sandwich stages at 20 s: 4 epochs cost 1 x 10 + 3 x 20
-    assert cb.schedule_a_seconds(4, 10.0, 20.0, 0.25) == 70.0 and cb.us3l_epochs(139.0, 10.0, 20.0) == 4
-    assert cb.us3l_epochs(140.0, 10.0, 20.0) == 8
-    # another first-stage share: any epoch count that leaves stages 2-4 an epoch each; 0.75 of 12 = 9 epochs
-    assert cb.schedule_a_seconds(12, 10.0, 20.0, 0.75) == 9 * 10.0 + 3 * 20.0
-    assert cb.us3l_epochs(150.0, 10.0, 20.0, 0.75) == 12 and cb.us3l_epochs(149.0, 10.0, 20.0, 0.75) == 11
+    flat = [20.0] * 4
+    assert cb.us3l_epochs(300.0, flat) == 12
+    assert cb.us3l_epochs(319.0, flat) == 12 and cb.us3l_epochs(320.0, flat) == 16
+    assert cb.us3l_epochs(10.0, flat) == 4
+    # one epoch per stage: stage 1 (full width only) 10 s, stages 2 / 3 / 4 at 24 / 22 / 20 s (larger
+    # sub-networks early); 4 epochs cost their sum, 8 epochs twice it
+    stages = [10.0, 24.0, 22.0, 20.0]
+    assert cb.schedule_a_seconds(4, stages, 0.25) == 76.0 and cb.schedule_a_seconds(8, stages, 0.25) == 152.0
+    assert cb.us3l_epochs(151.0, stages) == 4 and cb.us3l_epochs(152.0, stages) == 8
+    # another first-stage share: 0.75 of 12 = 9 epochs of stage 1, then one epoch in each of stages 2-4;
+    # 0.5 of 10 = 5, then stages 2 / 3 / 4 get 2 / 2 / 1 of the other 5 (sampling.schedule_a_min_width's rule)
+    assert cb.schedule_a_seconds(12, stages, 0.75) == 9 * 10.0 + 24.0 + 22.0 + 20.0
+    assert cb.schedule_a_seconds(10, stages, 0.5) == 5 * 10.0 + 2 * 24.0 + 2 * 22.0 + 20.0
+    assert cb.us3l_epochs(156.0, stages, 0.75) == 12 and cb.us3l_epochs(155.0, stages, 0.75) == 11
     assert cb.min_us3l_epochs(0.25) == 4 and cb.min_us3l_epochs(0.75) == 11  # 0.75 of 11 rounds to 8
     # the others: the epoch count whose time is closest to the us3l run's, at least 1
     assert cb.equal_time_epochs(300.0, 40.0) == 8  # 7.5 -> 8
@@ -33,6 +38,16 @@ def test_budget_rule() -> None:
     # per-run share: budget minus probes, eval reserve and overheads, split evenly; never negative
     assert cb.per_run_share(1800.0, 200.0, 0.2, 40.0, 5) == pytest.approx((1440.0 - 240.0) / 5)
     assert cb.per_run_share(100.0, 200.0, 0.2, 0.0, 5) == 0.0
+
+
+def test_schedule_a_seconds_follows_the_training_schedule() -> None:
+    from us3l.train.sampling import schedule_a_min_width
+
+    stages = [1.0, 1000.0, 100.0, 10.0]  # stage costs that a sum can be decoded from
+    cost_of_min_width = {1.0: stages[0], 0.75: stages[1], 0.5: stages[2], 0.25: stages[3]}
+    for epochs, stage1 in ((4, 0.25), (32, 0.25), (10, 0.5), (13, 0.3), (12, 0.75)):
+        expected = sum(cost_of_min_width[schedule_a_min_width(e, epochs, 0.25, 1.0, stage1)] for e in range(epochs))
+        assert cb.schedule_a_seconds(epochs, stages, stage1) == pytest.approx(expected), (epochs, stage1)
 
 
 def test_collapse_criterion() -> None:

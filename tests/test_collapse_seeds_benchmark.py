@@ -87,6 +87,14 @@ def test_seeds_must_train_the_same_experiment() -> None:
     d["runs"]["single_w0.75"]["config"]["lr"] = 0.1
     with pytest.raises(US3LError, match="seed 2 trained single_w0.75 with other settings than seed 1: lr"):
         cs.check_comparable({1: a, 2: d})
+    f = copy.deepcopy(b)
+    f["data"]["num_train"] = 1000
+    with pytest.raises(US3LError, match="seed 2 trained on other data than seed 1: num_train"):
+        cs.check_comparable({1: a, 2: f})
+    g = copy.deepcopy(b)  # a subset's folder is written per seed: the path may differ, the data may not
+    for run in g["runs"].values():
+        run["config"]["data"] = "folder:/tmp/seed2/_subset"
+    cs.check_comparable({1: a, 2: g})
     e = copy.deepcopy(b)
     del e["runs"]["single_w1"]
     with pytest.raises(US3LError, match="seed 2 has no single_w1 run"):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import signal
 import sys
+from types import FrameType
 
 from us3l.cli_app import app
 from us3l.cli_output import EXIT_INTERRUPTED
@@ -60,29 +62,60 @@ def legacy_argv(argv: list[str]) -> list[str]:
     return [("--plot-file=" + a.split("=", 1)[1]) if a.startswith("--plot=") else a for a in out]
 
 
+class _SigintWatch:
+    """Remembers a Ctrl-C. Python raises KeyboardInterrupt where the signal lands, but an extension module
+    whose initialisation it interrupts (onnxruntime's, OpenVINO's) turns it into ``ImportError: initialization
+    failed``; with the flag, ``main`` still reports that run as interrupted (exit 130), not as an error."""
+
+    received = False
+
+    @classmethod
+    def install(cls) -> None:
+        # only over Python's own handler: a process started with SIGINT ignored (a background job) keeps that
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, cls._handler)
+
+    @classmethod
+    def _handler(cls, signum: int, frame: FrameType | None) -> None:
+        cls.received = True
+        raise KeyboardInterrupt
+
+
+def _interrupted() -> int:
+    print("us3l: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
     args = legacy_argv(list(sys.argv[1:] if argv is None else argv))
     load_commands(args)
+    _SigintWatch.install()
     try:
         app(args=args, prog_name="us3l")  # standalone: typer reports usage errors itself (exit 2)
     except SystemExit as exc:
         code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        code = code if isinstance(code, int) else (0 if code is None else 1)
+        return _interrupted() if code and _SigintWatch.received else code
     except KeyboardInterrupt:
-        print("us3l: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except US3LError as exc:
+        if _SigintWatch.received:
+            return _interrupted()
         if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except (ValueError, FileNotFoundError, PermissionError) as exc:
+        if _SigintWatch.received:
+            return _interrupted()
         if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
+        if _SigintWatch.received:
+            return _interrupted()
         if debug:
             raise
         print(f"error: {type(exc).__name__}: {exc} (set US3L_DEBUG=1 for the traceback)", file=sys.stderr)
