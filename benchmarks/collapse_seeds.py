@@ -140,7 +140,7 @@ def check_comparable(docs: dict[int, dict[str, Any]]) -> None:
 
     (s0, d0), *rest = docs.items()
     for s, d in rest:
-        for run in ("us3l", *(r for r in d0["runs"] if r.startswith("single_w") and "_" not in r[len("single_w"):])):
+        for run in ("us3l", *(name for name, r in d0["runs"].items() if r.get("label") == "single")):
             if run not in d["runs"]:
                 raise US3LError(f"seed {s} has no {run} run (seed {s0} has)")
             a, b = recipe(d0, run), recipe(d, run)

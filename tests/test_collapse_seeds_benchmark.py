@@ -20,7 +20,6 @@ RECORDED = ROOT / "docs" / "results" / "collapse.json"
 def _seed_doc(seed: int, shift: float = 0.0) -> dict[str, Any]:
     """The recorded collapse result, relabelled as trained with ``seed``, us3l's kNN moved by ``shift``."""
     doc = json.loads(RECORDED.read_text())
-    doc = copy.deepcopy(doc)
     for run in doc["runs"].values():
         run["config"]["seed"] = seed
     for row in doc["results"]:

@@ -71,6 +71,7 @@ class _SigintWatch:
 
     @classmethod
     def install(cls) -> None:
+        cls.received = False  # per call of main: an earlier call's Ctrl-C in the same process does not count
         # only over Python's own handler: a process started with SIGINT ignored (a background job) keeps that
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, cls._handler)
@@ -99,26 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted() if code and _SigintWatch.received else code
     except KeyboardInterrupt:
         return _interrupted()
-    except US3LError as exc:
-        if _SigintWatch.received:
-            return _interrupted()
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        if _SigintWatch.received:
-            return _interrupted()
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except Exception as exc:
         if _SigintWatch.received:
             return _interrupted()
         if debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (set US3L_DEBUG=1 for the traceback)", file=sys.stderr)
+        if isinstance(exc, US3LError):
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
+            print(f"error: {exc}", file=sys.stderr)
+        else:
+            print(f"error: {type(exc).__name__}: {exc} (set US3L_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
     return 0
 
