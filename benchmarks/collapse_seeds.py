@@ -153,6 +153,10 @@ def check_comparable(docs: dict[int, dict[str, Any]]) -> None:
         diff = [k for k in DATA_KEYS if d0["data"].get(k) != d["data"].get(k)]
         if diff:
             raise US3LError(f"seed {s} trained on other data than seed {s0}: {', '.join(diff)}")
+        r0, r = cb.single_time_rule(d0["budget"]), cb.single_time_rule(d["budget"])
+        if r0 != r:
+            raise US3LError(f"seed {s} sized its single runs from the us3l run's {r} CPU time and seed {s0} from "
+                            f"its {r0} one; re-run the older result")
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> list[float] | None:

@@ -201,6 +201,14 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert doc["runs"]["us3l"]["epochs_done"] % 4 == 0
     assert all(r["knn_top1_ci"] is not None for r in doc["results"])
     assert doc["data"]["chance"] == pytest.approx(1 / doc["data"]["num_classes"])
+    # the equal-time singles are sized from the CPU seconds the us3l run measured, not from the prediction
+    budget = doc["budget"]
+    assert budget["single_target_cpu_seconds"] == doc["runs"]["us3l"]["train_cpu_seconds"]
+    for s in singles:
+        probe = budget["probes"][s]["epoch_cpu_seconds"]
+        assert doc["runs"][s]["epochs"] == cb.equal_time_epochs(budget["single_target_cpu_seconds"], probe)
+    order = ["us3l", "naive_simsiam", *(f"single_w{w}" for w in ("0.25", "0.5", "0.75", "1"))]
+    assert list(doc["runs"])[:6] == order and list(doc["runs"])[-1] == cb.NAIVE_CONTROL
 
 
 def test_naive_at_random_init_and_monitor_curves() -> None:

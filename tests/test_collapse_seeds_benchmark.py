@@ -98,6 +98,11 @@ def test_seeds_must_train_the_same_experiment() -> None:
     del e["runs"]["single_w1"]
     with pytest.raises(US3LError, match="seed 2 has no single_w1 run"):
         cs.check_comparable({1: a, 2: e})
+    h = copy.deepcopy(b)  # singles sized from the us3l run's measured time vs. the older prediction
+    h["budget"]["single_target_cpu_seconds"] = 331.0
+    with pytest.raises(US3LError, match="seed 2 sized its single runs from the us3l run's measured CPU time and "
+                                        "seed 1 from its predicted one; re-run the older result"):
+        cs.check_comparable({1: a, 2: h})
 
 
 def test_summary_mean_t_interval_and_seeds_meeting_the_claim() -> None:
