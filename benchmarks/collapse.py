@@ -32,9 +32,11 @@ epochs of each stage:
   evaluation reserve (``--eval-share`` of the budget) is split over ceil(runs / jobs) rounds;
 - us3l gets the largest multiple of 4 epochs (schedule A) that fits one round (at least 4), and
   ``T`` = the predicted CPU seconds of those epochs;
-- naive_simsiam and every ``single`` get ``round(T / t_epoch)`` epochs (at least 1), ``t_epoch`` the CPU
-  seconds per epoch of their probe; the measured CPU seconds of every run, and their ratio to the us3l run's,
-  are reported.
+- naive_simsiam, which trains beside us3l, gets ``round(T / t_epoch)`` epochs (at least 1), ``t_epoch`` the CPU
+  seconds per epoch of its probe;
+- every ``single`` starts after the us3l run and gets ``round(T' / t_epoch)`` epochs, ``T'`` the CPU seconds the
+  us3l run actually trained (the probes' prediction T ran a few per cent under it); the measured CPU seconds of
+  every run, and their ratio to the us3l run's, are reported.
 
 Then every run is BN-recalibrated per width and evaluated with the library's kNN protocol (``us3l.eval``: k
 capped by the data, 95 % Wilson intervals, random-init and raw-pixel baselines from the us3l run). Collapse
