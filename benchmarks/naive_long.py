@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import shlex
 import sys
 import time
@@ -63,20 +62,9 @@ def markers(section: str) -> tuple[str, str]:
 BEGIN, END = markers(SECTION)
 
 
-def _collapse_module() -> Any:
-    """benchmarks/collapse.py, whose run, evaluation and rendering helpers this script shares."""
-    name = "us3l_bench_collapse"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "collapse.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cb = _collapse_module()
+# benchmarks/ is not a package: a sibling script is imported by name from this folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import collapse as cb  # noqa: E402
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

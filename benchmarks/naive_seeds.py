@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from collections.abc import Sequence
@@ -48,20 +47,10 @@ SECTION = "naive-seeds"
 DEFAULT_SEEDS = "101,102,103"
 
 
-def _naive_long_module() -> Any:
-    """benchmarks/naive_long.py, whose option parsing, run reuse and provenance this script shares."""
-    name = "us3l_bench_naive_long"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "naive_long.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+# benchmarks/ is not a package: a sibling script is imported by name from this folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import naive_long as nl  # noqa: E402
 
-
-nl = _naive_long_module()
 cb = nl.cb
 NAIVE, CONTROL, US3L = nl.NAIVE, cb.NAIVE_CONTROL, nl.US3L
 

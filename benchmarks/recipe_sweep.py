@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import sys
 import time
@@ -38,21 +37,10 @@ DEFAULT_VARIANTS = ("reference_heads temperature=0.5 ema_momentum=0.99", "defaul
 DEFAULT_SEEDS = "100,1,2"
 
 
-def _naive_seeds_module() -> Any:
-    """benchmarks/naive_seeds.py (and through it naive_long.py and collapse.py), whose seed parsing, run,
-    evaluation and output helpers this script shares."""
-    name = "us3l_bench_naive_seeds"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "naive_seeds.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+# benchmarks/ is not a package: a sibling script is imported by name from this folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import naive_seeds as ns  # noqa: E402
 
-
-ns = _naive_seeds_module()
 nl = ns.nl
 cb = nl.cb
 
