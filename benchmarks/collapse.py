@@ -23,8 +23,9 @@ for every run):
 ``cpu_seconds`` in ``metrics.jsonl``: process CPU time, one torch thread per process; monitors and checkpoint
 writes excluded). Runs are separate ``us3l train`` processes, ``--jobs`` at a time (default 2 on 2 cores), so
 CPU time rather than wall time is what is equal when other work shares the machine; the wall seconds are
-reported beside it. Epoch counts are derived from probe runs: one epoch of every configuration, and four of
-us3l under schedule A, one per stage, because its stages cost differently (stage 1 trains the full width only;
+reported beside it. Epoch counts are derived from probe runs, made in the pairs the runs train in (an epoch's
+CPU cost moves with the process sharing the cores): one epoch of every single network, three of naive_simsiam
+beside four of us3l under schedule A, one per stage, because its stages cost differently (stage 1 trains the full width only;
 stages 2 and 3 train larger sub-networks than stage 4); ``schedule_a_seconds`` adds the stage costs up over the
 epochs of each stage:
 
@@ -199,6 +200,9 @@ def us3l_epochs(share_s: float, stage_s: Sequence[float], stage1: float = 0.25) 
 
 
 US3L_PROBE_EPOCHS = 4  # the us3l probe: schedule A with four equal stages, one epoch each
+# naive_simsiam trains beside us3l, so it is probed beside the us3l probe for about as long (an epoch of it costs
+# about as much as three of the probe's four); the single networks are probed in pairs afterwards
+NAIVE_PROBE_EPOCHS = 3
 SPLIT_SUFFIX = "_split_budget"
 NAIVE_CONTROL = "naive_simsiam_one_width"  # run name and results label of the naive recipe at width 1 only
 
@@ -396,10 +400,15 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         log(f"subset of {args.data_source}: {args.subset} train images per class in {args.data}")
     specs = run_specs(args)
     # us3l is probed also when --us3l-epochs fixes its epochs: T (every other run's CPU time) follows from them
-    probe_tasks = [(name, make_config(args, method, US3L_PROBE_EPOCHS if name == "us3l" else 1,
-                                      out / "_probe" / name, sw, probe=True)) for name, method, sw in specs]
+    probe_epochs = {"us3l": US3L_PROBE_EPOCHS, "naive_simsiam": NAIVE_PROBE_EPOCHS}
+    probe_tasks = [(name, make_config(args, method, probe_epochs.get(name, 1), out / "_probe" / name, sw,
+                                      probe=True)) for name, method, sw in specs]
+    # probed in the pairs they train in: an epoch's CPU cost moves with the process sharing the cores (a single
+    # network probed beside the us3l probe cost up to 15 % more per epoch than beside another single network)
+    probed = run_parallel(args.jobs, [t for t in probe_tasks if not t[0].startswith("single")], log)
+    probed.update(run_parallel(args.jobs, [t for t in probe_tasks if t[0].startswith("single")], log))
     probes = {}
-    for name, info in run_parallel(args.jobs, probe_tasks, log).items():
+    for name, info in probed.items():
         if info["status"] == "failed":
             from us3l.errors import US3LError
 
