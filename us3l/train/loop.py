@@ -567,6 +567,22 @@ def _meta_base(
         "bn_switches": kw.get("bn_switches"),
         "distributed": {"world_size": info.world_size, "device": str(device)},
         "torch_threads": torch.get_num_threads(),
+        "accelerator": _accelerator(cfg, device),
+    }
+
+
+def _accelerator(cfg: TrainConfig, device: torch.device) -> dict[str, Any] | None:
+    """The GPU a CUDA run trained on, for ``checkpoint.json`` (None on CPU): its name, compute capability, the
+    CUDA and cuDNN versions torch was built with, and whether AMP (fp16 autocast) was on."""
+    if device.type != "cuda":
+        return None
+    major, minor = torch.cuda.get_device_capability(device)
+    return {
+        "name": torch.cuda.get_device_name(device),
+        "capability": f"{major}.{minor}",
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "amp": bool(cfg.amp),
     }
 
 
