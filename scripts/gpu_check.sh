@@ -4,8 +4,8 @@
 #   1. the CUDA tests (tests/gpu, slow ones included): CPU/GPU parity of every method's step, eager slimming vs
 #      materialize on the GPU, AMP training end to end, the torch profiling backend on the GPU, DDP over NCCL;
 #   2. the default recipe (the quickstart's training) on the GPU, with AMP and without, timed;
-#   3. `us3l eval` of the AMP run (on CPU, as always) and `us3l profile --device cuda --backend torch` of every
-#      grid width in fp16 and fp32.
+#   3. `us3l eval` of the AMP run (on CPU, as always) and `us3l profile --device cuda --backend torch` of ten
+#      grid widths in fp16 and fp32.
 #
 # Results and logs go to ${GPU_CHECK_OUT:-runs/gpu_check}; with $OUT set (a device machine's result folder) they
 # are also packed into $OUT/gpu_check.tgz. The script runs every step, then exits 1 if any failed. It uses the
@@ -48,7 +48,7 @@ step train_amp "$py" -m us3l train --torch-device cuda \
 step train_fp32 "$py" -m us3l train --torch-device cuda \
     --set amp=false --out "$out/train_fp32" --overwrite --json
 step eval "$py" -m us3l eval --ckpt "$out/train_amp" --json
-step profile "$py" -m us3l profile --device cuda --backend torch --precision fp16,fp32 --ckpt "$out/train_amp" \
+step profile "$py" -m us3l profile --device cuda --backend torch --precision fp16,fp32 --points 10 --ckpt "$out/train_amp" \
     --out "$out/profiles" --json
 
 if [ -n "${OUT:-}" ]; then
