@@ -73,9 +73,10 @@ def test_method_step_on_cuda_matches_cpu(name: str) -> None:
     pc, pg = dict(cpu.named_parameters()), dict(gpu.named_parameters())
     graded = [k for k in pc if pc[k].grad is not None]
     assert graded and graded == [k for k in pg if pg[k].grad is not None]
-    for k in graded:  # float rounding (cuDNN vs oneDNN), relative to the gradient's scale
-        scale = pc[k].grad.abs().max().item()
-        assert (pg[k].grad.cpu() - pc[k].grad).abs().max().item() <= 1e-3 * scale + 1e-6, k
+    top = max(pc[k].grad.abs().max().item() for k in graded)
+    for k in graded:  # float rounding (cuDNN vs oneDNN), relative to the gradient's scale and to the largest one
+        scale = pc[k].grad.abs().max().item()  # (a bias in front of a BatchNorm has a gradient of ~1e-7)
+        assert (pg[k].grad.cpu() - pc[k].grad).abs().max().item() <= 1e-3 * scale + 1e-5 * top, k
     bc, bg = dict(cpu.named_buffers()), dict(gpu.named_buffers())
     assert bc.keys() == bg.keys()
     for k in bc:
@@ -154,7 +155,7 @@ def test_torchrun_nccl_one_process_per_gpu(tiny_folder: Path, tmp_path: Path) ->
     n = torch.cuda.device_count()
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m", "us3l",
-           "train", "--config", str(_tiny_config(tmp_path, tiny_folder, epochs=2, batch_size=2)),
+           "train", "--config", str(_tiny_config(tmp_path, tiny_folder, epochs=4, batch_size=2)),
            "--out", str(out), "--json"]
     proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=300)

@@ -93,3 +93,30 @@ def test_mocov3_contrastive_hand_value() -> None:
     r1 = -math.log(math.exp(0.70710678 / tau) / (1 + math.exp(0.70710678 / tau)))
     expected = (r0 + r1) / 2 * 2 * tau
     assert losses.mocov3_contrastive(q, k, tau).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda a, b: losses.nt_xent(a, b, 0.2),
+        lambda a, b: losses.nt_xent_target(a, b, 0.2),
+        losses.neg_cosine,
+        lambda a, b: losses.mocov3_contrastive(a, b, 0.2),
+    ],
+)
+def test_losses_run_in_float32_under_autocast(loss) -> None:
+    """Under mixed precision (bf16 autocast on CPU here, fp16 on CUDA) a loss computes in float32: the same
+    value as without autocast, from the low-precision activations cast up, and its gradient reaches them in
+    their own dtype."""
+    g = torch.Generator().manual_seed(0)
+    a32, b32 = torch.randn(16, 32, generator=g), torch.randn(16, 32, generator=g)
+    a16, b16 = a32.bfloat16().requires_grad_(), b32.bfloat16()
+    plain = loss(a16.detach().float(), b16.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = loss(a16, b16)
+        unguarded = (a16 @ b16.t()).dtype  # what the similarity matmul would have run in
+    assert unguarded == torch.bfloat16
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == plain.item()
+    mixed.backward()
+    assert a16.grad is not None and a16.grad.dtype == torch.bfloat16
