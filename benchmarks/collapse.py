@@ -25,9 +25,9 @@ writes excluded). Runs are separate ``us3l train`` processes, ``--jobs`` at a ti
 CPU time rather than wall time is what is equal when other work shares the machine; the wall seconds are
 reported beside it. Epoch counts are derived from probe runs, made in the pairs the runs train in (an epoch's
 CPU cost moves with the process sharing the cores): one epoch of every single network, three of naive_simsiam
-beside four of us3l under schedule A, one per stage, because its stages cost differently (stage 1 trains the full width only;
-stages 2 and 3 train larger sub-networks than stage 4); ``schedule_a_seconds`` adds the stage costs up over the
-epochs of each stage:
+beside four of us3l under schedule A, one per stage, because its stages cost differently (stage 1 trains the
+full width only; stages 2 and 3 train larger sub-networks than stage 4); ``schedule_a_seconds`` adds the stage
+costs up over the epochs of each stage:
 
 - the budget ``--minutes`` (total wall clock, probes and evaluation included) minus the probes and the
   evaluation reserve (``--eval-share`` of the budget) is split over ceil(runs / jobs) rounds;

@@ -8,7 +8,7 @@
 #      grid widths in fp16 and fp32.
 #
 # Results and logs go to ${GPU_CHECK_OUT:-runs/gpu_check}; with $OUT set (a device machine's result folder) they
-# are also packed into $OUT/gpu_check.tgz. The script runs every step, then exits 1 if any failed. It uses the
+# are also packed into $OUT/gpu_check.tgz, without the weights. The script runs every step, then exits 1 if any failed. It uses the
 # checkout in place (PYTHONPATH), so the machine needs torch and us3l's other dependencies, not an install.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +26,8 @@ step() {  # step NAME CMD...: run, log to $out/NAME.log, record a failure
     if "$@" >"$out/$name.out" 2>"$out/$name.log"; then
         echo "   ok ($((SECONDS - t0)) s)" >&2
     else
-        echo "   FAILED ($((SECONDS - t0)) s); last lines of $out/$name.log:" >&2
-        tail -n 15 "$out/$name.log" >&2
+        echo "   FAILED ($((SECONDS - t0)) s); last lines of $out/$name.out and $out/$name.log:" >&2
+        tail -n 15 "$out/$name.out" "$out/$name.log" >&2
         failed+=("$name")
     fi
 }
@@ -52,7 +52,9 @@ step profile "$py" -m us3l profile --device cuda --backend torch --precision fp1
     --out "$out/profiles" --json
 
 if [ -n "${OUT:-}" ]; then
-    tar czf "$OUT/gpu_check.tgz" -C "$(dirname "$out")" "$(basename "$out")"
+    # without the weights and training state (a device machine's files come back up to 16 MiB each)
+    tar czf "$OUT/gpu_check.tgz" --exclude='*.safetensors' --exclude='*.pt' -C "$(dirname "$out")" \
+        "$(basename "$out")"
 fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "gpu_check: failed: ${failed[*]}" >&2
