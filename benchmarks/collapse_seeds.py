@@ -73,9 +73,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--docs", default=None, help="markdown file to update (default for full runs: "
                                                 "docs/evaluation.md)")
     p.add_argument("--no-docs", action="store_true", help="do not update any markdown file")
+    p.add_argument("--section", default=SECTION, help=f"name of the docs section to regenerate (default {SECTION})")
     p.add_argument("--render", default=None, metavar="JSON", help="only re-render the docs from this result file")
     args = p.parse_args(argv)
-    args.section = SECTION
     try:
         args.seed_list = ns.parse_seeds(args.seeds)
     except ValueError as exc:

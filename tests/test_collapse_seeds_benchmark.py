@@ -147,6 +147,20 @@ def test_end_to_end_from_results_and_rendered_section(tmp_path: Path) -> None:
     assert cs.main(bad) == 1 and not (out / "collapse_seeds.json").exists()
 
 
+def test_render_into_a_named_section_leaves_the_default_one(tmp_path: Path) -> None:
+    paths = {seed: _write(tmp_path, seed, _seed_doc(seed)) for seed in (100, 1)}
+    out = tmp_path / "out"
+    assert cs.main(["--seeds", "100,1", "--out", str(out), "--no-docs",
+                    *(x for seed, p in paths.items() for x in ("--result", f"{seed}={p}"))]) == 0
+    docs = tmp_path / "doc.md"
+    docs.write_text("<!-- collapse-seeds:begin -->\nkept\n<!-- collapse-seeds:end -->\n"
+                    "<!-- collapse-seeds-64:begin -->\nold\n<!-- collapse-seeds-64:end -->\n")
+    argv = ["--render", str(out / "collapse_seeds.json"), "--docs", str(docs), "--section", "collapse-seeds-64"]
+    assert cs.main(argv) == 0
+    text = docs.read_text()
+    assert "kept" in text and "old" not in text and "| seed | run date | commit | us3l CPU s |" in text
+
+
 @pytest.mark.slow
 def test_quick_run_trains_every_seed_with_fixed_us3l_epochs(tmp_path: Path) -> None:
     assert cs.main(["--quick", "--seeds", "1,2", "--out", str(tmp_path)]) == 0
