@@ -8,8 +8,9 @@
 #      grid widths in fp16 and fp32.
 #
 # Results and logs go to ${GPU_CHECK_OUT:-runs/gpu_check}; with $OUT set (a device machine's result folder) they
-# are also packed into $OUT/gpu_check.tgz, without the weights. The script runs every step, then exits 1 if any failed. It uses the
-# checkout in place (PYTHONPATH), so the machine needs torch and us3l's other dependencies, not an install.
+# are also packed into $OUT/gpu_check.tgz, without the weights. The script runs every step, then exits 1 if any
+# failed. It uses the checkout in place (PYTHONPATH), so the machine needs torch and us3l's other dependencies,
+# not an install.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${GPU_CHECK_OUT:-runs/gpu_check}
@@ -48,8 +49,8 @@ step train_amp "$py" -m us3l train --torch-device cuda \
 step train_fp32 "$py" -m us3l train --torch-device cuda \
     --set amp=false --out "$out/train_fp32" --overwrite --json
 step eval "$py" -m us3l eval --ckpt "$out/train_amp" --json
-step profile "$py" -m us3l profile --device cuda --backend torch --precision fp16,fp32 --points 10 --ckpt "$out/train_amp" \
-    --out "$out/profiles" --json
+step profile "$py" -m us3l profile --device cuda --backend torch --precision fp16,fp32 --points 10 \
+    --ckpt "$out/train_amp" --out "$out/profiles" --json
 
 if [ -n "${OUT:-}" ]; then
     # without the weights and training state (a device machine's files come back up to 16 MiB each)

@@ -22,9 +22,9 @@ import torch
 import yaml
 
 from tests.models.test_models import SMALL_INPUT, make
+from tests.slim.test_materialize import check_parity
 from tests.train.conftest import TINY
 from us3l.models import create_model
-from us3l.slim import calibrating, materialize, width
 from us3l.ssl import create_method
 from us3l.train import make_config
 
@@ -85,20 +85,7 @@ def test_method_step_on_cuda_matches_cpu(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SMALL_INPUT))
 def test_eager_slimming_equals_materialized_on_cuda(name: str) -> None:
-    model = make(name).cuda()
-    s = SMALL_INPUT[name]
-    calib, x = torch.randn(4, 3, s, s, device="cuda"), torch.randn(2, 3, s, s, device="cuda")
-    widths = model.width_grid(max_points=4)
-    with torch.no_grad():
-        for w in widths:
-            with calibrating(model, w):
-                model(calib)
-        model.eval()
-        for w in widths:
-            with width(model, w):
-                ref = model(x)
-            out = materialize(model, w, require_bn_stats=name[:3] != "vit").cuda()(x)
-            assert (out - ref).abs().max().item() <= 1e-4, f"{name} at width {w}"
+    check_parity(name, make(name).width_grid(max_points=4), device="cuda", tol=1e-4)
 
 
 def _tiny_config(tmp_path: Path, folder: Path, **kw: object) -> Path:

@@ -11,11 +11,13 @@ STANDARD = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm, nn.ReLU, nn.ReLU
             nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Sequential, us3l.slim.FirstFeatures)
 
 
-def _check_parity(name: str, widths: tuple[float, ...]) -> None:
-    model = make(name)
+def check_parity(name: str, widths: tuple[float, ...], device: str = "cpu", tol: float = 1e-5) -> None:
+    """Eager slimming at each width equals ``materialize`` of that width within ``tol`` (also used on CUDA by
+    tests/gpu)."""
+    model = make(name).to(device)
     s = SMALL_INPUT[name]
-    calib = torch.randn(4, 3, s, s)
-    x = torch.randn(2, 3, s, s)
+    calib = torch.randn(4, 3, s, s, device=device)
+    x = torch.randn(2, 3, s, s, device=device)
     with torch.no_grad():
         for w in widths:  # give every width its own BN statistics so eval mode uses stored stats
             with calibrating(model, w):
@@ -24,22 +26,22 @@ def _check_parity(name: str, widths: tuple[float, ...]) -> None:
         for w in widths:
             with width(model, w):
                 ref = model(x)
-            static = materialize(model, w, require_bn_stats=name[:3] != "vit")
+            static = materialize(model, w, require_bn_stats=name[:3] != "vit").to(device)
             out = static(x)
             assert out.shape == ref.shape
-            assert (out - ref).abs().max().item() <= 1e-5, f"{name} at width {w}"
+            assert (out - ref).abs().max().item() <= tol, f"{name} at width {w}"
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_INPUT))
 def test_parity_dynamic_vs_materialized_thinned_grid(name: str) -> None:
     model = make(name)
-    _check_parity(name, model.width_grid(max_points=4))
+    check_parity(name, model.width_grid(max_points=4))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SMALL_INPUT))
 def test_parity_dynamic_vs_materialized_full_grid(name: str) -> None:
-    _check_parity(name, make(name).width_grid())
+    check_parity(name, make(name).width_grid())
 
 
 def test_materialized_is_static_independent_and_smaller() -> None:
