@@ -46,12 +46,16 @@ indicators per width: embedding std (sqrt(D) * mean std of the L2-normalised bac
 
 Writes ``OUT/collapse.json`` (kind "collapse_benchmark", schema 2) and regenerates the section of
 docs/evaluation.md between ``<!-- collapse:begin -->`` and ``<!-- collapse:end -->`` from it (full runs only;
-``--docs PATH`` / ``--no-docs`` to choose; ``--render JSON`` re-renders from an existing result).
+``--docs PATH`` / ``--no-docs`` to choose, ``--section NAME`` for the markers of another section; ``--render
+JSON`` re-renders from an existing result). ``--set KEY=VALUE`` changes a setting of every run,
+``--naive-set KEY=VALUE`` one of the naive_simsiam runs only (e.g. a weight decay that makes its collapse fit
+the budget, with us3l and the single runs on their own recipes).
 
 Usage::
 
     python benchmarks/collapse.py                      # the benchmark: <= 30 min on 2 CPU cores
     python benchmarks/collapse.py --quick --out /tmp/c # smoke run (~1-2 min), does not touch the docs
+    python benchmarks/collapse.py --naive-set weight_decay=0.004 --section collapse-naive-wd  # naive runs only
 """
 
 from __future__ import annotations
@@ -73,8 +77,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_KIND = "collapse_benchmark"
 BENCH_SCHEMA = 2
-BEGIN = "<!-- collapse:begin -->"
-END = "<!-- collapse:end -->"
 DOCS = ROOT / "docs" / "evaluation.md"
 EVAL_WIDTHS = (1.0, 0.75, 0.5, 0.25)
 SINGLE_WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -83,6 +85,14 @@ COLLAPSE_STD = 0.1  # std·sqrt(D) below this = collapsed (the training monitor'
 TIME_TOLERANCE = 0.05  # a single run whose CPU time is off the us3l run's by more is flagged in the docs
 WITHIN_POINTS = 2.0  # issue 10 item 5: US3L within 2 kNN points of (or above) single
 Log = Callable[[str], None]
+
+
+def section_markers(name: str) -> tuple[str, str]:
+    """The begin and end markers of the generated docs section ``name``."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+BEGIN, END = section_markers("collapse")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -121,6 +131,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="seed of every run (default: the config's)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every run (YAML value), e.g. --set image_size=32")
+    p.add_argument("--naive-set", dest="naive_sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the naive_simsiam runs only (the slimmed run, its probe and its "
+                        "width-1 control), applied after --set, e.g. --naive-set weight_decay=0.004")
+    p.add_argument("--section", default="collapse",
+                   help="name of the docs section to regenerate (default collapse: the markers "
+                        "<!-- NAME:begin --> and <!-- NAME:end -->)")
     p.add_argument("--docs", default=None, help=f"markdown file to update (default for full runs: {DOCS})")
     p.add_argument("--no-docs", action="store_true", help="do not update any markdown file")
     p.add_argument("--render", default=None, metavar="JSON", help="only re-render the docs from this result file")
@@ -269,17 +285,10 @@ def write_subset(spec: str, per_class: int, root: Path, image_size: int | None) 
 
 def base_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings shared by every run (everything else comes from the packaged default config)."""
-    import yaml
-
-    from us3l.errors import US3LError
     from us3l.train.config import resolve_config
 
     over: dict[str, Any] = {"data": args.data, "quiet": True, "knn_every": 0}
-    for item in args.sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise US3LError(f"--set expects key=value, got {item!r}")
-        over[key.strip()] = yaml.safe_load(value)
+    over.update(parse_sets(args.sets, "--set"))
     if args.threads:
         over["threads"] = args.threads
     if args.seed is not None:
@@ -293,12 +302,29 @@ def base_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return over
 
 
+def parse_sets(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` items (YAML values) as a mapping; a one-line error naming ``flag`` for a malformed one."""
+    import yaml
+
+    from us3l.errors import US3LError
+
+    over: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise US3LError(f"{flag} expects key=value, got {item!r}")
+        over[key.strip()] = yaml.safe_load(value)
+    return over
+
+
 def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, single_width: float | None,
                 probe: bool = False, extra: dict[str, Any] | None = None) -> Any:
     from us3l.train.config import resolve_config
     from us3l.train.sampling import REFERENCE_STAGE1
 
     over = {**base_overrides(args), "method": method, "epochs": epochs, "out": str(out), "save_every": epochs}
+    if method == "naive_simsiam":  # its probe and its width-1 control included
+        over.update(parse_sets(getattr(args, "naive_sets", []), "--naive-set"))
     if single_width is not None:
         over["single_width"] = single_width
     if not probe and single_width is None and args.curve_every:
@@ -957,7 +983,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else DOCS)
     try:
         if args.render:
-            return rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "collapse result", render_markdown)
+            return rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "collapse result", render_markdown,
+                            *section_markers(args.section), args.section)
         return _run(args, cli, docs, atomic_write_json, header)
     except US3LError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -996,7 +1023,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_wri
     section = render_markdown(doc, _display_path(path))
     print(section)
     if docs is not None:
-        update_docs(docs, section)
+        update_docs(docs, section, *section_markers(args.section), args.section)
         log(f"updated {docs}")
     over = " (over budget)" if t_end - t0 > args.minutes * 60 else ""
     log(f"total {(t_end - t0) / 60:.1f} min{over}; wrote {path}")

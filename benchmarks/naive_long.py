@@ -54,17 +54,12 @@ US3L = "us3l"
 NOT_TRAINING = frozenset({"out", "quiet", "json", "save_every", "knn_every", "threads", "num_workers"})
 
 
-def markers(section: str) -> tuple[str, str]:
-    """The begin and end markers of a generated docs section."""
-    return f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
-
-
-BEGIN, END = markers(SECTION)
-
-
 # benchmarks/ is not a package: a sibling script is imported by name from this folder
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import collapse as cb  # noqa: E402
+
+markers = cb.section_markers  # the begin and end markers of a generated docs section
+BEGIN, END = markers(SECTION)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
