@@ -809,8 +809,6 @@ def _overlap(c: dict[str, Any]) -> str:
 def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     """The docs section for one result document (everything in it comes from ``doc``)."""
     data, runs, budget, v = doc["data"], doc["runs"], doc["budget"], doc["verdict"]
-    from us3l.train.sampling import REFERENCE_STAGE1
-
     git, mach, secs = doc["git"], doc["machine"], doc["seconds"]
     commit = (git.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if git.get("dirty") else "")
     chance = data.get("chance")
@@ -839,14 +837,7 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         "|---|---|---|---|---|",
     ]
     for name, r in runs.items():
-        c = r.get("config") or {}
-        schedule = "fixed width" if r.get("method") == "single" else f"schedule {c.get('schedule')}"
-        if r.get("method") != "single" and c.get("num_samples") == 1:
-            schedule = "width 1 only"
-        if c.get("schedule") == "A" and c.get("schedule_stage1", REFERENCE_STAGE1) != REFERENCE_STAGE1:
-            schedule += f" (stage 1: {c['schedule_stage1']:g} of the epochs)"
-        recipe = (f"lr {c.get('lr')}, wd {c.get('weight_decay')}, {schedule}, "
-                  f"regularizer {'on' if c.get('regularizer') else 'off'}")
+        recipe = recipe_text(r)
         status = "" if r.get("status") == "completed" else f" ({r.get('status')})"
         cpu = r.get("train_cpu_seconds", r.get("train_seconds"))
         ratio = f" ({r['cpu_ratio_to_us3l']:.2f})" if r.get("cpu_ratio_to_us3l") is not None else ""
@@ -924,6 +915,20 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         lines += [f"- width {c['width']:g}, time split over the widths: us3l − single = {c['diff_points']:+.1f} "
                   f"points{_overlap(c)}" for c in split]
     return "\n".join(lines)
+
+
+def recipe_text(run: dict[str, Any]) -> str:
+    """What a run trained with, from its recorded config: lr, weight decay, widths and regularizer."""
+    from us3l.train.sampling import REFERENCE_STAGE1
+
+    c = run.get("config") or {}
+    schedule = "fixed width" if run.get("method") == "single" else f"schedule {c.get('schedule')}"
+    if run.get("method") != "single" and c.get("num_samples") == 1:
+        schedule = "width 1 only"
+    if c.get("schedule") == "A" and c.get("schedule_stage1", REFERENCE_STAGE1) != REFERENCE_STAGE1:
+        schedule += f" (stage 1: {c['schedule_stage1']:g} of the epochs)"
+    return (f"lr {c.get('lr')}, wd {c.get('weight_decay')}, {schedule}, "
+            f"regularizer {'on' if c.get('regularizer') else 'off'}")
 
 
 def update_docs(path: Path, section: str, begin: str = BEGIN, end: str = END, name: str = "collapse") -> None:

@@ -237,10 +237,11 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     lines += us3l_table(s, rows)
     lines += [
         "",
-        "| run | epochs | CPU s of training | status |",
-        "|---|---|---|---|",
+        "| run | epochs | CPU s of training | status | recipe |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {n} | {r['epochs_done']} | {r['train_cpu_seconds']:.0f} | {r['status']} |" for n, r in runs.items()]
+    lines += [f"| {n} | {r['epochs_done']} | {r['train_cpu_seconds']:.0f} | {r['status']} | {cb.recipe_text(r)} |"
+              for n, r in runs.items()]
     lines += std_curves(runs, seeds)
     return "\n".join(lines) + "\n"
 
@@ -262,7 +263,8 @@ def us3l_table(s: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     entries = [e for e in s["per_seed"] if "us3l_evaluated" in e]
     if not entries:
         return []
-    lines = ["", "US3L (its own recipe) with the same seed, epochs and lr schedule; naive − us3l is paired by seed:",
+    lines = ["", "US3L (its recipe, with the command's `--set` overrides: the runs table below) with the same "
+             "seed, epochs and lr schedule; naive − us3l is paired by seed:",
              "", "| seed | us3l kNN % per width | us3l backbone std | us3l collapsed at | first monitored epoch "
              "with a std < 0.1 | naive − us3l, points per width |", "|---" * 6 + "|"]
     for e in entries:

@@ -41,7 +41,11 @@ def _doc() -> dict[str, Any]:
         "naive_simsiam_seed1": {"epochs_done": 160, "train_cpu_seconds": 1677.0, "status": "completed",
                                 "curve": _curve([0.5, 0.19, 0.07, 0.0]), "config": {"lr_schedule": "epoch",
                                                                                    "lr_schedule_epochs": 1000,
-                                                                                   "epochs": 160}},
+                                                                                   "epochs": 160, "lr": 0.05,
+                                                                                   "weight_decay": 0.004,
+                                                                                   "schedule": "none",
+                                                                                   "regularizer": False},
+                                "method": "naive_simsiam"},
         "naive_simsiam_seed2": {"epochs_done": 160, "train_cpu_seconds": 1690.0, "status": "completed",
                                 "curve": _curve([0.5, 0.4, 0.45, 0.5])},
         "naive_simsiam_one_width_seed1": {"epochs_done": 160, "train_cpu_seconds": 635.0, "status": "completed",
@@ -181,6 +185,8 @@ def test_docs_section_comes_from_the_document() -> None:
     assert "collapsed at every width: 1 of 2 seeds (95 % interval of the rate" in md
     assert "The width-1 control collapsed: 0 of 2 seeds" in md
     assert "| naive_simsiam_one_width_seed2 | 160 | 640 | completed |" in md
+    # the recipe column is read from each run's recorded config (a --set of the command shows there)
+    assert "| naive_simsiam_seed1 | 160 | 1677 | completed | lr 0.05, wd 0.004, schedule none, regularizer off |" in md
     assert "| 60 | 0.07 | 0.60 | 0.45 |" in md  # lowest std over widths; seed 2's control recorded no curve
     assert "Random-init network (same kNN, per width): 1: 20.5 [18.1, 23.1] / 0.25: 15.5 [13.4, 17.9]." in md
 
