@@ -182,7 +182,7 @@ def test_the_evaluation_docs_hold_the_markers_once() -> None:
 
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path: Path) -> None:
-    assert cb.main(["--quick", "--out", str(tmp_path), "--no-docs"]) == 0
+    assert cb.main(["--quick", "--out", str(tmp_path), "--no-docs", "--naive-set", "weight_decay=0.004"]) == 0
     doc = json.loads((tmp_path / "collapse.json").read_text())
     assert doc["kind"] == "collapse_benchmark"
     singles = {f"single_w{w}" for w in ("0.25", "0.5", "0.75", "1")}
@@ -197,7 +197,11 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert {r["method"] for r in doc["results"]} >= {"single_split_budget", "single_same_epochs"}
     assert all(r["train_cpu_seconds"] > 0 and r["status"] == "completed" for r in doc["runs"].values())
     naive = doc["runs"]["naive_simsiam"]["config"]
-    assert (naive["schedule"], naive["regularizer"], naive["weight_decay"]) == ("none", False, 5e-4)
+    assert (naive["schedule"], naive["regularizer"], naive["lr"]) == ("none", False, 0.05)  # the naive recipe
+    # --naive-set reached the naive run and its control, and no other run
+    assert naive["weight_decay"] == control["config"]["weight_decay"] == 0.004
+    assert all(r["config"]["weight_decay"] == 1e-4 for n, r in doc["runs"].items() if "naive" not in n)
+    assert doc["budget"]["probes"]["naive_simsiam"]["epoch_cpu_seconds"] > 0
     assert doc["runs"]["us3l"]["epochs_done"] % 4 == 0
     assert all(r["knn_top1_ci"] is not None for r in doc["results"])
     assert doc["data"]["chance"] == pytest.approx(1 / doc["data"]["num_classes"])
