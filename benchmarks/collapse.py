@@ -55,7 +55,7 @@ Usage::
 
     python benchmarks/collapse.py                      # the benchmark: <= 30 min on 2 CPU cores
     python benchmarks/collapse.py --quick --out /tmp/c # smoke run (~1-2 min), does not touch the docs
-    python benchmarks/collapse.py --naive-set weight_decay=0.004 --section collapse-naive-wd  # naive runs only
+    python benchmarks/collapse.py --naive-set weight_decay=0.004 --no-docs   # a setting of the naive runs only
 """
 
 from __future__ import annotations
@@ -934,8 +934,16 @@ def recipe_text(run: dict[str, Any]) -> str:
 def update_docs(path: Path, section: str, begin: str = BEGIN, end: str = END, name: str = "collapse") -> None:
     """Replace the text between the ``begin`` and ``end`` markers of ``path`` (this script's by default; another
     benchmark passes its own and its section's ``name``) with ``section`` (atomic write)."""
-    from us3l.errors import US3LError
     from us3l.io import atomic_write_text
+
+    text, i, j = docs_markers(path, begin, end, name)
+    atomic_write_text(path, text[: i + len(begin)] + "\n" + section.rstrip() + "\n" + text[j:])
+
+
+def docs_markers(path: Path, begin: str = BEGIN, end: str = END, name: str = "collapse") -> tuple[str, int, int]:
+    """The text of ``path`` and the positions of its ``begin`` and ``end`` markers; a one-line error if the file or
+    the markers are missing (checked before a long run as well as when it writes)."""
+    from us3l.errors import US3LError
 
     if not path.is_file():
         raise US3LError(f"{path} is not a file: --docs names the markdown file whose {name} section to regenerate")
@@ -943,7 +951,7 @@ def update_docs(path: Path, section: str, begin: str = BEGIN, end: str = END, na
     i, j = text.find(begin), text.find(end)
     if i < 0 or j < i:
         raise US3LError(f"{path} has no '{begin}' ... '{end}' markers to regenerate")
-    atomic_write_text(path, text[: i + len(begin)] + "\n" + section.rstrip() + "\n" + text[j:])
+    return text, i, j
 
 
 def rerender(result: str, docs: Path | None, kind: str, schema: int, what: str,
@@ -990,6 +998,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.render:
             return rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "collapse result", render_markdown,
                             *section_markers(args.section), args.section)
+        if docs is not None:  # fail before 30 minutes of training, not after
+            docs_markers(docs, *section_markers(args.section), args.section)
         return _run(args, cli, docs, atomic_write_json, header)
     except US3LError as exc:
         print(f"error: {exc}", file=sys.stderr)

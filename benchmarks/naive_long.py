@@ -251,6 +251,8 @@ def bench_main(argv: Sequence[str] | None, parse: Callable[[list[str]], argparse
     try:
         if args.render:
             return cb.rerender(args.render, docs, kind, schema, what, render, *markers(args.section), args.section)
+        if docs is not None:  # fail before the runs, not after an hour of them
+            cb.docs_markers(docs, *markers(args.section), args.section)
         return run(args, cli, docs)
     except US3LError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -77,6 +77,16 @@ def test_missing_markers_are_a_one_line_error(tmp_path: Path, capsys: pytest.Cap
     assert err == f"error: {page} has no '{nl.BEGIN}' ... '{nl.END}' markers to regenerate\n"
 
 
+def test_missing_markers_stop_a_run_before_it_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "e.md"
+    page.write_text("no markers\n", encoding="utf-8")
+    out = tmp_path / "runs"
+    assert nl.main(["--out", str(out), "--docs", str(page)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {page} has no '{nl.BEGIN}' ... '{nl.END}' markers to regenerate\n"
+    assert not out.exists()  # nothing trained, nothing written
+
+
 def _finished_run(folder: Path, cfg: Any, epochs: int) -> None:
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()), encoding="utf-8")
