@@ -324,7 +324,7 @@ def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, s
 
     over = {**base_overrides(args), "method": method, "epochs": epochs, "out": str(out), "save_every": epochs}
     if method == "naive_simsiam":  # its probe and its width-1 control included
-        over.update(parse_sets(getattr(args, "naive_sets", []), "--naive-set"))
+        over.update(parse_sets(args.naive_sets, "--naive-set"))
     if single_width is not None:
         over["single_width"] = single_width
     if not probe and single_width is None and args.curve_every:
@@ -988,25 +988,35 @@ def _display_path(p: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return bench_main(argv, parse_args, _run, BENCH_KIND, BENCH_SCHEMA, "collapse result", render_markdown)
+
+
+def bench_main(argv: Sequence[str] | None, parse: Callable[[list[str]], argparse.Namespace],
+               run: Callable[[argparse.Namespace, list[str], Path | None], int], kind: str, schema: int, what: str,
+               render: Callable[[dict[str, Any], str], str]) -> int:
+    """The command line of this script and of the benchmarks built on it: parse, pick the docs file (the default
+    for full runs only), re-render (``--render``) or check the docs section's markers and run; a US3LError is a
+    one-line error and exit 1."""
     from us3l.errors import US3LError
-    from us3l.io import atomic_write_json, header
 
     cli = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(cli)
+    args = parse(cli)
     docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else DOCS)
+    begin, end = section_markers(args.section)
     try:
         if args.render:
-            return rerender(args.render, docs, BENCH_KIND, BENCH_SCHEMA, "collapse result", render_markdown,
-                            *section_markers(args.section), args.section)
-        if docs is not None:  # fail before 30 minutes of training, not after
-            docs_markers(docs, *section_markers(args.section), args.section)
-        return _run(args, cli, docs, atomic_write_json, header)
+            return rerender(args.render, docs, kind, schema, what, render, begin, end, args.section)
+        if docs is not None:  # fail before the runs, not after 30-60 minutes of them
+            docs_markers(docs, begin, end, args.section)
+        return run(args, cli, docs)
     except US3LError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
 
-def _run(args: argparse.Namespace, cli: list[str], docs: Path | None, atomic_write_json: Any, header: Any) -> int:
+def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
+    from us3l.io import atomic_write_json, header
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -238,27 +238,6 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bench_main(argv: Sequence[str] | None, parse: Callable[[list[str]], argparse.Namespace],
-               run: Callable[[argparse.Namespace, list[str], Path | None], int], kind: str, schema: int, what: str,
-               render: Callable[[dict[str, Any], str], str]) -> int:
-    """The command line of this script and of naive_seeds.py: parse, pick the docs file (the default for full
-    runs only), re-render (``--render``) or run; a US3LError is a one-line error and exit 1."""
-    from us3l.errors import US3LError
-
-    cli = list(sys.argv[1:] if argv is None else argv)
-    args = parse(cli)
-    docs = None if args.no_docs else Path(args.docs) if args.docs else (None if args.quick else DOCS)
-    try:
-        if args.render:
-            return cb.rerender(args.render, docs, kind, schema, what, render, *markers(args.section), args.section)
-        if docs is not None:  # fail before the runs, not after an hour of them
-            cb.docs_markers(docs, *markers(args.section), args.section)
-        return run(args, cli, docs)
-    except US3LError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
 def prepare_out(args: argparse.Namespace) -> Path:
     """The output folder, created; with ``--subset`` (quick runs) the subset data written into it."""
     out = Path(args.out)
@@ -299,7 +278,7 @@ def write_result(args: argparse.Namespace, cli: list[str], docs: Path | None, ou
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return bench_main(argv, parse_args, _run, BENCH_KIND, BENCH_SCHEMA, "naive-long result", render_markdown)
+    return cb.bench_main(argv, parse_args, _run, BENCH_KIND, BENCH_SCHEMA, "naive-long result", render_markdown)
 
 
 def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:

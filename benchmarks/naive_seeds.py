@@ -313,7 +313,7 @@ def train_or_reuse(args: argparse.Namespace, tasks: list[tuple[str, Any]]) -> di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return nl.bench_main(argv, parse_args, _run, BENCH_KIND, BENCH_SCHEMA, "naive-seeds result", render_markdown)
+    return cb.bench_main(argv, parse_args, _run, BENCH_KIND, BENCH_SCHEMA, "naive-seeds result", render_markdown)
 
 
 def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:

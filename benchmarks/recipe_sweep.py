@@ -208,7 +208,7 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return nl.bench_main(argv, parse_args, _run, BENCH_KIND, BENCH_SCHEMA, "recipe-sweep result", render_markdown)
+    return cb.bench_main(argv, parse_args, _run, BENCH_KIND, BENCH_SCHEMA, "recipe-sweep result", render_markdown)
 
 
 def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
