@@ -240,6 +240,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
     device = info.device
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    flushed = _set_flush_denormal(bool(cfg.flush_denormal))
     torch.manual_seed(cfg.seed + info.rank)
 
     from us3l.data import byol_augment_pair, load_dataset, ssl_augment_for, two_views
@@ -314,6 +315,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
         )
 
     meta_base = _meta_base(cfg, backbone, train_ds, test_ds, image_size, w_min, w_max, info, device)
+    meta_base["flush_denormal"] = flushed
     if info.is_main:
         _write_config(run_dir, cfg)
         if resume:
@@ -531,6 +533,14 @@ def _epoch_line(rec: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ files
+
+
+def _set_flush_denormal(on: bool) -> bool:
+    """Flush denormal floats to zero (``on``) or keep them, for this process's CPU work; True when they are
+    flushed now. The mode is per thread: threads that torch's intra-op pool starts afterwards inherit it, a pool
+    that already runs keeps its own (a fresh `us3l train` process sets it before its first parallel operation,
+    so every thread flushes). False where the CPU has no such mode."""
+    return bool(torch.set_flush_denormal(on)) and on
 
 
 def _meta_base(

@@ -1,0 +1,71 @@
+"""Denormal floats: training flushes them to zero on the CPU by default (``flush_denormal``), records whether it
+did, keeps them when asked, and in a fresh process the intra-op threads flush too, not only the main thread."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.train.conftest import TINY
+from us3l import checkpoint as ckpt
+from us3l.train import run_training
+
+#: the bit pattern of a float32 denormal (about 1e-39): built from bits, so that no conversion flushes it first
+DENORMAL_BITS = 0x000AE398
+
+
+def denormals_left(n: int = 1 << 20) -> int:
+    """How many of ``n`` denormals survive ``x * 1.0``: 0 where every thread computing it flushes them."""
+    x = torch.from_numpy(np.full(n, DENORMAL_BITS, dtype=np.uint32).view(np.float32))
+    return int((x * 1.0).count_nonzero())
+
+
+@pytest.fixture
+def ieee_after() -> Iterator[None]:
+    yield
+    torch.set_flush_denormal(False)  # this process's main thread back to torch's default
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
+def test_training_flushes_by_default_and_records_it(tiny_cfg, ieee_after: None) -> None:
+    torch.set_flush_denormal(False)  # as torch starts (an earlier training test in this process may have left it on)
+    assert denormals_left(4) == 4  # 4 elements: computed on this (main) thread
+    cfg = tiny_cfg(epochs=4)
+    assert cfg.flush_denormal is True
+    run_training(cfg)
+    assert ckpt.read_meta(Path(cfg.out))["flush_denormal"] is True
+    assert denormals_left(4) == 0
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
+def test_flush_denormal_false_keeps_them(tiny_cfg, ieee_after: None) -> None:
+    torch.set_flush_denormal(True)  # left on by an earlier run in this process: the config still wins
+    cfg = tiny_cfg(epochs=4, flush_denormal=False)
+    run_training(cfg)
+    meta = ckpt.read_meta(Path(cfg.out))
+    assert meta["flush_denormal"] is False and meta["config"]["flush_denormal"] is False
+    assert denormals_left(4) == 4
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
+def test_every_intra_op_thread_flushes_in_a_fresh_process(tiny_folder: Path, tmp_path: Path) -> None:
+    cfg = {**TINY, "data": f"folder:{tiny_folder}", "out": str(tmp_path / "run"), "threads": 2}
+    script = textwrap.dedent(f"""
+        import torch
+        from tests.train.test_denormal import denormals_left
+        from us3l.train import make_config, run_training
+        run_training(make_config({cfg!r}))
+        assert torch.get_num_threads() == 2
+        print(denormals_left())
+    """)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "0"  # the pool's second thread too (it would leave about half otherwise)
