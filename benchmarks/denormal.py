@@ -76,12 +76,17 @@ def same_tensors(a: Path, b: Path) -> tuple[bool, int]:
     return same, len(ta)
 
 
-def table(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
+def ratios_of(curves: dict[str, list[dict[str, Any]]]) -> list[float]:
+    """Per epoch, the IEEE run's CPU seconds over the flushed run's."""
+    return [b["cpu_seconds"] / a["cpu_seconds"] for a, b in zip(curves["flushed"], curves["ieee"], strict=True)]
+
+
+def table(curves: dict[str, list[dict[str, Any]]], ratios: list[float]) -> list[str]:
     lines = [f"{'epoch':>5} {'flushed s':>10} {'ieee s':>8} {'ieee/flushed':>13}  backbone std (w=1)"]
-    for a, b in zip(curves["flushed"], curves["ieee"], strict=True):
+    for a, b, r in zip(curves["flushed"], curves["ieee"], ratios, strict=True):
         std = a.get("backbone_std", {}).get("1")
         lines.append(f"{a['epoch']:>5} {a['cpu_seconds']:>10.2f} {b['cpu_seconds']:>8.2f} "
-                     f"{b['cpu_seconds'] / a['cpu_seconds']:>13.2f}  {'' if std is None else f'{std:.3f}'}")
+                     f"{r:>13.2f}  {'' if std is None else f'{std:.3f}'}")
     return lines
 
 
@@ -107,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     curves = {name: epochs_of(out / name) for name in VARIANTS}
     identical, n_tensors = same_tensors(*(out / name / "checkpoint.safetensors" for name in VARIANTS))
-    ratios = [b["cpu_seconds"] / a["cpu_seconds"] for a, b in zip(curves["flushed"], curves["ieee"], strict=True)]
-    lines = table(curves)
+    ratios = ratios_of(curves)
+    lines = table(curves, ratios)
     head = (f"# {args.method}, {args.epochs} epochs, seed {args.seed}"
             f"{', stress ' + ' '.join(STRESS) if args.stress else ''}{' ' + ' '.join(args.sets) if args.sets else ''};"
             f" {started:%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, 1 thread per run, "
@@ -116,19 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     foot = (f"# ieee/flushed: median {sorted(ratios)[len(ratios) // 2]:.2f}, max {max(ratios):.2f}; final weights "
             f"{'bit-identical' if identical else 'DIFFERENT'} ({n_tensors} tensors)")
     print("\n".join([head, *lines, foot]))
-    result = {
-        "kind": KIND, "schema_version": SCHEMA, "tool": "us3l", "date": f"{started:%Y-%m-%dT%H:%M:%SZ}",
+    from us3l.io import atomic_write_json, header
+
+    atomic_write_json(out / "denormal.json", {
+        **header(KIND, SCHEMA), "date": f"{started:%Y-%m-%dT%H:%M:%SZ}",
         "command": [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])],
-        "machine": {"processor": platform.processor(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"processor": platform.processor(), "cores": os.cpu_count()},
         "settings": vars(args), "commands": {n: train_command(args, out / n, f) for n, f in VARIANTS.items()},
         "epochs": curves, "ratios": ratios, "tensors": n_tensors, "bit_identical": identical,
-    }
-    from us3l import __version__
-
-    result["tool_version"] = __version__
-    tmp = out / "denormal.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out / "denormal.json")
+    })
     print(f"wrote {out / 'denormal.json'}", file=sys.stderr)
     return 0
 

@@ -42,7 +42,9 @@ def test_table_gives_the_ratio_per_epoch() -> None:
         "flushed": [{"epoch": 1, "cpu_seconds": 10.0, "backbone_std": {"1": 0.5}}, {"epoch": 2, "cpu_seconds": 8.0}],
         "ieee": [{"epoch": 1, "cpu_seconds": 10.0}, {"epoch": 2, "cpu_seconds": 12.0}],
     }
-    lines = dn.table(curves)
+    ratios = dn.ratios_of(curves)
+    assert ratios == [1.0, 1.5]
+    lines = dn.table(curves, ratios)
     assert lines[1].split() == ["1", "10.00", "10.00", "1.00", "0.500"]
     assert lines[2].split() == ["2", "8.00", "12.00", "1.50"]
 

@@ -28,14 +28,16 @@ def denormals_left(n: int = 1 << 20) -> int:
 
 
 @pytest.fixture
-def ieee_after() -> Iterator[None]:
+def ieee_main_thread() -> Iterator[None]:
+    """This process's main thread with IEEE denormals (torch's default) before and after the test: an earlier
+    training test in the same process may have left flushing on."""
+    torch.set_flush_denormal(False)
     yield
-    torch.set_flush_denormal(False)  # this process's main thread back to torch's default
+    torch.set_flush_denormal(False)
 
 
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
-def test_training_flushes_by_default_and_records_it(tiny_cfg, ieee_after: None) -> None:
-    torch.set_flush_denormal(False)  # as torch starts (an earlier training test in this process may have left it on)
+def test_training_flushes_by_default_and_records_it(tiny_cfg, ieee_main_thread: None) -> None:
     assert denormals_left(4) == 4  # 4 elements: computed on this (main) thread
     cfg = tiny_cfg(epochs=4)
     assert cfg.flush_denormal is True
@@ -45,7 +47,7 @@ def test_training_flushes_by_default_and_records_it(tiny_cfg, ieee_after: None) 
 
 
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
-def test_flush_denormal_false_keeps_them(tiny_cfg, ieee_after: None) -> None:
+def test_flush_denormal_false_keeps_them(tiny_cfg, ieee_main_thread: None) -> None:
     torch.set_flush_denormal(True)  # left on by an earlier run in this process: the config still wins
     cfg = tiny_cfg(epochs=4, flush_denormal=False)
     run_training(cfg)
