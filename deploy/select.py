@@ -54,7 +54,7 @@ SELECTION_KIND = "selection"
 SELECTION_SCHEMA = 1
 STATISTICS = ("p50", "p90", "p99", "mean")
 METRICS = ("auto", "linear", "knn")
-TIE_BREAK = "higher accuracy, then lower latency, then smaller width"
+TIE_BREAK = "without the tie rule (strict, or no intervals): higher accuracy, then lower latency, then smaller width"
 TIE_RULE = (
     "widths whose 95% accuracy interval overlaps the most accurate feasible width's are tied; "
     "the fastest tied width wins (then the smaller); --strict-accuracy: plain highest accuracy"

@@ -37,10 +37,15 @@ def _local_runtime(backend: str, spec: DeviceSpec) -> bool:
     if not module_available(RUNTIME_MODULES[backend]):
         return False
     if backend == "openvino" and spec.openvino_device != "CPU":
-        import openvino as ov
-
-        return spec.openvino_device in {d.split(".")[0] for d in ov.Core().available_devices}
+        return openvino_device_present(spec.openvino_device)
     return True
+
+
+def openvino_device_present(name: str) -> bool:
+    """Whether OpenVINO sees device ``name`` (``GPU``, ``NPU``; ``GPU.0`` counts as ``GPU``) on this machine."""
+    import openvino as ov
+
+    return name.upper() in {d.split(".")[0] for d in ov.Core().available_devices}
 
 
 def check_local(spec: DeviceSpec) -> CheckResult:

@@ -4,8 +4,10 @@ Engines only run where they were built: same TensorRT version, same GPU architec
 So the engine is built
 
 * here, with the TensorRT Python API, when ``tensorrt`` imports and a CUDA GPU is present, or
-* on the target (a Jetson, a remote GPU box) with ``trtexec`` over SSH: ``trtexec_build_command`` gives the
-  argument list, ``devices/`` runs it on the device.
+* on the target (a Jetson, a remote GPU box) with ``trtexec``: ``trtexec_build_command`` gives the argument
+  list. ``us3l profile --backend tensorrt`` builds engines that way on the device (over SSH) to time them;
+  ``us3l export`` does not reach remote devices, so for a shipped engine the user builds it on the target
+  from the exported ONNX with that command.
 
 INT8 engines are built from the width's explicit Q/DQ ONNX (``us3l.deploy.backends.onnx.export_onnx_int8`` with
 symmetric activations, calibrated on the run's training images): the engine uses the model's own scales, no
@@ -33,9 +35,10 @@ from us3l.deploy.backends.base import INPUT_NAME, Artifact, Backend, Runner, as_
 from us3l.errors import US3LError
 
 NO_TENSORRT_HERE = (
-    "the tensorrt backend needs TensorRT and an NVIDIA GPU on this machine ({why}): install TensorRT "
-    "(pip install 'us3l[tensorrt]') on an NVIDIA machine, or export to a Jetson/remote device, where the "
-    "engine is built on the device with trtexec over SSH (engines only run where they were built)"
+    "the tensorrt backend needs TensorRT and an NVIDIA GPU on this machine ({why}): run this export on the "
+    "NVIDIA machine with TensorRT installed (pip install 'us3l[tensorrt]'), or export ONNX here "
+    "(--backend onnx) and build the engine on the target with trtexec (engines only run where they were "
+    "built; us3l profile --backend tensorrt --device BOARD builds and times them there over SSH)"
 )
 
 

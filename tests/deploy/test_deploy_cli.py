@@ -188,3 +188,27 @@ def test_second_export_into_a_locked_folder_fails_naming_the_holder(tmp_path: Pa
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert sorted(p.name for p in out.iterdir()) == [".us3l.lock"]  # nothing written
+
+
+def test_openvino_export_for_an_absent_igpu_is_verified_on_cpu_and_says_so(tmp_path: Path, capsys) -> None:
+    from us3l.devices.check import openvino_device_present
+
+    if openvino_device_present("GPU"):
+        pytest.skip("this machine has an OpenVINO GPU device")
+    code = main(["export", "--backend", "openvino", "--device", "intel-igpu", "--model", "cifar_resnet18",
+                 "--width", "0.25", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "note: OpenVINO device GPU of 'intel-igpu' is not present here: the IR is verified on the CPU" in err
+    (manifest,) = tmp_path.glob("intel-igpu/*/manifest.json")
+    assert json.loads(manifest.read_text())["target"] == {"device": "intel-igpu", "runtime_device": "CPU"}
+
+
+def test_openvino_export_for_a_cpu_device_is_silent_about_verification(tmp_path: Path, capsys) -> None:
+    from us3l.commands.export import _verify_device
+
+    assert _verify_device("openvino", "cpu", None) is None
+    assert _verify_device("openvino", "my-own-target", None) is None  # a free target name: CPU, no note
+    assert _verify_device("onnx", "intel-igpu", None) is None
+    assert _verify_device("openvino", "intel-igpu", "CPU") == "CPU"  # --runtime-device wins
+    assert "note:" not in capsys.readouterr().err

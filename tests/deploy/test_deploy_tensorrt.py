@@ -62,7 +62,8 @@ def test_engine_compat() -> None:
 
 @pytest.mark.skipif(TRT.available(), reason="TensorRT and a GPU are present")
 def test_export_without_tensorrt_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(US3LError, match="install TensorRT .* on an NVIDIA machine, or .*trtexec over SSH"):
+    what = r"run this export on the NVIDIA machine .*, or export ONNX here \(--backend onnx\) and build the engine on"
+    with pytest.raises(US3LError, match=what + " the target with trtexec"):
         TRT.export(torch.nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8), tmp_path)
     assert not any(tmp_path.iterdir())
 

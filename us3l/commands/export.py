@@ -133,6 +133,27 @@ def _source(ckpt: Path | None, model: str | None) -> tuple[Any, str | None]:
     return fresh_model(model), model  # seeded like `us3l profile --model`: the same weights, the same graph
 
 
+def _verify_device(backend: str, dev: str | None, runtime_device: str | None) -> str | None:
+    """Where an OpenVINO export is verified: ``--runtime-device``; else the known device's OpenVINO device (GPU,
+    NPU) when this machine has it; else the CPU, with a note that the target's plugin did not run (the IR is
+    portable, so the export itself stands)."""
+    if runtime_device is not None or backend != "openvino" or dev is None:
+        return runtime_device
+    from us3l.devices.check import openvino_device_present
+    from us3l.devices.registry import find_device
+
+    spec = find_device(dev)
+    if spec is None or spec.openvino_device == "CPU":
+        return None
+    if openvino_device_present(spec.openvino_device):
+        return spec.openvino_device
+    note(
+        f"note: OpenVINO device {spec.openvino_device} of '{spec.name}' is not present here: the IR is verified on the "
+        "CPU plugin only (target.runtime_device in the manifest); --runtime-device picks another"
+    )
+    return None
+
+
 #: The export table: device, width, worst errors and the verdict are never dropped.
 EXPORT_COLS = [
     Col("device", key=True), Col("width", key=True, justify="right"), Col("max abs err", key=True, justify="right"),
@@ -286,7 +307,7 @@ def export_cmd(
                     dynamic_batch,
                     model_name=model_name,
                     batch=batch_size,
-                    runtime_device=runtime_device,
+                    runtime_device=_verify_device(be.name, dev, runtime_device),
                     calib_images=calib_images,
                     calib_data=calib_data,
                 )

@@ -1,0 +1,67 @@
+"""Reference tables in the docs that restate the code or each other stay equal to them: the README's flag and
+exit-code tables are docs/cli.md's, and docs/training.md's "Every key" table lists every ``TrainConfig`` field
+with its dataclass default."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from tests.script_module import ROOT
+from us3l.train.config import TrainConfig
+
+KEY_TABLE_HEAD = "| key | default | meaning |"
+
+
+def _table_rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def test_readme_tables_are_cli_md_tables() -> None:
+    readme = set((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
+    missing = [row for row in _table_rows((ROOT / "docs" / "cli.md").read_text(encoding="utf-8")) if row not in readme]
+    assert not missing, "docs/cli.md table rows not in the README as they are:\n" + "\n".join(missing)
+
+
+def _key_table() -> dict[str, str | None]:
+    """key -> default cell of docs/training.md's "Every key" table (None for a key of a grouped row)."""
+    lines = (ROOT / "docs" / "training.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index(KEY_TABLE_HEAD) + 2
+    table: dict[str, str | None] = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        keys_cell, default_cell = (c.strip() for c in line.split("|")[1:3])
+        keys = re.findall(r"`([a-z0-9_]+)`", keys_cell)
+        for key in keys:
+            table[key] = default_cell if len(keys) == 1 else None
+    return table
+
+
+def _doc_default(value: object) -> str:
+    if value is None:
+        return "`None`"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"`{value}`"
+    if isinstance(value, tuple):
+        return ", ".join(f"{v:g}" for v in value) if value else "`()`"
+    return "`{}`" if value == {} else str(value)
+
+
+def test_every_config_key_is_documented_with_its_default() -> None:
+    table = _key_table()
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert sorted(set(fields) - set(table)) == [], "TrainConfig fields missing from docs/training.md's key table"
+    assert sorted(set(table) - set(fields)) == [], "docs/training.md documents keys TrainConfig does not have"
+    defaults = TrainConfig()
+    for name in fields:
+        cell = table[name]
+        if cell is None:
+            continue  # a grouped row lists several defaults; checked by name only
+        value = getattr(defaults, name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert float(cell) == value, f"{name}: documented default {cell}, the dataclass has {value}"
+        else:
+            assert cell == _doc_default(value), f"{name}: documented default {cell}"
