@@ -11,7 +11,8 @@ fi
 stamp=.venv/.us3l-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   python -m pip install -q --upgrade pip
-  python -m pip install -q "torch==${US3L_TORCH_VERSION:-2.13.0}"
+  # US3L_TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu): where this first step takes torch from
+  python -m pip install -q "torch==${US3L_TORCH_VERSION:-2.13.0}" ${US3L_TORCH_INDEX_URL:+--index-url "$US3L_TORCH_INDEX_URL"}
   python -m pip install -q "torch==${US3L_TORCH_VERSION:-2.13.0}" -e '.[all,dev]'
   touch "$stamp"
 fi
