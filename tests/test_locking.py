@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from us3l.errors import US3LError
-from us3l.locking import LOCK_FILE, folder_lock
+from us3l.locking import LOCK_FILE, acquire, folder_lock
 
 HOLD = """
 import sys, time
@@ -59,3 +59,21 @@ def test_reentrant_within_one_process(tmp_path: Path) -> None:
     with folder_lock(tmp_path / "out"):  # released by the outermost exit
         pass
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink", "fifo"])
+def test_a_planted_lock_file_is_refused_and_its_target_untouched(link: str, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("IMPORTANT\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = run / LOCK_FILE
+    if link == "symlink":
+        lock.symlink_to(victim)
+    elif link == "hardlink":
+        os.link(victim, lock)
+    else:
+        os.mkfifo(lock)
+    with pytest.raises(US3LError, match=r"cannot use the lock file .*\.us3l\.lock: .*; remove it and retry"):
+        acquire(run)
+    assert victim.read_text() == "IMPORTANT\n"

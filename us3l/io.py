@@ -149,6 +149,26 @@ def check_schema(doc: Any, kind: str, version: int, path: str | Path) -> None:
         )
 
 
+def output_folder(path: Path, flag: str = "--out") -> Path:
+    """``path`` as an output folder: a one-line error when it names an existing file (checked before any work)."""
+    if path.exists() and not path.is_dir():
+        raise US3LError(f"{flag} must be a folder, got the file {path}")
+    return path
+
+
+def check_replaceable(path: Path, what: str, ours: Callable[[bytes], bool]) -> None:
+    """Refuse to replace an existing ``path`` unless its first bytes are ``ours`` (a previous output of the same
+    kind): an output path given as a file must never clobber an input, a checkpoint or a file of the user's."""
+    if not path.exists():
+        return
+    if path.is_file():
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+        if ours(head):
+            return
+    raise US3LError(f"refusing to replace {path}: it is not a {what}; choose another --out")
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -32,6 +32,26 @@ def _holder(lock_path: Path) -> str:
     return f" (pid {int(text)})" if text.isdigit() else ""
 
 
+def _open_lock_file(lock_path: Path) -> int:
+    """Open (or create) the lock file, refusing anything but a private regular file: the PID is written into it,
+    and a run folder from elsewhere could otherwise hold a symlink or hard link that points the write at another
+    file of the user's."""
+    import stat
+
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(lock_path, flags, 0o666)
+    except OSError as exc:
+        kind = "a symbolic link" if lock_path.is_symlink() else exc.strerror
+        raise US3LError(f"cannot use the lock file {lock_path}: {kind}; remove it and retry") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        kind = "not a regular file" if not stat.S_ISREG(st.st_mode) else "a hard link to another file"
+        raise US3LError(f"cannot use the lock file {lock_path}: {kind}; remove it and retry")
+    return fd
+
+
 def acquire(folder: str | Path, what: str = "folder") -> Path:
     """Lock ``folder`` (created if needed) for this process; ``US3LError`` if another process holds it.
 
@@ -40,6 +60,8 @@ def acquire(folder: str | Path, what: str = "folder") -> Path:
     import fcntl
 
     path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise US3LError(f"{what} {path} is a file, not a folder; choose another --out")
     path.mkdir(parents=True, exist_ok=True)
     key = path.resolve()
     with _guard:
@@ -48,7 +70,7 @@ def acquire(folder: str | Path, what: str = "folder") -> Path:
             _held[key] = (fd, depth + 1)
             return key
         lock_path = key / LOCK_FILE
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open_lock_file(lock_path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

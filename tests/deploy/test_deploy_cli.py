@@ -212,3 +212,23 @@ def test_openvino_export_for_a_cpu_device_is_silent_about_verification(tmp_path:
     assert _verify_device("onnx", "intel-igpu", None) is None
     assert _verify_device("openvino", "intel-igpu", "CPU") == "CPU"  # --runtime-device wins
     assert "note:" not in capsys.readouterr().err
+
+
+def test_select_never_replaces_a_file_that_is_not_a_selection(write_profile, write_accuracy, tmp_path: Path,
+                                                              capsys) -> None:
+    prof = write_profile([{"width": 0.25, "latency": latency(1, 1, 1)}])
+    acc = write_accuracy({0.25: 50.0})
+    before = acc.read_bytes()
+    code = main(["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "3", "--out", str(acc)])
+    assert code == 1
+    assert f"error: refusing to replace {acc}: it is not a us3l selection file; choose another --out" in (
+        capsys.readouterr().err
+    )
+    assert acc.read_bytes() == before
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    assert main(["select", "--profile", str(prof), "--latency-ms", "3", "--out", str(plain)]) == 1
+    assert f"error: --out must be a folder, got the file {plain}" in capsys.readouterr().err
+    sel = tmp_path / "old.json"  # a previous selection (old spelling) is replaced
+    assert main(["select", "--profile", str(prof), "--latency-ms", "3", "--out", str(sel)]) == 0
+    assert main(["select", "--profile", str(prof), "--latency-ms", "3", "--out", str(sel)]) == 0

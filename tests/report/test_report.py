@@ -135,3 +135,15 @@ def test_a_moved_folder_renders_the_same(pipeline: Path, tmp_path: Path) -> None
     shutil.copytree(pipeline, moved)
     rep = render_report(moved)
     assert rep.missing() == [] and f"latency ≤ {BUDGET_MS:g} ms" in rep.html
+
+
+def test_report_out_never_replaces_a_file_that_is_not_a_report(pipeline: Path, tmp_path: Path, capsys) -> None:
+    mine = tmp_path / "notes.html"
+    mine.write_text("<html>my notes</html>")
+    assert main(["report", str(pipeline), "--out", str(mine)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: refusing to replace {mine}: it is not a us3l report; choose another --out" in err
+    assert mine.read_text() == "<html>my notes</html>"
+    ours = tmp_path / "r.html"
+    assert main(["report", str(pipeline), "--out", str(ours)]) == 0
+    assert main(["report", str(pipeline), "--out", str(ours)]) == 0  # a previous report is replaced

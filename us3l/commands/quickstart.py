@@ -659,7 +659,9 @@ def quickstart_cmd(
     ),
     config: Path = typer.Option(None, "--config", help="Training config (default: the packaged default.yaml)."),
     epochs: int = typer.Option(None, "--epochs", help="Override the training epochs (multiple of 4)."),
-    points: int = typer.Option(8, "--points", help="Grid widths to evaluate and profile (thinned width grid), plus whichever of 1, 0.75, 0.5, 0.25 it lacks."),
+    points: int = typer.Option(
+        8, "--points", help="Grid widths to evaluate and profile, plus whichever of 1/0.75/0.5/0.25 they lack."
+    ),
     backend: list[str] = typer.Option(
         [], "--backend", help="onnx and/or openvino (repeat or comma-separate; default: both)."
     ),

@@ -25,6 +25,7 @@ def report_cmd(
     commands ran in (run/, run/accuracy.json or accuracy.json, profiles/, selection.json, artifacts/)."""
     from rich.markup import escape
 
+    from us3l.io import check_replaceable, output_folder
     from us3l.report import REPORT_FILE, render_report, save_report
 
     set_quiet(quiet)
@@ -35,7 +36,8 @@ def report_cmd(
                        "report")
             target = out
         else:
-            target = out / REPORT_FILE
+            target = output_folder(out) / REPORT_FILE
+        check_replaceable(target, "us3l report", lambda head: b'<p class="muted">pipeline folder <code>' in head)
     report = render_report(directory)
     path = save_report(report, target)
     if json_out:

@@ -74,11 +74,14 @@ def select_cmd(
     from us3l.deploy.select import latency_schedule as latency_schedule_fn
 
     set_quiet(quiet)
+    from us3l.io import check_replaceable, output_folder
+
     path = out
     if out.suffix == ".json" and not out.is_dir():
         deprecated(f"--out {out}", f"--out {out.parent} (the folder; the file is always {SELECTION_FILE})", "select")
     else:
-        path = out / SELECTION_FILE
+        path = output_folder(out) / SELECTION_FILE
+    check_replaceable(path, "us3l selection file", lambda head: b'"kind": "selection"' in head[:200])
     png: Path | None = path.with_suffix(".png") if plot else None
     if plot_file is not None:
         deprecated(f"--plot {plot_file}", "--plot (a switch: writes the PNG next to the selection)", "select")
