@@ -334,18 +334,13 @@ def load_profile(path: str | Path) -> dict[str, Any]:
 
 
 def load_accuracy(path: str | Path) -> dict[str, Any]:
-    doc = read_json(path, "accuracy file")
-    version = doc.get("schema_version") if isinstance(doc, dict) else None
-    check_schema(doc, "accuracy", version if version in (1, 2) else 2, path)  # schema 1: no intervals
-    if not doc.get("widths") or not isinstance(doc["widths"], list):
-        raise US3LError(f"accuracy file {path} has no widths")
-    for i, row in enumerate(doc["widths"]):  # NaN/inf/negative accuracies are refused, never ranked
-        if not isinstance(row, dict):
-            raise US3LError(f"{path}: widths[{i}] is not an object")
-        number(row.get("width"), f"{path}: widths[{i}].width", positive=True)
-        for key in ("linear_top1", "knn_top1"):
-            number(row.get(key), f"{path}: widths[{i}].{key}", nonnegative=True, optional=True)
-    return doc
+    """The accuracy file, checked by the same validator as ``us3l eval`` and ``us3l report`` (schema 1 or 2;
+    accuracies and intervals fractions in [0, 1]); NaN or out-of-range accuracies are refused, never ranked."""
+    from us3l.eval.accuracy import load_accuracy as load_checked
+
+    if Path(path).is_dir():
+        raise US3LError(f"accuracy file {path} is a folder; give the accuracy.json inside it")
+    return load_checked(path)
 
 
 def _put(table: dict[float, Any], row: Mapping[str, Any], value: Any) -> None:
@@ -758,3 +753,16 @@ def check_same_checkpoint(
             f"{profile_path} was profiled from checkpoint {p[:12]}… but {acc_path} was computed for {a[:12]}…; "
             "re-run us3l eval or us3l profile on the same checkpoint"
         )
+    # a profile of a fresh model (no checkpoint) is fine for a trained one of the same architecture: the same
+    # model name and, at every width both files hold, the same MACs
+    a_model, p_model = acc_doc.get("model"), profile.get("model")
+    if isinstance(a_model, str) and isinstance(p_model, str) and a_model != p_model:
+        raise US3LError(f"{profile_path} profiles model {p_model} but {acc_path} is for model {a_model}")
+    acc_macs = {width_key(r["width"]): r.get("macs") for r in acc_doc.get("widths") or []}
+    for rec in profile.get("records") or []:
+        m = acc_macs.get(width_key(rec["width"]))
+        if isinstance(m, int | float) and isinstance(rec.get("macs"), int | float) and int(m) != int(rec["macs"]):
+            raise US3LError(
+                f"{profile_path} and {acc_path} describe different networks: width {rec['width']:g} has "
+                f"{int(rec['macs'])} MACs in one and {int(m)} in the other (other model options?)"
+            )

@@ -194,10 +194,17 @@ def validate_profile(doc: Any, path: str | Path) -> None:
     E.g. ``profiles/cpu.json: records[3].latency.p50_ms must be a finite positive number, got nan``. A profile
     with NaN, infinite, zero or negative latencies, samples or MACs is refused rather than selected from.
     """
+    from us3l.deploy.backends.base import PRECISIONS
+    from us3l.devices.spec import BACKENDS
+
     check_schema(doc, KIND, SCHEMA_VERSION, path)
-    for key in ("model", "device", "backend", "precision"):
-        if key in doc:
-            safe_name(doc[key], f"{path}: {key}")
+    for key in ("model", "device", "backend", "precision"):  # every profile us3l writes names all four
+        if key not in doc:
+            raise US3LError(f"{path}: '{key}' is missing")
+        safe_name(doc[key], f"{path}: {key}")
+    for key, allowed in (("backend", BACKENDS), ("precision", PRECISIONS)):
+        if doc[key] not in allowed:
+            raise US3LError(f"{path}: {key} must be one of {', '.join(allowed)}, got {doc[key]!r:.40}")
     number(doc.get("peak_rss_bytes"), f"{path}: peak_rss_bytes", positive=True, integer=True, optional=True)
     for key in ("window", "time_budget", "adaptive"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
@@ -208,11 +215,15 @@ def validate_profile(doc: Any, path: str | Path) -> None:
     records = doc.get("records")
     if not isinstance(records, list) or not records:
         raise US3LError(f"{path}: 'records' must be a non-empty list")
+    seen: set[float] = set()
     for i, rec in enumerate(records):
         where = f"{path}: records[{i}]"
         if not isinstance(rec, dict):
             raise US3LError(f"{where} is not an object")
-        number(rec.get("width"), f"{where}.width", positive=True, at_most=1.0)
+        width = number(rec.get("width"), f"{where}.width", positive=True, at_most=1.0)
+        if round(width, 4) in seen:
+            raise US3LError(f"{where}.width {width:g} appears twice")
+        seen.add(round(width, 4))
         for key in ("share_s", "timing_s"):
             number(rec.get(key), f"{where}.{key}", nonnegative=True, optional=True)
         for key, positive in _COUNTS:

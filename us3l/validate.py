@@ -73,13 +73,21 @@ def number(
     return float(value)
 
 
-def width_list(text: str, flag: str = "--widths") -> list[float]:
-    """A comma-separated list of widths (``"1,0.5,0.25"``) as floats, in the order given; one line otherwise.
-    The model checks each against its range."""
+def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[float]:
+    """A non-empty comma-separated list of numbers (``"1,0.5,0.25"``) as floats, in the order given, each once
+    (to 4 decimals) unless ``unique`` is off; one line otherwise. The model checks each width against its range."""
     try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         raise US3LError(f"{flag} must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}") from None
+    if not values:
+        raise US3LError(f"{flag} must name at least one value, got {text!r}")
+    seen: set[float] = set()
+    for v in values if unique else ():
+        if round(v, 4) in seen:
+            raise US3LError(f"{flag} lists {v:g} twice")
+        seen.add(round(v, 4))
+    return values
 
 
 def _show(value: Any) -> str:

@@ -110,7 +110,11 @@ def write_profile(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def write_accuracy(tmp_path: Path) -> Callable[..., Path]:
-    """``write_accuracy({width: linear_top1 or None}, knn={width: knn_top1})``."""
+    """``write_accuracy({width: linear_top1 % or None}, knn={width: knn_top1 %})``: a schema-1 file, the
+    percentages stored as fractions as us3l eval writes them."""
+
+    def frac(v: float | None) -> float | None:
+        return None if v is None else v / 100.0
 
     def make(linear: dict[float, float | None], knn: dict[float, float] | None = None) -> Path:
         doc = header("accuracy", 1)
@@ -119,11 +123,12 @@ def write_accuracy(tmp_path: Path) -> Callable[..., Path]:
             checkpoint_sha256="0" * 64,
             model="tiny",
             data="synthetic",
+            protocols={"knn": None, "linear": None},
             widths=[
                 {
                     "width": w,
-                    "linear_top1": linear.get(w),
-                    "knn_top1": (knn or {}).get(w),
+                    "linear_top1": frac(linear.get(w)),
+                    "knn_top1": frac((knn or {}).get(w)),
                     "linear_top5": None,
                     "knn_top5": None,
                     "macs": None,

@@ -34,3 +34,18 @@ def test_accuracy_and_profile_of_different_checkpoints_are_refused(
                                         r"for 000000000000…; re-run us3l eval or us3l profile") as exc:
         select([prof], Budget(latency_ms=10.0), accuracy=acc)
     assert "\n" not in str(exc.value)
+
+
+def test_accuracy_and_profile_of_different_networks_are_refused(
+    write_profile: Callable[..., Path], write_accuracy: Callable[..., Path]
+) -> None:
+    acc = write_accuracy({0.25: 30.0, 0.5: 40.0, 1.0: 50.0})  # model "tiny", no MACs recorded
+    other = write_profile(_rows(), model="cifar_mobilenetv2")
+    with pytest.raises(US3LError, match=r"profiles model cifar_mobilenetv2 but .*accuracy.json is for model tiny$"):
+        select([other], Budget(latency_ms=10.0), accuracy=acc)
+    prof = write_profile(_rows())
+    doc = json.loads(acc.read_text())
+    doc["widths"][0]["macs"] = 12345  # width 0.25 with another network's MACs
+    acc.write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match=r"describe different networks: width 0.25 has \d+ MACs in one and 12345"):
+        select([prof], Budget(latency_ms=10.0), accuracy=acc)

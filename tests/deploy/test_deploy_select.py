@@ -19,7 +19,7 @@ def test_exact_fit_is_feasible(write_profile, write_accuracy) -> None:
     prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (0.75, 3.0), (1.0, 4.0)))
     acc = write_accuracy({0.25: 50.0, 0.5: 60.0, 0.75: 70.0, 1.0: 80.0})
     d = select([prof], Budget(latency_ms=3.0), acc).devices[0]
-    assert d.chosen.width == 0.75 and d.chosen.accuracy == 70.0
+    assert d.chosen.width == 0.75 and d.chosen.accuracy == pytest.approx(0.70)
     assert d.slack == {"latency_ms": 0.0}
     assert d.runner_up.width == 0.5
 
@@ -337,7 +337,7 @@ def test_negative_latency_and_nan_accuracy_are_refused(write_profile, write_accu
     acc = write_accuracy({0.25: 0.5, 0.5: float("nan")})
     with pytest.raises(US3LError) as info:
         select([good], Budget(latency_ms=2.0), acc)
-    assert str(info.value) == f"{acc}: widths[1].linear_top1 must be a finite non-negative number or null, got nan"
+    assert str(info.value) == f"{acc}: widths[1].linear_top1 must be a fraction in [0, 1] or null, got nan"
 
 
 def test_device_names_for_profile_lookup_are_safe(tmp_path) -> None:

@@ -205,13 +205,13 @@ def profile_cmd(
             )
     if spec.reach.is_local:
         check_local_requirements(spec)
-    if widths and points is not None:
+    if widths is not None and points is not None:
         raise US3LError("give either --widths or --points, not both")
     if points is not None and points < 2:
         raise US3LError(f"--points must be >= 2 (the grid's two ends), got {points}")
     net, name, sha, size, source = _load_model(model, ckpt)
-    grid = width_list(widths) if widths else list(net.width_grid(points))
-    if not widths:
+    grid = width_list(widths) if widths is not None else list(net.width_grid(points))
+    if widths is None:
         note_switches(net, "the width grid is")
     grid = [check_width(net, w) for w in grid]  # in range and, for an S-Nets checkpoint, a switch
     calibration = None

@@ -17,12 +17,15 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
     return "—" if v is None else format(v, spec)
 
 
-def _acc_cell(acc: float | None, ci: Any) -> str:
-    """An accuracy cell: ``83.4 % ±3.0`` with its 95 % interval, the bare value without one (schema 1, MACs)."""
+def _acc_cell(acc: float | None, ci: Any, macs: bool = False) -> str:
+    """An accuracy cell: ``83.4 % ±3.0`` with its 95 % interval, ``83.4 %`` without one (schema 1), the bare
+    count for the MACs proxy."""
     if acc is None:
         return "—"
-    if ci is None:
+    if macs:
         return f"{acc:.4g}"
+    if ci is None:
+        return f"{100 * acc:.1f} %"
     return f"{100 * acc:.1f} % ±{100 * max(acc - ci[0], ci[1] - acc):.1f}"
 
 
@@ -92,7 +95,7 @@ def select_cmd(
     if latency_schedule is not None:
         from us3l.validate import width_list
 
-        steps = width_list(latency_schedule, "--latency-schedule")
+        steps = width_list(latency_schedule, "--latency-schedule", unique=False)
         result = latency_schedule_fn(files, steps, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
     else:
         result = select(files, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
@@ -143,7 +146,8 @@ def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
                          f"min {d.minimum['latency_ms']:.3f}", "—", "—", "—", "—", "—", "—"])
             continue
         ru = d.runner_up
-        acc = _acc_cell(c.accuracy, c.accuracy_ci)
+        macs = result.metric == "macs"
+        acc = _acc_cell(c.accuracy, c.accuracy_ci, macs)
         decided = d.decided_by or "—"
         if d.decided_by == "tie->latency":
             decided += " (tied: " + ", ".join(f"{w:g}" for w in d.tied_widths) + ")"
@@ -151,7 +155,7 @@ def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
             d.device, d.model, f"{d.backend}/{d.precision}", f"{c.width:g}", acc, f"{c.latency_ms:.3f}",
             _fmt(c.latency.get("p50_ms")), _fmt(c.latency.get("p90_ms")), _fmt(c.latency.get("p99_ms")),
             _fmt(d.slack.get("latency_ms")), decided,
-            f"w={ru.width:g} ({ru.accuracy:.4g}, {ru.latency_ms:.3f} ms)" if ru else "—",
+            f"w={ru.width:g} ({_acc_cell(ru.accuracy, None, macs)}, {ru.latency_ms:.3f} ms)" if ru else "—",
         ])
     reasons = [f"{d.device} ({d.backend}): {d.reason}" for d in result.devices if d.reason]
     print_table(title, cols, rows, wide=wide, caption="why: " + "; ".join(reasons) if reasons else None)
@@ -162,7 +166,7 @@ def _print_schedule(result: Any, wide: bool) -> None:
     for d in result.schedule:
         rows = []
         for st in d["steps"]:
-            text = _acc_cell(st["accuracy"], st["accuracy_ci"])
+            text = _acc_cell(st["accuracy"], st["accuracy_ci"], result.metric == "macs")
             rows.append([
                 f"{st['latency_ms']:g}", "none fits" if st["width"] is None else f"{st['width']:g}",
                 "—" if st["width_index"] is None else str(st["width_index"]), text,

@@ -168,10 +168,9 @@ def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: i
         wr = model.width_range  # type: ignore[attr-defined]
         return [w for w in DEFAULT_WIDTHS if wr.min <= w <= wr.max] or [wr.max]
     if isinstance(widths, str):
-        try:
-            values = [float(t) for t in widths.replace(" ", "").split(",") if t]
-        except ValueError:
-            raise US3LError(f"--widths must be comma-separated numbers, got {widths!r}") from None
+        from us3l.validate import width_list
+
+        values = width_list(widths, unique=False)  # the same width twice is evaluated once (below)
     else:
         values = [float(v) for v in widths]
     if not values:

@@ -1,0 +1,50 @@
+"""A profile read from disk names its model, device, backend and precision (known values) and each width once;
+``--widths`` lists are non-empty and name each width once. Every refusal is one line naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from us3l.errors import US3LError
+from us3l.profiler.profile_file import validate_profile
+from us3l.validate import width_list
+
+from .conftest import latency
+
+
+@pytest.fixture
+def doc(write_profile) -> dict:
+    path = write_profile([{"width": w, "latency": latency(1, 1, 1)} for w in (0.25, 0.5)])
+    return json.loads(Path(path).read_text())
+
+
+@pytest.mark.parametrize("key", ["model", "device", "backend", "precision"])
+def test_a_profile_without_its_names_is_refused(doc: dict, key: str) -> None:
+    del doc[key]
+    with pytest.raises(US3LError, match=f"^p.json: '{key}' is missing$"):
+        validate_profile(doc, "p.json")
+
+
+@pytest.mark.parametrize(("key", "value"), [("backend", "x"), ("precision", "fp64")])
+def test_unknown_backend_or_precision_is_refused(doc: dict, key: str, value: str) -> None:
+    doc[key] = value
+    with pytest.raises(US3LError, match=f"^p.json: {key} must be one of .*, got '{value}'$"):
+        validate_profile(doc, "p.json")
+
+
+def test_a_width_recorded_twice_is_refused(doc: dict) -> None:
+    doc["records"].append(dict(doc["records"][0]))
+    with pytest.raises(US3LError, match=r"^p.json: records\[2\].width 0.25 appears twice$"):
+        validate_profile(doc, "p.json")
+
+
+def test_width_lists() -> None:
+    assert width_list("1, 0.5,0.25") == [1.0, 0.5, 0.25]
+    with pytest.raises(US3LError, match="^--widths lists 1 twice$"):
+        width_list("1,0.5,1.0")
+    with pytest.raises(US3LError, match="^--widths must name at least one value, got ''$"):
+        width_list("")
+    assert width_list("5,5", "--latency-schedule", unique=False) == [5.0, 5.0]
