@@ -720,6 +720,16 @@ def read_selection(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def _check_known(d: Mapping[str, Any], where: str) -> None:
+    """A selection's backend and precision, where given, are ones us3l knows (export picks its runtime by them)."""
+    from us3l.deploy.backends.base import PRECISIONS
+    from us3l.devices.spec import BACKENDS
+
+    for key, allowed in (("backend", BACKENDS), ("precision", PRECISIONS)):
+        if key in d and d[key] not in allowed:
+            raise US3LError(f"{where}.{key} must be one of {', '.join(allowed)}, got {d[key]!r:.40}")
+
+
 def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
     """Device/model/backend names are safe path components; chosen widths and latencies finite and > 0."""
     devices = doc.get("devices")
@@ -731,12 +741,14 @@ def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
             raise US3LError(f"{where} is not an object")
         for key in ("device", "model", "backend", "precision"):  # they become folder and file names
             safe_name(d.get(key), f"{where}.{key}")
+        _check_known(d, where)
         for pick in ("chosen", "runner_up"):
             c = d.get(pick)
             if c is None:
                 continue
             if not isinstance(c, dict):
                 raise US3LError(f"{where}.{pick} must be an object or null")
+            _check_known(c, f"{where}.{pick}")
             number(c.get("width"), f"{where}.{pick}.width", positive=True, at_most=1.0)
             number(c.get("latency_ms"), f"{where}.{pick}.latency_ms", positive=True)
             number(c.get("accuracy"), f"{where}.{pick}.accuracy", nonnegative=True, optional=True)

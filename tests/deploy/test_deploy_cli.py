@@ -232,3 +232,28 @@ def test_select_never_replaces_a_file_that_is_not_a_selection(write_profile, wri
     sel = tmp_path / "old.json"  # a previous selection (old spelling) is replaced
     assert main(["select", "--profile", str(prof), "--latency-ms", "3", "--out", str(sel)]) == 0
     assert main(["select", "--profile", str(prof), "--latency-ms", "3", "--out", str(sel)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "sha", "message"),
+    [
+        ("cifar_mobilenetv2", None, "chose widths of model cifar_mobilenetv2 on 'cpu', not cifar_resnet18"),
+        ("cifar_resnet18", "1" * 64, "was made for checkpoint 111111111111… on 'cpu', this export is from a fresh "
+                                     "model; run us3l select on this checkpoint's profile and accuracy"),
+    ],
+)
+def test_export_refuses_a_selection_made_for_another_network(
+    model: str, sha: str | None, message: str, write_profile, tmp_path: Path, capsys
+) -> None:
+    prof = write_profile([{"width": 0.25, "latency": latency(1, 1, 1)}], model=model)
+    doc = json.loads(prof.read_text())
+    doc["checkpoint_sha256"] = sha
+    prof.write_text(json.dumps(doc))
+    sel = tmp_path / "sel"
+    assert main(["select", "--profile", str(prof), "--latency-ms", "2", "--out", str(sel), "-q"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "art"
+    args = ["export", "--backend", "onnx", "--selection", str(sel / "selection.json"), "--model", "cifar_resnet18"]
+    assert main([*args, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+    assert not list(out.rglob("*.onnx"))

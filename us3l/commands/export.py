@@ -121,6 +121,29 @@ def _graph_warnings(selection: Path, backend: str, results: list[Any]) -> tuple[
     return warnings, notes
 
 
+def _check_selection_source(
+    selection: Path, src: Any, model_name: str, jobs: list[tuple[float, str | None]]
+) -> None:
+    """Refuse (one line) to export a selection's widths from another model or another checkpoint than the one
+    they were chosen for: the selection's accuracies and latencies would not describe the shipped network."""
+    from us3l.deploy.select import read_selection
+
+    wanted = {dev for _, dev in jobs}
+    sha = getattr(src, "sha256", None)
+    for d in read_selection(selection)["devices"]:
+        if d["device"] not in wanted or d.get("chosen") is None:
+            continue
+        if d["model"] != model_name:
+            raise US3LError(f"{selection} chose widths of model {d['model']} on '{d['device']}', not {model_name}")
+        chosen_sha = (d["chosen"].get("graph") or {}).get("checkpoint_sha256")
+        if isinstance(chosen_sha, str) and chosen_sha != sha:
+            this = f"checkpoint {sha[:12]}…" if sha else "a fresh model"
+            raise US3LError(
+                f"{selection} was made for checkpoint {chosen_sha[:12]}… on '{d['device']}', this export is from "
+                f"{this}; run us3l select on this checkpoint's profile and accuracy"
+            )
+
+
 def _source(ckpt: Path | None, model: str | None) -> tuple[Any, str | None]:
     if (ckpt is None) == (model is None):
         raise US3LError("give exactly one of --ckpt PATH or --model NAME")
@@ -285,6 +308,8 @@ def export_cmd(
                 f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {calib_images}"
             )
     src, model_name = _source(ckpt, model)
+    if selection is not None:
+        _check_selection_source(selection, src, model_name or str(src.meta.get("model")), jobs)
     net = getattr(src, "model", src)
     from us3l.slim import check_width
 
