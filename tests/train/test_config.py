@@ -57,6 +57,9 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"amp": [1]}, r"config 'amp' must be true or false, got \[1\]"),
         ({"epochs": True}, "config 'epochs' must be a whole number, got True"),
         ({"method": 3}, "config 'method' must be a string, got 3"),
+        ({"device": "mps"}, "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
+        ({"device": "cuda:x"}, "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+        ({"device": "cuda:99"}, "device cuda:99: torch sees (no CUDA GPU here|[0-9]+ CUDA GPU)"),
     ],
 )
 def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None:

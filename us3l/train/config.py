@@ -380,6 +380,24 @@ def _check_width(name: str, w: float | None) -> None:
         raise US3LError(f"{name} must be in (0, 1], got {w!r}")
 
 
+def _check_device(device: str) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, and a CUDA device only where torch sees it (one line, before
+    anything is written)."""
+    import re
+
+    import torch
+
+    m = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", device)
+    if m is None:
+        raise US3LError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise US3LError(f"device {device}: torch sees no CUDA GPU here (torch {torch.__version__}); use cpu/auto")
+        if m.group(1) is not None and int(m.group(1)) >= count:
+            raise US3LError(f"device {device}: torch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+
+
 def validate(cfg: TrainConfig) -> None:
     """Reject bad values with one clear line (models are checked against the registry)."""
     from us3l.ssl.methods import METHODS
@@ -392,6 +410,7 @@ def validate(cfg: TrainConfig) -> None:
         list_models = None
     if list_models is not None and cfg.model not in list_models():
         raise US3LError(f"unknown model {cfg.model!r}; choose one of {', '.join(list_models())}")
+    _check_device(cfg.device)
     for name in ("width_min", "width_max", "single_width"):
         _check_width(name, getattr(cfg, name))
     for w in cfg.knn_widths:
