@@ -284,3 +284,11 @@ def test_weights_digest_is_recorded_and_checked(tmp_path: Path) -> None:
     del meta["weights_sha256"]
     meta_path.write_text(json.dumps(meta))
     assert ckpt.load_backbone(tmp_path).sha256 == file_sha256(w)
+
+
+@pytest.mark.parametrize("name", ["checkpoint.json", "train_state.pt"])
+def test_a_sibling_file_given_as_the_checkpoint_is_named_not_called_damaged(name: str, tmp_path: Path) -> None:
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    with pytest.raises(US3LError, match=f"is the run's {name}, not its weights: pass the run folder or its "
+                                        "checkpoint.safetensors$"):
+        ckpt.load_backbone(tmp_path / name)

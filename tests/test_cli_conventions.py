@@ -163,6 +163,9 @@ def test_set_dotted_keys_and_unknown_keys_name_the_valid_ones(capsys: pytest.Cap
     assert "batch_size" in err and "model_kwargs" in err and err.count("\n") == 1
     assert main(["train", "--set", "model_kwargz.base_channels=8"]) == 1
     assert capsys.readouterr().err.startswith("error: unknown config key(s): model_kwargz (did you mean model_kwargs?)")
+    assert main(["train", "--out", "runs/y", "--set", "out=runs/x"]) == 1  # never silently the --set one
+    err = capsys.readouterr().err
+    assert err == "error: --set out=runs/x contradicts the flag that set out to 'runs/y'; give one\n"
 
 
 def test_train_checks_paths_before_printing_its_config(tmp_path: Path, capsys) -> None:

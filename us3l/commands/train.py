@@ -113,11 +113,15 @@ def train_cmd(
         if not sep:
             raise US3LError(f"--set expects key=value, got {item!r}")
         try:
-            overrides[key.strip()] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError as exc:  # e.g. a !!python/... tag: safe_load refuses it; say so in one line
             why = " ".join(str(getattr(exc, "problem", None) or exc).split())
             raise US3LError(f"--set {key.strip()}=...: not a plain YAML value ({why}); quote it as a string "
                             "or give a number, list or mapping") from None
+        key = key.strip()
+        if overrides.get(key) is not None and overrides[key] != parsed:  # a flag and --set disagree
+            raise US3LError(f"--set {key}={value} contradicts the flag that set {key} to {overrides[key]!r}; give one")
+        overrides[key] = parsed
     cfg = resolve_config(config, overrides)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     is_main = int(os.environ.get("RANK", "0")) == 0
