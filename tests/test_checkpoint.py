@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -292,3 +293,20 @@ def test_a_sibling_file_given_as_the_checkpoint_is_named_not_called_damaged(name
     with pytest.raises(US3LError, match=f"is the run's {name}, not its weights: pass the run folder or its "
                                         "checkpoint.safetensors$"):
         ckpt.load_backbone(tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("input_size", -5, "'input_size' must be 8 to 4096 pixels, got -5"),
+        ("normalization", {"mean": [0], "std": [0, 0, 0]}, r"normalization.mean must be 3 finite numbers, got \[0\]"),
+        ("normalization", {"mean": [0, 0, 0], "std": [1, 0, 1]}, "normalization.std must be 3 positive finite"),
+    ],
+)
+def test_edited_sizes_and_normalization_are_refused(key: str, value: object, message: str, tmp_path: Path) -> None:
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    meta[key] = value
+    (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(US3LError, match=message):
+        ckpt.load_backbone(tmp_path)

@@ -205,7 +205,31 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, kinds):
             names = " or ".join("null" if t is type(None) else t.__name__ for t in kinds)
             raise US3LError(f"{meta_path}: {key!r} must be {names}, got {value!r:.80} ({fix})")
+    _check_values(doc, meta_path, fix)
     return doc
+
+
+def _check_values(doc: Mapping[str, Any], meta_path: Path, fix: str) -> None:
+    """The input size and normalization every reader builds tensors from: a positive size, and mean/std lists of
+    one finite number per input channel (3), std > 0."""
+    import math
+
+    size = doc.get("input_size")
+    if size is not None and not 8 <= size <= 4096:
+        raise US3LError(f"{meta_path}: 'input_size' must be 8 to 4096 pixels, got {size} ({fix})")
+    norm = doc.get("normalization")
+    if not norm:
+        return
+    for key in ("mean", "std"):
+        v = norm.get(key)
+        ok = isinstance(v, list) and len(v) == 3 and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v
+        )
+        if ok and key == "std":
+            ok = all(x > 0 for x in v)
+        if not ok:
+            what = "3 positive finite numbers" if key == "std" else "3 finite numbers"
+            raise US3LError(f"{meta_path}: normalization.{key} must be {what}, got {v!r:.80} ({fix})")
 
 
 #: ``checkpoint.json`` entries every reader relies on, and their JSON types.

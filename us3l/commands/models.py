@@ -16,10 +16,13 @@ def _fmt_count(n: int) -> str:
     return str(n)
 
 
+MAX_INPUT_SIZE = 4096  # a 1x3x4096x4096 input is 200 MB of activations per layer at most widths
+
+
 def _input_shape(model: object, input_size: int | None) -> tuple[int, int, int, int]:
-    s = input_size or model.input_size  # type: ignore[attr-defined]
-    if s < 8:
-        raise US3LError(f"input size must be at least 8 pixels, got {s}")
+    s = model.input_size if input_size is None else input_size  # type: ignore[attr-defined]
+    if not 8 <= s <= MAX_INPUT_SIZE:
+        raise US3LError(f"--input-size must be 8 to {MAX_INPUT_SIZE} pixels, got {s}")
     return (1, 3, s, s)
 
 
@@ -122,7 +125,11 @@ def info_cmd(
     model = create_model(model_name)
     w = model.width_range.check(width)
     shape = _input_shape(model, input_size)
-    rows, costs = layer_table(materialize(model, w), shape)
+    try:
+        rows, costs = layer_table(materialize(model, w), shape)
+    except RuntimeError as exc:  # e.g. a ViT's position embedding fixes its input size
+        why = " ".join(str(exc).split())[:160]
+        raise US3LError(f"{model_name} does not run at input size {shape[-1]} ({why})") from None
     doc = {
         "model": model_name,
         "width": w,

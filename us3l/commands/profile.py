@@ -207,8 +207,8 @@ def profile_cmd(
         check_local_requirements(spec)
     if widths is not None and points is not None:
         raise US3LError("give either --widths or --points, not both")
-    if points is not None and points < 2:
-        raise US3LError(f"--points must be >= 2 (the grid's two ends), got {points}")
+    if points is not None and points < 1:
+        raise US3LError(f"--points must be >= 1 (0 is not allowed), got {points}")
     net, name, sha, size, source = _load_model(model, ckpt)
     grid = width_list(widths) if widths is not None else list(net.width_grid(points))
     if widths is None:

@@ -445,8 +445,8 @@ def check_options(opts: QuickstartOptions) -> None:
     for b in opts.backends:
         if b not in DEFAULT_BACKENDS:
             raise US3LError(f"quickstart profiles and exports with onnx and/or openvino, not {b!r}")
-    if opts.points < 2:
-        raise US3LError(f"--points must be at least 2, got {opts.points}")
+    if opts.points < 1:
+        raise US3LError(f"--points must be >= 1 (0 is not allowed), got {opts.points}")
     if opts.latency_ms is not None:
         number(opts.latency_ms, "--latency-ms", positive=True)
     number(opts.max_seconds, "--max-seconds", positive=True)

@@ -81,13 +81,15 @@ def width_grid(model: nn.Module, max_points: int | None = None) -> tuple[float, 
     Each configuration is represented by the smallest width that produces it (so the range minimum is
     always first), except the full-width configuration, which is represented by the range maximum.
     ``max_points`` thins the grid to at most that many widths, evenly spread over the width range and
-    always keeping both ends (a full sweep of ResNet-50 has several hundred configurations).
+    always keeping both ends (a full sweep of ResNet-50 has several hundred configurations); 1 is the widest.
     """
     grid = _full_grid(model)  # an S-Nets model: its switches
+    if max_points is not None and max_points < 1:
+        raise ValueError("max_points must be at least 1")
     if max_points is None or len(grid) <= max_points:
         return grid
-    if max_points < 2:
-        raise ValueError("max_points must be at least 2")
+    if max_points == 1:
+        return grid[-1:]
     lo, hi = grid[0], grid[-1]
     picked: list[float] = []
     for i in range(max_points):
