@@ -108,3 +108,12 @@ def test_cli_profile_from_checkpoint_torch(tmp_path, capsys):
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["checkpoint_sha256"] and doc["input_shape"] == [1, 3, 16, 16] and len(doc["records"]) == 2
+
+
+def test_widths_of_one_network_are_timed_once(capsys) -> None:
+    from us3l.commands.profile import _one_per_network
+    from us3l.models import create_model
+
+    net = create_model("cifar_resnet18", num_classes=0, base_channels=16)
+    assert _one_per_network(net, [1.0, 0.5, 0.5001, 0.25]) == [1.0, 0.5, 0.25]
+    assert "note: width 0.5001 builds the same network as 0.5; timed once, as 0.5" in capsys.readouterr().err

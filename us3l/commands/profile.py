@@ -213,7 +213,7 @@ def profile_cmd(
     grid = width_list(widths) if widths is not None else list(net.width_grid(points))
     if widths is None:
         note_switches(net, "the width grid is")
-    grid = [check_width(net, w) for w in grid]  # in range and, for an S-Nets checkpoint, a switch
+    grid = _one_per_network(net, [check_width(net, w) for w in grid])  # in range; S-Nets: a switch
     calibration = None
     if "int8" in precisions:  # the calibration set us3l export --precision int8 would use (same seed and size)
         from us3l.deploy.export import int8_calibration_for
@@ -312,6 +312,21 @@ def _profile_artifact(
     note(f"{prof.time_budget['stable_widths']} of {n} widths stable in {prof.time_budget['wall_s']:.0f} s, "
          f"one file ({sw['mode']})", markup=False)
     note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
+
+
+def _one_per_network(net: Any, grid: list[float]) -> list[float]:
+    """The widths in order, each channel configuration once: 0.5 and 0.5001 build the same network, which would be
+    timed twice and recorded as two widths; the later ones are dropped with a note."""
+    from us3l.slim import canonical_width
+
+    seen: dict[float, float] = {}
+    for w in grid:
+        c = canonical_width(net, w)
+        if c in seen:
+            note(f"note: width {w:g} builds the same network as {seen[c]:g}; timed once, as {seen[c]:g}", markup=False)
+        else:
+            seen[c] = w
+    return list(seen.values())
 
 
 @profile_app.command("show")
