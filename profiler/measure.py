@@ -39,6 +39,11 @@ K = TypeVar("K", bound=Hashable)
 Timer = Callable[[int], Sequence[float]]
 
 
+#: Upper bounds of a policy's settings: a warm-up or a chunk is one timing call, which no time cap interrupts, and
+#: the sample count a tail quantile needs grows without bound as it nears 1 (0.99: 720 samples).
+_MOST = {"warmup": 10_000, "min_repeats": 1_000_000, "max_repeats": 1_000_000, "chunk": 1_000}
+
+
 @dataclass(frozen=True)
 class MeasurementPolicy:
     """How long to measure one width.
@@ -66,12 +71,16 @@ class MeasurementPolicy:
         for name in ("warmup", "min_repeats", "max_repeats", "chunk"):
             if not float(getattr(self, name)).is_integer():
                 raise ValueError(f"{name} must be a whole number, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, int(getattr(self, name)))  # 2.0 from a TOML file: the count 2
+        for name, most in _MOST.items():  # one timing call is not interrupted: bound what it can be asked for
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} must be <= {most:g}, got {getattr(self, name)!r}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.min_repeats < 2:
             raise ValueError(f"min_repeats must be >= 2, got {self.min_repeats}")
-        if self.tail_quantile != 0 and not 0.5 <= self.tail_quantile < 1.0:
-            raise ValueError(f"tail_quantile must be 0 (off) or in [0.5, 1), got {self.tail_quantile}")
+        if self.tail_quantile != 0 and not 0.5 <= self.tail_quantile <= 0.99:
+            raise ValueError(f"tail_quantile must be 0 (off) or in [0.5, 0.99], got {self.tail_quantile}")
         if self.max_repeats < self.min_repeats:
             raise ValueError(f"max_repeats ({self.max_repeats}) < min_repeats ({self.min_repeats})")
         if not 0.0 < self.target_rel_ci < 1.0:

@@ -44,7 +44,7 @@ def test_parse_host():
         ('name = "x"\nbackends = ["onnx"]\ncolour = "red"\n', "unknown key"),
         ('name = "x"\nbackends = ["onnx"]\n[measure]\ntarget_rel_ci = 2.0\n', "target_rel_ci must be in"),
         ('name = "x"\nbackends = ["onnx"]\n[measure]\ntail_quantile = 1.5\n',
-         r"\[measure\]: tail_quantile must be 0 \(off\) or in \[0.5, 1\), got 1.5"),
+         r"\[measure\]: tail_quantile must be 0 \(off\) or in \[0.5, 0.99\], got 1.5"),
         ('name = "x"\nbackends = ["onnx"]\n[reach]\nhost = "pi@board"\n', "host must be"),
         ('name = "X Y"\nbackends = ["onnx"]\n', "must be lowercase"),
         ('name = "x"\nbackends = ["onnx"\n', "not valid TOML"),

@@ -60,9 +60,19 @@ def test_tail_quantile_default_and_validation():
     assert MeasurementPolicy().tail_quantile == 0.9 and MeasurementPolicy().min_samples == 70
     assert MeasurementPolicy(min_repeats=100).min_samples == 100
     assert MeasurementPolicy(tail_quantile=0).min_samples == 30
-    for bad in (0.3, 1.0, -0.1):
-        with pytest.raises(ValueError, match=rf"^tail_quantile must be 0 \(off\) or in \[0.5, 1\), got {bad}$"):
+    for bad in (0.3, 0.9999, 1.0, -0.1):
+        with pytest.raises(ValueError, match=rf"^tail_quantile must be 0 \(off\) or in \[0.5, 0.99\], got {bad}$"):
             MeasurementPolicy(tail_quantile=bad)
+
+
+def test_settings_one_timing_call_takes_are_bounded_and_counts_are_ints():
+    assert type(MeasurementPolicy(warmup=2.0, chunk=5.0).warmup) is int  # a TOML 2.0 is the count 2
+    with pytest.raises(ValueError, match=r"^warmup must be <= 10000, got 1000000000000$"):
+        MeasurementPolicy(warmup=10**12)
+    with pytest.raises(ValueError, match=r"^chunk must be <= 1000, got 100000$"):
+        MeasurementPolicy(chunk=100_000)
+    with pytest.raises(ValueError, match=r"^max_repeats must be <= 1e\+06, got 1000000000000$"):
+        MeasurementPolicy(max_repeats=10**12)
 
 
 def test_noisy_sampler_hits_the_time_cap():
