@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,10 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         if doc[key] not in allowed:
             raise US3LError(f"{path}: {key} must be one of {', '.join(allowed)}, got {doc[key]!r:.40}")
     number(doc.get("peak_rss_bytes"), f"{path}: peak_rss_bytes", positive=True, integer=True, optional=True)
+    for key, kinds in (("runtime_version", (str, type(None))), ("fingerprint", (dict, type(None)))):
+        if not isinstance(doc.get(key), kinds):
+            raise US3LError(f"{path}: {key} must be {'a string' if key == 'runtime_version' else 'an object'} "
+                            f"or null, got {doc.get(key)!r:.80}")
     for key in ("window", "time_budget", "adaptive"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             raise US3LError(f"{path}: {key} must be an object, got {doc[key]!r:.80}")
@@ -291,7 +296,12 @@ def csv_text(profile: Profile) -> str:
 def write_profile(profile: Profile, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``<stem>.json`` and ``<stem>.csv`` into ``out_dir`` atomically; returns both paths."""
     out = Path(out_dir)
-    json_path = atomic_write_json(out / f"{profile.stem}.json", profile.to_dict())
+    doc = profile.to_dict()
+    try:  # what was measured (possibly by a remote runner) must read back: never write a file us3l refuses
+        validate_profile(json.loads(json.dumps(doc, default=str)), f"{profile.stem}.json")
+    except US3LError as exc:
+        raise US3LError(f"the measured profile is not valid, not written: {exc}") from None
+    json_path = atomic_write_json(out / f"{profile.stem}.json", doc)
     csv_path = atomic_write_text(out / f"{profile.stem}.csv", csv_text(profile))
     return json_path, csv_path
 

@@ -143,3 +143,16 @@ def test_new_optional_fields_round_trip_and_old_files_still_load(tmp_path):
         old.write_text(json.dumps(bad))
         with pytest.raises(US3LError, match=match):
             load_profile(old)
+
+
+def test_a_measurement_the_reader_would_refuse_is_not_written(tmp_path):
+    from dataclasses import replace
+
+    from us3l.errors import US3LError
+
+    prof = make_profile()
+    huge = replace(prof.records[0], latency=summarize([1e308, 1e308, 1e308]))  # a remote runner's garbage
+    bad = replace(prof, records=(huge, *prof.records[1:]))
+    with pytest.raises(US3LError, match=r"^the measured profile is not valid, not written: .*must be a finite"):
+        write_profile(bad, tmp_path)
+    assert not list(tmp_path.iterdir())
