@@ -51,6 +51,7 @@ class RemoteRunner:
         self.precision = precision
         self.max_memory_mb = max_memory_mb
         self.session_bytes = 0  # the largest session the runner measured
+        self.failed = False  # set by the first error the runner answered or caused
         self.workdir: str | None = None
         self.ready: dict[str, Any] = {}
         self._proc: tuple[Any, Any, Any] | None = None
@@ -95,6 +96,14 @@ class RemoteRunner:
         number(self.ready.get("threads"), f"remote runner on {s.reach.url}: threads", positive=True, integer=True)
 
     def _read(self) -> dict[str, Any]:
+        """The runner's next answer; any error marks the runner failed (``open`` then skips its unload)."""
+        try:
+            return self._read_answer()
+        except US3LError:
+            self.failed = True
+            raise
+
+    def _read_answer(self) -> dict[str, Any]:
         assert self._proc is not None
         _stdin, stdout, stderr = self._proc
         try:
@@ -119,6 +128,8 @@ class RemoteRunner:
             doc = json.loads(line)
         except json.JSONDecodeError:
             raise US3LError(f"remote runner sent something that is not JSON: {line[:200]!r}") from None
+        if not isinstance(doc, dict):
+            raise US3LError(f"remote runner sent JSON that is not an object: {line[:200]!r}")
         if "error" in doc:
             if doc.get("kind") == "missing_runtime":
                 raise US3LError(f"runtime missing on {self.session.reach.url}: {doc['error']}")
@@ -159,7 +170,8 @@ class RemoteRunner:
         """Model ``key`` loaded for the duration of the block, as a timer."""
         self.load(key)
         yield self.timer(key)  # after an error the runner is closed as a whole: no unload then
-        self.unload(key)
+        if not self.failed:  # a runner that already failed would answer with a new error hiding the first
+            self.unload(key)
 
     def timer(self, key: str) -> Callable[[int], list[float]]:
         """``timer(k)``: k remote single-inference timings of model ``key``, in seconds."""

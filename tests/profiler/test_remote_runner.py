@@ -33,3 +33,54 @@ def test_remote_runner_times_positive_floats_and_leaves_the_input(name: str, tmp
     samples = [model.time_once(x) for _ in range(3)] + [model.time_once(y)] + [model.time_once(x)]
     assert all(isinstance(t, float) and t > 0 for t in samples)
     np.testing.assert_array_equal(x, x_before)
+
+
+class _Lines:
+    """A runner's stdout/stdin stand-in: answers one line per request, records what was asked."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers, self.asked = list(answers), []
+
+    def readline(self) -> str:
+        return self.answers.pop(0) if self.answers else ""
+
+    def write(self, text: str) -> None:
+        self.asked.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _runner(answers: list[str]):
+    from types import SimpleNamespace
+
+    from us3l.profiler.remote import RemoteRunner
+
+    runner = RemoteRunner(SimpleNamespace(reach=SimpleNamespace(url="ssh://u@h:22")), "onnx", {}, None)
+    lines = _Lines(answers)
+    runner._proc = (lines, lines, None)
+    return runner, lines
+
+
+@pytest.mark.parametrize("answer", ['[1, 2]\n', '"error"\n', "5\n", "null\n"])
+def test_an_answer_that_is_not_an_object_is_one_line(answer: str) -> None:
+    from us3l.errors import US3LError
+
+    runner, _ = _runner([answer])
+    with pytest.raises(US3LError, match="^remote runner sent JSON that is not an object: "):
+        runner.stat()
+    assert runner.failed
+
+
+def test_the_runners_own_error_is_not_hidden_by_the_unload(monkeypatch) -> None:
+    from us3l.errors import US3LError
+
+    runner, lines = _runner(['{"loaded": "m"}\n', '{"error": "bad request: n must be an integer"}\n'])
+    with pytest.raises(US3LError, match="bad request: n must be an integer"):  # not a later unload's error
+        with runner.open("m") as timer:
+            try:
+                timer(5)
+            except US3LError as exc:
+                first = exc
+        raise first
+    assert not any('"unload"' in a for a in lines.asked)
