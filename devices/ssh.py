@@ -59,8 +59,7 @@ class SSHSession:
         reach = self.reach
         known_hosts = str(Path(reach.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser())
         client = paramiko.SSHClient()
-        if Path(known_hosts).is_file():
-            client.get_host_keys().load(known_hosts)
+        revoked = _load_known_hosts(paramiko, client, known_hosts) if Path(known_hosts).is_file() else []
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         key = str(Path(reach.key).expanduser()) if reach.key else None
         if key is not None and not Path(key).is_file():
@@ -105,6 +104,10 @@ class SSHSession:
         except OSError as exc:  # refused, no route, DNS failure, paramiko.NoValidConnectionsError
             client.close()
             raise US3LError(f"cannot reach {target}: {exc.strerror or exc}") from None
+        server_key = client.get_transport().get_remote_server_key()
+        if any(k.get_name() == server_key.get_name() and k.asbytes() == server_key.asbytes() for k in revoked):
+            client.close()
+            raise US3LError(f"host key of {target} is marked @revoked in {known_hosts}: refusing to connect")
         self.client = client
         return self
 
@@ -190,6 +193,43 @@ def exit_status(channel: Any, timeout: float) -> int:
     if not channel.status_event.wait(timeout):
         raise TimeoutError(f"no exit status within {timeout:g} s")
     return int(channel.recv_exit_status())
+
+
+def _load_known_hosts(paramiko: Any, client: Any, path: str) -> list[Any]:
+    """Load ``path`` into the client's host keys as OpenSSH reads it; returns the ``@revoked`` keys.
+
+    paramiko's own loader stops at the first marker line (``@cert-authority``, ``@revoked``), so one such line
+    for any other host would break every connection: marker lines are set aside (certificate authorities are not
+    used here; revoked keys are refused after the handshake) and the rest is loaded."""
+    import os
+    import tempfile
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise US3LError(f"cannot read the known_hosts file {path}: {exc}") from None
+    plain, revoked = [], []
+    for line in text.splitlines():
+        if line.lstrip().startswith("@revoked"):
+            try:
+                entry = paramiko.hostkeys.HostKeyEntry.from_line(line.lstrip()[len("@revoked"):].strip())
+            except Exception:  # noqa: BLE001 - a malformed line, skipped as OpenSSH does
+                entry = None
+            if entry is not None:
+                revoked.append(entry.key)
+        elif not line.lstrip().startswith("@"):
+            plain.append(line)
+    fd, tmp = tempfile.mkstemp(prefix="us3l-known-hosts-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(plain) + "\n")
+        try:
+            client.get_host_keys().load(tmp)
+        except Exception as exc:  # noqa: BLE001 - paramiko raises InvalidHostKey and others for a bad line
+            raise US3LError(f"cannot read the known_hosts file {path}: {exc}") from None
+    finally:
+        os.unlink(tmp)
+    return revoked
 
 
 def _known_hosts_name(reach: Reach) -> str:

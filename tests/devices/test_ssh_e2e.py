@@ -111,3 +111,24 @@ def _write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "dev.toml"
     p.write_text(text)
     return p
+
+
+def test_marker_lines_in_known_hosts_are_read_as_openssh_reads_them(loopback_ssh, tmp_path):
+    """A ``@cert-authority`` line for another domain must not break every connection (paramiko's loader stops
+    there); a ``@revoked`` line for the device's own key refuses it, as OpenSSH does."""
+    good = loopback_ssh.known_hosts.read_text()
+    other = tmp_path / "ca"
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    ca = f"@cert-authority *.example.com {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n"
+    kh = tmp_path / "known_hosts_ca"
+    kh.write_text(ca + good)
+    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=kh)))
+    with SSHSession(spec.reach) as session:
+        assert session.client is not None
+    revoked = tmp_path / "known_hosts_revoked"
+    revoked.write_text(good + f"@revoked * {loopback_ssh.host_pubkey}\n")
+    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=revoked)))
+    with pytest.raises(US3LError, match=r"host key of .* is marked @revoked in .*known_hosts_revoked"):
+        SSHSession(spec.reach).connect()
