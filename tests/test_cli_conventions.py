@@ -4,8 +4,10 @@ tables that never truncate key columns; progress lines off a terminal; deprecate
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -235,3 +237,23 @@ def test_ctrl_c_inside_an_extension_import_still_exits_as_interrupted(
         assert "error: ImportError: no module x" in capsys.readouterr().err
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_exits_143(tmp_path: Path) -> None:
+    """``kill`` or a job scheduler's timeout sends SIGTERM, whose default skips every clean-up; the CLI turns it
+    into the same unwinding as Ctrl-C (temporary files removed, locks released) and exits 128 + 15."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "us3l", "train", "--epochs", "400", "--out", str(out),
+           "--set", "model_kwargs.base_channels=8", "--knn-every", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not (out / ".us3l.lock").exists():  # training has started (the run folder is locked)
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.rstrip().endswith("us3l: terminated") and "Traceback" not in err
+    assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []

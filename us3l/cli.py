@@ -12,10 +12,11 @@ import os
 import pkgutil
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 
 from us3l.cli_app import app
-from us3l.cli_output import EXIT_INTERRUPTED
+from us3l.cli_output import EXIT_INTERRUPTED, EXIT_TERMINATED
 from us3l.errors import US3LError
 
 _loaded = False
@@ -68,21 +69,34 @@ class _SigintWatch:
     failed``; with the flag, ``main`` still reports that run as interrupted (exit 130), not as an error."""
 
     received = False
+    terminated = False  # the signal was SIGTERM (kill, timeout, a scheduler): exit 143 instead of 130
 
     @classmethod
-    def install(cls) -> None:
-        cls.received = False  # per call of main: an earlier call's Ctrl-C in the same process does not count
+    def install(cls) -> Callable[[], None]:
+        """Install the handlers; returns what restores the previous SIGTERM handler (``main``'s finally)."""
+        cls.received = cls.terminated = False  # per call of main: an earlier call's signal does not count
         # only over Python's own handler: a process started with SIGINT ignored (a background job) keeps that
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, cls._handler)
+        # SIGTERM's default kills at once, skipping every cleanup (remote work folders, staged exports, temp
+        # files): turn it into the same unwinding as Ctrl-C
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, cls._handler)
+            return lambda: signal.signal(signal.SIGTERM, previous)
+        return lambda: None
 
     @classmethod
     def _handler(cls, signum: int, frame: FrameType | None) -> None:
         cls.received = True
+        cls.terminated = cls.terminated or signum == signal.SIGTERM
         raise KeyboardInterrupt
 
 
 def _interrupted() -> int:
+    if _SigintWatch.terminated:
+        print("us3l: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     print("us3l: interrupted", file=sys.stderr)
     return EXIT_INTERRUPTED
 
@@ -91,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
     args = legacy_argv(list(sys.argv[1:] if argv is None else argv))
     load_commands(args)
-    _SigintWatch.install()
+    restore = _SigintWatch.install()
     try:
         app(args=args, prog_name="us3l")  # standalone: typer reports usage errors itself (exit 2)
     except SystemExit as exc:
@@ -113,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"error: {type(exc).__name__}: {exc} (set US3L_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        restore()
     return 0
 
 

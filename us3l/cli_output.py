@@ -32,6 +32,7 @@ EXIT_ERROR = 1  # bad input, missing file, failed verification, unreachable devi
 EXIT_USAGE = 2  # Click/typer: unknown or mistyped option, missing required option
 EXIT_INFEASIBLE = _EXIT_INFEASIBLE  # `select`, `quickstart`, `export --selection`: no width fits the budget
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), after the same clean-up as Ctrl-C
 
 _quiet = False
 
