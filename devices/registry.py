@@ -32,6 +32,8 @@ def _load_dir(folder: Path, builtin: bool) -> dict[str, DeviceSpec]:
         spec = load_device_file(path)
         if builtin:
             spec = replace(spec, source=f"built-in ({path.name})")
+        if spec.name in found:  # two files of one folder naming one device: which wins must not be an accident
+            raise US3LError(f"device '{spec.name}' is defined twice in {folder}: {found[spec.name].source} and {path}")
         found[spec.name] = spec
     return found
 

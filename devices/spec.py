@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -181,10 +182,14 @@ def parse_host(url: str) -> tuple[str, str | None, str | None, int]:
     parts = urlsplit(url)
     if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"host must be 'ssh://user@host[:port]', got {url!r}")
+    if parts.password is not None:
+        raise ValueError(f"no passwords in host URLs (use a key file: [reach] key), got {parts.username}:***")
     try:
-        port = parts.port or 22
+        port = 22 if parts.port is None else parts.port
     except ValueError:
         raise ValueError(f"bad port in {url!r}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"bad port in {url!r}: must be 1 to 65535")
     return "ssh", parts.username, parts.hostname, port
 
 
@@ -234,10 +239,13 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
         b = _ALIASES.get(str(b).lower(), str(b).lower())
         if b not in BACKENDS:
             raise US3LError(f"{where}: unknown backend {b!r} (known: {', '.join(BACKENDS)})")
-        backends.append(b)
+        if b not in backends:  # "onnx" and its alias "ort" name one backend
+            backends.append(b)
     kw: dict[str, Any] = {"name": name, "backends": tuple(backends), "source": source}
     if "description" in d:
         kw["description"] = _expect(d, "description", str, where)
+        if any(unicodedata.category(c) == "Cc" for c in kw["description"]):  # ESC sequences would reach terminals
+            raise US3LError(f"{where}: 'description' must not contain control characters")
     if "precision" in d:
         kw["precision"] = _expect(d, "precision", str, where)
         if kw["precision"] not in PRECISIONS:

@@ -54,6 +54,8 @@ def test_select_cli_infeasible_exit_3(write_profile, tmp_path: Path, capsys) -> 
     ("args", "message"),
     [
         (["export", "--backend", "tflite", "--width", "0.5", "--model", "cifar_resnet18"], "unknown backend"),
+        (["export", "--backend", "onnx", "--width", "0.5", "--model", "cifar_resnet18", "--dynamic-batch",
+          "--batch-size", "4"], "--dynamic-batch makes the batch size symbolic: drop --batch-size"),
         (["export", "--backend", "onnx", "--width", "1.5", "--model", "cifar_resnet18"], "[0.25, 1]"),
         (["export", "--backend", "onnx", "--width", "0.5"], "exactly one of --ckpt PATH or --model NAME"),
         (["export", "--backend", "onnx", "--model", "cifar_resnet18"], "exactly one of --width W or --selection"),

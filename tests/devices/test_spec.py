@@ -48,6 +48,10 @@ def test_parse_host():
         ('name = "x"\nbackends = ["onnx"]\n[reach]\nhost = "pi@board"\n', "host must be"),
         ('name = "X Y"\nbackends = ["onnx"]\n', "must be lowercase"),
         ('name = "x"\nbackends = ["onnx"\n', "not valid TOML"),
+        ('name = "x"\nbackends = ["onnx"]\ndescription = "\\u001b[31mred"\n',
+         "'description' must not contain control characters"),
+        ('name = "x"\nbackends = ["onnx"]\n[reach]\nhost = "ssh://pi@board:0"\n', "must be 1 to 65535"),
+        ('name = "x"\nbackends = ["onnx"]\n[reach]\nhost = "ssh://pi:secret@board"\n', r"no passwords .*pi:\*\*\*"),
     ],
 )
 def test_device_file_errors(tmp_path, text, match):
@@ -253,3 +257,15 @@ def test_device_file_sets_the_budget_quantile_the_stopping_rule_waits_for(tmp_pa
     assert load_device_file(p).policy.min_samples == 720  # p99's upper bound two under the max
     p.write_text('name = "x"\nbackends = ["onnx"]\n[measure]\ntail_quantile = 0\nmin_repeats = 12\n')
     assert load_device_file(p).policy.min_samples == 12  # off: min_repeats alone
+
+
+def test_aliases_name_one_backend_and_a_device_defined_twice_is_refused(tmp_path, monkeypatch):
+    from us3l.devices.registry import list_devices
+
+    f = tmp_path / "a.toml"
+    f.write_text('name = "x"\nbackends = ["onnx", "onnxruntime", "ort"]\n')
+    assert load_device_file(f).backends == ("onnx",)
+    (tmp_path / "b.toml").write_text('name = "x"\nbackends = ["openvino"]\n')
+    monkeypatch.setenv("US3L_DEVICES_DIR", str(tmp_path))
+    with pytest.raises(US3LError, match=r"device 'x' is defined twice in .*: .*a.toml and .*b.toml"):
+        list_devices()

@@ -291,6 +291,8 @@ def export_cmd(
     be.check_precision(prec)
     if batch_size < 1:
         raise US3LError(f"--batch-size must be >= 1, got {batch_size}")
+    if dynamic_batch and batch_size != 1:
+        raise US3LError("--dynamic-batch makes the batch size symbolic: drop --batch-size")
     set_threads(threads)
     jobs = _jobs(width, selection, device, be.name)
     chosen_prec = _chosen_precisions(selection, be.name) if selection is not None and precision is None else {}
@@ -409,6 +411,8 @@ def _switchable(
         raise US3LError(f"--switchable exports fp32 only, got --precision {precision}")
     if batch_size < 1:
         raise US3LError(f"--batch-size must be >= 1, got {batch_size}")
+    if dynamic_batch and batch_size != 1:
+        raise US3LError("--dynamic-batch makes the batch size symbolic: drop --batch-size")
     if device is not None:
         safe_name(device, "--device")
     grid = width_list(widths) if widths is not None else None
