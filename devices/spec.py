@@ -250,11 +250,11 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
         kw["precision"] = _expect(d, "precision", str, where)
         if kw["precision"] not in PRECISIONS:
             raise US3LError(f"{where}: precision must be one of {', '.join(PRECISIONS)}")
-    for key in ("batch", "input_size", "threads"):
+    for key, most in (("batch", 4096), ("input_size", 4096), ("threads", 1024)):
         if key in d:
             value = _expect(d, key, int, where)
-            if value < 1:
-                raise US3LError(f"{where}: '{key}' must be >= 1, got {value}")
+            if not 1 <= value <= most:
+                raise US3LError(f"{where}: '{key}' must be 1 to {most}, got {value}")
             kw[key] = value
     if "openvino_device" in d:
         kw["openvino_device"] = _expect(d, "openvino_device", str, where).upper()

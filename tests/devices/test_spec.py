@@ -39,7 +39,7 @@ def test_parse_host():
     [
         ('name = "x"\n', "'name' and 'backends' are required"),
         ('name = "x"\nbackends = ["cuda-magic"]\n', "unknown backend 'cuda-magic'"),
-        ('name = "x"\nbackends = ["onnx"]\nbatch = 0\n', "'batch' must be >= 1"),
+        ('name = "x"\nbackends = ["onnx"]\nbatch = 0\n', "'batch' must be 1 to 4096, got 0"),
         ('name = "x"\nbackends = ["onnx"]\nbatch = true\n', "'batch' must be int"),
         ('name = "x"\nbackends = ["onnx"]\ncolour = "red"\n', "unknown key"),
         ('name = "x"\nbackends = ["onnx"]\n[measure]\ntarget_rel_ci = 2.0\n', "target_rel_ci must be in"),

@@ -257,7 +257,7 @@ def export_cmd(
     runtime_device: str | None = typer.Option(
         None, "--runtime-device", help="Runtime device used for verification (OpenVINO: CPU/GPU/NPU)."
     ),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: PyTorch's)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, max=1024, help="CPU threads (default: PyTorch's)."),
     switchable: bool = typer.Option(
         False, "--switchable",
         help="One file for every width of --widths (onnx | openvino): the width is chosen per call by the "
@@ -289,8 +289,8 @@ def export_cmd(
     be = get_backend(backend)  # unknown backend: fail before loading anything
     prec = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(prec)
-    if batch_size < 1:
-        raise US3LError(f"--batch-size must be >= 1, got {batch_size}")
+    if not 1 <= batch_size <= 4096:
+        raise US3LError(f"--batch-size must be 1 to 4096, got {batch_size}")
     if dynamic_batch and batch_size != 1:
         raise US3LError("--dynamic-batch makes the batch size symbolic: drop --batch-size")
     set_threads(threads)
@@ -409,8 +409,8 @@ def _switchable(
         raise US3LError("--switchable exports a grid of widths: give --widths W1,W2,... instead of --width/--selection")
     if precision not in (None, "fp32"):
         raise US3LError(f"--switchable exports fp32 only, got --precision {precision}")
-    if batch_size < 1:
-        raise US3LError(f"--batch-size must be >= 1, got {batch_size}")
+    if not 1 <= batch_size <= 4096:
+        raise US3LError(f"--batch-size must be 1 to 4096, got {batch_size}")
     if dynamic_batch and batch_size != 1:
         raise US3LError("--dynamic-batch makes the batch size symbolic: drop --batch-size")
     if device is not None:

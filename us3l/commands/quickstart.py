@@ -453,6 +453,8 @@ def check_options(opts: QuickstartOptions) -> None:
     for name, value in (("--threads", opts.threads), ("--epochs", opts.epochs)):
         if value is not None and value < 1:
             raise US3LError(f"{name} must be >= 1, got {value}")
+    if opts.threads is not None and opts.threads > 1024:
+        raise US3LError(f"--threads must be <= 1024, got {opts.threads}")
     from us3l.train.config import resolve_config
 
     overrides: dict[str, Any] = {"out": str(opts.out / "run")}

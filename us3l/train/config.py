@@ -462,7 +462,7 @@ def validate(cfg: TrainConfig) -> None:
 
 #: (field, lowest, highest, whether the lowest is allowed): numeric settings the checks above do not cover.
 _RANGES: tuple[tuple[str, float, float, bool], ...] = (
-    ("threads", 1, math.inf, True),
+    ("threads", 1, 1024, True),
     ("num_workers", 0, math.inf, True),
     ("image_size", 1, math.inf, True),
     ("batch_size", 2, 2**31 - 1, True),
