@@ -16,6 +16,7 @@ Both take float32 NCHW arrays and return (N, D) float32 embeddings, D the width'
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,30 @@ def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
     if doc.get("valid") is not True:
         raise US3LError(f"{folder}: the artifact failed its verification (manifest valid: false)")
     _check_grid(doc, path)
-    return doc, check_artifact_files(doc, folder)
+    file = check_artifact_files(doc, folder)
+    _check_onnx_grid(doc, file, path)
+    return doc, file
+
+
+def _check_onnx_grid(doc: dict[str, Any], file: Path, path: Path) -> None:
+    """An ONNX switchable file records its grid in its own metadata (``us3l.switchable.widths``): the manifest's
+    grid, which maps an index to a width everywhere else, must be that one (the manifest is not hashed)."""
+    if file.suffix != ".onnx":
+        return  # OpenVINO IR: the converter does not keep ONNX metadata; the IR's hash is checked above
+    import onnx
+
+    from us3l.deploy.switchable import META_WIDTHS
+
+    props = {p.key: p.value for p in onnx.load(str(file), load_external_data=False).metadata_props}
+    try:
+        recorded = [float(w) for w in json.loads(props[META_WIDTHS])]
+    except (KeyError, ValueError, TypeError):
+        raise US3LError(f"{file}: no readable {META_WIDTHS} metadata (not a us3l switchable ONNX file?)") from None
+    if recorded != [float(w) for w in doc["model"]["widths"]]:
+        raise US3LError(
+            f"{path}: model.widths {doc['model']['widths']} differ from the ONNX file's own grid {recorded}; "
+            "the manifest was edited: re-export"
+        )
 
 
 def load_switchable(path: str | Path, threads: int | None = None, bound: bool = True) -> Any:
