@@ -54,6 +54,24 @@ def runner_features(runner: Any, ds: Any, transform: Any, batch: int | None) -> 
     return torch.from_numpy(np.concatenate(feats)), torch.cat(labels)
 
 
+#: The lowest mean cosine between an artifact's test embeddings and the PyTorch network's at the manifest's width
+#: that still counts as the same network (INT8 artifacts verify at >= 0.99; another width or other weights give
+#: unrelated embeddings).
+MIN_SAME_NETWORK_COSINE = 0.9
+
+
+def _check_same_network(art: torch.Tensor, ref: torch.Tensor, width: float, directory: Path) -> None:
+    """Refuse to score an artifact whose embeddings are not those of the manifest's width (the manifest is not
+    hashed: an edited ``model.width`` would file its accuracy under another width)."""
+    if art.shape != ref.shape:
+        raise US3LError(f"{directory}: the artifact's embeddings are {tuple(art.shape[1:])}, width {width:g} of this "
+                        f"checkpoint gives {tuple(ref.shape[1:])}: the manifest names another width")
+    cos = float(torch.nn.functional.cosine_similarity(art.float(), ref.float(), dim=1).mean())
+    if cos < MIN_SAME_NETWORK_COSINE:
+        raise US3LError(f"{directory}: the artifact's embeddings are not those of width {width:g} of this checkpoint "
+                        f"(mean cosine {cos:.3f} < {MIN_SAME_NETWORK_COSINE}): the manifest names another width")
+
+
 def evaluate_artifact(
     loaded: Any,
     artifact: str | Path,
@@ -111,6 +129,7 @@ def evaluate_artifact(
         progress(f"{backend}/{precision} width {width:g}: runtime embeddings in {time.perf_counter() - t0:.1f}s")
     ftr, _ = extract_features(model, width, feature_ds, transform, s.feature_batch_size)
     fte, _ = extract_features(model, width, test_ds, transform, s.feature_batch_size)
+    _check_same_network(qte, fte, width, directory)
 
     def ci(v: float | None) -> list[float] | None:
         return None if v is None else wilson_interval(v, num_test)

@@ -336,3 +336,19 @@ def test_profile_int8_times_the_graph_export_ships(onnx_int8, run_dir: Path, tmp
     assert rec["graph_structure_sha256"] == graph["graph_structure_sha256"]
     assert prof["extra"]["int8_calibration"]["sha256"] == onnx_int8.manifest["quantization"]["calibration"]["sha256"]
     assert rec["params"] <= rec["weight_bytes"] < 2 * rec["params"]  # int8: one byte per weight (fp32 would be 4)
+
+
+def test_an_artifact_whose_embeddings_are_another_networks_is_not_scored() -> None:
+    import torch
+
+    from us3l.deploy.accuracy import _check_same_network
+    from us3l.errors import US3LError
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(50, 128, generator=g)
+    _check_same_network(ref + 0.05 * torch.randn(50, 128, generator=g), ref, 0.25, Path("a"))  # int8-like noise
+    with pytest.raises(US3LError, match=r"^a: the artifact's embeddings are \(256,\), width 0.25 of this checkpoint "
+                                        r"gives \(128,\): the manifest names another width$"):
+        _check_same_network(torch.randn(50, 256, generator=g), ref, 0.25, Path("a"))
+    with pytest.raises(US3LError, match=r"are not those of width 0.25 of this checkpoint \(mean cosine -?0\.0\d\d"):
+        _check_same_network(torch.randn(50, 128, generator=g), ref, 0.25, Path("a"))
