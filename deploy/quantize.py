@@ -152,6 +152,12 @@ def check_calibration(calib: CalibrationSet, input_shape: Sequence[int], min_ima
         )
     if not np.all(np.isfinite(x)):
         raise US3LError(f"calibration images from {calib.source} contain NaN or infinite values")
+    distinct = len(np.unique(x.reshape(len(x), -1), axis=0))
+    if distinct * 2 < len(x):  # e.g. blank images: ranges fitted to one input, and a verification that cannot fail
+        raise US3LError(
+            f"calibration images from {calib.source} are mostly identical ({distinct} distinct of {len(x)}): INT8 "
+            "activation ranges and their verification need varied images (calibrate on the run's own data)"
+        )
 
 
 def calibration_set(

@@ -96,6 +96,10 @@ def test_calibration_refusals() -> None:
     with pytest.raises(US3LError, match=r"^calibration set too small: 8 image\(s\) from provided array, need at "
                                         r"least 32 "):
         check_calibration(small, (1, 3, SIZE, SIZE))
+    blank = CalibrationSet(np.zeros((40, 3, SIZE, SIZE), np.float32), "folder:/black")
+    with pytest.raises(US3LError, match=r"^calibration images from folder:/black are mostly identical \(1 distinct "
+                                        r"of 40\): INT8 activation ranges and their verification need varied"):
+        check_calibration(blank, (1, 3, SIZE, SIZE))
 
 
 # --------------------------------------------------------------------------------------------- verification
