@@ -50,6 +50,23 @@ def test_existing_checkpoint_needs_resume_or_overwrite(tiny_cfg) -> None:
         run_training(cfg)
 
 
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tiny_cfg, tmp_path: Path) -> None:
+    from us3l.errors import US3LError
+
+    cfg = tiny_cfg(epochs=4, save_every=0)
+    run_training(cfg)
+    run = Path(cfg.out)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and not p.name.startswith(".")}
+    bad = tiny_cfg(epochs=4, save_every=0, data=str(tmp_path / "missing"))  # fails before its first checkpoint
+    with pytest.raises(US3LError):
+        run_training(bad, overwrite=True)
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert after == before and not list(run.glob(".replaced-*"))
+    run_training(tiny_cfg(epochs=4, save_every=0, seed=7), overwrite=True)  # a run that saves replaces it
+    assert (run / "checkpoint.safetensors").read_bytes() != before["checkpoint.safetensors"]
+    assert not list(run.glob(".replaced-*"))
+
+
 def test_resume_refuses_damaged_weights(tiny_cfg, tmp_path: Path) -> None:
     from us3l.errors import US3LError
 

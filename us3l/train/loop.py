@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -187,6 +188,13 @@ def _role(i: int, n: int, w: float) -> str:
 # ------------------------------------------------------------------------------------------ the run
 
 
+#: What ``--overwrite`` replaces: set aside when the new run starts, deleted once it has saved its own checkpoint,
+#: put back if it ends before that (an error, Ctrl-C), so a failed start never costs the old run.
+_REPLACED = ("checkpoint.safetensors", "checkpoint.json", "train_state.pt", "metrics.jsonl", "bn_stats.safetensors",
+             "config.yaml")
+_ASIDE_PREFIX = ".replaced-"
+
+
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if resume or not (run_dir / ckpt.WEIGHTS_FILE).exists():
         return
@@ -195,8 +203,24 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             f"{run_dir} already holds a checkpoint; pass --resume to continue it, --overwrite to start over, "
             "or choose another --out"
         )
-    for name in (ckpt.WEIGHTS_FILE, ckpt.META_FILE, ckpt.STATE_FILE, METRICS_FILE, ckpt.BN_STATS_FILE):
-        (run_dir / name).unlink(missing_ok=True)
+    aside = run_dir / f"{_ASIDE_PREFIX}{os.getpid()}"
+    aside.mkdir(exist_ok=True)
+    for name in _REPLACED:
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, aside / name)
+
+
+def _settle_replaced(run_dir: Path) -> None:
+    """After an ``--overwrite`` run: drop the old files once the new run saved a checkpoint, else put them back."""
+    aside = run_dir / f"{_ASIDE_PREFIX}{os.getpid()}"
+    if not aside.is_dir():
+        return
+    if (run_dir / ckpt.WEIGHTS_FILE).exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    for path in aside.iterdir():
+        os.replace(path, run_dir / path.name)
+    aside.rmdir()
 
 
 def _resumed_config(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
@@ -220,7 +244,10 @@ def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False
     from us3l.locking import folder_lock
 
     with folder_lock(cfg.out, "run folder"):
-        return _run_training(cfg, resume, overwrite)
+        try:
+            return _run_training(cfg, resume, overwrite)
+        finally:
+            _settle_replaced(Path(cfg.out))
 
 
 def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
@@ -405,6 +432,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
                 progress.line(_epoch_line(record))
                 if is_last or (cfg.save_every and done % cfg.save_every == 0) or result.status == "collapsed":
                     _save(run_dir, method, opt, scaler, sampler, meta_base, cfg, done)
+                    _settle_replaced(run_dir)  # an --overwrite's old files go once the new run has a checkpoint
             result.epochs_done = done
             stop = torch.tensor([1.0 if result.status == "collapsed" else 0.0], device=device)
             if info.enabled:
