@@ -274,3 +274,23 @@ def test_invalidate_stale_keeps_bound_files(tmp_path: Path) -> None:
     make_run(run, tiny_model(seed=2))
     removed = invalidate_stale(run)
     assert sorted(p.name for p in removed) == ["accuracy.json", BN_STATS_FILE]
+
+
+def test_statistics_of_other_data_are_recalibrated_not_reused(tmp_path: Path) -> None:
+    """Stored statistics estimated on another data set are never used to score this one, and a file that gets
+    new widths never mixes two calibrations under one provenance."""
+    from us3l.eval.calibrate import CalibrationSettings, read_bn_stats_settings
+    from us3l.eval.runner import calibrate_checkpoint, open_checkpoint
+
+    run = make_run(tmp_path / "run")
+    settings = CalibrationSettings(batches=2, batch_size=16)
+    calibrate_checkpoint(open_checkpoint(run), "digits", [1.0], settings)
+    assert read_bn_stats_settings(run)["data"] == "digits"
+    notes: list[str] = []
+    done = calibrate_checkpoint(open_checkpoint(run), "builtin", [1.0, 0.5], settings, recalibrate=False,
+                                progress=notes.append)
+    assert set(done) == {canonical_width(tiny_model(), w) for w in (1.0, 0.5)}  # 1.0 too, not only the new 0.5
+    assert any("stored BN statistics were estimated differently (data digits -> builtin)" in n for n in notes)
+    assert read_bn_stats_settings(run)["data"] == "builtin"
+    # same data and settings, nothing missing: the stored statistics are reused
+    assert calibrate_checkpoint(open_checkpoint(run), "builtin", [1.0], settings, recalibrate=False) == ()

@@ -260,6 +260,7 @@ def _eval_artifacts(
     from us3l.deploy.accuracy import evaluate_artifact
     from us3l.eval.accuracy import ACCURACY_FILE, accuracy_doc, add_precision_entry, protocol_mismatch, save_accuracy
     from us3l.eval.calibrate import read_bn_stats_settings
+    from us3l.eval.runner import typed_bn_stats_settings
 
     results = [evaluate_artifact(loaded, a, data, settings, threads, log) for a in artifacts]
     first = results[0]
@@ -284,7 +285,7 @@ def _eval_artifacts(
             num_classes=first["num_classes"],
             input_size=first["input_size"],
             num_test=first["num_test"],
-            calibration=read_bn_stats_settings(loaded.path.parent),
+            calibration=typed_bn_stats_settings(read_bn_stats_settings(loaded.path.parent)),
             protocols=first["protocols"],
             baselines=None,
             widths=list(rows.values()),

@@ -260,6 +260,10 @@ def calibrate_checkpoint(
     from us3l.data.folder import eval_transform_for
 
     model, meta = loaded.model, loaded.meta
+    if data is not None or checkpoint_data_spec(meta) == "builtin":
+        wanted = _with_data(settings, resolve_data_spec(meta, data))
+        if _stored_differently(model, loaded.path.parent, wanted, bool(missing_widths(model, widths)), progress):
+            recalibrate = True
     todo = list(widths) if recalibrate else missing_widths(model, widths)
     if not todo:
         return ()
@@ -293,6 +297,57 @@ def calibrate_checkpoint(
     return done
 
 
+def typed_bn_stats_settings(stored: dict[str, str] | None) -> dict[str, Any] | None:
+    """The settings ``bn_stats.safetensors`` records (as strings) with the types ``CalibrationSettings.to_dict``
+    writes, so that accuracy.json's ``calibration`` has one shape whichever path produced it."""
+    if stored is None:
+        return None
+
+    def value(key: str, text: str | None) -> Any:
+        if text is None or text == "None":
+            return None
+        if key in ("batches", "batch_size", "seed", "epochs"):
+            return int(text) if text.lstrip("-").isdigit() else text
+        if key == "momentum":
+            try:
+                return float(text)
+            except ValueError:
+                return text
+        return text
+
+    keys = CalibrationSettings().to_dict()
+    return {k: value(k, stored.get(k)) for k in keys}
+
+
+#: The calibration settings that change the statistics (``bn_stats.safetensors`` records them as strings).
+_STATS_SETTINGS = ("data", "batches", "batch_size", "momentum", "seed", "augment", "epochs")
+
+
+def _stored_differently(model: nn.Module, run_dir: Path, wanted: CalibrationSettings, adding: bool,
+                        progress: Progress | None) -> bool:
+    """True (and the stored statistics dropped, with a note) when ``bn_stats.safetensors`` holds statistics that
+    must not be reused: estimated on other data than ``wanted`` (they would score widths with another data set's
+    statistics), or estimated with other settings while widths are being ``adding`` to the file (which records
+    one set of settings: it would mislabel one group). Every width asked for is then recalibrated; stored widths
+    not asked for now are dropped rather than mislabelled. Stored statistics of the same data that cover every
+    width asked for are reused, and their own settings are reported."""
+    from us3l.slim.layers import SlimBatchNorm2d
+
+    stored = read_bn_stats_settings(run_dir)
+    if not stored or "data" not in stored:
+        return False
+    want = {k: str(v) for k, v in wanted.to_dict().items()}
+    diff = [f"{k} {stored.get(k)} -> {want[k]}" for k in _STATS_SETTINGS if stored.get(k) != want.get(k)]
+    if not diff or (stored.get("data") == want["data"] and not adding):
+        return False
+    for m in model.modules():
+        if isinstance(m, SlimBatchNorm2d):
+            m.width_stats.clear()
+    if progress:
+        progress(f"stored BN statistics were estimated differently ({', '.join(diff)}): recalibrating")
+    return True
+
+
 def _with_data(s: CalibrationSettings, spec: str) -> CalibrationSettings:
     from dataclasses import replace
 
@@ -324,7 +379,7 @@ def evaluate_checkpoint(
     require_calibrated(model, widths)
     calibration: dict[str, Any] | None = _with_data(s.calibration, spec).to_dict()
     if not done:  # every width came calibrated: report how the stored statistics were made
-        calibration = read_bn_stats_settings(loaded.path.parent)
+        calibration = typed_bn_stats_settings(read_bn_stats_settings(loaded.path.parent))
 
     input_size = int(meta.get("input_size") or model.input_size)
     d = knn_data(spec, meta, s, input_size)
