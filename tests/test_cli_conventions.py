@@ -257,3 +257,12 @@ def test_sigterm_unwinds_like_ctrl_c_and_exits_143(tmp_path: Path) -> None:
     assert proc.returncode == 143, err
     assert err.rstrip().endswith("us3l: terminated") and "Traceback" not in err
     assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+def test_an_error_from_a_data_loader_worker_is_still_one_line() -> None:
+    from us3l.cli import _one_line
+
+    wrapped = ("Caught US3LError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+               '  File "loader.py", line 1, in fetch\nus3l.errors.US3LError: cannot read image a.png: truncated\n')
+    assert _one_line(wrapped) == "cannot read image a.png: truncated"
+    assert _one_line("plain message") == "plain message"

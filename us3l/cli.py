@@ -93,6 +93,15 @@ class _SigintWatch:
         raise KeyboardInterrupt
 
 
+def _one_line(message: str) -> str:
+    """A ``US3LError`` re-raised by a DataLoader worker carries the worker's traceback ("Caught US3LError in
+    DataLoader worker process 0. Original Traceback ..."): keep its own message, the traceback's last line."""
+    if "\nOriginal Traceback" not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    return last.split("US3LError: ", 1)[-1]
+
+
 def _interrupted() -> int:
     if _SigintWatch.terminated:
         print("us3l: terminated", file=sys.stderr)
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         if isinstance(exc, US3LError):
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {_one_line(str(exc))}", file=sys.stderr)
             return exc.exit_code
         if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
             print(f"error: {exc}", file=sys.stderr)

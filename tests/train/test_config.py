@@ -162,3 +162,23 @@ def test_the_run_saves_the_resolved_naive_recipe(tiny_folder: Path, tmp_path: Pa
     saved = yaml.safe_load((res.run_dir / "config.yaml").read_text())
     assert (saved["schedule"], saved["regularizer"], saved["weight_decay"], saved["lr"]) == ("none", False, 5e-4, 0.05)
     assert make_config(saved) == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("epochs: 4\nknn_widths: &w [1.0, 0.5]\nbn_switches: *w\n",
+         r"YAML aliases \(\*name, line 3\) are not accepted; write the values out"),
+        ("epochs: 4\nepochs: 8\n", "key 'epochs' appears twice"),
+    ],
+)
+def test_config_files_without_aliases_or_duplicate_keys(text: str, message: str, tmp_path: Path) -> None:
+    from us3l.train.config import load_config_file
+
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(US3LError, match=message):
+        load_config_file(p)
+    p.write_text("x" * 1_000_001)
+    with pytest.raises(US3LError, match=r"is larger than 1000 kB"):
+        load_config_file(p)

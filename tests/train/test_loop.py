@@ -177,3 +177,14 @@ def test_asymmetric_byol_views_train(tiny_cfg) -> None:
     res = run_training(cfg)
     assert res.status == "completed"
     assert ckpt.read_meta(Path(cfg.out))["config"]["augment"] == "byol"
+
+
+@pytest.mark.parametrize(
+    "line", ["[1, 2]", '"str"', '{"epoch": null}', '{"epoch": [1]}', '{"epoch": 1e400}', "garbage{"]
+)
+def test_resume_drops_damaged_metric_lines(line: str, tmp_path: Path) -> None:
+    from us3l.train.loop import _trim_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n' + line + '\n{"epoch": 5}\n')
+    _trim_metrics(tmp_path, 4)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 1}\n'

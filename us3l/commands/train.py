@@ -88,6 +88,7 @@ def train_cmd(
     import yaml
 
     from us3l.train import format_knn_table, resolve_config, run_training
+    from us3l.train.config import plain_yaml
 
     overrides = {
         "method": method,
@@ -113,7 +114,7 @@ def train_cmd(
         if not sep:
             raise US3LError(f"--set expects key=value, got {item!r}")
         try:
-            parsed = yaml.safe_load(value)
+            parsed = plain_yaml(value, f"--set {key.strip()}")
         except yaml.YAMLError as exc:  # e.g. a !!python/... tag: safe_load refuses it; say so in one line
             why = " ".join(str(getattr(exc, "problem", None) or exc).split())
             raise US3LError(f"--set {key.strip()}=...: not a plain YAML value ({why}); quote it as a string "
@@ -125,9 +126,11 @@ def train_cmd(
     cfg = resolve_config(config, overrides)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     is_main = int(os.environ.get("RANK", "0")) == 0
+    shown = _resumed_view(cfg, resume, config, overrides) if resume else cfg
     if is_main and not cfg.quiet and not json_out:
-        note("[bold]resolved config[/]")
-        note(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip(), markup=False)
+        note("[bold]resolved config[/]" + (" (the run's saved config: --resume continues it)" if shown is not cfg
+                                           else ""))
+        note(yaml.safe_dump(shown.to_dict(), sort_keys=False).rstrip(), markup=False)
     run = run_training(cfg, resume=resume, overwrite=overwrite)
     if not is_main:
         return
@@ -151,6 +154,33 @@ def train_cmd(
     result(f"run folder: {run.run_dir}  ({run.epochs_done} epochs, {run.seconds:.0f}s)")
     result(f"kNN accuracy on the held-out split (k asked {cfg.knn_k}, capped at half a class; T={cfg.knn_t}):")
     result(format_knn_table(run))
+
+
+#: What ``--resume`` takes from the command line; every other setting comes from the run's saved config.
+_RESUME_KEEPS = ("out", "quiet", "num_workers", "device")
+
+
+def _resumed_view(cfg: Any, resume: bool, config: Path | None, overrides: dict[str, Any]) -> Any:
+    """The config a ``--resume`` will really use (the run's saved one), with a note naming every given setting it
+    ignores; ``cfg`` itself when the run folder has no checkpoint to resume."""
+    from us3l.checkpoint import META_FILE
+    from us3l.train.loop import _resumed_config
+
+    if not (Path(cfg.out) / META_FILE).is_file():
+        return cfg
+    saved = _resumed_config(cfg, Path(cfg.out))
+    def saved_value(key: str) -> Any:
+        head, _, sub = key.partition(".")
+        value = getattr(saved, head, None)
+        return (value or {}).get(sub) if sub and isinstance(value, dict) else value
+
+    ignored = [f"{k}={v!r}" for k, v in overrides.items()
+               if v is not None and k not in _RESUME_KEEPS and saved_value(k) != v]
+    if config is not None:
+        ignored.insert(0, f"--config {config}")
+    if ignored:
+        note(f"note: --resume continues the run with its saved config; ignored: {', '.join(ignored)}", markup=False)
+    return saved
 
 
 def _check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:

@@ -152,6 +152,40 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
+#: The largest config text read (a recipe is a few kB; a huge file is a mistake or an attack on the parser).
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def plain_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` of a config text without aliases (``*name``: a few hundred bytes of nested aliases
+    expand to gigabytes), without duplicate keys (the later one would win silently) and at most
+    ``MAX_CONFIG_BYTES``; anything else is a one-line ``US3LError`` naming ``where``."""
+    import yaml
+
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise US3LError(f"{where} is larger than {MAX_CONFIG_BYTES // 1000} kB; a config is a few kB of settings")
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise US3LError(f"{where}: YAML aliases (*name, line {mark.line + 1}) are not accepted; "
+                                "write the values out")
+            return super().compose_node(parent, index)
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in seen:
+                raise US3LError(f"{where}: key {key!r:.60} appears twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file into a flat mapping."""
     p = Path(path)
@@ -167,9 +201,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
                     raise US3LError("TOML configs need Python >= 3.11 or the 'tomli' package") from None
             doc = tomllib.loads(text)
         else:
-            import yaml
-
-            doc = yaml.safe_load(text)
+            doc = plain_yaml(text, f"config {p}")
+    except US3LError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any parse error is a user error
         msg = str(exc).replace("\n", " ")
         raise US3LError(f"cannot parse config {p}: {msg}") from None

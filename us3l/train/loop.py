@@ -717,11 +717,13 @@ def _trim_metrics(run_dir: Path, start_epoch: int) -> None:
     if not p.is_file():
         return
     keep = []
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            if int(json.loads(line).get("epoch", 0)) <= start_epoch:
+            rec = json.loads(line)
+            epoch = rec.get("epoch", 0) if isinstance(rec, dict) else None
+            if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch <= start_epoch:
                 keep.append(line)
-        except (ValueError, json.JSONDecodeError):
+        except ValueError:  # a damaged line (JSONDecodeError is a ValueError): dropped, its epoch re-runs
             continue
     from us3l.io import atomic_write_text
 
