@@ -266,3 +266,9 @@ def test_an_error_from_a_data_loader_worker_is_still_one_line() -> None:
                '  File "loader.py", line 1, in fetch\nus3l.errors.US3LError: cannot read image a.png: truncated\n')
     assert _one_line(wrapped) == "cannot read image a.png: truncated"
     assert _one_line("plain message") == "plain message"
+
+
+def test_a_newline_in_a_message_cannot_start_a_fake_error_line() -> None:
+    from us3l.cli import _one_line
+
+    assert _one_line("cannot read image x\nerror: fake.png: y") == "cannot read image x\\nerror: fake.png: y"

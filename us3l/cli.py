@@ -96,10 +96,9 @@ class _SigintWatch:
 def _one_line(message: str) -> str:
     """A ``US3LError`` re-raised by a DataLoader worker carries the worker's traceback ("Caught US3LError in
     DataLoader worker process 0. Original Traceback ..."): keep its own message, the traceback's last line."""
-    if "\nOriginal Traceback" not in message:
-        return message
-    last = [line for line in message.splitlines() if line.strip()][-1]
-    return last.split("US3LError: ", 1)[-1]
+    if "\nOriginal Traceback" in message:
+        message = [line for line in message.splitlines() if line.strip()][-1].split("US3LError: ", 1)[-1]
+    return message.replace("\r", "\\r").replace("\n", "\\n")  # e.g. a file name with a newline: still one line
 
 
 def _interrupted() -> int:

@@ -316,3 +316,20 @@ def test_bad_specs_are_one_line_errors(spec: str, split: str, match: str):
     with pytest.raises(US3LError, match=match) as info:
         load_dataset(spec, split)
     assert "\n" not in str(info.value)
+
+
+def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path) -> None:
+    import struct
+    import zlib
+
+    from us3l.data.folder import open_rgb
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # a PNG header claiming 50000 x 50000 pixels (no pixel data needed to be refused)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png + chunk(b"IEND", b""))
+    with pytest.raises(US3LError, match=r"^cannot read image .*bomb.png: Image size \(2500000000 pixels\)"):
+        open_rgb(path)

@@ -188,3 +188,18 @@ def test_resume_drops_damaged_metric_lines(line: str, tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n' + line + '\n{"epoch": 5}\n')
     _trim_metrics(tmp_path, 4)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_not_mixed_into_a_new_one(tiny_cfg, tmp_path: Path) -> None:
+    from us3l.errors import US3LError
+
+    cfg = tiny_cfg(epochs=4, save_every=0)
+    run = Path(cfg.out)
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "loss": 9.0}\n')  # what a run killed in epoch 2 leaves
+    for resume in (False, True):
+        with pytest.raises(US3LError, match="stopped before its first checkpoint .*pass --overwrite to start over"):
+            run_training(cfg, resume=resume)
+    run_training(cfg, overwrite=True)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and '"loss": 9.0' not in lines[0]

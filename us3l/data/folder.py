@@ -54,12 +54,17 @@ def _resample(name: str) -> Any:
 
 def open_rgb(path: Path) -> Any:
     """Decode ``path`` at its original size as an RGB ``PIL.Image`` (one-line ``US3LError`` if unreadable)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        with warnings.catch_warnings():  # a decompression-bomb-sized image is refused, not decoded with warnings
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
         raise US3LError(f"cannot read image {path}: {exc}") from None
 
 

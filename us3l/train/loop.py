@@ -196,9 +196,18 @@ _ASIDE_PREFIX = ".replaced-"
 
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    if resume or not (run_dir / ckpt.WEIGHTS_FILE).exists():
+    has_checkpoint = (run_dir / ckpt.WEIGHTS_FILE).exists()
+    if resume and (has_checkpoint or (run_dir / ckpt.META_FILE).is_file()):
         return
-    if not overwrite:
+    if not has_checkpoint:
+        if not (run_dir / METRICS_FILE).exists():
+            return
+        if not overwrite:  # a run stopped before its first checkpoint: its metrics would mix with a new run's
+            raise US3LError(
+                f"{run_dir} holds the metrics of a run that stopped before its first checkpoint (nothing to "
+                "--resume); pass --overwrite to start over, or choose another --out"
+            )
+    elif not overwrite:
         raise US3LError(
             f"{run_dir} already holds a checkpoint; pass --resume to continue it, --overwrite to start over, "
             "or choose another --out"
