@@ -768,6 +768,8 @@ def check_same_checkpoint(
     # a profile of a fresh model (no checkpoint) is fine for a trained one of the same architecture: the same
     # model name and, at every width both files hold, the same MACs
     a_model, p_model = acc_doc.get("model"), profile.get("model")
+    if isinstance(p_model, str) and (profile.get("extra") or {}).get("switchable") is not None:
+        p_model = p_model.removesuffix("-switchable")  # a switchable artifact's profile names its model so
     if isinstance(a_model, str) and isinstance(p_model, str) and a_model != p_model:
         raise US3LError(f"{profile_path} profiles model {p_model} but {acc_path} is for model {a_model}")
     acc_macs = {width_key(r["width"]): r.get("macs") for r in acc_doc.get("widths") or []}

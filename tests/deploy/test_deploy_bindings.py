@@ -49,3 +49,14 @@ def test_accuracy_and_profile_of_different_networks_are_refused(
     acc.write_text(json.dumps(doc))
     with pytest.raises(US3LError, match=r"describe different networks: width 0.25 has \d+ MACs in one and 12345"):
         select([prof], Budget(latency_ms=10.0), accuracy=acc)
+
+
+def test_a_switchable_artifacts_profile_matches_its_models_accuracy(
+    write_profile: Callable[..., Path], write_accuracy: Callable[..., Path]
+) -> None:
+    acc = write_accuracy({0.25: 30.0, 0.5: 40.0, 1.0: 50.0})  # model "tiny"
+    prof = write_profile(_rows(), model="tiny-switchable")
+    doc = json.loads(prof.read_text())
+    doc["extra"] = {"switchable": {"artifact": "a", "sha256": "0" * 64, "widths": [1.0, 0.5, 0.25]}}
+    prof.write_text(json.dumps(doc))
+    assert select([prof], Budget(latency_ms=10.0), accuracy=acc).devices[0].chosen is not None
