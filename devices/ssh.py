@@ -198,37 +198,34 @@ def exit_status(channel: Any, timeout: float) -> int:
 def _load_known_hosts(paramiko: Any, client: Any, path: str) -> list[Any]:
     """Load ``path`` into the client's host keys as OpenSSH reads it; returns the ``@revoked`` keys.
 
-    paramiko's own loader stops at the first marker line (``@cert-authority``, ``@revoked``), so one such line
-    for any other host would break every connection: marker lines are set aside (certificate authorities are not
-    used here; revoked keys are refused after the handshake) and the rest is loaded."""
-    import os
-    import tempfile
-
+    paramiko's own loader fails at a marker line (``@cert-authority``, ``@revoked``), so one such line for any
+    other host would break every connection: certificate-authority lines are skipped (not used here), revoked
+    keys are returned (refused after the handshake), every other line is added with ``HostKeys.add``."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise US3LError(f"cannot read the known_hosts file {path}: {exc}") from None
-    plain, revoked = [], []
-    for line in text.splitlines():
-        if line.lstrip().startswith("@revoked"):
-            try:
-                entry = paramiko.hostkeys.HostKeyEntry.from_line(line.lstrip()[len("@revoked"):].strip())
-            except Exception:  # noqa: BLE001 - a malformed line, skipped as OpenSSH does
-                entry = None
-            if entry is not None:
-                revoked.append(entry.key)
-        elif not line.lstrip().startswith("@"):
-            plain.append(line)
-    fd, tmp = tempfile.mkstemp(prefix="us3l-known-hosts-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(plain) + "\n")
+    keys, revoked = client.get_host_keys(), []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker, rest = ("", line) if not line.startswith("@") else (*line.split(maxsplit=1), "")[:2]
+        if marker not in ("", "@revoked"):
+            continue
         try:
-            client.get_host_keys().load(tmp)
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(rest.strip(), lineno)
         except Exception as exc:  # noqa: BLE001 - paramiko raises InvalidHostKey and others for a bad line
-            raise US3LError(f"cannot read the known_hosts file {path}: {exc}") from None
-    finally:
-        os.unlink(tmp)
+            if marker:
+                continue  # a malformed @revoked line, skipped as OpenSSH does
+            raise US3LError(f"cannot read the known_hosts file {path}: line {lineno}: {exc}") from None
+        if entry is None:
+            continue
+        if marker:
+            revoked.append(entry.key)
+        else:
+            for host in entry.hostnames:
+                keys.add(host, entry.key.get_name(), entry.key)
     return revoked
 
 
