@@ -48,7 +48,7 @@ from us3l.deploy.graph import chosen_graph_warnings, profiled_graph
 from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
 from us3l.profiler.stats import min_samples_for_upper_bound
-from us3l.validate import number, safe_name
+from us3l.validate import number, one_of, safe_name
 
 SELECTION_KIND = "selection"
 SELECTION_SCHEMA = 1
@@ -726,8 +726,8 @@ def _check_known(d: Mapping[str, Any], where: str) -> None:
     from us3l.devices.spec import BACKENDS
 
     for key, allowed in (("backend", BACKENDS), ("precision", PRECISIONS)):
-        if key in d and d[key] not in allowed:
-            raise US3LError(f"{where}.{key} must be one of {', '.join(allowed)}, got {d[key]!r:.40}")
+        if key in d:
+            one_of(d[key], allowed, f"{where}.{key}")
 
 
 def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:

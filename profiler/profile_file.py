@@ -29,7 +29,7 @@ from typing import Any
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, atomic_write_text, check_schema, header, read_json
 from us3l.profiler.stats import LatencyStats
-from us3l.validate import number, safe_name
+from us3l.validate import number, one_of, safe_name
 
 KIND = "profile"
 SCHEMA_VERSION = 1
@@ -203,9 +203,8 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         if key not in doc:
             raise US3LError(f"{path}: '{key}' is missing")
         safe_name(doc[key], f"{path}: {key}")
-    for key, allowed in (("backend", BACKENDS), ("precision", PRECISIONS)):
-        if doc[key] not in allowed:
-            raise US3LError(f"{path}: {key} must be one of {', '.join(allowed)}, got {doc[key]!r:.40}")
+    one_of(doc["backend"], BACKENDS, f"{path}: backend")
+    one_of(doc["precision"], PRECISIONS, f"{path}: precision")
     number(doc.get("peak_rss_bytes"), f"{path}: peak_rss_bytes", positive=True, integer=True, optional=True)
     for key, kinds in (("runtime_version", (str, type(None))), ("fingerprint", (dict, type(None)))):
         if not isinstance(doc.get(key), kinds):

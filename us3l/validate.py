@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from us3l.errors import US3LError
@@ -71,6 +72,13 @@ def number(
             need += " or null"
         raise US3LError(f"{what} must be {need}, got {_show(value)}")
     return float(value)
+
+
+def one_of(value: Any, allowed: Sequence[str], what: str) -> str:
+    """``value`` when it is one of ``allowed`` (a backend, a precision read from a file); one line otherwise."""
+    if value not in allowed:
+        raise US3LError(f"{what} must be one of {', '.join(allowed)}, got {value!r:.40}")
+    return str(value)
 
 
 def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[float]:

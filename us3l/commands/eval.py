@@ -205,10 +205,9 @@ def eval_cmd(
         preset=preset,
     )
     from us3l.checkpoint import run_dir_of
+    from us3l.io import output_folder
 
-    out_dir = out if out is not None else run_dir_of(ckpt)
-    if out_dir.exists() and not out_dir.is_dir():  # checked before any work
-        raise US3LError(f"--out must be a folder, got the file {out_dir}")
+    out_dir = output_folder(out if out is not None else run_dir_of(ckpt))  # checked before any work
     _lock(ctx, run_dir_of(ckpt), "run folder")  # calibrated BN statistics may be written there
     loaded = open_checkpoint(ckpt)
     log = None if json_out else (lambda msg: note(f"[dim]{msg}[/dim]"))
