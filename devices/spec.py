@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 from us3l.errors import US3LError
 from us3l.io import read_input_text
 from us3l.profiler.measure import MeasurementPolicy
-from us3l.validate import safe_name
+from us3l.validate import MAX_BATCH, MAX_INPUT_SIZE, MAX_THREADS, safe_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -250,7 +250,7 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
         kw["precision"] = _expect(d, "precision", str, where)
         if kw["precision"] not in PRECISIONS:
             raise US3LError(f"{where}: precision must be one of {', '.join(PRECISIONS)}")
-    for key, most in (("batch", 4096), ("input_size", 4096), ("threads", 1024)):
+    for key, most in (("batch", MAX_BATCH), ("input_size", MAX_INPUT_SIZE), ("threads", MAX_THREADS)):
         if key in d:
             value = _expect(d, key, int, where)
             if not 1 <= value <= most:

@@ -28,6 +28,7 @@ from torch import nn
 
 from us3l.errors import US3LError
 from us3l.io import check_schema, file_sha256, follow_umask, header, read_json, temp_file
+from us3l.validate import MAX_INPUT_SIZE
 
 CHECKPOINT_KIND = "checkpoint"
 CHECKPOINT_SCHEMA = 1
@@ -215,8 +216,8 @@ def _check_values(doc: Mapping[str, Any], meta_path: Path, fix: str) -> None:
     import math
 
     size = doc.get("input_size")
-    if size is not None and not 8 <= size <= 4096:
-        raise US3LError(f"{meta_path}: 'input_size' must be 8 to 4096 pixels, got {size} ({fix})")
+    if size is not None and not 8 <= size <= MAX_INPUT_SIZE:
+        raise US3LError(f"{meta_path}: 'input_size' must be 8 to {MAX_INPUT_SIZE} pixels, got {size} ({fix})")
     norm = doc.get("normalization")
     if not norm:
         return

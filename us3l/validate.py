@@ -14,6 +14,12 @@ from typing import Any
 
 from us3l.errors import US3LError
 
+#: Upper bounds of counts that come from flags and files: beyond them a value is a mistake that would reach
+#: onnxruntime, OpenMP or the allocator as a multi-line exception.
+MAX_THREADS = 1024
+MAX_BATCH = 4096
+MAX_INPUT_SIZE = 4096  # pixels per side: a 1x3x4096x4096 input is 200 MB of activations per layer
+
 #: One path component: starts with a letter or digit, then letters, digits, '.', '_' or '-'; at most 64.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NAME_RULE = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"

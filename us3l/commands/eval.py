@@ -20,6 +20,7 @@ from us3l.cli_output import (
     set_threads,
 )
 from us3l.errors import US3LError
+from us3l.validate import MAX_THREADS
 
 
 def _momentum(value: float | None) -> float | None:
@@ -65,7 +66,9 @@ def calibrate_cmd(
     bn_momentum: float | None = typer.Option(
         None, "--bn-momentum", help="EMA momentum (reference: 0.1); default: cumulative average (US-Nets)."
     ),
-    threads: int | None = typer.Option(None, "--threads", min=1, max=1024, help="CPU threads (default: PyTorch's)."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, max=MAX_THREADS, help="CPU threads (default: PyTorch's)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or notes."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -179,7 +182,9 @@ def eval_cmd(
         "FP32 PyTorch at its width, stored in accuracy.json under precisions.<precision>.<backend>.",
     ),
     plot: bool = typer.Option(False, "--plot", help="Also write accuracy-vs-width/MACs PNGs."),
-    threads: int | None = typer.Option(None, "--threads", min=1, max=1024, help="CPU threads (default: PyTorch's)."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, max=MAX_THREADS, help="CPU threads (default: PyTorch's)."
+    ),
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines or notes."),
     json_out: bool = typer.Option(False, "--json", help="Print the accuracy document as JSON."),

@@ -11,7 +11,7 @@ from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, deprecated, note, print_table, set_quiet, set_threads, warn
 from us3l.errors import InfeasibleError, US3LError
 from us3l.locking import acquire, release
-from us3l.validate import number, safe_name
+from us3l.validate import MAX_BATCH, MAX_THREADS, number, safe_name
 
 
 def _jobs(
@@ -144,6 +144,13 @@ def _check_selection_source(
             )
 
 
+def _check_batch(batch_size: int, dynamic_batch: bool) -> None:
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise US3LError(f"--batch-size must be 1 to {MAX_BATCH}, got {batch_size}")
+    if dynamic_batch and batch_size != 1:
+        raise US3LError("--dynamic-batch makes the batch size symbolic: drop --batch-size")
+
+
 def _source(ckpt: Path | None, model: str | None) -> tuple[Any, str | None]:
     if (ckpt is None) == (model is None):
         raise US3LError("give exactly one of --ckpt PATH or --model NAME")
@@ -257,7 +264,9 @@ def export_cmd(
     runtime_device: str | None = typer.Option(
         None, "--runtime-device", help="Runtime device used for verification (OpenVINO: CPU/GPU/NPU)."
     ),
-    threads: int | None = typer.Option(None, "--threads", min=1, max=1024, help="CPU threads (default: PyTorch's)."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, max=MAX_THREADS, help="CPU threads (default: PyTorch's)."
+    ),
     switchable: bool = typer.Option(
         False, "--switchable",
         help="One file for every width of --widths (onnx | openvino): the width is chosen per call by the "
@@ -289,10 +298,7 @@ def export_cmd(
     be = get_backend(backend)  # unknown backend: fail before loading anything
     prec = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(prec)
-    if not 1 <= batch_size <= 4096:
-        raise US3LError(f"--batch-size must be 1 to 4096, got {batch_size}")
-    if dynamic_batch and batch_size != 1:
-        raise US3LError("--dynamic-batch makes the batch size symbolic: drop --batch-size")
+    _check_batch(batch_size, dynamic_batch)
     set_threads(threads)
     jobs = _jobs(width, selection, device, be.name)
     chosen_prec = _chosen_precisions(selection, be.name) if selection is not None and precision is None else {}
@@ -409,10 +415,7 @@ def _switchable(
         raise US3LError("--switchable exports a grid of widths: give --widths W1,W2,... instead of --width/--selection")
     if precision not in (None, "fp32"):
         raise US3LError(f"--switchable exports fp32 only, got --precision {precision}")
-    if not 1 <= batch_size <= 4096:
-        raise US3LError(f"--batch-size must be 1 to 4096, got {batch_size}")
-    if dynamic_batch and batch_size != 1:
-        raise US3LError("--dynamic-batch makes the batch size symbolic: drop --batch-size")
+    _check_batch(batch_size, dynamic_batch)
     if device is not None:
         safe_name(device, "--device")
     grid = width_list(widths) if widths is not None else None

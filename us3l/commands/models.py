@@ -7,6 +7,7 @@ import typer
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, note, print_table, result, set_quiet
 from us3l.errors import US3LError
+from us3l.validate import MAX_INPUT_SIZE
 
 
 def _fmt_count(n: int) -> str:
@@ -14,9 +15,6 @@ def _fmt_count(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.3g}{unit}"
     return str(n)
-
-
-MAX_INPUT_SIZE = 4096  # a 1x3x4096x4096 input is 200 MB of activations per layer at most widths
 
 
 def _input_shape(model: object, input_size: int | None) -> tuple[int, int, int, int]:

@@ -16,7 +16,7 @@ from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, deprecated, fit_table, note, note_switches, print_table, set_quiet
 from us3l.errors import US3LError
 from us3l.locking import acquire, release
-from us3l.validate import width_list
+from us3l.validate import MAX_BATCH, MAX_THREADS, width_list
 
 profile_app = typer.Typer(
     help="Measure MACs, params, memory and latency of every width on a device (locally or over SSH).",
@@ -122,10 +122,10 @@ def profile_cmd(
     widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default: the grid)."),
     points: int | None = typer.Option(None, "--points", help="At most this many widths from the grid."),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, max=4096, help="Images per inference batch (default: the device's)."
+        None, "--batch-size", min=1, max=MAX_BATCH, help="Images per inference batch (default: the device's)."
     ),
-    batch_old: int | None = typer.Option(None, "--batch", min=1, max=4096, hidden=True),
-    threads: int | None = typer.Option(None, "--threads", min=1, max=1024, help="Pinned thread count."),
+    batch_old: int | None = typer.Option(None, "--batch", min=1, max=MAX_BATCH, hidden=True),
+    threads: int | None = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="Pinned thread count."),
     target_ci: float | None = typer.Option(None, "--target-ci", help="Target relative 95% CI half-width."),
     max_seconds: float | None = typer.Option(None, "--max-seconds", help="Time cap per width (s)."),
     max_memory_mb: float | None = typer.Option(

@@ -25,7 +25,7 @@ from us3l.cli_output import result as result_line
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, file_sha256, header, read_json
 from us3l.locking import folder_lock
-from us3l.validate import number
+from us3l.validate import MAX_THREADS, number
 
 SUMMARY_KIND, SUMMARY_SCHEMA = "quickstart", 1
 DEFAULT_BACKENDS = ("onnx", "openvino")
@@ -453,8 +453,8 @@ def check_options(opts: QuickstartOptions) -> None:
     for name, value in (("--threads", opts.threads), ("--epochs", opts.epochs)):
         if value is not None and value < 1:
             raise US3LError(f"{name} must be >= 1, got {value}")
-    if opts.threads is not None and opts.threads > 1024:
-        raise US3LError(f"--threads must be <= 1024, got {opts.threads}")
+    if opts.threads is not None and opts.threads > MAX_THREADS:
+        raise US3LError(f"--threads must be <= {MAX_THREADS}, got {opts.threads}")
     from us3l.train.config import resolve_config
 
     overrides: dict[str, Any] = {"out": str(opts.out / "run")}

@@ -126,7 +126,7 @@ def train_cmd(
     cfg = resolve_config(config, overrides)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     is_main = int(os.environ.get("RANK", "0")) == 0
-    shown = _resumed_view(cfg, resume, config, overrides) if resume else cfg
+    shown = _resumed_view(cfg, config, overrides) if resume else cfg
     if is_main and not cfg.quiet and not json_out:
         note("[bold]resolved config[/]" + (" (the run's saved config: --resume continues it)" if shown is not cfg
                                            else ""))
@@ -160,7 +160,7 @@ def train_cmd(
 _RESUME_KEEPS = ("out", "quiet", "num_workers", "device")
 
 
-def _resumed_view(cfg: Any, resume: bool, config: Path | None, overrides: dict[str, Any]) -> Any:
+def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any]) -> Any:
     """The config a ``--resume`` will really use (the run's saved one), with a note naming every given setting it
     ignores; ``cfg`` itself when the run folder has no checkpoint to resume."""
     from us3l.checkpoint import META_FILE
@@ -169,6 +169,7 @@ def _resumed_view(cfg: Any, resume: bool, config: Path | None, overrides: dict[s
     if not (Path(cfg.out) / META_FILE).is_file():
         return cfg
     saved = _resumed_config(cfg, Path(cfg.out))
+
     def saved_value(key: str) -> Any:
         head, _, sub = key.partition(".")
         value = getattr(saved, head, None)

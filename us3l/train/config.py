@@ -26,6 +26,7 @@ from typing import Any
 from us3l.errors import US3LError
 from us3l.io import read_input_text
 from us3l.train.sampling import SAMPLINGS, SCHEDULES, check_schedule
+from us3l.validate import MAX_THREADS
 
 DEFAULT_CONFIG_NAME = "default.yaml"
 #: ``lr_schedule`` values: per-epoch cosine (reference), per-iteration cosine with warm-up, constant lr.
@@ -496,7 +497,7 @@ def validate(cfg: TrainConfig) -> None:
 
 #: (field, lowest, highest, whether the lowest is allowed): numeric settings the checks above do not cover.
 _RANGES: tuple[tuple[str, float, float, bool], ...] = (
-    ("threads", 1, 1024, True),
+    ("threads", 1, MAX_THREADS, True),
     ("num_workers", 0, math.inf, True),
     ("image_size", 1, math.inf, True),
     ("batch_size", 2, 2**31 - 1, True),

@@ -190,8 +190,7 @@ def _role(i: int, n: int, w: float) -> str:
 
 #: What ``--overwrite`` replaces: set aside when the new run starts, deleted once it has saved its own checkpoint,
 #: put back if it ends before that (an error, Ctrl-C), so a failed start never costs the old run.
-_REPLACED = ("checkpoint.safetensors", "checkpoint.json", "train_state.pt", "metrics.jsonl", "bn_stats.safetensors",
-             "config.yaml")
+_REPLACED = (ckpt.WEIGHTS_FILE, ckpt.META_FILE, ckpt.STATE_FILE, METRICS_FILE, ckpt.BN_STATS_FILE, CONFIG_FILE)
 _ASIDE_PREFIX = ".replaced-"
 
 
