@@ -18,6 +18,11 @@ from us3l.devices.spec import Reach
 from us3l.errors import MissingDependencyError, US3LError
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+# Every remote command runs as ``sh -c 'echo $$; exec "$@"' us3l ARGV``: the shell prints its pid, then becomes ARGV.
+_PID_THEN_EXEC = ("sh", "-c", 'echo "$$"; exec "$@"', "us3l")
+# Kill a pid politely, then for sure: used on commands that stopped answering.
+_KILL = ("sh", "-c", 'kill -TERM "$1" 2>/dev/null || exit 0; for _ in 1 2 3 4 5 6 7 8 9 10; do '
+         'kill -0 "$1" 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL "$1" 2>/dev/null; exit 0', "us3l")
 
 
 @dataclass(frozen=True)
@@ -129,26 +134,50 @@ class SSHSession:
 
     # -- commands ---------------------------------------------------------------------------------------
     def run(self, argv: list[str], timeout: float | None = None, check: bool = False) -> CommandResult:
-        """Run ``argv`` (quoted with ``shlex.join``) and wait for it; ``check`` raises on non-zero exit."""
+        """Run ``argv`` (quoted with ``shlex.join``) and wait for it; ``check`` raises on non-zero exit. A command
+        still running after ``timeout`` seconds without output is killed on the device."""
         timeout = self.reach.command_timeout_s if timeout is None else timeout
         cmd = shlex.join(argv)
+        proc = self.start(argv, timeout)
         try:
-            _stdin, stdout, stderr = self.client.exec_command(cmd, timeout=timeout)
-            _stdin.close()
-            out = stdout.read().decode("utf-8", errors="replace")
-            err = stderr.read().decode("utf-8", errors="replace")
-            rc = exit_status(stdout.channel, timeout)
+            proc.stdin.close()
+            out = proc.stdout.read().decode("utf-8", errors="replace")
+            err = proc.stderr.read().decode("utf-8", errors="replace")
+            rc = exit_status(proc.stdout.channel, timeout)
         except TimeoutError:
+            proc.kill()
             raise US3LError(f"remote command timed out after {timeout:g} s on {self.reach.url}: {cmd}") from None
         result = CommandResult(rc, out, err)
         if check and rc != 0:
             raise US3LError(f"remote command failed on {self.reach.url} (exit {rc}): {cmd}: {_last_line(err)}")
         return result
 
-    def start(self, argv: list[str], timeout: float | None = None) -> tuple[Any, Any, Any]:
-        """Start ``argv`` without waiting: returns paramiko's (stdin, stdout, stderr) file objects."""
+    def start(self, argv: list[str], timeout: float | None = None) -> RemoteProcess:
+        """Start ``argv`` without waiting. It runs under ``sh``, which prints its process id and then execs
+        ``argv`` (same process id), so that a command that stops answering can be killed on the device."""
         timeout = self.reach.command_timeout_s if timeout is None else timeout
-        return self.client.exec_command(shlex.join(argv), timeout=timeout)
+        stdin, stdout, stderr = self.client.exec_command(shlex.join([*_PID_THEN_EXEC, *argv]), timeout=timeout)
+        try:
+            first = stdout.readline()
+        except TimeoutError:
+            stdout.channel.close()
+            raise US3LError(f"remote shell on {self.reach.url} did not start within {timeout:g} s") from None
+        pid = first.strip()
+        if not pid.isdigit() or int(pid) <= 1:
+            stdout.channel.close()
+            raise US3LError(f"remote shell on {self.reach.url} did not report its process id: {first[:80]!r}")
+        return RemoteProcess(self, int(pid), stdin, stdout, stderr)
+
+    def kill(self, pid: int) -> None:
+        """SIGTERM process ``pid`` on the device, SIGKILL if it is still there about 2 s later (best effort: a
+        failure to reach the device is not reported here; the command that stopped answering is)."""
+        try:
+            stdin, stdout, _stderr = self.client.exec_command(shlex.join([*_KILL, str(pid)]), timeout=30)
+            stdin.close()
+            exit_status(stdout.channel, 30)
+            stdout.channel.close()
+        except (TimeoutError, OSError, EOFError, _paramiko().SSHException):
+            pass
 
     # -- files ------------------------------------------------------------------------------------------
     @property
@@ -185,6 +214,22 @@ class SSHSession:
     def read_text(self, remote: str) -> str:
         with self.sftp.open(remote, "r") as fh:
             return fh.read().decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class RemoteProcess:
+    """A command started with ``SSHSession.start``: its process id on the device and paramiko's file objects."""
+
+    session: SSHSession
+    pid: int
+    stdin: Any
+    stdout: Any
+    stderr: Any
+
+    def kill(self) -> None:
+        """Kill the command on the device (SIGTERM, then SIGKILL) and close its channel."""
+        self.session.kill(self.pid)
+        self.stdout.channel.close()
 
 
 def exit_status(channel: Any, timeout: float) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from us3l.devices.ssh import SSHSession, exit_status
+from us3l.devices.ssh import RemoteProcess, SSHSession, exit_status
 from us3l.errors import US3LError
 from us3l.validate import number
 
@@ -54,7 +54,7 @@ class RemoteRunner:
         self.failed = False  # set by the first error the runner answered or caused
         self.workdir: str | None = None
         self.ready: dict[str, Any] = {}
-        self._proc: tuple[Any, Any, Any] | None = None
+        self._proc: RemoteProcess | None = None
 
     def __enter__(self) -> RemoteRunner:
         try:
@@ -105,7 +105,7 @@ class RemoteRunner:
 
     def _read_answer(self) -> dict[str, Any]:
         assert self._proc is not None
-        _stdin, stdout, stderr = self._proc
+        stdout, stderr = self._proc.stdout, self._proc.stderr
         try:
             line = stdout.readline()
         except TimeoutError:
@@ -138,8 +138,8 @@ class RemoteRunner:
 
     def _ask(self, msg: dict[str, Any]) -> dict[str, Any]:
         assert self._proc is not None
-        self._proc[0].write(json.dumps(msg) + "\n")
-        self._proc[0].flush()
+        self._proc.stdin.write(json.dumps(msg) + "\n")
+        self._proc.stdin.flush()
         return self._read()
 
     def load(self, key: str) -> dict[str, Any]:
@@ -178,8 +178,8 @@ class RemoteRunner:
 
         def run(k: int) -> list[float]:
             assert self._proc is not None
-            self._proc[0].write(json.dumps({"cmd": "time", "key": key, "n": int(k)}) + "\n")
-            self._proc[0].flush()
+            self._proc.stdin.write(json.dumps({"cmd": "time", "key": key, "n": int(k)}) + "\n")
+            self._proc.stdin.flush()
             return self._samples(self._read(), int(k))
 
         return run
@@ -194,18 +194,19 @@ class RemoteRunner:
         return [number(v, f"{where}: samples[{j}]", positive=True) for j, v in enumerate(samples)]
 
     def close(self) -> None:
+        """Ask the runner to quit; kill it on the device if it has not exited within the connect timeout (a
+        runner stuck in a load or a timing loop), then remove the remote directory."""
         if self._proc is not None:
-            stdin, stdout, _ = self._proc
+            proc, self._proc = self._proc, None
             try:
-                stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-                stdin.flush()
-                stdin.close()
-                exit_status(stdout.channel, self.session.reach.connect_timeout_s)
+                proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                proc.stdin.flush()
+                proc.stdin.close()
+                exit_status(proc.stdout.channel, self.session.reach.connect_timeout_s)
             except (TimeoutError, OSError, EOFError):
-                pass
+                proc.kill()
             finally:
-                stdout.channel.close()
-            self._proc = None
+                proc.stdout.channel.close()
         if self.workdir is not None:
             try:
                 self.session.rmtree(self.workdir)

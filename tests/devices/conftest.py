@@ -48,7 +48,8 @@ class LoopbackSSH:
         return f"ssh://{self.user}@127.0.0.1:{self.port}"
 
     def device_toml(self, name: str = "loopback", python: str | None = None, known_hosts: Path | None = None,
-                    port: int | None = None, backends: str = '["onnx", "openvino"]') -> str:
+                    port: int | None = None, backends: str = '["onnx", "openvino"]',
+                    command_timeout_s: float = 120) -> str:
         return f"""
 name = "{name}"
 description = "sshd on 127.0.0.1 (tests)"
@@ -70,7 +71,7 @@ key = "{self.key}"
 known_hosts = "{known_hosts or self.known_hosts}"
 python = "{python or self.python}"
 connect_timeout_s = 5
-command_timeout_s = 120
+command_timeout_s = {command_timeout_s}
 """
 
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from us3l.devices.spec import Reach
+from us3l.devices.ssh import RemoteProcess
 from us3l.errors import US3LError
 from us3l.profiler.remote import RemoteRunner
 
@@ -20,7 +21,7 @@ def _runner(answer: str) -> RemoteRunner:
     reach = Reach(kind="ssh", user="pi", host="board", port=22)
     session = SimpleNamespace(reach=reach)
     r = RemoteRunner(session, "onnx", {}, threads=1)  # type: ignore[arg-type]
-    r._proc = (io.StringIO(), _Out(answer + "\n"), io.StringIO())
+    r._proc = RemoteProcess(session, 4242, io.StringIO(), _Out(answer + "\n"), io.StringIO())  # type: ignore[arg-type]
     return r
 
 

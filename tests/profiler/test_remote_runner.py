@@ -54,11 +54,13 @@ class _Lines:
 def _runner(answers: list[str]):
     from types import SimpleNamespace
 
+    from us3l.devices.ssh import RemoteProcess
     from us3l.profiler.remote import RemoteRunner
 
-    runner = RemoteRunner(SimpleNamespace(reach=SimpleNamespace(url="ssh://u@h:22")), "onnx", {}, None)
+    session = SimpleNamespace(reach=SimpleNamespace(url="ssh://u@h:22"))
+    runner = RemoteRunner(session, "onnx", {}, None)  # type: ignore[arg-type]
     lines = _Lines(answers)
-    runner._proc = (lines, lines, None)
+    runner._proc = RemoteProcess(session, 4242, lines, lines, None)  # type: ignore[arg-type]
     return runner, lines
 
 

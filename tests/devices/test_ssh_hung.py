@@ -1,0 +1,83 @@
+"""A remote command that stops answering is killed on the device, not left running (real sshd on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from us3l.cli import main
+from us3l.devices.spec import load_device_file
+from us3l.devices.ssh import SSHSession
+from us3l.errors import US3LError
+
+from .conftest import LoopbackSSH
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, already dead but not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _pid_from(path: Path, seconds: float = 10) -> int:
+    deadline = time.monotonic() + seconds
+    while not path.is_file() or not path.read_text().strip():
+        assert time.monotonic() < deadline, f"{path} was not written"
+        time.sleep(0.05)
+    return int(path.read_text())
+
+
+def _device(ssh: LoopbackSSH, tmp_path: Path, **kw: object) -> Path:
+    dev = tmp_path / "dev.toml"
+    dev.write_text(ssh.device_toml(**kw))  # type: ignore[arg-type]
+    return dev
+
+
+def test_a_command_that_times_out_is_killed_on_the_device(loopback_ssh, tmp_path):
+    pidfile = tmp_path / "pid"
+    spec = load_device_file(_device(loopback_ssh, tmp_path))
+    with SSHSession(spec.reach) as s:
+        t0 = time.monotonic()
+        with pytest.raises(US3LError, match=r"remote command timed out after 1 s on ssh://.*sleep 300"):
+            s.run(["sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 300'], timeout=1)
+        assert time.monotonic() - t0 < 30
+        pid = _pid_from(pidfile)
+        assert _gone_within(pid, 10), f"remote 'sleep 300' (pid {pid}) still running after the timeout"
+        assert s.run(["echo", "still usable"]).stdout == "still usable\n"  # the session survives the kill
+
+
+def test_a_runner_that_stops_answering_is_killed_and_its_folder_removed(loopback_ssh, shared_exports, tmp_path,
+                                                                        capsys):
+    """The device's python hangs before the runner's first answer (an import that never returns): the profile
+    fails with one line, the process is killed on the device and the remote temp folder is removed."""
+    pidfile = tmp_path / "pid"
+    hung = tmp_path / "python-hangs"
+    hung.write_text(f'#!/bin/sh\necho $$ > "{pidfile}"\nexec sleep 300\n')
+    hung.chmod(hung.stat().st_mode | stat.S_IXUSR)
+    dev = _device(loopback_ssh, tmp_path, python=str(hung), command_timeout_s=2)
+    before = set(os.listdir(loopback_ssh.remote_tmp))
+    rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
+               "--backend", "onnx", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("error: remote runner on ssh://") and "stopped answering (timeout)" in err, err
+    assert err.count("\n") == 1
+    pid = _pid_from(pidfile)
+    assert _gone_within(pid, 10), f"hung remote runner (pid {pid}) still running after the error"
+    assert {n for n in os.listdir(loopback_ssh.remote_tmp) if n.startswith("us3l-profile.")} <= before
