@@ -12,6 +12,7 @@ verified artifact (or nothing). A failed verification keeps the files, with ``"v
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -348,6 +349,7 @@ def export_width(
 
     device_dir = Path(out_dir) / device_folder
     name = safe_name(artifact_name(src.name, w, be.name, precision), "artifact name")
+    new_device_dir = not device_dir.is_dir()
     device_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(out_dir)  # staging folders of killed exports (dead PID) and stale $TMPDIR/us3l-* folders
     staging = temp_dir(device_dir, prefix=staging_prefix(name))  # the umask's usual mode, not mkdtemp's 0700
@@ -394,6 +396,9 @@ def export_width(
             _move_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if new_device_dir:  # a refused export leaves no empty OUT/<device>/ behind (one with files stays)
+            with contextlib.suppress(OSError):
+                device_dir.rmdir()
         raise
     moved = dataclasses.replace(
         artifact, path=final / artifact.path.name, files=tuple(final / f.name for f in artifact.files)

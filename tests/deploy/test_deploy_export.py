@@ -65,8 +65,13 @@ def test_loaded_artifact_matches_pytorch_at_that_width(onnx_export, run_dir: Pat
 
 def test_checkpoint_width_without_statistics_is_refused(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(US3LError, match="width 0.5 has no calibrated BN statistics"):
-        export_width(run_dir, 0.5, "onnx", tmp_path)
-    assert not any(tmp_path.rglob("*.onnx"))
+        export_width(run_dir, 0.5, "onnx", tmp_path, device_name="edge")
+    assert not (tmp_path / "edge").exists()  # nothing written, not even an empty device folder
+    (tmp_path / "edge").mkdir()
+    (tmp_path / "edge" / "kept.txt").write_text("the user's")
+    with pytest.raises(US3LError, match="width 0.5 has no calibrated BN statistics"):
+        export_width(run_dir, 0.5, "onnx", tmp_path, device_name="edge")
+    assert [p.name for p in (tmp_path / "edge").iterdir()] == ["kept.txt"]  # a folder that existed stays as it was
 
 
 def test_width_outside_range(run_dir: Path, tmp_path: Path) -> None:

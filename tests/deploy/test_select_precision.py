@@ -92,8 +92,8 @@ def test_without_an_accuracy_file_precisions_are_not_pooled(profiles) -> None:
 
 def test_export_takes_the_precision_the_selection_chose(profiles, tmp_path: Path) -> None:
     from us3l.commands.export import _chosen_precisions
-    from us3l.deploy.select import write_selection
+    from us3l.deploy.select import read_selection, write_selection
 
     acc = _accuracy(tmp_path, {0.25: 0.30, 0.5: 0.36, 0.75: 0.45, 1.0: 0.47}, {0.25: 0.29, 0.5: 0.355, 0.75: 0.445})
     path = write_selection(tmp_path / "selection.json", select(list(profiles), Budget(latency_ms=10.0), acc))
-    assert _chosen_precisions(path, "onnx") == {(0.75, "cpu"): "int8"}
+    assert _chosen_precisions(read_selection(path), "onnx") == {(0.75, "cpu"): "int8"}

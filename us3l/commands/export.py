@@ -15,13 +15,18 @@ from us3l.validate import MAX_BATCH, MAX_THREADS, number, safe_name
 
 
 def _jobs(
-    width: float | None, selection: Path | None, device: str | None, backend: str | None = None
+    width: float | None,
+    selection: Path | None,
+    device: str | None,
+    backend: str | None = None,
+    doc: dict[str, Any] | None = None,
 ) -> list[tuple[float, str | None]]:
     """(width, device name) pairs to export.
 
     From a selection: every device's choice (or only ``device``'s). Where a device was profiled with several
     backends, the choice made on ``backend`` is the one exported; a device profiled only with other backends
-    exports its choice with a note (the width was chosen on another runtime's latencies).
+    exports its choice with a note (the width was chosen on another runtime's latencies). ``doc``: the selection
+    as ``read_selection`` returned it (read here when not given).
     """
     if (width is None) == (selection is None):
         raise US3LError("give exactly one of --width W or --selection selection.json")
@@ -29,9 +34,10 @@ def _jobs(
         safe_name(device, "--device")  # a folder under --out: one safe name, checked before any work
     if width is not None:
         return [(number(width, "--width", positive=True), device)]  # the model checks its range
-    from us3l.deploy.select import read_selection
+    if doc is None:
+        from us3l.deploy.select import read_selection
 
-    doc = read_selection(selection)
+        doc = read_selection(selection)
     entries = [d for d in doc["devices"] if device is None or d["device"] == device]
     if not entries:
         names = ", ".join(sorted({d["device"] for d in doc["devices"]}))
@@ -59,13 +65,11 @@ def _jobs(
     return jobs
 
 
-def _chosen_precisions(selection: Path, backend: str) -> dict[tuple[float, str], str]:
+def _chosen_precisions(doc: dict[str, Any], backend: str) -> dict[tuple[float, str], str]:
     """(width, device) -> the precision the selection chose it at (``us3l select`` pools several precisions of a
     device into one (width, precision) answer), preferring the choice made on ``backend``'s profile."""
-    from us3l.deploy.select import read_selection
-
     out: dict[tuple[float, str], str] = {}
-    for d in read_selection(selection)["devices"]:
+    for d in doc["devices"]:
         c = d.get("chosen")
         if c is None:
             continue
@@ -76,14 +80,12 @@ def _chosen_precisions(selection: Path, backend: str) -> dict[tuple[float, str],
     return out
 
 
-def _chosen_graphs(selection: Path, backend: str) -> dict[tuple[float, str], dict[str, Any]]:
+def _chosen_graphs(doc: dict[str, Any], backend: str) -> dict[tuple[float, str], dict[str, Any]]:
     """(width, device) -> the profiled graph of that choice (``us3l.deploy.graph.profiled_graph``), preferring the
     choice made on ``backend``'s profile; an entry from a selection made before graphs were recorded is ``{}``
     plus the profile's backend."""
-    from us3l.deploy.select import read_selection
-
     out: dict[tuple[float, str], dict[str, Any]] = {}
-    for d in read_selection(selection)["devices"]:
+    for d in doc["devices"]:
         c = d.get("chosen")
         if c is None:
             continue
@@ -94,11 +96,11 @@ def _chosen_graphs(selection: Path, backend: str) -> dict[tuple[float, str], dic
     return out
 
 
-def _graph_warnings(selection: Path, backend: str, results: list[Any]) -> tuple[list[str], list[str]]:
+def _graph_warnings(doc: dict[str, Any], backend: str, results: list[Any]) -> tuple[list[str], list[str]]:
     """(warnings, notes): each exported graph against the graph its width was profiled with."""
     from us3l.deploy.graph import compare_graphs
 
-    graphs = _chosen_graphs(selection, backend)
+    graphs = _chosen_graphs(doc, backend)
     warnings: list[str] = []
     notes: list[str] = []
     for r in results:
@@ -122,15 +124,13 @@ def _graph_warnings(selection: Path, backend: str, results: list[Any]) -> tuple[
 
 
 def _check_selection_source(
-    selection: Path, src: Any, model_name: str, jobs: list[tuple[float, str | None]]
+    selection: Path, doc: dict[str, Any], src: Any, model_name: str, jobs: list[tuple[float, str | None]]
 ) -> None:
     """Refuse (one line) to export a selection's widths from another model or another checkpoint than the one
     they were chosen for: the selection's accuracies and latencies would not describe the shipped network."""
-    from us3l.deploy.select import read_selection
-
     wanted = {dev for _, dev in jobs}
     sha = getattr(src, "sha256", None)
-    for d in read_selection(selection)["devices"]:
+    for d in doc["devices"]:
         if d["device"] not in wanted or d.get("chosen") is None:
             continue
         if d["model"] != model_name:
@@ -300,8 +300,13 @@ def export_cmd(
     be.check_precision(prec)
     _check_batch(batch_size, dynamic_batch)
     set_threads(threads)
-    jobs = _jobs(width, selection, device, be.name)
-    chosen_prec = _chosen_precisions(selection, be.name) if selection is not None and precision is None else {}
+    sel_doc = None
+    if selection is not None and width is None:  # read once; both given is refused by _jobs
+        from us3l.deploy.select import read_selection
+
+        sel_doc = read_selection(selection)
+    jobs = _jobs(width, selection, device, be.name, sel_doc)
+    chosen_prec = _chosen_precisions(sel_doc, be.name) if sel_doc is not None and precision is None else {}
 
     def job_precision(w: float, dev: str | None) -> str:
         """--precision, else the precision the selection chose for this width (when the backend exports it)."""
@@ -316,8 +321,8 @@ def export_cmd(
                 f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {calib_images}"
             )
     src, model_name = _source(ckpt, model)
-    if selection is not None:
-        _check_selection_source(selection, src, model_name or str(src.meta.get("model")), jobs)
+    if sel_doc is not None and selection is not None:
+        _check_selection_source(selection, sel_doc, src, model_name or str(src.meta.get("model")), jobs)
     net = getattr(src, "model", src)
     from us3l.slim import check_width
 
@@ -335,7 +340,7 @@ def export_cmd(
                     w,
                     be.name,
                     out,
-                    job_precision(w, dev) if selection is not None and precision is None else precision,
+                    job_precision(w, dev) if sel_doc is not None and precision is None else precision,
                     dev,
                     dynamic_batch,
                     model_name=model_name,
@@ -355,7 +360,7 @@ def export_cmd(
         raise
     finally:
         release(out_lock)
-    warnings, notes = _graph_warnings(selection, be.name, results) if selection is not None else ([], [])
+    warnings, notes = _graph_warnings(sel_doc, be.name, results) if sel_doc is not None else ([], [])
     for warning in warnings:  # stderr, and "warnings" in the --json document
         warn(warning)
     if json_out:
