@@ -53,6 +53,7 @@ def _err(code: int, capsys: pytest.CaptureFixture[str], match: str) -> None:
         (["--protocol", "svm"], "unknown protocol"),
         (["--k", "0"], "k must be >= 1"),
         (["--data", "nosuch:thing"], "unknown data spec"),
+        (["--knn-max-train", "3"], "--knn-max-train 3 is below the number of classes ("),
     ],
 )
 def test_eval_bad_input(run_dir: Path, capsys: pytest.CaptureFixture[str], args: list[str], match: str) -> None:

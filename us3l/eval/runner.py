@@ -235,6 +235,11 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int) 
     mean, std = input_normalization(meta, train_ds)
     bank_idx = None
     if s.knn.max_train is not None and len(train_ds) > s.knn.max_train:
+        if s.knn.max_train < train_ds.num_classes:  # a class missing from the bank can never be predicted
+            raise US3LError(
+                f"--knn-max-train {s.knn.max_train} is below the number of classes ({train_ds.num_classes}) of "
+                f"{spec}: the kNN bank needs at least one image per class"
+            )
         bank_idx = stratified_indices(dataset_labels(train_ds), s.knn.max_train, s.knn.bank_seed)
     bank_ds = train_ds if bank_idx is None else subset_dataset(train_ds, bank_idx)
     k_requested = s.knn.requested_k(meta)
@@ -375,14 +380,14 @@ def evaluate_checkpoint(
     model, meta = loaded.model, loaded.meta
     spec = resolve_data_spec(meta, data)
     s = apply_preset(s, spec, str(meta.get("model") or ""))
+    input_size = int(meta.get("input_size") or model.input_size)
+    d = knn_data(spec, meta, s, input_size)  # before calibrating: a bank that cannot work fails at once
     done = calibrate_checkpoint(loaded, spec, widths, s.calibration, s.recalibrate, s.save_bn_stats, progress)
     require_calibrated(model, widths)
     calibration: dict[str, Any] | None = _with_data(s.calibration, spec).to_dict()
     if not done:  # every width came calibrated: report how the stored statistics were made
         calibration = typed_bn_stats_settings(read_bn_stats_settings(loaded.path.parent))
 
-    input_size = int(meta.get("input_size") or model.input_size)
-    d = knn_data(spec, meta, s, input_size)
     train_ds, test_ds, mean, std, transform, bank_idx, bank_ds, k_requested, k = (
         d.train, d.test, d.mean, d.std, d.transform, d.bank_idx, d.bank, d.k_requested, d.k)
     num_classes = int(train_ds.num_classes)
