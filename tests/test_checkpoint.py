@@ -241,7 +241,15 @@ def test_a_commit_killed_between_its_renames_is_rolled_forward(tmp_path: Path) -
     shutil.copy(newer / ckpt.STATE_FILE, run / f".{ckpt.STATE_FILE}.abc123.tmp")  # not yet renamed
     shutil.copy(newer / ckpt.META_FILE, run / f".{ckpt.META_FILE}.def456.tmp")
     (run / f".{ckpt.META_FILE}.zzz.tmp").write_text("{partial")  # a write the kill cut short: never used
+    with pytest.raises(US3LError) as info:  # a reader before the resume: told what happened and what to run
+        ckpt.load_backbone(run)
+    assert str(info.value) == (
+        f"checkpoint in {run} was cut off while it was being saved (its weights are from a later epoch than "
+        f"checkpoint.json, whose new version waits under a temporary name): run us3l train --resume {run} to "
+        "finish the save, or wait if that run is still training"
+    )
     assert ckpt.finish_interrupted_commit(run) is True
+    ckpt.load_backbone(run)
     assert ckpt.read_meta(run)["epoch"] == 4 and ckpt.load_train_state(run)["epoch"] == 4
     assert ckpt.read_weights_epoch(run) == 4
     assert ckpt.finish_interrupted_commit(run) is False  # consistent: nothing to do
@@ -257,6 +265,8 @@ def test_a_commit_without_its_new_files_is_not_guessed(tmp_path: Path) -> None:
     shutil.copy(newer / ckpt.WEIGHTS_FILE, run / ckpt.WEIGHTS_FILE)  # no temporary files left: cannot roll forward
     assert ckpt.finish_interrupted_commit(run) is False
     assert ckpt.read_meta(run)["epoch"] == 3 and ckpt.read_weights_epoch(run) == 4
+    with pytest.raises(US3LError, match="is damaged or was replaced"):  # nothing to finish: not called a cut save
+        ckpt.load_backbone(run)
 
 
 def test_weights_digest_is_recorded_and_checked(tmp_path: Path) -> None:
@@ -310,3 +320,19 @@ def test_edited_sizes_and_normalization_are_refused(key: str, value: object, mes
     (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(US3LError, match=message):
         ckpt.load_backbone(tmp_path)
+
+
+def test_model_kwargs_of_the_wrong_type_are_named_in_one_line(tmp_path: Path) -> None:
+    import json
+
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    meta_path = tmp_path / ckpt.META_FILE
+    doc = json.loads(meta_path.read_text())
+    doc["model_kwargs"] = {"base_channels": "16"}  # a hand edit: a string where a number belongs
+    meta_path.write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"checkpoint {tmp_path / ckpt.WEIGHTS_FILE}: cannot build model 'cifar_resnet18' from "
+                          "checkpoint.json (model 'cifar_resnet18' cannot take the options")
+    assert "base_channels='16'" in msg and "\n" not in msg

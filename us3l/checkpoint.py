@@ -191,6 +191,19 @@ def finish_interrupted_commit(run_dir: str | Path) -> bool:
     return done
 
 
+def _unfinished_commit(run: Path, meta: Mapping[str, Any]) -> bool:
+    """Whether ``run`` holds a checkpoint commit cut off between its renames (what ``finish_interrupted_commit``
+    rolls forward): weights at a later epoch than ``meta``, and a complete metadata file of that epoch under a
+    temporary name."""
+    try:
+        target = read_weights_epoch(run)
+    except US3LError:
+        return False
+    if target is None or target == meta.get("epoch"):
+        return False
+    return any(_file_epoch(META_FILE, tmp) == target for tmp in run.glob(f".{META_FILE}.*"))
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """Read and schema-check ``checkpoint.json`` of a run folder or weights file."""
     meta_path = run_dir_of(path) / META_FILE
@@ -266,6 +279,12 @@ def verify_weights(path: str | Path, meta: Mapping[str, Any]) -> str:
     sha = file_sha256(wpath)
     recorded = meta.get("weights_sha256")
     if recorded is not None and recorded != sha:
+        if _unfinished_commit(wpath.parent, meta):
+            raise US3LError(
+                f"checkpoint in {wpath.parent} was cut off while it was being saved (its weights are from a later "
+                f"epoch than {META_FILE}, whose new version waits under a temporary name): run us3l train --resume "
+                f"{wpath.parent} to finish the save, or wait if that run is still training"
+            )
         raise US3LError(
             f"checkpoint {wpath} is damaged or was replaced: its sha256 {sha[:12]}... differs from the "
             f"{str(recorded)[:12]}... recorded in {META_FILE} when it was saved; re-train or restore it"
@@ -390,7 +409,7 @@ def load_backbone(
         model = create_model(meta["model"], num_classes=0, **kwargs)
     except KeyError as exc:
         raise US3LError(f"checkpoint {wpath} names an unknown model: {exc}") from None
-    except (TypeError, ValueError) as exc:  # model_kwargs / width_range the model does not take
+    except (TypeError, ValueError, US3LError) as exc:  # model_kwargs / width_range the model does not take
         raise US3LError(f"checkpoint {wpath}: cannot build model {meta['model']!r} from checkpoint.json "
                         f"({' '.join(str(exc).split())})") from None
     state = read_tensors(wpath, BACKBONE_PREFIX)

@@ -69,4 +69,5 @@ def create_model(
         if "unexpected keyword argument" in msg or "got multiple values" in msg:
             bad = msg.rsplit(" ", 1)[-1].strip("'")
             raise US3LError(f"model {name!r} has no option {bad!r}") from None
-        raise
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())  # a value of the wrong type: name them all
+        raise US3LError(f"model {name!r} cannot take the options {given} ({' '.join(msg.split())})") from None
