@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from us3l import checkpoint as ckpt
+from us3l.errors import US3LError
 from us3l.train import loop as loop_mod
 from us3l.train import run_training
 from us3l.train.distributed import DistInfo
@@ -203,3 +204,41 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_mixed_into_a_new_one(t
     run_training(cfg, overwrite=True)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 4 and '"loss": 9.0' not in lines[0]
+
+
+def test_resume_takes_the_same_data_moved_elsewhere(tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--resume --data NEW: the run's data set at a new path goes on (and is recorded); other data is refused."""
+    import shutil
+
+    from tests.train.conftest import write_tiny_folder
+    from us3l.cli import main
+
+    first = write_tiny_folder(tmp_path / "first")
+    run = tmp_path / "run"
+    real_save = loop_mod._save
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(*args, **kw):
+        real_save(*args, **kw)
+        if args[-1] == 1:
+            raise Killed()
+
+    monkeypatch.setattr(loop_mod, "_save", save_then_die)
+    with pytest.raises(Killed):
+        run_training(tiny_cfg(epochs=4, out=str(run), data=f"folder:{first}"))
+    monkeypatch.setattr(loop_mod, "_save", real_save)
+    moved = tmp_path / "moved"
+    shutil.move(first, moved)
+    other = write_tiny_folder(tmp_path / "other", per_class_train=5)
+    with pytest.raises(US3LError, match=rf"^--data folder:{other} is not the data this run trained on "
+                       rf"\(folder:{first}\): train_size 10 against 8; --resume continues on the same data$"):
+        run_training(tiny_cfg(out=str(run)), resume=True, data=f"folder:{other}")
+    assert main(["train", "--out", str(run), "--resume", "--data", f"folder:{moved}", "--quiet", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "ignored" not in captured.err, captured.err
+    assert json.loads(captured.out)["epochs"] == 4
+    meta = ckpt.read_meta(run)
+    assert meta["epoch"] == 4 and meta["config"]["data"] == f"folder:{moved}"  # later commands find it there

@@ -131,7 +131,8 @@ def train_cmd(
         note("[bold]resolved config[/]" + (" (the run's saved config: --resume continues it)" if shown is not cfg
                                            else ""))
         note(yaml.safe_dump(shown.to_dict(), sort_keys=False).rstrip(), markup=False)
-    run = run_training(cfg, resume=resume, overwrite=overwrite)
+    moved_data = str(cfg.data) if resume and overrides.get("data") is not None else None  # checked by the loop
+    run = run_training(cfg, resume=resume, overwrite=overwrite, data=moved_data)
     if not is_main:
         return
     if run.status == "nan":
@@ -156,8 +157,9 @@ def train_cmd(
     result(format_knn_table(run))
 
 
-#: What ``--resume`` takes from the command line; every other setting comes from the run's saved config.
-_RESUME_KEEPS = ("out", "quiet", "num_workers", "device")
+#: What ``--resume`` takes from the command line; every other setting comes from the run's saved config
+#: (``data``: the same data set moved elsewhere, checked against the checkpoint before training goes on).
+_RESUME_KEEPS = ("out", "quiet", "num_workers", "device", "data")
 
 
 def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any]) -> Any:
@@ -168,7 +170,7 @@ def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any]) -> A
 
     if not (Path(cfg.out) / META_FILE).is_file():
         return cfg
-    saved = _resumed_config(cfg, Path(cfg.out))
+    saved = _resumed_config(cfg, Path(cfg.out), str(cfg.data) if overrides.get("data") is not None else None)
 
     def saved_value(key: str) -> Any:
         head, _, sub = key.partition(".")

@@ -231,39 +231,74 @@ def _settle_replaced(run_dir: Path) -> None:
     aside.rmdir()
 
 
-def _resumed_config(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
-    """On resume the saved config wins; only run-local settings come from ``cfg``."""
+def _resumed_config(cfg: TrainConfig, run_dir: Path, data: str | None = None) -> TrainConfig:
+    """On resume the saved config wins; only run-local settings come from ``cfg``, and ``data`` (the same data
+    set at a new place, checked by ``_check_same_data`` once it is loaded) replaces the saved data spec."""
     from us3l.train.config import make_config
 
     saved = ckpt.read_meta(run_dir)["config"]
-    keep = {k: getattr(cfg, k) for k in ("out", "quiet", "num_workers", "device")}
+    keep: dict[str, Any] = {k: getattr(cfg, k) for k in ("out", "quiet", "num_workers", "device")}
+    if data is not None:
+        keep["data"] = data
     return replace(make_config(saved), **keep)
 
 
-def run_training(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> RunResult:
+def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train_ds: Any, test_ds: Any,
+                     spec: str) -> None:
+    """Refuse (one line) to resume on data other than the run's: ``saved`` is checkpoint.json's ``data``
+    (class count and split sizes), ``normalization`` its per-channel mean/std, computed from the training
+    images."""
+    import math
+
+    now = {"num_classes": len(train_ds.classes), "train_size": len(train_ds), "test_size": len(test_ds)}
+    for key, value in now.items():
+        if key in saved and saved[key] != value:
+            raise US3LError(
+                f"--data {spec} is not the data this run trained on ({saved.get('spec')}): {key} {value} against "
+                f"{saved[key]}; --resume continues on the same data"
+            )
+    for key, values in (("mean", train_ds.mean), ("std", train_ds.std)):
+        old = normalization.get(key)
+        if old is not None and not all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5)
+                                       for a, b in zip(old, values, strict=False)):
+            raise US3LError(
+                f"--data {spec} is not the data this run trained on ({saved.get('spec')}): its per-channel {key} "
+                f"differs; --resume continues on the same data"
+            )
+
+
+def run_training(
+    cfg: TrainConfig, resume: bool = False, overwrite: bool = False, data: str | None = None
+) -> RunResult:
     """Train ``cfg.method`` on ``cfg.data``; write checkpoints/metrics into ``cfg.out``; return the result.
 
     Under torchrun every rank calls this; only rank 0 writes files. ``resume=True`` continues from the run
-    folder's checkpoint (with the config saved there) or starts fresh when there is none. Rank 0 holds an
-    exclusive lock on the run folder throughout: a second training into the same folder fails at once.
+    folder's checkpoint (with the config saved there) or starts fresh when there is none; ``data`` then names
+    where the run's data set is now (moved since: its class count, split sizes and normalisation must match the
+    checkpoint's). Rank 0 holds an exclusive lock on the run folder throughout: a second training into the same
+    folder fails at once.
     """
     if int(os.environ.get("RANK", "0")) != 0:
-        return _run_training(cfg, resume, overwrite)
+        return _run_training(cfg, resume, overwrite, data)
     from us3l.locking import folder_lock
 
     with folder_lock(cfg.out, "run folder"):
         try:
-            return _run_training(cfg, resume, overwrite)
+            return _run_training(cfg, resume, overwrite, data)
         finally:
             _settle_replaced(Path(cfg.out))
 
 
-def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
+def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | None = None) -> RunResult:
     t_start = time.perf_counter()
     run_dir = Path(cfg.out)
     info = init_distributed(cfg.device)
+    moved_from: dict[str, Any] | None = None  # checkpoint.json of a run resumed on relocated data
     if resume and (run_dir / ckpt.META_FILE).is_file():
-        cfg = _resumed_config(cfg, run_dir)
+        meta = ckpt.read_meta(run_dir)
+        if data is not None and data != meta["config"].get("data"):
+            moved_from = meta
+        cfg = _resumed_config(cfg, run_dir, data if moved_from is not None else None)
     else:
         resume = False
     cfg = fill_method_defaults(cfg)
@@ -285,6 +320,9 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool) -> RunResult:
     image_size = int(cfg.image_size or backbone.input_size)
     train_ds = load_dataset(cfg.data, "train", image_size)
     test_ds = load_dataset(cfg.data, "test", image_size)
+    if moved_from is not None:
+        _check_same_data(moved_from.get("data") or {}, moved_from.get("normalization") or {}, train_ds, test_ds,
+                         str(cfg.data))
     aug: Any
     if cfg.augment == "byol":
         aug = byol_augment_pair(image_size, train_ds.mean, train_ds.std, cfg.crop_min)
