@@ -268,6 +268,8 @@ def weights_path(path: str | Path) -> Path:
         raise US3LError(f"no checkpoint found at {path} (expected a run folder or {WEIGHTS_FILE})")
     if not p.is_dir() and p.name in (META_FILE, STATE_FILE, BN_STATS_FILE, "config.yaml", "metrics.jsonl"):
         raise US3LError(f"{path} is the run's {p.name}, not its weights: pass the run folder or its {WEIGHTS_FILE}")
+    if not p.is_dir() and p.suffix != ".safetensors":
+        raise US3LError(f"{path} is not a checkpoint (expected a run folder or its {WEIGHTS_FILE})")
     return w
 
 

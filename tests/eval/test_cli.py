@@ -97,3 +97,17 @@ def test_eval_out_folder_named_like_a_json_file(run_dir: Path, tmp_path: Path) -
     out = tmp_path / "acc.json"
     assert main(["eval", "--ckpt", str(run_dir), "--widths", "1.0", "--batches", "2", "--out", str(out)]) == 0
     assert out.is_dir() and load_accuracy(out / "accuracy.json")["widths"][0]["width"] == 1.0
+
+
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_a_path_that_is_not_a_checkpoint_gets_nothing_written_beside_it(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--ckpt /etc/passwd`` or ``--ckpt /tmp`` used to leave a ``.us3l.lock`` in /etc or /tmp: the checkpoint is
+    checked before its folder is locked."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint")
+    _err(main([command, "--ckpt", str(notes)]), capsys,
+         f"{notes} is not a checkpoint (expected a run folder or its checkpoint.safetensors)")
+    _err(main([command, "--ckpt", str(tmp_path)]), capsys, f"no checkpoint found at {tmp_path}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -75,7 +75,7 @@ def calibrate_cmd(
     """Reset and re-estimate BN statistics at every width; store them in RUN/bn_stats.safetensors."""
     import time
 
-    from us3l.checkpoint import run_dir_of
+    from us3l.checkpoint import run_dir_of, weights_path
     from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings
     from us3l.eval.runner import calibrate_checkpoint, open_checkpoint, parse_widths
     from us3l.slim import calibrated_widths, canonical_width
@@ -84,7 +84,7 @@ def calibrate_cmd(
     points = _points(points, grid, "calibrate")
     set_threads(threads)
     settings = CalibrationSettings(batches=batches, batch_size=batch_size, momentum=_momentum(bn_momentum))
-    _lock(ctx, run_dir_of(ckpt), "run folder")  # bn_stats.safetensors is written there
+    _lock(ctx, run_dir_of(weights_path(ckpt)), "run folder")  # bn_stats.safetensors is written there
     loaded = open_checkpoint(ckpt)
     if widths is None and points is None:
         todo = list(loaded.model.width_grid())
@@ -209,11 +209,12 @@ def eval_cmd(
         baselines=baselines,
         preset=preset,
     )
-    from us3l.checkpoint import run_dir_of
+    from us3l.checkpoint import run_dir_of, weights_path
     from us3l.io import output_folder
 
-    out_dir = output_folder(out if out is not None else run_dir_of(ckpt))  # checked before any work
-    _lock(ctx, run_dir_of(ckpt), "run folder")  # calibrated BN statistics may be written there
+    run = run_dir_of(weights_path(ckpt))  # a checkpoint, before anything is locked or written beside it
+    out_dir = output_folder(out if out is not None else run)  # checked before any work
+    _lock(ctx, run, "run folder")  # calibrated BN statistics may be written there
     loaded = open_checkpoint(ckpt)
     log = None if json_out else (lambda msg: note(f"[dim]{msg}[/dim]"))
     if artifact:
