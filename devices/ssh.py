@@ -18,8 +18,11 @@ from us3l.devices.spec import Reach
 from us3l.errors import MissingDependencyError, US3LError
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
-# Every remote command runs as ``sh -c 'echo $$; exec "$@"' us3l ARGV``: the shell prints its pid, then becomes ARGV.
-_PID_THEN_EXEC = ("sh", "-c", 'echo "$$"; exec "$@"', "us3l")
+# Every remote command runs as ``sh -c 'echo us3l-pid:$$; exec "$@"' us3l ARGV``: the shell prints its pid, then
+# becomes ARGV (same pid). Lines a login shell's start-up files print before it are skipped (at most 100).
+_PID_MARK = "us3l-pid:"
+_PID_THEN_EXEC = ("sh", "-c", f'echo "{_PID_MARK}$$"; exec "$@"', "us3l")
+_MAX_NOISE_LINES = 100
 # Kill a pid politely, then for sure: used on commands that stopped answering.
 _KILL = ("sh", "-c", 'kill -TERM "$1" 2>/dev/null || exit 0; for _ in 1 2 3 4 5 6 7 8 9 10; do '
          'kill -0 "$1" 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL "$1" 2>/dev/null; exit 0', "us3l")
@@ -157,15 +160,19 @@ class SSHSession:
         ``argv`` (same process id), so that a command that stops answering can be killed on the device."""
         timeout = self.reach.command_timeout_s if timeout is None else timeout
         stdin, stdout, stderr = self.client.exec_command(shlex.join([*_PID_THEN_EXEC, *argv]), timeout=timeout)
+        line = ""
         try:
-            first = stdout.readline()
+            for _ in range(_MAX_NOISE_LINES):
+                line = stdout.readline()
+                if not line or line.startswith(_PID_MARK):
+                    break
         except TimeoutError:
             stdout.channel.close()
             raise US3LError(f"remote shell on {self.reach.url} did not start within {timeout:g} s") from None
-        pid = first.strip()
-        if not pid.isdigit() or int(pid) <= 1:
+        pid = line.strip().removeprefix(_PID_MARK)
+        if not line.startswith(_PID_MARK) or not pid.isdigit() or int(pid) <= 1:
             stdout.channel.close()
-            raise US3LError(f"remote shell on {self.reach.url} did not report its process id: {first[:80]!r}")
+            raise US3LError(f"remote shell on {self.reach.url} did not report its process id: {line[:80]!r}")
         return RemoteProcess(self, int(pid), stdin, stdout, stderr)
 
     def kill(self, pid: int) -> None:

@@ -28,3 +28,45 @@ def test_exit_status_waits_a_bounded_time() -> None:
     with pytest.raises(TimeoutError, match="no exit status within 0.2 s"):
         exit_status(_Channel(None), 0.2)
     assert time.monotonic() - t0 < 5
+
+
+class _Stdout:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines, self.channel = list(lines), _Channel(None)
+        self.channel.close = lambda: None  # type: ignore[attr-defined]
+
+    def readline(self) -> str:
+        return self.lines.pop(0) if self.lines else ""
+
+
+class _Client:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines, self.commands = lines, []
+
+    def exec_command(self, cmd: str, timeout: float) -> tuple[object, _Stdout, object]:
+        self.commands.append(cmd)
+        return object(), _Stdout(self.lines), object()
+
+
+def _session(lines: list[str]):
+    from us3l.devices.spec import Reach
+    from us3l.devices.ssh import SSHSession
+
+    s = SSHSession(Reach(kind="ssh", user="pi", host="board", port=22))
+    s.client = _Client(lines)
+    return s
+
+
+def test_start_learns_the_pid_past_a_login_shells_chatter() -> None:
+    s = _session(["Welcome to the board!\n", "\n", "us3l-pid:4321\n", '{"ready": true}\n'])
+    proc = s.start(["python3", "runner.py", "--x", "a b"])
+    assert proc.pid == 4321 and proc.stdout.readline() == '{"ready": true}\n'  # the command's own output is next
+    assert s.client.commands == ["""sh -c 'echo "us3l-pid:$$"; exec "$@"' us3l python3 runner.py --x 'a b'"""]
+
+
+@pytest.mark.parametrize("lines", [[], ["no marker here\n"], ["us3l-pid:1\n"], ["us3l-pid:x1\n"]])
+def test_start_without_a_pid_is_one_line(lines: list[str]) -> None:
+    from us3l.errors import US3LError
+
+    with pytest.raises(US3LError, match=r"^remote shell on ssh://pi@board:22 did not report its process id: "):
+        _session(lines).start(["true"])
