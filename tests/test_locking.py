@@ -77,3 +77,28 @@ def test_a_planted_lock_file_is_refused_and_its_target_untouched(link: str, tmp_
     with pytest.raises(US3LError, match=r"cannot use the lock file .*\.us3l\.lock: .*; remove it and retry"):
         acquire(run)
     assert victim.read_text() == "IMPORTANT\n"
+
+
+def test_a_folder_the_lock_created_goes_again_when_nothing_was_written(tmp_path: Path) -> None:
+    new = tmp_path / "a" / "b" / "run"
+    with folder_lock(new):
+        assert (new / ".us3l.lock").is_file()
+    assert not (tmp_path / "a").exists()  # the run folder and the parents the lock made are gone
+    with folder_lock(new):
+        (new / "result.json").write_text("{}")
+    assert sorted(p.name for p in new.iterdir()) == [".us3l.lock", "result.json"]  # written to: kept
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with folder_lock(mine):
+        pass
+    assert mine.is_dir()  # a folder that existed before stays
+
+
+def test_a_failed_start_leaves_no_empty_run_folder(tmp_path: Path, capsys) -> None:
+    from us3l.cli import main
+
+    (tmp_path / "data" / "train" / "a").mkdir(parents=True)  # a folder data set without images
+    (tmp_path / "data" / "test" / "a").mkdir(parents=True)
+    rc = main(["train", "--data", f"folder:{tmp_path / 'data'}", "--out", str(tmp_path / "runs" / "r"), "--quiet"])
+    assert rc == 1 and "error: no images found under" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

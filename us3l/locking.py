@@ -4,6 +4,8 @@
 ``with`` block runs. The kernel drops the lock when the process exits, also on a crash or SIGKILL, so a stale
 lock never needs cleaning up; the lock file itself stays (removing it would race with a new holder). A second
 process asking for the same folder fails at once with one line naming the folder and the holder's PID.
+A folder the lock created is removed again on release when nothing but the lock file landed in it (a command
+that failed before writing anything leaves no empty folder).
 Within one process the lock is re-entrant (quickstart locks its output folder and then runs the steps that
 lock their own folders, some of them the same).
 """
@@ -21,6 +23,7 @@ from us3l.errors import US3LError
 LOCK_FILE = ".us3l.lock"
 
 _held: dict[Path, tuple[int, int]] = {}  # resolved folder -> (fd, depth)
+_created: dict[Path, list[Path]] = {}  # resolved folder -> the folders its acquire created, deepest first
 _guard = threading.Lock()
 
 
@@ -62,6 +65,7 @@ def acquire(folder: str | Path, what: str = "folder") -> Path:
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise US3LError(f"{what} {path} is a file, not a folder; choose another --out")
+    created = _missing_levels(path)
     path.mkdir(parents=True, exist_ok=True)
     key = path.resolve()
     with _guard:
@@ -85,7 +89,36 @@ def acquire(folder: str | Path, what: str = "folder") -> Path:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         _held[key] = (fd, 1)
+        if created:
+            _created[key] = created
         return key
+
+
+def _missing_levels(path: Path) -> list[Path]:
+    """The folders ``mkdir(parents=True)`` would create for ``path``, deepest first."""
+    missing = []
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def _remove_if_unused(key: Path) -> None:
+    """Remove a folder ``acquire`` created (and the parents it created) when nothing but the lock file is in it:
+    a command that failed before writing anything leaves no empty folder behind. Runs while the lock is held, so
+    no other us3l process can be using it; a folder anyone wrote into stays."""
+    levels = _created.pop(key, [])
+    if not levels:
+        return
+    try:
+        if os.listdir(key) != [LOCK_FILE]:
+            return
+        (key / LOCK_FILE).unlink()
+        for level in levels:
+            os.rmdir(level)  # stops at the first folder that is not empty
+    except OSError:
+        pass
 
 
 def release(key: Path) -> None:
@@ -101,6 +134,7 @@ def release(key: Path) -> None:
             return
         del _held[key]
         try:
+            _remove_if_unused(key)
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
