@@ -52,3 +52,49 @@ def test_torchrun_two_processes(tiny_folder: Path, tmp_path: Path) -> None:
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["distributed"]["world_size"] == 2
     assert any(k.startswith("backbone.") for k in load_file(str(out / "checkpoint.safetensors")))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes (not zombies) whose command line contains ``text``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            pids.append(int(d.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_sigterm_to_us3l_train_nproc_stops_its_workers(tiny_folder: Path, tmp_path: Path) -> None:
+    """``kill PID`` of ``us3l train --nproc 2`` (a scheduler's timeout) used to leave both DDP workers training on
+    as orphans: the launcher's process group is now stopped with it."""
+    import signal
+    import time
+
+    out = tmp_path / "ddp-term"
+    cmd = [sys.executable, "-m", "us3l", "train", "--nproc", "2", "--data", f"folder:{tiny_folder}",
+           "--epochs", "400", "--out", str(out), "--set", "model_kwargs.base_channels=8", "--set", "image_size=16",
+           "--batch-size", "2", "--knn-every", "0", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    deadline = time.monotonic() + 180
+    while not (out / "metrics.jsonl").is_file():  # both workers are past set-up and training
+        assert proc.poll() is None, proc.stderr.read()[-2000:] if proc.stderr else ""
+        assert time.monotonic() < deadline, "training did not start within 180 s"
+        time.sleep(0.2)
+    assert len(_processes_mentioning(str(out))) >= 3  # us3l, torchrun and the two workers
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert err.rstrip().endswith("us3l: terminated")
+    deadline = time.monotonic() + 30
+    while (left := _processes_mentioning(str(out))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == [], f"processes still running after us3l exited: {left}"

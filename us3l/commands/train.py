@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,12 +77,12 @@ def train_cmd(
                    "in profile, select and export)", "train")
         torch_device = torch_device or device_old
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from us3l.train.distributed import torchrun_command
+        from us3l.train.distributed import run_launcher, torchrun_command
 
         if "train" not in sys.argv:
             raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
         cmd = torchrun_command(nproc, ["train", *_nproc_args(sys.argv[sys.argv.index("train") + 1 :])])
-        raise typer.Exit(subprocess.call(cmd))
+        raise typer.Exit(run_launcher(cmd))
 
     import yaml
 

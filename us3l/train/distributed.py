@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -74,6 +75,42 @@ def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def run_launcher(cmd: list[str], grace_s: float = 60.0) -> int:
+    """Run the torchrun ``cmd`` (``us3l train --nproc``) and return its exit status.
+
+    torchrun starts in its own process group. When this process is interrupted (Ctrl-C, or SIGTERM, which the
+    CLI turns into the same ``KeyboardInterrupt``), the group gets SIGTERM: torchrun stops its workers and
+    exits; whatever is still alive after ``grace_s`` seconds (or at a second interrupt) is SIGKILLed. Without
+    this, a SIGTERM to ``us3l`` alone left the worker processes training on as orphans."""
+    import subprocess
+
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return proc.wait()
+    except BaseException:
+        stop_process_group(proc, grace_s)
+        raise
+
+
+def stop_process_group(proc: Any, grace_s: float) -> None:
+    """SIGTERM the process group led by ``proc``, wait up to ``grace_s`` s, then SIGKILL what is left of it."""
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(grace_s)
+    except ProcessLookupError:
+        return
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher if it hung, and any worker it left behind
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def torchrun_command(nproc: int, args: list[str]) -> list[str]:
