@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -209,17 +211,36 @@ class SSHSession:
     def exists(self, path: str) -> bool:
         return self.run(["test", "-e", path], timeout=30).returncode == 0
 
+    @contextmanager
+    def _file_op(self, what: str, remote: str) -> Iterator[None]:
+        """An SFTP operation's failure (remote disk full, no such folder, permission, timeout) as one line naming
+        the remote path, instead of paramiko's bare ``OSError: Failure``."""
+        try:
+            yield
+        except (OSError, EOFError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                why = f"no answer within {self.reach.command_timeout_s:g} s"
+            raise US3LError(f"{what} {self.reach.url}:{remote} failed: {' '.join(str(why).split())}") from None
+
     def mkdir(self, path: str) -> None:
-        self.sftp.mkdir(path)
+        with self._file_op("creating the folder", path):
+            self.sftp.mkdir(path)
 
     def put(self, local: str | Path, remote: str) -> None:
-        self.sftp.put(str(local), remote)
+        with self._file_op(f"copying {local} to", remote):
+            self.sftp.put(str(local), remote)
+
+    def write_bytes(self, remote: str, data: bytes) -> None:
+        with self._file_op("writing", remote), self.sftp.open(remote, "wb") as fh:
+            fh.write(data)
 
     def get(self, remote: str, local: str | Path) -> None:
-        self.sftp.get(remote, str(local))
+        with self._file_op(f"copying to {local} from", remote):
+            self.sftp.get(remote, str(local))
 
     def read_text(self, remote: str) -> str:
-        with self.sftp.open(remote, "r") as fh:
+        with self._file_op("reading", remote), self.sftp.open(remote, "r") as fh:
             return fh.read().decode("utf-8", errors="replace")
 
 

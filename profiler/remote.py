@@ -80,9 +80,7 @@ class RemoteRunner:
             for f in files:
                 s.put(f, f"{self.workdir}/{key}/{Path(f).name}")
             manifest["models"][key] = {"path": f"{key}/{Path(files[0]).name}", "input_shape": list(shape)}
-        local_manifest = json.dumps(manifest).encode()
-        with s.sftp.open(f"{self.workdir}/manifest.json", "wb") as fh:
-            fh.write(local_manifest)
+        s.write_bytes(f"{self.workdir}/manifest.json", json.dumps(manifest).encode())
         argv = [
             s.reach.python, f"{self.workdir}/remote_runner.py", "--backend", self.backend,
             "--manifest", f"{self.workdir}/manifest.json", "--threads", str(self.threads or 0),

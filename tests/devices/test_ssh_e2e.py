@@ -132,3 +132,20 @@ def test_marker_lines_in_known_hosts_are_read_as_openssh_reads_them(loopback_ssh
     spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=revoked)))
     with pytest.raises(US3LError, match=r"host key of .* is marked @revoked in .*known_hosts_revoked"):
         SSHSession(spec.reach).connect()
+
+
+def test_file_transfer_failures_are_one_line_naming_the_remote_path(loopback_ssh, tmp_path):
+    local = tmp_path / "model.onnx"
+    local.write_bytes(b"x")
+    missing = str(tmp_path / "no-such-folder" / "model.onnx")
+    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml()))
+    with SSHSession(spec.reach) as s:
+        with pytest.raises(US3LError) as info:
+            s.put(local, missing)
+        assert str(info.value) == f"copying {local} to {loopback_ssh.url}:{missing} failed: No such file"
+        with pytest.raises(US3LError, match=rf"^reading {loopback_ssh.url}:{missing} failed: No such file$"):
+            s.read_text(missing)
+        with pytest.raises(US3LError, match=r"^creating the folder .* failed: "):
+            s.mkdir(missing + "/deeper")
+        s.write_bytes(str(tmp_path / "ok.json"), b"{}")
+        assert s.read_text(str(tmp_path / "ok.json")) == "{}"
