@@ -413,8 +413,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{started}] {s.name}: {cmd}", file=sys.stderr, flush=True)
             rc, wall, stream = run_step(shlex.split(cmd), clone, env, logs / f"{s.name}.log")
             if rc != s.rc:
-                last = next((ln for k, ln in reversed(stream) if k == "e" and ln.strip()), "no stderr")
-                raise Fail(f"step {s.name} ({cmd}) exited {rc}, expected {s.rc}: {last.strip()}")
+                last = next((ln for k, ln in reversed(stream) if k == "e" and ln.strip()), None)
+                last = last or next((ln for _, ln in reversed(stream) if ln.strip()), "no output")
+                kept = REPO / "runs" / f"readme-{s.name}-failed.log"  # the clone goes; its log must not
+                kept.parent.mkdir(exist_ok=True)
+                shutil.copyfile(logs / f"{s.name}.log", kept)
+                raise Fail(f"step {s.name} ({cmd}) exited {rc}, expected {s.rc}: {last.strip()} (full output: {kept})")
             print(f"  {fmt_duration(wall)}, exit {rc}", file=sys.stderr, flush=True)
             results[s.name] = Result(s, cmd, rc, wall, started, load, stream)
 
