@@ -175,10 +175,7 @@ class RemoteRunner:
         """``timer(k)``: k remote single-inference timings of model ``key``, in seconds."""
 
         def run(k: int) -> list[float]:
-            assert self._proc is not None
-            self._proc.stdin.write(json.dumps({"cmd": "time", "key": key, "n": int(k)}) + "\n")
-            self._proc.stdin.flush()
-            return self._samples(self._read(), int(k))
+            return self._samples(self._ask({"cmd": "time", "key": key, "n": int(k)}), int(k))
 
         return run
 

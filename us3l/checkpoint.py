@@ -183,12 +183,16 @@ def finish_interrupted_commit(run_dir: str | Path) -> bool:
         final = run / name
         if final.is_file() and _file_epoch(name, final) == target:
             continue
-        for tmp in sorted(run.glob(f".{name}.*")):
-            if _file_epoch(name, tmp) == target:
-                os.replace(tmp, final)
-                done = True
-                break
+        tmp = _pending_file(run, name, target)
+        if tmp is not None:
+            os.replace(tmp, final)
+            done = True
     return done
+
+
+def _pending_file(run: Path, name: str, epoch: int) -> Path | None:
+    """A temporary file ``_commit`` left for ``name`` that records ``epoch`` (the first in name order), or None."""
+    return next((tmp for tmp in sorted(run.glob(f".{name}.*")) if _file_epoch(name, tmp) == epoch), None)
 
 
 def _unfinished_commit(run: Path, meta: Mapping[str, Any]) -> bool:
@@ -201,7 +205,7 @@ def _unfinished_commit(run: Path, meta: Mapping[str, Any]) -> bool:
         return False
     if target is None or target == meta.get("epoch"):
         return False
-    return any(_file_epoch(META_FILE, tmp) == target for tmp in run.glob(f".{META_FILE}.*"))
+    return _pending_file(run, META_FILE, target) is not None
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

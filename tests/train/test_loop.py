@@ -85,10 +85,8 @@ def _final_tensors(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "checkpoint.safetensors"))
 
 
-def test_resume_in_process_is_bit_identical(tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    full = tiny_cfg(epochs=4, out=str(tmp_path / "full"))
-    run_training(full)
-    part = tiny_cfg(epochs=4, out=str(tmp_path / "part"))
+def _stopped_after_checkpoint(cfg, epoch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train ``cfg`` and stop it by an exception right after its checkpoint of ``epoch`` is saved (a kill)."""
     real_save = loop_mod._save
 
     class Killed(Exception):
@@ -96,13 +94,20 @@ def test_resume_in_process_is_bit_identical(tiny_cfg, tmp_path: Path, monkeypatc
 
     def save_then_die(*args, **kw):
         real_save(*args, **kw)
-        if args[-1] == 2:
+        if args[-1] == epoch:
             raise Killed()
 
     monkeypatch.setattr(loop_mod, "_save", save_then_die)
     with pytest.raises(Killed):
-        run_training(part)
+        run_training(cfg)
     monkeypatch.setattr(loop_mod, "_save", real_save)
+
+
+def test_resume_in_process_is_bit_identical(tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = tiny_cfg(epochs=4, out=str(tmp_path / "full"))
+    run_training(full)
+    part = tiny_cfg(epochs=4, out=str(tmp_path / "part"))
+    _stopped_after_checkpoint(part, 2, monkeypatch)
     assert ckpt.read_meta(tmp_path / "part")["epoch"] == 2
     res = run_training(part, resume=True)
     assert res.epochs_done == 4
@@ -216,20 +221,7 @@ def test_resume_takes_the_same_data_moved_elsewhere(tiny_cfg, tmp_path: Path, mo
 
     first = write_tiny_folder(tmp_path / "first")
     run = tmp_path / "run"
-    real_save = loop_mod._save
-
-    class Killed(Exception):
-        pass
-
-    def save_then_die(*args, **kw):
-        real_save(*args, **kw)
-        if args[-1] == 1:
-            raise Killed()
-
-    monkeypatch.setattr(loop_mod, "_save", save_then_die)
-    with pytest.raises(Killed):
-        run_training(tiny_cfg(epochs=4, out=str(run), data=f"folder:{first}"))
-    monkeypatch.setattr(loop_mod, "_save", real_save)
+    _stopped_after_checkpoint(tiny_cfg(epochs=4, out=str(run), data=f"folder:{first}"), 1, monkeypatch)
     moved = tmp_path / "moved"
     shutil.move(first, moved)
     other = write_tiny_folder(tmp_path / "other", per_class_train=5)

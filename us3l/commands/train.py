@@ -125,12 +125,12 @@ def train_cmd(
     cfg = resolve_config(config, overrides)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     is_main = int(os.environ.get("RANK", "0")) == 0
-    shown = _resumed_view(cfg, config, overrides) if resume else cfg
+    moved_data = str(cfg.data) if resume and overrides.get("data") is not None else None  # checked by the loop
+    shown = _resumed_view(cfg, config, overrides, moved_data) if resume else cfg
     if is_main and not cfg.quiet and not json_out:
         note("[bold]resolved config[/]" + (" (the run's saved config: --resume continues it)" if shown is not cfg
                                            else ""))
         note(yaml.safe_dump(shown.to_dict(), sort_keys=False).rstrip(), markup=False)
-    moved_data = str(cfg.data) if resume and overrides.get("data") is not None else None  # checked by the loop
     run = run_training(cfg, resume=resume, overwrite=overwrite, data=moved_data)
     if not is_main:
         return
@@ -156,20 +156,18 @@ def train_cmd(
     result(format_knn_table(run))
 
 
-#: What ``--resume`` takes from the command line; every other setting comes from the run's saved config
-#: (``data``: the same data set moved elsewhere, checked against the checkpoint before training goes on).
-_RESUME_KEEPS = ("out", "quiet", "num_workers", "device", "data")
-
-
-def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any]) -> Any:
-    """The config a ``--resume`` will really use (the run's saved one), with a note naming every given setting it
-    ignores; ``cfg`` itself when the run folder has no checkpoint to resume."""
-    from us3l.checkpoint import META_FILE
-    from us3l.train.loop import _resumed_config
+def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any], moved_data: str | None) -> Any:
+    """The config a ``--resume`` will really use (the run's saved one, ``moved_data`` replacing its data spec),
+    with a note naming every given setting it ignores; ``cfg`` itself when the run folder has no checkpoint to
+    resume. What it keeps from the command line: ``us3l.train.loop.RESUME_KEEPS`` and ``data`` (the same data set
+    moved elsewhere, checked against the checkpoint before training goes on)."""
+    from us3l.checkpoint import META_FILE, read_meta
+    from us3l.train.loop import RESUME_KEEPS, _resumed_config
 
     if not (Path(cfg.out) / META_FILE).is_file():
         return cfg
-    saved = _resumed_config(cfg, Path(cfg.out), str(cfg.data) if overrides.get("data") is not None else None)
+    saved = _resumed_config(cfg, read_meta(cfg.out), moved_data)
+    keeps = (*RESUME_KEEPS, "data")
 
     def saved_value(key: str) -> Any:
         head, _, sub = key.partition(".")
@@ -177,7 +175,7 @@ def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any]) -> A
         return (value or {}).get(sub) if sub and isinstance(value, dict) else value
 
     ignored = [f"{k}={v!r}" for k, v in overrides.items()
-               if v is not None and k not in _RESUME_KEEPS and saved_value(k) != v]
+               if v is not None and k not in keeps and saved_value(k) != v]
     if config is not None:
         ignored.insert(0, f"--config {config}")
     if ignored:

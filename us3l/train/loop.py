@@ -231,16 +231,20 @@ def _settle_replaced(run_dir: Path) -> None:
     aside.rmdir()
 
 
-def _resumed_config(cfg: TrainConfig, run_dir: Path, data: str | None = None) -> TrainConfig:
-    """On resume the saved config wins; only run-local settings come from ``cfg``, and ``data`` (the same data
-    set at a new place, checked by ``_check_same_data`` once it is loaded) replaces the saved data spec."""
+#: The settings a resumed run takes from the command line (run-local); every other one comes from its saved config.
+RESUME_KEEPS = ("out", "quiet", "num_workers", "device")
+
+
+def _resumed_config(cfg: TrainConfig, meta: dict[str, Any], data: str | None = None) -> TrainConfig:
+    """On resume the saved config (``meta``: the run's checkpoint.json) wins; only ``RESUME_KEEPS`` come from
+    ``cfg``, and ``data`` (the same data set at a new place, checked by ``_check_same_data`` once it is loaded)
+    replaces the saved data spec."""
     from us3l.train.config import make_config
 
-    saved = ckpt.read_meta(run_dir)["config"]
-    keep: dict[str, Any] = {k: getattr(cfg, k) for k in ("out", "quiet", "num_workers", "device")}
+    keep: dict[str, Any] = {k: getattr(cfg, k) for k in RESUME_KEEPS}
     if data is not None:
         keep["data"] = data
-    return replace(make_config(saved), **keep)
+    return replace(make_config(meta["config"]), **keep)
 
 
 def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train_ds: Any, test_ds: Any,
@@ -248,8 +252,6 @@ def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train
     """Refuse (one line) to resume on data other than the run's: ``saved`` is checkpoint.json's ``data``
     (class count and split sizes), ``normalization`` its per-channel mean/std, computed from the training
     images."""
-    import math
-
     now = {"num_classes": len(train_ds.classes), "train_size": len(train_ds), "test_size": len(test_ds)}
     for key, value in now.items():
         if key in saved and saved[key] != value:
@@ -298,7 +300,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         meta = ckpt.read_meta(run_dir)
         if data is not None and data != meta["config"].get("data"):
             moved_from = meta
-        cfg = _resumed_config(cfg, run_dir, data if moved_from is not None else None)
+        cfg = _resumed_config(cfg, meta, data if moved_from is not None else None)
     else:
         resume = False
     cfg = fill_method_defaults(cfg)
