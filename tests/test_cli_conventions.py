@@ -135,6 +135,10 @@ def test_quiet_silences_progress(capsys: pytest.CaptureFixture[str]) -> None:
          "error: "),
         (["calibrate", "--ckpt", "/nonexistent", "--grid", "4"],
          "note: `us3l calibrate --grid 4` is deprecated; use --points 4", "error: "),
+        (["eval", "--ckpt", "/nonexistent", "--k", "5", "--temperature", "0.2"],
+         "note: `us3l eval --k 5` is deprecated; use --knn-k 5", "error: no checkpoint found at /nonexistent"),
+        (["profile", "--model", "cifar_resnet18", "--batch", "2", "--widths", "7"],
+         "note: `us3l profile --batch 2` is deprecated; use --batch-size 2", "error: "),
         (["train", "--device", "cpu", "--method", "nope"],
          "note: `us3l train --device cpu` is deprecated; use --torch-device cpu", "error: unknown method 'nope'"),
         (["quickstart", "--backends", "tflite"], "note: `us3l quickstart --backends tflite` is deprecated; use "

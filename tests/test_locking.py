@@ -102,3 +102,11 @@ def test_a_failed_start_leaves_no_empty_run_folder(tmp_path: Path, capsys) -> No
     rc = main(["train", "--data", f"folder:{tmp_path / 'data'}", "--out", str(tmp_path / "runs" / "r"), "--quiet"])
     assert rc == 1 and "error: no images found under" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_folder_that_cannot_be_created_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(US3LError, match=r"^cannot create run folder .*/file/run: Not a directory$"):
+        acquire(tmp_path / "file" / "run", "run folder")
+    with pytest.raises(US3LError, match=r"^cannot create run folder /proc/us3l-no/run: No such file or directory$"):
+        acquire("/proc/us3l-no/run", "run folder")

@@ -18,13 +18,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
 from us3l.errors import EXIT_INFEASIBLE as _EXIT_INFEASIBLE
+
+T = TypeVar("T")
 
 #: Exit codes (documented in docs/cli.md).
 EXIT_OK = 0
@@ -88,6 +90,14 @@ def deprecated(old: str, new: str, command: str) -> None:
     """One stderr line for an old option spelling that still works."""
     err_console().print(f"note: `us3l {command} {old}` is deprecated; use {new}", markup=False, highlight=False,
                         soft_wrap=True)
+
+
+def renamed_option(value: T, old_value: T | None, old: str, new: str, command: str) -> T | None:
+    """An option's value given by its current name ``new``, else by its deprecated name ``old`` (one note)."""
+    if old_value is None:
+        return value
+    deprecated(f"{old} {old_value}", f"{new} {old_value}", command)
+    return value if value is not None else old_value
 
 
 def result(text: str) -> None:

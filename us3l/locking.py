@@ -66,7 +66,10 @@ def acquire(folder: str | Path, what: str = "folder") -> Path:
     if path.exists() and not path.is_dir():
         raise US3LError(f"{what} {path} is a file, not a folder; choose another --out")
     created = _missing_levels(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise US3LError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
     key = path.resolve()
     with _guard:
         if key in _held:

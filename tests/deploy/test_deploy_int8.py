@@ -316,7 +316,7 @@ def test_int8_artifact_accuracy_beside_fp32_is_stored_and_kept_by_eval(onnx_int8
     assert again["knn_top1"] == entry["fp32_knn_top1"] and again["precisions"] == row["precisions"]
 
     # another kNN protocol cannot be stored beside it: one line, exit 1
-    assert main([*base, "--artifact", str(onnx_int8.directory), "--k", "3"]) == 1
+    assert main([*base, "--artifact", str(onnx_int8.directory), "--knn-k", "3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and "cannot add the artifact accuracies, its kNN protocol differs (k " in err
 

@@ -21,7 +21,7 @@ def test_eval_reports_intervals_baselines_and_capped_k(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    code = main(["eval", "--ckpt", str(run_dir), "--widths", "0.25", "--batches", "2", "--k", "500",
+    code = main(["eval", "--ckpt", str(run_dir), "--widths", "0.25", "--batches", "2", "--knn-k", "500",
                  "--knn-max-train", "200", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr()

@@ -11,10 +11,10 @@ from us3l.cli_app import app, emit_json
 from us3l.cli_output import (
     Col,
     Progress,
-    deprecated,
     note,
     note_switches,
     print_table,
+    renamed_option,
     result,
     set_quiet,
     set_threads,
@@ -81,7 +81,7 @@ def calibrate_cmd(
     from us3l.slim import calibrated_widths, canonical_width
 
     set_quiet(quiet)
-    points = _points(points, grid, "calibrate")
+    points = renamed_option(points, grid, "--grid", "--points", "calibrate")
     set_threads(threads)
     settings = CalibrationSettings(batches=batches, batch_size=batch_size, momentum=_momentum(bn_momentum))
     _lock(ctx, run_dir_of(weights_path(ckpt)), "run folder")  # bn_stats.safetensors is written there
@@ -127,14 +127,6 @@ def calibrate_cmd(
     note(f"wrote {out} ({len(doc['stored_widths'])} width(s) stored)", markup=False)
 
 
-def _points(points: int | None, grid: int | None, command: str) -> int | None:
-    """``--points N``, or the deprecated ``--grid N`` (one stderr note)."""
-    if grid is not None:
-        deprecated(f"--grid {grid}", f"--points {grid}", command)
-        return points if points is not None else grid
-    return points
-
-
 @app.command("eval")
 def eval_cmd(
     ctx: typer.Context,
@@ -150,11 +142,13 @@ def eval_cmd(
     grid: int | None = typer.Option(None, "--grid", hidden=True),  # deprecated spelling of --points
     k: int | None = typer.Option(
         None,
-        "--k",
+        "--knn-k",
         help="kNN neighbours requested (default: the run's training knn_k, else 200); capped at half the "
         "smallest class of the bank.",
     ),
-    temperature: float = typer.Option(0.1, "--temperature", help="kNN temperature."),
+    k_old: int | None = typer.Option(None, "--k", hidden=True),  # deprecated spelling of --knn-k
+    temperature: float | None = typer.Option(None, "--knn-t", help="kNN temperature (default 0.1)."),
+    temperature_old: float | None = typer.Option(None, "--temperature", hidden=True),  # deprecated: --knn-t
     knn_max_train: int | None = typer.Option(
         None, "--knn-max-train", help="Cap the kNN feature bank (seeded stratified subset)."
     ),
@@ -196,11 +190,13 @@ def eval_cmd(
     from us3l.eval.runner import EvalSettings, KnnSettings, evaluate_checkpoint, open_checkpoint, parse_widths
 
     set_quiet(quiet)
-    points = _points(points, grid, "eval")
+    points = renamed_option(points, grid, "--grid", "--points", "eval")
+    k = renamed_option(k, k_old, "--k", "--knn-k", "eval")
+    temperature = renamed_option(temperature, temperature_old, "--temperature", "--knn-t", "eval")
     set_threads(threads)
     settings = EvalSettings(
         protocol=protocol,
-        knn=KnnSettings(k=k, temperature=temperature, max_train=knn_max_train),
+        knn=KnnSettings(k=k, temperature=0.1 if temperature is None else temperature, max_train=knn_max_train),
         linear=LinearProbeSettings(
             epochs=linear_epochs, lr=linear_lr, batch_size=linear_batch_size, augment=linear_augment
         ),
@@ -275,8 +271,8 @@ def _eval_artifacts(
         why = protocol_mismatch(doc, loaded.sha256, first["data"], first["num_test"], first["protocols"])
         if why:
             raise US3LError(
-                f"{path}: cannot add the artifact accuracies, {why}: use the same --k/--knn-max-train/--data or "
-                "another --out"
+                f"{path}: cannot add the artifact accuracies, {why}: use the same --knn-k/--knn-t/--knn-max-train/"
+                "--data or another --out"
             )
     else:
         meta = loaded.meta

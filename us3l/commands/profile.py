@@ -13,7 +13,16 @@ import typer
 from rich.table import Table
 
 from us3l.cli_app import app, emit_json
-from us3l.cli_output import Col, Progress, deprecated, fit_table, note, note_switches, print_table, set_quiet
+from us3l.cli_output import (
+    Col,
+    Progress,
+    fit_table,
+    note,
+    note_switches,
+    print_table,
+    renamed_option,
+    set_quiet,
+)
 from us3l.errors import US3LError
 from us3l.locking import acquire, release
 from us3l.validate import MAX_BATCH, MAX_THREADS, width_list
@@ -153,9 +162,7 @@ def profile_cmd(
     if ctx.invoked_subcommand is not None:
         return
     set_quiet(quiet)
-    if batch_old is not None:
-        deprecated("--batch", "--batch-size", "profile")
-        batch_size = batch_size or batch_old
+    batch_size = renamed_option(batch_size, batch_old, "--batch", "--batch-size", "profile")
     from us3l.devices.registry import get_device
     from us3l.profiler.profile_file import write_profile
     from us3l.profiler.sweep import check_local_requirements, resolve_backend, run_sweep

@@ -28,7 +28,7 @@ from us3l.slim import bn_switches, canonical_width, check_width
 from us3l.train.knn import BANK_SEED
 
 DEFAULT_WIDTHS = (1.0, 0.75, 0.5, 0.25)
-DEFAULT_KNN_K = 200  # requested k when neither --k nor the checkpoint's training config gives one
+DEFAULT_KNN_K = 200  # requested k when neither --knn-k nor the checkpoint's training config gives one
 RANDOM_INIT_SEED = 0
 RAW_PIXEL_MAX_BYTES = 2**30  # raw-pixel baseline skipped when bank + test pixels exceed this (float32)
 PROTOCOLS = ("knn", "linear", "both")
