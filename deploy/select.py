@@ -74,7 +74,7 @@ class Budget:
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():
             if v is not None and not (v > 0 and math.isfinite(v)):
-                raise US3LError(f"budget {k} must be a positive number, got {v}")
+                raise US3LError(f"--{k.replace('_', '-')} must be a positive number, got {v}")  # the flag names it
 
     def is_empty(self) -> bool:
         return all(v is None for v in asdict(self).values())
@@ -95,7 +95,7 @@ class LatencyRule:
         if self.statistic not in STATISTICS:
             raise US3LError(f"unknown latency statistic '{self.statistic}' (choose {', '.join(STATISTICS)})")
         if not (0.0 <= self.margin < 10.0):
-            raise US3LError(f"margin must be a fraction in [0, 10), got {self.margin}")
+            raise US3LError(f"--margin must be a fraction in [0, 10), got {self.margin}")
 
     def describe(self) -> str:
         bound = "upper 95% CI bound of " if self.conservative else ""

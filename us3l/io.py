@@ -143,6 +143,8 @@ def check_schema(doc: Any, kind: str, version: int, path: str | Path) -> None:
     if not isinstance(doc, dict) or doc.get("kind") != kind:
         raise US3LError(f"{path} is not a us3l {kind} file")
     found = doc.get("schema_version")
+    if found is None:
+        raise US3LError(f"{path} has no schema_version; this us3l ({__version__}) reads {kind} version {version}")
     if found != version:
         raise US3LError(
             f"{path} has {kind} schema version {found}, this us3l ({__version__}) reads version {version}"

@@ -163,8 +163,12 @@ def test_bad_inputs(write_profile, tmp_path) -> None:
     prof = write_profile(rows((0.25, 1.0)))
     with pytest.raises(US3LError, match="no budget given"):
         select([prof], Budget())
-    with pytest.raises(US3LError, match="must be a positive number"):
+    with pytest.raises(US3LError, match=r"^--latency-ms must be a positive number, got -1$"):
         Budget(latency_ms=-1)
+    with pytest.raises(US3LError, match=r"^--memory-mb must be a positive number, got nan$"):
+        Budget(memory_mb=float("nan"))
+    with pytest.raises(US3LError, match=r"^--margin must be a fraction in \[0, 10\), got -1.0$"):
+        LatencyRule(margin=-1.0)
     with pytest.raises(US3LError, match="profile not found"):
         select([tmp_path / "missing.json"], Budget(latency_ms=1))
     with pytest.raises(US3LError, match="no profile for device 'tpu'"):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from us3l import __version__
 from us3l.cli import main
 from us3l.errors import US3LError
 from us3l.report import REPORT_FILE, render_report, write_report
@@ -82,6 +83,22 @@ def test_broken_files_give_one_line_each(pipeline: Path) -> None:
     assert {"accuracy", "selection"} <= set(rep.failed())
     assert "latency" in rep.rendered()  # the other profile still draws
     assert rep.html.count('class="error"') >= 3
+
+
+def test_a_run_folder_is_a_pipeline_folder_of_its_own(tmp_path: Path) -> None:
+    run = make_run(tmp_path)  # tmp_path/run: checkpoint.json, metrics.jsonl
+    make_accuracy(run)  # where `us3l eval --ckpt run` writes it
+    rep = render_report(run)
+    assert rep.files.run == run and rep.files.checkpoint is not None and rep.files.checkpoint.ok
+    assert "run" not in rep.missing() and rep.files.accuracy is not None and rep.files.accuracy.ok
+    assert render_report(tmp_path).files.run == run  # the step-by-step folder above it: the same run
+
+
+def test_an_error_naming_its_file_names_it_once(tmp_path: Path) -> None:
+    (tmp_path / "accuracy.json").write_text(json.dumps({"kind": "accuracy"}), encoding="utf-8")
+    (line,) = render_report(tmp_path).errors()
+    assert line == f"{tmp_path / 'accuracy.json'} has no schema_version; this us3l ({__version__}) reads accuracy " \
+        "version 2"
 
 
 def test_unexpected_shape_inside_a_valid_file_does_not_crash(pipeline: Path) -> None:

@@ -20,7 +20,7 @@ def devices_cmd(
     check: bool = typer.Option(False, "--check", help="Check that each device is reachable and has its runtime."),
     device_file: Path | None = typer.Option(None, "--device-file", help="Also read this device TOML file."),
     host: str | None = typer.Option(None, "--host", help="With --check and one device: reach it here."),
-    name: str | None = typer.Option(None, "--device", help="Only this device."),
+    name: str | None = typer.Option(None, "--device", "-d", help="Only this device."),
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:

@@ -240,7 +240,7 @@ def export_cmd(
     width: float | None = typer.Option(None, "--width", help="Width ratio in the model's range."),
     selection: Path | None = typer.Option(None, "--selection", help="selection.json from `us3l select`."),
     device: str | None = typer.Option(
-        None, "--device", help="Target device name (with --selection: only this device's choice)."
+        None, "--device", "-d", help="Target device name (with --selection: only this device's choice)."
     ),
     ckpt: Path | None = typer.Option(None, "--ckpt", help="Run folder or checkpoint.safetensors."),
     model: str | None = typer.Option(None, "--model", help="A registered model, freshly initialised."),

@@ -176,8 +176,9 @@ def profile_cmd(
             raise US3LError(str(exc)) from None
     try:  # nan / inf / out of range: refused before any model is built
         policy = spec.policy.replace(target_rel_ci=target_ci, max_seconds=max_seconds)
-    except ValueError as exc:
-        raise US3LError(f"--target-ci / --max-seconds: {exc}") from None
+    except ValueError as exc:  # the policy names its fields; the user typed the flags
+        text = str(exc).replace("target_rel_ci", "--target-ci").replace("max_seconds", "--max-seconds")
+        raise US3LError(text) from None
     for flag, value in (("--max-memory-mb", max_memory_mb), ("--max-total-seconds", max_total_seconds)):
         if value is not None and not 0 < value < float("inf"):
             raise US3LError(f"{flag} must be a finite number > 0, got {value}")

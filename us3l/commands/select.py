@@ -33,7 +33,7 @@ def _acc_cell(acc: float | None, ci: Any, macs: bool = False) -> str:
 def select_cmd(
     profile: list[Path] = typer.Option([], "--profile", help="Profile file(s) (repeat for many devices)."),
     device: list[str] = typer.Option(
-        [], "--device", help="Device name(s): finds PROFILES_DIR/*-<device>-*.json."
+        [], "--device", "-d", help="Device name(s): finds PROFILES_DIR/*-<device>-*.json."
     ),
     profiles_dir: Path = typer.Option(Path("profiles"), "--profiles-dir", help="Where --device looks."),
     accuracy: Path | None = typer.Option(None, "--accuracy", help="accuracy.json (else MACs are the proxy)."),

@@ -60,6 +60,7 @@ class PipelineFiles:
     """Everything found in a pipeline folder; ``None`` / empty lists mean the input is missing."""
 
     root: Path
+    run: Path = Path(RUN_DIR)  # the run folder: root/run, or root itself when root is a run folder
     checkpoint: Loaded[dict[str, Any]] | None = None
     metrics: Loaded[list[dict[str, Any]]] | None = None
     accuracy: Loaded[dict[str, Any]] | None = None
@@ -90,7 +91,11 @@ class PipelineFiles:
             self.checkpoint, self.metrics, self.accuracy, self.selection, self.summary,
             *self.profiles, *self.manifests,
         ]
-        lines = [f"{item.path}: {item.error}" for item in items if item is not None and item.error]
+        lines = [  # a loader's message that names the file already is not prefixed with it again
+            item.error if str(item.path) in item.error else f"{item.path}: {item.error}"
+            for item in items
+            if item is not None and item.error
+        ]
         for m in self.manifests:  # re-hashed here: a manifest saying "valid" is not trusted on its own word
             if m.doc is not None and m.doc.get(REHASH_KEY):
                 lines.append(f"{m.path}: valid: no ({m.doc[REHASH_KEY]['reason']}): {m.doc[REHASH_KEY]['detail']}")
@@ -205,7 +210,7 @@ def _bindings(files: PipelineFiles) -> list[str]:
     from us3l.io import file_sha256
 
     root, lines = files.root, []
-    weights = root / RUN_DIR / WEIGHTS_FILE
+    weights = files.run / WEIGHTS_FILE
     sha = file_sha256(weights) if weights.is_file() else None
 
     def other(recorded: object) -> bool:
@@ -251,11 +256,19 @@ def _optional(path: Path, loader: Callable[[Path], T]) -> Loaded[T] | None:
 
 
 def accuracy_path(root: Path) -> Path:
-    """``root/accuracy.json`` (quickstart), else ``root/run/accuracy.json`` (the step-by-step flow: ``us3l eval
-    --ckpt run`` writes beside the checkpoint)."""
+    """``root/accuracy.json`` (quickstart, or a run folder given as the pipeline folder), else
+    ``root/run/accuracy.json`` (the step-by-step flow: ``us3l eval --ckpt run`` writes beside the checkpoint)."""
     top = root / ACCURACY_FILE
     nested = root / RUN_DIR / ACCURACY_FILE
     return nested if not top.is_file() and nested.is_file() else top
+
+
+def run_folder(root: Path) -> Path:
+    """``root/run``, or ``root`` itself when it is a run folder (its ``checkpoint.json`` at the top and no
+    ``run/`` inside): ``us3l report RUN`` reports a training run on its own."""
+    if not (root / RUN_DIR).is_dir() and (root / CHECKPOINT_META).is_file():
+        return root
+    return root / RUN_DIR
 
 
 def collect_pipeline(directory: str | Path) -> PipelineFiles:
@@ -268,9 +281,10 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
         raise US3LError(f"pipeline folder not found: {root}")
     if not root.is_dir():
         raise US3LError(f"{root} is not a folder (expected a pipeline folder written by us3l quickstart)")
-    run = root / RUN_DIR
+    run = run_folder(root)
     files = PipelineFiles(
         root=root,
+        run=run,
         checkpoint=_optional(run / CHECKPOINT_META, _read_checkpoint),
         metrics=_optional(run / METRICS_FILE, _read_metrics),
         accuracy=_optional(accuracy_path(root), _read_accuracy),
@@ -282,8 +296,7 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
     files.stale = _bindings(files)
     if not files.found_any():
         raise US3LError(
-            f"{root} contains no us3l pipeline files (expected run/checkpoint.json, accuracy.json or "
-            "run/accuracy.json, "
-            "profiles/*.json, selection.json or artifacts/<device>/<name>/manifest.json)"
+            f"{root} contains no us3l pipeline files (expected a run folder, or run/checkpoint.json, accuracy.json "
+            "or run/accuracy.json, profiles/*.json, selection.json or artifacts/<device>/<name>/manifest.json)"
         )
     return files

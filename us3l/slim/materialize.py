@@ -64,7 +64,7 @@ def _static_bn(m: SlimBatchNorm2d, w: float, key: float, require_stats: bool, na
     if stats is None and require_stats:
         raise US3LError(
             f"width {w:g} has no calibrated BN statistics (layer {name}); calibrate it first "
-            "(us3l calibrate --ckpt ... --data ...)"
+            f"(us3l calibrate --ckpt RUN --widths {w:g}, with --data SPEC unless the run trained on built-in data)"
         )
     bn = nn.BatchNorm2d(c, eps=m.eps, momentum=m.momentum, track_running_stats=stats is not None)
     weight, bias = m.affine(w)  # the shared affine's first c channels, or the switch's private affine (S-Nets)
