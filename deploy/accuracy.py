@@ -95,7 +95,7 @@ def evaluate_artifact(
     from us3l.eval.runner import EvalSettings, knn_data, resolve_data_spec
     from us3l.io import file_sha256
     from us3l.slim import canonical_width
-    from us3l.train.knn import knn_predict
+    from us3l.train.knn import knn_predict, topk_accuracy
 
     s = settings or EvalSettings()
     if s.run_linear and s.linear.augment:
@@ -141,11 +141,8 @@ def evaluate_artifact(
             bank = train_f[bank_idx] if full_train and bank_idx is not None else train_f
             bank_y = ytr[bank_idx] if full_train and bank_idx is not None else ytr
             sc = knn_predict(bank, bank_y, test_f, num_classes, k, s.knn.temperature)
-            ranked = sc.argsort(dim=1, descending=True)
-            hits = ranked == yte.view(-1, 1)
-            top1 = float(hits[:, :1].any(dim=1).float().mean())
-            out.update(knn_top1=top1, knn_top1_ci=ci(top1), _pred=ranked[:, 0],
-                       knn_top5=float(hits[:, : min(5, num_classes)].any(dim=1).float().mean()))
+            top1, top5 = topk_accuracy(sc, yte, (1, 5))
+            out.update(knn_top1=top1, knn_top1_ci=ci(top1), _pred=sc.argmax(dim=1), knn_top5=top5)
         if s.run_linear:
             l1, l5 = train_linear_probe(train_f, ytr, test_f, yte, num_classes, s.linear)
             out.update(linear_top1=l1, linear_top1_ci=ci(l1), linear_top5=l5)
@@ -154,7 +151,8 @@ def evaluate_artifact(
     art, ref = scores(qtr, qte), scores(ftr, fte)
     agreement = None
     if art["_pred"] is not None:
-        agreement = float((art.pop("_pred") == ref.pop("_pred")).float().mean())
+        same = art.pop("_pred") == ref.pop("_pred")
+        agreement = int(same.sum()) / same.numel()
     art.pop("_pred", None)
     ref.pop("_pred", None)
 

@@ -112,3 +112,15 @@ def test_linear_probe_lr_must_be_finite_and_positive(lr: float) -> None:
 
     with pytest.raises(US3LError, match=r"^linear-probe lr must be a finite number > 0, got "):
         LinearProbeSettings(lr=lr)
+
+
+def test_accuracies_are_exact_fractions_of_the_test_set() -> None:
+    from us3l.train.knn import topk_accuracy
+
+    labels = torch.arange(1000) % 3
+    scores = torch.nn.functional.one_hot(labels, 3).float()
+    scores[:634] = torch.tensor([0.0, 0.0, 0.0]).index_fill(0, torch.tensor(0), 1.0)  # first 634 all say class 0
+    hits = int((labels[:634] == 0).sum()) + 366  # the last 366 are all right
+    (top1,) = topk_accuracy(scores, labels, (1,))
+    assert top1 == hits / 1000 and repr(top1) == repr(hits / 1000)  # an exact fraction, not float32 rounding
+    assert topk_accuracy(scores, labels, (5,)) == (1.0,)  # k clipped to the 3 classes

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from us3l.errors import US3LError
+from us3l.train.knn import topk_accuracy
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,6 @@ class LARSSGD(torch.optim.SGD):
                 group["weight_decay"] = wd
 
 
-@torch.no_grad()
-def topk_accuracy(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> tuple[float, ...]:
-    """Top-k accuracies (fractions); k is clipped to the number of classes."""
-    ranked = logits.argsort(dim=1, descending=True)
-    hits = ranked == labels.view(-1, 1)
-    return tuple(float(hits[:, : min(k, logits.shape[1])].any(dim=1).float().mean()) for k in ks)
 
 
 def train_linear_probe(

@@ -133,6 +133,14 @@ def knn_accuracy(
     """Top-k accuracies (fractions in [0, 1]) of :func:`knn_predict` with the given ``k`` (not capped here:
     callers pass ``effective_k(k_requested, train_labels)``)."""
     scores = knn_predict(train_features, train_labels, test_features, num_classes, k, temperature)
+    return topk_accuracy(scores, test_labels, topk)
+
+
+@torch.no_grad()
+def topk_accuracy(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> tuple[float, ...]:
+    """Top-k accuracies of class ``scores`` (rows: images) as exact fractions hits / n, k clipped to the number
+    of classes. Counted in integers, so 366 of 1000 is 0.366, not float32's 0.3659999966621399."""
     ranked = scores.argsort(dim=1, descending=True)
-    hits = ranked == test_labels.view(-1, 1)
-    return tuple(float(hits[:, : min(t, num_classes)].any(dim=1).float().mean()) for t in topk)
+    hits = ranked == labels.view(-1, 1)
+    n = int(hits.shape[0])
+    return tuple(int(hits[:, : min(k, scores.shape[1])].any(dim=1).sum()) / n for k in ks)
