@@ -99,7 +99,7 @@ def test_nproc_is_removed_from_relaunched_arguments() -> None:
 
     assert _nproc_args(["--nproc", "2", "--epochs", "4", "--nproc=3", "-q"]) == ["--epochs", "4", "-q"]
     cmd = torchrun_command(2, ["train", "--epochs", "4"])
-    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    assert cmd[1:6] == ["-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2", "-m"]
     assert cmd[6:] == ["us3l", "train", "--epochs", "4"]
 
 

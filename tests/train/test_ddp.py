@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def test_torchrun_two_processes(tiny_folder: Path, tmp_path: Path) -> None:
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Grad strides do not match" not in proc.stderr  # the 1x1-kernel false positive (test_launch.py)
     doc = json.loads(proc.stdout)  # exactly one JSON document: only rank 0 prints
     assert doc["epochs"] == 4 and set(doc["knn_top1"]) == {"1", "0.25"}
     lines = (out / "metrics.jsonl").read_text().splitlines()
@@ -94,7 +96,35 @@ def test_sigterm_to_us3l_train_nproc_stops_its_workers(tiny_folder: Path, tmp_pa
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert err.rstrip().endswith("us3l: terminated")
+    assert "Traceback" not in err and "SignalException" not in err, err[-2000:]  # torchrun's, no longer printed
     deadline = time.monotonic() + 30
     while (left := _processes_mentioning(str(out))) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert left == [], f"processes still running after us3l exited: {left}"
+
+
+@pytest.mark.slow
+def test_a_worker_killed_by_a_signal_ends_us3l_train_nproc_in_one_line(tiny_folder: Path, tmp_path: Path) -> None:
+    """A DDP worker that dies of SIGKILL (the OOM killer) prints nothing itself: us3l says which rank and how,
+    in one line, exits 137, and prints no torchrun traceback or failure table."""
+    import signal
+    import time
+
+    out = tmp_path / "ddp-kill"
+    cmd = [sys.executable, "-m", "us3l", "train", "--nproc", "2", "--data", f"folder:{tiny_folder}",
+           "--epochs", "400", "--out", str(out), "--set", "model_kwargs.base_channels=8", "--set", "image_size=16",
+           "--batch-size", "2", "--knn-every", "0", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 180
+    while not (out / "metrics.jsonl").is_file():
+        assert proc.poll() is None, proc.stderr.read()[-2000:] if proc.stderr else ""
+        assert time.monotonic() < deadline, "training did not start within 180 s"
+        time.sleep(0.2)
+    workers = _processes_mentioning(f"-u -m us3l train --data folder:{tiny_folder}")
+    assert len(workers) == 2
+    os.kill(max(workers), signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 137, err[-2000:]
+    assert "Traceback" not in err and "ChildFailedError" not in err, err[-2000:]
+    assert re.search(r"^error: training process rank [01] was killed by SIGKILL$", err, re.M), err[-2000:]

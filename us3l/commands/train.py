@@ -76,13 +76,7 @@ def train_cmd(
         deprecated(f"--device {device_old}", f"--torch-device {device_old} (--device names a deployment target "
                    "in profile, select and export)", "train")
         torch_device = torch_device or device_old
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from us3l.train.distributed import run_launcher, torchrun_command
-
-        if "train" not in sys.argv:
-            raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
-        cmd = torchrun_command(nproc, ["train", *_nproc_args(sys.argv[sys.argv.index("train") + 1 :])])
-        raise typer.Exit(run_launcher(cmd))
+    launch = nproc > 1 and "WORLD_SIZE" not in os.environ
 
     import yaml
 
@@ -124,6 +118,14 @@ def train_cmd(
         overrides[key] = parsed
     cfg = resolve_config(config, overrides)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
+    if launch:  # bad input is one line from here, not the same line from every worker and torchrun's report
+        from us3l.train.distributed import run_launcher, torchrun_command
+
+        _check_data(str(cfg.data))
+        if "train" not in sys.argv:
+            raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
+        cmd = torchrun_command(nproc, ["train", *_nproc_args(sys.argv[sys.argv.index("train") + 1 :])])
+        raise typer.Exit(run_launcher(cmd))
     is_main = int(os.environ.get("RANK", "0")) == 0
     moved_data = str(cfg.data) if resume and overrides.get("data") is not None else None  # checked by the loop
     shown = _resumed_view(cfg, config, overrides, moved_data) if resume else cfg
@@ -181,6 +183,17 @@ def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any], move
     if ignored:
         note(f"note: --resume continues the run with its saved config; ignored: {', '.join(ignored)}", markup=False)
     return saved
+
+
+def _check_data(spec: str) -> None:
+    """Both splits of a CIFAR or folder data set can be read (the built-in sets always can): checked once before
+    ``--nproc`` starts its workers, each of which loads them again."""
+    from us3l.data.datasets import load_dataset, parse_data_spec
+
+    if parse_data_spec(spec)[0] in ("builtin", "digits"):
+        return
+    for split in ("train", "test"):
+        load_dataset(spec, split)
 
 
 def _check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:

@@ -118,7 +118,7 @@ def torchrun_command(nproc: int, args: list[str]) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "us3l.train.launch",  # torch.distributed.run, with failures reported in one line (its docstring)
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",

@@ -1,0 +1,60 @@
+"""``us3l train --nproc``: bad input is one line before any worker starts, and torchrun's failures end the CLI's
+way (one line, no traceback). The end-to-end runs with real torchrun are in test_ddp.py (slow)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from us3l.cli import main
+from us3l.train.launch import exit_status, failure_line
+
+
+def test_a_worker_killed_by_a_signal_is_one_line_and_128_plus_n() -> None:
+    assert failure_line(1, -9) == "error: training process rank 1 was killed by SIGKILL"
+    assert failure_line(0, -15) == "error: training process rank 0 was killed by SIGTERM"
+    assert failure_line(0, 1) is None  # it printed its own error
+    assert (exit_status(-9), exit_status(-15), exit_status(1), exit_status(2), exit_status(0)) == (137, 143, 1, 2, 1)
+
+
+def test_bad_data_with_nproc_is_one_line_before_anything_starts(tiny_folder: Path, tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    shutil.copytree(tiny_folder, empty)
+    for image in empty.rglob("*.png"):
+        image.unlink()
+    out = tmp_path / "run"
+    assert main(["train", "--nproc", "2", "--data", f"folder:{empty}", "--out", str(out), "--quiet"]) == 1
+    cap = capsys.readouterr()
+    assert cap.err.startswith("error: no images found under ") and cap.err.count("\n") == 1 and cap.out == ""
+    assert not out.exists()
+
+
+def test_only_size_one_kernels_get_gradients_strided_unlike_their_weights() -> None:
+    """Why DDP's "grad strides do not match bucket view strides" warning is filtered for channels_last runs: at
+    every width the only gradients strided unlike their parameters are those of 1x1 kernels, whose bytes are the
+    same in either layout (size-1 dims). A 3x3 kernel among them would be a real copy per step."""
+    from us3l.models.registry import create_model
+    from us3l.slim import width
+
+    model = create_model("cifar_resnet18", base_channels=8).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    differing = set()
+    for w in (1.0, 0.75, 0.5, 0.25):
+        model.zero_grad(set_to_none=True)
+        with width(model, w):
+            model(x).sum().backward()
+        for name, p in model.named_parameters():
+            if p.grad is not None and p.grad.stride() != p.stride():
+                assert p.dim() == 4 and tuple(p.shape[2:]) == (1, 1), (name, tuple(p.shape), w)
+                assert torch.equal(p.grad.contiguous().view(-1), p.grad.contiguous(memory_format=torch.channels_last)
+                                   .view(-1))
+                differing.add(name)
+    assert differing  # the case the filter is for does occur (the downsample 1x1 convolutions)
+
+
+def test_nproc_refuses_bad_config_in_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--nproc", "2", "--epochs", "3", "--out", str(tmp_path / "r"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: schedule 'A' splits training into 4 equal stages") and err.count("\n") == 1

@@ -1,0 +1,63 @@
+"""torchrun for ``us3l train --nproc``, with failures reported the way the CLI reports them.
+
+``python -m us3l.train.launch ARGS`` is ``torchrun ARGS`` (``torch.distributed.run``), except for how it ends:
+
+- a worker that failed has already printed its own one-line ``error: ...``; torchrun's ``ChildFailedError``
+  traceback and failure table are not printed again. A worker killed by a signal prints nothing itself, so
+  that is said here in one line. The exit status is the first failed worker's (128 + N for signal N); the
+  workers torchrun then stopped are not reported.
+- stopped by a signal (``us3l train`` forwards Ctrl-C and SIGTERM to it), torchrun stops its workers and this
+  exits 128 + N without torchrun's ``SignalException`` traceback.
+- torchrun's own log lines (the OMP_NUM_THREADS banner, per-failure lines) are off: ``us3l`` sets the thread
+  count itself (``threads``), and the failures are reported as above.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def failure_line(rank: int, exitcode: int) -> str | None:
+    """The one-line error for the first failed worker when a signal killed it (one that failed otherwise has
+    printed its own); ``None`` otherwise. The workers torchrun stopped after it are not reported."""
+    if exitcode >= 0:
+        return None
+    return f"error: training process rank {rank} was killed by {signal_name(-exitcode)}"
+
+
+def exit_status(exitcode: int) -> int:
+    """A worker's exit code as a shell status: 128 + N for signal N (``Popen`` reports -N), never 0."""
+    return 128 - exitcode if exitcode < 0 else (exitcode or 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    logging.disable(logging.CRITICAL)  # this process only: the workers are fresh interpreters
+    try:
+        torchrun(sys.argv[1:] if argv is None else argv)
+    except SignalException as exc:
+        return 128 + int(exc.sigval)
+    except ChildFailedError as exc:
+        rank, first = exc.get_first_failure()
+        line = failure_line(rank, int(first.exitcode))
+        if line:
+            print(line, file=sys.stderr)
+        return exit_status(int(first.exitcode))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a module by us3l train --nproc
+    sys.exit(main())
