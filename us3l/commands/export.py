@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
@@ -12,6 +13,8 @@ from us3l.cli_output import Col, Progress, deprecated, note, print_table, set_qu
 from us3l.errors import InfeasibleError, US3LError
 from us3l.locking import acquire, release
 from us3l.validate import MAX_BATCH, MAX_THREADS, number, safe_name
+
+T = TypeVar("T")
 
 
 def _jobs(
@@ -65,35 +68,42 @@ def _jobs(
     return jobs
 
 
-def _chosen_precisions(doc: dict[str, Any], backend: str) -> dict[tuple[float, str], str]:
-    """(width, device) -> the precision the selection chose it at (``us3l select`` pools several precisions of a
-    device into one (width, precision) answer), preferring the choice made on ``backend``'s profile."""
-    out: dict[tuple[float, str], str] = {}
+def _per_choice(
+    doc: dict[str, Any], backend: str, value: Callable[[dict[str, Any], dict[str, Any]], T | None]
+) -> dict[tuple[float, str], T]:
+    """(width, device) -> ``value(device entry, its choice)`` for every device with a choice, preferring the
+    choice made on ``backend``'s profile where a device was profiled with several; ``None`` values are left out."""
+    out: dict[tuple[float, str], T] = {}
     for d in doc["devices"]:
         c = d.get("chosen")
         if c is None:
             continue
         key = (float(c["width"]), str(d["device"]))
-        prec = c.get("precision") or d.get("precision")
-        if prec and (key not in out or d.get("backend") == backend):
-            out[key] = str(prec)
+        v = value(d, c)
+        if v is not None and (key not in out or d.get("backend") == backend):
+            out[key] = v
     return out
+
+
+def _chosen_precisions(doc: dict[str, Any], backend: str) -> dict[tuple[float, str], str]:
+    """(width, device) -> the precision the selection chose it at (``us3l select`` pools several precisions of a
+    device into one (width, precision) answer), preferring the choice made on ``backend``'s profile."""
+
+    def precision(d: dict[str, Any], c: dict[str, Any]) -> str | None:
+        prec = c.get("precision") or d.get("precision")
+        return str(prec) if prec else None
+
+    return _per_choice(doc, backend, precision)
 
 
 def _chosen_graphs(doc: dict[str, Any], backend: str) -> dict[tuple[float, str], dict[str, Any]]:
     """(width, device) -> the profiled graph of that choice (``us3l.deploy.graph.profiled_graph``), preferring the
     choice made on ``backend``'s profile; an entry from a selection made before graphs were recorded is ``{}``
     plus the profile's backend."""
-    out: dict[tuple[float, str], dict[str, Any]] = {}
-    for d in doc["devices"]:
-        c = d.get("chosen")
-        if c is None:
-            continue
-        key = (float(c["width"]), str(d["device"]))
-        graph = {"backend": d.get("backend"), "precision": d.get("precision"), **(c.get("graph") or {})}
-        if key not in out or d.get("backend") == backend:
-            out[key] = graph
-    return out
+    return _per_choice(
+        doc, backend,
+        lambda d, c: {"backend": d.get("backend"), "precision": d.get("precision"), **(c.get("graph") or {})},
+    )
 
 
 def _graph_warnings(doc: dict[str, Any], backend: str, results: list[Any]) -> tuple[list[str], list[str]]:
