@@ -106,3 +106,11 @@ def test_wrong_kind_and_bad_values_rejected(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text("{broken")
     with pytest.raises(US3LError, match="not valid JSON"):
         load_accuracy(tmp_path / "c.json")
+
+
+def test_a_width_recorded_twice_is_refused(tmp_path: Path) -> None:
+    doc = _doc()
+    doc["widths"].append({**doc["widths"][0], "knn_top1": 0.1})  # two answers for one width
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match=r"a.json: widths\[2\] repeats width 0.25 of widths\[0\]$"):
+        load_accuracy(tmp_path / "a.json")

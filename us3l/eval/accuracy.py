@@ -162,12 +162,16 @@ def validate_accuracy(doc: Any, path: str | Path) -> None:
             raise US3LError(f"{path}: 'baselines' must be an object or null")
         _check_baseline(baselines.get("raw_pixels"), "baselines.raw_pixels", path)
         _check_fraction(baselines.get("chance"), "baselines.chance", path)
+    seen: dict[float, int] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise US3LError(f"{path}: widths[{i}] is not an object")
         w = row.get("width")
         if isinstance(w, bool) or not isinstance(w, int | float) or not 0 < w <= 1:
             raise US3LError(f"{path}: widths[{i}].width must be in (0, 1], got {w!r}")
+        if float(w) in seen:  # two accuracies for one width: which one a selection used would be arbitrary
+            raise US3LError(f"{path}: widths[{i}] repeats width {w:g} of widths[{seen[float(w)]}]")
+        seen[float(w)] = i
         for key in _FRACTIONS:
             _check_fraction(row.get(key), f"widths[{i}].{key}", path)
         for key in _INTERVALS:
