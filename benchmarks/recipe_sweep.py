@@ -1,20 +1,23 @@
 """The default recipe's settings against alternatives, over several seeds, on the default data.
 
 Each variant is the packaged default ``us3l train`` recipe with some config keys changed. Every (variant, seed)
-pair is one ``us3l train`` process for the default number of epochs, ``--jobs`` at a time; every run is then
+pair is one ``us3l train`` process for the default number of epochs (or the variant's ``epochs``), ``--jobs`` at a
+time; every run is then
 BN-recalibrated and evaluated like ``us3l eval`` (kNN, k capped by the data, 95 % Wilson intervals, random-init
 and raw-pixel baselines measured once). The report pairs every variant with the first one seed by seed, because
 two seeds of one recipe differ by several points here and an interval over test images does not cover that.
 
 Writes ``OUT/recipe_sweep.json`` (kind "recipe_sweep_benchmark", schema 1) and regenerates the section of
 docs/training.md between ``<!-- recipe-sweep:begin -->`` and ``<!-- recipe-sweep:end -->`` (``--docs PATH``,
-``--no-docs``; ``--render JSON`` re-renders from a result).
+``--no-docs``, ``--section NAME`` for another section's markers; ``--render JSON`` re-renders from a result).
 
 Usage::
 
     python benchmarks/recipe_sweep.py                  # ~10 min on 2 cores: the default against the reference's
                                                        # SimCLR temperature and EMA momentum, seeds 100, 1, 2
     python benchmarks/recipe_sweep.py --variant 'default' --variant 'lr0.1 lr=0.1' --seeds 100,1
+    python benchmarks/recipe_sweep.py --variant 'epochs12 epochs=12' --variant 'epochs24 epochs=24' \
+        --section recipe-sweep-epochs        # the default run length (docs/training.md)
     python benchmarks/recipe_sweep.py --quick --out /tmp/rs   # smoke run (~1 min), does not touch the docs
 """
 
@@ -81,8 +84,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--docs", default=None, help=f"markdown file to update (default for full runs: {DOCS})")
     p.add_argument("--no-docs", action="store_true", help="do not update any markdown file")
     p.add_argument("--render", default=None, metavar="JSON", help="only re-render the docs from this result file")
+    p.add_argument("--section", default=SECTION, help=f"name of the docs section to regenerate (default {SECTION})")
     args = p.parse_args(argv)
-    args.section = SECTION
     if args.docs is None and not args.quick:
         args.docs = str(DOCS)  # the shared command line would pick docs/evaluation.md
     try:
@@ -152,6 +155,11 @@ def summarize(args_variants: list[tuple[str, dict[str, Any]]], seeds: Sequence[i
     return {"widths": widths, "mean_knn_top1": means, "paired_vs_first": paired, "first": first}
 
 
+def _epochs_note(variants: list[dict[str, Any]]) -> str:
+    """`` unless its variant sets `epochs` `` when a variant does (its row then trained that many)."""
+    return " unless its variant sets `epochs`" if any("epochs" in v["overrides"] for v in variants) else ""
+
+
 def render_markdown(doc: dict[str, Any], json_path: str) -> str:
     """The docs section for one result document (everything in it comes from ``doc``)."""
     data, s, git = doc["data"], doc["summary"], doc["git"]
@@ -165,7 +173,7 @@ def render_markdown(doc: dict[str, Any], json_path: str) -> str:
         f"raw output `{json_path}` (do not edit this section by hand: re-run, or `--render {json_path}`). "
         f"Data: {data.get('name')} ({data.get('num_classes')} classes, {data.get('num_train')} training / "
         f"{data.get('num_test')} test images, {data.get('input_size')} px); chance {cb._pct(data.get('chance'))} %; "
-        f"{doc['epochs']} epochs per run; {doc['seconds']['total'] / 60:.0f} min in all.",
+        f"{doc['epochs']} epochs per run{_epochs_note(variants)}; {doc['seconds']['total'] / 60:.0f} min in all.",
         "",
         "| variant | changed keys |",
         "|---|---|",
