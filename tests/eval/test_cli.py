@@ -37,6 +37,18 @@ def test_calibrate_then_eval(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert knn["k_requested"] == 200 and 1 <= knn["k"] <= 200  # capped at half the smallest class (test_baselines)
 
 
+def test_calibrate_says_which_network_a_typed_width_builds(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from us3l.slim import canonical_width
+
+    model = open_checkpoint(run_dir).model
+    typed = next(w for w in (0.3, 0.35, 0.4, 0.45) if abs(canonical_width(model, w) - w) > 1e-9)
+    c = canonical_width(model, typed)
+    assert main(["calibrate", "--ckpt", str(run_dir), "--batches", "1", "--widths", f"{typed},1"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: width {typed:g} builds the network of width {c:g}; calibrated and stored as {c:g}" in err
+    assert "note: width 1 " not in err  # a width that is its own network is not mentioned
+
+
 def _err(code: int, capsys: pytest.CaptureFixture[str], match: str) -> None:
     err = capsys.readouterr().err.strip()
     assert code != 0

@@ -92,7 +92,11 @@ def calibrate_cmd(
         todo = parse_widths(loaded.model, widths, points)
     if widths is None:
         note_switches(loaded.model, "the width grid is")
-    distinct = len({canonical_width(loaded.model, w) for w in todo})
+    canonical = {w: canonical_width(loaded.model, w) for w in todo}
+    for w, c in canonical.items():
+        if widths is not None and abs(c - w) > 1e-9:  # only what the user typed: grid widths are canonical
+            note(f"note: width {w:g} builds the network of width {c:g}; calibrated and stored as {c:g}", markup=False)
+    distinct = len(set(canonical.values()))
     t0 = time.perf_counter()
     with Progress("calibrating", distinct, "widths", enabled=not json_out) as bar:
         bar.update(0, detail="loading the calibration data")
