@@ -73,3 +73,7 @@ def test_summary_pairs_by_seed_and_renders() -> None:
     assert "| a | 1 | 40.0 [37.0, 43.0] | 120 |" in md and "| b | mean | 44.0 | |" in md
     assert "b − a, points at widths 1: seed 1: +10.0 (1 of 1 apart); seed 2: +2.0 (0 of 1 apart)." in md
     assert "Raw pixels (same kNN): 53.5 [50.4, 56.6] %." in md
+    assert "`--render docs/results/recipe_sweep.json`)" in md  # the default section: no --section
+    doc["command"] = "python benchmarks/recipe_sweep.py --section recipe-sweep-epochs --no-docs"
+    md = rs.render_markdown(json.loads(json.dumps(doc)), "docs/results/x.json")
+    assert "`--render docs/results/x.json --section recipe-sweep-epochs`" in md
