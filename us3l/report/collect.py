@@ -60,7 +60,7 @@ class PipelineFiles:
     """Everything found in a pipeline folder; ``None`` / empty lists mean the input is missing."""
 
     root: Path
-    run: Path = Path(RUN_DIR)  # the run folder: root/run, or root itself when root is a run folder
+    run: Path  # the run folder read: root/run, or root itself when root is a run folder (``run_folder``)
     checkpoint: Loaded[dict[str, Any]] | None = None
     metrics: Loaded[list[dict[str, Any]]] | None = None
     accuracy: Loaded[dict[str, Any]] | None = None

@@ -389,7 +389,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         if memory_format == torch.channels_last:
             # A 1x1 convolution weight's gradient is channels_last-strided from the convolution (width 1) and
             # contiguous from a slice's backward (sub-widths): the same bytes in memory (size-1 dims), yet DDP
-            # compares strides and warns once per rank. Only size-1 kernels differ (tests/train/test_ddp.py).
+            # compares strides and warns once per rank. Only size-1 kernels differ (tests/train/test_launch.py).
             warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
