@@ -61,6 +61,13 @@ def count_costs(model: nn.Module, input_shape: tuple[int, ...], per_module: bool
         raise ValueError("count_costs needs a static network: call us3l.slim.materialize(model, w) first")
     was_training = model.training
     model.eval()
+    # a BatchNorm without running statistics (an uncalibrated US3L network) normalises with the batch's own,
+    # which a batch of one cannot give where a map is 1x1 (a ResNet at 32 px): count it with placeholder
+    # statistics instead, the same ops and MACs
+    stateless = [m for m in model.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None]
+    for m in stateless:
+        m.running_mean, m.running_var = torch.zeros(m.num_features), torch.ones(m.num_features)
     x = torch.zeros(*input_shape)
     logger = logging.getLogger("fvcore")
     old_level = logger.level
@@ -81,6 +88,8 @@ def count_costs(model: nn.Module, input_shape: tuple[int, ...], per_module: bool
     finally:
         logger.setLevel(old_level)
         model.train(was_training)
+        for m in stateless:
+            m.running_mean = m.running_var = None
     return Costs(total, count_params(model), tuple(input_shape), skipped, elementwise, by_module)
 
 

@@ -1,8 +1,11 @@
 import json
 
 import pytest
+import torch
 
 from us3l.cli import main
+from us3l.models import create_model
+from us3l.slim import materialize
 
 
 def test_help_works(capsys: pytest.CaptureFixture[str]) -> None:
@@ -20,13 +23,52 @@ def test_info_json_is_one_document(capsys: pytest.CaptureFixture[str]) -> None:
     assert sum(r["macs"] for r in doc["layers"]) == doc["macs"]
 
 
+def _hooked_macs(net: torch.nn.Module, size: int) -> int:
+    """Conv and Linear MACs per image counted by forward hooks on a batch of two (an independent count)."""
+    total = 0
+
+    def hook(mod: torch.nn.Module, _inp: object, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(mod, torch.nn.Conv2d):
+            total += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, torch.nn.Linear):
+            total += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()]
+    with torch.no_grad():
+        net(torch.zeros(2, 3, size, size))
+    for h in handles:
+        h.remove()
+    return total // 2
+
+
+def test_info_counts_an_uncalibrated_resnet_whose_last_map_is_1x1(capsys: pytest.CaptureFixture[str]) -> None:
+    """resnet18 at 32 px ends on 1x1 maps, where a batch of one has no batch statistics to normalise with."""
+    assert main(["info", "--model", "resnet18", "--input-size", "32", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["input_shape"] == [1, 3, 32, 32]
+    assert doc["macs"] == _hooked_macs(materialize(create_model("resnet18"), 1.0), 32)
+
+
+def test_info_builds_a_vit_for_the_input_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--model", "vit_tiny", "--input-size", "32", "--json"]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert main(["info", "--model", "vit_tiny", "--json"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert small["input_shape"] == [1, 3, 32, 32] and full["input_shape"] == [1, 3, 224, 224]
+    assert small["params"] == full["params"]  # the same weights: only the (fixed) position embedding differs
+    assert 0 < small["macs"] < full["macs"] / 40  # 4 patches + cls against 196 + cls
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["info", "--model", "resnet19"], "error: unknown model 'resnet19'; choose one of:"),
         (["info", "--model", "cifar_resnet18", "--input-size", "0"],
          "error: --input-size must be 8 to 4096 pixels, got 0"),
-        (["info", "--model", "vit_tiny", "--input-size", "200"], "error: vit_tiny does not run at input size 200 ("),
+        (["info", "--model", "vit_tiny", "--input-size", "200"],
+         "error: model 'vit_tiny': input size 200 is not a multiple of the patch size 16"),
+        (["info", "--model", "vit_tiny", "--input-size", "4"], "error: --input-size must be 8 to 4096 pixels, got 4"),
         (["info", "--model", "cifar_resnet18", "--width", "1.5"], "error: width must be in [0.25, 1], got 1.5"),
         (["info", "--model", "cifar_resnet18", "--width", "nan"], "error: width must be in [0.25, 1], got nan"),
     ],

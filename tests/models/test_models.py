@@ -36,6 +36,16 @@ def test_unknown_model_and_option_are_clear_errors() -> None:
         us3l.create_model("resnet18", bogus=1)
     with pytest.raises(US3LError, match="width range"):
         us3l.create_model("resnet18", width_min=0.0)
+    with pytest.raises(US3LError, match="^model 'vit_tiny': input size 30 is not a multiple of the patch size 16$"):
+        us3l.create_model("vit_tiny", img_size=30)  # a value the architecture refuses: a US3LError too
+
+
+def test_size_kwargs_names_the_option_of_models_built_for_one_size() -> None:
+    from us3l.models.registry import size_kwargs
+
+    assert size_kwargs("vit_tiny", 32) == {"img_size": 32}
+    assert size_kwargs("vit_tiny", 224) == size_kwargs("vit_tiny", None) == {}
+    assert size_kwargs("cifar_resnet18", 16) == {}  # runs at any size
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_INPUT))

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 import us3l
 from us3l.profiler.costs import count_costs
@@ -47,3 +48,14 @@ def test_layer_table_sums_to_total() -> None:
     rows, costs = layer_table(materialize(us3l.create_model("cifar_resnet18", base_channels=16), 0.5), (1, 3, 32, 32))
     assert sum(r.macs for r in rows) == costs.macs
     assert sum(r.params for r in rows) == costs.params
+
+
+def test_uncalibrated_batch_norm_is_counted_at_1x1_and_left_as_it_was() -> None:
+    """A US3L network's BatchNorms have no running statistics; at 32 px resnet18's last maps are 1x1, where a batch
+    of one has no statistics of its own. The count uses placeholders and puts the None buffers back."""
+    net = materialize(us3l.create_model("resnet18"), 0.5)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.running_mean is None for m in bns)
+    assert count_costs(net, (1, 3, 32, 32)).macs > 0
+    assert all(m.running_mean is None and m.running_var is None for m in bns)
+    assert all("running_mean" not in dict(m.named_buffers()) for m in bns)

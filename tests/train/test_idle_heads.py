@@ -12,9 +12,11 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
+import pytest
 import torch
 
 from tests.train.conftest import TINY
+from us3l.errors import US3LError
 from us3l.ssl.methods import create_method
 from us3l.train import make_config
 from us3l.train.distributed import DistInfo
@@ -107,3 +109,20 @@ def test_simsiam_momentum_zero_inits_residuals_of_imagenet_resnets_only() -> Non
     assert "zero_init_residual" not in model_kwargs_for(cifar)
     off = make_config({"method": "us3l_simsiam", "model": "resnet50", "model_kwargs": {"zero_init_residual": False}})
     assert model_kwargs_for(off)["zero_init_residual"] is False  # an explicit setting wins
+
+
+def test_a_vit_is_built_for_the_configured_image_size() -> None:
+    """A ViT's position embedding fixes its input side: image_size builds it for that side, recorded with the
+    checkpoint's model kwargs; an explicit model_kwargs img_size that disagrees is refused before training."""
+    from us3l.train.loop import build_backbone, model_kwargs_for
+
+    cfg = make_config({"method": "us3l_mocov3", "model": "vit_tiny", "image_size": 32})
+    assert model_kwargs_for(cfg)["img_size"] == 32
+    assert build_backbone(cfg).input_size == 32
+    assert "img_size" not in model_kwargs_for(make_config({"method": "us3l_mocov3", "model": "vit_tiny"}))
+    assert "img_size" not in model_kwargs_for(make_config({"model": "cifar_resnet18", "image_size": 16}))
+    both = make_config({"method": "us3l_mocov3", "model": "vit_tiny", "image_size": 32,
+                        "model_kwargs": {"img_size": 64}})
+    with pytest.raises(US3LError, match="^image_size 32 and model_kwargs img_size 64 disagree: vit_tiny is built for "
+                                        "one input side; give one of them$"):
+        model_kwargs_for(both)

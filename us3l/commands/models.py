@@ -17,10 +17,14 @@ def _fmt_count(n: int) -> str:
     return str(n)
 
 
+def _check_input_size(size: int) -> int:
+    if not 8 <= size <= MAX_INPUT_SIZE:
+        raise US3LError(f"--input-size must be 8 to {MAX_INPUT_SIZE} pixels, got {size}")
+    return size
+
+
 def _input_shape(model: object, input_size: int | None) -> tuple[int, int, int, int]:
-    s = model.input_size if input_size is None else input_size  # type: ignore[attr-defined]
-    if not 8 <= s <= MAX_INPUT_SIZE:
-        raise US3LError(f"--input-size must be 8 to {MAX_INPUT_SIZE} pixels, got {s}")
+    s = _check_input_size(model.input_size if input_size is None else input_size)  # type: ignore[attr-defined]
     return (1, 3, s, s)
 
 
@@ -117,10 +121,14 @@ def info_cmd(
 ) -> None:
     """Per-layer channels, params and MACs of one model at one width."""
     from us3l.models import create_model
+    from us3l.models.registry import size_kwargs
     from us3l.profiler.layers import layer_table, rows_as_dicts
     from us3l.slim import canonical_width, materialize
 
-    model = create_model(model_name)
+    if input_size is not None:
+        _check_input_size(input_size)
+    # a ViT is built for its input side (its position embedding fixes the number of patches)
+    model = create_model(model_name, **size_kwargs(model_name, input_size))
     w = model.width_range.check(width)
     shape = _input_shape(model, input_size)
     try:

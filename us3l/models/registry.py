@@ -16,18 +16,21 @@ class ModelEntry:
     factory: Callable[..., SlimNet]
     description: str
     input_size: int
+    size_option: str | None = None  # the factory option that sets the input side, for a model built for one
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, description: str, input_size: int) -> Callable:
-    """Register ``factory(width_range=..., **kwargs) -> SlimNet`` under ``name``."""
+def register_model(name: str, description: str, input_size: int, size_option: str | None = None) -> Callable:
+    """Register ``factory(width_range=..., **kwargs) -> SlimNet`` under ``name``. ``size_option`` names the
+    factory option that builds the model for another input side (a ViT's ``img_size``: its position embedding
+    fixes the number of patches); models without one run at any size."""
 
     def deco(fn: Callable[..., SlimNet]) -> Callable[..., SlimNet]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, fn, description, input_size)
+        _REGISTRY[name] = ModelEntry(name, fn, description, input_size, size_option)
         return fn
 
     return deco
@@ -71,3 +74,14 @@ def create_model(
             raise US3LError(f"model {name!r} has no option {bad!r}") from None
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())  # a value of the wrong type: name them all
         raise US3LError(f"model {name!r} cannot take the options {given} ({' '.join(msg.split())})") from None
+    except ValueError as exc:  # an option's value the architecture refuses (e.g. an img_size not in patches)
+        raise US3LError(f"model {name!r}: {exc}") from None
+
+
+def size_kwargs(name: str, size: int | None) -> dict[str, int]:
+    """The option that builds ``name`` for ``size``-pixel inputs (``{}`` where the model runs at any size or
+    ``size`` is None or its default)."""
+    entry = model_entry(name)
+    if size is None or entry.size_option is None or size == entry.input_size:
+        return {}
+    return {entry.size_option: size}

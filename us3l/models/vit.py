@@ -83,7 +83,7 @@ class SlimViT(SlimNet):
     ) -> None:
         super().__init__(width_range)
         if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+            raise ValueError(f"input size {img_size} is not a multiple of the patch size {patch_size}")
         self.input_size = img_size
         self.patch_embed = nn.Conv2d(3, embed_dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -126,11 +126,12 @@ class SlimViT(SlimNet):
         return x[:, 0]
 
 
-@register_model("vit_tiny", "ViT-Tiny/16 (dim 192, depth 12, 6 heads), MoCo v3 style", 224)
+@register_model("vit_tiny", "ViT-Tiny/16 (dim 192, depth 12, 6 heads), MoCo v3 style", 224, size_option="img_size")
 def vit_tiny(width_range: WidthRange, **kw: object) -> SlimViT:
     return SlimViT(width_range, embed_dim=192, depth=12, heads=6, **kw)  # type: ignore[arg-type]
 
 
-@register_model("vit_small", "ViT-Small/16 (dim 384, depth 12, 12 heads), MoCo v3 style", 224)
+@register_model("vit_small", "ViT-Small/16 (dim 384, depth 12, 12 heads), MoCo v3 style", 224,
+                size_option="img_size")
 def vit_small(width_range: WidthRange, **kw: object) -> SlimViT:
     return SlimViT(width_range, embed_dim=384, depth=12, heads=12, **kw)  # type: ignore[arg-type]

@@ -73,6 +73,8 @@ def train_memory_format(method: nn.Module, device: torch.device) -> torch.memory
 
 def model_kwargs_for(cfg: TrainConfig) -> dict[str, Any]:
     """Model kwargs as recorded in the checkpoint (the single baseline tracks BN running statistics)."""
+    from us3l.models.registry import model_entry, size_kwargs
+
     kw = dict(cfg.model_kwargs)
     if cfg.method == "single" and not cfg.model.startswith("vit"):
         kw["bn_track_stats"] = True
@@ -81,6 +83,12 @@ def model_kwargs_for(cfg: TrainConfig) -> dict[str, Any]:
         kw.setdefault("bn_track_stats", True)
     if cfg.method == "us3l_simsiam" and cfg.model.startswith("resnet"):
         kw.setdefault("zero_init_residual", True)  # the reference's SimSiam_Momentum builds ImageNet ResNets so
+    opt = model_entry(cfg.model).size_option  # a ViT is built for its input side (position embedding)
+    if opt is not None and cfg.image_size is not None:
+        if opt in kw and kw[opt] != cfg.image_size:
+            raise US3LError(f"image_size {cfg.image_size} and model_kwargs {opt} {kw[opt]} disagree: {cfg.model} "
+                            f"is built for one input side; give one of them")
+        kw.update(size_kwargs(cfg.model, cfg.image_size))
     if cfg.width_min is not None:
         kw["width_min"] = cfg.width_min
     if cfg.width_max is not None:
