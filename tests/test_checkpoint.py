@@ -336,3 +336,40 @@ def test_model_kwargs_of_the_wrong_type_are_named_in_one_line(tmp_path: Path) ->
     assert msg.startswith(f"checkpoint {tmp_path / ckpt.WEIGHTS_FILE}: cannot build model 'cifar_resnet18' from "
                           "checkpoint.json (model 'cifar_resnet18' cannot take the options")
     assert "base_channels='16'" in msg and "\n" not in msg
+
+
+def _edit_meta(run: Path, **changes: object) -> None:
+    meta_path = run / "checkpoint.json"
+    doc = json.loads(meta_path.read_text())
+    doc.update(changes)
+    meta_path.write_text(json.dumps(doc))
+
+
+def test_edited_model_kwargs_are_refused_before_the_model_is_allocated(tmp_path: Path) -> None:
+    """checkpoint.json asks for a network of petabytes: the shapes are compared on the meta device first, so the
+    error names the first mismatching tensor instead of an allocation failure (or a machine out of memory)."""
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    _edit_meta(tmp_path, model_kwargs={"base_channels": 2**20})
+    with pytest.raises(US3LError, match=r"^checkpoint .* does not match model 'cifar_resnet18': 'conv1\.weight' "
+                                        r"has shape \[8, 3, 3, 3\] in the file, the model built from checkpoint\.json "
+                                        r"expects \[1048576, 3, 3, 3\]$"):
+        ckpt.load_backbone(tmp_path)
+
+
+def test_a_model_far_larger_than_its_weights_is_refused(tmp_path: Path) -> None:
+    """A ViT's position embedding is computed, not stored: an edited img_size leaves every stored shape intact
+    but would allocate 71.5 GiB; the model's size on the meta device is held against the stored weights'."""
+    vit = create_model("vit_tiny", num_classes=0, width_min=0.25, img_size=32)
+    meta = ckpt.checkpoint_meta(
+        model="vit_tiny", model_kwargs={"img_size": 32}, width_range={"min": 0.25, "max": 1.0, "divisor": 8},
+        method="us3l_mocov3", normalization={"mean": [0.5] * 3, "std": [0.25] * 3}, input_size=32,
+        data={"spec": "builtin"}, epoch=1, config={"method": "us3l_mocov3"},
+    )
+    ckpt.save_checkpoint(tmp_path, backbone_state=vit.state_dict(), train_tensors={}, meta=meta,
+                         train_state={"rng": {}})
+    assert ckpt.load_backbone(tmp_path).model.input_size == 32
+    _edit_meta(tmp_path, model_kwargs={"img_size": 160000})
+    with pytest.raises(US3LError, match=r"^checkpoint .*: checkpoint\.json describes a 'vit_tiny' of 71\.5 GiB for "
+                                        r"2\d\.\d MiB of stored weights \(its model_kwargs were edited\?\); re-train "
+                                        r"or restore the original$"):
+        ckpt.load_backbone(tmp_path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -391,6 +392,49 @@ def load_train_state(run_dir: str | Path, required: Mapping[str, type] | None = 
     return state
 
 
+def model_kwargs_of(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``create_model`` keyword arguments a checkpoint's metadata records (its model_kwargs and width range)."""
+    kwargs = dict(meta.get("model_kwargs") or {})
+    wr = meta.get("width_range") or {}
+    for key, name in (("min", "width_min"), ("max", "width_max"), ("divisor", "divisor")):
+        if key in wr and name not in kwargs:
+            kwargs[name] = wr[key]
+    return kwargs
+
+
+MODEL_SIZE_SLACK = 256 * 2**20  # bytes a model may hold beyond twice its stored weights (e.g. a ViT's position
+# embedding, which is computed, not stored: 50 MB for vit_small at 4096 px)
+
+
+def _check_against_file(probe: nn.Module, wpath: Path, name: str) -> None:
+    """Compare a model built on the meta device with the tensors ``wpath`` stores (read from its header, no data):
+    every stored tensor's shape, and the model's whole size (a model_kwargs edited to ask for a huge network must
+    not allocate it before the shapes are found not to match)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(wpath), framework="pt", device="cpu") as fh:
+            shapes = {k[len(BACKBONE_PREFIX):]: list(fh.get_slice(k).get_shape())
+                      for k in fh.keys() if k.startswith(BACKBONE_PREFIX)}
+            dtypes = {k[len(BACKBONE_PREFIX):]: fh.get_slice(k).get_dtype()
+                      for k in fh.keys() if k.startswith(BACKBONE_PREFIX)}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
+        why = " ".join(str(exc).split())[:160]
+        raise US3LError(f"checkpoint {wpath} is damaged ({why}); re-train or restore it") from None
+    for key, t in probe.state_dict().items():
+        if key in shapes and shapes[key] != list(t.shape):
+            raise US3LError(f"checkpoint {wpath} does not match model {name!r}: {key!r} has shape {shapes[key]} in "
+                            f"the file, the model built from checkpoint.json expects {list(t.shape)}")
+    sizes = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "I16": 2}
+    stored = sum(math.prod(s) * sizes.get(dtypes[k], 1) for k, s in shapes.items())
+    tensors = [*probe.parameters(), *probe.buffers()]
+    needed = sum(t.numel() * t.element_size() for t in tensors)
+    if needed > 2 * stored + MODEL_SIZE_SLACK:
+        raise US3LError(f"checkpoint {wpath}: checkpoint.json describes a {name!r} of {needed / 2**30:.1f} GiB for "
+                        f"{stored / 2**20:.1f} MiB of stored weights (its model_kwargs were edited?); re-train or "
+                        "restore the original")
+
+
 def load_backbone(
     path: str | Path, device: str | torch.device = "cpu", stale_bn_stats: str = "refuse"
 ) -> LoadedCheckpoint:
@@ -406,18 +450,17 @@ def load_backbone(
 
     wpath = weights_path(path)
     meta = read_meta(wpath)
-    kwargs = dict(meta.get("model_kwargs") or {})
-    wr = meta.get("width_range") or {}
-    for key, name in (("min", "width_min"), ("max", "width_max"), ("divisor", "divisor")):
-        if key in wr and name not in kwargs:
-            kwargs[name] = wr[key]
+    kwargs = model_kwargs_of(meta)
     try:
-        model = create_model(meta["model"], num_classes=0, **kwargs)
+        with torch.device("meta"):  # shapes and sizes only: checked against the file before anything is allocated
+            probe = create_model(meta["model"], num_classes=0, **kwargs)
     except KeyError as exc:
         raise US3LError(f"checkpoint {wpath} names an unknown model: {exc}") from None
     except (TypeError, ValueError, US3LError) as exc:  # model_kwargs / width_range the model does not take
         raise US3LError(f"checkpoint {wpath}: cannot build model {meta['model']!r} from checkpoint.json "
                         f"({' '.join(str(exc).split())})") from None
+    _check_against_file(probe, wpath, str(meta["model"]))
+    model = create_model(meta["model"], num_classes=0, **kwargs)
     state = read_tensors(wpath, BACKBONE_PREFIX)
     check_dtypes(state, model.state_dict(), wpath)
     try:

@@ -488,16 +488,12 @@ def _random_init_network(
     same momentum: ``s.calibration``), so the baseline differs from the trained network in the weights only."""
     import torch
 
+    from us3l.checkpoint import model_kwargs_of
     from us3l.models import create_model
 
-    kwargs = dict(meta.get("model_kwargs") or {})
-    wr = meta.get("width_range") or {}
-    for key, name in (("min", "width_min"), ("max", "width_max"), ("divisor", "divisor")):
-        if key in wr and name not in kwargs:
-            kwargs[name] = wr[key]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.random_init_seed)
-        net = create_model(meta["model"], num_classes=0, **kwargs)
+        net = create_model(meta["model"], num_classes=0, **model_kwargs_of(meta))
     c = _with_data(s.calibration, spec)
     batches = calibration_source(train_ds, c, transform, transform.image_size, transform.mean, transform.std)
     calibrate_widths(net, widths, batches, momentum=c.momentum)
