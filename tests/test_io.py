@@ -85,6 +85,12 @@ def test_input_files_that_cannot_be_read_are_one_line_errors(tmp_path: Path) -> 
     (tmp_path / "text.json").write_text("not json", encoding="utf-8")
     with pytest.raises(US3LError, match=r"^accuracy file .*text.json is not valid JSON: Expecting value"):
         read_json(tmp_path / "text.json", "accuracy file")
+    (tmp_path / "p.csv").write_text("width,p50_ms\n0.5,1.0\n", encoding="utf-8")
+    with pytest.raises(US3LError, match=r"^profile .*p.csv is not valid JSON: Expecting value"):
+        read_json(tmp_path / "p.csv", "profile")  # no JSON beside it: nothing to point to
+    (tmp_path / "p.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(US3LError, match=r"^profile .*p\.csv is the CSV table of .*p\.json: pass the \.json$"):
+        read_json(tmp_path / "p.csv", "profile")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

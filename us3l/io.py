@@ -135,6 +135,9 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
+        twin = Path(path).with_suffix(".json")
+        if Path(path).suffix.lower() == ".csv" and twin.is_file():  # a profile's table, written beside its JSON
+            raise US3LError(f"{what} {path} is the CSV table of {twin}: pass the .json") from None
         raise US3LError(f"{what} {path} is not valid JSON: {exc}") from None
 
 

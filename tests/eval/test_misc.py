@@ -54,7 +54,9 @@ def test_plot_writes_pngs(tmp_path: Path) -> None:
 def test_parse_widths() -> None:
     model = tiny_model()
     assert parse_widths(model, None, None) == [1.0, 0.75, 0.5, 0.25]
-    assert parse_widths(model, "1, 0.5,0.5", None) == [1.0, 0.5]
+    assert parse_widths(model, "1, 0.5", None) == [1.0, 0.5]
+    with pytest.raises(US3LError, match="^--widths lists 0.5 twice$"):  # as profile and export say
+        parse_widths(model, "1, 0.5,0.5", None)
     assert parse_widths(model, None, 1) == [1.0]
     assert parse_widths(model, None, 1000) == list(model.width_grid())
     assert len(parse_widths(model, None, 3)) == 3

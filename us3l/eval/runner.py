@@ -170,7 +170,7 @@ def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: i
     if isinstance(widths, str):
         from us3l.validate import width_list
 
-        values = width_list(widths, unique=False)  # the same width twice is evaluated once (below)
+        values = width_list(widths)  # a width typed twice is refused, as by profile and export
     else:
         values = [float(v) for v in widths]
     if not values:
