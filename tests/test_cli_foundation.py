@@ -98,6 +98,18 @@ def test_bad_input_is_one_line_error(args: list[str], message: str, capsys: pyte
         (["profile", "--device", "cpu", "--model", "cifar_resnet18", "--points", "3", "--widths", "0.5"],
          "error: give either --widths or --points, not both"),
         (["train", "--config", "/"], "error: config file / is not a regular file"),
+        # the model is built on the meta device before the config is printed: one line, nothing allocated
+        (["train", "--set", "model_kwargs={base_channels: 12}"],
+         "error: model 'cifar_resnet18': base_channels must be a positive multiple of 8, got 12\n"),
+        (["train", "--set", "model_kwargs={base_channels: 100000000}"],
+         "error: cannot build model 'cifar_resnet18' with model_kwargs {'base_channels': 100000000} (Storage size "
+         "calculation overflowed"),
+        (["train", "--set", "proj_hidden=100000000"],
+         "error: model 'cifar_resnet18' with these settings needs 2235"),
+        (["train", "--set", "image_size=100000"], "error: image_size must be >= 8 and <= 4096, got 100000\n"),
+        (["train", "--set", "model=vit_tiny", "--set", "method=us3l_mocov3", "--set", "model_kwargs={}",
+          "--set", "image_size=30"],
+         "error: model 'vit_tiny': input size 30 is not a multiple of the patch size 16\n"),
         (
             ["train", "--set", 'x=!!python/object/apply:os.system ["touch PWNED"]'],
             "error: --set x=...: not a plain YAML value (could not determine a constructor for the tag "

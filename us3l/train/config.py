@@ -26,7 +26,7 @@ from typing import Any
 from us3l.errors import US3LError
 from us3l.io import read_input_text
 from us3l.train.sampling import SAMPLINGS, SCHEDULES, check_schedule
-from us3l.validate import MAX_THREADS
+from us3l.validate import MAX_INPUT_SIZE, MAX_THREADS
 
 DEFAULT_CONFIG_NAME = "default.yaml"
 #: ``lr_schedule`` values: per-epoch cosine (reference), per-iteration cosine with warm-up, constant lr.
@@ -499,7 +499,7 @@ def validate(cfg: TrainConfig) -> None:
 _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("threads", 1, MAX_THREADS, True),
     ("num_workers", 0, math.inf, True),
-    ("image_size", 1, math.inf, True),
+    ("image_size", 8, MAX_INPUT_SIZE, True),
     ("batch_size", 2, 2**31 - 1, True),
     ("momentum", 0.0, 1.0, True),
     ("ema_momentum", 0.0, 1.0, True),
