@@ -126,3 +126,12 @@ def test_options_are_refused_before_any_work(
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []  # nothing trained, measured or written (not even the folder)
+
+
+def test_quickstart_checks_the_configured_network_before_any_work(tmp_path, capsys) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("proj_hidden: 100000000\n", encoding="utf-8")  # heads of terabytes: refused, not allocated
+    assert main(["quickstart", "--config", str(cfg), "--out", str(tmp_path / "qs")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: model 'cifar_resnet18' with these settings needs ") and err.count("\n") == 1
+    assert not (tmp_path / "qs").exists()

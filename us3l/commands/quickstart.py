@@ -460,7 +460,9 @@ def check_options(opts: QuickstartOptions) -> None:
     overrides: dict[str, Any] = {"out": str(opts.out / "run")}
     if opts.epochs is not None:
         overrides["epochs"] = opts.epochs
-    resolve_config(opts.config, overrides)  # config file present, parsable and valid with these epochs
+    from us3l.train.loop import check_model
+
+    check_model(resolve_config(opts.config, overrides))  # config valid with these epochs; its network can be built
 
 
 def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:

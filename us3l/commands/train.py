@@ -119,7 +119,9 @@ def train_cmd(
     cfg = resolve_config(config, overrides)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     if not resume:  # a resumed run's model is the saved one, checked against its weights when it loads
-        _check_model(cfg)
+        from us3l.train.loop import check_model
+
+        check_model(cfg)
     if launch:  # bad input is one line from here, not the same line from every worker and torchrun's report
         from us3l.train.distributed import run_launcher, torchrun_command
 
@@ -196,35 +198,6 @@ def _check_data(spec: str) -> None:
         return
     for split in ("train", "test"):
         load_dataset(spec, split)
-
-
-def _check_model(cfg: Any) -> None:
-    """The configured network (backbone, heads, EMA teacher) can be built and its training state fits this
-    machine's memory. Built on PyTorch's meta device (shapes only, nothing allocated), so a bad model option or a
-    network of terabytes is one line before the config is printed, not an allocation failure after it."""
-    import torch
-
-    from us3l.ssl.methods import create_method
-    from us3l.train.loop import build_backbone
-
-    try:
-        with torch.device("meta"):
-            method = create_method(cfg.method, build_backbone(cfg), cfg)
-    except RuntimeError as exc:  # e.g. "Storage size calculation overflowed": a size beyond any machine
-        raise US3LError(f"cannot build model {cfg.model!r} with model_kwargs {dict(cfg.model_kwargs)} "
-                        f"({' '.join(str(exc).split())[:160]})") from None
-    params = sum(p.numel() * p.element_size() for p in method.parameters())
-    buffers = sum(b.numel() * b.element_size() for b in method.buffers())
-    need = 3 * params + buffers  # weights, gradients and SGD momentum, plus the buffers (EMA teacher included)
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):  # not every platform reports it
-        return
-    if need > ram:
-        raise US3LError(f"model {cfg.model!r} with these settings needs {need / 2**30:.1f} GiB for its weights, "
-                        f"gradients and momentum alone; this machine has {ram / 2**30:.1f} GiB "
-                        f"(model_kwargs {dict(cfg.model_kwargs)}, proj_hidden {cfg.proj_hidden}, "
-                        f"proj_dim {cfg.proj_dim})")
 
 
 def _check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:

@@ -63,6 +63,30 @@ def build_backbone(cfg: TrainConfig) -> nn.Module:
     return create_model(cfg.model, num_classes=0, **kw)
 
 
+def check_model(cfg: TrainConfig) -> None:
+    """The configured network (backbone, heads, EMA teacher) can be built and its training state fits this
+    machine's memory. Built on PyTorch's meta device (shapes only, nothing allocated), so a bad model option or a
+    network of terabytes is one line before the config is printed, not an allocation failure after it."""
+    try:
+        with torch.device("meta"):
+            method = create_method(cfg.method, build_backbone(cfg), cfg)
+    except RuntimeError as exc:  # e.g. "Storage size calculation overflowed": a size beyond any machine
+        raise US3LError(f"cannot build model {cfg.model!r} with model_kwargs {dict(cfg.model_kwargs)} "
+                        f"({' '.join(str(exc).split())[:160]})") from None
+    params = sum(p.numel() * p.element_size() for p in method.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in method.buffers())
+    need = 3 * params + buffers  # weights, gradients and SGD momentum, plus the buffers (EMA teacher included)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # not every platform reports it
+        return
+    if need > ram:
+        raise US3LError(f"model {cfg.model!r} with these settings needs {need / 2**30:.1f} GiB for its weights, "
+                        f"gradients and momentum alone; this machine has {ram / 2**30:.1f} GiB "
+                        f"(model_kwargs {dict(cfg.model_kwargs)}, proj_hidden {cfg.proj_hidden}, "
+                        f"proj_dim {cfg.proj_dim})")
+
+
 def train_memory_format(method: nn.Module, device: torch.device) -> torch.memory_format:
     """channels_last for convolutional networks on CPU: oneDNN's convolutions and BatchNorm run in NHWC
     without reordering (docs/training.md: 0.82-0.90x the iteration time of NCHW on the default recipe);
