@@ -78,7 +78,7 @@ def calibrate_cmd(
     from us3l.checkpoint import run_dir_of, weights_path
     from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings
     from us3l.eval.runner import calibrate_checkpoint, open_checkpoint, parse_widths
-    from us3l.slim import calibrated_widths, canonical_width
+    from us3l.slim import calibrated_widths, canonical_width, has_batch_norm
 
     set_quiet(quiet)
     points = renamed_option(points, grid, "--grid", "--points", "calibrate")
@@ -86,6 +86,14 @@ def calibrate_cmd(
     settings = CalibrationSettings(batches=batches, batch_size=batch_size, momentum=_momentum(bn_momentum))
     _lock(ctx, run_dir_of(weights_path(ckpt)), "run folder")  # bn_stats.safetensors is written there
     loaded = open_checkpoint(ckpt)
+    if not has_batch_norm(loaded.model):  # a ViT (LayerNorm only): every width runs as trained
+        name = loaded.meta.get("model", "the model")
+        if json_out:
+            emit_json({"checkpoint": str(loaded.path), "bn_stats": None, "calibrated": [], "stored_widths": [],
+                       "note": f"{name} has no BatchNorm"})
+        else:
+            result(f"nothing to calibrate: {name} has no BatchNorm layers (its widths need no statistics)")
+        return
     if widths is None and points is None:
         todo = list(loaded.model.width_grid())
     else:
@@ -394,6 +402,6 @@ def _print_table(doc: dict[str, Any], wide: bool = False) -> None:
         raw_s = "skipped (too large)" if raw is None else _pm(raw["knn_top1"], raw.get("knn_top1_ci"))
         caption = (
             f"baselines (same kNN): raw pixels {raw_s}, chance {100 * b['chance']:.1f}; random-init network "
-            f"seed {b['random_init_seed']}, BN calibrated like the trained one"
+            f"seed {b['random_init_seed']}" + (", BN calibrated like the trained one" if doc.get("calibration") else "")
         )
     print_table(title, cols, rows, wide=wide, caption=caption)

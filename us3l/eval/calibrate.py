@@ -30,7 +30,14 @@ import torch
 from torch import nn
 
 from us3l.errors import US3LError
-from us3l.slim import bn_stats_state, calibrated_widths, calibrating, canonical_width, load_bn_stats_state
+from us3l.slim import (
+    bn_stats_state,
+    calibrated_widths,
+    calibrating,
+    canonical_width,
+    has_batch_norm,
+    load_bn_stats_state,
+)
 
 BN_STATS_FILE = "bn_stats.safetensors"
 WEIGHTS_FILE = "checkpoint.safetensors"  # us3l.checkpoint.WEIGHTS_FILE (not imported: no cycle)
@@ -210,7 +217,9 @@ def calibration_source(
 
 
 def missing_widths(model: nn.Module, widths: Iterable[float]) -> list[float]:
-    """The widths among ``widths`` that have no calibrated statistics yet."""
+    """The widths among ``widths`` that have no calibrated statistics yet (none for a model without BatchNorm)."""
+    if not has_batch_norm(model):
+        return []
     have = set(calibrated_widths(model))
     return [w for w in widths if canonical_width(model, w) not in have]
 

@@ -263,8 +263,13 @@ def calibrate_checkpoint(
     ``on_width_start()`` is called as each distinct width (channel configuration) starts (progress display)."""
     from us3l.data import load_dataset
     from us3l.data.folder import eval_transform_for
+    from us3l.slim import has_batch_norm
 
     model, meta = loaded.model, loaded.meta
+    if not has_batch_norm(model):  # a ViT: LayerNorm only, nothing is estimated per width
+        if progress:
+            progress(f"{meta.get('model', 'the model')} has no BatchNorm: no statistics to calibrate")
+        return ()
     if data is not None or checkpoint_data_spec(meta) == "builtin":
         wanted = _with_data(settings, resolve_data_spec(meta, data))
         if _stored_differently(model, loaded.path.parent, wanted, bool(missing_widths(model, widths)), progress):

@@ -269,6 +269,11 @@ def calibrating(model: nn.Module, w: float, momentum: float | None = None) -> It
         model.train(was_training)
 
 
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether ``model`` has slimmable BatchNorm layers, i.e. per-width statistics to calibrate (a ViT has not)."""
+    return any(isinstance(m, SlimBatchNorm2d) for _, m in slim_modules(model))
+
+
 def calibrated_widths(model: nn.Module) -> tuple[float, ...]:
     """Widths for which every BN layer has calibrated statistics."""
     bns = [m for _, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)]
