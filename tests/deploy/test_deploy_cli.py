@@ -85,6 +85,11 @@ def test_select_then_export_cli(write_profile, tmp_path: Path, capsys) -> None:
     sel = tmp_path / "selection.json"
     assert main(["select", "--profile", str(prof), "--latency-ms", "2", "--out", str(sel)]) == 0
     capsys.readouterr()  # select's table (stdout)
+    assert main(["export", "--backend", "onnx", "--selection", str(sel), "--out", str(tmp_path / "art")]) == 1
+    assert capsys.readouterr().err == ("error: --selection picks the width, not the weights: give the checkpoint it "
+                                       "was made for with --ckpt RUN (or --model NAME for the fresh model it "
+                                       "profiled)\n")
+    assert not (tmp_path / "art").exists()
     code = main(
         [
             "export",

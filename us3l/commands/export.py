@@ -330,6 +330,9 @@ def export_cmd(
             raise US3LError(
                 f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {calib_images}"
             )
+    if sel_doc is not None and ckpt is None and model is None:
+        raise US3LError("--selection picks the width, not the weights: give the checkpoint it was made for with "
+                        "--ckpt RUN (or --model NAME for the fresh model it profiled)")
     src, model_name = _source(ckpt, model)
     if sel_doc is not None and selection is not None:
         _check_selection_source(selection, sel_doc, src, model_name or str(src.meta.get("model")), jobs)
