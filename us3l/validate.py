@@ -104,6 +104,12 @@ def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[f
     return values
 
 
+def name_list(values: Sequence[str]) -> tuple[str, ...]:
+    """The names of a flag given several times and/or comma-separated (``--backend onnx --backend a,b``), in
+    order, blanks dropped."""
+    return tuple(n.strip() for item in values for n in item.split(",") if n.strip())
+
+
 def _show(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)  # nan, inf, -1.0

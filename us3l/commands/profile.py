@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,24 @@ def _load_model(model_name: str | None, ckpt: Path | None) -> tuple[Any, str, st
     return net, str(model_name), None, int(net.input_size), net
 
 
+def parse_backends(spec: Any, given: Sequence[str]) -> list[str]:
+    """``--backend``: none (the device's first backend), or names repeated and/or comma-separated, each checked
+    against the device (aliases such as ``ort`` resolved); a backend named twice is refused."""
+    from us3l.profiler.sweep import resolve_backend
+    from us3l.validate import name_list
+
+    names = name_list(given)
+    if not names:
+        return [resolve_backend(spec, None)]
+    out: list[str] = []
+    for n in names:
+        b = resolve_backend(spec, n)
+        if b in out:
+            raise US3LError(f"--backend lists {b} more than once, got {', '.join(names)!r}")
+        out.append(b)
+    return out
+
+
 def _profile_rows(doc: Any) -> tuple[str, list[Col], list[list[str]]]:
     title = (f"{doc.model} on {doc.device} ({doc.backend}, {doc.precision}, input "
              f"{'x'.join(map(str, doc.input_shape))}, {doc.threads} threads)")
@@ -118,7 +137,10 @@ def profile_cmd(
     host: str | None = typer.Option(None, "--host", help="Reach the device at ssh://user@host[:port] (or local)."),
     model: str | None = typer.Option(None, "--model", help="A registered model, freshly created."),
     ckpt: Path | None = typer.Option(None, "--ckpt", help="A run folder or checkpoint.safetensors."),
-    backend: str | None = typer.Option(None, "--backend", help="onnx | openvino | tensorrt | torch."),
+    backend: list[str] = typer.Option(
+        [], "--backend", help="onnx | openvino | tensorrt | torch (default: the device's first), or several (repeat "
+        "or comma-separate: one sweep and one profile file each)."
+    ),
     precision: str | None = typer.Option(
         None, "--precision", help="fp32 | fp16 | int8, or a comma-separated list (one sweep and one profile file "
         "each; default: the device's). int8: each width's post-training INT8 artifact, as us3l export "
@@ -165,7 +187,7 @@ def profile_cmd(
     batch_size = renamed_option(batch_size, batch_old, "--batch", "--batch-size", "profile")
     from us3l.devices.registry import get_device
     from us3l.profiler.profile_file import write_profile
-    from us3l.profiler.sweep import check_local_requirements, resolve_backend, run_sweep
+    from us3l.profiler.sweep import check_local_requirements, run_sweep
     from us3l.slim import check_width
 
     spec = get_device(device, device_file)
@@ -183,7 +205,7 @@ def profile_cmd(
         if value is not None and not 0 < value < float("inf"):
             raise US3LError(f"{flag} must be a finite number > 0, got {value}")
     if artifact is not None:
-        given = [flag for flag, v in (("--model", model), ("--ckpt", ckpt), ("--backend", backend),
+        given = [flag for flag, v in (("--model", model), ("--ckpt", ckpt), ("--backend", backend or None),
                                       ("--precision", precision), ("--widths", widths), ("--points", points),
                                       ("--batch-size", batch_size), ("--max-memory-mb", max_memory_mb),
                                       ("--max-total-seconds", max_total_seconds), ("--adaptive", adaptive or None))
@@ -192,18 +214,19 @@ def profile_cmd(
             raise US3LError(f"--artifact profiles the artifact's own grid, backend and input: drop {', '.join(given)}")
         _profile_artifact(ctx, artifact, spec, threads, policy, out, plot, wide, json_out)
         return
-    be_name = resolve_backend(spec, backend)  # a backend the device lacks, or hardware missing here: before any work
+    backends = parse_backends(spec, backend)  # one the device lacks, or hardware missing here: before any work
     precisions = parse_precisions(precision)  # [None]: the device's own
-    if "int8" in precisions:  # a backend that cannot time INT8 at all says so first
-        from us3l.profiler.sweep import INT8_BACKENDS
+    for be_name in backends:
+        if "int8" in precisions:  # a backend that cannot time INT8 at all says so first
+            from us3l.profiler.sweep import INT8_BACKENDS
 
-        if be_name not in INT8_BACKENDS:
-            from us3l.profiler.sweep import check_int8
+            if be_name not in INT8_BACKENDS:
+                from us3l.profiler.sweep import check_int8
 
-            check_int8(be_name, None)
-    for p in precisions:  # what the device file's [precisions] allows on this backend
-        if p is not None:
-            spec.check_precision(be_name, p)
+                check_int8(be_name, None)
+        for p in precisions:  # what the device file's [precisions] allows on this backend
+            if p is not None:
+                spec.check_precision(be_name, p)
     if "int8" in precisions:
         from us3l.deploy.quantize import MIN_CALIB_IMAGES
 
@@ -231,8 +254,10 @@ def profile_cmd(
     ctx.call_on_close(lambda: release(out_lock))
 
     docs = []
-    for i, prec in enumerate(precisions):  # one sweep per precision, each written and shown as it finishes
-        label = f"profiling {name} on {spec.name}" + (f" ({prec})" if len(precisions) > 1 else "")
+    sweeps = [(be, prec) for be in backends for prec in precisions]
+    for i, (be_name, prec) in enumerate(sweeps):  # one sweep per backend and precision, each written and shown
+        shown = [x for x, many in ((be_name, len(backends) > 1), (prec, len(precisions) > 1)) if many and x]
+        label = f"profiling {name} on {spec.name}" + (f" ({', '.join(shown)})" if shown else "")
         with Progress(label, len(grid), "widths", enabled=not json_out) as bar:
             bar.update(0, detail="exporting the graphs")
 
@@ -244,7 +269,7 @@ def profile_cmd(
                 budget = "" if p.budget_left_s is None else f", budget left {max(0.0, p.budget_left_s):.0f} s"
                 bar.update(p.done, detail=f"{p.live} loaded, {p.stable} stable{eta}{budget}")
 
-            prof = run_sweep(net, name, grid, spec, size, backend=backend,
+            prof = run_sweep(net, name, grid, spec, size, backend=be_name,
                              batch=batch_size, threads=threads, policy=policy, checkpoint_sha256=sha,
                              max_memory_mb=max_memory_mb, max_total_seconds=max_total_seconds,
                              on_progress=on_progress, on_prepare=on_prepare, adaptive=adaptive,
@@ -257,7 +282,7 @@ def profile_cmd(
 
             png = plot_profile(prof, json_path.with_suffix(".png"))
         frozen = [r.width for r in prof.records if r.bn == "frozen-uncalibrated"]
-        if frozen and i == 0:  # the same widths in every precision's sweep: said once
+        if frozen and i == 0:  # the same widths in every sweep: said once
             note(
                 f"[yellow]note:[/yellow] {len(frozen)} of {len(prof.records)} widths have no calibrated BN "
                 "statistics: timed with frozen placeholder statistics (the graph export ships, same latency)"
@@ -282,7 +307,7 @@ def profile_cmd(
                  f"interpolated (largest leave-one-out error of the fit {100 * ad['fit_rel_error']:.1f} %); "
                  "interpolated widths are never selected", markup=False)
         note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
-    if json_out:  # one document: the profile itself for one precision, {"profiles": [...]} for a list
+    if json_out:  # one document: the profile itself for one sweep, {"profiles": [...]} for several
         emit_json(docs[0] if len(docs) == 1 else {"profiles": docs})
 
 

@@ -684,12 +684,14 @@ def quickstart_cmd(
     """Run the whole pipeline on the built-in data: train, evaluate, profile, select, export, report.
 
     Exit 3 when no profiled width fits the --latency-ms budget."""
+    from us3l.validate import name_list
+
     set_quiet(quiet)
     names = list(backend)
     if backends_old is not None:
         deprecated(f"--backends {backends_old}", f"--backend {backends_old}", "quickstart")
         names.append(backends_old)
-    picked = tuple(b.strip() for item in names for b in item.split(",") if b.strip())
+    picked = name_list(names)
     opts = QuickstartOptions(
         out=out,
         config=config,
