@@ -276,3 +276,17 @@ def test_a_newline_in_a_message_cannot_start_a_fake_error_line() -> None:
     from us3l.cli import _one_line
 
     assert _one_line("cannot read image x\nerror: fake.png: y") == "cannot read image x\\nerror: fake.png: y"
+
+
+def test_an_interrupt_raised_inside_exec_still_exits_with_our_code(tmp_path: Path) -> None:
+    """A Ctrl-C or SIGTERM that lands while exec(<string>) runs (dataclasses build their methods so, e.g. in a
+    lazy import) left CPython's "unhandled KeyboardInterrupt" flag set: under ``python -m`` the process killed
+    itself with SIGINT (-2) after main had returned 143 (a flaky SIGTERM test showed it)."""
+    (tmp_path / "interrupted_main.py").write_text(
+        "import sys\nfrom us3l import cli\n"
+        "cli.app = lambda args, prog_name: exec('raise KeyboardInterrupt')\n"
+        "sys.exit(cli.main(['version']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-m", "interrupted_main"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert (proc.returncode, proc.stderr) == (130, "us3l: interrupted\n")

@@ -102,6 +102,11 @@ def _one_line(message: str) -> str:
 
 
 def _interrupted() -> int:
+    # CPython flags a KeyboardInterrupt that left code run by exec(<string>) (dataclasses and namedtuples build
+    # their methods that way, e.g. during a lazy import) as unhandled even after it was caught; under
+    # `python -m us3l` the process then kills itself with SIGINT at exit (-2) instead of exiting 130 / 143.
+    # Every exec of a string clears that flag first, so an empty one does.
+    exec("")  # noqa: S102 - a constant empty string
     if _SigintWatch.terminated:
         print("us3l: terminated", file=sys.stderr)
         return EXIT_TERMINATED
