@@ -349,6 +349,10 @@ def test_edited_model_kwargs_are_refused_before_the_model_is_allocated(tmp_path:
     """checkpoint.json asks for a network of petabytes: the shapes are compared on the meta device first, so the
     error names the first mismatching tensor instead of an allocation failure (or a machine out of memory)."""
     _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    _edit_meta(tmp_path, model_kwargs={"base_channels": 10**8})  # beyond what torch can even size
+    with pytest.raises(US3LError, match=r"^checkpoint .*: cannot build model 'cifar_resnet18' from checkpoint\.json "
+                                        r"\(Storage size calculation overflowed"):
+        ckpt.load_backbone(tmp_path)
     _edit_meta(tmp_path, model_kwargs={"base_channels": 2**20})
     with pytest.raises(US3LError, match=r"^checkpoint .* does not match model 'cifar_resnet18': 'conv1\.weight' "
                                         r"has shape \[8, 3, 3, 3\] in the file, the model built from checkpoint\.json "

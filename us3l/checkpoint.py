@@ -456,7 +456,8 @@ def load_backbone(
             probe = create_model(meta["model"], num_classes=0, **kwargs)
     except KeyError as exc:
         raise US3LError(f"checkpoint {wpath} names an unknown model: {exc}") from None
-    except (TypeError, ValueError, US3LError) as exc:  # model_kwargs / width_range the model does not take
+    except (TypeError, ValueError, RuntimeError, US3LError) as exc:  # model_kwargs / width_range the model does
+        # not take, or sizes beyond any machine (RuntimeError: "Storage size calculation overflowed")
         raise US3LError(f"checkpoint {wpath}: cannot build model {meta['model']!r} from checkpoint.json "
                         f"({' '.join(str(exc).split())})") from None
     _check_against_file(probe, wpath, str(meta["model"]))
