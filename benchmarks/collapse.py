@@ -143,7 +143,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "schedule_stage1; default 0.25, the reference's four equal stages)")
     p.add_argument("--calib-batches", type=int, default=None, help="BN calibration batches (library default)")
     p.add_argument("--knn-k", type=int, default=None, help="requested kNN k (library default; capped by the data)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the config's)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1)")
     p.add_argument("--seed", type=int, default=None, help="seed of every run (default: the config's)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every run (YAML value), e.g. --set image_size=32")
@@ -303,7 +303,9 @@ def base_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings shared by every run (everything else comes from the packaged default config)."""
     from us3l.train.config import resolve_config
 
-    over: dict[str, Any] = {"data": args.data, "quiet": True, "knn_every": 0}
+    # one torch thread per run unless --threads or --set says otherwise: runs share the cores (--jobs), so not
+    # the config's `threads: auto`, which every run started at once would resolve to all of them
+    over: dict[str, Any] = {"data": args.data, "quiet": True, "knn_every": 0, "threads": 1}
     over.update(parse_sets(args.sets, "--set"))
     if args.threads:
         over["threads"] = args.threads

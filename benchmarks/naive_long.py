@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--out", default="runs/naive_long", help="folder for the runs and naive_long.json")
     p.add_argument("--data", default="builtin", help="data spec of both runs (default: builtin)")
     p.add_argument("--jobs", type=int, default=None, help="training processes at a time (default: min(2, cores))")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the config's)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1)")
     p.add_argument("--seed", type=int, default=None, help="seed of both runs (default: the config's)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for both runs (YAML value), repeatable")

@@ -77,7 +77,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--out", default="runs/recipe_sweep", help="folder for the runs and recipe_sweep.json")
     p.add_argument("--data", default="builtin", help="data spec of every run (default: builtin)")
     p.add_argument("--jobs", type=int, default=None, help="training processes at a time (default: min(2, cores))")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the config's)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for every run (YAML value), repeatable")
     p.add_argument("--quick", action="store_true", help="smoke run: 4 epochs on 20 images per class, small heads")

@@ -104,6 +104,8 @@ def _same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
     from us3l.train.config import TrainConfig
 
     saved = {**TrainConfig().to_dict(), **saved}
+    if wanted.get("threads") == "auto":  # resolved to the cores idle at the run's start: any count matches
+        wanted = {**wanted, "threads": saved.get("threads")}
 
     def norm(d: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps({k: v for k, v in d.items() if k not in _NOT_TRAINING}, default=str))

@@ -65,7 +65,9 @@ class TrainConfig:
     seed: int = 100
     amp: bool = True  # CUDA only
     device: str = "auto"
-    threads: int | None = None  # CPU threads per process (None: torch's default); recorded for resume
+    # CPU threads per process (None: torch's default; "auto": the cores idle when the run starts, resolved then and
+    # recorded: us3l.train.threads); recorded for resume
+    threads: int | None = None
     # flush denormal floats to zero on the CPU (torch.set_flush_denormal, process-wide): bit-identical results on
     # the recipes measured, and no 10-20 %+ slowdown once a run collapses (docs/training.md, "Denormal floats")
     flush_denormal: bool = True
@@ -247,6 +249,8 @@ def _check_type(name: str, value: Any) -> Any:
     ``US3LError`` naming the field, the expected type and the value (``--set epochs=abc``, ``amp=[1]``)."""
     spec = _SCALAR_TYPES.get(name)
     if spec is None:
+        return value
+    if name == "threads" and value == "auto":  # resolved when the run starts (us3l.train.threads)
         return value
     kind, optional = spec
     if value is None and optional:
@@ -523,7 +527,7 @@ def _validate_ranges(cfg: TrainConfig) -> None:
     """One line for a number outside its range (``threads: -1`` used to fail inside torch)."""
     for name, lo, hi, lo_ok in _RANGES:
         value = getattr(cfg, name)
-        if value is None:
+        if value is None or (name == "threads" and value == "auto"):
             continue
         if not ((value >= lo if lo_ok else value > lo) and value <= hi):
             low = f">= {lo}" if lo_ok else f"> {lo}"

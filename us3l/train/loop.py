@@ -34,6 +34,7 @@ from us3l.train.distributed import DistInfo, all_reduce_mean, barrier, init_dist
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
 from us3l.train.sampling import FixedWidth, SwitchWidths, WidthSampler
 from us3l.train.state import epoch_seed, join_state, rng_state, set_rng_state, split_state
+from us3l.train.threads import AUTO, auto_threads
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
@@ -338,6 +339,11 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         resume = False
     cfg = fill_method_defaults(cfg)
     validate(cfg)
+    if cfg.threads == AUTO:  # resolved once and recorded in the saved config (a resume keeps the count)
+        n = auto_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        cfg = replace(cfg, threads=n)
+        if info.is_main and not cfg.quiet:
+            print(f"threads: auto -> {n} (cores idle now)", file=sys.stderr)
     if info.is_main:
         _check_run_dir(run_dir, resume, overwrite)
         run_dir.mkdir(parents=True, exist_ok=True)
