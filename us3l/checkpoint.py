@@ -412,12 +412,15 @@ def _check_against_file(probe: nn.Module, wpath: Path, name: str) -> None:
     not allocate it before the shapes are found not to match)."""
     from safetensors import safe_open
 
+    shapes: dict[str, list[int]] = {}
+    dtypes: dict[str, str] = {}
     try:
         with safe_open(str(wpath), framework="pt", device="cpu") as fh:
-            shapes = {k[len(BACKBONE_PREFIX):]: list(fh.get_slice(k).get_shape())
-                      for k in fh.keys() if k.startswith(BACKBONE_PREFIX)}
-            dtypes = {k[len(BACKBONE_PREFIX):]: fh.get_slice(k).get_dtype()
-                      for k in fh.keys() if k.startswith(BACKBONE_PREFIX)}
+            for k in fh.keys():
+                if k.startswith(BACKBONE_PREFIX):
+                    entry = fh.get_slice(k)
+                    shapes[k[len(BACKBONE_PREFIX):]] = list(entry.get_shape())
+                    dtypes[k[len(BACKBONE_PREFIX):]] = entry.get_dtype()
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
         why = " ".join(str(exc).split())[:160]
         raise US3LError(f"checkpoint {wpath} is damaged ({why}); re-train or restore it") from None

@@ -216,14 +216,11 @@ def profile_cmd(
         return
     backends = parse_backends(spec, backend)  # one the device lacks, or hardware missing here: before any work
     precisions = parse_precisions(precision)  # [None]: the device's own
+    from us3l.profiler.sweep import INT8_BACKENDS, check_int8
+
     for be_name in backends:
-        if "int8" in precisions:  # a backend that cannot time INT8 at all says so first
-            from us3l.profiler.sweep import INT8_BACKENDS
-
-            if be_name not in INT8_BACKENDS:
-                from us3l.profiler.sweep import check_int8
-
-                check_int8(be_name, None)
+        if "int8" in precisions and be_name not in INT8_BACKENDS:  # a backend that cannot time INT8 says so first
+            check_int8(be_name, None)
         for p in precisions:  # what the device file's [precisions] allows on this backend
             if p is not None:
                 spec.check_precision(be_name, p)

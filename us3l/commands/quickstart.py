@@ -102,9 +102,10 @@ def _same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
     import json
 
     from us3l.train.config import TrainConfig
+    from us3l.train.threads import AUTO
 
     saved = {**TrainConfig().to_dict(), **saved}
-    if wanted.get("threads") == "auto":  # resolved to the cores idle at the run's start: any count matches
+    if wanted.get("threads") == AUTO:  # resolved to the cores idle at the run's start: any count matches
         wanted = {**wanted, "threads": saved.get("threads")}
 
     def norm(d: dict[str, Any]) -> dict[str, Any]:
