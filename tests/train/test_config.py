@@ -184,3 +184,22 @@ def test_config_files_without_aliases_or_duplicate_keys(text: str, message: str,
     p.write_text("x" * 1_000_001)
     with pytest.raises(US3LError, match=r"is larger than 1000 kB"):
         load_config_file(p)
+
+
+def test_another_model_does_not_inherit_the_default_files_model_kwargs() -> None:
+    # default.yaml's base_channels: 16 is an option of its cifar_resnet18; vit_tiny has no such option
+    assert resolve_config().model_kwargs == {"base_channels": 16}
+    vit = resolve_config(None, {"model": "vit_tiny"})
+    assert vit.model_kwargs == {} and vit.image_size == resolve_config().image_size
+    assert resolve_config(None, {"model": "resnet18"}).model_kwargs == {}
+    # naming the default's own model keeps them; the user's own model_kwargs always apply
+    assert resolve_config(None, {"model": "cifar_resnet18"}).model_kwargs == {"base_channels": 16}
+    assert resolve_config(None, {"model": "resnet18", "model_kwargs.base_channels": 8}).model_kwargs == {
+        "base_channels": 8
+    }
+
+
+def test_train_with_another_model_reaches_its_own_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    # it used to fail with "model 'vit_tiny' has no option 'base_channels'" before anything the user typed
+    assert main(["train", "--model", "vit_tiny", "--set", "image_size=40", "--out", "unused"]) == 1
+    assert "not a multiple of the patch size 16" in capsys.readouterr().err

@@ -60,7 +60,9 @@ def train_cmd(
         None, "--torch-device", help="Where PyTorch trains: auto | cpu | cuda | cuda:N."
     ),
     device_old: str | None = typer.Option(None, "--device", hidden=True),  # deprecated: --device is a target
-    threads: int | None = typer.Option(None, help="CPU threads per process (default config: 1)."),
+    threads: int | None = typer.Option(
+        None, help="CPU threads per process (default config: `auto`, the cores idle when training starts)."
+    ),
     set_: list[str] | None = typer.Option(
         None, "--set", help="Any config key: --set key=value (YAML value); mapping entries: --set model_kwargs.k=v."
     ),

@@ -357,6 +357,10 @@ def resolve_config(
     method = user.get("method", values.get("method", TrainConfig.method))
     for key in METHOD_RECIPES.get(str(method), {}):
         values.pop(key, None)
+    # The packaged default's model_kwargs (base_channels: 16) are options of its model: another model named by
+    # the user starts from that model's own defaults (vit_tiny has no base_channels).
+    if "model" in user and user["model"] != values.get("model"):
+        values.pop("model_kwargs", None)
     values.update(user)
     for key, value in dotted.items():  # --set model_kwargs.base_channels=8: one entry over the files' mapping
         set_dotted(values, key, value)
