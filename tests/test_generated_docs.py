@@ -49,7 +49,7 @@ def test_section_is_what_its_benchmark_renders(where: str, script: str, result: 
     if script not in _modules:
         _modules[script] = load_script(f"benchmarks/{script}.py", script)
     doc = json.loads((ROOT / result).read_text(encoding="utf-8"))
-    rendered = _modules[script].render_markdown(doc, result).rstrip()
     section = where.split(":", 1)[1]
+    rendered = _modules[script].render_markdown(doc, result, section=section).rstrip()
     assert rendered == body, (f"{where} is stale: python benchmarks/{script}.py --render {result} "
                               f"--section {section}")

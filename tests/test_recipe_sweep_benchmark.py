@@ -77,3 +77,8 @@ def test_summary_pairs_by_seed_and_renders() -> None:
     doc["command"] = "python benchmarks/recipe_sweep.py --section recipe-sweep-epochs --no-docs"
     md = rs.render_markdown(json.loads(json.dumps(doc)), "docs/results/x.json")
     assert "`--render docs/results/x.json --section recipe-sweep-epochs`" in md
+    # re-rendered into another section than its run wrote: the hint names the section it is in
+    doc["command"] = "python benchmarks/recipe_sweep.py --no-docs"
+    md = rs.render_markdown(json.loads(json.dumps(doc)), "docs/results/x.json", section="recipe-sweep-batch")
+    assert "`--render docs/results/x.json --section recipe-sweep-batch`" in md
+    assert "`--render docs/results/x.json`)" in rs.render_markdown(doc, "docs/results/x.json", section="recipe-sweep")
