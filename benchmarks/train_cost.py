@@ -17,6 +17,11 @@ interleaved, so the before/after ratio is measured under the same load. The trai
 (``benchmarks/roofline.py``) at the same thread count. Usage::
 
     python benchmarks/train_cost.py [--model cifar_resnet18 --base-channels 16 --batch-size 32 --iters 8]
+    python benchmarks/train_cost.py --memory-format channels_last --views batched --precision both --threads 2
+
+``--precision both`` adds every configuration under bfloat16 autocast (``amp: bf16``, what ``amp: auto`` picks on
+a CPU with AMX or AVX512-BF16), interleaved with float32, and prints the ratio; its MAC rate is still given
+against the float32 matmul.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class _Runner:
         args: argparse.Namespace,
         memory_format: torch.memory_format,
         view_batching: bool = True,
+        amp_dtype: torch.dtype | None = None,
     ) -> None:
         from us3l.ssl import create_method
         from us3l.train import make_config
@@ -92,6 +98,7 @@ class _Runner:
         self.sampler = FixedWidth(1.0) if method_name == "single" else WidthSampler(0.25, 1.0, 4, seed=0)
         self.scaler = torch.amp.GradScaler("cuda", enabled=False)
         self.epoch = epoch
+        self.amp_dtype = amp_dtype  # autocast dtype of the step (None: float32), as `amp` sets it in us3l train
         self.times: list[float] = []
 
     def step(self, x1: torch.Tensor, x2: torch.Tensor, record: bool) -> None:
@@ -111,7 +118,7 @@ class _Runner:
             self.sampler.widths(self.epoch),
             self.epoch,
             self.cfg,
-            False,
+            self.amp_dtype,
             DistInfo(),
         )
         if record:
@@ -162,6 +169,12 @@ def main() -> None:
         help="both views as one batch with per-view BN statistics (view_batching, the default), one call per "
         "view (the reference), or both, interleaved",
     )
+    ap.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "both"),
+        default="fp32",
+        help="the training step in float32, under bfloat16 autocast (config `amp: bf16`), or both, interleaved",
+    )
     ap.add_argument("--matmul-n", type=int, default=512, help="size of the reference matmul (MAC rate)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -185,16 +198,25 @@ def main() -> None:
     formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
     fmt_names = list(formats) if args.memory_format == "both" else [args.memory_format]
     view_names = ["separate", "batched"] if args.views == "both" else [args.views]
-    # a variant: memory format + whether both views run as one batch (us3l.ssl.views)
-    names = [f"{f}, views {v}" for f in fmt_names for v in view_names]
-    variant = {f"{f}, views {v}": (f, v) for f in fmt_names for v in view_names}
+    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    dtypes = {"fp32": None, "bf16": torch.bfloat16}
+    # a variant: memory format + whether both views run as one batch (us3l.ssl.views) + the step's precision
+    variant = {
+        f"{f}, views {v}" + ("" if p == "fp32" else f", {p}"): (f, v, p)
+        for f in fmt_names
+        for v in view_names
+        for p in precisions
+    }
+    names = list(variant)
     stages = ((1, 0, None), (2, 1, 0.75), (3, 2, 0.5), (4, 3, 0.25))
     runners: dict[tuple[str, str], _Runner] = {}
     for name in names:
-        fmt, views = variant[name]
-        runners[(name, "single")] = _Runner("single", 0, args, formats[fmt], views == "batched")
+        fmt, views, prec = variant[name]
+        runners[(name, "single")] = _Runner("single", 0, args, formats[fmt], views == "batched", dtypes[prec])
         for stage, epoch, _ in stages:
-            runners[(name, f"stage{stage}")] = _Runner("us3l", epoch, args, formats[fmt], views == "batched")
+            runners[(name, f"stage{stage}")] = _Runner(
+                "us3l", epoch, args, formats[fmt], views == "batched", dtypes[prec]
+            )
     # Round-robin over the configurations, one iteration each, so that load changes hit all of them alike.
     for i, (x1, x2) in enumerate(batches):
         for r in runners.values():
@@ -239,6 +261,8 @@ def main() -> None:
         pairs += [(f"contiguous, views {v}", f"channels_last, views {v}") for v in view_names]
     if len(view_names) == 2:
         pairs += [(f"{f}, views separate", f"{f}, views batched") for f in fmt_names]
+    if len(precisions) == 2:
+        pairs += [(f"{f}, views {v}", f"{f}, views {v}, bf16") for f in fmt_names for v in view_names]
     if pairs:
         print()
     for a, b in pairs:

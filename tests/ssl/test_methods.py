@@ -214,6 +214,6 @@ def test_mocov3_heads_are_the_references_and_the_patch_embedding_is_frozen() -> 
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.1)
     x1, x2 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    _train_step(m, m, opt, scaler, None, x1, x2, [1.0, 0.5], 0, cfg, False, DistInfo())
+    _train_step(m, m, opt, scaler, None, x1, x2, [1.0, 0.5], 0, cfg, None, DistInfo())
     assert torch.equal(pe.weight, before)
     assert not torch.equal(m.predictor_new[0].weight, m.predictor[0].weight)  # trained apart from then on

@@ -55,7 +55,8 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"proj_hidden": 0}, "proj_hidden must be >= 1, got 0"),
         ({"lr": "fast"}, r"config 'lr' must be a number \(or null\), got 'fast'"),
         ({"view_batching": "maybe"}, "config 'view_batching' must be true or false, got 'maybe'"),
-        ({"amp": [1]}, r"config 'amp' must be true or false, got \[1\]"),
+        ({"amp": [1]}, r"config 'amp' must be true, false, 'auto' or 'bf16', got \[1\]"),
+        ({"amp": "fp8"}, r"config 'amp' must be true, false, 'auto' or 'bf16', got 'fp8'"),
         ({"epochs": True}, "config 'epochs' must be a whole number, got True"),
         ({"method": 3}, "config 'method' must be a string, got 3"),
         ({"device": "mps"}, "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
@@ -163,7 +164,8 @@ def test_the_run_saves_the_resolved_naive_recipe(tiny_folder: Path, tmp_path: Pa
     saved = yaml.safe_load((res.run_dir / "config.yaml").read_text())
     assert (saved["schedule"], saved["regularizer"], saved["weight_decay"], saved["lr"]) == ("none", False, 5e-4, 0.05)
     assert cfg.threads == "auto" and isinstance(saved["threads"], int)  # resolved when the run started
-    assert make_config(saved) == dataclasses.replace(cfg, threads=saved["threads"])
+    assert cfg.amp == "auto" and saved["amp"] in ("bf16", False)  # resolved from the CPU when the run started
+    assert make_config(saved) == dataclasses.replace(cfg, threads=saved["threads"], amp=saved["amp"])
 
 
 @pytest.mark.parametrize(

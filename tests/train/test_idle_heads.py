@@ -69,7 +69,7 @@ def _project_loop(method: torch.nn.Module, cfg, iterations: int) -> None:
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     for it in range(iterations):
         x1, x2 = _views(it)
-        _train_step(method, method, opt, scaler, None, x1, x2, WIDTHS, 0, cfg, False, DistInfo())
+        _train_step(method, method, opt, scaler, None, x1, x2, WIDTHS, 0, cfg, None, DistInfo())
 
 
 def test_three_iterations_equal_the_reference_loop_bit_for_bit() -> None:

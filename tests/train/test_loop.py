@@ -132,7 +132,7 @@ def _setup_step(tiny_cfg, **kw):
 def _step(cfg, method, x1, x2, widths):
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=cfg.lr, momentum=0.0)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    return loop_mod._train_step(method, method, opt, scaler, None, x1, x2, widths, 0, cfg, False, DistInfo())
+    return loop_mod._train_step(method, method, opt, scaler, None, x1, x2, widths, 0, cfg, None, DistInfo())
 
 
 def test_step_per_width_vs_accumulation(tiny_cfg) -> None:

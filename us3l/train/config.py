@@ -64,7 +64,10 @@ class TrainConfig:
     idle_heads_zero_grad: bool = False
     drop_last: bool = True
     seed: int = 100
-    amp: bool = True  # CUDA only
+    # mixed precision (us3l.train.precision): true = float16 on CUDA (float32 on the CPU), false = float32,
+    # "bf16" = bfloat16 autocast on any device, "auto" = float16 on CUDA, bfloat16 on a CPU with native bfloat16
+    # (AMX or AVX512-BF16), else float32; "auto" is resolved when the run starts and recorded for resume
+    amp: bool | str = True
     device: str = "auto"
     # CPU threads per process (None: torch's default; "auto": the cores idle when the run starts, resolved then and
     # recorded: us3l.train.threads); recorded for resume
@@ -248,6 +251,8 @@ _TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", 
 def _check_type(name: str, value: Any) -> Any:
     """``value`` for the scalar field ``name`` (an integral float becomes an int, an int a float), or a one-line
     ``US3LError`` naming the field, the expected type and the value (``--set epochs=abc``, ``amp=[1]``)."""
+    if name == "amp":  # true, false or a word (us3l.train.precision)
+        return _check_amp(value)
     spec = _SCALAR_TYPES.get(name)
     if spec is None:
         return value
@@ -281,6 +286,17 @@ def _check_type(name: str, value: Any) -> Any:
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_amp(value: Any) -> bool | str:
+    """``amp``: true, false, "auto" or "bf16" (any case), or a one-line ``US3LError``."""
+    from us3l.train.precision import WORDS
+
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in WORDS:
+        return value.strip().lower()
+    raise US3LError(f"config 'amp' must be true, false, {' or '.join(repr(w) for w in WORDS)}, got {value!r}")
 
 
 _SCALAR_TYPES = _scalar_types()

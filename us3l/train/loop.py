@@ -32,6 +32,8 @@ from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, validate
 from us3l.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
+from us3l.train.precision import AUTO as AMP_AUTO
+from us3l.train.precision import autocast_dtype, label, resolve_amp
 from us3l.train.sampling import FixedWidth, SwitchWidths, WidthSampler
 from us3l.train.state import epoch_seed, join_state, rng_state, set_rng_state, split_state
 from us3l.train.threads import AUTO, auto_threads
@@ -344,6 +346,11 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         cfg = replace(cfg, threads=n)
         if info.is_main and not cfg.quiet:
             print(f"threads: auto -> {n} (cores idle now)", file=sys.stderr)
+    if cfg.amp == AMP_AUTO:  # resolved once and recorded, like threads (float results depend on it)
+        amp, why = resolve_amp(cfg.amp, info.device.type)
+        cfg = replace(cfg, amp=amp)
+        if info.is_main and not cfg.quiet:
+            print(f"amp: auto -> {label(autocast_dtype(amp, info.device.type))} ({why})", file=sys.stderr)
     if info.is_main:
         _check_run_dir(run_dir, resume, overwrite)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -414,8 +421,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             cfg.epochs,
             max_width=w_max,
         )
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = autocast_dtype(cfg.amp, device.type)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # bfloat16 needs no loss scaling
 
     start_epoch = 0
     if resume:
@@ -477,7 +484,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
                     x1, x2 = two_views(images, aug, gen)
                 x1, x2 = x1.contiguous(memory_format=memory_format), x2.contiguous(memory_format=memory_format)
                 widths = sampler.widths(epoch)
-                losses = _train_step(model, method, opt, scaler, reg, x1, x2, widths, epoch, cfg, use_amp, info)
+                losses = _train_step(model, method, opt, scaler, reg, x1, x2, widths, epoch, cfg, amp_dtype, info)
                 for i, (w, lv) in enumerate(zip(widths, losses, strict=True)):
                     if not math.isfinite(lv):
                         raise _NonFinite(epoch, it, w, lv)
@@ -585,7 +592,7 @@ def _train_step(
     widths: list[float],
     epoch: int,
     cfg: TrainConfig,
-    use_amp: bool,
+    amp_dtype: torch.dtype | None,
     info: DistInfo,
 ) -> list[float]:
     """One iteration over ``widths`` (descending); returns the loss per width (mean over ranks)."""
@@ -600,7 +607,8 @@ def _train_step(
     for w in widths:
         if cfg.step_per_width:
             opt.zero_grad(set_to_none=set_to_none)
-        with torch.autocast(device_type=x1.device.type, dtype=torch.float16, enabled=use_amp):
+        on = amp_dtype is not None
+        with torch.autocast(device_type=x1.device.type, dtype=amp_dtype or torch.float16, enabled=on):
             loss, new_targets = model(x1, x2, w, targets)
         if targets is None:
             targets = new_targets
@@ -697,13 +705,15 @@ def _meta_base(
         "bn_switches": kw.get("bn_switches"),
         "distributed": {"world_size": info.world_size, "device": str(device)},
         "torch_threads": torch.get_num_threads(),
+        "precision": label(autocast_dtype(cfg.amp, device.type)),  # of the training step (evaluation is fp32)
         "accelerator": _accelerator(cfg, device),
     }
 
 
 def _accelerator(cfg: TrainConfig, device: torch.device) -> dict[str, Any] | None:
     """The GPU a CUDA run trained on, for ``checkpoint.json`` (None on CPU): its name, compute capability, the
-    CUDA and cuDNN versions torch was built with, and whether AMP (fp16 autocast) was on."""
+    CUDA and cuDNN versions torch was built with, and whether AMP (fp16 autocast) was on (``precision`` beside
+    it names the autocast dtype on any device)."""
     if device.type != "cuda":
         return None
     major, minor = torch.cuda.get_device_capability(device)
@@ -712,7 +722,7 @@ def _accelerator(cfg: TrainConfig, device: torch.device) -> dict[str, Any] | Non
         "capability": f"{major}.{minor}",
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
-        "amp": bool(cfg.amp),
+        "amp": autocast_dtype(cfg.amp, device.type) is not None,
     }
 
 

@@ -1,0 +1,71 @@
+"""Mixed precision of the training step: the config key ``amp`` and the autocast dtype it means on a device.
+
+* ``true`` (the dataclass default): float16 autocast with a gradient scaler on CUDA; float32 on the CPU.
+* ``false``: float32 everywhere.
+* ``"bf16"``: bfloat16 autocast on any device, no gradient scaler (bfloat16 has float32's exponent range). On a
+  CPU without native bfloat16 instructions oneDNN emulates them, which is slower than float32.
+* ``"auto"`` (the default recipe's): float16 on CUDA; on the CPU bfloat16 where the CPU computes it natively (AMX
+  or AVX512-BF16), else float32. Resolved once when the run starts, printed, and recorded in the saved config,
+  like ``threads: auto`` (a resume keeps it: float results depend on it).
+
+Under any autocast the losses still compute in float32 (``us3l.ssl.losses.full_precision``), BatchNorm keeps
+float32 parameters and statistics, and evaluation (kNN monitor, ``us3l eval``, export) runs in float32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+AUTO = "auto"
+BF16 = "bf16"
+#: The values ``amp`` accepts besides true and false.
+WORDS = (AUTO, BF16)
+
+
+def cpu_bf16_unit(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's native bfloat16 matrix instructions (``"AMX"`` or ``"AVX512-BF16"``), or None. Asks torch's own
+    CPU feature check, else the flags in ``/proc/cpuinfo``."""
+    cpu = getattr(torch, "cpu", None)
+    amx, avx = getattr(cpu, "_is_amx_tile_supported", None), getattr(cpu, "_is_avx512_bf16_supported", None)
+    if callable(amx) and callable(avx):
+        try:
+            return "AMX" if amx() else "AVX512-BF16" if avx() else None
+        except RuntimeError:
+            pass
+    try:
+        text = cpuinfo.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    return "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else None
+
+
+def resolve_amp(amp: bool | str, device_type: str, unit: str | None = None) -> tuple[bool | str, str]:
+    """(the concrete ``amp`` value for ``amp: auto`` on ``device_type``, why); other values are returned as they
+    are. ``unit``: the CPU's bfloat16 unit (detected when None)."""
+    if amp != AUTO:
+        return amp, ""
+    if device_type == "cuda":
+        return True, "CUDA"
+    if device_type != "cpu":
+        return False, f"no mixed precision on {device_type}"
+    unit = cpu_bf16_unit() if unit is None else unit
+    if unit:
+        return BF16, f"native bfloat16 on this CPU: {unit}"
+    return False, "no native bfloat16 on this CPU (AMX or AVX512-BF16)"
+
+
+def autocast_dtype(amp: bool | str, device_type: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved ``amp`` on ``device_type`` (None: float32, no autocast)."""
+    if amp == BF16:
+        return torch.bfloat16
+    if amp is True and device_type == "cuda":
+        return torch.float16
+    return None
+
+
+def label(dtype: torch.dtype | None) -> str:
+    """``"fp16"``, ``"bf16"`` or ``"fp32"``: the precision a run trained in, for ``checkpoint.json``."""
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
