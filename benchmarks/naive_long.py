@@ -122,7 +122,11 @@ def run_tasks(args: argparse.Namespace, out: Path) -> list[tuple[str, Any]]:
 
 
 def config_mismatch(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """The training settings in which a finished run's recorded config differs from the wanted one."""
+    """The training settings in which a finished run's recorded config differs from the wanted one (``auto``
+    settings match whatever they resolved to)."""
+    from us3l.train.config import as_recorded
+
+    wanted = as_recorded(wanted, recorded)
     keys = (set(recorded) | set(wanted)) - NOT_TRAINING
     return sorted(k for k in keys if recorded.get(k) != wanted.get(k))
 

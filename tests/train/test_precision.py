@@ -85,3 +85,11 @@ def test_quickstart_reuses_a_run_trained_with_auto() -> None:
     assert _same_training({**wanted, "amp": "bf16"}, wanted) and _same_training({**wanted, "amp": False}, wanted)
     pinned = make_config({"amp": False}).to_dict()
     assert not _same_training({**pinned, "amp": "bf16"}, pinned)
+
+
+def test_auto_settings_match_what_a_finished_run_resolved_them_to() -> None:
+    from us3l.train.config import as_recorded
+
+    recorded = {"threads": 2, "amp": "bf16", "lr": 0.2}
+    assert as_recorded({"threads": "auto", "amp": "auto", "lr": 0.2}, recorded) == recorded
+    assert as_recorded({"threads": 1, "amp": False}, recorded) == {"threads": 1, "amp": False}  # pinned: compared

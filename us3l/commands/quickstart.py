@@ -101,15 +101,10 @@ def _same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
     before they existed count as their defaults."""
     import json
 
-    from us3l.train.config import TrainConfig
-    from us3l.train.precision import AUTO as AMP_AUTO
-    from us3l.train.threads import AUTO
+    from us3l.train.config import TrainConfig, as_recorded
 
     saved = {**TrainConfig().to_dict(), **saved}
-    if wanted.get("threads") == AUTO:  # resolved to the cores idle at the run's start: any count matches
-        wanted = {**wanted, "threads": saved.get("threads")}
-    if wanted.get("amp") == AMP_AUTO:  # resolved to what the CPU (or GPU) of the run's start computed in
-        wanted = {**wanted, "amp": saved.get("amp")}
+    wanted = as_recorded(wanted, saved)  # threads: auto and amp: auto match whatever they resolved to
 
     def norm(d: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps({k: v for k, v in d.items() if k not in _NOT_TRAINING}, default=str))

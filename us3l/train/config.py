@@ -325,6 +325,17 @@ def unknown_keys_message(unknown: list[str]) -> str:
     return f"unknown config key(s): {', '.join(unknown)}{hint}; valid keys: {valid}"
 
 
+#: Keys whose ``auto`` is resolved when a run starts and saved resolved (``threads``: the idle cores, ``amp``: the
+#: precision this CPU or GPU computes in).
+RESOLVED_AT_START = ("threads", "amp")
+
+
+def as_recorded(wanted: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """``wanted`` with every key of ``RESOLVED_AT_START`` that is still ``auto`` replaced by the value ``recorded``
+    (a finished run's saved config) resolved it to: ``auto`` matches whatever it became."""
+    return {**wanted, **{k: recorded.get(k) for k in RESOLVED_AT_START if wanted.get(k) == "auto"}}  # both AUTOs
+
+
 #: Config keys whose value is a mapping: ``--set KEY.SUBKEY=VALUE`` sets one entry of them.
 MAPPING_KEYS = ("model_kwargs",)
 
