@@ -26,7 +26,7 @@ from typing import Any
 from us3l.errors import US3LError
 from us3l.io import read_input_text
 from us3l.train.sampling import SAMPLINGS, SCHEDULES, check_schedule
-from us3l.train.threads import AUTO as AUTO_THREADS
+from us3l.train.threads import AUTO
 from us3l.validate import MAX_INPUT_SIZE, MAX_THREADS
 
 DEFAULT_CONFIG_NAME = "default.yaml"
@@ -256,7 +256,7 @@ def _check_type(name: str, value: Any) -> Any:
     spec = _SCALAR_TYPES.get(name)
     if spec is None:
         return value
-    if name == "threads" and value == AUTO_THREADS:  # resolved when the run starts (us3l.train.threads)
+    if name == "threads" and value == AUTO:  # resolved when the run starts (us3l.train.threads)
         return value
     kind, optional = spec
     if value is None and optional:
@@ -333,7 +333,7 @@ RESOLVED_AT_START = ("threads", "amp")
 def as_recorded(wanted: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
     """``wanted`` with every key of ``RESOLVED_AT_START`` that is still ``auto`` replaced by the value ``recorded``
     (a finished run's saved config) resolved it to: ``auto`` matches whatever it became."""
-    return {**wanted, **{k: recorded.get(k) for k in RESOLVED_AT_START if wanted.get(k) == "auto"}}  # both AUTOs
+    return {**wanted, **{k: recorded.get(k) for k in RESOLVED_AT_START if wanted.get(k) == AUTO}}
 
 
 #: Config keys whose value is a mapping: ``--set KEY.SUBKEY=VALUE`` sets one entry of them.
@@ -559,7 +559,7 @@ def _validate_ranges(cfg: TrainConfig) -> None:
     """One line for a number outside its range (``threads: -1`` used to fail inside torch)."""
     for name, lo, hi, lo_ok in _RANGES:
         value = getattr(cfg, name)
-        if value is None or (name == "threads" and value == AUTO_THREADS):
+        if value is None or (name == "threads" and value == AUTO):
             continue
         if not ((value >= lo if lo_ok else value > lo) and value <= hi):
             low = f">= {lo}" if lo_ok else f"> {lo}"

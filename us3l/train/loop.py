@@ -32,7 +32,6 @@ from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, validate
 from us3l.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
-from us3l.train.precision import AUTO as AMP_AUTO
 from us3l.train.precision import autocast_dtype, label, resolve_amp
 from us3l.train.sampling import FixedWidth, SwitchWidths, WidthSampler
 from us3l.train.state import epoch_seed, join_state, rng_state, set_rng_state, split_state
@@ -346,7 +345,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         cfg = replace(cfg, threads=n)
         if info.is_main and not cfg.quiet:
             print(f"threads: auto -> {n} (cores idle now)", file=sys.stderr)
-    if cfg.amp == AMP_AUTO:  # resolved once and recorded, like threads (float results depend on it)
+    if cfg.amp == AUTO:  # resolved once and recorded, like threads (float results depend on it)
         amp, why = resolve_amp(cfg.amp, info.device.type)
         cfg = replace(cfg, amp=amp)
         if info.is_main and not cfg.quiet:

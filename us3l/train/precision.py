@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-AUTO = "auto"
+from us3l.train.threads import AUTO  # one word for every setting resolved when a run starts
+
 BF16 = "bf16"
 #: The values ``amp`` accepts besides true and false.
 WORDS = (AUTO, BF16)
