@@ -93,3 +93,53 @@ def test_auto_settings_match_what_a_finished_run_resolved_them_to() -> None:
     recorded = {"threads": 2, "amp": "bf16", "lr": 0.2}
     assert as_recorded({"threads": "auto", "amp": "auto", "lr": 0.2}, recorded) == recorded
     assert as_recorded({"threads": 1, "amp": False}, recorded) == {"threads": 1, "amp": False}  # pinned: compared
+
+
+@pytest.mark.parametrize(
+    ("mine", "everyone", "agreed"),
+    [("bf16", True, "bf16"), ("bf16", False, False), (False, False, False), (True, False, True)],
+)
+def test_ranks_agree_on_bf16_only_where_every_cpu_has_it(mine: bool | str, everyone: bool,
+                                                         agreed: bool | str) -> None:
+    asked: list[bool] = []
+
+    def all_ranks(flag: bool) -> bool:
+        asked.append(flag)
+        return everyone and flag
+
+    got, why = precision.agreed_across_ranks(mine, "mine", all_ranks)
+    assert asked == [mine == "bf16"]  # every rank takes part in the collective, whatever it resolved
+    assert got == agreed
+    assert why == ("mine" if got == mine else "another rank's CPU has no native bfloat16: every rank trains in float32")
+
+
+_RANK_SCRIPT = """
+import sys
+from us3l.train.distributed import all_ranks, init_distributed, shutdown_distributed
+from us3l.train.precision import agreed_across_ranks, resolve_amp
+info = init_distributed("cpu")
+amp, why = resolve_amp("auto", "cpu", unit=sys.argv[1])
+print(repr(agreed_across_ranks(amp, why, lambda flag: all_ranks(flag, info))[0]))
+shutdown_distributed()
+"""
+
+
+def test_two_gloo_processes_whose_cpus_differ_both_train_in_float32(tmp_path: Path) -> None:
+    """Real processes in a real gloo group: rank 0 with AMX, rank 1 without bfloat16."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank, unit in enumerate(("AMX", "")):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+               "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, "-c", _RANK_SCRIPT, unit], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert [out.strip() for out, _ in outs] == ["False", "False"]

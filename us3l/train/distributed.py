@@ -72,6 +72,16 @@ def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t / info.world_size
 
 
+def all_ranks(flag: bool, info: DistInfo) -> bool:
+    """True when ``flag`` is true on every rank (``flag`` itself in a single process). A collective: every rank
+    calls it at the same point. CPU (gloo) process groups only: the flag travels in a CPU tensor."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

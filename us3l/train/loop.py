@@ -30,9 +30,9 @@ from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, validate
-from us3l.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from us3l.train.distributed import DistInfo, all_ranks, all_reduce_mean, barrier, init_distributed
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
-from us3l.train.precision import autocast_dtype, label, resolve_amp
+from us3l.train.precision import agreed_across_ranks, autocast_dtype, label, resolve_amp
 from us3l.train.sampling import FixedWidth, SwitchWidths, WidthSampler
 from us3l.train.state import epoch_seed, join_state, rng_state, set_rng_state, split_state
 from us3l.train.threads import AUTO, auto_threads
@@ -347,6 +347,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             print(f"threads: auto -> {n} (cores idle now)", file=sys.stderr)
     if cfg.amp == AUTO:  # resolved once and recorded, like threads (float results depend on it)
         amp, why = resolve_amp(cfg.amp, info.device.type)
+        if info.enabled and info.device.type == "cpu":  # one precision for every rank (CUDA: float16 on all)
+            amp, why = agreed_across_ranks(amp, why, lambda flag: all_ranks(flag, info))
         cfg = replace(cfg, amp=amp)
         if info.is_main and not cfg.quiet:
             print(f"amp: auto -> {label(autocast_dtype(amp, info.device.type))} ({why})", file=sys.stderr)

@@ -6,7 +6,8 @@
   CPU without native bfloat16 instructions oneDNN emulates them, which is slower than float32.
 * ``"auto"`` (the default recipe's): float16 on CUDA; on the CPU bfloat16 where the CPU computes it natively (AMX
   or AVX512-BF16), else float32. Resolved once when the run starts, printed, and recorded in the saved config,
-  like ``threads: auto`` (a resume keeps it: float results depend on it).
+  like ``threads: auto`` (a resume keeps it: float results depend on it). In a multi-process CPU job the ranks
+  agree: bfloat16 only where every rank's CPU has it (:func:`agreed_across_ranks`).
 
 Under any autocast the losses still compute in float32 (``us3l.ssl.losses.full_precision``), BatchNorm keeps
 float32 parameters and statistics, and evaluation (kNN monitor, ``us3l eval``, export) runs in float32.
@@ -14,6 +15,7 @@ float32 parameters and statistics, and evaluation (kNN monitor, ``us3l eval``, e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -56,6 +58,15 @@ def resolve_amp(amp: bool | str, device_type: str, unit: str | None = None) -> t
     if unit:
         return BF16, f"native bfloat16 on this CPU: {unit}"
     return False, "no native bfloat16 on this CPU (AMX or AVX512-BF16)"
+
+
+def agreed_across_ranks(amp: bool | str, why: str, all_ranks: Callable[[bool], bool]) -> tuple[bool | str, str]:
+    """``amp: auto`` as every rank of a CPU job resolved it: bfloat16 only where every rank's CPU computes it
+    natively, else float32 on all of them (the nodes of a CPU cluster may differ). ``all_ranks(flag)``: the
+    collective that tells whether ``flag`` holds on every rank; every rank calls this function."""
+    if all_ranks(amp == BF16) or amp != BF16:
+        return amp, why
+    return False, "another rank's CPU has no native bfloat16: every rank trains in float32"
 
 
 def autocast_dtype(amp: bool | str, device_type: str) -> torch.dtype | None:
