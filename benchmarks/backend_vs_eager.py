@@ -13,6 +13,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from us3l import script_cli
 from us3l.deploy.backends import get_backend
 from us3l.models import create_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
@@ -23,9 +24,9 @@ from us3l.slim import materialize
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
-    ap.add_argument("--points", type=int, default=4)
-    ap.add_argument("--max-seconds", type=float, default=3.0)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--points", type=script_cli.positive_int, default=4)
+    ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0)
+    ap.add_argument("--threads", type=script_cli.positive_int, default=None)
     args = ap.parse_args()
     net = create_model(args.model, num_classes=0)
     threads = resolve_threads(args.threads)
@@ -51,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

@@ -74,6 +74,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from us3l import script_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_KIND = "collapse_benchmark"
 BENCH_SCHEMA = 2
@@ -122,18 +124,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--out", default="runs/collapse", help="folder for the runs and collapse.json")
     p.add_argument("--data", default="builtin", help="data spec for every run (default: builtin)")
-    p.add_argument("--minutes", type=float, default=None,
+    p.add_argument("--minutes", type=script_cli.positive_float, default=None,
                    help="total wall-clock budget, probes and evaluation included (default 30; 1.5 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run (~1-2 min): --subset 20, small model, minimum epochs; does not touch the docs")
-    p.add_argument("--subset", type=int, default=None, metavar="K",
+    p.add_argument("--subset", type=script_cli.positive_int, default=None, metavar="K",
                    help="train on K images per class of --data (test: K/2 per class), written as an ImageFolder")
     p.add_argument("--eval-share", type=float, default=0.1, help="fraction of the budget reserved for evaluation")
-    p.add_argument("--jobs", type=int, default=None,
+    p.add_argument("--jobs", type=script_cli.positive_int, default=None,
                    help="training processes at a time, one torch thread each (default: min(2, cores))")
     p.add_argument("--single-widths", default=",".join(f"{w:g}" for w in SINGLE_WIDTHS))
     p.add_argument("--eval-widths", default=",".join(f"{w:g}" for w in EVAL_WIDTHS), help="widths of us3l/naive")
-    p.add_argument("--curve-every", type=int, default=4, metavar="K",
+    p.add_argument("--curve-every", type=script_cli.nonnegative_int, default=4, metavar="K",
                    help="training-monitor kNN of us3l and naive_simsiam every K epochs (0: at the end only)")
     p.add_argument("--no-same-epochs", dest="same_epochs", action="store_false",
                    help="skip the singles trained for as many epochs as us3l (the paper-style comparison)")
@@ -143,15 +145,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-naive-control", dest="naive_control", action="store_false",
                    help="skip the naive recipe trained at width 1 only for as many epochs as naive_simsiam (what "
                         "SimSiam learns here without the slimmable network)")
-    p.add_argument("--us3l-epochs", type=int, default=None,
+    p.add_argument("--us3l-epochs", type=script_cli.positive_int, default=None,
                    help="fix the us3l epochs instead of the budget rule (the other runs still get their CPU time)")
     p.add_argument("--us3l-stage1", type=float, default=None, metavar="F",
                    help="share of the us3l run's epochs in schedule A's first stage, full width only (config key "
                         "schedule_stage1; default 0.25, the reference's four equal stages)")
-    p.add_argument("--calib-batches", type=int, default=None, help="BN calibration batches (library default)")
-    p.add_argument("--knn-k", type=int, default=None, help="requested kNN k (library default; capped by the data)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="seed of every run (default: the config's)")
+    p.add_argument("--calib-batches", type=script_cli.positive_int, default=None,
+                   help="BN calibration batches (library default)")
+    p.add_argument("--knn-k", type=script_cli.positive_int, default=None,
+                   help="requested kNN k (library default; capped by the data)")
+    p.add_argument("--threads", type=script_cli.positive_int, default=None, help="torch threads per run (default 1)")
+    p.add_argument("--seed", type=script_cli.nonnegative_int, default=None,
+                   help="seed of every run (default: the config's)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every run (YAML value), e.g. --set image_size=32")
     p.add_argument("--naive-set", dest="naive_sets", action="append", default=[], metavar="KEY=VALUE",
@@ -170,8 +175,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.jobs is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         args.jobs = max(1, min(2, cores))
-    if args.jobs < 1:
-        p.error("--jobs must be >= 1")
     if args.quick and args.subset is None:
         args.subset = 20
     if args.subset is not None and args.subset < 4:
@@ -1082,4 +1085,4 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    sys.exit(main())
+    script_cli.run(main)

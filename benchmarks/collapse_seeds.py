@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from us3l import script_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_KIND = "collapse_seeds_benchmark"
 BENCH_SCHEMA = 1
@@ -58,7 +60,7 @@ cb = nl.cb
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
-    p.add_argument("--us3l-epochs", type=int, default=None,
+    p.add_argument("--us3l-epochs", type=script_cli.positive_int, default=None,
                    help=f"us3l's epochs in every seed (default {DEFAULT_US3L_EPOCHS}; {QUICK_US3L_EPOCHS} with "
                         "--quick); every other run gets the same CPU time")
     p.add_argument("--result", dest="results", action="append", default=[], metavar="SEED=JSON",
@@ -66,7 +68,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--reuse", action="store_true", help="take OUT/seed<S>/collapse.json where it exists")
     p.add_argument("--out", default="runs/collapse_seeds", help="folder for the per-seed runs and the result")
     p.add_argument("--data", default="builtin", help="data spec of every run (default: builtin)")
-    p.add_argument("--jobs", type=int, default=None, help="training processes at a time (default: min(2, cores))")
+    p.add_argument("--jobs", type=script_cli.positive_int, default=None,
+                   help="training processes at a time (default: min(2, cores))")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for every run (YAML value), repeatable")
     p.add_argument("--quick", action="store_true", help="smoke run: collapse.py --quick per seed")
@@ -82,8 +85,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error(str(exc))
     if args.us3l_epochs is None:
         args.us3l_epochs = QUICK_US3L_EPOCHS if args.quick else DEFAULT_US3L_EPOCHS
-    if args.us3l_epochs < 1:
-        p.error("--us3l-epochs must be >= 1")
     args.result_paths = {}
     for item in args.results:
         seed, sep, path = item.partition("=")
@@ -295,4 +296,4 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    sys.exit(main())
+    script_cli.run(main)

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from us3l import script_cli
+
 KIND = "denormal_benchmark"
 SCHEMA = 1
 STRESS = ("weight_decay=0.004", "lr=0.05", "lr_schedule=constant")
@@ -41,9 +43,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/denormal", help="folder for the two runs and denormal.json")
     p.add_argument("--method", default="naive_simsiam", help="training method of both runs (default naive_simsiam)")
-    p.add_argument("--epochs", type=int, default=48, help="epochs of both runs (default 48)")
-    p.add_argument("--seed", type=int, default=100, help="seed of both runs (default 100)")
-    p.add_argument("--knn-every", type=int, default=4, metavar="K", help="training monitor every K epochs")
+    p.add_argument("--epochs", type=script_cli.positive_int, default=48, help="epochs of both runs (default 48)")
+    p.add_argument("--seed", type=script_cli.nonnegative_int, default=100, help="seed of both runs (default 100)")
+    p.add_argument("--knn-every", type=script_cli.nonnegative_int, default=4, metavar="K",
+                   help="training monitor every K epochs")
     p.add_argument("--no-stress", dest="stress", action="store_false",
                    help=f"train the method's own recipe instead of the collapse stress ({', '.join(STRESS)})")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -135,4 +138,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_cli.run(main)

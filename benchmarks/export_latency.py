@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from us3l import script_cli
 from us3l.deploy import get_backend
 from us3l.deploy.export import export_width
 from us3l.models import create_model
@@ -46,8 +47,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--widths", default="0.25,0.5,0.75,1.0")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--max-seconds", type=float, default=4.0, help="time cap per (width, runtime)")
+    ap.add_argument("--threads", type=script_cli.positive_int, default=1)
+    ap.add_argument("--max-seconds", type=script_cli.positive_float, default=4.0, help="time cap per (width, runtime)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = create_model(args.model, num_classes=0).eval()
@@ -87,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

@@ -35,6 +35,8 @@ import torch
 from roofline import matmul_peak  # benchmarks/ is on sys.path when this script runs
 from torch import nn
 
+from us3l import script_cli
+
 
 class _PlainBlock(nn.Module):
     def __init__(self, inp: int, planes: int, stride: int) -> None:
@@ -103,11 +105,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", default="1.0,0.5,0.25")
     ap.add_argument("--backends", default="onnx", help="comma-separated: onnx,openvino")
-    ap.add_argument("--threads", type=int, default=1,
+    ap.add_argument("--threads", type=script_cli.positive_int, default=1,
                     help="runtime threads (default 1: on a shared 2-core VM two threads add +-15 %% noise)")
-    ap.add_argument("--max-seconds", type=float, default=3.0, help="measurement time per timer")
-    ap.add_argument("--max-ratio", type=float, default=1.10)
-    ap.add_argument("--min-of-peak", type=float, default=0.5)
+    ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0, help="measurement time per timer")
+    ap.add_argument("--max-ratio", type=script_cli.positive_float, default=1.10)
+    ap.add_argument("--min-of-peak", type=script_cli.positive_float, default=0.5)
     args = ap.parse_args()
 
     from us3l.deploy.backends import get_backend
@@ -189,4 +191,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_cli.run(main)

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from us3l import script_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = "cifar_resnet18:1.0,cifar_resnet18:0.5,resnet50:1.0"
 
@@ -134,14 +136,14 @@ def main() -> int:
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help="model:width,... (default %(default)s)")
     ap.add_argument("--backends", default="onnx", help="comma-separated: onnx,openvino (default onnx)")
     ap.add_argument("--exporters", default="torchscript,dynamo", help="interleaved (default %(default)s)")
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=script_cli.positive_int, default=1)
     ap.add_argument("--ckpt", default=None, help="export from this checkpoint instead of fresh models")
-    ap.add_argument("--latency", type=int, default=0, metavar="ROUNDS",
+    ap.add_argument("--latency", type=script_cli.nonnegative_int, default=0, metavar="ROUNDS",
                     help="also time both exporters' graphs in onnxruntime (1 thread, batch 1), ROUNDS interleaved")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the results here")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
-    ap.add_argument("--width", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--width", type=script_cli.width, help=argparse.SUPPRESS)
     ap.add_argument("--backend", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -207,4 +209,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_cli.run(main)

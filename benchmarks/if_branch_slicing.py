@@ -31,6 +31,8 @@ import onnx
 import psutil
 from onnx import TensorProto, helper, numpy_helper
 
+from us3l import script_cli
+
 OPSET = 17
 
 
@@ -165,12 +167,12 @@ def _session_mib(runtime: str, path: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--channels", type=int, default=128, help="full-width channels of every conv")
-    ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--size", type=int, default=16, help="input height and width")
+    ap.add_argument("--channels", type=script_cli.positive_int, default=128, help="full-width channels of every conv")
+    ap.add_argument("--layers", type=script_cli.positive_int, default=6)
+    ap.add_argument("--size", type=script_cli.positive_int, default=16, help="input height and width")
     ap.add_argument("--widths", default="1,0.5,0.25")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per timer")
-    ap.add_argument("--calls", type=int, default=100, help="calls per round and timer")
+    ap.add_argument("--rounds", type=script_cli.positive_int, default=5, help="interleaved rounds per timer")
+    ap.add_argument("--calls", type=script_cli.positive_int, default=100, help="calls per round and timer")
     ap.add_argument("--session-mib", nargs=2, metavar=("RUNTIME", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.session_mib:
@@ -269,4 +271,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

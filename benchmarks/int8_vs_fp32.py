@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from us3l import script_cli
 from us3l.deploy import get_backend
 from us3l.deploy.export import VerificationFailed, export_width, int8_calibration_for
 from us3l.deploy.graph import fresh_model
@@ -69,11 +70,12 @@ def main() -> None:
     ap.add_argument("--ckpt", default=None, help="a trained run (calibrated widths): adds it, with the kNN drop")
     ap.add_argument("--widths", default="1.0,0.5,0.25")
     ap.add_argument("--backends", default="onnx,openvino")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--max-seconds", type=float, default=3.0, help="time cap per artifact")
-    ap.add_argument("--calib-images", type=int, default=300)
+    ap.add_argument("--threads", type=script_cli.positive_int, default=1)
+    ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0, help="time cap per artifact")
+    ap.add_argument("--calib-images", type=script_cli.positive_int, default=300)
     ap.add_argument("--calib-data", default="builtin", help="calibration data of the fresh models")
-    ap.add_argument("--knn-max-train", type=int, default=None, help="cap the kNN bank (seeded stratified)")
+    ap.add_argument("--knn-max-train", type=script_cli.positive_int, default=None,
+                    help="cap the kNN bank (seeded stratified)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     widths = [float(w) for w in args.widths.split(",")]
@@ -147,4 +149,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

@@ -43,6 +43,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from us3l import script_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_KIND = "naive_long_benchmark"
 BENCH_SCHEMA = 1
@@ -64,20 +66,22 @@ BEGIN, END = markers(SECTION)
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=script_cli.positive_int, default=None,
                    help="epochs of every run (default 300; --quick: 2, or 4 with --with-us3l)")
-    p.add_argument("--curve-every", type=int, default=None, metavar="K",
+    p.add_argument("--curve-every", type=script_cli.nonnegative_int, default=None, metavar="K",
                    help="training-monitor kNN every K epochs (default 20; --quick: 1)")
     p.add_argument("--out", default="runs/naive_long", help="folder for the runs and naive_long.json")
     p.add_argument("--data", default="builtin", help="data spec of both runs (default: builtin)")
-    p.add_argument("--jobs", type=int, default=None, help="training processes at a time (default: min(2, cores))")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="seed of both runs (default: the config's)")
+    p.add_argument("--jobs", type=script_cli.positive_int, default=None,
+                   help="training processes at a time (default: min(2, cores))")
+    p.add_argument("--threads", type=script_cli.positive_int, default=None, help="torch threads per run (default 1)")
+    p.add_argument("--seed", type=script_cli.nonnegative_int, default=None,
+                   help="seed of both runs (default: the config's)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for both runs (YAML value), repeatable")
     p.add_argument("--lr-schedule", choices=("epoch", "constant"), default=None,
                    help="lr schedule of every run (default: the config's, the reference's per-epoch cosine)")
-    p.add_argument("--lr-schedule-epochs", type=int, default=None, metavar="L",
+    p.add_argument("--lr-schedule-epochs", type=script_cli.positive_int, default=None, metavar="L",
                    help="train the first --epochs epochs of an L-epoch schedule (default: L = --epochs)")
     p.add_argument("--with-us3l", action="store_true",
                    help="also train us3l (its own recipe) for the same epochs under the same schedule")
@@ -93,8 +97,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.epochs = (4 if args.with_us3l else 2) if args.quick else 300  # us3l's schedule A: a multiple of 4
     if args.curve_every is None:
         args.curve_every = 1 if args.quick else 20
-    if args.epochs < 1 or args.curve_every < 0:
-        p.error("--epochs must be >= 1 and --curve-every >= 0")
     # the collapse benchmark's settings object, for its config, evaluation and subset helpers
     shared = ["--data", args.data, "--curve-every", str(args.curve_every), "--out", args.out]
     for flag, value in (("--jobs", args.jobs), ("--threads", args.threads), ("--seed", args.seed)):
@@ -308,4 +310,4 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    sys.exit(main())
+    script_cli.run(main)

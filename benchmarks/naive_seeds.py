@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from us3l import script_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_KIND = "naive_seeds_benchmark"
 BENCH_SCHEMA = 1
@@ -339,4 +341,4 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    sys.exit(main())
+    script_cli.run(main)

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from us3l import script_cli
+
 
 def sweep(model: str, backend: str, args: argparse.Namespace, out: str) -> dict:
     argv = [sys.executable, "-m", "us3l.cli", "profile", "--device", "cpu", "--model", model, "--backend", backend,
@@ -57,10 +59,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="cifar_resnet18,resnet50")
     ap.add_argument("--backends", default="onnx,openvino")
-    ap.add_argument("--points", type=int, default=None, help="widths per sweep (default: the full grid)")
-    ap.add_argument("--max-total-seconds", type=float, default=None)
-    ap.add_argument("--max-memory-mb", type=float, default=None)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--points", type=script_cli.positive_int, default=None,
+                    help="widths per sweep (default: the full grid)")
+    ap.add_argument("--max-total-seconds", type=script_cli.positive_float, default=None)
+    ap.add_argument("--max-memory-mb", type=script_cli.positive_float, default=None)
+    ap.add_argument("--threads", type=script_cli.positive_int, default=None)
     ap.add_argument("--adaptive", action="store_true",
                     help="us3l profile --adaptive: time a covering subset, interpolate the rest")
     args = ap.parse_args()
@@ -87,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from us3l import script_cli
 from us3l.deploy.graph import fresh_model
 from us3l.devices.registry import get_device
 from us3l.profiler.sweep import run_sweep
@@ -18,9 +19,9 @@ def main() -> None:
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--backend", default="onnx")
-    ap.add_argument("--points", type=int, default=4)
-    ap.add_argument("--max-seconds", type=float, default=3.0)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--points", type=script_cli.positive_int, default=4)
+    ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0)
+    ap.add_argument("--threads", type=script_cli.positive_int, default=None)
     args = ap.parse_args()
     net = fresh_model(args.model)
     spec = get_device(args.device)
@@ -45,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

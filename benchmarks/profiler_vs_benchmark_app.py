@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from us3l import script_cli
+
 #: Accepted |profile / reference - 1| at every width (issue 18 item 4).
 GOAL = 0.10
 
@@ -123,9 +125,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--widths", default="1.0,0.5,0.25")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--seconds", type=int, default=2, help="per width per tool per round (whole seconds)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=script_cli.positive_int, default=2)
+    ap.add_argument("--seconds", type=script_cli.positive_int, default=2,
+                    help="per width per tool per round (whole seconds)")
+    ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     args = ap.parse_args()
 
     from us3l.deploy.export import export_width
@@ -189,4 +192,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

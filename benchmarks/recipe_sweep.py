@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from us3l import script_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_KIND = "recipe_sweep_benchmark"
 BENCH_SCHEMA = 1
@@ -73,11 +75,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "the others are paired with; default: the reference's temperature 0.5 and EMA momentum "
                         "0.99, then the default)")
     p.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
-    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: the config's)")
+    p.add_argument("--epochs", type=script_cli.positive_int, default=None,
+                   help="epochs of every run (default: the config's)")
     p.add_argument("--out", default="runs/recipe_sweep", help="folder for the runs and recipe_sweep.json")
     p.add_argument("--data", default="builtin", help="data spec of every run (default: builtin)")
-    p.add_argument("--jobs", type=int, default=None, help="training processes at a time (default: min(2, cores))")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default 1)")
+    p.add_argument("--jobs", type=script_cli.positive_int, default=None,
+                   help="training processes at a time (default: min(2, cores))")
+    p.add_argument("--threads", type=script_cli.positive_int, default=None, help="torch threads per run (default 1)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for every run (YAML value), repeatable")
     p.add_argument("--quick", action="store_true", help="smoke run: 4 epochs on 20 images per class, small heads")
@@ -109,8 +113,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.collapse = cb.parse_args(shared + (["--quick"] if args.quick else []))
     if args.epochs is None and args.quick:
         args.epochs = 4
-    if args.epochs is not None and args.epochs < 1:
-        p.error("--epochs must be >= 1")
     return args
 
 
@@ -243,4 +245,4 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    sys.exit(main())
+    script_cli.run(main)

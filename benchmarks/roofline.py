@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from us3l import script_cli
 from us3l.deploy.graph import fresh_model
 from us3l.devices.registry import get_device
 from us3l.profiler.sweep import run_sweep
@@ -38,10 +39,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--backend", default="onnx")
-    ap.add_argument("--points", type=int, default=4)
-    ap.add_argument("--max-seconds", type=float, default=3.0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--n", type=int, default=2048)
+    ap.add_argument("--points", type=script_cli.positive_int, default=4)
+    ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0)
+    ap.add_argument("--threads", type=script_cli.positive_int, default=None)
+    ap.add_argument("--n", type=script_cli.positive_int, default=2048)
     args = ap.parse_args()
     threads = resolve_threads(args.threads)
     peak = matmul_peak(args.n, threads)
@@ -59,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 
+from us3l import script_cli
 from us3l.deploy import get_backend
 from us3l.deploy.export import export_width
 from us3l.deploy.select import Budget, LatencyRule, select
@@ -24,12 +25,12 @@ from us3l.profiler.stats import summarize
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True)
-    ap.add_argument("--latency-ms", type=float, required=True)
+    ap.add_argument("--latency-ms", type=script_cli.positive_float, required=True)
     ap.add_argument("--statistic", default="p90")
-    ap.add_argument("--margin", type=float, default=0.0)
-    ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--margin", type=script_cli.nonnegative_float, default=0.0)
+    ap.add_argument("--trials", type=script_cli.positive_int, default=20)
+    ap.add_argument("--repeats", type=script_cli.positive_int, default=100)
+    ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     args = ap.parse_args()
     rule = LatencyRule(args.statistic, margin=args.margin)
     sel = select([args.profile], Budget(latency_ms=args.latency_ms), rule=rule)
@@ -63,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import torch
 
+from us3l import script_cli
+
 
 def _timed(fn: Callable[[], object], calls: int) -> float:
     t0 = time.perf_counter()
@@ -42,13 +44,13 @@ def round_order(r: int, widths: list[float]) -> list[tuple[str, float, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
-    ap.add_argument("--base-channels", type=int, default=16)
-    ap.add_argument("--image-size", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=32, help="training-step batch")
+    ap.add_argument("--base-channels", type=script_cli.positive_int, default=16)
+    ap.add_argument("--image-size", type=script_cli.positive_int, default=16)
+    ap.add_argument("--batch-size", type=script_cli.positive_int, default=32, help="training-step batch")
     ap.add_argument("--widths", default="1.0,0.75,0.5,0.25")
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--calls", type=int, default=20, help="inference calls per round and timer")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=script_cli.positive_int, default=15)
+    ap.add_argument("--calls", type=script_cli.positive_int, default=20, help="inference calls per round and timer")
+    ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -143,4 +145,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

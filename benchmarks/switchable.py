@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from us3l import script_cli
 from us3l.deploy.export import export_width
 from us3l.deploy.graph import fresh_model
 from us3l.deploy.switchable_export import export_switchable
@@ -127,10 +128,10 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
-    ap.add_argument("--size", type=int, default=None, help="input side (default: the model's)")
+    ap.add_argument("--size", type=script_cli.positive_int, default=None, help="input side (default: the model's)")
     ap.add_argument("--widths", default="1,0.75,0.5,0.25", help="the grid (index i = i-th width)")
-    ap.add_argument("--max-seconds", type=float, default=1.5, help="timing time per timer")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-seconds", type=script_cli.positive_float, default=1.5, help="timing time per timer")
+    ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     ap.add_argument("--ckpt", default=None, help="a run folder (default: the seeded fresh model)")
     args = ap.parse_args()
     grid = width_list(args.widths)
@@ -231,4 +232,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

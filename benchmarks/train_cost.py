@@ -34,6 +34,8 @@ from collections.abc import Callable
 import torch
 from roofline import matmul_peak  # benchmarks/ is on sys.path when this script runs
 
+from us3l import script_cli
+
 
 def backbone_macs(model_name: str, kwargs: dict, widths: list[float], image_size: int) -> dict[float, int]:
     from us3l.models import create_model
@@ -155,12 +157,13 @@ def backbone_rates(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
-    ap.add_argument("--base-channels", type=int, default=16)
-    ap.add_argument("--image-size", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--hidden", type=int, default=512)
-    ap.add_argument("--iters", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is robust to other load)")
+    ap.add_argument("--base-channels", type=script_cli.positive_int, default=16)
+    ap.add_argument("--image-size", type=script_cli.positive_int, default=16)
+    ap.add_argument("--batch-size", type=script_cli.positive_int, default=32)
+    ap.add_argument("--hidden", type=script_cli.positive_int, default=512)
+    ap.add_argument("--iters", type=script_cli.positive_int, default=8)
+    ap.add_argument("--threads", type=script_cli.positive_int, default=1,
+                    help="torch CPU threads (1 is robust to other load)")
     ap.add_argument("--memory-format", choices=("both", "contiguous", "channels_last"), default="both")
     ap.add_argument(
         "--views",
@@ -175,7 +178,8 @@ def main() -> None:
         default="fp32",
         help="the training step in float32, under bfloat16 autocast (config `amp: bf16`), or both, interleaved",
     )
-    ap.add_argument("--matmul-n", type=int, default=512, help="size of the reference matmul (MAC rate)")
+    ap.add_argument("--matmul-n", type=script_cli.positive_int, default=512,
+                    help="size of the reference matmul (MAC rate)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -270,4 +274,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_cli.run(main)

@@ -46,7 +46,7 @@ def test_args_defaults_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None
     for bad, msg in ((["--seeds", "1,1"], "--seeds expects distinct"),
                      (["--result", "a.json"], "--result expects SEED=JSON, got 'a.json'"),
                      (["--seeds", "1,2", "--result", "3=a.json"], "seed 3 is not in --seeds 1,2"),
-                     (["--us3l-epochs", "0"], "--us3l-epochs must be >= 1")):
+                     (["--us3l-epochs", "0"], "argument --us3l-epochs: must be >= 1, got '0'")):
         with pytest.raises(SystemExit):
             cs.parse_args(bad)
         assert msg in capsys.readouterr().err

@@ -132,17 +132,42 @@ def main(argv: list[str] | None = None) -> int:
             return _interrupted()
         if debug:
             raise
-        if isinstance(exc, US3LError):
-            print(f"error: {_one_line(str(exc))}", file=sys.stderr)
-            return exc.exit_code
-        if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
-            print(f"error: {exc}", file=sys.stderr)
-        else:
-            print(f"error: {type(exc).__name__}: {exc} (set US3L_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+        return report_error(exc)
     finally:
         restore()
     return 0
+
+
+def report_error(exc: Exception) -> int:
+    """Print ``exc`` as the one ``error:`` line on stderr and return its exit status (1, or a ``US3LError``'s)."""
+    if isinstance(exc, US3LError):
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+    else:
+        print(f"error: {type(exc).__name__}: {_one_line(str(exc))} (set US3L_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+    return 1
+
+
+def run_script(main: Callable[[], int | None]) -> int:
+    """The exit status of a script's ``main()`` (benchmarks/, scripts/) under the CLI's error policy: an error is
+    one ``error:`` line (``US3L_DEBUG=1``: the traceback), Ctrl-C exits 130, SIGTERM 143."""
+    debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
+    restore = _SigintWatch.install()
+    try:
+        return main() or 0
+    except KeyboardInterrupt:
+        return _interrupted()
+    except Exception as exc:
+        if _SigintWatch.received:
+            return _interrupted()
+        if debug:
+            raise
+        return report_error(exc)
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,88 @@
+"""us3l.script_cli: the benchmark scripts' argument types and error policy (one line, exit 1 or 2, no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from us3l import script_cli
+from us3l.errors import US3LError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "message"),
+    [
+        (script_cli.positive_int, "0", "must be >= 1, got '0'"),
+        (script_cli.positive_int, "2.5", "expects a whole number, got '2.5'"),
+        (script_cli.nonnegative_int, "-1", "must be >= 0, got '-1'"),
+        (script_cli.positive_float, "nan", "expects a finite number, got 'nan'"),
+        (script_cli.positive_float, "-0.0", "must be > 0, got '-0.0'"),
+        (script_cli.nonnegative_float, "inf", "expects a finite number, got 'inf'"),
+        (script_cli.width, "1.01", "must be in (0, 1], got '1.01'"),
+        (script_cli.width, "x", "expects a number, got 'x'"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message(kind, text: str, message: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        kind(text)
+    assert str(err.value) == message
+
+
+def test_good_values_pass() -> None:
+    assert script_cli.positive_int(" 3") == 3 and script_cli.nonnegative_int("0") == 0
+    assert script_cli.positive_float("1e-3") == 1e-3 and script_cli.nonnegative_float("0") == 0.0
+    assert script_cli.width("0.25") == 0.25 and script_cli.width("1") == 1.0
+
+
+def test_run_script_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.cli import run_script
+
+    monkeypatch.delenv("US3L_DEBUG", raising=False)
+
+    def boom(exc: Exception):
+        def main() -> int:
+            raise exc
+        return main
+
+    assert run_script(lambda: None) == 0 and run_script(lambda: 4) == 4
+    assert run_script(boom(US3LError("no such run\nfolder"))) == 1
+    assert capsys.readouterr().err == "error: no such run\\nfolder\n"
+    assert run_script(boom(ZeroDivisionError("float division by zero"))) == 1
+    assert capsys.readouterr().err == (
+        "error: ZeroDivisionError: float division by zero (set US3L_DEBUG=1 for the traceback)\n")
+    monkeypatch.setenv("US3L_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        run_script(boom(ZeroDivisionError("x")))
+
+
+def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
+    """A new benchmark argument declared ``type=int`` / ``type=float`` takes 0, negatives and nan unchecked."""
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        text = script.read_text()
+        assert text.rstrip().endswith("script_cli.run(main)"), script.name
+        loose = [m for m in re.findall(r'add_argument\("(--[\w-]+)", type=(?:int|float)\b', text)
+                 if (script.name, m) not in {("collapse.py", "--eval-share"), ("collapse.py", "--us3l-stage1")}]
+        assert not loose, (script.name, loose)
+
+
+@pytest.mark.parametrize(
+    ("argv", "rc", "last_line"),
+    [
+        (["benchmarks/slim_overhead.py", "--rounds", "0"], 2,
+         "slim_overhead.py: error: argument --rounds: must be >= 1, got '0'"),
+        (["benchmarks/switchable.py", "--ckpt", "/nonexistent/run"], 1,
+         "error: no checkpoint found at /nonexistent/run (expected a run folder or checkpoint.safetensors)"),
+    ],
+)
+def test_a_benchmark_given_bad_input_exits_without_a_traceback(argv: list[str], rc: int, last_line: str) -> None:
+    proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == rc, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1] == last_line
