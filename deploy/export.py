@@ -284,12 +284,19 @@ def check_device_precision(device_name: str | None, backend: str, precision: str
 
 
 def _move_into_place(staging: Path, final: Path) -> None:
-    """Replace ``final`` by ``staging`` (old one renamed aside first, then removed)."""
+    """Replace ``final`` by ``staging`` (old one renamed aside first, then removed). Interrupted or failed between
+    the two renames, the old artifact is put back before the error goes on: ``final`` is never lost."""
     old = None
-    if final.exists():
-        old = temp_dir(final.parent, prefix=staging_prefix(final.name, "old"))
-        os.replace(final, old / final.name)
-    os.replace(staging, final)
+    try:
+        if final.exists():
+            old = temp_dir(final.parent, prefix=staging_prefix(final.name, "old"))
+            os.replace(final, old / final.name)
+        os.replace(staging, final)
+    except BaseException:
+        if old is not None and (old / final.name).exists() and not final.exists():
+            os.replace(old / final.name, final)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

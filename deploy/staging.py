@@ -5,7 +5,9 @@ artifact aside into ``.<name>.old-<pid>-<random>/`` before removing it; a SIGKIL
 such a folder behind, and runtimes or profilers killed mid-way leave ``$TMPDIR/us3l-*`` folders. They are never
 artifacts (hidden names), and ``clean_stale`` (run by every export) removes the ones that are clearly ours and
 stale: the name has our pattern, the folder belongs to this user, and the process that made it is gone
-(its PID is in the name and is not running) or, where no PID is recorded, it has not changed for a day.
+(its PID is in the name and is not running) or, where no PID is recorded, it has not changed for a day. In
+``$TMPDIR`` a folder is ours only if it holds ``us3l.io.OWNER_FILE`` (written when us3l made it, with the PID):
+a user's own ``/tmp/us3l-results`` is never touched, whatever its name or age.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from us3l.io import owner_pid
 
 #: ``.<name>.staging-<pid>-<random>`` / ``.<name>.old-<pid>-<random>`` (the PID is absent in older names).
 STAGING_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old)-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+$")
@@ -100,9 +104,8 @@ def clean_stale(
     except OSError:
         entries = []
     for entry in entries:
-        if TMP_RE.match(entry.name):
-            pid = re.search(r"-p(\d+)-", entry.name)
-            if _stale(entry, int(pid[1]) if pid else None, now, stale_after_s):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
+        pid = owner_pid(entry) if TMP_RE.match(entry.name) else None
+        if pid is not None and _stale(entry, pid if pid >= 0 else None, now, stale_after_s):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
     return removed

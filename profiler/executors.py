@@ -9,12 +9,12 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
 from us3l.devices.ssh import CommandResult
 from us3l.errors import US3LError
+from us3l.io import owned_temp_dir
 
 
 class Executor(Protocol):
@@ -49,7 +49,7 @@ class LocalExecutor:
         return res
 
     def mkdtemp(self, prefix: str = "us3l") -> str:
-        return tempfile.mkdtemp(prefix=f"{prefix}.")
+        return str(owned_temp_dir(f"{prefix}."))  # marked as ours: an export's clean-up may remove it once stale
 
     def rmtree(self, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)

@@ -13,7 +13,6 @@ records the peak resident memory, the window and the budget.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -26,6 +25,7 @@ from torch import nn
 
 from us3l.devices.spec import DeviceSpec
 from us3l.errors import US3LError
+from us3l.io import owned_temporary_directory
 from us3l.profiler.measure import MeasurementPolicy, SweepProgress, Timer, WindowFull, measure_windowed
 from us3l.profiler.profile_file import Profile, ProfileRecord
 from us3l.profiler.window import WindowPlan, choose_window, coverage_order, estimate_session_bytes
@@ -516,7 +516,7 @@ def run_sweep(
     # Under a budget, preparation (export, hashes, costs) may use PREPARE_SHARE of it, widest width first then
     # spread over the range; widths it does not reach are not profiled, and the profile says how many.
     deadline = None if max_total_seconds is None else t_start + PREPARE_SHARE * max_total_seconds
-    with tempfile.TemporaryDirectory(prefix="us3l-profile-") as tmp:
+    with owned_temporary_directory("us3l-profile-") as tmp:
         items = prepare_widths(model, widths, input_shape, precision, be, Path(tmp), require_bn_stats,
                                keep_models=False, on_item=on_prepare, calibration=calibration, export=not lazy,
                                order=coverage_order(len(widths)), deadline=deadline)

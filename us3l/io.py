@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,43 @@ def temp_dir(directory: str | Path, prefix: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
     follow_umask(tmp)
     return tmp
+
+
+#: Written into every temporary folder us3l makes under ``$TMPDIR`` (``pid N``): ``us3l.deploy.staging.clean_stale``
+#: removes only folders that hold it, never a user's own ``/tmp/us3l-*`` folder.
+OWNER_FILE = ".us3l-owner"
+
+
+def owned_temp_dir(prefix: str) -> Path:
+    """A new private folder under ``$TMPDIR`` named ``<prefix>...``, marked as us3l's with ``OWNER_FILE``."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        (tmp / OWNER_FILE).write_text(f"pid {os.getpid()}\n", encoding="ascii")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+@contextlib.contextmanager
+def owned_temporary_directory(prefix: str) -> Iterator[Path]:
+    """``tempfile.TemporaryDirectory`` made by :func:`owned_temp_dir`: removed on exit."""
+    tmp = owned_temp_dir(prefix)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def owner_pid(folder: Path) -> int | None:
+    """The PID recorded in ``folder``'s ``OWNER_FILE``; None when the folder is not one us3l marked (or the file
+    is unreadable); -1 when it is marked but names no PID."""
+    try:
+        text = (folder / OWNER_FILE).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    parts = text.split()
+    return int(parts[1]) if len(parts) == 2 and parts[0] == "pid" and parts[1].isdigit() else -1
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

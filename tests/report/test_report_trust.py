@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from us3l.deploy.staging import clean_stale, is_staging, staging_prefix
+from us3l.io import OWNER_FILE, owned_temp_dir
 from us3l.report import render_report
 from us3l.report.collect import collect_pipeline
 
@@ -75,17 +76,27 @@ def test_clean_stale_removes_only_our_dead_or_old_leftovers(tmp_path: Path) -> N
     artifact = dev / "m-w0.5-onnx-fp32"
     user_hidden = dev / ".git"
     tmp_old, tmp_fresh, tmp_other = tmp / "us3l-profile-abc", tmp / "us3l-trt.def", tmp / "other-old"
-    for d in (dead, old_no_pid, fresh_no_pid, artifact, user_hidden, tmp_old, tmp_fresh, tmp_other):
+    tmp_dead, tmp_live = tmp / "us3l-fp.ghi", tmp / "us3l-fp.jkl"
+    # a user's own folders whose names look like ours (red-team 2026-12-05: export deleted them)
+    user_old, user_dead_pid = tmp / "us3l-myruns", tmp / f"us3l-results-p{_dead_pid()}-final"
+    for d in (dead, old_no_pid, fresh_no_pid, artifact, user_hidden, tmp_old, tmp_fresh, tmp_other, tmp_dead,
+              tmp_live, user_old, user_dead_pid):
         d.mkdir()
         (d / "f").write_text("x")
+    for d, owner in ((tmp_old, "pid"), (tmp_fresh, "pid"), (tmp_dead, f"pid {_dead_pid()}"),
+                     (tmp_live, f"pid {os.getpid()}")):
+        (d / OWNER_FILE).write_text(owner + "\n")
     day_ago = time.time() - 2 * 24 * 3600
-    for d in (old_no_pid, tmp_old, tmp_other, artifact, user_hidden):
-        os.utime(d / "f", (day_ago, day_ago))
+    for d in (old_no_pid, tmp_old, tmp_other, artifact, user_hidden, user_old):
+        for f in d.iterdir():
+            os.utime(f, (day_ago, day_ago))
         os.utime(d, (day_ago, day_ago))
     removed = clean_stale(out, tmp)
-    assert sorted(removed) == sorted([dead, old_no_pid, tmp_old])
-    for kept in (live, fresh_no_pid, artifact, user_hidden, tmp_fresh, tmp_other):
+    assert sorted(removed) == sorted([dead, old_no_pid, tmp_old, tmp_dead])
+    for kept in (live, fresh_no_pid, artifact, user_hidden, tmp_fresh, tmp_other, tmp_live, user_old,
+                 user_dead_pid):
         assert kept.is_dir()
+    assert (user_old / "f").read_text() == "x" and (user_dead_pid / "f").read_text() == "x"
 
 
 def test_export_cleans_leftovers_and_stages_with_its_pid(
@@ -104,7 +115,9 @@ def test_export_cleans_leftovers_and_stages_with_its_pid(
     (leftover / "model.onnx").write_bytes(b"half written")
     killed_tmp = tmp / "us3l-profile-killed"
     killed_tmp.mkdir()
+    (killed_tmp / OWNER_FILE).write_text("pid\n")
     day_ago = time.time() - 2 * 24 * 3600
+    os.utime(killed_tmp / OWNER_FILE, (day_ago, day_ago))
     os.utime(killed_tmp, (day_ago, day_ago))
 
     seen: list[str] = []
@@ -187,3 +200,43 @@ def test_a_width_schedule_is_shown_beside_the_answer(pipeline: Path) -> None:
     assert "Width schedule: cpu (onnx/fp32; switchable artifact <code>artifacts/local/m-switchable-onnx-fp32</code>)" \
         in html
     assert "none fits" in html and ">3<" in html and "tie-&gt;latency" in html and "41.0 %" in html
+
+
+def test_temporary_folders_us3l_makes_are_marked_as_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.io import owned_temporary_directory, owner_pid
+    from us3l.profiler.executors import LocalExecutor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made = [Path(LocalExecutor().mkdtemp("us3l-trt")), owned_temp_dir("us3l-x-")]
+    with owned_temporary_directory("us3l-profile-") as tmp:
+        made.append(tmp)
+        assert [owner_pid(d) for d in made] == [os.getpid()] * 3
+    assert not made[2].exists() and owner_pid(tmp_path) is None
+
+
+def test_an_interrupt_between_the_renames_puts_the_old_artifact_back(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team 2026-12-05: Ctrl-C after the old artifact was renamed aside and before the new one was moved in
+    lost the old one (the next export's clean-up then deleted the swapped-aside copy)."""
+    import us3l.deploy.export as export_mod
+
+    final, staging = tmp_path / "dev" / "m-w0.5-onnx-fp32", tmp_path / "dev" / ".m-w0.5-onnx-fp32.staging-1-a"
+    final.mkdir(parents=True)
+    (final / "model.onnx").write_text("old")
+    staging.mkdir()
+    (staging / "model.onnx").write_text("new")
+    real = os.replace
+
+    def interrupted(src: str | Path, dst: str | Path) -> None:
+        if Path(src) == staging:
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(export_mod.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_mod._move_into_place(staging, final)
+    assert (final / "model.onnx").read_text() == "old"
+    assert sorted(p.name for p in final.parent.iterdir()) == [staging.name, final.name]  # no .old-* folder left
+    monkeypatch.setattr(export_mod.os, "replace", real)
+    export_mod._move_into_place(staging, final)
+    assert (final / "model.onnx").read_text() == "new" and [p.name for p in final.parent.iterdir()] == [final.name]
