@@ -280,13 +280,18 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
     if "precisions" in d:
         table = _expect(d, "precisions", dict, where)
         kw["precisions"] = _precisions_from_dict(table, backends, f"{where} [precisions]")
-        first = dict(kw["precisions"]).get(backends[0])
-        default = kw.get("precision", "fp32")
-        if first is not None and default not in first:
-            raise US3LError(
-                f"{where}: precision {default!r} is not one its first backend {backends[0]} runs "
-                f"([precisions] {backends[0]}: {', '.join(first)})"
-            )
+    first = dict(kw.get("precisions", ())).get(backends[0])
+    default = kw.get("precision", "fp32")
+    if first is not None and default not in first:
+        raise US3LError(
+            f"{where}: precision {default!r} is not one its first backend {backends[0]} runs "
+            f"([precisions] {backends[0]}: {', '.join(first)})"
+        )
+    if first is None and default not in BACKEND_PRECISIONS.get(backends[0], (default,)):
+        raise US3LError(
+            f"{where}: precision {default!r} is not one its first backend {backends[0]} runs "
+            f"({backends[0]} runs {', '.join(BACKEND_PRECISIONS[backends[0]])})"
+        )
     return DeviceSpec(**kw)
 
 

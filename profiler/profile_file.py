@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from us3l.errors import US3LError
-from us3l.io import atomic_write_json, atomic_write_text, check_schema, header, read_json
+from us3l.io import atomic_write_json, atomic_write_text, check_replaceable, check_schema, header, read_json
 from us3l.profiler.stats import LatencyStats
 from us3l.validate import number, one_of, safe_name
 
@@ -292,16 +292,26 @@ def csv_text(profile: Profile) -> str:
     return buf.getvalue()
 
 
+def profile_paths(out_dir: str | Path, stem: str) -> tuple[Path, Path]:
+    """``out_dir/<stem>.json`` and ``.csv``, refused in one line where a file there is not a us3l profile (a
+    user's own file is never replaced; called before measuring, and again before writing)."""
+    out = Path(out_dir)
+    json_path, csv_path = out / f"{stem}.json", out / f"{stem}.csv"
+    check_replaceable(json_path, "us3l profile", lambda head: f'"kind": "{KIND}"'.encode() in head[:200])
+    check_replaceable(csv_path, "us3l profile table", lambda head: head.startswith(",".join(CSV_COLUMNS).encode()))
+    return json_path, csv_path
+
+
 def write_profile(profile: Profile, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``<stem>.json`` and ``<stem>.csv`` into ``out_dir`` atomically; returns both paths."""
-    out = Path(out_dir)
+    json_path, csv_path = profile_paths(out_dir, profile.stem)
     doc = profile.to_dict()
     try:  # what was measured (possibly by a remote runner) must read back: never write a file us3l refuses
         validate_profile(json.loads(json.dumps(doc, default=str)), f"{profile.stem}.json")
     except US3LError as exc:
         raise US3LError(f"the measured profile is not valid, not written: {exc}") from None
-    json_path = atomic_write_json(out / f"{profile.stem}.json", doc)
-    csv_path = atomic_write_text(out / f"{profile.stem}.csv", csv_text(profile))
+    atomic_write_json(json_path, doc)
+    atomic_write_text(csv_path, csv_text(profile))
     return json_path, csv_path
 
 

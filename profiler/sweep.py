@@ -443,6 +443,13 @@ def _measure_adaptive(
     return results, wall, live, doc
 
 
+def swept_precision(spec: DeviceSpec, backend: str, precision: str | None) -> str:
+    """The precision a sweep of ``backend`` times and records: ``precision``, else the device's default; onnxruntime
+    runs the fp32 export where the device's default is another (fp16), recorded as fp32."""
+    precision = precision or spec.precision
+    return "fp32" if backend == "onnx" and precision not in ("fp32", "int8") else precision
+
+
 def run_sweep(
     model: nn.Module,
     model_name: str,
@@ -499,11 +506,9 @@ def run_sweep(
         if value is not None and not (isinstance(value, int | float) and 0 < value < float("inf")):
             raise US3LError(f"{name} must be a finite number > 0, got {value!r}")
     be = resolve_backend(spec, backend)
-    precision = precision or spec.precision
+    precision = swept_precision(spec, be, precision)
     if precision == "int8":
         check_int8(be, calibration)
-    elif be == "onnx" and precision != "fp32":
-        precision = "fp32"  # onnxruntime runs the fp32 export; recorded as such
     if spec.reach.is_local:
         check_local_requirements(spec)
     policy = policy or spec.policy

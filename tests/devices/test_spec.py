@@ -221,6 +221,18 @@ def test_bad_precisions_tables_are_one_line(tmp_path, table, message):
     assert str(info.value) == f"device file {p}: 'precisions' must be dict, got ['fp32']"
 
 
+def test_a_default_precision_the_first_backend_cannot_run_is_refused_without_a_table(tmp_path):
+    """Red-team 2026-12-05: without [precisions] the default was not checked, and profile timed fp32 unasked."""
+    p = tmp_path / "d.toml"
+    p.write_text('name = "prec"\nbackends = ["onnx", "openvino"]\nprecision = "fp16"\n')
+    with pytest.raises(US3LError) as info:
+        load_device_file(p)
+    assert str(info.value) == (f"device file {p}: precision 'fp16' is not one its first backend onnx runs "
+                               "(onnx runs fp32, int8)")
+    p.write_text('name = "prec"\nbackends = ["openvino", "onnx"]\nprecision = "fp16"\n')
+    assert load_device_file(p).precision == "fp16"  # the first backend runs it; onnx profiles fp32, with a note
+
+
 def test_devices_json_lists_the_precisions(capsys):
     assert main(["devices", "--device", "raspberry-pi-5", "--json"]) == 0
     (pi,) = json.loads(capsys.readouterr().out)["devices"]

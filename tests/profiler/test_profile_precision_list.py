@@ -108,3 +108,35 @@ def test_a_list_with_json_prints_one_document(tmp_path: Path, capsys) -> None:
     for p in doc["profiles"]:
         assert json.loads((out / f"cifar_resnet18-cpu-onnx-{p['precision']}.json").read_text())["records"] \
             == p["records"]
+
+
+def test_a_file_of_the_users_where_the_profile_would_go_is_refused_before_measuring(tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-05: select and report refused to replace a user's file, profile overwrote it."""
+    out = tmp_path / "p"
+    out.mkdir()
+    mine = out / "cifar_resnet18-cpu-onnx-fp32.csv"
+    mine.write_text("my,csv\n")
+    argv = ["profile", "--device", "cpu", "--backend", "onnx", "--model", "cifar_resnet18", "--widths", "0.25",
+            *FAST, "--out", str(out)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (f"error: refusing to replace {mine}: it is not a us3l profile table; "
+                                       "choose another --out\n")
+    assert mine.read_text() == "my,csv\n" and sorted(p.name for p in out.iterdir()) == [mine.name]
+    mine.unlink()
+    assert main(argv) == 0 and main(argv) == 0  # its own earlier output is replaced
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "cifar_resnet18-cpu-onnx-fp32.csv", "cifar_resnet18-cpu-onnx-fp32.json"]
+
+
+def test_a_backend_that_cannot_run_the_devices_default_precision_says_what_it_profiles(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    devs = tmp_path / "devs"
+    devs.mkdir()
+    (devs / "prec.toml").write_text('name = "prec"\nbackends = ["openvino", "onnx"]\nprecision = "fp16"\n')
+    monkeypatch.setenv("US3L_DEVICES_DIR", str(devs))
+    out = tmp_path / "p"
+    assert main(["profile", "--device", "prec", "--backend", "onnx", "--model", "cifar_resnet18", "--widths",
+                 "0.25", *FAST, "--out", str(out)]) == 0
+    assert "onnx does not run the device's precision fp16: profiling fp32" in capsys.readouterr().err
+    assert load_profile(out / "cifar_resnet18-prec-onnx-fp32.json").precision == "fp32"

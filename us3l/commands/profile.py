@@ -186,8 +186,8 @@ def profile_cmd(
     set_quiet(quiet)
     batch_size = renamed_option(batch_size, batch_old, "--batch", "--batch-size", "profile")
     from us3l.devices.registry import get_device
-    from us3l.profiler.profile_file import write_profile
-    from us3l.profiler.sweep import check_local_requirements, run_sweep
+    from us3l.profiler.profile_file import profile_paths, profile_stem, write_profile
+    from us3l.profiler.sweep import check_local_requirements, run_sweep, swept_precision
     from us3l.slim import check_width
 
     spec = get_device(device, device_file)
@@ -247,11 +247,16 @@ def profile_cmd(
         from us3l.deploy.export import int8_calibration_for
 
         calibration = int8_calibration_for(source, calib_images, calib_data, model_name=name)
+    sweeps = [(be, prec) for be in backends for prec in precisions]
+    for be_name, prec in sweeps:  # before measuring: a file of the user's where a profile would go is refused
+        recorded = swept_precision(spec, be_name, prec)
+        if prec is None and recorded != spec.precision:
+            note(f"{be_name} does not run the device's precision {spec.precision}: profiling {recorded}", markup=False)
+        profile_paths(out, profile_stem(name, spec.name, be_name, recorded))
     out_lock = acquire(out, "profile folder")  # before measuring: a second profile into --out fails at once
     ctx.call_on_close(lambda: release(out_lock))
 
     docs = []
-    sweeps = [(be, prec) for be in backends for prec in precisions]
     for i, (be_name, prec) in enumerate(sweeps):  # one sweep per backend and precision, each written and shown
         shown = [x for x, many in ((be_name, len(backends) > 1), (prec, len(precisions) > 1)) if many and x]
         label = f"profiling {name} on {spec.name}" + (f" ({', '.join(shown)})" if shown else "")
