@@ -44,6 +44,14 @@ def _paramiko() -> Any:
         import paramiko
     except ImportError:
         raise MissingDependencyError("paramiko", "ssh", "profiling over SSH") from None
+    # paramiko logs a failed handshake ("Exception (client): Error reading SSH protocol banner" and two
+    # tracebacks) through logging, which an unconfigured program prints on stderr: the exception it raises
+    # becomes our one error line instead. A program that configures its own handlers still gets the records.
+    import logging
+
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
     return paramiko
 
 

@@ -70,3 +70,36 @@ def test_start_without_a_pid_is_one_line(lines: list[str]) -> None:
 
     with pytest.raises(US3LError, match=r"^remote shell on ssh://pi@board:22 did not report its process id: "):
         _session(lines).start(["true"])
+
+
+def test_a_host_that_does_not_speak_ssh_is_one_error_line() -> None:
+    """Red-team 2026-12-05: paramiko's own log (the failed banner and two tracebacks, 21 lines) reached stderr
+    before the error line. A real process: under pytest a log handler is installed, which hides the defect."""
+    import socket
+    import subprocess
+    import sys
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "us3l", "profile", "--device", "raspberry-pi-5", "--host",
+                               f"ssh://pi@127.0.0.1:{port}", "--model", "cifar_resnet18", "--widths", "1", "--out",
+                               "/nonexistent/never-written"], capture_output=True, text=True, timeout=120)
+    finally:
+        server.close()
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: SSH connection to ssh://pi@127.0.0.1:{port} failed: ") and "banner" in line, line
