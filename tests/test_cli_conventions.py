@@ -229,14 +229,17 @@ def test_ctrl_c_inside_an_extension_import_still_exits_as_interrupted(
 
     previous = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    monkeypatch.setattr(cli, "app", app)
+    import us3l.cli_app as cli_app
+
+    cli.load_commands(["version"])  # registered on the real app first: main then runs the stand-in
+    monkeypatch.setattr(cli_app, "app", app)
     monkeypatch.setattr(cli._SigintWatch, "received", False)
     try:
         assert cli.main(["version"]) == 130
         assert capsys.readouterr().err == "us3l: interrupted\n"
         # an ImportError without a Ctrl-C stays an error
         monkeypatch.setattr(cli._SigintWatch, "received", False)
-        monkeypatch.setattr(cli, "app", lambda args, prog_name: (_ for _ in ()).throw(ImportError("no module x")))
+        monkeypatch.setattr(cli_app, "app", lambda args, prog_name: (_ for _ in ()).throw(ImportError("no module x")))
         assert cli.main(["version"]) == 1
         assert "error: ImportError: no module x" in capsys.readouterr().err
     finally:
@@ -283,10 +286,37 @@ def test_an_interrupt_raised_inside_exec_still_exits_with_our_code(tmp_path: Pat
     lazy import) left CPython's "unhandled KeyboardInterrupt" flag set: under ``python -m`` the process killed
     itself with SIGINT (-2) after main had returned 143 (a flaky SIGTERM test showed it)."""
     (tmp_path / "interrupted_main.py").write_text(
-        "import sys\nfrom us3l import cli\n"
-        "cli.app = lambda args, prog_name: exec('raise KeyboardInterrupt')\n"
+        "import sys\nfrom us3l import cli, cli_app\ncli.load_commands(['version'])\n"
+        "cli_app.app = lambda args, prog_name: exec('raise KeyboardInterrupt')\n"
         "sys.exit(cli.main(['version']))\n"
     )
     proc = subprocess.run([sys.executable, "-m", "interrupted_main"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
     assert (proc.returncode, proc.stderr) == (130, "us3l: interrupted\n")
+
+
+def test_importing_the_cli_does_not_load_torch() -> None:
+    """The handler for Ctrl-C is installed in ``main``; whatever ``import us3l.cli`` loads runs before it. A Ctrl-C
+    during the 1-2 s torch import used to print a KeyboardInterrupt traceback, or end in an unrelated error from
+    a half-imported numpy (red-team 2026-12-05). The public API still works, loaded on first use."""
+    code = ("import sys, us3l.cli; assert 'torch' not in sys.modules and 'typer' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'typer'))[:5]\n"
+            "import us3l; assert callable(us3l.create_model) and 'torch' in sys.modules\n"
+            "from us3l import materialize, width; assert {'materialize', 'width'} <= set(dir(us3l))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    """SIGINT 0.5 s after start, while ``us3l export`` imports torch and its command module."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "us3l", "export", "--model", "cifar_resnet18", "--width", "1",
+                             "--backend", "onnx", "--out", str(tmp_path / "out")], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (130, "us3l: interrupted\n")
+    assert not (tmp_path / "out").exists()

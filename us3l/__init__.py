@@ -22,9 +22,36 @@ if _os.path.isfile(_os.path.join(_root, "pyproject.toml")) and all(
     __path__.append(_root)
 del _os, _root
 
-from us3l.models import SlimNet, create_model, list_models  # noqa: E402
-from us3l.slim import WidthRange, calibrating, make_divisible, materialize, width  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
 from us3l.version import __version__  # noqa: E402
+
+if TYPE_CHECKING:
+    from us3l.models import SlimNet, create_model, list_models
+    from us3l.slim import WidthRange, calibrating, make_divisible, materialize, width
+
+# The public API loads on first use (PEP 562): ``import us3l.cli`` must not import torch (1-2 s), so that the
+# ``us3l`` command installs its Ctrl-C handling before anything slow starts (a Ctrl-C during that import used to
+# print a KeyboardInterrupt traceback).
+_LAZY = {
+    "SlimNet": "us3l.models", "create_model": "us3l.models", "list_models": "us3l.models",
+    "WidthRange": "us3l.slim", "calibrating": "us3l.slim", "make_divisible": "us3l.slim",
+    "materialize": "us3l.slim", "width": "us3l.slim",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'us3l' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 __all__ = [
     "SlimNet",

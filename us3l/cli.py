@@ -15,9 +15,7 @@ import sys
 from collections.abc import Callable
 from types import FrameType
 
-from us3l.cli_app import app
-from us3l.cli_output import EXIT_INTERRUPTED, EXIT_TERMINATED
-from us3l.errors import US3LError
+from us3l.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, US3LError
 
 _loaded = False
 
@@ -117,9 +115,11 @@ def _interrupted() -> int:
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
     args = legacy_argv(list(sys.argv[1:] if argv is None else argv))
-    load_commands(args)
-    restore = _SigintWatch.install()
+    restore = _SigintWatch.install()  # before the command's module loads torch (1-2 s): Ctrl-C there exits 130
     try:
+        from us3l.cli_app import app  # typer and rich: after the handler, like the command's own imports
+
+        load_commands(args)
         app(args=args, prog_name="us3l")  # standalone: typer reports usage errors itself (exit 2)
     except SystemExit as exc:
         code = exc.code

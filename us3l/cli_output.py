@@ -25,6 +25,8 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from us3l.errors import EXIT_INFEASIBLE as _EXIT_INFEASIBLE
+from us3l.errors import EXIT_INTERRUPTED as _EXIT_INTERRUPTED
+from us3l.errors import EXIT_TERMINATED as _EXIT_TERMINATED
 
 T = TypeVar("T")
 
@@ -33,8 +35,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # bad input, missing file, failed verification, unreachable device, ...
 EXIT_USAGE = 2  # Click/typer: unknown or mistyped option, missing required option
 EXIT_INFEASIBLE = _EXIT_INFEASIBLE  # `select`, `quickstart`, `export --selection`: no width fits the budget
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_TERMINATED = 143  # SIGTERM (128 + 15), after the same clean-up as Ctrl-C
+EXIT_INTERRUPTED = _EXIT_INTERRUPTED  # Ctrl-C
+EXIT_TERMINATED = _EXIT_TERMINATED  # SIGTERM (128 + 15), after the same clean-up as Ctrl-C
 
 _quiet = False
 

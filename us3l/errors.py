@@ -20,6 +20,8 @@ class US3LError(Exception):
 
 #: Exit status of "no width fits the budget" (select, quickstart, export --selection); 2 stays Click's usage error.
 EXIT_INFEASIBLE = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), after the same clean-up as Ctrl-C
 
 
 class InfeasibleError(US3LError):
