@@ -100,7 +100,25 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
             "us3l.deploy.load_switchable, profile it with us3l profile --artifact; this takes a one-width export"
         )
     check_schema(doc, MANIFEST_KIND, MANIFEST_SCHEMA, p)
+    validate_manifest(doc, p)
     return doc, p.parent
+
+
+#: The manifest's sections: each an object where present (``model``, ``backend`` and ``artifact`` always are).
+_SECTIONS = ("environment", "model", "source", "backend", "input", "output", "target", "verification", "artifact",
+             "tensorrt", "quantization")
+_REQUIRED = ("model", "backend", "artifact")
+
+
+def validate_manifest(doc: Mapping[str, Any], path: str | Path) -> None:
+    """The shape every reader relies on, one line naming the file and field: ``valid`` a boolean, each section an
+    object. A hand-edited ``"verification": "x"`` used to surface as an ``AttributeError`` in the report."""
+    if not isinstance(doc.get("valid"), bool):
+        raise US3LError(f"{path}: valid must be true or false, got {doc.get('valid')!r:.80}")
+    for key in _SECTIONS:
+        value = doc.get(key)
+        if (value is not None or key in _REQUIRED) and not isinstance(value, dict):
+            raise US3LError(f"{path}: {key} must be an object, got {value!r:.80}")
 
 
 def check_manifest(

@@ -752,6 +752,8 @@ def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
             number(c.get("width"), f"{where}.{pick}.width", positive=True, at_most=1.0)
             number(c.get("latency_ms"), f"{where}.{pick}.latency_ms", positive=True)
             number(c.get("accuracy"), f"{where}.{pick}.accuracy", nonnegative=True, optional=True)
+            if c.get("graph") is not None and not isinstance(c["graph"], dict):
+                raise US3LError(f"{where}.{pick}.graph must be an object or null, got {c['graph']!r:.80}")
 
 
 def check_same_checkpoint(

@@ -186,7 +186,9 @@ class Profile:
 #: Latency fields every record has (milliseconds, finite and > 0; ``std_ms`` may be 0).
 _LATENCY_MS = ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms")
 #: Record fields that are counts (``macs`` and ``params`` finite and > 0, the byte counts >= 0 or absent).
-_COUNTS = (("macs", True), ("params", True), ("weight_bytes", False), ("activation_bytes", False))
+_COUNTS = (("macs", True), ("params", True), ("weight_bytes", False), ("activation_bytes", False), ("channels", True))
+#: No vision network comes near 1e15 MACs, parameters or bytes per image: a larger count is a corrupt file.
+MAX_COUNT = 1e15
 
 
 def validate_profile(doc: Any, path: str | Path) -> None:
@@ -210,9 +212,19 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         if not isinstance(doc.get(key), kinds):
             raise US3LError(f"{path}: {key} must be {'a string' if key == 'runtime_version' else 'an object'} "
                             f"or null, got {doc.get(key)!r:.80}")
-    for key in ("window", "time_budget", "adaptive"):
+    for key in ("window", "time_budget", "adaptive", "extra", "policy"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             raise US3LError(f"{path}: {key} must be an object, got {doc[key]!r:.80}")
+    for key in ("checkpoint_sha256", "reach"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise US3LError(f"{path}: {key} must be a string or null, got {doc[key]!r:.80}")
+    shape = doc.get("input_shape")
+    if not isinstance(shape, list) or len(shape) != 4:
+        raise US3LError(f"{path}: input_shape must be [batch, channels, height, width], got {shape!r:.80}")
+    for j, v in enumerate(shape):
+        number(v, f"{path}: input_shape[{j}]", positive=True, integer=True)
+    number(doc.get("threads"), f"{path}: threads", positive=True, integer=True, optional=True)
+    number(doc.get("init_seed"), f"{path}: init_seed", nonnegative=True, integer=True, optional=True)
     window = doc.get("window") or {}
     if "size" in window:
         number(window["size"], f"{path}: window.size", positive=True, integer=True)
@@ -232,7 +244,11 @@ def validate_profile(doc: Any, path: str | Path) -> None:
             number(rec.get(key), f"{where}.{key}", nonnegative=True, optional=True)
         for key, positive in _COUNTS:
             if key in rec or positive:
-                number(rec.get(key), f"{where}.{key}", positive=positive, nonnegative=True, optional=not positive)
+                number(rec.get(key), f"{where}.{key}", positive=positive, nonnegative=True, integer=True,
+                       at_most=MAX_COUNT, optional=not positive)
+        for key in ("stop_reason", "bn", "graph_sha256", "graph_structure_sha256"):
+            if rec.get(key) is not None and not isinstance(rec[key], str):
+                raise US3LError(f"{where}.{key} must be a string or null, got {rec[key]!r:.80}")
         lat = rec.get("latency")
         if not isinstance(lat, dict):
             raise US3LError(f"{where}.latency must be an object, got {lat!r}")
@@ -249,6 +265,8 @@ def validate_profile(doc: Any, path: str | Path) -> None:
             number(lat.get(key), f"{where}.{key}", positive=True)
         number(lat.get("std_ms"), f"{where}.std_ms", nonnegative=True)
         number(lat.get("rel_ci_halfwidth"), f"{where}.rel_ci_halfwidth", nonnegative=True, optional=True)
+        if not isinstance(lat.get("stable", False), bool):  # "false" (a string) would read as stable
+            raise US3LError(f"{where}.stable must be true or false, got {lat['stable']!r:.80}")
         ci = lat.get("ci95_ms")
         if not isinstance(ci, dict):
             raise US3LError(f"{where}.ci95_ms must be an object, got {ci!r}")
@@ -257,6 +275,8 @@ def validate_profile(doc: Any, path: str | Path) -> None:
                 raise US3LError(f"{where}.ci95_ms.{q} must be [low, high], got {bounds!r}")
             for j, v in enumerate(bounds):
                 number(v, f"{where}.ci95_ms.{q}[{j}]", positive=True)
+            if bounds[0] > bounds[1]:
+                raise US3LError(f"{where}.ci95_ms.{q} must be [low, high] with low <= high, got {bounds!r:.80}")
         samples = lat.get("samples_ms")
         if interpolated:
             continue

@@ -187,6 +187,8 @@ def check_schema(doc: Any, kind: str, version: int, path: str | Path) -> None:
     found = doc.get("schema_version")
     if found is None:
         raise US3LError(f"{path} has no schema_version; this us3l ({__version__}) reads {kind} version {version}")
+    if not isinstance(found, int) or isinstance(found, bool):
+        raise US3LError(f"{path}: schema_version must be an integer, got {found!r:.40}")
     if found != version:
         raise US3LError(
             f"{path} has {kind} schema version {found}, this us3l ({__version__}) reads version {version}"

@@ -80,7 +80,7 @@ def write_profile(tmp_path: Path) -> Callable[..., Path]:
         for r in rows:
             rec = {
                 "width": r["width"],
-                "channels": [1],
+                "channels": 1,
                 "macs": r.get("macs", int(r["width"] * 1e6)),
                 "params": r.get("params", int(r["width"] * 1e5)),
                 "weight_bytes": r.get("weight_bytes", int(r["width"] * 4e5)),

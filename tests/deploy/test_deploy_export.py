@@ -193,3 +193,25 @@ def test_export_width_refuses_unsafe_device_names(device: str, tmp_path: Path) -
         export_width(create_model("cifar_resnet18", num_classes=0, base_channels=8), 0.25, "onnx",
                      tmp_path / "work" / "art", model_name="cifar_resnet18", device_name=device)
     assert not (tmp_path / "work").exists() and not (tmp_path / "ESCAPED").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(verification="x"), "verification must be an object, got 'x'"),
+        (lambda m: m.update(valid="true"), "valid must be true or false, got 'true'"),
+        (lambda m: m.pop("artifact"), "artifact must be an object, got None"),
+        (lambda m: m.update(model=[1]), "model must be an object, got [1]"),
+    ],
+)
+def test_a_hand_edited_manifest_is_one_line_naming_file_and_field(tmp_path: Path, edit, message: str) -> None:
+    """Red-team 2026-12-05: ``"verification": "x"`` reached the report as an AttributeError that named no file."""
+    import json
+
+    doc = {"kind": "manifest", "schema_version": 1, "valid": True, "model": {}, "backend": {}, "artifact": {}}
+    edit(doc)
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as info:
+        read_manifest(tmp_path)
+    assert str(info.value) == f"{path}: {message}"

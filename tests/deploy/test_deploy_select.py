@@ -408,3 +408,19 @@ def test_a_profile_width_finds_the_accuracy_of_its_canonical_width(write_profile
     acc.write_text(json.dumps(doc))
     d = select([write_profile(rows((0.4688, 1.0), (1.0, 2.0)))], Budget(latency_ms=1.5), acc).devices[0]
     assert d.chosen.accuracy == 0.55
+
+
+def test_a_selection_whose_chosen_graph_is_not_an_object_is_refused(tmp_path) -> None:
+    """Red-team 2026-12-05: ``chosen.graph = "x"`` reached us3l export as an AttributeError."""
+    import json
+
+    from us3l.errors import US3LError
+
+    doc = {"kind": "selection", "schema_version": 1,
+           "devices": [{"device": "cpu", "model": "m", "backend": "onnx", "precision": "fp32",
+                        "chosen": {"width": 0.5, "latency_ms": 1.0, "graph": "x"}}]}
+    path = tmp_path / "selection.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as info:
+        read_selection(path)
+    assert str(info.value) == f"{path}: devices[0].chosen.graph must be an object or null, got 'x'"

@@ -76,10 +76,13 @@ def test_profile_show_table_and_json(tmp_path, capsys):
         ("latency.n", 0, "a finite positive integer"),
         ("latency.samples_ms[1]", float("nan"), "a finite positive number"),
         ("latency.ci95_ms.p90[1]", float("nan"), "a finite positive number"),
-        ("macs", float("nan"), "a finite positive number"),
-        ("macs", 0, "a finite positive number"),
-        ("params", -5, "a finite positive number"),
-        ("weight_bytes", float("inf"), "a finite non-negative number or null"),
+        ("macs", float("nan"), "a finite positive integer <= 1e+15"),
+        ("macs", 0, "a finite positive integer <= 1e+15"),
+        ("params", -5, "a finite positive integer <= 1e+15"),
+        ("weight_bytes", float("inf"), "a finite non-negative integer <= 1e+15 or null"),
+        ("macs", 1e300, "a finite positive integer <= 1e+15"),  # red-team: printed as a 300-digit integer
+        ("channels", 2.5, "a finite positive integer <= 1e+15"),
+        ("latency.stable", "false", "true or false"),  # red-team: the string read as stable
         ("width", float("nan"), "a finite positive number <= 1"),
         ("width", 1.5, "a finite positive number <= 1"),
     ],
@@ -99,6 +102,30 @@ def test_measurements_are_validated_on_load(tmp_path, field, value, need):
     with pytest.raises(US3LError) as info:
         load_profile(jp)
     assert str(info.value) == f"{jp}: records[2].{key} must be {need}, got {value!r}"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["records"][0]["latency"]["ci95_ms"].update(p90=[0.5, 0.1]),
+         "records[0].latency.ci95_ms.p90 must be [low, high] with low <= high, got [0.5, 0.1]"),
+        (lambda d: d.update(extra="str"), "extra must be an object, got 'str'"),
+        (lambda d: d.update(input_shape=[1, 3, 0, 16]), "input_shape[2] must be a finite positive integer, got 0"),
+        (lambda d: d.update(input_shape="1x3x16x16"),
+         "input_shape must be [batch, channels, height, width], got '1x3x16x16'"),
+        (lambda d: d["records"][1].update(bn=7), "records[1].bn must be a string or null, got 7"),
+        (lambda d: d.update(schema_version="1"), "schema_version must be an integer, got '1'"),
+    ],
+)
+def test_hand_edited_fields_are_refused_naming_file_and_field(tmp_path, edit, message):
+    """Red-team 2026-12-05: wrong-typed fields got through to an AttributeError in select, or were misread."""
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    edit(doc)
+    jp.write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as info:
+        load_profile(jp)
+    assert str(info.value) == f"{jp}: {message}"
 
 
 def test_unsafe_names_in_a_profile_are_refused(tmp_path):
