@@ -41,7 +41,10 @@ def _load_dir(folder: Path, builtin: bool) -> dict[str, DeviceSpec]:
 def list_devices(device_file: str | Path | None = None) -> list[DeviceSpec]:
     """Every known device (built-in, user folder, ``device_file``), sorted by name."""
     devices = _load_dir(BUILTIN_DIR, builtin=True)
-    devices.update(_load_dir(user_devices_dir(), builtin=False))
+    user = user_devices_dir()
+    if os.environ.get("US3L_DEVICES_DIR") and user.exists() and not user.is_dir():
+        raise US3LError(f"US3L_DEVICES_DIR must name a folder of .toml device files, got the file {user}")
+    devices.update(_load_dir(user, builtin=False))
     if device_file is not None:
         spec = load_device_file(device_file)
         devices[spec.name] = spec

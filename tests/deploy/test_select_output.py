@@ -81,3 +81,14 @@ def test_export_of_an_infeasible_selection_is_exit_3(setup, tmp_path, capsys) ->
     assert capsys.readouterr().err == (
         f"error: {sel}: no width fits the budget on device 'cpu'; nothing to export\n"
     )
+
+
+def test_one_profile_given_twice_is_refused(setup, tmp_path, capsys) -> None:
+    """Red-team 2026-12-05: the device got two identical answers, and export --selection would export it twice."""
+    prof, acc = setup
+    args = ["select", "--profile", str(prof), "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "4",
+            "--out", str(tmp_path / "s")]
+    assert main(args) == 1
+    assert capsys.readouterr().err == (f"error: profile {prof} is given twice (--profile and --device find the "
+                                       "same files too)\n")
+    assert not (tmp_path / "s").exists()

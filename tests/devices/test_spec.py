@@ -281,3 +281,13 @@ def test_aliases_name_one_backend_and_a_device_defined_twice_is_refused(tmp_path
     monkeypatch.setenv("US3L_DEVICES_DIR", str(tmp_path))
     with pytest.raises(US3LError, match=r"device 'x' is defined twice in .*: .*a.toml and .*b.toml"):
         list_devices()
+
+
+def test_a_devices_dir_that_is_a_file_is_refused(tmp_path, monkeypatch, capsys):
+    """Red-team 2026-12-05: it was silently ignored, so the user's devices were unknown without a reason."""
+    f = tmp_path / "devices.toml"
+    f.write_text('name = "edge"\nbackends = ["onnx"]\n')
+    monkeypatch.setenv("US3L_DEVICES_DIR", str(f))
+    assert main(["devices"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: US3L_DEVICES_DIR must name a folder of .toml device files, got the file {f}\n"

@@ -77,6 +77,7 @@ def select_cmd(
     from us3l.deploy.select import latency_schedule as latency_schedule_fn
 
     set_quiet(quiet)
+    from us3l.errors import US3LError
     from us3l.io import check_replaceable, output_folder
 
     path = out
@@ -92,6 +93,12 @@ def select_cmd(
     budget = Budget(latency_ms=latency_ms, macs=macs, params=params, memory_mb=memory_mb)
     rule = LatencyRule(statistic=statistic, conservative=not point, margin=margin)
     files = list(profile) + (find_profiles(device, profiles_dir) if device else [])
+    seen: dict[Path, Path] = {}
+    for f in files:  # one profile twice would give its device two answers and export it twice
+        key = f.resolve()
+        if key in seen:
+            raise US3LError(f"profile {f} is given twice (--profile and --device find the same files too)")
+        seen[key] = f
     if latency_schedule is not None:
         from us3l.validate import width_list
 
