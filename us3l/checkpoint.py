@@ -27,16 +27,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from us3l.derived import BN_STATS_FILE, WEIGHTS_FILE
 from us3l.errors import US3LError
 from us3l.io import check_schema, file_sha256, follow_umask, header, read_json, temp_file
 from us3l.validate import MAX_INPUT_SIZE
 
 CHECKPOINT_KIND = "checkpoint"
 CHECKPOINT_SCHEMA = 1
-WEIGHTS_FILE = "checkpoint.safetensors"
 META_FILE = "checkpoint.json"
 STATE_FILE = "train_state.pt"
-BN_STATS_FILE = "bn_stats.safetensors"
 BACKBONE_PREFIX = "backbone."
 TRAIN_PREFIX = "train."
 

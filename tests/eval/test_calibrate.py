@@ -291,6 +291,28 @@ def test_statistics_of_other_data_are_recalibrated_not_reused(tmp_path: Path) ->
                                 progress=notes.append)
     assert set(done) == {canonical_width(tiny_model(), w) for w in (1.0, 0.5)}  # 1.0 too, not only the new 0.5
     assert any("stored BN statistics were estimated differently (data digits -> builtin)" in n for n in notes)
-    assert read_bn_stats_settings(run)["data"] == "builtin"
+    # the run's own statistics are kept (red-team 2026-12-05: an eval on other data replaced them)
+    assert any("statistics on builtin are used for this evaluation only" in n and "keeps those on digits" in n
+               for n in notes)
+    assert read_bn_stats_settings(run)["data"] == "digits"
+    assert load_backbone(run).model is not None and calibrated_widths(load_backbone(run).model) == (1.0,)
     # same data and settings, nothing missing: the stored statistics are reused
-    assert calibrate_checkpoint(open_checkpoint(run), "builtin", [1.0], settings, recalibrate=False) == ()
+    assert calibrate_checkpoint(open_checkpoint(run), "digits", [1.0], settings, recalibrate=False) == ()
+
+
+def test_recalibrating_some_widths_with_other_settings_never_mislabels_the_rest(tmp_path: Path) -> None:
+    """Red-team 2026-12-05: ``calibrate --widths 1 --bn-momentum 0.1`` after a full calibration relabelled every
+    stored width with the new settings, and eval then reported them under settings they were not made with."""
+    from us3l.eval.calibrate import CalibrationSettings, read_bn_stats_settings
+    from us3l.eval.runner import calibrate_checkpoint, open_checkpoint
+
+    run = make_run(tmp_path / "run")
+    calibrate_checkpoint(open_checkpoint(run), "digits", [1.0, 0.5], CalibrationSettings(batches=2, batch_size=16))
+    notes: list[str] = []
+    other = CalibrationSettings(batches=3, batch_size=16, momentum=0.1)
+    assert calibrate_checkpoint(open_checkpoint(run), "digits", [1.0], other, recalibrate=True,
+                                progress=notes.append) == (1.0,)
+    assert any("estimated differently" in n for n in notes)
+    stored = read_bn_stats_settings(run)
+    assert (stored["batches"], stored["momentum"]) == ("3", "0.1")
+    assert calibrated_widths(load_backbone(run).model) == (1.0,)  # width 0.5 dropped, not relabelled

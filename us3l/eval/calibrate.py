@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from us3l.derived import BN_STATS_FILE, WEIGHTS_FILE
 from us3l.errors import US3LError
 from us3l.slim import (
     bn_stats_state,
@@ -39,8 +40,6 @@ from us3l.slim import (
     load_bn_stats_state,
 )
 
-BN_STATS_FILE = "bn_stats.safetensors"
-WEIGHTS_FILE = "checkpoint.safetensors"  # us3l.checkpoint.WEIGHTS_FILE (not imported: no cycle)
 CHECKPOINT_SHA_KEY = "checkpoint_sha256"
 #: metadata key of the statistics' own digest (``tensors_sha256``), checked when they are loaded
 TENSORS_SHA_KEY = "tensors_sha256"

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from us3l.derived import BN_STATS_FILE
 from us3l.errors import US3LError
 from us3l.eval.accuracy import accuracy_doc
 from us3l.eval.calibrate import (
@@ -272,8 +273,16 @@ def calibrate_checkpoint(
         return ()
     if data is not None or checkpoint_data_spec(meta) == "builtin":
         wanted = _with_data(settings, resolve_data_spec(meta, data))
-        if _stored_differently(model, loaded.path.parent, wanted, bool(missing_widths(model, widths)), progress):
+        computing = recalibrate or bool(missing_widths(model, widths))
+        stored_data = (read_bn_stats_settings(loaded.path.parent) or {}).get("data")
+        if _stored_differently(model, loaded.path.parent, wanted, computing, progress):
             recalibrate = True
+            if save and stored_data is not None and stored_data != wanted.data:
+                save = False  # statistics of another data set are the run's: never replaced by these
+                if progress:
+                    progress(f"statistics on {wanted.data} are used for this evaluation only; "
+                             f"{loaded.path.parent / BN_STATS_FILE} keeps those on {stored_data} "
+                             "(delete it to store these instead)")
     todo = list(widths) if recalibrate else missing_widths(model, widths)
     if not todo:
         return ()
@@ -335,12 +344,13 @@ _STATS_SETTINGS = ("data", "batches", "batch_size", "momentum", "seed", "augment
 
 def _stored_differently(model: nn.Module, run_dir: Path, wanted: CalibrationSettings, adding: bool,
                         progress: Progress | None) -> bool:
-    """True (and the stored statistics dropped, with a note) when ``bn_stats.safetensors`` holds statistics that
-    must not be reused: estimated on other data than ``wanted`` (they would score widths with another data set's
-    statistics), or estimated with other settings while widths are being ``adding`` to the file (which records
-    one set of settings: it would mislabel one group). Every width asked for is then recalibrated; stored widths
-    not asked for now are dropped rather than mislabelled. Stored statistics of the same data that cover every
-    width asked for are reused, and their own settings are reported."""
+    """True (and the stored statistics dropped from the model, with a note) when ``bn_stats.safetensors`` holds
+    statistics that must not be reused: estimated on other data than ``wanted`` (they would score widths with
+    another data set's statistics), or estimated with other settings while any width is being computed
+    (``adding``: missing widths, or a recalibration of some of them) into the file, which records one set of
+    settings and would mislabel the rest. Every width asked for is then recalibrated; stored widths not asked for
+    now are dropped rather than mislabelled. Stored statistics of the same data that cover every width asked for
+    are reused, and their own settings are reported."""
     from us3l.slim.layers import SlimBatchNorm2d
 
     stored = read_bn_stats_settings(run_dir)
