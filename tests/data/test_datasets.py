@@ -333,3 +333,20 @@ def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path) -> None:
     path.write_bytes(png + chunk(b"IEND", b""))
     with pytest.raises(US3LError, match=r"^cannot read image .*bomb.png: Image size \(2500000000 pixels\)"):
         open_rgb(path)
+
+
+def test_16_bit_grey_images_are_scaled_and_float_images_refused(tmp_path: Path) -> None:
+    """Red-team 2026-12-05: Pillow's convert("RGB") clipped 16-bit grey to 255, so a dark and a bright class became
+    identical white images, and float pixels in [0, 1] became black, without a word."""
+    from us3l.data.folder import open_rgb
+
+    for name, level in (("dark", 8000), ("bright", 50000)):
+        Image.fromarray(np.full((4, 4), level, np.uint16)).save(tmp_path / f"{name}.png")
+    dark, bright = (np.asarray(open_rgb(tmp_path / f"{n}.png")) for n in ("dark", "bright"))
+    assert dark.shape == (4, 4, 3) and dark.dtype == np.uint8
+    assert (dark == round(8000 / 257)).all() and (bright == round(50000 / 257)).all()
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(US3LError) as info:
+        open_rgb(tmp_path / "f.tiff")
+    assert str(info.value) == (f"cannot read image {tmp_path / 'f.tiff'}: floating-point pixels (Pillow mode F) have "
+                               "no fixed range; save the images as 8- or 16-bit")

@@ -62,10 +62,26 @@ def open_rgb(path: Path) -> Any:
         with warnings.catch_warnings():  # a decompression-bomb-sized image is refused, not decoded with warnings
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                return im.convert("RGB")
+                return _as_rgb(im, path)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         raise US3LError(f"cannot read image {path}: {exc}") from None
+
+
+def _as_rgb(im: Any, path: Path) -> Any:
+    """``im`` as 8-bit RGB. Pillow's ``convert("RGB")`` clips 16-bit grey to 255 (every 16-bit image white) and
+    maps float pixels in [0, 1] to black: 16-bit grey is scaled (x / 257), and 32-bit integer or float pixels,
+    whose range no file states, are refused."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16"):
+        grey = np.asarray(im, dtype=np.uint16).astype(np.float32) / 257.0
+        return Image.fromarray(np.rint(grey).astype(np.uint8), mode="L").convert("RGB")
+    if im.mode in ("I", "F"):
+        kind = "32-bit integer" if im.mode == "I" else "floating-point"
+        raise US3LError(f"cannot read image {path}: {kind} pixels (Pillow mode {im.mode}) have no fixed range; "
+                        "save the images as 8- or 16-bit")
+    return im.convert("RGB")
 
 
 def to_tensor(im: Any) -> torch.Tensor:
