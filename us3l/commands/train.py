@@ -74,6 +74,10 @@ def train_cmd(
 ) -> None:
     """Train a universally slimmable network with self-supervision; report kNN accuracy per width."""
     set_quiet(quiet)
+    if resume and overwrite:
+        raise US3LError("give --resume (continue the run in --out) or --overwrite (start it over), not both")
+    if nproc < 1:
+        raise US3LError(f"--nproc must be >= 1, got {nproc}")
     if device_old is not None:
         deprecated(f"--device {device_old}", f"--torch-device {device_old} (--device names a deployment target "
                    "in profile, select and export)", "train")
@@ -118,7 +122,16 @@ def train_cmd(
         if overrides.get(key) is not None and overrides[key] != parsed:  # a flag and --set disagree
             raise US3LError(f"--set {key}={value} contradicts the flag that set {key} to {overrides[key]!r}; give one")
         overrides[key] = parsed
-    cfg = resolve_config(config, overrides)  # values checked here
+    resuming = resume and _holds_run(overrides.get("out") or resolve_config(config, {}).out)
+    if resuming:  # the saved config wins: only what a resume keeps from the command line is checked and used
+        from us3l.train.loop import RESUME_KEEPS
+
+        cfg = resolve_config(None, {k: v for k, v in overrides.items() if k in (*RESUME_KEEPS, "data")})
+    else:
+        if resume and not launch and os.environ.get("RANK", "0") == "0":  # once: the launcher's rank 0 says it
+            note(f"note: {overrides.get('out') or resolve_config(config, {}).out} holds no checkpoint to --resume: "
+                 "starting a new run", markup=False)
+        cfg = resolve_config(config, overrides)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     if not resume:  # a resumed run's model is the saved one, checked against its weights when it loads
         from us3l.train.loop import check_model
@@ -200,6 +213,13 @@ def _check_data(spec: str) -> None:
         return
     for split in ("train", "test"):
         load_dataset(spec, split)
+
+
+def _holds_run(out: str) -> bool:
+    """Whether the run folder ``out`` holds a checkpoint (or its metadata) that ``--resume`` continues."""
+    from us3l.checkpoint import META_FILE, WEIGHTS_FILE
+
+    return (Path(out) / META_FILE).is_file() or (Path(out) / WEIGHTS_FILE).exists()
 
 
 def _check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:
