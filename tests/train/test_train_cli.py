@@ -45,3 +45,34 @@ def test_resume_checks_only_what_it_uses_and_says_when_there_is_nothing_to_resum
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3"]) == 0
     err = capsys.readouterr().err
     assert "ignored: epochs=3" in err and "error" not in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"knn_max_train": 1}, "knn_max_train 1 is below the number of classes (2) of folder:{data}: the kNN bank "
+                               "needs at least one image per class"),
+        ({"knn_widths": [1.0, 0.1]}, "knn_widths 0.1 outside the trained range [0.25, 1]"),
+    ],
+)
+def test_a_knn_monitor_that_cannot_mean_anything_is_refused(tmp_path: Path, tiny_folder: Path, extra: dict,
+                                                            message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: a 3-image bank for 10 classes printed 7.5-15 %, a width outside the range was dropped
+    and the table came out empty, both with exit 0."""
+    cfg = _config(tmp_path, tiny_folder, **extra)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 1
+    assert capsys.readouterr().err == "error: " + message.format(data=tiny_folder) + "\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_class_is_refused(tmp_path: Path, tiny_folder: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: one class scored 100 % at every width, with 'chance 100.0'."""
+    import shutil
+
+    one = tmp_path / "one"
+    shutil.copytree(tiny_folder / "train" / "a", one / "a")
+    message = f"error: folder:{one} has 1 class: kNN accuracy needs at least 2 (one folder per class)\n"
+    cfg = _config(tmp_path, tiny_folder, data=f"folder:{one}")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 1
+    assert capsys.readouterr().err == message

@@ -26,7 +26,7 @@ from us3l.eval.calibrate import (
 from us3l.eval.features import embedding_std, extract_features
 from us3l.eval.linear import LinearProbeSettings, train_linear_probe, train_linear_probe_augmented
 from us3l.slim import bn_switches, canonical_width, check_width
-from us3l.train.knn import BANK_SEED
+from us3l.train.knn import BANK_SEED, check_knn_data
 
 DEFAULT_WIDTHS = (1.0, 0.75, 0.5, 0.25)
 DEFAULT_KNN_K = 200  # requested k when neither --knn-k nor the checkpoint's training config gives one
@@ -235,12 +235,8 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int) 
     test_ds = load_dataset(spec, "test", image_size=input_size)
     mean, std = input_normalization(meta, train_ds)
     bank_idx = None
+    check_knn_data(train_ds.num_classes, s.knn.max_train, len(train_ds), spec, "--knn-max-train")
     if s.knn.max_train is not None and len(train_ds) > s.knn.max_train:
-        if s.knn.max_train < train_ds.num_classes:  # a class missing from the bank can never be predicted
-            raise US3LError(
-                f"--knn-max-train {s.knn.max_train} is below the number of classes ({train_ds.num_classes}) of "
-                f"{spec}: the kNN bank needs at least one image per class"
-            )
         bank_idx = stratified_indices(dataset_labels(train_ds), s.knn.max_train, s.knn.bank_seed)
     bank_ds = train_ds if bank_idx is None else subset_dataset(train_ds, bank_idx)
     k_requested = s.knn.requested_k(meta)

@@ -144,3 +144,13 @@ def topk_accuracy(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) 
     hits = ranked == labels.view(-1, 1)
     n = int(hits.shape[0])
     return tuple(int(hits[:, : min(k, scores.shape[1])].any(dim=1).sum()) / n for k in ks)
+
+
+def check_knn_data(num_classes: int, max_train: int | None, num_train: int, spec: str, flag: str) -> None:
+    """Refuse (one line) a kNN evaluation that cannot mean anything: data of fewer than two classes (every image
+    is "right": 100 %), or a bank capped below one image per class (a class missing from it is never predicted)."""
+    if num_classes < 2:
+        raise US3LError(f"{spec} has {num_classes} class: kNN accuracy needs at least 2 (one folder per class)")
+    if max_train is not None and num_train > max_train and max_train < num_classes:
+        raise US3LError(f"{flag} {max_train} is below the number of classes ({num_classes}) of {spec}: the kNN bank "
+                        "needs at least one image per class")

@@ -32,6 +32,7 @@ from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, validate
 from us3l.train.distributed import DistInfo, all_ranks, all_reduce_mean, barrier, init_distributed
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
+from us3l.train.knn import check_knn_data
 from us3l.train.precision import agreed_across_ranks, autocast_dtype, label, resolve_amp
 from us3l.train.sampling import FixedWidth, SwitchWidths, WidthSampler
 from us3l.train.state import epoch_seed, join_state, rng_state, set_rng_state, split_state
@@ -369,6 +370,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     image_size = int(cfg.image_size or backbone.input_size)
     train_ds = load_dataset(cfg.data, "train", image_size)
     test_ds = load_dataset(cfg.data, "test", image_size)
+    check_knn_data(train_ds.num_classes, cfg.knn_max_train, len(train_ds), str(cfg.data), "knn_max_train")
     if moved_from is not None:
         _check_same_data(moved_from.get("data") or {}, moved_from.get("normalization") or {}, train_ds, test_ds,
                          str(cfg.data))
@@ -400,6 +402,11 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             cfg.schedule_stage1,
         )
         knn_widths = [w for w in cfg.knn_widths if w_min - 1e-9 <= w <= w_max + 1e-9]
+        outside = [w for w in cfg.knn_widths if w not in knn_widths]
+        if outside and (tuple(cfg.knn_widths) != TrainConfig().knn_widths or not knn_widths):
+            # the default widths below a raised width_min are left out; widths one asked for are never dropped
+            raise US3LError(f"knn_widths {', '.join(f'{w:g}' for w in outside)} outside the trained range "
+                            f"[{w_min:g}, {w_max:g}]")
 
     params = [p for p in method.parameters() if p.requires_grad]
     wd = 0.0 if cfg.regularizer else cfg.weight_decay  # the group regularizer replaces weight decay
