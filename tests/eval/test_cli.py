@@ -85,7 +85,7 @@ def test_bad_momentum(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None
 def test_non_builtin_checkpoint_needs_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = make_run(tmp_path / "run", data="cifar10:/somewhere")
     _err(main(["eval", "--ckpt", str(run)]), capsys, "--data is required")
-    _err(main(["calibrate", "--ckpt", str(run)]), capsys, "no calibration data")
+    _err(main(["calibrate", "--ckpt", str(run)]), capsys, "--data is required")  # it told one to run calibrate
 
 
 def test_corrupted_checkpoint_rejected(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -205,3 +205,10 @@ def test_train_with_another_model_reaches_its_own_defaults(capsys: pytest.Captur
     # it used to fail with "model 'vit_tiny' has no option 'base_channels'" before anything the user typed
     assert main(["train", "--model", "vit_tiny", "--set", "image_size=40", "--out", "unused"]) == 1
     assert "not a multiple of the patch size 16" in capsys.readouterr().err
+
+
+def test_a_sub_key_over_a_mapping_key_that_is_not_a_mapping_is_one_line() -> None:
+    """Red-team 2026-12-05: ``--set model_kwargs=5 --set model_kwargs.base_channels=8`` was a TypeError."""
+    with pytest.raises(US3LError) as info:
+        resolve_config(None, {"model_kwargs": 5, "model_kwargs.base_channels": 8})
+    assert str(info.value) == "config 'model_kwargs' must be a mapping, got 5"

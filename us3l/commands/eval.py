@@ -77,7 +77,7 @@ def calibrate_cmd(
 
     from us3l.checkpoint import run_dir_of, weights_path
     from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings
-    from us3l.eval.runner import calibrate_checkpoint, open_checkpoint, parse_widths
+    from us3l.eval.runner import calibrate_checkpoint, open_checkpoint, parse_widths, resolve_data_spec
     from us3l.slim import calibrated_widths, canonical_width, has_batch_norm
 
     set_quiet(quiet)
@@ -105,6 +105,7 @@ def calibrate_cmd(
         if widths is not None and abs(c - w) > 1e-9:  # only what the user typed: grid widths are canonical
             note(f"note: width {w:g} builds the network of width {c:g}; calibrated and stored as {c:g}", markup=False)
     distinct = len(set(canonical.values()))
+    resolve_data_spec(loaded.meta, data)  # calibrate always estimates: --data, unless the run's data is built in
     t0 = time.perf_counter()
     with Progress("calibrating", distinct, "widths", enabled=not json_out) as bar:
         bar.update(0, detail="loading the calibration data")

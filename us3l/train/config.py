@@ -352,7 +352,10 @@ def set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
     if head not in MAPPING_KEYS or any(not p for p in path):
         nested = ", ".join(MAPPING_KEYS)
         raise US3LError(f"config key {key!r}: only {nested} take dotted sub-keys (KEY.SUBKEY=VALUE)")
-    node = dict(values.get(head) or {})
+    current = values.get(head)
+    if current is not None and not isinstance(current, Mapping):
+        raise US3LError(f"config '{head}' must be a mapping, got {current!r:.80}")
+    node = dict(current or {})
     values[head] = node
     for part in path[:-1]:
         child = node.get(part)
