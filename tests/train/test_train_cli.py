@@ -76,3 +76,14 @@ def test_one_class_is_refused(tmp_path: Path, tiny_folder: Path,
     cfg = _config(tmp_path, tiny_folder, data=f"folder:{one}")
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 1
     assert capsys.readouterr().err == message
+
+
+def test_json_prints_no_progress(tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: ``--json`` promised no progress, yet every epoch line and the amp line reached stderr."""
+    import json
+
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1, amp="auto", threads="auto")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["epochs"] == 1
+    assert "epoch 1 |" not in cap.err and "amp: auto" not in cap.err and "threads: auto" not in cap.err, cap.err

@@ -106,7 +106,7 @@ def train_cmd(
         "save_every": save_every,
         "device": torch_device,
         "threads": threads,
-        "quiet": quiet or None,
+        "quiet": (quiet or json_out) or None,  # --json: no per-epoch progress on stderr either
     }
     for item in set_ or []:
         key, sep, value = item.partition("=")
