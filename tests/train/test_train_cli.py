@@ -87,3 +87,23 @@ def test_json_prints_no_progress(tmp_path: Path, tiny_folder: Path, capsys: pyte
     cap = capsys.readouterr()
     assert json.loads(cap.out)["epochs"] == 1
     assert "epoch 1 |" not in cap.err and "amp: auto" not in cap.err and "threads: auto" not in cap.err, cap.err
+
+
+def test_a_train_state_of_another_model_is_refused_on_resume(tmp_path: Path, tiny_folder: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: it loaded, and the run failed at the first SGD step with a bare size mismatch."""
+    import shutil
+
+    runs = {}
+    for channels in (8, 16):
+        (tmp_path / f"c{channels}").mkdir()
+        cfg = _config(tmp_path / f"c{channels}", tiny_folder, schedule="none", epochs=1,
+                      model_kwargs={"base_channels": channels})
+        runs[channels] = tmp_path / f"run{channels}"
+        assert main(["train", "--config", str(cfg), "--out", str(runs[channels]), "-q"]) == 0
+    shutil.copy(runs[16] / "train_state.pt", runs[8] / "train_state.pt")
+    capsys.readouterr()
+    assert main(["train", "--out", str(runs[8]), "--resume", "--epochs", "2", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {runs[8] / 'train_state.pt'} is not a safe us3l training state (ValueError: "
+                          "optimizer momentum_buffer of parameter ") and "the state of another model" in err, err

@@ -795,10 +795,22 @@ def _restore(
         sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         method.momentum_now = float(state.get("momentum_now", method.momentum_now))
+        _check_optimizer_shapes(opt)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # foreign or edited state
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
         raise ckpt.not_a_train_state(run_dir / ckpt.STATE_FILE, why) from None
     return int(meta["epoch"])
+
+
+def _check_optimizer_shapes(opt: torch.optim.Optimizer) -> None:
+    """Every per-parameter optimizer tensor (SGD momentum, Adam moments) has its parameter's shape. The optimizer
+    checks only the parameter count: the state of another model's run (same layers, other widths) loaded, and
+    failed at the first step with a bare size mismatch (red-team 2026-12-05)."""
+    for i, p in enumerate(q for group in opt.param_groups for q in group["params"]):
+        for key, value in opt.state.get(p, {}).items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != p.shape:
+                raise ValueError(f"optimizer {key} of parameter {i} has shape {tuple(value.shape)}, the parameter "
+                                 f"{tuple(p.shape)}: the state of another model")
 
 
 def _saved_epoch(run_dir: Path) -> str:
