@@ -135,3 +135,12 @@ def test_quickstart_checks_the_configured_network_before_any_work(tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith("error: model 'cifar_resnet18' with these settings needs ") and err.count("\n") == 1
     assert not (tmp_path / "qs").exists()
+
+
+@pytest.mark.parametrize("command", [["quickstart"], ["profile", "--device", "cpu", "--model", "cifar_resnet18"]])
+def test_a_backend_flag_of_blanks_is_refused_not_read_as_the_default(command: list[str], tmp_path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: ``quickstart --backend ''`` started training with the default backends."""
+    assert main([*command, "--backend", "", "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err == "error: --backend names nothing, got ''\n"
+    assert not (tmp_path / "o").exists()

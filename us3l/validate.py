@@ -104,10 +104,13 @@ def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[f
     return values
 
 
-def name_list(values: Sequence[str]) -> tuple[str, ...]:
-    """The names of a flag given several times and/or comma-separated (``--backend onnx --backend a,b``), in
-    order, blanks dropped."""
-    return tuple(n.strip() for item in values for n in item.split(",") if n.strip())
+def name_list(values: Sequence[str], flag: str) -> tuple[str, ...]:
+    """The names of ``flag`` given several times and/or comma-separated (``--backend onnx --backend a,b``), in
+    order, blanks dropped; a flag given only blanks (``--backend ''``) is refused rather than read as not given."""
+    names = tuple(n.strip() for item in values for n in item.split(",") if n.strip())
+    if values and not names:
+        raise US3LError(f"{flag} names nothing, got {', '.join(map(repr, values))}")
+    return names
 
 
 def _show(value: Any) -> str:

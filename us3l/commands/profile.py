@@ -79,7 +79,7 @@ def parse_backends(spec: Any, given: Sequence[str]) -> list[str]:
     from us3l.profiler.sweep import resolve_backend
     from us3l.validate import name_list
 
-    names = name_list(given)
+    names = name_list(given, "--backend")
     if not names:
         return [resolve_backend(spec, None)]
     out: list[str] = []

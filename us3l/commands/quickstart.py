@@ -692,7 +692,7 @@ def quickstart_cmd(
     if backends_old is not None:
         deprecated(f"--backends {backends_old}", f"--backend {backends_old}", "quickstart")
         names.append(backends_old)
-    picked = name_list(names)
+    picked = name_list(names, "--backend")
     opts = QuickstartOptions(
         out=out,
         config=config,
