@@ -220,7 +220,7 @@ def test_ctrl_c_inside_an_extension_import_still_exits_as_interrupted(
 
     import us3l.cli as cli
 
-    def app(args: list[str], prog_name: str) -> None:
+    def app(args: list[str], prog_name: str, **_: object) -> None:
         try:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)  # the handler raises KeyboardInterrupt here
@@ -239,7 +239,8 @@ def test_ctrl_c_inside_an_extension_import_still_exits_as_interrupted(
         assert capsys.readouterr().err == "us3l: interrupted\n"
         # an ImportError without a Ctrl-C stays an error
         monkeypatch.setattr(cli._SigintWatch, "received", False)
-        monkeypatch.setattr(cli_app, "app", lambda args, prog_name: (_ for _ in ()).throw(ImportError("no module x")))
+        monkeypatch.setattr(cli_app, "app",
+                            lambda args, prog_name, **_: (_ for _ in ()).throw(ImportError("no module x")))
         assert cli.main(["version"]) == 1
         assert "error: ImportError: no module x" in capsys.readouterr().err
     finally:
@@ -287,7 +288,7 @@ def test_an_interrupt_raised_inside_exec_still_exits_with_our_code(tmp_path: Pat
     itself with SIGINT (-2) after main had returned 143 (a flaky SIGTERM test showed it)."""
     (tmp_path / "interrupted_main.py").write_text(
         "import sys\nfrom us3l import cli, cli_app\ncli.load_commands(['version'])\n"
-        "cli_app.app = lambda args, prog_name: exec('raise KeyboardInterrupt')\n"
+        "cli_app.app = lambda args, prog_name, **_: exec('raise KeyboardInterrupt')\n"
         "sys.exit(cli.main(['version']))\n"
     )
     proc = subprocess.run([sys.executable, "-m", "interrupted_main"], cwd=tmp_path, capture_output=True, text=True,
@@ -320,3 +321,22 @@ def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path: 
     _, err = proc.communicate(timeout=120)
     assert (proc.returncode, err) == (130, "us3l: interrupted\n")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["train", "--epochs", "abc"], "error: Invalid value for '--epochs': Input should be a valid integer, unable "
+                                       "to parse string as an integer (see: us3l train --help)"),
+        (["eval"], "error: Missing option '--ckpt'. (see: us3l eval --help)"),
+        (["bogus"], "error: No such command 'bogus'. (see: us3l --help)"),
+        (["version", "extra"], "error: Got unexpected extra argument(s) (extra) (see: us3l version --help)"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2(argv: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: typer printed a usage line, a hint and a 3-5 line box for every usage error."""
+    from us3l.cli import main
+
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    assert (cap.out, cap.err) == ("", line + "\n")

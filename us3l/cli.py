@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from us3l.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, US3LError
 
@@ -117,10 +118,25 @@ def main(argv: list[str] | None = None) -> int:
     args = legacy_argv(list(sys.argv[1:] if argv is None else argv))
     restore = _SigintWatch.install()  # before the command's module loads torch (1-2 s): Ctrl-C there exits 130
     try:
-        from us3l.cli_app import app  # typer and rich: after the handler, like the command's own imports
+        from typer import Abort as typer_abort
+
+        from us3l.cli_app import app, click_exceptions  # typer, rich: after the handler, like the command's imports
 
         load_commands(args)
-        app(args=args, prog_name="us3l")  # standalone: typer reports usage errors itself (exit 2)
+        try:  # not standalone: a usage error comes back here and is printed as one line, not typer's box
+            code = app(args=args, prog_name="us3l", standalone_mode=False)
+        except click_exceptions.NoArgsIsHelpError as exc:  # `us3l` alone: typer has printed the help
+            return int(exc.exit_code)
+        except click_exceptions.UsageError as exc:
+            return usage_error(exc)
+        except click_exceptions.ClickException as exc:  # e.g. a file argument that cannot be opened
+            print(f"error: {_one_line(exc.format_message())}", file=sys.stderr)
+            return exc.exit_code
+        except typer_abort:  # end of input at a prompt
+            print("error: aborted", file=sys.stderr)
+            return 1
+        code = code if isinstance(code, int) else 0  # a command's return value is not an exit status
+        return _interrupted() if code == EXIT_INTERRUPTED and _SigintWatch.received else code
     except SystemExit as exc:
         code = exc.code
         code = code if isinstance(code, int) else (0 if code is None else 1)
@@ -136,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         restore()
     return 0
+
+
+def usage_error(exc: Any) -> int:
+    """A Click usage error (``click.UsageError``: unknown or mistyped option, missing argument) as one line on
+    stderr, naming the command's help; exit 2."""
+    where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+    print(f"error: {_one_line(exc.format_message())}{where}", file=sys.stderr)
+    return int(exc.exit_code)
 
 
 def report_error(exc: Exception) -> int:

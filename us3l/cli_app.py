@@ -11,6 +11,11 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+try:  # Click's exceptions: typer >= 0.26 vendors Click as typer._click, earlier releases use Click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]  # noqa: F401
+
 #: ``us3l --help`` lists the commands in pipeline order, then the utilities.
 COMMAND_ORDER = (
     "train", "calibrate", "eval", "profile", "select", "export", "report", "quickstart",
