@@ -11,6 +11,11 @@ from typing import Any
 
 from us3l.deploy.backends import Artifact, Runner, available_backends, get_backend, list_backends
 from us3l.deploy.loading import load
+
+# Bound here, not on first use: importing the submodule us3l.deploy.select sets the package attribute ``select``
+# to the module, which replaced the function a lazy lookup had returned (``from us3l.deploy import select`` gave
+# a module). The submodule imports no runtime and no torch.
+from us3l.deploy.select import select
 from us3l.deploy.verify import Verification, compare
 
 __all__ = [
@@ -29,7 +34,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # export and select are loaded on first use: `import us3l.deploy` imports no backend runtime.
+    # export is loaded on first use: `import us3l.deploy` imports no backend runtime.
     if name == "export_width":
         from us3l.deploy.export import export_width
 
@@ -38,8 +43,8 @@ def __getattr__(name: str) -> Any:
         from us3l.deploy.switchable_runtime import load_switchable
 
         return load_switchable
-    if name == "select":
-        from us3l.deploy.select import select
-
-        return select
     raise AttributeError(name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

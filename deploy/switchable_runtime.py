@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from us3l.deploy.backends.base import INPUT_NAME, OUTPUT_NAME, as_input
+from us3l.deploy.backends.base import INPUT_NAME, OUTPUT_NAME, as_input, fixed_dims
 from us3l.deploy.switchable import INDEX_NAME
 from us3l.errors import US3LError
 from us3l.io import check_schema, read_json
@@ -42,7 +42,20 @@ def _index(index: int, n: int) -> int:
     return int(index) % n
 
 
-class OrtSwitchable:
+class _Closable:
+    """``with load_switchable(dir) as r:`` as with ``us3l.deploy.load``'s one-width runners."""
+
+    def close(self) -> None:
+        """Release the runtime objects (idempotent)."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class OrtSwitchable(_Closable):
     """An onnxruntime session on a switchable ONNX file (``n`` widths); ``spin=False`` as in
     ``us3l.deploy.backends.onnx.OnnxRunner`` (sessions taking turns on the same cores)."""
 
@@ -55,13 +68,18 @@ class OrtSwitchable:
         self.session = ort.InferenceSession(str(path), sess_options=session_options(threads, spin),
                                             providers=["CPUExecutionProvider"])
         self._indices = [np.array(k, np.int64) for k in range(n)]
+        self.input_shape = fixed_dims(next(i for i in self.session.get_inputs() if i.name == INPUT_NAME).shape)
         #: time_once's IOBinding per index for the array last timed (input, index and an output buffer bound)
         self._bindings: dict[int, Any] = {}
         self._bound_x: np.ndarray | None = None
 
+    def close(self) -> None:
+        self._bindings, self._bound_x = {}, None
+
     def infer(self, x: np.ndarray, index: int) -> np.ndarray:
         k = _index(index, self.n)
-        (out,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: as_input(x), INDEX_NAME: self._indices[k]})
+        (out,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: as_input(x, self.input_shape),
+                                                 INDEX_NAME: self._indices[k]})
         return np.asarray(out, dtype=np.float32)
 
     def time_once(self, x: np.ndarray, index: int) -> float:
@@ -85,7 +103,7 @@ class OrtSwitchable:
         return time.perf_counter() - t0
 
 
-class OvSwitchable:
+class OvSwitchable(_Closable):
     """OpenVINO on a switchable file (IR or ONNX); see the module docstring for ``bound``."""
 
     def __init__(
@@ -100,6 +118,11 @@ class OvSwitchable:
         self._timed: dict[int, tuple[np.ndarray, Any]] = {}  # time_once's input bound per request (shared memory)
         if not bound:
             self._requests[-1] = self.core.compile_model(self.path, device, self.config).create_infer_request()
+
+    def close(self) -> None:
+        self._timed.clear()
+        if self.bound:
+            self._requests.clear()
 
     def request(self, index: int) -> Any:
         """The infer request that runs ``index`` (bound: compiled on first use)."""

@@ -3,6 +3,7 @@ a tampered artifact re-exported, and (slow) Ctrl-C leaving nothing a re-run woul
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -166,7 +167,7 @@ def test_quickstart_end_to_end_files_parity_and_reuse(tmp_path: Path, tiny_confi
 
 
 def _selection(monkeypatch: pytest.MonkeyPatch) -> None:
-    from us3l.deploy import select as select_mod
+    select_mod = importlib.import_module("us3l.deploy.select")  # the module (us3l.deploy.select is the function)
 
     devices = [{"device": "cpu", "backend": "openvino", "model": "m", "chosen": {"width": 0.5}},
                {"device": "cpu", "backend": "onnx", "model": "m", "chosen": {"width": 0.25}}]

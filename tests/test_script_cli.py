@@ -58,6 +58,8 @@ def test_run_script_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str
     assert run_script(boom(ZeroDivisionError("float division by zero"))) == 1
     assert capsys.readouterr().err == (
         "error: ZeroDivisionError: float division by zero (set US3L_DEBUG=1 for the traceback)\n")
+    assert run_script(boom(NotADirectoryError(20, "Not a directory", "/dev/null/x"))) == 1
+    assert capsys.readouterr().err == "error: Not a directory: /dev/null/x\n"
     monkeypatch.setenv("US3L_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         run_script(boom(ZeroDivisionError("x")))

@@ -169,6 +169,9 @@ def report_error(exc: Exception) -> int:
         return exc.exit_code
     if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+    elif isinstance(exc, OSError) and exc.strerror:  # e.g. --out /dev/null/x: "Not a directory: '/dev/null/x'"
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {_one_line(exc.strerror + where)}", file=sys.stderr)
     else:
         print(f"error: {type(exc).__name__}: {_one_line(str(exc))} (set US3L_DEBUG=1 for the traceback)",
               file=sys.stderr)

@@ -90,8 +90,11 @@ def one_of(value: Any, allowed: Sequence[str], what: str) -> str:
 def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[float]:
     """A non-empty comma-separated list of numbers (``"1,0.5,0.25"``) as floats, in the order given, each once
     (to 4 decimals) unless ``unique`` is off; one line otherwise. The model checks each width against its range."""
+    parts = text.replace(" ", "").split(",")
+    if len(parts) > 1 and "" in parts:  # "1,,0.5": a typo, and for a switchable grid every index counts
+        raise US3LError(f"{flag} has an empty entry, got {text!r}")
     try:
-        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+        values = [float(v) for v in parts if v]
     except ValueError:
         raise US3LError(f"{flag} must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}") from None
     if not values:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,11 +208,35 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def as_input(x: Any) -> np.ndarray:
-    """A C-contiguous float32 array from a numpy array or a torch tensor."""
+def as_input(x: Any, expected: Sequence[int | None] | None = None) -> np.ndarray:
+    """A C-contiguous float32 array from a numpy array or a torch tensor; with ``expected`` (the artifact's input
+    shape, None for a dynamic axis) one line naming both shapes when it does not fit, instead of the runtime's
+    multi-line error."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    return np.ascontiguousarray(x, dtype=np.float32)
+    data = np.ascontiguousarray(x, dtype=np.float32)
+    if expected is not None and (data.ndim != len(expected)
+                                 or any(e is not None and e != d for e, d in zip(expected, data.shape, strict=False))):
+        want = "x".join("N" if e is None else str(e) for e in expected)
+        raise US3LError(f"input of shape {'x'.join(map(str, data.shape))} does not fit this artifact's input {want} "
+                        "(NCHW, float32)")
+    return data
+
+
+def fixed_dims(dims: Sequence[Any]) -> tuple[int | None, ...]:
+    """A runtime's input shape with every dynamic axis (a name, -1, ``?``) as None."""
+    out: list[int | None] = []
+    for d in dims:
+        if hasattr(d, "is_static"):  # an OpenVINO Dimension
+            v = d.get_length() if d.is_static else -1
+            out.append(v if v > 0 else None)
+            continue
+        try:
+            v = int(d)
+        except (TypeError, ValueError):  # onnxruntime: "batch"
+            v = -1
+        out.append(v if v > 0 else None)
+    return tuple(out)
 
 
 @contextmanager

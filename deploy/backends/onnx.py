@@ -38,6 +38,7 @@ from us3l.deploy.backends.base import (
     Backend,
     Runner,
     as_input,
+    fixed_dims,
     staging_dir,
 )
 from us3l.deploy.timing import phase
@@ -301,12 +302,13 @@ class OnnxRunner(Runner):
         self.device = device
         self.session = ort.InferenceSession(str(path), sess_options=session_options(threads, spin), providers=wanted)
         self.input_name = self.session.get_inputs()[0].name
+        self.input_shape = fixed_dims(self.session.get_inputs()[0].shape)
         self.output_name = self.session.get_outputs()[0].name
         #: time_once's (caller's array, IOBinding with that input and the output buffer bound, output buffer)
         self._bound: tuple[np.ndarray, Any, np.ndarray] | None = None
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        (out,) = self.session.run([self.output_name], {self.input_name: as_input(x)})
+        (out,) = self.session.run([self.output_name], {self.input_name: as_input(x, self.input_shape)})
         return np.asarray(out, dtype=np.float32)
 
     def _bind(self, x: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:

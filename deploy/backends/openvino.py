@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from us3l.deploy.backends.base import Artifact, Backend, Runner, as_input, staging_dir, version_tuple
+from us3l.deploy.backends.base import Artifact, Backend, Runner, as_input, fixed_dims, staging_dir, version_tuple
 from us3l.deploy.timing import phase
 from us3l.errors import US3LError
 
@@ -110,6 +110,7 @@ class OpenVinoRunner(Runner):
         self.device = device
         self.compiled = core.compile_model(str(path), device, compile_config(threads, device, precision))
         self.request = self.compiled.create_infer_request()
+        self.input_shape = fixed_dims(list(self.compiled.input(0).get_partial_shape()))
         #: (the caller's array, the float32 array whose memory the input tensor shares: x itself when it is one)
         self._bound: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -117,7 +118,7 @@ class OpenVinoRunner(Runner):
         import openvino as ov
 
         self._bound = None  # the input tensor now holds a copy of x: the next time_once rebinds
-        self.request.set_input_tensor(ov.Tensor(as_input(x), shared_memory=False))
+        self.request.set_input_tensor(ov.Tensor(as_input(x, self.input_shape), shared_memory=False))
         self.request.infer()
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 

@@ -204,3 +204,23 @@ def test_quickstart_reuse_reverifies_the_artifact(
     assert quickstart_exports == [Path(out)] * 4  # every refused reuse exported again, into the same folder
     with deploy.load(out, model=MODEL, width=0.25, input_shape=SHAPE) as r:
         assert np.isfinite(r.infer(np.zeros(SHAPE, dtype=np.float32))).all()
+
+
+def test_a_wrong_input_shape_is_one_line_naming_both_shapes(exported: ExportResult) -> None:
+    """Red-team 2026-12-05: onnxruntime's three-line INVALID_ARGUMENT text reached the caller."""
+    with deploy.load(exported.directory) as runner:
+        assert runner.infer(np.zeros(SHAPE, np.float32)).shape[0] == 1
+        with pytest.raises(US3LError) as info:
+            runner.infer(np.zeros((1, 3, 16, 16), np.float32))
+    assert str(info.value) == "input of shape 1x3x16x16 does not fit this artifact's input 1x3x32x32 (NCHW, float32)"
+
+
+def test_the_package_attribute_select_is_the_function_whatever_was_imported_first() -> None:
+    """Red-team 2026-12-05: importing the submodule us3l.deploy.select replaced the lazily returned function."""
+    import subprocess
+    import sys
+
+    code = ("import us3l.deploy as d; f = d.select; import us3l.deploy.select; from us3l.deploy import select; "
+            "assert callable(d.select) and select is f and {'select', 'export_width'} <= set(dir(d))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -48,3 +48,7 @@ def test_width_lists() -> None:
     with pytest.raises(US3LError, match="^--widths must name at least one value, got ''$"):
         width_list("")
     assert width_list("5,5", "--latency-schedule", unique=False) == [5.0, 5.0]
+    for text in ("1,,0.5", "1,0.5,", ","):  # red-team 2026-12-05: "1,,0.5" gave a two-width switchable grid
+        with pytest.raises(US3LError) as info:
+            width_list(text)
+        assert str(info.value) == f"--widths has an empty entry, got {text!r}"

@@ -285,6 +285,10 @@ def test_load_switchable_checks_the_manifest_and_runs_every_width(run_dir, tmp_p
     assert runner.widths == (1.0, 0.25) and runner.manifest["kind"] == "switchable_manifest"
     x32 = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     assert runner.infer(x32, 0).shape == (1, 512) and runner.infer(x32, 1).shape == (1, 128)
+    with deploy.load_switchable(res.directory) as r:  # like deploy.load's runners (red-team 2026-12-05)
+        assert r.infer(x32, 1).shape == (1, 128)
+        with pytest.raises(US3LError, match=r"^input of shape 1x3x16x16 does not fit this artifact's input 1x3x32x32"):
+            r.infer(x32[:, :, :16, :16], 0)
     # the one-width loader and the switchable one each name the other
     with pytest.raises(US3LError, match=r"is a switchable artifact \(every width in one file\): open it with "
                                         r"us3l.deploy.load_switchable"):

@@ -74,3 +74,17 @@ def test_grid_is_distinct_and_sorted() -> None:
     assert len(set(configs)) == len(configs)
     thin = m.width_grid(max_points=4)
     assert len(thin) <= 4 and thin[0] == 0.25 and thin[-1] == 1.0 and set(thin) <= set(grid)
+
+
+@pytest.mark.parametrize("momentum", [5.0, float("nan"), -1.0, 0.0, "0.1", True])
+def test_calibrating_refuses_a_momentum_outside_0_1(momentum: object) -> None:
+    """Red-team 2026-12-05: 5.0 gave negative variances and NaN outputs, nan stored NaN statistics, silently."""
+    import torch
+
+    import us3l
+
+    m = us3l.create_model("cifar_resnet18", base_channels=8).eval()
+    with pytest.raises(ValueError, match=r"^BN momentum must be in \(0, 1\] \(None: a cumulative average\), got "):
+        with us3l.calibrating(m, 0.5, momentum=momentum):  # type: ignore[arg-type]
+            m(torch.randn(4, 3, 32, 32))
+    assert us3l.slim.calibrated_widths(m) == ()

@@ -246,6 +246,9 @@ def calibrating(model: nn.Module, w: float, momentum: float | None = None) -> It
     normal exit the result is stored as that width's calibrated statistics (replacing earlier ones); an
     exception stores nothing. Weights are never touched.
     """
+    if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, int | float)
+                                 or not 0.0 < float(momentum) <= 1.0):  # 5.0 or nan: NaN or negative variances
+        raise ValueError(f"BN momentum must be in (0, 1] (None: a cumulative average), got {momentum!r}")
     bns = [m for _, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)]
     was_training = model.training
     with width(model, w):
