@@ -144,6 +144,9 @@ class SSHSession:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+        if isinstance(exc, _paramiko().SSHException | EOFError):  # the connection dropped mid-session
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            raise US3LError(f"lost the SSH connection to {self.reach.url} ({why})") from None
 
     # -- commands ---------------------------------------------------------------------------------------
     def run(self, argv: list[str], timeout: float | None = None, check: bool = False) -> CommandResult:

@@ -88,3 +88,19 @@ def test_a_benchmark_given_bad_input_exits_without_a_traceback(argv: list[str], 
     proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == rc, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1] == last_line
+
+
+def test_a_training_process_whose_peer_died_says_so_in_one_line(capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team 2026-12-05: the surviving DDP rank printed gloo's 'Connection closed by peer ... GLHF!' text
+    before the launcher's 'rank 1 was killed by SIGKILL'."""
+    from us3l.cli import report_error
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    gloo = RuntimeError("[../gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:31972. This "
+                        "is typically caused by a remote worker crashing. GLHF!")
+    assert report_error(gloo) == 1
+    assert capsys.readouterr().err == "error: training process rank 0 stopped: another training process is gone\n"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert report_error(gloo) == 1 and "RuntimeError: [../gloo" in capsys.readouterr().err

@@ -162,8 +162,17 @@ def usage_error(exc: Any) -> int:
     return int(exc.exit_code)
 
 
+#: What gloo/NCCL raise in a training process whose peer died (killed, or failed with its own error line).
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing")
+
+
 def report_error(exc: Exception) -> int:
     """Print ``exc`` as the one ``error:`` line on stderr and return its exit status (1, or a ``US3LError``'s)."""
+    if os.environ.get("WORLD_SIZE", "1") != "1" and any(s in str(exc) for s in _PEER_GONE):
+        # not gloo's multi-line text ("... GLHF!") ahead of the launcher's line about the process that died
+        print(f"error: training process rank {os.environ.get('RANK', '?')} stopped: another training process is "
+              "gone", file=sys.stderr)
+        return 1
     if isinstance(exc, US3LError):
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code

@@ -103,3 +103,26 @@ def test_a_host_that_does_not_speak_ssh_is_one_error_line() -> None:
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: SSH connection to ssh://pi@127.0.0.1:{port} failed: ") and "banner" in line, line
+
+
+def test_a_connection_lost_mid_session_is_one_worded_line() -> None:
+    """Red-team 2026-12-05: a dropped connection during a remote sweep ended as 'SSHException: SSH session not
+    active (set US3L_DEBUG=1 ...)'."""
+    from types import SimpleNamespace
+
+    import paramiko
+
+    from us3l.devices.spec import Reach
+    from us3l.devices.ssh import SSHSession
+    from us3l.errors import US3LError
+
+    session = SSHSession(Reach().with_host("ssh://pi@127.0.0.1:2299"))
+    session.client = SimpleNamespace(close=lambda: None)  # connected (no handshake here)
+    with pytest.raises(US3LError) as info:
+        with session:
+            raise paramiko.SSHException("SSH session not active")
+    assert str(info.value) == "lost the SSH connection to ssh://pi@127.0.0.1:2299 (SSH session not active)"
+    session.client = SimpleNamespace(close=lambda: None)
+    with pytest.raises(ValueError, match="^other$"):  # anything else goes on as it is
+        with session:
+            raise ValueError("other")

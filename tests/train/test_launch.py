@@ -58,3 +58,20 @@ def test_nproc_refuses_bad_config_in_one_line(tmp_path: Path, capsys) -> None:
     assert main(["train", "--nproc", "2", "--epochs", "3", "--out", str(tmp_path / "r"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: schedule 'A' splits training into 4 equal stages") and err.count("\n") == 1
+
+
+def test_nproc_refuses_a_batch_larger_than_the_data_before_any_worker(tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-05: each rank printed it, after the resolved config, and config.yaml was written."""
+    out = tmp_path / "r"
+    assert main(["train", "--nproc", "2", "--data", "digits", "--batch-size", "800", "--out", str(out),
+                 "--quiet"]) == 1
+    assert capsys.readouterr().err == "error: batch size 800 x 2 process(es) exceeds the 1438 training images\n"
+    assert not out.exists()
+
+
+def test_torchrun_gets_a_log_dir_of_ours() -> None:
+    """torchrun's default log folder ($TMPDIR/torchelastic_*) was left behind by every --nproc run."""
+    from us3l.train.distributed import torchrun_command
+
+    cmd = torchrun_command(2, ["train"], "/tmp/us3l-torchrun-x")
+    assert "--log-dir=/tmp/us3l-torchrun-x" in cmd and cmd.index("--log-dir=/tmp/us3l-torchrun-x") < cmd.index("-m", 3)

@@ -140,11 +140,21 @@ def train_cmd(
     if launch:  # bad input is one line from here, not the same line from every worker and torchrun's report
         from us3l.train.distributed import run_launcher, torchrun_command
 
-        _check_data(str(cfg.data))
+        _check_data(cfg, nproc)
         if "train" not in sys.argv:
             raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
-        cmd = torchrun_command(nproc, ["train", *_nproc_args(sys.argv[sys.argv.index("train") + 1 :])])
-        raise typer.Exit(run_launcher(cmd))
+        import shutil
+
+        from us3l.io import owned_temp_dir
+
+        log_dir = owned_temp_dir("us3l-torchrun-")  # torchrun's logs: removed after the run, whatever its end
+        try:
+            cmd = torchrun_command(nproc, ["train", *_nproc_args(sys.argv[sys.argv.index("train") + 1 :])],
+                                   str(log_dir))
+            code = run_launcher(cmd)
+        finally:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        raise typer.Exit(code)
     is_main = int(os.environ.get("RANK", "0")) == 0
     moved_data = str(cfg.data) if resume and overrides.get("data") is not None else None  # checked by the loop
     shown = _resumed_view(cfg, config, overrides, moved_data) if resume else cfg
@@ -204,15 +214,15 @@ def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any], move
     return saved
 
 
-def _check_data(spec: str) -> None:
-    """Both splits of a CIFAR or folder data set can be read (the built-in sets always can): checked once before
-    ``--nproc`` starts its workers, each of which loads them again."""
-    from us3l.data.datasets import load_dataset, parse_data_spec
+def _check_data(cfg: Any, nproc: int) -> None:
+    """Both splits can be read and the batch size leaves every epoch a batch on every process: checked once
+    before ``--nproc`` starts its workers, each of which would report it (and write the run folder) again."""
+    from us3l.data.datasets import load_dataset
+    from us3l.train.loop import check_batches
 
-    if parse_data_spec(spec)[0] in ("builtin", "digits"):
-        return
-    for split in ("train", "test"):
-        load_dataset(spec, split)
+    train = load_dataset(str(cfg.data), "train")
+    load_dataset(str(cfg.data), "test")
+    check_batches(len(train), cfg, nproc)
 
 
 def _holds_run(out: str) -> bool:

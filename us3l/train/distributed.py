@@ -123,14 +123,16 @@ def stop_process_group(proc: Any, grace_s: float) -> None:
     proc.wait()
 
 
-def torchrun_command(nproc: int, args: list[str]) -> list[str]:
-    """The command that runs ``us3l <args>`` under torchrun on this machine with ``nproc`` processes."""
+def torchrun_command(nproc: int, args: list[str], log_dir: str | None = None) -> list[str]:
+    """The command that runs ``us3l <args>`` under torchrun on this machine with ``nproc`` processes; ``log_dir``:
+    torchrun's own folder (by default it makes ``$TMPDIR/torchelastic_*`` and leaves it behind)."""
     return [
         sys.executable,
         "-m",
         "us3l.train.launch",  # torch.distributed.run, with failures reported in one line (its docstring)
         "--standalone",
         f"--nproc_per_node={nproc}",
+        *([f"--log-dir={log_dir}"] if log_dir else []),
         "-m",
         "us3l",
         *args,

@@ -148,6 +148,13 @@ def _index_batches(n: int, cfg: TrainConfig, epoch: int, info: DistInfo) -> list
     return [shard[i : min(i + bs, stop)] for i in range(0, stop, bs) if min(i + bs, stop) - i >= 2]
 
 
+def check_batches(n: int, cfg: TrainConfig, world_size: int) -> None:
+    """Refuse (one line, before anything is written) a batch size that leaves an epoch without a batch; ``us3l
+    train --nproc`` checks it before its workers start."""
+    if not _index_batches(n, cfg, 0, DistInfo(rank=0, world_size=world_size)):
+        raise US3LError(f"batch size {cfg.batch_size} x {world_size} process(es) exceeds the {n} training images")
+
+
 def _batches(ds: Any, idx_batches: list[torch.Tensor], num_workers: int) -> Iterator[torch.Tensor]:
     from us3l.data import ImageDataset
 
@@ -371,6 +378,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     train_ds = load_dataset(cfg.data, "train", image_size)
     test_ds = load_dataset(cfg.data, "test", image_size)
     check_knn_data(train_ds.num_classes, cfg.knn_max_train, len(train_ds), str(cfg.data), "knn_max_train")
+    check_batches(len(train_ds), cfg, info.world_size)
     if moved_from is not None:
         _check_same_data(moved_from.get("data") or {}, moved_from.get("normalization") or {}, train_ds, test_ds,
                          str(cfg.data))
@@ -457,10 +465,6 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             invalidate_stale(run_dir)  # a run killed right after a checkpoint may have left stale derived files
     progress = _Progress(info.is_main, cfg.quiet)
     n_iters = len(_index_batches(len(train_ds), cfg, 0, info))
-    if n_iters == 0:
-        raise US3LError(
-            f"batch size {cfg.batch_size} x {info.world_size} process(es) exceeds the {len(train_ds)} training images"
-        )
     result = RunResult(run_dir=run_dir, final_knn={}, epochs_done=start_epoch)
     last_reports: list[Any] = []
     try:
