@@ -16,7 +16,8 @@ openvino; nothing from us3l). It is driven over stdin/stdout, one JSON document 
     out:     {"unloaded": "w0.5", "rss_bytes": ..., "live": 0}
     in:      {"cmd": "stat"}
     out:     {"rss_bytes": ..., "peak_rss_bytes": ..., "available_bytes": ..., "live": 0}
-    in:      {"cmd": "quit"}
+    in:      {"cmd": "quit"}     (the end of stdin without it: the host is gone; the runner removes its
+                                  own us3l-profile.* work folder, which nobody else will)
 
 The host side runs the interleaved measurement loop and the statistics; this script only loads, times and
 unloads single models. Nothing is loaded at start: the host opens a window of models at a time. With
@@ -236,6 +237,25 @@ def main(argv=None):
              "python": sys.executable, "fingerprint": _fingerprint(), "max_memory_bytes": limit}
     ready.update(memory_facts())
     _emit(ready)
+    done = False
+    try:
+        done = _serve(models, manifest)
+    finally:
+        if not done:  # the host is gone (connection lost): nobody else will remove this work folder
+            remove_own_folder(base)
+    return 0
+
+
+def remove_own_folder(base):
+    """Remove the work folder the host made for this runner (``us3l-profile.*``, never another folder)."""
+    import shutil
+
+    if os.path.basename(os.path.normpath(base)).startswith("us3l-profile"):
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _serve(models, manifest):
+    """Answer requests until ``quit`` (True) or the end of stdin (False: the host went away)."""
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -243,7 +263,7 @@ def main(argv=None):
         msg = json.loads(line)
         cmd = msg.get("cmd")
         if cmd == "quit":
-            break
+            return True
         if cmd == "stat":
             facts = memory_facts()
             facts["live"] = len(models.loaded)
@@ -268,7 +288,7 @@ def main(argv=None):
             sys.exit(EXIT_BAD_INPUT)
         model, x = models.loaded[key], models._input(key)
         _emit({"samples": [model.time_once(x) for _ in range(n)]})
-    return 0
+    return False
 
 
 if __name__ == "__main__":

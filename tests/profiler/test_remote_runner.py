@@ -86,3 +86,28 @@ def test_the_runners_own_error_is_not_hidden_by_the_unload(monkeypatch) -> None:
                 first = exc
         raise first
     assert not any('"unload"' in a for a in lines.asked)
+
+
+@pytest.mark.parametrize(("stdin", "kept"), [("", False), ('{"cmd": "quit"}\n', True)])
+def test_a_runner_whose_host_went_away_removes_its_work_folder(tmp_path: Path, stdin: str, kept: bool) -> None:
+    """Red-team 2026-12-05: a connection lost mid-profile left the 80 MB work folder on the device for good. The
+    end of stdin without ``quit`` means the host is gone; after ``quit`` the host removes the folder itself."""
+    import json
+    import subprocess
+    import sys
+
+    work = tmp_path / "us3l-profile.abc123"
+    work.mkdir()
+    (work / "manifest.json").write_text(json.dumps({"models": {}}))
+    proc = subprocess.run([sys.executable, remote_runner.__file__, "--backend", "onnx", "--manifest",
+                           str(work / "manifest.json"), "--threads", "1"], input=stdin, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[0])["ready"] is True
+    assert work.exists() == kept
+
+
+def test_a_runner_never_removes_a_folder_the_host_did_not_make_for_it(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    remote_runner.remove_own_folder(str(tmp_path / "mine"))
+    assert (tmp_path / "mine").is_dir()
