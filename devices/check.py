@@ -68,6 +68,8 @@ def check_ssh(spec: DeviceSpec) -> CheckResult:
     from us3l.devices.ssh import SSHSession
     from us3l.profiler.trt_timers import find_trtexec
 
+    python = spec.reach.python
+    no_python = False
     try:
         with SSHSession(spec.reach) as s:
             runtimes: dict[str, bool] = {}
@@ -77,12 +79,18 @@ def check_ssh(spec: DeviceSpec) -> CheckResult:
                 elif b == "torch":
                     runtimes[b] = False  # eager torch is measured only locally
                 else:
-                    res = s.run([spec.reach.python, "-c", f"import {RUNTIME_MODULES[b]}"], timeout=60)
+                    res = s.run([python, "-c", f"import {RUNTIME_MODULES[b]}"], timeout=60)
                     runtimes[b] = res.returncode == 0
+                    no_python = no_python or res.returncode == 127  # the shell found no such program
     except US3LError as exc:
         return CheckResult(spec.name, False, {}, str(exc))
     missing = [b for b, ok in runtimes.items() if not ok]
-    msg = spec.reach.url + (f"; missing runtime: {', '.join(missing)}" if missing else "")
+    msg = spec.reach.url
+    if no_python:  # the words us3l profile uses for the same device
+        msg += f"; remote python '{python}' not found: set [reach] python in the device file"
+    elif missing:
+        hints = [f"pip install {RUNTIME_MODULES[b]}" for b in missing if b in RUNTIME_MODULES and b != "torch"]
+        msg += f"; missing runtime: {', '.join(missing)}" + (f" (for {python}: {', '.join(hints)})" if hints else "")
     return CheckResult(spec.name, True, runtimes, msg)
 
 

@@ -149,3 +149,18 @@ def test_file_transfer_failures_are_one_line_naming_the_remote_path(loopback_ssh
             s.mkdir(missing + "/deeper")
         s.write_bytes(str(tmp_path / "ok.json"), b"{}")
         assert s.read_text(str(tmp_path / "ok.json")) == "{}"
+
+
+def test_devices_check_names_a_missing_remote_python_and_how_to_add_a_runtime(loopback_ssh, tmp_path, capsys):
+    """Red-team 2026-12-05: both said only 'missing runtime: onnx', where us3l profile names the interpreter."""
+    dev = _write(tmp_path, loopback_ssh.device_toml(python="/nonexistent/python", backends='["onnx"]'))
+    assert main(["devices", "--device-file", str(dev), "--device", "loopback", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "remote python '/nonexistent/python' not found: set [reach] python in the device file" in out, out
+    wrapper = tmp_path / "python-no-runtime"
+    wrapper.write_text(f'#!/bin/sh\nexec "{loopback_ssh.python}" -S "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    dev = _write(tmp_path, loopback_ssh.device_toml(python=str(wrapper), backends='["onnx"]'))
+    assert main(["devices", "--device-file", str(dev), "--device", "loopback", "--check", "--json"]) == 1
+    (entry,) = json.loads(capsys.readouterr().out)["devices"]
+    assert entry["check"]["message"].endswith(f"missing runtime: onnx (for {wrapper}: pip install onnxruntime)")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, print_table
@@ -54,9 +55,9 @@ def _print_table(specs: list[DeviceSpec], checks: dict[str, CheckResult], check:
     for s in specs:
         row = [s.name, ",".join(s.backends), s.precision, str(s.batch), s.reach.url]
         if not check:
-            row.append(s.description)
+            row.append(escape(s.description))  # cells are rich markup: "[reach]" in a text would vanish
         else:
             c = checks[s.name]
-            row.append(("[green]ok[/]" if c.ok else "[red]no[/]") + f": {c.message}")
+            row.append(("[green]ok[/]" if c.ok else "[red]no[/]") + f": {escape(c.message)}")
         rows.append(row)
     print_table(f"us3l devices (user folder: {user_dir})", cols, rows, wide=wide)
