@@ -140,7 +140,8 @@ def train_cmd(
     if launch:  # bad input is one line from here, not the same line from every worker and torchrun's report
         from us3l.train.distributed import run_launcher, torchrun_command
 
-        _check_data(cfg, nproc)
+        if not resuming:  # a resume's data and batch size are the saved ones: the workers check them
+            _check_data(cfg, nproc)
         if "train" not in sys.argv:
             raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
         import shutil
