@@ -320,6 +320,15 @@ def test_int8_artifact_accuracy_beside_fp32_is_stored_and_kept_by_eval(onnx_int8
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and "cannot add the artifact accuracies, its kNN protocol differs (k " in err
 
+    # a linear probe the file does not record, or another one's settings, cannot be stored either (red-team
+    # 2026-12-05: a 1-epoch probe's numbers were stored under the 20-epoch probe's recorded settings)
+    linear = [*base, "--artifact", str(onnx_int8.directory), "--protocol", "both", "--linear-epochs", "1"]
+    assert main(linear) == 1
+    assert "it records no linear probe" in capsys.readouterr().err
+    # --plot has no curve to draw for artifacts: refused, not silently skipped
+    assert main([*base, "--artifact", str(onnx_int8.directory), "--plot"]) == 1
+    assert "--plot draws the checkpoint's accuracy over its widths" in capsys.readouterr().err
+
 
 # ------------------------------------------------------------------------------- profile --precision int8
 

@@ -316,3 +316,16 @@ def test_recalibrating_some_widths_with_other_settings_never_mislabels_the_rest(
     stored = read_bn_stats_settings(run)
     assert (stored["batches"], stored["momentum"]) == ("3", "0.1")
     assert calibrated_widths(load_backbone(run).model) == (1.0,)  # width 0.5 dropped, not relabelled
+
+
+def test_the_batches_a_small_train_split_really_gave_are_recorded(tmp_path: Path) -> None:
+    """Red-team 2026-12-05: --batches 1000 on digits (12 batches of 128) was recorded as 1000 batches."""
+    from us3l.eval.calibrate import CalibrationSettings, read_bn_stats_settings
+    from us3l.eval.runner import calibrate_checkpoint, open_checkpoint
+
+    run = make_run(tmp_path / "run")
+    calibrate_checkpoint(open_checkpoint(run), "digits", [1.0], CalibrationSettings(batches=1000, batch_size=128))
+    stored = read_bn_stats_settings(run)
+    assert (stored["batches"], stored["batches_used"]) == ("1000", "12")  # ceil(1438 / 128)
+    assert CalibrationSettings(batches=3).used_on(1438).batches_used == 3
+    assert CalibrationSettings(batch_size=100, epochs=2, augment="linear").used_on(1438).batches_used == 30

@@ -124,3 +124,13 @@ def test_a_path_that_is_not_a_checkpoint_gets_nothing_written_beside_it(
          f"{notes} is not a checkpoint (expected a run folder or its checkpoint.safetensors)")
     _err(main([command, "--ckpt", str(tmp_path)]), capsys, f"no checkpoint found at {tmp_path}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_flags_the_evaluation_will_not_use_are_named(run_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: --knn-* with --protocol linear, and the flags --preset reference replaces, were
+    ignored without a word."""
+    code = main(["eval", "--ckpt", str(run_dir), "--widths", "1.0", "--protocol", "linear", "--linear-epochs", "1",
+                 "--knn-k", "5", "--batches", "2", "--no-baselines", "--out", str(tmp_path / "o")])
+    assert code == 0
+    assert "note: --knn-k do nothing with --protocol linear" in capsys.readouterr().err

@@ -76,7 +76,7 @@ def calibrate_cmd(
     import time
 
     from us3l.checkpoint import run_dir_of, weights_path
-    from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings
+    from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings, read_bn_stats_settings
     from us3l.eval.runner import calibrate_checkpoint, open_checkpoint, parse_widths, resolve_data_spec
     from us3l.slim import calibrated_widths, canonical_width, has_batch_norm
 
@@ -121,20 +121,23 @@ def calibrate_cmd(
         bar.update(distinct, detail="done")
     elapsed = time.perf_counter() - t0
     out = loaded.path.parent / BN_STATS_FILE
+    used = (read_bn_stats_settings(loaded.path.parent) or {}).get("batches_used")
     doc = {
         "checkpoint": str(loaded.path),
         "bn_stats": str(out),
         "calibrated": list(done),
         "stored_widths": list(calibrated_widths(loaded.model)),
-        "settings": settings.to_dict(),
+        "settings": {**settings.to_dict(), "batches_used": int(used) if used and used.isdigit() else None},
         "seconds": round(elapsed, 2),
     }
     if json_out:
         emit_json(doc)
         return
     mode = "cumulative average" if settings.momentum is None else f"EMA momentum {settings.momentum:g}"
+    seen = f"{used} batch(es)" + (f" ({batches} asked; the train split has no more)" if used and used != str(batches)
+                                  else "") if used else f"{batches} batch(es)"
     result(
-        f"calibrated {len(done)} width(s) ({min(done):g}..{max(done):g}) over {batches} batch(es) of "
+        f"calibrated {len(done)} width(s) ({min(done):g}..{max(done):g}) over {seen} of "
         f"{batch_size}, {mode}, in {elapsed:.1f}s"
     )
     note(f"wrote {out} ({len(doc['stored_widths'])} width(s) stored)", markup=False)
@@ -207,6 +210,10 @@ def eval_cmd(
     k = renamed_option(k, k_old, "--k", "--knn-k", "eval")
     temperature = renamed_option(temperature, temperature_old, "--temperature", "--knn-t", "eval")
     set_threads(threads)
+    given = {name for name in ctx.params if _typed(ctx, name)}
+    unused = _unused_flags(protocol, preset, given)
+    if unused:
+        note(f"note: {unused}", markup=False)
     settings = EvalSettings(
         protocol=protocol,
         knn=KnnSettings(k=k, temperature=0.1 if temperature is None else temperature, max_train=knn_max_train),
@@ -229,6 +236,9 @@ def eval_cmd(
     if artifact:
         if widths is not None or points is not None:
             raise US3LError("--artifact evaluates each artifact at its own width: drop --widths/--points")
+        if plot:  # the plots are accuracy against width of the checkpoint's widths
+            raise US3LError("--plot draws the checkpoint's accuracy over its widths; with --artifact there is no "
+                            "curve to draw: drop --plot")
         _lock(ctx, out_dir, "output folder", create=True)
         _eval_artifacts(loaded, data, artifact, settings, out_dir, threads, log, wide, json_out)
         return
@@ -250,6 +260,31 @@ def eval_cmd(
         return
     _print_table(doc, wide)
     note(f"wrote {path}" + "".join(f", {p}" for p in pngs), markup=False)
+
+
+#: The flags each protocol uses, and those ``--preset reference`` replaces (docs/evaluation.md).
+_KNN_FLAGS = {"k": "--knn-k", "temperature": "--knn-t", "knn_max_train": "--knn-max-train"}
+_LINEAR_FLAGS = {"linear_epochs": "--linear-epochs", "linear_lr": "--linear-lr",
+                 "linear_batch_size": "--linear-batch-size", "linear_augment": "--linear-augment"}
+_PRESET_REPLACES = {**_LINEAR_FLAGS, "batches": "--batches", "bn_momentum": "--bn-momentum"}
+
+
+def _typed(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave parameter ``name`` on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _unused_flags(protocol: str, preset: str, given: set[str]) -> str | None:
+    """The note for flags given that this evaluation will not use (they were ignored without a word)."""
+    parts = []
+    if protocol == "linear" and (knn := [f for k, f in _KNN_FLAGS.items() if k in given]):
+        parts.append(f"{', '.join(knn)} do nothing with --protocol linear")
+    if protocol == "knn" and (lin := [f for k, f in _LINEAR_FLAGS.items() if k in given]):
+        parts.append(f"{', '.join(lin)} do nothing with --protocol knn")
+    if preset == "reference" and (rep := [f for k, f in _PRESET_REPLACES.items() if k in given]):
+        parts.append(f"--preset reference replaces {', '.join(rep)} (its settings are recorded in accuracy.json)")
+    return "; ".join(parts) or None
 
 
 def _previous_accuracy(out_dir: Path) -> dict[str, Any] | None:
@@ -284,7 +319,7 @@ def _eval_artifacts(
         why = protocol_mismatch(doc, loaded.sha256, first["data"], first["num_test"], first["protocols"])
         if why:
             raise US3LError(
-                f"{path}: cannot add the artifact accuracies, {why}: use the same --knn-k/--knn-t/--knn-max-train/"
+                f"{path}: cannot add the artifact accuracies, {why}: use the same --knn-*/--linear-*/--protocol/"
                 "--data or another --out"
             )
     else:
@@ -323,7 +358,7 @@ def _print_artifact_table(results: list[dict[str, Any]], first: dict[str, Any], 
     """Artifact vs FP32 PyTorch at the same width, on the same images: accuracies with 95 % intervals, the drop in
     points, and how often the two kNN classifiers predict the same class."""
     def pts(v: Any) -> str:
-        return "-" if v is None else f"{100 * v:+.1f}"
+        return "-" if v is None else f"{round(100 * v, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0" for an identical artifact
 
     has_linear = any(r["entry"]["linear_top1"] is not None for r in results)
     cols = [

@@ -220,6 +220,14 @@ def protocol_mismatch(doc: dict[str, Any], checkpoint_sha256: str | None, data: 
         differ = [k for k in _SAME_PROTOCOL if old.get(k) != new.get(k)]
         if differ:
             return "its kNN protocol differs (" + ", ".join(f"{k} {old.get(k)} vs {new.get(k)}" for k in differ) + ")"
+    old_linear = (doc.get("protocols") or {}).get("linear")
+    new_linear = protocols.get("linear")
+    if new_linear and old_linear != new_linear:  # a probe the file does not record, or another one's settings
+        if not old_linear:
+            return "it records no linear probe (add --protocol both to the eval that wrote it)"
+        differ = sorted(k for k in {*old_linear, *new_linear} if old_linear.get(k) != new_linear.get(k))
+        return "its linear probe differs (" + ", ".join(
+            f"{k} {old_linear.get(k)} vs {new_linear.get(k)}" for k in differ) + ")"
     return None
 
 

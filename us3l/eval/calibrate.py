@@ -21,8 +21,9 @@ statistics in the state dict) are never modified.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,8 @@ class CalibrationSettings:
     #: reference CIFAR calibration) or "ssl" (the SSL augmentation: the reference ImageNet calibration)
     augment: str = "eval"
     epochs: int | None = None  # passes over the train split instead of ``batches`` (reference CIFAR: 3)
+    #: the batches the estimate really saw (``batches`` is a cap: a small train split has fewer); None: not known
+    batches_used: int | None = None
 
     def __post_init__(self) -> None:
         if self.augment not in CALIBRATION_AUGMENTS:
@@ -83,7 +86,18 @@ class CalibrationSettings:
             "seed": self.seed,
             "augment": self.augment,
             "epochs": self.epochs,
+            "batches_used": self.batches_used,
         }
+
+    def used_on(self, num_train: int) -> CalibrationSettings:
+        """These settings with ``batches_used`` for a train split of ``num_train`` images (what
+        ``calibration_source`` reads: at most one pass of the eval transform, else ``batches`` or the epochs)."""
+        per_pass = math.ceil(num_train / self.batch_size)
+        if self.epochs is not None:
+            used = self.epochs * per_pass
+        else:
+            used = min(self.batches, per_pass) if self.augment == "eval" else self.batches
+        return replace(self, batches_used=used)
 
 
 def _iter_source(source: BatchSource) -> Iterator[torch.Tensor]:
@@ -182,7 +196,6 @@ def calibration_source(
     passes over ``ds`` -- re-generated identically for every width. Folder data get their crops per image."""
     if settings.augment == "eval" and settings.epochs is None:
         return calibration_batches(ds, eval_transform, settings.batches, settings.batch_size, settings.seed)
-    import math
 
     from us3l.data import LinearTrainAugment, iterate_batches, ssl_augment_for
     from us3l.data.folder import augmented_views, is_folder

@@ -292,6 +292,7 @@ def calibrate_checkpoint(
     spec = resolve_data_spec(meta, data)
     input_size = int(meta.get("input_size") or model.input_size)
     ds = load_dataset(spec, "train", image_size=input_size)
+    settings = settings.used_on(len(ds))  # recorded: the batches a small train split really gave
     mean, std = input_normalization(meta, ds)
     transform = eval_transform_for(ds, input_size, mean, std)
     batches = calibration_source(ds, settings, transform, input_size, mean, std)
@@ -321,7 +322,7 @@ def typed_bn_stats_settings(stored: dict[str, str] | None) -> dict[str, Any] | N
     def value(key: str, text: str | None) -> Any:
         if text is None or text == "None":
             return None
-        if key in ("batches", "batch_size", "seed", "epochs"):
+        if key in ("batches", "batch_size", "seed", "epochs", "batches_used"):
             return int(text) if text.lstrip("-").isdigit() else text
         if key == "momentum":
             try:
@@ -360,7 +361,8 @@ def _stored_differently(model: nn.Module, run_dir: Path, wanted: CalibrationSett
         if isinstance(m, SlimBatchNorm2d):
             m.width_stats.clear()
     if progress:
-        progress(f"stored BN statistics were estimated differently ({', '.join(diff)}): recalibrating")
+        progress(f"stored BN statistics were estimated differently ({', '.join(diff)}): recalibrating the widths "
+                 "asked for; stored widths not asked for now are dropped, not mislabelled")
     return True
 
 
@@ -395,7 +397,7 @@ def evaluate_checkpoint(
     d = knn_data(spec, meta, s, input_size)  # before calibrating: a bank that cannot work fails at once
     done = calibrate_checkpoint(loaded, spec, widths, s.calibration, s.recalibrate, s.save_bn_stats, progress)
     require_calibrated(model, widths)
-    calibration: dict[str, Any] | None = _with_data(s.calibration, spec).to_dict()
+    calibration: dict[str, Any] | None = _with_data(s.calibration.used_on(len(d.train)), spec).to_dict()
     if not done:  # every width came calibrated: report how the stored statistics were made
         calibration = typed_bn_stats_settings(read_bn_stats_settings(loaded.path.parent))
 
