@@ -92,3 +92,15 @@ def test_one_profile_given_twice_is_refused(setup, tmp_path, capsys) -> None:
     assert capsys.readouterr().err == (f"error: profile {prof} is given twice (--profile and --device find the "
                                        "same files too)\n")
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("metric", "message"), [
+    ("bogus", "error: unknown accuracy metric 'bogus' (choose auto, linear, knn)"),
+    ("linear", "error: --metric linear needs --accuracy (without it MACs stand in for accuracy)"),
+])
+def test_metric_is_checked_without_an_accuracy_file(setup, tmp_path, capsys, metric: str, message: str) -> None:
+    """Red-team 2026-12-05: without --accuracy any --metric was accepted and silently replaced by MACs."""
+    prof, _ = setup
+    assert main(["select", "--profile", str(prof), "--latency-ms", "4", "--metric", metric,
+                 "--out", str(tmp_path / "s")]) == 1
+    assert capsys.readouterr().err == message + "\n"

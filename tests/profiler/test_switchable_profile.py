@@ -55,6 +55,10 @@ def test_profile_times_every_width_of_the_grid_through_the_one_file(artifact, tm
     assert (first["width"], first["width_index"]) == (fastest, [1.0, 0.5, 0.25].index(fastest))
     assert (last["width"], last["width_index"]) == (1.0, 0)
     assert sel["devices"][0]["chosen"]["width"] == 1.0  # the main answer is the largest budget's
+    # ... and the table's title names that budget (red-team 2026-12-05: it ended in "budget" and nothing)
+    assert main(["select", "--profile", str(tmp_path / "tiny-switchable-cpu-onnx-fp32.json"), "--point",
+                 "--statistic", "p50", "--latency-schedule", f"{tight},{loose}", "--out", str(tmp_path)]) == 0
+    assert f"budget latency_ms ≤ {loose:g}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

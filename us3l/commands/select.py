@@ -92,6 +92,12 @@ def select_cmd(
         png = plot_file
     budget = Budget(latency_ms=latency_ms, macs=macs, params=params, memory_mb=memory_mb)
     rule = LatencyRule(statistic=statistic, conservative=not point, margin=margin)
+    from us3l.deploy.select import METRICS
+
+    if metric not in METRICS:  # checked whether or not an accuracy file is given
+        raise US3LError(f"unknown accuracy metric '{metric}' (choose {', '.join(METRICS)})")
+    if metric != "auto" and accuracy is None:
+        raise US3LError(f"--metric {metric} needs --accuracy (without it MACs stand in for accuracy)")
     files = list(profile) + (find_profiles(device, profiles_dir) if device else [])
     seen: dict[Path, Path] = {}
     for f in files:  # one profile twice would give its device two answers and export it twice
@@ -135,8 +141,11 @@ def select_cmd(
 def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
     """The choice per device on stdout: device, width, accuracy and compared latency are never dropped."""
     acc_head = "MACs (proxy)" if result.metric == "macs" else result.metric
+    shown = dict(budget.active())
+    if result.schedule is not None:  # the main rows answer the schedule's largest latency budget
+        shown = {"latency_ms": max(st["latency_ms"] for sch in result.schedule for st in sch["steps"]), **shown}
     title = f"us3l select · latency = {rule.describe()} · budget " + ", ".join(
-        f"{k} ≤ {v:g}" for k, v in budget.active().items()
+        f"{k} ≤ {v:g}" for k, v in shown.items()
     )
     cols = [
         Col("device", key=True), Col("model", rank=3), Col("backend", rank=2), Col("width", key=True, justify="right"),
