@@ -340,3 +340,20 @@ def test_a_usage_error_is_one_line_and_exit_2(argv: list[str], line: str, capsys
     assert main(argv) == 2
     cap = capsys.readouterr()
     assert (cap.out, cap.err) == ("", line + "\n")
+
+
+@pytest.mark.parametrize(("env", "printed"), [({}, True), ({"RANK": "0"}, True), ({"RANK": "1"}, False),
+                                              ({"RANK": "0", "US3L_LAUNCHED_BY": "123"}, False)])
+def test_an_interrupt_is_reported_once_per_job(env: dict[str, str], printed: bool, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: Ctrl-C to ``us3l train --nproc 2`` printed 'us3l: terminated' from each worker (sent
+    SIGTERM by the launcher) before the launcher's 'us3l: interrupted'."""
+    from us3l import cli
+
+    for key in ("RANK", "US3L_LAUNCHED_BY"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(cli._SigintWatch, "terminated", True)
+    assert cli._interrupted() == 143
+    assert capsys.readouterr().err == ("us3l: terminated\n" if printed else "")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from us3l.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, US3LError
+from us3l.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, LAUNCHED_BY_ENV, US3LError
 
 _loaded = False
 
@@ -106,10 +106,15 @@ def _interrupted() -> int:
     # `python -m us3l` the process then kills itself with SIGINT at exit (-2) instead of exiting 130 / 143.
     # Every exec of a string clears that flag first, so an empty one does.
     exec("")  # noqa: S102 - a constant empty string
+    # a training process says nothing: `us3l train --nproc` (its launcher) reports the interrupt once, and under
+    # a plain torchrun only rank 0 prints (the other ranks would repeat it)
+    silent = bool(os.environ.get(LAUNCHED_BY_ENV)) or os.environ.get("RANK", "0") != "0"
     if _SigintWatch.terminated:
-        print("us3l: terminated", file=sys.stderr)
+        if not silent:
+            print("us3l: terminated", file=sys.stderr)
         return EXIT_TERMINATED
-    print("us3l: interrupted", file=sys.stderr)
+    if not silent:
+        print("us3l: interrupted", file=sys.stderr)
     return EXIT_INTERRUPTED
 
 

@@ -22,6 +22,8 @@ class US3LError(Exception):
 EXIT_INFEASIBLE = 3
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15), after the same clean-up as Ctrl-C
+#: Set by ``us3l train --nproc`` in the processes it launches: they leave reporting an interrupt to it.
+LAUNCHED_BY_ENV = "US3L_LAUNCHED_BY"
 
 
 class InfeasibleError(US3LError):

@@ -96,7 +96,9 @@ def run_launcher(cmd: list[str], grace_s: float = 60.0) -> int:
     this, a SIGTERM to ``us3l`` alone left the worker processes training on as orphans."""
     import subprocess
 
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    from us3l.errors import LAUNCHED_BY_ENV
+
+    proc = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, LAUNCHED_BY_ENV: str(os.getpid())})
     try:
         return proc.wait()
     except BaseException:
