@@ -119,16 +119,21 @@ def _interrupted() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
     args = legacy_argv(list(sys.argv[1:] if argv is None else argv))
-    restore = _SigintWatch.install()  # before the command's module loads torch (1-2 s): Ctrl-C there exits 130
+    # run_script installs the Ctrl-C handler before the command's module loads torch (1-2 s): Ctrl-C there exits 130
+    return run_script(lambda: _run_command(args))
+
+
+def _run_command(args: list[str]) -> int:
+    """Run one ``us3l`` command line under typer, not standalone: a usage error comes back here and is printed as
+    one line, not typer's box; ``SystemExit`` (a command's ``typer.Exit``) becomes the exit status."""
     try:
         from typer import Abort as typer_abort
 
         from us3l.cli_app import app, click_exceptions  # typer, rich: after the handler, like the command's imports
 
         load_commands(args)
-        try:  # not standalone: a usage error comes back here and is printed as one line, not typer's box
+        try:
             code = app(args=args, prog_name="us3l", standalone_mode=False)
         except click_exceptions.NoArgsIsHelpError as exc:  # `us3l` alone: typer has printed the help
             return int(exc.exit_code)
@@ -146,17 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code
         code = code if isinstance(code, int) else (0 if code is None else 1)
         return _interrupted() if code and _SigintWatch.received else code
-    except KeyboardInterrupt:
-        return _interrupted()
-    except Exception as exc:
-        if _SigintWatch.received:
-            return _interrupted()
-        if debug:
-            raise
-        return report_error(exc)
-    finally:
-        restore()
-    return 0
 
 
 def usage_error(exc: Any) -> int:
@@ -193,8 +187,8 @@ def report_error(exc: Exception) -> int:
 
 
 def run_script(main: Callable[[], int | None]) -> int:
-    """The exit status of a script's ``main()`` (benchmarks/, scripts/) under the CLI's error policy: an error is
-    one ``error:`` line (``US3L_DEBUG=1``: the traceback), Ctrl-C exits 130, SIGTERM 143."""
+    """The exit status of ``main()`` (the ``us3l`` command line, or a script's in benchmarks/) under the CLI's error
+    policy: an error is one ``error:`` line (``US3L_DEBUG=1``: the traceback), Ctrl-C exits 130, SIGTERM 143."""
     debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
     restore = _SigintWatch.install()
     try:
