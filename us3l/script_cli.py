@@ -11,7 +11,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 def _number(text: str, kind: type[int] | type[float]) -> int | float:
@@ -25,44 +25,23 @@ def _number(text: str, kind: type[int] | type[float]) -> int | float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """A count: 1 or more."""
-    value = int(_number(text, int))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
+def _bounded(kind: type[int] | type[float], ok: Callable[[float], bool], need: str, doc: str) -> Callable[[str], Any]:
+    """An argparse type: ``text`` as ``kind``, refused with ``must be <need>`` unless ``ok(value)``."""
+    def parse(text: str) -> Any:
+        value = kind(_number(text, kind))
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {need}, got {text!r}")
+        return value
+
+    parse.__doc__ = doc
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """A seed, or a count where 0 means none."""
-    value = int(_number(text, int))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A duration, size or budget: above 0."""
-    value = float(_number(text, float))
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """A margin: 0 or more."""
-    value = float(_number(text, float))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def width(text: str) -> float:
-    """A width multiplier in (0, 1]."""
-    value = float(_number(text, float))
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
-    return value
+positive_int = _bounded(int, lambda v: v >= 1, ">= 1", "A count: 1 or more.")
+nonnegative_int = _bounded(int, lambda v: v >= 0, ">= 0", "A seed, or a count where 0 means none.")
+positive_float = _bounded(float, lambda v: v > 0, "> 0", "A duration, size or budget: above 0.")
+nonnegative_float = _bounded(float, lambda v: v >= 0, ">= 0", "A margin: 0 or more.")
+width = _bounded(float, lambda v: 0 < v <= 1, "in (0, 1]", "A width multiplier in (0, 1].")
 
 
 def run(main: Callable[[], int | None]) -> NoReturn:
