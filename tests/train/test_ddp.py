@@ -35,6 +35,7 @@ def test_torchrun_two_processes(tiny_folder: Path, tmp_path: Path) -> None:
         "torch.distributed.run",
         "--standalone",
         "--nproc_per_node=2",
+        f"--log-dir={tmp_path / 'torchrun'}",  # not $TMPDIR/torchelastic_*, which torchrun leaves behind
         "-m",
         "us3l",
         "train",

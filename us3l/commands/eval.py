@@ -77,7 +77,13 @@ def calibrate_cmd(
 
     from us3l.checkpoint import run_dir_of, weights_path
     from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings, read_bn_stats_settings
-    from us3l.eval.runner import calibrate_checkpoint, open_checkpoint, parse_widths, resolve_data_spec
+    from us3l.eval.runner import (
+        calibrate_checkpoint,
+        open_checkpoint,
+        parse_widths,
+        resolve_data_spec,
+        typed_bn_stats_settings,
+    )
     from us3l.slim import calibrated_widths, canonical_width, has_batch_norm
 
     set_quiet(quiet)
@@ -121,21 +127,22 @@ def calibrate_cmd(
         bar.update(distinct, detail="done")
     elapsed = time.perf_counter() - t0
     out = loaded.path.parent / BN_STATS_FILE
-    used = (read_bn_stats_settings(loaded.path.parent) or {}).get("batches_used")
+    used = (typed_bn_stats_settings(read_bn_stats_settings(loaded.path.parent)) or {}).get("batches_used")
     doc = {
         "checkpoint": str(loaded.path),
         "bn_stats": str(out),
         "calibrated": list(done),
         "stored_widths": list(calibrated_widths(loaded.model)),
-        "settings": {**settings.to_dict(), "batches_used": int(used) if used and used.isdigit() else None},
+        "settings": {**settings.to_dict(), "batches_used": used},
         "seconds": round(elapsed, 2),
     }
     if json_out:
         emit_json(doc)
         return
     mode = "cumulative average" if settings.momentum is None else f"EMA momentum {settings.momentum:g}"
-    seen = f"{used} batch(es)" + (f" ({batches} asked; the train split has no more)" if used and used != str(batches)
-                                  else "") if used else f"{batches} batch(es)"
+    seen = f"{used or batches} batch(es)"
+    if used and used != batches:
+        seen += f" ({batches} asked; the train split has no more)"
     result(
         f"calibrated {len(done)} width(s) ({min(done):g}..{max(done):g}) over {seen} of "
         f"{batch_size}, {mode}, in {elapsed:.1f}s"

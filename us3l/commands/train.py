@@ -122,14 +122,15 @@ def train_cmd(
         if overrides.get(key) is not None and overrides[key] != parsed:  # a flag and --set disagree
             raise US3LError(f"--set {key}={value} contradicts the flag that set {key} to {overrides[key]!r}; give one")
         overrides[key] = parsed
-    resuming = resume and _holds_run(overrides.get("out") or resolve_config(config, {}).out)
+    run_out = (overrides.get("out") or resolve_config(config, {}).out) if resume else None
+    resuming = run_out is not None and _holds_run(run_out)
     if resuming:  # the saved config wins: only what a resume keeps from the command line is checked and used
         from us3l.train.loop import RESUME_KEEPS
 
         cfg = resolve_config(None, {k: v for k, v in overrides.items() if k in (*RESUME_KEEPS, "data")})
     else:
         if resume and not launch and os.environ.get("RANK", "0") == "0":  # once: the launcher's rank 0 says it
-            note(f"note: {overrides.get('out') or resolve_config(config, {}).out} holds no checkpoint to --resume: "
+            note(f"note: {run_out} holds no checkpoint to --resume: "
                  "starting a new run", markup=False)
         cfg = resolve_config(config, overrides)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
@@ -144,17 +145,12 @@ def train_cmd(
             _check_data(cfg, nproc)
         if "train" not in sys.argv:
             raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
-        import shutil
+        from us3l.io import owned_temporary_directory
 
-        from us3l.io import owned_temp_dir
-
-        log_dir = owned_temp_dir("us3l-torchrun-")  # torchrun's logs: removed after the run, whatever its end
-        try:
+        with owned_temporary_directory("us3l-torchrun-") as log_dir:  # torchrun's logs: removed however it ends
             cmd = torchrun_command(nproc, ["train", *_nproc_args(sys.argv[sys.argv.index("train") + 1 :])],
                                    str(log_dir))
             code = run_launcher(cmd)
-        finally:
-            shutil.rmtree(log_dir, ignore_errors=True)
         raise typer.Exit(code)
     is_main = int(os.environ.get("RANK", "0")) == 0
     moved_data = str(cfg.data) if resume and overrides.get("data") is not None else None  # checked by the loop
