@@ -329,6 +329,11 @@ def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path: 
         (["train", "--epochs", "abc"], "error: Invalid value for '--epochs': Input should be a valid integer, unable "
                                        "to parse string as an integer (see: us3l train --help)"),
         (["eval"], "error: Missing option '--ckpt'. (see: us3l eval --help)"),
+        # one bad --threads, one exit status in every command (train and quickstart used to exit 1)
+        *[([cmd, *extra, "--threads", "0"], "error: Invalid value for '--threads': Input should be greater than or "
+           f"equal to 1 (see: us3l {cmd} --help)")
+          for cmd, extra in (("train", []), ("quickstart", []), ("eval", ["--ckpt", "x"]), ("export", []),
+                             ("profile", []), ("calibrate", ["x"]))],
         (["bogus"], "error: No such command 'bogus'. (see: us3l --help)"),
         (["version", "extra"], "error: Got unexpected extra argument(s) (extra) (see: us3l version --help)"),
     ],

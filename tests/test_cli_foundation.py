@@ -87,7 +87,6 @@ def test_bad_input_is_one_line_error(args: list[str], message: str, capsys: pyte
         (["quickstart", "--latency-ms", "nan"], "error: --latency-ms must be a finite positive number, got nan"),
         (["quickstart", "--latency-ms", "-1"], "error: --latency-ms must be a finite positive number, got -1.0"),
         (["quickstart", "--max-seconds", "nan"], "error: --max-seconds must be a finite positive number, got nan"),
-        (["quickstart", "--threads", "0"], "error: --threads must be >= 1, got 0"),
         (["quickstart", "--backend", "tflite"], "error: quickstart profiles and exports with onnx and/or openvino"),
         (["quickstart", "--config", "/nonexistent.yaml"], "error: config file not found: /nonexistent.yaml"),
         (["train", "--config", "/dev/null"], "error: config file /dev/null is not a regular file"),

@@ -24,14 +24,29 @@ def _config(tmp_path: Path, tiny_folder: Path, **extra: object) -> Path:
     [
         (["--resume", "--overwrite"], "error: give --resume (continue the run in --out) or --overwrite (start it "
                                       "over), not both"),
-        (["--nproc", "0"], "error: --nproc must be >= 1, got 0"),
-        (["--nproc", "-1"], "error: --nproc must be >= 1, got -1"),
     ],
 )
 def test_contradictory_or_impossible_flags_are_one_line(tmp_path: Path, argv: list[str], message: str,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--out", str(tmp_path / "run"), *argv]) == 1
     assert capsys.readouterr().err == message + "\n"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--nproc", "0"], "error: Invalid value for '--nproc': Input should be greater than or equal to 1"),
+        (["--nproc", "-1"], "error: Invalid value for '--nproc': Input should be greater than or equal to 1"),
+        # the same bad --threads is the same usage error (exit 2) in every command (it was exit 1 in train)
+        (["--threads", "0"], "error: Invalid value for '--threads': Input should be greater than or equal to 1"),
+        (["--threads", "2000"], "error: Invalid value for '--threads': Input should be less than or equal to 1024"),
+    ],
+)
+def test_out_of_range_flags_are_usage_errors(tmp_path: Path, argv: list[str], message: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path / "run"), *argv]) == 2
+    assert capsys.readouterr().err == message + " (see: us3l train --help)\n"
     assert not (tmp_path / "run").exists()
 
 

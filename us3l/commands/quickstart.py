@@ -672,7 +672,9 @@ def quickstart_cmd(
     ),
     backends_old: str | None = typer.Option(None, "--backends", hidden=True),  # deprecated spelling of --backend
     max_seconds: float = typer.Option(2.0, "--max-seconds", help="Latency measurement cap per width (s)."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for inference (default: all cores)."),
+    threads: int = typer.Option(
+        None, "--threads", min=1, max=MAX_THREADS, help="CPU threads for inference (default: all cores)."
+    ),
     force: bool = typer.Option(False, "--force", help="Re-run every step even if its output is complete."),
     int8: bool = typer.Option(
         True, "--int8/--no-int8", help="Also export the selected width as INT8 ONNX and print its latency and kNN "

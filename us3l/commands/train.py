@@ -13,6 +13,7 @@ from rich.markup import escape
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import deprecated, note, result, set_quiet, warn
 from us3l.errors import US3LError
+from us3l.validate import MAX_THREADS
 
 
 def _nproc_args(argv: list[str]) -> list[str]:
@@ -61,14 +62,15 @@ def train_cmd(
     ),
     device_old: str | None = typer.Option(None, "--device", hidden=True),  # deprecated: --device is a target
     threads: int | None = typer.Option(
-        None, help="CPU threads per process (default config: `auto`, the cores idle when training starts)."
+        None, min=1, max=MAX_THREADS,
+        help="CPU threads per process (default config: `auto`, the cores idle when training starts).",
     ),
     set_: list[str] | None = typer.Option(
         None, "--set", help="Any config key: --set key=value (YAML value); mapping entries: --set model_kwargs.k=v."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint in --out."),
-    nproc: int = typer.Option(1, "--nproc", help="Spawn N local processes with torchrun (DDP)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Spawn N local processes with torchrun (DDP)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ) -> None:
@@ -76,8 +78,6 @@ def train_cmd(
     set_quiet(quiet)
     if resume and overwrite:
         raise US3LError("give --resume (continue the run in --out) or --overwrite (start it over), not both")
-    if nproc < 1:
-        raise US3LError(f"--nproc must be >= 1, got {nproc}")
     if device_old is not None:
         deprecated(f"--device {device_old}", f"--torch-device {device_old} (--device names a deployment target "
                    "in profile, select and export)", "train")
