@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from us3l.errors import US3LError
-from us3l.io import atomic_write_json, atomic_write_text, check_replaceable, check_schema, header, read_json
+from us3l.io import atomic_write_all, check_replaceable, check_schema, header, json_text, read_json
 from us3l.profiler.stats import LatencyStats
 from us3l.validate import number, one_of, safe_name
 
@@ -330,8 +330,10 @@ def write_profile(profile: Profile, out_dir: str | Path) -> tuple[Path, Path]:
         validate_profile(json.loads(json.dumps(doc, default=str)), f"{profile.stem}.json")
     except US3LError as exc:
         raise US3LError(f"the measured profile is not valid, not written: {exc}") from None
-    atomic_write_json(json_path, doc)
-    atomic_write_text(csv_path, csv_text(profile))
+    text, table = json_text(doc), csv_text(profile)
+    # one step for both: an interrupt leaves the old pair or the new pair, not a new JSON beside an old CSV
+    atomic_write_all([(json_path, lambda p: p.write_text(text, encoding="utf-8")),
+                      (csv_path, lambda p: p.write_text(table, encoding="utf-8"))])
     return json_path, csv_path
 
 

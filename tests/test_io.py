@@ -11,6 +11,7 @@ import pytest
 from us3l.errors import US3LError
 from us3l.io import (
     atomic_write,
+    atomic_write_all,
     atomic_write_json,
     atomic_write_text,
     process_umask,
@@ -100,3 +101,34 @@ def test_unreadable_input_file(tmp_path: Path) -> None:
     locked.chmod(0)
     with pytest.raises(US3LError, match=r"^cannot read device file .*locked.toml: Permission denied$"):
         read_input_text(locked, "device file")
+
+
+def test_files_written_together_are_replaced_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile's JSON and CSV: an interrupt between the two renames left a new JSON beside an old CSV."""
+    import signal
+
+    import us3l.io
+
+    a, b = tmp_path / "p.json", tmp_path / "p.csv"
+    a.write_text("old a")
+    b.write_text("old b")
+
+    def fail(p: Path) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):  # the second file cannot be written: neither is replaced
+        atomic_write_all([(a, lambda p: p.write_text("new a")), (b, fail)])
+    assert (a.read_text(), b.read_text()) == ("old a", "old b")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["p.csv", "p.json"]
+
+    real_replace = os.replace
+
+    def replace_then_ctrl_c(src: Path, dst: Path) -> None:  # Ctrl-C lands right after the first rename
+        real_replace(src, dst)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(us3l.io.os, "replace", replace_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):  # delivered, once both are renamed
+        atomic_write_all([(a, lambda p: p.write_text("new a")), (b, lambda p: p.write_text("new b"))])
+    assert (a.read_text(), b.read_text()) == ("new a", "new b")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["p.csv", "p.json"]

@@ -8,9 +8,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -117,19 +119,53 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     A reader never sees a half-written file: an interrupted write leaves only a ``.tmp`` file behind,
     which is removed on error. The file gets the umask's usual mode (0644 under umask 022).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = temp_file(path.parent, prefix=f".{path.name}.")
+    return atomic_write_all([(path, write)])[0]
+
+
+def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]]) -> list[Path]:
+    """``atomic_write`` for files that belong together (a profile's JSON and its CSV table): every file is
+    written to its temporary name first, then all are renamed with Ctrl-C and SIGTERM held back, so an
+    interrupt leaves either all the old files or all the new ones, never a new one beside an old one."""
+    staged: list[tuple[Path, Path]] = []
     try:
-        write(tmp_path)
-        follow_umask(tmp_path)  # a writer that replaced the file (e.g. by rename) gets the mode back
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
+        for path, write in files:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp_path = temp_file(path.parent, prefix=f".{path.name}.")
+            staged.append((tmp_path, path))
+            write(tmp_path)
+            follow_umask(tmp_path)  # a writer that replaced the file (e.g. by rename) gets the mode back
+            with open(tmp_path, "rb") as fh:
+                os.fsync(fh.fileno())
+        with _signals_held():
+            for tmp_path, path in staged:
+                os.replace(tmp_path, path)
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        for tmp_path, _ in staged:
+            tmp_path.unlink(missing_ok=True)
         raise
-    return path
+    return [path for _, path in staged]
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back: one that arrives inside is raised again, to the handler in force before, on
+    exit. Python runs signal handlers in the main thread only; elsewhere this does nothing. (A signal mask would
+    not do: another thread, e.g. torch's, takes the signal and Python still runs the handler in this one.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    # a handler installed outside Python (getsignal: None) could not be put back: that signal is not held
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -141,7 +177,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return atomic_write_text(path, json_text(obj))
+
+
+def json_text(obj: Any) -> str:
+    """A result document as us3l writes it: indented JSON, one trailing newline."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
 
 
 def _json_default(o: Any) -> Any:
