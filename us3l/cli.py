@@ -120,6 +120,10 @@ def _interrupted() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = legacy_argv(list(sys.argv[1:] if argv is None else argv))
+    if os.environ.get("RANK", "0") != "0":
+        # only rank 0 prints (docs/training.md): PyTorch's C++ warnings too, e.g. DDP's note that it found no unused
+        # parameters in the first step, once per rank; read when torch loads, which `import us3l.cli` does not do
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     # run_script installs the Ctrl-C handler before the command's module loads torch (1-2 s): Ctrl-C there exits 130
     return run_script(lambda: _run_command(args))
 
