@@ -52,6 +52,8 @@ from us3l.validate import number, one_of, safe_name
 
 SELECTION_KIND = "selection"
 SELECTION_SCHEMA = 1
+#: ``precision`` of a device whose precisions were pooled (``by_precision``) and where no (width, precision) fits
+POOLED_NONE_FITS = "mixed"
 STATISTICS = ("p50", "p90", "p99", "mean")
 METRICS = ("auto", "linear", "knn")
 TIE_BREAK = "without the tie rule (strict, or no intervals): higher accuracy, then lower latency, then smaller width"
@@ -692,7 +694,7 @@ def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool, rule: La
         device=first.device,
         model=first.model,
         backend=first.backend,
-        precision=chosen.precision if chosen is not None and chosen.precision else "mixed",
+        precision=chosen.precision if chosen is not None and chosen.precision else POOLED_NONE_FITS,
         profile=chosen.profile if chosen is not None and chosen.profile else first.profile,
         chosen=chosen,
         runner_up=runner_up,
@@ -721,11 +723,14 @@ def read_selection(path: str | Path) -> dict[str, Any]:
 
 
 def _check_known(d: Mapping[str, Any], where: str) -> None:
-    """A selection's backend and precision, where given, are ones us3l knows (export picks its runtime by them)."""
+    """A selection's backend and precision, where given, are ones us3l knows (export picks its runtime by them).
+    A device whose precisions were pooled and where no pair fits has no precision of its own: POOLED_NONE_FITS."""
     from us3l.deploy.backends.base import PRECISIONS
     from us3l.devices.spec import BACKENDS
 
-    for key, allowed in (("backend", BACKENDS), ("precision", PRECISIONS)):
+    pooled_none = "chosen" in d and d["chosen"] is None and isinstance(d.get("by_precision"), dict)
+    precisions = (*PRECISIONS, POOLED_NONE_FITS) if pooled_none else PRECISIONS
+    for key, allowed in (("backend", BACKENDS), ("precision", precisions)):
         if key in d:
             one_of(d[key], allowed, f"{where}.{key}")
 

@@ -132,3 +132,13 @@ def test_files_written_together_are_replaced_together(tmp_path: Path, monkeypatc
         atomic_write_all([(a, lambda p: p.write_text("new a")), (b, lambda p: p.write_text("new b"))])
     assert (a.read_text(), b.read_text()) == ("new a", "new b")
     assert sorted(x.name for x in tmp_path.iterdir()) == ["p.csv", "p.json"]
+
+
+def test_a_folder_in_the_place_of_the_file_is_named_not_the_temporary(tmp_path: Path) -> None:
+    """Red-team 2026-12-05: `us3l report DIR` with a folder DIR/report.html said `Is a directory:
+    DIR/.report.html.ckpsig7h.tmp`, a temporary file that no longer existed."""
+    (tmp_path / "report.html").mkdir()
+    with pytest.raises(OSError) as info:
+        atomic_write_text(tmp_path / "report.html", "x")
+    assert info.value.filename == str(tmp_path / "report.html")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["report.html"]

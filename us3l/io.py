@@ -139,7 +139,10 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
                 os.fsync(fh.fileno())
         with _signals_held():
             for tmp_path, path in staged:
-                os.replace(tmp_path, path)
+                try:
+                    os.replace(tmp_path, path)
+                except OSError as exc:  # name the file asked for (e.g. a folder in its place), not the temporary
+                    raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         for tmp_path, _ in staged:
             tmp_path.unlink(missing_ok=True)

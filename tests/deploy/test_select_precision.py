@@ -68,6 +68,22 @@ def test_int8_at_a_wider_width_beats_fp32_under_the_budget(profiles, tmp_path: P
     assert {(c["width"], c["precision"]) for c in doc["candidates"]} >= {(0.5, "fp32"), (0.5, "int8")}
 
 
+def test_a_pooled_answer_where_nothing_fits_reads_back(profiles, tmp_path: Path) -> None:
+    """Red-team 2026-12-05: ``select`` wrote precision "mixed" for pooled precisions where no pair fits, and
+    ``read_selection`` (``us3l report``, ``export --selection``) refused the file it had just written."""
+    from us3l.deploy.select import read_selection, write_selection
+
+    acc = _accuracy(tmp_path, {0.25: 0.30, 0.5: 0.36}, {0.25: 0.29, 0.5: 0.355})
+    sel = select(list(profiles), Budget(latency_ms=0.01), acc)
+    assert sel.devices[0].chosen is None
+    doc = read_selection(write_selection(tmp_path / "selection.json", sel))
+    assert doc["devices"][0]["precision"] == "mixed" and set(doc["devices"][0]["by_precision"]) == {"fp32", "int8"}
+    doc["devices"][0]["chosen"] = doc["devices"][0]["candidates"][0]  # "mixed" with a choice: still refused
+    (tmp_path / "edited.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match=r"devices\[0\]\.precision must be one of fp32, fp16, int8, got 'mixed'"):
+        read_selection(tmp_path / "edited.json")
+
+
 def test_tied_accuracy_goes_to_the_faster_pair(profiles, tmp_path: Path) -> None:
     # INT8 at 0.5 is inside FP32 0.5's interval and faster: the tie rule picks it
     acc = _accuracy(tmp_path, {0.25: 0.20, 0.5: 0.40, 0.75: 0.60, 1.0: 0.70}, {0.5: 0.39})
