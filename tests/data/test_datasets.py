@@ -318,7 +318,10 @@ def test_bad_specs_are_one_line_errors(spec: str, split: str, match: str):
     assert "\n" not in str(info.value)
 
 
-def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path) -> None:
+@pytest.mark.parametrize("side", [10000, 50000])  # over the limit (Pillow warns), over twice it (Pillow raises)
+def test_a_decompression_bomb_is_refused_naming_the_file_the_limit_and_what_to_do(tmp_path, side: int) -> None:
+    """Red-team 2026-12-06: the refusal quoted Pillow's "could be decompression bomb DOS attack" with twice the
+    real limit for the largest images, and said nothing of what to do."""
     import struct
     import zlib
 
@@ -327,12 +330,16 @@ def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    # a PNG header claiming 50000 x 50000 pixels (no pixel data needed to be refused)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0))
+    # a PNG header claiming side x side pixels (no pixel data needed to be refused)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
     path = tmp_path / "bomb.png"
     path.write_bytes(png + chunk(b"IEND", b""))
-    with pytest.raises(US3LError, match=r"^cannot read image .*bomb.png: Image size \(2500000000 pixels\)"):
+    with pytest.raises(US3LError) as info:
         open_rgb(path)
+    assert str(info.value) == (f"cannot read image {path}: Image size ({side * side} pixels) exceeds the limit of "
+                               f"{Image.MAX_IMAGE_PIXELS} pixels (Pillow's guard against decompression bombs); "
+                               "downscale the image below it")
+    assert Image.MAX_IMAGE_PIXELS == 89478485  # the number docs/data.md states
 
 
 def test_16_bit_grey_images_are_scaled_and_float_images_refused(tmp_path: Path) -> None:
@@ -350,3 +357,44 @@ def test_16_bit_grey_images_are_scaled_and_float_images_refused(tmp_path: Path) 
         open_rgb(tmp_path / "f.tiff")
     assert str(info.value) == (f"cannot read image {tmp_path / 'f.tiff'}: floating-point pixels (Pillow mode F) have "
                                "no fixed range; save the images as 8- or 16-bit")
+
+
+def _pgm(path: Path, maxval: int, values: np.ndarray) -> None:
+    path.write_bytes(f"P5\n{values.shape[1]} {values.shape[0]}\n{maxval}\n".encode() + values.astype(">u2").tobytes())
+
+
+def test_16_bit_pgm_is_scaled_by_its_maxval_and_32_bit_tiff_refused(tmp_path: Path) -> None:
+    """Red-team 2026-12-06: Pillow opens a PGM with maxval > 255 as mode I (its samples rescaled so that the maxval
+    is 65535), which was refused as 32-bit integer pixels, though 16-bit grey is documented and .pgm listed."""
+    from us3l.data.folder import open_rgb
+
+    full = np.arange(400).reshape(20, 20) * 150
+    _pgm(tmp_path / "g16.pgm", 65535, full)
+    assert np.array_equal(np.asarray(open_rgb(tmp_path / "g16.pgm"))[..., 0], np.rint(full / 257))
+    twelve = np.array([[0, 1, 2048, 4094, 4095]])
+    _pgm(tmp_path / "g12.pgm", 4095, twelve)
+    got = np.asarray(open_rgb(tmp_path / "g12.pgm"))
+    assert got.shape == (1, 5, 3) and got[0, 0, 0] == 0 and got[0, -1, 0] == 255
+    assert np.abs(got[..., 0].astype(float) - twelve * 255 / 4095).max() <= 0.51
+    (tmp_path / "plain.pgm").write_bytes(b"P2\n2 1\n1000\n1000 500\n")
+    assert np.asarray(open_rgb(tmp_path / "plain.pgm"))[0, :, 0].tolist() == [255, 128]
+    Image.fromarray(np.full((4, 4), 70000, np.int32)).save(tmp_path / "i32.tiff")
+    with pytest.raises(US3LError, match=r"i32.tiff: 32-bit integer pixels \(Pillow mode I\) have no fixed range"):
+        open_rgb(tmp_path / "i32.tiff")
+
+
+def test_a_palette_png_with_alpha_bytes_reads_without_a_warning(tmp_path: Path) -> None:
+    """Red-team 2026-12-06: Pillow's convert("RGB") printed a two-line UserWarning on stderr for every palette PNG
+    whose transparency is a byte string (per-entry alpha)."""
+    import warnings
+
+    from us3l.data.folder import open_rgb
+
+    im = Image.fromarray(np.array([[0, 1], [2, 3]], np.uint8), mode="P")
+    im.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9])
+    im.save(tmp_path / "p.png", transparency=bytes([0, 128, 255, 255]))
+    assert isinstance(Image.open(tmp_path / "p.png").info["transparency"], bytes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rgb = open_rgb(tmp_path / "p.png")
+    assert np.asarray(rgb).tolist() == [[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [9, 9, 9]]]

@@ -19,6 +19,7 @@ the number of workers or the batch a sample lands in; callers pass a fresh ``see
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,25 +64,48 @@ def open_rgb(path: Path) -> Any:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 return _as_rgb(im, path)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_many_pixels(path, exc) from None
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise US3LError(f"cannot read image {path}: {exc}") from None
+
+
+def _too_many_pixels(path: Path, exc: Exception) -> US3LError:
+    """The refusal of an image over Pillow's ``MAX_IMAGE_PIXELS`` (its decompression-bomb guard: a small file
+    can declare billions of pixels), saying what to do. Pillow's own text names twice the limit for the largest
+    images (where it raises instead of warning), so only the size is taken from it and the limit restated."""
+    from PIL import Image
+
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"Image size ({found[1]} pixels)" if found else "the image"
+    return US3LError(f"cannot read image {path}: {size} exceeds the limit of {Image.MAX_IMAGE_PIXELS} pixels "
+                     "(Pillow's guard against decompression bombs); downscale the image below it")
 
 
 def _as_rgb(im: Any, path: Path) -> Any:
     """``im`` as 8-bit RGB. Pillow's ``convert("RGB")`` clips 16-bit grey to 255 (every 16-bit image white) and
     maps float pixels in [0, 1] to black: 16-bit grey is scaled (x / 257), and 32-bit integer or float pixels,
-    whose range no file states, are refused."""
+    whose range no file states, are refused. A palette image with transparency goes through RGBA (same
+    colours), where a direct conversion prints Pillow's warning about transparency expressed in bytes."""
     from PIL import Image
 
-    if im.mode.startswith("I;16"):
-        grey = np.asarray(im, dtype=np.uint16).astype(np.float32) / 257.0
-        return Image.fromarray(np.rint(grey).astype(np.uint8), mode="L").convert("RGB")
+    if _is_16_bit_grey(im):
+        grey = np.asarray(im).astype(np.float32) / 257.0
+        return Image.fromarray(np.rint(grey.clip(0, 255)).astype(np.uint8), mode="L").convert("RGB")
     if im.mode in ("I", "F"):
         kind = "32-bit integer" if im.mode == "I" else "floating-point"
         raise US3LError(f"cannot read image {path}: {kind} pixels (Pillow mode {im.mode}) have no fixed range; "
                         "save the images as 8- or 16-bit")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
     return im.convert("RGB")
+
+
+def _is_16_bit_grey(im: Any) -> bool:
+    """Pillow's ``I;16`` modes (PNG, TIFF), or mode ``I`` from a PGM with a maxval over 255, whose samples
+    Pillow (every version us3l supports, >= 10) rescales to 0..65535 (the maxval to 65535), so x / 257 maps
+    the maxval to 255. A 32-bit TIFF is mode ``I`` too, but not a PPM: it stays refused."""
+    return bool(im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PPM"))
 
 
 def to_tensor(im: Any) -> torch.Tensor:
