@@ -284,6 +284,25 @@ def test_folder_errors(tmp_path: Path):
         ds[0]
 
 
+def test_hidden_files_and_synology_thumbnails_are_skipped_at_every_level(tmp_path: Path):
+    """Red-team 2026-12-06: a macOS AppleDouble file (._0.png) inside a class folder was read as an image and
+    stopped the run, and thumbnails in .thumbnails/ or Synology's @eaDir/ became extra training images."""
+    for c in ("a", "b"):
+        for i in range(2):
+            _png(tmp_path / c / f"{i}.png", (8, 8), (200, 100, 0))
+    (tmp_path / "a" / "._0.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (tmp_path / "a" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    _png(tmp_path / "a" / ".thumbnails" / "0.png", (4, 4), (0, 0, 0))
+    _png(tmp_path / "b" / "@eaDir" / "0.png" / "SYNOPHOTO_THUMB_S.jpg", (4, 4), (0, 0, 0))
+    _png(tmp_path / "@eaDir" / "a" / "x.jpg", (4, 4), (0, 0, 0))
+    _png(tmp_path / ".hidden" / "x.png", (4, 4), (0, 0, 0))
+    train, test = (load_dataset(f"folder:{tmp_path}", split, image_size=4) for split in ("train", "test"))
+    assert train.classes == ["a", "b"]
+    found = sorted(str(p.relative_to(tmp_path)) for ds in (train, test) for p, _ in ds.samples)
+    assert found == ["a/0.png", "a/1.png", "b/0.png", "b/1.png"]
+    assert all(ds[i][0].shape == (3, 4, 4) for ds in (train, test) for i in range(len(ds)))
+
+
 # ---------------------------------------------------------------------------------- batching, specs
 
 

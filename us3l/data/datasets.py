@@ -49,6 +49,8 @@ DEFAULT_FOLDER_SIZE = 224
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
 )
+#: Folder names skipped like hidden (dot) names, at every level of a folder tree: Synology's thumbnail folders.
+SKIPPED_NAMES = frozenset({"@eaDir"})
 SPLITS = ("train", "test")
 SPEC_FORMS = "builtin, digits, cifar10:PATH, cifar100:PATH, folder:PATH, or an existing ImageFolder directory"
 
@@ -459,7 +461,7 @@ def _first_dir(path: Path, names: list[str]) -> Path:
 
 
 def _class_dirs(path: Path) -> list[str]:
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not _skipped(p.name))
     if not classes:
         raise US3LError(
             f"{path} has no class subfolders (expected ImageFolder layout: {path}/<class>/<image>)"
@@ -475,12 +477,26 @@ def _scan(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
     for label, cls in enumerate(classes):
         cdir = split_dir / cls
         if cdir.is_dir():
-            files = sorted(p for p in cdir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-            samples.extend((p, label) for p in files)
+            samples.extend((p, label) for p in _image_files(cdir))
     if not samples:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise US3LError(f"no images found under {split_dir} (extensions: {exts})")
     return samples
+
+
+def _skipped(name: str) -> bool:
+    """Hidden files and folders (macOS ``._*`` AppleDouble files, ``.DS_Store``, ``.thumbnails/``) and
+    :data:`SKIPPED_NAMES`: metadata, not images of the class."""
+    return name.startswith(".") or name in SKIPPED_NAMES
+
+
+def _image_files(cdir: Path) -> list[Path]:
+    """The image files under ``cdir`` (recursively, sorted), none inside or named by a skipped name."""
+    return sorted(
+        p for p in cdir.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not any(_skipped(part) for part in p.relative_to(cdir).parts)
+        and p.is_file()
+    )
 
 
 def load_image(path: Path, image_size: int) -> torch.Tensor:
