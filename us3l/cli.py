@@ -89,7 +89,31 @@ class _SigintWatch:
     def _handler(cls, signum: int, frame: FrameType | None) -> None:
         cls.received = True
         cls.terminated = cls.terminated or signum == signal.SIGTERM
+        if _importing(frame):
+            # not inside an import: a KeyboardInterrupt raised in Python code that an extension module's
+            # initialisation calls (torch's) can end in C++'s terminate() and SIGABRT with a stack dump; the
+            # signal is delivered again, here, every 50 ms until the import is done
+            _redeliver(signum)
+            return
         raise KeyboardInterrupt
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside an import (a frame of importlib's bootstrap is on the stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib."):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _redeliver(signum: int) -> None:
+    import _thread
+    import threading
+
+    timer = threading.Timer(0.05, _thread.interrupt_main, args=(signum,))
+    timer.daemon = True
+    timer.start()
 
 
 def _one_line(message: str) -> str:

@@ -48,6 +48,9 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"batch_size": 1e300}, "config 'batch_size' must be a whole number within int64's range, got 1000"),
         ({"batch_size": 2**40}, "batch_size must be >= 2 and <= 2147483647, got 1099511627776"),
         ({"threads": -1}, "threads must be >= 1 and <= 1024, got -1"),
+        # red-team 2026-12-05: both ran, the first with an empty accuracy table, the second training only width 1
+        ({"knn_widths": []}, r"^knn_widths must list at least one width"),
+        ({"num_samples": 1}, r"^num_samples must be >= 2 with sampling: sandwich .* got 1; with 1 only the max"),
         ({"num_workers": -2}, "num_workers must be >= 0, got -2"),
         ({"momentum": 1.5}, "momentum must be >= 0.0 and <= 1.0, got 1.5"),
         ({"temperature": 0}, "temperature must be > 0.0, got 0.0"),
@@ -212,3 +215,42 @@ def test_a_sub_key_over_a_mapping_key_that_is_not_a_mapping_is_one_line() -> Non
     with pytest.raises(US3LError) as info:
         resolve_config(None, {"model_kwargs": 5, "model_kwargs.base_channels": 8})
     assert str(info.value) == "config 'model_kwargs' must be a mapping, got 5"
+
+
+@pytest.mark.parametrize(("text", "value"), [("1e-3", 0.001), ("5E-4", 0.0005), ("1.0e3", 1000.0), (".5e1", 5.0),
+                                             ("-2e+2", -200.0), ("1.5", 1.5), ("12", 12), ("'1e-3'", "1e-3"),
+                                             ("1e", "1e"), ("e3", "e3")])
+def test_numbers_with_an_exponent_are_numbers(text: str, value: object) -> None:
+    """Red-team 2026-12-05: YAML 1.1 (PyYAML) reads 1e-3 as a string, so `lr: 1e-3` and `--set lr=1e-3` were
+    refused as "must be a number"."""
+    from us3l.train.config import plain_yaml
+
+    parsed = plain_yaml(text, "t")
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_exponent_numbers_in_a_config_file(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("weight_decay: 5e-4\nreg_lambda: 5e-5\nepochs: 8e0\n")
+    cfg = resolve_config(p)
+    assert (cfg.weight_decay, cfg.reg_lambda, cfg.epochs) == (0.0005, 5e-05, 8)
+
+
+@pytest.mark.parametrize(("text", "shown"), [("1: 2", "1"), ("true: 1", "True"), ("null: 3", "None"),
+                                             ("1: 2\nfoo: 3", "1"), ("model_kwargs: {1: 2}", "1")])
+def test_keys_that_are_not_names_are_one_line(tmp_path: Path, text: str, shown: str) -> None:
+    """Red-team 2026-12-05: a YAML key read as a number, boolean or null ended in `TypeError: 'int' object is not
+    iterable` (or `'<' not supported`)."""
+    p = tmp_path / "c.yaml"
+    p.write_text(text + "\n")
+    with pytest.raises(US3LError, match=rf"every key must be an? (setting|option)'s name, got {shown}$"):
+        resolve_config(p)
+
+
+def test_explicit_null_is_applied_and_a_missing_flag_is_not() -> None:
+    """``--set lr=null`` means the method's reference lr (like ``lr: null`` in a file); it was dropped like a flag
+    not given, leaving default.yaml's 0.2."""
+    assert resolve_config(None, {"lr": None}).lr == 0.2  # a flag not given: default.yaml's
+    assert resolve_config(None, explicit={"lr": None}).lr == 0.5  # us3l's reference lr
+    with pytest.raises(US3LError, match="config 'data' must be a string, got None"):
+        resolve_config(None, explicit={"data": None})  # `--set data=$UNSET`: not silently the built-in data

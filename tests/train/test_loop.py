@@ -228,9 +228,54 @@ def test_resume_takes_the_same_data_moved_elsewhere(tiny_cfg, tmp_path: Path, mo
     with pytest.raises(US3LError, match=rf"^--data folder:{other} is not the data this run trained on "
                        rf"\(folder:{first}\): train_size 10 against 8; --resume continues on the same data$"):
         run_training(tiny_cfg(out=str(run)), resume=True, data=f"folder:{other}")
+    # red-team 2026-12-05: a data set of the same size and class count (other classes, other files) went on
+    same_size = tmp_path / "same_size"
+    for split in ("train", "test"):
+        for old_name, new_name in (("a", "cats"), ("b", "dogs")):
+            shutil.copytree(moved / split / old_name, same_size / split / new_name)
+    with pytest.raises(US3LError, match=rf"^--data folder:{same_size} is not the data this run trained on "
+                       rf"\(folder:{first}\): other images or class names \(its fingerprint differs\)"):
+        run_training(tiny_cfg(out=str(run)), resume=True, data=f"folder:{same_size}")
     assert main(["train", "--out", str(run), "--resume", "--data", f"folder:{moved}", "--quiet", "--json"]) == 0
     captured = capsys.readouterr()
     assert "ignored" not in captured.err, captured.err
     assert json.loads(captured.out)["epochs"] == 4
     meta = ckpt.read_meta(run)
     assert meta["epoch"] == 4 and meta["config"]["data"] == f"folder:{moved}"  # later commands find it there
+
+
+def test_an_unreadable_test_image_keeps_the_last_epoch(tiny_cfg, tmp_path: Path) -> None:
+    """Red-team 2026-12-05: folder test images are first read by the kNN monitor, after the last epoch and before
+    its checkpoint: a bad one lost the run's last epochs (every one, with save_every above the epochs), and
+    --resume then refused a run "stopped before its first checkpoint"."""
+    import shutil
+
+    from tests.train.conftest import write_tiny_folder
+    from us3l.errors import US3LError
+
+    data = write_tiny_folder(tmp_path / "data")
+    (data / "test" / "b" / "bad.png").write_bytes(b"not an image")
+    cfg = tiny_cfg(epochs=1, schedule="none", save_every=10, data=f"folder:{data}")
+    with pytest.raises(US3LError, match=r"cannot read image .*bad\.png.* \(the checkpoint of epoch 1 is saved in "
+                                        r".*: fix this and run again with --resume\)$"):
+        run_training(cfg)
+    assert ckpt.read_meta(cfg.out)["epoch"] == 1
+    assert [json.loads(x)["epoch"] for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()] == [1]
+    shutil.copy(data / "test" / "b" / "0.png", data / "test" / "b" / "bad.png")  # the image repaired
+    result = run_training(cfg, resume=True)
+    assert result.epochs_done == 1 and set(result.final_knn) == {1.0, 0.25}
+
+
+def test_resume_of_metadata_without_its_config_is_one_line(tiny_cfg) -> None:
+    """Red-team 2026-12-05: a checkpoint.json without its `config` ended in `KeyError: 'config'`."""
+    from us3l.errors import US3LError
+
+    cfg = tiny_cfg(epochs=1, schedule="none")
+    run_training(cfg)
+    meta_path = Path(cfg.out) / ckpt.META_FILE
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(US3LError, match=r"checkpoint\.json has no 'config' mapping; it is not the checkpoint "
+                                        r"metadata of a us3l run$"):
+        run_training(cfg, resume=True)

@@ -24,6 +24,7 @@ def _config(tmp_path: Path, tiny_folder: Path, **extra: object) -> Path:
     [
         (["--resume", "--overwrite"], "error: give --resume (continue the run in --out) or --overwrite (start it "
                                       "over), not both"),
+        (["--set", "lr=1e-3", "--set", "lr=2"], "error: --set lr is given twice with different values; give one"),
     ],
 )
 def test_contradictory_or_impossible_flags_are_one_line(tmp_path: Path, argv: list[str], message: str,

@@ -108,6 +108,7 @@ def train_cmd(
         "threads": threads,
         "quiet": (quiet or json_out) or None,  # --json: no per-epoch progress on stderr either
     }
+    sets: dict[str, Any] = {}
     for item in set_ or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -121,18 +122,21 @@ def train_cmd(
         key = key.strip()
         if overrides.get(key) is not None and overrides[key] != parsed:  # a flag and --set disagree
             raise US3LError(f"--set {key}={value} contradicts the flag that set {key} to {overrides[key]!r}; give one")
-        overrides[key] = parsed
-    run_out = (overrides.get("out") or resolve_config(config, {}).out) if resume else None
+        if key in sets and sets[key] != parsed:
+            raise US3LError(f"--set {key} is given twice with different values; give one")
+        sets[key] = parsed  # applied even when null (--set lr=null), unlike a flag not given
+    given = {**{k: v for k, v in overrides.items() if v is not None}, **sets}
+    run_out = (given.get("out") or resolve_config(config, {}).out) if resume else None
     resuming = run_out is not None and _holds_run(run_out)
     if resuming:  # the saved config wins: only what a resume keeps from the command line is checked and used
         from us3l.train.loop import RESUME_KEEPS
 
-        cfg = resolve_config(None, {k: v for k, v in overrides.items() if k in (*RESUME_KEEPS, "data")})
+        cfg = resolve_config(None, explicit={k: v for k, v in given.items() if k in (*RESUME_KEEPS, "data")})
     else:
         if resume and not launch and os.environ.get("RANK", "0") == "0":  # once: the launcher's rank 0 says it
             note(f"note: {run_out} holds no checkpoint to --resume: "
                  "starting a new run", markup=False)
-        cfg = resolve_config(config, overrides)  # values checked here
+        cfg = resolve_config(config, explicit=given)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     if not resume:  # a resumed run's model is the saved one, checked against its weights when it loads
         from us3l.train.loop import check_model
@@ -153,8 +157,8 @@ def train_cmd(
             code = run_launcher(cmd)
         raise typer.Exit(code)
     is_main = int(os.environ.get("RANK", "0")) == 0
-    moved_data = str(cfg.data) if resume and overrides.get("data") is not None else None  # checked by the loop
-    shown = _resumed_view(cfg, config, overrides, moved_data) if resume else cfg
+    moved_data = str(cfg.data) if resume and given.get("data") is not None else None  # checked by the loop
+    shown = _resumed_view(cfg, config, given, moved_data) if resume else cfg
     if is_main and not cfg.quiet and not json_out:
         note("[bold]resolved config[/]" + (" (the run's saved config: --resume continues it)" if shown is not cfg
                                            else ""))
@@ -184,7 +188,7 @@ def train_cmd(
     result(format_knn_table(run))
 
 
-def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any], moved_data: str | None) -> Any:
+def _resumed_view(cfg: Any, config: Path | None, given: dict[str, Any], moved_data: str | None) -> Any:
     """The config a ``--resume`` will really use (the run's saved one, ``moved_data`` replacing its data spec),
     with a note naming every given setting it ignores; ``cfg`` itself when the run folder has no checkpoint to
     resume. What it keeps from the command line: ``us3l.train.loop.RESUME_KEEPS`` and ``data`` (the same data set
@@ -202,8 +206,7 @@ def _resumed_view(cfg: Any, config: Path | None, overrides: dict[str, Any], move
         value = getattr(saved, head, None)
         return (value or {}).get(sub) if sub and isinstance(value, dict) else value
 
-    ignored = [f"{k}={v!r}" for k, v in overrides.items()
-               if v is not None and k not in keeps and saved_value(k) != v]
+    ignored = [f"{k}={v!r}" for k, v in given.items() if k not in keeps and saved_value(k) != v]
     if config is not None:
         ignored.insert(0, f"--config {config}")
     if ignored:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -155,6 +156,9 @@ def _coerce(name: str, value: Any) -> Any:
             value = {}
         if not isinstance(value, Mapping):
             raise US3LError(f"config 'model_kwargs' must be a mapping, got {value!r}")
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise US3LError(f"config 'model_kwargs': every key must be an option's name, got {bad[0]!r}")
         value = dict(value)
     return value
 
@@ -190,7 +194,14 @@ def plain_yaml(text: str, where: str) -> Any:
         return yaml.SafeLoader.construct_mapping(loader, node, deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    # YAML 1.1 (PyYAML) reads 1e-3, 5e-4 and 1.0e3 as strings (its floats need a dot and a signed exponent);
+    # YAML 1.2 and every other config language read them as numbers, and so do we
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
     return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+#: A number with an exponent, as YAML 1.2 reads it (``1e-3``, ``5E4``, ``.5e1``, ``1.0e3``).
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -218,6 +229,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(doc, dict):
         raise US3LError(f"config {p} must be a mapping of settings")
+    bad = [k for k in doc if not isinstance(k, str)]
+    if bad:  # e.g. `1: 2`, or `yes:` / `on:` / `null:`, which YAML reads as true / null
+        raise US3LError(f"config {p}: every key must be a setting's name, got {bad[0]!r}")
     return doc
 
 
@@ -370,19 +384,23 @@ def resolve_config(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     use_default_file: bool = True,
+    explicit: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
-    """CLI ``overrides`` > ``config_file`` > packaged ``default.yaml`` > dataclass defaults; validated.
+    """``explicit`` > CLI ``overrides`` > ``config_file`` > packaged ``default.yaml`` > dataclass defaults;
+    validated.
 
-    An override key ``a.b`` sets entry ``b`` of the mapping key ``a`` (``model_kwargs``), keeping its other
-    entries."""
+    An override whose value is ``None`` is a flag not given; an ``explicit`` one (``--set KEY=VALUE``) is applied
+    even when ``None`` (``--set lr=null``: the method's reference lr, as ``lr: null`` in a file). A key ``a.b``
+    sets entry ``b`` of the mapping key ``a`` (``model_kwargs``), keeping its other entries."""
     values: dict[str, Any] = {}
     if config_file is None and use_default_file and default_config_path().is_file():
         values.update(load_config_file(default_config_path()))
     user: dict[str, Any] = {}
     if config_file is not None:
         user.update(load_config_file(config_file))
-    user.update({k: v for k, v in (overrides or {}).items() if v is not None and "." not in k})
-    dotted = {k: v for k, v in (overrides or {}).items() if v is not None and "." in k}
+    given = {**{k: v for k, v in (overrides or {}).items() if v is not None}, **(explicit or {})}
+    user.update({k: v for k, v in given.items() if "." not in k})
+    dotted = {k: v for k, v in given.items() if "." in k}
     # The method's recipe beats the packaged default file (written for another recipe), not the user's keys.
     method = user.get("method", values.get("method", TrainConfig.method))
     for key in METHOD_RECIPES.get(str(method), {}):
@@ -487,8 +505,13 @@ def validate(cfg: TrainConfig) -> None:
     _check_device(cfg.device)
     for name in ("width_min", "width_max", "single_width"):
         _check_width(name, getattr(cfg, name))
+    if not cfg.knn_widths:
+        raise US3LError("knn_widths must list at least one width (the kNN accuracy reported per width)")
     for w in cfg.knn_widths:
         _check_width("knn_widths", w)
+    if cfg.sampling == "sandwich" and cfg.num_samples < 2 and cfg.method not in ("single", "snets"):
+        raise US3LError(f"num_samples must be >= 2 with sampling: sandwich (the max and the min width every "
+                        f"iteration), got {cfg.num_samples}; with 1 only the max width would train")
     if cfg.width_min is not None and cfg.width_max is not None and cfg.width_min > cfg.width_max:
         raise US3LError(f"width_min ({cfg.width_min}) must not exceed width_max ({cfg.width_max})")
     if cfg.epochs < 1:

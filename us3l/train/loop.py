@@ -30,6 +30,7 @@ from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, validate
+from us3l.train.data_identity import data_fingerprint
 from us3l.train.distributed import DistInfo, all_ranks, all_reduce_mean, barrier, init_distributed
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
 from us3l.train.knn import check_knn_data
@@ -284,6 +285,9 @@ def _resumed_config(cfg: TrainConfig, meta: dict[str, Any], data: str | None = N
     replaces the saved data spec."""
     from us3l.train.config import make_config
 
+    if not isinstance(meta.get("config"), dict):
+        raise US3LError(f"{Path(cfg.out) / ckpt.META_FILE} has no 'config' mapping; it is not the checkpoint "
+                        "metadata of a us3l run")
     keep: dict[str, Any] = {k: getattr(cfg, k) for k in RESUME_KEEPS}
     if data is not None:
         keep["data"] = data
@@ -291,10 +295,11 @@ def _resumed_config(cfg: TrainConfig, meta: dict[str, Any], data: str | None = N
 
 
 def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train_ds: Any, test_ds: Any,
-                     spec: str) -> None:
+                     spec: str, fingerprint: str) -> None:
     """Refuse (one line) to resume on data other than the run's: ``saved`` is checkpoint.json's ``data``
-    (class count and split sizes), ``normalization`` its per-channel mean/std, computed from the training
-    images."""
+    (class count, split sizes and, since it was recorded, the samples' ``fingerprint``:
+    ``us3l.train.data_identity``), ``normalization`` its per-channel mean/std (fixed constants for folder and
+    CIFAR data, so they tell data sets of one kind apart only for the built-in sets)."""
     now = {"num_classes": len(train_ds.classes), "train_size": len(train_ds), "test_size": len(test_ds)}
     for key, value in now.items():
         if key in saved and saved[key] != value:
@@ -310,6 +315,12 @@ def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train
                 f"--data {spec} is not the data this run trained on ({saved.get('spec')}): its per-channel {key} "
                 f"differs; --resume continues on the same data"
             )
+    old_print = saved.get("fingerprint")
+    if isinstance(old_print, str) and old_print.split(":")[0] == fingerprint.split(":")[0] and old_print != fingerprint:
+        raise US3LError(
+            f"--data {spec} is not the data this run trained on ({saved.get('spec')}): other images or class "
+            "names (its fingerprint differs); --resume continues on the same data"
+        )
 
 
 def run_training(
@@ -339,8 +350,9 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     run_dir = Path(cfg.out)
     info = init_distributed(cfg.device)
     moved_from: dict[str, Any] | None = None  # checkpoint.json of a run resumed on relocated data
+    resumed_meta: dict[str, Any] | None = None  # checkpoint.json of a resumed run: its data is checked
     if resume and (run_dir / ckpt.META_FILE).is_file():
-        meta = ckpt.read_meta(run_dir)
+        meta = resumed_meta = ckpt.read_meta(run_dir)
         if data is not None and data != meta["config"].get("data"):
             moved_from = meta
         cfg = _resumed_config(cfg, meta, data if moved_from is not None else None)
@@ -379,9 +391,10 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     test_ds = load_dataset(cfg.data, "test", image_size)
     check_knn_data(train_ds.num_classes, cfg.knn_max_train, len(train_ds), str(cfg.data), "knn_max_train")
     check_batches(len(train_ds), cfg, info.world_size)
-    if moved_from is not None:
-        _check_same_data(moved_from.get("data") or {}, moved_from.get("normalization") or {}, train_ds, test_ds,
-                         str(cfg.data))
+    fingerprint = data_fingerprint(train_ds, test_ds)
+    if resumed_meta is not None:
+        _check_same_data(resumed_meta.get("data") or {}, resumed_meta.get("normalization") or {}, train_ds,
+                         test_ds, str(cfg.data), fingerprint)
     aug: Any
     if cfg.augment == "byol":
         aug = byol_augment_pair(image_size, train_ds.mean, train_ds.std, cfg.crop_min)
@@ -458,6 +471,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
 
     meta_base = _meta_base(cfg, backbone, train_ds, test_ds, image_size, w_min, w_max, info, device)
     meta_base["flush_denormal"] = flushed
+    meta_base["data"]["fingerprint"] = fingerprint
     if info.is_main:
         _write_config(run_dir, cfg)
         if resume:
@@ -522,7 +536,14 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             }
             is_last = done == cfg.epochs
             if info.is_main and (is_last or (cfg.knn_every and done % cfg.knn_every == 0)):
-                last_reports = _run_monitor(method, train_ds, test_ds, knn_widths, eval_tf, device, cfg)
+                try:
+                    last_reports = _run_monitor(method, train_ds, test_ds, knn_widths, eval_tf, device, cfg)
+                except US3LError as exc:  # e.g. an unreadable test image, first read here: keep the epoch's work
+                    _append_metrics(run_dir, record)
+                    _save(run_dir, method, opt, scaler, sampler, meta_base, cfg, done)
+                    _settle_replaced(run_dir)
+                    raise US3LError(f"{exc} (the checkpoint of epoch {done} is saved in {run_dir}: fix this and "
+                                    "run again with --resume)", exc.exit_code) from None
                 record["knn_top1"] = {f"{r.width:g}": r.knn_top1 for r in last_reports}
                 record["collapse_std"] = {f"{r.width:g}": r.collapse_std for r in last_reports}
                 record["backbone_std"] = {f"{r.width:g}": r.backbone_std for r in last_reports}
