@@ -30,6 +30,7 @@ from torch import nn
 from us3l.derived import BN_STATS_FILE, WEIGHTS_FILE
 from us3l.errors import US3LError
 from us3l.io import check_schema, file_sha256, follow_umask, header, read_json, temp_file
+from us3l.safetensors_io import safetensors_bytes
 from us3l.validate import MAX_INPUT_SIZE
 
 CHECKPOINT_KIND = "checkpoint"
@@ -91,11 +92,6 @@ def checkpoint_meta(
     return doc
 
 
-def _tensors_for_safetensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses shared storage and non-contiguous tensors: store independent contiguous copies.
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-
-
 def save_checkpoint(
     run_dir: str | Path,
     *,
@@ -109,14 +105,12 @@ def save_checkpoint(
     ``backbone_state`` is the backbone's state dict (stored as ``backbone.*``), ``train_tensors`` everything
     else needed to resume (stored as ``train.*``), ``train_state`` a weights-only-loadable dict.
     """
-    from safetensors.torch import save
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     epoch = str(int(meta["epoch"]))
     tensors = {BACKBONE_PREFIX + k: v for k, v in backbone_state.items()}
     tensors.update({TRAIN_PREFIX + k: v for k, v in train_tensors.items()})
-    blob = save(_tensors_for_safetensors(tensors), metadata={"format": "pt", "epoch": epoch})
+    blob = safetensors_bytes(tensors, {"epoch": epoch, "format": "pt"})  # same tensors -> same bytes
 
     writers: dict[str, Callable[[Path], None]] = {WEIGHTS_FILE: lambda p: p.write_bytes(blob)}
     if train_state is not None:

@@ -329,3 +329,23 @@ def test_the_batches_a_small_train_split_really_gave_are_recorded(tmp_path: Path
     assert (stored["batches"], stored["batches_used"]) == ("1000", "12")  # ceil(1438 / 128)
     assert CalibrationSettings(batches=3).used_on(1438).batches_used == 3
     assert CalibrationSettings(batch_size=100, epochs=2, augment="linear").used_on(1438).batches_used == 30
+
+
+def test_bn_stats_file_bytes_are_reproducible(tmp_path: Path) -> None:
+    """The same statistics for the same weights give the same bytes (the safetensors header is sorted)."""
+    from safetensors import safe_open
+
+    from us3l.eval.calibrate import CHECKPOINT_SHA_KEY
+    from us3l.io import file_sha256
+    from us3l.safetensors_io import canonical_header
+
+    model = tiny_model()
+    run = make_run(tmp_path / "run", model)
+    calibrate_widths(model, [1.0, 0.5], batches())
+    first = save_bn_stats(model, run).read_bytes()
+    assert canonical_header(first) == first
+    for _ in range(5):
+        assert save_bn_stats(model, run).read_bytes() == first
+    with safe_open(str(run / BN_STATS_FILE), framework="pt", device="cpu") as fh:
+        assert fh.metadata()[CHECKPOINT_SHA_KEY] == file_sha256(run / "checkpoint.safetensors")
+    assert calibrated_widths(load_backbone(run).model) == calibrated_widths(model)

@@ -259,9 +259,8 @@ def save_bn_stats(
     digest of the weights the model was loaded from; default: of ``run_dir/checkpoint.safetensors`` now).
     A loader refuses or recomputes statistics whose recorded digest differs from the weights it loads.
     """
-    from safetensors.torch import save_file
-
-    from us3l.io import atomic_write, file_sha256
+    from us3l.io import file_sha256
+    from us3l.safetensors_io import write_safetensors
 
     state = bn_stats_state(model)
     if not state:
@@ -279,7 +278,7 @@ def save_bn_stats(
     if settings is not None:
         meta.update({k: str(v) for k, v in settings.to_dict().items()})
     path = Path(run_dir) / BN_STATS_FILE
-    return atomic_write(path, lambda p: save_file(state, str(p), metadata=meta))
+    return write_safetensors(path, state, meta)
 
 
 def load_bn_stats(model: nn.Module, path: str | Path, checkpoint_sha256: str | None = None) -> tuple[float, ...]:
