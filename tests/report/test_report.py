@@ -164,3 +164,15 @@ def test_report_out_never_replaces_a_file_that_is_not_a_report(pipeline: Path, t
     ours = tmp_path / "r.html"
     assert main(["report", str(pipeline), "--out", str(ours)]) == 0
     assert main(["report", str(pipeline), "--out", str(ours)]) == 0  # a previous report is replaced
+
+
+def test_default_output_never_replaces_a_file_that_is_not_a_report(pipeline: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    mine = pipeline / REPORT_FILE
+    mine.write_text("<html>my notes</html>", encoding="utf-8")
+    assert main(["report", str(pipeline)]) == 1
+    assert f"refusing to replace {mine}: it is not a us3l report" in capsys.readouterr().err
+    assert mine.read_text(encoding="utf-8") == "<html>my notes</html>"
+    mine.unlink()
+    assert main(["report", str(pipeline)]) == 0
+    assert main(["report", str(pipeline)]) == 0  # our own report is replaced

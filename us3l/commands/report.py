@@ -29,7 +29,7 @@ def report_cmd(
     from us3l.report import REPORT_FILE, render_report, save_report
 
     set_quiet(quiet)
-    target = None
+    target = directory / REPORT_FILE  # the default DIR/report.html is checked like an --out target
     if out is not None:
         if out.suffix.lower() in (".html", ".htm") and not out.is_dir():
             deprecated(f"--out {out}", f"--out {out.parent} (the folder; the file is always {REPORT_FILE})",
@@ -37,7 +37,7 @@ def report_cmd(
             target = out
         else:
             target = output_folder(out) / REPORT_FILE
-        check_replaceable(target, "us3l report", lambda head: b'<p class="muted">pipeline folder <code>' in head)
+    check_replaceable(target, "us3l report", lambda head: b'<p class="muted">pipeline folder <code>' in head)
     report = render_report(directory)
     path = save_report(report, target)
     if json_out:
