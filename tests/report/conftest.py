@@ -52,14 +52,15 @@ def _stats(center: float, seed: int):
     return summarize(center * (1.0 + 0.01 * rng.standard_normal(60)))
 
 
-def make_profile(root: Path, backend: str = "onnx", scale: float = 1.0) -> Path:
+def make_profile(root: Path, backend: str = "onnx", scale: float = 1.0, model: str = "cifar_resnet18",
+                 device: str = "cpu") -> Path:
     records = tuple(
         ProfileRecord(width=w, channels=int(512 * w), macs=MACS[w], params=PARAMS[w], weight_bytes=4 * PARAMS[w],
                       activation_bytes=1000,
                       latency=dataclasses.replace(_stats(scale * P50[w], i), stable=(backend, w) not in UNSTABLE))
         for i, w in enumerate(WIDTHS)
     )
-    prof = Profile(model="cifar_resnet18", device="cpu", backend=backend, precision="fp32",
+    prof = Profile(model=model, device=device, backend=backend, precision="fp32",
                    input_shape=(1, 3, 32, 32), threads=1, policy={"max_seconds": 1},
                    fingerprint={"cpu": {"model": "Test CPU 9000", "logical_cores": 2, "usable_cores": 2},
                                 "packages": {"torch": "2.13.0", "onnxruntime": "1.32.0"}, "python": "3.12.1"},

@@ -209,4 +209,5 @@ def test_selection_level_warnings_are_shown_once(pipeline: Path) -> None:
     make_selection(pipeline, sel)
     answer = _text(_section(render_report(pipeline).html, "selection"))
     assert answer.count(graph) == 1 and answer.count(sel["devices"][0]["warnings"][0]) == 1
-    assert "tie with 0.75 → faster" in panels_from_selection(sel)[0].title
+    assert panels_from_selection(sel)[0].title == "cpu · onnx/fp32 · chosen w=0.5 (tie → faster)"  # short
+    assert "accuracy tied within the 95 % intervals with w=0.75; the faster width was taken" in answer

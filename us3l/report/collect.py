@@ -69,6 +69,7 @@ class PipelineFiles:
     manifests: list[Loaded[dict[str, Any]]] = field(default_factory=list)
     summary: Loaded[dict[str, Any]] | None = None
     stale: list[str] = field(default_factory=list)  # readable files not bound to what they were computed from
+    foreign: list[Path] = field(default_factory=list)  # readable profiles of another model than the run: left out
 
     def present(self) -> dict[str, bool]:
         """Which inputs were found (readable or not), by input name."""
@@ -91,11 +92,7 @@ class PipelineFiles:
             self.checkpoint, self.metrics, self.accuracy, self.selection, self.summary,
             *self.profiles, *self.manifests,
         ]
-        lines = [  # a loader's message that names the file already is not prefixed with it again
-            item.error if str(item.path) in item.error else f"{item.path}: {item.error}"
-            for item in items
-            if item is not None and item.error
-        ]
+        lines = [error_line(item) for item in items if item is not None and item.error]
         for m in self.manifests:  # re-hashed here: a manifest saying "valid" is not trusted on its own word
             if m.doc is not None and m.doc.get(REHASH_KEY):
                 lines.append(f"{m.path}: valid: no ({m.doc[REHASH_KEY]['reason']}): {m.doc[REHASH_KEY]['detail']}")
@@ -103,6 +100,21 @@ class PipelineFiles:
 
     def found_any(self) -> bool:
         return any(self.present().values())
+
+    def usable_profiles(self) -> list[Any]:
+        """The readable profiles of the run's model (``foreign`` ones left out), as loaded documents."""
+        return [p.doc for p in self.profiles if p.ok and p.path not in self.foreign]
+
+    def stale_reasons(self, path: Path) -> list[str]:
+        """What ``stale`` says about the file ``path`` (its lines, without the leading path)."""
+        prefix = f"{path}: "
+        return [line.removeprefix(prefix) for line in self.stale if line.startswith(prefix)]
+
+
+def error_line(item: Loaded[Any]) -> str:
+    """``item``'s error as one line naming its file once (a loader's message that names it is not prefixed)."""
+    text = str(item.error)
+    return text if str(item.path) in text else f"{item.path}: {text}"
 
 
 def _load(path: Path, loader: Callable[[Path], T]) -> Loaded[T]:
@@ -242,6 +254,40 @@ def _bindings(files: PipelineFiles) -> list[str]:
     return lines
 
 
+def run_model(files: PipelineFiles) -> tuple[str, dict[str, Any] | None] | None:
+    """The run's model name and keyword arguments (None: not recorded): from the checkpoint, else accuracy.json."""
+    for item in (files.checkpoint, files.accuracy):
+        if item is not None and item.ok and isinstance(item.doc.get("model"), str):
+            kwargs = item.doc.get("model_kwargs")
+            return item.doc["model"], kwargs if isinstance(kwargs, dict) else None
+    return None
+
+
+def _profile_model(prof: Any) -> tuple[str, dict[str, Any] | None]:
+    kwargs = (prof.extra or {}).get("model_kwargs") if isinstance(prof.extra, dict) else None
+    return str(prof.model), kwargs if isinstance(kwargs, dict) else None
+
+
+def _model_mismatch(prof: Any, run: tuple[str, dict[str, Any] | None]) -> str | None:
+    """Why a profile is not of the run's model (None when it is)."""
+    model, kwargs = _profile_model(prof)
+    if model != run[0]:
+        return f"profile of {model}, not of the run's model {run[0]}"
+    if kwargs is not None and run[1] is not None and kwargs != run[1]:
+        return f"profile of {model} with model kwargs {kwargs}, not the run's {run[1]}"
+    return None
+
+
+def _foreign_profiles(files: PipelineFiles) -> dict[Path, str]:
+    """One line per readable profile of another model (or other recorded model kwargs) than the run's."""
+    run = run_model(files)
+    if run is None:
+        return {}
+    why = {p.path: _model_mismatch(p.doc, run) for p in files.profiles if p.ok}
+    return {path: f"{path}: left out: {text}; re-run us3l profile on the run's checkpoint (or move it out of "
+                  f"{PROFILES_DIR}/)" for path, text in why.items() if text}
+
+
 def _read_summary(path: Path) -> dict[str, Any]:
     from us3l.io import read_json
 
@@ -293,7 +339,9 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
         manifests=[_load(p, _read_manifest) for p in _artifact_manifests(root)],
         summary=_optional(root / SUMMARY_FILE, _read_summary),
     )
-    files.stale = _bindings(files)
+    foreign = _foreign_profiles(files)
+    files.foreign = list(foreign)
+    files.stale = _bindings(files) + list(foreign.values())
     if not files.found_any():
         raise US3LError(
             f"{root} contains no us3l pipeline files (expected a run folder, or run/checkpoint.json, accuracy.json "

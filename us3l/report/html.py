@@ -21,7 +21,7 @@ from typing import Any
 from markupsafe import Markup
 
 from us3l.report import plots
-from us3l.report.collect import PRODUCERS, Loaded, PipelineFiles
+from us3l.report.collect import PRODUCERS, Loaded, PipelineFiles, error_line
 from us3l.version import __version__
 
 RENDERED, MISSING, ERROR = "rendered", "missing", "error"
@@ -31,8 +31,11 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2re
 padding:0 1rem;color:#1d1d1f;line-height:1.4}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;
 margin-top:2rem}h3{font-size:1rem;margin-bottom:.3rem}
-table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
+.scroll{overflow-x:auto;max-width:100%;margin:.5rem 0 1rem}
+table{border-collapse:collapse;font-size:.85rem}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
+td{overflow-wrap:break-word}td:first-child:not(.num){overflow-wrap:anywhere;min-width:8em}
+h1,h2,h3,.answer p{overflow-wrap:anywhere}
 th{background:#f4f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.8rem;word-break:break-all}
 img{max-width:100%;height:auto;border:1px solid #eee}
@@ -143,7 +146,16 @@ def error_note(text: str) -> str:
 
 
 def _errors(items: Iterable[Loaded[Any] | None]) -> str:
-    return "".join(error_note(f"{it.path}: {it.error}") for it in items if it is not None and it.error)
+    return "".join(error_note(error_line(it)) for it in items if it is not None and it.error)
+
+
+def _foreign_note(files: PipelineFiles) -> str:
+    """A warning naming the profiles of another model than the run's, which the plots and tables leave out."""
+    if not files.foreign:
+        return ""
+    names = ", ".join(f"{p.parent.name}/{p.name}" for p in files.foreign)
+    return _macro("warning", f"left out: {names}: profiled from another model than the run's (see Inputs); "
+                             "re-run us3l profile on the run's checkpoint")
 
 
 def _short(text: Any, n: int = 12) -> str | None:
@@ -291,44 +303,69 @@ def section_accuracy(files: PipelineFiles) -> Section:
     return Section("accuracy", title, img(uri, "accuracy vs width") + note, RENDERED)
 
 
-def _good_profiles(files: PipelineFiles) -> list[Any]:
-    return [p.doc for p in files.profiles if p.ok]
-
-
 def section_latency(files: PipelineFiles) -> Section:
     """p50 latency against width, one line per profile, CI band."""
     title = "Latency vs width"
     if not files.profiles:
         return Section("latency", title, missing_note("profiles/*.json", PRODUCERS["profiles"]), MISSING)
-    uri = plots.latency_vs_width(_good_profiles(files))
-    errors = _errors(files.profiles)
+    uri = plots.latency_vs_width(files.usable_profiles())
+    errors = _foreign_note(files) + _errors(files.profiles)
     if uri is None:
         return Section("latency", title, errors or error_note("no profile has records"), ERROR)
     return Section("latency", title, img(uri, "latency vs width") + errors, RENDERED)
 
 
 def section_tradeoff(files: PipelineFiles) -> Section:
-    """Accuracy against latency per device, with the budget and the chosen width (from selection.json)."""
+    """Accuracy against latency per device, with the budget and the chosen width (from selection.json); without a
+    drawable selection, accuracy against p50 per profile, and a line saying why."""
     title = "Accuracy vs latency (selection)"
     sel = files.selection
+    acc_doc = files.accuracy.doc if files.accuracy is not None and files.accuracy.ok else None
     if sel is not None and sel.ok:
-        acc_doc = files.accuracy.doc if files.accuracy is not None and files.accuracy.ok else None
         panels = plots.panels_from_selection(sel.doc, acc_doc)
         uri = plots.accuracy_vs_latency(panels)
         if uri is not None:
-            return Section("tradeoff", title, img(uri, "accuracy vs latency per device") + _tradeoff_note(panels),
-                           RENDERED)
-    notes = _errors([sel]) if sel is not None else missing_note("selection.json", PRODUCERS["selection"])
-    profiles = _good_profiles(files)
-    if files.accuracy is not None and files.accuracy.ok and profiles:
-        panels = plots.panels_from_profiles(profiles, files.accuracy.doc)
-        uri = plots.accuracy_vs_latency(panels)
-        if uri is not None:
-            note = '<p class="muted">without a selection: p50 latency, no budget, no chosen width.</p>'
-            return Section("tradeoff", title, notes + img(uri, "accuracy vs latency per profile") + note
-                           + _tradeoff_note(panels), RENDERED)
-    state = MISSING if sel is None else ERROR
-    return Section("tradeoff", title, notes, state)
+            body = _stale_warnings(files) + img(uri, "accuracy vs latency per device") + _tradeoff_note(panels)
+            return Section("tradeoff", title, body, RENDERED)
+    lead, why = _tradeoff_fallback(files)
+    panels = plots.panels_from_profiles(files.usable_profiles(), acc_doc) if acc_doc is not None else []
+    uri = plots.accuracy_vs_latency(panels)
+    if uri is not None:
+        note = f'<p class="muted">{esc(why)}: p50 latency, no budget, no chosen width.</p>'
+        return Section("tradeoff", title, lead + _foreign_note(files) + img(uri, "accuracy vs latency per profile")
+                       + note + _tradeoff_note(panels), RENDERED)
+    if sel is not None and sel.ok:
+        text = f"nothing drawn: {_NO_CANDIDATES}, and there is no readable accuracy.json with profiles of the run's " \
+               "model to draw from instead"
+        return Section("tradeoff", title, _macro("nothing_note", text), MISSING)
+    return Section("tradeoff", title, lead, MISSING if sel is None else ERROR)
+
+
+_NO_CANDIDATES = "selection.json lists no candidate width with an accuracy and a latency"
+
+
+def _stale_selection(files: PipelineFiles) -> list[str]:
+    """Warnings for a selection made from other versions of the files the folder holds now."""
+    sel = files.selection
+    if sel is None:
+        return []
+    return [f"these numbers come from old files: {sel.path.name} was {why.removeprefix('stale: ')}"
+            for why in files.stale_reasons(sel.path)]
+
+
+def _stale_warnings(files: PipelineFiles) -> str:
+    return "".join(_macro("warning", t) for t in _stale_selection(files))
+
+
+def _tradeoff_fallback(files: PipelineFiles) -> tuple[str, str]:
+    """(the note leading the section, why the panels come from accuracy.json and the profiles) when the selection
+    gives no panel: it is missing, unreadable, or lists no candidate width with an accuracy and a latency."""
+    sel = files.selection
+    if sel is None:
+        return missing_note("selection.json", PRODUCERS["selection"]), "without a selection"
+    if not sel.ok:
+        return _errors([sel]), "without a readable selection"
+    return "", f"{_NO_CANDIDATES}; drawn from accuracy.json and the profiles instead"
 
 
 def _tradeoff_note(panels: Sequence[plots.TradeoffPanel]) -> str:
@@ -348,7 +385,7 @@ def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]
     acc_rows: dict[float, dict[str, Any]] = {}
     if files.accuracy is not None and files.accuracy.ok:
         acc_rows = {width_key(r["width"]): r for r in files.accuracy.doc.get("widths") or []}
-    profiles = _good_profiles(files)
+    profiles = files.usable_profiles()
     recs = [{width_key(r.width): r for r in p.records} for p in profiles]
     widths = sorted(set(acc_rows) | {w for m in recs for w in m})
     has_knn = any(r.get("knn_top1") is not None for r in acc_rows.values())
@@ -358,8 +395,8 @@ def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]
         headers += (["kNN top-1 [95 % CI]", "random init kNN [95 % CI]"] if has_knn else [])
         headers += ["linear top-1 [95 % CI]"] if has_linear else []
     headers += ["MACs", "params"]
-    for p in profiles:
-        headers += [f"{plots.profile_label(p)} p50 ms", "p90 ms"]
+    for label in plots.profile_labels(profiles):
+        headers += [f"{label} p50 ms", "p90 ms"]
     unstable = False
     rows = []
     for w in widths:
@@ -392,7 +429,7 @@ def section_widths(files: PipelineFiles) -> Section:
     headers, rows, unstable = _width_rows(files)
     if not rows:
         return Section("widths", title, error_note("no readable accuracy or profile file"), ERROR)
-    body = table(headers, rows, numeric=range(len(headers)))
+    body = _foreign_note(files) + table(headers, rows, numeric=range(len(headers)))
     if files.accuracy is not None and files.accuracy.ok:
         body += f'<p class="muted">baselines: {_baseline_text(files.accuracy.doc)}; n/a: not recorded.</p>'
     if unstable:
@@ -436,9 +473,10 @@ def _decision(d: dict[str, Any], metric: str | None) -> str:
 
 
 def _warning_text(item: Any) -> str:
+    """A warning of the selection as one line, its percentages in the page's format (``1.9%`` -> ``1.9 %``)."""
     if isinstance(item, dict):
-        return str(item.get("message") or item.get("text") or json.dumps(item, sort_keys=True, default=str))
-    return str(item)
+        item = item.get("message") or item.get("text") or json.dumps(item, sort_keys=True, default=str)
+    return plots.pct_text(item)
 
 
 def device_warnings(d: dict[str, Any], budget_ms: Any, metric: str | None,
@@ -492,13 +530,15 @@ def _accuracy_rows(files: PipelineFiles) -> dict[float, dict[str, Any]]:
     return plots.rows_by_width(files.accuracy.doc)  # type: ignore[return-value]
 
 
-def _answer_card(d: dict[str, Any], doc: dict[str, Any], rows: dict[float, dict[str, Any]]) -> str:
+def _answer_card(d: dict[str, Any], doc: dict[str, Any], rows: dict[float, dict[str, Any]],
+                 stale: Sequence[str] = ()) -> str:
+    """One device's answer; ``stale`` (the selection's staleness) leads its warnings."""
     metric = (doc.get("accuracy") or {}).get("metric")
     rule = plots.pct_text((doc.get("latency_rule") or {}).get("describe") or "latency")
     budget = doc.get("budget") or {}
     c = d.get("chosen") or {}
     where = f"{d.get('device')} · {d.get('backend')}/{d.get('precision')} · {d.get('model')}"
-    warnings = device_warnings(d, budget.get("latency_ms"), metric, rows)
+    warnings = [*stale, *device_warnings(d, budget.get("latency_ms"), metric, rows)]
     if not c:
         minimum = (d.get("minimum") or {}).get("latency_ms")
         return _macro("answer_none", where, _budget_text(budget), fmt_num(minimum), rule, warnings)
@@ -533,7 +573,8 @@ def section_selection(files: PipelineFiles) -> Section:
     acc = doc.get("accuracy") or {}
     metric = acc.get("metric")
     rows_by_width = _accuracy_rows(files)
-    cards = "".join(_answer_card(d, doc, rows_by_width) for d in doc.get("devices") or [])
+    stale = _stale_selection(files)
+    cards = "".join(_answer_card(d, doc, rows_by_width, stale) for d in doc.get("devices") or [])
     per_device = {_warning_text(w) for d in doc.get("devices") or [] for w in d.get("warnings") or []}
     cards += "".join(_macro("warning", t) for t in dict.fromkeys(
         _warning_text(w) for w in doc.get("warnings") or []) if t not in per_device)
@@ -544,7 +585,7 @@ def section_selection(files: PipelineFiles) -> Section:
         ("accuracy interval", "95 % interval from accuracy.json" if any(
             plots.candidate_ci(d.get("chosen") or {}, metric, rows_by_width) for d in doc.get("devices") or []
             if d.get("chosen")) else "n/a (no intervals recorded)"),
-        ("tie rule", doc.get("tie_rule") if isinstance(doc.get("tie_rule"), str) else None),
+        ("tie rule", plots.pct_text(doc["tie_rule"]) if isinstance(doc.get("tie_rule"), str) else None),
         ("tie-break", doc.get("tie_break")),
         ("feasible", "yes" if doc.get("feasible") else "no"),
     ])
@@ -633,13 +674,11 @@ def section_environment(files: PipelineFiles) -> Section:
     title = "Environment (per profile)"
     if not files.profiles:
         return Section("environment", title, missing_note("profiles/*.json", PRODUCERS["profiles"]), MISSING)
-    parts = []
-    for item in files.profiles:
-        if item.ok:
-            p = item.doc
-            parts.append(f"<h3>{esc(plots.profile_label(p))} <span class=\"muted\">{esc(item.path.name)}</span>"
-                         f"</h3>{kv_table(_fingerprint_pairs(p))}")
-    body = "".join(parts) + _errors(files.profiles)
+    items = [it for it in files.profiles if it.ok and it.path not in files.foreign]
+    labels = plots.profile_labels([it.doc for it in items])
+    parts = [f"<h3>{esc(label)} <span class=\"muted\">{esc(it.path.name)}</span></h3>"
+             f"{kv_table(_fingerprint_pairs(it.doc))}" for it, label in zip(items, labels, strict=True)]
+    body = _foreign_note(files) + "".join(parts) + _errors(files.profiles)
     return Section("environment", title, body, RENDERED if parts else ERROR)
 
 

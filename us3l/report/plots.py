@@ -13,18 +13,23 @@ Conventions shared by every figure (and by the HTML tables, through :func:`pct`)
 * accuracy is the vertical axis everywhere (rising upward); latency is the horizontal axis;
 * a width whose latency was not stable is drawn hollow, and the legend says so;
 * legends sit below the axes, off the data;
-* percentages are written ``83.4 %`` (one decimal, a space before the sign), tick labels ``80 %``.
+* percentages are written ``83.4 %`` (one decimal, a space before the sign), tick labels ``80 %``;
+* text from the input files (model, data, device names, the latency rule) is drawn as it is: mathtext and TeX
+  are off while a figure is built (:func:`_literal_text`), so a ``$`` in a path is a dollar sign.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import textwrap
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from us3l.errors import MissingDependencyError
 
@@ -36,6 +41,10 @@ _RANDOM_STYLE: dict[str, Any] = {"color": "0.45", "ls": "--", "marker": "v", "ma
 _RAW_COLOR = "tab:brown"
 _CHANCE_COLOR = "0.55"
 _UNSTABLE = "latency not stable (hollow)"
+_TITLE_CHARS = 56  # characters per line of a trade-off panel's title (two panels side by side, fontsize 8)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -156,12 +165,36 @@ def _data_name(data: Any) -> str:
 # ------------------------------------------------------------------------------------------ figures
 
 
-def _figure(width: float, height: float) -> Any:
+def _matplotlib() -> Any:
     try:
-        from matplotlib.figure import Figure
+        import matplotlib
     except ImportError:
         raise MissingDependencyError("matplotlib", "plot", "the report's plots") from None
+    return matplotlib
+
+
+def _literal_text(build: Callable[P, R]) -> Callable[P, R]:
+    """Run a figure builder with mathtext and TeX off: every text it sets (titles, labels, legends, annotations)
+    is drawn literally, so ``$`` in a path from an input file is never parsed as math."""
+
+    @functools.wraps(build)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _matplotlib().rc_context({"text.parse_math": False, "text.usetex": False}):
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
+def _figure(width: float, height: float) -> Any:
+    _matplotlib()
+    from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+
+
+def _wrap(text: str, width: int = _TITLE_CHARS) -> str:
+    """``text`` on lines of at most ``width`` characters (a long name is broken, never cut off)."""
+    return "\n".join(textwrap.wrap(text, width)) or text
 
 
 def png_data_uri(fig: Any) -> str:
@@ -215,6 +248,7 @@ def _fig_legend(fig: Any, axes: Sequence[Any], ncol: int = 3) -> None:
                    fontsize=7, frameon=False)
 
 
+@_literal_text
 def accuracy_figure(accuracy: Mapping[str, Any], x: str = "width") -> Any | None:
     """Top-1 accuracy (kNN and/or linear) against ``x`` (``width`` or ``macs``), with intervals and baselines.
 
@@ -277,6 +311,23 @@ def profile_label(profile: Any) -> str:
     return f"{profile.device} {profile.backend}/{profile.precision}"
 
 
+def profile_labels(profiles: Sequence[Any]) -> list[str]:
+    """:func:`profile_label` of each profile, made distinct: a label shared by profiles of several models gets the
+    model, and one still shared gets ``#1``, ``#2``, ... (a legend or table keeps one entry per label)."""
+    base = [profile_label(p) for p in profiles]
+    models: dict[str, set[str]] = {}
+    for label, prof in zip(base, profiles, strict=True):
+        models.setdefault(label, set()).add(str(prof.model))
+    labels = [f"{b} · {p.model}" if len(models[b]) > 1 else b for b, p in zip(base, profiles, strict=True)]
+    total, seen = Counter(labels), Counter[str]()
+    out = []
+    for label in labels:
+        seen[label] += 1
+        out.append(label if total[label] == 1 else f"{label} #{seen[label]}")
+    return out
+
+
+@_literal_text
 def latency_figure(profiles: Sequence[Any]) -> Any | None:
     """p50 latency against width, one line per profile, the 95 % CI of p50 as a band, unstable points hollow."""
     drawn = [p for p in profiles if p.records]
@@ -285,12 +336,12 @@ def latency_figure(profiles: Sequence[Any]) -> Any | None:
     fig = _figure(6.2, 4.4)
     ax = fig.add_subplot()
     any_unstable = False
-    for prof in drawn:
+    for prof, label in zip(drawn, profile_labels(drawn), strict=True):
         recs = sorted(prof.records, key=lambda r: r.width)
         xs = [r.width for r in recs]
         p50 = [r.latency.p50_ms for r in recs]
         ci = [r.latency.ci95_ms.get("p50") or (r.latency.p50_ms, r.latency.p50_ms) for r in recs]
-        (line,) = ax.plot(xs, p50, "-", lw=1.3, label=profile_label(prof), zorder=2)
+        (line,) = ax.plot(xs, p50, "-", lw=1.3, label=label, zorder=2)
         color = line.get_color()
         ax.fill_between(xs, [c[0] for c in ci], [c[1] for c in ci], color=color, alpha=0.2, linewidth=0)
         stable = [bool(r.latency.stable) for r in recs]
@@ -409,11 +460,20 @@ def _point(c: Any, scale: float, metric: str | None, rows: Mapping[float, Mappin
 
 
 def tied_widths(dev: Mapping[str, Any]) -> list[Any]:
-    """The widths a selection found tied with the chosen one (``tied_widths``, or ``ties`` / ``tied``)."""
+    """The widths a selection found tied with the chosen one (``tied_widths``, or ``ties`` / ``tied``), the
+    chosen width itself left out (``us3l select`` records the whole tie group)."""
+    chosen = dev.get("chosen") if isinstance(dev.get("chosen"), Mapping) else {}
+    own = chosen.get("width")
     for key in ("tied_widths", "ties", "tied"):
         if isinstance(dev.get(key), list):
-            return [t.get("width") if isinstance(t, Mapping) else t for t in dev[key]]
+            widths = [t.get("width") if isinstance(t, Mapping) else t for t in dev[key]]
+            return [w for w in widths if not _same_width(w, own)]
     return []
+
+
+def _same_width(a: Any, b: Any) -> bool:
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    return numbers and _width_key(a) == _width_key(b)
 
 
 def panels_from_selection(selection: Mapping[str, Any],
@@ -436,13 +496,10 @@ def panels_from_selection(selection: Mapping[str, Any],
         if percent and metric != "knn_top1" and accuracy:
             refs = [r for r in references(accuracy) if r.label.startswith("chance")]
         chosen = _point(dev.get("chosen"), scale, metric, rows)
-        why = ""
-        if chosen and str(dev.get("decided_by") or "").startswith("tie"):
-            tied_text = ", ".join(f"{float(t):g}" for t in tied_widths(dev) if isinstance(t, int | float))
-            why = f" (accuracy tie{' with ' + tied_text if tied_text else ''} → faster)"
+        tie = " (tie → faster)" if chosen and str(dev.get("decided_by") or "").startswith("tie") else ""
         panels.append(TradeoffPanel(
             title=f"{dev.get('device', '?')} · {dev.get('backend', '?')}/{dev.get('precision', '?')} · "
-                  + (f"chosen w={chosen.width:g}{why}" if chosen else "no width fits"),
+                  + (f"chosen w={chosen.width:g}{tie}" if chosen else "no width fits"),
             xlabel=f"latency (ms, {rule})",
             ylabel=ylabel,
             points=sorted(points, key=lambda p: p.width),
@@ -456,15 +513,19 @@ def panels_from_selection(selection: Mapping[str, Any],
 
 
 def panels_from_profiles(profiles: Sequence[Any], accuracy: Mapping[str, Any]) -> list[TradeoffPanel]:
-    """Without a selection: accuracy (linear, else kNN top-1) against p50 latency per profile, no budget."""
+    """Without a selection: accuracy (linear, else kNN top-1) against p50 latency per profile, no budget.
+
+    A profile of another model than the accuracy file's is left out (its latencies are not these widths')."""
     from us3l.deploy.select import accuracy_table, width_key
 
     table, metric = accuracy_table(accuracy)
     rows = rows_by_width(accuracy)
     refs = references(accuracy) if metric == "knn_top1" else [r for r in references(accuracy)
                                                                  if r.label.startswith("chance")]
+    model = accuracy.get("model")
+    profiles = [p for p in profiles if not isinstance(model, str) or p.model == model]
     panels = []
-    for prof in profiles:
+    for prof, label in zip(profiles, profile_labels(profiles), strict=True):
         points = []
         for r in sorted(prof.records, key=lambda r: r.width):
             w = width_key(r.width)
@@ -476,11 +537,12 @@ def panels_from_profiles(profiles: Sequence[Any], accuracy: Mapping[str, Any]) -
                                         None if ci is None else (100 * ci[0], 100 * ci[1]),
                                         None if base is None else 100 * base))
         if points:
-            panels.append(TradeoffPanel(f"{profile_label(prof)} · {prof.model}", "latency p50 (ms)",
+            panels.append(TradeoffPanel(f"{label} · {prof.model}", "latency p50 (ms)",
                                         f"{metric_label(metric)} accuracy", points, references=refs))
     return panels
 
 
+@_literal_text
 def tradeoff_figure(panels: Sequence[TradeoffPanel]) -> Any | None:
     """One subplot per panel (accuracy up, latency across), one shared legend below them."""
     panels = [p for p in panels if p.points]
@@ -552,7 +614,7 @@ def _draw_panel(ax: Any, panel: TradeoffPanel) -> None:
         top = max(p.accuracy for p in pts)
         ax.set_ylim(0, top * 1.1 if top > 0 else 1.0)
         ax.grid(alpha=0.3)
-    ax.set_title(panel.title, fontsize=8)
-    ax.set_xlabel(panel.xlabel, fontsize=8)
+    ax.set_title(_wrap(panel.title), fontsize=8)
+    ax.set_xlabel(_wrap(panel.xlabel), fontsize=8)
     ax.set_ylabel(panel.ylabel, fontsize=8)
     ax.tick_params(labelsize=7)

@@ -1,0 +1,187 @@
+"""Inputs that do not fit together, text that is not what the plots expect, and pages wider than the screen."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from us3l.cli import main
+from us3l.report import render_report
+from us3l.report.plots import (
+    accuracy_figure,
+    panels_from_profiles,
+    panels_from_selection,
+    png_bytes,
+    tradeoff_figure,
+)
+
+from .conftest import accuracy_v2, make_accuracy, make_profile, make_selection, selection_v2
+
+OTHER = "cifar_mobilenetv2"
+
+
+def _section(page: str, key: str) -> str:
+    m = re.search(rf'<section id="{key}">(.*?)</section>', page, re.S)
+    assert m, key
+    return m.group(1)
+
+
+def _text(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", fragment))
+
+
+def _edit(path: Path, change: Any) -> None:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    change(doc)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------ 1: profiles of another model
+
+
+def test_profiles_of_another_model_are_left_out_with_a_warning(pipeline: Path, capsys: pytest.CaptureFixture[str]) \
+        -> None:
+    foreign = make_profile(pipeline, "onnx", scale=3.0, model=OTHER)  # `us3l profile --model` into the folder
+    rep = render_report(pipeline)
+    assert rep.files.foreign == [foreign]
+    assert [p.model for p in rep.files.usable_profiles()] == ["cifar_resnet18"] * 2
+    for key in ("latency", "widths", "environment"):
+        body = _text(_section(rep.html, key))
+        assert f"left out: profiles/{foreign.name}" in body, key
+    widths = _section(rep.html, "widths")
+    assert widths.count("<th>cpu onnx/fp32 p50 ms</th>") == 1 and OTHER not in _text(widths).replace(foreign.name, "")
+    assert any(e.startswith(f"{foreign}: left out: profile of {OTHER}") for e in rep.errors())
+    assert main(["report", str(pipeline)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"warning: {foreign}: left out" in err
+
+
+def test_without_a_selection_no_panel_mixes_two_models(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    make_accuracy(root)
+    make_profile(root, "onnx")
+    make_profile(root, "onnx", model=OTHER)
+    rep = render_report(root)
+    assert len(rep.files.usable_profiles()) == 1
+    panels = panels_from_profiles([p.doc for p in rep.files.profiles], accuracy_v2())
+    assert [p.title for p in panels] == ["cpu onnx/fp32 · cifar_resnet18"]
+
+
+def test_profiles_sharing_a_label_get_distinct_labels() -> None:
+    from us3l.report.plots import profile_labels
+
+    a, b, c = (SimpleNamespace(device="cpu", backend="onnx", precision="fp32", model=m)
+               for m in ("m1", "m1", "m2"))
+    assert profile_labels([a, b]) == ["cpu onnx/fp32 #1", "cpu onnx/fp32 #2"]
+    assert profile_labels([a, c]) == ["cpu onnx/fp32 · m1", "cpu onnx/fp32 · m2"]
+    assert profile_labels([a]) == ["cpu onnx/fp32"]
+
+
+# ------------------------------------------------------------------------ 2: trade-off panel titles
+
+
+def test_tradeoff_titles_are_short_and_stay_inside_their_panel() -> None:
+    sel = selection_v2()
+    for d in sel["devices"]:
+        d["device"] = ("d" * 60) + d["backend"][:4]  # 64 characters, the longest device name allowed
+        d["tied_widths"] = [0.25, 0.3438, 0.4063, 0.5, 0.5938, 0.6563, 0.75, 0.7813, 0.9063, 1.0]
+        d["decided_by"] = "tie->latency"
+    fig = tradeoff_figure(panels_from_selection(sel, accuracy_v2()))
+    fig.canvas.draw()
+    box = fig.bbox
+    titles = [ax.title for ax in fig.axes if ax.get_title()]
+    extents = [t.get_window_extent() for t in titles]
+    assert len(extents) == 2 and not extents[0].overlaps(extents[1])
+    assert all(box.x0 <= e.x0 and e.x1 <= box.x1 for e in extents)
+    for t, d in zip(titles, sel["devices"], strict=True):
+        assert d["device"] in t.get_text().replace("\n", "") and "0.3438" not in t.get_text()
+
+
+# ------------------------------------------------------------------------ 5: `$` in texts from the files
+
+
+def test_dollar_signs_from_the_files_are_drawn_literally(pipeline: Path) -> None:
+    _edit(pipeline / "accuracy.json", lambda d: d.update(data="folder:/srv/c$/data/imgs_$v2"))
+    _edit(pipeline / "selection.json", lambda d: d["latency_rule"].update(describe="p90 in $ms$ of $x^"))
+    rep = render_report(pipeline)
+    assert {"accuracy", "tradeoff"} <= set(rep.rendered())
+    fig = accuracy_figure({**accuracy_v2(model="net_$a$_$b"), "data": "c$/x_$y"})
+    png_bytes(fig)
+    assert "net_$a$_$b on c$/x_$y" in fig.axes[0].get_title()
+
+
+# ------------------------------------------------------------------------ 6: a stale selection
+
+
+def test_a_stale_selection_is_warned_about_in_the_answer(pipeline: Path) -> None:
+    _edit(pipeline / "selection.json",
+          lambda d: d.update(inputs={"profiles": [], "accuracy": {"path": "accuracy.json", "sha256": "cd" * 32}}))
+    page = render_report(pipeline).html
+    cards = re.findall(r'<div class="answer">.*?</div>', _section(page, "selection"), re.S)
+    assert cards and all("these numbers come from old files: selection.json was made from other versions of "
+                         "accuracy.json; re-run us3l select" in html.unescape(c) for c in cards)
+    assert "these numbers come from old files" in _section(page, "tradeoff")
+
+
+# ------------------------------------------------------------------------ 7: a selection with nothing to draw
+
+
+def _no_candidates(doc: dict[str, Any]) -> None:
+    for d in doc["devices"]:
+        d.pop("candidates")
+
+
+def test_a_selection_without_candidates_says_why_nothing_is_drawn(tmp_path: Path) -> None:
+    root = tmp_path / "sel"
+    sel = selection_v2()
+    _no_candidates(sel)
+    make_selection(root, sel)
+    rep = render_report(root)
+    body = _text(_section(rep.html, "tradeoff"))
+    assert "nothing drawn: selection.json lists no candidate width with an accuracy and a latency" in body
+    assert "tradeoff" not in rep.failed()
+    make_accuracy(root)
+    make_profile(root)
+    body = _text(_section(render_report(root).html, "tradeoff"))
+    assert "without a selection" not in body and "drawn from accuracy.json and the profiles instead" in body
+
+
+# ------------------------------------------------------------------------ 8: an error names its file once
+
+
+def test_a_section_error_names_its_file_once(pipeline: Path) -> None:
+    prof = next((pipeline / "profiles").glob("*onnx*.json"))
+    prof.write_text("{not json", encoding="utf-8")
+    body = _text(_section(render_report(pipeline).html, "latency"))
+    assert body.count(str(prof)) == 1
+
+
+# ------------------------------------------------------------------------ 9: one percent format, no self-tie
+
+
+def test_percentages_from_the_selection_in_the_page_format_and_no_width_tied_with_itself(pipeline: Path) -> None:
+    sel = selection_v2()
+    sel["tie_rule"] = "95% accuracy interval"
+    sel["devices"][0]["warnings"] = ["relative CI half-width 1.9% of p90"]
+    sel["devices"][0]["tied_widths"] = [0.5, 0.75]  # the whole tie group, chosen width 0.5 included
+    make_selection(pipeline, sel)
+    answer = _text(_section(render_report(pipeline).html, "selection"))
+    assert "95 % accuracy interval" in answer and "relative CI half-width 1.9 % of p90" in answer
+    assert not re.search(r"\d%", answer)
+    assert "with w=0.75;" in " ".join(answer.split())
+
+
+# ------------------------------------------------------------------------ 10: wide tables
+
+
+def test_tables_scroll_in_their_own_box_and_figures_fit(pipeline: Path) -> None:
+    page = render_report(pipeline).html
+    assert page.count("<table>") == page.count('<div class="scroll"><table>') > 0
+    css = re.search(r"<style>(.*?)</style>", page, re.S).group(1)  # type: ignore[union-attr]
+    assert ".scroll{overflow-x:auto" in css and "img{max-width:100%" in css and "overflow-wrap:anywhere" in css
