@@ -123,3 +123,14 @@ def test_a_train_state_of_another_model_is_refused_on_resume(tmp_path: Path, tin
     err = capsys.readouterr().err
     assert err.startswith(f"error: {runs[8] / 'train_state.pt'} is not a safe us3l training state (ValueError: "
                           "optimizer momentum_buffer of parameter ") and "the state of another model" in err, err
+
+
+def test_no_monitor_widths_is_a_note_not_an_empty_table(tmp_path: Path, tiny_folder: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: `knn_widths: []` ended with an accuracy table of headers only."""
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1, knn_widths=[])
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run)]) == 0
+    cap = capsys.readouterr()
+    assert "knn_top1" not in cap.out and f"run folder: {run}" in cap.out
+    assert f"note: knn_widths is empty: no kNN monitor; measure the accuracy with us3l eval --ckpt {run}" in cap.err

@@ -505,8 +505,6 @@ def validate(cfg: TrainConfig) -> None:
     _check_device(cfg.device)
     for name in ("width_min", "width_max", "single_width"):
         _check_width(name, getattr(cfg, name))
-    if not cfg.knn_widths:
-        raise US3LError("knn_widths must list at least one width (the kNN accuracy reported per width)")
     for w in cfg.knn_widths:
         _check_width("knn_widths", w)
     if cfg.sampling == "sandwich" and cfg.num_samples < 2 and cfg.method not in ("single", "snets"):
