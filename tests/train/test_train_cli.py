@@ -134,3 +134,11 @@ def test_no_monitor_widths_is_a_note_not_an_empty_table(tmp_path: Path, tiny_fol
     cap = capsys.readouterr()
     assert "knn_top1" not in cap.out and f"run folder: {run}" in cap.out
     assert f"note: knn_widths is empty: no kNN monitor; measure the accuracy with us3l eval --ckpt {run}" in cap.err
+
+
+def test_one_sample_per_iteration_says_only_the_max_width_trains(tmp_path: Path, tiny_folder: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: num_samples 1 trained width 1 only, without a word, while recording min_width 0.25."""
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1, num_samples=1)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    assert "note: num_samples 1: every iteration trains width 1 only" in capsys.readouterr().err

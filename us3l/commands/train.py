@@ -138,6 +138,10 @@ def train_cmd(
                  "starting a new run", markup=False)
         cfg = resolve_config(config, explicit=given)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
+    if (cfg.num_samples == 1 and cfg.method not in ("single", "snets") and not launch
+            and os.environ.get("RANK", "0") == "0"):
+        note(f"note: num_samples 1: every iteration trains width {cfg.width_max or 1:g} only, so the other widths "
+             "are not trained (a non-slimmable control run, as in benchmarks/naive_seeds.py)", markup=False)
     if not resume:  # a resumed run's model is the saved one, checked against its weights when it loads
         from us3l.train.loop import check_model
 

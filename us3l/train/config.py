@@ -507,9 +507,6 @@ def validate(cfg: TrainConfig) -> None:
         _check_width(name, getattr(cfg, name))
     for w in cfg.knn_widths:
         _check_width("knn_widths", w)
-    if cfg.sampling == "sandwich" and cfg.num_samples < 2 and cfg.method not in ("single", "snets"):
-        raise US3LError(f"num_samples must be >= 2 with sampling: sandwich (the max and the min width every "
-                        f"iteration), got {cfg.num_samples}; with 1 only the max width would train")
     if cfg.width_min is not None and cfg.width_max is not None and cfg.width_min > cfg.width_max:
         raise US3LError(f"width_min ({cfg.width_min}) must not exceed width_max ({cfg.width_max})")
     if cfg.epochs < 1:
