@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -110,3 +111,37 @@ def test_a_folder_that_cannot_be_created_is_one_line_naming_it(tmp_path: Path) -
         acquire(tmp_path / "file" / "run", "run folder")
     with pytest.raises(US3LError, match=r"^cannot create run folder /proc/us3l-no/run: No such file or directory$"):
         acquire("/proc/us3l-no/run", "run folder")
+
+
+@pytest.mark.parametrize(
+    ("code", "strerror"), [(errno.EROFS, "Read-only file system"), (errno.EACCES, "Permission denied")]
+)
+def test_a_folder_that_cannot_be_written_is_named_as_such(
+    code: int, strerror: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red-team: a read-only --out said "remove the lock file and retry", which cannot help."""
+    import us3l.locking as locking
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise OSError(code, strerror)
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    monkeypatch.setattr(locking.os, "open", refuse)
+    with pytest.raises(US3LError) as err:
+        acquire(folder, "export folder")
+    assert str(err.value) == f"export folder {folder} is not writable ({strerror}): choose a folder you can write to"
+
+
+def test_an_existing_lock_file_that_cannot_be_opened_says_remove_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import us3l.locking as locking
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EACCES, "Permission denied")
+
+    (tmp_path / LOCK_FILE).write_text("1\n")  # e.g. another user's lock file in a shared, writable folder
+    monkeypatch.setattr(locking.os, "open", refuse)
+    with pytest.raises(US3LError, match=r"^cannot use the lock file .*: Permission denied; remove it and retry$"):
+        acquire(tmp_path)

@@ -12,6 +12,7 @@ lock their own folders, some of them the same).
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -35,16 +36,21 @@ def _holder(lock_path: Path) -> str:
     return f" (pid {int(text)})" if text.isdigit() else ""
 
 
-def _open_lock_file(lock_path: Path) -> int:
+def _open_lock_file(lock_path: Path, what: str = "folder") -> int:
     """Open (or create) the lock file, refusing anything but a private regular file: the PID is written into it,
     and a run folder from elsewhere could otherwise hold a symlink or hard link that points the write at another
-    file of the user's."""
+    file of the user's. A folder that cannot be written into (read-only file system, no write permission) is
+    named as such: removing the lock file would not help there."""
     import stat
 
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(lock_path, flags, 0o666)
     except OSError as exc:
+        if _not_writable(exc, lock_path):
+            raise US3LError(
+                f"{what} {lock_path.parent} is not writable ({exc.strerror}): choose a folder you can write to"
+            ) from None
         kind = "a symbolic link" if lock_path.is_symlink() else exc.strerror
         raise US3LError(f"cannot use the lock file {lock_path}: {kind}; remove it and retry") from None
     st = os.fstat(fd)
@@ -53,6 +59,14 @@ def _open_lock_file(lock_path: Path) -> int:
         kind = "not a regular file" if not stat.S_ISREG(st.st_mode) else "a hard link to another file"
         raise US3LError(f"cannot use the lock file {lock_path}: {kind}; remove it and retry")
     return fd
+
+
+def _not_writable(exc: OSError, lock_path: Path) -> bool:
+    """``exc`` (opening ``lock_path``) says the folder cannot be written into: a read-only file system, or no
+    permission to create the lock file there. A lock file that exists but cannot be opened is the other case."""
+    if exc.errno == errno.EROFS:
+        return True
+    return exc.errno in (errno.EACCES, errno.EPERM) and not os.path.lexists(lock_path)
 
 
 def acquire(folder: str | Path, what: str = "folder") -> Path:
@@ -77,7 +91,7 @@ def acquire(folder: str | Path, what: str = "folder") -> Path:
             _held[key] = (fd, depth + 1)
             return key
         lock_path = key / LOCK_FILE
-        fd = _open_lock_file(lock_path)
+        fd = _open_lock_file(lock_path, what)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
