@@ -59,19 +59,19 @@ def trtexec_build_command(
 ) -> list[str]:
     """The ``trtexec`` argument list (never a shell string) that builds ``engine_path`` from ``onnx_path``.
 
-    ``int8``: ``onnx_path`` is an explicitly quantized (Q/DQ) model, ``--int8`` lets TensorRT run its quantized
-    layers in INT8 with the model's own scales (no calibration cache); with ``fp16`` too the unquantized layers
-    may run in FP16.
+    The precision flags are exactly those the Python-API build sets (``builder_flags``, mapped by
+    ``TRTEXEC_FLAGS``), so a remote device builds the same engine from the same file: ``int8`` (``onnx_path`` is an
+    explicitly quantized Q/DQ model; ``--int8`` lets TensorRT run its quantized layers in INT8 with the model's own
+    scales, no calibration cache) wins over ``fp16`` (``--fp16``); neither: fp32 (no flag; TF32 is TensorRT's
+    default both ways).
 
     ``shapes`` fixes the input shape (``--shapes``); with ``min_shapes``/``max_shapes`` it is the optimisation
     shape of a dynamic-batch profile (``--minShapes/--optShapes/--maxShapes``). ``workspace_mb`` limits the
     builder's scratch memory (TensorRT 10: ``--memPoolSize=workspace:<N>M``).
     """
     cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={engine_path}", "--skipInference"]
-    if fp16:
-        cmd.append("--fp16")
-    if int8:
-        cmd.append("--int8")
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    cmd += [TRTEXEC_FLAGS[flag] for flag in builder_flags(precision)]
     if (min_shapes is None) != (max_shapes is None):
         raise ValueError("min_shapes and max_shapes go together")
     if min_shapes is not None and max_shapes is not None:
@@ -122,6 +122,10 @@ def current_compute_capability() -> str | None:
         return None
     major, minor = torch.cuda.get_device_capability()
     return f"{major}.{minor}"
+
+
+#: The trtexec option that sets each ``tensorrt.BuilderFlag`` ``builder_flags`` uses (TensorRT 10 trtexec).
+TRTEXEC_FLAGS = {"FP16": "--fp16", "INT8": "--int8"}
 
 
 def builder_flags(precision: str) -> tuple[str, ...]:

@@ -77,3 +77,16 @@ def test_tensorrt_contract(tiny_net: torch.nn.Module, tmp_path: Path) -> None:  
     assert art.extras["tensorrt"]["compute_capability"]
     with TRT.load(art.path) as r, torch.no_grad():
         assert compare(tiny_net(x).numpy(), r.infer(x.numpy()), "fp16")
+
+
+def test_trtexec_sets_exactly_the_python_api_builder_flags() -> None:
+    """Red-team: int8=True with the fp16=True default gave --fp16 --int8, the Python API INT8 only."""
+    from us3l.deploy.backends.tensorrt import TRTEXEC_FLAGS, builder_flags, trtexec_build_command
+
+    def flags(cmd: list[str]) -> list[str]:
+        return [a for a in cmd if a in TRTEXEC_FLAGS.values()]
+
+    assert flags(trtexec_build_command("m.onnx", "m.engine", int8=True)) == ["--int8"]  # fp16=True is the default
+    for kwargs, precision in (({"int8": True}, "int8"), ({}, "fp16"), ({"fp16": False}, "fp32")):
+        cmd = trtexec_build_command("m.onnx", "m.engine", **kwargs)
+        assert flags(cmd) == [TRTEXEC_FLAGS[f] for f in builder_flags(precision)]
