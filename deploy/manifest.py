@@ -6,6 +6,7 @@ touches the file. Schema: kind "manifest", version 1 (see docs/deploy.md for eve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -110,15 +111,74 @@ _SECTIONS = ("environment", "model", "source", "backend", "input", "output", "ta
 _REQUIRED = ("model", "backend", "artifact")
 
 
+#: A runtime version as the runtimes spell it: ``1.19.2``, ``2024.4.0-16579-c3152d32c9c-releases/2024/4``.
+_VERSION = re.compile(r"\d+(\.\d+)+([-+.].*)?")
+
+
 def validate_manifest(doc: Mapping[str, Any], path: str | Path) -> None:
     """The shape every reader relies on, one line naming the file and field: ``valid`` a boolean, each section an
-    object. A hand-edited ``"verification": "x"`` used to surface as an ``AttributeError`` in the report."""
+    object, and every field the loaders use of the type they use it as (``_validate_fields``). A hand-edited
+    ``"verification": "x"`` used to surface as an ``AttributeError`` in the report, ``"runtime_device": 5`` as one
+    in ``us3l.deploy.load``."""
     if not isinstance(doc.get("valid"), bool):
         raise US3LError(f"{path}: valid must be true or false, got {doc.get('valid')!r:.80}")
     for key in _SECTIONS:
         value = doc.get(key)
         if (value is not None or key in _REQUIRED) and not isinstance(value, dict):
             raise US3LError(f"{path}: {key} must be an object, got {value!r:.80}")
+    _validate_fields(doc, path)
+
+
+def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
+    """The fields ``check_manifest``, ``us3l.deploy.load``, ``us3l eval --artifact`` and the report read: the
+    backend a known one (its ``tensorrt`` section present for an engine), its precision one it exports, the
+    runtime versions version strings, the runtime device a name, the width a number, the input shape a list."""
+    from us3l.deploy.backends import list_backends
+
+    def bad(field: str, want: str, got: object) -> US3LError:
+        return US3LError(f"{path}: {field} must be {want}, got {got!r:.80}; re-export the artifact")
+
+    backend = doc["backend"]
+    name = backend.get("name")
+    if name not in list_backends():
+        raise US3LError(f"{path}: unknown backend {name!r:.80} in backend.name (choose from "
+                        f"{', '.join(list_backends())}); re-export the artifact")
+    precision = backend.get("precision")
+    if precision not in get_backend(name).precisions:
+        raise bad("backend.precision", f"one of {', '.join(get_backend(name).precisions)}", precision)
+    _check_version(backend.get("runtime_version"), "backend.runtime_version", bad)
+    if not isinstance(backend.get("dynamic_batch", False), bool):
+        raise bad("backend.dynamic_batch", "true or false", backend.get("dynamic_batch"))
+    if name == "tensorrt":
+        trt = doc.get("tensorrt")
+        if trt is None:
+            raise bad("tensorrt", "an object (the TensorRT version and GPU an engine was built for)", trt)
+        _check_version(trt.get("version"), "tensorrt.version", bad, required=True)
+        if not isinstance(trt.get("compute_capability"), str) or not _VERSION.fullmatch(trt["compute_capability"]):
+            raise bad("tensorrt.compute_capability", 'a string like "8.7"', trt.get("compute_capability"))
+    device = (doc.get("target") or {}).get("runtime_device")
+    if device is not None and (not isinstance(device, str) or not device.strip()):
+        raise bad("target.runtime_device", "a device name (a string)", device)
+    width = doc["model"].get("width")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int | float)):
+        raise bad("model.width", "a number", width)
+    shape = (doc.get("input") or {}).get("shape")
+    if shape is not None and not _shape_ok(shape):
+        raise bad("input.shape", 'a list of positive integers (the first may be "batch")', shape)
+
+
+def _check_version(value: object, field: str, bad: Any, required: bool = False) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not _VERSION.fullmatch(value):
+        raise bad(field, 'a version string like "1.2.3"', value)
+
+
+def _shape_ok(shape: object) -> bool:
+    if not isinstance(shape, list) or not shape:
+        return False
+    dims = shape[1:] if shape[0] == "batch" else shape
+    return all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)
 
 
 def check_manifest(
