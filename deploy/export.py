@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from torch import nn
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import INPUT_NAME, Artifact
 from us3l.deploy.graph import build_deployable_graph
-from us3l.deploy.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from us3l.deploy.manifest import MANIFEST_FILE, MANIFEST_KIND, build_manifest, write_manifest
 from us3l.deploy.quantize import (
     CALIB_SEED,
     DEFAULT_CALIB_IMAGES,
@@ -137,16 +139,18 @@ def _data_spec(meta: dict[str, Any]) -> str | None:
 
 
 def int8_calibration(
-    src: _Source, calib_images: int, calib_data: str | None, seed: int = CALIB_SEED
+    src: _Source, calib_images: int, calib_data: str | None, seed: int = CALIB_SEED,
+    verify_images: int = VERIFY_IMAGES,
 ) -> CalibrationSet:
     """The INT8 calibration set of an export: ``calib_images`` seeded, stratified training images of the run's own
-    data (``calib_data`` overrides the data spec; a fresh model has none and needs it)."""
+    data (``calib_data`` overrides the data spec; a fresh model has none and needs it), and ``verify_images``
+    held-out ones."""
     spec = calib_data or src.data_spec
     if not spec:
         why = "a fresh --model has no training data" if not src.from_checkpoint else "the checkpoint records no data"
         raise US3LError(f"INT8 needs calibration images and {why}: pass --calib-data SPEC (e.g. builtin)")
     norm = src.normalization
-    return calibration_set(spec, src.input_size, norm["mean"], norm["std"], calib_images, seed)
+    return calibration_set(spec, src.input_size, norm["mean"], norm["std"], calib_images, seed, verify_images)
 
 
 def int8_calibration_for(
@@ -229,30 +233,40 @@ def _int8_inputs(
 
         if bn_kind(src.model, w) == "frozen-uncalibrated":
             deployable_module(src.model, w, require_bn_stats=True)  # raises: "width W has no calibrated BN ..."
+    samples = verify_samples(shape[0], VERIFY_IMAGES)  # 64, or one whole batch of a larger batch size
     if calibration is None:
-        calibration = int8_calibration(src, calib_images, calib_data)
+        calibration = int8_calibration(src, calib_images, calib_data, verify_images=samples)
     check_calibration(calibration, shape)
     if verify_inputs is not None:
         x = np.ascontiguousarray(verify_inputs, dtype=np.float32)
         return calibration, x, f"provided batch ({len(x)} samples)"
-    if calibration.holdout is not None and len(calibration.holdout) >= MIN_TOPK_SAMPLES:
-        return calibration, calibration.holdout, str(calibration.holdout_note)
+    holdout = calibration.holdout
+    if holdout is not None and len(holdout) >= max(MIN_TOPK_SAMPLES, shape[0]):
+        return calibration, holdout, str(calibration.holdout_note)
     norm = src.normalization
-    x = seeded_inputs(shape, norm["mean"], norm["std"], VERIFY_IMAGES, VERIFY_SEED)
+    x = seeded_inputs(shape, norm["mean"], norm["std"], samples, VERIFY_SEED)
     return calibration, x, (
-        f"seeded batch (seed {VERIFY_SEED}, {VERIFY_IMAGES} smooth random images, normalised): "
+        f"seeded batch (seed {VERIFY_SEED}, {samples} smooth random images, normalised): "
         f"{calibration.holdout_note or 'no held-out training images'}"
     )
+
+
+def verify_samples(batch: int, least: int = VERIFY_SAMPLES) -> int:
+    """How many images verify a batch-``batch`` artifact: ``least``, or one whole batch where that is larger
+    (a fixed-batch artifact is run one whole batch at a time)."""
+    return max(least, int(batch))
 
 
 def verification_inputs(
     shape: tuple[int, ...], norm: dict[str, Any], given: np.ndarray | None
 ) -> tuple[np.ndarray, str]:
     """(the FP32 verification images, their description for the manifest): ``given`` (N, C, H, W) normalised
-    images, or a seeded batch of ``VERIFY_SAMPLES`` smooth random images normalised with ``norm``."""
+    images, or a seeded batch of ``verify_samples(shape[0])`` smooth random images normalised with ``norm``
+    (``VERIFY_SAMPLES``, or one whole batch of a larger batch size)."""
     if given is None:
-        x = seeded_inputs(shape, norm["mean"], norm["std"], VERIFY_SAMPLES, VERIFY_SEED)
-        return x, f"seeded batch (seed {VERIFY_SEED}, {VERIFY_SAMPLES} smooth random images, normalised)"
+        n = verify_samples(shape[0])
+        x = seeded_inputs(shape, norm["mean"], norm["std"], n, VERIFY_SEED)
+        return x, f"seeded batch (seed {VERIFY_SEED}, {n} smooth random images, normalised)"
     x = np.ascontiguousarray(given, dtype=np.float32)
     return x, f"provided batch ({len(x)} samples)"
 
@@ -283,17 +297,76 @@ def check_device_precision(device_name: str | None, backend: str, precision: str
         spec.check_precision(backend, precision)
 
 
-def _move_into_place(staging: Path, final: Path) -> None:
+def _manifest_kind(folder: Path) -> str | None:
+    """The ``kind`` of the us3l manifest in ``folder`` (``manifest.json``, a regular file written by us3l), else
+    ``None``: anything unreadable, not JSON, or not a us3l document."""
+    path = folder / MANIFEST_FILE
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    ours = isinstance(doc, dict) and doc.get("tool") == "us3l" and isinstance(doc.get("kind"), str)
+    return doc["kind"] if ours else None
+
+
+def check_replaceable_artifact(path: Path, kind: str = MANIFEST_KIND) -> None:
+    """Refuse (one line) to replace ``path`` unless it is absent, a symbolic link (the link is replaced, its target
+    kept) or a previous us3l export: a folder whose ``manifest.json`` is a us3l manifest of ``kind``. A file or a
+    folder of the user's at an artifact path is never deleted."""
+    if path.is_symlink() or not path.exists():
+        return
+    if path.is_dir() and _manifest_kind(path) == kind:
+        return
+    what = f"a folder without a us3l {MANIFEST_FILE} of kind '{kind}'" if path.is_dir() else "a file"
+    raise US3LError(
+        f"refusing to replace {path}: it is {what}, not a previous us3l export; move it away or choose another --out"
+    )
+
+
+def artifact_dir(out_dir: str | Path, device_name: str | None, name: str) -> Path:
+    """``out_dir/<device_name or "local">/<name>``, both names checked as one safe folder name each."""
+    device = safe_name(device_name or "local", "device name")
+    return Path(out_dir) / device / safe_name(name, "artifact name")
+
+
+def check_artifact_paths(directory: Path, kind: str = MANIFEST_KIND) -> None:
+    """``check_replaceable_artifact`` for both places an export of ``directory`` may end in: the folder itself
+    (verification passed) and ``<name>.failed`` (it failed)."""
+    for path in (directory, directory.with_name(f"{directory.name}.failed")):
+        check_replaceable_artifact(path, kind)
+
+
+def check_export_targets(
+    model_or_ckpt: Any,
+    jobs: Sequence[tuple[float, str | None, str]],
+    backend: str,
+    out_dir: str | Path,
+    model_name: str | None = None,
+) -> None:
+    """Before any export work: refuse (one line) when a (width, device name, precision) of ``jobs`` would replace a
+    file or a folder at ``out_dir`` that is not a previous us3l export (``check_artifact_paths``)."""
+    src = _resolve_source(model_or_ckpt, model_name)
+    be = get_backend(backend)
+    for width, device_name, precision in jobs:
+        w = src.model.width_range.check(float(width))
+        check_artifact_paths(artifact_dir(out_dir, device_name, artifact_name(src.name, w, be.name, precision)))
+
+
+def _move_into_place(staging: Path, final: Path, kind: str = MANIFEST_KIND) -> None:
     """Replace ``final`` by ``staging`` (old one renamed aside first, then removed). Interrupted or failed between
-    the two renames, the old artifact is put back before the error goes on: ``final`` is never lost."""
+    the two renames, the old artifact is put back before the error goes on: ``final`` is never lost. ``final`` must
+    be absent, a link or a previous us3l export of ``kind`` (``check_replaceable_artifact``)."""
+    check_replaceable_artifact(final, kind)
     old = None
     try:
-        if final.exists():
+        if os.path.lexists(final):
             old = temp_dir(final.parent, prefix=staging_prefix(final.name, "old"))
             os.replace(final, old / final.name)
         os.replace(staging, final)
     except BaseException:
-        if old is not None and (old / final.name).exists() and not final.exists():
+        if old is not None and os.path.lexists(old / final.name) and not os.path.lexists(final):
             os.replace(old / final.name, final)
             shutil.rmtree(old, ignore_errors=True)
         raise
@@ -324,7 +397,9 @@ def export_width(
     or a registered model instance (fresh: pass ``model_name``). From a checkpoint the width must have BN
     statistics (calibrated or running); a fresh model is exported with initial statistics and the manifest
     says ``"bn_stats": "uncalibrated"``. Files go to ``out_dir/<device_name or "local">/<name>/`` (see
-    ``artifact_name``). ``verify_inputs`` (N, C, H, W) normalised images; default a seeded batch of 8.
+    ``artifact_name``); a file or a folder there that is not a previous us3l export is refused before any work
+    (``check_artifact_paths``). ``verify_inputs`` (N, C, H, W) normalised images; default a seeded batch of 8 (one
+    whole batch of a ``batch`` above 8).
     ``precision`` defaults to the backend's first precision (fp32; fp16 for TensorRT); on a known device
     (``device_name`` in ``us3l devices``) it must be one its device file's ``[precisions]`` allows for the backend.
 
@@ -337,7 +412,7 @@ def export_width(
     Raises ``VerificationFailed`` when the artifact's outputs are outside tolerance.
     """
     be = get_backend(backend)
-    device_folder = safe_name(device_name or "local", "device name")  # one folder inside out_dir, checked first
+    safe_name(device_name or "local", "device name")  # one folder inside out_dir, checked first
     precision = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(precision)
     check_device_precision(device_name, be.name, precision)
@@ -345,6 +420,8 @@ def export_width(
         raise ValueError(f"batch must be >= 1, got {batch}")
     src = _resolve_source(model_or_ckpt, model_name)
     w = src.model.width_range.check(float(width))
+    dest = artifact_dir(out_dir, device_name, artifact_name(src.name, w, be.name, precision))
+    check_artifact_paths(dest)  # a file or folder of the user's there: refused before any work
     shape = (batch, 3, src.input_size, src.input_size)
     norm = src.normalization
     if precision == "int8":
@@ -354,8 +431,7 @@ def export_width(
     else:
         verify_inputs, inputs_note = verification_inputs(shape, norm, verify_inputs)
 
-    device_dir = Path(out_dir) / device_folder
-    name = safe_name(artifact_name(src.name, w, be.name, precision), "artifact name")
+    device_dir, name = dest.parent, dest.name
     new_device_dir = not device_dir.is_dir()
     device_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(out_dir)  # staging folders of killed exports (dead PID) and stale $TMPDIR/us3l-* folders

@@ -79,6 +79,7 @@ class CalibrationSet:
     transform: str | None = None
     holdout: np.ndarray | None = None
     holdout_note: str | None = None
+    note: str | None = None  # why the set is smaller than asked (``--calib-images`` above what the split allows)
 
     def __post_init__(self) -> None:
         x = np.ascontiguousarray(self.inputs, dtype=np.float32)
@@ -110,6 +111,8 @@ class CalibrationSet:
             "per_class": dict(self.per_class),
             "transform": self.transform,
         }
+        if self.note:
+            doc["note"] = self.note
         if self.indices:
             doc["indices_sha256"] = hashlib.sha256(np.asarray(self.indices, dtype=np.int64).tobytes()).hexdigest()
         return doc
@@ -172,7 +175,9 @@ def calibration_set(
     """``size`` training images of the data spec ``data`` (seeded, stratified), evaluation-transformed.
 
     The training split is what the run learned from and what BN was calibrated on; the held-out verification
-    images are drawn (same rule, seed ``seed + 1``) from the training images left over.
+    images (``verify_images``) are drawn (same rule, seed ``seed + 1``) from the training images left over.
+    ``size`` is capped so that ``VERIFY_IMAGES`` training images stay out of the calibration set (``capped_size``;
+    the set's ``note`` says so).
     """
     import torch
 
@@ -191,6 +196,7 @@ def calibration_set(
             f"calibration set too small: the training split of {data} has {len(ds)} image(s), need at least "
             f"{MIN_CALIB_IMAGES}"
         )
+    size, cap_note = capped_size(size, len(ds), data)
     transform = eval_transform_for(ds, int(input_size), tuple(mean), tuple(std))
     idx = stratified_indices(labels, size, seed)
     calib = _transformed(subset_dataset(ds, idx), transform)
@@ -218,7 +224,24 @@ def calibration_set(
         transform=repr(transform),
         holdout=holdout,
         holdout_note=note,
+        note=cap_note,
     )
+
+
+def capped_size(size: int, available: int, data: str) -> tuple[int, str | None]:
+    """(calibration images to take, a note when that is fewer than ``size``): at most the ``available`` training
+    images less ``VERIFY_IMAGES`` held out to verify the artifact (all of them where the split is too small for
+    both; the artifact is then verified on synthetic images). The cap does not depend on the batch size, so an
+    export and ``us3l profile`` of the same request calibrate on the same images."""
+    keep = available - VERIFY_IMAGES
+    cap = keep if keep >= MIN_CALIB_IMAGES else available
+    if size <= cap:
+        return size, None
+    why = (
+        f"{VERIFY_IMAGES} are held out to verify the INT8 artifact" if cap == keep
+        else "none is left to verify the INT8 artifact, which is verified on synthetic images instead"
+    )
+    return cap, f"--calib-images {size} capped to {cap}: the training split of {data} has {available} images, {why}"
 
 
 def _transformed(ds: Any, transform: Any, batch: int = 256) -> np.ndarray:

@@ -28,6 +28,8 @@ from us3l.deploy.export import (
     _costs,
     _move_into_place,
     _resolve_source,
+    artifact_dir,
+    check_artifact_paths,
     input_description,
     verification_inputs,
 )
@@ -222,16 +224,17 @@ def export_switchable(
     be = get_backend(backend)
     if not be.available():
         raise be.missing()
-    device_folder = safe_name(device_name or "local", "device name")
+    safe_name(device_name or "local", "device name")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     src = _resolve_source(model_or_ckpt, model_name)
     grid = check_widths(src.model, default_grid(src.model) if widths is None else widths)
+    dest = artifact_dir(out_dir, device_name, artifact_name(src.name, be.name))
+    check_artifact_paths(dest, SWITCHABLE_KIND)  # a file or folder of the user's there: refused before any work
     shape = (batch, 3, src.input_size, src.input_size)
     verify_inputs, inputs_note = verification_inputs(shape, src.normalization, verify_inputs)
     refs, width_facts = _widths(src.model, grid, shape, verify_inputs, src.from_checkpoint)
-    name = safe_name(artifact_name(src.name, be.name), "artifact name")
-    device_dir = Path(out_dir) / device_folder
+    device_dir, name = dest.parent, dest.name
     device_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(out_dir)
     staging = temp_dir(device_dir, prefix=staging_prefix(name))
@@ -249,7 +252,7 @@ def export_switchable(
         with phase("manifest + move into place"):
             atomic_write_json(staging / MANIFEST_FILE, manifest)
             final = device_dir / (name if valid else f"{name}.failed")
-            _move_into_place(staging, final)
+            _move_into_place(staging, final, SWITCHABLE_KIND)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -154,6 +154,22 @@ def _check_selection_source(
             )
 
 
+def _one_backend(backends: list[str]) -> str:
+    """``--backend``: export writes one backend per run (unlike ``us3l profile``); a repeated flag is a usage error,
+    not a silent pick of the last one."""
+    if len(backends) != 1:
+        raise US3LError(
+            f"export takes one --backend, got {', '.join(backends)}: run us3l export once per backend", exit_code=2
+        )
+    return backends[0]
+
+
+def _calibration_notes(results: list[Any]) -> list[str]:
+    """The INT8 calibration sets' notes (``--calib-images`` capped), each once."""
+    texts = [((r.manifest.get("quantization") or {}).get("calibration") or {}).get("note") for r in results]
+    return list(dict.fromkeys(t for t in texts if t))
+
+
 def _check_batch(batch_size: int, dynamic_batch: bool) -> None:
     if not 1 <= batch_size <= MAX_BATCH:
         raise US3LError(f"--batch-size must be 1 to {MAX_BATCH}, got {batch_size}")
@@ -246,7 +262,7 @@ def _print_tables(backend: str, tables: dict[str, list[list[str]]], wide: bool) 
 
 @app.command("export")
 def export_cmd(
-    backend: str = typer.Option(..., "--backend", help="onnx | openvino | tensorrt"),
+    backends: list[str] = typer.Option(..., "--backend", metavar="<str>", help="onnx | openvino | tensorrt (one)"),
     width: float | None = typer.Option(None, "--width", help="Width ratio in the model's range."),
     selection: Path | None = typer.Option(None, "--selection", help="selection.json from `us3l select`."),
     device: str | None = typer.Option(
@@ -293,9 +309,10 @@ def export_cmd(
 ) -> None:
     """Export a width to ONNX / OpenVINO IR / a TensorRT engine, verified against PyTorch, with a manifest."""
     from us3l.deploy.backends import get_backend
-    from us3l.deploy.export import VerificationFailed, export_width
+    from us3l.deploy.export import VerificationFailed, check_export_targets, export_width
 
     set_quiet(quiet)
+    backend = _one_backend(backends)
     if batch_old is not None:
         deprecated(f"--batch {batch_old}", f"--batch-size {batch_old}", "export")
         batch_size = batch_old
@@ -320,6 +337,8 @@ def export_cmd(
 
     def job_precision(w: float, dev: str | None) -> str:
         """--precision, else the precision the selection chose for this width (when the backend exports it)."""
+        if sel_doc is None or precision is not None:
+            return prec
         picked = chosen_prec.get((w, str(dev)))
         return picked if picked in be.precisions else prec
 
@@ -345,6 +364,8 @@ def export_cmd(
     tables: dict[str, list[list[str]]] = {}  # one table per precision (INT8 shows other quantities)
     results = []
     try:
+        # a file or folder of the user's at any artifact path: refused before the first export's work
+        check_export_targets(src, [(w, dev, job_precision(w, dev)) for w, dev in jobs], be.name, out, model_name)
         with Progress(f"exporting to {be.name}", len(jobs), "artifacts", enabled=not json_out) as bar:
             for w, dev in jobs:
                 bar.update(len(results), detail=f"{dev or 'local'} width {w:g}: export, build, verify")
@@ -353,7 +374,7 @@ def export_cmd(
                     w,
                     be.name,
                     out,
-                    job_precision(w, dev) if sel_doc is not None and precision is None else precision,
+                    job_precision(w, dev),
                     dev,
                     dynamic_batch,
                     model_name=model_name,
@@ -370,6 +391,8 @@ def export_cmd(
             _row(exc.result.manifest["target"]["device"], exc.result)
         )
         _print_tables(be.name, tables, wide)
+        for text in _calibration_notes([*results, exc.result]):
+            note(f"note: {text}", markup=False)
         raise
     finally:
         release(out_lock)
@@ -400,6 +423,8 @@ def export_cmd(
             note(f"[dim]{text}[/dim]")
         for r in results:
             note(f"wrote {r.directory}", markup=False)
+    for text in _calibration_notes(results):
+        note(f"note: {text}", markup=False)
     if any(r.manifest["model"]["bn_stats"] == "uncalibrated" for r in results):
         note(
             "[yellow]note:[/yellow] exported a fresh, uncalibrated model (placeholder BN statistics): "
@@ -426,7 +451,7 @@ def _switchable(
     from us3l.deploy.switchable_export import BACKENDS, SwitchableVerificationFailed, export_switchable
     from us3l.validate import width_list
 
-    backend = get_backend(backend).name  # unknown backend: one line; "onnxruntime" is onnx
+    backend = get_backend(backend).name  # unknown backend (e.g. "onnxruntime": the backend is "onnx"): one line
     if backend not in BACKENDS:
         raise US3LError(f"--switchable exports to onnx or openvino, not '{backend}' (TensorRT: docs/deploy.md)")
     if width is not None or selection is not None:
