@@ -354,11 +354,10 @@ def check_export_targets(
         check_artifact_paths(artifact_dir(out_dir, device_name, artifact_name(src.name, w, be.name, precision)))
 
 
-def _move_into_place(staging: Path, final: Path, kind: str = MANIFEST_KIND) -> None:
+def _move_into_place(staging: Path, final: Path) -> None:
     """Replace ``final`` by ``staging`` (old one renamed aside first, then removed). Interrupted or failed between
-    the two renames, the old artifact is put back before the error goes on: ``final`` is never lost. ``final`` must
-    be absent, a link or a previous us3l export of ``kind`` (``check_replaceable_artifact``)."""
-    check_replaceable_artifact(final, kind)
+    the two renames, the old artifact is put back before the error goes on: ``final`` is never lost. Callers check
+    ``final`` with ``check_replaceable_artifact`` first (a user's file or folder there is never replaced)."""
     old = None
     try:
         if os.path.lexists(final):
@@ -476,6 +475,7 @@ def export_width(
         with phase("manifest + move into place"):
             write_manifest(staging, manifest)
             final = device_dir / (name if verification else f"{name}.failed")
+            check_replaceable_artifact(final)  # again: nothing of the user's appeared there meanwhile
             _move_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

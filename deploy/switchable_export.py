@@ -30,6 +30,7 @@ from us3l.deploy.export import (
     _resolve_source,
     artifact_dir,
     check_artifact_paths,
+    check_replaceable_artifact,
     input_description,
     verification_inputs,
 )
@@ -252,7 +253,8 @@ def export_switchable(
         with phase("manifest + move into place"):
             atomic_write_json(staging / MANIFEST_FILE, manifest)
             final = device_dir / (name if valid else f"{name}.failed")
-            _move_into_place(staging, final, SWITCHABLE_KIND)
+            check_replaceable_artifact(final, SWITCHABLE_KIND)  # again, right before the rename
+            _move_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
