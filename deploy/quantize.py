@@ -133,6 +133,9 @@ def array_sha256(x: np.ndarray) -> str:
 def split_batches(x: np.ndarray, batch: int | None) -> list[np.ndarray]:
     step = CALIB_BATCH if batch is None else int(batch)
     usable = len(x) if batch is None else (len(x) // step) * step
+    if usable == 0:  # a fixed batch larger than the calibration set: the quantizer would see nothing
+        raise US3LError(f"the artifact's fixed batch of {step} is larger than its {len(x)} calibration images: "
+                        f"give --calib-images {step} or more, or a smaller --batch-size")
     return [x[i : min(i + step, usable)] for i in range(0, usable, step)]
 
 

@@ -82,6 +82,18 @@ def test_calibration_set_is_seeded_stratified_and_reproducible() -> None:
     assert doc["data"] == "builtin" and "stratified" in doc["selection"]
 
 
+def test_a_fixed_batch_larger_than_the_calibration_set_is_one_line() -> None:
+    """Red-team 2026-12-05: `export --precision int8 --batch-size 400` with 300 calibration images ended in NNCF's
+    `error: No data is collected.`"""
+    from us3l.deploy.quantize import split_batches
+
+    x = np.zeros((300, 3, SIZE, SIZE), np.float32)
+    assert [len(b) for b in split_batches(x, 128)] == [128, 128]
+    with pytest.raises(US3LError, match=r"^the artifact's fixed batch of 400 is larger than its 300 calibration "
+                                        r"images: give --calib-images 400 or more, or a smaller --batch-size$"):
+        split_batches(x, 400)
+
+
 def test_calibration_refusals() -> None:
     with pytest.raises(US3LError, match=r"^--calib-images must be an integer >= 32 .*got 10$"):
         calibration_set("builtin", SIZE, [0.5] * 3, [0.25] * 3, size=10)
