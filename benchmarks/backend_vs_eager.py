@@ -8,7 +8,6 @@ machine state. Ratio = p50(backend) / p50(torch eager) on the same materialized 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,7 +21,7 @@ from us3l.slim import materialize
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--points", type=script_cli.positive_int, default=4)
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0)

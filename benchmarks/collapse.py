@@ -121,7 +121,7 @@ def section_flag(command: str, default: str, section: str | None = None) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p = script_cli.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--out", default="runs/collapse", help="folder for the runs and collapse.json")
     p.add_argument("--data", default="builtin", help="data spec for every run (default: builtin)")
     p.add_argument("--minutes", type=script_cli.positive_float, default=None,
@@ -133,8 +133,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-share", type=float, default=0.1, help="fraction of the budget reserved for evaluation")
     p.add_argument("--jobs", type=script_cli.positive_int, default=None,
                    help="training processes at a time, one torch thread each (default: min(2, cores))")
-    p.add_argument("--single-widths", default=",".join(f"{w:g}" for w in SINGLE_WIDTHS))
-    p.add_argument("--eval-widths", default=",".join(f"{w:g}" for w in EVAL_WIDTHS), help="widths of us3l/naive")
+    p.add_argument("--single-widths", type=script_cli.widths, default=",".join(f"{w:g}" for w in SINGLE_WIDTHS),
+                   help="widths of the networks trained alone (default %(default)s)")
+    p.add_argument("--eval-widths", type=script_cli.widths, default=",".join(f"{w:g}" for w in EVAL_WIDTHS),
+                   help="widths of us3l/naive (default %(default)s)")
     p.add_argument("--curve-every", type=script_cli.nonnegative_int, default=4, metavar="K",
                    help="training-monitor kNN of us3l and naive_simsiam every K epochs (0: at the end only)")
     p.add_argument("--no-same-epochs", dest="same_epochs", action="store_false",
@@ -193,10 +195,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     except US3LError as e:
         p.error(f"--us3l-epochs/--us3l-stage1: {e}")
     return args
-
-
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
 
 
 # ------------------------------------------------------------------------------------------ budget rule
@@ -424,7 +422,7 @@ def train(cfg: Any) -> dict[str, Any]:
 def run_specs(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
     """(run name, method, single width) of every training run, us3l first."""
     specs: list[tuple[str, str, float | None]] = [("us3l", "us3l", None), ("naive_simsiam", "naive_simsiam", None)]
-    specs += [(f"single_w{w:g}", "single", w) for w in _floats(args.single_widths)]
+    specs += [(f"single_w{w:g}", "single", w) for w in args.single_widths]
     return specs
 
 
@@ -489,8 +487,8 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         raise US3LError(f"the us3l probe recorded {len(stage_s)} epoch(s), not {US3L_PROBE_EPOCHS}")
     # mean seconds per epoch, to size the same-epochs singles' share below
     t_us3l = stage1 * stage_s[0] + (1.0 - stage1) * sum(stage_s[1:]) / 3
-    same_epochs = [w for w in _floats(args.single_widths) if args.same_epochs and f"single_w{w:g}" in probes]
-    split = [w for w in _floats(args.single_widths) if args.split_budget and f"single_w{w:g}" in probes]
+    same_epochs = [w for w in args.single_widths if args.same_epochs and f"single_w{w:g}" in probes]
+    split = [w for w in args.single_widths if args.split_budget and f"single_w{w:g}" in probes]
     # the same-epochs singles cost (their epoch time / us3l's) of one share each, the split-budget singles one
     # share together, spread over the slots
     extra = sum(probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs) if t_us3l else 0.0
@@ -628,7 +626,7 @@ def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log:
     from us3l.eval.accuracy import ACCURACY_FILE, save_accuracy
     from us3l.eval.runner import evaluate_checkpoint, open_checkpoint
 
-    widths = _floats(args.eval_widths)
+    widths = args.eval_widths
     rows: list[dict[str, Any]] = []
     data: dict[str, Any] = {"spec": args.data, "source": args.data_source, "subset_per_class": args.subset}
     baselines: dict[str, Any] = {"random_init": {}, "raw_pixels": None}
@@ -1067,7 +1065,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
         runs=runs,
         results=ev["rows"],
         baselines=ev["baselines"],
-        verdict=verdict(ev["rows"], _floats(args.single_widths), ev["baselines"]["random_init"]),
+        verdict=verdict(ev["rows"], args.single_widths, ev["baselines"]["random_init"]),
         seconds={"probe": round(probe_s, 1), "train": round(t_train - t0 - probe_s, 1),
                  "eval": round(t_end - t_train, 1), "total": round(t_end - t0, 1)},
     )

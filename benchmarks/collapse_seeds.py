@@ -58,8 +58,9 @@ cb = nl.cb
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
+    p = script_cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=script_cli.seeds, default=DEFAULT_SEEDS,
+                   help="comma-separated seeds (default %(default)s)")
     p.add_argument("--us3l-epochs", type=script_cli.positive_int, default=None,
                    help=f"us3l's epochs in every seed (default {DEFAULT_US3L_EPOCHS}; {QUICK_US3L_EPOCHS} with "
                         "--quick); every other run gets the same CPU time")
@@ -79,10 +80,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--section", default=SECTION, help=f"name of the docs section to regenerate (default {SECTION})")
     p.add_argument("--render", default=None, metavar="JSON", help="only re-render the docs from this result file")
     args = p.parse_args(argv)
-    try:
-        args.seed_list = ns.parse_seeds(args.seeds)
-    except ValueError as exc:
-        p.error(str(exc))
     if args.us3l_epochs is None:
         args.us3l_epochs = QUICK_US3L_EPOCHS if args.quick else DEFAULT_US3L_EPOCHS
     args.result_paths = {}
@@ -90,8 +87,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         seed, sep, path = item.partition("=")
         if not sep or not seed.strip().isdigit() or not path:
             p.error(f"--result expects SEED=JSON, got {item!r}")
-        if int(seed) not in args.seed_list:
-            p.error(f"--result {item}: seed {int(seed)} is not in --seeds {args.seeds}")
+        if int(seed) not in args.seeds:
+            p.error(f"--result {item}: seed {int(seed)} is not in --seeds {','.join(map(str, args.seeds))}")
         args.result_paths[int(seed)] = Path(path)
     return args
 
@@ -273,7 +270,7 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     docs_by_seed: dict[int, dict[str, Any]] = {}
     sources: dict[int, str] = {}
-    for seed in args.seed_list:
+    for seed in args.seeds:
         path = args.result_paths.get(seed)
         if path is None:
             path = out / f"seed{seed}" / "collapse.json"
@@ -285,11 +282,11 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
         sources[seed] = cb._display_path(path)
     check_comparable(docs_by_seed)
     t_train = time.perf_counter()
-    first = docs_by_seed[args.seed_list[0]]
+    first = docs_by_seed[args.seeds[0]]
     within = float(first["verdict"].get("within_points", 2.0))
-    fields = dict(git=git, seeds=args.seed_list, us3l_epochs=first["runs"]["us3l"]["epochs"], data=first["data"],
-                  per_seed={str(s): _seed_record(docs_by_seed[s], sources[s]) for s in args.seed_list},
-                  summary=summarize(args.seed_list, docs_by_seed, within))
+    fields = dict(git=git, seeds=args.seeds, us3l_epochs=first["runs"]["us3l"]["epochs"], data=first["data"],
+                  per_seed={str(s): _seed_record(docs_by_seed[s], sources[s]) for s in args.seeds},
+                  summary=summarize(args.seeds, docs_by_seed, within))
     return nl.write_result(args, cli, docs, out, "collapse_seeds.py", BENCH_KIND, BENCH_SCHEMA, fields,
                            (t0, t_train, time.perf_counter()), render_markdown)
 

@@ -40,7 +40,7 @@ VARIANTS = {"flushed": "true", "ieee": "false"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = script_cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/denormal", help="folder for the two runs and denormal.json")
     p.add_argument("--method", default="naive_simsiam", help="training method of both runs (default naive_simsiam)")
     p.add_argument("--epochs", type=script_cli.positive_int, default=48, help="epochs of both runs (default 48)")

@@ -9,7 +9,6 @@ neighbours) hits every runtime alike. Prints the median (p50) per runtime and th
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -44,9 +43,9 @@ def runner_timer(runner, x: np.ndarray) -> Callable[[int], Sequence[float]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
-    ap.add_argument("--widths", default="0.25,0.5,0.75,1.0")
+    ap.add_argument("--widths", type=script_cli.widths, default="0.25,0.5,0.75,1.0")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=4.0, help="time cap per (width, runtime)")
     args = ap.parse_args()
@@ -55,7 +54,7 @@ def main() -> None:
     size = model.input_size
     x = torch.randn(1, 3, size, size)
     xn = x.numpy()
-    widths = [float(w) for w in args.widths.split(",")]
+    widths = args.widths
     backends = [b for b in ("onnx", "openvino") if get_backend(b).available()]
     timers: dict[tuple[float, str], Callable[[int], Sequence[float]]] = {}
     runners = []

@@ -25,7 +25,6 @@ single-thread runs here measure 0.99-1.02; the margin absorbs this VM's noise) o
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -102,9 +101,9 @@ def op_counts(path: Path) -> dict[str, int]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--widths", default="1.0,0.5,0.25")
-    ap.add_argument("--backends", default="onnx", help="comma-separated: onnx,openvino")
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--widths", type=script_cli.widths, default="1.0,0.5,0.25")
+    ap.add_argument("--backends", type=script_cli.backends, default="onnx", help="comma-separated: onnx,openvino")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1,
                     help="runtime threads (default 1: on a shared 2-core VM two threads add +-15 %% noise)")
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0, help="measurement time per timer")
@@ -120,8 +119,7 @@ def main() -> int:
     from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer
 
     threads = resolve_threads(args.threads)
-    widths = [float(w) for w in args.widths.split(",")]
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    widths, backends = args.widths, args.backends
     net = fresh_model("cifar_resnet18")
     shape = (1, 3, net.input_size, net.input_size)
     x = example_input(shape)

@@ -32,7 +32,32 @@ from pathlib import Path
 from us3l import script_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIGS = "cifar_resnet18:1.0,cifar_resnet18:0.5,resnet50:1.0"
+#: ``--configs``' default. The defaults of the list flags are lists, not text for argparse to read with their type:
+#: a ``--child`` would import the model registry (torch) before it starts timing its imports.
+DEFAULT_CONFIGS = [("cifar_resnet18", 1.0), ("cifar_resnet18", 0.5), ("resnet50", 1.0)]
+DEFAULT_EXPORTERS = ["torchscript", "dynamo"]
+
+
+def config(text: str) -> tuple[str, float]:
+    """One ``--configs`` entry, ``MODEL:WIDTH``: a registered model and a width in (0, 1]."""
+    model, sep, width = text.partition(":")
+    if not sep or not model or not width or ":" in width:
+        raise argparse.ArgumentTypeError(f"expects MODEL:WIDTH (e.g. cifar_resnet18:0.5), got {text!r}")
+    return script_cli.model(model), script_cli.width(width)
+
+
+def _exporters() -> tuple[str, ...]:
+    from us3l.deploy.backends.onnx import EXPORTERS
+
+    return EXPORTERS
+
+
+CONFIGS = script_cli.comma_list(config, "MODEL:WIDTH pairs")
+EXPORTERS = script_cli.comma_list(script_cli.choice("exporter", _exporters), "ONNX exporter names")
+
+
+def _show_configs(pairs: list[tuple[str, float]]) -> str:
+    return ",".join(f"{m}:{w:g}" for m, w in pairs)
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -132,10 +157,13 @@ def _latency(model: str, width: float, rounds: int) -> dict[str, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", default=DEFAULT_CONFIGS, help="model:width,... (default %(default)s)")
-    ap.add_argument("--backends", default="onnx", help="comma-separated: onnx,openvino (default onnx)")
-    ap.add_argument("--exporters", default="torchscript,dynamo", help="interleaved (default %(default)s)")
+    ap = script_cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", type=CONFIGS, default=DEFAULT_CONFIGS, metavar="MODEL:WIDTH,...",
+                    help=f"models and widths to export (default {_show_configs(DEFAULT_CONFIGS)})")
+    ap.add_argument("--backends", type=script_cli.backends, default=["onnx"],
+                    help="comma-separated: onnx,openvino (default onnx)")
+    ap.add_argument("--exporters", type=EXPORTERS, default=DEFAULT_EXPORTERS,
+                    help=f"interleaved (default {','.join(DEFAULT_EXPORTERS)})")
     ap.add_argument("--repeats", type=script_cli.positive_int, default=1)
     ap.add_argument("--ckpt", default=None, help="export from this checkpoint instead of fresh models")
     ap.add_argument("--latency", type=script_cli.nonnegative_int, default=0, metavar="ROUNDS",
@@ -150,15 +178,13 @@ def main() -> int:
     if args.child:
         return _child(args)
 
-    exporters = [e.strip() for e in args.exporters.split(",") if e.strip()]
-    configs = [(c.split(":")[0], float(c.split(":")[1])) for c in args.configs.split(",") if c.strip()]
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    exporters, backends = args.exporters, args.backends
     print(f"# us3l export time, {platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}; "
           f"load average before {os.getloadavg()[0]:.2f}")
-    print(f"# command: python benchmarks/export_time.py --configs {args.configs} --backends {args.backends} "
-          f"--exporters {args.exporters} --repeats {args.repeats}")
+    print(f"# command: python benchmarks/export_time.py --configs {_show_configs(args.configs)} "
+          f"--backends {','.join(backends)} --exporters {','.join(exporters)} --repeats {args.repeats}")
     results: list[dict[str, object]] = []
-    for model, width in configs:
+    for model, width in args.configs:
         for backend in backends:
             runs: dict[str, list[dict[str, object]]] = {e: [] for e in exporters}
             for r in range(args.repeats):

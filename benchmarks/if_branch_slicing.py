@@ -166,11 +166,11 @@ def _session_mib(runtime: str, path: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap = script_cli.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--channels", type=script_cli.positive_int, default=128, help="full-width channels of every conv")
     ap.add_argument("--layers", type=script_cli.positive_int, default=6)
     ap.add_argument("--size", type=script_cli.positive_int, default=16, help="input height and width")
-    ap.add_argument("--widths", default="1,0.5,0.25")
+    ap.add_argument("--widths", type=script_cli.widths, default="1,0.5,0.25")
     ap.add_argument("--rounds", type=script_cli.positive_int, default=5, help="interleaved rounds per timer")
     ap.add_argument("--calls", type=script_cli.positive_int, default=100, help="calls per round and timer")
     ap.add_argument("--session-mib", nargs=2, metavar=("RUNTIME", "PATH"), help=argparse.SUPPRESS)
@@ -186,7 +186,7 @@ def main() -> None:
     c_full = args.channels
     weights = [(rng.standard_normal((c_full, 3 if i == 0 else c_full, 3, 3)) * 0.05).astype(np.float32)
                for i in range(args.layers)]
-    widths = [float(w) for w in args.widths.split(",")]
+    widths = args.widths
     channels = [max(1, round(c_full * w)) for w in widths]
     x = rng.standard_normal((1, 3, args.size, args.size)).astype(np.float32)
     tmp = Path(tempfile.mkdtemp(prefix="if_slicing_"))

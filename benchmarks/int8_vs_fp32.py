@@ -18,7 +18,6 @@ use ``vpmaddubsw`` + ``vpmaddwd`` and often do not beat FP32.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import subprocess
 import tempfile
@@ -35,6 +34,9 @@ from us3l.deploy.export import VerificationFailed, export_width, int8_calibratio
 from us3l.deploy.graph import fresh_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.timers import load_interleaved
+
+#: ``--models``: registered names; ``''`` for none (only ``--ckpt``)
+FRESH_MODELS = script_cli.comma_list(script_cli.model, "registered model names", empty_ok=True)
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_tile")
 
@@ -65,11 +67,12 @@ def _commit() -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="cifar_resnet18,resnet50", help="fresh registered models ('' for none)")
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", type=FRESH_MODELS, default="cifar_resnet18,resnet50",
+                    help="fresh registered models ('' for none)")
     ap.add_argument("--ckpt", default=None, help="a trained run (calibrated widths): adds it, with the kNN drop")
-    ap.add_argument("--widths", default="1.0,0.5,0.25")
-    ap.add_argument("--backends", default="onnx,openvino")
+    ap.add_argument("--widths", type=script_cli.widths, default="1.0,0.5,0.25")
+    ap.add_argument("--backends", type=script_cli.backends, default="onnx,openvino")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0, help="time cap per artifact")
     ap.add_argument("--calib-images", type=script_cli.positive_int, default=300)
@@ -78,9 +81,9 @@ def main() -> None:
                     help="cap the kNN bank (seeded stratified)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    widths = [float(w) for w in args.widths.split(",")]
-    backends = [b for b in args.backends.split(",") if get_backend(b).available()]
-    sources: list[tuple[str, Any, str | None]] = [(m, fresh_model(m), m) for m in args.models.split(",") if m]
+    widths = args.widths
+    backends = [b for b in args.backends if get_backend(b).available()]
+    sources: list[tuple[str, Any, str | None]] = [(m, fresh_model(m), m) for m in args.models]
     loaded = None
     if args.ckpt:
         from us3l.eval.runner import open_checkpoint

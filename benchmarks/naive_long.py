@@ -65,7 +65,7 @@ BEGIN, END = markers(SECTION)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = script_cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=script_cli.positive_int, default=None,
                    help="epochs of every run (default 300; --quick: 2, or 4 with --with-us3l)")
     p.add_argument("--curve-every", type=script_cli.nonnegative_int, default=None, metavar="K",

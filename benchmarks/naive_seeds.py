@@ -57,20 +57,10 @@ cb = nl.cb
 NAIVE, CONTROL, US3L = nl.NAIVE, cb.NAIVE_CONTROL, nl.US3L
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``--seeds``: distinct non-negative integers, comma-separated."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds expects distinct non-negative integers separated by commas, got {text!r}")
-    return seeds
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False, allow_abbrev=False)
-    p.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"seeds, comma-separated (default {DEFAULT_SEEDS})")
+    p = script_cli.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False, allow_abbrev=False)
+    p.add_argument("--seeds", type=script_cli.seeds, default=DEFAULT_SEEDS,
+                   help="seeds, comma-separated (default %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="reuse the finished runs in OUT whose config matches, train the missing ones")
     p.add_argument("-h", "--help", action="store_true")
@@ -82,16 +72,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         raise SystemExit(0)
     if any(a == "--seed" or a.startswith("--seed=") for a in rest):
         p.error("--seed does not apply here: every seed of --seeds trains the naive recipe and its control")
-    try:
-        seeds = parse_seeds(own.seeds)
-    except ValueError as exc:
-        p.error(str(exc))
     if "--section" not in rest:
         rest = [*rest, "--section", SECTION]
     args = nl.parse_args(rest)
     if own.resume and args.reuse:
         p.error("--resume trains what is missing, --reuse trains nothing: give one of them")
-    args.seeds, args.resume = seeds, own.resume
+    args.seeds, args.resume = own.seeds, own.resume
     return args
 
 

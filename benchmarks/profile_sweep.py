@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from us3l import script_cli
+from us3l.errors import US3LError
 
 
 def sweep(model: str, backend: str, args: argparse.Namespace, out: str) -> dict:
@@ -39,10 +40,10 @@ def sweep(model: str, backend: str, args: argparse.Namespace, out: str) -> dict:
         stdout = proc.stdout.read()
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
             err.seek(0)
-            tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
-            return {"model": model, "backend": backend, "error": " ".join(tail) or f"status {status}"}
+            return {"model": model, "backend": backend, "error": failure(err.read().decode(errors="replace"), code)}
     doc = json.loads(stdout)
     tb, win = doc.get("time_budget") or {}, doc.get("window") or {}
     return {
@@ -55,10 +56,17 @@ def sweep(model: str, backend: str, args: argparse.Namespace, out: str) -> dict:
     }
 
 
+def failure(stderr: str, code: int) -> str:
+    """What a failed sweep's row says: the child's last stderr line without its own ``error:`` (the row adds one),
+    or its exit status."""
+    lines = stderr.strip().splitlines()
+    return lines[-1].removeprefix("error:").strip() if lines else f"exit status {code}"
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="cifar_resnet18,resnet50")
-    ap.add_argument("--backends", default="onnx,openvino")
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", type=script_cli.models, default="cifar_resnet18,resnet50")
+    ap.add_argument("--backends", type=script_cli.backends, default="onnx,openvino")
     ap.add_argument("--points", type=script_cli.positive_int, default=None,
                     help="widths per sweep (default: the full grid)")
     ap.add_argument("--max-total-seconds", type=script_cli.positive_float, default=None)
@@ -76,17 +84,23 @@ def main() -> None:
             f"{'export s':>8} "
             f"{'peak MiB':>8} {'sweep MiB':>9} {'window':>6} {'session MiB':>11}")
     print(head)
+    failed = []
     with tempfile.TemporaryDirectory(prefix="us3l-bench-") as out:
-        for model in args.models.split(","):
-            for backend in args.backends.split(","):
+        for model in args.models:
+            for backend in args.backends:
                 r = sweep(model, backend, args, out)
                 if "error" in r:
                     print(f"{model:<15} {backend:<9} error: {r['error']}", flush=True)
+                    failed.append(f"{model}/{backend}")
                     continue
                 print(f"{model:<15} {backend:<9} {r['widths']:>6} {r['measured']:>6} {r['stable']:>6} "
                       f"{r['budget_stopped']:>6} "
                       f"{r['wall_s']:>7.1f} {r['export_s']:>8.1f} {r['process_peak_mib']:>8.0f} "
                       f"{r['sweep_peak_mib']:>9.0f} {r['window']:>6} {r['session_mib']:>11.1f}", flush=True)
+
+    if failed:  # the table is printed in full; the exit status says that it has holes
+        n = len(args.models) * len(args.backends)
+        raise US3LError(f"{len(failed)} of {n} sweeps failed ({', '.join(failed)}): see their rows")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ difference of the median latency, |p50_b - p50_a| / p50_a, next to each sweep's 
 
 from __future__ import annotations
 
-import argparse
-
 from us3l import script_cli
 from us3l.deploy.graph import fresh_model
 from us3l.devices.registry import get_device
@@ -15,7 +13,7 @@ from us3l.profiler.sweep import run_sweep
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--backend", default="onnx")

@@ -17,7 +17,6 @@ with the load average at the start and end.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -122,9 +121,9 @@ def loadavg() -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
-    ap.add_argument("--widths", default="1.0,0.5,0.25")
+    ap.add_argument("--widths", type=script_cli.widths, default="1.0,0.5,0.25")
     ap.add_argument("--rounds", type=script_cli.positive_int, default=2)
     ap.add_argument("--seconds", type=script_cli.positive_int, default=2,
                     help="per width per tool per round (whole seconds)")
@@ -134,7 +133,7 @@ def main() -> None:
     from us3l.deploy.export import export_width
     from us3l.deploy.graph import fresh_model
 
-    widths = [float(w) for w in args.widths.split(",")]
+    widths = args.widths
     tmp = Path(tempfile.mkdtemp(prefix="us3l-xcheck-"))
     net = fresh_model(args.model)
     arts: dict[tuple[str, float], tuple[Path, str]] = {}

@@ -69,12 +69,13 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = script_cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variant", dest="variants", action="append", default=None, metavar="'NAME key=value ...'",
                    help="a recipe: the default config with these keys changed (repeatable; the first is the one "
                         "the others are paired with; default: the reference's temperature 0.5 and EMA momentum "
                         "0.99, then the default)")
-    p.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
+    p.add_argument("--seeds", type=script_cli.seeds, default=DEFAULT_SEEDS,
+                   help="comma-separated seeds (default %(default)s)")
     p.add_argument("--epochs", type=script_cli.positive_int, default=None,
                    help="epochs of every run (default: the config's)")
     p.add_argument("--out", default="runs/recipe_sweep", help="folder for the runs and recipe_sweep.json")
@@ -92,10 +93,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.docs is None and not args.quick:
         args.docs = str(DOCS)  # the shared command line would pick docs/evaluation.md
-    try:
-        args.seed_list = ns.parse_seeds(args.seeds)  # distinct: a repeated seed would train into one folder twice
-    except ValueError as exc:
-        p.error(str(exc))
     from us3l.errors import US3LError
 
     try:
@@ -127,7 +124,7 @@ def run_tasks(args: argparse.Namespace, out: Path) -> list[tuple[str, Any]]:
     epochs = args.epochs or resolve_config(None, cb.base_overrides(args.collapse)).epochs
     return [(run_name(v, seed), cb.make_config(args.collapse, "us3l", epochs, out / run_name(v, seed), None,
                                               extra={**over, "seed": seed}))
-            for seed in args.seed_list for v, over in args.variant_list]
+            for seed in args.seeds for v, over in args.variant_list]
 
 
 def summarize(args_variants: list[tuple[str, dict[str, Any]]], seeds: Sequence[int],
@@ -235,10 +232,10 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
     t_train = time.perf_counter()
     ev = cb.evaluate_all(ca, runs, cb.log, baseline_run=tasks[0][0])
     fields = dict(git=git, machine={**cb.machine(), "torch_threads": runs[tasks[0][0]]["config"].get("threads")},
-                  epochs=tasks[0][1].epochs, seeds=args.seed_list,
+                  epochs=tasks[0][1].epochs, seeds=args.seeds,
                   variants=[{"name": n, "overrides": o} for n, o in args.variant_list],
                   data=ev["data"], runs=runs, results=ev["rows"], baselines=ev["baselines"],
-                  summary=summarize(args.variant_list, args.seed_list, ev["rows"]))
+                  summary=summarize(args.variant_list, args.seeds, ev["rows"]))
     return nl.write_result(args, cli, docs, out, "recipe_sweep.py", BENCH_KIND, BENCH_SCHEMA, fields,
                            (t0, t_train, time.perf_counter()), render_markdown)
 

@@ -10,7 +10,6 @@ same thread count; each width's achieved rate is MACs / p50 latency of the width
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -36,7 +35,7 @@ def matmul_peak(n: int, threads: int, repeats: int = 10) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--backend", default="onnx")
     ap.add_argument("--points", type=script_cli.positive_int, default=4)

@@ -9,7 +9,6 @@ and reports how often the trial's statistic (the same one the solver used, point
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 
 import numpy as np
@@ -23,7 +22,7 @@ from us3l.profiler.stats import summarize
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True)
     ap.add_argument("--latency-ms", type=script_cli.positive_float, required=True)
     ap.add_argument("--statistic", default="p90")

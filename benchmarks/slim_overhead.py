@@ -15,7 +15,6 @@ no overhead. Usage::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import time
@@ -42,12 +41,12 @@ def round_order(r: int, widths: list[float]) -> list[tuple[str, float, str]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--base-channels", type=script_cli.positive_int, default=16)
     ap.add_argument("--image-size", type=script_cli.positive_int, default=16)
     ap.add_argument("--batch-size", type=script_cli.positive_int, default=32, help="training-step batch")
-    ap.add_argument("--widths", default="1.0,0.75,0.5,0.25")
+    ap.add_argument("--widths", type=script_cli.widths, default="1.0,0.75,0.5,0.25")
     ap.add_argument("--rounds", type=script_cli.positive_int, default=15)
     ap.add_argument("--calls", type=script_cli.positive_int, default=20, help="inference calls per round and timer")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
@@ -58,7 +57,7 @@ def main() -> None:
     from us3l.slim import materialize, width
     from us3l.slim.context import calibrating
 
-    widths = [float(w) for w in args.widths.split(",")]
+    widths = args.widths
     torch.manual_seed(0)
     model = create_model(args.model, num_classes=0, base_channels=args.base_channels)
     s = args.image_size

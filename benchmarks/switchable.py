@@ -23,7 +23,6 @@ one (target <= 1.1). The outputs of every mode are compared with the static arti
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
@@ -39,11 +38,11 @@ import numpy as np
 from us3l import script_cli
 from us3l.deploy.export import export_width
 from us3l.deploy.graph import fresh_model
-from us3l.deploy.switchable_export import export_switchable
+from us3l.deploy.switchable_export import check_widths, export_switchable
 from us3l.deploy.switchable_runtime import OrtSwitchable, OvSwitchable
+from us3l.errors import US3LError
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.timers import example_input, load_interleaved, runner_timer
-from us3l.validate import width_list
 
 MODES = ("onnxruntime", "openvino input", "openvino bound")
 STATIC_OF = {"onnxruntime": "onnx", "openvino input": "openvino", "openvino bound": "openvino"}
@@ -121,20 +120,29 @@ def _resident(mode: str, n: int, threads: int, size: int, paths: list[str]) -> N
     print(len(outs), added, (proc.memory_info().rss - before) / 2**20)
 
 
+def check_grid(net: object, widths: list[float]) -> tuple[float, ...]:
+    """``--widths`` checked against the model (its width range; two widths of one network): what the export would
+    refuse, refused first in one line that names the flag."""
+    try:
+        return check_widths(net, widths)
+    except US3LError as exc:
+        raise US3LError(f"--widths: {exc}") from None
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--resident":  # the child of resident_mib
         mode, n, threads, size, *paths = sys.argv[2:]
         _resident(mode, int(n), int(threads), int(size), paths)
         return
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="cifar_resnet18")
     ap.add_argument("--size", type=script_cli.positive_int, default=None, help="input side (default: the model's)")
-    ap.add_argument("--widths", default="1,0.75,0.5,0.25", help="the grid (index i = i-th width)")
+    ap.add_argument("--widths", type=script_cli.widths, default="1,0.75,0.5,0.25",
+                    help="the grid (index i = i-th width)")
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=1.5, help="timing time per timer")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     ap.add_argument("--ckpt", default=None, help="a run folder (default: the seeded fresh model)")
     args = ap.parse_args()
-    grid = width_list(args.widths)
     if args.ckpt and args.size:
         ap.error("--size applies to a fresh --model; a checkpoint has its own input size")
     if args.ckpt:
@@ -148,6 +156,7 @@ def main() -> None:
             net.input_size = args.size  # the side every export traces and verifies with
         name = args.model
     size = args.size or int(net.input_size)
+    grid = check_grid(net, args.widths)
     x = example_input((1, 3, size, size)).numpy()
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="us3l-switchable-")))

@@ -14,6 +14,20 @@ from us3l.errors import US3LError
 cb = load_script("benchmarks/collapse.py", "collapse_bench")
 
 
+def test_width_lists_are_read_with_the_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    """--eval-widths used to be read after all the training (30 minutes), a typo failing there with exit 1."""
+    args = cb.parse_args([])
+    assert args.single_widths == list(cb.SINGLE_WIDTHS) and args.eval_widths == list(cb.EVAL_WIDTHS)
+    assert cb.parse_args(["--eval-widths", "1,0.5"]).eval_widths == [1.0, 0.5]
+    assert [s for s, _, _ in cb.run_specs(cb.parse_args(["--single-widths", "0.5"]))][2:] == ["single_w0.5"]
+    for flag, bad, msg in (("--eval-widths", "abc", "expects a number, got 'abc'"),
+                           ("--single-widths", "1,x", "expects a number, got 'x' (in '1,x')"),
+                           ("--single-widths", "0", "must be in (0, 1], got '0'")):
+        with pytest.raises(SystemExit) as exc:
+            cb.parse_args([flag, bad])
+        assert exc.value.code == 2 and capsys.readouterr().err.startswith(f"error: argument {flag}: {msg} (see: ")
+
+
 def test_budget_rule() -> None:
     # us3l: the largest multiple of 4 epochs that fits (schedule A), never fewer than 4
     flat = [20.0] * 4

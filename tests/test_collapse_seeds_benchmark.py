@@ -40,10 +40,10 @@ def _write(tmp_path: Path, seed: int, doc: dict[str, Any]) -> Path:
 
 def test_args_defaults_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     args = cs.parse_args([])
-    assert args.seed_list == [100, 1, 2] and args.us3l_epochs == cs.DEFAULT_US3L_EPOCHS and args.docs is None
+    assert args.seeds == [100, 1, 2] and args.us3l_epochs == cs.DEFAULT_US3L_EPOCHS and args.docs is None
     assert cs.parse_args(["--quick"]).us3l_epochs == cs.QUICK_US3L_EPOCHS
     assert cs.parse_args(["--seeds", "1,2", "--result", "2=a.json"]).result_paths == {2: Path("a.json")}
-    for bad, msg in ((["--seeds", "1,1"], "--seeds expects distinct"),
+    for bad, msg in ((["--seeds", "1,1"], "argument --seeds: lists 1 twice"),
                      (["--result", "a.json"], "--result expects SEED=JSON, got 'a.json'"),
                      (["--seeds", "1,2", "--result", "3=a.json"], "seed 3 is not in --seeds 1,2"),
                      (["--us3l-epochs", "0"], "argument --us3l-epochs: must be >= 1, got '0'")):

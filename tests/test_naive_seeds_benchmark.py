@@ -66,13 +66,13 @@ def _doc() -> dict[str, Any]:
 
 
 def test_seeds_must_be_distinct_non_negative_integers(capsys: pytest.CaptureFixture[str]) -> None:
-    assert ns.parse_seeds("101, 102,103") == [101, 102, 103]
-    for bad in ("", "1,1", "a,2", "-1"):
-        with pytest.raises(ValueError, match="--seeds expects distinct non-negative integers"):
-            ns.parse_seeds(bad)
-    with pytest.raises(SystemExit) as exc:
-        ns.parse_args(["--seeds", "1,1"])
-    assert exc.value.code == 2 and "--seeds expects distinct" in capsys.readouterr().err
+    assert ns.parse_args(["--seeds", "101, 102,103"]).seeds == [101, 102, 103]
+    for bad, msg in (("", "expects seeds (whole numbers >= 0), comma-separated, got ''"),
+                     ("1,1", "lists 1 twice, got '1,1'"), ("a,2", "expects a whole number, got 'a' (in 'a,2')"),
+                     ("-1", "must be >= 0, got '-1'")):
+        with pytest.raises(SystemExit) as exc:
+            ns.parse_args(["--seeds", bad])
+        assert exc.value.code == 2 and f"error: argument --seeds: {msg} (see: " in capsys.readouterr().err
 
 
 def test_resume_and_reuse_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,9 +28,10 @@ def test_parse_variant_yaml_values_and_errors() -> None:
 def test_args_default_variants_docs_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     args = rs.parse_args([])
     assert [n for n, _ in args.variant_list] == ["reference_heads", "default"]
-    assert args.seed_list == [100, 1, 2] and Path(args.docs) == ROOT / "docs" / "training.md"
+    assert args.seeds == [100, 1, 2] and Path(args.docs) == ROOT / "docs" / "training.md"
     assert rs.parse_args(["--quick"]).docs is None
-    for bad, msg in ((["--seeds", "a,b"], "--seeds expects"), (["--seeds", "1,1"], "--seeds expects distinct"),
+    for bad, msg in ((["--seeds", "a,b"], "argument --seeds: expects a whole number, got 'a'"),
+                     (["--seeds", "1,1"], "argument --seeds: lists 1 twice"),
                      (["--variant", "a", "--variant", "a"], "must differ")):
         with pytest.raises(SystemExit):
             rs.parse_args(bad)

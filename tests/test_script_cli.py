@@ -27,6 +27,17 @@ ROOT = Path(__file__).resolve().parent.parent
         (script_cli.nonnegative_float, "inf", "expects a finite number, got 'inf'"),
         (script_cli.width, "1.01", "must be in (0, 1], got '1.01'"),
         (script_cli.width, "x", "expects a number, got 'x'"),
+        (script_cli.widths, "abc", "expects a number, got 'abc'"),
+        (script_cli.widths, "1,x", "expects a number, got 'x' (in '1,x')"),
+        (script_cli.widths, "2.0", "must be in (0, 1], got '2.0'"),
+        (script_cli.widths, "0.5,nan", "expects a finite number, got 'nan' (in '0.5,nan')"),
+        (script_cli.widths, "", "expects widths in (0, 1], comma-separated, got ''"),
+        (script_cli.widths, "1,,0.5", "has an empty entry, got '1,,0.5' (expects widths in (0, 1], comma-separated)"),
+        (script_cli.widths, "0.5,0.50", "lists 0.50 twice, got '0.5,0.50'"),
+        (script_cli.seeds, "1,-1", "must be >= 0, got '-1' (in '1,-1')"),
+        (script_cli.seeds, "1,1", "lists 1 twice, got '1,1'"),
+        (script_cli.backends, "onnx,foo",
+         "unknown backend 'foo'; choose from onnx, openvino, tensorrt (in 'onnx,foo')"),
     ],
 )
 def test_bad_values_are_refused_with_a_message(kind, text: str, message: str) -> None:
@@ -39,6 +50,36 @@ def test_good_values_pass() -> None:
     assert script_cli.positive_int(" 3") == 3 and script_cli.nonnegative_int("0") == 0
     assert script_cli.positive_float("1e-3") == 1e-3 and script_cli.nonnegative_float("0") == 0.0
     assert script_cli.width("0.25") == 0.25 and script_cli.width("1") == 1.0
+    assert script_cli.widths(" 1, 0.5 ,0.25") == [1.0, 0.5, 0.25] and script_cli.seeds("100,1,2") == [100, 1, 2]
+    assert script_cli.models("cifar_resnet18,resnet50") == ["cifar_resnet18", "resnet50"]
+    assert script_cli.comma_list(script_cli.model, "models", empty_ok=True)("") == []
+
+
+def test_an_unknown_model_is_refused_naming_the_registered_ones() -> None:
+    from us3l.models import list_models
+
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        script_cli.models("cifar_resnet18,foo")
+    assert str(err.value) == f"unknown model 'foo'; choose from {', '.join(list_models())} (in 'cifar_resnet18,foo')"
+
+
+def test_a_usage_error_is_one_line_naming_the_help(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like the us3l CLI's usage errors (``error: ... (see: us3l CMD --help)``), not argparse's usage block."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "benchmarks" / "roofline.py"), "--threads", "-1"])
+    ap = script_cli.ArgumentParser(description="Roofline.")
+    ap.add_argument("--threads", type=script_cli.positive_int, default=None, help="torch threads")
+    with pytest.raises(SystemExit) as exc:
+        ap.parse_args()
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: argument --threads: must be >= 1, got '-1' (see: python benchmarks/roofline.py --help)\n")
+    with pytest.raises(SystemExit) as exc:
+        ap.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and out.startswith("usage: benchmarks/roofline.py [-h] [--threads THREADS]\n")
+    assert "Roofline." in out and "torch threads" in out
 
 
 def test_run_script_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str],
@@ -66,10 +107,19 @@ def test_run_script_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str
 
 
 def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
-    """A new benchmark argument declared ``type=int`` / ``type=float`` takes 0, negatives and nan unchecked."""
+    """A new benchmark argument declared ``type=int`` / ``type=float`` takes 0, negatives and nan unchecked; a list
+    split by hand (``args.widths.split(",")``) is read after the parser, where a typo fails late (``collapse.py
+    --eval-widths abc`` after 30 minutes of training) and not as a usage error; argparse's own parser prints its
+    usage block before the error."""
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
         text = script.read_text()
         assert text.rstrip().endswith("script_cli.run(main)"), script.name
+        assert "argparse.ArgumentParser(" not in text, script.name  # script_cli.ArgumentParser: one line
+        by_hand = re.findall(r"""\.split\(\s*(?:",\s*"|',\s*')\s*\)|\bargs\.\w+\.split\(""", text)
+        assert not by_hand, (script.name, by_hand)  # a comma list is a type: script_cli.comma_list, .widths, ...
+        untyped = [m for m in re.findall(r'add_argument\("(--[\w-]*widths)",([^)]*)', text)
+                   if "type=script_cli.widths" not in m[1]]
+        assert not untyped, (script.name, untyped)
         loose = [m for m in re.findall(r'add_argument\("(--[\w-]+)", type=(?:int|float)\b', text)
                  if (script.name, m) not in {("collapse.py", "--eval-share"), ("collapse.py", "--us3l-stage1")}]
         assert not loose, (script.name, loose)
@@ -79,7 +129,15 @@ def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
     ("argv", "rc", "last_line"),
     [
         (["benchmarks/slim_overhead.py", "--rounds", "0"], 2,
-         "slim_overhead.py: error: argument --rounds: must be >= 1, got '0'"),
+         "error: argument --rounds: must be >= 1, got '0' (see: python benchmarks/slim_overhead.py --help)"),
+        (["benchmarks/export_speed.py", "--widths", "1,2.0"], 2,
+         "error: argument --widths: must be in (0, 1], got '2.0' (in '1,2.0') "
+         "(see: python benchmarks/export_speed.py --help)"),
+        (["benchmarks/export_time.py", "--configs", "foo"], 2,
+         "error: argument --configs: expects MODEL:WIDTH (e.g. cifar_resnet18:0.5), got 'foo' "
+         "(see: python benchmarks/export_time.py --help)"),
+        (["benchmarks/collapse.py", "--eval-widths", "abc"], 2,
+         "error: argument --eval-widths: expects a number, got 'abc' (see: python benchmarks/collapse.py --help)"),
         (["benchmarks/switchable.py", "--ckpt", "/nonexistent/run"], 1,
          "error: no checkpoint found at /nonexistent/run (expected a run folder or checkpoint.safetensors)"),
     ],
@@ -88,6 +146,8 @@ def test_a_benchmark_given_bad_input_exits_without_a_traceback(argv: list[str], 
     proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == rc, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1] == last_line
+    if rc == 2:
+        assert proc.stderr == last_line + "\n" and not proc.stdout  # one line: no usage block, nothing ran
 
 
 def test_a_training_process_whose_peer_died_says_so_in_one_line(capsys: pytest.CaptureFixture[str],

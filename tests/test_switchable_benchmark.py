@@ -8,7 +8,21 @@ import sys
 
 import pytest
 
-from tests.script_module import ROOT
+from tests.script_module import ROOT, load_script
+from us3l.errors import US3LError
+
+
+def test_a_width_outside_the_models_range_names_the_flag() -> None:
+    """``--widths 0.1`` failed with 'error: width must be in [0.25, 1], got 0.1': which of the inputs?"""
+    from us3l.deploy.graph import fresh_model
+
+    sw = load_script("benchmarks/switchable.py", "switchable_bench")
+    net = fresh_model("cifar_resnet18")
+    assert sw.check_grid(net, [1.0, 0.25]) == (1.0, 0.25)
+    with pytest.raises(US3LError, match=r"^--widths: width must be in \[0.25, 1\], got 0.1$"):
+        sw.check_grid(net, [1.0, 0.1])
+    with pytest.raises(US3LError, match=r"^--widths: a switchable artifact needs at least 2 widths, got 1$"):
+        sw.check_grid(net, [1.0])
 
 
 @pytest.mark.slow

@@ -1,17 +1,49 @@
-"""The command line of the repository's scripts (``benchmarks/``, ``scripts/``), which use argparse: argument
-types that refuse nonsense with argparse's usage error (exit 2), and :func:`run`, the ``us3l`` CLI's error policy
-around a script's ``main`` (an error is one ``error:`` line and exit 1, ``US3L_DEBUG=1`` shows the traceback;
-Ctrl-C exits 130, SIGTERM 143).
+"""The command line of the repository's scripts (``benchmarks/``, ``scripts/``), which use argparse:
+:class:`ArgumentParser`, whose usage error is one line like the ``us3l`` CLI's; argument types that refuse
+nonsense with that usage error (exit 2) before anything runs, lists included (:func:`comma_list`: ``--widths``,
+``--seeds``, names); and :func:`run`, the ``us3l`` CLI's error policy around a script's ``main`` (an error is one
+``error:`` line and exit 1, ``US3L_DEBUG=1`` shows the traceback; Ctrl-C exits 130, SIGTERM 143).
 
-A benchmark given ``--iters 0`` used to fail deep inside with a ``statistics`` traceback."""
+A benchmark given ``--iters 0`` used to fail deep inside with a ``statistics`` traceback; one given
+``--eval-widths abc`` only after its 30 minutes of training."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+T = TypeVar("T")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with the ``us3l`` CLI's usage error: one line on stderr naming the script's help, exit 2
+    (``error: argument --threads: must be >= 1, got '-1' (see: python benchmarks/roofline.py --help)``), not
+    argparse's usage block. ``prog`` defaults to the script's path as typed (relative to the current folder when
+    inside it), so that the hint can be pasted; ``--help`` prints the full help as usual."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not args and "prog" not in kwargs:
+            kwargs["prog"] = _script_prog()
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        from us3l.cli import _one_line
+
+        command = f"python {self.prog}" if self.prog.endswith(".py") else self.prog
+        print(f"error: {_one_line(message)} (see: {command} --help)", file=sys.stderr)
+        self.exit(2)
+
+
+def _script_prog() -> str:
+    path = sys.argv[0] if sys.argv and sys.argv[0] else "script"
+    if not path.endswith(".py"):
+        return os.path.basename(path)
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _number(text: str, kind: type[int] | type[float]) -> int | float:
@@ -42,6 +74,63 @@ nonnegative_int = _bounded(int, lambda v: v >= 0, ">= 0", "A seed, or a count wh
 positive_float = _bounded(float, lambda v: v > 0, "> 0", "A duration, size or budget: above 0.")
 nonnegative_float = _bounded(float, lambda v: v >= 0, ">= 0", "A margin: 0 or more.")
 width = _bounded(float, lambda v: 0 < v <= 1, "in (0, 1]", "A width multiplier in (0, 1].")
+
+
+def comma_list(item: Callable[[str], T], what: str, *, empty_ok: bool = False) -> Callable[[str], list[T]]:
+    """An argparse type: comma-separated values, each read by the argparse type ``item`` and given once, in the
+    order given; at least one unless ``empty_ok`` (then ``''`` is none). ``what`` says what the list holds."""
+    def parse(text: str) -> list[T]:
+        parts = [part.strip() for part in text.split(",")]
+        if parts == [""]:
+            if empty_ok:
+                return []
+            raise argparse.ArgumentTypeError(f"expects {what}, comma-separated, got {text!r}")
+        if "" in parts:  # "1,,0.5" or "1,": a typo
+            raise argparse.ArgumentTypeError(f"has an empty entry, got {text!r} (expects {what}, comma-separated)")
+        values: list[T] = []
+        for part in parts:
+            try:
+                value = item(part)
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(exc if len(parts) == 1 else f"{exc} (in {text!r})") from None
+            if value in values:
+                raise argparse.ArgumentTypeError(f"lists {part} twice, got {text!r}")
+            values.append(value)
+        return values
+
+    parse.__doc__ = f"Comma-separated {what}, each once."
+    return parse
+
+
+def choice(what: str, choices: Callable[[], Sequence[str]]) -> Callable[[str], str]:
+    """An argparse type: one of ``choices()`` (asked when an argument is read: a registry may be slow to import)."""
+    def parse(text: str) -> str:
+        known = choices()
+        if text not in known:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}; choose from {', '.join(known)}")
+        return text
+
+    parse.__doc__ = f"A {what} name."
+    return parse
+
+
+def _models() -> Sequence[str]:
+    from us3l.models import list_models
+
+    return list_models()
+
+
+def _backends() -> Sequence[str]:
+    from us3l.deploy.backends import list_backends
+
+    return list_backends()
+
+
+widths = comma_list(width, "widths in (0, 1]")
+seeds = comma_list(nonnegative_int, "seeds (whole numbers >= 0)")
+model = choice("model", _models)
+models = comma_list(model, "registered model names")
+backends = comma_list(choice("backend", _backends), "backend names")
 
 
 def run(main: Callable[[], int | None]) -> NoReturn:
