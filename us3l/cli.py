@@ -69,11 +69,12 @@ class _SigintWatch:
 
     received = False
     terminated = False  # the signal was SIGTERM (kill, timeout, a scheduler): exit 143 instead of 130
+    redelivering = False  # a signal that arrived inside an import is to be delivered again (``_redeliver``)
 
     @classmethod
     def install(cls) -> Callable[[], None]:
         """Install the handlers; returns what restores the previous SIGTERM handler (``main``'s finally)."""
-        cls.received = cls.terminated = False  # per call of main: an earlier call's signal does not count
+        cls.received = cls.terminated = cls.redelivering = False  # per call of main: not an earlier call's signal
         # only over Python's own handler: a process started with SIGINT ignored (a background job) keeps that
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, cls._handler)
@@ -92,10 +93,20 @@ class _SigintWatch:
         if _importing(frame):
             # not inside an import: a KeyboardInterrupt raised in Python code that an extension module's
             # initialisation calls (torch's) can end in C++'s terminate() and SIGABRT with a stack dump; the
-            # signal is delivered again, here, every 50 ms until the import is done
-            _redeliver(signum)
+            # signal is delivered again, here, every 50 ms until the import is done (one chain however many
+            # signals arrive meanwhile: a second one raised during the first's clean-up would be a traceback)
+            if not cls.redelivering:
+                cls.redelivering = True
+                _redeliver(signum)
             return
         raise KeyboardInterrupt
+
+    @classmethod
+    def redeliver_now(cls, signum: int) -> None:
+        import _thread
+
+        cls.redelivering = False
+        _thread.interrupt_main(signum)
 
 
 def _importing(frame: FrameType | None) -> bool:
@@ -108,10 +119,9 @@ def _importing(frame: FrameType | None) -> bool:
 
 
 def _redeliver(signum: int) -> None:
-    import _thread
     import threading
 
-    timer = threading.Timer(0.05, _thread.interrupt_main, args=(signum,))
+    timer = threading.Timer(0.05, _SigintWatch.redeliver_now, args=(signum,))
     timer.daemon = True
     timer.start()
 
