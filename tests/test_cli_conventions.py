@@ -391,3 +391,23 @@ def test_ctrl_c_inside_an_import_is_delivered_once_the_import_is_done(tmp_path: 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert marker.exists()  # the import ran to its end
     assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "us3l: interrupted\n")
+
+
+def test_a_closed_stdout_is_one_line_before_any_work() -> None:
+    """Red-team 2026-12-05: `us3l train ... >&-` trained, saved, then failed with `AttributeError: 'NoneType'
+    object has no attribute 'write'`."""
+    proc = subprocess.run([sys.executable, "-m", "us3l", "version"], stderr=subprocess.PIPE, text=True, timeout=120,
+                          preexec_fn=lambda: os.close(1))
+    assert (proc.returncode, proc.stderr) == (1, "error: stdout is closed: results are printed there; redirect it "
+                                                 "(e.g. >/dev/null) instead of closing it\n")
+
+
+def test_a_locale_without_the_tables_characters_replaces_them() -> None:
+    """Red-team 2026-12-05: in an ASCII or Latin-1 locale, commands did their work (an export, a selection) and
+    then exited 1 with a codec error on a table character (→, ±, ≤, ×)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    proc = subprocess.run([sys.executable, "-m", "us3l", "info", "--model", "cifar_resnet18", "--width", "0.5"],
+                          capture_output=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"?" in proc.stdout and b"total:" in proc.stdout  # x (U+00D7) in the shapes, shown as ?

@@ -154,12 +154,31 @@ def _interrupted() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = legacy_argv(list(sys.argv[1:] if argv is None else argv))
+    problem = _check_streams()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     if os.environ.get("RANK", "0") != "0":
         # only rank 0 prints (docs/training.md): PyTorch's C++ warnings too, e.g. DDP's note that it found no unused
         # parameters in the first step, once per rank; read when torch loads, which `import us3l.cli` does not do
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     # run_script installs the Ctrl-C handler before the command's module loads torch (1-2 s): Ctrl-C there exits 130
     return run_script(lambda: _run_command(args))
+
+
+def _check_streams() -> str | None:
+    """What stops results from being printed, before any work: a closed stdout (`us3l models >&-`). In a locale
+    whose encoding lacks a character of a table (`LC_ALL=C.ISO-8859-1`: ±, →, ≤), the character is replaced,
+    not an error raised after the work is done."""
+    if sys.stderr is None:  # nowhere to say anything: errors are lost, like everything else
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process's stderr from now on
+    if sys.stdout is None:
+        return "stdout is closed: results are printed there; redirect it (e.g. >/dev/null) instead of closing it"
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", "strict") in ("strict", "surrogateescape"):
+            reconfigure(errors="replace")
+    return None
 
 
 def _run_command(args: list[str]) -> int:

@@ -40,3 +40,12 @@ class MissingDependencyError(US3LError):
             f"{feature} needs the '{package}' package, which is not installed: "
             f"pip install 'us3l[{extra}]'"
         )
+
+
+def require_package(package: str, extra: str, feature: str) -> None:
+    """Raise ``MissingDependencyError`` now, before any work, when ``package`` cannot be imported (``--plot``
+    without matplotlib used to fail after the whole evaluation or sweep)."""
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        raise MissingDependencyError(package, extra, feature)

@@ -134,3 +134,28 @@ def test_flags_the_evaluation_will_not_use_are_named(run_dir: Path, tmp_path: Pa
                  "--knn-k", "5", "--batches", "2", "--no-baselines", "--out", str(tmp_path / "o")])
     assert code == 0
     assert "note: --knn-k do nothing with --protocol linear" in capsys.readouterr().err
+
+
+def test_eval_reads_a_run_folder_it_cannot_write(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: `eval --ckpt RUN` on a read-only run (a shared or mounted checkpoint) failed with
+    `run folder RUN is not writable`, though --out was writable and the run is only an input. Root passes every
+    permission check, so the read-only folder is simulated through os.access."""
+    import os
+
+    real_access = os.access
+
+    def access(path: object, mode: int, **kw: object) -> bool:
+        if mode & os.W_OK and Path(str(path)).resolve() == run_dir.resolve():
+            return False
+        return real_access(path, mode, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+    before = sorted(p.name for p in run_dir.iterdir())
+    code = main(["eval", "--ckpt", str(run_dir), "--widths", "1.0,0.5", "--batches", "2",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "is not writable: the statistics calibrated now are used for this command only" in err
+    assert sorted(p.name for p in run_dir.iterdir()) == before  # no lock file, no bn_stats written
+    assert (tmp_path / "out" / "accuracy.json").is_file()

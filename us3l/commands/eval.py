@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from us3l.cli_output import (
     set_quiet,
     set_threads,
 )
-from us3l.errors import US3LError
+from us3l.errors import US3LError, require_package
 from us3l.validate import MAX_THREADS
 
 
@@ -235,9 +236,12 @@ def eval_cmd(
     from us3l.checkpoint import run_dir_of, weights_path
     from us3l.io import output_folder
 
+    if plot:
+        require_package("matplotlib", "plot", "--plot")
     run = run_dir_of(weights_path(ckpt))  # a checkpoint, before anything is locked or written beside it
     out_dir = output_folder(out if out is not None else run)  # checked before any work
-    _lock(ctx, run, "run folder")  # calibrated BN statistics may be written there
+    if os.access(run, os.W_OK):  # calibrated BN statistics may be written there; a read-only run is only read
+        _lock(ctx, run, "run folder")
     loaded = open_checkpoint(ckpt)
     log = None if json_out else (lambda msg: note(f"[dim]{msg}[/dim]"))
     if artifact:

@@ -24,7 +24,7 @@ from us3l.cli_output import (
     renamed_option,
     set_quiet,
 )
-from us3l.errors import US3LError
+from us3l.errors import US3LError, require_package
 from us3l.locking import acquire, release
 from us3l.validate import MAX_BATCH, MAX_THREADS, width_list
 
@@ -184,6 +184,8 @@ def profile_cmd(
     if ctx.invoked_subcommand is not None:
         return
     set_quiet(quiet)
+    if plot:
+        require_package("matplotlib", "plot", "--plot")
     batch_size = renamed_option(batch_size, batch_old, "--batch", "--batch-size", "profile")
     from us3l.devices.registry import get_device
     from us3l.profiler.profile_file import profile_paths, profile_stem, write_profile

@@ -446,6 +446,12 @@ def check_options(opts: QuickstartOptions) -> None:
     for b in opts.backends:
         if b not in DEFAULT_BACKENDS:
             raise US3LError(f"quickstart profiles and exports with onnx and/or openvino, not {b!r}")
+    from us3l.deploy.backends import get_backend
+
+    for b in opts.backends:  # its runtime is installed: known now, not after training
+        backend = get_backend(b)
+        if not backend.available():
+            raise backend.missing()
     if opts.points < 1:
         raise US3LError(f"--points must be >= 1 (0 is not allowed), got {opts.points}")
     if opts.latency_ms is not None:

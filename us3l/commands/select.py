@@ -90,6 +90,10 @@ def select_cmd(
     if plot_file is not None:
         deprecated(f"--plot {plot_file}", "--plot (a switch: writes the PNG next to the selection)", "select")
         png = plot_file
+    if png is not None:
+        from us3l.errors import require_package
+
+        require_package("matplotlib", "plot", "--plot")
     budget = Budget(latency_ms=latency_ms, macs=macs, params=params, memory_mb=memory_mb)
     rule = LatencyRule(statistic=statistic, conservative=not point, margin=margin)
     from us3l.deploy.select import METRICS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -308,7 +309,11 @@ def calibrate_checkpoint(
     done = calibrate_widths(model, todo, batches, momentum=settings.momentum)
     if progress:
         progress(f"calibrated {len(done)} width(s) on {spec} in {time.perf_counter() - t0:.1f}s")
-    if save:
+    if save and not os.access(loaded.path.parent, os.W_OK):  # a read-only run: used here, not stored
+        if progress:
+            progress(f"{loaded.path.parent} is not writable: the statistics calibrated now are used for this "
+                     "command only")
+    elif save:
         save_bn_stats(model, loaded.path.parent, _with_data(settings, spec), getattr(loaded, "sha256", None))
     return done
 

@@ -169,7 +169,7 @@ def _matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise MissingDependencyError("matplotlib", "plot", "the report's plots") from None
+        raise MissingDependencyError("matplotlib", "plot", "drawing the figures") from None
     return matplotlib
 
 
