@@ -190,3 +190,15 @@ def test_a_repeated_backend_is_a_usage_error(tmp_path: Path, capsys) -> None:
         "error: export takes one --backend, got openvino, onnx: run us3l export once per backend\n"
     )
     assert not (tmp_path / "art").exists()
+
+
+def test_a_missing_runtime_leaves_no_output_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team 2026-12-05: `export_width(..., "onnx", out)` without onnxruntime raised the right error but left an
+    empty `out/` behind (the CLI cleaned up; the Python API did not)."""
+    from us3l.deploy.backends import get_backend
+    from us3l.errors import MissingDependencyError
+
+    monkeypatch.setattr(type(get_backend("onnx")), "available", lambda self: False)
+    with pytest.raises(MissingDependencyError, match="the 'onnx' deploy backend needs"):
+        export_width(_tiny(), 0.25, "onnx", tmp_path / "out", model_name=MODEL)
+    assert not (tmp_path / "out").exists()
