@@ -411,8 +411,7 @@ def export_width(
     Raises ``VerificationFailed`` when the artifact's outputs are outside tolerance.
     """
     be = get_backend(backend)
-    if not be.available() and be.name != "tensorrt":  # its runtime is missing: before any folder is made
-        raise be.missing()
+    be.require_runtime()  # before any folder is made
     safe_name(device_name or "local", "device name")  # one folder inside out_dir, checked first
     precision = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(precision)

@@ -173,8 +173,7 @@ def build_deployable_graph(
     if out_dir is None:
         raise ValueError("out_dir is required to export a graph")
     be = get_backend(backend)
-    if not be.available() and be.name != "tensorrt":
-        raise be.missing()
+    be.require_runtime()
     x = example if example is not None else torch.zeros(input_shape)
     if precision == "int8":
         artifact = be.export(

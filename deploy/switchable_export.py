@@ -223,8 +223,7 @@ def export_switchable(
     if backend not in BACKENDS:
         raise US3LError(f"--switchable exports to {' or '.join(BACKENDS)}, not '{backend}' (TensorRT: docs/deploy.md)")
     be = get_backend(backend)
-    if not be.available():
-        raise be.missing()
+    be.require_runtime()
     safe_name(device_name or "local", "device name")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")

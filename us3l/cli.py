@@ -96,13 +96,17 @@ class _SigintWatch:
             # signal is delivered again, here, every 50 ms until the import is done (one chain however many
             # signals arrive meanwhile: a second one raised during the first's clean-up would be a traceback)
             if not cls.redelivering:
+                import threading
+
                 cls.redelivering = True
-                _redeliver(signum)
+                timer = threading.Timer(0.05, cls._redeliver, args=(signum,))
+                timer.daemon = True  # never keeps the process alive at exit
+                timer.start()
             return
         raise KeyboardInterrupt
 
     @classmethod
-    def redeliver_now(cls, signum: int) -> None:
+    def _redeliver(cls, signum: int) -> None:
         import _thread
 
         cls.redelivering = False
@@ -116,14 +120,6 @@ def _importing(frame: FrameType | None) -> bool:
             return True
         frame = frame.f_back
     return False
-
-
-def _redeliver(signum: int) -> None:
-    import threading
-
-    timer = threading.Timer(0.05, _SigintWatch.redeliver_now, args=(signum,))
-    timer.daemon = True
-    timer.start()
 
 
 def _one_line(message: str) -> str:

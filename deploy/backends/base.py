@@ -186,6 +186,11 @@ class Backend(ABC):
 
         check_calibration(calibration, tuple(example.shape))
 
+    def require_runtime(self) -> None:
+        """Raise ``missing()`` when the runtime is not installed: called before any file or folder is made."""
+        if not self.available():
+            raise self.missing()
+
     def missing(self) -> US3LError:
         from us3l.errors import MissingDependencyError
 

@@ -252,6 +252,10 @@ class TensorRtBackend(Backend):
     def available(self) -> bool:
         return self.runtime_version() is not None and current_compute_capability() is not None
 
+    def require_runtime(self) -> None:
+        """Nothing up front: ``export`` and ``load`` say what is missing (the package or a GPU) once the precision
+        and its inputs are checked (``_require_here``)."""
+
     def _require_here(self) -> None:
         if self.runtime_version() is None:
             raise US3LError(NO_TENSORRT_HERE.format(why="the tensorrt package is not installed"))

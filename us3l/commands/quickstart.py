@@ -449,9 +449,7 @@ def check_options(opts: QuickstartOptions) -> None:
     from us3l.deploy.backends import get_backend
 
     for b in opts.backends:  # its runtime is installed: known now, not after training
-        backend = get_backend(b)
-        if not backend.available():
-            raise backend.missing()
+        get_backend(b).require_runtime()
     if opts.points < 1:
         raise US3LError(f"--points must be >= 1 (0 is not allowed), got {opts.points}")
     if opts.latency_ms is not None:

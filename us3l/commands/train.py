@@ -126,6 +126,7 @@ def train_cmd(
             raise US3LError(f"--set {key} is given twice with different values; give one")
         sets[key] = parsed  # applied even when null (--set lr=null), unlike a flag not given
     given = {**{k: v for k, v in overrides.items() if v is not None}, **sets}
+    says = not launch and os.environ.get("RANK", "0") == "0"  # the notes below: once, by the process that trains
     run_out = (given.get("out") or resolve_config(config, {}).out) if resume else None
     resuming = run_out is not None and _holds_run(run_out)
     if resuming:  # the saved config wins: only what a resume keeps from the command line is checked and used
@@ -133,13 +134,12 @@ def train_cmd(
 
         cfg = resolve_config(None, explicit={k: v for k, v in given.items() if k in (*RESUME_KEEPS, "data")})
     else:
-        if resume and not launch and os.environ.get("RANK", "0") == "0":  # once: the launcher's rank 0 says it
+        if resume and says:  # once: the launcher's rank 0 says it
             note(f"note: {run_out} holds no checkpoint to --resume: "
                  "starting a new run", markup=False)
         cfg = resolve_config(config, explicit=given)  # values checked here
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
-    if (cfg.num_samples == 1 and cfg.method not in ("single", "snets") and not launch
-            and os.environ.get("RANK", "0") == "0"):
+    if says and cfg.num_samples == 1 and cfg.method not in ("single", "snets"):
         note(f"note: num_samples 1: every iteration trains width {cfg.width_max or 1:g} only, so the other widths "
              "are not trained (a non-slimmable control run, as in benchmarks/naive_seeds.py)", markup=False)
     if not resume:  # a resumed run's model is the saved one, checked against its weights when it loads

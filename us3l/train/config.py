@@ -156,9 +156,7 @@ def _coerce(name: str, value: Any) -> Any:
             value = {}
         if not isinstance(value, Mapping):
             raise US3LError(f"config 'model_kwargs' must be a mapping, got {value!r}")
-        bad = [k for k in value if not isinstance(k, str)]
-        if bad:
-            raise US3LError(f"config 'model_kwargs': every key must be an option's name, got {bad[0]!r}")
+        _check_keys(value, "config 'model_kwargs'", "an option's")
         value = dict(value)
     return value
 
@@ -229,10 +227,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(doc, dict):
         raise US3LError(f"config {p} must be a mapping of settings")
-    bad = [k for k in doc if not isinstance(k, str)]
-    if bad:  # e.g. `1: 2`, or `yes:` / `on:` / `null:`, which YAML reads as true / null
-        raise US3LError(f"config {p}: every key must be a setting's name, got {bad[0]!r}")
+    _check_keys(doc, f"config {p}", "a setting's")  # e.g. `1: 2`, or `yes:` / `null:`, read as true / null
     return doc
+
+
+def _check_keys(mapping: Mapping[Any, Any], where: str, what: str) -> None:
+    """One line for a key that is not a string (YAML reads `1:`, `yes:` and `null:` as 1, true and null)."""
+    bad = [k for k in mapping if not isinstance(k, str)]
+    if bad:
+        raise US3LError(f"{where}: every key must be {what} name, got {bad[0]!r}")
 
 
 def default_config_path() -> Path:
