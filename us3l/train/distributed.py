@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +63,20 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
 def shutdown_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def owned_process_group() -> Iterator[None]:
+    """Destroy, on the way out, the process group that the body joins (``init_distributed``); one that was there
+    before (a caller's own) is left alone. A process that exits with its gloo group alive can die in the
+    interpreter's finalisation: gloo's threads still hold tensors, and releasing them there ends in
+    ``terminate called without an active exception`` and SIGABRT, which fails the run after its work is done."""
+    existed = dist.is_available() and dist.is_initialized()
+    try:
+        yield
+    finally:
+        if not existed:
+            shutdown_distributed()
 
 
 def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -31,7 +31,14 @@ from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, validate
 from us3l.train.data_identity import data_fingerprint
-from us3l.train.distributed import DistInfo, all_ranks, all_reduce_mean, barrier, init_distributed
+from us3l.train.distributed import (
+    DistInfo,
+    all_ranks,
+    all_reduce_mean,
+    barrier,
+    init_distributed,
+    owned_process_group,
+)
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
 from us3l.train.knn import check_knn_data
 from us3l.train.precision import agreed_across_ranks, autocast_dtype, label, resolve_amp
@@ -335,10 +342,11 @@ def run_training(
     folder fails at once.
     """
     if int(os.environ.get("RANK", "0")) != 0:
-        return _run_training(cfg, resume, overwrite, data)
+        with owned_process_group():
+            return _run_training(cfg, resume, overwrite, data)
     from us3l.locking import folder_lock
 
-    with folder_lock(cfg.out, "run folder"):
+    with folder_lock(cfg.out, "run folder"), owned_process_group():
         try:
             return _run_training(cfg, resume, overwrite, data)
         finally:
