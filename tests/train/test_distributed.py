@@ -3,6 +3,9 @@ finalisation can end the process in SIGABRT after the run's work is done) and le
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,3 +63,36 @@ def test_a_callers_own_group_is_left_alone(tmp_path: Path) -> None:
     with owned_process_group():
         _join_alone(tmp_path / "again")  # joined inside: destroyed on the way out
     assert not dist.is_initialized()
+
+
+_WORKER = """
+import atexit, sys
+import torch.distributed  # a training process has it loaded
+from us3l.cli import main
+atexit.register(lambda: print("finalised", file=sys.stderr))
+main(sys.argv[1:])
+print("main returned", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(("world", "args", "rc"), [("2", ["version"], 0), ("2", ["models", "--nope"], 2)])
+def test_a_process_of_a_distributed_job_ends_without_finalisation(world: str, args: list[str], rc: int) -> None:
+    """gloo's threads free the last collectives' tensors after the collective returned; in the interpreter's
+    finalisation that aborted a finished training process (SIGABRT, "terminate called without an active
+    exception", once in CI). Such a process now exits at once with the command's status, its output flushed."""
+    env = {**os.environ, "WORLD_SIZE": world, "RANK": "1"}
+    proc = subprocess.run([sys.executable, "-c", _WORKER, *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == rc, proc.stderr[-2000:]
+    assert "finalised" not in proc.stderr and "main returned" not in proc.stderr
+    if rc == 0:
+        assert proc.stdout.strip()  # the version, flushed before the exit (a pipe is block-buffered)
+    else:
+        assert proc.stderr.startswith("error: ")
+
+
+def test_a_single_process_finalises_as_usual() -> None:
+    env = {**os.environ, "WORLD_SIZE": "1"}
+    proc = subprocess.run([sys.executable, "-c", _WORKER, "version"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "main returned" in proc.stderr and "finalised" in proc.stderr
