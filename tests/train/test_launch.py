@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from us3l.cli import main
-from us3l.train.launch import exit_status, failure_line
+from us3l.train.launch import exit_status, failure_line, root_failure
 
 
 def test_a_worker_killed_by_a_signal_is_one_line_and_128_plus_n() -> None:
@@ -17,6 +17,18 @@ def test_a_worker_killed_by_a_signal_is_one_line_and_128_plus_n() -> None:
     assert failure_line(0, -15) == "error: training process rank 0 was killed by SIGTERM"
     assert failure_line(0, 1) is None  # it printed its own error
     assert (exit_status(-9), exit_status(-15), exit_status(1), exit_status(2), exit_status(0)) == (137, 143, 1, 2, 1)
+
+
+def test_the_root_failure_is_the_worker_killed_not_the_peer_that_lost_it() -> None:
+    """torchrun's own choice (the smallest timestamp, in whole seconds) named rank 0, which exited 1 with
+    "another training process is gone" in the same second as rank 1 died of SIGKILL: us3l then exited 1 without
+    saying that a process was killed."""
+    from types import SimpleNamespace as F
+
+    assert root_failure({0: F(timestamp=100, exitcode=1), 1: F(timestamp=100, exitcode=-9)})[0] == 1
+    assert root_failure({0: F(timestamp=99, exitcode=1), 1: F(timestamp=100, exitcode=-9)})[0] == 0  # earlier
+    assert root_failure({0: F(timestamp=100, exitcode=-15), 1: F(timestamp=100, exitcode=1)})[0] == 0  # rank
+    assert root_failure({0: F(timestamp=100, exitcode=2), 1: F(timestamp=100, exitcode=-6)})[0] == 1
 
 
 def test_bad_data_with_nproc_is_one_line_before_anything_starts(tiny_folder: Path, tmp_path: Path, capsys) -> None:

@@ -4,8 +4,8 @@
 
 - a worker that failed has already printed its own one-line ``error: ...``; torchrun's ``ChildFailedError``
   traceback and failure table are not printed again. A worker killed by a signal prints nothing itself, so
-  that is said here in one line. The exit status is the first failed worker's (128 + N for signal N); the
-  workers torchrun then stopped are not reported.
+  that is said here in one line. The exit status is the first failed worker's (128 + N for signal N;
+  ``root_failure``); the workers torchrun then stopped are not reported.
 - stopped by a signal (``us3l train`` forwards Ctrl-C and SIGTERM to it), torchrun stops its workers and this
   exits 128 + N without torchrun's ``SignalException`` traceback.
 - torchrun's own log lines (the OMP_NUM_THREADS banner, per-failure lines) are off: ``us3l`` sets the thread
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 
 def signal_name(number: int) -> str:
@@ -31,6 +33,21 @@ def failure_line(rank: int, exitcode: int) -> str | None:
     if exitcode >= 0:
         return None
     return f"error: training process rank {rank} was killed by {signal_name(-exitcode)}"
+
+
+def root_failure(failures: Mapping[int, Any]) -> tuple[int, Any]:
+    """The rank and failure (torchrun's ``ProcessFailure``: ``timestamp`` in whole seconds, ``exitcode``) that
+    caused the others: the earliest; within the same second a worker killed by a signal other than SIGTERM
+    (SIGKILL from the OOM killer, SIGABRT, SIGSEGV) before one that exited with an error status, which is how
+    its peers end once it is gone ("another training process is gone"), and then the lowest rank."""
+
+    def order(rank: int) -> tuple[int, int, int]:
+        code = int(failures[rank].exitcode)
+        by_signal = code < 0 and -code != signal.SIGTERM
+        return int(failures[rank].timestamp), 0 if by_signal else 1, rank
+
+    rank = min(failures, key=order)
+    return rank, failures[rank]
 
 
 def exit_status(exitcode: int) -> int:
@@ -51,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except SignalException as exc:
         return 128 + int(exc.sigval)
     except ChildFailedError as exc:
-        rank, first = exc.get_first_failure()
+        rank, first = root_failure(exc.failures)
         line = failure_line(rank, int(first.exitcode))
         if line:
             print(line, file=sys.stderr)
