@@ -56,8 +56,8 @@ class ProfileRecord:
     channels: int
     macs: int
     params: int
-    weight_bytes: int
-    activation_bytes: int
+    weight_bytes: int | None  # None: absent from the file (optional there; select then has no memory figures)
+    activation_bytes: int | None
     latency: LatencyStats
     stop_reason: str = ""
     bn: str | None = None
@@ -92,8 +92,8 @@ class ProfileRecord:
             channels=int(d["channels"]),
             macs=int(d["macs"]),
             params=int(d["params"]),
-            weight_bytes=int(d["weight_bytes"]),
-            activation_bytes=int(d["activation_bytes"]),
+            weight_bytes=None if d.get("weight_bytes") is None else int(d["weight_bytes"]),
+            activation_bytes=None if d.get("activation_bytes") is None else int(d["activation_bytes"]),
             latency=LatencyStats.from_dict(d["latency"]),
             stop_reason=str(d.get("stop_reason", "")),
             bn=d.get("bn"),

@@ -155,7 +155,7 @@ class LatencyStats:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LatencyStats:
         """Inverse of :meth:`to_dict`."""
-        rel = d["rel_ci_halfwidth"]
+        rel = d.get("rel_ci_halfwidth")
         return cls(
             n=int(d["n"]),
             mean_ms=float(d["mean_ms"]),
@@ -167,7 +167,7 @@ class LatencyStats:
             max_ms=float(d["max_ms"]),
             ci95_ms={k: (float(v[0]), float(v[1])) for k, v in d["ci95_ms"].items()},
             rel_ci_halfwidth=math.inf if rel is None else float(rel),
-            stable=bool(d["stable"]),
+            stable=bool(d.get("stable", False)),
             samples_ms=tuple(float(s) for s in d["samples_ms"]),
         )
 

@@ -183,3 +183,23 @@ def test_a_measurement_the_reader_would_refuse_is_not_written(tmp_path):
     with pytest.raises(US3LError, match=r"^the measured profile is not valid, not written: .*must be a finite"):
         write_profile(bad, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_show_reads_every_profile_select_reads(tmp_path, capsys):
+    """Fields the validator lets be absent (a profile edited by hand or written by another tool: no ``ci95_ms``
+    bound, no byte counts, no ``stable``) are shown as —, not refused: `profile show` said `error: KeyError:
+    'p50'` or `damaged profile file (KeyError: 'weight_bytes')` for a file `us3l select` reads (with a warning)."""
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    rec = doc["records"][0]
+    rec["latency"]["ci95_ms"] = {}
+    del rec["weight_bytes"], rec["activation_bytes"], rec["latency"]["stable"], rec["latency"]["rel_ci_halfwidth"]
+    jp.write_text(json.dumps(doc))
+    assert main(["select", "--profile", str(jp), "--macs", "1e9", "--out", str(tmp_path / "sel")]) == 0
+    capsys.readouterr()
+    assert main(["profile", "show", str(jp), "--wide"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "0.25" in line)
+    assert "—" in row and "no" in row
+    back = load_profile(jp).records[0]
+    assert back.weight_bytes is None and back.activation_bytes is None and not back.latency.stable

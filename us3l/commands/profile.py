@@ -106,11 +106,13 @@ def _profile_rows(doc: Any) -> tuple[str, list[Col], list[list[str]]]:
     rows = []
     for r in sorted(doc.records, key=lambda r: r.width):
         s = r.latency
-        lo, hi = s.ci95_ms["p50"]
+        ci = s.ci95_ms.get("p50")  # optional in a profile file (an edited one, another tool's): shown as —
         rows.append([
             f"{r.width:.4g}", str(r.channels), f"{r.macs / 1e6:.1f}", f"{r.params / 1e6:.2f}M",
-            f"{r.weight_bytes / 2**20:.2f} MiB", f"{r.activation_bytes / 2**10:.0f} KiB", str(s.n),
-            f"{s.p50_ms:.3f}", f"{lo:.3f}-{hi:.3f}", f"{100 * s.rel_ci_halfwidth:.1f}", f"{s.p90_ms:.3f}",
+            "—" if r.weight_bytes is None else f"{r.weight_bytes / 2**20:.2f} MiB",
+            "—" if r.activation_bytes is None else f"{r.activation_bytes / 2**10:.0f} KiB", str(s.n),
+            f"{s.p50_ms:.3f}", "—" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", f"{100 * s.rel_ci_halfwidth:.1f}",
+            f"{s.p90_ms:.3f}",
             f"{s.p99_ms:.3f}",
             "interp." if r.interpolated else "yes" if s.stable else f"[red]no[/] ({r.stop_reason})", r.bn or "?",
         ])
