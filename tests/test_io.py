@@ -94,6 +94,20 @@ def test_input_files_that_cannot_be_read_are_one_line_errors(tmp_path: Path) -> 
         read_json(tmp_path / "p.csv", "profile")
 
 
+@pytest.mark.parametrize(("text", "why"), [
+    ('{"threads": ' + "9" * 5000 + "}", "Exceeds the limit"),  # json raises a plain ValueError
+    ("[" * 100_000 + "]" * 100_000, "maximum recursion depth"),  # RecursionError
+])
+def test_json_that_python_refuses_to_decode_is_not_valid_json(tmp_path: Path, text: str, why: str) -> None:
+    """A corrupt file whose decoding fails outside ``JSONDecodeError`` is the same one line naming the file
+    (``error: Exceeds the limit (4300 digits) ...`` and ``error: RecursionError: ...`` named no file)."""
+    path = tmp_path / "p.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(US3LError, match=rf"^profile file .*p\.json is not valid JSON: {why}") as err:
+        read_json(path, "profile file")
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_unreadable_input_file(tmp_path: Path) -> None:
     locked = tmp_path / "locked.toml"

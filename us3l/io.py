@@ -217,7 +217,7 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     text = read_input_text(path, what)
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError; a 5000-digit number; arrays nested too deep
         twin = Path(path).with_suffix(".json")
         if Path(path).suffix.lower() == ".csv" and twin.is_file():  # a profile's table, written beside its JSON
             raise US3LError(f"{what} {path} is the CSV table of {twin}: pass the .json") from None
