@@ -26,6 +26,16 @@ from us3l.profiler.profile_file import Profile, ProfileRecord
 MODES = {"onnx": "onnxruntime, width_index fed per call", "openvino": "openvino, width_index bound per width"}
 
 
+#: The precision a switchable artifact is profiled at (the export writes fp32 graphs).
+PRECISION = "fp32"
+
+
+def profiled_model_name(doc: dict[str, Any]) -> str:
+    """The ``model`` of a switchable artifact's profile (``doc``: its manifest): its own profile file beside the
+    static sweep's."""
+    return f"{doc['model']['name']}-switchable"
+
+
 def profile_switchable(
     folder: str | Path,
     spec: DeviceSpec,
@@ -74,10 +84,10 @@ def profile_switchable(
     wall = time.perf_counter() - t0
     source = doc.get("source") or {}
     return Profile(
-        model=f"{doc['model']['name']}-switchable",
+        model=profiled_model_name(doc),
         device=spec.name,
         backend=backend,
-        precision="fp32",
+        precision=PRECISION,
         input_shape=shape,
         threads=pinned,
         policy=policy.to_dict(),

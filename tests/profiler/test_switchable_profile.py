@@ -124,3 +124,20 @@ def test_a_malformed_manifest_is_refused_in_one_line(artifact, tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and message in err[0]
     assert not (tmp_path / "p").exists() or not list((tmp_path / "p").glob("*.json"))
+
+
+def test_a_users_file_where_the_profile_goes_is_refused_before_measuring(artifact, tmp_path, capsys,
+                                                                         monkeypatch) -> None:
+    """As for a sweep (docs/profiling.md): the refusal comes before the artifact is timed, not after."""
+    import us3l.profiler.switchable_profile as sp
+
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before the output path was checked")
+
+    monkeypatch.setattr(sp, "profile_switchable", measured)
+    mine = tmp_path / "tiny-switchable-cpu-onnx-fp32.csv"
+    mine.write_text("my notes\n")
+    assert main(["profile", "--device", "cpu", "--artifact", str(artifact), "--out", str(tmp_path), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: refusing to replace {mine}") and err.count("\n") == 1
+    assert mine.read_text() == "my notes\n"

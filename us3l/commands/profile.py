@@ -323,13 +323,15 @@ def _profile_artifact(
 ) -> None:
     """``us3l profile --artifact DIR``: every width of a switchable artifact, through the one file."""
     from us3l.deploy.switchable_runtime import read_switchable
-    from us3l.profiler.profile_file import write_profile
+    from us3l.profiler.profile_file import profile_paths, profile_stem, write_profile
     from us3l.profiler.sweep import check_local_requirements
-    from us3l.profiler.switchable_profile import profile_switchable
+    from us3l.profiler.switchable_profile import PRECISION, profile_switchable, profiled_model_name
 
     doc, _ = read_switchable(artifact)  # a bad folder: one line before anything is loaded
     if spec.reach.is_local:
         check_local_requirements(spec)
+    # before measuring, as for a sweep: a file of the user's where the profile would go is refused
+    profile_paths(out, profile_stem(profiled_model_name(doc), spec.name, doc["backend"]["name"], PRECISION))
     out_lock = acquire(out, "profile folder")
     ctx.call_on_close(lambda: release(out_lock))
     n = len(doc["model"]["widths"])
