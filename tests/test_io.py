@@ -156,3 +156,21 @@ def test_a_folder_in_the_place_of_the_file_is_named_not_the_temporary(tmp_path: 
         atomic_write_text(tmp_path / "report.html", "x")
     assert info.value.filename == str(tmp_path / "report.html")
     assert sorted(x.name for x in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_a_folder_that_refuses_the_temporary_is_named_by_the_file(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`us3l select --out READ_ONLY_DIR` said `error: [Errno 13] Permission denied: 'DIR/.selection.json.x1y2.tmp'`,
+    a temporary file that was never created; the error now names the file asked for (root ignores a folder's
+    mode, so the refusal is simulated where mkstemp makes the temporary)."""
+    import errno
+    import tempfile
+
+    def refuse(*args: object, dir: str = "", prefix: str = "", **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/{prefix}x1y2.tmp")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as info:
+        atomic_write_text(tmp_path / "selection.json", "x")
+    assert info.value.filename == str(tmp_path / "selection.json")
+    assert list(tmp_path.iterdir()) == []

@@ -131,7 +131,10 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
         for path, write in files:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp_path = temp_file(path.parent, prefix=f".{path.name}.")
+            try:
+                tmp_path = temp_file(path.parent, prefix=f".{path.name}.")
+            except OSError as exc:  # a read-only folder: name the file asked for, not a temporary never made
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
             staged.append((tmp_path, path))
             write(tmp_path)
             follow_umask(tmp_path)  # a writer that replaced the file (e.g. by rename) gets the mode back
