@@ -294,10 +294,10 @@ def profile_cmd(
                 "statistics: timed with frozen placeholder statistics (the graph export ships, same latency)"
                 + ("; calibrate them before exporting (us3l calibrate)" if sha else "")
             )
-        if json_out:
+        if json_out:  # the document is the result; the notes below still go to stderr (--quiet silences them)
             docs.append(prof.to_dict())
-            continue
-        print_profile(prof, wide)
+        else:
+            print_profile(prof, wide)
         tb, win = prof.time_budget or {}, prof.window or {}
         peak = f", peak memory {prof.peak_rss_bytes / 2**20:.0f} MiB" if prof.peak_rss_bytes else ""
         note(f"{tb.get('stable_widths')} of {len(prof.records)} widths stable in {tb.get('wall_s', 0):.0f} s"
