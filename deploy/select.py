@@ -554,9 +554,11 @@ def find_profiles(devices: Sequence[str], profiles_dir: str | Path = "profiles")
     root = Path(profiles_dir)
     if not root.is_dir():
         raise US3LError(f"profiles directory not found: {root}")
+    from us3l.devices.registry import device_name
+
     found: list[Path] = []
-    for name in devices:
-        safe_name(name, "--device")  # it becomes part of a glob pattern
+    for given in devices:
+        name = device_name(given)  # as us3l profile reads --device; it becomes part of a glob pattern
         hits = []
         for p in sorted(root.glob(f"*-{name}-*.json")):
             doc = read_json(p, "profile")

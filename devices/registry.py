@@ -51,13 +51,19 @@ def list_devices(device_file: str | Path | None = None) -> list[DeviceSpec]:
     return sorted(devices.values(), key=lambda s: s.name)
 
 
+def device_name(name: str, flag: str = "--device") -> str:
+    """A ``--device`` value as device files spell names (lowercase, surrounding blanks dropped), checked as a
+    safe name: ``us3l profile -d CPU`` and ``us3l select -d CPU`` mean the same device."""
+    return safe_name(name.strip(), flag).lower()
+
+
 def get_device(name: str | None, device_file: str | Path | None = None) -> DeviceSpec:
     """The device called ``name``; with only ``device_file``, the device that file describes."""
     if name is None:
         if device_file is None:
             raise US3LError("give a device: --device NAME or --device-file PATH (list them with: us3l devices)")
         return load_device_file(device_file)
-    name = safe_name(name.strip(), "--device").lower()  # refused before any file is read or measured
+    name = device_name(name)  # refused before any file is read or measured
     devices = {s.name: s for s in list_devices(device_file)}
     if name not in devices:
         raise US3LError(

@@ -352,6 +352,14 @@ def test_device_names_for_profile_lookup_are_safe(tmp_path) -> None:
         find_profiles(["../x"], tmp_path / "profiles")
 
 
+def test_device_names_are_read_as_profile_reads_them(write_profile) -> None:
+    """`us3l profile -d CPU` profiles device 'cpu' (names are lowercase); `us3l select -d CPU` said `no profile
+    for device 'CPU'`, and `-d ' cpu'` was refused as not a name."""
+    path = write_profile([{"width": 1.0, "latency": latency(1, 1, 1)}])
+    for given in ("CPU", " cpu", "cpu"):
+        assert find_profiles([given], path.parent) == [path]
+
+
 def test_quickstart_default_budget_leaves_real_slack(write_profile) -> None:
     from us3l.commands.quickstart import default_budget_ms
 
