@@ -104,7 +104,8 @@ class Reach:
         if self.is_local:
             return "local"
         user = f"{self.user}@" if self.user else ""
-        return f"ssh://{user}{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in str(self.host) else self.host  # IPv6, bracketed as parse_host reads it
+        return f"ssh://{user}{host}:{self.port}"
 
     def with_host(self, url: str) -> Reach:
         """A copy reaching ``url`` (``local`` or ``ssh://user@host[:port]``), keeping key/python settings."""

@@ -25,6 +25,16 @@ def test_builtins_load():
     assert specs["intel-npu"].openvino_device == "NPU"
 
 
+def test_an_ipv6_reach_url_reads_back() -> None:
+    """`--host ssh://pi@[::1]:2222` was shown (errors, `us3l devices`, the profile's `reach`) as
+    `ssh://pi@::1:2222`, which parse_host cannot read back (a port error) when pasted into a device file."""
+    from us3l.devices.spec import Reach
+
+    for url in ("ssh://pi@[::1]:2222", "ssh://[fe80::1]:22", "ssh://pi@board:22"):
+        reach = Reach().with_host(url)
+        assert reach.url == url and parse_host(reach.url) == ("ssh", reach.user, reach.host, reach.port)
+
+
 def test_parse_host():
     assert parse_host("ssh://pi@board:2222") == ("ssh", "pi", "board", 2222)
     assert parse_host("ssh://board") == ("ssh", None, "board", 22)
