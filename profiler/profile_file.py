@@ -40,6 +40,9 @@ CSV_COLUMNS = (
     "p90_ci_hi_ms", "p99_ci_lo_ms", "p99_ci_hi_ms", "rel_ci_halfwidth", "stable", "stop_reason", "bn",
     "graph_sha256",
 )
+#: The leading columns of every profile table us3l has written (``bn`` and ``graph_sha256`` came later): a table
+#: from an older us3l is still ours to replace.
+CSV_COLUMNS_V1 = CSV_COLUMNS[:CSV_COLUMNS.index("stop_reason") + 1]
 
 
 @dataclass(frozen=True)
@@ -318,7 +321,9 @@ def profile_paths(out_dir: str | Path, stem: str) -> tuple[Path, Path]:
     out = Path(out_dir)
     json_path, csv_path = out / f"{stem}.json", out / f"{stem}.csv"
     check_replaceable(json_path, "us3l profile", lambda head: f'"kind": "{KIND}"'.encode() in head[:200])
-    check_replaceable(csv_path, "us3l profile table", lambda head: head.startswith(",".join(CSV_COLUMNS).encode()))
+    check_replaceable(csv_path, "us3l profile table",
+                      lambda head: head.split(b"\n", 1)[0].rstrip(b"\r").split(b",")[:len(CSV_COLUMNS_V1)]
+                      == [c.encode() for c in CSV_COLUMNS_V1])
     return json_path, csv_path
 
 

@@ -203,3 +203,20 @@ def test_show_reads_every_profile_select_reads(tmp_path, capsys):
     assert "—" in row and "no" in row
     back = load_profile(jp).records[0]
     assert back.weight_bytes is None and back.activation_bytes is None and not back.latency.stable
+
+
+def test_a_table_written_by_an_older_us3l_is_replaced(tmp_path):
+    """Re-profiling into a folder that holds an older us3l's profile (its CSV without the later columns bn and
+    graph_sha256) said `refusing to replace ...csv: it is not a us3l profile table`; a user's own CSV still
+    is refused."""
+    header = ("width,channels,macs,params,weight_bytes,activation_bytes,n,mean_ms,std_ms,p50_ms,p90_ms,p99_ms,min_ms,"
+              "max_ms,p50_ci_lo_ms,p50_ci_hi_ms,p90_ci_lo_ms,p90_ci_hi_ms,p99_ci_lo_ms,p99_ci_hi_ms,rel_ci_halfwidth,"
+              "stable,stop_reason")  # the table of us3l before 2026-12-01 (010b2a8)
+    prof = make_profile()
+    old = tmp_path / f"{prof.stem}.csv"
+    old.write_text(header + "\n0.25,128\n", encoding="utf-8")
+    _, cp = write_profile(prof, tmp_path)
+    assert cp.read_text() == csv_text(prof)
+    old.write_text("width,my own notes\n", encoding="utf-8")
+    with pytest.raises(US3LError, match="refusing to replace .*: it is not a us3l profile table"):
+        write_profile(prof, tmp_path)
