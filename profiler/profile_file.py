@@ -221,6 +221,7 @@ def validate_profile(doc: Any, path: str | Path) -> None:
     for key in ("checkpoint_sha256", "reach"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise US3LError(f"{path}: {key} must be a string or null, got {doc[key]!r:.80}")
+    _validate_switchable((doc.get("extra") or {}).get("switchable"), doc.get("records"), path)
     shape = doc.get("input_shape")
     if not isinstance(shape, list) or len(shape) != 4:
         raise US3LError(f"{path}: input_shape must be [batch, channels, height, width], got {shape!r:.80}")
@@ -287,6 +288,27 @@ def validate_profile(doc: Any, path: str | Path) -> None:
             raise US3LError(f"{where}.samples_ms must be a non-empty list, got {samples!r}")
         for j, v in enumerate(samples):
             number(v, f"{where}.samples_ms[{j}]", positive=True)
+
+
+def _validate_switchable(sw: Any, records: Any, path: str | Path) -> None:
+    """``extra.switchable`` of a profile measured through a switchable artifact (``us3l profile --artifact``):
+    ``us3l select --latency-schedule`` maps each chosen width to its index in ``widths`` and names the artifact."""
+    if sw is None:
+        return
+    where = f"{path}: extra.switchable"
+    if not isinstance(sw, dict):
+        raise US3LError(f"{where} must be an object or null, got {sw!r:.80}")
+    for key in ("artifact", "sha256"):
+        if not isinstance(sw.get(key), str):
+            raise US3LError(f"{where}.{key} must be a string, got {sw.get(key)!r:.80}")
+    grid = sw.get("widths")
+    if not isinstance(grid, list) or not grid:
+        raise US3LError(f"{where}.widths must be a non-empty list of widths, got {grid!r:.80}")
+    keys = [round(number(w, f"{where}.widths[{j}]", positive=True, at_most=1.0), 4) for j, w in enumerate(grid)]
+    for rec in records if isinstance(records, list) else ():
+        w = rec.get("width") if isinstance(rec, dict) else None
+        if isinstance(w, int | float) and not isinstance(w, bool) and round(w, 4) not in keys:
+            raise US3LError(f"{where}.widths does not hold the record width {w:g}: not the artifact's grid")
 
 
 def _slug(text: str) -> str:

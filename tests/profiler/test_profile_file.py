@@ -220,3 +220,32 @@ def test_a_table_written_by_an_older_us3l_is_replaced(tmp_path):
     old.write_text("width,my own notes\n", encoding="utf-8")
     with pytest.raises(US3LError, match="refusing to replace .*: it is not a us3l profile table"):
         write_profile(prof, tmp_path)
+
+
+_GRID = {"artifact": "sw", "sha256": "0" * 64, "widths": [1.0, 0.5, 0.25]}
+
+
+@pytest.mark.parametrize(
+    ("switchable", "message"),
+    [
+        (5, "extra.switchable must be an object or null, got 5"),
+        ({**_GRID, "widths": "abc"}, "extra.switchable.widths must be a non-empty list of widths, got 'abc'"),
+        ({k: v for k, v in _GRID.items() if k != "artifact"}, "extra.switchable.artifact must be a string, got None"),
+        ({**_GRID, "widths": [1.0, 0.5]},
+         "extra.switchable.widths does not hold the record width 0.25: not the artifact's grid"),
+    ],
+)
+def test_a_damaged_switchable_grid_is_refused_in_one_line(tmp_path, capsys, switchable, message):
+    """`us3l select --latency-schedule` maps a switchable profile's widths to their index in the artifact's grid:
+    an edited `extra.switchable` made it fail with `error: TypeError: 'int' object is not subscriptable`,
+    `error: 0.25 is not in list` or `error: KeyError: 'artifact'`."""
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    doc["extra"] = {"switchable": _GRID}
+    jp.write_text(json.dumps(doc))
+    load_profile(jp)  # the grid us3l profile --artifact writes
+    doc["extra"] = {"switchable": switchable}
+    jp.write_text(json.dumps(doc))
+    code = main(["select", "--profile", str(jp), "--latency-schedule", "1,2", "--out", str(tmp_path / "sel")])
+    assert code == 1
+    assert capsys.readouterr().err == f"error: {jp}: {message}\n"
