@@ -249,3 +249,17 @@ def test_a_damaged_switchable_grid_is_refused_in_one_line(tmp_path, capsys, swit
     code = main(["select", "--profile", str(jp), "--latency-schedule", "1,2", "--out", str(tmp_path / "sel")])
     assert code == 1
     assert capsys.readouterr().err == f"error: {jp}: {message}\n"
+
+
+def test_show_prints_the_files_text_fields_as_text(tmp_path, capsys):
+    """`bn` and `stop_reason` are free strings in a profile file and table cells are rich markup: `[/x]` made
+    `us3l profile show` fail with `error: MarkupError: closing tag ...`, and `[bold]calibrated` lost its brackets."""
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    doc["records"][0]["bn"] = "[bold]calibrated"
+    doc["records"][1].update(stop_reason="[/x]")
+    doc["records"][1]["latency"]["stable"] = False
+    jp.write_text(json.dumps(doc))
+    assert main(["profile", "show", str(jp), "--wide"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "[bold]calibrated" in out and "no ([/x])" in out

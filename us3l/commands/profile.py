@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from us3l.cli_app import app, emit_json
@@ -114,7 +115,9 @@ def _profile_rows(doc: Any) -> tuple[str, list[Col], list[list[str]]]:
             f"{s.p50_ms:.3f}", "—" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", f"{100 * s.rel_ci_halfwidth:.1f}",
             f"{s.p90_ms:.3f}",
             f"{s.p99_ms:.3f}",
-            "interp." if r.interpolated else "yes" if s.stable else f"[red]no[/] ({r.stop_reason})", r.bn or "?",
+            # stop_reason and bn are free text in the file: escaped, as cells are rich markup ("[/]" would raise)
+            "interp." if r.interpolated else "yes" if s.stable else f"[red]no[/] ({escape(r.stop_reason)})",
+            escape(r.bn or "?"),
         ])
     return title, cols, rows
 
