@@ -117,6 +117,24 @@ def test_progress_off_a_terminal_prints_plain_lines(capsys: pytest.CaptureFixtur
     assert lines[1] == "calibrating: 2/2 widths · 0s elapsed"
 
 
+@pytest.mark.parametrize("label", ["profiling exports[/x] on cpu", "profiling exports[v2] on cpu"])
+def test_progress_on_a_terminal_shows_its_label_as_text(label: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`us3l profile --artifact DIR` puts the folder's name in the bar's label: on a terminal `[/x]` in it was a
+    MarkupError (the command died mid-run) and `[v2]` vanished."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    import us3l.cli_output as co
+
+    console = Console(file=StringIO(), force_terminal=True, width=200)
+    monkeypatch.setattr(co, "err_console", lambda: console)
+    with Progress(label, 2, "widths") as bar:
+        bar.update(1, detail="[/y] detail")
+    shown = console.file.getvalue()
+    assert label in shown and "[/y] detail" in shown
+
+
 def test_quiet_silences_progress(capsys: pytest.CaptureFixture[str]) -> None:
     from us3l.cli_output import set_quiet
 

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
@@ -247,7 +248,8 @@ class Progress:
                 TextColumn("[dim]{task.fields[detail]}"), console=con, transient=False,
             )
             self._rich.start()
-            self._task = self._rich.add_task(self.label, total=self.total, detail="")
+            # label and details are text (a folder name such as "exports[/x]" would be a markup error): escaped
+            self._task = self._rich.add_task(escape(self.label), total=self.total, detail="")
         else:
             self._last_line = time.perf_counter()  # off a terminal: a line per finished item, or every 10 s
         return self
@@ -277,7 +279,7 @@ class Progress:
         if completed is not None:
             self.done = min(max(0, completed), self.total)
         if self._rich is not None:
-            self._rich.update(self._task, completed=self.done, detail=detail)
+            self._rich.update(self._task, completed=self.done, detail=escape(detail))
         elif changed or time.perf_counter() - self._last_line >= 10.0:
             self._line(detail)
 
