@@ -552,6 +552,8 @@ def select_profile(
 def find_profiles(devices: Sequence[str], profiles_dir: str | Path = "profiles") -> list[Path]:
     """Profile files of the named devices: ``<profiles_dir>/*-<device>-*.json`` whose ``device`` matches."""
     root = Path(profiles_dir)
+    if root.exists() and not root.is_dir():
+        raise US3LError(f"--profiles-dir must be a folder of profiles, got the file {root}")
     if not root.is_dir():
         raise US3LError(f"profiles directory not found: {root}")
     from us3l.devices.registry import device_name

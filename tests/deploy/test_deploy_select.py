@@ -360,6 +360,13 @@ def test_device_names_are_read_as_profile_reads_them(write_profile) -> None:
         assert find_profiles([given], path.parent) == [path]
 
 
+def test_a_file_given_as_the_profiles_folder_is_named_as_such(write_profile) -> None:
+    """`--profiles-dir profiles/x.json` said `profiles directory not found`, of a path that exists."""
+    path = write_profile([{"width": 1.0, "latency": latency(1, 1, 1)}])
+    with pytest.raises(US3LError, match=r"^--profiles-dir must be a folder of profiles, got the file .*\.json$"):
+        find_profiles(["cpu"], path)
+
+
 def test_quickstart_default_budget_leaves_real_slack(write_profile) -> None:
     from us3l.commands.quickstart import default_budget_ms
 
