@@ -121,7 +121,9 @@ def interpolated_stats(x: float, measured: Mapping[K, tuple[float, LatencyStats]
         ca, cb = sa.ci95_ms.get(q), sb.ci95_ms.get(q)
         if ca is None or cb is None:
             continue
-        ci[q] = (mix(ca[0], cb[0]) * (1.0 - rel_err), mix(ca[1], cb[1]) * (1.0 + rel_err))
+        # widened by the factor 1 + rel_err both ways: a fit error of 100 % or more (a noisy machine) must not give
+        # a negative lower bound, which the profile file refuses (the whole sweep was then not written)
+        ci[q] = (mix(ca[0], cb[0]) / (1.0 + rel_err), mix(ca[1], cb[1]) * (1.0 + rel_err))
     half = 0.5 * (ci["p50"][1] - ci["p50"][0]) if "p50" in ci else 0.0
     return LatencyStats(
         n=0,

@@ -66,9 +66,27 @@ def test_interpolated_stats_are_flagged_and_widened() -> None:
     assert s.p50_ms == pytest.approx(0.5 * (a.p50_ms + b.p50_ms))
     lo, hi = s.ci95_ms["p50"]
     assert lo < s.p50_ms < hi
-    assert lo == pytest.approx(0.9 * 0.5 * (a.ci95_ms["p50"][0] + b.ci95_ms["p50"][0]))
+    assert lo == pytest.approx(0.5 * (a.ci95_ms["p50"][0] + b.ci95_ms["p50"][0]) / 1.1)
     assert math.isfinite(s.rel_ci_halfwidth) and s.rel_ci_halfwidth > 0
     # outside the measured range: clamp to the nearest measured width
     assert ip.interpolated_stats(50.0, {"a": (100.0, a), "b": (200.0, b)}, 0.0).p50_ms == pytest.approx(a.p50_ms)
     with pytest.raises(ValueError):
         ip.interpolated_stats(1.0, {}, 0.0)
+
+
+def test_a_fit_error_over_100_percent_keeps_the_bounds_positive() -> None:
+    """`us3l profile --adaptive` on a noisy machine (torch eager, leave-one-out error 250 %) widened the lower
+    bounds by 1 - error, below zero: `the measured profile is not valid, not written: ... ci95_ms.p50[0] must be a
+    finite positive number, got -196.0`, after the whole sweep."""
+    from us3l.profiler.profile_file import Profile, ProfileRecord, validate_profile
+
+    a, b = summarize([1.0, 1.1, 0.9, 1.0, 1.05]), summarize([3.0, 3.1, 2.9, 3.0, 3.05])
+    s = ip.interpolated_stats(150.0, {"a": (100.0, a), "b": (200.0, b)}, rel_err=2.5)
+    for lo, hi in s.ci95_ms.values():
+        assert 0 < lo <= hi
+    assert s.ci95_ms["p50"][0] < s.p50_ms < s.ci95_ms["p50"][1]
+    rec = ProfileRecord(width=0.5, channels=8, macs=150, params=10, weight_bytes=40, activation_bytes=40,
+                        latency=s, stop_reason="interpolated", interpolated=True)
+    prof = Profile(model="toy", device="cpu", backend="torch", precision="fp32", input_shape=(1, 3, 8, 8),
+                   threads=1, policy={}, fingerprint={}, records=(rec,))
+    validate_profile(prof.to_dict(), "p.json")
