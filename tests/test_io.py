@@ -174,3 +174,17 @@ def test_a_folder_that_refuses_the_temporary_is_named_by_the_file(tmp_path: Path
         atomic_write_text(tmp_path / "selection.json", "x")
     assert info.value.filename == str(tmp_path / "selection.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path: Path) -> None:
+    """A profile, selection or device file saved by an editor that writes a UTF-8 BOM first was refused:
+    `is not valid JSON: Unexpected UTF-8 BOM (decode using utf-8-sig)`, `is not valid TOML: Invalid statement
+    (at line 1, column 1)`."""
+    from us3l.devices.spec import load_device_file
+
+    path = tmp_path / "p.json"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"a": 1}')
+    assert read_input_text(path) == '{"a": 1}' and read_json(path) == {"a": 1}
+    dev = tmp_path / "dev.toml"
+    dev.write_bytes(b"\xef\xbb\xbf" + b'name = "bomdev"\nbackends = ["onnx"]\n')
+    assert load_device_file(dev).name == "bomdev"

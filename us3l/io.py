@@ -200,15 +200,17 @@ def _json_default(o: Any) -> Any:
 
 
 def read_input_text(path: str | Path, what: str = "file") -> str:
-    """The UTF-8 text of a file the user named; a missing path, a folder or device (``/dev/null``), an
-    unreadable or non-UTF-8 file each become a one-line ``US3LError`` naming ``what`` and the path."""
+    """The UTF-8 text of a file the user named, without the byte-order mark an editor may have put first (JSON and
+    TOML parsers refuse it: "Unexpected UTF-8 BOM", "Invalid statement (at line 1, column 1)"); a missing path, a
+    folder or device (``/dev/null``), an unreadable or non-UTF-8 file each become a one-line ``US3LError`` naming
+    ``what`` and the path."""
     path = Path(path)
     if not path.exists():
         raise US3LError(f"{what} not found: {path}")
     if not path.is_file():
         raise US3LError(f"{what} {path} is not a regular file")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise US3LError(f"{what} {path} is not UTF-8 text: {exc}") from None
     except OSError as exc:
