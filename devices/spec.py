@@ -81,6 +81,13 @@ BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
+def canonical_backend(name: str) -> str:
+    """A backend name as us3l spells it: lowercase, an alias (``ort``, ``ov``, ``trtexec``, ...) resolved; the
+    one reading for device files and ``--backend``. Not checked against ``BACKENDS``."""
+    b = str(name).lower()
+    return _ALIASES.get(b, b)
+
+
 @dataclass(frozen=True)
 class Reach:
     """How to reach a device: ``local`` or an SSH host, with the files SSH needs."""
@@ -237,7 +244,7 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
         raise US3LError(f"{where}: 'backends' must list at least one of {', '.join(BACKENDS)}")
     backends = []
     for b in raw_backends:
-        b = _ALIASES.get(str(b).lower(), str(b).lower())
+        b = canonical_backend(b)
         if b not in BACKENDS:
             raise US3LError(f"{where}: unknown backend {b!r} (known: {', '.join(BACKENDS)})")
         if b not in backends:  # "onnx" and its alias "ort" name one backend
@@ -303,7 +310,7 @@ def _precisions_from_dict(
     without repeats, of precisions that backend can run (``BACKEND_PRECISIONS``)."""
     out: dict[str, tuple[str, ...]] = {}
     for key in p:
-        b = _ALIASES.get(key.lower(), key.lower())
+        b = canonical_backend(key)
         if b not in backends:
             raise US3LError(f"{where}: {key!r} is not one of the device's backends ({', '.join(backends)})")
         if b in out:

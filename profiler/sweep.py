@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from us3l.devices.spec import DeviceSpec
+from us3l.devices.spec import DeviceSpec, canonical_backend
 from us3l.errors import US3LError
 from us3l.io import owned_temporary_directory
 from us3l.profiler.measure import MeasurementPolicy, SweepProgress, Timer, WindowFull, measure_windowed
@@ -214,7 +214,7 @@ def resolve_backend(spec: DeviceSpec, backend: str | None) -> str:
     """``backend`` (checked against the device) or the device's first choice."""
     if backend is None:
         return spec.backends[0]
-    b = {"onnxruntime": "onnx", "ort": "onnx", "trt": "tensorrt"}.get(backend.lower(), backend.lower())
+    b = canonical_backend(backend)  # the aliases a device file accepts (ort, ov, trtexec, ...)
     if b not in spec.backends:
         raise US3LError(f"device '{spec.name}' supports backends {', '.join(spec.backends)}, not '{backend}'")
     return b

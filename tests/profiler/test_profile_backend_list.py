@@ -29,6 +29,14 @@ def test_parse_backends() -> None:
     assert str(info.value) == "device 'cpu' supports backends onnx, openvino, torch, not 'tensorrt'"
 
 
+def test_every_alias_a_device_file_accepts_is_accepted_by_backend() -> None:
+    """A device file may list `ov` or `trtexec` (devices.spec aliases), but `us3l profile --backend ov` said
+    `device 'cpu' supports backends onnx, openvino, torch, not 'ov'`: the flag had its own, shorter alias table."""
+    cpu = get_device("cpu", None)
+    assert parse_backends(cpu, ["ov", "ORT"]) == ["openvino", "onnx"]
+    assert parse_backends(cpu, ["ORT"]) == ["onnx"]
+
+
 def test_a_bad_entry_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
     out = tmp_path / "p"
     argv = ["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "0.25",
