@@ -82,6 +82,33 @@ def test_bad_momentum(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None
     _err(main(["calibrate", "--ckpt", str(run_dir), "--bn-momentum", "2"]), capsys, "momentum")
 
 
+@pytest.mark.parametrize(
+    ("command", "args", "match"),
+    [
+        ("calibrate", ["--batch-size", "0"], "the calibration batch size must be >= 2, got 0"),
+        ("calibrate", ["--batch-size", "1"], "the calibration batch size must be >= 2, got 1"),
+        ("calibrate", ["--batches", "0"], "the number of calibration batches must be >= 1, got 0"),
+    ],
+)
+def test_bad_calibration_batches_are_refused(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], command: str, args: list[str], match: str
+) -> None:
+    # `calibrate --batch-size 0` ended in "error: ZeroDivisionError: division by zero"
+    _err(main([command, "--ckpt", str(run_dir), "--widths", "1", *args]), capsys, match)
+    assert not (run_dir / "bn_stats.safetensors").exists()
+
+
+def test_eval_refuses_bad_calibration_batches_before_any_work(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # it was refused only once the data had loaded and the notes about the stored statistics had been printed
+    assert main(["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    code = main(["eval", "--ckpt", str(run_dir), "--widths", "1", "--data", "digits", "--batches", "-1",
+                 "--out", str(tmp_path / "out")])
+    _err(code, capsys, "the number of calibration batches must be >= 1, got -1")
+
+
 def test_non_builtin_checkpoint_needs_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = make_run(tmp_path / "run", data="cifar10:/somewhere")
     _err(main(["eval", "--ckpt", str(run)]), capsys, "--data is required")

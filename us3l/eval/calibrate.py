@@ -70,6 +70,7 @@ class CalibrationSettings:
     batches_used: int | None = None
 
     def __post_init__(self) -> None:
+        check_batches(self.batches, self.batch_size)  # up front: `calibrate --batch-size 0` divided by zero later
         if self.augment not in CALIBRATION_AUGMENTS:
             valid = ", ".join(CALIBRATION_AUGMENTS)
             raise US3LError(f"calibration augment must be one of {valid}, got {self.augment!r}")
@@ -98,6 +99,15 @@ class CalibrationSettings:
         else:
             used = min(self.batches, per_pass) if self.augment == "eval" else self.batches
         return replace(self, batches_used=used)
+
+
+def check_batches(num_batches: int, batch_size: int) -> None:
+    """One-line errors for a calibration batch count below 1 or a batch size below 2 (a 1-image batch has no
+    variance)."""
+    if num_batches < 1:
+        raise US3LError(f"the number of calibration batches must be >= 1, got {num_batches}")
+    if batch_size < 2:
+        raise US3LError(f"the calibration batch size must be >= 2, got {batch_size}")
 
 
 def _iter_source(source: BatchSource) -> Iterator[torch.Tensor]:
@@ -163,10 +173,7 @@ def calibration_batches(
     """
     from us3l.data import iterate_batches
 
-    if num_batches < 1:
-        raise US3LError(f"the number of calibration batches must be >= 1, got {num_batches}")
-    if batch_size < 2:
-        raise US3LError(f"the calibration batch size must be >= 2, got {batch_size}")
+    check_batches(num_batches, batch_size)
 
     def gen() -> Iterator[torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
