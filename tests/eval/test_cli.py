@@ -109,6 +109,22 @@ def test_eval_refuses_bad_calibration_batches_before_any_work(
     _err(code, capsys, "the number of calibration batches must be >= 1, got -1")
 
 
+def test_a_diverged_checkpoint_gets_no_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # NaN weights gave NaN features, and the kNN over them still "scored" (50 % on two classes, ties broken by
+    # index): accuracy.json was written with that number and with "embedding_std": NaN (not JSON)
+    import torch
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.conv1.weight.fill_(float("nan"))
+    run = make_run(tmp_path / "run", model)
+    out = tmp_path / "out"
+    code = main(["eval", "--ckpt", str(run), "--widths", "1", "--batches", "1", "--no-baselines", "--out", str(out),
+                 "--quiet"])
+    _err(code, capsys, "the network gives non-finite features (NaN or inf) at width 1 for 2000 of 2000 images")
+    assert not (out / "accuracy.json").exists()
+
+
 def test_non_builtin_checkpoint_needs_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = make_run(tmp_path / "run", data="cifar10:/somewhere")
     _err(main(["eval", "--ckpt", str(run)]), capsys, "--data is required")

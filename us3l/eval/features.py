@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from us3l.errors import US3LError
 from us3l.slim import width as width_ctx
 
 
@@ -22,7 +23,8 @@ def extract_features(
 ) -> tuple[Tensor, Tensor]:
     """(features (N, feature_dim(w)) float32 on CPU, labels (N,) int64) of ``ds`` at width ``w``.
 
-    The model runs in eval mode (restored afterwards); ``limit`` keeps only the first samples.
+    The model runs in eval mode (restored afterwards); ``limit`` keeps only the first samples. Features that are
+    not finite (NaN or inf: a diverged network, or broken BN statistics) are a one-line ``US3LError``.
     """
     from us3l.data import iterate_batches
 
@@ -48,6 +50,13 @@ def extract_features(
     f_all, y_all = torch.cat(feats), torch.cat(labels)
     if limit is not None:
         f_all, y_all = f_all[:limit], y_all[:limit]
+    bad = int((~torch.isfinite(f_all).all(dim=1)).sum())
+    if bad:  # a kNN or probe over NaN features still "scores" (ties broken by index): never report that number
+        raise US3LError(
+            f"the network gives non-finite features (NaN or inf) at width {w:g} for {bad} of {len(f_all)} images: "
+            "its weights or its BN statistics at that width are not finite (a diverged run?), so no accuracy can "
+            "be measured; evaluate an earlier checkpoint or re-train"
+        )
     return f_all, y_all
 
 
