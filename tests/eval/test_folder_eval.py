@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.eval.conftest import make_run
@@ -39,3 +40,28 @@ def test_folder_eval_with_the_augmented_probe(tmp_path: Path) -> None:
     assert "Resize(18," in doc["protocols"]["feature_transform"]  # round(16 * 256 / 224)
     for row in doc["widths"]:
         assert 0.0 <= row["knn_top1"] <= 1.0 and 0.0 <= row["linear_top1"] <= 1.0
+
+
+def test_a_test_split_of_one_image_gets_no_embedding_std(tmp_path: Path) -> None:
+    # the std over one sample is NaN: accuracy.json got "embedding_std": NaN (not JSON) and torch's UserWarning
+    # reached stderr
+    import json
+    import warnings
+
+    from us3l.cli import main
+
+    root = _folder(tmp_path / "data")
+    (root / "test" / "a" / "1.png").unlink()
+    for f in (root / "test" / "b").iterdir():
+        f.unlink()
+    data = f"folder:{root}"
+    run = make_run(tmp_path / "run", data=data)
+    out = tmp_path / "out"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["eval", "--ckpt", str(run), "--data", data, "--widths", "1", "--batches", "1", "--no-baselines",
+                     "--quiet", "--out", str(out)])
+    assert code == 0
+    assert not [w for w in caught if "degrees of freedom" in str(w.message)]
+    doc = json.loads((out / "accuracy.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert doc["num_test"] == 1 and doc["widths"][0]["embedding_std"] is None

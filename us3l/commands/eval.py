@@ -440,7 +440,7 @@ def _print_table(doc: dict[str, Any], wide: bool = False) -> None:
             _pct(r["linear_top5"]),
             _macs(r["macs"]),
             "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}M",
-            f"{r['embedding_std']:.3f}",
+            "-" if r["embedding_std"] is None else f"{r['embedding_std']:.3f}",
         ])
     caption = None
     b = doc.get("baselines")

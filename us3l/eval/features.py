@@ -60,13 +60,16 @@ def extract_features(
     return f_all, y_all
 
 
-def embedding_std(features: Tensor) -> float:
+def embedding_std(features: Tensor) -> float | None:
     """Collapse indicator: sqrt(D) · mean over dims of the std over samples of L2-normalised features.
 
     About 1 for well-spread embeddings, 0 for a collapsed (constant) output; the same formula as the training
-    monitor (``us3l.train.monitor.collapse_std``), here on backbone features.
+    monitor (``us3l.train.monitor.collapse_std``), here on backbone features. ``None`` for fewer than two
+    samples, which have no spread (torch's std would be NaN, with a warning).
     """
     import math
 
+    if features.shape[0] < 2:
+        return None
     zn = nn.functional.normalize(features.float(), dim=1)
     return float(zn.std(dim=0).mean() * math.sqrt(features.shape[1]))
