@@ -64,3 +64,17 @@ def test_parse_widths() -> None:
         parse_widths(model, "1.0", 3)
     with pytest.raises(US3LError, match="width must be in"):
         parse_widths(model, "0.1", None)
+
+
+def test_evaluate_checkpoint_checks_its_widths_first(tmp_path: Path) -> None:
+    # a width given twice was evaluated twice and then refused as a whole ("<accuracy document>: widths[1] repeats
+    # width 1 of widths[0]"); an empty list failed in the calibration step ("no widths to calibrate")
+    from tests.eval.conftest import make_run
+    from us3l.eval import CalibrationSettings, EvalSettings, evaluate_checkpoint, open_checkpoint
+
+    loaded = open_checkpoint(make_run(tmp_path / "run"))
+    s = EvalSettings(baselines=False, costs=False, calibration=CalibrationSettings(batches=1))
+    doc = evaluate_checkpoint(loaded, None, [1.0, 1.0], s)
+    assert [r["width"] for r in doc["widths"]] == [1.0]
+    with pytest.raises(US3LError, match="^no widths given$"):
+        evaluate_checkpoint(loaded, None, [], s)

@@ -396,6 +396,7 @@ def evaluate_checkpoint(
 
     s = settings or EvalSettings()
     model, meta = loaded.model, loaded.meta
+    widths = parse_widths(model, widths, None)  # checked and de-duplicated before any work
     spec = resolve_data_spec(meta, data)
     s = apply_preset(s, spec, str(meta.get("model") or ""))
     input_size = int(meta.get("input_size") or model.input_size)
