@@ -88,3 +88,18 @@ def test_calibrating_refuses_a_momentum_outside_0_1(momentum: object) -> None:
         with us3l.calibrating(m, 0.5, momentum=momentum):  # type: ignore[arg-type]
             m(torch.randn(4, 3, 32, 32))
     assert us3l.slim.calibrated_widths(m) == ()
+
+
+@pytest.mark.parametrize("wkey", ["nan", "inf", "7.0000", "-0.5000", "0.0000"])
+def test_bn_stats_of_no_width_are_malformed(wkey: str) -> None:
+    # a bn_stats.safetensors entry "nan/bn1.mean" ended in "cannot convert float NaN to integer" (a ValueError
+    # from the channel count), "7.0000/..." was loaded as statistics of width 7
+    from us3l.errors import US3LError
+    from us3l.slim import bn_stats_state, calibrating, load_bn_stats_state
+
+    model = _tiny()
+    with torch.no_grad(), calibrating(model, 1.0):
+        model(torch.randn(4, 3, 16, 16))
+    state = {k.replace("1.0000/", f"{wkey}/", 1): v for k, v in bn_stats_state(model).items()}
+    with pytest.raises(US3LError, match=rf"^BN statistics entry '{wkey}/.*' is malformed$"):
+        load_bn_stats_state(_tiny(), state)

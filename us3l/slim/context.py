@@ -308,6 +308,8 @@ def load_bn_stats_state(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
             wkey, rest = k.split("/", 1)
             name, kind = rest.rsplit(".", 1)
             w = round(float(wkey), 4)
+            if not 0 < w <= 1:  # "nan", "inf", "7.0000": no width (nan reached int() and its own ValueError)
+                raise ValueError(wkey)
         except ValueError:
             raise US3LError(f"BN statistics entry {k!r} is malformed") from None
         if name not in bns or kind not in ("mean", "var"):
