@@ -125,6 +125,36 @@ def test_a_diverged_checkpoint_gets_no_accuracy(tmp_path: Path, capsys: pytest.C
     assert not (out / "accuracy.json").exists()
 
 
+def test_calibrate_on_other_data_than_the_stored_statistics(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `calibrate --data digits` over statistics on builtin computed them, dropped them (the run's statistics of
+    # another data set are never replaced) and still said "wrote RUN/bn_stats.safetensors"; --json said data null
+    stats = run_dir / "bn_stats.safetensors"
+    assert main(["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["data"] == "builtin"
+    before = stats.read_bytes()
+    code = main(["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--data", "digits"])
+    _err(code, capsys, f"{stats} holds the BN statistics on builtin, and a run keeps those of one data set: delete "
+                       "it to store statistics on digits")
+    assert stats.read_bytes() == before
+    stats.unlink()
+    assert main(["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--data", "digits"]) == 0
+    from us3l.eval.calibrate import read_bn_stats_settings
+
+    assert (read_bn_stats_settings(run_dir) or {})["data"] == "digits"
+
+
+def test_calibrate_replaces_stale_statistics_of_other_data(run_dir: Path) -> None:
+    # statistics of other weights (stale) on another data set were never replaced: calibrate said "wrote" and the
+    # file kept the stale ones
+    from us3l.eval.calibrate import read_bn_stats_settings
+
+    assert main(["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--quiet"]) == 0
+    make_run(run_dir, tiny_model(seed=1))  # new weights: the stored statistics are stale
+    assert main(["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--data", "digits"]) == 0
+    assert (read_bn_stats_settings(run_dir) or {})["data"] == "digits"
+    assert load_backbone(run_dir).bn_stats_note is None
+
+
 def test_non_builtin_checkpoint_needs_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = make_run(tmp_path / "run", data="cifar10:/somewhere")
     _err(main(["eval", "--ckpt", str(run)]), capsys, "--data is required")

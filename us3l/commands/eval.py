@@ -112,7 +112,16 @@ def calibrate_cmd(
         if widths is not None and abs(c - w) > 1e-9:  # only what the user typed: grid widths are canonical
             note(f"note: width {w:g} builds the network of width {c:g}; calibrated and stored as {c:g}", markup=False)
     distinct = len(set(canonical.values()))
-    resolve_data_spec(loaded.meta, data)  # calibrate always estimates: --data, unless the run's data is built in
+    spec = resolve_data_spec(loaded.meta, data)  # calibrate always estimates: --data, unless the run's data is built in
+    out = loaded.path.parent / BN_STATS_FILE
+    stored_data = (read_bn_stats_settings(loaded.path.parent) or {}).get("data")
+    if stored_data not in (None, spec) and loaded.bn_stats_note is None:
+        # calibrate_checkpoint never replaces the run's statistics of another data set: they would be computed
+        # and dropped, under a "wrote" line
+        raise US3LError(
+            f"{out} holds the BN statistics on {stored_data}, and a run keeps those of one data set: delete it to "
+            f"store statistics on {spec} (us3l eval --data {spec} uses them without storing them)"
+        )
     t0 = time.perf_counter()
     with Progress("calibrating", distinct, "widths", enabled=not json_out) as bar:
         bar.update(0, detail="loading the calibration data")
@@ -127,14 +136,13 @@ def calibrate_cmd(
         )
         bar.update(distinct, detail="done")
     elapsed = time.perf_counter() - t0
-    out = loaded.path.parent / BN_STATS_FILE
     used = (typed_bn_stats_settings(read_bn_stats_settings(loaded.path.parent)) or {}).get("batches_used")
     doc = {
         "checkpoint": str(loaded.path),
         "bn_stats": str(out),
         "calibrated": list(done),
         "stored_widths": list(calibrated_widths(loaded.model)),
-        "settings": {**settings.to_dict(), "batches_used": used},
+        "settings": {**settings.to_dict(), "data": spec, "batches_used": used},
         "seconds": round(elapsed, 2),
     }
     if json_out:

@@ -274,7 +274,8 @@ def calibrate_checkpoint(
         stored_data = (read_bn_stats_settings(loaded.path.parent) or {}).get("data")
         if _stored_differently(model, loaded.path.parent, wanted, computing, progress):
             recalibrate = True
-            if save and stored_data is not None and stored_data != wanted.data:
+            stale = getattr(loaded, "bn_stats_note", None)  # statistics of other weights are no one's
+            if save and stored_data is not None and stored_data != wanted.data and not stale:
                 save = False  # statistics of another data set are the run's: never replaced by these
                 if progress:
                     progress(f"statistics on {wanted.data} are used for this evaluation only; "
