@@ -59,3 +59,19 @@ def test_random_init_baseline_differs_from_the_trained_network_in_weights_only(t
     row = doc["widths"][0]
     assert row["baseline_random_init"]["knn_top1"] == row["knn_top1"]
     assert row["baseline_random_init"]["knn_top1_ci"] == row["knn_top1_ci"]
+
+
+def test_random_init_baseline_follows_the_stored_statistics_settings(tmp_path: Path) -> None:
+    """Every width came calibrated (`us3l calibrate --bn-momentum 0.1 --batches 2`), and the eval's own flags differ:
+    the baseline was calibrated with the eval's flags (cumulative, 20 batches), not like the trained network, while
+    the table's caption said "BN calibrated like the trained one"."""
+    from us3l.eval import calibrate_checkpoint
+
+    torch.manual_seed(0)
+    run = make_run(tmp_path / "run", create_model("cifar_resnet18", num_classes=0, **TINY).eval())
+    calibrate_checkpoint(open_checkpoint(run), None, [0.5], CalibrationSettings(batches=2, momentum=0.1))
+    settings = EvalSettings(knn=KnnSettings(k=20, max_train=300))  # cumulative average, 20 batches
+    doc = evaluate_checkpoint(open_checkpoint(run), None, [0.5], settings)
+    assert doc["calibration"]["momentum"] == 0.1 and doc["calibration"]["batches"] == 2
+    row = doc["widths"][0]
+    assert row["baseline_random_init"]["knn_top1"] == row["knn_top1"]

@@ -405,8 +405,10 @@ def evaluate_checkpoint(
     done = calibrate_checkpoint(loaded, spec, widths, s.calibration, s.recalibrate, s.save_bn_stats, progress)
     require_calibrated(model, widths)
     calibration: dict[str, Any] | None = _with_data(s.calibration.used_on(len(d.train)), spec).to_dict()
+    baseline_calibration = s.calibration
     if not done:  # every width came calibrated: report how the stored statistics were made
         calibration = typed_bn_stats_settings(read_bn_stats_settings(loaded.path.parent))
+        baseline_calibration = _recorded_settings(calibration, s.calibration)  # the random-init network's too
 
     train_ds, test_ds, mean, std, transform, bank_idx, bank_ds, k_requested, k = (
         d.train, d.test, d.mean, d.std, d.transform, d.bank_idx, d.bank, d.k_requested, d.k)
@@ -417,7 +419,9 @@ def evaluate_checkpoint(
     def ci(v: float | None) -> list[float] | None:
         return None if v is None else wilson_interval(v, num_test)
 
-    random_net = _random_init_network(meta, s, spec, train_ds, transform, widths) if s.baselines and s.run_knn else None
+    random_net = None
+    if s.baselines and s.run_knn:
+        random_net = _random_init_network(meta, s, baseline_calibration, spec, train_ds, transform, widths)
     rows: list[dict[str, Any]] = []
     for w in widths:
         t0 = time.perf_counter()
@@ -500,12 +504,31 @@ def evaluate_checkpoint(
     )
 
 
+def _recorded_settings(recorded: dict[str, Any] | None, default: CalibrationSettings) -> CalibrationSettings:
+    """The ``CalibrationSettings`` that an accuracy.json ``calibration`` entry (the stored statistics') records;
+    ``default`` when there is none or it cannot be rebuilt (an old or edited file)."""
+    from dataclasses import replace
+
+    from us3l.eval.calibrate import check_momentum
+
+    if not recorded:
+        return default
+    try:
+        check_momentum(recorded.get("momentum"))
+        kept = {k: recorded[k] for k in ("batches", "batch_size", "seed", "augment") if recorded.get(k) is not None}
+        return replace(default, **kept, momentum=recorded.get("momentum"), epochs=recorded.get("epochs"))
+    except (US3LError, TypeError):
+        return default
+
+
 def _random_init_network(
-    meta: dict[str, Any], s: EvalSettings, spec: str, train_ds: Any, transform: Any, widths: Sequence[float]
+    meta: dict[str, Any], s: EvalSettings, calibration: CalibrationSettings, spec: str, train_ds: Any,
+    transform: Any, widths: Sequence[float],
 ) -> nn.Module:
     """The checkpoint's model and model_kwargs, freshly initialised with ``s.random_init_seed`` (global torch
-    RNG untouched), its BN statistics calibrated at ``widths`` exactly like the trained model's (same batches,
-    same momentum: ``s.calibration``), so the baseline differs from the trained network in the weights only."""
+    RNG untouched), its BN statistics calibrated at ``widths`` exactly like the trained model's (``calibration``:
+    the settings of this evaluation, or those the stored statistics were made with when every width came
+    calibrated), so the baseline differs from the trained network in the weights only."""
     import torch
 
     from us3l.checkpoint import model_kwargs_of
@@ -514,7 +537,7 @@ def _random_init_network(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.random_init_seed)
         net = create_model(meta["model"], num_classes=0, **model_kwargs_of(meta))
-    c = _with_data(s.calibration, spec)
+    c = _with_data(calibration, spec)
     batches = calibration_source(train_ds, c, transform, transform.image_size, transform.mean, transform.std)
     calibrate_widths(net, widths, batches, momentum=c.momentum)
     return net.eval()
