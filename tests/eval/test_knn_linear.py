@@ -67,3 +67,20 @@ def test_embedding_std_detects_collapse() -> None:
     assert 0.8 < embedding_std(spread) < 1.2
     collapsed = torch.ones(500, 64) + 1e-4 * torch.randn(500, 64, generator=g)
     assert embedding_std(collapsed) < 0.01
+
+
+@pytest.mark.parametrize("temperature", [0.011, 0.005, 1e-4])
+def test_knn_at_a_small_temperature_is_the_nearest_neighbour_vote(temperature: float) -> None:
+    # exp(cos / T) overflowed float32 below T = 0.0113: inf votes, NaN scores, and `us3l eval --knn-t 0.011` reported
+    # exactly chance (10.0 %, top-5 50.0 %) for a network that scores 33 % at T = 0.012
+    g = torch.Generator().manual_seed(0)
+    train = torch.randn(60, 8, generator=g)
+    test = train[:40] + 0.2 * torch.randn(40, 8, generator=g)  # close to a train feature: cos above 0.9
+    labels, test_labels = torch.arange(60) % 3, torch.arange(40) % 3
+    scores = knn_predict(train, labels, test, num_classes=3, k=10, temperature=temperature)
+    assert torch.isfinite(scores).all()
+    sim = torch.nn.functional.normalize(test, dim=1) @ torch.nn.functional.normalize(train, dim=1).t()
+    nearest = labels[sim.argmax(dim=1)]
+    assert torch.equal(scores.argmax(dim=1), nearest)  # the sharpest vote: the nearest neighbour decides
+    (top1,) = knn_accuracy(train, labels, test, test_labels, 3, k=10, temperature=temperature)
+    assert top1 == pytest.approx((nearest == test_labels).float().mean().item())

@@ -94,6 +94,10 @@ def bank_dataset(ds: Any, max_train: int | None, seed: int = BANK_SEED) -> Any:
     return subset_dataset(ds, stratified_indices(dataset_labels(ds), max_train, seed))
 
 
+#: Temperatures below this get their votes scaled per test row (``knn_predict``): exp(1 / T) overflows float32
+_SHIFT_BELOW_T = 1 / 80
+
+
 @torch.no_grad()
 def knn_predict(
     train_features: Tensor,
@@ -105,7 +109,11 @@ def knn_predict(
     chunk: int = 1024,
 ) -> Tensor:
     """Class scores (N_test, num_classes) with exactly ``k`` neighbours (clipped to the number of train
-    features only); apply :func:`effective_k` first for the data-supported k."""
+    features only); apply :func:`effective_k` first for the data-supported k.
+
+    A score is the sum of ``exp(cos / temperature)`` over the neighbours of that class. Below
+    ``temperature`` 1/80, where ``exp`` overflows float32 (cos/T > 88.7: inf votes, and 0 * inf = NaN scores), each
+    test row is scaled by ``exp(-max cos / temperature)`` instead: the same ranking, finite numbers."""
     train = F.normalize(train_features.float(), dim=1)
     test = F.normalize(test_features.float(), dim=1)
     k = max(1, min(int(k), train.shape[0]))
@@ -113,7 +121,8 @@ def knn_predict(
     for start in range(0, test.shape[0], chunk):
         sim = test[start : start + chunk] @ train.t()
         top_sim, top_idx = sim.topk(k, dim=1)
-        weights = (top_sim / temperature).exp()
+        shift = top_sim[:, :1] if temperature < _SHIFT_BELOW_T else 0.0  # the row's largest cosine (topk: first)
+        weights = ((top_sim - shift) / temperature).exp()
         votes = F.one_hot(train_labels[top_idx], num_classes).to(weights.dtype)
         out.append((votes * weights.unsqueeze(-1)).sum(dim=1))
     return torch.cat(out, dim=0)
