@@ -121,8 +121,12 @@ def test_a_diverged_checkpoint_gets_no_accuracy(tmp_path: Path, capsys: pytest.C
     out = tmp_path / "out"
     code = main(["eval", "--ckpt", str(run), "--widths", "1", "--batches", "1", "--no-baselines", "--out", str(out),
                  "--quiet"])
-    _err(code, capsys, "the network gives non-finite features (NaN or inf) at width 1 for 2000 of 2000 images")
+    _err(code, capsys, "the network gives non-finite BN statistics (NaN or inf) at width 1, first in layer bn1")
     assert not (out / "accuracy.json").exists()
+    # `us3l calibrate` stored such statistics (bn_stats.safetensors of NaN means and variances) with exit 0
+    code = main(["calibrate", "--ckpt", str(run), "--widths", "1", "--batches", "1", "--quiet"])
+    _err(code, capsys, "the network gives non-finite BN statistics (NaN or inf) at width 1, first in layer bn1")
+    assert not (run / "bn_stats.safetensors").exists()
 
 
 def test_calibrate_on_other_data_than_the_stored_statistics(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -78,3 +78,17 @@ def test_evaluate_checkpoint_checks_its_widths_first(tmp_path: Path) -> None:
     assert [r["width"] for r in doc["widths"]] == [1.0]
     with pytest.raises(US3LError, match="^no widths given$"):
         evaluate_checkpoint(loaded, None, [], s)
+
+
+def test_non_finite_features_are_refused(digits_test: object) -> None:
+    # calibrated statistics, then NaN weights (the shape a diverged run's last checkpoint has): features of NaN were
+    # scored by the kNN as if they were features
+    from us3l.eval import calibrate_widths
+
+    model = tiny_model()
+    calibrate_widths(model, [1.0], [torch.randn(8, 3, SIZE, SIZE)])
+    with torch.no_grad():
+        model.conv1.weight.fill_(float("nan"))
+    transform = EvalTransform(SIZE, (0.5,) * 3, (0.3,) * 3)
+    with pytest.raises(US3LError, match=r"^the network gives non-finite features \(NaN or inf\) at width 1 for 5 of 5"):
+        extract_features(model, 1.0, digits_test, transform, limit=5)

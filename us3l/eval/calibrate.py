@@ -33,12 +33,14 @@ from torch import nn
 from us3l.derived import BN_STATS_FILE, WEIGHTS_FILE
 from us3l.errors import US3LError
 from us3l.slim import (
+    SlimBatchNorm2d,
     bn_stats_state,
     calibrated_widths,
     calibrating,
     canonical_width,
     has_batch_norm,
     load_bn_stats_state,
+    slim_modules,
 )
 
 CHECKPOINT_SHA_KEY = "checkpoint_sha256"
@@ -146,7 +148,7 @@ def calibrate_widths(
         raise US3LError("no widths to calibrate")
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    for w in keys.values():
+    for key, w in keys.items():
         n = 0
         with calibrating(model, w, momentum=momentum):
             for x in _iter_source(batches):
@@ -156,7 +158,22 @@ def calibrate_widths(
                 n += 1
         if n == 0:
             raise US3LError("calibration data produced no batch with at least 2 images")
+        _check_finite_stats(model, key, w)
     return tuple(sorted(keys))
+
+
+def _check_finite_stats(model: nn.Module, key: float, w: float) -> None:
+    """Drop the statistics just estimated at canonical width ``key`` and raise a one-line ``US3LError`` when any is
+    NaN or inf (a diverged network's weights): they would be stored and exported as if they were statistics."""
+    bns = [(name, m) for name, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d) and key in m.width_stats]
+    bad = [name for name, m in bns if not all(bool(torch.isfinite(t).all()) for t in m.width_stats[key])]
+    if bad:
+        for _, m in bns:
+            del m.width_stats[key]
+        raise US3LError(
+            f"the network gives non-finite BN statistics (NaN or inf) at width {w:g}, first in layer {bad[0]}: its "
+            "weights are not finite (a diverged run?), so nothing was calibrated; use an earlier checkpoint or re-train"
+        )
 
 
 def calibration_batches(
