@@ -82,6 +82,9 @@ def test_wrong_schema_version_rejected(tmp_path: Path) -> None:
         ("knn_top1_ci", 0.5),
         ("baseline_random_init", {"knn_top1": 2.0, "knn_top1_ci": None}),
         ("baseline_random_init", {"knn_top1": 0.2, "knn_top1_ci": [0.3, float("nan")]}),
+        # an interval that does not contain its accuracy (an edited file) loaded, and select's tie rule used it
+        ("knn_top1_ci", [0.1, 0.2]),
+        ("baseline_random_init", {"knn_top1": 0.2, "knn_top1_ci": [0.5, 0.6]}),
     ],
 )
 def test_bad_intervals_and_baselines_rejected(tmp_path: Path, where: str, value: object) -> None:

@@ -122,7 +122,9 @@ def _check_fraction(v: Any, where: str, path: str | Path) -> None:
         raise US3LError(f"{path}: {where} must be a fraction in [0, 1] or null, got {v!r}")
 
 
-def _check_interval(v: Any, where: str, path: str | Path) -> None:
+def _check_interval(v: Any, where: str, path: str | Path, value: Any = None) -> None:
+    """``v`` is null or ``[lo, hi]`` with 0 <= lo <= hi <= 1, and contains ``value`` (the accuracy it belongs to, a
+    fraction already checked) when that is not null: a Wilson interval always contains its estimate."""
     if v is None:
         return
     ok = isinstance(v, list | tuple) and len(v) == 2
@@ -132,6 +134,8 @@ def _check_interval(v: Any, where: str, path: str | Path) -> None:
         ok = v[0] is not None and v[1] is not None and v[0] <= v[1]
     if not ok:
         raise US3LError(f"{path}: {where} must be [lo, hi] with 0 <= lo <= hi <= 1, or null; got {v!r}")
+    if value is not None and not v[0] - 1e-9 <= value <= v[1] + 1e-9:
+        raise US3LError(f"{path}: {where} {list(v)!r} does not contain the accuracy {value!r} it belongs to")
 
 
 def _check_baseline(v: Any, where: str, path: str | Path) -> None:
@@ -140,7 +144,7 @@ def _check_baseline(v: Any, where: str, path: str | Path) -> None:
     if not isinstance(v, dict):
         raise US3LError(f"{path}: {where} must be an object or null, got {v!r}")
     _check_fraction(v.get("knn_top1"), f"{where}.knn_top1", path)
-    _check_interval(v.get("knn_top1_ci"), f"{where}.knn_top1_ci", path)
+    _check_interval(v.get("knn_top1_ci"), f"{where}.knn_top1_ci", path, v.get("knn_top1"))
 
 
 def validate_accuracy(doc: Any, path: str | Path) -> None:
@@ -175,7 +179,7 @@ def validate_accuracy(doc: Any, path: str | Path) -> None:
         for key in _FRACTIONS:
             _check_fraction(row.get(key), f"widths[{i}].{key}", path)
         for key in _INTERVALS:
-            _check_interval(row.get(key), f"widths[{i}].{key}", path)
+            _check_interval(row.get(key), f"widths[{i}].{key}", path, row.get(key.removesuffix("_ci")))
         _check_baseline(row.get("baseline_random_init"), f"widths[{i}].baseline_random_init", path)
         _check_precisions(row.get("precisions"), f"widths[{i}].precisions", path)
         for key in ("macs", "params"):
@@ -199,7 +203,7 @@ def _check_precisions(v: Any, where: str, path: str | Path) -> None:
             for key in (*_FRACTIONS, "fp32_knn_top1", "fp32_linear_top1", "prediction_agreement"):
                 _check_fraction(entry.get(key), f"{at}.{key}", path)
             for key in _INTERVALS:
-                _check_interval(entry.get(key), f"{at}.{key}", path)
+                _check_interval(entry.get(key), f"{at}.{key}", path, entry.get(key.removesuffix("_ci")))
 
 
 #: What must agree between an accuracy file and a new measurement for both to stand in one file.
