@@ -40,6 +40,13 @@ def test_unknown_model_and_option_are_clear_errors() -> None:
         us3l.create_model("vit_tiny", img_size=30)  # a value the architecture refuses: a US3LError too
 
 
+@pytest.mark.parametrize("classes", [-1, 2.0, True, "10"])
+def test_num_classes_must_be_a_count(classes: object) -> None:
+    # num_classes=-1 built a model without a head (as 0 does) without a word
+    with pytest.raises(US3LError, match=r"^model 'cifar_resnet18': num_classes must be an integer >= 0 \(0: no head\)"):
+        us3l.create_model("cifar_resnet18", num_classes=classes)
+
+
 def test_size_kwargs_names_the_option_of_models_built_for_one_size() -> None:
     from us3l.models.registry import size_kwargs
 

@@ -61,6 +61,9 @@ def create_model(
     the single-width baseline). Architecture-specific ones are listed by ``us3l models``.
     """
     entry = model_entry(name)
+    classes = kwargs.get("num_classes", 0)
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 0:  # -1 built a model without a head
+        raise US3LError(f"model {name!r}: num_classes must be an integer >= 0 (0: no head), got {classes!r}")
     try:
         wr = WidthRange(width_min, width_max, divisor)
     except ValueError as exc:
