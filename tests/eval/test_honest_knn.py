@@ -87,6 +87,21 @@ def test_wilson_against_hand_computed_values() -> None:
         wilson_interval(1.5, 10)
 
 
+def test_wilson_takes_any_integer_count_and_refuses_other_types() -> None:
+    # a numpy count (np.int64) was refused as "needs at least one test image, got n=np.int64(100)", n=True was
+    # taken as one image, and an accuracy given as text raised a bare TypeError
+    import numpy as np
+
+    assert wilson_interval(0.5, np.int64(100)) == wilson_interval(0.5, 100)
+    assert wilson_interval(np.float32(0.5), 100) == pytest.approx(wilson_interval(0.5, 100))
+    for n in (True, 10.0, "10"):
+        with pytest.raises(US3LError, match="needs at least one test image"):
+            wilson_interval(0.5, n)  # type: ignore[arg-type]
+    for acc in ("0.5", None, True):
+        with pytest.raises(US3LError, match="must be a fraction in"):
+            wilson_interval(acc, 10)  # type: ignore[arg-type]
+
+
 def test_requested_k_defaults_to_the_runs_training_knn_k():
     from us3l.eval.runner import DEFAULT_KNN_K, KnnSettings
 
