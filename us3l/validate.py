@@ -8,6 +8,7 @@ from a file or a remote device. Both raise a one-line ``US3LError`` naming where
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -78,6 +79,16 @@ def number(
             need += " or null"
         raise US3LError(f"{what} must be {need}, got {_show(value)}")
     return float(value)
+
+
+def require_types(what: str, value: Any, kind: type, optional: bool = False) -> None:
+    """A one-line ``US3LError`` when ``value`` is not a ``kind`` (``numbers.Integral`` or ``numbers.Real``; a bool is
+    neither), or ``None`` when ``optional``: a settings object built in Python with ``epochs=2.5`` must not fail
+    (or round) late, after the features it works on were computed."""
+    if (value is None and optional) or (isinstance(value, kind) and not isinstance(value, bool)):
+        return
+    need = "an integer" if kind is numbers.Integral else "a number"
+    raise US3LError(f"{what} must be {need}{' or None' if optional else ''}, got {_show(value)}")
 
 
 def one_of(value: Any, allowed: Sequence[str], what: str) -> str:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from us3l.errors import US3LError
-from us3l.eval import LinearProbeSettings, embedding_std, topk_accuracy, train_linear_probe
+from us3l.eval import (
+    CalibrationSettings,
+    KnnSettings,
+    LinearProbeSettings,
+    embedding_std,
+    topk_accuracy,
+    train_linear_probe,
+)
 from us3l.train.knn import knn_accuracy, knn_predict
 
 
@@ -59,6 +67,27 @@ def test_linear_settings_validation() -> None:
     with pytest.raises(US3LError):
         LinearProbeSettings(epochs=0)
     assert LinearProbeSettings(epochs=10).milestone_epochs() == [6, 8]
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        # epochs=2.5 failed with "'float' object cannot be interpreted as an integer" after the features were
+        # computed; k=2.5 and k=True were truncated without a word (k_requested 2.5 in accuracy.json)
+        (lambda: LinearProbeSettings(epochs=2.5), "^linear-probe epochs must be an integer, got 2.5$"),
+        (lambda: LinearProbeSettings(batch_size="512"), "^linear-probe batch size must be an integer, got '512'$"),
+        (lambda: LinearProbeSettings(lr="30"), "^linear-probe lr must be a number, got '30'$"),
+        (lambda: KnnSettings(k=2.5), "^kNN k must be an integer or None, got 2.5$"),
+        (lambda: KnnSettings(k=True), "^kNN k must be an integer or None, got True$"),
+        (lambda: KnnSettings(temperature="0.1"), "^kNN temperature must be a number, got '0.1'$"),
+        (lambda: KnnSettings(max_train=1e4), "^kNN max_train must be an integer or None, got 10000.0$"),
+        (lambda: CalibrationSettings(batches=2.0), "^the number of calibration batches must be an integer, got 2.0$"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_refused_when_made(make: object, match: str) -> None:
+    with pytest.raises(US3LError, match=match):
+        make()  # type: ignore[operator]
+    assert KnnSettings(k=np.int64(5)).requested_k({}) == 5  # a numpy count is a count
 
 
 def test_embedding_std_detects_collapse() -> None:

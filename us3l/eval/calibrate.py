@@ -22,6 +22,7 @@ statistics in the state dict) are never modified.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +43,7 @@ from us3l.slim import (
     load_bn_stats_state,
     slim_modules,
 )
+from us3l.validate import require_types
 
 CHECKPOINT_SHA_KEY = "checkpoint_sha256"
 #: metadata key of the statistics' own digest (``tensors_sha256``), checked when they are loaded
@@ -106,6 +108,8 @@ class CalibrationSettings:
 def check_batches(num_batches: int, batch_size: int) -> None:
     """One-line errors for a calibration batch count below 1 or a batch size below 2 (a 1-image batch has no
     variance)."""
+    require_types("the number of calibration batches", num_batches, numbers.Integral)
+    require_types("the calibration batch size", batch_size, numbers.Integral)
     if num_batches < 1:
         raise US3LError(f"the number of calibration batches must be >= 1, got {num_batches}")
     if batch_size < 2:

@@ -14,6 +14,7 @@ backbone every epoch, ~``epochs`` times slower). Epochs, lr, batch size and the 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 from us3l.errors import US3LError
 from us3l.train.knn import topk_accuracy
+from us3l.validate import require_types
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class LinearProbeSettings:
     interpolation: str = "bicubic"  # augmented probe: crop resize (CIFAR reference bicubic, ImageNet bilinear)
 
     def __post_init__(self) -> None:
+        require_types("linear-probe epochs", self.epochs, numbers.Integral)
+        require_types("linear-probe lr", self.lr, numbers.Real)
+        require_types("linear-probe batch size", self.batch_size, numbers.Integral)
         if self.epochs < 1:
             raise US3LError(f"linear-probe epochs must be >= 1, got {self.epochs}")
         if not 0 < self.lr < math.inf:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from us3l.eval.features import embedding_std, extract_features
 from us3l.eval.linear import LinearProbeSettings, train_linear_probe, train_linear_probe_augmented
 from us3l.slim import bn_switches, canonical_width, check_width
 from us3l.train.knn import BANK_SEED, check_knn_data
+from us3l.validate import require_types
 
 DEFAULT_WIDTHS = (1.0, 0.75, 0.5, 0.25)
 DEFAULT_KNN_K = 200  # requested k when neither --knn-k nor the checkpoint's training config gives one
@@ -53,6 +55,9 @@ class KnnSettings:
     bank_seed: int = BANK_SEED
 
     def __post_init__(self) -> None:
+        require_types("kNN k", self.k, numbers.Integral, optional=True)
+        require_types("kNN temperature", self.temperature, numbers.Real)
+        require_types("kNN max_train", self.max_train, numbers.Integral, optional=True)
         if self.k is not None and self.k < 1:
             raise US3LError(f"kNN k must be >= 1, got {self.k}")
         if not 0 < self.temperature < math.inf:
