@@ -328,6 +328,9 @@ def test_the_batches_a_small_train_split_really_gave_are_recorded(tmp_path: Path
     stored = read_bn_stats_settings(run)
     assert (stored["batches"], stored["batches_used"]) == ("1000", "12")  # ceil(1438 / 128)
     assert CalibrationSettings(batches=3).used_on(1438).batches_used == 3
+    # a pass's last batch of one image is skipped by calibrate_widths: it was counted (batches_used 2, used 1)
+    assert CalibrationSettings(batch_size=1999).used_on(2000).batches_used == 1
+    assert CalibrationSettings(batch_size=1999, epochs=2, augment="linear").used_on(2000).batches_used == 2
     assert CalibrationSettings(batch_size=100, epochs=2, augment="linear").used_on(1438).batches_used == 30
 
 

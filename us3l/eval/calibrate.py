@@ -96,8 +96,9 @@ class CalibrationSettings:
 
     def used_on(self, num_train: int) -> CalibrationSettings:
         """These settings with ``batches_used`` for a train split of ``num_train`` images (what
-        ``calibration_source`` reads: at most one pass of the eval transform, else ``batches`` or the epochs)."""
-        per_pass = math.ceil(num_train / self.batch_size)
+        ``calibration_source`` reads: at most one pass of the eval transform, else ``batches`` or the epochs). A pass's
+        last batch of one image is not counted: ``calibrate_widths`` skips it (one image has no variance)."""
+        per_pass = num_train // self.batch_size + (num_train % self.batch_size >= 2)
         if self.epochs is not None:
             used = self.epochs * per_pass
         else:
