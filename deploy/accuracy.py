@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from us3l.errors import US3LError
+from us3l.eval.features import non_finite_rows
 
 #: Images per runtime call for a dynamic-batch artifact (a fixed-batch one gets its own batch size).
 FEATURE_CHUNK = 256
@@ -51,7 +52,15 @@ def runner_features(runner: Any, ds: Any, transform: Any, batch: int | None) -> 
         labels.append(y.to(torch.int64))
     if not feats:
         raise ValueError("no samples to extract features from")
-    return torch.from_numpy(np.concatenate(feats)), torch.cat(labels)
+    out = torch.from_numpy(np.concatenate(feats))
+    bad = non_finite_rows(out)
+    if bad:  # scored, NaN embeddings gave a number (ties broken by index), and the mean cosine check let them pass
+        raise US3LError(
+            f"the artifact gives non-finite embeddings (NaN or inf) for {bad} of {len(out)} images: its runtime's "
+            "arithmetic overflowed (a precision too narrow for this network's activations?), so no accuracy can be "
+            "measured"
+        )
+    return out, torch.cat(labels)
 
 
 #: The lowest mean cosine between an artifact's test embeddings and the PyTorch network's at the manifest's width

@@ -377,3 +377,25 @@ def test_an_artifact_whose_embeddings_are_another_networks_is_not_scored() -> No
         _check_same_network(torch.randn(50, 256, generator=g), ref, 0.25, Path("a"))
     with pytest.raises(US3LError, match=r"are not those of width 0.25 of this checkpoint \(mean cosine -?0\.0\d\d"):
         _check_same_network(torch.randn(50, 128, generator=g), ref, 0.25, Path("a"))
+
+
+def test_an_artifact_whose_embeddings_are_not_finite_is_not_scored() -> None:
+    # an artifact whose arithmetic overflows (NaN or inf embeddings) passed the mean-cosine check (nan < 0.9 is
+    # False) and its kNN over NaN scored a number, written to accuracy.json as the artifact's accuracy
+    import numpy as np
+    import torch
+
+    from us3l.data import load_dataset
+    from us3l.deploy.accuracy import runner_features
+    from us3l.errors import US3LError
+    from us3l.train.knn import subset_dataset
+
+    class Overflowing:
+        def infer(self, x: np.ndarray) -> np.ndarray:
+            out = np.ones((len(x), 4), dtype=np.float32)
+            out[0, 1] = np.inf
+            return out
+
+    ds = subset_dataset(load_dataset("digits", "test"), torch.arange(10))
+    with pytest.raises(US3LError, match=r"^the artifact gives non-finite embeddings \(NaN or inf\) for 2 of 10 images"):
+        runner_features(Overflowing(), ds, lambda x: x.float(), 5)  # a fixed batch of 5: two calls

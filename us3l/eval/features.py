@@ -50,7 +50,7 @@ def extract_features(
     f_all, y_all = torch.cat(feats), torch.cat(labels)
     if limit is not None:
         f_all, y_all = f_all[:limit], y_all[:limit]
-    bad = int((~torch.isfinite(f_all).all(dim=1)).sum())
+    bad = non_finite_rows(f_all)
     if bad:  # a kNN or probe over NaN features still "scores" (ties broken by index): never report that number
         raise US3LError(
             f"the network gives non-finite features (NaN or inf) at width {w:g} for {bad} of {len(f_all)} images: "
@@ -58,6 +58,11 @@ def extract_features(
             "be measured; evaluate an earlier checkpoint or re-train"
         )
     return f_all, y_all
+
+
+def non_finite_rows(features: Tensor) -> int:
+    """How many rows (images) of ``features`` hold a NaN or an inf."""
+    return int((~torch.isfinite(features).all(dim=1)).sum())
 
 
 def embedding_std(features: Tensor) -> float | None:
