@@ -90,6 +90,18 @@ def test_settings_of_the_wrong_type_are_refused_when_made(make: object, match: s
     assert KnnSettings(k=np.int64(5)).requested_k({}) == 5  # a numpy count is a count
 
 
+def test_a_diverged_linear_probe_gets_no_accuracy() -> None:
+    # at lr 1e38 the probe's outputs were inf/NaN and topk over them "scored" 25 % on four classes (chance)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 4
+    x = torch.randn(200, 16, generator=g)
+    x[:, :4] += torch.nn.functional.one_hot(y, 4) * 3
+    assert train_linear_probe(x, y, x, y, 4, LinearProbeSettings(epochs=5, lr=1.0))[0] > 0.9
+    with pytest.raises(US3LError, match=r"^the linear probe diverged: its outputs are NaN or inf after 5 epoch\(s\) "
+                                        r"at lr 1e\+38; lower --linear-lr$"):
+        train_linear_probe(x, y, x, y, 4, LinearProbeSettings(epochs=5, lr=1e38))
+
+
 def test_embedding_std_detects_collapse() -> None:
     g = torch.Generator().manual_seed(0)
     spread = torch.randn(500, 64, generator=g)

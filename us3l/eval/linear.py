@@ -142,8 +142,18 @@ def train_linear_probe(
             loss.backward()
             opt.step()
         sched.step()
+    return _test_accuracy(probe, test_features, test_labels, s)
+
+
+def _test_accuracy(probe: nn.Linear, test_features: Tensor, test_labels: Tensor, s: LinearProbeSettings,
+                   ) -> tuple[float, float]:
+    """(top-1, top-5) of the trained probe on the test features; a one-line ``US3LError`` when it diverged (NaN or
+    inf outputs, e.g. at a huge lr): topk over them still returns a number, near chance, that reads as an accuracy."""
     with torch.no_grad():
         logits = probe(test_features.float())
+    if not bool(torch.isfinite(logits).all()):
+        raise US3LError(f"the linear probe diverged: its outputs are NaN or inf after {s.epochs} epoch(s) at lr "
+                        f"{s.lr:g}; lower --linear-lr")
     top1, top5 = topk_accuracy(logits, test_labels.long())
     return top1, top5
 
@@ -190,7 +200,4 @@ def train_linear_probe_augmented(
             sched.step()
     finally:
         model.train(was)
-    with torch.no_grad():
-        logits = probe(test_features.float())
-    top1, top5 = topk_accuracy(logits, test_labels.long())
-    return top1, top5
+    return _test_accuracy(probe, test_features, test_labels, s)
