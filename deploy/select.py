@@ -39,7 +39,7 @@ faster". ``us3l export --selection`` exports the chosen precision.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -549,8 +549,23 @@ def select_profile(
     )
 
 
-def find_profiles(devices: Sequence[str], profiles_dir: str | Path = "profiles") -> list[Path]:
-    """Profile files of the named devices: ``<profiles_dir>/*-<device>-*.json`` whose ``device`` matches."""
+def profiled_model(profile: Mapping[str, Any]) -> Any:
+    """The model a profile measured: its ``model``, without the ``-switchable`` a switchable artifact's profile adds."""
+    name = profile.get("model")
+    if isinstance(name, str) and (profile.get("extra") or {}).get("switchable") is not None:
+        return name.removesuffix("-switchable")
+    return name
+
+
+def find_profiles(
+    devices: Sequence[str],
+    profiles_dir: str | Path = "profiles",
+    model: str | None = None,
+    left_out: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Profile files of the named devices: ``<profiles_dir>/*-<device>-*.json`` whose ``device`` matches. With
+    ``model`` (the accuracy file's), a folder shared by several models gives that model's profiles only; each
+    one left out is told to ``left_out``."""
     root = Path(profiles_dir)
     if root.exists() and not root.is_dir():
         raise US3LError(f"--profiles-dir must be a folder of profiles, got the file {root}")
@@ -561,13 +576,25 @@ def find_profiles(devices: Sequence[str], profiles_dir: str | Path = "profiles")
     found: list[Path] = []
     for given in devices:
         name = device_name(given)  # as us3l profile reads --device; it becomes part of a glob pattern
-        hits = []
+        hits, others = [], {}
         for p in sorted(root.glob(f"*-{name}-*.json")):
             doc = read_json(p, "profile")
             if isinstance(doc, dict) and doc.get("kind") == "profile" and doc.get("device") == name:
-                hits.append(p)
+                if model is None or profiled_model(doc) == model:
+                    hits.append(p)
+                else:
+                    others[p] = profiled_model(doc)
+        if not hits and others:
+            raise US3LError(
+                f"no profile of model {model} for device '{name}' in {root}: it holds profiles of "
+                f"{', '.join(sorted({str(m) for m in others.values()}))} (profile this model, or give --accuracy "
+                "of the profiled one)"
+            )
         if not hits:
             raise US3LError(f"no profile for device '{name}' in {root} (expected {root}/*-{name}-*.json)")
+        for p, other in others.items():
+            if left_out is not None:
+                left_out(f"left out {p}: it profiles model {other}, the accuracy file is for {model}")
         found.extend(hits)
     return found
 
@@ -778,9 +805,7 @@ def check_same_checkpoint(
         )
     # a profile of a fresh model (no checkpoint) is fine for a trained one of the same architecture: the same
     # model name and, at every width both files hold, the same MACs
-    a_model, p_model = acc_doc.get("model"), profile.get("model")
-    if isinstance(p_model, str) and (profile.get("extra") or {}).get("switchable") is not None:
-        p_model = p_model.removesuffix("-switchable")  # a switchable artifact's profile names its model so
+    a_model, p_model = acc_doc.get("model"), profiled_model(profile)
     if isinstance(a_model, str) and isinstance(p_model, str) and a_model != p_model:
         raise US3LError(f"{profile_path} profiles model {p_model} but {acc_path} is for model {a_model}")
     acc_macs = {width_key(r["width"]): r.get("macs") for r in acc_doc.get("widths") or []}

@@ -264,3 +264,26 @@ def test_export_refuses_a_selection_made_for_another_network(
     assert main([*args, "--out", str(out)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
     assert not list(out.rglob("*.onnx"))
+
+
+def test_select_by_device_takes_the_accuracy_files_model_from_a_shared_folder(
+    write_profile, write_accuracy, tmp_path: Path, capsys
+) -> None:
+    """One profiles/ folder for two models: `select -d cpu --accuracy acc.json` refused the whole answer because
+    the other model's profile was found too. That one is now left out, with a note."""
+    mine = write_profile([{"width": w, "latency": latency(w, w, w)} for w in (0.5, 1.0)], model="tiny")
+    other = write_profile([{"width": w, "latency": latency(w, w, w)} for w in (0.5, 1.0)], model="resnet18")
+    acc = write_accuracy({0.5: 60.0, 1.0: 70.0})
+    args = ["select", "-d", "cpu", "--profiles-dir", str(mine.parent), "--accuracy", str(acc), "--latency-ms", "2",
+            "--out", str(tmp_path / "sel"), "--json"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert [d["model"] for d in doc["devices"]] == ["tiny"]
+    assert f"note: left out {other}: it profiles model resnet18, the accuracy file is for tiny" in err
+    mine.unlink()  # only the other model's profile is left: one line naming what the folder holds
+    assert main(args) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: no profile of model tiny for device 'cpu' in {mine.parent}: it holds profiles of resnet18 "
+        "(profile this model, or give --accuracy of the profiled one)"
+    )

@@ -73,7 +73,7 @@ def select_cmd(
     Accuracies within each other's 95 % intervals count as a tie that the fastest width wins, unless
     --strict-accuracy. Unstable latencies of the chosen or tied widths are warned about.
     """
-    from us3l.deploy.select import Budget, LatencyRule, find_profiles, select, write_selection
+    from us3l.deploy.select import Budget, LatencyRule, find_profiles, load_accuracy, select, write_selection
     from us3l.deploy.select import latency_schedule as latency_schedule_fn
 
     set_quiet(quiet)
@@ -102,7 +102,11 @@ def select_cmd(
         raise US3LError(f"unknown accuracy metric '{metric}' (choose {', '.join(METRICS)})")
     if metric != "auto" and accuracy is None:
         raise US3LError(f"--metric {metric} needs --accuracy (without it MACs stand in for accuracy)")
-    files = list(profile) + (find_profiles(device, profiles_dir) if device else [])
+    files = list(profile)
+    if device:  # a folder shared by several models: with --accuracy, the profiles of its model
+        acc_model = load_accuracy(accuracy).get("model") if accuracy is not None else None
+        files += find_profiles(device, profiles_dir, model=acc_model if isinstance(acc_model, str) else None,
+                               left_out=lambda line: note(f"note: {line}", markup=False))
     seen: dict[Path, Path] = {}
     for f in files:  # one profile twice would give its device two answers and export it twice
         key = f.resolve()
