@@ -777,6 +777,8 @@ def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
             raise US3LError(f"{where} is not an object")
         for key in ("device", "model", "backend", "precision"):  # they become folder and file names
             safe_name(d.get(key), f"{where}.{key}")
+        if "chosen" not in d:  # read as "nothing fits" (export: exit 3), where the file lost its answer
+            raise US3LError(f"{where} has no 'chosen' entry (us3l select writes null there when nothing fits)")
         _check_known(d, where)
         for pick in ("chosen", "runner_up"):
             c = d.get(pick)

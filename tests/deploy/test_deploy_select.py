@@ -439,3 +439,19 @@ def test_a_selection_whose_chosen_graph_is_not_an_object_is_refused(tmp_path) ->
     with pytest.raises(US3LError) as info:
         read_selection(path)
     assert str(info.value) == f"{path}: devices[0].chosen.graph must be an object or null, got 'x'"
+
+
+def test_a_selection_without_its_chosen_entry_is_refused_not_read_as_nothing_fits(tmp_path) -> None:
+    """A hand-edited selection.json that lost `chosen` made `export --selection` exit 3, "no width fits"."""
+    import json
+
+    from us3l.errors import US3LError
+
+    doc = {"kind": "selection", "schema_version": 1,
+           "devices": [{"device": "cpu", "model": "m", "backend": "onnx", "precision": "fp32"}]}
+    path = tmp_path / "selection.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as info:
+        read_selection(path)
+    assert str(info.value) == (f"{path}: devices[0] has no 'chosen' entry (us3l select writes null there when "
+                               "nothing fits)")
