@@ -287,3 +287,11 @@ def test_select_by_device_takes_the_accuracy_files_model_from_a_shared_folder(
         f"error: no profile of model tiny for device 'cpu' in {mine.parent}: it holds profiles of resnet18 "
         "(profile this model, or give --accuracy of the profiled one)"
     )
+
+
+def test_select_reads_the_statistic_in_any_case(write_profile, tmp_path: Path, capsys) -> None:
+    """`--statistic P50` was refused where `--backend ONNX` is accepted: names are read in lowercase."""
+    prof = write_profile([{"width": w, "latency": latency(w, w, w)} for w in (0.5, 1.0)])
+    assert main(["select", "--profile", str(prof), "--statistic", "P50", "--point", "--latency-ms", "2",
+                 "--out", str(tmp_path / "sel"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_rule"]["statistic"] == "p50"

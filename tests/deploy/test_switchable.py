@@ -213,6 +213,7 @@ def test_the_readme_snippet_runs_without_us3l(run_dir, tmp_path) -> None:
         (["--backend", "onnx", "--width", "0.5"], "error: --switchable exports a grid of widths: give --widths "
                                                   "W1,W2,... instead of --width/--selection"),
         (["--backend", "onnx", "--precision", "int8"], "error: --switchable exports fp32 only, got --precision int8"),
+        (["--backend", "onnx", "--precision", "INT8"], "error: --switchable exports fp32 only, got --precision int8"),
         (["--backend", "onnx", "--widths", "1,x"], "error: --widths must be comma-separated numbers like "
                                                    "0.25,0.5,1.0, got '1,x'"),
         (["--backend", "onnx", "--widths", "1,1.5"], "error: width must be in [0.25, 1], got 1.5"),

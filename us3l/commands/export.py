@@ -313,6 +313,7 @@ def export_cmd(
 
     set_quiet(quiet)
     backend = _one_backend(backends)
+    precision = precision.strip().lower() if precision is not None else None  # FP16 as fp16, as --backend ONNX
     if batch_old is not None:
         deprecated(f"--batch {batch_old}", f"--batch-size {batch_old}", "export")
         batch_size = batch_old

@@ -46,7 +46,7 @@ def parse_precisions(text: str | None) -> list[str | None]:
     ``None`` gives ``[None]`` (the device's precision). A precision listed twice is refused."""
     if text is None:
         return [None]
-    entries = [p.strip() for p in text.split(",")]
+    entries = [p.strip().lower() for p in text.split(",")]  # FP32 as fp32, as --backend ONNX is onnx
     for p in entries:
         if p not in PRECISION_CHOICES:
             raise US3LError(f"--precision must be fp32, fp16 or int8, got {p!r}")

@@ -95,7 +95,7 @@ def select_cmd(
 
         require_package("matplotlib", "plot", "--plot")
     budget = Budget(latency_ms=latency_ms, macs=macs, params=params, memory_mb=memory_mb)
-    rule = LatencyRule(statistic=statistic, conservative=not point, margin=margin)
+    rule = LatencyRule(statistic=statistic.strip().lower(), conservative=not point, margin=margin)  # P90 as p90
     from us3l.deploy.select import METRICS
 
     if metric not in METRICS:  # checked whether or not an accuracy file is given
