@@ -188,3 +188,22 @@ def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path: Path) -> None:
     dev = tmp_path / "dev.toml"
     dev.write_bytes(b"\xef\xbb\xbf" + b'name = "bomdev"\nbackends = ["onnx"]\n')
     assert load_device_file(dev).name == "bomdev"
+
+
+def test_a_document_holding_nan_is_refused_and_the_old_file_kept(tmp_path: Path) -> None:
+    """`json.dumps` writes NaN/Infinity tokens, which are not JSON (jq and JavaScript refuse the file): a result
+    document holding one is refused in one line naming the file and the place, and nothing is replaced."""
+    from us3l.errors import US3LError
+    from us3l.io import atomic_write_json, json_text
+
+    path = tmp_path / "accuracy.json"
+    path.write_text("{}\n")
+    doc = {"widths": [{"width": 1.0, "knn_top1": 0.5}, {"width": 0.5, "embedding_std": float("nan")}]}
+    with pytest.raises(US3LError) as info:
+        atomic_write_json(path, doc)
+    assert str(info.value) == (f"not writing {path}: widths[1].embedding_std is not a finite number, which JSON "
+                               "cannot hold")
+    assert path.read_text() == "{}\n" and [p.name for p in tmp_path.iterdir()] == ["accuracy.json"]
+    with pytest.raises(US3LError, match=r"^not writing the JSON document: the value is not a finite number"):
+        json_text(float("-inf"))
+    assert json_text({"a": [1.5, None]}) == '{\n  "a": [\n    1.5,\n    null\n  ]\n}\n'

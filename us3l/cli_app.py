@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -58,7 +57,9 @@ console = make_console()
 
 def emit_json(doc: Any) -> None:
     """Print exactly one JSON document to stdout (the ``--json`` contract)."""
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    from us3l.io import json_text
+
+    sys.stdout.write(json_text(doc, "the --json document", default=str))
     sys.stdout.flush()
 
 

@@ -183,12 +183,36 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json_text(obj))
+    return atomic_write_text(path, json_text(obj, str(path)))
 
 
-def json_text(obj: Any) -> str:
-    """A result document as us3l writes it: indented JSON, one trailing newline."""
-    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+def json_text(obj: Any, what: str = "the JSON document", default: Callable[[Any], Any] | None = None) -> str:
+    """A result document as us3l writes it: indented JSON, one trailing newline. A NaN or infinite number is a
+    one-line ``US3LError`` naming ``what`` and where in the document: JSON has no such numbers (Python writes
+    ``NaN``, which jq, JavaScript and most other readers refuse), and us3l never measures one. ``default``: how
+    other objects are written (paths and arrays, else a TypeError)."""
+    try:
+        return json.dumps(obj, indent=2, sort_keys=False, default=default or _json_default, allow_nan=False) + "\n"
+    except ValueError as exc:
+        where = _non_finite_at(obj)
+        if where is None:
+            raise
+        raise US3LError(f"not writing {what}: {where} is not a finite number, which JSON cannot hold") from exc
+
+
+def _non_finite_at(obj: Any, at: str = "") -> str | None:
+    """Where in ``obj`` (``widths[1].embedding_std``) the first NaN or infinite float sits; None if nowhere."""
+    import math
+
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (at or "the value")
+    if isinstance(obj, dict):
+        items: Any = ((f"{at}.{k}" if at else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, list | tuple):
+        items = ((f"{at}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    return next((w for key, v in items if (w := _non_finite_at(v, key)) is not None), None)
 
 
 def _json_default(o: Any) -> Any:
