@@ -263,3 +263,14 @@ def test_show_prints_the_files_text_fields_as_text(tmp_path, capsys):
     assert main(["profile", "show", str(jp), "--wide"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "[bold]calibrated" in out and "no ([/x])" in out
+
+
+def test_show_says_the_runtimes_default_threads_where_none_were_pinned(tmp_path, capsys):
+    """`threads: null` (nothing pinned) showed as "None threads" in the title."""
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    doc["threads"] = None
+    jp.write_text(json.dumps(doc))
+    assert main(["profile", "show", str(jp), "--wide"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "the runtime's default threads)" in out and "None threads" not in out

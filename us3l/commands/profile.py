@@ -94,7 +94,8 @@ def parse_backends(spec: Any, given: Sequence[str]) -> list[str]:
 
 def _profile_rows(doc: Any) -> tuple[str, list[Col], list[list[str]]]:
     title = (f"{doc.model} on {doc.device} ({doc.backend}, {doc.precision}, input "
-             f"{'x'.join(map(str, doc.input_shape))}, {doc.threads} threads)")
+             f"{'x'.join(map(str, doc.input_shape))}, "
+             + ("the runtime's default threads)" if doc.threads is None else f"{doc.threads} threads)"))
     cols = [
         Col("width", key=True, justify="right"), Col("ch", justify="right", rank=3),
         Col("MMACs", justify="right", rank=1), Col("params", justify="right", rank=2),
