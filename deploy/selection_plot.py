@@ -37,8 +37,7 @@ def plot_selection(selection: Selection | Mapping[str, Any], path: str | Path,
     ``accuracy`` (an accuracy document) adds intervals and baselines; by default the file named in the
     selection's inputs is read when it exists.
     """
-    from us3l.io import atomic_write_bytes
-    from us3l.report.plots import panels_from_selection, png_bytes, tradeoff_figure
+    from us3l.report.plots import panels_from_selection, save_png, tradeoff_figure
 
     doc = selection.to_document() if isinstance(selection, Selection) else selection
     if accuracy is None:
@@ -48,4 +47,4 @@ def plot_selection(selection: Selection | Mapping[str, Any], path: str | Path,
         from us3l.errors import US3LError
 
         raise US3LError("nothing to plot: no candidate width has an accuracy and a latency")
-    return atomic_write_bytes(Path(path), png_bytes(fig))
+    return save_png(fig, path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from us3l.errors import MissingDependencyError
-from us3l.io import atomic_write
 from us3l.profiler.profile_file import Profile
 
 
@@ -18,6 +17,8 @@ def plot_profile(profile: Profile, path: str | Path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependencyError("matplotlib", "plot", "--plot") from None
+    from us3l.report.plots import save_png
+
     recs = sorted(profile.records, key=lambda r: r.width)
     w = [r.width for r in recs]
     p50 = [r.latency.p50_ms for r in recs]
@@ -44,6 +45,6 @@ def plot_profile(profile: Profile, path: str | Path) -> Path:
     ax2.set_title(f"input {'x'.join(map(str, profile.input_shape))}")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
+    out = save_png(fig, path, dpi=120)
     plt.close(fig)
     return out

@@ -14,6 +14,8 @@ from us3l.io import (
     atomic_write_all,
     atomic_write_json,
     atomic_write_text,
+    check_png_replaceable,
+    is_us3l_png,
     process_umask,
     read_input_text,
     read_json,
@@ -207,3 +209,50 @@ def test_a_document_holding_nan_is_refused_and_the_old_file_kept(tmp_path: Path)
     with pytest.raises(US3LError, match=r"^not writing the JSON document: the value is not a finite number"):
         json_text(float("-inf"))
     assert json_text({"a": [1.5, None]}) == '{\n  "a": [\n    1.5,\n    null\n  ]\n}\n'
+
+
+
+def _figure() -> object:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().plot([0, 1])
+    return fig
+
+
+def _png(software: str | None) -> bytes:
+    """A PNG drawn with matplotlib directly: ``software`` its Software text (None: none, as PIL writes; "default":
+    matplotlib's own ``Matplotlib version…``, what us3l wrote before it marked its plots)."""
+    import io
+
+    buf = io.BytesIO()
+    _figure().savefig(buf, format="png", **({} if software == "default" else {"metadata": {"Software": software}}))
+    return buf.getvalue()
+
+
+def test_only_a_png_us3l_wrote_is_replaced_by_a_plot(tmp_path: Path) -> None:
+    """Red-team 2026-12-05: --plot replaced any file at its PNG's path; us3l's PNGs now carry Software=us3l."""
+    from us3l.report.plots import png_bytes, save_png
+
+    ours = png_bytes(_figure())
+    assert is_us3l_png(ours) and is_us3l_png(ours[:100]) and ours == png_bytes(_figure())  # reproducible
+    for other in (_png(None), _png("default"), _png("us3l 1.0"), b"us3l", b"", ours[8:], ours[:40]):
+        assert not is_us3l_png(other)
+    path = tmp_path / "plot.png"
+    for mine in (_png(None), _png("default"), b"my notes\n"):  # no tag, matplotlib's own, not a PNG at all
+        path.write_bytes(mine)
+        with pytest.raises(US3LError) as info:
+            check_png_replaceable(path)
+        assert str(info.value) == f"refusing to replace {path}: it is not a us3l plot; choose another --out"
+        assert path.read_bytes() == mine
+    # an old us3l plot (matplotlib's tag, or none: select and eval wrote none before plots were marked) is replaced
+    # only beside the output it was drawn from; a file that is not a PNG never
+    for old in (_png("default"), _png(None)):
+        path.write_bytes(old)
+        check_png_replaceable(path, beside_ours=True)
+    path.write_bytes(b"my notes\n")
+    with pytest.raises(US3LError):
+        check_png_replaceable(path, beside_ours=True)
+    save_png(_figure(), path)
+    check_png_replaceable(path)
+    check_png_replaceable(tmp_path / "absent.png")

@@ -288,6 +288,50 @@ def check_replaceable(path: Path, what: str, ours: Callable[[bytes], bool]) -> N
     raise US3LError(f"refusing to replace {path}: it is not a {what}; choose another --out")
 
 
+#: The ``Software`` text chunk of every PNG us3l writes: it marks the file as us3l's (:func:`is_us3l_png`), and
+#: carries no version, so equal inputs give byte-identical plots across versions.
+PNG_SOFTWARE = "us3l"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_software(head: bytes) -> bytes | None:
+    """The ``Software`` tEXt chunk among a PNG's first bytes ``head`` (None: not a PNG, or no such chunk there)."""
+    if not head.startswith(_PNG_SIGNATURE):
+        return None
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(head):
+        length = int.from_bytes(head[pos:pos + 4], "big")
+        kind, data = head[pos + 4:pos + 8], head[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and len(data) == length:
+            key, _, value = data.partition(b"\0")
+            if key == b"Software":
+                return value
+        pos += 12 + length  # length, type, data, CRC
+    return None
+
+
+def is_us3l_png(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) starts a PNG that us3l wrote: its ``Software`` text is ``us3l``."""
+    return _png_software(head) == PNG_SOFTWARE.encode()
+
+
+def check_png_replaceable(path: Path, beside_ours: bool = False) -> None:
+    """Refuse to replace ``path`` (a PNG a ``--plot`` will write) unless us3l wrote it.
+
+    Before plots were marked, us3l's PNGs carried matplotlib's default ``Software`` text (``Matplotlib
+    version…``), as any PNG drawn with matplotlib does, or none at all: such a file is replaced only when
+    ``beside_ours`` (the us3l output the plot is drawn from already sits next to it), never on its own.
+    """
+    def ours(head: bytes) -> bool:
+        software = _png_software(head)
+        if software == PNG_SOFTWARE.encode():
+            return True
+        unmarked = software is None or software.startswith(b"Matplotlib version")
+        return beside_ours and head.startswith(_PNG_SIGNATURE) and unmarked
+
+    check_replaceable(path, "us3l plot", ours)
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -104,3 +104,34 @@ def test_metric_is_checked_without_an_accuracy_file(setup, tmp_path, capsys, met
     assert main(["select", "--profile", str(prof), "--latency-ms", "4", "--metric", metric,
                  "--out", str(tmp_path / "s")]) == 1
     assert capsys.readouterr().err == message + "\n"
+
+
+def test_plot_never_replaces_a_png_of_the_users(setup, tmp_path, monkeypatch, capsys) -> None:
+    """Red-team 2026-12-05: selection.json was protected, selection.png silently replaced any file there."""
+    import importlib
+    import io
+
+    from matplotlib.figure import Figure
+
+    solver = importlib.import_module("us3l.deploy.select")  # the module (the package exports a function so named)
+    prof, acc = setup
+    out = tmp_path / "sel"
+    out.mkdir()
+    argv = ["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "4", "--out", str(out), "--plot"]
+    png, fig, buf = out / "selection.png", Figure(figsize=(1, 1)), io.BytesIO()
+    fig.add_subplot().plot([0, 1])
+    fig.savefig(buf, format="png")  # drawn with matplotlib directly (Software: Matplotlib version…)
+    for mine in (buf.getvalue(), b"my own notes\n"):
+        png.write_bytes(mine)
+        with monkeypatch.context() as m:  # refused before anything is selected
+            m.setattr(solver, "select", lambda *a, **k: pytest.fail("selected"))
+            assert main(argv) == 1
+        assert capsys.readouterr().err == (f"error: refusing to replace {png}: it is not a us3l plot; "
+                                           "choose another --out\n")
+        assert png.read_bytes() == mine and [p.name for p in out.iterdir()] == ["selection.png"]
+    png.unlink()
+    assert main(argv) == 0
+    first = png.read_bytes()
+    assert main(argv) == 0 and png.read_bytes() == first  # its own PNG is replaced, byte for byte the same
+    png.write_bytes(buf.getvalue())  # what us3l wrote before its plots were marked, beside its selection.json
+    assert main(argv) == 0 and png.read_bytes() == first

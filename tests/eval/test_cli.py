@@ -236,3 +236,30 @@ def test_eval_reads_a_run_folder_it_cannot_write(run_dir: Path, tmp_path: Path, 
     assert "is not writable: the statistics calibrated now are used for this command only" in err
     assert sorted(p.name for p in run_dir.iterdir()) == before  # no lock file, no bn_stats written
     assert (tmp_path / "out" / "accuracy.json").is_file()
+
+
+def test_eval_plot_never_replaces_a_png_of_the_users(run_dir: Path, tmp_path: Path, monkeypatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: --plot silently replaced any file at accuracy_vs_width.png / accuracy_vs_macs.png."""
+    import us3l.eval.runner
+
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["eval", "--ckpt", str(run_dir), "--widths", "1.0", "--batches", "1", "--no-baselines", "--out", str(out),
+            "--plot", "--quiet"]
+    for name, mine in (("accuracy_vs_width.png", b"\x89PNG\r\n\x1a\nnot ours"), ("accuracy_vs_macs.png", b"notes")):
+        png = out / name
+        png.write_bytes(mine)
+        with monkeypatch.context() as m:  # refused before anything is evaluated
+            m.setattr(us3l.eval.runner, "evaluate_checkpoint", lambda *a, **k: pytest.fail("evaluated"))
+            assert main(argv) == 1
+        assert capsys.readouterr().err == (f"error: refusing to replace {png}: it is not a us3l plot; "
+                                           "choose another --out\n")
+        assert png.read_bytes() == mine and [p.name for p in out.iterdir()] == [name]
+        png.unlink()
+    from us3l.io import is_us3l_png
+
+    assert main(argv) == 0
+    first = (out / "accuracy_vs_width.png").read_bytes()
+    assert is_us3l_png(first) and main(argv) == 0  # its own PNGs are replaced
+    assert (out / "accuracy_vs_width.png").read_bytes() == first

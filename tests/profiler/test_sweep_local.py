@@ -125,3 +125,28 @@ def test_widths_of_one_network_are_timed_once(capsys) -> None:
     net = create_model("cifar_resnet18", num_classes=0, base_channels=16)
     assert _one_per_network(net, [1.0, 0.5, 0.5001, 0.25]) == [1.0, 0.5, 0.25]
     assert "note: width 0.5001 builds the same network as 0.5; timed once, as 0.5" in capsys.readouterr().err
+
+
+def test_profile_plot_never_replaces_a_png_of_the_users(tmp_path, monkeypatch, capsys):
+    """Red-team 2026-12-05: the profile's JSON and CSV were protected, <stem>.png silently replaced any file."""
+    from PIL import Image
+
+    import us3l.profiler.sweep
+
+    argv = ["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "0.25", "--backend", "torch",
+            "--threads", "1", "--max-seconds", "0.2", "--target-ci", "0.2", "--out", str(tmp_path), "--plot",
+            "--quiet"]
+    png = tmp_path / "cifar_resnet18-cpu-torch-fp32.png"
+    Image.new("RGB", (4, 4), "red").save(png)  # a PNG of the user's (PIL: no Software text)
+    mine = png.read_bytes()
+    with monkeypatch.context() as m:  # refused before anything is measured
+        m.setattr(us3l.profiler.sweep, "run_sweep", lambda *a, **k: pytest.fail("measured"))
+        assert main(argv) == 1
+    assert capsys.readouterr().err == f"error: refusing to replace {png}: it is not a us3l plot; choose another --out\n"
+    assert png.read_bytes() == mine and [p.name for p in tmp_path.iterdir()] == [png.name]
+    png.unlink()
+    from us3l.io import is_us3l_png
+
+    assert main(argv) == 0 and main(argv) == 0  # its own PNG is replaced
+    capsys.readouterr()
+    assert is_us3l_png(png.read_bytes()) and png.stat().st_size > 1000

@@ -248,6 +248,13 @@ def eval_cmd(
         require_package("matplotlib", "plot", "--plot")
     run = run_dir_of(weights_path(ckpt))  # a checkpoint, before anything is locked or written beside it
     out_dir = output_folder(out if out is not None else run)  # checked before any work
+    if plot:  # a PNG of the user's where a plot would go: refused before any work
+        from us3l.derived import ACCURACY_PLOTS
+        from us3l.io import check_png_replaceable
+
+        beside_ours = _previous_accuracy(out_dir) is not None
+        for name in ACCURACY_PLOTS:
+            check_png_replaceable(out_dir / name, beside_ours=beside_ours)
     if os.access(run, os.W_OK):  # calibrated BN statistics may be written there; a read-only run is only read
         _lock(ctx, run, "run folder")
     loaded = open_checkpoint(ckpt)

@@ -26,6 +26,7 @@ from us3l.cli_output import (
     set_quiet,
 )
 from us3l.errors import US3LError, require_package
+from us3l.io import check_png_replaceable
 from us3l.locking import acquire, release
 from us3l.validate import MAX_BATCH, MAX_THREADS, width_list
 
@@ -260,7 +261,9 @@ def profile_cmd(
         recorded = swept_precision(spec, be_name, prec)
         if prec is None and recorded != spec.precision:
             note(f"{be_name} does not run the device's precision {spec.precision}: profiling {recorded}", markup=False)
-        profile_paths(out, profile_stem(name, spec.name, be_name, recorded))
+        json_path, _ = profile_paths(out, profile_stem(name, spec.name, be_name, recorded))
+        if plot:
+            check_png_replaceable(json_path.with_suffix(".png"), beside_ours=json_path.is_file())
     out_lock = acquire(out, "profile folder")  # before measuring: a second profile into --out fails at once
     ctx.call_on_close(lambda: release(out_lock))
 
@@ -335,7 +338,10 @@ def _profile_artifact(
     if spec.reach.is_local:
         check_local_requirements(spec)
     # before measuring, as for a sweep: a file of the user's where the profile would go is refused
-    profile_paths(out, profile_stem(profiled_model_name(doc), spec.name, doc["backend"]["name"], PRECISION))
+    json_path, _ = profile_paths(out, profile_stem(profiled_model_name(doc), spec.name, doc["backend"]["name"],
+                                                   PRECISION))
+    if plot:
+        check_png_replaceable(json_path.with_suffix(".png"), beside_ours=json_path.is_file())
     out_lock = acquire(out, "profile folder")
     ctx.call_on_close(lambda: release(out_lock))
     n = len(doc["model"]["widths"])

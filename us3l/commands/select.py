@@ -78,7 +78,7 @@ def select_cmd(
 
     set_quiet(quiet)
     from us3l.errors import US3LError
-    from us3l.io import check_replaceable, output_folder
+    from us3l.io import check_png_replaceable, check_replaceable, output_folder
 
     path = out
     if out.suffix == ".json" and not out.is_dir():
@@ -94,6 +94,8 @@ def select_cmd(
         from us3l.errors import require_package
 
         require_package("matplotlib", "plot", "--plot")
+        # a PNG of the user's is never replaced (an old us3l plot: beside the selection it was drawn from)
+        check_png_replaceable(png, beside_ours=png == path.with_suffix(".png") and path.is_file())
     budget = Budget(latency_ms=latency_ms, macs=macs, params=params, memory_mb=memory_mb)
     rule = LatencyRule(statistic=statistic.strip().lower(), conservative=not point, margin=margin)  # P90 as p90
     from us3l.deploy.select import METRICS

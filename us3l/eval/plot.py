@@ -13,13 +13,13 @@ from typing import Any
 
 def plot_accuracy(doc: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """Write ``accuracy_vs_width.png`` and (when MACs are known) ``accuracy_vs_macs.png``; return paths."""
-    from us3l.io import atomic_write_bytes
-    from us3l.report.plots import accuracy_figure, png_bytes
+    from us3l.derived import ACCURACY_PLOTS
+    from us3l.report.plots import accuracy_figure, save_png
 
     out = Path(out_dir)
     written: list[Path] = []
-    for key, name in (("width", "accuracy_vs_width.png"), ("macs", "accuracy_vs_macs.png")):
+    for key, name in zip(("width", "macs"), ACCURACY_PLOTS, strict=True):
         fig = accuracy_figure(doc, key)
         if fig is not None:
-            written.append(atomic_write_bytes(out / name, png_bytes(fig)))
+            written.append(save_png(fig, out / name))
     return written

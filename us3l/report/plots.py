@@ -29,6 +29,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from us3l.errors import MissingDependencyError
@@ -202,11 +203,21 @@ def png_data_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(fig)).decode("ascii")
 
 
-def png_bytes(fig: Any) -> bytes:
-    """``fig`` as PNG bytes (no timestamp or software tag, so equal inputs give equal files)."""
+def png_bytes(fig: Any, dpi: float = _DPI) -> bytes:
+    """``fig`` as PNG bytes: no timestamp, and ``Software`` = ``us3l`` with no version (``us3l.io.is_us3l_png``
+    knows the file as ours; equal inputs give equal files)."""
+    from us3l.io import PNG_SOFTWARE
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": PNG_SOFTWARE})
     return buf.getvalue()
+
+
+def save_png(fig: Any, path: str | Path, dpi: float = _DPI) -> Path:
+    """Write :func:`png_bytes` of ``fig`` to ``path`` atomically: every ``--plot`` PNG goes through here."""
+    from us3l.io import atomic_write_bytes
+
+    return atomic_write_bytes(Path(path), png_bytes(fig, dpi))
 
 
 def _percent_axis(ax: Any) -> None:
