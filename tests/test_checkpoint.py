@@ -184,6 +184,21 @@ def test_load_errors(tmp_path: Path) -> None:
         ckpt.load_backbone(tmp_path)
 
 
+@pytest.mark.parametrize("path", [None, 3])
+def test_a_path_that_is_no_path_is_one_line(path: object) -> None:
+    with pytest.raises(US3LError) as err:  # None reached Path() and its TypeError
+        ckpt.load_backbone(path)  # type: ignore[arg-type]
+    assert str(err.value) == f"checkpoint path must be a run folder or its checkpoint.safetensors, got {path!r}"
+
+
+@pytest.mark.parametrize("device", ["nope", None, "cuda:99"])
+def test_a_device_torch_does_not_have_is_one_line(device: object, tmp_path: Path) -> None:
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    with pytest.raises(US3LError) as err:  # was torch's RuntimeError, after the whole checkpoint was loaded
+        ckpt.load_backbone(tmp_path, device=device)  # type: ignore[arg-type]
+    assert str(err.value) == f"device must be a torch device available here (cpu, cuda, cuda:N), got {device!r}"
+
+
 def test_bn_stats_are_loaded_when_present(tmp_path: Path) -> None:
     from us3l.eval.calibrate import save_bn_stats
     from us3l.slim import calibrated_widths, calibrating

@@ -260,6 +260,8 @@ _META_REQUIRED = ("model", "epoch")
 
 def weights_path(path: str | Path) -> Path:
     """``checkpoint.safetensors`` of a run folder (or the file itself); one-line error when missing."""
+    if not isinstance(path, str | os.PathLike):  # None reached Path() and its TypeError
+        raise US3LError(f"checkpoint path must be a run folder or its {WEIGHTS_FILE}, got {path!r:.60}")
     p = Path(path)
     w = p / WEIGHTS_FILE if p.is_dir() else p
     if not w.is_file():
@@ -431,6 +433,19 @@ def _check_against_file(probe: nn.Module, wpath: Path, name: str) -> None:
                         "restore the original")
 
 
+def torch_device(device: object) -> torch.device:
+    """``device`` as a ``torch.device`` this machine has; one line otherwise, before any weights are read (a
+    misspelt or absent device reached torch's RuntimeError only after the whole checkpoint was loaded)."""
+    try:
+        dev = torch.device(device)  # type: ignore[call-overload]
+        torch.empty(0, device=dev)  # "cuda" where torch sees no GPU
+    except (RuntimeError, TypeError, AssertionError):
+        raise US3LError(
+            f"device must be a torch device available here (cpu, cuda, cuda:N), got {device!r:.40}"
+        ) from None
+    return dev
+
+
 def load_backbone(
     path: str | Path, device: str | torch.device = "cpu", stale_bn_stats: str = "refuse"
 ) -> LoadedCheckpoint:
@@ -445,6 +460,7 @@ def load_backbone(
     from us3l.models import create_model
 
     wpath = weights_path(path)
+    device = torch_device(device)
     meta = read_meta(wpath)
     kwargs = model_kwargs_of(meta)
     try:
