@@ -11,7 +11,7 @@ from tests.eval.conftest import SIZE, tiny_model
 from tests.eval.test_accuracy import _doc
 from us3l.data import EvalTransform, LinearTrainAugment, load_dataset
 from us3l.errors import US3LError
-from us3l.eval import calibration_batches, extract_features, parse_widths
+from us3l.eval import calibration_batches, extract_features, parse_widths, width_costs
 from us3l.eval.linear import LinearProbeSettings, train_linear_probe_augmented
 from us3l.eval.plot import plot_accuracy
 
@@ -64,6 +64,15 @@ def test_parse_widths() -> None:
         parse_widths(model, "1.0", 3)
     with pytest.raises(US3LError, match="width must be in"):
         parse_widths(model, "0.1", None)
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"), [(0, "0"), (-32, "-32"), (32.5, "32.5"), (True, "True"), (None, "None"), (4097, "4097")]
+)
+def test_width_costs_refuses_an_input_size_that_is_no_size(size: object, shown: str) -> None:
+    with pytest.raises(US3LError) as err:  # 0 and -32 were torch RuntimeErrors, 32.5 a TypeError, True costed 1x1
+        width_costs(tiny_model(), 0.5, size)  # type: ignore[arg-type]
+    assert str(err.value) == f"input_size must be a finite positive integer <= 4096, got {shown}"
 
 
 def test_evaluate_checkpoint_checks_its_widths_first(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from us3l.eval.features import embedding_std, extract_features
 from us3l.eval.linear import LinearProbeSettings, train_linear_probe, train_linear_probe_augmented
 from us3l.slim import bn_switches, canonical_width, check_width
 from us3l.train.knn import BANK_SEED, check_knn_data
-from us3l.validate import require_types
+from us3l.validate import MAX_INPUT_SIZE, number, require_types
 
 DEFAULT_WIDTHS = (1.0, 0.75, 0.5, 0.25)
 DEFAULT_KNN_K = 200  # requested k when neither --knn-k nor the checkpoint's training config gives one
@@ -192,7 +192,8 @@ def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: i
 
 def width_costs(model: nn.Module, w: float, input_size: int) -> tuple[int | None, int | None]:
     """(MACs, params) of the static network at width ``w`` via ``us3l.profiler.costs.count_costs``;
-    ``(None, None)`` when the profiler package is not available."""
+    ``(None, None)`` when the profiler package is not available. ``input_size`` is the square input side."""
+    size = int(number(input_size, "input_size", positive=True, integer=True, at_most=MAX_INPUT_SIZE))  # 0: RuntimeError
     try:
         from us3l.profiler.costs import count_costs
     except ImportError:
@@ -200,7 +201,7 @@ def width_costs(model: nn.Module, w: float, input_size: int) -> tuple[int | None
     from us3l.slim import materialize
 
     static = materialize(model, w, require_bn_stats=False)
-    c = count_costs(static, (1, 3, input_size, input_size))
+    c = count_costs(static, (1, 3, size, size))
     return int(c.macs), int(c.params)
 
 
