@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from us3l.errors import US3LError
 from us3l.slim import WidthRange, make_divisible
 
 
@@ -25,6 +26,39 @@ def test_channels_never_exceed_max_and_full_width_is_full() -> None:
     assert wr.channels(12, 0.9) <= 12
     assert wr.channels(64, 0.25) == 16
     assert wr.channels(96 * 6, 0.5, ratio=6) == make_divisible(96 * 0.5) * 6
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((-64, 0.5), "max_channels must be a finite positive integer, got -64"),  # was returned as -64
+        ((0, 0.5), "max_channels must be a finite positive integer, got 0"),
+        ((64.5, 0.5), "max_channels must be a finite positive integer, got 64.5"),
+        ((True, 0.5), "max_channels must be a finite positive integer, got True"),
+        ((None, 0.5), "max_channels must be a finite positive integer, got None"),  # was a TypeError
+        ((64, 0.5, 0), "ratio must be a finite positive integer, got 0"),  # was a ZeroDivisionError
+        ((64, 0.5, 1.5), "ratio must be a finite positive integer, got 1.5"),  # was 36.0 channels
+    ],
+)
+def test_channels_refuses_a_count_that_is_no_channel_count(args: tuple, message: str) -> None:
+    with pytest.raises(US3LError) as err:
+        WidthRange().channels(*args)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    ("w", "message"),
+    [
+        (None, "width must be a number in [0.25, 1], got None"),  # was a TypeError
+        (math.nan, "width must be in [0.25, 1], got nan"),  # was int()'s ValueError
+        (-0.5, "width must be in [0.25, 1], got -0.5"),  # was 1 channel
+        (2, "width must be in [0.25, 1], got 2"),  # was all 64
+    ],
+)
+def test_channels_checks_the_width_like_check(w: object, message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        WidthRange().channels(64, w)  # type: ignore[arg-type]
+    assert str(err.value) == message
 
 
 @pytest.mark.parametrize("bad", [(0.0, 1.0), (0.5, 0.25), (0.25, 1.5), (-0.1, 1.0), (math.nan, 1.0)])

@@ -6,6 +6,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from us3l.validate import number
+
 
 def make_divisible(v: float, divisor: int = 8, min_value: int = 1) -> int:
     """Round ``v`` channels to a multiple of ``divisor`` like the reference implementation.
@@ -60,12 +62,16 @@ class WidthRange:
         """Active channels of a layer with ``max_channels`` at width ``w``.
 
         ``ratio`` keeps channel counts a multiple of an expansion ratio (MobileNetV2: t × slimmed input).
-        Never more than ``max_channels``.
+        Never more than ``max_channels``. A channel count or ratio that is not a positive integer is a
+        ``US3LError`` (-64 was returned as is); a width outside this range the ``ValueError`` of :meth:`check`.
         """
+        full = int(number(max_channels, "max_channels", positive=True, integer=True))
+        step = int(number(ratio, "ratio", positive=True, integer=True))
+        w = self.check(w)
         if w >= 1.0:
-            return max_channels
-        c = make_divisible(max_channels * w / ratio, self.divisor) * ratio
-        return min(max_channels, c)
+            return full
+        c = make_divisible(full * w / step, self.divisor) * step
+        return min(full, c)
 
     def to_dict(self) -> dict[str, float | int]:
         return {"min": self.min, "max": self.max, "divisor": self.divisor}
