@@ -20,6 +20,29 @@ def test_make_divisible_other_divisor() -> None:
     assert make_divisible(30, divisor=1) == 30
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((math.nan, 8), "v must be a finite positive number, got nan"),  # was int()'s ValueError
+        ((math.inf, 8), "v must be a finite positive number, got inf"),  # was an OverflowError
+        ((-math.inf, 8), "v must be a finite positive number, got -inf"),
+        ((-8, 8), "v must be a finite positive number, got -8"),  # was 1 channel
+        ((0, 8), "v must be a finite positive number, got 0"),
+        ((None, 8), "v must be a finite positive number, got None"),  # was a TypeError
+        ((64, 0), "divisor must be a finite positive integer, got 0"),  # was a ValueError not naming the rule
+        ((64, -8), "divisor must be a finite positive integer, got -8"),
+        ((64, 2.5), "divisor must be a finite positive integer, got 2.5"),  # was 65 channels
+        ((64, True), "divisor must be a finite positive integer, got True"),
+        ((64, 8, -1), "min_value must be a finite non-negative integer, got -1"),
+        ((64, 8, None), "min_value must be a finite non-negative integer, got None"),  # was a TypeError
+    ],
+)
+def test_make_divisible_refuses_what_is_no_channel_count(args: tuple, message: str) -> None:
+    with pytest.raises(US3LError) as err:
+        make_divisible(*args)
+    assert str(err.value) == message
+
+
 def test_channels_never_exceed_max_and_full_width_is_full() -> None:
     wr = WidthRange()
     assert wr.channels(3, 1.0) == 3

@@ -13,10 +13,12 @@ def make_divisible(v: float, divisor: int = 8, min_value: int = 1) -> int:
     """Round ``v`` channels to a multiple of ``divisor`` like the reference implementation.
 
     ``new = max(min_value, int(v + divisor/2) // divisor * divisor)``; if that loses more than 10 % of ``v``,
-    add one more ``divisor``. The result is never below ``min_value`` (1 by default).
+    add one more ``divisor``. The result is never below ``min_value`` (1 by default). ``v`` must be a finite
+    positive number, ``divisor`` a positive and ``min_value`` a non-negative integer (one ``US3LError`` line).
     """
-    if divisor < 1:
-        raise ValueError(f"divisor must be a positive integer, got {divisor}")
+    number(v, "v", positive=True)  # NaN and inf reached int(), -8 and 0 came back as 1 channel
+    divisor = int(number(divisor, "divisor", positive=True, integer=True))  # 2.5 gave 65
+    min_value = int(number(min_value, "min_value", nonnegative=True, integer=True))
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
     if new_v < 0.9 * v:
         new_v += divisor
