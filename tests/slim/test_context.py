@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import us3l
+from us3l.errors import US3LError
 from us3l.slim import current_width, slim_modules, width
 
 
@@ -103,3 +104,19 @@ def test_bn_stats_of_no_width_are_malformed(wkey: str) -> None:
     state = {k.replace("1.0000/", f"{wkey}/", 1): v for k, v in bn_stats_state(model).items()}
     with pytest.raises(US3LError, match=rf"^BN statistics entry '{wkey}/.*' is malformed$"):
         load_bn_stats_state(_tiny(), state)
+
+
+@pytest.mark.parametrize("model", [None, "cifar_resnet18", 3])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: us3l.width(m, 0.5),
+        lambda m: us3l.materialize(m, 0.5),
+        lambda m: us3l.calibrating(m, 0.5).__enter__(),
+        lambda m: us3l.slim.width_grid(m),
+    ],
+)
+def test_a_model_that_is_no_module_is_one_line(model: object, call) -> None:
+    with pytest.raises(US3LError) as err:  # was an AttributeError from model.modules() / named_modules()
+        call(model)
+    assert str(err.value) == f"model must be a slimmable us3l model, got {model!r}"

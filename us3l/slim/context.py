@@ -22,6 +22,8 @@ def slim_modules(model: nn.Module) -> list[tuple[str, SlimModule]]:
 
 def width_range_of(model: nn.Module) -> WidthRange:
     """The ``WidthRange`` of a slimmable model (its own attribute, or the first submodule's)."""
+    if not isinstance(model, nn.Module):  # None reached model.modules() and its AttributeError
+        raise US3LError(f"model must be a slimmable us3l model, got {model!r:.40}")
     wr = getattr(model, "width_range", None)
     if isinstance(wr, WidthRange):
         return wr
@@ -249,9 +251,10 @@ def calibrating(model: nn.Module, w: float, momentum: float | None = None) -> It
     if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, int | float)
                                  or not 0.0 < float(momentum) <= 1.0):  # 5.0 or nan: NaN or negative variances
         raise ValueError(f"BN momentum must be in (0, 1] (None: a cumulative average), got {momentum!r}")
+    scope = width(model, w)  # the model and the width are checked first
     bns = [m for _, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)]
     was_training = model.training
-    with width(model, w):
+    with scope:
         key = canonical_width(model, w)
         collectors = [StatsCollector(momentum) for _ in bns]
         for bn, col in zip(bns, collectors, strict=True):
