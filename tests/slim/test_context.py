@@ -120,3 +120,10 @@ def test_a_model_that_is_no_module_is_one_line(model: object, call) -> None:
     with pytest.raises(US3LError) as err:  # was an AttributeError from model.modules() / named_modules()
         call(model)
     assert str(err.value) == f"model must be a slimmable us3l model, got {model!r}"
+
+
+@pytest.mark.parametrize("points", [0, -1, 2.5, float("nan"), "3", True])
+def test_width_grid_refuses_max_points_that_is_no_count(points: object) -> None:
+    with pytest.raises(US3LError) as err:  # 2.5, nan: range()'s TypeError; True: a 1-point grid; 0: no value named
+        _tiny().width_grid(max_points=points)  # type: ignore[arg-type]
+    assert str(err.value) == f"max_points must be a finite positive integer, got {points!r}"

@@ -14,6 +14,7 @@ from torch import nn
 from us3l.errors import US3LError
 from us3l.slim.layers import SWITCH_TOL, SlimBatchNorm2d, SlimModule, StatsCollector, switch_error
 from us3l.slim.rounding import WidthRange
+from us3l.validate import number
 
 
 def slim_modules(model: nn.Module) -> list[tuple[str, SlimModule]]:
@@ -85,9 +86,9 @@ def width_grid(model: nn.Module, max_points: int | None = None) -> tuple[float, 
     ``max_points`` thins the grid to at most that many widths, evenly spread over the width range and
     always keeping both ends (a full sweep of ResNet-50 has several hundred configurations); 1 is the widest.
     """
+    if max_points is not None:  # 2.5 and NaN were range()'s TypeError, True a 1-point grid
+        max_points = int(number(max_points, "max_points", positive=True, integer=True))
     grid = _full_grid(model)  # an S-Nets model: its switches
-    if max_points is not None and max_points < 1:
-        raise ValueError("max_points must be at least 1")
     if max_points is None or len(grid) <= max_points:
         return grid
     if max_points == 1:
