@@ -40,6 +40,25 @@ def test_unknown_model_and_option_are_clear_errors() -> None:
         us3l.create_model("vit_tiny", img_size=30)  # a value the architecture refuses: a US3LError too
 
 
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"img_size": 0}, "img_size must be a finite positive integer, got 0"),  # was built
+        ({"img_size": -32}, "img_size must be a finite positive integer, got -32"),  # was a RuntimeError
+        ({"img_size": 32.5}, "img_size must be a finite positive integer, got 32.5"),
+        ({"img_size": True, "patch_size": 1}, "img_size must be a finite positive integer, got True"),
+        ({"patch_size": 0}, "patch_size must be a finite positive integer, got 0"),  # was a ZeroDivisionError
+        ({"patch_size": -16}, "patch_size must be a finite positive integer, got -16"),  # was a RuntimeError
+        ({"mlp_ratio": 0}, "mlp_ratio must be a finite positive number, got 0"),  # was built without MLP units
+        ({"mlp_ratio": -1}, "mlp_ratio must be a finite positive number, got -1"),  # was a RuntimeError
+    ],
+)
+def test_vit_sizes_must_be_positive(kw: dict, message: str) -> None:
+    with pytest.raises(US3LError) as err, torch.device("meta"):
+        us3l.create_model("vit_tiny", **kw)
+    assert str(err.value) == message
+
+
 @pytest.mark.parametrize("classes", [-1, 2.0, True, "10"])
 def test_num_classes_must_be_a_count(classes: object) -> None:
     # num_classes=-1 built a model without a head (as 0 does) without a word
