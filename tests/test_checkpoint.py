@@ -199,6 +199,14 @@ def test_a_device_torch_does_not_have_is_one_line(device: object, tmp_path: Path
     assert str(err.value) == f"device must be a torch device available here (cpu, cuda, cuda:N), got {device!r}"
 
 
+@pytest.mark.parametrize("choice", ["ignroe", None, True])
+def test_stale_bn_stats_must_be_refuse_or_ignore(choice: object, tmp_path: Path) -> None:
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    with pytest.raises(US3LError) as err:  # any other value was read as "refuse" without a word
+        ckpt.load_backbone(tmp_path, stale_bn_stats=choice)  # type: ignore[arg-type]
+    assert str(err.value) == f"stale_bn_stats must be one of refuse, ignore, got {choice!r}"
+
+
 def test_bn_stats_are_loaded_when_present(tmp_path: Path) -> None:
     from us3l.eval.calibrate import save_bn_stats
     from us3l.slim import calibrated_widths, calibrating

@@ -31,7 +31,7 @@ from us3l.derived import BN_STATS_FILE, WEIGHTS_FILE
 from us3l.errors import US3LError
 from us3l.io import check_schema, file_sha256, follow_umask, header, read_json, temp_file
 from us3l.safetensors_io import safetensors_bytes
-from us3l.validate import MAX_INPUT_SIZE
+from us3l.validate import MAX_INPUT_SIZE, one_of
 
 CHECKPOINT_KIND = "checkpoint"
 CHECKPOINT_SCHEMA = 1
@@ -461,6 +461,7 @@ def load_backbone(
 
     wpath = weights_path(path)
     device = torch_device(device)
+    one_of(stale_bn_stats, ("refuse", "ignore"), "stale_bn_stats")  # "ignroe" was read as "refuse"
     meta = read_meta(wpath)
     kwargs = model_kwargs_of(meta)
     try:
