@@ -101,3 +101,21 @@ def test_width_range_check_names_valid_range() -> None:
 def test_width_range_round_trip() -> None:
     wr = WidthRange(0.3, 0.9, 4)
     assert WidthRange.from_dict(wr.to_dict()) == wr
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (None, "width range must be a mapping of min, max and divisor, got None"),  # was a TypeError
+        ({}, "width range min must be a finite number, got None"),  # was a KeyError
+        ({"min": "x", "max": 1}, "width range min must be a finite number, got 'x'"),  # was float()'s ValueError
+        ({"min": 0.25, "max": None}, "width range max must be a finite number, got None"),
+        ({"min": 0.25, "max": 1, "divisor": 2.5}, "width range divisor must be a finite positive integer, got 2.5"),
+        ({"min": 0.5, "max": 1, "divisor": math.nan}, "width range divisor must be a finite positive integer, got nan"),
+    ],
+)
+def test_width_range_from_dict_refuses_a_document_without_numbers(doc: object, message: str) -> None:
+    with pytest.raises(US3LError) as err:  # divisor 2.5 was truncated to 2 without a word
+        WidthRange.from_dict(doc)  # type: ignore[arg-type]
+    assert str(err.value) == message
+    assert WidthRange.from_dict({"min": 0.25, "max": 1, "divisor": 8.0}) == WidthRange(0.25, 1.0, 8)

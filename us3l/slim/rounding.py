@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from us3l.errors import US3LError
 from us3l.validate import number
 
 
@@ -79,5 +82,11 @@ class WidthRange:
         return {"min": self.min, "max": self.max, "divisor": self.divisor}
 
     @classmethod
-    def from_dict(cls, d: dict) -> WidthRange:
-        return cls(min=float(d["min"]), max=float(d["max"]), divisor=int(d.get("divisor", 8)))
+    def from_dict(cls, d: Mapping[str, Any]) -> WidthRange:
+        """Inverse of :meth:`to_dict`; a document without numbers for min and max, or with a divisor that is not
+        a positive integer, is one ``US3LError`` line (None, {} and 2.5 were a TypeError, a KeyError, divisor 2)."""
+        if not isinstance(d, Mapping):
+            raise US3LError(f"width range must be a mapping of min, max and divisor, got {d!r:.60}")
+        lo, hi = (number(d.get(key), f"width range {key}") for key in ("min", "max"))
+        divisor = int(number(d.get("divisor", 8), "width range divisor", positive=True, integer=True))
+        return cls(min=lo, max=hi, divisor=divisor)
