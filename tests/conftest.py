@@ -25,6 +25,13 @@ import torch
 
 torch.set_num_threads(1)
 
+# The suite tests Ctrl-C handling. Started as a background job of a non-interactive shell (`./test.sh &`, nohup,
+# a script's subprocess), pytest inherits SIGINT ignored, and so does every process a test starts: us3l leaves an
+# ignored SIGINT alone by design (us3l/cli.py, _SigintWatch), so those tests would see no interrupt at all.
+# Here it is Python's.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
