@@ -58,6 +58,12 @@ def test_torchrun_two_processes(tiny_folder: Path, tmp_path: Path) -> None:
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["distributed"]["world_size"] == 2
     assert any(k.startswith("backbone.") for k in load_file(str(out / "checkpoint.safetensors")))
+    # a resume names the settings it ignores once, like every note (rank 1 said it too)
+    resume = [*cmd[: cmd.index("--config")], "--resume", "--epochs", "8", "--out", str(out), "--json"]
+    proc = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("note: --resume continues the run with its saved config; ignored: epochs=8") == 1
+    assert json.loads(proc.stdout)["epochs"] == 4
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -162,7 +162,7 @@ def train_cmd(
         raise typer.Exit(code)
     is_main = int(os.environ.get("RANK", "0")) == 0
     moved_data = str(cfg.data) if resume and given.get("data") is not None else None  # checked by the loop
-    shown = _resumed_view(cfg, config, given, moved_data) if resume else cfg
+    shown = _resumed_view(cfg, config, given, moved_data, say=is_main) if resume else cfg
     if is_main and not cfg.quiet and not json_out:
         note("[bold]resolved config[/]" + (" (the run's saved config: --resume continues it)" if shown is not cfg
                                            else ""))
@@ -196,9 +196,12 @@ def train_cmd(
     result(format_knn_table(run))
 
 
-def _resumed_view(cfg: Any, config: Path | None, given: dict[str, Any], moved_data: str | None) -> Any:
+def _resumed_view(
+    cfg: Any, config: Path | None, given: dict[str, Any], moved_data: str | None, say: bool = True
+) -> Any:
     """The config a ``--resume`` will really use (the run's saved one, ``moved_data`` replacing its data spec),
-    with a note naming every given setting it ignores; ``cfg`` itself when the run folder has no checkpoint to
+    with a note naming every given setting it ignores (when ``say``: rank 0 only, every rank of a distributed
+    job computes the view); ``cfg`` itself when the run folder has no checkpoint to
     resume. What it keeps from the command line: ``us3l.train.loop.RESUME_KEEPS`` and ``data`` (the same data set
     moved elsewhere, checked against the checkpoint before training goes on)."""
     from us3l.checkpoint import META_FILE, read_meta
@@ -217,7 +220,7 @@ def _resumed_view(cfg: Any, config: Path | None, given: dict[str, Any], moved_da
     ignored = [f"{k}={v!r}" for k, v in given.items() if k not in keeps and saved_value(k) != v]
     if config is not None:
         ignored.insert(0, f"--config {config}")
-    if ignored:
+    if ignored and say:
         note(f"note: --resume continues the run with its saved config; ignored: {', '.join(ignored)}", markup=False)
     return saved
 
