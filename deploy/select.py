@@ -580,10 +580,11 @@ def find_profiles(
         for p in sorted(root.glob(f"*-{name}-*.json")):
             doc = read_json(p, "profile")
             if isinstance(doc, dict) and doc.get("kind") == "profile" and doc.get("device") == name:
-                if model is None or profiled_model(doc) == model:
+                measured = profiled_model(doc)
+                if model is None or measured == model:
                     hits.append(p)
                 else:
-                    others[p] = profiled_model(doc)
+                    others[p] = measured
         if not hits and others:
             raise US3LError(
                 f"no profile of model {model} for device '{name}' in {root}: it holds profiles of "

@@ -83,6 +83,7 @@ def calibrate_cmd(
         open_checkpoint,
         parse_widths,
         resolve_data_spec,
+        statistics_of_other_data,
         typed_bn_stats_settings,
     )
     from us3l.slim import calibrated_widths, canonical_width, has_batch_norm
@@ -114,8 +115,8 @@ def calibrate_cmd(
     distinct = len(set(canonical.values()))
     spec = resolve_data_spec(loaded.meta, data)  # calibrate always estimates: --data, unless the run's data is built in
     out = loaded.path.parent / BN_STATS_FILE
-    stored_data = (read_bn_stats_settings(loaded.path.parent) or {}).get("data")
-    if stored_data not in (None, spec) and loaded.bn_stats_note is None:
+    stored_data = statistics_of_other_data(loaded, spec)
+    if stored_data is not None:
         # calibrate_checkpoint never replaces the run's statistics of another data set: they would be computed
         # and dropped, under a "wrote" line
         raise US3LError(

@@ -93,6 +93,12 @@ def parse_backends(spec: Any, given: Sequence[str]) -> list[str]:
     return out
 
 
+def _check_plot_path(json_path: Path) -> None:
+    """Refuse, before measuring, a file not of us3l's where ``--plot`` writes the PNG beside profile ``json_path``
+    (an unmarked PNG of an older us3l is replaced when that profile is there)."""
+    check_png_replaceable(json_path.with_suffix(".png"), beside_ours=json_path.is_file())
+
+
 def _profile_rows(doc: Any) -> tuple[str, list[Col], list[list[str]]]:
     title = (f"{doc.model} on {doc.device} ({doc.backend}, {doc.precision}, input "
              f"{'x'.join(map(str, doc.input_shape))}, "
@@ -263,7 +269,7 @@ def profile_cmd(
             note(f"{be_name} does not run the device's precision {spec.precision}: profiling {recorded}", markup=False)
         json_path, _ = profile_paths(out, profile_stem(name, spec.name, be_name, recorded))
         if plot:
-            check_png_replaceable(json_path.with_suffix(".png"), beside_ours=json_path.is_file())
+            _check_plot_path(json_path)
     out_lock = acquire(out, "profile folder")  # before measuring: a second profile into --out fails at once
     ctx.call_on_close(lambda: release(out_lock))
 
@@ -341,7 +347,7 @@ def _profile_artifact(
     json_path, _ = profile_paths(out, profile_stem(profiled_model_name(doc), spec.name, doc["backend"]["name"],
                                                    PRECISION))
     if plot:
-        check_png_replaceable(json_path.with_suffix(".png"), beside_ours=json_path.is_file())
+        _check_plot_path(json_path)
     out_lock = acquire(out, "profile folder")
     ctx.call_on_close(lambda: release(out_lock))
     n = len(doc["model"]["widths"])

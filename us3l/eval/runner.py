@@ -277,11 +277,10 @@ def calibrate_checkpoint(
     if data is not None or checkpoint_data_spec(meta) == "builtin":
         wanted = _with_data(settings, resolve_data_spec(meta, data))
         computing = recalibrate or bool(missing_widths(model, widths))
-        stored_data = (read_bn_stats_settings(loaded.path.parent) or {}).get("data")
         if _stored_differently(model, loaded.path.parent, wanted, computing, progress):
             recalibrate = True
-            stale = getattr(loaded, "bn_stats_note", None)  # statistics of other weights are no one's
-            if save and stored_data is not None and stored_data != wanted.data and not stale:
+            stored_data = statistics_of_other_data(loaded, wanted.data)
+            if save and stored_data is not None:
                 save = False  # statistics of another data set are the run's: never replaced by these
                 if progress:
                     progress(f"statistics on {wanted.data} are used for this evaluation only; "
@@ -323,6 +322,16 @@ def calibrate_checkpoint(
     elif save:
         save_bn_stats(model, loaded.path.parent, _with_data(settings, spec), getattr(loaded, "sha256", None))
     return done
+
+
+def statistics_of_other_data(loaded: Any, data: str) -> str | None:
+    """The data set of the run's stored BN statistics when it is not ``data`` and they are the run's own (bound
+    to these weights; stale ones, ``loaded.bn_stats_note``, are no one's): a run keeps the statistics of one data
+    set, so statistics on ``data`` are not stored over them. ``None`` otherwise."""
+    stored = (read_bn_stats_settings(loaded.path.parent) or {}).get("data")
+    if stored is None or stored == data or getattr(loaded, "bn_stats_note", None):
+        return None
+    return stored
 
 
 def typed_bn_stats_settings(stored: dict[str, str] | None) -> dict[str, Any] | None:
