@@ -82,12 +82,20 @@ def number(
 
 
 def require_types(what: str, value: Any, kind: type, optional: bool = False) -> None:
-    """A one-line ``US3LError`` when ``value`` is not a ``kind`` (``numbers.Integral`` or ``numbers.Real``; a bool is
-    neither), or ``None`` when ``optional``: a settings object built in Python with ``epochs=2.5`` must not fail
-    (or round) late, after the features it works on were computed."""
-    if (value is None and optional) or (isinstance(value, kind) and not isinstance(value, bool)):
+    """A one-line ``US3LError`` when ``value`` is not a ``kind`` (``numbers.Integral`` or ``numbers.Real``, of which a
+    bool is neither; or ``bool``, which takes only ``True`` and ``False``), or ``None`` when ``optional``: a
+    settings object built in Python with ``epochs=2.5`` must not fail (or round) late, after the features it works
+    on were computed, and a flag given ``"no"`` must not be read as true."""
+    if value is None and optional:
         return
-    need = "an integer" if kind is numbers.Integral else "a number"
+    if kind is bool:  # a flag: "no" or 0 would be read as true or false without a word
+        if isinstance(value, bool):
+            return
+        need = "True or False"
+    elif isinstance(value, kind) and not isinstance(value, bool):
+        return
+    else:
+        need = "an integer" if kind is numbers.Integral else "a number"
     raise US3LError(f"{what} must be {need}{' or None' if optional else ''}, got {_show(value)}")
 
 

@@ -56,7 +56,26 @@ def test_unknown_model_and_option_are_clear_errors() -> None:
 def test_vit_sizes_must_be_positive(kw: dict, message: str) -> None:
     with pytest.raises(US3LError) as err, torch.device("meta"):
         us3l.create_model("vit_tiny", **kw)
-    assert str(err.value) == message
+    assert str(err.value) == f"model 'vit_tiny': {message}"
+
+
+@pytest.mark.parametrize(
+    ("name", "kw", "message"),
+    [
+        ("cifar_resnet18", {"base_channels": 16.0}, "base_channels must be an integer, got 16.0"),  # torch's text
+        ("cifar_resnet18", {"base_channels": True}, "base_channels must be an integer, got True"),
+        ("cifar_resnet18", {"bn_track_stats": "no"}, "bn_track_stats must be True or False, got 'no'"),  # was True
+        ("cifar_resnet18", {"zero_init_residual": 1}, "zero_init_residual must be True or False, got 1"),
+        ("cifar_mobilenetv2", {"bn_track_stats": "yes"}, "bn_track_stats must be True or False, got 'yes'"),
+        ("cifar_mobilenetv2", {"last_channels": 0}, "last_channels must be a finite positive integer, got 0"),
+        ("vit_tiny", {"stop_grad_conv1": "no"}, "stop_grad_conv1 must be True or False, got 'no'"),
+    ],
+)
+def test_model_options_of_the_wrong_type_are_one_line(name: str, kw: dict, message: str) -> None:
+    # a string flag was read by its truth value ("no" tracked statistics), a float channel count reached torch
+    with pytest.raises(US3LError) as err, torch.device("meta"):
+        us3l.create_model(name, **kw)
+    assert str(err.value) == f"model {name!r}: {message}"
 
 
 @pytest.mark.parametrize("classes", [-1, 2.0, True, "10"])

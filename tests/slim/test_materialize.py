@@ -75,3 +75,10 @@ def test_require_bn_stats_is_a_clear_error() -> None:
     model = make("cifar_resnet18", base_channels=16)
     with pytest.raises(US3LError, match="width 0.5 has no calibrated BN statistics"):
         materialize(model, 0.5, require_bn_stats=True)
+
+
+def test_require_bn_stats_must_be_a_bool() -> None:
+    # "no" was truthy: a caller asking not to require statistics got the refusal, "" the opposite
+    model = make("cifar_resnet18", base_channels=16)
+    with pytest.raises(US3LError, match="^require_bn_stats must be True or False, got 'no'$"):
+        materialize(model, 0.5, require_bn_stats="no")  # type: ignore[arg-type]

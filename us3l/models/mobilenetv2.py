@@ -13,6 +13,7 @@ from us3l.models.base import SlimNet
 from us3l.models.registry import register_model
 from us3l.slim.layers import SlimBatchNorm2d, SlimConv2d
 from us3l.slim.rounding import WidthRange
+from us3l.validate import number, require_types
 
 # (expansion t, output channels c, repeats n, stride s)
 _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -58,6 +59,8 @@ class SlimMobileNetV2(SlimNet):
         bn_switches: Sequence[float] | None = None,
     ) -> None:
         super().__init__(width_range)
+        require_types("bn_track_stats", bn_track_stats, bool)
+        number(last_channels, "last_channels", positive=True, integer=True)
         self.input_size = 32 if cifar else 224
         conv = partial(SlimConv2d, width_range=width_range)
         bn = partial(

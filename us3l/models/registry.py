@@ -77,7 +77,8 @@ def create_model(
             raise US3LError(f"model {name!r} has no option {bad!r}") from None
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())  # a value of the wrong type: name them all
         raise US3LError(f"model {name!r} cannot take the options {given} ({' '.join(msg.split())})") from None
-    except ValueError as exc:  # an option's value the architecture refuses (e.g. an img_size not in patches)
+    except (ValueError, US3LError) as exc:  # an option's value the architecture refuses (an img_size not in
+        # patches) or of the wrong type (base_channels=16.0, bn_track_stats="no")
         raise US3LError(f"model {name!r}: {exc}") from None
 
 

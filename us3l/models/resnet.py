@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from functools import partial
 
@@ -12,6 +13,7 @@ from us3l.models.base import SlimNet
 from us3l.models.registry import register_model
 from us3l.slim.layers import SlimBatchNorm2d, SlimConv2d, SlimLinear
 from us3l.slim.rounding import WidthRange
+from us3l.validate import require_types
 
 
 class BasicBlock(nn.Module):
@@ -89,6 +91,9 @@ class SlimResNet(SlimNet):
         bn_switches: Sequence[float] | None = None,
     ) -> None:
         super().__init__(width_range)
+        require_types("bn_track_stats", bn_track_stats, bool)
+        require_types("zero_init_residual", zero_init_residual, bool)
+        require_types("base_channels", base_channels, numbers.Integral)  # 16.0 reached torch.empty
         if base_channels < 8 or base_channels % 8:
             raise ValueError(f"base_channels must be a positive multiple of 8, got {base_channels}")
         self.input_size = 32 if cifar else 224

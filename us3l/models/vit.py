@@ -17,7 +17,7 @@ from us3l.models.base import SlimNet
 from us3l.models.registry import register_model
 from us3l.slim.layers import SlimLinear
 from us3l.slim.rounding import WidthRange
-from us3l.validate import number
+from us3l.validate import number, require_types
 
 
 def sincos_pos_embed(grid: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
@@ -86,6 +86,7 @@ class SlimViT(SlimNet):
         # 0 built a model of no patches, -32 and patch_size -16 / 0 reached torch (RuntimeError, ZeroDivisionError)
         img_size = int(number(img_size, "img_size", positive=True, integer=True))
         patch_size = int(number(patch_size, "patch_size", positive=True, integer=True))
+        require_types("stop_grad_conv1", stop_grad_conv1, bool)
         number(mlp_ratio, "mlp_ratio", positive=True)  # 0: an MLP of no units; -1: torch's RuntimeError
         if img_size % patch_size:
             raise ValueError(f"input size {img_size} is not a multiple of the patch size {patch_size}")

@@ -15,6 +15,7 @@ from torch import nn
 from us3l.errors import US3LError
 from us3l.slim.context import canonical_width, channel_config, slim_modules, width_range_of
 from us3l.slim.layers import SlimBatchNorm2d, SlimConv2d, SlimLinear, SlimModule
+from us3l.validate import require_types
 
 
 class FirstFeatures(nn.Module):
@@ -92,6 +93,7 @@ def materialize(model: nn.Module, w: float, require_bn_stats: bool = False) -> n
     (switchable BN) materializes only at its switches, each with that switch's private affine and statistics;
     another width raises ``US3LError``.
     """
+    require_types("require_bn_stats", require_bn_stats, bool)
     wr = width_range_of(model)
     w = wr.check(w)
     key = canonical_width(model, w)  # S-Nets: the switch itself; another width is refused here
