@@ -191,7 +191,7 @@ def test_a_path_that_is_no_path_is_one_line(path: object) -> None:
     assert str(err.value) == f"checkpoint path must be a run folder or its checkpoint.safetensors, got {path!r}"
 
 
-@pytest.mark.parametrize("device", ["nope", None, "cuda:99"])
+@pytest.mark.parametrize("device", ["nope", None, "cuda:99", "meta"])  # meta: the weights dropped
 def test_a_device_torch_does_not_have_is_one_line(device: object, tmp_path: Path) -> None:
     _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
     with pytest.raises(US3LError) as err:  # was torch's RuntimeError, after the whole checkpoint was loaded

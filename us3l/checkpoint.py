@@ -439,6 +439,8 @@ def torch_device(device: object) -> torch.device:
     try:
         dev = torch.device(device)  # type: ignore[call-overload]
         torch.empty(0, device=dev)  # "cuda" where torch sees no GPU
+        if dev.type == "meta":  # holds shapes only: the loaded weights were dropped without a word
+            raise RuntimeError("meta")
     except (RuntimeError, TypeError, AssertionError):
         raise US3LError(
             f"device must be a torch device available here (cpu, cuda, cuda:N), got {device!r:.40}"
