@@ -113,6 +113,11 @@ class SSHSession:
                     f"unknown SSH host key for {target} (not in {known_hosts}); verify the device, then add "
                     f"its key: {keyscan_hint(reach, known_hosts)}"
                 ) from None
+            if str(exc) == "No existing session":  # paramiko's word for a handshake the server never answered
+                raise US3LError(
+                    f"SSH connection to {target} failed: the server sent its banner but did not finish the SSH "
+                    f"handshake within {reach.connect_timeout_s:g} s (overloaded or hung sshd?)"
+                ) from None
             raise US3LError(f"SSH connection to {target} failed: {exc}") from None
         except TimeoutError:
             client.close()

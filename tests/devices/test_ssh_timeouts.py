@@ -127,3 +127,43 @@ def test_a_connection_lost_mid_session_is_one_worded_line() -> None:
     with pytest.raises(ValueError, match="^other$"):  # anything else goes on as it is
         with session:
             raise ValueError("other")
+
+
+def test_a_server_that_never_finishes_the_handshake_is_worded() -> None:
+    """Red-team leftover: a server that sends its banner and then nothing (a hung sshd) gave paramiko's
+    "No existing session", which says nothing about what happened."""
+    import socket
+    import tempfile
+
+    from us3l.devices.spec import Reach
+    from us3l.devices.ssh import SSHSession
+    from us3l.errors import US3LError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            held.append(conn)  # open, silent
+
+    threading.Thread(target=serve, daemon=True).start()
+    with tempfile.NamedTemporaryFile() as known_hosts:
+        reach = Reach(kind="ssh", user="pi", host="127.0.0.1", port=port, known_hosts=known_hosts.name,
+                      connect_timeout_s=1)
+        try:
+            with pytest.raises(US3LError) as err:
+                SSHSession(reach).connect()
+        finally:
+            server.close()
+            for conn in held:
+                conn.close()
+    assert str(err.value) == (f"SSH connection to ssh://pi@127.0.0.1:{port} failed: the server sent its banner but did "
+                              "not finish the SSH handshake within 1 s (overloaded or hung sshd?)")
