@@ -27,3 +27,13 @@ def test_configs_are_model_width_pairs() -> None:
         et.CONFIGS("foo:1,a:1")
     with pytest.raises(argparse.ArgumentTypeError, match=r"^unknown exporter 'jit'; choose from torchscript, dynamo$"):
         et.EXPORTERS("jit")
+
+
+def test_a_failed_export_is_one_line_naming_the_error(tmp_path) -> None:
+    """A failed child printed its whole stdout and stderr (the PHASES line, a blank line, the error)."""
+    with pytest.raises(SystemExit) as err:
+        et._run_one("cifar_resnet18", 0.5, "onnx", "torchscript", str(tmp_path / "no-such-run"))
+    msg = str(err.value.code)
+    assert "\n" not in msg
+    assert msg.startswith("export failed (cifar_resnet18 0.5 onnx torchscript, exit 1): error: ")
+    assert "no-such-run" in msg
