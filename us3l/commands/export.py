@@ -253,6 +253,25 @@ def _row(device: str, res: Any) -> list[str]:
     ]
 
 
+def _exports_document(results: list[Any], warnings: list[str], notes: list[str]) -> dict[str, Any]:
+    """The ``--json`` document of an export run: every export made (a failed one with ``"valid": false``)."""
+    return {
+        "warnings": warnings,
+        "notes": notes,
+        "exports": [
+            {
+                "directory": str(r.directory),
+                "manifest": str(r.manifest_path),
+                "valid": r.valid,
+                "graph": r.manifest["model"].get("graph"),
+                "verification": r.verification.to_dict(),
+                **({"quantization": r.manifest["quantization"]} if "quantization" in r.manifest else {}),
+            }
+            for r in results
+        ],
+    }
+
+
 def _print_tables(backend: str, tables: dict[str, list[list[str]]], wide: bool) -> None:
     for prec, rows in tables.items():
         what = "quantization tolerance" if prec == "int8" else "errors"
@@ -388,10 +407,13 @@ def export_cmd(
                 tables.setdefault(res.verification.precision, []).append(_row(dev or "local", res))
             bar.update(len(results), detail="done")
     except VerificationFailed as exc:
-        tables.setdefault(exc.result.verification.precision, []).append(
-            _row(exc.result.manifest["target"]["device"], exc.result)
-        )
-        _print_tables(be.name, tables, wide)
+        if json_out:  # --json: the one document on stdout, the failed export in it with "valid": false
+            emit_json(_exports_document([*results, exc.result], [], []))
+        else:
+            tables.setdefault(exc.result.verification.precision, []).append(
+                _row(exc.result.manifest["target"]["device"], exc.result)
+            )
+            _print_tables(be.name, tables, wide)
         for text in _calibration_notes([*results, exc.result]):
             note(f"note: {text}", markup=False)
         raise
@@ -401,23 +423,7 @@ def export_cmd(
     for warning in warnings:  # stderr, and "warnings" in the --json document
         warn(warning)
     if json_out:
-        emit_json(
-            {
-                "warnings": warnings,
-                "notes": notes,
-                "exports": [
-                    {
-                        "directory": str(r.directory),
-                        "manifest": str(r.manifest_path),
-                        "valid": r.valid,
-                        "graph": r.manifest["model"].get("graph"),
-                        "verification": r.verification.to_dict(),
-                        **({"quantization": r.manifest["quantization"]} if "quantization" in r.manifest else {}),
-                    }
-                    for r in results
-                ]
-            }
-        )
+        emit_json(_exports_document(results, warnings, notes))
     else:
         _print_tables(be.name, tables, wide)
         for text in notes:
@@ -473,15 +479,17 @@ def _switchable(
                 res = export_switchable(src, backend, out, grid, device, dynamic_batch, model_name=model_name,
                                         batch=batch_size)
             except SwitchableVerificationFailed as exc:
-                _print_switchable(exc.result.manifest, wide)
+                if json_out:  # --json: the one document on stdout, with "valid": false
+                    emit_json(_switchable_document(exc.result))
+                else:
+                    _print_switchable(exc.result.manifest, wide)
                 raise
             bar.update(1, detail="done")
     finally:
         release(out_lock)
     doc = res.manifest
     if json_out:
-        emit_json({"directory": str(res.directory), "manifest": str(res.manifest_path), "valid": res.valid,
-                   "switchable": doc["switchable"], "per_width": doc["model"]["per_width"]})
+        emit_json(_switchable_document(res))
         return
     _print_switchable(doc, wide)
     sw = doc["switchable"]
@@ -498,6 +506,13 @@ def _switchable(
             "[yellow]note:[/yellow] exported a fresh, uncalibrated model (placeholder BN statistics): "
             "the graph and latency are real, the embeddings are not meaningful"
         )
+
+
+def _switchable_document(res: Any) -> dict[str, Any]:
+    """The ``--json`` document of a switchable export (failed or not)."""
+    doc = res.manifest
+    return {"directory": str(res.directory), "manifest": str(res.manifest_path), "valid": res.valid,
+            "switchable": doc["switchable"], "per_width": doc["model"]["per_width"]}
 
 
 def _print_switchable(doc: dict[str, Any], wide: bool) -> None:

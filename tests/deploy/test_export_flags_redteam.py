@@ -1,0 +1,49 @@
+"""Red-team findings (2026-12-05, rtA) on ``us3l export``'s flags and output: ``--json`` when verification
+fails, flags ``--switchable`` does not use, an empty ``--precision``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from us3l.cli import main
+
+MODEL = "cifar_resnet18"
+
+
+def _failing_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.deploy import verify
+
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", verify.Tolerance(max_abs=-1.0, min_cosine=2.0))
+
+
+def test_json_export_whose_verification_fails_prints_one_json_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`--json` prints exactly one JSON document on stdout; a failed verification printed the rich table there."""
+    _failing_fp32(monkeypatch)
+    code = main(["export", "--backend", "onnx", "--model", MODEL, "--width", "0.25", "--out", str(tmp_path),
+                 "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    doc = json.loads(out)
+    (exp,) = doc["exports"]
+    assert exp["valid"] is False and exp["directory"].endswith(".failed")
+    assert exp["verification"]["passed"] is False
+    assert err.startswith("error: verification FAILED") and "Traceback" not in err
+
+
+def test_json_switchable_export_whose_verification_fails_prints_one_json_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    _failing_fp32(monkeypatch)
+    code = main(["export", "--backend", "onnx", "--model", MODEL, "--switchable", "--widths", "0.5,0.25",
+                 "--out", str(tmp_path), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["valid"] is False and doc["directory"].endswith(".failed")
+    assert [p["width"] for p in doc["per_width"]] == [0.5, 0.25]
+    assert err.startswith("error: verification failed")
