@@ -47,3 +47,20 @@ def test_json_switchable_export_whose_verification_fails_prints_one_json_documen
     assert doc["valid"] is False and doc["directory"].endswith(".failed")
     assert [p["width"] for p in doc["per_width"]] == [0.5, 0.25]
     assert err.startswith("error: verification failed")
+
+
+@pytest.mark.parametrize(
+    ("extra", "dropped"),
+    [
+        (["--runtime-device", "NPU"], "--runtime-device"),
+        (["--calib-data", "builtin", "--calib-images", "64"], "--calib-images, --calib-data"),
+    ],
+)
+def test_switchable_refuses_the_flags_it_does_not_use(extra: list[str], dropped: str, tmp_path: Path, capsys) -> None:
+    """`--switchable --runtime-device NPU` verified on the CPU and recorded CPU, without a word; the calibration
+    flags were dropped as silently."""
+    code = main(["export", "--backend", "openvino", "--model", MODEL, "--switchable", "--widths", "0.5,0.25",
+                 "--out", str(tmp_path / "out"), *extra])
+    assert code == 1
+    assert capsys.readouterr().err == f"error: --switchable exports fp32 and verifies on the CPU: drop {dropped}\n"
+    assert not (tmp_path / "out").exists()

@@ -337,8 +337,13 @@ def export_cmd(
         deprecated(f"--batch {batch_old}", f"--batch-size {batch_old}", "export")
         batch_size = batch_old
     if switchable:
+        from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
+
+        unused = [flag for flag, given in (("--runtime-device", runtime_device is not None),
+                                           ("--calib-images", calib_images != DEFAULT_CALIB_IMAGES),
+                                           ("--calib-data", calib_data is not None)) if given]
         _switchable(backend, widths, width, selection, precision, ckpt, model, out, device, dynamic_batch,
-                    batch_size, threads, wide, json_out)
+                    batch_size, threads, wide, json_out, unused)
         return
     if widths is not None:
         raise US3LError("--widths needs --switchable (one width: --width W)")
@@ -451,9 +456,10 @@ SWITCHABLE_COLS = [
 def _switchable(
     backend: str, widths: str | None, width: float | None, selection: Path | None, precision: str | None,
     ckpt: Path | None, model: str | None, out: Path, device: str | None, dynamic_batch: bool, batch_size: int,
-    threads: int | None, wide: bool, json_out: bool,
+    threads: int | None, wide: bool, json_out: bool, unused: list[str] | None = None,
 ) -> None:
-    """``us3l export --switchable``: the checks of its flags, the export, the table."""
+    """``us3l export --switchable``: the checks of its flags, the export, the table. ``unused``: the flags given
+    that a switchable export does not use (refused, not silently ignored)."""
     from us3l.deploy.backends import get_backend
     from us3l.deploy.switchable_export import BACKENDS, SwitchableVerificationFailed, export_switchable
     from us3l.validate import width_list
@@ -465,6 +471,8 @@ def _switchable(
         raise US3LError("--switchable exports a grid of widths: give --widths W1,W2,... instead of --width/--selection")
     if precision not in (None, "fp32"):
         raise US3LError(f"--switchable exports fp32 only, got --precision {precision}")
+    if unused:  # e.g. --runtime-device NPU: the artifact is verified on the CPU, which must not go unsaid
+        raise US3LError(f"--switchable exports fp32 and verifies on the CPU: drop {', '.join(unused)}")
     _check_batch(batch_size, dynamic_batch)
     if device is not None:
         safe_name(device, "--device")
