@@ -64,3 +64,14 @@ def test_switchable_refuses_the_flags_it_does_not_use(extra: list[str], dropped:
     assert code == 1
     assert capsys.readouterr().err == f"error: --switchable exports fp32 and verifies on the CPU: drop {dropped}\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["", " ", "fp64"])
+def test_an_empty_or_unknown_precision_is_refused_as_profile_refuses_it(value: str, tmp_path: Path, capsys) -> None:
+    """`--precision ''` exported fp32 (and overrode the precision a --selection chose) as if it were not given;
+    `us3l profile` refuses it with this line."""
+    code = main(["export", "--backend", "onnx", "--model", MODEL, "--width", "0.25", "--out", str(tmp_path / "o"),
+                 "--precision", value])
+    assert code == 1
+    assert capsys.readouterr().err == f"error: --precision must be fp32, fp16 or int8, got {value.strip()!r}\n"
+    assert not (tmp_path / "o").exists()

@@ -328,11 +328,14 @@ def export_cmd(
 ) -> None:
     """Export a width to ONNX / OpenVINO IR / a TensorRT engine, verified against PyTorch, with a manifest."""
     from us3l.deploy.backends import get_backend
+    from us3l.deploy.backends.base import PRECISIONS
     from us3l.deploy.export import VerificationFailed, check_export_targets, export_width
 
     set_quiet(quiet)
     backend = _one_backend(backends)
     precision = precision.strip().lower() if precision is not None else None  # FP16 as fp16, as --backend ONNX
+    if precision is not None and precision not in PRECISIONS:  # '' is not "not given": profile's rule and line
+        raise US3LError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
     if batch_old is not None:
         deprecated(f"--batch {batch_old}", f"--batch-size {batch_old}", "export")
         batch_size = batch_old
