@@ -112,7 +112,7 @@ _REQUIRED = ("model", "backend", "artifact")
 
 
 #: A runtime version as the runtimes spell it: ``1.19.2``, ``2024.4.0-16579-c3152d32c9c-releases/2024/4``.
-_VERSION = re.compile(r"\d+(\.\d+)+([-+.].*)?")
+VERSION_RE = re.compile(r"\d+(\.\d+)+([-+.].*)?")
 
 
 def validate_manifest(doc: Mapping[str, Any], path: str | Path) -> None:
@@ -154,7 +154,7 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
         if trt is None:
             raise bad("tensorrt", "an object (the TensorRT version and GPU an engine was built for)", trt)
         _check_version(trt.get("version"), "tensorrt.version", bad, required=True)
-        if not isinstance(trt.get("compute_capability"), str) or not _VERSION.fullmatch(trt["compute_capability"]):
+        if not isinstance(trt.get("compute_capability"), str) or not VERSION_RE.fullmatch(trt["compute_capability"]):
             raise bad("tensorrt.compute_capability", 'a string like "8.7"', trt.get("compute_capability"))
     device = (doc.get("target") or {}).get("runtime_device")
     if device is not None and (not isinstance(device, str) or not device.strip()):
@@ -170,7 +170,7 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
 def _check_version(value: object, field: str, bad: Any, required: bool = False) -> None:
     if value is None and not required:
         return
-    if not isinstance(value, str) or not _VERSION.fullmatch(value):
+    if not isinstance(value, str) or not VERSION_RE.fullmatch(value):
         raise bad(field, 'a version string like "1.2.3"', value)
 
 

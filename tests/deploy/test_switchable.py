@@ -7,6 +7,7 @@ compared with PyTorch's static network of that width.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -313,4 +314,22 @@ def test_a_manifest_whose_grid_was_edited_is_refused(run_dir, tmp_path) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(US3LError, match=r"model.widths \[0.25, 1.0\] differ from the ONNX file's own grid "
                                         r"\[1.0, 0.25\]; the manifest was edited: re-export"):
+        deploy.load_switchable(res.directory)
+
+
+@pytest.mark.parametrize("version", [5, "abc", ["1.2.3"]])
+def test_a_manifest_runtime_version_that_is_not_a_version_is_one_line(run_dir, tmp_path, version) -> None:
+    """Red-team 2026-12-05 (rtA): `"runtime_version": 5` was an AttributeError traceback in load_switchable (and
+    `us3l profile --artifact` timed every width before refusing it); "abc" read as 'install onnxruntime==.*'."""
+    import json
+
+    import us3l.deploy as deploy
+
+    res = export_switchable(run_dir, "onnx", tmp_path, [1.0, 0.25])
+    path = res.directory / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc["backend"]["runtime_version"] = version
+    path.write_text(json.dumps(doc))
+    message = f'{path}: backend.runtime_version must be a version string like "1.2.3", got {version!r}; re-export'
+    with pytest.raises(US3LError, match=f"^{re.escape(message)}"):
         deploy.load_switchable(res.directory)
