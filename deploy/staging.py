@@ -5,13 +5,15 @@ artifact aside into ``.<name>.old-<pid>-<random>/`` before removing it; a SIGKIL
 such a folder behind, and runtimes or profilers killed mid-way leave ``$TMPDIR/us3l-*`` folders. They are never
 artifacts (hidden names), and ``clean_stale`` (run by every export) removes the ones that are clearly ours and
 stale: the name has our pattern, the folder belongs to this user, and the process that made it is gone
-(its PID is in the name and is not running) or, where no PID is recorded, it has not changed for a day. In
+(its PID is in the name and is not running) or, where no PID is recorded, it has not changed for a day. A stale
+swapped-aside folder whose artifact never got a successor (killed between the two renames) is put back first. In
 ``$TMPDIR`` a folder is ours only if it holds ``us3l.io.OWNER_FILE`` (written when us3l made it, with the PID):
 a user's own ``/tmp/us3l-results`` is never touched, whatever its name or age.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -76,6 +78,15 @@ def _stale(path: Path, pid: int | None, now: float, stale_after_s: float) -> boo
     return _age_s(path, now) > stale_after_s
 
 
+def _put_back(aside: Path, final: Path) -> None:
+    """An export killed between its two renames left the previous artifact only in the swapped-aside folder
+    ``aside`` (``aside/<name>``) and nothing at ``final``: put it back rather than delete the one copy."""
+    inner = aside / final.name
+    if os.path.lexists(inner) and not os.path.lexists(final):
+        with contextlib.suppress(OSError):
+            os.replace(inner, final)
+
+
 def clean_stale(
     out_root: str | Path | None = None,
     tmp_root: str | Path | None = None,
@@ -96,6 +107,8 @@ def clean_stale(
             for entry in entries:
                 m = STAGING_RE.match(entry.name)
                 if m and _stale(entry, int(m["pid"]) if m["pid"] else None, now, stale_after_s):
+                    if m["kind"] == "old":
+                        _put_back(entry, parent / m["name"])
                     shutil.rmtree(entry, ignore_errors=True)
                     removed.append(entry)
     tmp = Path(tmp_root) if tmp_root is not None else Path(tempfile.gettempdir())

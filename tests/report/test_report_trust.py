@@ -240,3 +240,24 @@ def test_an_interrupt_between_the_renames_puts_the_old_artifact_back(tmp_path: P
     monkeypatch.setattr(export_mod.os, "replace", real)
     export_mod._move_into_place(staging, final)
     assert (final / "model.onnx").read_text() == "new" and [p.name for p in final.parent.iterdir()] == [final.name]
+
+
+def test_clean_stale_puts_back_an_artifact_a_killed_export_had_swapped_aside(tmp_path: Path) -> None:
+    """Red-team 2026-12-05 (rtA): an export SIGKILLed between its two renames leaves the previous artifact only in
+    `.<name>.old-<pid>-*`; the next export's clean_stale deleted that one copy (its PID is dead)."""
+    out = tmp_path / "out"
+    dev = out / "local"
+    name = "m-w0.5-onnx-fp32"
+    aside = dev / f".{name}.old-{_dead_pid()}-abc"
+    (aside / name).mkdir(parents=True)
+    (aside / name / "manifest.json").write_text("previous\n")
+    replaced = dev / f".m-w1-onnx-fp32.old-{_dead_pid()}-def"  # killed after the second rename: garbage
+    (replaced / "m-w1-onnx-fp32").mkdir(parents=True)
+    (replaced / "m-w1-onnx-fp32" / "manifest.json").write_text("old\n")
+    (dev / "m-w1-onnx-fp32").mkdir()
+    (dev / "m-w1-onnx-fp32" / "manifest.json").write_text("new\n")
+    removed = clean_stale(out, tmp_path / "tmp")
+    assert sorted(removed) == sorted([aside, replaced])
+    assert (dev / name / "manifest.json").read_text() == "previous\n"
+    assert (dev / "m-w1-onnx-fp32" / "manifest.json").read_text() == "new\n"
+    assert sorted(p.name for p in dev.iterdir()) == ["m-w0.5-onnx-fp32", "m-w1-onnx-fp32"]
