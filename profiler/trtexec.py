@@ -13,6 +13,7 @@ Engines are built with ``us3l.deploy.backends.tensorrt.trtexec_build_command`` (
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,16 +82,34 @@ def parse_times(text: str, metric: str = "latencyMs") -> list[float]:
             continue
         low = _lower_keys(rec)
         if key in low:
-            out.append(float(low[key]))
+            out.append(_ms(low[key], metric))
         elif key == "latencyms" and all(k in low for k in ("computems",)):
             # very old traces: latency = in + compute + out
-            out.append(float(low.get("inms", 0.0)) + float(low["computems"]) + float(low.get("outms", 0.0)))
+            parts = (low.get("inms", 0.0), low["computems"], low.get("outms", 0.0))
+            out.append(_ms(sum(_ms(v, metric) for v in parts), metric))
         elif key in _FALLBACK_DURATIONS and all(k in low for k in _FALLBACK_DURATIONS[key]):
             start, end = _FALLBACK_DURATIONS[key]
-            out.append(float(low[end]) - float(low[start]))
+            out.append(_ms(_number(low[end], metric) - _number(low[start], metric), metric))
     if not out:
         raise US3LError(f"trtexec --exportTimes output has no '{metric}' values")
     return out
+
+
+def _number(value: Any, metric: str) -> float:
+    """A finite number of an ``--exportTimes`` record, else one line (not a TypeError from ``float(None)``, nor a
+    NaN that would pass into the latency statistics)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise US3LError(f"trtexec --exportTimes output has a {metric} record that is not a finite number: "
+                        f"{value!r:.40}")
+    return float(value)
+
+
+def _ms(value: Any, metric: str) -> float:
+    """A duration in milliseconds: a finite number >= 0."""
+    ms = _number(value, metric)
+    if ms < 0:
+        raise US3LError(f"trtexec --exportTimes output has a negative {metric} duration: {ms:g} ms")
+    return ms
 
 
 _VERSION_RE = re.compile(r"TensorRT(?:\.trtexec)?\s*\[?\s*v?(\d{4,6})\]?", re.IGNORECASE)

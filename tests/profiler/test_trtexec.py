@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from us3l.errors import US3LError
@@ -47,6 +49,26 @@ def test_parse_times():
     with pytest.raises(US3LError, match="no 'latencyMs'"):
         parse_times("[]")
 
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "message"),
+    [
+        ('[{"latencyMs": null}]', "latencyMs", "latencyMs record that is not a finite number: None"),
+        ('[{"latencyMs": "1.2"}]', "latencyMs", "latencyMs record that is not a finite number: '1.2'"),
+        ('[{"latencyMs": NaN}]', "latencyMs", "latencyMs record that is not a finite number: nan"),
+        ('[{"latencyMs": Infinity}]', "latencyMs", "latencyMs record that is not a finite number: inf"),
+        ('[{"latencyMs": true}]', "latencyMs", "latencyMs record that is not a finite number: True"),
+        ('[{"latencyMs": -0.5}]', "latencyMs", "negative latencyMs duration: -0.5 ms"),
+        ('[{"computeMs": [1]}]', "latencyMs", "latencyMs record that is not a finite number: [1]"),
+        ('[{"startComputeMs": 5, "endComputeMs": 1}]', "computeMs", "negative computeMs duration: -4 ms"),
+    ],
+)
+def test_parse_times_refuses_values_that_are_not_durations(text: str, metric: str, message: str) -> None:
+    """Red-team 2026-12-05 (rtA): null or a list was a TypeError traceback, NaN/inf/negative passed into the
+    latency samples."""
+    with pytest.raises(US3LError, match=r"^trtexec --exportTimes output has a " + re.escape(message) + "$"):
+        parse_times(text, metric)
 
 def test_parse_version_and_build_command():
     assert parse_version("&&&& RUNNING TensorRT.trtexec [TensorRT v8601] # trtexec --onnx=a") == "8.6.1"
