@@ -75,3 +75,13 @@ def test_an_empty_or_unknown_precision_is_refused_as_profile_refuses_it(value: s
     assert code == 1
     assert capsys.readouterr().err == f"error: --precision must be fp32, fp16 or int8, got {value.strip()!r}\n"
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_an_empty_runtime_device_is_refused(backend: str, tmp_path: Path, capsys) -> None:
+    """`--runtime-device ''` verified on the default device as if the flag were absent."""
+    code = main(["export", "--backend", backend, "--model", MODEL, "--width", "0.25", "--out", str(tmp_path / "o"),
+                 "--runtime-device", ""])
+    assert code == 1
+    assert capsys.readouterr().err == "error: --runtime-device names no device, got ''\n"
+    assert not (tmp_path / "o").exists()

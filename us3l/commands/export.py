@@ -336,6 +336,8 @@ def export_cmd(
     precision = precision.strip().lower() if precision is not None else None  # FP16 as fp16, as --backend ONNX
     if precision is not None and precision not in PRECISIONS:  # '' is not "not given": profile's rule and line
         raise US3LError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
+    if runtime_device is not None and not runtime_device.strip():  # not "the default device"
+        raise US3LError(f"--runtime-device names no device, got {runtime_device!r}")
     if batch_old is not None:
         deprecated(f"--batch {batch_old}", f"--batch-size {batch_old}", "export")
         batch_size = batch_old
