@@ -116,6 +116,10 @@ class OvSwitchable(_Closable):
         self.config = compile_config(threads, device, "fp32")
         self._requests: dict[int, Any] = {}
         self._timed: dict[int, tuple[np.ndarray, Any]] = {}  # time_once's input bound per request (shared memory)
+        model = self.core.read_model(self.path)
+        #: the file's input shape (None: a dynamic axis): infer checks an input against it in one line
+        self.input_shape = fixed_dims(list(next(
+            i for i in model.inputs if INPUT_NAME in i.get_names()).get_partial_shape()))
         if not bound:
             self._requests[-1] = self.core.compile_model(self.path, device, self.config).create_infer_request()
 
@@ -137,7 +141,7 @@ class OvSwitchable(_Closable):
         return self._requests[k]
 
     def _feed(self, x: np.ndarray, index: int) -> dict[str, Any]:
-        feed: dict[str, Any] = {INPUT_NAME: as_input(x)}
+        feed: dict[str, Any] = {INPUT_NAME: as_input(x, self.input_shape)}
         if not self.bound:
             feed[INDEX_NAME] = np.array(_index(index, self.n), np.int64)
         return feed

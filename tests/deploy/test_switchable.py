@@ -333,3 +333,17 @@ def test_a_manifest_runtime_version_that_is_not_a_version_is_one_line(run_dir, t
     message = f'{path}: backend.runtime_version must be a version string like "1.2.3", got {version!r}; re-export'
     with pytest.raises(US3LError, match=f"^{re.escape(message)}"):
         deploy.load_switchable(res.directory)
+
+
+@pytest.mark.parametrize("bound", [True, False])
+def test_openvino_runner_refuses_a_wrong_input_shape_in_one_line(run_dir, tmp_path, bound) -> None:
+    """Red-team 2026-12-05 (rtA): the onnxruntime switchable runner (and every one-width runner) names both shapes;
+    the OpenVINO one passed the array on and OpenVINO's multi-line RuntimeError came out."""
+    import us3l.deploy as deploy
+
+    res = export_switchable(run_dir, "openvino", tmp_path, [1.0, 0.25])
+    x16 = np.zeros((1, 3, 16, 16), np.float32)
+    with deploy.load_switchable(res.directory, bound=bound) as r:
+        with pytest.raises(US3LError, match=r"^input of shape 1x3x16x16 does not fit this artifact's input 1x3x32x32"):
+            r.infer(x16, 0)
+        assert r.infer(np.zeros((1, 3, 32, 32), np.float32), 1).shape == (1, 128)
