@@ -238,7 +238,7 @@ def _int8_inputs(
         calibration = int8_calibration(src, calib_images, calib_data, verify_images=samples)
     check_calibration(calibration, shape)
     if verify_inputs is not None:
-        x = np.ascontiguousarray(verify_inputs, dtype=np.float32)
+        x = _given_inputs(verify_inputs, shape)
         return calibration, x, f"provided batch ({len(x)} samples)"
     holdout = calibration.holdout
     if holdout is not None and len(holdout) >= max(MIN_TOPK_SAMPLES, shape[0]):
@@ -267,8 +267,19 @@ def verification_inputs(
         n = verify_samples(shape[0])
         x = seeded_inputs(shape, norm["mean"], norm["std"], n, VERIFY_SEED)
         return x, f"seeded batch (seed {VERIFY_SEED}, {n} smooth random images, normalised)"
-    x = np.ascontiguousarray(given, dtype=np.float32)
+    x = _given_inputs(given, shape)
     return x, f"provided batch ({len(x)} samples)"
+
+
+def _given_inputs(given: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Caller-provided verification images as float32, refused (one line) unless (N, C, H, W) of the model's input:
+    the first of them also traces the graph, so another image size would ship an artifact of that size."""
+    x = np.ascontiguousarray(given, dtype=np.float32)
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape[1:]) or len(x) == 0:
+        want = "x".join(map(str, shape[1:]))
+        raise US3LError(f"verify_inputs must be N x {want} normalised images (the model's input), got shape "
+                        f"{'x'.join(map(str, x.shape))}")
+    return x
 
 
 def input_description(norm: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Red-team findings (2026-12-05, rtA) on ``us3l export``'s flags and output: ``--json`` when verification
-fails, flags ``--switchable`` does not use, an empty ``--precision``."""
+"""Red-team findings (2026-12-05, rtA) on ``us3l export``'s flags and output (``--json`` when verification fails,
+flags ``--switchable`` does not use, an empty ``--precision`` or ``--runtime-device``) and ``export_width``'s
+``verify_inputs``."""
 
 from __future__ import annotations
 
@@ -84,4 +85,22 @@ def test_an_empty_runtime_device_is_refused(backend: str, tmp_path: Path, capsys
                  "--runtime-device", ""])
     assert code == 1
     assert capsys.readouterr().err == "error: --runtime-device names no device, got ''\n"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 16, 16), (3, 32, 32), (0, 3, 32, 32)])
+def test_verify_inputs_of_another_image_size_are_refused(shape: tuple[int, ...], tmp_path: Path) -> None:
+    """The first provided image also traces the graph: 16 px images for a 32 px model shipped a valid 16 px
+    artifact whose manifest's MACs were the 32 px network's."""
+    import numpy as np
+
+    from us3l.deploy.export import export_width
+    from us3l.errors import US3LError
+    from us3l.models import create_model
+
+    net = create_model(MODEL, num_classes=0, base_channels=8)  # 32 px
+    x = np.zeros(shape, np.float32)
+    with pytest.raises(US3LError, match=r"^verify_inputs must be N x 3x32x32 normalised images \(the model's "
+                                        rf"input\), got shape {'x'.join(map(str, shape))}$"):
+        export_width(net, 0.25, "onnx", tmp_path / "o", verify_inputs=x, model_name=MODEL)
     assert not (tmp_path / "o").exists()
