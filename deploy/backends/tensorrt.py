@@ -102,16 +102,26 @@ def check_engine_compat(
             f"this engine needs TensorRT {want_v} on a GPU with compute capability {want_cc}; "
             "TensorRT is not installed here"
         )
-    if want_v is not None and version_tuple(str(want_v))[:3] != version_tuple(tensorrt_version)[:3]:
+    if want_v is not None and _release(str(want_v)) != _release(tensorrt_version):
         raise US3LError(
             f"engine was built with TensorRT {want_v}, installed is {tensorrt_version}: "
             "engines only run with the TensorRT version that built them; rebuild the engine on this machine"
+        )
+    if want_cc is not None and compute_capability is None:
+        raise US3LError(
+            f"this engine needs a GPU with compute capability {want_cc}; no CUDA GPU is visible here"
         )
     if want_cc is not None and str(want_cc) != str(compute_capability):
         raise US3LError(
             f"engine was built for GPU compute capability {want_cc}, this GPU is {compute_capability}: "
             "rebuild the engine on this machine"
         )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """A TensorRT version's major.minor.patch, missing parts as 0 (``"10.3"`` is ``10.3.0``; a build number such
+    as the 4th part of ``10.3.0.26`` does not change the engine format)."""
+    return (*version_tuple(version), 0, 0, 0)[:3]
 
 
 def current_compute_capability() -> str | None:

@@ -60,6 +60,19 @@ def test_engine_compat() -> None:
         check_engine_compat(rec, None, None)
 
 
+def test_engine_compat_without_a_gpu_and_with_a_short_version() -> None:
+    """Red-team 2026-12-05 (rtA): TensorRT installed without a visible GPU read 'this GPU is None'; a recorded
+    "10.3" was refused against an installed 10.3.0."""
+    rec = {"version": "10.3.0", "compute_capability": "8.7"}
+    with pytest.raises(US3LError, match=r"^this engine needs a GPU with compute capability 8.7; no CUDA GPU is "
+                                        r"visible here$"):
+        check_engine_compat(rec, "10.3.0", None)
+    check_engine_compat({"version": "10.3", "compute_capability": "8.7"}, "10.3.0", "8.7")
+    check_engine_compat({"version": "10.3.0"}, "10.3", "8.7")
+    with pytest.raises(US3LError, match="built with TensorRT 10.3, installed is 10.3.1"):
+        check_engine_compat({"version": "10.3"}, "10.3.1", "8.7")
+
+
 @pytest.mark.skipif(TRT.available(), reason="TensorRT and a GPU are present")
 def test_export_without_tensorrt_says_what_to_do(tmp_path: Path) -> None:
     what = r"run this export on the NVIDIA machine .*, or export ONNX here \(--backend onnx\) and build the engine on"
