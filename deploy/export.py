@@ -104,6 +104,12 @@ def _resolve_source(model_or_ckpt: Any, model_name: str | None) -> _Source:
     if hasattr(model_or_ckpt, "meta") and hasattr(model_or_ckpt, "model"):  # a LoadedCheckpoint
         meta = model_or_ckpt.meta
         norm = dict(meta.get("normalization") or {})
+        if norm.get("mean") is None or norm.get("std") is None:  # a checkpoint.json without it (edited, or older)
+            raise US3LError(
+                f"{Path(model_or_ckpt.path).with_name('checkpoint.json')} records no input normalization (mean and "
+                "std), which an artifact's manifest must state for its users: restore the run's checkpoint.json or "
+                "re-train"
+            )
         return _Source(
             model=model_or_ckpt.model,
             name=str(meta.get("model", model_name)),

@@ -104,3 +104,22 @@ def test_verify_inputs_of_another_image_size_are_refused(shape: tuple[int, ...],
                                         rf"input\), got shape {'x'.join(map(str, shape))}$"):
         export_width(net, 0.25, "onnx", tmp_path / "o", verify_inputs=x, model_name=MODEL)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("norm", [None, {}, {"mean": [0.5, 0.5, 0.5]}])
+def test_a_checkpoint_without_normalization_is_one_clear_line(norm: object, tmp_path: Path, capsys) -> None:
+    """checkpoint.json may hold "normalization": null (the checkpoint reader allows it); export failed with
+    'error: TypeError: bad operand type for unary -: 'NoneType''."""
+    from types import SimpleNamespace
+
+    from us3l.deploy.export import export_width
+    from us3l.errors import US3LError
+    from us3l.models import create_model
+
+    ckpt = SimpleNamespace(model=create_model(MODEL, num_classes=0, base_channels=8), sha256="0" * 64,
+                           path=tmp_path / "run" / "checkpoint.safetensors",
+                           meta={"model": MODEL, "normalization": norm, "input_size": 32})
+    with pytest.raises(US3LError, match=r"run/checkpoint.json records no input normalization \(mean and std\), "
+                                        r"which an artifact's manifest must state"):
+        export_width(ckpt, 0.25, "onnx", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
