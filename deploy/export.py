@@ -350,7 +350,12 @@ def artifact_dir(out_dir: str | Path, device_name: str | None, name: str) -> Pat
 
 def check_artifact_paths(directory: Path, kind: str = MANIFEST_KIND) -> None:
     """``check_replaceable_artifact`` for both places an export of ``directory`` may end in: the folder itself
-    (verification passed) and ``<name>.failed`` (it failed)."""
+    (verification passed) and ``<name>.failed`` (it failed); and their device folder, which must be a folder."""
+    parent = directory.parent
+    if os.path.lexists(parent) and not parent.is_dir():  # was 'error: File exists: OUT/local' at its mkdir
+        what = "a link to nothing" if parent.is_symlink() and not parent.exists() else "a file"
+        raise US3LError(f"refusing to export into {parent}: it is {what}, not a folder; move it away or choose "
+                        "another --out or --device")
     for path in (directory, directory.with_name(f"{directory.name}.failed")):
         check_replaceable_artifact(path, kind)
 

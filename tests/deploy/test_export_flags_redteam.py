@@ -123,3 +123,22 @@ def test_a_checkpoint_without_normalization_is_one_clear_line(norm: object, tmp_
                                         r"which an artifact's manifest must state"):
         export_width(ckpt, 0.25, "onnx", tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("switchable", [False, True])
+def test_a_file_where_the_device_folder_goes_is_one_clear_line(switchable: bool, tmp_path: Path, capsys) -> None:
+    """OUT/<device> as a file (or a dangling link) was 'error: File exists: OUT/local' from its mkdir."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "local").write_text("mine\n")
+    (out / "edge").symlink_to(tmp_path / "nowhere")
+    args = ["export", "--backend", "onnx", "--model", MODEL, "--out", str(out), "--quiet"]
+    args += ["--switchable", "--widths", "0.5,0.25"] if switchable else ["--width", "0.25"]
+    assert main(args) == 1
+    assert capsys.readouterr().err == (
+        f"error: refusing to export into {out / 'local'}: it is a file, not a folder; move it away or choose "
+        "another --out or --device\n"
+    )
+    assert main([*args, "--device", "edge"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: refusing to export into {out / 'edge'}: it is a link to nothing")
+    assert (out / "local").read_text() == "mine\n"
