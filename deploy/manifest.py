@@ -94,6 +94,8 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST_FILE
+    else:
+        check_not_a_member(p)
     doc = read_json(p, "manifest")
     if isinstance(doc, dict) and doc.get("kind") == "switchable_manifest":
         raise US3LError(
@@ -103,6 +105,14 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     check_schema(doc, MANIFEST_KIND, MANIFEST_SCHEMA, p)
     validate_manifest(doc, p)
     return doc, p.parent
+
+
+def check_not_a_member(path: Path) -> None:
+    """Refuse (one line) a file of an export folder given instead of the folder (``model.onnx``: read as a manifest
+    it was 'is not UTF-8 text')."""
+    if path.name != MANIFEST_FILE and path.is_file() and (path.parent / MANIFEST_FILE).is_file():
+        raise US3LError(f"{path} is a file of the export folder {path.parent}: pass the folder (or its "
+                        f"{MANIFEST_FILE})")
 
 
 #: The manifest's sections: each an object where present (``model``, ``backend`` and ``artifact`` always are).

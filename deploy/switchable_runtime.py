@@ -202,9 +202,10 @@ def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
     """(manifest, artifact file) of a switchable export folder, checked: kind and schema, the sections used,
     ``valid``, the grid, and every listed file (plain names inside the folder, no links, sha256 as recorded:
     ``us3l.deploy.manifest.check_artifact_files``). One ``US3LError`` line otherwise."""
-    from us3l.deploy.manifest import MANIFEST_FILE, VERSION_RE, check_artifact_files
+    from us3l.deploy.manifest import MANIFEST_FILE, VERSION_RE, check_artifact_files, check_not_a_member
 
     folder = Path(folder)
+    check_not_a_member(folder)
     if folder.name == MANIFEST_FILE:
         folder = folder.parent
     path = folder / MANIFEST_FILE

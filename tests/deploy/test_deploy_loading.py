@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,17 @@ def test_the_package_attribute_select_is_the_function_whatever_was_imported_firs
             "assert callable(d.select) and select is f and {'select', 'export_width'} <= set(dir(d))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_file_of_the_export_folder_is_refused_naming_the_folder(exported: ExportResult) -> None:
+    """Red-team 2026-12-05 (rtA): deploy.load(".../model.onnx") read the model as a manifest: 'is not UTF-8 text'."""
+    from us3l.deploy.switchable_runtime import load_switchable
+
+    model = exported.directory / "model.onnx"
+    message = f"^{re.escape(f'{model} is a file of the export folder {exported.directory}: pass the folder')}"
+    with pytest.raises(US3LError, match=message):
+        deploy.load(model)
+    with pytest.raises(US3LError, match=message):
+        load_switchable(model)
+    with deploy.load(exported.directory / "manifest.json") as runner:  # the manifest itself still loads
+        assert runner.manifest is not None
