@@ -162,7 +162,7 @@ class OvSwitchable(_Closable):
         req = self.request(k)
         key = -1 if not self.bound else k
         if key not in self._timed or self._timed[key][0] is not x:
-            data = as_input(x)
+            data = as_input(x, self.input_shape)
             req.set_tensor(INPUT_NAME, ov.Tensor(data, shared_memory=True))
             self._timed[key] = (x, data)
         if not self.bound:

@@ -312,7 +312,7 @@ class OnnxRunner(Runner):
         return np.asarray(out, dtype=np.float32)
 
     def _bind(self, x: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
-        data = as_input(x)  # x itself when it is C-contiguous float32; the binding keeps it alive
+        data = as_input(x, self.input_shape)  # x itself when it is C-contiguous float32; the binding keeps it alive
         (out,) = self.session.run([self.output_name], {self.input_name: data})  # the output shape (untimed)
         buffer = np.empty(out.shape, dtype=np.float32)
         binding = self.session.io_binding()

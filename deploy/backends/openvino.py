@@ -126,7 +126,7 @@ class OpenVinoRunner(Runner):
         if self._bound is None or x is not self._bound[0]:
             import openvino as ov
 
-            data = as_input(x)  # shared memory needs a C-contiguous float32 array; kept alive in _bound
+            data = as_input(x, self.input_shape)  # C-contiguous float32 for shared memory; kept alive in _bound
             self.request.set_input_tensor(ov.Tensor(data, shared_memory=True))
             self._bound = (x, data)
         t0 = time.perf_counter()

@@ -239,3 +239,15 @@ def test_a_file_of_the_export_folder_is_refused_naming_the_folder(exported: Expo
         load_switchable(model)
     with deploy.load(exported.directory / "manifest.json") as runner:  # the manifest itself still loads
         assert runner.manifest is not None
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_time_once_refuses_a_wrong_input_shape_like_infer(run: Path, tmp_path: Path, backend: str) -> None:
+    """Red-team 2026-12-05 (rtA): infer named both shapes, time_once (the profiler's call) passed the runtime's
+    multi-line INVALID_ARGUMENT / RuntimeError text on."""
+    res = export_width(run, 0.25, backend, tmp_path)
+    with deploy.load(res.directory) as runner:
+        with pytest.raises(US3LError) as info:
+            runner.time_once(np.zeros((1, 3, 16, 16), np.float32))
+        assert runner.time_once(np.zeros(SHAPE, np.float32)) > 0
+    assert str(info.value) == "input of shape 1x3x16x16 does not fit this artifact's input 1x3x32x32 (NCHW, float32)"

@@ -346,4 +346,6 @@ def test_openvino_runner_refuses_a_wrong_input_shape_in_one_line(run_dir, tmp_pa
     with deploy.load_switchable(res.directory, bound=bound) as r:
         with pytest.raises(US3LError, match=r"^input of shape 1x3x16x16 does not fit this artifact's input 1x3x32x32"):
             r.infer(x16, 0)
+        with pytest.raises(US3LError, match=r"^input of shape 1x3x16x16 does not fit this artifact's input 1x3x32x32"):
+            r.time_once(x16, 1)
         assert r.infer(np.zeros((1, 3, 32, 32), np.float32), 1).shape == (1, 128)
