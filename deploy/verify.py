@@ -24,6 +24,7 @@ Tolerances (on L2-normalised embeddings, components are O(1/sqrt(D))):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -85,11 +86,16 @@ class Verification:
         return self.passed
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``verification`` fields. An error or cosine that is not finite (the artifact output NaN or
+        inf) is ``null``: JSON cannot hold it, and the failed artifact must still be written for inspection."""
         doc = asdict(self)
         tol = {k: v for k, v in doc["tolerance"].items() if v is not None or k == "max_abs"}
         doc["tolerance"] = {**tol, "describe": self.tolerance.describe()}
         if self.topk_agreement is None:
             del doc["topk_agreement"]
+        for key in ("max_abs_error", "mean_abs_error", "min_cosine", "mean_cosine", "topk_agreement"):
+            if isinstance(doc.get(key), float) and not math.isfinite(doc[key]):
+                doc[key] = None
         return doc
 
     def summary(self) -> str:

@@ -142,3 +142,47 @@ def test_a_file_where_the_device_folder_goes_is_one_clear_line(switchable: bool,
     assert main([*args, "--device", "edge"]) == 1
     assert capsys.readouterr().err.startswith(f"error: refusing to export into {out / 'edge'}: it is a link to nothing")
     assert (out / "local").read_text() == "mine\n"
+
+
+def _nan_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime returns NaN everywhere (an fp16 overflow, a broken quantization)."""
+    import numpy as np
+
+    from us3l.deploy.backends import onnx as onnx_backend
+    from us3l.deploy.switchable_runtime import OrtSwitchable
+
+    infer, sw_infer = onnx_backend.OnnxRunner.infer, OrtSwitchable.infer
+    monkeypatch.setattr(onnx_backend.OnnxRunner, "infer", lambda self, x: np.full_like(infer(self, x), np.nan))
+    monkeypatch.setattr(OrtSwitchable, "infer", lambda self, x, k: np.full_like(sw_infer(self, x, k), np.nan))
+
+
+def test_an_artifact_that_outputs_nan_fails_verification_and_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """NaN outputs made the errors NaN, and writing the manifest failed ('not writing .../.staging-.../manifest.json:
+    verification.max_abs_error is not a finite number'): no <name>.failed to inspect, and no verification line."""
+    _nan_runtime(monkeypatch)
+    out = tmp_path / "out"
+    assert main(["export", "--backend", "onnx", "--model", MODEL, "--width", "0.25", "--out", str(out)]) == 1
+    stdout, err = capsys.readouterr()
+    assert err.splitlines()[-1].startswith("error: verification FAILED: max abs nan")
+    assert "FAILED" in stdout
+    failed = out / "local" / "cifar_resnet18-w0.25-onnx-fp32.failed"
+    doc = json.loads((failed / "manifest.json").read_text())
+    assert doc["valid"] is False and doc["verification"]["max_abs_error"] is None
+    assert doc["verification"]["min_cosine"] is None and doc["verification"]["passed"] is False
+
+
+def test_a_switchable_artifact_that_outputs_nan_fails_verification_and_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    _nan_runtime(monkeypatch)
+    out = tmp_path / "out"
+    assert main(["export", "--backend", "onnx", "--model", MODEL, "--switchable", "--widths", "0.5,0.25",
+                 "--out", str(out)]) == 1
+    stdout, err = capsys.readouterr()
+    assert err.splitlines()[-1].startswith("error: verification failed (onnxruntime width 0.5: FAILED: max abs nan")
+    assert "nan" in stdout and "FAILED" in stdout
+    doc = json.loads((out / "local" / "cifar_resnet18-switchable-onnx-fp32.failed" / "manifest.json").read_text())
+    assert doc["valid"] is False
+    assert doc["model"]["per_width"][1]["verification"]["onnxruntime"]["max_abs_error"] is None

@@ -528,6 +528,12 @@ def _switchable_document(res: Any) -> dict[str, Any]:
             "switchable": doc["switchable"], "per_width": doc["model"]["per_width"]}
 
 
+def _worst(checks: list[dict[str, Any]], key: str, pick: Callable[..., float], fmt: str) -> str:
+    """The worst ``key`` of a width's checks; "nan" where one is null (its outputs were not finite)."""
+    values = [c[key] for c in checks]
+    return "nan" if any(v is None for v in values) else format(pick(values), fmt)
+
+
 def _print_switchable(doc: dict[str, Any], wide: bool) -> None:
     rows = []
     for p in doc["model"]["per_width"]:
@@ -536,7 +542,7 @@ def _print_switchable(doc: dict[str, Any], wide: bool) -> None:
         rows.append([
             str(p["index"]), f"{p['width']:g}", str(p["feature_dim"]),
             "-" if p.get("macs") is None else f"{p['macs'] / 1e6:.1f}",
-            f"{max(c['max_abs_error'] for c in checks):.1e}", f"{min(c['min_cosine'] for c in checks):.6f}",
+            _worst(checks, "max_abs_error", max, ".1e"), _worst(checks, "min_cosine", min, ".6f"),
             p["bn_stats"], "[green]valid[/green]" if ok else "[red]FAILED[/red]",
         ])
     modes = ", ".join(doc["verification"]["modes"])
