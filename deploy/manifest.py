@@ -6,6 +6,7 @@ touches the file. Schema: kind "manifest", version 1 (see docs/deploy.md for eve
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -169,9 +170,9 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     device = (doc.get("target") or {}).get("runtime_device")
     if device is not None and (not isinstance(device, str) or not device.strip()):
         raise bad("target.runtime_device", "a device name (a string)", device)
-    width = doc["model"].get("width")
-    if width is not None and (isinstance(width, bool) or not isinstance(width, int | float)):
-        raise bad("model.width", "a number", width)
+    width = doc["model"].get("width")  # required: every reader (eval --artifact, report, export --json) uses it
+    if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width < math.inf:
+        raise bad("model.width", "a finite number > 0", width)
     shape = (doc.get("input") or {}).get("shape")
     if shape is not None and not _shape_ok(shape):
         raise bad("input.shape", 'a list of positive integers (the first may be "batch")', shape)

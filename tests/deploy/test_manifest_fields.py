@@ -32,7 +32,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("backend", "name", 7, "unknown backend 7 in backend.name"),
         ("backend", "precision", "int4", "backend.precision must be one of fp32, int8"),
         ("backend", "dynamic_batch", "no", "backend.dynamic_batch must be true or false"),
-        ("model", "width", "0.25", "model.width must be a number"),
+        ("model", "width", "0.25", "model.width must be a finite number > 0, got '0.25'"),
+        # red-team 2026-12-05 (rtA): a missing width was a KeyError in us3l eval --artifact, NaN passed
+        ("model", "width", None, "model.width must be a finite number > 0, got None"),
+        ("model", "width", float("nan"), "model.width must be a finite number > 0, got nan"),
+        ("model", "width", 0, "model.width must be a finite number > 0, got 0"),
         ("input", "shape", [1, "3", 32, 32], "input.shape must be a list of positive integers"),
     ],
 )
