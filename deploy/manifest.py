@@ -116,10 +116,11 @@ def check_not_a_member(path: Path) -> None:
                         f"{MANIFEST_FILE})")
 
 
-#: The manifest's sections: each an object where present (``model``, ``backend`` and ``artifact`` always are).
+#: The manifest's sections: each an object where present (``model``, ``backend``, ``input`` and ``artifact`` always
+#: are).
 _SECTIONS = ("environment", "model", "source", "backend", "input", "output", "target", "verification", "artifact",
              "tensorrt", "quantization")
-_REQUIRED = ("model", "backend", "artifact")
+_REQUIRED = ("model", "backend", "input", "artifact")
 
 
 #: A runtime version as the runtimes spell it: ``1.19.2``, ``2024.4.0-16579-c3152d32c9c-releases/2024/4``.
@@ -173,8 +174,8 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     width = doc["model"].get("width")  # required: every reader (eval --artifact, report, export --json) uses it
     if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width < math.inf:
         raise bad("model.width", "a finite number > 0", width)
-    shape = (doc.get("input") or {}).get("shape")
-    if shape is not None and not _shape_ok(shape):
+    shape = doc["input"].get("shape")  # required: us3l eval --artifact feeds the artifact by it
+    if not _shape_ok(shape):
         raise bad("input.shape", 'a list of positive integers (the first may be "batch")', shape)
 
 

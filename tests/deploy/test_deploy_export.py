@@ -208,7 +208,8 @@ def test_a_hand_edited_manifest_is_one_line_naming_file_and_field(tmp_path: Path
     """Red-team 2026-12-05: ``"verification": "x"`` reached the report as an AttributeError that named no file."""
     import json
 
-    doc = {"kind": "manifest", "schema_version": 1, "valid": True, "model": {}, "backend": {}, "artifact": {}}
+    doc = {"kind": "manifest", "schema_version": 1, "valid": True, "model": {}, "backend": {}, "input": {},
+           "artifact": {}}
     edit(doc)
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(doc))

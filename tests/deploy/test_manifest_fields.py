@@ -38,6 +38,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("model", "width", float("nan"), "model.width must be a finite number > 0, got nan"),
         ("model", "width", 0, "model.width must be a finite number > 0, got 0"),
         ("input", "shape", [1, "3", 32, 32], "input.shape must be a list of positive integers"),
+        # red-team 2026-12-05 (rtA): without it us3l eval --artifact failed with 'error: KeyError: shape'
+        ("input", "shape", None, "input.shape must be a list of positive integers"),
     ],
 )
 def test_a_hand_edited_field_of_the_wrong_type_is_one_line_naming_it(
@@ -70,3 +72,18 @@ def test_a_tensorrt_section_with_wrong_types_is_refused(exported: Path) -> None:
     validate_manifest(doc, "m.json")
     doc["backend"]["runtime_version"] = "2024.4.0-16579-c3152d32c9c-releases/2024/4"  # OpenVINO's spelling
     validate_manifest(doc, "m.json")
+
+
+def test_a_manifest_without_its_input_section_is_refused(exported: Path, tmp_path: Path) -> None:
+    """Red-team 2026-12-05 (rtA): us3l eval --artifact failed with 'error: KeyError: input'."""
+    from us3l import deploy
+
+    d = tmp_path / exported.name
+    d.mkdir()
+    for f in exported.iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+    doc = json.loads((d / "manifest.json").read_text())
+    del doc["input"]
+    (d / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match=r"manifest.json: input must be an object, got None$"):
+        deploy.load(d)
