@@ -31,7 +31,9 @@ def invalidate_stale(run_dir: str | Path, checkpoint_sha256: str | None = None) 
     """Delete the derived files of ``run_dir`` not bound to its current checkpoint; return what was removed.
 
     ``checkpoint_sha256`` defaults to the digest of ``run_dir/checkpoint.safetensors``; without a checkpoint
-    nothing is removed. A file that records no digest (older us3l, damaged) counts as stale.
+    nothing is removed. A file that records no digest (older us3l, damaged) counts as stale. The accuracy plots
+    go with a stale ``accuracy.json`` only when us3l wrote them (``Software: us3l``): any other file under
+    those names is left alone.
     """
     from us3l.eval.calibrate import bn_stats_checkpoint_sha256
     from us3l.io import file_sha256
@@ -49,8 +51,21 @@ def invalidate_stale(run_dir: str | Path, checkpoint_sha256: str | None = None) 
         removed.append(bn)
     acc = run_dir / ACCURACY_FILE
     if acc.is_file() and _accuracy_sha(acc) != checkpoint_sha256:
-        for p in (acc, *(run_dir / n for n in ACCURACY_PLOTS)):
-            if p.is_file():
+        acc.unlink(missing_ok=True)
+        removed.append(acc)
+        for p in (run_dir / n for n in ACCURACY_PLOTS):
+            if p.is_file() and _is_us3l_plot(p):  # a PNG of the user's under that name is not ours to delete
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
+
+
+def _is_us3l_plot(path: Path) -> bool:
+    """Whether ``path`` is a PNG us3l wrote (its ``Software`` text is ``us3l``, :func:`us3l.io.is_us3l_png`)."""
+    from us3l.io import is_us3l_png
+
+    try:
+        with open(path, "rb") as fh:
+            return is_us3l_png(fh.read(65536))
+    except OSError:
+        return False
