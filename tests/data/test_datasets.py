@@ -417,3 +417,27 @@ def test_a_palette_png_with_alpha_bytes_reads_without_a_warning(tmp_path: Path) 
         warnings.simplefilter("error")
         rgb = open_rgb(tmp_path / "p.png")
     assert np.asarray(rgb).tolist() == [[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [9, 9, 9]]]
+
+
+def test_class_folder_without_images_is_refused(tmp_path: Path):
+    """Red-team 2026-12-05: an empty class folder counted as a class (chance 1/3 for two real classes; one real
+    class plus an empty folder passed eval's two-class check and scored 100 %)."""
+    for c in ("a", "b"):
+        for i in range(3):
+            _png(tmp_path / c / f"{i}.png", (8, 8), (200, 100, 0))
+    (tmp_path / "c_empty").mkdir()
+    (tmp_path / "c_empty" / "readme.txt").write_text("no image")
+    for split in ("train", "test"):
+        with pytest.raises(US3LError, match=r"class folder\(s\) without images: c_empty \(extensions") as info:
+            load_dataset(f"folder:{tmp_path}", split)
+        assert "\n" not in str(info.value)
+    # with split folders: an empty class in train is refused; a class the test split lacks is fine
+    root = tmp_path / "split"
+    for c in ("a", "b"):
+        _png(root / "train" / c / "0.png", (8, 8), (0, 0, 0))
+    _png(root / "val" / "a" / "0.png", (8, 8), (0, 0, 0))
+    (root / "val" / "b").mkdir()
+    assert load_dataset(f"folder:{root}", "test").classes == ["a", "b"]
+    (root / "train" / "z").mkdir()
+    with pytest.raises(US3LError, match="without images: z"):
+        load_dataset(f"folder:{root}", "train")

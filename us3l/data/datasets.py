@@ -441,10 +441,10 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -
     if (path / "train").is_dir():
         classes = _class_dirs(path / "train")
         split_dir = path / "train" if split == "train" else _first_dir(path, ["test", "val"])
-        samples = _scan(split_dir, classes)
+        samples = _scan(split_dir, classes, every_class=split == "train")
     else:
         classes = _class_dirs(path)
-        everything = _scan(path, classes)
+        everything = _scan(path, classes, every_class=True)
         labels = np.array([label for _, label in everything], dtype=np.int64)
         train_idx, test_idx = stratified_split(labels, TEST_FRACTION, FOLDER_SEED)
         samples = [everything[i] for i in (train_idx if split == "train" else test_idx)]
@@ -469,18 +469,28 @@ def _class_dirs(path: Path) -> list[str]:
     return classes
 
 
-def _scan(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
+def _scan(split_dir: Path, classes: list[str], every_class: bool = False) -> list[tuple[Path, int]]:
+    """The (image, label) pairs of ``split_dir``. ``every_class``: the folder that defines the classes (the
+    train split, or the only folder), where a class folder without an image is refused: it would count as a
+    class that no image has (chance 1/3 for two real classes, or a one-class set passing as two)."""
     extra = sorted(set(_class_dirs(split_dir)) - set(classes))
     if extra:
         raise US3LError(f"{split_dir} has class folders not in the train split: {', '.join(extra[:5])}")
     samples: list[tuple[Path, int]] = []
+    empty: list[str] = []
     for label, cls in enumerate(classes):
         cdir = split_dir / cls
-        if cdir.is_dir():
-            samples.extend((p, label) for p in _image_files(cdir))
+        found = _image_files(cdir) if cdir.is_dir() else []
+        samples.extend((p, label) for p in found)
+        if not found:
+            empty.append(cls)
+    exts = ", ".join(sorted(IMAGE_EXTENSIONS))
     if not samples:
-        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise US3LError(f"no images found under {split_dir} (extensions: {exts})")
+    if every_class and empty:
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        raise US3LError(f"{split_dir}: class folder(s) without images: {', '.join(empty[:5])}{more} "
+                        f"(extensions: {exts}); add images or move the folder(s) out")
     return samples
 
 
