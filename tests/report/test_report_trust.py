@@ -261,3 +261,20 @@ def test_clean_stale_puts_back_an_artifact_a_killed_export_had_swapped_aside(tmp
     assert (dev / name / "manifest.json").read_text() == "previous\n"
     assert (dev / "m-w1-onnx-fp32" / "manifest.json").read_text() == "new\n"
     assert sorted(p.name for p in dev.iterdir()) == ["m-w0.5-onnx-fp32", "m-w1-onnx-fp32"]
+
+
+def test_files_of_two_checkpoints_are_flagged_without_the_weights(pipeline: Path) -> None:
+    """Red-team 2026-12-05: without run/checkpoint.safetensors (results copied without the weights) nothing was
+    compared, so a profile of another run beside accuracy.json gave a page with no warning at all."""
+    from us3l.profiler.profile_file import load_profile, write_profile
+
+    assert not (pipeline / "run" / "checkpoint.safetensors").exists()
+    assert render_report(pipeline).errors() == []  # profiles without a checkpoint_sha256 (--model) are not flagged
+    path = pipeline / "profiles" / "cifar_resnet18-cpu-onnx-fp32.json"
+    import dataclasses
+
+    write_profile(dataclasses.replace(load_profile(path), checkpoint_sha256="cd" * 32), pipeline / "profiles")
+    (line,) = render_report(pipeline).errors()
+    assert line.startswith(f"{path}: stale: profiled from another checkpoint than the one {pipeline}/accuracy.json "
+                           "was computed from (sha256 abababababab…; ") and "checkpoint.safetensors is absent" in line
+    assert "\n" not in line

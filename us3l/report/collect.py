@@ -223,13 +223,14 @@ def _bindings(files: PipelineFiles) -> list[str]:
 
     root, lines = files.root, []
     weights = files.run / WEIGHTS_FILE
-    sha = file_sha256(weights) if weights.is_file() else None
+    sha, reference, absent = (file_sha256(weights), str(weights), "") if weights.is_file() else (
+        *_recorded_checkpoint(files), f"; {weights} is absent")
 
     def other(recorded: object) -> bool:
         return sha is not None and isinstance(recorded, str) and recorded != sha
 
     def note(path: Path, what: str, fix: str) -> None:
-        lines.append(f"{path}: stale: {what} than {weights} (sha256 {str(sha)[:12]}…); {fix}")
+        lines.append(f"{path}: stale: {what} than {reference} (sha256 {str(sha)[:12]}…{absent}); {fix}")
 
     if files.accuracy is not None and files.accuracy.ok and other(files.accuracy.doc.get("checkpoint_sha256")):
         note(files.accuracy.path, "computed for another checkpoint", "re-run us3l eval")
@@ -252,6 +253,21 @@ def _bindings(files: PipelineFiles) -> list[str]:
                 f"{sel.path}: stale: made from other versions of {', '.join(changed)}; re-run us3l select"
             )
     return lines
+
+
+def _recorded_checkpoint(files: PipelineFiles) -> tuple[str | None, str]:
+    """Without the run's weights (a folder of results only, or a run folder whose checkpoint.safetensors is gone):
+    the checkpoint sha256 the first readable file records (accuracy.json, else a profile, else a manifest), so
+    files computed from two different checkpoints are still told apart; (None, "") when none records one."""
+    items: list[tuple[Loaded[Any], object]] = []
+    if files.accuracy is not None and files.accuracy.ok:
+        items.append((files.accuracy, files.accuracy.doc.get("checkpoint_sha256")))
+    items += [(p, getattr(p.doc, "checkpoint_sha256", None)) for p in files.profiles if p.ok]
+    items += [(m, (m.doc.get("source") or {}).get("checkpoint_sha256")) for m in files.manifests if m.ok]
+    for item, recorded in items:
+        if isinstance(recorded, str) and recorded:
+            return recorded, f"the one {item.path} was computed from"
+    return None, ""
 
 
 def run_model(files: PipelineFiles) -> tuple[str, dict[str, Any] | None] | None:
