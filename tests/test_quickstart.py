@@ -237,6 +237,23 @@ def test_quickstart_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert "missing.yaml" in err and "Traceback" not in err
 
 
+def test_quickstart_refuses_files_of_the_users_before_any_work(tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-05: a report.html (or summary.json) of the user's in --out was replaced after minutes of
+    training; a file given as --out was only refused by the lock."""
+    page = tmp_path / "report.html"
+    page.write_text("<html>my notes</html>")
+    assert main(["quickstart", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"error: refusing to replace {page}: it is not a us3l report; "
+                                       "choose another --out\n")
+    page.unlink()
+    (tmp_path / "summary.json").write_text('{"kind": "mine"}')
+    assert main(["quickstart", "--out", str(tmp_path)]) == 1
+    assert "it is not a us3l quickstart summary" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and (tmp_path / "summary.json").read_text() == '{"kind": "mine"}'
+    assert main(["quickstart", "--out", str(tmp_path / "summary.json")]) == 1
+    assert capsys.readouterr().err == f"error: --out must be a folder, got the file {tmp_path / 'summary.json'}\n"
+
+
 @pytest.mark.slow
 def test_ctrl_c_leaves_nothing_a_rerun_would_trust(tmp_path: Path, tiny_config: Path) -> None:
     out = tmp_path / "qs"

@@ -176,3 +176,17 @@ def test_default_output_never_replaces_a_file_that_is_not_a_report(pipeline: Pat
     mine.unlink()
     assert main(["report", str(pipeline)]) == 0
     assert main(["report", str(pipeline)]) == 0  # our own report is replaced
+
+
+def test_write_report_never_replaces_a_file_that_is_not_a_report(pipeline: Path) -> None:
+    """Red-team 2026-12-05: the Python API (what ``us3l quickstart`` calls) replaced a page of the user's."""
+    from us3l.errors import US3LError
+    from us3l.report import write_report
+
+    mine = pipeline / REPORT_FILE
+    mine.write_text("<html>my notes</html>", encoding="utf-8")
+    with pytest.raises(US3LError, match=f"^refusing to replace {mine}: it is not a us3l report"):
+        write_report(pipeline)
+    assert mine.read_text(encoding="utf-8") == "<html>my notes</html>"
+    mine.unlink()
+    assert write_report(pipeline) == mine and write_report(pipeline) == mine  # our own page is replaced

@@ -468,6 +468,14 @@ def check_options(opts: QuickstartOptions) -> None:
     from us3l.train.loop import check_model
 
     check_model(resolve_config(opts.config, overrides))  # config valid with these epochs; its network can be built
+    from us3l.io import check_replaceable, output_folder
+    from us3l.report import REPORT_FILE, check_report_replaceable
+
+    output_folder(opts.out)
+    # files of the user's where the last steps write: refused now, not after training
+    check_report_replaceable(opts.out / REPORT_FILE)
+    check_replaceable(opts.out / "summary.json", "us3l quickstart summary",
+                      lambda head: f'"kind": "{SUMMARY_KIND}"'.encode() in head)
 
 
 def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:

@@ -25,8 +25,8 @@ def report_cmd(
     commands ran in (run/, run/accuracy.json or accuracy.json, profiles/, selection.json, artifacts/)."""
     from rich.markup import escape
 
-    from us3l.io import check_replaceable, output_folder
-    from us3l.report import REPORT_FILE, render_report, save_report
+    from us3l.io import output_folder
+    from us3l.report import REPORT_FILE, check_report_replaceable, render_report, save_report
 
     set_quiet(quiet)
     target = directory / REPORT_FILE  # the default DIR/report.html is checked like an --out target
@@ -37,7 +37,7 @@ def report_cmd(
             target = out
         else:
             target = output_folder(out) / REPORT_FILE
-    check_replaceable(target, "us3l report", lambda head: b'<p class="muted">pipeline folder <code>' in head)
+    check_report_replaceable(target)
     report = render_report(directory)
     path = save_report(report, target)
     if json_out:

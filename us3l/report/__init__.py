@@ -25,8 +25,8 @@ from us3l.report.html import ERROR, MISSING, RENDERED, Section, build_sections, 
 REPORT_FILE = "report.html"
 
 __all__ = [
-    "REPORT_FILE", "PipelineFiles", "Report", "Section", "collect_pipeline", "render_report", "save_report",
-    "write_report",
+    "REPORT_FILE", "PipelineFiles", "Report", "Section", "check_report_replaceable", "collect_pipeline", "is_report",
+    "render_report", "save_report", "write_report",
 ]
 
 
@@ -76,13 +76,34 @@ def render_report(directory: str | Path) -> Report:
 
 
 def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
-    """Render the report of ``directory`` and write it atomically to ``out`` (default ``DIR/report.html``)."""
+    """Render the report of ``directory`` and write it atomically to ``out`` (default ``DIR/report.html``);
+    ``US3LError`` when a file there is not a us3l report."""
+    check_report_replaceable(Path(out) if out is not None else Path(directory) / REPORT_FILE)
     return save_report(render_report(directory), out)
 
 
 def save_report(report: Report, out: str | Path | None = None) -> Path:
-    """Write a rendered report atomically; returns the path written."""
+    """Write a rendered report atomically; returns the path written. An existing file there that is not a us3l
+    report is never replaced (``check_report_replaceable``)."""
     from us3l.io import atomic_write_text
 
     path = Path(out) if out is not None else report.files.root / REPORT_FILE
+    check_report_replaceable(path)
     return atomic_write_text(path, report.html)
+
+
+#: What every report page has in its first bytes (the line under the title), and no other file of the user's.
+_REPORT_MARK = b'<p class="muted">pipeline folder <code>'
+
+
+def is_report(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) is the start of a page ``us3l report`` wrote."""
+    return _REPORT_MARK in head
+
+
+def check_report_replaceable(path: Path) -> None:
+    """Refuse (one line) to replace an existing ``path`` that is not a us3l report: a page of the user's under that
+    name is never overwritten (``us3l report``, ``us3l quickstart`` and the Python API check it before any work)."""
+    from us3l.io import check_replaceable
+
+    check_replaceable(path, "us3l report", is_report)
