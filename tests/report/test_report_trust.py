@@ -278,3 +278,24 @@ def test_files_of_two_checkpoints_are_flagged_without_the_weights(pipeline: Path
     assert line.startswith(f"{path}: stale: profiled from another checkpoint than the one {pipeline}/accuracy.json "
                            "was computed from (sha256 abababababab…; ") and "checkpoint.safetensors is absent" in line
     assert "\n" not in line
+
+
+def test_the_run_section_shows_the_runs_own_checkpoint_sha256(pipeline: Path) -> None:
+    """Red-team 2026-12-05: the Run section's "checkpoint sha256" was accuracy.json's, so a stale accuracy file made
+    the run look like the checkpoint it was computed from; a checkpoint.json of other weights went unnoticed."""
+    from us3l.io import file_sha256
+
+    weights = pipeline / "run" / "checkpoint.safetensors"
+    weights.write_bytes(b"the weights now")  # accuracy.json says "ab" * 32
+    sha = file_sha256(weights)
+    rep = render_report(pipeline)
+    assert f"<td>checkpoint sha256</td><td>{sha}</td>" in rep.html and "ab" * 32 not in rep.html
+    meta_path = pipeline / "run" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "weights_sha256": "ef" * 32}))
+    lines = [e for e in render_report(pipeline).errors() if e.startswith(f"{meta_path}: stale: ")]
+    assert lines == [f"{meta_path}: stale: describes other weights (sha256 {'ef' * 6}…) than {weights} (sha256 "
+                     f"{sha[:12]}…): the run section may not be of these weights (replaced, damaged, or a save in "
+                     "progress)"]
+    weights.unlink()  # without the weights: checkpoint.json's own record, said so
+    assert f"{'ef' * 32} (recorded in checkpoint.json; the weights file is absent)" in render_report(pipeline).html

@@ -68,6 +68,7 @@ class PipelineFiles:
     selection: Loaded[dict[str, Any]] | None = None
     manifests: list[Loaded[dict[str, Any]]] = field(default_factory=list)
     summary: Loaded[dict[str, Any]] | None = None
+    weights_sha256: str | None = None  # sha256 of run/checkpoint.safetensors (None: absent)
     stale: list[str] = field(default_factory=list)  # readable files not bound to what they were computed from
     foreign: list[Path] = field(default_factory=list)  # readable profiles of another model than the run: left out
 
@@ -223,8 +224,14 @@ def _bindings(files: PipelineFiles) -> list[str]:
 
     root, lines = files.root, []
     weights = files.run / WEIGHTS_FILE
-    sha, reference, absent = (file_sha256(weights), str(weights), "") if weights.is_file() else (
+    sha, reference, absent = (files.weights_sha256, str(weights), "") if files.weights_sha256 else (
         *_recorded_checkpoint(files), f"; {weights} is absent")
+    meta = files.checkpoint.doc if files.checkpoint is not None and files.checkpoint.ok else {}
+    recorded = meta.get("weights_sha256")
+    if files.weights_sha256 and isinstance(recorded, str) and recorded != files.weights_sha256:
+        lines.append(f"{files.run / CHECKPOINT_META}: stale: describes other weights (sha256 {recorded[:12]}…) than "
+                     f"{weights} (sha256 {files.weights_sha256[:12]}…): the run section may not be of these weights "
+                     "(replaced, damaged, or a save in progress)")
 
     def other(recorded: object) -> bool:
         return sha is not None and isinstance(recorded, str) and recorded != sha
@@ -257,16 +264,20 @@ def _bindings(files: PipelineFiles) -> list[str]:
 
 def _recorded_checkpoint(files: PipelineFiles) -> tuple[str | None, str]:
     """Without the run's weights (a folder of results only, or a run folder whose checkpoint.safetensors is gone):
-    the checkpoint sha256 the first readable file records (accuracy.json, else a profile, else a manifest), so
+    the checkpoint sha256 the first readable file records (checkpoint.json's weights_sha256, else accuracy.json,
+    else a profile, else a manifest), so
     files computed from two different checkpoints are still told apart; (None, "") when none records one."""
     items: list[tuple[Loaded[Any], object]] = []
+    if files.checkpoint is not None and files.checkpoint.ok:  # the run's own record of its weights
+        items.append((files.checkpoint, files.checkpoint.doc.get("weights_sha256")))
     if files.accuracy is not None and files.accuracy.ok:
         items.append((files.accuracy, files.accuracy.doc.get("checkpoint_sha256")))
     items += [(p, getattr(p.doc, "checkpoint_sha256", None)) for p in files.profiles if p.ok]
     items += [(m, (m.doc.get("source") or {}).get("checkpoint_sha256")) for m in files.manifests if m.ok]
     for item, recorded in items:
         if isinstance(recorded, str) and recorded:
-            return recorded, f"the one {item.path} was computed from"
+            verb = "records" if item is files.checkpoint else "was computed from"
+            return recorded, f"the one {item.path} {verb}"
     return None, ""
 
 
@@ -355,6 +366,11 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
         manifests=[_load(p, _read_manifest) for p in _artifact_manifests(root)],
         summary=_optional(root / SUMMARY_FILE, _read_summary),
     )
+    weights = run / WEIGHTS_FILE
+    if weights.is_file():
+        from us3l.io import file_sha256
+
+        files.weights_sha256 = file_sha256(weights)
     foreign = _foreign_profiles(files)
     files.foreign = list(foreign)
     files.stale = _bindings(files) + list(foreign.values())

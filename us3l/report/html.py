@@ -223,7 +223,7 @@ def section_run(files: PipelineFiles) -> Section:
         ("last epoch loss", _loss_text(last.get("loss"))),
         ("training device", (meta.get("distributed") or {}).get("device") if isinstance(
             meta.get("distributed"), dict) else None),
-        ("checkpoint sha256", acc.get("checkpoint_sha256")),
+        ("checkpoint sha256", _run_sha_text(files, meta, acc)),
         ("trained with", f"{meta.get('tool', 'us3l')} {meta.get('tool_version')}" if meta.get("tool_version")
          else None),
     ]
@@ -232,6 +232,18 @@ def section_run(files: PipelineFiles) -> Section:
         body += missing_note("run/metrics.jsonl", PRODUCERS["run"])
     state = RENDERED if meta or metrics else ERROR
     return Section("run", "Run", body, state)
+
+
+def _run_sha_text(files: PipelineFiles, meta: dict[str, Any], acc: dict[str, Any]) -> str | None:
+    """The run's checkpoint sha256: of its weights file, else as checkpoint.json recorded it, else as accuracy.json
+    did (said so: accuracy.json may be of another checkpoint)."""
+    if files.weights_sha256:
+        return files.weights_sha256
+    if isinstance(meta.get("weights_sha256"), str):
+        return f"{meta['weights_sha256']} (recorded in checkpoint.json; the weights file is absent)"
+    if isinstance(acc.get("checkpoint_sha256"), str):
+        return f"{acc['checkpoint_sha256']} (recorded in accuracy.json; the weights file is absent)"
+    return None
 
 
 def _epochs_text(epoch: Any, planned: Any, recorded: int | None) -> str | None:
