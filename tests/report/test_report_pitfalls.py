@@ -62,6 +62,34 @@ def test_profiles_of_another_model_are_left_out_with_a_warning(pipeline: Path, c
     assert f"warning: {foreign}: left out" in err
 
 
+def test_an_answer_for_another_model_is_warned_about_and_left_out_of_the_panels(pipeline: Path) -> None:
+    """Red-team 2026-12-05: ``us3l select --device cpu`` over a profiles/ folder that also holds a ``profile --model``
+    of another network gives an answer for that network; the page showed it at the top like the run's own, with
+    the intervals of the run's accuracy.json, and drew its panel."""
+    def other_model(doc: dict) -> None:
+        doc["devices"][1]["model"] = OTHER
+
+    _edit(pipeline / "selection.json", other_model)
+    rep = render_report(pipeline)
+    answer = _text(_section(rep.html, "selection"))
+    assert answer.count(f"this answer is for {OTHER}, not for the run's model cifar_resnet18") == 1
+    tradeoff = _text(_section(rep.html, "tradeoff"))
+    assert f"left out: cpu/openvino ({OTHER}): selected for another model than the run's" in tradeoff
+    assert any(e.startswith(f"{pipeline / 'selection.json'}: cpu/openvino: this answer is for {OTHER}")
+               for e in rep.errors())
+    assert "these numbers come from old files" not in answer  # not a stale selection
+    from us3l.report.plots import panels_from_selection
+
+    assert len(panels_from_selection(json.loads((pipeline / "selection.json").read_text()))) == 2
+
+    def all_other(doc: dict) -> None:
+        doc["devices"][0]["model"] = OTHER
+
+    _edit(pipeline / "selection.json", all_other)
+    tradeoff = _text(_section(render_report(pipeline).html, "tradeoff"))
+    assert "no answer in selection.json is for the run's model; drawn from accuracy.json and the profiles" in tradeoff
+
+
 def test_without_a_selection_no_panel_mixes_two_models(tmp_path: Path) -> None:
     root = tmp_path / "p"
     make_accuracy(root)

@@ -290,6 +290,29 @@ def run_model(files: PipelineFiles) -> tuple[str, dict[str, Any] | None] | None:
     return None
 
 
+def answer_of_another_model(files: PipelineFiles, device: Any) -> str | None:
+    """Why one device entry of selection.json is not an answer for the run (its model is another), None if it is:
+    ``us3l select`` over a profiles/ folder that also holds a ``profile --model`` of another network."""
+    run = run_model(files)
+    model = device.get("model") if isinstance(device, dict) else None
+    if run is None or not isinstance(model, str) or model == run[0]:
+        return None
+    return f"this answer is for {model}, not for the run's model {run[0]}"
+
+
+def _foreign_answers(files: PipelineFiles) -> list[str]:
+    sel = files.selection
+    if sel is None or not sel.ok:
+        return []
+    lines = []
+    for d in sel.doc.get("devices") or []:
+        why = answer_of_another_model(files, d)
+        if why:
+            lines.append(f"{sel.path}: {d.get('device')}/{d.get('backend')}: {why}; re-run us3l select with "
+                         "profiles of the run's checkpoint")
+    return lines
+
+
 def _profile_model(prof: Any) -> tuple[str, dict[str, Any] | None]:
     kwargs = (prof.extra or {}).get("model_kwargs") if isinstance(prof.extra, dict) else None
     return str(prof.model), kwargs if isinstance(kwargs, dict) else None
@@ -373,7 +396,7 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
         files.weights_sha256 = file_sha256(weights)
     foreign = _foreign_profiles(files)
     files.foreign = list(foreign)
-    files.stale = _bindings(files) + list(foreign.values())
+    files.stale = _bindings(files) + list(foreign.values()) + _foreign_answers(files)
     if not files.found_any():
         raise US3LError(
             f"{root} contains no us3l pipeline files (expected a run folder, or run/checkpoint.json, accuracy.json "

@@ -21,7 +21,7 @@ from typing import Any
 from markupsafe import Markup
 
 from us3l.report import plots
-from us3l.report.collect import PRODUCERS, Loaded, PipelineFiles, error_line
+from us3l.report.collect import PRODUCERS, Loaded, PipelineFiles, answer_of_another_model, error_line
 from us3l.version import __version__
 
 RENDERED, MISSING, ERROR = "rendered", "missing", "error"
@@ -333,13 +333,21 @@ def section_tradeoff(files: PipelineFiles) -> Section:
     title = "Accuracy vs latency (selection)"
     sel = files.selection
     acc_doc = files.accuracy.doc if files.accuracy is not None and files.accuracy.ok else None
+    own: list[Any] = []
     if sel is not None and sel.ok:
-        panels = plots.panels_from_selection(sel.doc, acc_doc)
+        devices = sel.doc.get("devices") or []
+        own = [d for d in devices if not answer_of_another_model(files, d)]
+        panels = plots.panels_from_selection({**sel.doc, "devices": own}, acc_doc)
         uri = plots.accuracy_vs_latency(panels)
         if uri is not None:
-            body = _stale_warnings(files) + img(uri, "accuracy vs latency per device") + _tradeoff_note(panels)
+            body = _stale_warnings(files) + _foreign_answers_note(files, devices) + \
+                img(uri, "accuracy vs latency per device") + _tradeoff_note(panels)
             return Section("tradeoff", title, body, RENDERED)
     lead, why = _tradeoff_fallback(files)
+    all_foreign = sel is not None and sel.ok and bool(sel.doc.get("devices")) and not own
+    if all_foreign:
+        lead, why = (_foreign_answers_note(files, sel.doc["devices"]),  # type: ignore[union-attr]
+                     f"{_NO_OWN_ANSWER}; drawn from accuracy.json and the profiles instead")
     panels = plots.panels_from_profiles(files.usable_profiles(), acc_doc) if acc_doc is not None else []
     uri = plots.accuracy_vs_latency(panels)
     if uri is not None:
@@ -347,13 +355,24 @@ def section_tradeoff(files: PipelineFiles) -> Section:
         return Section("tradeoff", title, lead + _foreign_note(files) + img(uri, "accuracy vs latency per profile")
                        + note + _tradeoff_note(panels), RENDERED)
     if sel is not None and sel.ok:
-        text = f"nothing drawn: {_NO_CANDIDATES}, and there is no readable accuracy.json with profiles of the run's " \
-               "model to draw from instead"
-        return Section("tradeoff", title, _macro("nothing_note", text), MISSING)
+        text = f"nothing drawn: {_NO_OWN_ANSWER if all_foreign else _NO_CANDIDATES}, and there is no readable " \
+               "accuracy.json with profiles of the run's model to draw from instead"
+        return Section("tradeoff", title, (lead if all_foreign else "") + _macro("nothing_note", text), MISSING)
     return Section("tradeoff", title, lead, MISSING if sel is None else ERROR)
 
 
 _NO_CANDIDATES = "selection.json lists no candidate width with an accuracy and a latency"
+_NO_OWN_ANSWER = "no answer in selection.json is for the run's model"
+
+
+def _foreign_answers_note(files: PipelineFiles, devices: Sequence[Any]) -> str:
+    """A warning naming the selection's devices whose model is not the run's, left out of the panels."""
+    names = [f"{d.get('device')}/{d.get('backend')} ({d.get('model')})" for d in devices
+             if answer_of_another_model(files, d)]
+    if not names:
+        return ""
+    return _macro("warning", f"left out: {', '.join(names)}: selected for another model than the run's (see the "
+                             "answer above); re-run us3l select with profiles of the run's checkpoint")
 
 
 def _stale_selection(files: PipelineFiles) -> list[str]:
@@ -362,7 +381,7 @@ def _stale_selection(files: PipelineFiles) -> list[str]:
     if sel is None:
         return []
     return [f"these numbers come from old files: {sel.path.name} was {why.removeprefix('stale: ')}"
-            for why in files.stale_reasons(sel.path)]
+            for why in files.stale_reasons(sel.path) if why.startswith("stale: ")]
 
 
 def _stale_warnings(files: PipelineFiles) -> str:
@@ -544,7 +563,8 @@ def _accuracy_rows(files: PipelineFiles) -> dict[float, dict[str, Any]]:
 
 def _answer_card(d: dict[str, Any], doc: dict[str, Any], rows: dict[float, dict[str, Any]],
                  stale: Sequence[str] = ()) -> str:
-    """One device's answer; ``stale`` (the selection's staleness) leads its warnings."""
+    """One device's answer; ``stale`` (the selection's staleness, or that the answer is of another model than
+    the run's) leads its warnings."""
     metric = (doc.get("accuracy") or {}).get("metric")
     rule = plots.pct_text((doc.get("latency_rule") or {}).get("describe") or "latency")
     budget = doc.get("budget") or {}
@@ -584,9 +604,19 @@ def section_selection(files: PipelineFiles) -> Section:
     rule = doc.get("latency_rule") or {}
     acc = doc.get("accuracy") or {}
     metric = acc.get("metric")
-    rows_by_width = _accuracy_rows(files)
+    run_rows = _accuracy_rows(files)
     stale = _stale_selection(files)
-    cards = "".join(_answer_card(d, doc, rows_by_width, stale) for d in doc.get("devices") or [])
+
+    def rows_of(d: dict[str, Any]) -> dict[float, dict[str, Any]]:
+        """accuracy.json's rows (for the intervals) only for an answer of the run's model."""
+        return {} if answer_of_another_model(files, d) else run_rows
+
+    def warnings_of(d: dict[str, Any]) -> list[str]:
+        other = answer_of_another_model(files, d)
+        return [f"{other}: it is not an answer for this run; re-run us3l select with profiles of the run's "
+                "checkpoint", *stale] if other else list(stale)
+
+    cards = "".join(_answer_card(d, doc, rows_of(d), warnings_of(d)) for d in doc.get("devices") or [])
     per_device = {_warning_text(w) for d in doc.get("devices") or [] for w in d.get("warnings") or []}
     cards += "".join(_macro("warning", t) for t in dict.fromkeys(
         _warning_text(w) for w in doc.get("warnings") or []) if t not in per_device)
@@ -595,7 +625,7 @@ def section_selection(files: PipelineFiles) -> Section:
         ("latency statistic", plots.pct_text(rule.get("describe") or rule.get("statistic"))),
         ("accuracy", f"{acc.get('source')} ({metric})" if acc else None),
         ("accuracy interval", "95 % interval from accuracy.json" if any(
-            plots.candidate_ci(d.get("chosen") or {}, metric, rows_by_width) for d in doc.get("devices") or []
+            plots.candidate_ci(d.get("chosen") or {}, metric, rows_of(d)) for d in doc.get("devices") or []
             if d.get("chosen")) else "n/a (no intervals recorded)"),
         ("tie rule", plots.pct_text(doc["tie_rule"]) if isinstance(doc.get("tie_rule"), str) else None),
         ("tie-break", doc.get("tie_break")),
@@ -606,7 +636,7 @@ def section_selection(files: PipelineFiles) -> Section:
         c = d.get("chosen") or {}
         lat = c.get("latency") or {}
         minimum = (d.get("minimum") or {}).get("latency_ms")
-        ci = plots.candidate_ci(c, metric, rows_by_width) if c else None
+        ci = plots.candidate_ci(c, metric, rows_of(d)) if c else None
         rows.append([
             esc(d.get("device")), esc(d.get("model")), esc(f"{d.get('backend')}/{d.get('precision')}"),
             esc(fmt_width(c["width"]) if c else "none fits"),
