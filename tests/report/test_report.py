@@ -190,3 +190,21 @@ def test_write_report_never_replaces_a_file_that_is_not_a_report(pipeline: Path)
     assert mine.read_text(encoding="utf-8") == "<html>my notes</html>"
     mine.unlink()
     assert write_report(pipeline) == mine and write_report(pipeline) == mine  # our own page is replaced
+
+
+def test_sections_that_cannot_be_drawn_are_named_on_stderr(pipeline: Path, capsys, monkeypatch) -> None:
+    """Red-team 2026-12-05: without matplotlib (the ``plot`` extra) the page had no figure and the command said
+    nothing on the terminal."""
+    from us3l.errors import MissingDependencyError
+    from us3l.report import plots, render_report
+
+    def missing() -> None:
+        raise MissingDependencyError("matplotlib", "plot", "drawing the figures")
+
+    monkeypatch.setattr(plots, "_matplotlib", missing)
+    rep = render_report(pipeline)
+    assert {"tradeoff", "accuracy", "latency"} <= set(rep.failed())
+    assert main(["report", str(pipeline), "-q"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "not rendered" in ln]
+    assert lines == ["warning: sections tradeoff, accuracy, latency not rendered: MissingDependencyError: drawing the "
+                     "figures needs the 'matplotlib' package, which is not installed: pip install 'us3l[plot]'"]

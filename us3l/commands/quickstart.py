@@ -513,13 +513,24 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
 
     from us3l.report import write_report
 
-    _timed("report", logs, lambda: ("ran", [str(write_report(out))]))
+    _timed("report", logs, lambda: ("ran", [str(_write_report(out))]))
     rule = "given (--latency-ms)" if opts.latency_ms is not None else BUDGET_RULE
     summary = _summary(out, meta, budget_ms, logs, time.perf_counter() - t0, rule, int8 if opts.int8 else None)
     atomic_write_json(out / "summary.json", summary)
     # the report reads summary.json too: render it once more now that it exists
     write_report(out)
     return summary
+
+
+def _write_report(out: Path) -> Path:
+    """The report step: ``out/report.html``, and a warning for sections that could not be rendered at all (no
+    matplotlib: no figure), which the page alone would not tell on the terminal."""
+    from us3l.report import render_report, save_report
+
+    report = render_report(out)
+    for line in report.problems():
+        warn(escape(line))
+    return save_report(report)
 
 
 def _selection_row(d: dict[str, Any], budget_ms: float) -> dict[str, Any]:

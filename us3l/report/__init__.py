@@ -54,6 +54,15 @@ class Report:
         """One line per unreadable input file."""
         return self.files.errors()
 
+    def problems(self) -> list[str]:
+        """One line per reason that sections could not be rendered at all (e.g. matplotlib is not installed: no
+        figure), naming the sections."""
+        keys: dict[str, list[str]] = {}
+        for s in self.sections:
+            if s.problem:
+                keys.setdefault(s.problem, []).append(s.key)
+        return [f"section{'s' * (len(k) > 1)} {', '.join(k)} not rendered: {p}" for p, k in keys.items()]
+
     def to_dict(self, path: Path | None = None) -> dict[str, Any]:
         """The ``--json`` document of ``us3l report``."""
         return {

@@ -79,6 +79,7 @@ class Section:
     title: str
     body: str
     state: str
+    problem: str | None = None  # why the section could not be rendered at all (a missing package, a bad document)
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -835,7 +836,7 @@ def _safe(builder: Callable[[PipelineFiles], Section], files: PipelineFiles) -> 
     except Exception as exc:  # noqa: BLE001 - documents are untrusted input; the rest of the page must render
         key = builder.__name__.removeprefix("section_")
         msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-        return Section(key, key.capitalize(), error_note(f"could not render this section ({msg})"), ERROR)
+        return Section(key, key.capitalize(), error_note(f"could not render this section ({msg})"), ERROR, msg)
 
 
 def build_sections(files: PipelineFiles) -> list[Section]:
