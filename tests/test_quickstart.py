@@ -237,6 +237,27 @@ def test_quickstart_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert "missing.yaml" in err and "Traceback" not in err
 
 
+def test_quickstart_backend_names_as_elsewhere(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Red-team 2026-12-05: ``--backend ONNX`` (or ``ort``) was refused although names are read in any case and
+    aliases everywhere else, and ``--backend onnx,onnx`` ran the whole pipeline with one backend twice."""
+    import us3l.commands.quickstart as qs
+
+    seen: list = []
+
+    def stop(opts: qs.QuickstartOptions) -> dict:
+        seen.append(opts.backends)
+        raise qs.US3LError("stopped before any work")
+
+    monkeypatch.setattr(qs, "run_quickstart", stop)
+    assert main(["quickstart", "--out", str(tmp_path), "--backend", "ONNX,ov"]) == 1
+    assert seen == [("onnx", "openvino")]
+    capsys.readouterr()
+    assert main(["quickstart", "--out", str(tmp_path), "--backend", "onnx,ort", "--latency-ms", "1"]) == 1
+    assert seen[-1] == ("onnx", "onnx")
+    with pytest.raises(qs.US3LError, match=r"^--backend lists onnx more than once, got 'onnx, onnx'$"):
+        qs.check_options(qs.QuickstartOptions(out=tmp_path, backends=("onnx", "onnx")))
+
+
 def test_quickstart_refuses_files_of_the_users_before_any_work(tmp_path: Path, capsys) -> None:
     """Red-team 2026-12-05: a report.html (or summary.json) of the user's in --out was replaced after minutes of
     training; a file given as --out was only refused by the lock."""

@@ -443,9 +443,11 @@ def check_options(opts: QuickstartOptions) -> None:
     """Refuse (one line) any option the pipeline would reject later: nothing runs on a bad option."""
     if not opts.backends:
         raise US3LError("--backend must name onnx and/or openvino")
-    for b in opts.backends:
+    for i, b in enumerate(opts.backends):
         if b not in DEFAULT_BACKENDS:
             raise US3LError(f"quickstart profiles and exports with onnx and/or openvino, not {b!r}")
+        if b in opts.backends[:i]:  # as us3l profile: one backend would be profiled, selected and exported twice
+            raise US3LError(f"--backend lists {b} more than once, got {', '.join(opts.backends)!r}")
     from us3l.deploy.backends import get_backend
 
     for b in opts.backends:  # its runtime is installed: known now, not after training
@@ -717,7 +719,9 @@ def quickstart_cmd(
     if backends_old is not None:
         deprecated(f"--backends {backends_old}", f"--backend {backends_old}", "quickstart")
         names.append(backends_old)
-    picked = name_list(names, "--backend")
+    from us3l.devices.spec import canonical_backend
+
+    picked = tuple(canonical_backend(n) for n in name_list(names, "--backend"))  # ONNX, ort: onnx, as elsewhere
     opts = QuickstartOptions(
         out=out,
         config=config,
