@@ -157,6 +157,25 @@ def test_a_stale_selection_is_warned_about_in_the_answer(pipeline: Path) -> None
     assert "these numbers come from old files" in _section(page, "tradeoff")
 
 
+def test_a_selection_made_from_files_the_folder_no_longer_holds_is_stale(pipeline: Path) -> None:
+    """Red-team 2026-12-05: a profile re-written under another name (or deleted) after ``select`` was not
+    flagged: the answer came from a file the page no longer shows."""
+    from us3l.io import file_sha256
+
+    prof = pipeline / "profiles" / "cifar_resnet18-cpu-onnx-fp32.json"
+    inputs = {"profiles": [{"path": f"somewhere/profiles/{prof.name}", "sha256": file_sha256(prof)}],
+              "accuracy": {"path": "accuracy.json", "sha256": file_sha256(pipeline / "accuracy.json")}}
+    _edit(pipeline / "selection.json", lambda d: d.update(inputs=inputs))
+    assert render_report(pipeline).errors() == []  # the same files (recorded elsewhere): nothing to say
+    prof.rename(prof.with_name("renamed.json"))
+    (pipeline / "accuracy.json").unlink()
+    rep = render_report(pipeline)
+    assert rep.errors() == [f"{pipeline / 'selection.json'}: stale: made from accuracy.json, profiles/{prof.name}, "
+                            "which this folder no longer holds; re-run us3l select"]
+    assert f"these numbers come from old files: selection.json was made from accuracy.json, profiles/{prof.name}" \
+        in _text(_section(rep.html, "selection"))
+
+
 # ------------------------------------------------------------------------ 7: a selection with nothing to draw
 
 

@@ -259,6 +259,10 @@ def _bindings(files: PipelineFiles) -> list[str]:
             lines.append(
                 f"{sel.path}: stale: made from other versions of {', '.join(changed)}; re-run us3l select"
             )
+        gone = [f.relative_to(root).as_posix() for f, digest in recorded if digest and not f.is_file()]
+        if gone:  # re-profiled under another name, or deleted: the page shows other files than the answer used
+            lines.append(f"{sel.path}: stale: made from {', '.join(gone)}, which this folder no longer holds; "
+                         "re-run us3l select")
     return lines
 
 
