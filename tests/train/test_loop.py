@@ -279,3 +279,29 @@ def test_resume_of_metadata_without_its_config_is_one_line(tiny_cfg) -> None:
     with pytest.raises(US3LError, match=r"checkpoint\.json has no 'config' mapping; it is not the checkpoint "
                                         r"metadata of a us3l run$"):
         run_training(cfg, resume=True)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+@pytest.mark.parametrize("target", ["dangling", "fifo"])
+def test_metrics_are_never_written_through_a_link_or_into_a_fifo(tiny_cfg, tmp_path: Path, target: str,
+                                                                 resume: bool) -> None:
+    """metrics.jsonl is appended to, not replaced: a link there (a run folder from elsewhere; a dangling one
+    passed `exists()`) pointed the metrics at another file, which was created; a FIFO blocked the run forever
+    (red-team)."""
+    import os
+
+    from us3l.errors import US3LError
+
+    cfg = tiny_cfg(epochs=4)
+    run = Path(cfg.out)
+    run.mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    if target == "dangling":
+        (run / "metrics.jsonl").symlink_to(victim)
+        match = "metrics.jsonl: a symbolic link; .*remove it and retry"
+    else:
+        os.mkfifo(run / "metrics.jsonl")
+        match = "metrics.jsonl: not a regular file; .*remove it and retry"
+    with pytest.raises(US3LError, match=match):
+        run_training(cfg, resume=resume)
+    assert not victim.exists()

@@ -246,6 +246,12 @@ _ASIDE_PREFIX = ".replaced-"
 
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    metrics = run_dir / METRICS_FILE
+    if metrics.is_symlink() or (metrics.exists() and not metrics.is_file()):
+        # appended to, not replaced: a link (even a dangling one) would point the metrics at another file
+        kind = "a symbolic link" if metrics.is_symlink() else "not a regular file"
+        raise US3LError(f"cannot use {metrics}: {kind}; us3l writes the run's metrics there itself, remove it "
+                        "and retry")
     has_checkpoint = (run_dir / ckpt.WEIGHTS_FILE).exists()
     if resume and (has_checkpoint or (run_dir / ckpt.META_FILE).is_file()):
         return
@@ -862,7 +868,9 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def _append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+    # never through a link placed there since the start (_check_run_dir refuses one up front)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    with open(os.open(run_dir / METRICS_FILE, flags, 0o666), "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
 
 
