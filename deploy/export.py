@@ -322,7 +322,7 @@ def _manifest_kind(folder: Path) -> str | None:
         return None
     try:
         doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested too deep for the parser
         return None
     ours = isinstance(doc, dict) and doc.get("tool") == "us3l" and isinstance(doc.get("kind"), str)
     return doc["kind"] if ours else None

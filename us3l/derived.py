@@ -22,7 +22,7 @@ WEIGHTS_FILE = "checkpoint.safetensors"
 def _accuracy_sha(path: Path) -> str | None:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested too deep for the parser
         return None
     return doc.get("checkpoint_sha256") if isinstance(doc, dict) else None
 

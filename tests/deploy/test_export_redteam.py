@@ -202,3 +202,15 @@ def test_a_missing_runtime_leaves_no_output_folder(tmp_path: Path, monkeypatch: 
     with pytest.raises(MissingDependencyError, match="the 'onnx' deploy backend needs"):
         export_width(_tiny(), 0.25, "onnx", tmp_path / "out", model_name=MODEL)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_manifest_nested_too_deep_at_the_artifact_path_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest.json of arrays nested 10^5 deep at the artifact path raised RecursionError (red-team)."""
+    final = tmp_path / "cpu" / artifact_name(MODEL, 0.25, "onnx", "fp32")
+    final.mkdir(parents=True)
+    (final / "manifest.json").write_text("[" * 100_000)
+    monkeypatch.setattr(export_mod, "build_deployable_graph", _no_work)
+    with pytest.raises(US3LError, match=rf"^refusing to replace {final}: it is a folder without a us3l"):
+        export_width(_tiny(), 0.25, "onnx", tmp_path, model_name=MODEL, device_name="cpu")

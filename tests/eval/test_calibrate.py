@@ -352,3 +352,13 @@ def test_bn_stats_file_bytes_are_reproducible(tmp_path: Path) -> None:
     with safe_open(str(run / BN_STATS_FILE), framework="pt", device="cpu") as fh:
         assert fh.metadata()[CHECKPOINT_SHA_KEY] == file_sha256(run / "checkpoint.safetensors")
     assert calibrated_widths(load_backbone(run).model) == calibrated_widths(model)
+
+
+def test_invalidate_stale_counts_an_accuracy_file_nested_too_deep_as_stale(tmp_path: Path) -> None:
+    """An accuracy.json of arrays nested 10^5 deep raised RecursionError out of ``invalidate_stale``, so
+    ``us3l train --resume`` of that run failed; like any other unreadable file it is stale (red-team)."""
+    from us3l.derived import invalidate_stale
+
+    run = make_run(tmp_path / "run", tiny_model())
+    (run / "accuracy.json").write_text("[" * 100_000)
+    assert [p.name for p in invalidate_stale(run)] == ["accuracy.json"]

@@ -232,3 +232,16 @@ def test_tables_scroll_in_their_own_box_and_figures_fit(pipeline: Path) -> None:
     assert page.count("<table>") == page.count('<div class="scroll"><table>') > 0
     css = re.search(r"<style>(.*?)</style>", page, re.S).group(1)  # type: ignore[union-attr]
     assert ".scroll{overflow-x:auto" in css and "img{max-width:100%" in css and "overflow-wrap:anywhere" in css
+
+
+def test_a_metrics_line_nested_too_deep_is_an_error_of_that_file_only(pipeline: Path) -> None:
+    """A metrics line of arrays nested 10^5 deep raised RecursionError out of the collection and the whole
+    report failed; it is one unreadable file like any other (red-team)."""
+    from us3l.report.collect import collect_pipeline
+
+    metrics = pipeline / "run" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + "[" * 100_000 + "\n")
+    files = collect_pipeline(pipeline)
+    assert files.metrics is not None and files.metrics.error is not None
+    assert "is not valid JSON (nested too deep)" in files.metrics.error
+    render_report(pipeline)

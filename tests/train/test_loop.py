@@ -186,7 +186,7 @@ def test_asymmetric_byol_views_train(tiny_cfg) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["[1, 2]", '"str"', '{"epoch": null}', '{"epoch": [1]}', '{"epoch": 1e400}', "garbage{"]
+    "line", ["[1, 2]", '"str"', '{"epoch": null}', '{"epoch": [1]}', '{"epoch": 1e400}', "garbage{", "[" * 100_000]
 )
 def test_resume_drops_damaged_metric_lines(line: str, tmp_path: Path) -> None:
     from us3l.train.loop import _trim_metrics

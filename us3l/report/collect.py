@@ -148,6 +148,8 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise US3LError(f"line {i} is not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise US3LError(f"line {i} is not valid JSON (nested too deep)") from None
         if not isinstance(row, dict):
             raise US3LError(f"line {i} is not a JSON object")
         rows.append(row)

@@ -886,7 +886,7 @@ def _trim_metrics(run_dir: Path, start_epoch: int) -> None:
             epoch = rec.get("epoch", 0) if isinstance(rec, dict) else None
             if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch <= start_epoch:
                 keep.append(line)
-        except ValueError:  # a damaged line (JSONDecodeError is a ValueError): dropped, its epoch re-runs
+        except (ValueError, RecursionError):  # a damaged line (JSONDecodeError; nested too deep): dropped, re-run
             continue
     from us3l.io import atomic_write_text
 
