@@ -142,3 +142,30 @@ def test_one_sample_per_iteration_says_only_the_max_width_trains(tmp_path: Path,
     cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1, num_samples=1)
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
     assert "note: num_samples 1: every iteration trains width 1 only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("edit", "why"), [
+    ("momentum", "ValueError: optimizer momentum of parameter group 0 is 0.0, the config gives 0.9)"),
+    ("momentum_str", "ValueError: optimizer momentum of parameter group 0 is 'x', the config gives 0.9)"),
+    ("sampler", "AttributeError: 'list' object has no attribute 'tolist')"),
+])
+def test_an_edited_train_state_is_refused_on_resume(edit: str, why: str, tmp_path: Path, tiny_folder: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team: torch takes the param groups' momentum / weight decay from the file, so an edited state trained
+    on with momentum 0 while the config said 0.9 (or failed at the first step with a bare TypeError), and a
+    sampler state of the wrong type ended in 'error: AttributeError'."""
+    import torch
+
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run), "-q"]) == 0
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    if edit == "sampler":
+        state["sampler"]["internal"] = [1, 2]
+    else:
+        state["optimizer"]["param_groups"][0]["momentum"] = 0.0 if edit == "momentum" else "x"
+    torch.save(state, run / "train_state.pt")
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'train_state.pt'} is not a safe us3l training state ({why}"), err

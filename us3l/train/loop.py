@@ -829,13 +829,15 @@ def _restore(
         raise US3LError(f"checkpoint in {run_dir} does not match this run's model ({first}); resume with the "
                         "config it was trained with, or start over with --overwrite") from None
     try:
+        built = _optimizer_settings(opt)
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         method.momentum_now = float(state.get("momentum_now", method.momentum_now))
         _check_optimizer_shapes(opt)
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # foreign or edited state
+        _check_optimizer_settings(opt, built)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:  # foreign or edited
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
         raise ckpt.not_a_train_state(run_dir / ckpt.STATE_FILE, why) from None
     return int(meta["epoch"])
@@ -850,6 +852,28 @@ def _check_optimizer_shapes(opt: torch.optim.Optimizer) -> None:
             if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != p.shape:
                 raise ValueError(f"optimizer {key} of parameter {i} has shape {tuple(value.shape)}, the parameter "
                                  f"{tuple(p.shape)}: the state of another model")
+
+
+#: The optimizer settings that shape the update (the learning rate is set every iteration from the config).
+_OPTIMIZER_SETTINGS = ("momentum", "dampening", "weight_decay", "nesterov", "maximize", "betas", "eps", "amsgrad")
+
+
+def _optimizer_settings(opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    return [{k: g[k] for k in _OPTIMIZER_SETTINGS if k in g} for g in opt.param_groups]
+
+
+def _check_optimizer_settings(opt: torch.optim.Optimizer, built: list[dict[str, Any]]) -> None:
+    """The loaded param groups keep the settings the optimizer was built with from the run's config: torch's
+    ``load_state_dict`` takes them from the file, so an edited state (momentum 0, a string) silently trained
+    otherwise than the config says, or failed at the first step with a bare TypeError (red-team 2026-12-05)."""
+    for i, (want, group) in enumerate(zip(built, opt.param_groups, strict=True)):
+        for key, value in want.items():
+            got = group.get(key)
+            if isinstance(value, tuple) and isinstance(got, list | tuple):  # AdamW's betas
+                got, value = list(got), list(value)
+            same = got == value and isinstance(got, bool) == isinstance(value, bool)
+            if not same:
+                raise ValueError(f"optimizer {key} of parameter group {i} is {got!r:.40}, the config gives {value!r}")
 
 
 def _saved_epoch(run_dir: Path) -> str:
