@@ -359,4 +359,6 @@ def load_device_file(path: str | Path) -> DeviceSpec:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise US3LError(f"device file {path} is not valid TOML: {exc}") from None
+    except RecursionError:  # arrays or inline tables nested too deep for the parser
+        raise US3LError(f"device file {path} is not valid TOML: nested too deep") from None
     return spec_from_dict(doc, str(path))

@@ -301,3 +301,13 @@ def test_a_devices_dir_that_is_a_file_is_refused(tmp_path, monkeypatch, capsys):
     assert main(["devices"]) == 1
     err = capsys.readouterr().err
     assert err == f"error: US3L_DEVICES_DIR must name a folder of .toml device files, got the file {f}\n"
+
+
+def test_a_device_file_nested_too_deep_is_one_line(tmp_path, capsys) -> None:
+    """Red-team: arrays nested 10^5 deep raised RecursionError out of tomllib ('error: RecursionError')."""
+    dev = tmp_path / "deep.toml"
+    dev.write_text("a = " + "[" * 100_000 + "\n")
+    with pytest.raises(US3LError, match=rf"^device file {dev} is not valid TOML: nested too deep$"):
+        load_device_file(dev)
+    assert main(["devices", "--device-file", str(dev)]) == 1
+    assert capsys.readouterr().err == f"error: device file {dev} is not valid TOML: nested too deep\n"
