@@ -772,6 +772,15 @@ def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
     devices = doc.get("devices")
     if not isinstance(devices, list) or not devices:
         raise US3LError(f"{path}: 'devices' must be a non-empty list")
+    for key in ("inputs", "budget"):  # read by quickstart (reuse), the report and --plot
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            raise US3LError(f"{path}: {key!r} must be an object, got {doc[key]!r:.80}")
+    inputs = doc.get("inputs") or {}
+    if inputs.get("accuracy") is not None and not isinstance(inputs["accuracy"], dict):
+        raise US3LError(f"{path}: 'inputs.accuracy' must be an object or null, got {inputs['accuracy']!r:.80}")
+    profiles = inputs.get("profiles")
+    if profiles is not None and not (isinstance(profiles, list) and all(isinstance(p, dict) for p in profiles)):
+        raise US3LError(f"{path}: 'inputs.profiles' must be a list of objects, got {profiles!r:.80}")
     for i, d in enumerate(devices):
         where = f"{path}: devices[{i}]"
         if not isinstance(d, dict):

@@ -455,3 +455,26 @@ def test_a_selection_without_its_chosen_entry_is_refused_not_read_as_nothing_fit
         read_selection(path)
     assert str(info.value) == (f"{path}: devices[0] has no 'chosen' entry (us3l select writes null there when "
                                "nothing fits)")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"budget": [1]}, "'budget' must be an object, got [1]"),
+    ({"inputs": "x"}, "'inputs' must be an object, got 'x'"),
+    ({"inputs": {"accuracy": -1}}, "'inputs.accuracy' must be an object or null, got -1"),
+    ({"inputs": {"profiles": 7}}, "'inputs.profiles' must be a list of objects, got 7"),
+    ({"inputs": {"profiles": ["p.json"]}}, "'inputs.profiles' must be a list of objects, got ['p.json']"),
+])
+def test_a_selection_whose_inputs_or_budget_are_not_objects_is_refused(edit, message, tmp_path) -> None:
+    """Red-team: read_selection accepted them, and us3l report (and quickstart's reuse check) ended in
+    'error: AttributeError' / 'error: TypeError'."""
+    import json
+
+    from us3l.errors import US3LError
+
+    doc = {"kind": "selection", "schema_version": 1, **edit,
+           "devices": [{"device": "cpu", "model": "m", "backend": "onnx", "precision": "fp32", "chosen": None}]}
+    path = tmp_path / "selection.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as info:
+        read_selection(path)
+    assert str(info.value) == f"{path}: {message}"
