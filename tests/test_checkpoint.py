@@ -399,3 +399,29 @@ def test_a_model_far_larger_than_its_weights_is_refused(tmp_path: Path) -> None:
                                         r"2\d\.\d MiB of stored weights \(its model_kwargs were edited\?\); re-train "
                                         r"or restore the original$"):
         ckpt.load_backbone(tmp_path)
+
+
+def test_train_state_with_compressed_entries_is_refused_before_it_is_unpacked(tmp_path: Path) -> None:
+    """Red-team: torch.load inflates deflated zip entries, so a 260 kB train_state.pt unpacked to 256 MB of
+    tensors (a few MB to many GB); torch.save never compresses, so such a file is refused unread."""
+    import zipfile
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"epoch": 1, "x": torch.zeros(2**20, dtype=torch.uint8)}, plain)
+    state = tmp_path / "train_state.pt"
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(state, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+    big = max(zipfile.ZipFile(state).infolist(), key=lambda e: e.file_size)
+    assert big.file_size == 2**20 and big.compress_size < 2**14
+    loads: list[object] = []
+    real_load = torch.load
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+        with pytest.raises(US3LError) as info:
+            ckpt.load_train_state(tmp_path)
+    assert not loads
+    first = zipfile.ZipFile(state).infolist()[0]
+    assert str(info.value) == _refusal(state, f"its entry {first.filename!r} is compressed ({first.compress_size} "
+                                              f"bytes unpacking to {first.file_size}); torch.save stores every entry "
+                                              "uncompressed")

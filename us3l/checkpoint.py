@@ -147,6 +147,8 @@ def _file_epoch(name: str, path: Path) -> int | None:
     unreadable."""
     try:
         if name == STATE_FILE:
+            if _compressed_entry(path) is not None:
+                return None
             state = torch.load(path, map_location="cpu", weights_only=True)
             return int(state["epoch"]) if isinstance(state, dict) else None
         return int(json.loads(path.read_text(encoding="utf-8"))["epoch"])
@@ -364,6 +366,24 @@ def _unpickle_reason(exc: Exception) -> str:
     return first if len(first) <= 160 else first[:157] + "..."
 
 
+def _compressed_entry(path: Path) -> str | None:
+    """Why ``path`` (a ``torch.save`` zip) must not be unpacked: an entry stored compressed, which torch.load
+    inflates (a few MB can unpack to many GB of tensors); None when every entry is stored as is, as torch.save
+    writes them, or when the file is no zip at all (torch.load then gives its own reason)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            entries = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    for e in entries:
+        if e.compress_type != zipfile.ZIP_STORED:
+            return (f"its entry {e.filename!r:.60} is compressed ({e.compress_size} bytes unpacking to "
+                    f"{e.file_size}); torch.save stores every entry uncompressed")
+    return None
+
+
 def load_train_state(run_dir: str | Path, required: Mapping[str, type] | None = None) -> dict[str, Any]:
     """Load ``train_state.pt`` with ``weights_only=True`` (no arbitrary unpickling).
 
@@ -373,6 +393,9 @@ def load_train_state(run_dir: str | Path, required: Mapping[str, type] | None = 
     p = run_dir_of(run_dir) / STATE_FILE
     if not p.is_file():
         raise US3LError(f"cannot resume: {p} not found")
+    packed = _compressed_entry(p)
+    if packed is not None:
+        raise not_a_train_state(p, packed)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a corrupt/foreign file
