@@ -425,3 +425,43 @@ def test_train_state_with_compressed_entries_is_refused_before_it_is_unpacked(tm
     assert str(info.value) == _refusal(state, f"its entry {first.filename!r} is compressed ({first.compress_size} "
                                               f"bytes unpacking to {first.file_size}); torch.save stores every entry "
                                               "uncompressed")
+
+
+def test_only_regular_temporary_files_are_read_when_a_save_looks_cut_off(tmp_path: Path) -> None:
+    """Red-team: with the weights ahead of checkpoint.json, every `.checkpoint.json.*` was read to find the cut
+    save's metadata: a FIFO there hung us3l eval / profile / train --resume forever (and a link to /dev/zero
+    filled the memory). _commit writes only regular files, so nothing else is read."""
+    import os
+    import shutil
+    import threading
+
+    model = create_model("cifar_resnet18", num_classes=0, **KW)
+    run, newer = tmp_path / "run", tmp_path / "newer"
+    _save(run, model, epoch=3)
+    _save(newer, model, epoch=4)
+    shutil.copy(newer / ckpt.WEIGHTS_FILE, run / ckpt.WEIGHTS_FILE)
+    fifos = [run / f".{ckpt.META_FILE}.a.tmp", run / f".{ckpt.STATE_FILE}.b.tmp"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    (run / f".{ckpt.META_FILE}.c.tmp").symlink_to(newer / ckpt.META_FILE)  # complete, but no file _commit made
+    outcome: list[object] = []
+
+    def load() -> None:
+        try:
+            outcome.append(ckpt.finish_interrupted_commit(run))
+            ckpt.load_backbone(run)
+        except US3LError as exc:
+            outcome.append(str(exc))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(60)
+    blocked = thread.is_alive()
+    for fifo in fifos:  # let a blocked reader go (end of file)
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    thread.join(10)
+    assert not blocked
+    assert outcome[0] is False and "is damaged or was replaced" in str(outcome[1])

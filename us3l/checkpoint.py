@@ -187,8 +187,11 @@ def finish_interrupted_commit(run_dir: str | Path) -> bool:
 
 
 def _pending_file(run: Path, name: str, epoch: int) -> Path | None:
-    """A temporary file ``_commit`` left for ``name`` that records ``epoch`` (the first in name order), or None."""
-    return next((tmp for tmp in sorted(run.glob(f".{name}.*")) if _file_epoch(name, tmp) == epoch), None)
+    """A temporary file ``_commit`` left for ``name`` that records ``epoch`` (the first in name order), or None.
+    Only regular files are read (``_commit`` makes nothing else): a FIFO blocked the reader forever, a link to
+    ``/dev/zero`` filled the memory."""
+    candidates = (tmp for tmp in sorted(run.glob(f".{name}.*")) if tmp.is_file() and not tmp.is_symlink())
+    return next((tmp for tmp in candidates if _file_epoch(name, tmp) == epoch), None)
 
 
 def _unfinished_commit(run: Path, meta: Mapping[str, Any]) -> bool:
