@@ -104,11 +104,24 @@ def owned_temporary_directory(prefix: str) -> Iterator[Path]:
 
 def owner_pid(folder: Path) -> int | None:
     """The PID recorded in ``folder``'s ``OWNER_FILE``; None when the folder is not one us3l marked (or the file
-    is unreadable); -1 when it is marked but names no PID."""
+    is unreadable); -1 when it is marked but names no PID. Only a regular file is read, and only its first bytes:
+    anyone can make a ``us3l-*`` folder in a shared ``/tmp``, and a FIFO there blocked every export's clean-up
+    forever (a link to ``/dev/zero`` read until memory ran out)."""
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        text = (folder / OWNER_FILE).read_text(encoding="ascii", errors="replace")
+        fd = os.open(folder / OWNER_FILE, flags)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, 64).decode("ascii", errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     parts = text.split()
     return int(parts[1]) if len(parts) == 2 and parts[0] == "pid" and parts[1].isdigit() else -1
 

@@ -299,3 +299,32 @@ def test_the_run_section_shows_the_runs_own_checkpoint_sha256(pipeline: Path) ->
                      "progress)"]
     weights.unlink()  # without the weights: checkpoint.json's own record, said so
     assert f"{'ef' * 32} (recorded in checkpoint.json; the weights file is absent)" in render_report(pipeline).html
+
+
+def test_clean_stale_reads_no_fifo_or_link_as_an_owner_file(tmp_path: Path) -> None:
+    """Red-team: anyone can make a `us3l-*` folder in a shared /tmp; its `.us3l-owner` as a FIFO blocked every
+    export's clean-up forever (a link to /dev/zero read until memory ran out). Neither is read."""
+    import threading
+
+    from us3l.io import OWNER_FILE, owner_pid
+
+    fifo_dir, link_dir, ours = tmp_path / "us3l-fifo", tmp_path / "us3l-link", tmp_path / "us3l-ours"
+    for d in (fifo_dir, link_dir, ours):
+        d.mkdir()
+    os.mkfifo(fifo_dir / OWNER_FILE)
+    (tmp_path / "elsewhere").write_text("pid 1\n")
+    (link_dir / OWNER_FILE).symlink_to(tmp_path / "elsewhere")
+    (ours / OWNER_FILE).write_text("pid 999999999\n")  # no such process: stale, removed
+    result: list[object] = []
+    thread = threading.Thread(target=lambda: result.append(clean_stale(None, tmp_path)), daemon=True)
+    thread.start()
+    thread.join(60)
+    blocked = thread.is_alive()
+    try:  # let a blocked reader go (end of file)
+        os.close(os.open(fifo_dir / OWNER_FILE, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+    thread.join(10)
+    assert not blocked
+    assert result == [[ours]] and fifo_dir.is_dir() and link_dir.is_dir()
+    assert owner_pid(fifo_dir) is None and owner_pid(link_dir) is None
