@@ -169,3 +169,34 @@ def test_an_edited_train_state_is_refused_on_resume(edit: str, why: str, tmp_pat
     assert main(["train", "--out", str(run), "--resume", "-q"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {run / 'train_state.pt'} is not a safe us3l training state ({why}"), err
+
+
+@pytest.mark.parametrize("epoch", [-2, 0, 3])
+def test_a_checkpoint_epoch_outside_the_config_is_refused_on_resume(epoch: int, tmp_path: Path, tiny_folder: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team: with the three checkpoint files agreeing on epoch -2, --resume trained epochs -2 and -1 on (with
+    the learning rate and widths of negative epochs); on epoch 3 of a 2-epoch config it reported a completed run."""
+    import hashlib
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from us3l.safetensors_io import safetensors_bytes
+
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=2)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run), "-q"]) == 0
+    blob = safetensors_bytes(load_file(run / "checkpoint.safetensors"), {"epoch": str(epoch), "format": "pt"})
+    (run / "checkpoint.safetensors").write_bytes(blob)
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta.update(epoch=epoch, weights_sha256=hashlib.sha256(blob).hexdigest())
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    state["epoch"] = epoch
+    torch.save(state, run / "train_state.pt")
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "-q"]) == 1
+    assert capsys.readouterr().err == (f"error: checkpoint in {run} records epoch {epoch}, outside the 1..2 epochs "
+                                       "of its config (edited?); restore the original files or start over with "
+                                       "--overwrite\n")

@@ -469,7 +469,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
 
     start_epoch = 0
     if resume:
-        start_epoch = _restore(run_dir, method, opt, scaler, sampler)
+        start_epoch = _restore(run_dir, method, opt, scaler, sampler, cfg.epochs)
     model: nn.Module = method
     if info.enabled:
         if cfg.sync_bn:
@@ -809,7 +809,8 @@ _STATE_KEYS = {"optimizer": dict, "scaler": dict, "sampler": dict, "rng": dict}
 
 
 def _restore(
-    run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, sampler: Any
+    run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, sampler: Any,
+    total_epochs: int,
 ) -> int:
     ckpt.finish_interrupted_commit(run_dir)  # killed between the renames of a checkpoint commit
     meta = ckpt.read_meta(run_dir)
@@ -820,6 +821,10 @@ def _restore(
             f"checkpoint files in {run_dir} disagree on the epoch ({sorted(epochs, key=str)}); "
             "the run was interrupted while saving"
         )
+    epoch = int(meta["epoch"])
+    if not 1 <= epoch <= total_epochs:  # -2 trained epochs -2 and -1 on; 9 of 4 was reported as completed
+        raise US3LError(f"checkpoint in {run_dir} records epoch {epoch}, outside the 1..{total_epochs} epochs of its "
+                        "config (edited?); restore the original files or start over with --overwrite")
     sd = join_state(ckpt.read_tensors(run_dir, ckpt.BACKBONE_PREFIX), ckpt.read_tensors(run_dir, ckpt.TRAIN_PREFIX))
     ckpt.verify_weights(run_dir, meta)
     try:
