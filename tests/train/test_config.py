@@ -251,3 +251,18 @@ def test_explicit_null_is_applied_and_a_missing_flag_is_not() -> None:
     assert resolve_config(None, explicit={"lr": None}).lr == 0.5  # us3l's reference lr
     with pytest.raises(US3LError, match="config 'data' must be a string, got None"):
         resolve_config(None, explicit={"data": None})  # `--set data=$UNSET`: not silently the built-in data
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml"])
+def test_a_huge_config_file_is_refused_by_its_size_before_it_is_read(suffix: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team: the size limit was checked on the text once the whole file was read (a 10 GB data file passed as
+    --config was read into memory first), and a TOML config had no limit at all."""
+    import us3l.train.config as config_mod
+
+    p = tmp_path / f"c{suffix}"
+    with open(p, "wb") as fh:
+        fh.truncate(50_000_000)  # sparse: 50 MB of nothing
+    monkeypatch.setattr(config_mod, "read_input_text", lambda *a: pytest.fail("read"))
+    with pytest.raises(US3LError, match=rf"^config {p} is larger than 1000 kB; a config is a few kB of settings$"):
+        config_mod.load_config_file(p)

@@ -205,6 +205,8 @@ _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file into a flat mapping."""
     p = Path(path)
+    if p.is_file() and p.stat().st_size > MAX_CONFIG_BYTES + 3:  # + a BOM; not read whole first (a data file)
+        raise US3LError(f"config {p} is larger than {MAX_CONFIG_BYTES // 1000} kB; a config is a few kB of settings")
     text = read_input_text(p, "config file")
     try:
         if p.suffix == ".toml":
