@@ -318,3 +318,33 @@ def test_ctrl_c_leaves_nothing_a_rerun_would_trust(tmp_path: Path, tiny_config: 
     assert res.returncode == 0, res.stderr
     steps = {s["name"]: s["status"] for s in json.loads(res.stdout)["steps"]}
     assert steps["train"] == "reused" and steps["evaluate"] == "reused" and steps["select"] == "ran"
+
+
+@pytest.mark.parametrize("budget", [None, "x"])
+def test_a_selection_with_a_damaged_budget_is_selected_again_not_a_crash(budget: object, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team: quickstart's reuse check read `old["budget"].get(...)`, so a selection.json with `"budget": null`
+    (read_selection accepts it) ended the quickstart in 'error: AttributeError' instead of selecting again."""
+    import json
+
+    from us3l.commands import quickstart as qs
+
+    select_mod = importlib.import_module("us3l.deploy.select")
+    prof, acc, sel = tmp_path / "p.json", tmp_path / "accuracy.json", tmp_path / "selection.json"
+    prof.write_text("{}")
+    acc.write_text("{}")
+    doc = {"kind": "selection", "schema_version": 1, "budget": budget,
+           "inputs": {"profiles": [{"path": str(prof), "sha256": qs.file_sha256(prof)}],
+                      "accuracy": {"path": str(acc), "sha256": qs.file_sha256(acc)}},
+           "devices": [{"device": "cpu", "model": "m", "backend": "onnx", "precision": "fp32", "chosen": None,
+                        "decided_by": "x"}]}
+    sel.write_text(json.dumps(doc))
+    made: list[object] = []
+
+    class Chosen:
+        def raise_if_infeasible(self) -> None:
+            pass
+
+    monkeypatch.setattr(select_mod, "select", lambda *a, **k: made.append(a) or Chosen())
+    monkeypatch.setattr(select_mod, "write_selection", lambda *a: None)
+    assert qs._select([prof], acc, sel, 5.0, False) == ("ran", [str(sel)]) and len(made) == 1

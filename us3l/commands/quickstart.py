@@ -146,7 +146,7 @@ def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -
             fresh_bn = fresh_bn and doc.get("baselines") is not None  # schema 2 with intervals and baselines
             if doc["checkpoint"]["sha256"] == sha and fresh_bn and done == sorted(round(w, 4) for w in widths):
                 return "reused", [str(acc_path)]
-        except (US3LError, KeyError, TypeError):
+        except (US3LError, KeyError, TypeError, AttributeError):  # a hand-edited file: evaluated again
             pass
     loaded = open_checkpoint(run_dir)
     doc = evaluate_checkpoint(loaded, None, widths, EvalSettings(protocol="knn"), progress=_say)
@@ -269,9 +269,9 @@ def _select(
             )
             same_acc = (old["inputs"].get("accuracy") or {}).get("sha256") == file_sha256(acc_path)
             same_rule = all("decided_by" in d for d in old["devices"])  # made with the tie rule
-            if same_inputs and same_acc and same_rule and old["budget"].get("latency_ms") == budget_ms:
+            if same_inputs and same_acc and same_rule and (old.get("budget") or {}).get("latency_ms") == budget_ms:
                 return "reused", [str(sel_path)]
-        except (US3LError, KeyError, TypeError):
+        except (US3LError, KeyError, TypeError, AttributeError):  # a hand-edited file: selected again
             pass
     selection = select(profile_paths, Budget(latency_ms=budget_ms), accuracy=acc_path)
     write_selection(sel_path, selection)
