@@ -179,10 +179,15 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
         raise bad("input.shape", 'a list of positive integers (the first may be "batch")', shape)
 
 
+def is_version(value: object) -> bool:
+    """Whether ``value`` is a runtime version string as the runtimes spell it (``VERSION_RE``)."""
+    return isinstance(value, str) and VERSION_RE.fullmatch(value) is not None
+
+
 def _check_version(value: object, field: str, bad: Any, required: bool = False) -> None:
     if value is None and not required:
         return
-    if not isinstance(value, str) or not VERSION_RE.fullmatch(value):
+    if not is_version(value):
         raise bad(field, 'a version string like "1.2.3"', value)
 
 

@@ -202,7 +202,7 @@ def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
     """(manifest, artifact file) of a switchable export folder, checked: kind and schema, the sections used,
     ``valid``, the grid, and every listed file (plain names inside the folder, no links, sha256 as recorded:
     ``us3l.deploy.manifest.check_artifact_files``). One ``US3LError`` line otherwise."""
-    from us3l.deploy.manifest import MANIFEST_FILE, VERSION_RE, check_artifact_files, check_not_a_member
+    from us3l.deploy.manifest import MANIFEST_FILE, check_artifact_files, check_not_a_member, is_version
 
     folder = Path(folder)
     check_not_a_member(folder)
@@ -223,9 +223,9 @@ def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
             raise US3LError(f"{path}: malformed switchable manifest (section '{section}' needs {', '.join(keys)})")
     if doc.get("valid") is not True:
         raise US3LError(f"{folder}: the artifact failed its verification (manifest valid: false)")
-    version = doc["backend"].get("runtime_version")  # compared with the installed runtime's by load_switchable
-    if version is not None and (not isinstance(version, str) or not VERSION_RE.fullmatch(version)):
-        raise US3LError(f'{path}: backend.runtime_version must be a version string like "1.2.3", got '
+    version = doc["backend"].get("runtime_version")  # compared with this machine's by splitting it
+    if version is not None and not is_version(version):
+        raise US3LError(f"{path}: backend.runtime_version must be a version string like \"1.2.3\", got "
                         f"{version!r:.80}; re-export the artifact")
     _check_grid(doc, path)
     file = check_artifact_files(doc, folder)
