@@ -266,3 +266,18 @@ def test_a_huge_config_file_is_refused_by_its_size_before_it_is_read(suffix: str
     monkeypatch.setattr(config_mod, "read_input_text", lambda *a: pytest.fail("read"))
     with pytest.raises(US3LError, match=rf"^config {p} is larger than 1000 kB; a config is a few kB of settings$"):
         config_mod.load_config_file(p)
+
+
+@pytest.mark.parametrize(("key", "kind"), [
+    ("knn_widths", "numbers ([] for none)"),
+    ("bn_switches", "numbers"),
+    ("feature_layers", "names ([] for the model's default)"),
+])
+def test_a_list_setting_given_no_value_is_one_line(key: str, kind: str, tmp_path: Path) -> None:
+    """Red-team: `knn_widths:` with no value (YAML null), in a config file, --set or a resumed run's saved config,
+    ended in 'error: TypeError: 'NoneType' object is not iterable'."""
+    p = tmp_path / "c.yaml"
+    p.write_text(f"{key}:\n")
+    with pytest.raises(US3LError) as info:
+        resolve_config(p)
+    assert str(info.value) == f"config {key!r} must be a list of {kind}, got None"

@@ -139,7 +139,10 @@ _FLOAT_TUPLE_FIELDS = {"knn_widths", "bn_switches"}
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in _TUPLE_FIELDS and value is not None:
+    if name in _TUPLE_FIELDS and value is None:  # `knn_widths:` with no value (null) reached validate's loop
+        kind = {"knn_widths": "numbers ([] for none)", "feature_layers": "names ([] for the model's default)"}
+        raise US3LError(f"config {name!r} must be a list of {kind.get(name, 'numbers')}, got None")
+    if name in _TUPLE_FIELDS:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
         if isinstance(value, int | float):
