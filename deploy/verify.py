@@ -150,6 +150,12 @@ def compare(reference: np.ndarray, output: np.ndarray, precision: str = "fp32") 
     reference, output = np.asarray(reference), np.asarray(output)
     if reference.shape != output.shape:
         raise ValueError(f"output shape {output.shape} differs from the reference {reference.shape}")
+    if not np.all(np.isfinite(reference)):  # nothing to verify against (the manifest cannot record NaN either)
+        from us3l.errors import US3LError
+
+        raise US3LError("the network gives non-finite outputs (NaN or inf) in PyTorch: its weights or its BN "
+                        "statistics at this width are not finite (a diverged run?), so no export can be verified; "
+                        "export an earlier checkpoint or re-train")
     r, o = l2_normalize(reference), l2_normalize(output)
     err = np.abs(r - o)
     cos = np.sum(r * o, axis=1)

@@ -214,3 +214,20 @@ def test_a_manifest_nested_too_deep_at_the_artifact_path_is_refused_in_one_line(
     monkeypatch.setattr(export_mod, "build_deployable_graph", _no_work)
     with pytest.raises(US3LError, match=rf"^refusing to replace {final}: it is a folder without a us3l"):
         export_width(_tiny(), 0.25, "onnx", tmp_path, model_name=MODEL, device_name="cpu")
+
+
+def test_a_network_with_non_finite_weights_is_refused_as_such(tmp_path: Path) -> None:
+    """Red-team: an export of NaN weights ended in 'not writing .../manifest.json: verification.max_abs_error is
+    not a finite number', which named neither the cause nor the fix; nothing is left behind either way."""
+    import torch
+
+    model = _tiny()
+    with torch.no_grad():
+        model.conv1.weight.fill_(float("nan"))
+    with pytest.raises(US3LError) as info:
+        export_width(model, 0.25, "onnx", tmp_path, model_name=MODEL, device_name="cpu")
+    assert str(info.value) == (
+        "the network gives non-finite outputs (NaN or inf) in PyTorch: its weights or its BN statistics at this "
+        "width are not finite (a diverged run?), so no export can be verified; export an earlier checkpoint or "
+        "re-train")
+    assert not any(p.is_file() and p.name != ".us3l.lock" for p in tmp_path.rglob("*"))
