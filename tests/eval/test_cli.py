@@ -263,3 +263,26 @@ def test_eval_plot_never_replaces_a_png_of_the_users(run_dir: Path, tmp_path: Pa
     first = (out / "accuracy_vs_width.png").read_bytes()
     assert is_us3l_png(first) and main(argv) == 0  # its own PNGs are replaced
     assert (out / "accuracy_vs_width.png").read_bytes() == first
+
+
+def test_eval_never_replaces_an_accuracy_json_of_the_users(run_dir: Path, tmp_path: Path, monkeypatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team: a file of the user's at OUT/accuracy.json was silently replaced (us3l select and profile refuse to
+    replace theirs); a us3l accuracy file, damaged or not, still is."""
+    import us3l.eval.runner
+
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "accuracy.json"
+    mine.write_text('{"my": "results"}\n')
+    argv = ["eval", "--ckpt", str(run_dir), "--widths", "1.0", "--batches", "1", "--no-baselines", "--out", str(out),
+            "--quiet"]
+    with monkeypatch.context() as m:  # refused before anything is evaluated
+        m.setattr(us3l.eval.runner, "evaluate_checkpoint", lambda *a, **k: pytest.fail("evaluated"))
+        assert main(argv) == 1
+    assert capsys.readouterr().err == (f"error: refusing to replace {mine}: it is not a us3l accuracy file; "
+                                       "choose another --out\n")
+    assert mine.read_text() == '{"my": "results"}\n'
+    mine.write_text('{\n  "kind": "accuracy",\n  "schema_version": 2,\n  "widths": "damaged"\n}\n')
+    assert main(argv) == 0
+    assert load_accuracy(mine)["widths"][0]["width"] == 1.0

@@ -243,12 +243,14 @@ def eval_cmd(
         preset=preset,
     )
     from us3l.checkpoint import run_dir_of, weights_path
-    from us3l.io import output_folder
+    from us3l.io import check_replaceable, output_folder
 
     if plot:
         require_package("matplotlib", "plot", "--plot")
     run = run_dir_of(weights_path(ckpt))  # a checkpoint, before anything is locked or written beside it
     out_dir = output_folder(out if out is not None else run)  # checked before any work
+    # a file of the user's named accuracy.json is never replaced (a damaged us3l one is), as select and profile do
+    check_replaceable(out_dir / ACCURACY_FILE, "us3l accuracy file", lambda head: b'"kind": "accuracy"' in head[:200])
     if plot:  # a PNG of the user's where a plot would go: refused before any work
         from us3l.derived import ACCURACY_PLOTS
         from us3l.io import check_png_replaceable
