@@ -186,3 +186,21 @@ def test_a_switchable_artifact_that_outputs_nan_fails_verification_and_is_kept(
     doc = json.loads((out / "local" / "cifar_resnet18-switchable-onnx-fp32.failed" / "manifest.json").read_text())
     assert doc["valid"] is False
     assert doc["model"]["per_width"][1]["verification"]["onnxruntime"]["max_abs_error"] is None
+
+
+@pytest.mark.parametrize(("given", "name"), [(["onnxruntime"], "onnx"), (["ort"], "onnx"), (["OV"], "openvino"),
+                                             (["onnx,"], "onnx")])
+def test_backend_aliases_and_lists_are_read_as_profile_reads_them(given: list[str], name: str, tmp_path: Path) -> None:
+    """`us3l profile --backend onnxruntime` profiles onnx; `us3l export --backend onnxruntime` said 'unknown
+    backend'."""
+    args = [x for b in given for x in ("--backend", b)]
+    assert main(["export", *args, "--model", MODEL, "--width", "0.25", "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "local" / f"cifar_resnet18-w0.25-{name}-fp32" / "manifest.json").is_file()
+
+
+def test_a_comma_list_of_backends_is_the_repeated_flag_usage_error(tmp_path: Path, capsys) -> None:
+    code = main(["export", "--backend", "onnx,ov", "--width", "0.25", "--model", MODEL, "--out", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "error: export takes one --backend, got onnx, openvino: run us3l export once per backend\n"
+    )

@@ -154,9 +154,14 @@ def _check_selection_source(
             )
 
 
-def _one_backend(backends: list[str]) -> str:
-    """``--backend``: export writes one backend per run (unlike ``us3l profile``); a repeated flag is a usage error,
-    not a silent pick of the last one."""
+def _one_backend(given: list[str]) -> str:
+    """``--backend``: export writes one backend per run (unlike ``us3l profile``); a repeated flag (or a comma list)
+    is a usage error, not a silent pick of the last one. Read as ``us3l profile`` reads it: blanks dropped, an alias
+    such as ``onnxruntime`` / ``ort`` / ``ov`` / ``trt`` resolved (``us3l.devices.spec.canonical_backend``)."""
+    from us3l.devices.spec import canonical_backend
+    from us3l.validate import name_list
+
+    backends = [canonical_backend(b) for b in name_list(given, "--backend")]
     if len(backends) != 1:
         raise US3LError(
             f"export takes one --backend, got {', '.join(backends)}: run us3l export once per backend", exit_code=2
