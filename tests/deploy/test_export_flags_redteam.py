@@ -204,3 +204,36 @@ def test_a_comma_list_of_backends_is_the_repeated_flag_usage_error(tmp_path: Pat
     assert capsys.readouterr().err == (
         "error: export takes one --backend, got onnx, openvino: run us3l export once per backend\n"
     )
+
+
+def test_switchable_checks_the_device_files_precisions_as_a_one_width_export(tmp_path: Path, capsys) -> None:
+    """intel-npu runs fp16/int8 on openvino: a one-width fp32 export for it is refused; --switchable (fp32) exported
+    one into intel-npu/ without a word."""
+    args = ["export", "--backend", "openvino", "--model", MODEL, "--device", "intel-npu", "--out", str(tmp_path / "o")]
+    assert main([*args, "--width", "0.25"]) == 1
+    one_width = capsys.readouterr().err
+    assert main([*args, "--switchable", "--widths", "0.5,0.25"]) == 1
+    assert capsys.readouterr().err == one_width
+    assert one_width.startswith("error: device 'intel-npu' does not run fp32 on openvino")  # and nothing before:
+    assert one_width.count("\n") == 1  # no 'note: OpenVINO device NPU ... verified on the CPU plugin' first
+    assert not (tmp_path / "o").exists()
+
+
+def test_selection_checks_every_devices_precision_before_the_first_export(write_profile, tmp_path: Path,
+                                                                           capsys) -> None:
+    """The [precisions] check ran inside each export: a selection for cpu and intel-npu exported cpu's width, then
+    refused intel-npu's fp32."""
+    from .conftest import latency
+
+    profiles = [write_profile([{"width": 0.25, "latency": latency(1.0, 1.0, 1.0)}], device=d, model=MODEL,
+                              backend="openvino") for d in ("cpu", "intel-npu")]
+    sel = tmp_path / "selection.json"
+    assert main(["select", *[a for p in profiles for a in ("--profile", str(p))], "--latency-ms", "2",
+                 "--out", str(sel)]) == 0
+    out = tmp_path / "art"
+    capsys.readouterr()
+    code = main(["export", "--backend", "openvino", "--selection", str(sel), "--model", MODEL, "--out", str(out),
+                 "--quiet"])
+    assert code == 1
+    assert capsys.readouterr().err.startswith("error: device 'intel-npu' does not run fp32 on openvino")
+    assert not out.exists()

@@ -395,6 +395,10 @@ def export_cmd(
 
     for w, _ in jobs:  # out-of-range widths (or, for S-Nets, not a switch): one line, before any work
         check_width(net, w)
+    from us3l.deploy.export import check_device_precision
+
+    for w, dev in jobs:  # a known device's [precisions], for every job before the first export (and its notes)
+        check_device_precision(dev, be.name, job_precision(w, dev))
     out_lock = acquire(out, "export folder")  # a second export into the same --out fails at once
     tables: dict[str, list[list[str]]] = {}  # one table per precision (INT8 shows other quantities)
     results = []
@@ -485,7 +489,10 @@ def _switchable(
         raise US3LError(f"--switchable exports fp32 and verifies on the CPU: drop {', '.join(unused)}")
     _check_batch(batch_size, dynamic_batch)
     if device is not None:
+        from us3l.deploy.export import check_device_precision
+
         safe_name(device, "--device")
+        check_device_precision(device, backend, "fp32")  # as a one-width export (intel-npu: fp16/int8 only)
     grid = width_list(widths) if widths is not None else None
     set_threads(threads)
     src, model_name = _source(ckpt, model)
