@@ -175,8 +175,8 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width < math.inf:
         raise bad("model.width", "a finite number > 0", width)
     shape = doc["input"].get("shape")  # required: us3l eval --artifact feeds the artifact by it
-    if not _shape_ok(shape):
-        raise bad("input.shape", 'a list of positive integers (the first may be "batch")', shape)
+    if not shape_ok(shape):
+        raise bad("input.shape", 'a list of positive integers N, C, H, W (N may be "batch")', shape)
 
 
 def is_version(value: object) -> bool:
@@ -191,8 +191,9 @@ def _check_version(value: object, field: str, bad: Any, required: bool = False) 
         raise bad(field, 'a version string like "1.2.3"', value)
 
 
-def _shape_ok(shape: object) -> bool:
-    if not isinstance(shape, list) or not shape:
+def shape_ok(shape: object) -> bool:
+    """A manifest's ``input.shape``: N, C, H, W as positive integers, N possibly ``"batch"``."""
+    if not isinstance(shape, list) or len(shape) != 4:
         return False
     dims = shape[1:] if shape[0] == "batch" else shape
     return all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)

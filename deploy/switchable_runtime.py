@@ -202,7 +202,13 @@ def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
     """(manifest, artifact file) of a switchable export folder, checked: kind and schema, the sections used,
     ``valid``, the grid, and every listed file (plain names inside the folder, no links, sha256 as recorded:
     ``us3l.deploy.manifest.check_artifact_files``). One ``US3LError`` line otherwise."""
-    from us3l.deploy.manifest import MANIFEST_FILE, check_artifact_files, check_not_a_member, is_version
+    from us3l.deploy.manifest import (
+        MANIFEST_FILE,
+        check_artifact_files,
+        check_not_a_member,
+        is_version,
+        shape_ok,
+    )
 
     folder = Path(folder)
     check_not_a_member(folder)
@@ -227,6 +233,9 @@ def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
     if version is not None and not is_version(version):
         raise US3LError(f"{path}: backend.runtime_version must be a version string like \"1.2.3\", got "
                         f"{version!r:.80}; re-export the artifact")
+    if not shape_ok(doc["input"]["shape"]):  # us3l profile --artifact builds its timing input from it
+        raise US3LError(f'{path}: input.shape must be a list of positive integers N, C, H, W (N may be "batch"), got '
+                        f"{doc['input']['shape']!r:.80}; re-export the artifact")
     _check_grid(doc, path)
     file = check_artifact_files(doc, folder)
     _check_onnx_grid(doc, file, path)
