@@ -140,6 +140,28 @@ def test_quickstart_checks_the_configured_network_before_any_work(tmp_path, caps
 def test_a_backend_flag_of_blanks_is_refused_not_read_as_the_default(command: list[str], tmp_path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-05: ``quickstart --backend ''`` started training with the default backends."""
-    assert main([*command, "--backend", "", "--out", str(tmp_path / "o")]) == 1
-    assert capsys.readouterr().err == "error: --backend names nothing, got ''\n"
+    assert main([*command, "--backend", " , ", "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err == "error: --backend names nothing, got ' , '\n"
+    assert main([*command, "--backend", "", "--out", str(tmp_path / "o")]) == 2  # an empty value: the CLI's rule
+    assert capsys.readouterr().err == f"error: --backend is given an empty value (see: us3l {command[0]} --help)\n"
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["export", "--model", "cifar_resnet18", "--width", "0.5", "--out", ""], "--out"),  # wrote into the cwd
+        (["export", "--model", "cifar_resnet18", "--width", "0.5", "--out="], "--out"),
+        (["calibrate", "--ckpt", "RUN", "--data", " "], "--data"),  # used the checkpoint's data
+        (["export", "--model", "cifar_resnet18", "--calib-data", "", "--out", "o"], "--calib-data"),  # not given
+        (["profile", "show", ""], "an argument"),
+    ],
+)
+def test_an_empty_value_is_a_usage_error_before_any_work(args: list[str], named: str, tmp_path, monkeypatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """An unset shell variable (`--out "$DIR"`) gave `--out ''`, which typer reads as the current folder; an
+    empty --data or --calib-data was read as not given. Every empty value is refused, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"error: {named} is given an empty value (see: us3l {args[0]} --help)\n"
+    assert list(tmp_path.iterdir()) == []

@@ -206,6 +206,12 @@ def _run_command(args: list[str]) -> int:
         from us3l.cli_app import app, click_exceptions  # typer, rich: after the handler, like the command's imports
 
         load_commands(args)
+        blank = empty_value(args)
+        if blank is not None:
+            command = next((a for a in args if not a.startswith("-")), None)
+            print(f"error: {blank} is given an empty value (see: us3l{f' {command}' if command else ''} --help)",
+                  file=sys.stderr)
+            return 2
         try:
             code = app(args=args, prog_name="us3l", standalone_mode=False)
         except click_exceptions.NoArgsIsHelpError as exc:  # `us3l` alone: typer has printed the help
@@ -224,6 +230,19 @@ def _run_command(args: list[str]) -> int:
         code = exc.code
         code = code if isinstance(code, int) else (0 if code is None else 1)
         return _interrupted() if code and _SigintWatch.received else code
+
+
+def empty_value(args: list[str]) -> str | None:
+    """The option (or ``"an argument"``) of the first empty or blank value on the command line, else None. Typer
+    reads ``--out ''`` as the current folder and ``--calib-data ''`` or ``--data ''`` as not given, so an unset shell
+    variable (``--out "$DIR"``) silently wrote into the current folder or evaluated on the checkpoint's data."""
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if arg.startswith("--") and eq and not value.strip():
+            return name
+        if not arg.strip():
+            return args[i - 1] if i and args[i - 1].startswith("-") else "an argument"
+    return None
 
 
 def usage_error(exc: Any) -> int:
