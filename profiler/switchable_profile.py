@@ -47,6 +47,7 @@ def profile_switchable(
     """Profile every width of the switchable artifact in ``folder`` on ``spec`` (this machine)."""
     import numpy as np
 
+    from us3l.deploy.backends import get_backend
     from us3l.deploy.switchable_runtime import open_switchable, read_switchable
     from us3l.profiler import fingerprint
     from us3l.profiler.timers import example_input, resolve_threads
@@ -58,6 +59,8 @@ def profile_switchable(
                         "the grid's widths as static artifacts, or run us3l on the device)")
     if backend not in spec.backends:
         raise US3LError(f"device '{spec.name}' has no {backend} backend (it has: {', '.join(spec.backends)})")
+    # the installed runtime must be able to run what the manifest records, as deploy.load_switchable checks
+    get_backend(backend).check_runtime_compat(doc["backend"].get("runtime_version"))
     t0 = time.perf_counter()
     per_width = doc["model"]["per_width"]
     batch = doc["input"]["shape"][0]

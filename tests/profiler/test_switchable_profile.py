@@ -112,6 +112,9 @@ def test_a_changed_or_wrong_folder_is_refused_in_one_line(artifact, tmp_path, ca
                                                                "finite non-negative integer, got -5"),
         (lambda d: d["model"]["per_width"][2].update(index=0), "manifest.json: model.per_width[2] must be index 2, "
                                                                "width 0.25"),
+        # red-team 2026-12-05: profiled anyway, where deploy.load_switchable refuses it
+        (lambda d: d["backend"].update(runtime_version="9999.0.0"), "artifact was exported with onnxruntime 9999.0.0, "
+                                                                    "installed is "),
     ],
 )
 def test_a_malformed_manifest_is_refused_in_one_line(artifact, tmp_path, capsys, edit, message) -> None:
