@@ -39,6 +39,7 @@ faster". ``us3l export --selection`` exports the chosen precision.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -802,6 +803,11 @@ def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
             number(c.get("accuracy"), f"{where}.{pick}.accuracy", nonnegative=True, optional=True)
             if c.get("graph") is not None and not isinstance(c["graph"], dict):
                 raise US3LError(f"{where}.{pick}.graph must be an object or null, got {c['graph']!r:.80}")
+            sha = (c.get("graph") or {}).get("checkpoint_sha256")
+            if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+                # export compares it with the checkpoint it exports from; any other value skipped that check
+                raise US3LError(f"{where}.{pick}.graph.checkpoint_sha256 must be a sha256 (64 hex digits) or null, "
+                                f"got {sha!r:.80}")
 
 
 def check_same_checkpoint(

@@ -441,6 +441,25 @@ def test_a_selection_whose_chosen_graph_is_not_an_object_is_refused(tmp_path) ->
     assert str(info.value) == f"{path}: devices[0].chosen.graph must be an object or null, got 'x'"
 
 
+@pytest.mark.parametrize("sha", [5, ["ab" * 32], "abc", "AB" * 32])
+def test_a_selection_whose_checkpoint_sha256_is_no_digest_is_refused(tmp_path, sha: object) -> None:
+    """Red-team 2026-12-05: export compares chosen.graph.checkpoint_sha256 with the checkpoint it exports from only
+    when it is a string, so a number there exported the widths of any checkpoint without a word."""
+    import json
+
+    from us3l.errors import US3LError
+
+    doc = {"kind": "selection", "schema_version": 1,
+           "devices": [{"device": "cpu", "model": "m", "backend": "onnx", "precision": "fp32",
+                        "chosen": {"width": 0.5, "latency_ms": 1.0, "graph": {"checkpoint_sha256": sha}}}]}
+    path = tmp_path / "selection.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as info:
+        read_selection(path)
+    assert str(info.value) == (f"{path}: devices[0].chosen.graph.checkpoint_sha256 must be a sha256 (64 hex digits) "
+                               f"or null, got {sha!r}")
+
+
 def test_a_selection_without_its_chosen_entry_is_refused_not_read_as_nothing_fits(tmp_path) -> None:
     """A hand-edited selection.json that lost `chosen` made `export --selection` exit 3, "no width fits"."""
     import json
