@@ -376,6 +376,19 @@ def check_export_targets(
         check_artifact_paths(artifact_dir(out_dir, device_name, artifact_name(src.name, w, be.name, precision)))
 
 
+def place_artifact(staging: Path, device_dir: Path, name: str, valid: bool, kind: str = MANIFEST_KIND) -> Path:
+    """Move ``staging`` to ``device_dir/<name>`` (verification passed) or ``<name>.failed`` (it failed) and return
+    that folder. A passed export also removes an older ``<name>.failed`` of ours: left beside the good artifact it
+    read as this export's failure. A failed one leaves an older good ``<name>`` alone (nothing good is lost)."""
+    final = device_dir / (name if valid else f"{name}.failed")
+    check_replaceable_artifact(final, kind)  # again, right before the rename: nothing of the user's appeared there
+    _move_into_place(staging, final)
+    failed = device_dir / f"{name}.failed"
+    if valid and failed.is_dir() and not failed.is_symlink() and _manifest_kind(failed) == kind:
+        shutil.rmtree(failed, ignore_errors=True)
+    return final
+
+
 def _move_into_place(staging: Path, final: Path) -> None:
     """Replace ``final`` by ``staging`` (old one renamed aside first, then removed). Interrupted or failed between
     the two renames, the old artifact is put back before the error goes on: ``final`` is never lost. Callers check
@@ -497,9 +510,7 @@ def export_width(
         )
         with phase("manifest + move into place"):
             write_manifest(staging, manifest)
-            final = device_dir / (name if verification else f"{name}.failed")
-            check_replaceable_artifact(final)  # again: nothing of the user's appeared there meanwhile
-            _move_into_place(staging, final)
+            final = place_artifact(staging, device_dir, name, bool(verification))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if new_device_dir:  # a refused export leaves no empty OUT/<device>/ behind (one with files stays)

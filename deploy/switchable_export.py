@@ -12,6 +12,7 @@ Manifest: kind "switchable_manifest", schema 1 (docs/deploy.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 from dataclasses import dataclass
@@ -26,12 +27,11 @@ from us3l.deploy.backends.base import OUTPUT_NAME
 from us3l.deploy.export import (
     LEGACY_BN_STATS,
     _costs,
-    _move_into_place,
     _resolve_source,
     artifact_dir,
     check_artifact_paths,
-    check_replaceable_artifact,
     input_description,
+    place_artifact,
     verification_inputs,
 )
 from us3l.deploy.manifest import MANIFEST_FILE
@@ -235,6 +235,7 @@ def export_switchable(
     verify_inputs, inputs_note = verification_inputs(shape, src.normalization, verify_inputs)
     refs, width_facts = _widths(src.model, grid, shape, verify_inputs, src.from_checkpoint)
     device_dir, name = dest.parent, dest.name
+    new_device_dir = not device_dir.is_dir()
     device_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(out_dir)
     staging = temp_dir(device_dir, prefix=staging_prefix(name))
@@ -251,11 +252,12 @@ def export_switchable(
                              shape, dynamic_batch, device_name, static_bytes)
         with phase("manifest + move into place"):
             atomic_write_json(staging / MANIFEST_FILE, manifest)
-            final = device_dir / (name if valid else f"{name}.failed")
-            check_replaceable_artifact(final, SWITCHABLE_KIND)  # again, right before the rename
-            _move_into_place(staging, final)
+            final = place_artifact(staging, device_dir, name, valid, SWITCHABLE_KIND)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if new_device_dir:  # a failed export leaves no empty OUT/<device>/ behind (one with files stays)
+            with contextlib.suppress(OSError):
+                device_dir.rmdir()
         raise
     result = SwitchableResult(final, final / MANIFEST_FILE, manifest, checks)
     if not valid:

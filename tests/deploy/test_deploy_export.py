@@ -147,6 +147,55 @@ def test_failed_verification_leaves_nothing_valid(monkeypatch: pytest.MonkeyPatc
         deploy.load(failed)
 
 
+@pytest.mark.parametrize("switchable", [False, True])
+def test_a_passed_export_removes_the_failed_one_before_it(switchable: bool, monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    """Red-team 2026-12-05: `<name>.failed` of an earlier try stayed beside the good `<name>` of a later one, read as
+    this export's failure. A failed export keeps an earlier good artifact (nothing good is lost)."""
+    from us3l.deploy import verify
+    from us3l.deploy.switchable_export import SwitchableVerificationFailed, export_switchable
+    from us3l.models import create_model
+
+    net = create_model(MODEL, num_classes=0, base_channels=8)
+
+    def export() -> Path:
+        if switchable:
+            return export_switchable(net, "onnx", tmp_path, [0.5, 0.25], model_name=MODEL).directory
+        return export_width(net, 0.25, "onnx", tmp_path, model_name=MODEL).directory
+
+    good_tolerances = dict(verify.TOLERANCES)
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", verify.Tolerance(max_abs=-1.0, min_cosine=2.0))
+    with pytest.raises((VerificationFailed, SwitchableVerificationFailed)) as info:
+        export()
+    failed = info.value.result.directory
+    assert failed.is_dir() and failed.name.endswith(".failed")
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", good_tolerances["fp32"])
+    good = export()
+    assert not failed.exists() and good.name == failed.name.removesuffix(".failed")
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", verify.Tolerance(max_abs=-1.0, min_cosine=2.0))
+    with pytest.raises((VerificationFailed, SwitchableVerificationFailed)):
+        export()
+    assert good.is_dir() and failed.is_dir()  # the failure is kept beside the earlier good artifact
+    assert sorted(p.name for p in good.parent.iterdir()) == [good.name, failed.name]
+
+
+def test_a_switchable_export_that_fails_leaves_no_empty_device_folder(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """Red-team 2026-12-05: an exception during a switchable export left an empty OUT/<device>/ (export_width's did
+    not)."""
+    from us3l.deploy import switchable_export
+    from us3l.models import create_model
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("graph builder broke")
+
+    monkeypatch.setattr(switchable_export, "build_switchable", broken)
+    with pytest.raises(RuntimeError, match="graph builder broke"):
+        switchable_export.export_switchable(create_model(MODEL, num_classes=0, base_channels=8), "onnx", tmp_path,
+                                            [0.5, 0.25], model_name=MODEL)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(not deploy.get_backend("openvino").available(), reason="openvino not installed")
 def test_fresh_model_to_openvino_fp16_dynamic(tmp_path: Path) -> None:
     from us3l.models import create_model
