@@ -237,3 +237,13 @@ def test_selection_checks_every_devices_precision_before_the_first_export(write_
     assert code == 1
     assert capsys.readouterr().err.startswith("error: device 'intel-npu' does not run fp32 on openvino")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("model", "extra"), [("vit_tiny", ""), (MODEL, "; placeholder BN statistics")])
+def test_a_fresh_model_export_says_its_weights_are_random(model: str, extra: str, tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-05: the note hung on uncalibrated BatchNorm, so a fresh ViT (no BatchNorm) was exported
+    without a word about its random weights."""
+    assert main(["export", "--backend", "onnx", "--model", model, "--width", "0.25", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"note: exported a fresh model (random initial weights, init_seed 0{extra}): the graph and latency are real, "
+        "the embeddings are not meaningful")

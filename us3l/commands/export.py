@@ -451,11 +451,9 @@ def export_cmd(
             note(f"wrote {r.directory}", markup=False)
     for text in _calibration_notes(results):
         note(f"note: {text}", markup=False)
-    if any(r.manifest["model"]["bn_stats"] == "uncalibrated" for r in results):
-        note(
-            "[yellow]note:[/yellow] exported a fresh, uncalibrated model (placeholder BN statistics): "
-            "the graph and latency are real, the embeddings are not meaningful"
-        )
+    fresh = next((r.manifest for r in results if not (r.manifest.get("source") or {}).get("checkpoint")), None)
+    if fresh is not None:
+        _fresh_model_note(fresh, fresh["model"]["bn_stats"] == "uncalibrated")
 
 
 #: The switchable export's table: one row per width of the grid, the worst of the runtime's modes.
@@ -526,11 +524,18 @@ def _switchable(
         markup=False,
     )
     note(f"wrote {res.directory}", markup=False)
-    if any(p["bn_stats"] == "uncalibrated" for p in doc["model"]["per_width"]):
-        note(
-            "[yellow]note:[/yellow] exported a fresh, uncalibrated model (placeholder BN statistics): "
-            "the graph and latency are real, the embeddings are not meaningful"
-        )
+    if not (doc.get("source") or {}).get("checkpoint"):
+        _fresh_model_note(doc, any(p["bn_stats"] == "uncalibrated" for p in doc["model"]["per_width"]))
+
+
+def _fresh_model_note(manifest: dict[str, Any], placeholder_bn: bool) -> None:
+    """The note after exporting a fresh ``--model`` (no checkpoint): its weights are the seeded initial ones, with
+    or without BatchNorm (a ViT has none, and was exported without a word)."""
+    seed = (manifest.get("source") or {}).get("init_seed")
+    what = f"random initial weights{f', init_seed {seed}' if seed is not None else ''}"
+    what += "; placeholder BN statistics" if placeholder_bn else ""
+    note(f"[yellow]note:[/yellow] exported a fresh model ({what}): the graph and latency are real, the embeddings "
+         "are not meaningful")
 
 
 def _switchable_document(res: Any) -> dict[str, Any]:
