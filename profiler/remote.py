@@ -124,7 +124,7 @@ class RemoteRunner:
             raise US3LError(f"remote runner on {self.session.reach.url} exited with status {rc}: {tail}")
         try:
             doc = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than the parser goes
             raise US3LError(f"remote runner sent something that is not JSON: {line[:200]!r}") from None
         if not isinstance(doc, dict):
             raise US3LError(f"remote runner sent JSON that is not an object: {line[:200]!r}")

@@ -73,6 +73,8 @@ def parse_times(text: str, metric: str = "latencyMs") -> list[float]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise US3LError(f"trtexec --exportTimes output is not valid JSON: {exc}") from None
+    except RecursionError:  # arrays nested deeper than the parser goes: "error: RecursionError" before
+        raise US3LError("trtexec --exportTimes output is not valid JSON: nested too deep") from None
     if not isinstance(doc, list):
         raise US3LError("trtexec --exportTimes output is not a JSON array of inference records")
     key = metric.lower()

@@ -47,3 +47,12 @@ def test_remote_samples_are_validated(answer: str, message: str) -> None:
 
 def test_valid_remote_samples_pass() -> None:
     assert _runner('{"samples": [0.001, 0.002]}').timer("w0.5")(2) == [0.001, 0.002]
+
+
+def test_an_answer_nested_too_deep_is_not_json() -> None:
+    """Red-team 2026-12-05: only JSONDecodeError was caught, so a device answering a deeply nested array ended the
+    sweep with "error: RecursionError"."""
+    answer = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(US3LError) as info:
+        _runner(answer).timer("w0.5")(2)
+    assert str(info.value) == f"remote runner sent something that is not JSON: {(answer + chr(10))[:200]!r}"

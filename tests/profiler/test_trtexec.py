@@ -46,6 +46,8 @@ def test_parse_times():
     assert parse_times(text, "computeMs") == pytest.approx([2.5])
     with pytest.raises(US3LError, match="not valid JSON"):
         parse_times("[{")
+    with pytest.raises(US3LError, match="^trtexec --exportTimes output is not valid JSON: nested too deep$"):
+        parse_times("[" * 100_000 + "]" * 100_000)  # was "error: RecursionError" (red-team)
     with pytest.raises(US3LError, match="no 'latencyMs'"):
         parse_times("[]")
 
