@@ -328,3 +328,17 @@ def test_clean_stale_reads_no_fifo_or_link_as_an_owner_file(tmp_path: Path) -> N
     assert not blocked
     assert result == [[ours]] and fifo_dir.is_dir() and link_dir.is_dir()
     assert owner_pid(fifo_dir) is None and owner_pid(link_dir) is None
+
+
+def test_a_run_stopped_between_checkpoints_shows_the_checkpoints_epochs(pipeline: Path) -> None:
+    """Red-team 2026-12-05: a run killed while appending to metrics.jsonl (a last line cut off) made the whole file
+    an error, and epochs logged after the last checkpoint counted in the training time and the last loss."""
+    metrics = pipeline / "run" / "metrics.jsonl"  # epochs 1 and 2 at 61.5 s each; the checkpoint is of epoch 2
+    metrics.write_text(metrics.read_text() + json.dumps({"epoch": 3, "loss": {"base": 9.0}, "seconds": 500.0})
+                       + '\n{"epoch": 4, "loss": {"ba')
+    rep = render_report(pipeline)
+    assert rep.errors() == []
+    assert "<td>training time</td><td>2 min 3 s (123.0 s)</td>" in rep.html
+    assert "<td>last epoch loss</td><td>base 0.7500</td>" in rep.html
+    metrics.write_text(metrics.read_text() + "\n")  # a damaged line that is not the last append: still an error
+    assert any("line 4 is not valid JSON" in e for e in render_report(pipeline).errors())

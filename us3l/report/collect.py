@@ -139,14 +139,19 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    """``metrics.jsonl``: one JSON object per epoch; an unreadable line is an error for the whole file."""
+    """``metrics.jsonl``: one JSON object per epoch; an unreadable line is an error for the whole file, except a
+    last line without its newline: an append cut off by a kill (``us3l train --resume`` drops it too)."""
     rows: list[dict[str, Any]] = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
+            if i == len(lines) and not text.endswith("\n"):
+                break
             raise US3LError(f"line {i} is not valid JSON ({exc.msg})") from None
         except RecursionError:
             raise US3LError(f"line {i} is not valid JSON (nested too deep)") from None

@@ -209,6 +209,8 @@ def section_run(files: PipelineFiles) -> Section:
                        MISSING)
     meta = files.checkpoint.doc if files.checkpoint is not None and files.checkpoint.ok else {}
     metrics = files.metrics.doc if files.metrics is not None and files.metrics.ok else []
+    if isinstance(meta.get("epoch"), int):  # a run stopped between checkpoints logged epochs its weights lack
+        metrics = [r for r in metrics if not isinstance(r.get("epoch"), int) or r["epoch"] <= meta["epoch"]]
     acc = files.accuracy.doc if files.accuracy is not None and files.accuracy.ok else {}
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     wr = meta.get("width_range") if isinstance(meta.get("width_range"), dict) else {}
