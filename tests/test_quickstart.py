@@ -165,6 +165,21 @@ def test_quickstart_end_to_end_files_parity_and_reuse(tmp_path: Path, tiny_confi
     assert "int8" not in {s["name"] for s in third["steps"]} and third["int8"] is None
     _check_every_file(out, third)
 
+    # No width fits (exit 3), twice. Red-team 2026-12-05: report.html and summary.json kept the previous run's
+    # answer beside the infeasible selection.json, and the second run reused that selection and exported width None
+    # (a TypeError) instead of exiting 3.
+    for _ in range(2):
+        assert main(["quickstart", "--config", str(tiny_config), "--out", str(out), *ARGS, "--no-int8",
+                     "--latency-ms", "1e-6"]) == 3
+        err = capsys.readouterr().err
+        assert "error: infeasible budget" in err and "TypeError" not in err
+        assert read_json(out / "selection.json", "selection")["feasible"] is False
+        doc = read_json(out / "summary.json", "summary")
+        assert doc["budget_ms"] == 1e-6 and all(r["width"] is None for r in doc["selection"])
+        assert doc["steps"][-1] == {"name": "select", "status": "no width fits", "seconds": 0.0,
+                                    "outputs": [str(out / "selection.json")]}
+        assert ": no width fits</h3>" in (out / "report.html").read_text()
+
 
 def _selection(monkeypatch: pytest.MonkeyPatch) -> None:
     select_mod = importlib.import_module("us3l.deploy.select")  # the module (us3l.deploy.select is the function)

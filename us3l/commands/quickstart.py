@@ -269,7 +269,9 @@ def _select(
             )
             same_acc = (old["inputs"].get("accuracy") or {}).get("sha256") == file_sha256(acc_path)
             same_rule = all("decided_by" in d for d in old["devices"])  # made with the tie rule
-            if same_inputs and same_acc and same_rule and (old.get("budget") or {}).get("latency_ms") == budget_ms:
+            feasible = old.get("feasible") is True  # an infeasible one is made again: it ends the run with exit 3
+            if (same_inputs and same_acc and same_rule and feasible
+                    and (old.get("budget") or {}).get("latency_ms") == budget_ms):
                 return "reused", [str(sel_path)]
         except (US3LError, KeyError, TypeError, AttributeError):  # a hand-edited file: selected again
             pass
@@ -507,7 +509,19 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
     budget_ms = opts.latency_ms if opts.latency_ms is not None else default_budget_ms(profile_paths)
     origin = "given" if opts.latency_ms else "default: midway between two adjacent widths' latencies"
     _say(f"latency budget: {budget_ms:.3f} ms per image ({origin})")
-    _timed("select", logs, lambda: _select(profile_paths, acc_path, sel_path, budget_ms, opts.force))
+    rule = "given (--latency-ms)" if opts.latency_ms is not None else BUDGET_RULE
+    try:
+        _timed("select", logs, lambda: _select(profile_paths, acc_path, sel_path, budget_ms, opts.force))
+    except US3LError as exc:
+        if exc.exit_code != 3 or not sel_path.is_file():
+            raise
+        # no width fits (exit 3): selection.json says so; the page and summary.json of a previous run must not
+        # go on showing its answer beside it
+        logs.append(StepLog("select", "no width fits", 0.0, [str(sel_path)]))
+        atomic_write_json(out / "summary.json",
+                          _summary(out, meta, budget_ms, logs, time.perf_counter() - t0, rule, None))
+        _write_report(out)
+        raise
     _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force))
     int8: dict[str, Any] = {}
     if opts.int8:
@@ -516,7 +530,6 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
     from us3l.report import write_report
 
     _timed("report", logs, lambda: ("ran", [str(_write_report(out))]))
-    rule = "given (--latency-ms)" if opts.latency_ms is not None else BUDGET_RULE
     summary = _summary(out, meta, budget_ms, logs, time.perf_counter() - t0, rule, int8 if opts.int8 else None)
     atomic_write_json(out / "summary.json", summary)
     # the report reads summary.json too: render it once more now that it exists
