@@ -252,6 +252,27 @@ def test_quickstart_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert "missing.yaml" in err and "Traceback" not in err
 
 
+def test_quickstart_evaluates_on_the_data_its_config_trained_on(tmp_path: Path, monkeypatch) -> None:
+    """Red-team 2026-12-05: with ``--config`` training on ``folder:PATH`` the evaluate step stopped after training
+    with ``error: --data is required`` (quickstart has no --data)."""
+    from types import SimpleNamespace
+
+    import us3l.commands.quickstart as qs
+    import us3l.eval.accuracy as accuracy
+    import us3l.eval.runner as runner
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(b"weights")
+    seen: list = []
+    monkeypatch.setattr(runner, "open_checkpoint",
+                        lambda path: SimpleNamespace(meta={"data": {"spec": "folder:/images", "num_classes": 3}}))
+    monkeypatch.setattr(runner, "evaluate_checkpoint", lambda loaded, data, *a, **k: seen.append(data) or {})
+    monkeypatch.setattr(accuracy, "save_accuracy", lambda doc, path: path)
+    assert qs._evaluate(run, tmp_path / "accuracy.json", [1.0], force=True)[0] == "ran"
+    assert seen == ["folder:/images"]
+
+
 def test_quickstart_backend_names_as_elsewhere(tmp_path: Path, capsys, monkeypatch) -> None:
     """Red-team 2026-12-05: ``--backend ONNX`` (or ``ort``) was refused although names are read in any case and
     aliases everywhere else, and ``--backend onnx,onnx`` ran the whole pipeline with one backend twice."""

@@ -149,9 +149,17 @@ def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -
         except (US3LError, KeyError, TypeError, AttributeError):  # a hand-edited file: evaluated again
             pass
     loaded = open_checkpoint(run_dir)
-    doc = evaluate_checkpoint(loaded, None, widths, EvalSettings(protocol="knn"), progress=_say)
+    doc = evaluate_checkpoint(loaded, _trained_on(loaded.meta), widths, EvalSettings(protocol="knn"), progress=_say)
     save_accuracy(doc, acc_path)
     return "ran", [str(acc_path), str(run_dir / "bn_stats.safetensors")]
+
+
+def _trained_on(meta: dict[str, Any]) -> str | None:
+    """The data the run was just trained on (``--config``'s ``data``): the evaluation and INT8 steps use it, as
+    ``us3l eval --data`` would (quickstart has no ``--data``; without it, only the built-in data is used)."""
+    from us3l.eval.runner import checkpoint_data_spec
+
+    return checkpoint_data_spec(meta)
 
 
 def _profile_path(profiles_dir: Path, model: str, backend: str) -> Path:
@@ -412,7 +420,8 @@ def _int8_measure(run_dir: Path, fp32_dir: Path, int8_dir: Path, opts: Quickstar
             for p, d in dirs.items()
         }
         lat = {p: m.stats for p, m in measure_interleaved(timers, _profile_policy(opts)).items()}
-    res = evaluate_artifact(open_checkpoint(run_dir), int8_dir, settings=EvalSettings(protocol="knn"),
+    loaded = open_checkpoint(run_dir)
+    res = evaluate_artifact(loaded, int8_dir, _trained_on(loaded.meta), settings=EvalSettings(protocol="knn"),
                             threads=opts.threads, progress=_say)
     e, f = res["entry"], res["fp32"]
     calib = (mans["int8"].get("quantization") or {}).get("calibration") or {}
