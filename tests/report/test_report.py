@@ -208,3 +208,15 @@ def test_sections_that_cannot_be_drawn_are_named_on_stderr(pipeline: Path, capsy
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "not rendered" in ln]
     assert lines == ["warning: sections tradeoff, accuracy, latency not rendered: MissingDependencyError: drawing the "
                      "figures needs the 'matplotlib' package, which is not installed: pip install 'us3l[plot]'"]
+
+
+def test_a_folder_name_that_is_not_utf8_is_written_escaped(pipeline: Path, tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-05: a pipeline folder whose name is not UTF-8 (a lone surrogate in Python) stopped the
+    report with "error: 'utf-8' codec can't encode character '\\udcff' ... surrogates not allowed"."""
+    import os
+
+    odd = tmp_path / os.fsdecode(b"run-\xff")
+    shutil.copytree(pipeline, odd)
+    assert main(["report", str(odd), "-q"]) == 0
+    page = (odd / REPORT_FILE).read_bytes().decode("utf-8")  # valid UTF-8
+    assert "run-\\udcff" in page

@@ -94,11 +94,13 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
 def save_report(report: Report, out: str | Path | None = None) -> Path:
     """Write a rendered report atomically; returns the path written. An existing file there that is not a us3l
     report is never replaced (``check_report_replaceable``)."""
-    from us3l.io import atomic_write_text
+    from us3l.io import atomic_write_bytes
 
     path = Path(out) if out is not None else report.files.root / REPORT_FILE
     check_report_replaceable(path)
-    return atomic_write_text(path, report.html)
+    # a file name that is not UTF-8 (the folder's, a profile's) reaches Python as lone surrogates, which UTF-8
+    # cannot encode: written as \udcff, not a failed report
+    return atomic_write_bytes(path, report.html.encode("utf-8", "backslashreplace"))
 
 
 #: What every report page has in its first bytes (the line under the title), and no other file of the user's.
