@@ -144,6 +144,16 @@ def test_dollar_signs_from_the_files_are_drawn_literally(pipeline: Path) -> None
     assert "net_$a$_$b on c$/x_$y" in fig.axes[0].get_title()
 
 
+def test_a_data_name_that_is_not_utf8_is_drawn_escaped(pipeline: Path) -> None:
+    """Red-team 2026-12-05: a data folder named with a byte that is not UTF-8 (a lone surrogate in Python) made
+    matplotlib fail (TypeError from FT2Font): no accuracy figure in the page, and ``eval --plot`` failed."""
+    _edit(pipeline / "accuracy.json", lambda d: d.update(data="folder:/srv/caf\udce9"))
+    assert "accuracy" in render_report(pipeline).rendered()
+    fig = accuracy_figure({**accuracy_v2(), "data": "folder:caf\udce9"})
+    png_bytes(fig)
+    assert "cifar_resnet18 on folder:caf\\udce9 · 400 test images" in fig.axes[0].get_title()
+
+
 # ------------------------------------------------------------------------ 6: a stale selection
 
 

@@ -208,9 +208,21 @@ def png_bytes(fig: Any, dpi: float = _DPI) -> bytes:
     knows the file as ours; equal inputs give equal files)."""
     from us3l.io import PNG_SOFTWARE
 
+    _drawable_text(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": PNG_SOFTWARE})
     return buf.getvalue()
+
+
+def _drawable_text(fig: Any) -> None:
+    """Write the lone surrogates of a name that is not UTF-8 (a data folder's, read from the file system) as
+    ``\\udcff`` in every text of ``fig``: matplotlib cannot lay them out (a TypeError from FT2Font)."""
+    from matplotlib.text import Text
+
+    for t in fig.findobj(Text):
+        text = t.get_text()
+        if any("\ud800" <= ch <= "\udfff" for ch in text):
+            t.set_text(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def save_png(fig: Any, path: str | Path, dpi: float = _DPI) -> Path:
