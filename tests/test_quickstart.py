@@ -273,6 +273,30 @@ def test_quickstart_evaluates_on_the_data_its_config_trained_on(tmp_path: Path, 
     assert seen == ["folder:/images"]
 
 
+def test_a_run_of_other_settings_is_not_replaced_silently(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Red-team 2026-12-05: ``quickstart --out`` a folder whose run/ was trained with other settings (e.g. the
+    step-by-step flow's ``us3l train --out run``) retrained over it without a word."""
+    from types import SimpleNamespace
+
+    import us3l.commands.quickstart as qs
+    import us3l.train.loop as loop
+    from us3l.io import atomic_write_json
+    from us3l.train.config import resolve_config
+
+    run = tmp_path / "run"
+    saved = resolve_config(None, {"out": str(run), "epochs": 48}).to_dict()
+    atomic_write_json(run / "checkpoint.json", {"config": saved, "epoch": 48})
+    calls: list = []
+    monkeypatch.setattr(loop, "run_training", lambda cfg, **kw: calls.append(kw) or SimpleNamespace(status="completed"))
+    assert qs._train(qs.QuickstartOptions(out=tmp_path, epochs=8), run) == ("ran", [str(run)])
+    assert calls == [{"resume": False, "overwrite": True}]
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"warning: {run} holds a run trained with other settings (epochs 48 -> 8); training a new one replaces " \
+           "it (keep it: Ctrl-C now, or choose another --out)" in err
+    qs._train(qs.QuickstartOptions(out=tmp_path, epochs=8, force=True), run)  # --force: asked for
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_quickstart_backend_names_as_elsewhere(tmp_path: Path, capsys, monkeypatch) -> None:
     """Red-team 2026-12-05: ``--backend ONNX`` (or ``ort``) was refused although names are read in any case and
     aliases everywhere else, and ``--backend onnx,onnx`` ran the whole pipeline with one backend twice."""

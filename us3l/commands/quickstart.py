@@ -87,6 +87,10 @@ def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
             result = run_training(cfg, resume=True)
             _check_training(result)
             return "resumed", [str(run_dir)]
+        if not opts.force:  # it is replaced once the new run has saved its first checkpoint: say so first
+            changed = ", ".join(_training_changes(meta.get("config") or {}, cfg.to_dict())) or "config"
+            warn(escape(f"{run_dir} holds a run trained with other settings ({changed}); training a new one "
+                        "replaces it (keep it: Ctrl-C now, or choose another --out)"))
     result = run_training(cfg, resume=False, overwrite=True)
     _check_training(result)
     return "ran", [str(run_dir)]
@@ -99,6 +103,12 @@ _NOT_TRAINING = ("out", "quiet", "knn_every", "save_every", "num_workers", "coll
 def _same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Whether a finished (or interrupted) run was trained with the config now asked for. Keys a run saved
     before they existed count as their defaults."""
+    return not _training_changes(saved, wanted)
+
+
+def _training_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The config keys (``epochs 4 -> 24``) whose saved value differs from the one now asked for, ignoring
+    :data:`_NOT_TRAINING`."""
     import json
 
     from us3l.train.config import TrainConfig, as_recorded
@@ -109,7 +119,8 @@ def _same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
     def norm(d: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps({k: v for k, v in d.items() if k not in _NOT_TRAINING}, default=str))
 
-    return norm(saved) == norm(wanted)
+    a, b = norm(saved), norm(wanted)
+    return [f"{k} {a.get(k)!r:.40} -> {b.get(k)!r:.40}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def _check_training(result: Any) -> None:
