@@ -189,6 +189,6 @@ def pipeline(tmp_path: Path) -> Path:
     make_manifest(root)
     steps = [{"name": "train", "status": "ran", "seconds": 123.0},
              {"name": "export", "status": "reused", "seconds": 0.1}]
-    summary = {"kind": "summary", "budget_ms": BUDGET_MS, "seconds": 321, "steps": steps}
+    summary = {"kind": "quickstart", "budget_ms": BUDGET_MS, "seconds": 321, "steps": steps}
     atomic_write_json(root / "summary.json", summary)
     return root

@@ -95,10 +95,30 @@ def test_a_run_folder_is_a_pipeline_folder_of_its_own(tmp_path: Path) -> None:
 
 
 def test_an_error_naming_its_file_names_it_once(tmp_path: Path) -> None:
+    from us3l.errors import US3LError
+
     (tmp_path / "accuracy.json").write_text(json.dumps({"kind": "accuracy"}), encoding="utf-8")
+    expected = f"{tmp_path / 'accuracy.json'} has no schema_version; this us3l ({__version__}) reads accuracy version 2"
+    # nothing readable: nothing to show (red-team 2026-12-05: a page of errors, exit 0)
+    with pytest.raises(US3LError) as info:
+        render_report(tmp_path)
+    assert str(info.value) == f"{tmp_path} contains no readable us3l pipeline file: {expected}"
+    (tmp_path / "summary.json").write_text(json.dumps({"kind": "quickstart"}), encoding="utf-8")
     (line,) = render_report(tmp_path).errors()
-    assert line == f"{tmp_path / 'accuracy.json'} has no schema_version; this us3l ({__version__}) reads accuracy " \
-        "version 2"
+    assert line == expected
+
+
+def test_a_folder_without_a_readable_us3l_file_is_an_error(tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-05: any summary.json (a project's own) or any JSON in profiles/ made a folder a pipeline
+    folder: report.html was written into it, and the command exited 0."""
+    (tmp_path / "summary.json").write_text('{"loss": 1.2}', encoding="utf-8")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "notes.json").write_text("{}", encoding="utf-8")
+    assert main(["report", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path} contains no readable us3l pipeline file: "
+                                       f"{tmp_path / 'summary.json'} is not a us3l quickstart summary "
+                                       "(and 1 more)\n")
+    assert not (tmp_path / REPORT_FILE).exists()
 
 
 def test_unexpected_shape_inside_a_valid_file_does_not_crash(pipeline: Path) -> None:

@@ -102,6 +102,14 @@ class PipelineFiles:
     def found_any(self) -> bool:
         return any(self.present().values())
 
+    def readable_any(self) -> bool:
+        """Whether at least one input file could be read (a folder of unreadable files has nothing to show)."""
+        items: list[Loaded[Any] | None] = [
+            self.checkpoint, self.metrics, self.accuracy, self.selection, self.summary, *self.profiles,
+            *self.manifests,
+        ]
+        return any(it is not None and it.ok for it in items)
+
     def usable_profiles(self) -> list[Any]:
         """The readable profiles of the run's model (``foreign`` ones left out), as loaded documents."""
         return [p.doc for p in self.profiles if p.ok and p.path not in self.foreign]
@@ -355,6 +363,8 @@ def _read_summary(path: Path) -> dict[str, Any]:
     doc = read_json(path, "summary")
     if not isinstance(doc, dict):
         raise US3LError("summary file is not a JSON object")
+    if doc.get("kind") != "quickstart":  # what us3l quickstart writes; a project's own summary.json is not it
+        raise US3LError(f"{path} is not a us3l quickstart summary")
     return doc
 
 
@@ -413,4 +423,8 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
             f"{root} contains no us3l pipeline files (expected a run folder, or run/checkpoint.json, accuracy.json "
             "or run/accuracy.json, profiles/*.json, selection.json or artifacts/<device>/<name>/manifest.json)"
         )
+    if not files.readable_any():  # e.g. a project's own summary.json, or only files of another us3l version
+        errors = files.errors()
+        raise US3LError(f"{root} contains no readable us3l pipeline file: {errors[0]}"
+                        + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
     return files
