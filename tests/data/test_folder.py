@@ -128,3 +128,18 @@ def test_eval_view_is_resize_then_center_crop_of_the_original(tmp_path: Path) ->
 
     with pytest.raises(US3LError, match="24x24 crops"):
         tf(torch.zeros(1, 3, 30, 30, dtype=torch.uint8))
+
+
+def test_an_image_too_elongated_for_the_evaluation_resize_is_refused(tmp_path: Path) -> None:
+    """Red-team 2026-12-05: a 1 x 4,000 strip (4,000 pixels, far under the pixel limit) became 256 x 1,024,000 in
+    the evaluation's Resize(256) at S = 224 (1.3 GB); a 1 x 40,000 one, 13 GB in every DataLoader worker."""
+    from us3l.data.datasets import load_image
+    from us3l.errors import US3LError
+
+    Image.new("RGB", (4000, 1), (9, 9, 9)).save(tmp_path / "strip.png")
+    with pytest.raises(US3LError, match=r"strip.png: at 4000x1 its evaluation resize \(shorter side to 256\) would "
+                                        r"have 262144000 pixels, over the limit of \d+; crop or drop it$"):
+        load_image(tmp_path / "strip.png", 224)
+    assert load_image(tmp_path / "strip.png", 16).shape == (3, 16, 16)  # 18 x 72,000: under the limit
+    Image.new("RGB", (300, 20), (9, 9, 9)).save(tmp_path / "wide.png")
+    assert load_image(tmp_path / "wide.png", 224).shape == (3, 224, 224)

@@ -512,6 +512,8 @@ def _image_files(cdir: Path) -> list[Path]:
 def load_image(path: Path, image_size: int) -> torch.Tensor:
     """The evaluation view of an image file: the original decoded as RGB, then Resize(round(S*256/224)) +
     CenterCrop(S) (``us3l.data.folder.eval_crop``); uint8 (3,S,S)."""
-    from us3l.data.folder import eval_crop, open_rgb, to_tensor
+    from us3l.data.folder import check_eval_resize, eval_crop, open_rgb, to_tensor
 
-    return to_tensor(eval_crop(open_rgb(path), image_size))
+    im = open_rgb(path)
+    check_eval_resize(im, image_size, path)
+    return to_tensor(eval_crop(im, image_size))

@@ -125,6 +125,21 @@ def resize_shorter(im: Any, size: int, interpolation: str = "bilinear") -> Any:
     return im.resize((new_w, new_h), _resample(interpolation))
 
 
+def check_eval_resize(im: Any, image_size: int, path: Path) -> None:
+    """Refuse (one line) an image so elongated that the evaluation's Resize (shorter side to
+    ``round(S * 256 / 224)``) would make it larger than Pillow's pixel limit: a 1 x 40,000 strip of 40,000 pixels
+    becomes 256 x 10,240,000 at S = 224, about 8 GB, in every ``DataLoader`` worker at once."""
+    from PIL import Image
+
+    w, h = im.size
+    short, long = min(w, h), max(w, h)
+    size = eval_resize_size(image_size)
+    pixels = size * int(size * long / short) if short != size else w * h
+    if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
+        raise US3LError(f"cannot read image {path}: at {w}x{h} its evaluation resize (shorter side to {size}) "
+                        f"would have {pixels} pixels, over the limit of {Image.MAX_IMAGE_PIXELS}; crop or drop it")
+
+
 def center_crop(im: Any, size: int) -> Any:
     """torchvision ``CenterCrop(size)``: offsets ``int(round((H - size) / 2))``; pads nothing (the image is
     at least ``size`` on both sides after :func:`resize_shorter`)."""
