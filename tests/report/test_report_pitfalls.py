@@ -90,6 +90,25 @@ def test_an_answer_for_another_model_is_warned_about_and_left_out_of_the_panels(
     assert "no answer in selection.json is for the run's model; drawn from accuracy.json and the profiles" in tradeoff
 
 
+def test_an_answer_from_a_profile_of_other_model_kwargs_is_warned_about(pipeline: Path) -> None:
+    """The same model name with other model kwargs (``profile --model cifar_resnet18`` beside a run trained with
+    ``base_channels`` set): the profile is left out, and so is the answer selected from it."""
+    import dataclasses
+
+    from us3l.profiler.profile_file import load_profile, write_profile
+
+    path = pipeline / "profiles" / "cifar_resnet18-cpu-onnx-fp32.json"
+    prof = load_profile(path)
+    write_profile(dataclasses.replace(prof, extra={**(prof.extra or {}), "model_kwargs": {"base_channels": 8}}),
+                  pipeline / "profiles")
+    rep = render_report(pipeline)
+    assert rep.files.foreign == [path]
+    answer = _text(_section(rep.html, "selection"))
+    assert answer.count(f"this answer comes from profiles/{path.name}, a profile of cifar_resnet18 with model kwargs "
+                        "{'base_channels': 8}, not the run's {}") == 1
+    assert "left out: cpu/onnx (cifar_resnet18)" in _text(_section(rep.html, "tradeoff"))
+
+
 def test_without_a_selection_no_panel_mixes_two_models(tmp_path: Path) -> None:
     root = tmp_path / "p"
     make_accuracy(root)

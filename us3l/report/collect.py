@@ -314,9 +314,15 @@ def answer_of_another_model(files: PipelineFiles, device: Any) -> str | None:
     ``us3l select`` over a profiles/ folder that also holds a ``profile --model`` of another network."""
     run = run_model(files)
     model = device.get("model") if isinstance(device, dict) else None
-    if run is None or not isinstance(model, str) or model == run[0]:
+    if run is None or not isinstance(model, str):
         return None
-    return f"this answer is for {model}, not for the run's model {run[0]}"
+    if model != run[0]:
+        return f"this answer is for {model}, not for the run's model {run[0]}"
+    name = Path(str(device.get("profile") or "")).name  # same model name, other kwargs: its profile is left out
+    for p in files.profiles:
+        if p.ok and p.path in files.foreign and p.path.name == name:
+            return f"this answer comes from {PROFILES_DIR}/{name}, a {_model_mismatch(p.doc, run)}"
+    return None
 
 
 def _foreign_answers(files: PipelineFiles) -> list[str]:
