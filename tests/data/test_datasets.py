@@ -441,3 +441,15 @@ def test_class_folder_without_images_is_refused(tmp_path: Path):
     (root / "train" / "z").mkdir()
     with pytest.raises(US3LError, match="without images: z"):
         load_dataset(f"folder:{root}", "train")
+
+
+def test_a_class_named_train_is_explained(tmp_path: Path):
+    """Red-team 2026-12-05: a split-less folder with a class named 'train' (bus, car, train) was read as the split
+    layout and refused as '.../train has no class subfolders'."""
+    for c in ("bus", "car", "train"):
+        for i in range(2):
+            _png(tmp_path / c / f"{i}.png", (8, 8), (0, 0, 0))
+    for split in ("train", "test"):
+        with pytest.raises(US3LError, match=r"train holds images, not class folders: a folder named 'train' is read "
+                                            r"as the training split .*rename a class folder named 'train'"):
+            load_dataset(f"folder:{tmp_path}", split)

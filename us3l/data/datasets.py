@@ -439,6 +439,7 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -
         raise US3LError(f"not a directory: {path}")
     name = f"folder:{path.resolve().name}"
     if (path / "train").is_dir():
+        _check_train_split(path / "train")
         classes = _class_dirs(path / "train")
         split_dir = path / "train" if split == "train" else _first_dir(path, ["test", "val"])
         samples = _scan(split_dir, classes, every_class=split == "train")
@@ -451,6 +452,15 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -
     if not samples:
         raise US3LError(f"no images for split '{split}' under {path}")
     return FolderDataset(samples, classes, name, IMAGENET_MEAN, IMAGENET_STD, image_size)
+
+
+def _check_train_split(train_dir: Path) -> None:
+    """A folder named ``train`` is the training split (``PATH/train/<class>/...``): one that holds images and no
+    class folder is a class named "train" (vehicles: bus, car, train), which the split layout cannot tell apart."""
+    if any(p.is_dir() and not _skipped(p.name) for p in train_dir.iterdir()) or not _image_files(train_dir):
+        return
+    raise US3LError(f"{train_dir} holds images, not class folders: a folder named 'train' is read as the training "
+                    "split (PATH/train/<class>/<image>); rename a class folder named 'train' (e.g. to 'train_')")
 
 
 def _first_dir(path: Path, names: list[str]) -> Path:
