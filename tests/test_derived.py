@@ -42,3 +42,20 @@ def test_bound_accuracy_keeps_everything(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(_png("us3l"))
     assert invalidate_stale(tmp_path, checkpoint_sha256="same") == []
     assert all((tmp_path / n).is_file() for n in (ACCURACY_FILE, *ACCURACY_PLOTS))
+
+
+def test_changed_weights_take_a_us3l_report_in_the_run_folder_with_them(tmp_path: Path) -> None:
+    """Red-team 2026-12-05: after `us3l report RUN` and a retrain, RUN/report.html kept showing the old weights'
+    numbers. A page of the user's named report.html stays; with nothing stale the report stays too."""
+    from us3l.report import _REPORT_MARK
+
+    page = tmp_path / "report.html"
+    (tmp_path / ACCURACY_FILE).write_text(json.dumps({"checkpoint_sha256": "same"}))
+    page.write_bytes(b"<!doctype html><title>us3l report</title>" + _REPORT_MARK + b"RUN</code></p>")
+    assert invalidate_stale(tmp_path, checkpoint_sha256="same") == [] and page.is_file()
+    removed = invalidate_stale(tmp_path, checkpoint_sha256="new")
+    assert sorted(p.name for p in removed) == [ACCURACY_FILE, "report.html"] and not page.exists()
+    (tmp_path / ACCURACY_FILE).write_text(json.dumps({"checkpoint_sha256": "old"}))
+    page.write_text("<html>my notes</html>")
+    assert [p.name for p in invalidate_stale(tmp_path, checkpoint_sha256="new")] == [ACCURACY_FILE]
+    assert page.read_text() == "<html>my notes</html>"

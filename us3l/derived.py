@@ -33,7 +33,8 @@ def invalidate_stale(run_dir: str | Path, checkpoint_sha256: str | None = None) 
     ``checkpoint_sha256`` defaults to the digest of ``run_dir/checkpoint.safetensors``; without a checkpoint
     nothing is removed. A file that records no digest (older us3l, damaged) counts as stale. The accuracy plots
     go with a stale ``accuracy.json`` only when us3l wrote them (``Software: us3l``): any other file under
-    those names is left alone.
+    those names is left alone. When anything was stale, a ``report.html`` that ``us3l report`` wrote into the
+    run folder goes too (a page of the user's under that name stays).
     """
     from us3l.eval.calibrate import bn_stats_checkpoint_sha256
     from us3l.io import file_sha256
@@ -57,6 +58,18 @@ def invalidate_stale(run_dir: str | Path, checkpoint_sha256: str | None = None) 
             if p.is_file() and _is_us3l_plot(p):  # a PNG of the user's under that name is not ours to delete
                 p.unlink(missing_ok=True)
                 removed.append(p)
+    if removed:  # the weights changed: a us3l report written into the run folder shows the old weights' numbers
+        from us3l.report import REPORT_FILE, is_report
+
+        page = run_dir / REPORT_FILE
+        try:
+            with open(page, "rb") as fh:
+                ours = page.is_file() and is_report(fh.read(65536))
+        except OSError:
+            ours = False
+        if ours:
+            page.unlink(missing_ok=True)
+            removed.append(page)
     return removed
 
 
