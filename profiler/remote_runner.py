@@ -83,6 +83,19 @@ _OV_CORE = []  # one openvino.Core per process (see us3l.deploy.backends.openvin
 # leave the thread's signal stack dangling, and the next signal is a silent SIGSEGV)
 
 
+def ov_config(threads, device, precision):
+    """The compile configuration of us3l.deploy.backends.openvino.compile_config (this file runs on devices
+    without us3l; a test keeps the two equal)."""
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads and device.startswith("CPU"):
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    if precision in (None, "fp32", "int8"):  # int8: quantized layers run int8 anyway; the rest f32, not bf16
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    elif device.startswith(("GPU", "NPU")):
+        config["INFERENCE_PRECISION_HINT"] = "f16"
+    return config
+
+
 class OvModel:
     def __init__(self, path, threads, device, precision):
         import openvino as ov
@@ -90,12 +103,7 @@ class OvModel:
         if not _OV_CORE:
             _OV_CORE.append(ov.Core())
         core = _OV_CORE[0]
-        config = {"PERFORMANCE_HINT": "LATENCY"}
-        if threads and device.startswith("CPU"):
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        if precision in ("fp32", "int8"):  # int8: quantized layers run int8 anyway; the rest f32, not bf16
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        self.compiled = core.compile_model(path, device, config)
+        self.compiled = core.compile_model(path, device, ov_config(threads, device, precision))
         self.request = self.compiled.create_infer_request()
         self.bound = None  # the array the input tensor shares memory with
 

@@ -111,3 +111,14 @@ def test_a_runner_never_removes_a_folder_the_host_did_not_make_for_it(tmp_path: 
     (tmp_path / "mine").mkdir()
     remote_runner.remove_own_folder(str(tmp_path / "mine"))
     assert (tmp_path / "mine").is_dir()
+
+
+def test_the_remote_openvino_configuration_is_the_local_one() -> None:
+    """The runner (shipped to devices without us3l) keeps its own copy of the compile configuration; an fp16 IR on
+    a remote GPU or NPU was compiled without the f16 hint that a local profile or export gives it."""
+    from us3l.deploy.backends.openvino import compile_config
+
+    for device in ("CPU", "GPU", "GPU.1", "NPU"):
+        for precision in (None, "fp32", "fp16", "int8"):
+            for threads in (None, 1, 4):
+                assert remote_runner.ov_config(threads, device, precision) == compile_config(threads, device, precision)
