@@ -13,6 +13,7 @@ from us3l import __version__
 from us3l.cli import main
 from us3l.errors import US3LError
 from us3l.report import REPORT_FILE, render_report, write_report
+from us3l.report.html import TITLES
 from us3l.report.plots import pct
 
 from .conftest import BUDGET_MS, KNN, make_accuracy, make_profile, make_run
@@ -128,6 +129,9 @@ def test_unexpected_shape_inside_a_valid_file_does_not_crash(pipeline: Path) -> 
     rep = render_report(pipeline)
     assert "could not render this section" in rep.html
     assert "artifacts" in rep.rendered()
+    failed = [s for s in rep.sections if s.state == "error" and "could not render" in s.body]
+    assert failed and all(s.title == TITLES[s.key] for s in failed)  # the nav showed "Tradeoff" / "Selection"
+    assert ">Tradeoff<" not in rep.html and ">Selection<" not in rep.html
 
 
 def test_cli_writes_default_path_and_json(pipeline: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -201,12 +201,26 @@ def _data_text(data: Any) -> str | None:
     return None if data is None else str(data)
 
 
+#: Each section's heading (and its entry in the page's navigation), also when its builder fails.
+TITLES = {
+    "run": "Run",
+    "accuracy": "Accuracy vs width",
+    "latency": "Latency vs width",
+    "tradeoff": "Accuracy vs latency (selection)",
+    "widths": "Per-width table",
+    "selection": "Answer: the width to deploy per device",
+    "environment": "Environment (per profile)",
+    "artifacts": "Artifacts",
+    "summary": "Pipeline summary",
+}
+
+
 def section_run(files: PipelineFiles) -> Section:
     """Model, method, epochs, data, training time and the checkpoint's identity."""
     items = [files.checkpoint, files.metrics]
     if all(it is None for it in items):
-        return Section("run", "Run", missing_note("run/checkpoint.json and run/metrics.jsonl", PRODUCERS["run"]),
-                       MISSING)
+        return Section("run", TITLES["run"],
+                       missing_note("run/checkpoint.json and run/metrics.jsonl", PRODUCERS["run"]), MISSING)
     meta = files.checkpoint.doc if files.checkpoint is not None and files.checkpoint.ok else {}
     metrics = files.metrics.doc if files.metrics is not None and files.metrics.ok else []
     if isinstance(meta.get("epoch"), int):  # a run stopped between checkpoints logged epochs its weights lack
@@ -234,7 +248,7 @@ def section_run(files: PipelineFiles) -> Section:
     if files.metrics is None:
         body += missing_note("run/metrics.jsonl", PRODUCERS["run"])
     state = RENDERED if meta or metrics else ERROR
-    return Section("run", "Run", body, state)
+    return Section("run", TITLES["run"], body, state)
 
 
 def _run_sha_text(files: PipelineFiles, meta: dict[str, Any], acc: dict[str, Any]) -> str | None:
@@ -298,7 +312,7 @@ def _baseline_text(doc: dict[str, Any]) -> str:
 
 def section_accuracy(files: PipelineFiles) -> Section:
     """Accuracy against width, with intervals and the baselines as reference lines."""
-    title = "Accuracy vs width"
+    title = TITLES["accuracy"]
     if files.accuracy is None:
         return Section("accuracy", title, missing_note("accuracy.json", PRODUCERS["accuracy"]), MISSING)
     if not files.accuracy.ok:
@@ -320,7 +334,7 @@ def section_accuracy(files: PipelineFiles) -> Section:
 
 def section_latency(files: PipelineFiles) -> Section:
     """p50 latency against width, one line per profile, CI band."""
-    title = "Latency vs width"
+    title = TITLES["latency"]
     if not files.profiles:
         return Section("latency", title, missing_note("profiles/*.json", PRODUCERS["profiles"]), MISSING)
     uri = plots.latency_vs_width(files.usable_profiles())
@@ -333,7 +347,7 @@ def section_latency(files: PipelineFiles) -> Section:
 def section_tradeoff(files: PipelineFiles) -> Section:
     """Accuracy against latency per device, with the budget and the chosen width (from selection.json); without a
     drawable selection, accuracy against p50 per profile, and a line saying why."""
-    title = "Accuracy vs latency (selection)"
+    title = TITLES["tradeoff"]
     sel = files.selection
     acc_doc = files.accuracy.doc if files.accuracy is not None and files.accuracy.ok else None
     own: list[Any] = []
@@ -456,7 +470,7 @@ def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]
 
 def section_widths(files: PipelineFiles) -> Section:
     """Per width: accuracy with interval, random-init baseline, MACs, params, latency p50/p90 per profile."""
-    title = "Per-width table"
+    title = TITLES["widths"]
     if files.accuracy is None and not files.profiles:
         return Section("widths", title, missing_note("accuracy.json and profiles/*.json",
                                                      f"{PRODUCERS['accuracy']} / {PRODUCERS['profiles']}"), MISSING)
@@ -597,7 +611,7 @@ def _answer_card(d: dict[str, Any], doc: dict[str, Any], rows: dict[float, dict[
 
 def section_selection(files: PipelineFiles) -> Section:
     """The answer: per device the chosen width, accuracy ± interval, latency, budget, slack, why, warnings."""
-    title = "Answer: the width to deploy per device"
+    title = TITLES["selection"]
     sel = files.selection
     if sel is None:
         return Section("selection", title, missing_note("selection.json", PRODUCERS["selection"]), MISSING)
@@ -716,7 +730,7 @@ def _fingerprint_pairs(p: Any) -> list[tuple[str, Any]]:
 
 def section_environment(files: PipelineFiles) -> Section:
     """The environment fingerprint of every profile: CPU, threads, runtime and package versions."""
-    title = "Environment (per profile)"
+    title = TITLES["environment"]
     if not files.profiles:
         return Section("environment", title, missing_note("profiles/*.json", PRODUCERS["profiles"]), MISSING)
     items = [it for it in files.profiles if it.ok and it.path not in files.foreign]
@@ -772,7 +786,7 @@ def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
 
 def section_artifacts(files: PipelineFiles) -> Section:
     """Each exported artifact's manifest: backend, precision, width, verification errors, sha256, valid."""
-    title = "Artifacts"
+    title = TITLES["artifacts"]
     if not files.manifests:
         return Section("artifacts", title, missing_note("artifacts/<device>/<name>/manifest.json",
                                                         PRODUCERS["artifacts"]), MISSING)
@@ -797,7 +811,7 @@ def _flatten(doc: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]
 
 def section_summary(files: PipelineFiles) -> Section:
     """``summary.json`` (written by quickstart), shown as flattened key/value pairs."""
-    title = "Pipeline summary"
+    title = TITLES["summary"]
     if files.summary is None:
         return Section("summary", title, missing_note("summary.json", PRODUCERS["summary"]), MISSING)
     if not files.summary.ok:
@@ -838,7 +852,8 @@ def _safe(builder: Callable[[PipelineFiles], Section], files: PipelineFiles) -> 
     except Exception as exc:  # noqa: BLE001 - documents are untrusted input; the rest of the page must render
         key = builder.__name__.removeprefix("section_")
         msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-        return Section(key, key.capitalize(), error_note(f"could not render this section ({msg})"), ERROR, msg)
+        note = error_note(f"could not render this section ({msg})")
+        return Section(key, TITLES.get(key, key.capitalize()), note, ERROR, msg)
 
 
 def build_sections(files: PipelineFiles) -> list[Section]:
