@@ -342,3 +342,23 @@ def test_a_run_stopped_between_checkpoints_shows_the_checkpoints_epochs(pipeline
     assert "<td>last epoch loss</td><td>base 0.7500</td>" in rep.html
     metrics.write_text(metrics.read_text() + "\n")  # a damaged line that is not the last append: still an error
     assert any("line 4 is not valid JSON" in e for e in render_report(pipeline).errors())
+
+
+def test_a_summary_of_other_files_is_flagged_stale(pipeline: Path) -> None:
+    """Red-team 2026-12-05: quickstart's summary.json recorded no inputs, so one copied from another quickstart
+    folder (or left from before the files were re-made by hand) showed its numbers without a word."""
+    import json
+
+    from us3l.io import file_sha256
+
+    summary = pipeline / "summary.json"
+    doc = json.loads(summary.read_text())
+    doc["inputs"] = {name: {"path": name, "sha256": file_sha256(pipeline / name)}
+                     for name in ("accuracy.json", "selection.json")}
+    summary.write_text(json.dumps(doc))
+    assert not [line for line in render_report(pipeline).errors() if line.startswith(str(summary))]
+    doc["inputs"]["selection.json"]["sha256"] = "0" * 64
+    summary.write_text(json.dumps(doc))
+    (line,) = [line for line in render_report(pipeline).errors() if line.startswith(str(summary))]
+    assert line == (f"{summary}: stale: its numbers come from other versions of selection.json than this folder "
+                    "holds; re-run us3l quickstart")

@@ -621,6 +621,9 @@ def _summary(
         selection=[_selection_row(d, budget_ms) for d in sel["devices"]],
         int8=int8,
         report=str(out / "report.html"),
+        # the files its numbers were read from: the report flags a summary whose files have changed since
+        inputs={name: {"path": name, "sha256": file_sha256(out / name)}
+                for name in ("accuracy.json", "selection.json")},
     )
     return doc
 

@@ -278,6 +278,15 @@ def _bindings(files: PipelineFiles) -> list[str]:
         if gone:  # re-profiled under another name, or deleted: the page shows other files than the answer used
             lines.append(f"{sel.path}: stale: made from {', '.join(gone)}, which this folder no longer holds; "
                          "re-run us3l select")
+    summary = files.summary
+    if summary is not None and summary.ok and isinstance(summary.doc.get("inputs"), dict):  # quickstart's numbers
+        made_from = [(root / name, (summary.doc["inputs"].get(name) or {}).get("sha256"))
+                     for name in (ACCURACY_FILE, SELECTION_FILE)]
+        other = [f.name for f, digest in made_from if isinstance(digest, str) and (not f.is_file()
+                                                                                  or file_sha256(f) != digest)]
+        if other:  # copied from another quickstart folder, or the files were re-made by hand since
+            lines.append(f"{summary.path}: stale: its numbers come from other versions of {', '.join(other)} than "
+                         "this folder holds; re-run us3l quickstart")
     return lines
 
 
