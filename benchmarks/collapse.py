@@ -944,7 +944,9 @@ def render_markdown(doc: dict[str, Any], json_path: str, section: str | None = N
 
 
 def recipe_text(run: dict[str, Any]) -> str:
-    """What a run trained with, from its recorded config: lr, weight decay, widths and regularizer."""
+    """What a run trained with, from its recorded config: lr, weight decay, widths and regularizer. With the group
+    regularizer on, the optimizer's weight decay is 0 (the regularizer replaces it, as in the reference), whatever
+    ``weight_decay`` the config records: the text gives the regularizer's lambda instead of that number."""
     from us3l.train.sampling import REFERENCE_STAGE1
 
     c = run.get("config") or {}
@@ -953,8 +955,11 @@ def recipe_text(run: dict[str, Any]) -> str:
         schedule = "width 1 only"
     if c.get("schedule") == "A" and c.get("schedule_stage1", REFERENCE_STAGE1) != REFERENCE_STAGE1:
         schedule += f" (stage 1: {c['schedule_stage1']:g} of the epochs)"
-    return (f"lr {c.get('lr')}, wd {c.get('weight_decay')}, {schedule}, "
-            f"regularizer {'on' if c.get('regularizer') else 'off'}")
+    if c.get("regularizer"):
+        lam = c.get("reg_lambda")
+        return (f"lr {c.get('lr')}, no weight decay, {schedule}, regularizer on (lambda "
+                f"{'?' if lam is None else format(lam, 'g')})")
+    return f"lr {c.get('lr')}, wd {c.get('weight_decay')}, {schedule}, regularizer off"
 
 
 def update_docs(path: Path, section: str, begin: str = BEGIN, end: str = END, name: str = "collapse") -> None:

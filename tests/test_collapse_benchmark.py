@@ -276,3 +276,15 @@ def test_missing_section_fails_before_any_training(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert err == f"error: {md} has no '<!-- nowhere:begin -->' ... '<!-- nowhere:end -->' markers to regenerate\n"
     assert not out.exists()  # nothing trained, nothing written
+
+
+def test_the_recipe_of_a_regularized_run_says_it_had_no_weight_decay() -> None:
+    """The group regularizer replaces weight decay (the optimizer's is 0), so a us3l run given `--set
+    weight_decay=0.004` trained without it; the runs tables said "wd 0.004, ..., regularizer on", and the docs
+    read that as US3L trained under the naive run's optimizer."""
+    on = {"method": "us3l", "config": {"lr": 0.05, "weight_decay": 0.004, "schedule": "A", "regularizer": True,
+                                        "reg_lambda": 5e-05}}
+    assert cb.recipe_text(on) == "lr 0.05, no weight decay, schedule A, regularizer on (lambda 5e-05)"
+    off = {"method": "naive_simsiam", "config": {"lr": 0.05, "weight_decay": 0.004, "schedule": "none",
+                                                 "regularizer": False}}
+    assert cb.recipe_text(off) == "lr 0.05, wd 0.004, schedule none, regularizer off"
