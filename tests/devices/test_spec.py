@@ -99,6 +99,17 @@ def test_cli_devices_json_and_errors(capsys):
     assert "unknown device 'nope'" in capsys.readouterr().err
 
 
+def test_cli_devices_host_needs_one_device(capsys):
+    """``--host`` is one device's address: without ``--device`` it was applied to every listed device, and
+    ``--check`` then probed the one machine under every device's name (a "cpu ... ok" row for a Raspberry Pi)."""
+    assert main(["devices", "--check", "--host", "ssh://pi@127.0.0.1:2"]) == 2
+    err = capsys.readouterr().err
+    assert "--host reaches one device: name it with --device NAME" in err
+    assert main(["devices", "--device", "raspberry-pi-5", "--host", "ssh://pi@127.0.0.1:2", "--json"]) == 0
+    (dev,) = json.loads(capsys.readouterr().out)["devices"]
+    assert dev["reach"] == "ssh://pi@127.0.0.1:2"
+
+
 def test_jetson_and_cuda_without_hardware_say_how_to_reach(capsys):
     from us3l.devices.detect import has_cuda_gpu, is_jetson
 

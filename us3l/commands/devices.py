@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def devices_cmd(
     check: bool = typer.Option(False, "--check", help="Check that each device is reachable and has its runtime."),
     device_file: Path | None = typer.Option(None, "--device-file", help="Also read this device TOML file."),
-    host: str | None = typer.Option(None, "--host", help="With --check and one device: reach it here."),
+    host: str | None = typer.Option(None, "--host", help="Reach the --device here: ssh://user@host[:port] or local."),
     name: str | None = typer.Option(None, "--device", "-d", help="Only this device."),
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
@@ -31,6 +31,11 @@ def devices_cmd(
     from us3l.devices.check import check_device
     from us3l.devices.registry import get_device, list_devices, user_devices_dir
 
+    if host and not name:  # one URL for every listed device would check one machine under eight names
+        from us3l.errors import US3LError
+
+        raise US3LError("--host reaches one device: name it with --device NAME (see: us3l devices --help)",
+                        exit_code=2)
     specs = [get_device(name, device_file)] if name else list_devices(device_file)
     if host:
         specs = [s.with_host(host) for s in specs]
