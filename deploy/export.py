@@ -263,6 +263,15 @@ def verify_samples(batch: int, least: int = VERIFY_SAMPLES) -> int:
     return max(least, int(batch))
 
 
+def whole_batches(x: np.ndarray, note: str, batch: int | None) -> tuple[np.ndarray, str]:
+    """The verification images a fixed-batch artifact runs (whole batches only, ``us3l.deploy.verify.batches``)
+    and their description saying so when some are left out (``None``: a dynamic batch runs them all)."""
+    if batch is None or len(x) % batch == 0:
+        return x, note
+    kept = len(x) // batch * batch
+    return x[:kept], f"{note}; the first {kept} of them were run (whole batches of {batch})"
+
+
 def verification_inputs(
     shape: tuple[int, ...], norm: dict[str, Any], given: np.ndarray | None
 ) -> tuple[np.ndarray, str]:
@@ -465,6 +474,7 @@ def export_width(
         )
     else:
         verify_inputs, inputs_note = verification_inputs(shape, norm, verify_inputs)
+    verify_inputs, inputs_note = whole_batches(verify_inputs, inputs_note, None if dynamic_batch else batch)
 
     device_dir, name = dest.parent, dest.name
     new_device_dir = not device_dir.is_dir()

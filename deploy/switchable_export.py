@@ -33,6 +33,7 @@ from us3l.deploy.export import (
     input_description,
     place_artifact,
     verification_inputs,
+    whole_batches,
 )
 from us3l.deploy.manifest import MANIFEST_FILE
 from us3l.deploy.staging import clean_stale, staging_prefix
@@ -232,7 +233,8 @@ def export_switchable(
     dest = artifact_dir(out_dir, device_name, artifact_name(src.name, be.name))
     check_artifact_paths(dest, SWITCHABLE_KIND)  # a file or folder of the user's there: refused before any work
     shape = (batch, 3, src.input_size, src.input_size)
-    verify_inputs, inputs_note = verification_inputs(shape, src.normalization, verify_inputs)
+    verify_inputs, inputs_note = whole_batches(*verification_inputs(shape, src.normalization, verify_inputs),
+                                               None if dynamic_batch else batch)
     refs, width_facts = _widths(src.model, grid, shape, verify_inputs, src.from_checkpoint)
     device_dir, name = dest.parent, dest.name
     new_device_dir = not device_dir.is_dir()

@@ -94,6 +94,16 @@ def test_a_fixed_batch_larger_than_the_calibration_set_is_one_line() -> None:
         split_batches(x, 400)
 
 
+def test_int8_fixed_batch_verification_says_how_many_images_it_ran(run_dir: Path, tmp_path: Path) -> None:
+    """A fixed batch of 12 runs the 64 held-out images as 5 whole batches: the manifest said "64 held-out
+    training images" beside samples 60 (docs truth pass)."""
+    res = export_width(run_dir, 0.25, "onnx", tmp_path, "int8", "cpu", calib_images=CALIB, batch=12)
+    v = json.loads((res.directory / "manifest.json").read_text())["verification"]
+    assert v["samples"] == 60 and v["passed"]
+    assert v["inputs"].startswith("64 held-out training images") and v["inputs"].endswith(
+        "; the first 60 of them were run (whole batches of 12)"), v["inputs"]
+
+
 def test_calibration_refusals() -> None:
     with pytest.raises(US3LError, match=r"^--calib-images must be an integer >= 32 .*got 10$"):
         calibration_set("builtin", SIZE, [0.5] * 3, [0.25] * 3, size=10)

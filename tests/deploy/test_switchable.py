@@ -366,3 +366,15 @@ def test_openvino_runner_refuses_a_wrong_input_shape_in_one_line(run_dir, tmp_pa
         with pytest.raises(US3LError, match=r"^input of shape 1x3x16x16 does not fit this artifact's input 1x3x32x32"):
             r.time_once(x16, 1)
         assert r.infer(np.zeros((1, 3, 32, 32), np.float32), 1).shape == (1, 128)
+
+
+def test_a_fixed_batch_that_does_not_divide_the_verification_images_says_so(run_dir, tmp_path) -> None:
+    """Batch 3 runs 6 of the 8 seeded images (whole batches): the manifests said "8 smooth random images" beside
+    6 samples (docs truth pass); the one-width export and the switchable one both say how many ran."""
+    from us3l.deploy.export import export_width
+
+    one = export_width(run_dir, 0.5, "onnx", tmp_path / "one", batch=3).manifest["verification"]
+    assert one["samples"] == 6 and one["inputs"].endswith("; the first 6 of them were run (whole batches of 3)")
+    sw = export_switchable(run_dir, "onnx", tmp_path / "sw", [1.0, 0.25], batch=3).manifest
+    assert sw["verification"]["inputs"].endswith("; the first 6 of them were run (whole batches of 3)")
+    assert {v["onnxruntime"]["samples"] for v in (p["verification"] for p in sw["model"]["per_width"])} == {6}
