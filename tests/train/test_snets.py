@@ -65,6 +65,15 @@ def snets_run(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
+def test_empty_knn_widths_is_no_monitor(tiny_folder: Path, tmp_path: Path) -> None:
+    """Docs truth pass 2026-12-05: `knn_widths: []` ran the monitor at every switch while the CLI said "no kNN
+    monitor" (docs/training.md: `[]`: no monitor)."""
+    cfg = make_config({**TINY, "data": f"folder:{tiny_folder}", "out": str(tmp_path / "run"), "method": "snets",
+                       "schedule": "none", "epochs": 1, "knn_widths": ()})
+    res = run_training(cfg)
+    assert res.status == "completed" and res.final_knn == {}
+
+
 def test_tiny_run_trains_every_switch_and_rebuilds_switchable_bn(snets_run: Path) -> None:
     (line,) = [json.loads(x) for x in (snets_run / "metrics.jsonl").read_text().splitlines()]
     assert set(line["loss"]) == {"base", "mid1", "mid2", "min"} and line["min_width"] == 0.25

@@ -430,7 +430,10 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     elif cfg.method == "snets":  # every switch, every iteration; the monitor too only runs at switches
         switches = method.switches  # type: ignore[attr-defined]
         sampler = SwitchWidths(switches)
-        knn_widths = [s for s in switches if any(abs(s - w) <= SWITCH_TOL for w in cfg.knn_widths)] or list(switches)
+        # the listed widths that are switches (all switches when none is); `knn_widths: []` is no monitor, as for
+        # every other method
+        knn_widths = ([s for s in switches if any(abs(s - w) <= SWITCH_TOL for w in cfg.knn_widths)] or list(switches)
+                      if cfg.knn_widths else [])
     else:
         sampler = WidthSampler(
             w_min, w_max, cfg.epochs, cfg.num_samples, cfg.sampling, cfg.schedule, cfg.faithful_sandwich_bug, cfg.seed,
