@@ -177,6 +177,16 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_cfg, monkeypatch: pytest.
     assert ckpt.read_meta(cfg.out)["epoch"] == 1
 
 
+def test_nan_loss_before_any_checkpoint_says_none_was_saved(tiny_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docs truth pass 2026-12-05: a NaN in epoch 1 said "the last good checkpoint (epoch none) is kept"."""
+    cfg = tiny_cfg(epochs=4)
+    real = loop_mod._train_step
+    monkeypatch.setattr(loop_mod, "_train_step", lambda *a, **kw: [float("nan")] + real(*a, **kw)[1:])
+    res = run_training(cfg)
+    assert res.status == "nan" and "epoch 1" in res.message and "checkpoint (epoch" not in res.message
+    assert res.message.endswith(f"no checkpoint was saved before it: start {cfg.out} over with --overwrite")
+
+
 def test_asymmetric_byol_views_train(tiny_cfg) -> None:
     """The MoCo v3 recipe's asymmetric views (augment: byol) run through the loop and are recorded."""
     cfg = tiny_cfg(epochs=4, augment="byol", crop_min=0.5)

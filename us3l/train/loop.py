@@ -593,10 +593,12 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             barrier(info)
     except _NonFinite as exc:
         result.status = "nan"
+        saved = _saved_epoch(run_dir)
         result.message = (
             f"loss became {exc.value} at epoch {exc.epoch + 1}, iteration {exc.it}, width "
-            f"{exc.width:.3f}; the last good checkpoint (epoch {_saved_epoch(run_dir)}) is kept in "
-            f"{run_dir}"
+            f"{exc.width:.3f}; "
+            + (f"the last good checkpoint (epoch {saved}) is kept in {run_dir}" if saved != "none" else
+               f"no checkpoint was saved before it: start {run_dir} over with --overwrite")
         )
         if info.is_main:
             _append_metrics(run_dir, {"epoch": exc.epoch + 1, "status": "nan", "message": result.message})
