@@ -49,6 +49,20 @@ def test_calibrate_says_which_network_a_typed_width_builds(run_dir: Path, capsys
     assert "note: width 1 " not in err  # a width that is its own network is not mentioned
 
 
+def test_calibrate_says_when_it_drops_widths_stored_with_other_settings(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Docs truth pass 2026-12-05 (docs/evaluation.md, "One provenance per file": dropped "with a note"): a
+    calibrate with new settings dropped the stored widths not asked for without a word."""
+    assert main(["calibrate", "--ckpt", str(run_dir), "--batches", "1", "--widths", "1,0.25"]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", "--ckpt", str(run_dir), "--batches", "2", "--widths", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "note: stored BN statistics were estimated differently (batches 1 -> 2" in err
+    assert "stored widths not asked for now are dropped" in err and "(1 width(s) stored)" in err
+    assert calibrated_widths(load_backbone(run_dir).model) == (1.0,)
+
+
 def _err(code: int, capsys: pytest.CaptureFixture[str], match: str) -> None:
     err = capsys.readouterr().err.strip()
     assert code != 0

@@ -132,8 +132,12 @@ def calibrate_cmd(
             started[0] += 1
             bar.update(started[0] - 1, detail=f"{batches} batch(es) of {batch_size} per width")
 
+        def say(message: str) -> None:  # e.g. stored widths dropped for other settings; not its own summary
+            if not message.startswith("calibrated "):
+                note(f"note: {message}", markup=False)
+
         done = calibrate_checkpoint(
-            loaded, data, todo, settings, recalibrate=True, save=True, on_width_start=on_width_start
+            loaded, data, todo, settings, recalibrate=True, save=True, on_width_start=on_width_start, progress=say
         )
         bar.update(distinct, detail="done")
     elapsed = time.perf_counter() - t0
