@@ -555,6 +555,9 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.num_samples < 1 or cfg.save_every < 0 or cfg.knn_every < 0 or cfg.reg_bins < 1:
         raise US3LError("num_samples and reg_bins must be >= 1; save_every and knn_every >= 0")
     _validate_ranges(cfg)
+    if cfg.warmup_epochs and cfg.lr_schedule != "iter":  # only the per-iteration schedule warms up: no silent no-op
+        raise US3LError(f"warmup_epochs ({cfg.warmup_epochs}) needs lr_schedule: iter; the {cfg.lr_schedule!r} "
+                        "lr schedule has no warm-up")
     if cfg.method == "us3l_mocov3" and not cfg.model.startswith("vit"):
         raise US3LError(f"method us3l_mocov3 needs a ViT model (e.g. vit_tiny), got {cfg.model!r}")
     _validate_snets(cfg)
