@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,10 @@ def test_resume_checks_only_what_it_uses_and_says_when_there_is_nothing_to_resum
         ({"knn_max_train": 1}, "knn_max_train 1 is below the number of classes (2) of folder:{data}: the kNN bank "
                                "needs at least one image per class"),
         ({"knn_widths": [1.0, 0.1]}, "knn_widths 0.1 outside the trained range [0.25, 1]"),
+        # red-team: the single baseline ran its monitor at single_width whatever knn_widths asked for
+        ({"method": "single", "single_width": 0.5, "knn_widths": [1.0, 0.5]},
+         "knn_widths 1: method single trains only width 0.5 (single_width); the monitor runs there ([] turns it "
+         "off)"),
     ],
 )
 def test_a_knn_monitor_that_cannot_mean_anything_is_refused(tmp_path: Path, tiny_folder: Path, extra: dict,
@@ -125,12 +130,16 @@ def test_a_train_state_of_another_model_is_refused_on_resume(tmp_path: Path, tin
                           "optimizer momentum_buffer of parameter ") and "the state of another model" in err, err
 
 
-def test_no_monitor_widths_is_a_note_not_an_empty_table(tmp_path: Path, tiny_folder: Path,
+@pytest.mark.parametrize("method", ["us3l", "single", "snets"])
+def test_no_monitor_widths_is_a_note_not_an_empty_table(tmp_path: Path, tiny_folder: Path, method: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    """Red-team 2026-12-05: `knn_widths: []` ended with an accuracy table of headers only."""
-    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1, knn_widths=[])
+    """Red-team 2026-12-05: `knn_widths: []` ended with an accuracy table of headers only; `single` and `snets`
+    ran the monitor anyway (at single_width, at every switch) under the note that there was none."""
+    cfg = _config(tmp_path, tiny_folder, method=method, schedule="none", epochs=1, knn_widths=[])
     run = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--out", str(run)]) == 0
+    (line,) = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert not line.get("knn_top1"), line  # nothing measured
     cap = capsys.readouterr()
     assert "knn_top1" not in cap.out and f"run folder: {run}" in cap.out
     assert f"note: knn_widths is empty: no kNN monitor; measure the accuracy with us3l eval --ckpt {run}" in cap.err

@@ -424,9 +424,14 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     wr = backbone.width_range
     w_min = float(cfg.width_min if cfg.width_min is not None else wr.min)
     w_max = float(cfg.width_max if cfg.width_max is not None else wr.max)
+    asked = tuple(cfg.knn_widths) != TrainConfig().knn_widths  # widths one asked for are never dropped silently
     if cfg.method == "single":
         sampler: WidthSampler | FixedWidth | SwitchWidths = FixedWidth(wr.check(cfg.single_width))
-        knn_widths = [float(cfg.single_width)]
+        other = [w for w in cfg.knn_widths if abs(w - cfg.single_width) > 1e-9]
+        if asked and other:
+            raise US3LError(f"knn_widths {', '.join(f'{w:g}' for w in other)}: method single trains only width "
+                            f"{cfg.single_width:g} (single_width); the monitor runs there ([] turns it off)")
+        knn_widths = [float(cfg.single_width)] if cfg.knn_widths else []  # []: no monitor, as for every method
     elif cfg.method == "snets":  # every switch, every iteration; the monitor too only runs at switches
         switches = method.switches  # type: ignore[attr-defined]
         sampler = SwitchWidths(switches)
@@ -441,7 +446,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         )
         knn_widths = [w for w in cfg.knn_widths if w_min - 1e-9 <= w <= w_max + 1e-9]
         outside = [w for w in cfg.knn_widths if w not in knn_widths]
-        if outside and (tuple(cfg.knn_widths) != TrainConfig().knn_widths or not knn_widths):
+        if outside and (asked or not knn_widths):
             # the default widths below a raised width_min are left out; widths one asked for are never dropped
             raise US3LError(f"knn_widths {', '.join(f'{w:g}' for w in outside)} outside the trained range "
                             f"[{w_min:g}, {w_max:g}]")
