@@ -428,7 +428,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     if cfg.method == "single":
         sampler: WidthSampler | FixedWidth | SwitchWidths = FixedWidth(wr.check(cfg.single_width))
         other = [w for w in cfg.knn_widths if abs(w - cfg.single_width) > 1e-9]
-        if asked and other:
+        if asked and other and resumed_meta is None:  # a run saved before this check still resumes
             raise US3LError(f"knn_widths {', '.join(f'{w:g}' for w in other)}: method single trains only width "
                             f"{cfg.single_width:g} (single_width); the monitor runs there ([] turns it off)")
         knn_widths = [float(cfg.single_width)] if cfg.knn_widths else []  # []: no monitor, as for every method
