@@ -26,6 +26,10 @@ def _config(tmp_path: Path, tiny_folder: Path, **extra: object) -> Path:
         (["--resume", "--overwrite"], "error: give --resume (continue the run in --out) or --overwrite (start it "
                                       "over), not both"),
         (["--set", "lr=1e-3", "--set", "lr=2"], "error: --set lr is given twice with different values; give one"),
+        # red-team: the optimizer's weight decay is 0 while the regularizer is on: 5e-4 was dropped without a word
+        (["--set", "weight_decay=5e-4"], "error: --set weight_decay=0.0005 has no effect while the group "
+                                         "regularizer is on (it replaces weight decay); add --set regularizer=false "
+                                         "for plain weight decay"),
     ],
 )
 def test_contradictory_or_impossible_flags_are_one_line(tmp_path: Path, argv: list[str], message: str,

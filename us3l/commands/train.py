@@ -138,6 +138,9 @@ def train_cmd(
             note(f"note: {run_out} holds no checkpoint to --resume: "
                  "starting a new run", markup=False)
         cfg = resolve_config(config, explicit=given)  # values checked here
+        if given.get("weight_decay") and cfg.regularizer:  # the optimizer's weight decay is 0 under the regularizer
+            raise US3LError(f"--set weight_decay={given['weight_decay']} has no effect while the group regularizer "
+                            "is on (it replaces weight decay); add --set regularizer=false for plain weight decay")
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     if says and cfg.num_samples == 1 and cfg.method not in ("single", "snets"):
         note(f"note: num_samples 1: every iteration trains width {cfg.width_max or 1:g} only, so the other widths "
