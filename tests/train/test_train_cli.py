@@ -213,3 +213,16 @@ def test_a_checkpoint_epoch_outside_the_config_is_refused_on_resume(epoch: int, 
     assert capsys.readouterr().err == (f"error: checkpoint in {run} records epoch {epoch}, outside the 1..2 epochs "
                                        "of its config (edited?); restore the original files or start over with "
                                        "--overwrite\n")
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_is_one_error_line(
+        tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team: --resume there printed 'note: ... starting a new run' and then the error refusing to."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--resume"]) == 1
+    assert capsys.readouterr().err == (f"error: {run} holds the metrics of a run that stopped before its first "
+                                       "checkpoint (nothing to --resume); pass --overwrite to start over, or choose "
+                                       "another --out\n")

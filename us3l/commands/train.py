@@ -134,14 +134,14 @@ def train_cmd(
 
         cfg = resolve_config(None, explicit={k: v for k, v in given.items() if k in (*RESUME_KEEPS, "data")})
     else:
-        if resume and says:  # once: the launcher's rank 0 says it
-            note(f"note: {run_out} holds no checkpoint to --resume: "
-                 "starting a new run", markup=False)
         cfg = resolve_config(config, explicit=given)  # values checked here
         if given.get("weight_decay") and cfg.regularizer:  # the optimizer's weight decay is 0 under the regularizer
             raise US3LError(f"--set weight_decay={given['weight_decay']} has no effect while the group regularizer "
                             "is on (it replaces weight decay); add --set regularizer=false for plain weight decay")
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
+    if resume and not resuming and says:  # once: the launcher's rank 0 says it; after the checks (a refused
+        # folder, e.g. metrics of a run killed before its first checkpoint, is one error line, not this note too)
+        note(f"note: {run_out} holds no checkpoint to --resume: starting a new run", markup=False)
     if says and cfg.num_samples == 1 and cfg.method not in ("single", "snets"):
         note(f"note: num_samples 1: every iteration trains width {cfg.width_max or 1:g} only, so the other widths "
              "are not trained (a non-slimmable control run, as in benchmarks/naive_seeds.py)", markup=False)
