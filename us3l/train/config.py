@@ -26,7 +26,7 @@ from typing import Any
 
 from us3l.errors import US3LError
 from us3l.io import read_input_text
-from us3l.train.sampling import SAMPLINGS, SCHEDULES, check_schedule
+from us3l.train.sampling import REFERENCE_STAGE1, SAMPLINGS, SCHEDULES, check_schedule
 from us3l.train.threads import AUTO
 from us3l.validate import MAX_INPUT_SIZE, MAX_THREADS
 
@@ -529,6 +529,9 @@ def validate(cfg: TrainConfig) -> None:
         raise US3LError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if cfg.method != "single":
         check_schedule(cfg.schedule, cfg.epochs, cfg.schedule_stage1)
+    if cfg.schedule != "A" and cfg.schedule_stage1 != REFERENCE_STAGE1:  # a share of schedule A's stages only
+        raise US3LError(f"schedule_stage1 ({cfg.schedule_stage1:g}) is a share of schedule A's epochs; the width "
+                        f"schedule here is {cfg.schedule!r}")
     if cfg.crop_min is not None and not 0.0 < cfg.crop_min <= 1.0:
         raise US3LError(f"crop_min must be in (0, 1], got {cfg.crop_min}")
     from us3l.data.augment import AUGMENTS
