@@ -63,6 +63,8 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"warmup_epochs": 2, "lr_schedule": "constant"}, "warmup_epochs \\(2\\) needs lr_schedule: iter"),
         ({"schedule": "none", "schedule_stage1": 0.5},
          "schedule_stage1 \\(0.5\\) is a share of schedule A's epochs; the width schedule here is 'none'"),
+        ({"faithful_sandwich_bug": True, "sampling": "uniform"},
+         "faithful_sandwich_bug reproduces the reference's sandwich sampling; sampling is 'uniform'"),
         ({"device": "mps"}, "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
         ({"device": "cuda:x"}, "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
         ({"device": "cuda:99"}, "device cuda:99: torch sees (no CUDA GPU here|[0-9]+ CUDA GPU)"),

@@ -529,6 +529,9 @@ def validate(cfg: TrainConfig) -> None:
         raise US3LError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if cfg.method != "single":
         check_schedule(cfg.schedule, cfg.epochs, cfg.schedule_stage1)
+    if cfg.faithful_sandwich_bug and cfg.sampling != "sandwich":  # the reference's sandwich list, nothing else
+        raise US3LError(f"faithful_sandwich_bug reproduces the reference's sandwich sampling; sampling is "
+                        f"{cfg.sampling!r}")
     if cfg.schedule != "A" and cfg.schedule_stage1 != REFERENCE_STAGE1:  # a share of schedule A's stages only
         raise US3LError(f"schedule_stage1 ({cfg.schedule_stage1:g}) is a share of schedule A's epochs; the width "
                         f"schedule here is {cfg.schedule!r}")
