@@ -65,6 +65,11 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
          "schedule_stage1 \\(0.5\\) is a share of schedule A's epochs; the width schedule here is 'none'"),
         ({"faithful_sandwich_bug": True, "sampling": "uniform"},
          "faithful_sandwich_bug reproduces the reference's sandwich sampling; sampling is 'uniform'"),
+        ({"single_width": 0.5}, "single_width is a setting of --method single; this run's method is 'us3l'"),
+        ({"method": "snets", "single_base": "byol"}, "single_base is a setting of --method single; this run's "
+                                                     "method is 'snets'"),
+        ({"bn_switches": [1.0, 0.5]}, "bn_switches is a setting of --method snets; this run's method is 'us3l'"),
+        ({"method": "single", "snets_base": "byol"}, "snets_base is a setting of --method snets"),
         ({"device": "mps"}, "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
         ({"device": "cuda:x"}, "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
         ({"device": "cuda:99"}, "device cuda:99: torch sees (no CUDA GPU here|[0-9]+ CUDA GPU)"),

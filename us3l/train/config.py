@@ -567,6 +567,13 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.method == "us3l_mocov3" and not cfg.model.startswith("vit"):
         raise US3LError(f"method us3l_mocov3 needs a ViT model (e.g. vit_tiny), got {cfg.model!r}")
     _validate_snets(cfg)
+    for key, owner in (("single_width", "single"), ("single_base", "single"), ("bn_switches", "snets"),
+                       ("snets_base", "snets")):  # another method's setting: it would be dropped without a word
+        if cfg.method != owner and getattr(cfg, key) != getattr(_DEFAULTS, key):
+            raise US3LError(f"{key} is a setting of --method {owner}; this run's method is {cfg.method!r}")
+
+
+_DEFAULTS = TrainConfig()
 
 
 #: (field, lowest, highest, whether the lowest is allowed): numeric settings the checks above do not cover.
