@@ -571,6 +571,10 @@ def validate(cfg: TrainConfig) -> None:
                        ("snets_base", "snets")):  # another method's setting: it would be dropped without a word
         if cfg.method != owner and getattr(cfg, key) != getattr(_DEFAULTS, key):
             raise US3LError(f"{key} is a setting of --method {owner}; this run's method is {cfg.method!r}")
+    if cfg.regularizer is False:
+        for key in ("reg_lambda", "reg_alpha", "reg_bins", "reg_warmup_epochs", "reg_decay"):
+            if getattr(cfg, key) != getattr(_DEFAULTS, key):
+                raise US3LError(f"{key} is a setting of the group regularizer, which is off (regularizer: false)")
 
 
 _DEFAULTS = TrainConfig()
