@@ -571,6 +571,10 @@ def validate(cfg: TrainConfig) -> None:
                        ("snets_base", "snets")):  # another method's setting: it would be dropped without a word
         if cfg.method != owner and getattr(cfg, key) != getattr(_DEFAULTS, key):
             raise US3LError(f"{key} is a setting of --method {owner}; this run's method is {cfg.method!r}")
+    if not cfg.feature_distill:
+        for key in ("feature_lambda", "feature_layers"):
+            if getattr(cfg, key) != getattr(_DEFAULTS, key):
+                raise US3LError(f"{key} is a setting of feature distillation, which is off (feature_distill: false)")
     if cfg.regularizer is False:
         for key in ("reg_lambda", "reg_alpha", "reg_bins", "reg_warmup_epochs", "reg_decay"):
             if getattr(cfg, key) != getattr(_DEFAULTS, key):
