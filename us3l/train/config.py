@@ -498,8 +498,10 @@ def _check_device(device: str) -> None:
             raise US3LError(f"device {device}: torch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Reject bad values with one clear line (models are checked against the registry)."""
+def validate(cfg: TrainConfig, new_run: bool = True) -> None:
+    """Reject bad values with one clear line (models are checked against the registry); for a ``new_run`` also
+    settings this run would not use (``_validate_unused``), which a run saved before that check still resumes
+    with."""
     from us3l.ssl.methods import METHODS
 
     if cfg.method not in METHODS:
@@ -529,12 +531,6 @@ def validate(cfg: TrainConfig) -> None:
         raise US3LError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if cfg.method != "single":
         check_schedule(cfg.schedule, cfg.epochs, cfg.schedule_stage1)
-    if cfg.faithful_sandwich_bug and cfg.sampling != "sandwich":  # the reference's sandwich list, nothing else
-        raise US3LError(f"faithful_sandwich_bug reproduces the reference's sandwich sampling; sampling is "
-                        f"{cfg.sampling!r}")
-    if cfg.schedule != "A" and cfg.schedule_stage1 != REFERENCE_STAGE1:  # a share of schedule A's stages only
-        raise US3LError(f"schedule_stage1 ({cfg.schedule_stage1:g}) is a share of schedule A's epochs; the width "
-                        f"schedule here is {cfg.schedule!r}")
     if cfg.crop_min is not None and not 0.0 < cfg.crop_min <= 1.0:
         raise US3LError(f"crop_min must be in (0, 1], got {cfg.crop_min}")
     from us3l.data.augment import AUGMENTS
@@ -561,12 +557,24 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.num_samples < 1 or cfg.save_every < 0 or cfg.knn_every < 0 or cfg.reg_bins < 1:
         raise US3LError("num_samples and reg_bins must be >= 1; save_every and knn_every >= 0")
     _validate_ranges(cfg)
-    if cfg.warmup_epochs and cfg.lr_schedule != "iter":  # only the per-iteration schedule warms up: no silent no-op
-        raise US3LError(f"warmup_epochs ({cfg.warmup_epochs}) needs lr_schedule: iter; the {cfg.lr_schedule!r} "
-                        "lr schedule has no warm-up")
     if cfg.method == "us3l_mocov3" and not cfg.model.startswith("vit"):
         raise US3LError(f"method us3l_mocov3 needs a ViT model (e.g. vit_tiny), got {cfg.model!r}")
     _validate_snets(cfg)
+    if new_run:
+        _validate_unused(cfg)
+
+
+def _validate_unused(cfg: TrainConfig) -> None:
+    """One line for a setting this run would drop without a word (a feature that is off, another method's key)."""
+    if cfg.faithful_sandwich_bug and cfg.sampling != "sandwich":  # the reference's sandwich list, nothing else
+        raise US3LError(f"faithful_sandwich_bug reproduces the reference's sandwich sampling; sampling is "
+                        f"{cfg.sampling!r}")
+    if cfg.schedule != "A" and cfg.schedule_stage1 != REFERENCE_STAGE1:  # a share of schedule A's stages only
+        raise US3LError(f"schedule_stage1 ({cfg.schedule_stage1:g}) is a share of schedule A's epochs; the width "
+                        f"schedule here is {cfg.schedule!r}")
+    if cfg.warmup_epochs and cfg.lr_schedule != "iter":  # only the per-iteration schedule warms up: no silent no-op
+        raise US3LError(f"warmup_epochs ({cfg.warmup_epochs}) needs lr_schedule: iter; the {cfg.lr_schedule!r} "
+                        "lr schedule has no warm-up")
     for key, owner in (("single_width", "single"), ("single_base", "single"), ("bn_switches", "snets"),
                        ("snets_base", "snets")):  # another method's setting: it would be dropped without a word
         if cfg.method != owner and getattr(cfg, key) != getattr(_DEFAULTS, key):

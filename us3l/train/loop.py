@@ -373,7 +373,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     else:
         resume = False
     cfg = fill_method_defaults(cfg)
-    validate(cfg)
+    validate(cfg, new_run=resumed_meta is None)  # a saved run resumes with settings checked since it started
     if cfg.threads == AUTO:  # resolved once and recorded in the saved config (a resume keeps the count)
         n = auto_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         cfg = replace(cfg, threads=n)
