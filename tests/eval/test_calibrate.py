@@ -291,6 +291,8 @@ def test_statistics_of_other_data_are_recalibrated_not_reused(tmp_path: Path) ->
                                 progress=notes.append)
     assert set(done) == {canonical_width(tiny_model(), w) for w in (1.0, 0.5)}  # 1.0 too, not only the new 0.5
     assert any("stored BN statistics were estimated differently (data digits -> builtin)" in n for n in notes)
+    # the file is kept, so nothing is said to be dropped (the first note said "dropped", the next "kept")
+    assert not any("dropped" in n for n in notes), notes
     # the run's own statistics are kept (red-team 2026-12-05: an eval on other data replaced them)
     assert any("statistics on builtin are used for this evaluation only" in n and "keeps those on digits" in n
                for n in notes)

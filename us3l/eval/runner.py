@@ -277,10 +277,11 @@ def calibrate_checkpoint(
     if data is not None or checkpoint_data_spec(meta) == "builtin":
         wanted = _with_data(settings, resolve_data_spec(meta, data))
         computing = recalibrate or bool(missing_widths(model, widths))
-        if _stored_differently(model, loaded.path.parent, wanted, computing, progress):
+        stored_data = statistics_of_other_data(loaded, wanted.data)
+        kept = save and stored_data is not None  # the run's statistics of its own data stay in the file
+        if _stored_differently(model, loaded.path.parent, wanted, computing, progress, kept):
             recalibrate = True
-            stored_data = statistics_of_other_data(loaded, wanted.data)
-            if save and stored_data is not None:
+            if kept:
                 save = False  # statistics of another data set are the run's: never replaced by these
                 if progress:
                     progress(f"statistics on {wanted.data} are used for this evaluation only; "
@@ -361,7 +362,7 @@ _STATS_SETTINGS = ("data", "batches", "batch_size", "momentum", "seed", "augment
 
 
 def _stored_differently(model: nn.Module, run_dir: Path, wanted: CalibrationSettings, adding: bool,
-                        progress: Progress | None) -> bool:
+                        progress: Progress | None, kept: bool = False) -> bool:
     """True (and the stored statistics dropped from the model, with a note) when ``bn_stats.safetensors`` holds
     statistics that must not be reused: estimated on other data than ``wanted`` (they would score widths with
     another data set's statistics), or estimated with other settings while any width is being computed
@@ -382,8 +383,10 @@ def _stored_differently(model: nn.Module, run_dir: Path, wanted: CalibrationSett
         if isinstance(m, SlimBatchNorm2d):
             m.width_stats.clear()
     if progress:
+        # kept: the file stays as it is (the next note says so); its widths are only left out of this evaluation
+        fate = "" if kept else "; stored widths not asked for now are dropped, not mislabelled"
         progress(f"stored BN statistics were estimated differently ({', '.join(diff)}): recalibrating the widths "
-                 "asked for; stored widths not asked for now are dropped, not mislabelled")
+                 f"asked for{fate}")
     return True
 
 
