@@ -59,3 +59,13 @@ def test_changed_weights_take_a_us3l_report_in_the_run_folder_with_them(tmp_path
     page.write_text("<html>my notes</html>")
     assert [p.name for p in invalidate_stale(tmp_path, checkpoint_sha256="new")] == [ACCURACY_FILE]
     assert page.read_text() == "<html>my notes</html>"
+
+
+def test_a_fifo_named_report_html_is_left_alone_without_waiting_on_it(tmp_path: Path) -> None:
+    """The page was opened before it was checked to be a file: a FIFO named report.html made training wait on it."""
+    import os
+
+    (tmp_path / ACCURACY_FILE).write_text(json.dumps({"checkpoint_sha256": "old"}))
+    os.mkfifo(tmp_path / "report.html")
+    assert [p.name for p in invalidate_stale(tmp_path, checkpoint_sha256="new")] == [ACCURACY_FILE]
+    assert (tmp_path / "report.html").exists()

@@ -11,6 +11,7 @@ stale file is never picked up by a tool that does not check.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 BN_STATS_FILE = "bn_stats.safetensors"
@@ -54,31 +55,29 @@ def invalidate_stale(run_dir: str | Path, checkpoint_sha256: str | None = None) 
     if acc.is_file() and _accuracy_sha(acc) != checkpoint_sha256:
         acc.unlink(missing_ok=True)
         removed.append(acc)
+        from us3l.io import is_us3l_png
+
         for p in (run_dir / n for n in ACCURACY_PLOTS):
-            if p.is_file() and _is_us3l_plot(p):  # a PNG of the user's under that name is not ours to delete
+            if _written_by_us3l(p, is_us3l_png):  # a PNG of the user's under that name is not ours to delete
                 p.unlink(missing_ok=True)
                 removed.append(p)
     if removed:  # the weights changed: a us3l report written into the run folder shows the old weights' numbers
         from us3l.report import REPORT_FILE, is_report
 
         page = run_dir / REPORT_FILE
-        try:
-            with open(page, "rb") as fh:
-                ours = page.is_file() and is_report(fh.read(65536))
-        except OSError:
-            ours = False
-        if ours:
+        if _written_by_us3l(page, is_report):
             page.unlink(missing_ok=True)
             removed.append(page)
     return removed
 
 
-def _is_us3l_plot(path: Path) -> bool:
-    """Whether ``path`` is a PNG us3l wrote (its ``Software`` text is ``us3l``, :func:`us3l.io.is_us3l_png`)."""
-    from us3l.io import is_us3l_png
-
+def _written_by_us3l(path: Path, ours: Callable[[bytes], bool]) -> bool:
+    """Whether ``path`` is a regular file whose first bytes are ``ours`` (a PNG with ``Software: us3l``, a page
+    ``us3l report`` wrote). Anything else (absent, a folder, a FIFO, which ``open`` would wait on) is not."""
+    if not path.is_file():
+        return False
     try:
         with open(path, "rb") as fh:
-            return is_us3l_png(fh.read(65536))
+            return ours(fh.read(65536))
     except OSError:
         return False
