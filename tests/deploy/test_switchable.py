@@ -317,9 +317,9 @@ def test_a_manifest_whose_grid_was_edited_is_refused(run_dir, tmp_path) -> None:
         deploy.load_switchable(res.directory)
 
 
-@pytest.mark.parametrize("shape", ["x", [1, 3, 32], [1, "3", 32, 32]])
-def test_a_manifest_input_shape_that_is_not_a_shape_is_one_line(run_dir, tmp_path, shape) -> None:
-    """Red-team 2026-12-05 (rtA): us3l profile --artifact built its timing input from it unchecked."""
+def _refused_after_edit(run_dir, tmp_path, section: str, key: str, value: object, message: str) -> None:
+    """Export a two-width switchable artifact, set ``manifest[section][key] = value`` and check that
+    ``load_switchable`` refuses it with a line starting with ``<manifest path>: <message>``."""
     import json
 
     import us3l.deploy as deploy
@@ -327,29 +327,24 @@ def test_a_manifest_input_shape_that_is_not_a_shape_is_one_line(run_dir, tmp_pat
     res = export_switchable(run_dir, "onnx", tmp_path, [1.0, 0.25])
     path = res.directory / "manifest.json"
     doc = json.loads(path.read_text())
-    doc["input"]["shape"] = shape
+    doc[section][key] = value
     path.write_text(json.dumps(doc))
-    message = f"{path}: input.shape must be a list of positive integers"
-    with pytest.raises(US3LError, match=f"^{re.escape(message)}"):
+    with pytest.raises(US3LError, match=f"^{re.escape(f'{path}: {message}')}"):
         deploy.load_switchable(res.directory)
+
+
+@pytest.mark.parametrize("shape", ["x", [1, 3, 32], [1, "3", 32, 32]])
+def test_a_manifest_input_shape_that_is_not_a_shape_is_one_line(run_dir, tmp_path, shape) -> None:
+    """Red-team 2026-12-05 (rtA): us3l profile --artifact built its timing input from it unchecked."""
+    _refused_after_edit(run_dir, tmp_path, "input", "shape", shape, "input.shape must be a list of positive integers")
 
 
 @pytest.mark.parametrize("version", [5, "abc", ["1.2.3"]])
 def test_a_manifest_runtime_version_that_is_not_a_version_is_one_line(run_dir, tmp_path, version) -> None:
     """Red-team 2026-12-05 (rtA): `"runtime_version": 5` was an AttributeError traceback in load_switchable (and
     `us3l profile --artifact` timed every width before refusing it); "abc" read as 'install onnxruntime==.*'."""
-    import json
-
-    import us3l.deploy as deploy
-
-    res = export_switchable(run_dir, "onnx", tmp_path, [1.0, 0.25])
-    path = res.directory / "manifest.json"
-    doc = json.loads(path.read_text())
-    doc["backend"]["runtime_version"] = version
-    path.write_text(json.dumps(doc))
-    message = f'{path}: backend.runtime_version must be a version string like "1.2.3", got {version!r}; re-export'
-    with pytest.raises(US3LError, match=f"^{re.escape(message)}"):
-        deploy.load_switchable(res.directory)
+    _refused_after_edit(run_dir, tmp_path, "backend", "runtime_version", version,
+                        f'backend.runtime_version must be a version string like "1.2.3", got {version!r}; re-export')
 
 
 @pytest.mark.parametrize("bound", [True, False])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -72,17 +75,14 @@ def test_start_without_a_pid_is_one_line(lines: list[str]) -> None:
         _session(lines).start(["true"])
 
 
-def test_a_host_that_does_not_speak_ssh_is_one_error_line() -> None:
-    """Red-team 2026-12-05: paramiko's own log (the failed banner and two tracebacks, 21 lines) reached stderr
-    before the error line. A real process: under pytest a log handler is installed, which hides the defect."""
-    import socket
-    import subprocess
-    import sys
-
+@contextlib.contextmanager
+def _tcp_server(greeting: bytes, hang_up: bool) -> Iterator[int]:
+    """A server on 127.0.0.1 (its port is yielded) that sends ``greeting`` to every connection, then closes it
+    (``hang_up``) or keeps it open and silent; everything is closed on exit."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(4)
-    port = server.getsockname()[1]
+    held: list[socket.socket] = []
 
     def serve() -> None:
         while True:
@@ -90,17 +90,32 @@ def test_a_host_that_does_not_speak_ssh_is_one_error_line() -> None:
                 conn, _ = server.accept()
             except OSError:
                 return
-            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
-            conn.close()
+            conn.sendall(greeting)
+            if hang_up:
+                conn.close()
+            else:
+                held.append(conn)
 
     threading.Thread(target=serve, daemon=True).start()
     try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+def test_a_host_that_does_not_speak_ssh_is_one_error_line() -> None:
+    """Red-team 2026-12-05: paramiko's own log (the failed banner and two tracebacks, 21 lines) reached stderr
+    before the error line. A real process: under pytest a log handler is installed, which hides the defect."""
+    import subprocess
+    import sys
+
+    with _tcp_server(b"HTTP/1.0 400 Bad Request\r\n\r\n", hang_up=True) as port:
         proc = subprocess.run([sys.executable, "-m", "us3l", "profile", "--device", "raspberry-pi-5", "--host",
                                f"ssh://pi@127.0.0.1:{port}", "--model", "cifar_resnet18", "--widths", "1", "--out",
                                "/nonexistent/never-written", "--quiet"],  # no progress line on a slow machine
                               capture_output=True, text=True, timeout=120)
-    finally:
-        server.close()
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: SSH connection to ssh://pi@127.0.0.1:{port} failed: ") and "banner" in line, line
@@ -132,38 +147,16 @@ def test_a_connection_lost_mid_session_is_one_worded_line() -> None:
 def test_a_server_that_never_finishes_the_handshake_is_worded() -> None:
     """Red-team leftover: a server that sends its banner and then nothing (a hung sshd) gave paramiko's
     "No existing session", which says nothing about what happened."""
-    import socket
     import tempfile
 
     from us3l.devices.spec import Reach
     from us3l.devices.ssh import SSHSession
     from us3l.errors import US3LError
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
-    port = server.getsockname()[1]
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
-            held.append(conn)  # open, silent
-
-    threading.Thread(target=serve, daemon=True).start()
-    with tempfile.NamedTemporaryFile() as known_hosts:
+    with _tcp_server(b"SSH-2.0-OpenSSH_9.2\r\n", hang_up=False) as port, tempfile.NamedTemporaryFile() as known_hosts:
         reach = Reach(kind="ssh", user="pi", host="127.0.0.1", port=port, known_hosts=known_hosts.name,
                       connect_timeout_s=1)
-        try:
-            with pytest.raises(US3LError) as err:
-                SSHSession(reach).connect()
-        finally:
-            server.close()
-            for conn in held:
-                conn.close()
+        with pytest.raises(US3LError) as err:
+            SSHSession(reach).connect()
     assert str(err.value) == (f"SSH connection to ssh://pi@127.0.0.1:{port} failed: the server sent its banner but did "
                               "not finish the SSH handshake within 1 s (overloaded or hung sshd?)")
