@@ -235,8 +235,6 @@ def _artifact_manifests(root: Path) -> list[Path]:
 
 def _bindings(files: PipelineFiles) -> list[str]:
     """One line per readable file computed from another checkpoint or other inputs than the folder holds."""
-    from us3l.io import file_sha256
-
     root, lines = files.root, []
     weights = files.run / WEIGHTS_FILE
     sha, reference, absent = (files.weights_sha256, str(weights), "") if files.weights_sha256 else (
@@ -269,25 +267,35 @@ def _bindings(files: PipelineFiles) -> list[str]:
         for p in inputs.get("profiles") or []:
             if isinstance(p, dict) and isinstance(p.get("path"), str):
                 recorded.append((root / PROFILES_DIR / Path(p["path"]).name, p.get("sha256")))
-        changed = [f.name for f, digest in recorded if digest and f.is_file() and file_sha256(f) != digest]
+        changed, absent = _drifted(recorded)
         if changed:
             lines.append(
-                f"{sel.path}: stale: made from other versions of {', '.join(changed)}; re-run us3l select"
+                f"{sel.path}: stale: made from other versions of {', '.join(f.name for f in changed)}; re-run us3l "
+                "select"
             )
-        gone = [f.relative_to(root).as_posix() for f, digest in recorded if digest and not f.is_file()]
+        gone = [f.relative_to(root).as_posix() for f in absent]
         if gone:  # re-profiled under another name, or deleted: the page shows other files than the answer used
             lines.append(f"{sel.path}: stale: made from {', '.join(gone)}, which this folder no longer holds; "
                          "re-run us3l select")
     summary = files.summary
     if summary is not None and summary.ok and isinstance(summary.doc.get("inputs"), dict):  # quickstart's numbers
-        made_from = [(root / name, (summary.doc["inputs"].get(name) or {}).get("sha256"))
-                     for name in (ACCURACY_FILE, SELECTION_FILE)]
-        other = [f.name for f, digest in made_from if isinstance(digest, str) and (not f.is_file()
-                                                                                  or file_sha256(f) != digest)]
+        changed, absent = _drifted([(root / name, (summary.doc["inputs"].get(name) or {}).get("sha256"))
+                                    for name in (ACCURACY_FILE, SELECTION_FILE)])
+        other = [f.name for f in (*changed, *absent)]
         if other:  # copied from another quickstart folder, or the files were re-made by hand since
             lines.append(f"{summary.path}: stale: its numbers come from other versions of {', '.join(other)} than "
                          "this folder holds; re-run us3l quickstart")
     return lines
+
+
+def _drifted(recorded: list[tuple[Path, Any]]) -> tuple[list[Path], list[Path]]:
+    """Of ``(file, recorded sha256)`` pairs (those without a digest skipped): the files whose bytes differ from
+    their digest now, and the files that are gone."""
+    from us3l.io import file_sha256
+
+    changed = [f for f, digest in recorded if digest and f.is_file() and file_sha256(f) != digest]
+    gone = [f for f, digest in recorded if digest and not f.is_file()]
+    return changed, gone
 
 
 def _recorded_checkpoint(files: PipelineFiles) -> tuple[str | None, str]:
