@@ -110,6 +110,26 @@ def test_json_that_python_refuses_to_decode_is_not_valid_json(tmp_path: Path, te
     assert "\n" not in str(err.value)
 
 
+def test_an_input_file_too_large_to_be_ours_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    big = tmp_path / "profile.json"
+    big.write_bytes(b'{"a": "' + b"x" * 100 + b'"}')
+    assert read_json(big, "profile file") == {"a": "x" * 100}
+    with pytest.raises(US3LError) as err:
+        read_input_text(big, "profile file", max_bytes=64)
+    assert str(err.value) == f"profile file {big} is larger than 0 MiB; it is not a us3l profile file"
+    sparse = tmp_path / "huge.json"  # 8 GiB on paper, no disk used: refused from its size, never read
+    with open(sparse, "wb") as fh:
+        fh.truncate(8 << 30)
+    with pytest.raises(US3LError, match=r"^selection .*huge.json is larger than 64 MiB; it is not a us3l selection$"):
+        read_json(sparse, "selection")
+
+
+def test_line_ends_read_as_text_mode_reads_them(tmp_path: Path) -> None:
+    path = tmp_path / "device.toml"
+    path.write_bytes(b'name = "a"\r\nx = 1\rtail = 2\n')
+    assert read_input_text(path) == 'name = "a"\nx = 1\ntail = 2\n'
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_unreadable_input_file(tmp_path: Path) -> None:
     locked = tmp_path / "locked.toml"

@@ -236,18 +236,32 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
-def read_input_text(path: str | Path, what: str = "file") -> str:
+#: Largest text file (JSON result, manifest, device file) :func:`read_input_text` reads: us3l's own are kB to a few
+#: MB (a 90-width profile is ~100 kB), so anything larger is not one of them, and reading it whole could exhaust
+#: memory (a multi-GB file named by mistake, or a crafted one).
+MAX_INPUT_BYTES = 64 << 20
+
+
+def read_input_text(path: str | Path, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> str:
     """The UTF-8 text of a file the user named, without the byte-order mark an editor may have put first (JSON and
     TOML parsers refuse it: "Unexpected UTF-8 BOM", "Invalid statement (at line 1, column 1)"); a missing path, a
-    folder or device (``/dev/null``), an unreadable or non-UTF-8 file each become a one-line ``US3LError`` naming
-    ``what`` and the path."""
+    folder or device (``/dev/null``), an unreadable or non-UTF-8 file, or one larger than ``max_bytes`` (checked
+    before reading, and the read stops there: the file may grow meanwhile) each become a one-line ``US3LError``
+    naming ``what`` and the path."""
     path = Path(path)
     if not path.exists():
         raise US3LError(f"{what} not found: {path}")
     if not path.is_file():
         raise US3LError(f"{what} {path} is not a regular file")
+    too_big = US3LError(f"{what} {path} is larger than {max_bytes // (1 << 20)} MiB; it is not a us3l {what}")
     try:
-        return path.read_text(encoding="utf-8-sig")
+        if path.stat().st_size > max_bytes:
+            raise too_big
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise too_big
+        return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
     except UnicodeDecodeError as exc:
         raise US3LError(f"{what} {path} is not UTF-8 text: {exc}") from None
     except OSError as exc:
