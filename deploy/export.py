@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -42,7 +41,7 @@ from us3l.deploy.staging import clean_stale, staging_prefix
 from us3l.deploy.timing import phase
 from us3l.deploy.verify import MIN_TOPK_SAMPLES, Verification, batches, compare, seeded_inputs
 from us3l.errors import US3LError
-from us3l.io import temp_dir
+from us3l.io import read_json, temp_dir
 from us3l.validate import safe_name
 
 #: Normalisation recorded for a freshly initialised model (no checkpoint says otherwise).
@@ -330,8 +329,8 @@ def _manifest_kind(folder: Path) -> str | None:
     if path.is_symlink() or not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested too deep for the parser
+        doc = read_json(path, "manifest")  # bounded: a multi-GB file named manifest.json is not read whole
+    except US3LError:
         return None
     ours = isinstance(doc, dict) and doc.get("tool") == "us3l" and isinstance(doc.get("kind"), str)
     return doc["kind"] if ours else None

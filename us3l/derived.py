@@ -10,7 +10,6 @@ stale file is never picked up by a tool that does not check.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,9 +20,12 @@ WEIGHTS_FILE = "checkpoint.safetensors"
 
 
 def _accuracy_sha(path: Path) -> str | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested too deep for the parser
+    from us3l.errors import US3LError
+    from us3l.io import read_json
+
+    try:  # bounded: a multi-GB file named accuracy.json is not read whole
+        doc = read_json(path, "accuracy file")
+    except US3LError:
         return None
     return doc.get("checkpoint_sha256") if isinstance(doc, dict) else None
 

@@ -344,6 +344,15 @@ def test_a_run_stopped_between_checkpoints_shows_the_checkpoints_epochs(pipeline
     assert any("line 4 is not valid JSON" in e for e in render_report(pipeline).errors())
 
 
+def test_a_metrics_file_too_large_to_be_ours_is_an_error_not_read(pipeline: Path) -> None:
+    """Red-team 2026-12-06: metrics.jsonl was read whole, however large."""
+    metrics = pipeline / "run" / "metrics.jsonl"
+    with open(metrics, "r+b") as fh:  # 8 GiB on paper, sparse: never read
+        fh.truncate(8 << 30)
+    errors = render_report(pipeline).errors()
+    assert f"metrics file {metrics} is larger than 64 MiB; it is not a us3l metrics file" in errors
+
+
 def test_a_summary_of_other_files_is_flagged_stale(pipeline: Path) -> None:
     """Red-team 2026-12-05: quickstart's summary.json recorded no inputs, so one copied from another quickstart
     folder (or left from before the files were re-made by hand) showed its numbers without a word."""

@@ -149,8 +149,10 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
     """``metrics.jsonl``: one JSON object per epoch; an unreadable line is an error for the whole file, except a
     last line without its newline: an append cut off by a kill (``us3l train --resume`` drops it too)."""
+    from us3l.io import read_input_text
+
     rows: list[dict[str, Any]] = []
-    text = path.read_text(encoding="utf-8")
+    text = read_input_text(path, "metrics file")
     lines = text.splitlines()
     for i, line in enumerate(lines, start=1):
         if not line.strip():
