@@ -76,6 +76,25 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"feature_layers": ["layer4"]},
          r"feature_layers is a setting of feature distillation, which is off \(feature_distill: false\)"),
         ({"feature_lambda": 2.0}, "feature_lambda is a setting of feature distillation"),
+        # red-team: distillation settings of a run that trains no sub-network were dropped without a word
+        ({"method": "single", "distill_lambda": 2.0},
+         r"^distill_lambda is a setting of sub-network distillation, which this run does not do \(--method single "
+         r"trains one width\)$"),
+        ({"method": "single", "feature_distill": True},
+         r"^feature_distill is a setting of sub-network distillation, which this run does not do \(--method single "
+         r"trains one width\)$"),
+        ({"num_samples": 1, "distill_criterion": "ntxent"},
+         r"^distill_criterion is a setting of sub-network distillation, which this run does not do \(num_samples 1 "
+         r"trains the max width only\)$"),
+        ({"width_min": 0.5, "width_max": 0.5, "distill_lambda": 0.5},
+         r"^distill_lambda is a setting of sub-network distillation, which this run does not do \(width_min = "
+         r"width_max = 0.5\)$"),
+        ({"method": "snets", "bn_switches": [1.0], "distill_lambda": 2.0},
+         r"^distill_lambda is a setting of sub-network distillation, which this run does not do \(bn_switches holds "
+         r"one width\)$"),
+        ({"method": "us3l_mocov3", "model": "vit_tiny", "distill_criterion": "ntxent"},
+         r"^distill_criterion has no effect with --method us3l_mocov3: its sub-networks distil with the MoCo v3 "
+         r"contrastive loss \(mocov3_tau\)$"),
         ({"device": "mps"}, "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
         ({"device": "cuda:x"}, "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
         ({"device": "cuda:99"}, "device cuda:99: torch sees (no CUDA GPU here|[0-9]+ CUDA GPU)"),
@@ -85,6 +104,20 @@ def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None
     with pytest.raises(US3LError, match=message) as exc:
         resolve_config(None, overrides)
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"method": "us3l_byol", "distill_criterion": "ntxent", "distill_lambda": 2.0},  # sub-networks distil
+        {"method": "snets", "distill_lambda": 2.0, "feature_distill": True},
+        {"method": "us3l_mocov3", "model": "vit_tiny", "distill_lambda": 2.0},
+        {"num_samples": 2, "sampling": "uniform", "distill_lambda": 0.5, "width_min": 0.5},
+    ],
+)
+def test_settings_the_run_uses_are_not_refused(overrides: dict) -> None:
+    """The checks of settings a run would drop refuse nothing a run uses (``_validate_unused``)."""
+    resolve_config(None, overrides)
 
 
 def test_numbers_are_converted_where_the_type_allows(tmp_path: Path) -> None:

@@ -51,16 +51,23 @@ def test_existing_checkpoint_needs_resume_or_overwrite(tiny_cfg) -> None:
         run_training(cfg)
 
 
-def test_a_run_saved_with_a_setting_refused_since_still_resumes(tiny_cfg) -> None:
+@pytest.mark.parametrize(
+    ("run", "saved"),
+    [
+        ({}, {"warmup_epochs": 1}),
+        ({"method": "single", "knn_widths": [1.0]}, {"distill_lambda": 2.0}),
+    ],
+)
+def test_a_run_saved_with_a_setting_refused_since_still_resumes(tiny_cfg, run: dict, saved: dict) -> None:
     """Red-team: settings a run would not use (warmup_epochs without lr_schedule: iter, ...) are refused for new
     runs; a run saved before that check resumes (its saved config is not re-judged by it)."""
-    cfg = tiny_cfg(epochs=1, schedule="none", save_every=1)
+    cfg = tiny_cfg(epochs=1, schedule="none", save_every=1, **run)
     run_training(cfg)
     meta_file = Path(cfg.out) / ckpt.META_FILE
     meta = json.loads(meta_file.read_text())
-    meta["config"]["warmup_epochs"] = 1  # what an older version saved without a word
+    meta["config"].update(saved)  # what an older version saved without a word
     meta_file.write_text(json.dumps(meta))
-    with pytest.raises(US3LError, match="warmup_epochs"):  # a new run with these settings is refused
+    with pytest.raises(US3LError, match=next(iter(saved))):  # a new run with these settings is refused
         run_training(tiny_cfg(**{**meta["config"], "out": str(Path(cfg.out).parent / "new")}))
     assert run_training(cfg, resume=True).status == "completed"
 

@@ -16,6 +16,7 @@ resolved values are what the run saves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -587,9 +588,52 @@ def _validate_unused(cfg: TrainConfig) -> None:
         for key in ("reg_lambda", "reg_alpha", "reg_bins", "reg_warmup_epochs", "reg_decay"):
             if getattr(cfg, key) != getattr(_DEFAULTS, key):
                 raise US3LError(f"{key} is a setting of the group regularizer, which is off (regularizer: false)")
+    _validate_distillation(cfg)
 
 
 _DEFAULTS = TrainConfig()
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_default() -> TrainConfig | None:
+    """The packaged ``default.yaml`` as a (not validated) config; ``None`` where it is missing."""
+    path = default_config_path()
+    return make_config(load_config_file(path)) if path.is_file() else None
+
+
+def _unset(cfg: TrainConfig, key: str) -> bool:
+    """Whether ``key`` holds the dataclass default or the packaged ``default.yaml``'s value, neither of which is
+    a choice made for this run: ``us3l train --method us3l_byol`` inherits ``default.yaml``'s ``temperature: 0.2``,
+    and a run folder's resolved ``config.yaml`` carries every key."""
+    value, packaged = getattr(cfg, key), _packaged_default()
+    return value == getattr(_DEFAULTS, key) or (packaged is not None and value == getattr(packaged, key))
+
+
+def no_distillation(cfg: TrainConfig) -> str | None:
+    """Why this run trains no sub-network (``SSLMethod.sub``, where every distillation loss is), or ``None``
+    when it does: ``single`` trains one width, ``snets`` its switches, every other method the sampler's widths
+    (``us3l.train.loop``), which are the max width alone with ``num_samples: 1`` or ``width_min = width_max``."""
+    if cfg.method == "single":
+        return "--method single trains one width"
+    if cfg.method == "snets":
+        return None if len(set(cfg.bn_switches)) > 1 else "bn_switches holds one width"
+    if cfg.num_samples == 1:
+        return "num_samples 1 trains the max width only"
+    if cfg.width_min is not None and cfg.width_min == cfg.width_max:
+        return f"width_min = width_max = {cfg.width_max:g}"
+    return None
+
+
+def _validate_distillation(cfg: TrainConfig) -> None:
+    """Distillation settings of a run that trains no sub-network, or that distils with another loss."""
+    why = no_distillation(cfg)
+    if why is not None:
+        for key in ("distill_lambda", "distill_criterion", "feature_distill"):
+            if not _unset(cfg, key):
+                raise US3LError(f"{key} is a setting of sub-network distillation, which this run does not do ({why})")
+    elif cfg.method == "us3l_mocov3" and not _unset(cfg, "distill_criterion"):
+        raise US3LError("distill_criterion has no effect with --method us3l_mocov3: its sub-networks distil with "
+                        "the MoCo v3 contrastive loss (mocov3_tau)")
 
 
 #: (field, lowest, highest, whether the lowest is allowed): numeric settings the checks above do not cover.
