@@ -95,6 +95,23 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"method": "us3l_mocov3", "model": "vit_tiny", "distill_criterion": "ntxent"},
          r"^distill_criterion has no effect with --method us3l_mocov3: its sub-networks distil with the MoCo v3 "
          r"contrastive loss \(mocov3_tau\)$"),
+        # red-team: a temperature for methods whose losses have none was dropped without a word
+        ({"method": "us3l_byol", "temperature": 0.3},
+         r"^temperature is a setting of the NT-Xent losses, which this run does not use \(--method us3l_byol: a "
+         r"cosine base loss; sub-networks distil with distill_criterion 'cosine'\)$"),
+        ({"method": "naive_simsiam", "temperature": 0.3}, r"\(--method naive_simsiam: a cosine base loss;"),
+        ({"method": "us3l_simsiam", "temperature": 0.3}, r"\(--method us3l_simsiam: a cosine base loss;"),
+        ({"method": "single", "single_base": "byol", "temperature": 0.3, "distill_criterion": "cosine"},
+         r"^temperature is a setting of the NT-Xent losses, which this run does not use \(--method single with "
+         r"single_base 'byol': a cosine base loss; no sub-network distils: --method single trains one width\)$"),
+        ({"method": "snets", "snets_base": "byol", "temperature": 0.3},
+         r"\(--method snets with snets_base 'byol': a cosine base loss; sub-networks distil with"),
+        ({"method": "us3l_byol", "num_samples": 1, "temperature": 0.3},
+         r"\(--method us3l_byol: a cosine base loss; no sub-network distils: num_samples 1 trains the max width "
+         r"only\)$"),
+        ({"method": "us3l_mocov3", "model": "vit_tiny", "temperature": 0.3},
+         r"^temperature is a setting of the NT-Xent losses, which this run does not use \(--method us3l_mocov3: "
+         r"its contrastive losses use mocov3_tau\)$"),
         ({"device": "mps"}, "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
         ({"device": "cuda:x"}, "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
         ({"device": "cuda:99"}, "device cuda:99: torch sees (no CUDA GPU here|[0-9]+ CUDA GPU)"),
@@ -109,7 +126,13 @@ def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"method": "us3l_byol", "distill_criterion": "ntxent", "distill_lambda": 2.0},  # sub-networks distil
+        {"method": "us3l_byol", "distill_criterion": "ntxent", "distill_lambda": 2.0, "temperature": 0.3},
+        {"method": "naive_simsiam", "distill_criterion": "ntxent", "temperature": 0.3},  # ntxent distillation
+        {"method": "snets", "snets_base": "byol", "distill_criterion": "ntxent", "temperature": 0.3},
+        {"method": "naive_simclr", "temperature": 0.3},  # SimCLR-type base losses
+        {"method": "single", "temperature": 0.3},
+        {"method": "snets", "temperature": 0.3},
+        {"method": "us3l_byol", "temperature": 0.2},  # default.yaml's (a run folder's config.yaml carries it)
         {"method": "snets", "distill_lambda": 2.0, "feature_distill": True},
         {"method": "us3l_mocov3", "model": "vit_tiny", "distill_lambda": 2.0},
         {"num_samples": 2, "sampling": "uniform", "distill_lambda": 0.5, "width_min": 0.5},
@@ -118,6 +141,19 @@ def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None
 def test_settings_the_run_uses_are_not_refused(overrides: dict) -> None:
     """The checks of settings a run would drop refuse nothing a run uses (``_validate_unused``)."""
     resolve_config(None, overrides)
+
+
+@pytest.mark.parametrize("use_default_file", [True, False])
+@pytest.mark.parametrize("method", ["us3l", "us3l_byol", "us3l_simsiam", "us3l_mocov3", "naive_simsiam",
+                                    "naive_simclr", "single", "snets"])
+def test_every_method_resolves_from_the_defaults(method: str, use_default_file: bool) -> None:
+    """`us3l train --method X` with nothing else: the packaged default.yaml (written for us3l) and the dataclass
+    defaults set nothing the checks of unused settings refuse, e.g. default.yaml's temperature for us3l_byol."""
+    from us3l.ssl.methods import METHODS
+
+    assert method in METHODS
+    extra = {"model": "vit_tiny"} if method == "us3l_mocov3" else {}
+    assert resolve_config(None, {"method": method, **extra}, use_default_file=use_default_file).method == method
 
 
 def test_numbers_are_converted_where_the_type_allows(tmp_path: Path) -> None:

@@ -625,7 +625,8 @@ def no_distillation(cfg: TrainConfig) -> str | None:
 
 
 def _validate_distillation(cfg: TrainConfig) -> None:
-    """Distillation settings of a run that trains no sub-network, or that distils with another loss."""
+    """Distillation settings of a run that trains no sub-network, or that distils with another loss, and a
+    ``temperature`` no loss of the run reads."""
     why = no_distillation(cfg)
     if why is not None:
         for key in ("distill_lambda", "distill_criterion", "feature_distill"):
@@ -634,6 +635,28 @@ def _validate_distillation(cfg: TrainConfig) -> None:
     elif cfg.method == "us3l_mocov3" and not _unset(cfg, "distill_criterion"):
         raise US3LError("distill_criterion has no effect with --method us3l_mocov3: its sub-networks distil with "
                         "the MoCo v3 contrastive loss (mocov3_tau)")
+    if not _unset(cfg, "temperature"):
+        why = _no_temperature(cfg, why)
+        if why is not None:
+            raise US3LError(f"temperature is a setting of the NT-Xent losses, which this run does not use ({why})")
+
+
+def _no_temperature(cfg: TrainConfig, no_sub: str | None) -> str | None:
+    """Why no loss of this run reads ``temperature`` (``us3l.ssl.methods``), or ``None`` when one does: the
+    SimCLR-type base losses (``us3l``, ``naive_simclr``, ``single``/``snets`` on ``simclr_momentum``) and the
+    sub-networks' ``distill_criterion: ntxent`` (every method but ``us3l_mocov3``, whose losses use
+    ``mocov3_tau``); ``no_sub``: why the run trains no sub-network (``no_distillation``)."""
+    if cfg.method == "us3l_mocov3":
+        return "--method us3l_mocov3: its contrastive losses use mocov3_tau"
+    base = {"single": cfg.single_base, "snets": cfg.snets_base}.get(cfg.method)
+    if cfg.method in ("us3l", "naive_simclr") or base == "simclr_momentum":
+        return None
+    if no_sub is None and cfg.distill_criterion == "ntxent":
+        return None
+    what = f"--method {cfg.method}" + (f" with {cfg.method}_base {base!r}" if base else "")
+    sub = (f"no sub-network distils: {no_sub}" if no_sub
+           else f"sub-networks distil with distill_criterion {cfg.distill_criterion!r}")
+    return f"{what}: a cosine base loss; {sub}"
 
 
 #: (field, lowest, highest, whether the lowest is allowed): numeric settings the checks above do not cover.
