@@ -70,6 +70,10 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
                                                      "method is 'snets'"),
         ({"bn_switches": [1.0, 0.5]}, "bn_switches is a setting of --method snets; this run's method is 'us3l'"),
         ({"method": "single", "snets_base": "byol"}, "snets_base is a setting of --method snets"),
+        # red-team: MoCo v3's temperature with another method was dropped without a word
+        ({"mocov3_tau": 0.3}, r"^mocov3_tau is a setting of --method us3l_mocov3; this run's method is 'us3l'$"),
+        ({"method": "us3l_byol", "mocov3_tau": 0.1},
+         r"^mocov3_tau is a setting of --method us3l_mocov3; this run's method is 'us3l_byol'$"),
         ({"method": "naive_simsiam", "reg_lambda": 1e-4},
          r"reg_lambda is a setting of the group regularizer, which is off \(regularizer: false\)"),
         ({"regularizer": False, "reg_warmup_epochs": 2}, "reg_warmup_epochs is a setting of the group regularizer"),
@@ -134,7 +138,7 @@ def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None
         {"method": "snets", "temperature": 0.3},
         {"method": "us3l_byol", "temperature": 0.2},  # default.yaml's (a run folder's config.yaml carries it)
         {"method": "snets", "distill_lambda": 2.0, "feature_distill": True},
-        {"method": "us3l_mocov3", "model": "vit_tiny", "distill_lambda": 2.0},
+        {"method": "us3l_mocov3", "model": "vit_tiny", "distill_lambda": 2.0, "mocov3_tau": 0.3},
         {"num_samples": 2, "sampling": "uniform", "distill_lambda": 0.5, "width_min": 0.5},
     ],
 )

@@ -577,7 +577,8 @@ def _validate_unused(cfg: TrainConfig) -> None:
         raise US3LError(f"warmup_epochs ({cfg.warmup_epochs}) needs lr_schedule: iter; the {cfg.lr_schedule!r} "
                         "lr schedule has no warm-up")
     for key, owner in (("single_width", "single"), ("single_base", "single"), ("bn_switches", "snets"),
-                       ("snets_base", "snets")):  # another method's setting: it would be dropped without a word
+                       ("snets_base", "snets"), ("mocov3_tau", "us3l_mocov3")):
+        # another method's setting: it would be dropped without a word
         if cfg.method != owner and getattr(cfg, key) != getattr(_DEFAULTS, key):
             raise US3LError(f"{key} is a setting of --method {owner}; this run's method is {cfg.method!r}")
     if not cfg.feature_distill:
