@@ -70,6 +70,20 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
                                                      "method is 'snets'"),
         ({"bn_switches": [1.0, 0.5]}, "bn_switches is a setting of --method snets; this run's method is 'us3l'"),
         ({"method": "single", "snets_base": "byol"}, "snets_base is a setting of --method snets"),
+        # red-team: width-sampling settings of a method that samples no width were dropped without a word
+        ({"method": "single", "num_samples": 5},
+         r"^num_samples is a setting of width sampling, which --method single does not do \(it trains single_width "
+         r"1 every iteration\)$"),
+        ({"method": "single", "sampling": "uniform"}, r"^sampling is a setting of width sampling, which --method "
+                                                      r"single does not do"),
+        ({"method": "single", "schedule_stage1": 0.5}, r"^schedule_stage1 is a setting of width sampling"),
+        ({"method": "single", "faithful_sandwich_bug": True}, r"^faithful_sandwich_bug is a setting of width "
+                                                              r"sampling"),
+        ({"method": "snets", "num_samples": 1},
+         r"^num_samples is a setting of width sampling, which --method snets does not do \(it trains every width of "
+         r"bn_switches every iteration\)$"),
+        ({"method": "snets", "sampling": "uniform"}, r"^sampling is a setting of width sampling, which --method "
+                                                     r"snets does not do"),
         # red-team: MoCo v3's temperature with another method was dropped without a word
         ({"mocov3_tau": 0.3}, r"^mocov3_tau is a setting of --method us3l_mocov3; this run's method is 'us3l'$"),
         ({"method": "us3l_byol", "mocov3_tau": 0.1},

@@ -589,6 +589,13 @@ def _validate_unused(cfg: TrainConfig) -> None:
         for key in ("reg_lambda", "reg_alpha", "reg_bins", "reg_warmup_epochs", "reg_decay"):
             if getattr(cfg, key) != getattr(_DEFAULTS, key):
                 raise US3LError(f"{key} is a setting of the group regularizer, which is off (regularizer: false)")
+    if cfg.method in ("single", "snets"):  # us3l.train.loop: FixedWidth / SwitchWidths, no WidthSampler
+        trains = f"single_width {cfg.single_width:g}" if cfg.method == "single" else "every width of bn_switches"
+        # (`schedule`, a recipe key, is left alone: a config shared by us3l and single runs sets it for the former)
+        for key in ("num_samples", "sampling", "schedule_stage1", "faithful_sandwich_bug"):
+            if not _unset(cfg, key):
+                raise US3LError(f"{key} is a setting of width sampling, which --method {cfg.method} does not do (it "
+                                f"trains {trains} every iteration)")
     _validate_distillation(cfg)
 
 
