@@ -157,6 +157,18 @@ def test_one_sample_per_iteration_says_only_the_max_width_trains(tmp_path: Path,
     assert "note: num_samples 1: every iteration trains width 1 only" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("sync_bn", [True, False])
+def test_sync_bn_on_one_process_says_it_has_no_effect(tmp_path: Path, tiny_folder: Path, sync_bn: bool,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: sync_bn only converts the heads' BN in a distributed run (us3l.train.loop); on one
+    process it was dropped without a word. A note, not a refusal: a shipped config sets it for 1 to N processes."""
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1, sync_bn=sync_bn)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    note = ("note: sync_bn has no effect on one process: it synchronizes the heads' BatchNorm across the processes "
+            "of a distributed run (--nproc N or torchrun)\n")
+    assert (note in capsys.readouterr().err) is sync_bn
+
+
 @pytest.mark.parametrize(("edit", "why"), [
     ("momentum", "ValueError: optimizer momentum of parameter group 0 is 0.0, the config gives 0.9)"),
     ("momentum_str", "ValueError: optimizer momentum of parameter group 0 is 'x', the config gives 0.9)"),
