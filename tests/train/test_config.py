@@ -253,6 +253,52 @@ def test_explicit_values_beat_the_naive_recipe(tmp_path: Path) -> None:
     assert (resolve_config(u).schedule, resolve_config(u).regularizer, resolve_config(u).lr) == ("A", True, 0.5)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("weight_decay: 5.0e-4\n", "weight_decay 0.0005 has no effect while the group regularizer is on (it replaces "
+                                   "weight decay); set regularizer: false for plain weight decay, or leave "
+                                   "weight_decay out (the method's 0.0001, unused)"),
+        ("method: naive_simsiam\nregularizer: true\nweight_decay: 1.0e-4\n",
+         "weight_decay 0.0001 has no effect while the group regularizer is on (it replaces weight decay); set "
+         "regularizer: false for plain weight decay, or leave weight_decay out (the method's 0.0005, unused)"),
+        ("weight_decay: 5.0e-4\nregularizer: false\n", None),  # plain weight decay
+        ("weight_decay: 0\n", None),  # what the optimizer gets anyway
+        ("weight_decay: 1.0e-4\n", None),  # the recipe's, which every resolved config.yaml carries
+        ("method: naive_simsiam\nregularizer: true\nweight_decay: 5.0e-4\n", None),  # the naive recipe's
+    ],
+)
+def test_a_weight_decay_in_a_file_is_refused_while_the_regularizer_is_on(text: str, message: str | None,
+                                                                          tmp_path: Path) -> None:
+    """Red-team 2026-12-05: `--set weight_decay=X` with the regularizer on was refused, the same key in a --config
+    file dropped without a word. The method's recipe value counts as unset: resolved configs carry it."""
+    p = tmp_path / "c.yaml"
+    p.write_text("epochs: 8\n" + text)
+    if message is None:
+        resolve_config(p)
+        return
+    with pytest.raises(US3LError) as exc:
+        resolve_config(p)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("method", ["us3l", "us3l_byol", "naive_simsiam", "single"])
+def test_a_run_folders_config_starts_a_new_run(method: str, tiny_folder: Path, tmp_path: Path) -> None:
+    """`us3l train --config RUN/config.yaml`: the resolved config a run saves carries every key (weight_decay
+    with the regularizer on, default.yaml's temperature under us3l_byol, single's num_samples) and starts a new
+    run as it is."""
+    from us3l.train import run_training
+
+    from .conftest import TINY
+
+    over = {**TINY, "method": method, "epochs": 1, "schedule": "none", "data": f"folder:{tiny_folder}",
+            "out": str(tmp_path / "r"), "knn_widths": [1.0]}
+    cfg = resolve_config(None, over)
+    saved = run_training(cfg).run_dir / "config.yaml"
+    again = resolve_config(saved, {"out": str(tmp_path / "again")})
+    assert (again.method, again.weight_decay, again.temperature) == (method, cfg.weight_decay, cfg.temperature)
+
+
 def test_the_run_saves_the_resolved_naive_recipe(tiny_folder: Path, tmp_path: Path) -> None:
     import yaml
 
@@ -332,7 +378,7 @@ def test_numbers_with_an_exponent_are_numbers(text: str, value: object) -> None:
 
 def test_exponent_numbers_in_a_config_file(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
-    p.write_text("weight_decay: 5e-4\nreg_lambda: 5e-5\nepochs: 8e0\n")
+    p.write_text("weight_decay: 5e-4\nreg_lambda: 5e-5\nepochs: 8e0\nmethod: naive_simsiam\n")
     cfg = resolve_config(p)
     assert (cfg.weight_decay, cfg.reg_lambda, cfg.epochs) == (0.0005, 5e-05, 8)
 

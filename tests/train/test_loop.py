@@ -58,6 +58,7 @@ def test_existing_checkpoint_needs_resume_or_overwrite(tiny_cfg) -> None:
         ({"method": "single", "knn_widths": [1.0]}, {"distill_lambda": 2.0}),
         ({"method": "us3l_byol"}, {"temperature": 0.3}),
         ({}, {"mocov3_tau": 0.3}),
+        ({}, {"weight_decay": 5e-4}),
         ({"method": "single", "knn_widths": [1.0]}, {"num_samples": 5}),
     ],
 )

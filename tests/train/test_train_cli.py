@@ -157,6 +157,18 @@ def test_one_sample_per_iteration_says_only_the_max_width_trains(tmp_path: Path,
     assert "note: num_samples 1: every iteration trains width 1 only" in capsys.readouterr().err
 
 
+def test_a_weight_decay_in_the_config_file_under_the_regularizer_is_one_line(
+        tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-05: `--set weight_decay=5e-4` was refused with the regularizer on, `weight_decay: 5e-4` in
+    the --config file trained without it and without a word."""
+    cfg = _config(tmp_path, tiny_folder, weight_decay=5e-4)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == ("error: weight_decay 0.0005 has no effect while the group regularizer is on (it "
+                                       "replaces weight decay); set regularizer: false for plain weight decay, or "
+                                       "leave weight_decay out (the method's 0.0001, unused)\n")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("sync_bn", [True, False])
 def test_sync_bn_on_one_process_says_it_has_no_effect(tmp_path: Path, tiny_folder: Path, sync_bn: bool,
                                                       capsys: pytest.CaptureFixture[str]) -> None:

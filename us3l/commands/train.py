@@ -134,10 +134,7 @@ def train_cmd(
 
         cfg = resolve_config(None, explicit={k: v for k, v in given.items() if k in (*RESUME_KEEPS, "data")})
     else:
-        cfg = resolve_config(config, explicit=given)  # values checked here
-        if given.get("weight_decay") and cfg.regularizer:  # the optimizer's weight decay is 0 under the regularizer
-            raise US3LError(f"--set weight_decay={given['weight_decay']} has no effect while the group regularizer "
-                            "is on (it replaces weight decay); add --set regularizer=false for plain weight decay")
+        cfg = resolve_config(config, explicit=given)  # values checked here (--set weight_decay with the regularizer)
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     if resume and not resuming and says:  # once: the launcher's rank 0 says it; after the checks (a refused
         # folder, e.g. metrics of a run killed before its first checkpoint, is one error line, not this note too)

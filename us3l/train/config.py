@@ -400,7 +400,9 @@ def resolve_config(
 
     An override whose value is ``None`` is a flag not given; an ``explicit`` one (``--set KEY=VALUE``) is applied
     even when ``None`` (``--set lr=null``: the method's reference lr, as ``lr: null`` in a file). A key ``a.b``
-    sets entry ``b`` of the mapping key ``a`` (``model_kwargs``), keeping its other entries."""
+    sets entry ``b`` of the mapping key ``a`` (``model_kwargs``), keeping its other entries. An ``explicit``
+    ``weight_decay`` other than 0 is refused while the group regularizer is on (``validate`` refuses any value but
+    0 and the method's recipe value, which a run folder's resolved ``config.yaml`` carries)."""
     values: dict[str, Any] = {}
     if config_file is None and use_default_file and default_config_path().is_file():
         values.update(load_config_file(default_config_path()))
@@ -422,6 +424,10 @@ def resolve_config(
     for key, value in dotted.items():  # --set model_kwargs.base_channels=8: one entry over the files' mapping
         set_dotted(values, key, value)
     cfg = fill_method_defaults(make_config(values))
+    wd = (explicit or {}).get("weight_decay")
+    if wd and cfg.regularizer and cfg.weight_decay > 0:  # the optimizer's weight decay is 0 under the regularizer
+        raise US3LError(f"--set weight_decay={wd} has no effect while the group regularizer is on "
+                        "(it replaces weight decay); add --set regularizer=false for plain weight decay")
     validate(cfg)
     return cfg
 
@@ -447,6 +453,11 @@ METHOD_LR = {
     "us3l_mocov3": 1.5e-4,
     **{name: float(recipe["lr"]) for name, recipe in METHOD_RECIPES.items() if "lr" in recipe},
 }
+
+
+def recipe_value(method: str, key: str) -> Any:
+    """The value ``fill_method_defaults`` gives the recipe key ``key`` (``RECIPE_DEFAULTS``) for ``method``."""
+    return METHOD_RECIPES.get(method, {}).get(key, RECIPE_DEFAULTS[key])
 
 
 def fill_method_defaults(cfg: TrainConfig) -> TrainConfig:
@@ -597,6 +608,11 @@ def _validate_unused(cfg: TrainConfig) -> None:
                 raise US3LError(f"{key} is a setting of width sampling, which --method {cfg.method} does not do (it "
                                 f"trains {trains} every iteration)")
     _validate_distillation(cfg)
+    recipe_wd = recipe_value(cfg.method, "weight_decay")
+    if cfg.regularizer and cfg.weight_decay and cfg.weight_decay != recipe_wd:  # the loop's optimizer gets 0
+        raise US3LError(f"weight_decay {cfg.weight_decay:g} has no effect while the group regularizer is on (it "
+                        f"replaces weight decay); set regularizer: false for plain weight decay, or leave "
+                        f"weight_decay out (the method's {recipe_wd:g}, unused)")
 
 
 _DEFAULTS = TrainConfig()
