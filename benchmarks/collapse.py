@@ -47,7 +47,8 @@ indicators per width: embedding std (sqrt(D) * mean std of the L2-normalised bac
 Writes ``OUT/collapse.json`` (kind "collapse_benchmark", schema 2) and regenerates the section of
 docs/evaluation.md between ``<!-- collapse:begin -->`` and ``<!-- collapse:end -->`` from it (full runs only;
 ``--docs PATH`` / ``--no-docs`` to choose, ``--section NAME`` for the markers of another section; ``--render
-JSON`` re-renders from an existing result). ``--set KEY=VALUE`` changes a setting of every run,
+JSON`` re-renders from an existing result). ``--set KEY=VALUE`` changes a setting of every run (a
+``weight_decay`` only of the runs without the group regularizer, which replaces it: ``resolve_run``),
 ``--naive-set KEY=VALUE`` one of the naive_simsiam runs only (e.g. a weight decay that makes its collapse fit
 the budget, with us3l and the single runs on their own recipes).
 
@@ -160,7 +161,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=script_cli.nonnegative_int, default=None,
                    help="seed of every run (default: the config's)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for every run (YAML value), e.g. --set image_size=32")
+                   help="config override for every run (YAML value), e.g. --set image_size=32; a weight_decay "
+                        "skips the runs whose group regularizer replaces weight decay")
     p.add_argument("--naive-set", dest="naive_sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for the naive_simsiam runs only (the slimmed run, its probe and its "
                         "width-1 control), applied after --set, e.g. --naive-set weight_decay=0.004")
@@ -309,8 +311,6 @@ def write_subset(spec: str, per_class: int, root: Path, image_size: int | None) 
 
 def base_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings shared by every run (everything else comes from the packaged default config)."""
-    from us3l.train.config import resolve_config
-
     # one torch thread per run unless --threads or --set says otherwise: runs share the cores (--jobs), so not
     # the config's `threads: auto`, which every run started at once would resolve to all of them
     over: dict[str, Any] = {"data": args.data, "quiet": True, "knn_every": 0, "threads": 1}
@@ -320,7 +320,7 @@ def base_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.seed is not None:
         over["seed"] = args.seed
     if args.quick:  # a smaller network of the same family, when the model has the knob
-        kw = dict(resolve_config(None, over).model_kwargs)
+        kw = dict(resolve_run(over).model_kwargs)
         if "base_channels" in kw:
             over["model_kwargs"] = {**kw, "base_channels": 8}
         over.setdefault("proj_hidden", 64)
@@ -343,14 +343,29 @@ def parse_sets(items: Sequence[str], flag: str) -> dict[str, Any]:
     return over
 
 
+def resolve_run(over: dict[str, Any], own_weight_decay: bool = False) -> Any:
+    """``resolve_config(None, over)`` without the shared ``--set weight_decay`` where the run's group regularizer
+    replaces weight decay: `us3l train` refuses it there (the run would not use it), and ``--set`` is every run's,
+    so the stress weight decay reaches the runs that have one (``recipe_text`` says the others have none). A
+    ``weight_decay`` of the run's own (``own_weight_decay``: ``--naive-set``) is left to the refusal."""
+    from us3l.train.config import resolve_config
+
+    if "weight_decay" in over and not own_weight_decay:
+        without = resolve_config(None, {k: v for k, v in over.items() if k != "weight_decay"})
+        if without.regularizer:
+            return without
+    return resolve_config(None, over)
+
+
 def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, single_width: float | None,
                 probe: bool = False, extra: dict[str, Any] | None = None) -> Any:
-    from us3l.train.config import resolve_config
     from us3l.train.sampling import REFERENCE_STAGE1
 
     over = {**base_overrides(args), "method": method, "epochs": epochs, "out": str(out), "save_every": epochs}
+    own: dict[str, Any] = {}
     if method == "naive_simsiam":  # its probe and its width-1 control included
-        over.update(parse_sets(args.naive_sets, "--naive-set"))
+        own = parse_sets(args.naive_sets, "--naive-set")
+        over.update(own)
     if single_width is not None:
         over["single_width"] = single_width
     if not probe and single_width is None and args.curve_every:
@@ -362,7 +377,7 @@ def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, s
     elif method == "us3l":
         over["schedule_stage1"] = args.us3l_stage1
     over.update(extra or {})
-    return resolve_config(None, over)
+    return resolve_run(over, own_weight_decay="weight_decay" in own or "weight_decay" in (extra or {}))
 
 
 def monitor_curve(run_dir: Path) -> list[dict[str, Any]]:
@@ -445,9 +460,7 @@ def run_parallel(jobs: int, tasks: list[tuple[str, Any]], log: Log) -> dict[str,
 def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> tuple[dict[str, Any], dict[str, Any]]:
     budget_s = args.minutes * 60.0
     if args.subset is not None:
-        from us3l.train.config import resolve_config
-
-        size = resolve_config(None, base_overrides(args)).image_size
+        size = resolve_run(base_overrides(args)).image_size
         args.data = write_subset(args.data, args.subset, out / "_subset", size)
         log(f"subset of {args.data_source}: {args.subset} train images per class in {args.data}")
     specs = run_specs(args)

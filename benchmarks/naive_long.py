@@ -251,9 +251,7 @@ def prepare_out(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ca = args.collapse
     if ca.subset is not None:
-        from us3l.train.config import resolve_config
-
-        size = resolve_config(None, cb.base_overrides(ca)).image_size
+        size = cb.resolve_run(cb.base_overrides(ca)).image_size
         ca.data = cb.write_subset(ca.data, ca.subset, out / "_subset", size)
     return out
 

@@ -119,9 +119,7 @@ def run_name(variant: str, seed: int) -> str:
 
 def run_tasks(args: argparse.Namespace, out: Path) -> list[tuple[str, Any]]:
     """(run name, resolved config) of every (variant, seed), seed-major so that a partial sweep is paired."""
-    from us3l.train.config import resolve_config
-
-    epochs = args.epochs or resolve_config(None, cb.base_overrides(args.collapse)).epochs
+    epochs = args.epochs or cb.resolve_run(cb.base_overrides(args.collapse)).epochs
     return [(run_name(v, seed), cb.make_config(args.collapse, "us3l", epochs, out / run_name(v, seed), None,
                                               extra={**over, "seed": seed}))
             for seed in args.seeds for v, over in args.variant_list]

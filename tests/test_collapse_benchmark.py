@@ -256,6 +256,23 @@ def test_naive_set_reaches_the_naive_runs_only(tmp_path: Path) -> None:
         cb.make_config(cb.parse_args(["--quick", "--naive-set", "weight_decay"]), "naive_simsiam", 4, tmp_path, None)
 
 
+def test_a_shared_weight_decay_reaches_the_runs_without_the_regularizer(tmp_path: Path) -> None:
+    """The documented stress (`collapse_seeds.py --set weight_decay=0.004 ...`, `naive_seeds.py ... --with-us3l`):
+    `us3l train` refuses a weight decay beside the group regularizer, which replaces it, so the regularized runs
+    (us3l, single) get their recipe's instead of a refusal; the naive runs train with it."""
+    args = cb.parse_args(["--quick", "--out", str(tmp_path), "--set", "weight_decay=0.004", "--set", "lr=0.05",
+                          "--set", "lr_schedule=constant"])
+    naive = cb.make_config(args, "naive_simsiam", 4, tmp_path / "n", None)
+    control = cb.make_config(args, "naive_simsiam", 4, tmp_path / "c", None, extra={"num_samples": 1})
+    assert naive.weight_decay == control.weight_decay == 0.004 and not naive.regularizer
+    for cfg in (cb.make_config(args, "us3l", 4, tmp_path / "u", None),
+                cb.make_config(args, "single", 4, tmp_path / "s", 0.5)):
+        assert (cfg.regularizer, cfg.weight_decay, cfg.lr) == (True, 1e-4, 0.05)
+    own = cb.parse_args(["--quick", "--naive-set", "regularizer=true", "--naive-set", "weight_decay=0.004"])
+    with pytest.raises(US3LError, match=r"^weight_decay 0.004 has no effect while the group regularizer is on"):
+        cb.make_config(own, "naive_simsiam", 4, tmp_path / "o", None)  # a run's own setting is not dropped
+
+
 def test_section_option_regenerates_that_section_only(tmp_path: Path) -> None:
     md = tmp_path / "evaluation.md"
     begin, end = cb.section_markers("collapse-x")
