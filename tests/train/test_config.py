@@ -84,6 +84,10 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
          r"bn_switches every iteration\)$"),
         ({"method": "snets", "sampling": "uniform"}, r"^sampling is a setting of width sampling, which --method "
                                                      r"snets does not do"),
+        ({"method": "naive_simsiam", "ema_momentum": 0.9},
+         r"^ema_momentum is a setting of the EMA teacher, which --method naive_simsiam does not have \(the online "
+         r"network is its own target\)$"),
+        ({"method": "naive_simclr", "ema_momentum": 0.9}, r"^ema_momentum is a setting of the EMA teacher"),
         # red-team: MoCo v3's temperature with another method was dropped without a word
         ({"mocov3_tau": 0.3}, r"^mocov3_tau is a setting of --method us3l_mocov3; this run's method is 'us3l'$"),
         ({"method": "us3l_byol", "mocov3_tau": 0.1},
@@ -151,6 +155,8 @@ def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None
         {"method": "single", "temperature": 0.3},
         {"method": "snets", "temperature": 0.3},
         {"method": "us3l_byol", "temperature": 0.2},  # default.yaml's (a run folder's config.yaml carries it)
+        {"method": "naive_simsiam", "ema_momentum": 0.95},  # default.yaml's
+        {"method": "single", "ema_momentum": 0.9},  # single's teacher: an EMA at its width
         {"method": "snets", "distill_lambda": 2.0, "feature_distill": True},
         {"method": "us3l_mocov3", "model": "vit_tiny", "distill_lambda": 2.0, "mocov3_tau": 0.3},
         {"num_samples": 2, "sampling": "uniform", "distill_lambda": 0.5, "width_min": 0.5},

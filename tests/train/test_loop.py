@@ -59,6 +59,7 @@ def test_existing_checkpoint_needs_resume_or_overwrite(tiny_cfg) -> None:
         ({"method": "us3l_byol"}, {"temperature": 0.3}),
         ({}, {"mocov3_tau": 0.3}),
         ({}, {"weight_decay": 5e-4}),
+        ({"method": "naive_simsiam"}, {"ema_momentum": 0.9}),
         ({"method": "single", "knn_widths": [1.0]}, {"num_samples": 5}),
     ],
 )

@@ -607,6 +607,9 @@ def _validate_unused(cfg: TrainConfig) -> None:
             if not _unset(cfg, key):
                 raise US3LError(f"{key} is a setting of width sampling, which --method {cfg.method} does not do (it "
                                 f"trains {trains} every iteration)")
+    if cfg.method in ("naive_simsiam", "naive_simclr") and not _unset(cfg, "ema_momentum"):  # us3l.ssl.methods._Naive
+        raise US3LError(f"ema_momentum is a setting of the EMA teacher, which --method {cfg.method} does not have "
+                        "(the online network is its own target)")
     _validate_distillation(cfg)
     recipe_wd = recipe_value(cfg.method, "weight_decay")
     if cfg.regularizer and cfg.weight_decay and cfg.weight_decay != recipe_wd:  # the loop's optimizer gets 0
