@@ -97,22 +97,23 @@ def evaluate_artifact(
     ``us3l.eval.accuracy.add_precision_entry`` stores, ``fp32`` the PyTorch width row (knn/linear fields).
     """
     from us3l.deploy.loading import load
-    from us3l.deploy.manifest import read_manifest
+    from us3l.deploy.manifest import read_manifest_sha256
     from us3l.eval.features import embedding_std, extract_features
     from us3l.eval.intervals import wilson_interval
     from us3l.eval.linear import train_linear_probe
     from us3l.eval.runner import EvalSettings, knn_data, resolve_data_spec
-    from us3l.io import file_sha256
     from us3l.slim import canonical_width
     from us3l.train.knn import knn_predict, topk_accuracy
 
     s = settings or EvalSettings()
     if s.run_linear and s.linear.augment:
         raise US3LError("an artifact's linear probe uses cached features: drop --linear-augment")
-    doc, directory = read_manifest(artifact)
+    doc, directory, manifest_sha = read_manifest_sha256(artifact)
     model, meta = loaded.model, loaded.meta
     width = float(doc["model"]["width"])
     runner = load(directory, threads=threads, checkpoint_sha256=loaded.sha256)
+    if runner.manifest != doc:  # load read the manifest again: the result must describe the one that runs
+        raise US3LError(f"{directory / 'manifest.json'} changed while it was being read; run the evaluation again")
     backend, precision = str(doc["backend"]["name"]), str(doc["backend"]["precision"])
     spec = resolve_data_spec(meta, data)
     input_size = int(meta.get("input_size") or model.input_size)
@@ -179,7 +180,7 @@ def evaluate_artifact(
         "embedding_std": embedding_std(qte),
         "artifact": {
             "path": str(directory),
-            "manifest_sha256": file_sha256(directory / "manifest.json"),
+            "manifest_sha256": manifest_sha,  # of the bytes read above (and loaded: runner.manifest == doc)
             "file_sha256": doc["artifact"]["sha256"],
             "runtime": doc["backend"].get("runtime"),
             "runtime_version": doc["backend"].get("runtime_version"),

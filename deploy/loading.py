@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from us3l.deploy.backends.base import Runner
-from us3l.deploy.manifest import check_manifest, read_manifest
+from us3l.deploy.manifest import read_manifest, verify_manifest
 
 
 def load(
@@ -24,13 +24,15 @@ def load(
     The manifest is checked first (verification passed, backend installed, runtime version compatible, TensorRT
     version and GPU; the file to load is a plain name in the artifact folder listed in the manifest's hashed
     files, and every listed file has its recorded sha256); a mismatch raises ``US3LError`` and nothing is
-    loaded. Optional expectations: ``model`` name, ``width``, ``input_shape`` (``None`` for a dimension of any
-    size; a dynamic batch axis accepts any batch) and the source ``checkpoint_sha256``. ``device`` is the
+    loaded. The runtime is given the bytes that were hashed (each file is read once), not the paths, so a file
+    replaced after the check is never what runs. Optional expectations: ``model`` name, ``width``,
+    ``input_shape`` (``None`` for a dimension of any size; a dynamic batch axis accepts any batch) and the source
+    ``checkpoint_sha256``. ``device`` is the
     runtime's device name (default: the one recorded at export, else CPU). The runner's ``manifest``
     attribute holds the manifest document.
     """
     doc, directory = read_manifest(path)
-    backend = check_manifest(
+    backend, data = verify_manifest(
         doc, directory, model=model, width=width, input_shape=input_shape, checkpoint_sha256=checkpoint_sha256
     )
     runtime_device = device or (doc.get("target") or {}).get("runtime_device")
@@ -40,6 +42,7 @@ def load(
         threads=threads,
         device=runtime_device,
         precision=(doc.get("backend") or {}).get("precision"),
+        data=data,  # the bytes that were hashed: the runtime never opens the files again
     )
     runner.manifest = doc
     return runner

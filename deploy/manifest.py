@@ -6,6 +6,7 @@ touches the file. Schema: kind "manifest", version 1 (see docs/deploy.md for eve
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import Artifact, Backend
 from us3l.deploy.verify import Verification
 from us3l.errors import US3LError
-from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
+from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json_sha256
 
 MANIFEST_KIND = "manifest"
 MANIFEST_SCHEMA = 1
@@ -92,12 +93,18 @@ def write_manifest(directory: str | Path, doc: Mapping[str, Any]) -> Path:
 
 def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
     """Read a manifest from an artifact directory or a ``manifest.json``; returns (document, directory)."""
+    doc, directory, _ = read_manifest_sha256(path)
+    return doc, directory
+
+
+def read_manifest_sha256(path: str | Path) -> tuple[dict[str, Any], Path, str]:
+    """``read_manifest`` and the sha256 of the manifest bytes it parsed (one read)."""
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST_FILE
     else:
         check_not_a_member(p)
-    doc = read_json(p, "manifest")
+    doc, sha = read_json_sha256(p, "manifest")
     if isinstance(doc, dict) and doc.get("kind") == "switchable_manifest":
         raise US3LError(
             f"{p.parent} is a switchable artifact (every width in one file): open it with "
@@ -105,7 +112,7 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
         )
     check_schema(doc, MANIFEST_KIND, MANIFEST_SCHEMA, p)
     validate_manifest(doc, p)
-    return doc, p.parent
+    return doc, p.parent, sha
 
 
 def check_not_a_member(path: Path) -> None:
@@ -210,7 +217,25 @@ def check_manifest(
     backend: str | None = None,
     precision: str | None = None,
 ) -> Backend:
-    """Check a manifest against the files and this machine's runtime; return the backend to load with.
+    """``verify_manifest`` without the files' bytes: the backend to load with."""
+    return verify_manifest(doc, directory, model=model, width=width, input_shape=input_shape,
+                           checkpoint_sha256=checkpoint_sha256, backend=backend, precision=precision)[0]
+
+
+def verify_manifest(
+    doc: Mapping[str, Any],
+    directory: Path,
+    *,
+    model: str | None = None,
+    width: float | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    checkpoint_sha256: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> tuple[Backend, dict[str, bytes]]:
+    """Check a manifest against the files and this machine's runtime; return the backend to load with and the
+    bytes of every listed file (name -> bytes, each read once and hashed: ``read_artifact_files``). Load from these
+    bytes, not from the paths: a file opened again after its hash was checked may have been replaced in between.
 
     Refuses (``US3LError``): an artifact that failed verification, an unknown or uninstalled backend, an
     incompatible runtime version, an ``artifact.file`` that is not a plain file name listed (with the same
@@ -233,7 +258,7 @@ def check_manifest(
         check_engine_compat(recorded, be.runtime_version(), current_compute_capability())
     else:
         be.check_runtime_compat(spec.get("runtime_version"))
-    check_artifact_files(doc, directory)
+    data = read_artifact_files(doc, directory)
     check_expected(
         doc,
         where,
@@ -244,7 +269,7 @@ def check_manifest(
         backend=backend,
         precision=precision,
     )
-    return be
+    return be, data
 
 
 def _safe_relative(name: object, where: Path, what: str) -> str:
@@ -260,6 +285,14 @@ def _safe_relative(name: object, where: Path, what: str) -> str:
 def check_artifact_files(doc: Mapping[str, Any], directory: Path) -> Path:
     """Verify every file the manifest lists (inside the folder, no links, sha256 as recorded) and that the
     file to load (``artifact.file``: a plain name) is one of them; return its path."""
+    read_artifact_files(doc, directory)
+    return directory / str((doc.get("artifact") or {}).get("file"))
+
+
+def read_artifact_files(doc: Mapping[str, Any], directory: Path) -> dict[str, bytes]:
+    """``check_artifact_files``, returning the bytes of every listed file (name as listed -> bytes). Each file is
+    read once and those bytes are hashed, so a runtime fed these bytes runs exactly what was checked (artifacts
+    are MBs: held in memory)."""
     where = directory / MANIFEST_FILE
     art = doc.get("artifact") or {}
     files = art.get("files") or {}
@@ -276,6 +309,7 @@ def check_artifact_files(doc: Mapping[str, Any], directory: Path) -> Path:
     if art.get("sha256") is not None and art.get("sha256") != files[main]:
         raise US3LError(f"{where}: artifact.sha256 differs from the hash listed for {main}; re-export the artifact")
     root = directory.resolve()
+    out: dict[str, bytes] = {}
     for name, digest in files.items():
         _safe_relative(name, where, "artifact file")
         f = directory / name
@@ -283,11 +317,15 @@ def check_artifact_files(doc: Mapping[str, Any], directory: Path) -> Path:
             raise US3LError(f"{where}: artifact file {name} is a link; re-export the artifact")
         if not f.is_file():
             raise US3LError(f"{where}: artifact file {name} is missing")
-        if not isinstance(digest, str) or file_sha256(f) != digest:
+        try:
+            out[name] = f.read_bytes()
+        except OSError as exc:
+            raise US3LError(f"{where}: cannot read artifact file {name}: {exc.strerror or exc}") from None
+        if not isinstance(digest, str) or hashlib.sha256(out[name]).hexdigest() != digest:
             raise US3LError(
                 f"{where}: {name} does not match its recorded sha256 (modified or corrupted); re-export it"
             )
-    return directory / main
+    return out
 
 
 def check_expected(

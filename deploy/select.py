@@ -47,7 +47,7 @@ from typing import Any
 
 from us3l.deploy.graph import chosen_graph_warnings, profiled_graph
 from us3l.errors import InfeasibleError, US3LError
-from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json
+from us3l.io import atomic_write_json, check_schema, header, read_json, read_json_sha256
 from us3l.profiler.stats import min_samples_for_upper_bound
 from us3l.validate import number, one_of, safe_name
 
@@ -329,17 +329,28 @@ def width_key(w: float) -> float:
 
 
 def load_profile(path: str | Path) -> dict[str, Any]:
+    return load_profile_sha256(path)[0]
+
+
+def load_profile_sha256(path: str | Path) -> tuple[dict[str, Any], str]:
+    """The checked profile and the sha256 of the very bytes it was parsed from (the selection records it: a digest
+    taken by reading the file again could be that of another file, swapped in between)."""
     from us3l.profiler.profile_file import validate_profile
 
-    doc = read_json(path, "profile")
+    doc, sha = read_json_sha256(path, "profile")
     validate_profile(doc, path)  # schema, and every latency/sample/MACs figure finite and positive
-    return doc
+    return doc, sha
 
 
 def load_accuracy(path: str | Path) -> dict[str, Any]:
     """The accuracy file, checked by the same validator as ``us3l eval`` and ``us3l report`` (schema 1 or 2;
     accuracies and intervals fractions in [0, 1]); NaN or out-of-range accuracies are refused, never ranked."""
-    from us3l.eval.accuracy import load_accuracy as load_checked
+    return load_accuracy_sha256(path)[0]
+
+
+def load_accuracy_sha256(path: str | Path) -> tuple[dict[str, Any], str]:
+    """``load_accuracy`` and the sha256 of the bytes it parsed (one read)."""
+    from us3l.eval.accuracy import load_accuracy_sha256 as load_checked
 
     if Path(path).is_dir():
         raise US3LError(f"accuracy file {path} is a folder; give the accuracy.json inside it")
@@ -623,16 +634,16 @@ def select(
     intervals: dict[float, tuple[float, float]] = {}
     inputs: dict[str, Any] = {"profiles": [], "accuracy": None}
     if accuracy is not None:
-        acc_doc = load_accuracy(accuracy)
+        acc_doc, acc_sha = load_accuracy_sha256(accuracy)  # the digest of the bytes ranked, not of a later read
         acc_table, metric_name = accuracy_table(acc_doc, metric)
         intervals = accuracy_intervals(acc_doc, metric_name)
-        inputs["accuracy"] = {"path": str(accuracy), "sha256": file_sha256(accuracy)}
+        inputs["accuracy"] = {"path": str(accuracy), "sha256": acc_sha}
     results = []
     for p in profiles:
-        doc = load_profile(p)
+        doc, profile_sha = load_profile_sha256(p)
         if accuracy is not None:
             check_same_checkpoint(acc_doc, accuracy, doc, p)
-        inputs["profiles"].append({"path": str(p), "sha256": file_sha256(p)})
+        inputs["profiles"].append({"path": str(p), "sha256": profile_sha})
         table, ivs, label = acc_table, intervals, ""
         if acc_table is not None and doc.get("precision") == "int8":  # the artifact's own accuracy, never FP32's
             table, ivs = precision_accuracy(acc_doc, str(metric_name), "int8", str(doc.get("backend")))

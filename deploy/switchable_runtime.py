@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,16 @@ class OrtSwitchable(_Closable):
     """An onnxruntime session on a switchable ONNX file (``n`` widths); ``spin=False`` as in
     ``us3l.deploy.backends.onnx.OnnxRunner`` (sessions taking turns on the same cores)."""
 
-    def __init__(self, path: str | Path, n: int, threads: int | None = None, spin: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, n: int, threads: int | None = None, spin: bool = True, model_bytes: bytes | None = None
+    ) -> None:
         import onnxruntime as ort
 
         from us3l.deploy.backends.onnx import session_options
 
         self.n = n
-        self.session = ort.InferenceSession(str(path), sess_options=session_options(threads, spin),
+        source = str(path) if model_bytes is None else model_bytes  # bytes: the ones whose hash was checked
+        self.session = ort.InferenceSession(source, sess_options=session_options(threads, spin),
                                             providers=["CPUExecutionProvider"])
         self._indices = [np.array(k, np.int64) for k in range(n)]
         self.input_shape = fixed_dims(next(i for i in self.session.get_inputs() if i.name == INPUT_NAME).shape)
@@ -104,10 +108,12 @@ class OrtSwitchable(_Closable):
 
 
 class OvSwitchable(_Closable):
-    """OpenVINO on a switchable file (IR or ONNX); see the module docstring for ``bound``."""
+    """OpenVINO on a switchable file (IR or ONNX); see the module docstring for ``bound``. ``ir``: the IR's .xml and
+    .bin bytes (hash-checked): every model is then read from them, never from the files again."""
 
     def __init__(
-        self, path: str | Path, n: int, threads: int | None = None, device: str = "CPU", bound: bool = True
+        self, path: str | Path, n: int, threads: int | None = None, device: str = "CPU", bound: bool = True,
+        ir: tuple[bytes, bytes] | None = None,
     ) -> None:
         from us3l.deploy.backends.openvino import compile_config, shared_core
 
@@ -116,12 +122,20 @@ class OvSwitchable(_Closable):
         self.config = compile_config(threads, device, "fp32")
         self._requests: dict[int, Any] = {}
         self._timed: dict[int, tuple[np.ndarray, Any]] = {}  # time_once's input bound per request (shared memory)
-        model = self.core.read_model(self.path)
+        self._ir = ir
+        model = self._read()
         #: the file's input shape (None: a dynamic axis): infer checks an input against it in one line
         self.input_shape = fixed_dims(list(next(
             i for i in model.inputs if INPUT_NAME in i.get_names()).get_partial_shape()))
         if not bound:
-            self._requests[-1] = self.core.compile_model(self.path, device, self.config).create_infer_request()
+            source = self.path if ir is None else model
+            self._requests[-1] = self.core.compile_model(source, device, self.config).create_infer_request()
+
+    def _read(self) -> Any:
+        """A fresh ``ov.Model`` of the file (or of the checked IR bytes)."""
+        if self._ir is None:
+            return self.core.read_model(self.path)
+        return self.core.read_model(model=self._ir[0], weights=self._ir[1])
 
     def close(self) -> None:
         self._timed.clear()
@@ -136,7 +150,7 @@ class OvSwitchable(_Closable):
         if k not in self._requests:
             from us3l.deploy.switchable import bind_width
 
-            model = bind_width(self.core.read_model(self.path), k)
+            model = bind_width(self._read(), k)
             self._requests[k] = self.core.compile_model(model, self.device, self.config).create_infer_request()
         return self._requests[k]
 
@@ -173,13 +187,19 @@ class OvSwitchable(_Closable):
 
 
 def open_switchable(
-    backend: str, path: str | Path, n: int, threads: int | None = None, bound: bool = True, spin: bool = True
+    backend: str, path: str | Path, n: int, threads: int | None = None, bound: bool = True, spin: bool = True,
+    data: Mapping[str, bytes] | None = None,
 ) -> Any:
-    """``OrtSwitchable`` (``backend="onnx"``) or ``OvSwitchable`` (``"openvino"``) on ``path``."""
+    """``OrtSwitchable`` (``backend="onnx"``) or ``OvSwitchable`` (``"openvino"``) on ``path``; built from ``data``
+    (the folder's hash-checked files, name -> bytes: ``read_switchable_files``) when given, not from the files."""
+    path = Path(path)
+    data = data or {}
     if backend == "onnx":
-        return OrtSwitchable(path, n, threads, spin)
+        return OrtSwitchable(path, n, threads, spin, model_bytes=data.get(path.name))
     if backend == "openvino":
-        return OvSwitchable(path, n, threads, bound=bound)
+        xml, weights = data.get(path.name), data.get(path.with_suffix(".bin").name)
+        ir = (xml, weights) if path.suffix == ".xml" and xml is not None and weights is not None else None
+        return OvSwitchable(path, n, threads, bound=bound, ir=ir)
     raise US3LError(f"switchable artifacts exist for onnx and openvino, not '{backend}'")
 
 
@@ -202,11 +222,18 @@ def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
     """(manifest, artifact file) of a switchable export folder, checked: kind and schema, the sections used,
     ``valid``, the grid, and every listed file (plain names inside the folder, no links, sha256 as recorded:
     ``us3l.deploy.manifest.check_artifact_files``). One ``US3LError`` line otherwise."""
+    doc, file, _ = read_switchable_files(folder)
+    return doc, file
+
+
+def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dict[str, bytes]]:
+    """``read_switchable`` and the bytes of every listed file (name -> bytes), each read once and hashed: open the
+    runtime on these (``open_switchable(..., data=)``), not on the paths, which may be replaced after the check."""
     from us3l.deploy.manifest import (
         MANIFEST_FILE,
-        check_artifact_files,
         check_not_a_member,
         is_version,
+        read_artifact_files,
         shape_ok,
     )
 
@@ -237,12 +264,13 @@ def read_switchable(folder: str | Path) -> tuple[dict[str, Any], Path]:
         raise US3LError(f'{path}: input.shape must be a list of positive integers N, C, H, W (N may be "batch"), got '
                         f"{doc['input']['shape']!r:.80}; re-export the artifact")
     _check_grid(doc, path)
-    file = check_artifact_files(doc, folder)
-    _check_onnx_grid(doc, file, path)
-    return doc, file
+    data = read_artifact_files(doc, folder)
+    file = folder / doc["artifact"]["file"]  # a plain name among the hashed files (checked by read_artifact_files)
+    _check_onnx_grid(doc, file, path, data[file.name])
+    return doc, file, data
 
 
-def _check_onnx_grid(doc: dict[str, Any], file: Path, path: Path) -> None:
+def _check_onnx_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -> None:
     """An ONNX switchable file records its grid in its own metadata (``us3l.switchable.widths``): the manifest's
     grid, which maps an index to a width everywhere else, must be that one (the manifest is not hashed)."""
     if file.suffix != ".onnx":
@@ -251,7 +279,7 @@ def _check_onnx_grid(doc: dict[str, Any], file: Path, path: Path) -> None:
 
     from us3l.deploy.switchable import META_WIDTHS
 
-    props = {p.key: p.value for p in onnx.load(str(file), load_external_data=False).metadata_props}
+    props = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}
     try:
         recorded = [float(w) for w in json.loads(props[META_WIDTHS])]
     except (KeyError, ValueError, TypeError):
@@ -270,12 +298,12 @@ def load_switchable(path: str | Path, threads: int | None = None, bound: bool = 
     ``manifest`` and ``widths`` attributes. ``runner.infer(x, index)`` runs width ``runner.widths[index]``."""
     from us3l.deploy.backends import get_backend
 
-    doc, file = read_switchable(path)
+    doc, file, data = read_switchable_files(path)
     be = get_backend(str(doc["backend"]["name"]))
     if be.runtime_version() is None:
         raise be.missing()
     be.check_runtime_compat(doc["backend"].get("runtime_version"))
-    runner = open_switchable(be.name, file, len(doc["model"]["widths"]), threads, bound=bound)
+    runner = open_switchable(be.name, file, len(doc["model"]["widths"]), threads, bound=bound, data=data)
     runner.manifest = doc
     runner.widths = tuple(float(w) for w in doc["model"]["widths"])
     return runner

@@ -48,11 +48,11 @@ def profile_switchable(
     import numpy as np
 
     from us3l.deploy.backends import get_backend
-    from us3l.deploy.switchable_runtime import open_switchable, read_switchable
+    from us3l.deploy.switchable_runtime import open_switchable, read_switchable_files
     from us3l.profiler import fingerprint
     from us3l.profiler.timers import example_input, resolve_threads
 
-    doc, path = read_switchable(folder)
+    doc, path, files = read_switchable_files(folder)  # the runtime is opened on these hash-checked bytes
     backend = doc["backend"]["name"]
     if not spec.reach.is_local:
         raise US3LError("a switchable artifact is profiled on this machine only (device reached over SSH: export "
@@ -66,7 +66,7 @@ def profile_switchable(
     batch = doc["input"]["shape"][0]
     shape = (spec.batch if isinstance(batch, str) else int(batch), *(int(v) for v in doc["input"]["shape"][1:]))
     pinned = resolve_threads(threads or spec.threads)
-    runner = open_switchable(backend, path, len(per_width), pinned, bound=True)
+    runner = open_switchable(backend, path, len(per_width), pinned, bound=True, data=files)
     x = np.ascontiguousarray(example_input(shape).numpy())
 
     def timer_of(k: int) -> Callable[[int], list[float]]:

@@ -465,3 +465,54 @@ def test_only_regular_temporary_files_are_read_when_a_save_looks_cut_off(tmp_pat
     thread.join(10)
     assert not blocked
     assert outcome[0] is False and "is damaged or was replaced" in str(outcome[1])
+
+
+# ------------------------------------------------------------------ weights hashed and loaded from the same bytes
+
+
+def test_weights_swapped_between_load_and_hash_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weights were loaded with one open and hashed with another: a file replaced in between (other weights
+    loaded, then the saved file put back for the hash) passed the digest check. Now one read is hashed and loaded."""
+    import hashlib
+
+    from us3l.io import file_sha256
+
+    model = create_model("cifar_resnet18", num_classes=0, **KW)
+    _save(tmp_path, model)
+    w = tmp_path / "checkpoint.safetensors"
+    saved = w.read_bytes()
+    evil = create_model("cifar_resnet18", num_classes=0, **KW)
+    with torch.no_grad():
+        for p in evil.parameters():
+            p.fill_(0.5)
+    _save(tmp_path / "evil", evil)
+    w.write_bytes((tmp_path / "evil" / "checkpoint.safetensors").read_bytes())  # the weights now are the evil ones
+    real = ckpt.read_tensors
+
+    def read_then_put_back(*args, **kwargs):
+        out = real(*args, **kwargs)
+        w.write_bytes(saved)  # the saved file is back before the digest is taken
+        return out
+
+    monkeypatch.setattr(ckpt, "read_tensors", read_then_put_back)
+    evil_sha = file_sha256(tmp_path / "evil" / "checkpoint.safetensors")
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path)
+    assert str(info.value) == (
+        f"checkpoint {w} is damaged or was replaced: its sha256 {evil_sha[:12]}... differs from the "
+        f"{file_sha256(w)[:12]}... recorded in checkpoint.json when it was saved; re-train or restore it"
+    )
+    # and the other way round: the saved file hashed, another swapped in before the tensors are read
+    monkeypatch.setattr(ckpt, "read_tensors", real)
+    real_bytes = ckpt.read_weights_bytes
+
+    def read_then_swap(path):
+        out = real_bytes(path)
+        w.write_bytes((tmp_path / "evil" / "checkpoint.safetensors").read_bytes())
+        return out
+
+    monkeypatch.setattr(ckpt, "read_weights_bytes", read_then_swap)
+    loaded = ckpt.load_backbone(tmp_path)  # exactly the bytes that were hashed
+    assert loaded.sha256 == hashlib.sha256(saved).hexdigest()
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v), k

@@ -30,7 +30,7 @@ from torch import nn
 from us3l.derived import BN_STATS_FILE, WEIGHTS_FILE
 from us3l.errors import US3LError
 from us3l.io import check_schema, file_sha256, follow_umask, header, read_json, temp_file
-from us3l.safetensors_io import safetensors_bytes
+from us3l.safetensors_io import read_header, safetensors_bytes
 from us3l.validate import MAX_INPUT_SIZE, one_of
 
 CHECKPOINT_KIND = "checkpoint"
@@ -278,12 +278,25 @@ def weights_path(path: str | Path) -> Path:
     return w
 
 
-def verify_weights(path: str | Path, meta: Mapping[str, Any]) -> str:
+def read_weights_bytes(path: str | Path) -> bytes:
+    """The bytes of ``checkpoint.safetensors``, read once. Loaders hash and parse these same bytes
+    (``verify_weights``, ``read_tensors``, ``read_weights_epoch`` with ``data``): hashing the file and then opening
+    it again checked one file and loaded another when it was replaced in between."""
+    wpath = weights_path(path)
+    try:
+        return wpath.read_bytes()
+    except OSError as exc:
+        raise US3LError(f"cannot read checkpoint {wpath}: {exc.strerror or exc}") from None
+
+
+def verify_weights(path: str | Path, meta: Mapping[str, Any], data: bytes | None = None) -> str:
     """The sha256 of ``checkpoint.safetensors``; a one-line error when ``checkpoint.json`` recorded another
     digest at save time (the weights were damaged, e.g. by a partial copy or bad storage, or replaced).
-    Checkpoints written before the digest was recorded are returned unchecked."""
+    Checkpoints written before the digest was recorded are returned unchecked. ``data``: the bytes the caller
+    loaded the tensors from (``read_weights_bytes``), hashed instead of the file, so the digest checked is that of
+    what was loaded."""
     wpath = weights_path(path)
-    sha = file_sha256(wpath)
+    sha = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(wpath)
     recorded = meta.get("weights_sha256")
     if recorded is not None and recorded != sha:
         if _unfinished_commit(wpath.parent, meta):
@@ -299,13 +312,18 @@ def verify_weights(path: str | Path, meta: Mapping[str, Any]) -> str:
     return sha
 
 
-def read_tensors(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
-    """The tensors of ``checkpoint.safetensors`` whose name starts with ``prefix``, with the prefix removed."""
+def read_tensors(path: str | Path, prefix: str = "", data: bytes | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of ``checkpoint.safetensors`` whose name starts with ``prefix``, with the prefix removed;
+    parsed from ``data`` (the file's bytes, ``read_weights_bytes``) when given."""
     from safetensors import safe_open
 
     out: dict[str, torch.Tensor] = {}
     wpath = weights_path(path)
     try:
+        if data is not None:
+            from safetensors.torch import load
+
+            return {k[len(prefix) :]: t for k, t in load(data).items() if k.startswith(prefix)}
         with safe_open(str(wpath), framework="pt", device="cpu") as fh:
             for key in fh.keys():
                 if key.startswith(prefix):
@@ -330,14 +348,18 @@ def check_dtypes(state: Mapping[str, torch.Tensor], reference: Mapping[str, torc
             )
 
 
-def read_weights_epoch(path: str | Path) -> int | None:
-    """The epoch recorded in the safetensors metadata (``None`` if absent)."""
+def read_weights_epoch(path: str | Path, data: bytes | None = None) -> int | None:
+    """The epoch recorded in the safetensors metadata (``None`` if absent); of ``data`` (the file's bytes) when
+    given."""
     from safetensors import safe_open
 
     wpath = weights_path(path)
     try:
-        with safe_open(str(wpath), framework="pt", device="cpu") as fh:
-            md = fh.metadata() or {}
+        if data is not None:
+            md = read_header(data).get("__metadata__") or {}
+        else:
+            with safe_open(str(wpath), framework="pt", device="cpu") as fh:
+                md = fh.metadata() or {}
         return int(md["epoch"]) if "epoch" in md else None
     except Exception as exc:  # noqa: BLE001 - a damaged header or a non-integer epoch
         why = " ".join(str(exc).split())[:160]
@@ -427,21 +449,17 @@ MODEL_SIZE_SLACK = 256 * 2**20  # bytes a model may hold beyond twice its stored
 # embedding, which is computed, not stored: 50 MB for vit_small at 4096 px)
 
 
-def _check_against_file(probe: nn.Module, wpath: Path, name: str) -> None:
-    """Compare a model built on the meta device with the tensors ``wpath`` stores (read from its header, no data):
-    every stored tensor's shape, and the model's whole size (a model_kwargs edited to ask for a huge network must
-    not allocate it before the shapes are found not to match)."""
-    from safetensors import safe_open
-
+def _check_against_file(probe: nn.Module, wpath: Path, name: str, data: bytes) -> None:
+    """Compare a model built on the meta device with the tensors ``data`` (the bytes of ``wpath``) stores (read
+    from its header): every stored tensor's shape, and the model's whole size (a model_kwargs edited to ask for a
+    huge network must not allocate it before the shapes are found not to match)."""
     shapes: dict[str, list[int]] = {}
     dtypes: dict[str, str] = {}
     try:
-        with safe_open(str(wpath), framework="pt", device="cpu") as fh:
-            for k in fh.keys():
-                if k.startswith(BACKBONE_PREFIX):
-                    entry = fh.get_slice(k)
-                    shapes[k[len(BACKBONE_PREFIX):]] = list(entry.get_shape())
-                    dtypes[k[len(BACKBONE_PREFIX):]] = entry.get_dtype()
+        for k, entry in read_header(data).items():
+            if k.startswith(BACKBONE_PREFIX):
+                shapes[k[len(BACKBONE_PREFIX):]] = [int(d) for d in entry["shape"]]
+                dtypes[k[len(BACKBONE_PREFIX):]] = str(entry["dtype"])
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
         why = " ".join(str(exc).split())[:160]
         raise US3LError(f"checkpoint {wpath} is damaged ({why}); re-train or restore it") from None
@@ -501,9 +519,10 @@ def load_backbone(
         # not take, or sizes beyond any machine (RuntimeError: "Storage size calculation overflowed")
         raise US3LError(f"checkpoint {wpath}: cannot build model {meta['model']!r} from checkpoint.json "
                         f"({' '.join(str(exc).split())})") from None
-    _check_against_file(probe, wpath, str(meta["model"]))
+    blob = read_weights_bytes(wpath)  # read once: hashed and loaded from these bytes, never from a second open
+    _check_against_file(probe, wpath, str(meta["model"]), blob)
     model = create_model(meta["model"], num_classes=0, **kwargs)
-    state = read_tensors(wpath, BACKBONE_PREFIX)
+    state = read_tensors(wpath, BACKBONE_PREFIX, data=blob)
     check_dtypes(state, model.state_dict(), wpath)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -515,7 +534,7 @@ def load_backbone(
             f"checkpoint {wpath} does not match model {meta['model']!r}: "
             f"missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}"
         )
-    sha = verify_weights(wpath, meta)
+    sha = verify_weights(wpath, meta, data=blob)
     bn_path = wpath.parent / BN_STATS_FILE
     bn_note = None
     if bn_path.is_file():

@@ -236,18 +236,16 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
-#: Largest text file (JSON result, manifest, device file) :func:`read_input_text` reads: us3l's own are kB to a few
-#: MB (a 90-width profile is ~100 kB), so anything larger is not one of them, and reading it whole could exhaust
+#: Largest file (JSON result, manifest, device file) :func:`read_input_bytes` reads: us3l's own are kB to a few MB
+#: (a 90-width profile is ~100 kB), so anything larger is not one of them, and reading it whole could exhaust
 #: memory (a multi-GB file named by mistake, or a crafted one).
 MAX_INPUT_BYTES = 64 << 20
 
 
-def read_input_text(path: str | Path, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> str:
-    """The UTF-8 text of a file the user named, without the byte-order mark an editor may have put first (JSON and
-    TOML parsers refuse it: "Unexpected UTF-8 BOM", "Invalid statement (at line 1, column 1)"); a missing path, a
-    folder or device (``/dev/null``), an unreadable or non-UTF-8 file, or one larger than ``max_bytes`` (checked
-    before reading, and the read stops there: the file may grow meanwhile) each become a one-line ``US3LError``
-    naming ``what`` and the path."""
+def read_input_bytes(path: str | Path, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a file the user named, read once; a missing path, a folder or device (``/dev/null``), an
+    unreadable file, or one larger than ``max_bytes`` (checked before reading, and the read stops there: the file
+    may grow meanwhile) each become a one-line ``US3LError`` naming ``what`` and the path."""
     path = Path(path)
     if not path.exists():
         raise US3LError(f"{what} not found: {path}")
@@ -259,18 +257,28 @@ def read_input_text(path: str | Path, what: str = "file", max_bytes: int = MAX_I
             raise too_big
         with open(path, "rb") as fh:
             data = fh.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise too_big
+    except OSError as exc:
+        raise US3LError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise too_big
+    return data
+
+
+def _decode_text(data: bytes, path: str | Path, what: str) -> str:
+    try:
         return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
     except UnicodeDecodeError as exc:
         raise US3LError(f"{what} {path} is not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise US3LError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
-def read_json(path: str | Path, what: str = "file") -> Any:
-    """Read a JSON file, turning a missing or malformed file into a one-line ``US3LError``."""
-    text = read_input_text(path, what)
+def read_input_text(path: str | Path, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """The UTF-8 text of a file the user named, without the byte-order mark an editor may have put first (JSON and
+    TOML parsers refuse it: "Unexpected UTF-8 BOM", "Invalid statement (at line 1, column 1)"); the errors of
+    :func:`read_input_bytes`, and a non-UTF-8 file, are one-line ``US3LError`` naming ``what`` and the path."""
+    return _decode_text(read_input_bytes(path, what, max_bytes), path, what)
+
+
+def _parse_json(text: str, path: str | Path, what: str) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError; a 5000-digit number; arrays nested too deep
@@ -278,6 +286,18 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         if Path(path).suffix.lower() == ".csv" and twin.is_file():  # a profile's table, written beside its JSON
             raise US3LError(f"{what} {path} is the CSV table of {twin}: pass the .json") from None
         raise US3LError(f"{what} {path} is not valid JSON: {exc}") from None
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Read a JSON file, turning a missing or malformed file into a one-line ``US3LError``."""
+    return _parse_json(read_input_text(path, what), path, what)
+
+
+def read_json_sha256(path: str | Path, what: str = "file") -> tuple[Any, str]:
+    """``read_json`` and the sha256 of the very bytes it parsed (the file is read once: a digest taken by opening
+    the file again could describe another file, swapped in between)."""
+    data = read_input_bytes(path, what)
+    return _parse_json(_decode_text(data, path, what), path, what), hashlib.sha256(data).hexdigest()
 
 
 def check_schema(doc: Any, kind: str, version: int, path: str | Path) -> None:

@@ -18,6 +18,7 @@ import json
 import struct
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -47,6 +48,21 @@ def canonical_header(blob: bytes) -> bytes:
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % _ALIGN)
     return struct.pack("<Q", len(text)) + text + blob[8 + n :]
+
+
+def read_header(blob: bytes) -> dict[str, Any]:
+    """The header JSON of ``blob`` (a safetensors file's bytes): tensor name -> ``{"dtype", "shape",
+    "data_offsets"}``, plus ``__metadata__`` when present. ``ValueError`` for bytes that are no safetensors file.
+    Only the header is parsed; ``safetensors.torch.load(blob)`` checks the rest when the tensors are read."""
+    if len(blob) < 8:
+        raise ValueError("not a safetensors file: shorter than its 8-byte header length")
+    (n,) = struct.unpack("<Q", blob[:8])
+    if 8 + n > len(blob):
+        raise ValueError("not a safetensors file: header length past the end of the data")
+    header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError("not a safetensors file: its header is not a JSON object")
+    return header
 
 
 def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +127,12 @@ class Backend(ABC):
         threads: int | None = None,
         device: str | None = None,
         precision: str | None = None,
+        *,
+        data: Mapping[str, bytes] | None = None,
     ) -> Runner:
-        """Load an exported artifact; ``device`` is the runtime's device name (``cpu`` by default)."""
+        """Load an exported artifact; ``device`` is the runtime's device name (``cpu`` by default). ``data``: the
+        artifact's files as bytes (file name -> bytes, ``us3l.deploy.manifest.read_artifact_files``), checked against
+        their hashes: the runtime is built from these bytes, never from a second read of the files."""
 
     def artifact(
         self,

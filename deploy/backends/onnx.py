@@ -23,7 +23,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,7 +286,9 @@ class OnnxRunner(Runner):
 
     backend = "onnx"
 
-    def __init__(self, path: Path, threads: int | None, device: str, spin: bool = True) -> None:
+    def __init__(
+        self, path: Path, threads: int | None, device: str, spin: bool = True, model_bytes: bytes | None = None
+    ) -> None:
         import onnxruntime as ort
 
         if device not in PROVIDERS:
@@ -300,7 +302,8 @@ class OnnxRunner(Runner):
                 f"install onnxruntime-gpu on a CUDA machine or use device 'cpu'"
             )
         self.device = device
-        self.session = ort.InferenceSession(str(path), sess_options=session_options(threads, spin), providers=wanted)
+        source = str(path) if model_bytes is None else model_bytes  # bytes: exactly the ones whose hash was checked
+        self.session = ort.InferenceSession(source, sess_options=session_options(threads, spin), providers=wanted)
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = fixed_dims(self.session.get_inputs()[0].shape)
         self.output_name = self.session.get_outputs()[0].name
@@ -377,13 +380,15 @@ class OnnxBackend(Backend):
         precision: str | None = None,
         *,
         spin: bool = True,
+        data: Mapping[str, bytes] | None = None,
     ) -> Runner:
         if importlib.util.find_spec("onnxruntime") is None:
             raise self.missing()
         path = Path(path)
-        if not path.is_file():
+        model_bytes = None if data is None else data.get(path.name)
+        if model_bytes is None and not path.is_file():
             raise US3LError(f"ONNX model not found: {path}")
-        return OnnxRunner(path, threads, (device or "cpu").lower(), spin=spin)
+        return OnnxRunner(path, threads, (device or "cpu").lower(), spin=spin, model_bytes=model_bytes)
 
 
 BACKEND = OnnxBackend()

@@ -17,7 +17,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -101,14 +101,19 @@ class OpenVinoRunner(Runner):
 
     backend = "openvino"
 
-    def __init__(self, path: Path, threads: int | None, device: str, precision: str | None) -> None:
+    def __init__(
+        self, path: Path, threads: int | None, device: str, precision: str | None,
+        ir: tuple[bytes, bytes] | None = None,
+    ) -> None:
         core = shared_core()
         if device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise US3LError(
                 f"OpenVINO device '{device}' is not present (available: {', '.join(core.available_devices)})"
             )
         self.device = device
-        self.compiled = core.compile_model(str(path), device, compile_config(threads, device, precision))
+        # ir: the .xml and .bin bytes whose hashes were checked, read from memory (never the files again)
+        source = str(path) if ir is None else core.read_model(model=ir[0], weights=ir[1])
+        self.compiled = core.compile_model(source, device, compile_config(threads, device, precision))
         self.request = self.compiled.create_infer_request()
         self.input_shape = fixed_dims(list(self.compiled.input(0).get_partial_shape()))
         #: (the caller's array, the float32 array whose memory the input tensor shares: x itself when it is one)
@@ -226,13 +231,19 @@ class OpenVinoBackend(Backend):
         threads: int | None = None,
         device: str | None = None,
         precision: str | None = None,
+        *,
+        data: Mapping[str, bytes] | None = None,
     ) -> Runner:
         if not self.available():
             raise self.missing()
         path = Path(path)
-        if not path.is_file() or not path.with_suffix(".bin").is_file():
-            raise US3LError(f"OpenVINO IR not found: {path} (+ {path.with_suffix('.bin').name})")
-        return OpenVinoRunner(path, threads, (device or "CPU").upper(), precision)
+        bin_name = path.with_suffix(".bin").name
+        ir = None
+        if data is not None and path.name in data and bin_name in data:
+            ir = (data[path.name], data[bin_name])
+        elif not path.is_file() or not path.with_suffix(".bin").is_file():
+            raise US3LError(f"OpenVINO IR not found: {path} (+ {bin_name})")
+        return OpenVinoRunner(path, threads, (device or "CPU").upper(), precision, ir=ir)
 
 
 BACKEND = OpenVinoBackend()

@@ -191,14 +191,14 @@ class TensorRtRunner(Runner):
 
     backend = "tensorrt"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, engine: bytes | None = None) -> None:
         import tensorrt as trt
         import torch
 
         self._torch = torch
         self.device = "cuda"
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes() if engine is None else engine)
         if self.engine is None:
             raise US3LError(f"TensorRT could not deserialize {path} (built by another version or GPU?)")
         self.context = self.engine.create_execution_context()
@@ -319,12 +319,15 @@ class TensorRtBackend(Backend):
         threads: int | None = None,
         device: str | None = None,
         precision: str | None = None,
+        *,
+        data: Mapping[str, bytes] | None = None,
     ) -> Runner:
         self._require_here()
         path = Path(path)
-        if not path.is_file():
+        engine = None if data is None else data.get(path.name)
+        if engine is None and not path.is_file():
             raise US3LError(f"TensorRT engine not found: {path}")
-        return TensorRtRunner(path)
+        return TensorRtRunner(path, engine)
 
 
 def which_trtexec() -> str | None:

@@ -251,3 +251,40 @@ def test_time_once_refuses_a_wrong_input_shape_like_infer(run: Path, tmp_path: P
             runner.time_once(np.zeros((1, 3, 16, 16), np.float32))
         assert runner.time_once(np.zeros(SHAPE, np.float32)) > 0
     assert str(info.value) == "input of shape 1x3x16x16 does not fit this artifact's input 1x3x32x32 (NCHW, float32)"
+
+
+def _other_weights(onnx_file: Path) -> bytes:
+    """``onnx_file`` with every float initializer halved: a valid model of the same graph that answers otherwise."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_file))
+    for i, init in enumerate(model.graph.initializer):
+        a = numpy_helper.to_array(init)
+        if a.dtype == np.float32:
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(a * 0.5, init.name))
+    return model.SerializeToString()
+
+
+def test_a_file_swapped_after_its_hash_was_checked_is_not_what_runs(
+    exported: ExportResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files were hashed, then the runtime opened the path again: a model swapped in between ran unchecked.
+    Now the runtime is built from the bytes that were hashed."""
+    from us3l.deploy.backends.onnx import OnnxBackend
+
+    d = _copy(exported, tmp_path)
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    with deploy.load(d) as r:
+        checked = r.infer(x)
+    other = _other_weights(d / "model.onnx")
+    real = OnnxBackend.load
+
+    def swap_then_load(self, path, *args, **kwargs):
+        Path(path).write_bytes(other)  # after check_manifest hashed the file, before the runtime reads it
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(OnnxBackend, "load", swap_then_load)
+    with deploy.load(d) as r:
+        np.testing.assert_array_equal(r.infer(x), checked)
+    assert (d / "model.onnx").read_bytes() == other  # the swap did happen

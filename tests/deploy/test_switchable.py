@@ -373,3 +373,28 @@ def test_a_fixed_batch_that_does_not_divide_the_verification_images_says_so(run_
     sw = export_switchable(run_dir, "onnx", tmp_path / "sw", [1.0, 0.25], batch=3).manifest
     assert sw["verification"]["inputs"].endswith("; the first 6 of them were run (whole batches of 3)")
     assert {v["onnxruntime"]["samples"] for v in (p["verification"] for p in sw["model"]["per_width"])} == {6}
+
+
+def test_a_switchable_file_swapped_after_its_hash_was_checked_is_not_what_runs(run_dir, tmp_path, monkeypatch) -> None:
+    """load_switchable hashed the files, then the runtime opened the path again: a file swapped in between ran
+    unchecked. Now the runtime is built from the bytes that were hashed."""
+    from tests.deploy.test_deploy_loading import _other_weights
+    from us3l import deploy
+    from us3l.deploy import switchable_runtime as rt
+
+    res = export_switchable(run_dir, "onnx", tmp_path)
+    file = res.directory / res.manifest["artifact"]["file"]
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with deploy.load_switchable(res.directory) as r:
+        checked = r.infer(x, 0)
+    other = _other_weights(file)
+    real = rt.open_switchable
+
+    def swap_then_open(backend, path, *args, **kwargs):
+        Path(path).write_bytes(other)
+        return real(backend, path, *args, **kwargs)
+
+    monkeypatch.setattr(rt, "open_switchable", swap_then_open)
+    with deploy.load_switchable(res.directory) as r:
+        np.testing.assert_array_equal(r.infer(x, 0), checked)
+    assert file.read_bytes() == other

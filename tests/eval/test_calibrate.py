@@ -364,3 +364,33 @@ def test_invalidate_stale_counts_an_accuracy_file_nested_too_deep_as_stale(tmp_p
     run = make_run(tmp_path / "run", tiny_model())
     (run / "accuracy.json").write_text("[" * 100_000)
     assert [p.name for p in invalidate_stale(run)] == ["accuracy.json"]
+
+
+def test_bn_stats_swapped_after_the_binding_check_are_not_loaded(tmp_path: Path, monkeypatch) -> None:
+    """The binding to the checkpoint was checked with one open and the statistics loaded with another: a stale file
+    (statistics of other weights) swapped in between was loaded as if bound. Now both come from one read."""
+    from us3l.eval import calibrate as cal
+
+    model = tiny_model()
+    run = make_run(tmp_path / "run", model)
+    calibrate_widths(model, [0.5], batches())
+    save_bn_stats(model, run)
+    sha = load_backbone(run).sha256
+    stale = tiny_model(seed=5)
+    calibrate_widths(stale, [0.5], batches(seed=7))
+    save_bn_stats(stale, tmp_path / "other", checkpoint_sha256="0" * 64)
+    real = cal.check_bn_stats_binding
+
+    def check_then_swap(*args, **kwargs):
+        real(*args, **kwargs)
+        (run / BN_STATS_FILE).write_bytes((tmp_path / "other" / BN_STATS_FILE).read_bytes())
+
+    monkeypatch.setattr(cal, "check_bn_stats_binding", check_then_swap)
+    fresh = tiny_model()
+    load_bn_stats(fresh, run, checkpoint_sha256=sha)  # loads exactly the bytes whose binding was checked
+    key = canonical_width(model, 0.5)
+    pairs = [(a, b, c) for a, b, c in zip(fresh.modules(), model.modules(), stale.modules(), strict=True)
+             if isinstance(a, SlimBatchNorm2d)]
+    assert pairs and not all(torch.equal(b.width_stats[key][0], c.width_stats[key][0]) for _, b, c in pairs)
+    for a, b, _ in pairs:
+        torch.testing.assert_close(a.width_stats[key], b.width_stats[key])

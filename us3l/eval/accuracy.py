@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from us3l.errors import US3LError
-from us3l.io import atomic_write_json, check_schema, header, read_json
+from us3l.io import atomic_write_json, check_schema, header, read_json_sha256
 
 ACCURACY_KIND = "accuracy"
 ACCURACY_SCHEMA = 2
@@ -293,10 +293,15 @@ def load_accuracy(path: str | Path) -> dict[str, Any]:
     A schema-1 file gets the schema-2 fields it lacks as ``null`` (``num_test``, ``baselines``, per width
     ``knn_top1_ci``, ``linear_top1_ci``, ``baseline_random_init``); its ``schema_version`` stays 1.
     """
+    return load_accuracy_sha256(path)[0]
+
+
+def load_accuracy_sha256(path: str | Path) -> tuple[dict[str, Any], str]:
+    """``load_accuracy`` and the sha256 of the bytes it parsed (one read: ``us3l.io.read_json_sha256``)."""
     p = Path(path)
     if p.is_dir():
         p = p / ACCURACY_FILE
-    doc = read_json(p, "accuracy file")
+    doc, sha = read_json_sha256(p, "accuracy file")
     validate_accuracy(doc, p)
     if doc["schema_version"] == 1:
         for key in _SCHEMA2_TOP:
@@ -304,7 +309,7 @@ def load_accuracy(path: str | Path) -> dict[str, Any]:
         for row in doc["widths"]:
             for key in _SCHEMA2_ROW:
                 row.setdefault(key, None)
-    return doc
+    return doc, sha
 
 
 def best_top1(row: dict[str, Any]) -> float | None:

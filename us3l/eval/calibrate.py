@@ -314,22 +314,29 @@ def load_bn_stats(model: nn.Module, path: str | Path, checkpoint_sha256: str | N
     """Load ``bn_stats.safetensors`` (a file or the run folder holding it) into ``model``; one-line errors.
 
     With ``checkpoint_sha256``, statistics computed for other weights (or not bound to any) are refused
-    (``StaleBNStats``) before anything is loaded.
+    (``StaleBNStats``) before anything is loaded. The file is read once: the binding is checked on, and the
+    statistics are loaded from, the same bytes (a file swapped between a check and a second open was loaded
+    unchecked).
     """
-    from safetensors import safe_open
+    from safetensors.torch import load
+
+    from us3l.safetensors_io import read_header
 
     p = Path(path)
     if p.is_dir():
         p = p / BN_STATS_FILE
     if not p.is_file():
         raise US3LError(f"BN statistics file not found: {p}")
-    if checkpoint_sha256 is not None:
-        check_bn_stats_binding(p, checkpoint_sha256)
     redo = f"delete it and run `us3l calibrate --ckpt {p.parent}`"
     try:
-        with safe_open(str(p), framework="pt", device="cpu") as fh:
-            recorded = (fh.metadata() or {}).get(TENSORS_SHA_KEY)
-            state = {key: fh.get_tensor(key) for key in fh.keys()}
+        data = p.read_bytes()
+    except OSError as exc:
+        raise US3LError(f"cannot read BN statistics {p} ({_one_line(exc)}); {redo}") from None
+    if checkpoint_sha256 is not None:
+        check_bn_stats_binding(p, checkpoint_sha256, data=data)
+    try:
+        recorded = (read_header(data).get("__metadata__") or {}).get(TENSORS_SHA_KEY)
+        state = load(data)
     except Exception as exc:  # noqa: BLE001 - any safetensors parse error means a corrupt file
         raise US3LError(f"cannot read BN statistics {p} ({_one_line(exc)}); {redo}") from None
     if recorded is not None and recorded != tensors_sha256(state):  # files from before 2026-12-03 have none
@@ -356,26 +363,33 @@ class StaleBNStats(US3LError):
     """``bn_stats.safetensors`` was computed for other weights than the checkpoint beside it."""
 
 
-def bn_stats_checkpoint_sha256(path: str | Path) -> str | None:
-    """The checkpoint digest recorded in a ``bn_stats.safetensors`` (``None``: unbound or unreadable)."""
+def bn_stats_checkpoint_sha256(path: str | Path, data: bytes | None = None) -> str | None:
+    """The checkpoint digest recorded in a ``bn_stats.safetensors`` (``None``: unbound or unreadable); read from
+    ``data`` (the file's bytes) when given."""
     from safetensors import safe_open
+
+    from us3l.safetensors_io import read_header
 
     p = Path(path)
     if p.is_dir():
         p = p / BN_STATS_FILE
     try:
+        if data is not None:
+            recorded = (read_header(data).get("__metadata__") or {}).get(CHECKPOINT_SHA_KEY)
+            return recorded if isinstance(recorded, str) else None
         with safe_open(str(p), framework="pt", device="cpu") as fh:
             return (fh.metadata() or {}).get(CHECKPOINT_SHA_KEY)
     except Exception:  # noqa: BLE001 - a damaged file is reported when it is loaded
         return None
 
 
-def check_bn_stats_binding(path: str | Path, checkpoint_sha256: str) -> None:
-    """Raise ``StaleBNStats`` (one line, with the fix) unless ``path`` records ``checkpoint_sha256``."""
+def check_bn_stats_binding(path: str | Path, checkpoint_sha256: str, data: bytes | None = None) -> None:
+    """Raise ``StaleBNStats`` (one line, with the fix) unless ``path`` (or ``data``, its bytes) records
+    ``checkpoint_sha256``."""
     p = Path(path)
     if p.is_dir():
         p = p / BN_STATS_FILE
-    recorded = bn_stats_checkpoint_sha256(p)
+    recorded = bn_stats_checkpoint_sha256(p, data)
     if recorded == checkpoint_sha256:
         return
     why = (

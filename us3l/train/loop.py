@@ -825,7 +825,8 @@ def _restore(
     ckpt.finish_interrupted_commit(run_dir)  # killed between the renames of a checkpoint commit
     meta = ckpt.read_meta(run_dir)
     state = ckpt.load_train_state(run_dir, _STATE_KEYS)
-    epochs = {int(meta["epoch"]), int(state["epoch"]), ckpt.read_weights_epoch(run_dir)}
+    blob = ckpt.read_weights_bytes(run_dir)  # read once: hashed and loaded from these bytes (verify_weights)
+    epochs = {int(meta["epoch"]), int(state["epoch"]), ckpt.read_weights_epoch(run_dir, data=blob)}
     if len(epochs) != 1:
         raise US3LError(
             f"checkpoint files in {run_dir} disagree on the epoch ({sorted(epochs, key=str)}); "
@@ -835,8 +836,9 @@ def _restore(
     if not 1 <= epoch <= total_epochs:  # -2 trained epochs -2 and -1 on; 9 of 4 was reported as completed
         raise US3LError(f"checkpoint in {run_dir} records epoch {epoch}, outside the 1..{total_epochs} epochs of its "
                         "config (edited?); restore the original files or start over with --overwrite")
-    sd = join_state(ckpt.read_tensors(run_dir, ckpt.BACKBONE_PREFIX), ckpt.read_tensors(run_dir, ckpt.TRAIN_PREFIX))
-    ckpt.verify_weights(run_dir, meta)
+    sd = join_state(ckpt.read_tensors(run_dir, ckpt.BACKBONE_PREFIX, data=blob),
+                    ckpt.read_tensors(run_dir, ckpt.TRAIN_PREFIX, data=blob))
+    ckpt.verify_weights(run_dir, meta, data=blob)
     try:
         method.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
