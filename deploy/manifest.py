@@ -15,6 +15,7 @@ from typing import Any
 
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import Artifact, Backend
+from us3l.deploy.manifest_claims import check_precision, check_verification
 from us3l.deploy.verify import Verification
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json_sha256
@@ -146,6 +147,7 @@ def validate_manifest(doc: Mapping[str, Any], path: str | Path) -> None:
         if (value is not None or key in _REQUIRED) and not isinstance(value, dict):
             raise US3LError(f"{path}: {key} must be an object, got {value!r:.80}")
     _validate_fields(doc, path)
+    check_verification(doc, path)  # passed / valid against the recorded numbers and the precision's tolerance
 
 
 def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
@@ -233,9 +235,10 @@ def verify_manifest(
     backend: str | None = None,
     precision: str | None = None,
 ) -> tuple[Backend, dict[str, bytes]]:
-    """Check a manifest against the files and this machine's runtime; return the backend to load with and the
-    bytes of every listed file (name -> bytes, each read once and hashed: ``read_artifact_files``). Load from these
-    bytes, not from the paths: a file opened again after its hash was checked may have been replaced in between.
+    """Check a manifest against the files and this machine's runtime, and its precision against the graph
+    (``us3l.deploy.manifest_claims``); return the backend to load with and the bytes of every listed file (name
+    -> bytes, each read once and hashed: ``read_artifact_files``). Load from these bytes, not from the paths: a
+    file opened again after its hash was checked may have been replaced in between.
 
     Refuses (``US3LError``): an artifact that failed verification, an unknown or uninstalled backend, an
     incompatible runtime version, an ``artifact.file`` that is not a plain file name listed (with the same
@@ -259,6 +262,7 @@ def verify_manifest(
     else:
         be.check_runtime_compat(spec.get("runtime_version"))
     data = read_artifact_files(doc, directory)
+    check_precision(doc, where, data)  # backend.precision against what the (hash-checked) graph holds
     check_expected(
         doc,
         where,

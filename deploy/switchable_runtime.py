@@ -236,6 +236,7 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
         read_artifact_files,
         shape_ok,
     )
+    from us3l.deploy.manifest_claims import check_precision, check_switchable_verification
 
     folder = Path(folder)
     check_not_a_member(folder)
@@ -264,7 +265,9 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
         raise US3LError(f'{path}: input.shape must be a list of positive integers N, C, H, W (N may be "batch"), got '
                         f"{doc['input']['shape']!r:.80}; re-export the artifact")
     _check_grid(doc, path)
+    check_switchable_verification(doc, path)  # passed / valid against the recorded numbers (fp32 tolerance)
     data = read_artifact_files(doc, folder)
+    check_precision(doc, path, data)  # fp32: no Q/DQ nodes or half-precision weights in the graph
     file = folder / doc["artifact"]["file"]  # a plain name among the hashed files (checked by read_artifact_files)
     _check_onnx_grid(doc, file, path, data[file.name])
     return doc, file, data

@@ -227,6 +227,30 @@ def test_openvino_int8_is_nncf_quantized_and_verified(run_dir: Path, tmp_path: P
     assert m["quantization"]["quantizer_version"] == nncf.__version__
     assert m["quantization"]["calibration"]["size"] == CALIB
     assert m["backend"]["weights"] == "int8 (NNCF)" and m["verification"]["tolerance"]["rule"] == "quantization"
+    with deploy.load(res.directory) as r:  # the IR's FakeQuantize / i8 constants agree with precision int8
+        assert r.manifest["backend"]["precision"] == "int8"
+
+
+def test_onnx_int8_loads_and_a_claim_of_fp32_is_refused(onnx_int8, tmp_path: Path) -> None:
+    """The Q/DQ graph agrees with precision int8 (us3l.deploy.manifest_claims); edited to fp32 it is refused."""
+    import shutil
+
+    from us3l.deploy.verify import TOLERANCES
+
+    with deploy.load(onnx_int8.directory) as r:
+        assert r.manifest["backend"]["precision"] == "int8"
+    d = tmp_path / "a"
+    shutil.copytree(onnx_int8.directory, d)
+    doc = json.loads((d / "manifest.json").read_text())
+    doc["backend"]["precision"] = "fp32"
+    tol = TOLERANCES["fp32"]
+    doc["verification"].update(precision="fp32", max_abs_error=0.0, min_cosine=1.0,
+                               tolerance={"max_abs": tol.max_abs, "min_cosine": tol.min_cosine})
+    (d / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as info:
+        deploy.load(d)
+    assert str(info.value) == (f"{d / 'manifest.json'}: backend.precision is 'fp32' but model.onnx holds an int8 "
+                               "graph (the manifest was edited); re-export the artifact")
 
 
 # ------------------------------------------------------------------------------------------------ refusals

@@ -1,0 +1,217 @@
+"""Cross-checks of what a manifest claims against its own numbers and against the artifact it describes.
+
+A manifest is not hashed (any digest stored beside it could be edited with it), so a hand edit of its statements
+used to go unnoticed: ``"passed": false`` turned into ``true``, or ``"precision": "fp16"`` written over an fp32
+file. Two claims are checked wherever manifests are read:
+
+* **Verification** (``check_verification``, on every read: ``read_manifest``, ``read_switchable``): the recorded
+  tolerance must be the precision's own (``us3l.deploy.verify.TOLERANCES``: every bound present with its value, so
+  it cannot be loosened), ``verification.precision`` the backend's, ``passed`` what the recorded numbers give under
+  that tolerance (the rule of ``verify.compare``; a ``null`` number is a non-finite one, which fails), and
+  ``valid`` equal to ``verification.passed``.
+* **Precision** (``check_precision``, on the hash-checked bytes, by ``us3l.deploy.load``, ``load_switchable``,
+  ``us3l profile --artifact``, quickstart's export reuse and the report): what the file holds, read from the
+  graph, not from names:
+
+  - ONNX (``onnx`` package, graph only): ``int8`` has QuantizeLinear/DequantizeLinear nodes (the explicit Q/DQ
+    model us3l writes); ``fp32`` has none and no float16/bfloat16 initializer.
+  - OpenVINO IR (the .xml, no weights read): ``int8`` has a FakeQuantize layer or an i8/u8 constant (NNCF);
+    ``fp16`` has f16 constants and neither of those; ``fp32`` has no f16 constant and neither of those.
+  - TensorRT: the engine is opaque without a GPU and its builder flags; the ONNX it was built from (hashed with
+    it) must have Q/DQ nodes exactly when the precision is ``int8``. fp16 and fp32 engines come from the same
+    fp32 ONNX and are not told apart.
+
+Each mismatch is one ``US3LError`` line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from us3l.errors import US3LError
+
+#: Tolerance bounds compared with ``TOLERANCES[precision]`` (``rule``/``describe`` are derived from them).
+_BOUNDS = ("max_abs", "min_cosine", "min_mean_cosine", "min_topk_agreement", "topk")
+_FIX = "re-export the artifact"
+
+
+def _number(v: object) -> float | None:
+    """A recorded figure as a float; ``None`` for ``null`` (written for a non-finite value) or a non-number."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def verification_failures(ver: Mapping[str, Any], precision: str, where: str) -> list[str]:
+    """Why the recorded numbers of ``ver`` (a ``Verification.to_dict()``) fail ``precision``'s tolerance, as
+    ``"field value < bound"`` phrases (empty: they pass). One ``US3LError`` line when the recorded tolerance is not
+    the precision's own."""
+    from us3l.deploy.verify import TOLERANCES
+
+    tol = TOLERANCES.get(precision)
+    if tol is None:
+        raise US3LError(f"{where}: verification.precision {precision!r:.40} has no tolerance; {_FIX}")
+    recorded = ver.get("tolerance")
+    if not isinstance(recorded, Mapping):
+        raise US3LError(f"{where}: verification.tolerance must be an object, got {recorded!r:.60}; {_FIX}")
+    for key in _BOUNDS:
+        want = getattr(tol, key)
+        if want is not None and recorded.get(key) != want:
+            raise US3LError(f"{where}: verification.tolerance.{key} is {recorded.get(key)!r:.40}, the {precision} "
+                            f"tolerance is {want!r} (the manifest was edited); {_FIX}")
+    fails: list[str] = []
+    max_abs, min_cos = _number(ver.get("max_abs_error")), _number(ver.get("min_cosine"))
+    mean_cos = _number(ver.get("mean_cosine"))
+    if max_abs is None or min_cos is None or mean_cos is None or _number(ver.get("mean_abs_error")) is None:
+        fails.append("a non-finite (null) error or cosine")
+    if min_cos is not None and min_cos < tol.min_cosine:
+        fails.append(f"min_cosine {min_cos:g} < {tol.min_cosine:g}")
+    if tol.max_abs is not None and max_abs is not None and max_abs > tol.max_abs:
+        fails.append(f"max_abs_error {max_abs:g} > {tol.max_abs:g}")
+    if tol.min_mean_cosine is not None and mean_cos is not None and mean_cos < tol.min_mean_cosine:
+        fails.append(f"mean_cosine {mean_cos:g} < {tol.min_mean_cosine:g}")
+    if tol.min_topk_agreement is not None:
+        agreement = _number(ver.get("topk_agreement"))
+        if agreement is None or agreement < tol.min_topk_agreement:
+            fails.append(f"topk_agreement {ver.get('topk_agreement')!r:.20} < {tol.min_topk_agreement:g}")
+    return fails
+
+
+def _check_passed(ver: Mapping[str, Any], precision: str, where: str, field: str) -> bool:
+    """``ver["passed"]`` checked against its numbers (one line naming ``field`` when they disagree); returns it."""
+    passed = ver.get("passed")
+    if not isinstance(passed, bool):
+        raise US3LError(f"{where}: {field}.passed must be true or false, got {passed!r:.40}; {_FIX}")
+    fails = verification_failures(ver, precision, where)
+    if passed and fails:
+        raise US3LError(f"{where}: {field}.passed is true but its recorded numbers fail the {precision} tolerance "
+                        f"({'; '.join(fails)}): the manifest was edited; {_FIX}")
+    if not passed and not fails:
+        raise US3LError(f"{where}: {field}.passed is false but its recorded numbers meet the {precision} tolerance "
+                        f"(the manifest was edited); {_FIX}")
+    return passed
+
+
+def check_verification(doc: Mapping[str, Any], where: str | Path) -> None:
+    """The one-width manifest's ``verification`` against its numbers, its precision and ``valid``. A manifest
+    without a ``verification`` section is left as it is."""
+    ver = doc.get("verification")
+    if ver is None:
+        return
+    precision = (doc.get("backend") or {}).get("precision")
+    if ver.get("precision") != precision:
+        raise US3LError(f"{where}: verification.precision {ver.get('precision')!r:.40} differs from "
+                        f"backend.precision {precision!r:.40} (the manifest was edited); {_FIX}")
+    passed = _check_passed(ver, str(precision), str(where), "verification")
+    if doc.get("valid") is not passed:
+        raise US3LError(f"{where}: valid is {str(doc.get('valid')).lower()} but verification.passed is "
+                        f"{str(passed).lower()} (the manifest was edited); {_FIX}")
+
+
+def check_switchable_verification(doc: Mapping[str, Any], where: str | Path) -> None:
+    """The switchable manifest's per-width verifications (fp32, every mode) against their numbers, and ``valid``
+    / ``verification.passed`` against them all."""
+    precision = doc["backend"].get("precision")
+    if precision != "fp32":
+        raise US3LError(f"{where}: backend.precision must be fp32 (switchable exports are fp32 only), got "
+                        f"{precision!r:.40}; {_FIX}")
+    results: list[bool] = []
+    for i, p in enumerate(doc["model"]["per_width"]):
+        checks = p.get("verification")
+        if checks is None:
+            continue
+        if not isinstance(checks, Mapping):
+            raise US3LError(f"{where}: model.per_width[{i}].verification must be an object; {_FIX}")
+        for mode, ver in checks.items():
+            if not isinstance(ver, Mapping):
+                raise US3LError(f"{where}: model.per_width[{i}].verification[{mode!r:.40}] must be an object; {_FIX}")
+            results.append(_check_passed(ver, "fp32", str(where), f"model.per_width[{i}].verification[{mode!r:.40}]"))
+    if not results:
+        return
+    everything = all(results)
+    recorded = (doc.get("verification") or {}).get("passed", everything)
+    if recorded is not everything or doc.get("valid") is not everything:
+        raise US3LError(f"{where}: valid / verification.passed say {str(doc.get('valid')).lower()} / "
+                        f"{str(recorded).lower()}, the per-width verifications say {str(everything).lower()} (the "
+                        f"manifest was edited); {_FIX}")
+
+
+# ------------------------------------------------------------------------------------------------ precision
+
+
+_QDQ = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+
+
+def onnx_precision_facts(data: bytes) -> tuple[bool, bool]:
+    """(has Q/DQ nodes, has a float16/bfloat16 initializer) of an ONNX model's bytes (its graph and subgraphs)."""
+    import onnx
+
+    model = onnx.load_model_from_string(data)
+    half = {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    qdq, fp16 = False, False
+    graphs = [model.graph]
+    while graphs:
+        g = graphs.pop()
+        fp16 = fp16 or any(t.data_type in half for t in g.initializer)
+        for n in g.node:
+            qdq = qdq or n.op_type in _QDQ
+            for a in n.attribute:
+                graphs.extend([a.g] if a.HasField("g") else [])
+                graphs.extend(a.graphs)
+    return qdq, fp16
+
+
+def ir_precision_facts(xml: bytes) -> tuple[bool, bool]:
+    """(int8: a FakeQuantize layer or an i8/u8 constant, fp16: an f16 constant) of an OpenVINO IR's .xml bytes."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    int8, fp16 = False, False
+    for layer in root.iter("layer"):
+        kind = layer.get("type")
+        if kind == "FakeQuantize":
+            int8 = True
+        elif kind == "Const":
+            data = layer.find("data")
+            element = None if data is None else data.get("element_type")
+            int8 = int8 or element in ("i8", "u8")
+            fp16 = fp16 or element == "f16"
+    return int8, fp16
+
+
+def _holds(backend: str, name: str, data: Mapping[str, bytes]) -> str | None:
+    """The precision the bytes of an artifact show (``None``: cannot be told, TensorRT fp16/fp32 or no file)."""
+    if backend == "onnx" and name in data:
+        qdq, fp16 = onnx_precision_facts(data[name])
+        return "int8" if qdq else "fp16" if fp16 else "fp32"
+    if backend == "openvino" and name in data:
+        int8, fp16 = ir_precision_facts(data[name])
+        return "int8" if int8 else "fp16" if fp16 else "fp32"
+    if backend == "tensorrt" and "model.onnx" in data:
+        qdq, _ = onnx_precision_facts(data["model.onnx"])
+        return "int8" if qdq else None
+    return None
+
+
+def check_precision(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes]) -> None:
+    """Refuse (one line) a ``backend.precision`` that the artifact's bytes (``data``: name -> hash-checked bytes)
+    contradict; the rule per backend is in the module docstring."""
+    backend = str((doc.get("backend") or {}).get("name"))
+    precision = (doc.get("backend") or {}).get("precision")
+    name = str((doc.get("artifact") or {}).get("file"))
+    try:
+        holds = _holds(backend, name, data)
+    except Exception as exc:  # noqa: BLE001 - a file the hash matched but the parser refuses
+        why = " ".join(str(exc).split())[:120]
+        raise US3LError(f"{where}: cannot read the graph of {name} to check its precision ({why}); {_FIX}") from None
+    if holds is None:
+        if backend == "tensorrt" and precision == "int8":
+            holds = "fp16 or fp32"  # the ONNX it was built from has no Q/DQ nodes
+        else:
+            return
+    if holds != precision:
+        raise US3LError(f"{where}: backend.precision is {precision!r:.40} but {name} holds an {holds} graph (the "
+                        f"manifest was edited); {_FIX}")

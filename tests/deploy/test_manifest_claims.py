@@ -1,0 +1,190 @@
+"""A hand-edited manifest's claims are checked: ``passed``/``valid`` against the recorded numbers and the
+precision's tolerance, ``backend.precision`` against what the artifact's graph holds (red-team, untrusted files 2).
+Real exports, onnxruntime and OpenVINO."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import calibrated_run
+from us3l import deploy
+from us3l.deploy.export import ExportResult, export_width
+from us3l.deploy.verify import TOLERANCES
+from us3l.errors import US3LError
+
+MODEL = "cifar_resnet18"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return calibrated_run(tmp_path_factory.mktemp("run"), (0.25,), batch=8, model_name=MODEL)
+
+
+@pytest.fixture(scope="module")
+def exports(run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportResult]:
+    out = tmp_path_factory.mktemp("out")
+    return {f"{be}-{p}": export_width(run, 0.25, be, out, precision=p, device_name="cpu")
+            for be, p in (("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"))}
+
+
+def _copy(res: ExportResult, tmp_path: Path) -> Path:
+    dst = tmp_path / res.directory.name
+    shutil.copytree(res.directory, dst)
+    return dst
+
+
+def _edit(d: Path, fn: Any) -> Path:
+    doc = json.loads((d / "manifest.json").read_text())
+    fn(doc)
+    (d / "manifest.json").write_text(json.dumps(doc))
+    return d / "manifest.json"
+
+
+def _refused(d: Path) -> str:
+    with pytest.raises(US3LError) as info:
+        deploy.load(d)
+    text = str(info.value)
+    assert "\n" not in text
+    return text
+
+
+def _tolerance(precision: str) -> dict[str, Any]:
+    tol = TOLERANCES[precision]
+    doc = {k: v for k, v in dataclasses.asdict(tol).items() if v is not None or k == "max_abs"}
+    return {**doc, "describe": tol.describe()}
+
+
+def test_real_exports_pass_the_checks(exports: dict[str, ExportResult]) -> None:
+    for res in exports.values():
+        with deploy.load(res.directory) as r:
+            assert r.manifest["backend"]["precision"] == res.manifest["backend"]["precision"]
+
+
+def test_a_failed_verification_edited_to_passed_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:
+    d = _copy(exports["onnx-fp32"], tmp_path)
+
+    def failed(doc: dict[str, Any]) -> None:  # what a failed export records
+        doc["verification"].update(min_cosine=0.5, passed=False)
+        doc["valid"] = False
+
+    path = _edit(d, failed)
+    assert _refused(d) == f"{path}: this artifact did not pass verification (valid: false); re-export it"
+    _edit(d, lambda doc: (doc["verification"].update(passed=True), doc.update(valid=True)))
+    assert _refused(d) == (
+        f"{path}: verification.passed is true but its recorded numbers fail the fp32 tolerance (min_cosine 0.5 < "
+        "0.9999): the manifest was edited; re-export the artifact"
+    )
+    _edit(d, lambda doc: doc["verification"].update(passed=False))  # valid alone turned true
+    assert _refused(d) == (
+        f"{path}: valid is true but verification.passed is false (the manifest was edited); re-export the artifact"
+    )
+
+
+def test_passed_false_with_passing_numbers_and_a_loosened_tolerance_are_refused(
+    exports: dict[str, ExportResult], tmp_path: Path
+) -> None:
+    d = _copy(exports["onnx-fp32"], tmp_path)
+    path = _edit(d, lambda doc: (doc["verification"].update(passed=False), doc.update(valid=False)))
+    with pytest.raises(US3LError) as info:
+        deploy.load(d)
+    assert str(info.value) == (f"{path}: verification.passed is false but its recorded numbers meet the fp32 "
+                               "tolerance (the manifest was edited); re-export the artifact")
+    d = _copy(exports["onnx-fp32"], tmp_path / "b")
+
+    def loosened(doc: dict[str, Any]) -> None:
+        doc["verification"]["min_cosine"] = 0.5
+        doc["verification"]["tolerance"]["min_cosine"] = 0.1
+
+    path = _edit(d, loosened)
+    assert _refused(d) == (f"{path}: verification.tolerance.min_cosine is 0.1, the fp32 tolerance is 0.9999 (the "
+                           "manifest was edited); re-export the artifact")
+
+
+def test_a_precision_edited_alone_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:
+    d = _copy(exports["onnx-fp32"], tmp_path)
+    path = _edit(d, lambda doc: doc["backend"].update(precision="int8"))
+    assert _refused(d) == (f"{path}: verification.precision 'fp32' differs from backend.precision 'int8' (the "
+                           "manifest was edited); re-export the artifact")
+
+
+def _claim(precision: str) -> Any:
+    """Edit a manifest to claim ``precision`` throughout (backend, and a verification that passes its tolerance:
+    what a careful hand edit would write)."""
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["backend"]["precision"] = precision
+        doc["verification"].update(precision=precision, tolerance=_tolerance(precision), max_abs_error=0.0,
+                                   mean_abs_error=0.0, min_cosine=1.0, mean_cosine=1.0)
+        if precision == "int8":
+            doc["verification"]["topk_agreement"] = 1.0
+
+    return edit
+
+
+def test_an_onnx_precision_the_graph_contradicts_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:
+    d = _copy(exports["onnx-fp32"], tmp_path)
+    path = _edit(d, _claim("int8"))
+    assert _refused(d) == (f"{path}: backend.precision is 'int8' but model.onnx holds an fp32 graph (the manifest "
+                           "was edited); re-export the artifact")
+
+
+@pytest.mark.parametrize(("real", "claimed"), [("fp32", "fp16"), ("fp16", "fp32"), ("fp32", "int8")])
+def test_an_openvino_precision_the_ir_contradicts_is_refused(
+    exports: dict[str, ExportResult], tmp_path: Path, real: str, claimed: str
+) -> None:
+    d = _copy(exports[f"openvino-{real}"], tmp_path)
+    path = _edit(d, _claim(claimed))
+    assert _refused(d) == (f"{path}: backend.precision is {claimed!r} but model.xml holds an {real} graph (the "
+                           "manifest was edited); re-export the artifact")
+
+
+def test_precision_facts_of_qdq_and_half_graphs() -> None:
+    """The ONNX rule on hand-built graphs: Q/DQ nodes mean int8, a float16 initializer fp16."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from us3l.deploy.manifest_claims import onnx_precision_facts
+
+    def graph(nodes: list[Any], inits: list[Any]) -> bytes:
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])], inits)
+        return helper.make_model(g).SerializeToString()
+
+    half = numpy_helper.from_array(np.ones(1, np.float16), "h")
+    scale = numpy_helper.from_array(np.ones((), np.float32), "s")
+    zero = numpy_helper.from_array(np.zeros((), np.int8), "z")
+    qdq = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+           helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    assert onnx_precision_facts(graph([helper.make_node("Identity", ["x"], ["y"])], [])) == (False, False)
+    assert onnx_precision_facts(graph([helper.make_node("Identity", ["x"], ["y"])], [half])) == (False, True)
+    assert onnx_precision_facts(graph(qdq, [scale, zero])) == (True, False)
+
+
+def test_a_switchable_verification_edited_to_passed_is_refused(run: Path, tmp_path: Path) -> None:
+    from us3l.deploy.switchable_export import export_switchable
+
+    run2 = calibrated_run(tmp_path / "run", (1.0, 0.25), batch=8, model_name=MODEL)
+    res = export_switchable(run2, "onnx", tmp_path / "out")
+    d = res.directory
+    mode = res.manifest["verification"]["modes"][0]
+    path = _edit(d, lambda doc: doc["model"]["per_width"][1]["verification"][mode].update(min_cosine=0.5))
+    with pytest.raises(US3LError) as info:
+        deploy.load_switchable(d)
+    assert str(info.value) == (
+        f"{path}: model.per_width[1].verification[{mode!r}].passed is true but its recorded numbers fail the fp32 "
+        "tolerance (min_cosine 0.5 < 0.9999): the manifest was edited; re-export the artifact"
+    )
+    _edit(d, lambda doc: doc["model"]["per_width"][1]["verification"][mode].update(passed=False))
+    with pytest.raises(US3LError) as info:
+        deploy.load_switchable(d)
+    assert str(info.value) == (
+        f"{path}: valid / verification.passed say true / true, the per-width verifications say false (the manifest "
+        "was edited); re-export the artifact"
+    )
