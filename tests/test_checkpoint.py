@@ -516,3 +516,43 @@ def test_weights_swapped_between_load_and_hash_are_refused(tmp_path: Path, monke
     assert loaded.sha256 == hashlib.sha256(saved).hexdigest()
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[k], v), k
+
+
+# ------------------------------------------------------------------ settings that give the weights their meaning
+
+
+def test_an_edited_width_range_or_normalization_is_refused(tmp_path: Path) -> None:
+    """width_range (and model, model_kwargs, normalization, input_size, method) are saved in the weights' metadata
+    too: a hand edit of checkpoint.json that leaves every shape intact is refused, naming the field."""
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    w = tmp_path / "checkpoint.safetensors"
+    original = (tmp_path / "checkpoint.json").read_text()
+    assert ckpt.load_backbone(tmp_path).model.width_range.min == 0.25
+    _edit_meta(tmp_path, width_range={"min": 0.5, "max": 1.0, "divisor": 8})
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path)
+    assert str(info.value) == (
+        f'checkpoint {w}: checkpoint.json records width_range {{"divisor":8,"max":1.0,"min":0.5}}, the weights were '
+        'saved with {"divisor":8,"max":1.0,"min":0.25} (checkpoint.json was edited); restore the original '
+        "checkpoint.json or re-train"
+    )
+    (tmp_path / "checkpoint.json").write_text(original)
+    _edit_meta(tmp_path, normalization={"mean": [0.4] * 3, "std": [0.25] * 3})
+    with pytest.raises(US3LError, match=r"checkpoint\.json records normalization .*checkpoint\.json was edited"):
+        ckpt.load_backbone(tmp_path)
+
+
+def test_weights_saved_before_the_settings_were_recorded_load_as_before(tmp_path: Path) -> None:
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    from us3l.safetensors_io import safetensors_bytes
+
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    w = tmp_path / "checkpoint.safetensors"
+    blob = safetensors_bytes(load_file(str(w)), {"epoch": "3", "format": "pt"})  # what us3l wrote until now
+    w.write_bytes(blob)
+    _edit_meta(tmp_path, weights_sha256=hashlib.sha256(blob).hexdigest(),
+               width_range={"min": 0.5, "max": 1.0, "divisor": 8})
+    assert ckpt.load_backbone(tmp_path).model.width_range.min == 0.5  # unchecked, as before

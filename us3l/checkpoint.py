@@ -2,7 +2,8 @@
 
 Layout (see docs/CONTRACT.md)::
 
-    RUN/checkpoint.safetensors   "backbone.*": the one slimmable weight copy; "train.*": heads, EMA teacher, ...
+    RUN/checkpoint.safetensors   "backbone.*": the one slimmable weight copy; "train.*": heads, EMA teacher, ...;
+                                 metadata: epoch, us3l.settings (BOUND_SETTINGS, checked against checkpoint.json)
     RUN/checkpoint.json          kind "checkpoint", schema 1: how to rebuild the model and what produced it
     RUN/train_state.pt           optimizer / scheduler / sampler / RNG state (torch.load(weights_only=True))
 
@@ -39,6 +40,22 @@ META_FILE = "checkpoint.json"
 STATE_FILE = "train_state.pt"
 BACKBONE_PREFIX = "backbone."
 TRAIN_PREFIX = "train."
+#: ``checkpoint.json`` settings that decide what the weights mean (how the model is rebuilt, which channels each
+#: width slices, the input the weights expect, the method whose ``train.*`` tensors are stored). Saved also in
+#: the safetensors metadata under ``BOUND_KEY`` (canonical JSON) and compared on every load (``check_bound``).
+BOUND_SETTINGS = ("model", "model_kwargs", "width_range", "normalization", "input_size", "method")
+BOUND_KEY = "us3l.settings"
+
+
+def _canonical(value: Any) -> str:
+    """``value`` as the canonical JSON both sides are compared in (``checkpoint.json`` is written with
+    ``default=str``: tuples become lists, other objects strings, on both sides alike)."""
+    return json.dumps(json.loads(json.dumps(value, default=str)), sort_keys=True, separators=(",", ":"))
+
+
+def bound_settings(meta: Mapping[str, Any]) -> str:
+    """The ``BOUND_SETTINGS`` of ``meta`` as the canonical JSON stored in the weights' metadata."""
+    return _canonical({k: meta.get(k) for k in BOUND_SETTINGS})
 
 
 @dataclass
@@ -110,7 +127,8 @@ def save_checkpoint(
     epoch = str(int(meta["epoch"]))
     tensors = {BACKBONE_PREFIX + k: v for k, v in backbone_state.items()}
     tensors.update({TRAIN_PREFIX + k: v for k, v in train_tensors.items()})
-    blob = safetensors_bytes(tensors, {"epoch": epoch, "format": "pt"})  # same tensors -> same bytes
+    metadata = {"epoch": epoch, "format": "pt", BOUND_KEY: bound_settings(meta)}  # the weights carry their settings
+    blob = safetensors_bytes(tensors, metadata)  # same tensors -> same bytes
 
     writers: dict[str, Callable[[Path], None]] = {WEIGHTS_FILE: lambda p: p.write_bytes(blob)}
     if train_state is not None:
@@ -310,6 +328,32 @@ def verify_weights(path: str | Path, meta: Mapping[str, Any], data: bytes | None
             f"{str(recorded)[:12]}... recorded in {META_FILE} when it was saved; re-train or restore it"
         )
     return sha
+
+
+def check_bound(meta: Mapping[str, Any], data: bytes, wpath: Path) -> None:
+    """Refuse (one line naming the first field) a ``checkpoint.json`` whose ``BOUND_SETTINGS`` differ from those
+    saved in the weights' metadata (``data``: the weights' bytes): a hand edit of ``width_range`` (or the model,
+    its kwargs, the normalization, input size or method) changes what the same weights mean, and
+    ``weights_sha256`` covers the weights only. Weights saved before the settings were recorded (no
+    ``BOUND_KEY``) are read as before, unchecked. Both files edited consistently (and ``weights_sha256`` with
+    them) are not detected: nothing here is signed."""
+    try:
+        stored_text = (read_header(data).get("__metadata__") or {}).get(BOUND_KEY)
+        if stored_text is None:
+            return
+        stored = json.loads(stored_text)
+        if not isinstance(stored, dict):
+            raise ValueError("not an object")
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise US3LError(f"checkpoint {wpath} is damaged (its {BOUND_KEY} metadata: {exc}); re-train or "
+                        "restore it") from None
+    for key in BOUND_SETTINGS:
+        saved, now = _canonical(stored.get(key)), _canonical(meta.get(key))
+        if saved != now:
+            raise US3LError(
+                f"checkpoint {wpath}: {META_FILE} records {key} {now:.100}, the weights were saved with {saved:.100} "
+                f"({META_FILE} was edited); restore the original {META_FILE} or re-train"
+            )
 
 
 def read_tensors(path: str | Path, prefix: str = "", data: bytes | None = None) -> dict[str, torch.Tensor]:
@@ -521,6 +565,7 @@ def load_backbone(
                         f"({' '.join(str(exc).split())})") from None
     blob = read_weights_bytes(wpath)  # read once: hashed and loaded from these bytes, never from a second open
     _check_against_file(probe, wpath, str(meta["model"]), blob)
+    check_bound(meta, blob, wpath)  # width_range & co. as saved with the weights (an edit the shapes do not show)
     model = create_model(meta["model"], num_classes=0, **kwargs)
     state = read_tensors(wpath, BACKBONE_PREFIX, data=blob)
     check_dtypes(state, model.state_dict(), wpath)

@@ -250,3 +250,23 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_is_one_error_line(
     assert capsys.readouterr().err == (f"error: {run} holds the metrics of a run that stopped before its first "
                                        "checkpoint (nothing to --resume); pass --overwrite to start over, or choose "
                                        "another --out\n")
+
+
+def test_a_width_range_edited_in_checkpoint_json_is_refused_on_resume(tmp_path: Path, tiny_folder: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """width_range is saved with the weights too (us3l.checkpoint.check_bound): a hand edit is refused on resume."""
+    import json
+
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=2)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run), "-q"]) == 0
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta["width_range"]["min"] = 0.5
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "-q"]) == 1
+    err = capsys.readouterr().err
+    weights = run / "checkpoint.safetensors"
+    assert err.startswith(f"error: checkpoint {weights}: checkpoint.json records width_range "), err
+    assert err.endswith("(checkpoint.json was edited); restore the original checkpoint.json or re-train\n"), err
+    assert err.count("\n") == 1

@@ -826,6 +826,7 @@ def _restore(
     meta = ckpt.read_meta(run_dir)
     state = ckpt.load_train_state(run_dir, _STATE_KEYS)
     blob = ckpt.read_weights_bytes(run_dir)  # read once: hashed and loaded from these bytes (verify_weights)
+    ckpt.check_bound(meta, blob, ckpt.weights_path(run_dir))  # width_range & co. as saved with the weights
     epochs = {int(meta["epoch"]), int(state["epoch"]), ckpt.read_weights_epoch(run_dir, data=blob)}
     if len(epochs) != 1:
         raise US3LError(
