@@ -288,3 +288,48 @@ def test_a_file_swapped_after_its_hash_was_checked_is_not_what_runs(
     with deploy.load(d) as r:
         np.testing.assert_array_equal(r.infer(x), checked)
     assert (d / "model.onnx").read_bytes() == other  # the swap did happen
+
+
+def test_an_openvino_ir_swapped_after_its_hash_was_checked_is_not_what_runs(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenVINO reads the .xml and .bin bytes that were hashed (read_model from memory), not the files again."""
+    from us3l.deploy.backends.openvino import OpenVinoBackend
+
+    checked_dir = export_width(run, 0.25, "openvino", tmp_path / "a", device_name="cpu").directory
+    other_dir = export_width(run, 1.0, "openvino", tmp_path / "b", device_name="cpu").directory
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    with deploy.load(checked_dir) as r:
+        checked = r.infer(x)
+    real = OpenVinoBackend.load
+
+    def swap_then_load(self, path, *args, **kwargs):
+        for name in ("model.xml", "model.bin"):  # another valid IR: width 1.0
+            (checked_dir / name).write_bytes((other_dir / name).read_bytes())
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(OpenVinoBackend, "load", swap_then_load)
+    with deploy.load(checked_dir) as r:
+        np.testing.assert_array_equal(r.infer(x), checked)
+
+
+def test_eval_artifact_refuses_a_manifest_that_changed_between_its_two_reads(
+    exported: ExportResult, run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval --artifact records the sha256 of the manifest it read; deploy.load reads it again, so a manifest edited
+    in between would be recorded with a digest of the other one. Refused instead."""
+    from us3l.checkpoint import load_backbone
+    from us3l.deploy import loading
+    from us3l.deploy.accuracy import evaluate_artifact
+
+    d = _copy(exported, tmp_path)
+    real = loading.read_manifest
+
+    def edit_then_read(path):
+        _edit(d, lambda doc: doc["target"].update(device="elsewhere"))
+        return real(path)
+
+    monkeypatch.setattr(loading, "read_manifest", edit_then_read)
+    with pytest.raises(US3LError) as info:
+        evaluate_artifact(load_backbone(run), d)
+    assert str(info.value) == f"{d / 'manifest.json'} changed while it was being read; run the evaluation again"

@@ -497,3 +497,28 @@ def test_a_selection_whose_inputs_or_budget_are_not_objects_is_refused(edit, mes
     with pytest.raises(US3LError) as info:
         read_selection(path)
     assert str(info.value) == f"{path}: {message}"
+
+
+def test_recorded_input_digests_are_of_the_bytes_ranked(write_profile, write_accuracy, monkeypatch) -> None:
+    """The selection recorded each input's sha256 from a second read of the file: one swapped after it was parsed
+    got its digest recorded against the numbers of the first. Now the digest is of the bytes parsed."""
+    import hashlib
+    import importlib
+    import json
+
+    sel_mod = importlib.import_module("us3l.deploy.select")  # the module (us3l.deploy.select is also the function)
+
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 4.0)))
+    acc = write_accuracy({0.25: 50, 0.5: 60, 1.0: 70})
+    ranked = {p: p.read_bytes() for p in (prof, acc)}
+
+    def swapped(path):  # the same document with other bytes: re-indented
+        path.write_text(json.dumps(json.loads(ranked[path]), indent=7))
+
+    real_table, real_same = sel_mod.accuracy_table, sel_mod.check_same_checkpoint
+    monkeypatch.setattr(sel_mod, "accuracy_table", lambda *a, **k: (swapped(acc), real_table(*a, **k))[1])
+    monkeypatch.setattr(sel_mod, "check_same_checkpoint", lambda *a, **k: (swapped(prof), real_same(*a, **k))[1])
+    sel = select([prof], Budget(latency_ms=4.0), acc)
+    assert sel.inputs["accuracy"]["sha256"] == hashlib.sha256(ranked[acc]).hexdigest()
+    assert sel.inputs["profiles"][0]["sha256"] == hashlib.sha256(ranked[prof]).hexdigest()
+    assert hashlib.sha256(acc.read_bytes()).hexdigest() != sel.inputs["accuracy"]["sha256"]  # the swap happened
