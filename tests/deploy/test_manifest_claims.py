@@ -144,27 +144,53 @@ def test_an_openvino_precision_the_ir_contradicts_is_refused(
                            "manifest was edited); re-export the artifact")
 
 
-def test_precision_facts_of_qdq_and_half_graphs() -> None:
-    """The ONNX rule on hand-built graphs: Q/DQ nodes mean int8, a float16 initializer fp16."""
+def _graph(qdq: bool = False, half: bool = False) -> bytes:
+    """A one-node ONNX model (Identity), with a Q/DQ pair and/or a float16 initializer."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
 
+    nodes = [helper.make_node("Identity", ["x"], ["y"])]
+    inits = [numpy_helper.from_array(np.ones(1, np.float16), "h")] if half else []
+    if qdq:
+        inits += [numpy_helper.from_array(np.ones((), np.float32), "s"),
+                  numpy_helper.from_array(np.zeros((), np.int8), "z")]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                 helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])], inits)
+    return helper.make_model(g).SerializeToString()
+
+
+def test_precision_facts_of_qdq_and_half_graphs() -> None:
+    """The ONNX rule on hand-built graphs: Q/DQ nodes mean int8, a float16 initializer fp16."""
     from us3l.deploy.manifest_claims import onnx_precision_facts
 
-    def graph(nodes: list[Any], inits: list[Any]) -> bytes:
-        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])], inits)
-        return helper.make_model(g).SerializeToString()
+    assert onnx_precision_facts(_graph()) == (False, False)
+    assert onnx_precision_facts(_graph(half=True)) == (False, True)
+    assert onnx_precision_facts(_graph(qdq=True)) == (True, False)
 
-    half = numpy_helper.from_array(np.ones(1, np.float16), "h")
-    scale = numpy_helper.from_array(np.ones((), np.float32), "s")
-    zero = numpy_helper.from_array(np.zeros((), np.int8), "z")
-    qdq = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
-           helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
-    assert onnx_precision_facts(graph([helper.make_node("Identity", ["x"], ["y"])], [])) == (False, False)
-    assert onnx_precision_facts(graph([helper.make_node("Identity", ["x"], ["y"])], [half])) == (False, True)
-    assert onnx_precision_facts(graph(qdq, [scale, zero])) == (True, False)
+
+def test_a_tensorrt_precision_is_checked_against_the_onnx_it_was_built_from() -> None:
+    """The engine is opaque here; its ONNX (hashed with it) has Q/DQ nodes exactly when it is int8."""
+    from us3l.deploy.manifest_claims import check_precision
+
+    def doc(precision: str) -> dict[str, Any]:
+        return {"backend": {"name": "tensorrt", "precision": precision}, "artifact": {"file": "model.engine"}}
+
+    plain = {"model.engine": b"engine", "model.onnx": _graph()}
+    qdq = {"model.engine": b"engine", "model.onnx": _graph(qdq=True)}
+    check_precision(doc("fp16"), "m.json", plain)  # fp16 and fp32 are not told apart
+    check_precision(doc("fp32"), "m.json", plain)
+    check_precision(doc("int8"), "m.json", qdq)
+    with pytest.raises(US3LError) as info:
+        check_precision(doc("int8"), "m.json", plain)
+    assert str(info.value) == ("m.json: backend.precision is 'int8' but model.engine holds an fp16 or fp32 graph (the "
+                               "manifest was edited); re-export the artifact")
+    with pytest.raises(US3LError) as info:
+        check_precision(doc("fp16"), "m.json", qdq)
+    assert str(info.value) == ("m.json: backend.precision is 'fp16' but model.engine holds an int8 graph (the manifest "
+                               "was edited); re-export the artifact")
 
 
 def test_a_switchable_verification_edited_to_passed_is_refused(run: Path, tmp_path: Path) -> None:
