@@ -385,6 +385,37 @@ def test_quickstart_default_budget_leaves_real_slack(write_profile) -> None:
     assert select([crowded], Budget(latency_ms=budget)).devices[0].slack["latency_ms"] == pytest.approx(0.49)
 
 
+def test_quickstart_default_budget_is_not_set_by_a_hiccup(write_profile) -> None:
+    """One width timed 5x slower than it should be (a stall) made the widest gap, and the budget landed midway in
+    it: 3.6 ms over widths of 1.0-1.15 ms, every width but the hiccup fitting, the selection deciding nothing. The
+    same with a slower second backend whose widest width hiccuped: 27 ms over widths of 8-9.5 ms."""
+    from us3l.commands.quickstart import default_budget_ms
+
+    ws = (0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
+
+    def fitting(paths, budget):
+        return [sum(c.feasible for c in d.candidates) for d in select(paths, Budget(latency_ms=budget)).devices]
+
+    top = write_profile(rows(*zip(ws, (1.0, 1.03, 1.06, 1.09, 1.12, 1.15, 6.0), strict=True)), device="a")
+    budget = default_budget_ms([top])
+    assert 1.09 < budget < 1.12 and fitting([top], budget) == [4]  # half the widths, not all but the hiccup
+    mid = write_profile(rows(*zip(ws, (1.0, 1.1, 1.2, 6.5, 1.3, 1.4, 1.5), strict=True)), device="b")
+    assert default_budget_ms([mid]) == pytest.approx(1.35)  # a narrower width 4x slower than wider ones
+    fast = write_profile(rows(*zip(ws, (1, 2, 3, 4, 5, 6, 7), strict=True)), device="c", backend="onnx")
+    slow = write_profile(rows(*zip(ws, (8, 8.3, 8.6, 8.9, 9.2, 9.5, 45), strict=True)), device="c", backend="openvino")
+    budget = default_budget_ms([fast, slow])
+    assert 8.9 < budget < 9.2 and fitting([fast, slow], budget) == [7, 4]
+    # only hiccups above the lower median: 10 % above it, not midway up to them
+    few = write_profile(rows(*zip(ws[:4], (1.0, 1.0, 1.0, 9.0), strict=True)), device="d")
+    assert default_budget_ms([few]) == pytest.approx(1.1)
+    # a real cliff (the work grows with the width) is no hiccup: the budget still goes into that gap
+    cliff = write_profile(rows(*zip(ws, (1.0, 1.02, 1.04, 1.06, 1.08, 1.1, 2.0), strict=True)), device="e")
+    assert default_budget_ms([cliff]) == pytest.approx(1.55)
+    # a narrower width a little slower than a wider one is no hiccup either
+    wobble = write_profile(rows((0.25, 1.0), (0.5, 2.1), (0.75, 2.0), (1.0, 3.0)), device="f")
+    assert default_budget_ms([wobble]) == pytest.approx(2.55)
+
+
 def test_latency_schedule_gives_a_width_per_budget(write_profile, tmp_path) -> None:
     from us3l.deploy.select import latency_schedule
 

@@ -9,6 +9,7 @@ matches its inputs (checkpoint hash, widths, budget), unless ``--force``.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -238,10 +239,29 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
 
 #: Smallest relative gap (b - a) / b between two adjacent conservative latencies that the default budget may sit in.
 BUDGET_MIN_GAP = 0.10
+#: A backend's latency more than this many times its next-lower one, beyond what the two widths' MACs explain
+#: (``ratio > BUDGET_OUTLIER * max(1, macs_ratio)``), is a hiccup: the budget's gap never reaches up to it.
+BUDGET_OUTLIER = 2.0
 BUDGET_RULE = (
     "midway between two adjacent conservative latencies (upper 95% CI of p90, all backends pooled), in the "
-    "first gap of at least 10% above the largest lower median over backends (else the widest gap)"
+    "first gap of at least 10% above the largest lower median over backends (else the widest gap); a latency "
+    "more than 2x its next-lower one beyond their MACs ratio (a hiccup) does not bound a gap"
 )
+
+
+def _without_hiccups(points: list[tuple[float, float | None]]) -> list[float]:
+    """One backend's latencies, sorted, up to its first hiccup: a latency ``b`` more than ``BUDGET_OUTLIER``
+    times the next-lower one ``a`` beyond the two widths' MACs ratio (``b / a > BUDGET_OUTLIER * max(1,
+    macs_b / macs_a)``: twice the work takes at most about twice the time, and a narrower width that runs slower
+    than a wider one does so by a little, so such a jump is a stall, not the network). Only jumps above the
+    lower median are looked at, so a minority of the widths is ever cut and the lower median is kept."""
+    points = sorted(points, key=lambda p: p[0])
+    for i in range(len(points) // 2 + 1, len(points)):
+        (a, ma), (b, mb) = points[i - 1], points[i]
+        work = mb / ma if ma and mb else 1.0  # a narrower width may run a little slower, never 2x: at least 1
+        if b > BUDGET_OUTLIER * max(work, 1.0) * a:
+            return [p[0] for p in points[:i]]
+    return [p[0] for p in points]
 
 
 def default_budget_ms(profile_paths: list[Path]) -> float:
@@ -253,20 +273,34 @@ def default_budget_ms(profile_paths: list[Path]) -> float:
     backend) and at most ``hi`` = the smallest per-backend maximum (so some backend's slowest width does not):
     the first such gap with ``(b - a) / b >= BUDGET_MIN_GAP``, else the widest one. Every width on every backend
     then sits at least ``(b - a) / 2`` from the budget. With a single latency level the budget is 10 % above it.
+
+    Hiccups (a width measured several times slower than it should be, e.g. a stall during its timing;
+    ``_without_hiccups``, ``BUDGET_OUTLIER``) never bound the gap: ``hi`` is the smallest maximum without them,
+    and where that leaves no gap above ``lo``, the gaps up to the largest maximum without them are used, else 10 %
+    above ``lo`` (at most midway to the next latency). Without that, the gap below a hiccup was the widest one and
+    the budget landed midway in it, far above every other width, so that every width but the hiccup fitted and
+    the demo's selection decided nothing. A hiccup still counts for the lower median and never fits.
+
+    When one backend's lower median is above another backend's slowest width, every width of the faster backend
+    fits: the half-fit guarantee for the slower one decides.
     """
     from us3l.deploy.select import Budget, LatencyRule, load_profile, select_profile
 
-    per_backend = []
+    per_backend, kept = [], []
     for path in profile_paths:
         probe = select_profile(load_profile(path), Budget(latency_ms=1e12), LatencyRule(), None, str(path))
         per_backend.append(sorted(c.latency_ms for c in probe.candidates))
+        kept.append(_without_hiccups([(c.latency_ms, c.macs) for c in probe.candidates]))
     lo = max(lat[(len(lat) - 1) // 2] for lat in per_backend)
-    hi = min(lat[-1] for lat in per_backend)
-    pooled = sorted({v for lat in per_backend for v in lat})
-    gaps = [(a, b) for a, b in zip(pooled, pooled[1:], strict=False) if a >= lo]
-    gaps = [(a, b) for a, b in gaps if b <= hi] or gaps
-    if not gaps:
-        return round(lo * 1.1, 3)
+    pooled = sorted({v for lat in per_backend for v in lat})  # hiccups included: the budget never sits on one
+    above = [(a, b) for a, b in zip(pooled, pooled[1:], strict=False) if a >= lo]
+    gaps = ([(a, b) for a, b in above if b <= min(lat[-1] for lat in kept)]
+            or [(a, b) for a, b in above if b <= max(lat[-1] for lat in kept)])  # never a gap up to a hiccup
+    if not gaps:  # one latency level, or only hiccups above it: 10 % above it, below the next latency
+        nxt = next((b for a, b in above if a == lo), None)
+        budget = lo * (1 + BUDGET_MIN_GAP) if nxt is None else min(lo * (1 + BUDGET_MIN_GAP), (lo + nxt) / 2)
+        rounded = round(budget, 3)
+        return rounded if lo < rounded < (nxt if nxt is not None else math.inf) else budget
     wide = [(a, b) for a, b in gaps if (b - a) / b >= BUDGET_MIN_GAP]
     a, b = wide[0] if wide else max(gaps, key=lambda g: (g[1] - g[0]) / g[1])
     budget = (a + b) / 2
