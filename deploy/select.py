@@ -142,7 +142,10 @@ class LatencyRule:
                 ci = (latency.get("ci95_ms") or {}).get(s)
                 if ci is not None and ci[1] is not None:
                     value = max(point, float(ci[1]))
-        return value * (1.0 + self.margin)
+        if not self.margin:
+            return value
+        # 12 significant digits: 3.0 ms + 10 % is 3.3 ms, not 3.3000000000000003 (which a 3.3 ms budget refused)
+        return float(f"{value * (1.0 + self.margin):.12g}")
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,9 @@ class DeviceSelection:
         parts = []
         if "latency_ms" in self.minimum:
             best = self.minimum["latency_ms"]
-            parts.append(f"smallest achievable latency is {best:.3f} ms ({rule.describe()})")
+            shown = f"{best:.3f}" if budget.latency_ms is None or best <= budget.latency_ms or float(
+                f"{best:.3f}") > budget.latency_ms else _above(best, budget.latency_ms)
+            parts.append(f"smallest achievable latency is {shown} ms ({rule.describe()})")
         for k in ("macs", "params", "memory_mb"):
             if getattr(budget, k) is not None and k in self.minimum:
                 parts.append(f"smallest {k} is {self.minimum[k]:.4g}")
@@ -438,6 +443,16 @@ def _summary(lat: Mapping[str, Any]) -> dict[str, Any]:
     return {k: lat.get(k) for k in keys if k in lat}
 
 
+def _above(value: float, limit: float, digits: int = 4) -> str:
+    """``value`` (> ``limit``) with as many significant digits as it takes not to read as ``limit``: a
+    violation printed as "latency_ms 3.3 > 3.3" said the budget refused its own value."""
+    for d in range(digits, 18):
+        text = f"{value:.{d}g}"
+        if float(text) > limit:
+            return text
+    return repr(value)
+
+
 def _rank_key(c: Candidate) -> tuple[float, float, float]:
     acc = c.accuracy if c.accuracy is not None else -math.inf
     return (-acc, c.latency_ms, c.width)
@@ -515,7 +530,7 @@ def select_profile(
             if value is None:
                 raise US3LError(f"profile {profile_name} has no {name} figures, needed by the {name} budget")
             if float(value) > limit:
-                violations.append(f"{name} {float(value):.4g} > {limit:g}")
+                violations.append(f"{name} {_above(float(value), limit)} > {limit:g}")
         graph = profiled_graph(profile, rec)
         ci = (intervals or {}).get(w) if accuracy is not None else None
         candidates.append(

@@ -24,6 +24,23 @@ def test_exact_fit_is_feasible(write_profile, write_accuracy) -> None:
     assert d.runner_up.width == 0.5
 
 
+def test_a_margin_does_not_push_an_exact_fit_over_by_a_rounding_error(write_profile, write_accuracy) -> None:
+    """p90 3.0 ms + 10 % margin is 3.3000000000000003 in floating point: a 3.3 ms budget refused it, saying
+    "latency_ms 3.3 > 3.3"."""
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (0.75, 3.0), (1.0, 4.0)))
+    acc = write_accuracy({0.25: 50.0, 0.5: 60.0, 0.75: 70.0, 1.0: 80.0})
+    d = select([prof], Budget(latency_ms=3.3), acc, LatencyRule(margin=0.1), strict_accuracy=True).devices[0]
+    assert d.chosen.width == 0.75 and d.chosen.latency_ms == 3.3 and d.slack == {"latency_ms": 0.0}
+    # a real excess too small for 4 digits is printed with the digits that show it
+    over = write_profile(rows((0.25, 3.30004)), device="gpu")
+    sel = select([over], Budget(latency_ms=3.3))
+    assert sel.devices[0].candidates[0].violations == ("latency_ms 3.30004 > 3.3",)  # was "3.3 > 3.3"
+    with pytest.raises(US3LError, match=r"smallest achievable latency is 3\.30004 ms"):  # was 3.300
+        sel.raise_if_infeasible()
+    with pytest.raises(US3LError, match=r"smallest achievable latency is 3\.300 ms"):  # 3 decimals otherwise
+        select([over], Budget(latency_ms=3.2)).raise_if_infeasible()
+
+
 def test_no_fit_exits_3_naming_the_smallest_latency(write_profile, write_accuracy) -> None:
     prof = write_profile(rows((0.25, 1.5), (0.5, 1.2), (1.0, 4.0)))  # non-monotone: 0.5 is fastest
     sel = select([prof], Budget(latency_ms=1.0), write_accuracy({0.25: 1, 0.5: 2, 1.0: 3}))
