@@ -231,7 +231,15 @@ class DeviceSelection:
         for k in ("macs", "params", "memory_mb"):
             if getattr(budget, k) is not None and k in self.minimum:
                 parts.append(f"smallest {k} is {self.minimum[k]:.4g}")
-        limits = ", ".join(f"{k} <= {v:g}" for k, v in budget.active().items())
+        active = budget.active()
+        limits = ", ".join(f"{k} <= {v:g}" for k, v in active.items())
+        if len(active) > 1 and all(self.minimum.get(k, math.inf) <= v for k, v in active.items()):
+            # every limit alone is met by some width: the smallest values above do not say what failed
+            fits = []
+            for k, v in active.items():
+                ok = sorted({c.width for c in self.candidates if not any(x.startswith(f"{k} ") for x in c.violations)})
+                fits.append(f"{k} <= {v:g}: width{'s' if len(ok) > 1 else ''} {', '.join(f'{w:g}' for w in ok)}")
+            parts.append(f"each limit alone is met, but by different widths ({'; '.join(fits)})")
         return f"{self.device} ({self.model}, {self.backend}): no width fits {limits}; " + "; ".join(parts)
 
 

@@ -41,6 +41,20 @@ def test_a_margin_does_not_push_an_exact_fit_over_by_a_rounding_error(write_prof
         select([over], Budget(latency_ms=3.2)).raise_if_infeasible()
 
 
+def test_infeasible_by_the_combination_of_limits_says_so(write_profile) -> None:
+    """Latency alone is met by width 0.25, memory alone by the others: the error named only the smallest latency
+    (1.000 ms, under the 1.5 ms budget) and the smallest memory (under its limit), which read as "fits"."""
+    prof = write_profile([{"width": 0.25, "latency": latency(1, 1, 1), "weight_bytes": 9_000_000},
+                          *rows((0.5, 2.0), (1.0, 4.0))])
+    sel = select([prof], Budget(latency_ms=1.5, memory_mb=1))
+    with pytest.raises(US3LError, match=r"each limit alone is met, but by different widths \(latency_ms <= 1\.5: "
+                       r"width 0\.25; memory_mb <= 1: widths 0\.5, 1\)$"):
+        sel.raise_if_infeasible()
+    with pytest.raises(US3LError) as info:  # one limit that no width meets: the smallest values say it
+        select([prof], Budget(latency_ms=0.5, memory_mb=1)).raise_if_infeasible()
+    assert "different widths" not in str(info.value)
+
+
 def test_no_fit_exits_3_naming_the_smallest_latency(write_profile, write_accuracy) -> None:
     prof = write_profile(rows((0.25, 1.5), (0.5, 1.2), (1.0, 4.0)))  # non-monotone: 0.5 is fastest
     sel = select([prof], Budget(latency_ms=1.0), write_accuracy({0.25: 1, 0.5: 2, 1.0: 3}))
