@@ -341,6 +341,23 @@ def width_key(w: float) -> float:
     return round(float(w), 4)
 
 
+def width_keys(w: float) -> tuple[float, ...]:
+    """The keys a width is matched under: ``width_key`` (Python's rounding: half to even, so 0.78125 -> 0.7812),
+    then, where it differs, the same width rounded half up as written to 4 decimals elsewhere (0.7813: a grid
+    width). A profile at 25/32 = 0.78125 and an accuracy file at 0.7813 describe the same width; matched by
+    ``width_key`` alone, the width was excluded as having no accuracy."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    key = width_key(w)
+    up = float(Decimal(repr(float(w))).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+    return (key,) if up == key else (key, up)
+
+
+def lookup_width(table: Mapping[float, Any], w: float) -> float | None:
+    """The key of ``table`` (built with ``_put``) that width ``w`` is found under (``width_keys``), or None."""
+    return next((k for k in width_keys(w) if k in table), None)
+
+
 def load_profile(path: str | Path) -> dict[str, Any]:
     return load_profile_sha256(path)[0]
 
@@ -372,12 +389,15 @@ def load_accuracy_sha256(path: str | Path) -> tuple[dict[str, Any], str]:
 
 def _put(table: dict[float, Any], row: Mapping[str, Any], value: Any) -> None:
     """``table[width] = value`` for an accuracy row, and the same under its ``canonical_width`` (the grid width
-    with the same channels: the same network, e.g. a calibrated 0.4688 for an evaluated 0.5) unless that width
-    has a row of its own."""
-    table[width_key(row["width"])] = value
+    with the same channels: the same network, e.g. a calibrated 0.4688 for an evaluated 0.5) and its other
+    4-decimal spelling (``width_keys``: 0.78125 also as 0.7813) unless that width has a row of its own."""
+    own, *alternates = width_keys(row["width"])
+    table[own] = value
     canonical = row.get("canonical_width")
     if isinstance(canonical, int | float) and not isinstance(canonical, bool):
         table.setdefault(width_key(canonical), value)
+    for key in alternates:  # 0.78125 is also found as 0.7813, unless that width has a row of its own
+        table.setdefault(key, value)
 
 
 def accuracy_table(doc: Mapping[str, Any], metric: str = "auto") -> tuple[dict[float, float], str]:
@@ -515,7 +535,8 @@ def select_profile(
     candidates: list[Candidate] = []
     for rec in profile["records"]:
         w = width_key(rec["width"])
-        if accuracy is not None and w not in accuracy:
+        key = lookup_width(accuracy, rec["width"]) if accuracy is not None else w
+        if key is None:
             notes.append(f"width {w:g} has no {accuracy_label}accuracy: excluded")
             continue
         if rec.get("interpolated"):  # us3l profile --adaptive: a predicted latency is never committed to
@@ -528,7 +549,7 @@ def select_profile(
             notes.append(f"width {w:g} has no usable latency: excluded")
             continue
         macs, params, mem = rec.get("macs"), rec.get("params"), _memory_mb(rec)
-        acc = accuracy[w] if accuracy is not None else (float(macs) if macs is not None else None)
+        acc = accuracy[key] if accuracy is not None else (float(macs) if macs is not None else None)
         violations = []
         checks = (("latency_ms", latency_ms), ("macs", macs), ("params", params), ("memory_mb", mem))
         for name, value in checks:
@@ -540,7 +561,7 @@ def select_profile(
             if float(value) > limit:
                 violations.append(f"{name} {_above(float(value), limit)} > {limit:g}")
         graph = profiled_graph(profile, rec)
-        ci = (intervals or {}).get(w) if accuracy is not None else None
+        ci = (intervals or {}).get(key) if accuracy is not None else None
         candidates.append(
             Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations), graph, accuracy_ci=ci,
                       precision=str(profile.get("precision", "?")), profile=profile_name)

@@ -55,6 +55,27 @@ def test_infeasible_by_the_combination_of_limits_says_so(write_profile) -> None:
     assert "different widths" not in str(info.value)
 
 
+@pytest.mark.parametrize(("profiled", "evaluated"), [(0.78125, 0.7813), (0.7813, 0.78125), (0.40625, 0.4063),
+                                                     (0.34375, 0.3438), (0.78125, 0.78125)])
+def test_a_width_written_to_4_decimals_in_one_file_matches_its_exact_value_in_the_other(
+    write_profile, write_accuracy, profiled, evaluated
+) -> None:
+    """round(0.78125, 4) is 0.7812 (half to even), round(0.34375, 4) 0.3438: a profile at 25/32 and an accuracy
+    file at the grid's 0.7813 did not match, so the most accurate width was excluded ("width 0.7812 has no
+    accuracy") and a worse one chosen, while 11/32 against 0.3438 happened to match."""
+    prof = write_profile(rows((0.25, 1.0), (profiled, 2.0)))
+    d = select([prof], Budget(latency_ms=5), write_accuracy({0.25: 50.0, evaluated: 70.0})).devices[0]
+    assert not any("excluded" in n for n in d.notes) and d.chosen.accuracy == pytest.approx(0.70)
+    assert d.chosen.width == round(profiled, 4)  # the profile's width, as before
+
+
+def test_a_width_with_its_own_row_is_not_shadowed_by_another_spelling(write_profile, write_accuracy) -> None:
+    prof = write_profile(rows((0.7812, 1.0), (0.7813, 2.0)))
+    acc = write_accuracy({0.7812: 40.0, 0.78125: 50.0, 0.7813: 60.0})  # 0.78125 keys as 0.7812: that row wins
+    d = select([prof], Budget(latency_ms=5), acc, strict_accuracy=True).devices[0]
+    assert {c.width: c.accuracy for c in d.candidates} == pytest.approx({0.7812: 0.5, 0.7813: 0.6})
+
+
 def test_no_fit_exits_3_naming_the_smallest_latency(write_profile, write_accuracy) -> None:
     prof = write_profile(rows((0.25, 1.5), (0.5, 1.2), (1.0, 4.0)))  # non-monotone: 0.5 is fastest
     sel = select([prof], Budget(latency_ms=1.0), write_accuracy({0.25: 1, 0.5: 2, 1.0: 3}))
