@@ -468,6 +468,17 @@ def test_quickstart_default_budget_is_not_set_by_a_hiccup(write_profile) -> None
     assert default_budget_ms([wobble]) == pytest.approx(2.55)
 
 
+def test_quickstart_prints_a_budget_with_the_digits_it_has(write_profile) -> None:
+    """A gap narrower than 1 µs gets an unrounded budget (0.12035 between 0.1201 and 0.1206 ms); quickstart
+    printed it as "0.120 ms", the same figure as the width below it."""
+    from us3l.commands.quickstart import budget_text, default_budget_ms
+
+    prof = write_profile(rows((0.25, 0.1), (0.5, 0.1201), (0.75, 0.1206), (1.0, 0.1206 * 1.00001)))
+    budget = default_budget_ms([prof])
+    assert 0.1201 < budget < 0.1206 and budget_text(budget) == f"{budget:.6g}" != "0.120"
+    assert budget_text(0.218) == "0.218" and budget_text(2.0) == "2.000" and budget_text(0.1234) == "0.1234"
+
+
 def test_latency_schedule_gives_a_width_per_budget(write_profile, tmp_path) -> None:
     from us3l.deploy.select import latency_schedule
 

@@ -308,6 +308,13 @@ def default_budget_ms(profile_paths: list[Path]) -> float:
     return rounded if a < rounded < b else budget
 
 
+def budget_text(ms: float) -> str:
+    """A latency budget as printed: 3 decimals, or more where the budget has them (a default budget in a gap
+    narrower than 1 µs is not rounded, and printed as 0.120 it read as the width at 0.1201 ms it lies above)."""
+    text = f"{ms:.3f}"
+    return text if abs(float(text) - ms) <= 1e-12 else f"{ms:.6g}"
+
+
 def _select(
     profile_paths: list[Path], acc_path: Path, sel_path: Path, budget_ms: float, force: bool
 ) -> tuple[str, list[str]]:
@@ -562,7 +569,7 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
     profile_paths = [_profile_path(profiles_dir, meta["model"], b) for b in opts.backends]
     budget_ms = opts.latency_ms if opts.latency_ms is not None else default_budget_ms(profile_paths)
     origin = "given" if opts.latency_ms else "default: midway between two adjacent widths' latencies"
-    _say(f"latency budget: {budget_ms:.3f} ms per image ({origin})")
+    _say(f"latency budget: {budget_text(budget_ms)} ms per image ({origin})")
     rule = "given (--latency-ms)" if opts.latency_ms is not None else BUDGET_RULE
     try:
         _timed("select", logs, lambda: _select(profile_paths, acc_path, sel_path, budget_ms, opts.force))
@@ -716,7 +723,7 @@ def _print_summary(doc: dict[str, Any], wide: bool = False) -> None:
             _pm(r["accuracy"], r.get("accuracy_ci")), lat, slack, decided,
         ])
     print_table(
-        f"selected width per backend for a {doc['budget_ms']:.3f} ms budget (upper 95% CI of p90)",
+        f"selected width per backend for a {budget_text(doc['budget_ms'])} ms budget (upper 95% CI of p90)",
         [Col("device", key=True), Col("backend", key=True), Col("width", key=True, justify="right"),
          Col("kNN top-1", key=True, justify="right"), Col("latency ms", key=True, justify="right"),
          Col("slack ms", justify="right", rank=1), Col("decided by", rank=1, fold=True)],
