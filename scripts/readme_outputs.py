@@ -283,7 +283,9 @@ def budget_ms(python: str, cwd: Path, env: dict) -> str:
     """The select examples' latency budget: quickstart's default rule over the step-by-step profiles."""
     code = ("import glob, pathlib; from us3l.commands.quickstart import default_budget_ms; "
             "print(default_budget_ms([pathlib.Path(p) for p in sorted(glob.glob('profiles/*-cpu-*.json'))]))")
-    return f"{float(clone_python(python, cwd, env, code, 'the select budget')):.3f}".rstrip("0").rstrip(".")
+    value = float(clone_python(python, cwd, env, code, "the select budget"))
+    text = f"{value:.3f}"  # the rule rounds to 3 decimals where that stays inside its gap; else every digit counts
+    return text.rstrip("0").rstrip(".") if float(text) == value else repr(value)
 
 
 def clone_python(python: str, cwd: Path, env: dict, code: str, what: str) -> str:

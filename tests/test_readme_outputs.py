@@ -75,3 +75,11 @@ def test_schedule_budgets_fall_between_profiled_latencies(ro):
     assert ro.schedule_budgets([0.5]) == [0.55]
     with pytest.raises(ro.Fail, match="no width to schedule"):
         ro.schedule_budgets([])
+
+
+def test_the_select_budget_keeps_the_digits_that_keep_it_between_widths(ro, monkeypatch):
+    """The default budget is left unrounded in a gap narrower than 1 us (0.12035 between 0.1201 and 0.1206 ms);
+    the script printed it to 3 decimals, 0.12, below both widths: the example's budget was not the rule's."""
+    for printed, expected in (("0.12035", "0.12035"), ("0.218", "0.218"), ("0.2", "0.2")):
+        monkeypatch.setattr(ro, "clone_python", lambda *a, printed=printed: printed)
+        assert ro.budget_ms("python", None, {}) == expected
