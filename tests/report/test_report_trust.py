@@ -353,6 +353,34 @@ def test_a_metrics_file_too_large_to_be_ours_is_an_error_not_read(pipeline: Path
     assert f"metrics file {metrics} is larger than 64 MiB; it is not a us3l metrics file" in errors
 
 
+def test_a_width_spelled_exactly_in_the_profiles_shares_its_row_with_the_accuracy_files_4_decimals(
+        pipeline: Path) -> None:
+    """Red-team 2026-12-06: the table keyed widths by round() (half to even), so a profile's 25/32 = 0.78125
+    (0.7812) and the accuracy file's 0.7813 were two rows, one without latency, one without accuracy, while
+    `us3l select` matched them as one width."""
+    for path in (pipeline / "profiles").glob("*.json"):
+        doc = json.loads(path.read_text())
+        for rec in doc["records"]:
+            rec["width"] = 0.78125 if rec["width"] == 0.75 else rec["width"]
+        path.write_text(json.dumps(doc))
+    acc = pipeline / "accuracy.json"
+    doc = json.loads(acc.read_text())
+    for row in doc["widths"]:
+        if row["width"] == 0.75:
+            row["width"] = row["canonical_width"] = 0.7813
+    acc.write_text(json.dumps(doc))
+    html = render_report(pipeline).html
+    assert '<td class="num">0.78125</td><td class="num">61.3 % [56.4–65.9 %]</td>' in html
+    assert '<td class="num">3.005</td>' in html  # the onnx p50 in the same table
+    assert ">0.7813</td>" not in html and ">0.7812</td>" not in html
+    from us3l.report.plots import panels_from_profiles
+
+    files = collect_pipeline(pipeline)
+    panels = panels_from_profiles(files.usable_profiles(), files.accuracy.doc)  # the plot drew no point for it
+    point = next(p for p in panels[0].points if p.width == 0.78125)
+    assert point.accuracy == 100 * 0.6125 and point.random_init == 100 * 0.24 and point.ci is not None
+
+
 def test_a_summary_of_other_files_is_flagged_stale(pipeline: Path) -> None:
     """Red-team 2026-12-05: quickstart's summary.json recorded no inputs, so one copied from another quickstart
     folder (or left from before the files were re-made by hand) showed its numbers without a word."""

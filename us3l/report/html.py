@@ -428,14 +428,17 @@ def _tradeoff_note(panels: Sequence[plots.TradeoffPanel]) -> str:
 
 
 def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]:
-    from us3l.deploy.select import width_key
+    from us3l.deploy.select import lookup_width, width_key
 
     acc_rows: dict[float, dict[str, Any]] = {}
     if files.accuracy is not None and files.accuracy.ok:
         acc_rows = {width_key(r["width"]): r for r in files.accuracy.doc.get("widths") or []}
     profiles = files.usable_profiles()
     recs = [{width_key(r.width): r for r in p.records} for p in profiles]
-    widths = sorted(set(acc_rows) | {w for m in recs for w in m})
+    exact = {width_key(r.width): r.width for p in profiles for r in p.records}  # the profiles' own spelling
+    # a profiled width's accuracy row as `us3l select` finds it: 25/32 = 0.78125 is the accuracy file's 0.7813
+    acc_of = {k: a for k, w in exact.items() if (a := lookup_width(acc_rows, w)) is not None}
+    widths = sorted(set(exact) | (set(acc_rows) - set(acc_of.values())))
     has_knn = any(r.get("knn_top1") is not None for r in acc_rows.values())
     has_linear = any(r.get("linear_top1") is not None for r in acc_rows.values())
     headers = ["width"]
@@ -448,9 +451,9 @@ def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]
     unstable = False
     rows = []
     for w in widths:
-        a = acc_rows.get(w, {})
+        a = acc_rows.get(acc_of.get(w, w), {})
         first = next((m[w] for m in recs if w in m), None)
-        row = [f"{w:g}"]
+        row = [f"{exact.get(w, w):g}"]
         if acc_rows and has_knn:
             base, base_ci = plots.random_init(a)
             row += [esc(plots.pct_with_ci(a.get("knn_top1"), a.get("knn_top1_ci"))),

@@ -445,6 +445,14 @@ def _width_key(w: Any) -> float:
     return round(float(w), 4)
 
 
+def _row_of(rows: Mapping[float, Mapping[str, Any]], w: float) -> Mapping[str, Any] | None:
+    """The accuracy row of width ``w`` as ``us3l select`` finds it (25/32 = 0.78125 is a file's 0.7813)."""
+    from us3l.deploy.select import lookup_width
+
+    key = lookup_width(rows, w)
+    return None if key is None else rows[key]
+
+
 def rows_by_width(accuracy: Mapping[str, Any] | None) -> dict[float, Mapping[str, Any]]:
     if not accuracy:
         return {}
@@ -458,7 +466,7 @@ def candidate_ci(c: Mapping[str, Any], metric: str | None,
     own = interval(c.get("accuracy_ci"))
     if own is not None or not metric or metric == "macs":
         return own
-    row = rows.get(_width_key(c["width"])) if isinstance(c.get("width"), int | float) else None
+    row = _row_of(rows, c["width"]) if isinstance(c.get("width"), int | float) else None
     return interval(row.get(f"{metric}_ci")) if row else None
 
 
@@ -474,7 +482,7 @@ def _point(c: Any, scale: float, metric: str | None, rows: Mapping[float, Mappin
     ci = candidate_ci(c, metric, rows)
     base = None
     if metric == "knn_top1":
-        row = rows.get(_width_key(c["width"]))
+        row = _row_of(rows, c["width"])
         base = random_init(row)[0] if row else None
     return TradeoffPoint(float(c["width"]), float(c["latency_ms"]), scale * float(c["accuracy"]),
                          not c.get("violations"), latency_stable(c),
@@ -539,7 +547,7 @@ def panels_from_profiles(profiles: Sequence[Any], accuracy: Mapping[str, Any]) -
     """Without a selection: accuracy (linear, else kNN top-1) against p50 latency per profile, no budget.
 
     A profile of another model than the accuracy file's is left out (its latencies are not these widths')."""
-    from us3l.deploy.select import accuracy_table, width_key
+    from us3l.deploy.select import accuracy_table, lookup_width
 
     table, metric = accuracy_table(accuracy)
     rows = rows_by_width(accuracy)
@@ -551,8 +559,8 @@ def panels_from_profiles(profiles: Sequence[Any], accuracy: Mapping[str, Any]) -
     for prof, label in zip(profiles, profile_labels(profiles), strict=True):
         points = []
         for r in sorted(prof.records, key=lambda r: r.width):
-            w = width_key(r.width)
-            if w not in table:
+            w = lookup_width(table, r.width)  # 25/32 = 0.78125 is the accuracy file's 0.7813, as in select
+            if w is None:
                 continue
             ci = interval(rows.get(w, {}).get(f"{metric}_ci"))
             base = random_init(rows[w])[0] if metric == "knn_top1" and w in rows else None
