@@ -295,3 +295,12 @@ def test_select_reads_the_statistic_in_any_case(write_profile, tmp_path: Path, c
     assert main(["select", "--profile", str(prof), "--statistic", "P50", "--point", "--latency-ms", "2",
                  "--out", str(tmp_path / "sel"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["latency_rule"]["statistic"] == "p50"
+
+
+def test_select_reads_the_metric_in_any_case(write_profile, tmp_path: Path, capsys) -> None:
+    """`--metric KNN` was 'unknown accuracy metric' while `--statistic P90` was read as p90."""
+    prof = write_profile([{"width": w, "latency": latency(w, w, w)} for w in (0.5, 1.0)])
+    assert main(["select", "--profile", str(prof), "--metric", "KNN", "--latency-ms", "2",
+                 "--out", str(tmp_path / "sel")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --metric knn needs --accuracy (without it MACs stand in for accuracy)")

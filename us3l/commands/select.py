@@ -100,6 +100,7 @@ def select_cmd(
     rule = LatencyRule(statistic=statistic.strip().lower(), conservative=not point, margin=margin)  # P90 as p90
     from us3l.deploy.select import METRICS
 
+    metric = metric.strip().lower()  # KNN as knn, as --statistic P90 is p90
     if metric not in METRICS:  # checked whether or not an accuracy file is given
         raise US3LError(f"unknown accuracy metric '{metric}' (choose {', '.join(METRICS)})")
     if metric != "auto" and accuracy is None:
