@@ -135,3 +135,11 @@ def test_plot_never_replaces_a_png_of_the_users(setup, tmp_path, monkeypatch, ca
     assert main(argv) == 0 and png.read_bytes() == first  # its own PNG is replaced, byte for byte the same
     png.write_bytes(buf.getvalue())  # what us3l wrote before its plots were marked, beside its selection.json
     assert main(argv) == 0 and png.read_bytes() == first
+
+
+def test_without_an_accuracy_file_the_decision_is_named_by_macs(write_profile, tmp_path, capsys) -> None:
+    """The "decided by" cell read "accuracy" when MACs stood in for it (no --accuracy)."""
+    prof = write_profile([{"width": w, "latency": latency(p, p * 1.1, p * 1.2)} for w, p in ROWS])
+    assert main(["select", "--profile", str(prof), "--latency-ms", "4", "--out", str(tmp_path), "--wide"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if " 0.75 " in line)
+    assert "MACs (proxy)" in row and "accuracy" not in row

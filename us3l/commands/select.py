@@ -175,7 +175,7 @@ def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
         ru = d.runner_up
         macs = result.metric == "macs"
         acc = _acc_cell(c.accuracy, c.accuracy_ci, macs)
-        decided = d.decided_by or "—"
+        decided = _decided_text(d.decided_by, macs)
         if d.decided_by == "tie->latency":
             decided += " (tied: " + ", ".join(f"{w:g}" for w in d.tied_widths) + ")"
         rows.append([
@@ -188,6 +188,13 @@ def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
     print_table(title, cols, rows, wide=wide, caption="why: " + "; ".join(reasons) if reasons else None)
 
 
+def _decided_text(decided_by: str | None, macs: bool) -> str:
+    """The "decided by" cell: without an accuracy file the ranking is by MACs, which "accuracy" would misname."""
+    if decided_by is None:
+        return "—"
+    return "MACs (proxy)" if macs and decided_by == "accuracy" else decided_by
+
+
 def _print_schedule(result: Any, wide: bool) -> None:
     """The width schedule on stdout: one table per device answer, a row per latency budget."""
     for d in result.schedule:
@@ -197,7 +204,7 @@ def _print_schedule(result: Any, wide: bool) -> None:
             rows.append([
                 f"{st['latency_ms']:g}", "none fits" if st["width"] is None else f"{st['width']:g}",
                 "—" if st["width_index"] is None else str(st["width_index"]), text,
-                _fmt(st["compared_latency_ms"]), st["decided_by"] or "—",
+                _fmt(st["compared_latency_ms"]), _decided_text(st["decided_by"], result.metric == "macs"),
             ])
         acc_head = "MACs (proxy)" if result.metric == "macs" else str(result.metric)
         cols = [Col("latency ≤ ms", key=True, justify="right"), Col("width", key=True, justify="right"),
