@@ -161,6 +161,23 @@ def test_calibrate_on_other_data_than_the_stored_statistics(run_dir: Path, capsy
     assert (read_bn_stats_settings(run_dir) or {})["data"] == "digits"
 
 
+def test_calibrate_checks_the_data_spec_before_the_stored_statistics(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `calibrate --data <typo>` over statistics on builtin said to delete bn_stats.safetensors "to store statistics
+    # on <typo>"; deleting them only led to "unknown data spec"
+    stats = run_dir / "bn_stats.safetensors"
+    assert main(["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--quiet"]) == 0
+    before = stats.read_bytes()
+    code = main(["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--data", "bultin"])
+    _err(code, capsys, "error: unknown data spec 'bultin' (valid: builtin, digits, ")
+    missing = tmp_path / "nowhere"
+    code = main(["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--data",
+                 f"cifar10:{missing}"])
+    _err(code, capsys, f"error: data path not found: {missing}")
+    assert stats.read_bytes() == before
+
+
 def test_calibrate_replaces_stale_statistics_of_other_data(run_dir: Path) -> None:
     # statistics of other weights (stale) on another data set were never replaced: calibrate said "wrote" and the
     # file kept the stale ones

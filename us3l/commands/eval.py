@@ -77,6 +77,7 @@ def calibrate_cmd(
     import time
 
     from us3l.checkpoint import run_dir_of, weights_path
+    from us3l.data.datasets import parse_data_spec
     from us3l.eval.calibrate import BN_STATS_FILE, CalibrationSettings, read_bn_stats_settings
     from us3l.eval.runner import (
         calibrate_checkpoint,
@@ -114,6 +115,9 @@ def calibrate_cmd(
             note(f"note: width {w:g} builds the network of width {c:g}; calibrated and stored as {c:g}", markup=False)
     distinct = len(set(canonical.values()))
     spec = resolve_data_spec(loaded.meta, data)  # calibrate always estimates: --data, unless the run's data is built in
+    # an unknown spec or a missing path is its own error, before the stored statistics are looked at: it was told
+    # to delete bn_stats.safetensors "to store statistics on" a spec that names no data set
+    parse_data_spec(spec)
     out = loaded.path.parent / BN_STATS_FILE
     stored_data = statistics_of_other_data(loaded, spec)
     if stored_data is not None:
