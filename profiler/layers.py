@@ -33,7 +33,10 @@ def _channels(m: nn.Module) -> tuple[int | None, int | None]:
 
 
 def layer_table(static: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[LayerRow], Costs]:
-    """Rows for every conv/linear/norm layer of ``static`` plus the network totals."""
+    """Rows for every conv/linear/norm layer of ``static`` plus the network totals. The rows sum to the totals:
+    a parameter held outside those layers (a ViT's ``cls_token``) is a row of type ``Parameter``, and the MACs a
+    module computes itself rather than in a layer below it (a ViT attention's matrix products, a quarter of its
+    MACs) are a row named after that module, with no channels (``None``)."""
     costs = count_costs(static, input_shape, per_module=True)
     rows = []
     for name, m in static.named_modules():
@@ -41,6 +44,13 @@ def layer_table(static: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[L
             cin, cout = _channels(m)
             params = sum(p.numel() for p in m.parameters(recurse=False))
             rows.append(LayerRow(name, type(m).__name__, cin, cout, params, costs.by_module.get(name, 0)))
+            continue
+        for pname, p in m.named_parameters(recurse=False):
+            rows.append(LayerRow(f"{name}.{pname}" if name else pname, "Parameter", None, None, p.numel(), 0))
+        below = sum(costs.by_module.get(f"{name}.{child}" if name else child, 0) for child, _ in m.named_children())
+        own = costs.by_module.get(name, 0) - below
+        if own > 0:
+            rows.append(LayerRow(name or type(m).__name__, type(m).__name__, None, None, 0, own))
     return rows, costs
 
 

@@ -50,6 +50,24 @@ def test_layer_table_sums_to_total() -> None:
     assert sum(r.params for r in rows) == costs.params
 
 
+def test_layer_table_of_a_vit_sums_to_total() -> None:
+    # `us3l info --model vit_tiny` listed rows summing to 3/4 of its total MACs (the attention's matrix products
+    # are in no layer) and missed cls_token's parameters
+    model = us3l.create_model("vit_tiny", img_size=32)
+    rows, costs = layer_table(materialize(model, 0.5), (1, 3, 32, 32))
+    assert sum(r.macs for r in rows) == costs.macs
+    assert sum(r.params for r in rows) == costs.params
+    attn = [r for r in rows if r.name == "blocks.0.attn"]
+    assert len(attn) == 1 and attn[0].macs > 0 and attn[0].in_channels is None and attn[0].params == 0
+    assert [r for r in rows if r.type == "Parameter"] == [layer_row("cls_token", 192)]
+
+
+def layer_row(name: str, params: int) -> object:
+    from us3l.profiler.layers import LayerRow
+
+    return LayerRow(name, "Parameter", None, None, params, 0)
+
+
 def test_uncalibrated_batch_norm_is_counted_at_1x1_and_left_as_it_was() -> None:
     """A US3L network's BatchNorms have no running statistics; at 32 px resnet18's last maps are 1x1, where a batch
     of one has no statistics of its own. The count uses placeholders and puts the None buffers back."""

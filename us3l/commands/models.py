@@ -154,7 +154,8 @@ def info_cmd(
     cols = [Col("layer", key=True), Col("type", rank=1), Col("in", justify="right", rank=2),
             Col("out", key=True, justify="right"), Col("params", key=True, justify="right"),
             Col("MACs", key=True, justify="right")]
-    table_rows = [[r.name, r.type, str(r.in_channels), str(r.out_channels), _fmt_count(r.params),
+    table_rows = [[r.name, r.type, "-" if r.in_channels is None else str(r.in_channels),
+                   "-" if r.out_channels is None else str(r.out_channels), _fmt_count(r.params),
                    _fmt_count(r.macs)] for r in rows]
     print_table(f"{model_name} at width {w:g} (input {shape[2]}×{shape[3]})", cols, table_rows, wide=wide)
     result(
