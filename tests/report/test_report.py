@@ -216,6 +216,17 @@ def test_write_report_never_replaces_a_file_that_is_not_a_report(pipeline: Path)
     assert write_report(pipeline) == mine and write_report(pipeline) == mine  # our own page is replaced
 
 
+def test_check_report_replaceable_takes_a_str_like_the_rest_of_the_api(pipeline: Path) -> None:
+    # us3l.report exports it beside write_report/save_report, which take str | Path; a str was an AttributeError
+    from us3l.report import check_report_replaceable
+
+    mine = pipeline / REPORT_FILE
+    mine.write_text("<html>my notes</html>", encoding="utf-8")
+    with pytest.raises(US3LError, match=f"^refusing to replace {mine}: it is not a us3l report"):
+        check_report_replaceable(str(mine))
+    check_report_replaceable(str(pipeline / "new.html"))  # nothing there: fine
+
+
 def test_sections_that_cannot_be_drawn_are_named_on_stderr(pipeline: Path, capsys, monkeypatch) -> None:
     """Red-team 2026-12-05: without matplotlib (the ``plot`` extra) the page had no figure and the command said
     nothing on the terminal."""

@@ -112,9 +112,9 @@ def is_report(head: bytes) -> bool:
     return _REPORT_MARK in head
 
 
-def check_report_replaceable(path: Path) -> None:
+def check_report_replaceable(path: str | Path) -> None:
     """Refuse (one line) to replace an existing ``path`` that is not a us3l report: a page of the user's under that
     name is never overwritten (``us3l report``, ``us3l quickstart`` and the Python API check it before any work)."""
     from us3l.io import check_replaceable
 
-    check_replaceable(path, "us3l report", is_report)
+    check_replaceable(Path(path), "us3l report", is_report)
