@@ -32,6 +32,23 @@ def test_calibrate_has_nothing_to_do(vit_run: Path, capsys: pytest.CaptureFixtur
     assert doc["calibrated"] == [] and doc["bn_stats"] is None
 
 
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--widths", "5"], "error: width must be in [0.25, 1], got 5.0"),
+        (["--points", "0"], "error: --points must be >= 1 (0 is not allowed), got 0"),
+        (["--data", "bultin"], "error: unknown data spec 'bultin'"),
+    ],
+)
+def test_calibrate_still_checks_what_was_typed(vit_run: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                               match: str) -> None:
+    # they said "nothing to calibrate" with exit 0; the same options are one-line errors for a BN network
+    assert main(["calibrate", "--ckpt", str(vit_run), *args]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(match) and captured.err.count("\n") == 1, captured.err
+    assert main(["calibrate", "--ckpt", str(vit_run), "--widths", "1,0.25", "--quiet"]) == 0  # valid: as before
+
+
 def test_eval_runs_every_width_as_trained(vit_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--ckpt", str(vit_run), "--widths", "1,0.25", "--knn-max-train", "200",
                  "--out", str(tmp_path)]) == 0

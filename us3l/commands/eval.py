@@ -96,6 +96,11 @@ def calibrate_cmd(
     _lock(ctx, run_dir_of(weights_path(ckpt)), "run folder")  # bn_stats.safetensors is written there
     loaded = open_checkpoint(ckpt)
     if not has_batch_norm(loaded.model):  # a ViT (LayerNorm only): every width runs as trained
+        # what was typed is still checked: `--widths 5` or `--data bultin` said "nothing to calibrate", exit 0
+        if widths is not None or points is not None:
+            parse_widths(loaded.model, widths, points)
+        if data is not None:
+            parse_data_spec(data)
         name = loaded.meta.get("model", "the model")
         if json_out:
             emit_json({"checkpoint": str(loaded.path), "bn_stats": None, "calibrated": [], "stored_widths": [],
