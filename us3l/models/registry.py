@@ -56,9 +56,12 @@ def create_model(
 ) -> SlimNet:
     """Create a registered slimmable model.
 
-    Common keyword arguments: ``width_min``/``width_max``/``divisor`` (the width range), ``num_classes``
-    (0 = no head; ``forward`` returns the embedding), ``bn_track_stats`` (False like US3L training; True for
-    the single-width baseline). Architecture-specific ones are listed by ``us3l models``.
+    Keyword arguments of every model: ``width_min``/``width_max``/``divisor`` (the width range), ``num_classes``
+    (0 = no head; ``forward`` returns the embedding). Those of an architecture (``us3l models`` lists the models,
+    not their options): ResNets ``base_channels``, ``zero_init_residual``, ``bn_track_stats`` (False like US3L
+    training; True for the single-width baseline), ``bn_switches`` (S-Nets); MobileNetV2 ``last_channels``,
+    ``bn_track_stats``, ``bn_switches``; ViTs ``img_size``, ``patch_size``, ``mlp_ratio``, ``stop_grad_conv1``.
+    Another name is a one-line ``US3LError`` (``model 'NAME' has no option 'X'``).
     """
     entry = model_entry(name)
     classes = kwargs.get("num_classes", 0)
