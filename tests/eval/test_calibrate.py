@@ -123,6 +123,22 @@ def test_missing_width_without_data_is_a_clear_error() -> None:
         require_calibrated(model, [1.0, 0.5])
 
 
+def test_non_finite_batches_are_not_blamed_on_the_weights() -> None:
+    # NaN inputs (e.g. batches normalised by a zero std) were reported as "its weights are not finite (a diverged
+    # run?) ... use an earlier checkpoint or re-train" although every weight was finite
+    model = tiny_model()
+    nan_batches = [torch.full((4, 3, 16, 16), float("nan"))]
+    with pytest.raises(US3LError, match=r"^the network gives non-finite BN statistics \(NaN or inf\) at width 1, first "
+                       r"in layer bn1: the weights are finite, so the calibration batches are not \(NaN or inf in "
+                       r"the inputs, or values too large for the network\); nothing was calibrated$"):
+        calibrate_widths(model, [1.0], nan_batches)
+    assert calibrated_widths(model) == ()
+    with torch.no_grad():
+        model.conv1.weight.fill_(float("nan"))
+    with pytest.raises(US3LError, match=r"first in layer bn1: its weights are not finite \(a diverged run\?\)"):
+        calibrate_widths(model, [1.0], batches())
+
+
 def test_corrupted_bn_stats_file_is_rejected(tmp_path: Path) -> None:
     (tmp_path / BN_STATS_FILE).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(US3LError, match="cannot read BN statistics"):

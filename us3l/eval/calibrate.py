@@ -175,9 +175,14 @@ def _check_finite_stats(model: nn.Module, key: float, w: float) -> None:
     if bad:
         for _, m in bns:
             del m.width_stats[key]
+        where = f"the network gives non-finite BN statistics (NaN or inf) at width {w:g}, first in layer {bad[0]}"
+        if all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+            # finite weights: what was fed was not (a calibration batch normalised by a zero std, a NaN image)
+            raise US3LError(f"{where}: the weights are finite, so the calibration batches are not (NaN or inf in "
+                            "the inputs, or values too large for the network); nothing was calibrated")
         raise US3LError(
-            f"the network gives non-finite BN statistics (NaN or inf) at width {w:g}, first in layer {bad[0]}: its "
-            "weights are not finite (a diverged run?), so nothing was calibrated; use an earlier checkpoint or re-train"
+            f"{where}: its weights are not finite (a diverged run?), so nothing was calibrated; use an earlier "
+            "checkpoint or re-train"
         )
 
 
