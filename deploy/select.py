@@ -286,7 +286,7 @@ class Selection:
 
 
 def latency_schedule(
-    profiles: Sequence[str | Path],
+    profiles: Sequence[str | Path] | str | Path,
     latencies_ms: Sequence[float],
     budget: Budget = Budget(),
     accuracy: str | Path | None = None,
@@ -657,7 +657,7 @@ def find_profiles(
 
 
 def select(
-    profiles: Sequence[str | Path],
+    profiles: Sequence[str | Path] | str | Path,
     budget: Budget,
     accuracy: str | Path | None = None,
     rule: LatencyRule = LatencyRule(),
@@ -668,7 +668,10 @@ def select(
 
     Accuracies inside each other's 95 % intervals are a tie that the faster width wins (``TIE_RULE``) unless
     ``strict_accuracy``; an accuracy file without intervals (schema 1) is ranked by plain accuracy, with a note.
+    ``profiles`` is a list of profile files, or one file.
     """
+    if isinstance(profiles, str | Path):  # one file: a str is a Sequence too, read as files named "p", "r", ...
+        profiles = [profiles]
     if not profiles:
         raise US3LError("no profile given (use --profile FILE or --device NAME)")
     if budget.is_empty():

@@ -76,6 +76,18 @@ def test_a_width_with_its_own_row_is_not_shadowed_by_another_spelling(write_prof
     assert {c.width: c.accuracy for c in d.candidates} == pytest.approx({0.7812: 0.5, 0.7813: 0.6})
 
 
+def test_one_profile_file_may_be_given_as_a_str_or_path(write_profile, write_accuracy) -> None:
+    # select("profiles/x.json", ...) iterated the string: "profile not found: p"
+    from pathlib import Path
+
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 4.0)))
+    acc = write_accuracy({0.25: 50.0, 0.5: 60.0, 1.0: 80.0})
+    for one in (str(prof), Path(prof)):
+        sel = select(one, Budget(latency_ms=3.0), acc)
+        assert [d.chosen.width for d in sel.devices] == [0.5]
+        assert [p["path"] for p in sel.inputs["profiles"]] == [str(prof)]
+
+
 def test_no_fit_exits_3_naming_the_smallest_latency(write_profile, write_accuracy) -> None:
     prof = write_profile(rows((0.25, 1.5), (0.5, 1.2), (1.0, 4.0)))  # non-monotone: 0.5 is fastest
     sel = select([prof], Budget(latency_ms=1.0), write_accuracy({0.25: 1, 0.5: 2, 1.0: 3}))
