@@ -352,6 +352,23 @@ def test_the_batches_a_small_train_split_really_gave_are_recorded(tmp_path: Path
     assert CalibrationSettings(batch_size=100, epochs=2, augment="linear").used_on(1438).batches_used == 30
 
 
+def test_a_batch_size_over_the_train_split_is_noted(tmp_path: Path) -> None:
+    # calibrate --batch-size 100000 on digits said "calibrated ... over 1 batch(es) of 100000": the batch held 1438
+    from us3l.eval.calibrate import CalibrationSettings
+    from us3l.eval.runner import calibrate_checkpoint, open_checkpoint
+
+    run = make_run(tmp_path / "run")
+    notes: list[str] = []
+    calibrate_checkpoint(open_checkpoint(run), "digits", [1.0], CalibrationSettings(batches=2, batch_size=100000),
+                         progress=notes.append)
+    assert ("the digits train split has 1438 images, fewer than the batch size 100000: each calibration batch holds "
+            "all 1438") in notes
+    notes.clear()
+    calibrate_checkpoint(open_checkpoint(run), "digits", [1.0], CalibrationSettings(batches=2, batch_size=1438),
+                         progress=notes.append)
+    assert not [n for n in notes if "train split has" in n]
+
+
 def test_bn_stats_file_bytes_are_reproducible(tmp_path: Path) -> None:
     """The same statistics for the same weights give the same bytes (the safetensors header is sorted)."""
     from safetensors import safe_open

@@ -301,6 +301,9 @@ def calibrate_checkpoint(
     input_size = int(meta.get("input_size") or model.input_size)
     ds = load_dataset(spec, "train", image_size=input_size)
     settings = settings.used_on(len(ds))  # recorded: the batches a small train split really gave
+    if settings.batch_size > len(ds) and progress:  # the summary's "N batch(es) of <batch size>" overstates it
+        progress(f"the {spec} train split has {len(ds)} images, fewer than the batch size {settings.batch_size}: "
+                 f"each calibration batch holds all {len(ds)}")
     mean, std = input_normalization(meta, ds)
     transform = eval_transform_for(ds, input_size, mean, std)
     batches = calibration_source(ds, settings, transform, input_size, mean, std)
