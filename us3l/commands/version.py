@@ -1,4 +1,5 @@
-"""``us3l version``: print the tool version and the versions of the runtimes it found."""
+"""``us3l version``: print the tool version and its environment (Python, platform, machine, torch), the header every
+result file records; ``us3l devices --check`` checks the deployment runtimes."""
 
 from __future__ import annotations
 
