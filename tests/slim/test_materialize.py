@@ -44,6 +44,28 @@ def test_parity_dynamic_vs_materialized_full_grid(name: str) -> None:
     check_parity(name, make(name).width_grid())
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("name", ["cifar_resnet18", "vit_tiny"])
+def test_a_model_of_another_dtype_materializes_and_runs_in_it(name: str, dtype: torch.dtype) -> None:
+    # materialize built its static layers as CPU float32 whatever the model's dtype and device (a float64 ViT came
+    # out half float64, half float32, and failed to run; a CUDA model's layers landed on the CPU); and the dynamic
+    # model itself refused its calibrated widths in eval mode ("expected scalar type Double but found Float")
+    model = make(name).to(dtype)
+    s = SMALL_INPUT[name]
+    x = torch.randn(2, 3, s, s, dtype=dtype)
+    with torch.no_grad():
+        with calibrating(model, 0.5):
+            model(torch.randn(4, 3, s, s, dtype=dtype))
+        model.eval()
+        with width(model, 0.5):
+            ref = model(x)
+        static = materialize(model, 0.5, require_bn_stats=name != "vit_tiny")
+        assert {p.dtype for p in static.parameters()} == {dtype}
+        assert {b.dtype for b in static.buffers() if b.is_floating_point()} <= {dtype}
+        out = static(x)
+    assert out.dtype == dtype and torch.equal(out, ref)
+
+
 def test_materialized_is_static_independent_and_smaller() -> None:
     model = make("cifar_mobilenetv2")
     static = materialize(model, 0.5)

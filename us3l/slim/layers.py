@@ -457,6 +457,7 @@ class SlimBatchNorm2d(SlimModule):
                 stats = self.running_stats(w)
             if stats is None:  # no statistics at all: batch statistics, as the reference does
                 return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+            stats = _stats_like(stats, weight)
             return torch.batch_norm(x, weight, bias, stats[0], stats[1], False, 0.0, self.eps, _CUDNN.enabled)
         if self.switches is not None:
             weight, bias = self.affine(w)
@@ -486,6 +487,7 @@ class SlimBatchNorm2d(SlimModule):
         stats = self.eval_stats(w, self.stats_key)
         if stats is None:  # no statistics at all: batch statistics, as the reference does
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+        stats = _stats_like(stats, weight)
         return F.batch_norm(x, stats[0], stats[1], weight, bias, False, 0.0, self.eps)
 
     def extra_repr(self) -> str:
@@ -494,6 +496,14 @@ class SlimBatchNorm2d(SlimModule):
             f"{self.num_features}, eps={self.eps}, track_running_stats={self.track_running_stats}, "
             f"slim={self.slim}, ratio={self.ratio}{sw}, calibrated_widths={len(self.width_stats)}"
         )
+
+
+def _stats_like(stats: tuple[torch.Tensor, torch.Tensor], weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Calibrated statistics (kept in float32) in the dtype of the affine they normalise with: batch_norm refused a
+    float64 or bfloat16 model's calibrated widths ("expected scalar type Double but found Float")."""
+    if stats[0].dtype == weight.dtype:
+        return stats
+    return stats[0].to(weight.dtype), stats[1].to(weight.dtype)
 
 
 def grouped_batch_norm(

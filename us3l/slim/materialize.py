@@ -36,10 +36,17 @@ class FirstFeatures(nn.Module):
         return f"k={self.k}"
 
 
+def _like(t: torch.Tensor) -> dict[str, object]:
+    """The device and dtype of a slimmable layer's weight, for the static layer that replaces it: built with the
+    defaults (CPU, float32), a CUDA or float64 model materialized into a mix that could not run."""
+    return {"device": t.device, "dtype": t.dtype}
+
+
 def _static_conv(m: SlimConv2d, w: float) -> nn.Conv2d:
     cin, cout, groups = m.active_channels(w)
     weight, bias, groups = m.sliced(w)
-    conv = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups, bias=bias is not None)
+    conv = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups, bias=bias is not None,
+                     **_like(m.weight))
     with torch.no_grad():
         conv.weight.copy_(weight)
         if bias is not None:
@@ -49,7 +56,7 @@ def _static_conv(m: SlimConv2d, w: float) -> nn.Conv2d:
 
 def _static_linear(m: SlimLinear, w: float) -> nn.Module:
     cin, cout = m.active_features(w)
-    lin = nn.Linear(cin, cout, bias=m.bias is not None)
+    lin = nn.Linear(cin, cout, bias=m.bias is not None, **_like(m.weight))
     with torch.no_grad():
         lin.weight.copy_(m.weight[:cout, :cin])
         if m.bias is not None:
@@ -67,8 +74,9 @@ def _static_bn(m: SlimBatchNorm2d, w: float, key: float, require_stats: bool, na
             f"width {w:g} has no calibrated BN statistics (layer {name}); calibrate it first "
             f"(us3l calibrate --ckpt RUN --widths {w:g}, with --data SPEC unless the run trained on built-in data)"
         )
-    bn = nn.BatchNorm2d(c, eps=m.eps, momentum=m.momentum, track_running_stats=stats is not None)
     weight, bias = m.affine(w)  # the shared affine's first c channels, or the switch's private affine (S-Nets)
+    # running statistics in the affine's dtype, as nn.BatchNorm2d keeps them (calibrated ones are float32)
+    bn = nn.BatchNorm2d(c, eps=m.eps, momentum=m.momentum, track_running_stats=stats is not None, **_like(weight))
     with torch.no_grad():
         bn.weight.copy_(weight)
         bn.bias.copy_(bias)
