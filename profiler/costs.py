@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,9 +67,13 @@ def count_costs(model: nn.Module, input_shape: tuple[int, ...], per_module: bool
     # statistics instead, the same ops and MACs
     stateless = [m for m in model.modules()
                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None]
+    # the input (and placeholders) on the model's device and in its dtype: materialize keeps a CUDA or float64
+    # model's, and a CPU float32 input then failed the trace
+    ref = next(model.parameters(), None)
+    like: dict[str, Any] = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
     for m in stateless:
-        m.running_mean, m.running_var = torch.zeros(m.num_features), torch.ones(m.num_features)
-    x = torch.zeros(*input_shape)
+        m.running_mean, m.running_var = torch.zeros(m.num_features, **like), torch.ones(m.num_features, **like)
+    x = torch.zeros(*input_shape, **like)
     logger = logging.getLogger("fvcore")
     old_level = logger.level
     logger.setLevel(logging.ERROR)

@@ -68,6 +68,18 @@ def layer_row(name: str, params: int) -> object:
     return LayerRow(name, "Parameter", None, None, params, 0)
 
 
+@pytest.mark.parametrize("name", ["cifar_resnet18", "vit_tiny"])
+def test_a_float64_network_is_counted_like_a_float32_one(name: str) -> None:
+    # materialize keeps the model's dtype (and device); the count traced a float32 CPU input through it
+    from us3l.eval import width_costs
+
+    kw = {"img_size": 32} if name.startswith("vit") else {"base_channels": 16}
+    model = us3l.create_model(name, **kw)
+    expected = width_costs(model, 0.5, 32)
+    assert width_costs(model.to(torch.float64), 0.5, 32) == expected
+    assert count_costs(materialize(model, 0.5), (1, 3, 32, 32)).macs == expected[0]
+
+
 def test_uncalibrated_batch_norm_is_counted_at_1x1_and_left_as_it_was() -> None:
     """A US3L network's BatchNorms have no running statistics; at 32 px resnet18's last maps are 1x1, where a batch
     of one has no statistics of its own. The count uses placeholders and puts the None buffers back."""
