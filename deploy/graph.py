@@ -130,10 +130,15 @@ def deployable_module(model: Any, w: float, require_bn_stats: bool = False) -> t
     ``require_bn_stats``: refuse (``US3LError``) a width without calibrated or running statistics instead of
     freezing it with the initial ones (``us3l export`` from a checkpoint ships only calibrated widths).
     """
+    import torch
+
     from us3l.slim import materialize
 
     kind = bn_kind(model, w)
     static = materialize(model, w, require_bn_stats=require_bn_stats and kind != "none")
+    # the deploy path runs on the CPU in float32 (its example input, the verification batch, every exporter);
+    # materialize keeps the model's device and dtype, so a CUDA or float64 model is brought here
+    static = static.to(device="cpu", dtype=torch.float32)
     if kind == "frozen-uncalibrated":
         freeze_batch_stat_bns(static)
     return static.eval(), kind

@@ -265,3 +265,16 @@ def test_a_hand_edited_manifest_is_one_line_naming_file_and_field(tmp_path: Path
     with pytest.raises(US3LError) as info:
         read_manifest(tmp_path)
     assert str(info.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet18", "vit_tiny"])
+def test_the_deployable_module_of_a_float64_model_is_cpu_float32(name: str) -> None:
+    # materialize keeps the model's dtype and device; the deploy path (a CPU float32 example, verification batch and
+    # exporters) takes CPU float32 whatever they are: a float64 ViT came out half float64, half float32
+    from us3l.deploy.graph import deployable_module
+    from us3l.models import create_model
+
+    kw = {"img_size": 16, "patch_size": 8} if name.startswith("vit") else {"base_channels": 8}
+    static, _ = deployable_module(create_model(name, **kw).to(torch.float64), 0.5)
+    assert {(p.dtype, p.device.type) for p in static.parameters()} == {(torch.float32, "cpu")}
+    assert static(torch.zeros(1, 3, 16, 16)).dtype == torch.float32
