@@ -165,3 +165,12 @@ def test_an_empty_value_is_a_usage_error_before_any_work(args: list[str], named:
     assert main(args) == 2
     assert capsys.readouterr().err == f"error: {named} is given an empty value (see: us3l {args[0]} --help)\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_counts_just_under_a_unit_take_the_next_unit() -> None:
+    # `us3l info` and `us3l models --costs` printed 999,500 params as "1e+03K" and 999.95M MACs as "1e+03M"
+    from us3l.commands.models import _fmt_count
+
+    assert [_fmt_count(n) for n in (999, 1000, 12_345, 999_499, 999_500, 999_950_000, 1_234_567_890)] == [
+        "999", "1K", "12.3K", "999K", "1M", "1G", "1.23G"]
+    assert _fmt_count(2_000_000_000_000) == "2000G"

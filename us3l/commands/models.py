@@ -11,10 +11,13 @@ from us3l.validate import MAX_INPUT_SIZE
 
 
 def _fmt_count(n: int) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
+    """``n`` in 3 significant digits with a K/M/G suffix (999,500 is ``1M``: it was ``1e+03K``)."""
+    if n < 1000:
+        return str(n)
+    for unit, scale in (("K", 1e3), ("M", 1e6)):
+        if float(f"{n / scale:.3g}") < 1000:  # rounded to 3 digits: 999.5K reads as the next unit's 1
             return f"{n / scale:.3g}{unit}"
-    return str(n)
+    return f"{n / 1e9:.3g}G" if n < 999.5e9 else f"{round(n / 1e9)}G"
 
 
 def _check_input_size(size: int) -> int:
