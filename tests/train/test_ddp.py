@@ -66,6 +66,26 @@ def test_torchrun_two_processes(tiny_folder: Path, tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["epochs"] == 4
 
 
+@pytest.mark.slow
+def test_torchrun_two_processes_with_sync_bn(tiny_folder: Path, tmp_path: Path) -> None:
+    """sync_bn on CPU: nn.SyncBatchNorm, which it used to swap in, stopped every rank at the first step
+    ("SyncBatchNorm layers only work with GPU modules"); now every BatchNorm synchronises (us3l.slim.syncbn),
+    views batched, and the ranks end with the same weights (the run's own checksum comparison)."""
+    cfg = {**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}", "batch_size": 2,
+           "sync_bn": True}
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           f"--log-dir={tmp_path / 'torchrun'}", "-m", "us3l", "train", "--config", str(p), "--out", str(out),
+           "--json"]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["epochs"] == 4
+    assert yaml.safe_load((out / "config.yaml").read_text())["sync_bn"] is True
+
+
 def _processes_mentioning(text: str) -> list[int]:
     """Live processes (not zombies) whose command line contains ``text``."""
     pids = []

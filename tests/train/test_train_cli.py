@@ -172,12 +172,12 @@ def test_a_weight_decay_in_the_config_file_under_the_regularizer_is_one_line(
 @pytest.mark.parametrize("sync_bn", [True, False])
 def test_sync_bn_on_one_process_says_it_has_no_effect(tmp_path: Path, tiny_folder: Path, sync_bn: bool,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """Red-team 2026-12-05: sync_bn only converts the heads' BN in a distributed run (us3l.train.loop); on one
+    """Red-team 2026-12-05: sync_bn only acts in a distributed run (us3l.slim.syncbn); on one
     process it was dropped without a word. A note, not a refusal: a shipped config sets it for 1 to N processes."""
     cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1, sync_bn=sync_bn)
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
-    note = ("note: sync_bn has no effect on one process: it synchronizes the heads' BatchNorm across the processes "
-            "of a distributed run (--nproc N or torchrun)\n")
+    note = ("note: sync_bn has no effect on one process: it synchronizes every BatchNorm's statistics across the "
+            "processes of a distributed run (--nproc N or torchrun)\n")
     assert (note in capsys.readouterr().err) is sync_bn
 
 

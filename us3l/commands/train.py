@@ -144,8 +144,8 @@ def train_cmd(
              "are not trained (a non-slimmable control run, as in benchmarks/naive_seeds.py)", markup=False)
     if says and not resuming and cfg.sync_bn and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         # a note, not a refusal: the same config (configs/cifar10_vit_tiny_us3l_mocov3.yaml) runs on 1 or N processes
-        note("note: sync_bn has no effect on one process: it synchronizes the heads' BatchNorm across the processes "
-             "of a distributed run (--nproc N or torchrun)", markup=False)
+        note("note: sync_bn has no effect on one process: it synchronizes every BatchNorm's statistics across the "
+             "processes of a distributed run (--nproc N or torchrun)", markup=False)
     if not resume:  # a resumed run's model is the saved one, checked against its weights when it loads
         from us3l.train.loop import check_model
 

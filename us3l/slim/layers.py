@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from us3l.slim.rounding import WidthRange
+from us3l.slim.syncbn import grouped_sync_batch_norm, syncing
 
 _DEFAULT_RANGE = WidthRange()
 _CUDNN = torch.backends.cudnn
@@ -478,6 +479,9 @@ class SlimBatchNorm2d(SlimModule):
             else:
                 mean, var, momentum = None, None, 0.0
             groups = d.get("batch_groups", 1)
+            if d.get("sync_bn", False) and syncing(self):  # sync_bn: the whole distributed batch's statistics
+                tracked = self.num_batches_tracked if running is not None else None
+                return grouped_sync_batch_norm(x, groups, mean, var, weight, bias, momentum, self.eps, tracked)
             if groups == 1:
                 if running is not None:
                     self.num_batches_tracked.add_(1)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from us3l.slim.syncbn import grouped_sync_batch_norm, syncing
+
 
 class InputSlicedLinear(nn.Linear):
     """A Linear whose input may be the first ``k ≤ in_features`` features: uses ``weight[:, :k]``."""
@@ -38,14 +40,24 @@ class GroupedBatchNorm1d(nn.BatchNorm1d):
     view computes (:mod:`us3l.ssl.views`). Same parameters, buffers and state-dict keys as ``nn.BatchNorm1d``."""
 
     batch_groups = 1
+    sync_bn = False  # us3l.slim.syncbn.enable_sync_bn: statistics over every process of a distributed run
 
     def forward(self, x: Tensor) -> Tensor:
         groups = self.batch_groups
+        if self.sync_bn and syncing(self):
+            return self._synced(x, groups)
         if groups == 1 or not self.training:
             return super().forward(x)
         if x.shape[0] % groups:
             raise ValueError(f"batch of {x.shape[0]} does not split into {groups} equal groups")
         return torch.cat([super(GroupedBatchNorm1d, self).forward(part) for part in x.chunk(groups)])
+
+    def _synced(self, x: Tensor, groups: int) -> Tensor:
+        self._check_input_dim(x)
+        running = self.track_running_stats and self.running_mean is not None
+        tracked = self.num_batches_tracked if running else None
+        mean, var = (self.running_mean, self.running_var) if running else (None, None)
+        return grouped_sync_batch_norm(x, groups, mean, var, self.weight, self.bias, self.momentum, self.eps, tracked)
 
 
 def _bn1d(dim: int, affine: bool = True) -> GroupedBatchNorm1d:

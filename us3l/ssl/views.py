@@ -8,8 +8,8 @@ of the batch with that view's own statistics (:func:`us3l.slim.layers.grouped_ba
 its gradients and any running statistics are those of separate calls; only float rounding differs.
 
 A module qualifies when every BatchNorm in it knows how to split its batch (``SlimBatchNorm2d`` and the heads'
-:class:`us3l.ssl.heads.GroupedBatchNorm1d`). Anything else, for instance the ``SyncBatchNorm`` layers that
-``sync_bn`` swaps in, makes :func:`run_views` fall back to one call per view.
+:class:`us3l.ssl.heads.GroupedBatchNorm1d`, also under ``sync_bn``: :mod:`us3l.slim.syncbn` synchronises each
+view's part on its own). Any other BatchNorm makes :func:`run_views` fall back to one call per view.
 """
 
 from __future__ import annotations

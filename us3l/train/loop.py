@@ -480,8 +480,10 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         start_epoch = _restore(run_dir, method, opt, scaler, sampler, cfg.epochs)
     model: nn.Module = method
     if info.enabled:
-        if cfg.sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if cfg.sync_bn:  # every BatchNorm, backbone and heads, on CPU (gloo) and GPU: us3l.slim.syncbn
+            from us3l.slim.syncbn import enable_sync_bn
+
+            enable_sync_bn(model)
         if memory_format == torch.channels_last:
             # A 1x1 convolution weight's gradient is channels_last-strided from the convolution (width 1) and
             # contiguous from a slice's backward (sub-widths): the same bytes in memory (size-1 dims), yet DDP
