@@ -27,6 +27,25 @@ def test_version_flag_and_command_print_on_stdout(capsys: pytest.CaptureFixture[
     assert cap.out.startswith(f"us3l: {__version__}\n") and cap.err == ""
 
 
+def test_version_names_the_installed_runtimes(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug report needs the runtimes' versions; `us3l version` printed us3l, Python and torch only."""
+    from importlib import metadata
+
+    assert main(["version", "--json"]) == 0
+    packages = json.loads(capsys.readouterr().out)["packages"]
+    assert packages["onnxruntime"] == metadata.version("onnxruntime")
+    assert packages["openvino"] == metadata.version("openvino")
+    try:
+        trt = metadata.version("tensorrt")
+    except metadata.PackageNotFoundError:
+        trt = None
+    assert packages["tensorrt"] == trt
+    assert main(["version"]) == 0
+    out = capsys.readouterr().out
+    assert f"onnxruntime: {packages['onnxruntime']}\n" in out
+    assert f"tensorrt: {trt or 'not installed'}\n" in out
+
+
 def test_help_lists_commands_in_pipeline_order_with_completion(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
