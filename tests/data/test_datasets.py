@@ -453,3 +453,20 @@ def test_a_class_named_train_is_explained(tmp_path: Path):
         with pytest.raises(US3LError, match=r"train holds images, not class folders: a folder named 'train' is read "
                                             r"as the training split .*rename a class folder named 'train'"):
             load_dataset(f"folder:{tmp_path}", split)
+
+
+def test_one_data_set_under_several_spellings_is_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team 2026-12-06: stored BN statistics and accuracy files compared data specs as text, so `folder:/x`,
+    `/x` and `/x/` were 'other data' and `us3l calibrate` said to delete the run's statistics."""
+    from us3l.data.datasets import same_data_spec
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (tmp_path / "link").symlink_to(folder)
+    monkeypatch.chdir(tmp_path)
+    for other in (str(folder), f"{folder}/", "imgs", "folder:imgs", f"folder:{tmp_path / 'link'}"):
+        assert same_data_spec(f"folder:{folder}", other), other
+    assert not same_data_spec(f"folder:{folder}", f"cifar10:{folder}")
+    assert not same_data_spec(f"folder:{folder}", "builtin") and same_data_spec("builtin", " builtin")
+    assert not same_data_spec("builtin", "digits")
+    assert not same_data_spec(f"folder:{tmp_path / 'gone'}", f"{tmp_path / 'gone'}/")  # no path: compared as text

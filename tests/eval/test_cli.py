@@ -317,3 +317,18 @@ def test_eval_never_replaces_an_accuracy_json_of_the_users(run_dir: Path, tmp_pa
     mine.write_text('{\n  "kind": "accuracy",\n  "schema_version": 2,\n  "widths": "damaged"\n}\n')
     assert main(argv) == 0
     assert load_accuracy(mine)["widths"][0]["width"] == 1.0
+
+
+def test_calibrate_on_the_same_folder_spelled_otherwise_reuses_the_statistics(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Red-team 2026-12-06: `--data folder:/x` then `--data /x/` was 'other data': delete the statistics."""
+    from tests.train.conftest import write_tiny_folder
+
+    folder = write_tiny_folder(tmp_path / "data")
+    stats = run_dir / "bn_stats.safetensors"
+    base = ["calibrate", "--ckpt", str(run_dir), "--widths", "1", "--batches", "1", "--quiet"]
+    assert main([*base, "--data", f"folder:{folder}"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--data", f"{folder}/"]) == 0, capsys.readouterr().err
+    assert stats.is_file()

@@ -212,6 +212,20 @@ def parse_data_spec(spec: str) -> tuple[str, Path | None]:
     raise US3LError(f"unknown data spec {spec!r} (valid: {SPEC_FORMS})")
 
 
+def same_data_spec(a: str, b: str) -> bool:
+    """Whether two data specs name the same data: equal text, or the same kind at the same resolved path
+    (``folder:/x``, ``/x`` and ``/x/``; ``~`` expanded). A spec whose path is gone compares by its text."""
+    if a == b:
+        return True
+    try:
+        (kind_a, path_a), (kind_b, path_b) = parse_data_spec(a), parse_data_spec(b)
+    except US3LError:
+        return False
+    if path_a is None or path_b is None:
+        return kind_a == kind_b and path_a is path_b
+    return kind_a == kind_b and path_a.resolve() == path_b.resolve()
+
+
 def _check_split(split: str) -> str:
     split = {"val": "test"}.get(split, split)
     if split not in SPLITS:

@@ -214,9 +214,12 @@ def protocol_mismatch(doc: dict[str, Any], checkpoint_sha256: str | None, data: 
                       protocols: dict[str, Any]) -> str | None:
     """Why the measurement (``checkpoint_sha256``, ``data``, ``num_test``, ``protocols``) cannot be stored in
     ``doc``, or None: another checkpoint, data, test split or kNN protocol gives incomparable numbers."""
+    from us3l.data.datasets import same_data_spec
+
     if doc.get("checkpoint_sha256") != checkpoint_sha256:
         return "it is for another checkpoint"
-    if doc.get("data") != data or (doc.get("num_test") not in (None, num_test)):
+    stored = doc.get("data")
+    if not (isinstance(stored, str) and same_data_spec(stored, data)) or doc.get("num_test") not in (None, num_test):
         return f"it was measured on {doc.get('data')} ({doc.get('num_test')} test images)"
     old = (doc.get("protocols") or {}).get("knn") or {}
     new = protocols.get("knn") or {}

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from us3l.data.datasets import same_data_spec
 from us3l.derived import BN_STATS_FILE
 from us3l.errors import US3LError
 from us3l.eval.accuracy import accuracy_doc
@@ -333,7 +334,7 @@ def statistics_of_other_data(loaded: Any, data: str) -> str | None:
     to these weights; stale ones, ``loaded.bn_stats_note``, are no one's): a run keeps the statistics of one data
     set, so statistics on ``data`` are not stored over them. ``None`` otherwise."""
     stored = (read_bn_stats_settings(loaded.path.parent) or {}).get("data")
-    if stored is None or stored == data or getattr(loaded, "bn_stats_note", None):
+    if stored is None or same_data_spec(stored, data) or getattr(loaded, "bn_stats_note", None):
         return None
     return stored
 
@@ -379,8 +380,10 @@ def _stored_differently(model: nn.Module, run_dir: Path, wanted: CalibrationSett
     if not stored or "data" not in stored:
         return False
     want = {k: str(v) for k, v in wanted.to_dict().items()}
-    diff = [f"{k} {stored.get(k)} -> {want[k]}" for k in _STATS_SETTINGS if stored.get(k) != want.get(k)]
-    if not diff or (stored.get("data") == want["data"] and not adding):
+    same_data = same_data_spec(stored["data"], want["data"])  # folder:/x, /x and /x/ are one data set
+    diff = [f"{k} {stored.get(k)} -> {want[k]}" for k in _STATS_SETTINGS
+            if stored.get(k) != want.get(k) and not (k == "data" and same_data)]
+    if not diff or (same_data and not adding):
         return False
     for m in model.modules():
         if isinstance(m, SlimBatchNorm2d):
