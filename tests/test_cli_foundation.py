@@ -23,6 +23,15 @@ def test_info_json_is_one_document(capsys: pytest.CaptureFixture[str]) -> None:
     assert sum(r["macs"] for r in doc["layers"]) == doc["macs"]
 
 
+def test_info_says_which_grid_width_a_typed_width_builds(capsys: pytest.CaptureFixture[str]) -> None:
+    """Only --json gave the canonical width: the table's title read "at width 0.37" for the 0.3672 network."""
+    assert main(["info", "--model", "cifar_resnet18", "--width", "0.37"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].strip().startswith(
+        "cifar_resnet18 at width 0.37 = grid width 0.3672 (the same channels)")
+    assert main(["info", "--model", "cifar_resnet18", "--width", "0.25"]) == 0
+    assert "grid width" not in capsys.readouterr().out
+
+
 def _hooked_macs(net: torch.nn.Module, size: int) -> int:
     """Conv and Linear MACs per image counted by forward hooks on a batch of two (an independent count)."""
     total = 0

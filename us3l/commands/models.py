@@ -160,7 +160,9 @@ def info_cmd(
     table_rows = [[r.name, r.type, "-" if r.in_channels is None else str(r.in_channels),
                    "-" if r.out_channels is None else str(r.out_channels), _fmt_count(r.params),
                    _fmt_count(r.macs)] for r in rows]
-    print_table(f"{model_name} at width {w:g} (input {shape[2]}×{shape[3]})", cols, table_rows, wide=wide)
+    c = doc["canonical_width"]
+    same = f" = grid width {c:g} (the same channels)" if c != round(w, 4) else ""  # calibrate's note says the same
+    print_table(f"{model_name} at width {w:g}{same} (input {shape[2]}×{shape[3]})", cols, table_rows, wide=wide)
     result(
         f"total: {_fmt_count(costs.macs)} MACs, {_fmt_count(costs.params)} params, "
         f"embedding {model.feature_dim(w)}; not counted as MACs: "
