@@ -158,3 +158,42 @@ def test_a_worker_killed_by_a_signal_ends_us3l_train_nproc_in_one_line(tiny_fold
     assert proc.returncode == 137, err[-2000:]
     assert "Traceback" not in err and "ChildFailedError" not in err, err[-2000:]
     assert re.search(r"^error: training process rank [01] was killed by SIGKILL$", err, re.M), err[-2000:]
+
+
+_RANK1_ARGS = """
+import os, sys
+if os.environ.get("RANK") == "1":  # this rank's command line differs (another node's config, another data copy)
+    sys.argv += os.environ["RANK1_ARGS"].split("|")
+from us3l.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("rank1", "says"), [
+    (["--lr", "0.2"], "the config: rank 1 has lr 0.2 (rank 0: 0.05)"),
+    (["--data", "OTHER"], "the data: rank 1 has fingerprint v1:"),
+])
+def test_ranks_that_disagree_stop_before_training(tiny_folder: Path, tmp_path: Path, rank1: list[str],
+                                                  says: str) -> None:
+    """Each torchrun process reads its own command line and data: a rank given another learning rate trained
+    the whole run and failed only at the end ("DDP replicas diverged"), after rank 0 had saved checkpoints of
+    it; another data set (or epoch count) made the ranks wait on each other. Now both stop at the start."""
+    from tests.train.conftest import write_tiny_folder
+
+    other = write_tiny_folder(tmp_path / "other", per_class_train=6)  # another data set: 12 training images
+    script = tmp_path / "rank1_differs.py"
+    script.write_text(_RANK1_ARGS)
+    out = tmp_path / "ddp-disagree"
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
+                                   "batch_size": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "RANK1_ARGS": "|".join(a.replace("OTHER", f"folder:{other}") for a in rank1)}
+    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
+           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--config", str(cfg), "--out", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"error: the training processes disagree on {says}" in proc.stderr, proc.stderr[-3000:]
+    assert "replicas diverged" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert not (out / "checkpoint.safetensors").exists()

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from us3l.errors import US3LError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -96,6 +98,44 @@ def all_ranks(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([int(flag)], dtype=torch.int64)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+def same_on_all_ranks(what: str, values: dict[str, Any], info: DistInfo, hint: str) -> None:
+    """Refuse (one line, on every rank) to go on when the ranks disagree on ``values`` (JSON-able, compared
+    key by key with rank 0's); a no-op in a single process. A collective: every rank calls it at the same point.
+
+    Each process of a torchrun job reads its own command line, config file and data (on several nodes: its own
+    copies); a rank training another learning rate, epoch count or data set went unnoticed until the replicas
+    were found to differ after the whole run, and ranks that disagree on the number of iterations wait on each
+    other until the collective times out."""
+    if not info.enabled:
+        return
+    import json
+
+    mine = {k: json.dumps(v, sort_keys=True, default=str) for k, v in values.items()}
+    everyone: list[Any] = [None] * info.world_size
+    dist.all_gather_object(everyone, mine)
+    ref = everyone[0]
+    differ = [r for r in range(1, info.world_size) if everyone[r] != ref]
+    if not differ:
+        return
+    rank = info.rank if info.rank in differ else differ[0]  # every rank stops; each names its own difference
+    theirs = everyone[rank]
+    keys = [k for k in sorted(set(ref) | set(theirs)) if ref.get(k) != theirs.get(k)]
+    shown = ", ".join(f"{k} {_shown(theirs.get(k))} (rank 0: {_shown(ref.get(k))})" for k in keys[:3])
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    raise US3LError(f"the training processes disagree on {what}: rank {rank} has {shown}{more}; {hint}")
+
+
+def _shown(encoded: str | None) -> str:
+    """A value of ``same_on_all_ranks`` for its message: strings bare, long ones cut."""
+    import json
+
+    if encoded is None:
+        return "unset"
+    value = json.loads(encoded)
+    text = value if isinstance(value, str) else encoded
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def barrier(info: DistInfo) -> None:

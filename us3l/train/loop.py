@@ -38,6 +38,7 @@ from us3l.train.distributed import (
     barrier,
     init_distributed,
     owned_process_group,
+    same_on_all_ranks,
 )
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
 from us3l.train.knn import check_knn_data
@@ -290,6 +291,9 @@ def _settle_replaced(run_dir: Path) -> None:
 
 #: The settings a resumed run takes from the command line (run-local); every other one comes from its saved config.
 RESUME_KEEPS = ("out", "quiet", "num_workers", "device")
+#: The settings the processes of a distributed run may give differently (each its own): the rest must agree.
+#: ``data`` may be another path to the same data set (a node's own copy): the data itself is compared once loaded.
+RANK_LOCAL = (*RESUME_KEEPS, "threads", "data")
 
 
 def _resumed_config(cfg: TrainConfig, meta: dict[str, Any], data: str | None = None) -> TrainConfig:
@@ -374,6 +378,11 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         resume = False
     cfg = fill_method_defaults(cfg)
     validate(cfg, new_run=resumed_meta is None)  # a saved run resumes with settings checked since it started
+    # every rank must train the same run: compared before any other collective (amp: auto agrees over ranks)
+    same_on_all_ranks("the config", {**{k: v for k, v in cfg.to_dict().items() if k not in RANK_LOCAL},
+                                     "resumed from epoch": resumed_meta["epoch"] if resumed_meta else None},
+                      info, "give every process the same config file and flags (and the same run folder to "
+                      "--resume)")
     if cfg.threads == AUTO:  # resolved once and recorded in the saved config (a resume keeps the count)
         n = auto_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         cfg = replace(cfg, threads=n)
@@ -406,6 +415,9 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     check_knn_data(train_ds.num_classes, cfg.knn_max_train, len(train_ds), str(cfg.data), "knn_max_train")
     check_batches(len(train_ds), cfg, info.world_size)
     fingerprint = data_fingerprint(train_ds, test_ds)
+    same_on_all_ranks("the data", {"num_classes": len(train_ds.classes), "train_size": len(train_ds),
+                                   "test_size": len(test_ds), "fingerprint": fingerprint},
+                      info, "every process must read the same data set (--data)")
     if resumed_meta is not None:
         _check_same_data(resumed_meta.get("data") or {}, resumed_meta.get("normalization") or {}, train_ds,
                          test_ds, str(cfg.data), fingerprint)
