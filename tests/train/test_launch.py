@@ -3,9 +3,11 @@ way (one line, no traceback). The end-to-end runs with real torchrun are in test
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from us3l.cli import main
@@ -87,3 +89,51 @@ def test_torchrun_gets_a_log_dir_of_ours() -> None:
 
     cmd = torchrun_command(2, ["train"], "/tmp/us3l-torchrun-x")
     assert "--log-dir=/tmp/us3l-torchrun-x" in cmd and cmd.index("--log-dir=/tmp/us3l-torchrun-x") < cmd.index("-m", 3)
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"RANK": "1"}, "error: environment variables RANK=1 and WORLD_SIZE=1: a rank is one of 0..WORLD_SIZE-1"),
+    ({"WORLD_SIZE": "1", "RANK": "0"}, "error: --nproc 2: this process is already one of a distributed job of 1"),
+])
+def test_a_stray_distributed_environment_is_one_line(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch,
+                                                     env: dict[str, str], says: str) -> None:
+    """Red-team 2026-12-06: a RANK left over from another job made a lone process train as a rank that writes
+    nothing (and failed on a batch of one from its miscomputed shard); an exported WORLD_SIZE=1 made --nproc 2
+    train one process, silently."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "r"
+    assert main(["train", "--nproc", "2", "--data", "digits", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(says) and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 and WORLD_SIZE=2: a rank is one of 0..WORLD_SIZE-1"),
+    ({"WORLD_SIZE": "0"}, "RANK=0 and WORLD_SIZE=0"),
+    ({"WORLD_SIZE": "4", "RANK": "1", "LOCAL_RANK": "2"}, "LOCAL_RANK=2 with RANK=1"),
+])
+def test_dist_env_refuses_what_torchrun_never_sets(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                   says: str) -> None:
+    from us3l.errors import US3LError
+    from us3l.train.distributed import dist_env
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(US3LError, match=re.escape(says)):
+        dist_env()
+
+
+def test_dist_env_reads_torchruns_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.train.distributed import dist_env
+
+    for name, value in (("RANK", "5"), ("WORLD_SIZE", "8"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    assert dist_env() == (5, 8, 1)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name)
+    assert dist_env() == (0, 1, 0)

@@ -82,6 +82,13 @@ def train_cmd(
         deprecated(f"--device {device_old}", f"--torch-device {device_old} (--device names a deployment target "
                    "in profile, select and export)", "train")
         torch_device = torch_device or device_old
+    from us3l.train.distributed import dist_env
+
+    _rank, world, _local = dist_env()  # a stray or malformed RANK / WORLD_SIZE: one line before anything else
+    if nproc > 1 and "WORLD_SIZE" in os.environ and world != nproc:  # --nproc was silently ignored
+        raise US3LError(f"--nproc {nproc}: this process is already one of a distributed job of {world} "
+                        f"process(es) (WORLD_SIZE={world} in the environment, as torchrun sets it); drop --nproc "
+                        "under torchrun, or unset WORLD_SIZE and RANK to let --nproc start its own processes")
     launch = nproc > 1 and "WORLD_SIZE" not in os.environ
 
     import yaml

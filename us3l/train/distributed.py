@@ -48,11 +48,35 @@ def pick_device(requested: str, local_rank: int = 0) -> torch.device:
     return dev
 
 
+def dist_env() -> tuple[int, int, int]:
+    """(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) from the environment (0, 1, 0 where unset), checked: integers,
+    ``0 <= LOCAL_RANK <= RANK < WORLD_SIZE``. A ``RANK`` left over from another job (``RANK=1`` without
+    ``WORLD_SIZE``) made a lone process train as a rank that writes nothing, on a shard it computed wrongly."""
+    hint = ("torchrun sets them; unset RANK, WORLD_SIZE and LOCAL_RANK to train in one process, or start a "
+            "distributed run with torchrun or us3l train --nproc N")
+
+    def read(name: str, default: int) -> int:
+        raw = os.environ.get(name)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise US3LError(f"environment variable {name}={raw!r} is not an integer ({hint})") from None
+
+    rank, world, local = read("RANK", 0), read("WORLD_SIZE", 1), read("LOCAL_RANK", 0)
+    if world < 1 or not 0 <= rank < world:
+        raise US3LError(f"environment variables RANK={rank} and WORLD_SIZE={world}: a rank is one of 0..WORLD_SIZE-1 "
+                        f"({hint})")
+    if not 0 <= local <= rank:
+        raise US3LError(f"environment variable LOCAL_RANK={local} with RANK={rank}: the local rank is one of "
+                        f"0..RANK ({hint})")
+    return rank, world, local
+
+
 def init_distributed(requested_device: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (``WORLD_SIZE > 1``); a no-op otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world, local = dist_env()
     device = pick_device(requested_device, local)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"

@@ -36,6 +36,7 @@ from us3l.train.distributed import (
     all_ranks,
     all_reduce_mean,
     barrier,
+    dist_env,
     init_distributed,
     owned_process_group,
     same_on_all_ranks,
@@ -351,7 +352,7 @@ def run_training(
     checkpoint's). Rank 0 holds an exclusive lock on the run folder throughout: a second training into the same
     folder fails at once.
     """
-    if int(os.environ.get("RANK", "0")) != 0:
+    if dist_env()[0] != 0:
         with owned_process_group():
             return _run_training(cfg, resume, overwrite, data)
     from us3l.locking import folder_lock
