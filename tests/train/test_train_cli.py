@@ -270,3 +270,23 @@ def test_a_width_range_edited_in_checkpoint_json_is_refused_on_resume(tmp_path: 
     assert err.startswith(f"error: checkpoint {weights}: checkpoint.json records width_range "), err
     assert err.endswith("(checkpoint.json was edited); restore the original checkpoint.json or re-train\n"), err
     assert err.count("\n") == 1
+
+
+def test_a_resumed_runs_knn_header_names_the_runs_own_k_and_temperature(
+        tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-06: after --resume the table's header read the command line's defaults (k asked 20,
+    T=0.1) for a run monitored with its saved knn_k 3 and knn_t 0.2."""
+    cfg = _config(tmp_path, tiny_folder, knn_t=0.2)
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--epochs", "4"]) == 0
+    first = capsys.readouterr().out
+    assert "(k asked 3, capped at half a class; T=0.2)" in first
+    assert main(["train", "--resume", "--out", str(out)]) == 0
+    assert "(k asked 3, capped at half a class; T=0.2)" in capsys.readouterr().out
+    # a run whose monitor is off says so on resume too, instead of an empty table
+    off = tmp_path / "off"
+    assert main(["train", "--config", str(cfg), "--out", str(off), "--set", "knn_widths=[]"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(off)]) == 0
+    captured = capsys.readouterr()
+    assert "knn_widths is empty" in captured.err and "kNN accuracy" not in captured.out

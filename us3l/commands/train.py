@@ -199,11 +199,13 @@ def train_cmd(
     if run.message:
         warn(escape(run.message))
     result(f"run folder: {run.run_dir}  ({run.epochs_done} epochs, {run.seconds:.0f}s)")
-    if not cfg.knn_widths:  # the monitor is off: no empty table
+    # the run's own settings: a resumed run's saved config (`cfg` holds only what a resume keeps from the command
+    # line, the defaults elsewhere: the header said k 20 of a run monitored with k 3)
+    if not shown.knn_widths:  # the monitor is off: no empty table
         note(f"note: knn_widths is empty: no kNN monitor; measure the accuracy with us3l eval --ckpt {run.run_dir}",
              markup=False)
         return
-    result(f"kNN accuracy on the held-out split (k asked {cfg.knn_k}, capped at half a class; T={cfg.knn_t}):")
+    result(f"kNN accuracy on the held-out split (k asked {shown.knn_k}, capped at half a class; T={shown.knn_t}):")
     result(format_knn_table(run))
 
 
