@@ -163,8 +163,8 @@ class SSHSession:
         try:
             proc.stdin.close()
             out = proc.stdout.read().decode("utf-8", errors="replace")
-            err = proc.stderr.read().decode("utf-8", errors="replace")
             rc = exit_status(proc.stdout.channel, timeout)
+            err = proc.stderr_text(timeout)
         except TimeoutError:
             proc.kill()
             raise US3LError(f"remote command timed out after {timeout:g} s on {self.reach.url}: {cmd}") from None
@@ -173,9 +173,12 @@ class SSHSession:
             raise US3LError(f"remote command failed on {self.reach.url} (exit {rc}): {cmd}: {_last_line(err)}")
         return result
 
-    def start(self, argv: list[str], timeout: float | None = None) -> RemoteProcess:
+    def start(self, argv: list[str], timeout: float | None = None, keep_stderr: int | None = None) -> RemoteProcess:
         """Start ``argv`` without waiting. It runs under ``sh``, which prints its process id and then execs
-        ``argv`` (same process id), so that a command that stops answering can be killed on the device."""
+        ``argv`` (same process id), so that a command that stops answering can be killed on the device. Its
+        standard error is read as it comes (``RemoteProcess.stderr_text``; the last ``keep_stderr`` bytes of it,
+        all when None): unread, it filled the channel's window (2 MiB, shared with standard output) and the
+        command blocked writing a warning while the host waited for its answer."""
         timeout = self.reach.command_timeout_s if timeout is None else timeout
         stdin, stdout, stderr = self.client.exec_command(shlex.join([*_PID_THEN_EXEC, *argv]), timeout=timeout)
         line = ""
@@ -191,7 +194,8 @@ class SSHSession:
         if not line.startswith(_PID_MARK) or not pid.isdigit() or int(pid) <= 1:
             stdout.channel.close()
             raise US3LError(f"remote shell on {self.reach.url} did not report its process id: {line[:80]!r}")
-        return RemoteProcess(self, int(pid), stdin, stdout, stderr)
+        reader = StderrTail(stderr.channel, keep_stderr) if hasattr(stderr, "channel") else None  # None: a stand-in
+        return RemoteProcess(self, int(pid), stdin, stdout, stderr, reader)
 
     def kill(self, pid: int) -> None:
         """SIGTERM process ``pid`` on the device, SIGKILL if it is still there about 2 s later (best effort: a
@@ -268,12 +272,57 @@ class RemoteProcess:
     pid: int
     stdin: Any
     stdout: Any
-    stderr: Any
+    stderr: Any  # read by ``stderr_reader`` from the start (``SSHSession.start``): use ``stderr_text``
+    stderr_reader: StderrTail | None = None
+
+    def stderr_text(self, timeout: float) -> str:
+        """What the command wrote to standard error (its tail, see ``SSHSession.start``), once it has closed it
+        or ``timeout`` seconds have passed."""
+        if self.stderr_reader is None:
+            return self.stderr.read().decode("utf-8", errors="replace")
+        return self.stderr_reader.text(timeout)
 
     def kill(self) -> None:
         """Kill the command on the device (SIGTERM, then SIGKILL) and close its channel."""
         self.session.kill(self.pid)
         self.stdout.channel.close()
+
+
+class StderrTail:
+    """Reads a command's standard error from its paramiko ``channel`` on a daemon thread until it ends, keeping
+    its last ``keep`` bytes (all when None)."""
+
+    def __init__(self, channel: Any, keep: int | None = None) -> None:
+        import threading
+
+        self.channel = channel
+        self.keep = keep
+        self.data = bytearray()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._pump, name="us3l-ssh-stderr", daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                chunk = self.channel.recv_stderr(32768)  # what has come, at once (b"" once it is closed)
+            except TimeoutError:  # nothing for the channel's timeout: the command may still write later
+                if self.channel.closed:
+                    return
+                continue
+            except (OSError, EOFError):  # the connection went away
+                return
+            if not chunk:
+                return
+            with self.lock:
+                self.data += chunk
+                if self.keep is not None and len(self.data) > self.keep:
+                    del self.data[: len(self.data) - self.keep]
+
+    def text(self, timeout: float) -> str:
+        self.thread.join(timeout)
+        with self.lock:
+            return bytes(self.data).decode("utf-8", errors="replace")
 
 
 def exit_status(channel: Any, timeout: float) -> int:

@@ -24,6 +24,9 @@ from us3l.validate import number
 HERE = Path(__file__).resolve().parent
 RUNNER_FILES = (HERE / "remote_runner.py", HERE / "fingerprint.py")
 EXIT_MISSING_RUNTIME = 3
+#: What is kept of the runner's standard error (read throughout the session) for the error line of a runner that
+#: exits: its last line is all that is shown.
+STDERR_TAIL_BYTES = 65536
 
 
 class RemoteRunner:
@@ -87,7 +90,7 @@ class RemoteRunner:
             "--device", self.device, "--precision", self.precision,
             "--max-memory-mb", str(float(self.max_memory_mb or 0)),
         ]
-        self._proc = s.start(argv)
+        self._proc = s.start(argv, keep_stderr=STDERR_TAIL_BYTES)
         self.ready = self._read()
         if not self.ready.get("ready"):
             raise US3LError(f"remote runner on {s.reach.url} did not start: {self.ready}")
@@ -103,7 +106,7 @@ class RemoteRunner:
 
     def _read_answer(self) -> dict[str, Any]:
         assert self._proc is not None
-        stdout, stderr = self._proc.stdout, self._proc.stderr
+        stdout = self._proc.stdout
         try:
             line = stdout.readline()
         except TimeoutError:
@@ -114,8 +117,9 @@ class RemoteRunner:
             except TimeoutError:
                 url = self.session.reach.url
                 raise US3LError(f"remote runner on {url} closed its output but did not exit") from None
-            err = stderr.read().decode("utf-8", errors="replace").strip()
+            err = self._proc.stderr_text(self.session.reach.connect_timeout_s).strip()
             tail = err.splitlines()[-1] if err else "(no error output)"
+            tail = tail if len(tail) <= 300 else "..." + tail[-297:]  # one line, not a screenful
             if rc == 127:
                 raise US3LError(
                     f"remote python '{self.session.reach.python}' not found on {self.session.reach.url}: "

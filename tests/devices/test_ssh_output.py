@@ -1,0 +1,64 @@
+"""A remote command's standard error is read as it comes, whatever its size (real sshd on 127.0.0.1).
+
+Unread, it filled the SSH channel's window (2 MiB, shared with standard output): the command blocked writing a
+warning while the host waited for its answer, and a healthy runner was reported as "stopped answering"."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from us3l.cli import main
+from us3l.devices.spec import load_device_file
+from us3l.devices.ssh import SSHSession
+
+from .conftest import LoopbackSSH
+
+_FLOOD = 'head -c 3000000 /dev/zero | tr "\\\\0" w >&2'  # 3 MB of warnings, more than the channel's window
+
+
+def _device(ssh: LoopbackSSH, tmp_path: Path, python: str | None = None) -> Path:
+    dev = tmp_path / "dev.toml"
+    dev.write_text(ssh.device_toml(python=python, command_timeout_s=20))
+    return dev
+
+
+def _python(tmp_path: Path, body: str) -> str:
+    """A device python (its path has a space) that runs ``body`` in sh first."""
+    wrapper = tmp_path / "device python"
+    wrapper.write_text(f"#!/bin/sh\n{body}\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_a_command_writing_megabytes_to_stderr_is_not_stalled(loopback_ssh, tmp_path):
+    spec = load_device_file(_device(loopback_ssh, tmp_path))
+    with SSHSession(spec.reach) as s:
+        t0 = time.monotonic()
+        res = s.run(["sh", "-c", f"{_FLOOD}; echo done"], timeout=10)
+        assert time.monotonic() - t0 < 10
+        assert (res.returncode, res.stdout, len(res.stderr)) == (0, "done\n", 3000000)
+
+
+def test_a_runner_that_warns_megabytes_still_profiles(loopback_ssh, shared_exports, tmp_path, capsys):
+    python = _python(tmp_path, f'{_FLOOD}\nexec "{loopback_ssh.python}" "$@"')
+    t0 = time.monotonic()
+    rc = main(["profile", "--device-file", str(_device(loopback_ssh, tmp_path, python)), "--model", "cifar_resnet18",
+               "--widths", "0.25", "--backend", "onnx", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert time.monotonic() - t0 < 20
+
+
+def test_a_runner_that_fails_after_megabytes_of_stderr_names_its_last_line(loopback_ssh, shared_exports, tmp_path,
+                                                                          capsys):
+    python = _python(tmp_path, f'{_FLOOD}\necho "the reason" >&2\nexit 1')
+    before = set(os.listdir(loopback_ssh.remote_tmp))
+    rc = main(["profile", "--device-file", str(_device(loopback_ssh, tmp_path, python)), "--model", "cifar_resnet18",
+               "--widths", "0.25", "--backend", "onnx", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("error: remote runner on ssh://") and err.endswith("wwwthe reason\n")
+    assert err.count("\n") == 1 and len(err) < 400  # the end of a 3 MB last line, not all of it
+    assert {n for n in os.listdir(loopback_ssh.remote_tmp) if n.startswith("us3l-profile.")} <= before
