@@ -30,6 +30,13 @@ _KILL = ("sh", "-c", 'kill -TERM "$1" 2>/dev/null || exit 0; for _ in 1 2 3 4 5 
          'kill -0 "$1" 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL "$1" 2>/dev/null; exit 0', "us3l")
 
 
+#: paramiko's exit status of a command that ended without one: sshd reports a command killed by a signal with
+#: ``exit-signal``, which paramiko ignores (it was reported as "exited with status -1").
+NO_EXIT_STATUS = -1
+ENDED_BY_SIGNAL = ("was killed on the device (no exit status: a signal, e.g. the out-of-memory killer's SIGKILL, "
+                   "or its session was cut)")
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """Exit status and decoded output of one remote command."""
@@ -170,7 +177,8 @@ class SSHSession:
             raise US3LError(f"remote command timed out after {timeout:g} s on {self.reach.url}: {cmd}") from None
         result = CommandResult(rc, out, err)
         if check and rc != 0:
-            raise US3LError(f"remote command failed on {self.reach.url} (exit {rc}): {cmd}: {_last_line(err)}")
+            how = ENDED_BY_SIGNAL if rc == NO_EXIT_STATUS else f"exit {rc}"
+            raise US3LError(f"remote command failed on {self.reach.url} ({how}): {cmd}: {_last_line(err)}")
         return result
 
     def start(self, argv: list[str], timeout: float | None = None, keep_stderr: int | None = None) -> RemoteProcess:

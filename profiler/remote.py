@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from us3l.devices.ssh import RemoteProcess, SSHSession, exit_status
+from us3l.devices.ssh import ENDED_BY_SIGNAL, NO_EXIT_STATUS, RemoteProcess, SSHSession, exit_status
 from us3l.errors import US3LError
 from us3l.validate import number
 
@@ -125,6 +125,8 @@ class RemoteRunner:
                     f"remote python '{self.session.reach.python}' not found on {self.session.reach.url}: "
                     f"set [reach] python in the device file"
                 )
+            if rc == NO_EXIT_STATUS:
+                raise US3LError(f"remote runner on {self.session.reach.url} {ENDED_BY_SIGNAL}: {tail}")
             raise US3LError(f"remote runner on {self.session.reach.url} exited with status {rc}: {tail}")
         try:
             doc = json.loads(line)

@@ -9,9 +9,12 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from us3l.cli import main
 from us3l.devices.spec import load_device_file
 from us3l.devices.ssh import SSHSession
+from us3l.errors import US3LError
 
 from .conftest import LoopbackSSH
 
@@ -62,3 +65,17 @@ def test_a_runner_that_fails_after_megabytes_of_stderr_names_its_last_line(loopb
     assert err.startswith("error: remote runner on ssh://") and err.endswith("wwwthe reason\n")
     assert err.count("\n") == 1 and len(err) < 400  # the end of a 3 MB last line, not all of it
     assert {n for n in os.listdir(loopback_ssh.remote_tmp) if n.startswith("us3l-profile.")} <= before
+
+
+def test_a_runner_killed_by_a_signal_is_said_so(loopback_ssh, shared_exports, tmp_path, capsys):
+    """sshd reports a command killed by a signal (the OOM killer) without an exit status: paramiko's -1 read as
+    "exited with status -1: (no error output)"."""
+    python = _python(tmp_path, "kill -9 $$")
+    rc = main(["profile", "--device-file", str(_device(loopback_ssh, tmp_path, python)), "--model", "cifar_resnet18",
+               "--widths", "0.25", "--backend", "onnx", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1, err
+    assert "was killed on the device (no exit status: a signal" in err and "status -1" not in err, err
+    spec = load_device_file(_device(loopback_ssh, tmp_path))
+    with SSHSession(spec.reach) as s, pytest.raises(US3LError, match=r"\(was killed on the device .*\): sh -c"):
+        s.run(["sh", "-c", "kill -9 $$"], check=True)
