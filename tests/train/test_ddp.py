@@ -197,3 +197,50 @@ def test_ranks_that_disagree_stop_before_training(tiny_folder: Path, tmp_path: P
     assert f"error: the training processes disagree on {says}" in proc.stderr, proc.stderr[-3000:]
     assert "replicas diverged" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert not (out / "checkpoint.safetensors").exists()
+
+
+_SLOW_RENAMES_ON_RANK0 = """
+import os, sys, time
+if os.environ.get("RANK") == "0":  # rank 0 renames late: rank 1 reaches the cut-off save first
+    replace = os.replace
+    def slow(src, dst, *a, **k):
+        if ".tmp" in str(src):
+            time.sleep(2)
+        return replace(src, dst, *a, **k)
+    os.replace = slow
+from us3l.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_a_distributed_resume_finishes_a_cut_off_save_once(tiny_folder: Path, tmp_path: Path) -> None:
+    """A save killed between its renames is rolled forward on --resume. Every rank did it at once: the rank that
+    came second found the temporary files gone ("No such file or directory") or read a half-finished set."""
+    import torch
+
+    from us3l import checkpoint as ckpt
+
+    out = tmp_path / "run"
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
+                                   "batch_size": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    train = [sys.executable, "-m", "us3l", "train", "--config", str(cfg), "--out", str(out)]
+    assert subprocess.run(train, env=env, capture_output=True, timeout=240).returncode == 0
+    # the save of epoch 4 cut off after the weights' rename: state and metadata at epoch 3, their new versions
+    # complete under their temporary names
+    os.replace(out / ckpt.STATE_FILE, out / f".{ckpt.STATE_FILE}.cut.tmp")
+    os.replace(out / ckpt.META_FILE, out / f".{ckpt.META_FILE}.cut.tmp")
+    state = torch.load(out / f".{ckpt.STATE_FILE}.cut.tmp", weights_only=True)
+    torch.save({**state, "epoch": 3}, out / ckpt.STATE_FILE)
+    meta = json.loads((out / f".{ckpt.META_FILE}.cut.tmp").read_text())
+    (out / ckpt.META_FILE).write_text(json.dumps({**meta, "epoch": 3}))
+    script = tmp_path / "slow_renames.py"
+    script.write_text(_SLOW_RENAMES_ON_RANK0)
+    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
+           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--resume", "--out", str(out), "--json"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["epochs"] == 4
+    assert ckpt.read_meta(out)["epoch"] == 4 and not list(out.glob(".*.tmp"))
