@@ -290,3 +290,19 @@ def test_a_resumed_runs_knn_header_names_the_runs_own_k_and_temperature(
     assert main(["train", "--resume", "--out", str(off)]) == 0
     captured = capsys.readouterr()
     assert "knn_widths is empty" in captured.err and "kNN accuracy" not in captured.out
+
+
+def test_a_resume_on_another_number_of_processes_says_the_batch_changed(
+        tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """batch_size is per process: a run trained on 2 processes and resumed on 1 halves the images per iteration
+    (the learning rate stays), which went unsaid."""
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(_config(tmp_path, tiny_folder)), "--out", str(out)]) == 0
+    meta = json.loads((out / "checkpoint.json").read_text())
+    meta["distributed"]["world_size"] = 2  # as a run of `us3l train --nproc 2` records it
+    (out / "checkpoint.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count(f"note: {out} last trained on 2 process(es) and resumes on 1: batch_size 4 is per process, so "
+                     "an iteration now takes 4 images (it took 8) at the same learning rate\n") == 1, err

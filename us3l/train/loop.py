@@ -312,6 +312,18 @@ def _resumed_config(cfg: TrainConfig, meta: dict[str, Any], data: str | None = N
     return replace(make_config(meta["config"]), **keep)
 
 
+def _note_world_size(run_dir: Path, meta: dict[str, Any], batch_size: int, world_size: int) -> None:
+    """Say (a note on stderr) when a run resumes on another number of processes than it last trained on:
+    ``batch_size`` is per process, so the images per iteration change, at the same learning rate."""
+    was = (meta.get("distributed") or {}).get("world_size") if isinstance(meta.get("distributed"), dict) else None
+    if isinstance(was, int) and not isinstance(was, bool) and was >= 1 and was != world_size:
+        from us3l.cli_output import note
+
+        note(f"note: {run_dir} last trained on {was} process(es) and resumes on {world_size}: batch_size "
+             f"{batch_size} is per process, so an iteration now takes {batch_size * world_size} images (it took "
+             f"{batch_size * was}) at the same learning rate", markup=False)
+
+
 def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train_ds: Any, test_ds: Any,
                      spec: str, fingerprint: str) -> None:
     """Refuse (one line) to resume on data other than the run's: ``saved`` is checkpoint.json's ``data``
@@ -378,6 +390,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     else:
         resume = False
     cfg = fill_method_defaults(cfg)
+    if resumed_meta is not None and info.is_main:
+        _note_world_size(run_dir, resumed_meta, cfg.batch_size, info.world_size)
     validate(cfg, new_run=resumed_meta is None)  # a saved run resumes with settings checked since it started
     # every rank must train the same run: compared before any other collective (amp: auto agrees over ranks)
     same_on_all_ranks("the config", {**{k: v for k, v in cfg.to_dict().items() if k not in RANK_LOCAL},
