@@ -84,7 +84,7 @@ class SSHSession:
         reach = self.reach
         known_hosts = str(Path(reach.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser())
         client = paramiko.SSHClient()
-        revoked = _load_known_hosts(paramiko, client, known_hosts) if Path(known_hosts).is_file() else []
+        revoked, skipped = _load_known_hosts(paramiko, client, known_hosts) if Path(known_hosts).is_file() else ([], [])
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         key = str(Path(reach.key).expanduser()) if reach.key else None
         if key is not None and not Path(key).is_file():
@@ -116,8 +116,10 @@ class SSHSession:
         except paramiko.SSHException as exc:
             client.close()
             if "known_hosts" in str(exc) or "not found in" in str(exc):
+                unread = (f"; line(s) {', '.join(map(str, skipped[:5]))} of it could not be read and were skipped, "
+                          "as ssh skips them" if skipped else "")
                 raise US3LError(
-                    f"unknown SSH host key for {target} (not in {known_hosts}); verify the device, then add "
+                    f"unknown SSH host key for {target} (not in {known_hosts}{unread}); verify the device, then add "
                     f"its key: {keyscan_hint(reach, known_hosts)}"
                 ) from None
             if str(exc) == "No existing session":  # paramiko's word for a handshake the server never answered
@@ -341,17 +343,20 @@ def exit_status(channel: Any, timeout: float) -> int:
     return int(channel.recv_exit_status())
 
 
-def _load_known_hosts(paramiko: Any, client: Any, path: str) -> list[Any]:
-    """Load ``path`` into the client's host keys as OpenSSH reads it; returns the ``@revoked`` keys.
+def _load_known_hosts(paramiko: Any, client: Any, path: str) -> tuple[list[Any], list[int]]:
+    """Load ``path`` into the client's host keys as OpenSSH reads it; returns the ``@revoked`` keys and the numbers
+    of the lines that could not be read.
 
     paramiko's own loader fails at a marker line (``@cert-authority``, ``@revoked``), so one such line for any
     other host would break every connection: certificate-authority lines are skipped (not used here), revoked
-    keys are returned (refused after the handshake), every other line is added with ``HostKeys.add``."""
+    keys are returned (refused after the handshake), every other line is added with ``HostKeys.add``. A line that
+    cannot be read (a damaged key of any host) is skipped, as OpenSSH skips it: it was an error that refused every
+    device while ``ssh`` connected; skipping it trusts nothing more (an unknown host is still refused)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise US3LError(f"cannot read the known_hosts file {path}: {exc}") from None
-    keys, revoked = client.get_host_keys(), []
+    keys, revoked, skipped = client.get_host_keys(), [], []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -361,10 +366,10 @@ def _load_known_hosts(paramiko: Any, client: Any, path: str) -> list[Any]:
             continue
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(rest.strip(), lineno)
-        except Exception as exc:  # noqa: BLE001 - paramiko raises InvalidHostKey and others for a bad line
-            if marker:
-                continue  # a malformed @revoked line, skipped as OpenSSH does
-            raise US3LError(f"cannot read the known_hosts file {path}: line {lineno}: {exc}") from None
+        except Exception:  # noqa: BLE001 - paramiko raises InvalidHostKey and others for a bad line
+            if not marker:
+                skipped.append(lineno)
+            continue  # skipped as OpenSSH does
         if entry is None:
             continue
         if marker:
@@ -372,7 +377,7 @@ def _load_known_hosts(paramiko: Any, client: Any, path: str) -> list[Any]:
         else:
             for host in entry.hostnames:
                 keys.add(host, entry.key.get_name(), entry.key)
-    return revoked
+    return revoked, skipped
 
 
 def _known_hosts_name(reach: Reach) -> str:

@@ -134,6 +134,22 @@ def test_marker_lines_in_known_hosts_are_read_as_openssh_reads_them(loopback_ssh
         SSHSession(spec.reach).connect()
 
 
+def test_a_damaged_known_hosts_line_is_skipped_as_openssh_skips_it(loopback_ssh, tmp_path):
+    """Red-team 2026-12-06: one damaged line for another host (bad base64) refused every device ("cannot read the
+    known_hosts file ...: line 1"), while ssh with the same file connected. It is skipped; when the device's own
+    line is the damaged one, the unknown-key error names the skipped line."""
+    damaged = "otherhost ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI@@broken\n"
+    kh = tmp_path / "known_hosts_damaged"
+    kh.write_text(damaged + loopback_ssh.known_hosts.read_text())
+    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=kh)))
+    with SSHSession(spec.reach) as session:
+        assert session.run(["echo", "hi"]).stdout == "hi\n"
+    kh.write_text(damaged + f"[127.0.0.1]:{loopback_ssh.port} {loopback_ssh.host_pubkey[:-6]}@@@@@@\n")
+    with pytest.raises(US3LError, match=r"unknown SSH host key .*; line\(s\) 1, 2 of it could not be read and were "
+                                        r"skipped, as ssh skips them\); verify the device"):
+        SSHSession(spec.reach).connect()
+
+
 def test_file_transfer_failures_are_one_line_naming_the_remote_path(loopback_ssh, tmp_path):
     local = tmp_path / "model.onnx"
     local.write_bytes(b"x")
