@@ -137,3 +137,27 @@ def test_dist_env_reads_torchruns_variables(monkeypatch: pytest.MonkeyPatch) -> 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name)
     assert dist_env() == (0, 1, 0)
+
+
+def test_more_processes_than_gpus_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-06: --nproc 2 on a one-GPU machine (device auto) started both workers; the second failed
+    on cuda:1 with CUDA's bare "invalid device ordinal". Refused before launching, and by a worker itself."""
+    from us3l.errors import US3LError
+    from us3l.train.distributed import check_gpus_for, pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("auto", 0) == torch.device("cuda:0")
+    with pytest.raises(US3LError, match=r"LOCAL_RANK 1 would train on cuda:1, but torch sees 1 CUDA GPU\(s\) here"):
+        pick_device("auto", 1)
+    with pytest.raises(US3LError, match=r"LOCAL_RANK 1 would train on cuda:1"):
+        pick_device("cuda", 1)
+    check_gpus_for(1, "auto")
+    check_gpus_for(4, "cpu")
+    with pytest.raises(US3LError, match=r"^--nproc 2: each process trains on its own GPU \(device auto\) and torch "
+                                        r"sees 1 here; use --nproc 1 or fewer, or --torch-device cpu$"):
+        check_gpus_for(2, "auto")
+    out = tmp_path / "r"
+    assert main(["train", "--nproc", "2", "--data", "digits", "--out", str(out), "--quiet"]) == 1
+    assert capsys.readouterr().err.startswith("error: --nproc 2: each process trains on its own GPU")
+    assert not out.exists()

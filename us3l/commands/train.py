@@ -158,8 +158,9 @@ def train_cmd(
 
         check_model(cfg)
     if launch:  # bad input is one line from here, not the same line from every worker and torchrun's report
-        from us3l.train.distributed import run_launcher, torchrun_command
+        from us3l.train.distributed import check_gpus_for, run_launcher, torchrun_command
 
+        check_gpus_for(nproc, str(cfg.device))
         if not resuming:  # a resume's data and batch size are the saved ones: the workers check them
             _check_data(cfg, nproc)
         if "train" not in sys.argv:

@@ -41,11 +41,30 @@ class DistInfo:
 def pick_device(requested: str, local_rank: int = 0) -> torch.device:
     """``auto``: ``cuda:<local_rank>`` when CUDA is available, else CPU."""
     if requested == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(requested)
-    if dev.type == "cuda" and dev.index is None:
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
         dev = torch.device(f"cuda:{local_rank}")
+    else:
+        dev = torch.device(requested)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device(f"cuda:{local_rank}")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        # more processes on this machine than GPUs (--nproc 2 on one GPU): a bare "invalid device ordinal"
+        count = torch.cuda.device_count()
+        raise US3LError(f"the training process with LOCAL_RANK {local_rank} would train on {dev}, but torch sees "
+                        f"{count} CUDA GPU(s) here: start at most {count} process(es) per machine (--nproc, "
+                        "--nproc_per_node), or train on the CPU (--torch-device cpu)")
     return dev
+
+
+def check_gpus_for(nproc: int, requested: str) -> None:
+    """``us3l train --nproc N`` before it launches: one GPU per process where the processes train on CUDA."""
+    if requested == "cpu" or requested.startswith("cuda:") or not torch.cuda.is_available():
+        return  # an explicit cuda:N is checked by the config (every process on that GPU is the user's choice)
+    count = torch.cuda.device_count()
+    if nproc > count:
+        raise US3LError(f"--nproc {nproc}: each process trains on its own GPU (device {requested}) and torch sees "
+                        f"{count} here; use --nproc {count} or fewer, or --torch-device cpu")
 
 
 def dist_env() -> tuple[int, int, int]:
