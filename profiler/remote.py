@@ -111,12 +111,13 @@ class RemoteRunner:
             line = stdout.readline()
         except TimeoutError:
             raise US3LError(f"remote runner on {self.session.reach.url} stopped answering (timeout)") from None
-        if not line:
+        if not line.endswith("\n"):  # the end of its output, possibly in the middle of an answer (cut off)
+            mid = f" in the middle of an answer ({len(line)} characters of it came)" if line else ""
             try:
                 rc = exit_status(stdout.channel, self.session.reach.connect_timeout_s)
             except TimeoutError:
                 url = self.session.reach.url
-                raise US3LError(f"remote runner on {url} closed its output but did not exit") from None
+                raise US3LError(f"remote runner on {url} closed its output{mid} but did not exit") from None
             err = self._proc.stderr_text(self.session.reach.connect_timeout_s).strip()
             tail = err.splitlines()[-1] if err else "(no error output)"
             tail = tail if len(tail) <= 300 else "..." + tail[-297:]  # one line, not a screenful
@@ -126,8 +127,8 @@ class RemoteRunner:
                     f"set [reach] python in the device file"
                 )
             if rc == NO_EXIT_STATUS:
-                raise US3LError(f"remote runner on {self.session.reach.url} {ENDED_BY_SIGNAL}: {tail}")
-            raise US3LError(f"remote runner on {self.session.reach.url} exited with status {rc}: {tail}")
+                raise US3LError(f"remote runner on {self.session.reach.url} {ENDED_BY_SIGNAL}{mid}: {tail}")
+            raise US3LError(f"remote runner on {self.session.reach.url} exited with status {rc}{mid}: {tail}")
         try:
             doc = json.loads(line)
         except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than the parser goes

@@ -79,3 +79,16 @@ def test_a_runner_killed_by_a_signal_is_said_so(loopback_ssh, shared_exports, tm
     spec = load_device_file(_device(loopback_ssh, tmp_path))
     with SSHSession(spec.reach) as s, pytest.raises(US3LError, match=r"\(was killed on the device .*\): sh -c"):
         s.run(["sh", "-c", "kill -9 $$"], check=True)
+
+
+def test_a_runner_whose_answer_is_cut_off_is_not_called_a_json_error(loopback_ssh, shared_exports, tmp_path,
+                                                                     capsys):
+    """An answer cut off by the runner's end (a crash in the middle of a write) was
+    reported as "remote runner sent something that is not JSON: '{\\"ready\\": true, ..." without the reason."""
+    python = _python(tmp_path, 'printf \'{"ready": true, "runtime": "onnx\'; echo "Segmentation fault" >&2; exit 139')
+    rc = main(["profile", "--device-file", str(_device(loopback_ssh, tmp_path, python)), "--model", "cifar_resnet18",
+               "--widths", "0.25", "--backend", "onnx", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1, err
+    assert err.endswith(" exited with status 139 in the middle of an answer (32 characters of it came): "
+                        "Segmentation fault\n"), err
