@@ -135,6 +135,10 @@ def train_cmd(
     given = {**{k: v for k, v in overrides.items() if v is not None}, **sets}
     says = not launch and os.environ.get("RANK", "0") == "0"  # the notes below: once, by the process that trains
     run_out = (given.get("out") or resolve_config(config, {}).out) if resume else None
+    if run_out is not None and _rank == 0:  # an --overwrite run killed before its first checkpoint: old run back
+        from us3l.train.loop import recover_replaced
+
+        recover_replaced(Path(run_out))
     resuming = run_out is not None and _holds_run(run_out)
     if resuming:  # the saved config wins: only what a resume keeps from the command line is checked and used
         from us3l.train.loop import RESUME_KEEPS
@@ -261,8 +265,12 @@ def _check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:
     """The data path exists and the run folder may be written (no checkpoint there unless --resume or
     --overwrite): one-line errors before the resolved config is printed or any model is built."""
     from us3l.data.datasets import parse_data_spec
-    from us3l.train.loop import _check_run_dir
+    from us3l.train.distributed import dist_env
+    from us3l.train.loop import _check_run_dir, recover_replaced
 
     parse_data_spec(str(cfg.data))
+    if dist_env()[0] != 0:  # rank 0 checks (and settles) the run folder: the other ranks read it as it changes
+        return
+    recover_replaced(Path(cfg.out))  # an --overwrite run killed before its first checkpoint: the old run is back
     if not overwrite:  # with --overwrite the loop deletes the old checkpoint itself
         _check_run_dir(Path(cfg.out), resume, overwrite=False)

@@ -277,9 +277,10 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             os.replace(run_dir / name, aside / name)
 
 
-def _settle_replaced(run_dir: Path) -> None:
-    """After an ``--overwrite`` run: drop the old files once the new run saved a checkpoint, else put them back."""
-    aside = run_dir / f"{_ASIDE_PREFIX}{os.getpid()}"
+def _settle_replaced(run_dir: Path, aside: Path | None = None) -> None:
+    """After an ``--overwrite`` run: drop the old files once the new run saved a checkpoint, else put them back.
+    ``aside``: the folder they were set aside in (this process's by default)."""
+    aside = run_dir / f"{_ASIDE_PREFIX}{os.getpid()}" if aside is None else aside
     if not aside.is_dir():
         return
     if (run_dir / ckpt.WEIGHTS_FILE).exists():
@@ -288,6 +289,31 @@ def _settle_replaced(run_dir: Path) -> None:
     for path in aside.iterdir():
         os.replace(path, run_dir / path.name)
     aside.rmdir()
+
+
+def recover_replaced(run_dir: Path) -> None:
+    """Settle what an ``--overwrite`` run killed before it could (SIGKILL: the OOM killer, torchrun stopping a
+    worker, a power loss) left set aside in ``run_dir/.replaced-PID``: put the old run back when the killed run
+    saved no checkpoint, else drop it, as the run itself would have done. The old checkpoint stayed hidden there,
+    and ``--resume`` answered that the folder held nothing to resume. Only with the folder's lock free (a run
+    holding it owns its folder); a no-op otherwise."""
+    mine = f"{_ASIDE_PREFIX}{os.getpid()}"
+    stale = [p for p in run_dir.glob(f"{_ASIDE_PREFIX}*") if p.name != mine and p.is_dir() and not p.is_symlink()]
+    if not stale:
+        return
+    from us3l.locking import folder_lock
+
+    try:
+        with folder_lock(run_dir, "run folder"):  # re-entrant: run_training holds it already
+            if not (run_dir / ckpt.WEIGHTS_FILE).exists():
+                # the one holding a checkpoint (the newest), else the newest: an earlier killed --overwrite may
+                # have set aside only the partial files of the run killed before it
+                stale.sort(key=lambda p: ((p / ckpt.WEIGHTS_FILE).exists(), p.stat().st_mtime))
+                _settle_replaced(run_dir, stale.pop())
+            for aside in stale:
+                shutil.rmtree(aside, ignore_errors=True)
+    except US3LError:  # held by a live run, or not writable: reported by what comes next
+        return
 
 
 #: The settings a resumed run takes from the command line (run-local); every other one comes from its saved config.
@@ -370,6 +396,7 @@ def run_training(
     from us3l.locking import folder_lock
 
     with folder_lock(cfg.out, "run folder"), owned_process_group():
+        recover_replaced(Path(cfg.out))
         try:
             return _run_training(cfg, resume, overwrite, data)
         finally:
