@@ -75,6 +75,25 @@ class RemoteRunner:
     def _start(self) -> None:
         s = self.session
         self.workdir = s.mkdtemp("us3l-profile")
+        # Until the runner is up (it removes the folder itself when the host goes away), a guard on the device
+        # removes the folder unless told "keep": this process killed outright (SIGKILL, a crash) or its connection
+        # lost during the uploads left the folder and its models on the device for good.
+        guard = s.start(["sh", "-c", 'read -r word; [ "$word" = keep ] || rm -rf -- "$1"', "us3l", self.workdir])
+        try:
+            self._upload_and_run()
+        finally:
+            try:
+                guard.stdin.write("keep\n")
+                guard.stdin.flush()
+                guard.stdin.close()
+            except (OSError, EOFError):  # the connection is gone: the guard has removed the folder
+                pass
+            finally:
+                guard.stdout.channel.close()
+
+    def _upload_and_run(self) -> None:
+        s = self.session
+        assert self.workdir is not None
         for f in RUNNER_FILES:
             s.put(f, f"{self.workdir}/{f.name}")
         manifest: dict[str, Any] = {"seed": 0, "models": {}}

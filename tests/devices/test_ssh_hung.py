@@ -81,3 +81,46 @@ def test_a_runner_that_stops_answering_is_killed_and_its_folder_removed(loopback
     pid = _pid_from(pidfile)
     assert _gone_within(pid, 10), f"hung remote runner (pid {pid}) still running after the error"
     assert {n for n in os.listdir(loopback_ssh.remote_tmp) if n.startswith("us3l-profile.")} <= before
+
+
+_UPLOAD = """
+import sys
+from pathlib import Path
+from us3l.devices.spec import load_device_file
+from us3l.devices.ssh import SSHSession
+from us3l.profiler.remote import RemoteRunner
+
+with SSHSession(load_device_file(sys.argv[1]).reach) as s, RemoteRunner(s, "onnx", {"w1": ([Path(sys.argv[2])], [1])},
+                                                                        threads=1):
+    pass
+"""
+
+
+def test_a_host_killed_during_the_uploads_leaves_no_folder_on_the_device(loopback_ssh, tmp_path):
+    """Red-team 2026-12-06: the runner removes its folder when the host goes away, but before it starts nobody
+    did: a host killed outright (SIGKILL, a crash) or cut off while uploading the models left them on the device
+    for good. A guard started with the folder removes it unless the host says the runner is up."""
+    import signal
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.onnx"
+    with open(big, "wb") as fh:
+        fh.truncate(400 * 2**20)  # an upload that takes a while
+    script = tmp_path / "upload.py"
+    script.write_text(_UPLOAD)
+    proc = subprocess.Popen([sys.executable, str(script), str(_device(loopback_ssh, tmp_path)), str(big)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ours = set()
+    deadline = time.monotonic() + 60
+    while not ours:  # the folder exists and the model is on its way
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the upload did not start"
+        ours = {p for p in loopback_ssh.remote_tmp.glob("us3l-profile.*") if (p / "w1" / "big.onnx").is_file()}
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    deadline = time.monotonic() + 20
+    while any(p.exists() for p in ours) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(p.exists() for p in ours), "the remote folder of a killed upload was left behind"
