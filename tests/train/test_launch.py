@@ -113,7 +113,8 @@ def test_a_stray_distributed_environment_is_one_line(tmp_path: Path, capsys, mon
     ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
     ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 and WORLD_SIZE=2: a rank is one of 0..WORLD_SIZE-1"),
     ({"WORLD_SIZE": "0"}, "RANK=0 and WORLD_SIZE=0"),
-    ({"WORLD_SIZE": "4", "RANK": "1", "LOCAL_RANK": "2"}, "LOCAL_RANK=2 with RANK=1"),
+    ({"WORLD_SIZE": "4", "RANK": "1", "LOCAL_RANK": "4"}, "LOCAL_RANK=4 with WORLD_SIZE=4"),
+    ({"LOCAL_RANK": "-1"}, "LOCAL_RANK=-1 with WORLD_SIZE=1"),
 ])
 def test_dist_env_refuses_what_torchrun_never_sets(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
                                                    says: str) -> None:

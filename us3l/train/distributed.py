@@ -69,7 +69,7 @@ def check_gpus_for(nproc: int, requested: str) -> None:
 
 def dist_env() -> tuple[int, int, int]:
     """(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) from the environment (0, 1, 0 where unset), checked: integers,
-    ``0 <= LOCAL_RANK <= RANK < WORLD_SIZE``. A ``RANK`` left over from another job (``RANK=1`` without
+    ``0 <= RANK, LOCAL_RANK < WORLD_SIZE``. A ``RANK`` left over from another job (``RANK=1`` without
     ``WORLD_SIZE``) made a lone process train as a rank that writes nothing, on a shard it computed wrongly."""
     hint = ("torchrun sets them; unset RANK, WORLD_SIZE and LOCAL_RANK to train in one process, or start a "
             "distributed run with torchrun or us3l train --nproc N")
@@ -87,9 +87,9 @@ def dist_env() -> tuple[int, int, int]:
     if world < 1 or not 0 <= rank < world:
         raise US3LError(f"environment variables RANK={rank} and WORLD_SIZE={world}: a rank is one of 0..WORLD_SIZE-1 "
                         f"({hint})")
-    if not 0 <= local <= rank:
-        raise US3LError(f"environment variable LOCAL_RANK={local} with RANK={rank}: the local rank is one of "
-                        f"0..RANK ({hint})")
+    if not 0 <= local < world:
+        raise US3LError(f"environment variable LOCAL_RANK={local} with WORLD_SIZE={world}: the local rank is one of "
+                        f"0..WORLD_SIZE-1 ({hint})")
     return rank, world, local
 
 
