@@ -84,7 +84,7 @@ def train_cmd(
         torch_device = torch_device or device_old
     from us3l.train.distributed import dist_env
 
-    _rank, world, _local = dist_env()  # a stray or malformed RANK / WORLD_SIZE: one line before anything else
+    env_rank, world, _local = dist_env()  # a stray or malformed RANK / WORLD_SIZE: one line before anything else
     if nproc > 1 and "WORLD_SIZE" in os.environ and world != nproc:  # --nproc was silently ignored
         raise US3LError(f"--nproc {nproc}: this process is already one of a distributed job of {world} "
                         f"process(es) (WORLD_SIZE={world} in the environment, as torchrun sets it); drop --nproc "
@@ -135,7 +135,7 @@ def train_cmd(
     given = {**{k: v for k, v in overrides.items() if v is not None}, **sets}
     says = not launch and os.environ.get("RANK", "0") == "0"  # the notes below: once, by the process that trains
     run_out = (given.get("out") or resolve_config(config, {}).out) if resume else None
-    if run_out is not None and _rank == 0:  # an --overwrite run killed before its first checkpoint: old run back
+    if run_out is not None and env_rank == 0:  # an --overwrite run killed before its first checkpoint: old run back
         from us3l.train.loop import recover_replaced
 
         recover_replaced(Path(run_out))
