@@ -103,16 +103,20 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_sigterm_to_us3l_train_nproc_stops_its_workers(tiny_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loader_workers", [0, 1])
+def test_sigterm_to_us3l_train_nproc_stops_its_workers(tiny_folder: Path, tmp_path: Path,
+                                                       loader_workers: int) -> None:
     """``kill PID`` of ``us3l train --nproc 2`` (a scheduler's timeout) used to leave both DDP workers training on
-    as orphans: the launcher's process group is now stopped with it."""
+    as orphans: the launcher's process group is now stopped with it. With data-loader workers (the ImageNet
+    recipes' num_workers: 8), torchrun's SIGTERM to each worker's process group killed them first and the
+    trainer printed PyTorch's "Exception ignored ... DataLoader worker (pid N) is killed by signal" traceback."""
     import signal
     import time
 
     out = tmp_path / "ddp-term"
     cmd = [sys.executable, "-m", "us3l", "train", "--nproc", "2", "--data", f"folder:{tiny_folder}",
            "--epochs", "400", "--out", str(out), "--set", "model_kwargs.base_channels=8", "--set", "image_size=16",
-           "--batch-size", "2", "--knn-every", "0", "--quiet"]
+           "--batch-size", "2", "--knn-every", "0", "--quiet", "--set", f"num_workers={loader_workers}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
@@ -127,6 +131,7 @@ def test_sigterm_to_us3l_train_nproc_stops_its_workers(tiny_folder: Path, tmp_pa
     assert proc.returncode == 143, err[-2000:]
     assert err.rstrip().endswith("us3l: terminated")
     assert "Traceback" not in err and "SignalException" not in err, err[-2000:]  # torchrun's, no longer printed
+    assert "Exception ignored" not in err and "DataLoader worker" not in err, err[-2000:]
     deadline = time.monotonic() + 30
     while (left := _processes_mentioning(str(out))) and time.monotonic() < deadline:
         time.sleep(0.2)
