@@ -47,6 +47,11 @@ class TrtexecSession:
         self.workdir = ex.mkdtemp("us3l-trt")
         self.engines: dict[str, str] = {}
         self.version: str | None = None
+        # Over SSH, a guard on the device removes the folder when the connection ends: closed by close(), or lost
+        # when this process is killed outright (SIGKILL, a crash) or cut off, which left the ONNX files and
+        # engines on the device for good.
+        start = getattr(ex, "start", None)
+        self._guard = start(["sh", "-c", 'cat >/dev/null; rm -rf -- "$1"', "us3l", self.workdir]) if start else None
 
     def build(self, key: str, onnx_path: str | Path) -> str:
         """Copy the ONNX file to the device and build its engine there; returns the engine path."""
@@ -75,4 +80,14 @@ class TrtexecSession:
         return run
 
     def close(self) -> None:
-        self.ex.rmtree(self.workdir)
+        try:
+            self.ex.rmtree(self.workdir)
+        finally:
+            if self._guard is not None:
+                guard, self._guard = self._guard, None
+                try:
+                    guard.stdin.close()  # the end of its input: it removes the (removed) folder and exits
+                except (OSError, EOFError):
+                    pass
+                finally:
+                    guard.stdout.channel.close()

@@ -124,3 +124,46 @@ def test_a_host_killed_during_the_uploads_leaves_no_folder_on_the_device(loopbac
     while any(p.exists() for p in ours) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(p.exists() for p in ours), "the remote folder of a killed upload was left behind"
+
+
+_TRT_SESSION = """
+import sys, time
+from us3l.devices.spec import load_device_file
+from us3l.devices.ssh import SSHSession
+from us3l.profiler import trt_timers
+
+trt_timers.find_trtexec = lambda ex: "trtexec"  # no TensorRT here: the session's folder is what is checked
+with SSHSession(load_device_file(sys.argv[1]).reach) as s:
+    trt = trt_timers.TrtexecSession(s)
+    print(trt.workdir, flush=True)
+    if sys.argv[2] == "close":
+        trt.close()
+        print("closed", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_host_killed_during_a_tensorrt_session_leaves_no_folder_on_the_device(loopback_ssh, tmp_path):
+    """Red-team 2026-12-06: TrtexecSession's folder (ONNX files, engines) was removed only by close(): a host
+    killed outright (SIGKILL, a crash) or cut off left it on the device for good."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "trt_session.py"
+    script.write_text(_TRT_SESSION)
+    for how in ("kill", "close"):
+        proc = subprocess.Popen([sys.executable, str(script), str(_device(loopback_ssh, tmp_path)), how],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        workdir = Path(proc.stdout.readline().strip())
+        assert workdir.is_dir() and workdir.name.startswith("us3l-trt."), proc.stderr.read() if proc.stderr else ""
+        if how == "close":
+            assert proc.stdout.readline().strip() == "closed"
+            assert not workdir.exists()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.monotonic() + 20
+        while workdir.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not workdir.exists(), f"the TensorRT folder was left behind ({how})"
