@@ -8,7 +8,8 @@ file. Two claims are checked wherever manifests are read:
   tolerance must be the precision's own (``us3l.deploy.verify.TOLERANCES``: every bound present with its value, so
   it cannot be loosened), ``verification.precision`` the backend's, ``passed`` what the recorded numbers give under
   that tolerance (the rule of ``verify.compare``; a ``null`` number is a non-finite one, which fails), and
-  ``valid`` equal to ``verification.passed``.
+  ``valid`` equal to ``verification.passed``. A ``valid: true`` manifest must record its verification (a
+  switchable one: every width in each of its backend's modes), so deleting a failed check does not pass.
 * **Precision** (``check_precision``, on the hash-checked bytes, by ``us3l.deploy.load``, ``load_switchable``,
   ``us3l profile --artifact``, quickstart's export reuse and the report): what the file holds, read from the
   graph, not from names:
@@ -97,9 +98,13 @@ def _check_passed(ver: Mapping[str, Any], precision: str, where: str, field: str
 
 def check_verification(doc: Mapping[str, Any], where: str | Path) -> None:
     """The one-width manifest's ``verification`` against its numbers, its precision and ``valid``. A manifest
-    without a ``verification`` section is left as it is."""
+    without a ``verification`` section is refused when it says ``valid: true`` (every export records one), else
+    left as it is."""
     ver = doc.get("verification")
     if ver is None:
+        if doc.get("valid") is True:  # every export records one: deleting it must not turn a failure into valid
+            raise US3LError(f"{where}: valid is true but the manifest records no verification (the manifest was "
+                            f"edited); {_FIX}")
         return
     precision = (doc.get("backend") or {}).get("precision")
     if ver.get("precision") != precision:
@@ -111,20 +116,36 @@ def check_verification(doc: Mapping[str, Any], where: str | Path) -> None:
                         f"{str(passed).lower()} (the manifest was edited); {_FIX}")
 
 
+#: The runtime modes ``us3l export --switchable`` verifies every width in, per backend
+#: (``us3l.deploy.switchable_export._verify``): a valid manifest records each of them for every width.
+SWITCHABLE_MODES = {"onnx": ("onnxruntime",),
+                    "openvino": ("openvino (width_index input)", "openvino (bound per width)")}
+
+
 def check_switchable_verification(doc: Mapping[str, Any], where: str | Path) -> None:
     """The switchable manifest's per-width verifications (fp32, every mode) against their numbers, and ``valid``
-    / ``verification.passed`` against them all."""
+    / ``verification.passed`` against them all. A valid manifest records every width's check in each of its
+    backend's modes (``SWITCHABLE_MODES``): a deleted one (a width or mode that failed) is refused."""
     precision = doc["backend"].get("precision")
     if precision != "fp32":
         raise US3LError(f"{where}: backend.precision must be fp32 (switchable exports are fp32 only), got "
                         f"{precision!r:.40}; {_FIX}")
+    valid = doc.get("valid") is True
+    modes = SWITCHABLE_MODES.get(str(doc["backend"].get("name")), ())
     results: list[bool] = []
     for i, p in enumerate(doc["model"]["per_width"]):
         checks = p.get("verification")
         if checks is None:
+            if valid:
+                raise US3LError(f"{where}: valid is true but model.per_width[{i}] records no verification (the "
+                                f"manifest was edited); {_FIX}")
             continue
         if not isinstance(checks, Mapping):
             raise US3LError(f"{where}: model.per_width[{i}].verification must be an object; {_FIX}")
+        missing = [m for m in modes if m not in checks]
+        if valid and missing:
+            raise US3LError(f"{where}: valid is true but model.per_width[{i}].verification has no "
+                            f"{', '.join(repr(m) for m in missing)} check (the manifest was edited); {_FIX}")
         for mode, ver in checks.items():
             if not isinstance(ver, Mapping):
                 raise US3LError(f"{where}: model.per_width[{i}].verification[{mode!r:.40}] must be an object; {_FIX}")

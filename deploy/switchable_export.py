@@ -144,8 +144,9 @@ def _verify(
     backend: str, path: Path, refs: list[np.ndarray], inputs: np.ndarray, batch: int | None
 ) -> dict[str, list[Verification]]:
     """Every width through the runtime (OpenVINO: as an input and bound) against its PyTorch output ``refs``."""
-    modes = {"onnxruntime": False} if backend == "onnx" else {"openvino (width_index input)": False,
-                                                              "openvino (bound per width)": True}
+    from us3l.deploy.manifest_claims import SWITCHABLE_MODES  # the modes a valid manifest must record
+
+    modes = {mode: mode.endswith("(bound per width)") for mode in SWITCHABLE_MODES[backend]}  # bound: per width
     groups = [inputs] if batch is None else [inputs[i : i + batch] for i in range(0, len(inputs) - batch + 1, batch)]
     used = sum(len(g) for g in groups)
     out: dict[str, list[Verification]] = {}

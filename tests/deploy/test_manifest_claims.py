@@ -86,6 +86,18 @@ def test_a_failed_verification_edited_to_passed_is_refused(exports: dict[str, Ex
     )
 
 
+def test_a_failed_verification_deleted_to_pass_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:
+    """Red-team 2026-12-06 (rtL): a failed export's manifest with its verification section deleted and valid turned
+    true loaded (a manifest without verification was left as it was); every export records one."""
+    d = _copy(exports["onnx-fp32"], tmp_path)
+    _edit(d, lambda doc: (doc["verification"].update(min_cosine=0.5, passed=False), doc.update(valid=False)))
+    path = _edit(d, lambda doc: (doc.pop("verification"), doc.update(valid=True)))
+    assert _refused(d) == (f"{path}: valid is true but the manifest records no verification (the manifest was "
+                           "edited); re-export the artifact")
+    _edit(d, lambda doc: doc.update(valid=False))  # a failed one without it is refused for being failed
+    assert _refused(d) == f"{path}: this artifact did not pass verification (valid: false); re-export it"
+
+
 def test_passed_false_with_passing_numbers_and_a_loosened_tolerance_are_refused(
     exports: dict[str, ExportResult], tmp_path: Path
 ) -> None:
@@ -214,3 +226,29 @@ def test_a_switchable_verification_edited_to_passed_is_refused(run: Path, tmp_pa
         f"{path}: valid / verification.passed say true / true, the per-width verifications say false (the manifest "
         "was edited); re-export the artifact"
     )
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_switchable_verification_deleted_to_pass_is_refused(run: Path, tmp_path: Path, backend: str) -> None:
+    """Red-team 2026-12-06 (rtL): a switchable manifest whose failed width's verification (or one runtime mode of
+    it) was deleted, valid left true, loaded: only the checks present were compared."""
+    from us3l.deploy.switchable_export import export_switchable
+
+    run2 = calibrated_run(tmp_path / "run", (1.0, 0.25), batch=8, model_name=MODEL)
+    res = export_switchable(run2, backend, tmp_path / "out")
+    d = res.directory
+    modes = res.manifest["verification"]["modes"]
+    deploy.load_switchable(d).close()  # the real export passes
+    path = _edit(d, lambda doc: doc["model"]["per_width"][1].pop("verification"))
+    with pytest.raises(US3LError) as info:
+        deploy.load_switchable(d)
+    assert str(info.value) == (f"{path}: valid is true but model.per_width[1] records no verification (the manifest "
+                               "was edited); re-export the artifact")
+    _edit(d, lambda doc: doc["model"]["per_width"][1].update(verification=res.manifest["model"]["per_width"][1][
+        "verification"]))
+    deploy.load_switchable(d).close()
+    path = _edit(d, lambda doc: doc["model"]["per_width"][0]["verification"].pop(modes[-1]))
+    with pytest.raises(US3LError) as info:
+        deploy.load_switchable(d)
+    assert str(info.value) == (f"{path}: valid is true but model.per_width[0].verification has no {modes[-1]!r} "
+                               "check (the manifest was edited); re-export the artifact")

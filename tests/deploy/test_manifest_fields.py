@@ -65,7 +65,8 @@ def test_a_tensorrt_section_with_wrong_types_is_refused(exported: Path) -> None:
 
     doc = json.loads((exported / "manifest.json").read_text())
     doc["backend"].update(name="tensorrt", precision="fp16", runtime_version="10.3.0")
-    del doc["verification"]  # its fp32 tolerance would contradict the fp16 precision (manifest_claims)
+    # an fp16 verification: the fp32 one would contradict the fp16 precision (manifest_claims)
+    doc["verification"].update(precision="fp16", tolerance={"max_abs": 1e-2, "min_cosine": 0.999})
     doc["tensorrt"] = {"version": "10.3.0", "compute_capability": 8.7}
     with pytest.raises(US3LError, match=r"m.json: tensorrt.compute_capability must be a string like \"8.7\""):
         validate_manifest(doc, "m.json")
