@@ -118,6 +118,10 @@ class OvSwitchable(_Closable):
         from us3l.deploy.backends.openvino import compile_config, shared_core
 
         self.core = shared_core()
+        if device.split(".")[0] not in {d.split(".")[0] for d in self.core.available_devices}:  # as OpenVinoRunner
+            raise US3LError(
+                f"OpenVINO device '{device}' is not present (available: {', '.join(self.core.available_devices)})"
+            )
         self.path, self.n, self.device, self.bound = str(path), n, device, bound
         self.config = compile_config(threads, device, "fp32")
         self._requests: dict[int, Any] = {}
@@ -188,10 +192,11 @@ class OvSwitchable(_Closable):
 
 def open_switchable(
     backend: str, path: str | Path, n: int, threads: int | None = None, bound: bool = True, spin: bool = True,
-    data: Mapping[str, bytes] | None = None,
+    data: Mapping[str, bytes] | None = None, device: str = "CPU",
 ) -> Any:
-    """``OrtSwitchable`` (``backend="onnx"``) or ``OvSwitchable`` (``"openvino"``) on ``path``; built from ``data``
-    (the folder's hash-checked files, name -> bytes: ``read_switchable_files``) when given, not from the files."""
+    """``OrtSwitchable`` (``backend="onnx"``) or ``OvSwitchable`` (``"openvino"``, on OpenVINO ``device``) on
+    ``path``; built from ``data`` (the folder's hash-checked files, name -> bytes: ``read_switchable_files``) when
+    given, not from the files."""
     path = Path(path)
     data = data or {}
     if backend == "onnx":
@@ -199,7 +204,7 @@ def open_switchable(
     if backend == "openvino":
         xml, weights = data.get(path.name), data.get(path.with_suffix(".bin").name)
         ir = (xml, weights) if path.suffix == ".xml" and xml is not None and weights is not None else None
-        return OvSwitchable(path, n, threads, bound=bound, ir=ir)
+        return OvSwitchable(path, n, threads, device=device, bound=bound, ir=ir)
     raise US3LError(f"switchable artifacts exist for onnx and openvino, not '{backend}'")
 
 

@@ -7,7 +7,8 @@ runs at static speed. The widths of the grid take turns in one ``measure_interle
 measurement policy. The result is an ordinary profile (kind "profile"), one record per grid width with the sizes
 and costs the export recorded, so ``us3l select`` reads it like any other; ``extra.switchable`` names the
 artifact, its sha256, the grid and the mode, and the model is ``<model>-switchable`` (its own profile file beside
-the static sweep's). Runs on this machine only.
+the static sweep's). Runs on this machine only: OpenVINO on the device's ``openvino_device`` (GPU, NPU: refused
+when OpenVINO does not see it here), and only on a device that runs fp32 on the artifact's backend.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def profile_switchable(
                         "the grid's widths as static artifacts, or run us3l on the device)")
     if backend not in spec.backends:
         raise US3LError(f"device '{spec.name}' has no {backend} backend (it has: {', '.join(spec.backends)})")
+    spec.check_precision(backend, PRECISION)  # an NPU runs fp16/int8: an fp32 file would be timed as another model
     # the installed runtime must be able to run what the manifest records, as deploy.load_switchable checks
     get_backend(backend).check_runtime_compat(doc["backend"].get("runtime_version"))
     t0 = time.perf_counter()
@@ -66,7 +68,9 @@ def profile_switchable(
     batch = doc["input"]["shape"][0]
     shape = (spec.batch if isinstance(batch, str) else int(batch), *(int(v) for v in doc["input"]["shape"][1:]))
     pinned = resolve_threads(threads or spec.threads)
-    runner = open_switchable(backend, path, len(per_width), pinned, bound=True, data=files)
+    # OpenVINO: the device's own plugin (GPU, NPU), refused when absent; it was the CPU whatever the device
+    ov_device = spec.openvino_device if backend == "openvino" else "CPU"
+    runner = open_switchable(backend, path, len(per_width), pinned, bound=True, data=files, device=ov_device)
     x = np.ascontiguousarray(example_input(shape).numpy())
 
     def timer_of(k: int) -> Callable[[int], list[float]]:
@@ -101,6 +105,7 @@ def profile_switchable(
         reach=spec.reach.url,
         runtime_version=doc["backend"].get("runtime_version"),
         extra={
+            **({"openvino_device": ov_device} if backend == "openvino" else {}),  # as a static sweep records it
             "switchable": {
                 "artifact": str(Path(folder)), "sha256": sha, "widths": doc["model"]["widths"],
                 "index_input": doc["width_input"]["name"], "mode": MODES[backend],

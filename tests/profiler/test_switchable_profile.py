@@ -144,3 +144,27 @@ def test_a_users_file_where_the_profile_goes_is_refused_before_measuring(artifac
     err = capsys.readouterr().err
     assert err.startswith(f"error: refusing to replace {mine}") and err.count("\n") == 1
     assert mine.read_text() == "my notes\n"
+
+
+def test_an_openvino_artifact_is_timed_on_the_devices_own_plugin(tmp_path, capsys) -> None:
+    """Red-team 2026-12-06 (rtL): `--device intel-igpu --artifact DIR` (OpenVINO) timed the CPU plugin and wrote
+    the profile as intel-igpu's, where the static sweep refuses an absent GPU; `--device intel-npu` timed the fp32
+    file although the NPU's device file runs fp16/int8 only."""
+    from us3l.devices.check import openvino_device_present
+
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    net.input_size = 16
+    ov = export_switchable(net, "openvino", tmp_path / "sw", [1.0, 0.5], model_name="tiny").directory
+    out = tmp_path / "p"
+    code = main(["profile", "--device", "intel-npu", "--artifact", str(ov), "--out", str(out), *FAST])
+    assert code == 1 and capsys.readouterr().err.strip() == (
+        "error: device 'intel-npu' does not run fp32 on openvino: its device file allows fp16, int8 ([precisions] "
+        "openvino in built-in (intel-npu.toml))"
+    )
+    if not openvino_device_present("GPU"):
+        code = main(["profile", "--device", "intel-igpu", "--artifact", str(ov), "--out", str(out), *FAST])
+        err = capsys.readouterr().err.strip()
+        assert code == 1 and err.startswith("error: OpenVINO device 'GPU' is not present (available: ")
+    assert not out.exists() or not list(out.glob("*.json"))
+    code = main(["profile", "--device", "cpu", "--artifact", str(ov), "--out", str(out), "--json", *FAST])
+    assert code == 0 and json.loads(capsys.readouterr().out)["extra"]["openvino_device"] == "CPU"
