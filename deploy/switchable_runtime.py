@@ -274,27 +274,49 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
     data = read_artifact_files(doc, folder)
     check_precision(doc, path, data)  # fp32: no Q/DQ nodes or half-precision weights in the graph
     file = folder / doc["artifact"]["file"]  # a plain name among the hashed files (checked by read_artifact_files)
-    _check_onnx_grid(doc, file, path, data[file.name])
+    _check_file_grid(doc, file, path, data[file.name])
     return doc, file, data
 
 
-def _check_onnx_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -> None:
-    """An ONNX switchable file records its grid in its own metadata (``us3l.switchable.widths``): the manifest's
-    grid, which maps an index to a width everywhere else, must be that one (the manifest is not hashed)."""
-    if file.suffix != ".onnx":
-        return  # OpenVINO IR: the converter does not keep ONNX metadata; the IR's hash is checked above
-    import onnx
+def _ir_metadata(xml: bytes, key: str) -> str | None:
+    """The value of ``key`` in an OpenVINO IR's model-level ``<rt_info><framework>`` (where OpenVINO keeps the
+    ONNX file's metadata_props), else ``None``."""
+    import xml.etree.ElementTree as ET
 
+    for info in ET.fromstring(xml).findall("rt_info"):
+        for framework in info.findall("framework"):
+            for item in framework:
+                if item.tag == key:
+                    return item.get("value")
+    return None
+
+
+def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -> None:
+    """A switchable file records its grid in its own metadata (``us3l.switchable.widths``: the ONNX file's
+    metadata_props, kept by OpenVINO in the IR's ``rt_info``): the manifest's grid, which maps an index to a width
+    everywhere else, must be that one (the manifest is not hashed). An IR without it is left unchecked."""
     from us3l.deploy.switchable import META_WIDTHS
 
-    props = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}
+    if file.suffix == ".onnx":
+        import onnx
+
+        what, kind = "the ONNX file's", "ONNX file"
+        value = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}.get(META_WIDTHS)
+    else:
+        what, kind = "the IR's", "IR"
+        try:
+            value = _ir_metadata(data, META_WIDTHS)
+        except Exception as exc:  # noqa: BLE001 - a file the hash matched but the XML parser refuses
+            raise US3LError(f"{file}: cannot read the IR ({' '.join(str(exc).split())[:120]}); re-export") from None
+        if value is None:
+            return
     try:
-        recorded = [float(w) for w in json.loads(props[META_WIDTHS])]
-    except (KeyError, ValueError, TypeError):
-        raise US3LError(f"{file}: no readable {META_WIDTHS} metadata (not a us3l switchable ONNX file?)") from None
+        recorded = [float(w) for w in json.loads(value)]
+    except (ValueError, TypeError):
+        raise US3LError(f"{file}: no readable {META_WIDTHS} metadata (not a us3l switchable {kind}?)") from None
     if recorded != [float(w) for w in doc["model"]["widths"]]:
         raise US3LError(
-            f"{path}: model.widths {doc['model']['widths']} differ from the ONNX file's own grid {recorded}; "
+            f"{path}: model.widths {doc['model']['widths']} differ from {what} own grid {recorded}; "
             "the manifest was edited: re-export"
         )
 

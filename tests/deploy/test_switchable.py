@@ -300,19 +300,22 @@ def test_load_switchable_checks_the_manifest_and_runs_every_width(run_dir, tmp_p
         deploy.load_switchable(static.directory)
 
 
-def test_a_manifest_whose_grid_was_edited_is_refused(run_dir, tmp_path) -> None:
+@pytest.mark.parametrize(("backend", "what"), [("onnx", "the ONNX file's"), ("openvino", "the IR's")])
+def test_a_manifest_whose_grid_was_edited_is_refused(run_dir, tmp_path, backend, what) -> None:
+    """Red-team 2026-12-06 (rtL): an OpenVINO IR's edited grid loaded and was profiled (index 0, width 1.0, reported
+    as width 0.25): the grid was read from the ONNX metadata only, and the IR keeps it in its rt_info."""
     import json
 
     import us3l.deploy as deploy
 
-    res = export_switchable(run_dir, "onnx", tmp_path, [1.0, 0.25])
+    res = export_switchable(run_dir, backend, tmp_path, [1.0, 0.25])
     path = res.directory / "manifest.json"
     doc = json.loads(path.read_text())
     doc["model"]["widths"] = [0.25, 1.0]  # index 0 would now be reported as width 0.25
     for i, w in enumerate(doc["model"]["widths"]):
         doc["model"]["per_width"][i]["width"] = w
     path.write_text(json.dumps(doc))
-    with pytest.raises(US3LError, match=r"model.widths \[0.25, 1.0\] differ from the ONNX file's own grid "
+    with pytest.raises(US3LError, match=rf"model.widths \[0.25, 1.0\] differ from {what} own grid "
                                         r"\[1.0, 0.25\]; the manifest was edited: re-export"):
         deploy.load_switchable(res.directory)
 
