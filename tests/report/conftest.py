@@ -162,11 +162,22 @@ def make_selection(root: Path, doc: dict[str, Any] | None = None) -> Path:
     return atomic_write_json(root / "selection.json", selection_v2() if doc is None else doc)
 
 
+def _tiny_onnx() -> bytes:
+    """A one-node fp32 ONNX model (Identity)."""
+    import onnx
+    from onnx import helper
+
+    x = helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["embedding"])], "g", [x], [y])
+    return helper.make_model(graph).SerializeToString()
+
+
 def make_manifest(root: Path, width: float = 0.5) -> Path:
     d = root / "artifacts" / "cpu" / f"cifar_resnet18-w{width:g}-onnx-fp32"
     d.mkdir(parents=True)
     f = d / "model.onnx"
-    f.write_bytes(b"not really onnx")
+    f.write_bytes(_tiny_onnx())  # a real graph: the report checks the precision claimed against it
     art = Artifact(backend="onnx", path=f, files=(f,), precision="fp32", dynamic_batch=False,
                    input_shape=(1, 3, 32, 32), output_shape=(1, 256), runtime_version="1.32.0")
     ref = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)

@@ -43,6 +43,27 @@ def test_one_flipped_byte_shows_valid_no_hash_mismatch(pipeline: Path) -> None:
     assert json.loads((pipeline / ARTIFACT / "manifest.json").read_text())["valid"] is True  # not rewritten
 
 
+def test_a_precision_the_graph_contradicts_shows_valid_no_manifest_edited(pipeline: Path) -> None:
+    """Red-team 2026-12-06 (rtL): an fp32 artifact whose manifest was edited to claim int8 (with an int8
+    verification that passes) was listed as a valid int8 artifact; us3l.deploy.load refuses it."""
+    from us3l.deploy.verify import TOLERANCES
+
+    path = pipeline / ARTIFACT / "manifest.json"
+    doc = json.loads(path.read_text())
+    tol = TOLERANCES["int8"]
+    doc["backend"]["precision"] = "int8"
+    doc["verification"].update(precision="int8", topk_agreement=1.0, tolerance={
+        "max_abs": None, "min_cosine": tol.min_cosine, "min_mean_cosine": tol.min_mean_cosine,
+        "min_topk_agreement": tol.min_topk_agreement, "topk": tol.topk, "rule": tol.rule})
+    path.write_text(json.dumps(doc))
+    rep = render_report(pipeline)
+    (man,) = rep.files.manifests
+    assert man.ok and man.doc["valid"] is False and man.doc["report_rehash"]["reason"] == "manifest edited"
+    (line,) = rep.errors()
+    assert line == (f"{path}: valid: no (manifest edited): backend.precision is 'int8' but model.onnx holds an fp32 "
+                    "graph (the manifest was edited); re-export the artifact")
+
+
 def test_missing_artifact_file_is_not_valid(pipeline: Path) -> None:
     (pipeline / ARTIFACT / "model.onnx").unlink()
     (man,) = collect_pipeline(pipeline).manifests

@@ -193,10 +193,12 @@ def _read_selection(path: Path) -> dict[str, Any]:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest, with every listed file re-hashed (``_rehashed``). A switchable export's manifest (kind
-    "switchable_manifest") is checked by ``us3l.profiler.switchable_profile.read_switchable``; one that failed its
-    own verification is shown as it is."""
-    from us3l.deploy.manifest import check_artifact_files, read_manifest
+    """The manifest, with every listed file re-hashed and its ``backend.precision`` checked against the graph
+    (``_rehashed``; ``us3l.deploy.manifest_claims.check_precision``, as ``us3l.deploy.load``). A switchable export's
+    manifest (kind "switchable_manifest") is checked by ``us3l.profiler.switchable_profile.read_switchable``; one
+    that failed its own verification is shown as it is."""
+    from us3l.deploy.manifest import read_artifact_files, read_manifest
+    from us3l.deploy.manifest_claims import check_precision
     from us3l.io import read_json
 
     raw = read_json(path, "manifest")
@@ -207,18 +209,24 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             return raw
         return _rehashed(raw, path.parent, lambda: read_switchable(path.parent))
     doc, directory = read_manifest(path)
-    return _rehashed(doc, directory, lambda: check_artifact_files(doc, directory))
+
+    def check() -> None:  # the files' hashes, and the precision claimed against the graph (as us3l.deploy.load)
+        check_precision(doc, path, read_artifact_files(doc, directory))
+
+    return _rehashed(doc, directory, check)
 
 
 def _rehashed(doc: dict[str, Any], directory: Path, check: Callable[[], object]) -> dict[str, Any]:
     """``doc`` if ``check()`` (the re-hash of its files) passes; otherwise ``valid`` becomes False and
-    ``REHASH_KEY`` says why ("hash mismatch", "file missing", ...)."""
+    ``REHASH_KEY`` says why ("hash mismatch", "file missing", "manifest edited", ...)."""
     try:
         check()
     except US3LError as exc:
         text = _one_line(str(exc))
         reason = (
-            "hash mismatch" if "sha256" in text else "file missing" if "is missing" in text else "files not as listed"
+            "manifest edited" if "the manifest was edited" in text
+            else "hash mismatch" if "sha256" in text else "file missing" if "is missing" in text
+            else "files not as listed"
         )
         detail = text.split(": ", 1)[1] if text.startswith(str(directory)) and ": " in text else text
         return {**doc, "valid": False, REHASH_KEY: {"reason": reason, "detail": detail}}
