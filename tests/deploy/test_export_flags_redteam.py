@@ -67,6 +67,26 @@ def test_switchable_refuses_the_flags_it_does_not_use(extra: list[str], dropped:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--backend", "onnx", "--calib-data", "builtin"],
+         "error: this export is fp32: drop --calib-data (int8 calibration), or give --precision int8"),
+        (["--backend", "openvino", "--precision", "fp16", "--calib-images", "64", "--calib-data", "builtin"],
+         "error: this export is fp16: drop --calib-images, --calib-data (int8 calibration), or give --precision "
+         "int8"),
+    ],
+)
+def test_calibration_flags_on_an_export_without_int8_are_refused(extra: list[str], message: str, tmp_path: Path,
+                                                                   capsys) -> None:
+    """Red-team 2026-12-06 (rtL): `--width 0.5 --calib-data builtin` (the --precision int8 forgotten) exported fp32
+    and dropped the calibration flags without a word; --switchable refuses them."""
+    args = ["export", "--model", MODEL, "--width", "0.25", "--out", str(tmp_path / "out"), *extra]
+    assert main(args) == 1
+    assert capsys.readouterr().err == message + "\n"
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("value", ["fp64", " fp64 "])
 def test_an_empty_or_unknown_precision_is_refused_as_profile_refuses_it(value: str, tmp_path: Path, capsys) -> None:
     """`--precision ''` exported fp32 (and overrode the precision a --selection chose) as if it were not given;

@@ -377,6 +377,15 @@ def export_cmd(
         picked = chosen_prec.get((w, str(dev)))
         return picked if picked in be.precisions else prec
 
+    from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
+
+    calib_flags = [flag for flag, given in (("--calib-images", calib_images != DEFAULT_CALIB_IMAGES),
+                                            ("--calib-data", calib_data is not None)) if given]
+    if calib_flags and not any(job_precision(w, dev) == "int8" for w, dev in jobs):
+        # dropped without a word, as --switchable used to drop them: the user meant an INT8 export
+        made = "/".join(sorted({job_precision(w, dev) for w, dev in jobs}))
+        raise US3LError(f"this export is {made}: drop {', '.join(calib_flags)} (int8 calibration), or give "
+                        "--precision int8")
     if any(job_precision(w, dev) == "int8" for w, dev in jobs):
         from us3l.deploy.quantize import MIN_CALIB_IMAGES
 
