@@ -58,6 +58,18 @@ def test_a_width_missing_from_the_file_gets_the_fp32_row_measured_with_the_entry
         add_precision_entry(_doc(), 0.75, "int8", "onnx", _entry())
 
 
+def test_an_artifact_width_written_with_more_decimals_is_stored_in_its_grid_row() -> None:
+    """Red-team 2026-12-06 (rtL): `us3l eval --artifact` of an export at --width 0.78125 (25/32) added a second row
+    0.78125 beside the accuracy file's grid row 0.7813 (rounded half to even it is 0.7812): one width, two rows."""
+    doc = _doc()
+    doc["widths"].insert(1, {**doc["widths"][0], "width": 0.7813, "canonical_width": 0.7813})
+    fp32 = {"width": 0.78125, "canonical_width": 0.7813, "feature_dim": 16, "knn_top1": 0.7,
+            "knn_top1_ci": [0.56, 0.81]}
+    add_precision_entry(doc, 0.78125, "int8", "onnx", _entry(), fp32)
+    assert [r["width"] for r in doc["widths"]] == [0.25, 0.7813, 1.0]
+    assert "onnx" in doc["widths"][1]["precisions"]["int8"]
+
+
 def test_bad_values_in_precisions_are_rejected(tmp_path: Path) -> None:
     doc = add_precision_entry(_doc(), 0.25, "int8", "onnx", _entry())
     doc["widths"][0]["precisions"]["int8"]["onnx"]["knn_top1"] = 1.5

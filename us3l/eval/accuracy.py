@@ -240,11 +240,13 @@ def protocol_mismatch(doc: dict[str, Any], checkpoint_sha256: str | None, data: 
 
 def add_precision_entry(doc: dict[str, Any], width: float, precision: str, backend: str, entry: dict[str, Any],
                         fp32_row: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Store ``entry`` under ``precisions[precision][backend]`` of the row of ``width`` (matched to 4 decimals);
-    a width the document lacks gets ``fp32_row`` (the PyTorch row measured with the entry). Returns ``doc``."""
-    key = round(float(width), 4)
+    """Store ``entry`` under ``precisions[precision][backend]`` of the row of ``width`` (matched to 4 decimals as
+    ``us3l select`` matches widths, ``width_keys``: 0.78125 is the row 0.7813, a grid width); a width the document
+    lacks gets ``fp32_row`` (the PyTorch row measured with the entry). Returns ``doc``."""
+    from us3l.deploy.select import width_keys
+
     rows = doc["widths"]
-    row = next((r for r in rows if round(float(r["width"]), 4) == key), None)
+    row = next((r for key in width_keys(width) for r in rows if key in width_keys(r["width"])), None)
     if row is None:
         if fp32_row is None:
             raise US3LError(f"width {width:g} has no row to store the {precision}/{backend} accuracy under")
