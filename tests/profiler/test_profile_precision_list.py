@@ -58,6 +58,15 @@ def test_a_bad_entry_is_refused_before_any_work(precision: str, backend: str, me
     _assert_refused(["--device", "cpu"], ["--backend", backend, "--precision", precision], message, tmp_path, capsys)
 
 
+@pytest.mark.parametrize("precision", [[], ["--precision", "fp32"]])
+def test_calibration_flags_without_int8_are_refused(precision: list[str], tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-06 (rtL): `--calib-data` / `--calib-images` on a sweep without int8 (the device's own
+    precision, or --precision fp32) were dropped without a word; us3l export --switchable refuses them."""
+    _assert_refused(["--device", "cpu"], ["--backend", "onnx", *precision],
+                    "error: --precision has no int8: drop --calib-data (int8 calibration), or add int8 to --precision",
+                    tmp_path, capsys)
+
+
 def test_int8_on_a_device_whose_file_does_not_allow_it(tmp_path: Path, capsys) -> None:
     dev = tmp_path / "edge.toml"
     dev.write_text('name = "edge"\nbackends = ["onnx"]\n[precisions]\nonnx = ["fp32"]\n')

@@ -219,11 +219,16 @@ def profile_cmd(
     for flag, value in (("--max-memory-mb", max_memory_mb), ("--max-total-seconds", max_total_seconds)):
         if value is not None and not 0 < value < float("inf"):
             raise US3LError(f"{flag} must be a finite number > 0, got {value}")
+    from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
+
+    calib_flags = [flag for flag, given in (("--calib-images", calib_images != DEFAULT_CALIB_IMAGES),
+                                            ("--calib-data", calib_data is not None)) if given]
     if artifact is not None:
         given = [flag for flag, v in (("--model", model), ("--ckpt", ckpt), ("--backend", backend or None),
                                       ("--precision", precision), ("--widths", widths), ("--points", points),
                                       ("--batch-size", batch_size), ("--max-memory-mb", max_memory_mb),
-                                      ("--max-total-seconds", max_total_seconds), ("--adaptive", adaptive or None))
+                                      ("--max-total-seconds", max_total_seconds), ("--adaptive", adaptive or None),
+                                      *((flag, True) for flag in calib_flags))
                  if v is not None]
         if given:
             raise US3LError(f"--artifact profiles the artifact's own grid, backend and input: drop {', '.join(given)}")
@@ -239,6 +244,9 @@ def profile_cmd(
         for p in precisions:  # what the device file's [precisions] allows on this backend
             if p is not None:
                 spec.check_precision(be_name, p)
+    if calib_flags and "int8" not in precisions:  # dropped without a word, as us3l export dropped them
+        raise US3LError(f"--precision has no int8: drop {', '.join(calib_flags)} (int8 calibration), or add int8 to "
+                        "--precision")
     if "int8" in precisions:
         from us3l.deploy.quantize import MIN_CALIB_IMAGES
 
