@@ -4,6 +4,7 @@ checkpoint, their verification and manifest, the TensorRT INT8 pure parts, and t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -374,6 +375,24 @@ def test_int8_artifact_accuracy_beside_fp32_is_stored_and_kept_by_eval(onnx_int8
     # --plot has no curve to draw for artifacts: refused, not silently skipped
     assert main([*base, "--artifact", str(onnx_int8.directory), "--plot"]) == 1
     assert "--plot draws the checkpoint's accuracy over its widths" in capsys.readouterr().err
+
+
+def test_two_artifacts_of_one_accuracy_entry_are_refused_before_any_work(onnx_int8, tmp_path, capsys):
+    """Red-team 2026-12-06 (rtL): `--artifact A --artifact B` of the same width, precision and backend (a copy, or
+    a batch-1 and a dynamic-batch export) evaluated both, and accuracy.json kept the second without a word."""
+    from us3l.cli import main
+
+    copy = tmp_path / "copy"
+    shutil.copytree(onnx_int8.directory, copy)
+    out = tmp_path / "acc"
+    argv = ["eval", "--ckpt", str(onnx_int8.manifest["source"]["checkpoint"]), "--out", str(out),
+            "--artifact", str(onnx_int8.directory), "--artifact", str(copy)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"error: --artifact {onnx_int8.directory} and {copy} are both onnx/int8 at width 0.25: accuracy.json keeps "
+        "one accuracy per width, precision and backend; evaluate them with different --out folders\n"
+    )
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------------------- profile --precision int8

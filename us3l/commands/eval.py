@@ -353,6 +353,7 @@ def _eval_artifacts(
     from us3l.eval.calibrate import read_bn_stats_settings
     from us3l.eval.runner import typed_bn_stats_settings
 
+    _check_one_per_entry(artifacts)
     results = [evaluate_artifact(loaded, a, data, settings, threads, log) for a in artifacts]
     first = results[0]
     doc = _previous_accuracy(out_dir)
@@ -394,6 +395,24 @@ def _eval_artifacts(
         return
     _print_artifact_table(results, first, wide)
     note(f"wrote {path}", markup=False)
+
+
+def _check_one_per_entry(artifacts: list[Path]) -> None:
+    """Refuse (one line, before any work) two artifacts that would be stored under the same accuracy entry (width,
+    precision, backend): the second replaced the first's accuracy in accuracy.json without a word."""
+    from us3l.deploy.manifest import read_manifest
+    from us3l.deploy.select import width_key
+
+    seen: dict[tuple[float, str, str], Path] = {}
+    for a in artifacts:
+        doc, _ = read_manifest(a)  # a bad folder: its one line, as evaluate_artifact would say it
+        b = doc["backend"]
+        key = (width_key(doc["model"]["width"]), str(b.get("precision")), str(b.get("name")))
+        if key in seen:
+            raise US3LError(f"--artifact {seen[key]} and {a} are both {key[2]}/{key[1]} at width {key[0]:g}: "
+                            "accuracy.json keeps one accuracy per width, precision and backend; evaluate them with "
+                            "different --out folders")
+        seen[key] = a
 
 
 def _print_artifact_table(results: list[dict[str, Any]], first: dict[str, Any], wide: bool) -> None:
