@@ -25,7 +25,8 @@ def load(
     version and GPU; the file to load is a plain name in the artifact folder listed in the manifest's hashed
     files, and every listed file has its recorded sha256); a mismatch raises ``US3LError`` and nothing is
     loaded. The runtime is given the bytes that were hashed (each file is read once), not the paths, so a file
-    replaced after the check is never what runs. Optional expectations: ``model`` name, ``width``,
+    replaced after the check is never what runs. Optional expectations: ``model`` name, ``width`` (to 4
+    decimals, as ``us3l select`` matches widths: 0.78125 is 0.7813),
     ``input_shape`` (``None`` for a dimension of any size; a dynamic batch axis accepts any batch) and the source
     ``checkpoint_sha256``. ``device`` is the
     runtime's device name (default: the one recorded at export, else CPU). The runner's ``manifest``

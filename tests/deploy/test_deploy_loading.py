@@ -77,6 +77,17 @@ def test_unexpected_artifact_is_refused(exported: ExportResult, kwargs: dict[str
     assert "re-export" in _one_line(exc)
 
 
+def test_an_expected_width_is_matched_as_select_matches_widths() -> None:
+    """Red-team 2026-12-06 (rtL): load(width=0.78125) (25/32) refused an artifact exported at the grid width 0.7813
+    that us3l select chose ('width 0.7813, expected 0.78125'): 0.78125 rounds half to even to 0.7812."""
+    from us3l.deploy.manifest import check_expected
+
+    for got, want in ((0.7813, 0.78125), (0.78125, 0.7813), (0.78125, 0.78125), (0.25, 0.25001)):
+        check_expected({"model": {"width": got}}, Path("m.json"), width=want)
+    with pytest.raises(US3LError, match=r"^m.json: not the expected artifact \(width 0.7814, expected 0.78125\)"):
+        check_expected({"model": {"width": 0.7814}}, Path("m.json"), width=0.78125)
+
+
 def test_unlisted_file_is_never_loaded(exported: ExportResult, tmp_path: Path) -> None:
     d = _copy(exported, tmp_path)
     (d / "evil.onnx").write_bytes(b"not what the manifest hashed")
