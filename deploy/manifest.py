@@ -362,7 +362,10 @@ def check_expected(
             wrong.append(f"input shape {shape!r}, expected {list(input_shape)!r}")
     if checkpoint_sha256 is not None:
         got_sha = (doc.get("source") or {}).get("checkpoint_sha256")
-        if got_sha != checkpoint_sha256:
+        if got_sha is None and (doc.get("source") or {}).get("init_seed") is not None:  # us3l export --model
+            wrong.append(f"exported from a freshly initialised {m.get('name')!r} (no checkpoint), expected the "
+                         f"checkpoint {checkpoint_sha256[:12]}…")
+        elif got_sha != checkpoint_sha256:
             shown = f"{got_sha[:12]}…" if isinstance(got_sha, str) else repr(got_sha)
             wrong.append(f"checkpoint sha256 {shown}, expected {checkpoint_sha256[:12]}…")
     if backend is not None and b.get("name") != backend:

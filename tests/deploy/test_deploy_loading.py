@@ -344,3 +344,16 @@ def test_eval_artifact_refuses_a_manifest_that_changed_between_its_two_reads(
     with pytest.raises(US3LError) as info:
         evaluate_artifact(load_backbone(run), d)
     assert str(info.value) == f"{d / 'manifest.json'} changed while it was being read; run the evaluation again"
+
+
+def test_an_artifact_of_a_fresh_model_says_so_when_a_checkpoint_is_expected() -> None:
+    """Red-team 2026-12-06 (rtL): `eval --artifact` of an artifact exported with `--model` (random weights) said
+    'checkpoint sha256 None, expected …', not that it holds no trained weights."""
+    from us3l.deploy.manifest import check_expected
+
+    fresh = {"model": {"name": "cifar_resnet18"}, "source": {"checkpoint": None, "checkpoint_sha256": None,
+                                                             "init_seed": 0}}
+    with pytest.raises(US3LError) as exc:
+        check_expected(fresh, Path("m.json"), checkpoint_sha256="ab" * 32)
+    assert str(exc.value) == ("m.json: not the expected artifact (exported from a freshly initialised "
+                              "'cifar_resnet18' (no checkpoint), expected the checkpoint abababababab…); re-export it")

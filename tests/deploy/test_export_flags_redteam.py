@@ -267,3 +267,23 @@ def test_a_fresh_model_export_says_its_weights_are_random(model: str, extra: str
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"note: exported a fresh model (random initial weights, init_seed 0{extra}): the graph and latency are real, "
         "the embeddings are not meaningful")
+
+
+@pytest.mark.parametrize(("device", "noted"), [("intel-igpu", True), ("cpu", False)])
+def test_a_switchable_ir_for_a_gpu_says_it_is_verified_on_the_cpu(device: str, noted: bool, tmp_path: Path,
+                                                                   capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team 2026-12-06 (rtL): `--switchable --device intel-igpu` verified on the CPU plugin without the note a
+    one-width export prints when the device's plugin does not run the verification."""
+    import us3l.commands.export as export_cmd
+    from us3l.errors import US3LError
+
+    def stop(*_a: object, **_k: object) -> None:
+        raise US3LError("stopped before the export")
+
+    monkeypatch.setattr(export_cmd, "_source", stop)
+    assert main(["export", "--backend", "openvino", "--model", MODEL, "--switchable", "--widths", "0.5,0.25",
+                 "--device", device, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    note = ("note: a switchable IR is verified on the CPU plugin, not on GPU of 'intel-igpu'; `us3l profile --device "
+            "intel-igpu --artifact ...` runs it there\n")
+    assert (note in err) is noted and err.endswith("error: stopped before the export\n")

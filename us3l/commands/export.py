@@ -194,6 +194,17 @@ def _source(ckpt: Path | None, model: str | None) -> tuple[Any, str | None]:
     return fresh_model(model), model  # seeded like `us3l profile --model`: the same weights, the same graph
 
 
+def _note_cpu_verification(backend: str, dev: str) -> None:
+    """A switchable OpenVINO export for a device whose plugin is not the CPU's (``intel-igpu``) is verified on the
+    CPU plugin all the same: say so, as a one-width export does when the device is absent."""
+    from us3l.devices.registry import find_device
+
+    spec = find_device(dev) if backend == "openvino" else None
+    if spec is not None and spec.openvino_device != "CPU":
+        note(f"note: a switchable IR is verified on the CPU plugin, not on {spec.openvino_device} of '{spec.name}'; "
+             f"`us3l profile --device {spec.name} --artifact ...` runs it there")
+
+
 def _verify_device(backend: str, dev: str | None, runtime_device: str | None) -> str | None:
     """Where an OpenVINO export is verified: ``--runtime-device``; else the known device's OpenVINO device (GPU,
     NPU) when this machine has it; else the CPU, with a note that the target's plugin did not run (the IR is
@@ -500,6 +511,7 @@ def _switchable(
 
         safe_name(device, "--device")
         check_device_precision(device, backend, "fp32")  # as a one-width export (intel-npu: fp16/int8 only)
+        _note_cpu_verification(backend, device)
     grid = width_list(widths) if widths is not None else None
     set_threads(threads)
     src, model_name = _source(ckpt, model)
