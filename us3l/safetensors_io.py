@@ -33,18 +33,24 @@ def _tensors_for_safetensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, t
     return {k: tensors[k].detach().to("cpu").contiguous().clone() for k in sorted(tensors)}
 
 
+def _parse_header(blob: bytes) -> tuple[Any, int]:
+    """(the parsed header JSON, its length in bytes) of ``blob``; ``ValueError`` where the 8-byte length prefix or
+    the length it gives does not fit the bytes."""
+    if len(blob) < 8:
+        raise ValueError("not a safetensors file: shorter than its 8-byte header length")
+    (n,) = struct.unpack("<Q", blob[:8])
+    if 8 + n > len(blob):
+        raise ValueError("not a safetensors file: header length past the end of the data")
+    return json.loads(blob[8 : 8 + n].decode("utf-8")), n
+
+
 def canonical_header(blob: bytes) -> bytes:
     """``blob`` (a safetensors file's bytes) with its header JSON re-serialised canonically.
 
     Keys sorted at every level (tensor entries and ``__metadata__``), compact separators, UTF-8, padded with
     spaces to a multiple of 8 bytes. The data section is kept as it is.
     """
-    if len(blob) < 8:
-        raise ValueError("not a safetensors file: shorter than its 8-byte header length")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if 8 + n > len(blob):
-        raise ValueError("not a safetensors file: header length past the end of the data")
-    header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+    header, n = _parse_header(blob)
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % _ALIGN)
     return struct.pack("<Q", len(text)) + text + blob[8 + n :]
@@ -54,12 +60,7 @@ def read_header(blob: bytes) -> dict[str, Any]:
     """The header JSON of ``blob`` (a safetensors file's bytes): tensor name -> ``{"dtype", "shape",
     "data_offsets"}``, plus ``__metadata__`` when present. ``ValueError`` for bytes that are no safetensors file.
     Only the header is parsed; ``safetensors.torch.load(blob)`` checks the rest when the tensors are read."""
-    if len(blob) < 8:
-        raise ValueError("not a safetensors file: shorter than its 8-byte header length")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if 8 + n > len(blob):
-        raise ValueError("not a safetensors file: header length past the end of the data")
-    header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+    header, _ = _parse_header(blob)
     if not isinstance(header, dict):
         raise ValueError("not a safetensors file: its header is not a JSON object")
     return header
