@@ -151,7 +151,7 @@ def validate_manifest(doc: Mapping[str, Any], path: str | Path) -> None:
 
 
 def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
-    """The fields ``check_manifest``, ``us3l.deploy.load``, ``us3l eval --artifact`` and the report read: the
+    """The fields ``verify_manifest``, ``us3l.deploy.load``, ``us3l eval --artifact`` and the report read: the
     backend a known one (its ``tensorrt`` section present for an engine), its precision one it exports, the
     runtime versions version strings, the runtime device a name, the width a number, the input shape a list."""
     from us3l.deploy.backends import list_backends
@@ -206,22 +206,6 @@ def shape_ok(shape: object) -> bool:
         return False
     dims = shape[1:] if shape[0] == "batch" else shape
     return all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)
-
-
-def check_manifest(
-    doc: Mapping[str, Any],
-    directory: Path,
-    *,
-    model: str | None = None,
-    width: float | None = None,
-    input_shape: Sequence[int | None] | None = None,
-    checkpoint_sha256: str | None = None,
-    backend: str | None = None,
-    precision: str | None = None,
-) -> Backend:
-    """``verify_manifest`` without the files' bytes: the backend to load with."""
-    return verify_manifest(doc, directory, model=model, width=width, input_shape=input_shape,
-                           checkpoint_sha256=checkpoint_sha256, backend=backend, precision=precision)[0]
 
 
 def verify_manifest(

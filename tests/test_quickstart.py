@@ -59,7 +59,7 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _check_every_file(out: Path, summary: dict) -> list[Path]:
     """Load every file the pipeline wrote with its own loader; return the artifact folders."""
     from us3l.checkpoint import read_meta
-    from us3l.deploy.manifest import check_manifest, read_manifest
+    from us3l.deploy.manifest import read_manifest, verify_manifest
     from us3l.deploy.select import read_selection
     from us3l.eval.accuracy import load_accuracy
     from us3l.profiler.profile_file import load_profile
@@ -84,7 +84,7 @@ def _check_every_file(out: Path, summary: dict) -> list[Path]:
     assert len(dirs) == 3 and [d.name.endswith("-int8") for d in dirs].count(True) == 1  # fp32 onnx, openvino; int8
     for d in dirs:
         man, directory = read_manifest(d)
-        check_manifest(man, directory)  # valid, files present with their recorded sha256, runtime matches
+        verify_manifest(man, directory)  # valid, files present with their recorded sha256, runtime matches
         assert man["valid"] is True and man["verification"]["passed"] is True
         if man["backend"]["precision"] == "fp32":
             assert man["verification"]["max_abs_error"] <= man["verification"]["tolerance"]["max_abs"] == 1e-4

@@ -292,7 +292,7 @@ def test_a_file_swapped_after_its_hash_was_checked_is_not_what_runs(
     real = OnnxBackend.load
 
     def swap_then_load(self, path, *args, **kwargs):
-        Path(path).write_bytes(other)  # after check_manifest hashed the file, before the runtime reads it
+        Path(path).write_bytes(other)  # after verify_manifest hashed the file, before the runtime reads it
         return real(self, path, *args, **kwargs)
 
     monkeypatch.setattr(OnnxBackend, "load", swap_then_load)

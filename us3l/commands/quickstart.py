@@ -348,7 +348,7 @@ def _artifact(
     files match their hashes and it is what this export would write now (checkpoint, width, input, backend,
     precision; int8: the default calibration set size), else a fresh ``export_width``."""
     from us3l.deploy.export import artifact_name, export_width
-    from us3l.deploy.manifest import check_manifest, read_manifest
+    from us3l.deploy.manifest import read_manifest, verify_manifest
     from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
 
     sha = file_sha256(run_dir / "checkpoint.safetensors")
@@ -358,7 +358,7 @@ def _artifact(
         try:
             man, directory = read_manifest(target)
             # valid, every listed file re-hashed, and the artifact this step would export now
-            check_manifest(
+            verify_manifest(
                 man, directory, model=model, width=w, input_shape=(1, 3, size, size), checkpoint_sha256=sha,
                 backend=backend, precision=precision,
             )
