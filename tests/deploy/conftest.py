@@ -171,3 +171,20 @@ def calibrated_run(folder: Path, widths: tuple[float, ...], batch: int, model_na
     save_checkpoint(folder, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state=None)
     save_bn_stats(model, folder)
     return folder
+
+
+def copy_artifact(res: Any, tmp_path: Path) -> Path:
+    """A copy of an exported artifact's folder (``ExportResult.directory``) under ``tmp_path``, to edit freely."""
+    import shutil
+
+    dst = tmp_path / res.directory.name
+    shutil.copytree(res.directory, dst)
+    return dst
+
+
+def edit_manifest(d: Path, fn: Callable[[dict[str, Any]], Any]) -> Path:
+    """Apply ``fn`` to the manifest of artifact folder ``d`` in place (a hand edit); return the manifest's path."""
+    doc = json.loads((d / "manifest.json").read_text())
+    fn(doc)
+    (d / "manifest.json").write_text(json.dumps(doc))
+    return d / "manifest.json"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.deploy.conftest import calibrated_run
+from tests.deploy.conftest import calibrated_run, copy_artifact
 from us3l import deploy
 from us3l.deploy.export import VerificationFailed, artifact_name, export_width
 from us3l.deploy.manifest import read_manifest
@@ -79,14 +78,9 @@ def test_width_outside_range(run_dir: Path, tmp_path: Path) -> None:
         export_width(run_dir, 1.5, "onnx", tmp_path)
 
 
-def _copy(res, tmp_path: Path) -> Path:
-    dst = tmp_path / res.directory.name
-    shutil.copytree(res.directory, dst)
-    return dst
-
 
 def test_tampered_artifact_is_refused(onnx_export, tmp_path: Path) -> None:
-    d = _copy(onnx_export, tmp_path)
+    d = copy_artifact(onnx_export, tmp_path)
     with open(d / "model.onnx", "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(US3LError, match="does not match its recorded sha256"):
@@ -104,7 +98,7 @@ def test_tampered_artifact_is_refused(onnx_export, tmp_path: Path) -> None:
     ],
 )
 def test_manifest_runtime_mismatch_is_refused(onnx_export, tmp_path: Path, field, value, message) -> None:
-    d = _copy(onnx_export, tmp_path)
+    d = copy_artifact(onnx_export, tmp_path)
     doc = json.loads((d / "manifest.json").read_text())
     doc["backend"][field] = value
     (d / "manifest.json").write_text(json.dumps(doc))
@@ -113,7 +107,7 @@ def test_manifest_runtime_mismatch_is_refused(onnx_export, tmp_path: Path, field
 
 
 def test_tensorrt_manifest_mismatch_is_refused(onnx_export, tmp_path: Path) -> None:
-    d = _copy(onnx_export, tmp_path)
+    d = copy_artifact(onnx_export, tmp_path)
     doc = json.loads((d / "manifest.json").read_text())
     doc["backend"]["name"] = "tensorrt"
     doc["tensorrt"] = {"version": "10.3.0", "compute_capability": "8.7"}
@@ -123,7 +117,7 @@ def test_tensorrt_manifest_mismatch_is_refused(onnx_export, tmp_path: Path) -> N
 
 
 def test_other_schema_or_kind_is_refused(onnx_export, tmp_path: Path) -> None:
-    d = _copy(onnx_export, tmp_path)
+    d = copy_artifact(onnx_export, tmp_path)
     doc = json.loads((d / "manifest.json").read_text())
     (d / "manifest.json").write_text(json.dumps({**doc, "schema_version": 2}))
     with pytest.raises(US3LError, match="schema version 2"):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.deploy.conftest import calibrated_run
+from tests.deploy.conftest import calibrated_run, copy_artifact, edit_manifest
 from us3l import deploy
 from us3l.deploy.export import ExportResult, artifact_name, export_width
 from us3l.errors import US3LError
@@ -34,16 +34,6 @@ def exported(run: Path, tmp_path_factory: pytest.TempPathFactory) -> ExportResul
     return export_width(run, 0.25, "onnx", tmp_path_factory.mktemp("out"), device_name="cpu")
 
 
-def _copy(res: ExportResult, tmp_path: Path) -> Path:
-    dst = tmp_path / res.directory.name
-    shutil.copytree(res.directory, dst)
-    return dst
-
-
-def _edit(d: Path, fn: Any) -> None:
-    doc = json.loads((d / "manifest.json").read_text())
-    fn(doc)
-    (d / "manifest.json").write_text(json.dumps(doc))
 
 
 def _one_line(exc: pytest.ExceptionInfo[US3LError]) -> str:
@@ -89,23 +79,23 @@ def test_an_expected_width_is_matched_as_select_matches_widths() -> None:
 
 
 def test_unlisted_file_is_never_loaded(exported: ExportResult, tmp_path: Path) -> None:
-    d = _copy(exported, tmp_path)
+    d = copy_artifact(exported, tmp_path)
     (d / "evil.onnx").write_bytes(b"not what the manifest hashed")
-    _edit(d, lambda doc: doc["artifact"].__setitem__("file", "evil.onnx"))
+    edit_manifest(d, lambda doc: doc["artifact"].__setitem__("file", "evil.onnx"))
     with pytest.raises(US3LError, match=r"artifact.file 'evil.onnx' is not among the hashed artifact files") as exc:
         deploy.load(d)
     _one_line(exc)
 
 
 def test_listed_file_must_match_the_artifact_hash(exported: ExportResult, tmp_path: Path) -> None:
-    d = _copy(exported, tmp_path)
+    d = copy_artifact(exported, tmp_path)
     (d / "evil.onnx").write_bytes(b"evil")
 
     def add(doc: dict[str, Any]) -> None:
         doc["artifact"]["files"]["evil.onnx"] = file_sha256(d / "evil.onnx")
         doc["artifact"]["file"] = "evil.onnx"
 
-    _edit(d, add)
+    edit_manifest(d, add)
     with pytest.raises(US3LError, match=r"artifact.sha256 differs from the hash listed for evil.onnx"):
         deploy.load(d)
 
@@ -114,26 +104,26 @@ def test_listed_file_must_match_the_artifact_hash(exported: ExportResult, tmp_pa
 def test_artifact_file_must_be_a_plain_name_inside_the_folder(
     exported: ExportResult, tmp_path: Path, name: str
 ) -> None:
-    d = _copy(exported, tmp_path)
-    _edit(d, lambda doc: doc["artifact"].__setitem__("file", name))
+    d = copy_artifact(exported, tmp_path)
+    edit_manifest(d, lambda doc: doc["artifact"].__setitem__("file", name))
     with pytest.raises(US3LError, match=r"artifact.file .*(outside the artifact folder|not a .*file name)") as exc:
         deploy.load(d)
     _one_line(exc)
 
 
 def test_listed_files_outside_the_folder_or_links_are_refused(exported: ExportResult, tmp_path: Path) -> None:
-    d = _copy(exported, tmp_path / "a")
+    d = copy_artifact(exported, tmp_path / "a")
     outside = tmp_path / "model.onnx"
     shutil.copy(d / "model.onnx", outside)
 
     def escape(doc: dict[str, Any]) -> None:
         doc["artifact"]["files"]["../model.onnx"] = file_sha256(outside)
 
-    _edit(d, escape)
+    edit_manifest(d, escape)
     with pytest.raises(US3LError, match=r"'\.\./model\.onnx' points outside the artifact folder"):
         deploy.load(d)
 
-    d = _copy(exported, tmp_path / "b")
+    d = copy_artifact(exported, tmp_path / "b")
     (d / "model.onnx").unlink()
     (d / "model.onnx").symlink_to(outside)  # same bytes, same hash, but not the file that was verified
     with pytest.raises(US3LError, match=r"artifact file model.onnx is a link"):
@@ -204,7 +194,7 @@ def test_quickstart_reuse_reverifies_the_artifact(
 
     # an unlisted file swapped in as the artifact: not reused
     (Path(out) / "evil.onnx").write_bytes(b"evil")
-    _edit(Path(out), lambda doc: doc["artifact"].__setitem__("file", "evil.onnx"))
+    edit_manifest(Path(out), lambda doc: doc["artifact"].__setitem__("file", "evil.onnx"))
     assert _export(run, sel, art, force=False)[0] == "ran"
 
     # one byte flipped in the model: not reused
@@ -284,7 +274,7 @@ def test_a_file_swapped_after_its_hash_was_checked_is_not_what_runs(
     Now the runtime is built from the bytes that were hashed."""
     from us3l.deploy.backends.onnx import OnnxBackend
 
-    d = _copy(exported, tmp_path)
+    d = copy_artifact(exported, tmp_path)
     x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
     with deploy.load(d) as r:
         checked = r.infer(x)
@@ -333,11 +323,11 @@ def test_eval_artifact_refuses_a_manifest_that_changed_between_its_two_reads(
     from us3l.deploy import loading
     from us3l.deploy.accuracy import evaluate_artifact
 
-    d = _copy(exported, tmp_path)
+    d = copy_artifact(exported, tmp_path)
     real = loading.read_manifest
 
     def edit_then_read(path):
-        _edit(d, lambda doc: doc["target"].update(device="elsewhere"))
+        edit_manifest(d, lambda doc: doc["target"].update(device="elsewhere"))
         return real(path)
 
     monkeypatch.setattr(loading, "read_manifest", edit_then_read)

@@ -5,14 +5,12 @@ Real exports, onnxruntime and OpenVINO."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import calibrated_run
+from tests.deploy.conftest import calibrated_run, copy_artifact, edit_manifest
 from us3l import deploy
 from us3l.deploy.export import ExportResult, export_width
 from us3l.deploy.verify import TOLERANCES
@@ -33,17 +31,6 @@ def exports(run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ex
             for be, p in (("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"))}
 
 
-def _copy(res: ExportResult, tmp_path: Path) -> Path:
-    dst = tmp_path / res.directory.name
-    shutil.copytree(res.directory, dst)
-    return dst
-
-
-def _edit(d: Path, fn: Any) -> Path:
-    doc = json.loads((d / "manifest.json").read_text())
-    fn(doc)
-    (d / "manifest.json").write_text(json.dumps(doc))
-    return d / "manifest.json"
 
 
 def _refused(d: Path) -> str:
@@ -67,20 +54,20 @@ def test_real_exports_pass_the_checks(exports: dict[str, ExportResult]) -> None:
 
 
 def test_a_failed_verification_edited_to_passed_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:
-    d = _copy(exports["onnx-fp32"], tmp_path)
+    d = copy_artifact(exports["onnx-fp32"], tmp_path)
 
     def failed(doc: dict[str, Any]) -> None:  # what a failed export records
         doc["verification"].update(min_cosine=0.5, passed=False)
         doc["valid"] = False
 
-    path = _edit(d, failed)
+    path = edit_manifest(d, failed)
     assert _refused(d) == f"{path}: this artifact did not pass verification (valid: false); re-export it"
-    _edit(d, lambda doc: (doc["verification"].update(passed=True), doc.update(valid=True)))
+    edit_manifest(d, lambda doc: (doc["verification"].update(passed=True), doc.update(valid=True)))
     assert _refused(d) == (
         f"{path}: verification.passed is true but its recorded numbers fail the fp32 tolerance (min_cosine 0.5 < "
         "0.9999): the manifest was edited; re-export the artifact"
     )
-    _edit(d, lambda doc: doc["verification"].update(passed=False))  # valid alone turned true
+    edit_manifest(d, lambda doc: doc["verification"].update(passed=False))  # valid alone turned true
     assert _refused(d) == (
         f"{path}: valid is true but verification.passed is false (the manifest was edited); re-export the artifact"
     )
@@ -89,38 +76,38 @@ def test_a_failed_verification_edited_to_passed_is_refused(exports: dict[str, Ex
 def test_a_failed_verification_deleted_to_pass_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:
     """Red-team 2026-12-06 (rtL): a failed export's manifest with its verification section deleted and valid turned
     true loaded (a manifest without verification was left as it was); every export records one."""
-    d = _copy(exports["onnx-fp32"], tmp_path)
-    _edit(d, lambda doc: (doc["verification"].update(min_cosine=0.5, passed=False), doc.update(valid=False)))
-    path = _edit(d, lambda doc: (doc.pop("verification"), doc.update(valid=True)))
+    d = copy_artifact(exports["onnx-fp32"], tmp_path)
+    edit_manifest(d, lambda doc: (doc["verification"].update(min_cosine=0.5, passed=False), doc.update(valid=False)))
+    path = edit_manifest(d, lambda doc: (doc.pop("verification"), doc.update(valid=True)))
     assert _refused(d) == (f"{path}: valid is true but the manifest records no verification (the manifest was "
                            "edited); re-export the artifact")
-    _edit(d, lambda doc: doc.update(valid=False))  # a failed one without it is refused for being failed
+    edit_manifest(d, lambda doc: doc.update(valid=False))  # a failed one without it is refused for being failed
     assert _refused(d) == f"{path}: this artifact did not pass verification (valid: false); re-export it"
 
 
 def test_passed_false_with_passing_numbers_and_a_loosened_tolerance_are_refused(
     exports: dict[str, ExportResult], tmp_path: Path
 ) -> None:
-    d = _copy(exports["onnx-fp32"], tmp_path)
-    path = _edit(d, lambda doc: (doc["verification"].update(passed=False), doc.update(valid=False)))
+    d = copy_artifact(exports["onnx-fp32"], tmp_path)
+    path = edit_manifest(d, lambda doc: (doc["verification"].update(passed=False), doc.update(valid=False)))
     with pytest.raises(US3LError) as info:
         deploy.load(d)
     assert str(info.value) == (f"{path}: verification.passed is false but its recorded numbers meet the fp32 "
                                "tolerance (the manifest was edited); re-export the artifact")
-    d = _copy(exports["onnx-fp32"], tmp_path / "b")
+    d = copy_artifact(exports["onnx-fp32"], tmp_path / "b")
 
     def loosened(doc: dict[str, Any]) -> None:
         doc["verification"]["min_cosine"] = 0.5
         doc["verification"]["tolerance"]["min_cosine"] = 0.1
 
-    path = _edit(d, loosened)
+    path = edit_manifest(d, loosened)
     assert _refused(d) == (f"{path}: verification.tolerance.min_cosine is 0.1, the fp32 tolerance is 0.9999 (the "
                            "manifest was edited); re-export the artifact")
 
 
 def test_a_precision_edited_alone_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:
-    d = _copy(exports["onnx-fp32"], tmp_path)
-    path = _edit(d, lambda doc: doc["backend"].update(precision="int8"))
+    d = copy_artifact(exports["onnx-fp32"], tmp_path)
+    path = edit_manifest(d, lambda doc: doc["backend"].update(precision="int8"))
     assert _refused(d) == (f"{path}: verification.precision 'fp32' differs from backend.precision 'int8' (the "
                            "manifest was edited); re-export the artifact")
 
@@ -140,8 +127,8 @@ def _claim(precision: str) -> Any:
 
 
 def test_an_onnx_precision_the_graph_contradicts_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:
-    d = _copy(exports["onnx-fp32"], tmp_path)
-    path = _edit(d, _claim("int8"))
+    d = copy_artifact(exports["onnx-fp32"], tmp_path)
+    path = edit_manifest(d, _claim("int8"))
     assert _refused(d) == (f"{path}: backend.precision is 'int8' but model.onnx holds an fp32 graph (the manifest "
                            "was edited); re-export the artifact")
 
@@ -150,8 +137,8 @@ def test_an_onnx_precision_the_graph_contradicts_is_refused(exports: dict[str, E
 def test_an_openvino_precision_the_ir_contradicts_is_refused(
     exports: dict[str, ExportResult], tmp_path: Path, real: str, claimed: str
 ) -> None:
-    d = _copy(exports[f"openvino-{real}"], tmp_path)
-    path = _edit(d, _claim(claimed))
+    d = copy_artifact(exports[f"openvino-{real}"], tmp_path)
+    path = edit_manifest(d, _claim(claimed))
     assert _refused(d) == (f"{path}: backend.precision is {claimed!r} but model.xml holds an {real} graph (the "
                            "manifest was edited); re-export the artifact")
 
@@ -212,14 +199,14 @@ def test_a_switchable_verification_edited_to_passed_is_refused(run: Path, tmp_pa
     res = export_switchable(run2, "onnx", tmp_path / "out")
     d = res.directory
     mode = res.manifest["verification"]["modes"][0]
-    path = _edit(d, lambda doc: doc["model"]["per_width"][1]["verification"][mode].update(min_cosine=0.5))
+    path = edit_manifest(d, lambda doc: doc["model"]["per_width"][1]["verification"][mode].update(min_cosine=0.5))
     with pytest.raises(US3LError) as info:
         deploy.load_switchable(d)
     assert str(info.value) == (
         f"{path}: model.per_width[1].verification[{mode!r}].passed is true but its recorded numbers fail the fp32 "
         "tolerance (min_cosine 0.5 < 0.9999): the manifest was edited; re-export the artifact"
     )
-    _edit(d, lambda doc: doc["model"]["per_width"][1]["verification"][mode].update(passed=False))
+    edit_manifest(d, lambda doc: doc["model"]["per_width"][1]["verification"][mode].update(passed=False))
     with pytest.raises(US3LError) as info:
         deploy.load_switchable(d)
     assert str(info.value) == (
@@ -239,15 +226,15 @@ def test_a_switchable_verification_deleted_to_pass_is_refused(run: Path, tmp_pat
     d = res.directory
     modes = res.manifest["verification"]["modes"]
     deploy.load_switchable(d).close()  # the real export passes
-    path = _edit(d, lambda doc: doc["model"]["per_width"][1].pop("verification"))
+    path = edit_manifest(d, lambda doc: doc["model"]["per_width"][1].pop("verification"))
     with pytest.raises(US3LError) as info:
         deploy.load_switchable(d)
     assert str(info.value) == (f"{path}: valid is true but model.per_width[1] records no verification (the manifest "
                                "was edited); re-export the artifact")
-    _edit(d, lambda doc: doc["model"]["per_width"][1].update(verification=res.manifest["model"]["per_width"][1][
+    edit_manifest(d, lambda doc: doc["model"]["per_width"][1].update(verification=res.manifest["model"]["per_width"][1][
         "verification"]))
     deploy.load_switchable(d).close()
-    path = _edit(d, lambda doc: doc["model"]["per_width"][0]["verification"].pop(modes[-1]))
+    path = edit_manifest(d, lambda doc: doc["model"]["per_width"][0]["verification"].pop(modes[-1]))
     with pytest.raises(US3LError) as info:
         deploy.load_switchable(d)
     assert str(info.value) == (f"{path}: valid is true but model.per_width[0].verification has no {modes[-1]!r} "
