@@ -546,7 +546,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         if info.is_main:  # killed between the renames of a checkpoint commit: rank 0 alone finishes it
             ckpt.finish_interrupted_commit(run_dir)
         barrier(info)  # the other ranks read the files once they are whole (they renamed the same files at once)
-        start_epoch = _restore(run_dir, method, opt, scaler, sampler, cfg.epochs, finish_commit=False)
+        start_epoch = _restore(run_dir, method, opt, scaler, sampler, cfg.epochs)
     model: nn.Module = method
     if info.enabled:
         if cfg.sync_bn:  # every BatchNorm, backbone and heads, on CPU (gloo) and GPU: us3l.slim.syncbn
@@ -891,10 +891,10 @@ _STATE_KEYS = {"optimizer": dict, "scaler": dict, "sampler": dict, "rng": dict}
 
 def _restore(
     run_dir: Path, method: SSLMethod, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, sampler: Any,
-    total_epochs: int, finish_commit: bool = True,
+    total_epochs: int,
 ) -> int:
-    if finish_commit:
-        ckpt.finish_interrupted_commit(run_dir)  # killed between the renames of a checkpoint commit
+    """Load the run's saved state; the caller has finished a checkpoint commit cut off between its renames (rank 0
+    alone, before a barrier)."""
     meta = ckpt.read_meta(run_dir)
     state = ckpt.load_train_state(run_dir, _STATE_KEYS)
     blob = ckpt.read_weights_bytes(run_dir)  # read once: hashed and loaded from these bytes (verify_weights)
