@@ -106,10 +106,10 @@ def grouped_sync_batch_norm(
 
 
 def syncing(module: nn.Module) -> bool:
-    """Whether ``module`` (a BatchNorm marked by :func:`enable_sync_bn`) synchronises now: in training mode, in
-    an initialised process group (a marked copy used alone, e.g. after the run, normalises per process)."""
-    return (module.__dict__.get("sync_bn", False) and module.training and dist.is_available()
-            and dist.is_initialized())
+    """Whether ``module``, a BatchNorm its caller found marked by :func:`enable_sync_bn` (``sync_bn``), synchronises
+    now: in training mode, in an initialised process group (a marked copy used alone, e.g. after the run,
+    normalises per process)."""
+    return module.training and dist.is_available() and dist.is_initialized()
 
 
 def enable_sync_bn(module: nn.Module) -> list[nn.Module]:
