@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from us3l.data.loader import loader_batches
 from us3l.data.shapes import CLASSES as SHAPE_CLASSES
 from us3l.data.shapes import generate_shapes
 from us3l.errors import US3LError
@@ -169,8 +170,7 @@ def iterate_batches(
         for idx in index_batches:
             yield ds.images[idx], ds.labels[idx]
         return
-    loader = DataLoader(ds, batch_sampler=[idx.tolist() for idx in index_batches], num_workers=num_workers)
-    for images, labels in loader:
+    for images, labels in loader_batches(ds, [idx.tolist() for idx in index_batches], num_workers):
         yield images, labels.to(torch.int64)
 
 

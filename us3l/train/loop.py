@@ -165,17 +165,6 @@ def check_batches(n: int, cfg: TrainConfig, world_size: int) -> None:
         raise US3LError(f"batch size {cfg.batch_size} x {world_size} process(es) exceeds the {n} training images")
 
 
-def _leave_sigterm_to_the_trainer(_worker_id: int) -> None:
-    """A data-loader worker ignores SIGTERM: the training process stops it when it stops (its loader's shutdown,
-    or the worker's own check that its parent is gone). SIGTERM to a whole process group (torchrun stopping a
-    worker, a scheduler's kill) killed the loader workers first, and the trainer, already stopping, printed
-    PyTorch's "Exception ignored ... RuntimeError: DataLoader worker (pid N) is killed by signal: Terminated"
-    traceback before its own one-line exit."""
-    import signal
-
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 def _batches(ds: Any, idx_batches: list[torch.Tensor], num_workers: int) -> Iterator[torch.Tensor]:
     from us3l.data import ImageDataset
 
@@ -183,11 +172,9 @@ def _batches(ds: Any, idx_batches: list[torch.Tensor], num_workers: int) -> Iter
         for idx in idx_batches:
             yield ds.images[idx]
         return
-    from torch.utils.data import DataLoader
+    from us3l.data.loader import loader_batches
 
-    loader = DataLoader(ds, batch_sampler=[i.tolist() for i in idx_batches], num_workers=num_workers,
-                        worker_init_fn=_leave_sigterm_to_the_trainer if num_workers else None)
-    for images, _ in loader:
+    for images, _ in loader_batches(ds, [i.tolist() for i in idx_batches], num_workers):
         yield images
 
 
