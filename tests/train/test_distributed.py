@@ -96,3 +96,80 @@ def test_a_single_process_finalises_as_usual() -> None:
     proc = subprocess.run([sys.executable, "-c", _WORKER, "version"], env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "main returned" in proc.stderr and "finalised" in proc.stderr
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [(None, 600.0), ("", 600.0), ("2.5", 2.5), ("45", 45.0)])
+def test_the_join_timeout_comes_from_the_environment(raw: str | None, seconds: float,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.train.distributed import JOIN_TIMEOUT_ENV, join_timeout
+
+    if raw is None:
+        monkeypatch.delenv(JOIN_TIMEOUT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(JOIN_TIMEOUT_ENV, raw)
+    assert join_timeout() == seconds
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "ten", "nan", "inf"])
+def test_a_bad_join_timeout_is_one_line(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.train.distributed import JOIN_TIMEOUT_ENV, join_timeout
+
+    monkeypatch.setenv(JOIN_TIMEOUT_ENV, raw)
+    with pytest.raises(US3LError, match=f"^environment variable US3L_DIST_JOIN_TIMEOUT='{raw}': the seconds"):
+        join_timeout()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_a_process_whose_peers_never_join_fails_in_one_line(tiny_folder: Path, tmp_path: Path) -> None:
+    """``WORLD_SIZE=2 RANK=0 us3l train`` without a second process waited torch's collective timeout (30 minutes)
+    before a rendezvous traceback; now one line after US3L_DIST_JOIN_TIMEOUT seconds, nothing written."""
+    out = tmp_path / "run"
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "US3L_DIST_JOIN_TIMEOUT": "2", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "us3l", "train", "--data", f"folder:{tiny_folder}", "--out", str(out), "--epochs",
+           "4", "--batch-size", "2", "--set", "model_kwargs.base_channels=8", "--set", "image_size=16", "--quiet"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: training process rank 0 of 2: the job's processes did "
+                                                   "not all join within 2 s ("), proc.stderr[-2000:]
+    assert lines[0].endswith("or wait longer with US3L_DIST_JOIN_TIMEOUT=SECONDS")
+    assert not (out / "metrics.jsonl").exists() and not (out / "config.yaml").exists()
+
+
+_LATE_COLLECTIVE = """
+import sys, time
+import torch
+from us3l.train.distributed import init_distributed, shutdown_distributed
+info = init_distributed("cpu")
+if info.rank == 1:
+    time.sleep(2 * float(sys.argv[1]))  # a slow epoch, or rank 0's kNN monitor: longer than the join timeout
+t = torch.ones(1)
+torch.distributed.all_reduce(t)
+print(int(t.item()))
+shutdown_distributed()
+"""
+
+
+@pytest.mark.slow
+def test_the_join_timeout_does_not_bound_the_collectives_of_training(tmp_path: Path) -> None:
+    """Only the joining waits US3L_DIST_JOIN_TIMEOUT: a collective that one rank reaches later than that (a slow
+    epoch) still completes (torch's default timeout, 30 minutes on gloo)."""
+    port, join = str(_free_port()), "5"
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank), "WORLD_SIZE": "2",
+               "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1", "US3L_DIST_JOIN_TIMEOUT": join}
+        procs.append(subprocess.Popen([sys.executable, "-c", _LATE_COLLECTIVE, join], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert [out.strip() for out, _ in outs] == ["2", "2"]

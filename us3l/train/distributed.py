@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -93,16 +94,63 @@ def dist_env() -> tuple[int, int, int]:
     return rank, world, local
 
 
+#: Seconds a process of a distributed job waits for the others to join (environment variable; default
+#: ``DEFAULT_JOIN_TIMEOUT_S``, torchrun's own rendezvous ``join_timeout``). Only the joining: the collectives of
+#: training keep torch's default timeout (30 minutes on gloo), which a slow epoch or the kNN monitor never hits.
+JOIN_TIMEOUT_ENV = "US3L_DIST_JOIN_TIMEOUT"
+DEFAULT_JOIN_TIMEOUT_S = 600.0
+
+
+def join_timeout() -> float:
+    """``US3L_DIST_JOIN_TIMEOUT`` in seconds (``DEFAULT_JOIN_TIMEOUT_S`` when unset), checked: a positive number."""
+    raw = os.environ.get(JOIN_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_JOIN_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 10**7:  # nan and inf too
+        raise US3LError(f"environment variable {JOIN_TIMEOUT_ENV}={raw!r}: the seconds a training process waits for "
+                        "the others of its job to join, a positive number (unset: "
+                        f"{DEFAULT_JOIN_TIMEOUT_S:g})")
+    return value
+
+
 def init_distributed(requested_device: str = "auto") -> DistInfo:
-    """Join the process group when launched by torchrun (``WORLD_SIZE > 1``); a no-op otherwise."""
+    """Join the process group when launched by torchrun (``WORLD_SIZE > 1``); a no-op otherwise.
+
+    Returns once every process of the job has joined (a barrier: on return, every rank has done what it does
+    before joining, e.g. rank 0 settling the run folder), or fails in one line after ``join_timeout()`` seconds.
+    torch's own wait was the collectives' timeout, 30 minutes: ``WORLD_SIZE=2 RANK=0 us3l train`` without a
+    second process sat silent that long before a rendezvous error."""
     rank, world, local = dist_env()
     device = pick_device(requested_device, local)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        wait = join_timeout()
+        try:
+            dist.init_process_group(backend=backend, timeout=timedelta(seconds=wait))
+            dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
+        except dist.DistError as exc:
+            why = " ".join(str(exc).split())[:200]
+            raise US3LError(f"training process rank {rank} of {world}: the job's processes did not all join within "
+                            f"{wait:g} s ({why}); start all {world} (torchrun does), check MASTER_ADDR and "
+                            f"MASTER_PORT, or wait longer with {JOIN_TIMEOUT_ENV}=SECONDS") from None
+        _training_timeout(backend)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def _training_timeout(backend: str) -> None:
+    """Give the joined group (and its store) torch's default timeout back for the collectives of training."""
+    from torch.distributed import distributed_c10d as c10d
+    from torch.distributed.constants import default_pg_nccl_timeout, default_pg_timeout
+
+    timeout = default_pg_nccl_timeout if backend == "nccl" and default_pg_nccl_timeout else default_pg_timeout
+    c10d._set_pg_timeout(timeout)
+    c10d._get_default_store().set_timeout(timeout)
 
 
 def shutdown_distributed() -> None:
