@@ -204,6 +204,31 @@ def test_ranks_that_disagree_stop_before_training(tiny_folder: Path, tmp_path: P
     assert not (out / "checkpoint.safetensors").exists()
 
 
+@pytest.mark.slow
+def test_ranks_may_differ_on_what_only_rank0_acts_on(tiny_folder: Path, tmp_path: Path) -> None:
+    """The kNN monitor's settings and the checkpoint cadence are acted on by rank 0 alone: a rank given another
+    --knn-every was refused like one given another learning rate. Now the job trains with rank 0's values and
+    rank 0 says which differ, once."""
+    script = tmp_path / "rank1_differs.py"
+    script.write_text(_RANK1_ARGS)
+    out = tmp_path / "ddp-monitor"
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
+                                   "batch_size": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK1_ARGS": "--knn-every|1|--save-every|2|--set|knn_k=5"}
+    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
+           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--config", str(cfg), "--out", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("note: the training processes differ on knn_every 1 on rank 1 (rank 0: 0); knn_k 5 "
+                             "on rank 1 (rank 0: 3); save_every 2 on rank 1 (rank 0: 1): only rank 0 acts on these "
+                             "settings, so rank 0's values are used\n") == 1, proc.stderr[-3000:]
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [("knn_top1" in r) for r in records] == [False, False, False, True]  # rank 0's knn_every 0: at the end
+    assert records[-1]["knn"]["k_requested"] == 3
+    assert yaml.safe_load((out / "config.yaml").read_text())["save_every"] == 1
+
+
 _SLOW_RENAMES_ON_RANK0 = """
 import os, sys, time
 if os.environ.get("RANK") == "0":  # rank 0 renames late: rank 1 reaches the cut-off save first

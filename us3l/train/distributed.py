@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -191,27 +191,38 @@ def all_ranks(flag: bool, info: DistInfo) -> bool:
     return bool(t.item())
 
 
-def same_on_all_ranks(what: str, values: dict[str, Any], info: DistInfo, hint: str) -> None:
+def same_on_all_ranks(what: str, values: dict[str, Any], info: DistInfo, hint: str,
+                      rank0_wins: Collection[str] = ()) -> tuple[dict[str, Any], list[str]]:
     """Refuse (one line, on every rank) to go on when the ranks disagree on ``values`` (JSON-able, compared
-    key by key with rank 0's); a no-op in a single process. A collective: every rank calls it at the same point.
+    key by key with rank 0's), except on the keys in ``rank0_wins`` (settings only rank 0 acts on): returns
+    rank 0's value of each of those (JSON round-tripped: lists for tuples), for every rank to use, and, for the
+    ones that differ, ``"KEY VALUE on rank R (rank 0: VALUE)"`` (the first rank that differs; every rank gets the
+    same list). A collective: every rank calls it at the same point; in a single process ``values``' own and [].
 
     Each process of a torchrun job reads its own command line, config file and data (on several nodes: its own
     copies); a rank training another learning rate, epoch count or data set went unnoticed until the replicas
     were found to differ after the whole run, and ranks that disagree on the number of iterations wait on each
     other until the collective times out."""
-    if not info.enabled:
-        return
     import json
 
+    if not info.enabled:
+        return {k: values[k] for k in rank0_wins if k in values}, []
     mine = {k: json.dumps(v, sort_keys=True, default=str) for k, v in values.items()}
     everyone: list[Any] = [None] * info.world_size
     dist.all_gather_object(everyone, mine)
     ref = everyone[0]
-    differ = [r for r in range(1, info.world_size) if everyone[r] != ref]
+    won = {k: json.loads(ref[k]) for k in rank0_wins if k in ref}
+    differing = []
+    for key in sorted(won):
+        other = next((r for r in range(1, info.world_size) if everyone[r].get(key) != ref[key]), None)
+        if other is not None:
+            differing.append(f"{key} {_shown(everyone[other].get(key))} on rank {other} (rank 0: {_shown(ref[key])})")
+    must = [{k: v for k, v in e.items() if k not in rank0_wins} for e in everyone]
+    differ = [r for r in range(1, info.world_size) if must[r] != must[0]]
     if not differ:
-        return
+        return won, differing
     rank = info.rank if info.rank in differ else differ[0]  # every rank stops; each names its own difference
-    theirs = everyone[rank]
+    theirs, ref = must[rank], must[0]
     keys = [k for k in sorted(set(ref) | set(theirs)) if ref.get(k) != theirs.get(k)]
     shown = ", ".join(f"{k} {_shown(theirs.get(k))} (rank 0: {_shown(ref.get(k))})" for k in keys[:3])
     more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""

@@ -29,7 +29,7 @@ from us3l.errors import US3LError
 from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
-from us3l.train.config import TrainConfig, fill_method_defaults, validate
+from us3l.train.config import TrainConfig, fill_method_defaults, make_config, validate
 from us3l.train.data_identity import data_fingerprint
 from us3l.train.distributed import (
     DistInfo,
@@ -317,9 +317,16 @@ def recover_replaced(run_dir: Path) -> None:
 
 #: The settings a resumed run takes from the command line (run-local); every other one comes from its saved config.
 RESUME_KEEPS = ("out", "quiet", "num_workers", "device")
-#: The settings the processes of a distributed run may give differently (each its own): the rest must agree.
-#: ``data`` may be another path to the same data set (a node's own copy): the data itself is compared once loaded.
+#: The settings the processes of a distributed run may give differently, each process using its own (where it
+#: runs and reads): ``data`` may be another path to the same data set (a node's own copy; the data itself is
+#: compared once loaded), ``quiet`` matters only on rank 0, the one that prints. docs/training.md lists them.
 RANK_LOCAL = (*RESUME_KEEPS, "threads", "data")
+#: The settings only rank 0 acts on: the kNN monitor (it runs there alone, while the others wait), the collapse
+#: check (rank 0 broadcasts the decision to stop), the checkpoint cadence (rank 0 writes). They may differ between
+#: the processes; rank 0's values are used on every rank and a note names the ones that differ. Every other
+#: setting changes what each process computes (or how many iterations it runs) and must agree.
+RANK0_WINS = ("knn_every", "knn_widths", "knn_k", "knn_t", "knn_max_train", "collapse_warn", "collapse_stop",
+              "save_every")
 
 
 def _resumed_config(cfg: TrainConfig, meta: dict[str, Any], data: str | None = None) -> TrainConfig:
@@ -420,10 +427,18 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         _note_world_size(run_dir, resumed_meta, cfg.batch_size, info.world_size)
     validate(cfg, new_run=resumed_meta is None)  # a saved run resumes with settings checked since it started
     # every rank must train the same run: compared before any other collective (amp: auto agrees over ranks)
-    same_on_all_ranks("the config", {**{k: v for k, v in cfg.to_dict().items() if k not in RANK_LOCAL},
-                                     "resumed from epoch": resumed_meta["epoch"] if resumed_meta else None},
-                      info, "give every process the same config file and flags (and the same run folder to "
-                      "--resume)")
+    rank0, differing = same_on_all_ranks(
+        "the config", {**{k: v for k, v in cfg.to_dict().items() if k not in RANK_LOCAL},
+                       "resumed from epoch": resumed_meta["epoch"] if resumed_meta else None},
+        info, "give every process the same config file and flags (and the same run folder to --resume)", RANK0_WINS)
+    if differing:
+        cfg = make_config(rank0, base=cfg)  # every rank goes on with rank 0's monitor and checkpoint settings
+        if info.is_main:
+            from us3l.cli_output import note
+
+            note(f"note: the training processes differ on {'; '.join(differing)}: only rank 0 acts on "
+                 f"{'this setting' if len(differing) == 1 else 'these settings'}, so rank 0's "
+                 f"{'value is' if len(differing) == 1 else 'values are'} used", markup=False)
     if cfg.threads == AUTO:  # resolved once and recorded in the saved config (a resume keeps the count)
         n = auto_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         cfg = replace(cfg, threads=n)
