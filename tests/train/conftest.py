@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,17 @@ def tiny_cfg(tiny_folder: Path, tmp_path: Path) -> Callable[..., TrainConfig]:
         return make_config(values)
 
     return make
+
+
+def killed_overwrite(run: Path, tag: str = "999999-0") -> dict[str, bytes]:
+    """What an --overwrite run killed (SIGKILL) before its first checkpoint leaves: the old run's files set aside
+    in .replaced-TAG (PID-TOKEN; the PID alone before), the new run's config and first metrics line in their
+    place. Returns the old files."""
+    old = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and not p.name.startswith(".")}
+    aside = run / f".replaced-{tag}"
+    aside.mkdir()
+    for name in old:
+        os.replace(run / name, aside / name)
+    (run / "config.yaml").write_text("epochs: 4\n")
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    return old

@@ -11,7 +11,7 @@ import yaml
 
 from us3l.cli import main
 
-from .conftest import TINY
+from .conftest import TINY, killed_overwrite
 
 
 def _config(tmp_path: Path, tiny_folder: Path, **extra: object) -> Path:
@@ -309,19 +309,6 @@ def test_a_resume_on_another_number_of_processes_says_the_batch_changed(
                      "an iteration now takes 4 images (it took 8) at the same learning rate\n") == 1, err
 
 
-def _killed_overwrite(run: Path, pid: int = 999999) -> dict[str, bytes]:
-    """What an --overwrite run killed (SIGKILL) before its first checkpoint leaves: the old run's files set aside
-    in .replaced-PID, the new run's config and first metrics line in their place. Returns the old files."""
-    old = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and not p.name.startswith(".")}
-    aside = run / f".replaced-{pid}"
-    aside.mkdir()
-    for name in old:
-        os.replace(run / name, aside / name)
-    (run / "config.yaml").write_text("epochs: 4\n")
-    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
-    return old
-
-
 def test_an_overwrite_killed_before_its_first_checkpoint_gives_the_old_run_back(
         tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-06: --overwrite sets the old run aside until the new one saves; a SIGKILL before that (the
@@ -329,7 +316,7 @@ def test_an_overwrite_killed_before_its_first_checkpoint_gives_the_old_run_back(
     folder held the metrics of a run with nothing to resume."""
     out = tmp_path / "run"
     assert main(["train", "--config", str(_config(tmp_path, tiny_folder)), "--out", str(out), "--quiet"]) == 0
-    old = _killed_overwrite(out)
+    old = killed_overwrite(out)
     capsys.readouterr()
     assert main(["train", "--resume", "--out", str(out), "--json"]) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["epochs"] == 4  # the old run, complete
@@ -337,9 +324,25 @@ def test_an_overwrite_killed_before_its_first_checkpoint_gives_the_old_run_back(
     assert (out / "checkpoint.safetensors").read_bytes() == old["checkpoint.safetensors"]
     assert (out / "metrics.jsonl").read_bytes() == old["metrics.jsonl"]
     # killed after the new run saved its checkpoint (before it dropped the old files): the old files go
-    _killed_overwrite(out, pid=999998)
+    killed_overwrite(out, tag="999998")
     for name, data in old.items():
         if name != "metrics.jsonl":
             (out / name).write_bytes(data)
     assert main(["train", "--resume", "--out", str(out), "--quiet"]) == 0
     assert not list(out.glob(".replaced-*"))
+
+
+def test_an_overwrite_killed_under_this_processs_pid_gives_the_old_run_back(
+        tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The set-aside folder was named by the PID alone, and one named by this process's PID was taken for its own
+    and left hidden. PIDs repeat (a container restarted after the SIGKILL often gives the job the same ones):
+    --resume then said the folder held a run stopped before its first checkpoint, and a new run into it would
+    have deleted the old checkpoint with its own set-aside folder at its first save."""
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(_config(tmp_path, tiny_folder)), "--out", str(out), "--quiet"]) == 0
+    old = killed_overwrite(out, tag=str(os.getpid()))
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--json"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["epochs"] == 4
+    assert not list(out.glob(".replaced-*"))
+    assert (out / "checkpoint.safetensors").read_bytes() == old["checkpoint.safetensors"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -244,6 +245,19 @@ def _role(i: int, n: int, w: float) -> str:
 #: put back if it ends before that (an error, Ctrl-C), so a failed start never costs the old run.
 _REPLACED = (ckpt.WEIGHTS_FILE, ckpt.META_FILE, ckpt.STATE_FILE, METRICS_FILE, ckpt.BN_STATS_FILE, CONFIG_FILE)
 _ASIDE_PREFIX = ".replaced-"
+#: This process's part of its set-aside folder's name beside its PID (``_aside``): PIDs repeat, in a container
+#: restarted after a SIGKILL often exactly, and a folder named by the PID alone was taken for this process's own.
+_ASIDE_TOKEN = secrets.token_hex(4)
+
+
+def _aside(run_dir: Path) -> Path:
+    """The folder in which this process's ``--overwrite`` sets the old run aside."""
+    return run_dir / f"{_ASIDE_PREFIX}{os.getpid()}-{_ASIDE_TOKEN}"
+
+
+def aside_folders(run_dir: Path) -> list[Path]:
+    """The set-aside folders of ``--overwrite`` runs in ``run_dir`` (this process's included)."""
+    return [p for p in run_dir.glob(f"{_ASIDE_PREFIX}*") if p.is_dir() and not p.is_symlink()]
 
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -269,7 +283,7 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             f"{run_dir} already holds a checkpoint; pass --resume to continue it, --overwrite to start over, "
             "or choose another --out"
         )
-    aside = run_dir / f"{_ASIDE_PREFIX}{os.getpid()}"
+    aside = _aside(run_dir)
     aside.mkdir(exist_ok=True)
     for name in _REPLACED:
         if (run_dir / name).exists():
@@ -279,7 +293,7 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 def _settle_replaced(run_dir: Path, aside: Path | None = None) -> None:
     """After an ``--overwrite`` run: drop the old files once the new run saved a checkpoint, else put them back.
     ``aside``: the folder they were set aside in (this process's by default)."""
-    aside = run_dir / f"{_ASIDE_PREFIX}{os.getpid()}" if aside is None else aside
+    aside = _aside(run_dir) if aside is None else aside
     if not aside.is_dir():
         return
     if (run_dir / ckpt.WEIGHTS_FILE).exists():
@@ -292,12 +306,12 @@ def _settle_replaced(run_dir: Path, aside: Path | None = None) -> None:
 
 def recover_replaced(run_dir: Path) -> None:
     """Settle what an ``--overwrite`` run killed before it could (SIGKILL: the OOM killer, torchrun stopping a
-    worker, a power loss) left set aside in ``run_dir/.replaced-PID``: put the old run back when the killed run
-    saved no checkpoint, else drop it, as the run itself would have done. The old checkpoint stayed hidden there,
-    and ``--resume`` answered that the folder held nothing to resume. Only with the folder's lock free (a run
-    holding it owns its folder); a no-op otherwise."""
-    mine = f"{_ASIDE_PREFIX}{os.getpid()}"
-    stale = [p for p in run_dir.glob(f"{_ASIDE_PREFIX}*") if p.name != mine and p.is_dir() and not p.is_symlink()]
+    worker, a power loss) left set aside in ``run_dir/.replaced-PID-TOKEN``: put the old run back when the killed
+    run saved no checkpoint, else drop it, as the run itself would have done. The old checkpoint stayed hidden
+    there, and ``--resume`` answered that the folder held nothing to resume. Only with the folder's lock free (a
+    run holding it owns its folder); a no-op otherwise."""
+    mine = _aside(run_dir)
+    stale = [p for p in aside_folders(run_dir) if p.name != mine.name]
     if not stale:
         return
     from us3l.locking import folder_lock
