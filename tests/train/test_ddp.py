@@ -274,3 +274,52 @@ def test_a_distributed_resume_finishes_a_cut_off_save_once(tiny_folder: Path, tm
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["epochs"] == 4
     assert ckpt.read_meta(out)["epoch"] == 4 and not list(out.glob(".*.tmp"))
+
+
+_RANK0_SETTLES_LAST = """
+import os, sys, time
+from pathlib import Path
+looked = Path(os.environ["RANK1_LOOKED"])
+if os.environ.get("RANK") == "1":  # rank 1 has read the run folder by the time it joins the group: it says so
+    from us3l.train import loop
+    join = loop.init_distributed
+    def joining(*args, **kwargs):
+        looked.touch()
+        return join(*args, **kwargs)
+    loop.init_distributed = joining
+else:  # rank 0 starts late: it settles the run folder after rank 1 has looked at it
+    deadline = time.monotonic() + 180
+    while not looked.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+from us3l.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_a_rank_that_looks_before_rank0_puts_a_killed_overwrites_run_back_resumes_it(tiny_folder: Path,
+                                                                                    tmp_path: Path) -> None:
+    """An --overwrite run killed before its first checkpoint leaves the old run in .replaced-*; rank 0 of the next
+    torchrun job puts it back, but rank 1 started on its own and could look first: it took the folder for one with
+    nothing to resume and resolved the command line as a new run's, so a flag a resume ignores (--epochs 3 against
+    schedule A) stopped it alone."""
+    from tests.train.conftest import killed_overwrite
+
+    out = tmp_path / "run"
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
+                                   "batch_size": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK1_LOOKED": str(tmp_path / "rank1-looked")}
+    train = [sys.executable, "-m", "us3l", "train", "--config", str(cfg), "--out", str(out)]
+    assert subprocess.run(train, env=env, capture_output=True, timeout=240).returncode == 0
+    old = killed_overwrite(out)
+    script = tmp_path / "rank0_settles_last.py"
+    script.write_text(_RANK0_SETTLES_LAST)
+    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
+           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--resume", "--out", str(out), "--epochs", "3",
+           "--json"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["epochs"] == 4  # the old run, complete
+    assert not list(out.glob(".replaced-*"))
+    assert (out / "checkpoint.safetensors").read_bytes() == old["checkpoint.safetensors"]

@@ -139,7 +139,8 @@ def train_cmd(
         from us3l.train.loop import recover_replaced
 
         recover_replaced(Path(run_out))
-    resuming = run_out is not None and _holds_run(run_out)
+    # rank 0 has settled the folder (above); another rank may look while rank 0 still puts files back
+    resuming = run_out is not None and (_holds_run(run_out) if env_rank == 0 else _will_hold_run(run_out))
     if resuming:  # the saved config wins: only what a resume keeps from the command line is checked and used
         from us3l.train.loop import RESUME_KEEPS
 
@@ -178,7 +179,7 @@ def train_cmd(
         raise typer.Exit(code)
     is_main = int(os.environ.get("RANK", "0")) == 0
     moved_data = str(cfg.data) if resume and given.get("data") is not None else None  # checked by the loop
-    shown = _resumed_view(cfg, config, given, moved_data, say=is_main) if resume else cfg
+    shown = _resumed_view(cfg, config, given, moved_data) if resume and is_main else cfg  # rank 0 prints it
     if is_main and not cfg.quiet and not json_out:
         note("[bold]resolved config[/]" + (" (the run's saved config: --resume continues it)" if shown is not cfg
                                            else ""))
@@ -214,14 +215,12 @@ def train_cmd(
     result(format_knn_table(run))
 
 
-def _resumed_view(
-    cfg: Any, config: Path | None, given: dict[str, Any], moved_data: str | None, say: bool = True
-) -> Any:
+def _resumed_view(cfg: Any, config: Path | None, given: dict[str, Any], moved_data: str | None) -> Any:
     """The config a ``--resume`` will really use (the run's saved one, ``moved_data`` replacing its data spec),
-    with a note naming every given setting it ignores (when ``say``: rank 0 only, every rank of a distributed
-    job computes the view); ``cfg`` itself when the run folder has no checkpoint to
-    resume. What it keeps from the command line: ``us3l.train.loop.RESUME_KEEPS`` and ``data`` (the same data set
-    moved elsewhere, checked against the checkpoint before training goes on)."""
+    with a note naming every given setting it ignores (rank 0 of a distributed job alone computes the view:
+    another rank may read the run folder while rank 0 settles it); ``cfg`` itself when the run folder has no
+    checkpoint to resume. What it keeps from the command line: ``us3l.train.loop.RESUME_KEEPS`` and ``data``
+    (the same data set moved elsewhere, checked against the checkpoint before training goes on)."""
     from us3l.checkpoint import META_FILE, read_meta
     from us3l.train.loop import RESUME_KEEPS, _resumed_config
 
@@ -238,7 +237,7 @@ def _resumed_view(
     ignored = [f"{k}={v!r}" for k, v in given.items() if k not in keeps and saved_value(k) != v]
     if config is not None:
         ignored.insert(0, f"--config {config}")
-    if ignored and say:
+    if ignored:
         note(f"note: --resume continues the run with its saved config; ignored: {', '.join(ignored)}", markup=False)
     return saved
 
@@ -254,11 +253,23 @@ def _check_data(cfg: Any, nproc: int) -> None:
     check_batches(len(train), cfg, nproc)
 
 
-def _holds_run(out: str) -> bool:
+def _holds_run(out: str | Path) -> bool:
     """Whether the run folder ``out`` holds a checkpoint (or its metadata) that ``--resume`` continues."""
     from us3l.checkpoint import META_FILE, WEIGHTS_FILE
 
     return (Path(out) / META_FILE).is_file() or (Path(out) / WEIGHTS_FILE).exists()
+
+
+def _will_hold_run(out: str) -> bool:
+    """``_holds_run(out)`` as it will be once rank 0 has settled the folder, for the other ranks of a torchrun job,
+    which start on their own and may look before or while rank 0 puts back what an ``--overwrite`` killed before
+    its first checkpoint set aside (``recover_replaced``). Such a rank took a folder that rank 0 then resumed for
+    an empty one and resolved the command line as a new run's: a flag a resume ignores (``--epochs 3`` against
+    schedule A) stopped it alone. The set-aside folders are looked at first: rank 0 moves files from there into
+    ``out``, never back, so a checkpoint moving meanwhile is found in one place or the other."""
+    from us3l.train.loop import aside_folders
+
+    return any(_holds_run(aside) for aside in aside_folders(Path(out))) or _holds_run(out)
 
 
 def _check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:
