@@ -29,7 +29,11 @@ def test_the_root_failure_is_the_worker_killed_not_the_peer_that_lost_it() -> No
 
     assert root_failure({0: F(timestamp=100, exitcode=1), 1: F(timestamp=100, exitcode=-9)})[0] == 1
     assert root_failure({0: F(timestamp=99, exitcode=1), 1: F(timestamp=100, exitcode=-9)})[0] == 0  # earlier
-    assert root_failure({0: F(timestamp=100, exitcode=-15), 1: F(timestamp=100, exitcode=1)})[0] == 0  # rank
+    # torchrun stops the others with SIGTERM once one has failed: the one that exited 1 (its own error line) is
+    # the failure; rank 0 was named, "killed by SIGTERM", exit status 143
+    assert root_failure({0: F(timestamp=100, exitcode=-15), 1: F(timestamp=100, exitcode=1)})[0] == 1
+    assert root_failure({0: F(timestamp=100, exitcode=-15), 1: F(timestamp=101, exitcode=1)})[0] == 0  # earlier
+    assert root_failure({0: F(timestamp=100, exitcode=1), 1: F(timestamp=100, exitcode=2)})[0] == 0  # rank
     assert root_failure({0: F(timestamp=100, exitcode=2), 1: F(timestamp=100, exitcode=-6)})[0] == 1
 
 

@@ -39,12 +39,15 @@ def root_failure(failures: Mapping[int, Any]) -> tuple[int, Any]:
     """The rank and failure (torchrun's ``ProcessFailure``: ``timestamp`` in whole seconds, ``exitcode``) that
     caused the others: the earliest; within the same second a worker killed by a signal other than SIGTERM
     (SIGKILL from the OOM killer, SIGABRT, SIGSEGV) before one that exited with an error status, which is how
-    its peers end once it is gone ("another training process is gone"), and then the lowest rank."""
+    its peers end once it is gone ("another training process is gone"), that before one killed by SIGTERM, which
+    is how torchrun stops the workers left once one has failed, and then the lowest rank. A rank 1 that stopped
+    alone with its own error line was followed by ``error: training process rank 0 was killed by SIGTERM`` and
+    exit status 143."""
 
     def order(rank: int) -> tuple[int, int, int]:
         code = int(failures[rank].exitcode)
-        by_signal = code < 0 and -code != signal.SIGTERM
-        return int(failures[rank].timestamp), 0 if by_signal else 1, rank
+        kind = 2 if code == -signal.SIGTERM else 0 if code < 0 else 1
+        return int(failures[rank].timestamp), kind, rank
 
     rank = min(failures, key=order)
     return rank, failures[rank]
