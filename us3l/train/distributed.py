@@ -131,15 +131,19 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         wait = join_timeout()
+        from torch.distributed import distributed_c10d as c10d
+
+        bounded = hasattr(c10d, "_set_pg_timeout")  # torch >= 2.3 (older: torch's timeout for the joining too)
         try:
-            dist.init_process_group(backend=backend, timeout=timedelta(seconds=wait))
+            dist.init_process_group(backend=backend, timeout=timedelta(seconds=wait) if bounded else None)
             dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
-        except dist.DistError as exc:
+        except RuntimeError as exc:  # torch's DistError (a store or socket timeout), or gloo's own
             why = " ".join(str(exc).split())[:200]
             raise US3LError(f"training process rank {rank} of {world}: the job's processes did not all join within "
                             f"{wait:g} s ({why}); start all {world} (torchrun does), check MASTER_ADDR and "
                             f"MASTER_PORT, or wait longer with {JOIN_TIMEOUT_ENV}=SECONDS") from None
-        _training_timeout(backend)
+        if bounded:
+            _training_timeout(backend)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
 
 
