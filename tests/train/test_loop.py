@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -341,3 +342,38 @@ def test_metrics_are_never_written_through_a_link_or_into_a_fifo(tiny_cfg, tmp_p
     with pytest.raises(US3LError, match=match):
         run_training(cfg, resume=resume)
     assert not victim.exists()
+
+
+@pytest.mark.parametrize("moved", range(6))
+def test_an_overwrite_stopped_while_it_puts_the_old_run_back_loses_none_of_it(tmp_path: Path, moved: int,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An --overwrite run that ends before its first checkpoint moves the old run's files back one by one; stopped
+    after ``moved`` of them (a second signal, a SIGKILL), the next us3l train settles the rest. Whether the new run
+    saved is read from the weights file in the run folder: put back before the others, it made the rest look like
+    the files of a replaced run, and they were deleted (the old checkpoint without its metadata and state)."""
+    from us3l.train import loop
+
+    run = tmp_path / "run"
+    run.mkdir()
+    old = {name: f"old {name}".encode() for name in loop._REPLACED}
+    for name, data in old.items():
+        (run / name).write_bytes(data)
+    loop._check_run_dir(run, resume=False, overwrite=True)  # the old run set aside
+    (run / "config.yaml").write_text("epochs: 4\n")  # the new run's first files
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    replace, calls = os.replace, []
+
+    def stopped(src: object, dst: object) -> None:
+        if len(calls) == moved:
+            raise KeyboardInterrupt
+        calls.append(src)
+        replace(src, dst)
+
+    monkeypatch.setattr(loop.os, "replace", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        loop._settle_replaced(run)
+    monkeypatch.setattr(loop.os, "replace", replace)
+    loop._aside(run).rename(run / ".replaced-1-stopped")  # left by a process that is gone
+    loop.recover_replaced(run)
+    assert {name: (run / name).read_bytes() for name in old} == old
+    assert not list(run.glob(".replaced-*"))

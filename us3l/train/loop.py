@@ -299,7 +299,9 @@ def _settle_replaced(run_dir: Path, aside: Path | None = None) -> None:
     if (run_dir / ckpt.WEIGHTS_FILE).exists():
         shutil.rmtree(aside, ignore_errors=True)
         return
-    for path in aside.iterdir():
+    # the weights last: until they are back, the next run's recover_replaced (this one stopped meanwhile) reads the
+    # folder as one whose new run saved nothing, and puts the rest back too (not: drops it as a replaced run's)
+    for path in sorted(aside.iterdir(), key=lambda p: p.name == ckpt.WEIGHTS_FILE):
         os.replace(path, run_dir / path.name)
     aside.rmdir()
 
