@@ -229,6 +229,43 @@ def test_ranks_may_differ_on_what_only_rank0_acts_on(tiny_folder: Path, tmp_path
     assert yaml.safe_load((out / "config.yaml").read_text())["save_every"] == 1
 
 
+@pytest.mark.slow
+def test_ranks_that_resume_other_checkpoints_stop_before_training(tiny_folder: Path, tmp_path: Path) -> None:
+    """Each rank resumes from its own --out (on several nodes, a node's own copy of the run folder). Two
+    checkpoints of the same config and epoch passed the comparison; DDP then copied rank 0's weights to every
+    rank, but each kept its own optimizer state. Now the checkpoints' weights digests are compared too."""
+    import shutil
+
+    import torch
+
+    from us3l import checkpoint as ckpt
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
+                                   "batch_size": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run, other = tmp_path / "run", tmp_path / "other"
+    train = [sys.executable, "-m", "us3l", "train", "--config", str(cfg), "--out", str(run)]
+    assert subprocess.run(train, env=env, capture_output=True, timeout=240).returncode == 0
+    shutil.copytree(run, other)  # then another checkpoint of the same run and epoch, saved as us3l saves
+    meta = ckpt.read_meta(other)
+    backbone = ckpt.read_tensors(other, ckpt.BACKBONE_PREFIX)
+    name = next(k for k, v in backbone.items() if v.is_floating_point() and v.dim() > 1)
+    backbone[name] = backbone[name] + 0.01
+    state = torch.load(other / ckpt.STATE_FILE, weights_only=True)
+    ckpt.save_checkpoint(other, backbone_state=backbone, train_tensors=ckpt.read_tensors(other, ckpt.TRAIN_PREFIX),
+                         meta={k: v for k, v in meta.items() if k != "weights_sha256"}, train_state=state)
+    script = tmp_path / "rank1_differs.py"
+    script.write_text(_RANK1_ARGS)
+    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
+           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--resume", "--out", str(run)]
+    proc = subprocess.run(cmd, env={**env, "RANK1_ARGS": f"--out|{other}"}, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "error: the training processes disagree on the config: rank 1 has resumed weights " in proc.stderr, \
+        proc.stderr[-3000:]
+
+
 _SLOW_RENAMES_ON_RANK0 = """
 import os, sys, time
 if os.environ.get("RANK") == "0":  # rank 0 renames late: rank 1 reaches the cut-off save first

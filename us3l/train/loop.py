@@ -445,7 +445,9 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     # every rank must train the same run: compared before any other collective (amp: auto agrees over ranks)
     rank0, differing = same_on_all_ranks(
         "the config", {**{k: v for k, v in cfg.to_dict().items() if k not in RANK_LOCAL},
-                       "resumed from epoch": resumed_meta["epoch"] if resumed_meta else None},
+                       "resumed from epoch": resumed_meta["epoch"] if resumed_meta else None,
+                       # the checkpoint itself: each rank reads its own --out (a node's own copy of the folder)
+                       "resumed weights": resumed_meta.get("weights_sha256") if resumed_meta else None},
         info, "give every process the same config file and flags (and the same run folder to --resume)", RANK0_WINS)
     if differing:
         cfg = make_config(rank0, base=cfg)  # every rank goes on with rank 0's monitor and checkpoint settings
