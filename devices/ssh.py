@@ -1,7 +1,8 @@
 """SSH transport (paramiko) with checked host keys, argv-built commands, timeouts and one-line errors.
 
-* Host keys: the device's ``known_hosts`` file (default ``~/.ssh/known_hosts``) is loaded and paramiko's
-  ``RejectPolicy`` refuses any host not in it; nothing is ever added silently.
+* Host keys: the device's ``known_hosts`` file (default ``~/.ssh/known_hosts``) decides as it does for OpenSSH's
+  ``ssh`` with strict host-key checking (``us3l.devices.known_hosts``: wildcards, negations, ``[host]:port``,
+  hashed names, ``@revoked``); a host it does not vouch for is refused, and nothing is ever added to it.
 * Commands are lists joined with ``shlex.join`` (every argument quoted), never formatted shell strings.
 * Every connect and command has a timeout; failures become ``US3LError`` with what to do next.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from us3l.devices.known_hosts import Decision, KnownHosts, Verdict, load_known_hosts
 from us3l.devices.spec import Reach
 from us3l.errors import MissingDependencyError, US3LError
 
@@ -83,9 +85,10 @@ class SSHSession:
         paramiko = _paramiko()
         reach = self.reach
         known_hosts = str(Path(reach.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser())
+        known = load_known_hosts(known_hosts)
         client = paramiko.SSHClient()
-        revoked, skipped = _load_known_hosts(paramiko, client, known_hosts) if Path(known_hosts).is_file() else ([], [])
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        # paramiko's own host keys stay empty: every server key goes to the policy, which decides as ssh does
+        client.set_missing_host_key_policy(_HostKeyPolicy(known, reach))
         key = str(Path(reach.key).expanduser()) if reach.key else None
         if key is not None and not Path(key).is_file():
             raise US3LError(f"SSH key file not found: {key}")
@@ -101,27 +104,17 @@ class SSHSession:
                 timeout=reach.connect_timeout_s,
                 banner_timeout=reach.connect_timeout_s,
                 auth_timeout=reach.connect_timeout_s,
+                transport_factory=_preferring(paramiko, known.preferred_key_types(str(reach.host), reach.port)),
             )
-        except paramiko.BadHostKeyException:
+        except US3LError:  # the policy refused the host key
             client.close()
-            raise US3LError(
-                f"host key of {target} does NOT match the one in {known_hosts}: refusing to connect "
-                f"(if the device was reinstalled, remove its old line with: ssh-keygen -R "
-                f"{shlex.quote(_known_hosts_name(reach))} -f {shlex.quote(known_hosts)})"
-            ) from None
+            raise
         except paramiko.AuthenticationException as exc:
             client.close()
             how = f"key {key}" if key else "the ssh agent / default keys in ~/.ssh"
             raise US3LError(f"SSH authentication failed for {target} with {how}: {exc}") from None
         except paramiko.SSHException as exc:
             client.close()
-            if "known_hosts" in str(exc) or "not found in" in str(exc):
-                unread = (f"; line(s) {', '.join(map(str, skipped[:5]))} of it could not be read and were skipped, "
-                          "as ssh skips them" if skipped else "")
-                raise US3LError(
-                    f"unknown SSH host key for {target} (not in {known_hosts}{unread}); verify the device, then add "
-                    f"its key: {keyscan_hint(reach, known_hosts)}"
-                ) from None
             if str(exc) == "No existing session":  # paramiko's word for a handshake the server never answered
                 raise US3LError(
                     f"SSH connection to {target} failed: the server sent its banner but did not finish the SSH "
@@ -136,10 +129,6 @@ class SSHSession:
         except OSError as exc:  # refused, no route, DNS failure, paramiko.NoValidConnectionsError
             client.close()
             raise US3LError(f"cannot reach {target}: {exc.strerror or exc}") from None
-        server_key = client.get_transport().get_remote_server_key()
-        if any(k.get_name() == server_key.get_name() and k.asbytes() == server_key.asbytes() for k in revoked):
-            client.close()
-            raise US3LError(f"host key of {target} is marked @revoked in {known_hosts}: refusing to connect")
         self.client = client
         return self
 
@@ -343,45 +332,58 @@ def exit_status(channel: Any, timeout: float) -> int:
     return int(channel.recv_exit_status())
 
 
-def _load_known_hosts(paramiko: Any, client: Any, path: str) -> tuple[list[Any], list[int]]:
-    """Load ``path`` into the client's host keys as OpenSSH reads it; returns the ``@revoked`` keys and the numbers
-    of the lines that could not be read.
-
-    paramiko's own loader fails at a marker line (``@cert-authority``, ``@revoked``), so one such line for any
-    other host would break every connection: certificate-authority lines are skipped (not used here), revoked
-    keys are returned (refused after the handshake), every other line is added with ``HostKeys.add``. A line that
-    cannot be read (a damaged key of any host) is skipped, as OpenSSH skips it: it was an error that refused every
-    device while ``ssh`` connected; skipping it trusts nothing more (an unknown host is still refused)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise US3LError(f"cannot read the known_hosts file {path}: {exc}") from None
-    keys, revoked, skipped = client.get_host_keys(), [], []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        marker, rest = ("", line) if not line.startswith("@") else (*line.split(maxsplit=1), "")[:2]
-        if marker not in ("", "@revoked"):
-            continue
-        try:
-            entry = paramiko.hostkeys.HostKeyEntry.from_line(rest.strip(), lineno)
-        except Exception:  # noqa: BLE001 - paramiko raises InvalidHostKey and others for a bad line
-            if not marker:
-                skipped.append(lineno)
-            continue  # skipped as OpenSSH does
-        if entry is None:
-            continue
-        if marker:
-            revoked.append(entry.key)
-        else:
-            for host in entry.hostnames:
-                keys.add(host, entry.key.get_name(), entry.key)
-    return revoked, skipped
+#: paramiko's host-key algorithms that are not named after their key type
+_KEY_TYPE_OF_ALGORITHM = {"rsa-sha2-512": "ssh-rsa", "rsa-sha2-256": "ssh-rsa"}
 
 
-def _known_hosts_name(reach: Reach) -> str:
-    return str(reach.host) if reach.port == 22 else f"[{reach.host}]:{reach.port}"
+def _preferring(paramiko: Any, key_types: tuple[str, ...]) -> Any:
+    """A paramiko ``Transport`` factory that asks the server for host keys of ``key_types`` first (paramiko's order
+    otherwise), as ssh orders its host-key algorithms by the keys it knows for the host."""
+
+    def make(sock: Any, **kwargs: Any) -> Any:
+        transport = paramiko.Transport(sock, **kwargs)
+        if key_types:
+            opts = transport.get_security_options()
+            opts.key_types = sorted(opts.key_types, key=lambda a: _KEY_TYPE_OF_ALGORITHM.get(a, a) not in key_types)
+        return transport
+
+    return make
+
+
+class _HostKeyPolicy:
+    """paramiko's missing-host-key policy, asked about every server key (paramiko's own host keys are left empty):
+    returns where ssh would accept the key, raises the one-line reason where it would refuse it."""
+
+    def __init__(self, known: KnownHosts, reach: Reach) -> None:
+        self.known = known
+        self.reach = reach
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        decision = self.known.decide(str(self.reach.host), self.reach.port, key.asbytes())
+        if decision.verdict is not Verdict.OK:
+            raise US3LError(_refusal(decision, self.known, self.reach))
+
+
+def _refusal(decision: Decision, known: KnownHosts, reach: Reach) -> str:
+    """The error line for a refused host key."""
+    target, path = reach.url, known.path
+    verdict, name, lines, ca_lines = decision.verdict, decision.name, decision.lines, decision.ca_lines
+    if verdict is Verdict.REVOKED:
+        return f"host key of {target} is marked @revoked in {path} ({_line_list(lines)}): refusing to connect"
+    if verdict is Verdict.CHANGED:
+        return (f"host key of {target} does NOT match the one in {path} ({_line_list(lines)}, for {name}): refusing "
+                f"to connect (if the device was reinstalled, correct that line; a line of its own goes with: "
+                f"ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(path)})")
+    unread = (f"; line(s) {', '.join(map(str, known.skipped[:5]))} of it could not be read and were skipped, "
+              "as ssh skips them" if known.skipped else "")
+    ca = (f"; {_line_list(ca_lines[:5])} name it only as @cert-authority, for host certificates, which us3l does "
+          "not check" if ca_lines else "")
+    return (f"unknown SSH host key for {target} (not in {path}{unread}{ca}); verify the device, then add its key: "
+            f"{keyscan_hint(reach, path)}")
+
+
+def _line_list(lines: tuple[int, ...]) -> str:
+    return f"line {lines[0]}" if len(lines) == 1 else f"lines {', '.join(map(str, lines))}"
 
 
 def _last_line(text: str) -> str:

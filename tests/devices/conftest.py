@@ -1,9 +1,9 @@
 """A real OpenSSH server on 127.0.0.1 for the SSH end-to-end tests (skipped when /usr/sbin/sshd is absent).
 
-The fixture generates a host key and a client key in ``tmp_path``, writes an ``sshd_config`` (free port,
-``ListenAddress 127.0.0.1``, ``AuthorizedKeysFile`` and ``PidFile`` in ``tmp_path``, ``StrictModes no``,
-``UsePAM no``, ``SetEnv TMPDIR`` to a private folder), starts ``/usr/sbin/sshd -D -e -f CONFIG`` and stops it
-at teardown.
+The fixture generates two host keys (Ed25519 and ECDSA) and a client key in ``tmp_path``, writes an
+``sshd_config`` (free port, ``ListenAddress 127.0.0.1``, ``AuthorizedKeysFile`` and ``PidFile`` in ``tmp_path``,
+``StrictModes no``, ``UsePAM no``, ``SetEnv TMPDIR`` to a private folder), starts ``/usr/sbin/sshd -D -e -f CONFIG``
+and stops it at teardown.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class LoopbackSSH:
     host_pubkey: str
     python: str
     tmp: Path
+    host_ecdsa_pubkey: str = ""  # the server's second host key ("type base64")
 
     @property
     def remote_tmp(self) -> Path:
@@ -81,8 +82,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+def _keygen(path: Path, kind: str = "ed25519") -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +96,16 @@ def loopback_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackS
         if not Path("/run/sshd").is_dir():
             pytest.skip("sshd needs /run/sshd and it cannot be created here (run: mkdir -p /run/sshd)")
     tmp = tmp_path_factory.mktemp("sshd")
-    host_key, client_key = tmp / "host_ed25519", tmp / "id_ed25519"
+    host_key, host_ecdsa, client_key = tmp / "host_ed25519", tmp / "host_ecdsa", tmp / "id_ed25519"
     _keygen(host_key)
+    _keygen(host_ecdsa, "ecdsa")  # a second host key: the server offers Ed25519 first, ECDSA when asked for it
     _keygen(client_key)
     (tmp / "authorized_keys").write_text((tmp / "id_ed25519.pub").read_text())
     port = free_port()
     config = tmp / "sshd_config"
     config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {tmp}/authorized_keys\n"
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nHostKey {host_ecdsa}\n"
+        f"AuthorizedKeysFile {tmp}/authorized_keys\n"
         f"PidFile {tmp}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
         "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
@@ -126,8 +129,9 @@ def loopback_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackS
                 if time.monotonic() > deadline:
                     pytest.fail("sshd did not open its port within 15 s")
                 time.sleep(0.1)
+        ecdsa_pub = (tmp / "host_ecdsa.pub").read_text().split()
         yield LoopbackSSH(port, getpass.getuser(), client_key, known_hosts, f"{host_pub[0]} {host_pub[1]}",
-                          sys.executable, tmp)
+                          sys.executable, tmp, f"{ecdsa_pub[0]} {ecdsa_pub[1]}")
     finally:
         proc.terminate()
         try:

@@ -1,0 +1,115 @@
+"""Host-key checking against a real sshd on 127.0.0.1: every known_hosts form decides as OpenSSH's ``ssh`` does.
+
+Red-team 2026-12-06: paramiko's ``HostKeys`` (what us3l used) matched exact and hashed names only and kept one key
+per name and type. A key vouched for by ``*`` or ``[10.0.0.?]:2222``, by a plain ``host`` line on another port, or
+by the second of two lines was refused while ``ssh`` connected; a ``@revoked`` line for another host refused the
+device; and ``host,!host`` was accepted where ``ssh`` refuses. Each case below is checked against the expected
+outcome and, where the ``ssh`` client is installed, against ``ssh`` itself with the same file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from us3l.devices.spec import load_device_file
+from us3l.devices.ssh import SSHSession
+from us3l.errors import US3LError
+
+from .conftest import LoopbackSSH
+
+H = "127.0.0.1"
+
+
+def _other_key(tmp_path: Path) -> str:
+    """The public half ("type base64") of a fresh Ed25519 key that is not the server's."""
+    path = tmp_path / "not_the_host_key"
+    if not path.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return " ".join(Path(f"{path}.pub").read_text().split()[:2])
+
+
+def _hashed(name: str) -> str:
+    """``name`` hashed as ``ssh-keygen -H`` writes it (``|1|salt|HMAC-SHA1(salt, name)``)."""
+    salt = hashlib.sha1(name.encode()).digest()  # any 20 bytes
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+# (case, known_hosts lines, the refusal's message or None where the key is accepted). In the lines: {port} is the
+# sshd's port, {ed} its Ed25519 key, {ecdsa} its ECDSA key, {other} a key that is not the server's.
+CASES = [
+    ("exact [host]:port", ["[{h}]:{port} {ed}"], None),
+    ("wildcard *", ["* {ed}"], None),
+    ("wildcard ? in [host]:port", ["[127.0.0.?]:{port} {ed}"], None),
+    ("wildcard in the port", ["[{h}]:*  {ed}"], None),
+    ("comma list", ["pi.lab,[{h}]:{port},10.0.0.1 {ed}"], None),
+    ("hashed [host]:port", ["{hashed_port} {ed}"], None),
+    ("plain host, ssh's retry without the port", ["{h} {ed}"], None),
+    ("hashed plain host, ssh's retry without the port", ["{hashed_host} {ed}"], None),
+    ("the second of two keys for the host", ["[{h}]:{port} {other}", "[{h}]:{port} {ed}"], None),
+    ("the first of two keys for the host", ["[{h}]:{port} {ed}", "[{h}]:{port} {other}"], None),
+    ("known by its ECDSA key only, through a wildcard", ["[127.0.0.*]:{port} {ecdsa}"], None),
+    ("@revoked for another host", ["[{h}]:{port} {ed}", "@revoked pi.lab {ed}"], None),
+    ("@revoked for the plain host, accepted for [host]:port", ["[{h}]:{port} {ed}", "@revoked {h} {ed}"], None),
+    ("@revoked negated for this host", ["* {ed}", "@revoked *,!{h},![{h}]:{port} {ed}"], None),
+    ("another key type @revoked", ["* {ed}", "@revoked * {ecdsa}"], None),
+    ("@cert-authority for other hosts, the key on its own line", ["@cert-authority *.lab {other}", "* {ed}"], None),
+    ("a negated name is not matched", ["[{h}]:{port},![{h}]:{port} {ed}"], "unknown SSH host key"),
+    ("negated among wildcards", ["*,![{h}]:*,!{h} {ed}"], "unknown SSH host key"),
+    ("another port only", ["[{h}]:2222 {ed}", "[{h}]:{port}0 {ed}"], "unknown SSH host key"),
+    ("another host only", ["127.0.0.2 {ed}", "[127.0.0.1?]:{port} {ed}"], "unknown SSH host key"),
+    ("revoked even though a wildcard line accepts it", ["[127.*]:{port} {ed}", "@revoked * {ed}"],
+     r"is marked @revoked in .* \(line 2\)"),
+    ("revoked for the plain host, found by the retry", ["{h} {ed}", "@revoked {h} {ed}"], "is marked @revoked"),
+    ("[host]:port names another key: no retry with the plain host", ["[{h}]:{port} {other}", "{h} {ed}"],
+     r"does NOT match the one in .* \(line 1, for \[127\.0\.0\.1\]:\d+\)"),
+    ("a wildcard line with another key", ["[127.0.0.?]:* {other}"], "does NOT match"),
+    ("only a @cert-authority for the host", ["@cert-authority * {ed}"],
+     "line 1 name it only as @cert-authority, for host certificates, which us3l does not check"),
+    ("an unknown marker", ["@trusted * {ed}"], r"line\(s\) 1 of it could not be read"),
+    ("a key whose type field lies", ["* ssh-rsa {ed_blob}"], r"line\(s\) 1 of it could not be read"),
+]
+
+
+def _known_hosts(ssh: LoopbackSSH, tmp_path: Path, lines: list[str]) -> Path:
+    values = {
+        "h": H, "port": ssh.port, "ed": ssh.host_pubkey, "ecdsa": ssh.host_ecdsa_pubkey,
+        "other": _other_key(tmp_path), "ed_blob": ssh.host_pubkey.split()[1],
+        "hashed_port": _hashed(f"[{H}]:{ssh.port}"), "hashed_host": _hashed(H),
+    }
+    path = tmp_path / "known_hosts"
+    path.write_text("".join(line.format(**values) + "\n" for line in lines))
+    return path
+
+
+def _openssh_accepts(ssh: LoopbackSSH, known_hosts: Path) -> bool:
+    """Whether OpenSSH's ``ssh`` (strict host-key checking, this file only) connects."""
+    argv = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "-i", str(ssh.key), "-p", str(ssh.port),
+            f"{ssh.user}@{H}", "true"]
+    return subprocess.run(argv, capture_output=True, timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize(("case", "lines", "refusal"), CASES, ids=[c[0] for c in CASES])
+def test_known_hosts_forms_decide_as_openssh_does(loopback_ssh, tmp_path, case, lines, refusal):
+    kh = _known_hosts(loopback_ssh, tmp_path, lines)
+    dev = tmp_path / "dev.toml"
+    dev.write_text(loopback_ssh.device_toml(known_hosts=kh))
+    reach = load_device_file(dev).reach
+    if refusal is None:
+        with SSHSession(reach) as session:
+            assert session.run(["echo", "hi"]).stdout == "hi\n"
+    else:
+        with pytest.raises(US3LError, match=refusal) as info:
+            SSHSession(reach).connect()
+        assert "\n" not in str(info.value)
+    if shutil.which("ssh") is not None:
+        assert _openssh_accepts(loopback_ssh, kh) == (refusal is None), f"ssh decides otherwise: {case}"
