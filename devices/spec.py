@@ -44,6 +44,7 @@ A device file looks like this (every key but ``name`` and ``backends`` is option
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import sys
@@ -180,6 +181,39 @@ class DeviceSpec:
         }
 
 
+#: Longest a timeout may be: more does not fit the platform's time_t once added to the clock (1e10 s raised
+#: OverflowError out of the first remote command), and no SSH answer is worth waiting a day for.
+MAX_TIMEOUT_S = 86400.0
+#: A device file is a few hundred bytes; anything near this is not one (read_input_text would take 64 MiB).
+MAX_DEVICE_FILE_BYTES = 1 << 20
+MAX_DESCRIPTION = 500
+_USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*[$]?$")
+_OPENVINO_DEVICE_RE = re.compile(r"^[A-Z][A-Z0-9_.]*(?::[A-Z0-9_.(),]+)?$")
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
+def _check_host_name(host: str, url: str) -> None:
+    """``host`` (as ``urlsplit`` gives it: lowercase, IPv6 without brackets) is a host name or an IP address; a
+    leading '-' would make the ``ssh-keyscan`` command us3l suggests read it as an option."""
+    if ":" in host:  # IPv6 (urlsplit found it in brackets), an optional %zone after it
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f"host in {url!r} is not an IPv6 address: {host!r}") from None
+        return
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(
+        label and not label.startswith("-") and all(c.isalnum() or c in "-_" for c in label) for label in labels
+    ):
+        raise ValueError(
+            f"host in {url!r} must be a host name (dot-separated letters, digits, '-' and '_', no part starting "
+            "with '-') or an IP address"
+        )
+
+
 def parse_host(url: str) -> tuple[str, str | None, str | None, int]:
     """``"local"`` or ``"ssh://[user@]host[:port]"`` -> ``(kind, user, host, port)``; ValueError otherwise."""
     url = url.strip()
@@ -187,18 +221,29 @@ def parse_host(url: str) -> tuple[str, str | None, str | None, int]:
         return "local", None, None, 22
     if not url.startswith("ssh://"):
         raise ValueError(f"host must be 'local' or 'ssh://user@host[:port]', got {url!r}")
-    parts = urlsplit(url)
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+    if _has_control(url) or any(c.isspace() for c in url):  # urlsplit drops tabs and newlines without a word
+        raise ValueError(f"host must be 'ssh://user@host[:port]' without blanks or control characters, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ValueError(f"host {url!r} is not a valid ssh:// URL ({exc})") from None
+    if not hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"host must be 'ssh://user@host[:port]', got {url!r}")
     if parts.password is not None:
         raise ValueError(f"no passwords in host URLs (use a key file: [reach] key), got {parts.username}:***")
+    if parts.username is not None and not _USER_RE.match(parts.username):
+        raise ValueError(
+            f"user in {url!r} must be a login name (letters, digits, '.', '_', '-', not first), got {parts.username!r}"
+        )
+    _check_host_name(hostname, url)
     try:
         port = 22 if parts.port is None else parts.port
     except ValueError:
         raise ValueError(f"bad port in {url!r}") from None
     if not 1 <= port <= 65535:
         raise ValueError(f"bad port in {url!r}: must be 1 to 65535")
-    return "ssh", parts.username, parts.hostname, port
+    return "ssh", parts.username, hostname, port
 
 
 def _expect(d: dict[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
@@ -254,6 +299,9 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
         kw["description"] = _expect(d, "description", str, where)
         if any(unicodedata.category(c) == "Cc" for c in kw["description"]):  # ESC sequences would reach terminals
             raise US3LError(f"{where}: 'description' must not contain control characters")
+        if len(kw["description"]) > MAX_DESCRIPTION:  # it is copied into every profile and table row
+            raise US3LError(f"{where}: 'description' must be at most {MAX_DESCRIPTION} characters, "
+                            f"got {len(kw['description'])}")
     if "precision" in d:
         kw["precision"] = _expect(d, "precision", str, where)
         if kw["precision"] not in PRECISIONS:
@@ -265,7 +313,10 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
                 raise US3LError(f"{where}: '{key}' must be 1 to {most}, got {value}")
             kw[key] = value
     if "openvino_device" in d:
-        kw["openvino_device"] = _expect(d, "openvino_device", str, where).upper()
+        kw["openvino_device"] = _expect(d, "openvino_device", str, where).strip().upper()
+        if not _OPENVINO_DEVICE_RE.match(kw["openvino_device"]):
+            raise US3LError(f"{where}: 'openvino_device' must be an OpenVINO device name (CPU, GPU, GPU.1, NPU, "
+                            f"AUTO:GPU,CPU), got {d['openvino_device']!r:.80}")
     if "max_memory_mb" in d:
         value = float(_expect(d, "max_memory_mb", (int, float), where))
         if not (math.isfinite(value) and value > 0):
@@ -339,12 +390,19 @@ def _reach_from_dict(r: dict[str, Any], where: str) -> Reach:
     changes: dict[str, Any] = {}
     for key in ("key", "known_hosts", "python"):
         if key in r:
-            changes[key] = _expect(r, key, str, where)
+            value = _expect(r, key, str, where)
+            if not value.strip() or _has_control(value):  # "" read as "not set": the agent's keys, silently
+                what = "program name or path" if key == "python" else "path"
+                raise US3LError(f"{where}: '{key}' must be a {what} (not empty, no control characters), "
+                                f"got {value!r:.80}")
+            changes[key] = value
     for key in ("connect_timeout_s", "command_timeout_s"):
         if key in r:
             value = float(_expect(r, key, (int, float), where))
             if not (math.isfinite(value) and value > 0):  # nan/inf would make every network wait unbounded
                 raise US3LError(f"{where}: '{key}' must be a finite number of seconds > 0, got {value!r}")
+            if value > MAX_TIMEOUT_S:  # 1e10 s: OverflowError (a traceback) out of the first remote command
+                raise US3LError(f"{where}: '{key}' must be at most {MAX_TIMEOUT_S:g} seconds (a day), got {value!r}")
             changes[key] = value
     return replace(reach, **changes)
 
@@ -352,7 +410,7 @@ def _reach_from_dict(r: dict[str, Any], where: str) -> Reach:
 def load_device_file(path: str | Path) -> DeviceSpec:
     """Read and validate one device TOML file."""
     path = Path(path).expanduser()
-    text = read_input_text(path, "device file")
+    text = read_input_text(path, "device file", MAX_DEVICE_FILE_BYTES)
     if tomllib is None:  # pragma: no cover
         raise US3LError("reading device files on Python 3.10 needs the 'tomli' package: pip install tomli")
     try:

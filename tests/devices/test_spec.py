@@ -322,3 +322,73 @@ def test_a_device_file_nested_too_deep_is_one_line(tmp_path, capsys) -> None:
         load_device_file(dev)
     assert main(["devices", "--device-file", str(dev)]) == 1
     assert capsys.readouterr().err == f"error: device file {dev} is not valid TOML: nested too deep\n"
+
+
+_ODD = 'name = "x"\nbackends = ["onnx", "openvino"]\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # urlsplit dropped the newline and tab without a word: "ssh://pi@bo\nard" reached "board"
+        (_ODD + '[reach]\nhost = "ssh://pi@bo\\nard"\n', "without blanks or control characters"),
+        (_ODD + '[reach]\nhost = "ssh://pi@bo\\tard"\n', "without blanks or control characters"),
+        (_ODD + '[reach]\nhost = "ssh://pi@bo ard"\n', "without blanks or control characters"),
+        (_ODD + '[reach]\nhost = "ssh://pi@bo\\u0007ard"\n', "without blanks or control characters"),
+        # a leading '-' made the suggested `ssh-keyscan -p 22 -oProxyCommand=...` read the host as an option
+        (_ODD + '[reach]\nhost = "ssh://-oProxyCommand=x"\n', "must be a host name"),
+        (_ODD + '[reach]\nhost = "ssh://pi@-board"\n', "no part starting with '-'"),
+        (_ODD + '[reach]\nhost = "ssh://pi@board..lan"\n', "must be a host name"),
+        (_ODD + '[reach]\nhost = "ssh://pi@board%0a"\n', "must be a host name"),
+        (_ODD + '[reach]\nhost = "ssh://pi@[::1"\n', r"is not a valid ssh:// URL \(Invalid IPv6 URL\)"),
+        (_ODD + '[reach]\nhost = "ssh://pi@[::g]:22"\n', "is not a valid ssh:// URL"),
+        (_ODD + '[reach]\nhost = "ssh://@board"\n', "user in .* must be a login name"),  # logged in as ""
+        (_ODD + '[reach]\nhost = "ssh://-oX@board"\n', "user in .* must be a login name"),
+        (_ODD + '[reach]\nhost = "ssh://pi%40lab@board"\n', "user in .* must be a login name"),
+        # an empty key was read as "not set" (the agent's keys, silently); a NUL reached the file system
+        (_ODD + '[reach]\nkey = ""\n', "'key' must be a path"),
+        (_ODD + '[reach]\nknown_hosts = "kh\\u0000x"\n', "'known_hosts' must be a path"),
+        (_ODD + '[reach]\npython = " "\n', "'python' must be a program name or path"),
+        # 1e10 s passed validation and raised OverflowError (a traceback) out of the first remote command
+        (_ODD + '[reach]\nconnect_timeout_s = 1e10\n', r"'connect_timeout_s' must be at most 86400 seconds"),
+        (_ODD + '[reach]\ncommand_timeout_s = 1e300\n', r"'command_timeout_s' must be at most 86400 seconds"),
+        (_ODD + 'openvino_device = ""\n', "'openvino_device' must be an OpenVINO device name"),
+        (_ODD + 'openvino_device = "GPU; rm -rf ~"\n', "'openvino_device' must be an OpenVINO device name"),
+        (_ODD + f'description = "{"d" * 501}"\n', "'description' must be at most 500 characters, got 501"),
+    ],
+)
+def test_odd_device_file_values_are_one_line_errors(tmp_path, capsys, text, message):
+    """Red-team 2026-12-06: each of these was accepted, and failed later (or silently did something else)."""
+    dev = tmp_path / "odd.toml"
+    dev.write_text(text)
+    with pytest.raises(US3LError, match=message):
+        load_device_file(dev)
+    assert main(["devices", "--device-file", str(dev)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: device file {dev}") and err.count("\n") == 1, err
+
+
+def test_usual_hosts_and_openvino_devices_still_read(tmp_path):
+    dev = tmp_path / "ok.toml"
+    for host, user, name, port in [("ssh://pi@raspberrypi.local", "pi", "raspberrypi.local", 22),
+                                   ("ssh://u_1@[::1]:2222", "u_1", "::1", 2222),
+                                   ("ssh://Jet.Son-1.lan.:22", None, "jet.son-1.lan.", 22),
+                                   ("ssh://nvidia@10.0.0.7:2200", "nvidia", "10.0.0.7", 2200)]:
+        assert parse_host(host) == ("ssh", user, name, port)
+    for given, read in [("gpu.1", "GPU.1"), ("AUTO:GPU,CPU", "AUTO:GPU,CPU"), ("NPU", "NPU"), ("BATCH:GPU(4)",
+                                                                                               "BATCH:GPU(4)")]:
+        dev.write_text(_ODD + f'openvino_device = "{given}"\n')
+        assert load_device_file(dev).openvino_device == read
+
+
+def test_a_device_file_over_a_mebibyte_is_refused_before_parsing(tmp_path, capsys):
+    """It was read (up to 64 MiB) and a 50 MiB description went into every profile and table."""
+    dev = tmp_path / "big.toml"
+    dev.write_text(_ODD + "# " + "x" * (1 << 20) + "\n")
+    assert main(["devices", "--device-file", str(dev)]) == 1
+    assert capsys.readouterr().err == f"error: device file {dev} is larger than 1 MiB; it is not a us3l device file\n"
+
+
+def test_a_bad_host_flag_is_one_line(capsys):
+    assert main(["devices", "--device", "raspberry-pi-5", "--host", "ssh://pi@[::1"]) == 1
+    assert capsys.readouterr().err == "error: host 'ssh://pi@[::1' is not a valid ssh:// URL (Invalid IPv6 URL)\n"
