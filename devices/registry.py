@@ -1,8 +1,8 @@
 """Device registry: the built-in device files plus the user's own, looked up by name.
 
 Order of precedence (a later source replaces a device of the same name): built-ins
-(``devices/builtin/*.toml``), then the user folder (``$US3L_DEVICES_DIR`` or ``~/.config/us3l/devices/``),
-then an explicit ``--device-file``.
+(``devices/builtin/*.toml``), then the user folder (``$US3L_DEVICES_DIR`` or ``~/.config/us3l/devices/``; its
+hidden ``.*.toml`` files are not read), then an explicit ``--device-file``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def _load_dir(folder: Path, builtin: bool) -> dict[str, DeviceSpec]:
     if not folder.is_dir():
         return found
     for path in sorted(folder.glob("*.toml")):
+        if path.name.startswith("."):  # an editor's lock or backup (Emacs: a dangling link ".#mine.toml")
+            continue
         spec = load_device_file(path)
         if builtin:
             spec = replace(spec, source=f"built-in ({path.name})")

@@ -392,3 +392,15 @@ def test_a_device_file_over_a_mebibyte_is_refused_before_parsing(tmp_path, capsy
 def test_a_bad_host_flag_is_one_line(capsys):
     assert main(["devices", "--device", "raspberry-pi-5", "--host", "ssh://pi@[::1"]) == 1
     assert capsys.readouterr().err == "error: host 'ssh://pi@[::1' is not a valid ssh:// URL (Invalid IPv6 URL)\n"
+
+
+def test_hidden_files_in_the_devices_folder_are_not_device_files(tmp_path, monkeypatch, capsys):
+    """Red-team 2026-12-06: Emacs keeps a dangling link ``.#mine.toml`` beside a file being edited; every command
+    that reads the folder failed with "error: device file not found: .../.#mine.toml" until the editor closed."""
+    (tmp_path / "mine.toml").write_text('name = "mine"\nbackends = ["onnx"]\n')
+    (tmp_path / ".#mine.toml").symlink_to("user@host.1234:1700000000")
+    (tmp_path / ".mine.toml").write_text("not toml at all")
+    monkeypatch.setenv("US3L_DEVICES_DIR", str(tmp_path))
+    assert main(["devices", "--device", "mine", "--json"]) == 0
+    (dev,) = json.loads(capsys.readouterr().out)["devices"]
+    assert dev["source"] == str(tmp_path / "mine.toml")
