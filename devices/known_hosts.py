@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -48,13 +49,19 @@ class Verdict(Enum):
 
 @dataclass(frozen=True)
 class Entry:
-    """One readable line: its marker ("" for none), its hostnames field as written and its public key blob."""
+    """One readable line: its file and number, its marker ("" for none), its hostnames field as written and its
+    public key blob."""
 
+    path: str
     lineno: int
     marker: str
     hosts: str
     key_type: str
     blob: bytes
+
+    @property
+    def ref(self) -> LineRef:
+        return (self.path, self.lineno)
 
     def names(self, name: str) -> bool:
         """Whether this line names ``name`` (a host, or ``[host]:port``)."""
@@ -63,24 +70,30 @@ class Entry:
         return pattern_list_matches(name, self.hosts)
 
 
+#: A line of a file: (path, line number).
+LineRef = tuple[str, int]
+
+
 @dataclass(frozen=True)
 class Decision:
-    """The verdict, the name it was reached for, and the numbers of the lines that decided it."""
+    """The verdict, the name it was reached for, and the lines that decided it."""
 
     verdict: Verdict
     name: str
-    lines: tuple[int, ...] = ()
+    lines: tuple[LineRef, ...] = ()
     #: ``@cert-authority`` lines naming the host: only a host certificate could use them, and us3l asks for none
-    ca_lines: tuple[int, ...] = ()
+    ca_lines: tuple[LineRef, ...] = ()
 
 
 @dataclass(frozen=True)
 class KnownHosts:
-    """The readable lines of one file, and the numbers of the lines skipped as unreadable."""
+    """The readable lines of the files ``ssh`` would read (in order; as one set, as ``ssh`` takes them), the lines
+    skipped as unreadable, and which of the files exist."""
 
-    path: str
+    paths: tuple[str, ...]
     entries: tuple[Entry, ...] = ()
-    skipped: tuple[int, ...] = ()
+    skipped: tuple[LineRef, ...] = ()
+    found: tuple[str, ...] = ()
 
     def decide(self, host: str, port: int, blob: bytes) -> Decision:
         """Whether ``ssh`` would accept the server key ``blob`` (its public-key encoding) of ``host:port``."""
@@ -90,7 +103,7 @@ class KnownHosts:
             fallback = self._decide_for(host.lower(), blob)
             if fallback.verdict is not Verdict.NEW:
                 return fallback
-            return Decision(Verdict.NEW, name, ca_lines=tuple(sorted({*decision.ca_lines, *fallback.ca_lines})))
+            return Decision(Verdict.NEW, name, ca_lines=tuple(dict.fromkeys(decision.ca_lines + fallback.ca_lines)))
         return decision
 
     def preferred_key_types(self, host: str, port: int) -> tuple[str, ...]:
@@ -102,16 +115,16 @@ class KnownHosts:
 
     def _decide_for(self, name: str, blob: bytes) -> Decision:
         naming = [e for e in self.entries if e.names(name)]
-        ca = tuple(e.lineno for e in naming if e.marker == CERT_AUTHORITY)
-        revoked = tuple(e.lineno for e in naming if e.marker == REVOKED and e.blob == blob)
+        ca = tuple(e.ref for e in naming if e.marker == CERT_AUTHORITY)
+        revoked = tuple(e.ref for e in naming if e.marker == REVOKED and e.blob == blob)
         if revoked:
             return Decision(Verdict.REVOKED, name, revoked, ca)
         plain = [e for e in naming if not e.marker]
-        accepted = tuple(e.lineno for e in plain if e.blob == blob)
+        accepted = tuple(e.ref for e in plain if e.blob == blob)
         if accepted:
             return Decision(Verdict.OK, name, accepted, ca)
         if plain:
-            return Decision(Verdict.CHANGED, name, tuple(e.lineno for e in plain), ca)
+            return Decision(Verdict.CHANGED, name, tuple(e.ref for e in plain), ca)
         return Decision(Verdict.NEW, name, (), ca)
 
 
@@ -211,7 +224,7 @@ def _read_key(key_type: str, b64: str) -> bytes | None:
     return blob if rest else None
 
 
-def _read_line(raw: str, lineno: int) -> Entry | None | bool:
+def _read_line(raw: str, path: str, lineno: int) -> Entry | None | bool:
     """The entry of one line; None for a blank or comment line; False for a line that cannot be read."""
     fields = raw.replace("\t", " ").strip(" \r").split(" ")
     fields = [f for f in fields if f]
@@ -230,30 +243,38 @@ def _read_line(raw: str, lineno: int) -> Entry | None | bool:
     blob = _read_key(key_type, b64)
     if blob is None:
         return False
-    return Entry(lineno, marker, hosts, key_type, blob)
+    return Entry(path, lineno, marker, hosts, key_type, blob)
 
 
 def parse_known_hosts(text: str, path: str) -> KnownHosts:
-    """The readable lines of ``text`` (a known_hosts file's content) and the numbers of the unreadable ones."""
+    """The readable lines of ``text`` (a known_hosts file's content) and the unreadable ones."""
     entries: list[Entry] = []
-    skipped: list[int] = []
+    skipped: list[LineRef] = []
     for lineno, raw in enumerate(text.split("\n"), 1):  # ssh ends lines at newlines only
-        entry = _read_line(raw, lineno)
+        entry = _read_line(raw, path, lineno)
         if entry is False:
-            skipped.append(lineno)
+            skipped.append((path, lineno))
         elif isinstance(entry, Entry):
             entries.append(entry)
-    return KnownHosts(path, tuple(entries), tuple(skipped))
+    return KnownHosts((path,), tuple(entries), tuple(skipped), (path,))
 
 
-def load_known_hosts(path: str) -> KnownHosts:
-    """The file at ``path`` read as ``ssh`` reads it; no file is an empty one (every host is unknown)."""
-    p = Path(path)
-    if not p.is_file():
-        return KnownHosts(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise US3LError(f"cannot read the known_hosts file {path}: {exc.strerror or exc}") from None
-    # a byte that is not UTF-8 (a comment in Latin-1) cannot make a host name match: it is kept, escaped
-    return parse_known_hosts(data.decode("utf-8", errors="surrogateescape"), path)
+def load_known_hosts(paths: Sequence[str]) -> KnownHosts:
+    """The files at ``paths`` read as ``ssh`` reads them, as one set; a missing file is an empty one."""
+    entries: list[Entry] = []
+    skipped: list[LineRef] = []
+    found: list[str] = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            continue
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise US3LError(f"cannot read the known_hosts file {path}: {exc.strerror or exc}") from None
+        # a byte that is not UTF-8 (a comment in Latin-1) cannot make a host name match: it is kept, escaped
+        one = parse_known_hosts(data.decode("utf-8", errors="surrogateescape"), path)
+        entries += one.entries
+        skipped += one.skipped
+        found.append(path)
+    return KnownHosts(tuple(paths), tuple(entries), tuple(skipped), tuple(found))

@@ -27,7 +27,7 @@ A device file looks like this (every key but ``name`` and ``backends`` is option
     [reach]
     host = "ssh://pi@raspberrypi.local:22"   # or "local" (default)
     key = "~/.ssh/id_ed25519"                # optional (default: ssh agent / ~/.ssh keys)
-    known_hosts = "~/.ssh/known_hosts"       # optional (default shown)
+    known_hosts = "~/.ssh/known_hosts"       # optional (default: the files ssh reads, user's and system-wide)
     python = "python3"                       # remote interpreter that has the runtime
     connect_timeout_s = 10
     command_timeout_s = 600

@@ -1,8 +1,9 @@
 """SSH transport (paramiko) with checked host keys, argv-built commands, timeouts and one-line errors.
 
-* Host keys: the device's ``known_hosts`` file (default ``~/.ssh/known_hosts``) decides as it does for OpenSSH's
-  ``ssh`` with strict host-key checking (``us3l.devices.known_hosts``: wildcards, negations, ``[host]:port``,
-  hashed names, ``@revoked``); a host it does not vouch for is refused, and nothing is ever added to it.
+* Host keys: the device's ``known_hosts`` file (default: the user's and system-wide files ssh reads) decides as
+  it does for OpenSSH's ``ssh`` with strict host-key checking (``us3l.devices.known_hosts``: wildcards,
+  negations, ``[host]:port``, hashed names, ``@revoked``); a host it does not vouch for is refused, and nothing
+  is ever added to it.
 * Commands are lists joined with ``shlex.join`` (every argument quoted), never formatted shell strings.
 * Every connect and command has a timeout; failures become ``US3LError`` with what to do next.
 """
@@ -22,6 +23,10 @@ from us3l.devices.spec import Reach
 from us3l.errors import MissingDependencyError, US3LError
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+#: What ssh reads when neither UserKnownHostsFile nor GlobalKnownHostsFile is set (a device file's
+#: ``known_hosts`` replaces them all): a fleet's keys are often in the system-wide file only.
+SSH_KNOWN_HOSTS_FILES = (DEFAULT_KNOWN_HOSTS, "~/.ssh/known_hosts2", "/etc/ssh/ssh_known_hosts",
+                         "/etc/ssh/ssh_known_hosts2")
 # Every remote command runs as ``sh -c 'echo us3l-pid:$$; exec "$@"' us3l ARGV``: the shell prints its pid, then
 # becomes ARGV (same pid). Lines a login shell's start-up files print before it are skipped (at most 100).
 _PID_MARK = "us3l-pid:"
@@ -64,6 +69,13 @@ def _paramiko() -> Any:
     return paramiko
 
 
+def known_hosts_files(reach: Reach) -> tuple[str, ...]:
+    """The known_hosts files that vouch for ``reach``'s host key: its own file if the device file names one, else
+    the files ssh reads by default (the user's first)."""
+    files = (reach.known_hosts,) if reach.known_hosts else SSH_KNOWN_HOSTS_FILES
+    return tuple(str(Path(f).expanduser()) for f in files)
+
+
 def keyscan_hint(reach: Reach, known_hosts: str) -> str:
     """The command that adds the host's key to ``known_hosts`` (after the user verified the host)."""
     scan = ["ssh-keyscan", "-p", str(reach.port), str(reach.host)]
@@ -84,8 +96,7 @@ class SSHSession:
     def connect(self) -> SSHSession:
         paramiko = _paramiko()
         reach = self.reach
-        known_hosts = str(Path(reach.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser())
-        known = load_known_hosts(known_hosts)
+        known = load_known_hosts(known_hosts_files(reach))
         client = paramiko.SSHClient()
         # paramiko's own host keys stay empty: every server key goes to the policy, which decides as ssh does
         client.set_missing_host_key_policy(_HostKeyPolicy(known, reach))
@@ -366,24 +377,32 @@ class _HostKeyPolicy:
 
 def _refusal(decision: Decision, known: KnownHosts, reach: Reach) -> str:
     """The error line for a refused host key."""
-    target, path = reach.url, known.path
-    verdict, name, lines, ca_lines = decision.verdict, decision.name, decision.lines, decision.ca_lines
-    if verdict is Verdict.REVOKED:
-        return f"host key of {target} is marked @revoked in {path} ({_line_list(lines)}): refusing to connect"
-    if verdict is Verdict.CHANGED:
-        return (f"host key of {target} does NOT match the one in {path} ({_line_list(lines)}, for {name}): refusing "
-                f"to connect (if the device was reinstalled, correct that line; a line of its own goes with: "
-                f"ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(path)})")
-    unread = (f"; line(s) {', '.join(map(str, known.skipped[:5]))} of it could not be read and were skipped, "
-              "as ssh skips them" if known.skipped else "")
-    ca = (f"; {_line_list(ca_lines[:5])} name it only as @cert-authority, for host certificates, which us3l does "
-          "not check" if ca_lines else "")
-    return (f"unknown SSH host key for {target} (not in {path}{unread}{ca}); verify the device, then add its key: "
-            f"{keyscan_hint(reach, path)}")
+    target, name, lines = reach.url, decision.name, decision.lines
+    if decision.verdict is Verdict.REVOKED:
+        return f"host key of {target} is marked @revoked in {_places(lines)}: refusing to connect"
+    if decision.verdict is Verdict.CHANGED:
+        return (f"host key of {target} does NOT match the one in {_places(lines)} for {name}: refusing to connect "
+                f"(if the device was reinstalled, correct that line; a line of its own goes with: "
+                f"ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(lines[0][0])})")
+    read = known.found or known.paths[:1]
+    unread = ""
+    if known.skipped:
+        which = (", ".join(str(n) for _, n in known.skipped[:5]) + " of it" if len(read) == 1
+                 else ", ".join(f"{n} of {p}" for p, n in known.skipped[:5]))
+        unread = f"; line(s) {which} could not be read and were skipped, as ssh skips them"
+    ca = (f"; {_places(decision.ca_lines[:5])} name it only as @cert-authority, for host certificates, which us3l "
+          "does not check" if decision.ca_lines else "")
+    return (f"unknown SSH host key for {target} (not in {', '.join(read)}{unread}{ca}); verify the device, then "
+            f"add its key: {keyscan_hint(reach, known.paths[0])}")
 
 
-def _line_list(lines: tuple[int, ...]) -> str:
-    return f"line {lines[0]}" if len(lines) == 1 else f"lines {', '.join(map(str, lines))}"
+def _places(lines: tuple[tuple[str, int], ...]) -> str:
+    """``F (line 2)``, ``F (lines 2, 5), G (line 1)``: the lines, by file."""
+    by_file: dict[str, list[int]] = {}
+    for path, n in lines:
+        by_file.setdefault(path, []).append(n)
+    return ", ".join(f"{path} (line{'s' if len(ns) > 1 else ''} {', '.join(map(str, ns))})"
+                     for path, ns in by_file.items())
 
 
 def _last_line(text: str) -> str:

@@ -92,7 +92,7 @@ def test_unreadable_lines_are_skipped_and_counted():
         f"@revoked\tother.lab\t{OTHER}",
     ])
     known = parse_known_hosts(text, "kh")
-    assert known.skipped == (4, 5, 6, 7, 8)
+    assert known.skipped == (("kh", 4), ("kh", 5), ("kh", 6), ("kh", 7), ("kh", 8))
     assert [(e.lineno, e.marker) for e in known.entries] == [(9, ""), (10, "@revoked")]
 
 

@@ -69,10 +69,10 @@ CASES = [
      r"is marked @revoked in .* \(line 2\)"),
     ("revoked for the plain host, found by the retry", ["{h} {ed}", "@revoked {h} {ed}"], "is marked @revoked"),
     ("[host]:port names another key: no retry with the plain host", ["[{h}]:{port} {other}", "{h} {ed}"],
-     r"does NOT match the one in .* \(line 1, for \[127\.0\.0\.1\]:\d+\)"),
+     r"does NOT match the one in .*known_hosts \(line 1\) for \[127\.0\.0\.1\]:\d+: refusing"),
     ("a wildcard line with another key", ["[127.0.0.?]:* {other}"], "does NOT match"),
     ("only a @cert-authority for the host", ["@cert-authority * {ed}"],
-     "line 1 name it only as @cert-authority, for host certificates, which us3l does not check"),
+     r"known_hosts \(line 1\) name it only as @cert-authority, for host certificates, which us3l does not check"),
     ("an unknown marker", ["@trusted * {ed}"], r"line\(s\) 1 of it could not be read"),
     ("a key whose type field lies", ["* ssh-rsa {ed_blob}"], r"line\(s\) 1 of it could not be read"),
 ]
@@ -113,3 +113,36 @@ def test_known_hosts_forms_decide_as_openssh_does(loopback_ssh, tmp_path, case, 
         assert "\n" not in str(info.value)
     if shutil.which("ssh") is not None:
         assert _openssh_accepts(loopback_ssh, kh) == (refusal is None), f"ssh decides otherwise: {case}"
+
+
+def test_without_a_known_hosts_in_the_device_file_the_files_ssh_reads_vouch(loopback_ssh, tmp_path, monkeypatch):
+    """Red-team 2026-12-06: only ~/.ssh/known_hosts was read, so a device whose key is in the system-wide
+    /etc/ssh/ssh_known_hosts (where a lab keeps its fleet's keys) or in ~/.ssh/known_hosts2 was refused while ssh
+    connected. They are read as one set, as ssh reads them: a @revoked line in one refuses a key another accepts."""
+    import us3l.devices.ssh as ssh_mod
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    system = tmp_path / "etc" / "ssh_known_hosts"
+    system.parent.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(ssh_mod, "SSH_KNOWN_HOSTS_FILES", ("~/.ssh/known_hosts", "~/.ssh/known_hosts2", str(system)))
+    dev = tmp_path / "dev.toml"
+    dev.write_text(loopback_ssh.device_toml().replace(f'known_hosts = "{loopback_ssh.known_hosts}"\n', ""))
+    reach = load_device_file(dev).reach
+    assert reach.known_hosts is None
+    line = f"[{H}]:{loopback_ssh.port} {loopback_ssh.host_pubkey}\n"
+    with pytest.raises(US3LError) as info:  # in none of them
+        SSHSession(reach).connect()
+    user_file = home / ".ssh" / "known_hosts"
+    assert str(info.value).startswith(f"unknown SSH host key for {loopback_ssh.url} (not in {user_file}); verify")
+    assert str(info.value).endswith(f">> {user_file}")  # the keyscan hint adds to the user's own file
+    for where in (system, home / ".ssh" / "known_hosts2"):
+        where.write_text(line)
+        with SSHSession(reach) as session:
+            assert session.run(["echo", "hi"]).stdout == "hi\n"
+        where.unlink()
+    user_file.write_text(line)
+    system.write_text(f"@revoked * {loopback_ssh.host_pubkey}\n")
+    with pytest.raises(US3LError, match=rf"is marked @revoked in {system} \(line 1\)"):
+        SSHSession(reach).connect()
