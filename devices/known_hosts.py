@@ -107,11 +107,17 @@ class KnownHosts:
         return decision
 
     def preferred_key_types(self, host: str, port: int) -> tuple[str, ...]:
-        """The key types of the plain lines naming the host (as ``[host]:port`` off port 22), in file order: ``ssh``
-        asks the server for these first, so that a host known by its RSA key is not refused for offering Ed25519."""
+        """The key types ``ssh`` asks the server for first, so that a host known by its RSA key is not refused for
+        offering Ed25519: those of the plain lines naming the host (as ``[host]:port`` off port 22), in file
+        order, except a type whose first such line holds a key a ``@revoked`` line names for the host."""
         name = lookup_name(host, port)
-        found = [e.key_type for e in self.entries if not e.marker and e.names(name)]
-        return tuple(dict.fromkeys(found))
+        naming = [e for e in self.entries if e.names(name)]
+        revoked = {e.blob for e in naming if e.marker == REVOKED}
+        first: dict[str, Entry] = {}
+        for e in naming:
+            if not e.marker:
+                first.setdefault(e.key_type, e)
+        return tuple(t for t, e in first.items() if e.blob not in revoked)
 
     def _decide_for(self, name: str, blob: bytes) -> Decision:
         naming = [e for e in self.entries if e.names(name)]

@@ -348,14 +348,16 @@ _KEY_TYPE_OF_ALGORITHM = {"rsa-sha2-512": "ssh-rsa", "rsa-sha2-256": "ssh-rsa"}
 
 
 def _preferring(paramiko: Any, key_types: tuple[str, ...]) -> Any:
-    """A paramiko ``Transport`` factory that asks the server for host keys of ``key_types`` first (paramiko's order
-    otherwise), as ssh orders its host-key algorithms by the keys it knows for the host."""
+    """A paramiko ``Transport`` factory that orders the host-key algorithms as ssh does by the keys it knows for the
+    host: its own order when the first algorithm's type is among ``key_types``, else ``key_types``' algorithms
+    first (each part in its own order)."""
 
     def make(sock: Any, **kwargs: Any) -> Any:
         transport = paramiko.Transport(sock, **kwargs)
-        if key_types:
-            opts = transport.get_security_options()
-            opts.key_types = sorted(opts.key_types, key=lambda a: _KEY_TYPE_OF_ALGORITHM.get(a, a) not in key_types)
+        opts = transport.get_security_options()
+        algorithms = list(opts.key_types)
+        if key_types and algorithms and _KEY_TYPE_OF_ALGORITHM.get(algorithms[0], algorithms[0]) not in key_types:
+            opts.key_types = sorted(algorithms, key=lambda a: _KEY_TYPE_OF_ALGORITHM.get(a, a) not in key_types)
         return transport
 
     return make

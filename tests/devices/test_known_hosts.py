@@ -102,4 +102,18 @@ def test_preferred_key_types_come_from_plain_lines_naming_the_host():
     ecdsa = f"ecdsa-sha2-nistp256 {base64.b64encode(ecdsa_blob).decode()}"
     known = parse_known_hosts(f"*.lab {ecdsa}\n@revoked * {ED}\nother {ED}\n", "kh")
     assert known.preferred_key_types("pi.lab", 22) == ("ecdsa-sha2-nistp256",)
-    assert known.preferred_key_types("other", 22) == ("ssh-ed25519",)
+    assert known.preferred_key_types("other", 22) == ()  # its only key is revoked
+    assert parse_known_hosts(f"other {ED}\n", "kh").preferred_key_types("other", 22) == ("ssh-ed25519",)
+
+
+def test_a_revoked_key_type_is_not_asked_for_first():
+    """As ssh orders its host-key algorithms: a type whose first key for the host is @revoked is not preferred."""
+    ed_line, ed_blob = _key(1)
+    known = parse_known_hosts(f"pi.lab {ed_line}\n*.lab ssh-rsa {_rsa()}\n@revoked * {ed_line}\n", "kh")
+    assert known.preferred_key_types("pi.lab", 22) == ("ssh-rsa",)
+    assert known.decide("pi.lab", 22, ed_blob).verdict is Verdict.REVOKED
+
+
+def _rsa() -> str:
+    blob = b"".join(len(f).to_bytes(4, "big") + f for f in (b"ssh-rsa", b"\x01\x00\x01", b"\x00" + b"\xc3" * 64))
+    return base64.b64encode(blob).decode()

@@ -56,6 +56,8 @@ CASES = [
     ("the second of two keys for the host", ["[{h}]:{port} {other}", "[{h}]:{port} {ed}"], None),
     ("the first of two keys for the host", ["[{h}]:{port} {ed}", "[{h}]:{port} {other}"], None),
     ("known by its ECDSA key only, through a wildcard", ["[127.0.0.*]:{port} {ecdsa}"], None),
+    # ssh does not ask first for a key type whose known key is revoked: the server then offers its ECDSA key
+    ("its Ed25519 key revoked, its ECDSA key known", ["[{h}]:{port} {ed}", "* {ecdsa}", "@revoked * {ed}"], None),
     ("@revoked for another host", ["[{h}]:{port} {ed}", "@revoked pi.lab {ed}"], None),
     ("@revoked for the plain host, accepted for [host]:port", ["[{h}]:{port} {ed}", "@revoked {h} {ed}"], None),
     ("@revoked negated for this host", ["* {ed}", "@revoked *,!{h},![{h}]:{port} {ed}"], None),
@@ -146,3 +148,25 @@ def test_without_a_known_hosts_in_the_device_file_the_files_ssh_reads_vouch(loop
     system.write_text(f"@revoked * {loopback_ssh.host_pubkey}\n")
     with pytest.raises(US3LError, match=rf"is marked @revoked in {system} \(line 1\)"):
         SSHSession(reach).connect()
+
+
+def test_host_key_algorithms_are_ordered_as_ssh_orders_them():
+    """ssh keeps its own order when the type of its first algorithm (Ed25519) is known for the host, and otherwise
+    moves the known types' algorithms first: with Ed25519 and RSA known, a server without Ed25519 is asked for
+    ECDSA (an unknown key: refused as changed) before RSA, by ssh and us3l alike."""
+    import socket
+
+    import paramiko
+
+    from us3l.devices.ssh import _preferring
+
+    def order(known: tuple[str, ...]) -> list[str]:
+        with socket.socket() as sock:
+            transport = _preferring(paramiko, known)(sock)
+            return list(transport.get_security_options().key_types)
+
+    default = order(())
+    assert default[0] == "ssh-ed25519"
+    assert order(("ssh-rsa", "ssh-ed25519")) == default
+    assert order(("ssh-rsa",)) == ["rsa-sha2-512", "rsa-sha2-256"] + [a for a in default if not a.startswith("rsa")]
+    assert order(("ecdsa-sha2-nistp384", "ssh-rsa"))[:3] == ["ecdsa-sha2-nistp384", "rsa-sha2-512", "rsa-sha2-256"]
