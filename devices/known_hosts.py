@@ -12,7 +12,9 @@ This module reads the file the way ``ssh`` does (``sshd(8)``, "SSH_KNOWN_HOSTS F
   ``[host]:port`` at all, ``ssh`` looks the plain host up instead ("checking without port identifier");
 * among the lines naming the host: a ``@revoked`` line with the server's key refuses it, whatever else accepts it;
   a plain line with the server's key accepts it; a plain line with another key (of any type) means the key
-  changed; ``@cert-authority`` lines vouch only for host certificates, never for a plain key.
+  changed; ``@cert-authority`` lines vouch only for host certificates, never for a plain key;
+* several files (the user's and the system-wide ones) are one set of lines;
+* ``ssh`` asks the server first for the key types it knows for the host (``preferred_key_types``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class Verdict(Enum):
     REVOKED = "revoked"  # a @revoked line naming the host holds it
 
 
+#: A line of a file: (path, line number).
+LineRef = tuple[str, int]
+
+
 @dataclass(frozen=True)
 class Entry:
     """One readable line: its file and number, its marker ("" for none), its hostnames field as written and its
@@ -68,10 +74,6 @@ class Entry:
         if self.hosts.startswith(_HASH_MAGIC):
             return _hash_matches(self.hosts, name)
         return pattern_list_matches(name, self.hosts)
-
-
-#: A line of a file: (path, line number).
-LineRef = tuple[str, int]
 
 
 @dataclass(frozen=True)
