@@ -387,6 +387,8 @@ def _refusal(decision: Decision, known: KnownHosts, reach: Reach) -> str:
                 f"(if the device was reinstalled, correct that line; a line of its own goes with: "
                 f"ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(lines[0][0])})")
     read = known.found or known.paths[:1]
+    if not known.found:  # a mistyped known_hosts path read as an empty file: say so
+        read = (f"{read[0]}: {'it is not a file' if Path(read[0]).exists() else 'there is no such file'}",)
     unread = ""
     if known.skipped:
         which = (", ".join(str(n) for _, n in known.skipped[:5]) + " of it" if len(read) == 1

@@ -137,7 +137,8 @@ def test_without_a_known_hosts_in_the_device_file_the_files_ssh_reads_vouch(loop
     with pytest.raises(US3LError) as info:  # in none of them
         SSHSession(reach).connect()
     user_file = home / ".ssh" / "known_hosts"
-    assert str(info.value).startswith(f"unknown SSH host key for {loopback_ssh.url} (not in {user_file}); verify")
+    assert str(info.value).startswith(
+        f"unknown SSH host key for {loopback_ssh.url} (not in {user_file}: there is no such file); verify")
     assert str(info.value).endswith(f">> {user_file}")  # the keyscan hint adds to the user's own file
     for where in (system, home / ".ssh" / "known_hosts2"):
         where.write_text(line)
@@ -170,3 +171,13 @@ def test_host_key_algorithms_are_ordered_as_ssh_orders_them():
     assert order(("ssh-rsa", "ssh-ed25519")) == default
     assert order(("ssh-rsa",)) == ["rsa-sha2-512", "rsa-sha2-256"] + [a for a in default if not a.startswith("rsa")]
     assert order(("ecdsa-sha2-nistp384", "ssh-rsa"))[:3] == ["ecdsa-sha2-nistp384", "rsa-sha2-512", "rsa-sha2-256"]
+
+
+def test_a_known_hosts_path_that_is_no_file_says_so(loopback_ssh, tmp_path):
+    """A mistyped `known_hosts` path was read as an empty file: "unknown SSH host key ... (not in PATH)" sent the
+    user to verify the device and run ssh-keyscan, not to fix the path."""
+    for path, why in ((tmp_path / "no_such_known_hosts", "there is no such file"), (tmp_path, "it is not a file")):
+        dev = tmp_path / "dev.toml"
+        dev.write_text(loopback_ssh.device_toml(known_hosts=path))
+        with pytest.raises(US3LError, match=rf"^unknown SSH host key for .* \(not in {path}: {why}\); verify"):
+            SSHSession(load_device_file(dev).reach).connect()
