@@ -279,7 +279,8 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
     where = f"device file {source}"
     _check_keys(d, _TOP, where)
     if "name" not in d or "backends" not in d:
-        raise US3LError(f"{where}: 'name' and 'backends' are required")
+        missing = " and ".join(repr(k) for k in ("name", "backends") if k not in d)
+        raise US3LError(f"{where}: 'name' and 'backends' are required (missing: {missing})")
     name = _expect(d, "name", str, where)
     if not _NAME_RE.match(name):
         raise US3LError(f"{where}: name {name!r:.80} must be lowercase letters, digits, '.', '_' or '-'")

@@ -47,7 +47,9 @@ def test_parse_host():
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ('name = "x"\n', "'name' and 'backends' are required"),
+        ('name = "x"\n', r"'name' and 'backends' are required \(missing: 'backends'\)"),
+        ('backends = ["onnx"]\n', r"'name' and 'backends' are required \(missing: 'name'\)"),
+        ('description = "x"\n', r"required \(missing: 'name' and 'backends'\)"),
         ('name = "x"\nbackends = ["cuda-magic"]\n', "unknown backend 'cuda-magic'"),
         ('name = "x"\nbackends = ["onnx"]\nbatch = 0\n', "'batch' must be 1 to 4096, got 0"),
         ('name = "x"\nbackends = ["onnx"]\nbatch = true\n', "'batch' must be int"),
