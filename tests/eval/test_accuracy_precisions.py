@@ -88,6 +88,24 @@ def test_eval_rewrite_keeps_entries_for_the_same_checkpoint_and_protocol() -> No
     assert fresh["widths"][0]["precisions"]["int8"]["onnx"]["knn_top1"] == 0.6
 
 
+@pytest.mark.parametrize(("old_width", "new_width"), [(0.78125, 0.7813), (0.7813, 0.78125)])
+def test_eval_rewrite_keeps_entries_of_a_width_written_with_more_decimals(old_width: float, new_width: float) -> None:
+    """Red-team 2026-12-06 (rtO): carry_precisions matched widths by plain rounding (half to even: 0.78125 is 0.7812),
+    so a re-run of `us3l eval` dropped the INT8 accuracy stored under 0.78125 ("not evaluated this time") when the new
+    file's row was the grid width 0.7813, and the other way round; everywhere else they are one width."""
+
+    def doc(w: float) -> dict:
+        d = _doc()
+        d["widths"].insert(1, {**d["widths"][0], "width": w, "canonical_width": 0.7813})
+        return d
+
+    old = doc(old_width)
+    old["widths"][1]["precisions"] = {"int8": {"onnx": _entry()}}
+    new = doc(new_width)
+    assert carry_precisions(old, new) == []
+    assert new["widths"][1]["width"] == new_width and new["widths"][1]["precisions"] == {"int8": {"onnx": _entry()}}
+
+
 @pytest.mark.parametrize(
     ("new", "why"),
     [

@@ -238,15 +238,21 @@ def protocol_mismatch(doc: dict[str, Any], checkpoint_sha256: str | None, data: 
     return None
 
 
+def _row_of(rows: list[dict[str, Any]], width: float) -> dict[str, Any] | None:
+    """The row of ``rows`` for ``width``, matched as ``us3l select`` matches widths (``width_keys``: 0.78125 is the
+    row 0.7813, a grid width; plain rounding halves to even, 0.7812, and missed it)."""
+    from us3l.deploy.select import width_keys
+
+    return next((r for key in width_keys(width) for r in rows if key in width_keys(r["width"])), None)
+
+
 def add_precision_entry(doc: dict[str, Any], width: float, precision: str, backend: str, entry: dict[str, Any],
                         fp32_row: dict[str, Any] | None = None) -> dict[str, Any]:
     """Store ``entry`` under ``precisions[precision][backend]`` of the row of ``width`` (matched to 4 decimals as
     ``us3l select`` matches widths, ``width_keys``: 0.78125 is the row 0.7813, a grid width); a width the document
     lacks gets ``fp32_row`` (the PyTorch row measured with the entry). Returns ``doc``."""
-    from us3l.deploy.select import width_keys
-
     rows = doc["widths"]
-    row = next((r for key in width_keys(width) for r in rows if key in width_keys(r["width"])), None)
+    row = _row_of(rows, width)
     if row is None:
         if fp32_row is None:
             raise US3LError(f"width {width:g} has no row to store the {precision}/{backend} accuracy under")
@@ -258,8 +264,9 @@ def add_precision_entry(doc: dict[str, Any], width: float, precision: str, backe
 
 
 def carry_precisions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
-    """Copy ``old``'s per-precision artifact results into ``new`` (same widths) when both are of the same
-    checkpoint, data and kNN protocol; returns notes about entries that could not be kept."""
+    """Copy ``old``'s per-precision artifact results into ``new`` (same widths, matched by ``_row_of``: 0.78125 is
+    0.7813) when both are of the same checkpoint, data and kNN protocol; returns notes about entries that could not
+    be kept."""
     if not old:
         return []
     kept = [(r["width"], r["precisions"]) for r in old.get("widths") or [] if r.get("precisions")]
@@ -270,9 +277,8 @@ def carry_precisions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[st
     if why:
         return [f"dropped the artifact accuracies of the previous accuracy.json: {why}"]
     notes = []
-    by_width = {round(float(r["width"]), 4): r for r in new["widths"]}
     for w, precisions in kept:
-        row = by_width.get(round(float(w), 4))
+        row = _row_of(new["widths"], float(w))
         if row is None:
             notes.append(f"dropped the artifact accuracies of width {w:g}: not evaluated this time")
             continue
