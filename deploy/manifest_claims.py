@@ -18,9 +18,11 @@ file. Two claims are checked wherever manifests are read:
     model us3l writes); ``fp32`` has none and no float16/bfloat16 initializer.
   - OpenVINO IR (the .xml, no weights read): ``int8`` has a FakeQuantize layer or an i8/u8 constant (NNCF);
     ``fp16`` has f16 constants and neither of those; ``fp32`` has no f16 constant and neither of those.
-  - TensorRT: the engine is opaque without a GPU and its builder flags; the ONNX it was built from (hashed with
-    it) must have Q/DQ nodes exactly when the precision is ``int8``. fp16 and fp32 engines come from the same
-    fp32 ONNX and are not told apart.
+  - TensorRT: the engine is opaque without a GPU; the ONNX it was built from (hashed with it) must have Q/DQ
+    nodes exactly when the precision is ``int8`` and no float16/bfloat16 initializer, and the build the manifest
+    records (``tensorrt.builder_flags`` and the precision options of ``tensorrt.trtexec_command``, written since
+    2026-12-06) must be the precision's: fp16 and fp32 engines come from the same fp32 ONNX and only the flags tell
+    them apart. A manifest from before then records neither, and its fp16/fp32 claim is not checked.
 
 Each mismatch is one ``US3LError`` line naming the file and the field.
 """
@@ -212,9 +214,26 @@ def _holds(backend: str, name: str, data: Mapping[str, bytes]) -> str | None:
         int8, fp16 = ir_precision_facts(data[name])
         return "int8" if int8 else "fp16" if fp16 else "fp32"
     if backend == "tensorrt" and "model.onnx" in data:
-        qdq, _ = onnx_precision_facts(data["model.onnx"])
+        qdq, fp16 = onnx_precision_facts(data["model.onnx"])
+        if fp16:  # us3l builds every engine from an fp32 (or Q/DQ) ONNX; fp16 comes from the builder flag
+            return "fp16-onnx"
         return "int8" if qdq else None
     return None
+
+
+def _check_tensorrt_build(doc: Mapping[str, Any], where: str | Path, precision: object) -> None:
+    """A TensorRT manifest's recorded build (``tensorrt.builder_flags``, ``tensorrt.trtexec_command``) against
+    ``backend.precision``: the only record of fp16 against fp32. Pure file checks: TensorRT need not be here."""
+    from us3l.deploy.backends.tensorrt import build_precision
+
+    try:
+        built = build_precision(doc.get("tensorrt") or {})
+    except ValueError as exc:
+        raise US3LError(f"{where}: {exc} (the manifest was edited); {_FIX}") from None
+    if built is not None and built != precision:
+        raise US3LError(f"{where}: backend.precision is {precision!r:.40} but the build it records "
+                        f"(tensorrt.builder_flags, tensorrt.trtexec_command) is {built} (the manifest was edited); "
+                        f"{_FIX}")
 
 
 def check_precision(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes]) -> None:
@@ -223,11 +242,16 @@ def check_precision(doc: Mapping[str, Any], where: str | Path, data: Mapping[str
     backend = str((doc.get("backend") or {}).get("name"))
     precision = (doc.get("backend") or {}).get("precision")
     name = str((doc.get("artifact") or {}).get("file"))
+    if backend == "tensorrt":
+        _check_tensorrt_build(doc, where, precision)
     try:
         holds = _holds(backend, name, data)
     except Exception as exc:  # noqa: BLE001 - a file the hash matched but the parser refuses
         why = " ".join(str(exc).split())[:120]
         raise US3LError(f"{where}: cannot read the graph of {name} to check its precision ({why}); {_FIX}") from None
+    if holds == "fp16-onnx":
+        raise US3LError(f"{where}: model.onnx, the graph {name} was built from, has float16 initializers: us3l builds "
+                        f"every engine from an fp32 or Q/DQ ONNX (the artifact was not made by us3l export); {_FIX}")
     if holds is None:
         if backend == "tensorrt" and precision == "int8":
             holds = "fp16 or fp32"  # the ONNX it was built from has no Q/DQ nodes

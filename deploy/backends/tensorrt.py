@@ -147,6 +147,59 @@ def builder_flags(precision: str) -> tuple[str, ...]:
     return flags[precision]
 
 
+def build_record(precision: str, example_shape: tuple[int, ...], dynamic_batch: bool) -> dict[str, Any]:
+    """What the manifest's ``tensorrt`` section records about an engine's build: ``builder_flags`` (the
+    ``tensorrt.BuilderFlag`` names ``_build_engine`` set) and ``trtexec_command``, the ``trtexec`` argument list that
+    builds the same engine from the artifact's ``model.onnx`` on a target (same flags, same shapes or dynamic-batch
+    profile). Without a GPU the engine is opaque: these are what ``us3l.deploy.manifest_claims`` checks the claimed
+    precision against (fp16 and fp32 engines come from the same ONNX)."""
+    rest = tuple(example_shape[1:])
+    batch = example_shape[0]
+    shapes = {INPUT_NAME: example_shape}
+    profile: dict[str, Any] = {}
+    if dynamic_batch:  # the optimisation profile _build_engine sets
+        profile = {"min_shapes": {INPUT_NAME: (1, *rest)}, "max_shapes": {INPUT_NAME: (max(batch, 64), *rest)}}
+    cmd = trtexec_build_command("model.onnx", "model.engine", fp16=precision == "fp16", shapes=shapes,
+                                int8=precision == "int8", **profile)
+    return {"builder_flags": list(builder_flags(precision)), "trtexec_command": cmd}
+
+
+def build_precision(record: Mapping[str, Any]) -> str | None:
+    """The precision an engine was built at according to the manifest's ``tensorrt`` section (``builder_flags``,
+    else the precision flags of ``trtexec_command``); ``None`` when it records neither (an older manifest).
+    ``ValueError`` when the two disagree or name flags us3l does not set."""
+    by_flags = {tuple(builder_flags(p)): p for p in ("fp32", "fp16", "int8")}
+    found: list[str] = []
+    flags = record.get("builder_flags")
+    if flags is not None:
+        if not isinstance(flags, list) or tuple(flags) not in by_flags:
+            raise ValueError(f"tensorrt.builder_flags {flags!r:.60} is not a set of flags us3l builds with")
+        found.append(by_flags[tuple(flags)])
+    cmd = record.get("trtexec_command")
+    if cmd is not None:
+        if not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
+            raise ValueError(f"tensorrt.trtexec_command {cmd!r:.60} is not an argument list")
+        named = {v: k for k, v in TRTEXEC_FLAGS.items()}
+        # every precision option trtexec knows, so that an added --best or --fp8 is not read as an fp32 build
+        given = tuple(named.get(a, a) for a in cmd_flags(cmd))
+        if given not in by_flags:
+            raise ValueError(f"tensorrt.trtexec_command has the precision options {' '.join(cmd_flags(cmd))!r}, "
+                             "which no us3l build uses")
+        found.append(by_flags[given])
+    if len(set(found)) > 1:
+        raise ValueError(f"tensorrt.builder_flags says {found[0]}, tensorrt.trtexec_command {found[1]}")
+    return found[0] if found else None
+
+
+#: trtexec's options that choose the precisions an engine may use (TensorRT 10).
+TRTEXEC_PRECISION_OPTIONS = ("--fp16", "--bf16", "--int8", "--fp8", "--int4", "--best", "--stronglyTyped")
+
+
+def cmd_flags(cmd: Sequence[str]) -> list[str]:
+    """The precision options of a trtexec argument list."""
+    return [a for a in cmd if a.split("=")[0] in TRTEXEC_PRECISION_OPTIONS]
+
+
 def check_fast_int8(builder: Any, compute_capability: str | None) -> None:
     """Refuse INT8 on a GPU without fast INT8 (TensorRT's ``platform_has_fast_int8``; compute capability < 6.1)."""
     fast = getattr(builder, "platform_has_fast_int8", True)
@@ -309,6 +362,7 @@ class TensorRtBackend(Backend):
             "compute_capability": current_compute_capability(),
             "gpu_name": torch.cuda.get_device_name(),
             "built_with": "python-api",
+            **build_record(precision, tuple(example.shape), dynamic_batch),
         }
         files = (out / self.filename, out / "model.onnx")
         return self.artifact(files, precision, dynamic_batch, example, out_shape, extras)

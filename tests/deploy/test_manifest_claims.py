@@ -239,3 +239,116 @@ def test_a_switchable_verification_deleted_to_pass_is_refused(run: Path, tmp_pat
         deploy.load_switchable(d)
     assert str(info.value) == (f"{path}: valid is true but model.per_width[0].verification has no {modes[-1]!r} "
                                "check (the manifest was edited); re-export the artifact")
+
+
+def _trt_doc(precision: str, **trt: Any) -> dict[str, Any]:
+    return {"backend": {"name": "tensorrt", "precision": precision}, "artifact": {"file": "model.engine"},
+            "tensorrt": {"version": "10.3.0", "compute_capability": "8.7", **trt}}
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_a_tensorrt_export_records_its_build_and_the_record_names_its_precision(
+    precision: str, dynamic: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Red-team 2026-12-06 (rtO): an fp16 and an fp32 engine had the same manifest but for backend.precision (both
+    are built from the same fp32 ONNX), so an edited precision went unnoticed. The export now records the builder
+    flags and the trtexec command of the same build; TensorRT itself is faked (no GPU here)."""
+    import torch
+
+    from us3l.deploy.backends import tensorrt as trt_mod
+    from us3l.deploy.backends.tensorrt import BACKEND, build_precision
+    from us3l.deploy.graph import deployable_module
+    from us3l.models import create_model
+
+    calls: list[str] = []
+    monkeypatch.setattr(trt_mod, "_build_engine", lambda onnx, fp16, shape, dyn, prec: calls.append(prec) or b"e")
+    monkeypatch.setattr(BACKEND, "_require_here", lambda: None)
+    monkeypatch.setattr(BACKEND, "runtime_version", lambda: "10.3.0")
+    monkeypatch.setattr(trt_mod, "current_compute_capability", lambda: "8.7")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "fake GPU")
+    monkeypatch.setattr(BACKEND, "check_int8_inputs", lambda *a: None)
+    if precision == "int8":  # the Q/DQ export needs calibration images: the fp32 ONNX stands in for it here
+        from us3l.deploy.backends import onnx as onnx_mod
+
+        monkeypatch.setattr(onnx_mod, "export_onnx_int8",
+                            lambda m, x, path, cal, dyn, **kw: onnx_mod.export_onnx(m, x, path, dyn))
+    static, _ = deployable_module(create_model(MODEL, num_classes=0, base_channels=8), 0.25)
+    art = BACKEND.export(static, torch.zeros(2, 3, 32, 32), tmp_path, precision=precision, dynamic_batch=dynamic)
+    rec = art.extras["tensorrt"]
+    assert calls == [precision] and build_precision(rec) == precision
+    assert rec["builder_flags"] == {"fp32": [], "fp16": ["FP16"], "int8": ["INT8"]}[precision]
+    cmd = rec["trtexec_command"]
+    assert cmd[:3] == ["trtexec", "--onnx=model.onnx", "--saveEngine=model.engine"]
+    assert ("--minShapes=input:1x3x32x32" in cmd and "--maxShapes=input:64x3x32x32" in cmd) if dynamic else \
+        "--shapes=input:2x3x32x32" in cmd
+
+
+def test_a_tensorrt_precision_is_checked_against_the_recorded_build() -> None:
+    """fp16 and fp32 engines are told apart by the build their manifest records (builder flags, trtexec flags)."""
+    from us3l.deploy.backends.tensorrt import build_record
+    from us3l.deploy.manifest_claims import check_precision
+
+    data = {"model.engine": b"engine", "model.onnx": _graph()}
+    fp16 = build_record("fp16", (1, 3, 32, 32), False)
+    check_precision(_trt_doc("fp16", **fp16), "m.json", data)
+    check_precision(_trt_doc("fp32", **build_record("fp32", (1, 3, 32, 32), False)), "m.json", data)
+    check_precision(_trt_doc("fp32"), "m.json", data)  # a manifest from before the build was recorded still loads
+    with pytest.raises(US3LError) as info:
+        check_precision(_trt_doc("fp32", **fp16), "m.json", data)
+    assert str(info.value) == ("m.json: backend.precision is 'fp32' but the build it records (tensorrt.builder_flags, "
+                               "tensorrt.trtexec_command) is fp16 (the manifest was edited); re-export the artifact")
+    only_flags = {"builder_flags": ["FP16"]}
+    with pytest.raises(US3LError, match="is fp16 .the manifest was edited"):
+        check_precision(_trt_doc("fp32", **only_flags), "m.json", data)
+    edited = [
+        {**fp16, "builder_flags": []},  # the flags made fp32, the command still fp16
+        {**fp16, "trtexec_command": [a for a in fp16["trtexec_command"] if a != "--fp16"]},
+        {**fp16, "trtexec_command": [*fp16["trtexec_command"], "--best"]},
+        {**fp16, "builder_flags": ["FP16", "INT8"]},
+        {**fp16, "builder_flags": "FP16"},
+        {**fp16, "trtexec_command": "trtexec --fp16"},
+    ]
+    for trt in edited:
+        with pytest.raises(US3LError, match=r"^m\.json: tensorrt\.(builder_flags|trtexec_command).*the manifest was "
+                                            r"edited\); re-export the artifact$"):
+            check_precision(_trt_doc("fp16", **trt), "m.json", data)
+    with pytest.raises(US3LError, match="model.onnx, the graph model.engine was built from, has float16 initializers"):
+        check_precision(_trt_doc("fp16", **fp16), "m.json", {**data, "model.onnx": _graph(half=True)})
+
+
+def test_a_tensorrt_artifact_without_tensorrt_is_one_line_and_its_claims_are_checked_without_it(
+    exports: dict[str, ExportResult], tmp_path: Path
+) -> None:
+    """No TensorRT here: loading an engine says so in one line; the report's precision check (pure file reads) still
+    refuses an fp16 build claimed as fp32."""
+    import shutil
+
+    from us3l.deploy.backends.tensorrt import build_record
+    from us3l.deploy.manifest import read_manifest
+    from us3l.deploy.manifest_claims import check_precision
+    from us3l.io import file_sha256
+
+    d = copy_artifact(exports["onnx-fp32"], tmp_path)
+    shutil.copy(d / "model.onnx", d / "model.engine")  # stands in for the engine: opaque bytes, hashed
+
+    def to_trt(precision: str) -> Any:
+        def edit(doc: dict[str, Any]) -> None:
+            doc["backend"].update(name="tensorrt", runtime="tensorrt", runtime_version="10.3.0", precision=precision)
+            doc["verification"]["precision"] = precision
+            doc["verification"]["tolerance"] = _tolerance(precision)
+            doc["tensorrt"] = {"version": "10.3.0", "compute_capability": "8.7",
+                               **build_record("fp16", (1, 3, 32, 32), False)}
+            doc["artifact"] = {"file": "model.engine", "sha256": file_sha256(d / "model.engine"),
+                               "files": {n: file_sha256(d / n) for n in ("model.engine", "model.onnx")}}
+        return edit
+
+    edit_manifest(d, to_trt("fp16"))
+    assert "TensorRT is not installed here" in _refused(d)
+    doc, _ = read_manifest(d)
+    data = {n: (d / n).read_bytes() for n in ("model.engine", "model.onnx")}
+    check_precision(doc, d / "manifest.json", data)
+    edit_manifest(d, to_trt("fp32"))
+    doc, _ = read_manifest(d)
+    with pytest.raises(US3LError, match="backend.precision is 'fp32' but the build it records"):
+        check_precision(doc, d / "manifest.json", data)
