@@ -111,7 +111,13 @@ def evaluate_artifact(
     doc, directory, manifest_sha = read_manifest_sha256(artifact)
     model, meta = loaded.model, loaded.meta
     width = float(doc["model"]["width"])
-    runner = load(directory, threads=threads, checkpoint_sha256=loaded.sha256)
+    from us3l.eval.calibrate import width_bn_stats_sha256
+
+    try:  # the BN statistics the PyTorch reference below runs with: the artifact must hold these, not older ones
+        bn_sha = width_bn_stats_sha256(model, width)
+    except US3LError:  # a width this model does not have: load's checks (checkpoint) or the embeddings' say so
+        bn_sha = None
+    runner = load(directory, threads=threads, checkpoint_sha256=loaded.sha256, bn_stats_sha256=bn_sha)
     if runner.manifest != doc:  # load read the manifest again: the result must describe the one that runs
         raise US3LError(f"{directory / 'manifest.json'} changed while it was being read; run the evaluation again")
     backend, precision = str(doc["backend"]["name"]), str(doc["backend"]["precision"])

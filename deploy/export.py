@@ -88,6 +88,8 @@ class _Source:
     from_checkpoint: bool
     init_seed: int | None = None
     data_spec: str | None = None  # the data the checkpoint was trained on (INT8 calibration images)
+    bn_stats_file: str | None = None  # the bn_stats.safetensors the checkpoint was loaded with, if any
+    bn_stats_sha256: str | None = None  # its sha256 (of the bytes loaded)
 
 
 def artifact_name(model: str, width: float, backend: str, precision: str) -> str:
@@ -118,6 +120,9 @@ def _resolve_source(model_or_ckpt: Any, model_name: str | None) -> _Source:
             input_size=int(meta.get("input_size") or model_or_ckpt.model.input_size),
             from_checkpoint=True,
             data_spec=_data_spec(meta),
+            bn_stats_file=None if getattr(model_or_ckpt, "bn_stats_path", None) is None
+            else str(model_or_ckpt.bn_stats_path),
+            bn_stats_sha256=getattr(model_or_ckpt, "bn_stats_sha256", None),
         )
     if not isinstance(model_or_ckpt, nn.Module):
         kind = type(model_or_ckpt).__name__
@@ -134,6 +139,20 @@ def _resolve_source(model_or_ckpt: Any, model_name: str | None) -> _Source:
         from_checkpoint=False,
         init_seed=getattr(model_or_ckpt, "init_seed", None),
     )
+
+
+def bn_stats_record(src: _Source, w: float, bn: str) -> dict[str, Any] | None:
+    """The manifest's ``source.bn_stats``: the calibrated BN statistics width ``w`` was materialized with -- the
+    checkpoint's ``bn_stats.safetensors`` (path, sha256 of the bytes loaded; ``None`` for statistics calibrated in
+    memory) and ``width_sha256`` (``us3l.eval.calibrate.width_bn_stats_sha256``: that width's statistics alone,
+    what a consumer compares). ``None`` for a width without calibrated statistics (running, placeholder or no BN:
+    the weights' digest covers them)."""
+    if bn != "calibrated":
+        return None
+    from us3l.eval.calibrate import width_bn_stats_sha256
+
+    return {"file": src.bn_stats_file, "sha256": src.bn_stats_sha256,
+            "width_sha256": width_bn_stats_sha256(src.model, w)}
 
 
 def _data_spec(meta: dict[str, Any]) -> str | None:
@@ -504,7 +523,8 @@ def export_width(
         input_spec = input_description(norm)
         default_rt = {"onnx": "cpu", "openvino": "CPU", "tensorrt": "cuda"}[be.name]
         target = {"device": device_name or "local", "runtime_device": runtime_device or default_rt}
-        source = {"checkpoint": src.checkpoint, "checkpoint_sha256": src.checkpoint_sha256}
+        source = {"checkpoint": src.checkpoint, "checkpoint_sha256": src.checkpoint_sha256,
+                  "bn_stats": bn_stats_record(src, w, graph.bn)}
         if src.init_seed is not None:
             source["init_seed"] = src.init_seed
         manifest = build_manifest(

@@ -18,6 +18,7 @@ def load(
     width: float | None = None,
     input_shape: Sequence[int | None] | None = None,
     checkpoint_sha256: str | None = None,
+    bn_stats_sha256: str | None = None,
 ) -> Runner:
     """Return a ``Runner`` for the artifact at ``path`` (its directory or its ``manifest.json``).
 
@@ -28,13 +29,15 @@ def load(
     replaced after the check is never what runs. Optional expectations: ``model`` name, ``width`` (to 4
     decimals, as ``us3l select`` matches widths: 0.78125 is 0.7813),
     ``input_shape`` (``None`` for a dimension of any size; a dynamic batch axis accepts any batch) and the source
-    ``checkpoint_sha256``. ``device`` is the
+    ``checkpoint_sha256``, and ``bn_stats_sha256``: the calibrated BN statistics of its width the caller runs
+    PyTorch with (``us3l.eval.calibrate.width_bn_stats_sha256``). ``device`` is the
     runtime's device name (default: the one recorded at export, else CPU). The runner's ``manifest``
     attribute holds the manifest document.
     """
     doc, directory = read_manifest(path)
     backend, data = verify_manifest(
-        doc, directory, model=model, width=width, input_shape=input_shape, checkpoint_sha256=checkpoint_sha256
+        doc, directory, model=model, width=width, input_shape=input_shape, checkpoint_sha256=checkpoint_sha256,
+        bn_stats_sha256=bn_stats_sha256,
     )
     runtime_device = device or (doc.get("target") or {}).get("runtime_device")
     file = directory / doc["artifact"]["file"]  # a plain name listed and hashed in the manifest (checked above)

@@ -180,6 +180,10 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     device = (doc.get("target") or {}).get("runtime_device")
     if device is not None and (not isinstance(device, str) or not device.strip()):
         raise bad("target.runtime_device", "a device name (a string)", device)
+    bn_stats = (doc.get("source") or {}).get("bn_stats")  # absent before 2026-12-06; null: no calibrated stats
+    if bn_stats is not None and (not isinstance(bn_stats, dict) or not all(
+            v is None or isinstance(v, str) for v in (bn_stats.get(k) for k in ("file", "sha256", "width_sha256")))):
+        raise bad("source.bn_stats", 'null or {"file", "sha256", "width_sha256"} (strings or null)', bn_stats)
     width = doc["model"].get("width")  # required: every reader (eval --artifact, report, export --json) uses it
     if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width < math.inf:
         raise bad("model.width", "a finite number > 0", width)
@@ -218,6 +222,7 @@ def verify_manifest(
     checkpoint_sha256: str | None = None,
     backend: str | None = None,
     precision: str | None = None,
+    bn_stats_sha256: str | None = None,
 ) -> tuple[Backend, dict[str, bytes]]:
     """Check a manifest against the files and this machine's runtime, and its precision against the graph
     (``us3l.deploy.manifest_claims``); return the backend to load with and the bytes of every listed file (name
@@ -229,7 +234,9 @@ def verify_manifest(
     sha256) in ``artifact.files``, a listed path outside the artifact folder or a link, a missing file or one
     whose sha256 differs from the recorded one, a TensorRT engine from another TensorRT version or GPU
     architecture; and, when given, another model name, width, input shape (``None`` for any size, a dynamic
-    batch axis accepts any batch), source checkpoint sha256, backend or precision than expected.
+    batch axis accepts any batch), source checkpoint sha256, backend or precision than expected, or other
+    calibrated BN statistics of its width (``bn_stats_sha256``: ``us3l.eval.calibrate.width_bn_stats_sha256`` of
+    the model the caller loaded; unchecked for a manifest from before they were recorded).
     """
     where = directory / MANIFEST_FILE
     if doc.get("valid") is not True:
@@ -256,6 +263,7 @@ def verify_manifest(
         checkpoint_sha256=checkpoint_sha256,
         backend=backend,
         precision=precision,
+        bn_stats_sha256=bn_stats_sha256,
     )
     return be, data
 
@@ -326,6 +334,7 @@ def check_expected(
     checkpoint_sha256: str | None = None,
     backend: str | None = None,
     precision: str | None = None,
+    bn_stats_sha256: str | None = None,
 ) -> None:
     """Refuse (one line) an artifact that is not what the caller expects; ``None`` means "any"."""
     m = doc.get("model") or {}
@@ -356,8 +365,24 @@ def check_expected(
         wrong.append(f"backend {b.get('name')!r}, expected {backend!r}")
     if precision is not None and b.get("precision") != precision:
         wrong.append(f"precision {b.get('precision')!r}, expected {precision!r}")
+    if bn_stats_sha256 is not None:
+        wrong.extend(_bn_stats_differ(doc.get("source") or {}, bn_stats_sha256))
     if wrong:
         raise US3LError(f"{where}: not the expected artifact ({'; '.join(wrong)}); re-export it")
+
+
+def _bn_stats_differ(source: Mapping[str, Any], expected: str) -> list[str]:
+    """Why the calibrated BN statistics a manifest records for its width (``source.bn_stats.width_sha256``) are
+    not ``expected`` (empty: they are, or the manifest predates the record)."""
+    if "bn_stats" not in source:  # written before 2026-12-06: nothing to compare
+        return []
+    got = (source.get("bn_stats") or {}).get("width_sha256")
+    if got is None:
+        return [f"exported without calibrated BN statistics for its width, expected the calibrated ones "
+                f"{expected[:12]}…"]
+    if got != expected:
+        return [f"BN statistics {got[:12]}…, expected {expected[:12]}…: the width was recalibrated since the export"]
+    return []
 
 
 def _shape_matches(shape: object, expected: Sequence[int | None]) -> bool:

@@ -121,6 +121,7 @@ def _widths(
     reference) and the manifest's facts of that width (BN kind, MACs, params, channels, weight and activation
     bytes). A width without BN statistics (``require_bn_stats``) is refused here, before any export."""
     from us3l.deploy.graph import deployable_module
+    from us3l.eval.calibrate import width_bn_stats_sha256
     from us3l.profiler.memory import activation_bytes, weight_bytes
     from us3l.profiler.sweep import channels_of
 
@@ -132,6 +133,8 @@ def _widths(
             refs.append(static(torch.from_numpy(np.ascontiguousarray(inputs))).numpy())
             facts.append({
                 "bn_stats": LEGACY_BN_STATS.get(kind, kind),
+                # the statistics this width was materialized with (us3l.deploy.export.bn_stats_record)
+                "bn_stats_sha256": width_bn_stats_sha256(model, w) if kind == "calibrated" else None,
                 **_costs(static, shape),
                 "channels": channels_of(static),
                 "weight_bytes": weight_bytes(static, "fp32"),
@@ -297,6 +300,9 @@ def _manifest(
             "macs_unit": "multiply-accumulates per image (fvcore 'flops')",
         },
         source={"checkpoint": src.checkpoint, "checkpoint_sha256": src.checkpoint_sha256,
+                # the checkpoint's bn_stats.safetensors the calibrated widths come from (per width: bn_stats_sha256)
+                "bn_stats": None if src.bn_stats_sha256 is None else {"file": src.bn_stats_file,
+                                                                      "sha256": src.bn_stats_sha256},
                 **({"init_seed": src.init_seed} if src.init_seed is not None else {})},
         backend={"name": backend, "runtime": get_backend(backend).package, "precision": "fp32",
                  "dynamic_batch": dynamic_batch, **facts},

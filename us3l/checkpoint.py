@@ -71,6 +71,8 @@ class LoadedCheckpoint:
     sha256: str
     path: Path
     bn_stats_note: str | None = None  # why bn_stats.safetensors was left out (stale), when it was
+    bn_stats_path: Path | None = None  # the bn_stats.safetensors loaded into ``model``, when one was
+    bn_stats_sha256: str | None = None  # the sha256 of the very bytes loaded from it
 
 
 def run_dir_of(path: str | Path) -> Path:
@@ -581,15 +583,22 @@ def load_backbone(
         )
     sha = verify_weights(wpath, meta, data=blob)
     bn_path = wpath.parent / BN_STATS_FILE
-    bn_note = None
+    bn_note = bn_sha = None
     if bn_path.is_file():
         from us3l.eval.calibrate import StaleBNStats, load_bn_stats
 
         try:
-            load_bn_stats(model, bn_path, checkpoint_sha256=sha)
+            bn_bytes = bn_path.read_bytes()  # read once: loaded and hashed from the same bytes
+        except OSError as exc:
+            raise US3LError(f"cannot read BN statistics {bn_path} ({exc.strerror or exc}); delete it and run "
+                            f"`us3l calibrate --ckpt {bn_path.parent}`") from None
+        try:
+            load_bn_stats(model, bn_path, checkpoint_sha256=sha, data=bn_bytes)
+            bn_sha = hashlib.sha256(bn_bytes).hexdigest()
         except StaleBNStats as exc:
             if stale_bn_stats != "ignore":
                 raise
             bn_note = str(exc)
     model.to(device).eval()
-    return LoadedCheckpoint(model=model, meta=meta, sha256=sha, path=wpath, bn_stats_note=bn_note)
+    return LoadedCheckpoint(model=model, meta=meta, sha256=sha, path=wpath, bn_stats_note=bn_note,
+                            bn_stats_path=bn_path if bn_sha else None, bn_stats_sha256=bn_sha)

@@ -363,12 +363,24 @@ def _artifact(
                 backend=backend, precision=precision,
             )
             calib = ((man.get("quantization") or {}).get("calibration") or {}).get("size")
-            if precision != "int8" or calib == DEFAULT_CALIB_IMAGES:
+            if (precision != "int8" or calib == DEFAULT_CALIB_IMAGES) and _same_bn_stats(man, run_dir):
                 return "reused", directory
         except US3LError:
             pass
     res = export_width(run_dir, w, backend, art_dir, precision=precision, device_name=device)
     return "ran", res.directory
+
+
+def _same_bn_stats(manifest: dict[str, Any], run_dir: Path) -> bool:
+    """Whether the artifact was materialized with the run's ``bn_stats.safetensors`` as it is now (its recorded
+    sha256; a manifest from before it was recorded counts as the same). A re-run that recalibrated re-exports."""
+    from us3l.derived import BN_STATS_FILE
+
+    source = manifest.get("source") or {}
+    if "bn_stats" not in source:
+        return True
+    path = run_dir / BN_STATS_FILE
+    return (source.get("bn_stats") or {}).get("sha256") == (file_sha256(path) if path.is_file() else None)
 
 
 def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[str, list[str]]:

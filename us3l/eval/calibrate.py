@@ -315,13 +315,15 @@ def save_bn_stats(
     return write_safetensors(path, state, meta)
 
 
-def load_bn_stats(model: nn.Module, path: str | Path, checkpoint_sha256: str | None = None) -> tuple[float, ...]:
+def load_bn_stats(
+    model: nn.Module, path: str | Path, checkpoint_sha256: str | None = None, data: bytes | None = None
+) -> tuple[float, ...]:
     """Load ``bn_stats.safetensors`` (a file or the run folder holding it) into ``model``; one-line errors.
 
     With ``checkpoint_sha256``, statistics computed for other weights (or not bound to any) are refused
     (``StaleBNStats``) before anything is loaded. The file is read once: the binding is checked on, and the
     statistics are loaded from, the same bytes (a file swapped between a check and a second open was loaded
-    unchecked).
+    unchecked); ``data``: those bytes, read by the caller (who hashes them).
     """
     from safetensors.torch import load
 
@@ -334,7 +336,7 @@ def load_bn_stats(model: nn.Module, path: str | Path, checkpoint_sha256: str | N
         raise US3LError(f"BN statistics file not found: {p}")
     redo = f"delete it and run `us3l calibrate --ckpt {p.parent}`"
     try:
-        data = p.read_bytes()
+        data = p.read_bytes() if data is None else data
     except OSError as exc:
         raise US3LError(f"cannot read BN statistics {p} ({_one_line(exc)}); {redo}") from None
     if checkpoint_sha256 is not None:
@@ -349,6 +351,20 @@ def load_bn_stats(model: nn.Module, path: str | Path, checkpoint_sha256: str | N
                         f"were saved); {redo}")
     load_bn_stats_state(model, state)
     return calibrated_widths(model)
+
+
+def width_bn_stats_sha256(model: nn.Module, w: float) -> str | None:
+    """``tensors_sha256`` of the calibrated BN statistics width ``w`` runs with (those of its canonical width, as
+    ``bn_stats.safetensors`` stores them), ``None`` when the width has none: what an export of ``w`` froze into
+    its graph, and what a consumer of that artifact compares with the statistics it loaded
+    (``source.bn_stats.width_sha256`` of a manifest). Independent of the other widths in the file."""
+    from us3l.slim import canonical_width
+
+    key = canonical_width(model, w)
+    if key not in calibrated_widths(model):
+        return None
+    prefix = f"{key:.4f}/"
+    return tensors_sha256({k: t for k, t in bn_stats_state(model).items() if k.startswith(prefix)})
 
 
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:

@@ -1,0 +1,144 @@
+"""Manifests record the calibrated BN statistics their width was materialized with (``source.bn_stats``: the run's
+``bn_stats.safetensors``, its sha256, and the width's own statistics' digest), and consumers that know which
+statistics they run PyTorch with (``us3l eval --artifact``, ``us3l.deploy.load(bn_stats_sha256=)``, quickstart's
+export reuse) refuse or re-export an artifact built with others (red-team 2026-12-06, rtO)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.deploy.conftest import calibrated_run, copy_artifact, edit_manifest
+from us3l import deploy
+from us3l.deploy.export import ExportResult, export_width
+from us3l.errors import US3LError
+from us3l.io import file_sha256
+
+MODEL = "cifar_resnet18"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return calibrated_run(tmp_path_factory.mktemp("run"), (0.25, 1.0), batch=8, model_name=MODEL)
+
+
+@pytest.fixture(scope="module")
+def exported(run: Path, tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    return export_width(run, 0.25, "onnx", tmp_path_factory.mktemp("out"), device_name="cpu")
+
+
+def _recalibrated(run: Path, to: Path, width: float = 0.25) -> Path:
+    """A copy of ``run`` (same weights) whose statistics of ``width`` were calibrated again, on other images."""
+    from us3l.checkpoint import load_backbone
+    from us3l.eval.calibrate import save_bn_stats
+    from us3l.slim import calibrating
+
+    shutil.copytree(run, to)
+    ck = load_backbone(to)
+    torch.manual_seed(1)
+    with torch.no_grad(), calibrating(ck.model, width):
+        ck.model(torch.randn(8, 3, 32, 32))
+    save_bn_stats(ck.model, to, checkpoint_sha256=ck.sha256)
+    return to
+
+
+def test_the_manifest_records_the_bn_statistics_of_its_width(exported: ExportResult, run: Path) -> None:
+    from us3l.checkpoint import load_backbone
+    from us3l.eval.calibrate import width_bn_stats_sha256
+
+    ck = load_backbone(run)
+    bn = exported.manifest["source"]["bn_stats"]
+    assert bn == {"file": str(run / "bn_stats.safetensors"), "sha256": file_sha256(run / "bn_stats.safetensors"),
+                  "width_sha256": width_bn_stats_sha256(ck.model, 0.25)}
+    assert ck.bn_stats_sha256 == bn["sha256"] and ck.bn_stats_path == run / "bn_stats.safetensors"
+    assert width_bn_stats_sha256(ck.model, 1.0) != bn["width_sha256"]  # each width its own digest
+    assert width_bn_stats_sha256(ck.model, 0.5) is None  # not calibrated
+
+
+def test_a_fresh_model_records_no_bn_statistics(tmp_path: Path) -> None:
+    from us3l.models import create_model
+
+    res = export_width(create_model(MODEL, num_classes=0, base_channels=8), 0.25, "onnx", tmp_path,
+                       model_name=MODEL)
+    assert res.manifest["source"]["bn_stats"] is None
+
+
+def test_recalibrating_another_width_keeps_the_width_digest(run: Path, tmp_path: Path,
+                                                            exported: ExportResult) -> None:
+    """The file changes, the exported width's statistics do not: still the same artifact."""
+    from us3l.checkpoint import load_backbone
+    from us3l.eval.calibrate import width_bn_stats_sha256
+
+    other = load_backbone(_recalibrated(run, tmp_path / "run", width=1.0))
+    assert other.bn_stats_sha256 != exported.manifest["source"]["bn_stats"]["sha256"]
+    with deploy.load(exported.directory, bn_stats_sha256=width_bn_stats_sha256(other.model, 0.25)):
+        pass
+
+
+def test_an_artifact_of_other_bn_statistics_is_refused(exported: ExportResult, run: Path, tmp_path: Path) -> None:
+    """Before: eval --artifact of an export made before `us3l calibrate` ran again compared the artifact with PyTorch
+    running the new statistics and filed the old artifact's accuracy as the width's (the embeddings stay close
+    enough for the same-network check)."""
+    from us3l.checkpoint import load_backbone
+    from us3l.deploy.accuracy import evaluate_artifact
+    from us3l.eval.calibrate import width_bn_stats_sha256
+
+    new = load_backbone(_recalibrated(run, tmp_path / "run"))
+    want = width_bn_stats_sha256(new.model, 0.25)
+    assert want != exported.manifest["source"]["bn_stats"]["width_sha256"]
+    with pytest.raises(US3LError) as info:
+        evaluate_artifact(new, exported.directory)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"{exported.directory / 'manifest.json'}: not the expected artifact")
+    assert text.endswith(": the width was recalibrated since the export); re-export it")
+    with pytest.raises(US3LError, match="recalibrated since the export"):
+        deploy.load(exported.directory, bn_stats_sha256=want)
+    # exported without calibrated statistics (a running/placeholder width) while the consumer has calibrated ones
+    d = copy_artifact(exported, tmp_path / "copy")
+    edit_manifest(d, lambda doc: doc["source"].update(bn_stats=None))
+    with pytest.raises(US3LError, match="exported without calibrated BN statistics for its width"):
+        deploy.load(d, bn_stats_sha256=want)
+    # a manifest written before the statistics were recorded: nothing to compare, it loads as before
+    edit_manifest(d, lambda doc: doc["source"].pop("bn_stats"))
+    with deploy.load(d, bn_stats_sha256=want):
+        pass
+
+
+@pytest.mark.parametrize("bad", [5, "abc", {"sha256": 5}, {"width_sha256": ["x"]}])
+def test_a_malformed_bn_stats_record_is_one_line(exported: ExportResult, tmp_path: Path, bad: object) -> None:
+    d = copy_artifact(exported, tmp_path)
+    edit_manifest(d, lambda doc: doc["source"].update(bn_stats=bad))
+    with pytest.raises(US3LError, match=r"manifest.json: source.bn_stats must be null or"):
+        deploy.load(d)
+
+
+def test_quickstart_reuse_re_exports_after_a_recalibration(run: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.commands import quickstart
+
+    runs = tmp_path / "run"
+    shutil.copytree(run, runs)
+    art = tmp_path / "art"
+    first = quickstart._artifact(runs, art, "cpu", MODEL, 0.25, "onnx", "fp32", force=False)
+    assert first[0] == "ran"
+    assert quickstart._artifact(runs, art, "cpu", MODEL, 0.25, "onnx", "fp32", force=False)[0] == "reused"
+    shutil.rmtree(runs)
+    _recalibrated(run, runs)
+    assert quickstart._artifact(runs, art, "cpu", MODEL, 0.25, "onnx", "fp32", force=False)[0] == "ran"
+    assert quickstart._artifact(runs, art, "cpu", MODEL, 0.25, "onnx", "fp32", force=False)[0] == "reused"
+
+
+def test_a_switchable_manifest_records_each_widths_bn_statistics(run: Path, tmp_path: Path) -> None:
+    from us3l.checkpoint import load_backbone
+    from us3l.deploy.switchable_export import export_switchable
+    from us3l.eval.calibrate import width_bn_stats_sha256
+
+    doc = export_switchable(run, "onnx", tmp_path).manifest
+    ck = load_backbone(run)
+    assert doc["source"]["bn_stats"] == {"file": str(run / "bn_stats.safetensors"),
+                                         "sha256": file_sha256(run / "bn_stats.safetensors")}
+    assert [p["bn_stats_sha256"] for p in doc["model"]["per_width"]] == [
+        width_bn_stats_sha256(ck.model, w) for w in doc["model"]["widths"]]
