@@ -72,9 +72,19 @@ class VerificationFailed(US3LError):
     def __init__(self, result: ExportResult) -> None:
         super().__init__(
             f"verification {result.verification.summary()}; artifact NOT valid, kept for inspection in "
-            f"{result.directory}"
+            f"{result.directory}{earlier_artifact_note(result.directory)}"
         )
         self.result = result
+
+
+def earlier_artifact_note(failed: Path, kind: str = MANIFEST_KIND) -> str:
+    """``"; the earlier valid artifact in <name> is left as it was (...)"`` when a failed export's ``<name>.failed``
+    has a passed export of ours beside it (a re-run that failed keeps it), else ``""``: a user reading only "NOT
+    valid" took the folder beside it for this export's output, or thought the good artifact lost."""
+    good = failed.with_name(failed.name.removesuffix(".failed"))
+    if good == failed or good.is_symlink() or not good.is_dir() or _manifest_kind(good) != kind:
+        return ""
+    return f"; the earlier artifact in {good} is left as it was (made by an earlier export, not this one)"
 
 
 @dataclass(frozen=True)
@@ -412,8 +422,20 @@ def place_artifact(staging: Path, device_dir: Path, name: str, valid: bool, kind
     _move_into_place(staging, final)
     failed = device_dir / f"{name}.failed"
     if valid and failed.is_dir() and not failed.is_symlink() and _manifest_kind(failed) == kind:
-        shutil.rmtree(failed, ignore_errors=True)
+        _discard(failed)
     return final
+
+
+def _discard(folder: Path) -> None:
+    """Remove ``folder``, renamed into a hidden staging folder first (``clean_stale`` removes what is left once this
+    process is gone). Removed in place, a removal that stopped half-way (a file still open on NFS leaves a
+    ``.nfs*`` file behind; a subfolder without write permission) left ``<name>.failed`` without its manifest,
+    which refused every later export of the name: "refusing to replace ...failed: it is a folder without a us3l
+    manifest.json"."""
+    aside = temp_dir(folder.parent, prefix=staging_prefix(folder.name))
+    with contextlib.suppress(OSError):  # not moved: left whole, a complete export of ours the next one replaces
+        os.replace(folder, aside / folder.name)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _move_into_place(staging: Path, final: Path) -> None:

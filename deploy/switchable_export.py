@@ -30,6 +30,7 @@ from us3l.deploy.export import (
     _resolve_source,
     artifact_dir,
     check_artifact_paths,
+    earlier_artifact_note,
     input_description,
     place_artifact,
     verification_inputs,
@@ -76,6 +77,7 @@ class SwitchableVerificationFailed(US3LError):
         ]
         super().__init__(
             f"verification failed ({bad[0]}); artifact NOT valid, kept for inspection in {result.directory}"
+            f"{earlier_artifact_note(result.directory, SWITCHABLE_KIND)}"
         )
         self.result = result
 
