@@ -347,3 +347,18 @@ def test_an_artifact_of_a_fresh_model_says_so_when_a_checkpoint_is_expected() ->
         check_expected(fresh, Path("m.json"), checkpoint_sha256="ab" * 32)
     assert str(exc.value) == ("m.json: not the expected artifact (exported from a freshly initialised "
                               "'cifar_resnet18' (no checkpoint), expected the checkpoint abababababab…); re-export it")
+
+
+def test_eval_artifact_refuses_two_artifacts_of_one_width_written_two_ways(exported: ExportResult,
+                                                                           tmp_path: Path) -> None:
+    """Red-team 2026-12-06 (rtO): `us3l eval --artifact A --artifact B` with A at 0.78125 and B at 0.7813 (25/32, one
+    width: accuracy.json stores both in the row 0.7813) passed the one-entry-per-width check, which rounded half to
+    even (0.7812 vs 0.7813), and B's accuracy replaced A's without a word."""
+    from us3l.commands.eval import _check_one_per_entry
+
+    a, b = copy_artifact(exported, tmp_path / "a"), copy_artifact(exported, tmp_path / "b")
+    edit_manifest(a, lambda doc: doc["model"].update(width=0.78125))
+    edit_manifest(b, lambda doc: doc["model"].update(width=0.7813))
+    with pytest.raises(US3LError, match=rf"^--artifact {a} and {b} are both onnx/fp32 at width 0.781"):
+        _check_one_per_entry([a, b])
+    _check_one_per_entry([a, exported.directory])  # 0.78125 and 0.25: two entries

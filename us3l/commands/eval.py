@@ -401,18 +401,20 @@ def _check_one_per_entry(artifacts: list[Path]) -> None:
     """Refuse (one line, before any work) two artifacts that would be stored under the same accuracy entry (width,
     precision, backend): the second replaced the first's accuracy in accuracy.json without a word."""
     from us3l.deploy.manifest import read_manifest
-    from us3l.deploy.select import width_key
+    from us3l.deploy.select import width_keys
 
+    # the width matched as add_precision_entry stores it (width_keys): 0.78125 and 0.7813 are one row
     seen: dict[tuple[float, str, str], Path] = {}
     for a in artifacts:
         doc, _ = read_manifest(a)  # a bad folder: its one line, as evaluate_artifact would say it
         b = doc["backend"]
-        key = (width_key(doc["model"]["width"]), str(b.get("precision")), str(b.get("name")))
-        if key in seen:
+        keys = [(w, str(b.get("precision")), str(b.get("name"))) for w in width_keys(float(doc["model"]["width"]))]
+        key = next((k for k in keys if k in seen), None)
+        if key is not None:
             raise US3LError(f"--artifact {seen[key]} and {a} are both {key[2]}/{key[1]} at width {key[0]:g}: "
                             "accuracy.json keeps one accuracy per width, precision and backend; evaluate them with "
                             "different --out folders")
-        seen[key] = a
+        seen.update(dict.fromkeys(keys, a))
 
 
 def _print_artifact_table(results: list[dict[str, Any]], first: dict[str, Any], wide: bool) -> None:
