@@ -142,3 +142,31 @@ def test_a_switchable_manifest_records_each_widths_bn_statistics(run: Path, tmp_
                                          "sha256": file_sha256(run / "bn_stats.safetensors")}
     assert [p["bn_stats_sha256"] for p in doc["model"]["per_width"]] == [
         width_bn_stats_sha256(ck.model, w) for w in doc["model"]["widths"]]
+
+
+def test_the_report_flags_an_artifact_of_other_bn_statistics_than_the_run_holds_now(run: Path,
+                                                                                   tmp_path: Path) -> None:
+    """`us3l report` re-hashed the artifact files and showed an export made before `us3l calibrate` ran again as
+    valid and current; it now says the width was recalibrated since (a stale line, as for another checkpoint)."""
+    from us3l.report import render_report
+
+    root = tmp_path / "qs"
+    shutil.copytree(run, root / "run")
+    res = export_width(root / "run", 0.25, "onnx", root / "artifacts", device_name="cpu")
+
+    def stale() -> list[str]:
+        return [e for e in render_report(root).errors() if "BN statistics" in e]
+
+    assert stale() == []
+    shutil.rmtree(root / "run")
+    _recalibrated(run, root / "run", width=1.0)  # another width: this artifact's statistics are unchanged
+    assert stale() == []
+    shutil.rmtree(root / "run")
+    _recalibrated(run, root / "run")
+    (line,) = stale()
+    assert line.startswith(f"{res.manifest_path}: stale: exported with other BN statistics of width 0.25 (")
+    assert line.endswith(f"than {root / 'run' / 'bn_stats.safetensors'} holds now ("
+                         f"{line.rsplit('(', 1)[1].split(':')[0]}: recalibrated since); re-run us3l export")
+    (root / "run" / "bn_stats.safetensors").unlink()
+    (line,) = stale()
+    assert "no longer holds (removed since)" in line

@@ -367,6 +367,22 @@ def width_bn_stats_sha256(model: nn.Module, w: float) -> str | None:
     return tensors_sha256({k: t for k, t in bn_stats_state(model).items() if k.startswith(prefix)})
 
 
+def file_width_bn_stats_sha256(path: str | Path, canonical: float) -> str | None:
+    """``width_bn_stats_sha256`` read from a ``bn_stats.safetensors`` itself (no model): the digest of the
+    statistics stored for the canonical width ``canonical``; ``None`` when the file has none for it. One-line
+    ``US3LError`` for a file that cannot be read."""
+    from safetensors.torch import load
+
+    p = Path(path)
+    try:
+        state = load(p.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - a missing, unreadable or corrupt file
+        raise US3LError(f"cannot read BN statistics {p} ({_one_line(exc)})") from None
+    prefix = f"{float(canonical):.4f}/"
+    mine = {k: t.float().contiguous() for k, t in state.items() if k.startswith(prefix)}
+    return tensors_sha256(mine) if mine else None
+
+
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
     """sha256 over the tensors' names, dtypes, shapes and bytes, in name order (what a file holds, independent
     of how it is laid out)."""

@@ -270,6 +270,8 @@ def _bindings(files: PipelineFiles) -> list[str]:
     for man in files.manifests:
         if man.ok and other((man.doc.get("source") or {}).get("checkpoint_sha256")):
             note(man.path, "exported from another checkpoint", "re-run us3l export")
+        elif man.ok:
+            lines.extend(_bn_stats_drift(man.path, man.doc, files.run))
     sel = files.selection
     if sel is not None and sel.ok and isinstance(sel.doc.get("inputs"), dict):
         inputs = sel.doc["inputs"]
@@ -296,6 +298,33 @@ def _bindings(files: PipelineFiles) -> list[str]:
             lines.append(f"{summary.path}: stale: its numbers come from other versions of {', '.join(other)} than "
                          "this folder holds; re-run us3l quickstart")
     return lines
+
+
+def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
+    """A manifest whose width was materialized with other calibrated BN statistics (``source.bn_stats.width_sha256``)
+    than the run's ``bn_stats.safetensors`` holds for it now: one stale line (the width was recalibrated, or the
+    file removed, after the export). Manifests without the record (older, or no calibrated statistics) are
+    skipped."""
+    from us3l.derived import BN_STATS_FILE
+    from us3l.eval.calibrate import file_width_bn_stats_sha256
+
+    recorded = ((doc.get("source") or {}).get("bn_stats") or {}).get("width_sha256")
+    model = doc.get("model") or {}
+    canonical = model.get("canonical_width", model.get("width"))
+    if not isinstance(recorded, str) or isinstance(canonical, bool) or not isinstance(canonical, int | float):
+        return []
+    stats = run / BN_STATS_FILE
+    if not stats.is_file():
+        return [f"{path}: stale: exported with calibrated BN statistics of width {canonical:g} that {stats} no "
+                "longer holds (removed since); re-run us3l calibrate and us3l export"]
+    try:
+        now = file_width_bn_stats_sha256(stats, float(canonical))
+    except US3LError as exc:
+        return [f"{path}: cannot compare its BN statistics with the run's: {_one_line(str(exc))}"]
+    if now == recorded:
+        return []
+    return [f"{path}: stale: exported with other BN statistics of width {canonical:g} ({recorded[:12]}…) than {stats} "
+            f"holds now ({str(now)[:12]}…: recalibrated since); re-run us3l export"]
 
 
 def _drifted(recorded: list[tuple[Path, Any]]) -> tuple[list[Path], list[Path]]:
