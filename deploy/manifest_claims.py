@@ -128,6 +128,9 @@ def check_switchable_verification(doc: Mapping[str, Any], where: str | Path) -> 
     """The switchable manifest's per-width verifications (fp32, every mode) against their numbers, and ``valid``
     / ``verification.passed`` against them all. A valid manifest records every width's check in each of its
     backend's modes (``SWITCHABLE_MODES``): a deleted one (a width or mode that failed) is refused."""
+    summary = doc.get("verification")
+    if summary is not None and not isinstance(summary, Mapping):  # was an AttributeError traceback below
+        raise US3LError(f"{where}: verification must be an object, got {summary!r:.40}; {_FIX}")
     precision = doc["backend"].get("precision")
     if precision != "fp32":
         raise US3LError(f"{where}: backend.precision must be fp32 (switchable exports are fp32 only), got "

@@ -170,3 +170,31 @@ def test_the_report_flags_an_artifact_of_other_bn_statistics_than_the_run_holds_
     (root / "run" / "bn_stats.safetensors").unlink()
     (line,) = stale()
     assert "no longer holds (removed since)" in line
+
+
+@pytest.mark.parametrize("source", [5, {"bn_stats": 5}, {"bn_stats": {"width_sha256": "ab"}}])
+def test_the_report_reads_an_edited_switchable_source_without_a_traceback(run: Path, tmp_path: Path,
+                                                                          source: object) -> None:
+    """A switchable manifest reaches the report without the one-width manifest's field checks: `"source": 5` was an
+    AttributeError traceback in its checkpoint comparison (red-team of the manifest trust path, rtO), and the BN
+    statistics comparison must read it as safely."""
+    from us3l.deploy.switchable_export import export_switchable
+    from us3l.report import render_report
+
+    root = tmp_path / "qs"
+    shutil.copytree(run, root / "run")
+    res = export_switchable(root / "run", "onnx", root / "artifacts")
+    edit_manifest(res.directory, lambda doc: doc.update(source=source))
+    render_report(root).errors()  # no AttributeError
+
+
+def test_an_edited_switchable_verification_section_is_one_line(run: Path, tmp_path: Path) -> None:
+    """`"verification": 5` in a switchable manifest was an AttributeError traceback in load_switchable, profile
+    --artifact and the report (red-team of the manifest trust path, rtO)."""
+    from us3l.deploy.switchable_export import export_switchable
+    from us3l.deploy.switchable_runtime import read_switchable
+
+    res = export_switchable(run, "onnx", tmp_path)
+    edit_manifest(res.directory, lambda doc: doc.update(verification=5))
+    with pytest.raises(US3LError, match=r"manifest.json: verification must be an object, got 5; re-export"):
+        read_switchable(res.directory)

@@ -268,7 +268,7 @@ def _bindings(files: PipelineFiles) -> list[str]:
         if prof.ok and other(getattr(prof.doc, "checkpoint_sha256", None)):
             note(prof.path, "profiled from another checkpoint", "re-run us3l profile")
     for man in files.manifests:
-        if man.ok and other((man.doc.get("source") or {}).get("checkpoint_sha256")):
+        if man.ok and other(_source(man.doc).get("checkpoint_sha256")):
             note(man.path, "exported from another checkpoint", "re-run us3l export")
         elif man.ok:
             lines.extend(_bn_stats_drift(man.path, man.doc, files.run))
@@ -300,6 +300,13 @@ def _bindings(files: PipelineFiles) -> list[str]:
     return lines
 
 
+def _source(doc: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's ``source`` section, ``{}`` unless it is an object: a switchable manifest reaches the report
+    without the one-width manifest's field checks, and an edited ``"source": 5`` was an AttributeError traceback."""
+    source = doc.get("source")
+    return source if isinstance(source, dict) else {}
+
+
 def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
     """A manifest whose width was materialized with other calibrated BN statistics (``source.bn_stats.width_sha256``)
     than the run's ``bn_stats.safetensors`` holds for it now: one stale line (the width was recalibrated, or the
@@ -308,9 +315,10 @@ def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
     from us3l.derived import BN_STATS_FILE
     from us3l.eval.calibrate import file_width_bn_stats_sha256
 
-    recorded = ((doc.get("source") or {}).get("bn_stats") or {}).get("width_sha256")
-    model = doc.get("model") or {}
-    canonical = model.get("canonical_width", model.get("width"))
+    model = doc.get("model")
+    bn = _source(doc).get("bn_stats")
+    recorded = bn.get("width_sha256") if isinstance(bn, dict) else None
+    canonical = model.get("canonical_width", model.get("width")) if isinstance(model, dict) else None
     if not isinstance(recorded, str) or isinstance(canonical, bool) or not isinstance(canonical, int | float):
         return []
     stats = run / BN_STATS_FILE
@@ -348,7 +356,7 @@ def _recorded_checkpoint(files: PipelineFiles) -> tuple[str | None, str]:
     if files.accuracy is not None and files.accuracy.ok:
         items.append((files.accuracy, files.accuracy.doc.get("checkpoint_sha256")))
     items += [(p, getattr(p.doc, "checkpoint_sha256", None)) for p in files.profiles if p.ok]
-    items += [(m, (m.doc.get("source") or {}).get("checkpoint_sha256")) for m in files.manifests if m.ok]
+    items += [(m, _source(m.doc).get("checkpoint_sha256")) for m in files.manifests if m.ok]
     for item, recorded in items:
         if isinstance(recorded, str) and recorded:
             verb = "records" if item is files.checkpoint else "was computed from"
