@@ -190,6 +190,27 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     shape = doc["input"].get("shape")  # required: us3l eval --artifact feeds the artifact by it
     if not shape_ok(shape):
         raise bad("input.shape", 'a list of positive integers N, C, H, W (N may be "batch")', shape)
+    norm = doc["input"].get("normalization")  # us3l eval --artifact compares it with the checkpoint's
+    if norm is not None and not _normalization_ok(norm, shape[1]):
+        raise bad("input.normalization", f'{{"mean": [{shape[1]} numbers], "std": [{shape[1]} numbers > 0]}}', norm)
+
+
+def _normalization_ok(norm: object, channels: int) -> bool:
+    """``input.normalization``: an object whose ``mean`` and ``std`` (each may be null) are one finite number per
+    input channel, ``std`` > 0. An edited ``5`` or ``{"mean": "x"}`` was a numpy traceback in ``us3l eval
+    --artifact``."""
+    if not isinstance(norm, dict):
+        return False
+    for key in ("mean", "std"):
+        v = norm.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, list) or len(v) != channels or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+            return False
+        if key == "std" and not all(x > 0 for x in v):
+            return False
+    return True
 
 
 def is_version(value: object) -> bool:

@@ -40,6 +40,13 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("input", "shape", [1, "3", 32, 32], "input.shape must be a list of positive integers"),
         # red-team 2026-12-05 (rtA): without it us3l eval --artifact failed with 'error: KeyError: shape'
         ("input", "shape", None, "input.shape must be a list of positive integers"),
+        # red-team 2026-12-06 (rtO): us3l eval --artifact compared these with numpy, an AttributeError or a numpy
+        # broadcasting/ufunc traceback
+        ("input", "normalization", 5, 'input.normalization must be {"mean": [3 numbers], "std": [3 numbers > 0]}'),
+        ("input", "normalization", {"mean": "x"}, "input.normalization must be"),
+        ("input", "normalization", {"mean": [0.5, 0.5]}, "input.normalization must be"),
+        ("input", "normalization", {"mean": ["a", "b", "c"]}, "input.normalization must be"),
+        ("input", "normalization", {"std": [0.2, 0.0, 0.2]}, "input.normalization must be"),
     ],
 )
 def test_a_hand_edited_field_of_the_wrong_type_is_one_line_naming_it(
