@@ -180,6 +180,9 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     device = (doc.get("target") or {}).get("runtime_device")
     if device is not None and (not isinstance(device, str) or not device.strip()):
         raise bad("target.runtime_device", "a device name (a string)", device)
+    calibration = (doc.get("quantization") or {}).get("calibration")  # read by eval --artifact, quickstart, export
+    if calibration is not None and not isinstance(calibration, dict):
+        raise bad("quantization.calibration", "an object (the INT8 calibration set) or null", calibration)
     bn_stats = (doc.get("source") or {}).get("bn_stats")  # absent before 2026-12-06; null: no calibrated stats
     if bn_stats is not None and (not isinstance(bn_stats, dict) or not all(
             v is None or isinstance(v, str) for v in (bn_stats.get(k) for k in ("file", "sha256", "width_sha256")))):

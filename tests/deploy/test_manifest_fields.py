@@ -96,3 +96,22 @@ def test_a_manifest_without_its_input_section_is_refused(exported: Path, tmp_pat
     (d / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(US3LError, match=r"manifest.json: input must be an object, got None$"):
         deploy.load(d)
+
+
+def test_a_quantization_calibration_of_the_wrong_type_is_one_line(exported: Path, tmp_path: Path) -> None:
+    """Red-team 2026-12-06 (rtO): `"quantization": {"calibration": 5}` passed the section check (an object) and was an
+    AttributeError in quickstart's export reuse (which only catches US3LError: the quickstart stopped with a
+    traceback), in `us3l eval --artifact` and in the export table."""
+    from us3l import deploy
+
+    d = tmp_path / exported.name
+    d.mkdir()
+    for f in exported.iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+    doc = json.loads((d / "manifest.json").read_text())
+    doc["quantization"] = {"calibration": 5}
+    (d / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError) as err:
+        deploy.load(d)
+    assert str(err.value) == (f"{d / 'manifest.json'}: quantization.calibration must be an object (the INT8 "
+                              "calibration set) or null, got 5; re-export the artifact")
