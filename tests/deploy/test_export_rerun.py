@@ -83,3 +83,19 @@ def test_a_failed_folder_whose_removal_stops_half_way_does_not_block_the_next_ex
     visible = sorted(p.name for p in (out / "local").iterdir() if not p.name.startswith("."))
     assert visible == [NAME]  # the leftover is a hidden staging folder, which clean_stale removes later
     assert main(_export(out)) == 0  # and the next export is not blocked
+
+
+def test_a_failed_switchable_export_beside_a_good_one_says_the_good_one_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from us3l.deploy import verify
+    from us3l.deploy.switchable_export import SwitchableVerificationFailed, export_switchable
+    from us3l.models import create_model
+
+    net = create_model(MODEL, num_classes=0, base_channels=8)
+    good = export_switchable(net, "onnx", tmp_path, [0.5, 0.25], model_name=MODEL).directory
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", verify.Tolerance(max_abs=-1.0, min_cosine=2.0))
+    with pytest.raises(SwitchableVerificationFailed) as info:
+        export_switchable(net, "onnx", tmp_path, [0.5, 0.25], model_name=MODEL)
+    assert str(info.value).endswith(f"kept for inspection in {good}.failed; the earlier artifact in {good} is left as "
+                                    "it was (made by an earlier export, not this one)")
