@@ -432,7 +432,10 @@ def _discard(folder: Path) -> None:
     ``.nfs*`` file behind; a subfolder without write permission) left ``<name>.failed`` without its manifest,
     which refused every later export of the name: "refusing to replace ...failed: it is a folder without a us3l
     manifest.json"."""
-    aside = temp_dir(folder.parent, prefix=staging_prefix(folder.name))
+    try:
+        aside = temp_dir(folder.parent, prefix=staging_prefix(folder.name))
+    except OSError:  # never fail an export that is in place already: left whole, the next passed export retries
+        return
     with contextlib.suppress(OSError):  # not moved: left whole, a complete export of ours the next one replaces
         os.replace(folder, aside / folder.name)
     shutil.rmtree(aside, ignore_errors=True)

@@ -99,3 +99,30 @@ def test_a_failed_switchable_export_beside_a_good_one_says_the_good_one_stays(
         export_switchable(net, "onnx", tmp_path, [0.5, 0.25], model_name=MODEL)
     assert str(info.value).endswith(f"kept for inspection in {good}.failed; the earlier artifact in {good} is left as "
                                     "it was (made by an earlier export, not this one)")
+
+
+def test_a_failed_folder_that_cannot_be_set_aside_does_not_fail_the_passed_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removing the old `<name>.failed` comes after the good artifact is in place: nothing there may turn the passed
+    export into an error (it stays whole, a complete failure of ours that the next passed export removes)."""
+    import us3l.deploy.export as export_mod
+    from us3l.deploy import verify
+
+    out = tmp_path / "out"
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", verify.Tolerance(max_abs=-1.0, min_cosine=2.0))
+    assert main(_export(out)) == 1
+    monkeypatch.undo()
+    real = export_mod.temp_dir
+
+    def no_room(directory, prefix):
+        if ".failed" in prefix:
+            raise OSError(28, "No space left on device")
+        return real(directory, prefix)
+
+    monkeypatch.setattr(export_mod, "temp_dir", no_room)
+    assert main(_export(out)) == 0
+    monkeypatch.undo()
+    assert sorted(p.name for p in (out / "local").iterdir() if not p.name.startswith(".")) == [NAME, f"{NAME}.failed"]
+    assert main(_export(out)) == 0
+    assert sorted(p.name for p in (out / "local").iterdir() if not p.name.startswith(".")) == [NAME]
