@@ -172,13 +172,14 @@ def build_precision(record: Mapping[str, Any]) -> str | None:
     found: list[str] = []
     flags = record.get("builder_flags")
     if flags is not None:
-        if not isinstance(flags, list) or tuple(flags) not in by_flags:
+        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags) or tuple(flags) not in by_flags:
             raise ValueError(f"tensorrt.builder_flags {flags!r:.60} is not a set of flags us3l builds with")
         found.append(by_flags[tuple(flags)])
     cmd = record.get("trtexec_command")
     if cmd is not None:
-        if not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
-            raise ValueError(f"tensorrt.trtexec_command {cmd!r:.60} is not an argument list")
+        if not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd) or \
+                not any(a.startswith("--saveEngine=") for a in cmd):
+            raise ValueError(f"tensorrt.trtexec_command {cmd!r:.60} is not a trtexec build command (argument list)")
         named = {v: k for k, v in TRTEXEC_FLAGS.items()}
         # every precision option trtexec knows, so that an added --best or --fp8 is not read as an fp32 build
         given = tuple(named.get(a, a) for a in cmd_flags(cmd))

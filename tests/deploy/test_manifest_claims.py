@@ -308,6 +308,8 @@ def test_a_tensorrt_precision_is_checked_against_the_recorded_build() -> None:
         {**fp16, "builder_flags": ["FP16", "INT8"]},
         {**fp16, "builder_flags": "FP16"},
         {**fp16, "trtexec_command": "trtexec --fp16"},
+        {**fp16, "builder_flags": [{}]},  # was a TypeError (unhashable) traceback
+        {"trtexec_command": []},  # no build at all: not read as an fp32 one
     ]
     for trt in edited:
         with pytest.raises(US3LError, match=r"^m\.json: tensorrt\.(builder_flags|trtexec_command).*the manifest was "
