@@ -78,7 +78,7 @@ class VerificationFailed(US3LError):
 
 
 def earlier_artifact_note(failed: Path, kind: str = MANIFEST_KIND) -> str:
-    """``"; the earlier valid artifact in <name> is left as it was (...)"`` when a failed export's ``<name>.failed``
+    """``"; the earlier artifact in <name> is left as it was (...)"`` when a failed export's ``<name>.failed``
     has a passed export of ours beside it (a re-run that failed keeps it), else ``""``: a user reading only "NOT
     valid" took the folder beside it for this export's output, or thought the good artifact lost."""
     good = failed.with_name(failed.name.removesuffix(".failed"))
