@@ -12,7 +12,9 @@ processes (the load average before and after is printed).
     python benchmarks/export_time.py --backends onnx,openvino --repeats 3
     python benchmarks/export_time.py --configs resnet50:1.0 --exporters torchscript
 
-Results in docs/deploy.md ("Export time") come from this script.
+Results in docs/deploy.md ("Export time") come from this script. ``--json PATH`` also writes them (kind
+"export_time_benchmark", schema 1: the tool version, the git commit, the date, the machine and the command beside
+the per-configuration medians), atomically; the path is checked before the first export.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: a ``--child`` would import the model registry (torch) before it starts timing its imports.
 DEFAULT_CONFIGS = [("cifar_resnet18", 1.0), ("cifar_resnet18", 0.5), ("resnet50", 1.0)]
 DEFAULT_EXPORTERS = ["torchscript", "dynamo"]
+KIND = "export_time_benchmark"
+SCHEMA = 1
 
 
 def config(text: str) -> tuple[str, float]:
@@ -58,6 +62,45 @@ EXPORTERS = script_cli.comma_list(script_cli.choice("exporter", _exporters), "ON
 
 def _show_configs(pairs: list[tuple[str, float]]) -> str:
     return ",".join(f"{m}:{w:g}" for m, w in pairs)
+
+
+def check_json_path(text: str) -> Path:
+    """``--json``'s path, checked before the first export (a bad one used to fail after all of them had run): not
+    a folder, not a file of another kind (never clobbered), in a folder that is, or can be made, writable."""
+    from us3l.errors import US3LError
+
+    path = Path(text)
+    if path.is_dir():
+        raise US3LError(f"--json must be a file, got the folder {path}")
+    if path.exists():
+        with open(path, "rb") as fh:
+            ours = f'"kind": "{KIND}"'.encode() in fh.read(4096)
+        if not ours:
+            raise US3LError(f"refusing to replace {path}: it is not an export_time.py result; choose another --json")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise US3LError(f"--json {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise US3LError(f"--json {path}: cannot write in {folder}")
+    return path
+
+
+def result_document(results: list[dict[str, object]], argv: list[str], started: str,
+                    load: tuple[float, float]) -> dict[str, object]:
+    """What ``--json`` writes: us3l's result header (kind, schema, tool version, environment), when, at which
+    commit and on which machine it ran, the command, then the results."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+    import collapse as cb
+
+    from us3l.io import header
+
+    return {**header(KIND, SCHEMA), "date": started, "command": ["python", "benchmarks/export_time.py", *argv],
+            "git": cb.git_commit(),
+            "machine": {**cb.machine(), "node": platform.node(), "load_average_before": round(load[0], 2),
+                        "load_average_after": round(load[1], 2)},
+            "results": results}
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -169,7 +212,8 @@ def main() -> int:
     ap.add_argument("--ckpt", default=None, help="export from this checkpoint instead of fresh models")
     ap.add_argument("--latency", type=script_cli.nonnegative_int, default=0, metavar="ROUNDS",
                     help="also time both exporters' graphs in onnxruntime (1 thread, batch 1), ROUNDS interleaved")
-    ap.add_argument("--json", dest="json_path", default=None, help="also write the results here")
+    ap.add_argument("--json", dest="json_path", default=None, metavar="PATH",
+                    help=f"also write the results here (kind {KIND}, schema {SCHEMA}; written atomically)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--width", type=script_cli.width, help=argparse.SUPPRESS)
@@ -179,9 +223,12 @@ def main() -> int:
     if args.child:
         return _child(args)
 
+    json_path = check_json_path(args.json_path) if args.json_path else None
     exporters, backends = args.exporters, args.backends
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load_before = os.getloadavg()[0]
     print(f"# us3l export time, {platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}; "
-          f"load average before {os.getloadavg()[0]:.2f}")
+          f"load average before {load_before:.2f}")
     print(f"# command: python benchmarks/export_time.py --configs {_show_configs(args.configs)} "
           f"--backends {','.join(backends)} --exporters {','.join(exporters)} --repeats {args.repeats}")
     results: list[dict[str, object]] = []
@@ -229,9 +276,13 @@ def main() -> int:
                       f"ratio {lat['ratio_dynamo_over_torchscript']:.3f}")
                 entry["latency"] = lat
             results.append(entry)
-    print(f"\n# load average after {os.getloadavg()[0]:.2f}")
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps({"results": results, "argv": sys.argv[1:]}, indent=1) + "\n")
+    load_after = os.getloadavg()[0]
+    print(f"\n# load average after {load_after:.2f}")
+    if json_path is not None:
+        from us3l.io import atomic_write_json
+
+        atomic_write_json(json_path, result_document(results, sys.argv[1:], started, (load_before, load_after)))
+        print(f"wrote {json_path}", file=sys.stderr)
     return 0
 
 

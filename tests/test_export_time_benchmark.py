@@ -37,3 +37,47 @@ def test_a_failed_export_is_one_line_naming_the_error(tmp_path) -> None:
     assert "\n" not in msg
     assert msg.startswith("export failed (cifar_resnet18 0.5 onnx torchscript, exit 1): error: ")
     assert "no-such-run" in msg
+
+
+def _fake_run(model: str, width: float, backend: str, exporter: str, ckpt: str | None) -> dict[str, object]:
+    wall = 2.0 if exporter == "dynamo" else 1.0
+    return {"wall_s": wall, "cpu_s": wall, "phases": [{"name": "export", "wall_s": wall / 2, "cpu_s": wall / 2}]}
+
+
+def test_json_is_a_versioned_result_written_atomically(tmp_path, monkeypatch, capsys) -> None:
+    """``--json`` wrote ``{"results", "argv"}`` with ``Path.write_text``: no kind, schema, tool version, commit,
+    date or machine, and half a file if interrupted."""
+    import json
+
+    from us3l.io import check_schema
+    from us3l.version import __version__
+
+    out = tmp_path / "sub" / "export_time.json"
+    monkeypatch.setattr(et, "_run_one", _fake_run)
+    monkeypatch.setattr(et.sys, "argv", ["export_time.py", "--configs", "cifar_resnet18:0.5", "--json", str(out)])
+    assert et.main() == 0
+    doc = json.loads(out.read_text())
+    check_schema(doc, "export_time_benchmark", 1, out)
+    assert doc["tool_version"] == __version__ and doc["command"][-2:] == ["--json", str(out)]
+    assert len(doc["git"]["commit"] or "") == 40 and doc["date"].endswith("Z") and doc["machine"]["cpu"]
+    (entry,) = doc["results"]
+    assert entry["ratio_dynamo_over_torchscript"] == {"wall": 2.0, "cpu": 2.0}
+    assert [p.name for p in out.parent.iterdir()] == ["export_time.json"]  # no temporary left
+    capsys.readouterr()
+    assert et.main() == 0  # its own earlier result is replaced
+
+
+@pytest.mark.parametrize("where", ["folder", "foreign file", "under a file"])
+def test_a_bad_json_path_is_refused_before_any_export(tmp_path, monkeypatch, where: str) -> None:
+    from us3l.errors import US3LError
+
+    (tmp_path / "notes.txt").write_text("mine\n")
+    path = {"folder": tmp_path, "foreign file": tmp_path / "notes.txt",
+            "under a file": tmp_path / "notes.txt" / "x.json"}[where]
+    ran = []
+    monkeypatch.setattr(et, "_run_one", lambda *a: ran.append(a))
+    monkeypatch.setattr(et.sys, "argv", ["export_time.py", "--json", str(path)])
+    with pytest.raises(US3LError) as err:
+        et.main()
+    assert str(path) in str(err.value) and "\n" not in str(err.value) and not ran
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
