@@ -11,7 +11,8 @@ The default run is the naive SimSiam recipe under the collapse stress of docs/ev
 within 30 minutes": weight decay 4e-3, lr 0.05 held constant), which collapses at about epoch 16-24 on the
 built-in data: a collapsing network is where denormals appear (its features and gradients shrink towards
 zero). ``--method``/``--set`` train another recipe, e.g. the default ``us3l`` one, to check that nothing
-changes where nothing collapses. Writes ``OUT/denormal.json`` (kind "denormal_benchmark", schema 1).
+changes where nothing collapses. Writes ``OUT/denormal.json`` (kind "denormal_benchmark", schema 1: the tool
+version, the git commit, the date and the machine beside the per-epoch results), atomically.
 
     python benchmarks/denormal.py                          # 48 epochs, ~13 min on 2 cores
     python benchmarks/denormal.py --epochs 4 --out /tmp/dn # smoke run
@@ -32,6 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from us3l import script_cli
+
+# benchmarks/ is not a package: a sibling script is imported by name from this folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import collapse as cb  # noqa: E402
 
 KIND = "denormal_benchmark"
 SCHEMA = 1
@@ -110,16 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, proc in procs.items():
         _, err = proc.communicate()
         if proc.returncode != 0:
-            tail = (err.strip().splitlines() or ["(no output)"])[-1]
+            tail = (err.strip().splitlines() or ["(no output)"])[-1].removeprefix("error:").strip()
             print(f"error: the {name} run failed: {tail}", file=sys.stderr)
             return 1
     curves = {name: epochs_of(out / name) for name in VARIANTS}
     identical, n_tensors = same_tensors(*(out / name / "checkpoint.safetensors" for name in VARIANTS))
     ratios = ratios_of(curves)
     lines = table(curves, ratios)
+    git, mach = cb.git_commit(), cb.machine()
+    commit = (git["commit"] or "unknown")[:10] + (" (uncommitted changes)" if git["dirty"] else "")
     head = (f"# {args.method}, {args.epochs} epochs, seed {args.seed}"
             f"{', stress ' + ' '.join(STRESS) if args.stress else ''}{' ' + ' '.join(args.sets) if args.sets else ''};"
-            f" {started:%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, 1 thread per run, "
+            f" {started:%Y-%m-%d %H:%M} UTC, commit {commit}, {mach['cpu']}, 1 thread per run, "
             f"the two runs side by side")
     foot = (f"# ieee/flushed: median {sorted(ratios)[len(ratios) // 2]:.2f}, max {max(ratios):.2f}; final weights "
             f"{'bit-identical' if identical else 'DIFFERENT'} ({n_tensors} tensors)")
@@ -129,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_json(out / "denormal.json", {
         **header(KIND, SCHEMA), "date": f"{started:%Y-%m-%dT%H:%M:%SZ}",
         "command": [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])],
-        "machine": {"processor": platform.processor(), "cores": os.cpu_count()},
+        "git": git,
+        "machine": {**mach, "torch_threads": 1, "processor": platform.processor(), "cores": os.cpu_count()},
         "settings": vars(args), "commands": {n: train_command(args, out / n, f) for n, f in VARIANTS.items()},
         "epochs": curves, "ratios": ratios, "tensors": n_tensors, "bit_identical": identical,
     })

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -53,3 +55,56 @@ def test_needs_two_cores(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
     monkeypatch.setattr(dn.os, "cpu_count", lambda: 1)
     assert dn.main(["--out", "unused"]) == 1
     assert capsys.readouterr().err == "error: the two runs train side by side and need at least 2 cores\n"
+
+
+class _FakeTrain:
+    """A ``us3l train`` child that writes two epochs of metrics and a checkpoint into its ``--out`` at once."""
+
+    def __init__(self, cmd: list[str], **_: object) -> None:
+        assert cmd[1:4] == ["-m", "us3l", "train"], cmd
+        run = Path(cmd[cmd.index("--out") + 1])
+        run.mkdir(parents=True)
+        slow = "flush_denormal=false" in cmd
+        rows = [{"epoch": e, "cpu_seconds": 10.0 * (1.5 if slow and e == 2 else 1.0)} for e in (1, 2)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        save_file({"w": torch.ones(3)}, str(run / "checkpoint.safetensors"))
+        self.returncode = 0
+
+    def communicate(self) -> tuple[str, str]:
+        return "", ""
+
+
+def test_the_result_records_commit_date_and_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """denormal.json had no commit (docs/training.md names the training code's commit by hand) and only the
+    processor field, which is empty on this VM."""
+    from us3l.io import check_schema
+    from us3l.version import __version__
+
+    monkeypatch.setattr(dn.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(dn, "subprocess", SimpleNamespace(Popen=_FakeTrain, DEVNULL=None, PIPE=None))
+    assert dn.main(["--out", str(tmp_path / "dn"), "--epochs", "2"]) == 0
+    doc = json.loads((tmp_path / "dn" / "denormal.json").read_text())
+    check_schema(doc, "denormal_benchmark", 1, "denormal.json")
+    assert doc["tool_version"] == __version__ and doc["date"].endswith("Z")
+    assert len(doc["git"]["commit"]) == 40 and doc["machine"]["cpu"] and doc["machine"]["cores"] == 2
+    assert doc["ratios"] == [1.0, 1.5] and doc["bit_identical"] is True
+    out = capsys.readouterr().out
+    assert f"commit {doc['git']['commit'][:10]}" in out.splitlines()[0]
+
+
+def test_a_failed_run_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The child's own ``error:`` was repeated: ``error: the flushed run failed: error: ...``."""
+
+    class Failing(_FakeTrain):
+        def __init__(self, cmd: list[str], **_: object) -> None:
+            self.returncode = 1
+
+        def communicate(self) -> tuple[str, str]:
+            return "", "Warning: something\nerror: unknown method 'foo'\n"
+
+    monkeypatch.setattr(dn.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(dn, "subprocess", SimpleNamespace(Popen=Failing, DEVNULL=None, PIPE=None))
+    assert dn.main(["--out", str(tmp_path / "dn"), "--method", "foo"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == "error: the flushed run failed: unknown method 'foo'"
