@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{', stress ' + ' '.join(STRESS) if args.stress else ''}{' ' + ' '.join(args.sets) if args.sets else ''};"
             f" {started:%Y-%m-%d %H:%M} UTC, commit {commit}, {mach['cpu']}, 1 thread per run, "
             f"the two runs side by side")
-    foot = (f"# ieee/flushed: median {sorted(ratios)[len(ratios) // 2]:.2f}, max {max(ratios):.2f}; final weights "
+    foot = (f"# ieee/flushed: median {statistics.median(ratios):.2f}, max {max(ratios):.2f}; final weights "
             f"{'bit-identical' if identical else 'DIFFERENT'} ({n_tensors} tensors)")
     print("\n".join([head, *lines, foot]))
     from us3l.io import atomic_write_json, header

@@ -91,6 +91,8 @@ def test_the_result_records_commit_date_and_machine(tmp_path: Path, monkeypatch:
     assert doc["ratios"] == [1.0, 1.5] and doc["bit_identical"] is True
     out = capsys.readouterr().out
     assert f"commit {doc['git']['commit'][:10]}" in out.splitlines()[0]
+    # the median of an even count is the mean of the middle two: sorted(r)[n // 2] printed the upper one (1.50)
+    assert out.splitlines()[-1].startswith("# ieee/flushed: median 1.25, max 1.50;")
 
 
 def test_a_failed_run_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
