@@ -2,6 +2,7 @@
 
 Every (backend, width) pair is one timer of the same ``measure_interleaved`` loop, so all of them see the same
 machine state. Ratio = p50(backend) / p50(torch eager) on the same materialized network; < 1 means faster.
+Beside each ratio, its bounds from the two medians' intervals (``us3l.profiler.stats.ratio_interval``).
 
     python benchmarks/backend_vs_eager.py [--model cifar_resnet18] [--points 4] [--max-seconds 3] [--threads N]
 """
@@ -16,6 +17,7 @@ from us3l import script_cli
 from us3l.deploy.backends import get_backend
 from us3l.models import create_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer, torch_timer
 from us3l.slim import materialize
 
@@ -43,11 +45,18 @@ def main() -> None:
                 timers[(name, w)] = runner_timer(runner, x.numpy())
         policy = MeasurementPolicy(max_seconds=args.max_seconds)
         res = measure_interleaved(timers, policy)
-    print(f"# {args.model}, batch 1, {threads} threads, interleaved; ratio = p50(backend) / p50(torch eager)")
-    print(f"{'width':>7} {'eager ms':>9} {'onnx ms':>8} {'onnx/eager':>10} {'ov ms':>8} {'ov/eager':>9}")
+    print(f"# {args.model}, batch 1, {threads} threads, interleaved; ratio = p50(backend) / p50(torch eager), "
+          "90% CI: its bounds from the two medians' 95 % intervals (us3l.profiler.stats.ratio_interval)")
+    print(f"{'width':>7} {'eager ms':>9} {'onnx ms':>8} {'onnx/eager':>10} {'90% CI':>11} {'ov ms':>8} "
+          f"{'ov/eager':>10} {'90% CI':>11}")
     for w in widths:
-        e, o, v = (res[(n, w)].stats.p50_ms for n in ("torch", "onnx", "openvino"))
-        print(f"{w:7.4g} {e:9.3f} {o:8.3f} {o / e:10.2f} {v:8.3f} {v / e:9.2f}")
+        eager = res[("torch", w)].stats
+        line = f"{w:7.4g} {eager.p50_ms:9.3f}"
+        for name in ("onnx", "openvino"):
+            s = res[(name, w)].stats
+            lo, hi = ratio_interval(s, eager)
+            line += f" {s.p50_ms:8.3f} {s.p50_ms / eager.p50_ms:10.2f} {f'{lo:.2f}-{hi:.2f}':>11}"
+        print(line)
 
 
 if __name__ == "__main__":

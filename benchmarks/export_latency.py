@@ -2,7 +2,8 @@
 
 For each width: materialize (PyTorch eager, the baseline), export to ONNX and OpenVINO IR (fp32, verified),
 then time all of them round-robin with ``us3l.profiler.measure.measure_interleaved`` so that drift (thermal,
-neighbours) hits every runtime alike. Prints the median (p50) per runtime and the speed-up over eager.
+neighbours) hits every runtime alike. Prints the median (p50) per runtime and the speed-up over eager, with its
+interval (``us3l.profiler.stats.ratio_interval``).
 
     python benchmarks/export_latency.py [--model cifar_resnet18] [--widths 0.25,0.5,0.75,1.0] [--threads 1]
 """
@@ -21,6 +22,7 @@ from us3l.deploy import get_backend
 from us3l.deploy.export import export_width
 from us3l.models import create_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import load_interleaved
 from us3l.slim import materialize
 
@@ -71,17 +73,20 @@ def main() -> None:
         for r in runners:
             r.close()
     print(f"model {args.model}, input 1x3x{size}x{size}, {args.threads} thread(s), torch {torch.__version__}")
-    head = f"{'width':>6} {'eager p50 ms':>13}" + "".join(f" {b + ' p50 ms':>16} {'x eager':>8}" for b in backends)
+    head = f"{'width':>6} {'eager p50 ms':>13}" + "".join(
+        f" {b + ' p50 ms':>16} {'x eager':>8} {'90% CI':>12}" for b in backends)
     print(head)
     for w in widths:
-        eager = res[(w, "eager")].stats.p50_ms
-        line = f"{w:>6g} {eager:>13.3f}"
+        eager = res[(w, "eager")].stats
+        line = f"{w:>6g} {eager.p50_ms:>13.3f}"
         for b in backends:
-            p50 = res[(w, b)].stats.p50_ms
-            line += f" {p50:>16.3f} {eager / p50:>7.2f}x"
+            runtime = res[(w, b)].stats
+            lo, hi = ratio_interval(eager, runtime)
+            line += f" {runtime.p50_ms:>16.3f} {eager.p50_ms / runtime.p50_ms:>7.2f}x {f'{lo:.2f}-{hi:.2f}':>12}"
         print(line)
     print(
-        "x eager = eager p50 / runtime p50 (> 1: the exported artifact is faster); n per cell: "
+        "x eager = eager p50 / runtime p50 (> 1: the exported artifact is faster); 90% CI: its bounds from the two "
+        "medians' 95 % intervals (us3l.profiler.stats.ratio_interval); n per cell: "
         + ", ".join(sorted({str(m.stats.n) for m in res.values()}))
     )
 

@@ -13,7 +13,8 @@ same threads, batch 1:
 The ONNX graphs must also hold the same operators (counted by type): an extra Slice, Reshape or unfolded BN in
 the shipped graph fails the check whatever the timings say.
 
-Ratio = p50(us3l) / p50(plain): 1.00 means the slimmable origin costs nothing in the deployed graph. Next to it,
+Ratio = p50(us3l) / p50(plain): 1.00 means the slimmable origin costs nothing in the deployed graph; beside it
+its bounds from the two medians' 95 % intervals (``us3l.profiler.stats.ratio_interval``). Next to it,
 each graph's MAC rate (fvcore MACs of the width / p50) as a fraction of the best large fp32 matmul at the same
 thread count (``benchmarks/roofline.py``). The check fails when a ratio is above ``--max-ratio`` (default 1.10:
 single-thread runs here measure 0.99-1.02; the margin absorbs this VM's noise) or a us3l MAC rate is below
@@ -116,6 +117,7 @@ def main() -> int:
     from us3l.deploy.graph import build_deployable_graph, fresh_model
     from us3l.profiler.costs import count_costs
     from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+    from us3l.profiler.stats import ratio_interval
     from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer
 
     threads = resolve_threads(args.threads)
@@ -159,7 +161,7 @@ def main() -> int:
     print(f"# cifar_resnet18, batch 1, input {shape[-1]} px, {threads} thread(s), timers interleaved; "
           f"dense 2048^3 fp32 matmul best {peak / 1e9:.1f} GMAC/s")
     print(f"{'backend':>8} {'width':>6} {'channels':>22} {'MMACs':>7} {'us3l ms':>8} {'plain ms':>8} "
-          f"{'us3l/plain':>10} {'us3l of peak':>12} {'plain of peak':>13}")
+          f"{'us3l/plain':>10} {'90% CI':>11} {'us3l of peak':>12} {'plain of peak':>13}")
     failures = [
         f"onnx width {w:g}: operators differ from the plain network's: us3l {ops[('us3l', w)]}, "
         f"plain {ops[('plain', w)]}"
@@ -168,13 +170,15 @@ def main() -> int:
     ]
     for b in backends:
         for w in widths:
-            u, p = res[("us3l", b, w)].stats.p50_ms, res[("plain", b, w)].stats.p50_ms
+            us, ps = res[("us3l", b, w)].stats, res[("plain", b, w)].stats
+            u, p = us.p50_ms, ps.p50_ms
             ratio = u / p
+            lo, hi = ratio_interval(us, ps)
             u_peak, p_peak = macs[w] / (u / 1e3) / peak, macs[w] / (p / 1e3) / peak
             stem, stages = channels[w]
             chan = f"{stem}/{'-'.join(map(str, stages))}"
             print(f"{b:>8} {w:6.3g} {chan:>22} {macs[w] / 1e6:7.1f} {u:8.3f} {p:8.3f} {ratio:10.3f} "
-                  f"{u_peak:12.2f} {p_peak:13.2f}")
+                  f"{f'{lo:.2f}-{hi:.2f}':>11} {u_peak:12.2f} {p_peak:13.2f}")
             if ratio > args.max_ratio:
                 failures.append(f"{b} width {w:g}: us3l graph {ratio:.2f}x the plain network (limit {args.max_ratio})")
             if u_peak < args.min_of_peak:

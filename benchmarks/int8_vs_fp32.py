@@ -3,7 +3,8 @@
 For each model and width: export FP32 and post-training INT8 artifacts with ``us3l.deploy.export.export_width``
 (ONNX: onnxruntime Q/DQ; OpenVINO: NNCF; each verified), then time all of them round-robin with
 ``us3l.profiler.measure.measure_interleaved`` (the runtimes' own synchronous calls, as ``us3l profile`` times
-them), so drift hits every artifact alike. Prints p50 per precision and the INT8/FP32 ratio (< 1: INT8 faster).
+them), so drift hits every artifact alike. Prints p50 per precision and the INT8/FP32 ratio (< 1: INT8 faster)
+with its interval (``us3l.profiler.stats.ratio_interval``).
 
 Fresh models (``--models``, seeded init, calibration images from ``--calib-data``) give latency only; with
 ``--ckpt RUN`` (a trained run whose widths are calibrated) the run's model is added and, per width and backend,
@@ -33,6 +34,7 @@ from us3l.deploy import get_backend
 from us3l.deploy.export import VerificationFailed, export_width, int8_calibration_for
 from us3l.deploy.graph import fresh_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import load_interleaved
 
 #: ``--models``: registered names; ``''`` for none (only ``--ckpt``)
@@ -132,20 +134,24 @@ def main() -> None:
                     knn[(w, b)] = out["entry"]
 
     print(f"{'model':<38} {'width':>5} {'backend':>9} {'fp32 p50 ms':>12} {'int8 p50 ms':>12} {'int8/fp32':>10}"
-          f" {'verify cos':>10}" + (f" {'fp32 kNN@1':>11} {'int8 kNN@1':>11} {'drop pts':>9}" if knn else ""))
+          f" {'90% CI':>11} {'verify cos':>10}"
+          + (f" {'fp32 kNN@1':>11} {'int8 kNN@1':>11} {'drop pts':>9}" if knn else ""))
     for label, _, name in sources:
         for w in widths:
             for b in backends:
                 f, q = lat[(label, w, b, "fp32")].stats, lat[(label, w, b, "int8")].stats
                 v = exported[(label, w, b, "int8")].verification
+                lo, hi = ratio_interval(q, f)
                 line = (f"{label:<38} {w:>5g} {b:>9} {f.p50_ms:>12.3f} {q.p50_ms:>12.3f} {q.p50_ms / f.p50_ms:>9.2f}x"
-                        f" {v.mean_cosine:>10.5f}" + ("" if v else " (int8 verification FAILED)"))
+                        f" {f'{lo:.2f}-{hi:.2f}':>11} {v.mean_cosine:>10.5f}"
+                        + ("" if v else " (int8 verification FAILED)"))
                 if knn and name is None:
                     e = knn[(w, b)]
                     line += (f" {100 * e['fp32_knn_top1']:>11.1f} {100 * e['knn_top1']:>11.1f}"
                              f" {100 * e['knn_top1_drop']:>+9.1f}")
                 print(line)
     print("int8/fp32 = INT8 p50 / FP32 p50 of the same width and backend, timed interleaved (< 1: INT8 faster); "
+          "90% CI: its bounds from the two medians' 95 % intervals (us3l.profiler.stats.ratio_interval); "
           "verify cos = mean cosine of the INT8 artifact to FP32 PyTorch on held-out images; drop = FP32 - INT8 "
           "kNN top-1 (same bank, k, test images); n per cell: "
           + ", ".join(sorted({str(m.stats.n) for m in lat.values()})))

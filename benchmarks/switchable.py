@@ -14,8 +14,9 @@ loop (``measure_interleaved``: every timer takes turns, in rotating order, so al
 
 Modes: onnxruntime (``width_index`` fed each call); OpenVINO with ``width_index`` as an input; OpenVINO bound per
 width (one compiled model per width from the one file, ``bind_width``). Ratios: steady / static (target
-<= 1.15) and switch / steady (target <= 2), p50 each; file size of the switchable artifact / the static widest
-one (target <= 1.1). The outputs of every mode are compared with the static artifact's first.
+<= 1.15) and switch / steady (target <= 2), p50 each, with their bounds from the medians' intervals
+(``us3l.profiler.stats.ratio_interval``); file size of the switchable artifact / the static widest one (target
+<= 1.1). The outputs of every mode are compared with the static artifact's first.
 
     python benchmarks/switchable.py [--model cifar_resnet18] [--size 32] [--widths 1,0.75,0.5,0.25]
         [--max-seconds 1.5] [--threads 1] [--ckpt RUN]
@@ -42,6 +43,7 @@ from us3l.deploy.switchable_export import check_widths, export_switchable
 from us3l.deploy.switchable_runtime import OrtSwitchable, OvSwitchable
 from us3l.errors import US3LError
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.stats import LatencyStats, ratio_interval
 from us3l.profiler.timers import example_input, load_interleaved, runner_timer
 
 MODES = ("onnxruntime", "openvino input", "openvino bound")
@@ -54,6 +56,12 @@ def commit() -> str:
                               cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def ratio_cell(num: LatencyStats, den: LatencyStats) -> str:
+    """``p50(num) / p50(den)`` and its bounds: ``1.02 (0.98-1.05)``."""
+    lo, hi = ratio_interval(num, den)
+    return f"{num.p50_ms / den.p50_ms:.2f} ({lo:.2f}-{hi:.2f})"
 
 
 def static_switch_timer(runner: object, other: object, x: np.ndarray):
@@ -208,7 +216,6 @@ def main() -> None:
                                               args.threads, size)
             mem[f"static-{b}-widest"] = resident_mib(f"static-{b}", [static[(b, widest)].artifact.path], n,
                                                      args.threads, size)
-    p50 = {key: m.stats.p50_ms for key, m in res.items()}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"# {now}, commit {commit()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -217,14 +224,18 @@ def main() -> None:
           f"<= {args.max_seconds:g} s each; p50 in ms")
     print(f"# export: switchable onnx + openvino {sw_s:.1f} s (both verified at every width), static "
           f"{len(static)} artifacts {static_s:.1f} s; max |switchable - static| over all outputs {worst:.1e}")
-    print(f"{'width':>6} {'mode':<15} {'static':>8} {'steady':>8} {'switch':>8} {'steady/static':>13} "
-          f"{'switch/steady':>13} {'static switch/static':>20}")
+    print("# each ratio of two p50s with its bounds from the two medians' 95 % intervals (at least 90 %, "
+          "us3l.profiler.stats.ratio_interval)")
+    print(f"{'width':>6} {'mode':<15} {'static':>8} {'steady':>8} {'switch':>8} {'steady/static':>20} "
+          f"{'switch/steady':>20} {'static switch/static':>20}")
     for w in grid:
         for mode in MODES:
             b = STATIC_OF[mode]
-            st, sd, sc = p50[("static", b, w)], p50[("steady", mode, w)], p50[("switch", mode, w)]
-            ss = p50[("static switch", b, w)]
-            print(f"{w:6g} {mode:<15} {st:8.3f} {sd:8.3f} {sc:8.3f} {sd / st:13.2f} {sc / sd:13.2f} {ss / st:20.2f}")
+            st, sd, sc = (res[(kind, key, w)].stats for kind, key in (("static", b), ("steady", mode),
+                                                                       ("switch", mode)))
+            ss = res[("static switch", b, w)].stats
+            cells = " ".join(f"{ratio_cell(a, z):>20}" for a, z in ((sd, st), (sc, sd), (ss, st)))
+            print(f"{w:6g} {mode:<15} {st.p50_ms:8.3f} {sd.p50_ms:8.3f} {sc.p50_ms:8.3f} {cells}")
     for b in ("onnx", "openvino"):
         s = sw[b].manifest["switchable"]
         print(f"size {b}: switchable {s['artifact_bytes'] / 1e6:.2f} MB / static width {widest:g} "

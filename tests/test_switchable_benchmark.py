@@ -3,6 +3,7 @@ ratio the docs report (slow: real exports of cifar_resnet18)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -34,10 +35,11 @@ def test_switchable_benchmark_prints_every_ratio() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert "max |switchable - static| over all outputs 0.0e+00" in done.stdout  # same graph, same numbers
-    rows = [ln.split() for ln in lines if ln.split() and ln.split()[0] in ("1", "0.25")]
+    rows = [ln for ln in lines if ln.split() and ln.split()[0] in ("1", "0.25")]
     assert len(rows) == 6  # 2 widths x 3 modes
-    for row in rows:
-        ratios = [float(v) for v in row[-3:]]
-        assert all(r > 0 for r in ratios)
+    for row in rows:  # each ratio with its bounds: "1.02 (0.98-1.05)"
+        ratios = re.findall(r"(\d+\.\d+) \((\d+\.\d+)-(\d+\.\d+|inf)\)", row)
+        assert len(ratios) == 3, row
+        assert all(0 < float(lo) <= float(r) <= float(hi) for r, lo, hi in ratios), row
     sizes = [ln for ln in lines if ln.startswith("size ")]
     assert len(sizes) == 2 and all(float(ln.split(" = ")[1].split()[0]) <= 1.1 for ln in sizes)

@@ -13,6 +13,7 @@ from us3l.profiler.stats import (
     order_statistic_ranks,
     percentile,
     quantile_ci,
+    ratio_interval,
     rel_ci_halfwidth,
     summarize,
 )
@@ -112,3 +113,18 @@ def test_min_samples_for_upper_bound_is_the_first_n_with_an_interior_bound() -> 
         assert order_statistic_ranks(n - 1, q)[1] > n - 1 - below
     # p90 at 95 %: with 20 samples the bound does not exist (rank 21 > n), at 70 it is the 68th
     assert order_statistic_ranks(20, 0.9)[1] == 21 and min_samples_for_upper_bound(0.9) == 70
+
+
+def test_ratio_interval_bounds_a_ratio_of_medians() -> None:
+    """The spread the benchmarks print beside p50(a) / p50(b): from the two medians' intervals, at least 90 %."""
+    a, b = summarize(ONE_TO_TEN), summarize([2 * v for v in ONE_TO_TEN])
+    (a_lo, a_hi), (b_lo, b_hi) = a.ci95_ms["p50"], b.ci95_ms["p50"]
+    assert ratio_interval(a, b) == (a_lo / b_hi, a_hi / b_lo)
+    assert ratio_interval(a, b)[0] < a.p50_ms / b.p50_ms < ratio_interval(a, b)[1]
+    assert ratio_interval(a, summarize([0.0, 0.0, 1.0]))[1] == math.inf
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(400):  # true medians 3 ln 2 and ln 2: the true ratio is 3
+        lo, hi = ratio_interval(summarize(rng.exponential(3.0, size=60)), summarize(rng.exponential(1.0, size=60)))
+        hits += lo <= 3.0 <= hi
+    assert hits / 400 >= 0.9
