@@ -19,6 +19,7 @@ use ``vpmaddubsw`` + ``vpmaddwd`` and often do not beat FP32.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import subprocess
 import tempfile
@@ -33,6 +34,7 @@ from us3l import script_cli
 from us3l.deploy import get_backend
 from us3l.deploy.export import VerificationFailed, export_width, int8_calibration_for
 from us3l.deploy.graph import fresh_model
+from us3l.deploy.quantize import MIN_CALIB_IMAGES
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import load_interleaved
@@ -56,6 +58,15 @@ def cpu_isa() -> str:
     return f"{name}; {' '.join(have) or 'no AVX2'}; int8 dot-product instructions (VNNI/AMX): {'yes' if vnni else 'no'}"
 
 
+def calib_images(text: str) -> int:
+    """``--calib-images``: as many as ``us3l export --precision int8`` takes (a usage error here, not an error
+    after the models were built and the header printed)."""
+    n = script_cli.positive_int(text)
+    if n < MIN_CALIB_IMAGES:
+        raise argparse.ArgumentTypeError(f"must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {text!r}")
+    return n
+
+
 def runner_timer(runner: Any, x: np.ndarray) -> Callable[[int], Sequence[float]]:
     return lambda n: [runner.time_once(x) for _ in range(n)]
 
@@ -77,7 +88,8 @@ def main() -> None:
     ap.add_argument("--backends", type=script_cli.backends, default="onnx,openvino")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0, help="time cap per artifact")
-    ap.add_argument("--calib-images", type=script_cli.positive_int, default=300)
+    ap.add_argument("--calib-images", type=calib_images, default=300,
+                    help=f"calibration images of the INT8 artifacts (>= {MIN_CALIB_IMAGES}; default 300)")
     ap.add_argument("--calib-data", default="builtin", help="calibration data of the fresh models")
     ap.add_argument("--knn-max-train", type=script_cli.positive_int, default=None,
                     help="cap the kNN bank (seeded stratified)")

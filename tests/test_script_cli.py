@@ -138,6 +138,9 @@ def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
          "(see: python benchmarks/export_time.py --help)"),
         (["benchmarks/collapse.py", "--eval-widths", "abc"], 2,
          "error: argument --eval-widths: expects a number, got 'abc' (see: python benchmarks/collapse.py --help)"),
+        (["benchmarks/int8_vs_fp32.py", "--calib-images", "20"], 2,
+         "error: argument --calib-images: must be >= 32 (stable INT8 activation ranges), got '20' "
+         "(see: python benchmarks/int8_vs_fp32.py --help)"),
         (["benchmarks/switchable.py", "--ckpt", "/nonexistent/run"], 1,
          "error: no checkpoint found at /nonexistent/run (expected a run folder or checkpoint.safetensors)"),
     ],
