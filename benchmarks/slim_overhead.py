@@ -8,7 +8,8 @@ recipe's batch, each side on its own train-mode copy of the weights. All (mode, 
 interleaved round by round, so load changes hit them alike; within each (mode, width) pair the order alternates
 between rounds (ABBA) and every timer makes one untimed call first, so neither side is the one that always runs
 right after a switch (cold caches, another allocation pattern); ratio = median(eager) / median(static), 1.00 means
-no overhead. Usage::
+no overhead, printed with its bounds from the two medians' intervals over the rounds
+(``us3l.profiler.stats.ratio_interval``). Usage::
 
     python benchmarks/slim_overhead.py [--model cifar_resnet18 --base-channels 16 --image-size 16 --rounds 15]
 """
@@ -16,7 +17,6 @@ no overhead. Usage::
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 from collections.abc import Callable
 
@@ -54,6 +54,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from us3l.models import create_model
+    from us3l.profiler.stats import ratio_interval, summarize
     from us3l.slim import materialize, width
     from us3l.slim.context import calibrating
 
@@ -126,21 +127,25 @@ def main() -> None:
             t = _timed(fn, calls)
             if r:
                 times[key].append(t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    stats = {k: summarize([t * 1e3 for t in v]) for k, v in times.items()}
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {s}px, {torch.get_num_threads()} thread(s), "
         f"{args.rounds} interleaved rounds; inference batch 1 ({args.calls} calls per round), "
         f"training step batch {args.batch_size}"
     )
-    head = f"{'width':>6} {'infer eager':>12} {'static':>9} {'ratio':>6}"
-    print(f"{head}   {'train eager':>12} {'static':>9} {'ratio':>6}")
+    head = f"{'width':>6} {'infer eager':>12} {'static':>9} {'ratio':>6} {'90% CI':>11}"
+    print(f"{head}   {'train eager':>12} {'static':>9} {'ratio':>6} {'90% CI':>11}")
     for w in widths:
-        ie, is_ = med[("infer", w, "eager")], med[("infer", w, "static")]
-        te, ts = med[("train", w, "eager")], med[("train", w, "static")]
+        ie, is_ = stats[("infer", w, "eager")], stats[("infer", w, "static")]
+        te, ts = stats[("train", w, "eager")], stats[("train", w, "static")]
+        (il, ih), (tl, th) = ratio_interval(ie, is_), ratio_interval(te, ts)
         print(
-            f"{w:>6g} {ie * 1e3:10.3f}ms {is_ * 1e3:7.3f}ms {ie / is_:6.2f}   "
-            f"{te * 1e3:10.2f}ms {ts * 1e3:7.2f}ms {te / ts:6.2f}"
+            f"{w:>6g} {ie.p50_ms:10.3f}ms {is_.p50_ms:7.3f}ms {ie.p50_ms / is_.p50_ms:6.2f} "
+            f"{f'{il:.2f}-{ih:.2f}':>11}   "
+            f"{te.p50_ms:10.2f}ms {ts.p50_ms:7.2f}ms {te.p50_ms / ts.p50_ms:6.2f} {f'{tl:.2f}-{th:.2f}':>11}"
         )
+    print("ratio = median(eager) / median(static) over the rounds; 90% CI: its bounds from the two medians' 95 % "
+          "intervals (us3l.profiler.stats.ratio_interval)")
 
 
 if __name__ == "__main__":

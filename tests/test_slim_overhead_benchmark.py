@@ -30,5 +30,7 @@ def test_slim_overhead_runs_and_reports_every_width() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [ln.split() for ln in done.stdout.splitlines() if ln.split() and ln.split()[0] in ("1", "0.25")]
     assert [r[0] for r in rows] == ["1", "0.25"]
-    for row in rows:
-        assert float(row[3]) > 0 and float(row[6]) > 0  # inference and training-step ratios
+    for row in rows:  # inference and training-step ratios, each with its interval
+        for ratio, ci in ((row[3], row[4]), (row[7], row[8])):
+            lo, hi = (float(v) for v in ci.split("-"))
+            assert 0 < lo <= float(ratio) <= hi, row
