@@ -14,7 +14,8 @@ MAC model; they are in the measurement.
 (``channels_last``, what ``us3l train`` uses for conv nets on CPU, ``us3l.train.loop.train_memory_format``),
 interleaved, so the before/after ratio is measured under the same load. The training MAC rate of ``single``
 (8·M(1)·batch MACs per iteration) is reported against the best single-process fp32 matmul rate
-(``benchmarks/roofline.py``) at the same thread count. Usage::
+(``benchmarks/roofline.py``) at the same thread count. Every measured ratio is printed with its bounds from the two
+medians' intervals over the timed iterations (``us3l.profiler.stats.ratio_interval``). Usage::
 
     python benchmarks/train_cost.py [--model cifar_resnet18 --base-channels 16 --batch-size 32 --iters 8]
     python benchmarks/train_cost.py --memory-format channels_last --views batched --precision both --threads 2
@@ -227,7 +228,15 @@ def main() -> None:
             r.step(x1, x2, record=i >= 1)
     peak = matmul_peak(args.matmul_n, args.threads)
     eff = backbone_rates(args, macs_of, batches, fmt_names, formats)
-    med = {k: statistics.median(r.times) for k, r in runners.items()}
+    from us3l.profiler.stats import ratio_interval, summarize
+
+    per_iter = {k: summarize([t * 1e3 for t in r.times]) for k, r in runners.items()}
+    med = {k: st.p50_ms / 1e3 for k, st in per_iter.items()}
+
+    def spread(num: tuple[str, str], den: tuple[str, str]) -> str:
+        lo, hi = ratio_interval(per_iter[num], per_iter[den])
+        return f"{lo:.2f}-{hi:.2f}"
+
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {args.image_size}px, "
         f"batch {args.batch_size}, {torch.get_num_threads()} thread(s), {args.iters} timed iterations each, "
@@ -241,12 +250,14 @@ def main() -> None:
             f"\n[{fmt}] single @ w=1.0: {single * 1000:.1f} ms/iteration (= 1.00); training MAC rate "
             f"{rate / 1e9:.1f} GMAC/s = {rate / peak:.2f} of matmul"
         )
-        print(f"{'stage':>5} {'widths':>22} {'ms/iter':>8} {'measured':>9} {'MAC model':>9} {'over':>6}")
+        print(f"{'stage':>5} {'widths':>22} {'ms/iter':>8} {'measured':>9} {'90% CI':>11} {'MAC model':>9} {'over':>6}")
         for stage, _, w_min in stages:
             t = med[(fmt, f"stage{stage}")]
             label = "{1.0}" if w_min is None else f"{{1.0, U({w_min},1), {w_min}}}"
             pred = predicted_ratio(macs_of, w_min)
-            print(f"{stage:>5} {label:>22} {t * 1000:8.1f} {t / single:9.2f} {pred:9.2f} {t / single / pred:6.2f}")
+            ci = spread((fmt, f"stage{stage}"), (fmt, "single"))
+            print(f"{stage:>5} {label:>22} {t * 1000:8.1f} {t / single:9.2f} {ci:>11} {pred:9.2f} "
+                  f"{t / single / pred:6.2f}")
         mean_us3l = sum(med[(fmt, f"stage{s_}")] for s_, _, _ in stages) / 4 / single
         mean_pred = sum(predicted_ratio(macs_of, w) for _, _, w in stages) / 4
         print(
@@ -270,7 +281,10 @@ def main() -> None:
     if pairs:
         print()
     for a, b in pairs:
-        print(f"[{b}] / [{a}], ms per iteration: " + ", ".join(f"{k} {med[(b, k)] / med[(a, k)]:.2f}" for k in keys))
+        print(f"[{b}] / [{a}], ms per iteration: "
+              + ", ".join(f"{k} {med[(b, k)] / med[(a, k)]:.2f} ({spread((b, k), (a, k))})" for k in keys))
+    print("\nmeasured and [x] / [y]: ratios of median ms per iteration; 90% CI and (lo-hi): their bounds from the two "
+          "medians' 95 % intervals over the timed iterations (us3l.profiler.stats.ratio_interval)")
 
 
 if __name__ == "__main__":

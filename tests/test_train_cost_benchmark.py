@@ -1,0 +1,28 @@
+"""benchmarks/train_cost.py: a tiny end-to-end run (every ratio printed with its interval) and its input check."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.script_module import ROOT
+
+TINY = ["--iters", "2", "--batch-size", "8", "--hidden", "32", "--matmul-n", "64", "--memory-format",
+        "channels_last", "--views", "both"]
+
+
+def test_every_measured_ratio_has_its_interval() -> None:
+    """The stage ratios and the variant pairs were printed without any spread (8 iterations or 80 read alike)."""
+    done = subprocess.run([sys.executable, "benchmarks/train_cost.py", *TINY], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stages = [ln.split() for ln in done.stdout.splitlines() if re.match(r"\s+[1-4] ", ln)]
+    assert len(stages) == 8  # 4 stages x 2 variants (views separate, batched)
+    for row in stages:  # stage, widths..., ms/iter, measured, CI, MAC model, over
+        measured, (lo, hi) = float(row[-4]), (float(v) for v in row[-3].split("-"))
+        assert 0 < lo <= measured <= hi, row
+    (pair,) = [ln for ln in done.stdout.splitlines() if ln.startswith("[channels_last, views batched] / ")]
+    cells = re.findall(r"(stage\d|single) (\d+\.\d+) \((\d+\.\d+)-(\d+\.\d+)\)", pair)
+    assert [c[0] for c in cells] == ["single", "stage1", "stage2", "stage3", "stage4"], pair
+    assert all(float(lo) <= float(r) <= float(hi) for _, r, lo, hi in cells), pair
