@@ -187,6 +187,12 @@ def main() -> None:
     from us3l.data import load_dataset, ssl_augment_for
 
     ds = load_dataset("builtin", "train")
+    need = (args.iters + 1) * args.batch_size  # one warm-up iteration, then --iters timed ones, each its own images
+    if need > len(ds.images):
+        from us3l.errors import US3LError
+
+        raise US3LError(f"--iters {args.iters} and --batch-size {args.batch_size} need {need} training images "
+                        f"((iters + 1) x batch); the built-in data has {len(ds.images)}")
     aug = ssl_augment_for(ds.name, args.image_size, ds.mean, ds.std)
     g = torch.Generator().manual_seed(0)
     batches = []

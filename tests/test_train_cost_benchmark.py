@@ -26,3 +26,14 @@ def test_every_measured_ratio_has_its_interval() -> None:
     cells = re.findall(r"(stage\d|single) (\d+\.\d+) \((\d+\.\d+)-(\d+\.\d+)\)", pair)
     assert [c[0] for c in cells] == ["single", "stage1", "stage2", "stage3", "stage4"], pair
     assert all(float(lo) <= float(r) <= float(hi) for _, r, lo, hi in cells), pair
+
+
+def test_more_images_than_the_data_holds_is_one_line_before_anything_runs() -> None:
+    """``--batch-size 300`` failed with torch's 'Expected non-zero, positive output size. Got [0, 3, 16, 16]'
+    after the models were built; a batch that only partly fits (``--batch-size 230``) timed a short last batch."""
+    for batch in ("300", "230"):
+        done = subprocess.run([sys.executable, "benchmarks/train_cost.py", "--batch-size", batch], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1 and not done.stdout
+        assert done.stderr == (f"error: --iters 8 and --batch-size {batch} need {9 * int(batch)} training images "
+                               "((iters + 1) x batch); the built-in data has 2000\n")
