@@ -5,11 +5,12 @@ One ONNX file holds a stack of 3x3 convolutions at full width as outer-scope ini
 weights to its width. The question it answers: does a runtime slice once (constant folding inside the
 branches) or on every call? Side by side, interleaved in one run, per runtime (onnxruntime and OpenVINO, one
 thread each) and width: median latency of the switchable file / median latency of a static file holding that
-width's weights only, the same outputs checked first; then the mean latency when the width changes on every
-call (the switch cost); the Slice nodes left in onnxruntime's optimized graph; and each session's resident
-memory growth. A third variant, ``ov-bound``, loads the same file in OpenVINO with ``idx`` bound to each width
-before compiling (one compiled model per width, switching = choosing one). No us3l code is involved: it
-measures the runtimes, not our exporter. Usage::
+width's weights only, with its bounds from the two medians' intervals over the rounds (the same outputs checked
+first); then the mean latency when the width changes on every call (the switch cost); the Slice nodes left in
+onnxruntime's optimized graph; and each session's resident memory growth. A third variant, ``ov-bound``, loads
+the same file in OpenVINO with ``idx`` bound to each width before compiling (one compiled model per width,
+switching = choosing one). No us3l code runs in what is timed (``us3l.profiler.stats`` only summarises the
+timings): it measures the runtimes, not our exporter. Usage::
 
     python benchmarks/if_branch_slicing.py [--channels 128 --layers 6 --size 16 --rounds 5]
 """
@@ -32,6 +33,7 @@ import psutil
 from onnx import TensorProto, helper, numpy_helper
 
 from us3l import script_cli
+from us3l.profiler.stats import ratio_interval, summarize
 
 OPSET = 17
 
@@ -244,22 +246,40 @@ def main() -> None:
             t = median_ms(fn, args.calls)
             if r:  # round 0 warms up
                 times[key].append(t)
-    med = {key: statistics.median(v) for key, v in times.items()}
+    stats = {key: summarize(v) for key, v in times.items()}
+    med = {key: st.p50_ms for key, st in stats.items()}
+
+    def spread(num: tuple, den: tuple) -> str:
+        lo, hi = ratio_interval(stats[num], stats[den])
+        return f"{lo:.2f}-{hi:.2f}"
+
+    def switch_spread(rt: str) -> str:
+        """Bounds on alternating per call / mean steady median from every median's 95 % interval (all hold
+        together with at least 1 - 0.05 x (widths + 1))."""
+        n = len(channels)
+        a_lo, a_hi = stats[(rt, -1, "alternating")].ci95_ms["p50"]
+        steady = [stats[(rt, k, "switchable")].ci95_ms["p50"] for k in range(n)]
+        lo, hi = a_lo / n / statistics.mean(c[1] for c in steady), a_hi / n / statistics.mean(c[0] for c in steady)
+        return f"{lo:.2f}-{hi:.2f} at {100 - 5 * (n + 1)} %"
+
 
     print(f"{args.layers} convs 3x3 at {c_full} channels full width, input {args.size}px, batch 1, 1 thread, "
           f"{args.rounds} interleaved rounds of {args.calls} calls; file {sw_path.stat().st_size / 2**20:.2f} MiB "
           f"switchable vs {st_paths[0].stat().st_size / 2**20:.2f} MiB static widest")
     print("ov-bound: the same file in OpenVINO with idx bound to each width at compile time (one compiled model "
           "per width, switching = choosing one)")
-    print(f"{'runtime':>12} {'width':>6} {'switchable':>11} {'static':>9} {'ratio':>6}")
+    print("ratio: of the medians over the rounds, with its bounds from the two medians' 95 % intervals (at least "
+          "90 %, us3l.profiler.stats.ratio_interval)")
+    print(f"{'runtime':>12} {'width':>6} {'switchable':>11} {'static':>9} {'ratio':>6} {'90% CI':>11}")
     for rt in runs:
         for k, w in enumerate(widths):
             a, b = med[(rt, k, "switchable")], med[(rt, k, "static")]
-            print(f"{rt:>12} {w:>6g} {a:9.3f}ms {b:7.3f}ms {a / b:6.2f}")
+            ci = spread((rt, k, "switchable"), (rt, k, "static"))
+            print(f"{rt:>12} {w:>6g} {a:9.3f}ms {b:7.3f}ms {a / b:6.2f} {ci:>11}")
         steady = statistics.mean(med[(rt, k, "switchable")] for k in range(len(channels)))
         alt = med[(rt, -1, "alternating")] / len(channels)
         print(f"{rt:>12} width changed on every call: {alt:.3f} ms per call against {steady:.3f} ms steady "
-              f"(ratio {alt / steady:.2f})")
+              f"(ratio {alt / steady:.2f}, {switch_spread(rt)})")
     opt = onnx.load(str(tmp / "switchable_ort_opt.onnx"), load_external_data=False)
     print(f"onnxruntime's optimized graph keeps {count_ops(opt.graph, 'Slice')} of "
           f"{count_ops(onnx.load(str(sw_path)).graph, 'Slice')} Slice nodes")

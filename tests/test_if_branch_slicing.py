@@ -72,3 +72,25 @@ def test_binding_idx_before_compiling_gives_each_width_in_openvino(models) -> No
         b = next(iter(core.compile_model(core.read_model(str(st)), "CPU").create_infer_request()
                       .infer({"X": x}).values()))
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_tiny_run_prints_every_ratio_with_its_interval() -> None:
+    """The per-width switchable/static ratios and the switch cost were printed without any spread."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.script_module import ROOT
+
+    done = subprocess.run([sys.executable, "benchmarks/if_branch_slicing.py", "--channels", "8", "--layers", "1",
+                           "--size", "6", "--rounds", "2", "--calls", "5"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [ln.split() for ln in done.stdout.splitlines() if re.match(r"\s*(onnxruntime|openvino|ov-bound) +[\d.]+ ",
+                                                                      ln)]
+    assert len(rows) == 9  # 3 runtimes x 3 widths
+    for row in rows:
+        lo, hi = (float(v) for v in row[-1].split("-"))
+        assert lo <= float(row[-2]) <= hi, row
+    switches = re.findall(r"\(ratio (\d+\.\d+), (\d+\.\d+)-(\d+\.\d+) at 80 %\)", done.stdout)
+    assert len(switches) == 3 and all(float(lo) <= float(r) <= float(hi) for r, lo, hi in switches)
