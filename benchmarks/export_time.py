@@ -4,9 +4,10 @@ Each export runs in a fresh process, exactly as a user runs ``us3l export --mode
 (interpreter start and imports included: they are part of what the user waits for), with
 ``us3l.deploy.timing.recording()`` collecting the pipeline's phases. The two ONNX exporters
 (``US3L_ONNX_EXPORTER=torchscript|dynamo``) are interleaved repeat by repeat, so on a shared machine both see the
-same load; the ratio dynamo/torchscript is computed per configuration from the medians. CPU time is the child
-process's user+system time (all threads): it measures the work even when the wall time is inflated by other
-processes (the load average before and after is printed).
+same load; the ratio dynamo/torchscript is computed per configuration from the medians, and with ``--repeats`` > 1
+printed beside the range of its per-repeat values (repeat r of one exporter against repeat r of the other). CPU
+time is the child process's user+system time (all threads): it measures the work even when the wall time is
+inflated by other processes (the load average before and after is printed).
 
     python benchmarks/export_time.py                           # cifar_resnet18 1.0/0.5 and resnet50 1.0, onnx
     python benchmarks/export_time.py --backends onnx,openvino --repeats 3
@@ -267,8 +268,13 @@ def main() -> int:
             if "dynamo" in totals and "torchscript" in totals:
                 rw = totals["dynamo"][0] / totals["torchscript"][0]
                 rc = totals["dynamo"][1] / totals["torchscript"][1]
-                print(f"ratio dynamo/torchscript: wall {rw:.2f}x, cpu {rc:.2f}x")
-                entry["ratio_dynamo_over_torchscript"] = {"wall": rw, "cpu": rc}
+                # repeat r of one exporter ran beside repeat r of the other: their ratio per repeat is the spread
+                per = {k: [float(d[f"{k}_s"]) / float(t[f"{k}_s"])  # type: ignore[arg-type]
+                           for d, t in zip(runs["dynamo"], runs["torchscript"], strict=True)] for k in ("wall", "cpu")}
+                spread = "" if args.repeats == 1 else "".join(
+                    f", {k} per repeat {min(v):.2f}-{max(v):.2f}x" for k, v in per.items())
+                print(f"ratio dynamo/torchscript: wall {rw:.2f}x, cpu {rc:.2f}x{spread}")
+                entry["ratio_dynamo_over_torchscript"] = {"wall": rw, "cpu": rc, "per_repeat": per}
             if args.latency:
                 lat = _latency(model, width, args.latency)
                 print(f"onnxruntime latency (1 thread, batch 1, median of {args.latency} interleaved rounds): "

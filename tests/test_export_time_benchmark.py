@@ -44,6 +44,22 @@ def _fake_run(model: str, width: float, backend: str, exporter: str, ckpt: str |
     return {"wall_s": wall, "cpu_s": wall, "phases": [{"name": "export", "wall_s": wall / 2, "cpu_s": wall / 2}]}
 
 
+def test_the_ratio_comes_with_its_per_repeat_range(monkeypatch, capsys) -> None:
+    """With --repeats 3 the dynamo/torchscript ratio was a ratio of medians alone."""
+    walls = iter([1.0, 2.0, 2.6, 1.3, 1.0, 2.2])  # torchscript, dynamo; dynamo, torchscript; torchscript, dynamo
+
+    def run(model: str, width: float, backend: str, exporter: str, ckpt: str | None) -> dict[str, object]:
+        wall = next(walls)
+        return {"wall_s": wall, "cpu_s": 1.0, "phases": []}
+
+    monkeypatch.setattr(et, "_run_one", run)
+    monkeypatch.setattr(et.sys, "argv", ["export_time.py", "--configs", "cifar_resnet18:0.5", "--repeats", "3"])
+    assert et.main() == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("ratio dynamo/torchscript")]
+    assert line == ("ratio dynamo/torchscript: wall 2.20x, cpu 1.00x, wall per repeat 2.00-2.20x, "
+                    "cpu per repeat 1.00-1.00x")
+
+
 def test_json_is_a_versioned_result_written_atomically(tmp_path, monkeypatch, capsys) -> None:
     """``--json`` wrote ``{"results", "argv"}`` with ``Path.write_text``: no kind, schema, tool version, commit,
     date or machine, and half a file if interrupted."""
@@ -61,7 +77,8 @@ def test_json_is_a_versioned_result_written_atomically(tmp_path, monkeypatch, ca
     assert doc["tool_version"] == __version__ and doc["command"][-2:] == ["--json", str(out)]
     assert len(doc["git"]["commit"] or "") == 40 and doc["date"].endswith("Z") and doc["machine"]["cpu"]
     (entry,) = doc["results"]
-    assert entry["ratio_dynamo_over_torchscript"] == {"wall": 2.0, "cpu": 2.0}
+    assert entry["ratio_dynamo_over_torchscript"] == {"wall": 2.0, "cpu": 2.0,
+                                                      "per_repeat": {"wall": [2.0], "cpu": [2.0]}}
     assert [p.name for p in out.parent.iterdir()] == ["export_time.json"]  # no temporary left
     capsys.readouterr()
     assert et.main() == 0  # its own earlier result is replaced
