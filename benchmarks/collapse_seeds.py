@@ -284,7 +284,9 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
     t_train = time.perf_counter()
     first = docs_by_seed[args.seeds[0]]
     within = float(first["verdict"].get("within_points", 2.0))
-    fields = dict(git=git, seeds=args.seeds, us3l_epochs=first["runs"]["us3l"]["epochs"], data=first["data"],
+    # machine: where this summary was made; each seed's own run keeps the machine it trained on (per_seed)
+    fields = dict(git=git, machine=cb.machine(), seeds=args.seeds, us3l_epochs=first["runs"]["us3l"]["epochs"],
+                  data=first["data"],
                   per_seed={str(s): _seed_record(docs_by_seed[s], sources[s]) for s in args.seeds},
                   summary=summarize(args.seeds, docs_by_seed, within))
     return nl.write_result(args, cli, docs, out, "collapse_seeds.py", BENCH_KIND, BENCH_SCHEMA, fields,

@@ -135,6 +135,7 @@ def test_end_to_end_from_results_and_rendered_section(tmp_path: Path) -> None:
     assert cs.main(argv) == 0
     doc = json.loads((out / "collapse_seeds.json").read_text())
     assert doc["kind"] == cs.BENCH_KIND and doc["schema_version"] == cs.BENCH_SCHEMA and doc["us3l_epochs"] == 32
+    assert doc["tool_version"] and doc["date"] and len(doc["git"]["commit"]) == 40 and doc["machine"]["cpu"]
     assert set(doc["per_seed"]) == {"100", "1"} and "config" not in doc["per_seed"]["1"]["runs"]["us3l"]
     text = docs.read_text()
     assert "old" not in text and text.endswith("tail\n")
