@@ -24,7 +24,7 @@ from us3l.slim import materialize
 
 def main() -> None:
     ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--model", type=script_cli.model, default="cifar_resnet18")
     ap.add_argument("--points", type=script_cli.positive_int, default=4)
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0)
     ap.add_argument("--threads", type=script_cli.positive_int, default=None)

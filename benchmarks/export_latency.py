@@ -46,7 +46,7 @@ def runner_timer(runner, x: np.ndarray) -> Callable[[int], Sequence[float]]:
 
 def main() -> None:
     ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--model", type=script_cli.model, default="cifar_resnet18")
     ap.add_argument("--widths", type=script_cli.widths, default="0.25,0.5,0.75,1.0")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=4.0, help="time cap per (width, runtime)")

@@ -14,7 +14,7 @@ from us3l.profiler.sweep import run_sweep
 
 def main() -> None:
     ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--model", type=script_cli.model, default="cifar_resnet18")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--backend", default="onnx")
     ap.add_argument("--points", type=script_cli.positive_int, default=4)

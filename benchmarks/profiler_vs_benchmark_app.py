@@ -122,7 +122,7 @@ def loadavg() -> str:
 
 def main() -> None:
     ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--model", type=script_cli.model, default="cifar_resnet18")
     ap.add_argument("--widths", type=script_cli.widths, default="1.0,0.5,0.25")
     ap.add_argument("--rounds", type=script_cli.positive_int, default=2)
     ap.add_argument("--seconds", type=script_cli.positive_int, default=2,

@@ -143,7 +143,7 @@ def main() -> None:
         _resident(mode, int(n), int(threads), int(size), paths)
         return
     ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--model", type=script_cli.model, default="cifar_resnet18")
     ap.add_argument("--size", type=script_cli.positive_int, default=None, help="input side (default: the model's)")
     ap.add_argument("--widths", type=script_cli.widths, default="1,0.75,0.5,0.25",
                     help="the grid (index i = i-th width)")

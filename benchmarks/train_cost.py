@@ -157,7 +157,7 @@ def backbone_rates(
 
 def main() -> None:
     ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="cifar_resnet18")
+    ap.add_argument("--model", type=script_cli.model, default="cifar_resnet18")
     ap.add_argument("--base-channels", type=script_cli.positive_int, default=16)
     ap.add_argument("--image-size", type=script_cli.positive_int, default=16)
     ap.add_argument("--batch-size", type=script_cli.positive_int, default=32)

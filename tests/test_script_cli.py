@@ -120,6 +120,13 @@ def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
         untyped = [m for m in re.findall(r'add_argument\("(--[\w-]*widths)",([^)]*)', text)
                    if "type=script_cli.widths" not in m[1]]
         assert not untyped, (script.name, untyped)
+        model_types = {m.group(1): m.group(2) for m in re.finditer(r'add_argument\("(--models?)",([^)]*)', text)
+                       if "SUPPRESS" not in m.group(2)}  # export_time.py's --child gets checked names
+        for flag, rest in model_types.items():  # script_cli.model(s), or a list type made of script_cli.model
+            kind = re.search(r"type=([\w.]+)", rest)
+            assert kind, (script.name, flag)  # a typo is a usage error, before anything runs
+            assert kind.group(1).startswith("script_cli.model") or re.search(
+                rf"^{re.escape(kind.group(1))} = .*script_cli\.model\b", text, re.M), (script.name, flag)
         loose = [m for m in re.findall(r'add_argument\("(--[\w-]+)", type=(?:int|float)\b', text)
                  if (script.name, m) not in {("collapse.py", "--eval-share"), ("collapse.py", "--us3l-stage1")}]
         assert not loose, (script.name, loose)
@@ -138,6 +145,10 @@ def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
          "(see: python benchmarks/export_time.py --help)"),
         (["benchmarks/collapse.py", "--eval-widths", "abc"], 2,
          "error: argument --eval-widths: expects a number, got 'abc' (see: python benchmarks/collapse.py --help)"),
+        (["benchmarks/roofline.py", "--model", "resnet05"], 2,
+         "error: argument --model: unknown model 'resnet05'; choose from cifar_mobilenetv2, cifar_resnet18, "
+         "cifar_resnet50, mobilenetv2, resnet18, resnet50, vit_small, vit_tiny (see: python benchmarks/roofline.py "
+         "--help)"),
         (["benchmarks/int8_vs_fp32.py", "--calib-images", "20"], 2,
          "error: argument --calib-images: must be >= 32 (stable INT8 activation ranges), got '20' "
          "(see: python benchmarks/int8_vs_fp32.py --help)"),
