@@ -16,7 +16,8 @@ import numpy as np
 from us3l import script_cli
 from us3l.deploy import get_backend
 from us3l.deploy.export import export_width
-from us3l.deploy.select import Budget, LatencyRule, select
+from us3l.deploy.select import STATISTICS, Budget, LatencyRule, select
+from us3l.errors import US3LError
 from us3l.models import create_model
 from us3l.profiler.stats import summarize
 
@@ -25,7 +26,8 @@ def main() -> None:
     ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True)
     ap.add_argument("--latency-ms", type=script_cli.positive_float, required=True)
-    ap.add_argument("--statistic", default="p90")
+    ap.add_argument("--statistic", type=script_cli.choice("latency statistic", lambda: STATISTICS), default="p90",
+                    help=f"what the solver compares with the budget ({', '.join(STATISTICS)}; default p90)")
     ap.add_argument("--margin", type=script_cli.nonnegative_float, default=0.0)
     ap.add_argument("--trials", type=script_cli.positive_int, default=20)
     ap.add_argument("--repeats", type=script_cli.positive_int, default=100)
@@ -35,7 +37,8 @@ def main() -> None:
     sel = select([args.profile], Budget(latency_ms=args.latency_ms), rule=rule)
     d = sel.devices[0]
     if d.chosen is None:
-        raise SystemExit(f"infeasible: smallest achievable latency {d.minimum['latency_ms']:.3f} ms")
+        raise US3LError(f"--latency-ms {args.latency_ms:g} is infeasible on this profile: the smallest achievable "
+                        f"latency is {d.minimum['latency_ms']:.3f} ms ({rule.describe()})")
     w = d.chosen.width
     model = create_model(d.model, num_classes=0).eval()
     x = np.random.default_rng(0).standard_normal((1, 3, model.input_size, model.input_size)).astype(np.float32)
