@@ -17,6 +17,7 @@ with the load average at the start and end.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -31,17 +32,33 @@ from pathlib import Path
 import numpy as np
 
 from us3l import script_cli
+from us3l.errors import US3LError
 
 #: Accepted |profile / reference - 1| at every width (issue 18 item 4).
 GOAL = 0.10
 
 
-def us3l_profile(model: str, widths: str, backend: str, threads: int, seconds: float, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "us3l", "profile", "--device", "cpu", "--model", model, "--widths", widths,
-           "--backend", backend, "--threads", str(threads), "--max-seconds", str(seconds), "--target-ci", "0.005",
-           "--out", str(out), "--json"]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(res.stdout)
+def run_tool(cmd: list[str], what: str) -> str:
+    """``cmd``'s stdout; a failure is one line with the tool's own last words (a CalledProcessError named only
+    the command)."""
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        last = next((x for x in reversed((res.stderr + res.stdout).splitlines()) if x.strip()), "no output")
+        raise US3LError(f"{what} failed (exit {res.returncode}): {last.removeprefix('error:').strip()}")
+    return res.stdout
+
+
+def profile_command(model: str, widths: list[float], backend: str, threads: int, seconds: float,
+                    out: Path) -> list[str]:
+    """The ``us3l profile`` command of one round: ``--widths`` as the comma list the CLI reads."""
+    return [sys.executable, "-m", "us3l", "profile", "--device", "cpu", "--model", model,
+            "--widths", ",".join(map(str, widths)), "--backend", backend, "--threads", str(threads),
+            "--max-seconds", str(seconds), "--target-ci", "0.005", "--out", str(out), "--json"]
+
+
+def us3l_profile(model: str, widths: list[float], backend: str, threads: int, seconds: float, out: Path) -> dict:
+    cmd = profile_command(model, widths, backend, threads, seconds, out)
+    return json.loads(run_tool(cmd, f"us3l profile ({backend})"))
 
 
 def benchmark_app(xml: Path, threads: int, seconds: float) -> float:
@@ -50,10 +67,10 @@ def benchmark_app(xml: Path, threads: int, seconds: float) -> float:
     # -nthreads needs -hint none (a benchmark_app rule); one stream is what the latency hint gives
     cmd = [exe, "-m", str(xml), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-api", "sync",
            "-nthreads", str(threads), "-infer_precision", "f32", "-t", str(max(1, round(seconds)))]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    m = re.search(r"Median:\s*([0-9.]+)\s*(ms|us)", res.stdout)  # microseconds below 1 ms
+    stdout = run_tool(cmd, "benchmark_app")
+    m = re.search(r"Median:\s*([0-9.]+)\s*(ms|us)", stdout)  # microseconds below 1 ms
     if m is None:
-        raise RuntimeError(f"no median in benchmark_app output:\n{res.stdout[-2000:]}")
+        raise US3LError(f"no 'Median:' line in benchmark_app's output ({exe} -m {xml})")
     return float(m.group(1)) / (1000.0 if m.group(2) == "us" else 1.0)
 
 
@@ -129,12 +146,19 @@ def main() -> None:
                     help="per width per tool per round (whole seconds)")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="us3l-xcheck-"))
+    try:
+        compare(args, tmp)
+    finally:  # the exports and profiles are this run's only
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def compare(args: argparse.Namespace, tmp: Path) -> None:
+    """Export, time every tool round by round, print the tables (the work of :func:`main`, in ``tmp``)."""
     from us3l.deploy.export import export_width
     from us3l.deploy.graph import fresh_model
 
     widths = args.widths
-    tmp = Path(tempfile.mkdtemp(prefix="us3l-xcheck-"))
     net = fresh_model(args.model)
     arts: dict[tuple[str, float], tuple[Path, str]] = {}
     for backend in ("openvino", "onnx"):
@@ -148,7 +172,7 @@ def main() -> None:
     load_start = loadavg()
     for rnd in range(args.rounds):
         for backend in ("openvino", "onnx"):
-            prof = us3l_profile(args.model, args.widths, backend, args.threads, args.seconds * len(widths),
+            prof = us3l_profile(args.model, widths, backend, args.threads, args.seconds * len(widths),
                                 tmp / f"p{rnd}")
             for r in prof["records"]:
                 w = float(r["width"])
@@ -187,7 +211,6 @@ def main() -> None:
         r_ort = m("profile-onnx", w) / m("ort-lone", w)
         print(f"width {w:g}: openvino profile/benchmark_app {r_ov:.3f} ({verdict(r_ov)}), "
               f"onnx profile/lone session {r_ort:.3f} ({verdict(r_ort)})")
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
