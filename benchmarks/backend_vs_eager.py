@@ -19,6 +19,7 @@ from us3l.models import create_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer, torch_timer
+from us3l.provenance import provenance_line
 from us3l.slim import materialize
 
 
@@ -45,6 +46,7 @@ def main() -> None:
                 timers[(name, w)] = runner_timer(runner, x.numpy())
         policy = MeasurementPolicy(max_seconds=args.max_seconds)
         res = measure_interleaved(timers, policy)
+    print(provenance_line())
     print(f"# {args.model}, batch 1, {threads} threads, interleaved; ratio = p50(backend) / p50(torch eager), "
           "90% CI: its bounds from the two medians' 95 % intervals (us3l.profiler.stats.ratio_interval)")
     print(f"{'width':>7} {'eager ms':>9} {'onnx ms':>8} {'onnx/eager':>10} {'90% CI':>11} {'ov ms':>8} "

@@ -779,15 +779,10 @@ def machine() -> dict[str, Any]:
 
 
 def git_commit() -> dict[str, Any]:
-    def git(*a: str) -> str | None:
-        try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
+    """The commit of this checkout and whether tracked files changed (``us3l.provenance.git_commit``)."""
+    from us3l.provenance import git_commit as commit_of
 
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
+    return commit_of(ROOT)
 
 
 # ------------------------------------------------------------------------------------------ markdown

@@ -24,6 +24,7 @@ from us3l.models import create_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import load_interleaved
+from us3l.provenance import provenance_line
 from us3l.slim import materialize
 
 
@@ -72,6 +73,7 @@ def main() -> None:
         res = measure_interleaved(timers, policy)
         for r in runners:
             r.close()
+    print(provenance_line())
     print(f"model {args.model}, input 1x3x{size}x{size}, {args.threads} thread(s), torch {torch.__version__}")
     head = f"{'width':>6} {'eager p50 ms':>13}" + "".join(
         f" {b + ' p50 ms':>16} {'x eager':>8} {'90% CI':>12}" for b in backends)

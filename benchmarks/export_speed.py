@@ -36,6 +36,7 @@ from roofline import matmul_peak  # benchmarks/ is on sys.path when this script 
 from torch import nn
 
 from us3l import script_cli
+from us3l.provenance import provenance_line
 
 
 class _PlainBlock(nn.Module):
@@ -158,6 +159,7 @@ def main() -> int:
                 runner = stack.enter_context(load_interleaved(b, path, threads))
                 timers[("plain", b, w)] = runner_timer(runner, x.numpy())
         res = measure_interleaved(timers, MeasurementPolicy(max_seconds=args.max_seconds))
+    print(provenance_line())
     print(f"# cifar_resnet18, batch 1, input {shape[-1]} px, {threads} thread(s), timers interleaved; "
           f"dense 2048^3 fp32 matmul best {peak / 1e9:.1f} GMAC/s")
     print(f"{'backend':>8} {'width':>6} {'channels':>22} {'MMACs':>7} {'us3l ms':>8} {'plain ms':>8} "

@@ -225,9 +225,11 @@ def main() -> int:
         return _child(args)
 
     json_path = check_json_path(args.json_path) if args.json_path else None
+    from us3l.provenance import provenance_line  # not at the top: --child must not import us3l before its timing
     exporters, backends = args.exporters, args.backends
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = os.getloadavg()[0]
+    print(provenance_line())
     print(f"# us3l export time, {platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}; "
           f"load average before {load_before:.2f}")
     print(f"# command: python benchmarks/export_time.py --configs {_show_configs(args.configs)} "

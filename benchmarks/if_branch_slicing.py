@@ -34,6 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from us3l import script_cli
 from us3l.profiler.stats import ratio_interval, summarize
+from us3l.provenance import provenance_line
 
 OPSET = 17
 
@@ -263,6 +264,7 @@ def main() -> None:
         return f"{lo:.2f}-{hi:.2f} at {100 - 5 * (n + 1)} %"
 
 
+    print(provenance_line())
     print(f"{args.layers} convs 3x3 at {c_full} channels full width, input {args.size}px, batch 1, 1 thread, "
           f"{args.rounds} interleaved rounds of {args.calls} calls; file {sw_path.stat().st_size / 2**20:.2f} MiB "
           f"switchable vs {st_paths[0].stat().st_size / 2**20:.2f} MiB static widest")

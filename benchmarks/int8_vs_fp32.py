@@ -20,8 +20,6 @@ use ``vpmaddubsw`` + ``vpmaddwd`` and often do not beat FP32.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +36,7 @@ from us3l.deploy.quantize import MIN_CALIB_IMAGES
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import load_interleaved
+from us3l.provenance import provenance_line
 
 #: ``--models``: registered names; ``''`` for none (only ``--ckpt``)
 FRESH_MODELS = script_cli.comma_list(script_cli.model, "registered model names", empty_ok=True)
@@ -71,14 +70,6 @@ def runner_timer(runner: Any, x: np.ndarray) -> Callable[[int], Sequence[float]]
     return lambda n: [runner.time_once(x) for _ in range(n)]
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
 def main() -> None:
     ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=FRESH_MODELS, default="cifar_resnet18,resnet50",
@@ -105,8 +96,8 @@ def main() -> None:
         loaded = open_checkpoint(args.ckpt)
         sources.append((f"{loaded.meta['model']} (trained: {args.ckpt})", loaded, None))
 
-    print(f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_commit()}, "
-          f"{args.threads} thread(s), batch 1, torch {torch.__version__}, "
+    print(provenance_line())
+    print(f"# {args.threads} thread(s), batch 1, torch {torch.__version__}, "
           + ", ".join(f"{b} {get_backend(b).runtime_version()}" for b in backends))
     print(f"# CPU: {cpu_isa()}")
     timers: dict[tuple[str, float, str, str], Callable[[int], Sequence[float]]] = {}

@@ -12,7 +12,6 @@ profile records (``peak_rss_bytes``: the sweep itself) and the window it chose.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -22,6 +21,7 @@ import time
 
 from us3l import script_cli
 from us3l.errors import US3LError
+from us3l.provenance import provenance_line
 
 
 def sweep(model: str, backend: str, args: argparse.Namespace, out: str) -> dict:
@@ -75,8 +75,8 @@ def main() -> None:
     ap.add_argument("--adaptive", action="store_true",
                     help="us3l profile --adaptive: time a covering subset, interpolate the rest")
     args = ap.parse_args()
-    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}  {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.1f}  points={args.points or 'grid'}  budget={args.max_total_seconds} s  "
+    print(provenance_line())
+    print(f"# points={args.points or 'grid'}  budget={args.max_total_seconds} s  "
           f"max_memory_mb={args.max_memory_mb}  adaptive={args.adaptive}")
     print("# timed: widths measured (the rest interpolated with --adaptive); export s: the sweep's preparation "
           "(exports, or only sizes and costs with --adaptive, which exports as it times)")

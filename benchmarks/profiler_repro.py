@@ -12,6 +12,7 @@ from us3l import script_cli
 from us3l.deploy.graph import fresh_model
 from us3l.devices.registry import get_device
 from us3l.profiler.sweep import run_sweep
+from us3l.provenance import provenance_line
 
 
 def summary(diffs: list[float]) -> str:
@@ -38,6 +39,7 @@ def main() -> None:
         for _ in range(2)
     ]
     a, b = sweeps
+    print(provenance_line())
     print(f"# {args.model} on {spec.name} ({a.backend}, {a.threads} threads), two consecutive sweeps")
     print(f"{'width':>7} {'p50_a ms':>9} {'±a %':>6} {'p50_b ms':>9} {'±b %':>6} {'|rel diff| %':>12} stable a/b")
     diffs = []

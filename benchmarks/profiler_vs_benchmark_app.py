@@ -33,6 +33,7 @@ import numpy as np
 
 from us3l import script_cli
 from us3l.errors import US3LError
+from us3l.provenance import provenance_line
 
 #: Accepted |profile / reference - 1| at every width (issue 18 item 4).
 GOAL = 0.10
@@ -190,6 +191,7 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
     def m(key: str, w: float) -> float:
         return statistics.median(med[(key, w)])
 
+    print(provenance_line())
     print(f"# {args.model}, batch 1, {args.threads} thread(s), {args.rounds} interleaved rounds, "
           f"~{args.seconds:g} s per width per tool per round; medians of the per-round p50 (ms); "
           f"load average {load_start} at the start, {loadavg()} at the end ({os.cpu_count()} CPUs)")

@@ -19,6 +19,7 @@ from us3l.deploy.graph import fresh_model
 from us3l.devices.registry import get_device
 from us3l.profiler.sweep import run_sweep
 from us3l.profiler.timers import resolve_threads
+from us3l.provenance import provenance_line
 
 
 def matmul_peak(n: int, threads: int, repeats: int = 10) -> float:
@@ -50,6 +51,7 @@ def main() -> None:
     prof = run_sweep(net, args.model, list(net.width_grid(args.points)), spec,
                      net.input_size, backend=args.backend, threads=threads,
                      policy=spec.policy.replace(max_seconds=args.max_seconds))
+    print(provenance_line())
     print(f"# dense {args.n}x{args.n} fp32 matmul, {threads} threads: best {peak / 1e9:.1f} GMAC/s")
     print(f"# {args.model} ({prof.backend}, batch 1, input {prof.input_shape[-1]})")
     print(f"{'width':>7} {'MMACs':>8} {'p50 ms':>8} {'GMAC/s':>7} {'of peak':>8}")

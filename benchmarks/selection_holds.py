@@ -20,6 +20,7 @@ from us3l.deploy.select import STATISTICS, Budget, LatencyRule, select
 from us3l.errors import US3LError
 from us3l.models import create_model
 from us3l.profiler.stats import summarize
+from us3l.provenance import provenance_line
 
 
 def main() -> None:
@@ -52,6 +53,7 @@ def main() -> None:
                 stats = summarize([r.time_once(x) * 1e3 for _ in range(args.repeats)])
                 values.append(getattr(stats, f"{args.statistic}_ms"))
     holds = sum(v <= args.latency_ms for v in values)
+    print(provenance_line())
     print(f"profile {args.profile}: {d.device}, {d.model}, {d.backend}/{d.precision}")
     print(
         f"budget {args.latency_ms} ms on the {rule.describe()}: chosen width {w:g} "

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 
 from us3l import script_cli
+from us3l.provenance import provenance_line
 
 
 def _timed(fn: Callable[[], object], calls: int) -> float:
@@ -128,6 +129,7 @@ def main() -> None:
             if r:
                 times[key].append(t)
     stats = {k: summarize([t * 1e3 for t in v]) for k, v in times.items()}
+    print(provenance_line())
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {s}px, {torch.get_num_threads()} thread(s), "
         f"{args.rounds} interleaved rounds; inference batch 1 ({args.calls} calls per round), "

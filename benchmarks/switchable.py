@@ -24,9 +24,7 @@ width (one compiled model per width from the one file, ``bind_width``). Ratios: 
 
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -45,17 +43,10 @@ from us3l.errors import US3LError
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.stats import LatencyStats, ratio_interval
 from us3l.profiler.timers import example_input, load_interleaved, runner_timer
+from us3l.provenance import provenance_line
 
 MODES = ("onnxruntime", "openvino input", "openvino bound")
 STATIC_OF = {"onnxruntime": "onnx", "openvino input": "openvino", "openvino bound": "openvino"}
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def ratio_cell(num: LatencyStats, den: LatencyStats) -> str:
@@ -216,9 +207,7 @@ def main() -> None:
                                               args.threads, size)
             mem[f"static-{b}-widest"] = resident_mib(f"static-{b}", [static[(b, widest)].artifact.path], n,
                                                      args.threads, size)
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"# {now}, commit {commit()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(provenance_line())
     print(f"# {net.__class__.__name__ if name is None else name}, input {size}px, batch 1, {args.threads} thread(s), "
           f"grid {','.join(f'{w:g}' for w in grid)}; {len(timers)} timers interleaved, "
           f"<= {args.max_seconds:g} s each; p50 in ms")

@@ -36,6 +36,7 @@ import torch
 from roofline import matmul_peak  # benchmarks/ is on sys.path when this script runs
 
 from us3l import script_cli
+from us3l.provenance import provenance_line
 
 
 def backbone_macs(model_name: str, kwargs: dict, widths: list[float], image_size: int) -> dict[float, int]:
@@ -243,6 +244,7 @@ def main() -> None:
         lo, hi = ratio_interval(per_iter[num], per_iter[den])
         return f"{lo:.2f}-{hi:.2f}"
 
+    print(provenance_line())
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {args.image_size}px, "
         f"batch {args.batch_size}, {torch.get_num_threads()} thread(s), {args.iters} timed iterations each, "

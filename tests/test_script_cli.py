@@ -115,6 +115,8 @@ def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
         text = script.read_text()
         assert text.rstrip().endswith("script_cli.run(main)"), script.name
         assert "argparse.ArgumentParser(" not in text, script.name  # script_cli.ArgumentParser: one line
+        # README: "the scripts write their date, commit and machine" (printed first, or in the result file)
+        assert "provenance_line()" in text or "git_commit()" in text, script.name
         by_hand = re.findall(r"""\.split\(\s*(?:",\s*"|',\s*')\s*\)|\bargs\.\w+\.split\(""", text)
         assert not by_hand, (script.name, by_hand)  # a comma list is a type: script_cli.comma_list, .widths, ...
         untyped = [m for m in re.findall(r'add_argument\("(--[\w-]*widths)",([^)]*)', text)
