@@ -1037,6 +1037,7 @@ def bench_main(argv: Sequence[str] | None, parse: Callable[[list[str]], argparse
     for full runs only), re-render (``--render``) or check the docs section's markers and run; a US3LError is a
     one-line error and exit 1."""
     from us3l.errors import US3LError
+    from us3l.io import output_folder
 
     cli = list(sys.argv[1:] if argv is None else argv)
     args = parse(cli)
@@ -1047,6 +1048,7 @@ def bench_main(argv: Sequence[str] | None, parse: Callable[[list[str]], argparse
             return rerender(args.render, docs, kind, schema, what, render, begin, end, args.section)
         if docs is not None:  # fail before the runs, not after 30-60 minutes of them
             docs_markers(docs, begin, end, args.section)
+        output_folder(Path(args.out))  # a file there was 'error: File exists: PATH'
         return run(args, cli, docs)
     except US3LError as exc:
         print(f"error: {exc}", file=sys.stderr)

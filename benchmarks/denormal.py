@@ -104,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (os.cpu_count() or 1) < 2:
         print("error: the two runs train side by side and need at least 2 cores", file=sys.stderr)
         return 1
-    out = Path(args.out)
+    from us3l.io import output_folder
+
+    out = output_folder(Path(args.out))  # a file there was 'error: File exists: PATH'
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     started = dt.datetime.now(dt.timezone.utc)

@@ -154,6 +154,9 @@ def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
         (["benchmarks/int8_vs_fp32.py", "--calib-images", "20"], 2,
          "error: argument --calib-images: must be >= 32 (stable INT8 activation ranges), got '20' "
          "(see: python benchmarks/int8_vs_fp32.py --help)"),
+        (["benchmarks/collapse.py", "--quick", "--out", "README.md"], 1,
+         "error: --out must be a folder, got the file README.md"),  # was 'error: File exists: README.md'
+        (["benchmarks/denormal.py", "--out", "README.md"], 1, "error: --out must be a folder, got the file README.md"),
         (["benchmarks/switchable.py", "--ckpt", "/nonexistent/run"], 1,
          "error: no checkpoint found at /nonexistent/run (expected a run folder or checkpoint.safetensors)"),
     ],
