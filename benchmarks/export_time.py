@@ -136,6 +136,8 @@ def _child(args: argparse.Namespace) -> int:
 
 
 def _run_one(model: str, width: float, backend: str, exporter: str, ckpt: str | None) -> dict[str, object]:
+    from us3l.errors import US3LError
+
     env = {**os.environ, "US3L_ONNX_EXPORTER": exporter, "PYTHONWARNINGS": "ignore"}
     with tempfile.TemporaryDirectory(prefix="us3l-export-time-") as out:
         cmd = [sys.executable, __file__, "--child", "--model", model, "--width", str(width), "--backend", backend,
@@ -150,10 +152,11 @@ def _run_one(model: str, width: float, backend: str, exporter: str, ckpt: str | 
     line = next((x for x in proc.stdout.splitlines() if x.startswith("PHASES ")), None)
     if proc.returncode != 0 or line is None:  # the child's last words: us3l's one error line, or a traceback's end
         last = next((x for x in reversed(proc.stderr.splitlines()) if x.strip()), "no output on stderr")
-        raise SystemExit(f"export failed ({model} {width} {backend} {exporter}, exit {proc.returncode}): {last}")
+        raise US3LError(f"export failed ({model} {width} {backend} {exporter}, exit {proc.returncode}): "
+                        f"{last.removeprefix('error:').strip()}")
     doc = json.loads(line[len("PHASES "):])
     if not doc["valid"]:
-        raise SystemExit(f"export not valid ({model} {width} {backend} {exporter})")
+        raise US3LError(f"export not valid ({model} {width} {backend} {exporter})")
     return {"wall_s": wall, "cpu_s": cpu, "phases": doc["phases"]}
 
 
