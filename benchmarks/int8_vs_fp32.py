@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--knn-max-train", type=script_cli.positive_int, default=None,
                     help="cap the kNN bank (seeded stratified)")
     args = ap.parse_args()
+    if not args.models and not args.ckpt:
+        ap.error("nothing to measure: --models '' needs --ckpt RUN")
     torch.set_num_threads(args.threads)
     widths = args.widths
     backends = [b for b in args.backends if get_backend(b).available()]

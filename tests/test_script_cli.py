@@ -151,6 +151,8 @@ def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
          "error: argument --model: unknown model 'resnet05'; choose from cifar_mobilenetv2, cifar_resnet18, "
          "cifar_resnet50, mobilenetv2, resnet18, resnet50, vit_small, vit_tiny (see: python benchmarks/roofline.py "
          "--help)"),
+        (["benchmarks/int8_vs_fp32.py", "--models", ""], 2,  # printed an empty table, exit 0
+         "error: nothing to measure: --models '' needs --ckpt RUN (see: python benchmarks/int8_vs_fp32.py --help)"),
         (["benchmarks/int8_vs_fp32.py", "--calib-images", "20"], 2,
          "error: argument --calib-images: must be >= 32 (stable INT8 activation ranges), got '20' "
          "(see: python benchmarks/int8_vs_fp32.py --help)"),
