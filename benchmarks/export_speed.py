@@ -16,9 +16,10 @@ the shipped graph fails the check whatever the timings say.
 Ratio = p50(us3l) / p50(plain): 1.00 means the slimmable origin costs nothing in the deployed graph; beside it
 its bounds from the two medians' 95 % intervals (``us3l.profiler.stats.ratio_interval``). Next to it,
 each graph's MAC rate (fvcore MACs of the width / p50) as a fraction of the best large fp32 matmul at the same
-thread count (``benchmarks/roofline.py``). The check fails when a ratio is above ``--max-ratio`` (default 1.10:
-single-thread runs here measure 0.99-1.02; the margin absorbs this VM's noise) or a us3l MAC rate is below
-``--min-of-peak`` of the matmul rate (default 0.5; measured 0.7-1.1 at widths 1.0-0.5). Usage::
+thread count (``benchmarks/roofline.py``), probed before and after the timing (both printed). The check fails
+when a ratio is above ``--max-ratio`` (default 1.10: single-thread runs here measure 0.99-1.02; the margin
+absorbs this VM's noise) or a us3l MAC rate is below ``--min-of-peak`` of the matmul rate (default 0.5; measured
+0.7-1.1 at widths 1.0-0.5). Usage::
 
     python benchmarks/export_speed.py                       # onnxruntime, widths 1.0 / 0.5 / 0.25, 1 thread
     python benchmarks/export_speed.py --backends onnx,openvino --max-seconds 4
@@ -126,7 +127,7 @@ def main() -> int:
     net = fresh_model("cifar_resnet18")
     shape = (1, 3, net.input_size, net.input_size)
     x = example_input(shape)
-    peak = matmul_peak(2048, threads)
+    before = matmul_peak(2048, threads)
     timers, macs, channels, ops = {}, {}, {}, {}
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="us3l-export-speed-")))
@@ -159,9 +160,11 @@ def main() -> int:
                 runner = stack.enter_context(load_interleaved(b, path, threads))
                 timers[("plain", b, w)] = runner_timer(runner, x.numpy())
         res = measure_interleaved(timers, MeasurementPolicy(max_seconds=args.max_seconds))
+    after = matmul_peak(2048, threads)  # the reference moves with the machine too: probed on both sides
+    peak = max(before, after)
     print(provenance_line())
     print(f"# cifar_resnet18, batch 1, input {shape[-1]} px, {threads} thread(s), timers interleaved; "
-          f"dense 2048^3 fp32 matmul best {peak / 1e9:.1f} GMAC/s")
+          f"dense 2048^3 fp32 matmul best {peak / 1e9:.1f} GMAC/s (before {before / 1e9:.1f}, after {after / 1e9:.1f})")
     print(f"{'backend':>8} {'width':>6} {'channels':>22} {'MMACs':>7} {'us3l ms':>8} {'plain ms':>8} "
           f"{'us3l/plain':>10} {'90% CI':>11} {'us3l of peak':>12} {'plain of peak':>13}")
     failures = [

@@ -1,7 +1,8 @@
 """Achieved MACs/s per width relative to the best of a large dense fp32 matmul on the same cores.
 
 The reference is the best of several ``torch.matmul`` runs of an N x N by N x N product (N^3 MACs) with the
-same thread count; each width's achieved rate is MACs / p50 latency of the width's deployable graph, timed by
+same thread count, probed before and after the sweep (both printed: how far the reference itself moved); each
+width's achieved rate is MACs / p50 latency of the width's deployable graph, timed by
 ``us3l.profiler.sweep.run_sweep`` (onnxruntime by default), which builds it with
 ``us3l.deploy.graph.build_deployable_graph`` like ``us3l export``: BN frozen and folded into the convolutions.
 
@@ -45,14 +46,17 @@ def main() -> None:
     ap.add_argument("--n", type=script_cli.positive_int, default=2048)
     args = ap.parse_args()
     threads = resolve_threads(args.threads)
-    peak = matmul_peak(args.n, threads)
+    before = matmul_peak(args.n, threads)
     net = fresh_model(args.model)
     spec = get_device("cpu")
     prof = run_sweep(net, args.model, list(net.width_grid(args.points)), spec,
                      net.input_size, backend=args.backend, threads=threads,
                      policy=spec.policy.replace(max_seconds=args.max_seconds))
+    after = matmul_peak(args.n, threads)  # the reference moves with the machine too: probed on both sides
+    peak = max(before, after)
     print(provenance_line())
-    print(f"# dense {args.n}x{args.n} fp32 matmul, {threads} threads: best {peak / 1e9:.1f} GMAC/s")
+    print(f"# dense {args.n}x{args.n} fp32 matmul, {threads} threads: best {peak / 1e9:.1f} GMAC/s "
+          f"(before the sweep {before / 1e9:.1f}, after {after / 1e9:.1f})")
     print(f"# {args.model} ({prof.backend}, batch 1, input {prof.input_shape[-1]})")
     print(f"{'width':>7} {'MMACs':>8} {'p50 ms':>8} {'GMAC/s':>7} {'of peak':>8}")
     for r in prof.records:
