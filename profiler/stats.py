@@ -205,6 +205,7 @@ def ratio_interval(num: LatencyStats, den: LatencyStats) -> tuple[float, float]:
     """Bounds on ``num.p50 / den.p50`` from the two medians' 95 % intervals: ``[num low / den high, num high /
     den low]``. Each interval misses its median with at most 5 %, so both hold, and the ratio lies within these
     bounds, with at least 90 % confidence: the spread a benchmark prints beside a ratio of two medians it timed
-    side by side. ``inf`` above when ``den``'s interval reaches 0."""
+    side by side. With too few samples for a 95 % interval (fewer than 6: the bounds are clipped to the sample
+    range, see above) the confidence is lower. ``inf`` above when ``den``'s interval reaches 0."""
     (n_lo, n_hi), (d_lo, d_hi) = num.ci95_ms["p50"], den.ci95_ms["p50"]
     return n_lo / d_hi, (n_hi / d_lo if d_lo > 0 else math.inf)
