@@ -33,7 +33,7 @@ import psutil
 from onnx import TensorProto, helper, numpy_helper
 
 from us3l import script_cli
-from us3l.profiler.stats import ratio_interval, summarize
+from us3l.profiler.stats import median_interval_is_full, ratio_interval, summarize
 from us3l.provenance import provenance_line
 
 OPSET = 17
@@ -261,7 +261,8 @@ def main() -> None:
         a_lo, a_hi = stats[(rt, -1, "alternating")].ci95_ms["p50"]
         steady = [stats[(rt, k, "switchable")].ci95_ms["p50"] for k in range(n)]
         lo, hi = a_lo / n / statistics.mean(c[1] for c in steady), a_hi / n / statistics.mean(c[0] for c in steady)
-        return f"{lo:.2f}-{hi:.2f} at {100 - 5 * (n + 1)} %"
+        at = f"at {100 - 5 * (n + 1)} %" if median_interval_is_full(args.rounds) else "fewer than 6 rounds"
+        return f"{lo:.2f}-{hi:.2f} {at}"
 
 
     print(provenance_line())
@@ -272,6 +273,9 @@ def main() -> None:
           "per width, switching = choosing one)")
     print("ratio: of the medians over the rounds, with its bounds from the two medians' 95 % intervals (at least "
           "90 %, us3l.profiler.stats.ratio_interval)")
+    if not median_interval_is_full(args.rounds):
+        print("# fewer than 6 rounds: each median's interval is the range of its rounds, and the bounds below hold "
+              "with less than the confidence they name")
     print(f"{'runtime':>12} {'width':>6} {'switchable':>11} {'static':>9} {'ratio':>6} {'90% CI':>11}")
     for rt in runs:
         for k, w in enumerate(widths):

@@ -201,6 +201,13 @@ def summarize(
     )
 
 
+def median_interval_is_full(n: int, confidence: float = CONFIDENCE) -> bool:
+    """Whether ``n`` samples give the median a full ``confidence`` interval (both of its ranks exist: from 6
+    samples on at 95 %); with fewer the bounds are clipped to the sample range and cover less."""
+    low, up = order_statistic_ranks(n, 0.5, confidence)
+    return low >= 1 and up <= n
+
+
 def ratio_interval(num: LatencyStats, den: LatencyStats) -> tuple[float, float]:
     """Bounds on ``num.p50 / den.p50`` from the two medians' 95 % intervals: ``[num low / den high, num high /
     den low]``. Each interval misses its median with at most 5 %, so both hold, and the ratio lies within these

@@ -34,3 +34,4 @@ def test_slim_overhead_runs_and_reports_every_width() -> None:
         for ratio, ci in ((row[3], row[4]), (row[7], row[8])):
             lo, hi = (float(v) for v in ci.split("-"))
             assert 0 < lo <= float(ratio) <= hi, row
+    assert "fewer than 6 rounds: each median's interval is the range of its rounds" in done.stdout  # --rounds 2

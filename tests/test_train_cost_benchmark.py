@@ -26,6 +26,8 @@ def test_every_measured_ratio_has_its_interval() -> None:
     cells = re.findall(r"(stage\d|single) (\d+\.\d+) \((\d+\.\d+)-(\d+\.\d+)\)", pair)
     assert [c[0] for c in cells] == ["single", "stage1", "stage2", "stage3", "stage4"], pair
     assert all(float(lo) <= float(r) <= float(hi) for _, r, lo, hi in cells), pair
+    assert done.stdout.rstrip().endswith("fewer than 6 timed iterations: each median's interval is the range of its "
+                                         "iterations, and the bounds hold with less than 90 %")  # --iters 2
 
 
 def test_more_images_than_the_data_holds_is_one_line_before_anything_runs() -> None:

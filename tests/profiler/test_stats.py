@@ -10,6 +10,7 @@ import pytest
 from us3l.profiler.stats import (
     LatencyStats,
     drift_detected,
+    median_interval_is_full,
     order_statistic_ranks,
     percentile,
     quantile_ci,
@@ -128,3 +129,8 @@ def test_ratio_interval_bounds_a_ratio_of_medians() -> None:
         lo, hi = ratio_interval(summarize(rng.exponential(3.0, size=60)), summarize(rng.exponential(1.0, size=60)))
         hits += lo <= 3.0 <= hi
     assert hits / 400 >= 0.9
+
+
+def test_a_median_interval_is_full_from_six_samples() -> None:
+    """Below 6 samples the 95 % ranks of the median do not exist and the bounds are the sample range."""
+    assert [n for n in range(1, 12) if median_interval_is_full(n)] == list(range(6, 12))
