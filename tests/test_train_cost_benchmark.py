@@ -17,6 +17,9 @@ def test_every_measured_ratio_has_its_interval() -> None:
     done = subprocess.run([sys.executable, "benchmarks/train_cost.py", *TINY], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    m = re.search(r"fp32 matmul: ([\d.]+) GMAC/s \(best of before the timing ([\d.]+) and after ([\d.]+)\)$",
+                  done.stdout.splitlines()[1])
+    assert m and float(m[1]) == max(float(m[2]), float(m[3])), done.stdout.splitlines()[1]
     stages = [ln.split() for ln in done.stdout.splitlines() if re.match(r"\s+[1-4] ", ln)]
     assert len(stages) == 8  # 4 stages x 2 variants (views separate, batched)
     for row in stages:  # stage, widths..., ms/iter, measured, CI, MAC model, over
