@@ -17,9 +17,9 @@ from us3l import script_cli
 from us3l.deploy.backends import get_backend
 from us3l.models import create_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer, torch_timer
-from us3l.provenance import provenance_line
 from us3l.slim import materialize
 
 

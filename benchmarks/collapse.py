@@ -779,8 +779,8 @@ def machine() -> dict[str, Any]:
 
 
 def git_commit() -> dict[str, Any]:
-    """The commit of this checkout and whether tracked files changed (``us3l.provenance.git_commit``)."""
-    from us3l.provenance import git_commit as commit_of
+    """The commit of this checkout and whether tracked files changed (``us3l.profiler.provenance.git_commit``)."""
+    from us3l.profiler.provenance import git_commit as commit_of
 
     return commit_of(ROOT)
 

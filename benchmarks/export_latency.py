@@ -22,9 +22,9 @@ from us3l.deploy import get_backend
 from us3l.deploy.export import export_width
 from us3l.models import create_model
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import load_interleaved
-from us3l.provenance import provenance_line
 from us3l.slim import materialize
 
 

@@ -37,7 +37,7 @@ from roofline import matmul_peak  # benchmarks/ is on sys.path when this script 
 from torch import nn
 
 from us3l import script_cli
-from us3l.provenance import provenance_line
+from us3l.profiler.provenance import provenance_line
 
 
 class _PlainBlock(nn.Module):

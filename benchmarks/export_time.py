@@ -228,7 +228,9 @@ def main() -> int:
         return _child(args)
 
     json_path = check_json_path(args.json_path) if args.json_path else None
-    from us3l.provenance import provenance_line  # not at the top: --child must not import us3l before its timing
+    from us3l.profiler.provenance import (
+        provenance_line,  # not at the top: --child must not import us3l before its timing
+    )
     exporters, backends = args.exporters, args.backends
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = os.getloadavg()[0]

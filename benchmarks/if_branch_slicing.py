@@ -33,8 +33,8 @@ import psutil
 from onnx import TensorProto, helper, numpy_helper
 
 from us3l import script_cli
+from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import median_interval_is_full, ratio_interval, summarize
-from us3l.provenance import provenance_line
 
 OPSET = 17
 

@@ -34,9 +34,9 @@ from us3l.deploy.export import VerificationFailed, export_width, int8_calibratio
 from us3l.deploy.graph import fresh_model
 from us3l.deploy.quantize import MIN_CALIB_IMAGES
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import ratio_interval
 from us3l.profiler.timers import load_interleaved
-from us3l.provenance import provenance_line
 
 #: ``--models``: registered names; ``''`` for none (only ``--ckpt``)
 FRESH_MODELS = script_cli.comma_list(script_cli.model, "registered model names", empty_ok=True)

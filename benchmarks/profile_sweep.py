@@ -21,7 +21,7 @@ import time
 
 from us3l import script_cli
 from us3l.errors import US3LError
-from us3l.provenance import provenance_line
+from us3l.profiler.provenance import provenance_line
 
 
 def sweep(model: str, backend: str, args: argparse.Namespace, out: str) -> dict:

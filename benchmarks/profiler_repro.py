@@ -11,8 +11,8 @@ import statistics
 from us3l import script_cli
 from us3l.deploy.graph import fresh_model
 from us3l.devices.registry import get_device
+from us3l.profiler.provenance import provenance_line
 from us3l.profiler.sweep import run_sweep
-from us3l.provenance import provenance_line
 
 
 def summary(diffs: list[float]) -> str:

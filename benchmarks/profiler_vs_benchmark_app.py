@@ -33,7 +33,7 @@ import numpy as np
 
 from us3l import script_cli
 from us3l.errors import US3LError
-from us3l.provenance import provenance_line
+from us3l.profiler.provenance import provenance_line
 
 #: Accepted |profile / reference - 1| at every width (issue 18 item 4).
 GOAL = 0.10

@@ -18,9 +18,9 @@ import torch
 from us3l import script_cli
 from us3l.deploy.graph import fresh_model
 from us3l.devices.registry import get_device
+from us3l.profiler.provenance import provenance_line
 from us3l.profiler.sweep import run_sweep
 from us3l.profiler.timers import resolve_threads
-from us3l.provenance import provenance_line
 
 
 def matmul_peak(n: int, threads: int, repeats: int = 10) -> float:

@@ -19,8 +19,8 @@ from us3l.deploy.export import export_width
 from us3l.deploy.select import STATISTICS, Budget, LatencyRule, select
 from us3l.errors import US3LError
 from us3l.models import create_model
+from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import summarize
-from us3l.provenance import provenance_line
 
 
 def main() -> None:

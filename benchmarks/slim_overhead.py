@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from us3l import script_cli
-from us3l.provenance import provenance_line
+from us3l.profiler.provenance import provenance_line
 
 
 def _timed(fn: Callable[[], object], calls: int) -> float:

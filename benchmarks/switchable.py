@@ -41,9 +41,9 @@ from us3l.deploy.switchable_export import check_widths, export_switchable
 from us3l.deploy.switchable_runtime import OrtSwitchable, OvSwitchable
 from us3l.errors import US3LError
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import LatencyStats, ratio_interval
 from us3l.profiler.timers import example_input, load_interleaved, runner_timer
-from us3l.provenance import provenance_line
 
 MODES = ("onnxruntime", "openvino input", "openvino bound")
 STATIC_OF = {"onnxruntime": "onnx", "openvino input": "openvino", "openvino bound": "openvino"}

@@ -37,7 +37,7 @@ import torch
 from roofline import matmul_peak  # benchmarks/ is on sys.path when this script runs
 
 from us3l import script_cli
-from us3l.provenance import provenance_line
+from us3l.profiler.provenance import provenance_line
 
 
 def backbone_macs(model_name: str, kwargs: dict, widths: list[float], image_size: int) -> dict[float, int]:

@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from us3l.profiler.fingerprint import cpu_info
+
 #: The checkout this us3l was imported from (``git`` finds the repository from here; an installed us3l has none).
 SOURCE = Path(__file__).resolve().parent
 
@@ -35,8 +37,6 @@ def git_commit(where: Path = SOURCE) -> dict[str, Any]:
 def provenance_line(now: dt.datetime | None = None, where: Path = SOURCE) -> str:
     """``# 2026-12-06 02:40 UTC, commit 62d0777a15 (uncommitted changes), Intel(R) Xeon(R) Processor, 2 CPUs,
     load 1.20 1.05 0.98``: the first line of a benchmark's output."""
-    from us3l.profiler.fingerprint import cpu_info
-
     now = now or dt.datetime.now(dt.timezone.utc)
     git = git_commit(where)
     commit = (git["commit"] or "unknown")[:10] + (" (uncommitted changes)" if git["dirty"] else "")

@@ -1,4 +1,4 @@
-"""us3l.provenance: the line every benchmark prints first (when, which commit, which machine)."""
+"""us3l.profiler.provenance: the line every benchmark prints first (when, which commit, which machine)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from us3l.provenance import SOURCE, git_commit, provenance_line
+from us3l.profiler.provenance import SOURCE, git_commit, provenance_line
 
 
 def test_the_commit_of_this_checkout_and_none_outside_one(tmp_path: Path) -> None:
