@@ -125,6 +125,15 @@ def count_ops(graph: onnx.GraphProto, op: str) -> int:
     return n
 
 
+def switch_confidence(widths: int, rounds: int) -> str:
+    """What the switch cost's bounds hold at: they use ``widths + 1`` medians' 95 % intervals, all of which hold
+    together with at least 1 - 0.05 (widths + 1) (nothing from 19 widths on), and only with 6 rounds or more."""
+    joint = 100 - 5 * (widths + 1)
+    if not median_interval_is_full(rounds):
+        return "fewer than 6 rounds"
+    return f"at {joint} %" if joint > 0 else "no joint confidence"
+
+
 def median_ms(fn: Callable[[], object], calls: int) -> float:
     samples = []
     for _ in range(calls):
@@ -261,10 +270,7 @@ def main() -> None:
         a_lo, a_hi = stats[(rt, -1, "alternating")].ci95_ms["p50"]
         steady = [stats[(rt, k, "switchable")].ci95_ms["p50"] for k in range(n)]
         lo, hi = a_lo / n / statistics.mean(c[1] for c in steady), a_hi / n / statistics.mean(c[0] for c in steady)
-        joint = 100 - 5 * (n + 1)  # the union bound over n + 1 intervals: nothing left from 19 widths on
-        at = ("fewer than 6 rounds" if not median_interval_is_full(args.rounds)
-              else f"at {joint} %" if joint > 0 else "no joint confidence")
-        return f"{lo:.2f}-{hi:.2f} {at}"
+        return f"{lo:.2f}-{hi:.2f} {switch_confidence(n, args.rounds)}"
 
 
     print(provenance_line())

@@ -96,3 +96,11 @@ def test_a_tiny_run_prints_every_ratio_with_its_interval() -> None:
     switches = re.findall(r"\(ratio (\d+\.\d+), (\d+\.\d+)-(\d+\.\d+) fewer than 6 rounds\)", done.stdout)
     assert len(switches) == 3 and all(float(lo) <= float(r) <= float(hi) for r, lo, hi in switches)
     assert "# fewer than 6 rounds: each median's interval is the range of its rounds" in done.stdout
+
+
+def test_the_switch_costs_confidence_is_the_union_bound_and_never_negative() -> None:
+    """It printed 'at -5 %' for 20 widths (1 - 0.05 x 21)."""
+    assert ib.switch_confidence(3, 6) == "at 80 %"
+    assert ib.switch_confidence(3, 5) == "fewer than 6 rounds"  # the default --rounds
+    assert ib.switch_confidence(18, 6) == "at 5 %"
+    assert ib.switch_confidence(20, 6) == "no joint confidence"
