@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -191,6 +192,15 @@ def main() -> None:
         _session_mib(*args.session_mib)
         return
 
+    tmp = Path(tempfile.mkdtemp(prefix="if_slicing_"))
+    try:
+        measure(args, tmp)
+    finally:  # the ONNX files are this run's only (every run used to leave its folder in /tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> None:
+    """Build the files in ``tmp``, check, time and print (the work of :func:`main`)."""
     import onnxruntime as ort
     import openvino as ov
 
@@ -201,7 +211,6 @@ def main() -> None:
     widths = args.widths
     channels = [max(1, round(c_full * w)) for w in widths]
     x = rng.standard_normal((1, 3, args.size, args.size)).astype(np.float32)
-    tmp = Path(tempfile.mkdtemp(prefix="if_slicing_"))
     sw_path = tmp / "switchable.onnx"
     onnx.save(switchable_model(weights, channels, args.size), sw_path)
     st_paths = []

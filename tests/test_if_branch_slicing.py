@@ -74,8 +74,10 @@ def test_binding_idx_before_compiling_gives_each_width_in_openvino(models) -> No
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_a_tiny_run_prints_every_ratio_with_its_interval() -> None:
-    """The per-width switchable/static ratios and the switch cost were printed without any spread."""
+def test_a_tiny_run_prints_every_ratio_with_its_interval(tmp_path: Path) -> None:
+    """The per-width switchable/static ratios and the switch cost were printed without any spread; every run left
+    its folder of ONNX files (if_slicing_*) in the temporary folder."""
+    import os
     import re
     import subprocess
     import sys
@@ -84,8 +86,10 @@ def test_a_tiny_run_prints_every_ratio_with_its_interval() -> None:
 
     done = subprocess.run([sys.executable, "benchmarks/if_branch_slicing.py", "--channels", "8", "--layers", "1",
                            "--size", "6", "--rounds", "2", "--calls", "5"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(tmp_path.glob("if_slicing_*"))
     rows = [ln.split() for ln in done.stdout.splitlines() if re.match(r"\s*(onnxruntime|openvino|ov-bound) +[\d.]+ ",
                                                                       ln)]
     assert len(rows) == 9  # 3 runtimes x 3 widths
