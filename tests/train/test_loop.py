@@ -5,17 +5,39 @@ from __future__ import annotations
 import copy
 import json
 import os
+
+
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.script_module import ROOT
 from us3l import checkpoint as ckpt
 from us3l.errors import US3LError
 from us3l.train import loop as loop_mod
 from us3l.train import run_training
 from us3l.train.distributed import DistInfo
+
+
+def _documented_metrics_keys() -> set[str]:
+    """The keys docs/training.md ("Training loop") lists for a ``metrics.jsonl`` line."""
+    text = " ".join((ROOT / "docs" / "training.md").read_text(encoding="utf-8").split())
+    start = text.index("`RUN/metrics.jsonl` gets one JSON line per epoch:")
+    sentence = text[start : text.index("(backbone features).", start)]
+    items = [re.sub(r"\{[^}]*\}", "", item) for item in re.findall(r"`([^`]+)`", sentence)[1:]]
+    return {key.strip() for item in items for key in item.split(",")}
+
+
+def test_metrics_lines_hold_exactly_the_fields_training_md_lists(tiny_cfg) -> None:
+    cfg = tiny_cfg(epochs=4, knn_every=2)
+    run_training(cfg)
+    lines = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
+    written = set().union(*lines)
+    assert written == _documented_metrics_keys()
+    assert set(lines[1]["knn"]) == {"k", "k_requested", "bank_size", "bank_seed"}
 
 
 def test_tiny_run_writes_checkpoint_metrics_and_knn(tiny_cfg) -> None:
