@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.script_module import ROOT
 from us3l.cli import main
 from us3l.io import check_schema, read_json
 
@@ -47,6 +49,9 @@ def _run(out: Path, config: Path, capsys: pytest.CaptureFixture[str], *extra: st
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     return json.loads(captured.out)  # --json: stdout holds exactly one JSON document
+
+
+HEADER_KEYS = ("kind", "schema_version", "tool", "tool_version", "environment")
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +98,13 @@ def _check_every_file(out: Path, summary: dict) -> list[Path]:
     summary_doc = read_json(out / "summary.json", "summary")
     check_schema(summary_doc, "quickstart", 1, out / "summary.json")
     assert summary_doc["selection"] == summary["selection"]
+    readme_row = next(line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+                      if line.startswith("| `quickstart/summary.json` |"))
+    top_level = re.split(r"(?<!\\)\|", readme_row)[3]  # the cell: its escaped \| belongs to it
+    while re.search(r"\{[^{}]*\}|\([^()]*\)", top_level):  # nested fields and remarks are not top-level keys
+        top_level = re.sub(r"\{[^{}]*\}|\([^()]*\)", "", top_level)
+    undocumented = [k for k in summary_doc if k not in HEADER_KEYS and not re.search(rf"\b{k}\b", top_level)]
+    assert undocumented == [], "summary.json fields missing from the README's file-format table"
     html = (out / "report.html").read_text()
     assert html.lstrip().lower().startswith("<!doctype html") and "<img" in html
     leftovers = [p for p in out.rglob(".*") if p.name.endswith(".tmp") or ".staging-" in p.name]
