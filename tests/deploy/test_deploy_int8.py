@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.script_module import ROOT
 from us3l import deploy
 from us3l.deploy import quantize
 from us3l.deploy.export import export_width
@@ -336,6 +337,15 @@ def test_tensorrt_int8_build_flags_and_command() -> None:
 # ----------------------------------------------------------------------------- accuracy of the artifact itself
 
 
+def _documented_precision_fields() -> tuple[set[str], set[str]]:
+    """The fields of an accuracy.json ``precisions`` entry and of its ``artifact`` as docs/evaluation.md lists them."""
+    text = " ".join((ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8").split())
+    start = text.index("`precisions: {<precision>: {<backend>: {") + len("`precisions: {<precision>: {<backend>: {")
+    fields = text[start : text.index("}}}}`", start)]
+    outer, artifact = fields.split("artifact: {")
+    return {f.strip() for f in outer.split(",") if f.strip()} | {"artifact"}, {f.strip() for f in artifact.split(",")}
+
+
 def test_int8_artifact_accuracy_beside_fp32_is_stored_and_kept_by_eval(onnx_int8, run_dir: Path, tmp_path, capsys):
     from us3l.cli import main
     from us3l.eval.accuracy import load_accuracy
@@ -355,6 +365,8 @@ def test_int8_artifact_accuracy_beside_fp32_is_stored_and_kept_by_eval(onnx_int8
     assert abs(entry["knn_top1_drop"]) <= 0.05 and 0.5 <= entry["prediction_agreement"] <= 1.0
     assert entry["artifact"]["calibration_sha256"] == onnx_int8.manifest["quantization"]["calibration"]["sha256"]
     assert entry["artifact"]["quantizer"] == "onnxruntime.quantization.quantize_static"
+    documented, documented_artifact = _documented_precision_fields()
+    assert set(entry) == documented and set(entry["artifact"]) == documented_artifact
 
     # `us3l eval` of that width with the same protocol: the same FP32 number, and the artifact entry is kept
     assert main([*base, "--widths", "0.25", "--no-baselines"]) == 0
