@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from tests.deploy.conftest import calibrated_run
+from tests.script_module import ROOT
 from us3l.deploy.graph import deployable_module, fresh_model
 from us3l.deploy.switchable import (
     INDEX_NAME,
@@ -163,6 +164,24 @@ def run_dir(tmp_path_factory) -> Path:
     return calibrated_run(tmp_path_factory.mktemp("run"), (1.0, 0.5, 0.25), batch=8)
 
 
+def _documented_switchable_fields() -> dict[str, set[str]]:
+    """section -> the names docs/deploy.md's switchable ``manifest.json`` list gives in that section's bullet."""
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    start = text.index('**`manifest.json`** has kind "switchable_manifest"')
+    bullets = re.split(r"\n- ", text[start : text.index("\n\n", text.index("\n- ", start))])[1:]
+    named: dict[str, set[str]] = {}
+    for bullet in bullets:
+        names = re.findall(r"`([a-z_0-9]+)(?:\[\])?`", bullet)
+        for section in re.findall(r"^`([a-z_]+)`(?: \([^)]*\))?(?:, `([a-z_]+)` \([^)]*\))?", bullet)[0]:
+            if section:
+                named.setdefault(section, set()).update(names)
+        if bullet.startswith("`target`"):
+            for section in ("target", "verification", "artifact"):
+                named.setdefault(section, set()).update(names)
+    named["model.per_width"] = named["model"]
+    return named
+
+
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_export_from_a_checkpoint_verifies_every_width(run_dir, tmp_path, backend) -> None:
     res = export_switchable(run_dir, backend, tmp_path, device_name="cpu")
@@ -178,6 +197,10 @@ def test_export_from_a_checkpoint_verifies_every_width(run_dir, tmp_path, backen
         assert all(v["passed"] and v["max_abs_error"] <= 1e-4 for v in p["verification"].values())
     sw = doc["switchable"]
     assert sw["size_ratio_to_static_widest"] <= 1.1  # OpenVINO IR too: the slices are not folded into copies
+    documented = _documented_switchable_fields()
+    fields = {f"{s}.{k}" for s, v in doc.items() if isinstance(v, dict) and s not in ("environment", "input")
+              for k in v} | {f"model.per_width.{k}" for k in doc["model"]["per_width"][0]}
+    assert sorted(f for f in fields if f.rsplit(".", 1)[1] not in documented[f.split(".")[0]]) == []
     files = sorted(p.name for p in res.directory.iterdir())
     stem = f"cifar_resnet18-switchable-{backend}-fp32"
     assert res.directory.name == stem and res.directory.parent.name == "cpu"
