@@ -31,6 +31,27 @@ def _documented_metrics_keys() -> set[str]:
     return {key.strip() for item in items for key in item.split(",")}
 
 
+def _documented_checkpoint_json() -> tuple[str, str]:
+    """docs/training.md's list of ``checkpoint.json`` fields: (the top level, remarks and subfields removed; the
+    subfields of ``data``)."""
+    text = " ".join((ROOT / "docs" / "training.md").read_text(encoding="utf-8").split())
+    start = text.index('`checkpoint.json` (kind "checkpoint", schema 1:')
+    listing = text[start + len("`checkpoint.json` (") : text.index("`train_state.pt`", start)]
+    data = listing[listing.index("data {") : listing.index("}", listing.index("data {"))]
+    while re.search(r"\{[^{}]*\}|\([^()]*\)", listing):
+        listing = re.sub(r"\{[^{}]*\}|\([^()]*\)", "", listing)
+    return listing.replace("tool version", "tool_version"), data
+
+
+def test_checkpoint_json_holds_the_fields_training_md_lists(tiny_cfg) -> None:
+    cfg = tiny_cfg(epochs=4)
+    run_training(cfg)
+    meta = ckpt.read_meta(Path(cfg.out))
+    top, data = _documented_checkpoint_json()
+    assert [k for k in meta if k not in ("kind", "schema_version", "tool") and not re.search(rf"\b{k}\b", top)] == []
+    assert [k for k in meta["data"] if not re.search(rf"\b{k}\b", data)] == []
+
+
 def test_metrics_lines_hold_exactly_the_fields_training_md_lists(tiny_cfg) -> None:
     cfg = tiny_cfg(epochs=4, knn_every=2)
     run_training(cfg)
