@@ -101,3 +101,23 @@ def test_non_finite_features_are_refused(digits_test: object) -> None:
     transform = EvalTransform(SIZE, (0.5,) * 3, (0.3,) * 3)
     with pytest.raises(US3LError, match=r"^the network gives non-finite features \(NaN or inf\) at width 1 for 5 of 5"):
         extract_features(model, 1.0, digits_test, transform, limit=5)
+
+
+@pytest.mark.parametrize("trained", ["builtin", "digits", {"spec": "digits", "name": "builtin-digits"}])
+def test_a_run_on_a_built_in_set_is_evaluated_on_it_without_data(trained: object) -> None:
+    """A run trained with --data digits (no path: the same data everywhere) needed --data for eval and
+    calibrate, which said 'only the built-in data set is used by default'."""
+    from us3l.eval.runner import resolve_data_spec
+
+    spec = trained["spec"] if isinstance(trained, dict) else trained
+    assert resolve_data_spec({"data": trained}, None) == spec
+    assert resolve_data_spec({"data": trained}, "folder:/x") == "folder:/x"
+
+
+@pytest.mark.parametrize("trained", ["cifar10:/data/c10", {"spec": "folder:/data/in"}, None])
+def test_a_run_on_data_with_a_path_needs_data(trained: object) -> None:
+    from us3l.eval.runner import resolve_data_spec
+
+    with pytest.raises(US3LError, match=r"^--data is required: the checkpoint was trained on .*only the built-in "
+                                        r"data sets \(builtin, digits\) are used by default$"):
+        resolve_data_spec({} if trained is None else {"data": trained}, None)

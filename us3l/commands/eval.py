@@ -55,7 +55,7 @@ def calibrate_cmd(
     ctx: typer.Context,
     ckpt: Path = typer.Option(..., "--ckpt", help="Run folder (or its checkpoint.safetensors)."),
     data: str | None = typer.Option(
-        None, "--data", help="Calibration data spec; default: the checkpoint's data if it is 'builtin'."
+        None, "--data", help="Calibration data spec; default: the checkpoint's data if it is builtin or digits."
     ),
     batches: int = typer.Option(20, "--batches", help="Calibration batches per width (same for all)."),
     batch_size: int = typer.Option(128, "--batch-size", help="Images per calibration batch."),
@@ -178,7 +178,7 @@ def eval_cmd(
     ctx: typer.Context,
     ckpt: Path = typer.Option(..., "--ckpt", help="Run folder (or its checkpoint.safetensors)."),
     data: str | None = typer.Option(
-        None, "--data", help="Data spec; default: the checkpoint's data if it is 'builtin'."
+        None, "--data", help="Data spec; default: the checkpoint's data if it is builtin or digits."
     ),
     protocol: str = typer.Option("knn", "--protocol", help="knn, linear or both."),
     widths: str | None = typer.Option(

@@ -144,16 +144,27 @@ def checkpoint_data_spec(meta: dict[str, Any]) -> str | None:
     return data if isinstance(data, str) else None
 
 
+#: Data specs that name no path (generated or bundled with a package): the same data on every machine, so a
+#: checkpoint trained on one of them is evaluated on it by default.
+BUILT_IN_SPECS = ("builtin", "digits")
+
+
+def built_in_training_data(meta: dict[str, Any]) -> str | None:
+    """The checkpoint's training data spec when it is a built-in set (``BUILT_IN_SPECS``), else None."""
+    trained = checkpoint_data_spec(meta)
+    return trained.strip() if trained is not None and trained.strip() in BUILT_IN_SPECS else None
+
+
 def resolve_data_spec(meta: dict[str, Any], data: str | None) -> str:
-    """``data`` if given; else the checkpoint's training data when that is the built-in data set."""
+    """``data`` if given; else the checkpoint's training data when that is a built-in set (no path)."""
     if data:
         return data
-    trained = checkpoint_data_spec(meta)
-    if trained == "builtin":
-        return "builtin"
+    built_in = built_in_training_data(meta)
+    if built_in is not None:
+        return built_in
     raise US3LError(
-        f"--data is required: the checkpoint was trained on {trained or 'unknown data'!r}, "
-        "only the built-in data set is used by default"
+        f"--data is required: the checkpoint was trained on {checkpoint_data_spec(meta) or 'unknown data'!r}, "
+        "only the built-in data sets (builtin, digits) are used by default"
     )
 
 
@@ -275,7 +286,7 @@ def calibrate_checkpoint(
         if progress:
             progress(f"{meta.get('model', 'the model')} has no BatchNorm: no statistics to calibrate")
         return ()
-    if data is not None or checkpoint_data_spec(meta) == "builtin":
+    if data is not None or built_in_training_data(meta) is not None:
         wanted = _with_data(settings, resolve_data_spec(meta, data))
         computing = recalibrate or bool(missing_widths(model, widths))
         stored_data = statistics_of_other_data(loaded, wanted.data)
