@@ -648,7 +648,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
                 "img_per_s": round(images_seen / max(epoch_time, 1e-9), 1),
             }
             is_last = done == cfg.epochs
-            if info.is_main and (is_last or (cfg.knn_every and done % cfg.knn_every == 0)):
+            if info.is_main and knn_widths and (is_last or (cfg.knn_every and done % cfg.knn_every == 0)):
                 try:
                     last_reports = _run_monitor(method, train_ds, test_ds, knn_widths, eval_tf, device, cfg)
                 except US3LError as exc:  # e.g. an unreadable test image, first read here: keep the epoch's work
