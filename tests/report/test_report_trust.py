@@ -420,3 +420,17 @@ def test_a_summary_of_other_files_is_flagged_stale(pipeline: Path) -> None:
     (line,) = [line for line in render_report(pipeline).errors() if line.startswith(str(summary))]
     assert line == (f"{summary}: stale: its numbers come from other versions of selection.json than this folder "
                     "holds; re-run us3l quickstart")
+
+
+def test_a_stale_selection_names_the_changed_file_by_its_place_in_the_folder(pipeline: Path) -> None:
+    """The step-by-step layout keeps accuracy.json in run/ (``us3l eval --ckpt run``): the README quotes the
+    warning as '... made from other versions of run/accuracy.json', the report said '... of accuracy.json'."""
+    (pipeline / "accuracy.json").rename(pipeline / "run" / "accuracy.json")
+    profile = next((pipeline / "profiles").glob("*.json"))
+    sel = json.loads((pipeline / "selection.json").read_text())
+    sel["inputs"] = {"profiles": [{"path": f"profiles/{profile.name}", "sha256": "ef" * 32}],
+                     "accuracy": {"path": "run/accuracy.json", "sha256": "cd" * 32}}
+    (pipeline / "selection.json").write_text(json.dumps(sel))
+    errors = render_report(pipeline).errors()
+    assert any(e.endswith(f"selection.json: stale: made from other versions of run/accuracy.json, profiles/"
+                          f"{profile.name}; re-run us3l select") for e in errors), errors

@@ -282,8 +282,8 @@ def _bindings(files: PipelineFiles) -> list[str]:
         changed, absent = _drifted(recorded)
         if changed:
             lines.append(
-                f"{sel.path}: stale: made from other versions of {', '.join(f.name for f in changed)}; re-run us3l "
-                "select"
+                f"{sel.path}: stale: made from other versions of "
+                f"{', '.join(f.relative_to(root).as_posix() for f in changed)}; re-run us3l select"
             )
         gone = [f.relative_to(root).as_posix() for f in absent]
         if gone:  # re-profiled under another name, or deleted: the page shows other files than the answer used
