@@ -18,14 +18,23 @@ CFG = dict(
 )
 
 
+SWITCHES = (1.0, 0.75, 0.5, 0.25)
+
+
 def _pair(name: str, **kw: object):
     """The same method twice (same initial weights): views batched, and one call per view."""
     out = []
     for batched in (True, False):
-        cfg = make_config({**CFG, "method": name, "view_batching": batched, **kw})
         torch.manual_seed(0)
-        track = name in ("single", "naive_simsiam")
-        bb = create_model("cifar_resnet18", num_classes=0, base_channels=8, bn_track_stats=track)
+        if name == "us3l_mocov3":  # a ViT backbone (LayerNorm); the MoCo v3 heads end in BatchNorm1d
+            cfg = make_config({**CFG, "method": name, "view_batching": batched, "model": "vit_tiny",
+                               "model_kwargs": {"img_size": 16}, **kw})
+            bb = create_model("vit_tiny", num_classes=0, img_size=16)
+        else:
+            cfg = make_config({**CFG, "method": name, "view_batching": batched, **kw})
+            track = name in ("single", "naive_simsiam", "snets")
+            switches = {"bn_switches": SWITCHES} if name == "snets" else {}
+            bb = create_model("cifar_resnet18", num_classes=0, base_channels=8, bn_track_stats=track, **switches)
         out.append(create_method(name, bb, cfg))
     return out
 
@@ -48,6 +57,9 @@ def _step(m: nn.Module, x1: torch.Tensor, x2: torch.Tensor, sub: bool) -> torch.
     [
         ("us3l", {"feature_distill": True}, True),
         ("us3l_byol", {}, True),
+        ("us3l_simsiam", {}, True),
+        ("us3l_mocov3", {}, True),
+        ("snets", {}, True),
         ("naive_simsiam", {}, True),
         ("naive_simclr", {}, True),
         ("single", {}, False),
