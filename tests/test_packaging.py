@@ -109,3 +109,10 @@ def test_checkout_finds_its_own_packages_without_the_installed_finder(decoy_fold
                           timeout=120, env=_env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(ROOT / m / "__init__.py") for m in MAPPED[::-1]]
+
+
+def test_python_310_gets_the_toml_reader_device_files_need() -> None:
+    """docs/profiling.md: on Python 3.10 device files are read with tomli, which installing us3l brings there."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.replace(" ", "").startswith("tomli") and "python_version<'3.11'" in d.replace(" ", "")
+               for d in deps), deps
