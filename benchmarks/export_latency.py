@@ -54,6 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = create_model(args.model, num_classes=0).eval()
+    script_cli.check_model_widths(model, args.widths)
     size = model.input_size
     x = torch.randn(1, 3, size, size)
     xn = x.numpy()

@@ -125,6 +125,7 @@ def main() -> int:
     threads = resolve_threads(args.threads)
     widths, backends = args.widths, args.backends
     net = fresh_model("cifar_resnet18")
+    script_cli.check_model_widths(net, widths)
     shape = (1, 3, net.input_size, net.input_size)
     x = example_input(shape)
     before = matmul_peak(2048, threads)

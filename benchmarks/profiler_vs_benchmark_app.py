@@ -161,6 +161,7 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
 
     widths = args.widths
     net = fresh_model(args.model)
+    script_cli.check_model_widths(net, widths)
     arts: dict[tuple[str, float], tuple[Path, str]] = {}
     for backend in ("openvino", "onnx"):
         for w in widths:

@@ -62,6 +62,7 @@ def main() -> None:
     widths = args.widths
     torch.manual_seed(0)
     model = create_model(args.model, num_classes=0, base_channels=args.base_channels)
+    script_cli.check_model_widths(model, widths)
     s = args.image_size
     g = torch.Generator().manual_seed(0)
     calib = torch.randn(args.batch_size, 3, s, s, generator=g)

@@ -171,6 +171,26 @@ def test_a_benchmark_given_bad_input_exits_without_a_traceback(argv: list[str], 
         assert proc.stderr == last_line + "\n" and not proc.stdout  # one line: no usage block, nothing ran
 
 
+@pytest.mark.parametrize("script", ["export_latency", "export_speed", "int8_vs_fp32", "slim_overhead",
+                                    "profiler_vs_benchmark_app", "switchable"])
+def test_a_width_outside_the_models_range_is_one_line_naming_the_flag(script: str) -> None:
+    """Five benchmarks said 'error: width must be in [0.25, 1], got 0.1' (only switchable.py named --widths), some
+    after exporting the widths before it; docs/cli.md quotes the line with the flag."""
+    proc = subprocess.run([sys.executable, f"benchmarks/{script}.py", "--widths", "1,0.1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and not proc.stdout.strip(), proc.stderr[-2000:]
+    assert proc.stderr == "error: --widths: width must be in [0.25, 1], got 0.1\n"
+
+
+def test_check_model_widths_names_the_flag() -> None:
+    from us3l.models import create_model
+
+    model = create_model("cifar_resnet18", num_classes=0, base_channels=8)
+    script_cli.check_model_widths(model, [1.0, 0.25])
+    with pytest.raises(US3LError, match=r"^--eval-widths: width must be in \[0\.25, 1\], got 1\.5$"):
+        script_cli.check_model_widths(model, [1.5], flag="--eval-widths")
+
+
 def test_a_training_process_whose_peer_died_says_so_in_one_line(capsys: pytest.CaptureFixture[str],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Red-team 2026-12-05: the surviving DDP rank printed gloo's 'Connection closed by peer ... GLHF!' text

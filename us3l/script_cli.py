@@ -133,6 +133,19 @@ models = comma_list(model, "registered model names")
 backends = comma_list(choice("backend", _backends), "backend names")
 
 
+def check_model_widths(model: Any, widths: Sequence[float], flag: str = "--widths") -> None:
+    """Every width of ``flag`` in ``model``'s width range, checked before any work: one ``US3LError`` naming the
+    flag (``--widths: width must be in [0.25, 1], got 0.1``), not the bare range error from deep inside an export
+    or a timing loop, which did not say which input it was about."""
+    from us3l.errors import US3LError
+
+    for w in widths:
+        try:
+            model.width_range.check(w)
+        except ValueError as exc:
+            raise US3LError(f"{flag}: {exc}") from None
+
+
 def run(main: Callable[[], int | None]) -> NoReturn:
     """Exit with ``main()``'s status under the CLI's error policy (``us3l.cli.run_script``)."""
     from us3l.cli import run_script
