@@ -584,7 +584,7 @@ def select_profile(
     for k in ("macs", "params", "memory_mb"):
         vals = [getattr(c, k) for c in candidates if getattr(c, k) is not None]
         if vals:
-            minimum[k] = float(min(vals))
+            minimum[k] = min(vals)  # counts stay whole numbers, as in every candidate (1058816, not 1058816.0)
     return DeviceSelection(
         device=str(profile.get("device", "?")),
         model=str(profile.get("model", "?")),
@@ -780,7 +780,7 @@ def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool, rule: La
     for k in ("latency_ms", "macs", "params", "memory_mb"):
         vals = [g.minimum[k] for g in group if k in g.minimum]
         if vals:
-            minimum[k] = float(min(vals))
+            minimum[k] = min(vals)
     return DeviceSelection(
         device=first.device,
         model=first.model,

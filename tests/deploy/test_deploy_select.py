@@ -221,6 +221,10 @@ def test_many_devices_and_document(write_profile, write_accuracy, tmp_path) -> N
     assert doc["kind"] == "selection" and doc["schema_version"] == 1 and doc["feasible"]
     assert len(doc["inputs"]["profiles"]) == 2 and len(doc["inputs"]["accuracy"]["sha256"]) == 64
     assert doc["devices"][1]["chosen"]["width"] == 0.25 and doc["budget"] == {"latency_ms": 4.0}
+    # MACs and params are counts, written as whole numbers in the minimum as in every candidate (docs/deploy.md's
+    # example); they were written as floats there (1058816.0)
+    minimum, candidate = doc["devices"][0]["minimum"], doc["devices"][0]["candidates"][0]
+    assert all(type(minimum[k]) is type(candidate[k]) is int for k in ("macs", "params")), (minimum, candidate)
 
 
 def test_bad_inputs(write_profile, tmp_path) -> None:
