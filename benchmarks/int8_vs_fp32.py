@@ -98,7 +98,7 @@ def main() -> None:
         loaded = open_checkpoint(args.ckpt)
         sources.append((f"{loaded.meta['model']} (trained: {args.ckpt})", loaded, None))
     for _, source, _ in sources:  # a width outside a model's range: one line naming the flag, before any export
-        script_cli.check_model_widths(getattr(source, "model", source), widths)
+        script_cli.check_model_widths(source if isinstance(source, torch.nn.Module) else source.model, widths)
 
     print(provenance_line())
     print(f"# {args.threads} thread(s), batch 1, torch {torch.__version__}, "
