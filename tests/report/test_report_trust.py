@@ -434,3 +434,25 @@ def test_a_stale_selection_names_the_changed_file_by_its_place_in_the_folder(pip
     errors = render_report(pipeline).errors()
     assert any(e.endswith(f"selection.json: stale: made from other versions of run/accuracy.json, profiles/"
                           f"{profile.name}; re-run us3l select") for e in errors), errors
+
+
+def test_profiles_spelling_a_width_two_ways_share_one_row(pipeline: Path) -> None:
+    """Red-team 2026-12-06: the width table keyed each profile's records by round() (half to even), so one
+    profile's 25/32 = 0.78125 (0.7812) and another's 0.7813 were two rows, each with one device's latency."""
+    paths = sorted((pipeline / "profiles").glob("*.json"))
+    assert len(paths) >= 2
+    for path, spelling in zip(paths, (0.78125, 0.7813), strict=False):
+        doc = json.loads(path.read_text())
+        for rec in doc["records"]:
+            rec["width"] = spelling if rec["width"] == 0.75 else rec["width"]
+        path.write_text(json.dumps(doc))
+    html = render_report(pipeline).html
+    assert html.count('<tr><td class="num">0.78125</td>') == 1
+    assert '<tr><td class="num">0.7813</td>' not in html
+
+
+def test_a_tie_spelled_with_4_decimals_is_the_chosen_width_itself() -> None:
+    from us3l.report.plots import tied_widths
+
+    dev = {"chosen": {"width": 0.78125}, "tied_widths": [0.7813, 0.75]}
+    assert tied_widths(dev) == [0.75]

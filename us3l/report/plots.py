@@ -504,7 +504,11 @@ def tied_widths(dev: Mapping[str, Any]) -> list[Any]:
 
 def _same_width(a: Any, b: Any) -> bool:
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
-    return numbers and _width_key(a) == _width_key(b)
+    if not numbers:
+        return False
+    from us3l.deploy.select import width_keys
+
+    return bool(set(width_keys(a)) & set(width_keys(b)))  # 25/32 = 0.78125 is a file's 0.7813
 
 
 def panels_from_selection(selection: Mapping[str, Any],
