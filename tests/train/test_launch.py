@@ -34,7 +34,23 @@ def test_the_root_failure_is_the_worker_killed_not_the_peer_that_lost_it() -> No
     assert root_failure({0: F(timestamp=100, exitcode=-15), 1: F(timestamp=100, exitcode=1)})[0] == 1
     assert root_failure({0: F(timestamp=100, exitcode=-15), 1: F(timestamp=101, exitcode=1)})[0] == 0  # earlier
     assert root_failure({0: F(timestamp=100, exitcode=1), 1: F(timestamp=100, exitcode=2)})[0] == 0  # rank
+    assert root_failure({0: F(timestamp=100, exitcode=2), 1: F(timestamp=100, exitcode=1)})[0] == 0  # rank
     assert root_failure({0: F(timestamp=100, exitcode=2), 1: F(timestamp=100, exitcode=-6)})[0] == 1
+
+
+@pytest.mark.parametrize("stopped", [143, -15])
+def test_a_worker_torchrun_stopped_is_not_the_root_failure(stopped: int) -> None:
+    """Both ranks refuse the same bad input; rank 1 exits 1 first and torchrun stops rank 0, still on its way
+    out, with SIGTERM (exit 143 from us3l's clean-up, or -15), in the same second. The lower rank won the tie:
+    the launcher exited 143 as if it had been terminated (a flaky test_ranks_that_disagree_stop_before_training).
+    Recorded as torchrun records them: the failure first, then the workers it stopped."""
+    from types import SimpleNamespace as F
+
+    assert root_failure({1: F(timestamp=100, exitcode=1), 0: F(timestamp=100, exitcode=stopped)}) == (
+        1, F(timestamp=100, exitcode=1))
+    assert root_failure({1: F(timestamp=100, exitcode=-9), 0: F(timestamp=100, exitcode=stopped)})[0] == 1
+    assert root_failure({0: F(timestamp=99, exitcode=stopped), 1: F(timestamp=100, exitcode=1)})[0] == 0  # earlier
+    assert root_failure({1: F(timestamp=100, exitcode=stopped), 0: F(timestamp=100, exitcode=-15)})[0] == 0  # rank
 
 
 def test_bad_data_with_nproc_is_one_line_before_anything_starts(tiny_folder: Path, tmp_path: Path, capsys) -> None:

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from us3l.errors import EXIT_TERMINATED
+
 
 def signal_name(number: int) -> str:
     try:
@@ -35,18 +37,23 @@ def failure_line(rank: int, exitcode: int) -> str | None:
     return f"error: training process rank {rank} was killed by {signal_name(-exitcode)}"
 
 
+def stopped_by_sigterm(exitcode: int) -> bool:
+    """Whether a worker's exit code says SIGTERM stopped it: killed by it (-15), or a us3l process that turned it
+    into its clean-up and exited 143 -- which is how torchrun stops the other workers once one has failed."""
+    return exitcode in (-signal.SIGTERM, EXIT_TERMINATED)
+
+
 def root_failure(failures: Mapping[int, Any]) -> tuple[int, Any]:
     """The rank and failure (torchrun's ``ProcessFailure``: ``timestamp`` in whole seconds, ``exitcode``) that
     caused the others: the earliest; within the same second a worker killed by a signal other than SIGTERM
     (SIGKILL from the OOM killer, SIGABRT, SIGSEGV) before one that exited with an error status, which is how
-    its peers end once it is gone ("another training process is gone"), that before one killed by SIGTERM, which
-    is how torchrun stops the workers left once one has failed, and then the lowest rank. A rank 1 that stopped
-    alone with its own error line was followed by ``error: training process rank 0 was killed by SIGTERM`` and
-    exit status 143."""
+    its peers end once it is gone ("another training process is gone"), a worker stopped by SIGTERM after
+    both (torchrun stops the others with it once one has failed: a rank that was still on its way out after
+    the same error was reported as the cause, exit 143), and then the lowest rank."""
 
     def order(rank: int) -> tuple[int, int, int]:
         code = int(failures[rank].exitcode)
-        kind = 2 if code == -signal.SIGTERM else 0 if code < 0 else 1
+        kind = 2 if stopped_by_sigterm(code) else 0 if code < 0 else 1
         return int(failures[rank].timestamp), kind, rank
 
     rank = min(failures, key=order)
