@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import os
 import signal
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -62,3 +66,48 @@ def test_a_sigterm_to_the_parent_while_workers_start_is_still_delivered(monkeypa
     assert got == [[0, 1, 2], [3, 4, 5]]
     assert received == [signal.SIGTERM]
     assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # unblocked again
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_in_another_thread_while_workers_start_waits_for_them(monkeypatch: pytest.MonkeyPatch,
+                                                                           signum: int) -> None:
+    """Blocking SIGTERM acts on this thread only: in a process with other threads (gloo's, in a DDP worker) one
+    of them takes it and Python runs the handler here at once (Ctrl-C, never blocked, likewise). Raised inside
+    PyTorch's half-built iterator, the KeyboardInterrupt printed "Exception ignored in ... __del__ ...
+    AttributeError" and left the started worker running (it ignores SIGTERM): the process hung at exit."""
+    go, sent = threading.Event(), threading.Event()
+
+    def other_thread() -> None:  # started before the loader, like gloo's threads: SIGTERM is not blocked here
+        go.wait(60)
+        signal.raise_signal(signum)  # its C handler runs in this thread; Python's runs in the main thread
+        sent.set()
+
+    threading.Thread(target=other_thread, daemon=True).start()
+    original = signal_handling._set_SIGCHLD_handler
+
+    def while_workers_start() -> None:  # the parent's side of the start-up, after the fork
+        original()
+        go.set()
+        assert sent.wait(60)
+        for _ in range(100):  # bytecode: an interrupt that is not held is raised here
+            pass
+
+    monkeypatch.setattr(signal_handling, "_set_SIGCHLD_handler", while_workers_start)
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    def interrupted(number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signum, interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            next(loader_batches(_Numbers(), [[0, 1], [2, 3]], 1))
+        gc.collect()
+        assert [repr(u.exc_value) for u in unraisable] == []
+        assert multiprocessing.active_children() == []  # the worker was stopped with the loader
+    finally:
+        signal.signal(signum, previous)
+        for child in multiprocessing.active_children():  # the old code's worker: never left to hang the exit
+            child.kill()
+            child.join()

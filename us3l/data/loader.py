@@ -9,12 +9,22 @@ gone). A worker ignores SIGTERM from its first instruction on: the parent starts
 blocked, the workers inherit the blocked mask, and each one sets SIGTERM to ignored (which discards one
 already pending) before unblocking it. Setting it in ``worker_init_fn`` alone left the time from the fork to
 that call (PyTorch's worker set-up: seeding, imports), in which a SIGTERM still killed the worker.
+
+While the workers start, this process also holds Ctrl-C and SIGTERM where Python handles them (the CLI's
+handlers raise ``KeyboardInterrupt``) and hands them to their handlers once the workers are up. The blocked
+mask acts on the calling thread only: in a process with other threads (gloo's, in every DDP worker) the kernel
+delivers SIGTERM to one of them and Python runs the handler in the main thread at once; Ctrl-C is never
+blocked. Raised inside PyTorch's half-built worker iterator, the interrupt printed "Exception ignored in ...
+_MultiProcessingDataLoaderIter.__del__ ... AttributeError: ... '_workers_status'", and the worker it had
+started (ignoring SIGTERM) was never stopped: the process hung at exit in multiprocessing's join.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
@@ -30,17 +40,42 @@ def _ignore_sigterm(_worker_id: int) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _TERM)
 
 
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM that Python handles until the block returns, then call the handler of each one that
+    came (in the order they came; the CLI's raise ``KeyboardInterrupt``). Signals at their default or ignored
+    are left alone, and so is everything outside the main thread (where Python runs no handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            previous[signum] = handler
+            signal.signal(signum, lambda number, _frame: came.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(came):
+            previous[signum](signum, None)
+
+
 def loader_batches(ds: Dataset[Any], batch_sampler: Sequence[Sequence[int]], num_workers: int) -> Iterator[Any]:
     """Iterate a ``DataLoader`` of ``ds`` over ``batch_sampler``, read in this process (``num_workers`` 0) or by
-    ``num_workers`` worker processes that ignore SIGTERM from the moment they exist. A SIGTERM to this process
-    while the workers start is delivered, as usual, once they have started."""
+    ``num_workers`` worker processes that ignore SIGTERM from the moment they exist. A SIGTERM or Ctrl-C to this
+    process while the workers start is delivered, as usual, once they have started."""
     if not num_workers:
         yield from DataLoader(ds, batch_sampler=batch_sampler)
         return
     loader = DataLoader(ds, batch_sampler=batch_sampler, num_workers=num_workers, worker_init_fn=_ignore_sigterm)
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _TERM)
-    try:
-        batches = iter(loader)  # forks the workers
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    with _interrupts_held():
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _TERM)
+        try:
+            batches = iter(loader)  # forks the workers
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     yield from batches
