@@ -305,6 +305,53 @@ def test_sigterm_unwinds_like_ctrl_c_and_exits_143(tmp_path: Path) -> None:
     assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_pending_when_an_error_comes_is_still_an_interrupt(signum: int,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A SIGTERM that torchrun sends every worker reaches one while it waits in a collective (C++, where Python
+    runs no handler); the peer that stopped first makes that collective fail ("Connection reset by peer"), and
+    the handler ran at the first call in the CLI's error handling, raising KeyboardInterrupt out of it: a
+    traceback and exit -2 instead of a silent 143. Here a socket's peer resets the connection just after another
+    thread took the signal, so the error comes with the interrupt pending."""
+    import socket
+    import struct
+    import threading
+
+    from us3l.cli import _SigintWatch, run_script
+
+    server = socket.create_server(("127.0.0.1", 0))
+    mine = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    server.close()
+
+    def signal_then_reset() -> None:
+        time.sleep(0.2)  # main is waiting in recv by now (if not, the handler runs before the error: no failure)
+        signal.raise_signal(signum)  # its C handler runs in this thread; Python's is pending in the main one
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # a reset, as from a peer gone mid-collective
+
+    def job() -> None:  # no with-block or finally: the error reaches run_script without a call on the way
+        threading.Thread(target=signal_then_reset).start()
+        mine.recv(1)  # ConnectionResetError, raised in C: no handler has run yet
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # what run_script turns into its own handler
+    try:
+        try:
+            code: object = run_script(job)
+        except KeyboardInterrupt:
+            code = "KeyboardInterrupt escaped run_script"
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        mine.close()
+    terminated = signum == signal.SIGTERM
+    assert code == (143 if terminated else 130)
+    assert capsys.readouterr().err == ("us3l: terminated\n" if terminated else "us3l: interrupted\n")
+    assert _SigintWatch.received
+
+
 def test_an_error_from_a_data_loader_worker_is_still_one_line() -> None:
     from us3l.cli import _one_line
 

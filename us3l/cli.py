@@ -288,11 +288,16 @@ def run_script(main: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         return _interrupted()
     except Exception as exc:
-        if _SigintWatch.received:
+        # A signal that came while the error was raised in C (a collective failing because a peer stopped first,
+        # both sent SIGTERM by torchrun) has its handler run at the first call here: still an interrupt
+        try:
+            if _SigintWatch.received:
+                return _interrupted()
+            if debug:
+                raise
+            return report_error(exc)
+        except KeyboardInterrupt:
             return _interrupted()
-        if debug:
-            raise
-        return report_error(exc)
     finally:
         restore()
 
