@@ -111,3 +111,35 @@ def test_an_interrupt_in_another_thread_while_workers_start_waits_for_them(monke
         for child in multiprocessing.active_children():  # the old code's worker: never left to hang the exit
             child.kill()
             child.join()
+
+
+_UNCAUGHT = """
+import torch
+from torch.utils.data import Dataset
+from us3l.data.loader import loader_batches
+
+class Unreadable(Dataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        if i == 2:
+            raise ValueError("cannot read image 2")
+        return torch.full((2,), float(i)), i
+
+for batch in loader_batches(Unreadable(), [[0, 1], [2, 3], [4, 5]], 1):
+    pass
+"""
+
+
+def test_an_uncaught_error_from_a_worker_still_ends_the_process() -> None:
+    """A worker's error (an unreadable image) is raised here from inside the loader, whose frame the traceback
+    then holds: at exit PyTorch no longer shuts down its workers and multiprocessing stops them with SIGTERM,
+    which they ignore. Uncaught (``US3L_DEBUG=1``, or a script of the user's), the process printed the traceback
+    and then hung for good in multiprocessing's join."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _UNCAUGHT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.rstrip().endswith("ValueError: cannot read image 2"), proc.stderr[-2000:]
+    assert "Exception ignored" not in proc.stderr and "killed by signal" not in proc.stderr, proc.stderr[-2000:]
