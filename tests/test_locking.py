@@ -145,3 +145,34 @@ def test_an_existing_lock_file_that_cannot_be_opened_says_remove_it(
     monkeypatch.setattr(locking.os, "open", refuse)
     with pytest.raises(US3LError, match=r"^cannot use the lock file .*: Permission denied; remove it and retry$"):
         acquire(tmp_path)
+
+
+def test_a_lock_file_removed_between_open_and_lock_is_not_the_lock_held(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process that wrote nothing releases the folder it created: it removes the lock file and the folder,
+    then unlocks. Opened just before and locked just after, that removed file was the 'lock' this process held,
+    for a folder that was gone: the command then failed writing into it, and a third process could lock the
+    folder again at the same time. The removal happens here between the open and the lock."""
+    import us3l.locking as locking
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).write_text("12345\n")  # the other process's lock file (it is done with it)
+    original = locking._open_lock_file
+    opened: list[int] = []
+
+    def open_then_other_process_releases(lock_path: Path, what: str = "folder") -> int:
+        fd = original(lock_path, what)
+        if not opened:  # the other process's release, just after our open
+            lock_path.unlink()
+            lock_path.parent.rmdir()
+        opened.append(fd)
+        return fd
+
+    monkeypatch.setattr(locking, "_open_lock_file", open_then_other_process_releases)
+    with folder_lock(run, "run folder") as key:
+        assert key == run.resolve() and run.is_dir() and len(opened) == 2
+        assert (run / LOCK_FILE).read_text().strip() == str(os.getpid())
+        (run / "result.json").write_text("{}")  # the command's files land in the folder it locked
+        proc = subprocess.run([sys.executable, "-c", HOLD, str(run)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and "is in use by another us3l process" in proc.stderr

@@ -69,46 +69,73 @@ def _not_writable(exc: OSError, lock_path: Path) -> bool:
     return exc.errno in (errno.EACCES, errno.EPERM) and not os.path.lexists(lock_path)
 
 
+#: How often ``acquire`` takes the lock again when the lock file it locked was removed meanwhile (see there).
+_ATTEMPTS = 5
+
+
 def acquire(folder: str | Path, what: str = "folder") -> Path:
     """Lock ``folder`` (created if needed) for this process; ``US3LError`` if another process holds it.
 
     Returns the resolved folder; pair every call with ``release``. Prefer ``folder_lock``.
-    """
-    import fcntl
 
+    A holder that wrote nothing removes the folder it created on release, lock file first (``_remove_if_unused``).
+    A process that opened the lock file just before that and locks it just after holds a lock on a removed file,
+    for a folder that is gone: its command then failed writing there. ``acquire`` checks that the file it locked
+    is still the folder's lock file and otherwise starts again (the folder is created anew).
+    """
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise US3LError(f"{what} {path} is a file, not a folder; choose another --out")
-    created = _missing_levels(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise US3LError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
-    key = path.resolve()
-    with _guard:
-        if key in _held:
-            fd, depth = _held[key]
-            _held[key] = (fd, depth + 1)
-            return key
-        lock_path = key / LOCK_FILE
-        fd = _open_lock_file(lock_path, what)
+    for _ in range(_ATTEMPTS):
+        created = _missing_levels(path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise US3LError(
-                f"{what} {path} is in use by another us3l process{_holder(lock_path)}; wait for it to finish "
-                "or choose another folder"
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        _held[key] = (fd, 1)
-        if created:
-            _created[key] = created
-        return key
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise US3LError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+        key = path.resolve()
+        with _guard:
+            if key in _held:
+                fd, depth = _held[key]
+                _held[key] = (fd, depth + 1)
+                return key
+            fd = _lock(path, key / LOCK_FILE, what)
+            if fd is None:
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            _held[key] = (fd, 1)
+            if created:
+                _created[key] = created
+            return key
+    raise US3LError(f"{what} {path} was removed each time it was locked (another us3l process leaving it); retry")
+
+
+def _lock(path: Path, lock_path: Path, what: str) -> int | None:
+    """The descriptor of ``lock_path``, opened and locked; None if that file is no longer ``lock_path`` once
+    locked (its holder removed it on release); ``US3LError`` if another process holds the lock."""
+    import fcntl
+
+    fd = _open_lock_file(lock_path, what)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise US3LError(
+            f"{what} {path} is in use by another us3l process{_holder(lock_path)}; wait for it to finish "
+            "or choose another folder"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        now = os.stat(lock_path, follow_symlinks=False)
+    except OSError:
+        now = None
+    held = os.fstat(fd)
+    if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        os.close(fd)  # unlocks it
+        return None
+    return fd
 
 
 def _missing_levels(path: Path) -> list[Path]:
