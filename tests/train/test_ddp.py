@@ -360,3 +360,39 @@ def test_a_rank_that_looks_before_rank0_puts_a_killed_overwrites_run_back_resume
     assert json.loads(proc.stdout)["epochs"] == 4  # the old run, complete
     assert not list(out.glob(".replaced-*"))
     assert (out / "checkpoint.safetensors").read_bytes() == old["checkpoint.safetensors"]
+
+
+_RANK0_SLOW_TO_EXIT = """
+import os, sys, time
+if os.environ.get("RANK") == "0":  # still on its way out after the error when rank 1 has exited: torchrun stops it
+    import us3l.train.distributed as d
+    shutdown = d.shutdown_distributed
+    def slow():
+        time.sleep(30)
+        shutdown()
+    d.shutdown_distributed = slow
+else:
+    sys.argv += ["--lr", "0.2"]
+from us3l.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_a_failure_on_every_rank_exits_1_when_torchrun_stops_the_slower_one(tiny_folder: Path,
+                                                                            tmp_path: Path) -> None:
+    """Both ranks refuse the run; rank 1 exits 1 first and torchrun stops rank 0 with SIGTERM (us3l's clean-up:
+    exit 143) in the same second. The launcher took the lower rank as the cause and exited 143, as if terminated
+    (test_ranks_that_disagree_stop_before_training failed so, 1 run in 3 on a loaded machine)."""
+    script = tmp_path / "rank0_slow_to_exit.py"
+    script.write_text(_RANK0_SLOW_TO_EXIT)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
+                                   "batch_size": 2}))
+    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
+           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--config", str(cfg), "--out",
+           str(tmp_path / "run")]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=240)
+    assert "error: the training processes disagree on the config: rank 1 has lr 0.2" in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stderr[-3000:]
