@@ -70,11 +70,13 @@ class _SigintWatch:
     received = False
     terminated = False  # the signal was SIGTERM (kill, timeout, a scheduler): exit 143 instead of 130
     redelivering = False  # a signal that arrived inside an import is to be delivered again (``_redeliver``)
+    reported = False  # ``_interrupted`` has said it: the run is ending, a later delivery is not raised again
 
     @classmethod
     def install(cls) -> Callable[[], None]:
         """Install the handlers; returns what restores the previous SIGTERM handler (``main``'s finally)."""
-        cls.received = cls.terminated = cls.redelivering = False  # per call of main: not an earlier call's signal
+        # per call of main: not an earlier call's signal
+        cls.received = cls.terminated = cls.redelivering = cls.reported = False
         # only over Python's own handler: a process started with SIGINT ignored (a background job) keeps that
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, cls._handler)
@@ -90,6 +92,10 @@ class _SigintWatch:
     def _handler(cls, signum: int, frame: FrameType | None) -> None:
         cls.received = True
         cls.terminated = cls.terminated or signum == signal.SIGTERM
+        if cls.reported:
+            # the run already ends as interrupted (a delivery again after an import, while the run ended on
+            # another path, or a second signal): raised in run_script's clean-up, it was a traceback
+            return
         if _importing(frame):
             # not inside an import: a KeyboardInterrupt raised in Python code that an extension module's
             # initialisation calls (torch's) can end in C++'s terminate() and SIGABRT with a stack dump; the
@@ -110,7 +116,8 @@ class _SigintWatch:
         import _thread
 
         cls.redelivering = False
-        _thread.interrupt_main(signum)
+        if not cls.reported:
+            _thread.interrupt_main(signum)
 
 
 def _importing(frame: FrameType | None) -> bool:
@@ -136,6 +143,7 @@ def _interrupted() -> int:
     # `python -m us3l` the process then kills itself with SIGINT at exit (-2) instead of exiting 130 / 143.
     # Every exec of a string clears that flag first, so an empty one does.
     exec("")  # noqa: S102 - a constant empty string
+    _SigintWatch.reported = True
     # a training process says nothing: `us3l train --nproc` (its launcher) reports the interrupt once, and under
     # a plain torchrun only rank 0 prints (the other ranks would repeat it)
     silent = bool(os.environ.get(LAUNCHED_BY_ENV)) or os.environ.get("RANK", "0") != "0"
