@@ -384,6 +384,37 @@ def test_an_interrupt_already_reported_is_not_raised_again(tmp_path: Path, monke
     assert raised == [] and capsys.readouterr().err == "us3l: interrupted\n"
 
 
+def test_a_signal_after_the_error_line_is_no_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The DDP worker that lost its peer (killed by SIGKILL) printed its one line; torchrun then stopped it with
+    SIGTERM while its exception was being freed, and the KeyboardInterrupt came out of a weakref callback there:
+    "Exception ignored in: <function WeakKeyDictionary...> ... KeyboardInterrupt" (a flaky failure of
+    test_a_worker_killed_by_a_signal_ends_us3l_train_nproc_in_one_line). Once the error is reported, a signal
+    is no news: the run ends with its error."""
+    from us3l.cli import run_script
+
+    class SignalledOnRelease:
+        def __del__(self) -> None:  # runs when the error's frames are freed, after the error line
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # bytecode: the handler runs here
+                pass
+
+    def job() -> None:
+        held = SignalledOnRelease()  # noqa: F841 - freed with the traceback
+        raise RuntimeError("Connection closed by peer")
+
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert run_script(job) == 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert unraisable == []
+    assert capsys.readouterr().err == ("error: RuntimeError: Connection closed by peer (set US3L_DEBUG=1 for the "
+                                       "traceback)\n")
+
+
 def test_an_error_from_a_data_loader_worker_is_still_one_line() -> None:
     from us3l.cli import _one_line
 

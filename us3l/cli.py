@@ -70,7 +70,8 @@ class _SigintWatch:
     received = False
     terminated = False  # the signal was SIGTERM (kill, timeout, a scheduler): exit 143 instead of 130
     redelivering = False  # a signal that arrived inside an import is to be delivered again (``_redeliver``)
-    reported = False  # ``_interrupted`` has said it: the run is ending, a later delivery is not raised again
+    reported = False  # how the run ends is decided (an interrupt or an error said, or done): no signal raised now
+    timer: Any = None  # the pending delivery again (``threading.Timer``), if any
 
     @classmethod
     def install(cls) -> Callable[[], None]:
@@ -93,8 +94,9 @@ class _SigintWatch:
         cls.received = True
         cls.terminated = cls.terminated or signum == signal.SIGTERM
         if cls.reported:
-            # the run already ends as interrupted (a delivery again after an import, while the run ended on
-            # another path, or a second signal): raised in run_script's clean-up, it was a traceback
+            # the run already ends (interrupted -- a delivery again after an import while it ended on another
+            # path, or a second signal --, with its error, or done): raised in run_script's clean-up or while
+            # the error's frames are freed, it was a traceback
             return
         if _importing(frame):
             # not inside an import: a KeyboardInterrupt raised in Python code that an extension module's
@@ -107,6 +109,7 @@ class _SigintWatch:
                 cls.redelivering = True
                 timer = threading.Timer(0.05, cls._redeliver, args=(signum,))
                 timer.daemon = True  # never keeps the process alive at exit
+                cls.timer = timer
                 timer.start()
             return
         raise KeyboardInterrupt
@@ -118,6 +121,22 @@ class _SigintWatch:
         cls.redelivering = False
         if not cls.reported:
             _thread.interrupt_main(signum)
+
+    @classmethod
+    def settle(cls, restore: Callable[[], None]) -> None:
+        """The end of ``run_script``, whose outcome is known: ``restore`` the SIGTERM handler, cancel a delivery
+        again still to come (one under way is waited for), run the handlers of the signals already here (not
+        raised), then raise the next one as usual again: a caller that goes on in this process keeps Ctrl-C."""
+        cls.reported = True
+        try:
+            timer, cls.timer = cls.timer, None
+            if timer is not None:
+                timer.cancel()
+                timer.join()
+            restore()
+            signal.pthread_sigmask(signal.SIG_BLOCK, ())  # a no-op that runs the pending Python handlers
+        finally:
+            cls.reported = False
 
 
 def _importing(frame: FrameType | None) -> bool:
@@ -292,7 +311,9 @@ def run_script(main: Callable[[], int | None]) -> int:
     debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
     restore = _SigintWatch.install()
     try:
-        return main() or 0
+        code = main() or 0
+        _SigintWatch.reported = True  # how the run ends is known (see _SigintWatch.reported)
+        return code
     except KeyboardInterrupt:
         return _interrupted()
     except Exception as exc:
@@ -303,11 +324,15 @@ def run_script(main: Callable[[], int | None]) -> int:
                 return _interrupted()
             if debug:
                 raise
-            return report_error(exc)
+            code = report_error(exc)
         except KeyboardInterrupt:
             return _interrupted()
+        # said: torchrun's SIGTERM to this worker once a peer is gone is no news, also while the error's frames are
+        # freed on the way out (a KeyboardInterrupt there came out of a weakref callback as a traceback)
+        _SigintWatch.reported = True
+        return code
     finally:
-        restore()
+        _SigintWatch.settle(restore)
 
 
 if __name__ == "__main__":  # pragma: no cover
