@@ -153,7 +153,7 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
             follow_umask(tmp_path)  # a writer that replaced the file (e.g. by rename) gets the mode back
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
-        with _signals_held():
+        with signals_held():
             for tmp_path, path in staged:
                 try:
                     os.replace(tmp_path, path)
@@ -167,10 +167,11 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back: one that arrives inside is raised again, to the handler in force before, on
-    exit. Python runs signal handlers in the main thread only; elsewhere this does nothing. (A signal mask would
-    not do: another thread, e.g. torch's, takes the signal and Python still runs the handler in this one.)"""
+    exit (atomic renames; data-loader workers starting, ``us3l.data.loader``). Python runs signal handlers in the
+    main thread only; elsewhere this does nothing. (A signal mask would not do: another thread, e.g. torch's or
+    gloo's, takes the signal and Python still runs the handler in this one.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -11,7 +11,8 @@ already pending) before unblocking it. Setting it in ``worker_init_fn`` alone le
 that call (PyTorch's worker set-up: seeding, imports), in which a SIGTERM still killed the worker.
 
 While the workers start, this process also holds Ctrl-C and SIGTERM where Python handles them (the CLI's
-handlers raise ``KeyboardInterrupt``) and hands them to their handlers once the workers are up. The blocked
+handlers raise ``KeyboardInterrupt``) and raises them again once the workers are up (``us3l.io.signals_held``,
+as for atomic renames). The blocked
 mask acts on the calling thread only: in a process with other threads (gloo's, in every DDP worker) the kernel
 delivers SIGTERM to one of them and Python runs the handler in the main thread at once; Ctrl-C is never
 blocked. Raised inside PyTorch's half-built worker iterator, the interrupt printed "Exception ignored in ...
@@ -29,10 +30,8 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import signal
-import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
@@ -48,30 +47,6 @@ def _ignore_sigterm(_worker_id: int) -> None:
     """``worker_init_fn``: ignore SIGTERM (discarding one that arrived while it was blocked), then unblock it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _TERM)
-
-
-@contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM that Python handles until the block returns, then call the handler of each one that
-    came (in the order they came; the CLI's raise ``KeyboardInterrupt``). Signals at their default or ignored
-    are left alone, and so is everything outside the main thread (where Python runs no handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    came: list[int] = []
-    previous: dict[int, Any] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if callable(handler):
-            previous[signum] = handler
-            signal.signal(signum, lambda number, _frame: came.append(number))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(came):
-            previous[signum](signum, None)
 
 
 def _kill_left_workers() -> None:
@@ -108,7 +83,9 @@ def loader_batches(ds: Dataset[Any], batch_sampler: Sequence[Sequence[int]], num
         yield from DataLoader(ds, batch_sampler=batch_sampler)
         return
     loader = DataLoader(ds, batch_sampler=batch_sampler, num_workers=num_workers, worker_init_fn=_ignore_sigterm)
-    with _interrupts_held():
+    from us3l.io import signals_held
+
+    with signals_held():
         before = set(multiprocessing.active_children())
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, _TERM)
         try:
