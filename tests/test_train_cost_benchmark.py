@@ -6,12 +6,15 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.script_module import ROOT
 
 TINY = ["--iters", "2", "--batch-size", "8", "--hidden", "32", "--matmul-n", "64", "--memory-format",
         "channels_last", "--views", "both"]
 
 
+@pytest.mark.slow  # times real training iterations
 def test_every_measured_ratio_has_its_interval() -> None:
     """The stage ratios and the variant pairs were printed without any spread (8 iterations or 80 read alike)."""
     done = subprocess.run([sys.executable, "benchmarks/train_cost.py", *TINY], cwd=ROOT, capture_output=True,

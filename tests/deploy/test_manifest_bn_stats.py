@@ -30,6 +30,24 @@ def exported(run: Path, tmp_path_factory: pytest.TempPathFactory) -> ExportResul
     return export_width(run, 0.25, "onnx", tmp_path_factory.mktemp("out"), device_name="cpu")
 
 
+@pytest.fixture(scope="module")
+def switchable_qs(run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A quickstart-like folder (``run/`` and one switchable ONNX export under ``artifacts/``), made once: tests
+    copy it before editing; and the export's folder relative to it."""
+    from us3l.deploy.switchable_export import export_switchable
+
+    root = tmp_path_factory.mktemp("switchable") / "qs"
+    shutil.copytree(run, root / "run")
+    res = export_switchable(root / "run", "onnx", root / "artifacts")
+    return root, res.directory.relative_to(root)
+
+
+def _copy_qs(switchable_qs: tuple[Path, Path], to: Path) -> tuple[Path, Path]:
+    root, rel = switchable_qs
+    shutil.copytree(root, to)
+    return to, to / rel
+
+
 def _recalibrated(run: Path, to: Path, width: float = 0.25) -> Path:
     """A copy of ``run`` (same weights) whose statistics of ``width`` were calibrated again, on other images."""
     from us3l.checkpoint import load_backbone
@@ -131,12 +149,15 @@ def test_quickstart_reuse_re_exports_after_a_recalibration(run: Path, tmp_path: 
     assert quickstart._artifact(runs, art, "cpu", MODEL, 0.25, "onnx", "fp32", force=False)[0] == "reused"
 
 
-def test_a_switchable_manifest_records_each_widths_bn_statistics(run: Path, tmp_path: Path) -> None:
+def test_a_switchable_manifest_records_each_widths_bn_statistics(switchable_qs: tuple[Path, Path]) -> None:
+    import json
+
     from us3l.checkpoint import load_backbone
-    from us3l.deploy.switchable_export import export_switchable
     from us3l.eval.calibrate import width_bn_stats_sha256
 
-    doc = export_switchable(run, "onnx", tmp_path).manifest
+    root, rel = switchable_qs
+    run = root / "run"
+    doc = json.loads((root / rel / "manifest.json").read_text())
     ck = load_backbone(run)
     assert doc["source"]["bn_stats"] == {"file": str(run / "bn_stats.safetensors"),
                                          "sha256": file_sha256(run / "bn_stats.safetensors")}
@@ -173,28 +194,25 @@ def test_the_report_flags_an_artifact_of_other_bn_statistics_than_the_run_holds_
 
 
 @pytest.mark.parametrize("source", [5, {"bn_stats": 5}, {"bn_stats": {"width_sha256": "ab"}}])
-def test_the_report_reads_an_edited_switchable_source_without_a_traceback(run: Path, tmp_path: Path,
-                                                                          source: object) -> None:
+def test_the_report_reads_an_edited_switchable_source_without_a_traceback(switchable_qs: tuple[Path, Path],
+                                                                          tmp_path: Path, source: object) -> None:
     """A switchable manifest reaches the report without the one-width manifest's field checks: `"source": 5` was an
     AttributeError traceback in its checkpoint comparison (red-team of the manifest trust path, rtO), and the BN
     statistics comparison must read it as safely."""
-    from us3l.deploy.switchable_export import export_switchable
     from us3l.report import render_report
 
-    root = tmp_path / "qs"
-    shutil.copytree(run, root / "run")
-    res = export_switchable(root / "run", "onnx", root / "artifacts")
-    edit_manifest(res.directory, lambda doc: doc.update(source=source))
+    root, directory = _copy_qs(switchable_qs, tmp_path / "qs")
+    edit_manifest(directory, lambda doc: doc.update(source=source))
     render_report(root).errors()  # no AttributeError
 
 
-def test_an_edited_switchable_verification_section_is_one_line(run: Path, tmp_path: Path) -> None:
+def test_an_edited_switchable_verification_section_is_one_line(switchable_qs: tuple[Path, Path],
+                                                               tmp_path: Path) -> None:
     """`"verification": 5` in a switchable manifest was an AttributeError traceback in load_switchable, profile
     --artifact and the report (red-team of the manifest trust path, rtO)."""
-    from us3l.deploy.switchable_export import export_switchable
     from us3l.deploy.switchable_runtime import read_switchable
 
-    res = export_switchable(run, "onnx", tmp_path)
-    edit_manifest(res.directory, lambda doc: doc.update(verification=5))
+    _, directory = _copy_qs(switchable_qs, tmp_path / "qs")
+    edit_manifest(directory, lambda doc: doc.update(verification=5))
     with pytest.raises(US3LError, match=r"manifest.json: verification must be an object, got 5; re-export"):
-        read_switchable(res.directory)
+        read_switchable(directory)

@@ -49,6 +49,7 @@ def _device(ssh: LoopbackSSH, tmp_path: Path, **kw: object) -> Path:
     return dev
 
 
+@pytest.mark.slow  # waits out a 5 s timeout, on a loaded machine more
 def test_a_command_that_times_out_is_killed_on_the_device(loopback_ssh, tmp_path):
     """The timeout also covers the start: sshd's login shell, then ``sh`` printing its pid. 1 s was too little on
     a loaded machine ('remote shell ... did not start within 1 s', the command never killed); 5 s is not."""
@@ -64,6 +65,7 @@ def test_a_command_that_times_out_is_killed_on_the_device(loopback_ssh, tmp_path
         assert s.run(["echo", "still usable"]).stdout == "still usable\n"  # the session survives the kill
 
 
+@pytest.mark.slow  # waits out a 5 s timeout, on a loaded machine more
 def test_a_runner_that_stops_answering_is_killed_and_its_folder_removed(loopback_ssh, shared_exports, tmp_path,
                                                                         capsys):
     """The device's python hangs before the runner's first answer (an import that never returns): the profile
