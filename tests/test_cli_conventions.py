@@ -545,11 +545,12 @@ def test_ctrl_c_inside_an_import_is_delivered_once_the_import_is_done(tmp_path: 
             "from us3l.cli import run_script\n"
             "def job():\n"
             "    import slow_mod\n"
-            "    time.sleep(5)\n"
+            "    time.sleep(600)  # a blocking call right after the import: the interrupt ends it\n"
             "    print('not interrupted', flush=True)\n"
             "sys.exit(run_script(job))\n")
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    # delivered with _thread.interrupt_main (a flag between bytecodes), it waited for the sleep to end
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert marker.exists()  # the import ran to its end
     assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "us3l: interrupted\n")
 

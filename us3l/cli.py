@@ -116,11 +116,15 @@ class _SigintWatch:
 
     @classmethod
     def _redeliver(cls, signum: int) -> None:
-        import _thread
+        import threading
 
         cls.redelivering = False
         if not cls.reported:
-            _thread.interrupt_main(signum)
+            # a real signal to the main thread: it also ends a blocking call there (a sleep, a wait), which
+            # _thread.interrupt_main, a flag checked between bytecodes, left to run to its end first
+            main = threading.main_thread().ident
+            if main is not None:
+                signal.pthread_kill(main, signum)
 
     @classmethod
     def settle(cls, restore: Callable[[], None]) -> None:
