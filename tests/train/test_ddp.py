@@ -174,6 +174,25 @@ sys.exit(main())
 """
 
 
+def _tiny_config(tiny_folder: Path, tmp_path: Path) -> Path:
+    """``tmp_path/tiny.yaml``: the tiny recipe on ``tiny_folder``, batch size 2 per process."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
+                                   "batch_size": 2}))
+    return cfg
+
+
+def _torchrun_rank1_differs(tmp_path: Path, train_args: list[str],
+                            rank1_args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``us3l train TRAIN_ARGS`` on two torchrun processes, rank 1's command line extended by ``rank1_args``."""
+    script = tmp_path / "rank1_differs.py"
+    script.write_text(_RANK1_ARGS)
+    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
+           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", *train_args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK1_ARGS": "|".join(rank1_args)}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("rank1", "says"), [
     (["--lr", "0.2"], "the config: rank 1 has lr 0.2 (rank 0: 0.05)"),
@@ -187,17 +206,10 @@ def test_ranks_that_disagree_stop_before_training(tiny_folder: Path, tmp_path: P
     from tests.train.conftest import write_tiny_folder
 
     other = write_tiny_folder(tmp_path / "other", per_class_train=6)  # another data set: 12 training images
-    script = tmp_path / "rank1_differs.py"
-    script.write_text(_RANK1_ARGS)
     out = tmp_path / "ddp-disagree"
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
-                                   "batch_size": 2}))
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "RANK1_ARGS": "|".join(a.replace("OTHER", f"folder:{other}") for a in rank1)}
-    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
-           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--config", str(cfg), "--out", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    cfg = _tiny_config(tiny_folder, tmp_path)
+    proc = _torchrun_rank1_differs(tmp_path, ["--config", str(cfg), "--out", str(out)],
+                                   [a.replace("OTHER", f"folder:{other}") for a in rank1])
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert f"error: the training processes disagree on {says}" in proc.stderr, proc.stderr[-3000:]
     assert "replicas diverged" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -209,16 +221,10 @@ def test_ranks_may_differ_on_what_only_rank0_acts_on(tiny_folder: Path, tmp_path
     """The kNN monitor's settings and the checkpoint cadence are acted on by rank 0 alone: a rank given another
     --knn-every was refused like one given another learning rate. Now the job trains with rank 0's values and
     rank 0 says which differ, once."""
-    script = tmp_path / "rank1_differs.py"
-    script.write_text(_RANK1_ARGS)
     out = tmp_path / "ddp-monitor"
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
-                                   "batch_size": 2}))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK1_ARGS": "--knn-every|1|--save-every|2|--set|knn_k=5"}
-    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
-           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--config", str(cfg), "--out", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    cfg = _tiny_config(tiny_folder, tmp_path)
+    proc = _torchrun_rank1_differs(tmp_path, ["--config", str(cfg), "--out", str(out)],
+                                   ["--knn-every", "1", "--save-every", "2", "--set", "knn_k=5"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("note: the training processes differ on knn_every 1 on rank 1 (rank 0: 0); knn_k 5 "
                              "on rank 1 (rank 0: 3); save_every 2 on rank 1 (rank 0: 1): only rank 0 acts on these "
@@ -240,9 +246,7 @@ def test_ranks_that_resume_other_checkpoints_stop_before_training(tiny_folder: P
 
     from us3l import checkpoint as ckpt
 
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
-                                   "batch_size": 2}))
+    cfg = _tiny_config(tiny_folder, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run, other = tmp_path / "run", tmp_path / "other"
     train = [sys.executable, "-m", "us3l", "train", "--config", str(cfg), "--out", str(run)]
@@ -255,12 +259,7 @@ def test_ranks_that_resume_other_checkpoints_stop_before_training(tiny_folder: P
     state = torch.load(other / ckpt.STATE_FILE, weights_only=True)
     ckpt.save_checkpoint(other, backbone_state=backbone, train_tensors=ckpt.read_tensors(other, ckpt.TRAIN_PREFIX),
                          meta={k: v for k, v in meta.items() if k != "weights_sha256"}, train_state=state)
-    script = tmp_path / "rank1_differs.py"
-    script.write_text(_RANK1_ARGS)
-    cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
-           f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--resume", "--out", str(run)]
-    proc = subprocess.run(cmd, env={**env, "RANK1_ARGS": f"--out|{other}"}, capture_output=True, text=True,
-                          timeout=240)
+    proc = _torchrun_rank1_differs(tmp_path, ["--resume", "--out", str(run)], ["--out", str(other)])
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: the training processes disagree on the config: rank 1 has resumed weights " in proc.stderr, \
         proc.stderr[-3000:]
@@ -289,9 +288,7 @@ def test_a_distributed_resume_finishes_a_cut_off_save_once(tiny_folder: Path, tm
     from us3l import checkpoint as ckpt
 
     out = tmp_path / "run"
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
-                                   "batch_size": 2}))
+    cfg = _tiny_config(tiny_folder, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     train = [sys.executable, "-m", "us3l", "train", "--config", str(cfg), "--out", str(out)]
     assert subprocess.run(train, env=env, capture_output=True, timeout=240).returncode == 0
@@ -343,9 +340,7 @@ def test_a_rank_that_looks_before_rank0_puts_a_killed_overwrites_run_back_resume
     from tests.train.conftest import killed_overwrite
 
     out = tmp_path / "run"
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
-                                   "batch_size": 2}))
+    cfg = _tiny_config(tiny_folder, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK1_LOOKED": str(tmp_path / "rank1-looked")}
     train = [sys.executable, "-m", "us3l", "train", "--config", str(cfg), "--out", str(out)]
     assert subprocess.run(train, env=env, capture_output=True, timeout=240).returncode == 0
@@ -386,9 +381,7 @@ def test_a_failure_on_every_rank_exits_1_when_torchrun_stops_the_slower_one(tiny
     (test_ranks_that_disagree_stop_before_training failed so, 1 run in 3 on a loaded machine)."""
     script = tmp_path / "rank0_slow_to_exit.py"
     script.write_text(_RANK0_SLOW_TO_EXIT)
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
-                                   "batch_size": 2}))
+    cfg = _tiny_config(tiny_folder, tmp_path)
     cmd = [sys.executable, "-m", "us3l.train.launch", "--standalone", "--nproc_per_node=2",
            f"--log-dir={tmp_path / 'torchrun'}", str(script), "train", "--config", str(cfg), "--out",
            str(tmp_path / "run")]
