@@ -363,8 +363,7 @@ def width_bn_stats_sha256(model: nn.Module, w: float) -> str | None:
     key = canonical_width(model, w)
     if key not in calibrated_widths(model):
         return None
-    prefix = f"{key:.4f}/"
-    return tensors_sha256({k: t for k, t in bn_stats_state(model).items() if k.startswith(prefix)})
+    return _width_sha256(bn_stats_state(model), key)
 
 
 def file_width_bn_stats_sha256(path: str | Path, canonical: float) -> str | None:
@@ -378,7 +377,13 @@ def file_width_bn_stats_sha256(path: str | Path, canonical: float) -> str | None
         state = load(p.read_bytes())
     except Exception as exc:  # noqa: BLE001 - a missing, unreadable or corrupt file
         raise US3LError(f"cannot read BN statistics {p} ({_one_line(exc)})") from None
-    prefix = f"{float(canonical):.4f}/"
+    return _width_sha256(state, float(canonical))
+
+
+def _width_sha256(state: dict[str, torch.Tensor], canonical: float) -> str | None:
+    """``tensors_sha256`` of the entries of ``state`` (``bn_stats_state``'s layout) for the canonical width
+    ``canonical``, as float32 (how a model holds them); ``None`` when there are none."""
+    prefix = f"{canonical:.4f}/"
     mine = {k: t.float().contiguous() for k, t in state.items() if k.startswith(prefix)}
     return tensors_sha256(mine) if mine else None
 
