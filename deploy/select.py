@@ -686,10 +686,12 @@ def select(
         intervals = accuracy_intervals(acc_doc, metric_name)
         inputs["accuracy"] = {"path": str(accuracy), "sha256": acc_sha}
     results = []
+    answered: dict[tuple[str, ...], tuple[str | Path, Mapping[str, Any]]] = {}
     for p in profiles:
         doc, profile_sha = load_profile_sha256(p)
         if accuracy is not None:
             check_same_checkpoint(acc_doc, accuracy, doc, p)
+        check_one_answer(answered, doc, p)
         inputs["profiles"].append({"path": str(p), "sha256": profile_sha})
         table, ivs, label = acc_table, intervals, ""
         if acc_table is not None and doc.get("precision") == "int8":  # the artifact's own accuracy, never FP32's
@@ -715,6 +717,35 @@ def select(
         inputs=inputs,
         warnings=[w for d in results for w in chosen_graph_warnings(d.chosen, d.backend, d.device)],
         strict_accuracy=strict_accuracy,
+    )
+
+
+def _measured_on(doc: Mapping[str, Any]) -> str:
+    """Where a profile was measured, as its file records it: the host name, and the reach when not local."""
+    host = (doc.get("fingerprint") or {}).get("hostname")
+    reach = str(doc.get("reach") or "local")
+    named = f"host {host}" if isinstance(host, str) and host else "an unnamed host"
+    return named if reach == "local" else f"{named} ({reach})"
+
+
+def check_one_answer(
+    answered: dict[tuple[str, ...], tuple[str | Path, Mapping[str, Any]]], doc: Mapping[str, Any], path: str | Path
+) -> None:
+    """Refuse (one line) a second profile of the same device, model, backend and precision in one selection: two
+    answers under one device name (e.g. two boards profiled as ``raspberry-pi-5``, or an old and a new sweep) look
+    alike in the table and in selection.json, and ``us3l export --selection`` would export both widths for that
+    device. ``answered`` maps each key seen so far to its file and document."""
+    key = tuple(str(doc.get(k)) for k in ("device", "model", "backend", "precision"))
+    if key not in answered:
+        answered[key] = (path, doc)
+        return
+    first, first_doc = answered[key]
+    where, other = _measured_on(first_doc), _measured_on(doc)
+    measured = f" (one measured on {where}, the other on {other})" if where != other else ""
+    raise US3LError(
+        f"profiles {first} and {path} both answer for device '{key[0]}' ({key[1]}, {key[2]}, {key[3]}){measured}: "
+        "one selection has one answer per device; select from one of them, or profile the other machine under its "
+        "own device name (a --device-file)"
     )
 
 

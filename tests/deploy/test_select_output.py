@@ -94,6 +94,34 @@ def test_one_profile_given_twice_is_refused(setup, tmp_path, capsys) -> None:
     assert not (tmp_path / "s").exists()
 
 
+def test_two_profiles_of_one_device_name_are_refused(setup, tmp_path, capsys) -> None:
+    """Red-team 2026-12-06: two boards profiled under one device name (here the same device, model, backend and
+    precision from two hosts) gave two indistinguishable "cpu onnx/fp32" rows with different widths, and export
+    --selection --device cpu exported both widths into artifacts/cpu/."""
+    prof, acc = setup
+    doc = json.loads(prof.read_text())
+    doc["fingerprint"] = {"hostname": "board-b"}
+    for rec in doc["records"]:  # the other board is 3x slower: a different answer under the same name
+        rec["latency"] = latency(*(3 * rec["latency"][k] for k in ("p50_ms", "p90_ms", "p99_ms")))
+    other = tmp_path / "board-b" / prof.name
+    other.parent.mkdir()
+    other.write_text(json.dumps(doc))
+    prof.write_text(json.dumps({**json.loads(prof.read_text()), "fingerprint": {"hostname": "board-a"}}))
+    args = ["select", "--profile", str(prof), "--profile", str(other), "--accuracy", str(acc), "--latency-ms", "4",
+            "--out", str(tmp_path / "s")]
+    assert main(args) == 1
+    assert capsys.readouterr().err == (
+        f"error: profiles {prof} and {other} both answer for device 'cpu' (tiny, onnx, fp32) (one measured on host "
+        "board-a, the other on host board-b): one selection has one answer per device; select from one of them, or "
+        "profile the other machine under its own device name (a --device-file)\n"
+    )
+    assert not (tmp_path / "s").exists()
+    other.write_text(json.dumps({**doc, "device": "cpu-b"}))  # the same board under its own name: two answers
+    assert main(args) == 0
+    sel = json.loads((tmp_path / "s" / "selection.json").read_text())
+    assert [(d["device"], d["chosen"]["width"]) for d in sel["devices"]] == [("cpu", 0.75), ("cpu-b", 0.25)]
+
+
 @pytest.mark.parametrize(("metric", "message"), [
     ("bogus", "error: unknown accuracy metric 'bogus' (choose auto, linear, knn)"),
     ("linear", "error: --metric linear needs --accuracy (without it MACs stand in for accuracy)"),
