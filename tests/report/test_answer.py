@@ -170,6 +170,25 @@ def test_tradeoff_figure_accuracy_up_latency_across_unstable_hollow() -> None:
     assert hollow and hollow[0].get_offsets()[0][0] == pytest.approx(onnx.chosen.latency_ms)
 
 
+def test_a_generous_budget_is_named_at_the_edge_not_drawn_to_scale() -> None:
+    """Red-team 2026-12-06: a 33 ms budget over widths of 0.1-0.3 ms set the latency axis to 0-36 ms, every width
+    squeezed into its left edge (and a budget of 1e308 ms overflowed matplotlib's tick locator)."""
+    for budget in (100 * BUDGET_MS, 1e308):
+        sel = copy.deepcopy(selection_v2())
+        sel["budget"] = {"latency_ms": budget}
+        panels = panels_from_selection(sel, accuracy_v2())
+        slowest = max(p.latency_ms for p in panels[0].points)
+        fig = tradeoff_figure(panels)
+        ax = fig.axes[0]
+        assert ax.get_xlim() == pytest.approx((0.0, 1.1 * slowest))
+        assert f"latency budget {budget:.4g} ms →" in [t.get_text() for t in ax.texts]
+        assert "latency budget (off the axis →)" in _labels(fig) and "latency budget" not in _labels(fig)
+    # a budget within reach of the widths is still a line on the axis
+    fig = tradeoff_figure(panels_from_selection(selection_v2(), accuracy_v2()))
+    assert "latency budget" in _labels(fig) and not any("→" in t.get_text() for t in fig.axes[0].texts)
+    assert [line.get_xdata()[0] for line in fig.axes[0].lines if line.get_label() == "latency budget"] == [BUDGET_MS]
+
+
 def test_macs_proxy_axis_is_not_a_percentage() -> None:
     sel = copy.deepcopy(selection_v2())
     sel["accuracy"] = {"source": "MACs proxy (no accuracy file)", "metric": "macs"}

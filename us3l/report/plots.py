@@ -42,6 +42,9 @@ _RANDOM_STYLE: dict[str, Any] = {"color": "0.45", "ls": "--", "marker": "v", "ma
 _RAW_COLOR = "tab:brown"
 _CHANCE_COLOR = "0.55"
 _UNSTABLE = "latency not stable (hollow)"
+#: A latency budget more than this many times the slowest width's latency is named at the edge of a trade-off
+#: panel, not drawn to scale.
+BUDGET_OFF_SCALE = 3.0
 _TITLE_CHARS = 56  # characters per line of a trade-off panel's title (two panels side by side, fontsize 8)
 
 P = ParamSpec("P")
@@ -633,7 +636,15 @@ def _draw_panel(ax: Any, panel: TradeoffPanel) -> None:
         for p in pts:
             ax.annotate(f"{p.width:g}", (p.latency_ms, p.accuracy), textcoords="offset points", xytext=(4, 4),
                         fontsize=6, color="0.3")
-    if panel.budget_ms is not None:
+    slowest = max(xs)
+    off_scale = panel.budget_ms is not None and panel.budget_ms > BUDGET_OFF_SCALE * slowest
+    if off_scale:  # a generous budget (33 ms for widths of 0.1-0.3 ms) drawn to scale squeezed every width into
+        # the left edge: the axis follows the widths and the budget is named at its right edge instead
+        ax.annotate(f"latency budget {panel.budget_ms:.4g} ms →", (1.0, 1.0), xycoords="axes fraction",
+                    xytext=(-3, -3), textcoords="offset points", ha="right", va="top", fontsize=7,
+                    color="tab:red")
+        ax.plot([], [], color="tab:red", ls="--", lw=1.2, label="latency budget (off the axis →)")
+    elif panel.budget_ms is not None:
         ax.axvline(panel.budget_ms, color="tab:red", ls="--", lw=1.2, label="latency budget")
     if panel.runner_up is not None:
         ax.scatter([panel.runner_up.latency_ms], [panel.runner_up.accuracy], s=90, marker="D",
@@ -641,7 +652,7 @@ def _draw_panel(ax: Any, panel: TradeoffPanel) -> None:
     if panel.chosen is not None:
         ax.scatter([panel.chosen.latency_ms], [panel.chosen.accuracy], s=150, facecolors="none",
                    edgecolors="tab:green", linewidths=2.2, zorder=5, label="chosen")
-    right = max([*xs, panel.budget_ms or 0.0]) * 1.1
+    right = max([slowest, 0.0 if off_scale else panel.budget_ms or 0.0]) * 1.1
     ax.set_xlim(0, right if right > 0 else 1.0)
     if panel.percent:
         _percent_axis(ax)
