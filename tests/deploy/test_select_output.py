@@ -94,6 +94,17 @@ def test_one_profile_given_twice_is_refused(setup, tmp_path, capsys) -> None:
     assert not (tmp_path / "s").exists()
 
 
+def test_the_slack_under_a_huge_budget_is_a_short_number(setup, tmp_path, capsys) -> None:
+    """Red-team 2026-12-06: --latency-ms 1e308 printed the slack as a 309-digit number (``.3f``)."""
+    prof, acc = setup
+    args = ["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "1e308", "--wide",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert " 1e+308 " in out and "0000000" not in out
+    assert json.loads((tmp_path / "selection.json").read_text())["devices"][0]["slack"]["latency_ms"] == 1e308
+
+
 def test_two_profiles_of_one_device_name_are_refused(setup, tmp_path, capsys) -> None:
     """Red-team 2026-12-06: two boards profiled under one device name (here the same device, model, backend and
     precision from two hosts) gave two indistinguishable "cpu onnx/fp32" rows with different widths, and export

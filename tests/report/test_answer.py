@@ -189,6 +189,15 @@ def test_a_generous_budget_is_named_at_the_edge_not_drawn_to_scale() -> None:
     assert [line.get_xdata()[0] for line in fig.axes[0].lines if line.get_label() == "latency budget"] == [BUDGET_MS]
 
 
+def test_the_slack_under_a_huge_budget_is_a_short_number() -> None:
+    """Red-team 2026-12-06: the answer card and the device table wrote the slack under a 1e308 ms budget as a
+    309-digit number."""
+    from us3l.report.html import _slack_text
+
+    assert _slack_text({"latency_ms": 1e308, "memory_mb": 2.5e6}) == "1e+308 ms, 2.5e+06 MB"
+    assert _slack_text({"latency_ms": 0.0344, "macs": 1234567.0}) == "0.034 ms, macs 1.235e+06"
+
+
 def test_macs_proxy_axis_is_not_a_percentage() -> None:
     sel = copy.deepcopy(selection_v2())
     sel["accuracy"] = {"source": "MACs proxy (no accuracy file)", "metric": "macs"}

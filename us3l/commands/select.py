@@ -17,6 +17,12 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
     return "—" if v is None else format(v, spec)
 
 
+def _slack(v: float | None) -> str:
+    """A slack in ms: three decimals, or four significant digits from 10**6 on (the slack under a budget of 1e308 ms
+    was a 309-digit number that pushed the table's other columns off the terminal)."""
+    return _fmt(v, ".3f" if v is None or abs(v) < 1e6 else ".4g")
+
+
 def _acc_cell(acc: float | None, ci: Any, macs: bool = False) -> str:
     """An accuracy cell: ``83.4 % ±3.0`` with its 95 % interval, ``83.4 %`` without one (schema 1), the bare
     count for the MACs proxy."""
@@ -181,7 +187,7 @@ def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
         rows.append([
             d.device, d.model, f"{d.backend}/{d.precision}", f"{c.width:g}", acc, f"{c.latency_ms:.3f}",
             _fmt(c.latency.get("p50_ms")), _fmt(c.latency.get("p90_ms")), _fmt(c.latency.get("p99_ms")),
-            _fmt(d.slack.get("latency_ms")), decided,
+            _slack(d.slack.get("latency_ms")), decided,
             f"w={ru.width:g} ({_acc_cell(ru.accuracy, None, macs)}, {ru.latency_ms:.3f} ms)" if ru else "—",
         ])
     reasons = [f"{d.device} ({d.backend}): {d.reason}" for d in result.devices if d.reason]

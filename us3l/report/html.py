@@ -574,8 +574,13 @@ def _slack_text(slack: Any) -> str:
     if not isinstance(slack, dict) or not slack:
         return "—"
     units = {"latency_ms": " ms", "memory_mb": " MB"}
-    return ", ".join(f"{fmt_num(v, '.3f')}{units.get(k, '')}" if k in units else f"{k} {fmt_num(v, '.4g')}"
+    return ", ".join(f"{fmt_num(v, _slack_spec(v))}{units.get(k, '')}" if k in units else f"{k} {fmt_num(v, '.4g')}"
                      for k, v in slack.items())
+
+
+def _slack_spec(value: Any) -> str:
+    """Three decimals, or four significant digits from 10**6 on (a budget of 1e308 ms left a 309-digit slack)."""
+    return ".3f" if not isinstance(value, int | float) or abs(value) < 1e6 else ".4g"
 
 
 def _accuracy_rows(files: PipelineFiles) -> dict[float, dict[str, Any]]:
