@@ -168,7 +168,8 @@ class LatencyStats:
             ci95_ms={k: (float(v[0]), float(v[1])) for k, v in d["ci95_ms"].items()},
             rel_ci_halfwidth=math.inf if rel is None else float(rel),
             stable=bool(d.get("stable", False)),
-            samples_ms=tuple(float(s) for s in d["samples_ms"]),
+            # an interpolated width (us3l profile --adaptive) has none: validate_profile accepts it without the key
+            samples_ms=tuple(float(s) for s in d.get("samples_ms") or ()),
         )
 
 

@@ -56,6 +56,21 @@ def test_other_schema_version_is_rejected(tmp_path, capsys):
         load_profile(jp)
 
 
+def test_an_interpolated_width_without_samples_key_reads_everywhere(tmp_path, capsys):
+    """Red-team 2026-12-06: a profile whose interpolated width has no ``samples_ms`` key passed the validator (and us3l
+    select), but us3l profile show and the report called it "a damaged profile file (KeyError: 'samples_ms')"."""
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    rec = doc["records"][1]
+    rec["interpolated"] = True
+    rec["latency"].update(n=0, stable=False)
+    del rec["latency"]["samples_ms"]
+    jp.write_text(json.dumps(doc))
+    assert load_profile(jp).records[1].latency.samples_ms == ()
+    assert main(["profile", "show", str(jp)]) == 0
+    assert "interp." in capsys.readouterr().out
+
+
 def test_profile_show_table_and_json(tmp_path, capsys):
     jp, _ = write_profile(make_profile(), tmp_path)
     assert main(["profile", "show", str(jp)]) == 0
