@@ -779,6 +779,27 @@ def pool_precisions(
     return out
 
 
+def _why_beats(chosen: Candidate, other: Candidate, strict: bool) -> str:
+    """Why ``chosen`` won over ``other`` (another precision's own choice), from the two pairs' numbers: the group
+    decision alone said "tied accuracy, faster" of a pair outside the tie (less accurate, or slower), and "more
+    accurate" of a pair with the same accuracy that only won on latency."""
+    a, b = chosen.accuracy, other.accuracy
+    faster = chosen.latency_ms < other.latency_ms
+    ci, other_ci = chosen.accuracy_ci, other.accuracy_ci
+    tied = not strict and ci is not None and other_ci is not None and ci[1] >= other_ci[0] and ci[0] <= other_ci[1]
+    if tied and faster and a != b:
+        return "tied accuracy, faster"
+    if a is not None and (b is None or a > b):
+        return "more accurate"
+    if a is not None and b is not None and a < b:  # only the tie rule lets a less accurate pair win
+        return "inside the 95% interval of the most accurate pair, and the fastest there"
+    if a == b and faster:
+        return "same accuracy, faster"
+    if a == b and chosen.latency_ms == other.latency_ms and chosen.width < other.width:
+        return "same accuracy and latency, narrower"
+    return "same accuracy, latency and width"
+
+
 def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool, rule: LatencyRule) -> DeviceSelection:
     candidates = [c for g in group for c in g.candidates]
     feasible = sorted((c for c in candidates if c.feasible), key=lambda c: (*_rank_key(c), str(c.precision)))
@@ -797,10 +818,10 @@ def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool, rule: La
     slack: dict[str, float] = {}
     if chosen is not None:
         others = [g.chosen for g in group if g.precision != chosen.precision and g.chosen is not None]
-        why = "tied accuracy, faster" if decided_by == "tie->latency" else "more accurate"
         if others:
             best_other = min(others, key=_rank_key)
-            reason = f"{_describe(chosen)} beats {_describe(best_other)} under {limits}: {why}"
+            reason = f"{_describe(chosen)} beats {_describe(best_other)} under {limits}: " \
+                     f"{_why_beats(chosen, best_other, strict)}"
         else:
             missing = sorted({g.precision for g in group} - {chosen.precision})
             reason = f"{_describe(chosen)}: no {'/'.join(missing)} width fits {limits}"

@@ -92,6 +92,29 @@ def test_tied_accuracy_goes_to_the_faster_pair(profiles, tmp_path: Path) -> None
     assert d.reason.endswith("under latency_ms <= 6.5: tied accuracy, faster")
 
 
+def test_the_reason_compares_the_two_pairs_it_names(write_profile, tmp_path: Path) -> None:
+    """Red-team 2026-12-06: the reason's last words came from the pooled decision, not from the two pairs it names:
+    "tied accuracy, faster" of an INT8 pair that was neither (it won a tie with another INT8 width, and was more
+    accurate and slower than the FP32 pair named), and "more accurate" of a pair with the same accuracy."""
+    fp32 = write_profile([{"width": w, "latency": latency(ms, ms, ms)} for w, ms in ((0.25, 2.0), (0.5, 6.0),
+                                                                                     (0.75, 12.0), (1.0, 20.0))])
+    int8 = write_profile([{"width": w, "latency": latency(ms, ms, ms)} for w, ms in ((0.25, 1.2), (0.5, 3.6),
+                                                                                     (0.75, 7.0), (1.0, 9.0))],
+                         precision="int8")
+    acc = _accuracy(tmp_path, {0.25: 0.30, 0.5: 0.36, 0.75: 0.45, 1.0: 0.47}, {0.5: 0.30, 0.75: 0.445, 1.0: 0.45})
+    (d,) = select([fp32, int8], Budget(latency_ms=10.0), acc).devices
+    assert (d.chosen.width, d.chosen.precision, d.decided_by, d.tied_widths) == (0.75, "int8", "tie->latency",
+                                                                                [0.75, 1.0])
+    assert d.reason == ("int8 at width 0.75 (44.5 % ±3.1, 7 ms) beats fp32 at width 0.5 (36.0 % ±3.0, 6 ms) under "
+                        "latency_ms <= 10: more accurate")
+    same = _accuracy(tmp_path, {0.25: 0.30, 0.5: 0.36}, {0.25: 0.30, 0.5: 0.36})
+    for strict in (True, False):
+        (d,) = select([fp32, int8], Budget(latency_ms=10.0), same, strict_accuracy=strict).devices
+        assert (d.chosen.width, d.chosen.precision) == (0.5, "int8")
+        assert d.reason.endswith("beats fp32 at width 0.5 (36.0 % ±3.0, 6 ms) under latency_ms <= 10: same accuracy, "
+                                 "faster")
+
+
 def test_an_int8_profile_needs_the_artifacts_accuracy(write_profile, tmp_path: Path) -> None:
     int8 = write_profile([{"width": 0.5, "latency": latency(1.0, 1.0, 1.0)}], precision="int8")
     acc = _accuracy(tmp_path, {0.5: 0.4}, {})
