@@ -687,11 +687,13 @@ def select(
         inputs["accuracy"] = {"path": str(accuracy), "sha256": acc_sha}
     results = []
     answered: dict[tuple[str, ...], tuple[str | Path, Mapping[str, Any]]] = {}
+    measured_on: dict[str, str] = {}  # profile file -> the machine it was measured on
     for p in profiles:
         doc, profile_sha = load_profile_sha256(p)
         if accuracy is not None:
             check_same_checkpoint(acc_doc, accuracy, doc, p)
         check_one_answer(answered, doc, p)
+        measured_on[str(p)] = _measured_on(doc)
         inputs["profiles"].append({"path": str(p), "sha256": profile_sha})
         table, ivs, label = acc_table, intervals, ""
         if acc_table is not None and doc.get("precision") == "int8":  # the artifact's own accuracy, never FP32's
@@ -707,7 +709,7 @@ def select(
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
         results.append(d)
     if acc_table is not None:
-        results = pool_precisions(results, budget, strict_accuracy, rule)
+        results = pool_precisions(results, budget, strict_accuracy, rule, measured_on)
     return Selection(
         devices=results,
         budget=budget,
@@ -757,10 +759,13 @@ def _describe(c: Candidate) -> str:
 
 
 def pool_precisions(
-    results: list[DeviceSelection], budget: Budget, strict: bool, rule: LatencyRule = LatencyRule()
+    results: list[DeviceSelection], budget: Budget, strict: bool, rule: LatencyRule = LatencyRule(),
+    measured_on: Mapping[str, str] | None = None,
 ) -> list[DeviceSelection]:
     """Merge the answers of one device/model/backend profiled at several precisions into one answer over every
-    (width, precision) pair (see the module docstring); other answers pass through unchanged, in order."""
+    (width, precision) pair (see the module docstring); other answers pass through unchanged, in order.
+    ``measured_on``: profile file -> the machine it was measured on (``_measured_on``), to warn where a pooled
+    answer compares latencies of two machines."""
     groups: dict[tuple[str, str, str], list[DeviceSelection]] = {}
     for d in results:
         groups.setdefault((d.device, d.model, d.backend), []).append(d)
@@ -775,7 +780,7 @@ def pool_precisions(
         if key in done:
             continue
         done.add(key)
-        out.append(_pooled(group, budget, strict, rule))
+        out.append(_pooled(group, budget, strict, rule, measured_on or {}))
     return out
 
 
@@ -800,7 +805,22 @@ def _why_beats(chosen: Candidate, other: Candidate, strict: bool) -> str:
     return "same accuracy, latency and width"
 
 
-def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool, rule: LatencyRule) -> DeviceSelection:
+def _machines_warning(group: list[DeviceSelection], measured_on: Mapping[str, str]) -> list[str]:
+    """One warning when the precisions pooled for one device name were profiled on different machines (their
+    fingerprints' host names differ): their latencies do not compare, whichever pair the pooling picks."""
+    places = {g.precision: measured_on.get(g.profile, "") for g in group}
+    if len(set(places.values())) < 2:
+        return []
+    first = group[0]
+    where = ", ".join(f"{prec} on {place or 'an unknown machine'}" for prec, place in places.items())
+    return [f"{first.device}/{first.backend}: the pooled precisions were profiled on different machines ({where}): "
+            "their latencies do not compare; profile every precision on the device itself"]
+
+
+def _pooled(
+    group: list[DeviceSelection], budget: Budget, strict: bool, rule: LatencyRule,
+    measured_on: Mapping[str, str] | None = None,
+) -> DeviceSelection:
     candidates = [c for g in group for c in g.candidates]
     feasible = sorted((c for c in candidates if c.feasible), key=lambda c: (*_rank_key(c), str(c.precision)))
     chosen, decided_by, tied = _decide(feasible, strict)
@@ -847,7 +867,8 @@ def _pooled(group: list[DeviceSelection], budget: Budget, strict: bool, rule: La
         notes=[f"{g.precision}: {n}" for g in group for n in g.notes],  # which precision a note is about
         decided_by=decided_by,
         tied_widths=sorted({c.width for c in tied}),
-        warnings=_latency_warnings(chosen, tied, f"{first.device}/{first.backend}", rule),
+        warnings=[*_machines_warning(group, measured_on or {}),
+                  *_latency_warnings(chosen, tied, f"{first.device}/{first.backend}", rule)],
         by_precision=by_precision,
         reason=reason,
     )

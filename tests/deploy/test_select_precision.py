@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from us3l.cli import main
 from us3l.deploy.select import Budget, select
 from us3l.errors import US3LError
 from us3l.io import header
@@ -113,6 +114,28 @@ def test_the_reason_compares_the_two_pairs_it_names(write_profile, tmp_path: Pat
         assert (d.chosen.width, d.chosen.precision) == (0.5, "int8")
         assert d.reason.endswith("beats fp32 at width 0.5 (36.0 % ±3.0, 6 ms) under latency_ms <= 10: same accuracy, "
                                  "faster")
+
+
+def test_precisions_profiled_on_two_machines_are_pooled_with_a_warning(profiles, tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-06: an FP32 profile of 'cpu' from one machine and an INT8 profile of 'cpu' from another were
+    pooled into one answer without a word, their latencies compared as if measured on one device."""
+    fp32, int8 = profiles
+    acc = _accuracy(tmp_path, {0.25: 0.30, 0.5: 0.36, 0.75: 0.45, 1.0: 0.47}, {0.25: 0.29, 0.5: 0.355, 0.75: 0.445})
+    for path, host in ((fp32, "box-a"), (int8, "box-a")):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "fingerprint": {"hostname": host}}))
+    (d,) = select([fp32, int8], Budget(latency_ms=10.0), acc).devices
+    assert not any("machines" in w for w in d.warnings)
+    int8.write_text(json.dumps({**json.loads(int8.read_text()), "fingerprint": {"hostname": "box-b"}}))
+    (d,) = select([fp32, int8], Budget(latency_ms=10.0), acc).devices
+    assert d.chosen.precision == "int8" and d.warnings[0] == (
+        "cpu/onnx: the pooled precisions were profiled on different machines (fp32 on host box-a, int8 on host "
+        "box-b): their latencies do not compare; profile every precision on the device itself")
+    # on stderr as written: a host name from the file is no rich markup ("[/]" was a MarkupError)
+    int8.write_text(json.dumps({**json.loads(int8.read_text()), "fingerprint": {"hostname": "[/]b"}}))
+    args = ["select", "--profile", str(fp32), "--profile", str(int8), "--accuracy", str(acc), "--latency-ms", "10",
+            "--out", str(tmp_path / "s")]
+    assert main(args) == 0
+    assert "(fp32 on host box-a, int8 on host [/]b)" in capsys.readouterr().err
 
 
 def test_an_int8_profile_needs_the_artifacts_accuracy(write_profile, tmp_path: Path) -> None:

@@ -130,11 +130,13 @@ def select_cmd(
     else:
         result = select(files, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
     write_selection(path, result)
+    from rich.markup import escape
+
     for warning in result.warnings:  # stderr, and the selection's "warnings" list
-        warn(warning)
-    for d in result.devices:  # unstable latencies: stderr, and each device's "warnings" list
-        for warning in d.warnings:
-            warn(warning)
+        warn(escape(warning))
+    for d in result.devices:  # unstable latencies, machines: stderr, and each device's "warnings" list
+        for warning in d.warnings:  # printed as written: a host name from a profile is no markup
+            warn(escape(warning))
     if png is not None:
         from us3l.deploy.selection_plot import plot_selection
 
