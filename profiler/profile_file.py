@@ -268,6 +268,7 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         for key in _LATENCY_MS:
             number(lat.get(key), f"{where}.{key}", positive=True)
         number(lat.get("std_ms"), f"{where}.std_ms", nonnegative=True)
+        _check_order(lat, where)
         number(lat.get("rel_ci_halfwidth"), f"{where}.rel_ci_halfwidth", nonnegative=True, optional=True)
         if not isinstance(lat.get("stable", False), bool):  # "false" (a string) would read as stable
             raise US3LError(f"{where}.stable must be true or false, got {lat['stable']!r:.80}")
@@ -288,6 +289,19 @@ def validate_profile(doc: Any, path: str | Path) -> None:
             raise US3LError(f"{where}.samples_ms must be a non-empty list, got {samples!r}")
         for j, v in enumerate(samples):
             number(v, f"{where}.samples_ms[{j}]", positive=True)
+
+
+#: The order statistics of every latency record, which never decrease along this tuple.
+_ORDERED_MS = ("min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+
+
+def _check_order(lat: dict[str, Any], where: str) -> None:
+    """``min <= p50 <= p90 <= p99 <= max`` (to a relative 1e-9 for rounding): an edited profile with a p90 below
+    its p50 was selected from, ``--statistic p50`` then comparing a latency above the p90 of the same width."""
+    for low, high in zip(_ORDERED_MS, _ORDERED_MS[1:], strict=False):
+        if lat[low] > lat[high] * (1.0 + 1e-9):
+            raise US3LError(f"{where}: {low} {lat[low]:g} is above {high} {lat[high]:g}; the quantiles of a latency "
+                            "record never decrease (min <= p50 <= p90 <= p99 <= max): an edited or damaged profile")
 
 
 def _validate_switchable(sw: Any, records: Any, path: str | Path) -> None:

@@ -41,6 +41,20 @@ def test_a_width_recorded_twice_is_refused(doc: dict) -> None:
         validate_profile(doc, "p.json")
 
 
+@pytest.mark.parametrize(("low", "high"), [("min_ms", "p50_ms"), ("p50_ms", "p90_ms"), ("p90_ms", "p99_ms"),
+                                         ("p99_ms", "max_ms")])
+def test_quantiles_that_decrease_are_refused(doc: dict, low: str, high: str) -> None:
+    """Red-team 2026-12-06: a profile edited to a p50 of 9 ms above its p90 of 1 ms was selected from (and with
+    --statistic p50 compared at 9 ms); us3l never writes one (summarize and interpolate keep the order)."""
+    lat = doc["records"][1]["latency"]
+    lat[low] = lat[high] * 9
+    with pytest.raises(US3LError, match=rf"^p.json: records\[1\].latency: {low} [0-9.e+]+ is above {high} [0-9.e+]+; "
+                                        r"the quantiles of a latency record never decrease \(min <= p50"):
+        validate_profile(doc, "p.json")
+    lat[low] = lat[high] * (1 + 1e-12)  # rounding between two equal quantiles is no edit
+    validate_profile(doc, "p.json")
+
+
 def test_width_lists() -> None:
     assert width_list("1, 0.5,0.25") == [1.0, 0.5, 0.25]
     with pytest.raises(US3LError, match="^--widths lists 1 twice$"):
