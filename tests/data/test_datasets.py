@@ -223,6 +223,30 @@ def test_restricted_unpickler_refuses_code(tmp_path: Path):
         safe_unpickle(evil_eval)
 
 
+class _Call:
+    """Pickles as ``func(*args)``: how a crafted file calls a global the unpickler allows."""
+
+    def __init__(self, func, *args) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+@pytest.mark.parametrize("data", [
+    _Call(np.ndarray, (50, 3072), "u1"),  # a direct call: any size, uninitialised, from a few bytes of file
+    _Call(np.zeros(1).__reduce__()[0], np.ndarray, (50, 3072), b"B"),  # not numpy's (0,): the same, unfilled
+], ids=["ndarray", "reconstruct"])
+def test_an_array_the_file_does_not_hold_is_refused(tmp_path: Path, data) -> None:
+    """A crafted batch whose 'data' is an array allocated by the unpickler (not read from the file) was accepted:
+    garbage or zero pixels, and at (10**7, 3072) a 30 GB memory bomb from a file of a few hundred bytes."""
+    folder = _fake_cifar10(tmp_path)
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": [0] * 50}, protocol=2))
+    assert len((folder / "test_batch").read_bytes()) < 400
+    with pytest.raises(US3LError, match="test_batch: refusing to unpickle a call of 'numpy.*' that makes an array"):
+        load_dataset(f"cifar10:{folder}", "test")
+
+
 # ------------------------------------------------------------------------------------------ folder
 
 
