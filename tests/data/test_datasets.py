@@ -180,6 +180,12 @@ def test_cifar100(tmp_path: Path):
         (lambda b: b | {b"labels": b[b"labels"][:2]}, "4 images but 2 labels"),
         (lambda b: b | {b"labels": [99, 0, 0, 0]}, "labels outside"),
         (lambda b: [1, 2, 3], "needs keys"),
+        # each of these was cast to int64: classes 0, 1, 2, 3 read from 0.5, 1.9, ...; an OverflowError traceback
+        (lambda b: b | {b"labels": [0.5, 1.9, 2.2, 3.7]}, "'labels' must be a flat list of integers, got float64"),
+        (lambda b: b | {b"labels": [[0, 1], [2, 3]]}, "must be a flat list of integers, got a nested list"),
+        (lambda b: b | {b"labels": ["1", "2", "3", "4"]}, "must be a flat list of integers, got <U1"),
+        (lambda b: b | {b"labels": [True, False, True, True]}, "must be a flat list of integers, got bool"),
+        (lambda b: b | {b"labels": [2**70, 1, 2, 3]}, "must be a flat list of integers, got object"),
     ],
 )
 def test_cifar_malformed(tmp_path: Path, corrupt, match):

@@ -457,12 +457,7 @@ def _cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.nda
         raise US3LError(
             f"{path}: malformed CIFAR batch ('data' must be a uint8 (N, 3072) array, got {shape})"
         )
-    try:
-        labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        raise US3LError(
-            f"{path}: malformed CIFAR batch ('{label_key.decode()}' is not a list of ints)"
-        ) from None
+    labels = _cifar_labels(batch[label_key], path, label_key.decode())
     if labels.shape[0] != data.shape[0]:
         raise US3LError(
             f"{path}: malformed CIFAR batch ({data.shape[0]} images but {labels.shape[0]} labels)"
@@ -470,6 +465,24 @@ def _cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.nda
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise US3LError(f"{path}: malformed CIFAR batch (labels outside 0..{num_classes - 1})")
     return data, labels
+
+
+def _cifar_labels(raw: Any, path: Path, key: str) -> np.ndarray:
+    """The labels of a batch as int64 (N,): a flat list (or array) of integers, nothing else. A cast to int64
+    would truncate 1.9 to class 1, flatten a nested list and read '7' as 7: wrong labels, trained on silently."""
+    try:
+        values = np.asarray(raw)
+    except (TypeError, ValueError, OverflowError):
+        values = None
+    if values is not None and values.size == 0 and values.ndim == 1:
+        return np.zeros(0, dtype=np.int64)
+    if values is None or values.ndim != 1 or values.dtype.kind not in "iu":
+        if values is None or values.ndim == 0:
+            got = type(raw).__name__
+        else:
+            got = "a nested list" if values.ndim > 1 else f"{values.dtype} values"
+        raise US3LError(f"{path}: malformed CIFAR batch ('{key}' must be a flat list of integers, got {got})")
+    return values.astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------- folder
