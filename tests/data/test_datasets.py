@@ -485,6 +485,23 @@ def test_a_class_named_train_is_explained(tmp_path: Path):
             load_dataset(f"folder:{tmp_path}", split)
 
 
+@pytest.mark.parametrize("splits", [("val",), ("test", "val"), ("Train", "val")])
+def test_split_folders_without_a_train_folder_are_refused(tmp_path: Path, splits: tuple[str, ...]) -> None:
+    """Red-team 2026-12-06: a folder with `val/<class>/...` but no `train/` (ImageNet's val alone, or `Train/`) read
+    as the flat layout: every image became one class named "val" (or classes "test" and "val"), silently."""
+    for split in splits:
+        for c in ("cat", "dog"):
+            for i in range(3):
+                _png(tmp_path / split / c / f"{i}.png", (8, 8), (i * 40, 0, 0))
+    for split in ("train", "test"):
+        with pytest.raises(US3LError, match=r"has a .*'val' folder but no 'train' folder: split folders need") as info:
+            load_dataset(f"folder:{tmp_path}", split)
+        assert str(tmp_path) in str(info.value) and "\n" not in str(info.value)
+    _png(tmp_path / "train" / "cat" / "0.png", (8, 8), (0, 0, 0))  # with the train split: the split layout
+    _png(tmp_path / "train" / "dog" / "0.png", (8, 8), (0, 0, 0))
+    assert load_dataset(f"folder:{tmp_path}", "test").classes == ["cat", "dog"]
+
+
 def test_one_data_set_under_several_spellings_is_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Red-team 2026-12-06: stored BN statistics and accuracy files compared data specs as text, so `folder:/x`,
     `/x` and `/x/` were 'other data' and `us3l calibrate` said to delete the run's statistics."""

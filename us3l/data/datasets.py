@@ -506,6 +506,7 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -
         samples = _scan(split_dir, classes, every_class=split == "train")
     else:
         classes = _class_dirs(path)
+        _check_no_split_folders(path, classes)
         everything = _scan(path, classes, every_class=True)
         labels = np.array([label for _, label in everything], dtype=np.int64)
         train_idx, test_idx = stratified_split(labels, TEST_FRACTION, FOLDER_SEED)
@@ -522,6 +523,18 @@ def _check_train_split(train_dir: Path) -> None:
         return
     raise US3LError(f"{train_dir} holds images, not class folders: a folder named 'train' is read as the training "
                     "split (PATH/train/<class>/<image>); rename a class folder named 'train' (e.g. to 'train_')")
+
+
+def _check_no_split_folders(path: Path, classes: list[str]) -> None:
+    """Without ``PATH/train``, folders named ``val`` or ``test`` are split folders missing their training split (an
+    ImageNet ``val/`` alone, or ``train/`` misspelt), not classes: read as classes, every image of ``val/<class>/``
+    became one class "val" (a one-class set, or two classes "test" and "val"), trained on without a word."""
+    splits = [name for name in ("test", "val") if name in classes]
+    if splits:
+        found = " and ".join(f"'{name}'" for name in splits)
+        raise US3LError(f"{path} has a {found} folder but no 'train' folder: split folders need "
+                        f"{path}/train/<class>/<image> (the classes come from it); rename a class folder named "
+                        f"{found} (e.g. to '{splits[0]}_')")
 
 
 def _first_dir(path: Path, names: list[str]) -> Path:
