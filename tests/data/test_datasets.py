@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -500,6 +501,70 @@ def test_split_folders_without_a_train_folder_are_refused(tmp_path: Path, splits
     _png(tmp_path / "train" / "cat" / "0.png", (8, 8), (0, 0, 0))  # with the train split: the split layout
     _png(tmp_path / "train" / "dog" / "0.png", (8, 8), (0, 0, 0))
     assert load_dataset(f"folder:{tmp_path}", "test").classes == ["cat", "dog"]
+
+
+def _two_classes(root: Path) -> None:
+    for c in ("a", "b"):
+        for i in range(3):
+            _png(root / c / f"{i}.png", (8, 8), (i * 40, 0, 0))
+
+
+def test_a_linked_folder_inside_a_class_is_read(tmp_path: Path) -> None:
+    """Red-team 2026-12-06: Path.rglob did not follow a link to a folder inside a class folder: a class assembled
+    from linked folders (a symlink farm) silently lost their images."""
+    _two_classes(tmp_path / "data")
+    for i in range(5):
+        _png(tmp_path / "elsewhere" / f"{i}.png", (8, 8), (0, 0, 0))
+    (tmp_path / "data" / "a" / "more").symlink_to(tmp_path / "elsewhere")
+    train, test = (load_dataset(f"folder:{tmp_path / 'data'}", split) for split in ("train", "test"))
+    linked = [p for p, _ in train.samples + test.samples if p.parent.name == "more"]
+    assert len(linked) == 5 and len(train) + len(test) == 11
+
+
+@pytest.mark.parametrize("link, target", [("a/loop", ".."), ("a/x", "../b"), ("a", "."), ("a/self", ".")])
+def test_a_link_loop_is_refused(tmp_path: Path, link: str, target: str) -> None:
+    """A link to a folder that contains it (or that the walk has read) would never end or read other classes'
+    images into this one."""
+    _two_classes(tmp_path)
+    if link == "a":
+        shutil.rmtree(tmp_path / "a")
+    else:  # and b links back to a: a loop through two links
+        (tmp_path / "b" / "y").symlink_to("../a")
+    (tmp_path / link).symlink_to(target)
+    with pytest.raises(US3LError, match=r"is a symbolic link to .*\(a loop\); remove the link") as info:
+        load_dataset(f"folder:{tmp_path}", "train")
+    assert "\n" not in str(info.value)
+
+
+def test_an_unreadable_folder_is_an_error_not_a_silent_gap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Path.rglob skipped a subfolder (or a test split's class folder) it had no permission to read: its images
+    were silently missing. (Simulated: the tests may run as root, who reads every folder.)"""
+    _two_classes(tmp_path)
+    for i in range(3):
+        _png(tmp_path / "a" / "sub" / f"{i}.png", (8, 8), (0, 0, 0))
+    real_scandir = os.scandir
+
+    def scandir(path=".", *args):
+        if Path(path) == tmp_path / "a" / "sub":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path, *args)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(US3LError, match=f"cannot read folder {tmp_path / 'a' / 'sub'}: Permission denied"):
+        load_dataset(f"folder:{tmp_path}", "test")
+
+
+def test_an_image_name_that_is_no_regular_file_is_refused(tmp_path: Path) -> None:
+    """A dangling link named like an image was dropped without a word; a FIFO must never reach a worker (its open
+    blocks forever): both are one-line errors naming the path."""
+    _two_classes(tmp_path)
+    (tmp_path / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(US3LError, match=f"cannot read image {tmp_path / 'a' / 'gone.png'}: a broken symbolic link"):
+        load_dataset(f"folder:{tmp_path}", "train")
+    (tmp_path / "a" / "gone.png").unlink()
+    os.mkfifo(tmp_path / "b" / "pipe.jpg")
+    with pytest.raises(US3LError, match="pipe.jpg: not a regular file"):
+        load_dataset(f"folder:{tmp_path}", "train")
 
 
 def test_one_data_set_under_several_spellings_is_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from us3l.data.loader import loader_batches
 from us3l.data.shapes import CLASSES as SHAPE_CLASSES
 from us3l.data.shapes import generate_shapes
+from us3l.data.tree import IMAGE_EXTENSIONS, image_files, skipped
 from us3l.errors import US3LError
 
 Stats = tuple[float, float, float]
@@ -47,11 +48,6 @@ BUILTIN_SEED = 0
 FOLDER_SEED = 0
 TEST_FRACTION = 0.2
 DEFAULT_FOLDER_SIZE = 224
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
-)
-#: Folder names skipped like hidden (dot) names, at every level of a folder tree: Synology's thumbnail folders.
-SKIPPED_NAMES = frozenset({"@eaDir"})
 SPLITS = ("train", "test")
 SPEC_FORMS = "builtin, digits, cifar10:PATH, cifar100:PATH, folder:PATH, or an existing ImageFolder directory"
 
@@ -519,7 +515,7 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -
 def _check_train_split(train_dir: Path) -> None:
     """A folder named ``train`` is the training split (``PATH/train/<class>/...``): one that holds images and no
     class folder is a class named "train" (vehicles: bus, car, train), which the split layout cannot tell apart."""
-    if any(p.is_dir() and not _skipped(p.name) for p in train_dir.iterdir()) or not _image_files(train_dir):
+    if any(p.is_dir() and not skipped(p.name) for p in train_dir.iterdir()) or not image_files(train_dir):
         return
     raise US3LError(f"{train_dir} holds images, not class folders: a folder named 'train' is read as the training "
                     "split (PATH/train/<class>/<image>); rename a class folder named 'train' (e.g. to 'train_')")
@@ -545,7 +541,7 @@ def _first_dir(path: Path, names: list[str]) -> Path:
 
 
 def _class_dirs(path: Path) -> list[str]:
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not _skipped(p.name))
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not skipped(p.name))
     if not classes:
         raise US3LError(
             f"{path} has no class subfolders (expected ImageFolder layout: {path}/<class>/<image>)"
@@ -564,7 +560,7 @@ def _scan(split_dir: Path, classes: list[str], every_class: bool = False) -> lis
     empty: list[str] = []
     for label, cls in enumerate(classes):
         cdir = split_dir / cls
-        found = _image_files(cdir) if cdir.is_dir() else []
+        found = image_files(cdir) if cdir.is_dir() else []
         samples.extend((p, label) for p in found)
         if not found:
             empty.append(cls)
@@ -576,21 +572,6 @@ def _scan(split_dir: Path, classes: list[str], every_class: bool = False) -> lis
         raise US3LError(f"{split_dir}: class folder(s) without images: {', '.join(empty[:5])}{more} "
                         f"(extensions: {exts}); add images or move the folder(s) out")
     return samples
-
-
-def _skipped(name: str) -> bool:
-    """Hidden files and folders (macOS ``._*`` AppleDouble files, ``.DS_Store``, ``.thumbnails/``) and
-    :data:`SKIPPED_NAMES`: metadata, not images of the class."""
-    return name.startswith(".") or name in SKIPPED_NAMES
-
-
-def _image_files(cdir: Path) -> list[Path]:
-    """The image files under ``cdir`` (recursively, sorted), none inside or named by a skipped name."""
-    return sorted(
-        p for p in cdir.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not any(_skipped(part) for part in p.relative_to(cdir).parts)
-        and p.is_file()
-    )
 
 
 def load_image(path: Path, image_size: int) -> torch.Tensor:
