@@ -143,3 +143,22 @@ def test_an_image_too_elongated_for_the_evaluation_resize_is_refused(tmp_path: P
     assert load_image(tmp_path / "strip.png", 16).shape == (3, 16, 16)  # 18 x 72,000: under the limit
     Image.new("RGB", (300, 20), (9, 9, 9)).save(tmp_path / "wide.png")
     assert load_image(tmp_path / "wide.png", 224).shape == (3, 224, 224)
+
+
+def test_only_the_formats_of_the_image_extensions_are_decoded(tmp_path: Path) -> None:
+    """Red-team 2026-12-06: Pillow picks its decoder by content, so an EPS file named x.jpg reached the EPS decoder,
+    which runs Ghostscript on the file ("Unable to locate Ghostscript" where it is not installed), and an ICO named
+    x.png was read as an image. Only the formats of the documented extensions are decoded; a JPEG named .png too."""
+    from us3l.data.folder import open_rgb
+    from us3l.errors import US3LError
+
+    (tmp_path / "x.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    Image.new("RGB", (16, 16)).save(tmp_path / "icon.png", "ICO")
+    for name in ("x.jpg", "icon.png"):
+        with pytest.raises(US3LError) as info:
+            open_rgb(tmp_path / name)
+        assert str(info.value) == (f"cannot read image {tmp_path / name}: not an image in a format read here (JPEG, "
+                                   "PNG, BMP, GIF, WEBP, PPM, TIFF); a damaged file, or another format named like an "
+                                   "image")
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(tmp_path / "photo.png", "JPEG")
+    assert open_rgb(tmp_path / "photo.png").size == (16, 16)

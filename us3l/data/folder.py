@@ -53,6 +53,13 @@ def _resample(name: str) -> Any:
     return modes[name]
 
 
+#: The Pillow formats of the image extensions a folder data set reads (``us3l.data.tree.IMAGE_EXTENSIONS``; PGM is
+#: Pillow's PPM; the JPEG decoder also opens a camera's multi-picture JPEG, MPO). Pillow picks a decoder by the
+#: file's content, not its name: without this list a file named ``x.jpg`` reached any of its 40-odd decoders, EPS
+#: among them, which runs Ghostscript (a separate program with a history of code-execution bugs) on the file.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "PPM", "TIFF")
+
+
 def open_rgb(path: Path) -> Any:
     """Decode ``path`` at its original size as an RGB ``PIL.Image`` (one-line ``US3LError`` if unreadable)."""
     import warnings
@@ -62,11 +69,15 @@ def open_rgb(path: Path) -> Any:
     try:
         with warnings.catch_warnings():  # a decompression-bomb-sized image is refused, not decoded with warnings
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(path, formats=IMAGE_FORMATS) as im:
                 return _as_rgb(im, path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_many_pixels(path, exc) from None
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except UnidentifiedImageError:
+        formats = ", ".join(IMAGE_FORMATS)
+        raise US3LError(f"cannot read image {path}: not an image in a format read here ({formats}); a damaged "
+                        "file, or another format named like an image") from None
+    except (OSError, ValueError) as exc:
         raise US3LError(f"cannot read image {path}: {exc}") from None
 
 
