@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +165,34 @@ def test_only_the_formats_of_the_image_extensions_are_decoded(tmp_path: Path) ->
                                    "image")
     Image.new("RGB", (16, 16), (9, 9, 9)).save(tmp_path / "photo.png", "JPEG")
     assert open_rgb(tmp_path / "photo.png").size == (16, 16)
+
+
+def _png_with_a_broken_chunk(path: Path) -> None:
+    """A PNG whose image data continues in a second IDAT chunk with a damaged chunk type: Pillow's decoder raises
+    SyntaxError ("broken PNG file") while loading the pixels, not an OSError."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+    data, start = buf.getvalue(), 8 + 12 + 13  # signature, IHDR
+    (length,), kind = struct.unpack(">I", data[start:start + 4]), data[start + 4:start + 8]
+    assert kind == b"IDAT"
+    pixels = data[start + 8:start + 8 + length]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    half = len(pixels) // 2
+    path.write_bytes(data[:start] + chunk(b"IDAT", pixels[:half]) + chunk(b"\x00\x01\x02\x03", pixels[half:])
+                     + chunk(b"IEND", b""))
+
+
+def test_a_decoder_error_that_is_no_oserror_still_names_the_file(tmp_path: Path) -> None:
+    """Red-team 2026-12-06 (found by fuzzing): a damaged PNG raised Pillow's SyntaxError, which open_rgb let through;
+    from a DataLoader worker the run ended with 'error: SyntaxError: SyntaxError: broken PNG file (chunk ...)',
+    naming no file."""
+    from us3l.data.folder import open_rgb
+    from us3l.errors import US3LError
+
+    _png_with_a_broken_chunk(tmp_path / "broken.png")
+    with pytest.raises(US3LError) as info:
+        open_rgb(tmp_path / "broken.png")
+    assert str(info.value).startswith(f"cannot read image {tmp_path / 'broken.png'}: SyntaxError: broken PNG file")

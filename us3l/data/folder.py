@@ -79,6 +79,10 @@ def open_rgb(path: Path) -> Any:
                         "file, or another format named like an image") from None
     except (OSError, ValueError) as exc:
         raise US3LError(f"cannot read image {path}: {exc}") from None
+    except US3LError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a decoder's own failure on a damaged file (PNG: SyntaxError)
+        raise US3LError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
 
 
 def _too_many_pixels(path: Path, exc: Exception) -> US3LError:
