@@ -424,6 +424,20 @@ def test_an_error_from_a_data_loader_worker_is_still_one_line() -> None:
     assert _one_line("plain message") == "plain message"
 
 
+def test_a_worker_error_keeps_a_file_name_with_a_newline_whole() -> None:
+    """Red-team 2026-12-06: only the traceback's last line was kept, so a file name with a newline (class folder
+    'b\\nc') left 'error: c/5.png: ...', naming no file; a SyntaxError also said its name twice."""
+    from us3l.cli import _one_line
+
+    frames = ('Original Traceback (most recent call last):\n  File "folder.py", line 73, in open_rgb\n'
+              "    return _as_rgb(im, path)\n           ^^^^^^^^^^^^^^^^^\n")
+    wrapped = (f"Caught US3LError in DataLoader worker process 1.\n{frames}"
+               "us3l.errors.US3LError: cannot read image /data/b\nc/5.png: damaged\n")
+    assert _one_line(wrapped) == "cannot read image /data/b\\nc/5.png: damaged"
+    other = f"Caught SyntaxError in DataLoader worker process 0.\n{frames}SyntaxError: broken PNG file\n"
+    assert _one_line(other) == "broken PNG file"
+
+
 def test_a_newline_in_a_message_cannot_start_a_fake_error_line() -> None:
     from us3l.cli import _one_line
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -153,10 +154,15 @@ def _importing(frame: FrameType | None) -> bool:
 
 
 def _one_line(message: str) -> str:
-    """A ``US3LError`` re-raised by a DataLoader worker carries the worker's traceback ("Caught US3LError in
-    DataLoader worker process 0. Original Traceback ..."): keep its own message, the traceback's last line."""
+    """An error re-raised by a DataLoader worker carries the worker's traceback ("Caught US3LError in DataLoader
+    worker process 0. Original Traceback ..."): keep its own message, the text after the traceback's last frame
+    without the exception's name (all of it: a file name with a newline split it over two lines, of which the last
+    alone named no file)."""
     if "\nOriginal Traceback" in message:
-        message = [line for line in message.splitlines() if line.strip()][-1].split("US3LError: ", 1)[-1]
+        lines = message.rsplit("Traceback (most recent call last):\n", 1)[-1].split("\n")
+        while lines and (lines[0].startswith(" ") or not lines[0].strip()):  # the frames, indented
+            lines.pop(0)
+        message = re.sub(r"^[A-Za-z_][\w.]*: ", "", "\n".join(lines).strip("\n"), count=1)
     return message.replace("\r", "\\r").replace("\n", "\\n")  # e.g. a file name with a newline: still one line
 
 
