@@ -196,3 +196,17 @@ def test_a_decoder_error_that_is_no_oserror_still_names_the_file(tmp_path: Path)
     with pytest.raises(US3LError) as info:
         open_rgb(tmp_path / "broken.png")
     assert str(info.value).startswith(f"cannot read image {tmp_path / 'broken.png'}: SyntaxError: broken PNG file")
+
+
+def test_exif_orientation_is_not_applied_and_an_animation_gives_its_first_frame(tmp_path: Path) -> None:
+    """What docs/data.md says of EXIF and animations (as torchvision's ImageFolder reads them)."""
+    from us3l.data.folder import open_rgb
+
+    im = Image.new("RGB", (40, 20), (200, 0, 0))
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    im.save(tmp_path / "sideways.jpg", exif=exif)
+    assert open_rgb(tmp_path / "sideways.jpg").size == (40, 20)
+    frames = [Image.new("RGB", (8, 8), color) for color in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert open_rgb(tmp_path / "anim.gif").getpixel((0, 0)) == (255, 0, 0)
