@@ -196,6 +196,23 @@ def test_cifar_malformed(tmp_path: Path, corrupt, match):
         load_dataset(f"cifar10:{tmp_path}", "train")
 
 
+def test_a_cifar_folder_given_as_an_image_folder_names_the_cifar_spec(tmp_path: Path) -> None:
+    """Red-team 2026-12-06: `--data /data/cifar-10-batches-py` (a bare path is an image folder) said 'has no class
+    subfolders', and its parent 'class folder(s) without images: cifar-10-batches-py'."""
+    folder = _fake_cifar10(tmp_path / "c10")
+    for path in (folder, folder.parent):
+        for spec in (str(path), f"folder:{path}"):
+            with pytest.raises(US3LError, match=f"^{path} holds cifar10 python batches, not an image folder: use "
+                                                f"--data cifar10:{path}$"):
+                load_dataset(spec, "train")
+    c100 = tmp_path / "c100" / "cifar-100-python"
+    c100.mkdir(parents=True)
+    for name in ("train", "test", "meta"):
+        _dump(c100 / name, {})
+    with pytest.raises(US3LError, match="holds cifar100 python batches, not an image folder: use --data cifar100:"):
+        load_dataset(str(c100.parent), "test")
+
+
 def test_cifar_missing_files(tmp_path: Path):
     folder = _fake_cifar10(tmp_path)
     (folder / "data_batch_5").unlink()

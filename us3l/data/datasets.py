@@ -494,6 +494,7 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -
     path = Path(path)
     if not path.is_dir():
         raise US3LError(f"not a directory: {path}")
+    _check_not_cifar(path)
     name = f"folder:{path.resolve().name}"
     if (path / "train").is_dir():
         _check_train_split(path / "train")
@@ -510,6 +511,16 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -
     if not samples:
         raise US3LError(f"no images for split '{split}' under {path}")
     return FolderDataset(samples, classes, name, IMAGENET_MEAN, IMAGENET_STD, image_size)
+
+
+def _check_not_cifar(path: Path) -> None:
+    """A CIFAR folder given as a folder spec (``--data /data/cifar-10-batches-py``: a bare path is read as an image
+    folder) said "no class subfolders", or "class folder(s) without images: cifar-10-batches-py" for its parent,
+    without naming the spec that reads it."""
+    for kind, (folder_name, _, test_files, meta_file, _, _) in _CIFAR_LAYOUT.items():
+        for root in (path, path / folder_name):
+            if (root / meta_file).is_file() and (root / test_files[0]).is_file():
+                raise US3LError(f"{path} holds {kind} python batches, not an image folder: use --data {kind}:{path}")
 
 
 def _check_train_split(train_dir: Path) -> None:
