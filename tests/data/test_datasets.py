@@ -553,6 +553,19 @@ def test_a_link_loop_is_refused(tmp_path: Path, link: str, target: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_a_broken_link_to_a_class_folder_is_refused(tmp_path: Path) -> None:
+    """Red-team 2026-12-06: a class folder linked from a place that is gone (train/cat -> /mnt/old/cat) was not a
+    folder, so the class silently vanished (the others' labels shifted), in both splits when val's link broke too."""
+    _two_classes(tmp_path / "data" / "train")
+    _two_classes(tmp_path / "data" / "val")
+    for split in ("train", "val"):
+        (tmp_path / "data" / split / "cat").symlink_to(tmp_path / "gone" / split / "cat")
+    for split in ("train", "test"):
+        with pytest.raises(US3LError, match=r"data/train: broken symbolic link\(s\) cat: the folder each points to "
+                                            "is gone"):
+            load_dataset(f"folder:{tmp_path / 'data'}", split)
+
+
 def test_an_unreadable_folder_is_an_error_not_a_silent_gap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Path.rglob skipped a subfolder (or a test split's class folder) it had no permission to read: its images
     were silently missing. (Simulated: the tests may run as root, who reads every folder.)"""

@@ -552,7 +552,12 @@ def _first_dir(path: Path, names: list[str]) -> Path:
 
 
 def _class_dirs(path: Path) -> list[str]:
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not skipped(p.name))
+    entries = [p for p in path.iterdir() if not skipped(p.name)]
+    broken = sorted(p.name for p in entries if p.is_symlink() and not p.exists())
+    if broken:  # a class (or a split folder) linked from a place that is gone: it vanished, and the labels shifted
+        raise US3LError(f"{path}: broken symbolic link(s) {', '.join(broken[:5])}: the folder each points to is "
+                        "gone; restore it or remove the link")
+    classes = sorted(p.name for p in entries if p.is_dir())
     if not classes:
         raise US3LError(
             f"{path} has no class subfolders (expected ImageFolder layout: {path}/<class>/<image>)"
