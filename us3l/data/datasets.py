@@ -10,8 +10,6 @@ Specs (see ``docs/data.md``):
 
 from __future__ import annotations
 
-import io
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from us3l.data.loader import loader_batches
+from us3l.data.safe_pickle import safe_unpickle
 from us3l.data.shapes import CLASSES as SHAPE_CLASSES
 from us3l.data.shapes import generate_shapes
 from us3l.data.tree import IMAGE_EXTENSIONS, image_files, skipped
@@ -317,80 +316,6 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR
-
-
-_NUMPY_GLOBALS = {
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
-}
-_RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
-_NDARRAY = ("numpy", "ndarray")
-
-
-def _refuse_array_call(module: str, name: str) -> US3LError:
-    return US3LError(f"refusing to unpickle a call of '{module}.{name}' that makes an array of a size the file does "
-                     "not hold (numpy's own pickles make an empty array and fill it from the file)")
-
-
-class _PickledNdarray:
-    """``numpy.ndarray`` as an unpickled name: only the type argument of ``_reconstruct``. Called itself (a pickle's
-    REDUCE of ``numpy.ndarray(shape, dtype)``), it would allocate any shape, uninitialised, from a few bytes."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise _refuse_array_call(*_NDARRAY)
-
-
-_NDARRAY_NAME = _PickledNdarray()
-
-
-def _reconstruct_empty(reconstruct_array: Any, module: str, name: str) -> Any:
-    """numpy's ``_reconstruct`` limited to the call numpy's pickles make, ``_reconstruct(ndarray, (0,), b'b')``:
-    an empty array that the pickle's BUILD then fills with bytes from the file (its size checked by numpy).
-    Another shape would be an uninitialised array of that size (a memory bomb, or garbage pixels if never filled)."""
-
-    def reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-        if subtype is not _NDARRAY_NAME or not isinstance(shape, tuple) or shape != (0,):
-            raise _refuse_array_call(module, name)
-        return reconstruct_array(np.ndarray, shape, dtype)
-
-    return reconstruct
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that only resolves the globals needed to rebuild numpy arrays.
-
-    Everything else (``os.system``, ``builtins.eval``, arbitrary classes, ...) raises ``US3LError``, so a
-    malicious file cannot run code. Plain containers (dict, list, bytes, str, numbers) need no globals. Arrays are
-    made only the way numpy pickles them (an empty array filled from the file, or ``_frombuffer`` of bytes in the
-    file): a direct ``numpy.ndarray((10**7, 3072), 'u1')`` would allocate gigabytes from a 150-byte file.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == _NDARRAY:
-            return _NDARRAY_NAME
-        if (module, name) in _RECONSTRUCT:
-            return _reconstruct_empty(super().find_class(module, name), module, name)
-        if (module, name) not in _NUMPY_GLOBALS:
-            raise US3LError(
-                f"refusing to unpickle '{module}.{name}': only numpy arrays and plain containers are allowed"
-            )
-        return super().find_class(module, name)
-
-
-def safe_unpickle(path: Path) -> Any:
-    """Read a pickle file with :class:`RestrictedUnpickler` (``encoding="bytes"``); errors are US3LError."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise US3LError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except US3LError as exc:
-        raise US3LError(f"{path}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
-        raise US3LError(f"{path}: not a valid pickle file ({type(exc).__name__}: {exc})") from None
 
 
 _CIFAR_LAYOUT = {
