@@ -213,6 +213,22 @@ def test_a_cifar_folder_given_as_an_image_folder_names_the_cifar_spec(tmp_path: 
         load_dataset(str(c100.parent), "test")
 
 
+def test_an_array_dtype_with_forged_flags_is_refused(tmp_path: Path) -> None:
+    """Red-team 2026-12-06: a pickled dtype's state carries numpy's internal flags. uint8 pixels whose dtype claimed
+    to hold object references (flags 1) loaded and trained, and every time such an array was freed numpy printed a
+    "RuntimeError: Internal error, `get_clear_loop` not set" traceback."""
+    folder = _fake_cifar10(tmp_path)
+    forged = _Call(np.dtype, "u1", False, True)
+    forged.state = (3, "|", None, None, None, -1, -1, 1)
+    state = (1, (4, 3072), forged, False, bytes(4 * 3072))
+    data = _Call(np.zeros(1).__reduce__()[0], np.ndarray, (0,), b"b")
+    data.state = state
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": [0, 1, 2, 3]}, protocol=2))
+    with pytest.raises(US3LError, match=r"test_batch: refusing to unpickle an array of dtype dtype\('uint8'\) "
+                                        r"\(flags 1\): only plain numeric arrays are read"):
+        load_dataset(f"cifar10:{folder}", "test")
+
+
 def test_cifar_missing_files(tmp_path: Path):
     folder = _fake_cifar10(tmp_path)
     (folder / "data_batch_5").unlink()
@@ -248,13 +264,14 @@ def test_restricted_unpickler_refuses_code(tmp_path: Path):
 
 
 class _Call:
-    """Pickles as ``func(*args)``: how a crafted file calls a global the unpickler allows."""
+    """Pickles as ``func(*args)`` (then BUILD with ``state``, if set): how a crafted file calls a global the
+    unpickler allows."""
 
     def __init__(self, func, *args) -> None:
-        self.func, self.args = func, args
+        self.func, self.args, self.state = func, args, None
 
     def __reduce__(self):
-        return (self.func, self.args)
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
 
 
 @pytest.mark.parametrize("data", [
