@@ -537,6 +537,24 @@ def test_split_folders_without_a_train_folder_are_refused(tmp_path: Path, splits
     assert load_dataset(f"folder:{tmp_path}", "test").classes == ["cat", "dog"]
 
 
+@pytest.mark.parametrize("splits", [("Training", "Test"), ("Train", "Val"), ("training", "validation")])
+def test_split_folders_under_other_names_are_refused(tmp_path: Path, splits: tuple[str, ...]) -> None:
+    """Red-team 2026-12-06: Fruits-360's Training/ + Test/ (or Train/ + Val/: the split layout needs lower-case
+    'train') read as two classes named after the splits, each image's real class ignored."""
+    for split in splits:
+        for c in ("apple", "pear"):
+            _png(tmp_path / split / c / "0.png", (8, 8), (0, 0, 0))
+    first, second = sorted(splits)
+    with pytest.raises(US3LError, match=f"'{first}' and '{second}' hold class folders, so they look like "
+                                        "split folders, which must be named 'train' and 'test' or 'val'"):
+        load_dataset(f"folder:{tmp_path}", "train")
+    flat = tmp_path / "flat"  # a class named like a split, holding its images: a class
+    for c in ("Training", "other"):
+        _png(flat / c / "0.png", (8, 8), (0, 0, 0))
+        _png(flat / c / "1.png", (8, 8), (0, 0, 0))
+    assert load_dataset(f"folder:{flat}", "train").classes == ["Training", "other"]
+
+
 def _two_classes(root: Path) -> None:
     for c in ("a", "b"):
         for i in range(3):

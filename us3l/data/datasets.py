@@ -457,16 +457,32 @@ def _check_train_split(train_dir: Path) -> None:
                     "split (PATH/train/<class>/<image>); rename a class folder named 'train' (e.g. to 'train_')")
 
 
+#: Folder names (any case) that data sets use for their splits: in the layout without ``PATH/train``, one that holds
+#: class folders of its own is a split folder under another name (Fruits-360's Training/ + Test/, or Train/ + Val/).
+SPLIT_LIKE_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation"})
+
+
 def _check_no_split_folders(path: Path, classes: list[str]) -> None:
     """Without ``PATH/train``, folders named ``val`` or ``test`` are split folders missing their training split (an
     ImageNet ``val/`` alone, or ``train/`` misspelt), not classes: read as classes, every image of ``val/<class>/``
-    became one class "val" (a one-class set, or two classes "test" and "val"), trained on without a word."""
+    became one class "val" (a one-class set, or two classes "test" and "val"), trained on without a word. So is a
+    folder with another split name (:data:`SPLIT_LIKE_NAMES`, any case) that holds folders rather than images."""
     splits = [name for name in ("test", "val") if name in classes]
     if splits:
         found = " and ".join(f"'{name}'" for name in splits)
         raise US3LError(f"{path} has a {found} folder but no 'train' folder: split folders need "
                         f"{path}/train/<class>/<image> (the classes come from it); rename a class folder named "
                         f"{found} (e.g. to '{splits[0]}_')")
+    named = [name for name in classes if name.lower() in SPLIT_LIKE_NAMES and _holds_folders(path / name)]
+    if named:
+        found = " and ".join(f"'{name}'" for name in named)
+        raise US3LError(f"{path}: {found} hold class folders, so they look like split folders, which must be named "
+                        f"'train' and 'test' or 'val' ({path}/train/<class>/<image>); without a 'train' folder each "
+                        "would be read as one class")
+
+
+def _holds_folders(folder: Path) -> bool:
+    return any(p.is_dir() and not skipped(p.name) for p in folder.iterdir())
 
 
 def _first_dir(path: Path, names: list[str]) -> Path:
