@@ -98,10 +98,24 @@ def test_one_class_is_refused(tmp_path: Path, tiny_folder: Path,
 
     one = tmp_path / "one"
     shutil.copytree(tiny_folder / "train" / "a", one / "a")
-    message = f"error: folder:{one} has 1 class: kNN accuracy needs at least 2 (one folder per class)\n"
+    message = (f"error: folder:{one} has 1 class: kNN accuracy needs at least 2 (one folder per class); --set "
+               "knn_widths=[] trains without the kNN monitor (unlabelled images)\n")
     cfg = _config(tmp_path, tiny_folder, data=f"folder:{one}")
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 1
     assert capsys.readouterr().err == message
+
+
+def test_one_class_trains_without_the_monitor(tmp_path: Path, tiny_folder: Path) -> None:
+    """Red-team 2026-12-06: unlabelled images in one folder (self-supervised pretraining needs no labels) were
+    refused for the kNN monitor's sake even with the monitor off (knn_widths: [])."""
+    import shutil
+
+    one = tmp_path / "one"
+    for split in ("train", "test"):
+        shutil.copytree(tiny_folder / split / "a", one / split / "a")
+    cfg = _config(tmp_path, tiny_folder, data=f"folder:{one}", knn_widths=[], epochs=1, schedule="none")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 0
+    assert (tmp_path / "run" / "checkpoint.safetensors").is_file()
 
 
 def test_json_prints_no_progress(tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:

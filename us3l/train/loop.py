@@ -486,7 +486,12 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     image_size = int(cfg.image_size or backbone.input_size)
     train_ds = load_dataset(cfg.data, "train", image_size)
     test_ds = load_dataset(cfg.data, "test", image_size)
-    check_knn_data(train_ds.num_classes, cfg.knn_max_train, len(train_ds), str(cfg.data), "knn_max_train")
+    if cfg.knn_widths:  # `knn_widths: []` is no monitor: unlabelled images in one folder pretrain as they are
+        try:
+            check_knn_data(train_ds.num_classes, cfg.knn_max_train, len(train_ds), str(cfg.data), "knn_max_train")
+        except US3LError as exc:
+            hint = "; --set knn_widths=[] trains without the kNN monitor (unlabelled images)"
+            raise US3LError(f"{exc}{hint if train_ds.num_classes < 2 else ''}") from None
     check_batches(len(train_ds), cfg, info.world_size)
     fingerprint = data_fingerprint(train_ds, test_ds)
     same_on_all_ranks("the data", {"num_classes": len(train_ds.classes), "train_size": len(train_ds),
