@@ -444,6 +444,15 @@ def test_a_newline_in_a_message_cannot_start_a_fake_error_line() -> None:
     assert _one_line("cannot read image x\nerror: fake.png: y") == "cannot read image x\\nerror: fake.png: y"
 
 
+def test_a_control_character_in_a_message_is_shown_not_obeyed() -> None:
+    """Red-team 2026-12-06: a file named with a terminal escape sequence (ESC [1A ESC [2K: cursor up, erase the
+    line) reached the terminal raw in 'error: cannot read image ...', which could erase or overwrite the lines."""
+    from us3l.cli import _one_line
+
+    assert _one_line("cannot read image /d/\x1b[1A\x1b[2Kok\x07\x9b.png: damaged\tx") == (
+        "cannot read image /d/\\x1b[1A\\x1b[2Kok\\x07\\x9b.png: damaged\tx")
+
+
 def test_an_interrupt_raised_inside_exec_still_exits_with_our_code(tmp_path: Path) -> None:
     """A Ctrl-C or SIGTERM that lands while exec(<string>) runs (dataclasses build their methods so, e.g. in a
     lazy import) left CPython's "unhandled KeyboardInterrupt" flag set: under ``python -m`` the process killed

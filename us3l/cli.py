@@ -163,7 +163,13 @@ def _one_line(message: str) -> str:
         while lines and (lines[0].startswith(" ") or not lines[0].strip()):  # the frames, indented
             lines.pop(0)
         message = re.sub(r"^[A-Za-z_][\w.]*: ", "", "\n".join(lines).strip("\n"), count=1)
-    return message.replace("\r", "\\r").replace("\n", "\\n")  # e.g. a file name with a newline: still one line
+    # e.g. a file name with a newline: still one line; with ESC (a terminal's escape sequences could erase the
+    # line or move the cursor over the lines before it) or another control character: shown, not obeyed
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m[0], f"\\x{ord(m[0]):02x}"), message)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # control characters but the tab
+_ESCAPES = {"\r": "\\r", "\n": "\\n"}
 
 
 def _interrupted() -> int:
