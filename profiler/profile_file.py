@@ -289,6 +289,7 @@ def validate_profile(doc: Any, path: str | Path) -> None:
             raise US3LError(f"{where}.samples_ms must be a non-empty list, got {samples!r}")
         for j, v in enumerate(samples):
             number(v, f"{where}.samples_ms[{j}]", positive=True)
+        _check_against_samples(lat, samples, where)
 
 
 #: The order statistics of every latency record, which never decrease along this tuple.
@@ -302,6 +303,32 @@ def _check_order(lat: dict[str, Any], where: str) -> None:
         if lat[low] > lat[high] * (1.0 + 1e-9):
             raise US3LError(f"{where}: {low} {lat[low]:g} is above {high} {lat[high]:g}; the quantiles of a latency "
                             "record never decrease (min <= p50 <= p90 <= p99 <= max): an edited or damaged profile")
+
+
+#: Statistics recomputed from ``samples_ms`` (with ``us3l.profiler.stats.summarize``, as the profiler does) and
+#: compared with the file's, as are the ``ci95_ms`` bounds: every figure select compares. ``stable`` and
+#: ``rel_ci_halfwidth`` are not among them: they describe the stopping rule (a sweep cut short by its budget
+#: is not called stable) and only word a warning.
+_FROM_SAMPLES = ("n", *_LATENCY_MS, "std_ms")
+#: Relative tolerance of that comparison: a remote runner's numpy may round the last bits differently.
+_SAMPLES_REL_TOL = 1e-6
+
+
+def _check_against_samples(lat: dict[str, Any], samples: list[Any], where: str) -> None:
+    """The statistics of a measured record are those of its ``samples_ms``: a p90 (or its CI bound) lowered by hand
+    would otherwise get that width selected under a budget its measurements do not meet."""
+    import math
+
+    from us3l.profiler.stats import summarize
+
+    ours = summarize(samples).to_dict()
+    found: list[tuple[str, Any, Any]] = [(k, lat.get(k), ours[k]) for k in _FROM_SAMPLES]
+    found += [(f"ci95_ms.{q}[{j}]", bounds[j], ours["ci95_ms"][q][j])
+              for q, bounds in lat["ci95_ms"].items() if q in ours["ci95_ms"] for j in (0, 1)]
+    for key, got, want in found:
+        if not math.isclose(got, want, rel_tol=_SAMPLES_REL_TOL, abs_tol=1e-12):
+            raise US3LError(f"{where}.{key} is {got:g} but its samples_ms give {want:g}: the statistics of a "
+                            "measured width are those of its samples (an edited or damaged profile)")
 
 
 def _validate_switchable(sw: Any, records: Any, path: str | Path) -> None:

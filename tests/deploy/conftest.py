@@ -37,31 +37,36 @@ def tiny_net() -> nn.Module:
     return net.eval()
 
 
-def latency(
-    p50: float,
-    p90: float,
-    p99: float,
-    ci90_hi: float | None = None,
-    mean: float | None = None,
-    std: float = 0.1,
-    n: int = 100,
-) -> dict[str, Any]:
-    """A LatencyStats record (CONTRACT.md) with the given quantiles; CIs hug the point values."""
+#: Samples per hand-made latency record.
+LATENCY_N = 100
+
+
+def latency(p50: float, p90: float, p99: float, ci90_hi: float | None = None, n: int = LATENCY_N) -> dict[str, Any]:
+    """A LatencyStats record (CONTRACT.md) whose p50, p90, p99 and upper 95 % bound of p90 are the given values,
+    summarized by the profiler's own code (``us3l.profiler.stats.summarize``) from ``n`` samples built for it, so
+    that statistics and ``samples_ms`` agree as in a measured profile. The other bounds hug the point values (the
+    p90 interval's low end is p90; the median's interval is [p50, p50]); min is p50 and max p99. With too few
+    samples for the p90 bound (fewer than 36) it is the slowest sample, p99, as the profiler reports it."""
+    from us3l.profiler.stats import order_statistic_ranks, summarize
+
     hi = p90 if ci90_hi is None else ci90_hi
-    return {
-        "n": n,
-        "mean_ms": p50 if mean is None else mean,
-        "std_ms": std,
-        "p50_ms": p50,
-        "p90_ms": p90,
-        "p99_ms": p99,
-        "min_ms": p50 * 0.9,
-        "max_ms": p99 * 1.1,
-        "ci95_ms": {"p50": [p50, p50], "p90": [p90, hi], "p99": [p99, p99]},
-        "rel_ci_halfwidth": 0.01,
-        "stable": True,
-        "samples_ms": [p50] * 5,
-    }
+    if not p50 <= p90 <= hi <= p99:
+        raise ValueError(f"need p50 <= p90 <= ci90_hi <= p99, got {p50}, {p90}, {hi}, {p99}")
+    lo90, up90 = order_statistic_ranks(n, 0.9)  # 1-based ranks of the p90 interval's bounds
+    first99 = int(0.99 * (n - 1))  # p99 interpolates between this sample and the next
+
+    def value(i: int) -> float:  # the i-th smallest sample
+        if i >= first99:
+            return p99
+        if i >= up90 - 1:
+            return hi
+        return p90 if i >= min(lo90 - 1, int(0.9 * (n - 1))) else p50
+
+    d = summarize([value(i) for i in range(n)]).to_dict()
+    want_hi = hi if up90 <= first99 else p99
+    got = (d["p50_ms"], d["p90_ms"], d["p99_ms"], d["ci95_ms"]["p90"][1])
+    assert got == (p50, p90, p99, want_hi), f"latency({p50}, {p90}, {p99}, {ci90_hi}, n={n}) gives {got}"
+    return d
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from us3l.deploy.select import Budget, LatencyRule, find_profiles, read_selection, select, write_selection
@@ -170,13 +172,15 @@ def test_macs_proxy_without_accuracy(write_profile) -> None:
 
 
 def test_statistic_and_margin(write_profile) -> None:
-    spec = [{"width": 0.5, "latency": latency(1.0, 2.0, 3.0, ci90_hi=2.4, mean=1.1, std=1.0, n=100)}]
+    spec = [{"width": 0.5, "latency": latency(1.0, 2.0, 3.0, ci90_hi=2.4)}]
     lat = spec[0]["latency"]
+    mean, std = statistics.mean(lat["samples_ms"]), statistics.stdev(lat["samples_ms"])
+    assert lat["n"] == 100 and mean != lat["p50_ms"] and std > 0  # the mean rule below is not another statistic
     assert LatencyRule().value_ms(lat) == 2.4  # default: upper CI bound of p90
     assert LatencyRule("p90", conservative=False).value_ms(lat) == 2.0
     assert LatencyRule("p50", margin=0.5).value_ms(lat) == pytest.approx(1.5)
     assert LatencyRule("p99").value_ms(lat) == 3.0
-    assert LatencyRule("mean").value_ms(lat) == pytest.approx(1.1 + 1.96 * 1.0 / 10)
+    assert LatencyRule("mean").value_ms(lat) == pytest.approx(mean + 1.96 * std / 10)
     prof = write_profile(spec)
     assert select([prof], Budget(latency_ms=2.2)).devices[0].chosen is None
     assert select([prof], Budget(latency_ms=2.2), rule=LatencyRule(conservative=False)).devices[0].chosen
@@ -303,7 +307,7 @@ def test_strict_accuracy_takes_the_plain_maximum(write_profile, tmp_path) -> Non
 
 def test_unstable_latency_of_chosen_or_tied_width_is_warned(write_profile, tmp_path) -> None:
     spec = rows((0.25, 1.0), (0.5, 2.0), (1.0, 3.0))
-    spec[0]["latency"] = {**spec[0]["latency"], "stable": False}
+    spec[0]["latency"] = {**spec[0]["latency"], "stable": False, "rel_ci_halfwidth": 0.01}
     spec[2]["latency"] = {**spec[2]["latency"], "stable": False, "rel_ci_halfwidth": 0.12}
     prof = write_profile(spec)
     acc = write_accuracy_v2(tmp_path, {0.25: 0.78, 0.5: 0.79, 1.0: 0.80})
@@ -349,8 +353,8 @@ def test_a_bound_resting_on_the_sample_max_is_warned(write_profile, tmp_path) ->
     """With 30 samples the upper 95 % bound of p90 does not exist (36 needed): the profile's slowest sample
     stands in, so the compared latency is one draw. The chosen width says so; with 36 samples it does not."""
     spec = rows((0.25, 1.0), (0.5, 2.0), (1.0, 3.0))
-    spec[0]["latency"] = {**spec[0]["latency"], "n": 30}
-    spec[1]["latency"] = {**spec[1]["latency"], "n": 36}
+    spec[0]["latency"] = latency(0.8, 1.0, 1.2, n=30)
+    spec[1]["latency"] = latency(1.6, 2.0, 2.4, n=36)
     acc = write_accuracy_v2(tmp_path, {0.25: 0.78, 0.5: 0.79, 1.0: 0.80})
     d = select([write_profile(spec)], Budget(latency_ms=5), acc).devices[0]
     assert d.chosen.width == 0.25 and d.warnings == [

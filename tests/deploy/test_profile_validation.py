@@ -66,3 +66,40 @@ def test_width_lists() -> None:
         with pytest.raises(US3LError) as info:
             width_list(text)
         assert str(info.value) == f"--widths has an empty entry, got {text!r}"
+
+
+@pytest.mark.parametrize(("key", "value"), [("p90_ms", 1.5), ("mean_ms", 1.0), ("std_ms", 0.1), ("n", 99),
+                                            (("p90", 1), 2.2), (("p99", 1), 2.9)])
+def test_statistics_that_disagree_with_their_samples_are_refused(write_profile, key, value) -> None:
+    """Red-team 2026-12-06: a p90 (or its upper bound) lowered by hand, its samples left as measured, was
+    selected from at the lowered figure; us3l writes the statistics of the samples (``summarize``), so they must
+    agree, to a rounding tolerance."""
+    path = write_profile([{"width": w, "latency": latency(1, 2, 3, ci90_hi=2.5)} for w in (0.25, 0.5)])
+    doc = json.loads(Path(path).read_text())
+    validate_profile(doc, "p.json")
+    lat = doc["records"][1]["latency"]
+    if isinstance(key, tuple):
+        lat["ci95_ms"][key[0]][key[1]] = value
+        name = rf"ci95_ms.{key[0]}\[{key[1]}\]"
+    else:
+        lat[key] = value
+        name = key
+    with pytest.raises(US3LError, match=rf"^p.json: records\[1\].latency.{name} is [0-9.e+]+ but its samples_ms "
+                                        r"give [0-9.e+]+: the statistics of a measured width are those of its "
+                                        r"samples \(an edited or damaged profile\)$"):
+        validate_profile(doc, "p.json")
+
+
+def test_a_lowered_p90_is_not_selected(write_profile, tmp_path, capsys) -> None:
+    """The user-facing path: us3l select refuses the edited file in one line instead of choosing its width."""
+    from us3l.cli import main
+
+    lat = latency(2, 3, 4)
+    lat.update(p90_ms=0.5, p50_ms=0.5, min_ms=0.5)
+    lat["ci95_ms"]["p90"] = [0.5, 0.5]
+    path = write_profile([{"width": 0.5, "latency": lat}])
+    assert main(["select", "--profile", str(path), "--latency-ms", "1", "--out", str(tmp_path / "sel")]) == 1
+    assert not (tmp_path / "sel").exists()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "but its samples_ms give" in err and "\n" not in err
+
