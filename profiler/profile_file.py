@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from us3l.errors import US3LError
-from us3l.io import atomic_write_all, check_replaceable, check_schema, header, json_text, read_json
+from us3l.io import atomic_write_all, check_replaceable, check_schema, header, json_text, non_finite_at, read_json
 from us3l.profiler.stats import LatencyStats
 from us3l.validate import number, one_of, safe_name
 
@@ -290,6 +290,10 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         for j, v in enumerate(samples):
             number(v, f"{where}.samples_ms[{j}]", positive=True)
         _check_against_samples(lat, samples, where)
+    bad = non_finite_at(doc)  # fingerprint, policy, extra, ...: parts not checked field by field above
+    if bad is not None:
+        raise US3LError(f"{path}: {bad} is not a finite number (NaN or Infinity, which JSON cannot hold and us3l "
+                        "never writes): an edited or damaged profile")
 
 
 #: The order statistics of every latency record, which never decrease along this tuple.

@@ -208,13 +208,13 @@ def json_text(obj: Any, what: str = "the JSON document", default: Callable[[Any]
     try:
         return json.dumps(obj, indent=2, sort_keys=False, default=default or _json_default, allow_nan=False) + "\n"
     except ValueError as exc:
-        where = _non_finite_at(obj)
+        where = non_finite_at(obj)
         if where is None:
             raise
         raise US3LError(f"not writing {what}: {where} is not a finite number, which JSON cannot hold") from exc
 
 
-def _non_finite_at(obj: Any, at: str = "") -> str | None:
+def non_finite_at(obj: Any, at: str = "") -> str | None:
     """Where in ``obj`` (``widths[1].embedding_std``) the first NaN or infinite float sits; None if nowhere."""
     import math
 
@@ -226,7 +226,7 @@ def _non_finite_at(obj: Any, at: str = "") -> str | None:
         items = ((f"{at}[{i}]", v) for i, v in enumerate(obj))
     else:
         return None
-    return next((w for key, v in items if (w := _non_finite_at(v, key)) is not None), None)
+    return next((w for key, v in items if (w := non_finite_at(v, key)) is not None), None)
 
 
 def _json_default(o: Any) -> Any:

@@ -103,3 +103,21 @@ def test_a_lowered_p90_is_not_selected(write_profile, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "but its samples_ms give" in err and "\n" not in err
 
+
+@pytest.mark.parametrize(("part", "token"), [("fingerprint", "NaN"), ("policy", "Infinity"), ("extra", "-Infinity")])
+def test_nan_anywhere_in_a_profile_is_refused_by_every_reader(write_profile, tmp_path, capsys, part, token) -> None:
+    """Red-team 2026-12-06: a NaN in the fingerprint or policy (parts not checked field by field) was selected
+    from and reported, while us3l profile show --json refused to print the same file. One rule: refused."""
+    from us3l.cli import main
+
+    path = write_profile([{"width": 0.5, "latency": latency(1, 1, 1)}])
+    doc = json.loads(path.read_text())
+    doc[part] = {"x": "@"}
+    path.write_text(json.dumps(doc).replace('"@"', token))
+    with pytest.raises(US3LError, match=rf"^{path}: {part}.x is not a finite number \(NaN or Infinity"):
+        validate_profile(json.loads(path.read_text()), path)
+    for argv in (["profile", "show", str(path)], ["profile", "show", "--json", str(path)],
+                 ["select", "--profile", str(path), "--latency-ms", "5", "--out", str(tmp_path / "sel")]):
+        assert main(argv) == 1, argv
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1 and "is not a finite number" in captured.err
