@@ -633,9 +633,11 @@ def find_profiles(
     for given in devices:
         name = device_name(given)  # as us3l profile reads --device; it becomes part of a glob pattern
         hits, others = [], {}
-        for p in sorted(root.glob(f"*-{name}-*.json")):
+        # any case: a hand-made "CPU" profile is found, then refused by validate_profile (device names are lowercase)
+        for p in sorted(f for f in root.glob("*.json") if f"-{name}-" in f.name.lower()):
             doc = read_json(p, "profile")
-            if isinstance(doc, dict) and doc.get("kind") == "profile" and doc.get("device") == name:
+            device = doc.get("device") if isinstance(doc, dict) else None
+            if isinstance(device, str) and doc.get("kind") == "profile" and device.lower() == name:
                 measured = profiled_model(doc)
                 if model is None or measured == model:
                     hits.append(p)

@@ -208,6 +208,9 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         if key not in doc:
             raise US3LError(f"{path}: '{key}' is missing")
         safe_name(doc[key], f"{path}: {key}")
+    if doc["device"] != doc["device"].lower():  # "CPU" and "cpu" would be two devices to select and the report
+        raise US3LError(f"{path}: device {doc['device']!r} must be lowercase, as device files and --device name "
+                        f"devices (us3l profile --device {doc['device']} writes {doc['device'].lower()!r})")
     one_of(doc["backend"], BACKENDS, f"{path}: backend")
     one_of(doc["precision"], PRECISIONS, f"{path}: precision")
     number(doc.get("peak_rss_bytes"), f"{path}: peak_rss_bytes", positive=True, integer=True, optional=True)

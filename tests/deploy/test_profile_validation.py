@@ -121,3 +121,21 @@ def test_nan_anywhere_in_a_profile_is_refused_by_every_reader(write_profile, tmp
         assert main(argv) == 1, argv
         captured = capsys.readouterr()
         assert captured.out == "" and captured.err.count("\n") == 1 and "is not a finite number" in captured.err
+
+
+def test_a_device_name_not_in_lowercase_is_refused(write_profile, tmp_path, capsys) -> None:
+    """Red-team 2026-12-06: a hand-made profile of device "CPU" beside one of "cpu" counted as two devices (two
+    answers in select and the report), while --device CPU means cpu. Device names are lowercase, in files too."""
+    from us3l.cli import main
+
+    write_profile([{"width": 0.5, "latency": latency(1, 1, 1)}])
+    upper = write_profile([{"width": 0.5, "latency": latency(2, 2, 2)}], device="CPU", backend="openvino")
+    with pytest.raises(US3LError, match=r"device 'CPU' must be lowercase, as device files and --device name devices "
+                                        r"\(us3l profile --device CPU writes 'cpu'\)$"):
+        validate_profile(json.loads(upper.read_text()), upper)
+    for argv in (["select", "--device", "CPU", "--profiles-dir", str(upper.parent), "--latency-ms", "5",
+                  "--out", str(tmp_path / "sel")], ["profile", "show", str(upper)]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {upper}: device 'CPU' must be lowercase") and err.count("\n") == 1
+    assert not (tmp_path / "sel").exists()
