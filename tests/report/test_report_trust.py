@@ -436,6 +436,36 @@ def test_a_stale_selection_names_the_changed_file_by_its_place_in_the_folder(pip
                           f"{profile.name}; re-run us3l select") for e in errors), errors
 
 
+def test_a_selection_input_that_is_gone_is_named_as_the_selection_recorded_it(pipeline: Path) -> None:
+    """Red-team 2026-12-06: with the step-by-step layout's run/accuracy.json deleted, the line said the selection
+    was made from accuracy.json, a file it never read."""
+    (pipeline / "accuracy.json").rename(pipeline / "run" / "accuracy.json")
+    sel = json.loads((pipeline / "selection.json").read_text())
+    sel["inputs"] = {"profiles": [], "accuracy": {"path": "run/accuracy.json", "sha256": "cd" * 32}}
+    (pipeline / "selection.json").write_text(json.dumps(sel))
+    (pipeline / "run" / "accuracy.json").unlink()
+    assert f"{pipeline / 'selection.json'}: stale: made from run/accuracy.json, which this folder no longer holds; " \
+        "re-run us3l select" in render_report(pipeline).errors()
+
+
+def test_a_selection_from_profiles_in_another_folder_is_compared_with_those(pipeline: Path, tmp_path: Path) -> None:
+    """Red-team 2026-12-06: a selection made from another folder's profile was compared with the pipeline's
+    profiles/<same name>: stale when that other file was untouched, silent when it had changed."""
+    from us3l.io import file_sha256
+
+    profile = next((pipeline / "profiles").glob("*.json"))
+    other = tmp_path / "elsewhere" / profile.name
+    other.parent.mkdir()
+    other.write_text(profile.read_text().replace('"threads"', '"threads" ', 1))  # same profile, other bytes
+    sel = json.loads((pipeline / "selection.json").read_text())
+    sel["inputs"] = {"profiles": [{"path": str(other), "sha256": file_sha256(other)}], "accuracy": None}
+    (pipeline / "selection.json").write_text(json.dumps(sel))
+    assert not [e for e in render_report(pipeline).errors() if "selection.json: stale" in e]
+    other.write_text(other.read_text() + "\n")
+    assert f"{pipeline / 'selection.json'}: stale: made from other versions of {other}; re-run us3l select" \
+        in render_report(pipeline).errors()
+
+
 def test_profiles_spelling_a_width_two_ways_share_one_row(pipeline: Path) -> None:
     """Red-team 2026-12-06: the width table keyed each profile's records by round() (half to even), so one
     profile's 25/32 = 0.78125 (0.7812) and another's 0.7813 were two rows, each with one device's latency."""

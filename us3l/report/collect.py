@@ -275,17 +275,19 @@ def _bindings(files: PipelineFiles) -> list[str]:
     sel = files.selection
     if sel is not None and sel.ok and isinstance(sel.doc.get("inputs"), dict):
         inputs = sel.doc["inputs"]
-        recorded = [(accuracy_path(root), (inputs.get("accuracy") or {}).get("sha256"))]
+        acc = inputs.get("accuracy") if isinstance(inputs.get("accuracy"), dict) else {}
+        recorded = [(used_input(root, acc.get("path"), accuracy_path(root)), acc.get("sha256"))]
         for p in inputs.get("profiles") or []:
             if isinstance(p, dict) and isinstance(p.get("path"), str):
-                recorded.append((root / PROFILES_DIR / Path(p["path"]).name, p.get("sha256")))
+                fallback = root / PROFILES_DIR / Path(p["path"]).name
+                recorded.append((used_input(root, p["path"], fallback), p.get("sha256")))
         changed, absent = _drifted(recorded)
         if changed:
             lines.append(
                 f"{sel.path}: stale: made from other versions of "
-                f"{', '.join(f.relative_to(root).as_posix() for f in changed)}; re-run us3l select"
+                f"{', '.join(_shown(root, f) for f in changed)}; re-run us3l select"
             )
-        gone = [f.relative_to(root).as_posix() for f in absent]
+        gone = [_shown(root, f) for f in absent]
         if gone:  # re-profiled under another name, or deleted: the page shows other files than the answer used
             lines.append(f"{sel.path}: stale: made from {', '.join(gone)}, which this folder no longer holds; "
                          "re-run us3l select")
@@ -333,6 +335,28 @@ def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
         return []
     return [f"{path}: stale: exported with other BN statistics of width {canonical:g} ({recorded[:12]}…) than {stats} "
             f"holds now ({str(now)[:12]}…: recalibrated since); re-run us3l export"]
+
+
+def used_input(root: Path, recorded: Any, fallback: Path) -> Path:
+    """The file a selection recorded as its input (``inputs.*.path``, as given to ``us3l select``): an absolute
+    path as it is; a relative one inside ``root`` (select run in the pipeline folder), else from the current folder
+    (select run from where the report is), else ``fallback`` (the folder's own file of that kind: the pipeline
+    folder moved since); when none exists, the recorded path inside ``root``, so that a line about the missing file
+    names the one the selection used (``run/accuracy.json``, ``other/profiles/x.json``), not a namesake."""
+    if not isinstance(recorded, str) or not recorded:
+        return fallback
+    path = Path(recorded)
+    if path.is_absolute():
+        return path
+    return next((f for f in (root / path, path, fallback) if f.is_file()), root / path)
+
+
+def _shown(root: Path, path: Path) -> str:
+    """``path`` relative to the pipeline folder where it lies inside it, else as it is."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _drifted(recorded: list[tuple[Path, Any]]) -> tuple[list[Path], list[Path]]:
