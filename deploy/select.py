@@ -739,11 +739,21 @@ def check_one_answer(
     answers under one device name (e.g. two boards profiled as ``raspberry-pi-5``, or an old and a new sweep) look
     alike in the table and in selection.json, and ``us3l export --selection`` would export both widths for that
     device. ``answered`` maps each key seen so far to its file and document."""
-    key = tuple(str(doc.get(k)) for k in ("device", "model", "backend", "precision"))
+    # a switchable artifact's profile (model "<model>-switchable") answers for the same network as a static one
+    key = (str(doc.get("device")), str(profiled_model(doc)), str(doc.get("backend")), str(doc.get("precision")))
     if key not in answered:
         answered[key] = (path, doc)
         return
     first, first_doc = answered[key]
+    kinds = [_is_switchable(d) for d in (first_doc, doc)]
+    if kinds[0] != kinds[1]:
+        static, switchable = (first, path) if kinds[1] else (path, first)
+        raise US3LError(
+            f"profiles {static} (static widths) and {switchable} (a switchable artifact) both answer for device "
+            f"'{key[0]}' ({key[1]}, {key[2]}, {key[3]}): one selection has one answer per device; select from the "
+            "static profile (a per-width artifact) or the switchable one (one artifact, the width chosen per call), "
+            "not both (keep them in separate folders)"
+        )
     where, other = _measured_on(first_doc), _measured_on(doc)
     measured = f" (one measured on {where}, the other on {other})" if where != other else ""
     raise US3LError(
@@ -751,6 +761,11 @@ def check_one_answer(
         "one selection has one answer per device; select from one of them, or profile the other machine under its "
         "own device name (a --device-file)"
     )
+
+
+def _is_switchable(doc: Mapping[str, Any]) -> bool:
+    """Whether a profile was measured through a switchable artifact (``us3l profile --artifact``)."""
+    return (doc.get("extra") or {}).get("switchable") is not None
 
 
 def _describe(c: Candidate) -> str:

@@ -182,3 +182,30 @@ def test_without_an_accuracy_file_the_decision_is_named_by_macs(write_profile, t
     assert main(["select", "--profile", str(prof), "--latency-ms", "4", "--out", str(tmp_path), "--wide"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if " 0.75 " in line)
     assert "MACs (proxy)" in row and "accuracy" not in row
+
+
+def test_a_static_and_a_switchable_profile_of_one_device_are_refused(setup, tmp_path, capsys) -> None:
+    """Red-team 2026-12-06: a static profile and a switchable artifact's profile (model "<model>-switchable") of
+    the same device gave two answers for that device, told apart only by the model name; one is chosen."""
+    prof, acc = setup
+    doc = json.loads(prof.read_text())
+    widths = [rec["width"] for rec in doc["records"]]
+    doc.update(model="tiny-switchable", extra={"switchable": {"artifact": "a", "sha256": "0" * 64, "widths": widths}})
+    for rec in doc["records"]:  # a different answer from the static artifacts'
+        rec["latency"] = latency(*(3 * rec["latency"][k] for k in ("p50_ms", "p90_ms", "p99_ms")))
+    switchable = prof.with_name("tiny-switchable-cpu-onnx-fp32.json")
+    switchable.write_text(json.dumps(doc))
+    expected = (
+        f"error: profiles {prof} (static widths) and {switchable} (a switchable artifact) both answer for device "
+        "'cpu' (tiny, onnx, fp32): one selection has one answer per device; select from the static profile (a "
+        "per-width artifact) or the switchable one (one artifact, the width chosen per call), not both (keep them "
+        "in separate folders)\n"
+    )
+    for given in (["--profile", str(prof), "--profile", str(switchable)],
+                  ["--device", "cpu", "--profiles-dir", str(prof.parent)]):
+        args = [*given, "--accuracy", str(acc), "--latency-ms", "4", "--out", str(tmp_path / "s")]
+        assert main(["select", *args]) == 1
+        assert capsys.readouterr().err == expected
+        assert not (tmp_path / "s").exists()
+    assert main(["select", "--profile", str(switchable), "--accuracy", str(acc), "--latency-ms", "20", "--out",
+                 str(tmp_path / "s")]) == 0  # either alone is one answer
