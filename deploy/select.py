@@ -195,6 +195,7 @@ class DeviceSelection:
     tied_widths: list[float] = field(default_factory=list)  # the tie group, chosen width included
     warnings: list[str] = field(default_factory=list)  # unstable latency of the chosen or a tied width
     by_precision: dict[str, Any] | None = None  # pooled answers: each precision's own choice (see the module doc)
+    tied_pairs: list[tuple[float, str]] | None = None  # pooled answers: the tie group as (width, precision) pairs
     reason: str | None = None  # pooled answers: why the chosen (width, precision) beat the other precisions
 
     @property
@@ -219,6 +220,8 @@ class DeviceSelection:
             "notes": self.notes,
             "candidates": [c.to_dict() for c in self.candidates],
             **({"by_precision": self.by_precision, "reason": self.reason} if self.by_precision is not None else {}),
+            **({"tied_pairs": [{"width": w, "precision": p} for w, p in self.tied_pairs]}
+               if self.tied_pairs is not None else {}),
         }
 
     def infeasible_reason(self, budget: Budget, rule: LatencyRule) -> str:
@@ -883,7 +886,8 @@ def _pooled(
         candidates=sorted(candidates, key=lambda c: (c.width, str(c.precision))),
         notes=[f"{g.precision}: {n}" for g in group for n in g.notes],  # which precision a note is about
         decided_by=decided_by,
-        tied_widths=sorted({c.width for c in tied}),
+        tied_widths=sorted({c.width for c in tied}),  # as in every answer; fp32 0.5 and int8 0.5 are one width
+        tied_pairs=sorted((c.width, str(c.precision)) for c in tied),
         warnings=[*_machines_warning(group, measured_on or {}),
                   *_latency_warnings(chosen, tied, f"{first.device}/{first.backend}", rule)],
         by_precision=by_precision,
@@ -916,6 +920,17 @@ def _check_known(d: Mapping[str, Any], where: str) -> None:
             one_of(d[key], allowed, f"{where}.{key}")
 
 
+def _check_tied_pairs(pairs: Any, where: str) -> None:
+    """A pooled answer's ``tied_pairs`` (absent elsewhere): a list of ``{"width", "precision"}`` objects."""
+    if pairs is None:
+        return
+    if not isinstance(pairs, list) or not all(isinstance(t, dict) for t in pairs):
+        raise US3LError(f"{where} must be a list of {{width, precision}} objects, got {pairs!r:.80}")
+    for j, t in enumerate(pairs):
+        number(t.get("width"), f"{where}[{j}].width", positive=True, at_most=1.0)
+        _check_known({"precision": t.get("precision")}, f"{where}[{j}]")
+
+
 def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
     """Device/model/backend names are safe path components; chosen widths and latencies finite and > 0."""
     devices = doc.get("devices")
@@ -939,6 +954,7 @@ def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
         if "chosen" not in d:  # read as "nothing fits" (export: exit 3), where the file lost its answer
             raise US3LError(f"{where} has no 'chosen' entry (us3l select writes null there when nothing fits)")
         _check_known(d, where)
+        _check_tied_pairs(d.get("tied_pairs"), f"{where}.tied_pairs")
         for pick in ("chosen", "runner_up"):
             c = d.get(pick)
             if c is None:

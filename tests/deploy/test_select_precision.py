@@ -159,3 +159,33 @@ def test_export_takes_the_precision_the_selection_chose(profiles, tmp_path: Path
     acc = _accuracy(tmp_path, {0.25: 0.30, 0.5: 0.36, 0.75: 0.45, 1.0: 0.47}, {0.25: 0.29, 0.5: 0.355, 0.75: 0.445})
     path = write_selection(tmp_path / "selection.json", select(list(profiles), Budget(latency_ms=10.0), acc))
     assert _chosen_precisions(read_selection(path), "onnx") == {(0.75, "cpu"): "int8"}
+
+
+def test_a_pooled_tie_names_each_width_and_precision(write_profile, tmp_path: Path, capsys) -> None:
+    """Red-team 2026-12-06: a pooled tie between fp32 at 0.5 and int8 at 0.5 read "tied: 0.5" (tied_widths is a
+    set of widths). Pooled answers now record and print the (width, precision) pairs; tied_widths stays as it was."""
+    from us3l.deploy.select import read_selection
+    from us3l.report.html import _decision
+
+    fp32 = write_profile([{"width": 0.5, "latency": latency(6.0, 6.0, 6.0)}])
+    int8 = write_profile([{"width": 0.5, "latency": latency(3.6, 3.6, 3.6)}], precision="int8")
+    acc = _accuracy(tmp_path, {0.5: 0.36}, {0.5: 0.35})
+    (d,) = select([fp32, int8], Budget(latency_ms=10.0), acc).devices
+    assert (d.chosen.width, d.chosen.precision, d.decided_by) == (0.5, "int8", "tie->latency")
+    assert d.tied_widths == [0.5] and d.tied_pairs == [(0.5, "fp32"), (0.5, "int8")]
+    out = tmp_path / "sel"
+    args = ["select", "--profile", str(fp32), "--profile", str(int8), "--accuracy", str(acc), "--latency-ms", "10",
+            "--wide", "--out", str(out)]
+    assert main(args) == 0
+    assert "(tied: 0.5 fp32, 0.5 int8)" in capsys.readouterr().out
+    dev = read_selection(out / "selection.json")["devices"][0]
+    assert dev["tied_widths"] == [0.5]
+    assert dev["tied_pairs"] == [{"width": 0.5, "precision": "fp32"}, {"width": 0.5, "precision": "int8"}]
+    assert "with w=0.5 fp32;" in _decision(dev, "knn_top1")  # the report names the other pair, not "0.5"
+    (one,) = select([fp32], Budget(latency_ms=10.0), acc).devices  # one precision: no pairs
+    assert one.tied_pairs is None and "tied_pairs" not in one.to_dict()
+    doc = json.loads((out / "selection.json").read_text())
+    doc["devices"][0]["tied_pairs"] = [{"width": 0.5, "precision": "fp64"}]
+    (out / "selection.json").write_text(json.dumps(doc))
+    with pytest.raises(US3LError, match=r"devices\[0\].tied_pairs\[0\].precision must be one of"):
+        read_selection(out / "selection.json")

@@ -185,7 +185,9 @@ def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
         acc = _acc_cell(c.accuracy, c.accuracy_ci, macs)
         decided = _decided_text(d.decided_by, macs)
         if d.decided_by == "tie->latency":
-            decided += " (tied: " + ", ".join(f"{w:g}" for w in d.tied_widths) + ")"
+            tied = [f"{w:g} {p}" for w, p in d.tied_pairs] if d.tied_pairs is not None else [
+                f"{w:g}" for w in d.tied_widths]  # pooled precisions: each pair, "0.5 fp32, 0.5 int8"
+            decided += " (tied: " + ", ".join(tied) + ")"
         rows.append([
             d.device, d.model, f"{d.backend}/{d.precision}", f"{c.width:g}", acc, f"{c.latency_ms:.3f}",
             _fmt(c.latency.get("p50_ms")), _fmt(c.latency.get("p90_ms")), _fmt(c.latency.get("p99_ms")),

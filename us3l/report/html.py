@@ -512,7 +512,9 @@ def _decision(d: dict[str, Any], metric: str | None) -> str:
     if not d.get("chosen"):
         return "no width fits the budget"
     decided = d.get("decided_by")
-    tied = ", ".join(fmt_width(w) for w in plots.tied_widths(d))
+    pairs = plots.tied_pairs(d)  # pooled precisions: "0.5 fp32, 0.5 int8" rather than "0.5, 0.5"
+    tied = ", ".join(f"{fmt_width(w)} {p}" for w, p in pairs) if pairs is not None else ", ".join(
+        fmt_width(w) for w in plots.tied_widths(d))
     if metric == "macs":
         return "largest MACs that fit (no accuracy file: MACs stand in for accuracy)"
     if decided is None:

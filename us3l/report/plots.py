@@ -505,6 +505,17 @@ def tied_widths(dev: Mapping[str, Any]) -> list[Any]:
     return []
 
 
+def tied_pairs(dev: Mapping[str, Any]) -> list[tuple[Any, Any]] | None:
+    """A pooled answer's tie group as (width, precision) pairs (``tied_pairs``), the chosen pair left out; None
+    where the answer has none (one precision: ``tied_widths`` says it all)."""
+    pairs = dev.get("tied_pairs")
+    if not isinstance(pairs, list):
+        return None
+    chosen = dev.get("chosen") if isinstance(dev.get("chosen"), Mapping) else {}
+    out = [(t.get("width"), t.get("precision")) for t in pairs if isinstance(t, Mapping)]
+    return [(w, p) for w, p in out if not (_same_width(w, chosen.get("width")) and p == chosen.get("precision"))]
+
+
 def _same_width(a: Any, b: Any) -> bool:
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
     if not numbers:
