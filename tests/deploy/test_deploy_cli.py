@@ -304,3 +304,20 @@ def test_select_reads_the_metric_in_any_case(write_profile, tmp_path: Path, caps
                  "--out", str(tmp_path / "sel")]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: --metric knn needs --accuracy (without it MACs stand in for accuracy)")
+
+
+def test_export_reads_the_device_in_any_case(write_profile, tmp_path: Path, capsys) -> None:
+    """`export -d CPU` wrote OUT/CPU/ with target.device "CPU", and `--selection --device CPU` was "has no device
+    'CPU' (it has: cpu)", while `profile -d CPU` and `select -d CPU` read it as cpu."""
+    sel = _selection_with(tmp_path, write_profile, capsys)
+    out = tmp_path / "art"
+    assert main(["export", "--backend", "onnx", "--selection", str(sel), "--device", "CPU", "--model",
+                 "cifar_resnet18", "--out", str(out), "--json"]) == 0
+    (exp,) = json.loads(capsys.readouterr().out)["exports"]
+    assert Path(exp["directory"]) == out / "cpu" / "cifar_resnet18-w0.25-onnx-fp32"
+    assert main(["export", "--backend", "onnx", "--width", "0.5", "--device", " Cpu", "--model", "cifar_resnet18",
+                 "--out", str(out), "--json"]) == 0
+    (exp,) = json.loads(capsys.readouterr().out)["exports"]
+    assert Path(exp["directory"]) == out / "cpu" / "cifar_resnet18-w0.5-onnx-fp32"
+    assert json.loads((Path(exp["directory"]) / "manifest.json").read_text())["target"]["device"] == "cpu"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["cpu"]

@@ -349,6 +349,10 @@ def export_cmd(
 
     set_quiet(quiet)
     backend = _one_backend(backends)
+    if device is not None:  # -d CPU is cpu, as in profile and select: its folder, manifest and selection entry
+        from us3l.devices.registry import device_name
+
+        device = device_name(device)
     precision = precision.strip().lower() if precision is not None else None  # FP16 as fp16, as --backend ONNX
     if precision is not None and precision not in PRECISIONS:  # '' is not "not given": profile's rule and line
         raise US3LError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
