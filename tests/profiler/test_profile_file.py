@@ -280,6 +280,20 @@ def test_show_prints_the_files_text_fields_as_text(tmp_path, capsys):
     assert "[bold]calibrated" in out and "no ([/x])" in out
 
 
+def test_show_says_drift_for_a_width_that_met_the_ci_target_but_is_unstable(tmp_path, capsys):
+    """A width stops at `target` once its median's interval meets the target; it is unstable then only through
+    the drift check. The table said "no (target)", which reads as "the target was not met"."""
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    doc["records"][0]["latency"]["stable"] = False  # stop_reason "target": drift
+    doc["records"][1].update(stop_reason="time_cap")
+    doc["records"][1]["latency"]["stable"] = False
+    jp.write_text(json.dumps(doc))
+    assert main(["profile", "show", str(jp), "--wide"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "no (drift)" in out and "no (time_cap)" in out and "no (target)" not in out
+
+
 def test_show_says_the_runtimes_default_threads_where_none_were_pinned(tmp_path, capsys):
     """`threads: null` (nothing pinned) showed as "None threads" in the title."""
     jp, _ = write_profile(make_profile(), tmp_path)
