@@ -466,6 +466,30 @@ def test_a_selection_from_profiles_in_another_folder_is_compared_with_those(pipe
         in render_report(pipeline).errors()
 
 
+def test_a_selection_made_from_run_accuracy_in_a_quickstart_folder_is_read_with_that_file(pipeline: Path) -> None:
+    """The README's step-by-step commands run in a quickstart folder: `us3l eval --ckpt run` writes
+    run/accuracy.json beside quickstart's accuracy.json and `us3l select --accuracy run/accuracy.json` records it.
+    `us3l report .` compared the selection with the top accuracy.json ("stale: made from other versions of
+    accuracy.json") and showed that file's numbers beside the selection made from the other."""
+    from us3l.io import file_sha256
+
+    doc = json.loads((pipeline / "accuracy.json").read_text())
+    doc["num_test"] = doc.get("num_test", 0) + 1  # the re-run eval: other bytes than quickstart's file
+    nested = pipeline / "run" / "accuracy.json"
+    nested.write_text(json.dumps(doc))
+    sel = json.loads((pipeline / "selection.json").read_text())
+    sel["inputs"] = {"profiles": [{"path": f"profiles/{p.name}", "sha256": file_sha256(p)}
+                                  for p in sorted((pipeline / "profiles").glob("*.json"))],
+                     "accuracy": {"path": "run/accuracy.json", "sha256": file_sha256(nested)}}
+    (pipeline / "selection.json").write_text(json.dumps(sel))
+    rep = render_report(pipeline)
+    assert not [e for e in rep.errors() if "selection.json: stale" in e], rep.errors()
+    assert rep.files.accuracy is not None and rep.files.accuracy.path == nested
+    nested.write_text(json.dumps({**doc, "num_test": doc["num_test"] + 1}))  # changed since: still flagged
+    assert any(e.endswith("selection.json: stale: made from other versions of run/accuracy.json; re-run us3l "
+                          "select") for e in render_report(pipeline).errors())
+
+
 def test_profiles_spelling_a_width_two_ways_share_one_row(pipeline: Path) -> None:
     """Red-team 2026-12-06: the width table keyed each profile's records by round() (half to even), so one
     profile's 25/32 = 0.78125 (0.7812) and another's 0.7813 were two rows, each with one device's latency."""

@@ -276,7 +276,7 @@ def _bindings(files: PipelineFiles) -> list[str]:
     if sel is not None and sel.ok and isinstance(sel.doc.get("inputs"), dict):
         inputs = sel.doc["inputs"]
         acc = inputs.get("accuracy") if isinstance(inputs.get("accuracy"), dict) else {}
-        recorded = [(used_input(root, acc.get("path"), accuracy_path(root)), acc.get("sha256"))]
+        recorded = [(used_input(root, acc.get("path"), accuracy_path(root, acc.get("path"))), acc.get("sha256"))]
         for p in inputs.get("profiles") or []:
             if isinstance(p, dict) and isinstance(p.get("path"), str):
                 fallback = root / PROFILES_DIR / Path(p["path"]).name
@@ -466,12 +466,26 @@ def _optional(path: Path, loader: Callable[[Path], T]) -> Loaded[T] | None:
     return _load(path, loader) if path.is_file() else None
 
 
-def accuracy_path(root: Path) -> Path:
+def accuracy_path(root: Path, named: object = None) -> Path:
     """``root/accuracy.json`` (quickstart, or a run folder given as the pipeline folder), else
-    ``root/run/accuracy.json`` (the step-by-step flow: ``us3l eval --ckpt run`` writes beside the checkpoint)."""
+    ``root/run/accuracy.json`` (the step-by-step flow: ``us3l eval --ckpt run`` writes beside the checkpoint).
+
+    ``named``: the accuracy file the folder's selection.json was made from (its ``inputs.accuracy.path``). Where
+    both files exist, one named ``.../run/accuracy.json`` is the nested one: the README's step-by-step commands
+    run in a quickstart folder write run/accuracy.json beside quickstart's own accuracy.json, and the selection
+    made from it was reported stale against the other file (and shown beside that file's numbers)."""
     top = root / ACCURACY_FILE
     nested = root / RUN_DIR / ACCURACY_FILE
+    if isinstance(named, str) and Path(named).parts[-2:] == (RUN_DIR, ACCURACY_FILE) and nested.is_file():
+        return nested
     return nested if not top.is_file() and nested.is_file() else top
+
+
+def _selection_accuracy(selection: Loaded[dict[str, Any]] | None) -> object:
+    """The accuracy path a readable selection records (``inputs.accuracy.path``), else None."""
+    inputs = selection.doc.get("inputs") if selection is not None and selection.ok else None
+    accuracy = inputs.get("accuracy") if isinstance(inputs, dict) else None
+    return accuracy.get("path") if isinstance(accuracy, dict) else None
 
 
 def run_folder(root: Path) -> Path:
@@ -493,14 +507,15 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
     if not root.is_dir():
         raise US3LError(f"{root} is not a folder (expected a pipeline folder written by us3l quickstart)")
     run = run_folder(root)
+    selection = _optional(root / SELECTION_FILE, _read_selection)
     files = PipelineFiles(
         root=root,
         run=run,
         checkpoint=_optional(run / CHECKPOINT_META, _read_checkpoint),
         metrics=_optional(run / METRICS_FILE, _read_metrics),
-        accuracy=_optional(accuracy_path(root), _read_accuracy),
+        accuracy=_optional(accuracy_path(root, _selection_accuracy(selection)), _read_accuracy),
         profiles=[_load(p, _read_profile) for p in sorted((root / PROFILES_DIR).glob("*.json"))],
-        selection=_optional(root / SELECTION_FILE, _read_selection),
+        selection=selection,
         manifests=[_load(p, _read_manifest) for p in _artifact_manifests(root)],
         summary=_optional(root / SUMMARY_FILE, _read_summary),
     )
