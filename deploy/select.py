@@ -164,6 +164,7 @@ class Candidate:
     accuracy_ci: tuple[float, float] | None = None  # 95 % interval of ``accuracy`` (schema-2 accuracy files)
     precision: str | None = None  # the profile's precision (fp32, fp16, int8): a candidate is a (width, precision)
     profile: str | None = None  # the profile file it came from
+    stop_reason: str | None = None  # why the profile stopped timing it (for the unstable warning; not written)
 
     @property
     def feasible(self) -> bool:
@@ -171,6 +172,7 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["stop_reason"]
         d["violations"] = list(self.violations)
         d["accuracy_ci"] = None if self.accuracy_ci is None else list(self.accuracy_ci)
         return d
@@ -513,7 +515,11 @@ def _latency_warnings(chosen: Candidate | None, tied: list[Candidate], where: st
         name = f"{where}: latency of the {role} {c.width:g}{f' ({c.precision})' if c.precision else ''}"
         if c.latency.get("stable") is False:
             rel = c.latency.get("rel_ci_halfwidth")
-            extra = f" (relative CI half-width {rel:.1%})" if isinstance(rel, int | float) else ""
+            ci = f"relative CI half-width {rel:.1%}" if isinstance(rel, int | float) else ""
+            extra = f" ({ci})" if ci else ""
+            if c.stop_reason == "target":  # the CI met the target: the drift check is what failed
+                extra = (f" (drift: its median's CI met the target{f', {ci}' if ci else ''}, but the first and second "
+                         "half of its samples differ)")
             out.append(f"{name} is not stable in the profile{extra}; re-profile before trusting the choice")
         missing = rule.missing_bound(c.latency)
         if missing is not None:
@@ -567,7 +573,8 @@ def select_profile(
         ci = (intervals or {}).get(key) if accuracy is not None else None
         candidates.append(
             Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations), graph, accuracy_ci=ci,
-                      precision=str(profile.get("precision", "?")), profile=profile_name)
+                      precision=str(profile.get("precision", "?")), profile=profile_name,
+                      stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None)
         )
     if not candidates:
         raise US3LError(f"profile {profile_name}: no width is usable ({'; '.join(notes[:3])})")

@@ -330,6 +330,33 @@ def test_unstable_latency_of_chosen_or_tied_width_is_warned(write_profile, tmp_p
     assert d2.warnings == []
 
 
+
+def test_an_unstable_width_that_met_the_ci_target_is_warned_as_drift(write_profile, tmp_path) -> None:
+    """A width stopped at `target` met the CI target; unstable, it drifted. The warning said "not stable in the
+    profile (relative CI half-width 1.9%)", a half-width below the 2 % target, as if that were the reason."""
+    import json
+
+    spec = rows((0.25, 1.0), (0.5, 2.0), (1.0, 3.0))
+    spec[0]["latency"] = {**spec[0]["latency"], "stable": False, "rel_ci_halfwidth": 0.019}
+    spec[2]["latency"] = {**spec[2]["latency"], "stable": False, "rel_ci_halfwidth": 0.12}
+    prof = write_profile(spec)
+    doc = json.loads(prof.read_text())
+    for rec, why in zip(doc["records"], ("target", "target", "time_cap"), strict=True):
+        rec["stop_reason"] = why
+    prof.write_text(json.dumps(doc))
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.78, 0.5: 0.79, 1.0: 0.80})
+    sel = select([prof], Budget(latency_ms=5), acc)
+    d = sel.devices[0]
+    assert d.warnings == [
+        "cpu/onnx: latency of the chosen width 0.25 (fp32) is not stable in the profile (drift: its median's CI met "
+        "the target, relative CI half-width 1.9%, but the first and second half of its samples differ); re-profile "
+        "before trusting the choice",
+        "cpu/onnx: latency of the tied width 1 (fp32) is not stable in the profile (relative CI half-width 12.0%); "
+        "re-profile before trusting the choice",
+    ]
+    assert all("stop_reason" not in c for c in sel.to_document()["devices"][0]["candidates"])  # not written
+
+
 def test_a_bound_missing_from_the_profile_is_warned(write_profile, tmp_path) -> None:
     """A profile without the upper bound (edited, or written by another tool): the point value stands in for the
     bound the header promises, and the selection says so instead of comparing it silently."""
