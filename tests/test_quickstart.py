@@ -193,6 +193,25 @@ def test_quickstart_end_to_end_files_parity_and_reuse(tmp_path: Path, tiny_confi
         assert ": no width fits</h3>" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow  # a tiny quickstart up to select: CI runs it with `./test.sh -m slow`
+def test_an_infeasible_quickstart_still_prints_its_summary(tmp_path: Path, tiny_config: Path, capsys) -> None:
+    """No width fits (exit 3): summary.json and report.html were written, but stdout stayed empty: `--json` printed
+    no document (select prints its selection on exit 3) and the tables, with the report's path, were not shown."""
+    out = tmp_path / "qs"
+    args = ["quickstart", "--config", str(tiny_config), "--out", str(out), *ARGS, "--no-int8", "--latency-ms", "1e-6"]
+    assert main([*args, "--json"]) == 3
+    captured = capsys.readouterr()
+    assert "error: infeasible budget" in captured.err
+    doc = json.loads(captured.out)  # exactly one JSON document: the summary.json just written
+    assert doc == read_json(out / "summary.json", "summary")
+    assert [r["width"] for r in doc["selection"]] == [None, None]
+    assert main(args) == 3
+    captured = capsys.readouterr()
+    assert "us3l quickstart: cifar_resnet18" in captured.out and "selected width per backend" in captured.out
+    assert f"quickstart report: {out / 'report.html'}" in captured.err
+    assert captured.err.rstrip().splitlines()[-1].startswith("error: infeasible budget")
+
+
 def _selection(monkeypatch: pytest.MonkeyPatch) -> None:
     select_mod = importlib.import_module("us3l.deploy.select")  # the module (us3l.deploy.select is the function)
 

@@ -23,7 +23,7 @@ from rich.markup import escape
 from us3l.cli_app import app, console, emit_json
 from us3l.cli_output import Col, deprecated, is_quiet, print_table, set_quiet, warn
 from us3l.cli_output import result as result_line
-from us3l.errors import US3LError
+from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, file_sha256, header, read_json
 from us3l.locking import folder_lock
 from us3l.validate import MAX_THREADS, number
@@ -44,6 +44,15 @@ class QuickstartOptions:
     threads: int | None = None
     force: bool = False
     int8: bool = True  # the INT8 line (``--no-int8`` skips it)
+
+
+class InfeasibleRun(InfeasibleError):
+    """No width fits the budget (exit 3) once selection.json, summary.json and report.html say so: ``summary`` is
+    printed (the tables, or the ``--json`` document) before the error line, as ``us3l select`` prints its answer."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -591,10 +600,10 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
         # no width fits (exit 3): selection.json says so; the page and summary.json of a previous run must not
         # go on showing its answer beside it
         logs.append(StepLog("select", "no width fits", 0.0, [str(sel_path)]))
-        atomic_write_json(out / "summary.json",
-                          _summary(out, meta, budget_ms, logs, time.perf_counter() - t0, rule, None))
+        summary = _summary(out, meta, budget_ms, logs, time.perf_counter() - t0, rule, None)
+        atomic_write_json(out / "summary.json", summary)
         _write_report(out)
-        raise
+        raise InfeasibleRun(str(exc), summary) from exc
     _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force))
     int8: dict[str, Any] = {}
     if opts.int8:
@@ -823,7 +832,16 @@ def quickstart_cmd(
         force=force,
         int8=int8,
     )
-    doc = run_quickstart(opts)
+    try:
+        doc = run_quickstart(opts)
+    except InfeasibleRun as exc:  # exit 3: stdout still gets the answer (no width), stderr the error line
+        _show_summary(exc.summary, json_out, wide)
+        raise
+    _show_summary(doc, json_out, wide)
+
+
+def _show_summary(doc: dict[str, Any], json_out: bool, wide: bool) -> None:
+    """The summary on stdout: one JSON document with ``--json``, else the tables."""
     if json_out:
         emit_json(doc)
     else:
