@@ -15,6 +15,7 @@ from typing import Any
 
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import Artifact, Backend
+from us3l.deploy.bn_stats_record import expected_bn_stats_differ
 from us3l.deploy.manifest_claims import check_precision, check_verification
 from us3l.deploy.verify import Verification
 from us3l.errors import US3LError
@@ -390,23 +391,9 @@ def check_expected(
     if precision is not None and b.get("precision") != precision:
         wrong.append(f"precision {b.get('precision')!r}, expected {precision!r}")
     if bn_stats_sha256 is not None:
-        wrong.extend(_bn_stats_differ(doc.get("source") or {}, bn_stats_sha256))
+        wrong.extend(expected_bn_stats_differ(doc, bn_stats_sha256))
     if wrong:
         raise US3LError(f"{where}: not the expected artifact ({'; '.join(wrong)}); re-export it")
-
-
-def _bn_stats_differ(source: Mapping[str, Any], expected: str) -> list[str]:
-    """Why the calibrated BN statistics a manifest records for its width (``source.bn_stats.width_sha256``) are
-    not ``expected`` (empty: they are, or the manifest predates the record)."""
-    if "bn_stats" not in source:  # written before 2026-12-06: nothing to compare
-        return []
-    got = (source.get("bn_stats") or {}).get("width_sha256")
-    if got is None:
-        return [f"exported without calibrated BN statistics for its width, expected the calibrated ones "
-                f"{expected[:12]}…"]
-    if got != expected:
-        return [f"BN statistics {got[:12]}…, expected {expected[:12]}…: the width was recalibrated since the export"]
-    return []
 
 
 def _shape_matches(shape: object, expected: Sequence[int | None]) -> bool:

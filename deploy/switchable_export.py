@@ -126,6 +126,7 @@ def _widths(
     from us3l.eval.calibrate import width_bn_stats_sha256
     from us3l.profiler.memory import activation_bytes, weight_bytes
     from us3l.profiler.sweep import channels_of
+    from us3l.slim import canonical_width
 
     refs, facts = [], []
     x = torch.zeros(shape)  # as the profiler counts a static width's activations
@@ -137,6 +138,7 @@ def _widths(
                 "bn_stats": LEGACY_BN_STATS.get(kind, kind),
                 # the statistics this width was materialized with (us3l.deploy.export.bn_stats_record)
                 "bn_stats_sha256": width_bn_stats_sha256(model, w) if kind == "calibrated" else None,
+                "canonical_width": canonical_width(model, w),  # the width its statistics are stored under
                 **_costs(static, shape),
                 "channels": channels_of(static),
                 "weight_bytes": weight_bytes(static, "fp32"),

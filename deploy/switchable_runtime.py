@@ -219,6 +219,12 @@ def _check_grid(doc: dict[str, Any], path: Path) -> None:
         if not isinstance(p, dict) or p.get("index") != i or p.get("width") != w:
             raise US3LError(f"{where} must be index {i}, width {w!r}")
         number(w, f"{where}.width", positive=True)
+        if p.get("canonical_width") is not None:
+            number(p["canonical_width"], f"{where}.canonical_width", positive=True)
+        sha = p.get("bn_stats_sha256")
+        if sha is not None and not isinstance(sha, str):  # compared by load_switchable and the report
+            raise US3LError(f"{where}.bn_stats_sha256 must be a string or null, got {sha!r:.80}; re-export the "
+                            "artifact")
         for key in SIZES:
             number(p.get(key), f"{where}.{key}", integer=True, nonnegative=True)
 
@@ -321,14 +327,25 @@ def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -
         )
 
 
-def load_switchable(path: str | Path, threads: int | None = None, bound: bool = True) -> Any:
+def load_switchable(
+    path: str | Path, threads: int | None = None, bound: bool = True, *,
+    bn_stats_sha256: Mapping[float, str | None] | None = None,
+) -> Any:
     """Open the switchable export at ``path`` (its folder or ``manifest.json``) after checking its manifest
     (``read_switchable``) and this machine's runtime (installed, compatible version): an ``OrtSwitchable`` or
     ``OvSwitchable`` (``bound``: OpenVINO compiles one model per width on first use, else feeds the index), with
-    ``manifest`` and ``widths`` attributes. ``runner.infer(x, index)`` runs width ``runner.widths[index]``."""
+    ``manifest`` and ``widths`` attributes. ``runner.infer(x, index)`` runs width ``runner.widths[index]``.
+    ``bn_stats_sha256``: width -> the calibrated BN statistics the caller runs PyTorch with at that width
+    (``us3l.eval.calibrate.width_bn_stats_sha256``), as ``us3l.deploy.load`` takes one width's: an artifact whose
+    width was materialized with others (``model.per_width[i].bn_stats_sha256``: recalibrated since the export) is
+    refused; widths not named, and manifests from before the record, are not checked."""
     from us3l.deploy.backends import get_backend
+    from us3l.deploy.bn_stats_record import expected_bn_stats_differ
 
     doc, file, data = read_switchable_files(path)
+    if bn_stats_sha256 is not None and (wrong := expected_bn_stats_differ(doc, bn_stats_sha256)):
+        raise US3LError(f"{file.parent / 'manifest.json'}: not the expected artifact ({'; '.join(wrong)}); "
+                        "re-export it")
     be = get_backend(str(doc["backend"]["name"]))
     if be.runtime_version() is None:
         raise be.missing()

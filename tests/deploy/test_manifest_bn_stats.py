@@ -216,3 +216,71 @@ def test_an_edited_switchable_verification_section_is_one_line(switchable_qs: tu
     edit_manifest(directory, lambda doc: doc.update(verification=5))
     with pytest.raises(US3LError, match=r"manifest.json: verification must be an object, got 5; re-export"):
         read_switchable(directory)
+
+
+def test_the_report_flags_a_switchable_width_of_other_bn_statistics(switchable_qs: tuple[Path, Path], run: Path,
+                                                                    tmp_path: Path) -> None:
+    """A switchable artifact records each width's statistics (model.per_width[i].bn_stats_sha256), but the report
+    compared only a one-width manifest's record: an `export --switchable` made before `us3l calibrate` ran again was
+    shown as current. Each recalibrated width now gets the one-width artifact's stale line, naming its index."""
+    import json
+
+    from us3l.report import render_report
+
+    root, directory = _copy_qs(switchable_qs, tmp_path / "qs")
+    doc = json.loads((directory / "manifest.json").read_text())
+    index = doc["model"]["widths"].index(0.25)
+
+    def stale() -> list[str]:
+        return [e for e in render_report(root).errors() if "BN statistics" in e]
+
+    assert stale() == []
+    shutil.rmtree(root / "run")
+    _recalibrated(run, root / "run")
+    (line,) = stale()
+    assert line.startswith(f"{directory / 'manifest.json'}: stale: exported with other BN statistics of width 0.25 "
+                           f"(index {index}) (")
+    assert line.endswith("recalibrated since); re-run us3l export")
+    # a manifest written before canonical_width was recorded per width is compared as well, without false alarms
+    edit_manifest(directory, lambda d: [p.pop("canonical_width") for p in d["model"]["per_width"]])
+    assert len(stale()) == 1
+    shutil.rmtree(root / "run")
+    shutil.copytree(run, root / "run")
+    assert stale() == []
+    (root / "run" / "bn_stats.safetensors").unlink()
+    assert len(stale()) == len(doc["model"]["widths"]) and all("(removed since)" in e for e in stale())
+
+
+def test_load_switchable_refuses_a_width_of_other_bn_statistics(switchable_qs: tuple[Path, Path], run: Path,
+                                                                tmp_path: Path) -> None:
+    """us3l.deploy.load takes the BN statistics the caller runs (bn_stats_sha256=) and refuses an artifact of older
+    ones; load_switchable took nothing of the kind and ran a switchable artifact of recalibrated widths unchecked."""
+    from us3l.checkpoint import load_backbone
+    from us3l.deploy.switchable_runtime import load_switchable
+    from us3l.eval.calibrate import width_bn_stats_sha256
+
+    root, directory = switchable_qs
+    directory = root / directory
+    widths = (0.25, 1.0)
+    same = load_backbone(run).model
+    with load_switchable(directory, bn_stats_sha256={w: width_bn_stats_sha256(same, w) for w in widths}):
+        pass
+    new = load_backbone(_recalibrated(run, tmp_path / "run")).model
+    with pytest.raises(US3LError) as info:
+        load_switchable(directory, bn_stats_sha256={w: width_bn_stats_sha256(new, w) for w in widths})
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"{directory / 'manifest.json'}: not the expected artifact (width 0.25")
+    assert text.endswith(": the width was recalibrated since the export); re-export it")
+    with load_switchable(directory, bn_stats_sha256={1.0: width_bn_stats_sha256(new, 1.0)}):  # 1.0 unchanged
+        pass
+
+
+@pytest.mark.parametrize(("field", "bad"), [("bn_stats_sha256", 5), ("canonical_width", "x")])
+def test_a_malformed_switchable_bn_stats_record_is_one_line(switchable_qs: tuple[Path, Path], tmp_path: Path,
+                                                            field: str, bad: object) -> None:
+    from us3l.deploy.switchable_runtime import read_switchable
+
+    _, directory = _copy_qs(switchable_qs, tmp_path / "qs")
+    edit_manifest(directory, lambda doc: doc["model"]["per_width"][0].update({field: bad}))
+    with pytest.raises(US3LError, match=rf"manifest.json: model.per_width\[0\].{field} must be"):
+        read_switchable(directory)

@@ -370,20 +370,33 @@ def file_width_bn_stats_sha256(path: str | Path, canonical: float) -> str | None
     """``width_bn_stats_sha256`` read from a ``bn_stats.safetensors`` itself (no model): the digest of the
     statistics stored for the canonical width ``canonical``; ``None`` when the file has none for it. One-line
     ``US3LError`` for a file that cannot be read."""
+    return _width_sha256(_read_state(path), float(canonical))
+
+
+def file_bn_stats_digests(path: str | Path) -> dict[str, str]:
+    """Every width's ``width_bn_stats_sha256`` in a ``bn_stats.safetensors`` (one read): stored width key
+    (``bn_stats_key``) -> digest. A digest covers the entries' names, which start with the width's key, so it
+    names its width: a recorded digest found here is that width's statistics, unchanged. One-line ``US3LError``
+    for a file that cannot be read."""
+    state = _read_state(path)
+    keys = {name.split("/", 1)[0] for name in state if "/" in name}
+    return {key: sha for key in sorted(keys) if (sha := _width_sha256(state, key)) is not None}
+
+
+def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load
 
     p = Path(path)
     try:
-        state = load(p.read_bytes())
+        return load(p.read_bytes())
     except Exception as exc:  # noqa: BLE001 - a missing, unreadable or corrupt file
         raise US3LError(f"cannot read BN statistics {p} ({_one_line(exc)})") from None
-    return _width_sha256(state, float(canonical))
 
 
-def _width_sha256(state: dict[str, torch.Tensor], canonical: float) -> str | None:
+def _width_sha256(state: dict[str, torch.Tensor], canonical: float | str) -> str | None:
     """``tensors_sha256`` of the entries of ``state`` (``bn_stats_state``'s layout) for the canonical width
-    ``canonical``, as float32 (how a model holds them); ``None`` when there are none."""
-    prefix = f"{canonical:.4f}/"
+    ``canonical`` (or its stored key), as float32 (how a model holds them); ``None`` when there are none."""
+    prefix = f"{canonical if isinstance(canonical, str) else f'{canonical:.4f}'}/"
     mine = {k: t.float().contiguous() for k, t in state.items() if k.startswith(prefix)}
     return tensors_sha256(mine) if mine else None
 

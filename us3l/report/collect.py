@@ -13,9 +13,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from us3l.errors import US3LError
+
+if TYPE_CHECKING:
+    from us3l.deploy.bn_stats_record import WidthBNStats
 
 T = TypeVar("T")
 
@@ -310,31 +313,38 @@ def _source(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
-    """A manifest whose width was materialized with other calibrated BN statistics (``source.bn_stats.width_sha256``)
-    than the run's ``bn_stats.safetensors`` holds for it now: one stale line (the width was recalibrated, or the
-    file removed, after the export). Manifests without the record (older, or no calibrated statistics) are
-    skipped."""
+    """A manifest whose width (a switchable one's: each width) was materialized with other calibrated BN statistics
+    (``us3l.deploy.bn_stats_record``) than the run's ``bn_stats.safetensors`` holds for it now: one stale line per
+    such width (recalibrated, or the file removed, after the export). Widths without the record (older manifests,
+    or no calibrated statistics) are skipped."""
+    from us3l.deploy.bn_stats_record import bn_stats_records
     from us3l.derived import BN_STATS_FILE
-    from us3l.eval.calibrate import file_width_bn_stats_sha256
+    from us3l.eval.calibrate import file_bn_stats_digests
 
-    model = doc.get("model")
-    bn = _source(doc).get("bn_stats")
-    recorded = bn.get("width_sha256") if isinstance(bn, dict) else None
-    canonical = model.get("canonical_width", model.get("width")) if isinstance(model, dict) else None
-    if not isinstance(recorded, str) or isinstance(canonical, bool) or not isinstance(canonical, int | float):
+    records = [r for r in bn_stats_records(doc) if r.sha256 is not None]
+    if not records:
         return []
     stats = run / BN_STATS_FILE
     if not stats.is_file():
-        return [f"{path}: stale: exported with calibrated BN statistics of width {canonical:g} that {stats} no "
-                "longer holds (removed since); re-run us3l calibrate and us3l export"]
+        return [f"{path}: stale: exported with calibrated BN statistics of {_width_label(r)} that {stats} no "
+                "longer holds (removed since); re-run us3l calibrate and us3l export" for r in records]
     try:
-        now = file_width_bn_stats_sha256(stats, float(canonical))
+        now = file_bn_stats_digests(stats)
     except US3LError as exc:
         return [f"{path}: cannot compare its BN statistics with the run's: {_one_line(str(exc))}"]
-    if now == recorded:
-        return []
-    return [f"{path}: stale: exported with other BN statistics of width {canonical:g} ({recorded[:12]}…) than {stats} "
-            f"holds now ({str(now)[:12]}…: recalibrated since); re-run us3l export"]
+    lines = []
+    for r in records:
+        if r.sha256 in now.values():  # a digest names its width's key: these are that width's statistics, unchanged
+            continue
+        current = now.get(f"{r.canonical:.4f}")
+        lines.append(f"{path}: stale: exported with other BN statistics of {_width_label(r)} ({str(r.sha256)[:12]}…) "
+                     f"than {stats} holds now ({str(current)[:12]}…: recalibrated since); re-run us3l export")
+    return lines
+
+
+def _width_label(record: WidthBNStats) -> str:
+    """``width 0.25`` (the stored width), and a switchable artifact's index: ``width 0.25 (index 1)``."""
+    return f"width {record.canonical:g}" + ("" if record.index is None else f" (index {record.index})")
 
 
 def used_input(root: Path, recorded: Any, fallback: Path) -> Path:
