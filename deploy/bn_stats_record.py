@@ -84,7 +84,7 @@ def expected_bn_stats_differ(doc: Mapping[str, Any], expected: str | Mapping[flo
     """:func:`bn_stats_differ` for every record of ``doc``: ``expected`` is the digest of a one-width artifact's
     width, or (a switchable artifact) a mapping width -> digest, each width matched as ``us3l select`` matches
     widths (``width_keys``); a width the mapping does not name, or names with ``None``, is not checked."""
-    from us3l.deploy.select import width_keys
+    from us3l.width_key import width_keys
 
     records = bn_stats_records(doc)
     if isinstance(expected, str):

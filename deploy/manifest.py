@@ -368,7 +368,7 @@ def check_expected(
     if model is not None and m.get("name") != model:
         wrong.append(f"model {m.get('name')!r}, expected {model!r}")
     if width is not None:
-        from us3l.deploy.select import width_keys  # 0.78125 is the grid width 0.7813, as us3l select matches them
+        from us3l.width_key import width_keys  # 0.78125 is the grid width 0.7813, as us3l select matches them
 
         got = m.get("width")
         if not isinstance(got, int | float) or isinstance(got, bool) or \

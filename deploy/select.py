@@ -50,6 +50,7 @@ from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, check_schema, header, read_json, read_json_sha256
 from us3l.profiler.stats import min_samples_for_upper_bound
 from us3l.validate import number, one_of, safe_name
+from us3l.width_key import width_key, width_keys  # the one rule of width keys (us3l.width_key)
 
 SELECTION_KIND = "selection"
 SELECTION_SCHEMA = 1
@@ -341,23 +342,6 @@ def latency_schedule(
     return replace(main, schedule=schedule)
 
 
-def width_key(w: float) -> float:
-    """Widths are matched across files after rounding to 4 decimals."""
-    return round(float(w), 4)
-
-
-def width_keys(w: float) -> tuple[float, ...]:
-    """The keys a width is matched under: ``width_key`` (Python's rounding: half to even, so 0.78125 -> 0.7812),
-    then, where it differs, the same width rounded half up as written to 4 decimals elsewhere (0.7813: a grid
-    width). A profile at 25/32 = 0.78125 and an accuracy file at 0.7813 describe the same width; matched by
-    ``width_key`` alone, the width was excluded as having no accuracy."""
-    from decimal import ROUND_HALF_UP, Decimal
-
-    key = width_key(w)
-    up = float(Decimal(repr(float(w))).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
-    return (key,) if up == key else (key, up)
-
-
 def lookup_width(table: Mapping[float, Any], w: float) -> float | None:
     """The key of ``table`` (built with ``_put``) that width ``w`` is found under (``width_keys``), or None."""
     return next((k for k in width_keys(w) if k in table), None)
@@ -394,10 +378,13 @@ def load_accuracy_sha256(path: str | Path) -> tuple[dict[str, Any], str]:
 
 def _put(table: dict[float, Any], row: Mapping[str, Any], value: Any) -> None:
     """``table[width] = value`` for an accuracy row, and the same under its ``canonical_width`` (the grid width
-    with the same channels: the same network, e.g. a calibrated 0.4688 for an evaluated 0.5) and its other
-    4-decimal spelling (``width_keys``: 0.78125 also as 0.7813) unless that width has a row of its own."""
+    with the same channels: the same network, e.g. a calibrated 0.4688 for an evaluated 0.5) and its key as
+    written by earlier us3l versions (``width_keys``: 0.78125 also as 0.7812) unless that width has a row of its own. A
+    row spelled exactly as its key (0.7813) is that key's own row: another row rounding to it (0.78125) does not
+    replace it."""
     own, *alternates = width_keys(row["width"])
-    table[own] = value
+    if own not in table or float(row["width"]) == own:
+        table[own] = value
     canonical = row.get("canonical_width")
     if isinstance(canonical, int | float) and not isinstance(canonical, bool):
         table.setdefault(width_key(canonical), value)

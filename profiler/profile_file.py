@@ -30,6 +30,7 @@ from us3l.errors import US3LError
 from us3l.io import atomic_write_all, check_replaceable, check_schema, header, json_text, non_finite_at, read_json
 from us3l.profiler.stats import LatencyStats
 from us3l.validate import number, one_of, safe_name
+from us3l.width_key import width_key, width_keys
 
 KIND = "profile"
 SCHEMA_VERSION = 1
@@ -244,9 +245,9 @@ def validate_profile(doc: Any, path: str | Path) -> None:
         if not isinstance(rec, dict):
             raise US3LError(f"{where} is not an object")
         width = number(rec.get("width"), f"{where}.width", positive=True, at_most=1.0)
-        if round(width, 4) in seen:
+        if width_key(width) in seen:
             raise US3LError(f"{where}.width {width:g} appears twice")
-        seen.add(round(width, 4))
+        seen.add(width_key(width))
         for key in ("share_s", "timing_s"):
             number(rec.get(key), f"{where}.{key}", nonnegative=True, optional=True)
         for key, positive in _COUNTS:
@@ -352,10 +353,11 @@ def _validate_switchable(sw: Any, records: Any, path: str | Path) -> None:
     grid = sw.get("widths")
     if not isinstance(grid, list) or not grid:
         raise US3LError(f"{where}.widths must be a non-empty list of widths, got {grid!r:.80}")
-    keys = [round(number(w, f"{where}.widths[{j}]", positive=True, at_most=1.0), 4) for j, w in enumerate(grid)]
+    keys = {k for j, w in enumerate(grid)
+            for k in width_keys(number(w, f"{where}.widths[{j}]", positive=True, at_most=1.0))}
     for rec in records if isinstance(records, list) else ():
         w = rec.get("width") if isinstance(rec, dict) else None
-        if isinstance(w, int | float) and not isinstance(w, bool) and round(w, 4) not in keys:
+        if isinstance(w, int | float) and not isinstance(w, bool) and not set(width_keys(w)) & set(keys):
             raise US3LError(f"{where}.widths does not hold the record width {w:g}: not the artifact's grid")
 
 

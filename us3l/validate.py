@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from us3l.errors import US3LError
+from us3l.width_key import width_key
 
 #: Upper bounds of counts that come from flags and files: beyond them a value is a mistake that would reach
 #: onnxruntime, OpenMP or the allocator as a multi-line exception.
@@ -120,9 +121,9 @@ def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[f
         raise US3LError(f"{flag} must name at least one value, got {text!r}")
     seen: set[float] = set()
     for v in values if unique else ():
-        if round(v, 4) in seen:
+        if width_key(v) in seen:
             raise US3LError(f"{flag} lists {v:g} twice")
-        seen.add(round(v, 4))
+        seen.add(width_key(v))
     return values
 
 

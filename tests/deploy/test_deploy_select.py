@@ -8,6 +8,7 @@ import pytest
 
 from us3l.deploy.select import Budget, LatencyRule, find_profiles, read_selection, select, write_selection
 from us3l.errors import US3LError
+from us3l.width_key import width_key
 
 from .conftest import latency
 
@@ -68,14 +69,16 @@ def test_a_width_written_to_4_decimals_in_one_file_matches_its_exact_value_in_th
     prof = write_profile(rows((0.25, 1.0), (profiled, 2.0)))
     d = select([prof], Budget(latency_ms=5), write_accuracy({0.25: 50.0, evaluated: 70.0})).devices[0]
     assert not any("excluded" in n for n in d.notes) and d.chosen.accuracy == pytest.approx(0.70)
-    assert d.chosen.width == round(profiled, 4)  # the profile's width, as before
+    assert d.chosen.width == width_key(profiled)  # the profile's width, keyed by the one rule: 0.78125 is 0.7813
 
 
 def test_a_width_with_its_own_row_is_not_shadowed_by_another_spelling(write_profile, write_accuracy) -> None:
     prof = write_profile(rows((0.7812, 1.0), (0.7813, 2.0)))
-    acc = write_accuracy({0.7812: 40.0, 0.78125: 50.0, 0.7813: 60.0})  # 0.78125 keys as 0.7812: that row wins
+    # 0.78125 keys as 0.7813 (us3l.width_key; before 2026-12-06: 0.7812, where that row replaced 0.7812's own):
+    # each of 0.7812 and 0.7813 has a row of its own, and neither is replaced by the 0.78125 row
+    acc = write_accuracy({0.7812: 40.0, 0.78125: 50.0, 0.7813: 60.0})
     d = select([prof], Budget(latency_ms=5), acc, strict_accuracy=True).devices[0]
-    assert {c.width: c.accuracy for c in d.candidates} == pytest.approx({0.7812: 0.5, 0.7813: 0.6})
+    assert {c.width: c.accuracy for c in d.candidates} == pytest.approx({0.7812: 0.4, 0.7813: 0.6})
 
 
 def test_one_profile_file_may_be_given_as_a_str_or_path(write_profile, write_accuracy) -> None:

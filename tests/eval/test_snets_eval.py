@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.eval.conftest import TINY, make_run, tiny_model
 from us3l.cli import main
@@ -69,3 +70,70 @@ def test_profile_and_export_refuse_other_widths_before_any_work(
     err = capsys.readouterr().err.strip()
     assert code != 0 and err == "error: S-Nets run only at widths 1, 0.75, 0.5, 0.25 (got 0.6)"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_switch_of_five_decimals_round_trips_calibrate_export_eval_artifact_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """25/32 = 0.78125 was the switch 0.7812 (Python's round, half to even) in bn_stats.safetensors, the accuracy
+    file and the profiles, while us3l select and the report keyed it half up (0.7813): two rules for one width. One
+    rule now (us3l.width_key, half up as written): 0.7813 in every file, from calibrate through export, eval
+    --artifact and the report, and a recalibration after the export is still caught at that width."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from us3l.report import render_report
+
+    kw = {**TINY, "bn_switches": [1.0, 0.78125, 0.5, 0.25], "bn_track_stats": True}
+    root = tmp_path / "qs"
+    run = make_run(root / "run", tiny_model(**{k: v for k, v in kw.items() if k != "base_channels"}),
+                   model_kwargs=kw)
+    assert main(["calibrate", "--ckpt", str(run), "--widths", "0.78125", "--batches", "1", "--batch-size", "16",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["calibrated"] == [0.7813]
+    assert {k.split("/")[0] for k in load_file(run / "bn_stats.safetensors")} == {"0.7813"}
+    acc = root / "accuracy.json"
+    eval_args = ["--ckpt", str(run), "--no-baselines", "--batches", "1", "--knn-max-train",
+                 "200", "--out", str(root)]
+    assert main(["eval", *eval_args, "--widths", "0.78125", "--quiet"]) == 0
+    capsys.readouterr()
+    assert [r["width"] for r in json.loads(acc.read_text())["widths"]] == [0.7813]
+    assert main(["export", "--ckpt", str(run), "--width", "0.78125", "--backend", "onnx", "--device", "cpu",
+                 "--out", str(root / "artifacts"), "--json"]) == 0
+    directory = Path(json.loads(capsys.readouterr().out)["exports"][0]["directory"])
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["model"]["canonical_width"] == 0.7813 and manifest["source"]["bn_stats"]["width_sha256"]
+    assert main(["eval", *eval_args, "--artifact", str(directory)]) == 0
+    (row,) = json.loads(acc.read_text())["widths"]
+    assert row["width"] == 0.7813 and row["precisions"]["fp32"]["onnx"]
+    assert [e for e in render_report(root).errors() if "BN statistics" in e] == []
+    capsys.readouterr()
+
+    shutil.copy(run / "bn_stats.safetensors", tmp_path / "before.safetensors")
+    assert main(["calibrate", "--ckpt", str(run), "--widths", "0.78125", "--batches", "1", "--batch-size", "8"]) == 0
+    assert main(["eval", *eval_args, "--artifact", str(directory)]) == 1
+    assert "the width was recalibrated since the export" in capsys.readouterr().err
+    (line,) = [e for e in render_report(root).errors() if "BN statistics" in e]
+    assert "stale: exported with other BN statistics of width 0.7813 (" in line
+
+
+def test_bn_statistics_stored_under_the_old_key_of_a_switch_still_load(tmp_path: Path) -> None:
+    """A bn_stats.safetensors written before the one rule keyed the switch 25/32 as 0.7812: it loads into the switch
+    (now 0.7813) instead of being refused as 'do not fit this model'."""
+    from safetensors.torch import load_file, save_file
+
+    from us3l.eval.calibrate import TENSORS_SHA_KEY, save_bn_stats, tensors_sha256
+    from us3l.safetensors_io import read_header
+    from us3l.slim import calibrating
+
+    kw = {**TINY, "bn_switches": [1.0, 0.78125, 0.5, 0.25], "bn_track_stats": True}
+    run = make_run(tmp_path / "run", tiny_model(**{k: v for k, v in kw.items() if k != "base_channels"}),
+                   model_kwargs=kw)
+    ck = open_checkpoint(run)
+    with torch.no_grad(), calibrating(ck.model, 0.78125):
+        ck.model(torch.randn(8, 3, 16, 16))
+    path = save_bn_stats(ck.model, run, checkpoint_sha256=ck.sha256)
+    meta = read_header(path.read_bytes())["__metadata__"]
+    old = {k.replace("0.7813/", "0.7812/"): t for k, t in load_file(path).items()}
+    save_file(old, str(path), metadata={**meta, "widths": "0.7812", TENSORS_SHA_KEY: tensors_sha256(old)})
+    assert calibrated_widths(open_checkpoint(run).model) == (0.7813,)

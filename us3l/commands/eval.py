@@ -401,7 +401,7 @@ def _check_one_per_entry(artifacts: list[Path]) -> None:
     """Refuse (one line, before any work) two artifacts that would be stored under the same accuracy entry (width,
     precision, backend): the second replaced the first's accuracy in accuracy.json without a word."""
     from us3l.deploy.manifest import read_manifest
-    from us3l.deploy.select import width_keys
+    from us3l.width_key import width_keys
 
     # the width matched as add_precision_entry stores it (width_keys): 0.78125 and 0.7813 are one row
     seen: dict[tuple[float, str, str], Path] = {}

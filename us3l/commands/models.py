@@ -8,6 +8,7 @@ from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, note, print_table, result, set_quiet
 from us3l.errors import US3LError
 from us3l.validate import MAX_INPUT_SIZE
+from us3l.width_key import width_key
 
 
 def _fmt_count(n: int) -> str:
@@ -161,7 +162,7 @@ def info_cmd(
                    "-" if r.out_channels is None else str(r.out_channels), _fmt_count(r.params),
                    _fmt_count(r.macs)] for r in rows]
     c = doc["canonical_width"]
-    same = f" = grid width {c:g} (the same channels)" if c != round(w, 4) else ""  # calibrate's note says the same
+    same = f" = grid width {c:g} (the same channels)" if c != width_key(w) else ""  # calibrate's note says the same
     print_table(f"{model_name} at width {w:g}{same} (input {shape[2]}×{shape[3]})", cols, table_rows, wide=wide)
     result(
         f"total: {_fmt_count(costs.macs)} MACs, {_fmt_count(costs.params)} params, "

@@ -27,6 +27,7 @@ from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, file_sha256, header, read_json
 from us3l.locking import folder_lock
 from us3l.validate import MAX_THREADS, number
+from us3l.width_key import width_key
 
 SUMMARY_KIND, SUMMARY_SCHEMA = "quickstart", 1
 DEFAULT_BACKENDS = ("onnx", "openvino")
@@ -162,10 +163,10 @@ def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -
     if acc_path.is_file() and not force:
         try:
             doc = load_accuracy(acc_path)
-            done = sorted(round(r["width"], 4) for r in doc["widths"])
+            done = sorted(width_key(r["width"]) for r in doc["widths"])
             fresh_bn = bn_stats_checkpoint_sha256(run_dir) == sha  # the profile/export steps load them
             fresh_bn = fresh_bn and doc.get("baselines") is not None  # schema 2 with intervals and baselines
-            if doc["checkpoint"]["sha256"] == sha and fresh_bn and done == sorted(round(w, 4) for w in widths):
+            if doc["checkpoint"]["sha256"] == sha and fresh_bn and done == sorted(width_key(w) for w in widths):
                 return "reused", [str(acc_path)]
         except (US3LError, KeyError, TypeError, AttributeError):  # a hand-edited file: evaluated again
             pass
@@ -217,8 +218,8 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
         if path.is_file() and not opts.force:
             try:
                 prof = load_profile(path)
-                done = sorted(round(r.width, 4) for r in prof.records)
-                if prof.checkpoint_sha256 == loaded.sha256 and done == sorted(round(w, 4) for w in widths):
+                done = sorted(width_key(r.width) for r in prof.records)
+                if prof.checkpoint_sha256 == loaded.sha256 and done == sorted(width_key(w) for w in widths):
                     statuses.append("reused")
                     outputs.append(str(path))
                     continue

@@ -241,7 +241,7 @@ def protocol_mismatch(doc: dict[str, Any], checkpoint_sha256: str | None, data: 
 def _row_of(rows: list[dict[str, Any]], width: float) -> dict[str, Any] | None:
     """The row of ``rows`` for ``width``, matched as ``us3l select`` matches widths (``width_keys``: 0.78125 is the
     row 0.7813, a grid width; plain rounding halves to even, 0.7812, and missed it)."""
-    from us3l.deploy.select import width_keys
+    from us3l.width_key import width_keys
 
     return next((r for key in width_keys(width) for r in rows if key in width_keys(r["width"])), None)
 

@@ -44,6 +44,7 @@ from us3l.slim import (
     slim_modules,
 )
 from us3l.validate import require_types
+from us3l.width_key import width_key_text
 
 CHECKPOINT_SHA_KEY = "checkpoint_sha256"
 #: metadata key of the statistics' own digest (``tensors_sha256``), checked when they are loaded
@@ -304,7 +305,7 @@ def save_bn_stats(
         checkpoint_sha256 = file_sha256(weights) if weights.is_file() else None
     meta = {
         "format": "pt",
-        "widths": ",".join(f"{w:.4f}" for w in calibrated_widths(model)),
+        "widths": ",".join(width_key_text(w) for w in calibrated_widths(model)),
         TENSORS_SHA_KEY: tensors_sha256(state),
     }
     if checkpoint_sha256 is not None:
@@ -396,7 +397,7 @@ def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
 def _width_sha256(state: dict[str, torch.Tensor], canonical: float | str) -> str | None:
     """``tensors_sha256`` of the entries of ``state`` (``bn_stats_state``'s layout) for the canonical width
     ``canonical`` (or its stored key), as float32 (how a model holds them); ``None`` when there are none."""
-    prefix = f"{canonical if isinstance(canonical, str) else f'{canonical:.4f}'}/"
+    prefix = f"{canonical if isinstance(canonical, str) else width_key_text(canonical)}/"
     mine = {k: t.float().contiguous() for k, t in state.items() if k.startswith(prefix)}
     return tensors_sha256(mine) if mine else None
 

@@ -320,6 +320,7 @@ def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
     from us3l.deploy.bn_stats_record import bn_stats_records
     from us3l.derived import BN_STATS_FILE
     from us3l.eval.calibrate import file_bn_stats_digests
+    from us3l.width_key import width_key_text
 
     records = [r for r in bn_stats_records(doc) if r.sha256 is not None]
     if not records:
@@ -336,7 +337,7 @@ def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
     for r in records:
         if r.sha256 in now.values():  # a digest names its width's key: these are that width's statistics, unchanged
             continue
-        current = now.get(f"{r.canonical:.4f}")
+        current = now.get(width_key_text(r.canonical))
         lines.append(f"{path}: stale: exported with other BN statistics of {_width_label(r)} ({str(r.sha256)[:12]}…) "
                      f"than {stats} holds now ({str(current)[:12]}…: recalibrated since); re-run us3l export")
     return lines

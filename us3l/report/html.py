@@ -428,17 +428,17 @@ def _tradeoff_note(panels: Sequence[plots.TradeoffPanel]) -> str:
 
 
 def _width_rows(files: PipelineFiles) -> tuple[list[str], list[list[str]], bool]:
-    from us3l.deploy.select import lookup_width, width_key, width_keys
+    from us3l.deploy.select import lookup_width, width_key
 
     acc_rows: dict[float, dict[str, Any]] = {}
     if files.accuracy is not None and files.accuracy.ok:
         acc_rows = {width_key(r["width"]): r for r in files.accuracy.doc.get("widths") or []}
     profiles = files.usable_profiles()
-    # one row per width across the profiles, keyed half up: 25/32 = 0.78125 in one profile is another's 0.7813
-    recs = [{width_keys(r.width)[-1]: r for r in p.records} for p in profiles]
+    # one row per width across the profiles, keyed by width_key: 25/32 = 0.78125 in one profile is another's 0.7813
+    recs = [{width_key(r.width): r for r in p.records} for p in profiles]
     exact: dict[float, float] = {}  # key -> the first profile's own spelling of the width
     for r in (r for p in profiles for r in p.records):
-        exact.setdefault(width_keys(r.width)[-1], r.width)
+        exact.setdefault(width_key(r.width), r.width)
     # a profiled width's accuracy row as `us3l select` finds it: 25/32 = 0.78125 is the accuracy file's 0.7813
     acc_of = {k: a for k, w in exact.items() if (a := lookup_width(acc_rows, w)) is not None}
     widths = sorted(set(exact) | (set(acc_rows) - set(acc_of.values())))

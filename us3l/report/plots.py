@@ -445,7 +445,9 @@ def metric_label(metric: str | None) -> str:
 
 
 def _width_key(w: Any) -> float:
-    return round(float(w), 4)
+    from us3l.width_key import width_key
+
+    return width_key(w)
 
 
 def _row_of(rows: Mapping[float, Mapping[str, Any]], w: float) -> Mapping[str, Any] | None:
@@ -520,7 +522,7 @@ def _same_width(a: Any, b: Any) -> bool:
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
     if not numbers:
         return False
-    from us3l.deploy.select import width_keys
+    from us3l.width_key import width_keys
 
     return bool(set(width_keys(a)) & set(width_keys(b)))  # 25/32 = 0.78125 is a file's 0.7813
 

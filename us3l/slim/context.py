@@ -15,6 +15,7 @@ from us3l.errors import US3LError
 from us3l.slim.layers import SWITCH_TOL, SlimBatchNorm2d, SlimModule, StatsCollector, switch_error
 from us3l.slim.rounding import WidthRange
 from us3l.validate import number
+from us3l.width_key import legacy_width_key, width_key, width_key_text
 
 
 def slim_modules(model: nn.Module) -> list[tuple[str, SlimModule]]:
@@ -159,7 +160,7 @@ def canonical_width(model: nn.Module, w: float) -> float:
     _full_grid(model)
     table = _grid_cache(model)[("configs", wr)]
     cfg = channel_config(model, w)
-    return table.get(cfg, round(w, 4))
+    return table.get(cfg, width_key(w))
 
 
 #: model -> (instance dicts of its slimmable modules, those of its BN layers), see _width_plan
@@ -298,9 +299,25 @@ def bn_stats_state(model: nn.Module) -> dict[str, torch.Tensor]:
     for name, m in slim_modules(model):
         if isinstance(m, SlimBatchNorm2d):
             for key, (mean, var) in m.width_stats.items():
-                out[f"{key:.4f}/{name}.mean"] = mean.detach().contiguous().cpu()
-                out[f"{key:.4f}/{name}.var"] = var.detach().contiguous().cpu()
+                out[f"{width_key_text(key)}/{name}.mean"] = mean.detach().contiguous().cpu()
+                out[f"{width_key_text(key)}/{name}.var"] = var.detach().contiguous().cpu()
     return out
+
+
+def _switch_of_key(switches: tuple[float, ...], key: float) -> float | None:
+    """The S-Nets switch whose statistics are stored under ``key``: the switch itself, or (a file of an earlier
+    us3l version, whose keys were Python's ``round(w, 4)``) the switch a width spelled with one more decimal 5
+    rounds half up to (25/32: switch 0.7813, stored as 0.7812 then); ``None`` when none is."""
+    from decimal import Decimal
+
+    exact = next((s for s in switches if abs(s - key) <= SWITCH_TOL), None)
+    if exact is not None:
+        return exact
+    for s in switches:
+        tie = float(Decimal(width_key_text(s)) - Decimal("0.00005"))  # 0.78125 for the switch 0.7813
+        if width_key(tie) == s and legacy_width_key(tie) == key:
+            return s
+    return None
 
 
 def load_bn_stats_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -311,7 +328,7 @@ def load_bn_stats_state(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
         try:
             wkey, rest = k.split("/", 1)
             name, kind = rest.rsplit(".", 1)
-            w = round(float(wkey), 4)
+            w = width_key(float(wkey))
             if not 0 < w <= 1:  # "nan", "inf", "7.0000": no width (nan reached int() and its own ValueError)
                 raise ValueError(wkey)
         except ValueError:
@@ -320,10 +337,12 @@ def load_bn_stats_state(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
             raise US3LError(f"BN statistics entry {k!r} does not belong to this model")
         staged.setdefault((name, w), {})[kind] = t
     switches = bn_switches(model)
-    for (name, w), d in staged.items():
+    for (name, stored), d in staged.items():
         bn = bns[name]
-        if switches is not None and not any(abs(s - w) <= SWITCH_TOL for s in switches):
-            raise US3LError(f"BN statistics for width {w:g} do not fit this model: {switch_error(switches, w)}")
+        w = stored if switches is None else _switch_of_key(switches, stored)
+        if w is None:
+            raise US3LError(f"BN statistics for width {stored:g} do not fit this model: "
+                            f"{switch_error(switches, stored)}")
         expect = bn.active_channels(w)
         if set(d) != {"mean", "var"} or any(t.shape != (expect,) for t in d.values()):
             raise US3LError(f"BN statistics for {name} at width {w} do not fit this model ({expect} channels)")

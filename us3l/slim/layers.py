@@ -14,6 +14,7 @@ from torch import nn
 
 from us3l.slim.rounding import WidthRange
 from us3l.slim.syncbn import grouped_sync_batch_norm, syncing
+from us3l.width_key import width_key
 
 _DEFAULT_RANGE = WidthRange()
 _CUDNN = torch.backends.cudnn
@@ -286,7 +287,8 @@ def switch_error(switches: tuple[float, ...], w: float) -> str:
     return f"S-Nets run only at widths {', '.join(f'{s:g}' for s in switches)} (got {w:g})"
 
 
-#: Switch widths are kept to 4 decimals (like every key of calibrated statistics, ``bn_stats.safetensors``);
+#: Switch widths are kept as their ``us3l.width_key`` (4 decimals, half up, like every key of calibrated
+#: statistics, ``bn_stats.safetensors``);
 #: a width within half of that step of a switch is that switch.
 SWITCH_TOL = 5e-5
 
@@ -300,7 +302,7 @@ def check_switches(switches: Sequence[float], width_range: WidthRange) -> tuple[
     out: list[float] = []
     for s in switches:
         try:
-            v = round(width_range.check(s), 4)
+            v = width_key(width_range.check(s))
         except ValueError as exc:
             raise US3LError(f"bn_switches: {exc}") from None
         if any(abs(v - o) <= SWITCH_TOL for o in out):
