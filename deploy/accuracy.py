@@ -81,6 +81,21 @@ def _check_same_network(art: torch.Tensor, ref: torch.Tensor, width: float, dire
                         f"(mean cosine {cos:.3f} < {MIN_SAME_NETWORK_COSINE}): the manifest names another width")
 
 
+def _check_reference_has_bn_stats(doc: dict[str, Any], directory: Path, model: Any, bn_sha: str | None) -> None:
+    """Refuse an artifact exported with calibrated BN statistics when the checkpoint now has none for its width
+    (``bn_sha`` None): the PyTorch reference would run batch or running statistics, another network than the
+    artifact's, and its accuracy would be filed as the artifact's FP32 counterpart."""
+    from us3l.deploy.bn_stats_record import bn_stats_differ, bn_stats_records
+    from us3l.slim import has_batch_norm
+
+    if bn_sha is not None or not has_batch_norm(model):
+        return
+    wrong = [why for r in bn_stats_records(doc) if (why := bn_stats_differ(r, None)) is not None]
+    if wrong:
+        raise US3LError(f"{directory / 'manifest.json'}: not the expected artifact ({'; '.join(wrong)}); restore the "
+                        "run's bn_stats.safetensors, or run us3l calibrate and re-export it")
+
+
 def evaluate_artifact(
     loaded: Any,
     artifact: str | Path,
@@ -117,6 +132,8 @@ def evaluate_artifact(
         bn_sha = width_bn_stats_sha256(model, width)
     except US3LError:  # a width this model does not have: load's checks (checkpoint) or the embeddings' say so
         bn_sha = None
+    else:
+        _check_reference_has_bn_stats(doc, directory, model, bn_sha)
     runner = load(directory, threads=threads, checkpoint_sha256=loaded.sha256, bn_stats_sha256=bn_sha)
     if runner.manifest != doc:  # load read the manifest again: the result must describe the one that runs
         raise US3LError(f"{directory / 'manifest.json'} changed while it was being read; run the evaluation again")

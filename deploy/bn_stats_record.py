@@ -67,10 +67,16 @@ def bn_stats_records(doc: Mapping[str, Any]) -> list[WidthBNStats]:
     return [WidthBNStats(width, canonical, sha)]
 
 
-def bn_stats_differ(record: WidthBNStats, expected: str, *, name_width: bool = False) -> str | None:
+def bn_stats_differ(record: WidthBNStats, expected: str | None, *, name_width: bool = False) -> str | None:
     """Why ``record`` is not the calibrated statistics ``expected`` (``width_bn_stats_sha256`` of the model the
-    caller runs), or ``None`` when it is. ``name_width``: start with the record's width (a switchable artifact)."""
+    caller runs; ``None``: the caller's model has none for the width), or ``None`` when it is. ``name_width``: start
+    with the record's width (a switchable artifact)."""
     prefix = f"{record.label}: " if name_width else ""
+    if expected is None:
+        if record.sha256 is None:
+            return None
+        return (f"{prefix}exported with calibrated BN statistics {record.sha256[:12]}…, expected none: the checkpoint "
+                "has no calibrated statistics for this width now (bn_stats.safetensors removed, stale, or without it)")
     if record.sha256 is None:
         return (f"{prefix}exported without calibrated BN statistics for its width, expected the calibrated ones "
                 f"{expected[:12]}…")

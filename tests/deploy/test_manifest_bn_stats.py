@@ -284,3 +284,35 @@ def test_a_malformed_switchable_bn_stats_record_is_one_line(switchable_qs: tuple
     edit_manifest(directory, lambda doc: doc["model"]["per_width"][0].update({field: bad}))
     with pytest.raises(US3LError, match=rf"manifest.json: model.per_width\[0\].{field} must be"):
         read_switchable(directory)
+
+
+def test_eval_artifact_refuses_when_the_checkpoint_has_no_statistics_for_the_width(
+        exported: ExportResult, run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team 2026-12-06 (rtS): with the run's bn_stats.safetensors removed (or stale, so ignored), `us3l eval
+    --artifact` compared an artifact frozen with calibrated statistics against PyTorch running batch statistics
+    (another network: about a third of the kNN predictions agreed) and filed that as the width's FP32 accuracy."""
+    import json
+
+    from us3l.deploy.accuracy import evaluate_artifact
+    from us3l.eval import open_checkpoint
+
+    bare = tmp_path / "run"
+    shutil.copytree(run, bare)
+    (bare / "bn_stats.safetensors").unlink()
+
+    def evaluated(*_: object, **__: object) -> None:
+        raise AssertionError("the artifact was evaluated against a reference without its BN statistics")
+
+    monkeypatch.setattr("us3l.eval.runner.resolve_data_spec", evaluated)  # the first step after the checks
+    with pytest.raises(US3LError) as info:
+        evaluate_artifact(open_checkpoint(bare), exported.directory)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"{exported.directory / 'manifest.json'}: not the expected artifact "
+                                                "(exported with calibrated BN statistics ")
+    assert "expected none: the checkpoint has no calibrated statistics for this width now" in text
+    # an artifact exported without calibrated statistics is compared as before (nothing to hold it to)
+    d = copy_artifact(exported, tmp_path / "copy")
+    edit_manifest(d, lambda doc: doc["source"].update(bn_stats=None))
+    from us3l.deploy.accuracy import _check_reference_has_bn_stats
+
+    _check_reference_has_bn_stats(json.loads((d / "manifest.json").read_text()), d, open_checkpoint(bare).model, None)
