@@ -510,3 +510,30 @@ def test_a_tie_spelled_with_4_decimals_is_the_chosen_width_itself() -> None:
 
     dev = {"chosen": {"width": 0.78125}, "tied_widths": [0.7813, 0.75]}
     assert tied_widths(dev) == [0.75]
+
+
+def test_a_profile_of_a_switchable_artifact_re_exported_since_is_flagged_stale(pipeline: Path) -> None:
+    """Red-team 2026-12-06 (rtS): `us3l export --switchable` again into the same folder (another grid, or another
+    run) replaces the artifact a `profile --artifact` measured; the report showed the old profile, and a latency
+    schedule whose width indices are of the old grid, beside the new artifact without a word."""
+    from us3l.deploy.graph import fresh_model
+    from us3l.deploy.switchable_export import export_switchable
+
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    net.input_size = 16
+    res = export_switchable(net, "onnx", pipeline / "artifacts", [1.0, 0.25], device_name="cpu",
+                            model_name="cifar_resnet18")
+    path = next((pipeline / "profiles").glob("*.json"))
+    doc = json.loads(path.read_text())
+    doc["extra"]["switchable"] = {"artifact": str(res.directory), "sha256": res.manifest["artifact"]["sha256"],
+                                  "widths": [r["width"] for r in doc["records"]], "index_input": "width_index",
+                                  "mode": "onnxruntime"}
+    path.write_text(json.dumps(doc))
+    assert [e for e in render_report(pipeline).errors() if "re-exported since" in e] == []
+    doc["extra"]["switchable"]["sha256"] = "ab" * 32  # measured through the artifact the folder held before
+    path.write_text(json.dumps(doc))
+    (line,) = [e for e in render_report(pipeline).errors() if "re-exported since" in e]
+    assert line == (f"{path}: stale: measured through another version of "
+                    f"{res.directory.relative_to(pipeline).as_posix()} (sha256 abababababab…, the folder holds "
+                    f"{res.manifest['artifact']['sha256'][:12]}…: re-exported since; a latency schedule's width "
+                    "indices may name other widths there); re-run us3l profile --artifact")

@@ -270,6 +270,8 @@ def _bindings(files: PipelineFiles) -> list[str]:
     for prof in files.profiles:
         if prof.ok and other(getattr(prof.doc, "checkpoint_sha256", None)):
             note(prof.path, "profiled from another checkpoint", "re-run us3l profile")
+        elif prof.ok:
+            lines.extend(_switchable_drift(prof.path, getattr(prof.doc, "extra", None), files.manifests, root))
     for man in files.manifests:
         if man.ok and other(_source(man.doc).get("checkpoint_sha256")):
             note(man.path, "exported from another checkpoint", "re-run us3l export")
@@ -341,6 +343,34 @@ def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
         lines.append(f"{path}: stale: exported with other BN statistics of {_width_label(r)} ({str(r.sha256)[:12]}…) "
                      f"than {stats} holds now ({str(current)[:12]}…: recalibrated since); re-run us3l export")
     return lines
+
+
+def _switchable_drift(path: Path, extra: object, manifests: list[Loaded[dict[str, Any]]], root: Path) -> list[str]:
+    """A profile measured through a switchable artifact (``extra.switchable``: its folder and sha256) whose folder
+    now holds another artifact (re-exported since, perhaps with another grid): its latencies, and the width indices
+    ``us3l select --latency-schedule`` derives from its grid, are not those of the artifact the page lists. The
+    folder is the manifest's the recorded path names (as given to ``us3l profile --artifact``: absolute, or relative
+    to the folder the command ran in), else the only switchable export of that name."""
+    sw = extra.get("switchable") if isinstance(extra, dict) else None
+    if not isinstance(sw, dict) or not isinstance(sw.get("artifact"), str) or not isinstance(sw.get("sha256"), str):
+        return []
+    ours = [m for m in manifests if m.ok and m.doc.get("kind") == "switchable_manifest"]
+    recorded = Path(sw["artifact"])
+    places = {p.resolve() for p in (recorded, root / recorded, root.parent / recorded)}
+    match = [m for m in ours if m.path.parent.resolve() in places]
+    if not match:
+        match = [m for m in ours if m.path.parent.name == recorded.name]
+    if len(match) != 1:
+        return []
+    (man,) = match
+    now = (man.doc.get("artifact") or {}).get("sha256") if isinstance(man.doc.get("artifact"), dict) else None
+    if not isinstance(now, str) or now == sw["sha256"]:
+        return []
+    folder = man.path.parent
+    shown = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else str(folder)
+    return [f"{path}: stale: measured through another version of {shown} "
+            f"(sha256 {sw['sha256'][:12]}…, the folder holds {now[:12]}…: re-exported since; a latency schedule's "
+            "width indices may name other widths there); re-run us3l profile --artifact"]
 
 
 def _width_label(record: WidthBNStats) -> str:
