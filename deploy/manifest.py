@@ -337,16 +337,34 @@ def read_artifact_files(doc: Mapping[str, Any], directory: Path) -> dict[str, by
         if f.is_symlink() or (f.exists() and not f.resolve().is_relative_to(root)):
             raise US3LError(f"{where}: artifact file {name} is a link; re-export the artifact")
         if not f.is_file():
+            _check_not_replaced(doc, where)
             raise US3LError(f"{where}: artifact file {name} is missing")
         try:
             out[name] = f.read_bytes()
         except OSError as exc:
+            _check_not_replaced(doc, where)
             raise US3LError(f"{where}: cannot read artifact file {name}: {exc.strerror or exc}") from None
         if not isinstance(digest, str) or hashlib.sha256(out[name]).hexdigest() != digest:
+            _check_not_replaced(doc, where)
             raise US3LError(
                 f"{where}: {name} does not match its recorded sha256 (modified or corrupted); re-export it"
             )
     return out
+
+
+def _check_not_replaced(doc: Mapping[str, Any], where: Path) -> None:
+    """A listed file is missing or differs from its hash: when ``where`` (the manifest) no longer holds ``doc``, the
+    folder was replaced after the manifest was read (``us3l export`` swapped a new export in), which is what to
+    say, rather than "modified or corrupted; re-export it"."""
+    from us3l.io import read_json
+
+    try:
+        now = read_json(where, "manifest")
+    except US3LError:  # gone or unreadable mid-swap: replaced as well
+        now = None
+    if now != doc:
+        raise US3LError(f"{where}: the artifact was replaced while it was being read (re-exported by another "
+                        "process?); open it again")
 
 
 def check_expected(

@@ -362,3 +362,23 @@ def test_eval_artifact_refuses_two_artifacts_of_one_width_written_two_ways(expor
     with pytest.raises(US3LError, match=rf"^--artifact {a} and {b} are both onnx/fp32 at width 0.781"):
         _check_one_per_entry([a, b])
     _check_one_per_entry([a, exported.directory])  # 0.78125 and 0.25: two entries
+
+
+def test_an_artifact_re_exported_while_it_is_read_says_so(exported: ExportResult, tmp_path: Path) -> None:
+    """Red-team 2026-12-06 (rtS): a re-export into the folder between a reader's read of the manifest and of the
+    files (us3l export swaps the new folder in) was reported as 'model.onnx does not match its recorded sha256
+    (modified or corrupted); re-export it': the artifact is neither, it was replaced; read it again."""
+    from us3l.deploy.manifest import read_manifest, verify_manifest
+
+    d = copy_artifact(exported, tmp_path)
+    doc, directory = read_manifest(d)
+    data = bytearray((d / "model.onnx").read_bytes())
+    data[-1] ^= 1
+    (d / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(US3LError, match=r"model.onnx does not match its recorded sha256 \(modified or corrupted\)"):
+        verify_manifest(doc, directory)  # damaged: the manifest is the one read
+    edit_manifest(d, lambda m: m["artifact"]["files"].update({"model.onnx": file_sha256(d / "model.onnx")}))
+    with pytest.raises(US3LError) as info:
+        verify_manifest(doc, directory)  # the folder now holds another export than the manifest read before
+    assert _one_line(info) == (f"{d / 'manifest.json'}: the artifact was replaced while it was being read (re-exported "
+                               "by another process?); open it again")
