@@ -191,6 +191,10 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     width = doc["model"].get("width")  # required: every reader (eval --artifact, report, export --json) uses it
     if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width < math.inf:
         raise bad("model.width", "a finite number > 0", width)
+    canonical = doc["model"].get("canonical_width")  # where the report looks up the width's BN statistics
+    if canonical is not None and (isinstance(canonical, bool) or not isinstance(canonical, int | float)
+                                  or not 0 < canonical < math.inf):
+        raise bad("model.canonical_width", "a finite number > 0", canonical)
     shape = doc["input"].get("shape")  # required: us3l eval --artifact feeds the artifact by it
     if not shape_ok(shape):
         raise bad("input.shape", 'a list of positive integers N, C, H, W (N may be "batch")', shape)

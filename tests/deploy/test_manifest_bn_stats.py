@@ -316,3 +316,13 @@ def test_eval_artifact_refuses_when_the_checkpoint_has_no_statistics_for_the_wid
     from us3l.deploy.accuracy import _check_reference_has_bn_stats
 
     _check_reference_has_bn_stats(json.loads((d / "manifest.json").read_text()), d, open_checkpoint(bare).model, None)
+
+
+@pytest.mark.parametrize("bad", ["x", True, -1.0])
+def test_an_edited_canonical_width_is_one_line(exported: ExportResult, tmp_path: Path, bad: object) -> None:
+    """Red-team 2026-12-06 (rtS): `"canonical_width": "x"` loaded, and the report, which looks the width's BN
+    statistics up under it, skipped the comparison without a word (a recalibrated width went unflagged)."""
+    d = copy_artifact(exported, tmp_path)
+    edit_manifest(d, lambda doc: doc["model"].update(canonical_width=bad))
+    with pytest.raises(US3LError, match=r"manifest.json: model.canonical_width must be a finite number > 0, got"):
+        deploy.load(d)
