@@ -128,15 +128,21 @@ def evaluate_artifact(
     width = float(doc["model"]["width"])
     from us3l.eval.calibrate import width_bn_stats_sha256
 
+    not_a_width = None
     try:  # the BN statistics the PyTorch reference below runs with: the artifact must hold these, not older ones
         bn_sha = width_bn_stats_sha256(model, width)
-    except US3LError:  # a width this model does not have: load's checks (checkpoint) or the embeddings' say so
-        bn_sha = None
+    except (US3LError, ValueError) as exc:  # a width this model lacks: refused below, after load's checks (checkpoint)
+        bn_sha, not_a_width = None, str(exc)
     else:
         _check_reference_has_bn_stats(doc, directory, model, bn_sha)
     runner = load(directory, threads=threads, checkpoint_sha256=loaded.sha256, bn_stats_sha256=bn_sha)
     if runner.manifest != doc:  # load read the manifest again: the result must describe the one that runs
+        runner.close()
         raise US3LError(f"{directory / 'manifest.json'} changed while it was being read; run the evaluation again")
+    if not_a_width is not None:  # the bare 'width must be in [0.25, 1], got 2.0' named no file
+        runner.close()
+        raise US3LError(f"{directory / 'manifest.json'}: model.width {width:g} is not a width of this checkpoint "
+                        f"({not_a_width}); re-export the artifact")
     backend, precision = str(doc["backend"]["name"]), str(doc["backend"]["precision"])
     spec = resolve_data_spec(meta, data)
     input_size = int(meta.get("input_size") or model.input_size)

@@ -326,3 +326,19 @@ def test_an_edited_canonical_width_is_one_line(exported: ExportResult, tmp_path:
     edit_manifest(d, lambda doc: doc["model"].update(canonical_width=bad))
     with pytest.raises(US3LError, match=r"manifest.json: model.canonical_width must be a finite number > 0, got"):
         deploy.load(d)
+
+
+@pytest.mark.parametrize("width", [2.0, 1e308])
+def test_eval_artifact_names_the_manifest_of_a_width_the_checkpoint_lacks(exported: ExportResult, run: Path,
+                                                                         tmp_path: Path, width: float) -> None:
+    """Red-team 2026-12-06 (rtS): an edited `"width": 2.0` gave `error: width must be in [0.25, 1], got 2.0`, naming
+    neither the artifact nor its manifest (with several --artifact folders, no way to tell which)."""
+    from us3l.deploy.accuracy import evaluate_artifact
+    from us3l.eval import open_checkpoint
+
+    d = copy_artifact(exported, tmp_path)
+    edit_manifest(d, lambda doc: doc["model"].update(width=width))
+    with pytest.raises(US3LError) as info:
+        evaluate_artifact(open_checkpoint(run), d, data="builtin")
+    assert str(info.value) == (f"{d / 'manifest.json'}: model.width {width:g} is not a width of this checkpoint "
+                               f"(width must be in [0.25, 1], got {width!r}); re-export the artifact")
