@@ -342,3 +342,21 @@ def test_eval_artifact_names_the_manifest_of_a_width_the_checkpoint_lacks(export
         evaluate_artifact(open_checkpoint(run), d, data="builtin")
     assert str(info.value) == (f"{d / 'manifest.json'}: model.width {width:g} is not a width of this checkpoint "
                                f"(width must be in [0.25, 1], got {width!r}); re-export the artifact")
+
+
+def test_the_report_flags_an_artifact_exported_before_its_width_was_calibrated(run: Path, tmp_path: Path) -> None:
+    """Red-team 2026-12-06 (rtS): an artifact exported without calibrated BN statistics (running statistics, as an
+    S-Nets or track-running-stats run has before `us3l calibrate`) is refused by `us3l eval --artifact` once the run
+    has calibrated ones, but the report skipped it and showed it as current beside the calibrated network's
+    accuracy."""
+    from us3l.report import render_report
+
+    root = tmp_path / "qs"
+    shutil.copytree(run, root / "run")
+    res = export_width(root / "run", 0.25, "onnx", root / "artifacts", device_name="cpu")
+    edit_manifest(res.directory, lambda doc: doc["source"].update(bn_stats=None))  # as exported before calibrating
+    (line,) = [e for e in render_report(root).errors() if "BN statistics" in e]
+    assert line == (f"{res.manifest_path}: stale: exported without calibrated BN statistics of width 0.25, which "
+                    f"{root / 'run' / 'bn_stats.safetensors'} holds now (calibrated since); re-run us3l export")
+    (root / "run" / "bn_stats.safetensors").unlink()  # nothing calibrated now: nothing to hold it to
+    assert [e for e in render_report(root).errors() if "BN statistics" in e] == []

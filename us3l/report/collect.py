@@ -317,29 +317,38 @@ def _source(doc: dict[str, Any]) -> dict[str, Any]:
 def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
     """A manifest whose width (a switchable one's: each width) was materialized with other calibrated BN statistics
     (``us3l.deploy.bn_stats_record``) than the run's ``bn_stats.safetensors`` holds for it now: one stale line per
-    such width (recalibrated, or the file removed, after the export). Widths without the record (older manifests,
-    or no calibrated statistics) are skipped."""
+    such width (recalibrated, or the file removed, after the export), and one per width exported without calibrated
+    statistics that the file holds now (calibrated since: the artifact runs running or batch statistics, the page's
+    accuracy the calibrated network). Manifests without the record (older ones) are skipped."""
     from us3l.deploy.bn_stats_record import bn_stats_records
     from us3l.derived import BN_STATS_FILE
     from us3l.eval.calibrate import file_bn_stats_digests
     from us3l.width_key import width_key_text
 
-    records = [r for r in bn_stats_records(doc) if r.sha256 is not None]
+    records = bn_stats_records(doc)
+    if _source(doc).get("init_seed") is not None:  # a freshly initialised model's export (--model): not the run's
+        records = [r for r in records if r.sha256 is not None]
+    stats = run / BN_STATS_FILE
     if not records:
         return []
-    stats = run / BN_STATS_FILE
     if not stats.is_file():
         return [f"{path}: stale: exported with calibrated BN statistics of {_width_label(r)} that {stats} no "
-                "longer holds (removed since); re-run us3l calibrate and us3l export" for r in records]
+                "longer holds (removed since); re-run us3l calibrate and us3l export" for r in records
+                if r.sha256 is not None]
     try:
         now = file_bn_stats_digests(stats)
     except US3LError as exc:
         return [f"{path}: cannot compare its BN statistics with the run's: {_one_line(str(exc))}"]
     lines = []
     for r in records:
+        current = now.get(width_key_text(r.canonical))
+        if r.sha256 is None:  # exported with running or no statistics: stale once the run has calibrated ones
+            if current is not None:
+                lines.append(f"{path}: stale: exported without calibrated BN statistics of {_width_label(r)}, which "
+                             f"{stats} holds now (calibrated since); re-run us3l export")
+            continue
         if r.sha256 in now.values():  # a digest names its width's key: these are that width's statistics, unchanged
             continue
-        current = now.get(width_key_text(r.canonical))
         lines.append(f"{path}: stale: exported with other BN statistics of {_width_label(r)} ({str(r.sha256)[:12]}…) "
                      f"than {stats} holds now ({str(current)[:12]}…: recalibrated since); re-run us3l export")
     return lines
