@@ -204,7 +204,8 @@ def train_cmd(
         return
     if run.message:
         warn(escape(run.message))
-    result(f"run folder: {run.run_dir}  ({run.epochs_done} epoch{'' if run.epochs_done == 1 else 's'}, {run.seconds:.0f}s)")
+    epochs = f"{run.epochs_done} epoch{'' if run.epochs_done == 1 else 's'}"
+    result(f"run folder: {run.run_dir}  ({epochs}, {run.seconds:.0f}s)")
     # the run's own settings: a resumed run's saved config (`cfg` holds only what a resume keeps from the command
     # line, the defaults elsewhere: the header said k 20 of a run monitored with k 3)
     if not shown.knn_widths:  # the monitor is off: no empty table
