@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 
 from tests.eval.conftest import make_run
+from tests.train.conftest import write_junk_folder
+from us3l.cli import main
 from us3l.eval import CalibrationSettings, open_checkpoint
 from us3l.eval.linear import LinearProbeSettings
 from us3l.eval.runner import EvalSettings, evaluate_checkpoint
@@ -65,3 +67,14 @@ def test_a_test_split_of_one_image_gets_no_embedding_std(tmp_path: Path) -> None
     assert not [w for w in caught if "degrees of freedom" in str(w.message)]
     doc = json.loads((out / "accuracy.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert doc["num_test"] == 1 and doc["widths"][0]["embedding_std"] is None
+
+
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_eval_and_calibrate_on_data_without_readable_images_is_one_line(
+        command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same for ``--data``: a note on the split's size came before the error."""
+    run = make_run(tmp_path / "run")
+    junk = write_junk_folder(tmp_path / "junk")
+    assert main([command, "--ckpt", str(run), "--data", f"folder:{junk}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot read image {junk / 'a' / '0.png'}: ") and err.count("\n") == 1, err

@@ -28,6 +28,15 @@ def write_tiny_folder(root: Path, per_class_train: int = 4, per_class_test: int 
     return root
 
 
+def write_junk_folder(root: Path, per_class: int = 5) -> Path:
+    """Two class folders of files named like images that hold other bytes (a failed download, a text export)."""
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            (root / cls / f"{i}.png").write_text("<html>not found</html>")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_folder(tmp_path_factory.mktemp("tinydata"))

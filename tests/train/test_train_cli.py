@@ -11,7 +11,7 @@ import yaml
 
 from us3l.cli import main
 
-from .conftest import TINY, killed_overwrite
+from .conftest import TINY, killed_overwrite, write_junk_folder
 
 
 def _config(tmp_path: Path, tiny_folder: Path, **extra: object) -> Path:
@@ -362,3 +362,32 @@ def test_an_overwrite_killed_under_this_processs_pid_gives_the_old_run_back(
     assert json.loads(capsys.readouterr().out)["epochs"] == 4
     assert not list(out.glob(".replaced-*"))
     assert (out / "checkpoint.safetensors").read_bytes() == old["checkpoint.safetensors"]
+
+
+def test_data_without_images_is_one_line_before_the_config(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Last session's notes: class folders that are all empty, or hold no readable image, printed the whole
+    resolved config before the error (the unreadable ones after the model was built and the first batch read)."""
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    (empty / "b").mkdir()
+    junk = write_junk_folder(tmp_path / "junk")
+    for data, message in ((empty, f"error: no images found under {empty} (extensions: "),
+                          (junk, f"error: cannot read image {junk / 'a' / '0.png'}: cannot identify image file")):
+        run = tmp_path / f"run-{data.name}"
+        assert main(["train", "--data", f"folder:{data}", "--out", str(run), "--epochs", "4"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, err
+        assert not run.exists()
+
+
+def test_a_resume_on_moved_data_without_images_is_one_line(tmp_path: Path, tiny_folder: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run)]) == 0
+    capsys.readouterr()
+    junk = write_junk_folder(tmp_path / "junk")
+    assert main(["train", "--out", str(run), "--resume", "--data", f"folder:{junk}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot read image {junk / 'a' / '0.png'}: ") and err.count("\n") == 1, err

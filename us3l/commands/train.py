@@ -148,6 +148,12 @@ def train_cmd(
     else:
         cfg = resolve_config(config, explicit=given)  # values checked here (--set weight_decay with the regularizer)
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
+    # the data itself, before any note or the resolved config (a folder of empty class folders was one error line
+    # after the whole config); a resume's batch size is the saved one (the loop checks it), its data when moved
+    if not resuming:
+        _check_data(cfg, nproc if launch else world)
+    elif given.get("data") is not None:
+        _check_data(cfg, None)
     if resume and not resuming and says:  # once: the launcher's rank 0 says it; after the checks (a refused
         # folder, e.g. metrics of a run killed before its first checkpoint, is one error line, not this note too)
         note(f"note: {run_out} holds no checkpoint to --resume: starting a new run", markup=False)
@@ -163,11 +169,12 @@ def train_cmd(
 
         check_model(cfg)
     if launch:  # bad input is one line from here, not the same line from every worker and torchrun's report
-        from us3l.train.distributed import check_gpus_for, run_launcher, torchrun_command
+        from us3l.train.distributed import check_gpus_for
 
         check_gpus_for(nproc, str(cfg.device))
-        if not resuming:  # a resume's data and batch size are the saved ones: the workers check them
-            _check_data(cfg, nproc)
+    if launch:
+        from us3l.train.distributed import run_launcher, torchrun_command
+
         if "train" not in sys.argv:
             raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
         from us3l.io import owned_temporary_directory
@@ -243,15 +250,22 @@ def _resumed_view(cfg: Any, config: Path | None, given: dict[str, Any], moved_da
     return saved
 
 
-def _check_data(cfg: Any, nproc: int) -> None:
-    """Both splits can be read and the batch size leaves every epoch a batch on every process: checked once
-    before ``--nproc`` starts its workers, each of which would report it (and write the run folder) again."""
+def _check_data(cfg: Any, world: int | None) -> None:
+    """Both splits list images, the first image of every class opens, the kNN monitor has two classes and (with
+    ``world``, the number of training processes) the batch size leaves every epoch a batch on every process:
+    one error line before the resolved config is printed or ``--nproc`` starts its workers (each of which would
+    report it, and write the run folder, again)."""
     from us3l.data.datasets import load_dataset
+    from us3l.data.folder import check_first_images
+    from us3l.train.knn import check_knn_data
     from us3l.train.loop import check_batches
 
-    train = load_dataset(str(cfg.data), "train")
-    load_dataset(str(cfg.data), "test")
-    check_batches(len(train), cfg, nproc)
+    train, test = (load_dataset(str(cfg.data), split) for split in ("train", "test"))
+    check_first_images(train)
+    check_first_images(test)
+    check_knn_data(train.num_classes, cfg.knn_max_train, len(train), str(cfg.data), "knn_max_train")
+    if world is not None:
+        check_batches(len(train), cfg, world)
 
 
 def _holds_run(out: str | Path) -> bool:

@@ -85,6 +85,21 @@ def open_rgb(path: Path) -> Any:
         raise US3LError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
 
 
+def check_first_images(ds: Any) -> None:
+    """Open the first image of every class of a folder data set (``ds.samples``, in class order), so that a
+    folder of files that only look like images (right extension, other bytes) is one ``cannot read image PATH``
+    line before training or calibration starts, not after the resolved config, the model and the first batch.
+    Every image is read in every epoch, so an unreadable one would stop the run anyway; only one per class is
+    opened here (the rest would cost a full pass over the data). In-memory data sets are not checked."""
+    if not is_folder(ds):
+        return
+    seen: set[int] = set()
+    for path, label in ds.samples:
+        if label not in seen:
+            seen.add(label)
+            open_rgb(path)
+
+
 def _too_many_pixels(path: Path, exc: Exception) -> US3LError:
     """The refusal of an image over Pillow's ``MAX_IMAGE_PIXELS`` (its decompression-bomb guard: a small file
     can declare billions of pixels), saying what to do. Pillow's own text names twice the limit for the largest

@@ -247,11 +247,13 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int) 
     """Load ``spec``'s splits at ``input_size`` and choose the kNN bank and k (``us3l eval`` and the artifact's
     own accuracy, ``us3l.deploy.accuracy``, use the same)."""
     from us3l.data import load_dataset
-    from us3l.data.folder import eval_transform_for
+    from us3l.data.folder import check_first_images, eval_transform_for
     from us3l.train.knn import dataset_labels, effective_k, stratified_indices, subset_dataset
 
     train_ds = load_dataset(spec, "train", image_size=input_size)
     test_ds = load_dataset(spec, "test", image_size=input_size)
+    check_first_images(train_ds)  # a folder of unreadable files: one line now, not after calibrating every width
+    check_first_images(test_ds)
     mean, std = input_normalization(meta, train_ds)
     bank_idx = None
     check_knn_data(train_ds.num_classes, s.knn.max_train, len(train_ds), spec, "--knn-max-train")
@@ -278,7 +280,7 @@ def calibrate_checkpoint(
 
     ``on_width_start()`` is called as each distinct width (channel configuration) starts (progress display)."""
     from us3l.data import load_dataset
-    from us3l.data.folder import eval_transform_for
+    from us3l.data.folder import check_first_images, eval_transform_for
     from us3l.slim import has_batch_norm
 
     model, meta = loaded.model, loaded.meta
@@ -312,6 +314,7 @@ def calibrate_checkpoint(
     spec = resolve_data_spec(meta, data)
     input_size = int(meta.get("input_size") or model.input_size)
     ds = load_dataset(spec, "train", image_size=input_size)
+    check_first_images(ds)  # a folder of unreadable files: one error line, not a note on its size first
     settings = settings.used_on(len(ds))  # recorded: the batches a small train split really gave
     if settings.batch_size > len(ds) and progress:  # the summary's "N batch(es) of <batch size>" overstates it
         progress(f"the {spec} train split has {len(ds)} images, fewer than the batch size {settings.batch_size}: "
