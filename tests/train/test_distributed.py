@@ -145,6 +145,27 @@ def test_a_process_whose_peers_never_join_fails_in_one_line(tiny_folder: Path, t
     assert not (out / "metrics.jsonl").exists() and not (out / "config.yaml").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_rank_started_alone_prints_only_the_one_line(debug: bool, tiny_folder: Path, tmp_path: Path) -> None:
+    """Last session's notes: rank 1 of 2 without a rank 0 printed torch's C++ store logs (each failed connection
+    try, with a C++ backtrace) on stderr before the one error line; US3L_DEBUG=1 still shows them."""
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "US3L_DIST_JOIN_TIMEOUT": "2", "OMP_NUM_THREADS": "1",
+           "US3L_DEBUG": "1" if debug else "0"}
+    cmd = [sys.executable, "-m", "us3l", "train", "--data", f"folder:{tiny_folder}", "--out", str(tmp_path / "run"),
+           "--epochs", "4", "--batch-size", "2", "--set", "model_kwargs.base_channels=8", "--set", "image_size=16",
+           "--quiet"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    if debug:
+        assert "[c10d]" in proc.stderr and "Traceback" in proc.stderr
+        return
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: training process rank 1 of 2: the job's processes did "
+                                                   "not all join within 2 s ("), proc.stderr[-2000:]
+
+
 _LATE_COLLECTIVE = """
 import sys, time
 import torch

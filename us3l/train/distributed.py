@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from us3l.errors import US3LError
+from us3l.train.held_stderr import held_stderr
 
 
 @dataclass(frozen=True)
@@ -134,14 +135,20 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
         from torch.distributed import distributed_c10d as c10d
 
         bounded = hasattr(c10d, "_set_pg_timeout")  # torch >= 2.3 (older: torch's timeout for the joining too)
-        try:
-            dist.init_process_group(backend=backend, timeout=timedelta(seconds=wait) if bounded else None)
-            dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
-        except RuntimeError as exc:  # torch's DistError (a store or socket timeout), or gloo's own
-            why = " ".join(str(exc).split())[:200]
-            raise US3LError(f"training process rank {rank} of {world}: the job's processes did not all join within "
-                            f"{wait:g} s ({why}); start all {world} (torchrun does), check MASTER_ADDR and "
-                            f"MASTER_PORT, or wait longer with {JOIN_TIMEOUT_ENV}=SECONDS") from None
+        # torch's C++ store logs every failed connection try (with a C++ backtrace) on stderr: a rank started
+        # alone printed them before the one line below. Held while joining and written out unless the join
+        # failed (US3L_DEBUG=1: written out then too); later C++ errors of training reach stderr as before.
+        with held_stderr() as held:
+            try:
+                dist.init_process_group(backend=backend, timeout=timedelta(seconds=wait) if bounded else None)
+                dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
+            except RuntimeError as exc:  # torch's DistError (a store or socket timeout), or gloo's own
+                if os.environ.get("US3L_DEBUG") in (None, "", "0"):
+                    held.drop()
+                why = " ".join(str(exc).split())[:200]
+                raise US3LError(f"training process rank {rank} of {world}: the job's processes did not all join "
+                                f"within {wait:g} s ({why}); start all {world} (torchrun does), check MASTER_ADDR "
+                                f"and MASTER_PORT, or wait longer with {JOIN_TIMEOUT_ENV}=SECONDS") from None
         if bounded:
             _training_timeout(backend)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
