@@ -389,3 +389,27 @@ def test_a_failure_on_every_rank_exits_1_when_torchrun_stops_the_slower_one(tiny
                           timeout=240)
     assert "error: the training processes disagree on the config: rank 1 has lr 0.2" in proc.stderr, proc.stderr
     assert proc.returncode == 1, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lacking", [1, 0])
+def test_a_resume_whose_run_folder_is_not_shared_names_the_rank_without_the_checkpoint(
+        lacking: int, tiny_folder: Path, tmp_path: Path) -> None:
+    """Last session's notes: a multi-node resume where the ranks do not share the run folder (one node's --out
+    holds the checkpoint, the other's nothing) said the ranks "disagree on the config" (resumed from epoch null,
+    and every setting the new run's command line resolved differently). Now it says which rank lacks the
+    checkpoint and that the run folder must be shared."""
+    cfg = _tiny_config(tiny_folder, tmp_path)
+    run, empty = tmp_path / "run", tmp_path / "node1-run"
+    train = [sys.executable, "-m", "us3l", "train", "--config", str(cfg), "--out", str(run)]
+    assert subprocess.run(train, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          timeout=240).returncode == 0
+    outs = (str(run), str(empty)) if lacking == 1 else (str(empty), str(run))
+    proc = _torchrun_rank1_differs(tmp_path, ["--resume", "--out", outs[0]], ["--out", outs[1]])
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    has = 1 - lacking
+    says = (f"error: --resume: the run folder of rank {lacking} ({empty}) holds no checkpoint, that of rank {has} "
+            f"({run}) the checkpoint of epoch 4: every process resumes from the same run folder; give them one "
+            f"that every node shares (or copy {run} to {empty} on rank {lacking}'s node)")
+    assert says in proc.stderr and "disagree" not in proc.stderr, proc.stderr[-3000:]
+    assert not empty.exists()

@@ -240,6 +240,29 @@ def same_on_all_ranks(what: str, values: dict[str, Any], info: DistInfo, hint: s
     raise US3LError(f"the training processes disagree on {what}: rank {rank} has {shown}{more}; {hint}")
 
 
+def same_checkpoint_on_all_ranks(asked: bool, epoch: int | None, out: str, info: DistInfo) -> None:
+    """Refuse (one line, on every rank) a ``--resume`` where some ranks found a checkpoint in their run folder
+    ``out`` (``epoch``: its epoch) and others, also asked to resume, found none: on several nodes whose run
+    folders are not shared, rank 0's node holds the run and the others start new runs, whose command-line
+    config then "disagreed" with the saved one key by key. A collective (every rank calls it at the same point);
+    nothing in a single process. Ranks not asked to resume are left to the config comparison."""
+    if not info.enabled:
+        return
+    everyone: list[Any] = [None] * info.world_size
+    dist.all_gather_object(everyone, (bool(asked), epoch, str(out)))
+    holders = [r for r, (a, e, _) in enumerate(everyone) if a and e is not None]
+    lacking = [r for r, (a, e, _) in enumerate(everyone) if a and e is None]
+    if not holders or not lacking:
+        return
+    miss = info.rank if info.rank in lacking else lacking[0]
+    has = 0 if 0 in holders else holders[0]
+    miss_out, (_, has_epoch, has_out) = everyone[miss][2], everyone[has]
+    raise US3LError(f"--resume: the run folder of rank {miss} ({miss_out}) holds no checkpoint, that of rank {has} "
+                    f"({has_out}) the checkpoint of epoch {has_epoch}: every process resumes from the same run "
+                    f"folder; give them one that every node shares (or copy {has_out} to {miss_out} on rank "
+                    f"{miss}'s node)")
+
+
 def _shown(encoded: str | None) -> str:
     """A value of ``same_on_all_ranks`` for its message: strings bare, long ones cut."""
     import json

@@ -40,6 +40,7 @@ from us3l.train.distributed import (
     dist_env,
     init_distributed,
     owned_process_group,
+    same_checkpoint_on_all_ranks,
     same_on_all_ranks,
 )
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
@@ -429,6 +430,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     t_start = time.perf_counter()
     run_dir = Path(cfg.out)
     info = init_distributed(cfg.device)
+    resume_asked = resume
     moved_from: dict[str, Any] | None = None  # checkpoint.json of a run resumed on relocated data
     resumed_meta: dict[str, Any] | None = None  # checkpoint.json of a resumed run: its data is checked
     if resume and (run_dir / ckpt.META_FILE).is_file():
@@ -438,6 +440,9 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
         cfg = _resumed_config(cfg, meta, data if moved_from is not None else None)
     else:
         resume = False
+    # a rank without the checkpoint that another resumes (run folders not shared between nodes): said as such,
+    # before the config comparison below lists every setting its new run resolved differently
+    same_checkpoint_on_all_ranks(resume_asked, resumed_meta["epoch"] if resumed_meta else None, str(run_dir), info)
     cfg = fill_method_defaults(cfg)
     if resumed_meta is not None and info.is_main:
         _note_world_size(run_dir, resumed_meta, cfg.batch_size, info.world_size)
