@@ -27,6 +27,7 @@ def _config(tmp_path: Path, tiny_folder: Path, **extra: object) -> Path:
         (["--resume", "--overwrite"], "error: give --resume (continue the run in --out) or --overwrite (start it "
                                       "over), not both"),
         (["--set", "lr=1e-3", "--set", "lr=2"], "error: --set lr is given twice with different values; give one"),
+        (["--set", "=0.1"], "error: --set expects key=value, got '=0.1'"),  # was: unknown config key(s): ;
         # red-team: the optimizer's weight decay is 0 while the regularizer is on: 5e-4 was dropped without a word
         (["--set", "weight_decay=5e-4"], "error: --set weight_decay=0.0005 has no effect while the group "
                                          "regularizer is on (it replaces weight decay); add --set regularizer=false "
@@ -48,6 +49,11 @@ def test_contradictory_or_impossible_flags_are_one_line(tmp_path: Path, argv: li
         # the same bad --threads is the same usage error (exit 2) in every command (it was exit 1 in train)
         (["--threads", "0"], "error: Invalid value for '--threads': Input should be greater than or equal to 1"),
         (["--threads", "2000"], "error: Invalid value for '--threads': Input should be less than or equal to 1024"),
+        # red-team: `--set lr=$LR` with LR unset read as null, the method's default lr, and trained with it
+        (["--set", "lr="], "error: --set lr= is given an empty value (--set lr=null resets the key to its default)"),
+        (["--set", "model_kwargs.base_channels= "], "error: --set model_kwargs.base_channels= is given an empty value "
+                                                    "(--set model_kwargs.base_channels=null resets the key to its "
+                                                    "default)"),
     ],
 )
 def test_out_of_range_flags_are_usage_errors(tmp_path: Path, argv: list[str], message: str,

@@ -118,8 +118,13 @@ def train_cmd(
     sets: dict[str, Any] = {}
     for item in set_ or []:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():  # `--set =1` named the key "" among the unknown keys
             raise US3LError(f"--set expects key=value, got {item!r}")
+        if not value.strip():  # `--set lr=$LR`, LR unset: YAML reads it as null, the method's default lr, silently
+            from us3l.cli_app import click_exceptions
+
+            raise click_exceptions.UsageError(f"--set {key.strip()}= is given an empty value (--set {key.strip()}=null "
+                                              "resets the key to its default)")
         try:
             parsed = plain_yaml(value, f"--set {key.strip()}")
         except yaml.YAMLError as exc:  # e.g. a !!python/... tag: safe_load refuses it; say so in one line
