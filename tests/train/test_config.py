@@ -134,6 +134,11 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"method": "us3l_mocov3", "model": "vit_tiny", "temperature": 0.3},
          r"^temperature is a setting of the NT-Xent losses, which this run does not use \(--method us3l_mocov3: "
          r"its contrastive losses use mocov3_tau\)$"),
+        # red-team: group i's coefficient is reg_lambda (1 - reg_alpha i): negative for the last groups, which the
+        # regularizer then grew
+        ({"reg_alpha": 0.2}, r"^reg_alpha 0.2 with reg_decay linear and reg_bins 8 gives the last channel group the "
+                             r"coefficient reg_lambda x \(-0.4\), below 0: the regularizer would grow those weights; "
+                             r"use reg_alpha <= 0.1429 \(1 / \(reg_bins - 1\)\), or reg_decay exp$"),
         ({"device": "mps"}, "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
         ({"device": "cuda:x"}, "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
         ({"device": "cuda:99"}, "device cuda:99: torch sees (no CUDA GPU here|[0-9]+ CUDA GPU)"),
@@ -160,6 +165,9 @@ def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None
         {"method": "snets", "distill_lambda": 2.0, "feature_distill": True},
         {"method": "us3l_mocov3", "model": "vit_tiny", "distill_lambda": 2.0, "mocov3_tau": 0.3},
         {"num_samples": 2, "sampling": "uniform", "distill_lambda": 0.5, "width_min": 0.5},
+        {"reg_alpha": 1 / 7},  # the last group's coefficient 0, not below
+        {"reg_alpha": 0.5, "reg_bins": 3},
+        {"reg_alpha": 0.9, "reg_decay": "exp"},
     ],
 )
 def test_settings_the_run_uses_are_not_refused(overrides: dict) -> None:

@@ -574,6 +574,20 @@ def validate(cfg: TrainConfig, new_run: bool = True) -> None:
     _validate_snets(cfg)
     if new_run:
         _validate_unused(cfg)
+        _validate_group_coefficients(cfg)
+
+
+def _validate_group_coefficients(cfg: TrainConfig) -> None:
+    """``reg_decay: linear`` gives group i the coefficient λ(1 − α·i): an ``reg_alpha`` over 1/(reg_bins − 1)
+    made the last groups' coefficients negative, a regularizer that grows those weights (us3l.train.groupreg)."""
+    if not cfg.regularizer or cfg.reg_decay != "linear" or cfg.reg_bins < 2:
+        return
+    top = 1.0 / (cfg.reg_bins - 1)
+    if cfg.reg_alpha > top:
+        last = 1.0 - cfg.reg_alpha * (cfg.reg_bins - 1)
+        raise US3LError(f"reg_alpha {cfg.reg_alpha:g} with reg_decay linear and reg_bins {cfg.reg_bins} gives the last "
+                        f"channel group the coefficient reg_lambda x ({last:g}), below 0: the regularizer would grow "
+                        f"those weights; use reg_alpha <= {top:.4g} (1 / (reg_bins - 1)), or reg_decay exp")
 
 
 def _validate_unused(cfg: TrainConfig) -> None:
