@@ -139,6 +139,12 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"reg_alpha": 0.2}, r"^reg_alpha 0.2 with reg_decay linear and reg_bins 8 gives the last channel group the "
                              r"coefficient reg_lambda x \(-0.4\), below 0: the regularizer would grow those weights; "
                              r"use reg_alpha <= 0.1429 \(1 / \(reg_bins - 1\)\), or reg_decay exp$"),
+        # red-team: a warm-up as long as the run: the lr only climbed, never reaching lr nor its cosine
+        ({"lr_schedule": "iter", "warmup_epochs": 24, "epochs": 24},
+         r"^warmup_epochs \(24\) must be below the lr schedule's 24 epochs \(epochs\): the warm-up would fill the "
+         r"whole run$"),
+        ({"lr_schedule": "iter", "warmup_epochs": 30, "epochs": 24, "lr_schedule_epochs": 28},
+         r"^warmup_epochs \(30\) must be below the lr schedule's 28 epochs \(lr_schedule_epochs\)"),
         ({"device": "mps"}, "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
         ({"device": "cuda:x"}, "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
         ({"device": "cuda:99"}, "device cuda:99: torch sees (no CUDA GPU here|[0-9]+ CUDA GPU)"),
@@ -165,6 +171,7 @@ def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None
         {"method": "snets", "distill_lambda": 2.0, "feature_distill": True},
         {"method": "us3l_mocov3", "model": "vit_tiny", "distill_lambda": 2.0, "mocov3_tau": 0.3},
         {"num_samples": 2, "sampling": "uniform", "distill_lambda": 0.5, "width_min": 0.5},
+        {"lr_schedule": "iter", "warmup_epochs": 26, "epochs": 24, "lr_schedule_epochs": 28},
         {"reg_alpha": 1 / 7},  # the last group's coefficient 0, not below
         {"reg_alpha": 0.5, "reg_bins": 3},
         {"reg_alpha": 0.9, "reg_decay": "exp"},

@@ -601,6 +601,11 @@ def _validate_unused(cfg: TrainConfig) -> None:
     if cfg.warmup_epochs and cfg.lr_schedule != "iter":  # only the per-iteration schedule warms up: no silent no-op
         raise US3LError(f"warmup_epochs ({cfg.warmup_epochs}) needs lr_schedule: iter; the {cfg.lr_schedule!r} "
                         "lr schedule has no warm-up")
+    length = cfg.lr_schedule_epochs or cfg.epochs
+    if cfg.warmup_epochs >= length:  # the lr would only climb: never the cosine, never lr itself before the end
+        raise US3LError(f"warmup_epochs ({cfg.warmup_epochs}) must be below the lr schedule's {length} epochs "
+                        f"({'lr_schedule_epochs' if cfg.lr_schedule_epochs else 'epochs'}): the warm-up would fill "
+                        "the whole run")
     for key, owner in (("single_width", "single"), ("single_base", "single"), ("bn_switches", "snets"),
                        ("snets_base", "snets"), ("mocov3_tau", "us3l_mocov3")):
         # another method's setting: it would be dropped without a word
