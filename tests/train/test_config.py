@@ -345,6 +345,12 @@ def test_the_run_saves_the_resolved_naive_recipe(tiny_folder: Path, tmp_path: Pa
         ("epochs: 4\nknn_widths: &w [1.0, 0.5]\nbn_switches: *w\n",
          r"YAML aliases \(\*name, line 3\) are not accepted; write the values out"),
         ("epochs: 4\nepochs: 8\n", "key 'epochs' appears twice"),
+        # red-team: "could not determine a constructor for the tag 'tag:yaml.org,2002:merge'" and a YAML excerpt
+        ("epochs: 4\nmodel_kwargs:\n  <<: {base_channels: 8}\n",
+         r"YAML merge keys \(<<, line 3\) are not accepted; write the values out$"),
+        # red-team: "cannot parse config ...: unhashable type: 'list'"
+        ("epochs: 4\n[1, 2]: 3\n", r"every key must be a name, got \[1, 2\] \(line 2\)$"),
+        ("epochs: 4\n? {a: 1}\n: 3\n", r"every key must be a name, got \{'a': 1\} \(line 2\)$"),
     ],
 )
 def test_config_files_without_aliases_or_duplicate_keys(text: str, message: str, tmp_path: Path) -> None:

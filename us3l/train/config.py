@@ -189,9 +189,14 @@ def plain_yaml(text: str, where: str) -> Any:
     def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` said "could not determine a constructor"
+                raise US3LError(f"{where}: YAML merge keys (<<, line {line}) are not accepted; write the values out")
             key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict | set):  # `[1, 2]: 3` said "cannot parse config: unhashable type: 'list'"
+                raise US3LError(f"{where}: every key must be a name, got {key!r:.60} (line {line})")
             if key in seen:
-                raise US3LError(f"{where}: key {key!r:.60} appears twice (line {key_node.start_mark.line + 1})")
+                raise US3LError(f"{where}: key {key!r:.60} appears twice (line {line})")
             seen.add(key)
         return yaml.SafeLoader.construct_mapping(loader, node, deep)
 
