@@ -48,7 +48,8 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"batch_size": 1e300}, "config 'batch_size' must be a whole number within int64's range, got 1000"),
         ({"batch_size": 2**40}, "batch_size must be >= 2 and <= 2147483647, got 1099511627776"),
         ({"threads": -1}, "threads must be >= 1 and <= 1024, got -1"),
-        ({"num_workers": -2}, "num_workers must be >= 0, got -2"),
+        ({"num_workers": 100000}, "num_workers must be >= 0 and <= 1024, got 100000"),  # red-team: 100000 processes
+        ({"num_workers": -2}, "num_workers must be >= 0 and <= 1024, got -2"),
         ({"momentum": 1.5}, "momentum must be >= 0.0 and <= 1.0, got 1.5"),
         ({"temperature": 0}, "temperature must be > 0.0, got 0.0"),
         ({"reg_lambda": -1e-4}, "reg_lambda must be >= 0.0, got -0.0001"),

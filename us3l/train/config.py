@@ -713,7 +713,7 @@ def _no_temperature(cfg: TrainConfig, no_sub: str | None) -> str | None:
 #: (field, lowest, highest, whether the lowest is allowed): numeric settings the checks above do not cover.
 _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("threads", 1, MAX_THREADS, True),
-    ("num_workers", 0, math.inf, True),
+    ("num_workers", 0, MAX_THREADS, True),  # data-loader processes: 100000 forked until the machine gave out
     ("image_size", 8, MAX_INPUT_SIZE, True),
     ("batch_size", 2, 2**31 - 1, True),
     ("momentum", 0.0, 1.0, True),
