@@ -397,3 +397,23 @@ def test_a_resume_on_moved_data_without_images_is_one_line(tmp_path: Path, tiny_
     assert main(["train", "--out", str(run), "--resume", "--data", f"folder:{junk}"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot read image {junk / 'a' / '0.png'}: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("launched", [False, True])
+def test_workers_of_nproc_do_not_check_the_data_their_launcher_checked(
+        launched: bool, tmp_path: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data check before the resolved config lists both splits and opens an image per class; --nproc's launcher
+    does it once before its workers start, which then read the data in the loop only (a second listing of a large
+    folder per worker otherwise)."""
+    import us3l.commands.train as train_command
+    import us3l.train as train_api
+    from us3l.errors import LAUNCHED_BY_ENV
+
+    checked: list[object] = []
+    monkeypatch.setattr(train_command, "_check_data", lambda cfg, world: checked.append(world))
+    monkeypatch.setattr(train_api, "run_training", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    if launched:
+        monkeypatch.setenv(LAUNCHED_BY_ENV, "12345")
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 130
+    assert checked == ([] if launched else [1])

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import deprecated, note, result, set_quiet, warn
-from us3l.errors import US3LError
+from us3l.errors import LAUNCHED_BY_ENV, US3LError
 from us3l.validate import MAX_THREADS
 
 
@@ -155,7 +155,7 @@ def train_cmd(
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     # the data itself, before any note or the resolved config (a folder of empty class folders was one error line
     # after the whole config); a resume's batch size is the saved one (the loop checks it), its data when moved
-    if not resuming:
+    if not resuming and not os.environ.get(LAUNCHED_BY_ENV):  # --nproc's workers: their launcher checked it
         _check_data(cfg, nproc if launch else world)
     elif given.get("data") is not None:
         _check_data(cfg, None)
