@@ -556,3 +556,28 @@ def test_weights_saved_before_the_settings_were_recorded_load_as_before(tmp_path
     _edit_meta(tmp_path, weights_sha256=hashlib.sha256(blob).hexdigest(),
                width_range={"min": 0.5, "max": 1.0, "divisor": 8})
     assert ckpt.load_backbone(tmp_path).model.width_range.min == 0.5  # unchecked, as before
+
+
+@pytest.mark.parametrize("metadata", [[1], "epoch", 5, {"epoch": 3}])
+def test_a_metadata_map_that_is_not_strings_is_a_damaged_checkpoint(metadata: object, tmp_path: Path) -> None:
+    """Red-team 2026-12-06: weights whose safetensors ``__metadata__`` was a list or a string (the format allows an
+    object of strings only) reached ``.get`` on it and ended in `error: AttributeError: 'list' object has no
+    attribute 'get'`, also with a matching ``weights_sha256``."""
+    import hashlib
+    import struct
+
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
+    w = tmp_path / "checkpoint.safetensors"
+    blob = w.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + n])
+    header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    crafted = struct.pack("<Q", len(text)) + text + blob[8 + n :]
+    w.write_bytes(crafted)
+    _edit_meta(tmp_path, weights_sha256=hashlib.sha256(crafted).hexdigest())
+    with pytest.raises(US3LError, match=r"^checkpoint .* is damaged \(.*__metadata__.*\); re-train or restore it$"):
+        ckpt.load_backbone(tmp_path)
+    with pytest.raises(US3LError, match=r"is damaged \(.*__metadata__"):
+        ckpt.read_weights_epoch(w, data=crafted)

@@ -58,11 +58,16 @@ def canonical_header(blob: bytes) -> bytes:
 
 def read_header(blob: bytes) -> dict[str, Any]:
     """The header JSON of ``blob`` (a safetensors file's bytes): tensor name -> ``{"dtype", "shape",
-    "data_offsets"}``, plus ``__metadata__`` when present. ``ValueError`` for bytes that are no safetensors file.
+    "data_offsets"}``, plus ``__metadata__`` (string -> string) when present. ``ValueError`` for bytes that are no
+    safetensors file (also a ``__metadata__`` that is not an object of strings).
     Only the header is parsed; ``safetensors.torch.load(blob)`` checks the rest when the tensors are read."""
     header, _ = _parse_header(blob)
     if not isinstance(header, dict):
         raise ValueError("not a safetensors file: its header is not a JSON object")
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        # the format's __metadata__ maps strings to strings; a list or number here reached the callers' .get()
+        raise ValueError("not a safetensors file: its __metadata__ is not a JSON object of strings")
     return header
 
 
