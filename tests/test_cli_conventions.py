@@ -596,3 +596,22 @@ def test_a_locale_without_the_tables_characters_replaces_them() -> None:
                           capture_output=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert b"?" in proc.stdout and b"total:" in proc.stdout  # x (U+00D7) in the shapes, shown as ?
+
+
+@pytest.mark.parametrize("spelling", ["--batch-size", "--batch"])
+@pytest.mark.parametrize("value", ["0", "4097"])
+def test_a_batch_size_out_of_range_is_the_same_error_in_profile_and_export(spelling: str, value: str, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-06: `profile --batch-size 0` was a usage error (exit 2, typer's 'Invalid value ... greater
+    than or equal to 1') while `export --batch-size 0` (and train's, calibrate's) was bad input, exit 1: one flag,
+    two exit statuses. Now both say `--batch-size must be 1 to 4096` and exit 1, before any model is built."""
+    from us3l.cli import main
+
+    lines = []
+    for argv in (["profile", "-d", "cpu", "--model", "cifar_resnet18", "--out", str(tmp_path / "p")],
+                 ["export", "--model", "cifar_resnet18", "--width", "1", "--backend", "onnx", "--out", str(tmp_path)]):
+        assert main([*argv, spelling, value]) == 1
+        err = capsys.readouterr().err.splitlines()
+        lines.append(err[-1])
+    assert lines == [f"error: --batch-size must be 1 to 4096, got {value}"] * 2
+    assert list(tmp_path.iterdir()) == []

@@ -173,9 +173,9 @@ def profile_cmd(
     widths: str | None = typer.Option(None, "--widths", help="Comma-separated widths (default: the grid)."),
     points: int | None = typer.Option(None, "--points", help="At most this many widths from the grid."),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, max=MAX_BATCH, help="Images per inference batch (default: the device's)."
+        None, "--batch-size", help="Images per inference batch (default: the device's)."
     ),
-    batch_old: int | None = typer.Option(None, "--batch", min=1, max=MAX_BATCH, hidden=True),
+    batch_old: int | None = typer.Option(None, "--batch", hidden=True),
     threads: int | None = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="Pinned thread count."),
     target_ci: float | None = typer.Option(None, "--target-ci", help="Target relative 95% CI half-width."),
     max_seconds: float | None = typer.Option(None, "--max-seconds", help="Time cap per width (s)."),
@@ -207,6 +207,8 @@ def profile_cmd(
     if plot:
         require_package("matplotlib", "plot", "--plot")
     batch_size = renamed_option(batch_size, batch_old, "--batch", "--batch-size", "profile")
+    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH:  # as in export: bad input, exit 1 (not 2)
+        raise US3LError(f"--batch-size must be 1 to {MAX_BATCH}, got {batch_size}")
     from us3l.devices.registry import get_device
     from us3l.profiler.profile_file import profile_paths, profile_stem, write_profile
     from us3l.profiler.sweep import check_local_requirements, run_sweep, swept_precision
