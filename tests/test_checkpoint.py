@@ -581,3 +581,24 @@ def test_a_metadata_map_that_is_not_strings_is_a_damaged_checkpoint(metadata: ob
         ckpt.load_backbone(tmp_path)
     with pytest.raises(US3LError, match=r"is damaged \(.*__metadata__"):
         ckpt.read_weights_epoch(w, data=crafted)
+
+
+def test_a_save_removes_the_temporary_files_killed_saves_left(tmp_path: Path) -> None:
+    """Red-team 2026-12-06: `us3l train` killed (SIGKILL) while it wrote a checkpoint left its temporary files in
+    the run folder (a partial or whole weights file each), and no later save or resume removed them: one more
+    weights-sized file per killed save."""
+    model = create_model("cifar_resnet18", num_classes=0, **KW)
+    _save(tmp_path, model, epoch=3)
+    left = [tmp_path / f".{ckpt.WEIGHTS_FILE}.dead01.tmp", tmp_path / f".{ckpt.STATE_FILE}.dead02.tmp",
+            tmp_path / f".{ckpt.META_FILE}.dead03.tmp"]
+    for p in left:
+        p.write_bytes(b"partial")
+    mine = [tmp_path / "notes.tmp", tmp_path / f".{ckpt.META_FILE}.bak", tmp_path / "checkpoint.json.1.tmp"]
+    for p in mine:
+        p.write_text("the user's")
+    (tmp_path / f".{ckpt.WEIGHTS_FILE}.folder.tmp").mkdir()
+    _save(tmp_path, model, epoch=4)
+    assert not any(p.exists() for p in left)
+    assert all(p.read_text() == "the user's" for p in mine)
+    assert (tmp_path / f".{ckpt.WEIGHTS_FILE}.folder.tmp").is_dir()
+    assert ckpt.read_meta(tmp_path)["epoch"] == 4 and ckpt.load_train_state(tmp_path)["epoch"] == 4

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,9 +157,20 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
                 os.fsync(fh.fileno())
         for tmp_path, final in tmps:
             os.replace(tmp_path, final)
+        _remove_leftovers(run_dir, writers)
     finally:
         for tmp_path, _ in tmps:
             tmp_path.unlink(missing_ok=True)
+
+
+def _remove_leftovers(run_dir: Path, names: Iterable[str]) -> None:
+    """Remove the temporary files of ``names`` that earlier commits left (SIGKILL runs no ``finally``): once a
+    commit is in place they can only be older (the run folder is locked by the one process that saves), and each
+    was a whole weights file or a partial one, kept forever, one more per killed save."""
+    for name in names:
+        for tmp in run_dir.glob(f".{name}.*.tmp"):
+            if tmp.is_file() or tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
 
 
 def _file_epoch(name: str, path: Path) -> int | None:
