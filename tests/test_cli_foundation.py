@@ -164,15 +164,19 @@ def test_a_backend_flag_of_blanks_is_refused_not_read_as_the_default(command: li
         (["calibrate", "--ckpt", "RUN", "--data", " "], "--data"),  # used the checkpoint's data
         (["export", "--model", "cifar_resnet18", "--calib-data", "", "--out", "o"], "--calib-data"),  # not given
         (["profile", "show", ""], "an argument"),
+        (["profile", "show", " ", "--json"], "an argument"),
+        (["profile", "--device", "cpu", "--out", ""], "--out"),
     ],
 )
 def test_an_empty_value_is_a_usage_error_before_any_work(args: list[str], named: str, tmp_path, monkeypatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """An unset shell variable (`--out "$DIR"`) gave `--out ''`, which typer reads as the current folder; an
-    empty --data or --calib-data was read as not given. Every empty value is refused, exit 2."""
+    empty --data or --calib-data was read as not given. Every empty value is refused, exit 2. The help named is
+    the subcommand's (`us3l profile show ""` pointed to `us3l profile --help` until 2026-12-06)."""
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
-    assert capsys.readouterr().err == f"error: {named} is given an empty value (see: us3l {args[0]} --help)\n"
+    command = " ".join(args[:2]) if args[:2] == ["profile", "show"] else args[0]
+    assert capsys.readouterr().err == f"error: {named} is given an empty value (see: us3l {command} --help)\n"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -251,9 +251,7 @@ def _run_command(args: list[str]) -> int:
         load_commands(args)
         blank = empty_value(args)
         if blank is not None:
-            command = next((a for a in args if not a.startswith("-")), None)
-            print(f"error: {blank} is given an empty value (see: us3l{f' {command}' if command else ''} --help)",
-                  file=sys.stderr)
+            print(f"error: {blank} is given an empty value (see: {command_path(app, args)} --help)", file=sys.stderr)
             return 2
         try:
             code = app(args=args, prog_name="us3l", standalone_mode=False)
@@ -286,6 +284,22 @@ def empty_value(args: list[str]) -> str | None:
         if not arg.strip():
             return args[i - 1] if i and args[i - 1].startswith("-") else "an argument"
     return None
+
+
+def command_path(app: Any, args: list[str]) -> str:
+    """``us3l`` and the (sub)command words that ``args`` starts with (``us3l profile show``): the help a usage
+    error points to. Only leading words that name a registered command count (a value is no command)."""
+    import typer
+
+    words = ["us3l"]
+    group: Any = typer.main.get_command(app)
+    for arg in args:
+        sub = getattr(group, "commands", {}).get(arg)
+        if sub is None:
+            break
+        words.append(arg)
+        group = sub
+    return " ".join(words)
 
 
 def usage_error(exc: Any) -> int:
