@@ -65,3 +65,17 @@ def test_every_config_key_is_documented_with_its_default() -> None:
             assert float(cell) == value, f"{name}: documented default {cell}, the dataclass has {value}"
         else:
             assert cell == _doc_default(value), f"{name}: documented default {cell}"
+
+
+def test_every_exit_status_the_cli_uses_is_documented() -> None:
+    """Red-team 2026-12-06: `us3l` exits 143 on SIGTERM (us3l.errors.EXIT_TERMINATED), but neither docs/cli.md's
+    exit-code table (nor the README's copy of it) nor `us3l --help` named it."""
+    from us3l import errors
+    from us3l.cli_app import app
+
+    codes = {v for k, v in vars(errors).items() if k.startswith("EXIT_") and isinstance(v, int)} | {0, 1, 2}
+    table = {int(m) for m in re.findall(r"^\| (\d+) \|", (ROOT / "docs" / "cli.md").read_text(encoding="utf-8"),
+                                        re.MULTILINE)}
+    assert codes <= table, f"exit statuses missing from docs/cli.md: {sorted(codes - table)}"
+    epilog = str(app.info.epilog)
+    assert all(f"{code} " in epilog for code in codes), epilog

@@ -2,7 +2,8 @@
 
 Errors derived from ``US3LError`` (and ``ValueError`` from the library's argument checks) are printed as one
 line on stderr with a non-zero exit; set ``US3L_DEBUG=1`` to see the traceback instead. Exit codes: 0 ok,
-1 error, 2 usage error (typer/Click), 3 no width fits the budget, 130 interrupted (docs/cli.md).
+1 error, 2 usage error (typer/Click), 3 no width fits the budget, 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM) (docs/cli.md).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ app = typer.Typer(
     cls=PipelineOrderGroup,
     help="Train a universally slimmable network once (US3L), then profile, select and deploy any width.",
     epilog="Results go to stdout; progress, notes and errors to stderr. Exit codes: 0 ok, 1 error, 2 usage error, "
-    "3 no width fits the budget, 130 interrupted (docs/cli.md).",
+    "3 no width fits the budget, 130 interrupted, 143 terminated (docs/cli.md).",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
