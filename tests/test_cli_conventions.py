@@ -223,6 +223,14 @@ def test_train_checks_paths_before_printing_its_config(tmp_path: Path, capsys) -
     assert main(["train", "--out", str(run)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {run} already holds a checkpoint") and err.count("\n") == 1
+    # red-team 2026-12-06: an --out that is a file was found by the folder lock, after 76 lines of config
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        assert main(["train", "--out", str(afile), *extra]) == 1
+        cap = capsys.readouterr()
+        assert (cap.out, cap.err) == ("", f"error: run folder {afile} is a file, not a folder; choose another --out\n")
+    assert afile.read_text() == "mine"
 
 
 def test_report_finds_the_step_by_step_accuracy_file(tmp_path: Path, capsys) -> None:
