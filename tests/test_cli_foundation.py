@@ -165,6 +165,10 @@ def test_a_backend_flag_of_blanks_is_refused_not_read_as_the_default(command: li
         (["export", "--model", "cifar_resnet18", "--calib-data", "", "--out", "o"], "--calib-data"),  # not given
         (["profile", "show", ""], "an argument"),
         (["profile", "show", " ", "--json"], "an argument"),
+        # after a switch the blank is an argument: it was called "--json is given an empty value" (2026-12-06)
+        (["profile", "show", "--json", " "], "an argument"),
+        (["eval", "--json", "", "--ckpt", "RUN"], "an argument"),
+        (["select", "-q", ""], "an argument"),
         (["profile", "--device", "cpu", "--out", ""], "--out"),
     ],
 )

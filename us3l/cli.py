@@ -251,7 +251,8 @@ def _run_command(args: list[str]) -> int:
 
         load_commands(args)
         blank = empty_value(args)
-        if blank is not None:
+        if blank is not None:  # which options are switches: looked up only then (it builds the command's options)
+            blank = empty_value(args, switches(app, args))
             print(f"error: {blank} is given an empty value (see: {command_path(app, args)} --help)", file=sys.stderr)
             return 2
         try:
@@ -274,33 +275,47 @@ def _run_command(args: list[str]) -> int:
         return _interrupted() if code and _SigintWatch.received else code
 
 
-def empty_value(args: list[str]) -> str | None:
+def empty_value(args: list[str], switches: frozenset[str] = frozenset()) -> str | None:
     """The option (or ``"an argument"``) of the first empty or blank value on the command line, else None. Typer
     reads ``--out ''`` as the current folder and ``--calib-data ''`` or ``--data ''`` as not given, so an unset shell
-    variable (``--out "$DIR"``) silently wrote into the current folder or evaluated on the checkpoint's data."""
+    variable (``--out "$DIR"``) silently wrote into the current folder or evaluated on the checkpoint's data.
+    ``switches``: the command's options that take no value (``--json ''``: the blank is an argument)."""
     for i, arg in enumerate(args):
         name, eq, value = arg.partition("=")
         if arg.startswith("--") and eq and not value.strip():
             return name
         if not arg.strip():
-            return args[i - 1] if i and args[i - 1].startswith("-") else "an argument"
+            before = args[i - 1] if i else ""
+            return before if before.startswith("-") and before not in switches else "an argument"
     return None
+
+
+def _command(app: Any, args: list[str]) -> tuple[list[str], Any]:
+    """The (sub)command words ``args`` starts with and the Click command they name (the root group when none)."""
+    import typer
+
+    words: list[str] = []
+    cmd: Any = typer.main.get_command(app)
+    for arg in args:
+        sub = getattr(cmd, "commands", {}).get(arg)
+        if sub is None:
+            break
+        words.append(arg)
+        cmd = sub
+    return words, cmd
+
+
+def switches(app: Any, args: list[str]) -> frozenset[str]:
+    """The option names of the command ``args`` names that take no value (``--json``, ``-q``)."""
+    _, cmd = _command(app, args)
+    return frozenset(o for p in getattr(cmd, "params", ()) if getattr(p, "is_flag", False)
+                     for o in (*p.opts, *p.secondary_opts))
 
 
 def command_path(app: Any, args: list[str]) -> str:
     """``us3l`` and the (sub)command words that ``args`` starts with (``us3l profile show``): the help a usage
     error points to. Only leading words that name a registered command count (a value is no command)."""
-    import typer
-
-    words = ["us3l"]
-    group: Any = typer.main.get_command(app)
-    for arg in args:
-        sub = getattr(group, "commands", {}).get(arg)
-        if sub is None:
-            break
-        words.append(arg)
-        group = sub
-    return " ".join(words)
+    return " ".join(["us3l", *_command(app, args)[0]])
 
 
 def usage_error(exc: Any) -> int:
