@@ -379,7 +379,8 @@ def test_data_without_images_is_one_line_before_the_config(tmp_path: Path,
     (empty / "b").mkdir()
     junk = write_junk_folder(tmp_path / "junk")
     for data, message in ((empty, f"error: no images found under {empty} (extensions: "),
-                          (junk, f"error: cannot read image {junk / 'a' / '0.png'}: cannot identify image file")):
+                          (junk, f"error: cannot read image {junk / 'a' / '0.png'}: not an image in a format read "
+                                 "here")):
         run = tmp_path / f"run-{data.name}"
         assert main(["train", "--data", f"folder:{data}", "--out", str(run), "--epochs", "4"]) == 1
         err = capsys.readouterr().err

@@ -262,13 +262,12 @@ def _check_data(cfg: Any, world: int | None) -> None:
     report it, and write the run folder, again)."""
     from us3l.data.datasets import load_dataset
     from us3l.data.folder import check_first_images
-    from us3l.train.knn import check_knn_data
-    from us3l.train.loop import check_batches
+    from us3l.train.loop import check_batches, check_monitor_data
 
     train, test = (load_dataset(str(cfg.data), split) for split in ("train", "test"))
     check_first_images(train)
     check_first_images(test)
-    check_knn_data(train.num_classes, cfg.knn_max_train, len(train), str(cfg.data), "knn_max_train")
+    check_monitor_data(cfg, train)
     if world is not None:
         check_batches(len(train), cfg, world)
 

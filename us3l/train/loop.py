@@ -160,6 +160,18 @@ def _index_batches(n: int, cfg: TrainConfig, epoch: int, info: DistInfo) -> list
     return [shard[i : min(i + bs, stop)] for i in range(0, stop, bs) if min(i + bs, stop) - i >= 2]
 
 
+def check_monitor_data(cfg: TrainConfig, train_ds: Any) -> None:
+    """The kNN monitor's data check (``check_knn_data``), where there is a monitor: ``knn_widths: []`` is none, and
+    unlabelled images in one folder pretrain as they are (the one-class error says so)."""
+    if not cfg.knn_widths:
+        return
+    try:
+        check_knn_data(train_ds.num_classes, cfg.knn_max_train, len(train_ds), str(cfg.data), "knn_max_train")
+    except US3LError as exc:
+        hint = "; --set knn_widths=[] trains without the kNN monitor (unlabelled images)"
+        raise US3LError(f"{exc}{hint if train_ds.num_classes < 2 else ''}") from None
+
+
 def check_batches(n: int, cfg: TrainConfig, world_size: int) -> None:
     """Refuse (one line, before anything is written) a batch size that leaves an epoch without a batch; ``us3l
     train --nproc`` checks it before its workers start."""
@@ -491,12 +503,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     image_size = int(cfg.image_size or backbone.input_size)
     train_ds = load_dataset(cfg.data, "train", image_size)
     test_ds = load_dataset(cfg.data, "test", image_size)
-    if cfg.knn_widths:  # `knn_widths: []` is no monitor: unlabelled images in one folder pretrain as they are
-        try:
-            check_knn_data(train_ds.num_classes, cfg.knn_max_train, len(train_ds), str(cfg.data), "knn_max_train")
-        except US3LError as exc:
-            hint = "; --set knn_widths=[] trains without the kNN monitor (unlabelled images)"
-            raise US3LError(f"{exc}{hint if train_ds.num_classes < 2 else ''}") from None
+    check_monitor_data(cfg, train_ds)
     check_batches(len(train_ds), cfg, info.world_size)
     fingerprint = data_fingerprint(train_ds, test_ds)
     same_on_all_ranks("the data", {"num_classes": len(train_ds.classes), "train_size": len(train_ds),
