@@ -65,7 +65,8 @@ def trtexec_build_command(
     scales, no calibration cache) wins over ``fp16`` (``--fp16``); neither: fp32 (no flag; TF32 is TensorRT's
     default both ways).
 
-    ``shapes`` fixes the input shape (``--shapes``); with ``min_shapes``/``max_shapes`` it is the optimisation
+    ``shapes`` sets the input shape of a dynamic-shape ONNX (``--shapes``; trtexec refuses it for a static
+    one); with ``min_shapes``/``max_shapes`` it is the optimisation
     shape of a dynamic-batch profile (``--minShapes/--optShapes/--maxShapes``). ``workspace_mb`` limits the
     builder's scratch memory (TensorRT 10: ``--memPoolSize=workspace:<N>M``).
     """
@@ -150,17 +151,20 @@ def builder_flags(precision: str) -> tuple[str, ...]:
 def build_record(precision: str, example_shape: tuple[int, ...], dynamic_batch: bool) -> dict[str, Any]:
     """What the manifest's ``tensorrt`` section records about an engine's build: ``builder_flags`` (the
     ``tensorrt.BuilderFlag`` names ``_build_engine`` set) and ``trtexec_command``, the ``trtexec`` argument list that
-    builds the same engine from the artifact's ``model.onnx`` on a target (same flags, same shapes or dynamic-batch
-    profile). Without a GPU the engine is opaque: these are what ``us3l.deploy.manifest_claims`` checks the claimed
+    builds the same engine from the artifact's ``model.onnx`` on a target (same flags; the dynamic-batch profile,
+    no ``--shapes`` for a fixed-batch file, whose shape is in the file). Without a GPU the engine is opaque: these
+    are what ``us3l.deploy.manifest_claims`` checks the claimed
     precision against (fp16 and fp32 engines come from the same ONNX)."""
     rest = tuple(example_shape[1:])
     batch = example_shape[0]
-    shapes = {INPUT_NAME: example_shape}
     profile: dict[str, Any] = {}
     if dynamic_batch:  # the optimisation profile _build_engine sets
-        profile = {"min_shapes": {INPUT_NAME: (1, *rest)}, "max_shapes": {INPUT_NAME: (max(batch, 64), *rest)}}
-    cmd = trtexec_build_command("model.onnx", "model.engine", fp16=precision == "fp16", shapes=shapes,
-                                int8=precision == "int8", **profile)
+        profile = {"shapes": {INPUT_NAME: example_shape}, "min_shapes": {INPUT_NAME: (1, *rest)},
+                   "max_shapes": {INPUT_NAME: (max(batch, 64), *rest)}}
+    # A fixed-batch model.onnx has a static input shape: trtexec refuses --shapes for it ("Static model does not
+    # take explicit shapes since the shape of inference tensors will be determined by the model itself").
+    cmd = trtexec_build_command("model.onnx", "model.engine", fp16=precision == "fp16", int8=precision == "int8",
+                                **profile)
     return {"builder_flags": list(builder_flags(precision)), "trtexec_command": cmd}
 
 

@@ -103,3 +103,16 @@ def test_trtexec_sets_exactly_the_python_api_builder_flags() -> None:
     for kwargs, precision in (({"int8": True}, "int8"), ({}, "fp16"), ({"fp16": False}, "fp32")):
         cmd = trtexec_build_command("m.onnx", "m.engine", **kwargs)
         assert flags(cmd) == [TRTEXEC_FLAGS[f] for f in builder_flags(precision)]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_the_recorded_trtexec_command_of_a_fixed_batch_engine_gives_no_shapes(precision: str) -> None:
+    """A fixed-batch model.onnx has a static input shape, and trtexec refuses shape options for a static model
+    ("Static model does not take explicit shapes ..."): the recorded command failed on the target."""
+    from us3l.deploy.backends.tensorrt import build_record
+
+    cmd = build_record(precision, (2, 3, 32, 32), dynamic_batch=False)["trtexec_command"]
+    assert not [a for a in cmd if a.split("=")[0] in ("--shapes", "--minShapes", "--optShapes", "--maxShapes")]
+    dynamic = build_record(precision, (2, 3, 32, 32), dynamic_batch=True)["trtexec_command"]
+    assert dynamic[-3:] == ["--minShapes=input:1x3x32x32", "--optShapes=input:2x3x32x32",
+                            "--maxShapes=input:64x3x32x32"]
