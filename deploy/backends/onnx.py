@@ -304,6 +304,13 @@ class OnnxRunner(Runner):
         self.device = device
         source = str(path) if model_bytes is None else model_bytes  # bytes: exactly the ones whose hash was checked
         self.session = ort.InferenceSession(source, sess_options=session_options(threads, spin), providers=wanted)
+        running = self.session.get_providers()
+        if wanted[0] not in running:  # onnxruntime falls back to the CPU when a listed GPU provider fails to start
+            raise US3LError(
+                f"onnxruntime could not start {wanted[0]} for device '{device}' (the session runs on "
+                f"{', '.join(running) or 'nothing'}; missing CUDA/cuDNN/TensorRT libraries or no GPU?): its "
+                "results would be the CPU's; fix the GPU install or use device 'cpu'"
+            )
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = fixed_dims(self.session.get_inputs()[0].shape)
         self.output_name = self.session.get_outputs()[0].name

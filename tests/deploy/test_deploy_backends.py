@@ -122,6 +122,27 @@ def test_onnx_runner_rejects_absent_provider(tiny_net: torch.nn.Module, tmp_path
         get_backend("onnx").load(art.path, device="cuda")
 
 
+def test_onnx_runner_refuses_a_gpu_provider_that_fell_back_to_the_cpu(
+    tiny_net: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime-gpu lists CUDAExecutionProvider even where it cannot start (no cuDNN, no GPU) and then runs the
+    session on the CPU: an export 'verified on cuda' (or a profile timed 'on cuda') ran on the CPU."""
+    import onnxruntime as ort
+
+    art = get_backend("onnx").export(tiny_net, torch.randn(1, 3, 8, 8), tmp_path)
+    real = ort.InferenceSession
+
+    def falls_back(source: object, sess_options: object = None, providers: object = None) -> object:
+        return real(source, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", falls_back)
+    with pytest.raises(US3LError, match=r"^onnxruntime could not start CUDAExecutionProvider for device 'cuda' "
+                                        r"\(the session runs on CPUExecutionProvider;"):
+        get_backend("onnx").load(art.path, device="cuda")
+    get_backend("onnx").load(art.path, device="cpu").close()  # the CPU provider itself is what was asked for
+
+
 def test_version_tuple() -> None:
     assert version_tuple("1.32.0") == (1, 32, 0)
     assert version_tuple("2026.4.1-22982-e213a147257-releases/2026/4") == (2026, 4, 1)
