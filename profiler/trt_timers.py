@@ -75,7 +75,12 @@ class TrtexecSession:
         def run(k: int) -> list[float]:
             argv = timing_command(engine, times, k, self.warmup_ms, trtexec=self.trtexec)
             self.ex.run(argv, check=True)
-            return [ms / 1e3 for ms in parse_times(self.ex.read_text(times), self.metric)]
+            ms = parse_times(self.ex.read_text(times), self.metric)
+            # --iterations is "at least N" (trtexec keeps a second inference in flight and drains it after the
+            # loop): the last k records are the k timings asked for, fewer is an error
+            if len(ms) < k:
+                raise US3LError(f"trtexec timed {len(ms)} inference(s) of {key}, asked for {k}")
+            return [v / 1e3 for v in ms[len(ms) - k:]]
 
         return run
 

@@ -40,7 +40,8 @@ def timing_command(
 ) -> list[str]:
     """Argument list of a ``trtexec`` run that times ``iterations`` inferences of a built engine.
 
-    ``--duration=0`` makes ``iterations`` the exact count (trtexec otherwise runs for at least 3 s);
+    ``--duration=0`` stops after ``iterations`` (trtexec otherwise runs for at least 3 s); it may time one or two
+    more (``--iterations`` is "at least N"), which ``TrtexecSession`` drops;
     ``--warmUp`` (milliseconds) warms the GPU up inside this process before the timed inferences;
     ``--useSpinWait`` synchronises by spinning, which gives steadier timings than blocking sync.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,48 @@ def test_parse_version_and_build_command():
 
     cmd = trtexec_build_command("/d/model.onnx", "/d/model.plan", fp16=True)
     assert "--fp16" in cmd and "--onnx=/d/model.onnx" in cmd and "--saveEngine=/d/model.plan" in cmd
+
+
+_FAKE_TRTEXEC = """#!{python}
+import json, sys
+args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
+if "--help" in sys.argv:
+    print("TensorRT.trtexec [TensorRT v100300] --onnx=<file>")
+elif "--exportTimes" in args:  # one more inference than asked, as trtexec's double-buffered loop can time
+    n = int(args["--iterations"]) + {extra}
+    with open(args["--exportTimes"], "w") as f:
+        json.dump([{{"latencyMs": 1.0 + i}} for i in range(n)], f)
+"""
+
+
+@pytest.mark.parametrize("extra", [1, 0, -1])
+def test_a_trtexec_chunk_gives_exactly_the_timings_asked_for(
+    extra: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trtexec's --iterations is "at least N" (and --exportTimes holds every timed inference): a chunk that came
+    back with one more record failed the measurement loop's count check ("returned 6 samples, asked for 5")."""
+    import os
+    import stat
+    import sys
+
+    from us3l.profiler.executors import LocalExecutor
+    from us3l.profiler.trt_timers import TrtexecSession
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "trtexec"
+    fake.write_text(_FAKE_TRTEXEC.format(python=sys.executable, extra=extra))
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    trt = TrtexecSession(LocalExecutor(60))
+    try:
+        trt.engines["w"] = str(tmp_path / "model.plan")
+        Path(trt.workdir, "w").mkdir()
+        timer = trt.timer("w")
+        if extra < 0:
+            with pytest.raises(US3LError, match=r"^trtexec timed 4 inference\(s\) of w, asked for 5$"):
+                timer(5)
+        else:
+            assert timer(5) == pytest.approx([(1.0 + i) / 1e3 for i in range(extra, 5 + extra)])
+    finally:
+        trt.close()
