@@ -238,7 +238,8 @@ def _verify(
     with runner, phase("verify: run runtime"):
         for x in groups:
             outs.append(runner.infer(x))
-    return compare(np.concatenate(refs), np.concatenate(outs), artifact.precision)
+    distinct = len(inputs) if artifact.dynamic_batch else None  # the batch of one repeats the first image
+    return compare(np.concatenate(refs), np.concatenate(outs), artifact.precision, distinct)
 
 
 def _int8_inputs(

@@ -140,10 +140,16 @@ def topk_agreement(reference: np.ndarray, output: np.ndarray, k: int = 5) -> flo
     return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(nr, no, strict=True)]))
 
 
-def compare(reference: np.ndarray, output: np.ndarray, precision: str = "fp32") -> Verification:
+def compare(
+    reference: np.ndarray, output: np.ndarray, precision: str = "fp32", distinct: int | None = None
+) -> Verification:
     """Compare two (N, D) outputs after L2 normalisation against ``TOLERANCES[precision]``.
 
     A quantization tolerance (int8) needs at least ``MIN_TOPK_SAMPLES`` samples for its neighbour agreement.
+    ``distinct``: how many leading rows are distinct images, where the rows after them repeat some of those (a
+    dynamic-batch artifact also runs its first image alone). Every row is compared, but the neighbour agreement
+    and the sample count are of the distinct rows only: a repeated image is its own copy's nearest neighbour in
+    both outputs, which would lift the agreement.
     """
     if precision not in TOLERANCES:
         raise ValueError(f"no tolerance for precision '{precision}' (known: {', '.join(TOLERANCES)})")
@@ -166,19 +172,20 @@ def compare(reference: np.ndarray, output: np.ndarray, precision: str = "fp32") 
     mean_cos = float(cos.mean()) if cos.size else 1.0
     passed = finite and min_cos >= tol.min_cosine and (tol.max_abs is None or max_abs <= tol.max_abs)
     agreement = None
+    n = len(r) if distinct is None else min(int(distinct), len(r))
     if tol.min_topk_agreement is not None:
-        if len(r) < MIN_TOPK_SAMPLES:
+        if n < MIN_TOPK_SAMPLES:
             raise ValueError(
                 f"{precision} verification needs at least {MIN_TOPK_SAMPLES} samples for its top-{tol.topk} "
-                f"neighbour agreement, got {len(r)}"
+                f"neighbour agreement, got {n}"
             )
-        agreement = topk_agreement(r, o, tol.topk or 5) if finite else 0.0
+        agreement = topk_agreement(r[:n], o[:n], tol.topk or 5) if finite else 0.0
         passed = passed and agreement >= tol.min_topk_agreement
     if tol.min_mean_cosine is not None:
         passed = passed and mean_cos >= tol.min_mean_cosine
     return Verification(
         precision=precision,
-        samples=int(len(r)),
+        samples=n,
         max_abs_error=max_abs,
         mean_abs_error=float(err.mean()) if err.size else 0.0,
         min_cosine=min_cos,

@@ -147,6 +147,21 @@ def test_int8_tolerance_is_cosine_and_neighbour_agreement() -> None:
     assert TOLERANCES["int8"].min_mean_cosine == 0.99
 
 
+def test_a_repeated_image_does_not_count_in_the_neighbour_agreement() -> None:
+    """Red-team 2026-12-06: a dynamic-batch artifact is verified on the whole batch and then on its first image
+    alone, and the two outputs were compared as one array: the first image and its copy were each other's nearest
+    neighbour in both, which lifted the top-5 agreement, and the manifest said 65 samples for 64 images."""
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((20, 16))
+    out = ref + 0.6 * rng.standard_normal(ref.shape)  # noisy enough that neighbour sets differ
+    twice_ref, twice_out = np.concatenate([ref, ref[:1]]), np.concatenate([out, out[:1]])
+    alone = compare(ref, out, "int8")
+    both = compare(twice_ref, twice_out, "int8", distinct=len(ref))
+    assert both.samples == 20 and both.topk_agreement == alone.topk_agreement
+    assert compare(twice_ref, twice_out, "int8").topk_agreement != alone.topk_agreement  # what it was before
+    assert both.min_cosine == alone.min_cosine  # the repeated row is still compared
+
+
 # ----------------------------------------------------------------------------------------------- ONNX Q/DQ
 
 
