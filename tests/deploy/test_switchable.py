@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import onnx
 import pytest
 import torch
 
-from tests.deploy.conftest import calibrated_run
+from tests.deploy.conftest import calibrated_run, copy_artifact
 from tests.script_module import ROOT
 from us3l.deploy.graph import deployable_module, fresh_model
 from us3l.deploy.switchable import (
@@ -28,7 +29,7 @@ from us3l.deploy.switchable import (
     build_switchable,
     check_grid,
 )
-from us3l.deploy.switchable_export import check_widths, default_grid, export_switchable
+from us3l.deploy.switchable_export import SwitchableResult, check_widths, default_grid, export_switchable
 from us3l.deploy.switchable_runtime import OrtSwitchable, OvSwitchable
 from us3l.errors import US3LError
 
@@ -164,6 +165,26 @@ def run_dir(tmp_path_factory) -> Path:
     return calibrated_run(tmp_path_factory.mktemp("run"), (1.0, 0.5, 0.25), batch=8)
 
 
+SharedExport = Callable[..., SwitchableResult]
+
+
+@pytest.fixture(scope="module")
+def shared_export(run_dir, tmp_path_factory) -> SharedExport:
+    """``shared_export(backend, widths=None)``: ``export_switchable(run_dir, backend, out, widths,
+    device_name="cpu")``, made once per module for each (backend, widths); a test that edits its files works on a
+    copy (``copy_artifact``)."""
+    done: dict[tuple[str, tuple[float, ...] | None], SwitchableResult] = {}
+
+    def get(backend: str, widths: list[float] | None = None) -> SwitchableResult:
+        key = (backend, None if widths is None else tuple(widths))
+        if key not in done:
+            done[key] = export_switchable(run_dir, backend, tmp_path_factory.mktemp("shared"), widths,
+                                          device_name="cpu")
+        return done[key]
+
+    return get
+
+
 def _documented_switchable_fields() -> dict[str, set[str]]:
     """section -> the names docs/deploy.md's switchable ``manifest.json`` list gives in that section's bullet."""
     text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
@@ -183,8 +204,8 @@ def _documented_switchable_fields() -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_export_from_a_checkpoint_verifies_every_width(run_dir, tmp_path, backend) -> None:
-    res = export_switchable(run_dir, backend, tmp_path, device_name="cpu")
+def test_export_from_a_checkpoint_verifies_every_width(shared_export, backend) -> None:
+    res = shared_export(backend)
     doc = res.manifest
     assert res.valid and doc["kind"] == "switchable_manifest" and doc["schema_version"] == 1
     # the calibrated widths, widest first, as their canonical grid widths (0.5 of this model is the grid's 0.4922)
@@ -215,9 +236,9 @@ def test_a_checkpoint_width_without_bn_statistics_is_refused(run_dir, tmp_path) 
     assert not list(tmp_path.rglob("*.onnx"))
 
 
-def test_the_readme_snippet_runs_without_us3l(run_dir, tmp_path) -> None:
+def test_the_readme_snippet_runs_without_us3l(shared_export) -> None:
     """The README's snippet: plain onnxruntime, width switched between two calls on one session."""
-    res = export_switchable(run_dir, "onnx", tmp_path)
+    res = shared_export("onnx")
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     start = readme.index("<!-- switchable-snippet:begin -->")
     code = readme[start:readme.index("<!-- switchable-snippet:end -->")].split("```python\n", 1)[1].split("```")[0]
@@ -302,10 +323,10 @@ def test_vit_linears_are_sliced_from_the_shared_weights_too(tmp_path, x) -> None
     np.testing.assert_allclose(out, reference(net, 0.5, x), rtol=1e-4, atol=1e-5)
 
 
-def test_load_switchable_checks_the_manifest_and_runs_every_width(run_dir, tmp_path, x) -> None:
+def test_load_switchable_checks_the_manifest_and_runs_every_width(run_dir, shared_export, tmp_path, x) -> None:
     import us3l.deploy as deploy
 
-    res = export_switchable(run_dir, "onnx", tmp_path, [1.0, 0.25])
+    res = shared_export("onnx", [1.0, 0.25])
     runner = deploy.load_switchable(res.directory)
     assert runner.widths == (1.0, 0.25) and runner.manifest["kind"] == "switchable_manifest"
     x32 = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
@@ -324,15 +345,15 @@ def test_load_switchable_checks_the_manifest_and_runs_every_width(run_dir, tmp_p
 
 
 @pytest.mark.parametrize(("backend", "what"), [("onnx", "the ONNX file's"), ("openvino", "the IR's")])
-def test_a_manifest_whose_grid_was_edited_is_refused(run_dir, tmp_path, backend, what) -> None:
+def test_a_manifest_whose_grid_was_edited_is_refused(shared_export, tmp_path, backend, what) -> None:
     """Red-team 2026-12-06 (rtL): an OpenVINO IR's edited grid loaded and was profiled (index 0, width 1.0, reported
     as width 0.25): the grid was read from the ONNX metadata only, and the IR keeps it in its rt_info."""
     import json
 
     import us3l.deploy as deploy
 
-    res = export_switchable(run_dir, backend, tmp_path, [1.0, 0.25])
-    path = res.directory / "manifest.json"
+    d = copy_artifact(shared_export(backend, [1.0, 0.25]), tmp_path)
+    path = d / "manifest.json"
     doc = json.loads(path.read_text())
     doc["model"]["widths"] = [0.25, 1.0]  # index 0 would now be reported as width 0.25
     for i, w in enumerate(doc["model"]["widths"]):
@@ -340,46 +361,48 @@ def test_a_manifest_whose_grid_was_edited_is_refused(run_dir, tmp_path, backend,
     path.write_text(json.dumps(doc))
     with pytest.raises(US3LError, match=rf"model.widths \[0.25, 1.0\] differ from {what} own grid "
                                         r"\[1.0, 0.25\]; the manifest was edited: re-export"):
-        deploy.load_switchable(res.directory)
+        deploy.load_switchable(d)
 
 
-def _refused_after_edit(run_dir, tmp_path, section: str, key: str, value: object, message: str) -> None:
-    """Export a two-width switchable artifact, set ``manifest[section][key] = value`` and check that
+def _refused_after_edit(shared_export: SharedExport, tmp_path: Path, section: str, key: str, value: object,
+                        message: str) -> None:
+    """Copy a two-width switchable artifact, set ``manifest[section][key] = value`` and check that
     ``load_switchable`` refuses it with a line starting with ``<manifest path>: <message>``."""
     import json
 
     import us3l.deploy as deploy
 
-    res = export_switchable(run_dir, "onnx", tmp_path, [1.0, 0.25])
-    path = res.directory / "manifest.json"
+    d = copy_artifact(shared_export("onnx", [1.0, 0.25]), tmp_path)
+    path = d / "manifest.json"
     doc = json.loads(path.read_text())
     doc[section][key] = value
     path.write_text(json.dumps(doc))
     with pytest.raises(US3LError, match=f"^{re.escape(f'{path}: {message}')}"):
-        deploy.load_switchable(res.directory)
+        deploy.load_switchable(d)
 
 
 @pytest.mark.parametrize("shape", ["x", [1, 3, 32], [1, "3", 32, 32]])
-def test_a_manifest_input_shape_that_is_not_a_shape_is_one_line(run_dir, tmp_path, shape) -> None:
+def test_a_manifest_input_shape_that_is_not_a_shape_is_one_line(shared_export, tmp_path, shape) -> None:
     """Red-team 2026-12-05 (rtA): us3l profile --artifact built its timing input from it unchecked."""
-    _refused_after_edit(run_dir, tmp_path, "input", "shape", shape, "input.shape must be a list of positive integers")
+    _refused_after_edit(shared_export, tmp_path, "input", "shape", shape,
+                        "input.shape must be a list of positive integers")
 
 
 @pytest.mark.parametrize("version", [5, "abc", ["1.2.3"]])
-def test_a_manifest_runtime_version_that_is_not_a_version_is_one_line(run_dir, tmp_path, version) -> None:
+def test_a_manifest_runtime_version_that_is_not_a_version_is_one_line(shared_export, tmp_path, version) -> None:
     """Red-team 2026-12-05 (rtA): `"runtime_version": 5` was an AttributeError traceback in load_switchable (and
     `us3l profile --artifact` timed every width before refusing it); "abc" read as 'install onnxruntime==.*'."""
-    _refused_after_edit(run_dir, tmp_path, "backend", "runtime_version", version,
+    _refused_after_edit(shared_export, tmp_path, "backend", "runtime_version", version,
                         f'backend.runtime_version must be a version string like "1.2.3", got {version!r}; re-export')
 
 
 @pytest.mark.parametrize("bound", [True, False])
-def test_openvino_runner_refuses_a_wrong_input_shape_in_one_line(run_dir, tmp_path, bound) -> None:
+def test_openvino_runner_refuses_a_wrong_input_shape_in_one_line(shared_export, bound) -> None:
     """Red-team 2026-12-05 (rtA): the onnxruntime switchable runner (and every one-width runner) names both shapes;
     the OpenVINO one passed the array on and OpenVINO's multi-line RuntimeError came out."""
     import us3l.deploy as deploy
 
-    res = export_switchable(run_dir, "openvino", tmp_path, [1.0, 0.25])
+    res = shared_export("openvino", [1.0, 0.25])
     x16 = np.zeros((1, 3, 16, 16), np.float32)
     with deploy.load_switchable(res.directory, bound=bound) as r:
         with pytest.raises(US3LError, match=r"^input of shape 1x3x16x16 does not fit this artifact's input 1x3x32x32"):
@@ -401,17 +424,19 @@ def test_a_fixed_batch_that_does_not_divide_the_verification_images_says_so(run_
     assert {v["onnxruntime"]["samples"] for v in (p["verification"] for p in sw["model"]["per_width"])} == {6}
 
 
-def test_a_switchable_file_swapped_after_its_hash_was_checked_is_not_what_runs(run_dir, tmp_path, monkeypatch) -> None:
+def test_a_switchable_file_swapped_after_its_hash_was_checked_is_not_what_runs(shared_export, tmp_path,
+                                                                               monkeypatch) -> None:
     """load_switchable hashed the files, then the runtime opened the path again: a file swapped in between ran
     unchecked. Now the runtime is built from the bytes that were hashed."""
     from tests.deploy.test_deploy_loading import _other_weights
     from us3l import deploy
     from us3l.deploy import switchable_runtime as rt
 
-    res = export_switchable(run_dir, "onnx", tmp_path)
-    file = res.directory / res.manifest["artifact"]["file"]
+    res = shared_export("onnx")
+    d = copy_artifact(res, tmp_path)
+    file = d / res.manifest["artifact"]["file"]
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    with deploy.load_switchable(res.directory) as r:
+    with deploy.load_switchable(d) as r:
         checked = r.infer(x, 0)
     other = _other_weights(file)
     real = rt.open_switchable
@@ -421,6 +446,6 @@ def test_a_switchable_file_swapped_after_its_hash_was_checked_is_not_what_runs(r
         return real(backend, path, *args, **kwargs)
 
     monkeypatch.setattr(rt, "open_switchable", swap_then_open)
-    with deploy.load_switchable(res.directory) as r:
+    with deploy.load_switchable(d) as r:
         np.testing.assert_array_equal(r.infer(x, 0), checked)
     assert file.read_bytes() == other
