@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.script_runs import ScriptRun, run_scripts
 from us3l import script_cli
 from us3l.errors import US3LError
 
@@ -134,9 +134,7 @@ def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
         assert not loose, (script.name, loose)
 
 
-@pytest.mark.parametrize(
-    ("argv", "rc", "last_line"),
-    [
+BAD_INPUT = [
         (["benchmarks/slim_overhead.py", "--rounds", "0"], 2,
          "error: argument --rounds: must be >= 1, got '0' (see: python benchmarks/slim_overhead.py --help)"),
         (["benchmarks/export_speed.py", "--widths", "1,2.0"], 2,
@@ -161,23 +159,38 @@ def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
         (["benchmarks/denormal.py", "--out", "README.md"], 1, "error: --out must be a folder, got the file README.md"),
         (["benchmarks/switchable.py", "--ckpt", "/nonexistent/run"], 1,
          "error: no checkpoint found at /nonexistent/run (expected a run folder or checkpoint.safetensors)"),
-    ],
-)
-def test_a_benchmark_given_bad_input_exits_without_a_traceback(argv: list[str], rc: int, last_line: str) -> None:
-    proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+]
+OUT_OF_RANGE = ["export_latency", "export_speed", "int8_vs_fp32", "slim_overhead", "profiler_vs_benchmark_app",
+                "switchable"]
+
+
+def _out_of_range_argv(script: str) -> list[str]:
+    return [f"benchmarks/{script}.py", "--widths", "1,0.1"]
+
+
+@pytest.fixture(scope="module")
+def script_runs() -> dict[tuple[str, ...], ScriptRun]:
+    """Every command line of the two tests below, run as ``python ARGV`` from the repository root: all of them in
+    one fresh interpreter (tests/script_runs.py), which pays torch's import once instead of once per line."""
+    argvs = [argv for argv, _, _ in BAD_INPUT] + [_out_of_range_argv(s) for s in OUT_OF_RANGE]
+    return {tuple(a): run for a, run in zip(argvs, run_scripts(argvs, cwd=ROOT), strict=True)}
+
+
+@pytest.mark.parametrize(("argv", "rc", "last_line"), BAD_INPUT)
+def test_a_benchmark_given_bad_input_exits_without_a_traceback(script_runs, argv: list[str], rc: int,
+                                                               last_line: str) -> None:
+    proc = script_runs[tuple(argv)]
     assert proc.returncode == rc, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1] == last_line
     if rc == 2:
         assert proc.stderr == last_line + "\n" and not proc.stdout  # one line: no usage block, nothing ran
 
 
-@pytest.mark.parametrize("script", ["export_latency", "export_speed", "int8_vs_fp32", "slim_overhead",
-                                    "profiler_vs_benchmark_app", "switchable"])
-def test_a_width_outside_the_models_range_is_one_line_naming_the_flag(script: str) -> None:
+@pytest.mark.parametrize("script", OUT_OF_RANGE)
+def test_a_width_outside_the_models_range_is_one_line_naming_the_flag(script_runs, script: str) -> None:
     """Five benchmarks said 'error: width must be in [0.25, 1], got 0.1' (only switchable.py named --widths), some
     after exporting the widths before it; docs/cli.md quotes the line with the flag."""
-    proc = subprocess.run([sys.executable, f"benchmarks/{script}.py", "--widths", "1,0.1"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = script_runs[tuple(_out_of_range_argv(script))]
     assert proc.returncode == 1 and not proc.stdout.strip(), proc.stderr[-2000:]
     assert proc.stderr == "error: --widths: width must be in [0.25, 1], got 0.1\n"
 
