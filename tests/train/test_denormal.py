@@ -58,7 +58,8 @@ def test_flush_denormal_false_keeps_them(tiny_cfg, ieee_main_thread: None) -> No
 
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
 def test_every_intra_op_thread_flushes_in_a_fresh_process(tiny_folder: Path, tmp_path: Path) -> None:
-    cfg = {**TINY, "data": f"folder:{tiny_folder}", "out": str(tmp_path / "run"), "threads": 2}
+    cfg = {**TINY, "data": f"folder:{tiny_folder}", "out": str(tmp_path / "run"), "threads": 2, "epochs": 1,
+           "schedule": "none"}  # one epoch: the flush mode is set before the first, what is measured is after
     script = textwrap.dedent(f"""
         import torch
         from tests.train.test_denormal import denormals_left
