@@ -5,8 +5,9 @@ Real exports, onnxruntime and OpenVINO."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,6 +16,9 @@ from us3l import deploy
 from us3l.deploy.export import ExportResult, export_width
 from us3l.deploy.verify import TOLERANCES
 from us3l.errors import US3LError
+
+if TYPE_CHECKING:
+    from us3l.deploy.switchable_export import SwitchableResult
 
 MODEL = "cifar_resnet18"
 
@@ -192,12 +196,28 @@ def test_a_tensorrt_precision_is_checked_against_the_onnx_it_was_built_from() ->
                                "was edited); re-export the artifact")
 
 
-def test_a_switchable_verification_edited_to_passed_is_refused(run: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def switchable_exports(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], SwitchableResult]:
+    """``switchable_exports(backend)``: the switchable export of a run calibrated at widths 1.0 and 0.25, made once
+    per module for each backend; tests edit a copy (``copy_artifact``)."""
     from us3l.deploy.switchable_export import export_switchable
 
-    run2 = calibrated_run(tmp_path / "run", (1.0, 0.25), batch=8, model_name=MODEL)
-    res = export_switchable(run2, "onnx", tmp_path / "out")
-    d = res.directory
+    run = calibrated_run(tmp_path_factory.mktemp("run2"), (1.0, 0.25), batch=8, model_name=MODEL)
+    done: dict[str, SwitchableResult] = {}
+
+    def get(backend: str) -> SwitchableResult:
+        if backend not in done:
+            done[backend] = export_switchable(run, backend, tmp_path_factory.mktemp("out2"))
+        return done[backend]
+
+    return get
+
+
+def test_a_switchable_verification_edited_to_passed_is_refused(
+    switchable_exports: Callable[[str], SwitchableResult], tmp_path: Path
+) -> None:
+    res = switchable_exports("onnx")
+    d = copy_artifact(res, tmp_path)
     mode = res.manifest["verification"]["modes"][0]
     path = edit_manifest(d, lambda doc: doc["model"]["per_width"][1]["verification"][mode].update(min_cosine=0.5))
     with pytest.raises(US3LError) as info:
@@ -216,14 +236,13 @@ def test_a_switchable_verification_edited_to_passed_is_refused(run: Path, tmp_pa
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_a_switchable_verification_deleted_to_pass_is_refused(run: Path, tmp_path: Path, backend: str) -> None:
+def test_a_switchable_verification_deleted_to_pass_is_refused(
+    switchable_exports: Callable[[str], SwitchableResult], tmp_path: Path, backend: str
+) -> None:
     """Red-team 2026-12-06 (rtL): a switchable manifest whose failed width's verification (or one runtime mode of
     it) was deleted, valid left true, loaded: only the checks present were compared."""
-    from us3l.deploy.switchable_export import export_switchable
-
-    run2 = calibrated_run(tmp_path / "run", (1.0, 0.25), batch=8, model_name=MODEL)
-    res = export_switchable(run2, backend, tmp_path / "out")
-    d = res.directory
+    res = switchable_exports(backend)
+    d = copy_artifact(res, tmp_path)
     modes = res.manifest["verification"]["modes"]
     deploy.load_switchable(d).close()  # the real export passes
     path = edit_manifest(d, lambda doc: doc["model"]["per_width"][1].pop("verification"))
