@@ -270,6 +270,25 @@ def session_options(threads: int | None, spin: bool = True) -> Any:
     return opts
 
 
+def _gpu_session(ort: Any, source: str | bytes, options: Any, providers: list[str], device: str) -> Any:
+    """An ``InferenceSession`` on ``providers`` with onnxruntime's provider fallback off.
+
+    With fallback on (its default) a provider whose creation raises makes onnxruntime print an "EP Error ...
+    Falling back to ['CPUExecutionProvider'] and retrying." banner on stdout (which broke ``--json``) and retry on the
+    CPU. ``enable_fallback=0`` (``InferenceSession(..., **kwargs)``, the constructor form of the documented
+    ``disable_fallback()``) makes it raise the provider's error instead, which becomes one line here."""
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=providers, enable_fallback=0)
+    except (RuntimeError, ValueError) as exc:
+        if providers[0] == "CPUExecutionProvider":
+            raise
+        why = " ".join(str(exc).split())[:300]
+        raise US3LError(
+            f"onnxruntime could not start {providers[0]} for device '{device}' ({why}): missing CUDA/cuDNN/TensorRT "
+            "libraries or no GPU? Fix the GPU install or use device 'cpu'"
+        ) from None
+
+
 class OnnxRunner(Runner):
     """An ONNX Runtime ``InferenceSession`` (sequential execution, ``intra_op`` threads as given).
 
@@ -303,7 +322,7 @@ class OnnxRunner(Runner):
             )
         self.device = device
         source = str(path) if model_bytes is None else model_bytes  # bytes: exactly the ones whose hash was checked
-        self.session = ort.InferenceSession(source, sess_options=session_options(threads, spin), providers=wanted)
+        self.session = _gpu_session(ort, source, session_options(threads, spin), wanted, device)
         running = self.session.get_providers()
         if wanted[0] not in running:  # onnxruntime falls back to the CPU when a listed GPU provider fails to start
             raise US3LError(

@@ -132,8 +132,8 @@ def test_onnx_runner_refuses_a_gpu_provider_that_fell_back_to_the_cpu(
     art = get_backend("onnx").export(tiny_net, torch.randn(1, 3, 8, 8), tmp_path)
     real = ort.InferenceSession
 
-    def falls_back(source: object, sess_options: object = None, providers: object = None) -> object:
-        return real(source, sess_options=sess_options, providers=["CPUExecutionProvider"])
+    def falls_back(source: object, sess_options: object = None, providers: object = None, **kwargs: object) -> object:
+        return real(source, sess_options=sess_options, providers=["CPUExecutionProvider"], **kwargs)
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", falls_back)
@@ -141,6 +141,36 @@ def test_onnx_runner_refuses_a_gpu_provider_that_fell_back_to_the_cpu(
                                         r"\(the session runs on CPUExecutionProvider;"):
         get_backend("onnx").load(art.path, device="cuda")
     get_backend("onnx").load(art.path, device="cpu").close()  # the CPU provider itself is what was asked for
+
+
+def test_onnx_runner_turns_a_failing_gpu_provider_into_one_line_and_keeps_stdout_clean(
+    tiny_net: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When creating the CUDA provider raises, onnxruntime's own fallback printed "EP Error ... Falling back to
+    ['CPUExecutionProvider'] and retrying." on stdout (breaking `--json`) and ran the session on the CPU. The real
+    InferenceSession runs here; only its provider creation is faked to fail as onnxruntime-gpu does without CUDA."""
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_inference_collection as collection
+
+    art = get_backend("onnx").export(tiny_net, torch.randn(1, 3, 8, 8), tmp_path)
+    real_create = collection.InferenceSession._create_inference_session
+
+    def create(self: object, providers: object, provider_options: object, *args: object) -> object:
+        if providers and "CUDAExecutionProvider" in list(providers):  # type: ignore[call-overload]
+            self._fallback_providers = ["CPUExecutionProvider"]  # type: ignore[attr-defined]  # as the real one sets
+            raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+        return real_create(self, providers, provider_options, *args)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(collection.InferenceSession, "_create_inference_session", create)
+    capsys.readouterr()
+    with pytest.raises(US3LError) as info:
+        get_backend("onnx").load(art.path, device="cuda")
+    assert capsys.readouterr().out == ""
+    message = str(info.value)
+    assert message.startswith("onnxruntime could not start CUDAExecutionProvider for device 'cuda' (CUDA failure 100")
+    assert "\n" not in message
+    get_backend("onnx").load(art.path, device="cpu").close()
 
 
 def test_version_tuple() -> None:
