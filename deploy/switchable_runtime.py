@@ -115,13 +115,10 @@ class OvSwitchable(_Closable):
         self, path: str | Path, n: int, threads: int | None = None, device: str = "CPU", bound: bool = True,
         ir: tuple[bytes, bytes] | None = None,
     ) -> None:
-        from us3l.deploy.backends.openvino import compile_config, shared_core
+        from us3l.deploy.backends.openvino import compile_config, require_device, shared_core
 
         self.core = shared_core()
-        if device.split(".")[0] not in {d.split(".")[0] for d in self.core.available_devices}:  # as OpenVinoRunner
-            raise US3LError(
-                f"OpenVINO device '{device}' is not present (available: {', '.join(self.core.available_devices)})"
-            )
+        require_device(self.core, device)  # as OpenVinoRunner
         self.path, self.n, self.device, self.bound = str(path), n, device, bound
         self.config = compile_config(threads, device, "fp32")
         self._requests: dict[int, Any] = {}

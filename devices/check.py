@@ -42,10 +42,13 @@ def _local_runtime(backend: str, spec: DeviceSpec) -> bool:
 
 
 def openvino_device_present(name: str) -> bool:
-    """Whether OpenVINO sees device ``name`` (``GPU``, ``NPU``; ``GPU.0`` counts as ``GPU``) on this machine."""
-    import openvino as ov
+    """Whether OpenVINO can run on device ``name`` on this machine: a listed device (``GPU``, ``NPU``; ``GPU.0``
+    counts as ``GPU``) or a virtual one over listed devices (``AUTO``, ``HETERO:GPU,CPU``; see
+    ``us3l.deploy.backends.openvino_devices``)."""
+    from us3l.deploy.backends.openvino import shared_core
+    from us3l.deploy.backends.openvino_devices import device_problem
 
-    return name.upper() in {d.split(".")[0] for d in ov.Core().available_devices}
+    return device_problem(name, list(shared_core().available_devices)) is None
 
 
 def check_local(spec: DeviceSpec) -> CheckResult:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from us3l.deploy.backends.base import Artifact, Backend, Runner, as_input, fixed_dims, staging_dir, version_tuple
+from us3l.deploy.backends.openvino_devices import describe_available, device_problem
 from us3l.deploy.timing import phase
 from us3l.errors import US3LError
 
@@ -75,6 +76,15 @@ def shared_core() -> Any:
     return _CORE
 
 
+def require_device(core: Any, device: str) -> None:
+    """Refuse, in one line, a device OpenVINO cannot run on here: absent, or a virtual device (``AUTO``,
+    ``HETERO:...``, ``MULTI:...``, ``BATCH:...``) over absent ones (``us3l.deploy.backends.openvino_devices``)."""
+    available = list(core.available_devices)
+    problem = device_problem(device, available)
+    if problem is not None:
+        raise US3LError(f"{problem} ({describe_available(available)})")
+
+
 def compile_config(threads: int | None, device: str, precision: str | None) -> dict[str, Any]:
     """The ``compile_model`` configuration every us3l OpenVINO model uses: the latency hint, ``threads`` on a CPU
     and the precision hint (f32 for fp32 and int8, f16 for fp16 on GPU/NPU)."""
@@ -106,10 +116,7 @@ class OpenVinoRunner(Runner):
         ir: tuple[bytes, bytes] | None = None,
     ) -> None:
         core = shared_core()
-        if device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
-            raise US3LError(
-                f"OpenVINO device '{device}' is not present (available: {', '.join(core.available_devices)})"
-            )
+        require_device(core, device)
         self.device = device
         # ir: the .xml and .bin bytes whose hashes were checked, read from memory (never the files again)
         source = str(path) if ir is None else core.read_model(model=ir[0], weights=ir[1])

@@ -323,7 +323,8 @@ def export_cmd(
     batch_size: int = typer.Option(1, "--batch-size", help="Batch size of a fixed-batch artifact."),
     batch_old: int | None = typer.Option(None, "--batch", hidden=True),  # deprecated spelling of --batch-size
     runtime_device: str | None = typer.Option(
-        None, "--runtime-device", help="Runtime device used for verification (OpenVINO: CPU/GPU/NPU)."
+        None, "--runtime-device",
+        help="Runtime device used for verification (OpenVINO: CPU, GPU, NPU, AUTO, HETERO:...).",
     ),
     threads: int | None = typer.Option(
         None, "--threads", min=1, max=MAX_THREADS, help="CPU threads (default: PyTorch's)."
