@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from us3l.deploy.backends.tensorrt_versions import trt_release
 from us3l.errors import US3LError
 from us3l.profiler.executors import Executor
 from us3l.profiler.trtexec import parse_times, parse_version, timing_command
@@ -17,16 +18,31 @@ from us3l.profiler.trtexec import parse_times, parse_version, timing_command
 TRTEXEC_CANDIDATES = ("trtexec", "/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
 
 
-def find_trtexec(ex: Executor) -> str | None:
-    """The first ``trtexec`` that answers ``--help`` on the executor's machine."""
+def probe_trtexec(ex: Executor) -> tuple[str, str | None] | None:
+    """The first ``trtexec`` that answers ``--help`` on the executor's machine, and its TensorRT version from the
+    banner of that answer (``[TensorRT v8502]``; None where it has none)."""
     for cand in TRTEXEC_CANDIDATES:
         try:
             res = ex.run([cand, "--help"], timeout=60)
         except US3LError:
             continue
         if "TensorRT" in res.stdout + res.stderr or "--onnx" in res.stdout + res.stderr:
-            return cand
+            return cand, parse_version(res.stdout + res.stderr)
     return None
+
+
+def find_trtexec(ex: Executor) -> str | None:
+    """The first ``trtexec`` that answers ``--help`` on the executor's machine."""
+    found = probe_trtexec(ex)
+    return None if found is None else found[0]
+
+
+def onnx_opset(path: str | Path) -> int | None:
+    """The default-domain opset an ONNX file imports (None: it names none)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 class TrtexecSession:
@@ -37,16 +53,17 @@ class TrtexecSession:
         self.precision = precision
         self.warmup_ms = warmup_ms
         self.metric = metric
-        trtexec = find_trtexec(ex)
-        if trtexec is None:
+        found = probe_trtexec(ex)
+        if found is None:
             raise US3LError(
                 "trtexec (TensorRT) not found on the device: install TensorRT (JetPack ships it in "
                 "/usr/src/tensorrt/bin) or put trtexec on PATH"
             )
-        self.trtexec = trtexec
+        self.trtexec, self.version = found
+        #: the option spellings and ONNX opset limit of the device's TensorRT (refused here when unsupported)
+        self.release = trt_release(self.version)
         self.workdir = ex.mkdtemp("us3l-trt")
         self.engines: dict[str, str] = {}
-        self.version: str | None = None
         # Over SSH, a guard on the device removes the folder when the connection ends: closed by close(), or lost
         # when this process is killed outright (SIGKILL, a crash) or cut off, which left the ONNX files and
         # engines on the device for good.
@@ -57,12 +74,20 @@ class TrtexecSession:
         """Copy the ONNX file to the device and build its engine there; returns the engine path."""
         from us3l.deploy.backends.tensorrt import trtexec_build_command
 
+        opset = onnx_opset(onnx_path)
+        if opset is not None and opset > self.release.max_onnx_opset:
+            raise US3LError(
+                f"the device's TensorRT {self.version} reads ONNX up to opset {self.release.max_onnx_opset}, "
+                f"{Path(onnx_path).name} of width '{key}' is opset {opset}: declare tensorrt_version = "
+                f'"{self.release.name}" in the device file so that us3l exports for it'
+            )
         folder = f"{self.workdir}/{key}"
         self.ex.mkdir(folder)
         remote_onnx = f"{folder}/model.onnx"
         self.ex.put(onnx_path, remote_onnx)
         engine = f"{folder}/model.plan"
-        argv = trtexec_build_command(remote_onnx, engine, fp16=self.precision == "fp16", trtexec=self.trtexec)
+        argv = trtexec_build_command(remote_onnx, engine, fp16=self.precision == "fp16", trtexec=self.trtexec,
+                                     tensorrt_version=self.version)
         res = self.ex.run(argv, check=True)
         self.version = self.version or parse_version(res.stdout + res.stderr)
         self.engines[key] = engine

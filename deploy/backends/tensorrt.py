@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from us3l.deploy.backends.base import INPUT_NAME, Artifact, Backend, Runner, as_input, staging_dir, version_tuple
+from us3l.deploy.backends.tensorrt_versions import trt_release
 from us3l.errors import US3LError
 
 NO_TENSORRT_HERE = (
@@ -56,6 +57,7 @@ def trtexec_build_command(
     max_shapes: Mapping[str, Sequence[int]] | None = None,
     trtexec: str = "trtexec",
     int8: bool = False,
+    tensorrt_version: str | None = None,
 ) -> list[str]:
     """The ``trtexec`` argument list (never a shell string) that builds ``engine_path`` from ``onnx_path``.
 
@@ -68,9 +70,14 @@ def trtexec_build_command(
     ``shapes`` sets the input shape of a dynamic-shape ONNX (``--shapes``; trtexec refuses it for a static
     one); with ``min_shapes``/``max_shapes`` it is the optimisation
     shape of a dynamic-batch profile (``--minShapes/--optShapes/--maxShapes``). ``workspace_mb`` limits the
-    builder's scratch memory (TensorRT 10: ``--memPoolSize=workspace:<N>M``).
+    builder's scratch memory (``--memPoolSize=workspace:<N>M``; TensorRT 8.x: plain MiB, no suffix).
+
+    ``tensorrt_version`` is the TensorRT of the ``trtexec`` that runs the command (None: TensorRT 10): 8.5 spells
+    "build, do not time" ``--buildOnly``, 8.6 and 10.x ``--skipInference``
+    (``us3l.deploy.backends.tensorrt_versions``); an unsupported version is refused in one line.
     """
-    cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={engine_path}", "--skipInference"]
+    release = trt_release(tensorrt_version)
+    cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={engine_path}", release.build_only_flag]
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     cmd += [TRTEXEC_FLAGS[flag] for flag in builder_flags(precision)]
     if (min_shapes is None) != (max_shapes is None):
@@ -86,7 +93,7 @@ def trtexec_build_command(
     if workspace_mb is not None:
         if workspace_mb <= 0:
             raise ValueError(f"workspace_mb must be positive, got {workspace_mb}")
-        cmd.append(f"--memPoolSize=workspace:{int(workspace_mb)}M")
+        cmd.append(f"--memPoolSize=workspace:{int(workspace_mb)}{'M' if release.pool_size_suffix else ''}")
     return cmd
 
 
@@ -148,7 +155,9 @@ def builder_flags(precision: str) -> tuple[str, ...]:
     return flags[precision]
 
 
-def build_record(precision: str, example_shape: tuple[int, ...], dynamic_batch: bool) -> dict[str, Any]:
+def build_record(
+    precision: str, example_shape: tuple[int, ...], dynamic_batch: bool, tensorrt_version: str | None = None
+) -> dict[str, Any]:
     """What the manifest's ``tensorrt`` section records about an engine's build: ``builder_flags`` (the
     ``tensorrt.BuilderFlag`` names ``_build_engine`` set) and ``trtexec_command``, the ``trtexec`` argument list that
     builds the same engine from the artifact's ``model.onnx`` on a target (same flags; the dynamic-batch profile,
@@ -164,7 +173,7 @@ def build_record(precision: str, example_shape: tuple[int, ...], dynamic_batch: 
     # A fixed-batch model.onnx has a static input shape: trtexec refuses --shapes for it ("Static model does not
     # take explicit shapes since the shape of inference tensors will be determined by the model itself").
     cmd = trtexec_build_command("model.onnx", "model.engine", fp16=precision == "fp16", int8=precision == "int8",
-                                **profile)
+                                tensorrt_version=tensorrt_version, **profile)
     return {"builder_flags": list(builder_flags(precision)), "trtexec_command": cmd}
 
 
@@ -367,7 +376,7 @@ class TensorRtBackend(Backend):
             "compute_capability": current_compute_capability(),
             "gpu_name": torch.cuda.get_device_name(),
             "built_with": "python-api",
-            **build_record(precision, tuple(example.shape), dynamic_batch),
+            **build_record(precision, tuple(example.shape), dynamic_batch, self.runtime_version()),
         }
         files = (out / self.filename, out / "model.onnx")
         return self.artifact(files, precision, dynamic_batch, example, out_shape, extras)

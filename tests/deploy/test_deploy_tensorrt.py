@@ -116,3 +116,39 @@ def test_the_recorded_trtexec_command_of_a_fixed_batch_engine_gives_no_shapes(pr
     dynamic = build_record(precision, (2, 3, 32, 32), dynamic_batch=True)["trtexec_command"]
     assert dynamic[-3:] == ["--minShapes=input:1x3x32x32", "--optShapes=input:2x3x32x32",
                             "--maxShapes=input:64x3x32x32"]
+
+
+@pytest.mark.parametrize(("version", "build_only", "pool"), [
+    ("8.5", "--buildOnly", "--memPoolSize=workspace:256"),
+    ("8.5.2.2", "--buildOnly", "--memPoolSize=workspace:256"),
+    ("8.6.1", "--skipInference", "--memPoolSize=workspace:256"),
+    ("10.3.0", "--skipInference", "--memPoolSize=workspace:256M"),
+    (None, "--skipInference", "--memPoolSize=workspace:256M"),
+])
+def test_trtexec_command_follows_the_tensorrt_version(version: str | None, build_only: str, pool: str) -> None:
+    """The build command used TensorRT 10's options whatever the device had: the trtexec of JetPack 5 (TensorRT 8.5,
+    the newest a Xavier NX runs) knows no --skipInference (its spelling is --buildOnly)."""
+    cmd = trtexec_build_command("m.onnx", "m.engine", workspace_mb=256, tensorrt_version=version)
+    assert cmd[3] == build_only and cmd[-1] == pool
+    assert not {"--skipInference", "--buildOnly"} - {build_only} & set(cmd)
+
+
+@pytest.mark.parametrize(("version", "message"), [
+    ("8.2.1", r"^TensorRT 8\.2\.1 is not supported \(not a release us3l builds for\): us3l builds for TensorRT "
+              r"8\.5, 8\.6 and 10\.x$"),
+    ("9.2", r"^TensorRT 9\.2 is not supported"),
+    ("11.1", r"^TensorRT 11\.1 is not supported \(its trtexec has no --fp16/--int8"),
+    ("8", r"^TensorRT version '8' needs its minor version \(8\.5 or 8\.6\)"),
+    ("ten", r"^TensorRT version 'ten' is not a version number like 8\.5 or 10\.3\.0"),
+])
+def test_trtexec_command_refuses_versions_it_cannot_spell_for(version: str, message: str) -> None:
+    with pytest.raises(US3LError, match=message):
+        trtexec_build_command("m.onnx", "m.engine", tensorrt_version=version)
+
+
+def test_onnx_opset_fits_the_tensorrt_version() -> None:
+    from us3l.deploy.backends.onnx import OPSET
+    from us3l.deploy.backends.tensorrt_versions import onnx_opset_for
+
+    assert onnx_opset_for("8.5.2", OPSET) == 17 and onnx_opset_for("8.6", OPSET) == 17
+    assert onnx_opset_for("10.3", OPSET) == OPSET and onnx_opset_for(None, OPSET) == OPSET

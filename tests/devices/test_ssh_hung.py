@@ -138,7 +138,7 @@ from us3l.devices.spec import load_device_file
 from us3l.devices.ssh import SSHSession
 from us3l.profiler import trt_timers
 
-trt_timers.find_trtexec = lambda ex: "trtexec"  # no TensorRT here: the session's folder is what is checked
+trt_timers.probe_trtexec = lambda ex: ("trtexec", None)  # no TensorRT here: the session's folder is what is checked
 with SSHSession(load_device_file(sys.argv[1]).reach) as s:
     trt = trt_timers.TrtexecSession(s)
     print(trt.workdir, flush=True)

@@ -126,3 +126,75 @@ def test_a_trtexec_chunk_gives_exactly_the_timings_asked_for(
             assert timer(5) == pytest.approx([(1.0 + i) / 1e3 for i in range(extra, 5 + extra)])
     finally:
         trt.close()
+
+
+_FAKE_OLD_TRTEXEC = """#!{python}
+import sys
+banner = "&&&& RUNNING TensorRT.trtexec [TensorRT v{code}] # trtexec " + " ".join(sys.argv[1:])
+print(banner)
+if "--help" not in sys.argv:
+    with open({log!r}, "a") as f:
+        f.write(" ".join(sys.argv[1:]) + "\\n")
+    if "--skipInference" in sys.argv and "{code}" == "8502":  # TensorRT 8.5's trtexec knows no such option
+        print("Unknown option: --skipInference")
+        sys.exit(1)
+"""
+
+
+def _onnx_file(path: Path, opset: int) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+    return path
+
+
+def _fake_trtexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str) -> Path:
+    import os
+    import stat
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "argv.log"
+    fake = bin_dir / "trtexec"
+    fake.write_text(_FAKE_OLD_TRTEXEC.format(python=sys.executable, code=code, log=str(log)))
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_a_tensorrt_8_5_device_builds_with_its_own_options_and_refuses_opset_18(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Jetson Xavier NX (JetPack 5, TensorRT 8.5) was sent TensorRT 10's --skipInference, which its trtexec does
+    not know, and an opset-18 ONNX file, which its parser does not read."""
+    from us3l.profiler.executors import LocalExecutor
+    from us3l.profiler.trt_timers import TrtexecSession
+
+    log = _fake_trtexec(tmp_path, monkeypatch, "8502")
+    trt = TrtexecSession(LocalExecutor(60))
+    try:
+        assert trt.version == "8.5.2" and trt.release.name == "8.5"
+        trt.build("w17", _onnx_file(tmp_path / "a.onnx", 17))
+        argv = log.read_text().split()
+        assert "--buildOnly" in argv and "--skipInference" not in argv and "--fp16" in argv
+        with pytest.raises(US3LError, match=r"^the device's TensorRT 8\.5\.2 reads ONNX up to opset 17, b\.onnx of "
+                                            r"width 'w18' is opset 18: declare tensorrt_version = \"8\.5\""):
+            trt.build("w18", _onnx_file(tmp_path / "b.onnx", 18))
+    finally:
+        trt.close()
+
+
+def test_a_device_with_an_unsupported_tensorrt_is_refused_before_anything_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from us3l.profiler.executors import LocalExecutor
+    from us3l.profiler.trt_timers import TrtexecSession
+
+    _fake_trtexec(tmp_path, monkeypatch, "110100")
+    with pytest.raises(US3LError, match=r"^TensorRT 11\.1\.0 is not supported"):
+        TrtexecSession(LocalExecutor(60))

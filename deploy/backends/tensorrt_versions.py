@@ -1,0 +1,85 @@
+"""The TensorRT releases us3l builds engines for, and what differs between them for ``trtexec`` and the ONNX parser.
+
+Jetson boards are tied to their JetPack: Xavier NX and AGX Xavier stop at JetPack 5 (TensorRT 8.5), Orin boards
+run JetPack 6 (TensorRT 10.x); desktop GPUs have 8.6 or 10.x. What us3l relies on, per release:
+
+=========  ==============================  ==============================  ================
+release    build without timing runs       builder workspace limit         ONNX opset (max)
+=========  ==============================  ==============================  ================
+8.5        ``--buildOnly``                 ``--memPoolSize=workspace:N``   17
+8.6        ``--skipInference``             ``--memPoolSize=workspace:N``   17
+10.x       ``--skipInference``             ``--memPoolSize=workspace:NM``  18 and more
+=========  ==============================  ==============================  ================
+
+Sources (also listed in docs/deploy.md): trtexec's ``--help`` of TensorRT 8.5 lists ``--buildOnly`` ("Exit after the
+engine has been built and skip inference perf measurement") and ``--memPoolSize=poolspec`` with sizes in MiB (no
+unit suffix), later releases list the same option as ``--skipInference``; NVIDIA's "Migrating trtexec Usage from
+TensorRT 8.x to 10.x" (https://docs.nvidia.com/deeplearning/tensorrt/10.16.1/api/tensorrt-8x-to-10x-trtexec.html)
+removes ``--workspace`` in 10.x in favour of ``--memPoolSize=workspace:<size>``, and 10.x's help accepts the base-2
+suffixes B/K/M/G; onnx-tensorrt's ``docs/operators.md`` on the release/8.5-GA and release/8.6-GA branches says
+"supports operators up to Opset 17" (9.2: 19; 10.x: a range from opset 9 that includes 18). TensorRT 11 removed
+``--fp16`` and ``--int8`` ("Migrating trtexec Usage from TensorRT 10.x to 11.x",
+https://docs.nvidia.com/deeplearning/tensorrt/11.0.0/api/migration/tensorrt-10x-to-11x-trtexec.html), which the
+engines us3l builds depend on, so 11 is refused, as are releases before 8.5 and the 9.x series (a limited release).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from us3l.errors import US3LError
+
+
+@dataclass(frozen=True)
+class TrtRelease:
+    """The ``trtexec`` spellings and ONNX parser limit of one TensorRT release line."""
+
+    name: str
+    #: the option that builds (and saves) the engine without running inference
+    build_only_flag: str
+    #: whether ``--memPoolSize`` takes a unit suffix (10.x) or plain MiB (8.x)
+    pool_size_suffix: bool
+    #: the highest ONNX opset its parser reads
+    max_onnx_opset: int
+
+
+RELEASES: dict[tuple[int, int | None], TrtRelease] = {
+    (8, 5): TrtRelease("8.5", "--buildOnly", False, 17),
+    (8, 6): TrtRelease("8.6", "--skipInference", False, 17),
+    (10, None): TrtRelease("10.x", "--skipInference", True, 18),
+}
+#: What a command is built for when no version is known (the current TensorRT on PyPI and JetPack 6).
+DEFAULT = RELEASES[(10, None)]
+SUPPORTED = "8.5, 8.6 and 10.x"
+
+_VERSION = re.compile(r"^(\d{1,3})(?:\.(\d{1,3}))?(?:\.\d{1,5}){0,2}$")
+
+
+def trt_release(version: str | None) -> TrtRelease:
+    """The release line of TensorRT ``version`` (``"8.5"``, ``"8.5.2.2"``, ``"10.3.0"``); ``None``: ``DEFAULT``.
+    Anything else is refused in one line."""
+    if version is None:
+        return DEFAULT
+    text = str(version).strip()
+    m = _VERSION.match(text)
+    if m is None:
+        raise US3LError(f"TensorRT version {text!r:.40} is not a version number like 8.5 or 10.3.0 "
+                        f"(us3l builds for TensorRT {SUPPORTED})")
+    major, minor = int(m.group(1)), m.group(2)
+    if major == 10:
+        return RELEASES[(10, None)]
+    if minor is None:
+        raise US3LError(f"TensorRT version {text!r} needs its minor version (8.5 or 8.6): "
+                        f"their trtexec options differ")
+    release = RELEASES.get((major, int(minor)))
+    if release is None:
+        why = ("its trtexec has no --fp16/--int8, which us3l's engines are built with" if major >= 11
+               else "not a release us3l builds for")
+        raise US3LError(f"TensorRT {text} is not supported ({why}): us3l builds for TensorRT {SUPPORTED}")
+    return release
+
+
+def onnx_opset_for(version: str | None, preferred: int) -> int:
+    """The ONNX opset to export for TensorRT ``version``: ``preferred`` (us3l's own) unless its parser reads less."""
+    return min(preferred, trt_release(version).max_onnx_opset)
