@@ -340,6 +340,18 @@ def input_description(norm: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _device_onnx_opset(device_name: str | None) -> int | None:
+    """The opset of an ONNX export for a known device whose file declares an older TensorRT (its engine is built
+    from this file on the board: ``us3l.profiler.sweep.device_onnx_opset``); None: us3l's own."""
+    if device_name is None:
+        return None
+    from us3l.devices.registry import find_device
+    from us3l.profiler.sweep import device_onnx_opset
+
+    spec = find_device(device_name)
+    return device_onnx_opset(spec) if spec is not None and "tensorrt" in spec.backends else None
+
+
 def check_device_precision(device_name: str | None, backend: str, precision: str) -> None:
     """Refuse (one line) ``precision`` on ``backend`` for a known device (``us3l devices``) whose file lists that
     backend but not that precision (``[precisions]``). Another device name is a free target folder: unchecked."""
@@ -531,6 +543,7 @@ def export_width(
         graph = build_deployable_graph(
             src.model, w, be.name, staging, shape, precision=precision, dynamic_batch=dynamic_batch,
             require_bn_stats=src.from_checkpoint, example=example, calibration=calibration,
+            onnx_opset=_device_onnx_opset(device_name) if be.name == "onnx" else None,
         )  # the same function ``us3l profile`` times with: the shipped graph is the profiled graph
         static, artifact = graph.module, graph.artifact
         verification = _verify(artifact, static, verify_inputs, runtime_device)

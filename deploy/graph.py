@@ -156,6 +156,7 @@ def build_deployable_graph(
     require_bn_stats: bool = False,
     example: Any = None,
     calibration: Any = None,
+    onnx_opset: int | None = None,
 ) -> DeployableGraph:
     """Materialize width ``width``, freeze its BN, export it with ``backend`` into ``out_dir`` and hash it.
 
@@ -164,6 +165,8 @@ def build_deployable_graph(
     ``us3l.deploy.quantize.CalibrationSet``) is required for ``precision="int8"``: the graph is then the width's
     post-training INT8 model (``graph_sha256`` / ``graph_structure_sha256`` of the Q/DQ ONNX; for OpenVINO the
     FP32 ONNX it was converted from, and a structure hash that includes the quantization scheme).
+    ``onnx_opset`` (``backend="onnx"`` only): the opset to export at, for a TensorRT whose parser reads less than
+    us3l's (``us3l.deploy.backends.tensorrt_versions``); None: the backend's own.
     """
     import torch
 
@@ -180,12 +183,18 @@ def build_deployable_graph(
     be = get_backend(backend)
     be.require_runtime()
     x = example if example is not None else torch.zeros(input_shape)
+    opset: dict[str, Any] = {}
+    if onnx_opset is not None:
+        if be.name != "onnx":
+            raise ValueError(f"onnx_opset applies to the onnx backend, not {be.name}")
+        opset["opset"] = onnx_opset
     if precision == "int8":
         artifact = be.export(
-            static, x, Path(out_dir), precision=precision, dynamic_batch=dynamic_batch, calibration=calibration
+            static, x, Path(out_dir), precision=precision, dynamic_batch=dynamic_batch, calibration=calibration,
+            **opset,
         )
     else:
-        artifact = be.export(static, x, Path(out_dir), precision=precision, dynamic_batch=dynamic_batch)
+        artifact = be.export(static, x, Path(out_dir), precision=precision, dynamic_batch=dynamic_batch, **opset)
     extras = dict(artifact.extras)
     structure = extras.pop("graph_structure_sha256", None)
     artifact = dataclasses.replace(artifact, extras=extras)

@@ -10,6 +10,8 @@ A device file looks like this (every key but ``name`` and ``backends`` is option
     input_size = 224               # optional: override the model's input side
     threads = 4                    # optional: pinned thread count (default: cores usable by the process)
     openvino_device = "CPU"        # OpenVINO device name (CPU, GPU, NPU)
+    tensorrt_version = "8.5"       # optional: the board's TensorRT (8.5, 8.6, 10.x): ONNX for it is exported at
+                                   # an opset its parser reads (8.5/8.6: 17)
     max_memory_mb = 2048           # optional: resident memory a profiling sweep may hold (sessions rotated in
                                    # and out to stay under it; default: half the memory available at start)
 
@@ -133,6 +135,7 @@ class DeviceSpec:
     input_size: int | None = None
     threads: int | None = None
     openvino_device: str = "CPU"
+    tensorrt_version: str | None = None
     max_memory_mb: float | None = None
     policy: MeasurementPolicy = field(default_factory=MeasurementPolicy)
     reach: Reach = field(default_factory=Reach)
@@ -172,6 +175,7 @@ class DeviceSpec:
             "input_size": self.input_size,
             "threads": self.threads,
             "openvino_device": self.openvino_device,
+            "tensorrt_version": self.tensorrt_version,
             "max_memory_mb": self.max_memory_mb,
             "policy": self.policy.to_dict(),
             "reach": self.reach.url,
@@ -268,7 +272,7 @@ def _check_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
 
 
 _TOP = {"name", "description", "backends", "precision", "batch", "input_size", "threads", "openvino_device",
-        "max_memory_mb", "measure", "reach", "requires", "precisions"}
+        "tensorrt_version", "max_memory_mb", "measure", "reach", "requires", "precisions"}
 _REACH = {"host", "key", "known_hosts", "python", "connect_timeout_s", "command_timeout_s"}
 _REQUIRES = {"cuda", "tegra"}
 _POLICY = {f.name for f in fields(MeasurementPolicy)}
@@ -318,6 +322,14 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
         if not _OPENVINO_DEVICE_RE.match(kw["openvino_device"]):
             raise US3LError(f"{where}: 'openvino_device' must be an OpenVINO device name (CPU, GPU, GPU.1, NPU, "
                             f"AUTO:GPU,CPU), got {d['openvino_device']!r:.80}")
+    if "tensorrt_version" in d:
+        from us3l.deploy.backends.tensorrt_versions import trt_release
+
+        kw["tensorrt_version"] = _expect(d, "tensorrt_version", str, where).strip()
+        try:
+            trt_release(kw["tensorrt_version"])
+        except US3LError as exc:
+            raise US3LError(f"{where}: 'tensorrt_version': {exc}") from None
     if "max_memory_mb" in d:
         value = float(_expect(d, "max_memory_mb", (int, float), where))
         if not (math.isfinite(value) and value > 0):

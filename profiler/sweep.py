@@ -76,6 +76,7 @@ def prepare_widths(
     export: bool = True,
     order: Sequence[int] | None = None,
     deadline: float | None = None,
+    onnx_opset: int | None = None,
 ) -> list[StaticWidth]:
     """Build every width's deployable graph (into ``root/<key>``) and measure its size and cost.
 
@@ -104,7 +105,7 @@ def prepare_widths(
         w = widths[i]
         key = f"w{i:03d}"
         graph = _width_graph(model, float(w), be if export else None, None if root is None else root / key,
-                             input_shape, precision, require_bn_stats, calibration, x)
+                             input_shape, precision, require_bn_stats, calibration, x, onnx_opset)
         static = graph.module
         costs = count_costs(static, input_shape)
         out.append(
@@ -146,7 +147,7 @@ def _graph_precision(precision: str, backend: str | None) -> str:
 
 def _width_graph(
     model: nn.Module, w: float, be: str | None, out_dir: Path | None, input_shape: tuple[int, ...], precision: str,
-    require_bn_stats: bool, calibration: Any, example: Any,
+    require_bn_stats: bool, calibration: Any, example: Any, onnx_opset: int | None = None,
 ) -> Any:
     """The deployable graph a sweep times at width ``w``, exported by export backend ``be`` into ``out_dir``
     (``be=None``: the frozen static module only, no artifact): the one builder of ``prepare_widths`` and
@@ -158,6 +159,7 @@ def _width_graph(
         model, w, be, None if be is None else out_dir, input_shape, precision=graph_precision,
         require_bn_stats=require_bn_stats, example=example,
         calibration=calibration if graph_precision == "int8" and be is not None else None,
+        onnx_opset=onnx_opset if be == "onnx" else None,
     )
 
 
@@ -194,6 +196,18 @@ def check_int8(backend: str, calibration: Any) -> None:
         )
     if calibration is None:
         raise US3LError("int8 profiling needs calibration images (us3l.deploy.quantize.CalibrationSet)")
+
+
+def device_onnx_opset(spec: DeviceSpec | None) -> int | None:
+    """The ONNX opset to export for a device whose file declares its TensorRT (``tensorrt_version``; 8.5 and 8.6
+    read opset <= 17); None: us3l's own."""
+    if spec is None or spec.tensorrt_version is None:
+        return None
+    from us3l.deploy.backends.onnx import OPSET
+    from us3l.deploy.backends.tensorrt_versions import onnx_opset_for
+
+    opset = onnx_opset_for(spec.tensorrt_version, OPSET)
+    return None if opset == OPSET else opset
 
 
 def check_local_requirements(spec: DeviceSpec) -> None:
@@ -524,7 +538,8 @@ def run_sweep(
     with owned_temporary_directory("us3l-profile-") as tmp:
         items = prepare_widths(model, widths, input_shape, precision, be, Path(tmp), require_bn_stats,
                                keep_models=False, on_item=on_prepare, calibration=calibration, export=not lazy,
-                               order=coverage_order(len(widths)), deadline=deadline)
+                               order=coverage_order(len(widths)), deadline=deadline,
+                               onnx_opset=device_onnx_opset(spec) if be == "tensorrt" else None)
         prepared_s = time.perf_counter() - t_start
         by_key = {it.key: it for it in items}
 

@@ -93,7 +93,7 @@ class OnnxExport:
     output_shape: tuple[int, ...]
 
 
-def _torchscript_export(model: Any, example: Any, dynamic_batch: bool) -> bytes:
+def _torchscript_export(model: Any, example: Any, dynamic_batch: bool, opset: int = OPSET) -> bytes:
     import torch
 
     buf = io.BytesIO()
@@ -103,7 +103,7 @@ def _torchscript_export(model: Any, example: Any, dynamic_batch: bool) -> bytes:
         (example,),
         buf,
         dynamo=False,
-        opset_version=OPSET,
+        opset_version=opset,
         do_constant_folding=True,
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
@@ -113,7 +113,7 @@ def _torchscript_export(model: Any, example: Any, dynamic_batch: bool) -> bytes:
     return buf.getvalue()
 
 
-def _dynamo_export(model: Any, example: Any, dynamic_batch: bool, path: Path) -> bytes:
+def _dynamo_export(model: Any, example: Any, dynamic_batch: bool, path: Path, opset: int = OPSET) -> bytes:
     import torch
 
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
@@ -122,6 +122,7 @@ def _dynamo_export(model: Any, example: Any, dynamic_batch: bool, path: Path) ->
         (example,),
         str(path),
         dynamo=True,
+        opset_version=opset,
         external_data=False,
         optimize=True,
         input_names=[INPUT_NAME],
@@ -133,7 +134,8 @@ def _dynamo_export(model: Any, example: Any, dynamic_batch: bool, path: Path) ->
 
 
 def export_onnx(
-    model: Any, example: Any, path: str | Path, dynamic_batch: bool = False, exporter: str | None = None
+    model: Any, example: Any, path: str | Path, dynamic_batch: bool = False, exporter: str | None = None,
+    opset: int = OPSET,
 ) -> OnnxExport:
     """Write ``model`` (a static ``nn.Module`` in eval mode) as one ONNX file and check it.
 
@@ -141,7 +143,8 @@ def export_onnx(
     (``"batch"``) when ``dynamic_batch``. ``exporter``: ``"torchscript"`` or ``"dynamo"`` (default
     ``onnx_exporter()``). The facts hold the opset, the exporter, the file's sha256 (``onnx_sha256``, every
     backend's ``graph_sha256``) and the graph's structure hash (``us3l.deploy.graph.onnx_structure_sha256``;
-    ``build_deployable_graph`` moves it out of the backend facts into the graph facts).
+    ``build_deployable_graph`` moves it out of the backend facts into the graph facts). ``opset``: lower than
+    ``OPSET`` for an older ONNX consumer (TensorRT 8.5/8.6 read opset <= 17, ``tensorrt_versions.onnx_opset_for``).
     """
     for package in ("onnx", "onnxscript") if (exporter or onnx_exporter()) == "dynamo" else ("onnx",):
         if importlib.util.find_spec(package) is None:
@@ -162,12 +165,12 @@ def export_onnx(
     with phase(f"onnx export ({exporter})"), _quiet_exporter(), torch.no_grad():
         if exporter == "torchscript":
             try:
-                data = _torchscript_export(model, example, dynamic_batch)
+                data = _torchscript_export(model, example, dynamic_batch, opset)
             except Exception as exc:  # removed from a future torch, or an op it cannot trace: use dynamo
                 fallback = f"torchscript exporter failed ({type(exc).__name__}: {str(exc)[:200]})"
                 exporter = "dynamo"
         if exporter == "dynamo":
-            data = _dynamo_export(model, example, dynamic_batch, path)
+            data = _dynamo_export(model, example, dynamic_batch, path, opset)
     with phase("onnx check + hash"):
         proto = onnx.load_model_from_string(data)
         if _strip_debug_metadata(proto):
@@ -204,6 +207,7 @@ def export_onnx_int8(
     calibration: Any,
     dynamic_batch: bool = False,
     symmetric_activations: bool = False,
+    opset: int = OPSET,
 ) -> OnnxExport:
     """Export ``model`` as FP32 ONNX (``export_onnx``) next to ``path``, then write its Q/DQ INT8 model
     (``us3l.deploy.quantize.quantize_onnx_qdq``, calibrated on ``calibration``) to ``path``; the FP32 file is
@@ -216,7 +220,7 @@ def export_onnx_int8(
     path = Path(path)
     fp32 = path.with_name(f".fp32-{path.name}")
     try:
-        done = export_onnx(model, example, fp32, dynamic_batch)
+        done = export_onnx(model, example, fp32, dynamic_batch, opset=opset)
         with phase("int8 quantization (onnxruntime)"):
             batch = None if dynamic_batch else int(example.shape[0])
             quant = quantize_onnx_qdq(fp32, path, calibration, batch, symmetric_activations, INPUT_NAME)
@@ -387,14 +391,16 @@ class OnnxBackend(Backend):
         precision: str = "fp32",
         dynamic_batch: bool = False,
         calibration: Any = None,
+        opset: int = OPSET,
     ) -> Artifact:
+        """``opset``: the ONNX opset to write (``OPSET``; lower for a TensorRT whose parser reads less)."""
         self.check_precision(precision)
         self.check_int8_inputs(precision, calibration, example)
         with staging_dir(out_dir) as tmp:
             if precision == "int8":
-                done = export_onnx_int8(model, example, tmp / self.filename, calibration, dynamic_batch)
+                done = export_onnx_int8(model, example, tmp / self.filename, calibration, dynamic_batch, opset=opset)
             else:
-                done = export_onnx(model, example, tmp / self.filename, dynamic_batch)
+                done = export_onnx(model, example, tmp / self.filename, dynamic_batch, opset=opset)
         path = Path(out_dir) / self.filename
         return self.artifact((path,), precision, dynamic_batch, example, done.output_shape, dict(done.facts))
 

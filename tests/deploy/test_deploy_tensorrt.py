@@ -152,3 +152,32 @@ def test_onnx_opset_fits_the_tensorrt_version() -> None:
 
     assert onnx_opset_for("8.5.2", OPSET) == 17 and onnx_opset_for("8.6", OPSET) == 17
     assert onnx_opset_for("10.3", OPSET) == OPSET and onnx_opset_for(None, OPSET) == OPSET
+
+
+def test_an_onnx_export_for_a_tensorrt_8_5_board_is_opset_17(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ONNX file a Jetson Xavier NX builds its engine from was opset 18, which TensorRT 8.5's parser (the newest
+    JetPack 5 has) does not read; its device file now declares tensorrt_version = "8.5"."""
+    import json
+
+    from us3l.cli import main
+
+    args = ["export", "--backend", "onnx", "--model", "cifar_resnet18", "--width", "0.25", "--quiet"]
+    assert main([*args, "--device", "jetson-xavier-nx", "--out", str(tmp_path)]) == 0, capsys.readouterr().err
+    assert main([*args, "--device", "jetson-agx-orin", "--out", str(tmp_path)]) == 0, capsys.readouterr().err
+    opsets = {m.parent.parent.name: json.loads(m.read_text())["backend"]["onnx_opset"]
+              for m in tmp_path.glob("*/*/manifest.json")}
+    assert opsets == {"jetson-xavier-nx": 17, "jetson-agx-orin": 18}
+
+
+def test_a_device_file_declares_its_tensorrt_version() -> None:
+    from us3l.devices.spec import spec_from_dict
+    from us3l.profiler.sweep import device_onnx_opset
+
+    base = {"name": "board", "backends": ["tensorrt"]}
+    assert spec_from_dict(base, "b.toml").tensorrt_version is None
+    assert device_onnx_opset(spec_from_dict({**base, "tensorrt_version": "8.6.2"}, "b.toml")) == 17
+    assert device_onnx_opset(spec_from_dict({**base, "tensorrt_version": "10.3"}, "b.toml")) is None
+    with pytest.raises(US3LError, match=r"^device file b\.toml: 'tensorrt_version': TensorRT 7\.1 is not supported"):
+        spec_from_dict({**base, "tensorrt_version": "7.1"}, "b.toml")
