@@ -338,6 +338,15 @@ class TensorRtBackend(Backend):
             raise US3LError(NO_TENSORRT_HERE.format(why="the tensorrt package is not installed"))
         if current_compute_capability() is None:
             raise US3LError(NO_TENSORRT_HERE.format(why="no CUDA GPU is visible"))
+        installed = str(self.runtime_version())
+        if version_tuple(installed)[:1] < (10,):
+            # TensorRT 8's create_network(0) is an implicit-batch network, which its ONNX parser refuses, and the
+            # runner's named-tensor API (set_tensor_address, execute_async_v3) starts with TensorRT 10
+            raise US3LError(
+                f"the tensorrt backend builds and runs engines with the TensorRT 10 Python API, installed is "
+                f"TensorRT {installed}: export ONNX here (--backend onnx --device BOARD) and build the engine with "
+                "this machine's trtexec (us3l profile --backend tensorrt builds and times it there)"
+            )
 
     def check_runtime_compat(self, recorded: str | None) -> None:
         """Exact TensorRT version (the GPU architecture is checked by ``check_engine_compat``)."""

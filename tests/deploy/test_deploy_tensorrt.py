@@ -181,3 +181,18 @@ def test_a_device_file_declares_its_tensorrt_version() -> None:
     assert device_onnx_opset(spec_from_dict({**base, "tensorrt_version": "10.3"}, "b.toml")) is None
     with pytest.raises(US3LError, match=r"^device file b\.toml: 'tensorrt_version': TensorRT 7\.1 is not supported"):
         spec_from_dict({**base, "tensorrt_version": "7.1"}, "b.toml")
+
+
+def test_a_tensorrt_8_python_api_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a JetPack 5 board (TensorRT 8.5) export --backend tensorrt went on to the TensorRT 10 API: create_network(0)
+    is an implicit-batch network there, which the ONNX parser refuses, and the runner's execute_async_v3 is 10's."""
+    from us3l.deploy.backends import tensorrt as trt_backend
+
+    monkeypatch.setattr(trt_backend.TensorRtBackend, "runtime_version", lambda self: "8.5.2.2")
+    monkeypatch.setattr(trt_backend, "current_compute_capability", lambda: "7.2")
+    with pytest.raises(US3LError, match=r"^the tensorrt backend builds and runs engines with the TensorRT 10 Python "
+                                        r"API, installed is TensorRT 8\.5\.2\.2: export ONNX here"):
+        TRT.export(torch.nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8), tmp_path)
+    with pytest.raises(US3LError, match=r"installed is TensorRT 8\.5\.2\.2"):
+        TRT.load(tmp_path / "model.engine")
+    assert not any(tmp_path.iterdir())
