@@ -340,6 +340,20 @@ def input_description(norm: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _onnx_opset(backend: str, device_name: str | None, tensorrt_version: str | None) -> int | None:
+    """The opset of an ONNX export (``backend="onnx"``) whose engine a TensorRT builds: for ``tensorrt_version``
+    if given, else for the known device's declared one; None (us3l's own) otherwise."""
+    if backend != "onnx":
+        return None
+    if tensorrt_version is None:
+        return _device_onnx_opset(device_name)
+    from us3l.deploy.backends.onnx import OPSET
+    from us3l.deploy.backends.tensorrt_versions import onnx_opset_for
+
+    opset = onnx_opset_for(tensorrt_version, OPSET)
+    return None if opset == OPSET else opset
+
+
 def _device_onnx_opset(device_name: str | None) -> int | None:
     """The opset of an ONNX export for a known device whose file declares an older TensorRT (its engine is built
     from this file on the board: ``us3l.profiler.sweep.device_onnx_opset``); None: us3l's own."""
@@ -489,6 +503,7 @@ def export_width(
     calibration: CalibrationSet | None = None,
     calib_images: int = DEFAULT_CALIB_IMAGES,
     calib_data: str | None = None,
+    tensorrt_version: str | None = None,
 ) -> ExportResult:
     """Export width ``width`` of a slimmable model and verify it; returns the ``ExportResult``.
 
@@ -543,7 +558,7 @@ def export_width(
         graph = build_deployable_graph(
             src.model, w, be.name, staging, shape, precision=precision, dynamic_batch=dynamic_batch,
             require_bn_stats=src.from_checkpoint, example=example, calibration=calibration,
-            onnx_opset=_device_onnx_opset(device_name) if be.name == "onnx" else None,
+            onnx_opset=_onnx_opset(be.name, device_name, tensorrt_version),
         )  # the same function ``us3l profile`` times with: the shipped graph is the profiled graph
         static, artifact = graph.module, graph.artifact
         verification = _verify(artifact, static, verify_inputs, runtime_device)

@@ -196,3 +196,21 @@ def test_a_tensorrt_8_python_api_is_refused_in_one_line(tmp_path: Path, monkeypa
     with pytest.raises(US3LError, match=r"installed is TensorRT 8\.5\.2\.2"):
         TRT.load(tmp_path / "model.engine")
     assert not any(tmp_path.iterdir())
+
+
+def test_export_tensorrt_version_sets_the_onnx_opset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from us3l.cli import main
+
+    args = ["export", "--model", "cifar_resnet18", "--width", "0.25", "--quiet", "--out", str(tmp_path)]
+    assert main([*args, "--backend", "onnx", "--tensorrt-version", "8.6.2"]) == 0, capsys.readouterr().err
+    (manifest,) = tmp_path.glob("local/*/manifest.json")
+    assert json.loads(manifest.read_text())["backend"]["onnx_opset"] == 17
+    capsys.readouterr()
+    assert main([*args, "--backend", "onnx", "--tensorrt-version", "7.1"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: TensorRT 7.1 is not supported (not a release us3l builds for): us3l builds for TensorRT 8.5, 8.6 "
+        "and 10.x"]
+    assert main([*args, "--backend", "openvino", "--tensorrt-version", "8.5"]) == 1
+    assert capsys.readouterr().err.startswith("error: --tensorrt-version sets the opset of an ONNX file")

@@ -329,6 +329,11 @@ def export_cmd(
     threads: int | None = typer.Option(
         None, "--threads", min=1, max=MAX_THREADS, help="CPU threads (default: PyTorch's)."
     ),
+    tensorrt_version: str | None = typer.Option(
+        None, "--tensorrt-version",
+        help="--backend onnx: the TensorRT (8.5, 8.6, 10.x) that builds the engine from the file: an ONNX opset "
+        "its parser reads (default: the --device file's tensorrt_version, else opset 18).",
+    ),
     switchable: bool = typer.Option(
         False, "--switchable",
         help="One file for every width of --widths (onnx | openvino): the width is chosen per call by the "
@@ -359,6 +364,13 @@ def export_cmd(
         raise US3LError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
     if runtime_device is not None and not runtime_device.strip():  # not "the default device"
         raise US3LError(f"--runtime-device names no device, got {runtime_device!r}")
+    if tensorrt_version is not None:
+        from us3l.deploy.backends.tensorrt_versions import trt_release
+
+        trt_release(tensorrt_version)  # an unsupported or malformed version: one line before any work
+        if switchable or backend != "onnx":
+            raise US3LError("--tensorrt-version sets the opset of an ONNX file a TensorRT builds its engine from: "
+                            "it needs --backend onnx without --switchable")
     if batch_old is not None:
         deprecated(f"--batch {batch_old}", f"--batch-size {batch_old}", "export")
         batch_size = batch_old
@@ -446,6 +458,7 @@ def export_cmd(
                     runtime_device=_verify_device(be.name, dev, runtime_device),
                     calib_images=calib_images,
                     calib_data=calib_data,
+                    tensorrt_version=tensorrt_version,
                 )
                 results.append(res)
                 tables.setdefault(res.verification.precision, []).append(_row(dev or "local", res))
