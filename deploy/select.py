@@ -77,8 +77,8 @@ class Budget:
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():
-            if v is not None and not (v > 0 and math.isfinite(v)):
-                raise US3LError(f"--{k.replace('_', '-')} must be a positive number, got {v}")  # the flag names it
+            if v is not None:  # the flag names it, worded as every command words a bad number
+                number(v, f"--{k.replace('_', '-')}", positive=True)
 
     def is_empty(self) -> bool:
         return all(v is None for v in asdict(self).values())
@@ -308,7 +308,7 @@ def latency_schedule(
     grid when the profile was measured through one (``us3l profile --artifact``), else None."""
     if budget.latency_ms is not None:
         raise US3LError("give --latency-ms or --latency-schedule, not both")
-    steps = sorted({number(v, "--latency-schedule entry", positive=True) for v in latencies_ms})
+    steps = sorted({number(v, "--latency-schedule", positive=True) for v in latencies_ms})
     if not steps:
         raise US3LError("--latency-schedule needs at least one latency")
     each = [

@@ -623,3 +623,34 @@ def test_a_batch_size_out_of_range_is_the_same_error_in_profile_and_export(spell
         lines.append(err[-1])
     assert lines == [f"error: --batch-size must be 1 to 4096, got {value}"] * 2
     assert list(tmp_path.iterdir()) == []
+
+
+#: Per shared flag and bad value: every command that takes the flag, with the other arguments that get it as far as
+#: the check (nothing is built or measured before it). Red-team 2026-12-06 (rtF): --max-seconds 0 said "must be > 0"
+#: in profile and "a finite positive number" in quickstart; --latency-ms nan "a positive number" in select;
+#: info --width nan "width must be in [0.25, 1]" without the flag, export "--width must be a finite positive number".
+_MODEL = ["--model", "cifar_resnet18"]
+_EXPORT = ["export", *_MODEL, "--backend", "onnx", "--device", "cpu"]
+SHARED_BAD_VALUES: list[tuple[str, str, list[list[str]]]] = [
+    ("--max-seconds", "0", [["profile", "--device", "cpu", *_MODEL], ["quickstart"]]),
+    ("--max-seconds", "nan", [["profile", "--device", "cpu", *_MODEL], ["quickstart"]]),
+    ("--latency-ms", "nan", [["select", "--profile", "p.json"], ["quickstart"]]),
+    ("--latency-ms", "-1", [["select", "--profile", "p.json"], ["quickstart"]]),
+    ("--width", "nan", [_EXPORT, ["info", *_MODEL]]),
+    ("--widths", "1,nan", [[*_EXPORT, "--switchable"], ["profile", "--device", "cpu", *_MODEL]]),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "commands"), SHARED_BAD_VALUES,
+                         ids=[f"{f} {v}" for f, v, _ in SHARED_BAD_VALUES])
+def test_a_bad_value_is_worded_the_same_by_every_command(
+    flag: str, value: str, commands: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shown = value.split(",")[-1]
+    said = f"error: {flag} must be a finite positive number, got {float(shown)!r}\n"
+    for args in commands:
+        out = ["--out", str(tmp_path / "out")] if args[0] in ("export", "quickstart") else []
+        assert main([*args, *out, flag, value]) == 1, args
+        assert capsys.readouterr().err == said, args

@@ -108,8 +108,9 @@ def one_of(value: Any, allowed: Sequence[str], what: str) -> str:
 
 
 def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[float]:
-    """A non-empty comma-separated list of numbers (``"1,0.5,0.25"``) as floats, in the order given, each once
-    (to 4 decimals) unless ``unique`` is off; one line otherwise. The model checks each width against its range."""
+    """A non-empty comma-separated list of finite positive numbers (``"1,0.5,0.25"``) as floats, in the order given,
+    each once (to 4 decimals) unless ``unique`` is off; one line otherwise (a bad entry worded as ``number`` words
+    it). The model checks each width against its range."""
     parts = text.replace(" ", "").split(",")
     if len(parts) > 1 and "" in parts:  # "1,,0.5": a typo, and for a switchable grid every index counts
         raise US3LError(f"{flag} has an empty entry, got {text!r}")
@@ -119,6 +120,8 @@ def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[f
         raise US3LError(f"{flag} must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}") from None
     if not values:
         raise US3LError(f"{flag} must name at least one value, got {text!r}")
+    for v in values:  # nan, inf, 0, -1: the same line in every command that takes the flag
+        number(v, flag, positive=True)
     seen: set[float] = set()
     for v in values if unique else ():
         if width_key(v) in seen:

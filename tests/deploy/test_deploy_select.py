@@ -238,9 +238,9 @@ def test_bad_inputs(write_profile, tmp_path) -> None:
     prof = write_profile(rows((0.25, 1.0)))
     with pytest.raises(US3LError, match="no budget given"):
         select([prof], Budget())
-    with pytest.raises(US3LError, match=r"^--latency-ms must be a positive number, got -1$"):
+    with pytest.raises(US3LError, match=r"^--latency-ms must be a finite positive number, got -1$"):
         Budget(latency_ms=-1)
-    with pytest.raises(US3LError, match=r"^--memory-mb must be a positive number, got nan$"):
+    with pytest.raises(US3LError, match=r"^--memory-mb must be a finite positive number, got nan$"):
         Budget(memory_mb=float("nan"))
     with pytest.raises(US3LError, match=r"^--margin must be a fraction in \[0, 10\), got -1.0$"):
         LatencyRule(margin=-1.0)
@@ -545,7 +545,7 @@ def test_latency_schedule_gives_a_width_per_budget(write_profile, tmp_path) -> N
     assert doc["schedule"][0]["steps"][1]["accuracy_ci"] is not None
     with pytest.raises(US3LError, match="^give --latency-ms or --latency-schedule, not both$"):
         latency_schedule([prof], [1.0], Budget(latency_ms=2))
-    with pytest.raises(US3LError, match=r"^--latency-schedule entry must be a finite positive number, got -1\.0$"):
+    with pytest.raises(US3LError, match=r"^--latency-schedule must be a finite positive number, got -1\.0$"):
         latency_schedule([prof], [-1.0, 2.0])
 
 

@@ -7,7 +7,7 @@ import typer
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, note, print_table, result, set_quiet
 from us3l.errors import US3LError
-from us3l.validate import MAX_INPUT_SIZE
+from us3l.validate import MAX_INPUT_SIZE, number
 from us3l.width_key import width_key
 
 
@@ -129,6 +129,7 @@ def info_cmd(
     from us3l.profiler.layers import layer_table, rows_as_dicts
     from us3l.slim import canonical_width, materialize
 
+    number(width, "--width", positive=True)  # nan: worded as export words it; the model checks its range
     if input_size is not None:
         _check_input_size(input_size)
     # a ViT is built for its input side (its position embedding fixes the number of patches)

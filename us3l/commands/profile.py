@@ -28,7 +28,7 @@ from us3l.cli_output import (
 from us3l.errors import US3LError, require_package
 from us3l.io import check_png_replaceable
 from us3l.locking import acquire, release
-from us3l.validate import MAX_BATCH, MAX_THREADS, width_list
+from us3l.validate import MAX_BATCH, MAX_THREADS, number, width_list
 
 profile_app = typer.Typer(
     help="Measure MACs, params, memory and latency of every width on a device (locally or over SSH).",
@@ -220,14 +220,15 @@ def profile_cmd(
             spec = spec.with_host(host)
         except ValueError as exc:
             raise US3LError(str(exc)) from None
-    try:  # nan / inf / out of range: refused before any model is built
+    for flag, value in (("--target-ci", target_ci), ("--max-seconds", max_seconds),
+                        ("--max-memory-mb", max_memory_mb), ("--max-total-seconds", max_total_seconds)):
+        if value is not None:  # nan / inf / 0: worded as every command words the flag
+            number(value, flag, positive=True)
+    try:  # out of range (--target-ci 1): refused before any model is built
         policy = spec.policy.replace(target_rel_ci=target_ci, max_seconds=max_seconds)
     except ValueError as exc:  # the policy names its fields; the user typed the flags
         text = str(exc).replace("target_rel_ci", "--target-ci").replace("max_seconds", "--max-seconds")
         raise US3LError(text) from None
-    for flag, value in (("--max-memory-mb", max_memory_mb), ("--max-total-seconds", max_total_seconds)):
-        if value is not None and not 0 < value < float("inf"):
-            raise US3LError(f"{flag} must be a finite number > 0, got {value}")
     from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
 
     calib_flags = [flag for flag, given in (("--calib-images", calib_images != DEFAULT_CALIB_IMAGES),
