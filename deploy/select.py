@@ -308,7 +308,11 @@ def latency_schedule(
     grid when the profile was measured through one (``us3l profile --artifact``), else None."""
     if budget.latency_ms is not None:
         raise US3LError("give --latency-ms or --latency-schedule, not both")
-    steps = sorted({number(v, "--latency-schedule", positive=True) for v in latencies_ms})
+    given = [number(v, "--latency-schedule", positive=True) for v in latencies_ms]
+    for i, v in enumerate(given):  # the same budget twice is a typo: its width would be listed twice
+        if v in given[:i]:
+            raise US3LError(f"--latency-schedule lists {v:g} twice")
+    steps = sorted(given)
     if not steps:
         raise US3LError("--latency-schedule needs at least one latency")
     each = [

@@ -547,6 +547,8 @@ def test_latency_schedule_gives_a_width_per_budget(write_profile, tmp_path) -> N
         latency_schedule([prof], [1.0], Budget(latency_ms=2))
     with pytest.raises(US3LError, match=r"^--latency-schedule must be a finite positive number, got -1\.0$"):
         latency_schedule([prof], [-1.0, 2.0])
+    with pytest.raises(US3LError, match=r"^--latency-schedule lists 2 twice$"):  # was deduplicated silently
+        latency_schedule([prof], [2.0, 1.0, 2.0])
 
 
 def test_a_profile_width_finds_the_accuracy_of_its_canonical_width(write_profile, tmp_path) -> None:

@@ -303,3 +303,14 @@ def test_show_says_the_runtimes_default_threads_where_none_were_pinned(tmp_path,
     assert main(["profile", "show", str(jp), "--wide"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "the runtime's default threads)" in out and "None threads" not in out
+
+
+def test_select_refuses_the_same_latency_budget_twice(tmp_path, capsys):
+    """Red-team 2026-12-06 (rtF): `--latency-schedule 1,1` was deduplicated without a word (a typo for 1,10 went
+    unnoticed); 1 and 1.0 are the same budget too."""
+    jp, _ = write_profile(make_profile(), tmp_path)
+    for text, shown in (("1,1", "1"), ("2,1.0,1", "1")):
+        code = main(["select", "--profile", str(jp), "--latency-schedule", text, "--out", str(tmp_path / "sel")])
+        assert code == 1
+        assert capsys.readouterr().err == f"error: --latency-schedule lists {shown} twice\n"
+    assert not (tmp_path / "sel" / "selection.json").exists()
