@@ -96,7 +96,15 @@ def test_cli_devices_json_and_errors(capsys):
     assert cpu["check"]["ok"] and cpu["check"]["runtimes"]["onnx"]
     # a failed check is a non-zero exit (scripts can test reachability), with the reason in the table
     assert main(["devices", "--device", "jetson-orin-nano", "--check"]) == 1
-    assert "not a Jetson here" in capsys.readouterr().out  # the table is the result: stdout
+    cap = capsys.readouterr()
+    assert "not a Jetson here" in cap.out  # the table is the result: stdout
+    # red-team 2026-12-06 (rtF): stderr was empty, so a script's log showed exit 1 and no reason
+    assert cap.err == ("error: device 'jetson-orin-nano' failed its check: not a Jetson here; reach it with --host "
+                       "ssh://user@board\n")
+    assert main(["devices", "--device", "jetson-orin-nano", "--check", "--json"]) == 1
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["devices"][0]["check"]["ok"] is False
+    assert cap.err.startswith("error: device 'jetson-orin-nano' failed its check: not a Jetson here")
     assert main(["profile", "--device", "nope", "--model", "cifar_resnet18"]) == 1
     assert "unknown device 'nope'" in capsys.readouterr().err
 
@@ -406,3 +414,21 @@ def test_hidden_files_in_the_devices_folder_are_not_device_files(tmp_path, monke
     assert main(["devices", "--device", "mine", "--json"]) == 0
     (dev,) = json.loads(capsys.readouterr().out)["devices"]
     assert dev["source"] == str(tmp_path / "mine.toml")
+
+
+def test_cli_devices_check_of_several_names_the_failed_ones_on_stderr(monkeypatch, capsys):
+    """Red-team 2026-12-06 (rtF): a failed `devices --check` exited 1 with nothing on stderr."""
+    import us3l.devices.check as check_mod
+
+    def fake(spec):
+        ok = spec.name == "cpu"
+        return check_mod.CheckResult(spec.name, ok, {b: ok for b in spec.backends}, "ok" if ok else "down")
+
+    monkeypatch.setattr(check_mod, "check_device", fake)
+    assert main(["devices", "--check"]) == 1
+    cap = capsys.readouterr()
+    failed = [line.split()[1] for line in cap.out.splitlines() if "no: down" in line]
+    assert failed and "cpu" not in failed
+    n = len(failed) + 1
+    assert cap.err.startswith(f"error: {len(failed)} of {n} devices failed their check: ")
+    assert len(cap.err.splitlines()) == 1

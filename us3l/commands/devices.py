@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, print_table
+from us3l.errors import US3LError
 
 if TYPE_CHECKING:
     from us3l.devices.check import CheckResult
@@ -32,8 +33,6 @@ def devices_cmd(
     from us3l.devices.registry import get_device, list_devices, user_devices_dir
 
     if host and not name:  # one URL for every listed device would check one machine under eight names
-        from us3l.errors import US3LError
-
         raise US3LError("--host reaches one device: name it with --device NAME (see: us3l devices --help)",
                         exit_code=2)
     specs = [get_device(name, device_file)] if name else list_devices(device_file)
@@ -47,8 +46,18 @@ def devices_cmd(
         })
     else:
         _print_table(specs, checks, check, str(user_devices_dir()), wide)
-    if check and not all(c.ok for c in checks.values()):
-        raise typer.Exit(1)
+    failed = [(n, c) for n, c in checks.items() if not c.ok]
+    if failed:  # stdout keeps the table / document; stderr gets the one error line a script's log shows
+        raise US3LError(_failed_line(failed, len(checks)))
+
+
+def _failed_line(failed: list[tuple[str, CheckResult]], checked: int) -> str:
+    """The ``error:`` line of a failed ``--check``: one device's reason, or which of several failed."""
+    if len(failed) == 1 and checked == 1:
+        name, c = failed[0]
+        return f"device {name!r} failed its check: {c.message}"
+    names = ", ".join(n for n, _ in failed)
+    return f"{len(failed)} of {checked} devices failed their check: {names} (the reasons: in the listing on stdout)"
 
 
 def _print_table(specs: list[DeviceSpec], checks: dict[str, CheckResult], check: bool, user_dir: str,
