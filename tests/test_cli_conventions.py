@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -654,3 +655,44 @@ def test_a_bad_value_is_worded_the_same_by_every_command(
         out = ["--out", str(tmp_path / "out")] if args[0] in ("export", "quickstart") else []
         assert main([*args, *out, flag, value]) == 1, args
         assert capsys.readouterr().err == said, args
+
+
+def _visible_options() -> dict[str, list[tuple[str, str, tuple[str, ...]]]]:
+    """Per command path (``profile show``), its visible options as (long name, short names)."""
+    import typer.main
+
+    from us3l.cli import load_commands
+    from us3l.cli_app import app
+
+    load_commands()
+    found: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
+
+    def walk(cmd: Any, path: str) -> None:
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+        for p in cmd.params:
+            opts = [o for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", []) if o.startswith("-")]
+            longs = [o for o in opts if o.startswith("--")]
+            if not longs or getattr(p, "hidden", False):
+                continue
+            shorts = tuple(sorted(o for o in opts if not o.startswith("--")))
+            found.setdefault(path, []).extend((path, long, shorts) for long in longs)
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+def test_a_short_option_means_one_long_option_in_every_command() -> None:
+    """Red-team 2026-12-06 (rtF): `train -c FILE` worked, `quickstart -c FILE` was 'No such option' although
+    `quickstart --config` is the same training config. A long option has the same short form in every command that
+    has it, and a short form stands for one long option."""
+    by_long: dict[str, set[tuple[str, ...]]] = {}
+    by_short: dict[str, set[str]] = {}
+    for options in _visible_options().values():
+        for _, long, shorts in options:
+            by_long.setdefault(long, set()).add(shorts)
+            for s in shorts:
+                by_short.setdefault(s, set()).add(long)
+    assert {long: forms for long, forms in by_long.items() if len(forms) > 1} == {}
+    assert {s: longs for s, longs in by_short.items() if len(longs) > 1} == {}
+    assert ("-c",) in by_long["--config"] and ("-q",) in by_long["--quiet"] and ("-d",) in by_long["--device"]

@@ -786,7 +786,9 @@ def quickstart_cmd(
     latency_ms: float = typer.Option(
         None, "--latency-ms", help="Latency budget per image, ms (default: midway between two widths' p90 bounds)."
     ),
-    config: Path = typer.Option(None, "--config", help="Training config (default: the packaged default.yaml)."),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="Training config (default: the packaged default.yaml)."
+    ),
     epochs: int = typer.Option(None, "--epochs", help="Override the training epochs (multiple of 4)."),
     points: int = typer.Option(
         8, "--points", help="Grid widths to evaluate and profile, plus whichever of 1/0.75/0.5/0.25 they lack."
