@@ -537,3 +537,27 @@ def test_a_profile_of_a_switchable_artifact_re_exported_since_is_flagged_stale(p
                     f"{res.directory.relative_to(pipeline).as_posix()} (sha256 abababababab…, the folder holds "
                     f"{res.manifest['artifact']['sha256'][:12]}…: re-exported since; a latency schedule's width "
                     "indices may name other widths there); re-run us3l profile --artifact")
+
+
+def test_a_summary_is_checked_against_the_files_it_recorded(pipeline: Path) -> None:
+    """Red-team 2026-12-06 (rtF): the summary's staleness check compared `root/accuracy.json` and
+    `root/selection.json` by name, not the paths summary.json recorded (as the selection's check does with
+    ``used_input``): a recorded file changed since went unflagged while the folder's namesake matched."""
+    import shutil
+
+    from us3l.io import file_sha256
+
+    summary = pipeline / "summary.json"
+    kept = pipeline / "kept"
+    kept.mkdir()
+    shutil.copy(pipeline / "selection.json", kept / "selection.json")
+    doc = json.loads(summary.read_text())
+    doc["inputs"] = {"accuracy.json": {"path": "accuracy.json", "sha256": file_sha256(pipeline / "accuracy.json")},
+                     "selection.json": {"path": "kept/selection.json",
+                                        "sha256": file_sha256(kept / "selection.json")}}
+    summary.write_text(json.dumps(doc))
+    assert not [line for line in render_report(pipeline).errors() if line.startswith(str(summary))]
+    (kept / "selection.json").write_text((kept / "selection.json").read_text() + "\n")  # re-made since
+    (line,) = [line for line in render_report(pipeline).errors() if line.startswith(str(summary))]
+    assert line == (f"{summary}: stale: its numbers come from other versions of kept/selection.json than this "
+                    "folder holds; re-run us3l quickstart")

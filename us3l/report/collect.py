@@ -298,9 +298,13 @@ def _bindings(files: PipelineFiles) -> list[str]:
                          "re-run us3l select")
     summary = files.summary
     if summary is not None and summary.ok and isinstance(summary.doc.get("inputs"), dict):  # quickstart's numbers
-        changed, absent = _drifted([(root / name, (summary.doc["inputs"].get(name) or {}).get("sha256"))
-                                    for name in (ACCURACY_FILE, SELECTION_FILE)])
-        other = [f.name for f in (*changed, *absent)]
+        recorded = []
+        for name in (ACCURACY_FILE, SELECTION_FILE):  # the files it recorded (inputs.*.path), as the selection's
+            entry = summary.doc["inputs"].get(name)
+            entry = entry if isinstance(entry, dict) else {}
+            recorded.append((used_input(root, entry.get("path"), root / name), entry.get("sha256")))
+        changed, absent = _drifted(recorded)
+        other = [_shown(root, f) for f in (*changed, *absent)]
         if other:  # copied from another quickstart folder, or the files were re-made by hand since
             lines.append(f"{summary.path}: stale: its numbers come from other versions of {', '.join(other)} than "
                          "this folder holds; re-run us3l quickstart")
