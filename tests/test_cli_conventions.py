@@ -632,29 +632,32 @@ def test_a_batch_size_out_of_range_is_the_same_error_in_profile_and_export(spell
 #: info --width nan "width must be in [0.25, 1]" without the flag, export "--width must be a finite positive number".
 _MODEL = ["--model", "cifar_resnet18"]
 _EXPORT = ["export", *_MODEL, "--backend", "onnx", "--device", "cpu"]
-SHARED_BAD_VALUES: list[tuple[str, str, list[list[str]]]] = [
-    ("--max-seconds", "0", [["profile", "--device", "cpu", *_MODEL], ["quickstart"]]),
-    ("--max-seconds", "nan", [["profile", "--device", "cpu", *_MODEL], ["quickstart"]]),
-    ("--latency-ms", "nan", [["select", "--profile", "p.json"], ["quickstart"]]),
-    ("--latency-ms", "-1", [["select", "--profile", "p.json"], ["quickstart"]]),
-    ("--width", "nan", [_EXPORT, ["info", *_MODEL]]),
-    ("--widths", "1,nan", [[*_EXPORT, "--switchable"], ["profile", "--device", "cpu", *_MODEL]]),
+SHARED_BAD_VALUES: list[tuple[str, str, str, list[list[str]]]] = [
+    ("--max-seconds", "0", "a finite positive number, got 0.0",
+     [["profile", "--device", "cpu", *_MODEL], ["quickstart"]]),
+    ("--max-seconds", "nan", "a finite positive number, got nan",
+     [["profile", "--device", "cpu", *_MODEL], ["quickstart"]]),
+    ("--latency-ms", "nan", "a finite positive number, got nan", [["select", "--profile", "p.json"], ["quickstart"]]),
+    ("--latency-ms", "-1", "a finite positive number, got -1.0", [["select", "--profile", "p.json"], ["quickstart"]]),
+    ("--width", "nan", "a finite positive number, got nan", [_EXPORT, ["info", *_MODEL]]),
+    ("--widths", "1,nan", "a finite positive number, got nan",
+     [[*_EXPORT, "--switchable"], ["profile", "--device", "cpu", *_MODEL]]),
+    # train said 'epochs must be >= 1' (the config key), quickstart '--epochs must be >= 1'
+    ("--epochs", "0", "a finite positive integer, got 0", [["train"], ["quickstart"]]),
 ]
 
 
-@pytest.mark.parametrize(("flag", "value", "commands"), SHARED_BAD_VALUES,
-                         ids=[f"{f} {v}" for f, v, _ in SHARED_BAD_VALUES])
+@pytest.mark.parametrize(("flag", "value", "need", "commands"), SHARED_BAD_VALUES,
+                         ids=[f"{f} {v}" for f, v, _, _ in SHARED_BAD_VALUES])
 def test_a_bad_value_is_worded_the_same_by_every_command(
-    flag: str, value: str, commands: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    flag: str, value: str, need: str, commands: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    shown = value.split(",")[-1]
-    said = f"error: {flag} must be a finite positive number, got {float(shown)!r}\n"
     for args in commands:
-        out = ["--out", str(tmp_path / "out")] if args[0] in ("export", "quickstart") else []
+        out = ["--out", str(tmp_path / "out")] if args[0] in ("export", "quickstart", "train") else []
         assert main([*args, *out, flag, value]) == 1, args
-        assert capsys.readouterr().err == said, args
+        assert capsys.readouterr().err == f"error: {flag} must be {need}\n", args
 
 
 def _visible_options() -> dict[str, list[tuple[str, str, tuple[str, ...]]]]:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import deprecated, note, result, set_quiet, warn
 from us3l.errors import LAUNCHED_BY_ENV, US3LError
-from us3l.validate import MAX_THREADS
+from us3l.validate import MAX_THREADS, number
 
 
 def _nproc_args(argv: list[str]) -> list[str]:
@@ -78,6 +78,8 @@ def train_cmd(
     set_quiet(quiet)
     if resume and overwrite:
         raise US3LError("give --resume (continue the run in --out) or --overwrite (start it over), not both")
+    if epochs is not None:  # the flag named, as quickstart --epochs words it (a config's epochs: the config check)
+        number(epochs, "--epochs", positive=True, integer=True)
     if device_old is not None:
         deprecated(f"--device {device_old}", f"--torch-device {device_old} (--device names a deployment target "
                    "in profile, select and export)", "train")
