@@ -644,6 +644,10 @@ SHARED_BAD_VALUES: list[tuple[str, str, str, list[list[str]]]] = [
      [[*_EXPORT, "--switchable"], ["profile", "--device", "cpu", *_MODEL]]),
     # train said 'epochs must be >= 1' (the config key), quickstart '--epochs must be >= 1'
     ("--epochs", "0", "a finite positive integer, got 0", [["train"], ["quickstart"]]),
+    # calibrate and eval said 'the number of calibration batches must be >= 1', naming no flag
+    ("--batches", "0", "a finite positive integer, got 0",
+     [["calibrate", "--ckpt", "nope"], ["eval", "--ckpt", "nope"]]),
+    ("--batch-size", "0", "1 to 4096, got 0", [["profile", "--device", "cpu", *_MODEL], [*_EXPORT, "--width", "0.5"]]),
 ]
 
 
@@ -655,7 +659,7 @@ def test_a_bad_value_is_worded_the_same_by_every_command(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     for args in commands:
-        out = ["--out", str(tmp_path / "out")] if args[0] in ("export", "quickstart", "train") else []
+        out = ["--out", str(tmp_path / "out")] if args[0] in ("export", "quickstart", "train", "eval") else []
         assert main([*args, *out, flag, value]) == 1, args
         assert capsys.readouterr().err == f"error: {flag} must be {need}\n", args
 

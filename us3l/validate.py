@@ -82,6 +82,14 @@ def number(
     return float(value)
 
 
+def batch_size(value: int, least: int = 1, flag: str = "--batch-size") -> int:
+    """``value`` when it is a batch size from ``least`` to ``MAX_BATCH`` (calibration and training need 2: batch
+    statistics of one image are its own), else one line worded the same in every command that takes the flag."""
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_BATCH:
+        raise US3LError(f"{flag} must be {least} to {MAX_BATCH}, got {_show(value)}")
+    return value
+
+
 def require_types(what: str, value: Any, kind: type, optional: bool = False) -> None:
     """A one-line ``US3LError`` when ``value`` is not a ``kind`` (``numbers.Integral`` or ``numbers.Real``, of which a
     bool is neither; or ``bool``, which takes only ``True`` and ``False``), or ``None`` when ``optional``: a

@@ -21,7 +21,8 @@ from us3l.cli_output import (
     set_threads,
 )
 from us3l.errors import US3LError, require_package
-from us3l.validate import MAX_THREADS
+from us3l.validate import MAX_THREADS, number
+from us3l.validate import batch_size as check_batch_size
 
 
 def _momentum(value: float | None) -> float | None:
@@ -92,6 +93,8 @@ def calibrate_cmd(
     set_quiet(quiet)
     points = renamed_option(points, grid, "--grid", "--points", "calibrate")
     set_threads(threads)
+    number(batches, "--batches", positive=True, integer=True)  # worded as eval --batches and every command's flag
+    check_batch_size(batch_size, least=2)  # batch statistics of one image are its own
     settings = CalibrationSettings(batches=batches, batch_size=batch_size, momentum=_momentum(bn_momentum))
     _lock(ctx, run_dir_of(weights_path(ckpt)), "run folder")  # bn_stats.safetensors is written there
     loaded = open_checkpoint(ckpt)
@@ -244,6 +247,7 @@ def eval_cmd(
     unused = _unused_flags(protocol, preset, given)
     if unused:
         note(f"note: {unused}", markup=False)
+    number(batches, "--batches", positive=True, integer=True)  # worded as calibrate --batches
     settings = EvalSettings(
         protocol=protocol,
         knn=KnnSettings(k=k, temperature=0.1 if temperature is None else temperature, max_train=knn_max_train),

@@ -12,7 +12,8 @@ from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, deprecated, note, print_table, set_quiet, set_threads, warn
 from us3l.errors import InfeasibleError, US3LError
 from us3l.locking import acquire, release
-from us3l.validate import MAX_BATCH, MAX_THREADS, number, safe_name
+from us3l.validate import MAX_THREADS, number, safe_name
+from us3l.validate import batch_size as check_batch_size
 
 T = TypeVar("T")
 
@@ -176,8 +177,7 @@ def _calibration_notes(results: list[Any]) -> list[str]:
 
 
 def _check_batch(batch_size: int, dynamic_batch: bool) -> None:
-    if not 1 <= batch_size <= MAX_BATCH:
-        raise US3LError(f"--batch-size must be 1 to {MAX_BATCH}, got {batch_size}")
+    check_batch_size(batch_size)
     if dynamic_batch and batch_size != 1:
         raise US3LError("--dynamic-batch makes the batch size symbolic: drop --batch-size")
 

@@ -28,7 +28,8 @@ from us3l.cli_output import (
 from us3l.errors import US3LError, require_package
 from us3l.io import check_png_replaceable
 from us3l.locking import acquire, release
-from us3l.validate import MAX_BATCH, MAX_THREADS, number, width_list
+from us3l.validate import MAX_THREADS, number, width_list
+from us3l.validate import batch_size as check_batch_size
 
 profile_app = typer.Typer(
     help="Measure MACs, params, memory and latency of every width on a device (locally or over SSH).",
@@ -207,8 +208,8 @@ def profile_cmd(
     if plot:
         require_package("matplotlib", "plot", "--plot")
     batch_size = renamed_option(batch_size, batch_old, "--batch", "--batch-size", "profile")
-    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH:  # as in export: bad input, exit 1 (not 2)
-        raise US3LError(f"--batch-size must be 1 to {MAX_BATCH}, got {batch_size}")
+    if batch_size is not None:  # as in export and calibrate: bad input, exit 1 (not 2)
+        check_batch_size(batch_size)
     from us3l.devices.registry import get_device
     from us3l.profiler.profile_file import profile_paths, profile_stem, write_profile
     from us3l.profiler.sweep import check_local_requirements, run_sweep, swept_precision
