@@ -647,6 +647,10 @@ SHARED_BAD_VALUES: list[tuple[str, str, str, list[list[str]]]] = [
     # calibrate and eval said 'the number of calibration batches must be >= 1', naming no flag
     ("--batches", "0", "a finite positive integer, got 0",
      [["calibrate", "--ckpt", "nope"], ["eval", "--ckpt", "nope"]]),
+    # calibrate and eval checked --points only after loading the checkpoint: 'no checkpoint found' came first
+    ("--points", "0", ">= 1 (0 is not allowed), got 0",
+     [["calibrate", "--ckpt", "nope"], ["eval", "--ckpt", "nope"], ["profile", "--device", "cpu", *_MODEL],
+      ["quickstart"]]),
     ("--batch-size", "0", "1 to 4096, got 0", [["profile", "--device", "cpu", *_MODEL], [*_EXPORT, "--width", "0.5"]]),
 ]
 

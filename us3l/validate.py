@@ -90,6 +90,13 @@ def batch_size(value: int, least: int = 1, flag: str = "--batch-size") -> int:
     return value
 
 
+def points(value: int | None) -> int | None:
+    """``--points N``: at least one grid width (``None``: not given); one line, the same in every command."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise US3LError(f"--points must be >= 1 (0 is not allowed), got {_show(value)}")
+    return value
+
+
 def require_types(what: str, value: Any, kind: type, optional: bool = False) -> None:
     """A one-line ``US3LError`` when ``value`` is not a ``kind`` (``numbers.Integral`` or ``numbers.Real``, of which a
     bool is neither; or ``bool``, which takes only ``True`` and ``False``), or ``None`` when ``optional``: a

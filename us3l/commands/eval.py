@@ -23,6 +23,7 @@ from us3l.cli_output import (
 from us3l.errors import US3LError, require_package
 from us3l.validate import MAX_THREADS, number
 from us3l.validate import batch_size as check_batch_size
+from us3l.validate import points as check_points
 
 
 def _momentum(value: float | None) -> float | None:
@@ -92,6 +93,7 @@ def calibrate_cmd(
 
     set_quiet(quiet)
     points = renamed_option(points, grid, "--grid", "--points", "calibrate")
+    check_points(points)  # before the checkpoint loads, as in profile and quickstart
     set_threads(threads)
     number(batches, "--batches", positive=True, integer=True)  # worded as eval --batches and every command's flag
     check_batch_size(batch_size, least=2)  # batch statistics of one image are its own
@@ -240,6 +242,7 @@ def eval_cmd(
 
     set_quiet(quiet)
     points = renamed_option(points, grid, "--grid", "--points", "eval")
+    check_points(points)  # before the checkpoint loads, as in profile and quickstart
     k = renamed_option(k, k_old, "--k", "--knn-k", "eval")
     temperature = renamed_option(temperature, temperature_old, "--temperature", "--knn-t", "eval")
     set_threads(threads)

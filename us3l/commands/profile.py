@@ -30,6 +30,7 @@ from us3l.io import check_png_replaceable
 from us3l.locking import acquire, release
 from us3l.validate import MAX_THREADS, number, width_list
 from us3l.validate import batch_size as check_batch_size
+from us3l.validate import points as check_points
 
 profile_app = typer.Typer(
     help="Measure MACs, params, memory and latency of every width on a device (locally or over SSH).",
@@ -269,8 +270,7 @@ def profile_cmd(
         check_local_requirements(spec)
     if widths is not None and points is not None:
         raise US3LError("give either --widths or --points, not both")
-    if points is not None and points < 1:
-        raise US3LError(f"--points must be >= 1 (0 is not allowed), got {points}")
+    check_points(points)
     net, name, sha, size, source = _load_model(model, ckpt)
     grid = width_list(widths) if widths is not None else list(net.width_grid(points))
     if widths is None:

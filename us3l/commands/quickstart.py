@@ -27,6 +27,7 @@ from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, file_sha256, header, read_json
 from us3l.locking import folder_lock
 from us3l.validate import MAX_THREADS, number
+from us3l.validate import points as check_points
 from us3l.width_key import width_key
 
 SUMMARY_KIND, SUMMARY_SCHEMA = "quickstart", 1
@@ -537,8 +538,7 @@ def check_options(opts: QuickstartOptions) -> None:
 
     for b in opts.backends:  # its runtime is installed: known now, not after training
         get_backend(b).require_runtime()
-    if opts.points < 1:
-        raise US3LError(f"--points must be >= 1 (0 is not allowed), got {opts.points}")
+    check_points(opts.points)
     if opts.latency_ms is not None:
         number(opts.latency_ms, "--latency-ms", positive=True)
     number(opts.max_seconds, "--max-seconds", positive=True)

@@ -31,6 +31,7 @@ from us3l.eval.linear import LinearProbeSettings, train_linear_probe, train_line
 from us3l.slim import bn_switches, canonical_width, check_width
 from us3l.train.knn import BANK_SEED, check_knn_data
 from us3l.validate import MAX_INPUT_SIZE, number, require_types
+from us3l.validate import points as check_points
 
 DEFAULT_WIDTHS = (1.0, 0.75, 0.5, 0.25)
 DEFAULT_KNN_K = 200  # requested k when neither --knn-k nor the checkpoint's training config gives one
@@ -177,8 +178,7 @@ def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: i
         raise US3LError("give either --widths or --points, not both")
     switches = bn_switches(model)
     if grid is not None:
-        if grid < 1:
-            raise US3LError(f"--points must be >= 1 (0 is not allowed), got {grid}")
+        check_points(grid)
         full = model.width_grid()  # type: ignore[operator]
         return list(full if grid >= len(full) else (full[-1:] if grid == 1 else model.width_grid(grid)))  # type: ignore[operator]
     if widths is None:
