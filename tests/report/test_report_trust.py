@@ -22,6 +22,16 @@ from us3l.report.collect import collect_pipeline
 ARTIFACT = Path("artifacts") / "cpu" / "cifar_resnet18-w0.5-onnx-fp32"
 
 
+@pytest.fixture(autouse=True)
+def _figures_not_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about hashes, staleness and provenance, none about a figure: the figures are still built,
+    but not drawn to PNG (Agg rendering was half of this file's CPU time). tests/report/test_report.py and
+    test_report_pitfalls.py draw them."""
+    from us3l.report import plots
+
+    monkeypatch.setattr(plots, "png_bytes", lambda fig, dpi=0.0: b"\x89PNG\r\n\x1a\n")
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
