@@ -14,13 +14,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from us3l import script_cli
-from us3l.deploy.backends import get_backend
-from us3l.models import create_model
-from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import ratio_interval
-from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer, torch_timer
-from us3l.slim import materialize
 
 
 def main() -> None:
@@ -30,6 +25,13 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0)
     ap.add_argument("--threads", type=script_cli.positive_int, default=None)
     args = ap.parse_args()
+    # after the arguments: a usage error or --help does not wait for torch's import
+    from us3l.deploy.backends import get_backend
+    from us3l.models import create_model
+    from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+    from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer, torch_timer
+    from us3l.slim import materialize
+
     net = create_model(args.model, num_classes=0)
     threads = resolve_threads(args.threads)
     x = example_input((1, 3, net.input_size, net.input_size))

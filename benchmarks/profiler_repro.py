@@ -9,10 +9,7 @@ from __future__ import annotations
 import statistics
 
 from us3l import script_cli
-from us3l.deploy.graph import fresh_model
-from us3l.devices.registry import get_device
 from us3l.profiler.provenance import provenance_line
-from us3l.profiler.sweep import run_sweep
 
 
 def summary(diffs: list[float]) -> str:
@@ -29,6 +26,11 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=3.0)
     ap.add_argument("--threads", type=script_cli.positive_int, default=None)
     args = ap.parse_args()
+    # after the arguments: a usage error or --help does not wait for torch's import
+    from us3l.deploy.graph import fresh_model
+    from us3l.devices.registry import get_device
+    from us3l.profiler.sweep import run_sweep
+
     net = fresh_model(args.model)
     spec = get_device(args.device)
     policy = spec.policy.replace(max_seconds=args.max_seconds)

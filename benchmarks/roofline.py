@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from us3l import script_cli
 from us3l.deploy.graph import fresh_model
 from us3l.devices.registry import get_device
 from us3l.profiler.provenance import provenance_line
-from us3l.profiler.sweep import run_sweep
-from us3l.profiler.timers import resolve_threads
 
 
 def matmul_peak(n: int, threads: int, repeats: int = 10) -> float:
     """Best MACs/s of an n x n fp32 matmul over ``repeats`` runs."""
+    import torch
+
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.matmul(a, b)
@@ -45,6 +43,9 @@ def main() -> None:
     ap.add_argument("--threads", type=script_cli.positive_int, default=None)
     ap.add_argument("--n", type=script_cli.positive_int, default=2048)
     args = ap.parse_args()
+    from us3l.profiler.sweep import run_sweep  # after the arguments: these import torch
+    from us3l.profiler.timers import resolve_threads
+
     threads = resolve_threads(args.threads)
     before = matmul_peak(args.n, threads)
     net = fresh_model(args.model)

@@ -14,13 +14,9 @@ import tempfile
 import numpy as np
 
 from us3l import script_cli
-from us3l.deploy import get_backend
-from us3l.deploy.export import export_width
 from us3l.deploy.select import STATISTICS, Budget, LatencyRule, select
 from us3l.errors import US3LError
-from us3l.models import create_model
 from us3l.profiler.provenance import provenance_line
-from us3l.profiler.stats import summarize
 
 
 def main() -> None:
@@ -34,6 +30,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=script_cli.positive_int, default=100)
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     args = ap.parse_args()
+    # after the arguments: a usage error or --help does not wait for torch's import
+    from us3l.deploy import get_backend
+    from us3l.deploy.export import export_width
+    from us3l.models import create_model
+    from us3l.profiler.stats import summarize
+
     rule = LatencyRule(args.statistic, margin=args.margin)
     sel = select([args.profile], Budget(latency_ms=args.latency_ms), rule=rule)
     d = sel.devices[0]

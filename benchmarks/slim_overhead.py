@@ -20,8 +20,6 @@ import copy
 import time
 from collections.abc import Callable
 
-import torch
-
 from us3l import script_cli
 from us3l.profiler.provenance import provenance_line
 
@@ -52,8 +50,9 @@ def main() -> None:
     ap.add_argument("--calls", type=script_cli.positive_int, default=20, help="inference calls per round and timer")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    import torch  # after the arguments: a usage error or --help does not wait for torch's import
 
+    torch.set_num_threads(args.threads)
     from us3l.models import create_model
     from us3l.profiler.stats import median_interval_is_full, ratio_interval, summarize
     from us3l.slim import materialize, width

@@ -32,12 +32,15 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
 from roofline import matmul_peak  # benchmarks/ is on sys.path when this script runs
 
 from us3l import script_cli
 from us3l.profiler.provenance import provenance_line
+
+if TYPE_CHECKING:  # imported where it runs, after the arguments: a usage error or --help does not wait for it
+    import torch
 
 
 def backbone_macs(model_name: str, kwargs: dict, widths: list[float], image_size: int) -> dict[float, int]:
@@ -70,6 +73,8 @@ class _Runner:
         view_batching: bool = True,
         amp_dtype: torch.dtype | None = None,
     ) -> None:
+        import torch
+
         from us3l.ssl import create_method
         from us3l.train import make_config
         from us3l.train.config import fill_method_defaults
@@ -134,6 +139,8 @@ def backbone_rates(
     args: argparse.Namespace, macs_of: Callable[[float], int], batches: list, names: list[str], formats: dict
 ) -> dict[str, dict[float, float]]:
     """Training MAC rate of the backbone alone per width (why narrow sub-networks cost more than their MACs)."""
+    import torch
+
     from us3l.models import create_model
     from us3l.slim import width
 
@@ -184,6 +191,8 @@ def main() -> None:
     ap.add_argument("--matmul-n", type=script_cli.positive_int, default=512,
                     help="size of the reference matmul (MAC rate)")
     args = ap.parse_args()
+    import torch
+
     torch.set_num_threads(args.threads)
 
     from us3l.data import load_dataset, ssl_augment_for

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -218,3 +219,28 @@ def test_a_training_process_whose_peer_died_says_so_in_one_line(capsys: pytest.C
     assert capsys.readouterr().err == "error: training process rank 0 stopped: another training process is gone\n"
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert report_error(gloo) == 1 and "RuntimeError: [../gloo" in capsys.readouterr().err
+
+
+# Scripts whose arguments are read before torch is imported: ``--help`` or a bad value used to cost a second of
+# CPU importing torch first (and every such command line in the tests above paid it again).
+TORCH_AFTER_ARGUMENTS = ["backend_vs_eager", "profiler_repro", "roofline", "selection_holds", "slim_overhead",
+                         "train_cost"]
+_TORCH_PROBE = """\
+import os, runpy, sys
+script = sys.argv[1]
+sys.path.insert(0, os.path.dirname(script))
+for args in (["--threads", "0"], ["--help"]):
+    sys.argv = [script, *args]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        print(f"TORCH {'torch' in sys.modules} EXIT {exc.code}", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("script", TORCH_AFTER_ARGUMENTS)
+def test_help_and_a_bad_value_are_answered_before_torch_is_imported(script: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", _TORCH_PROBE, f"benchmarks/{script}.py"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    probes = [ln for ln in proc.stderr.splitlines() if ln.startswith("TORCH ")]
+    assert probes == ["TORCH False EXIT 2", "TORCH False EXIT 0"], proc.stderr[-2000:]
