@@ -79,11 +79,17 @@ def decoy_folder(tmp_path: Path) -> Path:
 
 
 def test_cli_runs_beside_a_deploy_py_and_a_profiler_py(decoy_folder: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "us3l", "version"], cwd=decoy_folder, capture_output=True,
-                          text=True, timeout=120, env=_env())
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("us3l: ")
+    """``python -m us3l version`` and the mapped packages' imports, in one interpreter started in the folder of
+    decoys (its first sys.path entry, as with ``-m``): two interpreters paid torch's import twice."""
     code = (
+        "import runpy, sys\n"
+        "sys.argv = ['us3l', 'version']\n"
+        "status = 0\n"
+        "try:\n"
+        "    runpy.run_module('us3l', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exc:\n"
+        "    status = exc.code\n"
+        "print(f'cli exit {status}', flush=True)\n"
         "from us3l.deploy.backends import get_backend\n"
         "from us3l.devices.registry import get_device\n"
         "import us3l.profiler.sweep\n"
@@ -92,7 +98,8 @@ def test_cli_runs_beside_a_deploy_py_and_a_profiler_py(decoy_folder: Path) -> No
     proc = subprocess.run([sys.executable, "-c", code], cwd=decoy_folder, capture_output=True, text=True,
                           timeout=120, env=_env())
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["onnx", "cpu"]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("us3l: ") and lines[-2:] == ["cli exit 0", "onnx cpu"], proc.stdout + proc.stderr
 
 
 def test_checkout_finds_its_own_packages_without_the_installed_finder(decoy_folder: Path) -> None:
