@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.script_module import ROOT
+from tests.script_runs import run_scripts
 
 TINY = ["--iters", "2", "--batch-size", "8", "--hidden", "32", "--matmul-n", "64", "--memory-format",
         "channels_last", "--views", "both"]
@@ -39,9 +40,9 @@ def test_every_measured_ratio_has_its_interval() -> None:
 def test_more_images_than_the_data_holds_is_one_line_before_anything_runs() -> None:
     """``--batch-size 300`` failed with torch's 'Expected non-zero, positive output size. Got [0, 3, 16, 16]'
     after the models were built; a batch that only partly fits (``--batch-size 230``) timed a short last batch."""
-    for batch in ("300", "230"):
-        done = subprocess.run([sys.executable, "benchmarks/train_cost.py", "--batch-size", batch], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300)
+    batches = ("300", "230")  # both command lines in one fresh interpreter (tests/script_runs.py): one torch import
+    runs = run_scripts([["benchmarks/train_cost.py", "--batch-size", batch] for batch in batches], cwd=ROOT)
+    for batch, done in zip(batches, runs, strict=True):
         assert done.returncode == 1 and not done.stdout
         assert done.stderr == (f"error: --iters 8 and --batch-size {batch} need {9 * int(batch)} training images "
                                "((iters + 1) x batch); the built-in data has 2000\n")
