@@ -74,32 +74,31 @@ def test_binding_idx_before_compiling_gives_each_width_in_openvino(models) -> No
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_a_tiny_run_prints_every_ratio_with_its_interval(tmp_path: Path) -> None:
+def test_a_tiny_run_prints_every_ratio_with_its_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """The per-width switchable/static ratios and the switch cost were printed without any spread; every run left
-    its folder of ONNX files (if_slicing_*) in the temporary folder."""
-    import os
+    its folder of ONNX files (if_slicing_*) in the temporary folder. Run in this process (``main`` with its command
+    line; the temporary folder is ``tmp_path``): a fresh interpreter paid numpy's, onnx's and both runtimes'
+    imports again."""
     import re
-    import subprocess
     import sys
+    import tempfile
 
-    from tests.script_module import ROOT
-
-    done = subprocess.run([sys.executable, "benchmarks/if_branch_slicing.py", "--channels", "8", "--layers", "1",
-                           "--size", "6", "--rounds", "2", "--calls", "5"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TMPDIR": str(tmp_path)})
-    assert done.returncode == 0, done.stderr[-2000:]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["benchmarks/if_branch_slicing.py", "--channels", "8", "--layers", "1",
+                                      "--size", "6", "--rounds", "2", "--calls", "5"])
+    ib.main()
+    out = capsys.readouterr().out
     assert not list(tmp_path.glob("if_slicing_*"))
-    rows = [ln.split() for ln in done.stdout.splitlines() if re.match(r"\s*(onnxruntime|openvino|ov-bound) +[\d.]+ ",
-                                                                      ln)]
+    rows = [ln.split() for ln in out.splitlines() if re.match(r"\s*(onnxruntime|openvino|ov-bound) +[\d.]+ ", ln)]
     assert len(rows) == 9  # 3 runtimes x 3 widths
     for row in rows:
         lo, hi = (float(v) for v in row[-1].split("-"))
         assert lo <= float(row[-2]) <= hi, row
     # 2 rounds: too few for a 95 % interval of a median, so no confidence is claimed for the bounds
-    switches = re.findall(r"\(ratio (\d+\.\d+), (\d+\.\d+)-(\d+\.\d+) fewer than 6 rounds\)", done.stdout)
+    switches = re.findall(r"\(ratio (\d+\.\d+), (\d+\.\d+)-(\d+\.\d+) fewer than 6 rounds\)", out)
     assert len(switches) == 3 and all(float(lo) <= float(r) <= float(hi) for r, lo, hi in switches)
-    assert "# fewer than 6 rounds: each median's interval is the range of its rounds" in done.stdout
+    assert "# fewer than 6 rounds: each median's interval is the range of its rounds" in out
 
 
 def test_the_switch_costs_confidence_is_the_union_bound_and_never_negative() -> None:
