@@ -105,19 +105,29 @@ def _tcp_server(greeting: bytes, hang_up: bool) -> Iterator[int]:
             conn.close()
 
 
-def test_a_host_that_does_not_speak_ssh_is_one_error_line() -> None:
+def test_a_host_that_does_not_speak_ssh_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-05: paramiko's own log (the failed banner and two tracebacks, 21 lines) reached stderr
-    before the error line. A real process: under pytest a log handler is installed, which hides the defect."""
-    import subprocess
-    import sys
+    before the error line. Under pytest a log handler on the root logger hides that defect, so for the command
+    the logging tree is put back as an unconfigured program has it (no handler anywhere: a record reaches
+    ``logging.lastResort``, which writes to stderr); this is cheaper than a fresh interpreter, which imported torch
+    again."""
+    import logging
 
-    with _tcp_server(b"HTTP/1.0 400 Bad Request\r\n\r\n", hang_up=True) as port:
-        proc = subprocess.run([sys.executable, "-m", "us3l", "profile", "--device", "raspberry-pi-5", "--host",
-                               f"ssh://pi@127.0.0.1:{port}", "--model", "cifar_resnet18", "--widths", "1", "--out",
-                               "/nonexistent/never-written", "--quiet"],  # no progress line on a slow machine
-                              capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    (line,) = proc.stderr.strip().splitlines()
+    from us3l.cli import main
+
+    loggers = [logging.getLogger(), logging.getLogger("paramiko")]
+    saved = [logger.handlers[:] for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.handlers.clear()
+        with _tcp_server(b"HTTP/1.0 400 Bad Request\r\n\r\n", hang_up=True) as port:
+            code = main(["profile", "--device", "raspberry-pi-5", "--host", f"ssh://pi@127.0.0.1:{port}", "--model",
+                         "cifar_resnet18", "--widths", "1", "--out", "/nonexistent/never-written", "--quiet"])
+    finally:
+        for logger, handlers in zip(loggers, saved, strict=True):
+            logger.handlers[:] = handlers
+    assert code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: SSH connection to ssh://pi@127.0.0.1:{port} failed: ") and "banner" in line, line
 
 
