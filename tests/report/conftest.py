@@ -213,3 +213,11 @@ def pipeline(tmp_path: Path) -> Path:
     summary = {"kind": "quickstart", "budget_ms": BUDGET_MS, "seconds": 321, "steps": steps}
     atomic_write_json(root / "summary.json", summary)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _empty_working_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each report test runs in an empty working folder. The report looks a selection's relative input paths up in
+    the pipeline folder, then from the current folder; run from a checkout where the README walkthrough had left
+    run/accuracy.json, a test about a deleted run/accuracy.json found that file instead."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
