@@ -272,6 +272,16 @@ def test_int8_line() -> None:
     assert int8_line(None) is None and int8_line({"status": "failed", "error": "x"}) is None
 
 
+def test_a_progress_line_with_a_long_path_is_not_wrapped(capsys) -> None:
+    """`quickstart report: <path>` on stderr: the console wrapped it at 160 columns when the path was long (a
+    pytest worker's tmp folder), breaking the path a user copies."""
+    from us3l.commands.quickstart import _say
+
+    path = "/tmp/" + "/".join(["a-long-folder-name"] * 12) + "/report.html"
+    _say(f"report: {path}")
+    assert f"quickstart report: {path}\n" in capsys.readouterr().err
+
+
 def test_quickstart_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["quickstart", "--out", str(tmp_path), "--latency-ms", "-1"]) != 0
     err = capsys.readouterr().err

@@ -66,8 +66,9 @@ class StepLog:
 
 
 def _say(msg: str) -> None:
+    """A progress line on stderr, never wrapped: a path in it stays one copyable piece at any length."""
     if not is_quiet():
-        console.print(f"[bold cyan]quickstart[/] {msg}")
+        console.print(f"[bold cyan]quickstart[/] {msg}", soft_wrap=True)
 
 
 def _timed(name: str, logs: list[StepLog], fn: Callable[[], tuple[str, list[str]]]) -> None:
