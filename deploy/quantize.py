@@ -166,6 +166,23 @@ def check_calibration(calib: CalibrationSet, input_shape: Sequence[int], min_ima
         )
 
 
+def check_calib_images(size: object) -> None:
+    """Refuse (one line) a ``--calib-images`` value below ``MIN_CALIB_IMAGES`` or not an integer: ``us3l export``
+    and ``us3l profile`` call it before any work, ``calibration_set`` before it reads the data."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise US3LError(f"--calib-images must be an integer >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), "
+                        f"got {size!r}")
+    if size < MIN_CALIB_IMAGES:
+        raise US3LError(f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {size}")
+
+
+def calib_flags_given(calib_images: int, calib_data: str | None) -> list[str]:
+    """The INT8 calibration flags a command was given (``--calib-images`` other than its default, ``--calib-data``),
+    for the commands that refuse them where nothing is quantized."""
+    return [flag for flag, given in (("--calib-images", calib_images != DEFAULT_CALIB_IMAGES),
+                                     ("--calib-data", calib_data is not None)) if given]
+
+
 def calibration_set(
     data: str,
     input_size: int,
@@ -188,10 +205,7 @@ def calibration_set(
     from us3l.data.folder import eval_transform_for
     from us3l.train.knn import dataset_labels, stratified_indices, subset_dataset
 
-    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_CALIB_IMAGES:
-        raise US3LError(
-            f"--calib-images must be an integer >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {size!r}"
-        )
+    check_calib_images(size)
     ds = load_dataset(data, "train", image_size=int(input_size))
     labels = dataset_labels(ds)
     if len(ds) < MIN_CALIB_IMAGES:

@@ -107,8 +107,11 @@ def test_int8_fixed_batch_verification_says_how_many_images_it_ran(run_dir: Path
 
 
 def test_calibration_refusals() -> None:
-    with pytest.raises(US3LError, match=r"^--calib-images must be an integer >= 32 .*got 10$"):
+    # worded as us3l export and us3l profile word --calib-images 10 (one check, us3l.deploy.quantize)
+    with pytest.raises(US3LError, match=r"^--calib-images must be >= 32 \(stable INT8 activation ranges\), got 10$"):
         calibration_set("builtin", SIZE, [0.5] * 3, [0.25] * 3, size=10)
+    with pytest.raises(US3LError, match=r"^--calib-images must be an integer >= 32 .*got 64.0$"):
+        calibration_set("builtin", SIZE, [0.5] * 3, [0.25] * 3, size=64.0)  # type: ignore[arg-type]
     x = np.zeros((40, 3, 32, 32), np.float32)
     with pytest.raises(US3LError) as err:
         check_calibration(CalibrationSet(x, "provided array"), (1, 3, SIZE, SIZE))

@@ -374,12 +374,11 @@ def export_cmd(
     if batch_old is not None:
         deprecated(f"--batch {batch_old}", f"--batch-size {batch_old}", "export")
         batch_size = batch_old
-    if switchable:
-        from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
+    from us3l.deploy.quantize import calib_flags_given, check_calib_images
 
-        unused = [flag for flag, given in (("--runtime-device", runtime_device is not None),
-                                           ("--calib-images", calib_images != DEFAULT_CALIB_IMAGES),
-                                           ("--calib-data", calib_data is not None)) if given]
+    calib_flags = calib_flags_given(calib_images, calib_data)
+    if switchable:
+        unused = [*(["--runtime-device"] if runtime_device is not None else []), *calib_flags]
         _switchable(backend, widths, width, selection, precision, ckpt, model, out, device, dynamic_batch,
                     batch_size, threads, wide, json_out, unused)
         return
@@ -405,22 +404,13 @@ def export_cmd(
         picked = chosen_prec.get((w, str(dev)))
         return picked if picked in be.precisions else prec
 
-    from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
-
-    calib_flags = [flag for flag, given in (("--calib-images", calib_images != DEFAULT_CALIB_IMAGES),
-                                            ("--calib-data", calib_data is not None)) if given]
     if calib_flags and not any(job_precision(w, dev) == "int8" for w, dev in jobs):
         # dropped without a word, as --switchable used to drop them: the user meant an INT8 export
         made = "/".join(sorted({job_precision(w, dev) for w, dev in jobs}))
         raise US3LError(f"this export is {made}: drop {', '.join(calib_flags)} (int8 calibration), or give "
                         "--precision int8")
     if any(job_precision(w, dev) == "int8" for w, dev in jobs):
-        from us3l.deploy.quantize import MIN_CALIB_IMAGES
-
-        if calib_images < MIN_CALIB_IMAGES:
-            raise US3LError(
-                f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {calib_images}"
-            )
+        check_calib_images(calib_images)
     if sel_doc is not None and ckpt is None and model is None:
         raise US3LError("--selection picks the width, not the weights: give the checkpoint it was made for with "
                         "--ckpt RUN (or --model NAME for the fresh model it profiled)")

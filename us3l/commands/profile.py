@@ -231,10 +231,9 @@ def profile_cmd(
     except ValueError as exc:  # the policy names its fields; the user typed the flags
         text = str(exc).replace("target_rel_ci", "--target-ci").replace("max_seconds", "--max-seconds")
         raise US3LError(text) from None
-    from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
+    from us3l.deploy.quantize import calib_flags_given, check_calib_images
 
-    calib_flags = [flag for flag, given in (("--calib-images", calib_images != DEFAULT_CALIB_IMAGES),
-                                            ("--calib-data", calib_data is not None)) if given]
+    calib_flags = calib_flags_given(calib_images, calib_data)
     if artifact is not None:
         given = [flag for flag, v in (("--model", model), ("--ckpt", ckpt), ("--backend", backend or None),
                                       ("--precision", precision), ("--widths", widths), ("--points", points),
@@ -260,12 +259,7 @@ def profile_cmd(
         raise US3LError(f"--precision has no int8: drop {', '.join(calib_flags)} (int8 calibration), or add int8 to "
                         "--precision")
     if "int8" in precisions:
-        from us3l.deploy.quantize import MIN_CALIB_IMAGES
-
-        if calib_images < MIN_CALIB_IMAGES:
-            raise US3LError(
-                f"--calib-images must be >= {MIN_CALIB_IMAGES} (stable INT8 activation ranges), got {calib_images}"
-            )
+        check_calib_images(calib_images)
     if spec.reach.is_local:
         check_local_requirements(spec)
     if widths is not None and points is not None:
