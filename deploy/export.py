@@ -341,29 +341,20 @@ def input_description(norm: dict[str, Any]) -> dict[str, Any]:
 
 
 def _onnx_opset(backend: str, device_name: str | None, tensorrt_version: str | None) -> int | None:
-    """The opset of an ONNX export (``backend="onnx"``) whose engine a TensorRT builds: for ``tensorrt_version``
-    if given, else for the known device's declared one; None (us3l's own) otherwise."""
+    """The opset of an ONNX export (``backend="onnx"``) whose engine a TensorRT builds on the board: for
+    ``tensorrt_version`` if given, else for the one a known device's file declares (a device with the tensorrt
+    backend); None (us3l's own) otherwise."""
     if backend != "onnx":
         return None
-    if tensorrt_version is None:
-        return _device_onnx_opset(device_name)
-    from us3l.deploy.backends.onnx import OPSET
-    from us3l.deploy.backends.tensorrt_versions import onnx_opset_for
+    if tensorrt_version is None and device_name is not None:
+        from us3l.devices.registry import find_device
 
-    opset = onnx_opset_for(tensorrt_version, OPSET)
-    return None if opset == OPSET else opset
+        spec = find_device(device_name)
+        if spec is not None and "tensorrt" in spec.backends:
+            tensorrt_version = spec.tensorrt_version
+    from us3l.deploy.backends.tensorrt_versions import export_opset
 
-
-def _device_onnx_opset(device_name: str | None) -> int | None:
-    """The opset of an ONNX export for a known device whose file declares an older TensorRT (its engine is built
-    from this file on the board: ``us3l.profiler.sweep.device_onnx_opset``); None: us3l's own."""
-    if device_name is None:
-        return None
-    from us3l.devices.registry import find_device
-    from us3l.profiler.sweep import device_onnx_opset
-
-    spec = find_device(device_name)
-    return device_onnx_opset(spec) if spec is not None and "tensorrt" in spec.backends else None
+    return export_opset(tensorrt_version)
 
 
 def check_device_precision(device_name: str | None, backend: str, precision: str) -> None:

@@ -203,11 +203,9 @@ def device_onnx_opset(spec: DeviceSpec | None) -> int | None:
     read opset <= 17); None: us3l's own."""
     if spec is None or spec.tensorrt_version is None:
         return None
-    from us3l.deploy.backends.onnx import OPSET
-    from us3l.deploy.backends.tensorrt_versions import onnx_opset_for
+    from us3l.deploy.backends.tensorrt_versions import export_opset
 
-    opset = onnx_opset_for(spec.tensorrt_version, OPSET)
-    return None if opset == OPSET else opset
+    return export_opset(spec.tensorrt_version)
 
 
 def check_local_requirements(spec: DeviceSpec) -> None:

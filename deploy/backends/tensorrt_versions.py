@@ -83,3 +83,12 @@ def trt_release(version: str | None) -> TrtRelease:
 def onnx_opset_for(version: str | None, preferred: int) -> int:
     """The ONNX opset to export for TensorRT ``version``: ``preferred`` (us3l's own) unless its parser reads less."""
     return min(preferred, trt_release(version).max_onnx_opset)
+
+
+def export_opset(version: str | None) -> int | None:
+    """The opset of an ONNX file TensorRT ``version`` builds its engine from: None where it reads us3l's own
+    (``us3l.deploy.backends.onnx.OPSET``), else the highest its parser reads."""
+    from us3l.deploy.backends.onnx import OPSET
+
+    opset = onnx_opset_for(version, OPSET)
+    return None if opset == OPSET else opset
