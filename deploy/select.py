@@ -309,7 +309,7 @@ def latency_schedule(
     if budget.latency_ms is not None:
         raise US3LError("give --latency-ms or --latency-schedule, not both")
     given = [number(v, "--latency-schedule", positive=True) for v in latencies_ms]
-    for i, v in enumerate(given):  # the same budget twice is a typo: its width would be listed twice
+    for i, v in enumerate(given):  # the same budget twice is a typo (the CLI's check too: budgets, not width keys)
         if v in given[:i]:
             raise US3LError(f"--latency-schedule lists {v:g} twice")
     steps = sorted(given)

@@ -551,6 +551,22 @@ def test_latency_schedule_gives_a_width_per_budget(write_profile, tmp_path) -> N
         latency_schedule([prof], [2.0, 1.0, 2.0])
 
 
+def test_the_cli_refuses_a_latency_budget_twice_by_the_schedules_own_rule(write_profile, tmp_path, capsys) -> None:
+    """`--latency-schedule` was checked for repeats twice: by width_list at the CLI, which compares 4-decimal width
+    keys, and by latency_schedule, which compares the budgets. Budgets 0.00001 and 0.00002 ms, two steps, were
+    refused at the CLI as the same one; only latency_schedule's rule (equal budgets) holds now."""
+    from us3l.cli import main
+
+    prof = write_profile(rows((0.25, 1e-5), (1.0, 2e-5)))
+    args = ["select", "--profile", str(prof), "--out", str(tmp_path / "sel"), "--latency-schedule"]
+    assert main([*args, "0.00001,0.00002"]) == 0, capsys.readouterr().err
+    steps = read_selection(tmp_path / "sel" / "selection.json")["schedule"][0]["steps"]
+    assert [(s["latency_ms"], s["width"]) for s in steps] == [(1e-5, 0.25), (2e-5, 1.0)]
+    capsys.readouterr()
+    assert main([*args, "0.00002,0.00001,2e-5"]) == 1
+    assert capsys.readouterr().err == "error: --latency-schedule lists 2e-05 twice\n"
+
+
 def test_a_profile_width_finds_the_accuracy_of_its_canonical_width(write_profile, tmp_path) -> None:
     """The switchable export's grid holds calibrated (canonical) widths such as 0.4688; accuracy.json holds the
     evaluated 0.5 with canonical_width 0.4688: the same network, so the same accuracy and interval."""

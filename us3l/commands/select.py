@@ -125,7 +125,7 @@ def select_cmd(
     if latency_schedule is not None:
         from us3l.validate import width_list
 
-        steps = width_list(latency_schedule, "--latency-schedule")
+        steps = width_list(latency_schedule, "--latency-schedule", unique=False)  # repeats: latency_schedule
         result = latency_schedule_fn(files, steps, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
     else:
         result = select(files, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
