@@ -367,18 +367,11 @@ def width_bn_stats_sha256(model: nn.Module, w: float) -> str | None:
     return _width_sha256(bn_stats_state(model), key)
 
 
-def file_width_bn_stats_sha256(path: str | Path, canonical: float) -> str | None:
-    """``width_bn_stats_sha256`` read from a ``bn_stats.safetensors`` itself (no model): the digest of the
-    statistics stored for the canonical width ``canonical``; ``None`` when the file has none for it. One-line
-    ``US3LError`` for a file that cannot be read."""
-    return _width_sha256(_read_state(path), float(canonical))
-
-
 def file_bn_stats_digests(path: str | Path) -> dict[str, str]:
     """Every width's ``width_bn_stats_sha256`` in a ``bn_stats.safetensors`` (one read): stored width key
-    (``bn_stats_key``) -> digest. A digest covers the entries' names, which start with the width's key, so it
-    names its width: a recorded digest found here is that width's statistics, unchanged. One-line ``US3LError``
-    for a file that cannot be read."""
+    (``us3l.width_key.width_key_text``) -> digest. A digest covers the entries' names, which start with the width's
+    key, so it names its width: a recorded digest found here is that width's statistics, unchanged. One-line
+    ``US3LError`` for a file that cannot be read."""
     state = _read_state(path)
     keys = {name.split("/", 1)[0] for name in state if "/" in name}
     return {key: sha for key in sorted(keys) if (sha := _width_sha256(state, key)) is not None}
