@@ -381,9 +381,11 @@ def check_expected(
     checkpoint_sha256: str | None = None,
     backend: str | None = None,
     precision: str | None = None,
-    bn_stats_sha256: str | None = None,
+    bn_stats_sha256: str | Mapping[float, str | None] | None = None,
 ) -> None:
-    """Refuse (one line) an artifact that is not what the caller expects; ``None`` means "any"."""
+    """Refuse (one line) an artifact that is not what the caller expects; ``None`` means "any". ``bn_stats_sha256``:
+    the width's calibrated BN statistics, or a switchable artifact's per width
+    (``us3l.deploy.bn_stats_record.expected_bn_stats_differ``)."""
     m = doc.get("model") or {}
     b = doc.get("backend") or {}
     wrong: list[str] = []

@@ -337,12 +337,10 @@ def load_switchable(
     width was materialized with others (``model.per_width[i].bn_stats_sha256``: recalibrated since the export) is
     refused; widths not named, and manifests from before the record, are not checked."""
     from us3l.deploy.backends import get_backend
-    from us3l.deploy.bn_stats_record import expected_bn_stats_differ
+    from us3l.deploy.manifest import check_expected
 
     doc, file, data = read_switchable_files(path)
-    if bn_stats_sha256 is not None and (wrong := expected_bn_stats_differ(doc, bn_stats_sha256)):
-        raise US3LError(f"{file.parent / 'manifest.json'}: not the expected artifact ({'; '.join(wrong)}); "
-                        "re-export it")
+    check_expected(doc, file.parent / "manifest.json", bn_stats_sha256=bn_stats_sha256)
     be = get_backend(str(doc["backend"]["name"]))
     if be.runtime_version() is None:
         raise be.missing()
