@@ -274,23 +274,28 @@ def session_options(threads: int | None, spin: bool = True) -> Any:
     return opts
 
 
-def _gpu_session(ort: Any, source: str | bytes, options: Any, providers: list[str], device: str) -> Any:
-    """An ``InferenceSession`` on ``providers`` with onnxruntime's provider fallback off.
+def _session(ort: Any, source: str | bytes, options: Any, providers: list[str], device: str) -> Any:
+    """An ``InferenceSession`` that runs on ``providers[0]``, else one line saying that provider did not start.
 
-    With fallback on (its default) a provider whose creation raises makes onnxruntime print an "EP Error ...
-    Falling back to ['CPUExecutionProvider'] and retrying." banner on stdout (which broke ``--json``) and retry on the
-    CPU. ``enable_fallback=0`` (``InferenceSession(..., **kwargs)``, the constructor form of the documented
-    ``disable_fallback()``) makes it raise the provider's error instead, which becomes one line here."""
+    onnxruntime's provider fallback is off (``enable_fallback=0``, the constructor form of ``disable_fallback()``):
+    with it on, a provider whose creation raises prints an "EP Error ... Falling back" banner on stdout and the
+    session runs on the CPU. A GPU provider listed but not started (the session's ``get_providers()`` lacks it)
+    is refused the same way."""
     try:
-        return ort.InferenceSession(source, sess_options=options, providers=providers, enable_fallback=0)
+        session = ort.InferenceSession(source, sess_options=options, providers=providers, enable_fallback=0)
     except (RuntimeError, ValueError) as exc:
         if providers[0] == "CPUExecutionProvider":
             raise
         why = " ".join(str(exc).split())[:300]
-        raise US3LError(
-            f"onnxruntime could not start {providers[0]} for device '{device}' ({why}): missing CUDA/cuDNN/TensorRT "
-            "libraries or no GPU? Fix the GPU install or use device 'cpu'"
-        ) from None
+    else:
+        running = session.get_providers()
+        if providers[0] in running:
+            return session
+        why = f"the session runs on {', '.join(running) or 'nothing'}; its results would be the CPU's"
+    raise US3LError(
+        f"onnxruntime could not start {providers[0]} for device '{device}' ({why}; missing CUDA/cuDNN/TensorRT "
+        "libraries or no GPU?): fix the GPU install or use device 'cpu'"
+    )
 
 
 class OnnxRunner(Runner):
@@ -326,14 +331,7 @@ class OnnxRunner(Runner):
             )
         self.device = device
         source = str(path) if model_bytes is None else model_bytes  # bytes: exactly the ones whose hash was checked
-        self.session = _gpu_session(ort, source, session_options(threads, spin), wanted, device)
-        running = self.session.get_providers()
-        if wanted[0] not in running:  # onnxruntime falls back to the CPU when a listed GPU provider fails to start
-            raise US3LError(
-                f"onnxruntime could not start {wanted[0]} for device '{device}' (the session runs on "
-                f"{', '.join(running) or 'nothing'}; missing CUDA/cuDNN/TensorRT libraries or no GPU?): its "
-                "results would be the CPU's; fix the GPU install or use device 'cpu'"
-            )
+        self.session = _session(ort, source, session_options(threads, spin), wanted, device)
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = fixed_dims(self.session.get_inputs()[0].shape)
         self.output_name = self.session.get_outputs()[0].name
