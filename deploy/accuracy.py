@@ -133,16 +133,17 @@ def evaluate_artifact(
         bn_sha = width_bn_stats_sha256(model, width)
     except (US3LError, ValueError) as exc:  # a width this model lacks: refused below, after load's checks (checkpoint)
         bn_sha, not_a_width = None, str(exc)
-    else:
-        _check_reference_has_bn_stats(doc, directory, model, bn_sha)
     runner = load(directory, threads=threads, checkpoint_sha256=loaded.sha256, bn_stats_sha256=bn_sha)
-    if runner.manifest != doc:  # load read the manifest again: the result must describe the one that runs
+    try:  # after load's checks: another checkpoint's artifact is refused as such, not for its BN statistics
+        if runner.manifest != doc:  # load read the manifest again: the result must describe the one that runs
+            raise US3LError(f"{directory / 'manifest.json'} changed while it was being read; run the evaluation again")
+        if not_a_width is not None:  # the bare 'width must be in [0.25, 1], got 2.0' named no file
+            raise US3LError(f"{directory / 'manifest.json'}: model.width {width:g} is not a width of this checkpoint "
+                            f"({not_a_width}); re-export the artifact")
+        _check_reference_has_bn_stats(doc, directory, model, bn_sha)
+    except US3LError:
         runner.close()
-        raise US3LError(f"{directory / 'manifest.json'} changed while it was being read; run the evaluation again")
-    if not_a_width is not None:  # the bare 'width must be in [0.25, 1], got 2.0' named no file
-        runner.close()
-        raise US3LError(f"{directory / 'manifest.json'}: model.width {width:g} is not a width of this checkpoint "
-                        f"({not_a_width}); re-export the artifact")
+        raise
     backend, precision = str(doc["backend"]["name"]), str(doc["backend"]["precision"])
     spec = resolve_data_spec(meta, data)
     input_size = int(meta.get("input_size") or model.input_size)

@@ -318,6 +318,38 @@ def test_eval_artifact_refuses_when_the_checkpoint_has_no_statistics_for_the_wid
     _check_reference_has_bn_stats(json.loads((d / "manifest.json").read_text()), d, open_checkpoint(bare).model, None)
 
 
+def test_eval_artifact_of_another_checkpoint_says_so_first(exported: ExportResult, run: Path, tmp_path: Path) -> None:
+    """The BN statistics refusal ran before load's checkpoint check: an artifact of another run, evaluated against
+    a checkpoint without calibrated statistics, was refused as 'restore the run's bn_stats.safetensors, or run us3l
+    calibrate and re-export it', which neither helps nor names the cause. It is now refused as another
+    checkpoint's artifact."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from us3l.deploy.accuracy import evaluate_artifact
+    from us3l.eval import open_checkpoint
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    (other / "bn_stats.safetensors").unlink()
+    weights = other / "checkpoint.safetensors"
+    with safe_open(weights, "pt") as f:
+        meta = f.metadata()
+    state = load_file(weights)
+    first = next(iter(state))
+    state[first] = state[first] + 1.0  # other weights: another checkpoint
+    save_file(state, weights, metadata=meta)
+    record = json.loads((other / "checkpoint.json").read_text())
+    (other / "checkpoint.json").write_text(json.dumps({**record, "weights_sha256": file_sha256(weights)}))
+    with pytest.raises(US3LError) as info:
+        evaluate_artifact(open_checkpoint(other), exported.directory, data="builtin")
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"{exported.directory / 'manifest.json'}: not the expected artifact "
+                                                "(checkpoint sha256 "), text
+
+
 @pytest.mark.parametrize("bad", ["x", True, -1.0])
 def test_an_edited_canonical_width_is_one_line(exported: ExportResult, tmp_path: Path, bad: object) -> None:
     """Red-team 2026-12-06 (rtS): `"canonical_width": "x"` loaded, and the report, which looks the width's BN
