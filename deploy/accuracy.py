@@ -137,7 +137,7 @@ def evaluate_artifact(
     try:  # after load's checks: another checkpoint's artifact is refused as such, not for its BN statistics
         if runner.manifest != doc:  # load read the manifest again: the result must describe the one that runs
             raise US3LError(f"{directory / 'manifest.json'} changed while it was being read; run the evaluation again")
-        if not_a_width is not None:  # the bare 'width must be in [0.25, 1], got 2.0' named no file
+        if not_a_width is not None:  # named with its manifest: several --artifact folders may be evaluated
             raise US3LError(f"{directory / 'manifest.json'}: model.width {width:g} is not a width of this checkpoint "
                             f"({not_a_width}); re-export the artifact")
         _check_reference_has_bn_stats(doc, directory, model, bn_sha)

@@ -2,7 +2,7 @@
 
 A one-width manifest records them in ``source.bn_stats.width_sha256`` (the width ``model.width``, stored in
 ``bn_stats.safetensors`` under ``model.canonical_width``); a switchable one per width, in
-``model.per_width[i].bn_stats_sha256`` (``canonical_width`` beside it since 2026-12-06). Each digest is
+``model.per_width[i].bn_stats_sha256`` (``canonical_width`` beside it, where recorded). Each digest is
 ``us3l.eval.calibrate.width_bn_stats_sha256`` at export time. ``us3l.deploy.load`` / ``load_switchable``
 (``bn_stats_sha256=``), ``us3l eval --artifact`` and the report compare them with the statistics the run holds
 now, through :func:`bn_stats_records` and :func:`bn_stats_differ`, so one-width and switchable artifacts are
@@ -48,7 +48,7 @@ def bn_stats_records(doc: Mapping[str, Any]) -> list[WidthBNStats]:
         out = []
         per_width = model.get("per_width")
         for i, p in enumerate(per_width if isinstance(per_width, list) else []):
-            if not isinstance(p, Mapping) or "bn_stats_sha256" not in p:  # before 2026-12-06: nothing recorded
+            if not isinstance(p, Mapping) or "bn_stats_sha256" not in p:  # an older manifest: nothing recorded
                 continue
             width, sha = _number(p.get("width")), p.get("bn_stats_sha256")
             canonical = _number(p.get("canonical_width", p.get("width")))
@@ -56,7 +56,7 @@ def bn_stats_records(doc: Mapping[str, Any]) -> list[WidthBNStats]:
                 out.append(WidthBNStats(width, canonical, sha, i))
         return out
     source = doc.get("source") if isinstance(doc.get("source"), Mapping) else {}
-    if "bn_stats" not in source:  # written before 2026-12-06: nothing to compare
+    if "bn_stats" not in source:  # an older manifest: nothing to compare
         return []
     bn = source.get("bn_stats")
     sha = bn.get("width_sha256") if isinstance(bn, Mapping) else None

@@ -803,9 +803,8 @@ def pool_precisions(
 
 
 def _why_beats(chosen: Candidate, other: Candidate, strict: bool) -> str:
-    """Why ``chosen`` won over ``other`` (another precision's own choice), from the two pairs' numbers: the group
-    decision alone said "tied accuracy, faster" of a pair outside the tie (less accurate, or slower), and "more
-    accurate" of a pair with the same accuracy that only won on latency."""
+    """Why ``chosen`` won over ``other`` (another precision's own choice), from the two pairs' own numbers (not
+    from how the whole group was decided: ``other`` may lie outside the tie, or match ``chosen``'s accuracy)."""
     a, b = chosen.accuracy, other.accuracy
     faster = chosen.latency_ms < other.latency_ms
     ci, other_ci = chosen.accuracy_ci, other.accuracy_ci

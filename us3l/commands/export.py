@@ -405,7 +405,7 @@ def export_cmd(
         return picked if picked in be.precisions else prec
 
     if calib_flags and not any(job_precision(w, dev) == "int8" for w, dev in jobs):
-        # dropped without a word, as --switchable used to drop them: the user meant an INT8 export
+        # the user meant an INT8 export: say so rather than ignore the flags
         made = "/".join(sorted({job_precision(w, dev) for w, dev in jobs}))
         raise US3LError(f"this export is {made}: drop {', '.join(calib_flags)} (int8 calibration), or give "
                         "--precision int8")

@@ -18,8 +18,8 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 
 
 def _slack(v: float | None) -> str:
-    """A slack in ms: three decimals, or four significant digits from 10**6 on (the slack under a budget of 1e308 ms
-    was a 309-digit number that pushed the table's other columns off the terminal)."""
+    """A slack in ms: three decimals, or four significant digits from 10**6 on (a huge budget's slack stays one
+    narrow cell)."""
     return _fmt(v, ".3f" if v is None or abs(v) < 1e6 else ".4g")
 
 
