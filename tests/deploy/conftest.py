@@ -178,6 +178,26 @@ def calibrated_run(folder: Path, widths: tuple[float, ...], batch: int, model_na
     return folder
 
 
+def switchable_exports_of(
+    run: Path, tmp_path_factory: pytest.TempPathFactory, **kwargs: Any
+) -> Callable[..., Any]:
+    """``get(backend, widths=None)``: ``export_switchable(run, backend, out, widths, **kwargs)``, made once per
+    (backend, widths) for the fixture that holds ``get``; tests that edit its files work on a copy
+    (``copy_artifact``)."""
+    from us3l.deploy.switchable_export import export_switchable
+
+    done: dict[tuple[str, tuple[float, ...] | None], Any] = {}
+
+    def get(backend: str, widths: Sequence[float] | None = None) -> Any:
+        key = (backend, None if widths is None else tuple(widths))
+        if key not in done:
+            done[key] = export_switchable(run, backend, tmp_path_factory.mktemp("switchable"),
+                                          None if widths is None else list(widths), **kwargs)
+        return done[key]
+
+    return get
+
+
 def copy_artifact(res: Any, tmp_path: Path) -> Path:
     """A copy of an exported artifact's folder (``ExportResult.directory``) under ``tmp_path``, to edit freely."""
     import shutil

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.deploy.conftest import calibrated_run, copy_artifact, edit_manifest
+from tests.deploy.conftest import calibrated_run, copy_artifact, edit_manifest, switchable_exports_of
 from us3l import deploy
 from us3l.deploy.export import ExportResult, export_width
 from us3l.deploy.verify import TOLERANCES
@@ -200,17 +200,8 @@ def test_a_tensorrt_precision_is_checked_against_the_onnx_it_was_built_from() ->
 def switchable_exports(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], SwitchableResult]:
     """``switchable_exports(backend)``: the switchable export of a run calibrated at widths 1.0 and 0.25, made once
     per module for each backend; tests edit a copy (``copy_artifact``)."""
-    from us3l.deploy.switchable_export import export_switchable
-
     run = calibrated_run(tmp_path_factory.mktemp("run2"), (1.0, 0.25), batch=8, model_name=MODEL)
-    done: dict[str, SwitchableResult] = {}
-
-    def get(backend: str) -> SwitchableResult:
-        if backend not in done:
-            done[backend] = export_switchable(run, backend, tmp_path_factory.mktemp("out2"))
-        return done[backend]
-
-    return get
+    return switchable_exports_of(run, tmp_path_factory)
 
 
 def test_a_switchable_verification_edited_to_passed_is_refused(

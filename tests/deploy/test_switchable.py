@@ -18,7 +18,7 @@ import onnx
 import pytest
 import torch
 
-from tests.deploy.conftest import calibrated_run, copy_artifact
+from tests.deploy.conftest import calibrated_run, copy_artifact, switchable_exports_of
 from tests.script_module import ROOT
 from us3l.deploy.graph import deployable_module, fresh_model
 from us3l.deploy.switchable import (
@@ -170,19 +170,9 @@ SharedExport = Callable[..., SwitchableResult]
 
 @pytest.fixture(scope="module")
 def shared_export(run_dir, tmp_path_factory) -> SharedExport:
-    """``shared_export(backend, widths=None)``: ``export_switchable(run_dir, backend, out, widths,
-    device_name="cpu")``, made once per module for each (backend, widths); a test that edits its files works on a
-    copy (``copy_artifact``)."""
-    done: dict[tuple[str, tuple[float, ...] | None], SwitchableResult] = {}
-
-    def get(backend: str, widths: list[float] | None = None) -> SwitchableResult:
-        key = (backend, None if widths is None else tuple(widths))
-        if key not in done:
-            done[key] = export_switchable(run_dir, backend, tmp_path_factory.mktemp("shared"), widths,
-                                          device_name="cpu")
-        return done[key]
-
-    return get
+    """``shared_export(backend, widths=None)``: the switchable export of ``run_dir`` for device cpu, made once per
+    module for each (backend, widths)."""
+    return switchable_exports_of(run_dir, tmp_path_factory, device_name="cpu")
 
 
 def _documented_switchable_fields() -> dict[str, set[str]]:
