@@ -188,13 +188,13 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     if bn_stats is not None and (not isinstance(bn_stats, dict) or not all(
             v is None or isinstance(v, str) for v in (bn_stats.get(k) for k in ("file", "sha256", "width_sha256")))):
         raise bad("source.bn_stats", 'null or {"file", "sha256", "width_sha256"} (strings or null)', bn_stats)
-    width = doc["model"].get("width")  # required: every reader (eval --artifact, report, export --json) uses it
-    if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width < math.inf:
-        raise bad("model.width", "a finite number > 0", width)
-    canonical = doc["model"].get("canonical_width")  # where the report looks up the width's BN statistics
-    if canonical is not None and (isinstance(canonical, bool) or not isinstance(canonical, int | float)
-                                  or not 0 < canonical < math.inf):
-        raise bad("model.canonical_width", "a finite number > 0", canonical)
+    # width: required, every reader (eval --artifact, report, export --json) uses it; canonical_width: optional,
+    # where the report looks up the width's BN statistics
+    for key, required in (("width", True), ("canonical_width", False)):
+        value = doc["model"].get(key)
+        if (required or value is not None) and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf):
+            raise bad(f"model.{key}", "a finite number > 0", value)
     shape = doc["input"].get("shape")  # required: us3l eval --artifact feeds the artifact by it
     if not shape_ok(shape):
         raise bad("input.shape", 'a list of positive integers N, C, H, W (N may be "batch")', shape)
