@@ -165,31 +165,33 @@ def test_a_switchable_manifest_records_each_widths_bn_statistics(switchable_qs: 
         width_bn_stats_sha256(ck.model, w) for w in doc["model"]["widths"]]
 
 
+def _stale(root: Path) -> list[str]:
+    """The report's lines about BN statistics for the quickstart-like folder ``root``."""
+    from us3l.report import render_report
+
+    return [e for e in render_report(root).errors() if "BN statistics" in e]
+
+
 def test_the_report_flags_an_artifact_of_other_bn_statistics_than_the_run_holds_now(run: Path,
                                                                                    tmp_path: Path) -> None:
     """`us3l report` re-hashed the artifact files and showed an export made before `us3l calibrate` ran again as
     valid and current; it now says the width was recalibrated since (a stale line, as for another checkpoint)."""
-    from us3l.report import render_report
-
     root = tmp_path / "qs"
     shutil.copytree(run, root / "run")
     res = export_width(root / "run", 0.25, "onnx", root / "artifacts", device_name="cpu")
 
-    def stale() -> list[str]:
-        return [e for e in render_report(root).errors() if "BN statistics" in e]
-
-    assert stale() == []
+    assert _stale(root) == []
     shutil.rmtree(root / "run")
     _recalibrated(run, root / "run", width=1.0)  # another width: this artifact's statistics are unchanged
-    assert stale() == []
+    assert _stale(root) == []
     shutil.rmtree(root / "run")
     _recalibrated(run, root / "run")
-    (line,) = stale()
+    (line,) = _stale(root)
     assert line.startswith(f"{res.manifest_path}: stale: exported with other BN statistics of width 0.25 (")
     assert line.endswith(f"than {root / 'run' / 'bn_stats.safetensors'} holds now ("
                          f"{line.rsplit('(', 1)[1].split(':')[0]}: recalibrated since); re-run us3l export")
     (root / "run" / "bn_stats.safetensors").unlink()
-    (line,) = stale()
+    (line,) = _stale(root)
     assert "no longer holds (removed since)" in line
 
 
@@ -225,30 +227,25 @@ def test_the_report_flags_a_switchable_width_of_other_bn_statistics(switchable_q
     shown as current. Each recalibrated width now gets the one-width artifact's stale line, naming its index."""
     import json
 
-    from us3l.report import render_report
-
     root, directory = _copy_qs(switchable_qs, tmp_path / "qs")
     doc = json.loads((directory / "manifest.json").read_text())
     index = doc["model"]["widths"].index(0.25)
 
-    def stale() -> list[str]:
-        return [e for e in render_report(root).errors() if "BN statistics" in e]
-
-    assert stale() == []
+    assert _stale(root) == []
     shutil.rmtree(root / "run")
     _recalibrated(run, root / "run")
-    (line,) = stale()
+    (line,) = _stale(root)
     assert line.startswith(f"{directory / 'manifest.json'}: stale: exported with other BN statistics of width 0.25 "
                            f"(index {index}) (")
     assert line.endswith("recalibrated since); re-run us3l export")
     # a manifest written before canonical_width was recorded per width is compared as well, without false alarms
     edit_manifest(directory, lambda d: [p.pop("canonical_width") for p in d["model"]["per_width"]])
-    assert len(stale()) == 1
+    assert len(_stale(root)) == 1
     shutil.rmtree(root / "run")
     shutil.copytree(run, root / "run")
-    assert stale() == []
+    assert _stale(root) == []
     (root / "run" / "bn_stats.safetensors").unlink()
-    assert len(stale()) == len(doc["model"]["widths"]) and all("(removed since)" in e for e in stale())
+    assert len(_stale(root)) == len(doc["model"]["widths"]) and all("(removed since)" in e for e in _stale(root))
 
 
 def test_load_switchable_refuses_a_width_of_other_bn_statistics(switchable_qs: tuple[Path, Path], run: Path,
@@ -381,14 +378,12 @@ def test_the_report_flags_an_artifact_exported_before_its_width_was_calibrated(r
     S-Nets or track-running-stats run has before `us3l calibrate`) is refused by `us3l eval --artifact` once the run
     has calibrated ones, but the report skipped it and showed it as current beside the calibrated network's
     accuracy."""
-    from us3l.report import render_report
-
     root = tmp_path / "qs"
     shutil.copytree(run, root / "run")
     res = export_width(root / "run", 0.25, "onnx", root / "artifacts", device_name="cpu")
     edit_manifest(res.directory, lambda doc: doc["source"].update(bn_stats=None))  # as exported before calibrating
-    (line,) = [e for e in render_report(root).errors() if "BN statistics" in e]
+    (line,) = _stale(root)
     assert line == (f"{res.manifest_path}: stale: exported without calibrated BN statistics of width 0.25, which "
                     f"{root / 'run' / 'bn_stats.safetensors'} holds now (calibrated since); re-run us3l export")
     (root / "run" / "bn_stats.safetensors").unlink()  # nothing calibrated now: nothing to hold it to
-    assert [e for e in render_report(root).errors() if "BN statistics" in e] == []
+    assert _stale(root) == []
