@@ -250,10 +250,8 @@ def _run_command(args: list[str]) -> int:
         from us3l.cli_app import app, click_exceptions  # typer, rich: after the handler, like the command's imports
 
         load_commands(args)
-        blank = empty_value(args)
-        if blank is not None:  # which options are switches: looked up only then (it builds the command's options)
-            blank = empty_value(args, switches(app, args))
-            print(f"error: {blank} is given an empty value (see: {command_path(app, args)} --help)", file=sys.stderr)
+        if empty_value(args) is not None:
+            print(blank_value_error(app, args), file=sys.stderr)
             return 2
         try:
             code = app(args=args, prog_name="us3l", standalone_mode=False)
@@ -290,8 +288,11 @@ def empty_value(args: list[str], switches: frozenset[str] = frozenset()) -> str 
     return None
 
 
-def _command(app: Any, args: list[str]) -> tuple[list[str], Any]:
-    """The (sub)command words ``args`` starts with and the Click command they name (the root group when none)."""
+def blank_value_error(app: Any, args: list[str]) -> str:
+    """The one-line usage error for the blank value ``empty_value(args)`` finds: the option given it (a blank after a
+    switch, ``--json ''``, is named as an argument) and the help of the (sub)command ``args`` starts with (``us3l
+    profile show``; only leading words that name a registered command count). It builds the Click command tree
+    once, so it is called only when there is a blank."""
     import typer
 
     words: list[str] = []
@@ -302,20 +303,9 @@ def _command(app: Any, args: list[str]) -> tuple[list[str], Any]:
             break
         words.append(arg)
         cmd = sub
-    return words, cmd
-
-
-def switches(app: Any, args: list[str]) -> frozenset[str]:
-    """The option names of the command ``args`` names that take no value (``--json``, ``-q``)."""
-    _, cmd = _command(app, args)
-    return frozenset(o for p in getattr(cmd, "params", ()) if getattr(p, "is_flag", False)
-                     for o in (*p.opts, *p.secondary_opts))
-
-
-def command_path(app: Any, args: list[str]) -> str:
-    """``us3l`` and the (sub)command words that ``args`` starts with (``us3l profile show``): the help a usage
-    error points to. Only leading words that name a registered command count (a value is no command)."""
-    return " ".join(["us3l", *_command(app, args)[0]])
+    switches = frozenset(o for p in getattr(cmd, "params", ()) if getattr(p, "is_flag", False)
+                         for o in (*p.opts, *p.secondary_opts))
+    return f"error: {empty_value(args, switches)} is given an empty value (see: {' '.join(['us3l', *words])} --help)"
 
 
 def usage_error(exc: Any) -> int:
