@@ -11,38 +11,11 @@ interval (``us3l.profiler.stats.ratio_interval``).
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 
-import numpy as np
-import torch
-
 from us3l import script_cli
-from us3l.deploy import get_backend
-from us3l.deploy.export import export_width
-from us3l.models import create_model
-from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import ratio_interval
-from us3l.profiler.timers import load_interleaved
-from us3l.slim import materialize
-
-
-def torch_timer(model: torch.nn.Module, x: torch.Tensor) -> Callable[[int], Sequence[float]]:
-    def run(n: int) -> list[float]:
-        out = []
-        with torch.inference_mode():
-            for _ in range(n):
-                t0 = time.perf_counter()
-                model(x)
-                out.append(time.perf_counter() - t0)
-        return out
-
-    return run
-
-
-def runner_timer(runner, x: np.ndarray) -> Callable[[int], Sequence[float]]:
-    return lambda n: [runner.time_once(x) for _ in range(n)]
 
 
 def main() -> None:
@@ -52,6 +25,15 @@ def main() -> None:
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
     ap.add_argument("--max-seconds", type=script_cli.positive_float, default=4.0, help="time cap per (width, runtime)")
     args = ap.parse_args()
+    import torch  # after the arguments: a usage error or --help does not wait for torch's import
+
+    from us3l.deploy import get_backend
+    from us3l.deploy.export import export_width
+    from us3l.models import create_model
+    from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
+    from us3l.profiler.timers import load_interleaved, runner_timer, torch_timer
+    from us3l.slim import materialize
+
     torch.set_num_threads(args.threads)
     model = create_model(args.model, num_classes=0).eval()
     script_cli.check_model_widths(model, args.widths)
@@ -64,7 +46,7 @@ def main() -> None:
     runners = []
     with tempfile.TemporaryDirectory() as tmp:
         for w in widths:
-            timers[(w, "eager")] = torch_timer(materialize(model, w), x)
+            timers[(w, "eager")] = torch_timer(materialize(model, w), x, args.threads)
             for b in backends:
                 res = export_width(model, w, b, tmp, model_name=args.model)
                 r = load_interleaved(b, res.artifact.path, args.threads, precision="fp32")

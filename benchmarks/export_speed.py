@@ -31,60 +31,67 @@ import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from roofline import matmul_peak  # benchmarks/ is on sys.path when this script runs
-from torch import nn
 
 from us3l import script_cli
 from us3l.profiler.provenance import provenance_line
 
-
-class _PlainBlock(nn.Module):
-    def __init__(self, inp: int, planes: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inp, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.down: nn.Module | None = None
-        if stride != 1 or inp != planes:
-            self.down = nn.Sequential(nn.Conv2d(inp, planes, 1, stride, 0, bias=False), nn.BatchNorm2d(planes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.down is None else self.down(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
+if TYPE_CHECKING:  # imported where it runs, after the arguments: a usage error or --help does not wait for it
+    from torch import nn
 
 
-class PlainCifarResNet18(nn.Module):
-    """A CIFAR ResNet-18 feature extractor (3x3 stem, no max-pool, 2 blocks per stage), global average pool."""
+def plain_cifar_resnet18(stem: int, stages: list[int]) -> nn.Module:
+    """A CIFAR ResNet-18 feature extractor (3x3 stem, no max-pool, 2 blocks per stage), global average pool, with
+    ``stem`` and ``stages`` output channels, written with ``nn.Conv2d``/``nn.BatchNorm2d`` alone."""
+    import torch
+    from torch import nn
 
-    def __init__(self, stem: int, stages: list[int]) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, stem, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem)
-        self.relu = nn.ReLU(inplace=True)
-        blocks, inp = [], stem
-        for i, planes in enumerate(stages):
-            for j in range(2):
-                blocks.append(_PlainBlock(inp, planes, 2 if (i > 0 and j == 0) else 1))
-                inp = planes
-        self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        g = torch.Generator().manual_seed(0)
-        for m in self.modules():  # BN statistics and affines that are not the identity, as after calibration
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
-                m.bias.data.copy_(torch.randn(c, generator=g) * 0.1)
+    class PlainBlock(nn.Module):
+        def __init__(self, inp: int, planes: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(inp, planes, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.relu = nn.ReLU(inplace=True)
+            self.down: nn.Module | None = None
+            if stride != 1 or inp != planes:
+                self.down = nn.Sequential(nn.Conv2d(inp, planes, 1, stride, 0, bias=False), nn.BatchNorm2d(planes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.relu(self.bn1(self.conv1(x))))
-        return torch.flatten(self.pool(x), 1)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            identity = x if self.down is None else self.down(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)) + identity)
+
+    class PlainCifarResNet18(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, stem, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(stem)
+            self.relu = nn.ReLU(inplace=True)
+            blocks, inp = [], stem
+            for i, planes in enumerate(stages):
+                for j in range(2):
+                    blocks.append(PlainBlock(inp, planes, 2 if (i > 0 and j == 0) else 1))
+                    inp = planes
+            self.blocks = nn.Sequential(*blocks)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            g = torch.Generator().manual_seed(0)
+            for m in self.modules():  # BN statistics and affines that are not the identity, as after calibration
+                if isinstance(m, nn.BatchNorm2d):
+                    c = m.num_features
+                    m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                    m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                    m.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
+                    m.bias.data.copy_(torch.randn(c, generator=g) * 0.1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.blocks(self.relu(self.bn1(self.conv1(x))))
+            return torch.flatten(self.pool(x), 1)
+
+    return PlainCifarResNet18()
 
 
 def stage_channels(static: nn.Module) -> tuple[int, list[int]]:
@@ -113,6 +120,7 @@ def main() -> int:
     ap.add_argument("--max-ratio", type=script_cli.positive_float, default=1.10)
     ap.add_argument("--min-of-peak", type=script_cli.positive_float, default=0.5)
     args = ap.parse_args()
+    import torch  # after the arguments: a usage error or --help does not wait for torch's import
 
     from us3l.deploy.backends import get_backend
     from us3l.deploy.backends.onnx import export_onnx
@@ -143,7 +151,7 @@ def main() -> int:
             static = build_deployable_graph(net, w, None, None, shape).module
             stem, stages = stage_channels(static)
             channels[w] = (stem, stages)
-            plain = PlainCifarResNet18(stem, stages).eval()
+            plain = plain_cifar_resnet18(stem, stages).eval()
             with torch.no_grad():
                 assert plain(x).shape == static(x).shape, "plain network does not match the width's output"
             macs[w] = count_costs(static, shape).macs

@@ -26,17 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from us3l import script_cli
 from us3l.deploy import get_backend
-from us3l.deploy.export import VerificationFailed, export_width, int8_calibration_for
 from us3l.deploy.graph import fresh_model
 from us3l.deploy.quantize import MIN_CALIB_IMAGES
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import ratio_interval
-from us3l.profiler.timers import load_interleaved
 
 #: ``--models``: registered names; ``''`` for none (only ``--ckpt``)
 FRESH_MODELS = script_cli.comma_list(script_cli.model, "registered model names", empty_ok=True)
@@ -66,10 +63,6 @@ def calib_images(text: str) -> int:
     return n
 
 
-def runner_timer(runner: Any, x: np.ndarray) -> Callable[[int], Sequence[float]]:
-    return lambda n: [runner.time_once(x) for _ in range(n)]
-
-
 def main() -> None:
     ap = script_cli.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=FRESH_MODELS, default="cifar_resnet18,resnet50",
@@ -87,6 +80,11 @@ def main() -> None:
     args = ap.parse_args()
     if not args.models and not args.ckpt:
         ap.error("nothing to measure: --models '' needs --ckpt RUN")
+    import torch  # after the arguments: a usage error or --help does not wait for torch's import
+
+    from us3l.deploy.export import VerificationFailed, export_width, int8_calibration_for
+    from us3l.profiler.timers import load_interleaved, runner_timer
+
     torch.set_num_threads(args.threads)
     widths = args.widths
     backends = [b for b in args.backends if get_backend(b).available()]

@@ -35,15 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from us3l import script_cli
-from us3l.deploy.export import export_width
 from us3l.deploy.graph import fresh_model
-from us3l.deploy.switchable_export import check_widths, export_switchable
 from us3l.deploy.switchable_runtime import OrtSwitchable, OvSwitchable
 from us3l.errors import US3LError
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
 from us3l.profiler.provenance import provenance_line
 from us3l.profiler.stats import LatencyStats, ratio_interval
-from us3l.profiler.timers import example_input, load_interleaved, runner_timer
 
 MODES = ("onnxruntime", "openvino input", "openvino bound")
 STATIC_OF = {"onnxruntime": "onnx", "openvino input": "openvino", "openvino bound": "openvino"}
@@ -95,6 +92,7 @@ def _resident(mode: str, n: int, threads: int, size: int, paths: list[str]) -> N
     import psutil
 
     from us3l.deploy.backends import get_backend
+    from us3l.profiler.timers import example_input
 
     proc = psutil.Process(os.getpid())
     x = example_input((1, 3, size, size)).numpy()
@@ -122,6 +120,8 @@ def _resident(mode: str, n: int, threads: int, size: int, paths: list[str]) -> N
 def check_grid(net: object, widths: list[float]) -> tuple[float, ...]:
     """``--widths`` checked against the model (its width range; two widths of one network): what the export would
     refuse, refused first in one line that names the flag."""
+    from us3l.deploy.switchable_export import check_widths
+
     try:
         return check_widths(net, widths)
     except US3LError as exc:
@@ -144,6 +144,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.ckpt and args.size:
         ap.error("--size applies to a fresh --model; a checkpoint has its own input size")
+    # after the arguments: a usage error or --help does not wait for torch's import
+    from us3l.deploy.export import export_width
+    from us3l.deploy.switchable_export import export_switchable
+    from us3l.profiler.timers import example_input, load_interleaved, runner_timer
+
     if args.ckpt:
         from us3l.checkpoint import load_backbone
 
