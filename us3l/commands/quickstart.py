@@ -543,12 +543,10 @@ def check_options(opts: QuickstartOptions) -> None:
     if opts.latency_ms is not None:
         number(opts.latency_ms, "--latency-ms", positive=True)
     number(opts.max_seconds, "--max-seconds", positive=True)
-    if opts.threads is not None and opts.threads < 1:
-        raise US3LError(f"--threads must be >= 1, got {opts.threads}")
+    if opts.threads is not None:
+        number(opts.threads, "--threads", positive=True, integer=True, at_most=MAX_THREADS)
     if opts.epochs is not None:  # worded as train words it
         number(opts.epochs, "--epochs", positive=True, integer=True)
-    if opts.threads is not None and opts.threads > MAX_THREADS:
-        raise US3LError(f"--threads must be <= {MAX_THREADS}, got {opts.threads}")
     from us3l.train.config import resolve_config
 
     overrides: dict[str, Any] = {"out": str(opts.out / "run")}
