@@ -154,6 +154,14 @@ def name_list(values: Sequence[str], flag: str) -> tuple[str, ...]:
     return names
 
 
+def once_each(values: Sequence[str], flag: str, given: Sequence[str]) -> None:
+    """One line naming the first of ``values`` (names read from ``flag``, aliases resolved) that is listed again:
+    one backend would be profiled or exported twice. ``given`` is what was typed, quoted in the line."""
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise US3LError(f"{flag} lists {v} more than once, got {', '.join(given)!r}")
+
+
 def _show(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)  # nan, inf, -1.0

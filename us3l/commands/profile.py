@@ -81,17 +81,13 @@ def parse_backends(spec: Any, given: Sequence[str]) -> list[str]:
     """``--backend``: none (the device's first backend), or names repeated and/or comma-separated, each checked
     against the device (aliases such as ``ort`` resolved); a backend named twice is refused."""
     from us3l.profiler.sweep import resolve_backend
-    from us3l.validate import name_list
+    from us3l.validate import name_list, once_each
 
     names = name_list(given, "--backend")
     if not names:
         return [resolve_backend(spec, None)]
-    out: list[str] = []
-    for n in names:
-        b = resolve_backend(spec, n)
-        if b in out:
-            raise US3LError(f"--backend lists {b} more than once, got {', '.join(names)!r}")
-        out.append(b)
+    out = [resolve_backend(spec, n) for n in names]
+    once_each(out, "--backend", names)
     return out
 
 

@@ -26,7 +26,7 @@ from us3l.cli_output import result as result_line
 from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, file_sha256, header, read_json
 from us3l.locking import folder_lock
-from us3l.validate import MAX_THREADS, number
+from us3l.validate import MAX_THREADS, number, once_each
 from us3l.validate import points as check_points
 from us3l.width_key import width_key
 
@@ -530,11 +530,10 @@ def check_options(opts: QuickstartOptions) -> None:
     """Refuse (one line) any option the pipeline would reject later: nothing runs on a bad option."""
     if not opts.backends:
         raise US3LError("--backend must name onnx and/or openvino")
-    for i, b in enumerate(opts.backends):
+    for b in opts.backends:
         if b not in DEFAULT_BACKENDS:
             raise US3LError(f"quickstart profiles and exports with onnx and/or openvino, not {b!r}")
-        if b in opts.backends[:i]:  # as us3l profile: one backend would be profiled, selected and exported twice
-            raise US3LError(f"--backend lists {b} more than once, got {', '.join(opts.backends)!r}")
+    once_each(opts.backends, "--backend", opts.backends)  # as us3l profile
     from us3l.deploy.backends import get_backend
 
     for b in opts.backends:  # its runtime is installed: known now, not after training
