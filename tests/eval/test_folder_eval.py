@@ -78,3 +78,30 @@ def test_eval_and_calibrate_on_data_without_readable_images_is_one_line(
     assert main([command, "--ckpt", str(run), "--data", f"folder:{junk}"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot read image {junk / 'a' / '0.png'}: ") and err.count("\n") == 1, err
+
+
+def test_eval_lists_and_checks_the_train_folder_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """evaluate_checkpoint loaded the train split for the kNN bank and again to calibrate: a folder was listed
+    twice and its first image per class opened twice in one ``us3l eval``."""
+    import us3l.data
+    import us3l.data.folder
+
+    data = f"folder:{_folder(tmp_path / 'data')}"
+    run = make_run(tmp_path / "run", data=data)
+    loads: list[str] = []
+    checks: list[object] = []
+    load, check = us3l.data.load_dataset, us3l.data.folder.check_first_images
+
+    def counted_load(spec: str, split: str, **kwargs: object) -> object:
+        loads.append(split)
+        return load(spec, split, **kwargs)
+
+    def counted_check(ds: object) -> None:
+        checks.append(ds)
+        check(ds)
+
+    monkeypatch.setattr(us3l.data, "load_dataset", counted_load)
+    monkeypatch.setattr(us3l.data.folder, "check_first_images", counted_check)
+    settings = EvalSettings(calibration=CalibrationSettings(batches=2, batch_size=4), costs=False, baselines=False)
+    evaluate_checkpoint(open_checkpoint(run), data, [1.0, 0.5], settings)
+    assert sorted(loads) == ["test", "train"] and len(checks) == 2

@@ -274,11 +274,14 @@ def calibrate_checkpoint(
     save: bool = True,
     progress: Progress | None = None,
     on_width_start: Callable[[], None] | None = None,
+    train_split: Any = None,
 ) -> tuple[float, ...]:
     """Calibrate ``widths`` of a loaded checkpoint (all of them, or only the missing ones when
     ``recalibrate=False``) and store every calibrated width beside the weights. Returns the widths done.
 
-    ``on_width_start()`` is called as each distinct width (channel configuration) starts (progress display)."""
+    ``on_width_start()`` is called as each distinct width (channel configuration) starts (progress display).
+    ``train_split``: the train split of ``data`` at the checkpoint's input size, already loaded and checked by the
+    caller (``evaluate_checkpoint``: ``knn_data``'s); else it is loaded here."""
     from us3l.data import load_dataset
     from us3l.data.folder import check_first_images, eval_transform_for
     from us3l.slim import has_batch_norm
@@ -313,8 +316,10 @@ def calibrate_checkpoint(
         progress(f"ignoring stale {stale.split(';')[0]}; recalibrating")
     spec = resolve_data_spec(meta, data)
     input_size = int(meta.get("input_size") or model.input_size)
-    ds = load_dataset(spec, "train", image_size=input_size)
-    check_first_images(ds)  # a folder of unreadable files: one error line, not a note on its size first
+    ds = train_split
+    if ds is None:
+        ds = load_dataset(spec, "train", image_size=input_size)
+        check_first_images(ds)  # a folder of unreadable files: one error line, not a note on its size first
     settings = settings.used_on(len(ds))  # recorded: the batches a small train split really gave
     if settings.batch_size > len(ds) and progress:  # the summary's "N batch(es) of <batch size>" overstates it
         progress(f"the {spec} train split has {len(ds)} images, fewer than the batch size {settings.batch_size}: "
@@ -440,7 +445,8 @@ def evaluate_checkpoint(
     s = apply_preset(s, spec, str(meta.get("model") or ""))
     input_size = int(meta.get("input_size") or model.input_size)
     d = knn_data(spec, meta, s, input_size)  # before calibrating: a bank that cannot work fails at once
-    done = calibrate_checkpoint(loaded, spec, widths, s.calibration, s.recalibrate, s.save_bn_stats, progress)
+    done = calibrate_checkpoint(loaded, spec, widths, s.calibration, s.recalibrate, s.save_bn_stats, progress,
+                                train_split=d.train)
     require_calibrated(model, widths)
     calibration: dict[str, Any] | None = _with_data(s.calibration.used_on(len(d.train)), spec).to_dict()
     baseline_calibration = s.calibration
