@@ -246,11 +246,18 @@ def eval_cmd(
     k = renamed_option(k, k_old, "--k", "--knn-k", "eval")
     temperature = renamed_option(temperature, temperature_old, "--temperature", "--knn-t", "eval")
     set_threads(threads)
+    counts = {"--knn-k": k, "--knn-max-train": knn_max_train, "--linear-epochs": linear_epochs,
+              "--linear-batch-size": linear_batch_size, "--batches": batches}
+    for flag, value in counts.items():  # the flag named, worded as every command's numbers
+        if value is not None:
+            number(value, flag, positive=True, integer=True)
+    for flag, value in (("--knn-t", temperature), ("--linear-lr", linear_lr)):
+        if value is not None:
+            number(value, flag, positive=True)
     given = {name for name in ctx.params if _typed(ctx, name)}
     unused = _unused_flags(protocol, preset, given)
     if unused:
         note(f"note: {unused}", markup=False)
-    number(batches, "--batches", positive=True, integer=True)  # worded as calibrate --batches
     settings = EvalSettings(
         protocol=protocol,
         knn=KnnSettings(k=k, temperature=0.1 if temperature is None else temperature, max_train=knn_max_train),
