@@ -15,13 +15,16 @@ from us3l.eval import open_checkpoint
 from us3l.eval.runner import parse_widths
 from us3l.slim import calibrated_widths
 
-SNETS = {**TINY, "bn_switches": [1.0, 0.75, 0.5, 0.25], "bn_track_stats": True}
+
+def snets_run(run_dir: Path, switches: list[float]) -> Path:
+    """A run folder of the tiny S-Nets model with ``switches`` (switchable BN, tracked statistics)."""
+    kw = {**TINY, "bn_switches": switches, "bn_track_stats": True}
+    return make_run(run_dir, tiny_model(**{k: v for k, v in kw.items() if k != "base_channels"}), model_kwargs=kw)
 
 
 @pytest.fixture
 def snets_dir(tmp_path: Path) -> Path:
-    return make_run(tmp_path / "snets", tiny_model(**{k: v for k, v in SNETS.items() if k != "base_channels"}),
-                    model_kwargs=SNETS)
+    return snets_run(tmp_path / "snets", [1.0, 0.75, 0.5, 0.25])
 
 
 def test_default_widths_are_the_switches_and_others_are_refused(snets_dir: Path) -> None:
@@ -84,10 +87,8 @@ def test_a_switch_of_five_decimals_round_trips_calibrate_export_eval_artifact_re
 
     from us3l.report import render_report
 
-    kw = {**TINY, "bn_switches": [1.0, 0.78125, 0.5, 0.25], "bn_track_stats": True}
     root = tmp_path / "qs"
-    run = make_run(root / "run", tiny_model(**{k: v for k, v in kw.items() if k != "base_channels"}),
-                   model_kwargs=kw)
+    run = snets_run(root / "run", [1.0, 0.78125, 0.5, 0.25])
     assert main(["calibrate", "--ckpt", str(run), "--widths", "0.78125", "--batches", "1", "--batch-size", "16",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["calibrated"] == [0.7813]
@@ -126,9 +127,7 @@ def test_bn_statistics_stored_under_the_old_key_of_a_switch_still_load(tmp_path:
     from us3l.safetensors_io import read_header
     from us3l.slim import calibrating
 
-    kw = {**TINY, "bn_switches": [1.0, 0.78125, 0.5, 0.25], "bn_track_stats": True}
-    run = make_run(tmp_path / "run", tiny_model(**{k: v for k, v in kw.items() if k != "base_channels"}),
-                   model_kwargs=kw)
+    run = snets_run(tmp_path / "run", [1.0, 0.78125, 0.5, 0.25])
     ck = open_checkpoint(run)
     with torch.no_grad(), calibrating(ck.model, 0.78125):
         ck.model(torch.randn(8, 3, 16, 16))
