@@ -418,3 +418,31 @@ def test_workers_of_nproc_do_not_check_the_data_their_launcher_checked(
     cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 130
     assert checked == ([] if launched else [1])
+
+
+def test_the_data_check_and_the_loop_load_the_data_once(tmp_path: Path, tiny_folder: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data check before the resolved config loaded both splits, then the training loop loaded them again (a
+    second listing of every class folder); the loop now trains on what the check loaded, at the model's image size."""
+    import us3l.data.datasets as datasets
+
+    real = datasets.load_folder
+    listed: list[tuple[str, int]] = []
+
+    def counted(path: Path, split: str, image_size: int = datasets.DEFAULT_FOLDER_SIZE) -> datasets.FolderDataset:
+        listed.append((split, image_size))
+        return real(path, split, image_size)
+
+    sizes: list[int] = []
+    real_load_image = datasets.load_image
+
+    def seen(path: Path, image_size: int) -> object:
+        sizes.append(image_size)
+        return real_load_image(path, image_size)
+
+    monkeypatch.setattr(datasets, "load_folder", counted)
+    monkeypatch.setattr(datasets, "load_image", seen)
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 0
+    assert sorted(split for split, _ in listed) == ["test", "train"]
+    assert sizes and set(sizes) == {16}  # the kNN monitor's images: the config's image_size, not the default 224

@@ -160,6 +160,29 @@ def _index_batches(n: int, cfg: TrainConfig, epoch: int, info: DistInfo) -> list
     return [shard[i : min(i + bs, stop)] for i in range(0, stop, bs) if min(i + bs, stop) - i >= 2]
 
 
+@dataclass(frozen=True)
+class LoadedData:
+    """Both splits of the data spec ``spec``, loaded (``us3l train`` loads them for its data check before the resolved
+    config is printed): ``run_training`` trains on them rather than reading the spec again."""
+
+    spec: str
+    train: Any
+    test: Any
+
+
+def _splits(cfg: TrainConfig, image_size: int, loaded: LoadedData | None) -> tuple[Any, Any]:
+    """The train and test splits of ``cfg.data`` at ``image_size`` (a folder's stored side): ``loaded`` when it holds
+    that spec, else read from it."""
+    from us3l.data import load_dataset
+    from us3l.data.folder import is_folder
+
+    if loaded is None or loaded.spec != str(cfg.data):
+        return load_dataset(cfg.data, "train", image_size), load_dataset(cfg.data, "test", image_size)
+    if is_folder(loaded.train):  # loaded at the default size; the images are decoded at this one
+        return replace(loaded.train, image_size=image_size), replace(loaded.test, image_size=image_size)
+    return loaded.train, loaded.test
+
+
 def check_monitor_data(cfg: TrainConfig, train_ds: Any) -> None:
     """The kNN monitor's data check (``check_knn_data``), where there is a monitor: ``knn_widths: []`` is none, and
     unlabelled images in one folder pretrain as they are (the one-class error says so)."""
@@ -415,30 +438,32 @@ def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train
 
 
 def run_training(
-    cfg: TrainConfig, resume: bool = False, overwrite: bool = False, data: str | None = None
+    cfg: TrainConfig, resume: bool = False, overwrite: bool = False, data: str | None = None,
+    loaded: LoadedData | None = None,
 ) -> RunResult:
     """Train ``cfg.method`` on ``cfg.data``; write checkpoints/metrics into ``cfg.out``; return the result.
 
     Under torchrun every rank calls this; only rank 0 writes files. ``resume=True`` continues from the run
     folder's checkpoint (with the config saved there) or starts fresh when there is none; ``data`` then names
     where the run's data set is now (moved since: its class count, split sizes and normalisation must match the
-    checkpoint's). Rank 0 holds an exclusive lock on the run folder throughout: a second training into the same
-    folder fails at once.
+    checkpoint's). ``loaded``: the data, already read (used when it is of the spec the run trains on). Rank 0
+    holds an exclusive lock on the run folder throughout: a second training into the same folder fails at once.
     """
     if dist_env()[0] != 0:
         with owned_process_group():
-            return _run_training(cfg, resume, overwrite, data)
+            return _run_training(cfg, resume, overwrite, data, loaded)
     from us3l.locking import folder_lock
 
     with folder_lock(cfg.out, "run folder"), owned_process_group():
         recover_replaced(Path(cfg.out))
         try:
-            return _run_training(cfg, resume, overwrite, data)
+            return _run_training(cfg, resume, overwrite, data, loaded)
         finally:
             _settle_replaced(Path(cfg.out))
 
 
-def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | None = None) -> RunResult:
+def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | None = None,
+                  loaded: LoadedData | None = None) -> RunResult:
     t_start = time.perf_counter()
     run_dir = Path(cfg.out)
     info = init_distributed(cfg.device)
@@ -496,13 +521,12 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     flushed = _set_flush_denormal(bool(cfg.flush_denormal))
     torch.manual_seed(cfg.seed + info.rank)
 
-    from us3l.data import byol_augment_pair, load_dataset, ssl_augment_for, two_views
+    from us3l.data import byol_augment_pair, ssl_augment_for, two_views
     from us3l.data.folder import augmented_views, eval_transform_for, finish_views, is_folder
 
     backbone = build_backbone(cfg)
     image_size = int(cfg.image_size or backbone.input_size)
-    train_ds = load_dataset(cfg.data, "train", image_size)
-    test_ds = load_dataset(cfg.data, "test", image_size)
+    train_ds, test_ds = _splits(cfg, image_size, loaded)
     check_monitor_data(cfg, train_ds)
     check_batches(len(train_ds), cfg, info.world_size)
     fingerprint = data_fingerprint(train_ds, test_ds)
