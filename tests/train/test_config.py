@@ -46,7 +46,9 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"reg_lambda": 1e300}, r"config 'reg_lambda' must be a finite number within float32's range, got 1e\+300"),
         ({"lr": float("nan")}, "config 'lr' must be a finite number within float32's range, got nan"),
         ({"batch_size": 1e300}, "config 'batch_size' must be a whole number within int64's range, got 1000"),
-        ({"batch_size": 2**40}, "batch_size must be >= 2 and <= 2147483647, got 1099511627776"),
+        ({"batch_size": 2**40}, "batch_size must be 2 to 4096, got 1099511627776"),
+        ({"batch_size": 4097}, "batch_size must be 2 to 4096, got 4097"),  # as train --batch-size words its bound
+        ({"batch_size": 1}, "batch_size must be 2 to 4096, got 1"),
         ({"threads": -1}, "threads must be >= 1 and <= 1024, got -1"),
         ({"num_workers": 100000}, "num_workers must be >= 0 and <= 1024, got 100000"),  # red-team: 100000 processes
         ({"num_workers": -2}, "num_workers must be >= 0 and <= 1024, got -2"),

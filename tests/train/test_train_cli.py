@@ -446,3 +446,18 @@ def test_the_data_check_and_the_loop_load_the_data_once(tmp_path: Path, tiny_fol
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 0
     assert sorted(split for split, _ in listed) == ["test", "train"]
     assert sizes and set(sizes) == {16}  # the kNN monitor's images: the config's image_size, not the default 224
+
+
+@pytest.mark.parametrize("value", ["0", "1", "4097"])
+def test_batch_size_is_worded_as_in_calibrate(value: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`train --batch-size 1` said 'batch_size must be >= 2 (BatchNorm and contrastive losses)', naming the config key
+    and no upper bound, while calibrate's --batch-size, which needs 2 as well, said '--batch-size must be 2 to 4096';
+    `train --batch-size 4097` was taken. One flag name, one check (us3l.validate.batch_size); the config key's
+    range is the same."""
+    for args in (["train", "--out", str(tmp_path / "run")], ["calibrate", "--ckpt", str(tmp_path / "nope")]):
+        assert main([*args, "--batch-size", value]) == 1, args
+        assert capsys.readouterr().err == f"error: --batch-size must be 2 to 4096, got {value}\n", args
+    assert main(["train", "--out", str(tmp_path / "run"), "--set", f"batch_size={value}"]) == 1
+    assert capsys.readouterr().err == f"error: batch_size must be 2 to 4096, got {value}\n"
+    assert not (tmp_path / "run").exists()

@@ -14,6 +14,7 @@ from us3l.cli_app import app, emit_json
 from us3l.cli_output import deprecated, note, result, set_quiet, warn
 from us3l.errors import LAUNCHED_BY_ENV, US3LError
 from us3l.validate import MAX_THREADS, number
+from us3l.validate import batch_size as check_batch_size
 
 if TYPE_CHECKING:
     from us3l.train.loop import LoadedData
@@ -83,6 +84,8 @@ def train_cmd(
         raise US3LError("give --resume (continue the run in --out) or --overwrite (start it over), not both")
     if epochs is not None:  # the flag named, as quickstart --epochs words it (a config's epochs: the config check)
         number(epochs, "--epochs", positive=True, integer=True)
+    if batch_size is not None:  # the flag named, as calibrate --batch-size words it (a config's: the config check)
+        check_batch_size(batch_size, least=2)
     if device_old is not None:
         deprecated(f"--device {device_old}", f"--torch-device {device_old} (--device names a deployment target "
                    "in profile, select and export)", "train")

@@ -30,6 +30,7 @@ from us3l.io import read_input_text
 from us3l.train.sampling import REFERENCE_STAGE1, SAMPLINGS, SCHEDULES, check_schedule
 from us3l.train.threads import AUTO
 from us3l.validate import MAX_INPUT_SIZE, MAX_THREADS
+from us3l.validate import batch_size as check_batch_size
 
 DEFAULT_CONFIG_NAME = "default.yaml"
 #: ``lr_schedule`` values: per-epoch cosine (reference), per-iteration cosine with warm-up, constant lr.
@@ -538,8 +539,7 @@ def validate(cfg: TrainConfig, new_run: bool = True) -> None:
         raise US3LError(f"width_min ({cfg.width_min}) must not exceed width_max ({cfg.width_max})")
     if cfg.epochs < 1:
         raise US3LError(f"epochs must be >= 1, got {cfg.epochs}")
-    if cfg.batch_size < 2:
-        raise US3LError(f"batch_size must be >= 2 (BatchNorm and contrastive losses), got {cfg.batch_size}")
+    check_batch_size(cfg.batch_size, least=2, flag="batch_size")  # as train --batch-size (BatchNorm needs 2)
     if cfg.lr is not None and not cfg.lr > 0:
         raise US3LError(f"lr must be > 0, got {cfg.lr}")
     if cfg.sampling not in SAMPLINGS:
@@ -715,7 +715,6 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("threads", 1, MAX_THREADS, True),
     ("num_workers", 0, MAX_THREADS, True),  # data-loader processes: 100000 forked until the machine gave out
     ("image_size", 8, MAX_INPUT_SIZE, True),
-    ("batch_size", 2, 2**31 - 1, True),
     ("momentum", 0.0, 1.0, True),
     ("ema_momentum", 0.0, 1.0, True),
     ("weight_decay", 0.0, math.inf, True),
