@@ -305,13 +305,12 @@ def _check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:
     """The data path exists and the run folder may be written (no checkpoint there unless --resume or
     --overwrite): one-line errors before the resolved config is printed or any model is built."""
     from us3l.data.datasets import parse_data_spec
+    from us3l.locking import check_lockable
     from us3l.train.distributed import dist_env
     from us3l.train.loop import _check_run_dir, recover_replaced
 
     parse_data_spec(str(cfg.data))
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():  # found only once the config was printed, by the run folder's lock
-        raise US3LError(f"run folder {out} is a file, not a folder; choose another --out")
+    check_lockable(cfg.out, "run folder")  # what the run folder's lock says, but before the config is printed
     if dist_env()[0] != 0:  # rank 0 checks (and settles) the run folder: the other ranks read it as it changes
         return
     recover_replaced(Path(cfg.out))  # an --overwrite run killed before its first checkpoint: the old run is back
