@@ -451,7 +451,7 @@ def _check_not_cifar(path: Path) -> None:
 def _check_train_split(train_dir: Path) -> None:
     """A folder named ``train`` is the training split (``PATH/train/<class>/...``): one that holds images and no
     class folder is a class named "train" (vehicles: bus, car, train), which the split layout cannot tell apart."""
-    if any(p.is_dir() and not skipped(p.name) for p in train_dir.iterdir()) or not image_files(train_dir):
+    if _holds_folders(train_dir) or not image_files(train_dir):
         return
     raise US3LError(f"{train_dir} holds images, not class folders: a folder named 'train' is read as the training "
                     "split (PATH/train/<class>/<image>); rename a class folder named 'train' (e.g. to 'train_')")
@@ -482,6 +482,7 @@ def _check_no_split_folders(path: Path, classes: list[str]) -> None:
 
 
 def _holds_folders(folder: Path) -> bool:
+    """Whether ``folder`` holds a folder (not a skipped one)."""
     return any(p.is_dir() and not skipped(p.name) for p in folder.iterdir())
 
 
