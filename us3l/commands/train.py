@@ -183,12 +183,9 @@ def train_cmd(
 
         check_model(cfg)
     if launch:  # bad input is one line from here, not the same line from every worker and torchrun's report
-        from us3l.train.distributed import check_gpus_for
+        from us3l.train.distributed import check_gpus_for, run_launcher, torchrun_command
 
         check_gpus_for(nproc, str(cfg.device))
-    if launch:
-        from us3l.train.distributed import run_launcher, torchrun_command
-
         if "train" not in sys.argv:
             raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
         from us3l.io import owned_temporary_directory
