@@ -563,20 +563,11 @@ def test_a_metadata_map_that_is_not_strings_is_a_damaged_checkpoint(metadata: ob
     """Red-team 2026-12-06: weights whose safetensors ``__metadata__`` was a list or a string (the format allows an
     object of strings only) reached ``.get`` on it and ended in `error: AttributeError: 'list' object has no
     attribute 'get'`, also with a matching ``weights_sha256``."""
-    import hashlib
-    import struct
+    from tests.checkpoint_header import rewrite_header
 
     _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW))
     w = tmp_path / "checkpoint.safetensors"
-    blob = w.read_bytes()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + n])
-    header["__metadata__"] = metadata
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    crafted = struct.pack("<Q", len(text)) + text + blob[8 + n :]
-    w.write_bytes(crafted)
-    _edit_meta(tmp_path, weights_sha256=hashlib.sha256(crafted).hexdigest())
+    crafted = rewrite_header(tmp_path, lambda header: header.update(__metadata__=metadata))
     with pytest.raises(US3LError, match=r"^checkpoint .* is damaged \(.*__metadata__.*\); re-train or restore it$"):
         ckpt.load_backbone(tmp_path)
     with pytest.raises(US3LError, match=r"is damaged \(.*__metadata__"):

@@ -425,28 +425,18 @@ def test_resume_refuses_weights_of_another_dtype(name: str, tiny_cfg, tmp_path: 
     """Red-team 2026-12-06: a checkpoint whose float tensor was relabelled int32 (weights_sha256 updated with it) was
     refused by eval, calibrate, profile and export (checkpoint.check_dtypes), but `train --resume` cast the integers
     to float without a word and went on training from them."""
-    import hashlib
-    import json
-    import struct
-
+    from tests.checkpoint_header import rewrite_header
     from us3l.errors import US3LError
 
     cfg = tiny_cfg(epochs=4, save_every=0, out=str(tmp_path / "run"))
     run_training(cfg)
     run = tmp_path / "run"
-    w = run / "checkpoint.safetensors"
-    blob = w.read_bytes()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + n])
-    assert header[name]["dtype"] == "F32"
-    header[name]["dtype"] = "I32"  # same size: the file still parses
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    crafted = struct.pack("<Q", len(text)) + text + blob[8 + n :]
-    w.write_bytes(crafted)
-    meta = json.loads((run / "checkpoint.json").read_text())
-    meta["weights_sha256"] = hashlib.sha256(crafted).hexdigest()
-    (run / "checkpoint.json").write_text(json.dumps(meta))
+
+    def relabel(header: dict) -> None:
+        assert header[name]["dtype"] == "F32"
+        header[name]["dtype"] = "I32"  # same size: the file still parses
+
+    crafted = rewrite_header(run, relabel)
     with pytest.raises(US3LError, match=r"tensor .*conv1\.weight' is int32, the model expects float32"):
         run_training(tiny_cfg(epochs=8, save_every=0, out=str(run)), resume=True)
     assert (run / "checkpoint.safetensors").read_bytes() == crafted
