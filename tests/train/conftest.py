@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from us3l.train import TrainConfig, make_config
 
@@ -58,6 +59,13 @@ TINY: dict[str, Any] = {
     "quiet": True,
     "device": "cpu",
 }
+
+
+def write_tiny_config(path: Path, tiny_folder: Path, **extra: Any) -> Path:
+    """The tiny recipe on ``tiny_folder`` (``extra`` keys over it) as the YAML config file ``path``."""
+    path.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
+                                    **extra}))
+    return path
 
 
 @pytest.fixture

@@ -13,20 +13,12 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from tests.train.conftest import TINY
+from tests.train.conftest import write_tiny_config
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes(tiny_folder: Path, tmp_path: Path) -> None:
-    cfg = {
-        **TINY,
-        "knn_widths": list(TINY["knn_widths"]),
-        "data": f"folder:{tiny_folder}",
-        "epochs": 4,
-        "batch_size": 2,
-    }
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump(cfg))
+    p = _tiny_config(tiny_folder, tmp_path)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
@@ -71,10 +63,7 @@ def test_torchrun_two_processes_with_sync_bn(tiny_folder: Path, tmp_path: Path) 
     """sync_bn on CPU: nn.SyncBatchNorm, which it used to swap in, stopped every rank at the first step
     ("SyncBatchNorm layers only work with GPU modules"); now every BatchNorm synchronises (us3l.slim.syncbn),
     views batched, and the ranks end with the same weights (the run's own checksum comparison)."""
-    cfg = {**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}", "batch_size": 2,
-           "sync_bn": True}
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump(cfg))
+    p = write_tiny_config(tmp_path / "tiny.yaml", tiny_folder, batch_size=2, sync_bn=True)
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            f"--log-dir={tmp_path / 'torchrun'}", "-m", "us3l", "train", "--config", str(p), "--out", str(out),
@@ -176,10 +165,7 @@ sys.exit(main())
 
 def _tiny_config(tiny_folder: Path, tmp_path: Path) -> Path:
     """``tmp_path/tiny.yaml``: the tiny recipe on ``tiny_folder``, batch size 2 per process."""
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
-                                   "batch_size": 2}))
-    return cfg
+    return write_tiny_config(tmp_path / "tiny.yaml", tiny_folder, batch_size=2)
 
 
 def _torchrun_rank1_differs(tmp_path: Path, train_args: list[str],

@@ -10,18 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.train.conftest import TINY
+from tests.train.conftest import write_tiny_config
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @pytest.mark.slow
 def test_second_training_into_the_same_folder_fails(tiny_folder: Path, tmp_path: Path) -> None:
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}",
-                                   "epochs": 400}))
+    cfg = write_tiny_config(tmp_path / "tiny.yaml", tiny_folder, epochs=400)
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "us3l", "train", "--config", str(cfg), "--out", str(run), "--quiet"]
     first = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

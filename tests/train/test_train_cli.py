@@ -7,18 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from us3l.cli import main
 
-from .conftest import TINY, killed_overwrite, write_junk_folder
+from .conftest import killed_overwrite, write_junk_folder, write_tiny_config
 
 
 def _config(tmp_path: Path, tiny_folder: Path, **extra: object) -> Path:
-    cfg = {**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{tiny_folder}", "epochs": 4, **extra}
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    return p
+    return write_tiny_config(tmp_path / "tiny.yaml", tiny_folder, **extra)
 
 
 @pytest.mark.parametrize(
