@@ -164,9 +164,8 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
 
 
 def _remove_leftovers(run_dir: Path, names: Iterable[str]) -> None:
-    """Remove the temporary files of ``names`` that earlier commits left (SIGKILL runs no ``finally``): once a
-    commit is in place they can only be older (the run folder is locked by the one process that saves), and each
-    was a whole weights file or a partial one, kept forever, one more per killed save."""
+    """Remove the temporary files of ``names`` that killed earlier commits left (SIGKILL runs no ``finally``): once
+    a commit is in place they can only be older, as one process at a time saves into a run folder (its lock)."""
     for name in names:
         for tmp in run_dir.glob(f".{name}.*.tmp"):
             if tmp.is_file() or tmp.is_symlink():

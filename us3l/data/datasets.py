@@ -439,9 +439,8 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -
 
 
 def _check_not_cifar(path: Path) -> None:
-    """A CIFAR folder given as a folder spec (``--data /data/cifar-10-batches-py``: a bare path is read as an image
-    folder) said "no class subfolders", or "class folder(s) without images: cifar-10-batches-py" for its parent,
-    without naming the spec that reads it."""
+    """Refuse a folder that holds CIFAR's python batches (itself, or in the folder CIFAR's archive unpacks to) as an
+    image folder: the error names the ``cifar10:PATH`` / ``cifar100:PATH`` spec that reads it."""
     for kind, (folder_name, _, test_files, meta_file, _, _) in _CIFAR_LAYOUT.items():
         for root in (path, path / folder_name):
             if (root / meta_file).is_file() and (root / test_files[0]).is_file():
@@ -463,10 +462,10 @@ SPLIT_LIKE_NAMES = frozenset({"train", "training", "test", "testing", "val", "va
 
 
 def _check_no_split_folders(path: Path, classes: list[str]) -> None:
-    """Without ``PATH/train``, folders named ``val`` or ``test`` are split folders missing their training split (an
-    ImageNet ``val/`` alone, or ``train/`` misspelt), not classes: read as classes, every image of ``val/<class>/``
-    became one class "val" (a one-class set, or two classes "test" and "val"), trained on without a word. So is a
-    folder with another split name (:data:`SPLIT_LIKE_NAMES`, any case) that holds folders rather than images."""
+    """Without ``PATH/train``, refuse folders named ``val`` or ``test`` (split folders missing their training split:
+    an ImageNet ``val/`` alone, or ``train/`` misspelt), and folders with another split name
+    (:data:`SPLIT_LIKE_NAMES`, any case) that hold folders rather than images: read as classes, each would become
+    one class made of the images of every class it holds."""
     splits = [name for name in ("test", "val") if name in classes]
     if splits:
         found = " and ".join(f"'{name}'" for name in splits)

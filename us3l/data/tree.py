@@ -1,11 +1,9 @@
 """The image files of one class folder of an ImageFolder tree, found the same way on every machine.
 
-``Path.rglob`` (Python 3.11) hid three kinds of damage: a subfolder it may not read (permissions) was skipped
-without a word, a symbolic link to a folder was not followed (a class assembled from linked folders lost their
-images), and a link whose target is gone was dropped. Here each is either read or a one-line ``US3LError``
-naming the path: folders are walked with their links followed, a link back to a folder being walked (a loop,
-which would also put other classes' images into this one) is refused, and a file with an image extension that
-is not a readable regular file (a dangling link, a FIFO that would block the reading worker forever) is refused.
+Folders are walked with their symbolic links followed. A folder that cannot be read, a link back to a folder being
+walked (a loop, which would also put other classes' images into this one) and a file with an image extension that
+is not a readable regular file (a dangling link; a FIFO, which would block the reading worker) are each a one-line
+``US3LError`` naming the path, never skipped.
 """
 
 from __future__ import annotations

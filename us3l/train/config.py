@@ -191,10 +191,10 @@ def plain_yaml(text: str, where: str) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             line = key_node.start_mark.line + 1
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` said "could not determine a constructor"
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:`: named here, not PyYAML's constructor error
                 raise US3LError(f"{where}: YAML merge keys (<<, line {line}) are not accepted; write the values out")
             key = loader.construct_object(key_node, deep=True)
-            if isinstance(key, list | dict | set):  # `[1, 2]: 3` said "cannot parse config: unhashable type: 'list'"
+            if isinstance(key, list | dict | set):  # `[1, 2]: 3`: named here, not an unhashable-type error
                 raise US3LError(f"{where}: every key must be a name, got {key!r:.60} (line {line})")
             if key in seen:
                 raise US3LError(f"{where}: key {key!r:.60} appears twice (line {line})")
@@ -713,7 +713,7 @@ def _no_temperature(cfg: TrainConfig, no_sub: str | None) -> str | None:
 #: (field, lowest, highest, whether the lowest is allowed): numeric settings the checks above do not cover.
 _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("threads", 1, MAX_THREADS, True),
-    ("num_workers", 0, MAX_THREADS, True),  # data-loader processes: 100000 forked until the machine gave out
+    ("num_workers", 0, MAX_THREADS, True),  # data-loader processes, each forked
     ("image_size", 8, MAX_INPUT_SIZE, True),
     ("momentum", 0.0, 1.0, True),
     ("ema_momentum", 0.0, 1.0, True),

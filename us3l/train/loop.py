@@ -973,7 +973,7 @@ def _restore(
     sd = join_state(ckpt.read_tensors(run_dir, ckpt.BACKBONE_PREFIX, data=blob),
                     ckpt.read_tensors(run_dir, ckpt.TRAIN_PREFIX, data=blob))
     ckpt.verify_weights(run_dir, meta, data=blob)
-    # int weights were cast to float by load_state_dict and trained on, where every other reader refuses them
+    # as every reader of a checkpoint: int weights are refused, not cast to float by load_state_dict
     ckpt.check_dtypes(sd, method.state_dict(), ckpt.weights_path(run_dir))
     try:
         method.load_state_dict(sd, strict=True)
