@@ -18,7 +18,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, NoReturn
 
-from us3l.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, LAUNCHED_BY_ENV, US3LError
+from us3l.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, LAUNCHED_BY_ENV, US3LError, debug_enabled
 
 _loaded = False
 
@@ -344,7 +344,7 @@ def report_error(exc: Exception) -> int:
 def run_script(main: Callable[[], int | None]) -> int:
     """The exit status of ``main()`` (the ``us3l`` command line, or a script's in benchmarks/) under the CLI's error
     policy: an error is one ``error:`` line (``US3L_DEBUG=1``: the traceback), Ctrl-C exits 130, SIGTERM 143."""
-    debug = os.environ.get("US3L_DEBUG") not in (None, "", "0")
+    debug = debug_enabled()
     restore = _SigintWatch.install()
     try:
         code = main() or 0

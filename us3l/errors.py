@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class US3LError(Exception):
     """An error caused by user input or environment, reported without a traceback.
@@ -24,6 +26,11 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15), after the same clean-up as Ctrl-C
 #: Set by ``us3l train --nproc`` in the processes it launches: they leave reporting an interrupt to it.
 LAUNCHED_BY_ENV = "US3L_LAUNCHED_BY"
+
+
+def debug_enabled() -> bool:
+    """Whether ``US3L_DEBUG`` asks for tracebacks instead of one-line errors (set, and neither empty nor ``0``)."""
+    return os.environ.get("US3L_DEBUG") not in (None, "", "0")
 
 
 class InfeasibleError(US3LError):

@@ -10,7 +10,6 @@ matches its inputs (checkpoint hash, widths, budget), unless ``--force``.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from rich.markup import escape
 from us3l.cli_app import app, console, emit_json
 from us3l.cli_output import Col, deprecated, is_quiet, print_table, set_quiet, warn
 from us3l.cli_output import result as result_line
-from us3l.errors import InfeasibleError, US3LError
+from us3l.errors import InfeasibleError, US3LError, debug_enabled
 from us3l.io import atomic_write_json, file_sha256, header, read_json
 from us3l.locking import folder_lock
 from us3l.validate import MAX_THREADS, number, once_each
@@ -442,7 +441,7 @@ def _int8(
     except US3LError as exc:
         error = str(exc)
     except Exception as exc:  # a runtime's own failure (onnxruntime, the quantizer): the quickstart goes on
-        if os.environ.get("US3L_DEBUG") not in (None, "", "0"):
+        if debug_enabled():
             raise
         error = f"{type(exc).__name__}: {exc} (set US3L_DEBUG=1 for the traceback)"
     entry.update(status="failed", error=error)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from us3l.errors import US3LError
+from us3l.errors import US3LError, debug_enabled
 from us3l.train.held_stderr import held_stderr
 
 
@@ -143,7 +143,7 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
                 dist.init_process_group(backend=backend, timeout=timedelta(seconds=wait) if bounded else None)
                 dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
             except RuntimeError as exc:  # torch's DistError (a store or socket timeout), or gloo's own
-                if os.environ.get("US3L_DEBUG") in (None, "", "0"):
+                if not debug_enabled():
                     held.drop()
                 why = " ".join(str(exc).split())[:200]
                 raise US3LError(f"training process rank {rank} of {world}: the job's processes did not all join "
