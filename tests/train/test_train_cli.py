@@ -457,3 +457,28 @@ def test_batch_size_is_worded_as_in_calibrate(value: str, tmp_path: Path,
     assert main(["train", "--out", str(tmp_path / "run"), "--set", f"batch_size={value}"]) == 1
     assert capsys.readouterr().err == f"error: batch_size must be 2 to 4096, got {value}\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_the_nproc_launcher_does_not_hold_the_data_while_its_workers_train(
+        tmp_path: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launcher checks the data before its workers start, which read it themselves: what the check loaded is
+    not kept alive in the launcher (a CIFAR set's arrays) for the whole run."""
+    import gc
+    import sys
+
+    import us3l.train.distributed as distributed
+    from us3l.train.loop import LoadedData
+
+    held: list[int] = []
+
+    def launcher(cmd: list[str], grace_s: float = 60.0) -> int:
+        gc.collect()
+        held.append(sum(isinstance(o, LoadedData) for o in gc.get_objects()))
+        return 0
+
+    monkeypatch.setattr(distributed, "run_launcher", launcher)
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
+    argv = ["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--nproc", "2", "-q"]
+    monkeypatch.setattr(sys, "argv", ["us3l", *argv])
+    assert main(argv) == 0
+    assert held == [0]

@@ -185,6 +185,8 @@ def train_cmd(
     if launch:  # bad input is one line from here, not the same line from every worker and torchrun's report
         from us3l.train.distributed import check_gpus_for, run_launcher, torchrun_command
 
+        loaded = None  # the workers read the data themselves: not held here while they train
+
         check_gpus_for(nproc, str(cfg.device))
         if "train" not in sys.argv:
             raise US3LError("--nproc re-launches the `us3l train` command line; use torchrun from Python code")
