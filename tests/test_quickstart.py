@@ -272,11 +272,12 @@ def test_int8_line() -> None:
     assert int8_line(None) is None and int8_line({"status": "failed", "error": "x"}) is None
 
 
-def test_a_progress_line_with_a_long_path_is_not_wrapped(capsys) -> None:
+def test_a_progress_line_with_a_long_path_is_not_wrapped(capsys, monkeypatch) -> None:
     """`quickstart report: <path>` on stderr: the console wrapped it at 160 columns when the path was long (a
     pytest worker's tmp folder), breaking the path a user copies."""
     from us3l.commands.quickstart import _say
 
+    monkeypatch.setattr("us3l.cli_output._quiet", False)  # an earlier test's `--quiet` stays set in this process
     path = "/tmp/" + "/".join(["a-long-folder-name"] * 12) + "/report.html"
     _say(f"report: {path}")
     assert f"quickstart report: {path}\n" in capsys.readouterr().err
