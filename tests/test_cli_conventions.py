@@ -652,6 +652,11 @@ SHARED_BAD_VALUES: list[tuple[str, str, str, list[list[str]]]] = [
      [["calibrate", "--ckpt", "nope"], ["eval", "--ckpt", "nope"], ["profile", "--device", "cpu", *_MODEL],
       ["quickstart"]]),
     ("--batch-size", "0", "1 to 4096, got 0", [["profile", "--device", "cpu", *_MODEL], [*_EXPORT, "--width", "0.5"]]),
+    # train's flags were checked as config keys: '--knn-every -1' said 'num_samples and reg_bins must be >= 1;
+    # save_every and knn_every >= 0', naming neither the flag nor which value was wrong
+    ("--knn-every", "-1", "a finite non-negative integer, got -1", [["train"]]),
+    ("--save-every", "-1", "a finite non-negative integer, got -1", [["train"]]),
+    ("--lr", "0", "a finite positive number, got 0.0", [["train"]]),
 ]
 
 

@@ -56,6 +56,12 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"temperature": 0}, "temperature must be > 0.0, got 0.0"),
         ({"reg_lambda": -1e-4}, "reg_lambda must be >= 0.0, got -0.0001"),
         ({"proj_hidden": 0}, "proj_hidden must be >= 1, got 0"),
+        # these shared one line naming four keys ("num_samples and reg_bins must be >= 1; save_every and ...")
+        ({"knn_every": -1}, "^knn_every must be >= 0, got -1$"),
+        ({"save_every": -2}, "^save_every must be >= 0, got -2$"),
+        ({"reg_bins": 0}, "^reg_bins must be >= 1, got 0$"),
+        ({"knn_t": 0}, r"^knn_t must be > 0.0, got 0.0$"),
+        ({"knn_max_train": 0}, "^knn_max_train must be >= 1, got 0$"),
         ({"lr": "fast"}, r"config 'lr' must be a number \(or null\), got 'fast'"),
         ({"view_batching": "maybe"}, "config 'view_batching' must be true or false, got 'maybe'"),
         ({"amp": [1]}, r"config 'amp' must be true, false, 'auto' or 'bf16', got \[1\]"),

@@ -82,8 +82,13 @@ def train_cmd(
     set_quiet(quiet)
     if resume and overwrite:
         raise US3LError("give --resume (continue the run in --out) or --overwrite (start it over), not both")
-    if epochs is not None:  # the flag named, as quickstart --epochs words it (a config's epochs: the config check)
-        number(epochs, "--epochs", positive=True, integer=True)
+    # the flags named, as other commands word them (a config file's values: the config check, by key)
+    for value, flag, rule in ((epochs, "--epochs", {"positive": True, "integer": True}),
+                              (lr, "--lr", {"positive": True}),
+                              (knn_every, "--knn-every", {"nonnegative": True, "integer": True}),
+                              (save_every, "--save-every", {"nonnegative": True, "integer": True})):
+        if value is not None:
+            number(value, flag, **rule)
     if batch_size is not None:  # the flag named, as calibrate --batch-size words it (a config's: the config check)
         check_batch_size(batch_size, least=2)
     if device_old is not None:

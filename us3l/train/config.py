@@ -567,12 +567,6 @@ def validate(cfg: TrainConfig, new_run: bool = True) -> None:
         raise US3LError(f"reg_decay must be 'linear' or 'exp', got {cfg.reg_decay!r}")
     if cfg.single_base not in ("simclr_momentum", "byol"):
         raise US3LError(f"single_base must be 'simclr_momentum' or 'byol', got {cfg.single_base!r}")
-    if cfg.knn_k < 1 or cfg.knn_max_train < 1 or not cfg.knn_t > 0:
-        raise US3LError(
-            f"knn_k and knn_max_train must be >= 1 and knn_t > 0, got {cfg.knn_k}, {cfg.knn_max_train}, {cfg.knn_t}"
-        )
-    if cfg.num_samples < 1 or cfg.save_every < 0 or cfg.knn_every < 0 or cfg.reg_bins < 1:
-        raise US3LError("num_samples and reg_bins must be >= 1; save_every and knn_every >= 0")
     _validate_ranges(cfg)
     if cfg.method == "us3l_mocov3" and not cfg.model.startswith("vit"):
         raise US3LError(f"method us3l_mocov3 needs a ViT model (e.g. vit_tiny), got {cfg.model!r}")
@@ -727,6 +721,13 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("collapse_warn", 0.0, math.inf, True),
     ("warmup_epochs", 0, math.inf, True),
     ("reg_warmup_epochs", 0, math.inf, True),
+    ("knn_k", 1, math.inf, True),
+    ("knn_max_train", 1, math.inf, True),
+    ("knn_t", 0.0, math.inf, False),
+    ("knn_every", 0, math.inf, True),
+    ("save_every", 0, math.inf, True),
+    ("num_samples", 1, math.inf, True),
+    ("reg_bins", 1, math.inf, True),
     ("proj_dim", 1, math.inf, True),
     ("proj_hidden", 1, math.inf, True),
     ("pred_hidden", 1, math.inf, True),
