@@ -32,7 +32,8 @@ from us3l.derived import BN_STATS_FILE, WEIGHTS_FILE
 from us3l.errors import US3LError
 from us3l.io import check_schema, file_sha256, follow_umask, header, read_json, temp_file
 from us3l.safetensors_io import read_header, safetensors_bytes
-from us3l.validate import MAX_INPUT_SIZE, one_of
+from us3l.validate import input_size as check_input_size
+from us3l.validate import one_of
 
 CHECKPOINT_KIND = "checkpoint"
 CHECKPOINT_SCHEMA = 1
@@ -262,8 +263,8 @@ def _check_values(doc: Mapping[str, Any], meta_path: Path, fix: str) -> None:
     import math
 
     size = doc.get("input_size")
-    if size is not None and not 8 <= size <= MAX_INPUT_SIZE:
-        raise US3LError(f"{meta_path}: 'input_size' must be 8 to {MAX_INPUT_SIZE} pixels, got {size} ({fix})")
+    if size is not None:
+        check_input_size(size, f"{meta_path}: 'input_size'", fix)
     norm = doc.get("normalization")
     if not norm:
         return

@@ -20,11 +20,21 @@ from us3l.width_key import width_key
 #: onnxruntime, OpenMP or the allocator as a multi-line exception.
 MAX_THREADS = 1024
 MAX_BATCH = 4096
+MIN_INPUT_SIZE = 8  # pixels per side: the CIFAR ResNets' three stride-2 stages need 8 to keep one pixel
 MAX_INPUT_SIZE = 4096  # pixels per side: a 1x3x4096x4096 input is 200 MB of activations per layer
 
 #: One path component: starts with a letter or digit, then letters, digits, '.', '_' or '-'; at most 64.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NAME_RULE = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
+
+
+def input_size(value: int, what: str, fix: str = "") -> int:
+    """``value`` if it is an input side of ``MIN_INPUT_SIZE`` to ``MAX_INPUT_SIZE`` pixels, else a one-line
+    ``US3LError`` naming ``what`` (``"--input-size"``, a file's field), with ``fix`` (how to mend it) after."""
+    if not MIN_INPUT_SIZE <= value <= MAX_INPUT_SIZE:
+        tail = f" ({fix})" if fix else ""
+        raise US3LError(f"{what} must be {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE} pixels, got {value}{tail}")
+    return value
 
 
 def safe_name(value: Any, what: str) -> str:

@@ -7,7 +7,8 @@ import typer
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, note, print_table, result, set_quiet
 from us3l.errors import US3LError
-from us3l.validate import MAX_INPUT_SIZE, number
+from us3l.validate import input_size as check_input_size
+from us3l.validate import number
 from us3l.width_key import width_key
 
 
@@ -21,14 +22,8 @@ def _fmt_count(n: int) -> str:
     return f"{n / 1e9:.3g}G" if n < 999.5e9 else f"{round(n / 1e9)}G"
 
 
-def _check_input_size(size: int) -> int:
-    if not 8 <= size <= MAX_INPUT_SIZE:
-        raise US3LError(f"--input-size must be 8 to {MAX_INPUT_SIZE} pixels, got {size}")
-    return size
-
-
 def _input_shape(model: object, input_size: int | None) -> tuple[int, int, int, int]:
-    s = _check_input_size(model.input_size if input_size is None else input_size)  # type: ignore[attr-defined]
+    s = check_input_size(model.input_size if input_size is None else input_size, "--input-size")  # type: ignore[attr-defined]
     return (1, 3, s, s)
 
 
@@ -131,7 +126,7 @@ def info_cmd(
 
     number(width, "--width", positive=True)  # nan: worded as export words it; the model checks its range
     if input_size is not None:
-        _check_input_size(input_size)
+        check_input_size(input_size, "--input-size")
     # a ViT is built for its input side (its position embedding fixes the number of patches)
     model = create_model(model_name, **size_kwargs(model_name, input_size))
     w = model.width_range.check(width)
