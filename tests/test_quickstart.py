@@ -315,6 +315,25 @@ def test_quickstart_evaluates_on_the_data_its_config_trained_on(tmp_path: Path, 
     assert seen == ["folder:/images"]
 
 
+def test_quickstart_checks_its_data_before_training(tmp_path: Path, monkeypatch) -> None:
+    """As `us3l train`: a first image that does not decode is one line before any training (quickstart called the
+    training loop directly, which met it at the first batch, after building the model and the run folder)."""
+    import us3l.commands.quickstart as qs
+    import us3l.train.loop as loop
+    from us3l.errors import US3LError
+
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / "images" / split / name).mkdir(parents=True)
+            (tmp_path / "images" / split / name / "0.png").write_bytes(b"not a png")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: folder:{tmp_path / 'images'}\n")
+    monkeypatch.setattr(loop, "run_training", lambda *a, **k: pytest.fail("trained on data that does not decode"))
+    with pytest.raises(US3LError, match=r"0\.png"):
+        qs._train(qs.QuickstartOptions(out=tmp_path, config=config), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_run_of_other_settings_is_not_replaced_silently(tmp_path: Path, monkeypatch, capsys) -> None:
     """Red-team 2026-12-05: ``quickstart --out`` a folder whose run/ was trained with other settings (e.g. the
     step-by-step flow's ``us3l train --out run``) retrained over it without a word."""
@@ -331,7 +350,7 @@ def test_a_run_of_other_settings_is_not_replaced_silently(tmp_path: Path, monkey
     calls: list = []
     monkeypatch.setattr(loop, "run_training", lambda cfg, **kw: calls.append(kw) or SimpleNamespace(status="completed"))
     assert qs._train(qs.QuickstartOptions(out=tmp_path, epochs=8), run) == ("ran", [str(run)])
-    assert calls == [{"resume": False, "overwrite": True}]
+    assert [{k: v for k, v in kw.items() if k != "loaded"} for kw in calls] == [{"resume": False, "overwrite": True}]
     err = " ".join(capsys.readouterr().err.split())
     assert f"warning: {run} holds a run trained with other settings (epochs 48 -> 8); training a new one replaces " \
            "it (keep it: Ctrl-C now, or choose another --out)" in err

@@ -402,12 +402,12 @@ def test_workers_of_nproc_do_not_check_the_data_their_launcher_checked(
     """The data check before the resolved config lists both splits and opens an image per class; --nproc's launcher
     does it once before its workers start, which then read the data in the loop only (a second listing of a large
     folder per worker otherwise)."""
-    import us3l.commands.train as train_command
     import us3l.train as train_api
+    import us3l.train.loop as train_loop
     from us3l.errors import LAUNCHED_BY_ENV
 
     checked: list[object] = []
-    monkeypatch.setattr(train_command, "_check_data", lambda cfg, world: checked.append(world))
+    monkeypatch.setattr(train_loop, "check_data", lambda cfg, world: checked.append(world))
     monkeypatch.setattr(train_api, "run_training", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     if launched:
         monkeypatch.setenv(LAUNCHED_BY_ENV, "12345")

@@ -83,27 +83,29 @@ def _timed(name: str, logs: list[StepLog], fn: Callable[[], tuple[str, list[str]
 
 def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
     from us3l.train.config import resolve_config
-    from us3l.train.loop import run_training
+    from us3l.train.loop import check_data, run_training
 
     overrides: dict[str, Any] = {"out": str(run_dir)}
     if opts.epochs is not None:
         overrides["epochs"] = opts.epochs
     cfg = resolve_config(opts.config, overrides)
     meta_path = run_dir / "checkpoint.json"
-    if meta_path.is_file() and not opts.force:
-        meta = read_json(meta_path, "checkpoint metadata")
-        same = _same_training(meta.get("config") or {}, cfg.to_dict())
-        if same and int(meta.get("epoch", -1)) >= cfg.epochs:
-            return "reused", [str(run_dir)]
-        if same:
-            result = run_training(cfg, resume=True)
-            _check_training(result)
-            return "resumed", [str(run_dir)]
-        if not opts.force:  # it is replaced once the new run has saved its first checkpoint: say so first
-            changed = ", ".join(_training_changes(meta.get("config") or {}, cfg.to_dict())) or "config"
-            warn(escape(f"{run_dir} holds a run trained with other settings ({changed}); training a new one "
-                        "replaces it (keep it: Ctrl-C now, or choose another --out)"))
-    result = run_training(cfg, resume=False, overwrite=True)
+    meta = read_json(meta_path, "checkpoint metadata") if meta_path.is_file() and not opts.force else None
+    same = meta is not None and _same_training(meta.get("config") or {}, cfg.to_dict())
+    if same and int(meta.get("epoch", -1)) >= cfg.epochs:  # type: ignore[union-attr]
+        return "reused", [str(run_dir)]
+    # as `us3l train`: an empty class folder or a junk first image is one line before training (a resume's batch
+    # size is checked by the loop)
+    loaded = check_data(cfg, None if same else 1)
+    if same:
+        result = run_training(cfg, resume=True, loaded=loaded)
+        _check_training(result)
+        return "resumed", [str(run_dir)]
+    if meta is not None:  # it is replaced once the new run has saved its first checkpoint: say so first
+        changed = ", ".join(_training_changes(meta.get("config") or {}, cfg.to_dict())) or "config"
+        warn(escape(f"{run_dir} holds a run trained with other settings ({changed}); training a new one "
+                    "replaces it (keep it: Ctrl-C now, or choose another --out)"))
+    result = run_training(cfg, resume=False, overwrite=True, loaded=loaded)
     _check_training(result)
     return "ran", [str(run_dir)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -15,9 +15,6 @@ from us3l.cli_output import deprecated, note, result, set_quiet, warn
 from us3l.errors import LAUNCHED_BY_ENV, US3LError
 from us3l.validate import MAX_THREADS, number
 from us3l.validate import batch_size as check_batch_size
-
-if TYPE_CHECKING:
-    from us3l.train.loop import LoadedData
 
 
 def _nproc_args(argv: list[str]) -> list[str]:
@@ -168,11 +165,13 @@ def train_cmd(
     _check_paths(cfg, resume, overwrite)  # data path and run folder: before anything is printed or built
     # the data itself, before any note or the resolved config (a folder of empty class folders was one error line
     # after the whole config); a resume's batch size is the saved one (the loop checks it), its data when moved
+    from us3l.train.loop import check_data
+
     loaded = None  # what the check loads, the loop trains on
     if not resuming and not os.environ.get(LAUNCHED_BY_ENV):  # --nproc's workers: their launcher checked it
-        loaded = _check_data(cfg, nproc if launch else world)
+        loaded = check_data(cfg, nproc if launch else world)
     elif given.get("data") is not None:
-        loaded = _check_data(cfg, None)
+        loaded = check_data(cfg, None)
     if resume and not resuming and says:  # once: the launcher's rank 0 says it; after the checks (a refused
         # folder, e.g. metrics of a run killed before its first checkpoint, is one error line, not this note too)
         note(f"note: {run_out} holds no checkpoint to --resume: starting a new run", markup=False)
@@ -266,24 +265,6 @@ def _resumed_view(cfg: Any, config: Path | None, given: dict[str, Any], moved_da
     if ignored:
         note(f"note: --resume continues the run with its saved config; ignored: {', '.join(ignored)}", markup=False)
     return saved
-
-
-def _check_data(cfg: Any, world: int | None) -> LoadedData:
-    """Both splits list images, the first image of every class opens, the kNN monitor has two classes and (with
-    ``world``, the number of training processes) the batch size leaves every epoch a batch on every process:
-    one error line before the resolved config is printed or ``--nproc`` starts its workers (each of which would
-    report it, and write the run folder, again). Returns the splits it loaded, for the training loop."""
-    from us3l.data.datasets import load_dataset
-    from us3l.data.folder import check_first_images
-    from us3l.train.loop import LoadedData, check_batches, check_monitor_data
-
-    train, test = (load_dataset(str(cfg.data), split) for split in ("train", "test"))
-    check_first_images(train)
-    check_first_images(test)
-    check_monitor_data(cfg, train)
-    if world is not None:
-        check_batches(len(train), cfg, world)
-    return LoadedData(str(cfg.data), train, test)
 
 
 def _holds_run(out: str | Path) -> bool:

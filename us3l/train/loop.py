@@ -195,6 +195,24 @@ def check_monitor_data(cfg: TrainConfig, train_ds: Any) -> None:
         raise US3LError(f"{exc}{hint if train_ds.num_classes < 2 else ''}") from None
 
 
+def check_data(cfg: TrainConfig, world: int | None) -> LoadedData:
+    """Both splits list images, the first image of every class opens, the kNN monitor has two classes and (with
+    ``world``, the number of training processes) the batch size leaves every epoch a batch on every process:
+    one error line before ``us3l train`` prints the resolved config or ``--nproc`` starts its workers (each of
+    which would report it, and write the run folder, again), and before quickstart trains. Returns the splits it
+    loaded, for the training loop."""
+    from us3l.data.datasets import load_dataset
+    from us3l.data.folder import check_first_images
+
+    train, test = (load_dataset(str(cfg.data), split) for split in ("train", "test"))
+    check_first_images(train)
+    check_first_images(test)
+    check_monitor_data(cfg, train)
+    if world is not None:
+        check_batches(len(train), cfg, world)
+    return LoadedData(str(cfg.data), train, test)
+
+
 def check_batches(n: int, cfg: TrainConfig, world_size: int) -> None:
     """Refuse (one line, before anything is written) a batch size that leaves an epoch without a batch; ``us3l
     train --nproc`` checks it before its workers start."""
