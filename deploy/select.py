@@ -39,6 +39,7 @@ faster". ``us3l export --selection`` exports the chosen precision.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -54,6 +55,10 @@ from us3l.width_key import width_key, width_keys  # the one rule of width keys (
 
 SELECTION_KIND = "selection"
 SELECTION_SCHEMA = 1
+#: ``inputs.relative_to`` of a written selection: its relative input paths start at the file's own folder. A
+#: selection without it (written before 2026-12-06, or a document not written to a file) recorded the paths as
+#: given to ``us3l select``: relative to the folder that command ran in, which a reader cannot know.
+INPUTS_RELATIVE_TO = "file"
 #: ``precision`` of a device whose precisions were pooled (``by_precision``) and where no (width, precision) fits
 POOLED_NONE_FITS = "mixed"
 STATISTICS = ("p50", "p90", "p99", "mean")
@@ -267,10 +272,11 @@ class Selection:
     def feasible(self) -> bool:
         return all(d.feasible for d in self.devices)
 
-    def to_document(self) -> dict[str, Any]:
+    def to_document(self, folder: str | Path | None = None) -> dict[str, Any]:
+        """The selection document; with ``folder`` (where it is written) the input paths are relative to it."""
         doc = header(SELECTION_KIND, SELECTION_SCHEMA)
         doc.update(
-            inputs=self.inputs,
+            inputs=self.inputs if folder is None else _inputs_relative_to(self.inputs, Path(folder)),
             budget=self.budget.active(),
             latency_rule={**asdict(self.rule), "describe": self.rule.describe()},
             accuracy={"source": self.accuracy_source, "metric": self.metric, "strict": self.strict_accuracy},
@@ -892,8 +898,34 @@ def _pooled(
     )
 
 
+def _inputs_relative_to(inputs: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """``inputs`` with each path relative to ``folder`` (``INPUTS_RELATIVE_TO``), found wherever the folder moves."""
+    base = folder.resolve()
+
+    def entry(e: Mapping[str, Any]) -> dict[str, Any]:
+        return {**e, "path": Path(os.path.relpath(Path(e["path"]).resolve(), base)).as_posix()}
+
+    accuracy = inputs.get("accuracy")
+    return {**inputs, "profiles": [entry(p) for p in inputs.get("profiles") or []],
+            "accuracy": None if accuracy is None else entry(accuracy), "relative_to": INPUTS_RELATIVE_TO}
+
+
+def selection_input(path: str | Path, doc: Mapping[str, Any], recorded: str) -> Path:
+    """The file a selection document read from ``path`` recorded as an input (``inputs.*.path``): relative to the
+    file's folder where it says so (``inputs.relative_to``), else as recorded (an older file: relative to wherever
+    ``us3l select`` ran)."""
+    return Path(path).parent / recorded if inputs_placed(doc) else Path(recorded)
+
+
+def inputs_placed(doc: Mapping[str, Any]) -> bool:
+    """Whether a selection document's relative input paths start at its file's folder (``INPUTS_RELATIVE_TO``)."""
+    inputs = doc.get("inputs")
+    return isinstance(inputs, Mapping) and inputs.get("relative_to") == INPUTS_RELATIVE_TO
+
+
 def write_selection(path: str | Path, selection: Selection) -> Path:
-    return atomic_write_json(path, selection.to_document())
+    """Write ``selection`` to ``path`` atomically, its input paths relative to the file's folder."""
+    return atomic_write_json(path, selection.to_document(Path(path).parent))
 
 
 def read_selection(path: str | Path) -> dict[str, Any]:
@@ -942,6 +974,9 @@ def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
     profiles = inputs.get("profiles")
     if profiles is not None and not (isinstance(profiles, list) and all(isinstance(p, dict) for p in profiles)):
         raise US3LError(f"{path}: 'inputs.profiles' must be a list of objects, got {profiles!r:.80}")
+    if inputs.get("relative_to", INPUTS_RELATIVE_TO) != INPUTS_RELATIVE_TO:
+        raise US3LError(f"{path}: 'inputs.relative_to' must be {INPUTS_RELATIVE_TO!r}, "
+                        f"got {inputs['relative_to']!r:.80}")
     for i, d in enumerate(devices):
         where = f"{path}: devices[{i}]"
         if not isinstance(d, dict):

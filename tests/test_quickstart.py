@@ -479,3 +479,26 @@ def test_quickstart_options_word_a_bad_thread_count_as_every_number(tmp_path: Pa
 
     with pytest.raises(qs.US3LError, match=r"^--threads must be a finite positive integer <= 1024, got "):
         qs.check_options(qs.QuickstartOptions(out=tmp_path, threads=threads))  # type: ignore[arg-type]
+
+
+def test_a_selection_recorded_relative_to_its_folder_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A written selection records its inputs relative to its own folder (``inputs.relative_to``): quickstart's
+    reuse check finds them there, from whatever folder quickstart runs in."""
+    import json
+
+    from us3l.commands import quickstart as qs
+
+    select_mod = importlib.import_module("us3l.deploy.select")
+    (tmp_path / "profiles").mkdir()
+    prof, acc, sel = tmp_path / "profiles" / "p.json", tmp_path / "accuracy.json", tmp_path / "selection.json"
+    prof.write_text("{}")
+    acc.write_text("{}")
+    doc = {"kind": "selection", "schema_version": 1, "budget": {"latency_ms": 5.0}, "feasible": True,
+           "inputs": {"profiles": [{"path": "profiles/p.json", "sha256": qs.file_sha256(prof)}],
+                      "accuracy": {"path": "accuracy.json", "sha256": qs.file_sha256(acc)}, "relative_to": "file"},
+           "devices": [{"device": "cpu", "model": "m", "backend": "onnx", "precision": "fp32", "chosen": None,
+                        "decided_by": "x"}]}
+    sel.write_text(json.dumps(doc))
+    monkeypatch.chdir(tmp_path.parent)
+    monkeypatch.setattr(select_mod, "select", lambda *a, **k: pytest.fail("selected again"))
+    assert qs._select([prof], acc, sel, 5.0, False) == ("reused", [str(sel)])

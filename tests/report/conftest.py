@@ -217,7 +217,8 @@ def pipeline(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _empty_working_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each report test runs in an empty working folder. The report looks a selection's relative input paths up in
-    the pipeline folder, then from the current folder; run from a checkout where the README walkthrough had left
-    run/accuracy.json, a test about a deleted run/accuracy.json found that file instead."""
+    """Each report test runs in an empty working folder. The selections these tests write by hand record their
+    inputs the older way (no ``inputs.relative_to``), which the report looks up in the pipeline folder, then from
+    the current folder: from a checkout where the README walkthrough had left run/accuracy.json, a test about a
+    deleted run/accuracy.json found that file instead."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

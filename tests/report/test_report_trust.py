@@ -571,3 +571,59 @@ def test_a_summary_is_checked_against_the_files_it_recorded(pipeline: Path) -> N
     (line,) = [line for line in render_report(pipeline).errors() if line.startswith(str(summary))]
     assert line == (f"{summary}: stale: its numbers come from other versions of kept/selection.json than this "
                     "folder holds; re-run us3l quickstart")
+
+
+def test_a_selection_written_from_another_folder_is_checked_against_its_own_inputs(
+        pipeline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`us3l select` run beside the pipeline folder recorded `pipe/accuracy.json`, relative to where it ran; the
+    report looked that up in the pipeline folder, then from the current folder, where a namesake (another
+    pipeline's) made the selection stale. A written selection records its inputs relative to its own folder."""
+    from us3l.deploy.select import Budget, read_selection, select, write_selection
+
+    profiles = sorted((pipeline / "profiles").glob("*.json"))
+    monkeypatch.chdir(pipeline.parent)
+    given = [Path(pipeline.name) / "profiles" / p.name for p in profiles]
+    sel = select(given, Budget(latency_ms=1e6), accuracy=Path(pipeline.name) / "accuracy.json")
+    write_selection(pipeline / "selection.json", sel)
+    doc = read_selection(pipeline / "selection.json")
+    assert doc["inputs"]["relative_to"] == "file" and doc["inputs"]["accuracy"]["path"] == "accuracy.json"
+    assert [p["path"] for p in doc["inputs"]["profiles"]] == [f"profiles/{p.name}" for p in profiles]
+    decoy = tmp_path / "elsewhere"  # the report run where another folder of the same name holds other files
+    shutil.copytree(pipeline, decoy / pipeline.name)
+    (decoy / pipeline.name / "accuracy.json").write_text(
+        (pipeline / "accuracy.json").read_text().replace('"model"', '"model" ', 1))
+    monkeypatch.chdir(decoy)
+    assert not [e for e in render_report(pipeline).errors() if "selection.json: stale" in e]
+    moved = tmp_path / "moved"  # the folder moved: still its own files
+    shutil.move(str(pipeline), moved)
+    assert not [e for e in render_report(moved).errors() if "selection.json: stale" in e]
+    (moved / "accuracy.json").write_text((moved / "accuracy.json").read_text() + "\n")
+    assert f"{moved / 'selection.json'}: stale: made from other versions of accuracy.json; re-run us3l select" \
+        in render_report(moved).errors()
+
+
+def test_a_selection_whose_inputs_say_another_base_is_refused(pipeline: Path) -> None:
+    doc = json.loads((pipeline / "selection.json").read_text())
+    doc.setdefault("inputs", {})["relative_to"] = "cwd"
+    (pipeline / "selection.json").write_text(json.dumps(doc))
+    assert any(e.endswith("'inputs.relative_to' must be 'file', got 'cwd'") for e in render_report(pipeline).errors())
+
+
+def test_a_summary_input_gone_from_its_folder_is_not_found_in_the_current_folder(
+        pipeline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """quickstart records its summary's inputs relative to the summary's folder; the report also looked them up
+    from the current folder, where a copy of the deleted accuracy.json hid that the folder no longer holds it."""
+    from us3l.io import file_sha256
+
+    summary = pipeline / "summary.json"
+    doc = json.loads(summary.read_text())
+    doc["inputs"] = {name: {"path": name, "sha256": file_sha256(pipeline / name)}
+                     for name in ("accuracy.json", "selection.json")}
+    summary.write_text(json.dumps(doc))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(str(pipeline / "accuracy.json"), elsewhere / "accuracy.json")
+    monkeypatch.chdir(elsewhere)
+    (line,) = [line for line in render_report(pipeline).errors() if line.startswith(str(summary))]
+    assert line == (f"{summary}: stale: its numbers come from other versions of accuracy.json than this folder "
+                    "holds; re-run us3l quickstart")

@@ -331,15 +331,15 @@ def budget_text(ms: float) -> str:
 def _select(
     profile_paths: list[Path], acc_path: Path, sel_path: Path, budget_ms: float, force: bool
 ) -> tuple[str, list[str]]:
-    from us3l.deploy.select import Budget, read_selection, select, write_selection
+    from us3l.deploy.select import Budget, read_selection, select, selection_input, write_selection
 
     if sel_path.is_file() and not force:
         try:
             old = read_selection(sel_path)
-            hashes = {p["path"]: p["sha256"] for p in old["inputs"]["profiles"]}
-            same_inputs = all(hashes.get(str(p)) == file_sha256(p) for p in profile_paths) and len(hashes) == len(
-                profile_paths
-            )
+            hashes = {selection_input(sel_path, old, p["path"]).resolve(): p["sha256"]
+                      for p in old["inputs"]["profiles"]}
+            same_inputs = all(hashes.get(p.resolve()) == file_sha256(p) for p in profile_paths) and len(
+                hashes) == len(profile_paths)
             same_acc = (old["inputs"].get("accuracy") or {}).get("sha256") == file_sha256(acc_path)
             same_rule = all("decided_by" in d for d in old["devices"])  # made with the tie rule
             feasible = old.get("feasible") is True  # an infeasible one is made again: it ends the run with exit 3

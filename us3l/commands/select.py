@@ -142,7 +142,7 @@ def select_cmd(
 
         plot_selection(result, png)
     if json_out:
-        emit_json(result.to_document())
+        emit_json(result.to_document(path.parent))  # the document written, input paths as in the file
     else:
         _print_selection(result, rule, budget, wide)
         if result.schedule is not None:

@@ -281,11 +281,11 @@ def _bindings(files: PipelineFiles) -> list[str]:
     if sel is not None and sel.ok and isinstance(sel.doc.get("inputs"), dict):
         inputs = sel.doc["inputs"]
         acc = inputs.get("accuracy") if isinstance(inputs.get("accuracy"), dict) else {}
-        recorded = [(used_input(root, acc.get("path"), accuracy_path(root, acc.get("path"))), acc.get("sha256"))]
+        recorded = [(used_input(sel, acc.get("path"), accuracy_path(root, acc.get("path"))), acc.get("sha256"))]
         for p in inputs.get("profiles") or []:
             if isinstance(p, dict) and isinstance(p.get("path"), str):
                 fallback = root / PROFILES_DIR / Path(p["path"]).name
-                recorded.append((used_input(root, p["path"], fallback), p.get("sha256")))
+                recorded.append((used_input(sel, p["path"], fallback), p.get("sha256")))
         changed, absent = _drifted(recorded)
         if changed:
             lines.append(
@@ -299,10 +299,11 @@ def _bindings(files: PipelineFiles) -> list[str]:
     summary = files.summary
     if summary is not None and summary.ok and isinstance(summary.doc.get("inputs"), dict):  # quickstart's numbers
         recorded = []
-        for name in (ACCURACY_FILE, SELECTION_FILE):  # the files it recorded (inputs.*.path), as the selection's
+        for name in (ACCURACY_FILE, SELECTION_FILE):  # the files it recorded (inputs.*.path: relative to its folder)
             entry = summary.doc["inputs"].get(name)
-            entry = entry if isinstance(entry, dict) else {}
-            recorded.append((used_input(root, entry.get("path"), root / name), entry.get("sha256")))
+            path = entry.get("path") if isinstance(entry, dict) else None
+            recorded.append((summary.path.parent / path if isinstance(path, str) and path else root / name,
+                             entry.get("sha256") if isinstance(entry, dict) else None))
         changed, absent = _drifted(recorded)
         other = [_shown(root, f) for f in (*changed, *absent)]
         if other:  # copied from another quickstart folder, or the files were re-made by hand since
@@ -391,17 +392,23 @@ def _width_label(record: WidthBNStats) -> str:
     return f"width {record.canonical:g}" + ("" if record.index is None else f" (index {record.index})")
 
 
-def used_input(root: Path, recorded: Any, fallback: Path) -> Path:
-    """The file a selection recorded as its input (``inputs.*.path``, as given to ``us3l select``): an absolute
-    path as it is; a relative one inside ``root`` (select run in the pipeline folder), else from the current folder
-    (select run from where the report is), else ``fallback`` (the folder's own file of that kind: the pipeline
-    folder moved since); when none exists, the recorded path inside ``root``, so that a line about the missing file
-    names the one the selection used (``run/accuracy.json``, ``other/profiles/x.json``), not a namesake."""
+def used_input(selection: Loaded[dict[str, Any]], recorded: Any, fallback: Path) -> Path:
+    """The file a selection recorded as its input (``inputs.*.path``). A selection written since 2026-12-06
+    records it relative to its own folder (``us3l.deploy.select.selection_input``). An older one recorded it as
+    given to ``us3l select``, relative to wherever that ran: such a path is looked up inside ``root`` (select run in
+    the pipeline folder), else from the current folder (select run from where the report is), else ``fallback``
+    (the folder's own file of that kind: the pipeline folder moved since); when none exists, the recorded path
+    inside ``root``, so that a line about the missing file names the one the selection used
+    (``run/accuracy.json``, ``other/profiles/x.json``), not a namesake."""
+    from us3l.deploy.select import inputs_placed, selection_input
+
     if not isinstance(recorded, str) or not recorded:
         return fallback
-    path = Path(recorded)
-    if path.is_absolute():
+    assert selection.doc is not None
+    path = selection_input(selection.path, selection.doc, recorded)
+    if path.is_absolute() or inputs_placed(selection.doc):
         return path
+    root = selection.path.parent
     return next((f for f in (root / path, path, fallback) if f.is_file()), root / path)
 
 
