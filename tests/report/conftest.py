@@ -7,9 +7,7 @@ report's tests pin what the page does with each field, whatever the solver would
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import functools
 import json
 import math
 from pathlib import Path
@@ -49,17 +47,11 @@ def wilson(p: float, n: int = NUM_TEST, z: float = 1.96) -> list[float]:
     return [round(center - half, 6), round(center + half, 6)]
 
 
-@functools.cache
-def _summary(center: float, seed: int):
+def _stats(center: float, seed: int):
+    """The latency statistics of 60 seeded samples around ``center`` (``summarize`` caches the order-statistic
+    ranks that made it slow)."""
     rng = np.random.default_rng(seed)
     return summarize(center * (1.0 + 0.01 * rng.standard_normal(60)))
-
-
-def _stats(center: float, seed: int):
-    """The latency statistics of 60 seeded samples around ``center``: a fresh copy of a cached summary (every
-    pipeline built here summarizes the same few samples, and scipy's binomial CDF made that a tenth of the
-    report tests' time)."""
-    return copy.deepcopy(_summary(center, seed))
 
 
 def make_profile(root: Path, backend: str = "onnx", scale: float = 1.0, model: str = "cifar_resnet18",
