@@ -101,19 +101,12 @@ def test_a_trtexec_chunk_gives_exactly_the_timings_asked_for(
 ) -> None:
     """trtexec's --iterations is "at least N" (and --exportTimes holds every timed inference): a chunk that came
     back with one more record failed the measurement loop's count check ("returned 6 samples, asked for 5")."""
-    import os
-    import stat
     import sys
 
     from us3l.profiler.executors import LocalExecutor
     from us3l.profiler.trt_timers import TrtexecSession
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "trtexec"
-    fake.write_text(_FAKE_TRTEXEC.format(python=sys.executable, extra=extra))
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _put_on_path(tmp_path, monkeypatch, _FAKE_TRTEXEC.format(python=sys.executable, extra=extra))
     trt = TrtexecSession(LocalExecutor(60))
     try:
         trt.engines["w"] = str(tmp_path / "model.plan")
@@ -152,18 +145,25 @@ def _onnx_file(path: Path, opset: int) -> Path:
     return path
 
 
-def _fake_trtexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str) -> Path:
+def _put_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """``script`` as an executable ``trtexec`` first on PATH."""
     import os
     import stat
-    import sys
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    log = tmp_path / "argv.log"
     fake = bin_dir / "trtexec"
-    fake.write_text(_FAKE_OLD_TRTEXEC.format(python=sys.executable, code=code, log=str(log)))
+    fake.write_text(script)
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def _fake_trtexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str) -> Path:
+    """A trtexec of TensorRT ``code`` (``8502``) on PATH that logs its arguments; returns the log's path."""
+    import sys
+
+    log = tmp_path / "argv.log"
+    _put_on_path(tmp_path, monkeypatch, _FAKE_OLD_TRTEXEC.format(python=sys.executable, code=code, log=str(log)))
     return log
 
 
