@@ -290,9 +290,9 @@ def _bindings(files: PipelineFiles) -> list[str]:
         if changed:
             lines.append(
                 f"{sel.path}: stale: made from other versions of "
-                f"{', '.join(_shown(root, f) for f in changed)}; re-run us3l select"
+                f"{', '.join(shown_path(root, f) for f in changed)}; re-run us3l select"
             )
-        gone = [_shown(root, f) for f in absent]
+        gone = [shown_path(root, f) for f in absent]
         if gone:  # re-profiled under another name, or deleted: the page shows other files than the answer used
             lines.append(f"{sel.path}: stale: made from {', '.join(gone)}, which this folder no longer holds; "
                          "re-run us3l select")
@@ -305,7 +305,7 @@ def _bindings(files: PipelineFiles) -> list[str]:
             recorded.append((summary.path.parent / path if isinstance(path, str) and path else root / name,
                              entry.get("sha256") if isinstance(entry, dict) else None))
         changed, absent = _drifted(recorded)
-        other = [_shown(root, f) for f in (*changed, *absent)]
+        other = [shown_path(root, f) for f in (*changed, *absent)]
         if other:  # copied from another quickstart folder, or the files were re-made by hand since
             lines.append(f"{summary.path}: stale: its numbers come from other versions of {', '.join(other)} than "
                          "this folder holds; re-run us3l quickstart")
@@ -380,9 +380,7 @@ def _switchable_drift(path: Path, extra: object, manifests: list[Loaded[dict[str
     now = (man.doc.get("artifact") or {}).get("sha256") if isinstance(man.doc.get("artifact"), dict) else None
     if not isinstance(now, str) or now == sw["sha256"]:
         return []
-    folder = man.path.parent
-    shown = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else str(folder)
-    return [f"{path}: stale: measured through another version of {shown} "
+    return [f"{path}: stale: measured through another version of {shown_path(root, man.path.parent)} "
             f"(sha256 {sw['sha256'][:12]}…, the folder holds {now[:12]}…: re-exported since; a latency schedule's "
             "width indices may name other widths there); re-run us3l profile --artifact"]
 
@@ -412,7 +410,7 @@ def used_input(selection: Loaded[dict[str, Any]], recorded: Any, fallback: Path)
     return next((f for f in (root / path, path, fallback) if f.is_file()), root / path)
 
 
-def _shown(root: Path, path: Path) -> str:
+def shown_path(root: Path, path: Path) -> str:
     """``path`` relative to the pipeline folder where it lies inside it, else as it is."""
     try:
         return path.relative_to(root).as_posix()

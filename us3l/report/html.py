@@ -21,7 +21,7 @@ from typing import Any
 from markupsafe import Markup
 
 from us3l.report import plots
-from us3l.report.collect import PRODUCERS, Loaded, PipelineFiles, answer_of_another_model, error_line
+from us3l.report.collect import PRODUCERS, Loaded, PipelineFiles, answer_of_another_model, error_line, shown_path
 from us3l.version import __version__
 
 RENDERED, MISSING, ERROR = "rendered", "missing", "error"
@@ -781,10 +781,7 @@ def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
     ver = m.get("verification") or {}
     tol = ver.get("tolerance") or {}
     art = m.get("artifact") or {}
-    try:
-        where = item.path.parent.relative_to(root).as_posix()
-    except ValueError:
-        where = str(item.path.parent)
+    where = shown_path(root, item.path.parent)
     return [
         esc((m.get("target") or {}).get("device")), f"<code>{esc(where)}</code>",
         esc(f"{be.get('name')} ({be.get('runtime')} {be.get('runtime_version')})"), esc(be.get("precision")),
