@@ -305,8 +305,8 @@ _ORDERED_MS = ("min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 
 
 def _check_order(lat: dict[str, Any], where: str) -> None:
-    """``min <= p50 <= p90 <= p99 <= max`` (to a relative 1e-9 for rounding): an edited profile with a p90 below
-    its p50 was selected from, ``--statistic p50`` then comparing a latency above the p90 of the same width."""
+    """``min <= p50 <= p90 <= p99 <= max`` (to a relative 1e-9 for rounding): a profile whose quantiles decrease is
+    refused, not selected from."""
     for low, high in zip(_ORDERED_MS, _ORDERED_MS[1:], strict=False):
         if lat[low] > lat[high] * (1.0 + 1e-9):
             raise US3LError(f"{where}: {low} {lat[low]:g} is above {high} {lat[high]:g}; the quantiles of a latency "

@@ -129,9 +129,8 @@ def _profile_rows(doc: Any) -> tuple[str, list[Col], list[list[str]]]:
 
 
 def _unstable_why(record: Any) -> str:
-    """Why an unstable width is unstable, for the table: its ``stop_reason``, except ``drift`` where it stopped
-    at the CI target (``target``: the median's interval was met, so the drift check is what failed, and "no
-    (target)" read as "the target was not met")."""
+    """Why an unstable width is unstable, for the table: its ``stop_reason``, but ``drift`` where that is
+    ``target`` (the median's interval met the CI target, so the drift check is what failed)."""
     return "drift" if record.stop_reason == "target" else str(record.stop_reason)
 
 

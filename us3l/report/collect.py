@@ -529,10 +529,9 @@ def accuracy_path(root: Path, named: object = None) -> Path:
     """``root/accuracy.json`` (quickstart, or a run folder given as the pipeline folder), else
     ``root/run/accuracy.json`` (the step-by-step flow: ``us3l eval --ckpt run`` writes beside the checkpoint).
 
-    ``named``: the accuracy file the folder's selection.json was made from (its ``inputs.accuracy.path``). Where
-    both files exist, one named ``.../run/accuracy.json`` is the nested one: the README's step-by-step commands
-    run in a quickstart folder write run/accuracy.json beside quickstart's own accuracy.json, and the selection
-    made from it was reported stale against the other file (and shown beside that file's numbers)."""
+    ``named``: the accuracy file the folder's selection.json was made from (its ``inputs.accuracy.path``); where
+    both files exist (step-by-step commands run in a quickstart folder), one named ``.../run/accuracy.json`` picks
+    the nested one."""
     top = root / ACCURACY_FILE
     nested = root / RUN_DIR / ACCURACY_FILE
     if isinstance(named, str) and Path(named).parts[-2:] == (RUN_DIR, ACCURACY_FILE) and nested.is_file():
