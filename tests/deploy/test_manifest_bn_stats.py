@@ -387,3 +387,19 @@ def test_the_report_flags_an_artifact_exported_before_its_width_was_calibrated(r
                     f"{root / 'run' / 'bn_stats.safetensors'} holds now (calibrated since); re-run us3l export")
     (root / "run" / "bn_stats.safetensors").unlink()  # nothing calibrated now: nothing to hold it to
     assert _stale(root) == []
+
+
+def test_the_report_reads_the_runs_bn_statistics_once_for_every_manifest(
+        run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`us3l report` read and digested run/bn_stats.safetensors (every width) once per manifest."""
+    from us3l.eval import calibrate
+
+    root = tmp_path / "qs"
+    shutil.copytree(run, root / "run")
+    for w in (0.25, 1.0):
+        export_width(root / "run", w, "onnx", root / "artifacts", device_name="cpu")
+    reads: list[Path] = []
+    digests = calibrate.file_bn_stats_digests
+    monkeypatch.setattr(calibrate, "file_bn_stats_digests", lambda p: reads.append(Path(p)) or digests(p))
+    assert _stale(root) == []
+    assert reads == [root / "run" / "bn_stats.safetensors"]

@@ -9,6 +9,7 @@ unreadable (invalid JSON, another kind or schema version, damaged fields) is kep
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -272,11 +273,12 @@ def _bindings(files: PipelineFiles) -> list[str]:
             note(prof.path, "profiled from another checkpoint", "re-run us3l profile")
         elif prof.ok:
             lines.extend(_switchable_drift(prof.path, getattr(prof.doc, "extra", None), files.manifests, root))
+    run_digests = functools.cache(lambda: _run_bn_digests(files.run))  # read once, for every manifest that asks
     for man in files.manifests:
         if man.ok and other(_source(man.doc).get("checkpoint_sha256")):
             note(man.path, "exported from another checkpoint", "re-run us3l export")
         elif man.ok:
-            lines.extend(_bn_stats_drift(man.path, man.doc, files.run))
+            lines.extend(_bn_stats_drift(man.path, man.doc, files.run, run_digests))
     sel = files.selection
     if sel is not None and sel.ok and isinstance(sel.doc.get("inputs"), dict):
         inputs = sel.doc["inputs"]
@@ -319,15 +321,27 @@ def _source(doc: dict[str, Any]) -> dict[str, Any]:
     return source if isinstance(source, dict) else {}
 
 
-def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
+def _run_bn_digests(run: Path) -> dict[str, str] | str:
+    """The run's ``bn_stats.safetensors`` digest per stored width key, or the one-line reason it cannot be read."""
+    from us3l.derived import BN_STATS_FILE
+    from us3l.eval.calibrate import file_bn_stats_digests
+
+    try:
+        return file_bn_stats_digests(run / BN_STATS_FILE)
+    except US3LError as exc:
+        return _one_line(str(exc))
+
+
+def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path,
+                    run_digests: Callable[[], dict[str, str] | str]) -> list[str]:
     """A manifest whose width (a switchable one's: each width) was materialized with other calibrated BN statistics
     (``us3l.deploy.bn_stats_record``) than the run's ``bn_stats.safetensors`` holds for it now: one stale line per
     such width (recalibrated, or the file removed, after the export), and one per width exported without calibrated
     statistics that the file holds now (calibrated since: the artifact runs running or batch statistics, the page's
-    accuracy the calibrated network). Manifests without the record (older ones) are skipped."""
+    accuracy the calibrated network). Manifests without the record (older ones) are skipped. ``run_digests``: the
+    file's digests (``_run_bn_digests``), called only when the file exists and the manifest has records."""
     from us3l.deploy.bn_stats_record import bn_stats_records
     from us3l.derived import BN_STATS_FILE
-    from us3l.eval.calibrate import file_bn_stats_digests
     from us3l.width_key import width_key_text
 
     records = bn_stats_records(doc)
@@ -340,10 +354,9 @@ def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
         return [f"{path}: stale: exported with calibrated BN statistics of {_width_label(r)} that {stats} no "
                 "longer holds (removed since); re-run us3l calibrate and us3l export" for r in records
                 if r.sha256 is not None]
-    try:
-        now = file_bn_stats_digests(stats)
-    except US3LError as exc:
-        return [f"{path}: cannot compare its BN statistics with the run's: {_one_line(str(exc))}"]
+    now = run_digests()
+    if isinstance(now, str):
+        return [f"{path}: cannot compare its BN statistics with the run's: {now}"]
     lines = []
     for r in records:
         current = now.get(width_key_text(r.canonical))
