@@ -392,11 +392,10 @@ def check_expected(
     if model is not None and m.get("name") != model:
         wrong.append(f"model {m.get('name')!r}, expected {model!r}")
     if width is not None:
-        from us3l.width_key import width_keys  # 0.78125 is the grid width 0.7813, as us3l select matches them
+        from us3l.width_key import same_width  # 0.78125 is the grid width 0.7813, as us3l select matches them
 
         got = m.get("width")
-        if not isinstance(got, int | float) or isinstance(got, bool) or \
-                not set(width_keys(float(got))) & set(width_keys(float(width))):
+        if not same_width(got, float(width)):
             wrong.append(f"width {got!r}, expected {float(width):g}")
     if input_shape is not None:
         shape = (doc.get("input") or {}).get("shape")

@@ -41,3 +41,11 @@ def width_keys(w: float) -> tuple[float, ...]:
     accuracy file, profile or selection written before the rule, whose 0.78125 was keyed 0.7812)."""
     key, legacy = width_key(w), legacy_width_key(w)
     return (key,) if legacy == key else (key, legacy)
+
+
+def same_width(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` are numbers (not booleans) that name one width under :func:`width_keys`: 25/32 =
+    0.78125 is a file's 0.7813, and an older file's 0.7812."""
+    if not (isinstance(a, int | float) and isinstance(b, int | float)) or isinstance(a, bool) or isinstance(b, bool):
+        return False
+    return bool(set(width_keys(a)) & set(width_keys(b)))

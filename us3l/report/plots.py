@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from us3l.errors import MissingDependencyError
+from us3l.width_key import same_width, width_key
 
 _DPI = 110
 _MAX_LABELS = 16  # width labels on trade-off points up to this many widths
@@ -444,12 +445,6 @@ def metric_label(metric: str | None) -> str:
     return metric.replace("knn", "kNN").replace("_top1", " top-1").replace("_top5", " top-5")
 
 
-def _width_key(w: Any) -> float:
-    from us3l.width_key import width_key
-
-    return width_key(w)
-
-
 def _row_of(rows: Mapping[float, Mapping[str, Any]], w: float) -> Mapping[str, Any] | None:
     """The accuracy row of width ``w`` as ``us3l select`` finds it (25/32 = 0.78125 is a file's 0.7813)."""
     from us3l.deploy.select import lookup_width
@@ -461,7 +456,7 @@ def _row_of(rows: Mapping[float, Mapping[str, Any]], w: float) -> Mapping[str, A
 def rows_by_width(accuracy: Mapping[str, Any] | None) -> dict[float, Mapping[str, Any]]:
     if not accuracy:
         return {}
-    return {_width_key(r["width"]): r for r in accuracy.get("widths") or []
+    return {width_key(r["width"]): r for r in accuracy.get("widths") or []
             if isinstance(r, Mapping) and isinstance(r.get("width"), int | float)}
 
 
@@ -503,7 +498,7 @@ def tied_widths(dev: Mapping[str, Any]) -> list[Any]:
     for key in ("tied_widths", "ties", "tied"):
         if isinstance(dev.get(key), list):
             widths = [t.get("width") if isinstance(t, Mapping) else t for t in dev[key]]
-            return [w for w in widths if not _same_width(w, own)]
+            return [w for w in widths if not same_width(w, own)]
     return []
 
 
@@ -515,16 +510,7 @@ def tied_pairs(dev: Mapping[str, Any]) -> list[tuple[Any, Any]] | None:
         return None
     chosen = dev.get("chosen") if isinstance(dev.get("chosen"), Mapping) else {}
     out = [(t.get("width"), t.get("precision")) for t in pairs if isinstance(t, Mapping)]
-    return [(w, p) for w, p in out if not (_same_width(w, chosen.get("width")) and p == chosen.get("precision"))]
-
-
-def _same_width(a: Any, b: Any) -> bool:
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
-    if not numbers:
-        return False
-    from us3l.width_key import width_keys
-
-    return bool(set(width_keys(a)) & set(width_keys(b)))  # 25/32 = 0.78125 is a file's 0.7813
+    return [(w, p) for w, p in out if not (same_width(w, chosen.get("width")) and p == chosen.get("precision"))]
 
 
 def panels_from_selection(selection: Mapping[str, Any],
