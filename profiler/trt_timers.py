@@ -11,11 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from us3l.deploy.backends.tensorrt_versions import trt_release
+from us3l.devices.detect import TRTEXEC_FALLBACKS
 from us3l.errors import US3LError
 from us3l.profiler.executors import Executor
 from us3l.profiler.trtexec import parse_times, parse_version, timing_command
 
-TRTEXEC_CANDIDATES = ("trtexec", "/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
+#: Where trtexec is looked for on the device: PATH, then JetPack's folders.
+TRTEXEC_CANDIDATES = ("trtexec", *TRTEXEC_FALLBACKS)
 
 
 def probe_trtexec(ex: Executor) -> tuple[str, str | None] | None:
