@@ -406,11 +406,10 @@ def _width_label(record: WidthBNStats) -> str:
 def used_input(selection: Loaded[dict[str, Any]], recorded: Any, fallback: Path) -> Path:
     """The file a selection recorded as its input (``inputs.*.path``). A selection written since 2026-12-06
     records it relative to its own folder (``us3l.deploy.select.selection_input``). An older one recorded it as
-    given to ``us3l select``, relative to wherever that ran: such a path is looked up inside ``root`` (select run in
-    the pipeline folder), else from the current folder (select run from where the report is), else ``fallback``
-    (the folder's own file of that kind: the pipeline folder moved since); when none exists, the recorded path
-    inside ``root``, so that a line about the missing file names the one the selection used
-    (``run/accuracy.json``, ``other/profiles/x.json``), not a namesake."""
+    given to ``us3l select``, relative to wherever that ran: such a path is looked up inside the selection's
+    (pipeline) folder, else from the current folder, else ``fallback`` (the folder's own file of that kind: the
+    pipeline folder moved since); when none exists, the recorded path inside the pipeline folder, so that a line
+    about the missing file names the one the selection used (``run/accuracy.json``), not a namesake."""
     from us3l.deploy.select import inputs_placed, selection_input
 
     if not isinstance(recorded, str) or not recorded:
