@@ -321,14 +321,13 @@ def latency_schedule(
     steps = sorted(given)
     if not steps:
         raise US3LError("--latency-schedule needs at least one latency")
-    each = [
-        select(profiles, replace(budget, latency_ms=b), accuracy, rule, metric, strict_accuracy=strict_accuracy)
-        for b in steps
-    ]
+    inputs = _read_inputs(_profile_list(profiles), accuracy)  # once: every step solves the same files
+    each = [_select_read(inputs, replace(budget, latency_ms=b), rule, metric, strict_accuracy) for b in steps]
     main = each[-1]
+    docs = {str(p): doc for p, doc, _ in inputs.profiles}
     schedule = []
     for i, d in enumerate(main.devices):
-        sw = (load_profile(d.profile).get("extra") or {}).get("switchable") if d.profile else None
+        sw = (docs[str(d.profile)].get("extra") or {}).get("switchable") if d.profile else None
         grid = [width_key(w) for w in sw["widths"]] if sw else None
         entries = []
         for b, sel in zip(steps, each, strict=True):
@@ -679,29 +678,60 @@ def select(
     ``strict_accuracy``; an accuracy file without intervals (schema 1) is ranked by plain accuracy, with a note.
     ``profiles`` is a list of profile files, or one file.
     """
+    profiles = _profile_list(profiles)
+    if budget.is_empty():
+        raise US3LError("no budget given (use --latency-ms, --macs, --params and/or --memory-mb)")
+    return _select_read(_read_inputs(profiles, accuracy), budget, rule, metric, strict_accuracy)
+
+
+def _profile_list(profiles: Sequence[str | Path] | str | Path) -> Sequence[str | Path]:
     if isinstance(profiles, str | Path):  # one file: a str is a Sequence too, read as files named "p", "r", ...
         profiles = [profiles]
     if not profiles:
         raise US3LError("no profile given (use --profile FILE or --device NAME)")
-    if budget.is_empty():
-        raise US3LError("no budget given (use --latency-ms, --macs, --params and/or --memory-mb)")
+    return profiles
+
+
+@dataclass(frozen=True)
+class _ReadInputs:
+    """The files a selection solves, each read and checked once: (path, document, sha256 of the bytes read)."""
+
+    profiles: list[tuple[str | Path, dict[str, Any], str]]
+    accuracy: tuple[str | Path, dict[str, Any], str] | None
+
+
+def _read_inputs(profiles: Sequence[str | Path], accuracy: str | Path | None) -> _ReadInputs:
+    acc = None
+    if accuracy is not None:
+        acc_doc, acc_sha = load_accuracy_sha256(accuracy)  # the digest of the bytes ranked, not of a later read
+        acc = (accuracy, acc_doc, acc_sha)
+    read = []
+    answered: dict[tuple[str, ...], tuple[str | Path, Mapping[str, Any]]] = {}
+    for p in profiles:
+        doc, profile_sha = load_profile_sha256(p)
+        if acc is not None:
+            check_same_checkpoint(acc[1], acc[0], doc, p)
+        check_one_answer(answered, doc, p)
+        read.append((p, doc, profile_sha))
+    return _ReadInputs(read, acc)
+
+
+def _select_read(
+    read: _ReadInputs, budget: Budget, rule: LatencyRule, metric: str, strict_accuracy: bool
+) -> Selection:
+    """``select`` on inputs already read."""
     acc_table = None
     metric_name = None
     intervals: dict[float, tuple[float, float]] = {}
     inputs: dict[str, Any] = {"profiles": [], "accuracy": None}
-    if accuracy is not None:
-        acc_doc, acc_sha = load_accuracy_sha256(accuracy)  # the digest of the bytes ranked, not of a later read
+    if read.accuracy is not None:
+        accuracy, acc_doc, acc_sha = read.accuracy
         acc_table, metric_name = accuracy_table(acc_doc, metric)
         intervals = accuracy_intervals(acc_doc, metric_name)
         inputs["accuracy"] = {"path": str(accuracy), "sha256": acc_sha}
     results = []
-    answered: dict[tuple[str, ...], tuple[str | Path, Mapping[str, Any]]] = {}
     measured_on: dict[str, str] = {}  # profile file -> the machine it was measured on
-    for p in profiles:
-        doc, profile_sha = load_profile_sha256(p)
-        if accuracy is not None:
-            check_same_checkpoint(acc_doc, accuracy, doc, p)
-        check_one_answer(answered, doc, p)
+    for p, doc, profile_sha in read.profiles:
         measured_on[str(p)] = _measured_on(doc)
         inputs["profiles"].append({"path": str(p), "sha256": profile_sha})
         table, ivs, label = acc_table, intervals, ""

@@ -551,6 +551,23 @@ def test_latency_schedule_gives_a_width_per_budget(write_profile, tmp_path) -> N
         latency_schedule([prof], [2.0, 1.0, 2.0])
 
 
+def test_a_latency_schedule_reads_each_file_once(write_profile, tmp_path, monkeypatch) -> None:
+    """Each budget step ran a whole `select`: the accuracy file and every profile were read, digested and checked
+    against their samples once per step, and each profile once more for its switchable grid."""
+    import importlib
+
+    select_mod = importlib.import_module("us3l.deploy.select")  # `us3l.deploy.select` is also the function
+    prof = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 4.0)))
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.40, 0.5: 0.60, 1.0: 0.90})
+    reads: list[str] = []
+    for name in ("load_profile_sha256", "load_accuracy_sha256"):
+        real = getattr(select_mod, name)
+        monkeypatch.setattr(select_mod, name, lambda p, real=real: reads.append(str(p)) or real(p))
+    sel = select_mod.latency_schedule([prof], [1.5, 2.5, 5], accuracy=acc)
+    assert [s["width"] for s in sel.schedule[0]["steps"]] == [0.25, 0.5, 1.0]
+    assert sorted(reads) == sorted([str(prof), str(acc)])
+
+
 def test_the_cli_refuses_a_latency_budget_twice_by_the_schedules_own_rule(write_profile, tmp_path, capsys) -> None:
     """`--latency-schedule` was checked for repeats twice: by width_list at the CLI, which compares 4-decimal width
     keys, and by latency_schedule, which compares the budgets. Budgets 0.00001 and 0.00002 ms, two steps, were
