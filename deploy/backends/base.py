@@ -29,6 +29,15 @@ OUTPUT_NAME = "embedding"
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
+def precision_flag(value: str) -> str:
+    """One ``--precision`` value (profile: each entry of its list), read in any case as ``--backend`` is (FP16 is
+    fp16), else a one-line ``US3LError``; '' is not "not given"."""
+    p = value.strip().lower()
+    if p not in PRECISIONS:
+        raise US3LError(f"--precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {p!r}")
+    return p
+
+
 @dataclass(frozen=True)
 class Artifact:
     """What a backend wrote: the primary file (``path``) and every file belonging to it.

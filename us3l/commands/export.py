@@ -350,7 +350,7 @@ def export_cmd(
 ) -> None:
     """Export a width to ONNX / OpenVINO IR / a TensorRT engine, verified against PyTorch, with a manifest."""
     from us3l.deploy.backends import get_backend
-    from us3l.deploy.backends.base import PRECISIONS
+    from us3l.deploy.backends.base import precision_flag
     from us3l.deploy.export import VerificationFailed, check_export_targets, export_width
 
     set_quiet(quiet)
@@ -359,9 +359,7 @@ def export_cmd(
         from us3l.devices.registry import device_name
 
         device = device_name(device)
-    precision = precision.strip().lower() if precision is not None else None  # FP16 as fp16, as --backend ONNX
-    if precision is not None and precision not in PRECISIONS:  # '' is not "not given": profile's rule and line
-        raise US3LError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
+    precision = precision_flag(precision) if precision is not None else None
     if runtime_device is not None and not runtime_device.strip():  # not "the default device"
         raise US3LError(f"--runtime-device names no device, got {runtime_device!r}")
     if tensorrt_version is not None:

@@ -40,19 +40,14 @@ profile_app = typer.Typer(
 app.add_typer(profile_app, name="profile")
 
 
-#: What ``--precision`` accepts (each entry of its comma-separated list).
-PRECISION_CHOICES = ("fp32", "fp16", "int8")
-
-
 def parse_precisions(text: str | None) -> list[str | None]:
     """``--precision``: one value or a comma-separated list, each checked (one line naming the bad entry);
     ``None`` gives ``[None]`` (the device's precision). A precision listed twice is refused."""
     if text is None:
         return [None]
-    entries = [p.strip().lower() for p in text.split(",")]  # FP32 as fp32, as --backend ONNX is onnx
-    for p in entries:
-        if p not in PRECISION_CHOICES:
-            raise US3LError(f"--precision must be fp32, fp16 or int8, got {p!r}")
+    from us3l.deploy.backends.base import precision_flag
+
+    entries = [precision_flag(p) for p in text.split(",")]
     twice = sorted({p for p in entries if entries.count(p) > 1})
     if twice:
         raise US3LError(f"--precision lists {', '.join(twice)} more than once, got {text!r}")
