@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from tests.models.test_models import SMALL_INPUT, make
 from tests.slim.test_materialize import check_parity
-from tests.train.conftest import TINY
+from tests.train.conftest import write_tiny_config
 from us3l.models import create_model
 from us3l.ssl import create_method
 from us3l.train import make_config
@@ -88,13 +87,6 @@ def test_eager_slimming_equals_materialized_on_cuda(name: str) -> None:
     check_parity(name, make(name).width_grid(max_points=4), device="cuda", tol=1e-4)
 
 
-def _tiny_config(tmp_path: Path, folder: Path, **kw: object) -> Path:
-    cfg = {**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{folder}", "device": "cuda", **kw}
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    return p
-
-
 def _us3l(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "us3l", *args], capture_output=True, text=True, timeout=timeout)
 
@@ -103,7 +95,8 @@ def test_amp_training_on_cuda_end_to_end(tiny_folder: Path, tmp_path: Path) -> N
     from us3l import checkpoint as ckpt
 
     out = tmp_path / "run"
-    proc = _us3l("train", "--config", str(_tiny_config(tmp_path, tiny_folder, epochs=4, amp=True)),
+    cfg = write_tiny_config(tmp_path / "tiny.yaml", tiny_folder, device="cuda", epochs=4, amp=True)
+    proc = _us3l("train", "--config", str(cfg),
                  "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
@@ -141,8 +134,9 @@ def test_profile_torch_backend_on_cuda(tmp_path: Path) -> None:
 def test_torchrun_nccl_one_process_per_gpu(tiny_folder: Path, tmp_path: Path) -> None:
     n = torch.cuda.device_count()
     out = tmp_path / "ddp"
+    cfg = write_tiny_config(tmp_path / "tiny.yaml", tiny_folder, device="cuda", epochs=4, batch_size=2)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m", "us3l",
-           "train", "--config", str(_tiny_config(tmp_path, tiny_folder, epochs=4, batch_size=2)),
+           "train", "--config", str(cfg),
            "--out", str(out), "--json"]
     proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=300)

@@ -11,17 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
-from tests.train.conftest import TINY
-
-
-def _config(tmp_path: Path, data: Path) -> Path:
-    cfg = {**TINY, "knn_widths": list(TINY["knn_widths"]), "data": f"folder:{data}", "epochs": 8}
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    return p
+from tests.train.conftest import write_tiny_config
 
 
 def _cmd(cfg: Path, out: Path, *extra: str) -> list[str]:
@@ -33,7 +25,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tiny_folder: Path, tmp_path: Path) -> None:
-    cfg = _config(tmp_path, tiny_folder)
+    cfg = write_tiny_config(tmp_path / "tiny.yaml", tiny_folder, epochs=8)
     subprocess.run(_cmd(cfg, tmp_path / "full"), check=True, env=ENV, capture_output=True)
 
     run = tmp_path / "killed"
