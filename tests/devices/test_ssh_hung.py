@@ -56,10 +56,8 @@ def test_a_command_that_times_out_is_killed_on_the_device(loopback_ssh, tmp_path
     pidfile = tmp_path / "pid"
     spec = load_device_file(_device(loopback_ssh, tmp_path))
     with SSHSession(spec.reach) as s:
-        t0 = time.monotonic()
         with pytest.raises(US3LError, match=r"remote command timed out after 5 s on ssh://.*sleep 300"):
             s.run(["sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 300'], timeout=5)
-        assert time.monotonic() - t0 < 30
         pid = _pid_from(pidfile)
         assert _gone_within(pid, 10), f"remote 'sleep 300' (pid {pid}) still running after the timeout"
         assert s.run(["echo", "still usable"]).stdout == "still usable\n"  # the session survives the kill

@@ -6,7 +6,6 @@ warning while the host waited for its answer, and a healthy runner was reported 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -38,20 +37,16 @@ def _python(tmp_path: Path, body: str) -> str:
 def test_a_command_writing_megabytes_to_stderr_is_not_stalled(loopback_ssh, tmp_path):
     spec = load_device_file(_device(loopback_ssh, tmp_path))
     with SSHSession(spec.reach) as s:
-        t0 = time.monotonic()
-        res = s.run(["sh", "-c", f"{_FLOOD}; echo done"], timeout=10)
-        assert time.monotonic() - t0 < 10
+        res = s.run(["sh", "-c", f"{_FLOOD}; echo done"], timeout=10)  # a stalled command times out: an error
         assert (res.returncode, res.stdout, len(res.stderr)) == (0, "done\n", 3000000)
 
 
 def test_a_runner_that_warns_megabytes_still_profiles(loopback_ssh, shared_exports, tmp_path, capsys):
     python = _python(tmp_path, f'{_FLOOD}\nexec "{loopback_ssh.python}" "$@"')
-    t0 = time.monotonic()
     rc = main(["profile", "--device-file", str(_device(loopback_ssh, tmp_path, python)), "--model", "cifar_resnet18",
                "--widths", "0.25", "--backend", "onnx", "--out", str(tmp_path / "p")])
     err = capsys.readouterr().err
-    assert rc == 0, err
-    assert time.monotonic() - t0 < 20
+    assert rc == 0, err  # a stalled runner was reported as "stopped answering": an error
 
 
 def test_a_runner_that_fails_after_megabytes_of_stderr_names_its_last_line(loopback_ssh, shared_exports, tmp_path,
