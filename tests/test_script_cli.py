@@ -6,15 +6,13 @@ import argparse
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.script_module import ROOT
 from tests.script_runs import ScriptRun, run_scripts
 from us3l import script_cli
 from us3l.errors import US3LError
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
