@@ -198,6 +198,21 @@ def switchable_exports_of(
     return get
 
 
+@pytest.fixture(scope="session")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cifar_resnet18 run folder with BN statistics (bound to its weights) at widths 0.25 and 1.0, shared by
+    the test files that only read it: copy it before editing."""
+    return calibrated_run(tmp_path_factory.mktemp("run"), (0.25, 1.0), batch=8)
+
+
+@pytest.fixture(scope="session")
+def exported(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``run``'s width 0.25 exported to ONNX (an ``ExportResult``), shared: edit a ``copy_artifact`` of it."""
+    from us3l.deploy.export import export_width
+
+    return export_width(run, 0.25, "onnx", tmp_path_factory.mktemp("out"), device_name="cpu")
+
+
 def copy_artifact(res: Any, tmp_path: Path) -> Path:
     """A copy of an exported artifact's folder (``ExportResult.directory``) under ``tmp_path``, to edit freely."""
     import shutil

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.deploy.conftest import calibrated_run, copy_artifact, edit_manifest
+from tests.deploy.conftest import copy_artifact, edit_manifest
 from us3l import deploy
 from us3l.deploy.export import ExportResult, artifact_name, export_width
 from us3l.errors import US3LError
@@ -21,19 +21,6 @@ from us3l.io import file_sha256, header
 
 MODEL = "cifar_resnet18"
 SHAPE = (1, 3, 32, 32)
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cifar_resnet18 run folder with BN statistics (bound to its weights) at widths 0.25 and 1.0."""
-    return calibrated_run(tmp_path_factory.mktemp("run"), (0.25, 1.0), batch=8, model_name=MODEL)
-
-
-@pytest.fixture(scope="module")
-def exported(run: Path, tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
-    return export_width(run, 0.25, "onnx", tmp_path_factory.mktemp("out"), device_name="cpu")
-
-
 
 
 def _one_line(exc: pytest.ExceptionInfo[US3LError]) -> str:

@@ -11,23 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.deploy.conftest import calibrated_run, copy_artifact, edit_manifest
+from tests.deploy.conftest import copy_artifact, edit_manifest
 from us3l import deploy
 from us3l.deploy.export import ExportResult, export_width
 from us3l.errors import US3LError
 from us3l.io import file_sha256
 
 MODEL = "cifar_resnet18"
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return calibrated_run(tmp_path_factory.mktemp("run"), (0.25, 1.0), batch=8, model_name=MODEL)
-
-
-@pytest.fixture(scope="module")
-def exported(run: Path, tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
-    return export_width(run, 0.25, "onnx", tmp_path_factory.mktemp("out"), device_name="cpu")
 
 
 @pytest.fixture(scope="module")
