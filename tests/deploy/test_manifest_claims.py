@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.deploy.conftest import calibrated_run, copy_artifact, edit_manifest, switchable_exports_of
+from tests.deploy.conftest import copy_artifact, edit_manifest, switchable_exports_of
 from us3l import deploy
 from us3l.deploy.export import ExportResult, export_width
 from us3l.deploy.verify import TOLERANCES
@@ -24,17 +24,12 @@ MODEL = "cifar_resnet18"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return calibrated_run(tmp_path_factory.mktemp("run"), (0.25,), batch=8, model_name=MODEL)
-
-
-@pytest.fixture(scope="module")
-def exports(run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportResult]:
+def exports(run: Path, exported: ExportResult, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportResult]:
+    """Width 0.25 of the shared calibrated ``run`` exported to ONNX (the shared ``exported``) and to OpenVINO fp32
+    and fp16."""
     out = tmp_path_factory.mktemp("out")
-    return {f"{be}-{p}": export_width(run, 0.25, be, out, precision=p, device_name="cpu")
-            for be, p in (("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"))}
-
-
+    return {"onnx-fp32": exported, **{f"openvino-{p}": export_width(run, 0.25, "openvino", out, precision=p,
+                                                                     device_name="cpu") for p in ("fp32", "fp16")}}
 
 
 def _refused(d: Path) -> str:
@@ -197,10 +192,9 @@ def test_a_tensorrt_precision_is_checked_against_the_onnx_it_was_built_from() ->
 
 
 @pytest.fixture(scope="module")
-def switchable_exports(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], SwitchableResult]:
-    """``switchable_exports(backend)``: the switchable export of a run calibrated at widths 1.0 and 0.25, made once
-    per module for each backend; tests edit a copy (``copy_artifact``)."""
-    run = calibrated_run(tmp_path_factory.mktemp("run2"), (1.0, 0.25), batch=8, model_name=MODEL)
+def switchable_exports(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], SwitchableResult]:
+    """``switchable_exports(backend)``: the switchable export of the shared ``run`` (calibrated at widths 0.25 and
+    1.0), made once per module for each backend; tests edit a copy (``copy_artifact``)."""
     return switchable_exports_of(run, tmp_path_factory)
 
 
