@@ -95,9 +95,9 @@ _ALT_STACKS: list[ctypes.Array] = []  # replacement alternate stacks: kept for t
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def _repair_sigaltstack() -> bool:
-    """Give the calling (main) thread a fresh alternate signal stack if its current one lies in unmapped memory;
-    True if it did. Linux only; any failure leaves things as they are."""
+def alt_stack_unmapped() -> bool:
+    """Whether the calling thread's alternate signal stack lies in unmapped memory (False where it has none, off
+    Linux, or when the kernel cannot tell)."""
     libc = _LIBC
     if libc is None:
         return False
@@ -109,11 +109,20 @@ def _repair_sigaltstack() -> bool:
         start = cur.ss_sp // page * page
         length = (cur.ss_sp + cur.ss_size - start + page - 1) // page * page
         vec = ctypes.create_string_buffer(length // page)
-        if libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) == 0 or ctypes.get_errno() != _ENOMEM:
-            return False  # mapped (or not ENOMEM): nothing to repair
+        return libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) != 0 and ctypes.get_errno() == _ENOMEM
+    except (AttributeError, OSError):
+        return False
+
+
+def _repair_sigaltstack() -> bool:
+    """Give the calling (main) thread a fresh alternate signal stack if its current one lies in unmapped memory;
+    True if it did. Linux only; any failure leaves things as they are."""
+    if _LIBC is None or not alt_stack_unmapped():
+        return False
+    try:
         buf = ctypes.create_string_buffer(64 * 1024)
         new = _StackT(ctypes.cast(buf, ctypes.c_void_p).value, 0, len(buf))
-        if libc.sigaltstack(ctypes.byref(new), None) != 0:
+        if _LIBC.sigaltstack(ctypes.byref(new), None) != 0:
             return False
         _ALT_STACKS.append(buf)
         return True
