@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from tests.ssl.conftest import random_views
 from us3l.errors import US3LError
 from us3l.models import create_model
 from us3l.ssl import METHODS, create_method, losses
@@ -27,11 +28,6 @@ def _snets(**kw: object):
     return create_method("snets", bb, cfg)
 
 
-def _views() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(4, 3, 16, 16, generator=g), torch.randn(4, 3, 16, 16, generator=g)
-
-
 def test_snets_is_registered_and_needs_switchable_bn() -> None:
     assert "snets" in METHODS
     cfg = make_config({**CFG, "method": "snets", "schedule": "none"})
@@ -45,7 +41,7 @@ def test_snets_uses_the_us3l_losses() -> None:
     """Base: NT-Xent(z, sg k) vs the EMA teacher (updated first), no head; sub-networks: −cos through predictor."""
     m = _snets()
     ref = copy.deepcopy(m)
-    x1, x2 = _views()
+    x1, x2 = random_views()
     loss, targets = m(x1, x2, 1.0)
     ema_update(ref.encoder_k, ref.encoder_q, 0.99)
     with torch.no_grad():
@@ -70,7 +66,7 @@ def test_snets_uses_the_us3l_losses() -> None:
 
 def test_snets_byol_base_and_the_reference_momentum_update() -> None:
     m = _snets(snets_base="byol")
-    x1, x2 = _views()
+    x1, x2 = random_views()
     loss, targets = m(x1, x2, 1.0)
     loss.backward()
     assert all(p.grad is not None for p in m.predictor.parameters())
@@ -106,7 +102,7 @@ def test_single_with_byol_base_is_the_reference_individual_baseline() -> None:
     assert m.base_head == "predictor" and m.aux_head is None and not hasattr(m, "predictor_new")
     assert m.w_max == 0.5
     ref = copy.deepcopy(m)
-    x1, x2 = _views()
+    x1, x2 = random_views()
     loss, targets = m(x1, x2, 0.5)
     ema_update(ref.encoder_k, ref.encoder_q, 0.99)
     with torch.no_grad():

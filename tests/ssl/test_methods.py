@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from tests.ssl.conftest import random_views
 from us3l.models import create_model
 from us3l.ssl import METHODS, create_method
 from us3l.ssl.ema import ema_update
@@ -24,11 +25,6 @@ def _method(name: str, **kw: object):
     return create_method(name, bb, cfg)
 
 
-def _views() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(4, 3, 16, 16, generator=g), torch.randn(4, 3, 16, 16, generator=g)
-
-
 def test_registry_has_all_methods() -> None:
     assert {"us3l", "us3l_byol", "us3l_simsiam", "us3l_mocov3", "naive_simsiam", "naive_simclr", "single"} <= set(
         METHODS
@@ -38,7 +34,7 @@ def test_registry_has_all_methods() -> None:
 @pytest.mark.parametrize("name", ["us3l", "us3l_byol", "us3l_simsiam", "single"])
 def test_no_gradient_into_ema_teacher(name: str) -> None:
     m = _method(name)
-    x1, x2 = _views()
+    x1, x2 = random_views()
     loss, targets = m(x1, x2, 1.0)
     assert all(not t.requires_grad for t in targets["k"])
     if name != "single":
@@ -64,7 +60,7 @@ def test_ema_update_formula() -> None:
 
 def test_us3l_targets_are_same_iteration_teacher_outputs() -> None:
     m = _method("us3l")
-    x1, x2 = _views()
+    x1, x2 = random_views()
     ref = copy.deepcopy(m)
     _, targets = m(x1, x2, 1.0)
     # the base pass EMA-updates the teacher first, then computes the targets with it at width 1.0
@@ -76,7 +72,7 @@ def test_us3l_targets_are_same_iteration_teacher_outputs() -> None:
 
 def test_us3l_heads_base_uses_no_predictor_sub_uses_aux_head() -> None:
     m = _method("us3l")
-    x1, x2 = _views()
+    x1, x2 = random_views()
     loss, targets = m(x1, x2, 1.0)
     loss.backward()
     assert all(p.grad is None for p in m.predictor.parameters())  # base: no head
@@ -88,7 +84,7 @@ def test_us3l_heads_base_uses_no_predictor_sub_uses_aux_head() -> None:
 
 def test_byol_sub_networks_use_separate_head() -> None:
     m = _method("us3l_byol")
-    x1, x2 = _views()
+    x1, x2 = random_views()
     loss, targets = m(x1, x2, 1.0)
     loss.backward()
     assert all(p.grad is None for p in m.predictor_new.parameters())
@@ -102,7 +98,7 @@ def test_byol_sub_networks_use_separate_head() -> None:
 def test_naive_simsiam_targets_are_online_and_stop_gradient() -> None:
     m = _method("naive_simsiam")
     assert not hasattr(m, "encoder_k")
-    x1, x2 = _views()
+    x1, x2 = random_views()
     loss, targets = m(x1, x2, 1.0)
     with torch.no_grad():
         z1, _ = m.encoder_q(x1, 1.0)
@@ -113,7 +109,7 @@ def test_naive_simsiam_targets_are_online_and_stop_gradient() -> None:
 @pytest.mark.parametrize("name", ["us3l", "us3l_byol", "naive_simsiam", "naive_simclr"])
 def test_losses_symmetric_in_views(name: str) -> None:
     m = _method(name)
-    x1, x2 = _views()
+    x1, x2 = random_views()
     a, b = copy.deepcopy(m), copy.deepcopy(m)
     la, ta = a(x1, x2, 1.0)
     lb, tb = b(x2, x1, 1.0)
@@ -126,7 +122,7 @@ def test_losses_symmetric_in_views(name: str) -> None:
 def test_feature_distillation_runs_and_proj_conv_gets_gradient() -> None:
     m = _method("us3l", feature_distill=True)
     assert sorted(m.proj_conv) == ["layer2_1_bn2", "layer3_1_bn2", "layer4_1_bn2"]
-    x1, x2 = _views()
+    x1, x2 = random_views()
     _, targets = m(x1, x2, 1.0)
     assert len(targets["feats"]) == 3
     sub, _ = m(x1, x2, 0.25, targets)
@@ -153,7 +149,7 @@ def test_naive_simsiam_projector_ends_with_affine_free_bn_and_frozen_bias() -> N
     assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine and last.num_features == m.dim
     assert isinstance(linear, torch.nn.Linear) and linear.bias is not None and not linear.bias.requires_grad
     # the output is batch-normalised per dimension (mean 0, var 1 over the batch), as in the reference
-    x1, x2 = _views()
+    x1, x2 = random_views()
     z, _ = m.encoder_q(torch.cat([x1, x2]), 0.5)
     assert torch.allclose(z.mean(0), torch.zeros(m.dim), atol=1e-5)
     assert torch.allclose(z.var(0, unbiased=False), torch.ones(m.dim), atol=1e-3)
@@ -171,7 +167,7 @@ def test_naive_simsiam_projector_ends_with_affine_free_bn_and_frozen_bias() -> N
 def test_naive_simclr_sub_networks_go_through_the_predictor() -> None:
     m = _method("naive_simclr")
     assert not hasattr(m, "encoder_k") and not hasattr(m, "predictor_new")
-    x1, x2 = _views()
+    x1, x2 = random_views()
     loss, targets = m(x1, x2, 1.0)
     loss.backward()
     assert all(p.grad is None for p in m.predictor.parameters())  # base: NT-Xent on z, no head

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.ssl.conftest import random_views
 from us3l.models import create_model
 from us3l.slim.layers import grouped_batch_norm
 from us3l.ssl import create_method
@@ -39,11 +40,6 @@ def _pair(name: str, **kw: object):
     return out
 
 
-def _views() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(6, 3, 16, 16, generator=g), torch.randn(6, 3, 16, 16, generator=g)
-
-
 def _step(m: nn.Module, x1: torch.Tensor, x2: torch.Tensor, sub: bool) -> torch.Tensor:
     loss, targets = m(x1, x2, 1.0)
     if sub:
@@ -67,7 +63,7 @@ def _step(m: nn.Module, x1: torch.Tensor, x2: torch.Tensor, sub: bool) -> torch.
 )
 def test_batched_views_match_one_call_per_view(name: str, kw: dict, sub: bool) -> None:
     batched, separate = _pair(name, **kw)
-    x1, x2 = _views()
+    x1, x2 = random_views(6)
     la, lb = _step(batched, x1, x2, sub), _step(separate, x1, x2, sub)
     torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-6)
     ga, gb = dict(batched.named_parameters()), dict(separate.named_parameters())
@@ -88,7 +84,7 @@ def test_batched_views_match_one_call_per_view(name: str, kw: dict, sub: bool) -
 
 def test_one_backbone_call_per_pass_when_batched() -> None:
     batched, separate = _pair("us3l")
-    x1, x2 = _views()
+    x1, x2 = random_views(6)
     for m, expected in ((batched, 1), (separate, 2)):
         calls: list[int] = []
 

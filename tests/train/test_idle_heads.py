@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from tests.ssl.conftest import random_views
 from tests.train.conftest import TINY
 from us3l.errors import US3LError
 from us3l.ssl.methods import create_method
@@ -31,16 +32,11 @@ def _cfg(**kw: object):
                         "schedule": "none", "amp": False, **kw})
 
 
-def _views(it: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(it)
-    return torch.randn(4, 3, 16, 16, generator=g), torch.randn(4, 3, 16, 16, generator=g)
-
-
 def _reference_loop(method: torch.nn.Module, iterations: int) -> None:
     params = [p for p in method.parameters() if p.requires_grad]
     bufs: dict[int, torch.Tensor] = {}
     for it in range(iterations):
-        x1, x2 = _views(it)
+        x1, x2 = random_views(seed=it)
         targets = None
         for w in WIDTHS:
             for p in params:  # torch 1.10 Optimizer.zero_grad(): zero in place, None stays None
@@ -68,7 +64,7 @@ def _project_loop(method: torch.nn.Module, cfg, iterations: int) -> None:
                           weight_decay=WD)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     for it in range(iterations):
-        x1, x2 = _views(it)
+        x1, x2 = random_views(seed=it)
         _train_step(method, method, opt, scaler, None, x1, x2, WIDTHS, 0, cfg, None, DistInfo())
 
 
