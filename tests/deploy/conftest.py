@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.run_folders import save_run
 from us3l.io import header
 
 
@@ -152,7 +153,6 @@ def write_accuracy(tmp_path: Path) -> Callable[..., Path]:
 def calibrated_run(folder: Path, widths: tuple[float, ...], batch: int, model_name: str = "cifar_resnet18") -> Path:
     """A checkpoint run folder (seed 0) whose BN statistics, calibrated at ``widths`` on one random batch of
     ``batch`` images, are saved with ``save_bn_stats`` (bound to the saved weights)."""
-    from us3l.checkpoint import checkpoint_meta, save_checkpoint
     from us3l.eval.calibrate import save_bn_stats
     from us3l.models import create_model
     from us3l.slim import calibrating
@@ -162,18 +162,7 @@ def calibrated_run(folder: Path, widths: tuple[float, ...], batch: int, model_na
     for w in widths:
         with torch.no_grad(), calibrating(model, w):
             model(torch.randn(batch, 3, 32, 32))
-    meta = checkpoint_meta(
-        model=model_name,
-        model_kwargs={},
-        width_range={"min": 0.25, "max": 1.0, "divisor": 8},
-        method="simclr",
-        normalization={"mean": [0.5] * 3, "std": [0.25] * 3},
-        input_size=32,
-        data="synthetic",
-        epoch=1,
-        config={},
-    )
-    save_checkpoint(folder, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state=None)
+    save_run(folder, model, model_name, input_size=32, method="simclr", data="synthetic")
     save_bn_stats(model, folder)
     return folder
 

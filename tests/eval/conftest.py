@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from us3l.checkpoint import checkpoint_meta, save_checkpoint
+from tests.run_folders import save_run
 from us3l.models import create_model
 
 TINY = {"base_channels": 8}
@@ -31,20 +31,8 @@ def make_run(run_dir: Path, model: torch.nn.Module | None = None, data: str = "b
              model_name: str = "cifar_resnet18", model_kwargs: dict | None = None) -> Path:
     """A run folder as ``us3l train`` writes it (backbone weights + checkpoint.json)."""
     model = model if model is not None else tiny_model()
-    wr = model.width_range
-    meta = checkpoint_meta(
-        model=model_name,
-        model_kwargs=dict(TINY if model_kwargs is None else model_kwargs),
-        width_range={"min": wr.min, "max": wr.max, "divisor": wr.divisor},
-        method="us3l",
-        normalization={"mean": [0.3055] * 3, "std": [0.3237] * 3},
-        input_size=SIZE,
-        data={"spec": data, "name": "test"},
-        epoch=1,
-        config={},
-    )
-    save_checkpoint(run_dir, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state=None)
-    return run_dir
+    return save_run(run_dir, model, model_name, TINY if model_kwargs is None else model_kwargs, input_size=SIZE,
+                    mean=0.3055, std=0.3237, data={"spec": data, "name": "test"})
 
 
 @pytest.fixture

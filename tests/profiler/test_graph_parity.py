@@ -90,7 +90,7 @@ def test_fresh_model_profiled_graph_is_the_exported_graph(fresh: dict) -> None:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small cifar_resnet18 checkpoint with calibrated BN statistics at width 1.0 only."""
-    from us3l.checkpoint import checkpoint_meta, save_checkpoint
+    from tests.run_folders import save_run
     from us3l.eval.calibrate import save_bn_stats
     from us3l.slim import calibrating
 
@@ -98,13 +98,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     net = fresh_model("cifar_resnet18", base_channels=8)
     with torch.no_grad(), calibrating(net, 1.0):
         net(torch.randn(8, 3, 16, 16))
-    run = tmp_path_factory.mktemp("run")
-    wr = net.width_range
-    meta = checkpoint_meta(model="cifar_resnet18", model_kwargs={"base_channels": 8},
-                           width_range={"min": wr.min, "max": wr.max, "divisor": wr.divisor}, method="us3l",
-                           normalization={"mean": [0.5] * 3, "std": [0.25] * 3}, input_size=16, data={}, epoch=1,
-                           config={})
-    save_checkpoint(run, backbone_state=net.state_dict(), train_tensors={}, meta=meta, train_state=None)
+    run = save_run(tmp_path_factory.mktemp("run"), net, "cifar_resnet18", {"base_channels": 8}, input_size=16)
     save_bn_stats(net, run)  # bound to the checkpoint just written
     return run
 

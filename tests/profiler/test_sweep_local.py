@@ -96,17 +96,11 @@ def test_cli_bad_arguments(capsys):
 
 
 def test_cli_profile_from_checkpoint_torch(tmp_path, capsys):
-    from us3l.checkpoint import checkpoint_meta, save_checkpoint
+    from tests.run_folders import save_run
     from us3l.models import create_model
 
     net = create_model("cifar_resnet18", num_classes=0, base_channels=8)
-    wr = net.width_range
-    meta = checkpoint_meta(model="cifar_resnet18", model_kwargs={"base_channels": 8},
-                           width_range={"min": wr.min, "max": wr.max, "divisor": wr.divisor}, method="us3l",
-                           normalization={"mean": [0.5] * 3, "std": [0.25] * 3}, input_size=16, data={}, epoch=1,
-                           config={})
-    save_checkpoint(tmp_path / "run", backbone_state=net.state_dict(), train_tensors={}, meta=meta,
-                    train_state=None)
+    save_run(tmp_path / "run", net, "cifar_resnet18", {"base_channels": 8}, input_size=16)
     rc = main(["profile", "--device", "cpu", "--ckpt", str(tmp_path / "run"), "--backend", "torch", "--points", "2",
                "--threads", "1", "--max-seconds", "0.2", "--out", str(tmp_path / "p"), "--json"])
     assert rc == 0
