@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,12 @@ python = "{python or self.python}"
 connect_timeout_s = 5
 command_timeout_s = {command_timeout_s}
 """
+
+    def device_file(self, folder: Path, **kw: Any) -> Path:
+        """``folder/dev.toml`` holding ``device_toml(**kw)``."""
+        path = folder / "dev.toml"
+        path.write_text(self.device_toml(**kw))
+        return path
 
 
 def free_port() -> int:

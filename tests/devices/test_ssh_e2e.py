@@ -27,8 +27,7 @@ def _tmp_profile_dirs(ssh: LoopbackSSH) -> set[str]:
 
 
 def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, shared_exports, tmp_path, capsys):
-    dev = tmp_path / "loopback.toml"
-    dev.write_text(loopback_ssh.device_toml())
+    dev = loopback_ssh.device_file(tmp_path)
     with SSHSession(load_device_file(dev).reach).connect() as ssh:  # remote temp folders land where we look
         probe = ssh.mkdtemp("us3l-probe")
         assert os.path.dirname(probe) == str(loopback_ssh.remote_tmp)
@@ -55,8 +54,7 @@ def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, shared_exports, tmp_path
 
 
 def test_devices_check_over_ssh(loopback_ssh, tmp_path, capsys):
-    dev = tmp_path / "loopback.toml"
-    dev.write_text(loopback_ssh.device_toml())
+    dev = loopback_ssh.device_file(tmp_path)
     assert main(["devices", "--device-file", str(dev), "--device", "loopback", "--check", "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)["devices"]
     assert entry["check"]["reachable"] and entry["check"]["runtimes"] == {"onnx": True, "openvino": True}
@@ -65,7 +63,7 @@ def test_devices_check_over_ssh(loopback_ssh, tmp_path, capsys):
 def test_unknown_host_key_is_refused(loopback_ssh, tmp_path):
     empty = tmp_path / "known_hosts_empty"
     empty.write_text("")
-    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=empty)))
+    spec = load_device_file(loopback_ssh.device_file(tmp_path, known_hosts=empty))
     with pytest.raises(US3LError, match="unknown SSH host key.*ssh-keyscan -p"):
         SSHSession(spec.reach).connect()
 
@@ -77,7 +75,7 @@ def test_wrong_host_key_is_refused(loopback_ssh, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     kh = tmp_path / "known_hosts_wrong"
     kh.write_text(f"[127.0.0.1]:{loopback_ssh.port} {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
-    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=kh)))
+    spec = load_device_file(loopback_ssh.device_file(tmp_path, known_hosts=kh))
     with pytest.raises(US3LError, match="does NOT match"):
         SSHSession(spec.reach).connect()
 
@@ -85,7 +83,7 @@ def test_wrong_host_key_is_refused(loopback_ssh, tmp_path):
 def test_unreachable_port_is_a_clear_error(loopback_ssh, shared_exports, tmp_path, capsys):
     from tests.devices.conftest import free_port
 
-    dev = _write(tmp_path, loopback_ssh.device_toml(port=free_port()))
+    dev = loopback_ssh.device_file(tmp_path, port=free_port())
     rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25"])
     err = capsys.readouterr().err
     assert rc == 1
@@ -97,7 +95,7 @@ def test_missing_runtime_is_a_clear_error(loopback_ssh, shared_exports, tmp_path
     wrapper = tmp_path / "python-no-runtime"
     wrapper.write_text(f'#!/bin/sh\nexec "{loopback_ssh.python}" -S "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    dev = _write(tmp_path, loopback_ssh.device_toml(python=str(wrapper)))
+    dev = loopback_ssh.device_file(tmp_path, python=str(wrapper))
     before = _tmp_profile_dirs(loopback_ssh)
     rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
                "--backend", "onnx", "--out", str(tmp_path / "p")])
@@ -105,12 +103,6 @@ def test_missing_runtime_is_a_clear_error(loopback_ssh, shared_exports, tmp_path
     assert rc == 1
     assert "runtime missing on ssh://" in err and "onnxruntime is not installed" in err
     assert _tmp_profile_dirs(loopback_ssh) == before
-
-
-def _write(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "dev.toml"
-    p.write_text(text)
-    return p
 
 
 def test_marker_lines_in_known_hosts_are_read_as_openssh_reads_them(loopback_ssh, tmp_path):
@@ -124,12 +116,12 @@ def test_marker_lines_in_known_hosts_are_read_as_openssh_reads_them(loopback_ssh
     ca = f"@cert-authority *.example.com {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n"
     kh = tmp_path / "known_hosts_ca"
     kh.write_text(ca + good)
-    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=kh)))
+    spec = load_device_file(loopback_ssh.device_file(tmp_path, known_hosts=kh))
     with SSHSession(spec.reach) as session:
         assert session.client is not None
     revoked = tmp_path / "known_hosts_revoked"
     revoked.write_text(good + f"@revoked * {loopback_ssh.host_pubkey}\n")
-    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=revoked)))
+    spec = load_device_file(loopback_ssh.device_file(tmp_path, known_hosts=revoked))
     with pytest.raises(US3LError, match=r"host key of .* is marked @revoked in .*known_hosts_revoked"):
         SSHSession(spec.reach).connect()
 
@@ -141,7 +133,7 @@ def test_a_damaged_known_hosts_line_is_skipped_as_openssh_skips_it(loopback_ssh,
     damaged = "otherhost ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI@@broken\n"
     kh = tmp_path / "known_hosts_damaged"
     kh.write_text(damaged + loopback_ssh.known_hosts.read_text())
-    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml(known_hosts=kh)))
+    spec = load_device_file(loopback_ssh.device_file(tmp_path, known_hosts=kh))
     with SSHSession(spec.reach) as session:
         assert session.run(["echo", "hi"]).stdout == "hi\n"
     kh.write_text(damaged + f"[127.0.0.1]:{loopback_ssh.port} {loopback_ssh.host_pubkey[:-6]}@@@@@@\n")
@@ -154,7 +146,7 @@ def test_file_transfer_failures_are_one_line_naming_the_remote_path(loopback_ssh
     local = tmp_path / "model.onnx"
     local.write_bytes(b"x")
     missing = str(tmp_path / "no-such-folder" / "model.onnx")
-    spec = load_device_file(_write(tmp_path, loopback_ssh.device_toml()))
+    spec = load_device_file(loopback_ssh.device_file(tmp_path))
     with SSHSession(spec.reach) as s:
         with pytest.raises(US3LError) as info:
             s.put(local, missing)
@@ -169,14 +161,14 @@ def test_file_transfer_failures_are_one_line_naming_the_remote_path(loopback_ssh
 
 def test_devices_check_names_a_missing_remote_python_and_how_to_add_a_runtime(loopback_ssh, tmp_path, capsys):
     """Red-team 2026-12-05: both said only 'missing runtime: onnx', where us3l profile names the interpreter."""
-    dev = _write(tmp_path, loopback_ssh.device_toml(python="/nonexistent/python", backends='["onnx"]'))
+    dev = loopback_ssh.device_file(tmp_path, python="/nonexistent/python", backends='["onnx"]')
     assert main(["devices", "--device-file", str(dev), "--device", "loopback", "--check"]) == 1
     out = capsys.readouterr().out
     assert "remote python '/nonexistent/python' not found: set [reach] python in the device file" in out, out
     wrapper = tmp_path / "python-no-runtime"
     wrapper.write_text(f'#!/bin/sh\nexec "{loopback_ssh.python}" -S "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    dev = _write(tmp_path, loopback_ssh.device_toml(python=str(wrapper), backends='["onnx"]'))
+    dev = loopback_ssh.device_file(tmp_path, python=str(wrapper), backends='["onnx"]')
     assert main(["devices", "--device-file", str(dev), "--device", "loopback", "--check", "--json"]) == 1
     (entry,) = json.loads(capsys.readouterr().out)["devices"]
     assert entry["check"]["message"].endswith(f"missing runtime: onnx (for {wrapper}: pip install onnxruntime)")

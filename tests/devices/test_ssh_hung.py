@@ -14,8 +14,6 @@ from us3l.devices.spec import load_device_file
 from us3l.devices.ssh import SSHSession
 from us3l.errors import US3LError
 
-from .conftest import LoopbackSSH
-
 
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie, already dead but not yet reaped, counts as gone)."""
@@ -43,18 +41,12 @@ def _pid_from(path: Path, seconds: float = 10) -> int:
     return int(path.read_text())
 
 
-def _device(ssh: LoopbackSSH, tmp_path: Path, **kw: object) -> Path:
-    dev = tmp_path / "dev.toml"
-    dev.write_text(ssh.device_toml(**kw))  # type: ignore[arg-type]
-    return dev
-
-
 @pytest.mark.slow  # waits out a 5 s timeout, on a loaded machine more
 def test_a_command_that_times_out_is_killed_on_the_device(loopback_ssh, tmp_path):
     """The timeout also covers the start: sshd's login shell, then ``sh`` printing its pid. 1 s was too little on
     a loaded machine ('remote shell ... did not start within 1 s', the command never killed); 5 s is not."""
     pidfile = tmp_path / "pid"
-    spec = load_device_file(_device(loopback_ssh, tmp_path))
+    spec = load_device_file(loopback_ssh.device_file(tmp_path))
     with SSHSession(spec.reach) as s:
         with pytest.raises(US3LError, match=r"remote command timed out after 5 s on ssh://.*sleep 300"):
             s.run(["sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 300'], timeout=5)
@@ -74,7 +66,7 @@ def test_a_runner_that_stops_answering_is_killed_and_its_folder_removed(loopback
     hung = tmp_path / "python-hangs"
     hung.write_text(f'#!/bin/sh\necho $$ > "{pidfile}"\nexec sleep 300\n')
     hung.chmod(hung.stat().st_mode | stat.S_IXUSR)
-    dev = _device(loopback_ssh, tmp_path, python=str(hung), command_timeout_s=5)
+    dev = loopback_ssh.device_file(tmp_path, python=str(hung), command_timeout_s=5)
     before = set(os.listdir(loopback_ssh.remote_tmp))
     rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
                "--backend", "onnx", "--out", str(tmp_path / "p")])
@@ -113,7 +105,7 @@ def test_a_host_killed_during_the_uploads_leaves_no_folder_on_the_device(loopbac
         fh.truncate(400 * 2**20)  # an upload that takes a while
     script = tmp_path / "upload.py"
     script.write_text(_UPLOAD)
-    proc = subprocess.Popen([sys.executable, str(script), str(_device(loopback_ssh, tmp_path)), str(big)],
+    proc = subprocess.Popen([sys.executable, str(script), str(loopback_ssh.device_file(tmp_path)), str(big)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ours = set()
     deadline = time.monotonic() + 60
@@ -157,7 +149,7 @@ def test_a_host_killed_during_a_tensorrt_session_leaves_no_folder_on_the_device(
     script = tmp_path / "trt_session.py"
     script.write_text(_TRT_SESSION)
     for how in ("kill", "close"):
-        proc = subprocess.Popen([sys.executable, str(script), str(_device(loopback_ssh, tmp_path)), how],
+        proc = subprocess.Popen([sys.executable, str(script), str(loopback_ssh.device_file(tmp_path)), how],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         workdir = Path(proc.stdout.readline().strip())

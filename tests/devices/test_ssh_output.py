@@ -21,9 +21,7 @@ _FLOOD = 'head -c 3000000 /dev/zero | tr "\\\\0" w >&2'  # 3 MB of warnings, mor
 
 
 def _device(ssh: LoopbackSSH, tmp_path: Path, python: str | None = None) -> Path:
-    dev = tmp_path / "dev.toml"
-    dev.write_text(ssh.device_toml(python=python, command_timeout_s=20))
-    return dev
+    return ssh.device_file(tmp_path, python=python, command_timeout_s=20)
 
 
 def _python(tmp_path: Path, body: str) -> str:
