@@ -343,8 +343,11 @@ def input_description(norm: dict[str, Any]) -> dict[str, Any]:
 def _onnx_opset(backend: str, device_name: str | None, tensorrt_version: str | None) -> int | None:
     """The opset of an ONNX export (``backend="onnx"``) whose engine a TensorRT builds on the board: for
     ``tensorrt_version`` if given, else for the one a known device's file declares (a device with the tensorrt
-    backend); None (us3l's own) otherwise."""
+    backend); None (us3l's own) otherwise. A ``tensorrt_version`` for another backend is refused."""
     if backend != "onnx":
+        if tensorrt_version is not None:  # the CLI refuses --tensorrt-version so; an API call was silently ignored
+            raise US3LError(f"tensorrt_version sets the opset of an ONNX file a TensorRT builds its engine from: it "
+                            f"needs backend 'onnx', got {backend!r}")
         return None
     if tensorrt_version is None and device_name is not None:
         from us3l.devices.registry import find_device
@@ -522,6 +525,7 @@ def export_width(
     precision = precision or ("fp16" if be.name == "tensorrt" else "fp32")
     be.check_precision(precision)
     check_device_precision(device_name, be.name, precision)
+    onnx_opset = _onnx_opset(be.name, device_name, tensorrt_version)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     src = _resolve_source(model_or_ckpt, model_name)
@@ -549,7 +553,7 @@ def export_width(
         graph = build_deployable_graph(
             src.model, w, be.name, staging, shape, precision=precision, dynamic_batch=dynamic_batch,
             require_bn_stats=src.from_checkpoint, example=example, calibration=calibration,
-            onnx_opset=_onnx_opset(be.name, device_name, tensorrt_version),
+            onnx_opset=onnx_opset,
         )  # the same function ``us3l profile`` times with: the shipped graph is the profiled graph
         static, artifact = graph.module, graph.artifact
         verification = _verify(artifact, static, verify_inputs, runtime_device)

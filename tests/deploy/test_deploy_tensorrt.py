@@ -171,6 +171,20 @@ def test_an_onnx_export_for_a_tensorrt_8_5_board_is_opset_17(
     assert opsets == {"jetson-xavier-nx": 17, "jetson-agx-orin": 18}
 
 
+def test_the_api_refuses_a_tensorrt_version_for_another_backend(tmp_path: Path) -> None:
+    """`us3l export` refuses --tensorrt-version without --backend onnx; `export_width(..., "openvino",
+    tensorrt_version="8.5")` ignored it and wrote an artifact, before any folder is made now."""
+    from us3l.deploy.export import export_width
+    from us3l.errors import US3LError
+    from us3l.models import create_model
+
+    model = create_model("cifar_resnet18", num_classes=0, base_channels=8)
+    with pytest.raises(US3LError, match=r"^tensorrt_version sets the opset .*: it needs backend 'onnx', got "
+                                        r"'openvino'$"):
+        export_width(model, 0.25, "openvino", tmp_path / "out", model_name="cifar_resnet18", tensorrt_version="8.5")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_device_file_declares_its_tensorrt_version() -> None:
     from us3l.devices.spec import spec_from_dict
     from us3l.profiler.sweep import device_onnx_opset
