@@ -141,19 +141,19 @@ def evaluate_artifact(
             raise US3LError(f"{directory / 'manifest.json'}: model.width {width:g} is not a width of this checkpoint "
                             f"({not_a_width}); re-export the artifact")
         _check_reference_has_bn_stats(doc, directory, model, bn_sha)
-    except US3LError:
+        spec = resolve_data_spec(meta, data)
+        input_size = int(meta.get("input_size") or model.input_size)
+        shape = doc["input"]["shape"]
+        if int(shape[-1]) != input_size:
+            raise US3LError(f"{directory}: the artifact takes {shape[-1]} px images, the checkpoint {input_size} px")
+        d = knn_data(spec, meta, s, input_size)
+        recorded = doc["input"].get("normalization") or {}
+        if recorded.get("mean") is not None and not np.allclose(recorded["mean"], d.mean):
+            raise US3LError(f"{directory}: the artifact expects another input normalisation than the checkpoint's")
+    except BaseException:  # a refusal, bad data, Ctrl-C: the runtime session is not left to garbage collection
         runner.close()
         raise
     backend, precision = str(doc["backend"]["name"]), str(doc["backend"]["precision"])
-    spec = resolve_data_spec(meta, data)
-    input_size = int(meta.get("input_size") or model.input_size)
-    shape = doc["input"]["shape"]
-    if int(shape[-1]) != input_size:
-        raise US3LError(f"{directory}: the artifact takes {shape[-1]} px images, the checkpoint {input_size} px")
-    d = knn_data(spec, meta, s, input_size)
-    recorded = doc["input"].get("normalization") or {}
-    if recorded.get("mean") is not None and not np.allclose(recorded["mean"], d.mean):
-        raise US3LError(f"{directory}: the artifact expects another input normalisation than the checkpoint's")
     train_ds, test_ds, transform, bank_idx, bank_ds, k_requested, k = (
         d.train, d.test, d.transform, d.bank_idx, d.bank, d.k_requested, d.k)
     num_classes, num_test = int(train_ds.num_classes), len(test_ds)

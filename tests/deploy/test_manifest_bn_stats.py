@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -361,6 +362,29 @@ def test_eval_artifact_names_the_manifest_of_a_width_the_checkpoint_lacks(export
         evaluate_artifact(open_checkpoint(run), d, data="builtin")
     assert str(info.value) == (f"{d / 'manifest.json'}: model.width {width:g} is not a width of this checkpoint "
                                f"(width must be in [0.25, 1], got {width!r}); re-export the artifact")
+
+
+def test_a_refusal_after_the_artifact_was_loaded_closes_its_runtime(
+        exported: ExportResult, run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks after `load` (data spec, image size, normalisation) raised with the runtime session left open
+    until garbage collection; the manifest's checks before them closed it."""
+    import us3l.deploy.loading as loading
+    from us3l.deploy.accuracy import evaluate_artifact
+    from us3l.eval import open_checkpoint
+
+    closed: list[bool] = []
+    real = loading.load
+
+    def load(*a: Any, **k: Any) -> Any:
+        runner = real(*a, **k)
+        close = runner.close
+        runner.close = lambda: closed.append(True) or close()  # type: ignore[method-assign]
+        return runner
+
+    monkeypatch.setattr(loading, "load", load)
+    with pytest.raises(US3LError, match="not found"):
+        evaluate_artifact(open_checkpoint(run), exported.directory, data=f"folder:{tmp_path / 'nope'}")
+    assert closed == [True]
 
 
 def test_the_report_flags_an_artifact_exported_before_its_width_was_calibrated(run: Path, tmp_path: Path) -> None:
