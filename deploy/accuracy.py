@@ -103,6 +103,7 @@ def evaluate_artifact(
     settings: Any = None,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    splits: dict[tuple[str, int], Any] | None = None,
 ) -> dict[str, Any]:
     """Accuracy of the artifact at ``artifact`` (its folder or manifest) and of the FP32 PyTorch model at the
     same width, on the same images and protocol; ``loaded`` is the checkpoint it was exported from
@@ -110,6 +111,8 @@ def evaluate_artifact(
 
     Returns ``{"width", "precision", "backend", "entry", "fp32", "protocols", "data", ...}``: ``entry`` is what
     ``us3l.eval.accuracy.add_precision_entry`` stores, ``fp32`` the PyTorch width row (knn/linear fields).
+    ``splits``: the data loaded for earlier artifacts of one evaluation, by (data spec, input size); the splits
+    this call loads are added to it, so several artifacts of one checkpoint list and check the data once.
     """
     from us3l.deploy.loading import load
     from us3l.deploy.manifest import read_manifest_sha256
@@ -146,7 +149,10 @@ def evaluate_artifact(
         shape = doc["input"]["shape"]
         if int(shape[-1]) != input_size:
             raise US3LError(f"{directory}: the artifact takes {shape[-1]} px images, the checkpoint {input_size} px")
-        d = knn_data(spec, meta, s, input_size)
+        key = (spec, input_size)
+        d = splits[key] if splits is not None and key in splits else knn_data(spec, meta, s, input_size)
+        if splits is not None:
+            splits[key] = d
         recorded = doc["input"].get("normalization") or {}
         if recorded.get("mean") is not None and not np.allclose(recorded["mean"], d.mean):
             raise US3LError(f"{directory}: the artifact expects another input normalisation than the checkpoint's")

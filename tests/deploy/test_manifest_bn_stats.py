@@ -387,6 +387,23 @@ def test_a_refusal_after_the_artifact_was_loaded_closes_its_runtime(
     assert closed == [True]
 
 
+def test_artifacts_of_one_evaluation_load_the_data_once(
+        exported: ExportResult, run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`us3l eval --artifact A --artifact B` listed both splits and opened each class's first image once per
+    artifact; the splits are now shared by (data spec, input size)."""
+    import us3l.eval.runner as runner
+    from us3l.deploy.accuracy import evaluate_artifact
+    from us3l.eval import open_checkpoint
+
+    calls: list[str] = []
+    real = runner.knn_data
+    monkeypatch.setattr(runner, "knn_data", lambda spec, *a: calls.append(spec) or real(spec, *a))
+    loaded, splits = open_checkpoint(run), {}
+    first = evaluate_artifact(loaded, exported.directory, data="builtin", splits=splits)
+    again = evaluate_artifact(loaded, exported.directory, data="builtin", splits=splits)
+    assert calls == ["builtin"] and first["entry"]["knn_top1"] == again["entry"]["knn_top1"]
+
+
 def test_the_report_flags_an_artifact_exported_before_its_width_was_calibrated(run: Path, tmp_path: Path) -> None:
     """Red-team 2026-12-06 (rtS): an artifact exported without calibrated BN statistics (running statistics, as an
     S-Nets or track-running-stats run has before `us3l calibrate`) is refused by `us3l eval --artifact` once the run

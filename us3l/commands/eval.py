@@ -368,7 +368,8 @@ def _eval_artifacts(
     from us3l.eval.runner import typed_bn_stats_settings
 
     _check_one_per_entry(artifacts)
-    results = [evaluate_artifact(loaded, a, data, settings, threads, log) for a in artifacts]
+    splits: dict[tuple[str, int], Any] = {}  # the data, loaded and checked once for all the artifacts
+    results = [evaluate_artifact(loaded, a, data, settings, threads, log, splits) for a in artifacts]
     first = results[0]
     doc = _previous_accuracy(out_dir)
     path = out_dir / ACCURACY_FILE
