@@ -83,12 +83,24 @@ _OV_CORE = []  # one openvino.Core per process (see us3l.deploy.backends.openvin
 # leave the thread's signal stack dangling, and the next signal is a silent SIGSEGV)
 
 
+def may_run_on_cpu(device):
+    """us3l.deploy.backends.openvino.may_run_on_cpu (a test keeps the two equal)."""
+    kind, _, rest = device.strip().upper().partition(":")
+    items = [i.split("(")[0].strip() for i in rest.split(",") if i.strip()]  # BATCH:CPU(4) names CPU
+    if kind == "AUTO":
+        named = [i for i in items if not i.startswith("-")]
+        return "-CPU" not in items and (not named or "CPU" in named)
+    return kind in ("HETERO", "MULTI", "BATCH") and "CPU" in items
+
+
 def ov_config(threads, device, precision):
     """The compile configuration of us3l.deploy.backends.openvino.compile_config (this file runs on devices
     without us3l; a test keeps the two equal)."""
     config = {"PERFORMANCE_HINT": "LATENCY"}
     if threads and device.startswith("CPU"):
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    elif threads and may_run_on_cpu(device):  # a virtual device: the CPU plugin's own property
+        config["DEVICE_PROPERTIES"] = {"CPU": {"INFERENCE_NUM_THREADS": int(threads)}}
     if precision in (None, "fp32", "int8"):  # int8: quantized layers run int8 anyway; the rest f32, not bf16
         config["INFERENCE_PRECISION_HINT"] = "f32"
     elif device.startswith(("GPU", "NPU")):

@@ -85,12 +85,27 @@ def require_device(core: Any, device: str) -> None:
         raise US3LError(f"{problem} ({describe_available(available)})")
 
 
+def may_run_on_cpu(device: str) -> bool:
+    """Whether the virtual device ``device`` may place work on the CPU: ``AUTO`` unless its list leaves the CPU
+    out (``AUTO:GPU``, ``AUTO:-CPU``), the others when their list names it."""
+    kind, _, rest = device.strip().upper().partition(":")
+    items = [i.split("(")[0].strip() for i in rest.split(",") if i.strip()]  # BATCH:CPU(4) names CPU
+    if kind == "AUTO":
+        named = [i for i in items if not i.startswith("-")]
+        return "-CPU" not in items and (not named or "CPU" in named)
+    return kind in ("HETERO", "MULTI", "BATCH") and "CPU" in items
+
+
 def compile_config(threads: int | None, device: str, precision: str | None) -> dict[str, Any]:
     """The ``compile_model`` configuration every us3l OpenVINO model uses: the latency hint, ``threads`` on a CPU
-    and the precision hint (f32 for fp32 and int8, f16 for fp16 on GPU/NPU)."""
+    and the precision hint (f32 for fp32 and int8, f16 for fp16 on GPU/NPU). A virtual device that may run on the
+    CPU (``AUTO``, ``AUTO:-GPU``, ``HETERO:GPU,CPU``, ...) takes ``threads`` as the CPU plugin's own property
+    (``DEVICE_PROPERTIES``): a top-level ``INFERENCE_NUM_THREADS`` is not one of theirs."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if threads and device.startswith("CPU"):
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    elif threads and may_run_on_cpu(device):
+        config["DEVICE_PROPERTIES"] = {"CPU": {"INFERENCE_NUM_THREADS": int(threads)}}
     if precision in (None, "fp32", "int8"):
         # int8: the quantized layers run in int8 whatever the hint; the hint keeps the rest f32, not bf16
         config["INFERENCE_PRECISION_HINT"] = "f32"

@@ -47,17 +47,32 @@ def test_gpu_indices_match_the_listed_gpus() -> None:
 def test_virtual_devices_run_an_ir_with_the_real_cpu_plugin(
     tiny_net: torch.nn.Module, tmp_path: Path, name: str
 ) -> None:
-    """These were refused as 'not present' (they are never in available_devices), though OpenVINO runs them."""
+    """These were refused as 'not present' (they are never in available_devices), though OpenVINO runs them; with
+    --threads, given to the CPU plugin through DEVICE_PROPERTIES."""
     be = get_backend("openvino")
     x = torch.randn(1, 3, 8, 8)
     art = be.export(tiny_net, x, tmp_path)
-    runner = be.load(art.path, device=name)
+    runner = be.load(art.path, device=name, threads=1)
     try:
         with torch.no_grad():
             want = tiny_net(x).numpy()
         np.testing.assert_allclose(runner.infer(x.numpy()), want, rtol=1e-4, atol=1e-4)
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize(("name", "cpu"), [
+    ("AUTO", True), ("AUTO:-GPU", True), ("AUTO:GPU,CPU", True), ("HETERO:GPU,CPU", True), ("BATCH:CPU(4)", True),
+    ("AUTO:GPU", False), ("AUTO:-CPU", False), ("HETERO:GPU", False), ("GPU", False),
+])
+def test_threads_reach_the_cpu_plugin_of_a_virtual_device(name: str, cpu: bool) -> None:
+    """`--threads` was dropped for every device but CPU: under AUTO (which runs on the CPU here) the plugin used its
+    own default thread count, so a profile's --threads was not what it measured with."""
+    from us3l.deploy.backends.openvino import compile_config
+
+    config = compile_config(2, name, "fp32")
+    assert config.get("DEVICE_PROPERTIES") == ({"CPU": {"INFERENCE_NUM_THREADS": 2}} if cpu else None)
+    assert "INFERENCE_NUM_THREADS" not in config and "DEVICE_PROPERTIES" not in compile_config(None, name, "fp32")
 
 
 def test_a_virtual_device_over_an_absent_device_is_one_line(tiny_net: torch.nn.Module, tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_the_remote_openvino_configuration_is_the_local_one() -> None:
     a remote GPU or NPU was compiled without the f16 hint that a local profile or export gives it."""
     from us3l.deploy.backends.openvino import compile_config
 
-    for device in ("CPU", "GPU", "GPU.1", "NPU"):
+    for device in ("CPU", "GPU", "GPU.1", "NPU", "AUTO", "AUTO:GPU", "AUTO:-GPU", "HETERO:GPU,CPU", "BATCH:GPU"):
         for precision in (None, "fp32", "fp16", "int8"):
             for threads in (None, 1, 4):
                 assert remote_runner.ov_config(threads, device, precision) == compile_config(threads, device, precision)
