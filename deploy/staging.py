@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from us3l.io import owner_pid
+from us3l.io import owner_pid, pid_alive
 
 #: ``.<name>.staging-<pid>-<random>`` / ``.<name>.old-<pid>-<random>`` (the PID is absent in older names).
 STAGING_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old)-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+$")
@@ -39,20 +39,6 @@ def staging_prefix(name: str, kind: str = "staging") -> str:
 def is_staging(name: str) -> bool:
     """Whether a folder name is an export's staging or swapped-aside folder (never an artifact)."""
     return STAGING_RE.match(name) is not None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    except OverflowError:
-        return False
-    return True
 
 
 def _age_s(path: Path, now: float) -> float:
@@ -73,7 +59,7 @@ def _stale(path: Path, pid: int | None, now: float, stale_after_s: float) -> boo
         return False
     if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid():
         return False
-    if pid is not None and not _pid_alive(pid):
+    if pid is not None and not pid_alive(pid):
         return True
     return _age_s(path, now) > stale_after_s
 

@@ -276,3 +276,29 @@ def test_only_a_png_us3l_wrote_is_replaced_by_a_plot(tmp_path: Path) -> None:
     save_png(_figure(), path)
     check_png_replaceable(path)
     check_png_replaceable(tmp_path / "absent.png")
+
+
+def test_a_write_removes_the_temporaries_a_killed_writer_left(tmp_path: Path) -> None:
+    """A writer SIGKILLed between its temporary and its rename left `.accuracy.json.<random>.tmp` beside the file
+    for good (no `finally` runs); the temporaries carry the writer's PID now, and the next write of that file
+    removes the ones whose writer is gone, and nothing else."""
+    import subprocess
+    import sys
+
+    from us3l.io import atomic_write_json
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    left = tmp_path / f".accuracy.json.{dead}-k1ll3d.tmp"
+    keep = [tmp_path / f".accuracy.json.{os.getpid()}-l1ve.tmp",  # a live writer's (this process)
+            tmp_path / ".accuracy.json.n0p1d.tmp",  # an older name without a PID: whose it is, unknown
+            tmp_path / f".profile.json.{dead}-0th3r.tmp"]  # another file's
+    for p in (left, *keep):
+        p.write_text("{partial")
+    link = tmp_path / f".accuracy.json.{dead}-l1nk.tmp"
+    link.symlink_to(keep[0])  # not a file a writer made
+    atomic_write_json(tmp_path / "accuracy.json", {"a": 1})
+    assert not left.exists() and all(p.exists() for p in keep) and link.is_symlink()
+    atomic_write_json(tmp_path / "accuracy.json", {"a": 2})  # its own temporary: renamed, none left
+    assert sorted(p.name for p in tmp_path.glob(".accuracy.json.*.tmp")) == sorted(
+        [keep[0].name, keep[1].name, link.name])

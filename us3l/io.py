@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
@@ -144,8 +145,8 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
         for path, write in files:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                tmp_path = temp_file(path.parent, prefix=f".{path.name}.")
+            try:  # the PID in the name: a later write removes what a SIGKILLed one left (remove_dead_temps)
+                tmp_path = temp_file(path.parent, prefix=f".{path.name}.{os.getpid()}-")
             except OSError as exc:  # a read-only folder: name the file asked for, not a temporary never made
                 raise OSError(exc.errno, exc.strerror, str(path)) from None
             staged.append((tmp_path, path))
@@ -163,7 +164,48 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
         for tmp_path, _ in staged:
             tmp_path.unlink(missing_ok=True)
         raise
+    for _, path in staged:
+        remove_dead_temps(path)
     return [path for _, path in staged]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def remove_dead_temps(path: Path) -> list[Path]:
+    """Remove the temporary files of ``atomic_write`` beside ``path`` (``.<name>.<pid>-<random>.tmp``) that a process
+    killed before its rename left: this user's regular files whose writer is no longer running (a live writer's,
+    another user's, and older names without a PID are left alone). Returns what was removed."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)-[A-Za-z0-9_]+\.tmp$")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.match(entry.name)
+        try:
+            ours = m is not None and entry.is_file(follow_symlinks=False) and entry.stat(
+                follow_symlinks=False).st_uid == os.getuid()
+        except OSError:
+            continue
+        if ours and not pid_alive(int(m[1])):  # type: ignore[index]
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 @contextlib.contextmanager
