@@ -123,3 +123,36 @@ def test_python_310_gets_the_toml_reader_device_files_need() -> None:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert any(d.replace(" ", "").startswith("tomli") and "python_version<'3.11'" in d.replace(" ", "")
                for d in deps), deps
+
+
+@pytest.mark.slow  # builds a wheel (about 10 s): CI runs it with `./test.sh -m slow`
+def test_the_wheel_installs_us3l_alone_and_runs_from_it(tmp_path: Path) -> None:
+    """The tests above run against the editable install; a user's `pip install us3l` gets the wheel. Built from a
+    copy of this checkout, it holds `us3l/` and its dist-info only (profiler/, devices/ and deploy/ inside
+    us3l/, the built-in device files with them), and the CLI runs from it, outside any checkout."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"  # a copy: building in the checkout would leave build/ there
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache", ".ruff_cache"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("us3l-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"us3l", wheel.name.split("-py3")[0] + ".dist-info"}
+    assert "us3l/devices/builtin/cpu.toml" in names and "us3l/deploy/export.py" in names
+    target = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+                           str(target), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    code = ("import us3l, us3l.deploy, us3l.devices.registry as r\n"
+            "print(us3l.__file__, us3l.deploy.__file__, r.get_device('jetson-xavier-nx').tensorrt_version, sep='\\n')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=empty, capture_output=True, text=True, timeout=120,
+                          env={**_env(), "PYTHONPATH": str(target)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == [str(target / "us3l" / "__init__.py"), str(target / "us3l" / "deploy" /
+                                                                            "__init__.py"), "8.5"]
