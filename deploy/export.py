@@ -349,15 +349,16 @@ def _onnx_opset(backend: str, device_name: str | None, tensorrt_version: str | N
             raise US3LError(f"tensorrt_version sets the opset of an ONNX file a TensorRT builds its engine from: it "
                             f"needs backend 'onnx', got {backend!r}")
         return None
-    if tensorrt_version is None and device_name is not None:
-        from us3l.devices.registry import find_device
+    from us3l.deploy.backends.tensorrt_versions import device_onnx_opset, export_opset
 
-        spec = find_device(device_name)
-        if spec is not None and "tensorrt" in spec.backends:
-            tensorrt_version = spec.tensorrt_version
-    from us3l.deploy.backends.tensorrt_versions import export_opset
+    if tensorrt_version is not None:
+        return export_opset(tensorrt_version)
+    if device_name is None:
+        return None
+    from us3l.devices.registry import find_device
 
-    return export_opset(tensorrt_version)
+    spec = find_device(device_name)
+    return device_onnx_opset(spec) if spec is not None and "tensorrt" in spec.backends else None
 
 
 def check_device_precision(device_name: str | None, backend: str, precision: str) -> None:

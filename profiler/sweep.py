@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from us3l.deploy.backends.tensorrt_versions import device_onnx_opset
 from us3l.devices.spec import DeviceSpec, canonical_backend
 from us3l.errors import US3LError
 from us3l.io import owned_temporary_directory
@@ -196,16 +197,6 @@ def check_int8(backend: str, calibration: Any) -> None:
         )
     if calibration is None:
         raise US3LError("int8 profiling needs calibration images (us3l.deploy.quantize.CalibrationSet)")
-
-
-def device_onnx_opset(spec: DeviceSpec | None) -> int | None:
-    """The ONNX opset to export for a device whose file declares its TensorRT (``tensorrt_version``; 8.5 and 8.6
-    read opset <= 17); None: us3l's own."""
-    if spec is None or spec.tensorrt_version is None:
-        return None
-    from us3l.deploy.backends.tensorrt_versions import export_opset
-
-    return export_opset(spec.tensorrt_version)
 
 
 def check_local_requirements(spec: DeviceSpec) -> None:

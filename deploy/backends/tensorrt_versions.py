@@ -27,6 +27,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from us3l.devices.spec import DeviceSpec
 
 from us3l.errors import US3LError
 
@@ -92,3 +96,11 @@ def export_opset(version: str | None) -> int | None:
 
     opset = onnx_opset_for(version, OPSET)
     return None if opset == OPSET else opset
+
+
+def device_onnx_opset(spec: DeviceSpec | None) -> int | None:
+    """The ONNX opset to export for a device whose file declares its TensorRT (``tensorrt_version``; 8.5 and 8.6
+    read opset <= 17); None: us3l's own."""
+    if spec is None or spec.tensorrt_version is None:
+        return None
+    return export_opset(spec.tensorrt_version)

@@ -186,8 +186,8 @@ def test_the_api_refuses_a_tensorrt_version_for_another_backend(tmp_path: Path) 
 
 
 def test_a_device_file_declares_its_tensorrt_version() -> None:
+    from us3l.deploy.backends.tensorrt_versions import device_onnx_opset
     from us3l.devices.spec import spec_from_dict
-    from us3l.profiler.sweep import device_onnx_opset
 
     base = {"name": "board", "backends": ["tensorrt"]}
     assert spec_from_dict(base, "b.toml").tensorrt_version is None
