@@ -196,13 +196,10 @@ def remove_dead_temps(path: Path) -> list[Path]:
         return removed
     for entry in entries:
         m = pattern.match(entry.name)
-        try:
-            ours = m is not None and entry.is_file(follow_symlinks=False) and entry.stat(
-                follow_symlinks=False).st_uid == os.getuid()
-        except OSError:
+        if m is None or pid_alive(int(m[1])):
             continue
-        if ours and not pid_alive(int(m[1])):  # type: ignore[index]
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
