@@ -127,3 +127,36 @@ def test_width_grid_refuses_max_points_that_is_no_count(points: object) -> None:
     with pytest.raises(US3LError) as err:  # 2.5, nan: range()'s TypeError; True: a 1-point grid; 0: no value named
         _tiny().width_grid(max_points=points)  # type: ignore[arg-type]
     assert str(err.value) == f"max_points must be a finite positive integer, got {points!r}"
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [
+    ("cifar_resnet18", {"base_channels": 16}),
+    ("cifar_mobilenetv2", {}),
+    ("vit_tiny", {}),
+])
+def test_canonical_width_is_the_smallest_width_of_the_same_network(name: str, kwargs: dict) -> None:
+    """The grid comes from a vectorised scan of the layers' channel rules; the per-layer rules themselves
+    (``channel_config``) must agree with it: every grid width is its own canonical width, and any width maps to
+    the smallest grid width running the same channels (the full network to the range maximum)."""
+    from us3l.slim import canonical_width, channel_config
+
+    m = us3l.create_model(name, **kwargs)
+    grid = m.width_grid()
+    assert [canonical_width(m, w) for w in grid] == list(grid)
+    first: dict = {}  # each configuration's smallest grid width, from the per-layer rules
+    for g in grid:
+        first.setdefault(channel_config(m, g), g)
+    assert list(first.values()) == list(grid)  # every grid width a network of its own
+    for w in [0.25 + 0.75 * i / 157 for i in range(158)] + [0.3333, 0.6667, 0.99999]:
+        c = canonical_width(m, w)
+        assert c == first[channel_config(m, w)]
+        assert c <= w or c == grid[-1]
+
+
+def test_models_built_alike_share_one_grid_scan() -> None:
+    """The grid is a function of the architecture: a second model built alike (as every checkpoint load builds
+    one) reuses the first one's scan instead of repeating it."""
+    a, b = _tiny(), _tiny()
+    assert a.width_grid() is b.width_grid()
+    other = us3l.create_model("cifar_resnet18", base_channels=16, width_min=0.5)
+    assert other.width_grid()[0] == 0.5 and other.width_grid() is not a.width_grid()
