@@ -74,6 +74,7 @@ def test_each_command_is_registered_by_the_module_the_lazy_loader_imports() -> N
     assert owners == {name: f"us3l.commands.{module}" for name, module in COMMAND_MODULES.items()}
 
 
+@pytest.mark.slow  # a process per command; the torch-free CLI import stays fast
 def test_a_command_starts_without_importing_the_others() -> None:
     code = (
         "import sys; from us3l.cli import main; rc = main(['version']); "
@@ -294,6 +295,7 @@ def test_ctrl_c_inside_an_extension_import_still_exits_as_interrupted(
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.slow  # waits for a command to be mid-run; Ctrl-C's unwinding stays fast
 def test_sigterm_unwinds_like_ctrl_c_and_exits_143(tmp_path: Path) -> None:
     """``kill`` or a job scheduler's timeout sends SIGTERM, whose default skips every clean-up; the CLI turns it
     into the same unwinding as Ctrl-C (temporary files removed, locks released) and exits 128 + 15."""
@@ -596,6 +598,7 @@ def test_a_closed_stdout_is_one_line_before_any_work() -> None:
                                                  "(e.g. >/dev/null) instead of closing it\n")
 
 
+@pytest.mark.slow  # a CLI process per locale
 def test_a_locale_without_the_tables_characters_replaces_them() -> None:
     """Red-team 2026-12-05: in an ASCII or Latin-1 locale, commands did their work (an export, a selection) and
     then exited 1 with a codec error on a table character (→, ±, ≤, ×)."""

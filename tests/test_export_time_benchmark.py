@@ -29,6 +29,7 @@ def test_configs_are_model_width_pairs() -> None:
         et.EXPORTERS("jit")
 
 
+@pytest.mark.slow  # a benchmark process
 def test_a_failed_export_is_one_line_naming_the_error(tmp_path) -> None:
     """A failed child printed its whole stdout and stderr (the PHASES line, a blank line, the error); then a
     SystemExit line without 'error:' in front and the child's 'error:' in its middle."""

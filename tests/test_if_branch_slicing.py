@@ -74,6 +74,7 @@ def test_binding_idx_before_compiling_gives_each_width_in_openvino(models) -> No
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # a benchmark run
 def test_a_tiny_run_prints_every_ratio_with_its_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The per-width switchable/static ratios and the switch cost were printed without any spread; every run left

@@ -78,6 +78,7 @@ def decoy_folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # a CLI process in a copied folder
 def test_cli_runs_beside_a_deploy_py_and_a_profiler_py(decoy_folder: Path) -> None:
     """``python -m us3l version`` and the mapped packages' imports, in one interpreter started in the folder of
     decoys (its first sys.path entry, as with ``-m``): two interpreters paid torch's import twice."""

@@ -10,6 +10,7 @@ import pytest
 from tests.script_module import ROOT, load_script
 
 
+@pytest.mark.slow  # a benchmark run
 def test_the_reference_is_probed_before_and_after_and_the_best_is_used(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The reference was probed once, before the sweep: a probe taken at a slow moment (docs/profiling.md (c):

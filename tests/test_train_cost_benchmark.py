@@ -37,6 +37,7 @@ def test_every_measured_ratio_has_its_interval() -> None:
                                          "iterations, and the bounds hold with less than 90 %")  # --iters 2
 
 
+@pytest.mark.slow  # a benchmark process that loads the data
 def test_more_images_than_the_data_holds_is_one_line_before_anything_runs() -> None:
     """``--batch-size 300`` failed with torch's 'Expected non-zero, positive output size. Got [0, 3, 16, 16]'
     after the models were built; a batch that only partly fits (``--batch-size 230``) timed a short last batch."""

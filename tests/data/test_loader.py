@@ -132,6 +132,7 @@ for batch in loader_batches(Unreadable(), [[0, 1], [2, 3], [4, 5]], 1):
 """
 
 
+@pytest.mark.slow  # a process with loader workers
 def test_an_uncaught_error_from_a_worker_still_ends_the_process() -> None:
     """A worker's error (an unreadable image) is raised here from inside the loader, whose frame the traceback
     then holds: at exit PyTorch no longer shuts down its workers and multiprocessing stops them with SIGTERM,

@@ -141,7 +141,7 @@ def test_failed_verification_leaves_nothing_valid(monkeypatch: pytest.MonkeyPatc
         deploy.load(failed)
 
 
-@pytest.mark.parametrize("switchable", [False, True])
+@pytest.mark.parametrize("switchable", [False, pytest.param(True, marks=pytest.mark.slow)])  # slow: switchable export
 def test_a_passed_export_removes_the_failed_one_before_it(switchable: bool, monkeypatch: pytest.MonkeyPatch,
                                                           tmp_path: Path) -> None:
     """Red-team 2026-12-05: `<name>.failed` of an earlier try stayed beside the good `<name>` of a later one, read as

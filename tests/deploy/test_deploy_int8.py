@@ -96,6 +96,7 @@ def test_a_fixed_batch_larger_than_the_calibration_set_is_one_line() -> None:
         split_batches(x, 400)
 
 
+@pytest.mark.slow  # an int8 export for one message
 def test_int8_fixed_batch_verification_says_how_many_images_it_ran(run_dir: Path, tmp_path: Path) -> None:
     """A fixed batch of 12 runs the 64 held-out images as 5 whole batches: the manifest said "64 held-out
     training images" beside samples 60 (docs truth pass)."""
@@ -233,6 +234,7 @@ def test_onnx_int8_manifest_records_quantizer_calibration_and_rule(onnx_int8, no
 # ----------------------------------------------------------------------------------------------- OpenVINO
 
 
+@pytest.mark.slow  # NNCF quantization; ONNX int8 stays fast
 def test_openvino_int8_is_nncf_quantized_and_verified(run_dir: Path, tmp_path: Path) -> None:
     import nncf
     import openvino as ov

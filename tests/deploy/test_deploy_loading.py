@@ -278,6 +278,7 @@ def test_a_file_swapped_after_its_hash_was_checked_is_not_what_runs(
     assert (d / "model.onnx").read_bytes() == other  # the swap did happen
 
 
+@pytest.mark.slow  # an OpenVINO export; the ONNX swap check stays fast
 def test_an_openvino_ir_swapped_after_its_hash_was_checked_is_not_what_runs(
     run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,6 +36,7 @@ def test_json_export_whose_verification_fails_prints_one_json_document(
     assert err.startswith("error: verification FAILED") and "Traceback" not in err
 
 
+@pytest.mark.slow  # a switchable export for one JSON error; the static one stays fast
 def test_json_switchable_export_whose_verification_fails_prints_one_json_document(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -193,6 +194,7 @@ def test_an_artifact_that_outputs_nan_fails_verification_and_is_kept(
     assert doc["verification"]["min_cosine"] is None and doc["verification"]["passed"] is False
 
 
+@pytest.mark.slow  # a switchable export of its own; the static NaN case stays fast
 def test_a_switchable_artifact_that_outputs_nan_fails_verification_and_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -259,7 +261,8 @@ def test_selection_checks_every_devices_precision_before_the_first_export(write_
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("model", "extra"), [("vit_tiny", ""), (MODEL, "; placeholder BN statistics")])
+@pytest.mark.parametrize(("model", "extra"), [pytest.param("vit_tiny", "", marks=pytest.mark.slow),  # slow: ViT export
+                                              (MODEL, "; placeholder BN statistics")])
 def test_a_fresh_model_export_says_its_weights_are_random(model: str, extra: str, tmp_path: Path, capsys) -> None:
     """Red-team 2026-12-05: the note hung on uncalibrated BatchNorm, so a fresh ViT (no BatchNorm) was exported
     without a word about its random weights."""

@@ -54,6 +54,7 @@ def test_a_rerun_after_a_failure_with_the_same_or_other_settings(tmp_path: Path,
     assert (good / "manifest.json").read_bytes() != before
 
 
+@pytest.mark.slow  # three exports for one recovery case
 def test_a_failed_folder_whose_removal_stops_half_way_does_not_block_the_next_export(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -428,6 +428,7 @@ def test_the_report_flags_an_artifact_exported_before_its_width_was_calibrated(r
     assert _stale(root) == []
 
 
+@pytest.mark.slow  # a report over three exports; the report's BN checks above stay fast
 def test_the_report_reads_the_runs_bn_statistics_once_for_every_manifest(
         run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`us3l report` read and digested run/bn_stats.safetensors (every width) once per manifest."""

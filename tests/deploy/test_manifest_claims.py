@@ -220,7 +220,7 @@ def test_a_switchable_verification_edited_to_passed_is_refused(
     )
 
 
-@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+@pytest.mark.parametrize("backend", ["onnx", pytest.param("openvino", marks=pytest.mark.slow)])  # slow: OpenVINO
 def test_a_switchable_verification_deleted_to_pass_is_refused(
     switchable_exports: Callable[[str], SwitchableResult], tmp_path: Path, backend: str
 ) -> None:

@@ -284,6 +284,7 @@ def test_cli_switchable_export_prints_every_width(run_dir, tmp_path, capsys) -> 
     assert Path(doc["manifest"]).is_file()
 
 
+@pytest.mark.slow  # an OpenVINO export and a process; the ONNX snippet stays fast
 def test_the_openvino_snippet_runs_without_us3l(tmp_path) -> None:
     """docs/deploy.md's OpenVINO snippet (both ways of running the IR) with us3l made unimportable."""
     net = fresh_model("cifar_resnet18", base_channels=8)
@@ -301,6 +302,7 @@ def test_the_openvino_snippet_runs_without_us3l(tmp_path) -> None:
     assert done.stdout.startswith("(1, 16) (1, 16) ") and float(done.stdout.split()[-1]) < 1e-5
 
 
+@pytest.mark.slow  # a ViT export; the ResNet exports above stay fast
 def test_vit_linears_are_sliced_from_the_shared_weights_too(tmp_path, x) -> None:
     """materialize wraps a ViT block Linear as Sequential(FirstFeatures, Linear): its static name gains a '.1'
     that must still find the shared weight, or every width would carry its own copy."""
@@ -334,7 +336,8 @@ def test_load_switchable_checks_the_manifest_and_runs_every_width(run_dir, share
         deploy.load_switchable(static.directory)
 
 
-@pytest.mark.parametrize(("backend", "what"), [("onnx", "the ONNX file's"), ("openvino", "the IR's")])
+@pytest.mark.parametrize(("backend", "what"), [("onnx", "the ONNX file's"),  # slow: an OpenVINO export of its own
+                                             pytest.param("openvino", "the IR's", marks=pytest.mark.slow)])
 def test_a_manifest_whose_grid_was_edited_is_refused(shared_export, tmp_path, backend, what) -> None:
     """Red-team 2026-12-06 (rtL): an OpenVINO IR's edited grid loaded and was profiled (index 0, width 1.0, reported
     as width 0.25): the grid was read from the ONNX metadata only, and the IR keeps it in its rt_info."""
@@ -402,6 +405,7 @@ def test_openvino_runner_refuses_a_wrong_input_shape_in_one_line(shared_export, 
         assert r.infer(np.zeros((1, 3, 32, 32), np.float32), 1).shape == (1, 128)
 
 
+@pytest.mark.slow  # a switchable export of its own for one message
 def test_a_fixed_batch_that_does_not_divide_the_verification_images_says_so(run_dir, tmp_path) -> None:
     """Batch 3 runs 6 of the 8 seeded images (whole batches): the manifests said "8 smooth random images" beside
     6 samples (docs truth pass); the one-width export and the switchable one both say how many ran."""

@@ -139,6 +139,7 @@ with SSHSession(load_device_file(sys.argv[1]).reach) as s:
 """
 
 
+@pytest.mark.slow  # waits for a killed SSH session
 def test_a_host_killed_during_a_tensorrt_session_leaves_no_folder_on_the_device(loopback_ssh, tmp_path):
     """Red-team 2026-12-06: TrtexecSession's folder (ONNX files, engines) was removed only by close(): a host
     killed outright (SIGKILL, a crash) or cut off left it on the device for good."""

@@ -39,6 +39,7 @@ def test_a_command_writing_megabytes_to_stderr_is_not_stalled(loopback_ssh, tmp_
         assert (res.returncode, res.stdout, len(res.stderr)) == (0, "done\n", 3000000)
 
 
+@pytest.mark.slow  # a remote profile that writes megabytes
 def test_a_runner_that_warns_megabytes_still_profiles(loopback_ssh, shared_exports, tmp_path, capsys):
     python = _python(tmp_path, f'{_FLOOD}\nexec "{loopback_ssh.python}" "$@"')
     rc = main(["profile", "--device-file", str(_device(loopback_ssh, tmp_path, python)), "--model", "cifar_resnet18",
@@ -47,6 +48,7 @@ def test_a_runner_that_warns_megabytes_still_profiles(loopback_ssh, shared_expor
     assert rc == 0, err  # a stalled runner was reported as "stopped answering": an error
 
 
+@pytest.mark.slow  # a remote profile that writes megabytes
 def test_a_runner_that_fails_after_megabytes_of_stderr_names_its_last_line(loopback_ssh, shared_exports, tmp_path,
                                                                           capsys):
     python = _python(tmp_path, f'{_FLOOD}\necho "the reason" >&2\nexit 1')

@@ -218,6 +218,7 @@ def test_checkpoint_of_another_model_rejected(tmp_path: Path) -> None:
         open_checkpoint(run)
 
 
+@pytest.mark.slow  # a whole evaluation for one path case
 def test_eval_out_folder_named_like_a_json_file(run_dir: Path, tmp_path: Path) -> None:
     # --out is a folder, whatever its name: accuracy.json goes inside it (it once became a rename onto the folder)
     out = tmp_path / "acc.json"
@@ -249,6 +250,7 @@ def test_flags_the_evaluation_will_not_use_are_named(run_dir: Path, tmp_path: Pa
     assert "note: --knn-k do nothing with --protocol linear" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a whole evaluation for one permission case
 def test_eval_reads_a_run_folder_it_cannot_write(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-05: `eval --ckpt RUN` on a read-only run (a shared or mounted checkpoint) failed with
@@ -274,6 +276,7 @@ def test_eval_reads_a_run_folder_it_cannot_write(run_dir: Path, tmp_path: Path, 
     assert (tmp_path / "out" / "accuracy.json").is_file()
 
 
+@pytest.mark.slow  # a whole evaluation for one refusal
 def test_eval_plot_never_replaces_a_png_of_the_users(run_dir: Path, tmp_path: Path, monkeypatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-05: --plot silently replaced any file at accuracy_vs_width.png / accuracy_vs_macs.png."""

@@ -75,6 +75,7 @@ def test_profile_and_export_refuse_other_widths_before_any_work(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # five commands for one rounding case
 def test_a_switch_of_five_decimals_round_trips_calibrate_export_eval_artifact_report(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """25/32 = 0.78125 was the switch 0.7812 (Python's round, half to even) in bn_stats.safetensors, the accuracy

@@ -77,6 +77,7 @@ def test_an_interpolated_record_must_carry_no_samples(adaptive_profile) -> None:
         validate_profile(doc, "p.json")
 
 
+@pytest.mark.slow  # an ONNX sweep; the adaptive choice itself stays fast
 def test_adaptive_onnx_sweep_exports_only_the_widths_it_times(monkeypatch: pytest.MonkeyPatch) -> None:
     from us3l.deploy.graph import fresh_model
     from us3l.profiler import sweep

@@ -22,7 +22,8 @@ def test_reference_cost_table_at_quarter_width() -> None:
     assert abs(c.macs - 0.035e9) / 0.035e9 <= 0.03
 
 
-@pytest.mark.parametrize("name", ["cifar_resnet18", "cifar_mobilenetv2", "vit_tiny"])
+@pytest.mark.parametrize("name", ["cifar_resnet18", pytest.param("cifar_mobilenetv2", marks=pytest.mark.slow),
+                                  pytest.param("vit_tiny", marks=pytest.mark.slow)])  # slow: the grid of the others
 def test_macs_and_params_non_decreasing_in_width(name: str) -> None:
     kw = {"img_size": 32} if name.startswith("vit") else {}
     model = us3l.create_model(name, **kw)

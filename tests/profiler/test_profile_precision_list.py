@@ -77,6 +77,7 @@ def test_int8_on_a_device_whose_file_does_not_allow_it(tmp_path: Path, capsys) -
     )
 
 
+@pytest.mark.slow  # three whole profiles; the backend list stays fast
 def test_a_list_writes_one_profile_and_one_table_per_precision(tmp_path: Path, capsys) -> None:
     # a device file at 8 px keeps the two OpenVINO sweeps cheap
     dev = tmp_path / "tiny.toml"

@@ -56,6 +56,7 @@ def test_local_sweep_real_runtimes(backend):
     assert "cpu" in prof.fingerprint and prof.fingerprint["packages"]
 
 
+@pytest.mark.slow  # the CLI profile with OpenVINO and a plot; the torch and ONNX CLI profiles stay fast
 def test_cli_profile_cpu_openvino_json_and_plot(tmp_path, capsys):
     """The local OpenVINO sweep, through ``us3l profile`` (what test_local_sweep_real_runtimes checks for onnx and
     torch, here on the CLI's JSON document), plus the plot and CSV."""
@@ -121,6 +122,7 @@ def test_widths_of_one_network_are_timed_once(capsys) -> None:
     assert "note: width 0.5001 builds the same network as 0.5; timed once, as 0.5" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a whole profile for one refusal; eval's and report's like refusals stay fast
 def test_profile_plot_never_replaces_a_png_of_the_users(tmp_path, monkeypatch, capsys):
     """Red-team 2026-12-05: the profile's JSON and CSV were protected, <stem>.png silently replaced any file."""
     from PIL import Image

@@ -146,6 +146,7 @@ def test_a_users_file_where_the_profile_goes_is_refused_before_measuring(artifac
     assert mine.read_text() == "my notes\n"
 
 
+@pytest.mark.slow  # an OpenVINO switchable export; the ONNX one stays fast
 def test_an_openvino_artifact_is_timed_on_the_devices_own_plugin(tmp_path, capsys) -> None:
     """Red-team 2026-12-06 (rtL): `--device intel-igpu --artifact DIR` (OpenVINO) timed the CPU plugin and wrote
     the profile as intel-igpu's, where the static sweep refuses an absent GPU; `--device intel-npu` timed the fp32

@@ -178,6 +178,7 @@ def test_a_moved_folder_renders_the_same(pipeline: Path, tmp_path: Path) -> None
     assert rep.missing() == [] and f"latency ≤ {BUDGET_MS:g} ms" in rep.html
 
 
+@pytest.mark.slow  # a report per file kind
 def test_report_out_never_replaces_a_file_that_is_not_a_report(pipeline: Path, tmp_path: Path, capsys) -> None:
     mine = tmp_path / "notes.html"
     mine.write_text("<html>my notes</html>")

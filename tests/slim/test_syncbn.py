@@ -73,6 +73,7 @@ def _worker(rank: int, store: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two gloo processes
 def test_two_processes_normalise_like_one_process_over_the_whole_batch(tmp_path: Path) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = str(tmp_path / "result")

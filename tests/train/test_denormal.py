@@ -56,6 +56,7 @@ def test_flush_denormal_false_keeps_them(tiny_cfg, ieee_main_thread: None) -> No
     assert denormals_left(4) == 4
 
 
+@pytest.mark.slow  # one fresh process per thread count; the in-process checks above stay fast
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
 def test_every_intra_op_thread_flushes_in_a_fresh_process(tiny_folder: Path, tmp_path: Path) -> None:
     cfg = {**TINY, "data": f"folder:{tiny_folder}", "out": str(tmp_path / "run"), "threads": 2, "epochs": 1,

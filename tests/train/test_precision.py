@@ -124,6 +124,7 @@ shutdown_distributed()
 """
 
 
+@pytest.mark.slow  # two gloo processes
 def test_two_gloo_processes_whose_cpus_differ_both_train_in_float32(tmp_path: Path) -> None:
     """Real processes in a real gloo group: rank 0 with AMX, rank 1 without bfloat16."""
     import os
