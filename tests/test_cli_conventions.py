@@ -185,7 +185,7 @@ def test_quiet_silences_progress(capsys: pytest.CaptureFixture[str]) -> None:
          "--backend tflite", "error: quickstart profiles and exports with onnx and/or openvino, not 'tflite'"),
         (["export", "--backend", "onnx", "--model", "cifar_resnet18", "--width", "1.5", "--batch", "2", "--out",
           "/nonexistent/x"], "note: `us3l export --batch 2` is deprecated; use --batch-size 2",
-         "error: width must be in [0.25, 1], got 1.5"),
+         "error: --width: width must be in [0.25, 1], got 1.5"),
     ],
 )
 def test_old_spellings_work_with_a_note(args: list[str], note: str, error: str, capsys) -> None:

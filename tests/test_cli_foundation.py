@@ -78,7 +78,7 @@ def test_info_builds_a_vit_for_the_input_size(capsys: pytest.CaptureFixture[str]
         (["info", "--model", "vit_tiny", "--input-size", "200"],
          "error: model 'vit_tiny': input size 200 is not a multiple of the patch size 16"),
         (["info", "--model", "vit_tiny", "--input-size", "4"], "error: --input-size must be 8 to 4096 pixels, got 4"),
-        (["info", "--model", "cifar_resnet18", "--width", "1.5"], "error: width must be in [0.25, 1], got 1.5"),
+        (["info", "--model", "cifar_resnet18", "--width", "1.5"], "error: --width: width must be in [0.25, 1], got 1.5"),
         (["info", "--model", "cifar_resnet18", "--width", "nan"],
          "error: --width must be a finite positive number, got nan"),
     ],

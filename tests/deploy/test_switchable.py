@@ -251,7 +251,7 @@ def test_the_readme_snippet_runs_without_us3l(shared_export) -> None:
         (["--backend", "onnx", "--precision", "INT8"], "error: --switchable exports fp32 only, got --precision int8"),
         (["--backend", "onnx", "--widths", "1,x"], "error: --widths must be comma-separated numbers like "
                                                    "0.25,0.5,1.0, got '1,x'"),
-        (["--backend", "onnx", "--widths", "1,1.5"], "error: width must be in [0.25, 1], got 1.5"),
+        (["--backend", "onnx", "--widths", "1,1.5"], "error: --widths: width must be in [0.25, 1], got 1.5"),
         (["--backend", "onnx", "--widths", "0.5"], "error: a switchable artifact needs at least 2 widths, got 1"),
     ],
 )

@@ -35,7 +35,7 @@ def test_calibrate_has_nothing_to_do(vit_run: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (["--widths", "5"], "error: width must be in [0.25, 1], got 5.0"),
+        (["--widths", "5"], "error: --widths: width must be in [0.25, 1], got 5.0"),
         (["--points", "0"], "error: --points must be >= 1 (0 is not allowed), got 0"),
         (["--data", "bultin"], "error: unknown data spec 'bultin'"),
     ],

@@ -34,7 +34,7 @@ def test_default_widths_are_the_switches_and_others_are_refused(snets_dir: Path)
     assert parse_widths(model, None, 2) == [0.25, 1.0] and parse_widths(model, None, 9) == [0.25, 0.5, 0.75, 1.0]
     with pytest.raises(US3LError) as err:
         parse_widths(model, "1.0,0.6", None)
-    assert str(err.value) == "S-Nets run only at widths 1, 0.75, 0.5, 0.25 (got 0.6)"
+    assert str(err.value) == "--widths: S-Nets run only at widths 1, 0.75, 0.5, 0.25 (got 0.6)"
     us_nets = open_checkpoint(make_run(snets_dir.parent / "us")).model  # unchanged for US-Nets checkpoints
     assert parse_widths(us_nets, None, None) == [1.0, 0.75, 0.5, 0.25]
     assert parse_widths(us_nets, "0.6", None) == [0.6]
@@ -56,7 +56,7 @@ def test_calibrate_and_eval_cli_use_the_switches(snets_dir: Path, capsys: pytest
 
     code = main(["eval", "--ckpt", str(snets_dir), "--widths", "0.6", "--no-baselines"])
     err = capsys.readouterr().err.strip()
-    assert code != 0 and err == "error: S-Nets run only at widths 1, 0.75, 0.5, 0.25 (got 0.6)"
+    assert code != 0 and err == "error: --widths: S-Nets run only at widths 1, 0.75, 0.5, 0.25 (got 0.6)"
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,7 @@ def test_calibrate_and_eval_cli_use_the_switches(snets_dir: Path, capsys: pytest
     [
         ["profile", "--device", "cpu", "--backend", "onnx", "--widths", "1.0,0.6"],
         ["export", "--backend", "onnx", "--width", "0.6"],
+        ["export", "--backend", "onnx", "--switchable", "--widths", "1.0,0.6"],
     ],
 )
 def test_profile_and_export_refuse_other_widths_before_any_work(
@@ -71,7 +72,7 @@ def test_profile_and_export_refuse_other_widths_before_any_work(
 ) -> None:
     code = main([*args, "--ckpt", str(snets_dir), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert code != 0 and err == "error: S-Nets run only at widths 1, 0.75, 0.5, 0.25 (got 0.6)"
+    assert code != 0 and err == f"error: {args[-2]}: S-Nets run only at widths 1, 0.75, 0.5, 0.25 (got 0.6)"
     assert not (tmp_path / "out").exists()
 
 

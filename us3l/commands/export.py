@@ -419,7 +419,7 @@ def export_cmd(
     from us3l.slim import check_width
 
     for w, _ in jobs:  # out-of-range widths (or, for S-Nets, not a switch): one line, before any work
-        check_width(net, w)
+        check_width(net, w, "--width" if width is not None else str(selection))
     from us3l.deploy.export import check_device_precision
 
     for w, dev in jobs:  # a known device's [precisions], for every job before the first export (and its notes)
@@ -521,6 +521,11 @@ def _switchable(
     grid = width_list(widths) if widths is not None else None
     set_threads(threads)
     src, model_name = _source(ckpt, model)
+    if grid is not None:
+        from us3l.slim import check_width
+
+        for w in grid:  # out of range, or not a switch: worded with the flag, before the export checks the grid
+            check_width(getattr(src, "model", src), w, "--widths")
     out_lock = acquire(out, "export folder")
     try:
         with Progress(f"exporting switchable {backend}", 1, "artifacts", enabled=not json_out) as bar:

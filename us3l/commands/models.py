@@ -122,14 +122,14 @@ def info_cmd(
     from us3l.models import create_model
     from us3l.models.registry import size_kwargs
     from us3l.profiler.layers import layer_table, rows_as_dicts
-    from us3l.slim import canonical_width, materialize
+    from us3l.slim import canonical_width, check_width, materialize
 
     number(width, "--width", positive=True)  # nan: worded as export words it; the model checks its range
     if input_size is not None:
         check_input_size(input_size, "--input-size")
     # a ViT is built for its input side (its position embedding fixes the number of patches)
     model = create_model(model_name, **size_kwargs(model_name, input_size))
-    w = model.width_range.check(width)
+    w = check_width(model, width, "--width")
     shape = _input_shape(model, input_size)
     try:
         rows, costs = layer_table(materialize(model, w), shape)

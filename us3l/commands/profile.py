@@ -259,7 +259,7 @@ def profile_cmd(
     grid = width_list(widths) if widths is not None else list(net.width_grid(points))
     if widths is None:
         note_switches(net, "the width grid is")
-    grid = _one_per_network(net, [check_width(net, w) for w in grid])  # in range; S-Nets: a switch
+    grid = _one_per_network(net, [check_width(net, w, "--widths") for w in grid])  # in range; S-Nets: a switch
     calibration = None
     if "int8" in precisions:  # the calibration set us3l export --precision int8 would use (same seed and size)
         from us3l.deploy.export import int8_calibration_for

@@ -196,7 +196,7 @@ def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: i
         raise US3LError("no widths given")
     out: list[float] = []
     for v in values:
-        v = check_width(model, v)  # in range and, for S-Nets, a switch
+        v = check_width(model, v, "--widths")  # in range and, for S-Nets, a switch
         if v not in out:
             out.append(v)
     return out

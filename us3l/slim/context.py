@@ -54,20 +54,22 @@ def bn_switches(model: nn.Module) -> tuple[float, ...] | None:
     return cache["switches"]
 
 
-def check_width(model: nn.Module, w: object) -> float:
+def check_width(model: nn.Module, w: object, flag: str | None = None) -> float:
     """``w`` as a float if ``model`` runs at it: inside its width range and, for an S-Nets model, one of its
-    switches (returned exactly). Otherwise one ``US3LError`` line."""
+    switches (returned exactly). Otherwise one ``US3LError`` line, starting with ``flag: `` when the width came
+    from that flag (or file)."""
+    prefix = f"{flag}: " if flag else ""
     try:
         v = width_range_of(model).check(w)
     except ValueError as exc:
-        raise US3LError(str(exc)) from None
+        raise US3LError(f"{prefix}{exc}") from None
     switches = bn_switches(model)
     if switches is None:
         return v
     for s in switches:
         if abs(s - v) <= SWITCH_TOL:
             return s
-    raise US3LError(switch_error(switches, v))
+    raise US3LError(f"{prefix}{switch_error(switches, v)}")
 
 
 def channel_config(model: nn.Module, w: float) -> tuple[tuple[int, ...], ...]:
