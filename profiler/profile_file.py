@@ -239,6 +239,7 @@ def validate_profile(doc: Any, path: str | Path) -> None:
     records = doc.get("records")
     if not isinstance(records, list) or not records:
         raise US3LError(f"{path}: 'records' must be a non-empty list")
+    rule = _stability_rule(doc.get("policy"), path)
     seen: set[float] = set()
     for i, rec in enumerate(records):
         where = f"{path}: records[{i}]"
@@ -293,7 +294,7 @@ def validate_profile(doc: Any, path: str | Path) -> None:
             raise US3LError(f"{where}.samples_ms must be a non-empty list, got {samples!r}")
         for j, v in enumerate(samples):
             number(v, f"{where}.samples_ms[{j}]", positive=True)
-        _check_against_samples(lat, samples, where)
+        _check_against_samples(lat, samples, where, rule, rec.get("stop_reason"))
     bad = non_finite_at(doc)  # fingerprint, policy, extra, ...: parts not checked field by field above
     if bad is not None:
         raise US3LError(f"{path}: {bad} is not a finite number (NaN or Infinity, which JSON cannot hold and us3l "
@@ -314,29 +315,65 @@ def _check_order(lat: dict[str, Any], where: str) -> None:
 
 
 #: Statistics recomputed from ``samples_ms`` (with ``us3l.profiler.stats.summarize``, as the profiler does) and
-#: compared with the file's, as are the ``ci95_ms`` bounds: every figure select compares. ``stable`` and
-#: ``rel_ci_halfwidth`` are not among them: they describe the stopping rule (a sweep cut short by its budget
-#: is not called stable) and only word a warning.
+#: compared with the file's, as are the ``ci95_ms`` bounds: every figure select compares. ``rel_ci_halfwidth``
+#: and ``stable`` are compared too where the profile records its measurement policy (the stopping rule's target
+#: and sample minimum): a ``stable: true`` written over an unstable width hid select's and the report's warning.
 _FROM_SAMPLES = ("n", *_LATENCY_MS, "std_ms")
 #: Relative tolerance of that comparison: a remote runner's numpy may round the last bits differently.
 _SAMPLES_REL_TOL = 1e-6
 
 
-def _check_against_samples(lat: dict[str, Any], samples: list[Any], where: str) -> None:
+def _stability_rule(policy: Any, path: str | Path) -> tuple[float, int] | None:
+    """(target_rel_ci, min_samples) of the profile's ``policy``, as the profiler's stopping rule used them; ``None``
+    for a profile that records no policy (its widths' ``stable`` cannot be re-derived)."""
+    if not isinstance(policy, dict) or "target_rel_ci" not in policy:
+        return None
+    from dataclasses import fields
+
+    from us3l.profiler.measure import MeasurementPolicy
+
+    known = {f.name for f in fields(MeasurementPolicy)}
+    try:
+        rule = MeasurementPolicy().replace(**{k: v for k, v in policy.items() if k in known})
+    except (TypeError, ValueError) as exc:
+        raise US3LError(f"{path}: policy: {exc}") from None
+    return rule.target_rel_ci, rule.min_samples
+
+
+def _check_against_samples(
+    lat: dict[str, Any], samples: list[Any], where: str, rule: tuple[float, int] | None = None,
+    stop_reason: str | None = None,
+) -> None:
     """The statistics of a measured record are those of its ``samples_ms``: a p90 (or its CI bound) lowered by hand
-    would otherwise get that width selected under a budget its measurements do not meet."""
+    would otherwise get that width selected under a budget its measurements do not meet. With the profile's
+    stopping ``rule``, so are ``rel_ci_halfwidth`` and ``stable`` (a width cut short by the time budget before
+    its sample minimum is not called stable, as ``us3l.profiler.measure`` records it)."""
     import math
 
-    from us3l.profiler.stats import summarize
+    from us3l.profiler.stats import DEFAULT_TARGET_REL_CI, summarize
 
-    ours = summarize(samples).to_dict()
+    ours = summarize(samples, DEFAULT_TARGET_REL_CI if rule is None else rule[0]).to_dict()
     found: list[tuple[str, Any, Any]] = [(k, lat.get(k), ours[k]) for k in _FROM_SAMPLES]
     found += [(f"ci95_ms.{q}[{j}]", bounds[j], ours["ci95_ms"][q][j])
               for q, bounds in lat["ci95_ms"].items() if q in ours["ci95_ms"] for j in (0, 1)]
+    if rule is not None and (lat.get("rel_ci_halfwidth") is None) == (ours["rel_ci_halfwidth"] is None):
+        if ours["rel_ci_halfwidth"] is not None:
+            found.append(("rel_ci_halfwidth", lat["rel_ci_halfwidth"], ours["rel_ci_halfwidth"]))
+    elif rule is not None:
+        raise US3LError(f"{where}.rel_ci_halfwidth is {lat.get('rel_ci_halfwidth')} but its samples_ms give "
+                        f"{ours['rel_ci_halfwidth']}: an edited or damaged profile")
     for key, got, want in found:
         if not math.isclose(got, want, rel_tol=_SAMPLES_REL_TOL, abs_tol=1e-12):
             raise US3LError(f"{where}.{key} is {got:g} but its samples_ms give {want:g}: the statistics of a "
                             "measured width are those of its samples (an edited or damaged profile)")
+    if rule is None:
+        return
+    stable = ours["stable"] and not (stop_reason == "budget" and ours["n"] < rule[1])
+    if lat.get("stable", False) != stable:
+        raise US3LError(f"{where}.stable is {str(lat.get('stable', False)).lower()} but its samples_ms give "
+                        f"{str(stable).lower()} under the profile's policy (median interval within "
+                        f"±{rule[0]:g} of the median, no drift, and at least {rule[1]} samples where the time budget "
+                        "stopped it): an edited or damaged profile")
 
 
 def _validate_switchable(sw: Any, records: Any, path: str | Path) -> None:

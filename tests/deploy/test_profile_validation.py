@@ -139,3 +139,70 @@ def test_a_device_name_not_in_lowercase_is_refused(write_profile, tmp_path, caps
         err = capsys.readouterr().err
         assert err.startswith(f"error: {upper}: device 'CPU' must be lowercase") and err.count("\n") == 1
     assert not (tmp_path / "sel").exists()
+
+
+def _measured(write_profile, samples: list[float], stop_reason: str = "target") -> dict:
+    """A two-width profile whose width 0.5 holds ``samples`` as the profiler records them, with the profile's
+    measurement policy (the defaults) and ``stop_reason``."""
+    from us3l.profiler.measure import MeasurementPolicy
+    from us3l.profiler.stats import summarize
+
+    path = write_profile([{"width": 0.25, "latency": latency(1, 1, 1)},
+                          {"width": 0.5, "latency": summarize(samples).to_dict()}])
+    doc = json.loads(Path(path).read_text())
+    doc["policy"] = MeasurementPolicy().to_dict()
+    doc["records"][1]["stop_reason"] = stop_reason
+    return doc
+
+
+STABILITY = (r"^p.json: records\[1\].latency.stable is {} but its samples_ms give {} under the profile's policy "
+             r"\(median interval within ±0.02 of the median, no drift, and at least \d+ samples where the time budget "
+             r"stopped it\): an edited or damaged profile$")
+
+
+def test_a_stable_flag_that_disagrees_with_the_samples_is_refused(write_profile) -> None:
+    """A leftover of the red-team pass: ``stable`` was trusted as written, so ``stable: true`` written over a
+    drifting width hid select's and the report's warning. With the profile's policy it is re-derived."""
+    drifting = [1.0 + 0.01 * i for i in range(60)]
+    doc = _measured(write_profile, drifting)
+    assert doc["records"][1]["latency"]["stable"] is False
+    validate_profile(doc, "p.json")
+    doc["records"][1]["latency"]["stable"] = True
+    with pytest.raises(US3LError, match=STABILITY.format("true", "false")):
+        validate_profile(doc, "p.json")
+    del doc["policy"]  # a profile without its policy: the rule's target is unknown, the flag is read as written
+    validate_profile(doc, "p.json")
+
+
+def test_a_width_the_budget_cut_short_is_not_stable_whatever_its_spread(write_profile) -> None:
+    """The profiler does not call a width stable when the time budget stopped it before its sample minimum, even
+    if its few samples agree (us3l.profiler.measure): ``stable: true`` there is an edit; the same samples stopped
+    by the target rule are stable."""
+    steady = [2.0] * 10
+    doc = _measured(write_profile, steady, stop_reason="budget")
+    doc["records"][1]["latency"]["stable"] = False
+    validate_profile(doc, "p.json")
+    doc["records"][1]["latency"]["stable"] = True
+    with pytest.raises(US3LError, match=STABILITY.format("true", "false")):
+        validate_profile(doc, "p.json")
+    doc["records"][1]["stop_reason"] = "target"
+    validate_profile(doc, "p.json")
+    doc["records"][1]["latency"]["stable"] = False
+    with pytest.raises(US3LError, match=STABILITY.format("false", "true")):
+        validate_profile(doc, "p.json")
+
+
+def test_a_relative_interval_that_disagrees_with_the_samples_is_refused(write_profile) -> None:
+    doc = _measured(write_profile, [1.0 + 0.001 * (i % 7) for i in range(60)])
+    validate_profile(doc, "p.json")
+    doc["records"][1]["latency"]["rel_ci_halfwidth"] = 0.0001
+    with pytest.raises(US3LError, match=r"^p.json: records\[1\].latency.rel_ci_halfwidth is 0.0001 but its "
+                                        r"samples_ms give [0-9.e-]+: the statistics"):
+        validate_profile(doc, "p.json")
+
+
+def test_a_policy_the_profiler_could_not_have_used_is_one_line(write_profile) -> None:
+    doc = _measured(write_profile, [2.0] * 40)
+    doc["policy"]["target_rel_ci"] = 2.0
+    with pytest.raises(US3LError, match=r"^p.json: policy: target_rel_ci must be in \(0, 1\), got 2.0$"):
+        validate_profile(doc, "p.json")
