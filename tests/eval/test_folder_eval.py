@@ -11,6 +11,7 @@ from PIL import Image
 from tests.eval.conftest import make_run
 from tests.train.conftest import write_junk_folder
 from us3l.cli import main
+from us3l.errors import US3LError
 from us3l.eval import CalibrationSettings, open_checkpoint
 from us3l.eval.linear import LinearProbeSettings
 from us3l.eval.runner import EvalSettings, evaluate_checkpoint
@@ -83,25 +84,50 @@ def test_eval_and_calibrate_on_data_without_readable_images_is_one_line(
 def test_eval_lists_and_checks_the_train_folder_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """evaluate_checkpoint loaded the train split for the kNN bank and again to calibrate: a folder was listed
     twice and its first image per class opened twice in one ``us3l eval``."""
-    import us3l.data
+    import us3l.data.datasets
     import us3l.data.folder
 
     data = f"folder:{_folder(tmp_path / 'data')}"
     run = make_run(tmp_path / "run", data=data)
-    loads: list[str] = []
+    scans: list[str] = []
     checks: list[object] = []
-    load, check = us3l.data.load_dataset, us3l.data.folder.check_first_images
+    scan, check = us3l.data.datasets._scan, us3l.data.folder.check_first_images
 
-    def counted_load(spec: str, split: str, **kwargs: object) -> object:
-        loads.append(split)
-        return load(spec, split, **kwargs)
+    def counted_scan(split_dir: Path, *args: object, **kwargs: object) -> object:
+        scans.append(split_dir.name)
+        return scan(split_dir, *args, **kwargs)
 
     def counted_check(ds: object) -> None:
         checks.append(ds)
         check(ds)
 
-    monkeypatch.setattr(us3l.data, "load_dataset", counted_load)
+    monkeypatch.setattr(us3l.data.datasets, "_scan", counted_scan)
     monkeypatch.setattr(us3l.data.folder, "check_first_images", counted_check)
     settings = EvalSettings(calibration=CalibrationSettings(batches=2, batch_size=4), costs=False, baselines=False)
     evaluate_checkpoint(open_checkpoint(run), data, [1.0, 0.5], settings)
-    assert sorted(loads) == ["test", "train"] and len(checks) == 2
+    assert sorted(scans) == ["test", "train"] and len(checks) == 2
+
+
+def test_a_folder_without_split_folders_is_walked_once_for_both_splits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leftover: an image folder without train/ and test/ was walked once per split (train, then test, each time
+    listing every class), by us3l train's data check, its loop and us3l eval. ``load_splits`` walks it once and
+    gives the same two splits as two ``load_dataset`` calls."""
+    import us3l.data.datasets
+    from us3l.data import load_dataset, load_splits
+
+    root = _folder(tmp_path / "data") / "train"  # class folders a/ and b/, no split folders
+    for i in range(4, 10):
+        (root / "a" / f"{i}.png").write_bytes((root / "a" / "0.png").read_bytes())
+    walks: list[Path] = []
+    scan = us3l.data.datasets._scan
+    monkeypatch.setattr(us3l.data.datasets, "_scan", lambda d, *a, **k: walks.append(d) or scan(d, *a, **k))
+    train, test = load_splits(f"folder:{root}", image_size=24)
+    assert walks == [root]
+    one_by_one = [load_dataset(f"folder:{root}", split, image_size=24) for split in ("train", "test")]
+    for got, want in zip((train, test), one_by_one, strict=True):
+        assert got.samples == want.samples and got.classes == want.classes and got.image_size == 24
+    assert len(train) + len(test) == 14 and len(test) >= 2
+    with pytest.raises(US3LError, match="image_size must be a positive integer, got 0"):
+        load_splits(f"folder:{root}", image_size=0)

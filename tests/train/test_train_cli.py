@@ -422,12 +422,12 @@ def test_the_data_check_and_the_loop_load_the_data_once(tmp_path: Path, tiny_fol
     second listing of every class folder); the loop now trains on what the check loaded, at the model's image size."""
     import us3l.data.datasets as datasets
 
-    real = datasets.load_folder
-    listed: list[tuple[str, int]] = []
+    real = datasets._scan
+    listed: list[str] = []
 
-    def counted(path: Path, split: str, image_size: int = datasets.DEFAULT_FOLDER_SIZE) -> datasets.FolderDataset:
-        listed.append((split, image_size))
-        return real(path, split, image_size)
+    def counted(split_dir: Path, *args: object, **kwargs: object) -> object:
+        listed.append(split_dir.name)
+        return real(split_dir, *args, **kwargs)
 
     sizes: list[int] = []
     real_load_image = datasets.load_image
@@ -436,11 +436,11 @@ def test_the_data_check_and_the_loop_load_the_data_once(tmp_path: Path, tiny_fol
         sizes.append(image_size)
         return real_load_image(path, image_size)
 
-    monkeypatch.setattr(datasets, "load_folder", counted)
+    monkeypatch.setattr(datasets, "_scan", counted)
     monkeypatch.setattr(datasets, "load_image", seen)
     cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"]) == 0
-    assert sorted(split for split, _ in listed) == ["test", "train"]
+    assert sorted(listed) == ["test", "train"]  # each split folder listed once
     assert sizes and set(sizes) == {16}  # the kNN monitor's images: the config's image_size, not the default 224
 
 

@@ -22,6 +22,7 @@ from us3l.data.datasets import (
     as_torch_dataset,
     iterate_batches,
     load_dataset,
+    load_splits,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "data_kind",
     "iterate_batches",
     "load_dataset",
+    "load_splits",
     "ssl_augment_for",
     "AUGMENTS",
     "byol_augment_pair",

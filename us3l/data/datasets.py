@@ -180,8 +180,7 @@ def load_dataset(spec: str, split: str, image_size: int | None = None) -> AnyDat
     the augmentations resample to the model's input size. Bad input raises a one-line ``US3LError``.
     """
     split = _check_split(split)
-    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
-        raise US3LError(f"image_size must be a positive integer, got {image_size!r}")
+    _check_image_size(image_size)
     kind, path = parse_data_spec(spec)
     if kind == "builtin":
         return load_builtin(split)
@@ -191,6 +190,18 @@ def load_dataset(spec: str, split: str, image_size: int | None = None) -> AnyDat
     if kind in ("cifar10", "cifar100"):
         return load_cifar(kind, path, split)
     return load_folder(path, split, image_size or DEFAULT_FOLDER_SIZE)
+
+
+def load_splits(spec: str, image_size: int | None = None) -> tuple[AnyDataset, AnyDataset]:
+    """The train and test splits of ``spec``, as two :func:`load_dataset` calls give them; an image folder without
+    split folders is walked once for both (on a large tree the walk, not the split, is what takes time)."""
+    _check_image_size(image_size)
+    kind, path = parse_data_spec(spec)
+    if kind != "folder":
+        return load_dataset(spec, "train", image_size), load_dataset(spec, "test", image_size)
+    assert path is not None
+    train, test = _load_folder(path, ("train", "test"), image_size or DEFAULT_FOLDER_SIZE)
+    return train, test
 
 
 def parse_data_spec(spec: str) -> tuple[str, Path | None]:
@@ -219,6 +230,11 @@ def same_data_spec(a: str, b: str) -> bool:
     if path_a is None or path_b is None:
         return kind_a == kind_b and path_a is path_b
     return kind_a == kind_b and path_a.resolve() == path_b.resolve()
+
+
+def _check_image_size(image_size: int | None) -> None:
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise US3LError(f"image_size must be a positive integer, got {image_size!r}")
 
 
 def _check_split(split: str) -> str:
@@ -415,27 +431,34 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -
     Without split folders, each class is split 80/20 (train/test) deterministically. With split folders,
     ``test`` falls back to ``val`` (and ``val`` to ``test``); the class list comes from ``path/train``.
     """
-    split = _check_split(split)
-    path = Path(path)
+    return _load_folder(Path(path), (_check_split(split),), image_size)[0]
+
+
+def _load_folder(path: Path, splits: tuple[str, ...], image_size: int) -> list[FolderDataset]:
+    """:func:`load_folder` of each of ``splits``; a folder without split folders is walked once for all of them."""
     if not path.is_dir():
         raise US3LError(f"not a directory: {path}")
     _check_not_cifar(path)
     name = f"folder:{path.resolve().name}"
+    per_split: dict[str, list[tuple[Path, int]]] = {}
     if (path / "train").is_dir():
         _check_train_split(path / "train")
         classes = _class_dirs(path / "train")
-        split_dir = path / "train" if split == "train" else _first_dir(path, ["test", "val"])
-        samples = _scan(split_dir, classes, every_class=split == "train")
+        for split in splits:
+            split_dir = path / "train" if split == "train" else _first_dir(path, ["test", "val"])
+            per_split[split] = _scan(split_dir, classes, every_class=split == "train")
     else:
         classes = _class_dirs(path)
         _check_no_split_folders(path, classes)
         everything = _scan(path, classes, every_class=True)
         labels = np.array([label for _, label in everything], dtype=np.int64)
         train_idx, test_idx = stratified_split(labels, TEST_FRACTION, FOLDER_SEED)
-        samples = [everything[i] for i in (train_idx if split == "train" else test_idx)]
-    if not samples:
-        raise US3LError(f"no images for split '{split}' under {path}")
-    return FolderDataset(samples, classes, name, IMAGENET_MEAN, IMAGENET_STD, image_size)
+        for split in splits:
+            per_split[split] = [everything[i] for i in (train_idx if split == "train" else test_idx)]
+    for split in splits:
+        if not per_split[split]:
+            raise US3LError(f"no images for split '{split}' under {path}")
+    return [FolderDataset(per_split[s], classes, name, IMAGENET_MEAN, IMAGENET_STD, image_size) for s in splits]
 
 
 def _check_not_cifar(path: Path) -> None:

@@ -246,12 +246,11 @@ class KnnData:
 def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int) -> KnnData:
     """Load ``spec``'s splits at ``input_size`` and choose the kNN bank and k (``us3l eval`` and the artifact's
     own accuracy, ``us3l.deploy.accuracy``, use the same)."""
-    from us3l.data import load_dataset
+    from us3l.data import load_splits
     from us3l.data.folder import check_first_images, eval_transform_for
     from us3l.train.knn import dataset_labels, effective_k, stratified_indices, subset_dataset
 
-    train_ds = load_dataset(spec, "train", image_size=input_size)
-    test_ds = load_dataset(spec, "test", image_size=input_size)
+    train_ds, test_ds = load_splits(spec, image_size=input_size)
     check_first_images(train_ds)  # a folder of unreadable files: one line now, not after calibrating every width
     check_first_images(test_ds)
     mean, std = input_normalization(meta, train_ds)

@@ -173,11 +173,11 @@ class LoadedData:
 def _splits(cfg: TrainConfig, image_size: int, loaded: LoadedData | None) -> tuple[Any, Any]:
     """The train and test splits of ``cfg.data`` at ``image_size`` (a folder's stored side): ``loaded`` when it holds
     that spec, else read from it."""
-    from us3l.data import load_dataset
+    from us3l.data import load_splits
     from us3l.data.folder import is_folder
 
     if loaded is None or loaded.spec != str(cfg.data):
-        return load_dataset(cfg.data, "train", image_size), load_dataset(cfg.data, "test", image_size)
+        return load_splits(cfg.data, image_size)
     if is_folder(loaded.train):  # loaded at the default size; the images are decoded at this one
         return replace(loaded.train, image_size=image_size), replace(loaded.test, image_size=image_size)
     return loaded.train, loaded.test
@@ -201,10 +201,10 @@ def check_data(cfg: TrainConfig, world: int | None) -> LoadedData:
     one error line before ``us3l train`` prints the resolved config or ``--nproc`` starts its workers (each of
     which would report it, and write the run folder, again), and before quickstart trains. Returns the splits it
     loaded, for the training loop."""
-    from us3l.data.datasets import load_dataset
+    from us3l.data.datasets import load_splits
     from us3l.data.folder import check_first_images
 
-    train, test = (load_dataset(str(cfg.data), split) for split in ("train", "test"))
+    train, test = load_splits(str(cfg.data))
     check_first_images(train)
     check_first_images(test)
     check_monitor_data(cfg, train)
