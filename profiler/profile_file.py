@@ -356,12 +356,13 @@ def _check_against_samples(
     found: list[tuple[str, Any, Any]] = [(k, lat.get(k), ours[k]) for k in _FROM_SAMPLES]
     found += [(f"ci95_ms.{q}[{j}]", bounds[j], ours["ci95_ms"][q][j])
               for q, bounds in lat["ci95_ms"].items() if q in ours["ci95_ms"] for j in (0, 1)]
-    if rule is not None and (lat.get("rel_ci_halfwidth") is None) == (ours["rel_ci_halfwidth"] is None):
-        if ours["rel_ci_halfwidth"] is not None:
-            found.append(("rel_ci_halfwidth", lat["rel_ci_halfwidth"], ours["rel_ci_halfwidth"]))
-    elif rule is not None:
-        raise US3LError(f"{where}.rel_ci_halfwidth is {lat.get('rel_ci_halfwidth')} but its samples_ms give "
-                        f"{ours['rel_ci_halfwidth']}: an edited or damaged profile")
+    if rule is not None:
+        got, want = lat.get("rel_ci_halfwidth"), ours["rel_ci_halfwidth"]  # None: an infinite interval
+        if (got is None) != (want is None):
+            raise US3LError(f"{where}.rel_ci_halfwidth is {got} but its samples_ms give {want}: an edited or damaged "
+                            "profile")
+        if want is not None:
+            found.append(("rel_ci_halfwidth", got, want))
     for key, got, want in found:
         if not math.isclose(got, want, rel_tol=_SAMPLES_REL_TOL, abs_tol=1e-12):
             raise US3LError(f"{where}.{key} is {got:g} but its samples_ms give {want:g}: the statistics of a "

@@ -179,29 +179,29 @@ def load_dataset(spec: str, split: str, image_size: int | None = None) -> AnyDat
     stored image side of folder datasets (default 224); in-memory datasets keep their native size (32) and
     the augmentations resample to the model's input size. Bad input raises a one-line ``US3LError``.
     """
-    split = _check_split(split)
-    _check_image_size(image_size)
-    kind, path = parse_data_spec(spec)
-    if kind == "builtin":
-        return load_builtin(split)
-    if kind == "digits":
-        return load_digits_builtin(split)
-    assert path is not None
-    if kind in ("cifar10", "cifar100"):
-        return load_cifar(kind, path, split)
-    return load_folder(path, split, image_size or DEFAULT_FOLDER_SIZE)
+    return _load(spec, (_check_split(split),), image_size)[0]
 
 
 def load_splits(spec: str, image_size: int | None = None) -> tuple[AnyDataset, AnyDataset]:
     """The train and test splits of ``spec``, as two :func:`load_dataset` calls give them; an image folder without
     split folders is walked once for both (on a large tree the walk, not the split, is what takes time)."""
-    _check_image_size(image_size)
-    kind, path = parse_data_spec(spec)
-    if kind != "folder":
-        return load_dataset(spec, "train", image_size), load_dataset(spec, "test", image_size)
-    assert path is not None
-    train, test = _load_folder(path, ("train", "test"), image_size or DEFAULT_FOLDER_SIZE)
+    train, test = _load(spec, ("train", "test"), image_size)
     return train, test
+
+
+def _load(spec: str, splits: tuple[str, ...], image_size: int | None) -> list[AnyDataset]:
+    """:func:`load_dataset` of each of ``splits`` (checked split names), the spec parsed once."""
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise US3LError(f"image_size must be a positive integer, got {image_size!r}")
+    kind, path = parse_data_spec(spec)
+    if kind == "builtin":
+        return [load_builtin(split) for split in splits]
+    if kind == "digits":
+        return [load_digits_builtin(split) for split in splits]
+    assert path is not None
+    if kind in ("cifar10", "cifar100"):
+        return [load_cifar(kind, path, split) for split in splits]
+    return _load_folder(path, splits, image_size or DEFAULT_FOLDER_SIZE)
 
 
 def parse_data_spec(spec: str) -> tuple[str, Path | None]:
@@ -230,11 +230,6 @@ def same_data_spec(a: str, b: str) -> bool:
     if path_a is None or path_b is None:
         return kind_a == kind_b and path_a is path_b
     return kind_a == kind_b and path_a.resolve() == path_b.resolve()
-
-
-def _check_image_size(image_size: int | None) -> None:
-    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
-        raise US3LError(f"image_size must be a positive integer, got {image_size!r}")
 
 
 def _check_split(split: str) -> str:

@@ -163,7 +163,7 @@ def _scan_grid(wr: WidthRange, specs: tuple[tuple[int, bool, int], ...]) -> tupl
 
 def _flat_config(model: nn.Module, w: float) -> tuple[int, ...]:
     """``channel_config`` joined into one tuple (the keys of ``_scan_grid``'s configurations)."""
-    return tuple(c for _, m in slim_modules(model) for c in m.channel_signature(w))
+    return tuple(c for signature in channel_config(model, w) for c in signature)
 
 
 def canonical_width(model: nn.Module, w: float) -> float:
