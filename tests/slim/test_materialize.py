@@ -85,6 +85,19 @@ def test_materialized_is_static_independent_and_smaller() -> None:
         pass
 
 
+def test_materialize_builds_no_random_weights() -> None:
+    """The static layers are allocated without PyTorch's default init (every value is copied from the slimmable
+    weights right after): that init cost 40 ms of a 60 ms materialize of cifar_resnet18 at width 1, and it drew
+    from the global random stream, so materializing a width changed what a seeded run drew next."""
+    model = make("cifar_resnet18")
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    materialize(model, 0.5)
+    materialize(model, 1.0)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_running_stats_are_sliced_when_tracked() -> None:
     model = make("cifar_resnet18", base_channels=16, bn_track_stats=True)
     model.train()

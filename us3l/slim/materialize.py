@@ -11,6 +11,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from us3l.errors import US3LError
 from us3l.slim.context import canonical_width, channel_config, slim_modules, width_range_of
@@ -45,8 +46,8 @@ def _like(t: torch.Tensor) -> dict[str, object]:
 def _static_conv(m: SlimConv2d, w: float) -> nn.Conv2d:
     cin, cout, groups = m.active_channels(w)
     weight, bias, groups = m.sliced(w)
-    conv = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups, bias=bias is not None,
-                     **_like(m.weight))
+    conv = skip_init(nn.Conv2d, cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups,
+                     bias=bias is not None, **_like(m.weight))
     with torch.no_grad():
         conv.weight.copy_(weight)
         if bias is not None:
@@ -56,7 +57,7 @@ def _static_conv(m: SlimConv2d, w: float) -> nn.Conv2d:
 
 def _static_linear(m: SlimLinear, w: float) -> nn.Module:
     cin, cout = m.active_features(w)
-    lin = nn.Linear(cin, cout, bias=m.bias is not None, **_like(m.weight))
+    lin = skip_init(nn.Linear, cin, cout, bias=m.bias is not None, **_like(m.weight))
     with torch.no_grad():
         lin.weight.copy_(m.weight[:cout, :cin])
         if m.bias is not None:
