@@ -390,6 +390,41 @@ def latency_figure(profiles: Sequence[Any]) -> Any | None:
     return fig
 
 
+@_literal_text
+def profile_figure(profile: Any) -> Any:
+    """``us3l profile --plot``: one profile's latency against width (median with its 95 % interval, p90;
+    interpolated and unstable widths marked) beside its MACs against width."""
+    recs = sorted(profile.records, key=lambda r: r.width)
+    w = [r.width for r in recs]
+    p50 = [r.latency.p50_ms for r in recs]
+    ci = [r.latency.ci95_ms.get("p50") or (r.latency.p50_ms, r.latency.p50_ms) for r in recs]
+    fig = _figure(11, 4)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.errorbar(w, p50, yerr=[[m - c[0] for m, c in zip(p50, ci, strict=True)],
+                               [c[1] - m for m, c in zip(p50, ci, strict=True)]],
+                 fmt="o-", ms=3, capsize=2, label="median (95% CI)")
+    ax1.plot(w, [r.latency.p90_ms for r in recs], "s--", ms=2, alpha=0.7, label="p90")
+    interp = [r for r in recs if r.interpolated]
+    unstable = [r for r in recs if not r.latency.stable and not r.interpolated]
+    if interp:
+        ax1.plot([r.width for r in interp], [r.latency.p50_ms for r in interp], "o", mfc="white", ms=5,
+                 label="interpolated (--adaptive)")
+    if unstable:
+        ax1.plot([r.width for r in unstable], [r.latency.p50_ms for r in unstable], "rx", label="not stable")
+    ax1.set_ylim(bottom=0)  # as the report's latency figure: a band of noise is not drawn as a trend
+    ax1.set_xlabel("width")
+    ax1.set_ylabel("latency (ms)")
+    ax1.set_title(f"{profile.model} on {profile.device} ({profile.backend}, {profile.precision})")
+    ax1.grid(alpha=0.3)
+    ax1.legend()
+    ax2.plot(w, [r.macs / 1e6 for r in recs], "o-", ms=3)
+    ax2.set_xlabel("width")
+    ax2.set_ylabel("MMACs (multiply-adds)")
+    ax2.set_title(f"input {'x'.join(map(str, profile.input_shape))}")
+    ax2.grid(alpha=0.3)
+    return fig
+
+
 def latency_vs_width(profiles: Sequence[Any]) -> str | None:
     """:func:`latency_figure` as a PNG data URI."""
     fig = latency_figure(profiles)
