@@ -29,6 +29,7 @@ from us3l.errors import US3LError
 from us3l.io import owned_temporary_directory
 from us3l.profiler.measure import MeasurementPolicy, SweepProgress, Timer, WindowFull, measure_windowed
 from us3l.profiler.profile_file import Profile, ProfileRecord
+from us3l.profiler.timers import keeps_torch_threads
 from us3l.profiler.window import WindowPlan, choose_window, coverage_order, estimate_session_bytes
 
 
@@ -453,6 +454,7 @@ def swept_precision(spec: DeviceSpec, backend: str, precision: str | None) -> st
     return "fp32" if backend == "onnx" and precision not in ("fp32", "int8") else precision
 
 
+@keeps_torch_threads
 def run_sweep(
     model: nn.Module,
     model_name: str,

@@ -5,16 +5,35 @@ A timer is ``timer(k) -> k latencies in seconds`` (see ``us3l.profiler.measure``
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from us3l.deploy.backends.base import Runner
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def keeps_torch_threads(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` and give PyTorch back the intra-op thread count it had: ``torch_timer`` pins the count it
+    measures with (process-wide), which a program calling the profiler's API would otherwise keep afterwards."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        before = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
 
 
 def resolve_threads(threads: int | None) -> int:

@@ -56,6 +56,21 @@ def test_local_sweep_real_runtimes(backend):
     assert "cpu" in prof.fingerprint and prof.fingerprint["packages"]
 
 
+def test_a_sweep_gives_torch_its_thread_count_back() -> None:
+    """The eager timer pins PyTorch's threads to the sweep's count (process-wide); a program that called
+    ``run_sweep(threads=1)`` then ran on one thread from there on."""
+    from us3l.deploy.graph import fresh_model
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        net = fresh_model("cifar_resnet18", base_channels=8)
+        prof = run_sweep(net, "tiny", [0.25], get_device("cpu"), 16, backend="torch", threads=1, policy=FAST)
+        assert prof.threads == 1 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.slow  # the CLI profile with OpenVINO and a plot; the torch and ONNX CLI profiles stay fast
 def test_cli_profile_cpu_openvino_json_and_plot(tmp_path, capsys):
     """The local OpenVINO sweep, through ``us3l profile`` (what test_local_sweep_real_runtimes checks for onnx and
