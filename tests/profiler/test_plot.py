@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
 
+from tests.profiler.test_profile_file import make_profile
 from us3l.io import is_us3l_png
 from us3l.profiler.plot import plot_profile
-from us3l.profiler.profile_file import Profile, ProfileRecord
-from us3l.profiler.stats import summarize
-
-
-def _profile(model: str = "cifar_resnet18") -> Profile:
-    rng = np.random.default_rng(0)
-    records = tuple(
-        ProfileRecord(width=w, channels=int(64 * w), macs=int(8e6 * w * w), params=int(1e5 * w * w),
-                      weight_bytes=None, activation_bytes=None,
-                      latency=summarize(list(1.0 + w + 0.01 * rng.standard_normal(40))))
-        for w in (0.25, 0.5, 0.75, 1.0)
-    )
-    return Profile(model=model, device="cpu", backend="onnx", precision="fp32", input_shape=(1, 3, 16, 16),
-                   threads=1, policy={}, fingerprint={}, records=records)
 
 
 def test_the_plot_leaves_the_callers_matplotlib_as_it_was(tmp_path) -> None:
@@ -32,7 +19,7 @@ def test_the_plot_leaves_the_callers_matplotlib_as_it_was(tmp_path) -> None:
     plt.switch_backend("svg")
     try:
         fig = plt.figure()
-        out = plot_profile(_profile(), tmp_path / "p.png")
+        out = plot_profile(make_profile(), tmp_path / "p.png")
         assert matplotlib.get_backend() == "svg" and plt.get_fignums() == [fig.number]
         assert is_us3l_png(out.read_bytes()) and out.stat().st_size > 1000
     finally:
@@ -43,7 +30,7 @@ def test_the_plot_leaves_the_callers_matplotlib_as_it_was(tmp_path) -> None:
 def test_a_dollar_in_a_name_is_drawn_literally(tmp_path) -> None:
     """A name with ``$`` is text, never mathtext: a pair of them around what is not mathtext failed to draw (a
     ValueError from matplotlib's parser), as it did in the report."""
-    out = plot_profile(_profile(model="net$a_{$b"), tmp_path / "p.png")
+    out = plot_profile(replace(make_profile(), model="net$a_{$b"), tmp_path / "p.png")
     assert is_us3l_png(out.read_bytes())
 
 

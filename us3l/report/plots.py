@@ -354,6 +354,11 @@ def profile_labels(profiles: Sequence[Any]) -> list[str]:
     return out
 
 
+def _p50_ci(record: Any) -> tuple[float, float]:
+    """The 95 % interval of a profile record's median latency (the median itself where none is recorded)."""
+    return record.latency.ci95_ms.get("p50") or (record.latency.p50_ms, record.latency.p50_ms)
+
+
 @_literal_text
 def latency_figure(profiles: Sequence[Any]) -> Any | None:
     """p50 latency against width, one line per profile, the 95 % CI of p50 as a band, unstable points hollow."""
@@ -367,7 +372,7 @@ def latency_figure(profiles: Sequence[Any]) -> Any | None:
         recs = sorted(prof.records, key=lambda r: r.width)
         xs = [r.width for r in recs]
         p50 = [r.latency.p50_ms for r in recs]
-        ci = [r.latency.ci95_ms.get("p50") or (r.latency.p50_ms, r.latency.p50_ms) for r in recs]
+        ci = [_p50_ci(r) for r in recs]
         (line,) = ax.plot(xs, p50, "-", lw=1.3, label=label, zorder=2)
         color = line.get_color()
         ax.fill_between(xs, [c[0] for c in ci], [c[1] for c in ci], color=color, alpha=0.2, linewidth=0)
@@ -397,7 +402,7 @@ def profile_figure(profile: Any) -> Any:
     recs = sorted(profile.records, key=lambda r: r.width)
     w = [r.width for r in recs]
     p50 = [r.latency.p50_ms for r in recs]
-    ci = [r.latency.ci95_ms.get("p50") or (r.latency.p50_ms, r.latency.p50_ms) for r in recs]
+    ci = [_p50_ci(r) for r in recs]
     fig = _figure(11, 4)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.errorbar(w, p50, yerr=[[m - c[0] for m, c in zip(p50, ci, strict=True)],
