@@ -10,15 +10,20 @@ Latency is compared conservatively: by default the upper end of the 95% confiden
 ``mean + 1.96 * std / sqrt(n)``.
 
 Choosing among the feasible widths (the tie rule, ``TIE_RULE``): accuracy is measured on a finite test set, so
-a difference inside its noise must not decide. With an accuracy file that has 95 % intervals (schema 2:
-``knn_top1_ci`` / ``linear_top1_ci``), every feasible width whose interval overlaps the interval of the most
-accurate feasible width is *tied* with it, and the fastest of the tied widths (lowest compared latency, then
-smaller width) is chosen: ``decided_by: "tie->latency"`` with the ``tied_widths`` recorded. A width outside
-the noise of the best is never preferred for speed, and a width alone at the top wins on
-``decided_by: "accuracy"``. ``strict_accuracy`` (``--strict-accuracy``), an accuracy file without intervals
-(schema 1) and the MACs proxy use plain ranking: higher accuracy, then lower latency, then smaller width
-(``TIE_BREAK``). Without an accuracy file, MACs stand in for accuracy (more compute is assumed more accurate)
-and the result says so.
+a difference inside its noise must not decide. Every feasible width is compared with the most accurate feasible
+width, and those the data do not show to be less accurate are *tied* with it; the fastest of the tied widths
+(lowest compared latency, then smaller width) is chosen: ``decided_by: "tie->latency"`` with the
+``tied_widths`` recorded. How "shown less accurate" is tested (``us3l.deploy.tie_test``, recorded as
+``tie_test``): where the accuracy file has the per-test-image hits of both widths (``knn_top1_hits``), an exact
+McNemar test on the images only one of them gets right, Holm-adjusted over the comparisons at 5 % (the p-values
+are in ``tie_p_values``); otherwise (schema-2 files without hits, the linear probe, INT8 artifacts) the two 95 %
+intervals (``knn_top1_ci`` / ``linear_top1_ci``) must not overlap. The widths of one network are scored on the
+same images and mostly agree, so the paired test sees the noise of their difference, far below what two
+separate intervals allow. A width shown less accurate is never preferred for speed, and a width alone at the
+top wins on ``decided_by: "accuracy"``. ``strict_accuracy`` (``--strict-accuracy``), an accuracy file without
+intervals (schema 1) and the MACs proxy use plain ranking: higher accuracy, then lower latency, then smaller
+width (``TIE_BREAK``). Without an accuracy file, MACs stand in for accuracy (more compute is assumed more
+accurate) and the result says so.
 
 Each device's answer carries ``warnings`` for a chosen or tied width whose latency the profile marked
 ``stable: false`` (its confidence interval did not reach the target, or drift was seen), and for one whose
@@ -47,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from us3l.deploy.graph import chosen_graph_warnings, profiled_graph
+from us3l.deploy.tie_test import MIXED, OVERLAP
 from us3l.errors import InfeasibleError, US3LError
 from us3l.io import atomic_write_json, check_schema, header, read_json, read_json_sha256
 from us3l.profiler.stats import min_samples_for_upper_bound
@@ -65,8 +71,10 @@ STATISTICS = ("p50", "p90", "p99", "mean")
 METRICS = ("auto", "linear", "knn")
 TIE_BREAK = "without the tie rule (strict, or no intervals): higher accuracy, then lower latency, then smaller width"
 TIE_RULE = (
-    "widths whose 95% accuracy interval overlaps the most accurate feasible width's are tied; "
-    "the fastest tied width wins (then the smaller); --strict-accuracy: plain highest accuracy"
+    "a feasible width is tied with the most accurate one unless an exact McNemar test on their per-image hits "
+    "(Holm-adjusted over the comparisons, 5%) shows it less accurate; without per-image hits, when their 95% "
+    "accuracy intervals overlap; the fastest tied width wins (then the smaller); --strict-accuracy: plain highest "
+    "accuracy"
 )
 MB = 1_000_000  # --memory-mb counts decimal megabytes of weights + activations
 
@@ -171,14 +179,16 @@ class Candidate:
     precision: str | None = None  # the profile's precision (fp32, fp16, int8): a candidate is a (width, precision)
     profile: str | None = None  # the profile file it came from
     stop_reason: str | None = None  # why the profile stopped timing it (for the unstable warning; not written)
+    # per-test-image top-1 hits behind ``accuracy`` (``knn_top1_hits``), for the paired tie test; not written
+    hits: Any = field(default=None, compare=False, repr=False)
 
     @property
     def feasible(self) -> bool:
         return not self.violations
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        del d["stop_reason"]
+        d = asdict(replace(self, hits=None))
+        del d["stop_reason"], d["hits"]
         d["violations"] = list(self.violations)
         d["accuracy_ci"] = None if self.accuracy_ci is None else list(self.accuracy_ci)
         return d
@@ -205,6 +215,8 @@ class DeviceSelection:
     by_precision: dict[str, Any] | None = None  # pooled answers: each precision's own choice (see the module doc)
     tied_pairs: list[tuple[float, str]] | None = None  # pooled answers: the tie group as (width, precision) pairs
     reason: str | None = None  # pooled answers: why the chosen (width, precision) beat the other precisions
+    tie_test: str | None = None  # how ties were tested (us3l.deploy.tie_test): paired, overlap, paired+overlap
+    tie_p_values: list[dict[str, Any]] = field(default_factory=list)  # Holm-adjusted McNemar p per compared pair
 
     @property
     def feasible(self) -> bool:
@@ -224,6 +236,8 @@ class DeviceSelection:
             "minimum": self.minimum,
             "decided_by": self.decided_by,
             "tied_widths": list(self.tied_widths),
+            "tie_test": self.tie_test,
+            "tie_p_values": list(self.tie_p_values),
             "warnings": list(self.warnings),
             "notes": self.notes,
             "candidates": [c.to_dict() for c in self.candidates],
@@ -459,6 +473,20 @@ def accuracy_intervals(doc: Mapping[str, Any], name: str) -> dict[float, tuple[f
     return out
 
 
+def accuracy_hits(doc: Mapping[str, Any], name: str) -> dict[float, Any]:
+    """Map rounded width -> the per-test-image hits (a bool array) behind the ``name`` accuracy (``name +
+    "_hits"``, ``us3l.eval.hits``); empty where the file has none (schema 1, files written before them, the linear
+    probe). The accuracy file's loader has checked them against ``num_test`` and the accuracy."""
+    from us3l.eval.hits import decode_hits
+
+    out: dict[float, Any] = {}
+    for i, r in enumerate(doc.get("widths") or []):
+        text = r.get(f"{name}_hits")
+        if text is not None:
+            _put(out, r, decode_hits(text, doc.get("num_test"), f"accuracy file: widths[{i}].{name}_hits"))
+    return out
+
+
 def _memory_mb(rec: Mapping[str, Any]) -> float | None:
     wb, ab = rec.get("weight_bytes"), rec.get("activation_bytes")
     if wb is None or ab is None:
@@ -487,18 +515,37 @@ def _rank_key(c: Candidate) -> tuple[float, float, float]:
     return (-acc, c.latency_ms, c.width)
 
 
-def _decide(feasible: list[Candidate], strict: bool) -> tuple[Candidate | None, str | None, list[Candidate]]:
-    """(chosen, decided_by, tie group) over the feasible candidates sorted by ``_rank_key`` (see ``TIE_RULE``)."""
+@dataclass(frozen=True)
+class _Decision:
+    """How ``_decide`` chose: the chosen candidate, ``decided_by``, the tie group and how ties were tested."""
+
+    chosen: Candidate | None
+    decided_by: str | None
+    tied: list[Candidate]
+    tie_test: str | None = None
+    p_values: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _decide(feasible: list[Candidate], strict: bool) -> _Decision:
+    """The choice over the feasible candidates sorted by ``_rank_key`` (see ``TIE_RULE``): every other candidate is
+    compared with the most accurate one by ``us3l.deploy.tie_test.ties_with_best`` (paired on per-image hits where
+    both have them, else by interval overlap), and the fastest of the tie group wins."""
+    from us3l.deploy.tie_test import ties_with_best
+
     if not feasible:
-        return None, None, []
+        return _Decision(None, None, [])
     best = feasible[0]
     if strict or best.accuracy_ci is None:
-        return best, "accuracy", []
-    lo, hi = best.accuracy_ci
-    tied = [c for c in feasible if c.accuracy_ci is not None and c.accuracy_ci[1] >= lo and c.accuracy_ci[0] <= hi]
+        return _Decision(best, "accuracy", [])
+    others = feasible[1:]
+    outcome = ties_with_best(best.hits, best.accuracy_ci, [(c.hits, c.accuracy_ci) for c in others])
+    p_values = [{"width": c.width, "precision": c.precision, "p_holm": p}
+                for c, p in zip(others, outcome.p_holm, strict=True) if p is not None]
+    tied = [best, *(c for c, t in zip(others, outcome.tied, strict=True) if t)]
     if len(tied) < 2:
-        return best, "accuracy", []
-    return min(tied, key=lambda c: (c.latency_ms, c.width)), "tie->latency", tied
+        return _Decision(best, "accuracy", [], outcome.test, p_values)
+    chosen = min(tied, key=lambda c: (c.latency_ms, c.width))
+    return _Decision(chosen, "tie->latency", tied, outcome.test, p_values)
 
 
 def _latency_warnings(chosen: Candidate | None, tied: list[Candidate], where: str, rule: LatencyRule) -> list[str]:
@@ -532,10 +579,12 @@ def select_profile(
     intervals: Mapping[float, tuple[float, float]] | None = None,
     strict_accuracy: bool = False,
     accuracy_label: str = "",
+    hits: Mapping[float, Any] | None = None,
 ) -> DeviceSelection:
     """Solve one profile: check every width against every budget, then choose among the feasible ones by the
-    tie rule (``TIE_RULE``: accuracies inside each other's 95 % ``intervals`` are tied, the fastest tied width
-    wins) or, with ``strict_accuracy`` or without intervals, by plain ranking (``TIE_BREAK``)."""
+    tie rule (``TIE_RULE``: widths not shown less accurate than the best, by a paired test on ``hits`` where given,
+    else by their 95 % ``intervals``, are tied, the fastest tied width wins) or, with ``strict_accuracy`` or without
+    intervals, by plain ranking (``TIE_BREAK``)."""
     notes: list[str] = []
     candidates: list[Candidate] = []
     for rec in profile["records"]:
@@ -570,12 +619,14 @@ def select_profile(
         candidates.append(
             Candidate(w, acc, latency_ms, _summary(lat), macs, params, mem, tuple(violations), graph, accuracy_ci=ci,
                       precision=str(profile.get("precision", "?")), profile=profile_name,
-                      stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None)
+                      stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None,
+                      hits=(hits or {}).get(key) if accuracy is not None else None)
         )
     if not candidates:
         raise US3LError(f"profile {profile_name}: no width is usable ({'; '.join(notes[:3])})")
     feasible = sorted((c for c in candidates if c.feasible), key=_rank_key)
-    chosen, decided_by, tied = _decide(feasible, strict_accuracy)
+    decision = _decide(feasible, strict_accuracy)
+    chosen, decided_by, tied = decision.chosen, decision.decided_by, decision.tied
     runner_up = next((c for c in feasible if c is not chosen), None)  # the most accurate other feasible width
     slack: dict[str, float] = {}
     if chosen is not None:
@@ -608,6 +659,8 @@ def select_profile(
         warnings=_latency_warnings(
             chosen, tied, f"{profile.get('device', '?')}/{profile.get('backend', '?')}", rule
         ),
+        tie_test=decision.tie_test,
+        tie_p_values=decision.p_values,
     )
 
 
@@ -674,7 +727,7 @@ def select(
 ) -> Selection:
     """Solve every profile file under the same budget; the result knows the inputs' sha256.
 
-    Accuracies inside each other's 95 % intervals are a tie that the faster width wins (``TIE_RULE``) unless
+    Widths not shown less accurate than the best are a tie that the faster width wins (``TIE_RULE``) unless
     ``strict_accuracy``; an accuracy file without intervals (schema 1) is ranked by plain accuracy, with a note.
     ``profiles`` is a list of profile files, or one file.
     """
@@ -723,29 +776,35 @@ def _select_read(
     acc_table = None
     metric_name = None
     intervals: dict[float, tuple[float, float]] = {}
+    hits: dict[float, Any] = {}
     inputs: dict[str, Any] = {"profiles": [], "accuracy": None}
     if read.accuracy is not None:
         accuracy, acc_doc, acc_sha = read.accuracy
         acc_table, metric_name = accuracy_table(acc_doc, metric)
         intervals = accuracy_intervals(acc_doc, metric_name)
+        hits = accuracy_hits(acc_doc, metric_name)
         inputs["accuracy"] = {"path": str(accuracy), "sha256": acc_sha}
     results = []
     measured_on: dict[str, str] = {}  # profile file -> the machine it was measured on
     for p, doc, profile_sha in read.profiles:
         measured_on[str(p)] = _measured_on(doc)
         inputs["profiles"].append({"path": str(p), "sha256": profile_sha})
-        table, ivs, label = acc_table, intervals, ""
+        table, ivs, label, profile_hits = acc_table, intervals, "", hits
         if acc_table is not None and doc.get("precision") == "int8":  # the artifact's own accuracy, never FP32's
             table, ivs = precision_accuracy(acc_doc, str(metric_name), "int8", str(doc.get("backend")))
-            label = f"int8/{doc.get('backend')} {metric_name} (us3l eval --artifact) "
+            label, profile_hits = f"int8/{doc.get('backend')} {metric_name} (us3l eval --artifact) ", {}
         try:
-            d = select_profile(doc, budget, rule, table, str(p), ivs, strict_accuracy, label)
+            d = select_profile(doc, budget, rule, table, str(p), ivs, strict_accuracy, label, profile_hits)
         except US3LError as exc:
             if not label:
                 raise
             raise US3LError(f"{exc}: measure the INT8 artifacts' accuracy with us3l eval --artifact") from None
         if acc_table is not None and not intervals and not strict_accuracy:
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
+        if d.tie_test in (OVERLAP, MIXED):
+            d.notes.append(f"ties tested by overlapping 95% intervals where {label or metric_name} has no per-image "
+                           "hits (a file from before knn_top1_hits, the linear probe, an artifact's accuracy): more "
+                           "widths count as tied than a paired test would find")
         results.append(d)
     if acc_table is not None:
         results = pool_precisions(results, budget, strict_accuracy, rule, measured_on)
@@ -838,19 +897,17 @@ def pool_precisions(
     return out
 
 
-def _why_beats(chosen: Candidate, other: Candidate, strict: bool) -> str:
-    """Why ``chosen`` won over ``other`` (another precision's own choice), from the two pairs' own numbers (not
-    from how the whole group was decided: ``other`` may lie outside the tie, or match ``chosen``'s accuracy)."""
+def _why_beats(chosen: Candidate, other: Candidate, tied: bool) -> str:
+    """Why ``chosen`` won over ``other`` (another precision's own choice), from the two pairs' own numbers and
+    whether ``other`` is in the tie group (``other`` may lie outside the tie, or match ``chosen``'s accuracy)."""
     a, b = chosen.accuracy, other.accuracy
     faster = chosen.latency_ms < other.latency_ms
-    ci, other_ci = chosen.accuracy_ci, other.accuracy_ci
-    tied = not strict and ci is not None and other_ci is not None and ci[1] >= other_ci[0] and ci[0] <= other_ci[1]
     if tied and faster and a != b:
         return "tied accuracy, faster"
     if a is not None and (b is None or a > b):
         return "more accurate"
     if a is not None and b is not None and a < b:  # only the tie rule lets a less accurate pair win
-        return "inside the 95% interval of the most accurate pair, and the fastest there"
+        return "tied with the most accurate pair (inside the noise), and the fastest there"
     if a == b and faster:
         return "same accuracy, faster"
     if a == b and chosen.latency_ms == other.latency_ms and chosen.width < other.width:
@@ -876,7 +933,8 @@ def _pooled(
 ) -> DeviceSelection:
     candidates = [c for g in group for c in g.candidates]
     feasible = sorted((c for c in candidates if c.feasible), key=lambda c: (*_rank_key(c), str(c.precision)))
-    chosen, decided_by, tied = _decide(feasible, strict)
+    decision = _decide(feasible, strict)
+    chosen, decided_by, tied = decision.chosen, decision.decided_by, decision.tied
     runner_up = next((c for c in feasible if c is not chosen), None)
     first = group[0]
     by_precision = {
@@ -894,7 +952,7 @@ def _pooled(
         if others:
             best_other = min(others, key=_rank_key)
             reason = f"{_describe(chosen)} beats {_describe(best_other)} under {limits}: " \
-                     f"{_why_beats(chosen, best_other, strict)}"
+                     f"{_why_beats(chosen, best_other, any(c is best_other for c in tied))}"
         else:
             missing = sorted({g.precision for g in group} - {chosen.precision})
             reason = f"{_describe(chosen)}: no {'/'.join(missing)} width fits {limits}"
@@ -925,6 +983,8 @@ def _pooled(
                   *_latency_warnings(chosen, tied, f"{first.device}/{first.backend}", rule)],
         by_precision=by_precision,
         reason=reason,
+        tie_test=decision.tie_test,
+        tie_p_values=decision.p_values,
     )
 
 

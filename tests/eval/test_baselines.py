@@ -13,6 +13,7 @@ from us3l.cli import main
 from us3l.data import load_dataset
 from us3l.eval import EvalSettings, KnnSettings, evaluate_checkpoint, load_accuracy, open_checkpoint
 from us3l.eval.calibrate import CalibrationSettings
+from us3l.eval.hits import decode_hits
 from us3l.models import create_model
 from us3l.train.knn import effective_k, stratified_indices
 
@@ -38,6 +39,8 @@ def test_eval_reports_intervals_baselines_and_capped_k(
     (row,) = doc["widths"]
     lo, hi = row["knn_top1_ci"]
     assert lo <= row["knn_top1"] <= hi and row["linear_top1_ci"] is None
+    hits = decode_hits(row["knn_top1_hits"], doc["num_test"], "hits")  # which test images kNN got right
+    assert hits.shape == (len(test),) and hits.sum() == round(row["knn_top1"] * len(test))
     base = row["baseline_random_init"]
     assert 0 <= base["knn_top1"] <= 1 and base["knn_top1_ci"][0] <= base["knn_top1"] <= base["knn_top1_ci"][1]
     b = doc["baselines"]

@@ -646,6 +646,7 @@ def _selection_row(d: dict[str, Any], budget_ms: float) -> dict[str, Any]:
         "slack_fraction": None if slack is None else slack / budget_ms,
         "decided_by": d.get("decided_by"),
         "tied_widths": d.get("tied_widths") or [],
+        "tie_test": d.get("tie_test"),
         "warnings": d.get("warnings") or [],
     }
 

@@ -11,7 +11,7 @@ Document::
      protocols: {knn: {k, k_requested, temperature, max_train, bank_size, bank_seed} | null,
                  linear: {epochs, lr, ...} | null, feature_transform},
      baselines: {raw_pixels: {knn_top1, knn_top1_ci, k} | null, chance, random_init_seed} | null,
-     widths: [{width, canonical_width, feature_dim, knn_top1, knn_top1_ci, knn_top5,
+     widths: [{width, canonical_width, feature_dim, knn_top1, knn_top1_ci, knn_top1_hits, knn_top5,
                linear_top1, linear_top1_ci, linear_top5, macs, params, embedding_std,
                baseline_random_init: {knn_top1, knn_top1_ci} | null,
                precisions: {<precision>: {<backend>: {knn_top1, knn_top1_ci, knn_top5, linear_top1,
@@ -20,7 +20,10 @@ Document::
                                                                     # precisions: optional (us3l eval --artifact)
 
 Accuracies are fractions in [0, 1]; ``*_ci`` are 95 % Wilson score intervals ``[lo, hi]`` over the
-``num_test`` test images (``us3l.eval.intervals``). ``protocols.knn.k`` is the k actually used (capped by
+``num_test`` test images (``us3l.eval.intervals``). ``knn_top1_hits`` (optional, still schema 2) is which of
+those images the kNN got right, base64 of packed bits in test order (``us3l.eval.hits``): ``us3l select`` compares
+two widths image by image with it (``us3l.deploy.tie_test``); it must hold exactly ``knn_top1 * num_test``
+hits. ``protocols.knn.k`` is the k actually used (capped by
 the smallest class of the feature bank, see ``us3l.train.knn.effective_k``), ``k_requested`` the one asked
 for. A protocol that was not run gives ``null`` for its fields (and its intervals), and so do
 ``macs``/``params`` when the profiler is unavailable; ``baselines`` and ``baseline_random_init`` are ``null``
@@ -45,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from us3l.errors import US3LError
+from us3l.eval.hits import check_hits
 from us3l.io import atomic_write_json, check_schema, header, read_json_sha256
 
 ACCURACY_KIND = "accuracy"
@@ -58,6 +62,7 @@ WIDTH_FIELDS = (
     "feature_dim",
     "knn_top1",
     "knn_top1_ci",
+    "knn_top1_hits",
     "knn_top5",
     "linear_top1",
     "linear_top1_ci",
@@ -180,6 +185,8 @@ def validate_accuracy(doc: Any, path: str | Path) -> None:
             _check_fraction(row.get(key), f"widths[{i}].{key}", path)
         for key in _INTERVALS:
             _check_interval(row.get(key), f"widths[{i}].{key}", path, row.get(key.removesuffix("_ci")))
+        if row.get("knn_top1_hits") is not None:
+            check_hits(row["knn_top1_hits"], num_test, row.get("knn_top1"), f"{path}: widths[{i}].knn_top1_hits")
         _check_baseline(row.get("baseline_random_init"), f"widths[{i}].baseline_random_init", path)
         _check_precisions(row.get("precisions"), f"widths[{i}].precisions", path)
         for key in ("macs", "params"):

@@ -155,6 +155,13 @@ def topk_accuracy(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) 
     return tuple(int(hits[:, : min(k, scores.shape[1])].any(dim=1).sum()) / n for k in ks)
 
 
+@torch.no_grad()
+def top1_hits(scores: Tensor, labels: Tensor) -> Tensor:
+    """Which images (rows of ``scores``) are right at top-1, by the same ranking as :func:`topk_accuracy` (ties in
+    the scores broken alike), so ``top1_hits(s, y).sum() / n`` is its top-1 exactly."""
+    return scores.argsort(dim=1, descending=True)[:, 0] == labels
+
+
 def check_knn_data(num_classes: int, max_train: int | None, num_train: int, spec: str, flag: str) -> None:
     """Refuse (one line) a kNN evaluation that cannot mean anything: data of fewer than two classes (every image
     is "right": 100 %), or a bank capped below one image per class (a class missing from it is never predicted)."""

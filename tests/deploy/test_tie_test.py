@@ -1,0 +1,101 @@
+"""The paired tie test of ``us3l select`` (``us3l.deploy.tie_test``) and how select uses it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from us3l.deploy.select import Budget, select
+from us3l.deploy.tie_test import MIXED, OVERLAP, PAIRED, holm, mcnemar_p, ties_with_best
+from us3l.eval.hits import encode_hits
+from us3l.eval.intervals import wilson_interval
+
+from .conftest import latency
+
+N = 1000
+
+
+def hits(right: int, *, first: int = 0) -> np.ndarray:
+    """N images, ``right`` of them right, starting at image ``first`` (wrapping)."""
+    out = np.zeros(N, dtype=bool)
+    out[(first + np.arange(right)) % N] = True
+    return out
+
+
+def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_images() -> None:
+    best, other = hits(600), hits(590)  # other's hits are a subset: 10 images only best gets right
+    assert mcnemar_p(best, other) == pytest.approx(2 * 0.5**10)
+    assert mcnemar_p(best, best) == 1.0
+    shifted = hits(600, first=5)  # 5 images each way: no evidence either way
+    assert mcnemar_p(best, shifted) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="hit vectors of 1000 and 999 images are not paired"):
+        mcnemar_p(best, best[:-1])
+
+
+def test_holm_adjusts_step_down_and_stays_monotone() -> None:
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5] and holm([]) == []
+    assert holm([0.4, 0.001]) == pytest.approx([0.4, 0.002])
+
+
+def test_a_gap_inside_two_overlapping_intervals_is_told_apart_by_the_paired_test() -> None:
+    """60.0 % and 56.0 % on 1000 images: the Wilson intervals overlap, so the interval rule calls them tied; the
+    narrower width gets no image right that the wider one misses (40 discordant images, all one way)."""
+    best, other = hits(600), hits(560)
+    ci_best, ci_other = wilson_interval(0.6, N), wilson_interval(0.56, N)
+    assert ci_other[1] >= ci_best[0]  # the intervals overlap
+    paired = ties_with_best(best, ci_best, [(other, ci_other)])
+    assert paired.tied == [False] and paired.test == PAIRED and paired.p_holm[0] < 1e-9
+    unpaired = ties_with_best(None, ci_best, [(other, ci_other)])
+    assert unpaired.tied == [True] and unpaired.test == OVERLAP and unpaired.p_holm == [None]
+
+
+def test_a_gap_the_images_do_not_support_stays_a_tie() -> None:
+    """The same 4-point gap from images the two widths swap (260 right only for best, 220 only for other)."""
+    best, other = hits(600), hits(560, first=260)
+    assert int((best & ~other).sum()) == 260 and int((~best & other).sum()) == 220
+    out = ties_with_best(best, wilson_interval(0.6, N), [(other, wilson_interval(0.56, N))])
+    assert out.tied == [True] and out.p_holm[0] > 0.05
+
+
+def test_comparisons_without_hits_fall_back_to_the_intervals_and_holm_counts_only_paired_ones() -> None:
+    best = hits(600)
+    others = [(hits(590), wilson_interval(0.59, N)), (None, wilson_interval(0.59, N)), (hits(500), None)]
+    out = ties_with_best(best, wilson_interval(0.6, N), others)
+    assert out.tests == [PAIRED, OVERLAP, PAIRED] and out.test == MIXED
+    # 10 one-way images (p 0.002) and 100 (p ~1e-30): Holm multiplies the smaller by 2, the larger by 1
+    assert out.tied == [False, True, False]
+    assert out.p_holm[0] == pytest.approx(2 * 0.5**10) and out.p_holm[1] is None
+    assert out.p_holm[2] == pytest.approx(2 * 2 * 0.5**100)
+
+
+def write_accuracy(tmp_path, rows: dict[float, np.ndarray], with_hits: bool = True):
+    from us3l.io import header
+
+    doc = header("accuracy", 2)
+    doc.update(
+        checkpoint_sha256="0" * 64, model="tiny", data="synthetic", num_test=N, protocols={}, baselines=None,
+        widths=[{"width": w, "knn_top1": h.sum() / N, "knn_top1_ci": wilson_interval(h.sum() / N, N),
+                 **({"knn_top1_hits": encode_hits(h)} if with_hits else {})} for w, h in sorted(rows.items())],
+    )
+    path = tmp_path / ("accuracy.json" if with_hits else "accuracy-nohits.json")
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_select_keeps_the_more_accurate_width_when_the_images_say_so(write_profile, tmp_path) -> None:
+    prof = write_profile([{"width": w, "latency": latency(0.8 * ms, ms, 1.2 * ms)}
+                          for w, ms in ((0.25, 1.0), (0.5, 2.0), (1.0, 3.0))])
+    rows = {0.25: hits(560), 0.5: hits(598, first=1), 1.0: hits(600)}  # 0.5 and 1.0 differ on 2 images
+    sel = select([prof], Budget(latency_ms=5), write_accuracy(tmp_path, rows))
+    d = sel.devices[0]
+    assert d.chosen.width == 0.5 and d.decided_by == "tie->latency" and d.tied_widths == [0.5, 1.0]
+    assert d.tie_test == PAIRED and [p["width"] for p in d.tie_p_values] == [0.5, 0.25]
+    doc = sel.to_document()
+    assert doc["devices"][0]["tie_test"] == PAIRED and "McNemar" in doc["tie_rule"]
+    assert "hits" not in doc["devices"][0]["chosen"]  # the per-image hits stay in the accuracy file
+    # the same accuracies without their hits: the intervals overlap, and 0.25 wins on speed
+    d = select([prof], Budget(latency_ms=5), write_accuracy(tmp_path, rows, with_hits=False)).devices[0]
+    assert d.chosen.width == 0.25 and d.tie_test == OVERLAP and d.tie_p_values == []
