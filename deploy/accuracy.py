@@ -117,11 +117,12 @@ def evaluate_artifact(
     from us3l.deploy.loading import load
     from us3l.deploy.manifest import read_manifest_sha256
     from us3l.eval.features import embedding_std, extract_features
+    from us3l.eval.hits import encode_hits
     from us3l.eval.intervals import wilson_interval
     from us3l.eval.linear import train_linear_probe
     from us3l.eval.runner import EvalSettings, knn_data, resolve_data_spec
     from us3l.slim import canonical_width
-    from us3l.train.knn import knn_predict, topk_accuracy
+    from us3l.train.knn import knn_predict, top1_hits, topk_accuracy
 
     s = settings or EvalSettings()
     if s.run_linear and s.linear.augment:
@@ -181,14 +182,15 @@ def evaluate_artifact(
         return None if v is None else wilson_interval(v, num_test)
 
     def scores(train_f: torch.Tensor, test_f: torch.Tensor) -> dict[str, Any]:
-        out: dict[str, Any] = {"knn_top1": None, "knn_top1_ci": None, "knn_top5": None, "linear_top1": None,
-                               "linear_top1_ci": None, "linear_top5": None, "_pred": None}
+        out: dict[str, Any] = {"knn_top1": None, "knn_top1_ci": None, "knn_top1_hits": None, "knn_top5": None,
+                               "linear_top1": None, "linear_top1_ci": None, "linear_top5": None, "_pred": None}
         if s.run_knn:
             bank = train_f[bank_idx] if full_train and bank_idx is not None else train_f
             bank_y = ytr[bank_idx] if full_train and bank_idx is not None else ytr
             sc = knn_predict(bank, bank_y, test_f, num_classes, k, s.knn.temperature)
             top1, top5 = topk_accuracy(sc, yte, (1, 5))
-            out.update(knn_top1=top1, knn_top1_ci=ci(top1), _pred=sc.argmax(dim=1), knn_top5=top5)
+            out.update(knn_top1=top1, knn_top1_ci=ci(top1), knn_top1_hits=encode_hits(top1_hits(sc, yte)),
+                       _pred=sc.argmax(dim=1), knn_top5=top5)
         if s.run_linear:
             l1, l5 = train_linear_probe(train_f, ytr, test_f, yte, num_classes, s.linear)
             out.update(linear_top1=l1, linear_top1_ci=ci(l1), linear_top5=l5)

@@ -16,7 +16,7 @@ width, and those the data do not show to be less accurate are *tied* with it; th
 ``tied_widths`` recorded. How "shown less accurate" is tested (``us3l.deploy.tie_test``, recorded as
 ``tie_test``): where the accuracy file has the per-test-image hits of both widths (``knn_top1_hits``), an exact
 McNemar test on the images only one of them gets right, Holm-adjusted over the comparisons at 5 % (the p-values
-are in ``tie_p_values``); otherwise (schema-2 files without hits, the linear probe, INT8 artifacts) the two 95 %
+are in ``tie_p_values``); otherwise (schema-2 files without hits, the linear probe) the two 95 %
 intervals (``knn_top1_ci`` / ``linear_top1_ci``) must not overlap. The widths of one network are scored on the
 same images and mostly agree, so the paired test sees the noise of their difference, far below what two
 separate intervals allow. A width shown less accurate is never preferred for speed, and a width alone at the
@@ -440,21 +440,28 @@ def accuracy_table(doc: Mapping[str, Any], metric: str = "auto") -> tuple[dict[f
 
 def precision_accuracy(
     doc: Mapping[str, Any], name: str, precision: str, backend: str
-) -> tuple[dict[float, float], dict[float, tuple[float, float]]]:
-    """(rounded width -> ``name`` accuracy, -> its 95 % interval) of the ``precision`` artifacts of ``backend``
-    (``widths[].precisions[precision][backend]``, ``us3l eval --artifact``); empty when the file has none."""
+) -> tuple[dict[float, float], dict[float, tuple[float, float]], dict[float, Any]]:
+    """(rounded width -> ``name`` accuracy, -> its 95 % interval, -> its per-image hits) of the ``precision``
+    artifacts of ``backend`` (``widths[].precisions[precision][backend]``, ``us3l eval --artifact``); empty when
+    the file has none."""
+    from us3l.eval.hits import decode_hits
+
     table: dict[float, float] = {}
     ivs: dict[float, tuple[float, float]] = {}
+    hits: dict[float, Any] = {}
     for r in doc.get("widths") or []:
         entry = ((r.get("precisions") or {}).get(precision) or {}).get(backend) or {}
-        v, ci = entry.get(name), entry.get(f"{name}_ci")
+        v, ci, text = entry.get(name), entry.get(f"{name}_ci"), entry.get(f"{name}_hits")
         if v is None:
             continue
-        number(v, f"accuracy file: width {r['width']:g} {precision}/{backend} {name}", nonnegative=True)
+        where = f"accuracy file: width {r['width']:g} {precision}/{backend} {name}"
+        number(v, where, nonnegative=True)
         _put(table, r, float(v))
         if isinstance(ci, list | tuple) and len(ci) == 2 and 0 <= ci[0] <= ci[1] <= 1:
             _put(ivs, r, (float(ci[0]), float(ci[1])))
-    return table, ivs
+        if text is not None:
+            _put(hits, r, decode_hits(text, doc.get("num_test"), f"{where}_hits"))
+    return table, ivs, hits
 
 
 def accuracy_intervals(doc: Mapping[str, Any], name: str) -> dict[float, tuple[float, float]]:
@@ -791,8 +798,8 @@ def _select_read(
         inputs["profiles"].append({"path": str(p), "sha256": profile_sha})
         table, ivs, label, profile_hits = acc_table, intervals, "", hits
         if acc_table is not None and doc.get("precision") == "int8":  # the artifact's own accuracy, never FP32's
-            table, ivs = precision_accuracy(acc_doc, str(metric_name), "int8", str(doc.get("backend")))
-            label, profile_hits = f"int8/{doc.get('backend')} {metric_name} (us3l eval --artifact) ", {}
+            table, ivs, profile_hits = precision_accuracy(acc_doc, str(metric_name), "int8", str(doc.get("backend")))
+            label = f"int8/{doc.get('backend')} {metric_name} (us3l eval --artifact) "
         try:
             d = select_profile(doc, budget, rule, table, str(p), ivs, strict_accuracy, label, profile_hits)
         except US3LError as exc:
@@ -803,7 +810,7 @@ def _select_read(
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
         if d.tie_test in (OVERLAP, MIXED):
             d.notes.append(f"ties tested by overlapping 95% intervals where {label or metric_name} has no per-image "
-                           "hits (a file from before knn_top1_hits, the linear probe, an artifact's accuracy): more "
+                           "hits (a file from before knn_top1_hits, the linear probe): more "
                            "widths count as tied than a paired test would find")
         results.append(d)
     if acc_table is not None:

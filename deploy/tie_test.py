@@ -8,7 +8,7 @@ truly equal width worse at 5 %, so a width counts as worse only when the data cl
 noise is now that of the difference, not of two separate intervals.
 
 A comparison where either side has no hits (an accuracy file written before ``knn_top1_hits``, the linear
-probe, an artifact's accuracy) falls back to the interval rule: tied when the two 95 % intervals overlap.
+probe) falls back to the interval rule: tied when the two 95 % intervals overlap.
 """
 
 from __future__ import annotations

@@ -381,6 +381,10 @@ def test_int8_artifact_accuracy_beside_fp32_is_stored_and_kept_by_eval(onnx_int8
     entry = row["precisions"]["int8"]["onnx"]
     assert entry["knn_top1"] == res["knn_top1"] and entry["knn_top1_ci"] == wilson_interval(entry["knn_top1"], 1000)
     assert entry["fp32_knn_top1"] == row["knn_top1"] and doc["num_test"] == 1000  # FP32 measured in the same run
+    from us3l.eval.hits import decode_hits  # the artifact's own per-image hits, paired with the FP32 row's by select
+
+    assert decode_hits(entry["knn_top1_hits"], 1000, "int8").sum() == round(entry["knn_top1"] * 1000)
+    assert decode_hits(row["knn_top1_hits"], 1000, "fp32").sum() == round(row["knn_top1"] * 1000)
     # a 1-epoch network: weak, near-tied kNN votes flip easily; the accuracy itself moves little
     assert abs(entry["knn_top1_drop"]) <= 0.05 and 0.5 <= entry["prediction_agreement"] <= 1.0
     assert entry["artifact"]["calibration_sha256"] == onnx_int8.manifest["quantization"]["calibration"]["sha256"]

@@ -99,3 +99,36 @@ def test_select_keeps_the_more_accurate_width_when_the_images_say_so(write_profi
     # the same accuracies without their hits: the intervals overlap, and 0.25 wins on speed
     d = select([prof], Budget(latency_ms=5), write_accuracy(tmp_path, rows, with_hits=False)).devices[0]
     assert d.chosen.width == 0.25 and d.tie_test == OVERLAP and d.tie_p_values == []
+
+
+def test_pooled_precisions_are_compared_image_by_image_too(write_profile, tmp_path) -> None:
+    """An INT8 artifact's own hits (us3l eval --artifact) pair with the FP32 rows: 20 images fewer, all lost by
+    INT8, is a real drop even though the two intervals overlap; INT8 wins on speed only when the images agree."""
+    from us3l.io import header
+
+    def ms(scale: float) -> list[dict]:
+        return [{"width": w, "latency": latency(scale * t, scale * t, scale * t)} for w, t in ((0.5, 2.0), (1.0, 4.0))]
+
+    fp32, int8 = write_profile(ms(1.0)), write_profile(ms(0.5), precision="int8")
+
+    def accuracy(int8_hits: np.ndarray) -> object:
+        doc = header("accuracy", 2)
+        rows = []
+        for w, h in ((0.5, hits(500)), (1.0, hits(600))):
+            row = {"width": w, "knn_top1": h.sum() / N, "knn_top1_ci": wilson_interval(h.sum() / N, N),
+                   "knn_top1_hits": encode_hits(h)}
+            if w == 1.0:
+                a = int8_hits.sum() / N
+                row["precisions"] = {"int8": {"onnx": {"knn_top1": a, "knn_top1_ci": wilson_interval(a, N),
+                                                       "knn_top1_hits": encode_hits(int8_hits)}}}
+            rows.append(row)
+        doc.update(checkpoint_sha256=None, model="tiny", data="synthetic", num_test=N, protocols={}, widths=rows)
+        path = tmp_path / "accuracy.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    (d,) = select([fp32, int8], Budget(latency_ms=5), accuracy(hits(580))).devices
+    assert (d.chosen.width, d.chosen.precision, d.decided_by, d.tie_test) == (1.0, "fp32", "accuracy", PAIRED)
+    (d,) = select([fp32, int8], Budget(latency_ms=5), accuracy(hits(598))).devices  # 2 images: inside the noise
+    assert (d.chosen.width, d.chosen.precision, d.decided_by) == (1.0, "int8", "tie->latency")
+    assert d.tied_pairs == [(1.0, "fp32"), (1.0, "int8")] and "tied accuracy, faster" in d.reason

@@ -15,7 +15,7 @@ Document::
                linear_top1, linear_top1_ci, linear_top5, macs, params, embedding_std,
                baseline_random_init: {knn_top1, knn_top1_ci} | null,
                precisions: {<precision>: {<backend>: {knn_top1, knn_top1_ci, knn_top5, linear_top1,
-                            linear_top1_ci, linear_top5, fp32_knn_top1, fp32_linear_top1, knn_top1_drop,
+                            knn_top1_hits, linear_top1_ci, linear_top5, fp32_knn_top1, fp32_linear_top1, knn_top1_drop,
                             linear_top1_drop, prediction_agreement, embedding_std, artifact: {...}}}}}]}
                                                                     # precisions: optional (us3l eval --artifact)
 
@@ -188,14 +188,14 @@ def validate_accuracy(doc: Any, path: str | Path) -> None:
         if row.get("knn_top1_hits") is not None:
             check_hits(row["knn_top1_hits"], num_test, row.get("knn_top1"), f"{path}: widths[{i}].knn_top1_hits")
         _check_baseline(row.get("baseline_random_init"), f"widths[{i}].baseline_random_init", path)
-        _check_precisions(row.get("precisions"), f"widths[{i}].precisions", path)
+        _check_precisions(row.get("precisions"), f"widths[{i}].precisions", path, num_test)
         for key in ("macs", "params"):
             v = row.get(key)
             if v is not None and (not isinstance(v, int | float) or not math.isfinite(v) or v < 0):
                 raise US3LError(f"{path}: widths[{i}].{key} must be a non-negative number or null, got {v!r}")
 
 
-def _check_precisions(v: Any, where: str, path: str | Path) -> None:
+def _check_precisions(v: Any, where: str, path: str | Path, num_test: Any) -> None:
     if v is None:
         return
     if not isinstance(v, dict):
@@ -211,6 +211,8 @@ def _check_precisions(v: Any, where: str, path: str | Path) -> None:
                 _check_fraction(entry.get(key), f"{at}.{key}", path)
             for key in _INTERVALS:
                 _check_interval(entry.get(key), f"{at}.{key}", path, entry.get(key.removesuffix("_ci")))
+            if entry.get("knn_top1_hits") is not None:
+                check_hits(entry["knn_top1_hits"], num_test, entry.get("knn_top1"), f"{path}: {at}.knn_top1_hits")
 
 
 #: What must agree between an accuracy file and a new measurement for both to stand in one file.
