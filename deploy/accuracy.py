@@ -183,7 +183,8 @@ def evaluate_artifact(
 
     def scores(train_f: torch.Tensor, test_f: torch.Tensor) -> dict[str, Any]:
         out: dict[str, Any] = {"knn_top1": None, "knn_top1_ci": None, "knn_top1_hits": None, "knn_top5": None,
-                               "linear_top1": None, "linear_top1_ci": None, "linear_top5": None, "_pred": None}
+                               "linear_top1": None, "linear_top1_ci": None, "linear_top1_hits": None,
+                               "linear_top5": None, "_pred": None}
         if s.run_knn:
             bank = train_f[bank_idx] if full_train and bank_idx is not None else train_f
             bank_y = ytr[bank_idx] if full_train and bank_idx is not None else ytr
@@ -192,8 +193,8 @@ def evaluate_artifact(
             out.update(knn_top1=top1, knn_top1_ci=ci(top1), knn_top1_hits=encode_hits(top1_hits(sc, yte)),
                        _pred=sc.argmax(dim=1), knn_top5=top5)
         if s.run_linear:
-            l1, l5 = train_linear_probe(train_f, ytr, test_f, yte, num_classes, s.linear)
-            out.update(linear_top1=l1, linear_top1_ci=ci(l1), linear_top5=l5)
+            l1, l5, hits = train_linear_probe(train_f, ytr, test_f, yte, num_classes, s.linear)
+            out.update(linear_top1=l1, linear_top1_ci=ci(l1), linear_top1_hits=encode_hits(hits), linear_top5=l5)
         return out
 
     art, ref = scores(qtr, qte), scores(ftr, fte)

@@ -14,10 +14,10 @@ a difference inside its noise must not decide. Every feasible width is compared 
 width, and those the data do not show to be less accurate are *tied* with it; the fastest of the tied widths
 (lowest compared latency, then smaller width) is chosen: ``decided_by: "tie->latency"`` with the
 ``tied_widths`` recorded. How "shown less accurate" is tested (``us3l.deploy.tie_test``, recorded as
-``tie_test``): where the accuracy file has the per-test-image hits of both widths (``knn_top1_hits``), an exact
-McNemar test on the images only one of them gets right, Holm-adjusted over the comparisons at 5 % (the p-values
-are in ``tie_p_values``); otherwise (schema-2 files without hits, the linear probe) the two 95 %
-intervals (``knn_top1_ci`` / ``linear_top1_ci``) must not overlap. The widths of one network are scored on the
+``tie_test``): where the accuracy file has the per-test-image hits of both widths (``knn_top1_hits``,
+``linear_top1_hits``), an exact McNemar test on the images only one of them gets right, Holm-adjusted over the
+comparisons at 5 % (the p-values are in ``tie_p_values``); otherwise (schema-2 files written before the hits) the
+two 95 % intervals (``knn_top1_ci`` / ``linear_top1_ci``) must not overlap. The widths of one network are scored on the
 same images and mostly agree, so the paired test sees the noise of their difference, far below what two
 separate intervals allow. A width shown less accurate is never preferred for speed, and a width alone at the
 top wins on ``decided_by: "accuracy"``. ``strict_accuracy`` (``--strict-accuracy``), an accuracy file without
@@ -179,7 +179,8 @@ class Candidate:
     precision: str | None = None  # the profile's precision (fp32, fp16, int8): a candidate is a (width, precision)
     profile: str | None = None  # the profile file it came from
     stop_reason: str | None = None  # why the profile stopped timing it (for the unstable warning; not written)
-    # per-test-image top-1 hits behind ``accuracy`` (``knn_top1_hits``), for the paired tie test; not written
+    # per-test-image top-1 hits behind ``accuracy`` (``knn_top1_hits`` / ``linear_top1_hits``), for the paired
+    # tie test; not written
     hits: Any = field(default=None, compare=False, repr=False)
 
     @property
@@ -810,7 +811,7 @@ def _select_read(
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
         if d.tie_test in (OVERLAP, MIXED):
             d.notes.append(f"ties tested by overlapping 95% intervals where {label or metric_name} has no per-image "
-                           "hits (a file from before knn_top1_hits, the linear probe): more "
+                           "hits (a file written before them): more "
                            "widths count as tied than a paired test would find")
         results.append(d)
     if acc_table is not None:

@@ -7,8 +7,8 @@ comparisons against the best width are one family: Holm's step-down adjustment k
 truly equal width worse at 5 %, so a width counts as worse only when the data clearly say so, as before, but the
 noise is now that of the difference, not of two separate intervals.
 
-A comparison where either side has no hits (an accuracy file written before ``knn_top1_hits``, the linear
-probe) falls back to the interval rule: tied when the two 95 % intervals overlap.
+A comparison where either side has no hits (an accuracy file written before ``knn_top1_hits`` /
+``linear_top1_hits``) falls back to the interval rule: tied when the two 95 % intervals overlap.
 """
 
 from __future__ import annotations

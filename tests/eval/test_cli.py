@@ -12,6 +12,7 @@ from us3l.checkpoint import load_backbone
 from us3l.cli import main
 from us3l.errors import US3LError
 from us3l.eval import load_accuracy, open_checkpoint
+from us3l.eval.hits import decode_hits
 from us3l.slim import calibrated_widths
 
 
@@ -32,6 +33,8 @@ def test_calibrate_then_eval(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     for r in doc["widths"]:
         assert 0 <= r["knn_top1"] <= 1 and 0 <= r["linear_top1"] <= 1
         assert r["macs"] > 0 and r["params"] > 0
+        for key in ("knn_top1", "linear_top1"):  # which test images each protocol got right, for select's tie test
+            assert decode_hits(r[f"{key}_hits"], doc["num_test"], key).sum() == round(r[key] * doc["num_test"])
     assert doc["checkpoint_sha256"] == load_backbone(run_dir).sha256
     knn = doc["protocols"]["knn"]
     assert knn["k_requested"] == 200 and 1 <= knn["k"] <= 200  # capped at half the smallest class (test_baselines)

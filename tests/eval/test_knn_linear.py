@@ -57,10 +57,11 @@ def test_linear_probe_separable() -> None:
     y = torch.arange(200) % 4
     x = centers[y] + 0.3 * torch.randn(200, 16, generator=g)
     s = LinearProbeSettings(epochs=20, lr=0.5, batch_size=32)
-    top1, top5 = train_linear_probe(x[:160], y[:160], x[160:], y[160:], 4, s)
+    top1, top5, hits = train_linear_probe(x[:160], y[:160], x[160:], y[160:], 4, s)
+    assert int(hits.sum()) == round(top1 * 40)  # the probe's per-image top-1 hits
     assert top1 == 1.0 and top5 == 1.0
     # deterministic given the seed
-    assert train_linear_probe(x[:160], y[:160], x[160:], y[160:], 4, s) == (top1, top5)
+    assert train_linear_probe(x[:160], y[:160], x[160:], y[160:], 4, s)[:2] == (top1, top5)
 
 
 def test_linear_settings_validation() -> None:

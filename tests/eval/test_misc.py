@@ -39,10 +39,10 @@ def test_augmented_linear_probe_runs(digits_test: object) -> None:
     fte, yte = extract_features(model, 0.5, digits_test, tf, limit=100)
     assert fte.shape == (100, model.feature_dim(0.5))
     aug = LinearTrainAugment(SIZE, (0.3,) * 3, (0.3,) * 3)
-    top1, top5 = train_linear_probe_augmented(
+    top1, top5, hits = train_linear_probe_augmented(
         model, 0.5, digits_test, aug, fte, yte, 10, LinearProbeSettings(epochs=1, lr=1.0, batch_size=120)
     )
-    assert 0 <= top1 <= top5 <= 1
+    assert 0 <= top1 <= top5 <= 1 and int(hits.sum()) == round(top1 * len(yte))
 
 
 def test_plot_writes_pngs(tmp_path: Path) -> None:

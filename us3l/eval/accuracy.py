@@ -12,18 +12,19 @@ Document::
                  linear: {epochs, lr, ...} | null, feature_transform},
      baselines: {raw_pixels: {knn_top1, knn_top1_ci, k} | null, chance, random_init_seed} | null,
      widths: [{width, canonical_width, feature_dim, knn_top1, knn_top1_ci, knn_top1_hits, knn_top5,
-               linear_top1, linear_top1_ci, linear_top5, macs, params, embedding_std,
+               linear_top1, linear_top1_ci, linear_top1_hits, linear_top5, macs, params, embedding_std,
                baseline_random_init: {knn_top1, knn_top1_ci} | null,
-               precisions: {<precision>: {<backend>: {knn_top1, knn_top1_ci, knn_top5, linear_top1,
-                            knn_top1_hits, linear_top1_ci, linear_top5, fp32_knn_top1, fp32_linear_top1, knn_top1_drop,
-                            linear_top1_drop, prediction_agreement, embedding_std, artifact: {...}}}}}]}
+               precisions: {<precision>: {<backend>: {knn_top1, knn_top1_ci, knn_top1_hits, knn_top5,
+                            linear_top1, linear_top1_ci, linear_top1_hits, linear_top5, fp32_knn_top1,
+                            fp32_linear_top1, knn_top1_drop, linear_top1_drop, prediction_agreement,
+                            embedding_std, artifact: {...}}}}}]}
                                                                     # precisions: optional (us3l eval --artifact)
 
 Accuracies are fractions in [0, 1]; ``*_ci`` are 95 % Wilson score intervals ``[lo, hi]`` over the
-``num_test`` test images (``us3l.eval.intervals``). ``knn_top1_hits`` (optional, still schema 2) is which of
-those images the kNN got right, base64 of packed bits in test order (``us3l.eval.hits``): ``us3l select`` compares
-two widths image by image with it (``us3l.deploy.tie_test``); it must hold exactly ``knn_top1 * num_test``
-hits. ``protocols.knn.k`` is the k actually used (capped by
+``num_test`` test images (``us3l.eval.intervals``). ``knn_top1_hits`` / ``linear_top1_hits`` (optional, still
+schema 2) say which of those images the kNN / the linear probe got right, base64 of packed bits in test order
+(``us3l.eval.hits``): ``us3l select`` compares two widths image by image with them (``us3l.deploy.tie_test``);
+each must hold exactly ``top1 * num_test`` hits. ``protocols.knn.k`` is the k actually used (capped by
 the smallest class of the feature bank, see ``us3l.train.knn.effective_k``), ``k_requested`` the one asked
 for. A protocol that was not run gives ``null`` for its fields (and its intervals), and so do
 ``macs``/``params`` when the profiler is unavailable; ``baselines`` and ``baseline_random_init`` are ``null``
@@ -66,6 +67,7 @@ WIDTH_FIELDS = (
     "knn_top5",
     "linear_top1",
     "linear_top1_ci",
+    "linear_top1_hits",
     "linear_top5",
     "macs",
     "params",
@@ -74,6 +76,7 @@ WIDTH_FIELDS = (
 )
 _FRACTIONS = ("knn_top1", "knn_top5", "linear_top1", "linear_top5")
 _INTERVALS = ("knn_top1_ci", "linear_top1_ci")
+_HITS = ("knn_top1_hits", "linear_top1_hits")  # per-test-image top-1 hits (us3l.eval.hits), optional
 _REQUIRED = ("checkpoint_sha256", "model", "data", "protocols", "widths")
 _SCHEMA2_ROW = ("knn_top1_ci", "linear_top1_ci", "baseline_random_init")  # null in an upgraded schema-1 file
 _SCHEMA2_TOP = ("num_test", "baselines")
@@ -185,8 +188,9 @@ def validate_accuracy(doc: Any, path: str | Path) -> None:
             _check_fraction(row.get(key), f"widths[{i}].{key}", path)
         for key in _INTERVALS:
             _check_interval(row.get(key), f"widths[{i}].{key}", path, row.get(key.removesuffix("_ci")))
-        if row.get("knn_top1_hits") is not None:
-            check_hits(row["knn_top1_hits"], num_test, row.get("knn_top1"), f"{path}: widths[{i}].knn_top1_hits")
+        for key in _HITS:
+            if row.get(key) is not None:
+                check_hits(row[key], num_test, row.get(key.removesuffix("_hits")), f"{path}: widths[{i}].{key}")
         _check_baseline(row.get("baseline_random_init"), f"widths[{i}].baseline_random_init", path)
         _check_precisions(row.get("precisions"), f"widths[{i}].precisions", path, num_test)
         for key in ("macs", "params"):
@@ -211,8 +215,9 @@ def _check_precisions(v: Any, where: str, path: str | Path, num_test: Any) -> No
                 _check_fraction(entry.get(key), f"{at}.{key}", path)
             for key in _INTERVALS:
                 _check_interval(entry.get(key), f"{at}.{key}", path, entry.get(key.removesuffix("_ci")))
-            if entry.get("knn_top1_hits") is not None:
-                check_hits(entry["knn_top1_hits"], num_test, entry.get("knn_top1"), f"{path}: {at}.knn_top1_hits")
+            for key in _HITS:
+                if entry.get(key) is not None:
+                    check_hits(entry[key], num_test, entry.get(key.removesuffix("_hits")), f"{path}: {at}.{key}")
 
 
 #: What must agree between an accuracy file and a new measurement for both to stand in one file.

@@ -1,4 +1,5 @@
-"""Per-test-image top-1 hits of an accuracy, stored beside it in ``accuracy.json`` (``knn_top1_hits``).
+"""Per-test-image top-1 hits of an accuracy, stored beside it in ``accuracy.json`` (``knn_top1_hits``,
+``linear_top1_hits``).
 
 Every width of one evaluation is scored on the same test images in the same order, so two widths can be
 compared image by image (a paired test, ``us3l.deploy.tie_test``) instead of through their two intervals: the

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from us3l.errors import US3LError
-from us3l.train.knn import topk_accuracy
+from us3l.train.knn import top1_hits, topk_accuracy
 from us3l.validate import require_types
 
 
@@ -124,8 +124,9 @@ def train_linear_probe(
     test_labels: Tensor,
     num_classes: int,
     settings: LinearProbeSettings | None = None,
-) -> tuple[float, float]:
-    """Train a linear classifier on precomputed features; return (top-1, top-5) on the test features."""
+) -> tuple[float, float, Tensor]:
+    """Train a linear classifier on precomputed features; return (top-1, top-5, per-image top-1 hits) on the test
+    features."""
     s = settings or LinearProbeSettings()
     g = torch.Generator().manual_seed(s.seed)
     with torch.random.fork_rng(devices=[]):
@@ -146,16 +147,17 @@ def train_linear_probe(
 
 
 def _test_accuracy(probe: nn.Linear, test_features: Tensor, test_labels: Tensor, s: LinearProbeSettings,
-                   ) -> tuple[float, float]:
-    """(top-1, top-5) of the trained probe on the test features; a one-line ``US3LError`` when it diverged (NaN or
-    inf outputs, e.g. at a huge lr): topk over them still returns a number, near chance, that reads as an accuracy."""
+                   ) -> tuple[float, float, Tensor]:
+    """(top-1, top-5, which test images are right at top-1) of the trained probe on the test features; a one-line
+    ``US3LError`` when it diverged (NaN or inf outputs, e.g. at a huge lr): topk over them still returns a number,
+    near chance, that reads as an accuracy."""
     with torch.no_grad():
         logits = probe(test_features.float())
     if not bool(torch.isfinite(logits).all()):
         raise US3LError(f"the linear probe diverged: its outputs are NaN or inf after {s.epochs} epoch(s) at lr "
                         f"{s.lr:g}; lower --linear-lr")
     top1, top5 = topk_accuracy(logits, test_labels.long())
-    return top1, top5
+    return top1, top5, top1_hits(logits, test_labels.long())
 
 
 def train_linear_probe_augmented(
@@ -168,7 +170,7 @@ def train_linear_probe_augmented(
     num_classes: int,
     settings: LinearProbeSettings | None = None,
     device: torch.device | str = "cpu",
-) -> tuple[float, float]:
+) -> tuple[float, float, Tensor]:
     """The reference protocol: fresh augmented train views through the frozen backbone every epoch.
 
     Folder data sets get the crop and flip per image from the original (``us3l.data.folder``; seeded per epoch

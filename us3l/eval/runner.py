@@ -492,12 +492,12 @@ def evaluate_checkpoint(
             if s.linear.augment:
                 aug = LinearTrainAugment(input_size, mean, std, crop_scale=(s.linear.crop_min, 1.0),
                                          interpolation=s.linear.interpolation)
-                top1, top5 = train_linear_probe_augmented(
+                top1, top5, hits = train_linear_probe_augmented(
                     model, w, train_ds, aug, fte, yte, num_classes, s.linear
                 )
             else:
-                top1, top5 = train_linear_probe(ftr, ytr, fte, yte, num_classes, s.linear)
-            row.update(linear_top1=top1, linear_top1_ci=ci(top1), linear_top5=top5)
+                top1, top5, hits = train_linear_probe(ftr, ytr, fte, yte, num_classes, s.linear)
+            row.update(linear_top1=top1, linear_top1_ci=ci(top1), linear_top1_hits=encode_hits(hits), linear_top5=top5)
         if s.costs:
             row["macs"], row["params"] = width_costs(model, w, input_size)
         rows.append(row)
