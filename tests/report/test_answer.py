@@ -239,3 +239,7 @@ def test_selection_level_warnings_are_shown_once(pipeline: Path) -> None:
     assert answer.count(graph) == 1 and answer.count(sel["devices"][0]["warnings"][0]) == 1
     assert panels_from_selection(sel)[0].title == "cpu · onnx/fp32 · chosen w=0.5 (tie → faster)"  # short
     assert "accuracy tied within the 95 % intervals with w=0.75; the faster width was taken" in answer
+    sel["devices"][0]["tie_test"] = "paired"  # us3l select since 2026-12-06, with per-image hits in the accuracy file
+    make_selection(pipeline, sel)
+    answer = _text(_section(render_report(pipeline).html, "selection"))
+    assert "accuracy tied by a paired test on the per-image hits (McNemar, Holm 5 %) with w=0.75" in answer
