@@ -483,8 +483,8 @@ def accuracy_intervals(doc: Mapping[str, Any], name: str) -> dict[float, tuple[f
 
 def accuracy_hits(doc: Mapping[str, Any], name: str) -> dict[float, Any]:
     """Map rounded width -> the per-test-image hits (a bool array) behind the ``name`` accuracy (``name +
-    "_hits"``, ``us3l.eval.hits``); empty where the file has none (schema 1, files written before them, the linear
-    probe). The accuracy file's loader has checked them against ``num_test`` and the accuracy."""
+    "_hits"``, ``us3l.eval.hits``); empty where the file has none (schema 1, files written before them). The
+    accuracy file's loader has checked them against ``num_test`` and the accuracy."""
     from us3l.eval.hits import decode_hits
 
     out: dict[float, Any] = {}
@@ -810,9 +810,9 @@ def _select_read(
         if acc_table is not None and not intervals and not strict_accuracy:
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
         if d.tie_test in (OVERLAP, MIXED):
-            d.notes.append(f"ties tested by overlapping 95% intervals where {label or metric_name} has no per-image "
-                           "hits (a file written before them): more "
-                           "widths count as tied than a paired test would find")
+            d.notes.append(f"ties tested by overlapping 95% intervals where {label.strip() or metric_name} has no "
+                           "per-image hits (a file written before them): more widths count as tied than a paired "
+                           "test would find")
         results.append(d)
     if acc_table is not None:
         results = pool_precisions(results, budget, strict_accuracy, rule, measured_on)
