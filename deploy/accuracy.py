@@ -122,7 +122,7 @@ def evaluate_artifact(
     from us3l.eval.linear import train_linear_probe
     from us3l.eval.runner import EvalSettings, knn_data, resolve_data_spec
     from us3l.slim import canonical_width
-    from us3l.train.knn import knn_predict, top1_hits, topk_accuracy
+    from us3l.train.knn import accuracy_and_hits, knn_predict
 
     s = settings or EvalSettings()
     if s.run_linear and s.linear.augment:
@@ -189,9 +189,9 @@ def evaluate_artifact(
             bank = train_f[bank_idx] if full_train and bank_idx is not None else train_f
             bank_y = ytr[bank_idx] if full_train and bank_idx is not None else ytr
             sc = knn_predict(bank, bank_y, test_f, num_classes, k, s.knn.temperature)
-            top1, top5 = topk_accuracy(sc, yte, (1, 5))
-            out.update(knn_top1=top1, knn_top1_ci=ci(top1), knn_top1_hits=encode_hits(top1_hits(sc, yte)),
-                       _pred=sc.argmax(dim=1), knn_top5=top5)
+            top1, top5, hits = accuracy_and_hits(sc, yte)
+            out.update(knn_top1=top1, knn_top1_ci=ci(top1), knn_top1_hits=encode_hits(hits), _pred=sc.argmax(dim=1),
+                       knn_top5=top5)
         if s.run_linear:
             l1, l5, hits = train_linear_probe(train_f, ytr, test_f, yte, num_classes, s.linear)
             out.update(linear_top1=l1, linear_top1_ci=ci(l1), linear_top1_hits=encode_hits(hits), linear_top5=l5)

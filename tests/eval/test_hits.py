@@ -10,7 +10,7 @@ import torch
 
 from us3l.errors import US3LError
 from us3l.eval.hits import check_hits, decode_hits, encode_hits
-from us3l.train.knn import top1_hits, topk_accuracy
+from us3l.train.knn import accuracy_and_hits, topk_accuracy
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 1000])
@@ -46,11 +46,13 @@ def test_hits_must_count_exactly_their_accuracy() -> None:
         check_hits(text, 4, None, "x")
 
 
-def test_top1_hits_rank_as_topk_accuracy_does_ties_included() -> None:
+def test_the_stored_hits_are_the_ones_the_accuracy_counts_ties_included() -> None:
     scores = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [3.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
     labels = torch.tensor([1, 2, 0, 2])
     for y in (labels, torch.tensor([0, 1, 0, 0])):
-        assert int(top1_hits(scores, y).sum()) / 4 == topk_accuracy(scores, y, (1,))[0]
+        top1, top5, hits = accuracy_and_hits(scores, y)
+        assert int(hits.sum()) / 4 == top1 == topk_accuracy(scores, y, (1,))[0] and top5 == 1.0
+        assert hits[2] == bool(y[2] == 0)  # no tie in row 2: right exactly when the label is class 0
 
 
 def test_a_tampered_hit_is_refused_when_the_file_loads(tmp_path) -> None:

@@ -20,7 +20,7 @@ from us3l.eval.calibrate import (
     save_bn_stats,
 )
 from us3l.eval.features import embedding_std, extract_features
-from us3l.eval.linear import LinearProbeSettings, topk_accuracy, train_linear_probe
+from us3l.eval.linear import LinearProbeSettings, train_linear_probe
 from us3l.eval.runner import (
     DEFAULT_WIDTHS,
     EvalSettings,
@@ -32,6 +32,7 @@ from us3l.eval.runner import (
     resolve_data_spec,
     width_costs,
 )
+from us3l.train.knn import topk_accuracy
 
 __all__ = [
     "ACCURACY_KIND",

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from us3l.errors import US3LError
-from us3l.train.knn import top1_hits, topk_accuracy
+from us3l.train.knn import accuracy_and_hits
 from us3l.validate import require_types
 
 
@@ -156,8 +156,7 @@ def _test_accuracy(probe: nn.Linear, test_features: Tensor, test_labels: Tensor,
     if not bool(torch.isfinite(logits).all()):
         raise US3LError(f"the linear probe diverged: its outputs are NaN or inf after {s.epochs} epoch(s) at lr "
                         f"{s.lr:g}; lower --linear-lr")
-    top1, top5 = topk_accuracy(logits, test_labels.long())
-    return top1, top5, top1_hits(logits, test_labels.long())
+    return accuracy_and_hits(logits, test_labels.long())
 
 
 def train_linear_probe_augmented(

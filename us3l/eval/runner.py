@@ -436,7 +436,7 @@ def evaluate_checkpoint(
     from us3l.eval.hits import encode_hits
     from us3l.eval.intervals import wilson_interval
     from us3l.eval.presets import apply_preset
-    from us3l.train.knn import knn_accuracy, knn_predict, top1_hits, topk_accuracy
+    from us3l.train.knn import accuracy_and_hits, knn_accuracy, knn_predict
 
     s = settings or EvalSettings()
     model, meta = loaded.model, loaded.meta
@@ -479,10 +479,8 @@ def evaluate_checkpoint(
         }
         if s.run_knn:
             bank, bank_y = (ftr[bank_idx], ytr[bank_idx]) if full_train and bank_idx is not None else (ftr, ytr)
-            scores = knn_predict(bank, bank_y, fte, num_classes, k, s.knn.temperature)
-            top1, top5 = topk_accuracy(scores, yte, (1, 5))
-            row.update(knn_top1=top1, knn_top1_ci=ci(top1), knn_top1_hits=encode_hits(top1_hits(scores, yte)),
-                       knn_top5=top5)
+            top1, top5, hits = accuracy_and_hits(knn_predict(bank, bank_y, fte, num_classes, k, s.knn.temperature), yte)
+            row.update(knn_top1=top1, knn_top1_ci=ci(top1), knn_top1_hits=encode_hits(hits), knn_top5=top5)
         if random_net is not None:
             rtr, rtr_y = extract_features(random_net, w, bank_ds, transform, s.feature_batch_size)
             rte, _ = extract_features(random_net, w, test_ds, transform, s.feature_batch_size)

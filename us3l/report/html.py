@@ -522,9 +522,11 @@ def _decision(d: dict[str, Any], metric: str | None) -> str:
     if decided == "accuracy":
         return "highest accuracy among the widths that fit" + (f"; tied widths: {esc(tied)}" if tied else "")
     if str(decided).startswith("tie"):
-        how = {"paired": "by a paired test on the per-image hits (McNemar, Holm 5 %)",
-               "paired+overlap": "by a paired test on the per-image hits where both widths have them, else within "
-                                 "the 95 % intervals"}.get(str(d.get("tie_test")), "within the 95 % intervals")
+        from us3l.deploy.tie_test import MIXED, PAIRED
+
+        how = {PAIRED: "by a paired test on the per-image hits (McNemar, Holm 5 %)",
+               MIXED: "by a paired test on the per-image hits where both widths have them, else within the 95 % "
+                      "intervals"}.get(str(d.get("tie_test")), "within the 95 % intervals")
         text = f"accuracy tied {how}"
         text += f" with w={esc(tied)}" if tied else ""
         return text + "; the faster width was taken"

@@ -146,20 +146,29 @@ def knn_accuracy(
 
 
 @torch.no_grad()
+def topk_hits(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> tuple[Tensor, ...]:
+    """Per k, which images (rows of class ``scores``) have their label among the k best classes (a bool tensor),
+    k clipped to the number of classes; every k from one ranking."""
+    hits = scores.argsort(dim=1, descending=True) == labels.view(-1, 1)
+    return tuple(hits[:, : min(k, scores.shape[1])].any(dim=1) for k in ks)
+
+
+def hit_rate(hits: Tensor) -> float:
+    """The share of ``hits`` that are true as an exact fraction hits / n, counted in integers, so 366 of 1000 is
+    0.366, not float32's 0.3659999966621399."""
+    return int(hits.sum()) / int(hits.numel())
+
+
 def topk_accuracy(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> tuple[float, ...]:
-    """Top-k accuracies of class ``scores`` (rows: images) as exact fractions hits / n, k clipped to the number
-    of classes. Counted in integers, so 366 of 1000 is 0.366, not float32's 0.3659999966621399."""
-    ranked = scores.argsort(dim=1, descending=True)
-    hits = ranked == labels.view(-1, 1)
-    n = int(hits.shape[0])
-    return tuple(int(hits[:, : min(k, scores.shape[1])].any(dim=1).sum()) / n for k in ks)
+    """Top-k accuracies of class ``scores`` (rows: images), :func:`hit_rate` of :func:`topk_hits`."""
+    return tuple(hit_rate(h) for h in topk_hits(scores, labels, ks))
 
 
-@torch.no_grad()
-def top1_hits(scores: Tensor, labels: Tensor) -> Tensor:
-    """Which images (rows of ``scores``) are right at top-1, by the same ranking as :func:`topk_accuracy` (ties in
-    the scores broken alike), so ``top1_hits(s, y).sum() / n`` is its top-1 exactly."""
-    return scores.argsort(dim=1, descending=True)[:, 0] == labels
+def accuracy_and_hits(scores: Tensor, labels: Tensor) -> tuple[float, float, Tensor]:
+    """(top-1, top-5, which images are right at top-1) of class ``scores``, from one ranking: the per-image hits
+    that accuracy.json stores beside the accuracy (``us3l.eval.hits``) are the very ones it counts."""
+    hits1, hits5 = topk_hits(scores, labels, (1, 5))
+    return hit_rate(hits1), hit_rate(hits5), hits1
 
 
 def check_knn_data(num_classes: int, max_train: int | None, num_train: int, spec: str, flag: str) -> None:
