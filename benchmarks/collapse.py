@@ -50,13 +50,15 @@ docs/evaluation.md between ``<!-- collapse:begin -->`` and ``<!-- collapse:end -
 JSON`` re-renders from an existing result). ``--set KEY=VALUE`` changes a setting of every run (a
 ``weight_decay`` only of the runs without the group regularizer, which replaces it: ``resolve_run``),
 ``--naive-set KEY=VALUE`` one of the naive_simsiam runs only (e.g. a weight decay that makes its collapse fit
-the budget, with us3l and the single runs on their own recipes).
+the budget, with us3l and the single runs on their own recipes), ``--us3l-set KEY=VALUE`` one of the us3l run
+and its probe only (e.g. ``num_samples=2``, a cheaper sandwich that gets more epochs in the same time).
 
 Usage::
 
     python benchmarks/collapse.py                      # the benchmark: <= 30 min on 2 CPU cores
     python benchmarks/collapse.py --quick --out /tmp/c # smoke run (~1-2 min), does not touch the docs
     python benchmarks/collapse.py --naive-set weight_decay=0.004 --no-docs   # a setting of the naive runs only
+    python benchmarks/collapse.py --us3l-set num_samples=2 --no-docs         # a setting of the us3l run only
 """
 
 from __future__ import annotations
@@ -166,6 +168,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--naive-set", dest="naive_sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for the naive_simsiam runs only (the slimmed run, its probe and its "
                         "width-1 control), applied after --set, e.g. --naive-set weight_decay=0.004")
+    p.add_argument("--us3l-set", dest="us3l_sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the us3l run and its probe only, applied after --set, e.g. "
+                        "--us3l-set num_samples=2")
     p.add_argument("--section", default=SECTION,
                    help="name of the docs section to regenerate (default collapse: the markers "
                         "<!-- NAME:begin --> and <!-- NAME:end -->)")
@@ -365,7 +370,9 @@ def make_config(args: argparse.Namespace, method: str, epochs: int, out: Path, s
     own: dict[str, Any] = {}
     if method == "naive_simsiam":  # its probe and its width-1 control included
         own = parse_sets(args.naive_sets, "--naive-set")
-        over.update(own)
+    elif method == "us3l":  # its probe included
+        own = parse_sets(args.us3l_sets, "--us3l-set")
+    over.update(own)
     if single_width is not None:
         over["single_width"] = single_width
     if not probe and single_width is None and args.curve_every:
@@ -961,6 +968,8 @@ def recipe_text(run: dict[str, Any]) -> str:
     schedule = "fixed width" if run.get("method") == "single" else f"schedule {c.get('schedule')}"
     if run.get("method") != "single" and c.get("num_samples") == 1:
         schedule = "width 1 only"
+    elif run.get("method") != "single" and c.get("num_samples") not in (None, 3):
+        schedule += f", {c['num_samples']} widths per step"  # the sandwich of the default recipe trains 3
     if c.get("schedule") == "A" and c.get("schedule_stage1", REFERENCE_STAGE1) != REFERENCE_STAGE1:
         schedule += f" (stage 1: {c['schedule_stage1']:g} of the epochs)"
     if c.get("regularizer"):

@@ -73,6 +73,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="training processes at a time (default: min(2, cores))")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for every run (YAML value), repeatable")
+    p.add_argument("--us3l-set", dest="us3l_sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key for the us3l run only (YAML value), repeatable, e.g. num_samples=2")
     p.add_argument("--quick", action="store_true", help="smoke run: collapse.py --quick per seed")
     p.add_argument("--docs", default=None, help="markdown file to update (default for full runs: "
                                                 "docs/evaluation.md)")
@@ -100,6 +102,7 @@ def collapse_argv(args: argparse.Namespace, seed: int, out: Path) -> list[str]:
     if args.jobs is not None:
         argv += ["--jobs", str(args.jobs)]
     argv += [x for s in args.sets for x in ("--set", s)]
+    argv += [x for s in args.us3l_sets for x in ("--us3l-set", s)]
     return argv + (["--quick"] if args.quick else [])
 
 

@@ -256,6 +256,23 @@ def test_naive_set_reaches_the_naive_runs_only(tmp_path: Path) -> None:
         cb.make_config(cb.parse_args(["--quick", "--naive-set", "weight_decay"]), "naive_simsiam", 4, tmp_path, None)
 
 
+def test_us3l_set_reaches_the_us3l_run_and_its_probe_only(tmp_path: Path) -> None:
+    args = cb.parse_args(["--quick", "--out", str(tmp_path), "--set", "lr=0.1", "--us3l-set", "num_samples=2",
+                          "--us3l-set", "lr=0.3"])
+    for cfg in (cb.make_config(args, "us3l", 4, tmp_path / "u", None),
+                cb.make_config(args, "us3l", 4, tmp_path / "p", None, probe=True)):
+        assert (cfg.num_samples, cfg.lr) == (2, 0.3)  # --us3l-set wins over --set
+    for cfg in (cb.make_config(args, "naive_simsiam", 4, tmp_path / "n", None),
+                cb.make_config(args, "single", 4, tmp_path / "s", 0.5)):
+        assert (cfg.num_samples, cfg.lr) == (3, 0.1)
+    run = {"method": "us3l", "config": {"schedule": "A", "num_samples": 2, "regularizer": True, "reg_lambda": 5e-5,
+                                        "lr": 0.3}}
+    text = "lr 0.3, no weight decay, schedule A, 2 widths per step, regularizer on (lambda 5e-05)"
+    assert cb.recipe_text(run) == text
+    with pytest.raises(US3LError, match=r"^--us3l-set expects key=value, got 'num_samples'$"):
+        cb.make_config(cb.parse_args(["--quick", "--us3l-set", "num_samples"]), "us3l", 4, tmp_path, None)
+
+
 def test_a_shared_weight_decay_reaches_the_runs_without_the_regularizer(tmp_path: Path) -> None:
     """The documented stress (`collapse_seeds.py --set weight_decay=0.004 ...`, `naive_seeds.py ... --with-us3l`):
     `us3l train` refuses a weight decay beside the group regularizer, which replaces it, so the regularized runs

@@ -53,13 +53,14 @@ def test_args_defaults_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_collapse_command_line_keeps_only_the_claims_runs(tmp_path: Path) -> None:
-    args = cs.parse_args(["--seeds", "1", "--set", "lr=0.1", "--jobs", "1"])
+    args = cs.parse_args(["--seeds", "1", "--set", "lr=0.1", "--jobs", "1", "--us3l-set", "num_samples=2"])
     argv = cs.collapse_argv(args, 1, tmp_path / "seed1")
     assert argv[:6] == ["--seed", "1", "--out", str(tmp_path / "seed1"), "--us3l-epochs", "32"]
     assert {"--no-same-epochs", "--no-split-budget", "--no-naive-control", "--no-docs"} <= set(argv)
     assert argv[argv.index("--set") + 1] == "lr=0.1" and argv[argv.index("--jobs") + 1] == "1"
     parsed = cs.cb.parse_args(argv)  # collapse.py accepts it
     assert parsed.us3l_epochs == 32 and parsed.seed == 1 and not parsed.same_epochs and parsed.no_docs
+    assert parsed.us3l_sets == ["num_samples=2"] and parsed.sets == ["lr=0.1"]
 
 
 def test_load_seed_rejects_another_seed_and_kind(tmp_path: Path) -> None:
