@@ -388,6 +388,9 @@ def _validate_switchable(sw: Any, records: Any, path: str | Path) -> None:
     for key in ("artifact", "sha256"):
         if not isinstance(sw.get(key), str):
             raise US3LError(f"{where}.{key} must be a string, got {sw.get(key)!r:.80}")
+    if sw.get("relative_to", "profile") != "profile":
+        raise US3LError(f"{where}.relative_to must be \"profile\" (the artifact path starts at the profile's folder) "
+                        f"or absent, got {sw.get('relative_to')!r:.80}")
     grid = sw.get("widths")
     if not isinstance(grid, list) or not grid:
         raise US3LError(f"{where}.widths must be a non-empty list of widths, got {grid!r:.80}")

@@ -13,6 +13,7 @@ when OpenVINO does not see it here), and only on a device that runs fp32 on the 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,27 @@ def profiled_model_name(doc: dict[str, Any]) -> str:
     """The ``model`` of a switchable artifact's profile (``doc``: its manifest): its own profile file beside the
     static sweep's."""
     return f"{doc['model']['name']}-switchable"
+
+
+ARTIFACT_RELATIVE_TO = "profile"  # extra.switchable.relative_to: the artifact path starts at the profile's folder
+
+
+def placed_artifact(folder: str | Path, profile_path: str | Path) -> dict[str, str]:
+    """``extra.switchable``'s ``artifact`` and ``relative_to`` for a profile written to ``profile_path``: the
+    artifact folder relative to the profile's own folder, so that a pipeline folder moved or read from elsewhere
+    still names it (a profile written before 2026-12-06 recorded the folder as given, relative to wherever
+    ``us3l profile`` ran)."""
+    rel = os.path.relpath(Path(folder).resolve(), Path(profile_path).resolve().parent)
+    return {"artifact": Path(rel).as_posix(), "relative_to": ARTIFACT_RELATIVE_TO}
+
+
+def recorded_artifact(profile_path: str | Path, switchable: dict[str, Any]) -> Path:
+    """The artifact folder a profile's ``extra.switchable`` names: from the profile's folder where it says so,
+    else as recorded (an older profile)."""
+    recorded = Path(switchable["artifact"])
+    if switchable.get("relative_to") == ARTIFACT_RELATIVE_TO:
+        return Path(profile_path).parent / recorded
+    return recorded
 
 
 def profile_switchable(

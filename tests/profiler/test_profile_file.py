@@ -246,6 +246,8 @@ _GRID = {"artifact": "sw", "sha256": "0" * 64, "widths": [1.0, 0.5, 0.25]}
         (5, "extra.switchable must be an object or null, got 5"),
         ({**_GRID, "widths": "abc"}, "extra.switchable.widths must be a non-empty list of widths, got 'abc'"),
         ({k: v for k, v in _GRID.items() if k != "artifact"}, "extra.switchable.artifact must be a string, got None"),
+        ({**_GRID, "relative_to": "cwd"}, 'extra.switchable.relative_to must be "profile" (the artifact path starts '
+                                           "at the profile's folder) or absent, got 'cwd'"),
         ({**_GRID, "widths": [1.0, 0.5]},
          "extra.switchable.widths does not hold the record width 0.25: not the artifact's grid"),
     ],

@@ -38,6 +38,9 @@ def test_profile_times_every_width_of_the_grid_through_the_one_file(artifact, tm
     macs = [r["macs"] for r in doc["records"]]
     assert macs == sorted(macs, reverse=True)  # monotone in width
     assert (tmp_path / "tiny-switchable-cpu-onnx-fp32.json").is_file()
+    # the artifact is named from the profile's own folder, whatever folder the command ran in
+    assert sw["relative_to"] == "profile" and not Path(sw["artifact"]).is_absolute()
+    assert (tmp_path / sw["artifact"]).resolve() == artifact.resolve()
 
     # a width schedule over that profile names each width's index in the artifact's grid
     p50 = {r["width"]: r["latency"]["p50_ms"] for r in doc["records"]}

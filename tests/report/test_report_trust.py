@@ -522,7 +522,8 @@ def test_a_tie_spelled_with_4_decimals_is_the_chosen_width_itself() -> None:
     assert tied_widths(dev) == [0.75]
 
 
-def test_a_profile_of_a_switchable_artifact_re_exported_since_is_flagged_stale(pipeline: Path) -> None:
+def test_a_profile_of_a_switchable_artifact_re_exported_since_is_flagged_stale(pipeline: Path, monkeypatch,
+                                                                               tmp_path_factory) -> None:
     """Red-team 2026-12-06 (rtS): `us3l export --switchable` again into the same folder (another grid, or another
     run) replaces the artifact a `profile --artifact` measured; the report showed the old profile, and a latency
     schedule whose width indices are of the old grid, beside the new artifact without a word."""
@@ -547,6 +548,13 @@ def test_a_profile_of_a_switchable_artifact_re_exported_since_is_flagged_stale(p
                     f"{res.directory.relative_to(pipeline).as_posix()} (sha256 abababababab…, the folder holds "
                     f"{res.manifest['artifact']['sha256'][:12]}…: re-exported since; a latency schedule's width "
                     "indices may name other widths there); re-run us3l profile --artifact")
+    # as us3l profile --artifact records it now: relative to the profile's folder, read from any folder
+    from us3l.profiler.switchable_profile import placed_artifact
+
+    doc["extra"]["switchable"].update(placed_artifact(res.directory, path))
+    path.write_text(json.dumps(doc))
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    assert [e for e in render_report(pipeline).errors() if "re-exported since" in e] == [line]
 
 
 def test_a_summary_is_checked_against_the_files_it_recorded(pipeline: Path) -> None:

@@ -341,7 +341,7 @@ def _profile_artifact(
     from us3l.deploy.switchable_runtime import read_switchable
     from us3l.profiler.profile_file import profile_paths, profile_stem, write_profile
     from us3l.profiler.sweep import check_local_requirements
-    from us3l.profiler.switchable_profile import PRECISION, profile_switchable, profiled_model_name
+    from us3l.profiler.switchable_profile import PRECISION, placed_artifact, profile_switchable, profiled_model_name
 
     doc, _ = read_switchable(artifact)  # a bad folder: one line before anything is loaded
     if spec.reach.is_local:
@@ -358,6 +358,7 @@ def _profile_artifact(
         bar.update(0, detail="timing every width through the one file")
         prof = profile_switchable(artifact, spec, threads=threads, policy=policy)
         bar.update(n, detail="done")
+    prof.extra["switchable"].update(placed_artifact(artifact, json_path))
     json_path, csv_path = write_profile(prof, out)
     png = None
     if plot:

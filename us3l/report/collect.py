@@ -376,14 +376,20 @@ def _switchable_drift(path: Path, extra: object, manifests: list[Loaded[dict[str
     """A profile measured through a switchable artifact (``extra.switchable``: its folder and sha256) whose folder
     now holds another artifact (re-exported since, perhaps with another grid): its latencies, and the width indices
     ``us3l select --latency-schedule`` derives from its grid, are not those of the artifact the page lists. The
-    folder is the manifest's the recorded path names (as given to ``us3l profile --artifact``: absolute, or relative
-    to the folder the command ran in), else the only switchable export of that name."""
+    folder is the manifest's the recorded path names (relative to the profile's folder since 2026-12-06; in an
+    older profile as given to ``us3l profile --artifact``: absolute, or relative to the folder the command ran in),
+    else the only switchable export of that name."""
+    from us3l.profiler.switchable_profile import ARTIFACT_RELATIVE_TO, recorded_artifact
+
     sw = extra.get("switchable") if isinstance(extra, dict) else None
     if not isinstance(sw, dict) or not isinstance(sw.get("artifact"), str) or not isinstance(sw.get("sha256"), str):
         return []
     ours = [m for m in manifests if m.ok and m.doc.get("kind") == "switchable_manifest"]
     recorded = Path(sw["artifact"])
-    places = {p.resolve() for p in (recorded, root / recorded, root.parent / recorded)}
+    if sw.get("relative_to") == ARTIFACT_RELATIVE_TO:
+        places = {recorded_artifact(path, sw).resolve()}
+    else:
+        places = {p.resolve() for p in (recorded, root / recorded, root.parent / recorded)}
     match = [m for m in ours if m.path.parent.resolve() in places]
     if not match:
         match = [m for m in ours if m.path.parent.name == recorded.name]
