@@ -688,6 +688,9 @@ def evaluate_all(args: argparse.Namespace, runs: dict[str, dict[str, Any]], log:
                 "chance_in_ci": None if ci is None else bool(ci[0] <= 1.0 / num_classes <= ci[1]),
                 "collapsed": is_collapsed(emb, proj, ci, 1.0 / num_classes),
                 "macs": r.get("macs"),
+                # which test images it got right (us3l.eval.hits): the paired comparisons of the verdict
+                "knn_top1_hits": r.get("knn_top1_hits"),
+                "num_test": num_test,
             })
         log(f"[{name}] evaluated in {time.perf_counter() - t0:.0f}s")
     return {"rows": rows, "data": data, "baselines": baselines}
@@ -716,7 +719,7 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
             overlap = intervals_overlap(u["knn_top1_ci"], s["knn_top1_ci"])
             out.append({"width": w, "us3l": u["knn_top1"], "single": s["knn_top1"], "diff_points": round(diff, 2),
                         "within": diff >= -WITHIN_POINTS, "intervals_overlap": overlap,
-                        "claimed": any(abs(w - c) < 1e-9 for c in CLAIM_WIDTHS)})
+                        "claimed": any(abs(w - c) < 1e-9 for c in CLAIM_WIDTHS), "paired": paired(u, s)})
         return out
 
     return {
@@ -731,6 +734,23 @@ def verdict(rows: list[dict[str, Any]], single_widths: Sequence[float],
         "us3l_vs_single_split_budget": compare("single_split_budget"),
         "within_points": WITHIN_POINTS,
     }
+
+
+def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    """Row ``a`` − row ``b`` image by image (both evaluated on the same test images): the difference's exact
+    conditional 95 % interval in points and the McNemar p-value (``us3l.deploy.tie_test.paired_difference``);
+    None where either row has no per-image hits (a result from before they were recorded)."""
+    from us3l.deploy.tie_test import paired_difference
+    from us3l.eval.hits import decode_hits
+
+    ta, tb, n = a.get("knn_top1_hits"), b.get("knn_top1_hits"), a.get("num_test")
+    if not (isinstance(ta, str) and isinstance(tb, str)) or n != b.get("num_test"):
+        return None
+    ha = decode_hits(ta, n, f"{a.get('run', 'row')} knn_top1_hits")
+    hb = decode_hits(tb, n, f"{b.get('run', 'row')} knn_top1_hits")
+    d = paired_difference(ha, hb)
+    return {"ci_points": [round(100.0 * d.ci[0], 2), round(100.0 * d.ci[1], 2)], "p": d.p,
+            "discordant": d.discordant, "images": int(ha.size)}
 
 
 def find_row(rows: list[dict[str, Any]], method: str, w: float) -> dict[str, Any] | None:
@@ -753,7 +773,7 @@ def knn_diff(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, An
     if not (a and b and a["knn_top1"] is not None and b["knn_top1"] is not None):
         return None
     return {"diff_points": round(100.0 * (a["knn_top1"] - b["knn_top1"]), 2),
-            "intervals_overlap": intervals_overlap(a["knn_top1_ci"], b["knn_top1_ci"])}
+            "intervals_overlap": intervals_overlap(a["knn_top1_ci"], b["knn_top1_ci"]), "paired": paired(a, b)}
 
 
 # ------------------------------------------------------------------------------------------ provenance
@@ -842,9 +862,19 @@ def _time_share(runs: dict[str, Any], w: float) -> str:
 
 
 def _overlap(c: dict[str, Any]) -> str:
+    """How the two accuracies of a comparison differ beyond the noise: image by image where both runs recorded
+    their hits (the difference's paired 95 % interval and McNemar p), else whether their 95 % intervals overlap."""
+    pair = c.get("paired")
+    if pair:
+        lo, hi = pair["ci_points"]
+        return f" [paired 95 % CI {lo:+.1f}, {hi:+.1f}; McNemar p {_p_text(pair['p'])}]"
     if c.get("intervals_overlap") is None:
         return ""
     return ", intervals overlap" if c["intervals_overlap"] else ", intervals do not overlap"
+
+
+def _p_text(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def render_markdown(doc: dict[str, Any], json_path: str, section: str | None = None) -> str:

@@ -173,6 +173,9 @@ def summarize(seeds: Sequence[int], docs: dict[int, dict[str, Any]], within: flo
         per_width.append({
             "width": w, "claimed": claimed,
             "diff_points": {str(s): None if c is None else c["diff_points"] for s, c in cells.items()},
+            # the seed's difference image by image (collapse.py's verdict; None in a result without hits)
+            "paired_ci_points": {str(s): None if c is None or not c.get("paired") else c["paired"]["ci_points"]
+                                 for s, c in cells.items()},
             "us3l": {str(s): None if c is None else c["us3l"] for s, c in cells.items()},
             "single": {str(s): None if c is None else c["single"] for s, c in cells.items()},
             "mean_diff_points": round(sum(diffs) / len(diffs), 2) if diffs else None,
@@ -249,15 +252,25 @@ def render_markdown(doc: dict[str, Any], json_path: str, section: str | None = N
               "| width | " + " | ".join(f"seed {x}" for x in seeds) + " | mean [95 % t interval over seeds] | "
               "seeds meeting it |",
               "|---|" + "---|" * len(seeds) + "---|---|"]
+    paired = any(ci for row in s["us3l_vs_single"] for ci in (row.get("paired_ci_points") or {}).values())
     for row in s["us3l_vs_single"]:
-        cells = [("–" if (d := row["diff_points"][str(x)]) is None else f"{d:+.1f}") for x in seeds]
+        cells = [("–" if (d := row["diff_points"][str(x)]) is None else f"{d:+.1f}" + _paired_cell(row, x))
+                 for x in seeds]
         ci = row["mean_diff_ci"]
         mean = "–" if row["mean_diff_points"] is None else f"{row['mean_diff_points']:+.1f}"
         if ci:
             mean += f" [{ci[0]:+.1f}, {ci[1]:+.1f}]"
         label = f"{row['width']:g}" + ("" if row["claimed"] else " (reference point, not claimed)")
         lines.append(f"| {label} | {' | '.join(cells)} | {mean} | {row['seeds_met']} of {row['seeds']} |")
+    if paired:
+        lines += ["", "In brackets: the seed's difference image by image over the same test images (exact conditional "
+                  "95 % interval, collapse.py's paired comparison); the mean's interval is over the seeds."]
     return "\n".join(lines) + "\n"
+
+
+def _paired_cell(row: dict[str, Any], seed: int) -> str:
+    ci = (row.get("paired_ci_points") or {}).get(str(seed))
+    return "" if not ci else f" [{ci[0]:+.1f}, {ci[1]:+.1f}]"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

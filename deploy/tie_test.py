@@ -36,6 +36,36 @@ def mcnemar_p(best: np.ndarray, other: np.ndarray) -> float:
     return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
 
 
+@dataclass(frozen=True)
+class PairedDifference:
+    """Accuracy of ``a`` minus accuracy of ``b`` over the same images, with an exact conditional interval."""
+
+    diff: float  # (a's hits - b's hits) / images
+    ci: tuple[float, float]  # 95 % (``level``) interval of ``diff``
+    p: float  # two-sided exact McNemar p-value
+    discordant: int  # images exactly one of the two gets right
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> PairedDifference:
+    """``a``'s accuracy minus ``b``'s over the same images: the difference, the exact McNemar p-value and an
+    interval that, like the test, conditions on the ``m`` discordant images: the Clopper-Pearson interval of the
+    share ``a`` wins among them, mapped to ``(2·share - 1)·m / n`` (zero width when no image differs)."""
+    from scipy.stats import binomtest
+
+    if a.shape != b.shape or a.ndim != 1 or not a.size:
+        raise ValueError(f"hit vectors of shapes {a.shape} and {b.shape} are not paired over the same images")
+    n = int(a.size)
+    wins = int(np.count_nonzero(a & ~b))
+    m = wins + int(np.count_nonzero(~a & b))
+    diff = (2 * wins - m) / n
+    if m == 0:
+        return PairedDifference(0.0, (0.0, 0.0), 1.0, 0)
+    test = binomtest(wins, m, 0.5)
+    share = test.proportion_ci(confidence_level=level, method="exact")
+    ci = ((2 * share.low - 1) * m / n, (2 * share.high - 1) * m / n)
+    return PairedDifference(diff, ci, float(test.pvalue), m)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-adjusted p-values, in the input's order (a hypothesis is rejected at level a when its value is < a)."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.script_module import ROOT, load_script
@@ -140,6 +141,28 @@ def test_verdict_reads_the_rows() -> None:
     assert v["naive_widths"] == [1.0, 0.5]  # the control is not one of naive_simsiam's widths
     assert cb.verdict([r for r in _doc()["results"] if r["method"] != cb.NAIVE_CONTROL], [0.5])[
         "naive_vs_one_width"] is None
+
+
+def test_us3l_and_single_are_compared_image_by_image_where_both_recorded_hits() -> None:
+    """A result with per-image hits (us3l eval's knn_top1_hits): us3l − single gets its paired 95 % interval and
+    McNemar p, and the docs line says so instead of whether the two Wilson intervals overlap."""
+    from us3l.eval.hits import encode_hits
+
+    n = 1000
+    u, s = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    u[:600], s[:590] = True, True  # single's hits are a subset of us3l's: +1.0 point, 10 images one way
+    rows = _doc()["results"]
+    for r in rows:
+        if r["width"] == 0.5 and r["method"] in ("us3l", "single"):
+            hits = u if r["method"] == "us3l" else s
+            r.update(knn_top1=float(hits.mean()), knn_top1_hits=encode_hits(hits), num_test=n)
+    by_w = {c["width"]: c for c in cb.verdict(rows, [0.25, 0.5])["us3l_vs_single"]}
+    assert by_w[0.25]["paired"] is None  # no hits: the intervals only
+    pair = by_w[0.5]["paired"]
+    assert pair["discordant"] == 10 and pair["images"] == n and pair["p"] == pytest.approx(2 * 0.5**10)
+    assert pair["ci_points"] == [pytest.approx(0.38, abs=0.01), 1.0]
+    assert cb._overlap(by_w[0.5]) == " [paired 95 % CI +0.4, +1.0; McNemar p 0.002]"
+    assert cb._overlap(by_w[0.25]) == ", intervals do not overlap"
 
 
 def test_docs_section_is_generated_between_markers(tmp_path: Path) -> None:

@@ -127,6 +127,8 @@ def test_end_to_end_from_results_and_rendered_section(tmp_path: Path) -> None:
     paths = {seed: _write(tmp_path, seed, _seed_doc(seed, shift)) for seed, shift in ((100, 0.0), (1, -0.05))}
     dirty = json.loads(paths[1].read_text())
     dirty["git"] = {"commit": "0123456789abcdef", "dirty": True}
+    entry = next(e for e in dirty["verdict"]["us3l_vs_single"] if e["width"] == 0.25)
+    entry["paired"] = {"ci_points": [-9.25, -1.5], "p": 0.004, "discordant": 90, "images": 1000}
     paths[1].write_text(json.dumps(dirty))
     docs = tmp_path / "doc.md"
     docs.write_text("# x\n<!-- collapse-seeds:begin -->\nold\n<!-- collapse-seeds:end -->\ntail\n")
@@ -143,6 +145,10 @@ def test_end_to_end_from_results_and_rendered_section(tmp_path: Path) -> None:
     assert "| seed | run date | commit | us3l CPU s |" in text and "| 0.25 | us3l |" in text
     assert "mean [95 % t interval over seeds]" in text and "of 2 |" in text
     assert "1 (reference point, not claimed)" in text and "| `0123456` (uncommitted changes) |" in text
+    # seed 1's paired interval in its cell; seed 100's result has no hits, so its cell has none
+    row = next(ln for ln in text.splitlines() if ln.startswith("| 0.25 | ") and "single" not in ln and "us3l" not in ln)
+    assert f"{entry['diff_points']:+.1f} [-9.2, -1.5] |" in row and row.count("[") == 2  # seed 1's and the mean's
+    assert "In brackets: the seed's difference image by image" in text
     # a seed whose result trained another seed is refused before anything is written
     (out / "collapse_seeds.json").unlink()
     bad = argv[:-1] + [f"1={paths[100]}"]
@@ -161,6 +167,7 @@ def test_render_into_a_named_section_leaves_the_default_one(tmp_path: Path) -> N
     assert cs.main(argv) == 0
     text = docs.read_text()
     assert "kept" in text and "old" not in text and "| seed | run date | commit | us3l CPU s |" in text
+    assert "In brackets" not in text  # results without per-image hits: no paired intervals to explain
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from us3l.deploy.select import Budget, select
-from us3l.deploy.tie_test import MIXED, OVERLAP, PAIRED, holm, mcnemar_p, ties_with_best
+from us3l.deploy.tie_test import MIXED, OVERLAP, PAIRED, holm, mcnemar_p, paired_difference, ties_with_best
 from us3l.eval.hits import encode_hits
 from us3l.eval.intervals import wilson_interval
 
@@ -32,6 +32,22 @@ def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_images() -> None:
     assert mcnemar_p(best, shifted) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="hit vectors of 1000 and 999 images are not paired"):
         mcnemar_p(best, best[:-1])
+
+
+def test_the_paired_difference_interval_conditions_on_the_discordant_images() -> None:
+    """The interval the collapse benchmark prints beside us3l − single: Clopper-Pearson over the discordant
+    images, mapped to the difference; it excludes 0 exactly when the McNemar test rejects at 5 % here."""
+    best, other = hits(600), hits(590)  # 10 discordant images, all won by best
+    d = paired_difference(best, other)
+    assert d.diff == pytest.approx(0.01) and d.discordant == 10 and d.p == pytest.approx(2 * 0.5**10)
+    assert d.ci == pytest.approx(((2 * 0.025 ** (1 / 10) - 1) * 10 / N, 0.01))  # CP lower bound of 10/10
+    flipped = paired_difference(other, best)
+    assert flipped.diff == pytest.approx(-0.01) and flipped.ci == pytest.approx((-d.ci[1], -d.ci[0]))
+    swapped = paired_difference(hits(600), hits(560, first=260))  # 260 against 220: a 4-point gap, p 0.075
+    assert swapped.diff == pytest.approx(0.04) and swapped.ci[0] < 0 < swapped.ci[1] and swapped.p > 0.05
+    assert paired_difference(best, best) == type(d)(0.0, (0.0, 0.0), 1.0, 0)
+    with pytest.raises(ValueError, match=r"hit vectors of shapes \(1000,\) and \(999,\) are not paired"):
+        paired_difference(best, best[:-1])
 
 
 def test_holm_adjusts_step_down_and_stays_monotone() -> None:
