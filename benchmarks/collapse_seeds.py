@@ -11,7 +11,9 @@ epochs), and ``--reuse`` takes ``OUT/seed<S>/collapse.json`` where it exists.
 
 Per width it reports us3l − single for every seed, the mean over seeds with a 95 % Student-t interval (a handful
 of seeds: the interval is wide, and it is the honest width of the answer), and in how many seeds us3l is within
-2 points of single or above; and per seed which widths of naive SimSiam collapsed. Writes
+2 points of single or above; and per seed which widths of naive SimSiam collapsed. ``--against JSON`` (another
+result of the same seeds and data, e.g. another us3l recipe) adds us3l here minus us3l there per seed and width,
+image by image. Writes
 ``OUT/collapse_seeds.json`` (kind "collapse_seeds_benchmark", schema 1: each seed's results and verdict as the
 benchmark wrote them, and the summary) and regenerates the section of docs/evaluation.md between
 ``<!-- collapse-seeds:begin -->`` and ``<!-- collapse-seeds:end -->`` (``--docs PATH``, ``--no-docs``;
@@ -75,6 +77,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="a config key for every run (YAML value), repeatable")
     p.add_argument("--us3l-set", dest="us3l_sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for the us3l run only (YAML value), repeatable, e.g. num_samples=2")
+    p.add_argument("--against", default=None, metavar="JSON",
+                   help="another collapse_seeds.json of the same seeds and data (e.g. another us3l recipe): adds us3l "
+                        "here minus us3l there per seed and width, image by image")
     p.add_argument("--quick", action="store_true", help="smoke run: collapse.py --quick per seed")
     p.add_argument("--docs", default=None, help="markdown file to update (default for full runs: "
                                                 "docs/evaluation.md)")
@@ -187,6 +192,46 @@ def summarize(seeds: Sequence[int], docs: dict[int, dict[str, Any]], within: flo
             "us3l_collapsed_widths": {str(s): docs[s]["verdict"]["us3l_collapsed_widths"] for s in seeds}}
 
 
+def compare_against(fields: dict[str, Any], path: Path) -> dict[str, Any]:
+    """us3l of this result minus us3l of ``path`` (another collapse_seeds result of the same seeds and data) per
+    seed and width: the difference, its paired 95 % interval over the same test images (collapse.py's ``paired``)
+    and the mean over seeds with its t interval; and what the two us3l recipes differ in."""
+    from us3l.errors import US3LError
+    from us3l.io import check_schema, read_json
+
+    other = read_json(path, "collapse-seeds result")
+    check_schema(other, BENCH_KIND, BENCH_SCHEMA, str(path))
+    seeds = fields["seeds"]
+    missing = [s for s in seeds if str(s) not in other["per_seed"]]
+    if missing:
+        raise US3LError(f"{path} has no seed {', '.join(map(str, missing))}: --against needs the same seeds")
+    diff = [k for k in DATA_KEYS if fields["data"].get(k) != other["data"].get(k)]
+    if diff:
+        raise US3LError(f"{path} trained on other data: {', '.join(diff)}")
+    here_cfg = fields["per_seed"][str(seeds[0])]["configs"]["us3l"]
+    there_cfg = other["per_seed"][str(seeds[0])]["configs"]["us3l"]
+    recipe = [f"{k} {here_cfg.get(k)!r} vs {there_cfg.get(k)!r}" for k in sorted(set(here_cfg) | set(there_cfg))
+              if k not in PER_RUN_KEYS and here_cfg.get(k) != there_cfg.get(k)]
+    per_width = []
+    for w in fields["summary"]["widths"]:
+        diffs: dict[str, float | None] = {}
+        cis: dict[str, list[float] | None] = {}
+        for s in seeds:
+            a = cb.find_row(fields["per_seed"][str(s)]["results"], "us3l", w)
+            b = cb.find_row(other["per_seed"][str(s)]["results"], "us3l", w)
+            d = cb.knn_diff(a, b)
+            diffs[str(s)] = None if d is None else d["diff_points"]
+            cis[str(s)] = None if d is None or not d.get("paired") else d["paired"]["ci_points"]
+        values = [d for d in diffs.values() if d is not None]
+        per_width.append({"width": w, "diff_points": diffs, "paired_ci_points": cis,
+                          "mean_diff_points": round(sum(values) / len(values), 2) if values else None,
+                          "mean_diff_ci": t_interval(values)})
+    cpu = {str(s): [fields["per_seed"][str(s)]["runs"]["us3l"]["train_cpu_seconds"],
+                    other["per_seed"][str(s)]["runs"]["us3l"]["train_cpu_seconds"]] for s in seeds}
+    return {"source": cb._display_path(path), "us3l_epochs": [fields["us3l_epochs"], other["us3l_epochs"]],
+            "recipe": recipe, "us3l_cpu_seconds": cpu, "per_width": per_width}
+
+
 def _seed_record(doc: dict[str, Any], source: str) -> dict[str, Any]:
     """What the result keeps of one seed's collapse.json: provenance, budget, runs without their resolved
     configs (one us3l and one single config are kept), results, baselines and verdict."""
@@ -265,7 +310,30 @@ def render_markdown(doc: dict[str, Any], json_path: str, section: str | None = N
     if paired:
         lines += ["", "In brackets: the seed's difference image by image over the same test images (exact conditional "
                   "95 % interval, collapse.py's paired comparison); the mean's interval is over the seeds."]
+    if doc.get("against"):
+        lines += render_against(doc["against"], seeds)
     return "\n".join(lines) + "\n"
+
+
+def render_against(ag: dict[str, Any], seeds: Sequence[int]) -> list[str]:
+    """The ``--against`` table: us3l here minus us3l there, per seed (paired interval) and over the seeds."""
+    here, there = ag["us3l_epochs"]
+    cpu = ", ".join(f"seed {s}: {ag['us3l_cpu_seconds'][str(s)][0]:.0f} / {ag['us3l_cpu_seconds'][str(s)][1]:.0f}"
+                    for s in seeds)
+    lines = ["", f"us3l here ({here} epochs) − us3l of `{ag['source']}` ({there} epochs), kNN points, same seeds and "
+             f"test images (in brackets: the seed's paired 95 % interval); the us3l recipes differ in: "
+             f"{'; '.join(ag['recipe']) or 'nothing'}. us3l training CPU seconds here / there: {cpu}.", "",
+             "| width | " + " | ".join(f"seed {x}" for x in seeds) + " | mean [95 % t interval over seeds] |",
+             "|---|" + "---|" * len(seeds) + "---|"]
+    for row in ag["per_width"]:
+        cells = [("–" if (d := row["diff_points"][str(x)]) is None else f"{d:+.1f}") + _paired_cell(row, x)
+                 for x in seeds]
+        ci = row["mean_diff_ci"]
+        mean = "–" if row["mean_diff_points"] is None else f"{row['mean_diff_points']:+.1f}"
+        if ci:
+            mean += f" [{ci[0]:+.1f}, {ci[1]:+.1f}]"
+        lines.append(f"| {row['width']:g} | {' | '.join(cells)} | {mean} |")
+    return lines
 
 
 def _paired_cell(row: dict[str, Any], seed: int) -> str:
@@ -305,6 +373,8 @@ def _run(args: argparse.Namespace, cli: list[str], docs: Path | None) -> int:
                   data=first["data"],
                   per_seed={str(s): _seed_record(docs_by_seed[s], sources[s]) for s in args.seeds},
                   summary=summarize(args.seeds, docs_by_seed, within))
+    if args.against:
+        fields["against"] = compare_against(fields, Path(args.against))
     return nl.write_result(args, cli, docs, out, "collapse_seeds.py", BENCH_KIND, BENCH_SCHEMA, fields,
                            (t0, t_train, time.perf_counter()), render_markdown)
 

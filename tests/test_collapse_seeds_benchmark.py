@@ -170,6 +170,46 @@ def test_render_into_a_named_section_leaves_the_default_one(tmp_path: Path) -> N
     assert "In brackets" not in text  # results without per-image hits: no paired intervals to explain
 
 
+def test_against_compares_the_us3l_runs_of_two_results_seed_by_seed(tmp_path: Path) -> None:
+    """--against: us3l here − us3l of another result (another recipe, same seeds and data), per seed and width,
+    with the paired interval where both recorded per-image hits."""
+    import numpy as np
+
+    from us3l.eval.hits import encode_hits
+
+    def result(folder: str, shift: float, hits_right: int, num_samples: int) -> Path:
+        out = tmp_path / folder
+        paths = {}
+        for seed in (100, 1):
+            doc = _seed_doc(seed, shift)
+            doc["runs"]["us3l"]["config"]["num_samples"] = num_samples
+            row = next(r for r in doc["results"] if r["method"] == "us3l" and r["width"] == 0.25)
+            hits = np.zeros(1000, dtype=bool)
+            hits[:hits_right] = True
+            row.update(knn_top1=hits_right / 1000, knn_top1_hits=encode_hits(hits), num_test=1000)
+            paths[seed] = _write(tmp_path, seed, doc)
+        argv = ["--seeds", "100,1", "--out", str(out), "--no-docs",
+                *(x for seed, p in paths.items() for x in ("--result", f"{seed}={p}"))]
+        if folder == "here":
+            argv += ["--against", str(tmp_path / "there" / "collapse_seeds.json")]
+        assert cs.main(argv) == 0
+        return out / "collapse_seeds.json"
+
+    result("there", 0.0, 600, 3)
+    doc = json.loads(result("here", 0.02, 610, 2).read_text())
+    ag = doc["against"]
+    assert ag["recipe"] == ["num_samples 2 vs 3"] and ag["us3l_epochs"] == [32, 32]
+    rows = {r["width"]: r for r in ag["per_width"]}
+    assert rows[0.25]["diff_points"] == {"100": pytest.approx(1.0), "1": pytest.approx(1.0)}
+    assert rows[0.25]["paired_ci_points"]["100"] == [pytest.approx(0.38, abs=0.01), 1.0]
+    assert rows[0.5]["diff_points"]["1"] == pytest.approx(2.0) and rows[0.5]["paired_ci_points"]["1"] is None
+    text = cs.render_markdown(doc, "x.json")
+    assert "the us3l recipes differ in: num_samples 2 vs 3" in text and "| 0.25 | +1.0 [+0.4, +1.0] |" in text
+    other = tmp_path / "there" / "collapse_seeds.json"
+    with pytest.raises(US3LError, match=r"has no seed 7: --against needs the same seeds"):
+        cs.compare_against({**doc, "seeds": [7]}, other)
+
+
 @pytest.mark.slow
 def test_quick_run_trains_every_seed_with_fixed_us3l_epochs(tmp_path: Path) -> None:
     assert cs.main(["--quick", "--seeds", "1,2", "--out", str(tmp_path)]) == 0
