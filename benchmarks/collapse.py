@@ -768,12 +768,14 @@ def naive_vs_one_width(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def knn_diff(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Row ``a`` − row ``b`` in kNN top-1 points (2 decimals) and whether their 95 % intervals overlap; None when
-    either row or its kNN is missing."""
+    """Row ``a`` − row ``b`` in kNN top-1 points (2 decimals), whether their 95 % intervals overlap and, where both
+    rows hold per-image hits, the paired comparison (``paired``); None when either row or its kNN is missing."""
     if not (a and b and a["knn_top1"] is not None and b["knn_top1"] is not None):
         return None
-    return {"diff_points": round(100.0 * (a["knn_top1"] - b["knn_top1"]), 2),
-            "intervals_overlap": intervals_overlap(a["knn_top1_ci"], b["knn_top1_ci"]), "paired": paired(a, b)}
+    out = {"diff_points": round(100.0 * (a["knn_top1"] - b["knn_top1"]), 2),
+           "intervals_overlap": intervals_overlap(a["knn_top1_ci"], b["knn_top1_ci"])}
+    pair = paired(a, b)
+    return out if pair is None else {**out, "paired": pair}
 
 
 # ------------------------------------------------------------------------------------------ provenance
