@@ -30,7 +30,7 @@ from torch import nn
 
 from us3l.derived import BN_STATS_FILE, WEIGHTS_FILE
 from us3l.errors import US3LError
-from us3l.io import check_schema, file_sha256, follow_umask, header, read_json, temp_file
+from us3l.io import check_schema, file_sha256, follow_umask, header, read_json, signals_held, temp_file
 from us3l.safetensors_io import read_header, safetensors_bytes
 from us3l.validate import input_size as check_input_size
 from us3l.validate import one_of
@@ -150,8 +150,9 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
     tmps: list[tuple[Path, Path]] = []
     try:
         for name, write in writers.items():
-            tmp_path = temp_file(run_dir, prefix=f".{name}.")  # the umask's usual mode, not mkstemp's 0600
-            tmps.append((tmp_path, run_dir / name))
+            with signals_held():  # made and listed for removal as one step (a signal between left the file)
+                tmp_path = temp_file(run_dir, prefix=f".{name}.")  # the umask's usual mode, not mkstemp's 0600
+                tmps.append((tmp_path, run_dir / name))
             write(tmp_path)
             follow_umask(tmp_path)
             with open(tmp_path, "rb") as fh:

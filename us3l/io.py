@@ -145,11 +145,13 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
         for path, write in files:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            try:  # the PID in the name: a later write removes what a SIGKILLed one left (remove_dead_temps)
-                tmp_path = temp_file(path.parent, prefix=f".{path.name}.{os.getpid()}-")
-            except OSError as exc:  # a read-only folder: name the file asked for, not a temporary never made
-                raise OSError(exc.errno, exc.strerror, str(path)) from None
-            staged.append((tmp_path, path))
+            # made and listed for removal as one step: a Ctrl-C or SIGTERM landing between the two left the file
+            with signals_held():
+                try:  # the PID in the name: a later write removes what a SIGKILLed one left (remove_dead_temps)
+                    tmp_path = temp_file(path.parent, prefix=f".{path.name}.{os.getpid()}-")
+                except OSError as exc:  # a read-only folder: name the file asked for, not a temporary never made
+                    raise OSError(exc.errno, exc.strerror, str(path)) from None
+                staged.append((tmp_path, path))
             write(tmp_path)
             follow_umask(tmp_path)  # a writer that replaced the file (e.g. by rename) gets the mode back
             with open(tmp_path, "rb") as fh:
