@@ -27,13 +27,9 @@ MIXED = "paired+overlap"  # some of each
 
 def mcnemar_p(best: np.ndarray, other: np.ndarray) -> float:
     """Two-sided exact McNemar p-value of two hit vectors over the same images (1.0 when no image differs)."""
-    from scipy.stats import binomtest
-
     if best.shape != other.shape:
         raise ValueError(f"hit vectors of {best.shape[0]} and {other.shape[0]} images are not paired")
-    b = int(np.count_nonzero(best & ~other))
-    c = int(np.count_nonzero(~best & other))
-    return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+    return paired_difference(best, other).p if best.size else 1.0
 
 
 @dataclass(frozen=True)
