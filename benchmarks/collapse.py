@@ -5,7 +5,8 @@ Runs, on the configured data (``--data``, default the built-in set), with every 
 packaged default config (model, image size, batch size, heads, augmentation; ``--set key=value`` changes one
 for every run):
 
-- ``us3l``: the US3L recipe as ``us3l train`` resolves it (EMA teacher, schedule A, auxiliary head, group reg.);
+- ``us3l``: the US3L recipe as ``us3l train`` resolves it (EMA teacher, schedule A with two widths per step,
+  auxiliary head, group reg.; ``--us3l-set num_samples=3`` for the reference's three);
 - ``naive_simsiam``: SimSiam + US-Nets inplace distillation with the reference's naive recipe (no width
   schedule, no regularizer, wd 5e-4, lr 0.05, projector ending in BatchNorm1d(affine=False));
 - ``single`` at each of ``--single-widths`` (0.25, 0.5, 0.75, 1): the individually trained baseline (the claim
@@ -51,14 +52,15 @@ JSON`` re-renders from an existing result). ``--set KEY=VALUE`` changes a settin
 ``weight_decay`` only of the runs without the group regularizer, which replaces it: ``resolve_run``),
 ``--naive-set KEY=VALUE`` one of the naive_simsiam runs only (e.g. a weight decay that makes its collapse fit
 the budget, with us3l and the single runs on their own recipes), ``--us3l-set KEY=VALUE`` one of the us3l run
-and its probe only (e.g. ``num_samples=2``, a cheaper sandwich that gets more epochs in the same time).
+and its probe only (e.g. ``num_samples=3``, the reference's sandwich, where the default recipe trains two
+widths per step).
 
 Usage::
 
     python benchmarks/collapse.py                      # the benchmark: <= 30 min on 2 CPU cores
     python benchmarks/collapse.py --quick --out /tmp/c # smoke run (~1-2 min), does not touch the docs
     python benchmarks/collapse.py --naive-set weight_decay=0.004 --no-docs   # a setting of the naive runs only
-    python benchmarks/collapse.py --us3l-set num_samples=2 --no-docs         # a setting of the us3l run only
+    python benchmarks/collapse.py --us3l-set num_samples=3 --no-docs         # a setting of the us3l run only
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "width-1 control), applied after --set, e.g. --naive-set weight_decay=0.004")
     p.add_argument("--us3l-set", dest="us3l_sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for the us3l run and its probe only, applied after --set, e.g. "
-                        "--us3l-set num_samples=2")
+                        "--us3l-set num_samples=3")
     p.add_argument("--section", default=SECTION,
                    help="name of the docs section to regenerate (default collapse: the markers "
                         "<!-- NAME:begin --> and <!-- NAME:end -->)")

@@ -128,7 +128,8 @@ def run_tasks(args: argparse.Namespace, out: Path) -> list[tuple[str, Any]]:
 def summarize(args_variants: list[tuple[str, dict[str, Any]]], seeds: Sequence[int],
               rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per variant: the mean kNN per width over the seeds; per later variant and seed: its difference from the
-    first variant at each width, and whether the two intervals overlap."""
+    first variant at each width, whether the two intervals overlap and, where the rows hold their per-image hits,
+    the paired comparison (``cb.knn_diff``)."""
     widths = sorted({r["width"] for r in rows}, reverse=True)
     by_run = {(r["run"], r["width"]): r for r in rows}
     first = args_variants[0][0]
@@ -155,6 +156,18 @@ def summarize(args_variants: list[tuple[str, dict[str, Any]]], seeds: Sequence[i
 def _epochs_note(variants: list[dict[str, Any]]) -> str:
     """`` unless its variant sets `epochs` `` when a variant does (its row then trained that many)."""
     return " unless its variant sets `epochs`" if any("epochs" in v["overrides"] for v in variants) else ""
+
+
+def _beyond_noise(ds: list[dict[str, Any]]) -> str:
+    """How many of one seed's differences are beyond the noise of the test images: image by image where every row
+    recorded its hits (the paired 95 % interval above or below 0, ``cb.paired``), else whether the two Wilson
+    intervals are apart (results from before the hits were recorded render as they did)."""
+    if all(d.get("paired") for d in ds):
+        above = sum(1 for d in ds if d["paired"]["ci_points"][0] > 0)
+        below = sum(1 for d in ds if d["paired"]["ci_points"][1] < 0)
+        return f"paired interval above 0 at {above} of {len(ds)}, below 0 at {below}"
+    apart = sum(1 for d in ds if not d["intervals_overlap"])
+    return f"{apart} of {len(ds)} apart"
 
 
 def render_markdown(doc: dict[str, Any], json_path: str, section: str | None = None) -> str:
@@ -205,9 +218,8 @@ def render_markdown(doc: dict[str, Any], json_path: str, section: str | None = N
         for seed in seeds:
             ds = [d for d in s["paired_vs_first"] if d["variant"] == v["name"] and d["seed"] == seed]
             if ds:
-                apart = sum(1 for d in ds if not d["intervals_overlap"])
                 parts.append(f"seed {seed}: " + " / ".join(f"{d['diff_points']:+.1f}" for d in ds)
-                             + f" ({apart} of {len(ds)} apart)")
+                             + f" ({_beyond_noise(ds)})")
         lines.append(f"- {v['name']} − {s['first']}, points at widths {' / '.join(f'{w:g}' for w in widths)}: "
                      + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"

@@ -280,14 +280,16 @@ def test_naive_set_reaches_the_naive_runs_only(tmp_path: Path) -> None:
 
 
 def test_us3l_set_reaches_the_us3l_run_and_its_probe_only(tmp_path: Path) -> None:
-    args = cb.parse_args(["--quick", "--out", str(tmp_path), "--set", "lr=0.1", "--us3l-set", "num_samples=2",
+    args = cb.parse_args(["--quick", "--out", str(tmp_path), "--set", "lr=0.1", "--us3l-set", "num_samples=4",
                           "--us3l-set", "lr=0.3"])
     for cfg in (cb.make_config(args, "us3l", 4, tmp_path / "u", None),
                 cb.make_config(args, "us3l", 4, tmp_path / "p", None, probe=True)):
-        assert (cfg.num_samples, cfg.lr) == (2, 0.3)  # --us3l-set wins over --set
-    for cfg in (cb.make_config(args, "naive_simsiam", 4, tmp_path / "n", None),
-                cb.make_config(args, "single", 4, tmp_path / "s", 0.5)):
-        assert (cfg.num_samples, cfg.lr) == (3, 0.1)
+        assert (cfg.num_samples, cfg.lr) == (4, 0.3)  # --us3l-set wins over --set
+    # the others keep their own: the naive recipe's three widths (the reference's), the default file's for single
+    assert (cb.make_config(args, "naive_simsiam", 4, tmp_path / "n", None).num_samples,
+            cb.make_config(args, "naive_simsiam", 4, tmp_path / "n", None).lr) == (3, 0.1)
+    assert (cb.make_config(args, "single", 4, tmp_path / "s", 0.5).num_samples,
+            cb.make_config(args, "single", 4, tmp_path / "s", 0.5).lr) == (2, 0.1)
     run = {"method": "us3l", "config": {"schedule": "A", "num_samples": 2, "regularizer": True, "reg_lambda": 5e-5,
                                         "lr": 0.3}}
     text = "lr 0.3, no weight decay, schedule A, 2 widths per step, regularizer on (lambda 5e-05)"

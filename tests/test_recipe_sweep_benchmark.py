@@ -83,3 +83,41 @@ def test_summary_pairs_by_seed_and_renders() -> None:
     md = rs.render_markdown(json.loads(json.dumps(doc)), "docs/results/x.json", section="recipe-sweep-batch")
     assert "`--render docs/results/x.json --section recipe-sweep-batch`" in md
     assert "`--render docs/results/x.json`)" in rs.render_markdown(doc, "docs/results/x.json", section="recipe-sweep")
+
+
+def test_rows_with_hits_are_compared_image_by_image() -> None:
+    """Rows that recorded their per-image hits get the paired 95 % interval of each difference, and the docs line
+    counts where it lies above or below 0 (two Wilson intervals that overlap can still hide a difference the
+    paired test finds: 30 images won, 0 lost, over 1000)."""
+    import numpy as np
+
+    from us3l.eval.hits import encode_hits
+
+    n = 1000
+    a = np.zeros(n, dtype=bool)
+    a[:500] = True
+    b = a.copy()
+    b[500:530] = True  # b gets 30 more images right, and none fewer
+    c = a.copy()
+    c[500:505] = True  # 5 more: inside the noise
+
+    def row(run: str, hits: np.ndarray) -> dict[str, object]:
+        acc = float(hits.mean())
+        return {"run": run, "width": 1.0, "knn_top1": acc, "knn_top1_ci": [acc - 0.031, acc + 0.031],
+                "knn_top1_hits": encode_hits(hits), "num_test": n}
+
+    variants = [("a", {}), ("b", {"num_samples": 2})]
+    rows = [row("a_seed1", a), row("b_seed1", b), row("a_seed2", a), row("b_seed2", c)]
+    s = rs.summarize(variants, [1, 2], rows)
+    pairs = {d["seed"]: d for d in s["paired_vs_first"]}
+    assert pairs[1]["intervals_overlap"] is True and pairs[1]["paired"]["ci_points"][0] > 0
+    assert pairs[2]["paired"]["ci_points"][0] < 0 < pairs[2]["paired"]["ci_points"][1]
+    doc = {"command": "python benchmarks/recipe_sweep.py", "date": "2026-12-06 22:10 UTC",
+           "git": {"commit": "abcdef0", "dirty": False}, "epochs": 48, "seconds": {"total": 1660.0},
+           "data": {"name": "builtin-shapes", "num_classes": 10, "num_train": 2000, "num_test": n,
+                    "input_size": 16, "chance": 0.1},
+           "variants": [{"name": v, "overrides": o} for v, o in variants], "seeds": [1, 2], "summary": s,
+           "results": rows, "runs": {}, "baselines": {"random_init": {}, "raw_pixels": None}}
+    md = rs.render_markdown(json.loads(json.dumps(doc)), "docs/results/x.json")
+    assert ("b − a, points at widths 1: seed 1: +3.0 (paired interval above 0 at 1 of 1, below 0 at 0); "
+            "seed 2: +0.5 (paired interval above 0 at 0 of 1, below 0 at 0).") in md

@@ -259,6 +259,9 @@ def test_naive_methods_get_the_reference_naive_recipe_not_the_default_files() ->
     us3l = resolve_config()
     for key in ("data", "model", "model_kwargs", "image_size", "epochs", "batch_size", "crop_min", "proj_hidden"):
         assert getattr(simsiam, key) == getattr(us3l, key)
+    # the reference's three widths per step, not the built-in us3l recipe's two
+    assert (simsiam.num_samples, simclr.num_samples, us3l.num_samples) == (3, 3, 2)
+    assert resolve_config(None, {"method": "naive_simsiam", "num_samples": 4}).num_samples == 4  # the user's wins
     # the us3l recipe and the other methods are unchanged
     assert (us3l.schedule, us3l.regularizer, us3l.weight_decay, us3l.lr) == ("A", True, 1e-4, 0.2)
     byol = resolve_config(None, {"method": "us3l_byol"})

@@ -420,8 +420,10 @@ def resolve_config(
     dotted = {k: v for k, v in given.items() if "." in k}
     # The method's recipe beats the packaged default file (written for another recipe), not the user's keys.
     method = user.get("method", values.get("method", TrainConfig.method))
-    for key in METHOD_RECIPES.get(str(method), {}):
+    for key, value in METHOD_RECIPES.get(str(method), {}).items():
         values.pop(key, None)
+        if getattr(TrainConfig, key, None) is not None:  # a key fill_method_defaults does not fill (num_samples)
+            values[key] = value
     # The packaged default's model_kwargs (base_channels: 16) are options of its model: another model named by
     # the user starts from that model's own defaults (vit_tiny has no base_channels).
     if "model" in user and user["model"] != values.get("model"):
@@ -442,11 +444,12 @@ def resolve_config(
 RECIPE_DEFAULTS: dict[str, Any] = {"weight_decay": 1e-4, "schedule": "A", "regularizer": True}
 
 #: The reference's naive collapse baselines (``configs/cifar/us_resnet18_{simsiam,simclr}_cifar.yaml`` of the
-#: reference, method.md §10): no width schedule (sandwich over the full range every iteration), no group
-#: regularizer, plain weight decay, the method's reference lr. These keys beat the packaged ``default.yaml``.
+#: reference, method.md §10): no width schedule (the sandwich's three widths over the full range every iteration),
+#: no group regularizer, plain weight decay, the method's reference lr. These keys beat the packaged
+#: ``default.yaml`` (whose ``num_samples: 2`` is the built-in us3l recipe's, not the reference's).
 METHOD_RECIPES: dict[str, dict[str, Any]] = {
-    "naive_simsiam": {"lr": 0.05, "weight_decay": 5e-4, "schedule": "none", "regularizer": False},
-    "naive_simclr": {"lr": 0.5, "weight_decay": 1e-4, "schedule": "none", "regularizer": False},
+    "naive_simsiam": {"lr": 0.05, "weight_decay": 5e-4, "schedule": "none", "regularizer": False, "num_samples": 3},
+    "naive_simclr": {"lr": 0.5, "weight_decay": 1e-4, "schedule": "none", "regularizer": False, "num_samples": 3},
     # S-Nets trains every switch every iteration: no width schedule (everything else is the us3l recipe)
     "snets": {"schedule": "none"},
 }
