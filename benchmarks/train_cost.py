@@ -5,7 +5,10 @@ the per-iteration time ratio is the per-epoch ratio). Next to it: the ratio pred
 (fvcore on ``us3l.slim.materialize``, via ``us3l.profiler.costs``), counting a backward pass as 2× the forward:
 
     single / stage 1 (only w = 1):  2 views × (3·M(1) student fwd+bwd + 1·M(1) EMA-teacher fwd) = 8·M(1)
-    stage k ≥ 2 (min width m):      8·M(1) + 2 views × 3 × (M(m) + E_u~U(m,1)[M(u)])
+    stage k ≥ 2 (min width m):      8·M(1) + 2 views × 3 × (M(m) + (N − 2)·E_u~U(m,1)[M(u)])
+
+with N widths per iteration (``--num-samples``; default the packaged recipe's, 2 since 2026-12-06: {1, m}; the
+reference's sandwich is 3: {1, U(m, 1), m}).
 
 Heads (projector/predictor), the EMA update, the group regularizer and the optimizer steps are not in the
 MAC model; they are in the measurement.
@@ -52,13 +55,25 @@ def backbone_macs(model_name: str, kwargs: dict, widths: list[float], image_size
     return {w: count_costs(materialize(m, w), (1, 3, image_size, image_size)).macs for w in widths}
 
 
-def predicted_ratio(macs_of, w_min: float | None) -> float:
+def predicted_ratio(macs_of, w_min: float | None, num_samples: int = 3) -> float:
+    """MACs of one iteration of a schedule-A stage with min width ``w_min`` (None: stage 1, the full width only)
+    over one ``single`` iteration, ``num_samples`` widths per iteration (the sandwich: 1, N - 2 draws, min)."""
     base = 8 * macs_of(1.0)
     if w_min is None:
         return 1.0
     grid = [w_min + (1.0 - w_min) * i / 20 for i in range(21)]
     mid = sum(macs_of(u) for u in grid) / len(grid)
-    return (base + 6 * (macs_of(w_min) + mid)) / base
+    return (base + 6 * (macs_of(w_min) + (num_samples - 2) * mid)) / base
+
+
+def stage_label(w_min: float | None, num_samples: int) -> str:
+    """The widths of one iteration: ``{1.0}``, ``{1.0, 0.75}``, ``{1.0, U(0.75,1), 0.75}``,
+    ``{1.0, U(0.75,1)x2, 0.75}``."""
+    if w_min is None:
+        return "{1.0}"
+    draws = num_samples - 2
+    mid = "" if draws == 0 else f"U({w_min},1)" + ("" if draws == 1 else f"x{draws}") + ", "
+    return f"{{1.0, {mid}{w_min}}}"
 
 
 class _Runner:
@@ -105,7 +120,8 @@ class _Runner:
         params = [p for p in self.method.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(params, lr=0.05, momentum=0.9)
         self.reg = GroupRegularizer(self.method.named_parameters(), GroupRegConfig(), self.cfg.epochs)
-        self.sampler = FixedWidth(1.0) if method_name == "single" else WidthSampler(0.25, 1.0, 4, seed=0)
+        self.sampler = (FixedWidth(1.0) if method_name == "single"
+                        else WidthSampler(0.25, 1.0, 4, num_samples=args.num_samples, seed=0))
         self.scaler = torch.amp.GradScaler("cuda", enabled=False)
         self.epoch = epoch
         self.amp_dtype = amp_dtype  # autocast dtype of the step (None: float32), as `amp` sets it in us3l train
@@ -190,7 +206,15 @@ def main() -> None:
     )
     ap.add_argument("--matmul-n", type=script_cli.positive_int, default=512,
                     help="size of the reference matmul (MAC rate)")
+    ap.add_argument("--num-samples", type=script_cli.positive_int, default=None,
+                    help="widths per us3l iteration, at least 2 (default: the packaged recipe's num_samples)")
     args = ap.parse_args()
+    if args.num_samples is None:
+        from us3l.train.config import resolve_config
+
+        args.num_samples = resolve_config().num_samples
+    if args.num_samples < 2:
+        ap.error(f"argument --num-samples: expects at least 2 (1 is single's work), got {args.num_samples}")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -259,7 +283,8 @@ def main() -> None:
     print(provenance_line())
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {args.image_size}px, "
-        f"batch {args.batch_size}, {torch.get_num_threads()} thread(s), {args.iters} timed iterations each, "
+        f"batch {args.batch_size}, {torch.get_num_threads()} thread(s), {args.num_samples} widths per us3l "
+        f"iteration, {args.iters} timed iterations each, "
         f"configurations interleaved; backbone MACs at w=1: {macs_of(1.0) / 1e6:.1f}M; "
         f"{args.matmul_n}x{args.matmul_n} fp32 matmul: {peak / 1e9:.1f} GMAC/s (best of before the timing "
         f"{before / 1e9:.1f} and after {after / 1e9:.1f})"
@@ -274,16 +299,17 @@ def main() -> None:
         print(f"{'stage':>5} {'widths':>22} {'ms/iter':>8} {'measured':>9} {'90% CI':>11} {'MAC model':>9} {'over':>6}")
         for stage, _, w_min in stages:
             t = med[(fmt, f"stage{stage}")]
-            label = "{1.0}" if w_min is None else f"{{1.0, U({w_min},1), {w_min}}}"
-            pred = predicted_ratio(macs_of, w_min)
+            label = stage_label(w_min, args.num_samples)
+            pred = predicted_ratio(macs_of, w_min, args.num_samples)
             ci = spread((fmt, f"stage{stage}"), (fmt, "single"))
             print(f"{stage:>5} {label:>22} {t * 1000:8.1f} {t / single:9.2f} {ci:>11} {pred:9.2f} "
                   f"{t / single / pred:6.2f}")
         mean_us3l = sum(med[(fmt, f"stage{s_}")] for s_, _, _ in stages) / 4 / single
-        mean_pred = sum(predicted_ratio(macs_of, w) for _, _, w in stages) / 4
+        mean_pred = sum(predicted_ratio(macs_of, w, args.num_samples) for _, _, w in stages) / 4
         print(
             f"whole schedule-A run vs. single: measured {mean_us3l:.2f}x, MAC model {mean_pred:.2f}x "
-            f"(sandwich without the schedule, every epoch like stage 4: {predicted_ratio(macs_of, 0.25):.2f}x)"
+            f"(sandwich without the schedule, every epoch like stage 4: "
+            f"{predicted_ratio(macs_of, 0.25, args.num_samples):.2f}x)"
         )
     print(
         "\nbackbone alone (one view), forward+backward at one width (3·M(w)·batch MACs), GMAC/s and fraction "

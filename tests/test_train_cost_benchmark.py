@@ -47,3 +47,23 @@ def test_more_images_than_the_data_holds_is_one_line_before_anything_runs() -> N
         assert done.returncode == 1 and not done.stdout
         assert done.stderr == (f"error: --iters 8 and --batch-size {batch} need {9 * int(batch)} training images "
                                "((iters + 1) x batch); the built-in data has 2000\n")
+
+
+def test_mac_model_and_labels_follow_the_widths_per_iteration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage prediction counts N - 2 uniform draws besides the max and the min: the default recipe's two widths
+    per step have none, the reference's three one (MACs proportional to the width squared here)."""
+    from tests.script_module import load_script
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # its sibling module roofline, as when the script runs
+    tc = load_script("benchmarks/train_cost.py", "train_cost_bench")
+
+    def macs_of(w: float) -> float:
+        return 100.0 * w * w
+
+    assert tc.predicted_ratio(macs_of, None, 2) == 1.0
+    assert tc.predicted_ratio(macs_of, 0.5, 2) == pytest.approx((800 + 6 * 25) / 800)
+    mid = sum(macs_of(0.5 + 0.5 * i / 20) for i in range(21)) / 21
+    assert tc.predicted_ratio(macs_of, 0.5, 3) == pytest.approx((800 + 6 * (25 + mid)) / 800)
+    assert tc.predicted_ratio(macs_of, 0.5, 4) == pytest.approx((800 + 6 * (25 + 2 * mid)) / 800)
+    assert [tc.stage_label(w, n) for w, n in ((None, 2), (0.75, 2), (0.75, 3), (0.25, 4))] == [
+        "{1.0}", "{1.0, 0.75}", "{1.0, U(0.75,1), 0.75}", "{1.0, U(0.25,1)x2, 0.25}"]
