@@ -31,8 +31,11 @@ full width only; stages 2 and 3 train larger sub-networks than stage 4); ``sched
 costs up over the epochs of each stage:
 
 - the budget ``--minutes`` (total wall clock, probes and evaluation included) minus the probes and the
-  evaluation reserve (``--eval-share`` of the budget) is split over ceil(runs / jobs) rounds;
-- us3l gets the largest multiple of 4 epochs (schedule A) that fits one round (at least 4), and
+  evaluation reserve (``--eval-share`` of the budget) is split into shares: the runs, each one share long (the
+  width-1 control and the same-epochs singles their predicted fraction of one, the split-budget singles one
+  together), start in order on the first free one of ``--jobs`` slots, and the share is what makes the two
+  phases (below) end within the budget (``makespan``);
+- us3l gets the largest multiple of 4 epochs (schedule A) that fits one share (at least 4), and
   ``T`` = the predicted CPU seconds of those epochs;
 - naive_simsiam, which trains beside us3l, gets ``round(T / t_epoch)`` epochs (at least 1), ``t_epoch`` the CPU
   seconds per epoch of its probe;
@@ -278,6 +281,21 @@ def equal_time_epochs(target_s: float, t_epoch: float) -> int:
     return max(1, round(target_s / max(t_epoch, 1e-9)))
 
 
+def makespan(lengths: Sequence[float], jobs: int) -> tuple[float, int]:
+    """How long runs of these ``lengths`` take, each started in the given order on the first free one of ``jobs``
+    slots (``run_parallel``), and the most runs one slot trains one after the other (each pays the per-run
+    overhead once). naive_simsiam's width-1 control trains after naive_simsiam in its slot, beside the us3l run:
+    counted as spread over the slots, the plan of 2026-12-06 put that phase at 1.2 shares where it took 1.4, and
+    the run took 30.6 of its 30 minutes."""
+    ends = [0.0] * max(1, jobs)
+    counts = [0] * max(1, jobs)
+    for length in lengths:
+        i = min(range(len(ends)), key=ends.__getitem__)
+        ends[i] += length
+        counts[i] += 1
+    return max(ends), max(counts)
+
+
 def per_run_share(budget_s: float, elapsed_s: float, eval_share: float, overhead_s: float, runs: int) -> float:
     """Training seconds per run: what is left of the budget after the probes (``elapsed_s``), the evaluation
     reserve and the per-run overheads (monitor, checkpoint), split evenly over ``runs``."""
@@ -495,8 +513,7 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         if name == "us3l":  # one epoch per stage of schedule A
             probes[name]["stage_cpu_seconds"] = info["epoch_cpu_seconds"]
     probe_s = time.perf_counter() - t_start
-    # a run's fixed cost (process start, data, monitor, checkpoint) is paid once per run; rounds of `jobs`
-    rounds = math.ceil(len(specs) / max(1, args.jobs))
+    # a run's fixed cost (process start, data, monitor, checkpoint) is paid once per run
     overhead = max((max(0.0, p["wall_seconds"] - p["train_seconds"]) for p in probes.values()), default=0.0)
     from us3l.train.sampling import REFERENCE_STAGE1
 
@@ -511,22 +528,27 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
     t_us3l = stage1 * stage_s[0] + (1.0 - stage1) * sum(stage_s[1:]) / 3
     same_epochs = [w for w in args.single_widths if args.same_epochs and f"single_w{w:g}" in probes]
     split = [w for w in args.single_widths if args.split_budget and f"single_w{w:g}" in probes]
-    # the same-epochs singles cost (their epoch time / us3l's) of one share each, the split-budget singles one
-    # share together, spread over the slots
-    extra = sum(probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs) if t_us3l else 0.0
-    extra += 1.0 if split and t_us3l else 0.0
-    # the naive recipe at width 1 only costs about a single_w1 epoch per epoch, for naive_simsiam's epochs
     control = args.naive_control and "naive_simsiam" in probes
+    # every run's length in shares, in the order and phase it trains in (below): us3l and naive_simsiam one share
+    # each, the naive recipe at width 1 only about a single_w1 epoch per naive_simsiam epoch, the same-epochs
+    # singles their epoch time / us3l's, then the equal-time singles one share each and the split-budget singles
+    # one share together
+    phase1 = [1.0 for name, method, _ in specs if method != "single"]
     if control and t_us3l:
         one = probes.get("single_w1", probes["naive_simsiam"])["epoch_cpu_seconds"]
-        extra += one / max(probes["naive_simsiam"]["epoch_cpu_seconds"], 1e-9)
-    share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / (rounds + extra / args.jobs)
+        phase1.append(one / max(probes["naive_simsiam"]["epoch_cpu_seconds"], 1e-9))
+    if t_us3l:
+        phase1 += [probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs]
+    phase2 = [1.0 for name, method, _ in specs if method == "single"] + [1.0 / len(split)] * len(split)
+    (len1, runs1), (len2, runs2) = makespan(phase1, args.jobs), makespan(phase2, args.jobs)
+    rounds = runs1 + runs2  # the most runs one slot trains, each paying the per-run overhead
+    share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / max(len1 + len2, 1e-9)
     e_us3l = args.us3l_epochs or us3l_epochs(share, stage_s, stage1)
     # T predicted from the probes sizes the budget and naive_simsiam (which trains beside us3l); the single runs
     # that the claim compares start after the us3l run and get its measured CPU time instead (below)
     target = schedule_a_seconds(e_us3l, stage_s, stage1)
-    log(f"budget {args.minutes:g} min: probes took {probe_s:.0f}s; {rounds} round(s) of {args.jobs} parallel "
-        f"run(s), {share:.0f} CPU s of training per run; us3l gets {e_us3l} epochs")
+    log(f"budget {args.minutes:g} min: probes took {probe_s:.0f}s; {len1 + len2:.2f} shares on {args.jobs} slots, "
+        f"{share:.0f} CPU s of training per share; us3l gets {e_us3l} epochs")
     method_of = {name: (method, sw) for name, method, sw in specs}
     # phase 1: the runs whose epochs do not depend on the us3l run's time, us3l and naive_simsiam first
     first: list[tuple[str, Any]] = [

@@ -347,3 +347,14 @@ def test_the_recipe_of_a_regularized_run_says_it_had_no_weight_decay() -> None:
     off = {"method": "naive_simsiam", "config": {"lr": 0.05, "weight_decay": 0.004, "schedule": "none",
                                                  "regularizer": False}}
     assert cb.recipe_text(off) == "lr 0.05, wd 0.004, schedule none, regularizer off"
+
+
+def test_the_plan_counts_runs_that_train_one_after_the_other_in_a_slot() -> None:
+    """2026-12-06: naive_simsiam's width-1 control (0.4 of a share) trains after naive_simsiam in its slot, beside
+    the us3l run; the plan spread it over the slots (3.2 shares where the run took 3.4) and the benchmark took
+    30.6 of its 30 minutes. The runs start in order on the first free slot, as run_parallel starts them."""
+    assert cb.makespan([1.0, 1.0, 0.4], 2) == (pytest.approx(1.4), 2)  # us3l | naive_simsiam, then the control
+    assert cb.makespan([1.0, 1.0, 1.0, 1.0], 2) == (2.0, 2)  # the four equal-time singles
+    assert cb.makespan([1.0, 0.25, 0.25, 0.25, 0.25], 2) == (1.0, 4)  # split-budget quarters fill the other slot
+    assert cb.makespan([0.5, 0.5], 1) == (1.0, 2)
+    assert cb.makespan([], 2) == (0.0, 0)
