@@ -539,7 +539,7 @@ def train_all(args: argparse.Namespace, out: Path, log: Log, t_start: float) -> 
         phase1.append(one / max(probes["naive_simsiam"]["epoch_cpu_seconds"], 1e-9))
     if t_us3l:
         phase1 += [probes[f"single_w{w:g}"]["epoch_cpu_seconds"] / t_us3l for w in same_epochs]
-    phase2 = [1.0 for name, method, _ in specs if method == "single"] + [1.0 / len(split)] * len(split)
+    phase2 = [1.0 for name, method, _ in specs if method == "single"] + [1.0 / len(split) for _ in split]
     (len1, runs1), (len2, runs2) = makespan(phase1, args.jobs), makespan(phase2, args.jobs)
     rounds = runs1 + runs2  # the most runs one slot trains, each paying the per-run overhead
     share = per_run_share(budget_s, probe_s, args.eval_share, overhead * rounds, 1) / max(len1 + len2, 1e-9)

@@ -358,3 +358,29 @@ def test_the_plan_counts_runs_that_train_one_after_the_other_in_a_slot() -> None
     assert cb.makespan([1.0, 0.25, 0.25, 0.25, 0.25], 2) == (1.0, 4)  # split-budget quarters fill the other slot
     assert cb.makespan([0.5, 0.5], 1) == (1.0, 2)
     assert cb.makespan([], 2) == (0.0, 0)
+
+
+@pytest.mark.parametrize("flags", [["--no-same-epochs", "--no-split-budget"], [], ["--no-naive-control"]])
+def test_the_plan_sizes_every_run_without_training(flags: list[str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_all's plan with every combination of the optional runs (``--no-split-budget`` divided by zero in the
+    first version of makespan's plan), the training replaced by runs that report fixed CPU seconds per epoch."""
+    per_epoch = {"us3l": 5.0, "naive_simsiam": 9.0}
+
+    def fake_train(cfg: Any) -> dict[str, Any]:
+        name = Path(cfg.out).name
+        t = per_epoch.get(name, per_epoch.get(cfg.method, 2.0 + float(cfg.single_width)))
+        return {"status": "completed", "message": "", "epoch_cpu_seconds": [t] * cfg.epochs,
+                "train_seconds": t * cfg.epochs, "train_cpu_seconds": t * cfg.epochs,
+                "wall_seconds": t * cfg.epochs + 3.0, "epochs": cfg.epochs, "knn_top1": None}
+
+    monkeypatch.setattr(cb, "train", fake_train)
+    args = cb.parse_args(["--out", str(tmp_path), "--no-docs", *flags])
+    logged: list[str] = []
+    runs, budget = cb.train_all(args, tmp_path, logged.append, __import__("time").perf_counter())
+    assert runs["us3l"]["epochs"] % 4 == 0 and runs["us3l"]["epochs"] >= 4
+    share = budget["share_seconds"]
+    assert 0 < share and budget["target_train_seconds"] <= share
+    assert any("shares on 2 slots" in line for line in logged)
+    assert ("naive_simsiam_one_width" in runs) is ("--no-naive-control" not in flags)
+    assert any(n.endswith("_split_budget") for n in runs) is ("--no-split-budget" not in flags)
