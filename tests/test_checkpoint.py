@@ -599,31 +599,12 @@ def test_a_signal_just_after_a_temporary_is_made_leaves_no_temporary(tmp_path: P
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The checkpoint's temporaries are made and listed for removal as one step too (see tests/test_io.py): a
     SIGTERM landing right after one is made is raised once it is listed, and the save leaves nothing behind."""
-    import signal
+    from tests.signals import sigterm_once_a_temporary_exists
 
     model = create_model("cifar_resnet18", num_classes=0, **KW)
     _save(tmp_path, model, epoch=3)
     before = sorted(p.name for p in tmp_path.iterdir())
-
-    class Interrupted(Exception):
-        pass
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted
-
-    real = ckpt.temp_file
-
-    def made_then_signalled(directory: Path, prefix: str, suffix: str = ".tmp") -> Path:
-        tmp = real(directory, prefix, suffix)
-        signal.raise_signal(signal.SIGTERM)
-        return tmp
-
-    monkeypatch.setattr(ckpt, "temp_file", made_then_signalled)
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        with pytest.raises(Interrupted):
-            _save(tmp_path, model, epoch=4)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_once_a_temporary_exists(ckpt, monkeypatch):
+        _save(tmp_path, model, epoch=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert ckpt.read_meta(tmp_path)["epoch"] == 3

@@ -310,28 +310,9 @@ def test_a_signal_just_after_the_temporary_is_made_leaves_no_temporary(tmp_path:
     signal landed after mkstemp made the file and before the writer listed it for removal. Both are one step now:
     the signal is held until the file is listed, then raised, and the file removed. (The signal is raised by hand
     the moment the temporary exists; the handler is this test's, as the CLI's turns SIGTERM into an exception.)"""
-    import signal
-
     import us3l.io as io
+    from tests.signals import sigterm_once_a_temporary_exists
 
-    class Interrupted(Exception):
-        pass
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted
-
-    real = io.temp_file
-
-    def made_then_signalled(directory: Path, prefix: str, suffix: str = ".tmp") -> Path:
-        tmp = real(directory, prefix, suffix)
-        signal.raise_signal(signal.SIGTERM)
-        return tmp
-
-    monkeypatch.setattr(io, "temp_file", made_then_signalled)
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        with pytest.raises(Interrupted):
-            atomic_write_text(tmp_path / "config.yaml", "new")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_once_a_temporary_exists(io, monkeypatch):
+        atomic_write_text(tmp_path / "config.yaml", "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
