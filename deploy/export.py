@@ -387,6 +387,25 @@ def _manifest_kind(folder: Path) -> str | None:
     return doc["kind"] if ours else None
 
 
+def _unlisted_entries(folder: Path) -> list[str]:
+    """Names in ``folder`` (a previous us3l export) that are neither its manifest nor one of the files the manifest
+    lists (``artifact.files``): a user's file put there (a selection, notes) that replacing the folder would delete."""
+    try:
+        doc = read_json(folder / MANIFEST_FILE, "manifest")
+    except US3LError:
+        doc = {}
+    art = doc.get("artifact") if isinstance(doc, dict) else None
+    files = art.get("files") if isinstance(art, dict) else None
+    listed = {MANIFEST_FILE}
+    if isinstance(files, dict):
+        listed |= {str(n).split("/", 1)[0] for n in files}  # a file in a subfolder lists its top folder
+    try:
+        names = sorted(p.name for p in folder.iterdir())
+    except OSError:
+        return []
+    return [n for n in names if n not in listed]
+
+
 def check_replaceable_artifact(path: Path, kind: str = MANIFEST_KIND) -> None:
     """Refuse (one line) to replace ``path`` unless it is absent, a symbolic link (the link is replaced, its target
     kept) or a previous us3l export: a folder whose ``manifest.json`` is a us3l manifest of ``kind``. A file or a
@@ -394,6 +413,14 @@ def check_replaceable_artifact(path: Path, kind: str = MANIFEST_KIND) -> None:
     if path.is_symlink() or not path.exists():
         return
     if path.is_dir() and _manifest_kind(path) == kind:
+        extra = _unlisted_entries(path)
+        if extra:
+            shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+            raise US3LError(
+                f"refusing to replace {path}: besides the previous us3l export it holds {shown}, which its "
+                f"{MANIFEST_FILE} does not list; move {'it' if len(extra) == 1 else 'them'} away or choose "
+                "another --out"
+            )
         return
     what = f"a folder without a us3l {MANIFEST_FILE} of kind '{kind}'" if path.is_dir() else "a file"
     raise US3LError(

@@ -76,6 +76,28 @@ def test_a_previous_export_is_replaced_and_a_link_is_replaced_not_its_target(tmp
     assert (mine / "notes.txt").read_text() == "kept\n"  # the link went, its target stayed
 
 
+def test_a_previous_export_holding_a_users_file_is_refused_and_kept(tmp_path: Path) -> None:
+    """Replacing a previous export deleted every file in its folder, the user's too (a selection copied there and
+    passed back as --selection, notes): a previous export is replaced only while it holds nothing but what its
+    manifest lists."""
+    first = export_width(_tiny(), 0.25, "onnx", tmp_path, model_name=MODEL)
+    assert sorted(p.name for p in first.directory.iterdir()) == ["manifest.json", "model.onnx"]  # listed, all
+    (first.directory / "selection.json").write_text("{}\n")
+    (first.directory / "README.txt").write_text("notes\n")
+    before = {p.name: p.read_bytes() for p in first.directory.iterdir()}
+    with pytest.raises(US3LError) as exc:
+        export_width(_tiny(), 0.25, "onnx", tmp_path, model_name=MODEL)
+    assert str(exc.value) == (
+        f"refusing to replace {first.directory}: besides the previous us3l export it holds README.txt, "
+        "selection.json, which its manifest.json does not list; move them away or choose another --out")
+    assert {p.name: p.read_bytes() for p in first.directory.iterdir()} == before
+    (first.directory / "README.txt").unlink()
+    with pytest.raises(US3LError, match="it holds selection.json, which its manifest.json does not list; move it "):
+        export_width(_tiny(), 0.25, "onnx", tmp_path, model_name=MODEL)
+    (first.directory / "selection.json").unlink()
+    assert export_width(_tiny(), 0.25, "onnx", tmp_path, model_name=MODEL).valid  # only ours again: replaced
+
+
 def test_cli_refuses_a_user_folder_and_file_with_one_line(tmp_path: Path, capsys) -> None:
     out = tmp_path / "dl"
     folder = out / "local" / artifact_name(MODEL, 0.5, "onnx", "fp32")
