@@ -462,6 +462,16 @@ def check_export_targets(
         check_artifact_paths(artifact_dir(out_dir, device_name, artifact_name(src.name, w, be.name, precision)))
 
 
+def width_macs(model_or_ckpt: Any, width: float, model_name: str | None = None) -> int:
+    """MACs per image of the static network that exporting ``width`` of ``model_or_ckpt`` builds (at its input
+    size): what a profile and a selection record for the width, so a choice made on another network shows."""
+    from us3l.profiler.costs import count_costs
+    from us3l.slim import materialize
+
+    src = _resolve_source(model_or_ckpt, model_name)
+    return int(count_costs(materialize(src.model, float(width)), (1, 3, src.input_size, src.input_size)).macs)
+
+
 def place_artifact(staging: Path, device_dir: Path, name: str, valid: bool, kind: str = MANIFEST_KIND) -> Path:
     """Move ``staging`` to ``device_dir/<name>`` (verification passed) or ``<name>.failed`` (it failed) and return
     that folder. A passed export also removes an older ``<name>.failed`` of ours: left beside the good artifact it

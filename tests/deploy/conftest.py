@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,9 +71,25 @@ def latency(p50: float, p90: float, p99: float, ci90_hi: float | None = None, n:
     return d
 
 
+@functools.cache
+def fresh_macs(model: str, width: float) -> int | None:
+    """MACs per image of ``model``'s fresh network at ``width`` (what ``us3l profile --model`` records), or None for
+    a name that is not a registered model ("tiny"): a hand-made profile of a real model carries its real MACs, or
+    ``us3l export --selection`` refuses it as a choice made for another network."""
+    from us3l.deploy.export import width_macs
+    from us3l.deploy.graph import fresh_model
+    from us3l.models import list_models
+
+    if model not in list_models():
+        return None
+    return width_macs(fresh_model(model), width, model)
+
+
 @pytest.fixture
 def write_profile(tmp_path: Path) -> Callable[..., Path]:
-    """``write_profile(rows, device="cpu")``; rows: dicts with width, latency, macs, params, ...bytes."""
+    """``write_profile(rows, device="cpu")``; rows: dicts with width, latency, macs, params, ...bytes. Without
+    ``macs``, a registered model's row gets its fresh network's MACs at the width (``fresh_macs``), "tiny" width x
+    1e6."""
 
     def make(
         rows: Sequence[dict[str, Any]],
@@ -87,7 +104,7 @@ def write_profile(tmp_path: Path) -> Callable[..., Path]:
             rec = {
                 "width": r["width"],
                 "channels": 1,
-                "macs": r.get("macs", int(r["width"] * 1e6)),
+                "macs": r["macs"] if "macs" in r else fresh_macs(model, float(r["width"])) or int(r["width"] * 1e6),
                 "params": r.get("params", int(r["width"] * 1e5)),
                 "weight_bytes": r.get("weight_bytes", int(r["width"] * 4e5)),
                 "activation_bytes": r.get("activation_bytes", int(r["width"] * 1e5)),

@@ -242,17 +242,23 @@ def test_select_never_replaces_a_file_that_is_not_a_selection(write_profile, wri
 
 
 @pytest.mark.parametrize(
-    ("model", "sha", "message"),
+    ("model", "sha", "macs", "message"),
     [
-        ("cifar_mobilenetv2", None, "chose widths of model cifar_mobilenetv2 on 'cpu', not cifar_resnet18"),
-        ("cifar_resnet18", "1" * 64, "was made for checkpoint 111111111111… on 'cpu', this export is from a fresh "
-                                     "model; run us3l select on this checkpoint's profile and accuracy"),
+        ("cifar_mobilenetv2", None, None, "chose widths of model cifar_mobilenetv2 on 'cpu', not cifar_resnet18"),
+        ("cifar_resnet18", "1" * 64, None, "was made for checkpoint 111111111111… on 'cpu', this export is from a "
+                                           "fresh model; run us3l select on this checkpoint's profile and accuracy"),
+        # a profile of a fresh model with other options (here 16 base channels): no checkpoint to compare, the MACs
+        # differ (was exported with a warning that the graph's structure differs)
+        ("cifar_resnet18", None, 1_000_000, "chose width 0.25 on 'cpu' for a network of 1000000 MACs there; this "
+                                            "export's network has 35045376 (other model options or input size?): "
+                                            "run us3l select on a profile of this network"),
     ],
 )
 def test_export_refuses_a_selection_made_for_another_network(
-    model: str, sha: str | None, message: str, write_profile, tmp_path: Path, capsys
+    model: str, sha: str | None, macs: int | None, message: str, write_profile, tmp_path: Path, capsys
 ) -> None:
-    prof = write_profile([{"width": 0.25, "latency": latency(1, 1, 1)}], model=model)
+    row = {"width": 0.25, "latency": latency(1, 1, 1)} | ({} if macs is None else {"macs": macs})
+    prof = write_profile([row], model=model)
     doc = json.loads(prof.read_text())
     doc["checkpoint_sha256"] = sha
     prof.write_text(json.dumps(doc))

@@ -153,6 +153,20 @@ def _check_selection_source(
                 f"{selection} was made for checkpoint {chosen_sha[:12]}… on '{d['device']}', this export is from "
                 f"{this}; run us3l select on this checkpoint's profile and accuracy"
             )
+        # a selection from a profile of a fresh model records no checkpoint: the same architecture (model options,
+        # input size) is what makes its latencies this network's, and the chosen width's MACs show it
+        chosen_macs = d["chosen"].get("macs")
+        if isinstance(chosen_macs, int) and not isinstance(chosen_macs, bool):
+            from us3l.deploy.export import width_macs
+
+            w = float(d["chosen"]["width"])
+            macs = width_macs(src, w, model_name)
+            if macs != chosen_macs:
+                raise US3LError(
+                    f"{selection} chose width {w:g} on '{d['device']}' for a network of {chosen_macs} MACs there; "
+                    f"this export's network has {macs} (other model options or input size?): run us3l select on "
+                    "a profile of this network"
+                )
 
 
 def _one_backend(given: list[str]) -> str:
