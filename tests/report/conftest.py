@@ -175,7 +175,9 @@ def _tiny_onnx() -> bytes:
     return helper.make_model(graph).SerializeToString()
 
 
-def make_manifest(root: Path, width: float = 0.5) -> Path:
+def make_manifest(root: Path, width: float = 0.5, checkpoint_sha256: str | None = "ab" * 32) -> Path:
+    """An artifact exported from the run's checkpoint (``checkpoint_sha256`` as accuracy.json records it; None: from a
+    fresh ``--model``)."""
     d = root / "artifacts" / "cpu" / f"cifar_resnet18-w{width:g}-onnx-fp32"
     d.mkdir(parents=True)
     f = d / "model.onnx"
@@ -184,7 +186,8 @@ def make_manifest(root: Path, width: float = 0.5) -> Path:
                    input_shape=(1, 3, 32, 32), output_shape=(1, 256), runtime_version="1.32.0")
     ref = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
     doc = build_manifest(artifact=art, model={"name": "cifar_resnet18", "width": width, "bn_stats": "calibrated"},
-                         source={"checkpoint": None, "checkpoint_sha256": None}, input_spec={"name": "input"},
+                         source={"checkpoint": None if checkpoint_sha256 is None else "run/checkpoint.safetensors",
+                                 "checkpoint_sha256": checkpoint_sha256}, input_spec={"name": "input"},
                          target={"device": "cpu", "runtime_device": "cpu"},
                          verification=compare(ref, ref + 1e-7, "fp32"), verification_inputs="seeded batch")
     return write_manifest(d, doc)

@@ -186,6 +186,35 @@ def test_files_of_another_checkpoint_or_other_inputs_are_flagged(pipeline: Path)
     assert all("\n" not in e for e in errors)
 
 
+def test_an_artifact_of_a_fresh_model_and_a_profile_of_other_macs_are_flagged(pipeline: Path) -> None:
+    """Red-team 2026-12-07: ``us3l profile --model`` of the default network (64 base channels, 32 px) in the folder
+    of a run trained with 16 base channels records neither a checkpoint nor model kwargs, and the page put its
+    latencies beside the run's MACs and accuracies; an ``export --model`` artifact (initial weights) was listed among
+    the run's as valid, without a word."""
+    import dataclasses
+
+    from tests.report.conftest import make_manifest
+    from us3l.profiler.profile_file import load_profile, write_profile
+
+    path = pipeline / "profiles" / "cifar_resnet18-cpu-onnx-fp32.json"
+    prof = load_profile(path)
+    write_profile(dataclasses.replace(prof, records=tuple(dataclasses.replace(r, macs=r.macs * 63) for r in
+                                                          prof.records)), pipeline / "profiles")
+    fresh = make_manifest(pipeline, 0.25, checkpoint_sha256=None)
+    rep = render_report(pipeline)
+    assert rep.files.foreign == [path]
+    macs = prof.records[0]
+    errors = rep.errors()
+    assert f"{path}: left out: profile of cifar_resnet18 with {macs.macs * 63} MACs at width {macs.width:g}, not the " \
+           f"run's {macs.macs} (other model options or input size); re-run us3l profile on the run's checkpoint (or " \
+           "move it out of profiles/)" in errors
+    assert any(e.startswith(f"{fresh}: stale: exported from a fresh model's initial weights, not from the one ")
+               and e.endswith("re-run us3l export --ckpt on the run") for e in errors), errors
+    assert any(e.startswith(f"{pipeline / 'selection.json'}: cpu/onnx: this answer comes from profiles/{path.name}, a "
+                            f"profile of cifar_resnet18 with {macs.macs * 63} MACs") for e in errors), errors
+    assert len(errors) == 3
+
+
 def test_a_switchable_export_is_listed_and_rehashed(pipeline: Path) -> None:
     """``us3l export --switchable`` writes a switchable_manifest beside the static ones: the report lists it with
     its grid and worst verification, and a changed file turns it to valid: no like any artifact."""
@@ -197,14 +226,16 @@ def test_a_switchable_export_is_listed_and_rehashed(pipeline: Path) -> None:
     res = export_switchable(net, "onnx", pipeline / "artifacts", [1.0, 0.25], device_name="cpu",
                             model_name="cifar_resnet18")
     rep = render_report(pipeline)
-    assert rep.errors() == []
+    (line,) = rep.errors()  # exported from a fresh model here, not from the run's checkpoint: said, and still listed
+    assert line.startswith(f"{res.directory / 'manifest.json'}: stale: exported from a fresh model's initial weights, "
+                           "not from the one ")
     assert len(rep.files.manifests) == 2 and all(m.ok and m.doc["valid"] for m in rep.files.manifests)
     assert "switchable: 1, 0.25" in rep.html
     data = bytearray((res.directory / "model.onnx").read_bytes())
     data[-1] ^= 1
     (res.directory / "model.onnx").write_bytes(bytes(data))
     rep = render_report(pipeline)
-    (line,) = rep.errors()
+    (line,) = [e for e in rep.errors() if "stale: exported from a fresh model" not in e]
     assert "valid: no (hash mismatch)" in line and "model.onnx" in line
 
 

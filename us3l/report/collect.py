@@ -275,8 +275,12 @@ def _bindings(files: PipelineFiles) -> list[str]:
             lines.extend(_switchable_drift(prof.path, getattr(prof.doc, "extra", None), files.manifests, root))
     run_digests = functools.cache(lambda: _run_bn_digests(files.run))  # read once, for every manifest that asks
     for man in files.manifests:
-        if man.ok and other(_source(man.doc).get("checkpoint_sha256")):
+        source = _source(man.doc) if man.ok else {}
+        if man.ok and other(source.get("checkpoint_sha256")):
             note(man.path, "exported from another checkpoint", "re-run us3l export")
+        elif man.ok and sha is not None and source.get("checkpoint_sha256") is None:  # `us3l export --model`
+            lines.append(f"{man.path}: stale: exported from a fresh model's initial weights, not from {reference} "
+                         f"(sha256 {str(sha)[:12]}…{absent}); re-run us3l export --ckpt on the run")
         elif man.ok:
             lines.extend(_bn_stats_drift(man.path, man.doc, files.run, run_digests))
     sel = files.selection
@@ -486,7 +490,7 @@ def answer_of_another_model(files: PipelineFiles, device: Any) -> str | None:
     name = Path(str(device.get("profile") or "")).name  # same model name, other kwargs: its profile is left out
     for p in files.profiles:
         if p.ok and p.path in files.foreign and p.path.name == name:
-            return f"this answer comes from {PROFILES_DIR}/{name}, a {_model_mismatch(p.doc, run)}"
+            return f"this answer comes from {PROFILES_DIR}/{name}, a {_model_mismatch(p.doc, run, _run_macs(files))}"
     return None
 
 
@@ -508,22 +512,47 @@ def _profile_model(prof: Any) -> tuple[str, dict[str, Any] | None]:
     return str(prof.model), kwargs if isinstance(kwargs, dict) else None
 
 
-def _model_mismatch(prof: Any, run: tuple[str, dict[str, Any] | None]) -> str | None:
-    """Why a profile is not of the run's model (None when it is)."""
+def _model_mismatch(prof: Any, run: tuple[str, dict[str, Any] | None], run_macs: dict[float, int]) -> str | None:
+    """Why a profile is not of the run's model (None when it is): another model name, other recorded model kwargs,
+    or, where it records neither (``us3l profile --model`` of a fresh network), other MACs at a width the run's
+    accuracy file also measured (another configuration of the same architecture, or another input size)."""
+    from us3l.width_key import width_key
+
     model, kwargs = _profile_model(prof)
     if model != run[0]:
         return f"profile of {model}, not of the run's model {run[0]}"
     if kwargs is not None and run[1] is not None and kwargs != run[1]:
         return f"profile of {model} with model kwargs {kwargs}, not the run's {run[1]}"
+    for rec in getattr(prof, "records", ()):
+        macs = run_macs.get(width_key(rec.width))
+        if macs is not None and int(rec.macs) != macs:
+            return (f"profile of {model} with {int(rec.macs)} MACs at width {rec.width:g}, not the run's {macs} "
+                    "(other model options or input size)")
     return None
 
 
+def _run_macs(files: PipelineFiles) -> dict[float, int]:
+    """MACs per image at each width the run's readable accuracy file records (``us3l eval`` counts them on the
+    checkpoint's network); empty without one."""
+    from us3l.width_key import width_key
+
+    acc = files.accuracy.doc if files.accuracy is not None and files.accuracy.ok else {}
+    out: dict[float, int] = {}
+    for row in acc.get("widths") or []:
+        if isinstance(row, dict) and isinstance(row.get("width"), int | float) and \
+                isinstance(row.get("macs"), int) and not isinstance(row.get("macs"), bool):
+            out[width_key(float(row["width"]))] = int(row["macs"])
+    return out
+
+
 def _foreign_profiles(files: PipelineFiles) -> dict[Path, str]:
-    """One line per readable profile of another model (or other recorded model kwargs) than the run's."""
+    """One line per readable profile of another model (or other recorded model kwargs, or other MACs) than the
+    run's."""
     run = run_model(files)
     if run is None:
         return {}
-    why = {p.path: _model_mismatch(p.doc, run) for p in files.profiles if p.ok}
+    run_macs = _run_macs(files)
+    why = {p.path: _model_mismatch(p.doc, run, run_macs) for p in files.profiles if p.ok}
     return {path: f"{path}: left out: {text}; re-run us3l profile on the run's checkpoint (or move it out of "
                   f"{PROFILES_DIR}/)" for path, text in why.items() if text}
 

@@ -155,8 +155,8 @@ def _foreign_note(files: PipelineFiles) -> str:
     if not files.foreign:
         return ""
     names = ", ".join(f"{p.parent.name}/{p.name}" for p in files.foreign)
-    return _macro("warning", f"left out: {names}: profiled from another model than the run's (see Inputs); "
-                             "re-run us3l profile on the run's checkpoint")
+    return _macro("warning", f"left out: {names}: profiled from another model (or model configuration) than the "
+                             "run's (see Inputs); re-run us3l profile on the run's checkpoint")
 
 
 def _short(text: Any, n: int = 12) -> str | None:
