@@ -415,6 +415,34 @@ def test_numbers_with_an_exponent_are_numbers(text: str, value: object) -> None:
     assert parsed == value and type(parsed) is type(value)
 
 
+@pytest.mark.parametrize(("text", "value"), [("010", 10), ("0123", 123), ("-007", -7), ("007.5", 7.5), ("0o17", 15),
+                                             ("0x1F", 31), ("1:00", "1:00"), ("1:30.5", "1:30.5"), ("1_000", "1_000"),
+                                             (".inf", float("inf")), ("-.inf", float("-inf"))])
+def test_numbers_are_read_as_yaml_1_2_reads_them(text: str, value: object) -> None:
+    """Red-team 2026-12-07: YAML 1.1 (PyYAML) read `seed: 0123` as octal 83, `epochs: 010` as 8 and `knn_every: 1:00`
+    as sexagesimal 60, silently. YAML 1.2 (and TOML, JSON) read 010 as ten; a colon or underscore leaves a string,
+    which the setting's type check names."""
+    from us3l.train.config import plain_yaml
+
+    parsed = plain_yaml(text, "t")
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_leading_zeros_and_colons_in_a_config_file_and_set(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("seed: 0123\nepochs: 012\n")
+    cfg = resolve_config(p)
+    assert (cfg.seed, cfg.epochs) == (123, 12)  # YAML 1.1: 83 and 10
+    with pytest.raises(US3LError, match="knn_every"):
+        resolve_config(None, {"knn_every": plain_yaml_value("1:00")})
+
+
+def plain_yaml_value(text: str) -> object:
+    from us3l.train.config import plain_yaml
+
+    return plain_yaml(text, "--set")
+
+
 def test_exponent_numbers_in_a_config_file(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("weight_decay: 5e-4\nreg_lambda: 5e-5\nepochs: 8e0\nmethod: naive_simsiam\n")

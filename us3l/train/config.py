@@ -202,14 +202,35 @@ def plain_yaml(text: str, where: str) -> Any:
         return yaml.SafeLoader.construct_mapping(loader, node, deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    # YAML 1.1 (PyYAML) reads 1e-3, 5e-4 and 1.0e3 as strings (its floats need a dot and a signed exponent);
-    # YAML 1.2 and every other config language read them as numbers, and so do we
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+    # Numbers as YAML 1.2's core schema reads them, not YAML 1.1 (PyYAML): 1.1 reads 1e-3 and 5e-4 as strings (its
+    # floats need a dot and a signed exponent), 010 as octal 8, 1:00 as sexagesimal 60 and 1_000 as 1000. Every
+    # other config language (and YAML 1.2) reads 010 as 10; a number with a colon or an underscore is a string here,
+    # which the setting's type check then names.
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(_INT_TAG, _CORE_INT, list("-+0123456789"))
+    Loader.add_implicit_resolver(_FLOAT_TAG, _CORE_FLOAT, list("-+.0123456789"))
+    Loader.add_constructor(_INT_TAG, _core_int)
     return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
 
 
-#: A number with an exponent, as YAML 1.2 reads it (``1e-3``, ``5E4``, ``.5e1``, ``1.0e3``).
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+#: YAML 1.2 core schema integers: decimal (leading zeros allowed: 010 is ten), 0o octal, 0x hexadecimal.
+_CORE_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+#: YAML 1.2 core schema floats (``1e-3``, ``5E4``, ``.5``, ``1.0e3``, ``.inf``, ``-.inf``, ``.nan``).
+_CORE_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+
+
+def _core_int(loader: Any, node: Any) -> int:
+    """An integer scalar as YAML 1.2 reads it (PyYAML's constructor would read 010 as octal)."""
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
