@@ -573,7 +573,7 @@ def test_a_linked_folder_inside_a_class_is_read(tmp_path: Path) -> None:
     assert len(linked) == 5 and len(train) + len(test) == 11
 
 
-@pytest.mark.parametrize("link, target", [("a/loop", ".."), ("a/x", "../b"), ("a", "."), ("a/self", ".")])
+@pytest.mark.parametrize("link, target", [("a/loop", ".."), ("a", "."), ("a/self", ".")])
 def test_a_link_loop_is_refused(tmp_path: Path, link: str, target: str) -> None:
     """A link to a folder that contains it (or that the walk has read) would never end or read other classes'
     images into this one."""
@@ -586,6 +586,43 @@ def test_a_link_loop_is_refused(tmp_path: Path, link: str, target: str) -> None:
     with pytest.raises(US3LError, match=r"is a symbolic link to .*\(a loop\); remove the link") as info:
         load_dataset(f"folder:{tmp_path}", "train")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("link", "target", "where"), [
+    ("a/x", "../b", "the class folder {root}/b"),  # a folder link to a sibling class (alone: no loop)
+    ("a/x", "../b/sub", "inside the class folder {root}/b"),
+    ("a/z.png", "../b/0.png", "inside the class folder {root}/b"),  # one image
+])
+def test_a_link_into_another_class_folder_is_refused(tmp_path: Path, link: str, target: str, where: str) -> None:
+    """Red-team 2026-12-07: ``a/x -> ../b`` alone (no link back, so no loop) was read: every image of b also
+    labelled a, and b's test images in the training split under a's name, kNN scores meaningless."""
+    _two_classes(tmp_path)
+    _png(tmp_path / "b" / "sub" / "9.png", (8, 8), (0, 0, 0))
+    (tmp_path / link).symlink_to(target)
+    with pytest.raises(US3LError) as info:
+        load_dataset(f"folder:{tmp_path}", "train")
+    real = Path(os.path.realpath(tmp_path))
+    assert str(info.value) == (f"{tmp_path / link} is a symbolic link to {real / Path(target).relative_to('..')}, "
+                               f"{where.format(root=real)}: its images would be read with two labels; remove the link")
+
+
+def test_a_class_folder_linked_to_another_or_across_splits_is_refused(tmp_path: Path) -> None:
+    _two_classes(tmp_path / "flat")
+    (tmp_path / "flat" / "c").symlink_to("a")  # class c is class a
+    with pytest.raises(US3LError, match=r"flat/c and .*flat/a are the same folder \(.*; a symbolic link\): its images "
+                                        "would be read with two labels; remove the link"):
+        load_dataset(f"folder:{tmp_path / 'flat'}", "train")
+    _two_classes(tmp_path / "split" / "train")
+    _two_classes(tmp_path / "split" / "test")
+    (tmp_path / "split" / "train" / "a" / "more").symlink_to("../../test")  # the test split inside train/a
+    with pytest.raises(US3LError, match=r"train/a/more is a symbolic link to .*/split/test, a folder that holds "
+                                        "the class folder .*/split/test/a: its images would be read with two "
+                                        "labels; remove the link"):
+        load_dataset(f"folder:{tmp_path / 'split'}", "train")
+    (tmp_path / "split" / "train" / "a" / "more").unlink()
+    (tmp_path / "split" / "train" / "a" / "more").symlink_to(tmp_path / "elsewhere")  # a link outside: read
+    _png(tmp_path / "elsewhere" / "0.png", (8, 8), (0, 0, 0))
+    assert len(load_dataset(f"folder:{tmp_path / 'split'}", "train")) == 7
 
 
 def test_a_broken_link_to_a_class_folder_is_refused(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ Specs (see ``docs/data.md``):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -439,13 +440,15 @@ def _load_folder(path: Path, splits: tuple[str, ...], image_size: int) -> list[F
     if (path / "train").is_dir():
         _check_train_split(path / "train")
         classes = _class_dirs(path / "train")
+        split_dirs = [path / s for s in ("train", "test", "val") if (path / s).is_dir()]
+        fences = _class_folders(split_dirs)
         for split in splits:
             split_dir = path / "train" if split == "train" else _first_dir(path, ["test", "val"])
-            per_split[split] = _scan(split_dir, classes, every_class=split == "train")
+            per_split[split] = _scan(split_dir, classes, every_class=split == "train", fences=fences)
     else:
         classes = _class_dirs(path)
         _check_no_split_folders(path, classes)
-        everything = _scan(path, classes, every_class=True)
+        everything = _scan(path, classes, every_class=True, fences=_class_folders([path]))
         labels = np.array([label for _, label in everything], dtype=np.int64)
         train_idx, test_idx = stratified_split(labels, TEST_FRACTION, FOLDER_SEED)
         for split in splits:
@@ -524,10 +527,28 @@ def _class_dirs(path: Path) -> list[str]:
     return classes
 
 
-def _scan(split_dir: Path, classes: list[str], every_class: bool = False) -> list[tuple[Path, int]]:
+def _class_folders(split_dirs: Sequence[Path]) -> dict[Path, Path]:
+    """Real path -> class folder, for every class folder of ``split_dirs``; two class folders that are one folder
+    (``b -> a``, a symbolic link) are a ``US3LError``: every image of it would carry both labels."""
+    real: dict[Path, Path] = {}
+    for split_dir in split_dirs:
+        for cls in _class_dirs(split_dir):
+            folder = split_dir / cls
+            target = Path(os.path.realpath(folder))
+            if target in real:
+                raise US3LError(f"{folder} and {real[target]} are the same folder ({target}; a symbolic link): its "
+                                "images would be read with two labels; remove the link")
+            real[target] = folder
+    return real
+
+
+def _scan(split_dir: Path, classes: list[str], every_class: bool = False,
+          fences: dict[Path, Path] | None = None) -> list[tuple[Path, int]]:
     """The (image, label) pairs of ``split_dir``. ``every_class``: the folder that defines the classes (the
     train split, or the only folder), where a class folder without an image is refused: it would count as a
-    class that no image has (chance 1/3 for two real classes, or a one-class set passing as two)."""
+    class that no image has (chance 1/3 for two real classes, or a one-class set passing as two). ``fences``: the
+    data set's class folders by real path (``_class_folders``); a link from one class folder into another is
+    refused (``us3l.data.tree``)."""
     extra = sorted(set(_class_dirs(split_dir)) - set(classes))
     if extra:
         raise US3LError(f"{split_dir} has class folders not in the train split: {', '.join(extra[:5])}")
@@ -535,7 +556,9 @@ def _scan(split_dir: Path, classes: list[str], every_class: bool = False) -> lis
     empty: list[str] = []
     for label, cls in enumerate(classes):
         cdir = split_dir / cls
-        found = image_files(cdir) if cdir.is_dir() else []
+        own = Path(os.path.realpath(cdir))
+        others = [f for f in (fences or {}) if f != own]
+        found = image_files(cdir, others) if cdir.is_dir() else []
         samples.extend((p, label) for p in found)
         if not found:
             empty.append(cls)

@@ -1,16 +1,18 @@
 """The image files of one class folder of an ImageFolder tree, found the same way on every machine.
 
 Folders are walked with their symbolic links followed. A folder that cannot be read, a link back to a folder being
-walked (a loop, which would also put other classes' images into this one) and a file with an image extension that
-is not a readable regular file (a dangling link; a FIFO, which would block the reading worker) are each a one-line
-``US3LError`` naming the path, never skipped.
+walked (a loop, which would also put other classes' images into this one), a link (to a folder or to an image) into
+another class folder or to a folder that holds one (its images would carry two labels, and a test image could sit in
+the training split under another name) and a file with an image extension that is not a readable regular file (a
+dangling link; a FIFO, which would block the reading worker) are each a one-line ``US3LError`` naming the path,
+never skipped.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from us3l.errors import US3LError
@@ -28,12 +30,13 @@ def skipped(name: str) -> bool:
     return name.startswith(".") or name in SKIPPED_NAMES
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, fences: Sequence[Path] = ()) -> list[Path]:
     """The image files under ``folder`` (recursively, links followed, sorted), none inside or named by a skipped
-    name; an unreadable folder, a link loop or an image name that is no regular file is a ``US3LError``."""
+    name; an unreadable folder, a link loop, a link into one of ``fences`` (the real paths of the other class
+    folders of the data set) or an image name that is no regular file is a ``US3LError``."""
     found: list[Path] = []
     walked: set[Path] = set()
-    _refuse_loop(folder, Path(os.path.realpath(folder.parent)), walked)
+    _refuse_loop(folder, Path(os.path.realpath(folder.parent)), walked, fences)
 
     def unreadable(exc: OSError) -> None:
         raise US3LError(f"cannot read folder {exc.filename or folder}: {exc.strerror or exc}")
@@ -44,19 +47,22 @@ def image_files(folder: Path) -> list[Path]:
         walked.add(real)
         dirs[:] = [d for d in dirs if not skipped(d)]
         for d in dirs:
-            _refuse_loop(here / d, real, walked)
-        found.extend(_images(here, files))
+            _refuse_loop(here / d, real, walked, fences)
+        found.extend(_images(here, files, fences))
     return sorted(found)
 
 
-def _images(folder: Path, names: Iterable[str]) -> list[Path]:
+def _images(folder: Path, names: Iterable[str], fences: Sequence[Path] = ()) -> list[Path]:
     images = []
     for name in names:
         path = folder / name
         if skipped(name) or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
         try:
-            mode = path.stat().st_mode
+            mode = os.lstat(path).st_mode  # one call for a regular file, as stat() was; a link is followed below
+            if stat.S_ISLNK(mode):
+                _refuse_fenced(path, Path(os.path.realpath(path)), fences)
+                mode = path.stat().st_mode
         except OSError as exc:
             what = "a broken symbolic link" if path.is_symlink() else "unreadable"
             raise US3LError(f"cannot read image {path}: {what} ({exc.strerror or exc})") from None
@@ -66,12 +72,31 @@ def _images(folder: Path, names: Iterable[str]) -> list[Path]:
     return images
 
 
-def _refuse_loop(path: Path, parent_real: Path, walked: set[Path]) -> None:
+def _refuse_loop(path: Path, parent_real: Path, walked: set[Path], fences: Sequence[Path] = ()) -> None:
     """Refuse a link to a folder that contains it (``a/loop -> ..``) or that this walk has read already (``a/x ->
-    ../b`` beside ``b/y -> ../a``): walking it never ends, or reads the images of sibling classes into this one."""
+    ../b`` beside ``b/y -> ../a``): walking it never ends, or reads the images of sibling classes into this one;
+    and a link into another class folder (``_refuse_fenced``)."""
     if not path.is_symlink():
         return
     target = Path(os.path.realpath(path))
     if target == parent_real or target in parent_real.parents or target in walked:
         raise US3LError(f"{path} is a symbolic link to {target}, a folder that contains it or is read already "
                         "(a loop); remove the link")
+    _refuse_fenced(path, target, fences)
+
+
+def _refuse_fenced(path: Path, target: Path, fences: Sequence[Path]) -> None:
+    """Refuse a link whose target is inside another class folder (``a/x -> ../b``, ``a/0.png -> ../b/0.png``, a
+    class folder ``b -> a``) or holds one (``train/a/x -> ../../test``): its images would be read as this class too
+    (two labels for one image; a test image in the training split under another name)."""
+    for fence in fences:
+        if target == fence:
+            where = f"the class folder {fence}"
+        elif fence in target.parents:
+            where = f"inside the class folder {fence}"
+        elif target in fence.parents:
+            where = f"a folder that holds the class folder {fence}"
+        else:
+            continue
+        raise US3LError(f"{path} is a symbolic link to {target}, {where}: its images would be read with two labels; "
+                        "remove the link")
