@@ -10,7 +10,8 @@ from us3l.checkpoint import checkpoint_meta, save_checkpoint
 
 
 def save_run(folder: Path, model: Any, model_name: str = "cifar_resnet18", model_kwargs: dict[str, Any] | None = None,
-             *, input_size: int, method: str = "us3l", mean: float = 0.5, std: float = 0.25, data: Any = None) -> Path:
+             *, input_size: int, method: str = "us3l", mean: float = 0.5, std: float = 0.25, data: Any = None,
+             single_width: float | None = None, config: dict[str, Any] | None = None, epoch: int = 1) -> Path:
     """Save ``model`` (a ``SlimNet`` built as ``create_model(model_name, num_classes=0, **model_kwargs)``) in
     ``folder`` as epoch 1 of a run of ``method`` on ``data``, trained at ``input_size`` px with per-channel
     normalization ``mean`` and ``std``; its width range is the model's own."""
@@ -23,8 +24,10 @@ def save_run(folder: Path, model: Any, model_name: str = "cifar_resnet18", model
         normalization={"mean": [mean] * 3, "std": [std] * 3},
         input_size=input_size,
         data={} if data is None else data,
-        epoch=1,
-        config={},
+        epoch=epoch,
+        config=dict(config or {}),
     )
+    if single_width is not None:  # a `single` run's one trained width, as us3l train records it
+        meta["single_width"] = single_width
     save_checkpoint(folder, backbone_state=model.state_dict(), train_tensors={}, meta=meta, train_state=None)
     return folder

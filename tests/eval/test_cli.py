@@ -343,3 +343,49 @@ def test_calibrate_on_the_same_folder_spelled_otherwise_reuses_the_statistics(
     capsys.readouterr()
     assert main([*base, "--data", f"{folder}/"]) == 0, capsys.readouterr().err
     assert stats.is_file()
+
+
+def test_a_single_run_is_evaluated_and_calibrated_at_its_width(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-07: a `single` run (one fixed width) was evaluated at 1/0.75/0.5/0.25 like a slimmable one,
+    a table of widths it never trained, without a word; calibrate filled the whole grid."""
+    from tests.eval.conftest import SIZE, TINY
+    from tests.run_folders import save_run
+
+    run_dir = save_run(tmp_path / "run", tiny_model(), "cifar_resnet18", TINY, input_size=SIZE, method="single",
+                       data={"spec": "builtin", "name": "test"}, single_width=0.5)
+    assert main(["calibrate", "--ckpt", str(run_dir), "--batches", "2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    from us3l.slim import canonical_width
+
+    assert json.loads(out)["calibrated"] == [canonical_width(tiny_model(), 0.5)]  # 0.5 builds the 0.4167 network
+    assert "note: this `single` run trained width 0.5 only: calibrated there (--widths adds others" in err
+    args = ["eval", "--ckpt", str(run_dir), "--batches", "2", "--no-baselines", "--json"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    out, err = capsys.readouterr()
+    assert [r["width"] for r in json.loads(out)["widths"]] == [0.5]
+    assert ("note: this `single` run trained width 0.5 only: evaluated there (--widths adds others, which it never "
+            "trained)") in " ".join(err.split())
+    assert main([*args, "--widths", "1,0.5,0.25", "--out", str(tmp_path / "b")]) == 0
+    out, err = capsys.readouterr()
+    assert [r["width"] for r in json.loads(out)["widths"]] == [0.25, 0.5, 1.0]
+    assert "note: this `single` run trained width 0.5 only; 1, 0.25 were never trained" in " ".join(err.split())
+
+
+def test_a_checkpoint_of_a_run_stopped_early_is_named_as_such(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-07: a checkpoint saved at epoch 2 of 8 (an interrupted run) was evaluated like a finished
+    one, and accuracy.json did not record the run's length."""
+    from tests.eval.conftest import SIZE, TINY
+    from tests.run_folders import save_run
+
+    for epoch, planned in ((2, 8), (8, 8)):
+        run = save_run(tmp_path / f"run{epoch}", tiny_model(), "cifar_resnet18", TINY, input_size=SIZE,
+                       data={"spec": "builtin", "name": "test"}, config={"epochs": planned}, epoch=epoch)
+        assert main(["eval", "--ckpt", str(run), "--widths", "1", "--batches", "2", "--no-baselines", "--json",
+                     "--out", str(tmp_path / f"out{epoch}")]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["checkpoint"] | {"path": None, "sha256": None} == {
+            "path": None, "sha256": None, "method": "us3l", "epoch": epoch, "epochs": planned}
+        said = f"note: {run} holds epoch 2 of 8: the run stopped before its end (interrupted, or still training)"
+        assert (said in " ".join(err.split())) == (epoch < planned)

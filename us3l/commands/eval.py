@@ -87,6 +87,7 @@ def calibrate_cmd(
         parse_widths,
         resolve_data_spec,
         statistics_of_other_data,
+        trained_widths,
         typed_bn_stats_settings,
     )
     from us3l.slim import calibrated_widths, canonical_width, has_batch_norm
@@ -117,6 +118,8 @@ def calibrate_cmd(
         todo = list(loaded.model.width_grid())
     else:
         todo = parse_widths(loaded.model, widths, points)
+    todo = trained_widths(loaded.meta, todo, widths is not None or points is not None, loaded.model,
+                          lambda text: note(text.replace("evaluated there", "calibrated there"), markup=False))
     if widths is None:
         note_switches(loaded.model, "the width grid is")
     canonical = {w: canonical_width(loaded.model, w) for w in todo}
@@ -238,7 +241,15 @@ def eval_cmd(
     from us3l.eval.accuracy import ACCURACY_FILE, carry_precisions, save_accuracy
     from us3l.eval.calibrate import CalibrationSettings
     from us3l.eval.linear import LinearProbeSettings
-    from us3l.eval.runner import EvalSettings, KnnSettings, evaluate_checkpoint, open_checkpoint, parse_widths
+    from us3l.eval.runner import (
+        EvalSettings,
+        KnnSettings,
+        evaluate_checkpoint,
+        open_checkpoint,
+        parse_widths,
+        trained_widths,
+        unfinished_note,
+    )
 
     set_quiet(quiet)
     points = renamed_option(points, grid, "--grid", "--points", "eval")
@@ -301,6 +312,11 @@ def eval_cmd(
     todo = parse_widths(loaded.model, widths, points)
     if points is not None:
         note_switches(loaded.model, "--points is")
+    todo = trained_widths(loaded.meta, todo, widths is not None or points is not None, loaded.model,
+                          lambda text: note(text, markup=False))
+    unfinished = unfinished_note(loaded.meta, str(run))
+    if unfinished:
+        note(unfinished, markup=False)
     _lock(ctx, out_dir, "output folder", create=True)
     doc = evaluate_checkpoint(loaded, data, todo, settings, progress=log)
     for text in carry_precisions(_previous_accuracy(out_dir), doc):

@@ -202,6 +202,45 @@ def parse_widths(model: nn.Module, widths: str | Sequence[float] | None, grid: i
     return out
 
 
+def planned_epochs(meta: dict[str, Any]) -> int | None:
+    """The epochs the run was configured for (its ``config.epochs``), None where checkpoint.json records none."""
+    config = meta.get("config")
+    epochs = config.get("epochs") if isinstance(config, dict) else None
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+
+
+def unfinished_note(meta: dict[str, Any], run: str) -> str | None:
+    """A note for a checkpoint of a run that stopped before its last epoch (interrupted, or still training), None
+    for a finished one: its accuracies are of a partly trained network (under schedule A, the narrow widths may
+    not have trained at all yet)."""
+    epoch, epochs = meta.get("epoch"), planned_epochs(meta)
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epochs is None or epoch >= epochs:
+        return None
+    return (f"note: {run} holds epoch {epoch} of {epochs}: the run stopped before its end (interrupted, or still "
+            f"training); these are the accuracies of a partly trained network (`us3l train --out {run} --resume` "
+            "finishes it)")
+
+
+def trained_widths(meta: dict[str, Any], todo: list[float], explicit: bool, model: nn.Module,
+                   say: Callable[[str], None]) -> list[float]:
+    """``todo`` for a run that trained every width; for a ``single`` run (one fixed width, ``single_width`` in its
+    checkpoint.json) the widths it never trained are no result of it: by default only its width is evaluated (or
+    calibrated), with a note; widths given explicitly are kept, with a note naming the ones it never trained."""
+    only = meta.get("single_width") if meta.get("method") == "single" else None
+    if not isinstance(only, int | float) or isinstance(only, bool):
+        return todo
+    width = check_width(model, float(only), "the run's single_width")
+    if not explicit:
+        say(f"note: this `single` run trained width {width:g} only: evaluated there (--widths adds others, which "
+            "it never trained)")
+        return [width]
+    untrained = [w for w in todo if abs(w - width) > 1e-9]
+    if untrained:
+        say(f"note: this `single` run trained width {width:g} only; {', '.join(f'{w:g}' for w in untrained)} "
+            f"{'was' if len(untrained) == 1 else 'were'} never trained")
+    return todo
+
+
 def width_costs(model: nn.Module, w: float, input_size: int) -> tuple[int | None, int | None]:
     """(MACs, params) of the static network at width ``w`` via ``us3l.profiler.costs.count_costs``;
     ``(None, None)`` when the profiler package is not available. ``input_size`` is the square input side."""
@@ -534,6 +573,7 @@ def evaluate_checkpoint(
             "sha256": loaded.sha256,
             "method": meta.get("method"),
             "epoch": meta.get("epoch"),
+            "epochs": planned_epochs(meta),  # the run's planned length: epoch < epochs is a run stopped early
         },
         model=str(meta.get("model")),
         model_kwargs=dict(meta.get("model_kwargs") or {}),
