@@ -69,6 +69,9 @@ def test_resume_checks_only_what_it_uses_and_says_when_there_is_nothing_to_resum
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3"]) == 0
     err = capsys.readouterr().err
     assert "ignored: epochs=3" in err and "error" not in err
+    # ignored, but still read: a value of the wrong type is a typo to hear about (red-team 2026-12-07: exit 0)
+    assert main(["train", "--out", str(run), "--resume", "--set", "lr=abc", "-q"]) == 1
+    assert capsys.readouterr().err == "error: config 'lr' must be a number (or null), got 'abc'\n"
 
 
 @pytest.mark.parametrize(
@@ -269,6 +272,20 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_is_one_error_line(
     assert capsys.readouterr().err == (f"error: {run} holds the metrics of a run that stopped before its first "
                                        "checkpoint (nothing to --resume); pass --overwrite to start over, or choose "
                                        "another --out\n")
+
+
+def test_resume_of_weights_without_their_checkpoint_json_names_what_is_missing(
+        tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-07: with checkpoint.json gone, `--resume` said "already holds a checkpoint; pass --resume"."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(b"weights")  # never read: refused before
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--resume", "-q"]) == 1
+    assert capsys.readouterr().err == (f"error: {run} holds checkpoint.safetensors but not its checkpoint.json, "
+                                       "without which it cannot be resumed: restore checkpoint.json, or pass "
+                                       "--overwrite to start over\n")
+    assert (run / "checkpoint.safetensors").read_bytes() == b"weights"
 
 
 def test_a_width_range_edited_in_checkpoint_json_is_refused_on_resume(tmp_path: Path, tiny_folder: Path,

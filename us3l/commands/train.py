@@ -156,9 +156,12 @@ def train_cmd(
         recover_replaced(Path(run_out))
     # rank 0 has settled the folder (above); another rank may look while rank 0 still puts files back
     resuming = run_out is not None and (_holds_run(run_out) if env_rank == 0 else _will_hold_run(run_out))
-    if resuming:  # the saved config wins: only what a resume keeps from the command line is checked and used
+    if resuming:  # the saved config wins: only what a resume keeps from the command line is used
+        from us3l.train.config import make_config
         from us3l.train.loop import RESUME_KEEPS
 
+        # what it ignores is still read: `--set lr=abc` is a typo the user should hear about, not an ignored note
+        make_config({k: v for k, v in given.items() if "." not in k})
         cfg = resolve_config(None, explicit={k: v for k, v in given.items() if k in (*RESUME_KEEPS, "data")})
     else:
         cfg = resolve_config(config, explicit=given)  # values checked here (--set weight_decay with the regularizer)

@@ -494,6 +494,10 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             moved_from = meta
         cfg = _resumed_config(cfg, meta, data if moved_from is not None else None)
     else:
+        if resume and not overwrite and (run_dir / ckpt.WEIGHTS_FILE).exists():
+            # said as such: the refusal below would tell a user who gave --resume to pass --resume
+            raise US3LError(f"{run_dir} holds {ckpt.WEIGHTS_FILE} but not its {ckpt.META_FILE}, without which it "
+                            f"cannot be resumed: restore {ckpt.META_FILE}, or pass --overwrite to start over")
         resume = False
     # a rank without the checkpoint that another resumes (run folders not shared between nodes): said as such,
     # before the config comparison below lists every setting its new run resolved differently
