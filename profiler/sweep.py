@@ -518,7 +518,13 @@ def run_sweep(
         check_local_requirements(spec)
     policy = policy or spec.policy
     input_shape = (batch or spec.batch, 3, spec.input_size or input_size, spec.input_size or input_size)
-    pinned = resolve_threads(threads or spec.threads) if spec.reach.is_local else (threads or spec.threads)
+    if be == "tensorrt":  # trtexec on the GPU: no CPU thread count applies, none is recorded
+        if threads is not None:
+            raise US3LError("--threads pins a CPU runtime's threads; TensorRT runs on the GPU (trtexec takes no "
+                            "thread count): drop --threads")
+        pinned = None
+    else:
+        pinned = resolve_threads(threads or spec.threads) if spec.reach.is_local else (threads or spec.threads)
     swept = reset_peak_rss()
     # The adaptive sweep on this machine exports a width only when it is about to be timed: a 378-width
     # ResNet-50 grid then exports the few dozen widths it measures, not all of them.

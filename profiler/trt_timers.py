@@ -7,6 +7,7 @@ TensorRT version and GPU), then every chunk of the measurement loop is one ``trt
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -97,12 +98,20 @@ class TrtexecSession:
 
     def timer(self, key: str) -> Callable[[int], Sequence[float]]:
         engine = self.engines[key]
-        times = f"{self.workdir}/{key}/times.json"
+        chunks = itertools.count()
 
         def run(k: int) -> list[float]:
+            # a file of its own per chunk: with one path, a trtexec that exited 0 without writing its times
+            # (a crash after the loop, an option it ignored) left the previous chunk's file, counted again
+            times = f"{self.workdir}/{key}/times-{next(chunks)}.json"
             argv = timing_command(engine, times, k, self.warmup_ms, trtexec=self.trtexec)
             self.ex.run(argv, check=True)
-            ms = parse_times(self.ex.read_text(times), self.metric)
+            try:
+                text = self.ex.read_text(times)
+            except (OSError, US3LError):
+                raise US3LError(f"trtexec exited 0 but wrote no timings of {key} to {times} (--exportTimes); its "
+                                "samples cannot be read") from None
+            ms = parse_times(text, self.metric)
             # --iterations is "at least N" (trtexec keeps a second inference in flight and drains it after the
             # loop): the last k records are the k timings asked for, fewer is an error
             if len(ms) < k:

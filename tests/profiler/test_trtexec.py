@@ -121,6 +121,42 @@ def test_a_trtexec_chunk_gives_exactly_the_timings_asked_for(
         trt.close()
 
 
+_FAKE_ONCE_TRTEXEC = """#!{python}
+import json, os, sys
+args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
+if "--help" in sys.argv:
+    print("TensorRT.trtexec [TensorRT v100300] --onnx=<file>")
+elif "--exportTimes" in args and not os.path.exists({flag!r}):  # writes its times on the first chunk only
+    open({flag!r}, "w").close()
+    with open(args["--exportTimes"], "w") as f:
+        json.dump([{{"latencyMs": 1.0 + i}} for i in range(int(args["--iterations"]))], f)
+"""
+
+
+def test_a_chunk_without_its_own_timings_is_an_error_not_the_last_chunks_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red-team 2026-12-07: every chunk wrote --exportTimes to one path, never removed; a trtexec that exited 0
+    without writing it (here: from its second run on) had the first chunk's samples counted again, silently."""
+    import sys
+
+    from us3l.profiler.executors import LocalExecutor
+    from us3l.profiler.trt_timers import TrtexecSession
+
+    _put_on_path(tmp_path, monkeypatch, _FAKE_ONCE_TRTEXEC.format(python=sys.executable, flag=str(tmp_path / "ran")))
+    trt = TrtexecSession(LocalExecutor(60))
+    try:
+        trt.engines["w"] = str(tmp_path / "model.plan")
+        Path(trt.workdir, "w").mkdir()
+        timer = trt.timer("w")
+        assert timer(3) == pytest.approx([0.001, 0.002, 0.003])
+        with pytest.raises(US3LError, match=r"^trtexec exited 0 but wrote no timings of w to .*/w/times-1\.json "
+                                            r"\(--exportTimes\); its samples cannot be read$"):
+            timer(3)
+    finally:
+        trt.close()
+
+
 _FAKE_OLD_TRTEXEC = """#!{python}
 import sys
 banner = "&&&& RUNNING TensorRT.trtexec [TensorRT v{code}] # trtexec " + " ".join(sys.argv[1:])
@@ -198,3 +234,41 @@ def test_a_device_with_an_unsupported_tensorrt_is_refused_before_anything_is_cop
     _fake_trtexec(tmp_path, monkeypatch, "110100")
     with pytest.raises(US3LError, match=r"^TensorRT 11\.1\.0 is not supported"):
         TrtexecSession(LocalExecutor(60))
+
+
+_FAKE_FULL_TRTEXEC = """#!{python}
+import json, sys
+opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+print("&&&& RUNNING TensorRT.trtexec [TensorRT v100300] # trtexec")
+if "saveEngine" in opts:
+    open(opts["saveEngine"], "w").write("engine")
+elif "exportTimes" in opts:
+    json.dump([{{"latencyMs": 1.0 + 0.001 * (i % 7)}} for i in range(int(opts["iterations"]))],
+              open(opts["exportTimes"], "w"))
+"""
+
+
+def test_a_tensorrt_profile_records_no_cpu_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-07: `--threads 3` on a TensorRT device was recorded (and titled "3 threads") though trtexec
+    takes no thread count; without it, the machine's cores were recorded."""
+    import json
+    import sys
+
+    from us3l.cli import main
+
+    _put_on_path(tmp_path, monkeypatch, _FAKE_FULL_TRTEXEC.format(python=sys.executable))
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    (devices / "faketrt.toml").write_text('name = "faketrt"\nbackends = ["tensorrt"]\nprecision = "fp16"\n'
+                                          "[measure]\nmax_seconds = 0.2\n")
+    monkeypatch.setenv("US3L_DEVICES_DIR", str(devices))
+    args = ["profile", "--device", "faketrt", "--model", "cifar_resnet18", "--widths", "0.25", "--quiet"]
+    assert main([*args, "--threads", "3", "--out", str(tmp_path / "a")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --threads pins a CPU runtime's threads; TensorRT runs on the GPU (trtexec takes no thread count): "
+        "drop --threads")
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    (written,) = (tmp_path / "b").glob("*.json")
+    doc = json.loads(written.read_text())
+    assert doc["backend"] == "tensorrt" and doc["threads"] is None
