@@ -195,6 +195,9 @@ _COUNTS = (("macs", True), ("params", True), ("weight_bytes", False), ("activati
 MAX_COUNT = 1e15
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def validate_profile(doc: Any, path: str | Path) -> None:
     """Schema check plus every number a profile holds: finite, positive where it must be (one-line errors).
 
@@ -256,8 +259,15 @@ def validate_profile(doc: Any, path: str | Path) -> None:
                 number(rec.get(key), f"{where}.{key}", positive=positive, nonnegative=True, integer=True,
                        at_most=MAX_COUNT, optional=not positive)
         for key in ("stop_reason", "bn", "graph_sha256", "graph_structure_sha256"):
-            if rec.get(key) is not None and not isinstance(rec[key], str):
-                raise US3LError(f"{where}.{key} must be a string or null, got {rec[key]!r:.80}")
+            value = rec.get(key)
+            if value is not None and not isinstance(value, str):
+                raise US3LError(f"{where}.{key} must be a string or null, got {value!r:.80}")
+            if isinstance(value, str) and not (value.isprintable() and len(value) <= 200):
+                # shown by `profile show` and the report: an escape sequence would reach the terminal
+                raise US3LError(f"{where}.{key} must be printable text, got {value!r:.80}")
+        for key in ("graph_sha256", "graph_structure_sha256"):
+            if rec.get(key) is not None and not _SHA256.fullmatch(rec[key]):
+                raise US3LError(f"{where}.{key} must be a sha256 (64 hex digits) or null, got {rec[key]!r:.80}")
         lat = rec.get("latency")
         if not isinstance(lat, dict):
             raise US3LError(f"{where}.latency must be an object, got {lat!r}")

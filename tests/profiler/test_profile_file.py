@@ -282,6 +282,21 @@ def test_show_prints_the_files_text_fields_as_text(tmp_path, capsys):
     assert "[bold]calibrated" in out and "no ([/x])" in out
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("bn", "calibrated\x1b[31m", "records[0].bn must be printable text, got 'calibrated\\x1b[31m'"),
+    ("stop_reason", "target\n", "records[0].stop_reason must be printable text, got 'target\\n'"),
+    ("graph_sha256", "ab" * 31, f"records[0].graph_sha256 must be a sha256 (64 hex digits) or null, got '{'ab' * 31}'"),
+])
+def test_a_text_field_with_control_characters_is_refused(key, value, message, tmp_path, capsys):
+    """Red-team 2026-12-07: `profile show` wrote a record's raw ESC sequence to the terminal."""
+    jp, _ = write_profile(make_profile(), tmp_path)
+    doc = json.loads(jp.read_text())
+    doc["records"][0][key] = value
+    jp.write_text(json.dumps(doc))
+    assert main(["profile", "show", str(jp)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {jp}: {message}"
+
+
 def test_show_says_drift_for_a_width_that_met_the_ci_target_but_is_unstable(tmp_path, capsys):
     """A width stops at `target` once its median's interval meets the target; it is unstable then only through
     the drift check. The table said "no (target)", which reads as "the target was not met"."""
