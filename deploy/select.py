@@ -343,6 +343,8 @@ def latency_schedule(
     schedule = []
     for i, d in enumerate(main.devices):
         sw = (docs[str(d.profile)].get("extra") or {}).get("switchable") if d.profile else None
+        if sw:
+            _check_switchable_unchanged(d.profile, sw)
         grid = [width_key(w) for w in sw["widths"]] if sw else None
         entries = []
         for b, sel in zip(steps, each, strict=True):
@@ -364,6 +366,32 @@ def latency_schedule(
             "steps": entries,
         })
     return replace(main, schedule=schedule)
+
+
+def _check_switchable_unchanged(profile_path: Any, sw: Mapping[str, Any]) -> None:
+    """Refuse (one line) a schedule from a profile measured through a switchable artifact whose folder now holds
+    another export (re-exported since, perhaps with its grid in another order): the width indices would name other
+    widths there. A folder that is gone is not checked (the schedule names the artifact it was measured on)."""
+    from us3l.deploy.manifest import MANIFEST_FILE
+    from us3l.io import read_json
+    from us3l.profiler.switchable_profile import recorded_artifact
+
+    if not isinstance(sw.get("artifact"), str) or not isinstance(sw.get("sha256"), str):
+        return
+    folder = recorded_artifact(profile_path, dict(sw))
+    manifest = folder / MANIFEST_FILE
+    if not manifest.is_file():
+        return
+    doc = read_json(manifest, "manifest")
+    art = doc.get("artifact") if isinstance(doc, dict) else None
+    now = art.get("sha256") if isinstance(art, dict) else None
+    if now != sw["sha256"]:
+        raise US3LError(
+            f"{profile_path} was measured through another version of {os.path.normpath(folder)} (sha256 "
+            f"{sw['sha256'][:12]}…, the "
+            f"folder holds {str(now)[:12]}…: re-exported since): its width indices may name other widths there; "
+            "re-run us3l profile --artifact on it"
+        )
 
 
 def lookup_width(table: Mapping[float, Any], w: float) -> float | None:
@@ -676,7 +704,9 @@ def profiled_model(profile: Mapping[str, Any]) -> Any:
     """The model a profile measured: its ``model``, without the ``-switchable`` a switchable artifact's profile adds."""
     name = profile.get("model")
     if isinstance(name, str) and (profile.get("extra") or {}).get("switchable") is not None:
-        return name.removesuffix("-switchable")
+        from us3l.profiler.profile_file import SWITCHABLE_SUFFIX
+
+        return name.removesuffix(SWITCHABLE_SUFFIX)
     return name
 
 

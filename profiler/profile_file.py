@@ -195,6 +195,9 @@ _COUNTS = (("macs", True), ("params", True), ("weight_bytes", False), ("activati
 MAX_COUNT = 1e15
 
 
+#: What ``us3l profile --artifact`` appends to the model name of a switchable artifact's profile
+#: (``cifar_resnet18-switchable``): it measured the same network as a static profile of that model.
+SWITCHABLE_SUFFIX = "-switchable"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from us3l.devices.spec import DeviceSpec
 from us3l.errors import US3LError
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
-from us3l.profiler.profile_file import Profile, ProfileRecord
+from us3l.profiler.profile_file import SWITCHABLE_SUFFIX, Profile, ProfileRecord
 
 #: How each backend's runtime holds the file while it is profiled (recorded as ``extra.switchable.mode``).
 MODES = {"onnx": "onnxruntime, width_index fed per call", "openvino": "openvino, width_index bound per width"}
@@ -35,7 +35,7 @@ PRECISION = "fp32"
 def profiled_model_name(doc: dict[str, Any]) -> str:
     """The ``model`` of a switchable artifact's profile (``doc``: its manifest): its own profile file beside the
     static sweep's."""
-    return f"{doc['model']['name']}-switchable"
+    return f"{doc['model']['name']}{SWITCHABLE_SUFFIX}"
 
 
 ARTIFACT_RELATIVE_TO = "profile"  # extra.switchable.relative_to: the artifact path starts at the profile's folder

@@ -64,6 +64,30 @@ def test_profile_times_every_width_of_the_grid_through_the_one_file(artifact, tm
     assert f"budget latency_ms ≤ {loose:g}" in capsys.readouterr().out
 
 
+def test_a_schedule_over_an_artifact_re_exported_since_is_refused(tmp_path, capsys) -> None:
+    """Red-team 2026-12-07: the artifact re-exported with its grid reversed after it was profiled, `select
+    --latency-schedule` still gave the old width indices (index 0: width 0.25 in a file whose index 0 is width 1),
+    exit 0; only `us3l report` said the profile was stale."""
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    net.input_size = 16
+    res = export_switchable(net, "onnx", tmp_path / "art", [1.0, 0.5, 0.25], model_name="tiny")
+    assert main(["profile", "--device", "cpu", "--artifact", str(res.directory), "--out", str(tmp_path / "p"),
+                 "--quiet", *FAST]) == 0
+    prof = tmp_path / "p" / "tiny-switchable-cpu-onnx-fp32.json"
+    args = ["select", "--profile", str(prof), "--latency-schedule", "1000,2000", "--out", str(tmp_path / "s"), "-q"]
+    assert main(args) == 0
+    old = json.loads(prof.read_text())["extra"]["switchable"]["sha256"]
+    again = export_switchable(net, "onnx", tmp_path / "art", [0.25, 0.5, 1.0], model_name="tiny")
+    assert again.directory == res.directory
+    now = json.loads((res.directory / "manifest.json").read_text())["artifact"]["sha256"]
+    capsys.readouterr()
+    assert main(args) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: {prof} was measured through another version of {res.directory} (sha256 {old[:12]}…, the folder "
+        f"holds {now[:12]}…: re-exported since): its width indices may name other widths there; re-run us3l "
+        "profile --artifact on it")
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

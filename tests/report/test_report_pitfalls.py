@@ -62,6 +62,34 @@ def test_profiles_of_another_model_are_left_out_with_a_warning(pipeline: Path, c
     assert f"warning: {foreign}: left out" in err
 
 
+def test_a_switchable_artifacts_profile_of_the_runs_model_is_the_runs(pipeline: Path) -> None:
+    """Red-team 2026-12-07: `us3l profile --artifact` of a switchable export names its model
+    ``cifar_resnet18-switchable``; the page left it out as "a profile of another model", and its selection's answer
+    as "for another model", dropping the latencies and the accuracy intervals."""
+    import dataclasses
+
+    from us3l.profiler.profile_file import load_profile, write_profile
+
+    static = pipeline / "profiles" / "cifar_resnet18-cpu-onnx-fp32.json"
+    prof = load_profile(static)
+    sw = {"artifact": "../artifacts/cpu/cifar_resnet18-switchable-onnx-fp32", "relative_to": "profile",
+          "sha256": "0" * 64, "widths": [r.width for r in prof.records]}
+    (written,) = write_profile(dataclasses.replace(prof, model="cifar_resnet18-switchable",
+                                                   extra={**(prof.extra or {}), "switchable": sw}),
+                               pipeline / "profiles")[:1]
+    static.unlink()
+
+    def switchable_answer(doc: dict) -> None:
+        doc["devices"][0]["model"] = "cifar_resnet18-switchable"
+        doc["devices"][0]["profile"] = f"profiles/{written.name}"
+
+    _edit(pipeline / "selection.json", switchable_answer)
+    rep = render_report(pipeline)
+    assert rep.files.foreign == []
+    assert not [e for e in rep.errors() if "another model" in e or "left out" in e], rep.errors()
+    assert "this answer is for" not in _text(_section(rep.html, "selection"))
+
+
 def test_an_answer_for_another_model_is_warned_about_and_left_out_of_the_panels(pipeline: Path) -> None:
     """Red-team 2026-12-05: ``us3l select --device cpu`` over a profiles/ folder that also holds a ``profile --model``
     of another network gives an answer for that network; the page showed it at the top like the run's own, with

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, deprecated, note, print_table, set_quiet, set_threads, warn
@@ -55,7 +56,10 @@ def _jobs(
             same = [d for d in ds if d.get("backend") == backend]
             if not same:
                 others = ", ".join(sorted({str(d.get("backend")) for d in ds}))
-                note(f"note: {name}: the width was chosen on {others} latencies, exported to {backend}", markup=False)
+                # a warning (printed under -q too): the budget was checked on another runtime's latencies
+                warn(escape(f"{name}: the width was chosen on {others} latencies, exported to {backend}: its "
+                            f"latency on {backend} was not checked against the budget (profile {backend} and run "
+                            "us3l select on it)"))
             entries.extend(same or ds)
     jobs: list[tuple[float, str | None]] = []
     for d in entries:

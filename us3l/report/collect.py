@@ -485,6 +485,10 @@ def answer_of_another_model(files: PipelineFiles, device: Any) -> str | None:
     model = device.get("model") if isinstance(device, dict) else None
     if run is None or not isinstance(model, str):
         return None
+    from us3l.profiler.profile_file import SWITCHABLE_SUFFIX
+
+    if model == run[0] + SWITCHABLE_SUFFIX:  # chosen from a switchable artifact's profile of the run's model
+        model = run[0]
     if model != run[0]:
         return f"this answer is for {model}, not for the run's model {run[0]}"
     name = Path(str(device.get("profile") or "")).name  # same model name, other kwargs: its profile is left out
@@ -508,8 +512,16 @@ def _foreign_answers(files: PipelineFiles) -> list[str]:
 
 
 def _profile_model(prof: Any) -> tuple[str, dict[str, Any] | None]:
-    kwargs = (prof.extra or {}).get("model_kwargs") if isinstance(prof.extra, dict) else None
-    return str(prof.model), kwargs if isinstance(kwargs, dict) else None
+    """The model a profile measured and its recorded kwargs; a switchable artifact's profile (``us3l profile
+    --artifact``, model ``<model>-switchable``) measured the same network as a static one."""
+    from us3l.profiler.profile_file import SWITCHABLE_SUFFIX
+
+    extra = prof.extra if isinstance(prof.extra, dict) else {}
+    kwargs = extra.get("model_kwargs")
+    name = str(prof.model)
+    if extra.get("switchable") is not None:
+        name = name.removesuffix(SWITCHABLE_SUFFIX)
+    return name, kwargs if isinstance(kwargs, dict) else None
 
 
 def _model_mismatch(prof: Any, run: tuple[str, dict[str, Any] | None], run_macs: dict[float, int]) -> str | None:
