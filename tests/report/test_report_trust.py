@@ -3,6 +3,7 @@ folder's checkpoint; exports clean up the stale staging and ``$TMPDIR`` leftover
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -173,6 +174,20 @@ def test_export_cleans_leftovers_and_stages_with_its_pid(
     assert res.valid and not leftover.exists() and not killed_tmp.exists()
     assert seen and seen[0].startswith(f".{name}.staging-{os.getpid()}-") and is_staging(seen[0])
     assert sorted(p.name for p in (out / "local").iterdir()) == [name]
+
+
+def test_the_answer_card_says_when_its_accuracy_file_is_of_another_checkpoint(pipeline: Path) -> None:
+    """Red-team 2026-12-07: after the run was re-trained (quickstart interrupted in its train step), the page's
+    answer card showed the old width and accuracy with no warning; only the Inputs section said accuracy.json
+    was computed for another checkpoint."""
+    import re as _re
+
+    assert "these numbers come from" not in render_report(pipeline).html
+    (pipeline / "run" / "checkpoint.safetensors").write_bytes(b"the weights now")  # accuracy.json says "ab"*32
+    page = render_report(pipeline).html
+    card = _re.search(r'<section id="selection">(.*?)</section>', page, _re.S).group(1)
+    assert "these numbers come from stale files: accuracy.json was computed for another checkpoint" in \
+        html.unescape(card)
 
 
 def test_files_of_another_checkpoint_or_other_inputs_are_flagged(pipeline: Path) -> None:

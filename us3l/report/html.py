@@ -393,12 +393,23 @@ def _foreign_answers_note(files: PipelineFiles, devices: Sequence[Any]) -> str:
 
 
 def _stale_selection(files: PipelineFiles) -> list[str]:
-    """Warnings for a selection made from other versions of the files the folder holds now."""
+    """Warnings for a selection made from other versions of the files the folder holds now, or from an accuracy
+    file or profiles that are themselves stale (computed from another checkpoint than the run's: a run re-trained
+    since, whose answer card showed the old numbers without a word)."""
     sel = files.selection
     if sel is None:
         return []
-    return [f"these numbers come from old files: {sel.path.name} was {why.removeprefix('stale: ')}"
-            for why in files.stale_reasons(sel.path) if why.startswith("stale: ")]
+    out = [f"these numbers come from old files: {sel.path.name} was {why.removeprefix('stale: ')}"
+           for why in files.stale_reasons(sel.path) if why.startswith("stale: ")]
+    inputs = sel.doc.get("inputs") if sel.ok and isinstance(sel.doc, dict) else None
+    used = {Path(str(p.get("path"))).name for p in (inputs or {}).get("profiles") or [] if isinstance(p, dict)}
+    sources = [files.accuracy] if files.accuracy is not None else []
+    sources += [p for p in files.profiles if p.path.name in used]
+    for item in sources:
+        for why in files.stale_reasons(item.path):
+            if why.startswith("stale: "):
+                out.append(f"these numbers come from stale files: {item.path.name} was {why.removeprefix('stale: ')}")
+    return out
 
 
 def _stale_warnings(files: PipelineFiles) -> str:
