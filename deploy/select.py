@@ -837,6 +837,11 @@ def _select_read(
             if not label:
                 raise
             raise US3LError(f"{exc}: measure the INT8 artifacts' accuracy with us3l eval --artifact") from None
+        shape = doc.get("input_shape")
+        per_call = shape[0] if isinstance(shape, list) and shape and isinstance(shape[0], int) else 1
+        if per_call > 1 and budget.latency_ms is not None:  # the budget is compared with a call's latency
+            d.notes.append(f"the profile times calls of {per_call} images (batch {per_call}): the latency budget "
+                           f"applies per call, i.e. to {per_call} images")
         if acc_table is not None and not intervals and not strict_accuracy:
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
         if d.tie_test in (OVERLAP, MIXED):

@@ -701,3 +701,19 @@ def test_recorded_input_digests_are_of_the_bytes_ranked(write_profile, write_acc
     assert sel.inputs["accuracy"]["sha256"] == hashlib.sha256(ranked[acc]).hexdigest()
     assert sel.inputs["profiles"][0]["sha256"] == hashlib.sha256(ranked[prof]).hexdigest()
     assert hashlib.sha256(acc.read_bytes()).hexdigest() != sel.inputs["accuracy"]["sha256"]  # the swap happened
+
+
+def test_a_profile_of_batched_calls_says_the_budget_is_per_call(write_profile) -> None:
+    """Red-team 2026-12-07: a profile made with --batch-size 4 was compared with --latency-ms per call without a
+    word, while the quickstart's help speaks of a budget per image."""
+    import json
+
+    prof = write_profile([{"width": w, "latency": latency(w, w, w)} for w in (0.5, 1.0)])
+    doc = json.loads(prof.read_text())
+    assert not any("images" in n for n in select([prof], Budget(latency_ms=2.0)).devices[0].notes)
+    doc["input_shape"] = [4, 3, 32, 32]
+    prof.write_text(json.dumps(doc))
+    (d,) = select([prof], Budget(latency_ms=2.0)).devices
+    assert "the profile times calls of 4 images (batch 4): the latency budget applies per call, i.e. to 4 images" \
+        in d.notes
+    assert not any("images" in n for n in select([prof], Budget(macs=1e9)).devices[0].notes)  # no latency budget
