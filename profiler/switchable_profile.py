@@ -76,6 +76,10 @@ def profile_switchable(
     from us3l.profiler.timers import example_input, resolve_threads
 
     doc, path, files = read_switchable_files(folder)  # the runtime is opened on these hash-checked bytes
+    from us3l.validate import safe_name
+
+    # the profile's file is named after it: an edited name is refused before any width is timed, not after
+    safe_name(doc["model"]["name"], f"{Path(folder) / 'manifest.json'}: model.name")
     backend = doc["backend"]["name"]
     if not spec.reach.is_local:
         raise US3LError("a switchable artifact is profiled on this machine only (device reached over SSH: export "

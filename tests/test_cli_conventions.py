@@ -195,6 +195,19 @@ def test_old_spellings_work_with_a_note(args: list[str], note: str, error: str, 
     assert lines[0].startswith(note) and lines[-1].startswith(error) and cap.out == ""
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["profile", "--model", "cifar_resnet18", "--batch", "2", "--batch-size", "3"],
+     "error: --batch 2 and --batch-size 3 disagree: give --batch-size only (--batch is its old name)"),
+    (["eval", "--ckpt", "/nonexistent", "--k", "5", "--knn-k", "7"],
+     "error: --k 5 and --knn-k 7 disagree: give --knn-k only (--k is its old name)"),
+])
+def test_an_old_and_a_new_spelling_with_two_values_are_refused(args: list[str], message: str, capsys) -> None:
+    """Red-team 2026-12-07: `profile --batch 2 --batch-size 3` noted the old spelling as "use --batch-size 2" and
+    then used 3, silently."""
+    assert main(args) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == message
+
+
 def test_set_dotted_keys_and_unknown_keys_name_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
     from us3l.errors import US3LError
     from us3l.train.config import resolve_config

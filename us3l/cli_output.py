@@ -28,6 +28,7 @@ from rich.table import Table
 from us3l.errors import EXIT_INFEASIBLE as _EXIT_INFEASIBLE
 from us3l.errors import EXIT_INTERRUPTED as _EXIT_INTERRUPTED
 from us3l.errors import EXIT_TERMINATED as _EXIT_TERMINATED
+from us3l.errors import US3LError
 
 T = TypeVar("T")
 
@@ -99,6 +100,8 @@ def renamed_option(value: T, old_value: T | None, old: str, new: str, command: s
     """An option's value given by its current name ``new``, else by its deprecated name ``old`` (one note)."""
     if old_value is None:
         return value
+    if value is not None and value != old_value:  # both spellings, two values: neither is silently dropped
+        raise US3LError(f"{old} {old_value} and {new} {value} disagree: give {new} only ({old} is its old name)")
     deprecated(f"{old} {old_value}", f"{new} {old_value}", command)
     return value if value is not None else old_value
 

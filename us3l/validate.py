@@ -132,6 +132,12 @@ def one_of(value: Any, allowed: Sequence[str], what: str) -> str:
     return str(value)
 
 
+#: A number as a flag takes it: ASCII digits, an optional sign, point and exponent (``0.25``, ``.5``, ``1e-1``).
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+#: Spellings float() reads that the bounds check then names ("nan", "inf": not a finite number).
+_SPECIAL = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+
+
 def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[float]:
     """A non-empty comma-separated list of finite positive numbers (``"1,0.5,0.25"``) as floats, in the order given,
     each once (to 4 decimals) unless ``unique`` is off; one line otherwise (a bad entry worded as ``number`` words
@@ -139,10 +145,10 @@ def width_list(text: str, flag: str = "--widths", unique: bool = True) -> list[f
     parts = text.replace(" ", "").split(",")
     if len(parts) > 1 and "" in parts:  # "1,,0.5": a typo, and for a switchable grid every index counts
         raise US3LError(f"{flag} has an empty entry, got {text!r}")
-    try:
-        values = [float(v) for v in parts if v]
-    except ValueError:
-        raise US3LError(f"{flag} must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}") from None
+    # plain ASCII decimals: float() also reads "1_0" as 10 and other scripts' digits ("१" as 1)
+    if not all(_DECIMAL.fullmatch(v) or v.lower() in _SPECIAL for v in parts if v):
+        raise US3LError(f"{flag} must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}")
+    values = [float(v) for v in parts if v]
     if not values:
         raise US3LError(f"{flag} must name at least one value, got {text!r}")
     for v in values:  # nan, inf, 0, -1: the same line in every command that takes the flag

@@ -62,6 +62,11 @@ def test_width_lists() -> None:
     with pytest.raises(US3LError, match="^--widths must name at least one value, got ''$"):
         width_list("")
     assert width_list("5,5", "--latency-schedule", unique=False) == [5.0, 5.0]
+    for text in ("1_0", "\u0967", "0x1", "0.5,1_0"):  # red-team 2026-12-07: float() read 1_0 as 10, "१" as 1
+        with pytest.raises(US3LError) as info:
+            width_list(text)
+        assert str(info.value) == f"--widths must be comma-separated numbers like 0.25,0.5,1.0, got {text!r}"
+    assert width_list(".5,1e-1,+1") == [0.5, 0.1, 1.0]
     for text in ("1,,0.5", "1,0.5,", ","):  # red-team 2026-12-05: "1,,0.5" gave a two-width switchable grid
         with pytest.raises(US3LError) as info:
             width_list(text)

@@ -196,3 +196,24 @@ def test_an_openvino_artifact_is_timed_on_the_devices_own_plugin(tmp_path, capsy
     assert not out.exists() or not list(out.glob("*.json"))
     code = main(["profile", "--device", "cpu", "--artifact", str(ov), "--out", str(out), "--json", *FAST])
     assert code == 0 and json.loads(capsys.readouterr().out)["extra"]["openvino_device"] == "CPU"
+
+
+def test_an_edited_model_name_is_refused_before_any_width_is_timed(artifact, tmp_path, capsys, monkeypatch) -> None:
+    """Red-team 2026-12-07: a manifest's model.name edited to '../../etc' was found out only after every width was
+    measured ("the measured profile is not valid, not written")."""
+    from us3l.profiler import switchable_profile
+
+    edited = tmp_path / "art"
+    shutil.copytree(artifact, edited)
+    doc = json.loads((edited / "manifest.json").read_text())
+    doc["model"]["name"] = "../../etc"
+    (edited / "manifest.json").write_text(json.dumps(doc))
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timing started")
+
+    monkeypatch.setattr(switchable_profile, "measure_interleaved", no_timing)
+    assert main(["profile", "--device", "cpu", "--artifact", str(edited), "--out", str(tmp_path / "p"), *FAST]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"{edited / 'manifest.json'}: model.name must be a name (1-64 "
+                                                    "characters from A-Z a-z 0-9 . _ -, starting with a letter or "
+                                                    "digit), got '../../etc'")
