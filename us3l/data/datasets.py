@@ -26,7 +26,7 @@ from us3l.data.loader import loader_batches
 from us3l.data.safe_pickle import safe_unpickle
 from us3l.data.shapes import CLASSES as SHAPE_CLASSES
 from us3l.data.shapes import generate_shapes
-from us3l.data.tree import IMAGE_EXTENSIONS, image_files, skipped
+from us3l.data.tree import IMAGE_EXTENSIONS, ClassFolders, image_files, skipped
 from us3l.errors import US3LError
 
 Stats = tuple[float, float, float]
@@ -527,9 +527,9 @@ def _class_dirs(path: Path) -> list[str]:
     return classes
 
 
-def _class_folders(split_dirs: Sequence[Path]) -> dict[Path, Path]:
-    """Real path -> class folder, for every class folder of ``split_dirs``; two class folders that are one folder
-    (``b -> a``, a symbolic link) are a ``US3LError``: every image of it would carry both labels."""
+def _class_folders(split_dirs: Sequence[Path]) -> ClassFolders:
+    """Every class folder of ``split_dirs`` by real path; two class folders that are one folder (``b -> a``, a
+    symbolic link) are a ``US3LError``: every image of it would carry both labels."""
     real: dict[Path, Path] = {}
     for split_dir in split_dirs:
         for cls in _class_dirs(split_dir):
@@ -539,11 +539,11 @@ def _class_folders(split_dirs: Sequence[Path]) -> dict[Path, Path]:
                 raise US3LError(f"{folder} and {real[target]} are the same folder ({target}; a symbolic link): its "
                                 "images would be read with two labels; remove the link")
             real[target] = folder
-    return real
+    return ClassFolders(real)
 
 
 def _scan(split_dir: Path, classes: list[str], every_class: bool = False,
-          fences: dict[Path, Path] | None = None) -> list[tuple[Path, int]]:
+          fences: ClassFolders | None = None) -> list[tuple[Path, int]]:
     """The (image, label) pairs of ``split_dir``. ``every_class``: the folder that defines the classes (the
     train split, or the only folder), where a class folder without an image is refused: it would count as a
     class that no image has (chance 1/3 for two real classes, or a one-class set passing as two). ``fences``: the
@@ -556,9 +556,7 @@ def _scan(split_dir: Path, classes: list[str], every_class: bool = False,
     empty: list[str] = []
     for label, cls in enumerate(classes):
         cdir = split_dir / cls
-        own = Path(os.path.realpath(cdir))
-        others = [f for f in (fences or {}) if f != own]
-        found = image_files(cdir, others) if cdir.is_dir() else []
+        found = image_files(cdir, fences) if cdir.is_dir() else []
         samples.extend((p, label) for p in found)
         if not found:
             empty.append(cls)
