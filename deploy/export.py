@@ -373,8 +373,8 @@ def check_device_precision(device_name: str | None, backend: str, precision: str
         spec.check_precision(backend, precision)
 
 
-def _manifest_kind(folder: Path) -> str | None:
-    """The ``kind`` of the us3l manifest in ``folder`` (``manifest.json``, a regular file written by us3l), else
+def _our_manifest(folder: Path) -> dict[str, Any] | None:
+    """The us3l manifest in ``folder`` (``manifest.json``, a regular file written by us3l, with a ``kind``), else
     ``None``: anything unreadable, not JSON, or not a us3l document."""
     path = folder / MANIFEST_FILE
     if path.is_symlink() or not path.is_file():
@@ -384,17 +384,20 @@ def _manifest_kind(folder: Path) -> str | None:
     except US3LError:
         return None
     ours = isinstance(doc, dict) and doc.get("tool") == "us3l" and isinstance(doc.get("kind"), str)
-    return doc["kind"] if ours else None
+    return doc if ours else None
 
 
-def _unlisted_entries(folder: Path) -> list[str]:
-    """Names in ``folder`` (a previous us3l export) that are neither its manifest nor one of the files the manifest
-    lists (``artifact.files``): a user's file put there (a selection, notes) that replacing the folder would delete."""
-    try:
-        doc = read_json(folder / MANIFEST_FILE, "manifest")
-    except US3LError:
-        doc = {}
-    art = doc.get("artifact") if isinstance(doc, dict) else None
+def _manifest_kind(folder: Path) -> str | None:
+    """The ``kind`` of the us3l manifest in ``folder`` (``_our_manifest``), else ``None``."""
+    doc = _our_manifest(folder)
+    return None if doc is None else doc["kind"]
+
+
+def _unlisted_entries(folder: Path, doc: dict[str, Any]) -> list[str]:
+    """Names in ``folder`` (a previous us3l export, ``doc`` its manifest) that are neither its manifest nor one of the
+    files the manifest lists (``artifact.files``): a user's file put there (a selection, notes) that replacing the
+    folder would delete."""
+    art = doc.get("artifact")
     files = art.get("files") if isinstance(art, dict) else None
     listed = {MANIFEST_FILE}
     if isinstance(files, dict):
@@ -412,8 +415,9 @@ def check_replaceable_artifact(path: Path, kind: str = MANIFEST_KIND) -> None:
     folder of the user's at an artifact path is never deleted."""
     if path.is_symlink() or not path.exists():
         return
-    if path.is_dir() and _manifest_kind(path) == kind:
-        extra = _unlisted_entries(path)
+    doc = _our_manifest(path) if path.is_dir() else None
+    if doc is not None and doc["kind"] == kind:
+        extra = _unlisted_entries(path, doc)
         if extra:
             shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
             raise US3LError(
@@ -462,14 +466,14 @@ def check_export_targets(
         check_artifact_paths(artifact_dir(out_dir, device_name, artifact_name(src.name, w, be.name, precision)))
 
 
-def width_macs(model_or_ckpt: Any, width: float, model_name: str | None = None) -> int:
+def width_macs(model_or_ckpt: Any, width: float, model_name: str | None = None) -> int | None:
     """MACs per image of the static network that exporting ``width`` of ``model_or_ckpt`` builds (at its input
-    size): what a profile and a selection record for the width, so a choice made on another network shows."""
-    from us3l.profiler.costs import count_costs
-    from us3l.slim import materialize
+    size; ``us3l.eval.runner.width_costs``): what a profile and a selection record for the width, so a choice made
+    on another network shows. None without the profiler package."""
+    from us3l.eval.runner import width_costs
 
     src = _resolve_source(model_or_ckpt, model_name)
-    return int(count_costs(materialize(src.model, float(width)), (1, 3, src.input_size, src.input_size)).macs)
+    return width_costs(src.model, float(width), src.input_size)[0]
 
 
 def place_artifact(staging: Path, device_dir: Path, name: str, valid: bool, kind: str = MANIFEST_KIND) -> Path:

@@ -702,12 +702,10 @@ def select_profile(
 
 def profiled_model(profile: Mapping[str, Any]) -> Any:
     """The model a profile measured: its ``model``, without the ``-switchable`` a switchable artifact's profile adds."""
-    name = profile.get("model")
-    if isinstance(name, str) and (profile.get("extra") or {}).get("switchable") is not None:
-        from us3l.profiler.profile_file import SWITCHABLE_SUFFIX
+    from us3l.profiler.profile_file import measured_model
 
-        return name.removesuffix(SWITCHABLE_SUFFIX)
-    return name
+    name = profile.get("model")
+    return measured_model(name, profile.get("extra")) if isinstance(name, str) else name
 
 
 def find_profiles(

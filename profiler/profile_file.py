@@ -198,6 +198,14 @@ MAX_COUNT = 1e15
 #: What ``us3l profile --artifact`` appends to the model name of a switchable artifact's profile
 #: (``cifar_resnet18-switchable``): it measured the same network as a static profile of that model.
 SWITCHABLE_SUFFIX = "-switchable"
+
+
+def measured_model(model: str, extra: Any) -> str:
+    """The model a profile measured: its ``model``, without the ``SWITCHABLE_SUFFIX`` that a switchable artifact's
+    profile (``extra.switchable`` set) adds."""
+    switchable = isinstance(extra, dict) and extra.get("switchable") is not None
+    return model.removesuffix(SWITCHABLE_SUFFIX) if switchable else model
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

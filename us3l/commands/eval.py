@@ -119,7 +119,7 @@ def calibrate_cmd(
     else:
         todo = parse_widths(loaded.model, widths, points)
     todo = trained_widths(loaded.meta, todo, widths is not None or points is not None, loaded.model,
-                          lambda text: note(text.replace("evaluated there", "calibrated there"), markup=False))
+                          lambda text: note(text, markup=False), done="calibrated")
     if widths is None:
         note_switches(loaded.model, "the width grid is")
     canonical = {w: canonical_width(loaded.model, w) for w in todo}

@@ -165,7 +165,7 @@ def _check_selection_source(
 
             w = float(d["chosen"]["width"])
             macs = width_macs(src, w, model_name)
-            if macs != chosen_macs:
+            if macs is not None and macs != chosen_macs:
                 raise US3LError(
                     f"{selection} chose width {w:g} on '{d['device']}' for a network of {chosen_macs} MACs there; "
                     f"this export's network has {macs} (other model options or input size?): run us3l select on "

@@ -222,17 +222,18 @@ def unfinished_note(meta: dict[str, Any], run: str) -> str | None:
 
 
 def trained_widths(meta: dict[str, Any], todo: list[float], explicit: bool, model: nn.Module,
-                   say: Callable[[str], None]) -> list[float]:
+                   say: Callable[[str], None], done: str = "evaluated") -> list[float]:
     """``todo`` for a run that trained every width; for a ``single`` run (one fixed width, ``single_width`` in its
     checkpoint.json) the widths it never trained are no result of it: by default only its width is evaluated (or
-    calibrated), with a note; widths given explicitly are kept, with a note naming the ones it never trained."""
+    calibrated: ``done``), with a note; widths given explicitly are kept, with a note naming the ones it never
+    trained."""
     only = meta.get("single_width") if meta.get("method") == "single" else None
     if not isinstance(only, int | float) or isinstance(only, bool):
         return todo
     width = check_width(model, float(only), "the run's single_width")
     if not explicit:
-        say(f"note: this `single` run trained width {width:g} only: evaluated there (--widths adds others, which "
-            "it never trained)")
+        say(f"note: this `single` run trained width {width:g} only: {done} there (--widths adds others, which it "
+            "never trained)")
         return [width]
     untrained = [w for w in todo if abs(w - width) > 1e-9]
     if untrained:

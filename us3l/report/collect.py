@@ -514,14 +514,10 @@ def _foreign_answers(files: PipelineFiles) -> list[str]:
 def _profile_model(prof: Any) -> tuple[str, dict[str, Any] | None]:
     """The model a profile measured and its recorded kwargs; a switchable artifact's profile (``us3l profile
     --artifact``, model ``<model>-switchable``) measured the same network as a static one."""
-    from us3l.profiler.profile_file import SWITCHABLE_SUFFIX
+    from us3l.profiler.profile_file import measured_model
 
-    extra = prof.extra if isinstance(prof.extra, dict) else {}
-    kwargs = extra.get("model_kwargs")
-    name = str(prof.model)
-    if extra.get("switchable") is not None:
-        name = name.removesuffix(SWITCHABLE_SUFFIX)
-    return name, kwargs if isinstance(kwargs, dict) else None
+    kwargs = prof.extra.get("model_kwargs") if isinstance(prof.extra, dict) else None
+    return measured_model(str(prof.model), prof.extra), kwargs if isinstance(kwargs, dict) else None
 
 
 def _model_mismatch(prof: Any, run: tuple[str, dict[str, Any] | None], run_macs: dict[float, int]) -> str | None:
