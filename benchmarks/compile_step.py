@@ -36,7 +36,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from us3l.models import create_model
-    from us3l.profiler.stats import median_interval_is_full, ratio_interval, summarize
+    from us3l.profiler.stats import clipped_medians_note, ratio_interval, summarize
     from us3l.slim import materialize
 
     torch.manual_seed(0)
@@ -86,9 +86,8 @@ def main() -> None:
               f"{compile_s[w]:10.1f}")
     print("ratio = median(compiled) / median(eager) over the rounds (< 1: compiling is faster); 90% CI: its bounds "
           "from the two medians' 95 % intervals (us3l.profiler.stats.ratio_interval)")
-    if not median_interval_is_full(args.rounds):
-        print("fewer than 6 rounds: each median's interval is the range of its rounds, and the bounds hold with less "
-              "than 90 %")
+    if caveat := clipped_medians_note(args.rounds):
+        print(caveat)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from us3l.models import create_model
-    from us3l.profiler.stats import median_interval_is_full, ratio_interval, summarize
+    from us3l.profiler.stats import clipped_medians_note, ratio_interval, summarize
     from us3l.slim import materialize, width
     from us3l.slim.context import calibrating
 
@@ -148,9 +148,8 @@ def main() -> None:
         )
     print("ratio = median(eager) / median(static) over the rounds; 90% CI: its bounds from the two medians' 95 % "
           "intervals (us3l.profiler.stats.ratio_interval)")
-    if not median_interval_is_full(args.rounds):
-        print("fewer than 6 rounds: each median's interval is the range of its rounds, and the bounds hold with less "
-              "than 90 %")
+    if caveat := clipped_medians_note(args.rounds):
+        print(caveat)
 
 
 if __name__ == "__main__":

@@ -271,7 +271,7 @@ def main() -> None:
     eff = backbone_rates(args, macs_of, batches, fmt_names, formats)
     after = matmul_peak(args.matmul_n, args.threads)
     peak = max(before, after)
-    from us3l.profiler.stats import median_interval_is_full, ratio_interval, summarize
+    from us3l.profiler.stats import clipped_medians_note, ratio_interval, summarize
 
     per_iter = {k: summarize([t * 1e3 for t in r.times]) for k, r in runners.items()}
     med = {k: st.p50_ms / 1e3 for k, st in per_iter.items()}
@@ -332,9 +332,8 @@ def main() -> None:
               + ", ".join(f"{k} {med[(b, k)] / med[(a, k)]:.2f} ({spread((b, k), (a, k))})" for k in keys))
     print("\nmeasured and [x] / [y]: ratios of median ms per iteration; 90% CI and (lo-hi): their bounds from the two "
           "medians' 95 % intervals over the timed iterations (us3l.profiler.stats.ratio_interval)")
-    if not median_interval_is_full(args.iters):
-        print("fewer than 6 timed iterations: each median's interval is the range of its iterations, and the bounds "
-              "hold with less than 90 %")
+    if caveat := clipped_medians_note(args.iters, "timed iterations", "iterations"):
+        print(caveat)
 
 
 if __name__ == "__main__":

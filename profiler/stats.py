@@ -210,6 +210,17 @@ def median_interval_is_full(n: int, confidence: float = CONFIDENCE) -> bool:
     return low >= 1 and up <= n
 
 
+def clipped_medians_note(n: int, samples: str = "rounds", of: str | None = None, holds: str = "90 %") -> str | None:
+    """The caveat a benchmark prints under its ratios when ``n`` samples per median are too few for the median's
+    full 95 % interval (``median_interval_is_full``), else None: ``fewer than 6 rounds: each median's interval is
+    the range of its rounds, and the bounds hold with less than 90 %`` (``of``: the samples' name after "its",
+    default ``samples``)."""
+    if median_interval_is_full(n):
+        return None
+    return (f"fewer than 6 {samples}: each median's interval is the range of its {of or samples}, and the bounds "
+            f"hold with less than {holds}")
+
+
 def ratio_interval(num: LatencyStats, den: LatencyStats) -> tuple[float, float]:
     """Bounds on ``num.p50 / den.p50`` from the two medians' 95 % intervals: ``[num low / den high, num high /
     den low]``. Each interval misses its median with at most 5 %, so both hold, and the ratio lies within these
