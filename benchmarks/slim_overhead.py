@@ -4,7 +4,9 @@ Per width, the same weights run two ways: the dynamic model inside ``us3l.slim.w
 and ``us3l eval`` run) and the static network of standard layers that ``materialize`` builds (what exporters
 and profilers see). Inference: eval mode, ``torch.no_grad``, batch 1, BN statistics calibrated at the width
 first (so both normalise with the same statistics). Training step: train mode, forward + backward at the
-recipe's batch, each side on its own train-mode copy of the weights. All (mode, width, variant) timers are
+recipe's batch, each side on its own train-mode copy of the weights, in NCHW (``contiguous``) and/or NHWC
+(``channels_last``, what ``us3l train`` uses for conv nets on CPU) with ``--memory-format``; both sides, weights
+and batch, in that format. All (mode, width, variant) timers are
 interleaved round by round, so load changes hit them alike; within each (mode, width) pair the order alternates
 between rounds (ABBA) and every timer makes one untimed call first, so neither side is the one that always runs
 right after a switch (cold caches, another allocation pattern); ratio = median(eager) / median(static), 1.00 means
@@ -12,6 +14,7 @@ no overhead, printed with its bounds from the two medians' intervals over the ro
 (``us3l.profiler.stats.ratio_interval``). Usage::
 
     python benchmarks/slim_overhead.py [--model cifar_resnet18 --base-channels 16 --image-size 16 --rounds 15]
+        [--memory-format both|contiguous|channels_last]
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ def _timed(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - t0) / calls
 
 
-def round_order(r: int, widths: list[float]) -> list[tuple[str, float, str]]:
+def round_order(
+    r: int, widths: list[float], modes: tuple[str, ...] = ("infer", "train")
+) -> list[tuple[str, float, str]]:
     """The timers of round ``r`` in the order they run. Each (mode, width) pair alternates its order by round
     (ABBA), so the side that runs right after another mode's or width's timer (cold caches, the allocator in
     another state) is eager in half the rounds and static in the other half."""
     variants = ("eager", "static") if r % 2 else ("static", "eager")
-    return [(mode, w, v) for mode in ("infer", "train") for w in widths for v in variants]
+    return [(mode, w, v) for mode in modes for w in widths for v in variants]
 
 
 def main() -> None:
@@ -49,6 +54,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=script_cli.positive_int, default=15)
     ap.add_argument("--calls", type=script_cli.positive_int, default=20, help="inference calls per round and timer")
     ap.add_argument("--threads", type=script_cli.positive_int, default=1)
+    ap.add_argument("--memory-format", choices=("both", "contiguous", "channels_last"), default="both",
+                    help="memory format of the training step (both sides)")
     args = ap.parse_args()
     import torch  # after the arguments: a usage error or --help does not wait for torch's import
 
@@ -70,9 +77,8 @@ def main() -> None:
             model(calib)
     model.eval()
     static = {w: materialize(model, w) for w in widths}
-    train_static = {w: materialize(model, w).train() for w in widths}
     x1 = torch.randn(1, 3, s, s, generator=g)
-    xb = torch.randn(args.batch_size, 3, s, s, generator=g)
+    batch = torch.randn(args.batch_size, 3, s, s, generator=g)
 
     def eager_infer(w: float) -> Callable[[], object]:
         def run() -> object:
@@ -88,21 +94,20 @@ def main() -> None:
 
         return run
 
-    # training runs on its own train-mode copy, as the static side does, so no timer pays for mode switches
-    train_model = copy.deepcopy(model).train()
+    formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    train_formats = list(formats) if args.memory_format == "both" else [args.memory_format]
 
-    def eager_train(w: float) -> Callable[[], object]:
+    def eager_train(net: torch.nn.Module, xb: torch.Tensor, w: float) -> Callable[[], object]:
         def run() -> object:
-            with width(train_model, w):
-                train_model(xb).square().mean().backward()
-            train_model.zero_grad(set_to_none=True)
+            with width(net, w):
+                net(xb).square().mean().backward()
+            net.zero_grad(set_to_none=True)
             return None
 
         return run
 
-    def static_train(w: float) -> Callable[[], object]:
+    def static_train(net: torch.nn.Module, xb: torch.Tensor) -> Callable[[], object]:
         def run() -> object:
-            net = train_static[w]
             net(xb).square().mean().backward()
             net.zero_grad(set_to_none=True)
             return None
@@ -118,11 +123,19 @@ def main() -> None:
     for w in widths:
         timers[("infer", w, "eager")] = (eager_infer(w), args.calls)
         timers[("infer", w, "static")] = (static_infer(w), args.calls)
-        timers[("train", w, "eager")] = (eager_train(w), 1)
-        timers[("train", w, "static")] = (static_train(w), 1)
+    for name in train_formats:
+        # training runs on its own train-mode copy, as the static side does, so no timer pays for mode switches
+        fmt = formats[name]
+        train_model = copy.deepcopy(model).train().to(memory_format=fmt)
+        xb = batch.contiguous(memory_format=fmt)
+        for w in widths:
+            timers[(name, w, "eager")] = (eager_train(train_model, xb, w), 1)
+            net = materialize(model, w).train().to(memory_format=fmt)
+            timers[(name, w, "static")] = (static_train(net, xb), 1)
+    modes = ("infer", *train_formats)
     times: dict[tuple[str, float, str], list[float]] = {k: [] for k in timers}
     for r in range(args.rounds + 1):
-        for key in round_order(r, widths):
+        for key in round_order(r, widths, modes):
             fn, calls = timers[key]
             fn()  # untimed warm-up call after the switch
             t = _timed(fn, calls)
@@ -132,20 +145,23 @@ def main() -> None:
     print(provenance_line())
     print(
         f"model {args.model} (base_channels {args.base_channels}), input {s}px, {torch.get_num_threads()} thread(s), "
-        f"{args.rounds} interleaved rounds; inference batch 1 ({args.calls} calls per round), "
+        f"{args.rounds} interleaved rounds; inference batch 1 ({args.calls} calls per round), NCHW; "
         f"training step batch {args.batch_size}"
     )
+    short = {"contiguous": "NCHW", "channels_last": "NHWC"}
     head = f"{'width':>6} {'infer eager':>12} {'static':>9} {'ratio':>6} {'90% CI':>11}"
-    print(f"{head}   {'train eager':>12} {'static':>9} {'ratio':>6} {'90% CI':>11}")
+    for name in train_formats:
+        head += f"   {'train ' + short[name] + ' eager':>17} {'static':>9} {'ratio':>6} {'90% CI':>11}"
+    print(head)
     for w in widths:
-        ie, is_ = stats[("infer", w, "eager")], stats[("infer", w, "static")]
-        te, ts = stats[("train", w, "eager")], stats[("train", w, "static")]
-        (il, ih), (tl, th) = ratio_interval(ie, is_), ratio_interval(te, ts)
-        print(
-            f"{w:>6g} {ie.p50_ms:10.3f}ms {is_.p50_ms:7.3f}ms {ie.p50_ms / is_.p50_ms:6.2f} "
-            f"{f'{il:.2f}-{ih:.2f}':>11}   "
-            f"{te.p50_ms:10.2f}ms {ts.p50_ms:7.2f}ms {te.p50_ms / ts.p50_ms:6.2f} {f'{tl:.2f}-{th:.2f}':>11}"
-        )
+        line = ""
+        for mode in modes:
+            e, st = stats[(mode, w, "eager")], stats[(mode, w, "static")]
+            lo, hi = ratio_interval(e, st)
+            digits, pad = (3, 10) if mode == "infer" else (2, 15)
+            line += (f"{'' if mode == 'infer' else '  '} {e.p50_ms:{pad}.{digits}f}ms {st.p50_ms:7.{digits}f}ms "
+                     f"{e.p50_ms / st.p50_ms:6.2f} {f'{lo:.2f}-{hi:.2f}':>11}")
+        print(f"{w:>6g}{line}")
     print("ratio = median(eager) / median(static) over the rounds; 90% CI: its bounds from the two medians' 95 % "
           "intervals (us3l.profiler.stats.ratio_interval)")
     if caveat := clipped_medians_note(args.rounds):

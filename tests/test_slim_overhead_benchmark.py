@@ -34,8 +34,10 @@ def test_slim_overhead_runs_and_reports_every_width(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     rows = [ln.split() for ln in out.splitlines() if ln.split() and ln.split()[0] in ("1", "0.25")]
     assert [r[0] for r in rows] == ["1", "0.25"]
-    for row in rows:  # inference and training-step ratios, each with its interval
-        for ratio, ci in ((row[3], row[4]), (row[7], row[8])):
+    assert "train NCHW eager" in out and "train NHWC eager" in out  # --memory-format both, the default
+    for row in rows:  # inference and training-step ratios (NCHW, NHWC), each with its interval
+        assert len(row) == 13, row
+        for ratio, ci in ((row[3], row[4]), (row[7], row[8]), (row[11], row[12])):
             lo, hi = (float(v) for v in ci.split("-"))
             assert 0 < lo <= float(ratio) <= hi, row
     assert "fewer than 6 rounds: each median's interval is the range of its rounds" in out  # --rounds 2

@@ -109,6 +109,21 @@ def _dense_like(t: object, param: torch.Tensor) -> object:
     return t.contiguous(memory_format=torch.channels_last if cl and t.dim() == 4 else torch.contiguous_format)
 
 
+def _leading_block(t: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """``t[:sizes[0], :sizes[1], ...]`` as a dense copy in ``t``'s memory format, through one autograd node.
+
+    ``constant_pad_nd`` with non-positive pads crops: one node whose backward writes the block's gradient into
+    one zero-filled buffer of ``t``'s shape, where a chain of slices has a ``SliceBackward`` node (and a
+    zero-filled buffer) per sliced dimension and hands the convolution a strided weight view. Same values and
+    gradients, bit for bit (``tests/slim/test_layers.py``); measured in docs/training.md ("Eager slimming
+    overhead").
+    """
+    pads: list[int] = []
+    for dim in reversed(range(t.dim())):
+        pads += [0, (sizes[dim] - t.shape[dim]) if dim < len(sizes) else 0]
+    return torch.constant_pad_nd(t, pads)
+
+
 def _check_channels(layer: str, w: float, expected: int, got: int, unit: str = "channels") -> None:
     """The one-line error of a slim layer given an input of the wrong size for its width."""
     if got != expected:
@@ -202,11 +217,21 @@ class SlimConv2d(SlimModule):
     def _inference(self, w: float) -> tuple[int, torch.Tensor, torch.Tensor | None, int]:
         return (self.active_channels(w)[0], *self.sliced(w))
 
+    def _training_slices(self, w: float) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """``sliced(w)`` for a forward with autograd: the weight block as one dense copy (``_leading_block``)."""
+        cin, cout, groups = self.active_channels(w)
+        weight = self.weight
+        if cout == self.out_channels and (self.depthwise or cin == self.in_channels):
+            return weight, self.bias, groups
+        block = (cout,) if self.depthwise else (cout, cin // groups)
+        bias = self.bias[:cout] if self.bias is not None else None
+        return _leading_block(weight, block), bias, groups
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._w()
         if torch.is_grad_enabled() and self.__dict__["_parameters"]["weight"].requires_grad:
             cin = self.active_channels(w)[0]
-            weight, bias, groups = self.sliced(w)
+            weight, bias, groups = self._training_slices(w)
         else:  # inference: dense slices memoised per width (the per-layer cost is most of a narrow batch-1 call)
             cin, weight, bias, groups = _inference_slices(self, w, self._inference)
         _check_channels("SlimConv2d", w, cin, x.shape[1], "input channels")

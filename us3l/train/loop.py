@@ -15,7 +15,6 @@ import secrets
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -636,11 +635,6 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             from us3l.slim.syncbn import enable_sync_bn
 
             enable_sync_bn(model)
-        if memory_format == torch.channels_last:
-            # A 1x1 convolution weight's gradient is channels_last-strided from the convolution (width 1) and
-            # contiguous from a slice's backward (sub-widths): the same bytes in memory (size-1 dims), yet DDP
-            # compares strides and warns once per rank. Only size-1 kernels differ (tests/train/test_launch.py).
-            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
