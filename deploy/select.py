@@ -342,9 +342,10 @@ def latency_schedule(
     docs = {str(p): doc for p, doc, _ in inputs.profiles}
     schedule = []
     for i, d in enumerate(main.devices):
-        sw = (docs[str(d.profile)].get("extra") or {}).get("switchable") if d.profile else None
+        extra = docs[str(d.profile)].get("extra") if d.profile else None
+        sw = (extra or {}).get("switchable")
         if sw:
-            _check_switchable_unchanged(d.profile, sw)
+            _check_switchable_unchanged(d.profile, extra)
         grid = [width_key(w) for w in sw["widths"]] if sw else None
         entries = []
         for b, sel in zip(steps, each, strict=True):
@@ -368,29 +369,31 @@ def latency_schedule(
     return replace(main, schedule=schedule)
 
 
-def _check_switchable_unchanged(profile_path: Any, sw: Mapping[str, Any]) -> None:
+def _check_switchable_unchanged(profile_path: Any, extra: object) -> None:
     """Refuse (one line) a schedule from a profile measured through a switchable artifact whose folder now holds
     another export (re-exported since, perhaps with its grid in another order): the width indices would name other
     widths there. A folder that is gone is not checked (the schedule names the artifact it was measured on)."""
     from us3l.deploy.manifest import MANIFEST_FILE
     from us3l.io import read_json
-    from us3l.profiler.switchable_profile import recorded_artifact
+    from us3l.profiler.switchable_profile import (
+        manifest_artifact_sha256,
+        recorded_artifact,
+        recorded_switchable,
+        reexported_text,
+    )
 
-    if not isinstance(sw.get("artifact"), str) or not isinstance(sw.get("sha256"), str):
+    sw = recorded_switchable(extra)
+    if sw is None:
         return
-    folder = recorded_artifact(profile_path, dict(sw))
+    folder = recorded_artifact(profile_path, sw)
     manifest = folder / MANIFEST_FILE
     if not manifest.is_file():
         return
-    doc = read_json(manifest, "manifest")
-    art = doc.get("artifact") if isinstance(doc, dict) else None
-    now = art.get("sha256") if isinstance(art, dict) else None
+    now = manifest_artifact_sha256(read_json(manifest, "manifest"))
     if now != sw["sha256"]:
         raise US3LError(
-            f"{profile_path} was measured through another version of {os.path.normpath(folder)} (sha256 "
-            f"{sw['sha256'][:12]}…, the "
-            f"folder holds {str(now)[:12]}…: re-exported since): its width indices may name other widths there; "
-            "re-run us3l profile --artifact on it"
+            f"{profile_path} was {reexported_text(os.path.normpath(folder), sw['sha256'], now)}): its width "
+            "indices may name other widths there; re-run us3l profile --artifact on it"
         )
 
 

@@ -59,6 +59,27 @@ def recorded_artifact(profile_path: str | Path, switchable: dict[str, Any]) -> P
     return recorded
 
 
+def recorded_switchable(extra: object) -> dict[str, Any] | None:
+    """A profile's ``extra.switchable`` where it names the artifact folder and sha256 it was measured through."""
+    sw = extra.get("switchable") if isinstance(extra, dict) else None
+    if not isinstance(sw, dict) or not isinstance(sw.get("artifact"), str) or not isinstance(sw.get("sha256"), str):
+        return None
+    return sw
+
+
+def manifest_artifact_sha256(doc: object) -> str | None:
+    """The artifact sha256 a switchable export's manifest records (None where it records none)."""
+    art = doc.get("artifact") if isinstance(doc, dict) else None
+    now = art.get("sha256") if isinstance(art, dict) else None
+    return now if isinstance(now, str) else None
+
+
+def reexported_text(folder: str, measured: str, now: object) -> str:
+    """How select and report say a switchable profile's artifact folder was re-exported since it was measured."""
+    return (f"measured through another version of {folder} (sha256 {measured[:12]}…, the folder holds "
+            f"{str(now)[:12]}…: re-exported since")
+
+
 def profile_switchable(
     folder: str | Path,
     spec: DeviceSpec,

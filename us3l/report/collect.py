@@ -383,10 +383,16 @@ def _switchable_drift(path: Path, extra: object, manifests: list[Loaded[dict[str
     folder is the manifest's the recorded path names (relative to the profile's folder since 2026-12-06; in an
     older profile as given to ``us3l profile --artifact``: absolute, or relative to the folder the command ran in),
     else the only switchable export of that name."""
-    from us3l.profiler.switchable_profile import ARTIFACT_RELATIVE_TO, recorded_artifact
+    from us3l.profiler.switchable_profile import (
+        ARTIFACT_RELATIVE_TO,
+        manifest_artifact_sha256,
+        recorded_artifact,
+        recorded_switchable,
+        reexported_text,
+    )
 
-    sw = extra.get("switchable") if isinstance(extra, dict) else None
-    if not isinstance(sw, dict) or not isinstance(sw.get("artifact"), str) or not isinstance(sw.get("sha256"), str):
+    sw = recorded_switchable(extra)
+    if sw is None:
         return []
     ours = [m for m in manifests if m.ok and m.doc.get("kind") == "switchable_manifest"]
     recorded = Path(sw["artifact"])
@@ -400,12 +406,11 @@ def _switchable_drift(path: Path, extra: object, manifests: list[Loaded[dict[str
     if len(match) != 1:
         return []
     (man,) = match
-    now = (man.doc.get("artifact") or {}).get("sha256") if isinstance(man.doc.get("artifact"), dict) else None
-    if not isinstance(now, str) or now == sw["sha256"]:
+    now = manifest_artifact_sha256(man.doc)
+    if now is None or now == sw["sha256"]:
         return []
-    return [f"{path}: stale: measured through another version of {shown_path(root, man.path.parent)} "
-            f"(sha256 {sw['sha256'][:12]}…, the folder holds {now[:12]}…: re-exported since; a latency schedule's "
-            "width indices may name other widths there); re-run us3l profile --artifact"]
+    return [f"{path}: stale: {reexported_text(shown_path(root, man.path.parent), sw['sha256'], now)}; a latency "
+            "schedule's width indices may name other widths there); re-run us3l profile --artifact"]
 
 
 def _width_label(record: WidthBNStats) -> str:
