@@ -162,8 +162,8 @@ def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -
     from us3l.eval.calibrate import bn_stats_checkpoint_sha256
     from us3l.eval.runner import EvalSettings, evaluate_checkpoint, open_checkpoint
 
-    sha = file_sha256(run_dir / "checkpoint.safetensors")
     if acc_path.is_file() and not force:
+        sha = file_sha256(run_dir / "checkpoint.safetensors")  # only to reuse: open_checkpoint hashes it itself
         try:
             doc = load_accuracy(acc_path)
             done = sorted(width_key(r["width"]) for r in doc["widths"])
@@ -364,10 +364,10 @@ def _artifact(
     from us3l.deploy.manifest import read_manifest, verify_manifest
     from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
 
-    sha = file_sha256(run_dir / "checkpoint.safetensors")
     size = int(read_json(run_dir / "checkpoint.json", "checkpoint metadata").get("input_size") or 0) or None
     target = art_dir / device / artifact_name(model, w, backend, precision) / "manifest.json"
     if target.is_file() and not force:
+        sha = file_sha256(run_dir / "checkpoint.safetensors")  # only to reuse: export_width hashes it itself
         try:
             man, directory = read_manifest(target)
             # valid, every listed file re-hashed, and the artifact this step would export now
