@@ -222,9 +222,34 @@ class SSHSession:
     @property
     def sftp(self) -> Any:
         if self._sftp is None:
-            self._sftp = self.client.open_sftp()
+            self._sftp = self._open_sftp()
             self._sftp.get_channel().settimeout(self.reach.command_timeout_s)
         return self._sftp
+
+    def _open_sftp(self) -> Any:
+        """paramiko's SFTP client (as ``SSHClient.open_sftp``). A server that refuses the ``sftp`` subsystem (no
+        ``Subsystem sftp`` line in its sshd_config: paramiko's bare "Channel closed.") or whose subsystem does not
+        start is named as such when the connection is still up: it read as a lost connection (``__exit__``)."""
+        paramiko = _paramiko()
+        transport = self.client.get_transport()
+        channel = transport.open_session()  # a failure here is the connection's
+        try:
+            channel.invoke_subsystem("sftp")
+            return paramiko.SFTPClient(channel)
+        except (paramiko.SSHException, EOFError):
+            channel.close()
+            if not self._still_connected(transport):  # the connection itself went away: __exit__ says so
+                raise
+            raise US3LError(sftp_refused(self.reach.url)) from None
+
+    def _still_connected(self, transport: Any) -> bool:
+        """Whether ``transport`` still opens a channel (a refused subsystem leaves the connection up, a lost
+        connection does not; its ``is_active`` turns False only after the channels learn of the loss)."""
+        try:
+            transport.open_session(timeout=self.reach.connect_timeout_s).close()
+        except (_paramiko().SSHException, EOFError, OSError):
+            return False
+        return True
 
     def mkdtemp(self, prefix: str = "us3l") -> str:
         """A fresh private directory on the remote (``mktemp -d``); its absolute path."""
@@ -407,6 +432,13 @@ def _places(lines: tuple[tuple[str, int], ...]) -> str:
         by_file.setdefault(path, []).append(n)
     return ", ".join(f"{path} (line{'s' if len(ns) > 1 else ''} {', '.join(map(str, ns))})"
                      for path, ns in by_file.items())
+
+
+def sftp_refused(target: str) -> str:
+    """The error line for a server that refuses the SFTP subsystem the file copies use."""
+    return (f"the SSH server of {target} refused the SFTP subsystem, which us3l copies files with (SFTP disabled "
+            "there?): enable it in the host's sshd_config (a 'Subsystem sftp' line, e.g. 'Subsystem sftp "
+            "internal-sftp') and restart sshd")
 
 
 def _last_line(text: str) -> str:

@@ -2,8 +2,9 @@
 
 The fixture generates two host keys (Ed25519 and ECDSA) and a client key in ``tmp_path``, writes an
 ``sshd_config`` (free port, ``ListenAddress 127.0.0.1``, ``AuthorizedKeysFile`` and ``PidFile`` in ``tmp_path``,
-``StrictModes no``, ``UsePAM no``, ``SetEnv TMPDIR`` to a private folder), starts ``/usr/sbin/sshd -D -e -f CONFIG``
-and stops it at teardown.
+``StrictModes no``, ``UsePAM no``, ``Subsystem sftp internal-sftp``, ``SetEnv TMPDIR`` to a private folder), starts
+``/usr/sbin/sshd -D -e -f CONFIG`` and stops it at teardown. ``loopback_ssh_no_sftp`` is the same server without the
+``Subsystem sftp`` line (SFTP disabled).
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ def _keygen(path: Path, kind: str = "ed25519") -> None:
 
 @pytest.fixture(scope="module")
 def loopback_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSSH]:
+    yield from _run_sshd(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def loopback_ssh_no_sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSSH]:
+    """As ``loopback_ssh``, but the sshd has no ``Subsystem sftp`` line: it refuses SFTP (commands still run)."""
+    yield from _run_sshd(tmp_path_factory, sftp=False)
+
+
+def _run_sshd(tmp_path_factory: pytest.TempPathFactory, sftp: bool = True) -> Iterator[LoopbackSSH]:
+    """Start an sshd (with ``Subsystem sftp internal-sftp`` when ``sftp``), yield it, stop it."""
     if not Path(SSHD).is_file() or shutil.which("ssh-keygen") is None:
         pytest.skip("OpenSSH server not installed (/usr/sbin/sshd): apt-get install -y openssh-server")
     try:
@@ -110,12 +122,13 @@ def loopback_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackS
     (tmp / "authorized_keys").write_text((tmp / "id_ed25519.pub").read_text())
     port = free_port()
     config = tmp / "sshd_config"
+    subsystem = "Subsystem sftp internal-sftp\n" if sftp else ""  # without it, sshd refuses the SFTP subsystem
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nHostKey {host_ecdsa}\n"
         f"AuthorizedKeysFile {tmp}/authorized_keys\n"
         f"PidFile {tmp}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
-        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+        f"{subsystem}LogLevel ERROR\n"
         f"SetEnv TMPDIR={tmp / 'remote-tmp'}\n"
     )
     (tmp / "remote-tmp").mkdir()

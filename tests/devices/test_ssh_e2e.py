@@ -172,3 +172,19 @@ def test_devices_check_names_a_missing_remote_python_and_how_to_add_a_runtime(lo
     assert main(["devices", "--device-file", str(dev), "--device", "loopback", "--check", "--json"]) == 1
     (entry,) = json.loads(capsys.readouterr().out)["devices"]
     assert entry["check"]["message"].endswith(f"missing runtime: onnx (for {wrapper}: pip install onnxruntime)")
+
+
+def test_a_host_without_the_sftp_subsystem_is_named_not_a_lost_connection(loopback_ssh_no_sftp, shared_exports,
+                                                                          tmp_path, capsys):
+    """An sshd with no ``Subsystem sftp`` line refuses the SFTP channel the uploads use; that read as "lost the
+    SSH connection", which sent users after network problems."""
+    ssh = loopback_ssh_no_sftp
+    before = _tmp_profile_dirs(ssh)
+    rc = main(["profile", "--device-file", str(ssh.device_file(tmp_path)), "--model", "cifar_resnet18",
+               "--widths", "0.25", "--backend", "onnx", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err == (f"error: the SSH server of {ssh.url} refused the SFTP subsystem, which us3l copies files with "
+                   "(SFTP disabled there?): enable it in the host's sshd_config (a 'Subsystem sftp' line, e.g. "
+                   "'Subsystem sftp internal-sftp') and restart sshd\n")
+    assert _tmp_profile_dirs(ssh) == before, "remote temp folder was not removed"

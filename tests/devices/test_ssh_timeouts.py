@@ -182,3 +182,30 @@ def test_a_server_that_never_finishes_the_handshake_is_worded() -> None:
             SSHSession(reach).connect()
     assert str(err.value) == (f"SSH connection to ssh://pi@127.0.0.1:{port} failed: the server sent its banner but did "
                               "not finish the SSH handshake within 1 s (overloaded or hung sshd?)")
+
+
+def test_a_connection_lost_while_opening_sftp_is_still_a_lost_connection() -> None:
+    """The SFTP-refused line (tests/devices/test_ssh_e2e.py) is only for a connection that still opens channels."""
+    from types import SimpleNamespace
+
+    import paramiko
+
+    from us3l.devices.spec import Reach
+    from us3l.devices.ssh import SSHSession
+    from us3l.errors import US3LError
+
+    def closed(*_: object) -> None:
+        raise paramiko.SSHException("Channel closed.")
+
+    def open_session(timeout: float | None = None) -> SimpleNamespace:
+        if timeout is not None:  # the probe after the failure: the connection is gone
+            raise paramiko.SSHException("SSH session not active")
+        return SimpleNamespace(invoke_subsystem=closed, close=lambda: None)
+
+    session = SSHSession(Reach().with_host("ssh://pi@127.0.0.1:2299"))
+    transport = SimpleNamespace(open_session=open_session)
+    session.client = SimpleNamespace(close=lambda: None, get_transport=lambda: transport)
+    with pytest.raises(US3LError) as info:
+        with session:
+            session.put(__file__, "/tmp/x")
+    assert str(info.value) == "lost the SSH connection to ssh://pi@127.0.0.1:2299 (Channel closed.)"
