@@ -247,7 +247,9 @@ class DeviceSelection:
                if self.tied_pairs is not None else {}),
         }
 
-    def infeasible_reason(self, budget: Budget, rule: LatencyRule) -> str:
+    def infeasible_reason(self, budget: Budget, rule: LatencyRule, latency_steps: Sequence[float] = ()) -> str:
+        """Why nothing fits ``budget``; ``latency_steps``: the schedule steps it is said for (``budget`` holds the
+        largest), named in place of the one latency budget."""
         parts = []
         if "latency_ms" in self.minimum:
             best = self.minimum["latency_ms"]
@@ -258,7 +260,10 @@ class DeviceSelection:
             if getattr(budget, k) is not None and k in self.minimum:
                 parts.append(f"smallest {k} is {self.minimum[k]:.4g}")
         active = budget.active()
-        limits = ", ".join(f"{k} <= {v:g}" for k, v in active.items())
+        texts = {k: f"{v:g}" for k, v in active.items()}
+        if latency_steps and "latency_ms" in texts:  # "latency_ms <= 0.3 or 0.5": every step, none fits
+            texts["latency_ms"] = " or ".join(f"{v:g}" for v in latency_steps)
+        limits = ", ".join(f"{k} <= {t}" for k, t in texts.items())
         if len(active) > 1 and all(self.minimum.get(k, math.inf) <= v for k, v in active.items()):
             # every limit alone is met by some width: the smallest values above do not say what failed
             fits = []
@@ -282,6 +287,7 @@ class Selection:
     warnings: list[str] = field(default_factory=list)
     strict_accuracy: bool = False
     schedule: list[dict[str, Any]] | None = None  # ``latency_schedule``: a width per latency budget, per device
+    schedule_gaps: list[str] = field(default_factory=list)  # ``latency_schedule``: steps where nothing fits (lines)
 
     @property
     def feasible(self) -> bool:
@@ -306,8 +312,10 @@ class Selection:
         return doc
 
     def raise_if_infeasible(self) -> None:
-        """``InfeasibleError`` (exit code 3) naming the smallest achievable latency of each infeasible device."""
-        bad = [d.infeasible_reason(self.budget, self.rule) for d in self.devices if not d.feasible]
+        """``InfeasibleError`` (exit code 3) naming the smallest achievable latency of each infeasible device (with a
+        schedule: each answer that no step fits, naming the steps)."""
+        steps = [st["latency_ms"] for st in self.schedule[0]["steps"]] if self.schedule else []
+        bad = [d.infeasible_reason(self.budget, self.rule, steps) for d in self.devices if not d.feasible]
         if bad:
             raise InfeasibleError("infeasible budget: " + " | ".join(bad))
 
@@ -366,7 +374,25 @@ def latency_schedule(
             "profile": d.profile, "switchable": None if not sw else {k: sw[k] for k in ("artifact", "sha256")},
             "steps": entries,
         })
-    return replace(main, schedule=schedule)
+    return replace(main, schedule=schedule, schedule_gaps=_schedule_gaps(steps, each, rule))
+
+
+def _schedule_gaps(steps: Sequence[float], each: Sequence[Selection], rule: LatencyRule) -> list[str]:
+    """One line (``infeasible_reason``'s) per device answer and run of consecutive ``steps`` at which nothing fits
+    (``each``: the selection at each step), for the answers some step fits: one that nothing fits at any step is
+    ``raise_if_infeasible``'s error (exit 3), as for a single budget."""
+    from itertools import groupby
+
+    lines = []
+    for i, answer in enumerate(each[-1].devices):
+        if not answer.feasible:
+            continue
+        for fits, group in groupby(range(len(steps)), key=lambda k, i=i: each[k].devices[i].feasible):
+            run = list(group)
+            if not fits:
+                last = each[run[-1]]  # the run's largest budget: what its minimum latency is shown against
+                lines.append(last.devices[i].infeasible_reason(last.budget, rule, [steps[k] for k in run]))
+    return lines
 
 
 def _check_switchable_unchanged(profile_path: Any, extra: object) -> None:

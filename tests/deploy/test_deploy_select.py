@@ -584,6 +584,56 @@ def test_the_cli_refuses_a_latency_budget_twice_by_the_schedules_own_rule(write_
     assert capsys.readouterr().err == "error: --latency-schedule lists 2e-05 twice\n"
 
 
+def test_schedule_steps_nothing_fits_are_a_note_when_other_steps_fit(write_profile, tmp_path, capsys) -> None:
+    """Steps of `--latency-schedule` at which no width fits gave no stderr line at all (exit 0): the rows said
+    "none fits" on stdout only. One note per answer and run of such steps now names their budgets, worded as plain
+    select's infeasible error; it is a note (`-q` drops it, `--json` keeps it), and the schedule still succeeds."""
+    import json
+
+    from us3l.cli import main
+
+    slow = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 4.0)), device="a")
+    fast = write_profile(rows((0.25, 0.1), (1.0, 0.2)), device="b")  # fits every step: no note
+    acc = write_accuracy_v2(tmp_path, {0.25: 0.40, 0.5: 0.60, 1.0: 0.90})
+    args = ["select", "--profile", str(slow), "--profile", str(fast), "--accuracy", str(acc),
+            "--out", str(tmp_path / "sel"), "--latency-schedule", "5,0.3,1.5,0.5"]
+    gap = ("note: infeasible schedule steps: a (tiny, onnx): no width fits latency_ms <= 0.3 or 0.5; smallest "
+           "achievable latency is 1.000 ms (upper 95% CI bound of p90)")
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert [line for line in err.splitlines() if "fits" in line] == [gap]
+    assert "none fits" in out and "none fits" not in err  # results on stdout, the note on stderr
+    assert main([*args, "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "fits" not in err and "none fits" in out
+    assert main([*args, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [line for line in err.splitlines() if "fits" in line] == [gap]
+    steps = json.loads(out)["schedule"][0]["steps"]
+    assert [(s["latency_ms"], s["width"]) for s in steps] == [(0.3, None), (0.5, None), (1.5, 0.25), (5, 1.0)]
+
+
+def test_a_schedule_that_no_step_fits_fails_as_plain_select(write_profile, tmp_path, capsys) -> None:
+    """An answer that fits no step of `--latency-schedule` ends as plain `select --latency-ms` does when nothing
+    fits: exit 3 and the infeasible error (naming every step), whatever the other answers; no note besides."""
+    from us3l.cli import main
+
+    slow = write_profile(rows((0.25, 1.0), (0.5, 2.0), (1.0, 4.0)), device="a")
+    fast = write_profile(rows((0.25, 0.1), (1.0, 0.2)), device="b")
+    base = ["select", "--profile", str(slow), "--out", str(tmp_path / "sel"), "-q"]
+    assert main([*base, "--latency-ms", "0.5"]) == 3
+    assert capsys.readouterr().err == ("error: infeasible budget: a (tiny, onnx): no width fits latency_ms <= 0.5; "
+                                       "smallest achievable latency is 1.000 ms (upper 95% CI bound of p90)\n")
+    assert main([*base, "--latency-schedule", "0.5,0.3"]) == 3
+    assert capsys.readouterr().err == ("error: infeasible budget: a (tiny, onnx): no width fits latency_ms <= 0.3 or "
+                                       "0.5; smallest achievable latency is 1.000 ms (upper 95% CI bound of p90)\n")
+    assert main([*base, "--profile", str(fast), "--latency-schedule", "0.15,0.5"]) == 3
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "fits" in line] == [
+        "error: infeasible budget: a (tiny, onnx): no width fits latency_ms <= 0.15 or 0.5; smallest achievable "
+        "latency is 1.000 ms (upper 95% CI bound of p90)"]  # b fits every step, a none
+
+
 def test_a_profile_width_finds_the_accuracy_of_its_canonical_width(write_profile, tmp_path) -> None:
     """The switchable export's grid holds calibrated (canonical) widths such as 0.4688; accuracy.json holds the
     evaluated 0.5 with canonical_width 0.4688: the same network, so the same accuracy and interval."""

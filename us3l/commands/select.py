@@ -154,7 +154,9 @@ def select_cmd(
             for n in d.notes:
                 note(f"[dim]{d.device}: {n}[/dim]")
         note(f"wrote {path}" + (f" and {png}" if png else ""), markup=False)
-    result.raise_if_infeasible()
+    for gap in result.schedule_gaps:  # the rows say "none fits": an answer that fits other steps is no error
+        note(f"note: infeasible schedule steps: {gap}", markup=False)
+    result.raise_if_infeasible()  # an answer that fits no step (its largest budget): exit 3, as for one budget
 
 
 def _print_selection(result: Any, rule: Any, budget: Any, wide: bool) -> None:
