@@ -107,7 +107,7 @@ def evaluate_artifact(
 ) -> dict[str, Any]:
     """Accuracy of the artifact at ``artifact`` (its folder or manifest) and of the FP32 PyTorch model at the
     same width, on the same images and protocol; ``loaded`` is the checkpoint it was exported from
-    (``us3l.eval.runner.open_checkpoint``; a manifest from another checkpoint is refused).
+    (``us3l.eval.runner.open_checkpoint``; a manifest of another model or checkpoint is refused).
 
     Returns ``{"width", "precision", "backend", "entry", "fp32", "protocols", "data", ...}``: ``entry`` is what
     ``us3l.eval.accuracy.add_precision_entry`` stores, ``fp32`` the PyTorch width row (knn/linear fields).
@@ -137,7 +137,9 @@ def evaluate_artifact(
         bn_sha = width_bn_stats_sha256(model, width)
     except (US3LError, ValueError) as exc:  # a width this model lacks: refused below, after load's checks (checkpoint)
         bn_sha, not_a_width = None, str(exc)
-    runner = load(directory, threads=threads, checkpoint_sha256=loaded.sha256, bn_stats_sha256=bn_sha)
+    # the checkpoint's model and weights: the result is filed under this checkpoint, never under the manifest's word
+    runner = load(directory, threads=threads, model=meta.get("model"), checkpoint_sha256=loaded.sha256,
+                  bn_stats_sha256=bn_sha)
     try:  # after load's checks: another checkpoint's artifact is refused as such, not for its BN statistics
         if runner.manifest != doc:  # load read the manifest again: the result must describe the one that runs
             raise US3LError(f"{directory / 'manifest.json'} changed while it was being read; run the evaluation again")

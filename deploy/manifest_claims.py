@@ -2,7 +2,7 @@
 
 A manifest is not hashed (any digest stored beside it could be edited with it), so a hand edit of its statements
 used to go unnoticed: ``"passed": false`` turned into ``true``, or ``"precision": "fp16"`` written over an fp32
-file. Two claims are checked wherever manifests are read:
+file. These claims are checked wherever manifests are read:
 
 * **Verification** (``check_verification``, on every read: ``read_manifest``, ``read_switchable``): the recorded
   tolerance must be the precision's own (``us3l.deploy.verify.TOLERANCES``: every bound present with its value, so
@@ -23,6 +23,10 @@ file. Two claims are checked wherever manifests are read:
     records (``tensorrt.builder_flags`` and the precision options of ``tensorrt.trtexec_command``, written since
     2026-12-06) must be the precision's: fp16 and fp32 engines come from the same fp32 ONNX and only the flags tell
     them apart. A manifest from before then records neither, and its fp16/fp32 claim is not checked.
+* **Output shape** (``check_output_shape``, on the hash-checked bytes of a one-width artifact, by
+  ``us3l.deploy.load`` and so ``us3l eval --artifact``): ``output.shape`` must be the graph's first output, read
+  from the ONNX graph, the IR's first Result layer, or a TensorRT engine's ONNX; ``"batch"`` exactly where that
+  output's first dimension is symbolic (a dynamic-batch export). A manifest without ``output.shape`` claims none.
 
 Each mismatch is one ``US3LError`` line naming the file and the field.
 """
@@ -30,15 +34,16 @@ Each mismatch is one ``US3LError`` line naming the file and the field.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from us3l.errors import US3LError
 
 #: Tolerance bounds compared with ``TOLERANCES[precision]`` (``rule``/``describe`` are derived from them).
 _BOUNDS = ("max_abs", "min_cosine", "min_mean_cosine", "min_topk_agreement", "topk")
 _FIX = "re-export the artifact"
+_T = TypeVar("_T")
 
 
 def _number(v: object) -> float | None:
@@ -224,6 +229,15 @@ def _holds(backend: str, name: str, data: Mapping[str, bytes]) -> str | None:
     return None
 
 
+def _read_graph(read: Callable[[], _T], where: str | Path, name: str, what: str) -> _T:
+    """``read()`` (a parse of an artifact's graph), its failure one line: the hash matched but the parser refuses."""
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - onnx / XML parser errors of a file the hash matched
+        why = " ".join(str(exc).split())[:120]
+        raise US3LError(f"{where}: cannot read the graph of {name} to check its {what} ({why}); {_FIX}") from None
+
+
 def _check_tensorrt_build(doc: Mapping[str, Any], where: str | Path, precision: object) -> None:
     """A TensorRT manifest's recorded build (``tensorrt.builder_flags``, ``tensorrt.trtexec_command``) against
     ``backend.precision``: the only record of fp16 against fp32. Pure file checks: TensorRT need not be here."""
@@ -247,11 +261,7 @@ def check_precision(doc: Mapping[str, Any], where: str | Path, data: Mapping[str
     name = str((doc.get("artifact") or {}).get("file"))
     if backend == "tensorrt":
         _check_tensorrt_build(doc, where, precision)
-    try:
-        holds = _holds(backend, name, data)
-    except Exception as exc:  # noqa: BLE001 - a file the hash matched but the parser refuses
-        why = " ".join(str(exc).split())[:120]
-        raise US3LError(f"{where}: cannot read the graph of {name} to check its precision ({why}); {_FIX}") from None
+    holds = _read_graph(lambda: _holds(backend, name, data), where, name, "precision")
     if holds == "fp16-onnx":
         raise US3LError(f"{where}: model.onnx, the graph {name} was built from, has float16 initializers: us3l builds "
                         f"every engine from an fp32 or Q/DQ ONNX (the artifact was not made by us3l export); {_FIX}")
@@ -263,3 +273,55 @@ def check_precision(doc: Mapping[str, Any], where: str | Path, data: Mapping[str
     if holds != precision:
         raise US3LError(f"{where}: backend.precision is {precision!r:.40} but {name} holds an {holds} graph (the "
                         f"manifest was edited); {_FIX}")
+
+
+# ------------------------------------------------------------------------------------------------ output shape
+
+
+def onnx_output_dims(data: bytes) -> list[int | None]:
+    """The dimensions of an ONNX model's first graph output (what onnxruntime's ``get_outputs()[0]`` is; ``None``:
+    a symbolic or unknown one)."""
+    import onnx
+
+    out = onnx.load_model_from_string(data).graph.output[0]
+    return [int(d.dim_value) if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
+
+
+def ir_output_dims(xml: bytes) -> list[int | None]:
+    """The dimensions of an OpenVINO IR's first Result layer (its .xml bytes; ``None``: a dynamic one, ``-1``,
+    ``?`` or a range)."""
+    import xml.etree.ElementTree as ET
+
+    result = next(layer for layer in ET.fromstring(xml).iter("layer") if layer.get("type") == "Result")
+    return [int(t) if (t := (d.text or "").strip()).isdigit() else None for d in result.iterfind("input/port/dim")]
+
+
+def _graph_output(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, list[int | None]] | None:
+    """(the file read, its output dimensions) of an artifact; ``None``: no graph to read (a TensorRT engine
+    without the ONNX it was built from)."""
+    if backend == "onnx" and name in data:
+        return name, onnx_output_dims(data[name])
+    if backend == "openvino" and name in data:
+        return name, ir_output_dims(data[name])
+    if backend == "tensorrt" and "model.onnx" in data:  # the engine is opaque here; its ONNX is hashed with it
+        return "model.onnx", onnx_output_dims(data["model.onnx"])
+    return None
+
+
+def check_output_shape(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes]) -> None:
+    """Refuse (one line) a one-width manifest's ``output.shape`` that is not the artifact graph's output (``data``:
+    name -> hash-checked bytes): the embedding size, and ``"batch"`` exactly where the graph's first dimension is
+    symbolic. ``true`` is not ``1``, nor ``128.0`` ``128``. A manifest without ``output.shape`` claims none."""
+    claimed = (doc.get("output") or {}).get("shape")
+    if claimed is None:
+        return
+    backend = str((doc.get("backend") or {}).get("name"))
+    name = str((doc.get("artifact") or {}).get("file"))
+    found = _read_graph(lambda: _graph_output(backend, name, data), where, name, "output shape")
+    if found is None:
+        return
+    file, dims = found
+    actual = ["batch" if i == 0 and d is None else d for i, d in enumerate(dims)]
+    if not isinstance(claimed, list) or [(type(c), c) for c in claimed] != [(type(a), a) for a in actual]:
+        raise US3LError(f"{where}: output.shape is {claimed!r:.60} but {file} outputs {actual!r:.60} (the manifest "
+                        f"was edited); {_FIX}")

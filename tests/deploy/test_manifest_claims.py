@@ -358,3 +358,77 @@ def test_a_tensorrt_artifact_without_tensorrt_is_one_line_and_its_claims_are_che
     doc, _ = read_manifest(d)
     with pytest.raises(US3LError, match="backend.precision is 'fp32' but the build it records"):
         check_precision(doc, d / "manifest.json", data)
+
+
+# ------------------------------------------------------------------------------------------------ output shape
+
+
+@pytest.mark.parametrize(("export", "shape"), [
+    ("onnx-fp32", [1, 64]),  # another embedding size
+    ("onnx-fp32", ["batch", 128]),  # a dynamic batch claimed for a batch-1 graph
+    ("onnx-fp32", [True, 128]),  # true is not 1
+    ("openvino-fp32", [1, 256]),
+])
+def test_an_output_shape_the_graph_contradicts_is_refused(
+    exports: dict[str, ExportResult], tmp_path: Path, export: str, shape: list[Any]
+) -> None:
+    """Red-team 2026-12-07: an edited `output.shape` loaded, and `us3l eval --artifact` filed its accuracy under the
+    manifest's claim; the shape is read from the hash-checked graph (the ONNX output, the IR's Result layer)."""
+    d = copy_artifact(exports[export], tmp_path)
+    path = edit_manifest(d, lambda doc: doc["output"].update(shape=shape))
+    file = exports[export].manifest["artifact"]["file"]
+    assert _refused(d) == (f"{path}: output.shape is {shape!r} but {file} outputs [1, 128] (the manifest was edited); "
+                           "re-export the artifact")
+
+
+def _embedding_graph(batch: int | str) -> bytes:
+    """A one-node ONNX model (Identity) from (batch, 4) to (batch, 4); a string ``batch`` is a symbolic axis."""
+    import onnx
+    from onnx import helper
+
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [batch, 4])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [batch, 4])])
+    return helper.make_model(g).SerializeToString()
+
+
+def test_a_symbolic_batch_axis_is_batch_and_a_tensorrt_shape_is_read_from_its_onnx() -> None:
+    from us3l.deploy.manifest_claims import check_output_shape
+
+    def doc(backend: str, file: str, shape: list[Any] | None) -> dict[str, Any]:
+        return {"backend": {"name": backend}, "artifact": {"file": file},
+                **({} if shape is None else {"output": {"shape": shape}})}
+
+    dynamic = {"model.onnx": _embedding_graph("N")}
+    check_output_shape(doc("onnx", "model.onnx", ["batch", 4]), "m.json", dynamic)
+    check_output_shape(doc("onnx", "model.onnx", None), "m.json", dynamic)  # no claim, nothing to check
+    with pytest.raises(US3LError) as info:
+        check_output_shape(doc("onnx", "model.onnx", [1, 4]), "m.json", dynamic)
+    assert str(info.value) == ("m.json: output.shape is [1, 4] but model.onnx outputs ['batch', 4] (the manifest was "
+                               "edited); re-export the artifact")
+    engine = {"model.engine": b"engine", "model.onnx": _embedding_graph(2)}
+    check_output_shape(doc("tensorrt", "model.engine", [2, 4]), "m.json", engine)
+    with pytest.raises(US3LError, match=r"^m.json: output.shape is \[2, 8\] but model.onnx outputs \[2, 4\]"):
+        check_output_shape(doc("tensorrt", "model.engine", [2, 8]), "m.json", engine)
+
+
+@pytest.mark.parametrize(("edit", "why"), [
+    (lambda doc: doc["model"].update(name="cifar_resnet50"),
+     "not the expected artifact (model 'cifar_resnet50', expected 'cifar_resnet18'); re-export it"),
+    (lambda doc: doc["output"].update(shape=[1, 64]),
+     "output.shape is [1, 64] but model.onnx outputs [1, 128] (the manifest was edited); re-export the artifact"),
+], ids=["model.name", "output.shape"])
+def test_eval_artifact_refuses_an_edited_model_name_or_output_shape(
+    exported: ExportResult, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    edit: Callable[[dict[str, Any]], Any], why: str,
+) -> None:
+    """Red-team 2026-12-07: `us3l eval --artifact` of an export whose manifest names another model or another output
+    shape ran the real artifact and stored its accuracy under those claims; refused in one line, nothing written."""
+    from us3l.cli import main
+
+    d = copy_artifact(exported, tmp_path)
+    path = edit_manifest(d, edit)
+    out = tmp_path / "acc"
+    assert main(["eval", "--ckpt", str(run), "--artifact", str(d), "--data", "builtin", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"error: {path}: {why}\n"
+    assert not out.exists()
