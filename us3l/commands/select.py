@@ -62,8 +62,9 @@ def select_cmd(
     strict_accuracy: bool = typer.Option(
         False,
         "--strict-accuracy",
-        help="Highest accuracy wins even inside the noise (default: widths whose 95% intervals overlap the best "
-        "one's are tied and the fastest of them wins).",
+        help="Highest accuracy wins even inside the noise (default: a width is tied with the most accurate one "
+        "unless an exact McNemar test on the same test images, Holm-adjusted at 5 %, shows it less accurate; the "
+        "fastest tied width wins).",
     ),
     out: Path = typer.Option(
         Path("."), "--out", help=f"Output folder: writes OUT/{SELECTION_FILE} (a path ending in .json: that file)."
@@ -76,8 +77,9 @@ def select_cmd(
 ) -> None:
     """Pick, per device, the most accurate width that fits every budget (exit 3 when none fits).
 
-    Accuracies within each other's 95 % intervals count as a tie that the fastest width wins, unless
-    --strict-accuracy. Unstable latencies of the chosen or tied widths are warned about.
+    A width is tied with the most accurate one unless an exact McNemar test shows it less accurate (Holm, 5 %).
+    The fastest tied width wins, unless --strict-accuracy.
+    Unstable latencies of the chosen or tied widths are warned about.
     """
     from us3l.deploy.select import Budget, LatencyRule, find_profiles, load_accuracy, select, write_selection
     from us3l.deploy.select import latency_schedule as latency_schedule_fn
