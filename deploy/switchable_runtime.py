@@ -115,7 +115,7 @@ class OvSwitchable(_Closable):
         self, path: str | Path, n: int, threads: int | None = None, device: str = "CPU", bound: bool = True,
         ir: tuple[bytes, bytes] | None = None,
     ) -> None:
-        from us3l.deploy.backends.openvino import compile_config, require_device, shared_core
+        from us3l.deploy.backends.openvino import compile_config, compile_on, require_device, shared_core
 
         self.core = shared_core()
         require_device(self.core, device)  # as OpenVinoRunner
@@ -130,7 +130,7 @@ class OvSwitchable(_Closable):
             i for i in model.inputs if INPUT_NAME in i.get_names()).get_partial_shape()))
         if not bound:
             source = self.path if ir is None else model
-            self._requests[-1] = self.core.compile_model(source, device, self.config).create_infer_request()
+            self._requests[-1] = compile_on(self.core, source, device, self.config).create_infer_request()
 
     def _read(self) -> Any:
         """A fresh ``ov.Model`` of the file (or of the checked IR bytes)."""
@@ -149,10 +149,11 @@ class OvSwitchable(_Closable):
         if not self.bound:
             return self._requests[-1]
         if k not in self._requests:
+            from us3l.deploy.backends.openvino import compile_on
             from us3l.deploy.switchable import bind_width
 
             model = bind_width(self._read(), k)
-            self._requests[k] = self.core.compile_model(model, self.device, self.config).create_infer_request()
+            self._requests[k] = compile_on(self.core, model, self.device, self.config).create_infer_request()
         return self._requests[k]
 
     def _feed(self, x: np.ndarray, index: int) -> dict[str, Any]:

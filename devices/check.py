@@ -43,12 +43,13 @@ def _local_runtime(backend: str, spec: DeviceSpec) -> bool:
 
 def openvino_device_present(name: str) -> bool:
     """Whether OpenVINO can run on device ``name`` on this machine: a listed device (``GPU``, ``NPU``; ``GPU.0``
-    counts as ``GPU``) or a virtual one over listed devices (``AUTO``, ``HETERO:GPU,CPU``; see
+    for a lone ``GPU``, never ``CPU.1``) or a virtual one over listed devices (``AUTO``, ``HETERO:GPU,CPU``; see
     ``us3l.deploy.backends.openvino_devices``)."""
-    from us3l.deploy.backends.openvino import shared_core
-    from us3l.deploy.backends.openvino_devices import device_problem
+    from us3l.deploy.backends.openvino import device_ids, shared_core
+    from us3l.deploy.backends.openvino_devices import refusal
 
-    return device_problem(name, list(shared_core().available_devices)) is None
+    core = shared_core()
+    return refusal(name, list(core.available_devices), device_ids(core)) is None
 
 
 def check_local(spec: DeviceSpec) -> CheckResult:

@@ -192,7 +192,6 @@ MAX_TIMEOUT_S = 86400.0
 MAX_DEVICE_FILE_BYTES = 1 << 20
 MAX_DESCRIPTION = 500
 _USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*[$]?$")
-_OPENVINO_DEVICE_RE = re.compile(r"^[A-Z][A-Z0-9_.]*(?::[A-Z0-9_.(),]+)?$")
 
 
 def _has_control(text: str) -> bool:
@@ -278,6 +277,19 @@ _REQUIRES = {"cuda", "tegra"}
 _POLICY = {f.name for f in fields(MeasurementPolicy)}
 
 
+def _openvino_device(given: str, where: str) -> str:
+    """A device file's ``openvino_device``, upper-case, in one of the forms OpenVINO documents (whether this
+    machine has it is checked where the profile runs: ``us3l.deploy.backends.openvino.require_device``)."""
+    from us3l.deploy.backends.openvino_devices import FORMS, syntax_problem
+
+    name = given.strip().upper()
+    problem = "is empty" if not name else syntax_problem(name)
+    if problem is not None:
+        raise US3LError(f"{where}: 'openvino_device' must be an OpenVINO device name ({FORMS}); {given!r:.80} "
+                        f"{problem}")
+    return name
+
+
 def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
     """Validate a parsed device document; every problem is a one-line ``US3LError`` naming ``source``."""
     where = f"device file {source}"
@@ -318,10 +330,7 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
                 raise US3LError(f"{where}: '{key}' must be 1 to {most}, got {value}")
             kw[key] = value
     if "openvino_device" in d:
-        kw["openvino_device"] = _expect(d, "openvino_device", str, where).strip().upper()
-        if not _OPENVINO_DEVICE_RE.match(kw["openvino_device"]):
-            raise US3LError(f"{where}: 'openvino_device' must be an OpenVINO device name (CPU, GPU, GPU.1, NPU, "
-                            f"AUTO:GPU,CPU), got {d['openvino_device']!r:.80}")
+        kw["openvino_device"] = _openvino_device(_expect(d, "openvino_device", str, where), where)
     if "tensorrt_version" in d:
         from us3l.deploy.backends.tensorrt_versions import trt_release
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from us3l.deploy.backends.openvino_devices import compile_failure
 from us3l.devices.ssh import ENDED_BY_SIGNAL, NO_EXIT_STATUS, RemoteProcess, SSHSession, exit_status
 from us3l.errors import US3LError
 from us3l.validate import number
@@ -41,9 +42,11 @@ class RemoteRunner:
         device: str = "CPU",
         precision: str = "fp32",
         max_memory_mb: float | None = None,
+        where: str = "",
     ) -> None:
         """``models`` maps a key to (files of the artifact, primary file first; input shape);
-        ``max_memory_mb``: the runner's resident-memory limit (None: none)."""
+        ``max_memory_mb``: the runner's resident-memory limit (None: none); ``where`` (``"device file F: "``)
+        begins the refusal of an OpenVINO ``device`` the device's runtime does not have."""
         if backend not in ("onnx", "openvino"):
             raise US3LError(f"the remote runner handles onnx and openvino, not '{backend}'")
         self.session = session
@@ -53,6 +56,7 @@ class RemoteRunner:
         self.device = device
         self.precision = precision
         self.max_memory_mb = max_memory_mb
+        self.where = where
         self.session_bytes = 0  # the largest session the runner measured
         self.failed = False  # set by the first error the runner answered or caused
         self.workdir: str | None = None
@@ -114,6 +118,24 @@ class RemoteRunner:
         if not self.ready.get("ready"):
             raise US3LError(f"remote runner on {s.reach.url} did not start: {self.ready}")
         number(self.ready.get("threads"), f"remote runner on {s.reach.url}: threads", positive=True, integer=True)
+        if self.backend == "openvino":
+            self._check_device()
+
+    def _check_device(self) -> None:
+        """Refuse, before any model is loaded, an OpenVINO device the device's runtime does not have, in the words
+        of a local profile (``us3l.deploy.backends.openvino.require_device``)."""
+        from us3l.deploy.backends.openvino_devices import refusal
+
+        url = self.session.reach.url
+        found = self.ready.get("openvino_devices")
+        available = found.get("available") if isinstance(found, dict) else None
+        ids = found.get("ids") if isinstance(found, dict) else None
+        if not (isinstance(available, list) and isinstance(ids, dict)):
+            raise US3LError(f"remote runner on {url} sent no OpenVINO device list: {str(found)[:120]}")
+        ids = {str(k): [str(i) for i in v] for k, v in ids.items() if isinstance(v, list)}
+        problem = refusal(self.device, [str(d) for d in available], ids, f"{self.where}remote runner on {url}: ")
+        if problem is not None:
+            raise US3LError(problem)
 
     def _read(self) -> dict[str, Any]:
         """The runner's next answer; any error marks the runner failed (``open`` then skips its unload)."""
@@ -157,6 +179,9 @@ class RemoteRunner:
         if "error" in doc:
             if doc.get("kind") == "missing_runtime":
                 raise US3LError(f"runtime missing on {self.session.reach.url}: {doc['error']}")
+            if doc.get("kind") == "openvino_compile":
+                raise US3LError(f"{self.where}remote runner on {self.session.reach.url}: "
+                                f"{compile_failure(self.device, str(doc['error']))}")
             raise US3LError(f"remote runner on {self.session.reach.url}: {doc['error']}")
         return doc
 

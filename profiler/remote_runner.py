@@ -7,9 +7,11 @@ openvino; nothing from us3l). It is driven over stdin/stdout, one JSON document 
                                       [--max-memory-mb M]
     out:     {"ready": true, "runtime": "onnxruntime", "version": "...", "threads": N, "fingerprint": {...},
               "rss_bytes": ..., "peak_rss_bytes": ..., "available_bytes": ..., "max_memory_bytes": ...}
+              (openvino: also "openvino_devices": {"available": [...], "ids": {"GPU": ["0"], ...}})
     in:      {"cmd": "load", "key": "w0.5"}
     out:     {"loaded": "w0.5", "session_bytes": ..., "rss_bytes": ..., "live": 1}
          or  {"full": true, "rss_bytes": ..., "limit_bytes": ..., "live": 3}
+         or  {"error": "<OpenVINO's message>", "kind": "openvino_compile"}
     in:      {"cmd": "time", "key": "w0.5", "n": 10}
     out:     {"samples": [seconds, ...]}
     in:      {"cmd": "unload", "key": "w0.5"}
@@ -108,14 +110,38 @@ def ov_config(threads, device, precision):
     return config
 
 
-class OvModel:
-    def __init__(self, path, threads, device, precision):
+def _ov_core():
+    if not _OV_CORE:
         import openvino as ov
 
-        if not _OV_CORE:
-            _OV_CORE.append(ov.Core())
-        core = _OV_CORE[0]
-        self.compiled = core.compile_model(path, device, ov_config(threads, device, precision))
+        _OV_CORE.append(ov.Core())
+    return _OV_CORE[0]
+
+
+def ov_devices():
+    """What the host checks the device against (us3l.deploy.backends.openvino.require_device): this machine's
+    Core.available_devices and each one's ids (AVAILABLE_DEVICES, where its plugin answers)."""
+    core = _ov_core()
+    available = [str(d) for d in core.available_devices]
+    ids = {}
+    for d in available:
+        try:
+            ids[d] = [str(i) for i in core.get_property(d, "AVAILABLE_DEVICES")]
+        except RuntimeError:
+            continue
+    return {"available": available, "ids": ids}
+
+
+class OvCompileError(Exception):
+    """OpenVINO refused to compile a model for the device (its message: several lines)."""
+
+
+class OvModel:
+    def __init__(self, path, threads, device, precision):
+        try:
+            self.compiled = _ov_core().compile_model(path, device, ov_config(threads, device, precision))
+        except RuntimeError as exc:
+            raise OvCompileError(str(exc)) from None
         self.request = self.compiled.create_infer_request()
         self.bound = None  # the array the input tensor shares memory with
 
@@ -255,6 +281,8 @@ def main(argv=None):
                     manifest.get("seed", 0))
     ready = {"ready": True, "runtime": runtime, "version": str(version), "threads": args.threads,
              "python": sys.executable, "fingerprint": _fingerprint(), "max_memory_bytes": limit}
+    if args.backend == "openvino":
+        ready["openvino_devices"] = ov_devices()
     ready.update(memory_facts())
     _emit(ready)
     done = False
@@ -294,7 +322,10 @@ def _serve(models, manifest):
             _emit({"error": "bad request: %s" % line[:200], "kind": "protocol"})
             sys.exit(EXIT_BAD_INPUT)
         if cmd == "load":
-            _emit(models.load(key))
+            try:
+                _emit(models.load(key))
+            except OvCompileError as exc:  # the host words it in one line (openvino_devices.compile_failure)
+                _emit({"error": str(exc), "kind": "openvino_compile"})
             continue
         if cmd == "unload":
             _emit(models.unload(key))

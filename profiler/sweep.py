@@ -200,8 +200,10 @@ def check_int8(backend: str, calibration: Any) -> None:
         raise US3LError("int8 profiling needs calibration images (us3l.deploy.quantize.CalibrationSet)")
 
 
-def check_local_requirements(spec: DeviceSpec) -> None:
-    """A local run of a Jetson / CUDA device needs that hardware here; otherwise say how to reach it."""
+def check_local_requirements(spec: DeviceSpec, backends: Sequence[str] = ()) -> None:
+    """A local run of a Jetson / CUDA device needs that hardware here; otherwise say how to reach it. With
+    ``openvino`` in ``backends``, its runtime and the device's ``openvino_device`` must be here too (one line
+    naming the device file, before any export or timing)."""
     from us3l.devices.detect import has_cuda_gpu, is_jetson
 
     how = (
@@ -212,6 +214,13 @@ def check_local_requirements(spec: DeviceSpec) -> None:
         raise US3LError(f"device '{spec.name}' is an NVIDIA Jetson and this machine is not one: {how}")
     if spec.requires_cuda and not has_cuda_gpu():
         raise US3LError(f"device '{spec.name}' needs an NVIDIA GPU with CUDA and this machine has none: {how}")
+    if "openvino" in backends:
+        from us3l.deploy.backends import get_backend
+
+        get_backend("openvino").require_runtime()
+        from us3l.deploy.backends.openvino import require_device, shared_core
+
+        require_device(shared_core(), spec.openvino_device, f"device file {spec.source}: ")
 
 
 def resolve_backend(spec: DeviceSpec, backend: str | None) -> str:
@@ -345,7 +354,8 @@ def open_site(
         session = stack.enter_context(SSHSession(spec.reach))
         models = {it.key: (arts[it.key].files, input_shape) for it in items}
         remote = stack.enter_context(
-            RemoteRunner(session, backend, models, threads or None, spec.openvino_device, precision, max_memory_mb)
+            RemoteRunner(session, backend, models, threads or None, spec.openvino_device, precision, max_memory_mb,
+                         where=f"device file {spec.source}: ")
         )
         facts["runtime_version"] = remote.ready.get("version")
         facts["fingerprint"] = remote.ready.get("fingerprint")
@@ -515,7 +525,7 @@ def run_sweep(
     if precision == "int8":
         check_int8(be, calibration)
     if spec.reach.is_local:
-        check_local_requirements(spec)
+        check_local_requirements(spec, [be])
     policy = policy or spec.policy
     input_shape = (batch or spec.batch, 3, spec.input_size or input_size, spec.input_size or input_size)
     if be == "tensorrt":  # trtexec on the GPU: no CPU thread count applies, none is recorded

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from us3l.deploy.backends.base import Artifact, Backend, Runner, as_input, fixed_dims, staging_dir, version_tuple
-from us3l.deploy.backends.openvino_devices import describe_available, device_problem
+from us3l.deploy.backends.openvino_devices import compile_failure, refusal
 from us3l.deploy.timing import phase
 from us3l.errors import US3LError
 
@@ -76,13 +76,34 @@ def shared_core() -> Any:
     return _CORE
 
 
-def require_device(core: Any, device: str) -> None:
-    """Refuse, in one line, a device OpenVINO cannot run on here: absent, or a virtual device (``AUTO``,
-    ``HETERO:...``, ``MULTI:...``, ``BATCH:...``) over absent ones (``us3l.deploy.backends.openvino_devices``)."""
-    available = list(core.available_devices)
-    problem = device_problem(device, available)
+def device_ids(core: Any) -> dict[str, list[str]]:
+    """Each listed device's ids (``AVAILABLE_DEVICES``: ``['']`` for the CPU, ``['0']`` for a lone GPU), where
+    its plugin answers."""
+    ids: dict[str, list[str]] = {}
+    for d in core.available_devices:
+        try:
+            ids[d] = [str(i) for i in core.get_property(d, "AVAILABLE_DEVICES")]
+        except RuntimeError:  # a plugin without the property: its listed name is all there is
+            continue
+    return ids
+
+
+def require_device(core: Any, device: str, where: str = "") -> None:
+    """Refuse, in one line (prefixed with ``where``), a device OpenVINO cannot run on here: absent (``CPU.1``),
+    or a virtual device (``AUTO``, ``HETERO:...``, ``MULTI:...``, ``BATCH:...``) over absent ones
+    (``us3l.deploy.backends.openvino_devices``)."""
+    problem = refusal(device, list(core.available_devices), device_ids(core), where)
     if problem is not None:
-        raise US3LError(f"{problem} ({describe_available(available)})")
+        raise US3LError(problem)
+
+
+def compile_on(core: Any, source: Any, device: str, config: Mapping[str, Any]) -> Any:
+    """``core.compile_model`` on ``device``; OpenVINO's several-line refusal (``BATCH:CPU`` rejects the CPU's
+    thread count, a plugin rejects a device id) becomes one line naming the device."""
+    try:
+        return core.compile_model(source, device, dict(config))
+    except RuntimeError as exc:
+        raise US3LError(compile_failure(device, str(exc))) from None
 
 
 def may_run_on_cpu(device: str) -> bool:
@@ -135,7 +156,7 @@ class OpenVinoRunner(Runner):
         self.device = device
         # ir: the .xml and .bin bytes whose hashes were checked, read from memory (never the files again)
         source = str(path) if ir is None else core.read_model(model=ir[0], weights=ir[1])
-        self.compiled = core.compile_model(source, device, compile_config(threads, device, precision))
+        self.compiled = compile_on(core, source, device, compile_config(threads, device, precision))
         self.request = self.compiled.create_infer_request()
         self.input_shape = fixed_dims(list(self.compiled.input(0).get_partial_shape()))
         #: (the caller's array, the float32 array whose memory the input tensor shares: x itself when it is one)

@@ -386,9 +386,34 @@ def test_usual_hosts_and_openvino_devices_still_read(tmp_path):
                                    ("ssh://nvidia@10.0.0.7:2200", "nvidia", "10.0.0.7", 2200)]:
         assert parse_host(host) == ("ssh", user, name, port)
     for given, read in [("gpu.1", "GPU.1"), ("AUTO:GPU,CPU", "AUTO:GPU,CPU"), ("NPU", "NPU"), ("BATCH:GPU(4)",
-                                                                                               "BATCH:GPU(4)")]:
+                                                                                               "BATCH:GPU(4)"),
+                        ("auto:-gpu", "AUTO:-GPU"), ("HETERO:GPU.1,CPU", "HETERO:GPU.1,CPU"), ("MULTI:GPU,CPU",
+                                                                                              "MULTI:GPU,CPU"),
+                        ("CPU.1", "CPU.1")]:  # CPU.1 is well formed: the profile checks what this machine has
         dev.write_text(_ODD + f'openvino_device = "{given}"\n')
         assert load_device_file(dev).openvino_device == read
+
+
+_FORMS = ("CPU, GPU, GPU.1, NPU, AUTO, AUTO:GPU,CPU, AUTO:-GPU, HETERO:GPU,CPU, MULTI:GPU,CPU, BATCH:GPU, "
+          "BATCH:GPU(4)")
+
+
+@pytest.mark.parametrize(("given", "why"), [
+    ("BATCH:CPU,GPU", "takes one device, e.g. BATCH:GPU(4)"),
+    ("HETERO:CPU(2)", "lists 'CPU(2)', which is not a device name (letters, digits and '_', then an optional .N "
+                      "index)"),
+    ("MULTI", "needs a device list, e.g. MULTI:GPU,CPU"),
+    ("CPU:GPU", "is not an OpenVINO device name: only AUTO, HETERO, MULTI, BATCH take a device list"),
+    ("GPU.", "is not an OpenVINO device name (letters, digits and '_', then an optional .N index)"),
+])
+def test_an_openvino_device_outside_the_documented_forms_is_refused_when_read(tmp_path, capsys, given, why):
+    """Red-team: one pattern of letters, digits and '.(),' let these through; they failed in compile_model, deep in
+    a profile, with OpenVINO's several-line message."""
+    dev = tmp_path / "ov.toml"
+    dev.write_text(_ODD + f'openvino_device = "{given}"\n')
+    assert main(["devices", "--device-file", str(dev)]) == 1
+    assert capsys.readouterr().err == (f"error: device file {dev}: 'openvino_device' must be an OpenVINO device name "
+                                       f"({_FORMS}); {given!r} {why}\n")
 
 
 def test_a_device_file_over_a_mebibyte_is_refused_before_parsing(tmp_path, capsys):

@@ -188,3 +188,23 @@ def test_a_host_without_the_sftp_subsystem_is_named_not_a_lost_connection(loopba
                    "(SFTP disabled there?): enable it in the host's sshd_config (a 'Subsystem sftp' line, e.g. "
                    "'Subsystem sftp internal-sftp') and restart sshd\n")
     assert _tmp_profile_dirs(ssh) == before, "remote temp folder was not removed"
+
+
+def test_an_openvino_device_the_remote_runtime_lacks_is_one_line(loopback_ssh, tmp_path, capsys):
+    """Red-team: `openvino_device = "CPU.1"` passed the device-file check and the remote runner died in
+    compile_model with a traceback; the host now refuses it from the runner's device list, naming the file."""
+    pytest.importorskip("openvino")
+    from us3l.deploy.backends.openvino import shared_core
+
+    dev = tmp_path / "dev.toml"
+    dev.write_text(loopback_ssh.device_toml().replace("threads = 1\n", 'threads = 1\ninput_size = 8\n'
+                                                                        'openvino_device = "CPU.1"\n'))
+    before = _tmp_profile_dirs(loopback_ssh)
+    rc = main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
+               "--backend", "openvino", "--out", str(tmp_path / "p")])
+    assert rc == 1
+    assert capsys.readouterr().err == (
+        f"error: device file {dev}: remote runner on {loopback_ssh.url}: OpenVINO device 'CPU.1' is not present "
+        f"(available: {', '.join(shared_core().available_devices)}; or AUTO, HETERO:<list>, MULTI:<list>, "
+        "BATCH:<device> over those)\n")
+    assert _tmp_profile_dirs(loopback_ssh) == before

@@ -122,3 +122,62 @@ def test_the_remote_openvino_configuration_is_the_local_one() -> None:
         for precision in (None, "fp32", "fp16", "int8"):
             for threads in (None, 1, 4):
                 assert remote_runner.ov_config(threads, device, precision) == compile_config(threads, device, precision)
+
+
+def _ov_runner_session(tmp_path: Path, device: str, stdin: str) -> list[dict]:
+    """The real runner (a subprocess, as on a device) on one tiny OpenVINO IR: its answers, one per line."""
+    import json
+    import subprocess
+    import sys
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    art = get_backend("openvino").export(net, torch.zeros(1, 3, 8, 8), tmp_path / "m", precision="fp32")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"models": {"m": {"path": str(art.path.relative_to(tmp_path)),
+                                                     "input_shape": [1, 3, 8, 8]}}}))
+    proc = subprocess.run([sys.executable, remote_runner.__file__, "--backend", "openvino", "--manifest",
+                           str(manifest), "--threads", "1", "--device", device], input=stdin, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.skipif("openvino" not in CPU_BACKENDS, reason="openvino not installed")
+def test_the_host_refuses_a_device_the_remote_openvino_lacks_before_any_load(tmp_path: Path) -> None:
+    """Red-team: `openvino_device = "CPU.1"` reached the remote runner's compile_model, which exited with a
+    traceback; the runner now reports its devices when ready and the host refuses the name as a local profile
+    does."""
+    from us3l.deploy.backends.openvino import device_ids, shared_core
+    from us3l.errors import US3LError
+
+    (ready,) = _ov_runner_session(tmp_path, "CPU.1", '{"cmd": "quit"}\n')
+    core = shared_core()
+    assert ready["openvino_devices"] == {"available": list(core.available_devices), "ids": device_ids(core)}
+    runner, _ = _runner([])
+    runner.backend, runner.device, runner.where, runner.ready = "openvino", "CPU.1", "device file d.toml: ", ready
+    with pytest.raises(US3LError) as info:
+        runner._check_device()
+    assert str(info.value) == (
+        "device file d.toml: remote runner on ssh://u@h:22: OpenVINO device 'CPU.1' is not present (available: "
+        f"{', '.join(core.available_devices)}; or AUTO, HETERO:<list>, MULTI:<list>, BATCH:<device> over those)")
+    runner.device = "AUTO:CPU"
+    runner._check_device()
+
+
+@pytest.mark.skipif("openvino" not in CPU_BACKENDS, reason="openvino not installed")
+def test_a_compile_the_remote_openvino_refuses_is_one_line(tmp_path: Path) -> None:
+    """The runner answers OpenVINO's refusal (it exited with a traceback whose last line the host showed); the host
+    words it as a local profile does."""
+    import json
+
+    from us3l.errors import US3LError
+
+    ready, answer = _ov_runner_session(tmp_path, "BATCH:CPU(4)", '{"cmd": "load", "key": "m"}\n{"cmd": "quit"}\n')
+    assert ready["ready"] is True and answer["kind"] == "openvino_compile"
+    runner, _ = _runner([json.dumps(answer) + "\n"])
+    runner.device, runner.where = "BATCH:CPU(4)", "device file d.toml: "
+    with pytest.raises(US3LError) as info:
+        runner.load("m")
+    assert str(info.value) == ("device file d.toml: remote runner on ssh://u@h:22: OpenVINO cannot compile the model "
+                               "for device 'BATCH:CPU(4)': Unsupported config key: DEVICE_PROPERTIES")
+    assert runner.failed

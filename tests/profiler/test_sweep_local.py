@@ -161,3 +161,41 @@ def test_profile_plot_never_replaces_a_png_of_the_users(tmp_path, monkeypatch, c
     assert main(argv) == 0 and main(argv) == 0  # its own PNG is replaced
     capsys.readouterr()
     assert is_us3l_png(png.read_bytes()) and png.stat().st_size > 1000
+
+
+def _ov_device_file(tmp_path, device: str):
+    dev = tmp_path / "ov.toml"
+    dev.write_text(f'name = "ov-odd"\nbackends = ["openvino"]\ninput_size = 8\nopenvino_device = "{device}"\n')
+    return dev
+
+
+@pytest.mark.parametrize("device", ["CPU.1", "HETERO:GPU.3,CPU"])
+def test_profile_refuses_an_openvino_device_this_machine_lacks_before_any_work(tmp_path, capsys, device):
+    """Red-team: `openvino_device = "CPU.1"` passed the device-file check and failed at the first width's compile
+    with OpenVINO's several-line message ('error: RuntimeError: Exception from src/inference/...')."""
+    pytest.importorskip("openvino")
+    from us3l.deploy.backends.openvino import shared_core
+
+    available = ", ".join(shared_core().available_devices)
+    dev = _ov_device_file(tmp_path, device)
+    out = tmp_path / "p"
+    assert main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
+                 "--out", str(out)]) == 1
+    what = "is not present" if device == "CPU.1" else "names GPU.3, which is not present"
+    assert capsys.readouterr().err == (
+        f"error: device file {dev}: OpenVINO device '{device}' {what} (available: {available}; or AUTO, "
+        "HETERO:<list>, MULTI:<list>, BATCH:<device> over those)\n")
+    assert not out.exists()
+
+
+def test_profile_words_a_compile_openvino_refuses_in_one_line(tmp_path, capsys):
+    """`BATCH:CPU(4)` is present (the CPU is), and OpenVINO's batching plugin refuses the compile: one line naming
+    the device, before any width is timed."""
+    pytest.importorskip("openvino")
+    dev = _ov_device_file(tmp_path, "BATCH:CPU(4)")
+    out = tmp_path / "p"
+    assert main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
+                 "--threads", "1", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == ("error: OpenVINO cannot compile the model for device 'BATCH:CPU(4)': "
+                                       "Unsupported config key: DEVICE_PROPERTIES\n")
+    assert not out.exists() or not list(out.glob("*.json"))

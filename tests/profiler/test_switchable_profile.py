@@ -192,7 +192,8 @@ def test_an_openvino_artifact_is_timed_on_the_devices_own_plugin(tmp_path, capsy
     if not openvino_device_present("GPU"):
         code = main(["profile", "--device", "intel-igpu", "--artifact", str(ov), "--out", str(out), *FAST])
         err = capsys.readouterr().err.strip()
-        assert code == 1 and err.startswith("error: OpenVINO device 'GPU' is not present (available: ")
+        assert code == 1 and err.startswith(
+            "error: device file built-in (intel-igpu.toml): OpenVINO device 'GPU' is not present (available: ")
     assert not out.exists() or not list(out.glob("*.json"))
     code = main(["profile", "--device", "cpu", "--artifact", str(ov), "--out", str(out), "--json", *FAST])
     assert code == 0 and json.loads(capsys.readouterr().out)["extra"]["openvino_device"] == "CPU"

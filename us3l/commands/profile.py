@@ -251,7 +251,7 @@ def profile_cmd(
     if "int8" in precisions:
         check_calib_images(calib_images)
     if spec.reach.is_local:
-        check_local_requirements(spec)
+        check_local_requirements(spec, backends)
     if widths is not None and points is not None:
         raise US3LError("give either --widths or --points, not both")
     check_points(points)
@@ -345,7 +345,7 @@ def _profile_artifact(
 
     doc, _ = read_switchable(artifact)  # a bad folder: one line before anything is loaded
     if spec.reach.is_local:
-        check_local_requirements(spec)
+        check_local_requirements(spec)  # the OpenVINO device: profile_switchable, after the file's own checks
     # before measuring, as for a sweep: a file of the user's where the profile would go is refused
     json_path, _ = profile_paths(out, profile_stem(profiled_model_name(doc), spec.name, doc["backend"]["name"],
                                                    PRECISION))
