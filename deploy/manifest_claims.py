@@ -23,10 +23,13 @@ file. These claims are checked wherever manifests are read:
     records (``tensorrt.builder_flags`` and the precision options of ``tensorrt.trtexec_command``, written since
     2026-12-06) must be the precision's: fp16 and fp32 engines come from the same fp32 ONNX and only the flags tell
     them apart. A manifest from before then records neither, and its fp16/fp32 claim is not checked.
-* **Output shape** (``check_output_shape``, on the hash-checked bytes of a one-width artifact, by
-  ``us3l.deploy.load`` and so ``us3l eval --artifact``): ``output.shape`` must be the graph's first output, read
-  from the ONNX graph, the IR's first Result layer, or a TensorRT engine's ONNX; ``"batch"`` exactly where that
-  output's first dimension is symbolic (a dynamic-batch export). A manifest without ``output.shape`` claims none.
+* **Output shape** (``check_output_shape``, on the hash-checked bytes, by ``us3l.deploy.load`` and so
+  ``us3l eval --artifact``, ``load_switchable`` / ``read_switchable``, and the report): ``output.shape`` must be
+  the graph's first output, read from the ONNX graph, the IR's first Result layer, or a TensorRT engine's ONNX;
+  ``"batch"`` exactly where that output's first dimension is symbolic (a dynamic-batch export). A switchable
+  manifest's last axis is ``"features"`` (every width's size, one graph); its ``model.per_width[].feature_dim``
+  must be the file's own ``us3l.switchable.feature_dims`` record (``switchable_runtime``). A manifest without
+  ``output.shape`` claims none.
 
 Each mismatch is one ``US3LError`` line naming the file and the field.
 """
@@ -308,11 +311,17 @@ def _graph_output(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[s
     return None
 
 
-def check_output_shape(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes]) -> None:
-    """Refuse (one line) a one-width manifest's ``output.shape`` that is not the artifact graph's output (``data``:
-    name -> hash-checked bytes): the embedding size, and ``"batch"`` exactly where the graph's first dimension is
-    symbolic. ``true`` is not ``1``, nor ``128.0`` ``128``. A manifest without ``output.shape`` claims none."""
-    claimed = (doc.get("output") or {}).get("shape")
+def check_output_shape(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes], *,
+                       feature_axis: str | None = None) -> None:
+    """Refuse (one line) a manifest's ``output.shape`` that is not the artifact graph's output (``data``: name ->
+    hash-checked bytes): the embedding size, and ``"batch"`` exactly where the graph's first dimension is symbolic.
+    ``true`` is not ``1``, nor ``128.0`` ``128``. A manifest without ``output.shape`` claims none.
+
+    ``feature_axis``: a switchable manifest's name for its last axis (``"features"``): one graph outputs every
+    width's embedding size there (symbolic in the ONNX file; an IR's Result shows one branch's size), so that axis
+    is compared by name; the sizes per width are the file's own record (``switchable_runtime``)."""
+    output = doc.get("output")
+    claimed = output.get("shape") if isinstance(output, Mapping) else None
     if claimed is None:
         return
     backend = str((doc.get("backend") or {}).get("name"))
@@ -321,7 +330,9 @@ def check_output_shape(doc: Mapping[str, Any], where: str | Path, data: Mapping[
     if found is None:
         return
     file, dims = found
-    actual = ["batch" if i == 0 and d is None else d for i, d in enumerate(dims)]
+    actual: list[int | str | None] = ["batch" if i == 0 and d is None else d for i, d in enumerate(dims)]
+    if feature_axis is not None and actual:
+        actual[-1] = feature_axis
     if not isinstance(claimed, list) or [(type(c), c) for c in claimed] != [(type(a), a) for a in actual]:
         raise US3LError(f"{where}: output.shape is {claimed!r:.60} but {file} outputs {actual!r:.60} (the manifest "
                         f"was edited); {_FIX}")

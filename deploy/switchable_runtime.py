@@ -245,7 +245,7 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
         read_artifact_files,
         shape_ok,
     )
-    from us3l.deploy.manifest_claims import check_precision, check_switchable_verification
+    from us3l.deploy.manifest_claims import check_output_shape, check_precision, check_switchable_verification
 
     folder = Path(folder)
     check_not_a_member(folder)
@@ -277,6 +277,7 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
     check_switchable_verification(doc, path)  # passed / valid against the recorded numbers (fp32 tolerance)
     data = read_artifact_files(doc, folder)
     check_precision(doc, path, data)  # fp32: no Q/DQ nodes or half-precision weights in the graph
+    check_output_shape(doc, path, data, feature_axis="features")  # output.shape's batch axis: the graph's
     file = folder / doc["artifact"]["file"]  # a plain name among the hashed files (checked by read_artifact_files)
     _check_file_grid(doc, file, path, data[file.name])
     return doc, file, data
@@ -295,27 +296,33 @@ def _ir_metadata(xml: bytes, key: str) -> str | None:
     return None
 
 
-def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -> None:
-    """A switchable file records its grid in its own metadata (``us3l.switchable.widths``: the ONNX file's
-    metadata_props, kept by OpenVINO in the IR's ``rt_info``): the manifest's grid, which maps an index to a width
-    everywhere else, must be that one (the manifest is not hashed). An IR without it is left unchecked."""
-    from us3l.deploy.switchable import META_WIDTHS
-
+def _file_metadata(file: Path, data: bytes, keys: tuple[str, ...]) -> tuple[str, str, dict[str, str | None]]:
+    """(whose, kind, key -> value or ``None``) of a switchable file's own metadata: the ONNX file's metadata_props,
+    kept by OpenVINO in the IR's ``rt_info``."""
     if file.suffix == ".onnx":
         import onnx
 
-        what, kind = "the ONNX file's", "ONNX file"
-        value = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}.get(META_WIDTHS)
-    else:
-        what, kind = "the IR's", "IR"
-        try:
-            value = _ir_metadata(data, META_WIDTHS)
-        except Exception as exc:  # noqa: BLE001 - a file the hash matched but the XML parser refuses
-            raise US3LError(f"{file}: cannot read the IR ({' '.join(str(exc).split())[:120]}); re-export") from None
-        if value is None:
-            return
+        props = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}
+        return "the ONNX file's", "ONNX file", {k: props.get(k) for k in keys}
     try:
-        recorded = [float(w) for w in json.loads(value)]
+        return "the IR's", "IR", {k: _ir_metadata(data, k) for k in keys}
+    except Exception as exc:  # noqa: BLE001 - a file the hash matched but the XML parser refuses
+        raise US3LError(f"{file}: cannot read the IR ({' '.join(str(exc).split())[:120]}); re-export") from None
+
+
+def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -> None:
+    """A switchable file records its grid in its own metadata (``us3l.switchable.widths``: the ONNX file's
+    metadata_props, kept by OpenVINO in the IR's ``rt_info``): the manifest's grid, which maps an index to a width
+    everywhere else, must be that one (the manifest is not hashed), and so must each width's output size
+    (``model.per_width[].feature_dim``: ``us3l.switchable.feature_dims``). An IR without them is left unchecked."""
+    from us3l.deploy.switchable import META_FEATURES, META_WIDTHS
+
+    what, kind, meta = _file_metadata(file, data, (META_WIDTHS, META_FEATURES))
+    value = meta[META_WIDTHS]
+    if value is None and kind == "IR":
+        return
+    try:
+        recorded = [float(w) for w in json.loads(str(value))]
     except (ValueError, TypeError):
         raise US3LError(f"{file}: no readable {META_WIDTHS} metadata (not a us3l switchable {kind}?)") from None
     if recorded != [float(w) for w in doc["model"]["widths"]]:
@@ -323,6 +330,23 @@ def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -
             f"{path}: model.widths {doc['model']['widths']} differ from {what} own grid {recorded}; "
             "the manifest was edited: re-export"
         )
+    _check_feature_dims(doc, path, what, meta[META_FEATURES])
+
+
+def _check_feature_dims(doc: dict[str, Any], path: Path, what: str, value: str | None) -> None:
+    """``model.per_width[].feature_dim`` (each width's output size, the ``"features"`` axis of ``output.shape``)
+    against the file's ``us3l.switchable.feature_dims`` (``value``; ``None``: not recorded, unchecked). ``true`` is
+    not ``1``; a manifest that records no feature_dim claims none."""
+    claimed = [p.get("feature_dim") for p in doc["model"]["per_width"]]
+    if value is None or all(c is None for c in claimed):
+        return
+    try:
+        recorded = json.loads(value)
+    except ValueError:
+        recorded = None
+    if not isinstance(recorded, list) or [(type(c), c) for c in claimed] != [(type(r), r) for r in recorded]:
+        raise US3LError(f"{path}: model.per_width[].feature_dim {claimed!r:.80} differ from {what} own feature dims "
+                        f"{recorded!r:.80}; the manifest was edited: re-export")
 
 
 def load_switchable(

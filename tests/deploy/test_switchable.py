@@ -18,7 +18,7 @@ import onnx
 import pytest
 import torch
 
-from tests.deploy.conftest import calibrated_run, copy_artifact, switchable_exports_of
+from tests.deploy.conftest import calibrated_run, copy_artifact, edit_manifest, switchable_exports_of
 from tests.script_module import ROOT
 from us3l.deploy.graph import deployable_module, fresh_model
 from us3l.deploy.switchable import (
@@ -372,6 +372,34 @@ def _refused_after_edit(shared_export: SharedExport, tmp_path: Path, section: st
     path.write_text(json.dumps(doc))
     with pytest.raises(US3LError, match=f"^{re.escape(f'{path}: {message}')}"):
         deploy.load_switchable(d)
+
+
+@pytest.mark.parametrize(("backend", "what"), [("onnx", "the ONNX file's"),  # slow: an OpenVINO export of its own
+                                             pytest.param("openvino", "the IR's", marks=pytest.mark.slow)])
+def test_a_manifest_output_shape_the_file_contradicts_is_refused(shared_export, tmp_path, backend, what) -> None:
+    """output.shape ([batch, "features"]) and model.per_width[].feature_dim (each width's "features") were checked
+    nowhere: an edited one was loaded, profiled and reported as it was. The batch axis is the graph's (an IR's
+    Result shows the first branch's size in the features axis: not compared); the sizes, the file's own record."""
+    import us3l.deploy as deploy
+
+    res = shared_export(backend, [1.0, 0.25])
+    file = res.manifest["artifact"]["file"]
+    assert res.manifest["output"]["shape"] == [1, "features"]
+    deploy.load_switchable(res.directory).close()  # as exported: accepted (an IR's Result says [1, 512])
+
+    def refused(edit: Callable[[dict], None], message: str) -> None:
+        d = copy_artifact(res, tmp_path / str(len(list(tmp_path.iterdir()))))
+        path = edit_manifest(d, edit)
+        with pytest.raises(US3LError, match=f"^{re.escape(f'{path}: {message}')}$"):
+            deploy.load_switchable(d)
+
+    for shape in (["batch", "features"], [1, 512], [True, "features"]):
+        refused(lambda doc, shape=shape: doc["output"].update(shape=shape),
+                f"output.shape is {shape!r} but {file} outputs [1, 'features'] (the manifest was edited); "
+                "re-export the artifact")
+    refused(lambda doc: doc["model"]["per_width"][1].update(feature_dim=512),
+            f"model.per_width[].feature_dim [512, 512] differ from {what} own feature dims [512, 128]; the manifest "
+            "was edited: re-export")
 
 
 @pytest.mark.parametrize("shape", ["x", [1, 3, 32], [1, "3", 32, 32]])

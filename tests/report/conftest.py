@@ -164,13 +164,18 @@ def make_selection(root: Path, doc: dict[str, Any] | None = None) -> Path:
     return atomic_write_json(root / "selection.json", selection_v2() if doc is None else doc)
 
 
+#: The stand-in graph's input and output shape (an Identity): what make_manifest's input.shape and output.shape say,
+#: since the report checks the output shape claimed against the graph (as us3l.deploy.load).
+STAND_IN_SHAPE = (1, 3, 32, 32)
+
+
 def _tiny_onnx() -> bytes:
-    """A one-node fp32 ONNX model (Identity)."""
+    """A one-node fp32 ONNX model (Identity, ``STAND_IN_SHAPE`` in and out)."""
     import onnx
     from onnx import helper
 
-    x = helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
-    y = helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
+    x = helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, list(STAND_IN_SHAPE))
+    y = helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, list(STAND_IN_SHAPE))
     graph = helper.make_graph([helper.make_node("Identity", ["input"], ["embedding"])], "g", [x], [y])
     return helper.make_model(graph).SerializeToString()
 
@@ -181,9 +186,9 @@ def make_manifest(root: Path, width: float = 0.5, checkpoint_sha256: str | None 
     d = root / "artifacts" / "cpu" / f"cifar_resnet18-w{width:g}-onnx-fp32"
     d.mkdir(parents=True)
     f = d / "model.onnx"
-    f.write_bytes(_tiny_onnx())  # a real graph: the report checks the precision claimed against it
+    f.write_bytes(_tiny_onnx())  # a real graph: the report checks the precision and output shape claimed against it
     art = Artifact(backend="onnx", path=f, files=(f,), precision="fp32", dynamic_batch=False,
-                   input_shape=(1, 3, 32, 32), output_shape=(1, 256), runtime_version="1.32.0")
+                   input_shape=STAND_IN_SHAPE, output_shape=STAND_IN_SHAPE, runtime_version="1.32.0")
     ref = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
     doc = build_manifest(artifact=art, model={"name": "cifar_resnet18", "width": width, "bn_stats": "calibrated"},
                          source={"checkpoint": None if checkpoint_sha256 is None else "run/checkpoint.safetensors",

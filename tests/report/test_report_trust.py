@@ -75,6 +75,22 @@ def test_a_precision_the_graph_contradicts_shows_valid_no_manifest_edited(pipeli
                     "graph (the manifest was edited); re-export the artifact")
 
 
+def test_an_output_shape_the_graph_contradicts_shows_valid_no_manifest_edited(pipeline: Path) -> None:
+    """An artifact whose manifest's output.shape was edited (the embedding size another width's) was listed as it
+    was; us3l.deploy.load refuses it (check_output_shape). Shown as an edited precision is."""
+    path = pipeline / ARTIFACT / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc["output"]["shape"] = [1, 256]
+    path.write_text(json.dumps(doc))
+    rep = render_report(pipeline)
+    (man,) = rep.files.manifests
+    assert man.ok and man.doc["valid"] is False and man.doc["report_rehash"]["reason"] == "manifest edited"
+    (line,) = rep.errors()
+    assert line == (f"{path}: valid: no (manifest edited): output.shape is [1, 256] but model.onnx outputs "
+                    "[1, 3, 32, 32] (the manifest was edited); re-export the artifact")
+    assert html.escape(line.split(": ", 1)[1], quote=False) in rep.html
+
+
 def test_missing_artifact_file_is_not_valid(pipeline: Path) -> None:
     (pipeline / ARTIFACT / "model.onnx").unlink()
     (man,) = collect_pipeline(pipeline).manifests
