@@ -502,3 +502,41 @@ def test_a_selection_recorded_relative_to_its_folder_is_reused(tmp_path: Path, m
     monkeypatch.chdir(tmp_path.parent)
     monkeypatch.setattr(select_mod, "select", lambda *a, **k: pytest.fail("selected again"))
     assert qs._select([prof], acc, sel, 5.0, False) == ("reused", [str(sel)])
+
+
+def test_quickstart_evaluates_again_after_the_run_was_recalibrated(tmp_path: Path, monkeypatch) -> None:
+    """Red-team 2026-12-08: after `us3l calibrate` with other settings, a re-run reused accuracy.json (measured
+    with the statistics replaced since) while its export step shipped the new ones: the summary's and the page's
+    accuracies described other networks than the artifacts."""
+    from types import SimpleNamespace
+
+    import torch
+    from safetensors.torch import save_file
+
+    import us3l.commands.quickstart as qs
+    import us3l.eval.runner as runner
+    from tests.report.conftest import WIDTHS, accuracy_v2
+    from us3l.eval.accuracy import save_accuracy
+    from us3l.eval.calibrate import CalibrationSettings
+    from us3l.io import file_sha256
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(b"weights")
+    sha = file_sha256(run / "checkpoint.safetensors")
+    settings = CalibrationSettings(batches=2, batch_size=128, data="builtin").to_dict()
+    doc = accuracy_v2()
+    doc.update(checkpoint={**doc["checkpoint"], "sha256": sha}, checkpoint_sha256=sha, calibration=settings)
+    acc = save_accuracy(doc, tmp_path / "accuracy.json")
+
+    def stats(batches: int) -> None:
+        meta = {k: str(v) for k, v in {**settings, "batches": batches}.items()}
+        save_file({"1.0000/bn.mean": torch.zeros(2)}, str(run / "bn_stats.safetensors"),
+                  metadata={**meta, "checkpoint_sha256": sha})
+
+    monkeypatch.setattr(runner, "open_checkpoint", lambda path: SimpleNamespace(meta={}))
+    monkeypatch.setattr(runner, "evaluate_checkpoint", lambda *a, **k: doc)
+    stats(2)
+    assert qs._evaluate(run, acc, list(WIDTHS), force=False)[0] == "reused"
+    stats(1)  # recalibrated since
+    assert qs._evaluate(run, acc, list(WIDTHS), force=False)[0] == "ran"

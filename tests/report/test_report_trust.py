@@ -697,3 +697,33 @@ def test_a_summary_input_gone_from_its_folder_is_not_found_in_the_current_folder
     (line,) = [line for line in render_report(pipeline).errors() if line.startswith(str(summary))]
     assert line == (f"{summary}: stale: its numbers come from other versions of accuracy.json than this folder "
                     "holds; re-run us3l quickstart")
+
+
+def test_accuracies_measured_with_bn_statistics_recalibrated_since_are_flagged(pipeline: Path) -> None:
+    """Red-team 2026-12-08: after `us3l calibrate --batches 1` on a run evaluated with 2 batches, accuracy.json
+    (and a selection made from it) described networks the run no longer holds -- every export since ships the new
+    statistics -- and the page showed it without a word; quickstart reused it as fresh too."""
+    import torch
+    from safetensors.torch import save_file
+
+    from us3l.eval.accuracy import save_accuracy
+    from us3l.eval.calibrate import CalibrationSettings
+
+    settings = CalibrationSettings(batches=2, batch_size=128, data="builtin").to_dict()
+    doc = json.loads((pipeline / "accuracy.json").read_text())
+    doc["calibration"] = settings
+    save_accuracy(doc, pipeline / "accuracy.json")
+
+    def stats(batches: int) -> None:
+        meta = {k: str(v) for k, v in {**settings, "batches": batches}.items()}
+        save_file({"1.0000/bn.mean": torch.zeros(2)}, str(pipeline / "run" / "bn_stats.safetensors"),
+                  metadata={**meta, "checkpoint_sha256": "ab" * 32})
+
+    stats(2)  # the statistics the accuracies were measured with
+    assert not [e for e in render_report(pipeline).errors() if "BN statistics" in e]
+    stats(1)  # recalibrated since
+    errors = render_report(pipeline).errors()
+    line = (f"{pipeline / 'accuracy.json'}: stale: measured with other BN statistics than "
+            f"{pipeline / 'run' / 'bn_stats.safetensors'} holds now (recalibrated since: batches 2 -> 1); "
+            "re-run us3l eval")
+    assert line in errors

@@ -159,8 +159,8 @@ def _canonical(model: Any, w: float) -> float:
 
 def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -> tuple[str, list[str]]:
     from us3l.eval.accuracy import load_accuracy, save_accuracy
-    from us3l.eval.calibrate import bn_stats_checkpoint_sha256
-    from us3l.eval.runner import EvalSettings, evaluate_checkpoint, open_checkpoint
+    from us3l.eval.calibrate import bn_stats_checkpoint_sha256, read_bn_stats_settings
+    from us3l.eval.runner import EvalSettings, evaluate_checkpoint, open_checkpoint, stats_settings_changes
 
     if acc_path.is_file() and not force:
         sha = file_sha256(run_dir / "checkpoint.safetensors")  # only to reuse: open_checkpoint hashes it itself
@@ -169,6 +169,8 @@ def _evaluate(run_dir: Path, acc_path: Path, widths: list[float], force: bool) -
             done = sorted(width_key(r["width"]) for r in doc["widths"])
             fresh_bn = bn_stats_checkpoint_sha256(run_dir) == sha  # the profile/export steps load them
             fresh_bn = fresh_bn and doc.get("baselines") is not None  # schema 2 with intervals and baselines
+            # measured with the statistics the run holds now (not recalibrated since: the exports would ship others)
+            fresh_bn = fresh_bn and not stats_settings_changes(doc.get("calibration"), read_bn_stats_settings(run_dir))
             if doc["checkpoint"]["sha256"] == sha and fresh_bn and done == sorted(width_key(w) for w in widths):
                 return "reused", [str(acc_path)]
         except (US3LError, KeyError, TypeError, AttributeError):  # a hand-edited file: evaluated again

@@ -423,6 +423,21 @@ def typed_bn_stats_settings(stored: dict[str, str] | None) -> dict[str, Any] | N
 _STATS_SETTINGS = ("data", "batches", "batch_size", "momentum", "seed", "augment", "epochs")
 
 
+def stats_settings_changes(recorded: Any, stored: dict[str, str] | None) -> list[str]:
+    """``"key recorded -> stored"`` for each setting that changes the statistics (``_STATS_SETTINGS``) where an
+    accuracy file's ``calibration`` (``recorded``, the statistics its numbers were measured with) differs from the
+    settings ``bn_stats.safetensors`` records now (``stored``, ``read_bn_stats_settings``): recalibrated since, so
+    the run's widths (and what is exported from them) are other networks than those scored. Empty when either side
+    is unknown, or the two are of different data (an evaluation on other data calibrates for itself and does not
+    store its statistics over the run's)."""
+    if not isinstance(recorded, dict) or not stored or recorded.get("data") is None or "data" not in stored:
+        return []
+    if not same_data_spec(str(recorded["data"]), stored["data"]):
+        return []
+    return [f"{k} {recorded.get(k)} -> {stored.get(k)}" for k in _STATS_SETTINGS
+            if k != "data" and str(recorded.get(k)) != stored.get(k, "None")]
+
+
 def _stored_differently(model: nn.Module, run_dir: Path, wanted: CalibrationSettings, adding: bool,
                         progress: Progress | None, kept: bool = False) -> bool:
     """True (and the stored statistics dropped from the model, with a note) when ``bn_stats.safetensors`` holds

@@ -270,6 +270,8 @@ def _bindings(files: PipelineFiles) -> list[str]:
 
     if files.accuracy is not None and files.accuracy.ok and other(files.accuracy.doc.get("checkpoint_sha256")):
         note(files.accuracy.path, "computed for another checkpoint", "re-run us3l eval")
+    elif files.accuracy is not None and files.accuracy.ok:
+        lines.extend(_accuracy_bn_drift(files.accuracy.path, files.accuracy.doc, files.run))
     for prof in files.profiles:
         if prof.ok and other(getattr(prof.doc, "checkpoint_sha256", None)):
             note(prof.path, "profiled from another checkpoint", "re-run us3l profile")
@@ -318,6 +320,24 @@ def _bindings(files: PipelineFiles) -> list[str]:
             lines.append(f"{summary.path}: stale: its numbers come from other versions of {', '.join(other)} than "
                          "this folder holds; re-run us3l quickstart")
     return lines
+
+
+def _accuracy_bn_drift(path: Path, doc: dict[str, Any], run: Path) -> list[str]:
+    """One stale line when the accuracies were measured with other calibrated BN statistics (``calibration``)
+    than the run's ``bn_stats.safetensors`` holds now for the same checkpoint and data (recalibrated since: the
+    artifacts exported from the run are other networks than those scored)."""
+    from us3l.derived import BN_STATS_FILE
+    from us3l.eval.calibrate import bn_stats_checkpoint_sha256, read_bn_stats_settings
+    from us3l.eval.runner import stats_settings_changes
+
+    stats = run / BN_STATS_FILE
+    if not stats.is_file() or bn_stats_checkpoint_sha256(stats) != doc.get("checkpoint_sha256"):
+        return []
+    changes = stats_settings_changes(doc.get("calibration"), read_bn_stats_settings(run))
+    if not changes:
+        return []
+    return [f"{path}: stale: measured with other BN statistics than {stats} holds now (recalibrated since: "
+            f"{', '.join(changes)}); re-run us3l eval"]
 
 
 def _source(doc: dict[str, Any]) -> dict[str, Any]:
