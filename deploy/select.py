@@ -829,6 +829,7 @@ def _read_inputs(profiles: Sequence[str | Path], accuracy: str | Path | None) ->
         doc, profile_sha = load_profile_sha256(p)
         if acc is not None:
             check_same_checkpoint(acc[1], acc[0], doc, p)
+            check_same_int8_calibration(acc[1], acc[0], doc, p)
         check_one_answer(answered, doc, p)
         read.append((p, doc, profile_sha))
     return _ReadInputs(read, acc)
@@ -1164,6 +1165,37 @@ def validate_selection(doc: Mapping[str, Any], path: str | Path) -> None:
                 # export compares it with the checkpoint it exports from; any other value skipped that check
                 raise US3LError(f"{where}.{pick}.graph.checkpoint_sha256 must be a sha256 (64 hex digits) or null, "
                                 f"got {sha!r:.80}")
+
+
+def check_same_int8_calibration(
+    acc_doc: Mapping[str, Any], acc_path: str | Path, profile: Mapping[str, Any], profile_path: str | Path
+) -> None:
+    """Refuse (one line) an INT8 profile whose graphs were quantized with another calibration set
+    (``extra.int8_calibration.sha256``) than the INT8 artifact whose accuracy the file holds at a profiled width
+    (``precisions.int8.<backend>.artifact.calibration_sha256``, ``us3l eval --artifact``): INT8 accuracy depends on
+    the calibration, so the selection would rank the timed network by another network's accuracy (and export
+    --selection would ship the profiled one). Where either file lacks its digest, nothing is compared."""
+    if profile.get("precision") != "int8":
+        return
+    extra = profile.get("extra")
+    calib = extra.get("int8_calibration") if isinstance(extra, Mapping) else None
+    timed = calib.get("sha256") if isinstance(calib, Mapping) else None
+    if not isinstance(timed, str):
+        return
+    backend = str(profile.get("backend"))
+    profiled = {k for rec in profile.get("records") or [] if isinstance(rec, Mapping)
+                for k in width_keys(rec.get("width"))}
+    for r in acc_doc.get("widths") or []:
+        entry = ((r.get("precisions") or {}).get("int8") or {}).get(backend) or {}
+        art = entry.get("artifact") if isinstance(entry, Mapping) else None
+        scored = art.get("calibration_sha256") if isinstance(art, Mapping) else None
+        if isinstance(scored, str) and scored != timed and profiled & set(width_keys(r["width"])):
+            raise US3LError(
+                f"{profile_path} times INT8 graphs quantized with calibration set {timed[:12]}…, but the "
+                f"int8/{backend} accuracy of width {r['width']:g} in {acc_path} is of an artifact quantized with "
+                f"{scored[:12]}…: quantize both with the same --calib-images and --calib-data (re-run us3l profile, "
+                "or us3l export and us3l eval --artifact)"
+            )
 
 
 def check_same_checkpoint(

@@ -189,3 +189,37 @@ def test_a_pooled_tie_names_each_width_and_precision(write_profile, tmp_path: Pa
     (out / "selection.json").write_text(json.dumps(doc))
     with pytest.raises(US3LError, match=r"devices\[0\].tied_pairs\[0\].precision must be one of"):
         read_selection(out / "selection.json")
+
+
+def test_int8_accuracy_of_an_artifact_quantized_with_another_calibration_set_is_refused(
+    write_profile, tmp_path: Path, capsys
+) -> None:
+    """Red-team 2026-12-08: an INT8 profile (``--calib-images 300``) was ranked with the accuracy of an INT8 artifact
+    exported with another calibration set (``--calib-images 50``) without a word, though INT8 accuracy depends on
+    the calibration: the selection's accuracy was another network's, and export --selection shipped the profiled
+    one."""
+    int8 = write_profile([{"width": w, "latency": latency(ms, ms, ms)} for w, ms in ((0.25, 1.2), (0.5, 3.6))],
+                         precision="int8")
+    prof = json.loads(int8.read_text())
+    prof["extra"] = {"int8_calibration": {"size": 300, "sha256": "aa" * 32}}
+    int8.write_text(json.dumps(prof))
+    acc = _accuracy(tmp_path, {0.25: 0.30, 0.5: 0.36, 1.0: 0.47}, {0.25: 0.29, 0.5: 0.355, 1.0: 0.46})
+    doc = json.loads(acc.read_text())
+
+    def scored(width: float, sha: str) -> None:
+        row = next(r for r in doc["widths"] if r["width"] == width)
+        row["precisions"]["int8"]["onnx"]["artifact"] = {"calibration_sha256": sha}
+        acc.write_text(json.dumps(doc))
+
+    scored(0.25, "aa" * 32)
+    scored(1.0, "bb" * 32)  # a width the profile does not time: not compared
+    assert select([int8], Budget(latency_ms=5.0), acc).devices[0].chosen.width == 0.5
+    scored(0.5, "bb" * 32)
+    code = main(["select", "--profile", str(int8), "--accuracy", str(acc), "--latency-ms", "5", "--out",
+                 str(tmp_path / "out")])
+    assert code == 1 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err == (
+        f"error: {int8} times INT8 graphs quantized with calibration set {'a' * 12}…, but the int8/onnx accuracy of "
+        f"width 0.5 in {acc} is of an artifact quantized with {'b' * 12}…: quantize both with the same "
+        "--calib-images and --calib-data (re-run us3l profile, or us3l export and us3l eval --artifact)\n"
+    )
