@@ -106,6 +106,33 @@ def test_bn_stats_of_no_width_are_malformed(wkey: str) -> None:
         load_bn_stats_state(_tiny(), state)
 
 
+def test_bn_stats_of_a_width_outside_the_models_range_do_not_fit(tmp_path) -> None:
+    # red-team 2026-12-08: an entry "0.1000/..." in the file of a model of widths [0.25, 1] stopped `us3l export
+    # --switchable` with "error: width must be in [0.25, 1], got 0.1" (a width nobody had given; a ValueError
+    # traceback through the Python API) instead of saying the BN statistics do not fit
+    from us3l.errors import US3LError
+    from us3l.slim import bn_stats_state, calibrating, load_bn_stats_state
+
+    model = _tiny()
+    with torch.no_grad(), calibrating(model, 0.25):
+        model(torch.randn(4, 3, 16, 16))
+    state = {k.replace("0.2500/", "0.1000/", 1): v for k, v in bn_stats_state(model).items()}
+    with pytest.raises(US3LError, match=r"^BN statistics for width 0.1 do not fit this model: width must be in "
+                                        r"\[0.25, 1\], got 0.1$"):
+        load_bn_stats_state(_tiny(), state)
+    # read from a file (one rewritten by another tool, without the digest us3l records): the line names it
+    from safetensors.torch import save_file
+
+    from us3l.eval.calibrate import load_bn_stats
+
+    path = tmp_path / "bn_stats.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(US3LError) as err:
+        load_bn_stats(_tiny(), path)
+    assert str(err.value) == (f"{path}: BN statistics for width 0.1 do not fit this model: width must be in [0.25, 1], "
+                              f"got 0.1; delete it and run `us3l calibrate --ckpt {tmp_path}`")
+
+
 @pytest.mark.parametrize("model", [None, "cifar_resnet18", 3])
 @pytest.mark.parametrize(
     "call",

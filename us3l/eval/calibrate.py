@@ -350,7 +350,10 @@ def load_bn_stats(
     if recorded is not None and recorded != tensors_sha256(state):  # files from before 2026-12-03 have none
         raise US3LError(f"BN statistics {p} are damaged (their content differs from the digest recorded when they "
                         f"were saved); {redo}")
-    load_bn_stats_state(model, state)
+    try:
+        load_bn_stats_state(model, state)
+    except US3LError as exc:  # an entry of another model or width: name the file it came from, and the fix
+        raise US3LError(f"{p}: {exc}; {redo}") from None
     return calibrated_widths(model)
 
 

@@ -360,7 +360,10 @@ def load_bn_stats_state(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
         if w is None:
             raise US3LError(f"BN statistics for width {stored:g} do not fit this model: "
                             f"{switch_error(switches, stored)}")
-        expect = bn.active_channels(w)
+        try:
+            expect = bn.active_channels(w)
+        except ValueError as exc:  # a width outside the model's range: the bare "width must be in [...]" named no file
+            raise US3LError(f"BN statistics for width {w:g} do not fit this model: {exc}") from None
         if set(d) != {"mean", "var"} or any(t.shape != (expect,) for t in d.values()):
             raise US3LError(f"BN statistics for {name} at width {w} do not fit this model ({expect} channels)")
         bn.width_stats[w] = (d["mean"].float(), d["var"].float())
