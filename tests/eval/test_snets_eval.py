@@ -116,8 +116,12 @@ def test_a_switch_of_five_decimals_round_trips_calibrate_export_eval_artifact_re
     assert main(["calibrate", "--ckpt", str(run), "--widths", "0.78125", "--batches", "1", "--batch-size", "8"]) == 0
     assert main(["eval", *eval_args, "--artifact", str(directory)]) == 1
     assert "the width was recalibrated since the export" in capsys.readouterr().err
-    (line,) = [e for e in render_report(root).errors() if "BN statistics" in e]
+    errors = render_report(root).errors()
+    (line,) = [e for e in errors if "exported with other BN statistics" in e]
     assert "stale: exported with other BN statistics of width 0.7813 (" in line
+    # the accuracy measured before the recalibration is stale too (measured with other BN statistics)
+    (acc_line,) = [e for e in errors if "accuracy.json: stale: measured with other BN statistics" in e]
+    assert acc_line.endswith("holds now (recalibrated since: batch_size 16 -> 8); re-run us3l eval")
 
 
 def test_bn_statistics_stored_under_the_old_key_of_a_switch_still_load(tmp_path: Path) -> None:
