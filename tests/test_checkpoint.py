@@ -19,12 +19,12 @@ class _NotAllowed:
     """An arbitrary class: weights_only loading must refuse to unpickle it."""
 
 
-def _save(run: Path, model: torch.nn.Module, epoch: int = 3, **meta_kw) -> None:
+def _save(run: Path, model: torch.nn.Module, epoch: int = 3, method: str = "us3l", **meta_kw) -> None:
     meta = ckpt.checkpoint_meta(
         model="cifar_resnet18",
         model_kwargs=KW,
         width_range={"min": 0.25, "max": 1.0, "divisor": 8},
-        method="us3l",
+        method=method,
         normalization={"mean": [0.5] * 3, "std": [0.25] * 3},
         input_size=16,
         data={"spec": "builtin"},
@@ -556,6 +556,51 @@ def test_weights_saved_before_the_settings_were_recorded_load_as_before(tmp_path
     _edit_meta(tmp_path, weights_sha256=hashlib.sha256(blob).hexdigest(),
                width_range={"min": 0.5, "max": 1.0, "divisor": 8})
     assert ckpt.load_backbone(tmp_path).model.width_range.min == 0.5  # unchecked, as before
+
+
+def test_an_edited_single_width_is_refused(tmp_path: Path) -> None:
+    """Review 2026-12-08: a `single` run's single_width (the one width it trained, where eval and calibrate run by
+    default) was read from checkpoint.json unchecked: an edit from 0.5 to 1.0 evaluated the run at a width it never
+    trained, without a word. It is saved with the weights now, like width_range; so is its null for other runs."""
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW), method="single", single_width=0.5)
+    w = tmp_path / "checkpoint.safetensors"
+    assert ckpt.load_backbone(tmp_path).meta["single_width"] == 0.5
+    _edit_meta(tmp_path, single_width=1.0)
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path)
+    assert str(info.value) == (
+        f"checkpoint {w}: checkpoint.json records single_width 1.0, the weights were saved with 0.5 (checkpoint.json "
+        "was edited); restore the original checkpoint.json or re-train"
+    )
+    _save(tmp_path / "us3l", create_model("cifar_resnet18", num_classes=0, **KW))  # no single_width: null
+    _edit_meta(tmp_path / "us3l", single_width=0.5)
+    with pytest.raises(US3LError) as info:
+        ckpt.load_backbone(tmp_path / "us3l")
+    assert str(info.value) == (
+        f"checkpoint {tmp_path / 'us3l' / 'checkpoint.safetensors'}: checkpoint.json records single_width 0.5, the "
+        "weights were saved with null (checkpoint.json was edited); restore the original checkpoint.json or re-train"
+    )
+
+
+def test_weights_saved_before_single_width_was_bound_load_as_before(tmp_path: Path) -> None:
+    """Weights whose us3l.settings predate single_width (the six settings only) load, single_width unchecked; the
+    settings they do record are still compared."""
+    from tests.checkpoint_header import rewrite_header
+
+    _save(tmp_path, create_model("cifar_resnet18", num_classes=0, **KW), method="single", single_width=0.5)
+
+    def older(header: dict) -> None:
+        settings = json.loads(header["__metadata__"][ckpt.BOUND_KEY])
+        del settings["single_width"]
+        header["__metadata__"][ckpt.BOUND_KEY] = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+    rewrite_header(tmp_path, older)
+    assert "single_width" not in ckpt.read_weights_bytes(tmp_path)[:4096].decode("latin-1")
+    _edit_meta(tmp_path, single_width=1.0)
+    assert ckpt.load_backbone(tmp_path).meta["single_width"] == 1.0  # not recorded: read as before
+    _edit_meta(tmp_path, input_size=32)
+    with pytest.raises(US3LError, match=r"checkpoint\.json records input_size 32, the weights were saved with 16 "):
+        ckpt.load_backbone(tmp_path)
 
 
 @pytest.mark.parametrize("metadata", [[1], "epoch", 5, {"epoch": 3}])

@@ -42,9 +42,13 @@ STATE_FILE = "train_state.pt"
 BACKBONE_PREFIX = "backbone."
 TRAIN_PREFIX = "train."
 #: ``checkpoint.json`` settings that decide what the weights mean (how the model is rebuilt, which channels each
-#: width slices, the input the weights expect, the method whose ``train.*`` tensors are stored). Saved also in
-#: the safetensors metadata under ``BOUND_KEY`` (canonical JSON) and compared on every load (``check_bound``).
-BOUND_SETTINGS = ("model", "model_kwargs", "width_range", "normalization", "input_size", "method")
+#: width slices, the input the weights expect, the method whose ``train.*`` tensors are stored, the one width a
+#: ``single`` run trained and is evaluated at). Saved also in the safetensors metadata under ``BOUND_KEY``
+#: (canonical JSON) and compared on every load (``check_bound``).
+BOUND_SETTINGS = ("model", "model_kwargs", "width_range", "normalization", "input_size", "method", "single_width")
+#: ``BOUND_SETTINGS`` added after ``BOUND_KEY`` was first written: weights saved before record no such key, and
+#: the field is then not recorded (unchecked), not "null".
+BOUND_LATER = ("single_width",)
 BOUND_KEY = "us3l.settings"
 
 
@@ -347,9 +351,10 @@ def verify_weights(path: str | Path, meta: Mapping[str, Any], data: bytes | None
 def check_bound(meta: Mapping[str, Any], data: bytes, wpath: Path) -> None:
     """Refuse (one line naming the first field) a ``checkpoint.json`` whose ``BOUND_SETTINGS`` differ from those
     saved in the weights' metadata (``data``: the weights' bytes): a hand edit of ``width_range`` (or the model,
-    its kwargs, the normalization, input size or method) changes what the same weights mean, and
-    ``weights_sha256`` covers the weights only. Weights saved before the settings were recorded (no
-    ``BOUND_KEY``) are read as before, unchecked. Both files edited consistently (and ``weights_sha256`` with
+    its kwargs, the normalization, input size, method or a ``single`` run's ``single_width``) changes what the
+    same weights mean, and ``weights_sha256`` covers the weights only. Weights saved before the settings were
+    recorded (no ``BOUND_KEY``) are read as before, unchecked, and so is a ``BOUND_LATER`` field their
+    ``BOUND_KEY`` lacks. Both files edited consistently (and ``weights_sha256`` with
     them) are not detected: nothing here is signed."""
     try:
         stored_text = (read_header(data).get("__metadata__") or {}).get(BOUND_KEY)
@@ -362,6 +367,8 @@ def check_bound(meta: Mapping[str, Any], data: bytes, wpath: Path) -> None:
         raise US3LError(f"checkpoint {wpath} is damaged (its {BOUND_KEY} metadata: {exc}); re-train or "
                         "restore it") from None
     for key in BOUND_SETTINGS:
+        if key in BOUND_LATER and key not in stored:
+            continue  # saved before this field was bound: not recorded, read as before
         saved, now = _canonical(stored.get(key)), _canonical(meta.get(key))
         if saved != now:
             raise US3LError(

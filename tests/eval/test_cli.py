@@ -372,6 +372,26 @@ def test_a_single_run_is_evaluated_and_calibrated_at_its_width(tmp_path: Path,
     assert "note: this `single` run trained width 0.5 only; 1, 0.25 were never trained" in " ".join(err.split())
 
 
+def test_a_single_run_with_an_edited_single_width_is_refused(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 2026-12-08: checkpoint.json's single_width edited from 0.5 to 1 made eval and calibrate run the
+    `single` run at width 1, which it never trained, as its own width; it is bound to the weights now."""
+    from tests.eval.conftest import SIZE, TINY
+    from tests.run_folders import save_run
+
+    run_dir = save_run(tmp_path / "run", tiny_model(), "cifar_resnet18", TINY, input_size=SIZE, method="single",
+                       data={"spec": "builtin", "name": "test"}, single_width=0.5)
+    meta_path = run_dir / "checkpoint.json"
+    meta_path.write_text(meta_path.read_text().replace('"single_width": 0.5', '"single_width": 1.0'))
+    said = (f"error: checkpoint {run_dir / 'checkpoint.safetensors'}: checkpoint.json records single_width 1.0, the "
+            "weights were saved with 0.5 (checkpoint.json was edited); restore the original checkpoint.json or "
+            "re-train")
+    for cmd in (["calibrate"], ["eval", "--no-baselines", "--out", str(tmp_path / "out")]):
+        assert main([*cmd, "--ckpt", str(run_dir), "--batches", "2"]) == 1
+        assert capsys.readouterr().err.strip() == said
+    assert not (run_dir / "bn_stats.safetensors").exists() and not (tmp_path / "out").exists()
+
+
 def test_a_checkpoint_of_a_run_stopped_early_is_named_as_such(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-07: a checkpoint saved at epoch 2 of 8 (an interrupted run) was evaluated like a finished
