@@ -3,6 +3,7 @@ a tampered artifact re-exported, and (slow) Ctrl-C leaving nothing a re-run woul
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -540,3 +541,48 @@ def test_quickstart_evaluates_again_after_the_run_was_recalibrated(tmp_path: Pat
     assert qs._evaluate(run, acc, list(WIDTHS), force=False)[0] == "reused"
     stats(1)  # recalibrated since
     assert qs._evaluate(run, acc, list(WIDTHS), force=False)[0] == "ran"
+
+
+def test_quickstart_profiles_again_after_the_run_was_recalibrated(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Review 2026-12-08: a re-run reused a profile whenever its checkpoint sha256 and widths matched, also after
+    `us3l calibrate` had replaced the BN statistics its graphs fold in: the export step then shipped graphs other
+    than the profiled ones (export's "not byte-identical to the profiled one"). The profile records each width's
+    statistics now; other ones (or none recorded) profile again, as the accuracy step evaluates again."""
+    from types import SimpleNamespace
+
+    import us3l.commands.quickstart as qs
+    import us3l.profiler.sweep as sweep
+    from tests.eval.conftest import SIZE, TINY, tiny_model
+    from tests.report.conftest import make_profile
+    from tests.run_folders import save_run
+    from us3l.profiler.profile_file import load_profile
+
+    run = save_run(tmp_path / "run", tiny_model(), "cifar_resnet18", TINY, input_size=SIZE,
+                   data={"spec": "builtin", "name": "test"})
+    widths = [0.25, 0.5, 0.75, 1.0]
+    sweeps: list[list[float]] = []
+
+    def fake_sweep(model, name, ws, spec, size, *, backend, checkpoint_sha256, **kw):
+        sweeps.append(list(ws))
+        prof = load_profile(make_profile(tmp_path / "made", backend=backend, model=name))
+        return dataclasses.replace(prof, checkpoint_sha256=checkpoint_sha256)
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
+    opts = SimpleNamespace(backends=("onnx",), force=False, max_seconds=1.0, threads=None)
+    calibrate = ["calibrate", "--ckpt", str(run), "--widths", "1,0.5", "--quiet"]
+    assert main([*calibrate, "--batches", "1"]) == 0
+    assert qs._profile(opts, run, widths, tmp_path / "profiles")[0] == "ran"
+    path = tmp_path / "profiles" / "cifar_resnet18-cpu-onnx-fp32.json"
+    recorded = load_profile(path).extra[qs.PROFILED_BN_STATS]
+    assert recorded["0.2500"] is None and isinstance(recorded["1.0000"], str)  # 0.25 uncalibrated
+    assert qs._profile(opts, run, widths, tmp_path / "profiles")[0] == "reused"
+    assert main([*calibrate, "--batches", "2"]) == 0  # other settings: the statistics replaced, same weights
+    capsys.readouterr()
+    assert qs._profile(opts, run, widths, tmp_path / "profiles")[0] == "ran"
+    assert load_profile(path).extra[qs.PROFILED_BN_STATS]["1.0000"] != recorded["1.0000"]
+    assert qs._profile(opts, run, widths, tmp_path / "profiles")[0] == "reused"
+    doc = json.loads(path.read_text())
+    del doc["extra"][qs.PROFILED_BN_STATS]  # a profile quickstart wrote before it recorded them
+    path.write_text(json.dumps(doc))
+    assert qs._profile(opts, run, widths, tmp_path / "profiles")[0] == "ran"
+    assert len(sweeps) == 3

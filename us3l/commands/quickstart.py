@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from us3l.io import atomic_write_json, file_sha256, header, read_json
 from us3l.locking import folder_lock
 from us3l.validate import MAX_THREADS, number, once_each
 from us3l.validate import points as check_points
-from us3l.width_key import width_key
+from us3l.width_key import width_key, width_key_text
 
 SUMMARY_KIND, SUMMARY_SCHEMA = "quickstart", 1
 DEFAULT_BACKENDS = ("onnx", "openvino")
@@ -209,6 +209,19 @@ def _profile_policy(opts: QuickstartOptions) -> Any:
     return MeasurementPolicy(warmup=5, max_seconds=opts.max_seconds, tail_quantile=q)
 
 
+#: The profile's ``extra`` entry where quickstart records each width's BN statistics as timed (width key text ->
+#: ``us3l.eval.calibrate.width_bn_stats_sha256``, null: uncalibrated): the graphs' bytes (``graph_sha256``) fold
+#: them in, so a profile timed before a recalibration is not the profile of the graphs the export step ships.
+PROFILED_BN_STATS = "bn_stats_sha256"
+
+
+def _bn_stats_digests(model: Any, widths: list[float]) -> dict[str, str | None]:
+    """Each width's ``width_bn_stats_sha256`` (the statistics its deployable graph freezes), keyed by width."""
+    from us3l.eval.calibrate import width_bn_stats_sha256
+
+    return {width_key_text(w): width_bn_stats_sha256(model, w) for w in widths}
+
+
 def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profiles_dir: Path) -> tuple[str, list[str]]:
     from us3l.checkpoint import load_backbone
     from us3l.devices.registry import get_device
@@ -224,7 +237,8 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
             try:
                 prof = load_profile(path)
                 done = sorted(width_key(r.width) for r in prof.records)
-                if prof.checkpoint_sha256 == loaded.sha256 and done == sorted(width_key(w) for w in widths):
+                if (prof.checkpoint_sha256 == loaded.sha256 and done == sorted(width_key(w) for w in widths)
+                        and prof.extra.get(PROFILED_BN_STATS) == _bn_stats_digests(loaded.model, widths)):
                     statuses.append("reused")
                     outputs.append(str(path))
                     continue
@@ -244,6 +258,7 @@ def _profile(opts: QuickstartOptions, run_dir: Path, widths: list[float], profil
             checkpoint_sha256=loaded.sha256,
             require_bn_stats=True,
         )
+        profile = replace(profile, extra={**profile.extra, PROFILED_BN_STATS: _bn_stats_digests(model, widths)})
         json_path, _ = write_profile(profile, profiles_dir)
         if json_path != path:  # pragma: no cover - the file name is the profile's stem
             path = json_path
