@@ -278,6 +278,48 @@ def test_a_commit_killed_between_its_renames_is_rolled_forward(tmp_path: Path) -
     assert ckpt.finish_interrupted_commit(run) is False  # consistent: nothing to do
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_between_the_renames_of_a_commit_lands_after_the_last(signum: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or SIGTERM right after the weights' rename: the commit still renames checkpoint.json and
+    train_state.pt, then the signal goes on. It landed between the renames: the new weights beside the old
+    checkpoint.json ("is damaged or was replaced: its sha256 ... differs"), the new metadata removed by the clean-up,
+    and neither the old nor the new checkpoint could be loaded or resumed."""
+    import os
+    import signal
+
+    from tests.signals import Interrupted
+
+    model = create_model("cifar_resnet18", num_classes=0, **KW)
+    run = tmp_path / "run"
+    _save(run, model, epoch=3)
+    real = os.replace
+    renames: list[str] = []
+
+    def replace_then_signal(src, dst) -> None:  # type: ignore[no-untyped-def]
+        real(src, dst)
+        renames.append(Path(dst).name)
+        if len(renames) == 1:
+            signal.raise_signal(getattr(signal, signum))
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(getattr(signal, signum), handler)
+    monkeypatch.setattr(os, "replace", replace_then_signal)
+    try:
+        with pytest.raises(Interrupted):
+            _save(run, model, epoch=4)
+    finally:
+        monkeypatch.setattr(os, "replace", real)
+        signal.signal(getattr(signal, signum), previous)
+    assert renames == [ckpt.WEIGHTS_FILE, ckpt.STATE_FILE, ckpt.META_FILE]
+    ckpt.load_backbone(run)  # weights and metadata agree
+    assert ckpt.read_meta(run)["epoch"] == 4 and ckpt.load_train_state(run)["epoch"] == 4
+    assert ckpt.read_weights_epoch(run) == 4
+    assert sorted(p.name for p in run.iterdir()) == sorted([ckpt.WEIGHTS_FILE, ckpt.STATE_FILE, ckpt.META_FILE])
+
+
 def test_a_commit_without_its_new_files_is_not_guessed(tmp_path: Path) -> None:
     import shutil
 

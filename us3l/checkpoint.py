@@ -161,8 +161,12 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
             follow_umask(tmp_path)
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
-        for tmp_path, final in tmps:
-            os.replace(tmp_path, final)
+        # Ctrl-C and SIGTERM held back across the renames (raised again once all are done): one landing between
+        # two renames left the new weights beside the old checkpoint.json and train_state.pt, and the finally
+        # below removed their new versions, so neither checkpoint could be loaded or resumed any more
+        with signals_held():
+            for tmp_path, final in tmps:
+                os.replace(tmp_path, final)
         _remove_leftovers(run_dir, writers)
     finally:
         for tmp_path, _ in tmps:
