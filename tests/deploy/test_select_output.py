@@ -53,6 +53,27 @@ def test_out_is_a_folder_plot_a_switch_old_spellings_still_work(setup, tmp_path,
     assert f"note: `us3l select --plot {old_png}` is deprecated; use --plot (a switch" in err
 
 
+@pytest.mark.parametrize("spelling", ["same", "dotted"])
+def test_an_old_plot_path_that_is_the_selection_file_is_refused(spelling: str, setup, tmp_path, monkeypatch,
+                                                               capsys) -> None:
+    """``--plot FILE`` (old spelling) naming the selection file this command writes, not there yet: refused before
+    any work. It passed the file checks (nothing there yet), and the PNG was written over the selection just
+    written, exit 0 and "wrote" both."""
+    prof, acc = setup
+    monkeypatch.chdir(tmp_path)
+    sel = Path("out") / "selection.json"
+    plot = str(sel) if spelling == "same" else f"./out/../out/{sel.name}"
+    (tmp_path / "out").mkdir()
+    rc = main(["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "4", "--out", "out",
+               "--plot", plot])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.splitlines()[-1] == (f"error: --plot {Path(plot)} is the selection file this command writes (--out): "
+                                    "give the plot another name, or use --plot alone (it writes the PNG next to the "
+                                    "selection)")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_legacy_argv_rewrites_only_select_plot_paths() -> None:
     assert legacy_argv(["select", "--plot", "a.png", "--json"]) == ["select", "--plot-file", "a.png", "--json"]
     assert legacy_argv(["select", "--plot=a.png"]) == ["select", "--plot-file=a.png"]

@@ -98,6 +98,10 @@ def select_cmd(
     if plot_file is not None:
         deprecated(f"--plot {plot_file}", "--plot (a switch: writes the PNG next to the selection)", "select")
         png = plot_file
+        if png.resolve() == path.resolve():  # not there yet, the file checks below let it through: the PNG was
+            # written over the selection just written, and the command said "wrote" both
+            raise US3LError(f"--plot {plot_file} is the selection file this command writes (--out): give the plot "
+                            "another name, or use --plot alone (it writes the PNG next to the selection)")
     if png is not None:
         from us3l.errors import require_package
 
