@@ -499,3 +499,30 @@ def test_the_nproc_launcher_does_not_hold_the_data_while_its_workers_train(
     monkeypatch.setattr(sys, "argv", ["us3l", *argv])
     assert main(argv) == 0
     assert held == [0]
+
+
+@pytest.mark.parametrize("as_input", [True, False])
+def test_a_config_yaml_us3l_did_not_write_is_never_replaced(as_input: bool, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A recipe of the user's named config.yaml in the new run's folder (``us3l train -c exp/config.yaml --out
+    exp``, or any file of that name there): refused before any work. It was replaced by the run's resolved
+    settings, comments and all, without a word. One that a run stopped before its first epoch wrote (every
+    setting) is replaced as before."""
+    import yaml
+
+    from us3l.train import loop
+    from us3l.train.config import TrainConfig
+
+    run = tmp_path / "exp"
+    run.mkdir()
+    recipe = "# lab recipe: keep these notes\nepochs: 4\nlr: 0.1\n"
+    (run / "config.yaml").write_text(recipe, encoding="utf-8")
+    argv = ["train", "--out", str(run), "--set", "model_kwargs.base_channels=8", "--knn-every", "0"]
+    assert main([*argv, "--config", str(run / "config.yaml")] if as_input else argv) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: refusing to replace {run / 'config.yaml'}: it is not a run config that us3l train wrote; choose "
+        "another --out")
+    assert (run / "config.yaml").read_text(encoding="utf-8") == recipe
+    assert os.listdir(run) == ["config.yaml"]
+    (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig().to_dict(), sort_keys=False), encoding="utf-8")
+    loop._check_run_dir(run, resume=False, overwrite=False)  # a run's own: no error

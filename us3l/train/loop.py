@@ -325,6 +325,7 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         return
     if not has_checkpoint:
         if not (run_dir / METRICS_FILE).exists():
+            _check_config_replaceable(run_dir)
             return
         if not overwrite:  # a run stopped before its first checkpoint: its metrics would mix with a new run's
             raise US3LError(
@@ -341,6 +342,25 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     for name in _REPLACED:
         if (run_dir / name).exists():
             os.replace(run_dir / name, aside / name)
+
+
+def _check_config_replaceable(run_dir: Path) -> None:
+    """Refuse (one line, before any work) to start a run in a folder whose ``config.yaml`` us3l did not write: a
+    recipe of the user's there (``us3l train -c exp/config.yaml --out exp``, comments and all) was replaced by the
+    run's resolved settings without a word. One that a run stopped before its first epoch wrote holds every
+    setting of ``TrainConfig`` (``_write_config``) and is replaced as before."""
+    import yaml
+
+    from us3l.io import check_replaceable
+
+    def ours(head: bytes) -> bool:
+        try:
+            doc = yaml.safe_load(head.decode("utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError):
+            return False
+        return isinstance(doc, dict) and set(doc) == set(TrainConfig().to_dict())
+
+    check_replaceable(run_dir / CONFIG_FILE, "run config that us3l train wrote", ours)
 
 
 def _settle_replaced(run_dir: Path, aside: Path | None = None) -> None:
