@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from us3l.errors import US3LError
-from us3l.io import temp_dir
+from us3l.io import signals_held, temp_dir
 
 #: Tensor names of every exported artifact (the manifest's input/output spec repeats them).
 INPUT_NAME = "input"
@@ -261,7 +261,9 @@ def fixed_dims(dims: Sequence[Any]) -> tuple[int | None, ...]:
 def staging_dir(out_dir: str | Path) -> Iterator[Path]:
     """A temporary directory inside ``out_dir`` whose files are moved into ``out_dir`` on success.
 
-    Each file lands by ``os.replace`` (atomic per file); on error the staging directory is removed and
+    Each file lands by ``os.replace`` (atomic per file), all of them with Ctrl-C and SIGTERM held back (raised again
+    once the last has landed): an interrupt between two renames left an OpenVINO IR's new ``model.bin`` beside the
+    old ``model.xml`` of a previous export into ``out_dir``. On error the staging directory is removed and
     ``out_dir`` keeps no partial file.
     """
     out = Path(out_dir)
@@ -269,7 +271,8 @@ def staging_dir(out_dir: str | Path) -> Iterator[Path]:
     tmp = temp_dir(out, prefix=".staging-")  # the umask's usual mode: files moved out keep theirs
     try:
         yield tmp
-        for item in sorted(tmp.iterdir()):
-            os.replace(item, out / item.name)
+        with signals_held():
+            for item in sorted(tmp.iterdir()):
+                os.replace(item, out / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

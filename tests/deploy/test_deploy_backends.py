@@ -178,3 +178,43 @@ def test_version_tuple() -> None:
     assert version_tuple("2026.4.1-22982-e213a147257-releases/2026/4") == (2026, 4, 1)
     assert version_tuple("10.3.0.post12.dev1") == (10, 3, 0)
     assert version_tuple("2.13.0+cpu") == (2, 13, 0)
+
+
+def test_a_signal_while_an_export_lands_files_comes_after_the_last(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Backend.export`` into a folder holding a previous OpenVINO IR (the Python API, docs/deploy.md): a SIGTERM
+    right after ``model.bin`` landed waits until ``model.xml`` has landed too. It left the new weights beside the
+    old graph, an IR that no longer matched itself."""
+    import os
+    import signal
+
+    from tests.signals import Interrupted
+    from us3l.deploy.backends.base import staging_dir
+
+    out = tmp_path / "ir"
+    out.mkdir()
+    for name in ("model.bin", "model.xml"):
+        (out / name).write_text(f"old {name}")
+    real, landed = os.replace, []
+
+    def replace_then_signal(src, dst) -> None:  # type: ignore[no-untyped-def]
+        real(src, dst)
+        landed.append(Path(dst).name)
+        if len(landed) == 1:
+            signal.raise_signal(signal.SIGTERM)
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    monkeypatch.setattr(os, "replace", replace_then_signal)
+    try:
+        with pytest.raises(Interrupted), staging_dir(out) as tmp:
+            for name in ("model.bin", "model.xml"):
+                (tmp / name).write_text(f"new {name}")
+    finally:
+        monkeypatch.setattr(os, "replace", real)
+        signal.signal(signal.SIGTERM, previous)
+    assert landed == ["model.bin", "model.xml"]
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"model.bin": "new model.bin",
+                                                              "model.xml": "new model.xml"}
