@@ -381,6 +381,24 @@ def check_bound(meta: Mapping[str, Any], data: bytes, wpath: Path) -> None:
             )
 
 
+def check_resumed_bound(saved: Mapping[str, Any], now: Mapping[str, Any], meta_path: Path) -> None:
+    """Refuse (one line) a resume whose saved ``config`` resolves to other ``BOUND_SETTINGS`` than the checkpoint
+    records (``saved``: its ``checkpoint.json``; ``now``: the metadata the resumed run would save). ``check_bound``
+    ties the top-level fields to the weights, but a resume trains with ``config``: an edited ``config.single_width``
+    or ``config.method`` would go on training another width or method on these weights, and the next checkpoint
+    would bind it. A field the checkpoint does not record (saved before it was) is not compared; the
+    normalization is the data's, compared with a tolerance where the data are loaded."""
+    for key in BOUND_SETTINGS:
+        if key == "normalization" or key not in saved:
+            continue
+        was, will = _canonical(saved.get(key)), _canonical(now.get(key))
+        if was != will:
+            raise US3LError(
+                f"{meta_path}: its config resolves to {key} {will:.100}, but the checkpoint was saved with "
+                f"{was:.100} ({META_FILE} was edited); restore the original {META_FILE}"
+            )
+
+
 def read_tensors(path: str | Path, prefix: str = "", data: bytes | None = None) -> dict[str, torch.Tensor]:
     """The tensors of ``checkpoint.safetensors`` whose name starts with ``prefix``, with the prefix removed;
     parsed from ``data`` (the file's bytes, ``read_weights_bytes``) when given."""

@@ -526,3 +526,24 @@ def test_a_config_yaml_us3l_did_not_write_is_never_replaced(as_input: bool, tmp_
     assert os.listdir(run) == ["config.yaml"]
     (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig().to_dict(), sort_keys=False), encoding="utf-8")
     loop._check_run_dir(run, resume=False, overwrite=False)  # a run's own: no error
+
+
+def test_a_config_edited_in_checkpoint_json_is_refused_on_resume(tmp_path: Path, tiny_folder: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-07: a resume trains with checkpoint.json's ``config``, which nothing compared with the
+    settings bound to the weights: an edited ``config.single_width`` went on training another width of a `single`
+    run, and its next checkpoint bound the new one."""
+    cfg = _config(tmp_path, tiny_folder, method="single", single_width=0.5, knn_widths=[0.5], schedule="none", epochs=2)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run), "-q"]) == 0
+    meta_file = run / "checkpoint.json"
+    meta = json.loads(meta_file.read_text())
+    meta["config"]["single_width"] = 1.0  # (an edited config.method changes the heads: refused on load already)
+    meta_file.write_text(json.dumps(meta))
+    weights = (run / "checkpoint.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "-q"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {meta_file}: its config resolves to single_width 1.0, but the checkpoint was saved with 0.5 "
+        "(checkpoint.json was edited); restore the original checkpoint.json\n")
+    assert (run / "checkpoint.safetensors").read_bytes() == weights

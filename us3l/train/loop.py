@@ -662,6 +662,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     meta_base = _meta_base(cfg, backbone, train_ds, test_ds, image_size, w_min, w_max, info, device)
     meta_base["flush_denormal"] = flushed
     meta_base["data"]["fingerprint"] = fingerprint
+    if resumed_meta is not None:
+        ckpt.check_resumed_bound(resumed_meta, meta_base, run_dir / ckpt.META_FILE)
     if info.is_main:
         _write_config(run_dir, cfg)
         if resume:
