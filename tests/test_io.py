@@ -316,3 +316,27 @@ def test_a_signal_just_after_the_temporary_is_made_leaves_no_temporary(tmp_path:
     with sigterm_once_a_temporary_exists(io, monkeypatch):
         atomic_write_text(tmp_path / "config.yaml", "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["a" * 250 + ".json", "é" * 120 + ".json"])  # 255 bytes at most, as on ext4
+def test_a_file_name_near_the_length_limit_is_written_and_its_dead_temporaries_removed(tmp_path: Path,
+                                                                                       name: str) -> None:
+    """Red-team 2026-12-07: `select --out <245 characters>.json` did all its work, then failed with "File name too
+    long": the temporary's name added about 20 characters to the file's. A long name's temporary is named after
+    its first bytes and a digest of the whole (``temp_stem``), within the limit, and found again for clean-up."""
+    import subprocess
+    import sys
+
+    from us3l.io import TEMP_STEM_MAX, atomic_write_json, temp_stem
+
+    assert len(os.fsencode(name)) <= 255
+    stem = temp_stem(name)
+    assert len(os.fsencode(stem)) <= TEMP_STEM_MAX and stem != name and temp_stem("a.json") == "a.json"
+    assert temp_stem(name[:-1] + "x") != stem  # another file's temporaries are told apart by the digest
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    left = tmp_path / f".{stem}.{dead}-k1ll3d.tmp"
+    left.write_text("{partial")
+    atomic_write_json(tmp_path / name, {"a": 1})
+    assert (tmp_path / name).is_file() and not left.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [name]

@@ -127,6 +127,22 @@ def owner_pid(folder: Path) -> int | None:
     return int(parts[1]) if len(parts) == 2 and parts[0] == "pid" and parts[1].isdigit() else -1
 
 
+#: The longest part of a temporary file's name that stands for the file it becomes (``temp_stem``): with the
+#: ``.``, ``.<pid>-<random>.tmp`` around it the temporary stays under the usual 255-byte file-name limit.
+TEMP_STEM_MAX = 200
+
+
+def temp_stem(name: str) -> str:
+    """What ``atomic_write``'s temporary file is named after for ``name``: the name itself, or, for a name so long
+    that the temporary's would pass the file system's 255-byte limit (a 245-character ``--out`` is legal), its
+    first bytes and a digest of the whole."""
+    raw = os.fsencode(name)
+    if len(raw) <= TEMP_STEM_MAX:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return f"{os.fsdecode(raw[: TEMP_STEM_MAX - 13])}~{digest}"  # a cut character: its bytes, as the fs takes them
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file over ``path``.
 
@@ -148,7 +164,7 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
             # made and listed for removal as one step: a Ctrl-C or SIGTERM landing between the two left the file
             with signals_held():
                 try:  # the PID in the name: a later write removes what a SIGKILLed one left (remove_dead_temps)
-                    tmp_path = temp_file(path.parent, prefix=f".{path.name}.{os.getpid()}-")
+                    tmp_path = temp_file(path.parent, prefix=f".{temp_stem(path.name)}.{os.getpid()}-")
                 except OSError as exc:  # a read-only folder: name the file asked for, not a temporary never made
                     raise OSError(exc.errno, exc.strerror, str(path)) from None
                 staged.append((tmp_path, path))
@@ -187,10 +203,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_dead_temps(path: Path) -> list[Path]:
-    """Remove the temporary files of ``atomic_write`` beside ``path`` (``.<name>.<pid>-<random>.tmp``) that a process
-    killed before its rename left: this user's regular files whose writer is no longer running (a live writer's,
+    """Remove the temporary files of ``atomic_write`` beside ``path`` (``.<temp_stem>.<pid>-<random>.tmp``) that a
+    process killed before its rename left: this user's regular files whose writer is no longer running (a live writer's,
     another user's, and older names without a PID are left alone). Returns what was removed."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)-[A-Za-z0-9_]+\.tmp$")
+    pattern = re.compile(rf"^\.{re.escape(temp_stem(path.name))}\.(\d+)-[A-Za-z0-9_]+\.tmp$")
     removed: list[Path] = []
     try:
         entries = list(os.scandir(path.parent))
