@@ -122,14 +122,17 @@ class LatencyRule:
     def missing_bound(self, latency: Mapping[str, Any]) -> str | None:
         """What stands in for the compared upper 95 % bound of this record when it is not a real one, and
         why (``"is compared at ...: why; fix"``), or None. Too few samples for the quantile's order statistic
-        to exist: the profile's maximum stands in. No bound in the profile at all (an edited or foreign file):
-        the point value stands in."""
+        to exist: the profile's maximum stands in. No bound in the profile at all (an edited or foreign file), or a
+        mean from one sample (no spread): the point value stands in."""
         if not self.conservative:
             return None
         if self.statistic == "mean":
             if not latency.get("n") or latency.get("std_ms") is None:  # e.g. an interpolated width (n 0)
                 return ("is compared at its point value: the profile has no samples for the mean's upper 95% "
                         "bound; re-profile it with us3l profile")
+            if latency.get("n") == 1:  # std_ms 0 by convention: mean + 1.96·0/1 is the point value, not a bound
+                return ("is compared at its point value: the mean's upper 95% bound needs >= 2 samples, the "
+                        "profile has 1; re-profile with more samples")
             return None
         ci = (latency.get("ci95_ms") or {}).get(self.statistic)
         if not isinstance(ci, list | tuple) or len(ci) != 2 or ci[1] is None:

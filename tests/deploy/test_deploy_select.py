@@ -379,6 +379,19 @@ def test_a_bound_missing_from_the_profile_is_warned(write_profile, tmp_path) -> 
     assert LatencyRule(statistic="mean").missing_bound({"n": 50, "mean_ms": 1.0, "std_ms": 0.1}) is None
 
 
+def test_a_mean_bound_from_one_sample_is_warned() -> None:
+    """One sample has std 0 (by convention): mean + 1.96·std/√n is the point value itself, not an upper bound, so
+    the selection must say so rather than present it as the conservative value."""
+    lat = {"n": 1, "mean_ms": 1.0, "std_ms": 0.0}
+    assert LatencyRule(statistic="mean").value_ms(lat) == 1.0
+    assert LatencyRule(statistic="mean").missing_bound(lat) == (
+        "is compared at its point value: the mean's upper 95% bound needs >= 2 samples, the profile has 1; "
+        "re-profile with more samples"
+    )
+    assert LatencyRule(statistic="mean").missing_bound({"n": 2, "mean_ms": 1.0, "std_ms": 0.1}) is None
+    assert LatencyRule(statistic="mean", conservative=False).missing_bound(lat) is None
+
+
 def test_a_bound_resting_on_the_sample_max_is_warned(write_profile, tmp_path) -> None:
     """With 30 samples the upper 95 % bound of p90 does not exist (36 needed): the profile's slowest sample
     stands in, so the compared latency is one draw. The chosen width says so; with 36 samples it does not."""
