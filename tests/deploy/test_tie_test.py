@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from us3l.deploy.select import Budget, select
-from us3l.deploy.tie_test import MIXED, OVERLAP, PAIRED, holm, mcnemar_p, paired_difference, ties_with_best
+from us3l.deploy.tie_test import ALPHA, MIXED, OVERLAP, PAIRED, holm, mcnemar_p, paired_difference, ties_with_best
 from us3l.eval.hits import encode_hits
 from us3l.eval.intervals import wilson_interval
 
@@ -150,3 +150,81 @@ def test_pooled_precisions_are_compared_image_by_image_too(write_profile, tmp_pa
     (d,) = select([fp32, int8], Budget(latency_ms=5), accuracy(hits(598))).devices  # 2 images: inside the noise
     assert (d.chosen.width, d.chosen.precision, d.decided_by) == (1.0, "int8", "tie->latency")
     assert d.tied_pairs == [(1.0, "fp32"), (1.0, "int8")] and "tied accuracy, faster" in d.reason
+
+
+def _random_pairs(count: int, seed: int = 0):
+    """``count`` random pairs of hit vectors over 1..200 images (any accuracies, any overlap)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        n = int(rng.integers(1, 201))
+        yield rng.random(n) < rng.random(), rng.random(n) < rng.random()
+
+
+def test_mcnemar_and_the_paired_interval_against_the_textbook_over_random_pairs() -> None:
+    """Exact McNemar: 2·min(P(X <= b), P(X >= b)) for X ~ Binomial(b + c, 1/2), capped at 1, and 1 with no
+    discordant image; symmetric in its two arguments. The paired interval: the Clopper-Pearson bounds (beta
+    quantiles) of b / (b + c) mapped to (2·share − 1)·(b + c) / n, holding the difference, excluding 0 exactly
+    when p <= 5 %."""
+    from scipy.stats import beta, binom
+
+    for a, b in _random_pairs(120):
+        n = a.size
+        wins, losses = int((a & ~b).sum()), int((~a & b).sum())
+        m = wins + losses
+        p = mcnemar_p(a, b)
+        want = 1.0 if m == 0 else min(1.0, 2 * min(binom.cdf(wins, m, 0.5), binom.sf(wins - 1, m, 0.5)))
+        assert p == pytest.approx(want, rel=1e-9, abs=1e-300) and mcnemar_p(b, a) == pytest.approx(p, rel=1e-12)
+        d = paired_difference(a, b)
+        assert d.p == pytest.approx(p, rel=1e-12) and d.discordant == m
+        assert d.diff == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+        if m == 0:
+            assert d.ci == (0.0, 0.0)
+            continue
+        lo = 0.0 if wins == 0 else beta.ppf(0.025, wins, m - wins + 1)
+        hi = 1.0 if wins == m else beta.ppf(0.975, wins + 1, m - wins)
+        assert d.ci == pytest.approx(((2 * lo - 1) * m / n, (2 * hi - 1) * m / n), abs=1e-9)
+        assert d.ci[0] <= d.diff <= d.ci[1]
+        assert (d.ci[0] > 0 or d.ci[1] < 0) == (d.p <= 0.05)
+    one = np.array([True])
+    assert mcnemar_p(one, one) == 1.0 and mcnemar_p(one, ~one) == 1.0  # n = 1: one discordant image is no evidence
+
+
+def test_holm_is_the_step_down_definition_over_random_families() -> None:
+    """Adjusted p of the j-th smallest (0-based) = max over i <= j of min(1, (m - i)·p_(i)), in the input's order;
+    rejecting adjusted p < alpha is Holm's step-down procedure (stop at the first p_(j) >= alpha / (m - j))."""
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        m = int(rng.integers(1, 9))
+        ps = (rng.random(m) ** 4).tolist()
+        if m > 1 and rng.random() < 0.3:
+            ps[-1] = ps[0]  # equal p-values
+        order = sorted(range(m), key=lambda i: ps[i])
+        want, running = [0.0] * m, 0.0
+        for j, i in enumerate(order):
+            running = max(running, min(1.0, (m - j) * ps[i]))
+            want[i] = running
+        got = holm(ps)
+        assert got == pytest.approx(want, rel=1e-12)
+        assert all(ps[i] <= got[i] <= 1.0 for i in range(m))
+        assert [got[i] for i in order] == sorted(got)  # monotone in the raw p-values
+        rejected = set()
+        for j, i in enumerate(order):
+            if ps[i] >= ALPHA / (m - j):
+                break
+            rejected.add(i)
+        assert {i for i in range(m) if got[i] < ALPHA} == rejected
+
+
+def test_the_tie_rule_ties_what_the_images_do_not_show_less_accurate() -> None:
+    """Identical widths, and widths of equal accuracy that swap images, are tied (p 1); a width is untied only
+    when the Holm-adjusted McNemar p of the family (every paired comparison, not the interval ones) is < 5 %."""
+    best = hits(600)
+    ci = wilson_interval(0.6, N)
+    same = ties_with_best(best, ci, [(best.copy(), ci), (hits(600, first=300), ci)])
+    assert same.tied == [True, True] and same.p_holm == [1.0, 1.0]
+    # 8 one-way images: p 2/2^8 = 0.0078; alone it is shown worse, with 7 more comparisons Holm keeps it tied
+    lone = ties_with_best(best, ci, [(hits(592), ci)])
+    assert lone.tied == [False] and lone.p_holm[0] == pytest.approx(2 * 0.5**8)
+    family = ties_with_best(best, ci, [(hits(592), ci)] + [(best.copy(), ci)] * 7 + [(None, ci)] * 3)
+    assert family.tied == [True] * 11 and family.p_holm[0] == pytest.approx(8 * 2 * 0.5**8)
+    assert ties_with_best(best, ci, []).tied == [] and ties_with_best(best, ci, []).test is None

@@ -87,6 +87,24 @@ def test_wilson_against_hand_computed_values() -> None:
         wilson_interval(1.5, 10)
 
 
+def test_wilson_is_the_closed_form_for_every_count_small_and_large() -> None:
+    """Every hit count of n = 1..40 (no hits and all hits included) and random counts up to 10^5 images: the
+    closed form clipped to [0, 1], containing the estimate; another confidence level moves both ends."""
+    import numpy as np
+
+    cases = [(k, n) for n in range(1, 41) for k in range(n + 1)]
+    rng = np.random.default_rng(0)
+    cases += [(int(rng.integers(0, n + 1)), n) for n in rng.integers(41, 100_000, size=200).tolist()]
+    for k, n in cases:
+        lo, hi = wilson_interval(k / n, n)
+        ref_lo, ref_hi = _wilson_closed_form(k, n)
+        assert (lo, hi) == pytest.approx((max(0.0, ref_lo), min(1.0, ref_hi)), abs=1e-9)
+        assert 0.0 <= lo <= k / n <= hi <= 1.0
+        assert (lo == 0.0) == (k == 0) and (hi == 1.0) == (k == n)
+    lo90, hi90 = wilson_interval(0.3, 50, confidence=0.90)
+    assert (lo90, hi90) == pytest.approx(_wilson_closed_form(15, 50, z=1.6448536269514722), abs=1e-9)
+
+
 def test_wilson_takes_any_integer_count_and_refuses_other_types() -> None:
     # a numpy count (np.int64) was refused as "needs at least one test image, got n=np.int64(100)", n=True was
     # taken as one image, and an accuracy given as text raised a bare TypeError

@@ -134,3 +134,26 @@ def test_ratio_interval_bounds_a_ratio_of_medians() -> None:
 def test_a_median_interval_is_full_from_six_samples() -> None:
     """Below 6 samples the 95 % ranks of the median do not exist and the bounds are the sample range."""
     assert [n for n in range(1, 12) if median_interval_is_full(n)] == list(range(6, 12))
+
+
+def test_order_statistic_ranks_are_scipys_and_each_bound_misses_at_most_2_5_percent() -> None:
+    """For every n up to 80 and a spread of larger ones: the 1-based ranks are those scipy.stats.quantile_test
+    takes (``binom.ppf(0.025)`` and ``binom.isf(0.025) + 1``), each side misses the quantile with at most 2.5 %
+    (P(B <= l-1) and P(B >= u)), and neither rank can move inward; 0 / n + 1 exactly when no rank exists."""
+    from scipy.stats import binom
+
+    for q in (0.5, 0.9, 0.99, 0.2):
+        for n in [*range(1, 81), 99, 100, 101, 367, 368, 369, 1000]:
+            low, up = order_statistic_ranks(n, q)
+            bd = binom(n, q)
+            assert (low, up) == (int(bd.ppf(0.025)), int(bd.isf(0.025)) + 1), (n, q)
+            cdf = bd.cdf(np.arange(n + 1))
+            assert 0 <= low <= n and 1 <= up <= n + 1 and low < up
+            assert (cdf[low - 1] if low else 0.0) <= 0.025 + 1e-12 < cdf[low]  # l - 1 is the last rank allowed
+            assert (1.0 - cdf[up - 1] if up <= n else 0.0) <= 0.025 + 1e-12
+            assert up == 1 or 1.0 - cdf[up - 2] > 0.025  # u - 1 would miss more than 2.5 %
+    # the bound exists from 36 samples for p90 and 368 for p99 (0.9^n <= 0.025, 0.99^n <= 0.025)
+    from us3l.profiler.stats import min_samples_for_upper_bound
+
+    assert min_samples_for_upper_bound(0.9, 0) == 36 and min_samples_for_upper_bound(0.99, 0) == 368
+    assert order_statistic_ranks(35, 0.9)[1] == 36 and order_statistic_ranks(36, 0.9)[1] == 36
