@@ -7,7 +7,8 @@ because of better kernel shapes) are handled: nothing assumes latency grows with
 
 Latency is compared conservatively: by default the upper end of the 95% confidence interval of p90
 (``statistic="p90"``, ``bound="ci95_upper"``), then multiplied by ``1 + margin``. For ``mean`` the bound is
-``mean + 1.96 * std / sqrt(n)``.
+the upper end of Student's two-sided 95 % interval, ``mean + t(0.975, n - 1) * std / sqrt(n)`` (``std`` the sample
+standard deviation; ``mean_upper_bound``).
 
 Choosing among the feasible widths (the tie rule, ``TIE_RULE``): accuracy is measured on a finite test set, so
 a difference inside its noise must not decide. Every feasible width is compared with the most accurate feasible
@@ -100,6 +101,18 @@ class Budget:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def mean_upper_bound(mean: float, std: float, n: int) -> float:
+    """The upper end of Student's two-sided 95 % interval of a mean from ``n`` samples with sample standard deviation
+    ``std``: ``mean + t(0.975, n - 1) · std / √n`` (``scipy.stats.t``). Until 2026-12-07 the normal quantile 1.96
+    stood for t, which covers less than 95 % below about 30 samples (t = 2.26 at n = 10). One sample gives no
+    interval: its mean stands (``LatencyRule.missing_bound`` says so)."""
+    if n < 2:
+        return mean
+    from scipy.stats import t
+
+    return mean + float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+
+
 @dataclass(frozen=True)
 class LatencyRule:
     """How one latency number is taken from a LatencyStats record."""
@@ -130,7 +143,7 @@ class LatencyRule:
             if not latency.get("n") or latency.get("std_ms") is None:  # e.g. an interpolated width (n 0)
                 return ("is compared at its point value: the profile has no samples for the mean's upper 95% "
                         "bound; re-profile it with us3l profile")
-            if latency.get("n") == 1:  # std_ms 0 by convention: mean + 1.96·0/1 is the point value, not a bound
+            if latency.get("n") == 1:  # std_ms 0 by convention, no t-quantile with 0 degrees of freedom: no bound
                 return ("is compared at its point value: the mean's upper 95% bound needs >= 2 samples, the "
                         "profile has 1; re-profile with more samples")
             return None
@@ -154,7 +167,7 @@ class LatencyRule:
             if s == "mean":
                 n, std = latency.get("n"), latency.get("std_ms")
                 if n and std is not None:
-                    value = point + 1.96 * float(std) / math.sqrt(float(n))
+                    value = mean_upper_bound(point, float(std), int(n))
             else:
                 ci = (latency.get("ci95_ms") or {}).get(s)
                 if ci is not None and ci[1] is not None:

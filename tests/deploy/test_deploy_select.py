@@ -183,7 +183,7 @@ def test_statistic_and_margin(write_profile) -> None:
     assert LatencyRule("p90", conservative=False).value_ms(lat) == 2.0
     assert LatencyRule("p50", margin=0.5).value_ms(lat) == pytest.approx(1.5)
     assert LatencyRule("p99").value_ms(lat) == 3.0
-    assert LatencyRule("mean").value_ms(lat) == pytest.approx(mean + 1.96 * std / 10)
+    assert LatencyRule("mean").value_ms(lat) == pytest.approx(mean + 1.9842169515 * std / 10)  # t(0.975, 99)
     prof = write_profile(spec)
     assert select([prof], Budget(latency_ms=2.2)).devices[0].chosen is None
     assert select([prof], Budget(latency_ms=2.2), rule=LatencyRule(conservative=False)).devices[0].chosen
@@ -780,3 +780,25 @@ def test_a_profile_of_batched_calls_says_the_budget_is_per_call(write_profile) -
     assert "the profile times calls of 4 images (batch 4): the latency budget applies per call, i.e. to 4 images" \
         in d.notes
     assert not any("images" in n for n in select([prof], Budget(macs=1e9)).devices[0].notes)  # no latency budget
+
+
+def test_the_mean_bound_is_students_and_covers_95_percent_with_few_samples() -> None:
+    """Red-team 2026-12-07: the mean's upper bound used the normal quantile 1.96, which covers less than 95 % with
+    few samples. Student's quantile (scipy.stats.t) is what a two-sided 95 % interval of a mean needs; checked by
+    simulation: the mean of normal samples is above the bound in about 2.5 % of draws at n = 5."""
+    import numpy as np
+    from scipy.stats import t
+
+    from us3l.deploy.select import mean_upper_bound
+
+    assert mean_upper_bound(2.0, 0.5, 10) == pytest.approx(2.0 + 2.2621571628 * 0.5 / 10 ** 0.5)
+    assert mean_upper_bound(2.0, 0.5, 1) == 2.0  # one sample: no interval (missing_bound says so)
+    for n in (2, 5, 30, 1000):
+        assert mean_upper_bound(0.0, 1.0, n) == pytest.approx(t.ppf(0.975, n - 1) / n ** 0.5)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200_000, 5))
+    k = mean_upper_bound(0.0, 1.0, 5) * 5 ** 0.5  # the bound is linear in the standard deviation
+    missed = float((x.mean(1) + k * x.std(1, ddof=1) / 5 ** 0.5 < 0.0).mean())  # true mean 0 above the bound
+    assert 0.022 < missed < 0.028, missed  # one-sided 2.5 %
+    z_missed = float((x.mean(1) + 1.96 * x.std(1, ddof=1) / 5 ** 0.5 < 0.0).mean())
+    assert z_missed > 0.04  # the normal quantile's bound misses about twice as often at n = 5
