@@ -57,7 +57,8 @@ RELEASES: dict[tuple[int, int | None], TrtRelease] = {
 DEFAULT = RELEASES[(10, None)]
 SUPPORTED = "8.5, 8.6 and 10.x"
 
-_VERSION = re.compile(r"^(\d{1,3})(?:\.(\d{1,3}))?(?:\.\d{1,5}){0,2}$")
+#: ASCII digits only: ``\d`` and ``int()`` also read other scripts' digits ("٨.٥" as 8.5), as no other flag does
+_VERSION = re.compile(r"^([0-9]{1,3})(?:\.([0-9]{1,3}))?(?:\.[0-9]{1,5}){0,2}$")
 
 
 def trt_release(version: str | None) -> TrtRelease:

@@ -146,6 +146,21 @@ def test_trtexec_command_refuses_versions_it_cannot_spell_for(version: str, mess
         trtexec_build_command("m.onnx", "m.engine", tensorrt_version=version)
 
 
+def test_export_refuses_a_tensorrt_version_in_other_scripts_digits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--tensorrt-version ٨.٥` (Arabic-Indic digits) was read as TensorRT 8.5 (``\\d`` and ``int()`` take any
+    script's digits) and an opset-17 file exported without a word; every other flag takes ASCII numbers only."""
+    from us3l.cli import main
+
+    code = main(["export", "--backend", "onnx", "--model", "cifar_resnet18", "--width", "0.25", "--quiet",
+                 "--tensorrt-version", "\u0668.\u0665", "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert capsys.readouterr().err == ("error: TensorRT version '\u0668.\u0665' is not a version number like 8.5 or "
+                                       "10.3.0 (us3l builds for TensorRT 8.5, 8.6 and 10.x)\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_onnx_opset_fits_the_tensorrt_version() -> None:
     from us3l.deploy.backends.onnx import OPSET
     from us3l.deploy.backends.tensorrt_versions import onnx_opset_for
