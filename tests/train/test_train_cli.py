@@ -28,6 +28,8 @@ def _config(tmp_path: Path, tiny_folder: Path, **extra: object) -> Path:
         (["--set", "weight_decay=5e-4"], "error: --set weight_decay=0.0005 has no effect while the group "
                                          "regularizer is on (it replaces weight decay); add --set regularizer=false "
                                          "for plain weight decay"),
+        # `cuda:١` (an Arabic-Indic digit) passed as cuda:0, and torch.device() refused it later as a RuntimeError
+        (["--torch-device", "cuda:\u0661"], "error: device must be auto, cpu, cuda or cuda:N, got 'cuda:\u0661'"),
     ],
 )
 def test_contradictory_or_impossible_flags_are_one_line(tmp_path: Path, argv: list[str], message: str,

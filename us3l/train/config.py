@@ -529,7 +529,7 @@ def _check_device(device: str) -> None:
 
     import torch
 
-    m = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", device)
+    m = re.fullmatch(r"auto|cpu|cuda(?::([0-9]+))?", device)  # \d: also other scripts' digits ("cuda:١")
     if m is None:
         raise US3LError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if device.startswith("cuda"):
