@@ -53,6 +53,19 @@ def test_out_is_a_folder_plot_a_switch_old_spellings_still_work(setup, tmp_path,
     assert f"note: `us3l select --plot {old_png}` is deprecated; use --plot (a switch" in err
 
 
+def test_an_old_out_file_with_an_upper_case_suffix_is_the_file(setup, tmp_path, capsys) -> None:
+    """`--out mine.JSON` (the old file spelling) made a folder mine.JSON holding selection.json, exit 0, where
+    `report --out page.HTML` writes that file: the suffix is matched whatever its case."""
+    prof, acc = setup
+    old_file = tmp_path / "mine.JSON"
+    assert main(["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "4", "--quiet",
+                 "--out", str(old_file)]) == 0
+    assert old_file.is_file() and json.loads(old_file.read_text())["kind"] == "selection"
+    assert capsys.readouterr().err.splitlines()[0] == (f"note: `us3l select --out {old_file}` is deprecated; use "
+                                                       f"--out {old_file.parent} (the folder; the file is always "
+                                                       "selection.json)")
+
+
 @pytest.mark.parametrize("spelling", ["same", "dotted"])
 def test_an_old_plot_path_that_is_the_selection_file_is_refused(spelling: str, setup, tmp_path, monkeypatch,
                                                                capsys) -> None:

@@ -89,7 +89,7 @@ def select_cmd(
     from us3l.io import check_png_replaceable, check_replaceable, output_folder
 
     path = out
-    if out.suffix == ".json" and not out.is_dir():
+    if out.suffix.lower() == ".json" and not out.is_dir():  # as report takes FILE.HTML: sel.JSON is the file
         deprecated(f"--out {out}", f"--out {out.parent} (the folder; the file is always {SELECTION_FILE})", "select")
     else:
         path = output_folder(out) / SELECTION_FILE
