@@ -55,3 +55,58 @@ def test_slim_conv_training_gradients_equal_the_slices(depthwise: bool) -> None:
     assert w_ref.grad is not None and b_ref.grad is not None
     assert torch.equal(conv.weight.grad, w_ref.grad)
     assert torch.equal(conv.bias.grad, b_ref.grad)
+
+
+def test_a_strided_1x1_convolution_of_a_narrow_nhwc_input_trains_through_the_unit_stride_kernel() -> None:
+    """oneDNN's strided 1x1 weight-gradient kernel corrupts the heap for channels_last inputs of fewer than 16
+    channels (``_strided_1x1_nhwc_narrow``). A slim 1x1 stride-2 convolution in training subsamples instead:
+    the same output and gradients as the NCHW convolution (which takes another kernel)."""
+    from us3l.slim.layers import _strided_1x1_nhwc_narrow
+
+    torch.manual_seed(2)
+    conv = SlimConv2d(16, 32, 1, stride=2, width_range=WidthRange(0.25, 1.0, 8))
+    conv.width = 0.5  # 8 input channels: the case
+    x = torch.randn(4, 8, 9, 9)
+    g = torch.randn(4, 16, 5, 5)
+    x_cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = conv(x_cl)
+    y.backward(g.contiguous(memory_format=torch.channels_last))
+    w_ref = conv.weight.detach().clone().requires_grad_()
+    x_ref = x.clone().requires_grad_()
+    y_ref = torch.conv2d(x_ref, w_ref[:16, :8], None, 2)
+    y_ref.backward(g)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    assert conv.weight.grad is not None and w_ref.grad is not None and x_cl.grad is not None
+    torch.testing.assert_close(conv.weight.grad, w_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_cl.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    w8 = torch.empty(16, 8, 1, 1)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert _strided_1x1_nhwc_narrow(w8, (2, 2), (0, 0), 1, cl)
+    assert not _strided_1x1_nhwc_narrow(w8, (2, 2), (0, 0), 1, x)  # NCHW: another kernel
+    assert not _strided_1x1_nhwc_narrow(w8, (1, 1), (0, 0), 1, cl)  # unit stride
+    assert not _strided_1x1_nhwc_narrow(torch.empty(16, 16, 1, 1), (2, 2), (0, 0), 1,
+                                        torch.randn(4, 16, 9, 9).contiguous(memory_format=torch.channels_last))
+    assert not _strided_1x1_nhwc_narrow(torch.empty(16, 8, 3, 3), (2, 2), (1, 1), 1, cl)  # not 1x1
+
+
+def test_training_a_narrow_strided_1x1_nhwc_convolution_with_3_threads_does_not_corrupt_the_heap() -> None:
+    """Found 2026-12-07 (`us3l train --threads 3` on 2 cores exited 134 "free(): invalid next size" or 139): the
+    layer trains 200 steps with 3 intra-op threads in a fresh process; before, it crashed within a few."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "torch.set_num_threads(3)\n"
+        "from us3l.slim.layers import SlimConv2d\n"
+        "from us3l.slim.rounding import WidthRange\n"
+        "conv = SlimConv2d(16, 32, 1, stride=2, width_range=WidthRange(0.25, 1.0, 8))\n"
+        "conv = conv.to(memory_format=torch.channels_last)\n"
+        "conv.width = 0.5\n"
+        "for _ in range(200):\n"
+        "    x = torch.randn(8, 8, 16, 16).contiguous(memory_format=torch.channels_last)\n"
+        "    conv(x).square().mean().backward()\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", (proc.returncode, proc.stderr[-500:])

@@ -124,6 +124,35 @@ def _leading_block(t: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
     return torch.constant_pad_nd(t, pads)
 
 
+#: Input channels below which oneDNN's strided 1x1 weight-gradient kernel for NHWC misbehaves (its AVX-512 channel
+#: block; AVX2's is 8): ``_strided_1x1_nhwc_narrow``.
+ONEDNN_1X1_IC_BLOCK = 16
+
+
+def _strided_1x1_nhwc_narrow(
+    weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int], groups: int, x: torch.Tensor
+) -> bool:
+    """Whether a training convolution is one that oneDNN 3.x (torch 2.13's) computes wrongly: a 1x1 kernel with a
+    stride above 1 on a channels_last input of fewer than 16 channels. Its backward-weights kernel
+    (``jit_1x1:avx512_core``, "reduce to unit stride") gathers the strided input into a per-thread workspace laid
+    out for a full channel block and writes past it: heap corruption, a crash at 3, 5 or 6 threads on a 2-core
+    AVX-512 machine (``free(): invalid next size``; oneDNN issue 6035, which also reports wrong weight gradients
+    on AVX2). The narrow ResNet downsample shortcuts are such convolutions (8 input channels at width 0.5 of the
+    built-in 16-channel network). ``SlimConv2d`` then convolves the subsampled input at stride 1, the same
+    function (a 1x1 kernel without padding reads only the strided positions) through the unit-stride kernel."""
+    return (
+        weight.shape[2] == 1
+        and weight.shape[3] == 1
+        and stride != (1, 1)
+        and padding == (0, 0)
+        and groups == 1
+        and weight.shape[1] < ONEDNN_1X1_IC_BLOCK
+        and x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()
+    )
+
+
 def _check_channels(layer: str, w: float, expected: int, got: int, unit: str = "channels") -> None:
     """The one-line error of a slim layer given an input of the wrong size for its width."""
     if got != expected:
@@ -229,13 +258,17 @@ class SlimConv2d(SlimModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._w()
+        stride = self.stride
         if torch.is_grad_enabled() and self.__dict__["_parameters"]["weight"].requires_grad:
             cin = self.active_channels(w)[0]
             weight, bias, groups = self._training_slices(w)
+            _check_channels("SlimConv2d", w, cin, x.shape[1], "input channels")
+            if _strided_1x1_nhwc_narrow(weight, stride, self.padding, groups, x):
+                x, stride = x[:, :, :: stride[0], :: stride[1]], (1, 1)
         else:  # inference: dense slices memoised per width (the per-layer cost is most of a narrow batch-1 call)
             cin, weight, bias, groups = _inference_slices(self, w, self._inference)
-        _check_channels("SlimConv2d", w, cin, x.shape[1], "input channels")
-        return torch.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
+            _check_channels("SlimConv2d", w, cin, x.shape[1], "input channels")
+        return torch.conv2d(x, weight, bias, stride, self.padding, self.dilation, groups)
 
     def extra_repr(self) -> str:
         return (
