@@ -555,6 +555,45 @@ def test_a_usage_error_is_one_line_and_exit_2(argv: list[str], line: str, capsys
     assert (cap.out, cap.err) == ("", line + "\n")
 
 
+_NOT_ASCII = "is not a number in ASCII digits (no '_' separators, no other scripts' digits)"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "line"),
+    [
+        # '_' separators and other scripts' digits: a usage error, as --widths and the config file refuse them
+        *[([cmd, *extra, flag, text], 2, f"error: Invalid value for '{flag}': {text!r} {_NOT_ASCII} (see: us3l {cmd} "
+           "--help)")
+          # train: a missing config, so that no run starts should the check fail
+          for cmd, extra, flag in (("select", [], "--latency-ms"),
+                                   ("train", ["--config", "/nonexistent.yaml"], "--batch-size"),
+                                   ("eval", ["--ckpt", "x"], "--knn-k"), ("profile", [], "--threads"),
+                                   ("info", [], "--width"))
+          for text in ("1_0", "\u0663")],  # ٣ (Arabic-Indic 3): Click's int() reads it as 3
+        (["select", "--latency-ms", "0.\u0665"], 2,
+         f"error: Invalid value for '--latency-ms': '0.\u0665' {_NOT_ASCII} (see: us3l select --help)"),
+        # ASCII spellings (a sign, scientific notation) still pass the parsing: the command's own check answers
+        *[(["select", flag, text], 1, "error: no profile given (use --profile FILE or --device NAME)")
+          for flag, text in (("--latency-ms", "10"), ("--latency-ms", "1e-3"), ("--latency-ms", "0.5"),
+                             ("--latency-ms", "+2"), ("--macs", "1E3"))],
+        (["select", "--latency-ms", "-0.5"], 1, "error: --latency-ms must be a finite positive number, got -0.5"),
+        (["eval", "--ckpt", "/nonexistent", "--knn-k", "10"], 1,
+         "error: no checkpoint found at /nonexistent (expected a run folder or checkpoint.safetensors)"),
+        (["profile", "--threads", "+10"], 1,
+         "error: give a device: --device NAME or --device-file PATH (list them with: us3l devices)"),
+    ],
+)
+def test_a_number_option_takes_ascii_digits_only(argv: list[str], code: int, line: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``select --latency-ms 1_0`` was read as 10 (Click's and pydantic's number parsing take Python's digit
+    separators, Click's int() other scripts' digits), where --widths and the YAML 1.2 config refuse both."""
+    from us3l.cli import main
+
+    assert main(argv) == code
+    cap = capsys.readouterr()
+    assert (cap.out, cap.err) == ("", line + "\n")
+
+
 @pytest.mark.parametrize(("env", "printed"), [({}, True), ({"RANK": "0"}, True), ({"RANK": "1"}, False),
                                               ({"RANK": "0", "US3L_LAUNCHED_BY": "123"}, False)])
 def test_an_interrupt_is_reported_once_per_job(env: dict[str, str], printed: bool, monkeypatch: pytest.MonkeyPatch,

@@ -21,6 +21,11 @@ from us3l.errors import US3LError
         (script_cli.positive_int, "0", "must be >= 1, got '0'"),
         (script_cli.positive_int, "2.5", "expects a whole number, got '2.5'"),
         (script_cli.nonnegative_int, "-1", "must be >= 0, got '-1'"),
+        # ASCII decimals only: int() and float() read "1_0" as 10 and "\u0663" (Arabic-Indic 3) as 3
+        (script_cli.positive_int, "1_0", "expects a whole number, got '1_0'"),
+        (script_cli.nonnegative_int, "\u0663", "expects a whole number, got '\u0663'"),
+        (script_cli.positive_float, "1_0.5", "expects a number, got '1_0.5'"),
+        (script_cli.widths, "0.5,0.\u0665", "expects a number, got '0.\u0665' (in '0.5,0.\u0665')"),
         (script_cli.positive_float, "nan", "expects a finite number, got 'nan'"),
         (script_cli.positive_float, "-0.0", "must be > 0, got '-0.0'"),
         (script_cli.nonnegative_float, "inf", "expects a finite number, got 'inf'"),
@@ -47,6 +52,7 @@ def test_bad_values_are_refused_with_a_message(kind, text: str, message: str) ->
 
 def test_good_values_pass() -> None:
     assert script_cli.positive_int(" 3") == 3 and script_cli.nonnegative_int("0") == 0
+    assert script_cli.positive_float("+1E-3") == 1e-3 and script_cli.positive_int("+10") == 10
     assert script_cli.positive_float("1e-3") == 1e-3 and script_cli.nonnegative_float("0") == 0.0
     assert script_cli.width("0.25") == 0.25 and script_cli.width("1") == 1.0
     assert script_cli.widths(" 1, 0.5 ,0.25") == [1.0, 0.5, 0.25] and script_cli.seeds("100,1,2") == [100, 1, 2]

@@ -30,6 +30,47 @@ class PipelineOrderGroup(TyperGroup):
         rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
         return sorted(names, key=lambda n: (rank.get(n, len(rank)), names.index(n)))
 
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None:
+            ascii_numbers(cmd)
+        return cmd
+
+
+def _is_number(param: Any) -> bool:
+    """Whether ``param`` takes an int or a float: typer >= 0.26 coerces by the annotation (``int | None`` is
+    ``int`` there), earlier releases by Click's INT / FLOAT types (and their ranges)."""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is not None:
+        return desc.annotation in (int, float)
+    return getattr(getattr(param, "type", None), "name", None) in ("integer", "float", "integer range", "float range")
+
+
+def ascii_numbers(cmd: Any) -> None:
+    """Make every int and float option of ``cmd`` (and of its subcommands) refuse a number that is not written in
+    ASCII: Click's and pydantic's parsing read ``1_0`` as 10, and Click's int() other scripts' digits (``٣`` as 3),
+    where ``--widths`` and the config file (YAML 1.2) refuse both. A usage error, exit 2, as for ``abc``."""
+    if getattr(cmd, "_us3l_ascii_numbers", False):
+        return
+    cmd._us3l_ascii_numbers = True
+    for param in getattr(cmd, "params", ()):
+        if _is_number(param):
+            param.process_value = _ascii_checked(param, param.process_value)
+    for sub in getattr(cmd, "commands", {}).values():
+        ascii_numbers(sub)
+
+
+def _ascii_checked(param: Any, process_value: Any) -> Any:
+    def checked(ctx: Any, value: Any) -> Any:
+        for text in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(text, str) and ("_" in text or not text.isascii()):
+                raise click_exceptions.BadParameter(
+                    f"{text!r:.40} is not a number in ASCII digits (no '_' separators, no other scripts' digits)",
+                    ctx=ctx, param=param)
+        return process_value(ctx, value)
+
+    return checked
+
 
 app = typer.Typer(
     name="us3l",

@@ -48,6 +48,9 @@ def _script_prog() -> str:
 
 def _number(text: str, kind: type[int] | type[float]) -> int | float:
     try:
+        # ASCII decimals, as the us3l flags take them: int() and float() also read "1_0" as 10 and "٣" as 3
+        if "_" in text or not text.isascii():
+            raise ValueError(text)
         value = kind(text)
     except ValueError:
         kind_name = "a whole number" if kind is int else "a number"
