@@ -115,7 +115,7 @@ def _leading_block(t: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
     ``constant_pad_nd`` with non-positive pads crops: one node whose backward writes the block's gradient into
     one zero-filled buffer of ``t``'s shape, where a chain of slices has a ``SliceBackward`` node (and a
     zero-filled buffer) per sliced dimension and hands the convolution a strided weight view. Same values and
-    gradients, bit for bit (``tests/slim/test_layers.py``); measured in docs/training.md ("Eager slimming
+    gradients, bit for bit (``tests/slim/test_training_slices.py``); measured in docs/training.md ("Eager slimming
     overhead").
     """
     pads: list[int] = []
@@ -239,35 +239,26 @@ class SlimConv2d(SlimModule):
             # Full width: the parameters themselves (a no-op slice would still cost a view and, in backward,
             # a zero-filled full-size gradient buffer).
             return self.weight, self.bias, groups
-        weight = self.weight[:cout] if self.depthwise else self.weight[:cout, : cin // groups]
+        # one dense block through one autograd node (``_leading_block``), not a strided view of two slices
+        weight = _leading_block(self.weight, (cout,) if self.depthwise else (cout, cin // groups))
         bias = self.bias[:cout] if self.bias is not None else None
         return weight, bias, groups
 
     def _inference(self, w: float) -> tuple[int, torch.Tensor, torch.Tensor | None, int]:
         return (self.active_channels(w)[0], *self.sliced(w))
 
-    def _training_slices(self, w: float) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-        """``sliced(w)`` for a forward with autograd: the weight block as one dense copy (``_leading_block``)."""
-        cin, cout, groups = self.active_channels(w)
-        weight = self.weight
-        if cout == self.out_channels and (self.depthwise or cin == self.in_channels):
-            return weight, self.bias, groups
-        block = (cout,) if self.depthwise else (cout, cin // groups)
-        bias = self.bias[:cout] if self.bias is not None else None
-        return _leading_block(weight, block), bias, groups
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._w()
         stride = self.stride
-        if torch.is_grad_enabled() and self.__dict__["_parameters"]["weight"].requires_grad:
+        training = torch.is_grad_enabled() and self.__dict__["_parameters"]["weight"].requires_grad
+        if training:
             cin = self.active_channels(w)[0]
-            weight, bias, groups = self._training_slices(w)
-            _check_channels("SlimConv2d", w, cin, x.shape[1], "input channels")
-            if _strided_1x1_nhwc_narrow(weight, stride, self.padding, groups, x):
-                x, stride = x[:, :, :: stride[0], :: stride[1]], (1, 1)
+            weight, bias, groups = self.sliced(w)
         else:  # inference: dense slices memoised per width (the per-layer cost is most of a narrow batch-1 call)
             cin, weight, bias, groups = _inference_slices(self, w, self._inference)
-            _check_channels("SlimConv2d", w, cin, x.shape[1], "input channels")
+        _check_channels("SlimConv2d", w, cin, x.shape[1], "input channels")
+        if training and _strided_1x1_nhwc_narrow(weight, stride, self.padding, groups, x):
+            x, stride = x[:, :, :: stride[0], :: stride[1]], (1, 1)
         return torch.conv2d(x, weight, bias, stride, self.padding, self.dilation, groups)
 
     def extra_repr(self) -> str:
