@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from us3l.validate import plain_number_text
+
 try:  # Click's exceptions: typer >= 0.26 vendors Click as typer._click, earlier releases use Click itself
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - depends on the installed typer
@@ -63,7 +65,7 @@ def ascii_numbers(cmd: Any) -> None:
 def _ascii_checked(param: Any, process_value: Any) -> Any:
     def checked(ctx: Any, value: Any) -> Any:
         for text in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(text, str) and ("_" in text or not text.isascii()):
+            if isinstance(text, str) and not plain_number_text(text):
                 raise click_exceptions.BadParameter(
                     f"{text!r:.40} is not a number in ASCII digits (no '_' separators, no other scripts' digits)",
                     ctx=ctx, param=param)

@@ -47,9 +47,10 @@ def _script_prog() -> str:
 
 
 def _number(text: str, kind: type[int] | type[float]) -> int | float:
+    from us3l.validate import plain_number_text
+
     try:
-        # ASCII decimals, as the us3l flags take them: int() and float() also read "1_0" as 10 and "٣" as 3
-        if "_" in text or not text.isascii():
+        if not plain_number_text(text):  # ASCII decimals, as the us3l flags take them
             raise ValueError(text)
         value = kind(text)
     except ValueError:

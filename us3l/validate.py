@@ -132,6 +132,12 @@ def one_of(value: Any, allowed: Sequence[str], what: str) -> str:
     return str(value)
 
 
+def plain_number_text(text: str) -> bool:
+    """Whether a number's text is free of ``_`` separators and non-ASCII characters, which int() and float() read
+    (``1_0`` as 10, other scripts' digits: ``٣`` as 3) and every us3l flag refuses (``width_list`` stricter still)."""
+    return "_" not in text and text.isascii()
+
+
 #: A number as a flag takes it: ASCII digits, an optional sign, point and exponent (``0.25``, ``.5``, ``1e-1``).
 _DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 #: Spellings float() reads that the bounds check then names ("nan", "inf": not a finite number).
