@@ -11,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,23 +56,34 @@ def test_one_flipped_byte_shows_valid_no_hash_mismatch(pipeline: Path) -> None:
     assert json.loads((pipeline / ARTIFACT / "manifest.json").read_text())["valid"] is True  # not rewritten
 
 
-def test_a_precision_the_graph_contradicts_shows_valid_no_manifest_edited(pipeline: Path) -> None:
-    """Red-team 2026-12-06 (rtL): an fp32 artifact whose manifest was edited to claim int8 (with an int8
-    verification that passes) was listed as a valid int8 artifact; us3l.deploy.load refuses it."""
-    from us3l.deploy.verify import TOLERANCES
-
+def _report_of_an_edited_manifest(pipeline: Path, edit: Callable[[dict], object]) -> tuple[Path, Any, str]:
+    """The artifact's manifest edited by ``edit``, the report rendered: (manifest path, report, its one error line),
+    the manifest shown as listed but not valid ("manifest edited")."""
     path = pipeline / ARTIFACT / "manifest.json"
     doc = json.loads(path.read_text())
-    tol = TOLERANCES["int8"]
-    doc["backend"]["precision"] = "int8"
-    doc["verification"].update(precision="int8", topk_agreement=1.0, tolerance={
-        "max_abs": None, "min_cosine": tol.min_cosine, "min_mean_cosine": tol.min_mean_cosine,
-        "min_topk_agreement": tol.min_topk_agreement, "topk": tol.topk, "rule": tol.rule})
+    edit(doc)
     path.write_text(json.dumps(doc))
     rep = render_report(pipeline)
     (man,) = rep.files.manifests
     assert man.ok and man.doc["valid"] is False and man.doc["report_rehash"]["reason"] == "manifest edited"
     (line,) = rep.errors()
+    return path, rep, line
+
+
+def test_a_precision_the_graph_contradicts_shows_valid_no_manifest_edited(pipeline: Path) -> None:
+    """Red-team 2026-12-06 (rtL): an fp32 artifact whose manifest was edited to claim int8 (with an int8
+    verification that passes) was listed as a valid int8 artifact; us3l.deploy.load refuses it."""
+    from us3l.deploy.verify import TOLERANCES
+
+    tol = TOLERANCES["int8"]
+
+    def edit(doc: dict) -> None:
+        doc["backend"]["precision"] = "int8"
+        doc["verification"].update(precision="int8", topk_agreement=1.0, tolerance={
+            "max_abs": None, "min_cosine": tol.min_cosine, "min_mean_cosine": tol.min_mean_cosine,
+            "min_topk_agreement": tol.min_topk_agreement, "topk": tol.topk, "rule": tol.rule})
+
+    path, _, line = _report_of_an_edited_manifest(pipeline, edit)
     assert line == (f"{path}: valid: no (manifest edited): backend.precision is 'int8' but model.onnx holds an fp32 "
                     "graph (the manifest was edited); re-export the artifact")
 
@@ -78,14 +91,7 @@ def test_a_precision_the_graph_contradicts_shows_valid_no_manifest_edited(pipeli
 def test_an_output_shape_the_graph_contradicts_shows_valid_no_manifest_edited(pipeline: Path) -> None:
     """An artifact whose manifest's output.shape was edited (the embedding size another width's) was listed as it
     was; us3l.deploy.load refuses it (check_output_shape). Shown as an edited precision is."""
-    path = pipeline / ARTIFACT / "manifest.json"
-    doc = json.loads(path.read_text())
-    doc["output"]["shape"] = [1, 256]
-    path.write_text(json.dumps(doc))
-    rep = render_report(pipeline)
-    (man,) = rep.files.manifests
-    assert man.ok and man.doc["valid"] is False and man.doc["report_rehash"]["reason"] == "manifest edited"
-    (line,) = rep.errors()
+    path, rep, line = _report_of_an_edited_manifest(pipeline, lambda doc: doc["output"].update(shape=[1, 256]))
     assert line == (f"{path}: valid: no (manifest edited): output.shape is [1, 256] but model.onnx outputs "
                     "[1, 3, 32, 32] (the manifest was edited); re-export the artifact")
     assert html.escape(line.split(": ", 1)[1], quote=False) in rep.html
