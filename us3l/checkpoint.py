@@ -370,15 +370,14 @@ def check_bound(meta: Mapping[str, Any], data: bytes, wpath: Path) -> None:
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise US3LError(f"checkpoint {wpath} is damaged (its {BOUND_KEY} metadata: {exc}); re-train or "
                         "restore it") from None
-    for key in BOUND_SETTINGS:
-        if key in BOUND_LATER and key not in stored:
-            continue  # saved before this field was bound: not recorded, read as before
-        saved, now = _canonical(stored.get(key)), _canonical(meta.get(key))
-        if saved != now:
-            raise US3LError(
-                f"checkpoint {wpath}: {META_FILE} records {key} {now:.100}, the weights were saved with {saved:.100} "
-                f"({META_FILE} was edited); restore the original {META_FILE} or re-train"
-            )
+    # a BOUND_LATER field the weights lack was saved before it was bound: not recorded, read as before
+    differs = first_bound_difference(stored, meta, skip=[k for k in BOUND_LATER if k not in stored])
+    if differs is not None:
+        key, saved, now = differs
+        raise US3LError(
+            f"checkpoint {wpath}: {META_FILE} records {key} {now:.100}, the weights were saved with {saved:.100} "
+            f"({META_FILE} was edited); restore the original {META_FILE} or re-train"
+        )
 
 
 def check_resumed_bound(saved: Mapping[str, Any], now: Mapping[str, Any], meta_path: Path) -> None:
@@ -388,15 +387,28 @@ def check_resumed_bound(saved: Mapping[str, Any], now: Mapping[str, Any], meta_p
     or ``config.method`` would go on training another width or method on these weights, and the next checkpoint
     would bind it. A field the checkpoint does not record (saved before it was) is not compared; the
     normalization is the data's, compared with a tolerance where the data are loaded."""
+    differs = first_bound_difference(saved, now, skip=["normalization", *(k for k in BOUND_SETTINGS if k not in saved)])
+    if differs is not None:
+        key, was, will = differs
+        raise US3LError(
+            f"{meta_path}: its config resolves to {key} {will:.100}, but the checkpoint was saved with "
+            f"{was:.100} ({META_FILE} was edited); restore the original {META_FILE}"
+        )
+
+
+def first_bound_difference(
+    before: Mapping[str, Any], after: Mapping[str, Any], skip: Iterable[str] = ()
+) -> tuple[str, str, str] | None:
+    """The first ``BOUND_SETTINGS`` field (not in ``skip``) whose canonical JSON differs between ``before`` and
+    ``after``, as (field, before's JSON, after's JSON); ``None`` when all agree."""
+    skipped = set(skip)
     for key in BOUND_SETTINGS:
-        if key == "normalization" or key not in saved:
+        if key in skipped:
             continue
-        was, will = _canonical(saved.get(key)), _canonical(now.get(key))
+        was, will = _canonical(before.get(key)), _canonical(after.get(key))
         if was != will:
-            raise US3LError(
-                f"{meta_path}: its config resolves to {key} {will:.100}, but the checkpoint was saved with "
-                f"{was:.100} ({META_FILE} was edited); restore the original {META_FILE}"
-            )
+            return key, was, will
+    return None
 
 
 def read_tensors(path: str | Path, prefix: str = "", data: bytes | None = None) -> dict[str, torch.Tensor]:
