@@ -223,6 +223,17 @@ def check_local_requirements(spec: DeviceSpec, backends: Sequence[str] = ()) -> 
         require_device(shared_core(), spec.openvino_device, f"device file {spec.source}: ")
 
 
+def check_timed_device(spec: DeviceSpec, backends: Sequence[str]) -> None:
+    """With ``openvino`` in ``backends``, refuse in one line naming the device file an ``openvino_device`` that a
+    latency profile cannot time (``BATCH:...``: ``openvino_devices.timing_problem``), locally or over SSH; the
+    profile command calls it before any model is built."""
+    from us3l.deploy.backends.openvino_devices import timing_problem
+
+    problem = timing_problem(spec.openvino_device) if "openvino" in backends else None
+    if problem is not None:
+        raise US3LError(f"device file {spec.source}: {problem}")
+
+
 def resolve_backend(spec: DeviceSpec, backend: str | None) -> str:
     """``backend`` (checked against the device) or the device's first choice."""
     if backend is None:
@@ -524,6 +535,7 @@ def run_sweep(
     precision = swept_precision(spec, be, precision)
     if precision == "int8":
         check_int8(be, calibration)
+    check_timed_device(spec, [be])
     if spec.reach.is_local:
         check_local_requirements(spec, [be])
     policy = policy or spec.policy

@@ -110,8 +110,9 @@ def profile_switchable(
     spec.check_precision(backend, PRECISION)  # an NPU runs fp16/int8: an fp32 file would be timed as another model
     # the installed runtime must be able to run what the manifest records, as deploy.load_switchable checks
     get_backend(backend).check_runtime_compat(doc["backend"].get("runtime_version"))
-    from us3l.profiler.sweep import check_local_requirements
+    from us3l.profiler.sweep import check_local_requirements, check_timed_device
 
+    check_timed_device(spec, [backend])
     check_local_requirements(spec, [backend])  # the OpenVINO device is here: one line naming the device file
     t0 = time.perf_counter()
     per_width = doc["model"]["per_width"]

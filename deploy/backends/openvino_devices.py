@@ -15,7 +15,8 @@ device listed without an index answers to ``NAME.<id>`` only when its plugin has
 (``AVAILABLE_DEVICES``: a lone GPU is ``GPU`` and ``GPU.0``; the CPU has none, and ``CPU.1`` fails in
 ``compile_model``): ``device_names`` adds those. ``device_problem`` then accepts a listed device (``GPU`` also when
 only ``GPU.0``/``GPU.1`` are listed), or a virtual one whose every named candidate is such a device (an ``AUTO``
-exclusion need not be present).
+exclusion need not be present). ``timing_problem`` refuses ``BATCH`` where latency is profiled (it would time the
+batch timeout); an export verifies on it.
 """
 
 from __future__ import annotations
@@ -115,6 +116,20 @@ def device_problem(device: str, available: Sequence[str]) -> str | None:
         return f"OpenVINO device '{device}' is not present"
     return f"OpenVINO device '{device}' names {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} " \
            "not present"
+
+
+def timing_problem(device: str) -> str | None:
+    """Why a latency profile cannot time ``device``, None when it can. ``BATCH:...`` (automatic batching) holds
+    each inference request until its batch is full or its timeout (``AUTO_BATCH_TIMEOUT``, 1000 ms by default)
+    passes, and a profile times one request at a time: it would measure the timeout, not the network (``BATCH:CPU``
+    also refuses the CPU thread count a profile pins). An export's verification runs on it all the same."""
+    name, kind, _ = _split(device)
+    if kind != "BATCH":
+        return None
+    inner = ", ".join(members(name)) or "the device"
+    return (f"OpenVINO device '{device}' is automatic batching, which a latency profile cannot time: it times one "
+            "request at a time, and each would wait for the batch timeout (AUTO_BATCH_TIMEOUT, 1000 ms by default); "
+            f"profile on {inner} itself")
 
 
 def describe_available(available: Sequence[str]) -> str:

@@ -10,6 +10,7 @@ from torch import nn
 
 from us3l.cli import main
 from us3l.devices.registry import get_device
+from us3l.errors import US3LError
 from us3l.profiler.measure import MeasurementPolicy
 from us3l.profiler.memory import activation_bytes, weight_bytes
 from us3l.profiler.sweep import run_sweep
@@ -188,14 +189,33 @@ def test_profile_refuses_an_openvino_device_this_machine_lacks_before_any_work(t
     assert not out.exists()
 
 
-def test_profile_words_a_compile_openvino_refuses_in_one_line(tmp_path, capsys):
-    """`BATCH:CPU(4)` is present (the CPU is), and OpenVINO's batching plugin refuses the compile: one line naming
-    the device, before any width is timed."""
-    pytest.importorskip("openvino")
-    dev = _ov_device_file(tmp_path, "BATCH:CPU(4)")
+@pytest.mark.parametrize("device", ["BATCH:CPU", "BATCH:CPU(4)"])
+def test_profile_refuses_automatic_batching_before_any_work(tmp_path, capsys, monkeypatch, device):
+    """`BATCH:GPU(4)` would have each timed request wait for its batch timeout (1000 ms: the profile measured the
+    timeout); `BATCH:CPU(4)` failed at the first width's compile on the thread count ('Unsupported config key:
+    DEVICE_PROPERTIES'). Refused in one line before the model is built, over SSH as well."""
+    import us3l.commands.profile
+
+    monkeypatch.setattr(us3l.commands.profile, "_load_model", lambda *a: pytest.fail("the model was built"))
+    dev = _ov_device_file(tmp_path, device)
     out = tmp_path / "p"
-    assert main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
-                 "--threads", "1", "--out", str(out)]) == 1
-    assert capsys.readouterr().err == ("error: OpenVINO cannot compile the model for device 'BATCH:CPU(4)': "
-                                       "Unsupported config key: DEVICE_PROPERTIES\n")
-    assert not out.exists() or not list(out.glob("*.json"))
+    for host in ([], ["--host", "ssh://u@h:22"]):
+        assert main(["profile", "--device-file", str(dev), "--model", "cifar_resnet18", "--widths", "0.25",
+                     "--out", str(out), *host]) == 1
+        assert capsys.readouterr().err == (
+            f"error: device file {dev}: OpenVINO device '{device}' is automatic batching, which a latency profile "
+            "cannot time: it times one request at a time, and each would wait for the batch timeout "
+            "(AUTO_BATCH_TIMEOUT, 1000 ms by default); profile on CPU itself\n")
+    assert not out.exists()
+
+
+def test_automatic_batching_is_refused_only_where_openvino_is_timed() -> None:
+    """A device file with `BATCH:GPU(4)` still reads (an export verifies on it) and profiles its other backends."""
+    from us3l.devices.spec import spec_from_dict
+    from us3l.profiler.sweep import check_timed_device
+
+    spec = spec_from_dict({"name": "b", "backends": ["onnx", "openvino"], "openvino_device": "batch:gpu(4)"}, "b.toml")
+    check_timed_device(spec, ["onnx"])
+    with pytest.raises(US3LError, match=r"^device file b.toml: OpenVINO device 'BATCH:GPU\(4\)' is automatic "
+                                        r"batching, .*; profile on GPU itself$"):
+        check_timed_device(spec, ["onnx", "openvino"])

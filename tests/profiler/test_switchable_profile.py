@@ -194,6 +194,12 @@ def test_an_openvino_artifact_is_timed_on_the_devices_own_plugin(tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert code == 1 and err.startswith(
             "error: device file built-in (intel-igpu.toml): OpenVINO device 'GPU' is not present (available: ")
+    batching = tmp_path / "batch.toml"  # automatic batching would time its batch timeout: refused, as in a sweep
+    batching.write_text('name = "b"\nbackends = ["openvino"]\nopenvino_device = "BATCH:CPU(4)"\n')
+    code = main(["profile", "--device-file", str(batching), "--artifact", str(ov), "--out", str(out), *FAST])
+    assert code == 1 and capsys.readouterr().err.startswith(
+        f"error: device file {batching}: OpenVINO device 'BATCH:CPU(4)' is automatic batching, which a latency "
+        "profile cannot time")
     assert not out.exists() or not list(out.glob("*.json"))
     code = main(["profile", "--device", "cpu", "--artifact", str(ov), "--out", str(out), "--json", *FAST])
     assert code == 0 and json.loads(capsys.readouterr().out)["extra"]["openvino_device"] == "CPU"

@@ -203,7 +203,7 @@ def profile_cmd(
         check_batch_size(batch_size)
     from us3l.devices.registry import get_device
     from us3l.profiler.profile_file import profile_paths, profile_stem, write_profile
-    from us3l.profiler.sweep import check_local_requirements, run_sweep, swept_precision
+    from us3l.profiler.sweep import check_local_requirements, check_timed_device, run_sweep, swept_precision
     from us3l.slim import check_width
 
     spec = get_device(device, device_file)
@@ -236,6 +236,7 @@ def profile_cmd(
         _profile_artifact(ctx, artifact, spec, threads, policy, out, plot, wide, json_out)
         return
     backends = parse_backends(spec, backend)  # one the device lacks, or hardware missing here: before any work
+    check_timed_device(spec, backends)  # OpenVINO's automatic batching would time its batch timeout
     precisions = parse_precisions(precision)  # [None]: the device's own
     from us3l.profiler.sweep import INT8_BACKENDS, check_int8
 
@@ -340,10 +341,11 @@ def _profile_artifact(
     """``us3l profile --artifact DIR``: every width of a switchable artifact, through the one file."""
     from us3l.deploy.switchable_runtime import read_switchable
     from us3l.profiler.profile_file import profile_paths, profile_stem, write_profile
-    from us3l.profiler.sweep import check_local_requirements
+    from us3l.profiler.sweep import check_local_requirements, check_timed_device
     from us3l.profiler.switchable_profile import PRECISION, placed_artifact, profile_switchable, profiled_model_name
 
     doc, _ = read_switchable(artifact)  # a bad folder: one line before anything is loaded
+    check_timed_device(spec, [doc["backend"]["name"]])
     if spec.reach.is_local:
         check_local_requirements(spec)  # the OpenVINO device: profile_switchable, after the file's own checks
     # before measuring, as for a sweep: a file of the user's where the profile would go is refused
