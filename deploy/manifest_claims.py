@@ -30,6 +30,9 @@ file. These claims are checked wherever manifests are read:
   manifest's last axis is ``"features"`` (every width's size, one graph); its ``model.per_width[].feature_dim``
   must be the file's own ``us3l.switchable.feature_dims`` record (``switchable_runtime``). A manifest without
   ``output.shape`` claims none.
+* **Switchable copies** (``check_switchable_copies``, on every ``read_switchable``): a switchable manifest's
+  ``switchable.widths`` and ``switchable.feature_dims`` repeat ``model.widths`` and ``model.per_width[].feature_dim``
+  (the ones checked against the file's own record) and must equal them. A manifest without them claims none.
 
 Each mismatch is one ``US3LError`` line naming the file and the field.
 """
@@ -336,3 +339,29 @@ def check_output_shape(doc: Mapping[str, Any], where: str | Path, data: Mapping[
     if not isinstance(claimed, list) or [(type(c), c) for c in claimed] != [(type(a), a) for a in actual]:
         raise US3LError(f"{where}: output.shape is {claimed!r:.60} but {file} outputs {actual!r:.60} (the manifest "
                         f"was edited); {_FIX}")
+
+
+# ------------------------------------------------------------------------------------------------ switchable copies
+
+
+def _typed(value: object) -> object:
+    """A list compared with its items' types (``true`` is not ``1``, nor ``1`` ``1.0``); anything else as it is."""
+    return [(type(v), v) for v in value] if isinstance(value, list) else value
+
+
+def check_switchable_copies(doc: Mapping[str, Any], where: str | Path) -> None:
+    """Refuse (one line) a switchable manifest whose ``switchable.widths`` or ``switchable.feature_dims`` is not
+    ``model.widths`` or ``model.per_width[].feature_dim``: the export writes each list twice, and only the model
+    section's is compared with the file's own record. A manifest without the section or the key claims none."""
+    section = doc.get("switchable")
+    if section is None:
+        return
+    if not isinstance(section, Mapping):
+        raise US3LError(f"{where}: switchable must be an object, got {section!r:.40}; {_FIX}")
+    model = doc["model"]
+    originals = {"widths": ("model.widths", model["widths"]),
+                 "feature_dims": ("model.per_width[].feature_dim", [p.get("feature_dim") for p in model["per_width"]])}
+    for key, (field, want) in originals.items():
+        if key in section and _typed(section[key]) != _typed(want):
+            raise US3LError(f"{where}: switchable.{key} {section[key]!r:.80} differ from {field} {want!r:.80} (the "
+                            f"manifest was edited); {_FIX}")

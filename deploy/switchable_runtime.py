@@ -245,7 +245,12 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
         read_artifact_files,
         shape_ok,
     )
-    from us3l.deploy.manifest_claims import check_output_shape, check_precision, check_switchable_verification
+    from us3l.deploy.manifest_claims import (
+        check_output_shape,
+        check_precision,
+        check_switchable_copies,
+        check_switchable_verification,
+    )
 
     folder = Path(folder)
     check_not_a_member(folder)
@@ -280,6 +285,7 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
     check_output_shape(doc, path, data, feature_axis="features")  # output.shape's batch axis: the graph's
     file = folder / doc["artifact"]["file"]  # a plain name among the hashed files (checked by read_artifact_files)
     _check_file_grid(doc, file, path, data[file.name])
+    check_switchable_copies(doc, path)  # switchable.widths / feature_dims: the model section's (just checked)
     return doc, file, data
 
 

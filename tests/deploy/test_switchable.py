@@ -402,6 +402,21 @@ def test_a_manifest_output_shape_the_file_contradicts_is_refused(shared_export, 
             "was edited: re-export")
 
 
+@pytest.mark.parametrize(("key", "value", "field", "original"), [
+    ("feature_dims", [512, 512], "model.per_width[].feature_dim", [512, 128]),
+    ("feature_dims", [512.0, 128], "model.per_width[].feature_dim", [512, 128]),
+    ("widths", [0.25, 1.0], "model.widths", [1.0, 0.25]),
+])
+def test_the_switchable_sections_copies_of_the_grid_must_be_the_models(shared_export, tmp_path, key, value, field,
+                                                                        original) -> None:
+    """The manifest writes each width's feature size (and the grid) twice, in model and in switchable; only the
+    model section's was compared with the file's own record, so an edited switchable.feature_dims loaded (and was
+    what a reader without us3l saw beside the checked one)."""
+    _refused_after_edit(shared_export, tmp_path, "switchable", key, value,
+                        f"switchable.{key} {value!r} differ from {field} {original!r} (the manifest was edited); "
+                        "re-export the artifact")
+
+
 @pytest.mark.parametrize("shape", ["x", [1, 3, 32], [1, "3", 32, 32]])
 def test_a_manifest_input_shape_that_is_not_a_shape_is_one_line(shared_export, tmp_path, shape) -> None:
     """Red-team 2026-12-05 (rtA): us3l profile --artifact built its timing input from it unchecked."""
