@@ -6,9 +6,13 @@ checked independently against each budget, so non-monotone latency curves (a wid
 because of better kernel shapes) are handled: nothing assumes latency grows with width.
 
 Latency is compared conservatively: by default the upper end of the 95% confidence interval of p90
-(``statistic="p90"``, ``bound="ci95_upper"``), then multiplied by ``1 + margin``. For ``mean`` the bound is
-the upper end of Student's two-sided 95 % interval, ``mean + t(0.975, n - 1) * std / sqrt(n)`` (``std`` the sample
-standard deviation; ``mean_upper_bound``).
+(``LatencyRule(statistic="p90", conservative=True)``), then multiplied by ``1 + margin``. For ``mean`` the bound
+is the upper end of Student's two-sided 95 % interval, ``mean + t(0.975, n - 1) * std / sqrt(n)`` (``std`` the sample
+standard deviation; ``mean_upper_bound``). Every statistic's bound follows one convention, worded "upper 95 % CI
+bound": the upper end of a two-sided 95 % interval, which alone is a one-sided 97.5 % upper bound. For p50, p90
+and p99 the interval is the profile's ``ci95_ms``, the distribution-free order-statistic interval
+(``us3l.profiler.stats``): its upper end is the smallest order statistic ``x_(u)`` with ``P(B <= u - 1) >= 0.975``,
+``B ~ Binomial(n, q)``; for the mean, Student's t quantile 0.975.
 
 Choosing among the feasible widths (the tie rule, ``TIE_RULE``): accuracy is measured on a finite test set, so
 a difference inside its noise must not decide. Every feasible width is compared with the most accurate feasible
@@ -28,7 +32,7 @@ accurate) and the result says so.
 
 Each device's answer carries ``warnings`` for a chosen or tied width whose latency the profile marked
 ``stable: false`` (its confidence interval did not reach the target, or drift was seen), and for one whose
-compared bound does not exist at its sample count (the upper 95 % bound of p90 needs at least 36 samples, of
+compared bound does not exist at its sample count (the upper 95 % CI bound of p90 needs at least 36 samples, of
 p99 368; with fewer the sample maximum stands in, so one slow sample sets the compared latency).
 
 Width × precision (issue 15): an INT8 profile (``us3l profile --precision int8``) is ranked with the accuracy of
@@ -118,7 +122,9 @@ class LatencyRule:
     """How one latency number is taken from a LatencyStats record."""
 
     statistic: str = "p90"
-    conservative: bool = True  # use the upper 95% CI bound of the statistic
+    #: compare the statistic's upper 95% CI bound: the upper end of its two-sided 95 % interval (p50/p90/p99: the
+    #: profile's order-statistic ``ci95_ms``; mean: Student's), a one-sided 97.5 % bound (module docstring)
+    conservative: bool = True
     margin: float = 0.0  # fraction added on top, e.g. 0.1 = +10 %
 
     def __post_init__(self) -> None:
@@ -133,7 +139,7 @@ class LatencyRule:
         return f"{bound}{self.statistic}{margin}"
 
     def missing_bound(self, latency: Mapping[str, Any]) -> str | None:
-        """What stands in for the compared upper 95 % bound of this record when it is not a real one, and
+        """What stands in for the compared upper 95 % CI bound of this record when it is not a real one, and
         why (``"is compared at ...: why; fix"``), or None. Too few samples for the quantile's order statistic
         to exist: the profile's maximum stands in. No bound in the profile at all (an edited or foreign file), or a
         mean from one sample (no spread): the point value stands in."""
@@ -141,20 +147,20 @@ class LatencyRule:
             return None
         if self.statistic == "mean":
             if not latency.get("n") or latency.get("std_ms") is None:  # e.g. an interpolated width (n 0)
-                return ("is compared at its point value: the profile has no samples for the mean's upper 95% "
+                return ("is compared at its point value: the profile has no samples for the mean's upper 95% CI "
                         "bound; re-profile it with us3l profile")
             if latency.get("n") == 1:  # std_ms 0 by convention, no t-quantile with 0 degrees of freedom: no bound
-                return ("is compared at its point value: the mean's upper 95% bound needs >= 2 samples, the "
+                return ("is compared at its point value: the mean's upper 95% CI bound needs >= 2 samples, the "
                         "profile has 1; re-profile with more samples")
             return None
         ci = (latency.get("ci95_ms") or {}).get(self.statistic)
         if not isinstance(ci, list | tuple) or len(ci) != 2 or ci[1] is None:
-            return (f"is compared at its point value: the profile records no upper 95% bound of {self.statistic} "
+            return (f"is compared at its point value: the profile records no upper 95% CI bound of {self.statistic} "
                     "(ci95_ms); re-profile it with us3l profile")
         n = latency.get("n")
         need = min_samples_for_upper_bound(float(self.statistic[1:]) / 100.0, below_max=0)
         if isinstance(n, int) and not isinstance(n, bool) and 0 < n < need:
-            return (f"is compared at its slowest sample: the upper 95% bound of {self.statistic} needs >= {need} "
+            return (f"is compared at its slowest sample: the upper 95% CI bound of {self.statistic} needs >= {need} "
                     f"samples, the profile has {n}; re-profile with more samples")
         return None
 

@@ -22,7 +22,7 @@ A device file looks like this (every key but ``name`` and ``backends`` is option
     target_rel_ci = 0.02
     max_seconds = 20.0             # per width
     chunk = 10
-    tail_quantile = 0.9            # keep sampling until the upper 95 % bound of this quantile (the budget's
+    tail_quantile = 0.9            # keep sampling until the upper 95 % CI bound of this quantile (the budget's
                                    # statistic) exists below the sample max: 70 samples for p90, 720 for p99;
                                    # 0 = off
 

@@ -4,7 +4,7 @@ Every width gets a *timer*: a callable ``timer(k) -> list of k latencies in seco
 runner over SSH, or a ``trtexec`` run). The loop warms every timer up, then runs rounds; in each round every
 width that has not stopped yet takes ``chunk`` samples, in a rotating order, so that slow drift of the machine
 (thermal, frequency, background load) spreads evenly over the widths instead of landing on the last ones.
-A width stops when (a) it has at least ``min_samples`` samples (``min_repeats``, raised to what the upper 95 % bound
+A width stops when (a) it has at least ``min_samples`` samples (``min_repeats``, raised to what the upper 95 % CI bound
 of the ``tail_quantile`` needs to be an order statistic below the sample maximum) and the 95 % interval of its
 median is within ``target_rel_ci`` of the median, or (b) it reached ``max_repeats`` samples, or (c) its accumulated
 timing time reached ``max_seconds``.
@@ -49,7 +49,7 @@ class MeasurementPolicy:
     """How long to measure one width.
 
     ``max_seconds`` caps the accumulated timing time *per width*; ``chunk`` is the number of consecutive
-    samples a width takes per round. ``tail_quantile`` is the quantile whose upper 95 % bound a latency budget
+    samples a width takes per round. ``tail_quantile`` is the quantile whose upper 95 % CI bound a latency budget
     compares (``us3l select``'s default: p90): a width is not stopped for reaching the median's target before
     that bound is an order statistic two places under the sample maximum (70 samples for p90; with fewer it does
     not exist and one slow sample sets it). 0 turns this off (``min_repeats`` alone); ``max_repeats`` and

@@ -44,7 +44,7 @@ LATENCY_N = 100
 
 
 def latency(p50: float, p90: float, p99: float, ci90_hi: float | None = None, n: int = LATENCY_N) -> dict[str, Any]:
-    """A LatencyStats record (CONTRACT.md) whose p50, p90, p99 and upper 95 % bound of p90 are the given values,
+    """A LatencyStats record (CONTRACT.md) whose p50, p90, p99 and upper 95 % CI bound of p90 are the given values,
     summarized by the profiler's own code (``us3l.profiler.stats.summarize``) from ``n`` samples built for it, so
     that statistics and ``samples_ms`` agree as in a measured profile. The other bounds hug the point values (the
     p90 interval's low end is p90; the median's interval is [p50, p50]); min is p50 and max p99. With too few

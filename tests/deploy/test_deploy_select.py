@@ -369,11 +369,11 @@ def test_a_bound_missing_from_the_profile_is_warned(write_profile, tmp_path) -> 
     d = select([write_profile(spec)], Budget(latency_ms=5), acc).devices[0]
     assert d.chosen.width == 0.25 and d.warnings == [
         "cpu/onnx: latency of the chosen width 0.25 (fp32) is compared at its point value: the profile records no "
-        "upper 95% bound of p90 (ci95_ms); re-profile it with us3l profile"
+        "upper 95% CI bound of p90 (ci95_ms); re-profile it with us3l profile"
     ]
     # the mean's bound needs samples: an interpolated width (n 0) has none
     assert LatencyRule(statistic="mean").missing_bound({"n": 0, "mean_ms": 1.0, "std_ms": 0.0}) == (
-        "is compared at its point value: the profile has no samples for the mean's upper 95% bound; re-profile it "
+        "is compared at its point value: the profile has no samples for the mean's upper 95% CI bound; re-profile it "
         "with us3l profile"
     )
     assert LatencyRule(statistic="mean").missing_bound({"n": 50, "mean_ms": 1.0, "std_ms": 0.1}) is None
@@ -385,7 +385,7 @@ def test_a_mean_bound_from_one_sample_is_warned() -> None:
     lat = {"n": 1, "mean_ms": 1.0, "std_ms": 0.0}
     assert LatencyRule(statistic="mean").value_ms(lat) == 1.0
     assert LatencyRule(statistic="mean").missing_bound(lat) == (
-        "is compared at its point value: the mean's upper 95% bound needs >= 2 samples, the profile has 1; "
+        "is compared at its point value: the mean's upper 95% CI bound needs >= 2 samples, the profile has 1; "
         "re-profile with more samples"
     )
     assert LatencyRule(statistic="mean").missing_bound({"n": 2, "mean_ms": 1.0, "std_ms": 0.1}) is None
@@ -393,7 +393,7 @@ def test_a_mean_bound_from_one_sample_is_warned() -> None:
 
 
 def test_a_bound_resting_on_the_sample_max_is_warned(write_profile, tmp_path) -> None:
-    """With 30 samples the upper 95 % bound of p90 does not exist (36 needed): the profile's slowest sample
+    """With 30 samples the upper 95 % CI bound of p90 does not exist (36 needed): the profile's slowest sample
     stands in, so the compared latency is one draw. The chosen width says so; with 36 samples it does not."""
     spec = rows((0.25, 1.0), (0.5, 2.0), (1.0, 3.0))
     spec[0]["latency"] = latency(0.8, 1.0, 1.2, n=30)
@@ -401,7 +401,7 @@ def test_a_bound_resting_on_the_sample_max_is_warned(write_profile, tmp_path) ->
     acc = write_accuracy_v2(tmp_path, {0.25: 0.78, 0.5: 0.79, 1.0: 0.80})
     d = select([write_profile(spec)], Budget(latency_ms=5), acc).devices[0]
     assert d.chosen.width == 0.25 and d.warnings == [
-        "cpu/onnx: latency of the chosen width 0.25 (fp32) is compared at its slowest sample: the upper 95% bound "
+        "cpu/onnx: latency of the chosen width 0.25 (fp32) is compared at its slowest sample: the upper 95% CI bound "
         "of p90 needs >= 36 samples, the profile has 30; re-profile with more samples"
     ]
     assert select([write_profile(spec)], Budget(latency_ms=5), acc, LatencyRule(conservative=False)).devices[0] \
@@ -409,7 +409,7 @@ def test_a_bound_resting_on_the_sample_max_is_warned(write_profile, tmp_path) ->
     d99 = select([write_profile(spec)], Budget(latency_ms=6), acc, LatencyRule(statistic="p99")).devices[0]
     # chosen first, then the tied widths most accurate first; 100 samples are still too few for p99's bound
     assert [w.split(": ", 2)[2] for w in d99.warnings] == [
-        f"the upper 95% bound of p99 needs >= 368 samples, the profile has {n}; re-profile with more samples"
+        f"the upper 95% CI bound of p99 needs >= 368 samples, the profile has {n}; re-profile with more samples"
         for n in (30, 100, 36)
     ]
 
@@ -780,6 +780,34 @@ def test_a_profile_of_batched_calls_says_the_budget_is_per_call(write_profile) -
     assert "the profile times calls of 4 images (batch 4): the latency budget applies per call, i.e. to 4 images" \
         in d.notes
     assert not any("images" in n for n in select([prof], Budget(macs=1e9)).devices[0].notes)  # no latency budget
+
+
+def test_every_statistics_bound_is_the_upper_end_of_a_two_sided_95_percent_interval() -> None:
+    """The p90 bound was worded "upper 95 % bound" (a one-sided 95 % bound, read plainly) while it is, as the
+    mean's, the upper end of a two-sided 95 % interval: a one-sided 97.5 % bound. Both are computed so (p90: the
+    smallest order statistic x_(u) with P(B <= u - 1) >= 0.975, B ~ Binomial(n, 0.9); mean: Student's t(0.975)),
+    and every message and the --point help word them alike."""
+    import inspect
+    import math
+
+    import numpy as np
+    from scipy.stats import binom, t
+
+    from us3l.commands.select import select_cmd
+    from us3l.profiler.stats import summarize
+
+    for n in (36, 70, 200):
+        x = np.random.default_rng(n).lognormal(0.0, 0.3, size=n)
+        lat = summarize(x).to_dict()
+        assert LatencyRule().value_ms(lat) == np.sort(x)[int(binom.ppf(0.975, n, 0.9))]  # 0-based u - 1
+        mean = LatencyRule(statistic="mean").value_ms(lat)
+        assert mean == pytest.approx(x.mean() + t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    assert LatencyRule().describe() == "upper 95% CI bound of p90"
+    for statistic, lat in (("p90", {"n": 30, "p90_ms": 1.0, "ci95_ms": {"p90": [0.9, 1.2]}}),
+                           ("p90", {"n": 50, "p90_ms": 1.0, "ci95_ms": {}}), ("mean", {"n": 1, "std_ms": 0.0})):
+        assert "upper 95% CI bound" in (LatencyRule(statistic=statistic).missing_bound(lat) or "")
+    help_text = inspect.signature(select_cmd).parameters["point"].default.help
+    assert "upper 95% CI bound (the upper end of its two-sided 95% interval: a one-sided 97.5% bound" in help_text
 
 
 def test_the_mean_bound_is_students_and_covers_95_percent_with_few_samples() -> None:

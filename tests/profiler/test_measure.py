@@ -41,7 +41,7 @@ def test_tight_sampler_stops_early_on_target():
 
 @pytest.mark.parametrize(("tail", "need"), [(0.9, 70), (0.5, 20), (0.99, 720)])
 def test_target_waits_for_the_budget_quantiles_upper_bound(tail, need):
-    """A width whose median settled at min_repeats keeps sampling until the upper 95 % bound of the budget's
+    """A width whose median settled at min_repeats keeps sampling until the upper 95 % CI bound of the budget's
     quantile is an order statistic two under the maximum: with fewer, one slow sample is that bound."""
     from us3l.profiler.stats import order_statistic_ranks
 

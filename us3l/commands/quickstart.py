@@ -198,7 +198,7 @@ def _profile_path(profiles_dir: Path, model: str, backend: str) -> Path:
 def _profile_policy(opts: QuickstartOptions) -> Any:
     """The quickstart's timing policy (``us3l.profiler.measure.MeasurementPolicy``): short, capped per width.
 
-    The default ``tail_quantile`` (p90, the budget's statistic) keeps every width sampling until the upper 95 %
+    The default ``tail_quantile`` (p90, the budget's statistic) keeps every width sampling until the upper 95 % CI
     bound of p90 is an order statistic two places under the sample maximum (70 samples). The quickstart once
     stopped at 20: that bound did not exist and was clipped to the maximum, so one tail sample moved a width
     past its neighbours and the OpenVINO choice jumped between runs (0.3438 in one, 0.9063 in the next)."""

@@ -56,7 +56,8 @@ def select_cmd(
     memory_mb: float | None = typer.Option(None, "--memory-mb", help="Weights + activations budget, 10^6 B."),
     statistic: str = typer.Option("p90", "--statistic", help="p50 | p90 | p99 | mean"),
     point: bool = typer.Option(
-        False, "--point", help="Use the statistic itself, not its upper 95% CI bound."
+        False, "--point", help="Use the statistic itself, not its upper 95% CI bound (the upper end of its "
+        "two-sided 95% interval: a one-sided 97.5% bound, for every statistic)."
     ),
     margin: float = typer.Option(0.0, "--margin", help="Fraction added to the latency, e.g. 0.1."),
     strict_accuracy: bool = typer.Option(
