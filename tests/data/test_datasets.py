@@ -672,14 +672,19 @@ def test_an_image_name_that_is_no_regular_file_is_refused(tmp_path: Path) -> Non
 def test_one_data_set_under_several_spellings_is_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Red-team 2026-12-06: stored BN statistics and accuracy files compared data specs as text, so `folder:/x`,
     `/x` and `/x/` were 'other data' and `us3l calibrate` said to delete the run's statistics."""
-    from us3l.data.datasets import same_data_spec
+    from us3l.data.datasets import anchored_data_spec, same_data_spec
 
     folder = tmp_path / "imgs"
     folder.mkdir()
     (tmp_path / "link").symlink_to(folder)
     monkeypatch.chdir(tmp_path)
-    for other in (str(folder), f"{folder}/", "imgs", "folder:imgs", f"folder:{tmp_path / 'link'}"):
+    for other in (str(folder), f"{folder}/", anchored_data_spec("imgs"), anchored_data_spec("folder:imgs"),
+                  f"folder:{tmp_path / 'link'}"):
         assert same_data_spec(f"folder:{folder}", other), other
+    assert anchored_data_spec("folder:imgs") == f"folder:{folder}" and anchored_data_spec("imgs/") == str(folder)
+    assert anchored_data_spec("bultin") == "bultin" and anchored_data_spec("digits") == "digits"
+    # a relative spec recorded by an earlier version: the directory it was typed in is unknown
+    assert not same_data_spec(f"folder:{folder}", "folder:imgs") and same_data_spec("folder:imgs", "folder:imgs")
     assert not same_data_spec(f"folder:{folder}", f"cifar10:{folder}")
     assert not same_data_spec(f"folder:{folder}", "builtin") and same_data_spec("builtin", " builtin")
     assert not same_data_spec("builtin", "digits")

@@ -131,3 +131,27 @@ def test_a_folder_without_split_folders_is_walked_once_for_both_splits(
     assert len(train) + len(test) == 14 and len(test) >= 2
     with pytest.raises(US3LError, match="image_size must be a positive integer, got 0"):
         load_splits(f"folder:{root}", image_size=0)
+
+
+def test_a_relative_data_path_is_recorded_where_it_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Red-team 2026-12-07: bn_stats.safetensors and accuracy.json recorded `--data folder:data` as typed, and a
+    spec was the same data as another of equal text: from another directory, `folder:data` (another folder) reused
+    the statistics calibrated on the first one, without a note, and its numbers joined the first one's file."""
+    import json
+
+    for place in ("one", "two"):
+        _folder(tmp_path / place / "data")
+    run = make_run(tmp_path / "run", data="folder:data")
+    monkeypatch.chdir(tmp_path / "one")
+    assert main(["calibrate", "--ckpt", str(run), "--data", "folder:data", "--widths", "1", "--batches", "1",
+                 "--quiet"]) == 0
+    monkeypatch.chdir(tmp_path / "two")
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(run), "--data", "folder:data", "--widths", "1", "--batches", "1",
+                 "--no-baselines", "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    first, second = f"folder:{tmp_path / 'one' / 'data'}", f"folder:{tmp_path / 'two' / 'data'}"
+    assert f"stored BN statistics were estimated differently (data {first} -> {second})" in err, err
+    assert json.loads((tmp_path / "out" / "accuracy.json").read_text())["data"] == second

@@ -219,9 +219,26 @@ def parse_data_spec(spec: str) -> tuple[str, Path | None]:
     raise US3LError(f"unknown data spec {spec!r} (valid: {SPEC_FORMS})")
 
 
+def anchored_data_spec(spec: str) -> str:
+    """``spec`` with a relative path made absolute against the working directory, in the form it was typed
+    (``folder:data`` -> ``folder:/cwd/data``, ``data`` -> ``/cwd/data``); built-in specs, absolute and ``~`` paths,
+    and specs that name no data (left to their own error) are returned as they are. A spec that is recorded (BN
+    statistics, accuracy.json) and compared again later must name its data from any directory: ``folder:data``
+    typed in another one is another folder."""
+    try:
+        kind, path = parse_data_spec(spec)
+    except US3LError:
+        return spec
+    if path is None or path.is_absolute():
+        return spec
+    absolute = str(path.absolute())
+    return f"{kind}:{absolute}" if spec.strip().startswith(f"{kind}:") else absolute
+
+
 def same_data_spec(a: str, b: str) -> bool:
     """Whether two data specs name the same data: equal text, or the same kind at the same resolved path
-    (``folder:/x``, ``/x`` and ``/x/``; ``~`` expanded). A spec whose path is gone compares by its text."""
+    (``folder:/x``, ``/x`` and ``/x/``; ``~`` expanded). A spec whose path is gone compares by its text, and so
+    does a relative one (recorded by an earlier version: the directory it was typed in is unknown)."""
     if a == b:
         return True
     try:
@@ -230,6 +247,8 @@ def same_data_spec(a: str, b: str) -> bool:
         return False
     if path_a is None or path_b is None:
         return kind_a == kind_b and path_a is path_b
+    if not (path_a.is_absolute() and path_b.is_absolute()):
+        return False
     return kind_a == kind_b and path_a.resolve() == path_b.resolve()
 
 

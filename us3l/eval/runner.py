@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from us3l.data.datasets import same_data_spec
+from us3l.data.datasets import anchored_data_spec, same_data_spec
 from us3l.derived import BN_STATS_FILE
 from us3l.errors import US3LError
 from us3l.eval.accuracy import accuracy_doc
@@ -157,9 +157,10 @@ def built_in_training_data(meta: dict[str, Any]) -> str | None:
 
 
 def resolve_data_spec(meta: dict[str, Any], data: str | None) -> str:
-    """``data`` if given; else the checkpoint's training data when that is a built-in set (no path)."""
+    """``data`` if given (a relative path made absolute: ``anchored_data_spec``, as it is recorded); else the
+    checkpoint's training data when that is a built-in set (no path)."""
     if data:
-        return data
+        return anchored_data_spec(data)
     built_in = built_in_training_data(meta)
     if built_in is not None:
         return built_in
