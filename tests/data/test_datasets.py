@@ -508,6 +508,24 @@ def test_class_folder_without_images_is_refused(tmp_path: Path):
         load_dataset(f"folder:{root}", "train")
 
 
+def test_a_test_class_folder_of_files_that_are_not_images_is_refused(tmp_path: Path) -> None:
+    """Red-team 2026-12-07: a test-split class folder whose files all had another extension (an iPhone's .heic, a
+    .jfif) was left out without a word: the accuracy covered the other classes only. An empty folder, like an
+    absent one, is still a class the test split lacks."""
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            _png(tmp_path / split / c / "0.png", (8, 8), (0, 0, 0))
+    (tmp_path / "val" / "c").mkdir()
+    _png(tmp_path / "train" / "c" / "0.png", (8, 8), (0, 0, 0))
+    assert load_dataset(f"folder:{tmp_path}", "test").labels.tolist() == [0, 1]
+    (tmp_path / "val" / "c" / "x").mkdir()
+    (tmp_path / "val" / "c" / "x" / "0.heic").write_bytes(b"\0")
+    (tmp_path / "val" / "b" / "notes.txt").write_text("a class with an image keeps its other files")
+    with pytest.raises(US3LError, match=r"val: class folder\(s\) without images: c \(extensions: .*\)") as info:
+        load_dataset(f"folder:{tmp_path}", "test")
+    assert "\n" not in str(info.value)
+
+
 def test_a_class_named_train_is_explained(tmp_path: Path):
     """Red-team 2026-12-05: a split-less folder with a class named 'train' (bus, car, train) was read as the split
     layout and refused as '.../train has no class subfolders'."""

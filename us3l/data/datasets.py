@@ -26,7 +26,7 @@ from us3l.data.loader import loader_batches
 from us3l.data.safe_pickle import safe_unpickle
 from us3l.data.shapes import CLASSES as SHAPE_CLASSES
 from us3l.data.shapes import generate_shapes
-from us3l.data.tree import IMAGE_EXTENSIONS, ClassFolders, image_files, skipped
+from us3l.data.tree import IMAGE_EXTENSIONS, ClassFolders, holds_files, image_files, skipped
 from us3l.errors import US3LError
 
 Stats = tuple[float, float, float]
@@ -565,7 +565,9 @@ def _scan(split_dir: Path, classes: list[str], every_class: bool = False,
           fences: ClassFolders | None = None) -> list[tuple[Path, int]]:
     """The (image, label) pairs of ``split_dir``. ``every_class``: the folder that defines the classes (the
     train split, or the only folder), where a class folder without an image is refused: it would count as a
-    class that no image has (chance 1/3 for two real classes, or a one-class set passing as two). ``fences``: the
+    class that no image has (chance 1/3 for two real classes, or a one-class set passing as two). In the test
+    split a class may be absent or its folder empty, but a class folder of other files (.heic, .jfif) is refused
+    too: its images would be left out of the accuracy without a word. ``fences``: the
     data set's class folders by real path (``_class_folders``); a link from one class folder into another is
     refused (``us3l.data.tree``)."""
     extra = sorted(set(_class_dirs(split_dir)) - set(classes))
@@ -577,12 +579,12 @@ def _scan(split_dir: Path, classes: list[str], every_class: bool = False,
         cdir = split_dir / cls
         found = image_files(cdir, fences) if cdir.is_dir() else []
         samples.extend((p, label) for p in found)
-        if not found:
+        if not found and (every_class or (cdir.is_dir() and holds_files(cdir))):
             empty.append(cls)
     exts = ", ".join(sorted(IMAGE_EXTENSIONS))
     if not samples:
         raise US3LError(f"no images found under {split_dir} (extensions: {exts})")
-    if every_class and empty:
+    if empty:
         more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
         raise US3LError(f"{split_dir}: class folder(s) without images: {', '.join(empty[:5])}{more} "
                         f"(extensions: {exts}); add images or move the folder(s) out")

@@ -90,6 +90,16 @@ def image_files(folder: Path, fences: ClassFolders | None = None) -> list[Path]:
     return sorted(found)
 
 
+def holds_files(folder: Path) -> bool:
+    """Whether any file not skipped (``skipped``) lies under ``folder`` (recursively; links to folders not
+    followed): for a class folder without images, whether it holds files of another kind (.heic, .jfif)."""
+    for _, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not skipped(d)]
+        if any(not skipped(name) for name in files):
+            return True
+    return False
+
+
 #: A check of one link (its path, its real target) against the other class folders (``ClassFolders.refuse_link``).
 LinkCheck = Callable[[Path, Path], None]
 
