@@ -241,6 +241,16 @@ def test_cifar_missing_files(tmp_path: Path):
         load_dataset(f"cifar100:{tmp_path}", "test")
 
 
+def test_a_cifar_split_without_images_is_refused(tmp_path: Path) -> None:
+    """Red-team 2026-12-07: a test batch of 0 images loaded as an empty split; ``us3l train`` then stopped with
+    "error: torch.cat(): expected a non-empty list of Tensors", naming neither the file nor the problem."""
+    folder = _fake_cifar10(tmp_path)
+    _dump(folder / "test_batch", _batch(0, 10, 9, b"labels"), 4)  # protocol 2 pickles empty bytes by a call
+    assert len(load_dataset(f"cifar10:{tmp_path}", "train")) == 20
+    with pytest.raises(US3LError, match=r"no images for split 'test' in .*test_batch \(0 rows\)$"):
+        load_dataset(f"cifar10:{tmp_path}", "test")
+
+
 class _Evil:
     def __init__(self, target: str) -> None:
         self.target = target

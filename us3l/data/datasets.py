@@ -369,10 +369,10 @@ def load_cifar(kind: str, path: Path, split: str) -> ImageDataset:
     folder_name, train_files, test_files, meta_file, label_key, names_key = _CIFAR_LAYOUT[kind]
     root = _cifar_root(path, folder_name, meta_file, kind)
     classes = _cifar_classes(root / meta_file, names_key)
-    parts = [
-        _cifar_batch(root / f, label_key, len(classes))
-        for f in (train_files if split == "train" else test_files)
-    ]
+    files = train_files if split == "train" else test_files
+    parts = [_cifar_batch(root / f, label_key, len(classes)) for f in files]
+    if not sum(len(p[1]) for p in parts):  # an empty split stopped training at torch.cat, naming no file
+        raise US3LError(f"no images for split '{split}' in {', '.join(str(root / f) for f in files)} (0 rows)")
     images = torch.from_numpy(np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32))
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     return ImageDataset(
