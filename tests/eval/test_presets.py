@@ -22,6 +22,10 @@ def test_reference_settings_per_recipe(tmp_path: Path) -> None:
     assert recipe_kind("cifar100:/x", "cifar_resnet18") == "cifar" and recipe_kind("builtin", "resnet18") == "cifar"
     assert recipe_kind("folder:/x", "resnet50") == "imagenet" and recipe_kind(str(tmp_path), "resnet18") == "imagenet"
     assert recipe_kind("cifar10:/x", "vit_tiny") == "vit"
+    # Red-team 2026-12-07: a bare folder path with a colon in it was taken for CIFAR-like data (the reference
+    # protocol of another data set), where --data reads it as the image folder it is
+    (tmp_path / "run:2").mkdir()
+    assert recipe_kind(str(tmp_path / "run:2"), "resnet18") == "imagenet"
     cal, lin = reference_settings("cifar")
     assert (cal.momentum, cal.epochs, cal.augment, cal.batch_size) == (0.1, 3, "linear", 128)
     assert (lin.epochs, lin.lr, lin.batch_size, lin.milestone_epochs(), lin.augment) == (100, 30.0, 512, [60, 80], True)

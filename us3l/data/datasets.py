@@ -205,18 +205,31 @@ def _load(spec: str, splits: tuple[str, ...], image_size: int | None) -> list[An
     return _load_folder(path, splits, image_size or DEFAULT_FOLDER_SIZE)
 
 
-def parse_data_spec(spec: str) -> tuple[str, Path | None]:
-    """The kind of a data spec (``builtin``, ``digits``, ``cifar10``, ``cifar100``, ``folder``) and its path,
-    checked to exist, without loading anything; bad input raises a one-line ``US3LError``."""
+def data_spec_kind(spec: str) -> str | None:
+    """The kind of a data spec (``builtin``, ``digits``, ``cifar10``, ``cifar100``, ``folder``) as
+    :func:`parse_data_spec` reads it, the path after a ``kind:`` prefix unchecked; None for a spec it refuses.
+    A bare existing directory is a folder, colons in its path included."""
     spec = spec.strip()
     if spec in ("builtin", "digits"):
-        return spec, None
-    kind, sep, rest = spec.partition(":")
+        return spec
+    kind, sep, _ = spec.partition(":")
     if sep and kind in ("cifar10", "cifar100", "folder"):
-        return kind, _existing_path(rest, spec)
-    if Path(spec).expanduser().is_dir():
-        return "folder", Path(spec).expanduser()
-    raise US3LError(f"unknown data spec {spec!r} (valid: {SPEC_FORMS})")
+        return kind
+    return "folder" if Path(spec).expanduser().is_dir() else None
+
+
+def parse_data_spec(spec: str) -> tuple[str, Path | None]:
+    """The kind of a data spec (:func:`data_spec_kind`) and its path, checked to exist, without loading anything;
+    bad input raises a one-line ``US3LError``."""
+    spec = spec.strip()
+    kind = data_spec_kind(spec)
+    if kind is None:
+        raise US3LError(f"unknown data spec {spec!r} (valid: {SPEC_FORMS})")
+    if kind in ("builtin", "digits"):
+        return kind, None
+    if spec.startswith(f"{kind}:"):
+        return kind, _existing_path(spec.partition(":")[2], spec)
+    return kind, Path(spec).expanduser()
 
 
 def anchored_data_spec(spec: str) -> str:

@@ -20,7 +20,6 @@ Explicit calibration/probe flags are replaced by the preset's values; the preset
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from us3l.errors import US3LError
@@ -34,10 +33,9 @@ def recipe_kind(spec: str, model: str) -> str:
     """``"vit"``, ``"imagenet"`` (folder data) or ``"cifar"`` (in-memory data): which reference protocol applies."""
     if model.startswith("vit"):
         return "vit"
-    s = spec.strip()
-    if s.startswith("folder:") or (":" not in s and s not in ("builtin", "digits") and Path(s).expanduser().is_dir()):
-        return "imagenet"
-    return "cifar"
+    from us3l.data.datasets import data_spec_kind
+
+    return "imagenet" if data_spec_kind(spec) == "folder" else "cifar"
 
 
 def reference_settings(kind: str) -> tuple[CalibrationSettings, LinearProbeSettings]:
