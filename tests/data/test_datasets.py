@@ -404,6 +404,9 @@ def test_iterate_batches_in_memory():
         ("cifar10:/definitely/not/here", "train", "not found"),
         ("folder:/definitely/not/here", "train", "not found"),
         ("builtin", "validation", "unknown split"),
+        # Red-team 2026-12-07: an empty spec (`data: ""` in a config) read the working directory as an image folder
+        ("", "train", "empty data spec"),
+        (" ", "test", "empty data spec"),
     ],
 )
 def test_bad_specs_are_one_line_errors(spec: str, split: str, match: str):

@@ -208,8 +208,11 @@ def _load(spec: str, splits: tuple[str, ...], image_size: int | None) -> list[An
 def data_spec_kind(spec: str) -> str | None:
     """The kind of a data spec (``builtin``, ``digits``, ``cifar10``, ``cifar100``, ``folder``) as
     :func:`parse_data_spec` reads it, the path after a ``kind:`` prefix unchecked; None for a spec it refuses.
-    A bare existing directory is a folder, colons in its path included."""
+    A bare existing directory is a folder, colons in its path included; an empty spec is none (``Path("")`` is the
+    working directory)."""
     spec = spec.strip()
+    if not spec:
+        return None
     if spec in ("builtin", "digits"):
         return spec
     kind, sep, _ = spec.partition(":")
@@ -222,6 +225,8 @@ def parse_data_spec(spec: str) -> tuple[str, Path | None]:
     """The kind of a data spec (:func:`data_spec_kind`) and its path, checked to exist, without loading anything;
     bad input raises a one-line ``US3LError``."""
     spec = spec.strip()
+    if not spec:  # `data: ""` in a config read the working directory as an image folder
+        raise US3LError(f"empty data spec (valid: {SPEC_FORMS})")
     kind = data_spec_kind(spec)
     if kind is None:
         raise US3LError(f"unknown data spec {spec!r} (valid: {SPEC_FORMS})")
