@@ -98,6 +98,7 @@ class _Source:
     from_checkpoint: bool
     init_seed: int | None = None
     data_spec: str | None = None  # the data the checkpoint was trained on (INT8 calibration images)
+    trained_data: dict[str, Any] | None = None  # checkpoint.json's data record (its fingerprint: a changed folder)
     bn_stats_file: str | None = None  # the bn_stats.safetensors the checkpoint was loaded with, if any
     bn_stats_sha256: str | None = None  # its sha256 (of the bytes loaded)
 
@@ -130,6 +131,7 @@ def _resolve_source(model_or_ckpt: Any, model_name: str | None) -> _Source:
             input_size=int(meta.get("input_size") or model_or_ckpt.model.input_size),
             from_checkpoint=True,
             data_spec=_data_spec(meta),
+            trained_data=meta.get("data") if isinstance(meta.get("data"), dict) else None,
             bn_stats_file=None if getattr(model_or_ckpt, "bn_stats_path", None) is None
             else str(model_or_ckpt.bn_stats_path),
             bn_stats_sha256=getattr(model_or_ckpt, "bn_stats_sha256", None),
@@ -184,7 +186,8 @@ def int8_calibration(
         why = "a fresh --model has no training data" if not src.from_checkpoint else "the checkpoint records no data"
         raise US3LError(f"INT8 needs calibration images and {why}: pass --calib-data SPEC (e.g. builtin)")
     norm = src.normalization
-    return calibration_set(spec, src.input_size, norm["mean"], norm["std"], calib_images, seed, verify_images)
+    return calibration_set(spec, src.input_size, norm["mean"], norm["std"], calib_images, seed, verify_images,
+                           src.trained_data)
 
 
 def int8_calibration_for(

@@ -191,22 +191,24 @@ def calibration_set(
     size: int = DEFAULT_CALIB_IMAGES,
     seed: int = CALIB_SEED,
     verify_images: int = VERIFY_IMAGES,
+    trained: Any = None,
 ) -> CalibrationSet:
     """``size`` training images of the data spec ``data`` (seeded, stratified), evaluation-transformed.
 
     The training split is what the run learned from and what BN was calibrated on; the held-out verification
     images (``verify_images``) are drawn (same rule, seed ``seed + 1``) from the training images left over.
     ``size`` is capped so that ``VERIFY_IMAGES`` training images stay out of the calibration set (``capped_size``;
-    the set's ``note`` says so).
+    the set's ``note`` says so). ``trained``: the checkpoint's ``data`` record (checkpoint.json), against which the
+    run's own automatically split folder is checked (``us3l.train.data_identity.load_checked_train_split``).
     """
     import torch
 
-    from us3l.data import load_dataset
     from us3l.data.folder import eval_transform_for
+    from us3l.train.data_identity import load_checked_train_split
     from us3l.train.knn import dataset_labels, stratified_indices, subset_dataset
 
     check_calib_images(size)
-    ds = load_dataset(data, "train", image_size=int(input_size))
+    ds = load_checked_train_split(data, int(input_size), trained)
     labels = dataset_labels(ds)
     if len(ds) < MIN_CALIB_IMAGES:
         raise US3LError(

@@ -83,7 +83,7 @@ def _timed(name: str, logs: list[StepLog], fn: Callable[[], tuple[str, list[str]
 
 def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
     from us3l.train.config import resolve_config
-    from us3l.train.loop import check_data, run_training
+    from us3l.train.loop import check_batches, check_data, run_training
 
     overrides: dict[str, Any] = {"out": str(run_dir)}
     if opts.epochs is not None:
@@ -91,19 +91,19 @@ def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
     cfg = resolve_config(opts.config, overrides)
     meta_path = run_dir / "checkpoint.json"
     meta = read_json(meta_path, "checkpoint metadata") if meta_path.is_file() and not opts.force else None
-    same = meta is not None and _same_training(meta.get("config") or {}, cfg.to_dict())
-    if same and int(meta.get("epoch", -1)) >= cfg.epochs:  # type: ignore[union-attr]
-        return "reused", [str(run_dir)]
     # as `us3l train`: an empty class folder or a junk first image is one line before training (a resume's batch
-    # size is checked by the loop)
-    loaded = check_data(cfg, None if same else 1)
-    if same:
+    # size is checked by the loop); read before the reuse decision, which compares the data too
+    loaded = check_data(cfg, None)
+    changes = None if meta is None else _run_changes(meta, cfg, loaded)
+    if changes == [] and int(meta.get("epoch", -1)) >= cfg.epochs:  # type: ignore[union-attr]
+        return "reused", [str(run_dir)]
+    if changes == []:
         result = run_training(cfg, resume=True, loaded=loaded)
         _check_training(result)
         return "resumed", [str(run_dir)]
-    if meta is not None:  # it is replaced once the new run has saved its first checkpoint: say so first
-        changed = ", ".join(_training_changes(meta.get("config") or {}, cfg.to_dict())) or "config"
-        warn(escape(f"{run_dir} holds a run trained with other settings ({changed}); training a new one "
+    check_batches(len(loaded.train), cfg, 1)
+    if changes:  # it is replaced once the new run has saved its first checkpoint: say so first
+        warn(escape(f"{run_dir} holds a run trained with other settings ({', '.join(changes)}); training a new one "
                     "replaces it (keep it: Ctrl-C now, or choose another --out)"))
     result = run_training(cfg, resume=False, overwrite=True, loaded=loaded)
     _check_training(result)
@@ -135,6 +135,21 @@ def _training_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str
 
     a, b = norm(saved), norm(wanted)
     return [f"{k} {a.get(k)!r:.40} -> {b.get(k)!r:.40}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _run_changes(meta: dict[str, Any], cfg: Any, loaded: Any) -> list[str]:
+    """What makes the run in ``meta`` (its checkpoint.json) other training than the one asked for (``cfg``, on the
+    data ``loaded``: ``us3l.train.loop.LoadedData``): its config keys that differ (``_training_changes``), and data
+    of other images or class names (its fingerprint; a folder changed since: its automatic split reshuffled, so
+    the run is no run to reuse and evaluate on a test split it may have trained on)."""
+    from us3l.train.data_identity import data_fingerprint, fingerprint_differs
+
+    changes = _training_changes(meta.get("config") or {}, cfg.to_dict())
+    trained = meta.get("data")
+    recorded = trained.get("fingerprint") if isinstance(trained, dict) else None
+    if fingerprint_differs(recorded, data_fingerprint(loaded.train, loaded.test)):
+        changes.append("data: other images or class names")
+    return changes
 
 
 def _check_training(result: Any) -> None:

@@ -474,7 +474,7 @@ def _load_folder(path: Path, splits: tuple[str, ...], image_size: int) -> list[F
     _check_not_cifar(path)
     name = f"folder:{path.resolve().name}"
     per_split: dict[str, list[tuple[Path, int]]] = {}
-    if (path / "train").is_dir():
+    if has_split_folders(path):
         _check_train_split(path / "train")
         classes = _class_dirs(path / "train")
         split_dirs = [path / s for s in ("train", "test", "val") if (path / s).is_dir()]
@@ -494,6 +494,12 @@ def _load_folder(path: Path, splits: tuple[str, ...], image_size: int) -> list[F
         if not per_split[split]:
             raise US3LError(f"no images for split '{split}' under {path}")
     return [FolderDataset(per_split[s], classes, name, IMAGENET_MEAN, IMAGENET_STD, image_size) for s in splits]
+
+
+def has_split_folders(path: Path) -> bool:
+    """Whether the image folder ``path`` is laid out in split folders (``PATH/train/<class>/...``); without them
+    each class is split 80/20 by ``stratified_split``, a draw that depends on the class's image count."""
+    return (path / "train").is_dir()
 
 
 def _check_not_cifar(path: Path) -> None:

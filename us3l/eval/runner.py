@@ -286,12 +286,13 @@ class KnnData:
 
 def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int) -> KnnData:
     """Load ``spec``'s splits at ``input_size`` and choose the kNN bank and k (``us3l eval`` and the artifact's
-    own accuracy, ``us3l.deploy.accuracy``, use the same)."""
-    from us3l.data import load_splits
+    own accuracy, ``us3l.deploy.accuracy``, use the same). The run's own automatically split folder, changed since
+    it trained, is refused (``us3l.train.data_identity.check_split_unchanged``)."""
     from us3l.data.folder import check_first_images, eval_transform_for
+    from us3l.train.data_identity import load_checked_splits
     from us3l.train.knn import dataset_labels, effective_k, stratified_indices, subset_dataset
 
-    train_ds, test_ds = load_splits(spec, image_size=input_size)
+    train_ds, test_ds = load_checked_splits(spec, input_size, meta.get("data"))
     check_first_images(train_ds)  # a folder of unreadable files: one line now, not after calibrating every width
     check_first_images(test_ds)
     mean, std = input_normalization(meta, train_ds)
@@ -322,9 +323,9 @@ def calibrate_checkpoint(
     ``on_width_start()`` is called as each distinct width (channel configuration) starts (progress display).
     ``train_split``: the train split of ``data`` at the checkpoint's input size, already loaded and checked by the
     caller (``evaluate_checkpoint``: ``knn_data``'s); else it is loaded here."""
-    from us3l.data import load_dataset
     from us3l.data.folder import check_first_images, eval_transform_for
     from us3l.slim import has_batch_norm
+    from us3l.train.data_identity import load_checked_train_split
 
     model, meta = loaded.model, loaded.meta
     if not has_batch_norm(model):  # a ViT: LayerNorm only, nothing is estimated per width
@@ -358,7 +359,7 @@ def calibrate_checkpoint(
     input_size = int(meta.get("input_size") or model.input_size)
     ds = train_split
     if ds is None:
-        ds = load_dataset(spec, "train", image_size=input_size)
+        ds = load_checked_train_split(spec, input_size, meta.get("data"))
         check_first_images(ds)  # a folder of unreadable files: one error line, not a note on its size first
     settings = settings.used_on(len(ds))  # recorded: the batches a small train split really gave
     if settings.batch_size > len(ds) and progress:  # the summary's "N batch(es) of <batch size>" overstates it

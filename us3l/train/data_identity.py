@@ -1,4 +1,5 @@
-"""What identifies a training run's data set, so that ``--resume`` can refuse other data of the same shape.
+"""What identifies a training run's data set, so that ``--resume`` can refuse other data of the same shape, and
+evaluation can refuse the run's own automatically split folder once it has changed (``check_split_unchanged``).
 
 Class count, split sizes and normalisation (``checkpoint.json``'s ``data``) do not tell two image folders of
 the same size apart: folder and CIFAR data are normalised with fixed constants, not statistics of their images.
@@ -10,7 +11,10 @@ in-memory image's pixels and label.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
+
+from us3l.errors import US3LError
 
 #: Bumped when what the fingerprint covers changes (a run saved with another version is not compared).
 FINGERPRINT_VERSION = 1
@@ -43,3 +47,64 @@ def _below_class(path: Any, class_name: str) -> str:
         if parts[i] == class_name:
             return "/".join(parts[i:])
     return path.name
+
+
+def fingerprint_differs(recorded: Any, now: str) -> bool:
+    """Whether ``recorded`` (a checkpoint's ``data.fingerprint``) is of the same version as ``now`` and differs from
+    it; one of another version, or none (saved before fingerprints were), is not compared."""
+    return isinstance(recorded, str) and recorded.split(":")[0] == now.split(":")[0] and recorded != now
+
+
+def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any) -> None:
+    """Refuse (one line) the splits ``train_ds``/``test_ds`` of ``spec`` where ``spec`` is the folder a run trained
+    on (``trained``: its checkpoint.json's ``data``), split automatically (no ``train/`` folder), and changed since
+    (its fingerprint differs): the 80/20 draw of each class depends on its image count, so one image added or
+    removed reshuffles the class and the test split may hold images the run trained on. Other data (another
+    folder, a folder with split folders, CIFAR, the built-in sets) is not compared: evaluating on it is
+    legitimate."""
+    folder = _trained_auto_split(trained, spec)
+    if folder is None or not fingerprint_differs(trained.get("fingerprint"), data_fingerprint(train_ds, test_ds)):
+        return
+    raise US3LError(f"{folder} changed since the run was trained on it (other images or class names than its "
+                    "checkpoint.json's data.fingerprint): a folder without train/ and test/ subfolders is split 80/20 "
+                    "per class by its image count, so its test split may now hold images the run trained on; restore "
+                    "the folder as it was, or evaluate on a folder with explicit train/ and test/ subfolders")
+
+
+def load_checked_splits(spec: str, image_size: int | None, trained: Any) -> tuple[Any, Any]:
+    """``us3l.data.load_splits(spec, image_size)``, refused where ``check_split_unchanged`` refuses them."""
+    from us3l.data.datasets import load_splits
+
+    train_ds, test_ds = load_splits(spec, image_size)
+    check_split_unchanged(trained, spec, train_ds, test_ds)
+    return train_ds, test_ds
+
+
+def load_checked_train_split(spec: str, image_size: int | None, trained: Any) -> Any:
+    """The train split of ``spec`` (BN and INT8 calibration), refused as ``check_split_unchanged`` refuses it: a
+    changed folder's train split holds images of the run's test split, whose statistics would be stored and
+    scored on it. Both splits of such a folder are read (one walk, as for one split); other data reads one."""
+    from us3l.data.datasets import load_dataset
+
+    if _trained_auto_split(trained, spec) is None:
+        return load_dataset(spec, "train", image_size)
+    return load_checked_splits(spec, image_size, trained)[0]
+
+
+def _trained_auto_split(trained: Any, spec: str) -> Path | None:
+    """The folder ``spec`` names where it is the one ``trained`` (checkpoint.json's ``data``) records, as resolved
+    paths (a relative ``spec`` is taken from the working directory; a relative recorded spec, written before
+    2026-12-07, names no known folder and is not compared), laid out without split folders; else None."""
+    from us3l.data.datasets import anchored_data_spec, has_split_folders, parse_data_spec, same_data_spec
+
+    recorded = trained.get("spec") if isinstance(trained, dict) else None
+    if not isinstance(recorded, str):
+        return None
+    spec = anchored_data_spec(spec)
+    try:
+        (kind, path), (_, trained_path) = parse_data_spec(spec), parse_data_spec(recorded)
+    except US3LError:
+        return None
+    if kind != "folder" or path is None or trained_path is None or not trained_path.is_absolute():
+        return None
+    return path if same_data_spec(recorded, spec) and not has_split_folders(path) else None

@@ -30,7 +30,7 @@ from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, make_config, validate
-from us3l.train.data_identity import data_fingerprint
+from us3l.train.data_identity import data_fingerprint, fingerprint_differs
 from us3l.train.distributed import (
     DistInfo,
     all_ranks,
@@ -466,8 +466,7 @@ def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train
                 f"--data {spec} is not the data this run trained on ({saved.get('spec')}): its per-channel {key} "
                 f"differs; --resume continues on the same data"
             )
-    old_print = saved.get("fingerprint")
-    if isinstance(old_print, str) and old_print.split(":")[0] == fingerprint.split(":")[0] and old_print != fingerprint:
+    if fingerprint_differs(saved.get("fingerprint"), fingerprint):
         raise US3LError(
             f"--data {spec} is not the data this run trained on ({saved.get('spec')}): other images or class "
             "names (its fingerprint differs); --resume continues on the same data"

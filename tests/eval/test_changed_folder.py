@@ -1,0 +1,124 @@
+"""A run's own image folder without split folders, changed since it trained (red-team 2026-12-07): its 80/20 split is
+drawn per class by the image count, so one image added reshuffled the class and `us3l eval` scored the run on
+images it had trained on, without a word."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.eval.conftest import SIZE
+from tests.train.conftest import write_tiny_config
+from us3l.cli import main
+from us3l.errors import US3LError
+from us3l.train.data_identity import data_fingerprint
+
+
+def _auto_folder(root: Path, per_class: int = 10) -> Path:
+    """Two classes of ``per_class`` 16-px PNGs in ``root/{a,b}`` (no split folders: split 80/20 per class)."""
+    rng = np.random.default_rng(0)
+    for cls, base in (("a", 40), ("b", 200)):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            arr = np.clip(base + rng.normal(0, 30, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / cls / f"{i}.png")
+    return root
+
+
+def _test_names(spec: str) -> set[str]:
+    from us3l.data import load_splits
+
+    return {f"{p.parent.name}/{p.name}" for p, _ in load_splits(spec, SIZE)[1].samples}
+
+
+def _changed(folder: Path) -> str:
+    return (f"error: {folder} changed since the run was trained on it (other images or class names than its "
+            "checkpoint.json's data.fingerprint): a folder without train/ and test/ subfolders is split 80/20 per "
+            "class by its image count, so its test split may now hold images the run trained on; restore the folder "
+            "as it was, or evaluate on a folder with explicit train/ and test/ subfolders\n")
+
+
+def test_the_runs_own_folder_changed_since_training_is_refused(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _auto_folder(tmp_path / "imgs")
+    config = write_tiny_config(tmp_path / "tiny.yaml", folder, epochs=1, schedule="none", knn_widths=[1.0])
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0
+    before = _test_names(f"folder:{folder}")
+    shutil.copy(folder / "a" / "0.png", folder / "a" / "10.png")  # one image more: class a is drawn again
+    assert _test_names(f"folder:{folder}") - before, "the split did not reshuffle: the test shows nothing"
+    capsys.readouterr()
+    for argv in (["eval", "--no-baselines", "--out", str(tmp_path / "out")], ["calibrate"]):
+        assert main([*argv[:1], "--ckpt", str(run), "--data", f"folder:{folder}/", "--widths", "1", "--batches", "1",
+                     *argv[1:]]) == 1
+        assert capsys.readouterr().err == _changed(folder)
+    from us3l.deploy.export import int8_calibration_for
+
+    with pytest.raises(US3LError, match="changed since the run was trained on it"):  # its default calibration data
+        int8_calibration_for(run, calib_images=32)
+    (folder / "a" / "10.png").unlink()  # restored: evaluated as before
+    assert main(["eval", "--ckpt", str(run), "--data", str(folder), "--widths", "1", "--batches", "1",
+                 "--no-baselines", "--quiet", "--out", str(tmp_path / "out")]) == 0
+
+
+def test_other_data_and_split_folders_are_not_compared(tmp_path: Path) -> None:
+    """Evaluating a run on other data is legitimate; a folder with split folders keeps its test split whatever is
+    added; a fingerprint of another version, or a relative spec recorded before 2026-12-07, is not compared."""
+    from us3l.data import load_splits
+    from us3l.train.data_identity import load_checked_splits
+
+    folder = _auto_folder(tmp_path / "imgs")
+    spec = f"folder:{folder}"
+    trained = {"spec": spec, "fingerprint": data_fingerprint(*load_splits(spec, SIZE))}
+    load_checked_splits(spec, SIZE, trained)  # unchanged
+    other = tmp_path / "copy"
+    shutil.copytree(folder, other)
+    shutil.copy(other / "a" / "0.png", other / "a" / "10.png")
+    load_checked_splits(f"folder:{other}", SIZE, trained)  # another folder: other data
+    shutil.copy(folder / "a" / "0.png", folder / "a" / "10.png")
+    with pytest.raises(US3LError, match="changed since"):
+        load_checked_splits(spec, SIZE, trained)
+    load_checked_splits(spec, SIZE, {**trained, "fingerprint": "v0:" + trained["fingerprint"][3:]})
+    load_checked_splits(spec, SIZE, {**trained, "spec": "folder:imgs"})  # relative: its directory is unknown
+    split = tmp_path / "split"
+    for part in ("train", "test"):
+        shutil.copytree(folder, split / part)
+    trained = {"spec": str(split), "fingerprint": data_fingerprint(*load_splits(str(split), SIZE))}
+    shutil.copy(split / "test" / "a" / "0.png", split / "test" / "a" / "11.png")
+    load_checked_splits(f"folder:{split}", SIZE, trained)  # explicit splits: no image moves between them
+
+
+def test_quickstart_trains_again_on_its_changed_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """quickstart reused the finished run and evaluated it on the reshuffled split: a folder changed since is other
+    training, replaced with the warning of other settings."""
+    from types import SimpleNamespace
+
+    import us3l.commands.quickstart as qs
+    import us3l.train.loop as loop
+    from us3l.data import load_splits
+    from us3l.io import atomic_write_json
+    from us3l.train.config import resolve_config
+
+    folder = _auto_folder(tmp_path / "imgs")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": f"folder:{folder}", "epochs": 1, "schedule": "none", "batch_size": 4,
+                                      "knn_k": 3}))
+    run = tmp_path / "run"
+    cfg = resolve_config(config, {"out": str(run)})
+    atomic_write_json(run / "checkpoint.json", {"config": cfg.to_dict(), "epoch": 1, "data": {
+        "spec": cfg.data, "fingerprint": data_fingerprint(*load_splits(cfg.data))}})
+    calls: list = []
+    monkeypatch.setattr(loop, "run_training", lambda cfg, **kw: calls.append(kw) or SimpleNamespace(status="completed"))
+    options = qs.QuickstartOptions(out=tmp_path, config=config)
+    assert qs._train(options, run) == ("reused", [str(run)]) and not calls
+    shutil.copy(folder / "a" / "0.png", folder / "a" / "10.png")
+    assert qs._train(options, run) == ("ran", [str(run)])
+    assert [kw["overwrite"] for kw in calls] == [True]
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"warning: {run} holds a run trained with other settings (data: other images or class names)" in err
