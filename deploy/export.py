@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from us3l.data.datasets import anchored_data_spec
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import INPUT_NAME, Artifact
 from us3l.deploy.graph import build_deployable_graph
@@ -181,7 +182,7 @@ def int8_calibration(
     """The INT8 calibration set of an export: ``calib_images`` seeded, stratified training images of the run's own
     data (``calib_data`` overrides the data spec; a fresh model has none and needs it), and ``verify_images``
     held-out ones."""
-    spec = calib_data or src.data_spec
+    spec = anchored_data_spec(calib_data) if calib_data else src.data_spec  # recorded in the manifest, as typed here
     if not spec:
         why = "a fresh --model has no training data" if not src.from_checkpoint else "the checkpoint records no data"
         raise US3LError(f"INT8 needs calibration images and {why}: pass --calib-data SPEC (e.g. builtin)")

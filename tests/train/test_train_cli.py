@@ -549,3 +549,45 @@ def test_a_config_edited_in_checkpoint_json_is_refused_on_resume(tmp_path: Path,
         f"error: {meta_file}: its config resolves to single_width 1.0, but the checkpoint was saved with 0.5 "
         "(checkpoint.json was edited); restore the original checkpoint.json\n")
     assert (run / "checkpoint.safetensors").read_bytes() == weights
+
+
+def test_a_relative_data_path_is_recorded_where_it_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Red-team 2026-12-07: `us3l train --data folder:imgs` recorded the spec as typed, so the commands that default
+    to the run's data (INT8 calibration in export and profile) read the imgs/ of the directory they ran in: other
+    data, without a word, or a missing path. It is recorded absolute (config.yaml, checkpoint.json); a run an
+    earlier version saved with a relative spec resumes from the directory it names data in, and records it
+    absolute from then on."""
+    import yaml
+
+    from us3l.deploy.export import int8_calibration_for
+
+    from .conftest import write_tiny_folder
+
+    for place in ("one", "two"):
+        write_tiny_folder(tmp_path / place / "imgs", per_class_train=16, per_class_test=2)
+    (tmp_path / "three").mkdir()
+    config = write_tiny_config(tmp_path / "tiny.yaml", Path("imgs"), epochs=1, schedule="none", knn_widths=[1.0])
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path / "one")
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0
+    first = f"folder:{tmp_path / 'one' / 'imgs'}"
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert meta["data"]["spec"] == first and meta["config"]["data"] == first
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"] == first
+    monkeypatch.chdir(tmp_path / "two")
+    assert int8_calibration_for(run, calib_images=32).source == first  # not two/imgs
+    assert int8_calibration_for(run, calib_images=32, calib_data="imgs").source == str(tmp_path / "two" / "imgs")
+    assert main(["train", "--out", str(run), "--resume"]) == 0
+    # as an earlier version saved it, stopped after epoch 1 of 2
+    meta["data"]["spec"] = meta["config"]["data"] = "folder:imgs"
+    meta["config"]["epochs"] = 2
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    monkeypatch.chdir(tmp_path / "three")
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 1
+    assert capsys.readouterr().err == "error: data path not found: imgs\n"
+    monkeypatch.chdir(tmp_path / "one")
+    assert main(["train", "--out", str(run), "--resume"]) == 0
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert meta["epoch"] == 2 and meta["data"]["spec"] == first and meta["config"]["data"] == first

@@ -156,6 +156,10 @@ def _coerce(name: str, value: Any) -> Any:
                 raise US3LError(f"config {name!r} must be a list of numbers, got {value!r}") from None
         else:
             value = tuple(str(v) for v in value)
+    if name == "data" and isinstance(value, str):
+        from us3l.data.datasets import anchored_data_spec
+
+        value = anchored_data_spec(value)  # saved in the run: `folder:data` typed elsewhere is other data
     if name == "model_kwargs":
         if value is None:
             value = {}
