@@ -30,9 +30,14 @@ file. These claims are checked wherever manifests are read:
   manifest's last axis is ``"features"`` (every width's size, one graph); its ``model.per_width[].feature_dim``
   must be the file's own ``us3l.switchable.feature_dims`` record (``switchable_runtime``). A manifest without
   ``output.shape`` claims none.
+* **Width input** (``check_width_input``, on every ``read_switchable``): a switchable manifest's ``width_input``
+  (``name``, ``dtype``, ``shape``) must be an input of the graph (the ONNX graph's, the IR's top-level Parameter
+  layers, ``onnx_inputs`` / ``ir_inputs``): the int64 scalar that picks the width. Its ``name`` must also be the
+  file's own ``us3l.switchable.index_input`` record (``switchable_runtime``).
 * **Switchable copies** (``check_switchable_copies``, on every ``read_switchable``): a switchable manifest's
-  ``switchable.widths`` and ``switchable.feature_dims`` repeat ``model.widths`` and ``model.per_width[].feature_dim``
-  (the ones checked against the file's own record) and must equal them. A manifest without them claims none.
+  ``switchable.widths``, ``switchable.feature_dims`` and ``switchable.index_input`` repeat ``model.widths``,
+  ``model.per_width[].feature_dim`` and ``width_input.name`` (the ones checked against the file) and must equal
+  them. A manifest without them claims none.
 
 Each mismatch is one ``US3LError`` line naming the file and the field.
 """
@@ -302,16 +307,23 @@ def ir_output_dims(xml: bytes) -> list[int | None]:
     return [int(t) if (t := (d.text or "").strip()).isdigit() else None for d in result.iterfind("input/port/dim")]
 
 
-def _graph_output(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, list[int | None]] | None:
-    """(the file read, its output dimensions) of an artifact; ``None``: no graph to read (a TensorRT engine
-    without the ONNX it was built from)."""
-    if backend == "onnx" and name in data:
-        return name, onnx_output_dims(data[name])
-    if backend == "openvino" and name in data:
-        return name, ir_output_dims(data[name])
+def _graph_file(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, bool] | None:
+    """(the file of ``data`` whose graph the artifact runs, whether it is an OpenVINO IR's .xml); ``None``: no graph
+    to read (a TensorRT engine without the ONNX it was built from)."""
+    if backend in ("onnx", "openvino") and name in data:
+        return name, backend == "openvino"
     if backend == "tensorrt" and "model.onnx" in data:  # the engine is opaque here; its ONNX is hashed with it
-        return "model.onnx", onnx_output_dims(data["model.onnx"])
+        return "model.onnx", False
     return None
+
+
+def _graph_output(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, list[int | None]] | None:
+    """(the file read, its output dimensions) of an artifact; ``None``: no graph to read (``_graph_file``)."""
+    found = _graph_file(backend, name, data)
+    if found is None:
+        return None
+    file, ir = found
+    return file, (ir_output_dims if ir else onnx_output_dims)(data[file])
 
 
 def check_output_shape(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes], *,
@@ -333,12 +345,97 @@ def check_output_shape(doc: Mapping[str, Any], where: str | Path, data: Mapping[
     if found is None:
         return
     file, dims = found
-    actual: list[int | str | None] = ["batch" if i == 0 and d is None else d for i, d in enumerate(dims)]
+    actual = _batch_named(dims)
     if feature_axis is not None and actual:
         actual[-1] = feature_axis
     if not isinstance(claimed, list) or [(type(c), c) for c in claimed] != [(type(a), a) for a in actual]:
         raise US3LError(f"{where}: output.shape is {claimed!r:.60} but {file} outputs {actual!r:.60} (the manifest "
                         f"was edited); {_FIX}")
+
+
+def _batch_named(dims: list[int | None]) -> list[int | str | None]:
+    """A graph's dimensions as a manifest writes them: a symbolic first one is ``"batch"``."""
+    return ["batch" if i == 0 and d is None else d for i, d in enumerate(dims)]
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+#: An input of a graph: (element type, as numpy names it, and dimensions; ``None``: a symbolic or dynamic one).
+GraphInput = tuple[str, list[int | None]]
+#: OpenVINO IR element types by the names numpy (and a manifest's ``dtype``) give them.
+_IR_TYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
+             "i32": "int32", "i8": "int8", "u8": "uint8", "boolean": "bool"}
+
+
+def onnx_inputs(data: bytes) -> dict[str, GraphInput]:
+    """Name -> (element type, dimensions) of an ONNX model's graph inputs, initializers left out (what
+    onnxruntime's ``get_inputs()`` lists)."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load_model_from_string(data).graph
+    constants = {t.name for t in graph.initializer}
+    return {
+        i.name: (tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).name,
+                 [int(d.dim_value) if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim])
+        for i in graph.input if i.name not in constants
+    }
+
+
+def ir_inputs(xml: bytes) -> dict[str, GraphInput]:
+    """Name -> (element type, dimensions) of an OpenVINO IR's inputs (its .xml bytes): the top-level Parameter
+    layers (an ``If`` body's own are not inputs), named by their output tensor names as OpenVINO's ``inputs`` are."""
+    import xml.etree.ElementTree as ET
+
+    layers = ET.fromstring(xml).find("layers")
+    out: dict[str, GraphInput] = {}
+    for layer in [] if layers is None else layers.iterfind("layer[@type='Parameter']"):
+        data, port = layer.find("data"), layer.find("output/port")
+        element = "" if data is None else str(data.get("element_type"))
+        dims = [] if port is None else [int(t) if (t := (d.text or "").strip()).isdigit() else None
+                                         for d in port.iterfind("dim")]
+        names = (None if port is None else port.get("names")) or str(layer.get("name"))
+        for n in names.split(","):
+            out[n.strip()] = (_IR_TYPES.get(element, element), dims)
+    return out
+
+
+def _graph_inputs(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, dict[str, GraphInput]] | None:
+    """(the file read, its inputs) of an artifact; ``None``: no graph to read (``_graph_file``)."""
+    found = _graph_file(backend, name, data)
+    if found is None:
+        return None
+    file, ir = found
+    return file, (ir_inputs if ir else onnx_inputs)(data[file])
+
+
+def _check_input_claim(field: str, claimed: Mapping[str, Any], file: str, inputs: Mapping[str, GraphInput],
+                       where: str | Path) -> None:
+    """One input a manifest section describes (``claimed``: its ``name``, ``dtype`` and ``shape``, ``"batch"``
+    where the graph's first dimension is symbolic) against the graph's ``inputs``; a key not written claims
+    nothing, ``true`` is not ``1``."""
+    name = claimed.get("name")
+    if not isinstance(name, str) or name not in inputs:
+        known = ", ".join(repr(n) for n in inputs)
+        raise US3LError(f"{where}: {field}.name {name!r:.40} is not an input of {file} (its inputs: {known:.80}) (the "
+                        f"manifest was edited); {_FIX}")
+    dtype, dims = inputs[name]
+    for key, actual in (("dtype", dtype), ("shape", _batch_named(dims))):
+        if key in claimed and _typed(claimed[key]) != _typed(actual):
+            raise US3LError(f"{where}: {field}.{key} is {claimed[key]!r:.60} but {file}'s input {name!r} is "
+                            f"{actual!r:.60} (the manifest was edited); {_FIX}")
+
+
+def check_width_input(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes]) -> None:
+    """Refuse (one line) a switchable manifest's ``width_input`` (``name``, ``dtype``, ``shape``) that is not the
+    graph's own input (``data``: name -> hash-checked bytes): the int64 scalar a reader feeds the width's index
+    through. An edited name used to load, and ``us3l profile --artifact`` recorded it as the index input."""
+    backend = str(doc["backend"].get("name"))
+    name = str(doc["artifact"].get("file"))
+    found = _read_graph(lambda: _graph_inputs(backend, name, data), where, name, "inputs")
+    if found is not None:
+        _check_input_claim("width_input", doc["width_input"], *found, where)
 
 
 # ------------------------------------------------------------------------------------------------ switchable copies
@@ -350,9 +447,10 @@ def _typed(value: object) -> object:
 
 
 def check_switchable_copies(doc: Mapping[str, Any], where: str | Path) -> None:
-    """Refuse (one line) a switchable manifest whose ``switchable.widths`` or ``switchable.feature_dims`` is not
-    ``model.widths`` or ``model.per_width[].feature_dim``: the export writes each list twice, and only the model
-    section's is compared with the file's own record. A manifest without the section or the key claims none."""
+    """Refuse (one line) a switchable manifest whose ``switchable.widths``, ``switchable.feature_dims`` or
+    ``switchable.index_input`` is not ``model.widths``, ``model.per_width[].feature_dim`` or ``width_input.name``:
+    the export writes each twice, and only the first is compared with the file. A manifest without the section or
+    the key claims none."""
     section = doc.get("switchable")
     if section is None:
         return
@@ -360,8 +458,10 @@ def check_switchable_copies(doc: Mapping[str, Any], where: str | Path) -> None:
         raise US3LError(f"{where}: switchable must be an object, got {section!r:.40}; {_FIX}")
     model = doc["model"]
     originals = {"widths": ("model.widths", model["widths"]),
-                 "feature_dims": ("model.per_width[].feature_dim", [p.get("feature_dim") for p in model["per_width"]])}
+                 "feature_dims": ("model.per_width[].feature_dim", [p.get("feature_dim") for p in model["per_width"]]),
+                 "index_input": ("width_input.name", doc["width_input"].get("name"))}
     for key, (field, want) in originals.items():
         if key in section and _typed(section[key]) != _typed(want):
-            raise US3LError(f"{where}: switchable.{key} {section[key]!r:.80} differ from {field} {want!r:.80} (the "
+            verb = "differ" if isinstance(want, list) else "differs"
+            raise US3LError(f"{where}: switchable.{key} {section[key]!r:.80} {verb} from {field} {want!r:.80} (the "
                             f"manifest was edited); {_FIX}")

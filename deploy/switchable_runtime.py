@@ -250,6 +250,7 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
         check_precision,
         check_switchable_copies,
         check_switchable_verification,
+        check_width_input,
     )
 
     folder = Path(folder)
@@ -285,7 +286,8 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
     check_output_shape(doc, path, data, feature_axis="features")  # output.shape's batch axis: the graph's
     file = folder / doc["artifact"]["file"]  # a plain name among the hashed files (checked by read_artifact_files)
     _check_file_grid(doc, file, path, data[file.name])
-    check_switchable_copies(doc, path)  # switchable.widths / feature_dims: the model section's (just checked)
+    check_width_input(doc, path, data)  # width_input: the graph's int64 scalar input
+    check_switchable_copies(doc, path)  # switchable.widths / feature_dims / index_input: the ones just checked
     return doc, file, data
 
 
@@ -320,10 +322,11 @@ def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -
     """A switchable file records its grid in its own metadata (``us3l.switchable.widths``: the ONNX file's
     metadata_props, kept by OpenVINO in the IR's ``rt_info``): the manifest's grid, which maps an index to a width
     everywhere else, must be that one (the manifest is not hashed), and so must each width's output size
-    (``model.per_width[].feature_dim``: ``us3l.switchable.feature_dims``). An IR without them is left unchecked."""
-    from us3l.deploy.switchable import META_FEATURES, META_WIDTHS
+    (``model.per_width[].feature_dim``: ``us3l.switchable.feature_dims``) and the name of its width-index input
+    (``width_input.name``: ``us3l.switchable.index_input``). An IR without them is left unchecked."""
+    from us3l.deploy.switchable import META_FEATURES, META_INDEX, META_WIDTHS
 
-    what, kind, meta = _file_metadata(file, data, (META_WIDTHS, META_FEATURES))
+    what, kind, meta = _file_metadata(file, data, (META_WIDTHS, META_FEATURES, META_INDEX))
     value = meta[META_WIDTHS]
     if value is None and kind == "IR":
         return
@@ -337,6 +340,7 @@ def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -
             "the manifest was edited: re-export"
         )
     _check_feature_dims(doc, path, what, meta[META_FEATURES])
+    _check_index_input(doc, path, what, meta[META_INDEX])
 
 
 def _check_feature_dims(doc: dict[str, Any], path: Path, what: str, value: str | None) -> None:
@@ -353,6 +357,21 @@ def _check_feature_dims(doc: dict[str, Any], path: Path, what: str, value: str |
     if not isinstance(recorded, list) or [(type(c), c) for c in claimed] != [(type(r), r) for r in recorded]:
         raise US3LError(f"{path}: model.per_width[].feature_dim {claimed!r:.80} differ from {what} own feature dims "
                         f"{recorded!r:.80}; the manifest was edited: re-export")
+
+
+def _check_index_input(doc: dict[str, Any], path: Path, what: str, value: str | None) -> None:
+    """``width_input.name`` (the input a reader feeds the width's index through) against the file's
+    ``us3l.switchable.index_input`` (``value``, JSON; ``None``: not recorded, unchecked)."""
+    if value is None:
+        return
+    try:
+        recorded = json.loads(value)
+    except ValueError:
+        recorded = value
+    claimed = doc["width_input"].get("name")
+    if claimed != recorded:
+        raise US3LError(f"{path}: width_input.name {claimed!r:.40} differs from {what} own index input "
+                        f"{recorded!r:.40}; the manifest was edited: re-export")
 
 
 def load_switchable(

@@ -417,6 +417,69 @@ def test_the_switchable_sections_copies_of_the_grid_must_be_the_models(shared_ex
                         "re-export the artifact")
 
 
+@pytest.mark.parametrize(("backend", "what"), [("onnx", "the ONNX file's"),  # slow: an OpenVINO export of its own
+                                             pytest.param("openvino", "the IR's", marks=pytest.mark.slow)])
+def test_a_manifest_width_input_the_file_contradicts_is_refused(shared_export, tmp_path, backend, what) -> None:
+    """width_input.name and switchable.index_input (the input a reader feeds the width's index through) were
+    compared with nothing: an edited name loaded, and `us3l profile --artifact` recorded it as the profile's
+    extra.switchable.index_input, while the graph's input is width_index. Now the name is the file's own
+    us3l.switchable.index_input record, and name, dtype and shape the graph's int64 scalar input."""
+    import us3l.deploy as deploy
+
+    res = shared_export(backend, [1.0, 0.25])
+    file = res.manifest["artifact"]["file"]
+
+    def refused(edit: Callable[[dict], None], message: str) -> None:
+        d = copy_artifact(res, tmp_path / str(len(list(tmp_path.iterdir()))))
+        path = edit_manifest(d, edit)
+        with pytest.raises(US3LError, match=f"^{re.escape(f'{path}: {message}')}$"):
+            deploy.load_switchable(d)
+
+    def rename(doc: dict) -> None:  # edited consistently: both places the manifest names the input
+        doc["width_input"]["name"] = doc["switchable"]["index_input"] = "width"
+
+    refused(rename, f"width_input.name 'width' differs from {what} own index input 'width_index'; the manifest was "
+                    "edited: re-export")
+    refused(lambda doc: doc["switchable"].update(index_input="width"),
+            "switchable.index_input 'width' differs from width_input.name 'width_index' (the manifest was edited); "
+            "re-export the artifact")
+    refused(lambda doc: doc["width_input"].update(dtype="int32"),
+            f"width_input.dtype is 'int32' but {file}'s input 'width_index' is 'int64' (the manifest was edited); "
+            "re-export the artifact")
+    refused(lambda doc: doc["width_input"].update(shape=[1]),
+            f"width_input.shape is [1] but {file}'s input 'width_index' is [] (the manifest was edited); re-export "
+            "the artifact")
+
+
+def test_a_width_input_is_checked_against_the_graph_where_the_file_records_no_name(shared_export, tmp_path) -> None:
+    """A file without its us3l.switchable.index_input record (re-hashed into the manifest here) is still checked:
+    the name must be one of the graph's inputs."""
+    import hashlib
+
+    import us3l.deploy as deploy
+
+    d = copy_artifact(shared_export("onnx", [1.0, 0.25]), tmp_path)
+    model = onnx.load(str(d / "model.onnx"))
+    kept = [p for p in model.metadata_props if p.key != "us3l.switchable.index_input"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(d / "model.onnx"))
+    sha = hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest()
+
+    def edit(doc: dict) -> None:
+        doc["artifact"]["sha256"] = doc["artifact"]["files"]["model.onnx"] = sha
+        doc["width_input"]["name"] = doc["switchable"]["index_input"] = "width"
+
+    path = edit_manifest(d, edit)
+    with pytest.raises(US3LError, match=f"^{re.escape(str(path))}: width_input.name 'width' is not an input of "
+                                        r"model.onnx \(its inputs: 'input', 'width_index'\) \(the manifest was "
+                                        r"edited\); re-export the artifact$"):
+        deploy.load_switchable(d)
+    edit_manifest(d, lambda doc: doc["width_input"].update(name="width_index") or doc["switchable"].update(
+        index_input="width_index"))
+    deploy.load_switchable(d).close()  # as exported but for the record: accepted
+
+
 @pytest.mark.parametrize("shape", ["x", [1, 3, 32], [1, "3", 32, 32]])
 def test_a_manifest_input_shape_that_is_not_a_shape_is_one_line(shared_export, tmp_path, shape) -> None:
     """Red-team 2026-12-05 (rtA): us3l profile --artifact built its timing input from it unchecked."""
