@@ -16,7 +16,7 @@ from typing import Any
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import Artifact, Backend
 from us3l.deploy.bn_stats_record import expected_bn_stats_differ
-from us3l.deploy.manifest_claims import check_output_shape, check_precision, check_verification
+from us3l.deploy.manifest_claims import check_graph, check_verification
 from us3l.deploy.verify import Verification
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json_sha256
@@ -253,10 +253,10 @@ def verify_manifest(
     precision: str | None = None,
     bn_stats_sha256: str | None = None,
 ) -> tuple[Backend, dict[str, bytes]]:
-    """Check a manifest against the files and this machine's runtime, and its precision and output shape against the
-    graph (``us3l.deploy.manifest_claims``); return the backend to load with and the bytes of every listed file (name
-    -> bytes, each read once and hashed: ``read_artifact_files``). Load from these bytes, not from the paths: a
-    file opened again after its hash was checked may have been replaced in between.
+    """Check a manifest against the files and this machine's runtime, and its precision, input and output shape
+    against the graph (``us3l.deploy.manifest_claims.check_graph``); return the backend to load with and the bytes
+    of every listed file (name -> bytes, each read once and hashed: ``read_artifact_files``). Load from these
+    bytes, not from the paths: a file opened again after its hash was checked may have been replaced in between.
 
     Refuses (``US3LError``): an artifact that failed verification, an unknown or uninstalled backend, an
     incompatible runtime version, an ``artifact.file`` that is not a plain file name listed (with the same
@@ -282,8 +282,7 @@ def verify_manifest(
     else:
         be.check_runtime_compat(spec.get("runtime_version"))
     data = read_artifact_files(doc, directory)
-    check_precision(doc, where, data)  # backend.precision against what the (hash-checked) graph holds
-    check_output_shape(doc, where, data)  # output.shape against what that graph outputs
+    check_graph(doc, where, data)  # backend.precision, input and output.shape against the (hash-checked) graph
     check_expected(
         doc,
         where,

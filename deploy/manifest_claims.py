@@ -30,10 +30,15 @@ file. These claims are checked wherever manifests are read:
   manifest's last axis is ``"features"`` (every width's size, one graph); its ``model.per_width[].feature_dim``
   must be the file's own ``us3l.switchable.feature_dims`` record (``switchable_runtime``). A manifest without
   ``output.shape`` claims none.
-* **Width input** (``check_width_input``, on every ``read_switchable``): a switchable manifest's ``width_input``
-  (``name``, ``dtype``, ``shape``) must be an input of the graph (the ONNX graph's, the IR's top-level Parameter
-  layers, ``onnx_inputs`` / ``ir_inputs``): the int64 scalar that picks the width. Its ``name`` must also be the
-  file's own ``us3l.switchable.index_input`` record (``switchable_runtime``).
+* **Inputs** (``check_inputs``, on the hash-checked bytes, wherever the output shape is checked): ``input``'s
+  ``name``, ``dtype`` and ``shape`` must be an input of the graph (the ONNX graph's inputs, the IR's top-level
+  Parameter layers, a TensorRT engine's ONNX: ``onnx_inputs`` / ``ir_inputs``), ``"batch"`` exactly where its first
+  dimension is symbolic: ``input.shape`` is what ``us3l eval --artifact`` and ``us3l profile --artifact`` feed
+  and what ``us3l.deploy.load(input_shape=)`` and quickstart's reuse compare. A switchable manifest's
+  ``width_input`` likewise (the graph's int64 scalar that picks the width); its ``name`` must also be the file's
+  own ``us3l.switchable.index_input`` record (``switchable_runtime``).
+
+``check_graph`` runs the precision, input and output checks in one call (every reader of the graph uses it).
 * **Switchable copies** (``check_switchable_copies``, on every ``read_switchable``): a switchable manifest's
   ``switchable.widths``, ``switchable.feature_dims`` and ``switchable.index_input`` repeat ``model.widths``,
   ``model.per_width[].feature_dim`` and ``width_input.name`` (the ones checked against the file) and must equal
@@ -427,15 +432,35 @@ def _check_input_claim(field: str, claimed: Mapping[str, Any], file: str, inputs
                             f"{actual!r:.60} (the manifest was edited); {_FIX}")
 
 
-def check_width_input(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes]) -> None:
-    """Refuse (one line) a switchable manifest's ``width_input`` (``name``, ``dtype``, ``shape``) that is not the
-    graph's own input (``data``: name -> hash-checked bytes): the int64 scalar a reader feeds the width's index
-    through. An edited name used to load, and ``us3l profile --artifact`` recorded it as the index input."""
-    backend = str(doc["backend"].get("name"))
-    name = str(doc["artifact"].get("file"))
+def check_inputs(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes], *,
+                 width_input: bool = False) -> None:
+    """Refuse (one line) a manifest's ``input`` (``name``, ``dtype``, ``shape``) that is not an input of the graph
+    (``data``: name -> hash-checked bytes): ``input.shape`` is what ``us3l eval --artifact`` and ``us3l profile
+    --artifact`` feed and what ``us3l.deploy.load(input_shape=)`` and quickstart's reuse compare with the run's
+    size; ``"batch"`` exactly where the graph's first dimension is symbolic. ``width_input`` (a switchable
+    manifest): its ``width_input`` too, the int64 scalar a reader feeds the width's index through (an edited name
+    used to load, and ``us3l profile --artifact`` recorded it as the index input)."""
+    backend = str((doc.get("backend") or {}).get("name"))
+    name = str((doc.get("artifact") or {}).get("file"))
     found = _read_graph(lambda: _graph_inputs(backend, name, data), where, name, "inputs")
-    if found is not None:
-        _check_input_claim("width_input", doc["width_input"], *found, where)
+    if found is None:
+        return
+    for section in ("input", "width_input") if width_input else ("input",):
+        claimed = doc.get(section)
+        if not isinstance(claimed, Mapping):
+            raise US3LError(f"{where}: {section} must be an object, got {claimed!r:.40}; {_FIX}")
+        _check_input_claim(section, claimed, *found, where)
+
+
+def check_graph(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes], *,
+                feature_axis: str | None = None) -> None:
+    """Every claim about the graph that a manifest makes, against the hash-checked bytes ``data``:
+    ``backend.precision`` (``check_precision``), ``input`` (``check_inputs``) and ``output.shape``
+    (``check_output_shape``, ``feature_axis`` as there); a switchable manifest (``feature_axis`` given) also
+    ``width_input``."""
+    check_precision(doc, where, data)
+    check_inputs(doc, where, data, width_input=feature_axis is not None)
+    check_output_shape(doc, where, data, feature_axis=feature_axis)
 
 
 # ------------------------------------------------------------------------------------------------ switchable copies

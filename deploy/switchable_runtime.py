@@ -245,13 +245,7 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
         read_artifact_files,
         shape_ok,
     )
-    from us3l.deploy.manifest_claims import (
-        check_output_shape,
-        check_precision,
-        check_switchable_copies,
-        check_switchable_verification,
-        check_width_input,
-    )
+    from us3l.deploy.manifest_claims import check_graph, check_switchable_copies, check_switchable_verification
 
     folder = Path(folder)
     check_not_a_member(folder)
@@ -282,11 +276,10 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
     _check_grid(doc, path)
     check_switchable_verification(doc, path)  # passed / valid against the recorded numbers (fp32 tolerance)
     data = read_artifact_files(doc, folder)
-    check_precision(doc, path, data)  # fp32: no Q/DQ nodes or half-precision weights in the graph
-    check_output_shape(doc, path, data, feature_axis="features")  # output.shape's batch axis: the graph's
     file = folder / doc["artifact"]["file"]  # a plain name among the hashed files (checked by read_artifact_files)
-    _check_file_grid(doc, file, path, data[file.name])
-    check_width_input(doc, path, data)  # width_input: the graph's int64 scalar input
+    _check_file_grid(doc, file, path, data[file.name])  # grid, feature dims and index input: the file's records
+    # fp32 (no Q/DQ nodes or half-precision weights), input, width_input and output.shape's batch axis: the graph's
+    check_graph(doc, path, data, feature_axis="features")
     check_switchable_copies(doc, path)  # switchable.widths / feature_dims / index_input: the ones just checked
     return doc, file, data
 

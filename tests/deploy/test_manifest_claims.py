@@ -412,12 +412,60 @@ def test_a_symbolic_batch_axis_is_batch_and_a_tensorrt_shape_is_read_from_its_on
         check_output_shape(doc("tensorrt", "model.engine", [2, 8]), "m.json", engine)
 
 
+@pytest.mark.parametrize(("export", "key", "value", "actual"), [
+    ("onnx-fp32", "shape", [1, 3, 16, 16], [1, 3, 32, 32]),  # another image size
+    ("onnx-fp32", "shape", ["batch", 3, 32, 32], [1, 3, 32, 32]),  # a dynamic batch claimed for a batch-1 graph
+    ("onnx-fp32", "dtype", "float16", "float32"),
+    ("openvino-fp16", "shape", [4, 3, 32, 32], [1, 3, 32, 32]),  # an fp16 IR takes float32 images too
+])
+def test_an_input_the_graph_contradicts_is_refused(
+    exports: dict[str, ExportResult], tmp_path: Path, export: str, key: str, value: Any, actual: Any
+) -> None:
+    """`input.shape` was compared with nothing: `us3l.deploy.load(input_shape=)` and quickstart's reuse accepted the
+    edited claim, the first call then failed on the graph's real shape, and `us3l eval --artifact` compared the
+    edited size with the checkpoint's ("the artifact takes 16 px images"). Read from the hash-checked graph now."""
+    d = copy_artifact(exports[export], tmp_path)
+    path = edit_manifest(d, lambda doc: doc["input"].update({key: value}))
+    file = exports[export].manifest["artifact"]["file"]
+    assert _refused(d) == (f"{path}: input.{key} is {value!r} but {file}'s input 'input' is {actual!r} (the manifest "
+                           "was edited); re-export the artifact")
+
+
+def test_an_input_name_the_graph_lacks_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:
+    d = copy_artifact(exports["openvino-fp32"], tmp_path)
+    path = edit_manifest(d, lambda doc: doc["input"].update(name="image"))
+    assert _refused(d) == (f"{path}: input.name 'image' is not an input of model.xml (its inputs: 'input') (the "
+                           "manifest was edited); re-export the artifact")
+
+
+def test_a_symbolic_input_batch_is_batch_and_a_tensorrt_input_is_read_from_its_onnx() -> None:
+    from us3l.deploy.manifest_claims import check_inputs
+
+    def doc(backend: str, file: str, shape: list[Any]) -> dict[str, Any]:
+        return {"backend": {"name": backend}, "artifact": {"file": file},
+                "input": {"name": "x", "dtype": "float32", "shape": shape}}
+
+    dynamic = {"model.onnx": _embedding_graph("N")}
+    check_inputs(doc("onnx", "model.onnx", ["batch", 4]), "m.json", dynamic)
+    with pytest.raises(US3LError, match=r"^m.json: input.shape is \[1, 4\] but model.onnx's input 'x' is "
+                                        r"\['batch', 4\] \(the manifest was edited\); re-export the artifact$"):
+        check_inputs(doc("onnx", "model.onnx", [1, 4]), "m.json", dynamic)
+    engine = {"model.engine": b"engine", "model.onnx": _embedding_graph(2)}
+    check_inputs(doc("tensorrt", "model.engine", [2, 4]), "m.json", engine)
+    with pytest.raises(US3LError, match=r"^m.json: input.shape is \[2, 8\] but model.onnx's input 'x' is \[2, 4\]"):
+        check_inputs(doc("tensorrt", "model.engine", [2, 8]), "m.json", engine)
+    check_inputs(doc("tensorrt", "model.engine", [2, 8]), "m.json", {"model.engine": b"engine"})  # nothing to read
+
+
 @pytest.mark.parametrize(("edit", "why"), [
     (lambda doc: doc["model"].update(name="cifar_resnet50"),
      "not the expected artifact (model 'cifar_resnet50', expected 'cifar_resnet18'); re-export it"),
     (lambda doc: doc["output"].update(shape=[1, 64]),
      "output.shape is [1, 64] but model.onnx outputs [1, 128] (the manifest was edited); re-export the artifact"),
-], ids=["model.name", "output.shape"])
+    (lambda doc: doc["input"].update(shape=[1, 3, 16, 16]),  # was "the artifact takes 16 px images, the checkpoint 32"
+     "input.shape is [1, 3, 16, 16] but model.onnx's input 'input' is [1, 3, 32, 32] (the manifest was edited); "
+     "re-export the artifact"),
+], ids=["model.name", "output.shape", "input.shape"])
 def test_eval_artifact_refuses_an_edited_model_name_or_output_shape(
     exported: ExportResult, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     edit: Callable[[dict[str, Any]], Any], why: str,

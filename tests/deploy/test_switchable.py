@@ -480,6 +480,13 @@ def test_a_width_input_is_checked_against_the_graph_where_the_file_records_no_na
     deploy.load_switchable(d).close()  # as exported but for the record: accepted
 
 
+def test_a_manifest_input_shape_the_graph_contradicts_is_refused(shared_export, tmp_path) -> None:
+    """`us3l profile --artifact` builds its timing input from input.shape: an edited one is the graph's or refused."""
+    _refused_after_edit(shared_export, tmp_path, "input", "shape", [1, 3, 16, 16],
+                        "input.shape is [1, 3, 16, 16] but model.onnx's input 'input' is [1, 3, 32, 32] (the manifest "
+                        "was edited); re-export the artifact")
+
+
 @pytest.mark.parametrize("shape", ["x", [1, 3, 32], [1, "3", 32, 32]])
 def test_a_manifest_input_shape_that_is_not_a_shape_is_one_line(shared_export, tmp_path, shape) -> None:
     """Red-team 2026-12-05 (rtA): us3l profile --artifact built its timing input from it unchecked."""

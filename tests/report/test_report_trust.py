@@ -97,6 +97,13 @@ def test_an_output_shape_the_graph_contradicts_shows_valid_no_manifest_edited(pi
     assert html.escape(line.split(": ", 1)[1], quote=False) in rep.html
 
 
+def test_an_input_shape_the_graph_contradicts_shows_valid_no_manifest_edited(pipeline: Path) -> None:
+    """The input section is checked against the graph's input as the output shape is (check_inputs)."""
+    path, _, line = _report_of_an_edited_manifest(pipeline, lambda doc: doc["input"].update(shape=[1, 3, 16, 16]))
+    assert line == (f"{path}: valid: no (manifest edited): input.shape is [1, 3, 16, 16] but model.onnx's input "
+                    "'input' is [1, 3, 32, 32] (the manifest was edited); re-export the artifact")
+
+
 def test_missing_artifact_file_is_not_valid(pipeline: Path) -> None:
     (pipeline / ARTIFACT / "model.onnx").unlink()
     (man,) = collect_pipeline(pipeline).manifests

@@ -197,12 +197,12 @@ def _read_selection(path: Path) -> dict[str, Any]:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest, with every listed file re-hashed and its ``backend.precision`` and ``output.shape`` checked
-    against the graph (``_rehashed``; ``us3l.deploy.manifest_claims.check_precision`` and ``check_output_shape``, as
-    ``us3l.deploy.load``). A switchable export's manifest (kind "switchable_manifest") is checked by
+    """The manifest, with every listed file re-hashed and its ``backend.precision``, ``input`` and ``output.shape``
+    checked against the graph (``_rehashed``; ``us3l.deploy.manifest_claims.check_graph``, as ``us3l.deploy.load``).
+    A switchable export's manifest (kind "switchable_manifest") is checked by
     ``us3l.deploy.switchable_runtime.read_switchable``; one that failed its own verification is shown as it is."""
     from us3l.deploy.manifest import read_artifact_files, read_manifest
-    from us3l.deploy.manifest_claims import check_output_shape, check_precision
+    from us3l.deploy.manifest_claims import check_graph
     from us3l.io import read_json
 
     raw = read_json(path, "manifest")
@@ -214,10 +214,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         return _rehashed(raw, path.parent, lambda: read_switchable(path.parent))
     doc, directory = read_manifest(path)
 
-    def check() -> None:  # the files' hashes, and the precision and output shape claimed against the graph (as
-        data = read_artifact_files(doc, directory)  # us3l.deploy.load)
-        check_precision(doc, path, data)
-        check_output_shape(doc, path, data)
+    def check() -> None:  # the files' hashes, and the graph's claims (as us3l.deploy.load)
+        check_graph(doc, path, read_artifact_files(doc, directory))
 
     return _rehashed(doc, directory, check)
 
