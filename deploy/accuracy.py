@@ -120,7 +120,7 @@ def evaluate_artifact(
     from us3l.eval.hits import encode_hits
     from us3l.eval.intervals import wilson_interval
     from us3l.eval.linear import train_linear_probe
-    from us3l.eval.runner import EvalSettings, knn_data, resolve_data_spec
+    from us3l.eval.runner import EvalSettings, knn_data, resolve_data_spec, width_costs
     from us3l.slim import canonical_width
     from us3l.train.knn import accuracy_and_hits, knn_predict
 
@@ -230,13 +230,16 @@ def evaluate_artifact(
             "calibration_sha256": (quant.get("calibration") or {}).get("sha256"),
         },
     }
+    # the network's own costs, as `us3l eval` records them: the manifest's model.macs/params are not checked against
+    # the graph, and us3l select compares a row's MACs with the profile's
+    macs, params = width_costs(model, width, input_size)
     fp32_row = {
         "width": width,
         "canonical_width": canonical_width(model, width),
         "feature_dim": int(fte.shape[1]),
         **ref,
-        "macs": doc["model"].get("macs"),
-        "params": doc["model"].get("params"),
+        "macs": macs,
+        "params": params,
         "embedding_std": embedding_std(fte),
         "baseline_random_init": None,
     }

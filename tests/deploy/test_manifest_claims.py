@@ -480,3 +480,22 @@ def test_eval_artifact_refuses_an_edited_model_name_or_output_shape(
     assert main(["eval", "--ckpt", str(run), "--artifact", str(d), "--data", "builtin", "--out", str(out)]) == 1
     assert capsys.readouterr().err == f"error: {path}: {why}\n"
     assert not out.exists()
+
+
+def test_eval_artifact_records_the_networks_macs_and_params_not_the_manifests(
+    exported: ExportResult, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`us3l eval --artifact` into a fresh folder wrote the width's row with the manifest's model.macs and params,
+    which nothing checks: an edited manifest's numbers went into accuracy.json, whose MACs `us3l select` compares
+    with the profile's. The row's costs are the checkpoint network's, as `us3l eval` counts them."""
+    from us3l.cli import main
+    from us3l.eval.accuracy import load_accuracy
+
+    d = copy_artifact(exported, tmp_path)
+    edit_manifest(d, lambda doc: doc["model"].update(macs=1, params=2))
+    out = tmp_path / "acc"
+    assert main(["eval", "--ckpt", str(run), "--artifact", str(d), "--data", "builtin", "--protocol", "knn",
+                 "--knn-max-train", "500", "--out", str(out)]) == 0
+    capsys.readouterr()
+    (row,) = load_accuracy(out)["widths"]
+    assert (row["macs"], row["params"]) == (exported.manifest["model"]["macs"], exported.manifest["model"]["params"])
