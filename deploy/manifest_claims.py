@@ -39,6 +39,9 @@ file. These claims are checked wherever manifests are read:
   own ``us3l.switchable.index_input`` record (``switchable_runtime``).
 
 ``check_graph`` runs the precision, input and output checks in one call (every reader of the graph uses it).
+* **Switchable width facts** (``switchable_runtime._check_width_facts``, on every ``read_switchable``): each
+  ``model.per_width[]``'s costs and BN facts (what ``us3l profile --artifact`` records and ``us3l select`` budgets
+  on) must be the file's own ``us3l.switchable.per_width`` record; a file exported before 2026-12-07 has none.
 * **Switchable copies** (``check_switchable_copies``, on every ``read_switchable``): a switchable manifest's
   ``switchable.widths``, ``switchable.feature_dims`` and ``switchable.index_input`` repeat ``model.widths``,
   ``model.per_width[].feature_dim`` and ``width_input.name`` (the ones checked against the file) and must equal

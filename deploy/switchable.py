@@ -43,6 +43,17 @@ OPSET = 18
 META_WIDTHS = "us3l.switchable.widths"
 META_FEATURES = "us3l.switchable.feature_dims"
 META_INDEX = "us3l.switchable.index_input"
+#: Each width's facts beside the grid (``model.per_width[]`` of the manifest but its index, width, feature size and
+#: verification: BN kind and digest, MACs, params, channels, byte counts), written by ``us3l export --switchable``
+#: since 2026-12-07: a profile of the file records them and ``us3l select`` budgets on them.
+META_PER_WIDTH = "us3l.switchable.per_width"
+
+
+def record_metadata(proto: Any, key: str, value: Any) -> None:
+    """Add ``key`` (JSON of ``value``) to an ONNX model's ``metadata_props`` (OpenVINO keeps them in an IR's
+    ``rt_info``)."""
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = key, json.dumps(value)
 
 
 @dataclass(frozen=True)
@@ -294,8 +305,7 @@ def build_switchable(
     if ir_version is not None:
         proto.ir_version = ir_version
     for key, value in ((META_WIDTHS, list(grid)), (META_FEATURES, dims), (META_INDEX, INDEX_NAME)):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
+        record_metadata(proto, key, value)
     onnx.checker.check_model(proto)
     return SwitchableGraph(
         model=proto,

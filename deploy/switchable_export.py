@@ -38,7 +38,7 @@ from us3l.deploy.export import (
 )
 from us3l.deploy.manifest import MANIFEST_FILE
 from us3l.deploy.staging import clean_stale, staging_prefix
-from us3l.deploy.switchable import INDEX_NAME, OPSET, build_switchable
+from us3l.deploy.switchable import INDEX_NAME, META_PER_WIDTH, OPSET, build_switchable, record_metadata
 from us3l.deploy.switchable_runtime import open_switchable
 from us3l.deploy.timing import phase
 from us3l.deploy.verify import TOLERANCES, Verification, compare
@@ -254,11 +254,14 @@ def export_switchable(
             graph = build_switchable(
                 src.model, grid, shape, dynamic_batch=dynamic_batch, require_bn_stats=src.from_checkpoint
             )
+        # each width's facts, as the manifest lists them, recorded in the file too: read back, they are checked there
+        per_width = [{**f, "own_bytes": n} for f, n in zip(width_facts, graph.per_width_bytes, strict=True)]
+        record_metadata(graph.model, META_PER_WIDTH, per_width)
         path, files, facts = _write_graph(be.name, graph, staging)
         checks = _verify(be.name, path, refs, verify_inputs, None if dynamic_batch else batch)
         valid = all(all(vs) for vs in checks.values())
         static_bytes = _static_size(src.model, max(grid), shape, staging)
-        manifest = _manifest(src, be.name, grid, graph, width_facts, path, files, facts, checks, valid, inputs_note,
+        manifest = _manifest(src, be.name, grid, graph, per_width, path, files, facts, checks, valid, inputs_note,
                              shape, dynamic_batch, device_name, static_bytes)
         with phase("manifest + move into place"):
             atomic_write_json(staging / MANIFEST_FILE, manifest)
@@ -288,7 +291,6 @@ def _manifest(
             "width": w,
             "feature_dim": graph.feature_dims[k],
             **width_facts[k],
-            "own_bytes": graph.per_width_bytes[k],
             "verification": {mode: vs[k].to_dict() for mode, vs in checks.items()},
         }
         for k, w in enumerate(grid)

@@ -315,11 +315,12 @@ def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -
     """A switchable file records its grid in its own metadata (``us3l.switchable.widths``: the ONNX file's
     metadata_props, kept by OpenVINO in the IR's ``rt_info``): the manifest's grid, which maps an index to a width
     everywhere else, must be that one (the manifest is not hashed), and so must each width's output size
-    (``model.per_width[].feature_dim``: ``us3l.switchable.feature_dims``) and the name of its width-index input
-    (``width_input.name``: ``us3l.switchable.index_input``). An IR without them is left unchecked."""
-    from us3l.deploy.switchable import META_FEATURES, META_INDEX, META_WIDTHS
+    (``model.per_width[].feature_dim``: ``us3l.switchable.feature_dims``), the name of its width-index input
+    (``width_input.name``: ``us3l.switchable.index_input``) and each width's other facts (``model.per_width[]``'s
+    costs and BN statistics: ``us3l.switchable.per_width``). An IR without them is left unchecked."""
+    from us3l.deploy.switchable import META_FEATURES, META_INDEX, META_PER_WIDTH, META_WIDTHS
 
-    what, kind, meta = _file_metadata(file, data, (META_WIDTHS, META_FEATURES, META_INDEX))
+    what, kind, meta = _file_metadata(file, data, (META_WIDTHS, META_FEATURES, META_INDEX, META_PER_WIDTH))
     value = meta[META_WIDTHS]
     if value is None and kind == "IR":
         return
@@ -334,6 +335,7 @@ def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -
         )
     _check_feature_dims(doc, path, what, meta[META_FEATURES])
     _check_index_input(doc, path, what, meta[META_INDEX])
+    _check_width_facts(doc, path, what, meta[META_PER_WIDTH])
 
 
 def _check_feature_dims(doc: dict[str, Any], path: Path, what: str, value: str | None) -> None:
@@ -365,6 +367,28 @@ def _check_index_input(doc: dict[str, Any], path: Path, what: str, value: str | 
     if claimed != recorded:
         raise US3LError(f"{path}: width_input.name {claimed!r:.40} differs from {what} own index input "
                         f"{recorded!r:.40}; the manifest was edited: re-export")
+
+
+def _check_width_facts(doc: dict[str, Any], path: Path, what: str, value: str | None) -> None:
+    """Each width's facts in ``model.per_width[]`` (MACs, params, channels, byte counts, BN kind and digest: what
+    ``us3l profile --artifact`` records and ``us3l select`` budgets on) against the file's
+    ``us3l.switchable.per_width`` (``value``; ``None``: a file exported before it was recorded, unchecked). Every key
+    the file records must be the manifest's, typed (``1.0`` is not ``1``)."""
+    if value is None:
+        return
+    try:
+        recorded = json.loads(value)
+    except ValueError:
+        recorded = None
+    per_width = doc["model"]["per_width"]
+    if not isinstance(recorded, list) or len(recorded) != len(per_width) or not all(
+            isinstance(r, dict) for r in recorded):
+        raise US3LError(f"{path}: {what} us3l.switchable.per_width is not one record per width; re-export")
+    for i, (claimed, facts) in enumerate(zip(per_width, recorded, strict=True)):
+        for key, want in facts.items():
+            if (type(claimed.get(key)), claimed.get(key)) != (type(want), want):
+                raise US3LError(f"{path}: model.per_width[{i}].{key} {claimed.get(key)!r:.80} differs from {what} own "
+                                f"record {want!r:.80}; the manifest was edited: re-export")
 
 
 def load_switchable(

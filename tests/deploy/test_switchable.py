@@ -451,23 +451,31 @@ def test_a_manifest_width_input_the_file_contradicts_is_refused(shared_export, t
             "the artifact")
 
 
-def test_a_width_input_is_checked_against_the_graph_where_the_file_records_no_name(shared_export, tmp_path) -> None:
-    """A file without its us3l.switchable.index_input record (re-hashed into the manifest here) is still checked:
-    the name must be one of the graph's inputs."""
+def _without_record(res: SwitchableResult, tmp_path: Path, key: str) -> Path:
+    """A copy of an ONNX switchable export whose file lacks the metadata ``key`` (as one exported before it was
+    recorded), re-hashed into its manifest."""
     import hashlib
 
-    import us3l.deploy as deploy
-
-    d = copy_artifact(shared_export("onnx", [1.0, 0.25]), tmp_path)
+    d = copy_artifact(res, tmp_path)
     model = onnx.load(str(d / "model.onnx"))
-    kept = [p for p in model.metadata_props if p.key != "us3l.switchable.index_input"]
+    kept = [p for p in model.metadata_props if p.key != key]
+    assert len(kept) == len(model.metadata_props) - 1
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     onnx.save(model, str(d / "model.onnx"))
     sha = hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest()
+    edit_manifest(d, lambda doc: doc["artifact"].update(sha256=sha, files={"model.onnx": sha}))
+    return d
+
+
+def test_a_width_input_is_checked_against_the_graph_where_the_file_records_no_name(shared_export, tmp_path) -> None:
+    """A file without its us3l.switchable.index_input record is still checked: the name must be one of the graph's
+    inputs."""
+    import us3l.deploy as deploy
+
+    d = _without_record(shared_export("onnx", [1.0, 0.25]), tmp_path, "us3l.switchable.index_input")
 
     def edit(doc: dict) -> None:
-        doc["artifact"]["sha256"] = doc["artifact"]["files"]["model.onnx"] = sha
         doc["width_input"]["name"] = doc["switchable"]["index_input"] = "width"
 
     path = edit_manifest(d, edit)
@@ -478,6 +486,52 @@ def test_a_width_input_is_checked_against_the_graph_where_the_file_records_no_na
     edit_manifest(d, lambda doc: doc["width_input"].update(name="width_index") or doc["switchable"].update(
         index_input="width_index"))
     deploy.load_switchable(d).close()  # as exported but for the record: accepted
+
+
+@pytest.mark.parametrize(("backend", "what"), [("onnx", "the ONNX file's"),  # slow: an OpenVINO export of its own
+                                             pytest.param("openvino", "the IR's", marks=pytest.mark.slow)])
+def test_each_widths_costs_and_bn_statistics_are_the_files_own_record(shared_export, tmp_path, backend, what) -> None:
+    """model.per_width[]'s MACs, params, channels, byte counts and BN facts were what `us3l profile --artifact`
+    recorded for each width and `us3l select` budgeted on (--macs/--params/--memory-mb, and MACs as the accuracy
+    proxy without an accuracy file), checked against nothing: an edited number was profiled and selected on. The
+    export records them in the file (us3l.switchable.per_width), and a read refuses a manifest that differs."""
+    import us3l.deploy as deploy
+    from us3l.deploy.switchable import META_PER_WIDTH
+    from us3l.deploy.switchable_runtime import _file_metadata
+
+    res = shared_export(backend, [1.0, 0.25])
+    file = res.directory / res.manifest["artifact"]["file"]
+    _, _, meta = _file_metadata(file, file.read_bytes(), (META_PER_WIDTH,))
+    recorded = json.loads(str(meta[META_PER_WIDTH]))
+    skip = ("index", "width", "feature_dim", "verification")  # the grid's own records, and the checks
+    assert recorded == [{k: v for k, v in p.items() if k not in skip} for p in res.manifest["model"]["per_width"]]
+    assert set(recorded[0]) >= {"macs", "params", "channels", "weight_bytes", "activation_bytes", "bn_stats",
+                                "bn_stats_sha256"}
+
+    def refused(edit: Callable[[dict], None], message: str) -> None:
+        d = copy_artifact(res, tmp_path / str(len(list(tmp_path.iterdir()))))
+        path = edit_manifest(d, lambda doc: edit(doc["model"]["per_width"][1]))
+        with pytest.raises(US3LError, match=f"^{re.escape(f'{path}: {message}')}$"):
+            deploy.load_switchable(d)
+
+    macs = recorded[1]["macs"]
+    refused(lambda p: p.update(macs=1), f"model.per_width[1].macs 1 differs from {what} own record {macs}; the "
+                                        "manifest was edited: re-export")
+    refused(lambda p: p.update(macs=float(macs)), f"model.per_width[1].macs {float(macs)!r} differs from {what} own "
+                                                  f"record {macs}; the manifest was edited: re-export")
+    refused(lambda p: p.update(bn_stats="running"), f"model.per_width[1].bn_stats 'running' differs from {what} own "
+                                                    "record 'calibrated'; the manifest was edited: re-export")
+    refused(lambda p: p.pop("bn_stats_sha256"),  # a deleted digest hides a recalibration from load and the report
+            f"model.per_width[1].bn_stats_sha256 None differs from {what} own record "
+            f"{recorded[1]['bn_stats_sha256']!r}; the manifest was edited: re-export")
+
+
+def test_a_file_exported_before_the_width_record_loads_unchecked(shared_export, tmp_path) -> None:
+    import us3l.deploy as deploy
+
+    d = _without_record(shared_export("onnx", [1.0, 0.25]), tmp_path, "us3l.switchable.per_width")
+    edit_manifest(d, lambda doc: doc["model"]["per_width"][1].update(macs=1))
+    deploy.load_switchable(d).close()
 
 
 def test_a_manifest_input_shape_the_graph_contradicts_is_refused(shared_export, tmp_path) -> None:
