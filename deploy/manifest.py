@@ -279,10 +279,11 @@ def verify_manifest(
 
         recorded = doc.get("tensorrt") or {}
         check_engine_compat(recorded, be.runtime_version(), current_compute_capability())
-    else:
-        be.check_runtime_compat(spec.get("runtime_version"))
     data = read_artifact_files(doc, directory)
-    check_graph(doc, where, data)  # backend.precision, input and output.shape against the (hash-checked) graph
+    # backend.precision, runtime_version, input and output.shape against the (hash-checked) files
+    check_graph(doc, where, data)
+    if be.name != "tensorrt":
+        be.check_runtime_compat(spec.get("runtime_version"))  # checked above (OpenVINO: the IR's own record)
     check_expected(
         doc,
         where,

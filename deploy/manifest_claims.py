@@ -37,8 +37,9 @@ file. These claims are checked wherever manifests are read:
   and what ``us3l.deploy.load(input_shape=)`` and quickstart's reuse compare. A switchable manifest's
   ``width_input`` likewise (the graph's int64 scalar that picks the width); its ``name`` must also be the file's
   own ``us3l.switchable.index_input`` record (``switchable_runtime``).
-
-``check_graph`` runs the precision, input and output checks in one call (every reader of the graph uses it).
+* **Runtime version** (``check_runtime_version``, wherever the precision is checked): an OpenVINO manifest's
+  ``backend.runtime_version`` must be the release that wrote the IR (its ``rt_info``), the one the installed
+  OpenVINO is compared with; onnxruntime's is not in an ONNX file, and a TensorRT engine is checked by TensorRT.
 * **Switchable width facts** (``switchable_runtime._check_width_facts``, on every ``read_switchable``): each
   ``model.per_width[]``'s costs and BN facts (what ``us3l profile --artifact`` records and ``us3l select`` budgets
   on) must be the file's own ``us3l.switchable.per_width`` record; a file exported before 2026-12-07 has none.
@@ -47,7 +48,8 @@ file. These claims are checked wherever manifests are read:
   ``model.per_width[].feature_dim`` and ``width_input.name`` (the ones checked against the file) and must equal
   them. A manifest without them claims none.
 
-Each mismatch is one ``US3LError`` line naming the file and the field.
+``check_graph`` runs the precision, runtime-version, input and output checks in one call (every reader of the
+artifact's files uses it). Each mismatch is one ``US3LError`` line naming the file and the field.
 """
 
 from __future__ import annotations
@@ -455,13 +457,42 @@ def check_inputs(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, b
         _check_input_claim(section, claimed, *found, where)
 
 
+# ------------------------------------------------------------------------------------------------ runtime version
+
+
+def ir_writer_version(xml: bytes) -> str | None:
+    """The OpenVINO release that wrote an IR (its .xml bytes: ``<rt_info><info name="OpenVINO Runtime">``), ``None``
+    where it records none."""
+    import xml.etree.ElementTree as ET
+
+    info = ET.fromstring(xml).find("rt_info/info[@name='OpenVINO Runtime']")
+    return None if info is None else info.get("value")
+
+
+def check_runtime_version(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes]) -> None:
+    """Refuse (one line) an OpenVINO manifest's ``backend.runtime_version`` that is not the release that wrote the IR
+    (``data``: name -> hash-checked bytes). The installed OpenVINO is compared with it (``check_runtime_compat``: not
+    older), so a lowered or deleted claim let an older release read a newer IR. Not checked: an IR that records no
+    writer, onnxruntime's version (an ONNX file does not record it), a TensorRT engine (TensorRT checks its own)."""
+    backend = (doc.get("backend") or {}).get("name")
+    name = str((doc.get("artifact") or {}).get("file"))
+    if backend != "openvino" or name not in data:
+        return
+    wrote = _read_graph(lambda: ir_writer_version(data[name]), where, name, "runtime version")
+    claimed = doc["backend"].get("runtime_version")
+    if wrote is not None and claimed != wrote:
+        raise US3LError(f"{where}: backend.runtime_version is {claimed!r:.60} but {name} was written by OpenVINO "
+                        f"{wrote:.60} (the manifest was edited); {_FIX}")
+
+
 def check_graph(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes], *,
                 feature_axis: str | None = None) -> None:
-    """Every claim about the graph that a manifest makes, against the hash-checked bytes ``data``:
-    ``backend.precision`` (``check_precision``), ``input`` (``check_inputs``) and ``output.shape``
-    (``check_output_shape``, ``feature_axis`` as there); a switchable manifest (``feature_axis`` given) also
-    ``width_input``."""
+    """Every claim about the artifact's files that a manifest makes, against the hash-checked bytes ``data``:
+    ``backend.precision`` (``check_precision``), ``backend.runtime_version`` (``check_runtime_version``), ``input``
+    (``check_inputs``) and ``output.shape`` (``check_output_shape``, ``feature_axis`` as there); a switchable
+    manifest (``feature_axis`` given) also ``width_input``."""
     check_precision(doc, where, data)
+    check_runtime_version(doc, where, data)
     check_inputs(doc, where, data, width_input=feature_axis is not None)
     check_output_shape(doc, where, data, feature_axis=feature_axis)
 

@@ -438,6 +438,19 @@ def test_an_input_name_the_graph_lacks_is_refused(exports: dict[str, ExportResul
                            "manifest was edited); re-export the artifact")
 
 
+@pytest.mark.parametrize("version", ["2024.0.0", None])
+def test_an_openvino_runtime_version_the_ir_contradicts_is_refused(
+    exports: dict[str, ExportResult], tmp_path: Path, version: str | None
+) -> None:
+    """The installed OpenVINO is compared with backend.runtime_version (not older than the writer): a lowered or
+    deleted claim let an older release read a newer IR. The IR records the release that wrote it (rt_info)."""
+    d = copy_artifact(exports["openvino-fp32"], tmp_path)
+    path = edit_manifest(d, lambda doc: doc["backend"].update(runtime_version=version))
+    wrote = exports["openvino-fp32"].manifest["backend"]["runtime_version"]
+    assert _refused(d) == (f"{path}: backend.runtime_version is {version!r} but model.xml was written by OpenVINO "
+                           f"{wrote} (the manifest was edited); re-export the artifact")
+
+
 def test_a_symbolic_input_batch_is_batch_and_a_tensorrt_input_is_read_from_its_onnx() -> None:
     from us3l.deploy.manifest_claims import check_inputs
 

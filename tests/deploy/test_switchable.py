@@ -548,6 +548,19 @@ def test_a_manifest_input_shape_that_is_not_a_shape_is_one_line(shared_export, t
                         "input.shape must be a list of positive integers")
 
 
+@pytest.mark.slow  # an OpenVINO export of its own
+def test_a_switchable_openvino_runtime_version_is_the_irs_writer(shared_export, tmp_path) -> None:
+    import us3l.deploy as deploy
+
+    res = shared_export("openvino", [1.0, 0.25])
+    d = copy_artifact(res, tmp_path)
+    path = edit_manifest(d, lambda doc: doc["backend"].update(runtime_version="2024.0.0"))
+    with pytest.raises(US3LError, match=f"^{re.escape(str(path))}: backend.runtime_version is '2024.0.0' but "
+                                        f"model.xml was written by OpenVINO "
+                                        f"{re.escape(res.manifest['backend']['runtime_version'])} \\(the manifest"):
+        deploy.load_switchable(d)
+
+
 @pytest.mark.parametrize("version", [5, "abc", ["1.2.3"]])
 def test_a_manifest_runtime_version_that_is_not_a_version_is_one_line(shared_export, tmp_path, version) -> None:
     """Red-team 2026-12-05 (rtA): `"runtime_version": 5` was an AttributeError traceback in load_switchable (and
