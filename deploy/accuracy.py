@@ -81,6 +81,18 @@ def _check_same_network(art: torch.Tensor, ref: torch.Tensor, width: float, dire
                         f"(mean cosine {cos:.3f} < {MIN_SAME_NETWORK_COSINE}): the manifest names another width")
 
 
+def _check_normalization(doc: dict[str, Any], directory: Path, used: dict[str, tuple[float, ...]]) -> None:
+    """Refuse an artifact whose manifest states another input normalisation (``input.normalization``: what a
+    deployment feeds it with; the graph does not hold it) than the checkpoint's, ``used`` here for both the artifact
+    and the PyTorch reference. Mean and std: an edited std was not compared."""
+    recorded = doc["input"].get("normalization") or {}
+    for key, value in used.items():
+        if recorded.get(key) is not None and not np.allclose(recorded[key], value):
+            raise US3LError(f"{directory / 'manifest.json'}: the artifact expects another input normalisation than "
+                            f"the checkpoint's (input.normalization.{key} {recorded[key]}, the checkpoint's "
+                            f"{list(value)})")
+
+
 def _check_reference_has_bn_stats(doc: dict[str, Any], directory: Path, model: Any, bn_sha: str | None) -> None:
     """Refuse an artifact exported with calibrated BN statistics when the checkpoint now has none for its width
     (``bn_sha`` None): the PyTorch reference would run batch or running statistics, another network than the
@@ -156,9 +168,7 @@ def evaluate_artifact(
         d = splits[key] if splits is not None and key in splits else knn_data(spec, meta, s, input_size)
         if splits is not None:
             splits[key] = d
-        recorded = doc["input"].get("normalization") or {}
-        if recorded.get("mean") is not None and not np.allclose(recorded["mean"], d.mean):
-            raise US3LError(f"{directory}: the artifact expects another input normalisation than the checkpoint's")
+        _check_normalization(doc, directory, {"mean": d.mean, "std": d.std})
     except BaseException:  # a refusal, bad data, Ctrl-C: the runtime session is not left to garbage collection
         runner.close()
         raise

@@ -478,13 +478,21 @@ def test_a_symbolic_input_batch_is_batch_and_a_tensorrt_input_is_read_from_its_o
     (lambda doc: doc["input"].update(shape=[1, 3, 16, 16]),  # was "the artifact takes 16 px images, the checkpoint 32"
      "input.shape is [1, 3, 16, 16] but model.onnx's input 'input' is [1, 3, 32, 32] (the manifest was edited); "
      "re-export the artifact"),
-], ids=["model.name", "output.shape", "input.shape"])
+    (lambda doc: doc["input"]["normalization"].update(std=[0.5, 0.5, 0.5]),  # std was not compared, mean was
+     "the artifact expects another input normalisation than the checkpoint's (input.normalization.std [0.5, 0.5, "
+     "0.5], the checkpoint's [0.25, 0.25, 0.25])"),
+    (lambda doc: doc["input"]["normalization"].update(mean=[0.4, 0.5, 0.5]),
+     "the artifact expects another input normalisation than the checkpoint's (input.normalization.mean [0.4, 0.5, "
+     "0.5], the checkpoint's [0.5, 0.5, 0.5])"),
+], ids=["model.name", "output.shape", "input.shape", "input.normalization.std", "input.normalization.mean"])
 def test_eval_artifact_refuses_an_edited_model_name_or_output_shape(
     exported: ExportResult, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     edit: Callable[[dict[str, Any]], Any], why: str,
 ) -> None:
     """Red-team 2026-12-07: `us3l eval --artifact` of an export whose manifest names another model or another output
-    shape ran the real artifact and stored its accuracy under those claims; refused in one line, nothing written."""
+    shape ran the real artifact and stored its accuracy under those claims; refused in one line, nothing written.
+    The normalisation a deployment feeds (the graph does not hold it) was compared with the checkpoint's by its mean
+    only: an edited std passed."""
     from us3l.cli import main
 
     d = copy_artifact(exported, tmp_path)
