@@ -330,15 +330,24 @@ def report_error(exc: Exception) -> int:
     if isinstance(exc, US3LError):
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
+    if isinstance(exc, OSError) and exc.strerror:
+        # the system's words and the path, e.g. --out /dev/null/x: "Not a directory: /dev/null/x"; also for the
+        # subclasses (--out /proc: "No such file or directory: /proc/report.html", not "[Errno 2] ...: '...'")
+        print(f"error: {_one_line(os_error_text(exc))}", file=sys.stderr)
+    elif isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):  # raised with a message of our own
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
-    elif isinstance(exc, OSError) and exc.strerror:  # e.g. --out /dev/null/x: "Not a directory: '/dev/null/x'"
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {_one_line(exc.strerror + where)}", file=sys.stderr)
     else:
         print(f"error: {type(exc).__name__}: {_one_line(str(exc))} (set US3L_DEBUG=1 for the traceback)",
               file=sys.stderr)
     return 1
+
+
+def os_error_text(exc: OSError) -> str:
+    """``exc`` (an ``OSError`` with the system's ``strerror``) as one error line's text: ``<strerror>: <path>``,
+    ``<strerror>: <path> -> <path2>`` for a rename or link, or the bare ``strerror`` when it names no file."""
+    names = [os.fsdecode(f) if isinstance(f, bytes) else str(f)
+             for f in (exc.filename, exc.filename2) if f is not None]
+    return ": ".join([str(exc.strerror), " -> ".join(names)]) if names else str(exc.strerror)
 
 
 def run_script(main: Callable[[], int | None]) -> int:
