@@ -42,7 +42,7 @@ from us3l.deploy.staging import clean_stale, staging_prefix
 from us3l.deploy.timing import phase
 from us3l.deploy.verify import MIN_TOPK_SAMPLES, Verification, batches, compare, seeded_inputs
 from us3l.errors import US3LError
-from us3l.io import read_json, temp_dir
+from us3l.io import named_write_error, read_json, temp_dir
 from us3l.validate import safe_name
 
 #: Normalisation recorded for a freshly initialised model (no checkpoint says otherwise).
@@ -592,7 +592,10 @@ def export_width(
     new_device_dir = not device_dir.is_dir()
     device_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(out_dir)  # staging folders of killed exports (dead PID) and stale $TMPDIR/us3l-* folders
-    staging = temp_dir(device_dir, prefix=staging_prefix(name))  # the umask's usual mode, not mkdtemp's 0700
+    try:
+        staging = temp_dir(device_dir, prefix=staging_prefix(name))  # the umask's usual mode, not mkdtemp's 0700
+    except OSError as exc:  # the artifact named, not a staging folder never made
+        raise OSError(exc.errno, exc.strerror, str(dest)) from None
     try:
         example = torch.from_numpy(verify_inputs[:batch].copy()) if len(verify_inputs) >= batch else None
         example = example if example is not None else torch.zeros(shape)
@@ -635,11 +638,14 @@ def export_width(
         with phase("manifest + move into place"):
             write_manifest(staging, manifest)
             final = place_artifact(staging, device_dir, name, bool(verification))
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if new_device_dir:  # a refused export leaves no empty OUT/<device>/ behind (one with files stays)
             with contextlib.suppress(OSError):
                 device_dir.rmdir()
+        named = named_write_error(exc, dest, staged=staging)  # a full disk: the artifact named
+        if named is not None:  # (not the staging folder, gone by now, nor no path at all)
+            raise named from exc
         raise
     moved = dataclasses.replace(
         artifact, path=final / artifact.path.name, files=tuple(final / f.name for f in artifact.files)

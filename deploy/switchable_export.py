@@ -43,7 +43,7 @@ from us3l.deploy.switchable_runtime import open_switchable
 from us3l.deploy.timing import phase
 from us3l.deploy.verify import TOLERANCES, Verification, compare
 from us3l.errors import US3LError
-from us3l.io import atomic_write_json, file_sha256, header, temp_dir
+from us3l.io import atomic_write_json, file_sha256, header, named_write_error, temp_dir
 from us3l.validate import safe_name
 
 SWITCHABLE_KIND = "switchable_manifest"
@@ -248,7 +248,10 @@ def export_switchable(
     new_device_dir = not device_dir.is_dir()
     device_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(out_dir)
-    staging = temp_dir(device_dir, prefix=staging_prefix(name))
+    try:
+        staging = temp_dir(device_dir, prefix=staging_prefix(name))
+    except OSError as exc:  # the artifact named, not a staging folder never made
+        raise OSError(exc.errno, exc.strerror, str(dest)) from None
     try:
         with phase("build switchable graph"):
             graph = build_switchable(
@@ -266,11 +269,14 @@ def export_switchable(
         with phase("manifest + move into place"):
             atomic_write_json(staging / MANIFEST_FILE, manifest)
             final = place_artifact(staging, device_dir, name, valid, SWITCHABLE_KIND)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if new_device_dir:  # a failed export leaves no empty OUT/<device>/ behind (one with files stays)
             with contextlib.suppress(OSError):
                 device_dir.rmdir()
+        named = named_write_error(exc, dest, staged=staging)  # a full disk: the artifact named
+        if named is not None:  # (not the staging folder, gone by now, nor no path at all)
+            raise named from exc
         raise
     result = SwitchableResult(final, final / MANIFEST_FILE, manifest, checks)
     if not valid:

@@ -5,6 +5,8 @@ disk (simulated: a write that fails with ENOSPC names no file)."""
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +14,9 @@ import pytest
 
 from tests.report.conftest import make_accuracy, make_profile, make_run, make_selection
 from us3l.cli import main
+from us3l.deploy.export import artifact_name
 
+EXPORT_NAME = artifact_name("cifar_resnet18", 0.25, "onnx", "fp32")
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
 
 
@@ -80,3 +84,59 @@ def test_run_script_words_every_os_error_alike(capsys: pytest.CaptureFixture[str
     for exc, text in cases:
         assert run_script(boom(exc)) == 1
         assert capsys.readouterr().err == f"error: {text}\n"
+
+
+def _no_room(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")  # as write() and fsync() say it: no file named
+
+
+def _export(root: Path) -> list[str]:
+    return ["export", "--backend", "onnx", "--model", "cifar_resnet18", "--width", "0.25", "--quiet"]
+
+
+@pytest.mark.parametrize(("command", "file"), [
+    ("select", "selection.json"), ("report", "report.html"),
+    ("export", f"local/{EXPORT_NAME}/manifest.json"),  # written in the staging folder: named where it was to go
+])
+def test_a_full_disk_names_the_file(command: str, file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk said `error: No space left on device` and no more: which of the outputs, on which disk?"""
+    argv = {**COMMANDS, "export": _export}[command](tmp_path / "in")
+    out = tmp_path / "out"
+    (out / "keep.txt").parent.mkdir()
+    (out / "keep.txt").write_text("mine")
+    monkeypatch.setattr(os, "fsync", _no_room)
+    assert main([*argv, "--out", str(out)]) == 1
+    assert _one_error_line(capsys) == f"error: No space left on device: {out / file}"
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.name != ".us3l.lock")
+    assert left == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+
+
+def test_a_full_disk_while_exporting_names_the_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The model file is written by the backend into the export's staging folder: no file named at all."""
+    real = Path.write_bytes
+
+    def write_bytes(self: Path, data: bytes) -> int:
+        if self.name == "model.onnx":
+            _no_room()
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    out = tmp_path / "out"
+    assert main([*_export(tmp_path), "--out", str(out)]) == 1
+    assert _one_error_line(capsys) == f"error: No space left on device: {out / 'local' / EXPORT_NAME}"
+    assert not out.exists()  # the folder it made for the export removed again
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_file(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.eval.conftest import make_run as make_run_folder
+
+    run = make_run_folder(tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    monkeypatch.setattr(os, "fsync", _no_room)
+    with pytest.raises(OSError) as info:
+        make_run_folder(run)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(run / "checkpoint.safetensors"))
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # the old checkpoint whole, no temporary

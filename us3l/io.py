@@ -143,6 +143,41 @@ def temp_stem(name: str) -> str:
     return f"{os.fsdecode(raw[: TEMP_STEM_MAX - 13])}~{digest}"  # a cut character: its bytes, as the fs takes them
 
 
+@contextlib.contextmanager
+def naming(target: str | Path, staged: str | Path | None = None) -> Iterator[None]:
+    """Have a failure to write ``target`` name ``target``. ``write()`` and ``fsync`` name no file (a full disk:
+    ``No space left on device``, and nothing said where), and a writer that works on a temporary file or folder
+    ``staged`` (removed on the error, never seen by the user) names that: an ``OSError`` of either kind is raised
+    again naming ``target`` (or the file in it that the staged one stands for). Other errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        named = named_write_error(exc, target, staged)
+        if named is None:
+            raise
+        raise named from exc
+
+
+def named_write_error(exc: BaseException, target: str | Path, staged: str | Path | None = None) -> OSError | None:
+    """The error :func:`naming` raises in place of ``exc`` (None: ``exc`` is left as it is), for a writer whose
+    clean-up must run first (an export's staging folder)."""
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return None
+    name = _name_for(exc.filename, Path(target), None if staged is None else Path(staged))
+    return None if name is None else OSError(exc.errno, exc.strerror, name)
+
+
+def _name_for(filename: Any, target: Path, staged: Path | None) -> str | None:
+    if filename is None:
+        return str(target)
+    if staged is None or not isinstance(filename, (str, bytes, os.PathLike)):
+        return None
+    named = Path(os.fsdecode(filename))
+    if named == staged:
+        return str(target)
+    return str(target / named.relative_to(staged)) if staged in named.parents else None
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file over ``path``.
 
@@ -168,10 +203,11 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
                 except OSError as exc:  # a read-only folder: name the file asked for, not a temporary never made
                     raise OSError(exc.errno, exc.strerror, str(path)) from None
                 staged.append((tmp_path, path))
-            write(tmp_path)
-            follow_umask(tmp_path)  # a writer that replaced the file (e.g. by rename) gets the mode back
-            with open(tmp_path, "rb") as fh:
-                os.fsync(fh.fileno())
+            with naming(path, staged=tmp_path):  # a full disk: named, not "No space left on device" alone
+                write(tmp_path)
+                follow_umask(tmp_path)  # a writer that replaced the file (e.g. by rename) gets the mode back
+                with open(tmp_path, "rb") as fh:
+                    os.fsync(fh.fileno())
         with signals_held():
             for tmp_path, path in staged:
                 try:
