@@ -140,3 +140,29 @@ def test_a_full_disk_while_saving_a_checkpoint_names_the_file(tmp_path: Path,
         make_run_folder(run)
     assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(run / "checkpoint.safetensors"))
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # the old checkpoint whole, no temporary
+
+
+def test_a_metrics_line_that_does_not_fit_is_named_and_leaves_no_part(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a full disk training said `error: No space left on device` (no file), and the part of the epoch's line
+    that fit stayed at the end of metrics.jsonl."""
+    from us3l.train.loop import METRICS_FILE, _append_metrics
+
+    (tmp_path / METRICS_FILE).write_text('{"epoch": 1}\n')
+    real, calls = os.write, []
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, bytes(data[: len(data) // 2]))  # a short write, then no room for the rest
+        _no_room()
+        return 0
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError) as info:
+        _append_metrics(tmp_path, {"epoch": 2, "loss": 1.0})
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(tmp_path / METRICS_FILE))
+    assert len(calls) == 2 and (tmp_path / METRICS_FILE).read_text() == '{"epoch": 1}\n'
+    monkeypatch.undo()
+    _append_metrics(tmp_path, {"epoch": 2})
+    assert (tmp_path / METRICS_FILE).read_text() == '{"epoch": 1}\n{"epoch": 2}\n'

@@ -8,6 +8,7 @@ after accumulating all widths (US-Nets, ``step_per_width=False``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from torch import nn
 from us3l import checkpoint as ckpt
 from us3l.derived import invalidate_stale
 from us3l.errors import US3LError
+from us3l.io import naming
 from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
@@ -1082,10 +1084,26 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def _append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    # never through a link placed there since the start (_check_run_dir refuses one up front)
+    """Append ``record`` as one line. Never through a link placed there since the start (_check_run_dir refuses one
+    up front). A write that fails (a full disk) names the file and leaves no part of the line: the file is cut
+    back to where it ended, so that a resumed run or the report reads whole records only."""
+    path = run_dir / METRICS_FILE
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    with open(os.open(run_dir / METRICS_FILE, flags, 0o666), "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    data = (json.dumps(record) + "\n").encode("utf-8")
+    with naming(path):
+        fd = os.open(path, flags, 0o666)
+        try:
+            end = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+                raise
+        finally:
+            os.close(fd)
 
 
 def _trim_metrics(run_dir: Path, start_epoch: int) -> None:
