@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from us3l.errors import US3LError
-from us3l.locking import LOCK_FILE, acquire, folder_lock
+from us3l.locking import LOCK_FILE, acquire, folder_lock, release
 
 HOLD = """
 import sys, time
@@ -112,7 +112,9 @@ def test_a_folder_that_cannot_be_created_is_one_line_naming_it(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    ("code", "strerror"), [(errno.EROFS, "Read-only file system"), (errno.EACCES, "Permission denied")]
+    ("code", "strerror"), [(errno.EROFS, "Read-only file system"), (errno.EACCES, "Permission denied"),
+                           (errno.ENOENT, "No such file or directory"),  # a folder of /proc: no file can be made
+                           (errno.ENOSPC, "No space left on device")]  # no inode left
 )
 def test_a_folder_that_cannot_be_written_is_named_as_such(
     code: int, strerror: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -129,6 +131,37 @@ def test_a_folder_that_cannot_be_written_is_named_as_such(
     with pytest.raises(US3LError) as err:
         acquire(folder, "export folder")
     assert str(err.value) == f"export folder {folder} is not writable ({strerror}): choose a folder you can write to"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_proc_as_the_folder_is_named_not_writable() -> None:
+    """`us3l eval ... --out /proc` (any locking command) said `cannot use the lock file /proc/.us3l.lock: No such
+    file or directory; remove it and retry`: there is no such file to remove."""
+    with pytest.raises(US3LError) as err:
+        acquire("/proc", "output folder")
+    assert str(err.value) == ("output folder /proc is not writable (No such file or directory): choose a folder you "
+                              "can write to")
+
+
+def test_a_full_disk_where_the_pid_does_not_fit_leaves_nothing(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk: the lock file could be made, its PID not written; the error named no file, and the folder the
+    lock made stayed, with the empty lock file, held open by the failed process."""
+    import us3l.locking as locking
+
+    def no_room(*args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    folder = tmp_path / "new" / "out"
+    monkeypatch.setattr(locking.os, "write", no_room)
+    with pytest.raises(US3LError) as err:
+        acquire(folder, "profile folder")
+    assert str(err.value) == (f"profile folder {folder} is not writable (No space left on device): choose a folder "
+                              "you can write to")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    release(acquire(folder))  # nothing held: the folder can be locked again
+    assert not (tmp_path / "new").exists()
 
 
 def test_an_existing_lock_file_that_cannot_be_opened_says_remove_it(

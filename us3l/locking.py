@@ -62,11 +62,10 @@ def _open_lock_file(lock_path: Path, what: str = "folder") -> int:
 
 
 def _not_writable(exc: OSError, lock_path: Path) -> bool:
-    """``exc`` (opening ``lock_path``) says the folder cannot be written into: a read-only file system, or no
-    permission to create the lock file there. A lock file that exists but cannot be opened is the other case."""
-    if exc.errno == errno.EROFS:
-        return True
-    return exc.errno in (errno.EACCES, errno.EPERM) and not os.path.lexists(lock_path)
+    """``exc`` (opening ``lock_path``) says the folder cannot be written into: a read-only file system, or a lock
+    file that could not be created there (no permission; a folder of /proc, where no file can be made; no free
+    inode). A lock file that exists but cannot be opened is the other case: removing it may help."""
+    return exc.errno == errno.EROFS or not os.path.lexists(lock_path)
 
 
 #: How often ``acquire`` takes the lock again when the lock file it locked was removed meanwhile (see there).
@@ -100,8 +99,15 @@ def acquire(folder: str | Path, what: str = "folder") -> Path:
             fd = _lock(path, key / LOCK_FILE, what)
             if fd is None:
                 continue
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            except OSError as exc:  # a full disk: not even the PID fits; nothing is left behind
+                _created[key] = created
+                _remove_if_unused(key)
+                os.close(fd)
+                raise US3LError(f"{what} {path} is not writable ({exc.strerror or exc}): choose a folder you can "
+                                "write to") from None
             _held[key] = (fd, 1)
             if created:
                 _created[key] = created
