@@ -166,3 +166,29 @@ def test_a_metrics_line_that_does_not_fit_is_named_and_leaves_no_part(tmp_path: 
     monkeypatch.undo()
     _append_metrics(tmp_path, {"epoch": 2})
     assert (tmp_path / METRICS_FILE).read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_file_where_the_output_s_folder_goes_is_not_a_directory(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`us3l select --out FILE/s.json` (FILE a file of the user's) said `error: File exists: FILE`, as if a folder
+    were there."""
+    argv = COMMANDS[command](tmp_path / "in")
+    mine = tmp_path / "mine"
+    mine.write_text("mine")
+    out = mine / {"select": "s.json", "report": "r.html"}[command]
+    assert main([*argv, "--out", str(out)]) == 1
+    assert _one_error_line(capsys) == f"error: Not a directory: {mine}"
+    assert mine.read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_failed_write_leaves_no_folder_it_made(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """select and report (no folder lock) left the folders they made for a file they could not write."""
+    argv = COMMANDS[command](tmp_path / "in")
+    monkeypatch.setattr(os, "fsync", _no_room)
+    assert main([*argv, "--out", str(tmp_path / "new" / "out")]) == 1
+    assert _one_error_line(capsys).startswith(f"error: No space left on device: {tmp_path / 'new' / 'out'}/")
+    assert not (tmp_path / "new").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -192,10 +193,11 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
     written to its temporary name first, then all are renamed with Ctrl-C and SIGTERM held back, so an
     interrupt leaves either all the old files or all the new ones, never a new one beside an old one."""
     staged: list[tuple[Path, Path]] = []
+    made: list[Path] = []  # the folders made for the files, deepest first per file: removed again on failure
     try:
         for path, write in files:
             path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            made[:0] = make_folders(path.parent)
             # made and listed for removal as one step: a Ctrl-C or SIGTERM landing between the two left the file
             with signals_held():
                 try:  # the PID in the name: a later write removes what a SIGKILLed one left (remove_dead_temps)
@@ -217,10 +219,34 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
     except BaseException:
         for tmp_path, _ in staged:
             tmp_path.unlink(missing_ok=True)
+        for folder in made:  # a failed write leaves no empty folder of its own (one anyone wrote into stays)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     for _, path in staged:
         remove_dead_temps(path)
     return [path for _, path in staged]
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; returns the folders made, deepest first. A file where one of them
+    must go is ``NotADirectoryError`` naming that file (``mkdir`` says ``File exists``, as if the folder were there:
+    ``select --out FILE/selection.json``); where ``mkdir`` fails part-way, what it made is removed again."""
+    missing = []
+    level = folder.absolute()
+    while not os.path.lexists(level) and level != level.parent:
+        missing.append(level)
+        level = level.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for made in missing:
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        if isinstance(exc, FileExistsError):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), exc.filename) from None
+        raise
+    return missing
 
 
 def pid_alive(pid: int) -> bool:
