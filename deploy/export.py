@@ -639,12 +639,14 @@ def export_width(
             write_manifest(staging, manifest)
             final = place_artifact(staging, device_dir, name, bool(verification))
     except BaseException as exc:
+        # a full disk: the artifact named (not the staging folder, gone by now, nor no path at all); told before
+        # the staging folder is removed, which frees the space
+        named = named_write_error(exc, dest, staged=staging)
         shutil.rmtree(staging, ignore_errors=True)
         if new_device_dir:  # a refused export leaves no empty OUT/<device>/ behind (one with files stays)
             with contextlib.suppress(OSError):
                 device_dir.rmdir()
-        named = named_write_error(exc, dest, staged=staging)  # a full disk: the artifact named
-        if named is not None:  # (not the staging folder, gone by now, nor no path at all)
+        if named is not None:
             raise named from exc
         raise
     moved = dataclasses.replace(

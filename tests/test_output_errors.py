@@ -192,3 +192,54 @@ def test_a_failed_write_leaves_no_folder_it_made(command: str, tmp_path: Path, m
     assert main([*argv, "--out", str(tmp_path / "new" / "out")]) == 1
     assert _one_error_line(capsys).startswith(f"error: No space left on device: {tmp_path / 'new' / 'out'}/")
     assert not (tmp_path / "new").exists()
+
+
+def _disk(free_blocks: int):
+    def statvfs(path: object) -> os.statvfs_result:
+        return os.statvfs_result((4096, 4096, 1 << 20, free_blocks, free_blocks, 1000, 900, 900, 0, 255))
+    return statvfs
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_torch_save_on_a_full_disk_is_no_space_naming_the_file(full: bool, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.save on a full disk raises RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos
+    576 vs 534'): a training run ended in `error: RuntimeError: [enforce fail ...] (set US3L_DEBUG=1 ...)`. Only
+    a disk that is (nearly) full makes it ENOSPC; elsewhere torch's error stays as it is."""
+    import torch
+
+    from us3l.checkpoint import save_checkpoint
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(torch, "save", fail)
+    monkeypatch.setattr(os, "statvfs", _disk(0 if full else 10_000))
+    with pytest.raises((OSError, RuntimeError)) as info:
+        save_checkpoint(tmp_path, backbone_state={"w": torch.zeros(2)}, train_tensors={}, meta={"epoch": 1},
+                        train_state={"step": 1})
+    if full:
+        assert type(info.value) is OSError
+        assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(tmp_path / "train_state.pt"))
+    else:
+        assert type(info.value) is RuntimeError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_runtime_s_writer_on_a_full_disk_names_the_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """OpenVINO's save_model on a full disk: `error: RuntimeError: basic_ios::clear: iostream error (set
+    US3L_DEBUG=1 for the traceback)` (here the model file's writer raises the same kind of error)."""
+    real = Path.write_bytes
+
+    def write_bytes(self: Path, data: bytes) -> int:
+        if self.name == "model.onnx":
+            raise RuntimeError("basic_ios::clear: iostream error")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    monkeypatch.setattr(os, "statvfs", _disk(3))
+    out = tmp_path / "out"
+    assert main([*_export(tmp_path), "--out", str(out)]) == 1
+    assert _one_error_line(capsys) == f"error: No space left on device: {out / 'local' / EXPORT_NAME}"
+    assert not out.exists()

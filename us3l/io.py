@@ -152,7 +152,7 @@ def naming(target: str | Path, staged: str | Path | None = None) -> Iterator[Non
     again naming ``target`` (or the file in it that the staged one stands for). Other errors pass unchanged."""
     try:
         yield
-    except OSError as exc:
+    except Exception as exc:
         named = named_write_error(exc, target, staged)
         if named is None:
             raise
@@ -161,11 +161,39 @@ def naming(target: str | Path, staged: str | Path | None = None) -> Iterator[Non
 
 def named_write_error(exc: BaseException, target: str | Path, staged: str | Path | None = None) -> OSError | None:
     """The error :func:`naming` raises in place of ``exc`` (None: ``exc`` is left as it is), for a writer whose
-    clean-up must run first (an export's staging folder)."""
+    clean-up must run first (an export's staging folder; call it before the clean-up frees the space).
+
+    A writer that is not Python's own fails on a full disk with a ``RuntimeError`` of its own words (``torch.save``:
+    ``[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534``, OpenVINO's ``save_model``:
+    ``basic_ios::clear: iostream error``): when the file system of ``staged`` (else ``target``) then has almost no
+    room left (``FULL_DISK_BYTES``), that is ``OSError(ENOSPC)`` naming ``target``."""
+    if isinstance(exc, RuntimeError):
+        if not _disk_full(Path(staged if staged is not None else target)):
+            return None
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
     if not isinstance(exc, OSError) or not exc.strerror:
         return None
     name = _name_for(exc.filename, Path(target), None if staged is None else Path(staged))
     return None if name is None else OSError(exc.errno, exc.strerror, name)
+
+
+#: Free bytes below which a file system counts as full once a write failed there (a writer fills a disk to its
+#: last blocks before it fails).
+FULL_DISK_BYTES = 1 << 20
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` (or its nearest existing parent) has under ``FULL_DISK_BYTES``
+    free for this user (root may use the blocks reserved for it)."""
+    level = path.absolute()
+    while not os.path.lexists(level) and level != level.parent:
+        level = level.parent
+    try:
+        st = os.statvfs(level)
+    except (OSError, AttributeError):  # AttributeError: no statvfs on this OS
+        return False
+    root = getattr(os, "geteuid", lambda: -1)() == 0
+    return (st.f_bfree if root else st.f_bavail) * st.f_frsize < FULL_DISK_BYTES
 
 
 def _name_for(filename: Any, target: Path, staged: Path | None) -> str | None:
