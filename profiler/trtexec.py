@@ -1,11 +1,14 @@
 """``trtexec`` timing runs: command construction and parsing of its ``--exportTimes`` JSON.
 
-``trtexec --exportTimes=FILE`` writes one JSON array with one record per timed inference (warm-up excluded).
-TensorRT 8.x/10.x (samples/common/sampleReporting.cpp, ``exportJSONTrace``) writes the keys ``startEnqMs``,
-``endEnqMs``, ``startH2dMs``, ``endH2dMs``, ``startComputeMs``, ``endComputeMs``, ``startD2hMs``, ``endD2hMs``,
-``h2dMs``, ``computeMs``, ``d2hMs``, ``latencyMs`` (= h2d + compute + d2h); TensorRT 7 used ``startInMs``/``inMs``
-and ``startOutMs``/``outMs`` instead of the H2D/D2H names, plus ``endToEndMs``. Keys are matched
-case-insensitively, and records without the requested metric (e.g. a ``{"count": N}`` head) are skipped.
+``trtexec --exportTimes=FILE`` writes one JSON array with one record per inference. The trtexec of the releases us3l
+builds for (8.5, 8.6, 10.x; NVIDIA/TensorRT ``samples/common/sampleReporting.cpp``, ``exportJSONTrace``, which
+skips the warm-up records) writes the keys ``startEnqMs``, ``endEnqMs``, ``startH2dMs``, ``endH2dMs``,
+``startComputeMs``, ``endComputeMs``, ``startD2hMs``, ``endD2hMs``, ``h2dMs``, ``computeMs``, ``d2hMs`` and
+``latencyMs`` (= h2d + compute + d2h), and no ``endToEndMs``: that key (= ``endD2hMs - startH2dMs``) is only in
+older trtexecs' records (2021's sampleReporting.cpp, which also wrote the warm-up records), so it is computed from
+those two timestamps where a record lacks it. TensorRT 7 used ``startInMs``/``inMs`` and ``startOutMs``/``outMs``
+instead of the H2D/D2H names. Keys are matched case-insensitively, and records without the requested metric are
+skipped (a ``{"count": N}`` head is what ``--exportProfile`` writes, not ``--exportTimes``; it is skipped too).
 
 Engines are built with ``us3l.deploy.backends.tensorrt.trtexec_build_command`` (one place for build flags).
 """
@@ -27,6 +30,8 @@ _FALLBACK_DURATIONS = {
     "computems": ("startcomputems", "endcomputems"),
     "h2dms": ("starth2dms", "endh2dms"),
     "d2hms": ("startd2hms", "endd2hms"),
+    # trtexec 8.5+ writes no endToEndMs; older ones defined it as the D2H end minus the H2D start
+    "endtoendms": ("starth2dms", "endd2hms"),
 }
 
 

@@ -10,16 +10,24 @@ import pytest
 from us3l.errors import US3LError
 from us3l.profiler.trtexec import parse_times, parse_version, timing_command
 
-# Hand-written in the layout trtexec (TensorRT 8.6/10.x) writes: one record per timed inference.
+# Hand-written in the layout trtexec (TensorRT 8.5/8.6/10.x, sampleReporting.cpp exportJSONTrace) writes: one
+# record per timed inference, twelve keys, no endToEndMs.
 EXPORT_TIMES = """[
   { "startEnqMs" : 1200.5, "endEnqMs" : 1200.61, "startH2dMs" : 1200.62, "endH2dMs" : 1200.70,
     "startComputeMs" : 1200.70, "endComputeMs" : 1202.20, "startD2hMs" : 1202.21, "endD2hMs" : 1202.25,
-    "h2dMs" : 0.08, "computeMs" : 1.5, "d2hMs" : 0.04, "latencyMs" : 1.62, "endToEndMs" : 1.75 }
+    "h2dMs" : 0.08, "computeMs" : 1.5, "d2hMs" : 0.04, "latencyMs" : 1.62 }
 , { "startEnqMs" : 1202.3, "endEnqMs" : 1202.4, "startH2dMs" : 1202.41, "endH2dMs" : 1202.49,
     "startComputeMs" : 1202.49, "endComputeMs" : 1204.09, "startD2hMs" : 1204.10, "endD2hMs" : 1204.14,
-    "h2dMs" : 0.08, "computeMs" : 1.6, "d2hMs" : 0.04, "latencyMs" : 1.72, "endToEndMs" : 1.84 }
+    "h2dMs" : 0.08, "computeMs" : 1.6, "d2hMs" : 0.04, "latencyMs" : 1.72 }
 ]
 """
+
+# The layout of older trtexecs (2021 sampleReporting.cpp): the same keys plus endToEndMs.
+EXPORT_TIMES_E2E = """[
+  { "startEnqMs" : 10.0, "endEnqMs" : 10.1, "startH2dMs" : 10.1, "endH2dMs" : 10.2, "startComputeMs" : 10.2,
+    "endComputeMs" : 12.2, "startD2hMs" : 12.2, "endD2hMs" : 12.3, "h2dMs" : 0.1, "computeMs" : 2.0,
+    "d2hMs" : 0.1, "latencyMs" : 2.2, "endToEndMs" : 2.5 }
+]"""
 
 # TensorRT 7 layout (in/out instead of h2d/d2h)
 EXPORT_TIMES_TRT7 = """[
@@ -42,6 +50,13 @@ def test_parse_times():
     assert parse_times(EXPORT_TIMES) == pytest.approx([1.62, 1.72])
     assert parse_times(EXPORT_TIMES, "computeMs") == pytest.approx([1.5, 1.6])
     assert parse_times(EXPORT_TIMES_TRT7) == pytest.approx([2.15])
+    assert parse_times(EXPORT_TIMES_E2E, "endToEndMs") == pytest.approx([2.5])
+
+
+def test_end_to_end_time_of_a_trtexec_that_writes_no_end_to_end_key() -> None:
+    """trtexec 8.5/8.6/10.x's --exportTimes has no endToEndMs: the metric us3l offers was "no 'endToEndMs'
+    values" with every trtexec it builds for. It is the D2H end minus the H2D start, as older trtexecs wrote it."""
+    assert parse_times(EXPORT_TIMES, "endToEndMs") == pytest.approx([1202.25 - 1200.62, 1204.14 - 1202.41])
     # a head record without timings is skipped; computeMs falls back to end - start
     text = '[{"count": 1}, {"startComputeMs": 1.0, "endComputeMs": 3.5, "latencyMs": 2.6}]'
     assert parse_times(text, "computeMs") == pytest.approx([2.5])
