@@ -340,8 +340,9 @@ class TensorRtBackend(Backend):
             raise US3LError(NO_TENSORRT_HERE.format(why="no CUDA GPU is visible"))
         installed = str(self.runtime_version())
         if version_tuple(installed)[:1] < (10,):
-            # TensorRT 8's create_network(0) is an implicit-batch network, which its ONNX parser refuses, and the
-            # runner's named-tensor API (set_tensor_address, execute_async_v3) starts with TensorRT 10
+            # TensorRT 8's create_network(0) is an implicit-batch network, which its ONNX parser refuses (10.x: explicit
+            # batch is the only mode). The runner's named-tensor calls (set_tensor_address, execute_async_v3) exist
+            # since 8.5, but this build and runner are written and documented against the 10.x API only
             raise US3LError(
                 f"the tensorrt backend builds and runs engines with the TensorRT 10 Python API, installed is "
                 f"TensorRT {installed}: export ONNX here (--backend onnx --device BOARD) and build the engine with "

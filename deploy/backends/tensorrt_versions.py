@@ -1,7 +1,8 @@
 """The TensorRT releases us3l builds engines for, and what differs between them for ``trtexec`` and the ONNX parser.
 
-Jetson boards are tied to their JetPack: Xavier NX and AGX Xavier stop at JetPack 5 (TensorRT 8.5), Orin boards
-run JetPack 6 (TensorRT 10.x); desktop GPUs have 8.6 or 10.x. What us3l relies on, per release:
+Jetson boards are tied to their JetPack: Xavier NX and AGX Xavier stop at JetPack 5 (TensorRT 8.5.2); Orin boards
+run JetPack 5.1 (TensorRT 8.5.2), JetPack 6.0 (TensorRT 8.6.2) or JetPack 6.1/6.2 (TensorRT 10.3), so an Orin's
+release is read from its trtexec, not assumed; desktop GPUs have 8.6 or 10.x. What us3l relies on, per release:
 
 =========  ==============================  ==============================  ================
 release    build without timing runs       builder workspace limit         ONNX opset (max)
@@ -21,6 +22,9 @@ suffixes B/K/M/G; onnx-tensorrt's ``docs/operators.md`` on the release/8.5-GA an
 ``--fp16`` and ``--int8`` ("Migrating trtexec Usage from TensorRT 10.x to 11.x",
 https://docs.nvidia.com/deeplearning/tensorrt/11.0.0/api/migration/tensorrt-10x-to-11x-trtexec.html), which the
 engines us3l builds depend on, so 11 is refused, as are releases before 8.5 and the 9.x series (a limited release).
+8.6's samples/common/sampleOptions.cpp still reads ``--buildOnly``, as a deprecated alias of ``--skipInference``.
+JetPack's TensorRT, as NVIDIA's maintainers state it: JetPack 5.1.2 ships 8.5.2 (NVIDIA/TensorRT#3454), JetPack 6.0
+8.6 (pytorch/TensorRT#3049), JetPack 6.1 and 6.2 10.3 (pytorch/TensorRT#3453).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ RELEASES: dict[tuple[int, int | None], TrtRelease] = {
     (8, 6): TrtRelease("8.6", "--skipInference", False, 17),
     (10, None): TrtRelease("10.x", "--skipInference", True, 18),
 }
-#: What a command is built for when no version is known (the current TensorRT on PyPI and JetPack 6).
+#: What a command is built for when no version is known (the current TensorRT on PyPI and JetPack 6.1+).
 DEFAULT = RELEASES[(10, None)]
 SUPPORTED = "8.5, 8.6 and 10.x"
 
