@@ -129,9 +129,11 @@ def parse_version(output: str) -> str | None:
     if not m:
         return None
     code = m.group(1)
-    # v8601 -> 8.6.1 ; v100300 -> 10.3.0 (major*10000 + minor*100 + patch for 10.x; major*1000+minor*100+patch 8.x)
+    # The banner prints NV_TENSORRT_VERSION: 8.x major*1000 + minor*100 + patch (v8601 -> 8.6.1, 4 digits), 10.x
+    # major*10000 + minor*100 + patch (v100300 -> 10.3.0). A 5-digit code cannot be the 8.x form (its major would
+    # be 10 or more), so it is the 10.x form of a major below 10 (v90200 -> 9.2.0, refused as such), not "90.2.0".
     num = int(code)
-    if len(code) >= 6:
+    if len(code) >= 5:
         return f"{num // 10000}.{num // 100 % 100}.{num % 100}"
     return f"{num // 1000}.{num // 100 % 10}.{num % 100}"
 

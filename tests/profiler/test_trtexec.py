@@ -98,6 +98,18 @@ def test_parse_version_and_build_command():
     assert "--fp16" in cmd and "--onnx=/d/model.onnx" in cmd and "--saveEngine=/d/model.plan" in cmd
 
 
+def test_a_five_digit_banner_code_is_major_times_10000() -> None:
+    """A 5-digit banner code was read as 8.x's major*1000 form ("v90200" -> TensorRT 90.2.0, refused as a release
+    whose trtexec has no --fp16/--int8); only the major*10000 form (TensorRT 10's NV_TENSORRT_VERSION) has 5."""
+    from us3l.deploy.backends.tensorrt_versions import trt_release
+
+    assert parse_version("&&&& RUNNING TensorRT.trtexec [TensorRT v90200] # trtexec --help") == "9.2.0"
+    assert parse_version("&&&& RUNNING TensorRT.trtexec [TensorRT v101300] # trtexec") == "10.13.0"
+    assert parse_version("&&&& RUNNING TensorRT.trtexec [TensorRT v8502] # trtexec") == "8.5.2"
+    with pytest.raises(US3LError, match=r"^TensorRT 9\.2\.0 is not supported \(not a release us3l builds for\)"):
+        trt_release(parse_version("[TensorRT v90200]"))
+
+
 _FAKE_TRTEXEC = """#!{python}
 import json, sys
 args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
