@@ -70,7 +70,7 @@ def trtexec_build_command(
     ``shapes`` sets the input shape of a dynamic-shape ONNX (``--shapes``; trtexec refuses it for a static
     one); with ``min_shapes``/``max_shapes`` it is the optimisation
     shape of a dynamic-batch profile (``--minShapes/--optShapes/--maxShapes``). ``workspace_mb`` limits the
-    builder's scratch memory (``--memPoolSize=workspace:<N>M``; TensorRT 8.x: plain MiB, no suffix).
+    builder's scratch memory (``--memPoolSize=workspace:<N>``: MiB, no unit suffix, which every release reads alike).
 
     ``tensorrt_version`` is the TensorRT of the ``trtexec`` that runs the command (None: TensorRT 10): 8.5 spells
     "build, do not time" ``--buildOnly``, 8.6 and 10.x ``--skipInference``
@@ -93,7 +93,7 @@ def trtexec_build_command(
     if workspace_mb is not None:
         if workspace_mb <= 0:
             raise ValueError(f"workspace_mb must be positive, got {workspace_mb}")
-        cmd.append(f"--memPoolSize=workspace:{int(workspace_mb)}{'M' if release.pool_size_suffix else ''}")
+        cmd.append(f"--memPoolSize=workspace:{int(workspace_mb)}")  # MiB: no suffix, read alike by every release
     return cmd
 
 

@@ -9,7 +9,7 @@ release    build without timing runs       builder workspace limit         ONNX 
 =========  ==============================  ==============================  ================
 8.5        ``--buildOnly``                 ``--memPoolSize=workspace:N``   17
 8.6        ``--skipInference``             ``--memPoolSize=workspace:N``   17
-10.x       ``--skipInference``             ``--memPoolSize=workspace:NM``  18 and more
+10.x       ``--skipInference``             ``--memPoolSize=workspace:N``   18 and more
 =========  ==============================  ==============================  ================
 
 Sources (also listed in docs/deploy.md): trtexec's ``--help`` of TensorRT 8.5 lists ``--buildOnly`` ("Exit after the
@@ -17,7 +17,8 @@ engine has been built and skip inference perf measurement") and ``--memPoolSize=
 unit suffix), later releases list the same option as ``--skipInference``; NVIDIA's "Migrating trtexec Usage from
 TensorRT 8.x to 10.x" (https://docs.nvidia.com/deeplearning/tensorrt/10.16.1/api/tensorrt-8x-to-10x-trtexec.html)
 removes ``--workspace`` in 10.x in favour of ``--memPoolSize=workspace:<size>``, and 10.x's help accepts the base-2
-suffixes B/K/M/G; onnx-tensorrt's ``docs/operators.md`` on the release/8.5-GA and release/8.6-GA branches says
+suffixes B/K/M/G and reads a size without one as MiB (so us3l writes plain MiB for every release);
+onnx-tensorrt's ``docs/operators.md`` on the release/8.5-GA and release/8.6-GA branches says
 "supports operators up to Opset 17" (9.2: 19; 10.x: a range from opset 9 that includes 18). TensorRT 11 removed
 ``--fp16`` and ``--int8`` ("Migrating trtexec Usage from TensorRT 10.x to 11.x",
 https://docs.nvidia.com/deeplearning/tensorrt/11.0.0/api/migration/tensorrt-10x-to-11x-trtexec.html), which the
@@ -46,16 +47,14 @@ class TrtRelease:
     name: str
     #: the option that builds (and saves) the engine without running inference
     build_only_flag: str
-    #: whether ``--memPoolSize`` takes a unit suffix (10.x) or plain MiB (8.x)
-    pool_size_suffix: bool
     #: the highest ONNX opset its parser reads
     max_onnx_opset: int
 
 
 RELEASES: dict[tuple[int, int | None], TrtRelease] = {
-    (8, 5): TrtRelease("8.5", "--buildOnly", False, 17),
-    (8, 6): TrtRelease("8.6", "--skipInference", False, 17),
-    (10, None): TrtRelease("10.x", "--skipInference", True, 18),
+    (8, 5): TrtRelease("8.5", "--buildOnly", 17),
+    (8, 6): TrtRelease("8.6", "--skipInference", 17),
+    (10, None): TrtRelease("10.x", "--skipInference", 18),
 }
 #: What a command is built for when no version is known (the current TensorRT on PyPI and JetPack 6.1+).
 DEFAULT = RELEASES[(10, None)]

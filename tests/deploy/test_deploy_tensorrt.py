@@ -23,7 +23,7 @@ def test_trtexec_fixed_shape_fp16() -> None:
         "--skipInference",
         "--fp16",
         "--shapes=input:1x3x32x32",
-        "--memPoolSize=workspace:512M",
+        "--memPoolSize=workspace:512",
     ]
 
 
@@ -122,8 +122,8 @@ def test_the_recorded_trtexec_command_of_a_fixed_batch_engine_gives_no_shapes(pr
     ("8.5", "--buildOnly", "--memPoolSize=workspace:256"),
     ("8.5.2.2", "--buildOnly", "--memPoolSize=workspace:256"),
     ("8.6.1", "--skipInference", "--memPoolSize=workspace:256"),
-    ("10.3.0", "--skipInference", "--memPoolSize=workspace:256M"),
-    (None, "--skipInference", "--memPoolSize=workspace:256M"),
+    ("10.3.0", "--skipInference", "--memPoolSize=workspace:256"),
+    (None, "--skipInference", "--memPoolSize=workspace:256"),
 ])
 def test_trtexec_command_follows_the_tensorrt_version(version: str | None, build_only: str, pool: str) -> None:
     """The build command used TensorRT 10's options whatever the device had: the trtexec of JetPack 5 (TensorRT 8.5,
