@@ -151,7 +151,7 @@ def evaluate_artifact(
         bn_sha, not_a_width = None, str(exc)
     # the checkpoint's model and weights: the result is filed under this checkpoint, never under the manifest's word
     runner = load(directory, threads=threads, model=meta.get("model"), checkpoint_sha256=loaded.sha256,
-                  bn_stats_sha256=bn_sha)
+                  bn_stats_sha256=bn_sha, network=model)  # the graph's layers: the checkpoint's at model.width
     try:  # after load's checks: another checkpoint's artifact is refused as such, not for its BN statistics
         if runner.manifest != doc:  # load read the manifest again: the result must describe the one that runs
             raise US3LError(f"{directory / 'manifest.json'} changed while it was being read; run the evaluation again")

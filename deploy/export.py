@@ -200,6 +200,29 @@ def int8_calibration_for(
     return int8_calibration(_resolve_source(model_or_ckpt, model_name), calib_images, calib_data)
 
 
+def recorded_model_kwargs(model: Any, name: str, w: float, static: nn.Module) -> dict[str, Any] | None:
+    """The manifest's ``model.model_kwargs``: the options ``us3l.models.create_model`` built ``model`` with (besides
+    its width range), from which a reader rebuilds the architecture to check the graph's width
+    (``us3l.deploy.manifest_claims.check_model``). ``None`` (unchecked) for a module not built by ``create_model``
+    as ``name``, or one changed since: the rebuilt architecture at ``w`` must have the weight layers of ``static``
+    (the module exported), so a record never makes a reader refuse a faithful export."""
+    from us3l.deploy.manifest_claims import model_kwargs_ok, module_layers, recorded_network
+
+    built = getattr(model, "registered_as", None)
+    if not isinstance(built, tuple) or len(built) != 2 or built[0] != name or not model_kwargs_ok(built[1]):
+        return None
+    record = {"name": name, "width_range": dataclasses.asdict(model.width_range), "model_kwargs": dict(built[1])}
+    try:
+        from us3l.slim import materialize
+
+        rebuilt = materialize(recorded_network({"model": record}, "model"), w)
+    except (US3LError, ValueError, TypeError, RuntimeError):
+        return None
+    if module_layers(rebuilt) != module_layers(static) or rebuilt.channel_config != static.channel_config:
+        return None
+    return record["model_kwargs"]
+
+
 #: The manifest's historical ``model.bn_stats`` values for each ``us3l.deploy.graph`` BN kind.
 LEGACY_BN_STATS = {"frozen-uncalibrated": "uncalibrated", "none": "none (no BatchNorm)"}
 
@@ -611,6 +634,7 @@ def export_width(
             "width": w,
             "canonical_width": getattr(static, "canonical_width", w),
             "width_range": dataclasses.asdict(src.model.width_range),
+            "model_kwargs": recorded_model_kwargs(src.model, src.name, w, static),
             "channel_config": [list(c) for c in getattr(static, "channel_config", ())],
             "feature_dim": int(artifact.output_shape[-1]),
             **_costs(static, shape),

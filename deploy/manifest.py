@@ -16,7 +16,7 @@ from typing import Any
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import Artifact, Backend
 from us3l.deploy.bn_stats_record import expected_bn_stats_differ
-from us3l.deploy.manifest_claims import check_graph, check_verification
+from us3l.deploy.manifest_claims import check_graph, check_network, check_verification, model_kwargs_ok
 from us3l.deploy.verify import Verification
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json_sha256
@@ -195,6 +195,8 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
         if (required or value is not None) and (
                 isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf):
             raise bad(f"model.{key}", "a finite number > 0", value)
+    if not model_kwargs_ok(doc["model"].get("model_kwargs")):  # rebuilds the architecture (check_model)
+        raise bad("model.model_kwargs", "null or an object of the model's options", doc["model"].get("model_kwargs"))
     shape = doc["input"].get("shape")  # required: us3l eval --artifact feeds the artifact by it
     if not shape_ok(shape):
         raise bad("input.shape", 'a list of positive integers N, C, H, W (N may be "batch")', shape)
@@ -252,6 +254,7 @@ def verify_manifest(
     backend: str | None = None,
     precision: str | None = None,
     bn_stats_sha256: str | None = None,
+    network: Any = None,
 ) -> tuple[Backend, dict[str, bytes]]:
     """Check a manifest against the files and this machine's runtime, and its precision, input and output shape
     against the graph (``us3l.deploy.manifest_claims.check_graph``); return the backend to load with and the bytes
@@ -266,6 +269,13 @@ def verify_manifest(
     batch axis accepts any batch), source checkpoint sha256, backend or precision than expected, or other
     calibrated BN statistics of its width (``bn_stats_sha256``: ``us3l.eval.calibrate.width_bn_stats_sha256`` of
     the model the caller loaded; unchecked for a manifest from before they were recorded).
+
+    ``model.width`` and ``model.name`` are confirmed by the graph itself: its weight layers and output size must be
+    those of the network at that width (``manifest_claims.check_network``), the network the manifest records
+    (``model.model_kwargs``, on every read: ``check_graph``) and, when given, ``network`` (the slimmable model the
+    artifact should be a width of, e.g. the checkpoint's). A ``model`` or ``width`` expectation needs one of the two:
+    a manifest without ``model.model_kwargs`` (exported before 2026-12-07, or from a module not built by
+    ``us3l.create_model``) is refused then, unless ``network`` is given.
     """
     where = directory / MANIFEST_FILE
     if doc.get("valid") is not True:
@@ -284,6 +294,10 @@ def verify_manifest(
     check_graph(doc, where, data)
     if be.name != "tensorrt":
         be.check_runtime_compat(spec.get("runtime_version"))  # checked above (OpenVINO: the IR's own record)
+    if network is not None:  # model.width and model.name against the graph, as widths of this network
+        built = getattr(network, "registered_as", None)
+        label = built[0] if isinstance(built, tuple) and built else type(network).__name__
+        check_network(doc, where, data, network, f"the given {label} network")
     check_expected(
         doc,
         where,
@@ -295,6 +309,11 @@ def verify_manifest(
         precision=precision,
         bn_stats_sha256=bn_stats_sha256,
     )
+    if network is None and (model is not None or width is not None) and doc["model"].get("model_kwargs") is None:
+        asked = " and ".join(f"{k} {v!r}" for k, v in (("model", model), ("width", width)) if v is not None)
+        raise US3LError(f"{where}: cannot confirm that the artifact is {asked}: the manifest records no "
+                        "model.model_kwargs to rebuild the network and check its graph against (exported before "
+                        "2026-12-07, or not from a us3l.create_model network); re-export it, or pass the network")
     return be, data
 
 

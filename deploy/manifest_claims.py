@@ -48,13 +48,22 @@ file. These claims are checked wherever manifests are read:
   ``model.per_width[].feature_dim`` and ``width_input.name`` (the ones checked against the file) and must equal
   them. A manifest without them claims none.
 
-``check_graph`` runs the precision, runtime-version, input and output checks in one call (every reader of the
+* **Model and width** (``check_model``, wherever the output shape is checked, one-width manifests;
+  ``check_network`` with the caller's network: ``us3l.deploy.load(network=)``, ``us3l eval --artifact``,
+  quickstart's reuse, the report against the run): nothing in a graph records its width, but a width is its layer
+  sizes. The graph's weight layers (convolution weight shapes, linear layers' sizes) and output size must be those of
+  the network rebuilt from ``model.name``, ``model.model_kwargs`` and ``model.width_range`` (meta device) at
+  ``model.width``, and ``model.canonical_width``, ``model.feature_dim`` and ``model.channel_config`` that width's.
+  A manifest without ``model_kwargs`` (before 2026-12-07) is checked only against a network the reader has.
+
+``check_graph`` runs the precision, runtime-version, input, output and model checks in one call (every reader of the
 artifact's files uses it). Each mismatch is one ``US3LError`` line naming the file and the field.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -495,6 +504,235 @@ def check_graph(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, by
     check_runtime_version(doc, where, data)
     check_inputs(doc, where, data, width_input=feature_axis is not None)
     check_output_shape(doc, where, data, feature_axis=feature_axis)
+    if feature_axis is None:
+        check_model(doc, where, data)
+
+
+# ------------------------------------------------------------------------------------------------ model and width
+
+
+#: One weight layer of a graph: ``("conv", (out, in / groups, kh, kw))`` or ``("linear", (smaller, larger))`` (a
+#: linear layer's two sizes sorted: exporters store its weight as [out, in] or transposed).
+Layer = tuple[str, tuple[int, ...]]
+
+
+def _onnx_layers(data: bytes) -> Counter[Layer]:
+    """The weight layers of an ONNX model's main graph: each ``Conv`` whose weight, and each ``Gemm`` / ``MatMul``
+    whose second input, is a constant (an initializer or ``Constant``, possibly through ``DequantizeLinear`` /
+    ``QuantizeLinear`` / ``Transpose`` / ``Identity`` / ``Cast``: the Q/DQ model us3l writes). A ``MatMul`` of two
+    activations (attention) is none."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load_model_from_string(data).graph
+    dims: dict[str, list[int]] = {t.name: [int(d) for d in t.dims] for t in graph.initializer}
+    producer: dict[str, Any] = {}
+    for n in graph.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value" and a.HasField("t"):
+                    dims[n.output[0]] = [int(d) for d in numpy_helper.to_array(a.t).shape]
+        for o in n.output:
+            producer[o] = n
+
+    def shape(name: str, depth: int = 0) -> list[int] | None:
+        if name in dims:
+            return dims[name]
+        node = producer.get(name)
+        if node is None or depth > 8 or not node.input:
+            return None
+        if node.op_type in ("DequantizeLinear", "QuantizeLinear", "Identity", "Cast"):
+            return shape(node.input[0], depth + 1)
+        if node.op_type == "Transpose":
+            inner = shape(node.input[0], depth + 1)
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            if inner is None:
+                return None
+            return [inner[i] for i in perm] if perm and len(perm) == len(inner) else inner[::-1]
+        return None
+
+    out: Counter[Layer] = Counter()
+    for n in graph.node:
+        weight = shape(n.input[1]) if len(n.input) > 1 else None
+        if weight is None:
+            continue
+        if n.op_type == "Conv" and len(weight) == 4:
+            out[("conv", tuple(weight))] += 1
+        elif n.op_type in ("Gemm", "MatMul") and len(weight) == 2:
+            out[("linear", tuple(sorted(weight)))] += 1
+    return out
+
+
+def _ir_layers(xml: bytes) -> Counter[Layer]:
+    """The weight layers of an OpenVINO IR (its .xml bytes, top-level layers): each ``Convolution``, each
+    ``GroupConvolution`` (its [groups, out / groups, in / groups, kh, kw] weight as the convolution's [out,
+    in / groups, kh, kw]) and each ``MatMul`` whose second input is 2-D (a linear layer's weight; attention multiplies
+    activations of more dimensions), read from the layers' input ports."""
+    import xml.etree.ElementTree as ET
+
+    layers = ET.fromstring(xml).find("layers")
+    out: Counter[Layer] = Counter()
+    for layer in [] if layers is None else layers.iterfind("layer"):
+        kind = layer.get("type")
+        if kind not in ("Convolution", "GroupConvolution", "MatMul"):
+            continue
+        ports = {p.get("id"): p for p in layer.iterfind("input/port")}
+        port = ports.get("1")
+        dims = [] if port is None else [(d.text or "").strip() for d in port.iterfind("dim")]
+        if not dims or not all(d.isdigit() for d in dims):
+            continue
+        w = [int(d) for d in dims]
+        if kind == "Convolution" and len(w) == 4:
+            out[("conv", tuple(w))] += 1
+        elif kind == "GroupConvolution" and len(w) == 5:
+            out[("conv", (w[0] * w[1], *w[2:]))] += 1
+        elif kind == "MatMul" and len(w) == 2:
+            out[("linear", tuple(sorted(w)))] += 1
+    return out
+
+
+def _graph_layers(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, Counter[Layer]] | None:
+    """(the file read, its weight layers) of an artifact; ``None``: no graph to read (``_graph_file``)."""
+    found = _graph_file(backend, name, data)
+    if found is None:
+        return None
+    file, ir = found
+    return file, (_ir_layers if ir else _onnx_layers)(data[file])
+
+
+def module_layers(static: Any) -> Counter[Layer]:
+    """The weight layers of a static (materialized) network, as ``_onnx_layers`` / ``_ir_layers`` read a graph."""
+    from torch import nn
+
+    out: Counter[Layer] = Counter()
+    for m in static.modules():
+        if isinstance(m, nn.Conv2d):
+            out[("conv", tuple(int(d) for d in m.weight.shape))] += 1
+        elif isinstance(m, nn.Linear):
+            out[("linear", tuple(sorted(int(d) for d in m.weight.shape)))] += 1
+    return out
+
+
+def _layer_text(layer: Layer) -> str:
+    kind, dims = layer
+    return f"{'x'.join(map(str, dims))} {'convolution' if kind == 'conv' else 'linear layer'}"
+
+
+#: A model option as a manifest records it (``model.model_kwargs``): what a config's ``model_kwargs`` may hold.
+_OPTION_TYPES = (str, int, float, bool, type(None))
+
+
+def model_kwargs_ok(kwargs: object) -> bool:
+    """``model.model_kwargs``: null, or an object of option name -> a JSON scalar or a list of them."""
+    if kwargs is None:
+        return True
+    return isinstance(kwargs, dict) and all(
+        isinstance(k, str) and (isinstance(v, _OPTION_TYPES) or (isinstance(v, list) and all(
+            isinstance(x, _OPTION_TYPES) for x in v))) for k, v in kwargs.items())
+
+
+def recorded_network(doc: Mapping[str, Any], where: str | Path) -> Any:
+    """The network a one-width manifest says its graph is a width of, built on the meta device (shapes only, no
+    weights): ``create_model(model.name, **model.model_kwargs)`` with the width range ``model.width_range``.
+    ``None`` where the manifest records no ``model_kwargs`` (an export before 2026-12-07, or of a module that is not
+    a registered model built by ``create_model``)."""
+    import torch
+
+    from us3l.models import create_model, list_models
+
+    model = doc["model"]
+    kwargs = model.get("model_kwargs")
+    if kwargs is None:
+        return None
+    name = model.get("name")
+    if name not in list_models():
+        raise US3LError(f"{where}: model.name {name!r:.60} is not a registered model (us3l models lists them) but the "
+                        f"manifest records its model_kwargs (the manifest was edited); {_FIX}")
+    wr = model.get("width_range")
+    if not isinstance(wr, dict):
+        raise US3LError(f"{where}: model.width_range must be an object (min, max, divisor), got {wr!r:.60}; {_FIX}")
+    ranges = {arg: wr[key] for key, arg in (("min", "width_min"), ("max", "width_max"), ("divisor", "divisor"))
+              if key in wr}
+    try:
+        with torch.device("meta"):  # shapes only: an edited base_channels allocates nothing
+            return create_model(str(name), **{**kwargs, **ranges})
+    except (TypeError, ValueError, RuntimeError, US3LError) as exc:
+        why = " ".join(str(exc).split())[:120]
+        raise US3LError(f"{where}: cannot build {name} from model.model_kwargs {kwargs!r:.80} and model.width_range "
+                        f"({why}) (the manifest was edited); {_FIX}") from None
+
+
+def check_network(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes], network: Any,
+                  what: str) -> None:
+    """Refuse (one line) a one-width manifest whose ``model.width`` is not the width of the graph: the graph's weight
+    layers (every convolution's and linear layer's weight shape, ``_onnx_layers`` / ``_ir_layers``) and output
+    size must be those of ``network`` (a slimmable model, ``what`` names it in the message) materialized at that
+    width, and ``model.canonical_width``, ``model.feature_dim`` and ``model.channel_config``, where present, that
+    width's. Nothing in the graph records its width; its layer sizes are what a width is (two widths with the same
+    channels are one network). ``data``: name -> hash-checked bytes."""
+    from us3l.slim import materialize
+    from us3l.width_key import same_width
+
+    model = doc["model"]
+    w = float(model["width"])
+    backend = str((doc.get("backend") or {}).get("name"))
+    name = str((doc.get("artifact") or {}).get("file"))
+    built = getattr(network, "registered_as", None)  # us3l.models.create_model's (name, options)
+    if isinstance(built, tuple) and built and built[0] != model.get("name"):
+        raise US3LError(f"{where}: model.name {model.get('name')!r:.60} is not {what} (a {built[0]}) (the manifest was "
+                        f"edited); {_FIX}")
+    try:
+        static = materialize(network, w)
+    except (ValueError, US3LError) as exc:  # outside the width range, not a switch of an S-Nets model
+        why = " ".join(str(exc).split())[:120]
+        raise US3LError(f"{where}: model.width {w:g} is not a width of {what} ({why}) (the manifest was edited); "
+                        f"{_FIX}") from None
+    wrong: list[str] = []
+    file = name
+    found = _read_graph(lambda: _graph_layers(backend, name, data), where, name, "layers")
+    if found is not None:
+        file, layers = found
+        expected = module_layers(static)
+        lacks, extra = expected - layers, layers - expected
+        if lacks:
+            wrong.append(f"it has a {_layer_text(next(iter(lacks)))} the graph lacks")
+        if extra:
+            wrong.append(f"the graph has a {_layer_text(next(iter(extra)))} it lacks")
+    found_out = _read_graph(lambda: _graph_output(backend, name, data), where, name, "output shape")
+    feature_dim = int(network.feature_dim(w)) if hasattr(network, "feature_dim") else None
+    if found_out is not None and feature_dim is not None and found_out[1] and found_out[1][-1] != feature_dim:
+        file = found_out[0]
+        wrong.append(f"it outputs {feature_dim} features, the graph {found_out[1][-1]}")
+    if wrong:
+        raise US3LError(f"{where}: {file} is not {what} at model.width {w:g}: {'; '.join(wrong)} (the manifest was "
+                        f"edited); {_FIX}")
+    claims = []  # the manifest's own records of the width's network
+    if "canonical_width" in model and not same_width(model["canonical_width"], static.canonical_width):
+        claims.append(f"model.canonical_width {model['canonical_width']!r:.20} (its canonical width is "
+                      f"{static.canonical_width:g})")
+    dim = model.get("feature_dim", feature_dim)
+    if feature_dim is not None and (type(dim) is not int or dim != feature_dim):
+        claims.append(f"model.feature_dim {dim!r:.20} (it outputs {feature_dim})")
+    if "channel_config" in model and not _same_config(model["channel_config"], static.channel_config):
+        claims.append("model.channel_config (not its channels)")
+    if claims:
+        raise US3LError(f"{where}: {', '.join(claims)} do{'es' if len(claims) == 1 else ''} not describe {what} at "
+                        f"model.width {w:g} (the manifest was edited); {_FIX}")
+
+
+def _same_config(claimed: object, actual: Any) -> bool:
+    """A manifest's ``model.channel_config`` (lists of integers) against ``channel_config(model, w)`` (tuples)."""
+    return isinstance(claimed, list) and len(claimed) == len(actual) and all(
+        _typed(c) == _typed(list(a)) for c, a in zip(claimed, actual, strict=True))
+
+
+def check_model(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes]) -> None:
+    """``check_network`` against the network the manifest itself names (``recorded_network``: ``model.name``,
+    ``model.model_kwargs``, ``model.width_range``): an edited ``model.width`` or ``model.name`` is refused by every
+    reader of the artifact's files. Unchecked where the manifest records no ``model_kwargs``."""
+    network = recorded_network(doc, where)
+    if network is not None:
+        check_network(doc, where, data, network, f"{doc['model']['name']} (as model.model_kwargs builds it)")
 
 
 # ------------------------------------------------------------------------------------------------ switchable copies

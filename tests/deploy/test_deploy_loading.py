@@ -195,6 +195,32 @@ def test_quickstart_reuse_reverifies_the_artifact(
         assert np.isfinite(r.infer(np.zeros(SHAPE, dtype=np.float32))).all()
 
 
+def test_quickstart_does_not_reuse_another_width_relabelled(
+    run: Path, tmp_path: Path, quickstart_exports: list[Path]
+) -> None:
+    """Audit 2026-12-07: the folder of width 0.25 holding the export of width 1 whose manifest was edited to say 0.25
+    (its canonical width, output size and channels too, and model.model_kwargs gone, as a manifest written before it
+    was recorded) passed every reuse check, and quickstart shipped and timed width 1 as the selected 0.25. The graph's
+    layers are compared with the run's network at the width: exported again."""
+    from us3l.commands.quickstart import _export
+
+    sel = _selection(tmp_path / "selection.json", 0.25)
+    art = tmp_path / "artifacts"
+    _, (out,) = _export(run, sel, art, force=False)
+    wanted = json.loads((Path(out) / "manifest.json").read_text())["model"]
+    other = export_width(run, 1.0, "onnx", tmp_path / "other", device_name="cpu")
+    shutil.rmtree(out)
+    shutil.copytree(other.directory, out)
+
+    def relabel(doc: dict[str, Any]) -> None:
+        doc["model"].update({k: wanted[k] for k in ("width", "canonical_width", "feature_dim", "channel_config")})
+        doc["model"].pop("model_kwargs", None)
+
+    edit_manifest(Path(out), relabel)
+    assert _export(run, sel, art, force=False)[0] == "ran"
+    assert quickstart_exports == [Path(out)] * 2
+
+
 def test_a_wrong_input_shape_is_one_line_naming_both_shapes(exported: ExportResult) -> None:
     """Red-team 2026-12-05: onnxruntime's three-line INVALID_ARGUMENT text reached the caller."""
     with deploy.load(exported.directory) as runner:

@@ -360,8 +360,10 @@ def test_eval_artifact_names_the_manifest_of_a_width_the_checkpoint_lacks(export
     edit_manifest(d, lambda doc: doc["model"].update(width=width))
     with pytest.raises(US3LError) as info:
         evaluate_artifact(open_checkpoint(run), d, data="builtin")
-    assert str(info.value) == (f"{d / 'manifest.json'}: model.width {width:g} is not a width of this checkpoint "
-                               f"(width must be in [0.25, 1], got {width!r}); re-export the artifact")
+    # refused when the manifest is read (its model.model_kwargs rebuild the network), before any evaluation
+    assert str(info.value) == (f"{d / 'manifest.json'}: model.width {width:g} is not a width of cifar_resnet18 (as "
+                               f"model.model_kwargs builds it) (width must be in [0.25, 1], got {width!r}) (the "
+                               "manifest was edited); re-export the artifact")
 
 
 def test_a_refusal_after_the_artifact_was_loaded_closes_its_runtime(

@@ -5,6 +5,7 @@ Real exports, onnxruntime and OpenVINO."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -471,8 +472,10 @@ def test_a_symbolic_input_batch_is_batch_and_a_tensorrt_input_is_read_from_its_o
 
 
 @pytest.mark.parametrize(("edit", "why"), [
-    (lambda doc: doc["model"].update(name="cifar_resnet50"),
-     "not the expected artifact (model 'cifar_resnet50', expected 'cifar_resnet18'); re-export it"),
+    (lambda doc: doc["model"].update(name="cifar_resnet50"),  # its graph is not cifar_resnet50's (check_model)
+     "model.onnx is not cifar_resnet50 (as model.model_kwargs builds it) at model.width 0.25: it has a 16x16x1x1 "
+     "convolution the graph lacks; the graph has a 16x16x3x3 convolution it lacks; it outputs 512 features, the graph "
+     "128 (the manifest was edited); re-export the artifact"),
     (lambda doc: doc["output"].update(shape=[1, 64]),
      "output.shape is [1, 64] but model.onnx outputs [1, 128] (the manifest was edited); re-export the artifact"),
     (lambda doc: doc["input"].update(shape=[1, 3, 16, 16]),  # was "the artifact takes 16 px images, the checkpoint 32"
@@ -520,3 +523,80 @@ def test_eval_artifact_records_the_networks_macs_and_params_not_the_manifests(
     capsys.readouterr()
     (row,) = load_accuracy(out)["widths"]
     assert (row["macs"], row["params"]) == (exported.manifest["model"]["macs"], exported.manifest["model"]["params"])
+
+
+# ------------------------------------------------------------------------------------------------ model and width
+
+_NOT_WIDTH_1 = ("model.onnx is not cifar_resnet18 (as model.model_kwargs builds it) at model.width 1: it has a "
+                "64x3x3x3 convolution the graph lacks; the graph has a 16x3x3x3 convolution it lacks; it outputs 512 "
+                "features, the graph 128 (the manifest was edited); re-export the artifact")
+_WIDTH_1 = {"width": 1.0, "canonical_width": 1.0}
+
+
+@pytest.mark.parametrize(("backend", "edit", "why"), [
+    ("onnx-fp32", lambda m: m.update(_WIDTH_1), _NOT_WIDTH_1),
+    ("openvino-fp32", lambda m: m.update(_WIDTH_1), _NOT_WIDTH_1.replace("model.onnx", "model.xml")),
+    ("onnx-fp32", lambda m: m.update(canonical_width=1.0), "model.canonical_width 1.0 (its canonical width is 0.25) "
+     "does not describe cifar_resnet18 (as model.model_kwargs builds it) at model.width 0.25 (the manifest was "
+     "edited); re-export the artifact"),
+    ("onnx-fp32", lambda m: m.update(feature_dim=512), "model.feature_dim 512 (it outputs 128) does not describe"),
+    ("onnx-fp32", lambda m: m["channel_config"][0].__setitem__(1, 64), "model.channel_config (not its channels) does "
+     "not describe"),
+    ("onnx-fp32", lambda m: m.update(model_kwargs={"base_channels": "x"}), "cannot build cifar_resnet18 from "
+     "model.model_kwargs {'base_channels': 'x'}"),
+], ids=["width", "width-openvino", "canonical_width", "feature_dim", "channel_config", "model_kwargs"])
+def test_a_width_the_graph_contradicts_is_refused_on_every_read(
+    exports: dict[str, ExportResult], tmp_path: Path, backend: str, edit: Callable[[dict[str, Any]], Any], why: str,
+) -> None:
+    """Audit 2026-12-07: a plain artifact's model.width was taken on its word: width 0.25 relabelled 1 loaded as
+    width 1 (load(width=1.0) too), quickstart reused it as the width-1 export and the report listed it as a valid
+    width-1 artifact. Nothing in the graph records a width, but its layer sizes are one: the graph's weight layers
+    and output size must be those of the network the manifest names (model.name, model.model_kwargs) at that width."""
+    assert exports[backend].manifest["model"]["model_kwargs"] == {"num_classes": 0}  # what built the checkpoint's model
+    d = copy_artifact(exports[backend], tmp_path)
+    path = edit_manifest(d, lambda doc: edit(doc["model"]))
+    assert _refused(d).startswith(f"{path}: {why}")
+
+
+def test_a_width_expected_of_a_manifest_without_model_kwargs_needs_a_network(exported: ExportResult, run: Path,
+                                                                             tmp_path: Path) -> None:
+    """A manifest without model.model_kwargs (exported before 2026-12-07, or the record deleted along with the width
+    edit) cannot be checked by itself: load(width=) / load(model=) refuse it rather than trust the width, unless
+    the caller passes the network to check the graph against (eval --artifact and quickstart pass theirs)."""
+    from us3l.checkpoint import load_backbone
+
+    network = load_backbone(run).model
+    d = copy_artifact(exported, tmp_path)
+    path = edit_manifest(d, lambda doc: doc["model"].pop("model_kwargs", None))
+    deploy.load(d).close()  # no expectation: loads, as before
+    deploy.load(d, width=0.25, network=network).close()
+    with pytest.raises(US3LError, match=rf"^{re.escape(str(path))}: cannot confirm that the artifact is width 0.25: "
+                                        r"the manifest records no model.model_kwargs"):
+        deploy.load(d, width=0.25)
+    edit_manifest(d, lambda doc: doc["model"].update(_WIDTH_1))
+    with pytest.raises(US3LError) as info:
+        deploy.load(d, width=1.0, network=network)
+    assert str(info.value) == f"{path}: " + _NOT_WIDTH_1.replace("cifar_resnet18 (as model.model_kwargs builds it)",
+                                                                  "the given cifar_resnet18 network")
+
+
+def test_the_report_checks_a_width_against_the_run(exported: ExportResult, run: Path, tmp_path: Path) -> None:
+    """The report listed a width-0.25 artifact relabelled 1 as a valid width-1 artifact. A manifest that records its
+    network is checked on its own (every read); one that does not, exported from the run's weights, against the
+    run's architecture (checkpoint.json): valid no, the manifest edited."""
+    import shutil
+
+    from us3l.report.collect import collect_pipeline
+
+    root = tmp_path / "qs"
+    shutil.copytree(run, root / "run")
+    for drop in (False, True):
+        d = copy_artifact(exported, root / "artifacts" / "cpu")
+        edit_manifest(d, lambda doc, drop=drop: (doc["model"].update(width=1.0, canonical_width=1.0),
+                                                 drop and doc["model"].pop("model_kwargs", None)))
+        (man,) = collect_pipeline(root).manifests
+        assert man.doc["valid"] is False and man.doc["report_rehash"]["reason"] == "manifest edited"
+        what = "the run's cifar_resnet18" if drop else "cifar_resnet18 (as model.model_kwargs builds it)"
+        assert man.doc["report_rehash"]["detail"] == _NOT_WIDTH_1.replace(
+            "cifar_resnet18 (as model.model_kwargs builds it)", what)
+        shutil.rmtree(d)

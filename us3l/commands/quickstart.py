@@ -399,13 +399,17 @@ def _artifact(
     size = int(read_json(run_dir / "checkpoint.json", "checkpoint metadata").get("input_size") or 0) or None
     target = art_dir / device / artifact_name(model, w, backend, precision) / "manifest.json"
     if target.is_file() and not force:
+        from us3l.checkpoint import load_backbone
+
         sha = file_sha256(run_dir / "checkpoint.safetensors")  # only to reuse: export_width hashes it itself
         try:
             man, directory = read_manifest(target)
-            # valid, every listed file re-hashed, and the artifact this step would export now
+            # valid, every listed file re-hashed, and the artifact this step would export now: the graph's layers
+            # those of the run's network at width w (model.width and model.name are the manifest's word only)
             verify_manifest(
                 man, directory, model=model, width=w, input_shape=(1, 3, size, size), checkpoint_sha256=sha,
                 backend=backend, precision=precision,
+                network=load_backbone(run_dir, stale_bn_stats="ignore").model,
             )
             calib = ((man.get("quantization") or {}).get("calibration") or {}).get("size")
             if (precision != "int8" or calib == DEFAULT_CALIB_IMAGES) and _same_bn_stats(man, run_dir):

@@ -72,7 +72,7 @@ def create_model(
     except ValueError as exc:
         raise US3LError(str(exc)) from None
     try:
-        return entry.factory(width_range=wr, **kwargs)
+        model = entry.factory(width_range=wr, **kwargs)
     except TypeError as exc:
         msg = str(exc)
         if "unexpected keyword argument" in msg or "got multiple values" in msg:
@@ -83,6 +83,11 @@ def create_model(
     except (ValueError, US3LError) as exc:  # an option's value the architecture refuses (an img_size not in
         # patches) or of the wrong type (base_channels=16.0, bn_track_stats="no")
         raise US3LError(f"model {name!r}: {exc}") from None
+    # the name and options that built it, besides the width range (``model.width_range``): an export records the
+    # options in its manifest (``model.model_kwargs``), from which a reader rebuilds the architecture to check the
+    # width of the graph (``us3l.deploy.manifest_claims.check_model``)
+    model.registered_as = (name, dict(kwargs))
+    return model
 
 
 def size_kwargs(name: str, size: int | None) -> dict[str, int]:

@@ -9,6 +9,7 @@ unreadable (invalid JSON, another kind or schema version, damaged fields) is kep
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -235,6 +236,48 @@ def _rehashed(doc: dict[str, Any], directory: Path, check: Callable[[], object])
         detail = text.split(": ", 1)[1] if text.startswith(str(directory)) and ": " in text else text
         return {**doc, "valid": False, REHASH_KEY: {"reason": reason, "detail": detail}}
     return doc
+
+
+def _confirm_widths(files: PipelineFiles) -> None:
+    """The width of each one-width artifact exported from the run's weights whose manifest records no
+    ``model.model_kwargs`` (exported before 2026-12-07: ``_read_manifest`` could not rebuild its network), checked
+    against the run's architecture (``checkpoint.json``'s model and options, built on the meta device, no weights):
+    the graph's layers must be the network's at ``model.width`` (``us3l.deploy.manifest_claims.check_network``). An
+    edited width is shown as the page shows any edited manifest: valid no."""
+    meta = files.checkpoint.doc if files.checkpoint is not None and files.checkpoint.ok else None
+    if meta is None or files.weights_sha256 is None:
+        return
+    network = None
+    for index, item in enumerate(files.manifests):
+        doc = item.doc
+        if (not item.ok or doc.get("kind") == "switchable_manifest" or not doc.get("valid") or "model_kwargs" in
+                (doc.get("model") or {}) or _source(doc).get("checkpoint_sha256") != files.weights_sha256):
+            continue
+        if network is None:
+            try:
+                network = _run_architecture(meta)
+            except (US3LError, TypeError, ValueError, RuntimeError):  # the run section says why checkpoint.json is bad
+                return
+        checked = _rehashed(doc, item.path.parent, lambda d=doc, i=item, n=network: _check_width(d, i.path, n))
+        files.manifests[index] = dataclasses.replace(item, doc=checked)
+
+
+def _run_architecture(meta: dict[str, Any]) -> Any:
+    """The run's network as ``checkpoint.json`` describes it, on the meta device (shapes only)."""
+    import torch
+
+    from us3l.checkpoint import model_kwargs_of
+    from us3l.models import create_model
+
+    with torch.device("meta"):
+        return create_model(str(meta.get("model")), num_classes=0, **model_kwargs_of(meta))
+
+
+def _check_width(doc: dict[str, Any], path: Path, network: Any) -> None:
+    from us3l.deploy.manifest import read_artifact_files
+    from us3l.deploy.manifest_claims import check_network
+
+    check_network(doc, path, read_artifact_files(doc, path.parent), network, f"the run's {network.registered_as[0]}")
 
 
 def _artifact_manifests(root: Path) -> list[Path]:
@@ -662,6 +705,7 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
         from us3l.io import file_sha256
 
         files.weights_sha256 = file_sha256(weights)
+    _confirm_widths(files)
     foreign = _foreign_profiles(files)
     files.foreign = list(foreign)
     files.stale = _bindings(files) + list(foreign.values()) + _foreign_answers(files)
