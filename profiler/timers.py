@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -89,17 +89,20 @@ def runner_timer(runner: Runner, x: np.ndarray) -> Callable[[int], list[float]]:
 
 
 def load_interleaved(
-    backend: str, path: str | Path, threads: int | None = None, device: str | None = None, precision: str | None = None
+    backend: str, path: str | Path, threads: int | None = None, device: str | None = None, precision: str | None = None,
+    *, data: Mapping[str, bytes] | None = None,
 ) -> Runner:
     """Load a runner that takes turns with other runners on the same cores (an interleaved measurement).
 
     onnxruntime sessions are opened without spin-waiting: an idle session's spinning workers would otherwise
-    steal the cores from the session being timed (see ``us3l.deploy.backends.onnx.OnnxRunner``).
+    steal the cores from the session being timed (see ``us3l.deploy.backends.onnx.OnnxRunner``). ``data``: the
+    artifact's hash-checked files (``us3l.deploy.manifest.verify_manifest``), which the runtime is built from
+    instead of reading ``path`` again (``Backend.load``).
     """
     from us3l.deploy.backends import get_backend
 
     extra = {"spin": False} if backend == "onnx" else {}
-    return get_backend(backend).load(path, threads=threads, device=device, precision=precision, **extra)
+    return get_backend(backend).load(path, threads=threads, device=device, precision=precision, data=data, **extra)
 
 
 def interleaved_notes(backend: str) -> dict[str, Any]:

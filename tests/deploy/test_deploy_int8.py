@@ -488,3 +488,67 @@ def test_an_artifact_whose_embeddings_are_not_finite_is_not_scored() -> None:
     ds = subset_dataset(load_dataset("digits", "test"), torch.arange(10))
     with pytest.raises(US3LError, match=r"^the artifact gives non-finite embeddings \(NaN or inf\) for 2 of 10 images"):
         runner_features(Overflowing(), ds, lambda x: x.float(), 5)  # a fixed batch of 5: two calls
+
+
+def test_quickstart_int8_line_times_the_bytes_it_checked(onnx_int8, run_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 2026-12-07: the quickstart's INT8 step read each manifest again and opened both ONNX files by path for
+    its timing, after the export step had checked their hashes: a file replaced in between was what got timed. It
+    reads and checks each artifact once now and builds both runtimes from those bytes; a file replaced on disk after
+    the check is not what runs, and the INT8 artifact scored is the one timed."""
+    import dataclasses
+    import importlib
+
+    import us3l.commands.quickstart as qs
+    import us3l.deploy.accuracy as accuracy
+    import us3l.deploy.manifest as manifest
+    from us3l.deploy.backends.onnx import OnnxBackend
+
+    fp32 = export_width(run_dir, 0.25, "onnx", tmp_path / "out", device_name="cpu")
+    dirs = {p: tmp_path / "art" / r.directory.name for p, r in (("fp32", fp32), ("int8", onnx_int8))}
+    for p, r in (("fp32", fp32), ("int8", onnx_int8)):
+        shutil.copytree(r.directory, dirs[p])
+    monkeypatch.setattr(qs, "_artifact", lambda run, art, device, model, w, backend, precision, force: (
+        "reused", dirs[precision]))
+    select_mod = importlib.import_module("us3l.deploy.select")  # the module (us3l.deploy.select is the function)
+    monkeypatch.setattr(select_mod, "read_selection", lambda path: {"devices": [
+        {"device": "cpu", "backend": "onnx", "model": MODEL, "chosen": {"width": 0.25}}]})
+
+    checked: dict[str, bytes] = {}
+    real_read = manifest.read_artifact_files
+
+    def read_then_replace(doc, directory):  # the files as checked, then replaced on disk
+        data = real_read(doc, directory)
+        checked[str(directory)] = data["model.onnx"]
+        (Path(directory) / "model.onnx").write_bytes(b"replaced after its hash was checked")
+        return data
+
+    loads: list[object] = []
+    real_load = OnnxBackend.load
+
+    def spy(self, path, *args, **kwargs):
+        loads.append(kwargs.get("data"))
+        return real_load(self, path, *args, **kwargs)
+
+    sha = onnx_int8.manifest["artifact"]["sha256"]
+    scored = {"entry": {"knn_top1": 0.5, "knn_top1_ci": [0.4, 0.6], "knn_top1_drop": 0.0, "prediction_agreement": 1.0,
+                        "artifact": {"file_sha256": sha}},
+              "fp32": {"knn_top1": 0.5, "knn_top1_ci": [0.4, 0.6]}, "num_test": 10}
+    monkeypatch.setattr(manifest, "read_artifact_files", read_then_replace)
+    monkeypatch.setattr(OnnxBackend, "load", spy)
+    monkeypatch.setattr(accuracy, "evaluate_artifact", lambda *a, **k: scored)
+    opts = dataclasses.replace(qs.QuickstartOptions(out=tmp_path / "qs"), threads=1, max_seconds=0.1)
+    entry: dict = {}
+    assert qs._int8(opts, run_dir, tmp_path / "selection.json", tmp_path / "art", entry)[0] == "ran", entry
+    assert entry["status"] == "ok" and entry["inputs"]["int8_sha256"] == sha
+    assert [d["model.onnx"] for d in loads] == [checked[str(dirs["fp32"])], checked[str(dirs["int8"])]]
+
+    # the INT8 file scored is not the one timed (replaced in between): no INT8 line, a warning
+    scored["entry"]["artifact"]["file_sha256"] = "0" * 64
+    for p, r in (("fp32", fp32), ("int8", onnx_int8)):
+        shutil.rmtree(dirs[p])
+        shutil.copytree(r.directory, dirs[p])
+    entry = {}
+    assert qs._int8(dataclasses.replace(opts, force=True), run_dir, tmp_path / "selection.json", tmp_path / "art",
+                    entry)[0] == "failed"
+    assert entry["error"].startswith(f"{dirs['int8']} was replaced while the INT8 line measured it")

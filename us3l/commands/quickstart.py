@@ -469,12 +469,13 @@ def _int8(
         _, fp32_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "fp32", opts.force)
         _, int8_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "int8", opts.force)
         outputs = [str(int8_dir)] + ([str(fp32_dir)] if INT8_BACKEND not in opts.backends else [])
-        inputs = _int8_inputs(fp32_dir, int8_dir, opts)
+        checked = _checked_artifacts(run_dir, model, w, {"fp32": fp32_dir, "int8": int8_dir})
+        inputs = _int8_inputs(checked, opts)
         old = _previous_int8(opts.out)
         if not opts.force and old.get("status") == "ok" and old.get("inputs") == inputs:
             entry.update(old)  # the same two artifact files, timed with the same settings: measured already
             return "reused", outputs
-        entry.update(_int8_measure(run_dir, fp32_dir, int8_dir, opts), inputs=inputs, status="ok")
+        entry.update(_int8_measure(run_dir, checked, opts), inputs=inputs, status="ok")
         return "ran", outputs
     except US3LError as exc:
         error = str(exc)
@@ -487,13 +488,39 @@ def _int8(
     return "failed", []
 
 
-def _int8_inputs(fp32_dir: Path, int8_dir: Path, opts: QuickstartOptions) -> dict[str, Any]:
-    """What the INT8 line's numbers depend on: both artifact files (sha256) and the timing settings."""
-    from us3l.deploy.manifest import read_manifest
+@dataclass(frozen=True)
+class CheckedArtifact:
+    """An artifact the INT8 step measures: its manifest and folder, and the bytes of its files as they were
+    hash-checked (``verify_manifest``), which its runtime is built from."""
 
+    manifest: dict[str, Any]
+    directory: Path
+    data: dict[str, bytes]
+
+
+def _checked_artifacts(run_dir: Path, model: str, w: float, dirs: dict[str, Path]) -> dict[str, CheckedArtifact]:
+    """Each of ``dirs`` (precision -> artifact folder) read and checked once (``verify_manifest``: valid, every file
+    re-hashed, the ONNX artifact of ``model`` at width ``w`` in that precision, its graph the run's network at that
+    width), with the bytes that were hashed: the timing runs exactly these, not a second read of the files (one
+    replaced after its check would be what ran)."""
+    from us3l.checkpoint import load_backbone
+    from us3l.deploy.manifest import read_manifest, verify_manifest
+
+    network = load_backbone(run_dir, stale_bn_stats="ignore").model
+    out = {}
+    for precision, folder in dirs.items():
+        doc, directory = read_manifest(folder)
+        _, data = verify_manifest(doc, directory, model=model, width=w, backend=INT8_BACKEND, precision=precision,
+                                  network=network)
+        out[precision] = CheckedArtifact(doc, directory, data)
+    return out
+
+
+def _int8_inputs(checked: dict[str, CheckedArtifact], opts: QuickstartOptions) -> dict[str, Any]:
+    """What the INT8 line's numbers depend on: both artifact files (sha256, as checked) and the timing settings."""
     return {
-        "fp32_sha256": read_manifest(fp32_dir)[0]["artifact"]["sha256"],
-        "int8_sha256": read_manifest(int8_dir)[0]["artifact"]["sha256"],
+        "fp32_sha256": checked["fp32"].manifest["artifact"]["sha256"],
+        "int8_sha256": checked["int8"].manifest["artifact"]["sha256"],
         "threads": opts.threads,
         "max_seconds": opts.max_seconds,
     }
@@ -510,37 +537,42 @@ def _previous_int8(out: Path) -> dict[str, Any]:
     return entry if isinstance(entry, dict) else {}
 
 
-def _int8_measure(run_dir: Path, fp32_dir: Path, int8_dir: Path, opts: QuickstartOptions) -> dict[str, Any]:
+def _int8_measure(run_dir: Path, checked: dict[str, CheckedArtifact], opts: QuickstartOptions) -> dict[str, Any]:
     """INT8 vs FP32 latency (the two ONNX artifacts timed round-robin, as ``us3l profile`` times widths, with the
-    profile step's policy) and kNN top-1 (``us3l.deploy.accuracy.evaluate_artifact``, the quickstart's kNN
-    protocol: the same numbers ``us3l eval --artifact`` stores)."""
+    profile step's policy; each runtime built from its hash-checked bytes, ``checked``) and kNN top-1
+    (``us3l.deploy.accuracy.evaluate_artifact``, the quickstart's kNN protocol: the same numbers ``us3l eval
+    --artifact`` stores, of the same INT8 file)."""
     from contextlib import ExitStack
 
     from us3l.deploy.accuracy import evaluate_artifact
-    from us3l.deploy.manifest import read_manifest
     from us3l.eval.runner import EvalSettings, open_checkpoint
     from us3l.profiler.measure import measure_interleaved
     from us3l.profiler.timers import example_input, load_interleaved, resolve_threads, runner_timer
 
-    dirs = {"fp32": fp32_dir, "int8": int8_dir}
-    mans = {p: read_manifest(d)[0] for p, d in dirs.items()}
+    mans = {p: c.manifest for p, c in checked.items()}
     threads = resolve_threads(opts.threads)
     x = example_input(tuple(int(v) for v in mans["fp32"]["input"]["shape"])).numpy()
     with ExitStack() as stack:
         timers = {
-            p: runner_timer(stack.enter_context(
-                load_interleaved(INT8_BACKEND, d / mans[p]["artifact"]["file"], threads, precision=p)), x)
-            for p, d in dirs.items()
+            p: runner_timer(stack.enter_context(load_interleaved(
+                INT8_BACKEND, c.directory / c.manifest["artifact"]["file"], threads, precision=p, data=c.data)), x)
+            for p, c in checked.items()
         }
         lat = {p: m.stats for p, m in measure_interleaved(timers, _profile_policy(opts)).items()}
+    int8_dir = checked["int8"].directory
     loaded = open_checkpoint(run_dir)
     res = evaluate_artifact(loaded, int8_dir, _trained_on(loaded.meta), settings=EvalSettings(protocol="knn"),
                             threads=opts.threads, progress=_say)
     e, f = res["entry"], res["fp32"]
+    scored = (e.get("artifact") or {}).get("file_sha256")
+    if scored != mans["int8"]["artifact"]["sha256"]:  # evaluate_artifact read the folder again: the one timed?
+        raise US3LError(f"{int8_dir} was replaced while the INT8 line measured it (timed sha256 "
+                        f"{mans['int8']['artifact']['sha256'][:12]}…, scored {str(scored)[:12]}…); run the "
+                        "quickstart again")
     calib = (mans["int8"].get("quantization") or {}).get("calibration") or {}
     return {
         "artifact": str(int8_dir),
-        "fp32_artifact": str(fp32_dir),
+        "fp32_artifact": str(checked["fp32"].directory),
         "calibration": {"size": calib.get("size"), "sha256": calib.get("sha256")},
         "latency": {
             "rule": "p50 of the two artifacts timed interleaved (round-robin) in one run",
