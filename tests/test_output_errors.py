@@ -5,6 +5,7 @@ disk (simulated: a write that fails with ENOSPC names no file)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -243,3 +244,36 @@ def test_a_runtime_s_writer_on_a_full_disk_names_the_artifact(tmp_path: Path, mo
     assert main([*_export(tmp_path), "--out", str(out)]) == 1
     assert _one_error_line(capsys) == f"error: No space left on device: {out / 'local' / EXPORT_NAME}"
     assert not out.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("argv", [["models"], ["models", "--json"], ["version"], ["version", "--json"], ["--version"],
+                                  ["devices"]], ids=" ".join)
+def test_results_written_to_a_full_stdout_name_stdout(argv: list[str], capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 2026-12-07: `us3l models > /dev/full` said `error: No space left on device` and not where: the results
+    go to stdout, which the line now names as a file is named, in every command (us3l.cli.run_script)."""
+    full = open("/dev/full", "w")  # noqa: SIM115 - closed below, its unwritten buffer discarded
+    monkeypatch.setattr(sys, "stdout", full)
+    assert main(argv) == 1
+    assert sys.stdout is full  # the command's stdout wrapper is gone again
+    monkeypatch.undo()
+    with contextlib.suppress(OSError):  # the close flushes what could not be written: fails again
+        full.close()
+    assert _one_error_line(capsys) == "error: No space left on device: <stdout>"
+
+
+def test_a_reader_gone_from_stdout_is_exit_1_without_a_word(capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken pipe (`us3l models | head -0`) stays what it was: exit 1, nothing on stderr (Click's convention)."""
+    from us3l.cli import run_script
+
+    r, w = os.pipe()
+    os.close(r)
+    pipe = os.fdopen(w, "w")
+    monkeypatch.setattr(sys, "stdout", pipe)
+    assert run_script(lambda: print("result") or 0) == 1
+    monkeypatch.undo()
+    with contextlib.suppress(OSError):
+        pipe.close()
+    assert capsys.readouterr().err == ""

@@ -350,13 +350,63 @@ def os_error_text(exc: OSError) -> str:
     return ": ".join([str(exc.strerror), " -> ".join(names)]) if names else str(exc.strerror)
 
 
+#: How an error writing the results names stdout, as the system names a file (``No space left on device: <stdout>``).
+STDOUT_NAME = "<stdout>"
+
+
+class _NamedStdout:
+    """``sys.stdout`` while a command runs: an ``OSError`` writing or flushing it names it as a file is named
+    (``us3l models > /dev/full`` said ``error: No space left on device``, not where). Everything else is the
+    stream's own (its encoding, ``isatty``, ``buffer``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _named(self, exc: OSError) -> OSError:
+        if exc.filename is not None or not exc.errno:
+            return exc
+        return OSError(exc.errno, exc.strerror, STDOUT_NAME)  # the errno's subclass (BrokenPipeError, ...)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise self._named(exc) from None
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise self._named(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _flush_results() -> None:
+    """Flush stdout at the end of a command, so that a result still buffered and not written (a full disk) is an
+    error line and a non-zero exit, not the interpreter's "Exception ignored" after an exit 0."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
 def run_script(main: Callable[[], int | None]) -> int:
     """The exit status of ``main()`` (the ``us3l`` command line, or a script's in benchmarks/) under the CLI's error
-    policy: an error is one ``error:`` line (``US3L_DEBUG=1``: the traceback), Ctrl-C exits 130, SIGTERM 143."""
+    policy: an error is one ``error:`` line (``US3L_DEBUG=1``: the traceback), Ctrl-C exits 130, SIGTERM 143. A
+    failure to write the results names stdout (``error: No space left on device: <stdout>``); a reader that went
+    away (a broken pipe) exits 1 without a word, as Click has the commands do."""
     debug = debug_enabled()
     restore = _SigintWatch.install()
+    real_stdout = sys.stdout
+    if real_stdout is not None:
+        sys.stdout = _NamedStdout(real_stdout)  # type: ignore[assignment]
     try:
         code = main() or 0
+        _flush_results()
         _SigintWatch.reported = True  # how the run ends is known (see _SigintWatch.reported)
         return code
     except KeyboardInterrupt:
@@ -369,7 +419,7 @@ def run_script(main: Callable[[], int | None]) -> int:
                 return _interrupted()
             if debug:
                 raise
-            code = report_error(exc)
+            code = 1 if _reader_gone(exc) else report_error(exc)
         except KeyboardInterrupt:
             return _interrupted()
         # said: torchrun's SIGTERM to this worker once a peer is gone is no news, also while the error's frames are
@@ -378,6 +428,17 @@ def run_script(main: Callable[[], int | None]) -> int:
         return code
     finally:
         _SigintWatch.settle(restore)
+        if isinstance(sys.stdout, _NamedStdout):  # not Click's or _reader_gone's replacement
+            sys.stdout = real_stdout
+
+
+def _reader_gone(exc: Exception) -> bool:
+    """Whether ``exc`` is stdout's broken pipe (its reader went away: ``us3l models | head -0``), which ends the
+    command with exit 1 and no word, as Click has the commands do; nothing more is written there."""
+    if not isinstance(exc, BrokenPipeError) or exc.filename != STDOUT_NAME:
+        return False
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the process's stdout from now on
+    return True
 
 
 if __name__ == "__main__":  # pragma: no cover
