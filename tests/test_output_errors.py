@@ -63,30 +63,6 @@ def test_an_out_under_proc_is_the_system_s_words_and_the_path(
     assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing new, nothing lost
 
 
-def test_run_script_words_every_os_error_alike(capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from us3l.cli import run_script
-
-    monkeypatch.delenv("US3L_DEBUG", raising=False)
-
-    def boom(exc: Exception):
-        def main() -> int:
-            raise exc
-        return main
-
-    cases = [
-        (FileNotFoundError(2, "No such file or directory", "/proc/report.html"),
-         "No such file or directory: /proc/report.html"),
-        (PermissionError(13, "Permission denied", "/ro/selection.json"), "Permission denied: /ro/selection.json"),
-        (OSError(28, "No space left on device"), "No space left on device"),
-        (OSError(18, "Invalid cross-device link", "/a", None, "/b"), "Invalid cross-device link: /a -> /b"),
-        (FileNotFoundError("no checkpoint in /x"), "no checkpoint in /x"),  # a message of our own stays as it is
-    ]
-    for exc, text in cases:
-        assert run_script(boom(exc)) == 1
-        assert capsys.readouterr().err == f"error: {text}\n"
-
-
 def _no_room(*args: object, **kwargs: object) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")  # as write() and fsync() say it: no file named
 

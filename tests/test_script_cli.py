@@ -6,6 +6,7 @@ import argparse
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -87,28 +88,49 @@ def test_a_usage_error_is_one_line_naming_the_help(capsys: pytest.CaptureFixture
     assert "Roofline." in out and "torch threads" in out
 
 
+def _raising(exc: Exception) -> Callable[[], int]:
+    """A script ``main`` that raises ``exc``."""
+    def main() -> int:
+        raise exc
+    return main
+
+
 def test_run_script_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from us3l.cli import run_script
 
     monkeypatch.delenv("US3L_DEBUG", raising=False)
 
-    def boom(exc: Exception):
-        def main() -> int:
-            raise exc
-        return main
-
     assert run_script(lambda: None) == 0 and run_script(lambda: 4) == 4
-    assert run_script(boom(US3LError("no such run\nfolder"))) == 1
+    assert run_script(_raising(US3LError("no such run\nfolder"))) == 1
     assert capsys.readouterr().err == "error: no such run\\nfolder\n"
-    assert run_script(boom(ZeroDivisionError("float division by zero"))) == 1
+    assert run_script(_raising(ZeroDivisionError("float division by zero"))) == 1
     assert capsys.readouterr().err == (
         "error: ZeroDivisionError: float division by zero (set US3L_DEBUG=1 for the traceback)\n")
-    assert run_script(boom(NotADirectoryError(20, "Not a directory", "/dev/null/x"))) == 1
+    assert run_script(_raising(NotADirectoryError(20, "Not a directory", "/dev/null/x"))) == 1
     assert capsys.readouterr().err == "error: Not a directory: /dev/null/x\n"
     monkeypatch.setenv("US3L_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
-        run_script(boom(ZeroDivisionError("x")))
+        run_script(_raising(ZeroDivisionError("x")))
+
+
+def test_run_script_words_every_os_error_alike(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from us3l.cli import run_script
+
+    monkeypatch.delenv("US3L_DEBUG", raising=False)
+
+    cases = [
+        (FileNotFoundError(2, "No such file or directory", "/proc/report.html"),
+         "No such file or directory: /proc/report.html"),
+        (PermissionError(13, "Permission denied", "/ro/selection.json"), "Permission denied: /ro/selection.json"),
+        (OSError(28, "No space left on device"), "No space left on device"),
+        (OSError(18, "Invalid cross-device link", "/a", None, "/b"), "Invalid cross-device link: /a -> /b"),
+        (FileNotFoundError("no checkpoint in /x"), "no checkpoint in /x"),  # a message of our own stays as it is
+    ]
+    for exc, text in cases:
+        assert run_script(_raising(exc)) == 1
+        assert capsys.readouterr().err == f"error: {text}\n"
 
 
 def test_every_benchmark_uses_the_policy_and_typed_numbers() -> None:
