@@ -1,5 +1,5 @@
 """A SIGTERM that lands the moment a writer's temporary file exists (tests of the make-and-list-for-removal step of
-``us3l.io.atomic_write_all`` and ``us3l.checkpoint._commit``)."""
+``us3l.io.atomic_write_all`` and ``us3l.checkpoint._commit``, both through ``us3l.io.temp_for``)."""
 
 from __future__ import annotations
 

@@ -687,11 +687,12 @@ def test_a_signal_just_after_a_temporary_is_made_leaves_no_temporary(tmp_path: P
     """The checkpoint's temporaries are made and listed for removal as one step too (see tests/test_io.py): a
     SIGTERM landing right after one is made is raised once it is listed, and the save leaves nothing behind."""
     from tests.signals import sigterm_once_a_temporary_exists
+    from us3l import io
 
     model = create_model("cifar_resnet18", num_classes=0, **KW)
     _save(tmp_path, model, epoch=3)
     before = sorted(p.name for p in tmp_path.iterdir())
-    with sigterm_once_a_temporary_exists(ckpt, monkeypatch):
+    with sigterm_once_a_temporary_exists(io, monkeypatch):  # the commit makes its temporaries by io.temp_for
         _save(tmp_path, model, epoch=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert ckpt.read_meta(tmp_path)["epoch"] == 3

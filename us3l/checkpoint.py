@@ -30,7 +30,7 @@ from torch import nn
 
 from us3l.derived import BN_STATS_FILE, WEIGHTS_FILE
 from us3l.errors import US3LError
-from us3l.io import check_schema, file_sha256, follow_umask, header, naming, read_json, signals_held, temp_file
+from us3l.io import check_schema, file_sha256, fill_temp, header, read_json, rename_into_place, signals_held, temp_for
 from us3l.safetensors_io import read_header, safetensors_bytes
 from us3l.validate import input_size as check_input_size
 from us3l.validate import one_of
@@ -155,25 +155,13 @@ def _commit(run_dir: Path, writers: Mapping[str, Callable[[Path], None]]) -> Non
     try:
         for name, write in writers.items():
             with signals_held():  # made and listed for removal as one step (a signal between left the file)
-                try:
-                    tmp_path = temp_file(run_dir, prefix=f".{name}.")  # the umask's usual mode, not mkstemp's 0600
-                except OSError as exc:  # the file asked for named, not a temporary never made
-                    raise OSError(exc.errno, exc.strerror, str(run_dir / name)) from None
+                tmp_path = temp_for(run_dir / name, prefix=f".{name}.")  # the umask's mode, not mkstemp's 0600
                 tmps.append((tmp_path, run_dir / name))
-            with naming(run_dir / name, staged=tmp_path):  # a full disk: the file named
-                write(tmp_path)
-                follow_umask(tmp_path)
-                with open(tmp_path, "rb") as fh:
-                    os.fsync(fh.fileno())
-        # Ctrl-C and SIGTERM held back across the renames (raised again once all are done): one landing between
-        # two renames left the new weights beside the old checkpoint.json and train_state.pt, and the finally
-        # below removed their new versions, so neither checkpoint could be loaded or resumed any more
-        with signals_held():
-            for tmp_path, final in tmps:
-                try:
-                    os.replace(tmp_path, final)
-                except OSError as exc:  # e.g. a folder in its place: the file named, not the temporary
-                    raise OSError(exc.errno, exc.strerror, str(final)) from None
+            fill_temp(tmp_path, run_dir / name, write)
+        # Ctrl-C and SIGTERM held back across the renames: one landing between two renames left the new weights
+        # beside the old checkpoint.json and train_state.pt, and the finally below removed their new versions, so
+        # neither checkpoint could be loaded or resumed any more
+        rename_into_place(tmps)
         _remove_leftovers(run_dir, writers)
     finally:
         for tmp_path, _ in tmps:

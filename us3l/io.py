@@ -227,23 +227,11 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
             path = Path(path)
             made[:0] = make_folders(path.parent)
             # made and listed for removal as one step: a Ctrl-C or SIGTERM landing between the two left the file
-            with signals_held():
-                try:  # the PID in the name: a later write removes what a SIGKILLed one left (remove_dead_temps)
-                    tmp_path = temp_file(path.parent, prefix=f".{temp_stem(path.name)}.{os.getpid()}-")
-                except OSError as exc:  # a read-only folder: name the file asked for, not a temporary never made
-                    raise OSError(exc.errno, exc.strerror, str(path)) from None
+            with signals_held():  # the PID in the name: a later write removes what a SIGKILLed one left
+                tmp_path = temp_for(path, prefix=f".{temp_stem(path.name)}.{os.getpid()}-")
                 staged.append((tmp_path, path))
-            with naming(path, staged=tmp_path):  # a full disk: named, not "No space left on device" alone
-                write(tmp_path)
-                follow_umask(tmp_path)  # a writer that replaced the file (e.g. by rename) gets the mode back
-                with open(tmp_path, "rb") as fh:
-                    os.fsync(fh.fileno())
-        with signals_held():
-            for tmp_path, path in staged:
-                try:
-                    os.replace(tmp_path, path)
-                except OSError as exc:  # name the file asked for (e.g. a folder in its place), not the temporary
-                    raise OSError(exc.errno, exc.strerror, str(path)) from None
+            fill_temp(tmp_path, path, write)
+        rename_into_place(staged)
     except BaseException:
         for tmp_path, _ in staged:
             tmp_path.unlink(missing_ok=True)
@@ -254,6 +242,37 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[Path], None]]])
     for _, path in staged:
         remove_dead_temps(path)
     return [path for _, path in staged]
+
+
+def temp_for(path: Path, prefix: str) -> Path:
+    """A new temporary file beside ``path`` (``temp_file`` in its folder) that will become ``path``; a failure to make
+    it (a read-only folder) names ``path``, the file asked for, not a temporary never made."""
+    try:
+        return temp_file(path.parent, prefix=prefix)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+
+
+def fill_temp(tmp_path: Path, path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp_path)``, then the umask's mode (a writer that replaced the file, e.g. by rename, gets it back) and
+    ``fsync``; a failure (a full disk) names ``path``, the file the temporary stands for (:func:`naming`)."""
+    with naming(path, staged=tmp_path):
+        write(tmp_path)
+        follow_umask(tmp_path)
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def rename_into_place(staged: Sequence[tuple[Path, Path]]) -> None:
+    """Rename each (temporary, final path) of ``staged`` over its final path, in order, with Ctrl-C and SIGTERM held
+    back until all are done (raised again then), so an interrupt never leaves new files beside old ones; a failure
+    (e.g. a folder in a file's place) names the final path, not the temporary."""
+    with signals_held():
+        for tmp_path, path in staged:
+            try:
+                os.replace(tmp_path, path)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def make_folders(folder: Path) -> list[Path]:
