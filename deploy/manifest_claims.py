@@ -336,13 +336,20 @@ def _graph_file(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str
     return None
 
 
-def _graph_output(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, list[int | None]] | None:
-    """(the file read, its output dimensions) of an artifact; ``None``: no graph to read (``_graph_file``)."""
+def _from_graph(backend: str, name: str, data: Mapping[str, bytes], read_onnx: Callable[[bytes], _T],
+                read_ir: Callable[[bytes], _T]) -> tuple[str, _T] | None:
+    """(the file read, what ``read_onnx`` or ``read_ir`` reads from it) of an artifact's graph (``_graph_file``: the
+    ONNX model, the IR's .xml, a TensorRT engine's ONNX); ``None``: no graph to read."""
     found = _graph_file(backend, name, data)
     if found is None:
         return None
     file, ir = found
-    return file, (ir_output_dims if ir else onnx_output_dims)(data[file])
+    return file, (read_ir if ir else read_onnx)(data[file])
+
+
+def _graph_output(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, list[int | None]] | None:
+    """(the file read, its output dimensions) of an artifact; ``None``: no graph to read."""
+    return _from_graph(backend, name, data, onnx_output_dims, ir_output_dims)
 
 
 def check_output_shape(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, bytes], *,
@@ -420,15 +427,6 @@ def ir_inputs(xml: bytes) -> dict[str, GraphInput]:
     return out
 
 
-def _graph_inputs(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, dict[str, GraphInput]] | None:
-    """(the file read, its inputs) of an artifact; ``None``: no graph to read (``_graph_file``)."""
-    found = _graph_file(backend, name, data)
-    if found is None:
-        return None
-    file, ir = found
-    return file, (ir_inputs if ir else onnx_inputs)(data[file])
-
-
 def _check_input_claim(field: str, claimed: Mapping[str, Any], file: str, inputs: Mapping[str, GraphInput],
                        where: str | Path) -> None:
     """One input a manifest section describes (``claimed``: its ``name``, ``dtype`` and ``shape``, ``"batch"``
@@ -456,7 +454,7 @@ def check_inputs(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, b
     used to load, and ``us3l profile --artifact`` recorded it as the index input)."""
     backend = str((doc.get("backend") or {}).get("name"))
     name = str((doc.get("artifact") or {}).get("file"))
-    found = _read_graph(lambda: _graph_inputs(backend, name, data), where, name, "inputs")
+    found = _read_graph(lambda: _from_graph(backend, name, data, onnx_inputs, ir_inputs), where, name, "inputs")
     if found is None:
         return
     for section in ("input", "width_input") if width_input else ("input",):
@@ -591,15 +589,6 @@ def _ir_layers(xml: bytes) -> Counter[Layer]:
     return out
 
 
-def _graph_layers(backend: str, name: str, data: Mapping[str, bytes]) -> tuple[str, Counter[Layer]] | None:
-    """(the file read, its weight layers) of an artifact; ``None``: no graph to read (``_graph_file``)."""
-    found = _graph_file(backend, name, data)
-    if found is None:
-        return None
-    file, ir = found
-    return file, (_ir_layers if ir else _onnx_layers)(data[file])
-
-
 def module_layers(static: Any) -> Counter[Layer]:
     """The weight layers of a static (materialized) network, as ``_onnx_layers`` / ``_ir_layers`` read a graph."""
     from torch import nn
@@ -689,7 +678,7 @@ def check_network(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, 
                         f"{_FIX}") from None
     wrong: list[str] = []
     file = name
-    found = _read_graph(lambda: _graph_layers(backend, name, data), where, name, "layers")
+    found = _read_graph(lambda: _from_graph(backend, name, data, _onnx_layers, _ir_layers), where, name, "layers")
     if found is not None:
         file, layers = found
         expected = module_layers(static)
