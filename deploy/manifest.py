@@ -16,7 +16,13 @@ from typing import Any
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import Artifact, Backend
 from us3l.deploy.bn_stats_record import expected_bn_stats_differ
-from us3l.deploy.manifest_claims import check_graph, check_network, check_verification, model_kwargs_ok
+from us3l.deploy.manifest_claims import (
+    check_graph,
+    check_network,
+    check_verification,
+    model_kwargs_ok,
+    parsed_once,
+)
 from us3l.deploy.verify import Verification
 from us3l.errors import US3LError
 from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json_sha256
@@ -291,13 +297,14 @@ def verify_manifest(
         check_engine_compat(recorded, be.runtime_version(), current_compute_capability())
     data = read_artifact_files(doc, directory)
     # backend.precision, runtime_version, input and output.shape against the (hash-checked) files
-    check_graph(doc, where, data)
-    if be.name != "tensorrt":
-        be.check_runtime_compat(spec.get("runtime_version"))  # checked above (OpenVINO: the IR's own record)
-    if network is not None:  # model.width and model.name against the graph, as widths of this network
-        built = getattr(network, "registered_as", None)
-        label = built[0] if isinstance(built, tuple) and built else type(network).__name__
-        check_network(doc, where, data, network, f"the given {label} network")
+    with parsed_once():  # the graph parsed once for both checks
+        check_graph(doc, where, data)
+        if be.name != "tensorrt":
+            be.check_runtime_compat(spec.get("runtime_version"))  # checked above (OpenVINO: the IR's own record)
+        if network is not None:  # model.width and model.name against the graph, as widths of this network
+            built = getattr(network, "registered_as", None)
+            label = built[0] if isinstance(built, tuple) and built else type(network).__name__
+            check_network(doc, where, data, network, f"the given {label} network")
     check_expected(
         doc,
         where,

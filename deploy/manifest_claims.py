@@ -62,9 +62,11 @@ artifact's files uses it). Each mismatch is one ``US3LError`` line naming the fi
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,6 +76,46 @@ from us3l.errors import US3LError
 _BOUNDS = ("max_abs", "min_cosine", "min_mean_cosine", "min_topk_agreement", "topk")
 _FIX = "re-export the artifact"
 _T = TypeVar("_T")
+
+#: The graphs parsed within one ``parsed_once`` scope (id of the bytes -> (the bytes, kept so the id stays theirs,
+#: the parsed graph)): every check of one artifact reads its ONNX model or IR .xml once, not once per claim.
+_PARSED: ContextVar[dict[tuple[str, int], tuple[bytes, Any]] | None] = ContextVar("us3l_parsed_graphs", default=None)
+
+
+@contextlib.contextmanager
+def parsed_once() -> Iterator[None]:
+    """Inside, each graph file's bytes are parsed once (``_onnx_model``, ``_xml_root``) however many claims read them;
+    the parsed graphs are dropped on exit. Outside, every reader parses its own."""
+    outer = _PARSED.get()
+    token = _PARSED.set({} if outer is None else outer)  # nested: the outer scope's graphs
+    try:
+        yield
+    finally:
+        _PARSED.reset(token)
+
+
+def _parsed(kind: str, data: bytes, parse: Callable[[bytes], _T]) -> _T:
+    memo = _PARSED.get()
+    if memo is None:
+        return parse(data)
+    key = (kind, id(data))
+    if key not in memo:
+        memo[key] = (data, parse(data))
+    return memo[key][1]
+
+
+def _onnx_model(data: bytes) -> Any:
+    """The ONNX model of ``data`` (read only: callers do not change it), parsed once within ``parsed_once``."""
+    import onnx
+
+    return _parsed("onnx", data, onnx.load_model_from_string)
+
+
+def _xml_root(xml: bytes) -> Any:
+    """The root element of an IR's .xml bytes, parsed once within ``parsed_once``."""
+    import xml.etree.ElementTree as ET
+
+    return _parsed("xml", xml, ET.fromstring)
 
 
 def _number(v: object) -> float | None:
@@ -210,7 +252,7 @@ def onnx_precision_facts(data: bytes) -> tuple[bool, bool]:
     """(has Q/DQ nodes, has a float16/bfloat16 initializer) of an ONNX model's bytes (its graph and subgraphs)."""
     import onnx
 
-    model = onnx.load_model_from_string(data)
+    model = _onnx_model(data)
     half = {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
     qdq, fp16 = False, False
     graphs = [model.graph]
@@ -227,9 +269,8 @@ def onnx_precision_facts(data: bytes) -> tuple[bool, bool]:
 
 def ir_precision_facts(xml: bytes) -> tuple[bool, bool]:
     """(int8: a FakeQuantize layer or an i8/u8 constant, fp16: an f16 constant) of an OpenVINO IR's .xml bytes."""
-    import xml.etree.ElementTree as ET
 
-    root = ET.fromstring(xml)
+    root = _xml_root(xml)
     int8, fp16 = False, False
     for layer in root.iter("layer"):
         kind = layer.get("type")
@@ -311,18 +352,16 @@ def check_precision(doc: Mapping[str, Any], where: str | Path, data: Mapping[str
 def onnx_output_dims(data: bytes) -> list[int | None]:
     """The dimensions of an ONNX model's first graph output (what onnxruntime's ``get_outputs()[0]`` is; ``None``:
     a symbolic or unknown one)."""
-    import onnx
 
-    out = onnx.load_model_from_string(data).graph.output[0]
+    out = _onnx_model(data).graph.output[0]
     return [int(d.dim_value) if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
 
 
 def ir_output_dims(xml: bytes) -> list[int | None]:
     """The dimensions of an OpenVINO IR's first Result layer (its .xml bytes; ``None``: a dynamic one, ``-1``,
     ``?`` or a range)."""
-    import xml.etree.ElementTree as ET
 
-    result = next(layer for layer in ET.fromstring(xml).iter("layer") if layer.get("type") == "Result")
+    result = next(layer for layer in _xml_root(xml).iter("layer") if layer.get("type") == "Result")
     return [int(t) if (t := (d.text or "").strip()).isdigit() else None for d in result.iterfind("input/port/dim")]
 
 
@@ -397,10 +436,9 @@ _IR_TYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "flo
 def onnx_inputs(data: bytes) -> dict[str, GraphInput]:
     """Name -> (element type, dimensions) of an ONNX model's graph inputs, initializers left out (what
     onnxruntime's ``get_inputs()`` lists)."""
-    import onnx
     from onnx.helper import tensor_dtype_to_np_dtype
 
-    graph = onnx.load_model_from_string(data).graph
+    graph = _onnx_model(data).graph
     constants = {t.name for t in graph.initializer}
     return {
         i.name: (tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).name,
@@ -412,9 +450,8 @@ def onnx_inputs(data: bytes) -> dict[str, GraphInput]:
 def ir_inputs(xml: bytes) -> dict[str, GraphInput]:
     """Name -> (element type, dimensions) of an OpenVINO IR's inputs (its .xml bytes): the top-level Parameter
     layers (an ``If`` body's own are not inputs), named by their output tensor names as OpenVINO's ``inputs`` are."""
-    import xml.etree.ElementTree as ET
 
-    layers = ET.fromstring(xml).find("layers")
+    layers = _xml_root(xml).find("layers")
     out: dict[str, GraphInput] = {}
     for layer in [] if layers is None else layers.iterfind("layer[@type='Parameter']"):
         data, port = layer.find("data"), layer.find("output/port")
@@ -470,9 +507,8 @@ def check_inputs(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, b
 def ir_writer_version(xml: bytes) -> str | None:
     """The OpenVINO release that wrote an IR (its .xml bytes: ``<rt_info><info name="OpenVINO Runtime">``), ``None``
     where it records none."""
-    import xml.etree.ElementTree as ET
 
-    info = ET.fromstring(xml).find("rt_info/info[@name='OpenVINO Runtime']")
+    info = _xml_root(xml).find("rt_info/info[@name='OpenVINO Runtime']")
     return None if info is None else info.get("value")
 
 
@@ -498,12 +534,13 @@ def check_graph(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, by
     ``backend.precision`` (``check_precision``), ``backend.runtime_version`` (``check_runtime_version``), ``input``
     (``check_inputs``) and ``output.shape`` (``check_output_shape``, ``feature_axis`` as there); a switchable
     manifest (``feature_axis`` given) also ``width_input``."""
-    check_precision(doc, where, data)
-    check_runtime_version(doc, where, data)
-    check_inputs(doc, where, data, width_input=feature_axis is not None)
-    check_output_shape(doc, where, data, feature_axis=feature_axis)
-    if feature_axis is None:
-        check_model(doc, where, data)
+    with parsed_once():  # each graph file parsed once for all of them
+        check_precision(doc, where, data)
+        check_runtime_version(doc, where, data)
+        check_inputs(doc, where, data, width_input=feature_axis is not None)
+        check_output_shape(doc, where, data, feature_axis=feature_axis)
+        if feature_axis is None:
+            check_model(doc, where, data)
 
 
 # ------------------------------------------------------------------------------------------------ model and width
@@ -519,10 +556,9 @@ def _onnx_layers(data: bytes) -> Counter[Layer]:
     whose second input, is a constant (an initializer or ``Constant``, possibly through ``DequantizeLinear`` /
     ``QuantizeLinear`` / ``Transpose`` / ``Identity`` / ``Cast``: the Q/DQ model us3l writes). A ``MatMul`` of two
     activations (attention) is none."""
-    import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load_model_from_string(data).graph
+    graph = _onnx_model(data).graph
     dims: dict[str, list[int]] = {t.name: [int(d) for d in t.dims] for t in graph.initializer}
     producer: dict[str, Any] = {}
     for n in graph.node:
@@ -566,9 +602,8 @@ def _ir_layers(xml: bytes) -> Counter[Layer]:
     ``GroupConvolution`` (its [groups, out / groups, in / groups, kh, kw] weight as the convolution's [out,
     in / groups, kh, kw]) and each ``MatMul`` whose second input is 2-D (a linear layer's weight; attention multiplies
     activations of more dimensions), read from the layers' input ports."""
-    import xml.etree.ElementTree as ET
 
-    layers = ET.fromstring(xml).find("layers")
+    layers = _xml_root(xml).find("layers")
     out: Counter[Layer] = Counter()
     for layer in [] if layers is None else layers.iterfind("layer"):
         kind = layer.get("type")
