@@ -4,6 +4,7 @@ images it had trained on, without a word."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -30,10 +31,10 @@ def _auto_folder(root: Path, per_class: int = 10) -> Path:
     return root
 
 
-def _test_names(spec: str) -> set[str]:
+def _test_names(spec: str, split_rule: int = 2) -> set[str]:
     from us3l.data import load_splits
 
-    return {f"{p.parent.name}/{p.name}" for p, _ in load_splits(spec, SIZE)[1].samples}
+    return {f"{p.parent.name}/{p.name}" for p, _ in load_splits(spec, SIZE, split_rule)[1].samples}
 
 
 def _changed(folder: Path) -> str:
@@ -43,15 +44,29 @@ def _changed(folder: Path) -> str:
             "as it was, or evaluate on a folder with explicit train/ and test/ subfolders\n")
 
 
+def _as_saved_before_split_rules(run: Path, folder: Path) -> None:
+    """Edit ``run``'s checkpoint.json as a run saved before split rule 2 wrote it: no ``split_rule`` (rule 1: the
+    count-based 80/20 draw) and the fingerprint of that split."""
+    from us3l.data import load_splits
+
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta["data"].pop("split_rule")
+    meta["data"].pop("split_forced")
+    meta["data"]["fingerprint"] = data_fingerprint(*load_splits(f"folder:{folder}", SIZE, split_rule=1))
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+
+
 def test_the_runs_own_folder_changed_since_training_is_refused(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A run saved before split rule 2 (no data.split_rule) keeps the count-based split, refused once changed."""
     folder = _auto_folder(tmp_path / "imgs")
     config = write_tiny_config(tmp_path / "tiny.yaml", folder, epochs=1, schedule="none", knn_widths=[1.0])
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--out", str(run)]) == 0
-    before = _test_names(f"folder:{folder}")
+    _as_saved_before_split_rules(run, folder)
+    before = _test_names(f"folder:{folder}", split_rule=1)
     shutil.copy(folder / "a" / "0.png", folder / "a" / "10.png")  # one image more: class a is drawn again
-    assert _test_names(f"folder:{folder}") - before, "the split did not reshuffle: the test shows nothing"
+    assert _test_names(f"folder:{folder}", split_rule=1) - before, "the split did not reshuffle: the test shows nothing"
     capsys.readouterr()
     for argv in (["eval", "--no-baselines", "--out", str(tmp_path / "out")], ["calibrate"]):
         assert main([*argv[:1], "--ckpt", str(run), "--data", f"folder:{folder}/", "--widths", "1", "--batches", "1",
@@ -61,9 +76,43 @@ def test_the_runs_own_folder_changed_since_training_is_refused(tmp_path: Path,
 
     with pytest.raises(US3LError, match="changed since the run was trained on it"):  # its default calibration data
         int8_calibration_for(run, calib_images=32)
-    (folder / "a" / "10.png").unlink()  # restored: evaluated as before
+    (folder / "a" / "10.png").unlink()  # restored: evaluated as before, on the count-based split
     assert main(["eval", "--ckpt", str(run), "--data", str(folder), "--widths", "1", "--batches", "1",
                  "--no-baselines", "--quiet", "--out", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "accuracy.json").read_text())
+    assert doc["num_test"] == len(before) and doc["data_check"]["changed_since_training"] is False
+
+
+def test_a_new_run_is_evaluated_on_its_folder_changed_where_no_training_image_is_tested(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Split rule 2 (new runs): an image added moves no image between the splits, so eval goes on, with a warning,
+    and accuracy.json records that the test set changed (and its fingerprint); an image removed that makes the
+    one-test-image-per-class guarantee move a training image into test is refused."""
+    folder = _auto_folder(tmp_path / "imgs")
+    config = write_tiny_config(tmp_path / "tiny.yaml", folder, epochs=1, schedule="none", knn_widths=[1.0])
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert meta["data"]["split_rule"] == 2 and meta["data"]["split_forced"] == {"train": [], "test": []}
+    before = _test_names(f"folder:{folder}")
+    shutil.copy(folder / "a" / "0.png", folder / "a" / "10.png")
+    assert _test_names(f"folder:{folder}") == before  # a/10.png hashes into train; nothing else moved
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["eval", "--ckpt", str(run), "--data", f"folder:{folder}", "--widths", "1", "--batches", "1",
+                 "--no-baselines", "--quiet", "--out", str(out)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("warning:") == 1 and f"warning: folder:{folder} changed since the run was trained on it" in err
+    check = json.loads((out / "accuracy.json").read_text())["data_check"]
+    assert check["changed_since_training"] is True and check["fingerprint"] != meta["data"]["fingerprint"]
+    assert check["fingerprint"] == data_fingerprint(*__import__("us3l.data").data.load_splits(f"folder:{folder}"))
+    (folder / "b" / "0.png").unlink()  # b's only image hashed into test: its lowest-hash training image moves there
+    assert main(["eval", "--ckpt", str(run), "--data", f"folder:{folder}", "--widths", "1", "--batches", "1",
+                 "--no-baselines", "--quiet", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {folder} changed since the run was trained on it, and its test split now holds {folder}/b/3.png, "
+        "which the run may have trained on (moved by the split rule's one-test-image-per-class guarantee); restore "
+        "the folder as it was, or evaluate on a folder with explicit train/ and test/ subfolders\n")
 
 
 def test_other_data_and_split_folders_are_not_compared(tmp_path: Path) -> None:
@@ -74,7 +123,7 @@ def test_other_data_and_split_folders_are_not_compared(tmp_path: Path) -> None:
 
     folder = _auto_folder(tmp_path / "imgs")
     spec = f"folder:{folder}"
-    trained = {"spec": spec, "fingerprint": data_fingerprint(*load_splits(spec, SIZE))}
+    trained = {"spec": spec, "fingerprint": data_fingerprint(*load_splits(spec, SIZE, split_rule=1))}  # rule 1
     load_checked_splits(spec, SIZE, trained)  # unchanged
     other = tmp_path / "copy"
     shutil.copytree(folder, other)
@@ -112,7 +161,7 @@ def test_quickstart_trains_again_on_its_changed_folder(tmp_path: Path, monkeypat
     run = tmp_path / "run"
     cfg = resolve_config(config, {"out": str(run)})
     atomic_write_json(run / "checkpoint.json", {"config": cfg.to_dict(), "epoch": 1, "data": {
-        "spec": cfg.data, "fingerprint": data_fingerprint(*load_splits(cfg.data))}})
+        "spec": cfg.data, "fingerprint": data_fingerprint(*load_splits(cfg.data)), "split_rule": 2}})
     calls: list = []
     monkeypatch.setattr(loop, "run_training", lambda cfg, **kw: calls.append(kw) or SimpleNamespace(status="completed"))
     options = qs.QuickstartOptions(out=tmp_path, config=config)

@@ -142,12 +142,16 @@ def _run_changes(meta: dict[str, Any], cfg: Any, loaded: Any) -> list[str]:
     data ``loaded``: ``us3l.train.loop.LoadedData``): its config keys that differ (``_training_changes``), and data
     of other images or class names (its fingerprint; a folder changed since: its automatic split reshuffled, so
     the run is no run to reuse and evaluate on a test split it may have trained on)."""
+    from us3l.data import load_splits
+    from us3l.data.split_rule import split_rule_of
     from us3l.train.data_identity import data_fingerprint, fingerprint_differs
 
     changes = _training_changes(meta.get("config") or {}, cfg.to_dict())
     trained = meta.get("data")
     recorded = trained.get("fingerprint") if isinstance(trained, dict) else None
-    if fingerprint_differs(recorded, data_fingerprint(loaded.train, loaded.test)):
+    rule = split_rule_of(trained)  # the run's own split of its data (rule 1 for runs saved before rule 2)
+    splits = (loaded.train, loaded.test) if rule == loaded.split_rule else load_splits(loaded.spec, None, rule)
+    if fingerprint_differs(recorded, data_fingerprint(*splits)):
         changes.append("data: other images or class names")
     return changes
 

@@ -26,6 +26,7 @@ from us3l.data.loader import loader_batches
 from us3l.data.safe_pickle import safe_unpickle
 from us3l.data.shapes import CLASSES as SHAPE_CLASSES
 from us3l.data.shapes import generate_shapes
+from us3l.data.split_rule import COUNT_RULE, CURRENT_SPLIT_RULE, SPLIT_RULES, path_hash_split, split_key
 from us3l.data.tree import IMAGE_EXTENSIONS, ClassFolders, holds_files, image_files, skipped
 from us3l.errors import US3LError
 
@@ -173,24 +174,29 @@ def iterate_batches(
 # ----------------------------------------------------------------------------------------------- load
 
 
-def load_dataset(spec: str, split: str, image_size: int | None = None) -> AnyDataset:
+def load_dataset(spec: str, split: str, image_size: int | None = None,
+                 split_rule: int = CURRENT_SPLIT_RULE) -> AnyDataset:
     """Load a dataset from a spec string (``builtin``, ``cifar10:PATH``, ``cifar100:PATH``, ``folder:PATH``).
 
     ``split`` is ``train`` or ``test`` (``val`` is accepted as an alias of ``test``). ``image_size`` is the
     stored image side of folder datasets (default 224); in-memory datasets keep their native size (32) and
-    the augmentations resample to the model's input size. Bad input raises a one-line ``US3LError``.
+    the augmentations resample to the model's input size. ``split_rule``: how an image folder without split
+    folders is split (``us3l.data.split_rule``; a run's own rule is in its checkpoint.json). Bad input raises a
+    one-line ``US3LError``.
     """
-    return _load(spec, (_check_split(split),), image_size)[0]
+    return _load(spec, (_check_split(split),), image_size, split_rule)[0]
 
 
-def load_splits(spec: str, image_size: int | None = None) -> tuple[AnyDataset, AnyDataset]:
+def load_splits(spec: str, image_size: int | None = None,
+                split_rule: int = CURRENT_SPLIT_RULE) -> tuple[AnyDataset, AnyDataset]:
     """The train and test splits of ``spec``, as two :func:`load_dataset` calls give them; an image folder without
     split folders is walked once for both (on a large tree the walk, not the split, is what takes time)."""
-    train, test = _load(spec, ("train", "test"), image_size)
+    train, test = _load(spec, ("train", "test"), image_size, split_rule)
     return train, test
 
 
-def _load(spec: str, splits: tuple[str, ...], image_size: int | None) -> list[AnyDataset]:
+def _load(spec: str, splits: tuple[str, ...], image_size: int | None,
+          split_rule: int = CURRENT_SPLIT_RULE) -> list[AnyDataset]:
     """:func:`load_dataset` of each of ``splits`` (checked split names), the spec parsed once."""
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise US3LError(f"image_size must be a positive integer, got {image_size!r}")
@@ -202,7 +208,7 @@ def _load(spec: str, splits: tuple[str, ...], image_size: int | None) -> list[An
     assert path is not None
     if kind in ("cifar10", "cifar100"):
         return [load_cifar(kind, path, split) for split in splits]
-    return _load_folder(path, splits, image_size or DEFAULT_FOLDER_SIZE)
+    return _load_folder(path, splits, image_size or DEFAULT_FOLDER_SIZE, split_rule)
 
 
 def data_spec_kind(spec: str) -> str | None:
@@ -458,16 +464,19 @@ def _cifar_labels(raw: Any, path: Path, key: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- folder
 
 
-def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE) -> FolderDataset:
+def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE,
+                split_rule: int = CURRENT_SPLIT_RULE) -> FolderDataset:
     """An ImageFolder tree: ``path/<split>/<class>/*`` if ``path/train`` exists, else ``path/<class>/*``.
 
-    Without split folders, each class is split 80/20 (train/test) deterministically. With split folders,
-    ``test`` falls back to ``val`` (and ``val`` to ``test``); the class list comes from ``path/train``.
+    Without split folders, each class is split about 80/20 (train/test) by ``split_rule``
+    (``us3l.data.split_rule``). With split folders, ``test`` falls back to ``val`` (and ``val`` to ``test``); the
+    class list comes from ``path/train``.
     """
-    return _load_folder(Path(path), (_check_split(split),), image_size)[0]
+    return _load_folder(Path(path), (_check_split(split),), image_size, split_rule)[0]
 
 
-def _load_folder(path: Path, splits: tuple[str, ...], image_size: int) -> list[FolderDataset]:
+def _load_folder(path: Path, splits: tuple[str, ...], image_size: int,
+                 split_rule: int = CURRENT_SPLIT_RULE) -> list[FolderDataset]:
     """:func:`load_folder` of each of ``splits``; a folder without split folders is walked once for all of them."""
     if not path.is_dir():
         raise US3LError(f"not a directory: {path}")
@@ -487,7 +496,12 @@ def _load_folder(path: Path, splits: tuple[str, ...], image_size: int) -> list[F
         _check_no_split_folders(path, classes)
         everything = _scan(path, classes, every_class=True, fences=_class_folders([path]))
         labels = np.array([label for _, label in everything], dtype=np.int64)
-        train_idx, test_idx = stratified_split(labels, TEST_FRACTION, FOLDER_SEED)
+        if split_rule not in SPLIT_RULES:
+            raise ValueError(f"unknown split rule {split_rule!r}")
+        if split_rule == COUNT_RULE:
+            train_idx, test_idx = stratified_split(labels, TEST_FRACTION, FOLDER_SEED)
+        else:
+            train_idx, test_idx = path_hash_split([split_key(p, path) for p, _ in everything], labels)
         for split in splits:
             per_split[split] = [everything[i] for i in (train_idx if split == "train" else test_idx)]
     for split in splits:
@@ -498,7 +512,7 @@ def _load_folder(path: Path, splits: tuple[str, ...], image_size: int) -> list[F
 
 def has_split_folders(path: Path) -> bool:
     """Whether the image folder ``path`` is laid out in split folders (``PATH/train/<class>/...``); without them
-    each class is split 80/20 by ``stratified_split``, a draw that depends on the class's image count."""
+    each class is split about 80/20 by a split rule (``us3l.data.split_rule``)."""
     return (path / "train").is_dir()
 
 

@@ -11,6 +11,7 @@ Document::
      protocols: {knn: {k, k_requested, temperature, max_train, bank_size, bank_seed} | null,
                  linear: {epochs, lr, ...} | null, feature_transform},
      baselines: {raw_pixels: {knn_top1, knn_top1_ci, k} | null, chance, random_init_seed} | null,
+     data_check: {fingerprint, changed_since_training},             # optional (us3l eval)
      widths: [{width, canonical_width, feature_dim, knn_top1, knn_top1_ci, knn_top1_hits, knn_top5,
                linear_top1, linear_top1_ci, linear_top1_hits, linear_top5, macs, params, embedding_std,
                baseline_random_init: {knn_top1, knn_top1_ci} | null,
@@ -40,6 +41,11 @@ same run beside it (``fp32_*``; ``*_drop`` = FP32 - artifact, in fractions), the
 prediction is the same (``prediction_agreement``), and which artifact (path, manifest sha256, runtime,
 quantizer, calibration sha256). The width's own fields stay the PyTorch FP32 ones. ``us3l eval`` carries the
 entries over when it rewrites the file for the same checkpoint and kNN protocol (:func:`carry_precisions`).
+
+``data_check`` (optional, still schema 2) says what the test split was: ``fingerprint``, the data's fingerprint
+(``us3l.train.data_identity``: class names and both splits' samples); ``changed_since_training``, true where the
+data is the run's own automatically split folder changed since it trained (allowed under split rule 2, where no
+image the run trained on can be in the test split, but the test set is not the run's), false otherwise.
 """
 
 from __future__ import annotations
@@ -95,8 +101,9 @@ def accuracy_doc(
     widths: list[dict[str, Any]],
     num_test: int | None = None,
     baselines: dict[str, Any] | None = None,
+    data_check: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build and validate an accuracy document (schema 2)."""
+    """Build and validate an accuracy document (schema 2); ``data_check`` is written where given."""
     doc = header(ACCURACY_KIND, ACCURACY_SCHEMA)
     doc.update(
         checkpoint=checkpoint,
@@ -112,6 +119,8 @@ def accuracy_doc(
         baselines=baselines,
         widths=sorted((_row_fields(row) for row in widths), key=lambda r: r["width"]),
     )
+    if data_check is not None:
+        doc["data_check"] = dict(data_check)
     validate_accuracy(doc, "<accuracy document>")
     return doc
 
@@ -155,6 +164,16 @@ def _check_baseline(v: Any, where: str, path: str | Path) -> None:
     _check_interval(v.get("knn_top1_ci"), f"{where}.knn_top1_ci", path, v.get("knn_top1"))
 
 
+def _check_data_check(v: Any, path: str | Path) -> None:
+    """The optional ``data_check`` object (absent: written before it was, or by ``us3l eval --artifact``)."""
+    if not isinstance(v, dict):
+        raise US3LError(f"{path}: 'data_check' must be an object")
+    if v.get("fingerprint") is not None and not isinstance(v["fingerprint"], str):
+        raise US3LError(f"{path}: data_check.fingerprint must be a string or null, got {v['fingerprint']!r}")
+    if v.get("changed_since_training") not in (None, True, False):
+        raise US3LError(f"{path}: data_check.changed_since_training must be true, false or null")
+
+
 def validate_accuracy(doc: Any, path: str | Path) -> None:
     """Schema check (version 1 or 2) plus per-width field checks; one-line ``US3LError`` on the first problem."""
     found = doc.get("schema_version") if isinstance(doc, dict) else None
@@ -174,6 +193,7 @@ def validate_accuracy(doc: Any, path: str | Path) -> None:
             raise US3LError(f"{path}: 'baselines' must be an object or null")
         _check_baseline(baselines.get("raw_pixels"), "baselines.raw_pixels", path)
         _check_fraction(baselines.get("chance"), "baselines.chance", path)
+    _check_data_check(doc.get("data_check", {}), path)
     seen: dict[float, int] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):

@@ -282,17 +282,29 @@ class KnnData:
     bank: Any
     k_requested: int
     k: int
+    data_check: dict[str, Any] | None = None
 
 
 def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int) -> KnnData:
     """Load ``spec``'s splits at ``input_size`` and choose the kNN bank and k (``us3l eval`` and the artifact's
     own accuracy, ``us3l.deploy.accuracy``, use the same). The run's own automatically split folder, changed since
-    it trained, is refused (``us3l.train.data_identity.check_split_unchanged``)."""
+    it trained, is refused where a training image may be in its test split now
+    (``us3l.train.data_identity.check_split_unchanged``), and evaluated with a warning where none can be (split
+    rule 2): ``data_check`` says so."""
     from us3l.data.folder import check_first_images, eval_transform_for
-    from us3l.train.data_identity import load_checked_splits
+    from us3l.train.data_identity import checked_splits, data_fingerprint
     from us3l.train.knn import dataset_labels, effective_k, stratified_indices, subset_dataset
 
-    train_ds, test_ds = load_checked_splits(spec, input_size, meta.get("data"))
+    train_ds, test_ds, changed = checked_splits(spec, input_size, meta.get("data"))
+    data_check: dict[str, Any] = {"fingerprint": data_fingerprint(train_ds, test_ds), "changed_since_training": changed}
+    if changed:
+        from rich.markup import escape
+
+        from us3l.cli_output import warn
+
+        warn(escape(f"{spec} changed since the run was trained on it: no image the run trained on is in its test "
+                    "split (split rule 2), but the test set is not the run's; accuracy.json records the data's new "
+                    "fingerprint"))
     check_first_images(train_ds)  # a folder of unreadable files: one line now, not after calibrating every width
     check_first_images(test_ds)
     mean, std = input_normalization(meta, train_ds)
@@ -303,7 +315,7 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int) 
     bank_ds = train_ds if bank_idx is None else subset_dataset(train_ds, bank_idx)
     k_requested = s.knn.requested_k(meta)
     return KnnData(train_ds, test_ds, mean, std, eval_transform_for(train_ds, input_size, mean, std), bank_idx,
-                   bank_ds, k_requested, effective_k(k_requested, dataset_labels(bank_ds)))
+                   bank_ds, k_requested, effective_k(k_requested, dataset_labels(bank_ds)), data_check)
 
 
 def calibrate_checkpoint(
@@ -603,6 +615,7 @@ def evaluate_checkpoint(
         protocols=protocols,
         baselines=baselines,
         widths=rows,
+        data_check=d.data_check,
     )
 
 

@@ -14,6 +14,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from us3l.data.split_rule import PATH_HASH_RULE, forced_keys, hashed_test, split_key, split_rule_of
 from us3l.errors import US3LError
 
 #: Bumped when what the fingerprint covers changes (a run saved with another version is not compared).
@@ -55,29 +56,81 @@ def fingerprint_differs(recorded: Any, now: str) -> bool:
     return isinstance(recorded, str) and recorded.split(":")[0] == now.split(":")[0] and recorded != now
 
 
-def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any) -> None:
+def comparable(recorded: Any, now: str) -> bool:
+    """Whether ``recorded`` (a checkpoint's ``data.fingerprint``) is a fingerprint of the same version as ``now``."""
+    return isinstance(recorded, str) and recorded.split(":")[0] == now.split(":")[0]
+
+
+def split_record(spec: str, train_ds: Any, test_ds: Any, rule: int) -> dict[str, Any]:
+    """What a run records of how its data was split (checkpoint.json's ``data``): the split rule (``split_rule``) and,
+    for an image folder without split folders under rule 2, the images the rule's one-image-per-side guarantee
+    moved off their hash's side (``split_forced``: at most one per class), which ``check_split_unchanged`` needs to
+    tell whether a training image is in the test split of the folder changed since."""
+    record: dict[str, Any] = {"split_rule": rule}
+    folder = _auto_split_folder(spec)
+    if folder is not None and rule == PATH_HASH_RULE and getattr(train_ds, "samples", None) is not None:
+        record["split_forced"] = forced_keys([split_key(p, folder) for p, _ in train_ds.samples],
+                                             [split_key(p, folder) for p, _ in test_ds.samples])
+    return record
+
+
+def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any) -> bool:
     """Refuse (one line) the splits ``train_ds``/``test_ds`` of ``spec`` where ``spec`` is the folder a run trained
     on (``trained``: its checkpoint.json's ``data``), split automatically (no ``train/`` folder), and changed since
-    (its fingerprint differs): the 80/20 draw of each class depends on its image count, so one image added or
-    removed reshuffles the class and the test split may hold images the run trained on. Other data (another
-    folder, a folder with split folders, CIFAR, the built-in sets) is not compared: evaluating on it is
-    legitimate."""
+    (its fingerprint differs), unless no image the run trained on can be in the test split now. Under split rule 1
+    (runs that record no ``split_rule``) the 80/20 draw of each class depends on its image count, so one image added
+    or removed reshuffles the class: refused. Under rule 2 an image keeps its side unless the rule's
+    one-image-per-side guarantee moved it; with the moved images the run recorded (``split_forced``), a test image
+    now is one the run trained on exactly when its hash puts it into training and the run did not move it to test,
+    or its hash puts it into test and the run moved it to training: refused then, allowed otherwise (returns True:
+    the test set differs from the run's). Other data (another folder, a folder with split folders, CIFAR, the
+    built-in sets) is not compared (returns False): evaluating on it is legitimate."""
     folder = _trained_auto_split(trained, spec)
-    if folder is None or not fingerprint_differs(trained.get("fingerprint"), data_fingerprint(train_ds, test_ds)):
-        return
+    if folder is None:
+        return False
+    recorded, now = trained.get("fingerprint"), data_fingerprint(train_ds, test_ds)
+    if not fingerprint_differs(recorded, now):
+        return False
+    if split_rule_of(trained) == PATH_HASH_RULE:
+        leak = _trained_test_image(trained.get("split_forced"), folder, test_ds)
+        if leak is None:
+            return True
+        raise US3LError(f"{folder} changed since the run was trained on it, and its test split now holds {leak}, "
+                        "which the run may have trained on (moved by the split rule's one-test-image-per-class "
+                        "guarantee); restore the folder as it was, or evaluate on a folder with explicit train/ and "
+                        "test/ subfolders")
     raise US3LError(f"{folder} changed since the run was trained on it (other images or class names than its "
                     "checkpoint.json's data.fingerprint): a folder without train/ and test/ subfolders is split 80/20 "
                     "per class by its image count, so its test split may now hold images the run trained on; restore "
                     "the folder as it was, or evaluate on a folder with explicit train/ and test/ subfolders")
 
 
-def load_checked_splits(spec: str, image_size: int | None, trained: Any) -> tuple[Any, Any]:
-    """``us3l.data.load_splits(spec, image_size)``, refused where ``check_split_unchanged`` refuses them."""
-    from us3l.data.datasets import load_splits
+def _trained_test_image(forced: Any, folder: Path, test_ds: Any) -> str | None:
+    """The first image of ``test_ds`` (a rule-2 split of ``folder``) that may have been in the run's training split,
+    given the images the run's split moved (``forced``: its ``split_forced``); all of them where it records none."""
+    if not (isinstance(forced, dict) and all(isinstance(forced.get(k), list) for k in ("train", "test"))):
+        return "images the run may have trained on (its checkpoint.json records no data.split_forced)"
+    was_train, was_test = set(forced["train"]), set(forced["test"])
+    for path, _ in test_ds.samples:
+        key = split_key(path, folder)
+        if (key in was_train) if hashed_test(key) else (key not in was_test):
+            return str(path)
+    return None
 
-    train_ds, test_ds = load_splits(spec, image_size)
-    check_split_unchanged(trained, spec, train_ds, test_ds)
-    return train_ds, test_ds
+
+def load_checked_splits(spec: str, image_size: int | None, trained: Any) -> tuple[Any, Any]:
+    """``us3l.data.load_splits(spec, image_size)`` with the run's split rule, refused where ``check_split_unchanged``
+    refuses them."""
+    return checked_splits(spec, image_size, trained)[:2]
+
+
+def checked_splits(spec: str, image_size: int | None, trained: Any) -> tuple[Any, Any, bool]:
+    """:func:`load_checked_splits` and whether they are the run's own folder changed since, allowed (rule 2)."""
+    from us3l.data.datasets import anchored_data_spec, load_splits
+
+    spec = anchored_data_spec(spec)  # its images' paths below the folder are what rule 2 and its check key on
+    train_ds, test_ds = load_splits(spec, image_size, split_rule_of(trained))
+    return train_ds, test_ds, check_split_unchanged(trained, spec, train_ds, test_ds)
 
 
 def load_checked_train_split(spec: str, image_size: int | None, trained: Any) -> Any:
@@ -87,24 +140,36 @@ def load_checked_train_split(spec: str, image_size: int | None, trained: Any) ->
     from us3l.data.datasets import load_dataset
 
     if _trained_auto_split(trained, spec) is None:
-        return load_dataset(spec, "train", image_size)
+        return load_dataset(spec, "train", image_size, split_rule_of(trained))
     return load_checked_splits(spec, image_size, trained)[0]
+
+
+def _auto_split_folder(spec: str) -> Path | None:
+    """The image folder ``spec`` names where it has no split folders (split by a rule); else None."""
+    from us3l.data.datasets import has_split_folders, parse_data_spec
+
+    try:
+        kind, path = parse_data_spec(spec)
+    except US3LError:
+        return None
+    return path if kind == "folder" and path is not None and not has_split_folders(path) else None
 
 
 def _trained_auto_split(trained: Any, spec: str) -> Path | None:
     """The folder ``spec`` names where it is the one ``trained`` (checkpoint.json's ``data``) records, as resolved
     paths (a relative ``spec`` is taken from the working directory; a relative recorded spec, written before
-    2026-12-07, names no known folder and is not compared), laid out without split folders; else None."""
-    from us3l.data.datasets import anchored_data_spec, has_split_folders, parse_data_spec, same_data_spec
+    2026-12-07, names no known folder and is not compared), laid out
+    without split folders; else None."""
+    from us3l.data.datasets import anchored_data_spec, parse_data_spec, same_data_spec
 
     recorded = trained.get("spec") if isinstance(trained, dict) else None
     if not isinstance(recorded, str):
         return None
     spec = anchored_data_spec(spec)
     try:
-        (kind, path), (_, trained_path) = parse_data_spec(spec), parse_data_spec(recorded)
+        _, trained_path = parse_data_spec(recorded)
     except US3LError:
         return None
-    if kind != "folder" or path is None or trained_path is None or not trained_path.is_absolute():
+    if trained_path is None or not trained_path.is_absolute() or not same_data_spec(recorded, spec):
         return None
-    return path if same_data_spec(recorded, spec) and not has_split_folders(path) else None
+    return _auto_split_folder(spec)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from us3l import checkpoint as ckpt
+from us3l.data.split_rule import CURRENT_SPLIT_RULE, split_rule_of
 from us3l.derived import invalidate_stale
 from us3l.errors import US3LError
 from us3l.io import naming
@@ -32,7 +33,7 @@ from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, make_config, validate
-from us3l.train.data_identity import data_fingerprint, fingerprint_differs
+from us3l.train.data_identity import data_fingerprint, fingerprint_differs, split_record
 from us3l.train.distributed import (
     DistInfo,
     all_ranks,
@@ -169,16 +170,19 @@ class LoadedData:
     spec: str
     train: Any
     test: Any
+    split_rule: int = CURRENT_SPLIT_RULE
 
 
-def _splits(cfg: TrainConfig, image_size: int, loaded: LoadedData | None) -> tuple[Any, Any]:
-    """The train and test splits of ``cfg.data`` at ``image_size`` (a folder's stored side): ``loaded`` when it holds
-    that spec, else read from it."""
+def _splits(cfg: TrainConfig, image_size: int, loaded: LoadedData | None,
+            split_rule: int = CURRENT_SPLIT_RULE) -> tuple[Any, Any]:
+    """The train and test splits of ``cfg.data`` at ``image_size`` (a folder's stored side) under ``split_rule``
+    (``us3l.data.split_rule``: a resumed run keeps its own): ``loaded`` when it holds that spec and rule, else read
+    from it."""
     from us3l.data import load_splits
     from us3l.data.folder import is_folder
 
-    if loaded is None or loaded.spec != str(cfg.data):
-        return load_splits(cfg.data, image_size)
+    if loaded is None or loaded.spec != str(cfg.data) or loaded.split_rule != split_rule:
+        return load_splits(cfg.data, image_size, split_rule)
     if is_folder(loaded.train):  # loaded at the default size; the images are decoded at this one
         return replace(loaded.train, image_size=image_size), replace(loaded.test, image_size=image_size)
     return loaded.train, loaded.test
@@ -568,7 +572,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
 
     backbone = build_backbone(cfg)
     image_size = int(cfg.image_size or backbone.input_size)
-    train_ds, test_ds = _splits(cfg, image_size, loaded)
+    split_rule = split_rule_of(resumed_meta.get("data")) if resumed_meta is not None else CURRENT_SPLIT_RULE
+    train_ds, test_ds = _splits(cfg, image_size, loaded, split_rule)
     check_monitor_data(cfg, train_ds)
     check_batches(len(train_ds), cfg, info.world_size)
     fingerprint = data_fingerprint(train_ds, test_ds)
@@ -663,6 +668,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     meta_base = _meta_base(cfg, backbone, train_ds, test_ds, image_size, w_min, w_max, info, device)
     meta_base["flush_denormal"] = flushed
     meta_base["data"]["fingerprint"] = fingerprint
+    meta_base["data"].update(split_record(str(cfg.data), train_ds, test_ds, split_rule))
     if resumed_meta is not None:
         ckpt.check_resumed_bound(resumed_meta, meta_base, run_dir / ckpt.META_FILE)
     if info.is_main:
