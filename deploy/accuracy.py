@@ -165,7 +165,7 @@ def evaluate_artifact(
         if int(shape[-1]) != input_size:
             raise US3LError(f"{directory}: the artifact takes {shape[-1]} px images, the checkpoint {input_size} px")
         key = (spec, input_size)
-        d = splits[key] if splits is not None and key in splits else knn_data(spec, meta, s, input_size)
+        d = splits[key] if splits is not None and key in splits else knn_data(spec, meta, s, input_size, data)
         if splits is not None:
             splits[key] = d
         _check_normalization(doc, directory, {"mean": d.mean, "std": d.std})

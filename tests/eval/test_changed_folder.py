@@ -171,3 +171,48 @@ def test_quickstart_trains_again_on_its_changed_folder(tmp_path: Path, monkeypat
     assert [kw["overwrite"] for kw in calls] == [True]
     err = " ".join(capsys.readouterr().err.split())
     assert f"warning: {run} holds a run trained with other settings (data: other images or class names)" in err
+
+
+def test_a_relative_recorded_spec_is_checked_against_the_fingerprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint that recorded its data as a relative path (before 2026-12-07) was not compared at all: `--data
+    imgs` typed again evaluated (or resumed on) whatever imgs/ the working directory held. The relative path, taken
+    from there, must match the recorded fingerprint; without one it is refused, and an absolute --data is the
+    user's word for other data."""
+    folder = _auto_folder(tmp_path / "imgs")
+    config = write_tiny_config(tmp_path / "tiny.yaml", folder, epochs=1, schedule="none", knn_widths=[1.0])
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta["data"]["spec"] = meta["config"]["data"] = "folder:imgs"  # as an earlier version saved it
+    meta["config"]["epochs"] = 2
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(folder, elsewhere / "imgs")
+    (elsewhere / "imgs" / "b" / "0.png").unlink()  # a lookalike: other images
+    monkeypatch.chdir(elsewhere)
+    eval_args = ["--widths", "1", "--batches", "1", "--no-baselines", "--quiet", "--out", str(tmp_path / "out")]
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(run), "--data", "imgs", *eval_args]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: {elsewhere / 'imgs'} is not the data this run recorded as the relative path 'folder:imgs' (other "
+        "images or class names than its data.fingerprint)")
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "--ckpt", str(run), "--data", "imgs", *eval_args]) == 0  # the run's folder: it matches
+    del meta["data"]["fingerprint"]  # older still: nothing to check the folder with
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    for argv in (["eval", "--ckpt", str(run), "--data", "imgs", *eval_args],
+                 ["calibrate", "--ckpt", str(run), "--data", "folder:imgs", "--widths", "1", "--batches", "1"]):
+        assert main(argv) == 1
+        assert capsys.readouterr().err == (
+            f"error: cannot tell whether {folder} is the data this run trained on: its checkpoint.json records the "
+            "relative path 'folder:imgs' (written before 2026-12-07) and no data.fingerprint to compare; pass --data "
+            "with the absolute path of the folder\n")
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {run}/checkpoint.json records its data as the relative path 'folder:imgs' (written before 2026-12-07) "
+        "and no data.fingerprint to check the folder it names from here; pass --data with the absolute path of the "
+        "run's data\n")
+    assert main(["eval", "--ckpt", str(run), "--data", str(folder), *eval_args]) == 0  # absolute: as the user says
+    assert main(["train", "--out", str(run), "--resume", "--quiet", "--data", f"folder:{folder}"]) == 0

@@ -285,17 +285,19 @@ class KnnData:
     data_check: dict[str, Any] | None = None
 
 
-def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int) -> KnnData:
+def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int, typed: str | None = None) -> KnnData:
     """Load ``spec``'s splits at ``input_size`` and choose the kNN bank and k (``us3l eval`` and the artifact's
     own accuracy, ``us3l.deploy.accuracy``, use the same). The run's own automatically split folder, changed since
     it trained, is refused where a training image may be in its test split now
-    (``us3l.train.data_identity.check_split_unchanged``), and evaluated with a warning where none can be (split
-    rule 2): ``data_check`` says so."""
+    (``us3l.train.data_identity.check_split_unchanged``; ``typed``: the ``--data`` as typed, for a run that recorded
+    a relative path), and evaluated with a warning where none can be (split rule 2): ``data_check`` says
+    so."""
     from us3l.data.folder import check_first_images, eval_transform_for
-    from us3l.train.data_identity import checked_splits, data_fingerprint
+    from us3l.train.data_identity import checked_splits, data_fingerprint, with_anchored_record
     from us3l.train.knn import dataset_labels, effective_k, stratified_indices, subset_dataset
 
-    train_ds, test_ds, changed = checked_splits(spec, input_size, meta.get("data"))
+    trained = with_anchored_record(meta.get("data"), typed)
+    train_ds, test_ds, changed = checked_splits(spec, input_size, trained)
     data_check: dict[str, Any] = {"fingerprint": data_fingerprint(train_ds, test_ds), "changed_since_training": changed}
     if changed:
         from rich.markup import escape
@@ -337,7 +339,7 @@ def calibrate_checkpoint(
     caller (``evaluate_checkpoint``: ``knn_data``'s); else it is loaded here."""
     from us3l.data.folder import check_first_images, eval_transform_for
     from us3l.slim import has_batch_norm
-    from us3l.train.data_identity import load_checked_train_split
+    from us3l.train.data_identity import load_checked_train_split, with_anchored_record
 
     model, meta = loaded.model, loaded.meta
     if not has_batch_norm(model):  # a ViT: LayerNorm only, nothing is estimated per width
@@ -371,7 +373,7 @@ def calibrate_checkpoint(
     input_size = int(meta.get("input_size") or model.input_size)
     ds = train_split
     if ds is None:
-        ds = load_checked_train_split(spec, input_size, meta.get("data"))
+        ds = load_checked_train_split(spec, input_size, with_anchored_record(meta.get("data"), data))
         check_first_images(ds)  # a folder of unreadable files: one error line, not a note on its size first
     settings = settings.used_on(len(ds))  # recorded: the batches a small train split really gave
     if settings.batch_size > len(ds) and progress:  # the summary's "N batch(es) of <batch size>" overstates it
@@ -513,7 +515,7 @@ def evaluate_checkpoint(
     spec = resolve_data_spec(meta, data)
     s = apply_preset(s, spec, str(meta.get("model") or ""))
     input_size = int(meta.get("input_size") or model.input_size)
-    d = knn_data(spec, meta, s, input_size)  # before calibrating: a bank that cannot work fails at once
+    d = knn_data(spec, meta, s, input_size, data)  # before calibrating: a bank that cannot work fails at once
     done = calibrate_checkpoint(loaded, spec, widths, s.calibration, s.recalibrate, s.save_bn_stats, progress,
                                 train_split=d.train)
     require_calibrated(model, widths)

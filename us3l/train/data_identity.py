@@ -84,13 +84,25 @@ def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any) 
     now is one the run trained on exactly when its hash puts it into training and the run did not move it to test,
     or its hash puts it into test and the run moved it to training: refused then, allowed otherwise (returns True:
     the test set differs from the run's). Other data (another folder, a folder with split folders, CIFAR, the
-    built-in sets) is not compared (returns False): evaluating on it is legitimate."""
+    built-in sets) is not compared (returns False): evaluating on it is legitimate. A run that recorded its folder as
+    a relative path (before 2026-12-07) is compared where that path, taken from the working directory, is ``spec``
+    (``with_anchored_record``); without a fingerprint to compare it is refused."""
     folder = _trained_auto_split(trained, spec)
     if folder is None:
         return False
     recorded, now = trained.get("fingerprint"), data_fingerprint(train_ds, test_ds)
+    relative = trained.get(_RELATIVE)
+    if relative is not None and not comparable(recorded, now):
+        raise US3LError(f"cannot tell whether {folder} is the data this run trained on: its checkpoint.json records "
+                        f"the relative path {relative!r} (written before 2026-12-07) and no data.fingerprint to "
+                        "compare; pass --data with the absolute path of the folder")
     if not fingerprint_differs(recorded, now):
         return False
+    if relative is not None:
+        raise US3LError(f"{folder} is not the data this run recorded as the relative path {relative!r} (other images "
+                        "or class names than its data.fingerprint): it may be the run's folder changed since, whose "
+                        "80/20 split reshuffled, or another folder; pass --data with the absolute path of the folder "
+                        "to evaluate it as other data")
     if split_rule_of(trained) == PATH_HASH_RULE:
         leak = _trained_test_image(trained.get("split_forced"), folder, test_ds)
         if leak is None:
@@ -144,6 +156,25 @@ def load_checked_train_split(spec: str, image_size: int | None, trained: Any) ->
     return load_checked_splits(spec, image_size, trained)[0]
 
 
+#: The key ``with_anchored_record`` adds to a run's ``data``: the relative spec it recorded.
+_RELATIVE = "relative_spec"
+
+
+def with_anchored_record(trained: Any, typed: str | None) -> Any:
+    """A run's ``data`` (checkpoint.json) for comparison with the data ``typed`` on a command line: a relative spec it
+    recorded (written before 2026-12-07: the directory it was typed in is unknown) is taken from the working
+    directory when ``typed`` is relative too (the same relative path typed again names the run's folder, or a
+    lookalike that only its fingerprint tells apart); ``typed`` absolute names other data, as the user says."""
+    from us3l.data.datasets import anchored_data_spec
+
+    recorded = trained.get("spec") if isinstance(trained, dict) else None
+    if not isinstance(recorded, str) or typed is None or anchored_data_spec(recorded) == recorded:
+        return trained
+    if anchored_data_spec(typed) == typed:
+        return trained
+    return {**trained, "spec": anchored_data_spec(recorded), _RELATIVE: recorded}
+
+
 def _auto_split_folder(spec: str) -> Path | None:
     """The image folder ``spec`` names where it has no split folders (split by a rule); else None."""
     from us3l.data.datasets import has_split_folders, parse_data_spec
@@ -158,7 +189,7 @@ def _auto_split_folder(spec: str) -> Path | None:
 def _trained_auto_split(trained: Any, spec: str) -> Path | None:
     """The folder ``spec`` names where it is the one ``trained`` (checkpoint.json's ``data``) records, as resolved
     paths (a relative ``spec`` is taken from the working directory; a relative recorded spec, written before
-    2026-12-07, names no known folder and is not compared), laid out
+    2026-12-07, names no known folder and is not compared unless ``with_anchored_record`` anchored it), laid out
     without split folders; else None."""
     from us3l.data.datasets import anchored_data_spec, parse_data_spec, same_data_spec
 

@@ -451,6 +451,24 @@ def _note_world_size(run_dir: Path, meta: dict[str, Any], batch_size: int, world
              f"{batch_size * was}) at the same learning rate", markup=False)
 
 
+def _check_relative_record(meta: dict[str, Any], fingerprint: str, run_dir: Path) -> None:
+    """Refuse (one line) to resume a run that recorded its data as a relative path (before 2026-12-07), read here from
+    the working directory, where no fingerprint (``checkpoint.json``'s ``data.fingerprint``, of this version) can
+    tell that folder from a lookalike; ``_check_same_data`` compares one that is recorded."""
+    from us3l.data.datasets import anchored_data_spec
+    from us3l.train.data_identity import comparable
+
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    recorded = config.get("data") if isinstance(config.get("data"), str) else data.get("spec")
+    if not isinstance(recorded, str) or anchored_data_spec(recorded) == recorded:
+        return
+    if not comparable(data.get("fingerprint"), fingerprint):
+        raise US3LError(f"{run_dir}/{ckpt.META_FILE} records its data as the relative path {recorded!r} (written "
+                        "before 2026-12-07) and no data.fingerprint to check the folder it names from here; pass "
+                        "--data with the absolute path of the run's data")
+
+
 def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train_ds: Any, test_ds: Any,
                      spec: str, fingerprint: str) -> None:
     """Refuse (one line) to resume on data other than the run's: ``saved`` is checkpoint.json's ``data``
@@ -581,6 +599,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
                                    "test_size": len(test_ds), "fingerprint": fingerprint},
                       info, "every process must read the same data set (--data)")
     if resumed_meta is not None:
+        if moved_from is None:
+            _check_relative_record(resumed_meta, fingerprint, run_dir)
         _check_same_data(resumed_meta.get("data") or {}, resumed_meta.get("normalization") or {}, train_ds,
                          test_ds, str(cfg.data), fingerprint)
     aug: Any
