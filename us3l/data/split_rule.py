@@ -1,6 +1,6 @@
 """The rule that splits an image folder without ``train/`` and ``test/`` subfolders into train and test, versioned.
 
-- **rule 1** (``COUNT_RULE``, runs saved before 2026-12-08, whose checkpoint.json records no ``data.split_rule``):
+- **rule 1** (``COUNT_RULE``, runs saved before 2026-12-07, whose checkpoint.json records no ``data.split_rule``):
   each class puts ``round(0.2 * n)`` of its ``n`` images (at least 1 when n >= 2) into test, drawn by a seeded
   permutation (``us3l.data.datasets.stratified_split``). The draw depends on the image count: one image added or
   removed reshuffles the class.
