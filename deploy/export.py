@@ -29,7 +29,7 @@ from us3l.data.datasets import anchored_data_spec
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import INPUT_NAME, Artifact
 from us3l.deploy.graph import build_deployable_graph
-from us3l.deploy.manifest import MANIFEST_FILE, MANIFEST_KIND, build_manifest, write_manifest
+from us3l.deploy.manifest import MANIFEST_FILE, MANIFEST_KIND, build_manifest, read_written_files, write_manifest
 from us3l.deploy.quantize import (
     CALIB_SEED,
     DEFAULT_CALIB_IMAGES,
@@ -243,8 +243,12 @@ def _verify(
     static: nn.Module,
     inputs: np.ndarray,
     runtime_device: str | None,
+    data: dict[str, bytes],
 ) -> Verification:
     """Run every group of ``inputs`` through the artifact's runtime and compare with ``static`` (PyTorch).
+
+    The runtime is built from ``data`` (the artifact's files, read once: ``read_written_files``), the bytes the
+    manifest then hashes: what the manifest's hashes vouch for is what ran here, not a later read of the files.
 
     The reference is one PyTorch forward over all the inputs (frozen BN: each sample's output does not depend on
     the batch), sliced like the runtime's groups; the runtime runs each group the artifact accepts.
@@ -261,7 +265,7 @@ def _verify(
     refs = [full[:n] for n in take] if artifact.dynamic_batch else [full]
     outs = []
     with phase("verify: load runtime"):
-        runner = backend.load(artifact.path, device=runtime_device, precision=artifact.precision)
+        runner = backend.load(artifact.path, device=runtime_device, precision=artifact.precision, data=data)
     with runner, phase("verify: run runtime"):
         for x in groups:
             outs.append(runner.infer(x))
@@ -628,7 +632,8 @@ def export_width(
             onnx_opset=onnx_opset,
         )  # the same function ``us3l profile`` times with: the shipped graph is the profiled graph
         static, artifact = graph.module, graph.artifact
-        verification = _verify(artifact, static, verify_inputs, runtime_device)
+        data = read_written_files(artifact)  # one read: these bytes are verified, then hashed for the manifest
+        verification = _verify(artifact, static, verify_inputs, runtime_device, data)
         model_doc = {
             "name": src.name,
             "width": w,
@@ -658,6 +663,7 @@ def export_width(
             verification=verification,
             verification_inputs=inputs_note,
             calibration=None if calibration is None else calibration.describe(),
+            data=data,
         )
         with phase("manifest + move into place"):
             write_manifest(staging, manifest)

@@ -25,7 +25,7 @@ from us3l.deploy.manifest_claims import (
 )
 from us3l.deploy.verify import Verification
 from us3l.errors import US3LError
-from us3l.io import atomic_write_json, check_schema, file_sha256, header, read_json_sha256
+from us3l.io import atomic_write_json, check_schema, header, read_json_sha256
 
 MANIFEST_KIND = "manifest"
 MANIFEST_SCHEMA = 1
@@ -42,13 +42,19 @@ def build_manifest(
     verification: Verification,
     verification_inputs: str,
     calibration: Mapping[str, Any] | None = None,
+    data: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Assemble the manifest document for ``artifact`` (paths are recorded relative to its directory).
 
+    ``data``: the artifact's files as they were verified (``read_written_files``); the hashes recorded are of these
+    bytes, not of a later read of the files (which may hold other bytes by then). Without it the files are read.
     An INT8 artifact's quantizer facts (``artifact.extras["quantization"]``) and its ``calibration`` set's
     description become the top-level ``quantization`` section."""
     backend = get_backend(artifact.backend)
     root = artifact.path.parent
+    if data is None:
+        data = read_written_files(artifact)
+    hashes = {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}
     extras = dict(artifact.extras)
     trt = extras.pop("tensorrt", None)
     quant = extras.pop("quantization", None)
@@ -79,8 +85,8 @@ def build_manifest(
         verification={**verification.to_dict(), "inputs": verification_inputs},
         artifact={
             "file": artifact.path.name,
-            "sha256": file_sha256(artifact.path),
-            "files": {f.relative_to(root).as_posix(): file_sha256(f) for f in artifact.files},
+            "sha256": hashes[artifact.path.relative_to(root).as_posix()],
+            "files": {f.relative_to(root).as_posix(): hashes[f.relative_to(root).as_posix()] for f in artifact.files},
         },
     )
     if quant is not None or calibration is not None:
@@ -88,6 +94,15 @@ def build_manifest(
     if trt is not None:
         doc["tensorrt"] = trt
     return doc
+
+
+def read_written_files(artifact: Artifact) -> dict[str, bytes]:
+    """The files an export just wrote (``artifact.files``), each read once: name relative to the artifact's folder ->
+    bytes. The export verifies these bytes (``Backend.load(data=...)``) and hashes the same bytes for its manifest
+    (``build_manifest``), so the recorded hashes are of what was verified (``read_artifact_files`` is the reader's
+    side: bytes checked against those hashes)."""
+    root = artifact.path.parent
+    return {Path(f).relative_to(root).as_posix(): Path(f).read_bytes() for f in artifact.files}
 
 
 def _shape(shape: tuple[int, ...], dynamic_batch: bool) -> list[int | str]:

@@ -272,3 +272,42 @@ def test_the_deployable_module_of_a_float64_model_is_cpu_float32(name: str) -> N
     static, _ = deployable_module(create_model(name, **kw).to(torch.float64), 0.5)
     assert {(p.dtype, p.device.type) for p in static.parameters()} == {(torch.float32, "cpu")}
     assert static(torch.zeros(1, 3, 16, 16)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("backend", ["onnx", pytest.param("openvino", marks=pytest.mark.skipif(
+    not deploy.get_backend("openvino").available(), reason="openvino not installed"))])
+def test_the_manifest_hashes_the_bytes_that_were_verified(backend: str, monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    """The artifact file is replaced right after verification ran: the manifest's hash is still that of the bytes
+    the runtime verified (one read), so the replaced file is refused on load. Hashed in a second read, the manifest
+    vouched for the unverified bytes."""
+    import hashlib
+
+    from us3l.deploy import export
+    from us3l.models import create_model
+
+    be = deploy.get_backend(backend)
+    verified: dict[str, bytes] = {}
+    real_load, real_verify = type(be).load, export._verify
+
+    def recording_load(self, path, *args, data=None, **kwargs):  # what the runtime is built from
+        name = Path(path).name
+        verified[name] = data[name] if data is not None and name in data else Path(path).read_bytes()
+        return real_load(self, path, *args, data=data, **kwargs)
+
+    def verify_then_swap(artifact, *args, **kwargs):
+        out = real_verify(artifact, *args, **kwargs)
+        artifact.path.write_bytes(b"not the graph that was verified")
+        return out
+
+    monkeypatch.setattr(type(be), "load", recording_load)
+    monkeypatch.setattr(export, "_verify", verify_then_swap)
+    res = export_width(create_model(MODEL, num_classes=0, base_channels=8), 0.25, backend, tmp_path,
+                       model_name=MODEL)
+    main = res.manifest["artifact"]["file"]
+    assert res.manifest["artifact"]["sha256"] == hashlib.sha256(verified[main]).hexdigest()
+    assert res.manifest["artifact"]["files"][main] == res.manifest["artifact"]["sha256"]
+    assert file_sha256(res.directory / main) != res.manifest["artifact"]["sha256"]
+    monkeypatch.setattr(type(be), "load", real_load)
+    with pytest.raises(US3LError, match="does not match its recorded sha256"):
+        deploy.load(res.directory)
