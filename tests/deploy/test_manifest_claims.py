@@ -629,3 +629,52 @@ def test_the_report_checks_a_width_against_the_run(exported: ExportResult, run: 
         assert man.doc["report_rehash"]["detail"] == _NOT_WIDTH_1.replace(
             "cifar_resnet18 (as model.model_kwargs builds it)", what)
         shutil.rmtree(d)
+
+
+@pytest.mark.parametrize("record", ["absent", "null"])
+def test_the_report_marks_a_width_it_cannot_check(exported: ExportResult, run: Path, tmp_path: Path, record: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A manifest without model.model_kwargs (key absent, or null as an export of a module not built by create_model
+    writes it) in a folder whose run did not make it: nothing rebuilds its network, and the report listed its width
+    as a checked fact. The page marks it "(unchecked)", `us3l report` says so on stderr once, --json lists it. From
+    the run's weights, a null record is checked against the run's architecture (it was skipped: only an absent key
+    was)."""
+    import json
+    import shutil
+
+    from us3l.cli import main
+    from us3l.report import render_report
+
+    def drop(doc: dict[str, Any]) -> None:
+        if record == "absent":
+            doc["model"].pop("model_kwargs")
+        else:
+            doc["model"]["model_kwargs"] = None
+
+    root = tmp_path / "qs"
+    d = copy_artifact(exported, root / "artifacts" / "cpu")
+    path = edit_manifest(d, drop)
+    rep = render_report(root)  # no run folder: no network to check the width against
+    line = (f"{path}: width 0.25 not checked against the graph: the manifest records no model.model_kwargs to "
+            "rebuild its network from, and it is not of this folder's run weights, whose architecture could check "
+            "it; re-export it to have it checked")
+    assert rep.unchecked_widths() == [line] and not any("not checked" in e for e in rep.errors())
+    assert rep.files.manifests[0].doc["valid"] is True
+    assert '0.25 <span class="bad" title="the manifest records no model.model_kwargs' in rep.html
+    assert main(["report", str(root)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("not checked against the graph") == 1 and line in " ".join(err.split())
+    assert main(["report", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unchecked_widths"] == [line]
+
+    shutil.copytree(run, root / "run")  # the run that made it: checked against its architecture
+    assert render_report(root).unchecked_widths() == []
+    edit_manifest(d, lambda doc: doc["model"].update(width=1.0, canonical_width=1.0))
+    (man,) = collect_pipeline_of(root)
+    assert man.doc["valid"] is False and man.doc["report_rehash"]["reason"] == "manifest edited"
+
+
+def collect_pipeline_of(root: Path) -> list[Any]:
+    from us3l.report.collect import collect_pipeline
+
+    return collect_pipeline(root).manifests

@@ -698,7 +698,7 @@ def _write_report(out: Path) -> Path:
     from us3l.report import render_report, save_report
 
     report = render_report(out)
-    for line in report.problems():
+    for line in report.unchecked_widths() + report.problems():
         warn(escape(line))
     return save_report(report)
 

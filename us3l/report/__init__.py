@@ -54,6 +54,10 @@ class Report:
         """One line per unreadable input file."""
         return self.files.errors()
 
+    def unchecked_widths(self) -> list[str]:
+        """One line per artifact whose width could not be checked against its graph (marked so on the page)."""
+        return self.files.unchecked_widths()
+
     def problems(self) -> list[str]:
         """One line per reason that sections could not be rendered at all (e.g. matplotlib is not installed: no
         figure), naming the sections."""
@@ -74,6 +78,7 @@ class Report:
             "failed": self.failed(),
             "missing_inputs": self.files.missing(),
             "errors": self.errors(),
+            "unchecked_widths": self.unchecked_widths(),
         }
 
 

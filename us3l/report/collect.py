@@ -35,6 +35,9 @@ METRICS_FILE = "metrics.jsonl"
 WEIGHTS_FILE = "checkpoint.safetensors"
 #: Set by the report in a manifest document whose files it re-hashed and found different (never written).
 REHASH_KEY = "report_rehash"
+#: Set by the report in a one-width manifest whose ``model.width`` it could not check against the graph (never
+#: written): why, in words. The page marks that width "unchecked" and ``us3l report`` warns once per artifact.
+WIDTH_UNCHECKED_KEY = "report_width_unchecked"
 
 #: How each input is produced, for the "missing" notes of the page.
 PRODUCERS: dict[str, str] = {
@@ -103,6 +106,13 @@ class PipelineFiles:
             if m.doc is not None and m.doc.get(REHASH_KEY):
                 lines.append(f"{m.path}: valid: no ({m.doc[REHASH_KEY]['reason']}): {m.doc[REHASH_KEY]['detail']}")
         return lines + self.stale
+
+    def unchecked_widths(self) -> list[str]:
+        """One line per artifact whose ``model.width`` the report could not check against its graph
+        (``WIDTH_UNCHECKED_KEY``): the page shows that width as the manifest's word, not a checked fact."""
+        return [f"{m.path}: width {m.doc['model'].get('width')} not checked against the graph: "
+                f"{m.doc[WIDTH_UNCHECKED_KEY]}" for m in self.manifests
+                if m.ok and m.doc is not None and m.doc.get(WIDTH_UNCHECKED_KEY)]
 
     def found_any(self) -> bool:
         return any(self.present().values())
@@ -239,26 +249,34 @@ def _rehashed(doc: dict[str, Any], directory: Path, check: Callable[[], object])
 
 
 def _confirm_widths(files: PipelineFiles) -> None:
-    """The width of each one-width artifact exported from the run's weights whose manifest records no
-    ``model.model_kwargs`` (exported before 2026-12-07: ``_read_manifest`` could not rebuild its network), checked
-    against the run's architecture (``checkpoint.json``'s model and options, built on the meta device, no weights):
-    the graph's layers must be the network's at ``model.width`` (``us3l.deploy.manifest_claims.check_network``). An
-    edited width is shown as the page shows any edited manifest: valid no."""
+    """The width of each valid one-width artifact whose manifest records no ``model.model_kwargs`` (exported before
+    2026-12-07, or from a module not built by ``us3l.create_model``: ``_read_manifest`` could not rebuild its
+    network). Exported from the run's weights, it is checked against the run's architecture (``checkpoint.json``'s
+    model and options, built on the meta device, no weights): the graph's layers must be the network's at
+    ``model.width`` (``us3l.deploy.manifest_claims.check_network``); an edited width is shown as the page shows any
+    edited manifest: valid no. Otherwise nothing here can check it: ``WIDTH_UNCHECKED_KEY`` says why, and the page
+    marks the width unchecked rather than present the manifest's word as a checked fact."""
     meta = files.checkpoint.doc if files.checkpoint is not None and files.checkpoint.ok else None
-    if meta is None or files.weights_sha256 is None:
-        return
-    network = None
+    network, unbuilt = None, False
     for index, item in enumerate(files.manifests):
         doc = item.doc
-        if (not item.ok or doc.get("kind") == "switchable_manifest" or not doc.get("valid") or "model_kwargs" in
-                (doc.get("model") or {}) or _source(doc).get("checkpoint_sha256") != files.weights_sha256):
+        if (not item.ok or doc.get("kind") == "switchable_manifest" or not doc.get("valid")
+                or (doc.get("model") or {}).get("model_kwargs") is not None):  # recorded: check_graph checked it
             continue
-        if network is None:
+        ours = meta is not None and files.weights_sha256 is not None and \
+            _source(doc).get("checkpoint_sha256") == files.weights_sha256
+        if ours and network is None and not unbuilt:
             try:
                 network = _run_architecture(meta)
             except (US3LError, TypeError, ValueError, RuntimeError):  # the run section says why checkpoint.json is bad
-                return
-        checked = _rehashed(doc, item.path.parent, lambda d=doc, i=item, n=network: _check_width(d, i.path, n))
+                unbuilt = True
+        if ours and network is not None:
+            checked = _rehashed(doc, item.path.parent, lambda d=doc, i=item, n=network: _check_width(d, i.path, n))
+        else:
+            why = "the run's checkpoint.json does not build its network" if ours else \
+                "it is not of this folder's run weights, whose architecture could check it"
+            checked = {**doc, WIDTH_UNCHECKED_KEY: "the manifest records no model.model_kwargs to rebuild its network "
+                       f"from, and {why}; re-export it to have it checked"}
         files.manifests[index] = dataclasses.replace(item, doc=checked)
 
 

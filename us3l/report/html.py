@@ -21,7 +21,15 @@ from typing import Any
 from markupsafe import Markup
 
 from us3l.report import plots
-from us3l.report.collect import PRODUCERS, Loaded, PipelineFiles, answer_of_another_model, error_line, shown_path
+from us3l.report.collect import (
+    PRODUCERS,
+    WIDTH_UNCHECKED_KEY,
+    Loaded,
+    PipelineFiles,
+    answer_of_another_model,
+    error_line,
+    shown_path,
+)
 from us3l.version import __version__
 
 RENDERED, MISSING, ERROR = "rendered", "missing", "error"
@@ -801,13 +809,20 @@ def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
     return [
         esc((m.get("target") or {}).get("device")), f"<code>{esc(where)}</code>",
         esc(f"{be.get('name')} ({be.get('runtime')} {be.get('runtime_version')})"), esc(be.get("precision")),
-        esc(width or fmt_width(model.get("width"))), esc(model.get("bn_stats")),
+        esc(width or fmt_width(model.get("width"))) + _unchecked_mark(m), esc(model.get("bn_stats")),
         fmt_num(ver.get("max_abs_error"), ".2e"), fmt_num(ver.get("min_cosine"), ".6f"),
         esc(tol.get("describe") or (f"≤ {tol.get('max_abs')}, cos ≥ {tol.get('min_cosine')}" if tol else "—")),
         fmt_yes(ver.get("passed")),
         f"<code>{esc(art.get('file'))}</code>", f'<span class="mono">{esc(art.get("sha256"))}</span>',
         fmt_yes(m.get("valid")),
     ]
+
+
+def _unchecked_mark(m: dict[str, Any]) -> str:
+    """`` (unchecked)`` after a width the report could not check against the artifact's graph, with why as its
+    tooltip (``WIDTH_UNCHECKED_KEY``); ``""`` for a checked width."""
+    why = m.get(WIDTH_UNCHECKED_KEY)
+    return f' <span class="bad" title="{esc(why)}">(unchecked)</span>' if why else ""
 
 
 def section_artifacts(files: PipelineFiles) -> Section:
@@ -820,6 +835,7 @@ def section_artifacts(files: PipelineFiles) -> Section:
     headers = ["device", "artifact", "backend", "precision", "width", "BN stats", "max abs error", "min cosine",
                "tolerance", "verified", "file", "sha256", "valid"]
     body = (table(headers, [_manifest_row(m, files.root) for m in good], numeric=(6, 7)) if good else "")
+    body += "".join(_macro("warning", line) for line in files.unchecked_widths())
     body += _errors(files.manifests)
     return Section("artifacts", title, body, RENDERED if good else ERROR)
 
