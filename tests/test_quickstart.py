@@ -237,7 +237,7 @@ def test_a_failed_int8_step_is_a_warning_and_the_quickstart_goes_on(
     _selection(monkeypatch)
     asked = []
 
-    def export(run_dir, art_dir, device, model, w, backend, precision, force):  # the onnx choice, fp32 then int8
+    def export(run_dir, art_dir, device, model, w, backend, precision, force, network):  # the onnx choice, fp32, int8
         asked.append((device, model, w, backend, precision))
         if precision == "int8":
             if exc == "us3l":
@@ -249,7 +249,9 @@ def test_a_failed_int8_step_is_a_warning_and_the_quickstart_goes_on(
     monkeypatch.delenv("US3L_DEBUG", raising=False)
     entry: dict = {}
     opts = qs.QuickstartOptions(out=tmp_path)
-    assert qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", entry) == ("failed", [])
+    network = qs._run_network(tmp_path / "run")
+    assert qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", entry, network) == (
+        "failed", [])
     assert asked == [("cpu", "m", 0.25, "onnx", "fp32"), ("cpu", "m", 0.25, "onnx", "int8")]
     assert entry == {"backend": "onnx", "device": "cpu", "width": 0.25, "status": "failed", "error": shown}
     assert capsys.readouterr().err == f"warning: INT8 line skipped, the quickstart goes on without it: {shown}\n"
@@ -257,7 +259,7 @@ def test_a_failed_int8_step_is_a_warning_and_the_quickstart_goes_on(
     if exc == "runtime":  # US3L_DEBUG=1 shows the traceback instead
         monkeypatch.setenv("US3L_DEBUG", "1")
         with pytest.raises(RuntimeError):
-            qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", {})
+            qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", {}, network)
 
 
 def test_int8_line() -> None:
@@ -586,3 +588,46 @@ def test_quickstart_profiles_again_after_the_run_was_recalibrated(tmp_path: Path
     path.write_text(json.dumps(doc))
     assert qs._profile(opts, run, widths, tmp_path / "profiles")[0] == "ran"
     assert len(sweeps) == 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+def test_the_export_and_int8_steps_load_the_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each reuse check of the export and INT8 steps (two reused exports, the INT8 line's FP32 artifact) loaded the
+    run's checkpoint again to check the artifact's graph against it: three loads of the same network, now one.
+    Training, evaluation, profiling, selection and the report are stubbed; the reuse checks are real (a calibrated
+    run, its width 0.25 exported to onnx and openvino), and the INT8 export is refused, as a failed INT8 export is."""
+    from tests.deploy.conftest import calibrated_run
+    from us3l import checkpoint
+    from us3l.commands import quickstart as qs
+    from us3l.deploy import export
+    from us3l.errors import US3LError
+
+    out = tmp_path / "qs"
+    run = calibrated_run(out / "run", (0.25,), batch=16)
+    for backend in ("onnx", "openvino"):
+        export.export_width(run, 0.25, backend, out / "artifacts", device_name="cpu")
+    select_mod = importlib.import_module("us3l.deploy.select")
+    monkeypatch.setattr(select_mod, "read_selection", lambda path: {"devices": [
+        {"device": "cpu", "backend": b, "model": "cifar_resnet18", "chosen": {"width": 0.25}} for b in ("onnx",
+                                                                                                      "openvino")]})
+    for step in ("_train", "_evaluate", "_profile", "_select"):
+        monkeypatch.setattr(qs, step, lambda *a, **k: ("reused", []))
+    monkeypatch.setattr(qs, "_widths", lambda *a: [0.25])
+    monkeypatch.setattr(qs, "_write_report", lambda out: out / "report.html")
+    monkeypatch.setattr("us3l.report.write_report", lambda out: out / "report.html")
+    steps: dict[str, str] = {}
+    monkeypatch.setattr(qs, "_summary", lambda out, meta, budget, logs, *a: steps.update(
+        (s.name, s.status) for s in logs) or {})
+
+    def no_int8(*args, precision=None, **kwargs):
+        assert precision == "int8", "the fp32 artifacts were not reused"
+        raise US3LError("no INT8 export in this test")
+
+    monkeypatch.setattr(export, "export_width", no_int8)
+    loads = []
+    real_load = checkpoint.load_backbone
+    monkeypatch.setattr(checkpoint, "load_backbone", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    opts = qs.QuickstartOptions(out=out, latency_ms=1.0)
+    qs._run_pipeline(opts)
+    assert steps["export"] == "reused" and steps["int8"] == "failed"
+    assert len(loads) == 1

@@ -508,7 +508,7 @@ def test_quickstart_int8_line_times_the_bytes_it_checked(onnx_int8, run_dir: Pat
     dirs = {p: tmp_path / "art" / r.directory.name for p, r in (("fp32", fp32), ("int8", onnx_int8))}
     for p, r in (("fp32", fp32), ("int8", onnx_int8)):
         shutil.copytree(r.directory, dirs[p])
-    monkeypatch.setattr(qs, "_artifact", lambda run, art, device, model, w, backend, precision, force: (
+    monkeypatch.setattr(qs, "_artifact", lambda run, art, device, model, w, backend, precision, force, network: (
         "reused", dirs[precision]))
     select_mod = importlib.import_module("us3l.deploy.select")  # the module (us3l.deploy.select is the function)
     monkeypatch.setattr(select_mod, "read_selection", lambda path: {"devices": [
@@ -539,7 +539,8 @@ def test_quickstart_int8_line_times_the_bytes_it_checked(onnx_int8, run_dir: Pat
     monkeypatch.setattr(accuracy, "evaluate_artifact", lambda *a, **k: scored)
     opts = dataclasses.replace(qs.QuickstartOptions(out=tmp_path / "qs"), threads=1, max_seconds=0.1)
     entry: dict = {}
-    assert qs._int8(opts, run_dir, tmp_path / "selection.json", tmp_path / "art", entry)[0] == "ran", entry
+    network = qs._run_network(run_dir)
+    assert qs._int8(opts, run_dir, tmp_path / "selection.json", tmp_path / "art", entry, network)[0] == "ran", entry
     assert entry["status"] == "ok" and entry["inputs"]["int8_sha256"] == sha
     assert [d["model.onnx"] for d in loads] == [checked[str(dirs["fp32"])], checked[str(dirs["int8"])]]
 
@@ -550,5 +551,5 @@ def test_quickstart_int8_line_times_the_bytes_it_checked(onnx_int8, run_dir: Pat
         shutil.copytree(r.directory, dirs[p])
     entry = {}
     assert qs._int8(dataclasses.replace(opts, force=True), run_dir, tmp_path / "selection.json", tmp_path / "art",
-                    entry)[0] == "failed"
+                    entry, network)[0] == "failed"
     assert entry["error"].startswith(f"{dirs['int8']} was replaced while the INT8 line measured it")

@@ -390,12 +390,29 @@ def _select(
     return "ran", [str(sel_path)]
 
 
+def _run_network(run_dir: Path) -> Callable[[], Any]:
+    """The run's slimmable network (``load_backbone``; stale BN statistics ignored: only its layer shapes are used),
+    loaded on the first call and then the same object: every reuse check of the export and INT8 steps checks an
+    artifact's graph against it (``_artifact``, ``_checked_artifacts``), and each once reloaded the checkpoint."""
+    from functools import cache
+
+    @cache
+    def network() -> Any:
+        from us3l.checkpoint import load_backbone
+
+        return load_backbone(run_dir, stale_bn_stats="ignore").model
+
+    return network
+
+
 def _artifact(
-    run_dir: Path, art_dir: Path, device: str, model: str, w: float, backend: str, precision: str, force: bool
+    run_dir: Path, art_dir: Path, device: str, model: str, w: float, backend: str, precision: str, force: bool,
+    network: Callable[[], Any],
 ) -> tuple[str, Path]:
     """("reused" | "ran", folder) of the artifact of width ``w``: the one in ``art_dir`` when it is valid, its
     files match their hashes and it is what this export would write now (checkpoint, width, input, backend,
-    precision; int8: the default calibration set size), else a fresh ``export_width``."""
+    precision; int8: the default calibration set size), else a fresh ``export_width``. ``network``: the run's
+    network (``_run_network``), called only to check an artifact found there."""
     from us3l.deploy.export import artifact_name, export_width
     from us3l.deploy.manifest import read_manifest, verify_manifest
     from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
@@ -403,8 +420,6 @@ def _artifact(
     size = int(read_json(run_dir / "checkpoint.json", "checkpoint metadata").get("input_size") or 0) or None
     target = art_dir / device / artifact_name(model, w, backend, precision) / "manifest.json"
     if target.is_file() and not force:
-        from us3l.checkpoint import load_backbone
-
         sha = file_sha256(run_dir / "checkpoint.safetensors")  # only to reuse: export_width hashes it itself
         try:
             man, directory = read_manifest(target)
@@ -413,7 +428,7 @@ def _artifact(
             verify_manifest(
                 man, directory, model=model, width=w, input_shape=(1, 3, size, size), checkpoint_sha256=sha,
                 backend=backend, precision=precision,
-                network=load_backbone(run_dir, stale_bn_stats="ignore").model,
+                network=network(),
             )
             calib = ((man.get("quantization") or {}).get("calibration") or {}).get("size")
             if (precision != "int8" or calib == DEFAULT_CALIB_IMAGES) and _same_bn_stats(man, run_dir):
@@ -436,14 +451,17 @@ def _same_bn_stats(manifest: dict[str, Any], run_dir: Path) -> bool:
     return (source.get("bn_stats") or {}).get("sha256") == (file_sha256(path) if path.is_file() else None)
 
 
-def _export(run_dir: Path, sel_path: Path, art_dir: Path, force: bool) -> tuple[str, list[str]]:
+def _export(
+    run_dir: Path, sel_path: Path, art_dir: Path, force: bool, network: Callable[[], Any]
+) -> tuple[str, list[str]]:
     from us3l.deploy.select import read_selection
 
     sel = read_selection(sel_path)
     statuses, outputs = [], []
     for dev in sel["devices"]:
         status, directory = _artifact(
-            run_dir, art_dir, dev["device"], dev["model"], dev["chosen"]["width"], dev["backend"], "fp32", force
+            run_dir, art_dir, dev["device"], dev["model"], dev["chosen"]["width"], dev["backend"], "fp32", force,
+            network,
         )
         statuses.append(status)
         outputs.append(str(directory))
@@ -455,7 +473,8 @@ INT8_BACKEND = "onnx"
 
 
 def _int8(
-    opts: QuickstartOptions, run_dir: Path, sel_path: Path, art_dir: Path, entry: dict[str, Any]
+    opts: QuickstartOptions, run_dir: Path, sel_path: Path, art_dir: Path, entry: dict[str, Any],
+    network: Callable[[], Any],
 ) -> tuple[str, list[str]]:
     """The INT8 line: the post-training INT8 ONNX artifact of the selected width (the onnx choice, else the first
     device's), timed interleaved with the FP32 ONNX artifact of the same width and scored with its own
@@ -470,10 +489,10 @@ def _int8(
     device, model, w = str(dev["device"]), str(dev["model"]), float(dev["chosen"]["width"])
     entry.update(backend=INT8_BACKEND, device=device, width=w)
     try:
-        _, fp32_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "fp32", opts.force)
-        _, int8_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "int8", opts.force)
+        _, fp32_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "fp32", opts.force, network)
+        _, int8_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "int8", opts.force, network)
         outputs = [str(int8_dir)] + ([str(fp32_dir)] if INT8_BACKEND not in opts.backends else [])
-        checked = _checked_artifacts(run_dir, model, w, {"fp32": fp32_dir, "int8": int8_dir})
+        checked = _checked_artifacts(network(), model, w, {"fp32": fp32_dir, "int8": int8_dir})
         inputs = _int8_inputs(checked, opts)
         old = _previous_int8(opts.out)
         if not opts.force and old.get("status") == "ok" and old.get("inputs") == inputs:
@@ -502,15 +521,13 @@ class CheckedArtifact:
     data: dict[str, bytes]
 
 
-def _checked_artifacts(run_dir: Path, model: str, w: float, dirs: dict[str, Path]) -> dict[str, CheckedArtifact]:
+def _checked_artifacts(network: Any, model: str, w: float, dirs: dict[str, Path]) -> dict[str, CheckedArtifact]:
     """Each of ``dirs`` (precision -> artifact folder) read and checked once (``verify_manifest``: valid, every file
-    re-hashed, the ONNX artifact of ``model`` at width ``w`` in that precision, its graph the run's network at that
-    width), with the bytes that were hashed: the timing runs exactly these, not a second read of the files (one
-    replaced after its check would be what ran)."""
-    from us3l.checkpoint import load_backbone
+    re-hashed, the ONNX artifact of ``model`` at width ``w`` in that precision, its graph ``network``, the run's, at
+    that width), with the bytes that were hashed: the timing runs exactly these, not a second read of the files
+    (one replaced after its check would be what ran)."""
     from us3l.deploy.manifest import read_manifest, verify_manifest
 
-    network = load_backbone(run_dir, stale_bn_stats="ignore").model
     out = {}
     for precision, folder in dirs.items():
         doc, directory = read_manifest(folder)
@@ -677,10 +694,11 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
         atomic_write_json(out / "summary.json", summary)
         _write_report(out)
         raise InfeasibleRun(str(exc), summary) from exc
-    _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force))
+    network = _run_network(run_dir)  # loaded once, by the first reuse check that needs it
+    _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force, network))
     int8: dict[str, Any] = {}
     if opts.int8:
-        _timed("int8", logs, lambda: _int8(opts, run_dir, sel_path, art_dir, int8))
+        _timed("int8", logs, lambda: _int8(opts, run_dir, sel_path, art_dir, int8, network))
 
     from us3l.report import write_report
 
