@@ -84,8 +84,8 @@ _PARSED: ContextVar[dict[tuple[str, int], tuple[bytes, Any]] | None] = ContextVa
 
 @contextlib.contextmanager
 def parsed_once() -> Iterator[None]:
-    """Inside, each graph file's bytes are parsed once (``_onnx_model``, ``_xml_root``) however many claims read them;
-    the parsed graphs are dropped on exit. Outside, every reader parses its own."""
+    """Inside, each graph file's bytes are parsed once (``onnx_model_of``, ``xml_root_of``) however many claims read
+    them; the parsed graphs are dropped on exit. Outside, every reader parses its own."""
     outer = _PARSED.get()
     token = _PARSED.set({} if outer is None else outer)  # nested: the outer scope's graphs
     try:
@@ -104,14 +104,14 @@ def _parsed(kind: str, data: bytes, parse: Callable[[bytes], _T]) -> _T:
     return memo[key][1]
 
 
-def _onnx_model(data: bytes) -> Any:
+def onnx_model_of(data: bytes) -> Any:
     """The ONNX model of ``data`` (read only: callers do not change it), parsed once within ``parsed_once``."""
     import onnx
 
     return _parsed("onnx", data, onnx.load_model_from_string)
 
 
-def _xml_root(xml: bytes) -> Any:
+def xml_root_of(xml: bytes) -> Any:
     """The root element of an IR's .xml bytes, parsed once within ``parsed_once``."""
     import xml.etree.ElementTree as ET
 
@@ -252,7 +252,7 @@ def onnx_precision_facts(data: bytes) -> tuple[bool, bool]:
     """(has Q/DQ nodes, has a float16/bfloat16 initializer) of an ONNX model's bytes (its graph and subgraphs)."""
     import onnx
 
-    model = _onnx_model(data)
+    model = onnx_model_of(data)
     half = {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
     qdq, fp16 = False, False
     graphs = [model.graph]
@@ -270,7 +270,7 @@ def onnx_precision_facts(data: bytes) -> tuple[bool, bool]:
 def ir_precision_facts(xml: bytes) -> tuple[bool, bool]:
     """(int8: a FakeQuantize layer or an i8/u8 constant, fp16: an f16 constant) of an OpenVINO IR's .xml bytes."""
 
-    root = _xml_root(xml)
+    root = xml_root_of(xml)
     int8, fp16 = False, False
     for layer in root.iter("layer"):
         kind = layer.get("type")
@@ -353,7 +353,7 @@ def onnx_output_dims(data: bytes) -> list[int | None]:
     """The dimensions of an ONNX model's first graph output (what onnxruntime's ``get_outputs()[0]`` is; ``None``:
     a symbolic or unknown one)."""
 
-    out = _onnx_model(data).graph.output[0]
+    out = onnx_model_of(data).graph.output[0]
     return [int(d.dim_value) if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
 
 
@@ -361,7 +361,7 @@ def ir_output_dims(xml: bytes) -> list[int | None]:
     """The dimensions of an OpenVINO IR's first Result layer (its .xml bytes; ``None``: a dynamic one, ``-1``,
     ``?`` or a range)."""
 
-    result = next(layer for layer in _xml_root(xml).iter("layer") if layer.get("type") == "Result")
+    result = next(layer for layer in xml_root_of(xml).iter("layer") if layer.get("type") == "Result")
     return [int(t) if (t := (d.text or "").strip()).isdigit() else None for d in result.iterfind("input/port/dim")]
 
 
@@ -438,7 +438,7 @@ def onnx_inputs(data: bytes) -> dict[str, GraphInput]:
     onnxruntime's ``get_inputs()`` lists)."""
     from onnx.helper import tensor_dtype_to_np_dtype
 
-    graph = _onnx_model(data).graph
+    graph = onnx_model_of(data).graph
     constants = {t.name for t in graph.initializer}
     return {
         i.name: (tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).name,
@@ -451,7 +451,7 @@ def ir_inputs(xml: bytes) -> dict[str, GraphInput]:
     """Name -> (element type, dimensions) of an OpenVINO IR's inputs (its .xml bytes): the top-level Parameter
     layers (an ``If`` body's own are not inputs), named by their output tensor names as OpenVINO's ``inputs`` are."""
 
-    layers = _xml_root(xml).find("layers")
+    layers = xml_root_of(xml).find("layers")
     out: dict[str, GraphInput] = {}
     for layer in [] if layers is None else layers.iterfind("layer[@type='Parameter']"):
         data, port = layer.find("data"), layer.find("output/port")
@@ -508,7 +508,7 @@ def ir_writer_version(xml: bytes) -> str | None:
     """The OpenVINO release that wrote an IR (its .xml bytes: ``<rt_info><info name="OpenVINO Runtime">``), ``None``
     where it records none."""
 
-    info = _xml_root(xml).find("rt_info/info[@name='OpenVINO Runtime']")
+    info = xml_root_of(xml).find("rt_info/info[@name='OpenVINO Runtime']")
     return None if info is None else info.get("value")
 
 
@@ -558,7 +558,7 @@ def _onnx_layers(data: bytes) -> Counter[Layer]:
     activations (attention) is none."""
     from onnx import numpy_helper
 
-    graph = _onnx_model(data).graph
+    graph = onnx_model_of(data).graph
     dims: dict[str, list[int]] = {t.name: [int(d) for d in t.dims] for t in graph.initializer}
     producer: dict[str, Any] = {}
     for n in graph.node:
@@ -603,7 +603,7 @@ def _ir_layers(xml: bytes) -> Counter[Layer]:
     in / groups, kh, kw]) and each ``MatMul`` whose second input is 2-D (a linear layer's weight; attention multiplies
     activations of more dimensions), read from the layers' input ports."""
 
-    layers = _xml_root(xml).find("layers")
+    layers = xml_root_of(xml).find("layers")
     out: Counter[Layer] = Counter()
     for layer in [] if layers is None else layers.iterfind("layer"):
         kind = layer.get("type")

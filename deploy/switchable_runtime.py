@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from us3l.deploy.backends.base import INPUT_NAME, OUTPUT_NAME, as_input, fixed_dims
-from us3l.deploy.switchable import INDEX_NAME
+from us3l.deploy.switchable import INDEX_NAME, META_FEATURES, META_INDEX, META_PER_WIDTH, META_WIDTHS
 from us3l.errors import US3LError
 from us3l.io import check_schema, read_json
 from us3l.validate import number
@@ -245,7 +245,12 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
         read_artifact_files,
         shape_ok,
     )
-    from us3l.deploy.manifest_claims import check_graph, check_switchable_copies, check_switchable_verification
+    from us3l.deploy.manifest_claims import (
+        check_graph,
+        check_switchable_copies,
+        check_switchable_verification,
+        parsed_once,
+    )
 
     folder = Path(folder)
     check_not_a_member(folder)
@@ -277,9 +282,10 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
     check_switchable_verification(doc, path)  # passed / valid against the recorded numbers (fp32 tolerance)
     data = read_artifact_files(doc, folder)
     file = folder / doc["artifact"]["file"]  # a plain name among the hashed files (checked by read_artifact_files)
-    _check_file_grid(doc, file, path, data[file.name])  # grid, feature dims and index input: the file's records
-    # fp32 (no Q/DQ nodes or half-precision weights), input, width_input and output.shape's batch axis: the graph's
-    check_graph(doc, path, data, feature_axis="features")
+    with parsed_once():  # the file parsed once, for its own records and for every claim about its graph
+        _check_file_grid(doc, file, path, data[file.name])  # grid, feature dims and index input: the file's records
+        # fp32 (no Q/DQ nodes or half-precision weights), input, width_input and output.shape's batch axis: the graph's
+        check_graph(doc, path, data, feature_axis="features")
     check_switchable_copies(doc, path)  # switchable.widths / feature_dims / index_input: the ones just checked
     return doc, file, data
 
@@ -287,9 +293,9 @@ def read_switchable_files(folder: str | Path) -> tuple[dict[str, Any], Path, dic
 def _ir_metadata(xml: bytes, key: str) -> str | None:
     """The value of ``key`` in an OpenVINO IR's model-level ``<rt_info><framework>`` (where OpenVINO keeps the
     ONNX file's metadata_props), else ``None``."""
-    import xml.etree.ElementTree as ET
+    from us3l.deploy.manifest_claims import xml_root_of
 
-    for info in ET.fromstring(xml).findall("rt_info"):
+    for info in xml_root_of(xml).findall("rt_info"):
         for framework in info.findall("framework"):
             for item in framework:
                 if item.tag == key:
@@ -299,11 +305,11 @@ def _ir_metadata(xml: bytes, key: str) -> str | None:
 
 def _file_metadata(file: Path, data: bytes, keys: tuple[str, ...]) -> tuple[str, str, dict[str, str | None]]:
     """(whose, kind, key -> value or ``None``) of a switchable file's own metadata: the ONNX file's metadata_props,
-    kept by OpenVINO in the IR's ``rt_info``."""
-    if file.suffix == ".onnx":
-        import onnx
+    kept by OpenVINO in the IR's ``rt_info`` (the file parsed once within ``manifest_claims.parsed_once``)."""
+    from us3l.deploy.manifest_claims import onnx_model_of
 
-        props = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}
+    if file.suffix == ".onnx":
+        props = {p.key: p.value for p in onnx_model_of(data).metadata_props}
         return "the ONNX file's", "ONNX file", {k: props.get(k) for k in keys}
     try:
         return "the IR's", "IR", {k: _ir_metadata(data, k) for k in keys}
@@ -318,68 +324,76 @@ def _check_file_grid(doc: dict[str, Any], file: Path, path: Path, data: bytes) -
     (``model.per_width[].feature_dim``: ``us3l.switchable.feature_dims``), the name of its width-index input
     (``width_input.name``: ``us3l.switchable.index_input``) and each width's other facts (``model.per_width[]``'s
     costs and BN statistics: ``us3l.switchable.per_width``). An IR without them is left unchecked."""
-    from us3l.deploy.switchable import META_FEATURES, META_INDEX, META_PER_WIDTH, META_WIDTHS
-
-    what, kind, meta = _file_metadata(file, data, (META_WIDTHS, META_FEATURES, META_INDEX, META_PER_WIDTH))
-    value = meta[META_WIDTHS]
-    if value is None and kind == "IR":
+    what, kind, records = _file_records(file, data, (META_WIDTHS, META_FEATURES, META_INDEX, META_PER_WIDTH), path)
+    if META_WIDTHS not in records and kind == "IR":
         return
     try:
-        recorded = [float(w) for w in json.loads(str(value))]
-    except (ValueError, TypeError):
+        recorded = [float(w) for w in records[META_WIDTHS]]
+    except (KeyError, ValueError, TypeError):
         raise US3LError(f"{file}: no readable {META_WIDTHS} metadata (not a us3l switchable {kind}?)") from None
     if recorded != [float(w) for w in doc["model"]["widths"]]:
         raise US3LError(
             f"{path}: model.widths {doc['model']['widths']} differ from {what} own grid {recorded}; "
             "the manifest was edited: re-export"
         )
-    _check_feature_dims(doc, path, what, meta[META_FEATURES])
-    _check_index_input(doc, path, what, meta[META_INDEX])
-    _check_width_facts(doc, path, what, meta[META_PER_WIDTH])
+    _check_feature_dims(doc, path, what, records)
+    _check_index_input(doc, path, what, records)
+    _check_width_facts(doc, path, what, records)
 
 
-def _check_feature_dims(doc: dict[str, Any], path: Path, what: str, value: str | None) -> None:
+def _file_records(
+    file: Path, data: bytes, keys: tuple[str, ...], path: Path
+) -> tuple[str, str, dict[str, Any]]:
+    """(whose, kind, key -> value) of the records a switchable file keeps in its own metadata (``_file_metadata``),
+    each value parsed from its JSON here, for every check that compares one with the manifest; a key the file does
+    not record is absent (a file exported before it was recorded: that check is skipped). A record that is not
+    JSON is refused in one line, whichever it is."""
+    what, kind, raw = _file_metadata(file, data, keys)
+    records: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        try:
+            records[key] = json.loads(value)
+        except ValueError:
+            raise US3LError(f"{path}: {what} own {key} record is not JSON ({value!r:.40}); the file is not as us3l "
+                            "wrote it: re-export") from None
+    return what, kind, records
+
+
+def _check_feature_dims(doc: dict[str, Any], path: Path, what: str, records: Mapping[str, Any]) -> None:
     """``model.per_width[].feature_dim`` (each width's output size, the ``"features"`` axis of ``output.shape``)
-    against the file's ``us3l.switchable.feature_dims`` (``value``; ``None``: not recorded, unchecked). ``true`` is
-    not ``1``; a manifest that records no feature_dim claims none."""
+    against the file's ``us3l.switchable.feature_dims`` (in ``records``; absent: not recorded, unchecked). ``true``
+    is not ``1``; a manifest that records no feature_dim claims none."""
     claimed = [p.get("feature_dim") for p in doc["model"]["per_width"]]
-    if value is None or all(c is None for c in claimed):
+    if META_FEATURES not in records or all(c is None for c in claimed):
         return
-    try:
-        recorded = json.loads(value)
-    except ValueError:
-        recorded = None
+    recorded = records[META_FEATURES]
     if not isinstance(recorded, list) or [(type(c), c) for c in claimed] != [(type(r), r) for r in recorded]:
         raise US3LError(f"{path}: model.per_width[].feature_dim {claimed!r:.80} differ from {what} own feature dims "
                         f"{recorded!r:.80}; the manifest was edited: re-export")
 
 
-def _check_index_input(doc: dict[str, Any], path: Path, what: str, value: str | None) -> None:
+def _check_index_input(doc: dict[str, Any], path: Path, what: str, records: Mapping[str, Any]) -> None:
     """``width_input.name`` (the input a reader feeds the width's index through) against the file's
-    ``us3l.switchable.index_input`` (``value``, JSON; ``None``: not recorded, unchecked)."""
-    if value is None:
+    ``us3l.switchable.index_input`` (in ``records``; absent: not recorded, unchecked)."""
+    if META_INDEX not in records:
         return
-    try:
-        recorded = json.loads(value)
-    except ValueError:
-        recorded = value
+    recorded = records[META_INDEX]
     claimed = doc["width_input"].get("name")
     if claimed != recorded:
         raise US3LError(f"{path}: width_input.name {claimed!r:.40} differs from {what} own index input "
                         f"{recorded!r:.40}; the manifest was edited: re-export")
 
 
-def _check_width_facts(doc: dict[str, Any], path: Path, what: str, value: str | None) -> None:
+def _check_width_facts(doc: dict[str, Any], path: Path, what: str, records: Mapping[str, Any]) -> None:
     """Each width's facts in ``model.per_width[]`` (MACs, params, channels, byte counts, BN kind and digest: what
     ``us3l profile --artifact`` records and ``us3l select`` budgets on) against the file's
-    ``us3l.switchable.per_width`` (``value``; ``None``: a file exported before it was recorded, unchecked). Every key
-    the file records must be the manifest's, typed (``1.0`` is not ``1``)."""
-    if value is None:
+    ``us3l.switchable.per_width`` (in ``records``; absent: a file exported before it was recorded, unchecked). Every
+    key the file records must be the manifest's, typed (``1.0`` is not ``1``)."""
+    if META_PER_WIDTH not in records:
         return
-    try:
-        recorded = json.loads(value)
-    except ValueError:
-        recorded = None
+    recorded = records[META_PER_WIDTH]
     per_width = doc["model"]["per_width"]
     if not isinstance(recorded, list) or len(recorded) != len(per_width) or not all(
             isinstance(r, dict) for r in recorded):

@@ -54,9 +54,12 @@ def test_real_exports_pass_the_checks(exports: dict[str, ExportResult]) -> None:
 
 
 def test_every_claim_reads_the_graph_from_one_parse(exports: dict[str, ExportResult],
+                                                   switchable_exports: Callable[[str], SwitchableResult],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Precision, inputs, output shape and the width's layers each parsed the ONNX model again (five parses of a
-    94 MB resnet50 per load); one parse serves them all now, also with the caller's network checked beside."""
+    94 MB resnet50 per load); one parse serves them all now, also with the caller's network checked beside. A
+    switchable file's own records (grid, feature dims, index input, per-width facts) were read from a parse of
+    their own, outside that scope: one parse for them and the graph's claims too."""
     import xml.etree.ElementTree as ET
 
     import onnx
@@ -72,6 +75,7 @@ def test_every_claim_reads_the_graph_from_one_parse(exports: dict[str, ExportRes
             return real(*args, **kwargs)
         return parse
 
+    switchable = switchable_exports("onnx")  # exported before the count
     monkeypatch.setattr(onnx, "load_model_from_string", counting("onnx", real_onnx))
     monkeypatch.setattr(ET, "fromstring", counting("xml", real_xml))
     network = create_model(MODEL, **exports["onnx-fp32"].manifest["model"]["model_kwargs"])
@@ -80,6 +84,9 @@ def test_every_claim_reads_the_graph_from_one_parse(exports: dict[str, ExportRes
     with deploy.load(exports["openvino-fp32"].directory):
         pass
     assert parses == {"onnx": 1, "xml": 1}
+    with deploy.load_switchable(switchable.directory):
+        pass
+    assert parses == {"onnx": 2, "xml": 1}
 
 
 def test_a_failed_verification_edited_to_passed_is_refused(exports: dict[str, ExportResult], tmp_path: Path) -> None:

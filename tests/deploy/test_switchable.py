@@ -454,6 +454,12 @@ def test_a_manifest_width_input_the_file_contradicts_is_refused(shared_export, t
 def _without_record(res: SwitchableResult, tmp_path: Path, key: str) -> Path:
     """A copy of an ONNX switchable export whose file lacks the metadata ``key`` (as one exported before it was
     recorded), re-hashed into its manifest."""
+    return _with_record(res, tmp_path, key, None)
+
+
+def _with_record(res: SwitchableResult, tmp_path: Path, key: str, value: str | None) -> Path:
+    """A copy of an ONNX switchable export whose file's metadata ``key`` holds ``value`` (``None``: removed),
+    re-hashed into its manifest."""
     import hashlib
 
     d = copy_artifact(res, tmp_path)
@@ -462,10 +468,29 @@ def _without_record(res: SwitchableResult, tmp_path: Path, key: str) -> Path:
     assert len(kept) == len(model.metadata_props) - 1
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
+    if value is not None:
+        model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(d / "model.onnx"))
     sha = hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest()
     edit_manifest(d, lambda doc: doc["artifact"].update(sha256=sha, files={"model.onnx": sha}))
     return d
+
+
+@pytest.mark.parametrize("key", ["us3l.switchable.feature_dims", "us3l.switchable.index_input",
+                                 "us3l.switchable.per_width", "us3l.switchable.widths"])
+def test_a_file_record_that_is_not_json_is_refused_alike_by_every_check(shared_export, tmp_path, key) -> None:
+    """The checks of the file's feature dims, index input and per-width facts each parsed their JSON with a fallback
+    of its own: a malformed feature_dims record read as "differ from the file's own feature dims None; the manifest
+    was edited", an index_input as the raw text compared with the manifest's name, a per_width as "not one record
+    per width". One parser now, one line for each (the grid's own record too); the manifest is not to blame."""
+    import us3l.deploy as deploy
+
+    d = _with_record(shared_export("onnx", [1.0, 0.25]), tmp_path, key, "{not json")
+    path = d / "manifest.json"
+    with pytest.raises(US3LError) as info:
+        deploy.load_switchable(d)
+    assert str(info.value) == (f"{path}: the ONNX file's own {key} record is not JSON ('{{not json'); the file is "
+                               "not as us3l wrote it: re-export")
 
 
 def test_a_width_input_is_checked_against_the_graph_where_the_file_records_no_name(shared_export, tmp_path) -> None:
