@@ -555,6 +555,47 @@ def test_a_usage_error_is_one_line_and_exit_2(argv: list[str], line: str, capsys
     assert (cap.out, cap.err) == ("", line + "\n")
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["eval", "--ckpt", "a", "--ckpt", "b"],
+         "error: --ckpt given twice (a, b): give it once (see: us3l eval --help)"),
+        (["train", "--lr", "0.1", "--lr=0.2"],
+         "error: --lr given twice (0.1, 0.2): give it once (see: us3l train --help)"),
+        # a short alias is the same option
+        (["train", "-c", "a.yaml", "--config", "b.yaml"],
+         "error: --config given twice (a.yaml, b.yaml): give it once (see: us3l train --help)"),
+        # select's old `--plot FILE` spelling is --plot-file
+        (["select", "--plot", "a.png", "--plot", "b.png"],
+         "error: --plot-file given twice (a.png, b.png): give it once (see: us3l select --help)"),
+        # switches: one rule for every option; a switch and its negation name both spellings
+        (["eval", "--ckpt", "x", "--quiet", "-q"], "error: --quiet given twice: give it once (see: us3l eval --help)"),
+        (["eval", "--ckpt", "x", "--baselines", "--no-baselines"],
+         "error: --baselines given twice (--baselines, --no-baselines): give it once (see: us3l eval --help)"),
+        (["profile", "show", "a.json", "--json", "--json"],
+         "error: --json given twice: give it once (see: us3l profile show --help)"),
+        (["--version", "-V"], "error: --version given twice: give it once (see: us3l --help)"),
+    ],
+)
+def test_an_option_given_twice_is_a_usage_error(argv: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Click kept the last of an option given twice, silently: `eval --ckpt a --ckpt b` evaluated b, `train --lr 0.1
+    --lr 0.2` trained with 0.2. Refused before any work (train's config files do not exist: no run starts)."""
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    assert (cap.out, cap.err) == ("", line + "\n")
+
+
+def test_a_list_option_is_still_repeatable(capsys: pytest.CaptureFixture[str]) -> None:
+    # --set and select --device take several values: the commands' own checks answer, not the repeat rule
+    assert main(["train", "--config", "/nonexistent.yaml", "--set", "lr=0.1", "--set", "epochs=4"]) == 1
+    assert capsys.readouterr().err == "error: config file not found: /nonexistent.yaml\n"
+    assert main(["select", "-d", "cpu", "--device", "gpu", "--profile", "/nonexistent.json", "--latency-ms", "3"]) == 1
+    assert "given twice" not in capsys.readouterr().err
+    # --help twice still prints the help
+    assert main(["version", "--help", "--help"]) == 0
+    assert "Usage: us3l version" in capsys.readouterr().out
+
+
 _NOT_ASCII = "is not a number in ASCII digits (no '_' separators, no other scripts' digits)"
 
 

@@ -88,6 +88,36 @@ def test_a_usage_error_is_one_line_naming_the_help(capsys: pytest.CaptureFixture
     assert "Roofline." in out and "torch threads" in out
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--threads", "2", "--threads=3"], "--threads given twice (2, 3)"),
+        (["-w", "1,0.5", "--widths", "0.25"], "--widths given twice (1,0.5, 0.25)"),
+        (["--quiet", "--quiet"], "--quiet given twice"),
+        (["--quiet", "--no-quiet"], "--quiet given twice (--quiet, --no-quiet)"),
+    ],
+)
+def test_an_option_given_twice_is_a_usage_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in the us3l commands: argparse kept the last of an option given twice, silently."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "benchmarks" / "roofline.py")])
+    ap = script_cli.ArgumentParser()
+    ap.add_argument("--threads", type=script_cli.positive_int)
+    ap.add_argument("-w", "--widths", type=script_cli.widths)
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--no-quiet", dest="quiet", action="store_false")
+    ap.add_argument("--tag", action="append", default=[])
+    with pytest.raises(SystemExit) as exc:
+        ap.parse_args(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f"error: {message}: give it once (see: python benchmarks/roofline.py --help)\n"
+    # a list option stays repeatable, and each command line is read afresh
+    args = ap.parse_args(["--tag", "a", "--tag", "b", "--threads", "2"])
+    assert (args.tag, args.threads) == (["a", "b"], 2)
+    assert ap.parse_args(["--threads", "3"]).threads == 3
+
+
 def _raising(exc: Exception) -> Callable[[], int]:
     """A script ``main`` that raises ``exc``."""
     def main() -> int:

@@ -36,7 +36,11 @@ class PipelineOrderGroup(TyperGroup):
         cmd = super().get_command(ctx, cmd_name)
         if cmd is not None:
             ascii_numbers(cmd)
+            options_once(cmd)
         return cmd
+
+    def make_parser(self, ctx: Any) -> Any:
+        return refuse_repeats(super().make_parser(ctx), ctx)
 
 
 def _is_number(param: Any) -> bool:
@@ -72,6 +76,57 @@ def _ascii_checked(param: Any, process_value: Any) -> Any:
         return process_value(ctx, value)
 
     return checked
+
+
+def options_once(cmd: Any) -> None:
+    """Make every single-valued option of ``cmd`` (and of its subcommands) a usage error when given twice
+    (``refuse_repeats``)."""
+    if getattr(cmd, "_us3l_options_once", False):
+        return
+    cmd._us3l_options_once = True
+    make_parser = cmd.make_parser
+    cmd.make_parser = lambda ctx: refuse_repeats(make_parser(ctx), ctx)
+    for sub in getattr(cmd, "commands", {}).values():
+        options_once(sub)
+
+
+def refuse_repeats(parser: Any, ctx: Any) -> Any:
+    """``parser`` (Click's option parser for ``ctx``), made to refuse an option that is not list-valued given a second
+    time, in any spelling (``--ckpt a --ckpt=b``, ``-c a --config b``, ``--plot --no-plot``): Click keeps the last
+    one silently, where a user who gives an option twice almost surely made a mistake (a pasted command line, an
+    edited script). A usage error, exit 2, before any work: ``--ckpt given twice (a, b): give it once``. Switches
+    too (``--quiet --quiet``: harmless, but one rule for every option is simpler to state and to trust), but not
+    ``--help``, which asks for nothing to be done. List-valued options (``multiple``: ``--set``, ``--device`` of
+    select, ``--backend``) and counters stay repeatable. Nothing is refused while Click only completes a command
+    line (``resilient_parsing``)."""
+    if ctx is None or ctx.resilient_parsing:
+        return parser
+    given: dict[int, list[str]] = {}
+    helps = set(ctx.help_option_names)
+    options = {id(o): o for o in (*parser._long_opt.values(), *parser._short_opt.values())}.values()
+    for option in options:
+        if option.action in ("store", "store_const") and not helps & set(option.obj.opts):
+            option.process = _once(option, given, ctx)
+    return parser
+
+
+def _once(option: Any, given: dict[int, list[str]], ctx: Any) -> Any:
+    process = option.process
+    param = option.obj
+    spelling = (option._long_opts or option._short_opts)[0]
+
+    def once(value: Any, state: Any) -> None:
+        # a switch's values are its spellings (--plot, --no-plot); an option's, what it was given
+        said = spelling if option.action == "store_const" else " ".join(value) if isinstance(value, tuple) else value
+        seen = given.setdefault(id(param), [])
+        seen.append(str(said))
+        if len(seen) > 1:
+            name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+            values = "" if option.action == "store_const" and len(set(seen)) == 1 else f" ({', '.join(seen)})"
+            raise click_exceptions.BadOptionUsage(name, f"{name} given twice{values}: give it once", ctx=ctx)
+        process(value, state)
+
+    return once
 
 
 app = typer.Typer(

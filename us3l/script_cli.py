@@ -29,6 +29,31 @@ class ArgumentParser(argparse.ArgumentParser):
         if not args and "prog" not in kwargs:
             kwargs["prog"] = _script_prog()
         super().__init__(*args, **kwargs)
+        for name, action in _SINGLE_ACTIONS.items():
+            self.register("action", name, _given_once(action))
+        self._given: dict[str, tuple[str, list[str]]] = {}  # per dest: its option's name, what each occurrence said
+        self._text = ""  # the command-line text of the option being read
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self._given = {}  # per parse: a parser may read several command lines
+        return super().parse_known_args(*args, **kwargs)
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        self._text = " ".join(arg_strings)  # as typed, for the message of an option given twice
+        return super()._get_values(action, arg_strings)
+
+    def given(self, action: argparse.Action, option_string: str) -> None:
+        """An occurrence of the single-valued option ``action`` (spelled ``option_string``) on the command line: a
+        second one is a usage error, as in the ``us3l`` commands (``us3l.cli_app.refuse_repeats``): argparse keeps the
+        last one silently. Options of one ``dest`` are one option (``--quiet`` and ``--no-quiet``); a switch's values
+        are its spellings, named when they differ."""
+        switch = action.nargs == 0
+        name = next((o for o in action.option_strings if o.startswith("--")), option_string)
+        name, seen = self._given.setdefault(action.dest, (name, []))
+        seen.append(option_string if switch else self._text)
+        if len(seen) > 1:
+            values = "" if switch and len(set(seen)) == 1 else f" ({', '.join(seen)})"
+            self.error(f"{name} given twice{values}: give it once")
 
     def error(self, message: str) -> NoReturn:
         from us3l.cli import _one_line
@@ -36,6 +61,26 @@ class ArgumentParser(argparse.ArgumentParser):
         command = f"python {self.prog}" if self.prog.endswith(".py") else self.prog
         print(f"error: {_one_line(message)} (see: {command} --help)", file=sys.stderr)
         self.exit(2)
+
+
+#: argparse's actions that keep one value (the last one given); list-valued ones (append, extend) and counters stay
+#: repeatable.
+_SINGLE_ACTIONS: dict[str | None, type[argparse.Action]] = {
+    None: argparse._StoreAction, "store": argparse._StoreAction, "store_const": argparse._StoreConstAction,
+    "store_true": argparse._StoreTrueAction, "store_false": argparse._StoreFalseAction,
+}
+
+
+def _given_once(action: type[argparse.Action]) -> type[argparse.Action]:
+    """``action``, telling the parser of each occurrence of its option (``ArgumentParser.given``)."""
+    class GivenOnce(action):  # type: ignore[valid-type,misc]
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: str | None = None) -> None:
+            if option_string is not None and isinstance(parser, ArgumentParser):
+                parser.given(self, option_string)
+            super().__call__(parser, namespace, values, option_string)
+
+    return GivenOnce
 
 
 def _script_prog() -> str:
