@@ -136,6 +136,79 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tiny_cfg
     assert not list(run.glob(".replaced-*"))
 
 
+def _failing_step(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("step failed")
+
+
+def _folder(run: Path) -> dict[str, bytes]:
+    """The files of ``run`` and their bytes, its lock file left out (it stays in a folder the run did not make)."""
+    return {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".us3l.lock"}
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("step failed"), KeyboardInterrupt()])
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(stop: BaseException, tiny_cfg, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that failed (or was interrupted) in an epoch before its first checkpoint left config.yaml and
+    metrics.jsonl in the folder it made, and the same command run again was refused: "holds the metrics of a run
+    that stopped before its first checkpoint ... pass --overwrite". The folders it made are removed again, parents
+    included."""
+    cfg = tiny_cfg(epochs=4, save_every=0, out=str(tmp_path / "runs" / "run"))
+    real_step = loop_mod._train_step
+
+    def second_epoch_fails(*args: object, **kwargs: object) -> object:
+        if args[8] == 1:  # in epoch 2: epoch 1's metrics line is written
+            raise stop
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop_mod, "_train_step", second_epoch_fails)
+    with pytest.raises(type(stop)):
+        run_training(cfg)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert run_training(cfg).epochs_done == 4  # no --overwrite needed
+
+
+def test_a_full_disk_in_the_first_epoch_keeps_only_what_was_there(tiny_cfg, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first epoch's metrics line does not fit (ENOSPC): the run's config.yaml goes, the user's files and the
+    folder stay."""
+    import errno
+
+    cfg = tiny_cfg(epochs=4, save_every=0)
+    run = Path(cfg.out)
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    real_open, real_write, metrics = os.open, os.write, set()
+
+    def opened(path: str, *args: int, **kwargs: object) -> int:
+        fd = real_open(path, *args, **kwargs)
+        if Path(path).name == "metrics.jsonl":
+            metrics.add(fd)
+        return fd
+
+    def no_room(fd: int, data: bytes) -> int:
+        if fd in metrics:
+            raise OSError(errno.ENOSPC, "No space left on device")  # as write() says it: no file named
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "open", opened)
+    monkeypatch.setattr(os, "write", no_room)
+    with pytest.raises(OSError) as info:
+        run_training(cfg)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(run / "metrics.jsonl"))
+    assert _folder(run) == {"notes.txt": b"mine"}
+
+
+def test_a_resumed_run_that_fails_removes_nothing(tiny_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tiny_cfg(epochs=4)
+    _stopped_after_checkpoint(cfg, 1, monkeypatch)
+    before = _folder(Path(cfg.out))
+    monkeypatch.setattr(loop_mod, "_train_step", _failing_step)
+    with pytest.raises(RuntimeError, match="step failed"):
+        run_training(cfg, resume=True)
+    assert _folder(Path(cfg.out)) == before
+
+
 def test_resume_refuses_damaged_weights(tiny_cfg, tmp_path: Path) -> None:
     from us3l.errors import US3LError
 

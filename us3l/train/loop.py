@@ -508,6 +508,8 @@ def run_training(
     where the run's data set is now (moved since: its class count, split sizes and normalisation must match the
     checkpoint's). ``loaded``: the data, already read (used when it is of the spec the run trains on). Rank 0
     holds an exclusive lock on the run folder throughout: a second training into the same folder fails at once.
+    A run that fails or is interrupted before it has committed a checkpoint removes the files it wrote, and the
+    run folder when it made it (``_remove_unsaved``).
     """
     if dist_env()[0] != 0:
         with owned_process_group():
@@ -515,11 +517,37 @@ def run_training(
     from us3l.locking import folder_lock
 
     with folder_lock(cfg.out, "run folder"), owned_process_group():
-        recover_replaced(Path(cfg.out))
+        run_dir = Path(cfg.out)
+        recover_replaced(run_dir)
+        before = _run_files(run_dir)
         try:
             return _run_training(cfg, resume, overwrite, data, loaded)
+        except BaseException:
+            _remove_unsaved(run_dir, before)  # before an --overwrite's old files come back (_settle_replaced)
+            raise
         finally:
-            _settle_replaced(Path(cfg.out))
+            _settle_replaced(run_dir)
+
+
+def _run_files(run_dir: Path) -> set[str]:
+    """The names of the files a run writes (``_REPLACED``) that ``run_dir`` holds now (a link, even a dangling
+    one, counts)."""
+    return {name for name in _REPLACED if os.path.lexists(run_dir / name)}
+
+
+def _remove_unsaved(run_dir: Path, before: set[str]) -> None:
+    """After a run that failed or was interrupted (rank 0): when ``run_dir`` holds no checkpoint, remove the files
+    the run wrote there, those of ``_REPLACED`` that were not there when it started (``before``): its
+    ``config.yaml`` and ``metrics.jsonl``. They held no result, and the next ``us3l train`` into the folder was
+    refused as a run stopped before its first checkpoint (pass --overwrite). Nothing that was there before the run
+    is removed; a resumed run (a checkpoint there) removes nothing. The folder's lock removes the run folder on
+    release when it made it and nothing else is left (``us3l.locking``). A run killed outright (SIGKILL) leaves its
+    files, refused as before."""
+    if os.path.lexists(run_dir / ckpt.WEIGHTS_FILE):
+        return
+    for name in sorted(set(_REPLACED) - before):
+        with contextlib.suppress(OSError):  # the error that ended the run is the one to report
+            (run_dir / name).unlink(missing_ok=True)
 
 
 def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | None = None,
