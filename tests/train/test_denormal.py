@@ -36,24 +36,43 @@ def ieee_main_thread() -> Iterator[None]:
     torch.set_flush_denormal(False)
 
 
+def _left_while_training(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """``denormals_left(4)`` as each training step of the next run starts (appended to the list returned)."""
+    from us3l.train import loop
+
+    real_step, left = loop._train_step, []
+
+    def step(*args: object, **kwargs: object) -> object:
+        left.append(denormals_left(4))
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_step", step)
+    return left
+
+
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
-def test_training_flushes_by_default_and_records_it(tiny_cfg, ieee_main_thread: None) -> None:
+def test_training_flushes_by_default_and_records_it(tiny_cfg, ieee_main_thread: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     assert denormals_left(4) == 4  # 4 elements: computed on this (main) thread
     cfg = tiny_cfg(epochs=4)
     assert cfg.flush_denormal is True
+    left = _left_while_training(monkeypatch)
     run_training(cfg)
     assert ckpt.read_meta(Path(cfg.out))["flush_denormal"] is True
-    assert denormals_left(4) == 0
+    assert left and set(left) == {0}
+    assert denormals_left(4) == 4  # the caller's mode back
 
 
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
-def test_flush_denormal_false_keeps_them(tiny_cfg, ieee_main_thread: None) -> None:
-    torch.set_flush_denormal(True)  # left on by an earlier run in this process: the config still wins
+def test_flush_denormal_false_keeps_them(tiny_cfg, ieee_main_thread: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.set_flush_denormal(True)  # the caller flushes: the config still wins during the run
     cfg = tiny_cfg(epochs=4, flush_denormal=False)
+    left = _left_while_training(monkeypatch)
     run_training(cfg)
     meta = ckpt.read_meta(Path(cfg.out))
     assert meta["flush_denormal"] is False and meta["config"]["flush_denormal"] is False
-    assert denormals_left(4) == 4
+    assert left and set(left) == {4}
+    assert denormals_left(4) == 0  # the caller's mode back
 
 
 @pytest.mark.slow  # one fresh process per thread count; the in-process checks above stay fast
@@ -61,13 +80,19 @@ def test_flush_denormal_false_keeps_them(tiny_cfg, ieee_main_thread: None) -> No
 def test_every_intra_op_thread_flushes_in_a_fresh_process(tiny_folder: Path, tmp_path: Path) -> None:
     cfg = {**TINY, "data": f"folder:{tiny_folder}", "out": str(tmp_path / "run"), "threads": 2, "epochs": 1,
            "schedule": "none"}  # one epoch: the flush mode is set before the first, what is measured is after
+    # measured at the end of the run, inside it: run_training gives the caller its own settings back
     script = textwrap.dedent(f"""
         import torch
         from tests.train.test_denormal import denormals_left
-        from us3l.train import make_config, run_training
+        from us3l.train import loop, make_config, run_training
+        check, seen = loop._check_replicas, []
+        def measured(*args):
+            seen.append((torch.get_num_threads(), denormals_left()))
+            return check(*args)
+        loop._check_replicas = measured
         run_training(make_config({cfg!r}))
-        assert torch.get_num_threads() == 2
-        print(denormals_left())
+        assert seen[0][0] == 2
+        print(seen[0][1])
     """)
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -207,6 +208,34 @@ def test_a_resumed_run_that_fails_removes_nothing(tiny_cfg, monkeypatch: pytest.
     with pytest.raises(RuntimeError, match="step failed"):
         run_training(cfg, resume=True)
     assert _folder(Path(cfg.out)) == before
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_run_gives_the_process_settings_back(fails: bool, tiny_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_training left torch's thread count at the run's `threads`, denormals flushed (`flush_denormal`) and the
+    global random generator at the run's seed: a program (or the next test) calling it inherited them. Each is as
+    it was after the run, whether it returns or raises."""
+    from us3l.train.precision import flushing_denormals
+
+    torch.set_num_threads(1)
+    can_flush = torch.set_flush_denormal(False)  # whether this CPU has the mode at all
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    real_step, during = loop_mod._train_step, []
+
+    def step(*args: object, **kwargs: object) -> object:
+        during.append((torch.get_num_threads(), flushing_denormals()))
+        if fails:
+            raise RuntimeError("step failed")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop_mod, "_train_step", step)
+    cfg = tiny_cfg(epochs=1, schedule="none", threads=2, flush_denormal=True, seed=5)
+    with pytest.raises(RuntimeError, match="step failed") if fails else contextlib.nullcontext():
+        run_training(cfg)
+    assert during[0] == (2, can_flush)  # the run's settings while it ran
+    assert (torch.get_num_threads(), flushing_denormals()) == (1, False)
+    assert torch.equal(torch.get_rng_state(), rng)
 
 
 def test_resume_refuses_damaged_weights(tiny_cfg, tmp_path: Path) -> None:

@@ -75,8 +75,9 @@ class TrainConfig:
     # CPU threads per process (None: torch's default; "auto": the cores idle when the run starts, resolved then and
     # recorded: us3l.train.threads); recorded for resume
     threads: int | None = None
-    # flush denormal floats to zero on the CPU (torch.set_flush_denormal, process-wide): bit-identical results on
-    # the recipes measured, and no 10-20 %+ slowdown once a run collapses (docs/training.md, "Denormal floats")
+    # flush denormal floats to zero on the CPU during the run (torch.set_flush_denormal; run_training puts the
+    # caller's mode back): bit-identical results on the recipes measured, and no 10-20 %+ slowdown once a run
+    # collapses (docs/training.md, "Denormal floats")
     flush_denormal: bool = True
     # widths
     width_min: float | None = None  # None: the model's width range

@@ -47,10 +47,17 @@ from us3l.train.distributed import (
 )
 from us3l.train.groupreg import GroupRegConfig, GroupRegularizer
 from us3l.train.knn import check_knn_data
-from us3l.train.precision import agreed_across_ranks, autocast_dtype, label, resolve_amp
+from us3l.train.precision import (
+    agreed_across_ranks,
+    autocast_dtype,
+    kept_flush_denormal,
+    label,
+    resolve_amp,
+    set_flush_denormal,
+)
 from us3l.train.sampling import FixedWidth, SwitchWidths, WidthSampler
-from us3l.train.state import epoch_seed, join_state, rng_state, set_rng_state, split_state
-from us3l.train.threads import AUTO, auto_threads
+from us3l.train.state import epoch_seed, join_state, kept_rng_state, rng_state, set_rng_state, split_state
+from us3l.train.threads import AUTO, auto_threads, kept_threads
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
@@ -510,7 +517,22 @@ def run_training(
     holds an exclusive lock on the run folder throughout: a second training into the same folder fails at once.
     A run that fails or is interrupted before it has committed a checkpoint removes the files it wrote, and the
     run folder when it made it (``_remove_unsaved``).
+
+    The process-wide settings a run makes are put back when it returns or raises, so that a program (or test)
+    calling it goes on as before: torch's thread count (``threads``), the calling thread's denormal mode
+    (``flush_denormal``; threads of torch's intra-op pool started during the run keep it, torch sets it per
+    thread), and torch's global random generators (the run seeds them with ``seed + rank`` for its own
+    reproducibility; what the caller draws afterwards does not depend on the run; CUDA's only where CUDA was
+    initialised before the run). A distributed run's process group is destroyed when the run made it.
     """
+    with kept_threads(), kept_flush_denormal(), kept_rng_state():
+        return _locked_run(cfg, resume, overwrite, data, loaded)
+
+
+def _locked_run(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | None,
+                loaded: LoadedData | None) -> RunResult:
+    """``_run_training`` in its process group; rank 0 under the run folder's lock, settling ``--overwrite``'s old
+    files and removing what a run that failed before its first checkpoint wrote."""
     if dist_env()[0] != 0:
         with owned_process_group():
             return _run_training(cfg, resume, overwrite, data, loaded)
@@ -610,7 +632,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     device = info.device
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    flushed = _set_flush_denormal(bool(cfg.flush_denormal))
+    flushed = set_flush_denormal(bool(cfg.flush_denormal))
     torch.manual_seed(cfg.seed + info.rank)
 
     from us3l.data import byol_augment_pair, ssl_augment_for, two_views
@@ -943,14 +965,6 @@ def _epoch_line(rec: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ files
-
-
-def _set_flush_denormal(on: bool) -> bool:
-    """Flush denormal floats to zero (``on``) or keep them, for this process's CPU work; True when they are
-    flushed now. The mode is per thread: threads that torch's intra-op pool starts afterwards inherit it, a pool
-    that already runs keeps its own (a fresh `us3l train` process sets it before its first parallel operation,
-    so every thread flushes). False where the CPU has no such mode."""
-    return bool(torch.set_flush_denormal(on)) and on
 
 
 def _meta_base(

@@ -11,11 +11,16 @@
 
 Under any autocast the losses still compute in float32 (``us3l.ssl.losses.full_precision``), BatchNorm keeps
 float32 parameters and statistics, and evaluation (kNN monitor, ``us3l eval``, export) runs in float32.
+
+Denormal floats (the config key ``flush_denormal``): :func:`set_flush_denormal` flushes them to zero in the CPU
+work of the process (docs/training.md, "Denormal floats"); :func:`kept_flush_denormal` gives the caller of
+``run_training`` its own mode back afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -81,3 +86,36 @@ def autocast_dtype(amp: bool | str, device_type: str) -> torch.dtype | None:
 def label(dtype: torch.dtype | None) -> str:
     """``"fp16"``, ``"bf16"`` or ``"fp32"``: the precision a run trained in, for ``checkpoint.json``."""
     return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+
+
+#: The bit pattern of a float32 denormal (about 1e-39): made from bits, so that no conversion flushes it first.
+_DENORMAL_BITS = 0x000AE398
+
+
+def set_flush_denormal(on: bool) -> bool:
+    """Flush denormal floats to zero (``on``) or keep them, for this process's CPU work; True when they are
+    flushed now. The mode is per thread: threads that torch's intra-op pool starts afterwards inherit it, a pool
+    that already runs keeps its own (a fresh `us3l train` process sets it before its first parallel operation,
+    so every thread flushes). False where the CPU has no such mode."""
+    return bool(torch.set_flush_denormal(on)) and on
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread flushes denormal floats to zero now (torch can set the mode, not read it: one denormal
+    times 1.0, computed on this thread, is 0 when it does)."""
+    x = torch.tensor([_DENORMAL_BITS], dtype=torch.int32).view(torch.float32)
+    return bool((x * 1.0).item() == 0.0)
+
+
+@contextmanager
+def kept_flush_denormal() -> Iterator[None]:
+    """Put the calling thread's denormal mode back as it was once the body returns or raises: a run flushes them
+    (``flush_denormal: true``), and a program (or test) calling ``run_training`` went on computing without IEEE
+    denormals. Only this thread's: threads of torch's intra-op pool started during the body keep the mode they
+    started with (torch sets it per thread, on the calling one only)."""
+    before = flushing_denormals()
+    try:
+        yield
+    finally:
+        if flushing_denormals() != before:
+            torch.set_flush_denormal(before)

@@ -7,6 +7,8 @@ an epoch boundary needs only the model, optimizer, scaler, width-sampler and glo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -50,3 +52,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(state["cuda"])
         except RuntimeError:  # different number of GPUs: data order does not depend on it
             pass
+
+
+@contextmanager
+def kept_rng_state() -> Iterator[None]:
+    """Put torch's global random generators back as they were once the body returns or raises: the CPU one, and
+    the CUDA ones where CUDA was initialised before the body (reading them would initialise it, on every GPU). A
+    run seeds them (``seed + rank``) and draws from them; a program calling ``run_training`` then drew numbers
+    that depended on the run. The run's own reproducibility does not rest on them being left so: it seeds them
+    when it starts and restores them from its checkpoint when it resumes."""
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    cpu_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if cuda else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)

@@ -6,6 +6,7 @@ measures which case this is: the idle share of the CPU time in ``/proc/stat`` ov
 count, rounded so that a core counts as free when it is at least 75 % idle; divided among the processes torchrun
 started on this node; at least 1 and at most the cores this process may run on. The count is resolved once, at the
 start of a run, and recorded in the saved config (a resume keeps it: float results depend on the thread count).
+:func:`kept_threads` gives the caller of ``run_training`` its own thread count back afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 AUTO = "auto"
@@ -64,3 +67,18 @@ def auto_threads(processes: int = 1, idle: float | None = None) -> int:
     cores = usable_cores()
     n = cores if free is None else math.floor(free + 0.25)
     return max(1, min(cores, n) // max(1, processes))
+
+
+@contextmanager
+def kept_threads() -> Iterator[None]:
+    """Put torch's intra-op thread count (``torch.set_num_threads``, process-wide) back as it was once the body
+    returns or raises: a run sets its ``threads``, and a program (or test) calling ``run_training`` went on with
+    them."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
