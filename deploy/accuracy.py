@@ -121,8 +121,9 @@ def evaluate_artifact(
     same width, on the same images and protocol; ``loaded`` is the checkpoint it was exported from
     (``us3l.eval.runner.open_checkpoint``; a manifest of another model or checkpoint is refused).
 
-    Returns ``{"width", "precision", "backend", "entry", "fp32", "protocols", "data", ...}``: ``entry`` is what
-    ``us3l.eval.accuracy.add_precision_entry`` stores, ``fp32`` the PyTorch width row (knn/linear fields).
+    Returns ``{"width", "precision", "backend", "entry", "fp32", "protocols", "data", "data_check", ...}``: ``entry``
+    is what ``us3l.eval.accuracy.add_precision_entry`` stores, ``fp32`` the PyTorch width row (knn/linear fields),
+    ``data_check`` accuracy.json's record of the data (``us3l.eval.runner.knn_data``).
     ``splits``: the data loaded for earlier artifacts of one evaluation, by (data spec, input size); the splits
     this call loads are added to it, so several artifacts of one checkpoint list and check the data once.
     """
@@ -269,6 +270,7 @@ def evaluate_artifact(
         "num_classes": num_classes,
         "num_test": num_test,
         "input_size": input_size,
+        "data_check": d.data_check,
         "protocols": {
             "preset": s.preset,
             "knn": knn_protocol,

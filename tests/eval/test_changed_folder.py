@@ -102,9 +102,12 @@ def test_a_new_run_is_evaluated_on_its_folder_changed_where_no_training_image_is
     assert main(["eval", "--ckpt", str(run), "--data", f"folder:{folder}", "--widths", "1", "--batches", "1",
                  "--no-baselines", "--quiet", "--out", str(out)]) == 0
     err = " ".join(capsys.readouterr().err.split())
-    assert err.count("warning:") == 1 and f"warning: folder:{folder} changed since the run was trained on it" in err
+    assert err.count("warning:") == 2 and f"warning: folder:{folder} changed since the run was trained on it" in err
+    # a/10.png is a copy of the test image a/0.png: the overlap check names it (us3l.data.overlap)
+    assert f"warning: 1 test image of {folder} is identical to a training image (first: a/0.png = a/10.png)" in err
     check = json.loads((out / "accuracy.json").read_text())["data_check"]
     assert check["changed_since_training"] is True and check["fingerprint"] != meta["data"]["fingerprint"]
+    assert check["train_test_overlaps"] == 1
     assert check["fingerprint"] == data_fingerprint(*__import__("us3l.data").data.load_splits(f"folder:{folder}"))
     (folder / "b" / "0.png").unlink()  # b's only image hashed into test: its lowest-hash training image moves there
     assert main(["eval", "--ckpt", str(run), "--data", f"folder:{folder}", "--widths", "1", "--batches", "1",

@@ -396,6 +396,8 @@ def _eval_artifacts(
                 f"{path}: cannot add the artifact accuracies, {why}: use the same --knn-*/--linear-*/--protocol/"
                 "--data or another --out"
             )
+        # the record of the eval that wrote the file stays; what it lacks (written before a field was) is added
+        doc["data_check"] = {**(first["data_check"] or {}), **(doc.get("data_check") or {})}
     else:
         meta = loaded.meta
         rows = {r["width"]: r["fp32"] for r in results}
@@ -412,6 +414,7 @@ def _eval_artifacts(
             protocols=first["protocols"],
             baselines=None,
             widths=list(rows.values()),
+            data_check=first["data_check"],
         )
     for r in results:
         add_precision_entry(doc, r["width"], r["precision"], r["backend"], r["entry"], r["fp32"])

@@ -11,7 +11,7 @@ Document::
      protocols: {knn: {k, k_requested, temperature, max_train, bank_size, bank_seed} | null,
                  linear: {epochs, lr, ...} | null, feature_transform},
      baselines: {raw_pixels: {knn_top1, knn_top1_ci, k} | null, chance, random_init_seed} | null,
-     data_check: {fingerprint, changed_since_training},             # optional (us3l eval)
+     data_check: {fingerprint, changed_since_training, train_test_overlaps},  # optional (eval, eval --artifact)
      widths: [{width, canonical_width, feature_dim, knn_top1, knn_top1_ci, knn_top1_hits, knn_top5,
                linear_top1, linear_top1_ci, linear_top1_hits, linear_top5, macs, params, embedding_std,
                baseline_random_init: {knn_top1, knn_top1_ci} | null,
@@ -45,7 +45,11 @@ entries over when it rewrites the file for the same checkpoint and kNN protocol 
 ``data_check`` (optional, still schema 2) says what the test split was: ``fingerprint``, the data's fingerprint
 (``us3l.train.data_identity``: class names and both splits' samples); ``changed_since_training``, true where the
 data is the run's own automatically split folder changed since it trained (allowed under split rule 2, where no
-image the run trained on can be in the test split, but the test set is not the run's), false otherwise.
+image the run trained on can be in the test split, but the test set is not the run's), false otherwise;
+``train_test_overlaps`` (image folders only, since 2026-12-07; absent for other data and in older files), how many
+of the ``num_test`` test images are byte-identical to a training image (``us3l.data.overlap``: copies under another
+name, links), 0 when none. ``us3l eval`` writes it; ``us3l eval --artifact`` writes it into a file it creates and,
+adding to a file, keeps the file's record, filling in only the fields it lacks.
 """
 
 from __future__ import annotations
@@ -164,14 +168,20 @@ def _check_baseline(v: Any, where: str, path: str | Path) -> None:
     _check_interval(v.get("knn_top1_ci"), f"{where}.knn_top1_ci", path, v.get("knn_top1"))
 
 
-def _check_data_check(v: Any, path: str | Path) -> None:
-    """The optional ``data_check`` object (absent: written before it was, or by ``us3l eval --artifact``)."""
+def _check_data_check(v: Any, path: str | Path, num_test: Any = None) -> None:
+    """The optional ``data_check`` object (absent: written before it was, or by ``us3l eval --artifact`` before
+    2026-12-07); ``train_test_overlaps`` counts test images, at most ``num_test``."""
     if not isinstance(v, dict):
         raise US3LError(f"{path}: 'data_check' must be an object")
     if v.get("fingerprint") is not None and not isinstance(v["fingerprint"], str):
         raise US3LError(f"{path}: data_check.fingerprint must be a string or null, got {v['fingerprint']!r}")
     if v.get("changed_since_training") not in (None, True, False):
         raise US3LError(f"{path}: data_check.changed_since_training must be true, false or null")
+    n = v.get("train_test_overlaps")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0
+                          or (isinstance(num_test, int) and n > num_test)):
+        raise US3LError(f"{path}: data_check.train_test_overlaps must be a count of test images (0 to num_test) or "
+                        f"null, got {n!r}")
 
 
 def validate_accuracy(doc: Any, path: str | Path) -> None:
@@ -193,7 +203,7 @@ def validate_accuracy(doc: Any, path: str | Path) -> None:
             raise US3LError(f"{path}: 'baselines' must be an object or null")
         _check_baseline(baselines.get("raw_pixels"), "baselines.raw_pixels", path)
         _check_fraction(baselines.get("chance"), "baselines.chance", path)
-    _check_data_check(doc.get("data_check", {}), path)
+    _check_data_check(doc.get("data_check", {}), path, num_test)
     seen: dict[float, int] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
