@@ -632,7 +632,8 @@ def export_width(
             onnx_opset=onnx_opset,
         )  # the same function ``us3l profile`` times with: the shipped graph is the profiled graph
         static, artifact = graph.module, graph.artifact
-        data = read_written_files(artifact)  # one read: these bytes are verified, then hashed for the manifest
+        # one read: these bytes are verified, then hashed for the manifest
+        data = read_written_files(artifact.path, artifact.files)
         verification = _verify(artifact, static, verify_inputs, runtime_device, data)
         model_doc = {
             "name": src.name,

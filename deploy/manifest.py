@@ -53,7 +53,7 @@ def build_manifest(
     backend = get_backend(artifact.backend)
     root = artifact.path.parent
     if data is None:
-        data = read_written_files(artifact)
+        data = read_written_files(artifact.path, artifact.files)
     hashes = {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}
     extras = dict(artifact.extras)
     trt = extras.pop("tensorrt", None)
@@ -96,13 +96,14 @@ def build_manifest(
     return doc
 
 
-def read_written_files(artifact: Artifact) -> dict[str, bytes]:
-    """The files an export just wrote (``artifact.files``), each read once: name relative to the artifact's folder ->
-    bytes. The export verifies these bytes (``Backend.load(data=...)``) and hashes the same bytes for its manifest
-    (``build_manifest``), so the recorded hashes are of what was verified (``read_artifact_files`` is the reader's
-    side: bytes checked against those hashes)."""
-    root = artifact.path.parent
-    return {Path(f).relative_to(root).as_posix(): Path(f).read_bytes() for f in artifact.files}
+def read_written_files(path: Path, files: Sequence[Path]) -> dict[str, bytes]:
+    """The files an export just wrote (``files``, beside its primary file ``path``: an ``Artifact``'s ``path`` and
+    ``files``, or a switchable export's), each read once: name relative to ``path``'s folder -> bytes. The export
+    verifies these bytes (``Backend.load(data=...)``, ``open_switchable(data=...)``) and hashes the same bytes for
+    its manifest (``build_manifest``, the switchable manifest), so the recorded hashes are of what was verified
+    (``read_artifact_files`` is the reader's side: bytes checked against those hashes)."""
+    root = Path(path).parent
+    return {Path(f).relative_to(root).as_posix(): Path(f).read_bytes() for f in files}
 
 
 def _shape(shape: tuple[int, ...], dynamic_batch: bool) -> list[int | str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +37,14 @@ from us3l.deploy.export import (
     verification_inputs,
     whole_batches,
 )
-from us3l.deploy.manifest import MANIFEST_FILE
+from us3l.deploy.manifest import MANIFEST_FILE, read_written_files
 from us3l.deploy.staging import clean_stale, staging_prefix
 from us3l.deploy.switchable import INDEX_NAME, META_PER_WIDTH, OPSET, build_switchable, record_metadata
 from us3l.deploy.switchable_runtime import open_switchable
 from us3l.deploy.timing import phase
 from us3l.deploy.verify import TOLERANCES, Verification, compare
 from us3l.errors import US3LError
-from us3l.io import atomic_write_json, file_sha256, header, named_write_error, temp_dir
+from us3l.io import atomic_write_json, header, named_write_error, temp_dir
 from us3l.validate import safe_name
 
 SWITCHABLE_KIND = "switchable_manifest"
@@ -148,9 +149,12 @@ def _widths(
 
 
 def _verify(
-    backend: str, path: Path, refs: list[np.ndarray], inputs: np.ndarray, batch: int | None
+    backend: str, path: Path, refs: list[np.ndarray], inputs: np.ndarray, batch: int | None, data: dict[str, bytes]
 ) -> dict[str, list[Verification]]:
-    """Every width through the runtime (OpenVINO: as an input and bound) against its PyTorch output ``refs``."""
+    """Every width through the runtime (OpenVINO: as an input and bound) against its PyTorch output ``refs``.
+
+    The runtime is built from ``data`` (the artifact's files, read once: ``read_written_files``), the bytes the
+    manifest then hashes: what the manifest's hashes vouch for is what ran here, not a later read of the files."""
     from us3l.deploy.manifest_claims import SWITCHABLE_MODES  # the modes a valid manifest must record
 
     modes = {mode: mode.endswith("(bound per width)") for mode in SWITCHABLE_MODES[backend]}  # bound: per width
@@ -159,7 +163,7 @@ def _verify(
     out: dict[str, list[Verification]] = {}
     for mode, bound in modes.items():
         with phase(f"verify: {mode}"):
-            runner = open_switchable(backend, path, len(refs), bound=bound)
+            runner = open_switchable(backend, path, len(refs), bound=bound, data=data)
             out[mode] = [
                 compare(ref[:used], np.concatenate([runner.infer(g, k) for g in groups]), "fp32")
                 for k, ref in enumerate(refs)
@@ -261,10 +265,11 @@ def export_switchable(
         per_width = [{**f, "own_bytes": n} for f, n in zip(width_facts, graph.per_width_bytes, strict=True)]
         record_metadata(graph.model, META_PER_WIDTH, per_width)
         path, files, facts = _write_graph(be.name, graph, staging)
-        checks = _verify(be.name, path, refs, verify_inputs, None if dynamic_batch else batch)
+        data = read_written_files(path, files)  # one read: these bytes are verified, then hashed for the manifest
+        checks = _verify(be.name, path, refs, verify_inputs, None if dynamic_batch else batch, data)
         valid = all(all(vs) for vs in checks.values())
         static_bytes = _static_size(src.model, max(grid), shape, staging)
-        manifest = _manifest(src, be.name, grid, graph, per_width, path, files, facts, checks, valid, inputs_note,
+        manifest = _manifest(src, be.name, grid, graph, per_width, path, data, facts, checks, valid, inputs_note,
                              shape, dynamic_batch, device_name, static_bytes)
         with phase("manifest + move into place"):
             atomic_write_json(staging / MANIFEST_FILE, manifest)
@@ -288,11 +293,14 @@ def export_switchable(
 
 def _manifest(
     src: Any, backend: str, grid: tuple[float, ...], graph: Any, width_facts: list[dict[str, Any]], path: Path,
-    files: tuple[Path, ...], facts: dict[str, Any], checks: dict[str, list[Verification]], valid: bool,
+    data: dict[str, bytes], facts: dict[str, Any], checks: dict[str, list[Verification]], valid: bool,
     inputs_note: str, shape: tuple[int, ...], dynamic_batch: bool, device_name: str | None, static_bytes: int,
 ) -> dict[str, Any]:
+    """The switchable manifest; ``data``: the artifact's files as verified (name -> bytes), whose sizes and sha256
+    it records (not a later read of the files)."""
     batch: int | str = "batch" if dynamic_batch else shape[0]
-    artifact_bytes = sum(f.stat().st_size for f in files)
+    hashes = {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}
+    artifact_bytes = sum(len(b) for b in data.values())
     per_width = [
         {
             "index": k,
@@ -345,8 +353,8 @@ def _manifest(
         },
         artifact={
             "file": path.name,
-            "sha256": file_sha256(path),
-            "files": {f.name: file_sha256(f) for f in files},
+            "sha256": hashes[path.name],
+            "files": hashes,
         },
     )
     return doc

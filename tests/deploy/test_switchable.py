@@ -648,3 +648,41 @@ def test_a_switchable_file_swapped_after_its_hash_was_checked_is_not_what_runs(s
     with deploy.load_switchable(d) as r:
         np.testing.assert_array_equal(r.infer(x, 0), checked)
     assert file.read_bytes() == other
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_the_switchable_manifest_hashes_the_bytes_that_were_verified(backend, monkeypatch, tmp_path) -> None:
+    """The artifact file is replaced right after every width was verified: the manifest's hash (and size) is still
+    that of the bytes the runtime verified (one read), so the replaced file is refused on load. Verified from the
+    path and hashed in a second read, the manifest vouched for bytes that never ran (as the plain export's test,
+    test_deploy_export.test_the_manifest_hashes_the_bytes_that_were_verified)."""
+    import hashlib
+
+    from us3l import deploy
+    from us3l.deploy import switchable_export
+
+    verified: dict[str, bytes] = {}
+    real_open, real_verify = switchable_export.open_switchable, switchable_export._verify
+
+    def recording_open(backend, path, *args, data=None, **kwargs):  # what the runtime is built from
+        name = Path(path).name
+        verified[name] = data[name] if data and name in data else Path(path).read_bytes()
+        return real_open(backend, path, *args, data=data, **kwargs)
+
+    def verify_then_swap(backend, path, *args, **kwargs):
+        out = real_verify(backend, path, *args, **kwargs)
+        Path(path).write_bytes(b"not the graph that was verified")
+        return out
+
+    monkeypatch.setattr(switchable_export, "open_switchable", recording_open)
+    monkeypatch.setattr(switchable_export, "_verify", verify_then_swap)
+    res = export_switchable(fresh_model("cifar_resnet18", base_channels=8), backend, tmp_path, [0.5, 0.25],
+                            model_name="cifar_resnet18")
+    art = res.manifest["artifact"]
+    main = art["file"]
+    assert art["sha256"] == art["files"][main] == hashlib.sha256(verified[main]).hexdigest()
+    sizes = len(verified[main]) + sum((res.directory / f).stat().st_size for f in art["files"] if f != main)
+    assert res.manifest["switchable"]["artifact_bytes"] == sizes
+    assert hashlib.sha256((res.directory / main).read_bytes()).hexdigest() != art["sha256"]
+    with pytest.raises(US3LError, match="does not match its recorded sha256"):
+        deploy.load_switchable(res.directory)
