@@ -28,6 +28,10 @@ EXIT_MISSING_RUNTIME = 3
 #: What is kept of the runner's standard error (read throughout the session) for the error line of a runner that
 #: exits: its last line is all that is shown.
 STDERR_TAIL_BYTES = 65536
+#: The longest answer line read from the runner. Its largest answers are a few hundred KiB (10 000 samples, the
+#: most one timing call asks for: MeasurementPolicy's warmup bound); a device sending more without a newline
+#: (garbage, a runaway print) is refused at this size, not read into the host's memory until it stops.
+MAX_ANSWER_BYTES = 4 << 20
 
 
 class RemoteRunner:
@@ -116,7 +120,7 @@ class RemoteRunner:
         self._proc = s.start(argv, keep_stderr=STDERR_TAIL_BYTES)
         self.ready = self._read()
         if not self.ready.get("ready"):
-            raise US3LError(f"remote runner on {s.reach.url} did not start: {self.ready}")
+            raise US3LError(f"remote runner on {s.reach.url} did not start: {str(self.ready)[:200]}")
         number(self.ready.get("threads"), f"remote runner on {s.reach.url}: threads", positive=True, integer=True)
         if self.backend == "openvino":
             self._check_device()
@@ -148,16 +152,21 @@ class RemoteRunner:
     def _read_answer(self) -> dict[str, Any]:
         assert self._proc is not None
         stdout = self._proc.stdout
+        url = self.session.reach.url
         try:
-            line = stdout.readline()
+            line = stdout.readline(MAX_ANSWER_BYTES + 1)  # bounded: a line without end is not read to its end
         except TimeoutError:
-            raise US3LError(f"remote runner on {self.session.reach.url} stopped answering (timeout)") from None
+            raise US3LError(f"remote runner on {url} stopped answering (timeout)") from None
+        except UnicodeDecodeError:  # the runner's JSON is ASCII (json.dumps escapes the rest)
+            raise US3LError(f"remote runner on {url} sent bytes that are not UTF-8 text") from None
+        if len(line.encode("utf-8", "surrogateescape")) > MAX_ANSWER_BYTES:
+            raise US3LError(f"remote runner on {url} sent an answer longer than {MAX_ANSWER_BYTES >> 20} MiB, which "
+                            f"no runner answer is: {line[:80]!r}...")
         if not line.endswith("\n"):  # the end of its output, possibly in the middle of an answer (cut off)
             mid = f" in the middle of an answer ({len(line)} characters of it came)" if line else ""
             try:
                 rc = exit_status(stdout.channel, self.session.reach.connect_timeout_s)
             except TimeoutError:
-                url = self.session.reach.url
                 raise US3LError(f"remote runner on {url} closed its output{mid} but did not exit") from None
             err = self._proc.stderr_text(self.session.reach.connect_timeout_s).strip()
             tail = err.splitlines()[-1] if err else "(no error output)"

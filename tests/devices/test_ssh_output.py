@@ -87,3 +87,23 @@ def test_a_runner_whose_answer_is_cut_off_is_not_called_a_json_error(loopback_ss
     assert rc == 1 and err.count("\n") == 1, err
     assert err.endswith(" exited with status 139 in the middle of an answer (32 characters of it came): "
                         "Segmentation fault\n"), err
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    # 5 MB of one answer line: read to its end, the host held all of it (a runaway device: without end)
+    ("head -c 5000000 /dev/zero | tr '\\0' x; exit 0",
+     "sent an answer longer than 4 MiB, which no runner answer is: 'xxxx"),
+    # not UTF-8: paramiko's UnicodeDecodeError ended the profile as "error: 'utf-8' codec can't decode byte 0xff"
+    ("printf '\\377\\376\\n'; exit 0", "sent bytes that are not UTF-8 text"),
+])
+def test_a_runner_answer_that_is_too_long_or_not_text_is_one_line(loopback_ssh, shared_exports, tmp_path, capsys,
+                                                                  body, message):
+    """Red-team 2026-12-07: the runner's answers were read with an unbounded readline, decoded strictly."""
+    python = _python(tmp_path, body)
+    before = set(os.listdir(loopback_ssh.remote_tmp))
+    rc = main(["profile", "--device-file", str(_device(loopback_ssh, tmp_path, python)), "--model", "cifar_resnet18",
+               "--widths", "0.25", "--backend", "onnx", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and len(err) < 400, err[:400]
+    assert err.startswith("error: remote runner on ssh://") and message in err, err[:400]
+    assert {n for n in os.listdir(loopback_ssh.remote_tmp) if n.startswith("us3l-profile.")} <= before

@@ -56,3 +56,18 @@ def test_an_answer_nested_too_deep_is_not_json() -> None:
     with pytest.raises(US3LError) as info:
         _runner(answer).timer("w0.5")(2)
     assert str(info.value) == f"remote runner sent something that is not JSON: {(answer + chr(10))[:200]!r}"
+
+
+def test_an_answer_longer_than_the_bound_is_refused_unread() -> None:
+    """Red-team 2026-12-07: an answer line was read to its end, however long (a device printing without end filled
+    the host's memory); a valid one of 5 MiB was taken whole (its padding bound for the profile's fingerprint)."""
+    from us3l.profiler.remote import MAX_ANSWER_BYTES
+
+    answer = '{"samples": [0.001, 0.002], "pad": "' + "x" * (5 << 20) + '"}'
+    with pytest.raises(US3LError) as info:
+        _runner(answer).timer("w0.5")(2)
+    assert str(info.value) == (f"remote runner on ssh://pi@board:22 sent an answer longer than 4 MiB, which no runner "
+                               f"answer is: {answer[:80]!r}...")
+    assert MAX_ANSWER_BYTES == 4 << 20
+    ok = '{"samples": [0.001, 0.002], "pad": "' + "x" * (MAX_ANSWER_BYTES - 100) + '"}'
+    assert _runner(ok).timer("w0.5")(2) == [0.001, 0.002]  # just under the bound: read

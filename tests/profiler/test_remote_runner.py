@@ -41,7 +41,7 @@ class _Lines:
     def __init__(self, answers: list[str]) -> None:
         self.answers, self.asked = list(answers), []
 
-    def readline(self) -> str:
+    def readline(self, size: int = -1) -> str:
         return self.answers.pop(0) if self.answers else ""
 
     def write(self, text: str) -> None:
