@@ -32,6 +32,47 @@ STDERR_TAIL_BYTES = 65536
 #: most one timing call asks for: MeasurementPolicy's warmup bound); a device sending more without a newline
 #: (garbage, a runaway print) is refused at this size, not read into the host's memory until it stops.
 MAX_ANSWER_BYTES = 4 << 20
+#: The most of a device's fingerprint a profile records, as JSON: a real one is under 1 KiB (a Jetson's, with
+#: ``jetson_clocks --show``, a few KiB).
+MAX_FINGERPRINT_BYTES = 64 << 10
+#: The longest runtime version a device's runner may report ("1.17.3", "2024.6.0-15805-6138d624dc1-releases/...").
+MAX_VERSION_CHARS = 200
+
+
+def device_fingerprint(value: Any, where: str) -> dict[str, Any]:
+    """The fingerprint ``where`` (``remote runner on ssh://...``) sent, as the profile records it: a non-empty
+    JSON object of at most ``MAX_FINGERPRINT_BYTES`` without NaN or infinite numbers. Anything else is recorded
+    as ``{"error": what was wrong}`` (the fingerprint is best effort, as on the device), never replaced by the
+    host's own fingerprint, which is not the device's environment."""
+    problem = _fingerprint_problem(value)
+    return value if problem is None else {"error": f"{where} sent {problem}; not recorded"}
+
+
+def _fingerprint_problem(value: Any) -> str | None:
+    from us3l.io import non_finite_at
+
+    if not isinstance(value, dict):
+        return f"a fingerprint that is not an object: {str(value)[:80]!r}"
+    if not value:
+        return "an empty fingerprint"
+    try:
+        bad, size = non_finite_at(value), len(json.dumps(value))
+    except RecursionError:
+        return "a fingerprint nested too deep"
+    if bad is not None:
+        return f"a fingerprint whose {bad} is not a finite number"
+    if size > MAX_FINGERPRINT_BYTES:
+        return f"a fingerprint of {size} bytes (more than {MAX_FINGERPRINT_BYTES >> 10} KiB)"
+    return None
+
+
+def runtime_version(value: Any, where: str) -> str:
+    """The runtime version ``where`` sent: printable text of at most ``MAX_VERSION_CHARS`` (it is shown by the
+    report and compared across profiles); anything else is one error line."""
+    if not (isinstance(value, str) and value.strip() and value.isprintable() and len(value) <= MAX_VERSION_CHARS):
+        raise US3LError(f"{where} sent a runtime version that is not a version (printable text of at most "
+                        f"{MAX_VERSION_CHARS} characters): {str(value)[:80]!r}")
+    return value
 
 
 class RemoteRunner:
@@ -121,7 +162,11 @@ class RemoteRunner:
         self.ready = self._read()
         if not self.ready.get("ready"):
             raise US3LError(f"remote runner on {s.reach.url} did not start: {str(self.ready)[:200]}")
-        number(self.ready.get("threads"), f"remote runner on {s.reach.url}: threads", positive=True, integer=True)
+        where = f"remote runner on {s.reach.url}"
+        number(self.ready.get("threads"), f"{where}: threads", positive=True, integer=True)
+        # recorded in the profile as the device's environment: checked here, before any model is timed
+        self.ready["version"] = runtime_version(self.ready.get("version"), where)
+        self.ready["fingerprint"] = device_fingerprint(self.ready.get("fingerprint"), where)
         if self.backend == "openvino":
             self._check_device()
 

@@ -409,18 +409,20 @@ def _remote_fingerprint(session: Any) -> dict[str, Any]:
     """Run ``fingerprint.py`` with the device's Python (best effort)."""
     import json
 
-    from us3l.profiler.remote import RUNNER_FILES
+    from us3l.profiler.remote import RUNNER_FILES, device_fingerprint
 
     try:
         tmp = session.mkdtemp("us3l-fp")
         try:
             session.put(RUNNER_FILES[1], f"{tmp}/fingerprint.py")
             res = session.run([session.reach.python, f"{tmp}/fingerprint.py"], timeout=60)
-            return json.loads(res.stdout) if res.returncode == 0 else {"error": res.stderr.strip()[-200:]}
+            if res.returncode != 0:
+                return {"error": res.stderr.strip()[-200:]}
+            return device_fingerprint(json.loads(res.stdout), f"fingerprint.py on {session.reach.url}")
         finally:
             session.rmtree(tmp)
-    except (US3LError, ValueError) as exc:
-        return {"error": str(exc)}
+    except (US3LError, ValueError, RecursionError) as exc:  # ValueError: not JSON; RecursionError: nested too deep
+        return {"error": str(exc)[:200] or type(exc).__name__}
 
 
 def _measure_adaptive(
@@ -614,7 +616,8 @@ def run_sweep(
                 )
             peak = site.peak()
     wall = time.perf_counter() - t_start
-    fp = facts.get("fingerprint") or fingerprint.collect()
+    # a remote device's fingerprint is its own (an error record when it sent none), never this host's
+    fp = facts["fingerprint"] if "fingerprint" in facts else fingerprint.collect()
     items = [by_key[it.key] for it in items]  # with the artifacts exported during the sweep
     records = tuple(
         ProfileRecord(
