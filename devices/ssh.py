@@ -32,6 +32,8 @@ SSH_KNOWN_HOSTS_FILES = (DEFAULT_KNOWN_HOSTS, "~/.ssh/known_hosts2", "/etc/ssh/s
 _PID_MARK = "us3l-pid:"
 _PID_THEN_EXEC = ("sh", "-c", f'echo "{_PID_MARK}$$"; exec "$@"', "us3l")
 _MAX_NOISE_LINES = 100
+#: Each such line is read at most this long at a time (a longer one counts as several): bounded, whatever prints.
+_MAX_NOISE_LINE = 65536
 # Kill a pid politely, then for sure: used on commands that stopped answering.
 _KILL = ("sh", "-c", 'kill -TERM "$1" 2>/dev/null || exit 0; for _ in 1 2 3 4 5 6 7 8 9 10; do '
          'kill -0 "$1" 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL "$1" 2>/dev/null; exit 0', "us3l")
@@ -194,7 +196,11 @@ class SSHSession:
         line = ""
         try:
             for _ in range(_MAX_NOISE_LINES):
-                line = stdout.readline()
+                try:
+                    line = stdout.readline(_MAX_NOISE_LINE)
+                except UnicodeDecodeError:  # a greeting in Latin-1 (paramiko decodes strictly): chatter, skipped
+                    line = ""
+                    continue
                 if not line or line.startswith(_PID_MARK):
                     break
         except TimeoutError:

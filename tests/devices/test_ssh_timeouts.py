@@ -46,12 +46,17 @@ def test_exit_status_waits_a_bounded_time() -> None:
 
 
 class _Stdout:
-    def __init__(self, lines: list[str]) -> None:
+    """paramiko's stdout: a line given as bytes is decoded strictly as paramiko does (after it is read)."""
+
+    def __init__(self, lines: list[str | bytes]) -> None:
         self.lines, self.channel = list(lines), _Channel(None)
         self.channel.close = lambda: None  # type: ignore[attr-defined]
+        self.sizes: list[int] = []
 
-    def readline(self) -> str:
-        return self.lines.pop(0) if self.lines else ""
+    def readline(self, size: int = -1) -> str:
+        self.sizes.append(size)
+        line = self.lines.pop(0) if self.lines else ""
+        return line.decode("utf-8") if isinstance(line, bytes) else line
 
 
 class _Client:
@@ -77,6 +82,15 @@ def test_start_learns_the_pid_past_a_login_shells_chatter() -> None:
     proc = s.start(["python3", "runner.py", "--x", "a b"])
     assert proc.pid == 4321 and proc.stdout.readline() == '{"ready": true}\n'  # the command's own output is next
     assert s.client.commands == ["""sh -c 'echo "us3l-pid:$$"; exec "$@"' us3l python3 runner.py --x 'a b'"""]
+
+
+def test_start_skips_a_greeting_that_is_not_utf8_and_reads_each_line_bounded() -> None:
+    """Red-team 2026-12-07: a login shell's greeting in Latin-1 ('Willkommen auf Ger\\xe4t') ended every remote
+    command with paramiko's "error: 'utf-8' codec can't decode byte 0xe4"; each line was read to its end."""
+    s = _session([b"Willkommen auf Ger\xe4t\n", "us3l-pid:4321\n"])
+    proc = s.start(["true"])
+    assert proc.pid == 4321
+    assert all(0 < n <= 65536 for n in proc.stdout.sizes)
 
 
 @pytest.mark.parametrize("lines", [[], ["no marker here\n"], ["us3l-pid:1\n"], ["us3l-pid:x1\n"]])
