@@ -99,8 +99,8 @@ def refuse_repeats(parser: Any, ctx: Any) -> Any:
     ``--help``, which asks for nothing to be done. List-valued options (``multiple``: ``--set``, ``--device`` of
     select, ``--backend``) and counters stay repeatable. Nothing is refused while Click only completes a command
     line (``resilient_parsing``)."""
-    if ctx is None or ctx.resilient_parsing:
-        return parser
+    if ctx is None or ctx.resilient_parsing or not hasattr(parser, "_long_opt"):
+        return parser  # (a Click whose parser keeps its options elsewhere: its own last-wins rule, not a crash)
     given: dict[int, list[str]] = {}
     helps = set(ctx.help_option_names)
     options = {id(o): o for o in (*parser._long_opt.values(), *parser._short_opt.values())}.values()
