@@ -72,9 +72,10 @@ def test_eval_artifact_records_the_count_in_the_accuracy_file_it_writes_or_adds_
     path = out / "accuracy.json"
     assert json.loads(path.read_text())["data_check"]["train_test_overlaps"] == 1
     doc = json.loads(path.read_text())
+    fingerprint = doc["data_check"]["fingerprint"]
     del doc["data_check"]["train_test_overlaps"]  # as written before the count was recorded
-    doc["data_check"]["fingerprint"] = "v1:kept"
+    doc["data_check"]["changed_since_training"] = None  # a value of the file's own (this one measures False)
     path.write_text(json.dumps(doc))
     assert _eval(run, root, out, "--artifact", str(artifact)) == 0
     check = json.loads(path.read_text())["data_check"]
-    assert check["train_test_overlaps"] == 1 and check["fingerprint"] == "v1:kept"
+    assert check == {"fingerprint": fingerprint, "changed_since_training": None, "train_test_overlaps": 1}

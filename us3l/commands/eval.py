@@ -379,7 +379,14 @@ def _eval_artifacts(
     """``us3l eval --artifact``: each artifact's accuracy with its own runtime beside FP32 PyTorch at its width,
     merged into ``out_dir/accuracy.json`` (created when absent) under ``precisions.<precision>.<backend>``."""
     from us3l.deploy.accuracy import evaluate_artifact
-    from us3l.eval.accuracy import ACCURACY_FILE, accuracy_doc, add_precision_entry, protocol_mismatch, save_accuracy
+    from us3l.eval.accuracy import (
+        ACCURACY_FILE,
+        accuracy_doc,
+        add_precision_entry,
+        data_mismatch,
+        protocol_mismatch,
+        save_accuracy,
+    )
     from us3l.eval.calibrate import read_bn_stats_settings
     from us3l.eval.runner import typed_bn_stats_settings
 
@@ -395,6 +402,12 @@ def _eval_artifacts(
             raise US3LError(
                 f"{path}: cannot add the artifact accuracies, {why}: use the same --knn-*/--linear-*/--protocol/"
                 "--data or another --out"
+            )
+        why = data_mismatch(doc, first["data_check"])
+        if why:  # the same folder changed since: the file's numbers and these would not be of the same test set
+            raise US3LError(
+                f"{path}: cannot add the artifact accuracies, {why}: write them to another --out, or re-run us3l eval "
+                "on the data as it is first"
             )
         # the record of the eval that wrote the file stays; what it lacks (written before a field was) is added
         doc["data_check"] = {**(first["data_check"] or {}), **(doc.get("data_check") or {})}

@@ -40,7 +40,10 @@ precision then backend: the same fields and intervals as the row, the FP32 PyTor
 same run beside it (``fp32_*``; ``*_drop`` = FP32 - artifact, in fractions), the share of test images whose kNN
 prediction is the same (``prediction_agreement``), and which artifact (path, manifest sha256, runtime,
 quantizer, calibration sha256). The width's own fields stay the PyTorch FP32 ones. ``us3l eval`` carries the
-entries over when it rewrites the file for the same checkpoint and kNN protocol (:func:`carry_precisions`).
+entries over when it rewrites the file for the same checkpoint, data and kNN protocol (:func:`carry_precisions`);
+``us3l eval --artifact`` adds to a file of the same ones only. The same data is the same path, test count and
+``data_check.fingerprint`` (:func:`data_mismatch`): numbers measured on a folder before and after it changed are not
+comparable, and are never stored side by side.
 
 ``data_check`` (optional, still schema 2) says what the test split was: ``fingerprint``, the data's fingerprint
 (``us3l.train.data_identity``: class names and both splits' samples); ``changed_since_training``, true where the
@@ -282,6 +285,20 @@ def protocol_mismatch(doc: dict[str, Any], checkpoint_sha256: str | None, data: 
     return None
 
 
+def data_mismatch(doc: dict[str, Any], data_check: dict[str, Any] | None) -> str | None:
+    """Why a measurement of the data whose record is ``data_check`` (``us3l.eval.runner.knn_data``) cannot stand
+    beside ``doc``'s numbers, or None: the same path and test count, but another data fingerprint (a folder changed
+    since ``doc`` was measured: other images, or other classes). A file without a fingerprint, or with one of
+    another fingerprint version, is not compared."""
+    from us3l.train.data_identity import fingerprint_differs
+
+    old = (doc.get("data_check") or {}).get("fingerprint")
+    new = (data_check or {}).get("fingerprint")
+    if isinstance(new, str) and fingerprint_differs(old, new):
+        return f"it was measured on {doc.get('data')} as it was before it changed (another data fingerprint)"
+    return None
+
+
 def _row_of(rows: list[dict[str, Any]], width: float) -> dict[str, Any] | None:
     """The row of ``rows`` for ``width``, matched as ``us3l select`` matches widths (``width_keys``: 0.78125 is the
     row 0.7813, a grid width; plain rounding halves to even, 0.7812, and missed it)."""
@@ -309,15 +326,15 @@ def add_precision_entry(doc: dict[str, Any], width: float, precision: str, backe
 
 def carry_precisions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     """Copy ``old``'s per-precision artifact results into ``new`` (same widths, matched by ``_row_of``: 0.78125 is
-    0.7813) when both are of the same checkpoint, data and kNN protocol; returns notes about entries that could not
-    be kept."""
+    0.7813) when both are of the same checkpoint, data (path, test count and fingerprint: ``data_mismatch``) and
+    kNN protocol; returns notes about entries that could not be kept."""
     if not old:
         return []
     kept = [(r["width"], r["precisions"]) for r in old.get("widths") or [] if r.get("precisions")]
     if not kept:
         return []
     why = protocol_mismatch(old, new.get("checkpoint_sha256"), new.get("data"), new.get("num_test"),
-                            new.get("protocols") or {})
+                            new.get("protocols") or {}) or data_mismatch(old, new.get("data_check"))
     if why:
         return [f"dropped the artifact accuracies of the previous accuracy.json: {why}"]
     notes = []
