@@ -58,6 +58,23 @@ class Report:
         """One line per artifact whose width could not be checked against its graph (marked so on the page)."""
         return self.files.unchecked_widths()
 
+    def data_checks(self) -> list[dict[str, Any]]:
+        """Per readable accuracy file: its ``data_check`` fields and the page's notes on them
+        (``us3l.report.data_check.data_check_record``)."""
+        from us3l.report.data_check import data_check_record
+
+        acc = self.files.accuracy
+        return [data_check_record(acc.path, acc.doc)] if acc is not None and acc.ok and acc.doc is not None else []
+
+    def data_warnings(self) -> list[str]:
+        """One line per accuracy file measured on data changed since training or with test images identical to
+        training images (noted on the page too)."""
+        from us3l.report.data_check import data_check_warning
+
+        acc = self.files.accuracy
+        line = data_check_warning(acc.path, acc.doc) if acc is not None and acc.ok and acc.doc is not None else None
+        return [] if line is None else [line]
+
     def problems(self) -> list[str]:
         """One line per reason that sections could not be rendered at all (e.g. matplotlib is not installed: no
         figure), naming the sections."""
@@ -79,6 +96,7 @@ class Report:
             "missing_inputs": self.files.missing(),
             "errors": self.errors(),
             "unchecked_widths": self.unchecked_widths(),
+            "data_checks": self.data_checks(),
         }
 
 

@@ -337,7 +337,10 @@ def section_accuracy(files: PipelineFiles) -> Section:
     note = (f'<p class="muted">protocols: {esc(_protocol_text(doc))} · test images: '
             f"{esc(n_test if isinstance(n_test, int) else 'n/a')} · data: {esc(_data_text(doc.get('data')))}<br>"
             f"baselines: {_baseline_text(doc)}<br>{intervals}; y axis: the full 0–100 % range.</p>")
-    return Section("accuracy", title, img(uri, "accuracy vs width") + note, RENDERED)
+    from us3l.report.data_check import data_check_notes
+
+    warnings = "".join(_macro("warning", f"{files.accuracy.path.name}: {text}") for text in data_check_notes(doc))
+    return Section("accuracy", title, warnings + img(uri, "accuracy vs width") + note, RENDERED)
 
 
 def section_latency(files: PipelineFiles) -> Section:
