@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,20 @@ def folder_overlap(spec: str, train_ds: Any, test_ds: Any) -> tuple[Path, Overla
     if kind != "folder" or root is None:
         return None
     return root, find_overlaps([p for p, _ in train_ds.samples], [p for p, _ in test_ds.samples])
+
+
+def count_overlaps(spec: str, train_ds: Any, test_ds: Any, say: Callable[[str], None]) -> int | None:
+    """How many test images of the image folder ``spec`` are identical to a training image, with ``say`` called once
+    with the warning (``overlap_warning``) where any is; None for other data (not compared). ``us3l eval`` records
+    the count in accuracy.json's ``data_check``, ``us3l train`` in checkpoint.json's ``data``."""
+    found = folder_overlap(spec, train_ds, test_ds)
+    if found is None:
+        return None
+    root, overlap = found
+    text = overlap_warning(root, overlap)
+    if text is not None:
+        say(text)
+    return overlap.count
 
 
 def overlap_warning(root: Path, overlap: Overlap) -> str | None:

@@ -327,20 +327,12 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int, 
 def _train_test_overlaps(spec: str, train_ds: Any, test_ds: Any) -> int | None:
     """How many test images of the image folder ``spec`` are identical to a training image
     (``us3l.data.overlap``), with one warning line where any is; None for other data (not compared)."""
-    from us3l.data.overlap import folder_overlap, overlap_warning
+    from rich.markup import escape
 
-    found = folder_overlap(spec, train_ds, test_ds)
-    if found is None:
-        return None
-    root, overlap = found
-    text = overlap_warning(root, overlap)
-    if text is not None:
-        from rich.markup import escape
+    from us3l.cli_output import warn
+    from us3l.data.overlap import count_overlaps
 
-        from us3l.cli_output import warn
-
-        warn(escape(text))
-    return overlap.count
+    return count_overlaps(spec, train_ds, test_ds, lambda text: warn(escape(text)))
 
 
 def calibrate_checkpoint(

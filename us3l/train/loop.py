@@ -653,6 +653,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             _check_relative_record(resumed_meta, fingerprint, run_dir)
         _check_same_data(resumed_meta.get("data") or {}, resumed_meta.get("normalization") or {}, train_ds,
                          test_ds, str(cfg.data), fingerprint)
+    overlaps = _train_test_overlaps(str(cfg.data), train_ds, test_ds) if info.is_main else None
     aug: Any
     if cfg.augment == "byol":
         aug = byol_augment_pair(image_size, train_ds.mean, train_ds.std, cfg.crop_min)
@@ -739,6 +740,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     meta_base["flush_denormal"] = flushed
     meta_base["data"]["fingerprint"] = fingerprint
     meta_base["data"].update(split_record(str(cfg.data), train_ds, test_ds, split_rule))
+    if overlaps is not None:  # rank 0's record (the one that saves)
+        meta_base["data"]["train_test_overlaps"] = overlaps
     if resumed_meta is not None:
         ckpt.check_resumed_bound(resumed_meta, meta_base, run_dir / ckpt.META_FILE)
     if info.is_main:
@@ -935,6 +938,17 @@ def _train_step(
         scaler.step(opt)
         scaler.update()
     return out
+
+
+def _train_test_overlaps(spec: str, train_ds: Any, test_ds: Any) -> int | None:
+    """How many test images of the image folder ``spec`` are identical to a training image (``us3l.data.overlap``),
+    with the warning ``us3l eval`` gives, once: the kNN monitor scores the test split; None for other data."""
+    from rich.markup import escape
+
+    from us3l.cli_output import warn
+    from us3l.data.overlap import count_overlaps
+
+    return count_overlaps(spec, train_ds, test_ds, lambda text: warn(escape(text)))
 
 
 def _run_monitor(
