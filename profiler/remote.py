@@ -20,7 +20,7 @@ from typing import Any
 from us3l.deploy.backends.openvino_devices import compile_failure
 from us3l.devices.ssh import ENDED_BY_SIGNAL, NO_EXIT_STATUS, RemoteProcess, SSHSession, exit_status
 from us3l.errors import US3LError
-from us3l.validate import number
+from us3l.validate import MAX_THREADS, integer, number
 
 HERE = Path(__file__).resolve().parent
 RUNNER_FILES = (HERE / "remote_runner.py", HERE / "fingerprint.py")
@@ -37,6 +37,23 @@ MAX_ANSWER_BYTES = 4 << 20
 MAX_FINGERPRINT_BYTES = 64 << 10
 #: The longest runtime version a device's runner may report ("1.17.3", "2024.6.0-15805-6138d624dc1-releases/...").
 MAX_VERSION_CHARS = 200
+#: The largest memory figure a runner may report, in bytes: 2**50 (1 PiB), far above any device's memory. A larger
+#: or negative one (a damaged /proc, a broken runner) is refused when it arrives: it sized the window and was
+#: recorded as the profile's peak, or the profile was refused only when written, after the whole sweep.
+MAX_MEMORY_BYTES = 1 << 50
+#: The numeric facts of the runner's answers (its ready line, load, unload and stat), each checked as it arrives:
+#: an integer from the least to the most value (None as most: the number of models it was given), null only where
+#: the runner may not know it (``proc_bytes`` without /proc, no memory limit).
+FACTS: dict[str, tuple[int, int | None, bool]] = {
+    "rss_bytes": (1, MAX_MEMORY_BYTES, True),
+    "peak_rss_bytes": (1, MAX_MEMORY_BYTES, True),
+    "available_bytes": (0, MAX_MEMORY_BYTES, True),
+    "max_memory_bytes": (1, MAX_MEMORY_BYTES, True),
+    "session_bytes": (0, MAX_MEMORY_BYTES, False),
+    "limit_bytes": (1, MAX_MEMORY_BYTES, False),
+    "threads": (1, MAX_THREADS, False),
+    "live": (0, None, False),
+}
 
 
 def device_fingerprint(value: Any, where: str) -> dict[str, Any]:
@@ -237,7 +254,16 @@ class RemoteRunner:
                 raise US3LError(f"{self.where}remote runner on {self.session.reach.url}: "
                                 f"{compile_failure(self.device, str(doc['error']))}")
             raise US3LError(f"remote runner on {self.session.reach.url}: {doc['error']}")
+        self._check_facts(doc)
         return doc
+
+    def _check_facts(self, doc: dict[str, Any]) -> None:
+        """Each of ``FACTS`` that ``doc`` holds, checked when it arrives (one line naming the runner and the fact)."""
+        where = f"remote runner on {self.session.reach.url}"
+        for name, (least, most, nullable) in FACTS.items():
+            if name in doc:
+                top = len(self.models) if most is None else most
+                integer(doc[name], f"{where}: {name}", least, top, optional=nullable)
 
     def _ask(self, msg: dict[str, Any]) -> dict[str, Any]:
         assert self._proc is not None

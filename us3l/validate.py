@@ -92,6 +92,18 @@ def number(
     return float(value)
 
 
+def integer(value: Any, what: str, least: int, most: int, optional: bool = False) -> int | None:
+    """``value`` if it is an ``int`` from ``least`` to ``most`` (a bool is not, nor is a float such as ``5.0``: a
+    count or byte figure sent as one was not written by the code that counts), ``None`` when ``optional``; else a
+    one-line ``US3LError`` naming ``what``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        raise US3LError(f"{what} must be an integer from {least} to {most}{' or null' if optional else ''}, "
+                        f"got {_show(value)}")
+    return value
+
+
 def batch_size(value: int, least: int = 1, flag: str = "--batch-size") -> int:
     """``value`` when it is a batch size from ``least`` to ``MAX_BATCH`` (calibration and training need 2: batch
     statistics of one image are its own), else one line worded the same in every command that takes the flag."""

@@ -63,3 +63,20 @@ def test_a_runtime_version_that_is_not_one_is_refused_before_any_timing(loopback
     assert err.startswith(f"error: remote runner on {loopback_ssh.url} sent a runtime version that is not a version "
                           "(printable text of at most 200 characters): '1.17"), err
     assert not list((tmp_path / "p").glob("*.json"))
+
+
+@pytest.mark.parametrize(("edit", "fact"), [
+    # the ready line's (memory_facts): was the window plan's baseline_bytes, written into the profile as -5
+    ('s/return {"rss_bytes": proc_bytes("VmRSS"),/return {"rss_bytes": -5,/', "rss_bytes"),
+    # the first stat answer's: was recorded as the profile's peak_rss_bytes
+    ('s/facts\\["live"\\] = len(models.loaded)/facts["live"] = 0; facts["peak_rss_bytes"] = 10 ** 30/',
+     "peak_rss_bytes"),
+], ids=["ready-rss", "stat-peak"])
+def test_a_memory_fact_out_of_bounds_ends_the_profile_when_it_arrives(loopback_ssh, shared_exports, tmp_path,
+                                                                      capsys, edit, fact):
+    """Red-team 2026-12-08: the runner's memory facts were only checked to be integers."""
+    rc, err = _profile(loopback_ssh, tmp_path, f"sed -i '{edit}' \"$1\"", capsys)
+    assert rc == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"error: remote runner on {loopback_ssh.url}: {fact} must be an integer from 1 to "
+                          "1125899906842624 or null, got "), err
+    assert not list((tmp_path / "p").glob("*.json"))

@@ -71,3 +71,35 @@ def test_an_answer_longer_than_the_bound_is_refused_unread() -> None:
     assert MAX_ANSWER_BYTES == 4 << 20
     ok = '{"samples": [0.001, 0.002], "pad": "' + "x" * (MAX_ANSWER_BYTES - 100) + '"}'
     assert _runner(ok).timer("w0.5")(2) == [0.001, 0.002]  # just under the bound: read
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    ('{"rss_bytes": -5, "peak_rss_bytes": 80000000, "available_bytes": null, "live": 0}',
+     "rss_bytes must be an integer from 1 to 1125899906842624 or null, got -5"),
+    ('{"rss_bytes": 50000000, "peak_rss_bytes": 1000000000000000000000000000000, "available_bytes": null}',
+     "peak_rss_bytes must be an integer from 1 to 1125899906842624 or null, got 1000000000000000000000000000000"),
+    ('{"rss_bytes": 50000000.0}', "rss_bytes must be an integer from 1 to 1125899906842624 or null, got 50000000.0"),
+    ('{"rss_bytes": true}', "rss_bytes must be an integer from 1 to 1125899906842624 or null, got True"),
+    ('{"available_bytes": "lots"}', "available_bytes must be an integer from 0 to 1125899906842624 or null, "
+                                    "got 'lots'"),
+    ('{"rss_bytes": 50000000, "live": 3}', "live must be an integer from 0 to 1, got 3"),  # one model given
+    ('{"loaded": "w0.5", "session_bytes": -1}', "session_bytes must be an integer from 0 to 1125899906842624, "
+                                                "got -1"),
+    ('{"full": true, "limit_bytes": null}', "limit_bytes must be an integer from 1 to 1125899906842624, got None"),
+    ('{"ready": true, "threads": 100000}', "threads must be an integer from 1 to 1024, got 100000"),
+])
+def test_a_memory_fact_is_checked_when_it_arrives(answer: str, message: str) -> None:
+    """Red-team 2026-12-08: the runner's memory facts were only checked to be integers (sweep.py's stat): a
+    negative RSS was the window plan's baseline and written into the profile, a peak of 10**30 was recorded, a
+    negative peak refused the profile only when it was written, after the whole sweep."""
+    runner = _runner(answer)
+    runner.models = {"w0.5": ([], [1, 3, 32, 32])}  # type: ignore[dict-item]
+    with pytest.raises(US3LError) as info:
+        runner.stat()
+    assert str(info.value) == f"remote runner on ssh://pi@board:22: {message}"
+    assert runner.failed
+
+
+def test_memory_facts_the_runner_may_not_know_pass_as_null() -> None:
+    answer = '{"rss_bytes": 53325824, "peak_rss_bytes": null, "available_bytes": 0, "live": 0}'
+    assert _runner(answer).stat()["rss_bytes"] == 53325824
