@@ -39,6 +39,10 @@ K = TypeVar("K", bound=Hashable)
 Timer = Callable[[int], Sequence[float]]
 
 
+#: The longest one timed inference may be, in seconds (an hour): a timer's sample above it (a remote runner's or
+#: trtexec's 1e300) is refused when it arrives; it was refused only when the profile was written, after the whole
+#: sweep, or recorded as measured where every sample of the width was alike.
+MAX_SAMPLE_S = 3600.0
 #: Upper bounds of a policy's settings: a warm-up or a chunk is one timing call, which no time cap interrupts, and
 #: the sample count a tail quantile needs grows without bound as it nears 1 (0.99: 720 samples).
 _MOST = {"warmup": 10_000, "min_repeats": 1_000_000, "max_repeats": 1_000_000, "chunk": 1_000}
@@ -136,18 +140,20 @@ def stop_reason(
 
 
 def check_samples(got: Sequence[float], need: int, key: Hashable) -> list[float]:
-    """The ``need`` timings a timer returned, each a finite positive number of seconds; ``US3LError`` if not.
+    """The ``need`` timings a timer returned, each a finite positive number of seconds up to ``MAX_SAMPLE_S``;
+    ``US3LError`` if not.
 
-    A runtime (or a remote runner) that answers NaN, a negative or zero time, or the wrong count is refused:
-    its statistics would be meaningless and a budget solver could pick the width for it.
+    A runtime (or a remote runner, or trtexec) that answers NaN, a negative, zero or absurd time, or the wrong count
+    is refused: its statistics would be meaningless and a budget solver could pick the width for it.
     """
     values = list(got)
     if len(values) != need:
         raise US3LError(f"timer of width {key} returned {len(values)} samples, asked for {need}")
     for j, v in enumerate(values):
-        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and 0 < v <= MAX_SAMPLE_S
         if not ok:
-            raise US3LError(f"timer of width {key}: sample {j} must be a finite positive time, got {v!r}")
+            raise US3LError(f"timer of width {key}: sample {j} must be a finite positive time of at most "
+                            f"{MAX_SAMPLE_S:g} s, got {v!r}")
     return [float(v) for v in values]
 
 

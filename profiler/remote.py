@@ -311,13 +311,16 @@ class RemoteRunner:
         return run
 
     def _samples(self, doc: dict[str, Any], k: int) -> list[float]:
-        """The ``k`` timings of a runner answer: finite positive seconds (NaN, <= 0 or a wrong count refused)."""
+        """The ``k`` timings of a runner answer: finite positive seconds up to ``MAX_SAMPLE_S`` (NaN, <= 0, more
+        or a wrong count refused as the answer arrives, warm-up answers too)."""
+        from us3l.profiler.measure import MAX_SAMPLE_S
+
         where = f"remote runner on {self.session.reach.url}"
         samples = doc.get("samples")
         if not isinstance(samples, list) or len(samples) != k:
             got = f"{len(samples)} samples" if isinstance(samples, list) else repr(samples)[:80]
             raise US3LError(f"{where} answered {got}, asked for {k} samples")
-        return [number(v, f"{where}: samples[{j}]", positive=True) for j, v in enumerate(samples)]
+        return [number(v, f"{where}: samples[{j}]", positive=True, at_most=MAX_SAMPLE_S) for j, v in enumerate(samples)]
 
     def close(self) -> None:
         """Ask the runner to quit; kill it on the device if it has not exited within the connect timeout (a

@@ -80,3 +80,14 @@ def test_a_memory_fact_out_of_bounds_ends_the_profile_when_it_arrives(loopback_s
     assert err.startswith(f"error: remote runner on {loopback_ssh.url}: {fact} must be an integer from 1 to "
                           "1125899906842624 or null, got "), err
     assert not list((tmp_path / "p").glob("*.json"))
+
+
+def test_a_timing_sample_beyond_an_hour_ends_the_profile_when_it_arrives(loopback_ssh, shared_exports, tmp_path,
+                                                                         capsys):
+    """Red-team 2026-12-08: samples had no upper bound; 1e300 s each was written into the profile as measured."""
+    edit = 's/\\[model.time_once(x) for _ in range(n)\\]/[1e300 for _ in range(n)]/'
+    rc, err = _profile(loopback_ssh, tmp_path, f"sed -i '{edit}' \"$1\"", capsys)
+    assert rc == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"error: remote runner on {loopback_ssh.url}: samples[0] must be a finite positive number "
+                          "<= 3600, got 1e+300"), err
+    assert not list((tmp_path / "p").glob("*.json"))

@@ -118,9 +118,11 @@ def test_stop_reason_and_policy_validation():
 @pytest.mark.parametrize(
     ("samples", "message"),
     [
-        ([0.001, float("nan")], "timer of width a: sample 1 must be a finite positive time, got nan"),
-        ([0.001, -0.002], "timer of width a: sample 1 must be a finite positive time, got -0.002"),
-        ([0.0, 0.001], "timer of width a: sample 0 must be a finite positive time, got 0.0"),
+        ([0.001, float("nan")], "timer of width a: sample 1 must be a finite positive time of at most 3600 s, got nan"),
+        ([0.001, -0.002], "timer of width a: sample 1 must be a finite positive time of at most 3600 s, got -0.002"),
+        ([0.0, 0.001], "timer of width a: sample 0 must be a finite positive time of at most 3600 s, got 0.0"),
+        # red-team 2026-12-08: no upper bound (trtexec's or any timer's 1e300 s was refused only when written)
+        ([1e300, 0.001], "timer of width a: sample 0 must be a finite positive time of at most 3600 s, got 1e+300"),
         ([0.001], "timer of width a returned 1 samples, asked for 2"),
     ],
 )

@@ -29,11 +29,17 @@ def _runner(answer: str) -> RemoteRunner:
     ("answer", "message"),
     [
         ('{"samples": [NaN, 0.001]}', "remote runner on ssh://pi@board:22: samples[0] must be a finite positive "
-                                     "number, got nan"),
+                                     "number <= 3600, got nan"),
         ('{"samples": [0.001, -Infinity]}', "remote runner on ssh://pi@board:22: samples[1] must be a finite "
-                                           "positive number, got -inf"),
+                                           "positive number <= 3600, got -inf"),
         ('{"samples": [0.001, "fast"]}', "remote runner on ssh://pi@board:22: samples[1] must be a finite "
-                                        "positive number, got 'fast'"),
+                                        "positive number <= 3600, got 'fast'"),
+        # red-team 2026-12-08: 1e300 s was recorded as measured (every sample alike), a mix refused only when the
+        # profile was written, after the whole sweep
+        ('{"samples": [1e300, 0.001]}', "remote runner on ssh://pi@board:22: samples[0] must be a finite positive "
+                                       "number <= 3600, got 1e+300"),
+        ('{"samples": [0.001, 3600.5]}', "remote runner on ssh://pi@board:22: samples[1] must be a finite "
+                                        "positive number <= 3600, got 3600.5"),
         ('{"samples": [0.001]}', "remote runner on ssh://pi@board:22 answered 1 samples, asked for 2 samples"),
         ('{"ready": true}', "remote runner on ssh://pi@board:22 answered None, asked for 2 samples"),
     ],
@@ -47,6 +53,7 @@ def test_remote_samples_are_validated(answer: str, message: str) -> None:
 
 def test_valid_remote_samples_pass() -> None:
     assert _runner('{"samples": [0.001, 0.002]}').timer("w0.5")(2) == [0.001, 0.002]
+    assert _runner('{"samples": [3600, 1e-9]}').timer("w0.5")(2) == [3600, 1e-9]  # the bound itself: taken
 
 
 def test_an_answer_nested_too_deep_is_not_json() -> None:
