@@ -34,6 +34,13 @@ _PID_THEN_EXEC = ("sh", "-c", f'echo "{_PID_MARK}$$"; exec "$@"', "us3l")
 _MAX_NOISE_LINES = 100
 #: Each such line is read at most this long at a time (a longer one counts as several): bounded, whatever prints.
 _MAX_NOISE_LINE = 65536
+#: The most of a remote command's standard output (``SSHSession.run``) or of a remote file (``read_text``) read into
+#: this host's memory, per call; of its standard error the last this many bytes are kept. What us3l reads is far
+#: less: mktemp's path, fingerprint.py's JSON (at most 64 KiB), trtexec's --help, build and timing output (tens to
+#: hundreds of KiB; a few MiB even with --verbose, which us3l does not pass) and a --exportTimes file (about 350
+#: bytes per inference: some 4 MiB for the 10 000 of the largest warm-up). A command printing without end (a
+#: runaway device) or a huge file is refused at this size (``OutputTooLarge``), not read until memory runs out.
+MAX_OUTPUT_BYTES = 64 << 20
 # Kill a pid politely, then for sure: used on commands that stopped answering.
 _KILL = ("sh", "-c", 'kill -TERM "$1" 2>/dev/null || exit 0; for _ in 1 2 3 4 5 6 7 8 9 10; do '
          'kill -0 "$1" 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL "$1" 2>/dev/null; exit 0', "us3l")
@@ -44,6 +51,10 @@ _KILL = ("sh", "-c", 'kill -TERM "$1" 2>/dev/null || exit 0; for _ in 1 2 3 4 5 
 NO_EXIT_STATUS = -1
 ENDED_BY_SIGNAL = ("was killed on the device (no exit status: a signal, e.g. the out-of-memory killer's SIGKILL, "
                    "or its session was cut)")
+
+
+class OutputTooLarge(US3LError):
+    """A remote command's standard output or a remote file is larger than ``MAX_OUTPUT_BYTES``."""
 
 
 @dataclass(frozen=True)
@@ -167,13 +178,21 @@ class SSHSession:
     # -- commands ---------------------------------------------------------------------------------------
     def run(self, argv: list[str], timeout: float | None = None, check: bool = False) -> CommandResult:
         """Run ``argv`` (quoted with ``shlex.join``) and wait for it; ``check`` raises on non-zero exit. A command
-        still running after ``timeout`` seconds without output is killed on the device."""
+        still running after ``timeout`` seconds without output is killed on the device, and so is one that writes
+        more than ``MAX_OUTPUT_BYTES`` to its standard output (``OutputTooLarge``; of its standard error the last
+        ``MAX_OUTPUT_BYTES`` are kept)."""
         timeout = self.reach.command_timeout_s if timeout is None else timeout
+        limit = MAX_OUTPUT_BYTES
         cmd = shlex.join(argv)
-        proc = self.start(argv, timeout)
+        proc = self.start(argv, timeout, keep_stderr=limit)
         try:
             proc.stdin.close()
-            out = proc.stdout.read().decode("utf-8", errors="replace")
+            raw = proc.stdout.read(limit + 1)  # bounded: a command printing without end is not read to its end
+            if len(raw) > limit:
+                proc.kill()
+                raise OutputTooLarge(f"remote command on {self.reach.url} wrote more than {limit >> 20} MiB to its "
+                                     f"standard output, which no command us3l runs does: {cmd[:200]}")
+            out = raw.decode("utf-8", errors="replace")
             rc = exit_status(proc.stdout.channel, timeout)
             err = proc.stderr_text(timeout)
         except TimeoutError:
@@ -301,8 +320,15 @@ class SSHSession:
             self.sftp.get(remote, str(local))
 
     def read_text(self, remote: str) -> str:
+        """The text of a remote file of at most ``MAX_OUTPUT_BYTES`` (a larger one: ``OutputTooLarge``, read no
+        further)."""
+        limit = MAX_OUTPUT_BYTES
         with self._file_op("reading", remote), self.sftp.open(remote, "r") as fh:
-            return fh.read().decode("utf-8", errors="replace")
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise OutputTooLarge(f"reading {self.reach.url}:{remote} failed: the file is larger than {limit >> 20} "
+                                 "MiB, which no file us3l reads back is")
+        return data.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)

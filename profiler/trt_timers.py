@@ -13,6 +13,7 @@ from pathlib import Path
 
 from us3l.deploy.backends.tensorrt_versions import trt_release
 from us3l.devices.detect import TRTEXEC_FALLBACKS
+from us3l.devices.ssh import OutputTooLarge
 from us3l.errors import US3LError
 from us3l.profiler.executors import Executor
 from us3l.profiler.trtexec import parse_times, parse_version, timing_command
@@ -108,6 +109,8 @@ class TrtexecSession:
             self.ex.run(argv, check=True)
             try:
                 text = self.ex.read_text(times)
+            except OutputTooLarge:  # there, but too large: said as such, not as a file trtexec did not write
+                raise
             except (OSError, US3LError):
                 raise US3LError(f"trtexec exited 0 but wrote no timings of {key} to {times} (--exportTimes); its "
                                 "samples cannot be read") from None

@@ -107,3 +107,34 @@ def test_a_runner_answer_that_is_too_long_or_not_text_is_one_line(loopback_ssh, 
     assert rc == 1 and err.count("\n") == 1 and len(err) < 400, err[:400]
     assert err.startswith("error: remote runner on ssh://") and message in err, err[:400]
     assert {n for n in os.listdir(loopback_ssh.remote_tmp) if n.startswith("us3l-profile.")} <= before
+
+
+def test_a_commands_output_and_a_remote_file_are_read_bounded(loopback_ssh, tmp_path, monkeypatch):
+    """Red-team 2026-12-08: ``SSHSession.run`` read a command's standard output (and kept its standard error) and
+    ``read_text`` a remote file (trtexec's --exportTimes) to its end, however large: a device printing without end
+    filled the host's memory. Now each call reads at most MAX_OUTPUT_BYTES (here lowered to 1 MiB) and says so."""
+    from us3l.devices import ssh
+    from us3l.devices.ssh import OutputTooLarge
+
+    assert ssh.MAX_OUTPUT_BYTES == 64 << 20  # the documented bound (docs/profiling.md)
+    monkeypatch.setattr(ssh, "MAX_OUTPUT_BYTES", 1 << 20)
+    spec = load_device_file(_device(loopback_ssh, tmp_path))
+    pid_file = tmp_path / "pid"
+    with SSHSession(spec.reach) as s:
+        with pytest.raises(OutputTooLarge) as info:  # was read whole: 2 MB returned
+            s.run(["sh", "-c", f'echo $$ > "{pid_file}"; head -c 2000000 /dev/zero; exec sleep 30'], timeout=20)
+        assert str(info.value) == (f"remote command on {loopback_ssh.url} wrote more than 1 MiB to its standard "
+                                   f"output, which no command us3l runs does: sh -c 'echo $$ > \"{pid_file}\"; "
+                                   f"head -c 2000000 /dev/zero; exec sleep 30'")
+        with pytest.raises(ProcessLookupError):  # stopped on the device, not left printing
+            os.kill(int(pid_file.read_text()), 0)
+        res = s.run(["sh", "-c", "head -c 1048576 /dev/zero; head -c 2000000 /dev/zero | tr '\\0' e >&2; "
+                     "printf x >&2"], timeout=20)
+        assert (len(res.stdout), len(res.stderr), res.stderr[-2:]) == (1 << 20, 1 << 20, "ex")  # stderr: its end
+        (tmp_path / "big").write_bytes(b"t" * 2000000)
+        with pytest.raises(OutputTooLarge) as info:  # was read whole
+            s.read_text(str(tmp_path / "big"))
+        assert str(info.value) == (f"reading {loopback_ssh.url}:{tmp_path / 'big'} failed: the file is larger than "
+                                   "1 MiB, which no file us3l reads back is")
+        (tmp_path / "fits").write_bytes(b"t" * (1 << 20))
+        assert len(s.read_text(str(tmp_path / "fits"))) == 1 << 20

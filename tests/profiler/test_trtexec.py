@@ -184,6 +184,34 @@ def test_a_chunk_without_its_own_timings_is_an_error_not_the_last_chunks_again(
         trt.close()
 
 
+def test_a_timings_file_too_large_to_read_is_said_so_not_called_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SSHSession.read_text refuses a remote file over MAX_OUTPUT_BYTES (OutputTooLarge, red-team 2026-12-08): the
+    timer's "wrote no timings" (for a file that is not there) must not replace that line."""
+    import sys
+
+    from us3l.devices.ssh import OutputTooLarge
+    from us3l.profiler.executors import LocalExecutor
+    from us3l.profiler.trt_timers import TrtexecSession
+
+    class _Bounded(LocalExecutor):
+        def read_text(self, remote: str) -> str:
+            raise OutputTooLarge(f"reading ssh://u@h:22:{remote} failed: the file is larger than 64 MiB, which no "
+                                 "file us3l reads back is")
+
+    _put_on_path(tmp_path, monkeypatch, _FAKE_ONCE_TRTEXEC.format(python=sys.executable, flag=str(tmp_path / "ran")))
+    trt = TrtexecSession(_Bounded(60))
+    try:
+        trt.engines["w"] = str(tmp_path / "model.plan")
+        Path(trt.workdir, "w").mkdir()
+        with pytest.raises(US3LError, match=r"^reading ssh://u@h:22:.*/w/times-0\.json failed: the file is larger "
+                                            r"than 64 MiB, which no file us3l reads back is$"):
+            trt.timer("w")(3)
+    finally:
+        trt.close()
+
+
 _FAKE_OLD_TRTEXEC = """#!{python}
 import sys
 banner = "&&&& RUNNING TensorRT.trtexec [TensorRT v{code}] # trtexec " + " ".join(sys.argv[1:])
