@@ -157,7 +157,12 @@ def test_a_worker_killed_by_a_signal_ends_us3l_train_nproc_in_one_line(tiny_fold
 _RANK1_ARGS = """
 import os, sys
 if os.environ.get("RANK") == "1":  # this rank's command line differs (another node's config, another data copy)
-    sys.argv += os.environ["RANK1_ARGS"].split("|")
+    extra = os.environ["RANK1_ARGS"].split("|")  # option/value pairs: a value replaces the option's own (given once)
+    for opt, value in zip(extra[::2], extra[1::2]):
+        if opt in sys.argv:
+            sys.argv[sys.argv.index(opt) + 1] = value
+        else:
+            sys.argv += [opt, value]
 from us3l.cli import main
 sys.exit(main())
 """
