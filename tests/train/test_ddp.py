@@ -187,7 +187,7 @@ def _torchrun_rank1_differs(tmp_path: Path, train_args: list[str],
 @pytest.mark.slow
 @pytest.mark.parametrize(("rank1", "says"), [
     (["--lr", "0.2"], "the config: rank 1 has lr 0.2 (rank 0: 0.05)"),
-    (["--data", "OTHER"], "the data: rank 1 has fingerprint v1:"),
+    (["--data", "OTHER"], "the data: rank 1 has fingerprint v2:"),
 ])
 def test_ranks_that_disagree_stop_before_training(tiny_folder: Path, tmp_path: Path, rank1: list[str],
                                                   says: str) -> None:

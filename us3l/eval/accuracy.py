@@ -288,8 +288,9 @@ def protocol_mismatch(doc: dict[str, Any], checkpoint_sha256: str | None, data: 
 def data_mismatch(doc: dict[str, Any], data_check: dict[str, Any] | None) -> str | None:
     """Why a measurement of the data whose record is ``data_check`` (``us3l.eval.runner.knn_data``) cannot stand
     beside ``doc``'s numbers, or None: the same path and test count, but another data fingerprint (a folder changed
-    since ``doc`` was measured: other images, or other classes). A file without a fingerprint, or with one of
-    another fingerprint version, is not compared."""
+    since ``doc`` was measured: other images, or other classes). ``data_check``'s fingerprint, as ``knn_data``
+    computes it, compares with one of an earlier version at that version (``us3l.train.data_identity``); a file
+    without a fingerprint, or with one of a version not computed here, is not compared."""
     from us3l.train.data_identity import fingerprint_differs
 
     old = (doc.get("data_check") or {}).get("fingerprint")

@@ -3,42 +3,93 @@ evaluation can refuse the run's own automatically split folder once it has chang
 
 Class count, split sizes and normalisation (``checkpoint.json``'s ``data``) do not tell two image folders of
 the same size apart: folder and CIFAR data are normalised with fixed constants, not statistics of their images.
-The fingerprint hashes the class names and, per split, what each sample is: a folder image's label and its
-path below its class folder (names only: no image is opened, and a data set moved elsewhere keeps them), an
-in-memory image's pixels and label.
+The fingerprint hashes the class names and, per split, what each sample is: a folder image's label, its path
+below its class folder and its size in bytes (``os.stat``: no image is opened or read, and a data set moved or
+copied elsewhere keeps them, whatever its absolute path and modification times), an in-memory image's pixels and
+label. An image replaced under its name by one of the same byte size is not seen.
+
+Versions (``v<N>:`` before the digest): 1 hashed a folder image's label and path only; 2 (since 2026-12-07) adds
+its size. In-memory data (CIFAR, the built-in sets) is hashed as in version 1: only its prefix changed. A recorded
+fingerprint of a version this code still computes (:data:`COMPUTED_VERSIONS`) is compared with the data's
+fingerprint of that version (:class:`DataFingerprint`), so checkpoints and accuracy files written before keep their
+checks; one of another version is not compared.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from us3l.data.split_rule import PATH_HASH_RULE, forced_keys, hashed_test, split_key, split_rule_of
 from us3l.errors import US3LError
 
-#: Bumped when what the fingerprint covers changes (a run saved with another version is not compared).
-FINGERPRINT_VERSION = 1
+#: Bumped when what the fingerprint covers changes: 2 added a folder image's size to its label and path.
+FINGERPRINT_VERSION = 2
+#: The versions :func:`data_fingerprint` computes: a recorded fingerprint of one of them is compared at its version.
+COMPUTED_VERSIONS = (1, 2)
 
 
-def data_fingerprint(train_ds: Any, test_ds: Any) -> str:
-    """``v<FINGERPRINT_VERSION>:<sha256>`` of the class names and both splits' samples."""
+class DataFingerprint(str):
+    """The data's fingerprint of :data:`FINGERPRINT_VERSION` (what is recorded: a plain ``str`` to JSON), which knows
+    the same data's fingerprint of each of :data:`COMPUTED_VERSIONS` (``of_version``) for comparison with a record of
+    an earlier version. Read back from a file it is a plain string, and compares with records of its version only."""
+
+    by_version: dict[str, str]
+
+    def of_version(self, prefix: str) -> str | None:
+        """The data's fingerprint of the version ``prefix`` (``"v1"``), or None where this code does not compute it."""
+        return getattr(self, "by_version", {}).get(prefix)
+
+
+def data_fingerprint(train_ds: Any, test_ds: Any) -> DataFingerprint:
+    """``v<FINGERPRINT_VERSION>:<sha256>`` of the class names and both splits' samples (with the fingerprints of the
+    earlier versions: :class:`DataFingerprint`). An image that cannot be stat'ed is a one-line ``US3LError``."""
+    splits = (train_ds, test_ds)
+    if all(getattr(ds, "samples", None) is not None for ds in splits):
+        keys = [_folder_keys(ds) for ds in splits]
+        digests = {v: _digest(train_ds.classes, ([_joined(k, v)] for k in keys)) for v in COMPUTED_VERSIONS}
+    else:  # in-memory data: hashed alike by every version (its pixels are read anyway)
+        digest = _digest(train_ds.classes, (_tensor_chunks(ds) for ds in splits))
+        digests = dict.fromkeys(COMPUTED_VERSIONS, digest)
+    fp = DataFingerprint(f"v{FINGERPRINT_VERSION}:{digests[FINGERPRINT_VERSION]}")
+    fp.by_version = {f"v{v}": f"v{v}:{d}" for v, d in digests.items()}
+    return fp
+
+
+def _digest(classes: list[str], splits: Iterable[Iterable[bytes]]) -> str:
     h = hashlib.sha256()
-    h.update("\n".join(train_ds.classes).encode("utf-8", "surrogateescape") + b"\0")
-    for ds in (train_ds, test_ds):
-        _update(h, ds)
+    h.update("\n".join(classes).encode("utf-8", "surrogateescape") + b"\0")
+    for chunks in splits:
+        for chunk in chunks:
+            h.update(chunk)
         h.update(b"\0split\0")
-    return f"v{FINGERPRINT_VERSION}:{h.hexdigest()}"
+    return h.hexdigest()
 
 
-def _update(h: Any, ds: Any) -> None:
-    samples = getattr(ds, "samples", None)
-    if samples is not None:  # a folder: (path, label) per image, in a fixed order
-        keys = sorted(f"{label}\t{_below_class(path, ds.classes[label])}" for path, label in samples)
-        h.update("\n".join(keys).encode("utf-8", "surrogateescape"))
-        return
-    h.update(ds.labels.contiguous().numpy().tobytes())
-    h.update(ds.images.contiguous().numpy().tobytes())
+def _folder_keys(ds: Any) -> list[tuple[str, int]]:
+    """Per image of a folder data set (``samples``: (path, label)): ``label<TAB>path below its class folder`` and its
+    size in bytes (``os.stat``, links followed as the folder walk follows them)."""
+    keys = []
+    for path, label in ds.samples:
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:  # removed or made unreadable since the folder was read
+            raise US3LError(f"cannot read image {path}: {exc.strerror or exc}") from None
+        keys.append((f"{label}\t{_below_class(path, ds.classes[label])}", size))
+    return keys
+
+
+def _joined(keys: list[tuple[str, int]], version: int) -> bytes:
+    """The folder keys as version ``version`` hashes them, sorted: label and path (1), and size (2)."""
+    lines = [name if version == 1 else f"{name}\t{size}" for name, size in keys]
+    return "\n".join(sorted(lines)).encode("utf-8", "surrogateescape")
+
+
+def _tensor_chunks(ds: Any) -> list[bytes]:
+    return [ds.labels.contiguous().numpy().tobytes(), ds.images.contiguous().numpy().tobytes()]
 
 
 def _below_class(path: Any, class_name: str) -> str:
@@ -50,15 +101,30 @@ def _below_class(path: Any, class_name: str) -> str:
     return path.name
 
 
+def _counterpart(recorded: Any, now: str) -> str | None:
+    """The data's fingerprint to compare ``recorded`` with: ``now`` where of the same version, the data's fingerprint
+    of ``recorded``'s version where ``now`` is a :class:`DataFingerprint` that computes it; else None (not compared:
+    no fingerprint recorded, saved before fingerprints were, or of a version this code does not compute)."""
+    if not isinstance(recorded, str):
+        return None
+    version = recorded.split(":")[0]
+    if version == now.split(":")[0]:
+        return now
+    return now.of_version(version) if isinstance(now, DataFingerprint) else None
+
+
 def fingerprint_differs(recorded: Any, now: str) -> bool:
-    """Whether ``recorded`` (a checkpoint's ``data.fingerprint``) is of the same version as ``now`` and differs from
-    it; one of another version, or none (saved before fingerprints were), is not compared."""
-    return isinstance(recorded, str) and recorded.split(":")[0] == now.split(":")[0] and recorded != now
+    """Whether ``recorded`` (a checkpoint's ``data.fingerprint``) differs from the data's fingerprint of its version
+    (``now``: :func:`data_fingerprint`'s, or a plain string of the same version); one of a version not computed
+    here, or none (saved before fingerprints were), is not compared."""
+    other = _counterpart(recorded, now)
+    return other is not None and recorded != other
 
 
 def comparable(recorded: Any, now: str) -> bool:
-    """Whether ``recorded`` (a checkpoint's ``data.fingerprint``) is a fingerprint of the same version as ``now``."""
-    return isinstance(recorded, str) and recorded.split(":")[0] == now.split(":")[0]
+    """Whether ``recorded`` (a checkpoint's ``data.fingerprint``) is compared with ``now`` (``fingerprint_differs``):
+    a fingerprint of ``now``'s version, or of an earlier one that ``now`` (a :class:`DataFingerprint`) computes."""
+    return _counterpart(recorded, now) is not None
 
 
 def split_record(spec: str, train_ds: Any, test_ds: Any, rule: int) -> dict[str, Any]:

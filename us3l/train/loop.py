@@ -33,7 +33,7 @@ from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, make_config, validate
-from us3l.train.data_identity import data_fingerprint, fingerprint_differs, split_record
+from us3l.train.data_identity import DataFingerprint, data_fingerprint, fingerprint_differs, split_record
 from us3l.train.distributed import (
     DistInfo,
     all_ranks,
@@ -458,10 +458,11 @@ def _note_world_size(run_dir: Path, meta: dict[str, Any], batch_size: int, world
              f"{batch_size * was}) at the same learning rate", markup=False)
 
 
-def _check_relative_record(meta: dict[str, Any], fingerprint: str, run_dir: Path) -> None:
+def _check_relative_record(meta: dict[str, Any], fingerprint: DataFingerprint, run_dir: Path) -> None:
     """Refuse (one line) to resume a run that recorded its data as a relative path (before 2026-12-07), read here from
-    the working directory, where no fingerprint (``checkpoint.json``'s ``data.fingerprint``, of this version) can
-    tell that folder from a lookalike; ``_check_same_data`` compares one that is recorded."""
+    the working directory, where no fingerprint (``checkpoint.json``'s ``data.fingerprint``, of a version computed
+    here: ``us3l.train.data_identity.comparable``) can tell that folder from a lookalike; ``_check_same_data``
+    compares one that is recorded."""
     from us3l.data.datasets import anchored_data_spec
     from us3l.train.data_identity import comparable
 
@@ -477,9 +478,9 @@ def _check_relative_record(meta: dict[str, Any], fingerprint: str, run_dir: Path
 
 
 def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train_ds: Any, test_ds: Any,
-                     spec: str, fingerprint: str) -> None:
+                     spec: str, fingerprint: DataFingerprint) -> None:
     """Refuse (one line) to resume on data other than the run's: ``saved`` is checkpoint.json's ``data``
-    (class count, split sizes and, since it was recorded, the samples' ``fingerprint``:
+    (class count, split sizes and, since it was recorded, the samples' ``fingerprint``, compared at its version:
     ``us3l.train.data_identity``), ``normalization`` its per-channel mean/std (fixed constants for folder and
     CIFAR data, so they tell data sets of one kind apart only for the built-in sets)."""
     now = {"num_classes": len(train_ds.classes), "train_size": len(train_ds), "test_size": len(test_ds)}
@@ -738,7 +739,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
 
     meta_base = _meta_base(cfg, backbone, train_ds, test_ds, image_size, w_min, w_max, info, device)
     meta_base["flush_denormal"] = flushed
-    meta_base["data"]["fingerprint"] = fingerprint
+    meta_base["data"]["fingerprint"] = str(fingerprint)  # recorded: the current version's
     meta_base["data"].update(split_record(str(cfg.data), train_ds, test_ds, split_rule))
     if overlaps is not None:  # rank 0's record (the one that saves)
         meta_base["data"]["train_test_overlaps"] = overlaps
