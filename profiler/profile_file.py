@@ -29,7 +29,7 @@ from typing import Any
 from us3l.errors import US3LError
 from us3l.io import atomic_write_all, check_replaceable, check_schema, header, json_text, non_finite_at, read_json
 from us3l.profiler.stats import LatencyStats
-from us3l.validate import number, one_of, safe_name
+from us3l.validate import integer, number, one_of, safe_name
 from us3l.width_key import width_key, width_keys
 
 KIND = "profile"
@@ -213,7 +213,9 @@ def validate_profile(doc: Any, path: str | Path) -> None:
     """Schema check plus every number a profile holds: finite, positive where it must be (one-line errors).
 
     E.g. ``profiles/cpu.json: records[3].latency.p50_ms must be a finite positive number, got nan``. A profile
-    with NaN, infinite, zero or negative latencies, samples or MACs is refused rather than selected from.
+    with NaN, infinite, zero or negative latencies, samples or MACs is refused rather than selected from, and so is
+    one holding what no measurement would have been let through when it arrived: a latency or sample above one
+    hour per inference (``measure.MAX_SAMPLE_S``), a peak or window memory figure outside ``remote.FACTS``.
     """
     from us3l.deploy.backends.base import PRECISIONS
     from us3l.devices.spec import BACKENDS
@@ -228,7 +230,8 @@ def validate_profile(doc: Any, path: str | Path) -> None:
                         f"devices (us3l profile --device {doc['device']} writes {doc['device'].lower()!r})")
     one_of(doc["backend"], BACKENDS, f"{path}: backend")
     one_of(doc["precision"], PRECISIONS, f"{path}: precision")
-    number(doc.get("peak_rss_bytes"), f"{path}: peak_rss_bytes", positive=True, integer=True, optional=True)
+    # the bounds a fresh measurement is held to when it arrives (remote.FACTS), not looser ones on the way back in
+    _memory_fact(doc.get("peak_rss_bytes"), f"{path}: peak_rss_bytes", "peak_rss_bytes")
     for key, kinds in (("runtime_version", (str, type(None))), ("fingerprint", (dict, type(None)))):
         if not isinstance(doc.get(key), kinds):
             raise US3LError(f"{path}: {key} must be {'a string' if key == 'runtime_version' else 'an object'} "
@@ -250,6 +253,9 @@ def validate_profile(doc: Any, path: str | Path) -> None:
     window = doc.get("window") or {}
     if "size" in window:
         number(window["size"], f"{path}: window.size", positive=True, integer=True)
+    for key, fact in _WINDOW_FACTS:  # the runner's (or this process's) memory when the window was sized
+        if key in window:
+            _memory_fact(window[key], f"{path}: window.{key}", fact)
     records = doc.get("records")
     if not isinstance(records, list) or not records:
         raise US3LError(f"{path}: 'records' must be a non-empty list")
@@ -291,8 +297,14 @@ def validate_profile(doc: Any, path: str | Path) -> None:
                 raise US3LError(f"{where}: an interpolated record must have n 0, no samples and stable false")
         else:
             number(lat.get("n"), f"{where}.n", positive=True, integer=True)
+        samples = lat.get("samples_ms")
+        if not interpolated:  # the samples first: a sample out of bounds is named, not the statistics it gives
+            if not isinstance(samples, list) or not samples:
+                raise US3LError(f"{where}.samples_ms must be a non-empty list, got {samples!r}")
+            for j, v in enumerate(samples):
+                _sample_ms(v, f"{where}.samples_ms[{j}]")
         for key in _LATENCY_MS:
-            number(lat.get(key), f"{where}.{key}", positive=True)
+            _sample_ms(lat.get(key), f"{where}.{key}")
         number(lat.get("std_ms"), f"{where}.std_ms", nonnegative=True)
         _check_order(lat, where)
         number(lat.get("rel_ci_halfwidth"), f"{where}.rel_ci_halfwidth", nonnegative=True, optional=True)
@@ -308,18 +320,38 @@ def validate_profile(doc: Any, path: str | Path) -> None:
                 number(v, f"{where}.ci95_ms.{q}[{j}]", positive=True)
             if bounds[0] > bounds[1]:
                 raise US3LError(f"{where}.ci95_ms.{q} must be [low, high] with low <= high, got {bounds!r:.80}")
-        samples = lat.get("samples_ms")
         if interpolated:
             continue
-        if not isinstance(samples, list) or not samples:
-            raise US3LError(f"{where}.samples_ms must be a non-empty list, got {samples!r}")
-        for j, v in enumerate(samples):
-            number(v, f"{where}.samples_ms[{j}]", positive=True)
         _check_against_samples(lat, samples, where, rule, rec.get("stop_reason"))
     bad = non_finite_at(doc)  # fingerprint, policy, extra, ...: parts not checked field by field above
     if bad is not None:
         raise US3LError(f"{path}: {bad} is not a finite number (NaN or Infinity, which JSON cannot hold and us3l "
                         "never writes): an edited or damaged profile")
+
+
+#: The ``window`` fields that are memory measurements, with the runner's fact (``us3l.profiler.remote.FACTS``) whose
+#: bounds they are held to: the baseline is the RSS before any session was loaded.
+_WINDOW_FACTS = (("baseline_bytes", "rss_bytes"), ("available_bytes", "available_bytes"))
+
+
+def _memory_fact(value: Any, what: str, fact: str) -> None:
+    """A recorded memory figure (bytes, or null) within the bounds of the runner's ``fact`` as it is checked when it
+    arrives (``us3l.profiler.remote.FACTS``: an integer up to ``MAX_MEMORY_BYTES``)."""
+    from us3l.profiler.remote import FACTS
+
+    least, most, _ = FACTS[fact]
+    assert most is not None  # every memory fact has a fixed bound
+    integer(value, what, least, most, optional=True)
+
+
+def _sample_ms(value: Any, what: str) -> None:
+    """A latency in milliseconds as a timer may measure it: finite, above 0 and at most one hour per inference
+    (``us3l.profiler.measure.MAX_SAMPLE_S``, the bound every sample is held to when it arrives)."""
+    from us3l.profiler.measure import MAX_SAMPLE_S
+
+    if number(value, what, positive=True) > MAX_SAMPLE_S * 1e3:
+        raise US3LError(f"{what} must be at most {MAX_SAMPLE_S * 1e3:.0f} ms (one hour per inference, the most a "
+                        f"timer's sample may be), got {value!r}")
 
 
 #: The order statistics of every latency record, which never decrease along this tuple.

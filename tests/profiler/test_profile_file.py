@@ -195,7 +195,8 @@ def test_a_measurement_the_reader_would_refuse_is_not_written(tmp_path):
     prof = make_profile()
     huge = replace(prof.records[0], latency=summarize([1e308, 1e308, 1e308]))  # a remote runner's garbage
     bad = replace(prof, records=(huge, *prof.records[1:]))
-    with pytest.raises(US3LError, match=r"^the measured profile is not valid, not written: .*must be a finite"):
+    with pytest.raises(US3LError, match=r"^the measured profile is not valid, not written: .*samples_ms\[0\] "
+                                        r"must be at most 3600000 ms"):
         write_profile(bad, tmp_path)
     assert not list(tmp_path.iterdir())
 
@@ -331,3 +332,70 @@ def test_select_refuses_the_same_latency_budget_twice(tmp_path, capsys):
         assert code == 1
         assert capsys.readouterr().err == f"error: --latency-schedule lists {shown} twice\n"
     assert not (tmp_path / "sel" / "selection.json").exists()
+
+
+def _edit(doc: dict, key: str, value: object) -> None:
+    """Set ``key`` (``a.b[2].c``) of a profile document to ``value``."""
+    *parents, last = key.replace("[", ".").replace("]", "").split(".")
+    for part in parents:
+        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+    doc[int(last) if isinstance(doc, list) else last] = value
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("records[1].latency", summarize([1e303, 1e303, 1e303]).to_dict(),  # statistics and samples agree
+     "records[1].latency.samples_ms[0] must be at most 3600000 ms (one hour per inference, the most a timer's sample "
+     "may be), got 1e+303"),
+    ("records[1].latency.samples_ms[1]", 1e303,
+     "records[1].latency.samples_ms[1] must be at most 3600000 ms (one hour per inference, the most a timer's sample "
+     "may be), got 1e+303"),
+    ("records[1].latency.samples_ms[0]", 3600000.5,
+     "records[1].latency.samples_ms[0] must be at most 3600000 ms (one hour per inference, the most a timer's sample "
+     "may be), got 3600000.5"),
+    ("peak_rss_bytes", 10**30,
+     f"peak_rss_bytes must be an integer from 1 to 1125899906842624 or null, got {10**30}"),
+    ("window.baseline_bytes", 2**50 + 1,
+     f"window.baseline_bytes must be an integer from 1 to 1125899906842624 or null, got {2**50 + 1}"),
+    ("window.available_bytes", -1,
+     "window.available_bytes must be an integer from 0 to 1125899906842624 or null, got -1"),
+])
+def test_a_profile_read_back_is_held_to_the_bounds_of_a_fresh_measurement(tmp_path, capsys, key, value, message):
+    """A sample above one hour per inference (measure.MAX_SAMPLE_S) and a memory figure above 2**50 bytes
+    (remote.MAX_MEMORY_BYTES, remote.FACTS) are refused when a runner sends them, but a hand-edited profile with
+    samples of 1e303 ms or a peak of 10**30 bytes was selected from and shown. On load: the same bounds, one line."""
+    from dataclasses import replace
+
+    window = {"size": 2, "session_bytes": 10 << 20, "baseline_bytes": 400 << 20, "limit_bytes": None,
+              "available_bytes": 8 << 30, "max_memory_bytes": None, "reason": "memory", "max_live": 2,
+              "peak_scope": "sweep"}
+    jp, _ = write_profile(replace(make_profile(), peak_rss_bytes=700 << 20, window=window), tmp_path)
+    doc = json.loads(jp.read_text())
+    _edit(doc, key, value)
+    jp.write_text(json.dumps(doc))
+    for argv in (["select", "--profile", str(jp), "--macs", "1e9", "--out", str(tmp_path / "sel")],
+                 ["profile", "show", str(jp)]):
+        assert main(argv) == 1, argv
+        captured = capsys.readouterr()
+        assert captured.err == f"error: {jp}: {message}\n" and captured.out == ""
+    assert not (tmp_path / "sel").exists()
+
+
+def test_a_profile_at_the_bounds_still_loads(tmp_path, capsys):
+    """Samples of exactly one hour per inference and memory figures of exactly 2**50 bytes are what a measurement
+    may hold: read back and selected from."""
+    from dataclasses import replace
+
+    from us3l.profiler.measure import MAX_SAMPLE_S
+    from us3l.profiler.remote import MAX_MEMORY_BYTES
+
+    prof = make_profile()
+    hour = replace(prof.records[2], latency=summarize([MAX_SAMPLE_S * 1e3] * 3))
+    window = {"size": 1, "session_bytes": 10 << 20, "baseline_bytes": MAX_MEMORY_BYTES, "limit_bytes": None,
+              "available_bytes": MAX_MEMORY_BYTES, "max_memory_bytes": None, "reason": "memory", "max_live": 1,
+              "peak_scope": "sweep"}
+    full = replace(prof, records=(*prof.records[:2], hour), peak_rss_bytes=MAX_MEMORY_BYTES, window=window)
+    jp, _ = write_profile(full, tmp_path)
+    assert load_profile(jp) == full
+    assert main(["select", "--profile", str(jp), "--latency-ms", "3600001", "--out", str(tmp_path / "sel")]) == 0, \
+        capsys.readouterr().err
+    assert json.loads((tmp_path / "sel" / "selection.json").read_text())["devices"][0]["chosen"]["width"] == 1.0
