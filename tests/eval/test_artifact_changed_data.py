@@ -71,3 +71,35 @@ def test_eval_drops_artifact_accuracies_measured_before_the_folder_changed(
     assert (f"note: dropped the artifact accuracies of the previous accuracy.json: it was measured on folder:{root} as "
             "it was before it changed (another data fingerprint)\n") in capsys.readouterr().err
     assert "precisions" not in json.loads((out / "accuracy.json").read_text())["widths"][0]
+
+
+@pytest.mark.parametrize("edit", ["no data_check", "no fingerprint", "another fingerprint version"])
+def test_eval_artifact_does_not_stamp_the_datas_fingerprint_on_a_file_that_records_none(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: str) -> None:
+    """An accuracy.json written before fingerprints were records none: ``us3l eval --artifact`` adding to it filled
+    the missing ``data_check.fingerprint`` (and the other fields) with the data's now, tying the file's earlier
+    numbers, measured on data nobody recorded, to this data. The file's record stays as it was, with a note."""
+    root, run, artifact = _run_and_artifact(tmp_path)
+    out = tmp_path / "out"
+    assert _eval(run, root, out) == 0
+    path = out / "accuracy.json"
+    doc = json.loads(path.read_text())
+    if edit == "no data_check":
+        del doc["data_check"]
+    elif edit == "no fingerprint":
+        del doc["data_check"]["fingerprint"], doc["data_check"]["train_test_overlaps"]
+    else:
+        doc["data_check"]["fingerprint"] = "v0:" + "0" * 64
+    path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert _eval(run, root, out, "--artifact", str(artifact), quiet=False) == 0
+    after = json.loads(path.read_text())
+    assert after.get("data_check") == doc.get("data_check")
+    assert after["widths"][0]["precisions"]["fp32"]["onnx"]["knn_top1"] is not None
+    from us3l.train.data_identity import FINGERPRINT_VERSION
+
+    what = (f"records a data fingerprint of another version (v0, this us3l writes v{FINGERPRINT_VERSION})"
+            if edit.startswith("another")
+            else "records no data fingerprint (written before us3l recorded one)")
+    assert (f"note: {path} {what}: its earlier numbers cannot be tied to folder:{root} as it is now; its data_check "
+            "is left as it was\n") in capsys.readouterr().err

@@ -382,6 +382,7 @@ def _eval_artifacts(
     from us3l.eval.accuracy import (
         ACCURACY_FILE,
         accuracy_doc,
+        add_data_check,
         add_precision_entry,
         data_mismatch,
         protocol_mismatch,
@@ -409,9 +410,11 @@ def _eval_artifacts(
                 f"{path}: cannot add the artifact accuracies, {why}: write them to another --out, or re-run us3l eval "
                 "on the data as it is first"
             )
-        # the record of the eval that wrote the file stays; what it lacks (written before a field was) is added
-        doc["data_check"] = {**(first["data_check"] or {}), **(doc.get("data_check") or {})}
+        # the record of the eval that wrote the file stays; what it lacks (written before a field was) is added, but
+        # only to a file of this data: one without a fingerprint does not get the data's now on its earlier numbers
+        untied = add_data_check(doc, first["data_check"])
     else:
+        untied = None
         meta = loaded.meta
         rows = {r["width"]: r["fp32"] for r in results}
         doc = accuracy_doc(
@@ -432,6 +435,8 @@ def _eval_artifacts(
     for r in results:
         add_precision_entry(doc, r["width"], r["precision"], r["backend"], r["entry"], r["fp32"])
     save_accuracy(doc, out_dir / ACCURACY_FILE)
+    if untied is not None:
+        note(f"note: {path} {untied}", markup=False)
     if json_out:
         emit_json({"accuracy": str(path), "results": [
             {"width": r["width"], "precision": r["precision"], "backend": r["backend"], **r["entry"],

@@ -52,7 +52,8 @@ image the run trained on can be in the test split, but the test set is not the r
 ``train_test_overlaps`` (image folders only, since 2026-12-07; absent for other data and in older files), how many
 of the ``num_test`` test images are byte-identical to a training image (``us3l.data.overlap``: copies under another
 name, links), 0 when none. ``us3l eval`` writes it; ``us3l eval --artifact`` writes it into a file it creates and,
-adding to a file, keeps the file's record, filling in only the fields it lacks.
+adding to a file, keeps the file's record, filling in only the fields it lacks where the file records the data's
+fingerprint; a file that records none keeps its record as it was (:func:`add_data_check`).
 """
 
 from __future__ import annotations
@@ -298,6 +299,33 @@ def data_mismatch(doc: dict[str, Any], data_check: dict[str, Any] | None) -> str
     if isinstance(new, str) and fingerprint_differs(old, new):
         return f"it was measured on {doc.get('data')} as it was before it changed (another data fingerprint)"
     return None
+
+
+def add_data_check(doc: dict[str, Any], data_check: dict[str, Any] | None) -> str | None:
+    """Complete the ``data_check`` of ``doc`` (an accuracy.json that ``us3l eval --artifact`` adds to, already past
+    ``data_mismatch``) with the fields it lacks from ``data_check``, the record of the data measured now; returns a
+    note, or None.
+
+    Only a file that records a fingerprint comparable with the data's now (the same, as ``data_mismatch`` passed)
+    was measured on this data, and gains what it lacks (a field written before it was). A file that records none
+    (written before fingerprints were), or one of another fingerprint version, was measured on data that cannot be
+    told from this: its ``data_check`` stays as it was, absent included, and the note says so, rather than the
+    data's fingerprint now being stamped on its earlier numbers."""
+    from us3l.train.data_identity import comparable
+
+    old = doc.get("data_check")
+    recorded = (old or {}).get("fingerprint")
+    now = (data_check or {}).get("fingerprint")
+    if not isinstance(now, str):  # nothing of the data's now that could be stamped on the file
+        return None
+    if comparable(recorded, now):
+        doc["data_check"] = {**(data_check or {}), **(old or {})}
+        return None
+    what = ("records no data fingerprint (written before us3l recorded one)" if recorded is None else
+            f"records a data fingerprint of another version ({str(recorded).split(':')[0]}, this us3l writes "
+            f"{now.split(':')[0]})")
+    return (f"{what}: its earlier numbers cannot be tied to {doc.get('data')} as it is now; its data_check is left "
+            "as it was")
 
 
 def _row_of(rows: list[dict[str, Any]], width: float) -> dict[str, Any] | None:
