@@ -190,6 +190,22 @@ def test_the_report_flags_an_artifact_of_other_bn_statistics_than_the_run_holds_
     assert "no longer holds (removed since)" in line
 
 
+def test_the_report_does_not_call_statistics_removed_when_the_run_is_not_in_the_folder(run: Path,
+                                                                                     tmp_path: Path) -> None:
+    """Audit 2026-12-07: `us3l train --out runs/r18` (the README's example), an export from it and `us3l report .`
+    warned `stale: exported with calibrated BN statistics of width 0.25 that run/bn_stats.safetensors no longer holds
+    (removed since)` for every artifact: the folder has no run/ at all, so nothing was removed and nothing can be
+    compared. Only a run folder that is there without its statistics gets that line."""
+    root = tmp_path / "steps"
+    shutil.copytree(run, root / "runs" / "r18")
+    export_width(root / "runs" / "r18", 0.25, "onnx", root / "artifacts", device_name="cpu")
+    assert _stale(root) == []
+    shutil.copytree(run, root / "run")  # the run in the report's run/: its statistics are compared again
+    (root / "run" / "bn_stats.safetensors").unlink()
+    (line,) = _stale(root)
+    assert "no longer holds (removed since)" in line
+
+
 @pytest.mark.parametrize("source", [5, {"bn_stats": 5}, {"bn_stats": {"width_sha256": "ab"}}])
 def test_the_report_reads_an_edited_switchable_source_without_a_traceback(switchable_qs: tuple[Path, Path],
                                                                           tmp_path: Path, source: object) -> None:

@@ -423,8 +423,10 @@ def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path,
     (``us3l.deploy.bn_stats_record``) than the run's ``bn_stats.safetensors`` holds for it now: one stale line per
     such width (recalibrated, or the file removed, after the export), and one per width exported without calibrated
     statistics that the file holds now (calibrated since: the artifact runs running or batch statistics, the page's
-    accuracy the calibrated network). Manifests without the record (older ones) are skipped. ``run_digests``: the
-    file's digests (``_run_bn_digests``), called only when the file exists and the manifest has records."""
+    accuracy the calibrated network). Manifests without the record (older ones) are skipped, and so is every manifest
+    when the folder holds no run's weights (a run trained elsewhere, ``train --out runs/r18``: nothing to compare).
+    ``run_digests``: the file's digests (``_run_bn_digests``), called only when the file exists and the manifest has
+    records."""
     from us3l.deploy.bn_stats_record import bn_stats_records
     from us3l.derived import BN_STATS_FILE
     from us3l.width_key import width_key_text
@@ -433,7 +435,7 @@ def _bn_stats_drift(path: Path, doc: dict[str, Any], run: Path,
     if _source(doc).get("init_seed") is not None:  # a freshly initialised model's export (--model): not the run's
         records = [r for r in records if r.sha256 is not None]
     stats = run / BN_STATS_FILE
-    if not records:
+    if not records or not (run / WEIGHTS_FILE).is_file():  # no run in this folder (trained elsewhere): no comparison
         return []
     if not stats.is_file():
         return [f"{path}: stale: exported with calibrated BN statistics of {_width_label(r)} that {stats} no "
