@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 from tests.script_module import ROOT
 from us3l.train.config import TrainConfig
@@ -79,3 +80,56 @@ def test_every_exit_status_the_cli_uses_is_documented() -> None:
     assert codes <= table, f"exit statuses missing from docs/cli.md: {sorted(codes - table)}"
     epilog = str(app.info.epilog)
     assert all(f"{code} " in epilog for code in codes), epilog
+
+
+def _cli_params() -> dict[str, list[Any]]:
+    """Per command path (``select``, ``profile show``), its Click parameters, after every command is registered."""
+    import typer.main
+
+    from us3l.cli import load_commands
+    from us3l.cli_app import app
+
+    load_commands()
+    found: dict[str, list[Any]] = {}
+
+    def walk(cmd: Any, path: str) -> None:
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+        if path:
+            found[path] = [p for p in cmd.params if getattr(p, "opts", None)]
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+def _long_names(param: Any) -> set[str]:
+    return {o for o in (*param.opts, *getattr(param, "secondary_opts", ())) if o.startswith("--")}
+
+
+def _flag_rows() -> list[tuple[str, str, str]]:
+    """docs/cli.md's flag table as (flags, commands, old spellings) cells."""
+    lines = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Flag |")) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        flags, _, commands, old = (c.strip() for c in line.split(" | "))
+        rows.append((flags.lstrip("| "), commands, old.rstrip(" |")))
+    return rows
+
+
+def test_the_repeatable_options_are_the_ones_docs_cli_md_names() -> None:
+    """docs/cli.md says which options stay repeatable (the rest: `given twice`, exit 2); `select --profile` and `eval
+    --artifact` take a list too but were not named. ``export --backend`` is declared repeatable only to refuse a
+    second backend with its own usage error (`export takes one --backend`)."""
+    text = " ".join((ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
+    sentence = text.split("The options that take a list stay repeatable: ", 1)[1].split(". ", 1)[0]
+    for cmd, ps in _cli_params().items():
+        for p in ps:
+            if not getattr(p, "multiple", False) or p.hidden or (cmd, p.opts[0]) == ("export", "--backend"):
+                continue
+            long = sorted(_long_names(p))[0]
+            named = re.search(rf"`(?:{cmd} )?{long}`(?: \(([^)]*)\))?", sentence)
+            assert named and (named.group(1) is None or cmd in named.group(1).split(", ")), (
+                f"{cmd} {long} is repeatable; docs/cli.md does not say so: {sentence}")
