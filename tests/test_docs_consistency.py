@@ -119,6 +119,42 @@ def _flag_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
+def test_every_flag_in_the_cli_table_is_an_option_of_exactly_the_commands_it_names() -> None:
+    """Audit 2026-12-07: the flag table (README's copy included) is what a new user reads first; a flag renamed,
+    added to another command or dropped from one must show there. `--widths LIST` / `--width W` rows pair their
+    flags with the ` / `-separated command lists; "every command with a table" is not checked."""
+    params = _cli_params()
+    commands = set(params)
+    for flags_cell, commands_cell, _ in _flag_rows():
+        if commands_cell == "every command with a table":
+            continue
+        groups = flags_cell.split(" / ")
+        lists = commands_cell.split(" / ") if len(groups) > 1 else [commands_cell]
+        assert len(groups) == len(lists), flags_cell
+        for group, listed in zip(groups, lists, strict=True):
+            names = [n.split()[0] for n in re.findall(r"`([^`]+)`", group)]
+            longs = [n for n in names if n.startswith("--")]
+            shorts = [n for n in names if not n.startswith("--")]
+            named = commands if listed == "every command" else {c.split(" --")[0] for c in listed.split(", ")}
+            for long in longs:
+                having = {c for c, ps in params.items() if any(long in _long_names(p) and not p.hidden for p in ps)}
+                assert having == named, f"{long}: docs/cli.md names {sorted(named)}, --help has {sorted(having)}"
+                for cmd, short in ((c, s) for c in named for s in shorts):
+                    param = next(p for p in params[cmd] if long in _long_names(p))
+                    assert short in param.opts, f"{cmd} {long}: no {short}"
+
+
+def test_every_old_spelling_a_command_still_takes_is_in_the_cli_table() -> None:
+    """A hidden option is an old spelling kept for old scripts: the table's last column names it (with a note on
+    stderr when used: tests/test_cli_conventions.py). ``select --plot-file`` is what ``select --plot FILE`` becomes
+    (``us3l.cli.legacy_argv``), listed as that."""
+    old_cells = " ".join(old for _, _, old in _flag_rows())
+    hidden = {long for ps in _cli_params().values() for p in ps if p.hidden for long in _long_names(p)}
+    missing = sorted(h for h in hidden - {"--plot-file"} if f"`{h} " not in old_cells and f" {h}`" not in old_cells
+                     and f" {h} " not in old_cells)
+    assert not missing, f"old spellings missing from docs/cli.md's flag table: {missing}"
+
+
 def test_the_repeatable_options_are_the_ones_docs_cli_md_names() -> None:
     """docs/cli.md says which options stay repeatable (the rest: `given twice`, exit 2); `select --profile` and `eval
     --artifact` take a list too but were not named. ``export --backend`` is declared repeatable only to refuse a
