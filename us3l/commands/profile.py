@@ -169,8 +169,13 @@ def profile_cmd(
     ),
     batch_old: int | None = typer.Option(None, "--batch", hidden=True),
     threads: int | None = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="Pinned thread count."),
-    target_ci: float | None = typer.Option(None, "--target-ci", help="Target relative 95% CI half-width."),
-    max_seconds: float | None = typer.Option(None, "--max-seconds", help="Time cap per width (s)."),
+    target_ci: float | None = typer.Option(
+        None, "--target-ci", help="Target relative 95% CI half-width (default: the device's policy, 0.02 on the "
+        "built-ins)."
+    ),
+    max_seconds: float | None = typer.Option(
+        None, "--max-seconds", help="Time cap per width, s (default: the device's policy, 10 on cpu)."
+    ),
     max_memory_mb: float | None = typer.Option(
         None, "--max-memory-mb", help="Resident memory the sweep may hold (MiB; sessions rotated to stay under it)."
     ),
