@@ -43,7 +43,7 @@ margin-top:2rem}h3{font-size:1rem;margin-bottom:.3rem}
 table{border-collapse:collapse;font-size:.85rem}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
 td{overflow-wrap:break-word}td:first-child:not(.num){overflow-wrap:anywhere;min-width:8em}
-h1,h2,h3,.answer p{overflow-wrap:anywhere}
+h1,h2,h3,.answer p,.warn{overflow-wrap:anywhere}
 th{background:#f4f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.8rem;word-break:break-all}
 img{max-width:100%;height:auto;border:1px solid #eee}
