@@ -813,7 +813,10 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
                     last_reports = _run_monitor(method, train_ds, test_ds, knn_widths, eval_tf, device, cfg)
                 except US3LError as exc:  # e.g. an unreadable test image, first read here: keep the epoch's work
                     _append_metrics(run_dir, record)
-                    _save(run_dir, method, opt, scaler, sampler, meta_base, cfg, done)
+                    # with the names-only fingerprint (v1): the image repaired under its name, as the error asks, is
+                    # of another byte size, and the version-2 fingerprint refused the --resume it asks for
+                    names_only = {**meta_base["data"], "fingerprint": fingerprint.of_version("v1")}
+                    _save(run_dir, method, opt, scaler, sampler, {**meta_base, "data": names_only}, cfg, done)
                     _settle_replaced(run_dir)
                     raise US3LError(f"{exc} (the checkpoint of epoch {done} is saved in {run_dir}: fix this and "
                                     "run again with --resume)", exc.exit_code) from None
