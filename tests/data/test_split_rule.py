@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from us3l.data import load_splits
-from us3l.data.datasets import FOLDER_SEED, stratified_split
+from us3l.data import load_dataset, load_splits
+from us3l.data.datasets import FOLDER_SEED, load_folder, stratified_split
 from us3l.data.split_rule import forced_keys, hash_point, path_hash_split, split_rule_of
 from us3l.errors import US3LError
 
@@ -95,3 +95,15 @@ def test_runs_without_a_recorded_rule_keep_the_count_based_split(tmp_path: Path)
     assert load_splits(spec, 16, 1)[1].samples == test.samples != load_splits(spec, 16)[1].samples
     with pytest.raises(US3LError, match="data.split_rule is 3, not a split rule this version of us3l knows"):
         load_checked_splits(spec, 16, {"spec": spec, "split_rule": 3})
+
+
+@pytest.mark.parametrize("rule", [3, 0, True, 2.0, "2", None])
+def test_a_split_rule_that_is_no_rule_is_refused_in_one_line(tmp_path: Path, rule: object) -> None:
+    """``load_dataset``'s ``split_rule`` is bad input like any other: one ``US3LError`` (it was a ``ValueError``
+    traceback for a folder without split folders, and ignored for the built-in sets; ``True`` read as rule 1)."""
+    folder = _folder(tmp_path / "imgs", 3)
+    for load in (lambda: load_dataset(f"folder:{folder}", "train", 16, rule),  # type: ignore[arg-type]
+                 lambda: load_splits("builtin", None, rule),  # type: ignore[arg-type]
+                 lambda: load_folder(folder, "test", 16, rule)):  # type: ignore[arg-type]
+        with pytest.raises(US3LError, match=f"^split_rule must be one of 1, 2, got {rule!r}$"):
+            load()

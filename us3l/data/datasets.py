@@ -26,7 +26,7 @@ from us3l.data.loader import loader_batches
 from us3l.data.safe_pickle import safe_unpickle
 from us3l.data.shapes import CLASSES as SHAPE_CLASSES
 from us3l.data.shapes import generate_shapes
-from us3l.data.split_rule import COUNT_RULE, CURRENT_SPLIT_RULE, SPLIT_RULES, path_hash_split, split_key
+from us3l.data.split_rule import COUNT_RULE, CURRENT_SPLIT_RULE, check_split_rule, path_hash_split, split_key
 from us3l.data.tree import IMAGE_EXTENSIONS, ClassFolders, holds_files, image_files, skipped
 from us3l.errors import US3LError
 
@@ -200,6 +200,7 @@ def _load(spec: str, splits: tuple[str, ...], image_size: int | None,
     """:func:`load_dataset` of each of ``splits`` (checked split names), the spec parsed once."""
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise US3LError(f"image_size must be a positive integer, got {image_size!r}")
+    check_split_rule(split_rule)  # of any data: a bad one is refused, not ignored where nothing is split by it
     kind, path = parse_data_spec(spec)
     if kind == "builtin":
         return [load_builtin(split) for split in splits]
@@ -478,6 +479,7 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE,
 def _load_folder(path: Path, splits: tuple[str, ...], image_size: int,
                  split_rule: int = CURRENT_SPLIT_RULE) -> list[FolderDataset]:
     """:func:`load_folder` of each of ``splits``; a folder without split folders is walked once for all of them."""
+    check_split_rule(split_rule)
     if not path.is_dir():
         raise US3LError(f"not a directory: {path}")
     _check_not_cifar(path)
@@ -496,8 +498,6 @@ def _load_folder(path: Path, splits: tuple[str, ...], image_size: int,
         _check_no_split_folders(path, classes)
         everything = _scan(path, classes, every_class=True, fences=_class_folders([path]))
         labels = np.array([label for _, label in everything], dtype=np.int64)
-        if split_rule not in SPLIT_RULES:
-            raise ValueError(f"unknown split rule {split_rule!r}")
         if split_rule == COUNT_RULE:
             train_idx, test_idx = stratified_split(labels, TEST_FRACTION, FOLDER_SEED)
         else:

@@ -74,6 +74,14 @@ def forced_keys(train_keys: Sequence[str], test_keys: Sequence[str]) -> dict[str
             "test": sorted(k for k in test_keys if not hashed_test(k))}
 
 
+def check_split_rule(rule: Any) -> int:
+    """``rule`` where it is one of :data:`SPLIT_RULES` (an ``int``: ``True`` is not rule 1), else a one-line
+    ``US3LError`` (``load_dataset``'s ``split_rule``)."""
+    if isinstance(rule, bool) or not isinstance(rule, int) or rule not in SPLIT_RULES:
+        raise US3LError(f"split_rule must be one of {', '.join(map(str, SPLIT_RULES))}, got {rule!r}")
+    return rule
+
+
 def split_rule_of(trained: Any) -> int:
     """The split rule a run's data (checkpoint.json's ``data``) was split with: its ``split_rule``, rule 1 where it
     records none (saved before the rule was recorded); one this version does not know is a ``US3LError``."""
