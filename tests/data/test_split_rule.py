@@ -107,3 +107,6 @@ def test_a_split_rule_that_is_no_rule_is_refused_in_one_line(tmp_path: Path, rul
                  lambda: load_folder(folder, "test", 16, rule)):  # type: ignore[arg-type]
         with pytest.raises(US3LError, match=f"^split_rule must be one of 1, 2, got {rule!r}$"):
             load()
+    if rule is not None:  # and so is such a record in checkpoint.json (None there: rule 1, saved before the record)
+        with pytest.raises(US3LError, match="not a split rule this version of us3l knows"):
+            split_rule_of({"split_rule": rule})

@@ -77,9 +77,14 @@ def forced_keys(train_keys: Sequence[str], test_keys: Sequence[str]) -> dict[str
 def check_split_rule(rule: Any) -> int:
     """``rule`` where it is one of :data:`SPLIT_RULES` (an ``int``: ``True`` is not rule 1), else a one-line
     ``US3LError`` (``load_dataset``'s ``split_rule``)."""
-    if isinstance(rule, bool) or not isinstance(rule, int) or rule not in SPLIT_RULES:
+    if not _known(rule):
         raise US3LError(f"split_rule must be one of {', '.join(map(str, SPLIT_RULES))}, got {rule!r}")
-    return rule
+    return int(rule)
+
+
+def _known(rule: Any) -> bool:
+    """Whether ``rule`` is one of :data:`SPLIT_RULES`, as an ``int`` (not ``True``, not ``2.0``)."""
+    return not isinstance(rule, bool) and isinstance(rule, int) and rule in SPLIT_RULES
 
 
 def split_rule_of(trained: Any) -> int:
@@ -88,7 +93,7 @@ def split_rule_of(trained: Any) -> int:
     rule = trained.get("split_rule") if isinstance(trained, dict) else None
     if rule is None:
         return COUNT_RULE
-    if isinstance(rule, bool) or rule not in SPLIT_RULES:
+    if not _known(rule):
         raise US3LError(f"checkpoint.json's data.split_rule is {rule!r}, not a split rule this version of us3l knows "
                         f"({', '.join(map(str, SPLIT_RULES))}); upgrade us3l to use this run")
     return int(rule)
