@@ -141,18 +141,28 @@ def folder_overlap(spec: str, train_ds: Any, test_ds: Any) -> tuple[Path, Overla
     return root, find_overlaps([p for p, _ in train_ds.samples], [p for p, _ in test_ds.samples])
 
 
-def count_overlaps(spec: str, train_ds: Any, test_ds: Any, say: Callable[[str], None]) -> int | None:
+def count_overlaps(spec: str, train_ds: Any, test_ds: Any, say: Callable[[str], None] | None = None) -> int | None:
     """How many test images of the image folder ``spec`` are identical to a training image, with ``say`` called once
-    with the warning (``overlap_warning``) where any is; None for other data (not compared). ``us3l eval`` records
-    the count in accuracy.json's ``data_check``, ``us3l train`` in checkpoint.json's ``data``."""
+    with the warning (``overlap_warning``) where any is (default: one ``warning:`` line on stderr); None for other
+    data (not compared). ``us3l eval`` records the count in accuracy.json's ``data_check``, ``us3l train`` in
+    checkpoint.json's ``data``."""
     found = folder_overlap(spec, train_ds, test_ds)
     if found is None:
         return None
     root, overlap = found
     text = overlap_warning(root, overlap)
     if text is not None:
-        say(text)
+        (say or _warn)(text)
     return overlap.count
+
+
+def _warn(text: str) -> None:
+    """``text`` as one ``warning:`` line on stderr (a path with ``[`` is not rich markup)."""
+    from rich.markup import escape
+
+    from us3l.cli_output import warn
+
+    warn(escape(text))
 
 
 def overlap_warning(root: Path, overlap: Overlap) -> str | None:

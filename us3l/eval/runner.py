@@ -294,6 +294,7 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int, 
     so. Test images of an image folder identical to training images are counted, with a warning
     (``data_check.train_test_overlaps``: ``us3l.data.overlap``)."""
     from us3l.data.folder import check_first_images, eval_transform_for
+    from us3l.data.overlap import count_overlaps
     from us3l.train.data_identity import checked_splits, data_fingerprint, with_anchored_record
     from us3l.train.knn import dataset_labels, effective_k, stratified_indices, subset_dataset
 
@@ -310,7 +311,7 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int, 
                     "fingerprint"))
     check_first_images(train_ds)  # a folder of unreadable files: one line now, not after calibrating every width
     check_first_images(test_ds)
-    overlaps = _train_test_overlaps(spec, train_ds, test_ds)
+    overlaps = count_overlaps(spec, train_ds, test_ds)  # with one warning line where any is
     if overlaps is not None:
         data_check["train_test_overlaps"] = overlaps
     mean, std = input_normalization(meta, train_ds)
@@ -322,17 +323,6 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int, 
     k_requested = s.knn.requested_k(meta)
     return KnnData(train_ds, test_ds, mean, std, eval_transform_for(train_ds, input_size, mean, std), bank_idx,
                    bank_ds, k_requested, effective_k(k_requested, dataset_labels(bank_ds)), data_check)
-
-
-def _train_test_overlaps(spec: str, train_ds: Any, test_ds: Any) -> int | None:
-    """How many test images of the image folder ``spec`` are identical to a training image
-    (``us3l.data.overlap``), with one warning line where any is; None for other data (not compared)."""
-    from rich.markup import escape
-
-    from us3l.cli_output import warn
-    from us3l.data.overlap import count_overlaps
-
-    return count_overlaps(spec, train_ds, test_ds, lambda text: warn(escape(text)))
 
 
 def calibrate_checkpoint(

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from us3l import checkpoint as ckpt
+from us3l.data.overlap import count_overlaps
 from us3l.data.split_rule import CURRENT_SPLIT_RULE, split_rule_of
 from us3l.derived import invalidate_stale
 from us3l.errors import US3LError
@@ -654,7 +655,8 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
             _check_relative_record(resumed_meta, fingerprint, run_dir)
         _check_same_data(resumed_meta.get("data") or {}, resumed_meta.get("normalization") or {}, train_ds,
                          test_ds, str(cfg.data), fingerprint)
-    overlaps = _train_test_overlaps(str(cfg.data), train_ds, test_ds) if info.is_main else None
+    # the warning us3l eval gives, once (rank 0): the kNN monitor scores the test split
+    overlaps = count_overlaps(str(cfg.data), train_ds, test_ds) if info.is_main else None
     aug: Any
     if cfg.augment == "byol":
         aug = byol_augment_pair(image_size, train_ds.mean, train_ds.std, cfg.crop_min)
@@ -942,17 +944,6 @@ def _train_step(
         scaler.step(opt)
         scaler.update()
     return out
-
-
-def _train_test_overlaps(spec: str, train_ds: Any, test_ds: Any) -> int | None:
-    """How many test images of the image folder ``spec`` are identical to a training image (``us3l.data.overlap``),
-    with the warning ``us3l eval`` gives, once: the kNN monitor scores the test split; None for other data."""
-    from rich.markup import escape
-
-    from us3l.cli_output import warn
-    from us3l.data.overlap import count_overlaps
-
-    return count_overlaps(spec, train_ds, test_ds, lambda text: warn(escape(text)))
 
 
 def _run_monitor(
