@@ -21,6 +21,7 @@ from typing import Any
 from us3l.devices.known_hosts import Decision, KnownHosts, Verdict, load_known_hosts
 from us3l.devices.spec import Reach
 from us3l.errors import MissingDependencyError, US3LError
+from us3l.io import read_at_most
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 #: What ssh reads when neither UserKnownHostsFile nor GlobalKnownHostsFile is set (a device file's
@@ -187,8 +188,8 @@ class SSHSession:
         proc = self.start(argv, timeout, keep_stderr=limit)
         try:
             proc.stdin.close()
-            raw = proc.stdout.read(limit + 1)  # bounded: a command printing without end is not read to its end
-            if len(raw) > limit:
+            raw = read_at_most(proc.stdout, limit)  # a command printing without end is not read to its end
+            if raw is None:
                 proc.kill()
                 raise OutputTooLarge(f"remote command on {self.reach.url} wrote more than {limit >> 20} MiB to its "
                                      f"standard output, which no command us3l runs does: {cmd[:200]}")
@@ -324,8 +325,8 @@ class SSHSession:
         further)."""
         limit = MAX_OUTPUT_BYTES
         with self._file_op("reading", remote), self.sftp.open(remote, "r") as fh:
-            data = fh.read(limit + 1)
-        if len(data) > limit:
+            data = read_at_most(fh, limit)
+        if data is None:
             raise OutputTooLarge(f"reading {self.reach.url}:{remote} failed: the file is larger than {limit >> 20} "
                                  "MiB, which no file us3l reads back is")
         return data.decode("utf-8", errors="replace")

@@ -409,6 +409,14 @@ def _json_default(o: Any) -> Any:
 MAX_INPUT_BYTES = 64 << 20
 
 
+def read_at_most(fh: Any, limit: int) -> bytes | None:
+    """The bytes of the open binary stream ``fh`` (a file, a remote command's output) when they are at most ``limit``,
+    read no further than one byte past it; None when there are more (the caller refuses it in its own words): a
+    stream without end, or a huge file, is not read until memory runs out."""
+    data = fh.read(limit + 1)
+    return None if len(data) > limit else data
+
+
 def read_input_bytes(path: str | Path, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> bytes:
     """The bytes of a file the user named, read once; a missing path, a folder or device (``/dev/null``), an
     unreadable file, or one larger than ``max_bytes`` (checked before reading, and the read stops there: the file
@@ -423,10 +431,10 @@ def read_input_bytes(path: str | Path, what: str = "file", max_bytes: int = MAX_
         if path.stat().st_size > max_bytes:
             raise too_big
         with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+            data = read_at_most(fh, max_bytes)
     except OSError as exc:
         raise US3LError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if len(data) > max_bytes:
+    if data is None:
         raise too_big
     return data
 
