@@ -311,7 +311,7 @@ def add_data_check(doc: dict[str, Any], data_check: dict[str, Any] | None) -> st
     (written before fingerprints were), or one of another fingerprint version, was measured on data that cannot be
     told from this: its ``data_check`` stays as it was, absent included, and the note says so, rather than the
     data's fingerprint now being stamped on its earlier numbers."""
-    from us3l.train.data_identity import comparable
+    from us3l.train.data_identity import comparable, fingerprint_version
 
     old = doc.get("data_check")
     recorded = (old or {}).get("fingerprint")
@@ -322,8 +322,8 @@ def add_data_check(doc: dict[str, Any], data_check: dict[str, Any] | None) -> st
         doc["data_check"] = {**(data_check or {}), **(old or {})}
         return None
     what = ("records no data fingerprint (written before us3l recorded one)" if recorded is None else
-            f"records a data fingerprint of another version ({str(recorded).split(':')[0]}, this us3l writes "
-            f"{now.split(':')[0]})")
+            f"records a data fingerprint of another version ({fingerprint_version(str(recorded))}, this us3l writes "
+            f"{fingerprint_version(now)})")
     return (f"{what}: its earlier numbers cannot be tied to {doc.get('data')} as it is now; its data_check is left "
             "as it was")
 

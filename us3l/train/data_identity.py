@@ -101,14 +101,19 @@ def _below_class(path: Any, class_name: str) -> str:
     return path.name
 
 
+def fingerprint_version(fingerprint: str) -> str:
+    """The version prefix of a fingerprint (``"v2"`` of ``"v2:<sha256>"``)."""
+    return fingerprint.split(":")[0]
+
+
 def _counterpart(recorded: Any, now: str) -> str | None:
     """The data's fingerprint to compare ``recorded`` with: ``now`` where of the same version, the data's fingerprint
     of ``recorded``'s version where ``now`` is a :class:`DataFingerprint` that computes it; else None (not compared:
     no fingerprint recorded, saved before fingerprints were, or of a version this code does not compute)."""
     if not isinstance(recorded, str):
         return None
-    version = recorded.split(":")[0]
-    if version == now.split(":")[0]:
+    version = fingerprint_version(recorded)
+    if version == fingerprint_version(now):
         return now
     return now.of_version(version) if isinstance(now, DataFingerprint) else None
 
