@@ -53,7 +53,8 @@ image the run trained on can be in the test split, but the test set is not the r
 of the ``num_test`` test images are byte-identical to a training image (``us3l.data.overlap``: copies under another
 name, links), 0 when none. ``us3l eval`` writes it; ``us3l eval --artifact`` writes it into a file it creates and,
 adding to a file, keeps the file's record, filling in only the fields it lacks where the file records the data's
-fingerprint; a file that records none keeps its record as it was (:func:`add_data_check`).
+fingerprint (of the data's version, or of version 1 compared at it); a file that records none, or one of a version
+not computed here, keeps its record as it was (:func:`add_data_check`).
 """
 
 from __future__ import annotations
@@ -308,8 +309,8 @@ def add_data_check(doc: dict[str, Any], data_check: dict[str, Any] | None) -> st
 
     Only a file that records a fingerprint comparable with the data's now (the same, as ``data_mismatch`` passed)
     was measured on this data, and gains what it lacks (a field written before it was). A file that records none
-    (written before fingerprints were), or one of another fingerprint version, was measured on data that cannot be
-    told from this: its ``data_check`` stays as it was, absent included, and the note says so, rather than the
+    (written before fingerprints were), or one of a version this code does not compute, was measured on data that
+    cannot be told from this: its ``data_check`` stays as it was, absent included, and the note says so, rather than the
     data's fingerprint now being stamped on its earlier numbers."""
     from us3l.train.data_identity import comparable, fingerprint_version
 
