@@ -243,3 +243,18 @@ def test_a_static_and_a_switchable_profile_of_one_device_are_refused(setup, tmp_
         assert not (tmp_path / "s").exists()
     assert main(["select", "--profile", str(switchable), "--accuracy", str(acc), "--latency-ms", "20", "--out",
                  str(tmp_path / "s")]) == 0  # either alone is one answer
+
+
+def test_a_devices_notes_carry_the_note_prefix_and_quiet_drops_them(write_profile, write_accuracy, tmp_path,
+                                                                    capsys) -> None:
+    """A device's notes (a width excluded, no 95% intervals) printed on stderr as "cpu: width 0.75 has no accuracy:
+    excluded", without the `note:` every other command's notes start with; `-q` still drops them."""
+    prof = write_profile([{"width": w, "latency": latency(p, p * 1.1, p * 1.2)} for w, p in ROWS])
+    acc = write_accuracy({0.25: 50.0, 0.5: 60.0, 1.0: 80.0})  # no 0.75
+    args = ["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "4", "--out", str(tmp_path)]
+    assert main(args) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert "note: cpu: width 0.75 has no accuracy: excluded" in err
+    assert not any(line.startswith("cpu: ") for line in err)
+    assert main([*args, "-q"]) == 0
+    assert "excluded" not in capsys.readouterr().err

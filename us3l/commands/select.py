@@ -157,9 +157,9 @@ def select_cmd(
         if result.metric == "macs":
             note("[yellow]note:[/yellow] no --accuracy file: MACs stand in for accuracy "
                  "(the widest width that fits wins)")
-        for d in result.devices:
+        for d in result.devices:  # as written: a device name or width is no markup
             for n in d.notes:
-                note(f"[dim]{d.device}: {n}[/dim]")
+                note(f"note: {d.device}: {n}", markup=False)
         note(f"wrote {path}" + (f" and {png}" if png else ""), markup=False)
     for gap in result.schedule_gaps:  # the rows say "none fits": an answer that fits other steps is no error
         note(f"note: infeasible schedule steps: {gap}", markup=False)
