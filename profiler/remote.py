@@ -20,7 +20,7 @@ from typing import Any
 from us3l.deploy.backends.openvino_devices import compile_failure
 from us3l.devices.ssh import ENDED_BY_SIGNAL, NO_EXIT_STATUS, RemoteProcess, SSHSession, exit_status
 from us3l.errors import US3LError
-from us3l.validate import MAX_THREADS, integer, number
+from us3l.validate import MAX_MEMORY_BYTES, MAX_THREADS, integer, number
 
 HERE = Path(__file__).resolve().parent
 RUNNER_FILES = (HERE / "remote_runner.py", HERE / "fingerprint.py")
@@ -37,10 +37,9 @@ MAX_ANSWER_BYTES = 4 << 20
 MAX_FINGERPRINT_BYTES = 64 << 10
 #: The longest runtime version a device's runner may report ("1.17.3", "2024.6.0-15805-6138d624dc1-releases/...").
 MAX_VERSION_CHARS = 200
-#: The largest memory figure a runner may report, in bytes: 2**50 (1 PiB), far above any device's memory. A larger
-#: or negative one (a damaged /proc, a broken runner) is refused when it arrives: it sized the window and was
-#: recorded as the profile's peak, or the profile was refused only when written, after the whole sweep.
-MAX_MEMORY_BYTES = 1 << 50
+#: The largest memory figure a runner may report, in bytes (``us3l.validate.MAX_MEMORY_BYTES``, 2**50). A larger or
+#: negative one (a damaged /proc, a broken runner) is refused when it arrives: it sized the window and was recorded
+#: as the profile's peak, or the profile was refused only when written, after the whole sweep.
 #: The numeric facts of the runner's answers (its ready line, load, unload and stat), each checked as it arrives:
 #: an integer from the least to the most value (None as most: the number of models it was given), null only where
 #: the runner may not know it (``proc_bytes`` without /proc, no memory limit).

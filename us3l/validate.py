@@ -22,6 +22,12 @@ MAX_THREADS = 1024
 MAX_BATCH = 4096
 MIN_INPUT_SIZE = 8  # pixels per side: the CIFAR ResNets' three stride-2 stages need 8 to keep one pixel
 MAX_INPUT_SIZE = 4096  # pixels per side: a 1x3x4096x4096 input is 200 MB of activations per layer
+#: The largest memory figure, in bytes: 2**50 (1 PiB), far above any device's memory. A remote runner's memory facts
+#: are refused above it when they arrive (``us3l.profiler.remote.FACTS``), so a memory limit given in MiB
+#: (``--max-memory-mb``, a device file's ``max_memory_mb``) is held to ``MAX_MEMORY_MB``: the runner reports it back
+#: in bytes.
+MAX_MEMORY_BYTES = 1 << 50
+MAX_MEMORY_MB = MAX_MEMORY_BYTES >> 20
 
 #: One path component: starts with a letter or digit, then letters, digits, '.', '_' or '-'; at most 64.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from us3l.cli import main
 
 
@@ -34,3 +36,28 @@ def test_cli_refuses_bad_limits(capsys):
             assert main(["profile", "--device", "cpu", "--model", "cifar_resnet18", flag, value]) == 1
             err = capsys.readouterr().err
             assert err.startswith("error:") and flag in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_bounds_max_memory_mb_by_what_a_runner_may_report(tmp_path, capsys):
+    """--max-memory-mb above 2**30 MiB was taken: a remote runner then reported a max_memory_bytes over 2**50, which
+    is refused when it arrives, and the sweep stopped with the runner's error about a value the user never typed.
+    Refused before any work, as the flag's other bad values; a device file's max_memory_mb too."""
+    from us3l.devices.spec import load_device_file
+    from us3l.errors import US3LError
+    from us3l.profiler.remote import FACTS
+    from us3l.validate import MAX_MEMORY_MB
+
+    assert MAX_MEMORY_MB << 20 == FACTS["max_memory_bytes"][1] == 2**50  # one bound, in MiB and in bytes
+    for value in ("1073741825", "1e12"):
+        assert main(["profile", "--device", "cpu", "--model", "cifar_resnet18", "--max-memory-mb", value,
+                     "--out", str(tmp_path / "p")]) == 1
+        assert capsys.readouterr().err == (f"error: --max-memory-mb must be at most 1073741824 (2**50 bytes), got "
+                                           f"{float(value)!r}\n")
+    assert not (tmp_path / "p").exists()
+    dev = tmp_path / "board.toml"
+    dev.write_text('name = "board"\nbackends = ["onnx"]\nmax_memory_mb = 1073741825\n')
+    with pytest.raises(US3LError, match=r"'max_memory_mb' must be a finite number of MiB > 0 and <= 1073741824 "
+                                        r"\(2\*\*50 bytes\), got 1073741825\.0$"):
+        load_device_file(dev)
+    dev.write_text('name = "board"\nbackends = ["onnx"]\nmax_memory_mb = 1073741824\n')
+    assert load_device_file(dev).max_memory_mb == MAX_MEMORY_MB
