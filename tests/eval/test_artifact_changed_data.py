@@ -103,3 +103,41 @@ def test_eval_artifact_does_not_stamp_the_datas_fingerprint_on_a_file_that_recor
             else "records no data fingerprint (written before us3l recorded one)")
     assert (f"note: {path} {what}: its earlier numbers cannot be tied to folder:{root} as it is now; its data_check "
             "is left as it was\n") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit", ["no data_check", "no fingerprint", "another fingerprint version", "as written"])
+def test_eval_drops_artifact_accuracies_of_a_file_that_records_no_fingerprint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: str) -> None:
+    """Plain ``us3l eval`` rewriting an accuracy.json that records no data fingerprint (written before us3l recorded
+    one) carried its artifact accuracies, measured on data nobody recorded, into the new file, which records the
+    data's fingerprint now: they were vouched for as of this data. Dropped with a note, as for a file of a changed
+    folder; a file that records the data's fingerprint keeps them."""
+    root, run, artifact = _run_and_artifact(tmp_path)
+    out = tmp_path / "out"
+    assert _eval(run, root, out, "--artifact", str(artifact)) == 0
+    path = out / "accuracy.json"
+    doc = json.loads(path.read_text())
+    assert doc["widths"][0]["precisions"]["fp32"]["onnx"]["knn_top1"] is not None
+    if edit == "no data_check":
+        del doc["data_check"]
+    elif edit == "no fingerprint":
+        del doc["data_check"]["fingerprint"], doc["data_check"]["train_test_overlaps"]
+    elif edit == "another fingerprint version":
+        doc["data_check"]["fingerprint"] = "v0:" + "0" * 64
+    path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert _eval(run, root, out, quiet=False) == 0
+    after = json.loads(path.read_text())
+    assert isinstance(after["data_check"]["fingerprint"], str)  # the data's now
+    err = capsys.readouterr().err
+    if edit == "as written":
+        assert after["widths"][0]["precisions"] == doc["widths"][0]["precisions"] and "dropped" not in err
+        return
+    from us3l.train.data_identity import FINGERPRINT_VERSION
+
+    what = (f"records a data fingerprint of another version (v0, this us3l writes v{FINGERPRINT_VERSION})"
+            if edit.startswith("another")
+            else "records no data fingerprint (written before us3l recorded one)")
+    assert (f"note: dropped the artifact accuracies of the previous accuracy.json: it {what}; they cannot be tied to "
+            f"folder:{root} as it is now\n") in err
+    assert "precisions" not in after["widths"][0]

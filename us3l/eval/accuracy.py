@@ -43,7 +43,8 @@ quantizer, calibration sha256). The width's own fields stay the PyTorch FP32 one
 entries over when it rewrites the file for the same checkpoint, data and kNN protocol (:func:`carry_precisions`);
 ``us3l eval --artifact`` adds to a file of the same ones only. The same data is the same path, test count and
 ``data_check.fingerprint`` (:func:`data_mismatch`): numbers measured on a folder before and after it changed are not
-comparable, and are never stored side by side.
+comparable, and are never stored side by side; ``us3l eval`` carries none from a file that records no fingerprint
+comparable with the data's (the rewritten file records the data's).
 
 ``data_check`` (optional, still schema 2) says what the test split was: ``fingerprint``, the data's fingerprint
 (``us3l.train.data_identity``: class names and both splits' samples); ``changed_since_training``, true where the
@@ -312,21 +313,30 @@ def add_data_check(doc: dict[str, Any], data_check: dict[str, Any] | None) -> st
     (written before fingerprints were), or one of a version this code does not compute, was measured on data that
     cannot be told from this: its ``data_check`` stays as it was, absent included, and the note says so, rather than the
     data's fingerprint now being stamped on its earlier numbers."""
-    from us3l.train.data_identity import comparable, fingerprint_version
-
     old = doc.get("data_check")
-    recorded = (old or {}).get("fingerprint")
-    now = (data_check or {}).get("fingerprint")
-    if not isinstance(now, str):  # nothing of the data's now that could be stamped on the file
+    what = _untied(doc, data_check)
+    if what is None:
+        if isinstance((data_check or {}).get("fingerprint"), str):  # (none now: nothing to add)
+            doc["data_check"] = {**(data_check or {}), **(old or {})}
         return None
-    if comparable(recorded, now):
-        doc["data_check"] = {**(data_check or {}), **(old or {})}
-        return None
-    what = ("records no data fingerprint (written before us3l recorded one)" if recorded is None else
-            f"records a data fingerprint of another version ({fingerprint_version(str(recorded))}, this us3l writes "
-            f"{fingerprint_version(now)})")
     return (f"{what}: its earlier numbers cannot be tied to {doc.get('data')} as it is now; its data_check is left "
             "as it was")
+
+
+def _untied(doc: dict[str, Any], data_check: dict[str, Any] | None) -> str | None:
+    """Why ``doc``'s numbers cannot be tied to the data whose record is ``data_check`` (the data measured now), or
+    None: ``doc`` records no fingerprint (written before us3l recorded one), or one of a version not computed here,
+    while the data's now has one. (None also when the data's now has none: nothing to tell them apart by.)"""
+    from us3l.train.data_identity import comparable, fingerprint_version
+
+    recorded = (doc.get("data_check") or {}).get("fingerprint")
+    now = (data_check or {}).get("fingerprint")
+    if not isinstance(now, str) or comparable(recorded, now):
+        return None
+    if recorded is None:
+        return "records no data fingerprint (written before us3l recorded one)"
+    return (f"records a data fingerprint of another version ({fingerprint_version(str(recorded))}, this us3l writes "
+            f"{fingerprint_version(now)})")
 
 
 def _row_of(rows: list[dict[str, Any]], width: float) -> dict[str, Any] | None:
@@ -357,7 +367,9 @@ def add_precision_entry(doc: dict[str, Any], width: float, precision: str, backe
 def carry_precisions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     """Copy ``old``'s per-precision artifact results into ``new`` (same widths, matched by ``_row_of``: 0.78125 is
     0.7813) when both are of the same checkpoint, data (path, test count and fingerprint: ``data_mismatch``) and
-    kNN protocol; returns notes about entries that could not be kept."""
+    kNN protocol; returns notes about entries that could not be kept. An ``old`` that records no fingerprint
+    comparable with the data's now (written before us3l recorded one) keeps none: ``new`` records the data's
+    fingerprint, which would vouch for numbers measured on data nobody recorded (as ``add_data_check`` refuses)."""
     if not old:
         return []
     kept = [(r["width"], r["precisions"]) for r in old.get("widths") or [] if r.get("precisions")]
@@ -367,6 +379,10 @@ def carry_precisions(old: dict[str, Any] | None, new: dict[str, Any]) -> list[st
                             new.get("protocols") or {}) or data_mismatch(old, new.get("data_check"))
     if why:
         return [f"dropped the artifact accuracies of the previous accuracy.json: {why}"]
+    untied = _untied(old, new.get("data_check"))
+    if untied:  # measured on data nobody recorded: the new file would tie them to this data's fingerprint
+        return [f"dropped the artifact accuracies of the previous accuracy.json: it {untied}; they cannot be tied to "
+                f"{new.get('data')} as it is now"]
     notes = []
     for w, precisions in kept:
         row = _row_of(new["widths"], float(w))
