@@ -808,3 +808,16 @@ def test_a_short_option_means_one_long_option_in_every_command() -> None:
     assert {long: forms for long, forms in by_long.items() if len(forms) > 1} == {}
     assert {s: longs for s, longs in by_short.items() if len(longs) > 1} == {}
     assert ("-c",) in by_long["--config"] and ("-q",) in by_long["--quiet"] and ("-d",) in by_long["--device"]
+
+
+def test_us3l_alone_prints_the_help_and_exits_2_as_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    """`us3l` with no command prints the help and exits 2 (Click's no_args_is_help: a usage error), which the
+    exit-code table of docs/cli.md (and the README's copy) did not say: a script's `us3l || ...` took it for a
+    failed command."""
+    assert main([]) == 2
+    cap = capsys.readouterr()
+    assert "Usage: us3l [OPTIONS] COMMAND [ARGS]..." in cap.out and "train" in cap.out
+    root = Path(__file__).resolve().parents[1]
+    for doc in ("docs/cli.md", "README.md"):
+        row = next(line for line in (root / doc).read_text(encoding="utf-8").splitlines() if line.startswith("| 2 |"))
+        assert "`us3l` alone, no command given, which prints the help on stdout" in row, doc
