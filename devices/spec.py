@@ -341,8 +341,8 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
             raise US3LError(f"{where}: 'tensorrt_version': {exc}") from None
     if "max_memory_mb" in d:
         value = float(_expect(d, "max_memory_mb", (int, float), where))
-        if not (math.isfinite(value) and 0 < value <= MAX_MEMORY_MB):  # reported back in bytes, up to 2**50
-            raise US3LError(f"{where}: 'max_memory_mb' must be a finite number of MiB > 0 and <= {MAX_MEMORY_MB} "
+        if not (math.isfinite(value) and 1 <= value <= MAX_MEMORY_MB):  # reported back in bytes, up to 2**50
+            raise US3LError(f"{where}: 'max_memory_mb' must be a finite number of MiB from 1 to {MAX_MEMORY_MB} "
                             f"(2**50 bytes), got {value!r}")
         kw["max_memory_mb"] = value
     if "measure" in d:

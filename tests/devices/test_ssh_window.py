@@ -48,15 +48,15 @@ def test_cli_bounds_max_memory_mb_by_what_a_runner_may_report(tmp_path, capsys):
     from us3l.validate import MAX_MEMORY_MB
 
     assert MAX_MEMORY_MB << 20 == FACTS["max_memory_bytes"][1] == 2**50  # one bound, in MiB and in bytes
-    for value in ("1073741825", "1e12"):
+    for value in ("1073741825", "1e12", "0.5", "1e-07"):
         assert main(["profile", "--device", "cpu", "--model", "cifar_resnet18", "--max-memory-mb", value,
                      "--out", str(tmp_path / "p")]) == 1
-        assert capsys.readouterr().err == (f"error: --max-memory-mb must be at most 1073741824 (2**50 bytes), got "
-                                           f"{float(value)!r}\n")
+        assert capsys.readouterr().err == ("error: --max-memory-mb must be from 1 to 1073741824 MiB (2**50 bytes), "
+                                           f"got {float(value)!r}\n")
     assert not (tmp_path / "p").exists()
     dev = tmp_path / "board.toml"
     dev.write_text('name = "board"\nbackends = ["onnx"]\nmax_memory_mb = 1073741825\n')
-    with pytest.raises(US3LError, match=r"'max_memory_mb' must be a finite number of MiB > 0 and <= 1073741824 "
+    with pytest.raises(US3LError, match=r"'max_memory_mb' must be a finite number of MiB from 1 to 1073741824 "
                                         r"\(2\*\*50 bytes\), got 1073741825\.0$"):
         load_device_file(dev)
     dev.write_text('name = "board"\nbackends = ["onnx"]\nmax_memory_mb = 1073741824\n')

@@ -221,9 +221,10 @@ def profile_cmd(
                         ("--max-memory-mb", max_memory_mb), ("--max-total-seconds", max_total_seconds)):
         if value is not None:  # nan / inf / 0: worded as every command words the flag
             number(value, flag, positive=True)
-    if max_memory_mb is not None and max_memory_mb > MAX_MEMORY_MB:  # the runner reports it back in bytes, refused
-        # above 2**50 when it arrives: the sweep stopped at its first device with a remote runner's error
-        raise US3LError(f"--max-memory-mb must be at most {MAX_MEMORY_MB} (2**50 bytes), got {max_memory_mb!r}")
+    if max_memory_mb is not None and not 1 <= max_memory_mb <= MAX_MEMORY_MB:  # the runner reports it back in
+        # bytes, refused above 2**50 when it arrives (and a fraction of a MiB rounded to 0 bytes, refused below 1): the
+        # sweep stopped at its first device with a remote runner's error
+        raise US3LError(f"--max-memory-mb must be from 1 to {MAX_MEMORY_MB} MiB (2**50 bytes), got {max_memory_mb!r}")
     try:  # out of range (--target-ci 1): refused before any model is built
         policy = spec.policy.replace(target_rel_ci=target_ci, max_seconds=max_seconds)
     except ValueError as exc:  # the policy names its fields; the user typed the flags
