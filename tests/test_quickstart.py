@@ -631,3 +631,36 @@ def test_the_export_and_int8_steps_load_the_run_once(tmp_path: Path, monkeypatch
     qs._run_pipeline(opts)
     assert steps["export"] == "reused" and steps["int8"] == "failed"
     assert len(loads) == 1
+
+
+def test_the_report_step_warns_as_us3l_report_does_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The report step printed only some of `us3l report`'s warnings (unchecked widths, unrendered sections), from a
+    list of its own: accuracies measured on data changed since training, and unreadable files, went unsaid on the
+    terminal. Both print ``Report.warnings`` now; the pipeline renders the page twice and warns once. Every step but
+    the report is stubbed; the folder is a pipeline folder with such an accuracy.json and a broken profile."""
+    from tests.report.conftest import make_accuracy, make_manifest, make_profile, make_run, make_selection
+    from us3l.commands import quickstart as qs
+    from us3l.eval.accuracy import save_accuracy
+    from us3l.report.data_check import CHANGED_NOTE
+
+    out = tmp_path / "qs"
+    make_run(out)
+    acc = make_accuracy(out)
+    doc = json.loads(acc.read_text())
+    doc["data_check"] = {"fingerprint": "v1:" + "0" * 64, "changed_since_training": True, "train_test_overlaps": 0}
+    save_accuracy(doc, acc)
+    make_profile(out, "onnx")
+    (out / "profiles" / "broken.json").write_text("{not json", encoding="utf-8")
+    make_selection(out)
+    make_manifest(out)
+    assert main(["report", str(out), "--quiet"]) == 0
+    expected = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert f"warning: {acc}: {CHANGED_NOTE}" in expected
+    assert any("broken.json" in line for line in expected)  # the unreadable file
+
+    for step in ("_train", "_evaluate", "_profile", "_select", "_export"):
+        monkeypatch.setattr(qs, step, lambda *a, **k: ("reused", []))
+    monkeypatch.setattr(qs, "_widths", lambda *a: [0.25, 1.0])
+    qs._run_pipeline(qs.QuickstartOptions(out=out, latency_ms=1.0, backends=("onnx",), int8=False))
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")] == expected

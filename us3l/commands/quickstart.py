@@ -711,12 +711,13 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
 
 
 def _write_report(out: Path) -> Path:
-    """The report step: ``out/report.html``, and a warning for sections that could not be rendered at all (no
-    matplotlib: no figure), which the page alone would not tell on the terminal."""
+    """The report step: ``out/report.html``, and the warnings ``us3l report`` prints (``Report.warnings``), which
+    the page alone would not tell on the terminal. Only this first render warns: the pipeline's second one (once
+    summary.json exists) writes the page silently."""
     from us3l.report import render_report, save_report
 
     report = render_report(out)
-    for line in report.unchecked_widths() + report.problems():
+    for line in report.warnings():
         warn(escape(line))
     return save_report(report)
 

@@ -45,6 +45,6 @@ def report_cmd(
         return
     for key in report.missing():
         note(f"note: section '{key}' is missing its input", markup=False)
-    for line in report.errors() + report.unchecked_widths() + report.data_warnings() + report.problems():
+    for line in report.warnings():
         warn(escape(line))
     result(str(path))

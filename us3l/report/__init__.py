@@ -5,7 +5,7 @@ Public API::
     from us3l.report import write_report, render_report
     path = write_report("quickstart_out")               # -> quickstart_out/report.html (atomic write)
     rep = render_report("quickstart_out")               # Report(html, sections, files); nothing written
-    rep.rendered(), rep.missing(), rep.errors()
+    rep.rendered(), rep.missing(), rep.errors(), rep.warnings()
 
 The folder layout is the one ``us3l quickstart`` writes: ``run/``, ``accuracy.json``, ``profiles/*.json``,
 ``selection.json``, ``artifacts/<device>/<name>/manifest.json`` and ``summary.json``. Whatever is present is
@@ -74,6 +74,12 @@ class Report:
         acc = self.files.accuracy
         line = data_check_warning(acc.path, acc.doc) if acc is not None and acc.ok and acc.doc is not None else None
         return [] if line is None else [line]
+
+    def warnings(self) -> list[str]:
+        """Every stderr line (without ``warning:``) the report has for the terminal, which the page alone would
+        not tell there: unreadable files, unchecked artifact widths, accuracies on questionable data, sections not
+        rendered. ``us3l report`` and the report step of ``us3l quickstart`` both print these."""
+        return self.errors() + self.unchecked_widths() + self.data_warnings() + self.problems()
 
     def problems(self) -> list[str]:
         """One line per reason that sections could not be rendered at all (e.g. matplotlib is not installed: no
