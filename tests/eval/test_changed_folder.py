@@ -118,6 +118,29 @@ def test_a_new_run_is_evaluated_on_its_folder_changed_where_no_training_image_is
         "the folder as it was, or evaluate on a folder with explicit train/ and test/ subfolders\n")
 
 
+def test_an_eval_on_the_runs_own_folder_computes_its_fingerprint_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's own automatically split folder: the check that it is unchanged (``check_split_unchanged``) and the
+    data_check record of accuracy.json each computed the data's fingerprint, each an os.stat of every image; now
+    once, passed on. The record is the same."""
+    import us3l.train.data_identity as identity
+
+    folder = _auto_folder(tmp_path / "imgs")
+    config = write_tiny_config(tmp_path / "tiny.yaml", folder, epochs=1, schedule="none", knn_widths=[1.0])
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0
+    calls: list[int] = []
+    real = identity.data_fingerprint
+    monkeypatch.setattr(identity, "data_fingerprint", lambda *a: calls.append(1) or real(*a))
+    out = tmp_path / "out"
+    assert main(["eval", "--ckpt", str(run), "--data", f"folder:{folder}", "--widths", "1", "--batches", "1",
+                 "--no-baselines", "--quiet", "--out", str(out)]) == 0
+    assert len(calls) == 1
+    check = json.loads((out / "accuracy.json").read_text())["data_check"]
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert check["fingerprint"] == meta["data"]["fingerprint"] and check["changed_since_training"] is False
+
+
 def test_other_data_and_split_folders_are_not_compared(tmp_path: Path) -> None:
     """Evaluating a run on other data is legitimate; a folder with split folders keeps its test split whatever is
     added; a fingerprint of another version, or a relative spec recorded before 2026-12-07, is not compared."""

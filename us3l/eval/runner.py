@@ -295,12 +295,12 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int, 
     (``data_check.train_test_overlaps``: ``us3l.data.overlap``)."""
     from us3l.data.folder import check_first_images, eval_transform_for
     from us3l.data.overlap import count_overlaps
-    from us3l.train.data_identity import checked_splits, data_fingerprint, with_anchored_record
+    from us3l.train.data_identity import checked_splits, with_anchored_record
     from us3l.train.knn import dataset_labels, effective_k, stratified_indices, subset_dataset
 
     trained = with_anchored_record(meta.get("data"), typed)
-    train_ds, test_ds, changed = checked_splits(spec, input_size, trained)
-    data_check: dict[str, Any] = {"fingerprint": data_fingerprint(train_ds, test_ds), "changed_since_training": changed}
+    train_ds, test_ds, changed, fingerprint = checked_splits(spec, input_size, trained)
+    data_check: dict[str, Any] = {"fingerprint": fingerprint, "changed_since_training": changed}
     if changed:
         from rich.markup import escape
 

@@ -145,7 +145,7 @@ def split_record(spec: str, train_ds: Any, test_ds: Any, rule: int) -> dict[str,
     return record
 
 
-def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any) -> bool:
+def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any, now: str | None = None) -> bool:
     """Refuse (one line) the splits ``train_ds``/``test_ds`` of ``spec`` where ``spec`` is the folder a run trained
     on (``trained``: its checkpoint.json's ``data``), split automatically (no ``train/`` folder), and changed since
     (its fingerprint differs), unless no image the run trained on can be in the test split now. Under split rule 1
@@ -157,11 +157,15 @@ def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any) 
     the test set differs from the run's). Other data (another folder, a folder with split folders, CIFAR, the
     built-in sets) is not compared (returns False): evaluating on it is legitimate. A run that recorded its folder as
     a relative path (before 2026-12-07) is compared where that path, taken from the working directory, is ``spec``
-    (``with_anchored_record``); without a fingerprint to compare it is refused."""
+    (``with_anchored_record``); without a fingerprint to compare it is refused. ``now``: the splits'
+    ``data_fingerprint`` where the caller has it already (each computation stats every image); else computed here,
+    where compared."""
     folder = _trained_auto_split(trained, spec)
     if folder is None:
         return False
-    recorded, now = trained.get("fingerprint"), data_fingerprint(train_ds, test_ds)
+    recorded = trained.get("fingerprint")
+    if now is None:
+        now = data_fingerprint(train_ds, test_ds)
     relative = trained.get(_RELATIVE)
     if relative is not None and not comparable(recorded, now):
         raise US3LError(f"cannot tell whether {folder} is the data this run trained on: its checkpoint.json records "
@@ -204,16 +208,26 @@ def _trained_test_image(forced: Any, folder: Path, test_ds: Any) -> str | None:
 def load_checked_splits(spec: str, image_size: int | None, trained: Any) -> tuple[Any, Any]:
     """``us3l.data.load_splits(spec, image_size)`` with the run's split rule, refused where ``check_split_unchanged``
     refuses them."""
-    return checked_splits(spec, image_size, trained)[:2]
+    spec, train_ds, test_ds = _run_splits(spec, image_size, trained)
+    check_split_unchanged(trained, spec, train_ds, test_ds)
+    return train_ds, test_ds
 
 
-def checked_splits(spec: str, image_size: int | None, trained: Any) -> tuple[Any, Any, bool]:
-    """:func:`load_checked_splits` and whether they are the run's own folder changed since, allowed (rule 2)."""
+def checked_splits(spec: str, image_size: int | None, trained: Any) -> tuple[Any, Any, bool, DataFingerprint]:
+    """:func:`load_checked_splits`, whether they are the run's own folder changed since, allowed (rule 2), and their
+    ``data_fingerprint``: computed once, for the check and the caller's record (``us3l eval``'s ``data_check``)."""
+    spec, train_ds, test_ds = _run_splits(spec, image_size, trained)
+    fingerprint = data_fingerprint(train_ds, test_ds)
+    return train_ds, test_ds, check_split_unchanged(trained, spec, train_ds, test_ds, fingerprint), fingerprint
+
+
+def _run_splits(spec: str, image_size: int | None, trained: Any) -> tuple[str, Any, Any]:
+    """``spec`` anchored (its images' paths below the folder are what rule 2 and its check key on) and its splits
+    under the run's split rule."""
     from us3l.data.datasets import anchored_data_spec, load_splits
 
-    spec = anchored_data_spec(spec)  # its images' paths below the folder are what rule 2 and its check key on
-    train_ds, test_ds = load_splits(spec, image_size, split_rule_of(trained))
-    return train_ds, test_ds, check_split_unchanged(trained, spec, train_ds, test_ds)
+    spec = anchored_data_spec(spec)
+    return (spec, *load_splits(spec, image_size, split_rule_of(trained)))
 
 
 def load_checked_train_split(spec: str, image_size: int | None, trained: Any) -> Any:
