@@ -17,7 +17,7 @@ from typing import IO, Protocol
 from us3l.devices import ssh
 from us3l.devices.ssh import CommandResult, OutputTooLarge
 from us3l.errors import US3LError
-from us3l.io import owned_temp_dir
+from us3l.io import owned_temp_dir, read_at_most
 
 
 class Executor(Protocol):
@@ -113,8 +113,8 @@ class LocalExecutor:
         further), as ``SSHSession.read_text`` reads one on a device."""
         limit = ssh.MAX_OUTPUT_BYTES
         with open(remote, "rb") as fh:
-            data = fh.read(limit + 1)
-        if len(data) > limit:
+            data = read_at_most(fh, limit)
+        if data is None:
             raise OutputTooLarge(f"reading {remote} failed: the file is larger than {limit >> 20} MiB, which no file "
                                  "us3l reads back is")
         return _text(data)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from us3l.io import file_sha256
+
 #: The bytes hashed first; the whole file is hashed only where these agree with a training file's.
 HEAD_BYTES = 64 * 1024
-_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,23 +35,16 @@ class Overlap:
     first: tuple[Path, Path] | None = None
 
 
-def _digest(path: Path, limit: int | None) -> bytes | None:
+def _digest(path: Path, limit: int | None) -> str | None:
     """sha256 of the first ``limit`` bytes of ``path`` (all of it: None); None where it cannot be read (the data
     loader reports such a file when it reads it)."""
-    h = hashlib.sha256()
     try:
+        if limit is None:
+            return file_sha256(path)
         with open(path, "rb") as f:
-            left = limit
-            while left is None or left > 0:
-                chunk = f.read(_CHUNK if left is None else min(_CHUNK, left))
-                if not chunk:
-                    break
-                h.update(chunk)
-                if left is not None:
-                    left -= len(chunk)
+            return hashlib.sha256(f.read(limit)).hexdigest()
     except OSError:
         return None
-    return h.digest()
 
 
 @dataclass(frozen=True)
@@ -77,19 +71,19 @@ class _Index:
 
     def __init__(self, files: list[_File]) -> None:
         self.files = files
-        self._by_head: dict[bytes | None, list[_File]] | None = None
-        self._by_full: dict[bytes | None, dict[bytes | None, list[Path]]] = {}
+        self._by_head: dict[str | None, list[_File]] | None = None
+        self._by_full: dict[str | None, dict[str | None, list[Path]]] = {}
 
-    def with_head(self, head: bytes) -> list[_File]:
+    def with_head(self, head: str) -> list[_File]:
         if self._by_head is None:
             self._by_head = defaultdict(list)
             for t in self.files:
                 self._by_head[_digest(t.path, HEAD_BYTES)].append(t)
         return self._by_head.get(head, [])
 
-    def with_content(self, head: bytes, full: bytes) -> list[Path]:
+    def with_content(self, head: str, full: str) -> list[Path]:
         if head not in self._by_full:
-            by_full: dict[bytes | None, list[Path]] = defaultdict(list)
+            by_full: dict[str | None, list[Path]] = defaultdict(list)
             for t in self.with_head(head):
                 by_full[_digest(t.path, None)].append(t.path)
             self._by_full[head] = by_full
