@@ -37,12 +37,11 @@ MAX_ANSWER_BYTES = 4 << 20
 MAX_FINGERPRINT_BYTES = 64 << 10
 #: The longest runtime version a device's runner may report ("1.17.3", "2024.6.0-15805-6138d624dc1-releases/...").
 MAX_VERSION_CHARS = 200
-#: The largest memory figure a runner may report, in bytes (``us3l.validate.MAX_MEMORY_BYTES``, 2**50). A larger or
-#: negative one (a damaged /proc, a broken runner) is refused when it arrives: it sized the window and was recorded
-#: as the profile's peak, or the profile was refused only when written, after the whole sweep.
 #: The numeric facts of the runner's answers (its ready line, load, unload and stat), each checked as it arrives:
 #: an integer from the least to the most value (None as most: the number of models it was given), null only where
-#: the runner may not know it (``proc_bytes`` without /proc, no memory limit).
+#: the runner may not know it (``proc_bytes`` without /proc, no memory limit). Memory figures go up to
+#: ``us3l.validate.MAX_MEMORY_BYTES`` (2**50): a larger or negative one (a damaged /proc, a broken runner) sized the
+#: window and was recorded as the profile's peak, or the profile was refused only when written, after the sweep.
 FACTS: dict[str, tuple[int, int | None, bool]] = {
     "rss_bytes": (1, MAX_MEMORY_BYTES, True),
     "peak_rss_bytes": (1, MAX_MEMORY_BYTES, True),
