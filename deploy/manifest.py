@@ -51,10 +51,9 @@ def build_manifest(
     An INT8 artifact's quantizer facts (``artifact.extras["quantization"]``) and its ``calibration`` set's
     description become the top-level ``quantization`` section."""
     backend = get_backend(artifact.backend)
-    root = artifact.path.parent
     if data is None:
         data = read_written_files(artifact.path, artifact.files)
-    hashes = {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}
+    hashes = sha256_of(data)
     extras = dict(artifact.extras)
     trt = extras.pop("tensorrt", None)
     quant = extras.pop("quantization", None)
@@ -85,8 +84,8 @@ def build_manifest(
         verification={**verification.to_dict(), "inputs": verification_inputs},
         artifact={
             "file": artifact.path.name,
-            "sha256": hashes[artifact.path.relative_to(root).as_posix()],
-            "files": {f.relative_to(root).as_posix(): hashes[f.relative_to(root).as_posix()] for f in artifact.files},
+            "sha256": hashes[artifact.path.name],
+            "files": hashes,
         },
     )
     if quant is not None or calibration is not None:
@@ -104,6 +103,11 @@ def read_written_files(path: Path, files: Sequence[Path]) -> dict[str, bytes]:
     (``read_artifact_files`` is the reader's side: bytes checked against those hashes)."""
     root = Path(path).parent
     return {Path(f).relative_to(root).as_posix(): Path(f).read_bytes() for f in files}
+
+
+def sha256_of(data: Mapping[str, bytes]) -> dict[str, str]:
+    """The sha256 of each of ``data``'s files (``read_written_files``: name -> bytes), as a manifest records them."""
+    return {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}
 
 
 def _shape(shape: tuple[int, ...], dynamic_batch: bool) -> list[int | str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from us3l.deploy.export import (
     verification_inputs,
     whole_batches,
 )
-from us3l.deploy.manifest import MANIFEST_FILE, read_written_files
+from us3l.deploy.manifest import MANIFEST_FILE, read_written_files, sha256_of
 from us3l.deploy.staging import clean_stale, staging_prefix
 from us3l.deploy.switchable import INDEX_NAME, META_PER_WIDTH, OPSET, build_switchable, record_metadata
 from us3l.deploy.switchable_runtime import open_switchable
@@ -299,7 +298,7 @@ def _manifest(
     """The switchable manifest; ``data``: the artifact's files as verified (name -> bytes), whose sizes and sha256
     it records (not a later read of the files)."""
     batch: int | str = "batch" if dynamic_batch else shape[0]
-    hashes = {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}
+    hashes = sha256_of(data)
     artifact_bytes = sum(len(b) for b in data.values())
     per_width = [
         {
