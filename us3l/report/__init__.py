@@ -68,12 +68,8 @@ class Report:
 
     def data_warnings(self) -> list[str]:
         """One line per accuracy file measured on data changed since training or with test images identical to
-        training images (noted on the page too)."""
-        from us3l.report.data_check import data_check_warning
-
-        acc = self.files.accuracy
-        line = data_check_warning(acc.path, acc.doc) if acc is not None and acc.ok and acc.doc is not None else None
-        return [] if line is None else [line]
+        training images (noted on the page too): its ``data_checks`` notes."""
+        return [f"{r['path']}: {'; '.join(r['notes'])}" for r in self.data_checks() if r["notes"]]
 
     def warnings(self) -> list[str]:
         """Every stderr line (without ``warning:``) the report has for the terminal, which the page alone would

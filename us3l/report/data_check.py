@@ -45,9 +45,3 @@ def data_check_record(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
         "train_test_overlaps": _overlaps(doc),
         "notes": data_check_notes(doc),
     }
-
-
-def data_check_warning(path: Path, doc: dict[str, Any]) -> str | None:
-    """One stderr line (without ``warning:``) for the accuracy file ``path``, None when it has no note."""
-    notes = data_check_notes(doc)
-    return f"{path}: {'; '.join(notes)}" if notes else None
