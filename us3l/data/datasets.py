@@ -26,7 +26,14 @@ from us3l.data.loader import loader_batches
 from us3l.data.safe_pickle import safe_unpickle
 from us3l.data.shapes import CLASSES as SHAPE_CLASSES
 from us3l.data.shapes import generate_shapes
-from us3l.data.split_rule import COUNT_RULE, CURRENT_SPLIT_RULE, check_split_rule, path_hash_split, split_key
+from us3l.data.split_rule import (
+    COUNT_RULE,
+    CURRENT_SPLIT_RULE,
+    TEST_FRACTION,
+    check_split_rule,
+    path_hash_split,
+    split_key,
+)
 from us3l.data.tree import IMAGE_EXTENSIONS, ClassFolders, holds_files, image_files, skipped
 from us3l.errors import US3LError
 
@@ -47,7 +54,6 @@ BUILTIN_TEST = 1000
 BUILTIN_SIZE = 32
 BUILTIN_SEED = 0
 FOLDER_SEED = 0
-TEST_FRACTION = 0.2
 DEFAULT_FOLDER_SIZE = 224
 SPLITS = ("train", "test")
 SPEC_FORMS = "builtin, digits, cifar10:PATH, cifar100:PATH, folder:PATH, or an existing ImageFolder directory"
