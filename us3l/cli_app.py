@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from us3l.validate import plain_number_text
+from us3l.validate import given_twice, plain_number_text
 
 try:  # Click's exceptions: typer >= 0.26 vendors Click as typer._click, earlier releases use Click itself
     from typer._click import exceptions as click_exceptions
@@ -122,8 +122,8 @@ def _once(option: Any, given: dict[int, list[str]], ctx: Any) -> Any:
         seen.append(str(said))
         if len(seen) > 1:
             name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
-            values = "" if option.action == "store_const" and len(set(seen)) == 1 else f" ({', '.join(seen)})"
-            raise click_exceptions.BadOptionUsage(name, f"{name} given twice{values}: give it once", ctx=ctx)
+            raise click_exceptions.BadOptionUsage(name, given_twice(name, seen, option.action == "store_const"),
+                                                  ctx=ctx)
         process(value, state)
 
     return once

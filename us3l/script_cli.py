@@ -52,8 +52,9 @@ class ArgumentParser(argparse.ArgumentParser):
         name, seen = self._given.setdefault(action.dest, (name, []))
         seen.append(option_string if switch else self._text)
         if len(seen) > 1:
-            values = "" if switch and len(set(seen)) == 1 else f" ({', '.join(seen)})"
-            self.error(f"{name} given twice{values}: give it once")
+            from us3l.validate import given_twice
+
+            self.error(given_twice(name, seen, switch))
 
     def error(self, message: str) -> NoReturn:
         from us3l.cli import _one_line

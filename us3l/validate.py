@@ -156,6 +156,15 @@ def plain_number_text(text: str) -> bool:
     return "_" not in text and text.isascii()
 
 
+def given_twice(name: str, seen: list[str], switch: bool) -> str:
+    """The usage error for the single-valued option ``name`` given more than once (``seen``: what each occurrence
+    said, a switch's spelling or an option's value), worded alike by the ``us3l`` commands
+    (``us3l.cli_app.refuse_repeats``) and the benchmarks' scripts (``us3l.script_cli``): the values are named unless
+    a switch was spelled the same way each time."""
+    values = "" if switch and len(set(seen)) == 1 else f" ({', '.join(seen)})"
+    return f"{name} given twice{values}: give it once"
+
+
 #: A number as a flag takes it: ASCII digits, an optional sign, point and exponent (``0.25``, ``.5``, ``1e-1``).
 _DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 #: Spellings float() reads that the bounds check then names ("nan", "inf": not a finite number).
