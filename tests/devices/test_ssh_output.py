@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bounded_reads import check_bounded_reads
 from us3l.cli import main
 from us3l.devices.spec import load_device_file
 from us3l.devices.ssh import SSHSession
@@ -114,27 +115,9 @@ def test_a_commands_output_and_a_remote_file_are_read_bounded(loopback_ssh, tmp_
     ``read_text`` a remote file (trtexec's --exportTimes) to its end, however large: a device printing without end
     filled the host's memory. Now each call reads at most MAX_OUTPUT_BYTES (here lowered to 1 MiB) and says so."""
     from us3l.devices import ssh
-    from us3l.devices.ssh import OutputTooLarge
 
     assert ssh.MAX_OUTPUT_BYTES == 64 << 20  # the documented bound (docs/profiling.md)
     monkeypatch.setattr(ssh, "MAX_OUTPUT_BYTES", 1 << 20)
     spec = load_device_file(_device(loopback_ssh, tmp_path))
-    pid_file = tmp_path / "pid"
     with SSHSession(spec.reach) as s:
-        with pytest.raises(OutputTooLarge) as info:  # was read whole: 2 MB returned
-            s.run(["sh", "-c", f'echo $$ > "{pid_file}"; head -c 2000000 /dev/zero; exec sleep 30'], timeout=20)
-        assert str(info.value) == (f"remote command on {loopback_ssh.url} wrote more than 1 MiB to its standard "
-                                   f"output, which no command us3l runs does: sh -c 'echo $$ > \"{pid_file}\"; "
-                                   f"head -c 2000000 /dev/zero; exec sleep 30'")
-        with pytest.raises(ProcessLookupError):  # stopped on the device, not left printing
-            os.kill(int(pid_file.read_text()), 0)
-        res = s.run(["sh", "-c", "head -c 1048576 /dev/zero; head -c 2000000 /dev/zero | tr '\\0' e >&2; "
-                     "printf x >&2"], timeout=20)
-        assert (len(res.stdout), len(res.stderr), res.stderr[-2:]) == (1 << 20, 1 << 20, "ex")  # stderr: its end
-        (tmp_path / "big").write_bytes(b"t" * 2000000)
-        with pytest.raises(OutputTooLarge) as info:  # was read whole
-            s.read_text(str(tmp_path / "big"))
-        assert str(info.value) == (f"reading {loopback_ssh.url}:{tmp_path / 'big'} failed: the file is larger than "
-                                   "1 MiB, which no file us3l reads back is")
-        (tmp_path / "fits").write_bytes(b"t" * (1 << 20))
-        assert len(s.read_text(str(tmp_path / "fits"))) == 1 << 20
+        check_bounded_reads(s, tmp_path, f"remote command on {loopback_ssh.url}", f"{loopback_ssh.url}:", timeout=20)

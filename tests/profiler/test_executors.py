@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.bounded_reads import check_bounded_reads
 from us3l.devices import ssh
-from us3l.devices.ssh import OutputTooLarge
 from us3l.errors import US3LError
 from us3l.profiler.executors import LocalExecutor
 
@@ -20,26 +18,7 @@ def test_a_commands_output_and_a_file_are_read_bounded(tmp_path: Path, monkeypat
     however large, where ``SSHSession`` reads at most ``devices.ssh.MAX_OUTPUT_BYTES`` (here lowered to 1 MiB) and
     says so: trtexec printing without end on the board filled the memory."""
     monkeypatch.setattr(ssh, "MAX_OUTPUT_BYTES", 1 << 20)
-    ex = LocalExecutor(60)
-    pid_file = tmp_path / "pid"
-    argv = ["sh", "-c", f'echo $$ > "{pid_file}"; head -c 2000000 /dev/zero; exec sleep 30']
-    t0 = time.monotonic()
-    with pytest.raises(OutputTooLarge) as info:  # was read whole: 2 MB returned after 30 s
-        ex.run(argv)
-    assert time.monotonic() - t0 < 20  # stopped, not waited for
-    assert str(info.value) == ("command wrote more than 1 MiB to its standard output, which no command us3l runs "
-                               f"does: sh -c 'echo $$ > \"{pid_file}\"; head -c 2000000 /dev/zero; exec sleep 30'")
-    with pytest.raises(ProcessLookupError):  # killed, not left printing
-        os.kill(int(pid_file.read_text()), 0)
-    res = ex.run(["sh", "-c", "head -c 1048576 /dev/zero; head -c 2000000 /dev/zero | tr '\\0' e >&2; printf x >&2"])
-    assert (res.returncode, len(res.stdout), len(res.stderr), res.stderr[-2:]) == (0, 1 << 20, 1 << 20, "ex")
-    (tmp_path / "big").write_bytes(b"t" * 2000000)
-    with pytest.raises(OutputTooLarge) as info:  # was read whole
-        ex.read_text(str(tmp_path / "big"))
-    assert str(info.value) == (f"reading {tmp_path / 'big'} failed: the file is larger than 1 MiB, which no file "
-                               "us3l reads back is")
-    (tmp_path / "fits").write_bytes(b"t" * (1 << 20))
-    assert len(ex.read_text(str(tmp_path / "fits"))) == 1 << 20
+    assert check_bounded_reads(LocalExecutor(60), tmp_path, "command", "") < 20  # stopped, not waited for
 
 
 def test_run_keeps_its_answers(tmp_path: Path) -> None:
