@@ -85,8 +85,13 @@ def note_switches(model: Any, what: str) -> None:
              f"{', '.join(f'{s:g}' for s in switches)}", markup=False)
 
 
-def warn(message: str) -> None:
-    """A warning on stderr (always printed)."""
+def warn(message: str, markup: bool = True) -> None:
+    """A warning on stderr (always printed); ``markup=False``: ``message`` is plain text (a path or a device name
+    with ``[`` is not read as rich markup), as ``note`` takes it."""
+    if not markup:
+        from rich.markup import escape
+
+        message = escape(message)
     err_console().print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 

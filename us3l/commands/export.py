@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.markup import escape
 
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import Col, Progress, deprecated, note, print_table, set_quiet, set_threads, warn
@@ -57,9 +56,9 @@ def _jobs(
             if not same:
                 others = ", ".join(sorted({str(d.get("backend")) for d in ds}))
                 # a warning (printed under -q too): the budget was checked on another runtime's latencies
-                warn(escape(f"{name}: the width was chosen on {others} latencies, exported to {backend}: its "
-                            f"latency on {backend} was not checked against the budget (profile {backend} and run "
-                            "us3l select on it)"))
+                warn(f"{name}: the width was chosen on {others} latencies, exported to {backend}: its "
+                     f"latency on {backend} was not checked against the budget (profile {backend} and run "
+                     "us3l select on it)", markup=False)
             entries.extend(same or ds)
     jobs: list[tuple[float, str | None]] = []
     for d in entries:

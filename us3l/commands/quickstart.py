@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from us3l.cli_app import app, console, emit_json
 from us3l.cli_output import Col, deprecated, is_quiet, print_table, set_quiet, warn
@@ -103,8 +102,8 @@ def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
         return "resumed", [str(run_dir)]
     check_batches(len(loaded.train), cfg, 1)
     if changes:  # it is replaced once the new run has saved its first checkpoint: say so first
-        warn(escape(f"{run_dir} holds a run trained with other settings ({', '.join(changes)}); training a new one "
-                    "replaces it (keep it: Ctrl-C now, or choose another --out)"))
+        warn(f"{run_dir} holds a run trained with other settings ({', '.join(changes)}); training a new one "
+             "replaces it (keep it: Ctrl-C now, or choose another --out)", markup=False)
     result = run_training(cfg, resume=False, overwrite=True, loaded=loaded)
     _check_training(result)
     return "ran", [str(run_dir)]
@@ -507,7 +506,7 @@ def _int8(
             raise
         error = f"{type(exc).__name__}: {exc} (set US3L_DEBUG=1 for the traceback)"
     entry.update(status="failed", error=error)
-    warn(escape(f"INT8 line skipped, the quickstart goes on without it: {error}"))
+    warn(f"INT8 line skipped, the quickstart goes on without it: {error}", markup=False)
     return "failed", []
 
 
@@ -718,7 +717,7 @@ def _write_report(out: Path) -> Path:
 
     report = render_report(out)
     for line in report.warnings():
-        warn(escape(line))
+        warn(line, markup=False)
     return save_report(report)
 
 

@@ -23,7 +23,6 @@ def report_cmd(
 
     Prints the page's path on stdout. DIR is the folder of `us3l quickstart --out`, or the folder the step-by-step
     commands ran in (run/, run/accuracy.json or accuracy.json, profiles/, selection.json, artifacts/)."""
-    from rich.markup import escape
 
     from us3l.io import output_folder
     from us3l.report import REPORT_FILE, check_report_replaceable, render_report, save_report
@@ -46,5 +45,5 @@ def report_cmd(
     for key in report.missing():
         note(f"note: section '{key}' is missing its input", markup=False)
     for line in report.warnings():
-        warn(escape(line))
+        warn(line, markup=False)
     result(str(path))

@@ -137,13 +137,12 @@ def select_cmd(
     else:
         result = select(files, budget, accuracy, rule, metric, strict_accuracy=strict_accuracy)
     write_selection(path, result)
-    from rich.markup import escape
 
     for warning in result.warnings:  # stderr, and the selection's "warnings" list
-        warn(escape(warning))
+        warn(warning, markup=False)
     for d in result.devices:  # unstable latencies, machines: stderr, and each device's "warnings" list
         for warning in d.warnings:  # printed as written: a host name from a profile is no markup
-            warn(escape(warning))
+            warn(warning, markup=False)
     if png is not None:
         from us3l.deploy.selection_plot import plot_selection
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from us3l.cli_app import app, emit_json
 from us3l.cli_output import deprecated, note, result, set_quiet, warn
@@ -230,7 +229,7 @@ def train_cmd(
         )
         return
     if run.message:
-        warn(escape(run.message))
+        warn(run.message, markup=False)
     epochs = f"{run.epochs_done} epoch{'' if run.epochs_done == 1 else 's'}"
     result(f"run folder: {run.run_dir}  ({epochs}, {run.seconds:.0f}s)")
     # the run's own settings: a resumed run's saved config (`cfg` holds only what a resume keeps from the command

@@ -152,11 +152,9 @@ def count_overlaps(spec: str, train_ds: Any, test_ds: Any, say: Callable[[str], 
 
 def _warn(text: str) -> None:
     """``text`` as one ``warning:`` line on stderr (a path with ``[`` is not rich markup)."""
-    from rich.markup import escape
-
     from us3l.cli_output import warn
 
-    warn(escape(text))
+    warn(text, markup=False)
 
 
 def overlap_warning(root: Path, overlap: Overlap) -> str | None:

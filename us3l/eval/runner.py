@@ -302,13 +302,11 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int, 
     train_ds, test_ds, changed, fingerprint = checked_splits(spec, input_size, trained)
     data_check: dict[str, Any] = {"fingerprint": fingerprint, "changed_since_training": changed}
     if changed:
-        from rich.markup import escape
-
         from us3l.cli_output import warn
 
-        warn(escape(f"{spec} changed since the run was trained on it: no image the run trained on is in its test "
-                    "split (split rule 2), but the test set is not the run's; accuracy.json records the data's new "
-                    "fingerprint"))
+        warn(f"{spec} changed since the run was trained on it: no image the run trained on is in its test "
+             "split (split rule 2), but the test set is not the run's; accuracy.json records the data's new "
+             "fingerprint", markup=False)
     check_first_images(train_ds)  # a folder of unreadable files: one line now, not after calibrating every width
     check_first_images(test_ds)
     overlaps = count_overlaps(spec, train_ds, test_ds)  # with one warning line where any is
