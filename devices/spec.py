@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 from us3l.errors import US3LError
 from us3l.io import read_input_text
 from us3l.profiler.measure import MeasurementPolicy
-from us3l.validate import MAX_BATCH, MAX_INPUT_SIZE, MAX_MEMORY_MB, MAX_THREADS, safe_name
+from us3l.validate import MAX_BATCH, MAX_INPUT_SIZE, MAX_THREADS, memory_mb, safe_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -341,10 +341,7 @@ def spec_from_dict(d: dict[str, Any], source: str) -> DeviceSpec:
             raise US3LError(f"{where}: 'tensorrt_version': {exc}") from None
     if "max_memory_mb" in d:
         value = float(_expect(d, "max_memory_mb", (int, float), where))
-        if not (math.isfinite(value) and 1 <= value <= MAX_MEMORY_MB):  # reported back in bytes, up to 2**50
-            raise US3LError(f"{where}: 'max_memory_mb' must be a finite number of MiB from 1 to {MAX_MEMORY_MB} "
-                            f"(2**50 bytes), got {value!r}")
-        kw["max_memory_mb"] = value
+        kw["max_memory_mb"] = memory_mb(value, f"{where}: 'max_memory_mb'")  # as --max-memory-mb and run_sweep
     if "measure" in d:
         m = _expect(d, "measure", dict, where)
         _check_keys(m, _POLICY, f"{where} [measure]")

@@ -31,6 +31,7 @@ from us3l.profiler.measure import MeasurementPolicy, SweepProgress, Timer, Windo
 from us3l.profiler.profile_file import Profile, ProfileRecord
 from us3l.profiler.timers import keeps_torch_threads
 from us3l.profiler.window import WindowPlan, choose_window, coverage_order, estimate_session_bytes
+from us3l.validate import memory_mb
 
 
 @dataclass(frozen=True)
@@ -529,9 +530,11 @@ def run_sweep(
         raise US3LError("no widths to profile")
     if max_memory_mb is None:
         max_memory_mb = spec.max_memory_mb
-    for name, value in (("max_memory_mb", max_memory_mb), ("max_total_seconds", max_total_seconds)):
-        if value is not None and not (isinstance(value, int | float) and 0 < value < float("inf")):
-            raise US3LError(f"{name} must be a finite number > 0, got {value!r}")
+    if max_memory_mb is not None:  # every caller's limit (the CLI's, a device file's, one given in Python): one check
+        memory_mb(max_memory_mb, "max_memory_mb")
+    if max_total_seconds is not None and not (isinstance(max_total_seconds, int | float)
+                                              and 0 < max_total_seconds < float("inf")):
+        raise US3LError(f"max_total_seconds must be a finite number > 0, got {max_total_seconds!r}")
     be = resolve_backend(spec, backend)
     precision = swept_precision(spec, be, precision)
     if precision == "int8":

@@ -98,6 +98,18 @@ def number(
     return float(value)
 
 
+def memory_mb(value: Any, what: str) -> float:
+    """``float(value)`` when it is a memory limit of 1 to ``MAX_MEMORY_MB`` MiB (``--max-memory-mb``, a device file's
+    ``max_memory_mb``, ``run_sweep``'s ``max_memory_mb``), else one line naming ``what``, worded alike wherever the
+    limit is given: a remote runner reports it back in bytes, refused above 2**50 when it arrives (and a fraction of
+    a MiB rounds to 0 bytes, refused below 1), so a value out of range would stop a sweep at its first device with
+    the runner's error about a value the user never typed."""
+    number(value, what, positive=True)  # nan, inf, 0, -5, a bool or a string: as every number is worded
+    if not 1 <= value <= MAX_MEMORY_MB:
+        raise US3LError(f"{what} must be from 1 to {MAX_MEMORY_MB} MiB (2**50 bytes), got {_show(value)}")
+    return float(value)
+
+
 def integer(value: Any, what: str, least: int, most: int, optional: bool = False) -> int | None:
     """``value`` if it is an ``int`` from ``least`` to ``most`` (a bool is not, nor is a float such as ``5.0``: a
     count or byte figure sent as one was not written by the code that counts), ``None`` when ``optional``; else a

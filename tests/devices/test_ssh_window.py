@@ -56,8 +56,31 @@ def test_cli_bounds_max_memory_mb_by_what_a_runner_may_report(tmp_path, capsys):
     assert not (tmp_path / "p").exists()
     dev = tmp_path / "board.toml"
     dev.write_text('name = "board"\nbackends = ["onnx"]\nmax_memory_mb = 1073741825\n')
-    with pytest.raises(US3LError, match=r"'max_memory_mb' must be a finite number of MiB from 1 to 1073741824 "
+    with pytest.raises(US3LError, match=r"'max_memory_mb' must be from 1 to 1073741824 MiB "
                                         r"\(2\*\*50 bytes\), got 1073741825\.0$"):
         load_device_file(dev)
     dev.write_text('name = "board"\nbackends = ["onnx"]\nmax_memory_mb = 1073741824\n')
     assert load_device_file(dev).max_memory_mb == MAX_MEMORY_MB
+
+
+@pytest.mark.parametrize("value", [2**30 + 1, 1e12, 0.5, 1e-07])
+@pytest.mark.parametrize("on_spec", [False, True])
+def test_run_sweep_bounds_max_memory_mb_as_the_cli_does(value, on_spec):
+    """run_sweep called from Python took any positive max_memory_mb (its own or a DeviceSpec's built in Python), the
+    CLI and device files 1 to 2**30 MiB: the one validator refuses it there too, worded as the CLI words it, before
+    the model is touched (None here)."""
+    from dataclasses import replace
+
+    from us3l.devices.registry import get_device
+    from us3l.errors import US3LError
+    from us3l.profiler.sweep import run_sweep
+
+    spec = get_device("cpu")
+    kwargs = {}
+    if on_spec:
+        spec = replace(spec, max_memory_mb=value)
+    else:
+        kwargs["max_memory_mb"] = value
+    with pytest.raises(US3LError, match=r"^max_memory_mb must be from 1 to 1073741824 MiB \(2\*\*50 bytes\), "
+                                        rf"got {value!r}$".replace(".", r"\.").replace("+", r"\+")):
+        run_sweep(None, "m", [1.0], spec, 32, **kwargs)  # type: ignore[arg-type]

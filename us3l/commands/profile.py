@@ -28,7 +28,7 @@ from us3l.cli_output import (
 from us3l.errors import US3LError, require_package
 from us3l.io import check_png_replaceable
 from us3l.locking import acquire, release
-from us3l.validate import MAX_MEMORY_MB, MAX_THREADS, number, width_list
+from us3l.validate import MAX_THREADS, memory_mb, number, width_list
 from us3l.validate import batch_size as check_batch_size
 from us3l.validate import points as check_points
 
@@ -219,12 +219,12 @@ def profile_cmd(
             raise US3LError(str(exc)) from None
     for flag, value in (("--target-ci", target_ci), ("--max-seconds", max_seconds),
                         ("--max-memory-mb", max_memory_mb), ("--max-total-seconds", max_total_seconds)):
-        if value is not None:  # nan / inf / 0: worded as every command words the flag
+        if value is None:
+            continue
+        if flag == "--max-memory-mb":  # before any work, by the validator run_sweep applies (MiB a runner reports
+            memory_mb(value, flag)  # back in bytes, up to 2**50)
+        else:  # nan / inf / 0: worded as every command words the flag
             number(value, flag, positive=True)
-    if max_memory_mb is not None and not 1 <= max_memory_mb <= MAX_MEMORY_MB:  # the runner reports it back in
-        # bytes, refused above 2**50 when it arrives (and a fraction of a MiB rounded to 0 bytes, refused below 1): the
-        # sweep stopped at its first device with a remote runner's error
-        raise US3LError(f"--max-memory-mb must be from 1 to {MAX_MEMORY_MB} MiB (2**50 bytes), got {max_memory_mb!r}")
     try:  # out of range (--target-ci 1): refused before any model is built
         policy = spec.policy.replace(target_rel_ci=target_ci, max_seconds=max_seconds)
     except ValueError as exc:  # the policy names its fields; the user typed the flags
