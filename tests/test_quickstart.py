@@ -474,13 +474,13 @@ def test_a_selection_with_a_damaged_budget_is_selected_again_not_a_crash(budget:
     assert qs._select([prof], acc, sel, 5.0, False) == ("ran", [str(sel)]) and len(made) == 1
 
 
-@pytest.mark.parametrize("threads", [0, 1025, 1.5, True])
+@pytest.mark.parametrize("threads", [0, 65537, 1.5, True])
 def test_quickstart_options_word_a_bad_thread_count_as_every_number(tmp_path: Path, threads: object) -> None:
-    """QuickstartOptions(threads=1.5) (or True) passed the two hand-written bounds and reached torch; 0 and 1025
+    """QuickstartOptions(threads=1.5) (or True) passed the two hand-written bounds and reached torch; 0 and 65537
     were worded apart from every other number check (``us3l.validate.number``)."""
     import us3l.commands.quickstart as qs
 
-    with pytest.raises(qs.US3LError, match=r"^--threads must be a finite positive integer <= 1024, got "):
+    with pytest.raises(qs.US3LError, match=r"^--threads must be a finite positive integer <= 65536, got "):
         qs.check_options(qs.QuickstartOptions(out=tmp_path, threads=threads))  # type: ignore[arg-type]
 
 

@@ -17,8 +17,13 @@ from us3l.errors import US3LError
 from us3l.width_key import width_key
 
 #: Upper bounds of counts that come from flags and files: beyond them a value is a mistake that would reach
-#: onnxruntime, OpenMP or the allocator as a multi-line exception.
-MAX_THREADS = 1024
+#: onnxruntime, OpenMP or the allocator as a multi-line exception. ``MAX_THREADS`` bounds a thread count (``--threads``,
+#: a device file's or config's ``threads``, the count a remote runner reports): a machine's CPUs, of which Linux
+#: supports at most 8192 (NR_CPUS), so that a real device is never refused (1024 refused larger ones) while a garbage
+#: count (100000, 2**31) still is. ``MAX_WORKERS`` bounds data-loader worker processes, each one forked: no machine
+#: needs more than 1024, and 65536 processes would exhaust it.
+MAX_THREADS = 65536
+MAX_WORKERS = 1024
 MAX_BATCH = 4096
 MIN_INPUT_SIZE = 8  # pixels per side: the CIFAR ResNets' three stride-2 stages need 8 to keep one pixel
 MAX_INPUT_SIZE = 4096  # pixels per side: a 1x3x4096x4096 input is 200 MB of activations per layer

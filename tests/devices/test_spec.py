@@ -187,6 +187,16 @@ def test_max_memory_mb_in_device_files(tmp_path):
             load_device_file(bad)
 
 
+def test_a_device_file_takes_a_2048_thread_machine_and_refuses_garbage(tmp_path):
+    """threads above 1024 were refused, though machines have 2048 CPUs and more; 100000 is still garbage."""
+    dev = tmp_path / "big.toml"
+    dev.write_text('name = "big"\nbackends = ["onnx"]\nthreads = 2048\n')
+    assert load_device_file(dev).threads == 2048
+    dev.write_text('name = "big"\nbackends = ["onnx"]\nthreads = 100000\n')
+    with pytest.raises(US3LError, match="'threads' must be 1 to 65536, got 100000$"):
+        load_device_file(dev)
+
+
 # ------------------------------------------------------------------------------------------ [precisions]
 
 

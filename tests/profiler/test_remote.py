@@ -93,7 +93,7 @@ def test_an_answer_longer_than_the_bound_is_refused_unread() -> None:
     ('{"loaded": "w0.5", "session_bytes": -1}', "session_bytes must be an integer from 0 to 1125899906842624, "
                                                 "got -1"),
     ('{"full": true, "limit_bytes": null}', "limit_bytes must be an integer from 1 to 1125899906842624, got None"),
-    ('{"ready": true, "threads": 100000}', "threads must be an integer from 1 to 1024, got 100000"),
+    ('{"ready": true, "threads": 100000}', "threads must be an integer from 1 to 65536, got 100000"),
 ])
 def test_a_memory_fact_is_checked_when_it_arrives(answer: str, message: str) -> None:
     """Red-team 2026-12-08: the runner's memory facts were only checked to be integers (sweep.py's stat): a
@@ -105,6 +105,13 @@ def test_a_memory_fact_is_checked_when_it_arrives(answer: str, message: str) -> 
         runner.stat()
     assert str(info.value) == f"remote runner on ssh://pi@board:22: {message}"
     assert runner.failed
+
+
+def test_a_device_with_more_than_1024_cpus_is_taken() -> None:
+    """MAX_THREADS was 1024: a runner on a 2048-thread device (it reports the cores it may use) was refused as if
+    its count were garbage. Real hardware passes; a garbage count is still refused (the parametrized test above)."""
+    assert _runner('{"ready": true, "threads": 2048}')._read()["threads"] == 2048
+    assert _runner('{"ready": true, "threads": 65536}')._read()["threads"] == 65536
 
 
 def test_memory_facts_the_runner_may_not_know_pass_as_null() -> None:

@@ -49,7 +49,8 @@ def test_file_then_cli_overrides(tmp_path: Path) -> None:
         ({"batch_size": 2**40}, "batch_size must be 2 to 4096, got 1099511627776"),
         ({"batch_size": 4097}, "batch_size must be 2 to 4096, got 4097"),  # as train --batch-size words its bound
         ({"batch_size": 1}, "batch_size must be 2 to 4096, got 1"),
-        ({"threads": -1}, "threads must be >= 1 and <= 1024, got -1"),
+        ({"threads": -1}, "threads must be >= 1 and <= 65536, got -1"),
+        ({"threads": 100000}, "threads must be >= 1 and <= 65536, got 100000"),
         ({"num_workers": 100000}, "num_workers must be >= 0 and <= 1024, got 100000"),  # red-team: 100000 processes
         ({"num_workers": -2}, "num_workers must be >= 0 and <= 1024, got -2"),
         ({"momentum": 1.5}, "momentum must be >= 0.0 and <= 1.0, got 1.5"),
@@ -163,6 +164,13 @@ def test_bad_values_raise_one_line_errors(overrides: dict, message: str) -> None
     with pytest.raises(US3LError, match=message) as exc:
         resolve_config(None, overrides)
     assert "\n" not in str(exc.value)
+
+
+def test_threads_beyond_1024_are_taken_but_workers_stay_bounded() -> None:
+    """threads above 1024 (a 2048-thread machine) were refused; num_workers, forked processes, keep their 1024."""
+    assert resolve_config(None, {"threads": 2048}).threads == 2048
+    with pytest.raises(US3LError, match="^num_workers must be >= 0 and <= 1024, got 1025$"):
+        resolve_config(None, {"num_workers": 1025})
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from us3l.errors import US3LError
 from us3l.io import read_input_text
 from us3l.train.sampling import REFERENCE_STAGE1, SAMPLINGS, SCHEDULES, check_schedule
 from us3l.train.threads import AUTO
-from us3l.validate import MAX_INPUT_SIZE, MAX_THREADS, MIN_INPUT_SIZE
+from us3l.validate import MAX_INPUT_SIZE, MAX_THREADS, MAX_WORKERS, MIN_INPUT_SIZE
 from us3l.validate import batch_size as check_batch_size
 
 DEFAULT_CONFIG_NAME = "default.yaml"
@@ -736,7 +736,7 @@ def _no_temperature(cfg: TrainConfig, no_sub: str | None) -> str | None:
 #: (field, lowest, highest, whether the lowest is allowed): numeric settings the checks above do not cover.
 _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("threads", 1, MAX_THREADS, True),
-    ("num_workers", 0, MAX_THREADS, True),  # data-loader processes, each forked
+    ("num_workers", 0, MAX_WORKERS, True),  # data-loader processes, each forked
     ("image_size", MIN_INPUT_SIZE, MAX_INPUT_SIZE, True),
     ("momentum", 0.0, 1.0, True),
     ("ema_momentum", 0.0, 1.0, True),
