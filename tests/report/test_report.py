@@ -150,8 +150,10 @@ def test_cli_json_lists_missing_sections(tmp_path: Path, capsys: pytest.CaptureF
     root = tmp_path / "only_run"
     make_run(root)
     assert main(["report", str(root), "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
     assert doc["rendered"] == ["run"] and "selection" in doc["missing"] and "profiles" in doc["missing_inputs"]
+    assert "note: section 'selection' is missing its input" in err.splitlines()  # as without --json (not --quiet)
 
 
 @pytest.mark.parametrize("kind", ["absent", "empty", "file"])

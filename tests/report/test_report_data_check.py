@@ -41,9 +41,16 @@ def test_a_run_evaluated_on_a_test_split_with_a_copied_training_image_is_flagged
     assert err == f"warning: {run / 'accuracy.json'}: {OVERLAP_NOTE}\n"
     assert f"⚠ accuracy.json: {OVERLAP_NOTE}" in _accuracy_section((run / "report.html").read_text())
     assert main(["report", str(run), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["data_checks"] == [
+    out, err = capsys.readouterr()
+    assert json.loads(out)["data_checks"] == [
         {"path": str(run / "accuracy.json"), "changed_since_training": False, "train_test_overlaps": 1,
          "notes": [OVERLAP_NOTE]}]
+    # --json warned only inside the document, while the page's mode warns on stderr: now both (stdout stays JSON)
+    assert f"warning: {run / 'accuracy.json'}: {OVERLAP_NOTE}\n" in err
+    assert main(["report", str(run), "--json", "--quiet"]) == 0  # a warning is not a note: --quiet keeps it
+    out, err = capsys.readouterr()
+    assert json.loads(out)["report"] == str(run / "report.html")
+    assert err == f"warning: {run / 'accuracy.json'}: {OVERLAP_NOTE}\n"
 
 
 def test_accuracies_measured_on_a_folder_changed_since_training_are_flagged(

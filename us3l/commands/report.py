@@ -39,11 +39,12 @@ def report_cmd(
     check_report_replaceable(target)
     report = render_report(directory)
     path = save_report(report, target)
-    if json_out:
-        emit_json(report.to_dict(path))
-        return
+    # on stderr with --json too (the document carries them as well): --json turns progress off, not notes and warnings
     for key in report.missing():
         note(f"note: section '{key}' is missing its input", markup=False)
     for line in report.warnings():
         warn(line, markup=False)
-    result(str(path))
+    if json_out:
+        emit_json(report.to_dict(path))
+    else:
+        result(str(path))
