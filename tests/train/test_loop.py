@@ -238,6 +238,47 @@ def test_a_run_gives_the_process_settings_back(fails: bool, tiny_cfg, monkeypatc
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+@pytest.mark.parametrize("fails", [False, True])
+@pytest.mark.parametrize("initialised", [True, False])
+def test_a_run_gives_the_current_cuda_device_back(fails: bool, initialised: bool, tiny_cfg,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A multi-GPU run sets its local rank's CUDA device (``init_distributed``); the caller's current device was
+    not put back as threads, denormals and the RNG were. No GPU here: torch.cuda's device calls are stand-ins, and
+    the run is one that sets device 3 as rank 3's ``init_distributed`` would. Where CUDA was not initialised before
+    the run nothing is read or set back (that would initialise it, and open a context on GPU 0 in every rank)."""
+    current = [1]
+    calls: list[str] = []
+
+    def current_device() -> int:
+        calls.append("current_device")
+        return current[0]
+
+    def set_device(device: int) -> None:
+        calls.append(f"set_device({device})")
+        current[0] = device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: initialised)
+    monkeypatch.setattr(torch.cuda, "current_device", current_device)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [])  # kept_rng_state, CUDA initialised
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: None)
+
+    def rank_three(*args: object) -> object:
+        torch.cuda.set_device(3)
+        if fails:
+            raise RuntimeError("run failed")
+        return "result"
+
+    monkeypatch.setattr(loop_mod, "_locked_run", rank_three)
+    with pytest.raises(RuntimeError, match="run failed") if fails else contextlib.nullcontext():
+        assert run_training(tiny_cfg(epochs=1)) == "result"
+    if initialised:
+        assert current == [1] and calls[-1] == "set_device(1)"
+    else:
+        assert current == [3] and calls == ["set_device(3)"]
+
+
 def test_resume_refuses_damaged_weights(tiny_cfg, tmp_path: Path) -> None:
     from us3l.errors import US3LError
 

@@ -170,6 +170,21 @@ def shutdown_distributed() -> None:
 
 
 @contextmanager
+def kept_cuda_device() -> Iterator[None]:
+    """Put torch's current CUDA device back as it was once the body returns or raises: a multi-GPU run sets its
+    local rank's (``init_distributed``), and a program (or test) calling ``run_training`` went on allocating
+    ``"cuda"`` tensors there. Only where CUDA was initialised before the body, as ``kept_rng_state`` does: reading
+    the device would initialise CUDA, and setting device 0 back after a run that was the first to use CUDA would
+    open a context on GPU 0 in every rank's process (memory taken from rank 0's GPU)."""
+    before = torch.cuda.current_device() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        if before is not None and torch.cuda.current_device() != before:
+            torch.cuda.set_device(before)
+
+
+@contextmanager
 def owned_process_group() -> Iterator[None]:
     """Destroy, on the way out, the process group that the body joins (``init_distributed``); one that was there
     before (a caller's own) is left alone. A process that exits with its gloo group alive can die in the

@@ -42,6 +42,7 @@ from us3l.train.distributed import (
     barrier,
     dist_env,
     init_distributed,
+    kept_cuda_device,
     owned_process_group,
     same_checkpoint_on_all_ranks,
     same_on_all_ranks,
@@ -525,9 +526,10 @@ def run_training(
     (``flush_denormal``; threads of torch's intra-op pool started during the run keep it, torch sets it per
     thread), and torch's global random generators (the run seeds them with ``seed + rank`` for its own
     reproducibility; what the caller draws afterwards does not depend on the run; CUDA's only where CUDA was
-    initialised before the run). A distributed run's process group is destroyed when the run made it.
+    initialised before the run), and torch's current CUDA device (a multi-GPU run sets its local rank's; again only
+    where CUDA was initialised before the run). A distributed run's process group is destroyed when the run made it.
     """
-    with kept_threads(), kept_flush_denormal(), kept_rng_state():
+    with kept_threads(), kept_flush_denormal(), kept_rng_state(), kept_cuda_device():
         return _locked_run(cfg, resume, overwrite, data, loaded)
 
 
