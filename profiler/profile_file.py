@@ -346,12 +346,10 @@ def _memory_fact(value: Any, what: str, fact: str) -> None:
 
 def _sample_ms(value: Any, what: str) -> None:
     """A latency in milliseconds as a timer may measure it: finite, above 0 and at most one hour per inference
-    (``us3l.profiler.measure.MAX_SAMPLE_S``, the bound every sample is held to when it arrives)."""
+    (``us3l.profiler.measure.MAX_SAMPLE_S``, the bound every sample is held to when it arrives, in ms)."""
     from us3l.profiler.measure import MAX_SAMPLE_S
 
-    if number(value, what, positive=True) > MAX_SAMPLE_S * 1e3:
-        raise US3LError(f"{what} must be at most {MAX_SAMPLE_S * 1e3:.0f} ms (one hour per inference, the most a "
-                        f"timer's sample may be), got {value!r}")
+    number(value, what, positive=True, at_most=MAX_SAMPLE_S * 1e3)
 
 
 #: The order statistics of every latency record, which never decrease along this tuple.

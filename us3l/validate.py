@@ -95,8 +95,8 @@ def number(
             need = f"a finite non-negative {kind}"
         else:
             need = f"a finite {kind}"
-        if at_most is not None:
-            need += f" <= {at_most:g}"
+        if at_most is not None:  # every digit of a whole bound ("<= 3600000", not "<= 3.6e+06"); 1e15 as 1e+15
+            need += f" <= {at_most:.15g}"
         if optional:
             need += " or null"
         raise US3LError(f"{what} must be {need}, got {_show(value)}")
