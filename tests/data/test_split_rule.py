@@ -97,6 +97,21 @@ def test_runs_without_a_recorded_rule_keep_the_count_based_split(tmp_path: Path)
         load_checked_splits(spec, 16, {"spec": spec, "split_rule": 3})
 
 
+def test_the_split_rule_is_checked_once_per_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder spec's rule was checked twice, by load_dataset's _load and again by _load_folder under it; a direct
+    load_folder call still checks it (the test below), once."""
+    import us3l.data.datasets as datasets
+
+    folder, calls = _folder(tmp_path / "imgs", 3), []
+    real = datasets.check_split_rule
+    monkeypatch.setattr(datasets, "check_split_rule", lambda rule: calls.append(rule) or real(rule))
+    for load in (lambda: load_dataset(f"folder:{folder}", "train", 16), lambda: load_splits(f"folder:{folder}", 16),
+                 lambda: load_folder(folder, "test", 16, 1)):
+        calls.clear()
+        load()
+        assert len(calls) == 1
+
+
 @pytest.mark.parametrize("rule", [3, 0, True, 2.0, "2", None])
 def test_a_split_rule_that_is_no_rule_is_refused_in_one_line(tmp_path: Path, rule: object) -> None:
     """``load_dataset``'s ``split_rule`` is bad input like any other: one ``US3LError`` (it was a ``ValueError``

@@ -479,13 +479,15 @@ def load_folder(path: Path, split: str, image_size: int = DEFAULT_FOLDER_SIZE,
     (``us3l.data.split_rule``). With split folders, ``test`` falls back to ``val`` (and ``val`` to ``test``); the
     class list comes from ``path/train``.
     """
-    return _load_folder(Path(path), (_check_split(split),), image_size, split_rule)[0]
+    splits = (_check_split(split),)
+    check_split_rule(split_rule)  # here, not in _load_folder: load_dataset's _load checks it before it calls that
+    return _load_folder(Path(path), splits, image_size, split_rule)[0]
 
 
 def _load_folder(path: Path, splits: tuple[str, ...], image_size: int,
                  split_rule: int = CURRENT_SPLIT_RULE) -> list[FolderDataset]:
-    """:func:`load_folder` of each of ``splits``; a folder without split folders is walked once for all of them."""
-    check_split_rule(split_rule)
+    """:func:`load_folder` of each of ``splits`` (a checked ``split_rule``: its callers check it); a folder without
+    split folders is walked once for all of them."""
     if not path.is_dir():
         raise US3LError(f"not a directory: {path}")
     _check_not_cifar(path)
