@@ -178,7 +178,8 @@ class RemoteRunner:
         if not self.ready.get("ready"):
             raise US3LError(f"remote runner on {s.reach.url} did not start: {str(self.ready)[:200]}")
         where = f"remote runner on {s.reach.url}"
-        number(self.ready.get("threads"), f"{where}: threads", positive=True, integer=True)
+        if "threads" not in self.ready:  # the profile records it; its value was bounded as the line arrived (FACTS)
+            raise US3LError(f"{where} sent a ready line without threads (the thread count it runs with)")
         # recorded in the profile as the device's environment: checked here, before any model is timed
         self.ready["version"] = runtime_version(self.ready.get("version"), where)
         self.ready["fingerprint"] = device_fingerprint(self.ready.get("fingerprint"), where)

@@ -114,6 +114,35 @@ def test_a_device_with_more_than_1024_cpus_is_taken() -> None:
     assert _runner('{"ready": true, "threads": 65536}')._read()["threads"] == 65536
 
 
+def _started(ready: str) -> RemoteRunner:
+    """A runner started (``_upload_and_run``, no models) whose ready line is ``ready``."""
+    reach = Reach(kind="ssh", user="pi", host="board", port=22)
+    session = SimpleNamespace(reach=reach, put=lambda *a: None, mkdir=lambda *a: None, write_bytes=lambda *a: None)
+    session.start = lambda argv, keep_stderr=0: RemoteProcess(  # type: ignore[attr-defined]
+        session, 4242, io.StringIO(), _Out(ready + "\n"), io.StringIO())  # type: ignore[arg-type]
+    r = RemoteRunner(session, "onnx", {}, threads=1)  # type: ignore[arg-type]
+    r.workdir = "/tmp/us3l-profile-x"
+    r._upload_and_run()
+    return r
+
+
+@pytest.mark.parametrize(("threads", "message"), [
+    (None, "remote runner on ssh://pi@board:22 sent a ready line without threads (the thread count it runs with)"),
+    ("4.0", "remote runner on ssh://pi@board:22: threads must be an integer from 1 to 65536, got 4.0"),
+    ("null", "remote runner on ssh://pi@board:22: threads must be an integer from 1 to 65536, got None"),
+    ("0", "remote runner on ssh://pi@board:22: threads must be an integer from 1 to 65536, got 0"),
+])
+def test_the_ready_line_threads_are_checked_once(threads: str | None, message: str) -> None:
+    """The ready line's threads were checked twice: bounded as every fact is when the line arrived (FACTS), then
+    again by number() in start, which only added that it is present. Now FACTS bounds it and start only asks for
+    it to be there."""
+    base = '"ready": true, "version": "1.17.3", "fingerprint": {"cpu": "x"}'
+    with pytest.raises(US3LError) as info:
+        _started("{" + base + ("" if threads is None else f', "threads": {threads}') + "}")
+    assert str(info.value) == message
+    assert _started("{" + base + ', "threads": 4}').ready["threads"] == 4
+
+
 def test_memory_facts_the_runner_may_not_know_pass_as_null() -> None:
     answer = '{"rss_bytes": 53325824, "peak_rss_bytes": null, "available_bytes": 0, "live": 0}'
     assert _runner(answer).stat()["rss_bytes"] == 53325824
