@@ -37,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from us3l.models import create_model
     from us3l.profiler.stats import clipped_medians_note, ratio_interval, summarize
-    from us3l.slim import materialize
+    from us3l.slim import materialize, nhwc_training_safe
 
     torch.manual_seed(0)
     model = create_model(args.model, num_classes=0, base_channels=args.base_channels)
@@ -56,7 +56,8 @@ def main() -> None:
     timers: dict[tuple[float, str], Callable[[], None]] = {}
     compile_s: dict[float, float] = {}
     for w in args.widths:
-        net = materialize(model, w).train().to(memory_format=torch.channels_last)
+        # oneDNN issue 6035: the static network trains NHWC through the unit-stride kernel, as SlimConv2d does
+        net = nhwc_training_safe(materialize(model, w).train().to(memory_format=torch.channels_last))
         timers[(w, "eager")] = stepper(net)
         compiled = stepper(torch.compile(net))
         t0 = time.perf_counter()

@@ -62,7 +62,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from us3l.models import create_model
     from us3l.profiler.stats import clipped_medians_note, ratio_interval, summarize
-    from us3l.slim import materialize, width
+    from us3l.slim import materialize, nhwc_training_safe, width
     from us3l.slim.context import calibrating
 
     widths = args.widths
@@ -130,7 +130,8 @@ def main() -> None:
         xb = batch.contiguous(memory_format=fmt)
         for w in widths:
             timers[(name, w, "eager")] = (eager_train(train_model, xb, w), 1)
-            net = materialize(model, w).train().to(memory_format=fmt)
+            # oneDNN issue 6035: the static network trains NHWC through the unit-stride kernel, as SlimConv2d does
+            net = nhwc_training_safe(materialize(model, w).train().to(memory_format=fmt))
             timers[(name, w, "static")] = (static_train(net, xb), 1)
     modes = ("infer", *train_formats)
     times: dict[tuple[str, float, str], list[float]] = {k: [] for k in timers}

@@ -17,7 +17,7 @@ from us3l.slim.context import (
     width_range_of,
 )
 from us3l.slim.layers import SlimBatchNorm2d, SlimConv2d, SlimLinear, SlimModule, StatsCollector, switch_error
-from us3l.slim.materialize import FirstFeatures, materialize
+from us3l.slim.materialize import FirstFeatures, materialize, nhwc_training_safe
 from us3l.slim.rounding import WidthRange, make_divisible
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "load_bn_stats_state",
     "make_divisible",
     "materialize",
+    "nhwc_training_safe",
     "slim_modules",
     "switch_error",
     "width",

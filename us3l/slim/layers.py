@@ -129,6 +129,19 @@ def _leading_block(t: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
 ONEDNN_1X1_IC_BLOCK = 16
 
 
+def _strided_1x1_narrow(weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int], groups: int) -> bool:
+    """The convolution half of ``_strided_1x1_nhwc_narrow``: a 1x1 kernel, a stride above 1, no padding, one group
+    and fewer than ``ONEDNN_1X1_IC_BLOCK`` input channels (which convolutions ``nhwc_training_safe`` swaps)."""
+    return (
+        weight.shape[2] == 1
+        and weight.shape[3] == 1
+        and stride != (1, 1)
+        and padding == (0, 0)
+        and groups == 1
+        and weight.shape[1] < ONEDNN_1X1_IC_BLOCK
+    )
+
+
 def _strided_1x1_nhwc_narrow(
     weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int], groups: int, x: torch.Tensor
 ) -> bool:
@@ -139,18 +152,38 @@ def _strided_1x1_nhwc_narrow(
     AVX-512 machine (``free(): invalid next size``; oneDNN issue 6035, which also reports wrong weight gradients
     on AVX2). The narrow ResNet downsample shortcuts are such convolutions (8 input channels at width 0.5 of the
     built-in 16-channel network). ``SlimConv2d`` then convolves the subsampled input at stride 1, the same
-    function (a 1x1 kernel without padding reads only the strided positions) through the unit-stride kernel."""
+    function (a 1x1 kernel without padding reads only the strided positions) through the unit-stride kernel
+    (``_unit_stride_input``); so does ``NHWCTrainingConv2d``, which ``nhwc_training_safe`` puts in a static
+    network for training."""
     return (
-        weight.shape[2] == 1
-        and weight.shape[3] == 1
-        and stride != (1, 1)
-        and padding == (0, 0)
-        and groups == 1
-        and weight.shape[1] < ONEDNN_1X1_IC_BLOCK
+        _strided_1x1_narrow(weight, stride, padding, groups)
         and x.dim() == 4
         and x.is_contiguous(memory_format=torch.channels_last)
         and not x.is_contiguous()
     )
+
+
+def _unit_stride_input(
+    weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int], groups: int, x: torch.Tensor
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(input, stride) of a training convolution: the input subsampled at the stride and a unit stride where
+    ``_strided_1x1_nhwc_narrow`` (oneDNN issue 6035), else ``(x, stride)``. Same function either way."""
+    if _strided_1x1_nhwc_narrow(weight, stride, padding, groups, x):
+        return x[:, :, :: stride[0], :: stride[1]], (1, 1)
+    return x, stride
+
+
+class NHWCTrainingConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` (same parameters, same function) whose training forward avoids oneDNN issue 6035 the way
+    ``SlimConv2d`` does (``_unit_stride_input``). Only for training a static network (``nhwc_training_safe``):
+    ``materialize`` and every exporter keep the plain strided ``nn.Conv2d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            x, stride = _unit_stride_input(self.weight, self.stride, self.padding, self.groups, x)  # type: ignore[arg-type]
+            if stride != self.stride:  # the workaround applies: no padding, so padding_mode does not matter
+                return F.conv2d(x, self.weight, self.bias, stride, 0, self.dilation, self.groups)
+        return super().forward(x)
 
 
 def _check_channels(layer: str, w: float, expected: int, got: int, unit: str = "channels") -> None:
@@ -257,8 +290,8 @@ class SlimConv2d(SlimModule):
         else:  # inference: dense slices memoised per width (the per-layer cost is most of a narrow batch-1 call)
             cin, weight, bias, groups = _inference_slices(self, w, self._inference)
         _check_channels("SlimConv2d", w, cin, x.shape[1], "input channels")
-        if training and _strided_1x1_nhwc_narrow(weight, stride, self.padding, groups, x):
-            x, stride = x[:, :, :: stride[0], :: stride[1]], (1, 1)
+        if training:
+            x, stride = _unit_stride_input(weight, stride, self.padding, groups, x)
         return torch.conv2d(x, weight, bias, stride, self.padding, self.dilation, groups)
 
     def extra_repr(self) -> str:

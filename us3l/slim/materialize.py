@@ -15,7 +15,14 @@ from torch.nn.utils import skip_init
 
 from us3l.errors import US3LError
 from us3l.slim.context import canonical_width, channel_config, slim_modules, width_range_of
-from us3l.slim.layers import SlimBatchNorm2d, SlimConv2d, SlimLinear, SlimModule
+from us3l.slim.layers import (
+    NHWCTrainingConv2d,
+    SlimBatchNorm2d,
+    SlimConv2d,
+    SlimLinear,
+    SlimModule,
+    _strided_1x1_narrow,
+)
 from us3l.validate import require_types
 
 
@@ -134,3 +141,20 @@ def materialize(model: nn.Module, w: float, require_bn_stats: bool = False) -> n
     static.channel_config = config
     assert not any(isinstance(m, SlimModule) for m in static.modules())
     return static.eval()
+
+
+def nhwc_training_safe(net: nn.Module) -> nn.Module:
+    """``net`` (a static network, e.g. ``materialize``'s) with, in place, each ``nn.Conv2d`` that oneDNN issue 6035
+    can hit (``us3l.slim.layers._strided_1x1_nhwc_narrow``: 1x1, strided, fewer than 16 input channels) swapped for
+    an ``NHWCTrainingConv2d`` on the same parameters, which trains on a channels_last input through the unit-stride
+    kernel as ``SlimConv2d`` does (the strided kernel corrupts the heap: crashes at 3, 5 or 6 threads on 2 cores).
+    Same outputs and gradients. For training only: export ``materialize``'s network, not this one."""
+    for name, m in list(net.named_modules()):
+        if type(m) is nn.Conv2d and _strided_1x1_narrow(m.weight, m.stride, m.padding, m.groups):  # type: ignore[arg-type]
+            conv = skip_init(NHWCTrainingConv2d, m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                             m.dilation, m.groups, bias=m.bias is not None, padding_mode=m.padding_mode,
+                             **_like(m.weight))
+            conv.weight, conv.bias = m.weight, m.bias
+            conv.train(m.training)
+            _replace(net, name, conv)
+    return net
