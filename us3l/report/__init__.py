@@ -58,6 +58,11 @@ class Report:
         """One line per artifact whose width could not be checked against its graph (marked so on the page)."""
         return self.files.unchecked_widths()
 
+    def unchecked_sources(self) -> list[str]:
+        """One line per artifact whose source checkpoint could not be checked against the run's weights (marked so
+        on the page)."""
+        return self.files.unchecked_sources()
+
     def data_checks(self) -> list[dict[str, Any]]:
         """Per readable accuracy file: its ``data_check`` fields and the page's notes on them
         (``us3l.report.data_check.data_check_record``)."""
@@ -73,9 +78,10 @@ class Report:
 
     def warnings(self) -> list[str]:
         """Every stderr line (without ``warning:``) the report has for the terminal, which the page alone would
-        not tell there: unreadable files, unchecked artifact widths, accuracies on questionable data, sections not
-        rendered. ``us3l report`` and the report step of ``us3l quickstart`` both print these."""
-        return self.errors() + self.unchecked_widths() + self.data_warnings() + self.problems()
+        not tell there: unreadable files, unchecked artifact widths and sources, accuracies on questionable data,
+        sections not rendered. ``us3l report`` and the report step of ``us3l quickstart`` both print these."""
+        return (self.errors() + self.unchecked_widths() + self.unchecked_sources() + self.data_warnings()
+                + self.problems())
 
     def problems(self) -> list[str]:
         """One line per reason that sections could not be rendered at all (e.g. matplotlib is not installed: no
@@ -98,6 +104,7 @@ class Report:
             "missing_inputs": self.files.missing(),
             "errors": self.errors(),
             "unchecked_widths": self.unchecked_widths(),
+            "unchecked_sources": self.unchecked_sources(),
             "data_checks": self.data_checks(),
         }
 

@@ -38,6 +38,10 @@ REHASH_KEY = "report_rehash"
 #: Set by the report in a one-width manifest whose ``model.width`` it could not check against the graph (never
 #: written): why, in words. The page marks that width "unchecked" and ``us3l report`` warns once per artifact.
 WIDTH_UNCHECKED_KEY = "report_width_unchecked"
+#: Set by the report in a manifest that records the checkpoint it was exported from (``source.checkpoint_sha256``)
+#: when the folder holds no run weights to hash and check that digest against (never written): why, in words. The
+#: page marks the artifact "(source unchecked)" and ``us3l report`` warns once per artifact.
+SOURCE_UNCHECKED_KEY = "report_source_unchecked"
 
 #: How each input is produced, for the "missing" notes of the page.
 PRODUCERS: dict[str, str] = {
@@ -113,6 +117,12 @@ class PipelineFiles:
         return [f"{m.path}: width {m.doc['model'].get('width')} not checked against the graph: "
                 f"{m.doc[WIDTH_UNCHECKED_KEY]}" for m in self.manifests
                 if m.ok and m.doc is not None and m.doc.get(WIDTH_UNCHECKED_KEY)]
+
+    def unchecked_sources(self) -> list[str]:
+        """One line per artifact whose source checkpoint (and BN statistics) the report could not check against the
+        run's weights (``SOURCE_UNCHECKED_KEY``): the page shows it as the manifest's word, not a checked fact."""
+        return [f"{m.path}: source not checked: {m.doc[SOURCE_UNCHECKED_KEY]}" for m in self.manifests
+                if m.ok and m.doc is not None and m.doc.get(SOURCE_UNCHECKED_KEY)]
 
     def found_any(self) -> bool:
         return any(self.present().values())
@@ -278,6 +288,22 @@ def _confirm_widths(files: PipelineFiles) -> None:
             checked = {**doc, WIDTH_UNCHECKED_KEY: "the manifest records no model.model_kwargs to rebuild its network "
                        f"from, and {why}; re-export it to have it checked"}
         files.manifests[index] = dataclasses.replace(item, doc=checked)
+
+
+def _mark_unchecked_sources(files: PipelineFiles) -> None:
+    """Without the run's weights (``weights_sha256`` None), a manifest's ``source.checkpoint_sha256`` cannot be
+    checked against the bytes it names: the artifact is tied to the run (and its BN statistics compared) only on the
+    manifest's word. Each such manifest gets ``SOURCE_UNCHECKED_KEY`` saying so; with the weights, ``_bindings``
+    compares the digest with their hash."""
+    if files.weights_sha256 is not None:
+        return
+    weights = files.run / WEIGHTS_FILE
+    for index, item in enumerate(files.manifests):
+        claimed = _source(item.doc).get("checkpoint_sha256") if item.ok and item.doc is not None else None
+        if isinstance(claimed, str):
+            why = (f"its manifest says it was exported from checkpoint {claimed[:12]}…, but {weights} is absent to "
+                   "hash and check that against (nor its BN statistics)")
+            files.manifests[index] = dataclasses.replace(item, doc={**item.doc, SOURCE_UNCHECKED_KEY: why})
 
 
 def _run_architecture(meta: dict[str, Any]) -> Any:
@@ -726,6 +752,7 @@ def collect_pipeline(directory: str | Path) -> PipelineFiles:
 
         files.weights_sha256 = file_sha256(weights)
     _confirm_widths(files)
+    _mark_unchecked_sources(files)
     foreign = _foreign_profiles(files)
     files.foreign = list(foreign)
     files.stale = _bindings(files) + list(foreign.values()) + _foreign_answers(files)

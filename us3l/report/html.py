@@ -23,6 +23,7 @@ from markupsafe import Markup
 from us3l.report import plots
 from us3l.report.collect import (
     PRODUCERS,
+    SOURCE_UNCHECKED_KEY,
     WIDTH_UNCHECKED_KEY,
     Loaded,
     PipelineFiles,
@@ -810,9 +811,11 @@ def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
     art = m.get("artifact") or {}
     where = shown_path(root, item.path.parent)
     return [
-        esc((m.get("target") or {}).get("device")), f"<code>{esc(where)}</code>",
+        esc((m.get("target") or {}).get("device")),
+        f"<code>{esc(where)}</code>" + _unchecked_mark(m, SOURCE_UNCHECKED_KEY, "source unchecked"),
         esc(f"{be.get('name')} ({be.get('runtime')} {be.get('runtime_version')})"), esc(be.get("precision")),
-        esc(width or fmt_width(model.get("width"))) + _unchecked_mark(m), esc(model.get("bn_stats")),
+        esc(width or fmt_width(model.get("width"))) + _unchecked_mark(m, WIDTH_UNCHECKED_KEY, "unchecked"),
+        esc(model.get("bn_stats")),
         fmt_num(ver.get("max_abs_error"), ".2e"), fmt_num(ver.get("min_cosine"), ".6f"),
         esc(tol.get("describe") or (f"≤ {tol.get('max_abs')}, cos ≥ {tol.get('min_cosine')}" if tol else "—")),
         fmt_yes(ver.get("passed")),
@@ -821,11 +824,12 @@ def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
     ]
 
 
-def _unchecked_mark(m: dict[str, Any]) -> str:
-    """`` (unchecked)`` after a width the report could not check against the artifact's graph, with why as its
-    tooltip (``WIDTH_UNCHECKED_KEY``); ``""`` for a checked width."""
-    why = m.get(WIDTH_UNCHECKED_KEY)
-    return f' <span class="bad" title="{esc(why)}">(unchecked)</span>' if why else ""
+def _unchecked_mark(m: dict[str, Any], key: str, label: str) -> str:
+    """`` (label)`` after a claim the report could not check, with why as its tooltip: a width not checked against
+    the artifact's graph (``WIDTH_UNCHECKED_KEY``, "unchecked"), a source checkpoint not checked against the run's
+    weights (``SOURCE_UNCHECKED_KEY``, "source unchecked"); ``""`` for a checked one."""
+    why = m.get(key)
+    return f' <span class="bad" title="{esc(why)}">({label})</span>' if why else ""
 
 
 def section_artifacts(files: PipelineFiles) -> Section:
@@ -838,7 +842,7 @@ def section_artifacts(files: PipelineFiles) -> Section:
     headers = ["device", "artifact", "backend", "precision", "width", "BN stats", "max abs error", "min cosine",
                "tolerance", "verified", "file", "sha256", "valid"]
     body = (table(headers, [_manifest_row(m, files.root) for m in good], numeric=(6, 7)) if good else "")
-    body += "".join(_macro("warning", line) for line in files.unchecked_widths())
+    body += "".join(_macro("warning", line) for line in files.unchecked_widths() + files.unchecked_sources())
     body += _errors(files.manifests)
     return Section("artifacts", title, body, RENDERED if good else ERROR)
 

@@ -1,0 +1,67 @@
+"""A manifest's word on what an artifact was exported from (``source.checkpoint_sha256``, the BN statistics,
+a switchable artifact's ``model.name``): checked against the files where the reader has them, shown as unchecked
+where it has not (red-team 2026-12-07: these claims were taken as fact)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import copy_artifact, edit_manifest
+
+
+def _folder_without_weights(run: Path, exported: Any, root: Path) -> Path:
+    """A pipeline folder holding the run's results but not its weights, and ``exported`` under artifacts/cpu."""
+    shutil.copytree(run, root / "run")
+    (root / "run" / "checkpoint.safetensors").unlink()
+    return copy_artifact(exported, root / "artifacts" / "cpu")
+
+
+def test_the_report_marks_a_source_it_cannot_check(exported: Any, run: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Without run/checkpoint.safetensors the report tied an artifact to the run because its manifest's
+    checkpoint digest equalled the one checkpoint.json records: one claim checked against another. The artifact is
+    marked "(source unchecked)" on the page, `us3l report` warns once, --json lists it; with the weights back it is
+    checked (no mark), and an edited digest is stale there."""
+    from us3l.cli import main
+    from us3l.report import render_report
+
+    root = tmp_path / "qs"
+    d = _folder_without_weights(run, exported, root)
+    sha = exported.manifest["source"]["checkpoint_sha256"]
+    rep = render_report(root)
+    line = (f"{d / 'manifest.json'}: source not checked: its manifest says it was exported from checkpoint "
+            f"{sha[:12]}…, but {root / 'run' / 'checkpoint.safetensors'} is absent to hash and check that against "
+            "(nor its BN statistics)")
+    assert rep.unchecked_sources() == [line]
+    assert not any("stale" in e for e in rep.errors())  # the claim equals checkpoint.json's: nothing else to say
+    assert '<span class="bad" title="its manifest says it was exported from checkpoint' in rep.html
+    assert "(source unchecked)</span>" in rep.html
+    assert main(["report", str(root)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("source not checked") == 1 and line in err
+    assert main(["report", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unchecked_sources"] == [line]
+
+    shutil.copy(run / "checkpoint.safetensors", root / "run" / "checkpoint.safetensors")
+    rep = render_report(root)
+    assert rep.unchecked_sources() == [] and "(source unchecked)" not in rep.html
+    edit_manifest(d, lambda doc: doc["source"].update(checkpoint_sha256="ab" * 32))
+    rep = render_report(root)
+    assert rep.unchecked_sources() == []
+    assert any(e.startswith(f"{d / 'manifest.json'}: stale: exported from another checkpoint") for e in rep.errors())
+
+
+def test_the_report_marks_no_source_a_manifest_does_not_claim(exported: Any, run: Path, tmp_path: Path) -> None:
+    """An export of a fresh model (``source.checkpoint_sha256`` null) claims no checkpoint: nothing to mark."""
+    from us3l.report import render_report
+
+    root = tmp_path / "qs"
+    d = _folder_without_weights(run, exported, root)
+    edit_manifest(d, lambda doc: doc["source"].update(checkpoint_sha256=None))
+    assert render_report(root).unchecked_sources() == []
+
