@@ -475,3 +475,29 @@ def _shape_matches(shape: object, expected: Sequence[int | None]) -> bool:
         if isinstance(got, bool) or not isinstance(got, int) or got != int(want):
             return False
     return True
+
+
+def checked_source_checkpoint(doc: Mapping[str, Any], where: str | Path) -> tuple[str | None, str | None]:
+    """The checkpoint sha256 a manifest says its artifact was exported from (``source.checkpoint_sha256``), checked
+    where the checkpoint it names (``source.checkpoint``) is a file here: its bytes are hashed, and another digest is
+    refused (one line: the manifest edited, or the checkpoint replaced since the export). Returns ``(digest, note)``:
+    ``note`` (else ``None``) says the digest is the manifest's word only, that file being absent to check it
+    against; ``(None, None)`` for a manifest that records no checkpoint (an export of a fresh model)."""
+    from us3l.io import file_sha256
+
+    source = doc.get("source")
+    source = source if isinstance(source, Mapping) else {}
+    claimed, named = source.get("checkpoint_sha256"), source.get("checkpoint")
+    if not isinstance(claimed, str):
+        return None, None
+    path = Path(named) if isinstance(named, str) and named else None
+    if path is None or not path.is_file():
+        shown = "it names none" if path is None else f"{path} is absent"
+        return claimed, (f"{where}: source.checkpoint_sha256 {claimed[:12]}… is the manifest's word, not checked "
+                         f"({shown} here to hash)")
+    actual = file_sha256(path)
+    if actual != claimed:
+        raise US3LError(f"{where}: source.checkpoint_sha256 is {claimed[:12]}… but {path} has sha256 "
+                        f"{actual[:12]}… (the manifest was edited, or the checkpoint replaced since the export); "
+                        f"re-export the artifact")
+    return claimed, None

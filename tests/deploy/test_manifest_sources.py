@@ -65,3 +65,60 @@ def test_the_report_marks_no_source_a_manifest_does_not_claim(exported: Any, run
     edit_manifest(d, lambda doc: doc["source"].update(checkpoint_sha256=None))
     assert render_report(root).unchecked_sources() == []
 
+
+FAST = ["--max-seconds", "0.2", "--target-ci", "0.2", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def switchable_of_copy(run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a copy of ``run``, its widths 1 and 0.25 exported as one switchable ONNX artifact): edit copies of both."""
+    from us3l.deploy.switchable_export import export_switchable
+
+    copy = tmp_path_factory.mktemp("runcopy") / "run"
+    shutil.copytree(run, copy)
+    res = export_switchable(copy, "onnx", tmp_path_factory.mktemp("sw"), [1.0, 0.25], device_name="cpu")
+    return copy, res.directory
+
+
+def _profile(artifact: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any] | None, str]:
+    from us3l.cli import main
+
+    code = main(["profile", "--device", "cpu", "--artifact", str(artifact), "--out", str(out), "--json", *FAST])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out) if code == 0 else None, " ".join(captured.err.split())
+
+
+def test_profile_artifact_checks_the_claimed_checkpoint(switchable_of_copy: tuple[Path, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`us3l profile --artifact` copied a switchable manifest's source.checkpoint_sha256 into the profile, which
+    `us3l select` and the report then tie to the run's accuracies, without hashing the checkpoint the manifest
+    names. Now it is hashed where it is here: the run's own digest is recorded (checkpoint_checked true), a
+    manifest edited to claim another checkpoint's digest is refused before any width is timed, and where the
+    checkpoint is absent the profile says the digest is unchecked (false) and a note on stderr says so."""
+    from us3l.io import file_sha256
+
+    run_copy, exported = switchable_of_copy
+    weights = run_copy / "checkpoint.safetensors"
+    code, doc, err = _profile(exported, tmp_path / "ok", capsys)
+    assert code == 0 and doc is not None and "not checked" not in err
+    assert doc["checkpoint_sha256"] == file_sha256(weights) and doc["extra"]["switchable"]["checkpoint_checked"]
+
+    d = tmp_path / "edited" / exported.name
+    shutil.copytree(exported, d)
+    path = edit_manifest(d, lambda m: m["source"].update(checkpoint_sha256="ab" * 32))
+    code, doc, err = _profile(d, tmp_path / "p", capsys)
+    assert code != 0 and not list((tmp_path / "p").glob("*.json"))  # refused before any width was timed
+    assert err == (f"error: {path}: source.checkpoint_sha256 is abababababab… but {weights} has sha256 "
+                   f"{file_sha256(weights)[:12]}… (the manifest was edited, or the checkpoint replaced since the "
+                   "export); re-export the artifact")
+
+    gone = tmp_path / "gone" / "checkpoint.safetensors"
+    path = edit_manifest(d, lambda m: m["source"].update(checkpoint=str(gone),
+                                                         checkpoint_sha256=file_sha256(weights)))
+    code, doc, err = _profile(d, tmp_path / "q", capsys)
+    assert code == 0 and doc is not None
+    assert doc["checkpoint_sha256"] == file_sha256(weights)
+    assert doc["extra"]["switchable"]["checkpoint_checked"] is False
+    assert err.count("not checked") == 1 and (
+        f"note: {path}: source.checkpoint_sha256 {file_sha256(weights)[:12]}… is the manifest's word, not checked "
+        f"({gone} is absent here to hash)") in err

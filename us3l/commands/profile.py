@@ -367,7 +367,8 @@ def _profile_artifact(
     n = len(doc["model"]["widths"])
     with Progress(f"profiling {artifact.name} on {spec.name}", n, "widths", enabled=not json_out) as bar:
         bar.update(0, detail="timing every width through the one file")
-        prof = profile_switchable(artifact, spec, threads=threads, policy=policy)
+        prof = profile_switchable(artifact, spec, threads=threads, policy=policy,
+                                  on_note=lambda line: note(f"note: {line}", markup=False))
         bar.update(n, detail="done")
     prof.extra["switchable"].update(placed_artifact(artifact, json_path))
     json_path, csv_path = write_profile(prof, out)
