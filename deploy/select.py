@@ -892,6 +892,10 @@ def _select_read(
         if per_call > 1 and budget.latency_ms is not None:  # the budget is compared with a call's latency
             d.notes.append(f"the profile times calls of {per_call} images (batch {per_call}): the latency budget "
                            f"applies per call, i.e. to {per_call} images")
+        if acc_table is not None and unchecked_checkpoint(doc):
+            d.notes.append(f"the profile's checkpoint sha256 is its switchable artifact's manifest's word (not checked "
+                           f"against the checkpoint when profiled: it was absent), so its tie to {accuracy} is "
+                           "unchecked")
         if acc_table is not None and not intervals and not strict_accuracy:
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")
         if d.tie_test in (OVERLAP, MIXED):
@@ -1218,6 +1222,14 @@ def check_same_int8_calibration(
                 f"{scored[:12]}…: quantize both with the same --calib-images and --calib-data (re-run us3l profile, "
                 "or us3l export and us3l eval --artifact)"
             )
+
+
+def unchecked_checkpoint(profile: Mapping[str, Any]) -> bool:
+    """Whether a profile's ``checkpoint_sha256`` is a switchable manifest's word that ``us3l profile --artifact``
+    could not check against the checkpoint (``extra.switchable.checkpoint_checked`` false)."""
+    extra = profile.get("extra")
+    sw = extra.get("switchable") if isinstance(extra, Mapping) else None
+    return isinstance(sw, Mapping) and sw.get("checkpoint_checked") is False
 
 
 def check_same_checkpoint(

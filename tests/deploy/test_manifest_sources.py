@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import copy_artifact, edit_manifest
+from tests.deploy.conftest import copy_artifact, edit_manifest, latency
 
 
 def _folder_without_weights(run: Path, exported: Any, root: Path) -> Path:
@@ -122,3 +122,24 @@ def test_profile_artifact_checks_the_claimed_checkpoint(switchable_of_copy: tupl
     assert err.count("not checked") == 1 and (
         f"note: {path}: source.checkpoint_sha256 {file_sha256(weights)[:12]}… is the manifest's word, not checked "
         f"({gone} is absent here to hash)") in err
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_select_says_a_profiles_unchecked_checkpoint_is_the_manifests_word(write_profile, write_accuracy,
+                                                                           checked: bool) -> None:
+    """`us3l select` tied a switchable artifact's profile to accuracy.json by the checkpoint digest that
+    `profile --artifact` copied from the manifest without checking it (its checkpoint absent): the answer reads as
+    the run's. The tie is kept, with a note that it rests on the manifest's word."""
+    from us3l.deploy.select import Budget, select
+
+    prof = write_profile([{"width": w, "latency": latency(0.8 * p, p, 1.2 * p)} for w, p in ((0.25, 1.0), (1.0, 3.0))])
+    doc = json.loads(prof.read_text())
+    doc["checkpoint_sha256"] = "0" * 64  # accuracy.json's (write_accuracy)
+    doc["extra"] = {"switchable": {"artifact": "art", "sha256": "1" * 64, "widths": [0.25, 1.0],
+                                   "checkpoint_checked": checked}}
+    prof.write_text(json.dumps(doc))
+    acc = write_accuracy({0.25: 50.0, 1.0: 80.0})
+    (d,) = select([prof], Budget(latency_ms=5), acc).devices
+    note = (f"the profile's checkpoint sha256 is its switchable artifact's manifest's word (not checked against the "
+            f"checkpoint when profiled: it was absent), so its tie to {acc} is unchecked")
+    assert (note in d.notes) is not checked
