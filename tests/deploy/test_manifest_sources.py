@@ -143,3 +143,28 @@ def test_select_says_a_profiles_unchecked_checkpoint_is_the_manifests_word(write
     note = (f"the profile's checkpoint sha256 is its switchable artifact's manifest's word (not checked against the "
             f"checkpoint when profiled: it was absent), so its tie to {acc} is unchecked")
     assert (note in d.notes) is not checked
+
+
+def test_quickstart_reuses_an_export_only_with_a_bn_stats_record_it_checks(
+        exported: Any, run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quickstart's export step reused an artifact whose manifest records no ``source.bn_stats`` (taken as "made
+    with the run's statistics as they are now"): deleting the record made an export of recalibrated-away statistics
+    pass. The record is checked against the run's bn_stats.safetensors, and without one the width is re-exported."""
+    from us3l.checkpoint import load_backbone
+    from us3l.commands import quickstart as qs
+    from us3l.deploy import export
+
+    art = tmp_path / "artifacts"
+    d = copy_artifact(exported, art / "cpu")
+    exports: list[float] = []
+    monkeypatch.setattr(export, "export_width", lambda run_dir, w, *a, **k: exports.append(w) or exported)
+    network = load_backbone(run).model
+
+    def step() -> str:
+        return qs._artifact(run, art, "cpu", "cifar_resnet18", 0.25, "onnx", "fp32", False, lambda: network)[0]
+
+    assert step() == "reused" and exports == []
+    edit_manifest(d, lambda doc: doc["source"].update(bn_stats={**doc["source"]["bn_stats"], "sha256": "ab" * 32}))
+    assert step() == "ran" and exports == [0.25]  # another file's statistics: as before
+    edit_manifest(d, lambda doc: doc["source"].pop("bn_stats"))
+    assert step() == "ran" and exports == [0.25, 0.25]

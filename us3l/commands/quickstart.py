@@ -440,12 +440,14 @@ def _artifact(
 
 def _same_bn_stats(manifest: dict[str, Any], run_dir: Path) -> bool:
     """Whether the artifact was materialized with the run's ``bn_stats.safetensors`` as it is now (its recorded
-    sha256; a manifest from before it was recorded counts as the same). A re-run that recalibrated re-exports."""
+    sha256 against the file's). A re-run that recalibrated re-exports, and so does one over a manifest that records
+    no ``source.bn_stats`` (written before 2026-12-06, or the record deleted): nothing shows which statistics it
+    holds."""
     from us3l.derived import BN_STATS_FILE
 
-    source = manifest.get("source") or {}
-    if "bn_stats" not in source:
-        return True
+    source = manifest.get("source")
+    if not isinstance(source, dict) or "bn_stats" not in source:
+        return False
     path = run_dir / BN_STATS_FILE
     return (source.get("bn_stats") or {}).get("sha256") == (file_sha256(path) if path.is_file() else None)
 
