@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import Artifact, Backend
@@ -477,27 +477,51 @@ def _shape_matches(shape: object, expected: Sequence[int | None]) -> bool:
     return True
 
 
-def checked_source_checkpoint(doc: Mapping[str, Any], where: str | Path) -> tuple[str | None, str | None]:
-    """The checkpoint sha256 a manifest says its artifact was exported from (``source.checkpoint_sha256``), checked
-    where the checkpoint it names (``source.checkpoint``) is a file here: its bytes are hashed, and another digest is
-    refused (one line: the manifest edited, or the checkpoint replaced since the export). Returns ``(digest, note)``:
-    ``note`` (else ``None``) says the digest is the manifest's word only, that file being absent to check it
-    against; ``(None, None)`` for a manifest that records no checkpoint (an export of a fresh model)."""
+class SourceCheck(NamedTuple):
+    """What ``checked_source_checkpoint`` found: the manifest's checkpoint digest (``None``: it records none),
+    whether the checkpoint's bytes were hashed and found to be that digest, and the one line (else ``None``) that
+    says what stays the manifest's word, not checked."""
+
+    checkpoint_sha256: str | None
+    checkpoint_checked: bool
+    note: str | None
+
+
+def checked_source_checkpoint(doc: Mapping[str, Any], where: str | Path) -> SourceCheck:
+    """A manifest's ``source.checkpoint_sha256`` (the checkpoint its artifact was exported from), checked where the
+    checkpoint it names (``source.checkpoint``) is a file here: its bytes are hashed, and another digest is refused
+    (one line: the manifest edited, or the checkpoint replaced since the export); so is a ``model.name`` other than
+    the model the ``checkpoint.json`` of those weights names (a switchable graph records no name of its own). Where
+    the checkpoint is absent, or its ``checkpoint.json`` does not describe it, ``note`` says what is unchecked. A
+    manifest that records no checkpoint (an export of a fresh model) gives ``SourceCheck(None, False, None)``."""
+    from us3l.checkpoint import read_meta
     from us3l.io import file_sha256
 
     source = doc.get("source")
     source = source if isinstance(source, Mapping) else {}
     claimed, named = source.get("checkpoint_sha256"), source.get("checkpoint")
     if not isinstance(claimed, str):
-        return None, None
+        return SourceCheck(None, False, None)
+    name = (doc.get("model") or {}).get("name")
     path = Path(named) if isinstance(named, str) and named else None
     if path is None or not path.is_file():
         shown = "it names none" if path is None else f"{path} is absent"
-        return claimed, (f"{where}: source.checkpoint_sha256 {claimed[:12]}… is the manifest's word, not checked "
-                         f"({shown} here to hash)")
+        return SourceCheck(claimed, False, f"{where}: source.checkpoint_sha256 {claimed[:12]}… and model.name "
+                                           f"{name!r:.60} are the manifest's word, not checked ({shown} here to hash)")
     actual = file_sha256(path)
     if actual != claimed:
         raise US3LError(f"{where}: source.checkpoint_sha256 is {claimed[:12]}… but {path} has sha256 "
                         f"{actual[:12]}… (the manifest was edited, or the checkpoint replaced since the export); "
                         f"re-export the artifact")
-    return claimed, None
+    try:
+        meta = read_meta(path)
+        if meta.get("weights_sha256") not in (None, actual):
+            raise US3LError("it describes other weights")
+    except US3LError as exc:
+        why = " ".join(str(exc).split())[:160]
+        return SourceCheck(claimed, True, f"{where}: model.name {name!r:.60} is the manifest's word, not checked "
+                                          f"(the checkpoint.json beside {path}: {why})")
+    if meta.get("model") != name:
+        raise US3LError(f"{where}: model.name {name!r:.60} is not the model of {path} ({meta.get('model')}) (the "
+                        f"manifest was edited); re-export the artifact")
+    return SourceCheck(claimed, True, None)

@@ -92,9 +92,10 @@ def profile_switchable(
     """Profile every width of the switchable artifact in ``folder`` on ``spec`` (this machine).
 
     The profile's ``checkpoint_sha256`` is the manifest's ``source.checkpoint_sha256`` checked against the
-    checkpoint it names where that file is here (``us3l.deploy.manifest.checked_source_checkpoint``: another digest
-    is refused before any width is timed); where it is not, ``extra.switchable.checkpoint_checked`` is false and
-    ``on_note`` gets one line saying so."""
+    checkpoint it names where that file is here, and its ``model`` the manifest's ``model.name`` checked against that
+    checkpoint's (``us3l.deploy.manifest.checked_source_checkpoint``: another digest or model is refused before any
+    width is timed); where the checkpoint is not here, ``extra.switchable.checkpoint_checked`` is false, and
+    ``on_note`` gets one line for what was not checked."""
     import numpy as np
 
     from us3l.deploy.backends import get_backend
@@ -116,7 +117,7 @@ def profile_switchable(
         raise US3LError(f"device '{spec.name}' has no {backend} backend (it has: {', '.join(spec.backends)})")
     spec.check_precision(backend, PRECISION)  # an NPU runs fp16/int8: an fp32 file would be timed as another model
     # the profile ties its latencies to this checkpoint (us3l select, the report): hashed where it is here
-    checkpoint_sha256, unchecked = checked_source_checkpoint(doc, Path(folder) / "manifest.json")
+    source_check = checked_source_checkpoint(doc, Path(folder) / "manifest.json")
     # the installed runtime must be able to run what the manifest records, as deploy.load_switchable checks
     get_backend(backend).check_runtime_compat(doc["backend"].get("runtime_version"))
     from us3l.profiler.sweep import check_local_requirements, check_timed_device
@@ -150,8 +151,8 @@ def profile_switchable(
     )
     wall = time.perf_counter() - t0
     source = doc.get("source") or {}
-    if unchecked is not None and on_note is not None:
-        on_note(unchecked)
+    if source_check.note is not None and on_note is not None:
+        on_note(source_check.note)
     return Profile(
         model=profiled_model_name(doc),
         device=spec.name,
@@ -162,7 +163,7 @@ def profile_switchable(
         policy=policy.to_dict(),
         fingerprint=fingerprint.collect(),
         records=records,
-        checkpoint_sha256=checkpoint_sha256,
+        checkpoint_sha256=source_check.checkpoint_sha256,
         init_seed=source.get("init_seed"),
         reach=spec.reach.url,
         runtime_version=doc["backend"].get("runtime_version"),
@@ -171,7 +172,8 @@ def profile_switchable(
             "switchable": {
                 "artifact": str(Path(folder)), "sha256": sha, "widths": doc["model"]["widths"],
                 "index_input": doc["width_input"]["name"], "mode": MODES[backend],
-                **({} if checkpoint_sha256 is None else {"checkpoint_checked": unchecked is None}),
+                **({} if source_check.checkpoint_sha256 is None
+                   else {"checkpoint_checked": source_check.checkpoint_checked}),
             },
         },
         time_budget={

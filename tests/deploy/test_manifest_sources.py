@@ -120,8 +120,39 @@ def test_profile_artifact_checks_the_claimed_checkpoint(switchable_of_copy: tupl
     assert doc["checkpoint_sha256"] == file_sha256(weights)
     assert doc["extra"]["switchable"]["checkpoint_checked"] is False
     assert err.count("not checked") == 1 and (
-        f"note: {path}: source.checkpoint_sha256 {file_sha256(weights)[:12]}… is the manifest's word, not checked "
-        f"({gone} is absent here to hash)") in err
+        f"note: {path}: source.checkpoint_sha256 {file_sha256(weights)[:12]}… and model.name 'cifar_resnet18' are "
+        f"the manifest's word, not checked ({gone} is absent here to hash)") in err
+
+
+def test_profile_artifact_checks_the_claimed_model_name(switchable_of_copy: tuple[Path, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A switchable graph records no model name: `us3l profile --artifact` named the profile, and `us3l select` and
+    the report matched it to the run's model, by the manifest's model.name alone. With the checkpoint here, the
+    name must be the model its checkpoint.json names; where that file does not describe the weights, a note says
+    the name is unchecked (the digest was checked)."""
+    from us3l.io import file_sha256
+
+    run_copy, exported = switchable_of_copy
+    d = tmp_path / "edited" / exported.name
+    shutil.copytree(exported, d)
+    path = edit_manifest(d, lambda m: m["model"].update(name="cifar_resnet50"))
+    code, _, err = _profile(d, tmp_path / "p", capsys)
+    assert code != 0 and not list((tmp_path / "p").glob("*.json"))
+    weights = run_copy / "checkpoint.safetensors"
+    assert err == (f"error: {path}: model.name 'cifar_resnet50' is not the model of {weights} (cifar_resnet18) (the "
+                   "manifest was edited); re-export the artifact")
+
+    other = tmp_path / "other" / "checkpoint.safetensors"  # the same weights beside a checkpoint.json of others
+    other.parent.mkdir()
+    shutil.copy(weights, other)
+    meta = json.loads((run_copy / "checkpoint.json").read_text())
+    (other.parent / "checkpoint.json").write_text(json.dumps({**meta, "weights_sha256": "ab" * 32}))
+    path = edit_manifest(d, lambda m: m["source"].update(checkpoint=str(other)))
+    code, doc, err = _profile(d, tmp_path / "q", capsys)
+    assert code == 0 and doc is not None and doc["model"] == "cifar_resnet50-switchable"
+    assert doc["checkpoint_sha256"] == file_sha256(weights) and doc["extra"]["switchable"]["checkpoint_checked"]
+    assert f"note: {path}: model.name 'cifar_resnet50' is the manifest's word, not checked (the checkpoint.json " \
+           f"beside {other}: it describes other weights)" in err
 
 
 @pytest.mark.parametrize("checked", [True, False])
