@@ -39,8 +39,9 @@ REHASH_KEY = "report_rehash"
 #: written): why, in words. The page marks that width "unchecked" and ``us3l report`` warns once per artifact.
 WIDTH_UNCHECKED_KEY = "report_width_unchecked"
 #: Set by the report in a manifest that records the checkpoint it was exported from (``source.checkpoint_sha256``)
-#: when the folder holds no run weights to hash and check that digest against (never written): why, in words. The
-#: page marks the artifact "(source unchecked)" and ``us3l report`` warns once per artifact.
+#: when the folder holds no run weights to hash and check that digest against, or, of those weights, records no
+#: digest of its calibrated BN statistics (never written): why, in words. The page marks the artifact
+#: "(source unchecked)" and ``us3l report`` warns once per artifact.
 SOURCE_UNCHECKED_KEY = "report_source_unchecked"
 
 #: How each input is produced, for the "missing" notes of the page.
@@ -119,8 +120,8 @@ class PipelineFiles:
                 if m.ok and m.doc is not None and m.doc.get(WIDTH_UNCHECKED_KEY)]
 
     def unchecked_sources(self) -> list[str]:
-        """One line per artifact whose source checkpoint (and BN statistics) the report could not check against the
-        run's weights (``SOURCE_UNCHECKED_KEY``): the page shows it as the manifest's word, not a checked fact."""
+        """One line per artifact whose source checkpoint or BN statistics the report could not check against the
+        run's files (``SOURCE_UNCHECKED_KEY``): the page shows them as the manifest's word, not a checked fact."""
         return [f"{m.path}: source not checked: {m.doc[SOURCE_UNCHECKED_KEY]}" for m in self.manifests
                 if m.ok and m.doc is not None and m.doc.get(SOURCE_UNCHECKED_KEY)]
 
@@ -291,19 +292,39 @@ def _confirm_widths(files: PipelineFiles) -> None:
 
 
 def _mark_unchecked_sources(files: PipelineFiles) -> None:
-    """Without the run's weights (``weights_sha256`` None), a manifest's ``source.checkpoint_sha256`` cannot be
-    checked against the bytes it names: the artifact is tied to the run (and its BN statistics compared) only on the
-    manifest's word. Each such manifest gets ``SOURCE_UNCHECKED_KEY`` saying so; with the weights, ``_bindings``
-    compares the digest with their hash."""
-    if files.weights_sha256 is not None:
-        return
+    """Each manifest whose tie to the run rests on its word alone gets ``SOURCE_UNCHECKED_KEY`` saying why: without
+    the run's weights (``weights_sha256`` None) its ``source.checkpoint_sha256`` cannot be checked against the bytes
+    it names (nor, then, its BN statistics); with them, a manifest of those weights that says its widths were
+    calibrated but records no digest of the statistics (``us3l.deploy.bn_stats_record``: written before 2026-12-06,
+    or the record deleted) cannot be compared with the run's ``bn_stats.safetensors`` (``_bn_stats_drift``)."""
+    from us3l.deploy.bn_stats_record import bn_stats_records
+    from us3l.derived import BN_STATS_FILE
+
     weights = files.run / WEIGHTS_FILE
     for index, item in enumerate(files.manifests):
         claimed = _source(item.doc).get("checkpoint_sha256") if item.ok and item.doc is not None else None
-        if isinstance(claimed, str):
+        if not isinstance(claimed, str):
+            continue
+        if files.weights_sha256 is None:
             why = (f"its manifest says it was exported from checkpoint {claimed[:12]}…, but {weights} is absent to "
                    "hash and check that against (nor its BN statistics)")
-            files.manifests[index] = dataclasses.replace(item, doc={**item.doc, SOURCE_UNCHECKED_KEY: why})
+        elif claimed == files.weights_sha256 and _calibrated(item.doc) and not bn_stats_records(item.doc):
+            why = ("its manifest records no digest of the calibrated BN statistics it was exported with (written "
+                   f"before 2026-12-06, or the record deleted) to check against {files.run / BN_STATS_FILE}; "
+                   "re-export it to have them checked")
+        else:
+            continue
+        files.manifests[index] = dataclasses.replace(item, doc={**item.doc, SOURCE_UNCHECKED_KEY: why})
+
+
+def _calibrated(doc: dict[str, Any]) -> bool:
+    """Whether a manifest says its width (a switchable one's: any width) was exported with calibrated statistics."""
+    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    if doc.get("kind") == "switchable_manifest":
+        per_width = model.get("per_width")
+        return any(isinstance(p, dict) and p.get("bn_stats") == "calibrated"
+                   for p in (per_width if isinstance(per_width, list) else []))
+    return model.get("bn_stats") == "calibrated"
 
 
 def _run_architecture(meta: dict[str, Any]) -> Any:
