@@ -218,3 +218,41 @@ def test_the_report_marks_calibrated_statistics_it_cannot_check(exported: Any, r
         f"with (written before 2026-12-06, or the record deleted) to check against "
         f"{root / 'run' / 'bn_stats.safetensors'}; re-export it to have them checked"]
     assert "(source unchecked)</span>" in rep.html
+
+
+def test_the_report_checks_a_switchable_model_name_against_the_run(switchable_of_copy: tuple[Path, Path],
+                                                                   tmp_path: Path) -> None:
+    """A switchable graph records no model name: the report listed a switchable artifact of the run's weights whose
+    manifest names another model as valid. Of the run's weights (source.checkpoint_sha256 the hash of
+    run/checkpoint.safetensors), its model.name must be the run's model: valid no, the manifest edited."""
+    from us3l.report.collect import collect_pipeline
+
+    run_copy, exported = switchable_of_copy
+    root = tmp_path / "qs"
+    shutil.copytree(run_copy, root / "run")
+    d = root / "artifacts" / "cpu" / exported.name
+    shutil.copytree(exported, d)
+    (man,) = collect_pipeline(root).manifests
+    assert man.doc["valid"] is True and "report_rehash" not in man.doc
+    edit_manifest(d, lambda doc: doc["model"].update(name="cifar_resnet50"))
+    (man,) = collect_pipeline(root).manifests
+    assert man.doc["valid"] is False and man.doc["report_rehash"] == {
+        "reason": "manifest edited",
+        "detail": "model.name 'cifar_resnet50' is not the run's model cifar_resnet18, whose weights "
+                  "source.checkpoint_sha256 names (the manifest was edited); re-export the artifact"}
+
+    # another network of the same name (fewer channels), its manifest claiming the run's weights: its feature sizes
+    from us3l.deploy.graph import fresh_model
+    from us3l.deploy.switchable_export import export_switchable
+    from us3l.io import file_sha256
+
+    shutil.rmtree(d)
+    net = fresh_model("cifar_resnet18", base_channels=8)
+    net.input_size = 16
+    other = export_switchable(net, "onnx", root / "artifacts", [1.0, 0.25], device_name="cpu",
+                              model_name="cifar_resnet18").directory
+    edit_manifest(other, lambda doc: doc["source"].update(checkpoint_sha256=file_sha256(root / "run" /
+                                                                                        "checkpoint.safetensors")))
+    (man,) = collect_pipeline(root).manifests
+    assert man.doc["valid"] is False and man.doc["report_rehash"]["detail"].startswith(
+        "model.per_width[0].feature_dim 64 is not the run's cifar_resnet18 at width 1 (")

@@ -266,13 +266,16 @@ def _confirm_widths(files: PipelineFiles) -> None:
     model and options, built on the meta device, no weights): the graph's layers must be the network's at
     ``model.width`` (``us3l.deploy.manifest_claims.check_network``); an edited width is shown as the page shows any
     edited manifest: valid no. Otherwise nothing here can check it: ``WIDTH_UNCHECKED_KEY`` says why, and the page
-    marks the width unchecked rather than present the manifest's word as a checked fact."""
+    marks the width unchecked rather than present the manifest's word as a checked fact. A valid switchable
+    manifest of the run's weights must name the run's model, with the run's network's feature sizes
+    (``_check_switchable_model``): its graph records no model name."""
     meta = files.checkpoint.doc if files.checkpoint is not None and files.checkpoint.ok else None
     network, unbuilt = None, False
     for index, item in enumerate(files.manifests):
         doc = item.doc
-        if (not item.ok or doc.get("kind") == "switchable_manifest" or not doc.get("valid")
-                or (doc.get("model") or {}).get("model_kwargs") is not None):  # recorded: check_graph checked it
+        switchable = item.ok and doc.get("kind") == "switchable_manifest"
+        if (not item.ok or not doc.get("valid")
+                or (not switchable and (doc.get("model") or {}).get("model_kwargs") is not None)):  # check_graph did
             continue
         ours = meta is not None and files.weights_sha256 is not None and \
             _source(doc).get("checkpoint_sha256") == files.weights_sha256
@@ -281,6 +284,11 @@ def _confirm_widths(files: PipelineFiles) -> None:
                 network = _run_architecture(meta)
             except (US3LError, TypeError, ValueError, RuntimeError):  # the run section says why checkpoint.json is bad
                 unbuilt = True
+        if switchable:  # a switchable graph records no model name: of the run's weights, it is the run's model
+            if ours and network is not None:
+                files.manifests[index] = dataclasses.replace(item, doc=_rehashed(
+                    doc, item.path.parent, lambda d=doc, i=item, n=network: _check_switchable_model(d, i.path, n)))
+            continue
         if ours and network is not None:
             checked = _rehashed(doc, item.path.parent, lambda d=doc, i=item, n=network: _check_width(d, i.path, n))
         else:
@@ -336,6 +344,22 @@ def _run_architecture(meta: dict[str, Any]) -> Any:
 
     with torch.device("meta"):
         return create_model(str(meta.get("model")), num_classes=0, **model_kwargs_of(meta))
+
+
+def _check_switchable_model(doc: dict[str, Any], path: Path, network: Any) -> None:
+    """Refuse (one line) a switchable manifest of the run's weights whose ``model.name`` is not the run's model, or
+    whose widths' ``feature_dim`` (checked against the file's own record on read) are not the run's network's."""
+    run_model = network.registered_as[0]
+    name = doc["model"].get("name")
+    if name != run_model:
+        raise US3LError(f"{path}: model.name {name!r:.60} is not the run's model {run_model}, whose weights "
+                        "source.checkpoint_sha256 names (the manifest was edited); re-export the artifact")
+    for i, p in enumerate(doc["model"]["per_width"]):
+        want = int(network.feature_dim(float(p["width"])))
+        if p.get("feature_dim") != want:
+            raise US3LError(f"{path}: model.per_width[{i}].feature_dim {p.get('feature_dim')!r:.20} is not the run's "
+                            f"{run_model} at width {p['width']:g} ({want} features): not exported from the weights "
+                            "source.checkpoint_sha256 names (the manifest was edited); re-export the artifact")
 
 
 def _check_width(doc: dict[str, Any], path: Path, network: Any) -> None:
