@@ -479,12 +479,14 @@ def _shape_matches(shape: object, expected: Sequence[int | None]) -> bool:
 
 class SourceCheck(NamedTuple):
     """What ``checked_source_checkpoint`` found: the manifest's checkpoint digest (``None``: it records none),
-    whether the checkpoint's bytes were hashed and found to be that digest, and the one line (else ``None``) that
-    says what stays the manifest's word, not checked."""
+    whether the checkpoint's bytes were hashed and found to be that digest, the one line (else ``None``) that says
+    what stays the manifest's word, not checked, and whether that line is a warning (a file at the recorded
+    relative path holds other weights) rather than a note."""
 
     checkpoint_sha256: str | None
     checkpoint_checked: bool
     note: str | None
+    warning: bool = False
 
 
 def checked_source_checkpoint(doc: Mapping[str, Any], where: str | Path) -> SourceCheck:
@@ -492,8 +494,10 @@ def checked_source_checkpoint(doc: Mapping[str, Any], where: str | Path) -> Sour
     checkpoint it names (``source.checkpoint``) is a file here: its bytes are hashed, and another digest is refused
     (one line: the manifest edited, or the checkpoint replaced since the export); so is a ``model.name`` other than
     the model the ``checkpoint.json`` of those weights names (a switchable graph records no name of its own). Where
-    the checkpoint is absent, or its ``checkpoint.json`` does not describe it, ``note`` says what is unchecked. A
-    manifest that records no checkpoint (an export of a fresh model) gives ``SourceCheck(None, False, None)``."""
+    the checkpoint is absent, or its ``checkpoint.json`` does not describe it, ``note`` says what is unchecked; a
+    relative ``source.checkpoint`` (as given to the export, from the folder it ran in) that holds other weights here
+    may be another run's, so it is a warning, not a refusal. A manifest that records no checkpoint (an export of a
+    fresh model) gives ``SourceCheck(None, False, None)``."""
     from us3l.checkpoint import read_meta
     from us3l.io import file_sha256
 
@@ -509,6 +513,10 @@ def checked_source_checkpoint(doc: Mapping[str, Any], where: str | Path) -> Sour
         return SourceCheck(claimed, False, f"{where}: source.checkpoint_sha256 {claimed[:12]}… and model.name "
                                            f"{name!r:.60} are the manifest's word, not checked ({shown} here to hash)")
     actual = file_sha256(path)
+    if actual != claimed and not path.is_absolute():  # relative to the folder the export ran in, maybe not this one
+        return SourceCheck(claimed, False, f"{where}: source.checkpoint_sha256 {claimed[:12]}… and model.name "
+                                           f"{name!r:.60} are the manifest's word, not checked: {path} (relative to "
+                                           f"the folder the export ran in) has sha256 {actual[:12]}… here", True)
     if actual != claimed:
         raise US3LError(f"{where}: source.checkpoint_sha256 is {claimed[:12]}… but {path} has sha256 "
                         f"{actual[:12]}… (the manifest was edited, or the checkpoint replaced since the export); "

@@ -88,6 +88,7 @@ def profile_switchable(
     policy: MeasurementPolicy | None = None,
     on_round: Callable[[int, dict[Any, int]], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Profile:
     """Profile every width of the switchable artifact in ``folder`` on ``spec`` (this machine).
 
@@ -95,7 +96,8 @@ def profile_switchable(
     checkpoint it names where that file is here, and its ``model`` the manifest's ``model.name`` checked against that
     checkpoint's (``us3l.deploy.manifest.checked_source_checkpoint``: another digest or model is refused before any
     width is timed); where the checkpoint is not here, ``extra.switchable.checkpoint_checked`` is false, and
-    ``on_note`` gets one line for what was not checked."""
+    ``on_note`` gets one line for what was not checked (``on_warning``, where a file at the recorded relative path
+    holds other weights)."""
     import numpy as np
 
     from us3l.deploy.backends import get_backend
@@ -151,8 +153,9 @@ def profile_switchable(
     )
     wall = time.perf_counter() - t0
     source = doc.get("source") or {}
-    if source_check.note is not None and on_note is not None:
-        on_note(source_check.note)
+    tell = on_warning if source_check.warning else on_note
+    if source_check.note is not None and tell is not None:
+        tell(source_check.note)
     return Profile(
         model=profiled_model_name(doc),
         device=spec.name,

@@ -256,3 +256,27 @@ def test_the_report_checks_a_switchable_model_name_against_the_run(switchable_of
     (man,) = collect_pipeline(root).manifests
     assert man.doc["valid"] is False and man.doc["report_rehash"]["detail"].startswith(
         "model.per_width[0].feature_dim 64 is not the run's cifar_resnet18 at width 1 (")
+
+
+def test_profile_artifact_warns_when_a_relative_checkpoint_path_holds_other_weights(
+        switchable_of_copy: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``source.checkpoint`` is recorded as given to the export, relative to the folder it ran in: another run's
+    checkpoint may lie at that path from here. Its other digest leaves the claim unchecked, with a warning, rather
+    than refusing the artifact as edited."""
+    from us3l.io import file_sha256
+
+    run_copy, exported = switchable_of_copy
+    d = tmp_path / "art" / exported.name
+    shutil.copytree(exported, d)
+    path = edit_manifest(d, lambda m: m["source"].update(checkpoint="run/checkpoint.safetensors"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.safetensors").write_bytes(b"another run's weights")
+    monkeypatch.chdir(tmp_path)
+    code, doc, err = _profile(d, tmp_path / "p", capsys)
+    assert code == 0 and doc is not None and doc["extra"]["switchable"]["checkpoint_checked"] is False
+    assert doc["checkpoint_sha256"] == file_sha256(run_copy / "checkpoint.safetensors")
+    assert (f"warning: {path}: source.checkpoint_sha256 {doc['checkpoint_sha256'][:12]}… and model.name "
+            "'cifar_resnet18' are the manifest's word, not checked: run/checkpoint.safetensors (relative to the "
+            f"folder the export ran in) has sha256 {file_sha256(tmp_path / 'run' / 'checkpoint.safetensors')[:12]}… "
+            "here") in err

@@ -24,6 +24,7 @@ from us3l.cli_output import (
     print_table,
     renamed_option,
     set_quiet,
+    warn,
 )
 from us3l.errors import US3LError, require_package
 from us3l.io import check_png_replaceable
@@ -368,7 +369,8 @@ def _profile_artifact(
     with Progress(f"profiling {artifact.name} on {spec.name}", n, "widths", enabled=not json_out) as bar:
         bar.update(0, detail="timing every width through the one file")
         prof = profile_switchable(artifact, spec, threads=threads, policy=policy,
-                                  on_note=lambda line: note(f"note: {line}", markup=False))
+                                  on_note=lambda line: note(f"note: {line}", markup=False),
+                                  on_warning=lambda line: warn(line, markup=False))
         bar.update(n, detail="done")
     prof.extra["switchable"].update(placed_artifact(artifact, json_path))
     json_path, csv_path = write_profile(prof, out)
