@@ -204,20 +204,24 @@ def test_quickstart_reuses_an_export_only_with_a_bn_stats_record_it_checks(
 def test_the_report_marks_calibrated_statistics_it_cannot_check(exported: Any, run: Path, tmp_path: Path) -> None:
     """With the run's weights, the report compares an artifact's BN-statistics digest with the run's
     bn_stats.safetensors; a manifest whose record was deleted (as one written before 2026-12-06 lacks it) was
-    skipped, and its calibrated width shown as the run's statistics as they are now. It is marked unchecked."""
+    skipped, and its width shown as made with the run's statistics as they are now. It is marked unchecked, whatever
+    model.bn_stats says (nothing checks that kind)."""
     from us3l.report import render_report
 
     root = tmp_path / "qs"
     shutil.copytree(run, root / "run")
     d = copy_artifact(exported, root / "artifacts" / "cpu")
     assert render_report(root).unchecked_sources() == []
-    path = edit_manifest(d, lambda doc: doc["source"].pop("bn_stats"))
+    line = (f"{d / 'manifest.json'}: source not checked: its manifest records no BN statistics it was exported with "
+            "(source.bn_stats, or a switchable one's model.per_width[].bn_stats_sha256: written before 2026-12-06, or "
+            f"the record deleted) to check against {root / 'run' / 'bn_stats.safetensors'}; re-export it to have "
+            "them checked")
+    edit_manifest(d, lambda doc: doc["source"].pop("bn_stats"))
     rep = render_report(root)
-    assert rep.unchecked_sources() == [
-        f"{path}: source not checked: its manifest records no digest of the calibrated BN statistics it was exported "
-        f"with (written before 2026-12-06, or the record deleted) to check against "
-        f"{root / 'run' / 'bn_stats.safetensors'}; re-export it to have them checked"]
+    assert rep.unchecked_sources() == [line]
     assert "(source unchecked)</span>" in rep.html
+    edit_manifest(d, lambda doc: doc["model"].update(bn_stats="uncalibrated"))  # the kind edited with it: the same
+    assert render_report(root).unchecked_sources() == [line]
 
 
 def test_the_report_checks_a_switchable_model_name_against_the_run(switchable_of_copy: tuple[Path, Path],

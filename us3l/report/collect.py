@@ -302,9 +302,9 @@ def _confirm_widths(files: PipelineFiles) -> None:
 def _mark_unchecked_sources(files: PipelineFiles) -> None:
     """Each manifest whose tie to the run rests on its word alone gets ``SOURCE_UNCHECKED_KEY`` saying why: without
     the run's weights (``weights_sha256`` None) its ``source.checkpoint_sha256`` cannot be checked against the bytes
-    it names (nor, then, its BN statistics); with them, a manifest of those weights that says its widths were
-    calibrated but records no digest of the statistics (``us3l.deploy.bn_stats_record``: written before 2026-12-06,
-    or the record deleted) cannot be compared with the run's ``bn_stats.safetensors`` (``_bn_stats_drift``)."""
+    it names (nor, then, its BN statistics); with them, a manifest of those weights that records no BN statistics
+    (``us3l.deploy.bn_stats_record``: written before 2026-12-06, or the record deleted; whatever ``model.bn_stats``
+    says, which nothing checks) cannot be compared with the run's ``bn_stats.safetensors`` (``_bn_stats_drift``)."""
     from us3l.deploy.bn_stats_record import bn_stats_records
     from us3l.derived import BN_STATS_FILE
 
@@ -316,23 +316,13 @@ def _mark_unchecked_sources(files: PipelineFiles) -> None:
         if files.weights_sha256 is None:
             why = (f"its manifest says it was exported from checkpoint {claimed[:12]}…, but {weights} is absent to "
                    "hash and check that against (nor its BN statistics)")
-        elif claimed == files.weights_sha256 and _calibrated(item.doc) and not bn_stats_records(item.doc):
-            why = ("its manifest records no digest of the calibrated BN statistics it was exported with (written "
-                   f"before 2026-12-06, or the record deleted) to check against {files.run / BN_STATS_FILE}; "
-                   "re-export it to have them checked")
+        elif claimed == files.weights_sha256 and not bn_stats_records(item.doc):
+            why = ("its manifest records no BN statistics it was exported with (source.bn_stats, or a switchable "
+                   "one's model.per_width[].bn_stats_sha256: written before 2026-12-06, or the record deleted) to "
+                   f"check against {files.run / BN_STATS_FILE}; re-export it to have them checked")
         else:
             continue
         files.manifests[index] = dataclasses.replace(item, doc={**item.doc, SOURCE_UNCHECKED_KEY: why})
-
-
-def _calibrated(doc: dict[str, Any]) -> bool:
-    """Whether a manifest says its width (a switchable one's: any width) was exported with calibrated statistics."""
-    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
-    if doc.get("kind") == "switchable_manifest":
-        per_width = model.get("per_width")
-        return any(isinstance(p, dict) and p.get("bn_stats") == "calibrated"
-                   for p in (per_width if isinstance(per_width, list) else []))
-    return model.get("bn_stats") == "calibrated"
 
 
 def _run_architecture(meta: dict[str, Any]) -> Any:
