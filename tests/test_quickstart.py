@@ -249,8 +249,8 @@ def test_a_failed_int8_step_is_a_warning_and_the_quickstart_goes_on(
     monkeypatch.delenv("US3L_DEBUG", raising=False)
     entry: dict = {}
     opts = qs.QuickstartOptions(out=tmp_path)
-    network = qs._run_network(tmp_path / "run")
-    assert qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", entry, network) == (
+    run = qs._run_checkpoint(tmp_path / "run")
+    assert qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", entry, run) == (
         "failed", [])
     assert asked == [("cpu", "m", 0.25, "onnx", "fp32"), ("cpu", "m", 0.25, "onnx", "int8")]
     assert entry == {"backend": "onnx", "device": "cpu", "width": 0.25, "status": "failed", "error": shown}
@@ -259,7 +259,7 @@ def test_a_failed_int8_step_is_a_warning_and_the_quickstart_goes_on(
     if exc == "runtime":  # US3L_DEBUG=1 shows the traceback instead
         monkeypatch.setenv("US3L_DEBUG", "1")
         with pytest.raises(RuntimeError):
-            qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", {}, network)
+            qs._int8(opts, tmp_path / "run", tmp_path / "selection.json", tmp_path / "art", {}, run)
 
 
 def test_int8_line() -> None:

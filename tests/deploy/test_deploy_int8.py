@@ -539,8 +539,8 @@ def test_quickstart_int8_line_times_the_bytes_it_checked(onnx_int8, run_dir: Pat
     monkeypatch.setattr(accuracy, "evaluate_artifact", lambda *a, **k: scored)
     opts = dataclasses.replace(qs.QuickstartOptions(out=tmp_path / "qs"), threads=1, max_seconds=0.1)
     entry: dict = {}
-    network = qs._run_network(run_dir)
-    assert qs._int8(opts, run_dir, tmp_path / "selection.json", tmp_path / "art", entry, network)[0] == "ran", entry
+    run = qs._run_checkpoint(run_dir)
+    assert qs._int8(opts, run_dir, tmp_path / "selection.json", tmp_path / "art", entry, run)[0] == "ran", entry
     assert entry["status"] == "ok" and entry["inputs"]["int8_sha256"] == sha
     assert [d["model.onnx"] for d in loads] == [checked[str(dirs["fp32"])], checked[str(dirs["int8"])]]
 
@@ -551,5 +551,5 @@ def test_quickstart_int8_line_times_the_bytes_it_checked(onnx_int8, run_dir: Pat
         shutil.copytree(r.directory, dirs[p])
     entry = {}
     assert qs._int8(dataclasses.replace(opts, force=True), run_dir, tmp_path / "selection.json", tmp_path / "art",
-                    entry, network)[0] == "failed"
+                    entry, run)[0] == "failed"
     assert entry["error"].startswith(f"{dirs['int8']} was replaced while the INT8 line measured it")

@@ -162,34 +162,34 @@ def quickstart_exports(exported: ExportResult, run: Path, monkeypatch: pytest.Mo
 def test_quickstart_reuse_reverifies_the_artifact(
     run: Path, tmp_path: Path, quickstart_exports: list[Path]
 ) -> None:
-    from us3l.commands.quickstart import _export, _run_network
+    from us3l.commands.quickstart import _export, _run_checkpoint
 
     sel = _selection(tmp_path / "selection.json", 0.25)
     art = tmp_path / "artifacts"
-    status, (out,) = _export(run, sel, art, False, _run_network(run))
+    status, (out,) = _export(run, sel, art, False, _run_checkpoint(run))
     assert status == "ran" and Path(out).name == artifact_name(MODEL, 0.25, "onnx", "fp32")
     assert quickstart_exports == [Path(out)]
-    assert _export(run, sel, art, False, _run_network(run))[0] == "reused"
+    assert _export(run, sel, art, False, _run_checkpoint(run))[0] == "reused"
     assert len(quickstart_exports) == 1  # reused: nothing exported
 
     # the folder replaced by a valid, verified export of another width: not reused
     other = export_width(run, 1.0, "onnx", tmp_path / "other", device_name="cpu")  # the real export, imported above
     shutil.rmtree(out)
     shutil.copytree(other.directory, out)
-    assert _export(run, sel, art, False, _run_network(run))[0] == "ran"
+    assert _export(run, sel, art, False, _run_checkpoint(run))[0] == "ran"
     assert json.loads((Path(out) / "manifest.json").read_text())["model"]["width"] == 0.25
 
     # an unlisted file swapped in as the artifact: not reused
     (Path(out) / "evil.onnx").write_bytes(b"evil")
     edit_manifest(Path(out), lambda doc: doc["artifact"].__setitem__("file", "evil.onnx"))
-    assert _export(run, sel, art, False, _run_network(run))[0] == "ran"
+    assert _export(run, sel, art, False, _run_checkpoint(run))[0] == "ran"
 
     # one byte flipped in the model: not reused
     model = Path(out) / "model.onnx"
     data = bytearray(model.read_bytes())
     data[-1] ^= 1
     model.write_bytes(bytes(data))
-    assert _export(run, sel, art, False, _run_network(run))[0] == "ran"
+    assert _export(run, sel, art, False, _run_checkpoint(run))[0] == "ran"
     assert quickstart_exports == [Path(out)] * 4  # every refused reuse exported again, into the same folder
     with deploy.load(out, model=MODEL, width=0.25, input_shape=SHAPE) as r:
         assert np.isfinite(r.infer(np.zeros(SHAPE, dtype=np.float32))).all()
@@ -202,11 +202,11 @@ def test_quickstart_does_not_reuse_another_width_relabelled(
     (its canonical width, output size and channels too, and model.model_kwargs gone, as a manifest written before it
     was recorded) passed every reuse check, and quickstart shipped and timed width 1 as the selected 0.25. The graph's
     layers are compared with the run's network at the width: exported again."""
-    from us3l.commands.quickstart import _export, _run_network
+    from us3l.commands.quickstart import _export, _run_checkpoint
 
     sel = _selection(tmp_path / "selection.json", 0.25)
     art = tmp_path / "artifacts"
-    _, (out,) = _export(run, sel, art, False, _run_network(run))
+    _, (out,) = _export(run, sel, art, False, _run_checkpoint(run))
     wanted = json.loads((Path(out) / "manifest.json").read_text())["model"]
     other = export_width(run, 1.0, "onnx", tmp_path / "other", device_name="cpu")
     shutil.rmtree(out)
@@ -217,7 +217,7 @@ def test_quickstart_does_not_reuse_another_width_relabelled(
         doc["model"].pop("model_kwargs", None)
 
     edit_manifest(Path(out), relabel)
-    assert _export(run, sel, art, False, _run_network(run))[0] == "ran"
+    assert _export(run, sel, art, False, _run_checkpoint(run))[0] == "ran"
     assert quickstart_exports == [Path(out)] * 2
 
 

@@ -132,9 +132,9 @@ def test_quickstart_reuse_re_exports_after_a_recalibration(run: Path, tmp_path: 
     shutil.copytree(run, runs)
     art = tmp_path / "art"
 
-    def export() -> str:  # as the export step asks, with the run's network loaded for this call
+    def export() -> str:  # as the export step asks, with the run's checkpoint loaded for this call
         return quickstart._artifact(runs, art, "cpu", MODEL, 0.25, "onnx", "fp32", False,
-                                    quickstart._run_network(runs))[0]
+                                    quickstart._run_checkpoint(runs))[0]
 
     assert export() == "ran"
     assert export() == "reused"

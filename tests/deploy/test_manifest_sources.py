@@ -181,7 +181,6 @@ def test_quickstart_reuses_an_export_only_with_a_bn_stats_record_it_checks(
     """Quickstart's export step reused an artifact whose manifest records no ``source.bn_stats`` (taken as "made
     with the run's statistics as they are now"): deleting the record made an export of recalibrated-away statistics
     pass. The record is checked against the run's bn_stats.safetensors, and without one the width is re-exported."""
-    from us3l.checkpoint import load_backbone
     from us3l.commands import quickstart as qs
     from us3l.deploy import export
 
@@ -189,10 +188,10 @@ def test_quickstart_reuses_an_export_only_with_a_bn_stats_record_it_checks(
     d = copy_artifact(exported, art / "cpu")
     exports: list[float] = []
     monkeypatch.setattr(export, "export_width", lambda run_dir, w, *a, **k: exports.append(w) or exported)
-    network = load_backbone(run).model
+    loaded = qs._run_checkpoint(run)
 
     def step() -> str:
-        return qs._artifact(run, art, "cpu", "cifar_resnet18", 0.25, "onnx", "fp32", False, lambda: network)[0]
+        return qs._artifact(run, art, "cpu", "cifar_resnet18", 0.25, "onnx", "fp32", False, loaded)[0]
 
     assert step() == "reused" and exports == []
     edit_manifest(d, lambda doc: doc["source"].update(bn_stats={**doc["source"]["bn_stats"], "sha256": "ab" * 32}))
@@ -284,3 +283,21 @@ def test_profile_artifact_warns_when_a_relative_checkpoint_path_holds_other_weig
             "'cifar_resnet18' are the manifest's word, not checked: run/checkpoint.safetensors (relative to the "
             f"folder the export ran in) has sha256 {file_sha256(tmp_path / 'run' / 'checkpoint.safetensors')[:12]}… "
             "here") in err
+
+
+def test_quickstart_hashes_the_checkpoint_once_for_its_reuse_checks(exported: Any, run: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each reuse check of quickstart's export and INT8 steps hashed run/checkpoint.safetensors again to compare
+    with the manifest's source.checkpoint_sha256, beside the load of the run that hashes the same bytes. The digest
+    of the bytes loaded (``LoadedCheckpoint.sha256``, loaded once) is the one compared now."""
+    from us3l.commands import quickstart as qs
+
+    art = tmp_path / "artifacts"
+    copy_artifact(exported, art / "cpu")
+    hashed: list[Path] = []
+    real = qs.file_sha256
+    monkeypatch.setattr(qs, "file_sha256", lambda p: hashed.append(Path(p)) or real(p))
+    loaded = qs._run_checkpoint(run)
+    for _ in range(3):
+        assert qs._artifact(run, art, "cpu", "cifar_resnet18", 0.25, "onnx", "fp32", False, loaded)[0] == "reused"
+    assert [p.name for p in hashed if p.suffix == ".safetensors"] == ["bn_stats.safetensors"] * 3

@@ -389,29 +389,31 @@ def _select(
     return "ran", [str(sel_path)]
 
 
-def _run_network(run_dir: Path) -> Callable[[], Any]:
-    """The run's slimmable network (``load_backbone``; stale BN statistics ignored: only its layer shapes are used),
-    loaded on the first call and then the same object: every reuse check of the export and INT8 steps checks an
-    artifact's graph against it (``_artifact``, ``_checked_artifacts``), and each once reloaded the checkpoint."""
+def _run_checkpoint(run_dir: Path) -> Callable[[], Any]:
+    """The run's checkpoint (``load_backbone``, a ``LoadedCheckpoint``; stale BN statistics ignored: only its layer
+    shapes and the sha256 of its weights are used), loaded on the first call and then the same object: every reuse
+    check of the export and INT8 steps checks an artifact's graph against its network and the manifest's
+    ``source.checkpoint_sha256`` against the digest of the bytes loaded (``_artifact``, ``_checked_artifacts``);
+    each once reloaded the checkpoint, and each export reuse check hashed it again."""
     from functools import cache
 
     @cache
-    def network() -> Any:
+    def loaded() -> Any:
         from us3l.checkpoint import load_backbone
 
-        return load_backbone(run_dir, stale_bn_stats="ignore").model
+        return load_backbone(run_dir, stale_bn_stats="ignore")
 
-    return network
+    return loaded
 
 
 def _artifact(
     run_dir: Path, art_dir: Path, device: str, model: str, w: float, backend: str, precision: str, force: bool,
-    network: Callable[[], Any],
+    run: Callable[[], Any],
 ) -> tuple[str, Path]:
     """("reused" | "ran", folder) of the artifact of width ``w``: the one in ``art_dir`` when it is valid, its
     files match their hashes and it is what this export would write now (checkpoint, width, input, backend,
-    precision; int8: the default calibration set size), else a fresh ``export_width``. ``network``: the run's
-    network (``_run_network``), called only to check an artifact found there."""
+    precision; int8: the default calibration set size), else a fresh ``export_width``. ``run``: the run's
+    checkpoint (``_run_checkpoint``), called only to check an artifact found there."""
     from us3l.deploy.export import artifact_name, export_width
     from us3l.deploy.manifest import read_manifest, verify_manifest
     from us3l.deploy.quantize import DEFAULT_CALIB_IMAGES
@@ -419,15 +421,14 @@ def _artifact(
     size = int(read_json(run_dir / "checkpoint.json", "checkpoint metadata").get("input_size") or 0) or None
     target = art_dir / device / artifact_name(model, w, backend, precision) / "manifest.json"
     if target.is_file() and not force:
-        sha = file_sha256(run_dir / "checkpoint.safetensors")  # only to reuse: export_width hashes it itself
         try:
+            loaded = run()  # its digest is of the bytes loaded: the checkpoint is hashed once for every reuse check
             man, directory = read_manifest(target)
             # valid, every listed file re-hashed, and the artifact this step would export now: the graph's layers
             # those of the run's network at width w (model.width and model.name are the manifest's word only)
             verify_manifest(
-                man, directory, model=model, width=w, input_shape=(1, 3, size, size), checkpoint_sha256=sha,
-                backend=backend, precision=precision,
-                network=network(),
+                man, directory, model=model, width=w, input_shape=(1, 3, size, size),
+                checkpoint_sha256=loaded.sha256, backend=backend, precision=precision, network=loaded.model,
             )
             calib = ((man.get("quantization") or {}).get("calibration") or {}).get("size")
             if (precision != "int8" or calib == DEFAULT_CALIB_IMAGES) and _same_bn_stats(man, run_dir):
@@ -453,7 +454,7 @@ def _same_bn_stats(manifest: dict[str, Any], run_dir: Path) -> bool:
 
 
 def _export(
-    run_dir: Path, sel_path: Path, art_dir: Path, force: bool, network: Callable[[], Any]
+    run_dir: Path, sel_path: Path, art_dir: Path, force: bool, run: Callable[[], Any]
 ) -> tuple[str, list[str]]:
     from us3l.deploy.select import read_selection
 
@@ -462,7 +463,7 @@ def _export(
     for dev in sel["devices"]:
         status, directory = _artifact(
             run_dir, art_dir, dev["device"], dev["model"], dev["chosen"]["width"], dev["backend"], "fp32", force,
-            network,
+            run,
         )
         statuses.append(status)
         outputs.append(str(directory))
@@ -475,7 +476,7 @@ INT8_BACKEND = "onnx"
 
 def _int8(
     opts: QuickstartOptions, run_dir: Path, sel_path: Path, art_dir: Path, entry: dict[str, Any],
-    network: Callable[[], Any],
+    run: Callable[[], Any],
 ) -> tuple[str, list[str]]:
     """The INT8 line: the post-training INT8 ONNX artifact of the selected width (the onnx choice, else the first
     device's), timed interleaved with the FP32 ONNX artifact of the same width and scored with its own
@@ -490,10 +491,10 @@ def _int8(
     device, model, w = str(dev["device"]), str(dev["model"]), float(dev["chosen"]["width"])
     entry.update(backend=INT8_BACKEND, device=device, width=w)
     try:
-        _, fp32_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "fp32", opts.force, network)
-        _, int8_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "int8", opts.force, network)
+        _, fp32_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "fp32", opts.force, run)
+        _, int8_dir = _artifact(run_dir, art_dir, device, model, w, INT8_BACKEND, "int8", opts.force, run)
         outputs = [str(int8_dir)] + ([str(fp32_dir)] if INT8_BACKEND not in opts.backends else [])
-        checked = _checked_artifacts(network(), model, w, {"fp32": fp32_dir, "int8": int8_dir})
+        checked = _checked_artifacts(run().model, model, w, {"fp32": fp32_dir, "int8": int8_dir})
         inputs = _int8_inputs(checked, opts)
         old = _previous_int8(opts.out)
         if not opts.force and old.get("status") == "ok" and old.get("inputs") == inputs:
@@ -695,11 +696,11 @@ def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
         atomic_write_json(out / "summary.json", summary)
         _write_report(out)
         raise InfeasibleRun(str(exc), summary) from exc
-    network = _run_network(run_dir)  # loaded once, by the first reuse check that needs it
-    _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force, network))
+    run = _run_checkpoint(run_dir)  # loaded (and hashed) once, by the first reuse check that needs it
+    _timed("export", logs, lambda: _export(run_dir, sel_path, art_dir, opts.force, run))
     int8: dict[str, Any] = {}
     if opts.int8:
-        _timed("int8", logs, lambda: _int8(opts, run_dir, sel_path, art_dir, int8, network))
+        _timed("int8", logs, lambda: _int8(opts, run_dir, sel_path, art_dir, int8, run))
 
     from us3l.report import write_report
 
