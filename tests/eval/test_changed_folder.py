@@ -17,7 +17,7 @@ from tests.eval.conftest import SIZE
 from tests.train.conftest import write_tiny_config
 from us3l.cli import main
 from us3l.errors import US3LError
-from us3l.train.data_identity import data_fingerprint
+from us3l.train.data_identity import data_fingerprint, fingerprint_record
 
 
 def _auto_folder(root: Path, per_class: int = 10) -> Path:
@@ -187,7 +187,7 @@ def test_quickstart_trains_again_on_its_changed_folder(tmp_path: Path, monkeypat
     run = tmp_path / "run"
     cfg = resolve_config(config, {"out": str(run)})
     atomic_write_json(run / "checkpoint.json", {"config": cfg.to_dict(), "epoch": 1, "data": {
-        "spec": cfg.data, "fingerprint": data_fingerprint(*load_splits(cfg.data)), "split_rule": 2}})
+        "spec": cfg.data, **fingerprint_record(data_fingerprint(*load_splits(cfg.data))), "split_rule": 2}})
     calls: list = []
     monkeypatch.setattr(loop, "run_training", lambda cfg, **kw: calls.append(kw) or SimpleNamespace(status="completed"))
     options = qs.QuickstartOptions(out=tmp_path, config=config)

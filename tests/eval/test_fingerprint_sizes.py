@@ -59,9 +59,9 @@ def _eval(run: Path, folder: Path, out: Path) -> int:
                  "--no-baselines", "--quiet", "--out", str(out)])
 
 
-def _refused_resume(folder: Path) -> str:
-    return (f"is not the data this run trained on (folder:{folder}): other images or class names (its fingerprint "
-            "differs); --resume continues on the same data")
+def _refused_resume(folder: Path, what: str = "other images or class names") -> str:
+    return (f"is not the data this run trained on (folder:{folder}): {what} (its fingerprint differs); --resume "
+            "continues on the same data")
 
 
 def test_an_image_replaced_under_its_name_is_other_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,7 +81,8 @@ def test_an_image_replaced_under_its_name_is_other_data(tmp_path: Path, capsys: 
     assert f"warning: folder:{folder} changed since the run was trained on it" in err
     assert json.loads((tmp_path / "out" / "accuracy.json").read_text())["data_check"]["changed_since_training"]
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 1
-    assert _refused_resume(folder) in " ".join(capsys.readouterr().err.split())
+    assert _refused_resume(folder, "the same image and class names, other byte sizes") in " ".join(
+        capsys.readouterr().err.split())  # what changed, by the names-only fingerprint recorded beside
     assert main(["train", "--out", str(run), "--resume", "--quiet", "--data", f"folder:{copy}"]) == 0
 
 
@@ -160,3 +161,79 @@ def test_an_image_gone_after_the_walk_is_one_line(tmp_path: Path) -> None:
     (folder / "b" / "3.png").unlink()
     with pytest.raises(US3LError, match=rf"^cannot read image {folder}/b/3.png: No such file or directory$"):
         data_fingerprint(*splits)
+
+
+def _resumed_rule_1_run(tmp_path: Path, folder: Path) -> Path:
+    """A run saved before split rule 2 and fingerprint version 2 (no split_rule, a v1 fingerprint), resumed today:
+    its checkpoint.json now records a version-2 fingerprint, and its split is still rule 1's."""
+    run = _train(tmp_path, folder)
+    spec = f"folder:{folder}"
+    meta = json.loads((run / "checkpoint.json").read_text())
+    for key in ("split_rule", "split_forced", "names_fingerprint"):
+        meta["data"].pop(key)
+    train, test = load_splits(spec, SIZE, split_rule=1)
+    meta["data"].update(fingerprint=_v1(spec), train_size=len(train), test_size=len(test))
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    data = json.loads((run / "checkpoint.json").read_text())["data"]
+    assert data["split_rule"] == 1 and data["fingerprint"].startswith("v2:")
+    assert data["names_fingerprint"] == _v1(spec)
+    return run
+
+
+def test_a_rule_1_run_whose_images_changed_size_only_is_evaluated_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rule-1 run resumed since version 2 records a version-2 fingerprint: an image replaced under its name (another
+    byte size) made eval refuse the folder as one whose "80/20 split" reshuffled, which it had not (rule 1 splits by
+    image counts). The names-only fingerprint recorded beside it tells: the split is the run's, the content is not,
+    so eval goes on with a warning that says so and data_check.changed_since_training, as rule 2 does."""
+    folder = _auto_folder(tmp_path / "imgs")
+    run = _resumed_rule_1_run(tmp_path, folder)
+    _picture(folder / "a" / "0.png", seed=99)
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert _eval(run, folder, out) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert err == (f"warning: folder:{folder} changed since the run was trained on it (the same image and class names, "
+                   "other byte sizes: images replaced or edited under their names): its train/test split is the run's, "
+                   "but the images are not all the ones it trained and was tested on; accuracy.json records the data's "
+                   "new fingerprint")
+    doc = json.loads((out / "accuracy.json").read_text())
+    assert doc["data_check"]["changed_since_training"] is True
+    assert doc["num_test"] == len(load_splits(f"folder:{folder}", SIZE, split_rule=1)[1])  # rule 1's split
+    shutil.copy(folder / "a" / "1.png", folder / "a" / "10.png")  # one image more: class a is drawn again
+    assert _eval(run, folder, out) == 1
+    assert capsys.readouterr().err == _changed(folder)
+
+
+def test_a_rule_1_run_without_its_names_fingerprint_says_what_it_cannot_tell(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rule-1 run resumed before the names-only fingerprint was recorded: its version-2 fingerprint differs for
+    other names and for other byte sizes alike, so the refusal says it cannot tell which, not that images were added."""
+    folder = _auto_folder(tmp_path / "imgs")
+    run = _resumed_rule_1_run(tmp_path, folder)
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta["data"].pop("names_fingerprint")
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    _picture(folder / "a" / "0.png", seed=99)
+    capsys.readouterr()
+    assert _eval(run, folder, tmp_path / "out") == 1
+    assert capsys.readouterr().err == (
+        f"error: {folder} changed since the run was trained on it (other images, class names or image byte sizes than "
+        "its checkpoint.json's data.fingerprint, which does not tell which: it records no data.names_fingerprint): a "
+        "folder without train/ and test/ subfolders is split 80/20 per class by its image count, so its test split "
+        "may now hold images the run trained on; restore the folder as it was, or evaluate on a folder with explicit "
+        "train/ and test/ subfolders\n")
+
+
+def test_a_rule_2_run_whose_images_changed_size_only_says_so(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Split rule 2, only byte sizes changed: the warning says the names are the run's (not "other images")."""
+    folder = _auto_folder(tmp_path / "imgs")
+    run = _train(tmp_path, folder)
+    _picture(folder / "a" / "0.png", seed=99)
+    capsys.readouterr()
+    assert _eval(run, folder, tmp_path / "out") == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"warning: folder:{folder} changed since the run was trained on it (the same image and class names, other "
+            "byte sizes") in err

@@ -139,19 +139,21 @@ def _training_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str
 def _run_changes(meta: dict[str, Any], cfg: Any, loaded: Any) -> list[str]:
     """What makes the run in ``meta`` (its checkpoint.json) other training than the one asked for (``cfg``, on the
     data ``loaded``: ``us3l.train.loop.LoadedData``): its config keys that differ (``_training_changes``), and data
-    of other images or class names (its fingerprint; a folder changed since: its automatic split reshuffled, so
-    the run is no run to reuse and evaluate on a test split it may have trained on)."""
+    of other images, class names or image byte sizes (its fingerprint, ``us3l.train.data_identity.difference``; a
+    folder changed since: its automatic split reshuffled, so the run is no run to reuse and evaluate on a test split
+    it may have trained on)."""
     from us3l.data import load_splits
     from us3l.data.split_rule import split_rule_of
-    from us3l.train.data_identity import data_fingerprint, fingerprint_differs
+    from us3l.train.data_identity import data_fingerprint, difference, fingerprint_differs
 
     changes = _training_changes(meta.get("config") or {}, cfg.to_dict())
     trained = meta.get("data")
     recorded = trained.get("fingerprint") if isinstance(trained, dict) else None
     rule = split_rule_of(trained)  # the run's own split of its data (rule 1 for runs saved before rule 2)
     splits = (loaded.train, loaded.test) if rule == loaded.split_rule else load_splits(loaded.spec, None, rule)
-    if fingerprint_differs(recorded, data_fingerprint(*splits)):
-        changes.append("data: other images or class names")
+    now = data_fingerprint(*splits)
+    if fingerprint_differs(recorded, now):
+        changes.append(f"data: {difference(trained, now)}")
     return changes
 
 

@@ -290,23 +290,18 @@ def knn_data(spec: str, meta: dict[str, Any], s: EvalSettings, input_size: int, 
     own accuracy, ``us3l.deploy.accuracy``, use the same). The run's own automatically split folder, changed since
     it trained, is refused where a training image may be in its test split now
     (``us3l.train.data_identity.check_split_unchanged``; ``typed``: the ``--data`` as typed, for a run that recorded
-    a relative path), and evaluated with a warning where none can be (split rule 2): ``data_check`` says
-    so. Test images of an image folder identical to training images are counted, with a warning
-    (``data_check.train_test_overlaps``: ``us3l.data.overlap``)."""
+    a relative path), and evaluated with a warning where none can be (split rule 2, or only byte sizes changed under
+    either rule): ``data_check`` says so. Test images of an image folder identical to training images are counted,
+    with a warning (``data_check.train_test_overlaps``: ``us3l.data.overlap``)."""
     from us3l.data.folder import check_first_images, eval_transform_for
     from us3l.data.overlap import count_overlaps
-    from us3l.train.data_identity import checked_splits, with_anchored_record
+    from us3l.train.data_identity import checked_splits, warn_changed, with_anchored_record
     from us3l.train.knn import dataset_labels, effective_k, stratified_indices, subset_dataset
 
     trained = with_anchored_record(meta.get("data"), typed)
-    train_ds, test_ds, changed, fingerprint = checked_splits(spec, input_size, trained)
-    data_check: dict[str, Any] = {"fingerprint": fingerprint, "changed_since_training": changed}
-    if changed:
-        from us3l.cli_output import warn
-
-        warn(f"{spec} changed since the run was trained on it: no image the run trained on is in its test "
-             "split (split rule 2), but the test set is not the run's; accuracy.json records the data's new "
-             "fingerprint", markup=False)
+    train_ds, test_ds, change, fingerprint = checked_splits(spec, input_size, trained)
+    data_check: dict[str, Any] = {"fingerprint": fingerprint, "changed_since_training": change is not None}
+    warn_changed(spec, change, "accuracy.json records the data's new fingerprint")
     check_first_images(train_ds)  # a folder of unreadable files: one line now, not after calibrating every width
     check_first_images(test_ds)
     overlaps = count_overlaps(spec, train_ds, test_ds)  # with one warning line where any is

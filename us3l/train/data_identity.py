@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from us3l.errors import US3LError
 FINGERPRINT_VERSION = 2
 #: The versions :func:`data_fingerprint` computes: a recorded fingerprint of one of them is compared at its version.
 COMPUTED_VERSIONS = (1, 2)
+#: checkpoint.json's ``data`` key of the names-only (version-1) fingerprint recorded beside the fingerprint (since
+#: 2026-12-07: ``fingerprint_record``).
+NAMES_FINGERPRINT = "names_fingerprint"
 
 
 class DataFingerprint(str):
@@ -145,24 +149,61 @@ def split_record(spec: str, train_ds: Any, test_ds: Any, rule: int) -> dict[str,
     return record
 
 
-def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any, now: str | None = None) -> bool:
+@dataclass(frozen=True)
+class DataChange:
+    """How the run's own automatically split folder changed since it trained, where evaluating it is allowed
+    (``check_split_unchanged``): ``names_same``, the same image and class names with other byte sizes (images
+    replaced or edited under their names: the split is the run's under either rule, but not every image is); else
+    other images or class names, under split rule 2 with no training image in the test split."""
+
+    names_same: bool
+
+    def warning(self, spec: str, tail: str = "") -> str:
+        """The one-line warning (without ``warning:``) for ``spec`` changed so, ``tail`` (what the command does
+        about it) after a semicolon: eval's and calibration's alike (:func:`warn_changed`)."""
+        if self.names_same:
+            text = (f"{spec} changed since the run was trained on it (the same image and class names, other byte "
+                    "sizes: images replaced or edited under their names): its train/test split is the run's, but "
+                    "the images are not all the ones it trained and was tested on")
+        else:
+            text = (f"{spec} changed since the run was trained on it (other images or class names): no image the "
+                    "run trained on is in its test split (split rule 2), but the test set is not the run's")
+        return f"{text}; {tail}" if tail else text
+
+
+def warn_changed(spec: str, change: DataChange | None, tail: str = "") -> None:
+    """One ``warning:`` line on stderr where ``change`` (``check_split_unchanged``'s answer) says the run's own
+    folder changed since training; nothing where it is None."""
+    if change is not None:
+        from us3l.cli_output import warn
+
+        warn(change.warning(spec, tail), markup=False)
+
+
+def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any,
+                          now: str | None = None) -> DataChange | None:
     """Refuse (one line) the splits ``train_ds``/``test_ds`` of ``spec`` where ``spec`` is the folder a run trained
     on (``trained``: its checkpoint.json's ``data``), split automatically (no ``train/`` folder), and changed since
-    (its fingerprint differs), unless no image the run trained on can be in the test split now. Under split rule 1
-    (runs that record no ``split_rule``) the 80/20 draw of each class depends on its image count, so one image added
-    or removed reshuffles the class: refused. Under rule 2 an image keeps its side unless the rule's
-    one-image-per-side guarantee moved it; with the moved images the run recorded (``split_forced``), a test image
-    now is one the run trained on exactly when its hash puts it into training and the run did not move it to test,
-    or its hash puts it into test and the run moved it to training: refused then, allowed otherwise (returns True:
-    the test set differs from the run's). Other data (another folder, a folder with split folders, CIFAR, the
-    built-in sets) is not compared (returns False): evaluating on it is legitimate. A run that recorded its folder as
-    a relative path (before 2026-12-07) is compared where that path, taken from the working directory, is ``spec``
+    (its fingerprint differs), unless no image the run trained on can be in the test split now; returns how it
+    changed where it is allowed (:class:`DataChange`), None where it is unchanged or not compared. Where the image
+    and class names are unchanged (``data.names_fingerprint``, the names-only fingerprint a run records since
+    2026-12-07, or the recorded fingerprint itself where it is of version 1, still matches) only byte sizes
+    changed: the split, by names under rule 2 and by image counts under rule 1, is the run's, so it is allowed
+    under either rule. Under split rule 1 (runs that record no ``split_rule``) the 80/20 draw of each class depends
+    on its image count, so other names (an image added or removed reshuffles the class), or a change the record
+    cannot tell from that (a version-2 fingerprint without ``names_fingerprint``), is refused. Under rule 2 an
+    image keeps its side unless the rule's one-image-per-side guarantee moved it; with the moved images the run
+    recorded (``split_forced``), a test image now is one the run trained on exactly when its hash puts it into
+    training and the run did not move it to test, or its hash puts it into test and the run moved it to training:
+    refused then, allowed otherwise. Other data (another folder, a folder with split folders, CIFAR, the built-in
+    sets) is not compared (None): evaluating on it is legitimate. A run that recorded its folder as a relative path
+    (before 2026-12-07) is compared where that path, taken from the working directory, is ``spec``
     (``with_anchored_record``); without a fingerprint to compare it is refused. ``now``: the splits'
     ``data_fingerprint`` where the caller has it already (each computation stats every image); else computed here,
     where compared."""
     folder = _trained_auto_split(trained, spec)
     if folder is None:
-        return False
+        return None
     recorded = trained.get("fingerprint")
     if now is None:
         now = data_fingerprint(train_ds, test_ds)
@@ -172,24 +213,65 @@ def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any, 
                         f"the relative path {relative!r} (written before 2026-12-07) and no data.fingerprint to "
                         "compare; pass --data with the absolute path of the folder")
     if not fingerprint_differs(recorded, now):
-        return False
+        return None
+    names_same = _names_unchanged(trained, now)
     if relative is not None:
-        raise US3LError(f"{folder} is not the data this run recorded as the relative path {relative!r} (other images "
-                        "or class names than its data.fingerprint): it may be the run's folder changed since, whose "
-                        "80/20 split reshuffled, or another folder; pass --data with the absolute path of the folder "
-                        "to evaluate it as other data")
+        maybe = ("with images replaced since" if names_same else "changed since, whose 80/20 split may have "
+                 "reshuffled")
+        raise US3LError(f"{folder} is not the data this run recorded as the relative path {relative!r} "
+                        f"({difference(trained, now)} than its data.fingerprint): it may be the run's folder {maybe}, "
+                        "or another folder; pass --data with the absolute path of the folder to evaluate it as other "
+                        "data")
+    if names_same:
+        return DataChange(names_same=True)
     if split_rule_of(trained) == PATH_HASH_RULE:
         leak = _trained_test_image(trained.get("split_forced"), folder, test_ds)
         if leak is None:
-            return True
+            return DataChange(names_same=False)
         raise US3LError(f"{folder} changed since the run was trained on it, and its test split now holds {leak}, "
                         "which the run may have trained on (moved by the split rule's one-test-image-per-class "
                         "guarantee); restore the folder as it was, or evaluate on a folder with explicit train/ and "
                         "test/ subfolders")
-    raise US3LError(f"{folder} changed since the run was trained on it (other images or class names than its "
-                    "checkpoint.json's data.fingerprint): a folder without train/ and test/ subfolders is split 80/20 "
-                    "per class by its image count, so its test split may now hold images the run trained on; restore "
-                    "the folder as it was, or evaluate on a folder with explicit train/ and test/ subfolders")
+    what = f"{difference(trained, now)} than its checkpoint.json's data.fingerprint"
+    if names_same is None:
+        what += ", which does not tell which: it records no data.names_fingerprint"
+    raise US3LError(f"{folder} changed since the run was trained on it ({what}): a folder without train/ and test/ "
+                    "subfolders is split 80/20 per class by its image count, so its test split may now hold images "
+                    "the run trained on; restore the folder as it was, or evaluate on a folder with explicit train/ "
+                    "and test/ subfolders")
+
+
+def _names_unchanged(trained: dict[str, Any], now: str) -> bool | None:
+    """Whether the image and class names of the data ``now`` (its fingerprint, which differs from the recorded one)
+    are the run's: by ``names_fingerprint`` (recorded beside a version-2 fingerprint since 2026-12-07), or the
+    recorded fingerprint itself where it is of version 1 (names only: it differs, so names changed). None where
+    the record cannot tell (a version-2 fingerprint without ``names_fingerprint``)."""
+    if fingerprint_version(trained.get("fingerprint") or "") == "v1":
+        return False
+    names = trained.get(NAMES_FINGERPRINT)
+    if not (isinstance(names, str) and fingerprint_version(names) == "v1" and comparable(names, now)):
+        return None
+    return not fingerprint_differs(names, now)
+
+
+def difference(trained: dict[str, Any], now: str) -> str:
+    """What differs between the data a run recorded (``trained``: checkpoint.json's ``data``) and the data of the
+    fingerprint ``now``, which differs from the recorded one, as far as the record tells (``_names_unchanged``)."""
+    names_same = _names_unchanged(trained, now)
+    if names_same is None:
+        return "other images, class names or image byte sizes"
+    return "the same image and class names, other byte sizes" if names_same else "other images or class names"
+
+
+def fingerprint_record(fingerprint: DataFingerprint) -> dict[str, str]:
+    """What checkpoint.json's ``data`` records of the data's fingerprint: ``fingerprint`` (the current version's)
+    and, where it differs from it (image folders), ``names_fingerprint``: the names-only fingerprint (version 1),
+    so that a changed folder's check can tell other names (a rule-1 split reshuffled) from other byte sizes."""
+    record = {"fingerprint": str(fingerprint)}
+    names = fingerprint.of_version("v1")
+    if names is not None and names.split(":")[1] != fingerprint.split(":")[1]:
+        record[NAMES_FINGERPRINT] = names
+    return record
 
 
 def _trained_test_image(forced: Any, folder: Path, test_ds: Any) -> str | None:
@@ -213,8 +295,10 @@ def load_checked_splits(spec: str, image_size: int | None, trained: Any) -> tupl
     return train_ds, test_ds
 
 
-def checked_splits(spec: str, image_size: int | None, trained: Any) -> tuple[Any, Any, bool, DataFingerprint]:
-    """:func:`load_checked_splits`, whether they are the run's own folder changed since, allowed (rule 2), and their
+def checked_splits(spec: str, image_size: int | None,
+                   trained: Any) -> tuple[Any, Any, DataChange | None, DataFingerprint]:
+    """:func:`load_checked_splits`, how they are the run's own folder changed since, where allowed (None: unchanged or
+    not compared), and their
     ``data_fingerprint``: computed once, for the check and the caller's record (``us3l eval``'s ``data_check``)."""
     spec, train_ds, test_ds = _run_splits(spec, image_size, trained)
     fingerprint = data_fingerprint(train_ds, test_ds)

@@ -34,7 +34,14 @@ from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, make_config, validate
-from us3l.train.data_identity import DataFingerprint, data_fingerprint, fingerprint_differs, split_record
+from us3l.train.data_identity import (
+    DataFingerprint,
+    data_fingerprint,
+    difference,
+    fingerprint_differs,
+    fingerprint_record,
+    split_record,
+)
 from us3l.train.distributed import (
     DistInfo,
     all_ranks,
@@ -502,8 +509,8 @@ def _check_same_data(saved: dict[str, Any], normalization: dict[str, Any], train
             )
     if fingerprint_differs(saved.get("fingerprint"), fingerprint):
         raise US3LError(
-            f"--data {spec} is not the data this run trained on ({saved.get('spec')}): other images or class "
-            "names (its fingerprint differs); --resume continues on the same data"
+            f"--data {spec} is not the data this run trained on ({saved.get('spec')}): "
+            f"{difference(saved, fingerprint)} (its fingerprint differs); --resume continues on the same data"
         )
 
 
@@ -743,7 +750,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
 
     meta_base = _meta_base(cfg, backbone, train_ds, test_ds, image_size, w_min, w_max, info, device)
     meta_base["flush_denormal"] = flushed
-    meta_base["data"]["fingerprint"] = str(fingerprint)  # recorded: the current version's
+    meta_base["data"].update(fingerprint_record(fingerprint))  # the current version's, and the names-only one
     meta_base["data"].update(split_record(str(cfg.data), train_ds, test_ds, split_rule))
     if overlaps is not None:  # rank 0's record (the one that saves)
         meta_base["data"]["train_test_overlaps"] = overlaps
