@@ -242,3 +242,35 @@ def test_a_relative_recorded_spec_is_checked_against_the_fingerprint(tmp_path: P
         "run's data\n")
     assert main(["eval", "--ckpt", str(run), "--data", str(folder), *eval_args]) == 0  # absolute: as the user says
     assert main(["train", "--out", str(run), "--resume", "--quiet", "--data", f"folder:{folder}"]) == 0
+
+
+def test_calibration_on_the_runs_changed_folder_warns_as_eval_does(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A rule-2 run's own folder changed since training, where no training image is in its test split: eval warned
+    (data_check.changed_since_training), but `us3l calibrate` and INT8 calibration (export, profile) estimated on
+    it without a word. They give eval's warning line (one, on stderr), with what they do about it."""
+    from us3l.data.split_rule import hashed_test
+    from us3l.deploy.export import int8_calibration_for
+
+    folder = _auto_folder(tmp_path / "imgs", per_class=24)  # INT8 calibration takes 32 training images at least
+    config = write_tiny_config(tmp_path / "tiny.yaml", folder, epochs=1, schedule="none", knn_widths=[1.0])
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", "--ckpt", str(run), "--data", f"folder:{folder}", "--widths", "1", "--batches", "1",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err == ""  # unchanged: nothing to say
+    added = next(f"new{i}.png" for i in range(100) if not hashed_test(f"a/new{i}.png"))
+    shutil.copy(folder / "a" / "0.png", folder / "a" / added)  # hashes into train: allowed (see above)
+    assert main(["eval", "--ckpt", str(run), "--data", f"folder:{folder}", "--widths", "1", "--batches", "1",
+                 "--no-baselines", "--quiet", "--out", str(tmp_path / "out")]) == 0
+    eval_warning = next(line for line in capsys.readouterr().err.splitlines() if "changed since" in line)
+    said = eval_warning.split("; ")[0]
+    assert said == (f"warning: folder:{folder} changed since the run was trained on it (other images or class "
+                    "names): no image the run trained on is in its test split (split rule 2), but the test set is not "
+                    "the run's")
+    assert main(["calibrate", "--ckpt", str(run), "--data", f"folder:{folder}", "--widths", "1", "--batches", "1",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err == f"{said}; calibrating on its train split as it is now\n"
+    int8_calibration_for(run, calib_images=32)  # its default calibration data: the run's folder
+    assert capsys.readouterr().err == f"{said}; calibrating on its train split as it is now\n"

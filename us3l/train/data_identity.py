@@ -317,12 +317,19 @@ def _run_splits(spec: str, image_size: int | None, trained: Any) -> tuple[str, A
 def load_checked_train_split(spec: str, image_size: int | None, trained: Any) -> Any:
     """The train split of ``spec`` (BN and INT8 calibration), refused as ``check_split_unchanged`` refuses it: a
     changed folder's train split holds images of the run's test split, whose statistics would be stored and
-    scored on it. Both splits of such a folder are read (one walk, as for one split); other data reads one."""
+    scored on it. Where it allows the run's folder changed since, one warning line says so, eval's
+    (``warn_changed``). Both splits of such a folder are read (one walk, as for one split); other data reads one."""
     from us3l.data.datasets import load_dataset
 
     if _trained_auto_split(trained, spec) is None:
         return load_dataset(spec, "train", image_size, split_rule_of(trained))
-    return load_checked_splits(spec, image_size, trained)[0]
+    anchored, train_ds, test_ds = _run_splits(spec, image_size, trained)
+    warn_changed(spec, check_split_unchanged(trained, anchored, train_ds, test_ds), CALIBRATING_CHANGED)
+    return train_ds
+
+
+#: What calibration does on the run's own folder changed since, where allowed (``warn_changed``'s ``tail``).
+CALIBRATING_CHANGED = "calibrating on its train split as it is now"
 
 
 #: The key ``with_anchored_record`` adds to a run's ``data``: the relative spec it recorded.
