@@ -34,7 +34,7 @@ from us3l.data.split_rule import (
     path_hash_split,
     split_key,
 )
-from us3l.data.tree import IMAGE_EXTENSIONS, ClassFolders, holds_files, image_files, skipped
+from us3l.data.tree import IMAGE_EXTENSIONS, ClassFolders, FileStat, FileStats, holds_files, image_files, skipped
 from us3l.errors import US3LError
 
 Stats = tuple[float, float, float]
@@ -86,6 +86,35 @@ class ImageDataset:
         return int(self.images.shape[-1])
 
 
+@dataclass(frozen=True, eq=False)
+class SampleStats:
+    """The size in bytes and ``(st_dev, st_ino)`` of each image of ``samples`` (a folder data set's list, in its
+    order), from the folder walk's one ``stat`` of it (links followed): 24 bytes an image, where a dict by path
+    would take about 200. Only that list's: a data set with another one (a subset) does not use them."""
+
+    samples: list[tuple[Path, int]]
+    sizes: np.ndarray  # uint64 (N,)
+    inodes: np.ndarray  # uint64 (N, 2)
+
+    @classmethod
+    def of(cls, samples: list[tuple[Path, int]], walked: FileStats) -> SampleStats:
+        """Those of ``samples`` by what the walk recorded of each path (``us3l.data.tree.image_files``)."""
+        sizes = np.fromiter((walked[p][0] for p, _ in samples), dtype=np.uint64, count=len(samples))
+        inodes = np.array([walked[p][1] for p, _ in samples], dtype=np.uint64).reshape(len(samples), 2)
+        return cls(samples, sizes, inodes)
+
+    def files(self) -> list[FileStat]:
+        """Each sample's (size, (st_dev, st_ino)), as Python ints."""
+        return list(zip(self.sizes.tolist(), map(tuple, self.inodes.tolist()), strict=True))
+
+
+def walked_stats(ds: Any) -> SampleStats | None:
+    """The folder walk's sizes and inodes of ``ds``'s samples (``FolderDataset.file_stats``), None where it has none
+    or they are of another list of samples."""
+    stats = getattr(ds, "file_stats", None)
+    return stats if isinstance(stats, SampleStats) and stats.samples is getattr(ds, "samples", None) else None
+
+
 @dataclass
 class FolderDataset(Dataset):
     """A lazily loaded image dataset: ``samples`` is a list of (path, label).
@@ -103,6 +132,9 @@ class FolderDataset(Dataset):
     mean: Stats
     std: Stats
     image_size: int = DEFAULT_FOLDER_SIZE
+    #: Each sample's size and inode as the folder walk ``stat``-ed it, for the data fingerprint and the overlap check
+    #: (``walked_stats``); None: not walked here (they ``stat`` each file).
+    file_stats: SampleStats | None = field(default=None, repr=False, compare=False)
     _labels: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
@@ -493,6 +525,7 @@ def _load_folder(path: Path, splits: tuple[str, ...], image_size: int,
     _check_not_cifar(path)
     name = f"folder:{path.resolve().name}"
     per_split: dict[str, list[tuple[Path, int]]] = {}
+    stats: FileStats = {}
     if has_split_folders(path):
         _check_train_split(path / "train")
         classes = _class_dirs(path / "train")
@@ -500,11 +533,11 @@ def _load_folder(path: Path, splits: tuple[str, ...], image_size: int,
         fences = _class_folders(split_dirs)
         for split in splits:
             split_dir = path / "train" if split == "train" else _first_dir(path, ["test", "val"])
-            per_split[split] = _scan(split_dir, classes, every_class=split == "train", fences=fences)
+            per_split[split] = _scan(split_dir, classes, every_class=split == "train", fences=fences, stats=stats)
     else:
         classes = _class_dirs(path)
         _check_no_split_folders(path, classes)
-        everything = _scan(path, classes, every_class=True, fences=_class_folders([path]))
+        everything = _scan(path, classes, every_class=True, fences=_class_folders([path]), stats=stats)
         labels = np.array([label for _, label in everything], dtype=np.int64)
         if split_rule == COUNT_RULE:
             train_idx, test_idx = stratified_split(labels, TEST_FRACTION, FOLDER_SEED)
@@ -515,7 +548,8 @@ def _load_folder(path: Path, splits: tuple[str, ...], image_size: int,
     for split in splits:
         if not per_split[split]:
             raise US3LError(f"no images for split '{split}' under {path}")
-    return [FolderDataset(per_split[s], classes, name, IMAGENET_MEAN, IMAGENET_STD, image_size) for s in splits]
+    return [FolderDataset(per_split[s], classes, name, IMAGENET_MEAN, IMAGENET_STD, image_size,
+                          SampleStats.of(per_split[s], stats)) for s in splits]
 
 
 def has_split_folders(path: Path) -> bool:
@@ -608,14 +642,14 @@ def _class_folders(split_dirs: Sequence[Path]) -> ClassFolders:
 
 
 def _scan(split_dir: Path, classes: list[str], every_class: bool = False,
-          fences: ClassFolders | None = None) -> list[tuple[Path, int]]:
+          fences: ClassFolders | None = None, stats: FileStats | None = None) -> list[tuple[Path, int]]:
     """The (image, label) pairs of ``split_dir``. ``every_class``: the folder that defines the classes (the
     train split, or the only folder), where a class folder without an image is refused: it would count as a
     class that no image has (chance 1/3 for two real classes, or a one-class set passing as two). In the test
     split a class may be absent or its folder empty, but a class folder of other files (.heic, .jfif) is refused
     too: its images would be left out of the accuracy without a word. ``fences``: the
     data set's class folders by real path (``_class_folders``); a link from one class folder into another is
-    refused (``us3l.data.tree``)."""
+    refused (``us3l.data.tree``). ``stats``: filled with each image's size and inode (``image_files``)."""
     extra = sorted(set(_class_dirs(split_dir)) - set(classes))
     if extra:
         raise US3LError(f"{split_dir} has class folders not in the train split: {', '.join(extra[:5])}")
@@ -623,7 +657,7 @@ def _scan(split_dir: Path, classes: list[str], every_class: bool = False,
     empty: list[str] = []
     for label, cls in enumerate(classes):
         cdir = split_dir / cls
-        found = image_files(cdir, fences) if cdir.is_dir() else []
+        found = image_files(cdir, fences, stats) if cdir.is_dir() else []
         samples.extend((p, label) for p in found)
         if not found and (every_class or (cdir.is_dir() and holds_files(cdir))):
             empty.append(cls)

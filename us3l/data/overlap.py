@@ -2,7 +2,8 @@
 symbolic link): evaluated, each is matched to itself in the kNN bank and was seen by the linear probe (and by the
 network, where it trained on the folder), so the accuracy overstates.
 
-Cheap by construction: every file is ``os.stat``-ed once; only test files with a training file of the same size
+Cheap by construction: every file is ``os.stat``-ed once (by the folder walk, whose sizes and inodes the data sets
+carry: ``file_stats``); only test files with a training file of the same size
 are candidates. A candidate that is the same file as a training one (``(st_dev, st_ino)``: a hard link, or a symbolic
 link, which ``stat`` follows) is identical without a read; the others are compared by the sha256 of their first
 ``HEAD_BYTES``, then, where those agree and the files are longer, of the whole file. A file is read at most twice (its
@@ -14,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from us3l.data.tree import FileStat
 from us3l.io import file_sha256
 
 #: The bytes hashed first; the whole file is hashed only where these agree with a training file's.
@@ -54,7 +56,11 @@ class _File:
     inode: tuple[int, int]
 
 
-def _stat_all(paths: Iterable[Path]) -> list[_File]:
+def _stat_all(paths: Sequence[Path], known: Sequence[FileStat] | None = None) -> list[_File]:
+    """Each file's size and inode: as the folder walk found them (``known``, in the order of ``paths``), else by
+    ``os.stat``."""
+    if known is not None:
+        return [_File(Path(p), size, inode) for p, (size, inode) in zip(paths, known, strict=True)]
     out = []
     for p in paths:
         try:
@@ -90,16 +96,19 @@ class _Index:
         return self._by_full[head].get(full, [])
 
 
-def find_overlaps(train: Sequence[Path], test: Sequence[Path]) -> Overlap:
-    """The test files of ``test`` whose content equals that of a file of ``train`` (module docstring)."""
+def find_overlaps(train: Sequence[Path], test: Sequence[Path], train_stats: Sequence[FileStat] | None = None,
+                  test_stats: Sequence[FileStat] | None = None) -> Overlap:
+    """The test files of ``test`` whose content equals that of a file of ``train`` (module docstring);
+    ``train_stats``/``test_stats``: their sizes and inodes as the folder walk found them (in their order), not
+    stat-ed again."""
     by_size: dict[int, list[_File]] = defaultdict(list)
     by_inode: dict[tuple[int, int], list[Path]] = defaultdict(list)
-    for t in _stat_all(train):
+    for t in _stat_all(train, train_stats):
         by_size[t.size].append(t)
         by_inode[t.inode].append(t.path)
     index = {size: _Index(files) for size, files in by_size.items()}
     matches: list[tuple[Path, Path]] = []
-    for f in _stat_all(test):
+    for f in _stat_all(test, test_stats):
         if f.size not in index:
             continue  # no training file of its size: never opened
         twin = _twin(f, index[f.size], by_inode.get(f.inode))
@@ -132,7 +141,10 @@ def folder_overlap(spec: str, train_ds: Any, test_ds: Any) -> tuple[Path, Overla
     kind, root = parse_data_spec(spec)
     if kind != "folder" or root is None:
         return None
-    return root, find_overlaps([p for p, _ in train_ds.samples], [p for p, _ in test_ds.samples])
+    from us3l.data.datasets import walked_stats
+
+    known = [None if (w := walked_stats(ds)) is None else w.files() for ds in (train_ds, test_ds)]
+    return root, find_overlaps([p for p, _ in train_ds.samples], [p for p, _ in test_ds.samples], *known)
 
 
 def count_overlaps(spec: str, train_ds: Any, test_ds: Any, say: Callable[[str], None] | None = None) -> int | None:

@@ -66,10 +66,20 @@ class ClassFolders:
                             "labels; remove the link")
 
 
-def image_files(folder: Path, fences: ClassFolders | None = None) -> list[Path]:
+#: What the walk learns of each image file from the one ``stat`` it makes of it (links followed): its size in bytes
+#: and its ``(st_dev, st_ino)``, which the data fingerprint (``us3l.train.data_identity``) and the train/test overlap
+#: check (``us3l.data.overlap``) use rather than ``stat`` the file again (a folder data set keeps them per sample:
+#: ``us3l.data.datasets.SampleStats``).
+FileStat = tuple[int, tuple[int, int]]
+#: Each image file a walk found (its path as listed) -> its :data:`FileStat`.
+FileStats = dict[Path, FileStat]
+
+
+def image_files(folder: Path, fences: ClassFolders | None = None, stats: FileStats | None = None) -> list[Path]:
     """The image files under ``folder`` (recursively, links followed, sorted), none inside or named by a skipped
     name; an unreadable folder, a link loop, a link into another class folder of ``fences`` (the data set's class
-    folders) or an image name that is no regular file is a ``US3LError``."""
+    folders) or an image name that is no regular file is a ``US3LError``. ``stats``: filled with each image's
+    :data:`FileStat`, from the ``stat`` that checks it."""
     found: list[Path] = []
     walked: set[Path] = set()
     own = Path(os.path.realpath(folder))
@@ -86,7 +96,7 @@ def image_files(folder: Path, fences: ClassFolders | None = None) -> list[Path]:
         dirs[:] = [d for d in dirs if not skipped(d)]
         for d in dirs:
             _refuse_loop(here / d, real, walked, link)
-        found.extend(_images(here, files, link))
+        found.extend(_images(here, files, link, stats))
     return sorted(found)
 
 
@@ -104,24 +114,27 @@ def holds_files(folder: Path) -> bool:
 LinkCheck = Callable[[Path, Path], None]
 
 
-def _images(folder: Path, names: Iterable[str], link: LinkCheck | None = None) -> list[Path]:
+def _images(folder: Path, names: Iterable[str], link: LinkCheck | None = None,
+            stats: FileStats | None = None) -> list[Path]:
     images = []
     for name in names:
         path = folder / name
         if skipped(name) or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
         try:
-            mode = os.lstat(path).st_mode  # one call for a regular file, as stat() was; a link is followed below
-            if stat.S_ISLNK(mode):
+            st = os.lstat(path)  # one call for a regular file, as stat() was; a link is followed below
+            if stat.S_ISLNK(st.st_mode):
                 if link is not None:
                     link(path, Path(os.path.realpath(path)))
-                mode = path.stat().st_mode
+                st = path.stat()
         except OSError as exc:
             what = "a broken symbolic link" if path.is_symlink() else "unreadable"
             raise US3LError(f"cannot read image {path}: {what} ({exc.strerror or exc})") from None
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(st.st_mode):
             raise US3LError(f"cannot read image {path}: not a regular file; move it out of the class folder")
         images.append(path)
+        if stats is not None:
+            stats[path] = (st.st_size, (st.st_dev, st.st_ino))
     return images
 
 

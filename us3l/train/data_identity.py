@@ -4,8 +4,9 @@ evaluation can refuse the run's own automatically split folder once it has chang
 Class count, split sizes and normalisation (``checkpoint.json``'s ``data``) do not tell two image folders of
 the same size apart: folder and CIFAR data are normalised with fixed constants, not statistics of their images.
 The fingerprint hashes the class names and, per split, what each sample is: a folder image's label, its path
-below its class folder and its size in bytes (``os.stat``: no image is opened or read, and a data set moved or
-copied elsewhere keeps them, whatever its absolute path and modification times), an in-memory image's pixels and
+below its class folder and its size in bytes (the folder walk's ``stat`` of it, carried in the data set's
+``file_stats``, so no image is stat-ed twice, opened or read; a data set moved or copied elsewhere keeps them,
+whatever its absolute path and modification times), an in-memory image's pixels and
 label. An image replaced under its name by one of the same byte size is not seen.
 
 Versions (``v<N>:`` before the digest): 1 hashed a folder image's label and path only; 2 (since 2026-12-07) adds
@@ -50,7 +51,8 @@ class DataFingerprint(str):
 
 def data_fingerprint(train_ds: Any, test_ds: Any) -> DataFingerprint:
     """``v<FINGERPRINT_VERSION>:<sha256>`` of the class names and both splits' samples (with the fingerprints of the
-    earlier versions: :class:`DataFingerprint`). An image that cannot be stat'ed is a one-line ``US3LError``."""
+    earlier versions: :class:`DataFingerprint`). An image the walk did not stat (a data set without ``file_stats``)
+    is stat-ed here; one that cannot be is a one-line ``US3LError``."""
     splits = (train_ds, test_ds)
     if all(getattr(ds, "samples", None) is not None for ds in splits):
         keys = [_folder_keys(ds) for ds in splits]
@@ -75,15 +77,21 @@ def _digest(classes: list[str], splits: Iterable[Iterable[bytes]]) -> str:
 
 def _folder_keys(ds: Any) -> list[tuple[str, int]]:
     """Per image of a folder data set (``samples``: (path, label)): ``label<TAB>path below its class folder`` and its
-    size in bytes (``os.stat``, links followed as the folder walk follows them)."""
-    keys = []
-    for path, label in ds.samples:
-        try:
-            size = os.stat(path).st_size
-        except OSError as exc:  # removed or made unreadable since the folder was read
-            raise US3LError(f"cannot read image {path}: {exc.strerror or exc}") from None
-        keys.append((f"{label}\t{_below_class(path, ds.classes[label])}", size))
-    return keys
+    size in bytes: as the folder walk ``stat``-ed it (``file_stats``), else ``os.stat`` (links followed, as the walk
+    follows them)."""
+    from us3l.data.datasets import walked_stats
+
+    walked = walked_stats(ds)
+    sizes = walked.sizes.tolist() if walked is not None else [_size(path) for path, _ in ds.samples]
+    return [(f"{label}\t{_below_class(path, ds.classes[label])}", size)
+            for (path, label), size in zip(ds.samples, sizes, strict=True)]
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:  # removed or made unreadable since the folder was read
+        raise US3LError(f"cannot read image {path}: {exc.strerror or exc}") from None
 
 
 def _joined(keys: list[tuple[str, int]], version: int) -> bytes:
