@@ -274,3 +274,75 @@ def test_calibration_on_the_runs_changed_folder_warns_as_eval_does(tmp_path: Pat
     assert capsys.readouterr().err == f"{said}; calibrating on its train split as it is now\n"
     int8_calibration_for(run, calib_images=32)  # its default calibration data: the run's folder
     assert capsys.readouterr().err == f"{said}; calibrating on its train split as it is now\n"
+
+
+@pytest.mark.parametrize("again", [False, True])
+def test_a_quickstart_run_fingerprints_its_data_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     again: bool) -> None:
+    """quickstart computed the data fingerprint in its train step (the reuse check, and training) and again in the
+    evaluate step, which read the folder again: now its train step's data (read once) and their fingerprint serve
+    all three. ``again``: a second quickstart, which reuses the finished run (the reuse check compares the data)."""
+    import us3l.commands.quickstart as qs
+    import us3l.train.data_identity as identity
+
+    folder = _auto_folder(tmp_path / "imgs")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": f"folder:{folder}", "epochs": 1, "schedule": "none", "batch_size": 4,
+                                      "knn_k": 3, "knn_widths": [1.0]}))
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args: object) -> None:
+        raise Stop
+
+    monkeypatch.setattr(qs, "_profile", stop)  # the INT8 step's reuse: the next test
+    options = qs.QuickstartOptions(out=tmp_path / "qs", config=config, points=2)
+    if again:
+        with pytest.raises(Stop):
+            qs.run_quickstart(options)
+        (tmp_path / "qs" / "accuracy.json").unlink()  # evaluated again
+    walks: list[int] = []
+    real_keys = identity._folder_keys
+    monkeypatch.setattr(identity, "_folder_keys", lambda ds: walks.append(1) or real_keys(ds))
+    with pytest.raises(Stop):
+        qs.run_quickstart(options)
+    assert len(walks) == 2  # one fingerprint: its two splits
+    check = json.loads((tmp_path / "qs" / "accuracy.json").read_text())["data_check"]
+    meta = json.loads((tmp_path / "qs" / "run" / "checkpoint.json").read_text())
+    assert check["fingerprint"] == meta["data"]["fingerprint"] and check["changed_since_training"] is False
+
+
+def test_the_data_read_once_serves_calibration_and_eval_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a ``reusing`` scope (a quickstart run) the data its train step read serves the checks of the run's data
+    with its fingerprint, computed once: evaluation (``checked_splits``), BN and INT8 calibration
+    (``load_checked_train_split``: quickstart's INT8 export); other data, or the same folder under another split
+    rule (whose rule-2 fingerprint it then does not match), is read and fingerprinted as before."""
+    import us3l.train.data_identity as identity
+    from us3l.data import load_splits
+    from us3l.deploy.export import int8_calibration_for
+
+    folder = _auto_folder(tmp_path / "imgs", per_class=24)
+    config = write_tiny_config(tmp_path / "tiny.yaml", folder, epochs=1, schedule="none", knn_widths=[1.0])
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 0
+    trained = json.loads((run / "checkpoint.json").read_text())["data"]
+    walks: list[int] = []
+    real_keys = identity._folder_keys
+    monkeypatch.setattr(identity, "_folder_keys", lambda ds: walks.append(1) or real_keys(ds))
+    spec = f"folder:{folder}"
+    with identity.reusing() as held:
+        held.append(identity.LoadedData(spec, *load_splits(spec)))
+        train, _, change, fingerprint = identity.checked_splits(spec, SIZE, trained)
+        assert change is None and fingerprint == trained["fingerprint"] and train.image_size == SIZE
+        identity.load_checked_train_split(spec, SIZE, trained)
+        int8_calibration_for(run, calib_images=32)
+        assert len(walks) == 2  # one fingerprint (its two splits), for all three
+        shutil.copytree(folder, tmp_path / "copy")
+        identity.checked_splits(f"folder:{tmp_path / 'copy'}", SIZE, trained)  # other data: read again
+        assert len(walks) == 4
+        with pytest.raises(US3LError, match="changed since"):  # the same folder under another split rule: read
+            identity.checked_splits(spec, SIZE, {**trained, "split_rule": 1})
+        assert len(walks) == 6
+    identity.checked_splits(spec, SIZE, trained)  # out of the scope: read again
+    assert len(walks) == 8

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -27,6 +27,9 @@ from us3l.locking import folder_lock
 from us3l.validate import MAX_THREADS, number, once_each
 from us3l.validate import points as check_points
 from us3l.width_key import width_key, width_key_text
+
+if TYPE_CHECKING:
+    from us3l.train.data_identity import LoadedData
 
 SUMMARY_KIND, SUMMARY_SCHEMA = "quickstart", 1
 DEFAULT_BACKENDS = ("onnx", "openvino")
@@ -80,7 +83,9 @@ def _timed(name: str, logs: list[StepLog], fn: Callable[[], tuple[str, list[str]
 # ------------------------------------------------------------------------------------------------ steps
 
 
-def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
+def _train(opts: QuickstartOptions, run_dir: Path, keep: list[LoadedData] | None = None) -> tuple[str, list[str]]:
+    """Train the run (or reuse or resume it); ``keep``: gets the data read for it (``LoadedData``), which the later
+    steps reuse with its fingerprint (``us3l.train.data_identity.reusing``): computed once per quickstart run."""
     from us3l.train.config import resolve_config
     from us3l.train.loop import check_batches, check_data, run_training
 
@@ -93,6 +98,8 @@ def _train(opts: QuickstartOptions, run_dir: Path) -> tuple[str, list[str]]:
     # as `us3l train`: an empty class folder or a junk first image is one line before training (a resume's batch
     # size is checked by the loop); read before the reuse decision, which compares the data too
     loaded = check_data(cfg, None)
+    if keep is not None:
+        keep.append(loaded)
     changes = None if meta is None else _run_changes(meta, cfg, loaded)
     if changes == [] and int(meta.get("epoch", -1)) >= cfg.epochs:  # type: ignore[union-attr]
         return "reused", [str(run_dir)]
@@ -136,7 +143,7 @@ def _training_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str
     return [f"{k} {a.get(k)!r:.40} -> {b.get(k)!r:.40}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def _run_changes(meta: dict[str, Any], cfg: Any, loaded: Any) -> list[str]:
+def _run_changes(meta: dict[str, Any], cfg: Any, loaded: LoadedData) -> list[str]:
     """What makes the run in ``meta`` (its checkpoint.json) other training than the one asked for (``cfg``, on the
     data ``loaded``: ``us3l.train.loop.LoadedData``): its config keys that differ (``_training_changes``), and data
     of other images, class names or image byte sizes (its fingerprint, ``us3l.train.data_identity.difference``; a
@@ -150,8 +157,7 @@ def _run_changes(meta: dict[str, Any], cfg: Any, loaded: Any) -> list[str]:
     trained = meta.get("data")
     recorded = trained.get("fingerprint") if isinstance(trained, dict) else None
     rule = split_rule_of(trained)  # the run's own split of its data (rule 1 for runs saved before rule 2)
-    splits = (loaded.train, loaded.test) if rule == loaded.split_rule else load_splits(loaded.spec, None, rule)
-    now = data_fingerprint(*splits)
+    now = loaded.fingerprint if rule == loaded.split_rule else data_fingerprint(*load_splits(loaded.spec, None, rule))
     if fingerprint_differs(recorded, now):
         changes.append(f"data: {difference(trained, now)}")
     return changes
@@ -665,18 +671,23 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
     quickstart into the same folder fails at once.
     """
     check_options(opts)
-    with folder_lock(opts.out, "quickstart folder"):
-        return _run_pipeline(opts)
+    from us3l.train.data_identity import reusing
+
+    # the data the train step reads, and its fingerprint, serve the evaluation and INT8 steps: read and
+    # fingerprinted once
+    with folder_lock(opts.out, "quickstart folder"), reusing() as reused:
+        return _run_pipeline(opts, reused)
 
 
-def _run_pipeline(opts: QuickstartOptions) -> dict[str, Any]:
+def _run_pipeline(opts: QuickstartOptions, reused: list[LoadedData] | None = None) -> dict[str, Any]:
+    """The steps; ``reused``: gets the train step's data, which the later steps reuse (``run_quickstart``)."""
     out = opts.out
     run_dir, acc_path = out / "run", out / "accuracy.json"
     profiles_dir, sel_path, art_dir = out / "profiles", out / "selection.json", out / "artifacts"
     logs: list[StepLog] = []
     t0 = time.perf_counter()
 
-    _timed("train", logs, lambda: _train(opts, run_dir))
+    _timed("train", logs, lambda: _train(opts, run_dir, reused))
     widths = _widths(run_dir, opts.points)
     _timed("evaluate", logs, lambda: _evaluate(run_dir, acc_path, widths, opts.force))
     _timed("profile", logs, lambda: _profile(opts, run_dir, widths, profiles_dir))

@@ -20,12 +20,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from us3l.data.split_rule import PATH_HASH_RULE, forced_keys, hashed_test, split_key, split_rule_of
+from us3l.data.split_rule import (
+    CURRENT_SPLIT_RULE,
+    PATH_HASH_RULE,
+    forced_keys,
+    hashed_test,
+    split_key,
+    split_rule_of,
+)
 from us3l.errors import US3LError
 
 #: Bumped when what the fingerprint covers changes: 2 added a folder image's size to its label and path.
@@ -63,6 +73,36 @@ def data_fingerprint(train_ds: Any, test_ds: Any) -> DataFingerprint:
     fp = DataFingerprint(f"v{FINGERPRINT_VERSION}:{digests[FINGERPRINT_VERSION]}")
     fp.by_version = {f"v{v}": f"v{v}:{d}" for v, d in digests.items()}
     return fp
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """Both splits of the data spec ``spec`` under ``split_rule``, loaded once (``us3l train`` loads them for its data
+    check before the resolved config is printed, quickstart for its train step): training, quickstart's reuse check
+    and its evaluation use them (``splits_for``) rather than reading the spec again, and their :attr:`fingerprint`,
+    computed once for all of them."""
+
+    spec: str
+    train: Any
+    test: Any
+    split_rule: int = CURRENT_SPLIT_RULE
+
+    @cached_property
+    def fingerprint(self) -> DataFingerprint:
+        """The splits' :func:`data_fingerprint` (of no image size: names and sizes, or in-memory pixels)."""
+        return data_fingerprint(self.train, self.test)
+
+    def splits_for(self, spec: str, image_size: int | None, split_rule: int) -> tuple[Any, Any] | None:
+        """The splits with folder images decoded at ``image_size`` (the default size where None, as loaded) where
+        they are those of ``spec`` (``same_data_spec``) under ``split_rule``; else None (read ``spec`` then)."""
+        from us3l.data.datasets import same_data_spec
+        from us3l.data.folder import is_folder
+
+        if split_rule != self.split_rule or not same_data_spec(spec, self.spec):
+            return None
+        if image_size is not None and is_folder(self.train):
+            return replace(self.train, image_size=image_size), replace(self.test, image_size=image_size)
+        return self.train, self.test
 
 
 def _digest(classes: list[str], splits: Iterable[Iterable[bytes]]) -> str:
@@ -298,28 +338,53 @@ def _trained_test_image(forced: Any, folder: Path, test_ds: Any) -> str | None:
 def load_checked_splits(spec: str, image_size: int | None, trained: Any) -> tuple[Any, Any]:
     """``us3l.data.load_splits(spec, image_size)`` with the run's split rule, refused where ``check_split_unchanged``
     refuses them."""
-    spec, train_ds, test_ds = _run_splits(spec, image_size, trained)
-    check_split_unchanged(trained, spec, train_ds, test_ds)
+    spec, train_ds, test_ds, fingerprint = _run_splits(spec, image_size, trained)
+    check_split_unchanged(trained, spec, train_ds, test_ds, fingerprint)
     return train_ds, test_ds
 
 
 def checked_splits(spec: str, image_size: int | None,
                    trained: Any) -> tuple[Any, Any, DataChange | None, DataFingerprint]:
     """:func:`load_checked_splits`, how they are the run's own folder changed since, where allowed (None: unchanged or
-    not compared), and their
-    ``data_fingerprint``: computed once, for the check and the caller's record (``us3l eval``'s ``data_check``)."""
-    spec, train_ds, test_ds = _run_splits(spec, image_size, trained)
-    fingerprint = data_fingerprint(train_ds, test_ds)
+    not compared), and their ``data_fingerprint``: computed once, for the check and the caller's record (``us3l
+    eval``'s ``data_check``), or the one of the data read already (``reusing``)."""
+    spec, train_ds, test_ds, fingerprint = _run_splits(spec, image_size, trained)
+    if fingerprint is None:
+        fingerprint = data_fingerprint(train_ds, test_ds)
     return train_ds, test_ds, check_split_unchanged(trained, spec, train_ds, test_ds, fingerprint), fingerprint
 
 
-def _run_splits(spec: str, image_size: int | None, trained: Any) -> tuple[str, Any, Any]:
+def _run_splits(spec: str, image_size: int | None, trained: Any) -> tuple[str, Any, Any, DataFingerprint | None]:
     """``spec`` anchored (its images' paths below the folder are what rule 2 and its check key on) and its splits
-    under the run's split rule."""
+    under the run's split rule, with their fingerprint where they are data read already (``reusing``); else read
+    (fingerprint None)."""
     from us3l.data.datasets import anchored_data_spec, load_splits
 
     spec = anchored_data_spec(spec)
-    return (spec, *load_splits(spec, image_size, split_rule_of(trained)))
+    rule = split_rule_of(trained)
+    for loaded in _REUSED.get() or ():
+        splits = loaded.splits_for(spec, image_size, rule)
+        if splits is not None:
+            return spec, *splits, loaded.fingerprint
+    return spec, *load_splits(spec, image_size, rule), None
+
+
+#: The data read once in this scope (``reusing``).
+_REUSED: ContextVar[list[LoadedData] | None] = ContextVar("us3l_reused_data", default=None)
+
+
+@contextmanager
+def reusing() -> Iterator[list[LoadedData]]:
+    """A scope (a quickstart run) whose data, read once (``LoadedData``, appended to the list it yields: the train
+    step's), the checks of the run's data (``checked_splits``, ``load_checked_splits``, ``load_checked_train_split``:
+    evaluation, BN and INT8 calibration) take with its fingerprint where it is the data they ask for (the same spec,
+    split rule), rather than walk the folder and fingerprint it again."""
+    held: list[LoadedData] = []
+    token = _REUSED.set(held)
+    try:
+        yield held
+    finally:
+        _REUSED.reset(token)
 
 
 def load_checked_train_split(spec: str, image_size: int | None, trained: Any) -> Any:
@@ -331,8 +396,8 @@ def load_checked_train_split(spec: str, image_size: int | None, trained: Any) ->
 
     if _trained_auto_split(trained, spec) is None:
         return load_dataset(spec, "train", image_size, split_rule_of(trained))
-    anchored, train_ds, test_ds = _run_splits(spec, image_size, trained)
-    warn_changed(spec, check_split_unchanged(trained, anchored, train_ds, test_ds), CALIBRATING_CHANGED)
+    anchored, train_ds, test_ds, fingerprint = _run_splits(spec, image_size, trained)
+    warn_changed(spec, check_split_unchanged(trained, anchored, train_ds, test_ds, fingerprint), CALIBRATING_CHANGED)
     return train_ds
 
 

@@ -36,6 +36,7 @@ from us3l.ssl.methods import SSLMethod, create_method
 from us3l.train.config import TrainConfig, fill_method_defaults, make_config, validate
 from us3l.train.data_identity import (
     DataFingerprint,
+    LoadedData,
     data_fingerprint,
     difference,
     fingerprint_differs,
@@ -178,30 +179,18 @@ def _index_batches(n: int, cfg: TrainConfig, epoch: int, info: DistInfo) -> list
     return [shard[i : min(i + bs, stop)] for i in range(0, stop, bs) if min(i + bs, stop) - i >= 2]
 
 
-@dataclass(frozen=True)
-class LoadedData:
-    """Both splits of the data spec ``spec``, loaded (``us3l train`` loads them for its data check before the resolved
-    config is printed): ``run_training`` trains on them rather than reading the spec again."""
-
-    spec: str
-    train: Any
-    test: Any
-    split_rule: int = CURRENT_SPLIT_RULE
-
-
 def _splits(cfg: TrainConfig, image_size: int, loaded: LoadedData | None,
-            split_rule: int = CURRENT_SPLIT_RULE) -> tuple[Any, Any]:
+            split_rule: int = CURRENT_SPLIT_RULE) -> tuple[Any, Any, DataFingerprint]:
     """The train and test splits of ``cfg.data`` at ``image_size`` (a folder's stored side) under ``split_rule``
-    (``us3l.data.split_rule``: a resumed run keeps its own): ``loaded`` when it holds that spec and rule, else read
-    from it."""
+    (``us3l.data.split_rule``: a resumed run keeps its own) and their fingerprint: ``loaded``'s when it holds that
+    spec and rule (``LoadedData.splits_for``), else read from it."""
     from us3l.data import load_splits
-    from us3l.data.folder import is_folder
 
-    if loaded is None or loaded.spec != str(cfg.data) or loaded.split_rule != split_rule:
-        return load_splits(cfg.data, image_size, split_rule)
-    if is_folder(loaded.train):  # loaded at the default size; the images are decoded at this one
-        return replace(loaded.train, image_size=image_size), replace(loaded.test, image_size=image_size)
-    return loaded.train, loaded.test
+    reused = loaded.splits_for(str(cfg.data), image_size, split_rule) if loaded is not None else None
+    if loaded is not None and reused is not None:
+        return (*reused, loaded.fingerprint)
+    train, test = load_splits(cfg.data, image_size, split_rule)
+    return train, test, data_fingerprint(train, test)
 
 
 def check_monitor_data(cfg: TrainConfig, train_ds: Any) -> None:
@@ -652,10 +641,9 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     backbone = build_backbone(cfg)
     image_size = int(cfg.image_size or backbone.input_size)
     split_rule = split_rule_of(resumed_meta.get("data")) if resumed_meta is not None else CURRENT_SPLIT_RULE
-    train_ds, test_ds = _splits(cfg, image_size, loaded, split_rule)
+    train_ds, test_ds, fingerprint = _splits(cfg, image_size, loaded, split_rule)
     check_monitor_data(cfg, train_ds)
     check_batches(len(train_ds), cfg, info.world_size)
-    fingerprint = data_fingerprint(train_ds, test_ds)
     same_on_all_ranks("the data", {"num_classes": len(train_ds.classes), "train_size": len(train_ds),
                                    "test_size": len(test_ds), "fingerprint": fingerprint},
                       info, "every process must read the same data set (--data)")
