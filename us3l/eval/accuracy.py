@@ -49,7 +49,8 @@ comparable with the data's (the rewritten file records the data's).
 ``data_check`` (optional, still schema 2) says what the test split was: ``fingerprint``, the data's fingerprint
 (``us3l.train.data_identity``: class names and both splits' samples); ``changed_since_training``, true where the
 data is the run's own automatically split folder changed since it trained (allowed under split rule 2, where no
-image the run trained on can be in the test split, but the test set is not the run's), false otherwise;
+image the run trained on can be in the test split, and under either rule where only byte sizes changed, the split
+the run's: but the test set is not the run's), false otherwise;
 ``train_test_overlaps`` (image folders only, since 2026-12-07; absent for other data and in older files), how many
 of the ``num_test`` test images are byte-identical to a training image (``us3l.data.overlap``: copies under another
 name, links), 0 when none. ``us3l eval`` writes it; ``us3l eval --artifact`` writes it into a file it creates and,
