@@ -301,3 +301,48 @@ def test_quickstart_hashes_the_checkpoint_once_for_its_reuse_checks(exported: An
     for _ in range(3):
         assert qs._artifact(run, art, "cpu", "cifar_resnet18", 0.25, "onnx", "fp32", False, loaded)[0] == "reused"
     assert [p.name for p in hashed if p.suffix == ".safetensors"] == ["bn_stats.safetensors"] * 3
+
+
+def test_the_report_marks_a_switchable_profiles_unchecked_checkpoint(write_profile, run: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A profile of a switchable artifact whose checkpoint `us3l profile --artifact` could not hash
+    (``extra.switchable.checkpoint_checked`` false) records the manifest's digest, and the report tied it to the run
+    like any other profile. Without run/checkpoint.safetensors it is marked as an unchecked artifact is: "(source
+    unchecked)" on the page, one warning on stderr, a line in --json's unchecked_sources; checked when profiled, or
+    with the weights here to check the digest against, it is not."""
+    from us3l.cli import main
+    from us3l.report import render_report
+
+    shutil.copytree(run, tmp_path / "run")
+    (tmp_path / "run" / "checkpoint.safetensors").unlink()
+    sha = json.loads((run / "checkpoint.json").read_text())["weights_sha256"]
+    prof = write_profile([{"width": w, "latency": latency(p, p, p)} for w, p in ((0.25, 1.0), (1.0, 3.0))],
+                         model="cifar_resnet18")
+
+    def profiled(checked: bool) -> None:
+        doc = json.loads(prof.read_text())
+        doc.update(model="cifar_resnet18-switchable", checkpoint_sha256=sha,
+                   extra={"switchable": {"artifact": "art", "sha256": "1" * 64, "widths": [0.25, 1.0],
+                                         "checkpoint_checked": checked}})
+        prof.write_text(json.dumps(doc))
+
+    profiled(False)
+    rep = render_report(tmp_path)
+    line = (f"{prof}: source not checked: it was profiled through a switchable artifact whose manifest says it was "
+            f"exported from checkpoint {sha[:12]}…, which us3l profile --artifact could not check "
+            f"(extra.switchable.checkpoint_checked false), and {tmp_path / 'run' / 'checkpoint.safetensors'} is "
+            "absent to hash and check that against")
+    assert prof not in rep.files.foreign and rep.unchecked_sources() == [line]
+    assert "(source unchecked)</span></h3>" in rep.html and rep.html.count("source not checked") == 1
+    assert main(["report", str(tmp_path)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("source not checked") == 1 and line in err
+    assert main(["report", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unchecked_sources"] == [line]
+
+    profiled(True)
+    assert render_report(tmp_path).unchecked_sources() == []
+    profiled(False)
+    shutil.copy(run / "checkpoint.safetensors", tmp_path / "run" / "checkpoint.safetensors")
+    rep = render_report(tmp_path)
+    assert rep.unchecked_sources() == [] and "(source unchecked)" not in rep.html

@@ -40,8 +40,10 @@ REHASH_KEY = "report_rehash"
 WIDTH_UNCHECKED_KEY = "report_width_unchecked"
 #: Set by the report in a manifest that records the checkpoint it was exported from (``source.checkpoint_sha256``)
 #: when the folder holds no run weights to hash and check that digest against, or, of those weights, records no
-#: digest of its calibrated BN statistics (never written): why, in words. The page marks the artifact
-#: "(source unchecked)" and ``us3l report`` warns once per artifact.
+#: digest of its calibrated BN statistics, and in the ``extra`` of a switchable artifact's profile whose checkpoint
+#: digest ``us3l profile --artifact`` could not check (``extra.switchable.checkpoint_checked`` false) when the folder
+#: holds no run weights to check it against either (never written): why, in words. The page marks the artifact or
+#: profile "(source unchecked)" and ``us3l report`` warns once per file.
 SOURCE_UNCHECKED_KEY = "report_source_unchecked"
 
 #: How each input is produced, for the "missing" notes of the page.
@@ -120,10 +122,20 @@ class PipelineFiles:
                 if m.ok and m.doc is not None and m.doc.get(WIDTH_UNCHECKED_KEY)]
 
     def unchecked_sources(self) -> list[str]:
-        """One line per artifact whose source checkpoint or BN statistics the report could not check against the
-        run's files (``SOURCE_UNCHECKED_KEY``): the page shows them as the manifest's word, not a checked fact."""
-        return [f"{m.path}: source not checked: {m.doc[SOURCE_UNCHECKED_KEY]}" for m in self.manifests
+        """One line per artifact, then per profile, whose source checkpoint (an artifact's: or BN statistics) the
+        report could not check against the run's files (``SOURCE_UNCHECKED_KEY``): the page shows them as the
+        manifest's word, not a checked fact."""
+        return self.unchecked_artifact_sources() + self.unchecked_profile_sources()
+
+    def unchecked_artifact_sources(self) -> list[str]:
+        """``unchecked_sources``' lines of the artifacts (``SOURCE_UNCHECKED_KEY`` in the manifest)."""
+        return [_unchecked_source_line(m.path, m.doc) for m in self.manifests
                 if m.ok and m.doc is not None and m.doc.get(SOURCE_UNCHECKED_KEY)]
+
+    def unchecked_profile_sources(self) -> list[str]:
+        """``unchecked_sources``' lines of the profiles (``SOURCE_UNCHECKED_KEY`` in the profile's ``extra``)."""
+        return [_unchecked_source_line(p.path, p.doc.extra) for p in self.profiles
+                if p.ok and p.doc is not None and profile_source_unchecked(p.doc)]
 
     def found_any(self) -> bool:
         return any(self.present().values())
@@ -144,6 +156,18 @@ class PipelineFiles:
         """What ``stale`` says about the file ``path`` (its lines, without the leading path)."""
         prefix = f"{path}: "
         return [line.removeprefix(prefix) for line in self.stale if line.startswith(prefix)]
+
+
+def _unchecked_source_line(path: Path, marked: dict[str, Any]) -> str:
+    return f"{path}: source not checked: {marked[SOURCE_UNCHECKED_KEY]}"
+
+
+def profile_source_unchecked(profile: Any) -> str | None:
+    """Why a loaded profile's checkpoint digest is unchecked (``SOURCE_UNCHECKED_KEY`` in its ``extra``), else
+    ``None``."""
+    extra = getattr(profile, "extra", None)
+    why = extra.get(SOURCE_UNCHECKED_KEY) if isinstance(extra, dict) else None
+    return why if isinstance(why, str) else None
 
 
 def error_line(item: Loaded[Any]) -> str:
@@ -304,8 +328,14 @@ def _mark_unchecked_sources(files: PipelineFiles) -> None:
     the run's weights (``weights_sha256`` None) its ``source.checkpoint_sha256`` cannot be checked against the bytes
     it names (nor, then, its BN statistics); with them, a manifest of those weights that records no BN statistics
     (``us3l.deploy.bn_stats_record``: written before 2026-12-06, or the record deleted; whatever ``model.bn_stats``
-    says, which nothing checks) cannot be compared with the run's ``bn_stats.safetensors`` (``_bn_stats_drift``)."""
+    says, which nothing checks) cannot be compared with the run's ``bn_stats.safetensors`` (``_bn_stats_drift``). So
+    does (in its ``extra``), without the run's weights, a switchable artifact's profile whose ``checkpoint_sha256``
+    is that artifact's manifest's word, which ``us3l profile --artifact`` could not check
+    (``us3l.deploy.select.unchecked_checkpoint``: the checkpoint was absent there): it ties the profile's latencies
+    to the run as any other profile's digest does. With the weights that digest is checked here, as an artifact's
+    is (another digest: stale, ``_bindings``)."""
     from us3l.deploy.bn_stats_record import bn_stats_records
+    from us3l.deploy.select import unchecked_checkpoint
     from us3l.derived import BN_STATS_FILE
 
     weights = files.run / WEIGHTS_FILE
@@ -323,6 +353,16 @@ def _mark_unchecked_sources(files: PipelineFiles) -> None:
         else:
             continue
         files.manifests[index] = dataclasses.replace(item, doc={**item.doc, SOURCE_UNCHECKED_KEY: why})
+    for index, prof in enumerate(files.profiles):
+        claimed = getattr(prof.doc, "checkpoint_sha256", None) if prof.ok else None
+        if files.weights_sha256 is not None or not isinstance(claimed, str) or \
+                not unchecked_checkpoint({"extra": prof.doc.extra}):
+            continue
+        why = (f"it was profiled through a switchable artifact whose manifest says it was exported from checkpoint "
+               f"{claimed[:12]}…, which us3l profile --artifact could not check (extra.switchable.checkpoint_checked "
+               f"false), and {weights} is absent to hash and check that against")
+        extra = {**prof.doc.extra, SOURCE_UNCHECKED_KEY: why}
+        files.profiles[index] = dataclasses.replace(prof, doc=dataclasses.replace(prof.doc, extra=extra))
 
 
 def _run_architecture(meta: dict[str, Any]) -> Any:

@@ -351,6 +351,7 @@ def section_latency(files: PipelineFiles) -> Section:
         return Section("latency", title, missing_note("profiles/*.json", PRODUCERS["profiles"]), MISSING)
     uri = plots.latency_vs_width(files.usable_profiles())
     errors = _foreign_note(files) + _errors(files.profiles)
+    errors += "".join(_macro("warning", line) for line in files.unchecked_profile_sources())
     if uri is None:
         return Section("latency", title, errors or error_note("no profile has records"), ERROR)
     return Section("latency", title, img(uri, "latency vs width") + errors, RENDERED)
@@ -776,7 +777,8 @@ def section_environment(files: PipelineFiles) -> Section:
         return Section("environment", title, missing_note("profiles/*.json", PRODUCERS["profiles"]), MISSING)
     items = [it for it in files.profiles if it.ok and it.path not in files.foreign]
     labels = plots.profile_labels([it.doc for it in items])
-    parts = [f"<h3>{esc(label)} <span class=\"muted\">{esc(it.path.name)}</span></h3>"
+    parts = [f"<h3>{esc(label)} <span class=\"muted\">{esc(it.path.name)}</span>"
+             f"{_unchecked_mark(it.doc.extra, SOURCE_UNCHECKED_KEY, 'source unchecked')}</h3>"
              f"{kv_table(_fingerprint_pairs(it.doc))}" for it, label in zip(items, labels, strict=True)]
     body = _foreign_note(files) + "".join(parts) + _errors(files.profiles)
     return Section("environment", title, body, RENDERED if parts else ERROR)
@@ -827,7 +829,8 @@ def _manifest_row(item: Loaded[dict[str, Any]], root: Any) -> list[str]:
 def _unchecked_mark(m: dict[str, Any], key: str, label: str) -> str:
     """`` (label)`` after a claim the report could not check, with why as its tooltip: a width not checked against
     the artifact's graph (``WIDTH_UNCHECKED_KEY``, "unchecked"), a source checkpoint not checked against the run's
-    weights (``SOURCE_UNCHECKED_KEY``, "source unchecked"); ``""`` for a checked one."""
+    weights (``SOURCE_UNCHECKED_KEY``, "source unchecked": a manifest's, or a profile's ``extra``); ``""`` for a
+    checked one."""
     why = m.get(key)
     return f' <span class="bad" title="{esc(why)}">({label})</span>' if why else ""
 
@@ -842,7 +845,7 @@ def section_artifacts(files: PipelineFiles) -> Section:
     headers = ["device", "artifact", "backend", "precision", "width", "BN stats", "max abs error", "min cosine",
                "tolerance", "verified", "file", "sha256", "valid"]
     body = (table(headers, [_manifest_row(m, files.root) for m in good], numeric=(6, 7)) if good else "")
-    body += "".join(_macro("warning", line) for line in files.unchecked_widths() + files.unchecked_sources())
+    body += "".join(_macro("warning", line) for line in files.unchecked_widths() + files.unchecked_artifact_sources())
     body += _errors(files.manifests)
     return Section("artifacts", title, body, RENDERED if good else ERROR)
 
