@@ -28,7 +28,7 @@ from torch import nn
 from us3l.data.datasets import anchored_data_spec
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import INPUT_NAME, Artifact
-from us3l.deploy.graph import build_deployable_graph
+from us3l.deploy.graph import LEGACY_BN_STATS, build_deployable_graph
 from us3l.deploy.manifest import MANIFEST_FILE, MANIFEST_KIND, build_manifest, read_written_files, write_manifest
 from us3l.deploy.quantize import (
     CALIB_SEED,
@@ -221,10 +221,6 @@ def recorded_model_kwargs(model: Any, name: str, w: float, static: nn.Module) ->
     if module_layers(rebuilt) != module_layers(static) or rebuilt.channel_config != static.channel_config:
         return None
     return record["model_kwargs"]
-
-
-#: The manifest's historical ``model.bn_stats`` values for each ``us3l.deploy.graph`` BN kind.
-LEGACY_BN_STATS = {"frozen-uncalibrated": "uncalibrated", "none": "none (no BatchNorm)"}
 
 
 def _costs(static: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:

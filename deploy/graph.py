@@ -75,15 +75,35 @@ def fresh_model(name: str, seed: int = INIT_SEED, **kwargs: Any) -> Any:
     return net
 
 
+#: A manifest's ``model.bn_stats`` spelling of each BN kind (``BN_KINDS``: ``model.graph.bn``'s): the historical
+#: values; the kinds not listed are spelled alike.
+LEGACY_BN_STATS = {"frozen-uncalibrated": "uncalibrated", "none": "none (no BatchNorm)"}
+
+
+def bn_kind_named(label: object) -> str | None:
+    """The BN kind (``BN_KINDS``) a manifest's ``model.bn_stats`` names, ``None`` for a value that names none."""
+    return next((kind for kind in BN_KINDS if LEGACY_BN_STATS.get(kind, kind) == label), None)
+
+
 def bn_kind(model: Any, w: float) -> str:
     """How width ``w`` of a slimmable model gets BN statistics: calibrated, running, frozen-uncalibrated, none."""
-    from us3l.slim import SlimBatchNorm2d, calibrated_widths, canonical_width, slim_modules
+    from us3l.slim import calibrated_widths, canonical_width
+
+    kind = uncalibrated_bn_kind(model)
+    if kind != "none" and canonical_width(model, w) in calibrated_widths(model):
+        return "calibrated"
+    return kind
+
+
+def uncalibrated_bn_kind(model: Any) -> str:
+    """How a width of ``model`` without calibrated statistics gets BN statistics (``bn_kind``'s answer then), from
+    its architecture alone: none (no BatchNorm), running (every BN keeps running statistics), else
+    frozen-uncalibrated. A meta-device build of the architecture gives the same answer as the trained model."""
+    from us3l.slim import SlimBatchNorm2d, slim_modules
 
     bns = [m for _, m in slim_modules(model) if isinstance(m, SlimBatchNorm2d)]
     if not bns:
         return "none"
-    if canonical_width(model, w) in calibrated_widths(model):
-        return "calibrated"
     if all(m.track_running_stats for m in bns):  # sliced shared buffers, or an S-Nets switch's own
         return "running"
     return "frozen-uncalibrated"

@@ -214,6 +214,7 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     if bn_stats is not None and (not isinstance(bn_stats, dict) or not all(
             v is None or isinstance(v, str) for v in (bn_stats.get(k) for k in ("file", "sha256", "width_sha256")))):
         raise bad("source.bn_stats", 'null or {"file", "sha256", "width_sha256"} (strings or null)', bn_stats)
+    _check_bn_kind(doc, path, bad)
     # width: required, every reader (eval --artifact, report, export --json) uses it; canonical_width: optional,
     # where the report looks up the width's BN statistics
     for key, required in (("width", True), ("canonical_width", False)):
@@ -229,6 +230,38 @@ def _validate_fields(doc: Mapping[str, Any], path: str | Path) -> None:
     norm = doc["input"].get("normalization")  # us3l eval --artifact compares it with the checkpoint's
     if norm is not None and not _normalization_ok(norm, shape[1]):
         raise bad("input.normalization", f'{{"mean": [{shape[1]} numbers], "std": [{shape[1]} numbers > 0]}}', norm)
+
+
+def _check_bn_kind(doc: Mapping[str, Any], path: str | Path, bad: Any) -> None:
+    """``model.bn_stats`` (how the width's BatchNorm was frozen; nothing in the graph records it) one of the kinds
+    it names (``us3l.deploy.graph.LEGACY_BN_STATS``), the kind ``model.graph.bn`` records, and "calibrated" exactly
+    where ``source.bn_stats`` records calibrated statistics (``width_sha256``, which the readers that hold the run's
+    ``bn_stats.safetensors`` compare with it; a manifest without the record, written before 2026-12-06, is not held
+    to it). The BatchNorm the network's architecture has is checked with the network (``manifest_claims
+    .check_network``). An edited kind was shown by the report as the artifact's."""
+    from us3l.deploy.graph import LEGACY_BN_STATS, bn_kind_named
+
+    label = doc["model"].get("bn_stats")
+    if label is None:  # not recorded: nothing to check, and nothing reads it
+        return
+    kind = bn_kind_named(label)
+    if kind is None:
+        spelled = ", ".join(f'"{LEGACY_BN_STATS.get(k, k)}"' for k in ("calibrated", "running", "frozen-uncalibrated",
+                                                                         "none"))
+        raise bad("model.bn_stats", f"one of {spelled}", label)
+    graph = doc["model"].get("graph")
+    recorded = graph.get("bn") if isinstance(graph, dict) else None
+    if recorded is not None and recorded != kind:
+        raise US3LError(f"{path}: model.bn_stats {label!r:.40} is not the BN kind model.graph.bn records "
+                        f"({recorded!r:.40}) (the manifest was edited); re-export the artifact")
+    source = doc.get("source") or {}
+    if "bn_stats" in source:
+        record = source["bn_stats"]
+        calibrated = isinstance(record, dict) and isinstance(record.get("width_sha256"), str)
+        if calibrated != (kind == "calibrated"):
+            has = "records calibrated statistics" if calibrated else "records no calibrated statistics"
+            raise US3LError(f"{path}: model.bn_stats {label!r:.40} but source.bn_stats {has} (the manifest was "
+                            "edited); re-export the artifact")
 
 
 def _normalization_ok(norm: object, channels: int) -> bool:

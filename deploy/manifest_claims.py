@@ -739,9 +739,26 @@ def check_network(doc: Mapping[str, Any], where: str | Path, data: Mapping[str, 
         claims.append(f"model.feature_dim {dim!r:.20} (it outputs {feature_dim})")
     if "channel_config" in model and not _same_config(model["channel_config"], static.channel_config):
         claims.append("model.channel_config (not its channels)")
+    claims += _bn_kind_claim(model, network)
     if claims:
         raise US3LError(f"{where}: {', '.join(claims)} do{'es' if len(claims) == 1 else ''} not describe {what} at "
                         f"model.width {w:g} (the manifest was edited); {_FIX}")
+
+
+def _bn_kind_claim(model: Mapping[str, Any], network: Any) -> list[str]:
+    """``model.bn_stats`` where ``network``'s BatchNorm cannot be frozen that way (``validate_manifest`` checked it
+    names a kind): "calibrated", or the kind the architecture gives a width without calibrated statistics
+    (``us3l.deploy.graph.uncalibrated_bn_kind``: running statistics kept, or placeholders frozen), and only "none"
+    without BatchNorm."""
+    from us3l.deploy.graph import LEGACY_BN_STATS, bn_kind_named, uncalibrated_bn_kind
+
+    kind = bn_kind_named(model.get("bn_stats"))
+    base = uncalibrated_bn_kind(network)
+    allowed = [base] if base == "none" else ["calibrated", base]
+    if kind is None or kind in allowed:
+        return []
+    return [f"model.bn_stats {model['bn_stats']!r:.40} (its BatchNorm is "
+            f"{' or '.join(repr(LEGACY_BN_STATS.get(k, k)) for k in allowed)})"]
 
 
 def _same_config(claimed: object, actual: Any) -> bool:

@@ -25,7 +25,6 @@ import torch
 from us3l.deploy.backends import get_backend
 from us3l.deploy.backends.base import OUTPUT_NAME
 from us3l.deploy.export import (
-    LEGACY_BN_STATS,
     _costs,
     _resolve_source,
     artifact_dir,
@@ -36,6 +35,7 @@ from us3l.deploy.export import (
     verification_inputs,
     whole_batches,
 )
+from us3l.deploy.graph import LEGACY_BN_STATS
 from us3l.deploy.manifest import MANIFEST_FILE, read_written_files, sha256_of
 from us3l.deploy.staging import clean_stale, staging_prefix
 from us3l.deploy.switchable import INDEX_NAME, META_PER_WIDTH, OPSET, build_switchable, record_metadata

@@ -234,3 +234,12 @@ def edit_manifest(d: Path, fn: Callable[[dict[str, Any]], Any]) -> Path:
     fn(doc)
     (d / "manifest.json").write_text(json.dumps(doc))
     return d / "manifest.json"
+
+
+def without_calibrated_bn(doc: dict[str, Any]) -> None:
+    """Edit a one-width manifest (``edit_manifest``) into what an export of its width without calibrated BN statistics
+    writes (placeholder statistics frozen, as a cifar_resnet18 width before ``us3l calibrate``): no BN record, and
+    the BN kind (``model.bn_stats``, ``model.graph.bn``) that says so."""
+    doc["source"]["bn_stats"] = None
+    doc["model"]["bn_stats"] = "uncalibrated"
+    doc["model"]["graph"]["bn"] = "frozen-uncalibrated"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.deploy.conftest import copy_artifact, edit_manifest
+from tests.deploy.conftest import copy_artifact, edit_manifest, without_calibrated_bn
 from us3l import deploy
 from us3l.deploy.export import ExportResult, export_width
 from us3l.errors import US3LError
@@ -107,7 +107,7 @@ def test_an_artifact_of_other_bn_statistics_is_refused(exported: ExportResult, r
         deploy.load(exported.directory, bn_stats_sha256=want)
     # exported without calibrated statistics (a running/placeholder width) while the consumer has calibrated ones
     d = copy_artifact(exported, tmp_path / "copy")
-    edit_manifest(d, lambda doc: doc["source"].update(bn_stats=None))
+    edit_manifest(d, without_calibrated_bn)
     with pytest.raises(US3LError, match="exported without calibrated BN statistics for its width"):
         deploy.load(d, bn_stats_sha256=want)
     # a manifest written before the statistics were recorded: nothing to compare, it loads as before
@@ -442,7 +442,7 @@ def test_the_report_flags_an_artifact_exported_before_its_width_was_calibrated(r
     root = tmp_path / "qs"
     shutil.copytree(run, root / "run")
     res = export_width(root / "run", 0.25, "onnx", root / "artifacts", device_name="cpu")
-    edit_manifest(res.directory, lambda doc: doc["source"].update(bn_stats=None))  # as exported before calibrating
+    edit_manifest(res.directory, without_calibrated_bn)  # as exported before calibrating
     (line,) = _stale(root)
     assert line == (f"{res.manifest_path}: stale: exported without calibrated BN statistics of width 0.25, which "
                     f"{root / 'run' / 'bn_stats.safetensors'} holds now (calibrated since); re-run us3l export")

@@ -204,7 +204,7 @@ def test_the_report_marks_calibrated_statistics_it_cannot_check(exported: Any, r
     """With the run's weights, the report compares an artifact's BN-statistics digest with the run's
     bn_stats.safetensors; a manifest whose record was deleted (as one written before 2026-12-06 lacks it) was
     skipped, and its width shown as made with the run's statistics as they are now. It is marked unchecked, whatever
-    model.bn_stats says (nothing checks that kind)."""
+    model.bn_stats says (without the record, nothing holds that kind to calibrated statistics)."""
     from us3l.report import render_report
 
     root = tmp_path / "qs"
@@ -219,7 +219,12 @@ def test_the_report_marks_calibrated_statistics_it_cannot_check(exported: Any, r
     rep = render_report(root)
     assert rep.unchecked_sources() == [line]
     assert "(source unchecked)</span>" in rep.html
-    edit_manifest(d, lambda doc: doc["model"].update(bn_stats="uncalibrated"))  # the kind edited with it: the same
+
+    def uncalibrated(doc: dict[str, Any]) -> None:  # the kind edited with it: the same
+        doc["model"].update(bn_stats="uncalibrated")
+        doc["model"]["graph"].update(bn="frozen-uncalibrated")
+
+    edit_manifest(d, uncalibrated)
     assert render_report(root).unchecked_sources() == [line]
 
 
@@ -346,3 +351,48 @@ def test_the_report_marks_a_switchable_profiles_unchecked_checkpoint(write_profi
     shutil.copy(run / "checkpoint.safetensors", tmp_path / "run" / "checkpoint.safetensors")
     rep = render_report(tmp_path)
     assert rep.unchecked_sources() == [] and "(source unchecked)" not in rep.html
+
+
+@pytest.mark.parametrize(("edit", "why"), [
+    (lambda doc: doc["model"].update(bn_stats="calibrated (trust me)"),
+     'model.bn_stats must be one of "calibrated", "running", "uncalibrated", "none (no BatchNorm)", got '
+     "'calibrated (trust me)'; re-export the artifact"),
+    (lambda doc: doc["model"].update(bn_stats="running"),
+     "model.bn_stats 'running' is not the BN kind model.graph.bn records ('calibrated') (the manifest was edited); "
+     "re-export the artifact"),
+    (lambda doc: (doc["model"].update(bn_stats="running"), doc["model"]["graph"].update(bn="running")),
+     "model.bn_stats 'running' but source.bn_stats records calibrated statistics (the manifest was edited); "
+     "re-export the artifact"),
+    (lambda doc: (doc["model"].update(bn_stats="running"), doc["model"]["graph"].update(bn="running"),
+                  doc["source"].update(bn_stats=None)),
+     "model.bn_stats 'running' (its BatchNorm is 'calibrated' or 'uncalibrated') does not describe cifar_resnet18 "
+     "(as model.model_kwargs builds it) at model.width 0.25 (the manifest was edited); re-export the artifact"),
+    (lambda doc: (doc["model"].update(bn_stats="none (no BatchNorm)"), doc["model"]["graph"].update(bn="none"),
+                  doc["source"].update(bn_stats=None)),
+     "model.bn_stats 'none (no BatchNorm)' (its BatchNorm is 'calibrated' or 'uncalibrated') does not describe "
+     "cifar_resnet18 (as model.model_kwargs builds it) at model.width 0.25 (the manifest was edited); re-export the "
+     "artifact"),
+])
+def test_the_bn_kind_a_manifest_claims_is_checked(exported: Any, run: Path, tmp_path: Path, edit: Any,
+                                                  why: str) -> None:
+    """``model.bn_stats`` (how the width's BatchNorm was frozen: calibrated, running, uncalibrated placeholders, or
+    none) was repeated as written: the report's "BN stats" column showed an edited kind as the artifact's. It must
+    name a kind, the one model.graph.bn records, "calibrated" exactly where source.bn_stats records calibrated
+    statistics, and one the network's BatchNorm allows (cifar_resnet18 keeps no running statistics: calibrated or
+    uncalibrated); every reader refuses another, the report as an unreadable manifest."""
+    from us3l import deploy
+    from us3l.errors import US3LError
+    from us3l.report.collect import collect_pipeline
+
+    d = copy_artifact(exported, tmp_path / "a")
+    with deploy.load(d):  # as exported
+        pass
+    path = edit_manifest(d, edit)
+    with pytest.raises(US3LError) as info:
+        deploy.load(d)
+    assert str(info.value) == f"{path}: {why}"
+    root = tmp_path / "qs"
+    shutil.copytree(run, root / "run")
+    copy_artifact(exported, root / "artifacts" / "cpu")
+    edit_manifest(root / "artifacts" / "cpu" / d.name, edit)
+    assert any(why in line for line in collect_pipeline(root).errors())

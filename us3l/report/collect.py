@@ -328,12 +328,12 @@ def _mark_unchecked_sources(files: PipelineFiles) -> None:
     the run's weights (``weights_sha256`` None) its ``source.checkpoint_sha256`` cannot be checked against the bytes
     it names (nor, then, its BN statistics); with them, a manifest of those weights that records no BN statistics
     (``us3l.deploy.bn_stats_record``: written before 2026-12-06, or the record deleted; whatever ``model.bn_stats``
-    says, which nothing checks) cannot be compared with the run's ``bn_stats.safetensors`` (``_bn_stats_drift``). So
-    does (in its ``extra``), without the run's weights, a switchable artifact's profile whose ``checkpoint_sha256``
-    is that artifact's manifest's word, which ``us3l profile --artifact`` could not check
-    (``us3l.deploy.select.unchecked_checkpoint``: the checkpoint was absent there): it ties the profile's latencies
-    to the run as any other profile's digest does. With the weights that digest is checked here, as an artifact's
-    is (another digest: stale, ``_bindings``)."""
+    says, which without the record is held to nothing) cannot be compared with the run's ``bn_stats.safetensors``
+    (``_bn_stats_drift``). So does (in its ``extra``), without the run's weights, a switchable artifact's profile
+    whose ``checkpoint_sha256`` is that artifact's manifest's word, which ``us3l profile --artifact`` could not
+    check (``us3l.deploy.select.unchecked_checkpoint``: the checkpoint was absent there): it ties the profile's
+    latencies to the run as any other profile's digest does. With the weights that digest is checked here, as an
+    artifact's is (another digest: stale, ``_bindings``)."""
     from us3l.deploy.bn_stats_record import bn_stats_records
     from us3l.deploy.select import unchecked_checkpoint
     from us3l.derived import BN_STATS_FILE
