@@ -1226,10 +1226,12 @@ def check_same_int8_calibration(
 
 def unchecked_checkpoint(profile: Mapping[str, Any]) -> bool:
     """Whether a profile's ``checkpoint_sha256`` is a switchable manifest's word that ``us3l profile --artifact``
-    could not check against the checkpoint (``extra.switchable.checkpoint_checked`` false)."""
+    could not check against the checkpoint: ``extra.switchable.checkpoint_checked`` false, or absent in a profile
+    written before 2026-12-07, which copied the manifest's digest unchecked."""
     extra = profile.get("extra")
     sw = extra.get("switchable") if isinstance(extra, Mapping) else None
-    return isinstance(sw, Mapping) and sw.get("checkpoint_checked") is False
+    return isinstance(sw, Mapping) and isinstance(profile.get("checkpoint_sha256"), str) and \
+        sw.get("checkpoint_checked") is not True
 
 
 def check_same_checkpoint(

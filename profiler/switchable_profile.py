@@ -106,6 +106,7 @@ def profile_switchable(
     from us3l.profiler.timers import example_input, resolve_threads
 
     doc, path, files = read_switchable_files(folder)  # the runtime is opened on these hash-checked bytes
+    from us3l.deploy.graph import bn_kind_named
     from us3l.deploy.manifest import checked_source_checkpoint
     from us3l.validate import safe_name
 
@@ -146,7 +147,7 @@ def profile_switchable(
         ProfileRecord(
             width=float(p["width"]), channels=int(p["channels"]), macs=int(p["macs"]), params=int(p["params"]),
             weight_bytes=int(p["weight_bytes"]), activation_bytes=int(p["activation_bytes"]),
-            latency=res[p["index"]].stats, stop_reason=res[p["index"]].stop_reason, bn=p["bn_stats"],
+            latency=res[p["index"]].stats, stop_reason=res[p["index"]].stop_reason, bn=bn_kind_named(p["bn_stats"]),
             graph_sha256=sha, timing_s=res[p["index"]].elapsed_s,
         )
         for p in per_width

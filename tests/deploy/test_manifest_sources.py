@@ -124,6 +124,27 @@ def test_profile_artifact_checks_the_claimed_checkpoint(switchable_of_copy: tupl
         f"the manifest's word, not checked ({gone} is absent here to hash)") in err
 
 
+def test_profile_artifact_records_each_widths_bn_kind_as_a_sweep_does(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`us3l profile --artifact` copied a switchable manifest's per-width ``bn_stats`` into each record's ``bn`` in
+    the manifest's spelling ("uncalibrated"), where every other profile records the kind (``BN_KINDS``:
+    "frozen-uncalibrated"), which profile's note on uncalibrated widths reads; nor did --artifact give that note
+    (a fresh model's artifact, exported without calibration)."""
+    from us3l.deploy.graph import BN_KINDS
+    from us3l.deploy.switchable_export import export_switchable
+    from us3l.models import create_model
+
+    res = export_switchable(create_model("cifar_resnet18", base_channels=8), "onnx", tmp_path / "sw", [1.0, 0.25],
+                            device_name="cpu")
+    per_width = json.loads((res.directory / "manifest.json").read_text())["model"]["per_width"]
+    assert [p["bn_stats"] for p in per_width] == ["uncalibrated", "uncalibrated"]
+    code, doc, err = _profile(res.directory, tmp_path / "p", capsys)
+    assert code == 0 and doc is not None
+    assert [r["bn"] for r in doc["records"]] == ["frozen-uncalibrated"] * 2 and "frozen-uncalibrated" in BN_KINDS
+    assert ("note: 2 of 2 widths have no calibrated BN statistics: timed with frozen placeholder statistics (the "
+            "graph export ships, same latency)") in err
+
+
 def test_profile_artifact_checks_the_claimed_model_name(switchable_of_copy: tuple[Path, Path], tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A switchable graph records no model name: `us3l profile --artifact` named the profile, and `us3l select` and
@@ -155,9 +176,9 @@ def test_profile_artifact_checks_the_claimed_model_name(switchable_of_copy: tupl
            f"beside {other}: it describes other weights)" in err
 
 
-@pytest.mark.parametrize("checked", [True, False])
+@pytest.mark.parametrize("checked", [True, False, None])
 def test_select_says_a_profiles_unchecked_checkpoint_is_the_manifests_word(write_profile, write_accuracy,
-                                                                           checked: bool) -> None:
+                                                                           checked: bool | None) -> None:
     """`us3l select` tied a switchable artifact's profile to accuracy.json by the checkpoint digest that
     `profile --artifact` copied from the manifest without checking it (its checkpoint absent): the answer reads as
     the run's. The tie is kept, with a note that it rests on the manifest's word."""
@@ -166,14 +187,15 @@ def test_select_says_a_profiles_unchecked_checkpoint_is_the_manifests_word(write
     prof = write_profile([{"width": w, "latency": latency(0.8 * p, p, 1.2 * p)} for w, p in ((0.25, 1.0), (1.0, 3.0))])
     doc = json.loads(prof.read_text())
     doc["checkpoint_sha256"] = "0" * 64  # accuracy.json's (write_accuracy)
+    # None: a profile written before 2026-12-07, without the key, whose digest profile --artifact copied unchecked
     doc["extra"] = {"switchable": {"artifact": "art", "sha256": "1" * 64, "widths": [0.25, 1.0],
-                                   "checkpoint_checked": checked}}
+                                   **({} if checked is None else {"checkpoint_checked": checked})}}
     prof.write_text(json.dumps(doc))
     acc = write_accuracy({0.25: 50.0, 1.0: 80.0})
     (d,) = select([prof], Budget(latency_ms=5), acc).devices
     note = (f"the profile's checkpoint sha256 is its switchable artifact's manifest's word (not checked against the "
             f"checkpoint when profiled: it was absent), so its tie to {acc} is unchecked")
-    assert (note in d.notes) is not checked
+    assert (note in d.notes) is not bool(checked)
 
 
 def test_quickstart_reuses_an_export_only_with_a_bn_stats_record_it_checks(
@@ -324,19 +346,19 @@ def test_the_report_marks_a_switchable_profiles_unchecked_checkpoint(write_profi
     prof = write_profile([{"width": w, "latency": latency(p, p, p)} for w, p in ((0.25, 1.0), (1.0, 3.0))],
                          model="cifar_resnet18")
 
-    def profiled(checked: bool) -> None:
+    def profiled(checked: bool | None) -> None:  # None: written before 2026-12-07, without the key
         doc = json.loads(prof.read_text())
         doc.update(model="cifar_resnet18-switchable", checkpoint_sha256=sha,
                    extra={"switchable": {"artifact": "art", "sha256": "1" * 64, "widths": [0.25, 1.0],
-                                         "checkpoint_checked": checked}})
+                                         **({} if checked is None else {"checkpoint_checked": checked})}})
         prof.write_text(json.dumps(doc))
 
     profiled(False)
     rep = render_report(tmp_path)
     line = (f"{prof}: source not checked: it was profiled through a switchable artifact whose manifest says it was "
             f"exported from checkpoint {sha[:12]}…, which us3l profile --artifact could not check "
-            f"(extra.switchable.checkpoint_checked false), and {tmp_path / 'run' / 'checkpoint.safetensors'} is "
-            "absent to hash and check that against")
+            f"(extra.switchable.checkpoint_checked false, or absent: profiled before 2026-12-07), and "
+            f"{tmp_path / 'run' / 'checkpoint.safetensors'} is absent to hash and check that against")
     assert prof not in rep.files.foreign and rep.unchecked_sources() == [line]
     assert "(source unchecked)</span></h3>" in rep.html and rep.html.count("source not checked") == 1
     assert main(["report", str(tmp_path)]) == 0
@@ -345,6 +367,8 @@ def test_the_report_marks_a_switchable_profiles_unchecked_checkpoint(write_profi
     assert main(["report", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["unchecked_sources"] == [line]
 
+    profiled(None)
+    assert render_report(tmp_path).unchecked_sources() == [line]
     profiled(True)
     assert render_report(tmp_path).unchecked_sources() == []
     profiled(False)

@@ -314,13 +314,8 @@ def profile_cmd(
             from us3l.profiler.plot import plot_profile
 
             png = plot_profile(prof, json_path.with_suffix(".png"))
-        frozen = [r.width for r in prof.records if r.bn == "frozen-uncalibrated"]
-        if frozen and i == 0:  # the same widths in every sweep: said once
-            note(
-                f"[yellow]note:[/yellow] {len(frozen)} of {len(prof.records)} widths have no calibrated BN "
-                "statistics: timed with frozen placeholder statistics (the graph export ships, same latency)"
-                + ("; calibrate them before exporting (us3l calibrate)" if sha else "")
-            )
+        if i == 0:  # the same widths in every sweep: said once
+            _note_uncalibrated(prof)
         if json_out:  # the document is the result; the notes below still go to stderr (--quiet silences them)
             docs.append(prof.to_dict())
         else:
@@ -374,6 +369,7 @@ def _profile_artifact(
         bar.update(n, detail="done")
     prof.extra["switchable"].update(placed_artifact(artifact, json_path))
     json_path, csv_path = write_profile(prof, out)
+    _note_uncalibrated(prof)
     png = None
     if plot:
         from us3l.profiler.plot import plot_profile
@@ -387,6 +383,17 @@ def _profile_artifact(
     note(f"{prof.time_budget['stable_widths']} of {n} widths stable in {prof.time_budget['wall_s']:.0f} s, "
          f"one file ({sw['mode']})", markup=False)
     note(f"wrote {json_path} and {csv_path}" + (f" and {png}" if png else ""), markup=False)
+
+
+def _note_uncalibrated(prof: Any) -> None:
+    """The note on widths timed with frozen placeholder BN statistics (``bn`` frozen-uncalibrated), if any."""
+    frozen = [r.width for r in prof.records if r.bn == "frozen-uncalibrated"]
+    if frozen:
+        note(
+            f"[yellow]note:[/yellow] {len(frozen)} of {len(prof.records)} widths have no calibrated BN "
+            "statistics: timed with frozen placeholder statistics (the graph export ships, same latency)"
+            + ("; calibrate them before exporting (us3l calibrate)" if prof.checkpoint_sha256 else "")
+        )
 
 
 def _one_per_network(net: Any, grid: list[float]) -> list[float]:

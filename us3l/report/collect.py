@@ -356,11 +356,11 @@ def _mark_unchecked_sources(files: PipelineFiles) -> None:
     for index, prof in enumerate(files.profiles):
         claimed = getattr(prof.doc, "checkpoint_sha256", None) if prof.ok else None
         if files.weights_sha256 is not None or not isinstance(claimed, str) or \
-                not unchecked_checkpoint({"extra": prof.doc.extra}):
+                not unchecked_checkpoint({"extra": prof.doc.extra, "checkpoint_sha256": claimed}):
             continue
         why = (f"it was profiled through a switchable artifact whose manifest says it was exported from checkpoint "
                f"{claimed[:12]}…, which us3l profile --artifact could not check (extra.switchable.checkpoint_checked "
-               f"false), and {weights} is absent to hash and check that against")
+               f"false, or absent: profiled before 2026-12-07), and {weights} is absent to hash and check that against")
         extra = {**prof.doc.extra, SOURCE_UNCHECKED_KEY: why}
         files.profiles[index] = dataclasses.replace(prof, doc=dataclasses.replace(prof.doc, extra=extra))
 
