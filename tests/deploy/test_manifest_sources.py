@@ -420,3 +420,30 @@ def test_the_bn_kind_a_manifest_claims_is_checked(exported: Any, run: Path, tmp_
     copy_artifact(exported, root / "artifacts" / "cpu")
     edit_manifest(root / "artifacts" / "cpu" / d.name, edit)
     assert any(why in line for line in collect_pipeline(root).errors())
+
+
+def test_the_report_refuses_a_switchable_width_outside_the_runs_range(switchable_of_copy: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    """A switchable manifest claiming the run's weights with a width the run's network does not have (exported from
+    a network of a wider width range) reached ``feature_dim``'s ValueError: a traceback from `us3l report`, not the
+    artifact shown as valid no."""
+    from us3l.deploy.graph import fresh_model
+    from us3l.deploy.switchable_export import export_switchable
+    from us3l.io import file_sha256
+    from us3l.report.collect import collect_pipeline
+
+    run_copy, _ = switchable_of_copy
+    root = tmp_path / "qs"
+    shutil.copytree(run_copy, root / "run")
+    net = fresh_model("cifar_resnet18", width_min=0.125)
+    net.input_size = 16
+    other = export_switchable(net, "onnx", root / "artifacts", [1.0, 0.125], device_name="cpu",
+                              model_name="cifar_resnet18").directory
+    weights = file_sha256(root / "run" / "checkpoint.safetensors")
+    edit_manifest(other, lambda doc: doc["source"].update(checkpoint_sha256=weights))
+    (man,) = collect_pipeline(root).manifests
+    assert man.doc["valid"] is False and man.doc["report_rehash"] == {
+        "reason": "manifest edited",
+        "detail": "model.per_width[1].width 0.125 is not a width of the run's cifar_resnet18 (width must be in "
+                  "[0.25, 1], got 0.125): not exported from the weights source.checkpoint_sha256 names (the manifest "
+                  "was edited); re-export the artifact"}

@@ -385,7 +385,12 @@ def _check_switchable_model(doc: dict[str, Any], path: Path, network: Any) -> No
         raise US3LError(f"{path}: model.name {name!r:.60} is not the run's model {run_model}, whose weights "
                         "source.checkpoint_sha256 names (the manifest was edited); re-export the artifact")
     for i, p in enumerate(doc["model"]["per_width"]):
-        want = int(network.feature_dim(float(p["width"])))
+        try:  # a width outside the run's range (another network's): the manifest's, not a traceback
+            want = int(network.feature_dim(float(p["width"])))
+        except ValueError as exc:
+            raise US3LError(f"{path}: model.per_width[{i}].width {p['width']:g} is not a width of the run's "
+                            f"{run_model} ({exc}): not exported from the weights source.checkpoint_sha256 names (the "
+                            "manifest was edited); re-export the artifact") from None
         if p.get("feature_dim") != want:
             raise US3LError(f"{path}: model.per_width[{i}].feature_dim {p.get('feature_dim')!r:.20} is not the run's "
                             f"{run_model} at width {p['width']:g} ({want} features): not exported from the weights "
