@@ -894,7 +894,8 @@ def _select_read(
                            f"applies per call, i.e. to {per_call} images")
         if acc_table is not None and unchecked_checkpoint(doc):
             d.notes.append(f"the profile's checkpoint sha256 is its switchable artifact's manifest's word (not checked "
-                           f"against the checkpoint when profiled: it was absent), so its tie to {accuracy} is "
+                           "against the checkpoint when profiled: it was absent, or its relative path held other "
+                           f"weights there, or it was profiled before 2026-12-07), so its tie to {accuracy} is "
                            "unchecked")
         if acc_table is not None and not intervals and not strict_accuracy:
             d.notes.append("the accuracy file has no 95% intervals (schema 1): plain highest accuracy decided")

@@ -95,9 +95,9 @@ def profile_switchable(
     The profile's ``checkpoint_sha256`` is the manifest's ``source.checkpoint_sha256`` checked against the
     checkpoint it names where that file is here, and its ``model`` the manifest's ``model.name`` checked against that
     checkpoint's (``us3l.deploy.manifest.checked_source_checkpoint``: another digest or model is refused before any
-    width is timed); where the checkpoint is not here, ``extra.switchable.checkpoint_checked`` is false, and
-    ``on_note`` gets one line for what was not checked (``on_warning``, where a file at the recorded relative path
-    holds other weights)."""
+    width is timed); where the checkpoint is not here, or a file at its recorded relative path holds other weights,
+    ``extra.switchable.checkpoint_checked`` is false, and ``on_note`` (``on_warning``, for the other weights) gets
+    one line for what was not checked."""
     import numpy as np
 
     from us3l.deploy.backends import get_backend
