@@ -346,3 +346,30 @@ def test_the_data_read_once_serves_calibration_and_eval_checks(tmp_path: Path, m
         assert len(walks) == 6
     identity.checked_splits(spec, SIZE, trained)  # out of the scope: read again
     assert len(walks) == 8
+
+
+def test_the_data_read_once_serves_calibration_of_a_folder_with_split_folders(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder with train/ and test/ subfolders is not compared (``_trained_auto_split``): its calibration split
+    was read with ``load_dataset`` again inside a ``reusing`` scope, a second walk of the quickstart's data, while
+    evaluation (``checked_splits``) reused the train step's."""
+    import us3l.data.datasets as datasets
+    import us3l.train.data_identity as identity
+    from us3l.data import load_splits
+
+    folder = tmp_path / "imgs"
+    _auto_folder(folder / "train")
+    _auto_folder(folder / "test", per_class=3)
+    spec = f"folder:{folder}"
+    trained = {"spec": spec, "split_rule": 2}
+    walks: list[int] = []
+    real = datasets._load_folder
+    monkeypatch.setattr(datasets, "_load_folder", lambda *a, **k: walks.append(1) or real(*a, **k))
+    with identity.reusing() as held:
+        held.append(identity.LoadedData(spec, *load_splits(spec)))
+        assert len(walks) == 1
+        identity.checked_splits(spec, SIZE, trained)
+        train = identity.load_checked_train_split(spec, SIZE, trained)
+        assert len(walks) == 1 and train.image_size == SIZE and len(train) == 20
+    identity.load_checked_train_split(spec, SIZE, trained)  # out of the scope: read again
+    assert len(walks) == 2

@@ -362,11 +362,21 @@ def _run_splits(spec: str, image_size: int | None, trained: Any) -> tuple[str, A
 
     spec = anchored_data_spec(spec)
     rule = split_rule_of(trained)
+    reused = _reused(spec, image_size, rule)
+    if reused is not None:
+        (train_ds, test_ds), loaded = reused
+        return spec, train_ds, test_ds, loaded.fingerprint
+    return spec, *load_splits(spec, image_size, rule), None
+
+
+def _reused(spec: str, image_size: int | None, rule: int) -> tuple[tuple[Any, Any], LoadedData] | None:
+    """The splits of ``spec`` under ``rule`` at ``image_size`` (``LoadedData.splits_for``) of the data read already
+    in this scope (``reusing``), and that data (its fingerprint, computed once); None where there is none."""
     for loaded in _REUSED.get() or ():
         splits = loaded.splits_for(spec, image_size, rule)
         if splits is not None:
-            return spec, *splits, loaded.fingerprint
-    return spec, *load_splits(spec, image_size, rule), None
+            return splits, loaded
+    return None
 
 
 #: The data read once in this scope (``reusing``).
@@ -391,11 +401,13 @@ def load_checked_train_split(spec: str, image_size: int | None, trained: Any) ->
     """The train split of ``spec`` (BN and INT8 calibration), refused as ``check_split_unchanged`` refuses it: a
     changed folder's train split holds images of the run's test split, whose statistics would be stored and
     scored on it. Where it allows the run's folder changed since, one warning line says so, eval's
-    (``warn_changed``). Both splits of such a folder are read (one walk, as for one split); other data reads one."""
+    (``warn_changed``). Both splits of such a folder are read (one walk, as for one split); other data reads one; in a
+    ``reusing`` scope, the data read already where it is ``spec``, whatever its layout."""
     from us3l.data.datasets import load_dataset
 
-    if _trained_auto_split(trained, spec) is None:
-        return load_dataset(spec, "train", image_size, split_rule_of(trained))
+    if _trained_auto_split(trained, spec) is None:  # not compared: the data read already, else its train split
+        reused = _reused(spec, image_size, split_rule_of(trained))
+        return reused[0][0] if reused is not None else load_dataset(spec, "train", image_size, split_rule_of(trained))
     anchored, train_ds, test_ds, fingerprint = _run_splits(spec, image_size, trained)
     warn_changed(spec, check_split_unchanged(trained, anchored, train_ds, test_ds, fingerprint), CALIBRATING_CHANGED)
     return train_ds
