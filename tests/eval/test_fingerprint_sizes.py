@@ -243,3 +243,22 @@ def test_a_rule_2_run_whose_images_changed_size_only_says_so(tmp_path: Path,
     err = " ".join(capsys.readouterr().err.split())
     assert (f"warning: folder:{folder} changed since the run was trained on it (the same image and class names, other "
             "byte sizes") in err
+
+
+def test_a_rule_2_run_without_its_names_fingerprint_does_not_claim_other_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rule-2 run saved before the names-only fingerprint was recorded cannot tell other names from other byte
+    sizes: its warning said "(other images or class names)" for an image replaced under its name, where the rule-1
+    refusal says the record does not tell which (``difference``)."""
+    folder = _auto_folder(tmp_path / "imgs")
+    run = _train(tmp_path, folder)
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta["data"].pop("names_fingerprint")
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    _picture(folder / "a" / "0.png", seed=99)
+    capsys.readouterr()
+    assert _eval(run, folder, tmp_path / "out") == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert err == (f"warning: folder:{folder} changed since the run was trained on it (other images, class names or "
+                   "image byte sizes): no image the run trained on is in its test split (split rule 2), but the test "
+                   "set is not the run's; accuracy.json records the data's new fingerprint")

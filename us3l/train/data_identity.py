@@ -202,9 +202,10 @@ class DataChange:
     """How the run's own automatically split folder changed since it trained, where evaluating it is allowed
     (``check_split_unchanged``): ``names_same``, the same image and class names with other byte sizes (images
     replaced or edited under their names: the split is the run's under either rule, but not every image is); else
-    other images or class names, under split rule 2 with no training image in the test split."""
+    (False: other images or class names; None: the record does not tell which, ``_names_unchanged``) under split
+    rule 2 with no training image in the test split."""
 
-    names_same: bool
+    names_same: bool | None
 
     def warning(self, spec: str, tail: str = "") -> str:
         """The one-line warning (without ``warning:``) for ``spec`` changed so, ``tail`` (what the command does
@@ -214,8 +215,8 @@ class DataChange:
                     "sizes: images replaced or edited under their names): its train/test split is the run's, but "
                     "the images are not all the ones it trained and was tested on")
         else:
-            text = (f"{spec} changed since the run was trained on it (other images or class names): no image the "
-                    "run trained on is in its test split (split rule 2), but the test set is not the run's")
+            text = (f"{spec} changed since the run was trained on it ({_difference_text(self.names_same)}): no image "
+                    "the run trained on is in its test split (split rule 2), but the test set is not the run's")
         return f"{text}; {tail}" if tail else text
 
 
@@ -267,20 +268,20 @@ def check_split_unchanged(trained: Any, spec: str, train_ds: Any, test_ds: Any,
         maybe = ("with images replaced since" if names_same else "changed since, whose 80/20 split may have "
                  "reshuffled")
         raise US3LError(f"{folder} is not the data this run recorded as the relative path {relative!r} "
-                        f"({difference(trained, now)} than its data.fingerprint): it may be the run's folder {maybe}, "
-                        "or another folder; pass --data with the absolute path of the folder to evaluate it as other "
-                        "data")
+                        f"({_difference_text(names_same)} than its data.fingerprint): it may be the run's folder "
+                        f"{maybe}, or another folder; pass --data with the absolute path of the folder to evaluate it "
+                        "as other data")
     if names_same:
         return DataChange(names_same=True)
     if split_rule_of(trained) == PATH_HASH_RULE:
         leak = _trained_test_image(trained.get("split_forced"), folder, test_ds)
         if leak is None:
-            return DataChange(names_same=False)
+            return DataChange(names_same=names_same)
         raise US3LError(f"{folder} changed since the run was trained on it, and its test split now holds {leak}, "
                         "which the run may have trained on (moved by the split rule's one-test-image-per-class "
                         "guarantee); restore the folder as it was, or evaluate on a folder with explicit train/ and "
                         "test/ subfolders")
-    what = f"{difference(trained, now)} than its checkpoint.json's data.fingerprint"
+    what = f"{_difference_text(names_same)} than its checkpoint.json's data.fingerprint"
     if names_same is None:
         what += ", which does not tell which: it records no data.names_fingerprint"
     raise US3LError(f"{folder} changed since the run was trained on it ({what}): a folder without train/ and test/ "
@@ -305,7 +306,11 @@ def _names_unchanged(trained: dict[str, Any], now: str) -> bool | None:
 def difference(trained: dict[str, Any], now: str) -> str:
     """What differs between the data a run recorded (``trained``: checkpoint.json's ``data``) and the data of the
     fingerprint ``now``, which differs from the recorded one, as far as the record tells (``_names_unchanged``)."""
-    names_same = _names_unchanged(trained, now)
+    return _difference_text(_names_unchanged(trained, now))
+
+
+def _difference_text(names_same: bool | None) -> str:
+    """What differs, in words, by ``_names_unchanged``'s answer (None: the record does not tell)."""
     if names_same is None:
         return "other images, class names or image byte sizes"
     return "the same image and class names, other byte sizes" if names_same else "other images or class names"
