@@ -5,6 +5,8 @@ elsewhere."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 
 import torch
@@ -39,3 +41,20 @@ class Strided1x1NHWCTraining(TorchFunctionMode):
             if weight.requires_grad and _strided_1x1_nhwc_narrow(weight, _pair(stride), _pair(padding), groups, x):
                 self.hits.append((tuple(x.shape), tuple(weight.shape), _pair(stride)))
         return func(*args, **kwargs)
+
+
+def assert_trains_nhwc_with_3_threads(setup: str, input_shape: tuple[int, ...], steps: int) -> None:
+    """Run ``setup`` (Python lines that define ``net``), then ``steps`` training steps of ``net`` on random
+    channels_last inputs of ``input_shape``, with 3 intra-op threads (a count that corrupted the heap on a 2-core
+    AVX-512 machine), in a fresh process: it must finish (a crash exits 134 or 139)."""
+    code = (
+        "import torch\n"
+        "torch.set_num_threads(3)\n"
+        f"{setup}"
+        f"for _ in range({steps}):\n"
+        f"    x = torch.randn{input_shape}.contiguous(memory_format=torch.channels_last)\n"
+        "    net(x).square().mean().backward()\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", (proc.returncode, proc.stderr[-500:])

@@ -4,13 +4,10 @@ kernel for fewer than 16 input channels corrupts the heap), with the plain netwo
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import torch
 from torch import nn
 
-from tests.onednn_6035 import Strided1x1NHWCTraining
+from tests.onednn_6035 import Strided1x1NHWCTraining, assert_trains_nhwc_with_3_threads
 from us3l.models import create_model
 from us3l.slim import materialize, nhwc_training_safe
 from us3l.slim.layers import NHWCTrainingConv2d
@@ -64,17 +61,9 @@ def test_nhwc_training_gives_the_plain_nchw_outputs_and_gradients_through_the_un
 def test_a_static_network_trains_nhwc_with_3_threads_without_corrupting_the_heap() -> None:
     """The materialized narrow network in NHWC crashed within a few steps at 3 threads on this 2-core AVX-512 VM
     (139, or 134 "free(): invalid next size"), as the slim layer did before ``_unit_stride_input``."""
-    code = (
-        "import torch\n"
-        "torch.set_num_threads(3)\n"
+    assert_trains_nhwc_with_3_threads(
         "from us3l.models import create_model\n"
         "from us3l.slim import materialize, nhwc_training_safe\n"
         "model = create_model('cifar_resnet18', num_classes=0, base_channels=16)\n"
-        f"net = nhwc_training_safe(materialize(model, {NARROW}).train().to(memory_format=torch.channels_last))\n"
-        "for _ in range(20):\n"
-        "    x = torch.randn(16, 3, 16, 16).contiguous(memory_format=torch.channels_last)\n"
-        "    net(x).square().mean().backward()\n"
-        "print('ok')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and proc.stdout == "ok\n", (proc.returncode, proc.stderr[-500:])
+        f"net = nhwc_training_safe(materialize(model, {NARROW}).train().to(memory_format=torch.channels_last))\n",
+        (16, 3, 16, 16), steps=20)
