@@ -212,16 +212,22 @@ def test_a_rule_1_run_whose_images_changed_size_only_is_evaluated_with_a_warning
     assert capsys.readouterr().err == _changed(folder)
 
 
+def _replaced_without_names_fingerprint(run: Path, folder: Path) -> None:
+    """``run``'s checkpoint.json as saved before data.names_fingerprint was recorded, and an image of ``folder``
+    replaced under its name by one of another byte size."""
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta["data"].pop("names_fingerprint")
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    _picture(folder / "a" / "0.png", seed=99)
+
+
 def test_a_rule_1_run_without_its_names_fingerprint_says_what_it_cannot_tell(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A rule-1 run resumed before the names-only fingerprint was recorded: its version-2 fingerprint differs for
     other names and for other byte sizes alike, so the refusal says it cannot tell which, not that images were added."""
     folder = _auto_folder(tmp_path / "imgs")
     run = _resumed_rule_1_run(tmp_path, folder)
-    meta = json.loads((run / "checkpoint.json").read_text())
-    meta["data"].pop("names_fingerprint")
-    (run / "checkpoint.json").write_text(json.dumps(meta))
-    _picture(folder / "a" / "0.png", seed=99)
+    _replaced_without_names_fingerprint(run, folder)
     capsys.readouterr()
     assert _eval(run, folder, tmp_path / "out") == 1
     assert capsys.readouterr().err == (
@@ -252,10 +258,7 @@ def test_a_rule_2_run_without_its_names_fingerprint_does_not_claim_other_names(
     refusal says the record does not tell which (``difference``)."""
     folder = _auto_folder(tmp_path / "imgs")
     run = _train(tmp_path, folder)
-    meta = json.loads((run / "checkpoint.json").read_text())
-    meta["data"].pop("names_fingerprint")
-    (run / "checkpoint.json").write_text(json.dumps(meta))
-    _picture(folder / "a" / "0.png", seed=99)
+    _replaced_without_names_fingerprint(run, folder)
     capsys.readouterr()
     assert _eval(run, folder, tmp_path / "out") == 0
     err = " ".join(capsys.readouterr().err.split())
