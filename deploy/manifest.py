@@ -541,15 +541,15 @@ def checked_source_checkpoint(doc: Mapping[str, Any], where: str | Path) -> Sour
         return SourceCheck(None, False, None)
     name = (doc.get("model") or {}).get("name")
     path = Path(named) if isinstance(named, str) and named else None
+    unchecked = (f"{where}: source.checkpoint_sha256 {claimed[:12]}… and model.name {name!r:.60} are the manifest's "
+                 "word, not checked")
     if path is None or not path.is_file():
         shown = "it names none" if path is None else f"{path} is absent"
-        return SourceCheck(claimed, False, f"{where}: source.checkpoint_sha256 {claimed[:12]}… and model.name "
-                                           f"{name!r:.60} are the manifest's word, not checked ({shown} here to hash)")
+        return SourceCheck(claimed, False, f"{unchecked} ({shown} here to hash)")
     actual = file_sha256(path)
     if actual != claimed and not path.is_absolute():  # relative to the folder the export ran in, maybe not this one
-        return SourceCheck(claimed, False, f"{where}: source.checkpoint_sha256 {claimed[:12]}… and model.name "
-                                           f"{name!r:.60} are the manifest's word, not checked: {path} (relative to "
-                                           f"the folder the export ran in) has sha256 {actual[:12]}… here", True)
+        return SourceCheck(claimed, False, f"{unchecked}: {path} (relative to the folder the export ran in) has sha256 "
+                                           f"{actual[:12]}… here", True)
     if actual != claimed:
         raise US3LError(f"{where}: source.checkpoint_sha256 is {claimed[:12]}… but {path} has sha256 "
                         f"{actual[:12]}… (the manifest was edited, or the checkpoint replaced since the export); "
