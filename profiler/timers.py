@@ -37,17 +37,11 @@ def keeps_torch_threads(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def resolve_threads(threads: int | None) -> int:
-    """The thread count to pin: ``threads`` or the number of cores this process may run on."""
-    if threads:
-        return int(threads)
-    try:
-        import os
+    """The thread count to pin here: ``threads`` (at most ``us3l.train.threads.local_threads``'s bound) or the number
+    of cores this process may run on."""
+    from us3l.train.threads import local_threads, usable_cores
 
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        import os
-
-        return os.cpu_count() or 1
+    return local_threads(threads) if threads else usable_cores()
 
 
 def example_input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:

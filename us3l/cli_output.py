@@ -65,7 +65,9 @@ def set_threads(threads: int | None) -> None:
     if threads is not None:
         import torch
 
-        torch.set_num_threads(int(threads))
+        from us3l.train.threads import local_threads
+
+        torch.set_num_threads(local_threads(threads))
 
 
 def note(message: str, markup: bool = True) -> None:

@@ -268,7 +268,9 @@ def session_options(threads: int | None, spin: bool = True) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.inter_op_num_threads = 1
     if threads:
-        opts.intra_op_num_threads = int(threads)
+        from us3l.train.threads import local_threads
+
+        opts.intra_op_num_threads = local_threads(threads)
     if not spin:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts

@@ -123,6 +123,10 @@ def compile_config(threads: int | None, device: str, precision: str | None) -> d
     CPU (``AUTO``, ``AUTO:-GPU``, ``HETERO:GPU,CPU``, ...) takes ``threads`` as the CPU plugin's own property
     (``DEVICE_PROPERTIES``): a top-level ``INFERENCE_NUM_THREADS`` is not one of theirs."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        from us3l.train.threads import local_threads
+
+        threads = local_threads(threads)
     if threads and device.startswith("CPU"):
         config["INFERENCE_NUM_THREADS"] = int(threads)
     elif threads and may_run_on_cpu(device):

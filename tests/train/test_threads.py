@@ -66,3 +66,57 @@ def test_quickstart_reuses_a_run_trained_with_auto() -> None:
     assert _same_training({**wanted, "threads": 2}, wanted)  # auto matches whatever count it resolved to
     pinned = make_config({"threads": 1}).to_dict()
     assert not _same_training({**pinned, "threads": 2}, pinned)
+
+
+def _applied_count(where: str, threads: int, monkeypatch: pytest.MonkeyPatch) -> object:
+    """What each place that applies a thread count in this process passes on (torch's setter recorded, not called)."""
+    import torch
+
+    applied: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", applied.append)
+    if where == "set_threads":
+        from us3l.cli_output import set_threads
+
+        set_threads(threads)
+        return applied[-1]
+    if where == "resolve_threads":
+        from us3l.profiler.timers import resolve_threads
+
+        return resolve_threads(threads)
+    if where == "onnxruntime":
+        from us3l.deploy.backends.onnx import session_options
+
+        return session_options(threads).intra_op_num_threads
+    from us3l.deploy.backends.openvino import compile_config
+
+    return compile_config(threads, "CPU", "fp32")["INFERENCE_NUM_THREADS"]
+
+
+@pytest.mark.parametrize("where", ["set_threads", "resolve_threads", "onnxruntime", "openvino"])
+def test_a_thread_count_this_machine_cannot_start_is_one_line(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAX_THREADS (65536) bounds a count's value, a remote device's included; applied here, 65536 threads made
+    libgomp fail to create them and the process segfault (2026-12-07). A count applied in this process is at most
+    1024, or the usable cores where a machine has more."""
+    from us3l.errors import US3LError
+    from us3l.train import threads as th
+
+    monkeypatch.setattr(th, "usable_cores", lambda: 2)
+    assert _applied_count(where, 2, monkeypatch) == 2
+    assert _applied_count(where, 1024, monkeypatch) == 1024
+    with pytest.raises(US3LError) as exc:
+        _applied_count(where, 65536, monkeypatch)
+    assert str(exc.value) == ("--threads 65536 is more threads than this machine can start: at most 1024 here (1024, "
+                              "or its usable cores where more; it has 2)")
+    monkeypatch.setattr(th, "usable_cores", lambda: 4096)  # a machine with more cores than the bound
+    assert _applied_count(where, 4096, monkeypatch) == 4096
+
+
+def test_a_config_thread_count_this_machine_cannot_start_is_one_line(tiny_folder: Path, tmp_path: Path) -> None:
+    """`us3l train --threads 65536` (or the config's threads) died in libgomp (a segfault) at its first parallel
+    region: now one line, and the run folder it had begun is removed."""
+    out = tmp_path / "r"
+    over = {**TINY, "method": "naive_simsiam", "epochs": 1, "data": f"folder:{tiny_folder}", "out": str(out),
+            "threads": 65536, "quiet": True}
+    with pytest.raises(US3LError, match=r"^threads 65536 is more threads than this machine can start: at most "):
+        run_training(resolve_config(None, over))
+    assert not out.exists()

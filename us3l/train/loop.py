@@ -67,7 +67,7 @@ from us3l.train.precision import (
 )
 from us3l.train.sampling import FixedWidth, SwitchWidths, WidthSampler
 from us3l.train.state import epoch_seed, join_state, kept_rng_state, rng_state, set_rng_state, split_state
-from us3l.train.threads import AUTO, auto_threads, kept_threads
+from us3l.train.threads import AUTO, auto_threads, kept_threads, local_threads
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
@@ -631,7 +631,7 @@ def _run_training(cfg: TrainConfig, resume: bool, overwrite: bool, data: str | N
     barrier(info)
     device = info.device
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(local_threads(cfg.threads, "threads"))
     flushed = set_flush_denormal(bool(cfg.flush_denormal))
     torch.manual_seed(cfg.seed + info.rank)
 

@@ -38,11 +38,32 @@ def _cpu_times(stat: Path) -> tuple[int, int] | None:
     return sum(values), idle
 
 
+#: The most threads a count applied in this process (PyTorch's, onnxruntime's, OpenVINO's) may ask for: this, or the
+#: cores it may run on where there are more. ``us3l.validate.MAX_THREADS`` (65536) bounds a count's value, a remote
+#: device's included; applied here, a count far above the cores makes OpenMP fail to create its threads and the process
+#: die ("libgomp: Thread creation failed", then a segfault: 65536 on this 2-core machine, 2026-12-07).
+MAX_LOCAL_THREADS = 1024
+
+
 def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), or the machine's CPU count where that is unknown."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def local_threads(threads: int, name: str = "--threads") -> int:
+    """``threads``, to be applied in this process; a count above :data:`MAX_LOCAL_THREADS` and the usable cores is a
+    one-line ``US3LError`` naming ``name``."""
+    cores = usable_cores()
+    most = max(MAX_LOCAL_THREADS, cores)
+    if int(threads) > most:
+        from us3l.errors import US3LError
+
+        raise US3LError(f"{name} {threads} is more threads than this machine can start: at most {most} here "
+                        f"({MAX_LOCAL_THREADS}, or its usable cores where more; it has {cores})")
+    return int(threads)
 
 
 def idle_cores(window_s: float = WINDOW_S, stat: Path = Path("/proc/stat")) -> float | None:
