@@ -146,9 +146,9 @@ def _training_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str
 def _run_changes(meta: dict[str, Any], cfg: Any, loaded: LoadedData) -> list[str]:
     """What makes the run in ``meta`` (its checkpoint.json) other training than the one asked for (``cfg``, on the
     data ``loaded``: ``us3l.train.loop.LoadedData``): its config keys that differ (``_training_changes``), and data
-    of other images, class names or image byte sizes (its fingerprint, ``us3l.train.data_identity.difference``; a
-    folder changed since: its automatic split reshuffled, so the run is no run to reuse and evaluate on a test split
-    it may have trained on)."""
+    of other images, class names or image byte sizes (its fingerprint, ``us3l.train.data_identity.difference``: the
+    run is no training on this data to reuse, and on a folder whose automatic split moved, no run to evaluate on a
+    test split it may have trained on)."""
     from us3l.data import load_splits
     from us3l.data.split_rule import split_rule_of
     from us3l.train.data_identity import data_fingerprint, difference, fingerprint_differs

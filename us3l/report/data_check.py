@@ -10,7 +10,8 @@ from typing import Any
 
 #: The note for accuracies measured on the run's own automatically split folder changed since it trained.
 CHANGED_NOTE = ("measured on data changed since training: the run's own automatically split folder holds other "
-                "images than it trained on (no training image is in its test split, but the test set is not the run's)")
+                "images, or images of other byte sizes, than it trained on (no training image is in its test split, "
+                "but the test set is not exactly the run's)")
 
 
 def _overlaps(doc: dict[str, Any]) -> int | None:
