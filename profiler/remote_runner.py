@@ -39,6 +39,9 @@ import time
 
 EXIT_MISSING_RUNTIME = 3
 EXIT_BAD_INPUT = 4
+#: The most threads a runtime here may be asked for, or the usable cores where more: us3l.train.threads'
+#: MAX_LOCAL_THREADS, the host's own bound (this script imports nothing from us3l; a test holds the two equal).
+MAX_LOCAL_THREADS = 1024
 
 
 def _emit(doc):
@@ -253,6 +256,14 @@ def _fingerprint():
         return {"error": repr(exc)}
 
 
+def _usable_cores():
+    """The cores this process may run on (its CPU affinity), or the machine's CPU count where that is unknown."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=("onnx", "openvino"), required=True)
@@ -263,11 +274,14 @@ def main(argv=None):
     ap.add_argument("--max-memory-mb", type=float, default=0.0)
     args = ap.parse_args(argv)
     runtime, version = _import_runtime(args.backend)
+    cores = _usable_cores()
     if not args.threads:  # pin to the cores this process may use (recorded in the ready message)
-        try:
-            args.threads = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            args.threads = os.cpu_count() or 1
+        args.threads = cores
+    most = max(MAX_LOCAL_THREADS, cores)
+    if args.threads > most:  # the runtime's thread pool would fail to start them and the process die
+        _emit({"error": "--threads %d is more threads than this device can start: at most %d here (%d, or its usable "
+                        "cores where more; it has %d)" % (args.threads, most, MAX_LOCAL_THREADS, cores)})
+        sys.exit(EXIT_BAD_INPUT)
     try:
         import numpy  # noqa: F401 - checked here so a missing numpy is a clear message, not a traceback
     except ImportError as exc:

@@ -181,3 +181,25 @@ def test_a_compile_the_remote_openvino_refuses_is_one_line(tmp_path: Path) -> No
     assert str(info.value) == ("device file d.toml: remote runner on ssh://u@h:22: OpenVINO cannot compile the model "
                                "for device 'BATCH:CPU(4)': Unsupported config key: DEVICE_PROPERTIES")
     assert runner.failed
+
+
+def test_a_thread_count_the_device_cannot_start_is_one_answer(tmp_path: Path) -> None:
+    """A device file's threads may be up to MAX_THREADS (65536); the runner passed any count to the runtime, whose
+    thread pool then failed to start the threads and the process died. It answers one error line instead, which the
+    host reports as one line, bounded as the host bounds its own (us3l.train.threads.MAX_LOCAL_THREADS)."""
+    import json
+    import subprocess
+    import sys
+
+    from us3l.train.threads import MAX_LOCAL_THREADS, usable_cores
+
+    assert remote_runner.MAX_LOCAL_THREADS == MAX_LOCAL_THREADS
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": {}}))
+    proc = subprocess.run([sys.executable, remote_runner.__file__, "--backend", "onnx", "--manifest",
+                           str(tmp_path / "manifest.json"), "--threads", "65536"], input="", capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == remote_runner.EXIT_BAD_INPUT
+    most = max(MAX_LOCAL_THREADS, usable_cores())
+    assert json.loads(proc.stdout) == {"error": f"--threads 65536 is more threads than this device can start: at most "
+                                                f"{most} here (1024, or its usable cores where more; it has "
+                                                f"{usable_cores()})"}
