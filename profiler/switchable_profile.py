@@ -121,6 +121,9 @@ def profile_switchable(
     spec.check_precision(backend, PRECISION)  # an NPU runs fp16/int8: an fp32 file would be timed as another model
     # the profile ties its latencies to this checkpoint (us3l select, the report): hashed where it is here
     source_check = checked_source_checkpoint(doc, Path(folder) / "manifest.json")
+    tell = on_warning if source_check.warning else on_note
+    if source_check.note is not None and tell is not None:  # said before timing: also when a width then fails
+        tell(source_check.note)
     # the installed runtime must be able to run what the manifest records, as deploy.load_switchable checks
     get_backend(backend).check_runtime_compat(doc["backend"].get("runtime_version"))
     from us3l.profiler.sweep import check_local_requirements, check_timed_device
@@ -154,9 +157,6 @@ def profile_switchable(
     )
     wall = time.perf_counter() - t0
     source = doc.get("source") or {}
-    tell = on_warning if source_check.warning else on_note
-    if source_check.note is not None and tell is not None:
-        tell(source_check.note)
     return Profile(
         model=profiled_model_name(doc),
         device=spec.name,
