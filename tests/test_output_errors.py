@@ -253,3 +253,21 @@ def test_a_reader_gone_from_stdout_is_exit_1_without_a_word(capsys: pytest.Captu
     with contextlib.suppress(OSError):
         pipe.close()
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("where", ["--out", "--profile"])
+def test_a_symbolic_link_loop_is_the_system_s_words_and_the_path(where: str, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`us3l select --out LOOP` and `--profile LOOP` (a link that leads back to itself) said `error: RuntimeError:
+    Symlink loop from '...' (set US3L_DEBUG=1 for the traceback)`: pathlib's error before Python 3.13, shown as a
+    failure of us3l's."""
+    argv = _select(tmp_path / "in")
+    loop = tmp_path / "loop"
+    loop.symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(loop)
+    before = sorted(tmp_path.rglob("*"))
+    if where == "--profile":
+        argv[argv.index("--profile") + 1] = str(loop)
+    assert main([*argv, where, str(loop)] if where == "--out" else [*argv, "--out", str(tmp_path / "o")]) == 1
+    assert _one_error_line(capsys) == f"error: Too many levels of symbolic links: {loop}"
+    assert sorted(tmp_path.rglob("*")) == before

@@ -8,6 +8,7 @@ line on stderr with a non-zero exit; set ``US3L_DEBUG=1`` to see the traceback i
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import pkgutil
@@ -320,8 +321,27 @@ def usage_error(exc: Any) -> int:
 _PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing")
 
 
+#: pathlib's error for a symbolic link loop before Python 3.13 (``Path.resolve``: ``RuntimeError("Symlink loop from
+#: '/abs/path'")``); 3.13 raises the system's ``OSError`` (ELOOP) instead.
+_PATHLIB_LOOP = re.compile(r"Symlink loop from (?P<path>'.*'|\".*\")\Z", re.DOTALL)
+
+
+def symlink_loop_error(exc: BaseException) -> OSError | None:
+    """``exc`` as the ``OSError`` (ELOOP, naming the path) Python 3.13's pathlib raises where it is pathlib's older
+    ``RuntimeError`` for a symbolic link loop; None for any other exception. ``--out LOOP`` or ``--profile LOOP``
+    (a link that leads back to itself) said ``error: RuntimeError: Symlink loop from '...'`` with the traceback
+    hint, as if us3l had failed."""
+    found = _PATHLIB_LOOP.match(str(exc)) if type(exc) is RuntimeError else None
+    if found is None:
+        return None
+    import ast
+
+    return OSError(errno.ELOOP, os.strerror(errno.ELOOP), ast.literal_eval(found["path"]))
+
+
 def report_error(exc: Exception) -> int:
     """Print ``exc`` as the one ``error:`` line on stderr and return its exit status (1, or a ``US3LError``'s)."""
+    exc = symlink_loop_error(exc) or exc
     if os.environ.get("WORLD_SIZE", "1") != "1" and any(s in str(exc) for s in _PEER_GONE):
         # not gloo's multi-line text ("... GLHF!") ahead of the launcher's line about the process that died
         print(f"error: training process rank {os.environ.get('RANK', '?')} stopped: another training process is "
