@@ -207,3 +207,21 @@ def test_a_lock_file_removed_between_open_and_lock_is_not_the_lock_held(tmp_path
         (run / "result.json").write_text("{}")  # the command's files land in the folder it locked
         proc = subprocess.run([sys.executable, "-c", HOLD, str(run)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 1 and "is in use by another us3l process" in proc.stderr
+
+
+@pytest.mark.parametrize("link", ["loop", "dangling"])
+def test_a_link_to_no_folder_is_named_by_what_following_it_gives(link: str, tmp_path: Path) -> None:
+    """`us3l eval --out LINK` (a link that leads back to itself, or to a missing target) said `cannot create output
+    folder LINK: File exists`, as if a folder were there."""
+    path = tmp_path / "out"
+    if link == "loop":
+        path.symlink_to(tmp_path / "other")
+        (tmp_path / "other").symlink_to(path)
+        why = f"Too many levels of symbolic links: {path}"
+    else:
+        path.symlink_to(tmp_path / "missing")
+        why = f"No such file or directory: {path} -> {tmp_path / 'missing'}"
+    with pytest.raises(US3LError) as info:
+        acquire(path, "output folder")
+    assert str(info.value) == f"cannot create output folder {path}: {why}"
+    assert not (tmp_path / "missing").exists()

@@ -271,3 +271,25 @@ def test_a_symbolic_link_loop_is_the_system_s_words_and_the_path(where: str, tmp
     assert main([*argv, where, str(loop)] if where == "--out" else [*argv, "--out", str(tmp_path / "o")]) == 1
     assert _one_error_line(capsys) == f"error: Too many levels of symbolic links: {loop}"
     assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("link", ["loop", "dangling"])
+def test_an_out_that_is_a_link_to_no_folder_is_what_following_it_gives(
+    command: str, link: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`us3l report DIR --out LINK` (a link that leads back to itself, or to a missing target) said `error: Not a
+    directory: LINK`: mkdir's `File exists` read as a file in the way."""
+    argv = COMMANDS[command](tmp_path / "in")
+    out = tmp_path / "out"
+    if link == "loop":
+        out.symlink_to(tmp_path / "other")
+        (tmp_path / "other").symlink_to(out)
+        why = f"Too many levels of symbolic links: {out}"
+    else:
+        out.symlink_to(tmp_path / "missing")
+        why = f"No such file or directory: {out} -> {tmp_path / 'missing'}"
+    before = sorted(tmp_path.rglob("*"))
+    assert main([*argv, "--out", str(out)]) == 1
+    assert _one_error_line(capsys) == f"error: {why}"
+    assert sorted(tmp_path.rglob("*")) == before

@@ -291,9 +291,23 @@ def make_folders(folder: Path) -> list[Path]:
             with contextlib.suppress(OSError):
                 made.rmdir()
         if isinstance(exc, FileExistsError):
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), exc.filename) from None
+            raise broken_link_error(folder) or NotADirectoryError(
+                errno.ENOTDIR, os.strerror(errno.ENOTDIR), exc.filename) from None
         raise
     return missing
+
+
+def broken_link_error(folder: Path) -> OSError | None:
+    """Where ``folder`` is a symbolic link that leads to no file (a loop, or a link to a missing target), the error
+    following it gives, naming the link (and its target where that is missing); else None. ``mkdir`` says ``File
+    exists`` there, as if a folder were there: ``--out LOOP`` was ``Not a directory: LOOP`` or ``cannot create
+    output folder LOOP: File exists``."""
+    try:
+        os.stat(folder)
+    except OSError as exc:
+        target = os.readlink(folder) if exc.errno == errno.ENOENT and os.path.islink(folder) else None
+        return OSError(exc.errno, exc.strerror, str(folder), None, target)
+    return None
 
 
 def pid_alive(pid: int) -> bool:

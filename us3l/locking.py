@@ -89,7 +89,12 @@ def acquire(folder: str | Path, what: str = "folder") -> Path:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise US3LError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+            from us3l.cli import os_error_text
+            from us3l.io import broken_link_error
+
+            why = broken_link_error(path) if isinstance(exc, FileExistsError) else None
+            raise US3LError(f"cannot create {what} {path}: {os_error_text(why) if why else exc.strerror or exc}"
+                            ) from None
         key = path.resolve()
         with _guard:
             if key in _held:
