@@ -287,8 +287,10 @@ def test_a_quickstart_run_fingerprints_its_data_once(tmp_path: Path, monkeypatch
 
     folder = _auto_folder(tmp_path / "imgs")
     config = tmp_path / "c.yaml"
+    # the tiny network of the training tests: the fingerprints are counted, not the run's quality
     config.write_text(yaml.safe_dump({"data": f"folder:{folder}", "epochs": 1, "schedule": "none", "batch_size": 4,
-                                      "knn_k": 3, "knn_widths": [1.0]}))
+                                      "knn_k": 3, "knn_widths": [1.0], "model_kwargs": {"base_channels": 8},
+                                      "proj_hidden": 16, "pred_hidden": 16, "proj_dim": 8}))
 
     class Stop(Exception):
         pass
