@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.links import link_to_no_folder
 from us3l.errors import US3LError
 from us3l.locking import LOCK_FILE, acquire, folder_lock, release
 
@@ -214,13 +215,7 @@ def test_a_link_to_no_folder_is_named_by_what_following_it_gives(link: str, tmp_
     """`us3l eval --out LINK` (a link that leads back to itself, or to a missing target) said `cannot create output
     folder LINK: File exists`, as if a folder were there."""
     path = tmp_path / "out"
-    if link == "loop":
-        path.symlink_to(tmp_path / "other")
-        (tmp_path / "other").symlink_to(path)
-        why = f"Too many levels of symbolic links: {path}"
-    else:
-        path.symlink_to(tmp_path / "missing")
-        why = f"No such file or directory: {path} -> {tmp_path / 'missing'}"
+    why = link_to_no_folder(path, link)
     with pytest.raises(US3LError) as info:
         acquire(path, "output folder")
     assert str(info.value) == f"cannot create output folder {path}: {why}"

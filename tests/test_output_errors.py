@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.links import link_to_no_folder
 from tests.report.conftest import make_accuracy, make_profile, make_run, make_selection
 from us3l.cli import main
 from us3l.deploy.export import artifact_name
@@ -282,13 +283,7 @@ def test_an_out_that_is_a_link_to_no_folder_is_what_following_it_gives(
     directory: LINK`: mkdir's `File exists` read as a file in the way."""
     argv = COMMANDS[command](tmp_path / "in")
     out = tmp_path / "out"
-    if link == "loop":
-        out.symlink_to(tmp_path / "other")
-        (tmp_path / "other").symlink_to(out)
-        why = f"Too many levels of symbolic links: {out}"
-    else:
-        out.symlink_to(tmp_path / "missing")
-        why = f"No such file or directory: {out} -> {tmp_path / 'missing'}"
+    why = link_to_no_folder(out, link)
     before = sorted(tmp_path.rglob("*"))
     assert main([*argv, "--out", str(out)]) == 1
     assert _one_error_line(capsys) == f"error: {why}"
