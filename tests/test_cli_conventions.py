@@ -439,6 +439,41 @@ def test_a_signal_after_the_error_line_is_no_traceback(monkeypatch: pytest.Monke
                                        "traceback)\n")
 
 
+def test_ctrl_c_inside_a_finaliser_still_interrupts_the_run(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGINT handled while the garbage collector ran a ``__del__``: Python printed "Exception ignored in ...
+    KeyboardInterrupt" and dropped it, and ``us3l export`` ran to its end and exited 0 (a fast-suite run on a
+    loaded machine, test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback). It is delivered again
+    outside the finaliser: exit 130, one line, nothing printed as ignored."""
+    import time
+
+    from us3l.cli import run_script
+
+    class SignalledOnRelease:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # bytecode: the handler runs here
+                pass
+
+    def job() -> int:
+        SignalledOnRelease()  # freed at once: its __del__ takes the signal
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the command's work goes on
+            time.sleep(0.01)
+        return 0
+
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert run_script(job) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert unraisable == []
+    assert capsys.readouterr().err == "us3l: interrupted\n"
+    assert sys.unraisablehook is not None and sys.unraisablehook.__name__ == "<lambda>"  # the hook given back
+
+
 def test_an_error_from_a_data_loader_worker_is_still_one_line() -> None:
     from us3l.cli import _one_line
 

@@ -75,22 +75,31 @@ class _SigintWatch:
     redelivering = False  # a signal that arrived inside an import is to be delivered again (``_redeliver``)
     reported = False  # how the run ends is decided (an interrupt or an error said, or done): no signal raised now
     timer: Any = None  # the pending delivery again (``threading.Timer``), if any
+    unraisable_hook: Any = None  # ``sys.unraisablehook`` before ``install``
 
     @classmethod
     def install(cls) -> Callable[[], None]:
-        """Install the handlers; returns what restores the previous SIGTERM handler (``main``'s finally)."""
+        """Install the handlers; returns what restores the previous SIGTERM handler and unraisable hook
+        (``main``'s finally)."""
         # per call of main: not an earlier call's signal
         cls.received = cls.terminated = cls.redelivering = cls.reported = False
         # only over Python's own handler: a process started with SIGINT ignored (a background job) keeps that
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, cls._handler)
+        hook = cls.unraisable_hook = sys.unraisablehook
+        sys.unraisablehook = cls._unraisable
         # SIGTERM's default kills at once, skipping every cleanup (remote work folders, staged exports, temp
         # files): turn it into the same unwinding as Ctrl-C
         previous = signal.getsignal(signal.SIGTERM)
         if previous == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, cls._handler)
-            return lambda: signal.signal(signal.SIGTERM, previous)
-        return lambda: None
+
+        def restore() -> None:
+            sys.unraisablehook = hook
+            if previous == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, previous)
+
+        return restore
 
     @classmethod
     def _handler(cls, signum: int, frame: FrameType | None) -> None:
@@ -106,16 +115,33 @@ class _SigintWatch:
             # initialisation calls (torch's) can end in C++'s terminate() and SIGABRT with a stack dump; the
             # signal is delivered again, here, every 50 ms until the import is done (one chain however many
             # signals arrive meanwhile: a second one raised during the first's clean-up would be a traceback)
-            if not cls.redelivering:
-                import threading
-
-                cls.redelivering = True
-                timer = threading.Timer(0.05, cls._redeliver, args=(signum,))
-                timer.daemon = True  # never keeps the process alive at exit
-                cls.timer = timer
-                timer.start()
+            cls._deliver_again(signum)
             return
         raise KeyboardInterrupt
+
+    @classmethod
+    def _deliver_again(cls, signum: int) -> None:
+        """Deliver the signal again in 50 ms (``_redeliver``): one chain however many signals arrive meanwhile."""
+        if not cls.redelivering:
+            import threading
+
+            cls.redelivering = True
+            timer = threading.Timer(0.05, cls._redeliver, args=(signum,))
+            timer.daemon = True  # never keeps the process alive at exit
+            cls.timer = timer
+            timer.start()
+
+    @classmethod
+    def _unraisable(cls, unraisable: Any) -> None:
+        """``sys.unraisablehook`` during a run: the KeyboardInterrupt of ``_handler`` raised inside a finaliser (a
+        ``__del__``, a weakref callback, run by the garbage collector wherever it ran), which Python prints as
+        "Exception ignored in ..." and drops -- the command then ran to its end and exited 0 after a Ctrl-C
+        (seen under load, in a fast-suite run) -- is delivered again outside it; anything else goes to the hook
+        that was there before."""
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and cls.received and not cls.reported:
+            cls._deliver_again(signal.SIGTERM if cls.terminated else signal.SIGINT)
+            return
+        (cls.unraisable_hook or sys.__unraisablehook__)(unraisable)
 
     @classmethod
     def _redeliver(cls, signum: int) -> None:
