@@ -32,27 +32,11 @@ from us3l.deploy import get_backend
 from us3l.deploy.graph import fresh_model
 from us3l.deploy.quantize import MIN_CALIB_IMAGES
 from us3l.profiler.measure import MeasurementPolicy, measure_interleaved
-from us3l.profiler.provenance import provenance_line
+from us3l.profiler.provenance import cpu_isa, provenance_line
 from us3l.profiler.stats import ratio_interval
 
 #: ``--models``: registered names; ``''`` for none (only ``--ckpt``)
 FRESH_MODELS = script_cli.comma_list(script_cli.model, "registered model names", empty_ok=True)
-
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_tile")
-
-
-def cpu_isa() -> str:
-    """The INT8-relevant instruction-set flags of this CPU (``/proc/cpuinfo``), and its model name."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    have = [f for f in ISA_FLAGS if f in flags]
-    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-    return f"{name}; {' '.join(have) or 'no AVX2'}; int8 dot-product instructions (VNNI/AMX): {'yes' if vnni else 'no'}"
-
 
 def calib_images(text: str) -> int:
     """``--calib-images``: as many as ``us3l export --precision int8`` takes (a usage error here, not an error

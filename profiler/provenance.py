@@ -44,3 +44,21 @@ def provenance_line(now: dt.datetime | None = None, where: Path = SOURCE) -> str
     cores = cpu.get("usable_cores") or cpu.get("logical_cores")
     load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return f"# {now:%Y-%m-%d %H:%M} UTC, commit {commit}, {cpu['model']}, {cores} CPUs, load {load}"
+
+
+#: The instruction-set flags that decide INT8 and bfloat16 speed on x86 (``cpu_isa``)
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_tile")
+
+
+def cpu_isa() -> str:
+    """The INT8-relevant instruction-set flags of this CPU (``/proc/cpuinfo``), and its model name: the line an INT8
+    benchmark prints (``AMD EPYC; avx2; int8 dot-product instructions (VNNI/AMX): no``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    have = [f for f in ISA_FLAGS if f in flags]
+    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return f"{name}; {' '.join(have) or 'no AVX2'}; int8 dot-product instructions (VNNI/AMX): {'yes' if vnni else 'no'}"
