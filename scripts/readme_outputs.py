@@ -225,8 +225,9 @@ def render_block(res: Result, ctx: dict) -> str:
 
 
 def render_time(res: Result, ctx: dict, extra: str = "") -> str:
-    return (f"{fmt_duration(res.wall_s)}{extra} ({res.started[:10]}, commit {ctx['commit']}, nproc {ctx['nproc']}, "
-            f"load {res.load.split()[0]} at start)")
+    machine = f", {ctx['machine']}" if ctx.get("machine") else ""
+    return (f"{fmt_duration(res.wall_s)}{extra} ({res.started[:10]}, commit {ctx['commit']}, nproc {ctx['nproc']}"
+            f"{machine}, load {res.load.split()[0]} at start)")
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -294,6 +295,31 @@ def clone_python(python: str, cwd: Path, env: dict, code: str, what: str) -> str
     if r.returncode:
         raise Fail(f"cannot compute {what}: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
     return r.stdout.strip()
+
+
+#: The CPU and its one-core fp32 matmul rate (best of 5 rounds of 512^3 products), printed by the clone's python
+MACHINE_CODE = """
+import time, torch
+from us3l.profiler.provenance import cpu_isa
+torch.set_num_threads(1)
+a = torch.randn(512, 512)
+for _ in range(10):
+    a @ a
+best = float("inf")
+for _ in range(5):
+    t = time.perf_counter()
+    for _ in range(20):
+        a @ a
+    best = min(best, time.perf_counter() - t)
+name, flags = (cpu_isa().split("; ") + ["", ""])[:2]
+print(f"{name} ({flags}), 1-core 512^3 fp32 matmul {20 * 512 ** 3 / best / 1e9:.0f} GMAC/s")
+"""
+
+
+def machine(python: str, cwd: Path, env: dict) -> str:
+    """``AMD EPYC (avx2), 1-core 512^3 fp32 matmul 37 GMAC/s``: which CPU the timings come from, and how fast it
+    multiplies (the README's times differ by a factor of 3 between two of this project's 2-core machines)."""
+    return clone_python(python, cwd, env, MACHINE_CODE, "the CPU's matmul rate")
 
 
 def schedule_ms(python: str, cwd: Path, env: dict) -> str:
@@ -400,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         if check.returncode or not all(f.startswith(str(clone)) for f in check.stdout.splitlines() or ["?"]):
             raise Fail(f"the clone's us3l is not the one imported ({check.stdout.strip() or check.stderr.strip()})")
 
+        if any(s.kind == "time" for s in steps):
+            ctx["machine"] = machine(str(venv / "bin" / "python"), clone, env)
         budget = None
         for s in steps:
             if s.kind == "time" and not s.cmd:

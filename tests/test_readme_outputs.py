@@ -83,3 +83,18 @@ def test_the_select_budget_keeps_the_digits_that_keep_it_between_widths(ro, monk
     for printed, expected in (("0.12035", "0.12035"), ("0.218", "0.218"), ("0.2", "0.2")):
         monkeypatch.setattr(ro, "clone_python", lambda *a, printed=printed: printed)
         assert ro.budget_ms("python", None, {}) == expected
+
+
+def test_the_timings_name_the_cpu_and_its_matmul_rate(ro):
+    """A README time reads against the machine that took it: its CPU, ISA and one-core matmul rate (two of this
+    project's 2-core machines differed 3x in that rate, and the README's times with it)."""
+    import os
+    import re
+
+    from tests.script_module import ROOT
+
+    line = ro.machine(sys.executable, ROOT, dict(os.environ))
+    assert re.fullmatch(r".+ \(.*\), 1-core 512\^3 fp32 matmul \d+ GMAC/s", line), line
+    res = ro.Result(ro.Step("tests", "./test.sh", kind="time"), "./test.sh", 0, 75.0, "2026-12-07 15:00", "1.5 1 1")
+    ctx = {"commit": "abc", "nproc": 2, "machine": line}
+    assert ro.render_time(res, ctx) == f"1 min 15 s (2026-12-07, commit abc, nproc 2, {line}, load 1.5 at start)"
