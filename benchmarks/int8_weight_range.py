@@ -37,38 +37,25 @@ SCHEMES: dict[str, tuple[str, bool, str]] = {
 }
 
 
-class _Reader:
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over batches of one image."""
-
-    def __init__(self, images: np.ndarray) -> None:
-        self._it = iter([{"input": images[i : i + 1]} for i in range(len(images))])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._it, None)
-
-
-def quantize(fp32: Path, out: Path, images: np.ndarray, scheme: str) -> None:
-    """Write ``fp32`` quantized with ``SCHEMES[scheme]`` to ``out``."""
+def quantize(fp32: Path, out: Path, calib: Any, scheme: str) -> None:
+    """Write ``fp32`` (a batch-1 graph) quantized with ``SCHEMES[scheme]`` on the calibration set ``calib`` to
+    ``out``, through the export's own calibration reader."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from us3l.deploy.quantize import _quiet
+    from us3l.deploy.quantize import _quiet, _Reader
 
     weight_type, reduce_range, _ = SCHEMES[scheme]
     with _quiet():
-        quantize_static(str(fp32), str(out), _Reader(images), quant_format=QuantFormat.QDQ,  # type: ignore[arg-type]
+        quantize_static(str(fp32), str(out), _Reader("input", calib.batches(1)),  # type: ignore[arg-type]
+                        quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType[weight_type],
                         calibrate_method=CalibrationMethod.MinMax, reduce_range=reduce_range,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": weight_type == "QInt8"})
 
 
-def outputs(path: Path, images: np.ndarray, threads: int) -> np.ndarray:
-    """The graph's outputs, one image per call (the artifacts' batch 1)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(None, {"input": images[i : i + 1]})[0] for i in range(len(images))])
+def outputs(runner: Any, images: np.ndarray) -> np.ndarray:
+    """A runner's outputs, one image per call (the artifacts' batch 1)."""
+    return np.concatenate([runner.infer(images[i : i + 1]) for i in range(len(images))])
 
 
 def main() -> None:
@@ -103,16 +90,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="us3l-int8-range-") as tmp:
         for w in args.widths:
             fp32 = export_width(loaded, w, "onnx", Path(tmp) / "fp32", "fp32", "bench").artifact.path
-            ref = outputs(fp32, held_out, args.threads)
             paths = {"fp32": fp32}
             for scheme in SCHEMES:
                 paths[scheme] = Path(tmp) / f"w{w:g}-{scheme}.onnx"
-                quantize(fp32, paths[scheme], calib.inputs, scheme)
-                rows.append((w, scheme, compare(ref, outputs(paths[scheme], held_out, args.threads), "int8")))
-            for name, path in paths.items():
+                quantize(fp32, paths[scheme], calib, scheme)
+            ref = None
+            for name, path in paths.items():  # fp32 first: the reference of the schemes after it
                 r = load_interleaved("onnx", path, args.threads, precision="fp32" if name == "fp32" else "int8")
                 runners.append(r)
                 timers[(w, name)] = runner_timer(r, held_out[:1])
+                out = outputs(r, held_out)
+                if ref is None:
+                    ref = out
+                else:
+                    rows.append((w, name, compare(ref, out, "int8")))
         lat = measure_interleaved(timers, MeasurementPolicy(warmup=20, min_repeats=50, max_repeats=3000,
                                                             max_seconds=args.max_seconds))
         for r in runners:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -408,7 +409,29 @@ def test_an_interrupt_already_reported_is_not_raised_again(tmp_path: Path, monke
     assert raised == [] and capsys.readouterr().err == "us3l: interrupted\n"
 
 
-def test_a_signal_after_the_error_line_is_no_traceback(monkeypatch: pytest.MonkeyPatch,
+class _SignalledOnRelease:
+    """Sends this process SIGINT from its ``__del__`` and runs bytecode there: the handler runs in a finaliser."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # bytecode: the handler runs here
+            pass
+
+
+@pytest.fixture
+def unraisable(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """What Python drops as "Exception ignored in ..." (``sys.unraisablehook``) during the test, which runs with
+    Python's own SIGINT handler, as a fresh process does."""
+    dropped: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_value))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield dropped
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_after_the_error_line_is_no_traceback(unraisable: list[object],
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """The DDP worker that lost its peer (killed by SIGKILL) printed its one line; torchrun then stopped it with
     SIGTERM while its exception was being freed, and the KeyboardInterrupt came out of a weakref callback there:
@@ -417,58 +440,32 @@ def test_a_signal_after_the_error_line_is_no_traceback(monkeypatch: pytest.Monke
     is no news: the run ends with its error."""
     from us3l.cli import run_script
 
-    class SignalledOnRelease:
-        def __del__(self) -> None:  # runs when the error's frames are freed, after the error line
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(1000):  # bytecode: the handler runs here
-                pass
-
     def job() -> None:
-        held = SignalledOnRelease()  # noqa: F841 - freed with the traceback
+        held = _SignalledOnRelease()  # noqa: F841 - freed with the traceback, after the error line
         raise RuntimeError("Connection closed by peer")
 
-    unraisable: list[object] = []
-    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        assert run_script(job) == 1
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    assert run_script(job) == 1
     assert unraisable == []
     assert capsys.readouterr().err == ("error: RuntimeError: Connection closed by peer (set US3L_DEBUG=1 for the "
                                        "traceback)\n")
 
 
-def test_ctrl_c_inside_a_finaliser_still_interrupts_the_run(monkeypatch: pytest.MonkeyPatch,
+def test_ctrl_c_inside_a_finaliser_still_interrupts_the_run(unraisable: list[object],
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """SIGINT handled while the garbage collector ran a ``__del__``: Python printed "Exception ignored in ...
     KeyboardInterrupt" and dropped it, and ``us3l export`` ran to its end and exited 0 (a fast-suite run on a
     loaded machine, test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback). It is delivered again
     outside the finaliser: exit 130, one line, nothing printed as ignored."""
-    import time
-
     from us3l.cli import run_script
 
-    class SignalledOnRelease:
-        def __del__(self) -> None:
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(1000):  # bytecode: the handler runs here
-                pass
-
     def job() -> int:
-        SignalledOnRelease()  # freed at once: its __del__ takes the signal
+        _SignalledOnRelease()  # freed at once: its __del__ takes the signal
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # the command's work goes on
             time.sleep(0.01)
         return 0
 
-    unraisable: list[object] = []
-    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        assert run_script(job) == 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    assert run_script(job) == 130
     assert unraisable == []
     assert capsys.readouterr().err == "us3l: interrupted\n"
     assert sys.unraisablehook is not None and sys.unraisablehook.__name__ == "<lambda>"  # the hook given back
