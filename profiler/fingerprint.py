@@ -37,8 +37,32 @@ def _run(argv: list[str], timeout: float = 10.0) -> str | None:
     return text if out.returncode == 0 and text else None
 
 
+#: The CPU features that decide how fast INT8 and bfloat16 inference and training run, as ``/proc/cpuinfo`` names
+#: them: x86 vector width and dot-product/matrix units (VNNI, AMX, AVX512-BF16), Arm NEON dot product, int8 matrix
+#: multiply, bfloat16 and SVE. A profile's fingerprint lists those the CPU has (``cpu.isa``): an INT8 latency
+#: measured on a CPU with VNNI does not carry over to one without.
+ISA_FEATURES = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16",
+    "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2",
+)
+#: Those of ``ISA_FEATURES`` that compute int8 dot products natively.
+INT8_DOT_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def isa_features(cpuinfo_text: str) -> list[str]:
+    """The ``ISA_FEATURES`` listed on the first ``flags`` (x86) or ``Features`` (Arm) line of ``/proc/cpuinfo``
+    text, in ``ISA_FEATURES``'s order."""
+    for line in cpuinfo_text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            have = set(value.split())
+            return [f for f in ISA_FEATURES if f in have]
+    return []
+
+
 def cpu_info() -> dict[str, Any]:
-    """CPU model, logical/physical core counts, cores usable by this process, governor and frequencies."""
+    """CPU model, logical/physical core counts, cores usable by this process, governor, frequencies and the
+    instruction-set features of ``ISA_FEATURES`` it has (``isa``; absent where ``/proc/cpuinfo`` lists none)."""
     info: dict[str, Any] = {"logical_cores": os.cpu_count()}
     try:
         info["usable_cores"] = len(os.sched_getaffinity(0))
@@ -59,6 +83,9 @@ def cpu_info() -> dict[str, Any]:
             cores.add((phys, core))
     if cores:
         info["physical_cores"] = len(cores)
+    isa = isa_features(text)
+    if isa:
+        info["isa"] = isa
     if "model" not in info:
         info["model"] = platform.processor() or platform.machine()
     gov = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")

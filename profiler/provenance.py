@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from us3l.profiler.fingerprint import cpu_info
+from us3l.profiler.fingerprint import INT8_DOT_FEATURES, cpu_info
 
 #: The checkout this us3l was imported from (``git`` finds the repository from here; an installed us3l has none).
 SOURCE = Path(__file__).resolve().parent
@@ -46,19 +46,11 @@ def provenance_line(now: dt.datetime | None = None, where: Path = SOURCE) -> str
     return f"# {now:%Y-%m-%d %H:%M} UTC, commit {commit}, {cpu['model']}, {cores} CPUs, load {load}"
 
 
-#: The instruction-set flags that decide INT8 and bfloat16 speed on x86 (``cpu_isa``)
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_tile")
-
-
 def cpu_isa() -> str:
-    """The INT8-relevant instruction-set flags of this CPU (``/proc/cpuinfo``), and its model name: the line an INT8
-    benchmark prints (``AMD EPYC; avx2; int8 dot-product instructions (VNNI/AMX): no``)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    have = [f for f in ISA_FLAGS if f in flags]
-    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-    return f"{name}; {' '.join(have) or 'no AVX2'}; int8 dot-product instructions (VNNI/AMX): {'yes' if vnni else 'no'}"
+    """The CPU's model name and its int8/bfloat16-relevant instruction-set features (``fingerprint.cpu_info``): the
+    line an INT8 benchmark prints (``AMD EPYC; avx2 fma; int8 dot-product instructions (VNNI/AMX/dotprod): no``)."""
+    cpu = cpu_info()
+    isa = cpu.get("isa", [])
+    dot = any(f in isa for f in INT8_DOT_FEATURES)
+    return (f"{cpu['model']}; {' '.join(isa) or 'no AVX2/NEON'}; "
+            f"int8 dot-product instructions (VNNI/AMX/dotprod): {'yes' if dot else 'no'}")

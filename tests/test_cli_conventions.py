@@ -471,6 +471,37 @@ def test_ctrl_c_inside_a_finaliser_still_interrupts_the_run(unraisable: list[obj
     assert sys.unraisablehook is not None and sys.unraisablehook.__name__ == "<lambda>"  # the hook given back
 
 
+class _FailsOnRelease:
+    """Raises from its ``__del__``: Python drops the error to ``sys.unraisablehook``."""
+
+    def __del__(self) -> None:
+        raise ValueError("dropped in a finaliser")
+
+
+def test_a_run_inside_a_run_passes_other_dropped_errors_to_the_first_hook(unraisable: list[object]) -> None:
+    """A script's ``run_script`` under another's (a benchmark calling a CLI entry point): a finaliser's error that
+    is not an interrupt still reaches the hook from before both runs (the inner one must not take the outer's
+    hook for the previous one: its own, calling itself), and each run gives back the hook it found."""
+    from us3l.cli import run_script
+
+    hooks = []
+
+    def inner() -> int:
+        _FailsOnRelease()
+        return 0
+
+    def outer() -> int:
+        hooks.append(sys.unraisablehook)
+        code = run_script(inner)
+        hooks.append(sys.unraisablehook)
+        return code
+
+    assert run_script(outer) == 0
+    assert [type(e).__name__ for e in unraisable] == ["ValueError"]
+    assert hooks[0] == hooks[1] and getattr(hooks[0], "__name__", "") == "_unraisable"
+    assert sys.unraisablehook.__name__ == "<lambda>"
+
+
 def test_an_error_from_a_data_loader_worker_is_still_one_line() -> None:
     from us3l.cli import _one_line
 

@@ -86,7 +86,9 @@ class _SigintWatch:
         # only over Python's own handler: a process started with SIGINT ignored (a background job) keeps that
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, cls._handler)
-        hook = cls.unraisable_hook = sys.unraisablehook
+        hook = sys.unraisablehook  # what ``restore`` puts back
+        if hook != cls._unraisable:  # a run inside a run (a script's run_script under another) keeps the outer's
+            cls.unraisable_hook = hook  # what ``_unraisable`` passes other exceptions to
         sys.unraisablehook = cls._unraisable
         # SIGTERM's default kills at once, skipping every cleanup (remote work folders, staged exports, temp
         # files): turn it into the same unwinding as Ctrl-C

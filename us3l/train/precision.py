@@ -46,8 +46,10 @@ def cpu_bf16_unit(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
         text = cpuinfo.read_text(encoding="ascii", errors="replace")
     except OSError:
         return None
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    return "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else None
+    from us3l.profiler.fingerprint import isa_features  # stdlib only; the core imports profiler/ where it calls it
+
+    isa = isa_features(text)
+    return "AMX" if "amx_bf16" in isa else "AVX512-BF16" if "avx512_bf16" in isa else None
 
 
 def resolve_amp(amp: bool | str, device_type: str, unit: str | None = None) -> tuple[bool | str, str]:
