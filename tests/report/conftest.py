@@ -64,7 +64,8 @@ def make_profile(root: Path, backend: str = "onnx", scale: float = 1.0, model: s
     )
     prof = Profile(model=model, device=device, backend=backend, precision="fp32",
                    input_shape=(1, 3, 32, 32), threads=1, policy={"max_seconds": 1},
-                   fingerprint={"cpu": {"model": "Test CPU 9000", "logical_cores": 2, "usable_cores": 2},
+                   fingerprint={"cpu": {"model": "Test CPU 9000", "logical_cores": 2, "usable_cores": 2,
+                                        "isa": ["avx2", "avx512_vnni"]},
                                 "packages": {"torch": "2.13.0", "onnxruntime": "1.32.0"}, "python": "3.12.1"},
                    records=records, runtime_version="1.32.0")
     return write_profile(prof, root / "profiles")[0]

@@ -31,8 +31,9 @@ def test_full_folder_renders_every_section(pipeline: Path) -> None:
     page = _read(path)
     assert len(IMG.findall(page)) == 3  # accuracy/width, latency/width, accuracy/latency
     for text in ("us3l report · cifar_resnet18", pct(KNN[0.75]), pct(KNN[1.0]), "25.00M", "latency ≤ 3.5 ms",
-                 "upper 95 % CI bound of p90", "Test CPU 9000", "torch 2.13.0", "onnxruntime 1.32.0",
-                 "2 min 3 s", "cifar_resnet18-w0.5-onnx-fp32", "calibrated", f"w=0.75 ({pct(KNN[0.75])}"):
+                 "upper 95 % CI bound of p90", "Test CPU 9000", "<td>avx2 avx512_vnni</td>", "torch 2.13.0",
+                 "onnxruntime 1.32.0", "2 min 3 s", "cifar_resnet18-w0.5-onnx-fp32", "calibrated",
+                 f"w=0.75 ({pct(KNN[0.75])}"):
         assert text in page, text
     sel = json.loads(_read(pipeline / "selection.json"))
     chosen = sel["devices"][0]["chosen"]

@@ -751,13 +751,15 @@ def _fingerprint_pairs(p: Any) -> list[tuple[str, Any]]:
     cores = ", ".join(f"{k.replace('_cores', '')} {cpu[k]}" for k in ("logical_cores", "physical_cores",
                                                                          "usable_cores") if k in cpu)
     freq = " / ".join(f"{cpu[k]} MHz" for k in ("cur_freq_mhz", "max_freq_mhz") if k in cpu)
+    isa = cpu.get("isa")  # int8/bf16-relevant instruction sets (us3l.profiler.fingerprint.ISA_FEATURES)
     stable = sum(1 for r in p.records if r.latency.stable)
     pairs: list[tuple[str, Any]] = [
         ("model", p.model), ("runtime version", p.runtime_version), ("reach", p.reach),
         ("threads", p.threads if p.threads is not None else "default"),
         ("input shape", "×".join(str(v) for v in p.input_shape)),
         ("widths (stable)", f"{len(p.records)} ({stable} stable)"),
-        ("CPU", cpu.get("model")), ("cores", cores or None), ("governor", cpu.get("governor")),
+        ("CPU", cpu.get("model")), ("CPU features", " ".join(map(str, isa)) if isinstance(isa, list) and isa else None),
+        ("cores", cores or None), ("governor", cpu.get("governor")),
         ("frequency (cur / max)", freq or None), ("versions", _packages(fp.get("packages"))),
         ("python", fp.get("python")), ("OS", fp.get("os")), ("machine", fp.get("machine")),
         ("host", fp.get("hostname")),
