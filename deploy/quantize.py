@@ -389,7 +389,9 @@ def import_nncf() -> Any:
     """``nncf``, imported with its stdout log handler pointed at stderr (its INFO lines never reach stdout)."""
     if importlib.util.find_spec("nncf") is None:
         raise quantizer_missing("nncf", "openvino", "INT8 quantization of OpenVINO models (NNCF)")
-    with contextlib.redirect_stdout(io.StringIO()):
+    from us3l.deploy.backends.intel_telemetry import telemetry_off
+
+    with contextlib.redirect_stdout(io.StringIO()), telemetry_off():
         import nncf
     lg = logging.getLogger("nncf")
     for h in lg.handlers:
@@ -407,7 +409,9 @@ def quantize_openvino(ov_model: Any, calib: CalibrationSet, batch: int | None) -
 
     items = calib.batches(batch)
     advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
-    with _quiet(("nncf",)):
+    from us3l.deploy.backends.intel_telemetry import telemetry_off
+
+    with _quiet(("nncf",)), telemetry_off():
         quantized = nncf.quantize(
             ov_model,
             nncf.Dataset(items),

@@ -184,9 +184,10 @@ def _write_graph(backend: str, graph: Any, staging: Path) -> tuple[Path, tuple[P
         import onnxruntime as ort
 
         return onnx_path, (onnx_path,), {**facts, "runtime_version": ort.__version__}
-    import openvino as ov
-
+    from us3l.deploy.backends.intel_telemetry import import_openvino
     from us3l.deploy.backends.openvino import shared_core, sigint_deferred
+
+    ov = import_openvino()
 
     xml = staging / "model.xml"
     # read_model, not convert_model: convert_model's transformations fold each branch's weight slices into

@@ -161,12 +161,27 @@ class OvModel:
         return time.perf_counter() - t0
 
 
+def _decline_intel_telemetry():
+    """What us3l.deploy.backends.intel_telemetry does on the host, for this runner's own process: importing
+    OpenVINO sets up Intel's usage telemetry (a client id and a counter written to ~/intel, events sent to Google
+    Analytics) unless CI=true or the user opted in with Intel's opt_in_out tool (~/intel/openvino_telemetry holds
+    1), which is kept."""
+    try:
+        with open(os.path.join(os.path.expanduser("~"), "intel", "openvino_telemetry")) as f:
+            if f.read().strip() == "1":
+                return
+    except (OSError, UnicodeDecodeError):
+        pass
+    os.environ["CI"] = "true"
+
+
 def _import_runtime(backend):
     try:
         if backend == "onnx":
             import onnxruntime as rt
 
             return "onnxruntime", rt.__version__
+        _decline_intel_telemetry()
         import openvino as rt
 
         return "openvino", rt.get_version()

@@ -540,6 +540,20 @@ def test_a_control_character_in_a_message_is_shown_not_obeyed() -> None:
         "cannot read image /d/\\x1b[1A\\x1b[2Kok\\x07\\x9b.png: damaged\tx")
 
 
+def test_a_path_with_a_newline_or_escape_stays_on_one_note_or_warning_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``us3l export --out $'a\\nb'`` printed ``wrote a`` and ``b/...`` on two lines, the second naming no file;
+    plain-text notes and warnings (paths, device names) now show control characters as error lines do."""
+    from us3l.cli_output import note, warn
+
+    note("wrote runs/a\nb/cpu\x1b[2K", markup=False)
+    warn("cannot read runs/a\nb [x]", markup=False)
+    note("[bold]kept[/bold]")  # markup notes are ours, not a user's text: unchanged
+    assert capsys.readouterr().err == ("wrote runs/a\\nb/cpu\\x1b[2K\n"
+                                       "warning: cannot read runs/a\\nb [x]\n"
+                                       "kept\n")
+
+
 def test_an_interrupt_raised_inside_exec_still_exits_with_our_code(tmp_path: Path) -> None:
     """A Ctrl-C or SIGTERM that lands while exec(<string>) runs (dataclasses build their methods so, e.g. in a
     lazy import) left CPython's "unhandled KeyboardInterrupt" flag set: under ``python -m`` the process killed

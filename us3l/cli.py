@@ -19,7 +19,14 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, NoReturn
 
-from us3l.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, LAUNCHED_BY_ENV, US3LError, debug_enabled
+from us3l.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    LAUNCHED_BY_ENV,
+    US3LError,
+    debug_enabled,
+    shown_on_one_line,
+)
 
 _loaded = False
 
@@ -193,13 +200,8 @@ def _one_line(message: str) -> str:
         while lines and (lines[0].startswith(" ") or not lines[0].strip()):  # the frames, indented
             lines.pop(0)
         message = re.sub(r"^[A-Za-z_][\w.]*: ", "", "\n".join(lines).strip("\n"), count=1)
-    # e.g. a file name with a newline: still one line; with ESC (a terminal's escape sequences could erase the
-    # line or move the cursor over the lines before it) or another control character: shown, not obeyed
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m[0], f"\\x{ord(m[0]):02x}"), message)
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # control characters but the tab
-_ESCAPES = {"\r": "\\r", "\n": "\\n"}
+    # e.g. a file name with a newline: still one line; ESC or another control character: shown, not obeyed
+    return shown_on_one_line(message)
 
 
 def _interrupted() -> int:

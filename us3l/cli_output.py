@@ -28,7 +28,7 @@ from rich.table import Table
 from us3l.errors import EXIT_INFEASIBLE as _EXIT_INFEASIBLE
 from us3l.errors import EXIT_INTERRUPTED as _EXIT_INTERRUPTED
 from us3l.errors import EXIT_TERMINATED as _EXIT_TERMINATED
-from us3l.errors import US3LError
+from us3l.errors import US3LError, shown_on_one_line
 
 T = TypeVar("T")
 
@@ -71,8 +71,11 @@ def set_threads(threads: int | None) -> None:
 
 
 def note(message: str, markup: bool = True) -> None:
-    """A note on stderr (suppressed by ``--quiet``)."""
+    """A note on stderr (suppressed by ``--quiet``); ``markup=False``: ``message`` is plain text (it names a path
+    or a device), shown on one line (``us3l.errors.shown_on_one_line``: a newline in ``--out`` is ``\\n``)."""
     if not _quiet:
+        if not markup:
+            message = shown_on_one_line(message)
         err_console().print(message, markup=markup, highlight=False, soft_wrap=True)
 
 
@@ -91,9 +94,7 @@ def warn(message: str, markup: bool = True) -> None:
     """A warning on stderr (always printed); ``markup=False``: ``message`` is plain text (a path or a device name
     with ``[`` is not read as rich markup), as ``note`` takes it."""
     if not markup:
-        from rich.markup import escape
-
-        message = escape(message)
+        message = escape(shown_on_one_line(message))
     err_console().print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 
 class US3LError(Exception):
@@ -26,6 +27,18 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15), after the same clean-up as Ctrl-C
 #: Set by ``us3l train --nproc`` in the processes it launches: they leave reporting an interrupt to it.
 LAUNCHED_BY_ENV = "US3L_LAUNCHED_BY"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # control characters but the tab
+_ESCAPES = {"\r": "\\r", "\n": "\\n"}
+
+
+def shown_on_one_line(text: str) -> str:
+    """``text`` for one line of a terminal: a newline (e.g. in a file name) shown as ``\\n``, ESC (whose escape
+    sequences could erase the line or move the cursor over the lines before it) and every other control character
+    but the tab shown as ``\\xNN``, not obeyed. Error lines and the CLI's plain-text notes and warnings go
+    through it."""
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m[0], f"\\x{ord(m[0]):02x}"), text)
 
 
 def debug_enabled() -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from us3l.deploy.backends.base import Artifact, Backend, Runner, as_input, fixed_dims, staging_dir, version_tuple
+from us3l.deploy.backends.intel_telemetry import import_openvino, telemetry_off
 from us3l.deploy.backends.openvino_devices import compile_failure, refusal
 from us3l.deploy.timing import phase
 from us3l.errors import US3LError
@@ -70,9 +71,7 @@ def shared_core() -> Any:
     SIGSEGV. One Core for the whole process is never released before exit."""
     global _CORE
     if _CORE is None:
-        import openvino as ov
-
-        _CORE = ov.Core()
+        _CORE = import_openvino().Core()
     return _CORE
 
 
@@ -204,9 +203,7 @@ class OpenVinoBackend(Backend):
     def runtime_version(self) -> str | None:
         if not self.available():
             return None
-        import openvino
-
-        return str(openvino.get_version())
+        return str(import_openvino().get_version())
 
     def check_runtime_compat(self, recorded: str | None) -> None:
         """IR files are read by the same or a newer OpenVINO release; refuse an older one."""
@@ -244,9 +241,8 @@ class OpenVinoBackend(Backend):
             done = export_onnx(model, example, onnx_dir / "model.onnx", dynamic_batch)
             extras, out_shape = dict(done.facts), done.output_shape
             with phase("openvino convert + save"):
-                import openvino as ov
-
-                with sigint_deferred():
+                ov = import_openvino()
+                with sigint_deferred(), telemetry_off():
                     ov_model = ov.convert_model(str(onnx_dir / "model.onnx"))
                 if precision == "int8":
                     from us3l.deploy.quantize import quantize_openvino

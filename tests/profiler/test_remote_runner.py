@@ -3,6 +3,7 @@ on an input bound once (issue 18 item 4). Real onnxruntime / OpenVINO sessions o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -135,10 +136,14 @@ def _ov_runner_session(tmp_path: Path, device: str, stdin: str) -> list[dict]:
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"models": {"m": {"path": str(art.path.relative_to(tmp_path)),
                                                      "input_shape": [1, 3, 8, 8]}}}))
+    home = tmp_path / "home"  # the device user's home: Intel's telemetry must write nothing there
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")} | {"HOME": str(home)}
     proc = subprocess.run([sys.executable, remote_runner.__file__, "--backend", "openvino", "--manifest",
                            str(manifest), "--threads", "1", "--device", device], input=stdin, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in home.rglob("*")) == []
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
 

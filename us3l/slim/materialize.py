@@ -11,7 +11,6 @@ import copy
 
 import torch
 from torch import nn
-from torch.nn.utils import skip_init
 
 from us3l.errors import US3LError
 from us3l.slim.context import canonical_width, channel_config, slim_modules, width_range_of
@@ -44,31 +43,31 @@ class FirstFeatures(nn.Module):
         return f"k={self.k}"
 
 
-def _like(t: torch.Tensor) -> dict[str, object]:
-    """The device and dtype of a slimmable layer's weight, for the static layer that replaces it: built with the
-    defaults (CPU, float32), a CUDA or float64 model materialized into a mix that could not run."""
-    return {"device": t.device, "dtype": t.dtype}
+def _holding(module: nn.Module, **params: torch.Tensor | None) -> nn.Module:
+    """``module`` (built on the meta device: no memory, no initialisation) given its parameters: a contiguous copy
+    of each tensor of ``params``, in the slimmable layer's device and dtype (a CUDA or float64 model stays so).
+
+    Not ``torch.nn.utils.skip_init``: its ``to_empty`` goes through ``torch._refs.empty_like``, whose first call
+    imports torch's symbolic-shapes machinery, ~0.7 s of every ``us3l export`` on a 2-core AVX2 CPU (cProfile).
+    """
+    for name, t in params.items():
+        if t is not None:
+            setattr(module, name, nn.Parameter(t.detach().clone(memory_format=torch.contiguous_format)))
+    return module
 
 
 def _static_conv(m: SlimConv2d, w: float) -> nn.Conv2d:
     cin, cout, groups = m.active_channels(w)
     weight, bias, groups = m.sliced(w)
-    conv = skip_init(nn.Conv2d, cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups,
-                     bias=bias is not None, **_like(m.weight))
-    with torch.no_grad():
-        conv.weight.copy_(weight)
-        if bias is not None:
-            conv.bias.copy_(bias)
-    return conv
+    conv = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups, bias=bias is not None,
+                     device="meta")
+    return _holding(conv, weight=weight, bias=bias)
 
 
 def _static_linear(m: SlimLinear, w: float) -> nn.Module:
     cin, cout = m.active_features(w)
-    lin = skip_init(nn.Linear, cin, cout, bias=m.bias is not None, **_like(m.weight))
-    with torch.no_grad():
-        lin.weight.copy_(m.weight[:cout, :cin])
-        if m.bias is not None:
-            lin.bias.copy_(m.bias[:cout])
+    lin = _holding(nn.Linear(cin, cout, bias=m.bias is not None, device="meta"), weight=m.weight[:cout, :cin],
+                   bias=None if m.bias is None else m.bias[:cout])
     if m.slice_input and cin < m.in_features:
         return nn.Sequential(FirstFeatures(cin), lin)
     return lin
@@ -84,7 +83,8 @@ def _static_bn(m: SlimBatchNorm2d, w: float, key: float, require_stats: bool, na
         )
     weight, bias = m.affine(w)  # the shared affine's first c channels, or the switch's private affine (S-Nets)
     # running statistics in the affine's dtype, as nn.BatchNorm2d keeps them (calibrated ones are float32)
-    bn = nn.BatchNorm2d(c, eps=m.eps, momentum=m.momentum, track_running_stats=stats is not None, **_like(weight))
+    bn = nn.BatchNorm2d(c, eps=m.eps, momentum=m.momentum, track_running_stats=stats is not None, device=weight.device,
+                        dtype=weight.dtype)
     with torch.no_grad():
         bn.weight.copy_(weight)
         bn.bias.copy_(bias)
@@ -151,10 +151,9 @@ def nhwc_training_safe(net: nn.Module) -> nn.Module:
     Same outputs and gradients. For training only: export ``materialize``'s network, not this one."""
     for name, m in list(net.named_modules()):
         if type(m) is nn.Conv2d and _strided_1x1_narrow(m.weight, m.stride, m.padding, m.groups):  # type: ignore[arg-type]
-            conv = skip_init(NHWCTrainingConv2d, m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                             m.dilation, m.groups, bias=m.bias is not None, padding_mode=m.padding_mode,
-                             **_like(m.weight))
-            conv.weight, conv.bias = m.weight, m.bias
+            conv = NHWCTrainingConv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                                      m.groups, bias=m.bias is not None, padding_mode=m.padding_mode, device="meta")
+            conv.weight, conv.bias = m.weight, m.bias  # the same parameters, not copies
             conv.train(m.training)
             _replace(net, name, conv)
     return net
