@@ -660,9 +660,9 @@ def recorded_network(doc: Mapping[str, Any], where: str | Path) -> Any:
     weights): ``create_model(model.name, **model.model_kwargs)`` with the width range ``model.width_range``.
     ``None`` where the manifest records no ``model_kwargs`` (an export before 2026-12-07, or of a module that is not
     a registered model built by ``create_model``)."""
-    import torch
 
     from us3l.models import create_model, list_models
+    from us3l.models.meta import shapes_only
 
     model = doc["model"]
     kwargs = model.get("model_kwargs")
@@ -678,7 +678,7 @@ def recorded_network(doc: Mapping[str, Any], where: str | Path) -> Any:
     ranges = {arg: wr[key] for key, arg in (("min", "width_min"), ("max", "width_max"), ("divisor", "divisor"))
               if key in wr}
     try:
-        with torch.device("meta"):  # shapes only: an edited base_channels allocates nothing
+        with shapes_only():  # shapes only: an edited base_channels allocates nothing
             return create_model(str(name), **{**kwargs, **ranges})
     except (TypeError, ValueError, RuntimeError, US3LError) as exc:
         why = " ".join(str(exc).split())[:120]

@@ -598,6 +598,7 @@ def load_backbone(
     The model is returned in eval mode.
     """
     from us3l.models import create_model
+    from us3l.models.meta import shapes_only
 
     wpath = weights_path(path)
     device = torch_device(device)
@@ -605,7 +606,7 @@ def load_backbone(
     meta = read_meta(wpath)
     kwargs = model_kwargs_of(meta)
     try:
-        with torch.device("meta"):  # shapes and sizes only: checked against the file before anything is allocated
+        with shapes_only():  # shapes and sizes only: checked against the file before anything is allocated
             probe = create_model(meta["model"], num_classes=0, **kwargs)
     except KeyError as exc:
         raise US3LError(f"checkpoint {wpath} names an unknown model: {exc}") from None

@@ -367,12 +367,12 @@ def _mark_unchecked_sources(files: PipelineFiles) -> None:
 
 def _run_architecture(meta: dict[str, Any]) -> Any:
     """The run's network as ``checkpoint.json`` describes it, on the meta device (shapes only)."""
-    import torch
 
     from us3l.checkpoint import model_kwargs_of
     from us3l.models import create_model
+    from us3l.models.meta import shapes_only
 
-    with torch.device("meta"):
+    with shapes_only():
         return create_model(str(meta.get("model")), num_classes=0, **model_kwargs_of(meta))
 
 

@@ -30,6 +30,7 @@ from us3l.data.split_rule import CURRENT_SPLIT_RULE, split_rule_of
 from us3l.derived import invalidate_stale
 from us3l.errors import US3LError
 from us3l.io import naming
+from us3l.models.meta import shapes_only
 from us3l.slim.layers import SWITCH_TOL
 from us3l.ssl.ema import cosine_momentum
 from us3l.ssl.methods import SSLMethod, create_method
@@ -102,7 +103,7 @@ def check_model(cfg: TrainConfig) -> None:
     machine's memory. Built on PyTorch's meta device (shapes only, nothing allocated), so a bad model option or a
     network of terabytes is one line before the config is printed, not an allocation failure after it."""
     try:
-        with torch.device("meta"):
+        with shapes_only():
             method = create_method(cfg.method, build_backbone(cfg), cfg)
     except RuntimeError as exc:  # e.g. "Storage size calculation overflowed": a size beyond any machine
         raise US3LError(f"cannot build model {cfg.model!r} with model_kwargs {dict(cfg.model_kwargs)} "
