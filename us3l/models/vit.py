@@ -21,9 +21,13 @@ from us3l.validate import number, require_types
 
 
 def sincos_pos_embed(grid: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """Fixed 2-D sin-cos position embedding (MoCo v3), with a zero row for the class token."""
+    """Fixed 2-D sin-cos position embedding (MoCo v3), with a zero row for the class token. On the meta device (a
+    network built for its shapes, ``us3l.models.meta``) only its shape: the arithmetic there would import sympy,
+    and computing it elsewhere would allocate the table of a network that may be too large for any machine."""
     if dim % 4:
         raise ValueError("embedding dim must be divisible by 4 for the 2-D sin-cos position embedding")
+    if torch.empty(0).is_meta:  # the default device
+        return torch.empty(1, grid * grid + 1, dim)
     gh, gw = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
                             indexing="ij")
     pos_dim = dim // 4

@@ -118,6 +118,9 @@ def _leading_block(t: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
     gradients, bit for bit (``tests/slim/test_training_slices.py``); measured in docs/training.md ("Eager slimming
     overhead").
     """
+    if t.is_meta:  # shapes only (a manifest's or checkpoint's network): constant_pad_nd's meta version is a Python
+        # decomposition whose first call imports sympy (0.6-0.8 s on a 2-core AVX2 CPU); the block's shape is all
+        return t.new_empty((*sizes, *t.shape[len(sizes):]))
     pads: list[int] = []
     for dim in reversed(range(t.dim())):
         pads += [0, (sizes[dim] - t.shape[dim]) if dim < len(sizes) else 0]
