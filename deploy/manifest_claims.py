@@ -660,7 +660,6 @@ def recorded_network(doc: Mapping[str, Any], where: str | Path) -> Any:
     weights): ``create_model(model.name, **model.model_kwargs)`` with the width range ``model.width_range``.
     ``None`` where the manifest records no ``model_kwargs`` (an export before 2026-12-07, or of a module that is not
     a registered model built by ``create_model``)."""
-
     from us3l.models import create_model, list_models
     from us3l.models.meta import shapes_only
 

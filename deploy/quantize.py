@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from us3l.deploy.backends.intel_telemetry import telemetry_off
 from us3l.errors import US3LError
 
 #: Calibration images by default (``--calib-images``): NNCF's default ``subset_size`` and ORT's examples use
@@ -389,8 +390,6 @@ def import_nncf() -> Any:
     """``nncf``, imported with its stdout log handler pointed at stderr (its INFO lines never reach stdout)."""
     if importlib.util.find_spec("nncf") is None:
         raise quantizer_missing("nncf", "openvino", "INT8 quantization of OpenVINO models (NNCF)")
-    from us3l.deploy.backends.intel_telemetry import telemetry_off
-
     with contextlib.redirect_stdout(io.StringIO()), telemetry_off():
         import nncf
     lg = logging.getLogger("nncf")
@@ -409,8 +408,6 @@ def quantize_openvino(ov_model: Any, calib: CalibrationSet, batch: int | None) -
 
     items = calib.batches(batch)
     advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
-    from us3l.deploy.backends.intel_telemetry import telemetry_off
-
     with _quiet(("nncf",)), telemetry_off():
         quantized = nncf.quantize(
             ov_model,
