@@ -34,35 +34,31 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 
 #: Test files that take longest in the default run, longest first (per-file time summed from ``--durations=0`` on
-#: the 2-core development machine, 2026-12-06). pytest-xdist hands whole files to its workers in collection order
+#: the 2-core development machine, 2026-12-07). pytest-xdist hands whole files to its workers in collection order
 #: (``--dist loadfile --no-loadscope-reorder``, pyproject.toml), so these go out first and the run ends on short
 #: files: otherwise one worker was still on a long file well after the other had finished (xdist's own order,
 #: most tests first, put files with a few long tests last). A file missing here only runs in its collection place.
 LONG_FILES = (
-    "tests/deploy/test_switchable.py",
-    "tests/deploy/test_manifest_bn_stats.py",
-    "tests/train/test_train_cli.py",
-    "tests/train/test_loop.py",
-    "tests/test_cli_conventions.py",
-    "tests/report/test_report_pitfalls.py",
-    "tests/report/test_answer.py",
-    "tests/report/test_report.py",
     "tests/devices/test_ssh_known_hosts.py",
-    "tests/deploy/test_manifest_claims.py",
-    "tests/deploy/test_deploy_int8.py",
-    "tests/eval/test_cli.py",
-    "tests/report/test_report_trust.py",
-    "tests/devices/test_ssh_e2e.py",
-    "tests/deploy/test_deploy_cli.py",
+    "tests/train/test_train_cli.py",
+    "tests/deploy/test_switchable.py",
     "tests/test_script_cli.py",
-    "tests/deploy/test_deploy_loading.py",
-    "tests/train/test_distributed.py",
-    "tests/deploy/test_deploy_export.py",
+    "tests/deploy/test_deploy_int8.py",
+    "tests/deploy/test_manifest_bn_stats.py",
+    "tests/deploy/test_manifest_claims.py",
+    "tests/test_cli_conventions.py",
+    "tests/report/test_report_trust.py",
     "tests/profiler/test_costs.py",
+    "tests/deploy/test_export_flags_redteam.py",
+    "tests/eval/test_cli.py",
+    "tests/slim/test_materialize.py",
+    "tests/test_output_errors.py",
+    "tests/deploy/test_deploy_export.py",
+    "tests/train/test_loop.py",
     "tests/eval/test_calibrate.py",
-    "tests/profiler/test_profile_backend_list.py",
-    "tests/deploy/test_export_rerun.py",
-    "tests/eval/test_no_batch_norm.py",
+    "tests/deploy/test_deploy_cli.py",
+    "tests/deploy/test_manifest_sources.py",
+    "tests/models/test_models.py",
 )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.script_module import ROOT
 
 OUTSIDE_THE_CORE = ("us3l.profiler", "us3l.devices", "us3l.deploy", "us3l.report", "us3l.commands")
@@ -22,6 +24,7 @@ def _core_modules() -> list[str]:
     return core
 
 
+@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_importing_the_core_loads_no_deployment_package() -> None:
     modules = _core_modules()
     assert "us3l.eval.runner" in modules and "us3l.train.loop" in modules

@@ -249,6 +249,7 @@ def test_train_checks_paths_before_printing_its_config(tmp_path: Path, capsys) -
     assert afile.read_text() == "mine"
 
 
+@pytest.mark.slow  # 1.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_report_finds_the_step_by_step_accuracy_file(tmp_path: Path, capsys) -> None:
     from tests.report.conftest import accuracy_v2, make_run
     from us3l.io import atomic_write_json
@@ -263,6 +264,7 @@ def test_report_finds_the_step_by_step_accuracy_file(tmp_path: Path, capsys) -> 
     assert cap.out == f"{tmp_path / 'site' / 'report.html'}\n" and (tmp_path / "site" / "report.html").is_file()
 
 
+@pytest.mark.slow  # 4.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_pipe_gets_the_results_and_only_them(tmp_path: Path) -> None:
     """Through a real pipe (not a terminal): the table on stdout, whole; nothing else there."""
     proc = subprocess.run([sys.executable, "-m", "us3l", "info", "--model", "cifar_resnet18", "--width", "0.25"],
@@ -568,6 +570,7 @@ def test_an_interrupt_raised_inside_exec_still_exits_with_our_code(tmp_path: Pat
     assert (proc.returncode, proc.stderr) == (130, "us3l: interrupted\n")
 
 
+@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_importing_the_cli_does_not_load_torch() -> None:
     """The handler for Ctrl-C is installed in ``main``; whatever ``import us3l.cli`` loads runs before it. A Ctrl-C
     during the 1-2 s torch import used to print a KeyboardInterrupt traceback, or end in an unrelated error from
@@ -588,6 +591,7 @@ def _catches(pid: int, signum: int) -> bool:
     return False
 
 
+@pytest.mark.slow  # 3.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_ctrl_c_while_the_command_loads_exits_130_without_a_traceback(tmp_path: Path) -> None:
     """SIGINT as soon as the CLI's handlers are in place, while ``us3l export`` imports torch and its command
     module. (It was sent 0.5 s after the start: on a loaded machine the interpreter could still be starting,

@@ -59,6 +59,7 @@ def test_info_counts_an_uncalibrated_resnet_whose_last_map_is_1x1(capsys: pytest
     assert doc["macs"] == _hooked_macs(materialize(create_model("resnet18"), 1.0), 32)
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_info_builds_a_vit_for_the_input_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--model", "vit_tiny", "--input-size", "32", "--json"]) == 0
     small = json.loads(capsys.readouterr().out)

@@ -591,6 +591,7 @@ def test_quickstart_profiles_again_after_the_run_was_recalibrated(tmp_path: Path
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+@pytest.mark.slow  # 2.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_export_and_int8_steps_load_the_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each reuse check of the export and INT8 steps (two reused exports, the INT8 line's FP32 artifact) loaded the
     run's checkpoint again to check the artifact's graph against it: three loads of the same network, now one.
@@ -633,6 +634,7 @@ def test_the_export_and_int8_steps_load_the_run_once(tmp_path: Path, monkeypatch
     assert len(loads) == 1
 
 
+@pytest.mark.slow  # 2.7 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_report_step_warns_as_us3l_report_does_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """The report step printed only some of `us3l report`'s warnings (unchecked widths, unrendered sections), from a

@@ -85,6 +85,7 @@ def test_the_select_budget_keeps_the_digits_that_keep_it_between_widths(ro, monk
         assert ro.budget_ms("python", None, {}) == expected
 
 
+@pytest.mark.slow  # 2.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_timings_name_the_cpu_and_its_matmul_rate(ro):
     """A README time reads against the machine that took it: its CPU, ISA and one-core matmul rate (two of this
     project's 2-core machines differed 3x in that rate, and the README's times with it)."""

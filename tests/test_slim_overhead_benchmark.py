@@ -24,6 +24,7 @@ def test_round_order_alternates_each_pair_and_times_every_timer_once() -> None:
                 assert order[first + 1] == (mode, w, "static" if r % 2 else "eager")  # the pair runs back to back
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_slim_overhead_runs_and_reports_every_width(capsys: pytest.CaptureFixture[str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """In this process (a fresh interpreter spent two of its three CPU seconds importing torch and scipy); the

@@ -73,6 +73,7 @@ def _count_stats(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
     return counts
 
 
+@pytest.mark.slow  # 1.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_one_eval_stats_each_image_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The folder walk, the fingerprint and the overlap check of one eval: one stat per image (three before)."""
     folder = _auto_folder(tmp_path / "imgs")

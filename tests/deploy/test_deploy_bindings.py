@@ -36,6 +36,7 @@ def test_accuracy_and_profile_of_different_checkpoints_are_refused(
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.slow  # 1.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_accuracy_and_profile_of_different_networks_are_refused(
     write_profile: Callable[..., Path], write_accuracy: Callable[..., Path]
 ) -> None:

@@ -78,6 +78,7 @@ def test_bad_inputs_are_one_line_errors(args, message, tmp_path: Path, capsys) -
     assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # 1.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_select_then_export_cli(write_profile, tmp_path: Path, capsys) -> None:
     prof = write_profile(
         [{"width": w, "latency": latency(p, p, p)} for w, p in ((0.25, 1.0), (0.5, 9.0))], model="cifar_resnet18"
@@ -279,6 +280,7 @@ def test_export_refuses_a_selection_made_for_another_network(
     assert not list(out.rglob("*.onnx"))
 
 
+@pytest.mark.slow  # 0.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_select_by_device_takes_the_accuracy_files_model_from_a_shared_folder(
     write_profile, write_accuracy, tmp_path: Path, capsys
 ) -> None:
@@ -319,6 +321,7 @@ def test_select_reads_the_metric_in_any_case(write_profile, tmp_path: Path, caps
         "error: --metric knn needs --accuracy (without it MACs stand in for accuracy)")
 
 
+@pytest.mark.slow  # 1.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_export_reads_the_device_in_any_case(write_profile, tmp_path: Path, capsys) -> None:
     """`export -d CPU` wrote OUT/CPU/ with target.device "CPU", and `--selection --device CPU` was "has no device
     'CPU' (it has: cpu)", while `profile -d CPU` and `select -d CPU` read it as cpu."""

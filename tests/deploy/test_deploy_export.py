@@ -126,6 +126,7 @@ def test_other_schema_or_kind_is_refused(onnx_export, tmp_path: Path) -> None:
         deploy.load(tmp_path / "nowhere")
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_failed_verification_leaves_nothing_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from us3l.deploy import verify
     from us3l.models import create_model
@@ -141,7 +142,8 @@ def test_failed_verification_leaves_nothing_valid(monkeypatch: pytest.MonkeyPatc
         deploy.load(failed)
 
 
-@pytest.mark.parametrize("switchable", [False, pytest.param(True, marks=pytest.mark.slow)])  # slow: switchable export
+@pytest.mark.slow  # 1.9 s (one-width) and more (switchable) on the 2-core EPYC: CI runs it (./test.sh -m slow)
+@pytest.mark.parametrize("switchable", [False, True])
 def test_a_passed_export_removes_the_failed_one_before_it(switchable: bool, monkeypatch: pytest.MonkeyPatch,
                                                           tmp_path: Path) -> None:
     """Red-team 2026-12-05: `<name>.failed` of an earlier try stayed beside the good `<name>` of a later one, read as
@@ -191,6 +193,7 @@ def test_a_switchable_export_that_fails_leaves_no_empty_device_folder(monkeypatc
 
 
 @pytest.mark.skipif(not deploy.get_backend("openvino").available(), reason="openvino not installed")
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_fresh_model_to_openvino_fp16_dynamic(tmp_path: Path) -> None:
     from us3l.models import create_model
 

@@ -389,6 +389,7 @@ def _documented_precision_fields() -> tuple[set[str], set[str]]:
     return {f.strip() for f in outer.split(",") if f.strip()} | {"artifact"}, {f.strip() for f in artifact.split(",")}
 
 
+@pytest.mark.slow  # 5.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_int8_artifact_accuracy_beside_fp32_is_stored_and_kept_by_eval(onnx_int8, run_dir: Path, tmp_path, capsys):
     from us3l.cli import main
     from us3l.eval.accuracy import load_accuracy
@@ -457,6 +458,7 @@ def test_two_artifacts_of_one_accuracy_entry_are_refused_before_any_work(onnx_in
 # ------------------------------------------------------------------------------- profile --precision int8
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_profile_int8_times_the_graph_export_ships(onnx_int8, run_dir: Path, tmp_path: Path, capsys) -> None:
     from us3l.cli import main
 
@@ -513,6 +515,7 @@ def test_an_artifact_whose_embeddings_are_not_finite_is_not_scored() -> None:
         runner_features(Overflowing(), ds, lambda x: x.float(), 5)  # a fixed batch of 5: two calls
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_quickstart_int8_line_times_the_bytes_it_checked(onnx_int8, run_dir: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Audit 2026-12-07: the quickstart's INT8 step read each manifest again and opened both ONNX files by path for

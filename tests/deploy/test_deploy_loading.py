@@ -159,6 +159,7 @@ def quickstart_exports(exported: ExportResult, run: Path, monkeypatch: pytest.Mo
     return calls
 
 
+@pytest.mark.slow  # 2.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_quickstart_reuse_reverifies_the_artifact(
     run: Path, tmp_path: Path, quickstart_exports: list[Path]
 ) -> None:
@@ -195,6 +196,7 @@ def test_quickstart_reuse_reverifies_the_artifact(
         assert np.isfinite(r.infer(np.zeros(SHAPE, dtype=np.float32))).all()
 
 
+@pytest.mark.slow  # 2.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_quickstart_does_not_reuse_another_width_relabelled(
     run: Path, tmp_path: Path, quickstart_exports: list[Path]
 ) -> None:
@@ -256,6 +258,7 @@ def test_a_file_of_the_export_folder_is_refused_naming_the_folder(exported: Expo
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
+@pytest.mark.slow  # 2 cases, 0.8 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_time_once_refuses_a_wrong_input_shape_like_infer(run: Path, tmp_path: Path, backend: str) -> None:
     """Red-team 2026-12-05 (rtA): infer named both shapes, time_once (the profiler's call) passed the runtime's
     multi-line INVALID_ARGUMENT / RuntimeError text on."""

@@ -169,6 +169,7 @@ def test_onnx_opset_fits_the_tensorrt_version() -> None:
     assert onnx_opset_for("10.3", OPSET) == OPSET and onnx_opset_for(None, OPSET) == OPSET
 
 
+@pytest.mark.slow  # 1.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_an_onnx_export_for_a_tensorrt_8_5_board_is_opset_17(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -227,6 +228,7 @@ def test_a_tensorrt_8_python_api_is_refused_in_one_line(tmp_path: Path, monkeypa
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # 0.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_export_tensorrt_version_sets_the_onnx_opset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 

@@ -177,6 +177,7 @@ def _nan_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(OrtSwitchable, "infer", lambda self, x, k: np.full_like(sw_infer(self, x, k), np.nan))
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_an_artifact_that_outputs_nan_fails_verification_and_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

@@ -62,6 +62,7 @@ def test_a_file_at_the_failed_path_is_refused_too(tmp_path: Path, monkeypatch: p
     assert failed.read_text() == "mine\n"
 
 
+@pytest.mark.slow  # 1.6 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_previous_export_is_replaced_and_a_link_is_replaced_not_its_target(tmp_path: Path) -> None:
     first = export_width(_tiny(), 0.25, "onnx", tmp_path, model_name=MODEL)
     second = export_width(_tiny(), 0.25, "onnx", tmp_path, model_name=MODEL)  # a previous us3l export: replaced
@@ -76,6 +77,7 @@ def test_a_previous_export_is_replaced_and_a_link_is_replaced_not_its_target(tmp
     assert (mine / "notes.txt").read_text() == "kept\n"  # the link went, its target stayed
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_previous_export_holding_a_users_file_is_refused_and_kept(tmp_path: Path) -> None:
     """Replacing a previous export deleted every file in its folder, the user's too (a selection copied there and
     passed back as --selection, notes): a previous export is replaced only while it holds nothing but what its
@@ -116,6 +118,7 @@ def test_cli_refuses_a_user_folder_and_file_with_one_line(tmp_path: Path, capsys
     assert (folder / "notes.txt").read_text() == "notes\n" and file.read_text() == "results\n"
 
 
+@pytest.mark.slow  # 1.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_cli_selection_checks_every_device_before_the_first_export(write_profile, tmp_path: Path, capsys) -> None:
     profiles = [write_profile([{"width": 0.25, "latency": latency(1.0, 1.0, 1.0)}], device=d, model=MODEL)
                 for d in ("cpu", "edge")]

@@ -19,6 +19,7 @@ def _export(out: Path, *extra: str) -> list[str]:
     return ["export", "--backend", "onnx", "--model", MODEL, "--width", "0.25", "--out", str(out), "--quiet", *extra]
 
 
+@pytest.mark.slow  # 3.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_rerun_after_a_failure_with_the_same_or_other_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                   capsys) -> None:
     from us3l.deploy import verify
@@ -86,6 +87,7 @@ def test_a_failed_folder_whose_removal_stops_half_way_does_not_block_the_next_ex
     assert main(_export(out)) == 0  # and the next export is not blocked
 
 
+@pytest.mark.slow  # 3.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_failed_switchable_export_beside_a_good_one_says_the_good_one_stays(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,6 +104,7 @@ def test_a_failed_switchable_export_beside_a_good_one_says_the_good_one_stays(
                                     "it was (made by an earlier export, not this one)")
 
 
+@pytest.mark.slow  # 2.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_failed_folder_that_cannot_be_set_aside_does_not_fail_the_passed_export(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

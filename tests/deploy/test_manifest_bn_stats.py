@@ -75,6 +75,7 @@ def test_a_fresh_model_records_no_bn_statistics(tmp_path: Path) -> None:
     assert res.manifest["source"]["bn_stats"] is None
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_recalibrating_another_width_keeps_the_width_digest(run: Path, tmp_path: Path,
                                                             exported: ExportResult) -> None:
     """The file changes, the exported width's statistics do not: still the same artifact."""
@@ -124,6 +125,7 @@ def test_a_malformed_bn_stats_record_is_one_line(exported: ExportResult, tmp_pat
         deploy.load(d)
 
 
+@pytest.mark.slow  # 2.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_quickstart_reuse_re_exports_after_a_recalibration(run: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from us3l.commands import quickstart
@@ -167,6 +169,7 @@ def _stale(root: Path) -> list[str]:
     return [e for e in render_report(root).errors() if "BN statistics" in e]
 
 
+@pytest.mark.slow  # 1.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_report_flags_an_artifact_of_other_bn_statistics_than_the_run_holds_now(run: Path,
                                                                                    tmp_path: Path) -> None:
     """`us3l report` re-hashed the artifact files and showed an export made before `us3l calibrate` ran again as
@@ -190,6 +193,7 @@ def test_the_report_flags_an_artifact_of_other_bn_statistics_than_the_run_holds_
     assert "no longer holds (removed since)" in line
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_report_does_not_call_statistics_removed_when_the_run_is_not_in_the_folder(run: Path,
                                                                                      tmp_path: Path) -> None:
     """Audit 2026-12-07: `us3l train --out runs/r18` (the README's example), an export from it and `us3l report .`
@@ -231,6 +235,7 @@ def test_an_edited_switchable_verification_section_is_one_line(switchable_qs: tu
         read_switchable(directory)
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_report_flags_a_switchable_width_of_other_bn_statistics(switchable_qs: tuple[Path, Path], run: Path,
                                                                     tmp_path: Path) -> None:
     """A switchable artifact records each width's statistics (model.per_width[i].bn_stats_sha256), but the report
@@ -259,6 +264,7 @@ def test_the_report_flags_a_switchable_width_of_other_bn_statistics(switchable_q
     assert len(_stale(root)) == len(doc["model"]["widths"]) and all("(removed since)" in e for e in _stale(root))
 
 
+@pytest.mark.slow  # 1.6 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_load_switchable_refuses_a_width_of_other_bn_statistics(switchable_qs: tuple[Path, Path], run: Path,
                                                                 tmp_path: Path) -> None:
     """us3l.deploy.load takes the BN statistics the caller runs (bn_stats_sha256=) and refuses an artifact of older
@@ -409,6 +415,7 @@ def test_a_refusal_after_the_artifact_was_loaded_closes_its_runtime(
     assert closed == [True]
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_artifacts_of_one_evaluation_load_the_data_once(
         exported: ExportResult, run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`us3l eval --artifact A --artifact B` listed both splits and opened each class's first image once per

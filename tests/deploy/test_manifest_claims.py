@@ -53,6 +53,7 @@ def test_real_exports_pass_the_checks(exports: dict[str, ExportResult]) -> None:
             assert r.manifest["backend"]["precision"] == res.manifest["backend"]["precision"]
 
 
+@pytest.mark.slow  # 2.6 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_every_claim_reads_the_graph_from_one_parse(exports: dict[str, ExportResult],
                                                    switchable_exports: Callable[[str], SwitchableResult],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,6 +236,7 @@ def switchable_exports(run: Path, tmp_path_factory: pytest.TempPathFactory) -> C
     return switchable_exports_of(run, tmp_path_factory)
 
 
+@pytest.mark.slow  # 4.0 s (a switchable export) on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_switchable_verification_edited_to_passed_is_refused(
     switchable_exports: Callable[[str], SwitchableResult], tmp_path: Path
 ) -> None:
@@ -258,6 +260,7 @@ def test_a_switchable_verification_edited_to_passed_is_refused(
 
 
 @pytest.mark.parametrize("backend", ["onnx", pytest.param("openvino", marks=pytest.mark.slow)])  # slow: OpenVINO
+@pytest.mark.slow  # 0.7 s beside the switchable export above on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_switchable_verification_deleted_to_pass_is_refused(
     switchable_exports: Callable[[str], SwitchableResult], tmp_path: Path, backend: str
 ) -> None:
@@ -542,6 +545,7 @@ def test_eval_artifact_refuses_an_edited_model_name_or_output_shape(
     assert not out.exists()
 
 
+@pytest.mark.slow  # 4.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_artifact_records_the_networks_macs_and_params_not_the_manifests(
     exported: ExportResult, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

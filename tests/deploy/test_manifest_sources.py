@@ -88,6 +88,7 @@ def _profile(artifact: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> t
     return code, json.loads(captured.out) if code == 0 else None, " ".join(captured.err.split())
 
 
+@pytest.mark.slow  # 2.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_profile_artifact_checks_the_claimed_checkpoint(switchable_of_copy: tuple[Path, Path], tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """`us3l profile --artifact` copied a switchable manifest's source.checkpoint_sha256 into the profile, which
@@ -124,6 +125,7 @@ def test_profile_artifact_checks_the_claimed_checkpoint(switchable_of_copy: tupl
         f"the manifest's word, not checked ({gone} is absent here to hash)") in err
 
 
+@pytest.mark.slow  # 1.6 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_profile_artifact_records_each_widths_bn_kind_as_a_sweep_does(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """`us3l profile --artifact` copied a switchable manifest's per-width ``bn_stats`` into each record's ``bn`` in
@@ -145,6 +147,7 @@ def test_profile_artifact_records_each_widths_bn_kind_as_a_sweep_does(tmp_path: 
             "graph export ships, same latency)") in err
 
 
+@pytest.mark.slow  # 1.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_profile_artifact_checks_the_claimed_model_name(switchable_of_copy: tuple[Path, Path], tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A switchable graph records no model name: `us3l profile --artifact` named the profile, and `us3l select` and
@@ -251,6 +254,7 @@ def test_the_report_marks_calibrated_statistics_it_cannot_check(exported: Any, r
     assert render_report(root).unchecked_sources() == [line]
 
 
+@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_report_checks_a_switchable_model_name_against_the_run(switchable_of_copy: tuple[Path, Path],
                                                                    tmp_path: Path) -> None:
     """A switchable graph records no model name: the report listed a switchable artifact of the run's weights whose
@@ -289,6 +293,7 @@ def test_the_report_checks_a_switchable_model_name_against_the_run(switchable_of
         "model.per_width[0].feature_dim 64 is not the run's cifar_resnet18 at width 1 (")
 
 
+@pytest.mark.slow  # 1.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_profile_artifact_warns_when_a_relative_checkpoint_path_holds_other_weights(
         switchable_of_copy: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,6 +336,7 @@ def test_quickstart_hashes_the_checkpoint_once_for_its_reuse_checks(exported: An
     assert [p.name for p in hashed if p.suffix == ".safetensors"] == ["bn_stats.safetensors"] * 3
 
 
+@pytest.mark.slow  # 1.6 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_report_marks_a_switchable_profiles_unchecked_checkpoint(write_profile, run: Path, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """A profile of a switchable artifact whose checkpoint `us3l profile --artifact` could not hash
@@ -423,6 +429,7 @@ def test_the_bn_kind_a_manifest_claims_is_checked(exported: Any, run: Path, tmp_
     assert any(why in line for line in collect_pipeline(root).errors())
 
 
+@pytest.mark.slow  # 3.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_report_refuses_a_switchable_width_outside_the_runs_range(switchable_of_copy: tuple[Path, Path],
                                                                       tmp_path: Path) -> None:
     """A switchable manifest claiming the run's weights with a width the run's network does not have (exported from

@@ -37,6 +37,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # 3.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_runners_released_oldest_first_survive_the_next_signal() -> None:
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])

@@ -38,6 +38,7 @@ def test_table_on_stdout_notes_on_stderr_key_columns_whole_at_80(setup, tmp_path
     assert "runner-up" in cap.out and "p99" in cap.out and "--wide" not in cap.err
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_out_is_a_folder_plot_a_switch_old_spellings_still_work(setup, tmp_path, capsys) -> None:
     prof, acc = setup
     base = ["select", "--profile", str(prof), "--accuracy", str(acc), "--latency-ms", "4"]
@@ -179,6 +180,7 @@ def test_metric_is_checked_without_an_accuracy_file(setup, tmp_path, capsys, met
     assert capsys.readouterr().err == message + "\n"
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_plot_never_replaces_a_png_of_the_users(setup, tmp_path, monkeypatch, capsys) -> None:
     """Red-team 2026-12-05: selection.json was protected, selection.png silently replaced any file there."""
     import importlib

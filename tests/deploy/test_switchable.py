@@ -138,6 +138,7 @@ def test_an_index_outside_the_grid_is_refused(built, x) -> None:
         sess.infer(x, 0.5)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # 2.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_openvino_runs_it_with_the_index_as_input_and_bound(net, built, x) -> None:
     _, path = built
     as_input = OvSwitchable(path, len(GRID), threads=1, bound=False)
@@ -194,6 +195,7 @@ def _documented_switchable_fields() -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
+@pytest.mark.slow  # 2 cases, 4.9 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_export_from_a_checkpoint_verifies_every_width(shared_export, backend) -> None:
     res = shared_export(backend)
     doc = res.manifest
@@ -226,6 +228,7 @@ def test_a_checkpoint_width_without_bn_statistics_is_refused(run_dir, tmp_path) 
     assert not list(tmp_path.rglob("*.onnx"))
 
 
+@pytest.mark.slow  # 5.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_readme_snippet_runs_without_us3l(shared_export) -> None:
     """The README's snippet: plain onnxruntime, width switched between two calls on one session."""
     res = shared_export("onnx")
@@ -272,6 +275,7 @@ def test_cli_widths_without_switchable_is_refused(tmp_path, capsys) -> None:
     assert code == 1 and capsys.readouterr().err.strip() == "error: --widths needs --switchable (one width: --width W)"
 
 
+@pytest.mark.slow  # 3.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_cli_switchable_export_prints_every_width(run_dir, tmp_path, capsys) -> None:
     from us3l.cli import main
 
@@ -315,6 +319,7 @@ def test_vit_linears_are_sliced_from_the_shared_weights_too(tmp_path, x) -> None
     np.testing.assert_allclose(out, reference(net, 0.5, x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # 3.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_load_switchable_checks_the_manifest_and_runs_every_width(run_dir, shared_export, tmp_path, x) -> None:
     import us3l.deploy as deploy
 
@@ -493,6 +498,7 @@ def test_a_file_record_that_is_not_json_is_refused_alike_by_every_check(shared_e
                                "not as us3l wrote it: re-export")
 
 
+@pytest.mark.slow  # 0.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_width_input_is_checked_against_the_graph_where_the_file_records_no_name(shared_export, tmp_path) -> None:
     """A file without its us3l.switchable.index_input record is still checked: the name must be one of the graph's
     inputs."""
@@ -595,6 +601,7 @@ def test_a_manifest_runtime_version_that_is_not_a_version_is_one_line(shared_exp
 
 
 @pytest.mark.parametrize("bound", [True, False])
+@pytest.mark.slow  # 2 cases, 2.5 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_openvino_runner_refuses_a_wrong_input_shape_in_one_line(shared_export, bound) -> None:
     """Red-team 2026-12-05 (rtA): the onnxruntime switchable runner (and every one-width runner) names both shapes;
     the OpenVINO one passed the array on and OpenVINO's multi-line RuntimeError came out."""
@@ -623,6 +630,7 @@ def test_a_fixed_batch_that_does_not_divide_the_verification_images_says_so(run_
     assert {v["onnxruntime"]["samples"] for v in (p["verification"] for p in sw["model"]["per_width"])} == {6}
 
 
+@pytest.mark.slow  # 1.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_switchable_file_swapped_after_its_hash_was_checked_is_not_what_runs(shared_export, tmp_path,
                                                                                monkeypatch) -> None:
     """load_switchable hashed the files, then the runtime opened the path again: a file swapped in between ran
@@ -651,6 +659,7 @@ def test_a_switchable_file_swapped_after_its_hash_was_checked_is_not_what_runs(s
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
+@pytest.mark.slow  # 2 cases, 1.3 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_switchable_manifest_hashes_the_bytes_that_were_verified(backend, monkeypatch, tmp_path) -> None:
     """The artifact file is replaced right after every width was verified: the manifest's hash (and size) is still
     that of the bytes the runtime verified (one read), so the replaced file is refused on load. Verified from the

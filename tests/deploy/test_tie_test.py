@@ -160,6 +160,7 @@ def _random_pairs(count: int, seed: int = 0):
         yield rng.random(n) < rng.random(), rng.random(n) < rng.random()
 
 
+@pytest.mark.slow  # 2.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_mcnemar_and_the_paired_interval_against_the_textbook_over_random_pairs() -> None:
     """Exact McNemar: 2·min(P(X <= b), P(X >= b)) for X ~ Binomial(b + c, 1/2), capped at 1, and 1 with no
     discordant image; symmetric in its two arguments. The paired interval: the Clopper-Pearson bounds (beta

@@ -38,6 +38,7 @@ def _fingerprint_is(collect: str) -> str:
     # whole sweep ran, then "the measured profile is not valid, not written"
     ('{"pad": "x" * 100000}', "a fingerprint of 100011 bytes (more than 64 KiB)"),  # was: recorded whole
 ])
+@pytest.mark.slow  # 4 cases, 2.1 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_fingerprint_the_device_did_not_send_is_recorded_as_an_error_not_the_hosts(
         loopback_ssh, shared_exports, tmp_path, capsys, collect, problem):
     """Red-team 2026-12-07: an empty or missing remote fingerprint was replaced by the host's (sweep.py's
@@ -51,6 +52,7 @@ def test_a_fingerprint_the_device_did_not_send_is_recorded_as_an_error_not_the_h
 
 
 @pytest.mark.parametrize("version", ["1.17\\x1b[2J", "1.17" + "0" * 300])
+@pytest.mark.slow  # 2 cases, 1.8 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_runtime_version_that_is_not_one_is_refused_before_any_timing(loopback_ssh, shared_exports, tmp_path,
                                                                         capsys, version):
     """Red-team 2026-12-07: the runner's version was recorded as sent, a terminal escape (shown by the report and
@@ -72,6 +74,7 @@ def test_a_runtime_version_that_is_not_one_is_refused_before_any_timing(loopback
     ('s/facts\\["live"\\] = len(models.loaded)/facts["live"] = 0; facts["peak_rss_bytes"] = 10 ** 30/',
      "peak_rss_bytes"),
 ], ids=["ready-rss", "stat-peak"])
+@pytest.mark.slow  # 2 cases, 1.7 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_memory_fact_out_of_bounds_ends_the_profile_when_it_arrives(loopback_ssh, shared_exports, tmp_path,
                                                                       capsys, edit, fact):
     """Red-team 2026-12-08: the runner's memory facts were only checked to be integers."""
@@ -82,6 +85,7 @@ def test_a_memory_fact_out_of_bounds_ends_the_profile_when_it_arrives(loopback_s
     assert not list((tmp_path / "p").glob("*.json"))
 
 
+@pytest.mark.slow  # 1.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_timing_sample_beyond_an_hour_ends_the_profile_when_it_arrives(loopback_ssh, shared_exports, tmp_path,
                                                                          capsys):
     """Red-team 2026-12-08: samples had no upper bound; 1e300 s each was written into the profile as measured."""

@@ -26,6 +26,7 @@ def _tmp_profile_dirs(ssh: LoopbackSSH) -> set[str]:
     return set(glob.glob(os.path.join(ssh.remote_tmp, "us3l-profile.*")))
 
 
+@pytest.mark.slow  # 3.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, shared_exports, tmp_path, capsys):
     dev = loopback_ssh.device_file(tmp_path)
     with SSHSession(load_device_file(dev).reach).connect() as ssh:  # remote temp folders land where we look
@@ -53,6 +54,7 @@ def test_profile_over_ssh_onnx_end_to_end(loopback_ssh, shared_exports, tmp_path
     assert _tmp_profile_dirs(loopback_ssh) == before, "remote temp folder was not removed"
 
 
+@pytest.mark.slow  # 1.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_devices_check_over_ssh(loopback_ssh, tmp_path, capsys):
     dev = loopback_ssh.device_file(tmp_path)
     assert main(["devices", "--device-file", str(dev), "--device", "loopback", "--check", "--json"]) == 0
@@ -90,6 +92,7 @@ def test_unreachable_port_is_a_clear_error(loopback_ssh, shared_exports, tmp_pat
     assert err.startswith("error: cannot reach ssh://") and err.count("\n") == 1
 
 
+@pytest.mark.slow  # 1.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_missing_runtime_is_a_clear_error(loopback_ssh, shared_exports, tmp_path, capsys):
     # a real interpreter without onnxruntime: the venv's python with site-packages disabled (-S)
     wrapper = tmp_path / "python-no-runtime"
@@ -174,6 +177,7 @@ def test_devices_check_names_a_missing_remote_python_and_how_to_add_a_runtime(lo
     assert entry["check"]["message"].endswith(f"missing runtime: onnx (for {wrapper}: pip install onnxruntime)")
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_host_without_the_sftp_subsystem_is_named_not_a_lost_connection(loopback_ssh_no_sftp, shared_exports,
                                                                           tmp_path, capsys):
     """An sshd with no ``Subsystem sftp`` line refuses the SFTP channel the uploads use; that read as "lost the
@@ -190,6 +194,7 @@ def test_a_host_without_the_sftp_subsystem_is_named_not_a_lost_connection(loopba
     assert _tmp_profile_dirs(ssh) == before, "remote temp folder was not removed"
 
 
+@pytest.mark.slow  # 2.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_an_openvino_device_the_remote_runtime_lacks_is_one_line(loopback_ssh, tmp_path, capsys):
     """Red-team: `openvino_device = "CPU.1"` passed the device-file check and the remote runner died in
     compile_model with a traceback; the host now refuses it from the runner's device list, naming the file."""

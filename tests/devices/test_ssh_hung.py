@@ -92,6 +92,7 @@ with SSHSession(load_device_file(sys.argv[1]).reach) as s, RemoteRunner(s, "onnx
 """
 
 
+@pytest.mark.slow  # 1.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_host_killed_during_the_uploads_leaves_no_folder_on_the_device(loopback_ssh, tmp_path):
     """Red-team 2026-12-06: the runner removes its folder when the host goes away, but before it starts nobody
     did: a host killed outright (SIGKILL, a crash) or cut off while uploading the models left them on the device

@@ -63,6 +63,7 @@ def test_a_runner_that_fails_after_megabytes_of_stderr_names_its_last_line(loopb
     assert {n for n in os.listdir(loopback_ssh.remote_tmp) if n.startswith("us3l-profile.")} <= before
 
 
+@pytest.mark.slow  # 2.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_runner_killed_by_a_signal_is_said_so(loopback_ssh, shared_exports, tmp_path, capsys):
     """sshd reports a command killed by a signal (the OOM killer) without an exit status: paramiko's -1 read as
     "exited with status -1: (no error output)"."""
@@ -77,6 +78,7 @@ def test_a_runner_killed_by_a_signal_is_said_so(loopback_ssh, shared_exports, tm
         s.run(["sh", "-c", "kill -9 $$"], check=True)
 
 
+@pytest.mark.slow  # 1.6 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_runner_whose_answer_is_cut_off_is_not_called_a_json_error(loopback_ssh, shared_exports, tmp_path,
                                                                      capsys):
     """An answer cut off by the runner's end (a crash in the middle of a write) was
@@ -97,6 +99,7 @@ def test_a_runner_whose_answer_is_cut_off_is_not_called_a_json_error(loopback_ss
     # not UTF-8: paramiko's UnicodeDecodeError ended the profile as "error: 'utf-8' codec can't decode byte 0xff"
     ("printf '\\377\\376\\n'; exit 0", "sent bytes that are not UTF-8 text"),
 ])
+@pytest.mark.slow  # 2 cases, 1.4 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_runner_answer_that_is_too_long_or_not_text_is_one_line(loopback_ssh, shared_exports, tmp_path, capsys,
                                                                   body, message):
     """Red-team 2026-12-07: the runner's answers were read with an unbounded readline, decoded strictly."""
@@ -110,6 +113,7 @@ def test_a_runner_answer_that_is_too_long_or_not_text_is_one_line(loopback_ssh, 
     assert {n for n in os.listdir(loopback_ssh.remote_tmp) if n.startswith("us3l-profile.")} <= before
 
 
+@pytest.mark.slow  # 1.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_commands_output_and_a_remote_file_are_read_bounded(loopback_ssh, tmp_path, monkeypatch):
     """Red-team 2026-12-08: ``SSHSession.run`` read a command's standard output (and kept its standard error) and
     ``read_text`` a remote file (trtexec's --exportTimes) to its end, however large: a device printing without end

@@ -131,6 +131,7 @@ def _tcp_server(greeting: bytes, hang_up: bool) -> Iterator[int]:
             conn.close()
 
 
+@pytest.mark.slow  # 1.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_host_that_does_not_speak_ssh_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-05: paramiko's own log (the failed banner and two tracebacks, 21 lines) reached stderr
     before the error line. Under pytest a log handler on the root logger hides that defect, so for the command
@@ -180,6 +181,7 @@ def test_a_connection_lost_mid_session_is_one_worded_line() -> None:
             raise ValueError("other")
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_server_that_never_finishes_the_handshake_is_worded() -> None:
     """Red-team leftover: a server that sends its banner and then nothing (a hung sshd) gave paramiko's
     "No existing session", which says nothing about what happened."""

@@ -11,6 +11,7 @@ import pytest
 from us3l.cli import main
 
 
+@pytest.mark.slow  # 2.6 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_remote_sweep_honours_max_memory_mb(loopback_ssh, shared_exports, tmp_path, capsys):
     dev = tmp_path / "small.toml"
     # 1 MiB: below any runner process, so the runner refuses a second session and the window is one (two widths

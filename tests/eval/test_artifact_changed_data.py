@@ -39,6 +39,7 @@ def _add_training_image(root: Path) -> None:
     shutil.copy(root / "train" / "a" / "0.png", root / "train" / "a" / "9.png")
 
 
+@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_artifact_refuses_to_add_to_a_file_measured_before_the_folder_changed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root, run, artifact = _run_and_artifact(tmp_path)
@@ -59,6 +60,7 @@ def test_eval_artifact_refuses_to_add_to_a_file_measured_before_the_folder_chang
     assert json.loads(path.read_text())["widths"][0]["precisions"]["fp32"]["onnx"]["knn_top1"] is not None
 
 
+@pytest.mark.slow  # 1.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_drops_artifact_accuracies_measured_before_the_folder_changed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root, run, artifact = _run_and_artifact(tmp_path)
@@ -74,6 +76,7 @@ def test_eval_drops_artifact_accuracies_measured_before_the_folder_changed(
 
 
 @pytest.mark.parametrize("edit", ["no data_check", "no fingerprint", "another fingerprint version"])
+@pytest.mark.slow  # 3 cases, 1.7 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_artifact_does_not_stamp_the_datas_fingerprint_on_a_file_that_records_none(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: str) -> None:
     """An accuracy.json written before fingerprints were records none: ``us3l eval --artifact`` adding to it filled
@@ -106,6 +109,7 @@ def test_eval_artifact_does_not_stamp_the_datas_fingerprint_on_a_file_that_recor
 
 
 @pytest.mark.parametrize("edit", ["no data_check", "no fingerprint", "another fingerprint version", "as written"])
+@pytest.mark.slow  # 4 cases, 1.7 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_drops_artifact_accuracies_of_a_file_that_records_no_fingerprint(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: str) -> None:
     """Plain ``us3l eval`` rewriting an accuracy.json that records no data fingerprint (written before us3l recorded

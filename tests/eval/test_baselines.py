@@ -18,6 +18,7 @@ from us3l.models import create_model
 from us3l.train.knn import effective_k, stratified_indices
 
 
+@pytest.mark.slow  # 1.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_reports_intervals_baselines_and_capped_k(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -53,6 +54,7 @@ def test_eval_reports_intervals_baselines_and_capped_k(
     assert doc["baselines"] is None and doc["widths"][0]["baseline_random_init"] is None
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_random_init_baseline_differs_from_the_trained_network_in_weights_only(tmp_path: Path) -> None:
     """A 'trained' network that *is* the seed-0 initialisation scores exactly its random-init baseline."""
     torch.manual_seed(0)
@@ -64,6 +66,7 @@ def test_random_init_baseline_differs_from_the_trained_network_in_weights_only(t
     assert row["baseline_random_init"]["knn_top1_ci"] == row["knn_top1_ci"]
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_random_init_baseline_follows_the_stored_statistics_settings(tmp_path: Path) -> None:
     """Every width came calibrated (`us3l calibrate --bn-momentum 0.1 --batches 2`), and the eval's own flags differ:
     the baseline was calibrated with the eval's flags (cumulative, 20 batches), not like the trained network, while

@@ -227,6 +227,7 @@ class _Killed(BaseException):
     """Stands in for SIGKILL right after a checkpoint was written."""
 
 
+@pytest.mark.slow  # 1.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_issue_scenario_calibrate_then_resume_then_export(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -352,6 +353,7 @@ def test_the_batches_a_small_train_split_really_gave_are_recorded(tmp_path: Path
     assert CalibrationSettings(batch_size=100, epochs=2, augment="linear").used_on(1438).batches_used == 30
 
 
+@pytest.mark.slow  # 1.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_batch_size_over_the_train_split_is_noted(tmp_path: Path) -> None:
     # calibrate --batch-size 100000 on digits said "calibrated ... over 1 batch(es) of 100000": the batch held 1438
     from us3l.eval.calibrate import CalibrationSettings

@@ -56,6 +56,7 @@ def _as_saved_before_split_rules(run: Path, folder: Path) -> None:
     (run / "checkpoint.json").write_text(json.dumps(meta))
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_runs_own_folder_changed_since_training_is_refused(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """A run saved before split rule 2 (no data.split_rule) keeps the count-based split, refused once changed."""
@@ -83,6 +84,7 @@ def test_the_runs_own_folder_changed_since_training_is_refused(tmp_path: Path,
     assert doc["num_test"] == len(before) and doc["data_check"]["changed_since_training"] is False
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_new_run_is_evaluated_on_its_folder_changed_where_no_training_image_is_tested(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Split rule 2 (new runs): an image added moves no image between the splits, so eval goes on, with a warning,
@@ -118,6 +120,7 @@ def test_a_new_run_is_evaluated_on_its_folder_changed_where_no_training_image_is
         "the folder as it was, or evaluate on a folder with explicit train/ and test/ subfolders\n")
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_an_eval_on_the_runs_own_folder_computes_its_fingerprint_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run's own automatically split folder: the check that it is unchanged (``check_split_unchanged``) and the
@@ -199,6 +202,7 @@ def test_quickstart_trains_again_on_its_changed_folder(tmp_path: Path, monkeypat
     assert f"warning: {run} holds a run trained with other settings (data: other images or class names)" in err
 
 
+@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_relative_recorded_spec_is_checked_against_the_fingerprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """A checkpoint that recorded its data as a relative path (before 2026-12-07) was not compared at all: `--data
@@ -244,6 +248,7 @@ def test_a_relative_recorded_spec_is_checked_against_the_fingerprint(tmp_path: P
     assert main(["train", "--out", str(run), "--resume", "--quiet", "--data", f"folder:{folder}"]) == 0
 
 
+@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_calibration_on_the_runs_changed_folder_warns_as_eval_does(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """A rule-2 run's own folder changed since training, where no training image is in its test split: eval warned
@@ -277,6 +282,7 @@ def test_calibration_on_the_runs_changed_folder_warns_as_eval_does(tmp_path: Pat
 
 
 @pytest.mark.parametrize("again", [False, True])
+@pytest.mark.slow  # 2 cases, 3.4 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_quickstart_run_fingerprints_its_data_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      again: bool) -> None:
     """quickstart computed the data fingerprint in its train step (the reuse check, and training) and again in the
@@ -315,6 +321,7 @@ def test_a_quickstart_run_fingerprints_its_data_once(tmp_path: Path, monkeypatch
     assert check["fingerprint"] == meta["data"]["fingerprint"] and check["changed_since_training"] is False
 
 
+@pytest.mark.slow  # 1.6 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_the_data_read_once_serves_calibration_and_eval_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a ``reusing`` scope (a quickstart run) the data its train step read serves the checks of the run's data
     with its fingerprint, computed once: evaluation (``checked_splits``), BN and INT8 calibration

@@ -16,6 +16,7 @@ from us3l.eval.hits import decode_hits
 from us3l.slim import calibrated_widths
 
 
+@pytest.mark.slow  # 3.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_calibrate_then_eval(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", "--ckpt", str(run_dir), "--batches", "2", "--points", "3", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -243,6 +244,7 @@ def test_a_path_that_is_not_a_checkpoint_gets_nothing_written_beside_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_flags_the_evaluation_will_not_use_are_named(run_dir: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-05: --knn-* with --protocol linear, and the flags --preset reference replaces, were
@@ -345,6 +347,7 @@ def test_calibrate_on_the_same_folder_spelled_otherwise_reuses_the_statistics(
     assert stats.is_file()
 
 
+@pytest.mark.slow  # 3.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_single_run_is_evaluated_and_calibrated_at_its_width(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-07: a `single` run (one fixed width) was evaluated at 1/0.75/0.5/0.25 like a slimmable one,
@@ -392,6 +395,7 @@ def test_a_single_run_with_an_edited_single_width_is_refused(tmp_path: Path,
     assert not (run_dir / "bn_stats.safetensors").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # 2.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_checkpoint_of_a_run_stopped_early_is_named_as_such(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-07: a checkpoint saved at epoch 2 of 8 (an interrupted run) was evaluated like a finished

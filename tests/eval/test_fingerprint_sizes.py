@@ -64,6 +64,7 @@ def _refused_resume(folder: Path, what: str = "other images or class names") -> 
             "continues on the same data")
 
 
+@pytest.mark.slow  # 2.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_an_image_replaced_under_its_name_is_other_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Another picture of another byte size under an image's name: eval says the run's folder changed (split rule 2:
     with a warning, data_check.changed_since_training), --resume refuses it; a `cp -r` copy made before goes on."""
@@ -98,6 +99,7 @@ def test_a_copy_elsewhere_keeps_the_fingerprint(tmp_path: Path) -> None:
     assert data_fingerprint(*load_splits(f"folder:{folder}")) == data_fingerprint(*load_splits(f"folder:{copy}"))
 
 
+@pytest.mark.slow  # 1.7 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_checkpoint_of_the_previous_version_is_still_compared(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """A checkpoint saved with a version-1 fingerprint (names only) is compared with the data's version-1 fingerprint:
@@ -187,6 +189,7 @@ def _resumed_rule_1_run(tmp_path: Path, folder: Path) -> Path:
     return run
 
 
+@pytest.mark.slow  # 2.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_rule_1_run_whose_images_changed_size_only_is_evaluated_with_a_warning(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A rule-1 run resumed since version 2 records a version-2 fingerprint: an image replaced under its name (another
@@ -221,6 +224,7 @@ def _replaced_without_names_fingerprint(run: Path, folder: Path) -> None:
     _picture(folder / "a" / "0.png", seed=99)
 
 
+@pytest.mark.slow  # 2.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_rule_1_run_without_its_names_fingerprint_says_what_it_cannot_tell(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A rule-1 run resumed before the names-only fingerprint was recorded: its version-2 fingerprint differs for

@@ -87,6 +87,7 @@ def test_wilson_against_hand_computed_values() -> None:
         wilson_interval(1.5, 10)
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_wilson_is_the_closed_form_for_every_count_small_and_large() -> None:
     """Every hit count of n = 1..40 (no hits and all hits included) and random counts up to 10^5 images: the
     closed form clipped to [0, 1], containing the estimate; another confidence level moves both ends."""

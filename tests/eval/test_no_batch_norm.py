@@ -49,6 +49,7 @@ def test_calibrate_still_checks_what_was_typed(vit_run: Path, capsys: pytest.Cap
     assert main(["calibrate", "--ckpt", str(vit_run), "--widths", "1,0.25", "--quiet"]) == 0  # valid: as before
 
 
+@pytest.mark.slow  # 4.7 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_runs_every_width_as_trained(vit_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--ckpt", str(vit_run), "--widths", "1,0.25", "--knn-max-train", "200",
                  "--out", str(tmp_path)]) == 0

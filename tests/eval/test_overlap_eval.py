@@ -52,6 +52,7 @@ def test_a_train_test_overlaps_that_is_no_count_of_test_images_is_refused(bad: o
     validate_accuracy({**doc, "data_check": {**doc["data_check"], "train_test_overlaps": 4}}, "accuracy.json")
 
 
+@pytest.mark.slow  # 1.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_artifact_records_the_count_in_the_accuracy_file_it_writes_or_adds_to(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``us3l eval --artifact`` reads the same splits: the same warning, and the count in the accuracy.json it

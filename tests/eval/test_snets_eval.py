@@ -40,6 +40,7 @@ def test_default_widths_are_the_switches_and_others_are_refused(snets_dir: Path)
     assert parse_widths(us_nets, "0.6", None) == [0.6]
 
 
+@pytest.mark.slow  # 3.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_calibrate_and_eval_cli_use_the_switches(snets_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", "--ckpt", str(snets_dir), "--batches", "1", "--json"]) == 0
     out = capsys.readouterr()

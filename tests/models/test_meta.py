@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from us3l.models import create_model
@@ -28,6 +29,7 @@ def test_only_draws_on_meta_tensors_are_skipped() -> None:
     assert real.std() > 0.5 and made.is_meta
 
 
+@pytest.mark.slow  # 4.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_no_registered_network_imports_dynamo_or_sympy_for_its_shapes() -> None:
     """Each registered network built for its shapes and materialized at a narrow width, as a checkpoint's load and
     a manifest's check do: ``kaiming_normal_`` on the meta device imported torch._dynamo (ResNet-50, MobileNetV2's

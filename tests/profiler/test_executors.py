@@ -13,6 +13,7 @@ from us3l.errors import US3LError
 from us3l.profiler.executors import LocalExecutor
 
 
+@pytest.mark.slow  # 5.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_commands_output_and_a_file_are_read_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``LocalExecutor.run`` read a command's output and ``read_text`` a file (trtexec's --exportTimes) to its end,
     however large, where ``SSHSession`` reads at most ``devices.ssh.MAX_OUTPUT_BYTES`` (here lowered to 1 MiB) and

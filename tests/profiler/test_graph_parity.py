@@ -103,6 +103,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_checkpoint_uncalibrated_width_is_profiled_frozen(run_dir: Path, tmp_path: Path, capsys) -> None:
     from us3l.checkpoint import load_backbone
 
@@ -144,6 +145,7 @@ def test_checkpoint_uncalibrated_width_is_profiled_frozen(run_dir: Path, tmp_pat
     assert warnings == [] and "same graph structure" in notes[0]
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_select_and_export_warn_on_a_graph_mismatch(fresh: dict, tmp_path: Path, capsys) -> None:
     model, sel, out = fresh["model"], fresh["sel"], fresh["out"]
     assert sel["warnings"] == [] and sel["devices"][0]["chosen"]["graph"]["graph_sha256"]

@@ -47,6 +47,7 @@ def test_a_bad_entry_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow  # 2.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_list_writes_one_profile_per_backend(tmp_path: Path, capsys) -> None:
     dev = tmp_path / "tiny.toml"  # 8 px keeps the sweeps cheap
     dev.write_text('name = "tiny"\nbackends = ["onnx", "openvino"]\ninput_size = 8\n')

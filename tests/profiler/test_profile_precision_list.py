@@ -105,6 +105,7 @@ def test_a_list_writes_one_profile_and_one_table_per_precision(tmp_path: Path, c
         assert 0.5 <= a.weight_bytes / b.weight_bytes < 0.51
 
 
+@pytest.mark.slow  # 1.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_list_with_json_prints_one_document(tmp_path: Path, capsys) -> None:
     out = tmp_path / "p"
     argv = ["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "0.25", "--backend", "onnx",
@@ -121,6 +122,7 @@ def test_a_list_with_json_prints_one_document(tmp_path: Path, capsys) -> None:
             == p["records"]
 
 
+@pytest.mark.slow  # 1.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_file_of_the_users_where_the_profile_would_go_is_refused_before_measuring(tmp_path: Path, capsys) -> None:
     """Red-team 2026-12-05: select and report refused to replace a user's file, profile overwrote it."""
     out = tmp_path / "p"

@@ -112,6 +112,7 @@ def test_cli_bad_arguments(capsys):
         assert capsys.readouterr().err == f"error: {said}\n"
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_cli_profile_from_checkpoint_torch(tmp_path, capsys):
     from tests.run_folders import save_run
     from us3l.models import create_model

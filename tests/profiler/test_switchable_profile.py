@@ -64,6 +64,7 @@ def test_profile_times_every_width_of_the_grid_through_the_one_file(artifact, tm
     assert f"budget latency_ms ≤ {loose:g}" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 2.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_schedule_over_an_artifact_re_exported_since_is_refused(tmp_path, capsys) -> None:
     """Red-team 2026-12-07: the artifact re-exported with its grid reversed after it was profiled, `select
     --latency-schedule` still gave the old width indices (index 0: width 0.25 in a file whose index 0 is width 1),

@@ -303,6 +303,7 @@ elif "exportTimes" in opts:
 """
 
 
+@pytest.mark.slow  # 1.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_tensorrt_profile_records_no_cpu_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-07: `--threads 3` on a TensorRT device was recorded (and titled "3 threads") though trtexec

@@ -56,6 +56,7 @@ def test_percent_format() -> None:
     assert pct_with_ci(0.834, [0.791, 0.87]) == "83.4 % [79.1–87.0 %]" and pct_with_ci(None, None) == "n/a"
 
 
+@pytest.mark.slow  # 1.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_answer_comes_first_with_interval_budget_slack_reason_and_warning(pipeline: Path) -> None:
     page = render_report(pipeline).html
     order = [m.group(1) for m in re.finditer(r'<section id="([a-z]+)">', page)]
@@ -70,6 +71,7 @@ def test_answer_comes_first_with_interval_budget_slack_reason_and_warning(pipeli
     assert len(warn) == 1 and "latency of the chosen width 0.5 was not stable" in warn[0]
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_one_percent_format_across_the_page(pipeline: Path) -> None:
     text = _text(render_report(pipeline).html)
     assert not re.search(r"\d%", text)  # always "83.4 %", never "83.4%"
@@ -78,6 +80,7 @@ def test_one_percent_format_across_the_page(pipeline: Path) -> None:
     assert "53.75" not in text and "61.25" not in text  # no second, two-decimal format
 
 
+@pytest.mark.slow  # 1.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_baselines_and_intervals_in_the_width_table(pipeline: Path) -> None:
     widths = _text(_section(render_report(pipeline).html, "widths"))
     assert "kNN top-1 [95 % CI]" in widths and "random init kNN [95 % CI]" in widths
@@ -88,6 +91,7 @@ def test_baselines_and_intervals_in_the_width_table(pipeline: Path) -> None:
     assert "kNN k=20 (requested 200" in acc and "test images: 400" in acc and "0–100 %" in acc
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_old_files_show_what_is_there_and_na(pipeline: Path) -> None:
     """Schema-1 accuracy (no intervals, no baselines) and a selection without decided_by/warnings."""
     atomic_write_json(pipeline / "accuracy.json", accuracy_v1())
@@ -107,6 +111,7 @@ def test_old_files_show_what_is_there_and_na(pipeline: Path) -> None:
     assert "no confidence intervals recorded" in _text(_section(rep.html, "accuracy"))
 
 
+@pytest.mark.slow  # 2.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_derived_warnings_slack_on_the_line_and_runner_up_in_the_noise(pipeline: Path) -> None:
     sel = selection_v2()
     dev = sel["devices"][1]
@@ -122,6 +127,7 @@ def test_derived_warnings_slack_on_the_line_and_runner_up_in_the_noise(pipeline:
     assert "runner-up w=0.25 (55.0 %) is inside the chosen width's 95 % interval" in answer
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_infeasible_device_says_so(pipeline: Path) -> None:
     sel = selection_v2()
     d = sel["devices"][1]
@@ -210,6 +216,7 @@ def test_macs_proxy_axis_is_not_a_percentage() -> None:
     assert ax.get_ylim()[0] == 0.0 and "MACs" in ax.get_ylabel()
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_and_select_plots_write_the_same_figures(tmp_path: Path) -> None:
     paths = plot_accuracy(accuracy_v2(), tmp_path)
     assert [p.name for p in paths] == ["accuracy_vs_width.png", "accuracy_vs_macs.png"]
@@ -220,6 +227,7 @@ def test_eval_and_select_plots_write_the_same_figures(tmp_path: Path) -> None:
     assert out.read_bytes()[:4] == b"\x89PNG" and all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 
+@pytest.mark.slow  # 1.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_profiles_only_tradeoff_marks_unstable(tmp_path: Path) -> None:
     root = tmp_path / "p"
     make_accuracy(root)
@@ -230,6 +238,7 @@ def test_profiles_only_tradeoff_marks_unstable(tmp_path: Path) -> None:
         "run", "selection", "artifacts", "summary"}
 
 
+@pytest.mark.slow  # 1.7 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_selection_level_warnings_are_shown_once(pipeline: Path) -> None:
     sel = selection_v2()
     graph = "cpu (onnx) width 0.5: its profile records no graph hash; re-profile to be sure"

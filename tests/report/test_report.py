@@ -25,6 +25,7 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_full_folder_renders_every_section(pipeline: Path) -> None:
     path = write_report(pipeline)
     assert path == pipeline / REPORT_FILE
@@ -44,6 +45,7 @@ def test_full_folder_renders_every_section(pipeline: Path) -> None:
     assert "missing:" not in page and 'class="error"' not in page and "could not render" not in page
 
 
+@pytest.mark.slow  # 1.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_page_is_self_contained(pipeline: Path) -> None:
     page = _read(write_report(pipeline))
     assert "http://" not in page and "https://" not in page
@@ -123,6 +125,7 @@ def test_a_folder_without_a_readable_us3l_file_is_an_error(tmp_path: Path, capsy
     assert not (tmp_path / REPORT_FILE).exists()
 
 
+@pytest.mark.slow  # 0.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_unexpected_shape_inside_a_valid_file_does_not_crash(pipeline: Path) -> None:
     sel = json.loads(_read(pipeline / "selection.json"))
     sel["devices"][0]["candidates"] = [{"width": "wide", "accuracy": "x", "latency_ms": None}]
@@ -135,6 +138,7 @@ def test_unexpected_shape_inside_a_valid_file_does_not_crash(pipeline: Path) -> 
     assert ">Tradeoff<" not in rep.html and ">Selection<" not in rep.html
 
 
+@pytest.mark.slow  # 3.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_cli_writes_default_path_and_json(pipeline: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(pipeline)]) == 0
     out = capsys.readouterr().out.strip()
@@ -173,6 +177,7 @@ def test_bad_folder_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "x" / REPORT_FILE).exists()
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_moved_folder_renders_the_same(pipeline: Path, tmp_path: Path) -> None:
     """Paths recorded inside the files (e.g. selection inputs) are not needed to render."""
     moved = tmp_path / "moved"
@@ -194,6 +199,7 @@ def test_report_out_never_replaces_a_file_that_is_not_a_report(pipeline: Path, t
     assert main(["report", str(pipeline), "--out", str(ours)]) == 0  # a previous report is replaced
 
 
+@pytest.mark.slow  # 2.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_default_output_never_replaces_a_file_that_is_not_a_report(pipeline: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     mine = pipeline / REPORT_FILE
@@ -206,6 +212,7 @@ def test_default_output_never_replaces_a_file_that_is_not_a_report(pipeline: Pat
     assert main(["report", str(pipeline)]) == 0  # our own report is replaced
 
 
+@pytest.mark.slow  # 2.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_write_report_never_replaces_a_file_that_is_not_a_report(pipeline: Path) -> None:
     """Red-team 2026-12-05: the Python API (what ``us3l quickstart`` calls) replaced a page of the user's."""
     from us3l.errors import US3LError
@@ -249,6 +256,7 @@ def test_sections_that_cannot_be_drawn_are_named_on_stderr(pipeline: Path, capsy
                      "figures needs the 'matplotlib' package, which is not installed: pip install 'us3l[plot]'"]
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_folder_name_that_is_not_utf8_is_written_escaped(pipeline: Path, tmp_path: Path, capsys) -> None:
     """Red-team 2026-12-05: a pipeline folder whose name is not UTF-8 (a lone surrogate in Python) stopped the
     report with "error: 'utf-8' codec can't encode character '\\udcff' ... surrogates not allowed"."""

@@ -27,6 +27,7 @@ def _accuracy_section(page: str) -> str:
     return html.unescape(re.search(r'<section id="accuracy">(.*?)</section>', page, re.S).group(1))
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_run_evaluated_on_a_test_split_with_a_copied_training_image_is_flagged(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = split_folder(tmp_path / "imgs")
@@ -53,6 +54,7 @@ def test_a_run_evaluated_on_a_test_split_with_a_copied_training_image_is_flagged
     assert err == f"warning: {run / 'accuracy.json'}: {OVERLAP_NOTE}\n"
 
 
+@pytest.mark.slow  # 3.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_accuracies_measured_on_a_folder_changed_since_training_are_flagged(
         pipeline: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = pipeline / "accuracy.json"

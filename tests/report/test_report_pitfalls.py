@@ -45,6 +45,7 @@ def _edit(path: Path, change: Any) -> None:
 # ------------------------------------------------------------------------ 1: profiles of another model
 
 
+@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_profiles_of_another_model_are_left_out_with_a_warning(pipeline: Path, capsys: pytest.CaptureFixture[str]) \
         -> None:
     foreign = make_profile(pipeline, "onnx", scale=3.0, model=OTHER)  # `us3l profile --model` into the folder
@@ -62,6 +63,7 @@ def test_profiles_of_another_model_are_left_out_with_a_warning(pipeline: Path, c
     assert f"warning: {foreign}: left out" in err
 
 
+@pytest.mark.slow  # 1.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_switchable_artifacts_profile_of_the_runs_model_is_the_runs(pipeline: Path) -> None:
     """Red-team 2026-12-07: `us3l profile --artifact` of a switchable export names its model
     ``cifar_resnet18-switchable``; the page left it out as "a profile of another model", and its selection's answer
@@ -90,6 +92,7 @@ def test_a_switchable_artifacts_profile_of_the_runs_model_is_the_runs(pipeline: 
     assert "this answer is for" not in _text(_section(rep.html, "selection"))
 
 
+@pytest.mark.slow  # 1.6 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_an_answer_for_another_model_is_warned_about_and_left_out_of_the_panels(pipeline: Path) -> None:
     """Red-team 2026-12-05: ``us3l select --device cpu`` over a profiles/ folder that also holds a ``profile --model``
     of another network gives an answer for that network; the page showed it at the top like the run's own, with
@@ -118,6 +121,7 @@ def test_an_answer_for_another_model_is_warned_about_and_left_out_of_the_panels(
     assert "no answer in selection.json is for the run's model; drawn from accuracy.json and the profiles" in tradeoff
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_an_answer_from_a_profile_of_other_model_kwargs_is_warned_about(pipeline: Path) -> None:
     """The same model name with other model kwargs (``profile --model cifar_resnet18`` beside a run trained with
     ``base_channels`` set): the profile is left out, and so is the answer selected from it."""
@@ -137,6 +141,7 @@ def test_an_answer_from_a_profile_of_other_model_kwargs_is_warned_about(pipeline
     assert "left out: cpu/onnx (cifar_resnet18)" in _text(_section(rep.html, "tradeoff"))
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_without_a_selection_no_panel_mixes_two_models(tmp_path: Path) -> None:
     root = tmp_path / "p"
     make_accuracy(root)
@@ -181,6 +186,7 @@ def test_tradeoff_titles_are_short_and_stay_inside_their_panel() -> None:
 # ------------------------------------------------------------------------ 5: `$` in texts from the files
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_dollar_signs_from_the_files_are_drawn_literally(pipeline: Path) -> None:
     _edit(pipeline / "accuracy.json", lambda d: d.update(data="folder:/srv/c$/data/imgs_$v2"))
     _edit(pipeline / "selection.json", lambda d: d["latency_rule"].update(describe="p90 in $ms$ of $x^"))
@@ -191,6 +197,7 @@ def test_dollar_signs_from_the_files_are_drawn_literally(pipeline: Path) -> None
     assert "net_$a$_$b on c$/x_$y" in fig.axes[0].get_title()
 
 
+@pytest.mark.slow  # 1.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_data_name_that_is_not_utf8_is_drawn_escaped(pipeline: Path) -> None:
     """Red-team 2026-12-05: a data folder named with a byte that is not UTF-8 (a lone surrogate in Python) made
     matplotlib fail (TypeError from FT2Font): no accuracy figure in the page, and ``eval --plot`` failed."""
@@ -204,6 +211,7 @@ def test_a_data_name_that_is_not_utf8_is_drawn_escaped(pipeline: Path) -> None:
 # ------------------------------------------------------------------------ 6: a stale selection
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_stale_selection_is_warned_about_in_the_answer(pipeline: Path) -> None:
     _edit(pipeline / "selection.json",
           lambda d: d.update(inputs={"profiles": [], "accuracy": {"path": "accuracy.json", "sha256": "cd" * 32}}))
@@ -214,6 +222,7 @@ def test_a_stale_selection_is_warned_about_in_the_answer(pipeline: Path) -> None
     assert "these numbers come from old files" in _section(page, "tradeoff")
 
 
+@pytest.mark.slow  # 2.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_selection_made_from_files_the_folder_no_longer_holds_is_stale(pipeline: Path) -> None:
     """Red-team 2026-12-05: a profile re-written under another name (or deleted) after ``select`` was not
     flagged: the answer came from a file the page no longer shows."""
@@ -260,6 +269,7 @@ def test_a_selection_without_candidates_says_why_nothing_is_drawn(tmp_path: Path
 # ------------------------------------------------------------------------ 8: an error names its file once
 
 
+@pytest.mark.slow  # 0.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_section_error_names_its_file_once(pipeline: Path) -> None:
     prof = next((pipeline / "profiles").glob("*onnx*.json"))
     prof.write_text("{not json", encoding="utf-8")
@@ -270,6 +280,7 @@ def test_a_section_error_names_its_file_once(pipeline: Path) -> None:
 # ------------------------------------------------------------------------ 9: one percent format, no self-tie
 
 
+@pytest.mark.slow  # 1.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_percentages_from_the_selection_in_the_page_format_and_no_width_tied_with_itself(pipeline: Path) -> None:
     sel = selection_v2()
     sel["tie_rule"] = "95% accuracy interval"
@@ -285,6 +296,7 @@ def test_percentages_from_the_selection_in_the_page_format_and_no_width_tied_wit
 # ------------------------------------------------------------------------ 10: wide tables
 
 
+@pytest.mark.slow  # 1.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_tables_scroll_in_their_own_box_and_figures_fit(pipeline: Path) -> None:
     page = render_report(pipeline).html
     assert page.count("<table>") == page.count('<div class="scroll"><table>') > 0
@@ -292,6 +304,7 @@ def test_tables_scroll_in_their_own_box_and_figures_fit(pipeline: Path) -> None:
     assert ".scroll{overflow-x:auto" in css and "img{max-width:100%" in css and "overflow-wrap:anywhere" in css
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_metrics_line_nested_too_deep_is_an_error_of_that_file_only(pipeline: Path) -> None:
     """A metrics line of arrays nested 10^5 deep raised RecursionError out of the collection and the whole
     report failed; it is one unreadable file like any other (red-team)."""

@@ -259,6 +259,7 @@ def test_an_artifact_of_a_fresh_model_and_a_profile_of_other_macs_are_flagged(pi
     assert len(errors) == 3
 
 
+@pytest.mark.slow  # 1.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_switchable_export_is_listed_and_rehashed(pipeline: Path) -> None:
     """``us3l export --switchable`` writes a switchable_manifest beside the static ones: the report lists it with
     its grid and worst verification, and a changed file turns it to valid: no like any artifact."""
@@ -597,6 +598,7 @@ def test_a_tie_spelled_with_4_decimals_is_the_chosen_width_itself() -> None:
     assert tied_widths(dev) == [0.75]
 
 
+@pytest.mark.slow  # 1.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_profile_of_a_switchable_artifact_re_exported_since_is_flagged_stale(pipeline: Path, monkeypatch,
                                                                                tmp_path_factory) -> None:
     """Red-team 2026-12-06 (rtS): `us3l export --switchable` again into the same folder (another grid, or another

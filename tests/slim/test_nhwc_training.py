@@ -4,6 +4,7 @@ kernel for fewer than 16 input channels corrupts the heap), with the plain netwo
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -58,6 +59,7 @@ def test_nhwc_training_gives_the_plain_nchw_outputs_and_gradients_through_the_un
         torch.testing.assert_close(net.eval()(x_cl), ref.eval()(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # 4.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_static_network_trains_nhwc_with_3_threads_without_corrupting_the_heap() -> None:
     """The materialized narrow network in NHWC crashed within a few steps at 3 threads on this 2-core AVX-512 VM
     (139, or 134 "free(): invalid next size"), as the slim layer did before ``_unit_stride_input``."""

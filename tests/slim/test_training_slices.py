@@ -89,6 +89,7 @@ def test_a_strided_1x1_convolution_of_a_narrow_nhwc_input_trains_through_the_uni
     assert not _strided_1x1_nhwc_narrow(torch.empty(16, 8, 3, 3), (2, 2), (1, 1), 1, cl)  # not 1x1
 
 
+@pytest.mark.slow  # 4.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_training_a_narrow_strided_1x1_nhwc_convolution_with_3_threads_does_not_corrupt_the_heap() -> None:
     """Found 2026-12-07 (`us3l train --threads 3` on 2 cores exited 134 "free(): invalid next size" or 139): the
     layer trains 200 steps with 3 intra-op threads in a fresh process; before, it crashed within a few."""

@@ -51,6 +51,7 @@ def _left_while_training(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
+@pytest.mark.slow  # 0.8 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_training_flushes_by_default_and_records_it(tiny_cfg, ieee_main_thread: None,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     assert denormals_left(4) == 4  # 4 elements: computed on this (main) thread
@@ -64,6 +65,7 @@ def test_training_flushes_by_default_and_records_it(tiny_cfg, ieee_main_thread: 
 
 
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero mode")
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_flush_denormal_false_keeps_them(tiny_cfg, ieee_main_thread: None, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_flush_denormal(True)  # the caller flushes: the config still wins during the run
     cfg = tiny_cfg(epochs=4, flush_denormal=False)

@@ -76,6 +76,7 @@ print("main returned", file=sys.stderr)
 
 
 @pytest.mark.parametrize(("world", "args", "rc"), [("2", ["version"], 0), ("2", ["models", "--nope"], 2)])
+@pytest.mark.slow  # 2 cases, 2.6 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_process_of_a_distributed_job_ends_without_finalisation(world: str, args: list[str], rc: int) -> None:
     """gloo's threads free the last collectives' tensors after the collective returned; in the interpreter's
     finalisation that aborted a finished training process (SIGABRT, "terminate called without an active
@@ -91,6 +92,7 @@ def test_a_process_of_a_distributed_job_ends_without_finalisation(world: str, ar
         assert proc.stderr.startswith("error: ")
 
 
+@pytest.mark.slow  # 3.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_single_process_finalises_as_usual() -> None:
     env = {**os.environ, "WORLD_SIZE": "1"}
     proc = subprocess.run([sys.executable, "-c", _WORKER, "version"], env=env, capture_output=True, text=True,

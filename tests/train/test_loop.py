@@ -42,6 +42,7 @@ def _documented_checkpoint_json() -> tuple[str, str]:
     return listing.replace("tool version", "tool_version"), data
 
 
+@pytest.mark.slow  # 2.3 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_checkpoint_json_holds_the_fields_training_md_lists(tiny_cfg) -> None:
     cfg = tiny_cfg(epochs=4)
     run_training(cfg)
@@ -51,6 +52,7 @@ def test_checkpoint_json_holds_the_fields_training_md_lists(tiny_cfg) -> None:
     assert [k for k in meta["data"] if not re.search(rf"\b{k}\b", data)] == []
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_metrics_lines_hold_exactly_the_fields_training_md_lists(tiny_cfg) -> None:
     cfg = tiny_cfg(epochs=4, knn_every=2)
     run_training(cfg)
@@ -60,6 +62,7 @@ def test_metrics_lines_hold_exactly_the_fields_training_md_lists(tiny_cfg) -> No
     assert set(lines[1]["knn"]) == {"k", "k_requested", "bank_size", "bank_seed"}
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_tiny_run_writes_checkpoint_metrics_and_knn(tiny_cfg) -> None:
     cfg = tiny_cfg(epochs=4, knn_every=2)
     res = run_training(cfg)
@@ -85,6 +88,7 @@ def test_tiny_run_writes_checkpoint_metrics_and_knn(tiny_cfg) -> None:
         assert torch.equal(v, tensors["backbone." + k])
 
 
+@pytest.mark.slow  # 3.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_existing_checkpoint_needs_resume_or_overwrite(tiny_cfg) -> None:
     from us3l.errors import US3LError
 
@@ -120,6 +124,7 @@ def test_a_run_saved_with_a_setting_refused_since_still_resumes(tiny_cfg, run: d
     assert run_training(cfg, resume=True).status == "completed"
 
 
+@pytest.mark.slow  # 2.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tiny_cfg, tmp_path: Path) -> None:
     from us3l.errors import US3LError
 
@@ -147,6 +152,7 @@ def _folder(run: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("stop", [RuntimeError("step failed"), KeyboardInterrupt()])
+@pytest.mark.slow  # 2 cases, 0.8 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(stop: BaseException, tiny_cfg, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A run that failed (or was interrupted) in an epoch before its first checkpoint left config.yaml and
@@ -211,6 +217,7 @@ def test_a_resumed_run_that_fails_removes_nothing(tiny_cfg, monkeypatch: pytest.
 
 
 @pytest.mark.parametrize("fails", [False, True])
+@pytest.mark.slow  # 2 cases, 0.9 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_run_gives_the_process_settings_back(fails: bool, tiny_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
     """run_training left torch's thread count at the run's `threads`, denormals flushed (`flush_denormal`) and the
     global random generator at the run's seed: a program (or the next test) calling it inherited them. Each is as
@@ -279,6 +286,7 @@ def test_a_run_gives_the_current_cuda_device_back(fails: bool, initialised: bool
         assert current == [3] and calls == ["set_device(3)"]
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_resume_refuses_damaged_weights(tiny_cfg, tmp_path: Path) -> None:
     from us3l.errors import US3LError
 
@@ -314,6 +322,7 @@ def _stopped_after_checkpoint(cfg, epoch: int, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(loop_mod, "_save", real_save)
 
 
+@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_resume_in_process_is_bit_identical(tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     full = tiny_cfg(epochs=4, out=str(tmp_path / "full"))
     run_training(full)
@@ -398,6 +407,7 @@ def test_nan_loss_before_any_checkpoint_says_none_was_saved(tiny_cfg, monkeypatc
     assert res.message.endswith(f"no checkpoint was saved before it: start {cfg.out} over with --overwrite")
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_asymmetric_byol_views_train(tiny_cfg) -> None:
     """The MoCo v3 recipe's asymmetric views (augment: byol) run through the loop and are recorded."""
     cfg = tiny_cfg(epochs=4, augment="byol", crop_min=0.5)
@@ -417,6 +427,7 @@ def test_resume_drops_damaged_metric_lines(line: str, tmp_path: Path) -> None:
     assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_run_stopped_before_its_first_checkpoint_is_not_mixed_into_a_new_one(tiny_cfg, tmp_path: Path) -> None:
     from us3l.errors import US3LError
 
@@ -432,6 +443,7 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_mixed_into_a_new_one(t
     assert len(lines) == 4 and '"loss": 9.0' not in lines[0]
 
 
+@pytest.mark.slow  # 1.0 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_resume_takes_the_same_data_moved_elsewhere(tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """--resume --data NEW: the run's data set at a new path goes on (and is recorded); other data is refused."""
@@ -566,6 +578,7 @@ def test_an_overwrite_stopped_while_it_puts_the_old_run_back_loses_none_of_it(tm
 
 
 @pytest.mark.parametrize("name", ["backbone.conv1.weight", "train.encoder_k.backbone.conv1.weight"])
+@pytest.mark.slow  # 2 cases, 1.0 s each on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_resume_refuses_weights_of_another_dtype(name: str, tiny_cfg, tmp_path: Path) -> None:
     """Red-team 2026-12-06: a checkpoint whose float tensor was relabelled int32 (weights_sha256 updated with it) was
     refused by eval, calibrate, profile and export (checkpoint.check_dtypes), but `train --resume` cast the integers

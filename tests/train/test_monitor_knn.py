@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from us3l.train import run_training
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_monitor_uses_a_stratified_bank_and_a_capped_k(tiny_cfg) -> None:
     # 2 classes x 4 train images, sorted by class: the first 4 rows would be class "a" only
     cfg = tiny_cfg(epochs=4, knn_max_train=4, knn_k=3)

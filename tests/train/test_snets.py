@@ -65,6 +65,7 @@ def snets_run(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_empty_knn_widths_is_no_monitor(tiny_folder: Path, tmp_path: Path) -> None:
     """Docs truth pass 2026-12-05: `knn_widths: []` ran the monitor at every switch while the CLI said "no kNN
     monitor" (docs/training.md: `[]`: no monitor)."""

@@ -62,6 +62,7 @@ def test_out_of_range_flags_are_usage_errors(tmp_path: Path, argv: list[str], me
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # 2.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_resume_checks_only_what_it_uses_and_says_when_there_is_nothing_to_resume(
         tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1)
@@ -113,6 +114,7 @@ def test_one_class_is_refused(tmp_path: Path, tiny_folder: Path,
     assert capsys.readouterr().err == message
 
 
+@pytest.mark.slow  # 2.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_one_class_trains_without_the_monitor(tmp_path: Path, tiny_folder: Path) -> None:
     """Red-team 2026-12-06: unlabelled images in one folder (self-supervised pretraining needs no labels) were
     refused for the kNN monitor's sake even with the monitor off (knn_widths: [])."""
@@ -137,6 +139,7 @@ def test_json_prints_no_progress(tmp_path: Path, tiny_folder: Path, capsys: pyte
     assert "epoch 1 |" not in cap.err and "amp: auto" not in cap.err and "threads: auto" not in cap.err, cap.err
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_train_state_of_another_model_is_refused_on_resume(tmp_path: Path, tiny_folder: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-05: it loaded, and the run failed at the first SGD step with a bare size mismatch."""
@@ -311,6 +314,7 @@ def test_a_width_range_edited_in_checkpoint_json_is_refused_on_resume(tmp_path: 
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow  # 4.4 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_resumed_runs_knn_header_names_the_runs_own_k_and_temperature(
         tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-06: after --resume the table's header read the command line's defaults (k asked 20,
@@ -331,6 +335,7 @@ def test_a_resumed_runs_knn_header_names_the_runs_own_k_and_temperature(
     assert "knn_widths is empty" in captured.err and "kNN accuracy" not in captured.out
 
 
+@pytest.mark.slow  # 0.9 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_resume_on_another_number_of_processes_says_the_batch_changed(
         tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """batch_size is per process: a run trained on 2 processes and resumed on 1 halves the images per iteration
@@ -347,6 +352,7 @@ def test_a_resume_on_another_number_of_processes_says_the_batch_changed(
                      "an iteration now takes 4 images (it took 8) at the same learning rate\n") == 1, err
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_an_overwrite_killed_before_its_first_checkpoint_gives_the_old_run_back(
         tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-06: --overwrite sets the old run aside until the new one saves; a SIGKILL before that (the
@@ -370,6 +376,7 @@ def test_an_overwrite_killed_before_its_first_checkpoint_gives_the_old_run_back(
     assert not list(out.glob(".replaced-*"))
 
 
+@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_an_overwrite_killed_under_this_processs_pid_gives_the_old_run_back(
         tmp_path: Path, tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The set-aside folder was named by the PID alone, and one named by this process's PID was taken for its own
@@ -553,6 +560,7 @@ def test_a_config_edited_in_checkpoint_json_is_refused_on_resume(tmp_path: Path,
     assert (run / "checkpoint.safetensors").read_bytes() == weights
 
 
+@pytest.mark.slow  # 2.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_a_relative_data_path_is_recorded_where_it_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """Red-team 2026-12-07: `us3l train --data folder:imgs` recorded the spec as typed, so the commands that default
