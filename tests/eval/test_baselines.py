@@ -18,7 +18,6 @@ from us3l.models import create_model
 from us3l.train.knn import effective_k, stratified_indices
 
 
-@pytest.mark.slow  # 1.5 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_eval_reports_intervals_baselines_and_capped_k(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,7 +16,6 @@ from us3l.eval.hits import decode_hits
 from us3l.slim import calibrated_widths
 
 
-@pytest.mark.slow  # 3.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_calibrate_then_eval(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", "--ckpt", str(run_dir), "--batches", "2", "--points", "3", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

@@ -62,7 +62,6 @@ def test_metrics_lines_hold_exactly_the_fields_training_md_lists(tiny_cfg) -> No
     assert set(lines[1]["knn"]) == {"k", "k_requested", "bank_size", "bank_seed"}
 
 
-@pytest.mark.slow  # 1.1 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_tiny_run_writes_checkpoint_metrics_and_knn(tiny_cfg) -> None:
     cfg = tiny_cfg(epochs=4, knn_every=2)
     res = run_training(cfg)
@@ -322,7 +321,6 @@ def _stopped_after_checkpoint(cfg, epoch: int, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(loop_mod, "_save", real_save)
 
 
-@pytest.mark.slow  # 2.2 s on the 2-core EPYC: CI runs it (./test.sh -m slow)
 def test_resume_in_process_is_bit_identical(tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     full = tiny_cfg(epochs=4, out=str(tmp_path / "full"))
     run_training(full)
