@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from us3l import script_cli
 
@@ -104,7 +105,7 @@ def result_document(results: list[dict[str, object]], argv: list[str], started: 
             "results": results}
 
 
-def _child(args: argparse.Namespace) -> int:
+def _child(args: argparse.Namespace) -> NoReturn:
     """One export in this fresh process; prints one JSON line of phases."""
     w0, c0 = time.perf_counter(), time.process_time()
     sys.path.insert(0, str(ROOT))
@@ -132,7 +133,7 @@ def _child(args: argparse.Namespace) -> int:
     rest = (whole.wall_s - sum(p.wall_s for p in inner), whole.cpu_s - sum(p.cpu_s for p in inner))
     rows.append({"name": "rest of the command (CLI, checks, table)", "wall_s": rest[0], "cpu_s": rest[1]})
     print("PHASES " + json.dumps({"rc": rc, "valid": valid, "phases": rows}), flush=True)
-    return rc
+    cli.end_process(rc)  # as the `us3l` command ends (its console script): without the interpreter's finalisation
 
 
 def _run_one(model: str, width: float, backend: str, exporter: str, ckpt: str | None) -> dict[str, object]:
@@ -225,7 +226,7 @@ def main() -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        return _child(args)
+        _child(args)
 
     json_path = check_json_path(args.json_path) if args.json_path else None
     from us3l.profiler.provenance import (

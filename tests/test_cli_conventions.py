@@ -902,3 +902,42 @@ def test_us3l_alone_prints_the_help_and_exits_2_as_documented(capsys: pytest.Cap
     for doc in ("docs/cli.md", "README.md"):
         row = next(line for line in (root / doc).read_text(encoding="utf-8").splitlines() if line.startswith("| 2 |"))
         assert "`us3l` alone, no command given, which prints the help on stdout" in row, doc
+
+
+def _ended_by_end_process(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    head = "import atexit, ctypes, sys, threading, time\nfrom us3l.cli import end_process\n"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # the streams buffer, as for a user
+    return subprocess.run([sys.executable, "-c", head + code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=env)
+
+
+def test_end_process_runs_atexit_and_flushes_python_and_c_output(tmp_path: Path) -> None:
+    """`us3l` ends without the interpreter's finalisation (0.7-0.9 s with torch, OpenVINO and onnxruntime loaded:
+    benchmarks/exit_cost.py); what finalisation did that matters still happens. Through pipes, so every stream is
+    block-buffered: a result not flushed, a C library's line on stdout, the atexit functions and the exit status."""
+    proc = _ended_by_end_process(
+        "atexit.register(lambda: sys.stdout.write('atexit ran\\n'))\n"
+        "sys.stdout.write('result\\n')\n"
+        "sys.stderr.write('note\\n')\n"
+        "ctypes.CDLL(None).printf(b'from C\\n')\n"
+        "end_process(3)\n", tmp_path)
+    assert proc.returncode == 3
+    assert sorted(proc.stdout.splitlines()) == ["atexit ran", "from C", "result"] and proc.stderr == "note\n"
+
+
+def test_end_process_waits_for_a_thread_the_interpreter_would_wait_for(tmp_path: Path) -> None:
+    """A non-daemon thread still running is joined, as a plain exit joins it: its work is not cut short."""
+    proc = _ended_by_end_process(
+        "def work():\n    time.sleep(0.3)\n    open('done', 'w').write('yes')\n"
+        "threading.Thread(target=work).start()\n"
+        "end_process(0)\n", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "done").read_text() == "yes"
+
+
+@pytest.mark.parametrize(("argv", "code", "out"), [(["version"], 0, f"us3l: {__version__}"), (["bogus"], 2, "")])
+def test_python_m_us3l_ends_with_the_commands_status(argv: list[str], code: int, out: str) -> None:
+    """`python -m us3l` (and the console script: pyproject's `us3l.cli:console_main`) ends through end_process."""
+    proc = subprocess.run([sys.executable, "-m", "us3l", *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout.splitlines()[:1] == ([out] if out else [])

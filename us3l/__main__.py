@@ -1,5 +1,3 @@
-import sys
+from us3l.cli import console_main
 
-from us3l.cli import main
-
-sys.exit(main())
+console_main()
