@@ -941,3 +941,13 @@ def test_python_m_us3l_ends_with_the_commands_status(argv: list[str], code: int,
     proc = subprocess.run([sys.executable, "-m", "us3l", *argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == code, proc.stderr
     assert proc.stdout.splitlines()[:1] == ([out] if out else [])
+
+
+def test_ctrl_c_once_the_status_is_decided_is_ignored(tmp_path: Path) -> None:
+    """A Ctrl-C after the command returned (here: during an atexit function) neither kills the process by the
+    signal without a word (exit -2, as during the interpreter's finalisation before) nor changes its status."""
+    proc = _ended_by_end_process(
+        "import os, signal\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2), print('after')))\n"
+        "end_process(0)\n", tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "after\n", "")

@@ -2,12 +2,12 @@
 
 ``torch.device("meta")`` alone runs each layer's initialisation on meta tensors, and ``Tensor.normal_`` on a meta
 tensor goes through ``torch._refs.normal_``, whose first call imports ``torch._dynamo``: 1.7-2 s on a 2-core AVX2
-CPU, paid by every command that checks a network's shapes before it builds it (a
-checkpoint's load, an export's manifest record, a manifest's check, ``us3l train``'s memory check) whenever the
-network draws a weight from a normal distribution (ResNet-50's ``kaiming_normal_``, MobileNetV2's ``normal_``). On
-a meta tensor a draw has no values to change, so here it is skipped: the same shapes, without the import. (Other
-arithmetic on meta tensors has the same cost, through sympy: ViT's position table is only a shape on the meta
-device, and ``us3l.slim.layers._leading_block`` makes a narrow block with ``new_empty`` there.)
+CPU, paid by every command that checks a network's shapes before it builds it (a checkpoint's load, an export's
+manifest record, a manifest's check, ``us3l train``'s memory check) whenever the network draws a weight from a
+normal distribution (ResNet-50's ``kaiming_normal_``, MobileNetV2's ``normal_``). On a meta tensor a draw has no
+values to change, so here it is skipped: the same shapes, without the import. (Other arithmetic on meta tensors has
+the same cost, through sympy: ViT's position table is only a shape on the meta device, and
+``us3l.slim.layers._leading_block`` makes a narrow block with ``new_empty`` there.)
 """
 
 from __future__ import annotations
