@@ -85,6 +85,8 @@ def test_cli_runs_beside_a_deploy_py_and_a_profiler_py(decoy_folder: Path) -> No
     code = (
         "import runpy, sys\n"
         "sys.argv = ['us3l', 'version']\n"
+        "import us3l.cli\n"
+        "us3l.cli.end_process = sys.exit  # the command's end without os._exit: this interpreter goes on\n"
         "status = 0\n"
         "try:\n"
         "    runpy.run_module('us3l', run_name='__main__', alter_sys=True)\n"
