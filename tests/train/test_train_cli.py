@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from us3l.cli import main
+from us3l.errors import US3LError
 
 from .conftest import killed_overwrite, write_junk_folder, write_tiny_config
 
@@ -601,3 +602,26 @@ def test_a_relative_data_path_is_recorded_where_it_points(tmp_path: Path, monkey
     assert main(["train", "--out", str(run), "--resume"]) == 0
     meta = json.loads((run / "checkpoint.json").read_text())
     assert meta["epoch"] == 2 and meta["data"]["spec"] == first and meta["config"]["data"] == first
+
+
+def test_the_resolved_config_is_printed_as_yaml_lines(tmp_path: Path, tiny_folder: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """2026-12-08: the resolved config was one stderr line with its newlines shown as `\\n` (plain notes are one
+    line each, since 2026-12-07). Each YAML line is its own line again; a newline in a value stays quoted by yaml."""
+    import yaml
+
+    import us3l.train
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise US3LError("stopped after the config")
+
+    monkeypatch.setattr(us3l.train, "run_training", stop)
+    cfg = _config(tmp_path, tiny_folder, schedule="none", epochs=1, quiet=False)
+    out = tmp_path / "a\nerror: b"
+    assert main(["train", "--config", str(cfg), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    head, _, rest = err.partition("resolved config\n")
+    yaml_text, _, tail = rest.partition("error: stopped after the config\n")
+    assert tail == "" and "\\n" not in yaml_text and not any(x.startswith("error:") for x in yaml_text.splitlines())
+    assert yaml.safe_load(yaml_text)["out"] == str(out) and yaml.safe_load(yaml_text)["epochs"] == 1

@@ -209,7 +209,10 @@ def train_cmd(
     if is_main and not cfg.quiet and not json_out:
         note("[bold]resolved config[/]" + (" (the run's saved config: --resume continues it)" if shown is not cfg
                                            else ""))
-        note(yaml.safe_dump(shown.to_dict(), sort_keys=False).rstrip(), markup=False)
+        # line by line: one note of the whole YAML showed its newlines as `\n` (plain notes are one line each);
+        # yaml quotes a value's own newline or control character, so each line is a line of the YAML
+        for line in yaml.safe_dump(shown.to_dict(), sort_keys=False).rstrip().splitlines():
+            note(line, markup=False)
     run = run_training(cfg, resume=resume, overwrite=overwrite, data=moved_data, loaded=loaded)
     if not is_main:
         return
