@@ -54,8 +54,7 @@ def _one(args: argparse.Namespace, ending: str) -> tuple[float, float]:
         t1 = time.monotonic()
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RETURNED ")), None)
     if proc.returncode != 0 or line is None:
-        last = next((x for x in reversed(proc.stderr.splitlines()) if x.strip()), "no output on stderr")
-        raise US3LError(f"the export failed ({ending}, exit {proc.returncode}): {last.removeprefix('error:').strip()}")
+        raise US3LError(f"the export failed ({ending}, exit {proc.returncode}): {script_cli.last_words(proc.stderr)}")
     return t1 - float(line.split()[1]), t1 - t0
 
 

@@ -151,10 +151,9 @@ def _run_one(model: str, width: float, backend: str, exporter: str, ckpt: str | 
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("PHASES ")), None)
-    if proc.returncode != 0 or line is None:  # the child's last words: us3l's one error line, or a traceback's end
-        last = next((x for x in reversed(proc.stderr.splitlines()) if x.strip()), "no output on stderr")
+    if proc.returncode != 0 or line is None:
         raise US3LError(f"export failed ({model} {width} {backend} {exporter}, exit {proc.returncode}): "
-                        f"{last.removeprefix('error:').strip()}")
+                        f"{script_cli.last_words(proc.stderr)}")
     doc = json.loads(line[len("PHASES "):])
     if not doc["valid"]:
         raise US3LError(f"export not valid ({model} {width} {backend} {exporter})")

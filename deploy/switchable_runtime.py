@@ -364,9 +364,10 @@ def _file_records(
 def _check_feature_dims(doc: dict[str, Any], path: Path, what: str, records: Mapping[str, Any]) -> None:
     """``model.per_width[].feature_dim`` (each width's output size, the ``"features"`` axis of ``output.shape``)
     against the file's ``us3l.switchable.feature_dims`` (in ``records``; absent: not recorded, unchecked). ``true``
-    is not ``1``; a manifest that records no feature_dim claims none."""
+    is not ``1``. Every switchable export has written both since the first one, so a manifest without them beside a
+    file that records them was edited: refused, as ``us3l report`` shows it (its ``_check_switchable_model``)."""
     claimed = [p.get("feature_dim") for p in doc["model"]["per_width"]]
-    if META_FEATURES not in records or all(c is None for c in claimed):
+    if META_FEATURES not in records:
         return
     recorded = records[META_FEATURES]
     if not isinstance(recorded, list) or [(type(c), c) for c in claimed] != [(type(r), r) for r in recorded]:

@@ -303,3 +303,13 @@ def test_help_and_a_bad_value_are_answered_before_torch_is_imported(script: str)
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     probes = [ln for ln in proc.stderr.splitlines() if ln.startswith("TORCH ")]
     assert probes == ["TORCH False EXIT 2"] * len(bad) + ["TORCH False EXIT 0"], proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("stderr", "said"), [
+    ("progress\nerror: the checkpoint is not a file\n\n", "the checkpoint is not a file"),
+    ("Traceback (most recent call last):\n  File \"x\", line 1\nValueError: bad\n", "ValueError: bad"),
+    ("", "no output on stderr"),
+    ("  \n\n", "no output on stderr"),
+])
+def test_last_words_is_a_failed_childs_last_line_without_error(stderr: str, said: str) -> None:
+    assert script_cli.last_words(stderr) == said

@@ -262,9 +262,9 @@ def end_process(code: int) -> NoReturn:
     """End this process with ``code`` once a command is done, skipping the interpreter's finalisation.
 
     With torch, OpenVINO and onnxruntime loaded, finalisation (freeing every module, the libraries' static
-    destructors) takes 0.7 s on the 2-core EPYC (about 0.3 s of it torch's): a seventh of a whole ``us3l export``
-    (docs/deploy.md, "Export time"), for nothing the command still needs. What the interpreter would do that
-    matters still happens: the ``atexit`` functions run (the data loader's worker reaper, logging's flush, the
+    destructors) takes 0.7-0.9 s on the 2-core EPYC (about 0.3 s of it torch's): a sixth to a seventh of a whole
+    ``us3l export`` (docs/deploy.md, "Export time"), for nothing the command still needs. What the interpreter would
+    do that matters still happens: the ``atexit`` functions run (the data loader's worker reaper, logging's flush, the
     removal of temporary folders left to ``weakref.finalize``) and every stream is flushed, Python's and C's (a
     library's message on stdout). A thread the interpreter would wait for (not a daemon) is waited for: then the
     exit is the ordinary one. Every result file is written and closed before a command returns (atomic writes).

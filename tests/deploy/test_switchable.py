@@ -406,6 +406,14 @@ def test_a_manifest_output_shape_the_file_contradicts_is_refused(shared_export, 
             f"model.per_width[].feature_dim [512, 512] differ from {what} own feature dims [512, 128]; the manifest "
             "was edited: re-export")
 
+    def no_feature_dims(doc: dict) -> None:  # 2026-12-08: accepted here while us3l report called it edited
+        for p in doc["model"]["per_width"]:
+            del p["feature_dim"]
+        del doc["switchable"]["feature_dims"]
+
+    refused(no_feature_dims, f"model.per_width[].feature_dim [None, None] differ from {what} own feature dims "
+                             "[512, 128]; the manifest was edited: re-export")
+
 
 @pytest.mark.parametrize(("key", "value", "field", "original"), [
     ("feature_dims", [512, 512], "model.per_width[].feature_dim", [512, 128]),

@@ -621,7 +621,7 @@ def test_the_resolved_config_is_printed_as_yaml_lines(tmp_path: Path, tiny_folde
     out = tmp_path / "a\nerror: b"
     assert main(["train", "--config", str(cfg), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    head, _, rest = err.partition("resolved config\n")
-    yaml_text, _, tail = rest.partition("error: stopped after the config\n")
+    yaml_text, _, tail = err.partition("resolved config\n")[2].partition("error: stopped after the config\n")
     assert tail == "" and "\\n" not in yaml_text and not any(x.startswith("error:") for x in yaml_text.splitlines())
-    assert yaml.safe_load(yaml_text)["out"] == str(out) and yaml.safe_load(yaml_text)["epochs"] == 1
+    printed = yaml.safe_load(yaml_text)
+    assert printed["out"] == str(out) and printed["epochs"] == 1
