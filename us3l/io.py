@@ -504,10 +504,18 @@ def check_schema(doc: Any, kind: str, version: int, path: str | Path) -> None:
         )
 
 
-def output_folder(path: Path, flag: str = "--out") -> Path:
-    """``path`` as an output folder: a one-line error when it names an existing file (checked before any work)."""
+def output_folder(path: Path, flag: str = "--out", writes: str | None = None) -> Path:
+    """``path`` as an output folder: a one-line error when it names an existing file (checked before any work).
+
+    ``writes``: the file the command writes in it (``accuracy.json``). A path that does not exist yet and ends in that
+    file's suffix is a file name given where a folder goes (``--out results/accuracy.json``): refused, rather than made
+    a folder holding ``results/accuracy.json/accuracy.json``. An existing folder of any name is taken as it is."""
     if path.exists() and not path.is_dir():
         raise US3LError(f"{flag} must be a folder, got the file {path}")
+    suffix = Path(writes).suffix.lower() if writes else ""
+    if suffix and not path.exists() and path.suffix.lower() == suffix:
+        raise US3LError(f"{flag} must be a folder (the command writes {writes} in it), got the file name {path}: give "
+                        f"{flag} {path.parent}")
     return path
 
 

@@ -223,10 +223,24 @@ def test_checkpoint_of_another_model_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # a whole evaluation for one path case
 def test_eval_out_folder_named_like_a_json_file(run_dir: Path, tmp_path: Path) -> None:
-    # --out is a folder, whatever its name: accuracy.json goes inside it (it once became a rename onto the folder)
+    # an existing folder is a folder, whatever its name: accuracy.json goes inside it (it once became a rename onto
+    # the folder)
     out = tmp_path / "acc.json"
+    out.mkdir()
     assert main(["eval", "--ckpt", str(run_dir), "--widths", "1.0", "--batches", "2", "--out", str(out)]) == 0
     assert out.is_dir() and load_accuracy(out / "accuracy.json")["widths"][0]["width"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["accuracy.json", "results.JSON"])
+def test_eval_out_given_a_new_json_file_name_is_refused(run_dir: Path, tmp_path: Path, name: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """2026-12-08: ``--out results/accuracy.json`` (a file name where the folder goes) silently made the folder
+    ``results/accuracy.json`` and wrote ``results/accuracy.json/accuracy.json`` in it."""
+    out = tmp_path / "results" / name
+    _err(main(["eval", "--ckpt", str(run_dir), "--widths", "1.0", "--out", str(out)]), capsys,
+         f"--out must be a folder (the command writes accuracy.json in it), got the file name {out}: give --out "
+         f"{out.parent}")
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("command", ["eval", "calibrate"])

@@ -286,7 +286,7 @@ def eval_cmd(
     if plot:
         require_package("matplotlib", "plot", "--plot")
     run = run_dir_of(weights_path(ckpt))  # a checkpoint, before anything is locked or written beside it
-    out_dir = output_folder(out if out is not None else run)  # checked before any work
+    out_dir = output_folder(out if out is not None else run, writes=ACCURACY_FILE)  # checked before any work
     # a file of the user's named accuracy.json is never replaced (a damaged us3l one is), as select and profile do
     check_replaceable(out_dir / ACCURACY_FILE, "us3l accuracy file", lambda head: b'"kind": "accuracy"' in head[:200])
     if plot:  # a PNG of the user's where a plot would go: refused before any work
