@@ -288,3 +288,25 @@ def test_an_out_that_is_a_link_to_no_folder_is_what_following_it_gives(
     assert main([*argv, "--out", str(out)]) == 1
     assert _one_error_line(capsys) == f"error: {why}"
     assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize(("argv", "name", "writes"), [
+    (["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "1", "--max-seconds", "0.1"], "p.json",
+     "MODEL-DEVICE-BACKEND-PRECISION.json and .csv"),
+    (["profile", "--device", "cpu", "--model", "cifar_resnet18", "--widths", "1", "--max-seconds", "0.1"], "p.CSV",
+     "MODEL-DEVICE-BACKEND-PRECISION.json and .csv"),
+    (["export", "--model", "cifar_resnet18", "--width", "0.25", "--backend", "onnx"], "model.onnx",
+     "DEVICE/MODEL-wW-BACKEND-PRECISION/ with the model file and manifest.json"),
+    (["export", "--model", "cifar_resnet18", "--width", "0.25", "--backend", "openvino"], "model.xml",
+     "DEVICE/MODEL-wW-BACKEND-PRECISION/ with the model file and manifest.json"),
+], ids=["profile-json", "profile-csv", "export-onnx", "export-xml"])
+def test_an_out_named_like_an_output_file_is_refused_naming_the_folder(
+        argv: list[str], name: str, writes: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """2026-12-08: ``us3l profile --out p.json`` and ``us3l export --out model.onnx`` (a file name where the folder
+    goes) made the folders p.json/ and model.onnx/local/... and wrote into them. A folder of that name that exists is
+    used (a folder is a folder, whatever its name)."""
+    out = tmp_path / "results" / name
+    assert main([*argv, "--out", str(out)]) == 1
+    assert capsys.readouterr().err == (f"error: --out must be a folder (the command writes {writes} in it), got the "
+                                       f"file name {out}: give --out {out.parent}\n")
+    assert not (tmp_path / "results").exists()

@@ -504,16 +504,20 @@ def check_schema(doc: Any, kind: str, version: int, path: str | Path) -> None:
         )
 
 
-def output_folder(path: Path, flag: str = "--out", writes: str | None = None) -> Path:
+def output_folder(
+    path: Path, flag: str = "--out", writes: str | None = None, suffixes: tuple[str, ...] | None = None
+) -> Path:
     """``path`` as an output folder: a one-line error when it names an existing file (checked before any work).
 
-    ``writes``: the file the command writes in it (``accuracy.json``). A path that does not exist yet and ends in that
-    file's suffix is a file name given where a folder goes (``--out results/accuracy.json``): refused, rather than made
-    a folder holding ``results/accuracy.json/accuracy.json``. An existing folder of any name is taken as it is."""
+    ``writes``: what the command writes in it (``accuracy.json``); ``suffixes``: its files' suffixes (default: that
+    of ``writes``). A path that does not exist yet and ends in one of them is a file name given where a folder goes
+    (``--out results/accuracy.json``): refused, rather than made a folder holding ``results/accuracy.json/
+    accuracy.json``. An existing folder of any name is taken as it is."""
     if path.exists() and not path.is_dir():
         raise US3LError(f"{flag} must be a folder, got the file {path}")
-    suffix = Path(writes).suffix.lower() if writes else ""
-    if suffix and not path.exists() and path.suffix.lower() == suffix:
+    if suffixes is None:
+        suffixes = (Path(writes).suffix,) if writes else ()
+    if not path.exists() and path.suffix.lower() in {x.lower() for x in suffixes if x}:
         raise US3LError(f"{flag} must be a folder (the command writes {writes} in it), got the file name {path}: give "
                         f"{flag} {path.parent}")
     return path

@@ -371,6 +371,10 @@ def export_cmd(
     from us3l.deploy.export import VerificationFailed, check_export_targets, export_width
 
     set_quiet(quiet)
+    from us3l.io import output_folder
+
+    output_folder(out, writes="DEVICE/MODEL-wW-BACKEND-PRECISION/ with the model file and manifest.json",
+                  suffixes=(".onnx", ".xml", ".bin", ".engine", ".plan", ".json"))
     backend = _one_backend(backends)
     if device is not None:  # -d CPU is cpu, as in profile and select: its folder, manifest and selection entry
         from us3l.devices.registry import device_name

@@ -208,10 +208,12 @@ def profile_cmd(
     if batch_size is not None:  # as in export and calibrate: bad input, exit 1 (not 2)
         check_batch_size(batch_size)
     from us3l.devices.registry import get_device
+    from us3l.io import output_folder
     from us3l.profiler.profile_file import profile_paths, profile_stem, write_profile
     from us3l.profiler.sweep import check_local_requirements, check_timed_device, run_sweep, swept_precision
     from us3l.slim import check_width
 
+    output_folder(out, writes="MODEL-DEVICE-BACKEND-PRECISION.json and .csv", suffixes=(".json", ".csv"))
     spec = get_device(device, device_file)
     if host:
         try:
