@@ -118,8 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, proc in procs.items():
         _, err = proc.communicate()
         if proc.returncode != 0:
-            tail = (err.strip().splitlines() or ["(no output)"])[-1].removeprefix("error:").strip()
-            print(f"error: the {name} run failed: {tail}", file=sys.stderr)
+            print(f"error: the {name} run failed: {script_cli.last_words(err, '(no output)')}", file=sys.stderr)
             return 1
     curves = {name: epochs_of(out / name) for name in VARIANTS}
     identical, n_tensors = same_tensors(*(out / name / "checkpoint.safetensors" for name in VARIANTS))

@@ -59,8 +59,7 @@ def sweep(model: str, backend: str, args: argparse.Namespace, out: str) -> dict:
 def failure(stderr: str, code: int) -> str:
     """What a failed sweep's row says: the child's last stderr line without its own ``error:`` (the row adds one),
     or its exit status."""
-    lines = stderr.strip().splitlines()
-    return lines[-1].removeprefix("error:").strip() if lines else f"exit status {code}"
+    return script_cli.last_words(stderr, f"exit status {code}")
 
 
 def main() -> None:

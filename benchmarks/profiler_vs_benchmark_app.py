@@ -44,8 +44,8 @@ def run_tool(cmd: list[str], what: str) -> str:
     the command)."""
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
-        last = next((x for x in reversed((res.stderr + res.stdout).splitlines()) if x.strip()), "no output")
-        raise US3LError(f"{what} failed (exit {res.returncode}): {last.removeprefix('error:').strip()}")
+        raise US3LError(f"{what} failed (exit {res.returncode}): "
+                        f"{script_cli.last_words(res.stderr + res.stdout, 'no output')}")
     return res.stdout
 
 

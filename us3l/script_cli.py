@@ -196,11 +196,12 @@ def check_model_widths(model: Any, widths: Sequence[float], flag: str = "--width
             raise US3LError(f"{flag}: {exc}") from None
 
 
-def last_words(stderr: str) -> str:
+def last_words(stderr: str, silent: str = "no output on stderr") -> str:
     """What a failed child process said last, for the parent's one-line error: its last non-blank stderr line (the
-    ``us3l`` CLI's one error line, or the end of a traceback) without the leading ``error:``."""
-    last = next((x for x in reversed(stderr.splitlines()) if x.strip()), "no output on stderr")
-    return last.removeprefix("error:").strip()
+    ``us3l`` CLI's one error line, or the end of a traceback) without the leading ``error:``; ``silent`` when it
+    said nothing."""
+    last = next((x for x in reversed(stderr.splitlines()) if x.strip()), None)
+    return silent if last is None else last.removeprefix("error:").strip()
 
 
 def run(main: Callable[[], int | None]) -> NoReturn:
